@@ -1,0 +1,1 @@
+"""Clients: embedded (in-process engine) and remote (Arrow Flight), one API."""

@@ -1,0 +1,74 @@
+"""The embedded client: the public API of DESIGN §3 over an in-process engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.engine import Engine
+from odradek.records import Records
+from odradek.types import AppendResult, TopicInfo
+
+
+class EmbeddedClient:
+    """``odradek.open(path)``: the whole API, no server. Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
+        self.engine = Engine(path, **options)
+
+    # -- topics -----------------------------------------------------------------------
+
+    def create_topic(self, name: str, *, retention: object = "7d", retention_bytes: object = None,
+                     segment_bytes: object = None, segment_age: object = "7d",
+                     exist_ok: bool = False, schema: object = None) -> TopicInfo:
+        return self.engine.create_topic(
+            name, retention=retention, retention_bytes=retention_bytes, segment_bytes=segment_bytes,
+            segment_age=segment_age, exist_ok=exist_ok, schema=schema,
+        )
+
+    def delete_topic(self, name: str) -> None:
+        self.engine.delete_topic(name)
+
+    def list_topics(self, pattern: str | None = None) -> list[str]:
+        return self.engine.list_topics(pattern)
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        return self.engine.describe_topic(name)
+
+    # -- data -------------------------------------------------------------------------
+
+    def append(self, topic: str, records: Records, *, expect: Mapping[Any, int] | None = None,
+               expect_offset: int | None = None, producer: object = None) -> AppendResult:
+        return self.engine.append(topic, records, expect=expect, expect_offset=expect_offset,
+                                  producer=producer)
+
+    def read(self, pattern: str, *, start: Any = "earliest", wait: float = 1.0, follow: bool = False,
+             max_records: int | None = None, max_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
+        return self.engine.read(pattern, start=start, wait=wait, follow=follow,
+                                max_records=max_records, max_bytes=max_bytes)
+
+    def fetch(self, topic: str, offset: int, *, max_records: int = limits.read_records_max_default,
+              max_bytes: int = limits.read_bytes_max_default) -> list[pa.RecordBatch]:
+        return self.engine.fetch(topic, offset, max_records=max_records, max_bytes=max_bytes)
+
+    def read_key(self, topic: str, key: object, from_version: int = 1,
+                 to_version: int | None = None) -> pa.Table:
+        return self.engine.read_key(topic, key, from_version, to_version)
+
+    def key_version(self, topic: str, key: object) -> int:
+        return self.engine.key_version(topic, key)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> EmbeddedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

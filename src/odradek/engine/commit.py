@@ -1,0 +1,88 @@
+"""Group commit: one fsync acknowledges every append written before it started.
+
+Rules
+-----
+* A writer appends under the topic's writer lock, notes its *ticket* (the log's next
+  offset after its frame) with :meth:`GroupCommit.written`, releases the lock, and calls
+  :meth:`GroupCommit.wait` with that ticket.
+* The first waiter that finds no fsync in flight becomes the leader: it takes the
+  highest ticket written so far and a duplicate of the active segment's descriptor,
+  fsyncs without holding any lock, then publishes that ticket as durable and wakes all
+  waiters. Waiters whose ticket is now durable return; the rest elect a new leader.
+* Segments are fsync'd when they are sealed, so syncing the active segment covers
+  every ticket taken before the leader looked.
+* If an fsync fails, what is on disk is unknown (the kernel may have dropped the dirty
+  pages): the commit is poisoned, every waiter gets StorageError, and the topic must be
+  reopened (recovered from disk) before it accepts writes again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from odradek.errors import StorageError
+
+
+class GroupCommit:
+    def __init__(self, durable: int, take_handle: Callable[[], tuple[int, int]], fsync: bool) -> None:
+        """``take_handle`` returns (highest ticket written, dup'd fd) under the writer lock."""
+        self._condition = threading.Condition()
+        self._take_handle = take_handle
+        self._fsync = fsync
+        self._syncing = False
+        self.durable = durable
+        self.error: StorageError | None = None
+        self.fsyncs = 0
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_durable(self, listener: Callable[[int], None]) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, ticket: int) -> None:
+        """Mark ``ticket`` durable without syncing (used when fsync is off or at open)."""
+        with self._condition:
+            if ticket > self.durable:
+                self.durable = ticket
+            self._condition.notify_all()
+        for listener in self._listeners:
+            listener(ticket)
+
+    def wait(self, ticket: int) -> None:
+        with self._condition:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if self.durable >= ticket:
+                    return
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                self._condition.wait()
+        goal = ticket
+        try:
+            goal, fd = self._take_handle()
+            try:
+                if self._fsync:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with self._condition:
+                self.error = StorageError(
+                    f"fsync failed ({exc}); the topic is being recovered from disk, retry the append"
+                )
+                self._syncing = False
+                self._condition.notify_all()
+            raise self.error from exc
+        with self._condition:
+            self.fsyncs += 1
+            self._syncing = False
+            if goal > self.durable:
+                self.durable = goal
+            self._condition.notify_all()
+        for listener in self._listeners:
+            listener(goal)
+        if goal < ticket:  # cannot happen: our own ticket was written before we looked
+            self.wait(ticket)

@@ -1,0 +1,320 @@
+"""The key index: for each key of a topic, the offsets of its records, by version.
+
+Theory of operation
+-------------------
+The index is a small log-structured merge tree made of Arrow tables, so that adding
+the entries of a 10,000-record append is a handful of Arrow calls, never a loop over
+records (see docs/decisions/0002-key-index-as-arrow-runs.md for why not RocksDB).
+
+* Each append adds one entry per keyed record — ``(key, version, offset)`` — to the
+  *memtable*, a list of Arrow tables compacted now and then into one.
+* When the memtable holds ``key_index_memtable_entries_max`` entries it is frozen and
+  a background thread sorts it by (key, version) and writes it as a *run*: an Arrow IPC
+  file named after the offsets it covers, ``run-<start>-<end>.arrow``, fsync'd, then
+  renamed into place. Runs are memory-mapped for lookups.
+* Runs of similar size are merged ``key_index_merge_fan_in`` at a time. A merge drops
+  entries below the retention floor but keeps each key's latest entry, so key heads
+  (the current version of every key) can always be recomputed from the index alone.
+* A lookup binary-searches every run (runs are sorted by key) and filters the memtable
+  with one vectorized comparison: its cost is the key's own entries plus a few
+  logarithmic searches, never a scan of the topic.
+
+The index is derived data. Runs cover a contiguous range of offsets ``[start, end)``;
+on open, runs that reach past the log's end (written before a crash that then lost the
+log's unsynced tail) or that leave a gap are deleted, and the caller re-adds the log's
+records from :attr:`KeyIndex.covered_until` on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from odradek import limits
+
+log = logging.getLogger(__name__)
+
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.binary(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+    ]
+)
+_RUN_NAME = re.compile(r"^run-(\d{20})-(\d{20})\.arrow$")
+_MEMTABLE_CHUNKS_MAX = 64  # compact the memtable's chunks beyond this many
+
+
+class Run:
+    """One sorted, immutable, memory-mapped run of index entries."""
+
+    def __init__(self, path: str, start: int, end: int) -> None:
+        self.path = path
+        self.start = start
+        self.end = end
+        with pa.memory_map(path) as source:
+            table = pa.ipc.open_file(source).read_all()
+        table = table.combine_chunks()
+        if table.schema != INDEX_SCHEMA:
+            raise ValueError(f"run {path} has schema {table.schema}")
+        self.table = table
+        self.rows = table.num_rows
+        self._keys = table.column("key").chunk(0) if table.num_rows else pa.array([], pa.binary())
+        self._versions = (
+            table.column("version").chunk(0).to_numpy() if table.num_rows else np.empty(0, np.int64)
+        )
+        self._offsets = (
+            table.column("offset").chunk(0).to_numpy() if table.num_rows else np.empty(0, np.int64)
+        )
+
+    def _bisect(self, key: bytes, right: bool) -> int:
+        keys = self._keys
+        low, high = 0, len(keys)
+        while low < high:
+            middle = (low + high) // 2
+            probe = keys[middle].as_py()
+            if probe < key or (right and probe == key):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def lookup(self, key: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """(versions, offsets) of ``key`` in this run, ascending by version."""
+        start = self._bisect(key, right=False)
+        if start >= self.rows or self._keys[start].as_py() != key:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        end = self._bisect(key, right=True)
+        return self._versions[start:end], self._offsets[start:end]
+
+
+class KeyIndex:
+    def __init__(self, directory: str, log_next_offset: int) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.Lock()  # guards the lists below; never held during I/O
+        self._flush_lock = threading.Lock()  # one flush or merge at a time
+        self._memtable: list[pa.Table] = []
+        self._memtable_rows = 0
+        self._frozen: list[tuple[pa.Table, int, int]] = []  # (entries, start, end)
+        self._runs: list[Run] = self._load_runs(log_next_offset)
+        self.covered_until = self._runs[-1].end if self._runs else 0
+        self._memtable_start = self.covered_until
+        self.retention_floor = 0
+        self.flush_error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- opening ----------------------------------------------------------------------
+
+    def _load_runs(self, log_next_offset: int) -> list[Run]:
+        found = []
+        for name in os.listdir(self.directory):
+            match = _RUN_NAME.match(name)
+            path = os.path.join(self.directory, name)
+            if match:
+                found.append((int(match.group(1)), int(match.group(2)), path))
+            elif name.endswith(".tmp"):
+                os.remove(path)
+        found.sort()
+        runs: list[Run] = []
+        for start, end, path in found:
+            usable = end <= log_next_offset and (not runs or runs[-1].end == start)
+            if usable:
+                try:
+                    runs.append(Run(path, start, end))
+                    continue
+                except (OSError, ValueError, pa.ArrowException) as exc:
+                    log.warning("key index run %s is unreadable (%s); rebuilding from the log", path, exc)
+            else:
+                log.warning("key index run %s does not match the log; rebuilding from the log", path)
+            os.remove(path)
+        return runs
+
+    # -- adding -----------------------------------------------------------------------
+
+    def add(self, entries: pa.Table, end_offset: int) -> None:
+        """Add the entries of one append (keyed records only); ``end_offset`` is the log's
+        next offset after it."""
+        frozen = None
+        with self._lock:
+            if entries.num_rows:
+                self._memtable.append(entries)
+                self._memtable_rows += entries.num_rows
+                if len(self._memtable) > _MEMTABLE_CHUNKS_MAX:
+                    self._memtable = [pa.concat_tables(self._memtable).combine_chunks()]
+            if self._memtable_rows >= limits.key_index_memtable_entries_max:
+                frozen = self._freeze(end_offset)
+        if frozen is not None:
+            thread = threading.Thread(target=self._flush_frozen, name="odradek-key-index", daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _freeze(self, end_offset: int) -> tuple[pa.Table, int, int]:
+        table = pa.concat_tables(self._memtable) if self._memtable else INDEX_SCHEMA.empty_table()
+        frozen = (table, self._memtable_start, end_offset)
+        self._frozen.append(frozen)
+        self._memtable = []
+        self._memtable_rows = 0
+        self._memtable_start = end_offset
+        return frozen
+
+    def _flush_frozen(self) -> None:
+        with self._flush_lock:
+            try:
+                with self._lock:
+                    if not self._frozen:
+                        return
+                    table, start, end = self._frozen[0]
+                run = self._write_run(table, start, end)
+                with self._lock:
+                    self._runs.append(run)
+                    self._frozen.pop(0)
+                    self.covered_until = end
+                self._merge_if_needed()
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the writer
+                log.exception("key index flush failed")
+                self.flush_error = exc
+
+    def _write_run(self, table: pa.Table, start: int, end: int, keep_floor: int = 0) -> Run:
+        table = table.sort_by([("key", "ascending"), ("version", "ascending")])
+        if keep_floor > 0 and table.num_rows:
+            keys = table.column("key").combine_chunks()
+            last_of_key = np.ones(table.num_rows, dtype=bool)
+            if table.num_rows > 1:
+                last_of_key[:-1] = pc.not_equal(keys[:-1], keys[1:]).to_numpy(zero_copy_only=False)
+            offsets = table.column("offset").to_numpy()
+            table = table.filter(pa.array(last_of_key | (offsets >= keep_floor)))
+        table = table.combine_chunks()
+        path = os.path.join(self.directory, f"run-{start:020d}-{end:020d}.arrow")
+        tmp = path + ".tmp"
+        with pa.OSFile(tmp, "wb") as sink:
+            with pa.ipc.new_file(sink, INDEX_SCHEMA) as writer:
+                writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return Run(path, start, end)
+
+    def _merge_if_needed(self) -> None:
+        """Size-tiered merging: the newest ``fan_in`` runs merge when of one size tier."""
+        fan_in = limits.key_index_merge_fan_in
+        while True:
+            with self._lock:
+                runs = list(self._runs)
+            if len(runs) < fan_in:
+                return
+            tail = runs[-fan_in:]
+            tiers = {_tier(r.rows) for r in tail}
+            if len(tiers) != 1:
+                return
+            merged = self._write_run(
+                pa.concat_tables([r.table for r in tail]), tail[0].start, tail[-1].end, self.retention_floor
+            )
+            with self._lock:
+                self._runs = self._runs[: len(self._runs) - fan_in] + [merged]
+            for run in tail:
+                if run.path != merged.path:
+                    os.remove(run.path)
+
+    def flush(self, end_offset: int) -> None:
+        """Write everything in memory as runs now (at a clean close); ``end_offset`` is
+        the log's next offset, so the next open has nothing to re-read."""
+        with self._lock:
+            if self._memtable_rows or end_offset > self._memtable_start:
+                self._freeze(end_offset)
+        while True:
+            with self._lock:
+                if not self._frozen:
+                    break
+            self._flush_frozen()
+            if self.flush_error is not None:
+                raise self.flush_error
+
+    def wait_idle(self) -> None:
+        for thread in list(self._threads):
+            thread.join()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def lookup(self, key: bytes, from_version: int = 1, to_version: int | None = None) -> np.ndarray:
+        """Offsets of the key's records with from_version <= version <= to_version."""
+        with self._lock:
+            runs = list(self._runs)
+            memory = [t for t, _, _ in self._frozen] + list(self._memtable)
+        versions: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
+        for run in runs:
+            run_versions, run_offsets = run.lookup(key)
+            if len(run_versions):
+                versions.append(run_versions)
+                offsets.append(run_offsets)
+        if memory:
+            table = pa.concat_tables(memory)
+            matched = table.filter(pc.equal(table.column("key"), pa.scalar(key, pa.binary())))
+            if matched.num_rows:
+                versions.append(matched.column("version").to_numpy())
+                offsets.append(matched.column("offset").to_numpy())
+        if not versions:
+            return np.empty(0, np.int64)
+        all_versions = np.concatenate(versions)
+        all_offsets = np.concatenate(offsets)
+        mask = all_versions >= from_version
+        if to_version is not None:
+            mask &= all_versions <= to_version
+        mask &= all_offsets >= self.retention_floor
+        return np.sort(all_offsets[mask])
+
+    def heads(self) -> dict[bytes, int]:
+        """The current version of every key (computed once, when a topic is opened)."""
+        with self._lock:
+            tables = [r.table for r in self._runs] + [t for t, _, _ in self._frozen] + self._memtable
+        if not tables:
+            return {}
+        table = pa.concat_tables(tables)
+        if table.num_rows == 0:
+            return {}
+        grouped = table.group_by("key").aggregate([("version", "max")])
+        return dict(zip(grouped.column("key").to_pylist(), grouped.column("version_max").to_pylist()))
+
+    @property
+    def run_count(self) -> int:
+        return len(self._runs)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "runs": len(self._runs),
+                "run_entries": sum(r.rows for r in self._runs),
+                "memtable_entries": self._memtable_rows + sum(t.num_rows for t, _, _ in self._frozen),
+            }
+
+
+def _tier(rows: int) -> int:
+    base = max(limits.key_index_memtable_entries_max, 1)
+    tier = 0
+    size = base
+    while rows > size:
+        size *= limits.key_index_merge_fan_in
+        tier += 1
+    return tier
+
+
+def entries_for(keys: pa.Array, versions: np.ndarray, offsets: np.ndarray, keyed: np.ndarray | None) -> pa.Table:
+    """Index entries of an append's keyed records (``keyed`` is the non-null mask)."""
+    if keyed is not None:
+        mask = pa.array(keyed)
+        keys = keys.filter(mask)
+        versions = versions[keyed]
+        offsets = offsets[keyed]
+    return pa.Table.from_arrays(
+        [keys, pa.array(versions, pa.int64()), pa.array(offsets, pa.int64())], schema=INDEX_SCHEMA
+    )

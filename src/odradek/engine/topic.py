@@ -1,0 +1,378 @@
+"""One topic: its log, key heads, key index and producer state, and the writer that
+sequences appends.
+
+Threading model (see docs/threading.md)
+---------------------------------------
+* ``_write_lock`` serializes every mutation: expectation checks, version assignment,
+  the write of the frame, and the in-memory state that follows it. The lock is held
+  only for CPU work and one ``pwritev``; the fsync happens outside it (group commit),
+  so concurrent appends share fsyncs.
+* Readers take no lock. They read frames below ``commit.durable``, which only grows;
+  frames there never change. Reads therefore never block appends, nor the other way.
+* Lock order: topic ``_write_lock`` → key index lock → group-commit condition. Nothing
+  acquires them in another order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from odradek.config import TopicConfig
+from odradek.engine import segment as seg
+from odradek.engine.commit import GroupCommit
+from odradek.engine.keyindex import KeyIndex, entries_for
+from odradek.engine.log import TopicLog
+from odradek.engine.producers import ProducerState, validate_producer
+from odradek.engine.versions import assign_versions
+from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, StorageError
+from odradek.records import STORED_SCHEMA, now_micros
+from odradek.types import AppendResult
+
+log = logging.getLogger(__name__)
+
+
+def normalize_key(key: object) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise InvalidRequest(f"a key must be bytes or str, got {type(key).__name__}")
+
+
+class Topic:
+    def __init__(
+        self,
+        name: str,
+        directory: str,
+        config: TopicConfig,
+        created_at: float,
+        *,
+        fsync: bool = True,
+    ) -> None:
+        self.name = name
+        self.directory = directory
+        self.config = config
+        self.created_at = created_at
+        self.fsync = fsync
+        self.closed = False
+        self._write_lock = threading.Lock()
+        self.log = TopicLog(directory, config)
+        self.log.before_new_segment = self._save_producers
+        self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset)
+        self.producers = self._load_producers()
+        self._rebuild_key_index()
+        self.heads: dict[bytes, int] = self.keys.heads()
+        self.keys.retention_floor = self.log.first_offset
+        self._written = self.log.next_offset
+        self.commit = GroupCommit(self._written, self._take_sync_handle, fsync)
+        self.log.recovered_frames = []
+        self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
+
+    # -- opening ----------------------------------------------------------------------
+
+    def _producer_dir(self) -> str:
+        return os.path.join(self.directory, "producers")
+
+    def _load_producers(self) -> ProducerState:
+        active_base = self.log.active.base_offset
+        state, snapshot_offset = ProducerState.load(self._producer_dir(), active_base)
+        for segment in self.log.segments:
+            if segment.next_offset <= snapshot_offset:
+                continue
+            frames = segment.frames
+            if frames and any(f.meta is None for f in frames) and segment is not self.log.active:
+                # Read from a sidecar index, which has no metadata: read the headers.
+                frames, _ = seg.scan_frames(segment.file.view(segment.file.size), None, verify=False)
+            for frame in frames:
+                if frame.base_offset >= snapshot_offset:
+                    state.apply_meta(frame.meta, frame.base_offset, frame.count)
+        return state
+
+    def _save_producers(self, offset: int) -> None:
+        self.producers.save(self._producer_dir(), offset)
+        ProducerState.prune(self._producer_dir())
+
+    def _rebuild_key_index(self) -> None:
+        """Re-add to the key index what the log holds past the index's runs."""
+        start = max(self.keys.covered_until, self.log.first_offset)
+        end = self.log.next_offset
+        if start >= end:
+            return
+        log.info("topic %s: indexing keys of offsets %d..%d from the log", self.name, start, end)
+        for segment, frame in self.log.frames_from(start, end):
+            batch = self.log.read_frame(segment, frame)
+            if frame.base_offset < start:
+                batch = batch.slice(start - frame.base_offset)
+            keys = batch.column("key")
+            if keys.null_count == len(keys):
+                continue
+            keyed = keys.is_valid().to_numpy(zero_copy_only=False) if keys.null_count else None
+            entries = entries_for(
+                keys,
+                batch.column("version").fill_null(0).to_numpy(),
+                batch.column("offset").to_numpy(),
+                keyed,
+            )
+            self.keys.add(entries, frame.next_offset)
+
+    def _take_sync_handle(self) -> tuple[int, int]:
+        with self._write_lock:
+            return self._written, self.log.sync_handle()
+
+    # -- appending --------------------------------------------------------------------
+
+    def append(
+        self,
+        batch: pa.RecordBatch,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> AppendResult:
+        """Append an INPUT_SCHEMA batch atomically; return once it is durable."""
+        expectations = _normalize_expectations(expect)
+        if expect_offset is not None and (isinstance(expect_offset, bool) or not isinstance(expect_offset, int)):
+            raise InvalidRequest(f"expect_offset must be an int, got {expect_offset!r}")
+        producer_key = validate_producer(producer) if producer is not None else None
+        count = batch.num_rows
+        now = now_micros()
+        timestamps = batch.column("timestamp")
+        if timestamps.null_count:
+            timestamps = pc.fill_null(timestamps, pa.scalar(now, STORED_SCHEMA.field("timestamp").type))
+        max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
+        keys = batch.column("key")
+        with self._write_lock:
+            self._check_usable()
+            if self.keys.flush_error is not None:
+                raise StorageError(f"the key index of {self.name} could not be written: {self.keys.flush_error}")
+            if producer_key is not None:
+                original = self.producers.check(*producer_key)
+                if original is not None:
+                    ticket = original[1] + original[2]
+                    duplicate = original
+                else:
+                    duplicate = None
+            else:
+                duplicate = None
+            if duplicate is None:
+                base = self.log.next_offset
+                if expect_offset is not None and expect_offset != base:
+                    raise ConflictError(
+                        f"expected the next offset of {self.name} to be {expect_offset}, it is {base}",
+                        None, expect_offset, base,
+                    )
+                for key, expected in expectations.items():
+                    actual = self.heads.get(key, 0)
+                    if actual != expected:
+                        raise ConflictError(
+                            f"expected key {_show(key)} of {self.name} at version {expected}, "
+                            f"it is at version {actual}",
+                            key, expected, actual,
+                        )
+                assignment = assign_versions(keys, self.heads)
+                offsets = np.arange(base, base + count, dtype=np.int64)
+                versions = pa.array(
+                    assignment.versions, pa.int64(),
+                    mask=None if assignment.keyed is None else ~assignment.keyed,
+                )
+                stored = pa.RecordBatch.from_arrays(
+                    [pa.array(offsets), timestamps, keys, batch.column("value"),
+                     batch.column("headers"), versions],
+                    schema=STORED_SCHEMA,
+                )
+                meta = {"p": producer_key[0], "s": producer_key[1]} if producer_key else None
+                self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
+                # The frame is written: from here on nothing may fail before the state
+                # below reflects it.
+                self.heads.update(zip(assignment.distinct_keys, assignment.new_heads))
+                if producer_key is not None:
+                    self.producers.record(producer_key[0], producer_key[1], base, count)
+                self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
+                ticket = base + count
+                self._written = ticket
+        if duplicate is not None:
+            self.commit.wait(ticket)
+            return self._replay_result(duplicate[1], duplicate[2])
+        self.commit.wait(ticket)
+        return AppendResult(base, count, dict(zip(assignment.distinct_keys, assignment.new_heads)))
+
+    def _replay_result(self, base: int, count: int) -> AppendResult:
+        """The result of an earlier append, recomputed from the log."""
+        versions: dict[bytes, int] = {}
+        if base >= self.log.first_offset:
+            for batch in self.fetch(base, count, 1 << 62):
+                keyed = batch.filter(batch.column("key").is_valid())
+                if keyed.num_rows:
+                    grouped = pa.Table.from_batches([keyed]).group_by("key").aggregate([("version", "max")])
+                    versions.update(zip(grouped.column("key").to_pylist(), grouped.column("version_max").to_pylist()))
+        return AppendResult(base, count, versions, duplicate=True)
+
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise StorageError(f"topic {self.name} is closed")
+        if self.commit.error is not None:
+            raise self.commit.error
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def durable_offset(self) -> int:
+        return self.commit.durable
+
+    @property
+    def first_offset(self) -> int:
+        return self.log.first_offset
+
+    def check_start(self, offset: int) -> None:
+        first, end = self.log.first_offset, self.commit.durable
+        if offset < first or offset > end:
+            raise OffsetOutOfRange(
+                f"offset {offset} of {self.name} is out of range: the topic holds offsets "
+                f"{first} to {end - 1}; start at 'earliest' to read from the first available",
+                offset, first, end,
+            )
+
+    def fetch(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
+        """Durable records from ``offset`` on: at most ``max_records`` and about
+        ``max_bytes`` (always at least one frame's records if any are there)."""
+        self.check_start(offset)
+        end = self.commit.durable
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        size = 0
+        try:
+            for segment, frame in self.log.frames_from(offset, end):
+                batch = self.log.read_frame(segment, frame)
+                if frame.base_offset < offset:
+                    batch = batch.slice(offset - frame.base_offset)
+                if rows + batch.num_rows > max_records:
+                    batch = batch.slice(0, max_records - rows)
+                batches.append(batch)
+                rows += batch.num_rows
+                size += frame.size
+                if rows >= max_records or size >= max_bytes:
+                    break
+        except (FileNotFoundError, StorageError):
+            if offset < self.log.first_offset:  # retention removed it while we read
+                self.check_start(offset)
+            raise
+        return batches
+
+    def offset_for_time(self, micros: int) -> int:
+        end = self.commit.durable
+        offset = self.log.offset_for_time(micros, end)
+        if offset >= end:
+            return end
+        located = self.log.locate(offset)
+        if located is None:
+            return offset
+        segment = self.log.segments[located[0]]
+        frame = segment.frames[located[1]]
+        timestamps = self.log.read_frame(segment, frame).column("timestamp").view(pa.int64()).to_numpy()
+        later = np.flatnonzero(timestamps >= micros)
+        return frame.base_offset + int(later[0]) if len(later) else frame.next_offset
+
+    def read_key(self, key: bytes, from_version: int = 1, to_version: int | None = None) -> pa.Table:
+        """The key's records in version order; touches only frames holding them."""
+        offsets = self.keys.lookup(key, from_version, to_version)
+        end = self.commit.durable
+        first = self.log.first_offset
+        offsets = offsets[(offsets < end) & (offsets >= first)]
+        pieces: list[pa.RecordBatch] = []
+        index = 0
+        total = len(offsets)
+        while index < total:
+            located = self.log.locate(int(offsets[index]))
+            if located is None:
+                raise StorageError(f"key index of {self.name} points at missing offset {offsets[index]}")
+            segment = self.log.segments[located[0]]
+            frame = segment.frames[located[1]]
+            stop = int(np.searchsorted(offsets, frame.next_offset, side="left"))
+            batch = self.log.read_frame(segment, frame, verify=False)
+            self.frames_touched += 1
+            pieces.append(batch.take(pa.array(offsets[index:stop] - frame.base_offset)))
+            index = stop
+        if not pieces:
+            return STORED_SCHEMA.empty_table()
+        table = pa.Table.from_batches(pieces, schema=STORED_SCHEMA)
+        if not pc.all(pc.equal(table.column("key"), pa.scalar(key, pa.binary()))).as_py():
+            raise StorageError(f"key index of {self.name} is inconsistent with the log for key {_show(key)}")
+        return table
+
+    def key_version(self, key: bytes) -> int:
+        return self.heads.get(key, 0)
+
+    # -- upkeep -----------------------------------------------------------------------
+
+    def enforce_retention(self, now: float | None = None) -> int:
+        with self._write_lock:
+            if self.closed:
+                return 0
+            count = self.log.expired_segments(time.time() if now is None else now)
+            if count:
+                self.log.drop_oldest(count)
+                self.keys.retention_floor = self.log.first_offset
+                log.info("topic %s: retention removed %d segment(s); first offset is now %d",
+                         self.name, count, self.log.first_offset)
+            return count
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "first_offset": self.log.first_offset,
+            "next_offset": self.commit.durable,
+            "bytes": self.log.size_bytes,
+            "keys": len(self.heads),
+            "segments": len(self.log.segments),
+            "fsyncs": self.commit.fsyncs,
+            "producers": len(self.producers),
+            **{f"key_index_{k}": v for k, v in self.keys.stats().items()},
+        }
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.commit.error is None:
+                try:
+                    self.keys.wait_idle()
+                    self.keys.flush(self.log.next_offset)
+                    self.log.active.file.sync()
+                except (OSError, StorageError) as exc:
+                    log.warning("topic %s: could not flush on close: %s", self.name, exc)
+            self.log.close()
+
+
+def _normalize_expectations(expect: Mapping[Any, int] | None) -> dict[bytes, int]:
+    if expect is None:
+        return {}
+    if not isinstance(expect, Mapping):
+        raise InvalidRequest("expect must be a dict of key to expected version")
+    result: dict[bytes, int] = {}
+    for key, version in expect.items():
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidRequest(
+                f"expected version of key {key!r} must be an int >= 0 (0 = no records yet), got {version!r}"
+            )
+        result[normalize_key(key)] = version
+    return result
+
+
+def _show(key: bytes) -> str:
+    try:
+        text = key.decode()
+        if text.isprintable():
+            return repr(text)
+    except UnicodeDecodeError:
+        pass
+    return "0x" + key.hex()

@@ -1,0 +1,199 @@
+"""The public error hierarchy of Odradek, in one place.
+
+Every refusal the engine, a server or a client makes is one of these classes, so a
+caller catches by meaning, never by message text. Each class says whether a retry of
+the same request can succeed (``retryable``) and carries a stable ``code`` that crosses
+the wire unchanged: a remote client re-raises the same class with the same attributes.
+
+    OdradekError
+    ├── InvalidRequest            the request itself is wrong (bad name, bad batch, bad option)
+    │   ├── SchemaViolation       a record does not conform to the topic's schema
+    │   ├── RequestTooLarge       over a configured size limit
+    │   └── SequenceError         an idempotent producer's sequence has a gap or went back
+    ├── TopicNotFound
+    ├── TopicExists
+    ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
+    ├── OffsetOutOfRange          a read started outside [first offset, next offset]
+    ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
+    ├── Unavailable               the server cannot be reached or is shutting down (retryable)
+    └── ClosedError               the client or engine was closed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OdradekError(Exception):
+    """Base class of every error Odradek raises on purpose."""
+
+    code = "error"
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Attributes beyond the message that must survive a trip across the wire."""
+        return {}
+
+
+class InvalidRequest(OdradekError):
+    """The request is malformed or asks for something that is not allowed."""
+
+    code = "invalid_request"
+
+
+class SchemaViolation(InvalidRequest):
+    """A record does not conform to the topic's schema; nothing of the append was written."""
+
+    code = "schema_violation"
+
+    def __init__(self, message: str, index: int | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.path = path
+
+    def details(self) -> dict[str, Any]:
+        return {"index": self.index, "path": self.path}
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request exceeds a configured limit (append bytes, record count, message size)."""
+
+    code = "request_too_large"
+
+
+class SequenceError(InvalidRequest):
+    """An idempotent producer's sequence skipped ahead or went back past what is remembered."""
+
+    code = "sequence_error"
+
+    def __init__(self, message: str, producer_id: str, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.producer_id = producer_id
+        self.expected = expected
+        self.actual = actual
+
+    def details(self) -> dict[str, Any]:
+        return {"producer_id": self.producer_id, "expected": self.expected, "actual": self.actual}
+
+
+class TopicNotFound(OdradekError):
+    code = "topic_not_found"
+
+    def __init__(self, message: str, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+    def details(self) -> dict[str, Any]:
+        return {"topic": self.topic}
+
+
+class TopicExists(OdradekError):
+    code = "topic_exists"
+
+    def __init__(self, message: str, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+    def details(self) -> dict[str, Any]:
+        return {"topic": self.topic}
+
+
+class ConflictError(OdradekError):
+    """An expectation failed; nothing of the append was written.
+
+    For a key expectation ``key`` is the key and ``expected``/``actual`` are versions.
+    For ``expect_offset`` ``key`` is None and ``expected``/``actual`` are next offsets.
+    """
+
+    code = "conflict"
+
+    def __init__(self, message: str, key: bytes | None, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+    def details(self) -> dict[str, Any]:
+        key = self.key.hex() if self.key is not None else None
+        return {"key_hex": key, "expected": self.expected, "actual": self.actual}
+
+
+class OffsetOutOfRange(OdradekError):
+    code = "offset_out_of_range"
+
+    def __init__(self, message: str, requested: int, first: int, next_offset: int) -> None:
+        super().__init__(message)
+        self.requested = requested
+        self.first = first
+        self.next_offset = next_offset
+
+    def details(self) -> dict[str, Any]:
+        return {"requested": self.requested, "first": self.first, "next_offset": self.next_offset}
+
+
+class StorageError(OdradekError):
+    """The storage refused a write or a read (disk full, I/O error, corruption)."""
+
+    code = "storage_error"
+    retryable = True
+
+
+class Unavailable(OdradekError):
+    code = "unavailable"
+    retryable = True
+
+
+class ClosedError(OdradekError):
+    code = "closed"
+
+
+_BY_CODE: dict[str, type[OdradekError]] = {
+    cls.code: cls
+    for cls in (
+        OdradekError,
+        InvalidRequest,
+        SchemaViolation,
+        RequestTooLarge,
+        SequenceError,
+        TopicNotFound,
+        TopicExists,
+        ConflictError,
+        OffsetOutOfRange,
+        StorageError,
+        Unavailable,
+        ClosedError,
+    )
+}
+
+
+def to_wire(error: OdradekError) -> dict[str, Any]:
+    """A JSON-able description of an error, for the doors to send."""
+    return {"code": error.code, "message": error.message, "details": error.details()}
+
+
+def from_wire(payload: dict[str, Any]) -> OdradekError:
+    """Rebuild the error a door sent with :func:`to_wire`, same class and attributes."""
+    cls = _BY_CODE.get(str(payload.get("code")), OdradekError)
+    message = str(payload.get("message", "unknown error"))
+    details = payload.get("details") or {}
+    if cls is ConflictError:
+        key_hex = details.get("key_hex")
+        key = bytes.fromhex(key_hex) if key_hex is not None else None
+        return ConflictError(message, key, int(details["expected"]), int(details["actual"]))
+    if cls is SchemaViolation:
+        return SchemaViolation(message, details.get("index"), details.get("path"))
+    if cls is SequenceError:
+        return SequenceError(
+            message, str(details["producer_id"]), int(details["expected"]), int(details["actual"])
+        )
+    if cls in (TopicNotFound, TopicExists):
+        return cls(message, details.get("topic"))  # type: ignore[call-arg]
+    if cls is OffsetOutOfRange:
+        return OffsetOutOfRange(
+            message, int(details["requested"]), int(details["first"]), int(details["next_offset"])
+        )
+    return cls(message)

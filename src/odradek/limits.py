@@ -1,0 +1,46 @@
+"""Every bound Odradek enforces, named with its unit last.
+
+A limit exists so that one bad request cannot exhaust memory or disk for everybody else;
+each comment says where the number comes from. Per-topic settings (retention, segment
+size) live in :mod:`odradek.config`; these are the engine-wide ceilings.
+"""
+
+from __future__ import annotations
+
+# DESIGN §3: topic names are at most 249 characters, as in Kafka (whose file names
+# append a partition suffix to stay under 255).
+topic_name_length_max = 249
+
+# One append is one atomic frame on disk and one group-commit unit. 64 MiB keeps a
+# frame well inside one segment and within gRPC's message budget with room for framing.
+append_bytes_max_default = 64 * 1024 * 1024
+append_records_max = 1_000_000
+
+# A single key is an index key; Kafka's practical limit is far larger, but keys beyond
+# a few KiB make the key index slow for everybody.
+key_bytes_max = 4096
+
+# Headers per record: names are UTF-8, values bytes.
+header_count_max = 128
+
+# Long-poll waits: a server must not hold a request open forever.
+wait_seconds_max = 300.0
+
+# A read returns at most this much per batch it yields, unless asked for less.
+read_records_max_default = 100_000
+read_bytes_max_default = 16 * 1024 * 1024
+
+# Idempotent producers: results remembered per producer, so a retry of any of the
+# last few in-flight appends is answered from memory (Kafka keeps 5 batches).
+producer_results_remembered = 5
+producer_id_length_max = 256
+
+# Segments: default size at which a segment rolls.
+segment_bytes_default = 256 * 1024 * 1024
+segment_bytes_min = 64 * 1024
+segment_bytes_max = 4 * 1024 * 1024 * 1024
+
+# The key index buffers this many entries in memory before writing a sorted run.
+key_index_memtable_entries_max = 1_000_000
+# When this many runs of similar size exist they are merged into one.
+key_index_merge_fan_in = 4

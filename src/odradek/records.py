@@ -1,0 +1,191 @@
+"""The record model (DESIGN §3) and the conversion of what callers append into it.
+
+Callers append a list of dicts, a ``pa.RecordBatch`` or a ``pa.Table``. Whatever they
+give becomes one ``pa.RecordBatch`` with :data:`INPUT_SCHEMA`; the engine then adds the
+assigned columns to get :data:`STORED_SCHEMA`. Conversion is done by Arrow (casts,
+``from_pylist``), never by a Python loop over the records of a batch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from odradek import limits
+from odradek.errors import InvalidRequest, RequestTooLarge
+
+HEADERS_TYPE = pa.map_(pa.utf8(), pa.binary())
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+INPUT_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", HEADERS_TYPE),
+        pa.field("timestamp", TIMESTAMP_TYPE),
+    ]
+)
+
+# What a topic stores and what reads return (reads across topics add `topic`).
+STORED_SCHEMA = pa.schema(
+    [
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("timestamp", TIMESTAMP_TYPE, nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", HEADERS_TYPE),
+        pa.field("version", pa.int64()),
+    ]
+)
+
+# Columns a caller may pass back in (e.g. re-appending what it read); they are dropped.
+_ASSIGNED_COLUMNS = frozenset({"offset", "version", "topic"})
+
+Records = Union[Sequence[Mapping[str, Any]], pa.RecordBatch, pa.Table]
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def to_input_batch(records: Records, append_bytes_max: int) -> pa.RecordBatch:
+    """Normalize what a caller appends into one RecordBatch with INPUT_SCHEMA.
+
+    Raises InvalidRequest (malformed, wrong types) or RequestTooLarge.
+    """
+    if isinstance(records, pa.Table):
+        batch = _combine(records)
+    elif isinstance(records, pa.RecordBatch):
+        batch = records
+    elif isinstance(records, (list, tuple)):
+        batch = _from_dicts(records)
+    else:
+        raise InvalidRequest(
+            "records must be a list of dicts, a pyarrow.RecordBatch or a pyarrow.Table, "
+            f"got {type(records).__name__}"
+        )
+    if batch.num_rows == 0:
+        raise InvalidRequest("an append needs at least one record")
+    if batch.num_rows > limits.append_records_max:
+        raise RequestTooLarge(
+            f"append of {batch.num_rows} records is over the limit of "
+            f"{limits.append_records_max}; split it into several appends"
+        )
+    batch = _conform(batch)
+    size = batch.nbytes
+    if size > append_bytes_max:
+        raise RequestTooLarge(
+            f"append of {size} bytes is over the limit of {append_bytes_max} bytes; "
+            "split it into several appends"
+        )
+    return batch
+
+
+def _combine(table: pa.Table) -> pa.RecordBatch:
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    batches = table.combine_chunks().to_batches()
+    if len(batches) != 1:  # combine_chunks leaves one chunk per column
+        raise InvalidRequest("could not combine the table's chunks into one batch")
+    return batches[0]
+
+
+def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+    if not rows:
+        raise InvalidRequest("an append needs at least one record")
+    for index in (0, len(rows) - 1):
+        if not isinstance(rows[index], Mapping):
+            raise InvalidRequest(
+                f"record {index} is a {type(rows[index]).__name__}; each record must be a dict "
+                "with 'value' and optionally 'key', 'headers', 'timestamp'"
+            )
+    try:
+        return pa.RecordBatch.from_pylist(list(rows), schema=INPUT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            "could not convert the records: each is a dict with 'value' (bytes or str), "
+            "optional 'key' (bytes, str or None), 'headers' (dict of str to bytes/str) and "
+            f"'timestamp' (datetime or microseconds since the epoch): {exc}"
+        ) from exc
+
+
+def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    names = batch.schema.names
+    unknown = [n for n in names if n not in INPUT_SCHEMA.names and n not in _ASSIGNED_COLUMNS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown column(s) {unknown}: a record has 'key', 'value', 'headers', 'timestamp'"
+        )
+    if len(set(names)) != len(names):
+        raise InvalidRequest(f"duplicate column names in {names}")
+    if "value" not in names:
+        raise InvalidRequest("a batch needs a 'value' column")
+    columns = []
+    for field in INPUT_SCHEMA:
+        if field.name in names:
+            columns.append(_cast(batch.column(field.name), field))
+        else:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+    result = pa.RecordBatch.from_arrays(columns, schema=INPUT_SCHEMA)
+    if result.column("key").null_count < result.num_rows:
+        longest = pc.max(pc.binary_length(result.column("key"))).as_py()
+        if longest is not None and longest > limits.key_bytes_max:
+            raise RequestTooLarge(
+                f"a key of {longest} bytes is over the limit of {limits.key_bytes_max} bytes"
+            )
+    return result
+
+
+def _cast(column: pa.Array, field: pa.Field) -> pa.Array:
+    source = column.type
+    if field.name == "timestamp" and pa.types.is_integer(source):
+        column = column.cast(pa.int64()).view(pa.timestamp("us", tz="UTC"))
+        return column
+    allowed = {
+        "key": (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_string,
+                pa.types.is_large_string, pa.types.is_fixed_size_binary, pa.types.is_null),
+        "value": (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_string,
+                  pa.types.is_large_string, pa.types.is_fixed_size_binary, pa.types.is_null),
+        "headers": (pa.types.is_map, pa.types.is_null),
+        "timestamp": (pa.types.is_timestamp, pa.types.is_null),
+    }[field.name]
+    if not any(check(source) for check in allowed):
+        raise InvalidRequest(
+            f"column {field.name!r} has type {source}; expected {field.type} "
+            "(binary or string for key/value, map<string, binary> for headers, "
+            "a timestamp or int64 microseconds for timestamp)"
+        )
+    if source == field.type:
+        return column
+    try:
+        if pa.types.is_timestamp(source) and source.tz is None:
+            # A naive timestamp is taken as UTC.
+            column = column.cast(pa.timestamp(source.unit)).cast(pa.timestamp("us"))
+            return column.view(field.type) if hasattr(column, "view") else column.cast(field.type)
+        return column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidRequest(f"column {field.name!r} cannot be read as {field.type}: {exc}") from exc
+
+
+def timestamp_micros(value: object) -> int:
+    """Microseconds since the epoch.
+
+    A datetime (naive means UTC), an int taken as microseconds (the stored unit), or a
+    float taken as seconds (as ``time.time()`` returns).
+    """
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return int(value.timestamp() * 1_000_000)
+    if isinstance(value, bool):
+        raise InvalidRequest("a timestamp must be a datetime or microseconds since the epoch")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value * 1_000_000)
+    raise InvalidRequest(f"a timestamp must be a datetime or microseconds, got {value!r}")
