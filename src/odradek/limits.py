@@ -44,3 +44,13 @@ segment_bytes_max = 4 * 1024 * 1024 * 1024
 key_index_memtable_entries_max = 1_000_000
 # When this many runs of similar size exist they are merged into one.
 key_index_merge_fan_in = 4
+
+# Arrow Flight door: one gRPC message (a record batch of a DoPut, a ticket, an action
+# body) is at most this large. An append is at most append_bytes_max_default, and its
+# Arrow IPC framing adds a few hundred bytes, so the door allows 1 MiB of headroom.
+flight_message_bytes_max = append_bytes_max_default + 1024 * 1024
+# Tickets, descriptors' commands and action bodies are small JSON documents.
+flight_command_bytes_max = 1024 * 1024
+# How long `odradek serve` waits for in-flight requests to finish on SIGTERM/SIGINT
+# before it closes the engine regardless (clients see the stream fail and retry).
+shutdown_drain_seconds_max = 10.0

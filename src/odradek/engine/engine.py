@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -310,12 +310,15 @@ class Engine:
         follow: bool = False,
         max_records: int | None = None,
         max_bytes: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Yield batches of ``pattern``'s topics from ``start`` on.
 
         Ends once caught up and ``wait`` seconds pass with nothing new; with ``follow``
         it never ends. A wildcard pattern adds a ``topic`` column and picks up matching
-        topics created while reading (from their earliest offset).
+        topics created while reading (from their earliest offset). ``stop``, checked at
+        least once a second while waiting, ends the read early when it returns True
+        (a server passes "the client went away").
         """
         self._check_open()
         wildcard = is_pattern(pattern)
@@ -330,7 +333,9 @@ class Engine:
         positions: dict[str, int] = {}
         for name in self.list_topics(pattern) if wildcard else [pattern]:
             positions[name] = self.resolve_start(name, start)
-        return self._read_loop(pattern, wildcard, matches, positions, wait, follow, per_batch, per_bytes)
+        return self._read_loop(
+            pattern, wildcard, matches, positions, wait, follow, per_batch, per_bytes, stop
+        )
 
     def _read_loop(
         self,
@@ -342,9 +347,10 @@ class Engine:
         follow: bool,
         per_batch: int,
         per_bytes: int,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         idle_since = time.monotonic()
-        while not self.closed:
+        while not self.closed and not (stop is not None and stop()):
             generation = self._generation
             if wildcard:
                 current = set(self.list_topics(pattern))
@@ -377,7 +383,7 @@ class Engine:
                 return
             with self._arrivals:
                 if self._generation == generation:
-                    self._arrivals.wait(timeout=1.0 if follow else remaining)
+                    self._arrivals.wait(timeout=1.0 if follow else min(remaining, 1.0))
 
     # -- upkeep -----------------------------------------------------------------------
 
