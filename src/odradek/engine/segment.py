@@ -53,6 +53,8 @@ INDEX_ENTRY = struct.Struct("<qqIqI")  # base offset, position, count, max times
 # Any one frame is bounded by the append size limit; this guards recovery against a
 # corrupt length field that would otherwise make it read gigabytes.
 FRAME_BYTES_MAX = 1024 * 1024 * 1024
+# Frames start and bodies start at multiples of this (Arrow's minimum buffer alignment).
+BODY_ALIGNMENT = 8
 
 
 def segment_name(base_offset: int) -> str:
@@ -80,7 +82,12 @@ def encode_frame(
 ) -> tuple[list[Any], int]:
     """The pieces of one frame (for ``os.writev``) and its total size."""
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode() if meta else b""
+    # Pad the metadata with spaces so that the body starts 8-byte aligned: Arrow reads
+    # the body zero-copy from the mapping and its buffers must be aligned.
+    meta_bytes += b" " * (-(HEADER_SIZE + len(meta_bytes)) % BODY_ALIGNMENT)
     body = batch.serialize()
+    if body.size % BODY_ALIGNMENT:
+        raise ValueError("Arrow IPC message size is not a multiple of 8")
     length = len(meta_bytes) + body.size
     head = HEADER.pack(MAGIC, 0, length, base_offset, batch.num_rows, max_timestamp, len(meta_bytes))
     crc = crc32c.crc32c(head[CRC_START:])
@@ -136,9 +143,10 @@ def scan_frames(
         if verify and frame_crc(view, position, length) != crc:
             break
         meta = None
-        if meta_len:
+        meta_raw = bytes(view[position + HEADER_SIZE : position + HEADER_SIZE + meta_len]).strip()
+        if meta_raw:
             try:
-                meta = json.loads(bytes(view[position + HEADER_SIZE : position + HEADER_SIZE + meta_len]))
+                meta = json.loads(meta_raw)
             except ValueError:
                 break
         frames.append(FrameInfo(base, position, count, max_ts, end - position, meta))

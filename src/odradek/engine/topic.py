@@ -32,7 +32,7 @@ from odradek.engine.commit import GroupCommit
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import TopicLog
 from odradek.engine.producers import ProducerState, validate_producer
-from odradek.engine.versions import assign_versions
+from odradek.engine.versions import KeyHeads, assign_versions
 from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, StorageError
 from odradek.records import STORED_SCHEMA, now_micros
 from odradek.types import AppendResult
@@ -72,7 +72,7 @@ class Topic:
         self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset)
         self.producers = self._load_producers()
         self._rebuild_key_index()
-        self.heads: dict[bytes, int] = self.keys.heads()
+        self.heads = KeyHeads(self.keys.heads())
         self.keys.retention_floor = self.log.first_offset
         self._written = self.log.next_offset
         self.commit = GroupCommit(self._written, self._take_sync_handle, fsync)
@@ -172,7 +172,7 @@ class Topic:
                         None, expect_offset, base,
                     )
                 for key, expected in expectations.items():
-                    actual = self.heads.get(key, 0)
+                    actual = self.heads.get(key)
                     if actual != expected:
                         raise ConflictError(
                             f"expected key {_show(key)} of {self.name} at version {expected}, "
@@ -194,7 +194,7 @@ class Topic:
                 self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
                 # The frame is written: from here on nothing may fail before the state
                 # below reflects it.
-                self.heads.update(zip(assignment.distinct_keys, assignment.new_heads))
+                assignment.apply(self.heads)
                 if producer_key is not None:
                     self.producers.record(producer_key[0], producer_key[1], base, count)
                 self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
@@ -204,7 +204,7 @@ class Topic:
             self.commit.wait(ticket)
             return self._replay_result(duplicate[1], duplicate[2])
         self.commit.wait(ticket)
-        return AppendResult(base, count, dict(zip(assignment.distinct_keys, assignment.new_heads)))
+        return AppendResult(base, count, assignment.versions_by_key())
 
     def _replay_result(self, base: int, count: int) -> AppendResult:
         """The result of an earlier append, recomputed from the log."""
@@ -310,7 +310,7 @@ class Topic:
         return table
 
     def key_version(self, key: bytes) -> int:
-        return self.heads.get(key, 0)
+        return self.heads.get(key)
 
     # -- upkeep -----------------------------------------------------------------------
 
