@@ -41,7 +41,9 @@ segment_bytes_min = 64 * 1024
 segment_bytes_max = 4 * 1024 * 1024 * 1024
 
 # The key index buffers this many entries in memory before writing a sorted run.
-key_index_memtable_entries_max = 1_000_000
+# Small enough that a lookup's linear filter of the memtable stays well under a
+# millisecond, large enough that flushes (a sort in a background thread) are rare.
+key_index_memtable_entries_max = 262_144
 # When this many runs of similar size exist they are merged into one.
 key_index_merge_fan_in = 4
 

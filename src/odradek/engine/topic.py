@@ -300,11 +300,15 @@ class Topic:
             stop = int(np.searchsorted(offsets, frame.next_offset, side="left"))
             batch = self.log.read_frame(segment, frame, verify=False)
             self.frames_touched += 1
-            pieces.append(batch.take(pa.array(offsets[index:stop] - frame.base_offset)))
+            rows = offsets[index:stop] - frame.base_offset
+            if rows[-1] - rows[0] == len(rows) - 1:  # contiguous (often one row): zero-copy
+                pieces.append(batch.slice(int(rows[0]), len(rows)))
+            else:
+                pieces.append(batch.take(pa.array(rows)))
             index = stop
         if not pieces:
             return STORED_SCHEMA.empty_table()
-        table = pa.Table.from_batches(pieces, schema=STORED_SCHEMA)
+        table = pa.Table.from_batches(pieces, schema=STORED_SCHEMA).combine_chunks()
         if not pc.all(pc.equal(table.column("key"), pa.scalar(key, pa.binary()))).as_py():
             raise StorageError(f"key index of {self.name} is inconsistent with the log for key {_show(key)}")
         return table
