@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from odradek.client.aio import AsyncClient, connect_async
 from odradek.client.embedded import EmbeddedClient
+from odradek.client.remote import RemoteClient, connect
 from odradek.errors import (
     ClosedError,
     ConflictError,
@@ -38,12 +40,14 @@ def open(path: str | os.PathLike[str] = "./odradek-data", **options: Any) -> Emb
 
 __all__ = [
     "AppendResult",
+    "AsyncClient",
     "ClosedError",
     "ConflictError",
     "EmbeddedClient",
     "InvalidRequest",
     "OdradekError",
     "OffsetOutOfRange",
+    "RemoteClient",
     "RequestTooLarge",
     "SchemaViolation",
     "SequenceError",
@@ -52,5 +56,7 @@ __all__ = [
     "TopicInfo",
     "TopicNotFound",
     "Unavailable",
+    "connect",
+    "connect_async",
     "open",
 ]

@@ -1,0 +1,177 @@
+"""The asyncio client: a thin twin of a sync client (``odradek.connect_async(url)``).
+
+There is one implementation of each call, the sync one; :class:`AsyncClient` runs it
+on a thread pool of its own so the event loop never blocks, and awaits the result.
+Any sync client can be wrapped (remote or embedded), so the twins cannot drift: the
+conformance suite runs the same tests through both. Gil-free waiting happens in gRPC
+and in the engine, so the threads cost little; each read in progress holds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.client.embedded import EmbeddedClient
+from odradek.client.remote import DEFAULT_URL, RemoteClient
+from odradek.records import Records
+from odradek.types import AppendResult, TopicInfo
+
+T = TypeVar("T")
+
+# Threads per client: every read in progress holds one while it waits for data, so
+# the pool is larger than the default executor's (min(32, cores + 4)).
+threads_max = 64
+
+
+# What AsyncClient wraps: both sync clients have the same methods (the conformance
+# suite checks it), so one twin serves both.
+SyncClient = EmbeddedClient | RemoteClient
+
+
+def connect_async(url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> AsyncClient:
+    """An asyncio client of the server at ``url``; ``await`` on it is optional."""
+    return AsyncClient(RemoteClient(url, timeout=timeout))
+
+
+class AsyncClient:
+    """``odradek.connect_async(url)``: every method of the sync API as a coroutine;
+    ``read`` is an async iterator."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.sync = client
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads_max, thread_name_prefix="odradek-async")
+
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(function, *args, **kwargs))
+
+    # -- topics -----------------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        *,
+        retention: object = "7d",
+        retention_bytes: object = None,
+        segment_bytes: object = None,
+        segment_age: object = "7d",
+        exist_ok: bool = False,
+        schema: object = None,
+    ) -> TopicInfo:
+        return await self._call(
+            self.sync.create_topic,
+            name,
+            retention=retention,
+            retention_bytes=retention_bytes,
+            segment_bytes=segment_bytes,
+            segment_age=segment_age,
+            exist_ok=exist_ok,
+            schema=schema,
+        )
+
+    async def delete_topic(self, name: str) -> None:
+        await self._call(self.sync.delete_topic, name)
+
+    async def list_topics(self, pattern: str | None = None) -> list[str]:
+        return await self._call(self.sync.list_topics, pattern)
+
+    async def describe_topic(self, name: str) -> TopicInfo:
+        return await self._call(self.sync.describe_topic, name)
+
+    # -- data -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        topic: str,
+        records: Records,
+        *,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> AppendResult:
+        return await self._call(
+            self.sync.append, topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+        )
+
+    async def read(
+        self,
+        pattern: str,
+        *,
+        start: Any = "earliest",
+        wait: float = 1.0,
+        follow: bool = False,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+    ) -> AsyncIterator[pa.RecordBatch]:
+        stream = await self._call(
+            self.sync.read,
+            pattern,
+            start=start,
+            wait=wait,
+            follow=follow,
+            max_records=max_records,
+            max_bytes=max_bytes,
+        )
+        try:
+            while True:
+                batch = await self._call(next, stream, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            _close_stream(stream)
+
+    async def fetch(
+        self,
+        topic: str,
+        offset: int,
+        *,
+        max_records: int = limits.read_records_max_default,
+        max_bytes: int = limits.read_bytes_max_default,
+    ) -> list[pa.RecordBatch]:
+        return await self._call(self.sync.fetch, topic, offset, max_records=max_records, max_bytes=max_bytes)
+
+    async def read_key(
+        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+    ) -> pa.Table:
+        return await self._call(self.sync.read_key, topic, key, from_version, to_version)
+
+    async def key_version(self, topic: str, key: object) -> int:
+        return await self._call(self.sync.key_version, topic, key)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._call(self.sync.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __await__(self) -> Generator[Any, None, AsyncClient]:
+        """``client = await odradek.connect_async(url)`` works as well as without await."""
+        if False:  # pragma: no cover - makes this a generator
+            yield
+        return self
+
+
+def _close_stream(stream: Iterator[pa.RecordBatch]) -> None:
+    """Cancel a read left early. A remote ReadStream cancels from any thread; an
+    embedded generator still running in a worker ends at its next wake-up instead."""
+    close = getattr(stream, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except ValueError:  # "generator already executing" in the worker thread
+        pass

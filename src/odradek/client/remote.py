@@ -1,0 +1,282 @@
+"""The remote client: the API of :class:`~odradek.client.embedded.EmbeddedClient` over
+Arrow Flight (``odradek.connect(url)``).
+
+Each method is one Flight call; its encoding lives in ``protocols/flight/messages.py``
+and every Flight or Arrow error is translated in one place (``_errors``) back into the
+OdradekError the server sent, same class and attributes. Records are converted to an
+Arrow batch here (``records.to_input_batch``) because that is what travels; every
+decision about them is the server's. Thread-safe: one gRPC channel, any number of
+concurrent calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from odradek import limits
+from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.protocols.flight import messages
+from odradek.records import STORED_SCHEMA, Records, to_input_batch
+from odradek.types import AppendResult, TopicInfo
+
+DEFAULT_URL = "grpc://127.0.0.1:8815"
+_SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
+
+
+def connect(url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> RemoteClient:
+    """A client of the Odradek server at ``url`` (``grpc://host:port``).
+
+    ``timeout`` bounds every call except reads (seconds; None = no bound). Connecting
+    is lazy: an unreachable server raises Unavailable on the first call.
+    """
+    return RemoteClient(url, timeout=timeout)
+
+
+class RemoteClient:
+    """``odradek.connect(url)``: the whole API against a server."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> None:
+        self.url = normalize_url(url)
+        self._options = flight.FlightCallOptions(timeout=timeout)
+        self._stream_options = flight.FlightCallOptions()
+        self.closed = False
+        with _errors(self.url):
+            self._flight = flight.FlightClient(self.url)
+
+    # -- topics -----------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        retention: object = "7d",
+        retention_bytes: object = None,
+        segment_bytes: object = None,
+        segment_age: object = "7d",
+        exist_ok: bool = False,
+        schema: object = None,
+    ) -> TopicInfo:
+        body: dict[str, Any] = {
+            "name": name,
+            "retention": retention,
+            "retention_bytes": retention_bytes,
+            "segment_bytes": segment_bytes,
+            "segment_age": segment_age,
+            "exist_ok": exist_ok,
+        }
+        if schema is not None:
+            body["schema"] = messages.encode_schema(schema)
+        return messages.decode_topic_info(self._action("create_topic", body))
+
+    def delete_topic(self, name: str) -> None:
+        self._action("delete_topic", {"name": name})
+
+    def list_topics(self, pattern: str | None = None) -> list[str]:
+        topics = messages.load(self._action("list_topics", {"pattern": pattern}), "list_topics result")
+        return list(topics.get("topics", []))
+
+    def describe_topic(self, name: str) -> TopicInfo:
+        return messages.decode_topic_info(self._action("describe_topic", {"name": name}))
+
+    # -- data -------------------------------------------------------------------------
+
+    def append(
+        self,
+        topic: str,
+        records: Records,
+        *,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> AppendResult:
+        batch = to_input_batch(records, limits.flight_message_bytes_max)
+        options = messages.encode_append_options(expect, expect_offset, producer)
+        descriptor = flight.FlightDescriptor.for_path(_check_str(topic, "topic"))
+        with _errors(self.url):
+            self._check_open()
+            writer, reader = self._flight.do_put(descriptor, batch.schema, self._options)
+            try:
+                writer.write_with_metadata(batch, pa.py_buffer(options))
+                writer.done_writing()
+                answer = reader.read()
+            finally:
+                writer.close()
+        if answer is None:
+            raise Unavailable(f"{self.url} closed the append without answering; it may not be written")
+        return messages.decode_append_result(answer.to_pybytes())
+
+    def read(
+        self,
+        pattern: str,
+        *,
+        start: Any = "earliest",
+        wait: float = 1.0,
+        follow: bool = False,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+    ) -> ReadStream:
+        request = messages.ReadRequest(
+            pattern=_check_str(pattern, "pattern"),
+            start=messages.encode_start(start),
+            wait=wait,
+            follow=follow,
+            max_records=max_records,
+            max_bytes=max_bytes,
+        )
+        return ReadStream(self._get(messages.encode_ticket(request), self._stream_options), self.url)
+
+    def fetch(
+        self,
+        topic: str,
+        offset: int,
+        *,
+        max_records: int = limits.read_records_max_default,
+        max_bytes: int = limits.read_bytes_max_default,
+    ) -> list[pa.RecordBatch]:
+        request = messages.FetchRequest(_check_str(topic, "topic"), offset, max_records, max_bytes)
+        return list(ReadStream(self._get(messages.encode_ticket(request), self._options), self.url))
+
+    def read_key(
+        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+    ) -> pa.Table:
+        request = messages.ReadKeyRequest(
+            _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version
+        )
+        batches = list(ReadStream(self._get(messages.encode_ticket(request), self._options), self.url))
+        return pa.Table.from_batches(batches, schema=STORED_SCHEMA)
+
+    def key_version(self, topic: str, key: object) -> int:
+        body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
+        return int(messages.load(self._action("key_version", body), "key_version result")["version"])
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the server answers."""
+        self._action("ping", {})
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(flight.FlightError, pa.ArrowException):
+                self._flight.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError("the client is closed")
+
+    def _action(self, name: str, body: dict[str, Any]) -> bytes:
+        with _errors(self.url):
+            self._check_open()
+            results = list(self._flight.do_action(flight.Action(name, messages.dump(body)), self._options))
+        if not results:
+            raise OdradekError(f"{self.url} sent no result for {name}")
+        return bytes(results[0].body.to_pybytes())
+
+    def _get(self, ticket: bytes, options: flight.FlightCallOptions) -> flight.FlightStreamReader:
+        with _errors(self.url):
+            self._check_open()
+            return self._flight.do_get(flight.Ticket(ticket), options)
+
+
+class ReadStream:
+    """The batches of one read, as they arrive. ``close()`` (thread-safe) cancels it;
+    a read left early should be closed, or used as a context manager."""
+
+    def __init__(self, reader: flight.FlightStreamReader, url: str) -> None:
+        self._reader = reader
+        self._url = url
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __iter__(self) -> ReadStream:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._done:
+            raise StopIteration
+        while True:
+            try:
+                with _errors(self._url):
+                    chunk = self._reader.read_chunk()
+            except StopIteration:
+                self._done = True
+                raise
+            except OdradekError:
+                self._done = True
+                raise
+            if chunk.data is not None:
+                return chunk.data
+
+    def close(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        with contextlib.suppress(flight.FlightError, pa.ArrowException):
+            self._reader.cancel()
+
+    def __enter__(self) -> ReadStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _errors(url: str) -> Iterator[None]:
+    """The one place where Flight and Arrow errors become OdradekErrors."""
+    try:
+        yield
+    except flight.FlightError as exc:
+        raise translate_error(exc, url) from exc
+    except pa.ArrowException as exc:
+        raise InvalidRequest(f"could not exchange data with {url}: {exc}") from exc
+
+
+def translate_error(exc: flight.FlightError, url: str) -> OdradekError:
+    sent = messages.decode_error(exc.extra_info)
+    if sent is not None:
+        return sent
+    text = str(exc)
+    if "larger than max" in text or ("exceeds" in text and "limit" in text):
+        return RequestTooLarge(f"a message to or from {url} is over the transport's size limit: {text}")
+    if isinstance(exc, flight.FlightCancelledError):
+        return ClosedError(f"the call to {url} was cancelled: {text}")
+    if isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
+        return Unavailable(f"cannot reach an Odradek server at {url}: {text}")
+    return OdradekError(f"call to {url} failed: {text}")
+
+
+def normalize_url(url: str) -> str:
+    """``grpc://host:port`` from what a user typed (``host:port`` is accepted too)."""
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"server URL must be like {DEFAULT_URL}, got {url!r}")
+    if "://" not in url:
+        url = "grpc://" + url
+    if not url.startswith(_SCHEMES):
+        raise InvalidRequest(f"server URL must start with grpc:// (e.g. {DEFAULT_URL}), got {url!r}")
+    return url
+
+
+def _check_str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{what} must be a string, got {type(value).__name__}")
+    return value

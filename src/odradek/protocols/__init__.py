@@ -1,0 +1,1 @@
+"""Network doors over the engine: Arrow Flight (native) and, later, Kafka."""

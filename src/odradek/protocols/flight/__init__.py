@@ -1,0 +1,1 @@
+"""Arrow Flight, the native door: ``messages`` (wire encoding, no IO) and ``server``."""

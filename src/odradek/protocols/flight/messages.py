@@ -1,0 +1,400 @@
+"""The Arrow Flight wire format of Odradek, without IO (see docs/flight-protocol.md).
+
+Everything a Flight call carries besides record batches is a small JSON document:
+tickets (DoGet), descriptor commands and per-batch metadata (DoPut), action bodies and
+results (DoAction), error details. This module turns those bytes into typed requests
+and back; the server and the remote client are thin shells around it. Nothing here
+imports Flight or touches a socket, so it is tested with plain bytes.
+
+Rules
+-----
+* Every decoder refuses what it cannot read with ``InvalidRequest`` (never a
+  ``KeyError`` or ``ValueError``), so a garbage request gets a clear error and the
+  server keeps serving.
+* Keys inside JSON are hex (``"key_encoding": "base64"`` switches a request to
+  base64). Record data never goes through JSON: it travels as Arrow batches.
+* An append result's versions travel as an Arrow IPC stream of one batch
+  (``key: binary, version: int64``), base64-encoded inside the JSON, because a
+  10,000-key append would cost milliseconds as a JSON object.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, from_wire, to_wire
+from odradek.types import AppendResult, TopicInfo
+
+# Version of this wire format; a request may name it as "v" and a newer server
+# refuses versions it does not know.
+PROTOCOL_VERSION = 1
+
+# DoGet ticket kinds.
+KIND_READ = "read"
+KIND_FETCH = "fetch"
+KIND_READ_KEY = "read_key"
+
+# DoAction types, each with the description ListActions returns.
+ACTIONS: dict[str, str] = {
+    "create_topic": 'Create a topic. Body: {"name", "retention"?, "retention_bytes"?, '
+    '"segment_bytes"?, "segment_age"?, "exist_ok"?}. Result: topic info JSON.',
+    "delete_topic": 'Delete a topic and its data. Body: {"name"}. Result: {}.',
+    "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...]}.',
+    "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
+    "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
+    "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
+}
+
+_VERSIONS_SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("version", pa.int64())])
+
+
+# -- requests -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendOptions:
+    """Expectations and idempotence of one appended batch (DoPut)."""
+
+    expect: dict[bytes, int] | None = None
+    expect_offset: int | None = None
+    producer: tuple[str | int, int] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.expect is None and self.expect_offset is None and self.producer is None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadRequest:
+    pattern: str
+    start: str | int = "earliest"  # "earliest" | "latest" | offset | ISO-8601 timestamp
+    wait: float = 1.0
+    follow: bool = False
+    max_records: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchRequest:
+    topic: str
+    offset: int
+    max_records: int = limits.read_records_max_default
+    max_bytes: int = limits.read_bytes_max_default
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadKeyRequest:
+    topic: str
+    key: bytes
+    from_version: int = 1
+    to_version: int | None = None
+
+
+Ticket = ReadRequest | FetchRequest | ReadKeyRequest
+
+
+# -- JSON framing -----------------------------------------------------------------------
+
+
+def dump(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def load(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from ``raw``, or InvalidRequest saying which message was bad."""
+    if len(raw) > limits.flight_command_bytes_max:
+        raise RequestTooLarge(
+            f"{what} of {len(raw)} bytes is over the limit of {limits.flight_command_bytes_max} bytes"
+        )
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest(f"{what} must be a JSON object, got {type(document).__name__}")
+    version = document.get("v", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise InvalidRequest(
+            f"{what} uses protocol version {version!r}; this server speaks {PROTOCOL_VERSION}"
+        )
+    return document
+
+
+def encode_key(key: bytes) -> str:
+    return key.hex()
+
+
+def decode_key(text: object, encoding: object = "hex") -> bytes:
+    if not isinstance(text, str):
+        raise InvalidRequest(f"a key must be a {encoding}-encoded string, got {type(text).__name__}")
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(text)
+        if encoding == "base64":
+            return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raise InvalidRequest(f"key {text!r} is not valid {encoding}") from None
+    raise InvalidRequest(f"key_encoding must be 'hex' or 'base64', got {encoding!r}")
+
+
+def _field(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    value = document.get(name)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise InvalidRequest(f"field {name!r} has the wrong type: {type(value).__name__}")
+    return value
+
+
+def _required(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if document.get(name) is None:
+        raise InvalidRequest(f"field {name!r} is required")
+    return _field(document, name, kind)
+
+
+# -- appends (DoPut) ----------------------------------------------------------------------
+
+
+def encode_append_options(
+    expect: Mapping[Any, int] | None = None,
+    expect_offset: int | None = None,
+    producer: object = None,
+    topic: str | None = None,
+) -> bytes:
+    """The JSON a client puts in a DoPut descriptor command or a batch's app_metadata."""
+    document: dict[str, Any] = {}
+    if topic is not None:
+        document["topic"] = topic
+    if expect is not None:
+        if not isinstance(expect, Mapping):
+            raise InvalidRequest("expect must be a dict of key to expected version")
+        document["expect"] = {encode_key(key_bytes(key)): version for key, version in expect.items()}
+    if expect_offset is not None:
+        document["expect_offset"] = expect_offset
+    if producer is not None:
+        if not isinstance(producer, (tuple, list)) or len(producer) != 2:
+            raise InvalidRequest("producer must be a (producer_id, sequence) pair: (str or int, int)")
+        document["producer"] = [producer[0], producer[1]]
+    return dump(document)
+
+
+def decode_append_options(raw: bytes, what: str = "append options") -> tuple[str | None, AppendOptions]:
+    """(topic named in the document or None, options). Empty bytes mean no options."""
+    if not raw:
+        return None, AppendOptions()
+    document = load(raw, what)
+    topic = _field(document, "topic", str)
+    encoding = document.get("key_encoding", "hex")
+    expect_raw = _field(document, "expect", dict)
+    expect = None
+    if expect_raw is not None:
+        expect = {decode_key(key, encoding): version for key, version in expect_raw.items()}
+    producer_raw = _field(document, "producer", list)
+    producer = None
+    if producer_raw is not None:
+        if len(producer_raw) != 2:
+            raise InvalidRequest("producer must be a [producer_id, sequence] pair")
+        producer = (producer_raw[0], producer_raw[1])
+    expect_offset = document.get("expect_offset")
+    # Types of the values are checked by the engine, with its messages.
+    return topic, AppendOptions(expect, expect_offset, producer)
+
+
+def encode_append_result(result: AppendResult) -> bytes:
+    """The JSON of a PutResult's app_metadata: what one appended batch was assigned."""
+    document: dict[str, Any] = {
+        "base_offset": result.base_offset,
+        "count": result.count,
+        "duplicate": result.duplicate,
+    }
+    if result.versions:
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array(list(result.versions.keys()), pa.binary()),
+                pa.array(list(result.versions.values()), pa.int64()),
+            ],
+            schema=_VERSIONS_SCHEMA,
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, _VERSIONS_SCHEMA) as writer:
+            writer.write_batch(batch)
+        document["versions_arrow_b64"] = base64.b64encode(sink.getvalue().to_pybytes()).decode()
+    return dump(document)
+
+
+def decode_append_result(raw: bytes) -> AppendResult:
+    document = load(raw, "append result")
+    versions: dict[bytes, int] = {}
+    encoded = document.get("versions_arrow_b64")
+    if encoded:
+        try:
+            table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
+        except (ValueError, binascii.Error, pa.ArrowInvalid) as exc:
+            raise InvalidRequest(f"append result carries unreadable versions: {exc}") from None
+        versions = dict(
+            zip(table.column("key").to_pylist(), table.column("version").to_pylist(), strict=True)
+        )
+    return AppendResult(
+        int(_required(document, "base_offset", int)),
+        int(_required(document, "count", int)),
+        versions,
+        duplicate=bool(document.get("duplicate", False)),
+    )
+
+
+# -- tickets (DoGet) ----------------------------------------------------------------------
+
+
+def encode_start(start: object) -> str | int:
+    """``start`` as it travels: a datetime becomes ISO-8601; the rest goes as given."""
+    if isinstance(start, datetime.datetime):
+        return start.isoformat()
+    if start is None:
+        return "earliest"
+    if isinstance(start, (str, int)):
+        return start
+    raise InvalidRequest(
+        "start must be 'earliest', 'latest', an offset (int >= 0), a datetime or an ISO-8601 timestamp"
+    )
+
+
+def encode_ticket(request: Ticket) -> bytes:
+    if isinstance(request, ReadRequest):
+        document: dict[str, Any] = {"kind": KIND_READ, **dataclasses.asdict(request)}
+    elif isinstance(request, FetchRequest):
+        document = {"kind": KIND_FETCH, **dataclasses.asdict(request)}
+    else:
+        document = {
+            "kind": KIND_READ_KEY,
+            "topic": request.topic,
+            "key": encode_key(request.key),
+            "from_version": request.from_version,
+            "to_version": request.to_version,
+        }
+    return dump({key: value for key, value in document.items() if value is not None})
+
+
+def decode_ticket(raw: bytes) -> Ticket:
+    document = load(raw, "ticket")
+    kind = document.get("kind", KIND_READ)
+    decoder = _TICKET_DECODERS.get(kind) if isinstance(kind, str) else None
+    if decoder is None:
+        raise InvalidRequest(f"unknown ticket kind {kind!r}; known: {sorted(_TICKET_DECODERS)}")
+    return decoder(document)
+
+
+def _decode_read(document: dict[str, Any]) -> ReadRequest:
+    start = document.get("start", "earliest")
+    if isinstance(start, bool) or not isinstance(start, (str, int)):
+        raise InvalidRequest("start must be 'earliest', 'latest', an offset or an ISO-8601 timestamp")
+    return ReadRequest(
+        pattern=_required(document, "pattern", str),
+        start=start,
+        wait=_field(document, "wait", (int, float), 1.0),
+        follow=_field(document, "follow", bool, False),
+        max_records=_field(document, "max_records", int),
+        max_bytes=_field(document, "max_bytes", int),
+    )
+
+
+def _decode_fetch(document: dict[str, Any]) -> FetchRequest:
+    return FetchRequest(
+        topic=_required(document, "topic", str),
+        offset=_required(document, "offset", int),
+        max_records=_field(document, "max_records", int, limits.read_records_max_default),
+        max_bytes=_field(document, "max_bytes", int, limits.read_bytes_max_default),
+    )
+
+
+def _decode_read_key(document: dict[str, Any]) -> ReadKeyRequest:
+    return ReadKeyRequest(
+        topic=_required(document, "topic", str),
+        key=decode_key(_required(document, "key", str), document.get("key_encoding", "hex")),
+        from_version=_field(document, "from_version", int, 1),
+        to_version=_field(document, "to_version", int),
+    )
+
+
+_TICKET_DECODERS: dict[str, Callable[[dict[str, Any]], Ticket]] = {
+    KIND_READ: _decode_read,
+    KIND_FETCH: _decode_fetch,
+    KIND_READ_KEY: _decode_read_key,
+}
+
+
+# -- actions, topic info, errors -------------------------------------------------------------
+
+
+def decode_action_body(action: str, raw: bytes) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise InvalidRequest(f"unknown action {action!r}; known: {sorted(ACTIONS)}")
+    return load(raw, f"body of action {action!r}") if raw else {}
+
+
+def encode_topic_info(info: TopicInfo) -> bytes:
+    return dump(info.to_json())
+
+
+def decode_topic_info(raw: bytes) -> TopicInfo:
+    document = load(raw, "topic info")
+    try:
+        return TopicInfo.from_json(document)
+    except TypeError as exc:
+        raise InvalidRequest(f"topic info is malformed: {exc}") from None
+
+
+def encode_schema(schema: object) -> object:
+    """A topic schema as JSON: a JSON Schema or Avro dict as is, a ``pa.Schema`` as
+    ``{"arrow_schema_b64": <Arrow IPC schema message>}``."""
+    if isinstance(schema, pa.Schema):
+        return {"arrow_schema_b64": base64.b64encode(schema.serialize().to_pybytes()).decode()}
+    return schema
+
+
+def decode_schema(document: object) -> object:
+    if isinstance(document, dict) and set(document) == {"arrow_schema_b64"}:
+        try:
+            return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(document["arrow_schema_b64"])))
+        except (ValueError, binascii.Error, pa.ArrowInvalid) as exc:
+            raise InvalidRequest(f"schema is not a readable Arrow schema: {exc}") from None
+    return document
+
+
+def encode_error(error: OdradekError) -> bytes:
+    return dump(to_wire(error))
+
+
+def decode_error(raw: bytes | None) -> OdradekError | None:
+    """The error a server sent in a Flight error's extra_info, or None if it sent none."""
+    if not raw:
+        return None
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict) or "code" not in document:
+        return None
+    try:
+        return from_wire(document)
+    except (KeyError, TypeError, ValueError):
+        return OdradekError(str(document.get("message", "unknown error")))
+
+
+def key_bytes(key: object) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise InvalidRequest(f"a key must be bytes or str, got {type(key).__name__}")

@@ -1,0 +1,326 @@
+"""The Arrow Flight door: a thin shell that decodes a call, calls the engine, encodes.
+
+Calls (the wire is described in docs/flight-protocol.md; encoding is in messages.py)
+------------------------------------------------------------------------------------
+* DoPut: descriptor = the topic (path, or a JSON command with "topic" and options);
+  every batch is one atomic append; its result goes back as a PutResult.
+* DoGet: ticket = JSON read / fetch / read_key request; batches are streamed.
+* DoAction: administration (create/delete/list/describe topics, key versions).
+* ListFlights / GetFlightInfo / GetSchema: topics as flights, so a plain Flight client
+  can discover and read them.
+
+Rules
+-----
+* No semantics here: every decision is the engine's. Each call is wrapped by
+  ``_translate``, the one place where an OdradekError becomes a Flight error carrying
+  ``errors.to_wire`` JSON in ``extra_info``; anything unexpected is logged and sent as
+  an internal error, and the server keeps serving.
+* Draining (``drain``): new calls are refused with Unavailable, reads end at their next
+  wake-up, an in-flight DoPut finishes the batch it is appending and refuses the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from odradek import limits
+from odradek.engine import Engine
+from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.names import is_pattern
+from odradek.protocols.flight import messages
+from odradek.records import STORED_SCHEMA
+
+log = logging.getLogger(__name__)
+
+# What a read of one topic streams, and what a wildcard read streams (DESIGN §3:
+# reads across several topics add `topic`). The engine appends it as the last column.
+TOPIC_SCHEMA = STORED_SCHEMA
+WILDCARD_SCHEMA = STORED_SCHEMA.append(pa.field("topic", pa.utf8()))
+
+
+class AppendObserver(Protocol):
+    """Told about every append the door made; metrics implement it."""
+
+    def appended(self, topic: str, records: int, size_bytes: int, seconds: float) -> None: ...
+
+    def failed(self, call: str, code: str) -> None: ...
+
+
+class FlightService(flight.FlightServerBase):  # type: ignore[misc]
+    """Serves ``engine`` on ``location`` (``grpc://host:port``; port 0 picks a free one).
+
+    The server accepts calls as soon as it is constructed.
+    """
+
+    def __init__(
+        self, engine: Engine, location: str = "grpc://127.0.0.1:0", *, observer: AppendObserver | None = None
+    ) -> None:
+        self.engine = engine
+        self.observer = observer
+        self._draining = threading.Event()
+        self._actions = {
+            "create_topic": self._create_topic,
+            "delete_topic": self._delete_topic,
+            "list_topics": self._list_topics,
+            "describe_topic": self._describe_topic,
+            "key_version": self._key_version,
+            "ping": self._ping,
+        }
+        super().__init__(location)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def drain(self, timeout: float = limits.shutdown_drain_seconds_max) -> bool:
+        """Refuse new calls, let in-flight ones finish, stop the gRPC server.
+
+        Returns False if calls were still running after ``timeout`` seconds (the caller
+        may then close the engine anyway: those calls fail, nothing half-written is
+        acknowledged). Does not close the engine.
+        """
+        self._draining.set()
+        stopper = threading.Thread(target=self.shutdown, name="odradek-flight-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        return not stopper.is_alive()
+
+    # -- DoPut: appends ---------------------------------------------------------------------
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        with self._translate("do_put"):
+            topic, descriptor_options = _put_target(descriptor)
+            first = True
+            while True:
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    return
+                self._check_serving()
+                if chunk.data is None:  # a metadata-only message appends nothing
+                    continue
+                options = descriptor_options if first else messages.AppendOptions()
+                first = False
+                if chunk.app_metadata is not None and chunk.app_metadata.size:
+                    _, options = messages.decode_append_options(
+                        chunk.app_metadata.to_pybytes(), "batch app_metadata"
+                    )
+                writer.write(pa.py_buffer(self._append(topic, chunk.data, options)))
+
+    def _append(self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> bytes:
+        size = batch.nbytes
+        if size > limits.flight_message_bytes_max:
+            raise RequestTooLarge(
+                f"a batch of {size} bytes is over the limit of {limits.flight_message_bytes_max} "
+                "bytes per message; split it into several appends"
+            )
+        started = time.perf_counter()
+        result = self.engine.append(
+            topic,
+            batch,
+            expect=options.expect,
+            expect_offset=options.expect_offset,
+            producer=options.producer,
+        )
+        if self.observer is not None:
+            self.observer.appended(topic, result.count, size, time.perf_counter() - started)
+        return messages.encode_append_result(result)
+
+    # -- DoGet: reads -----------------------------------------------------------------------
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+        with self._translate("do_get"):
+            self._check_serving()
+            request = messages.decode_ticket(ticket.ticket)
+            if isinstance(request, messages.FetchRequest):
+                batches = self.engine.fetch(
+                    request.topic,
+                    request.offset,
+                    max_records=request.max_records,
+                    max_bytes=request.max_bytes,
+                )
+                return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=TOPIC_SCHEMA))
+            if isinstance(request, messages.ReadKeyRequest):
+                table = self.engine.read_key(
+                    request.topic, request.key, request.from_version, request.to_version
+                )
+                return flight.RecordBatchStream(table)
+            batches_iterator = self.engine.read(
+                request.pattern,
+                start=request.start,
+                wait=request.wait,
+                follow=request.follow,
+                max_records=request.max_records,
+                max_bytes=request.max_bytes,
+                stop=lambda: self._draining.is_set() or context.is_cancelled(),
+            )
+            schema = WILDCARD_SCHEMA if is_pattern(request.pattern) else TOPIC_SCHEMA
+            return flight.GeneratorStream(schema, self._stream(batches_iterator))
+
+    def _stream(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Errors raised while streaming (a topic deleted under a read) cross the wire too."""
+        with self._translate("do_get"):
+            yield from batches
+
+    # -- DoAction: administration -------------------------------------------------------------
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return list(messages.ACTIONS.items())
+
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[flight.Result]:
+        with self._translate("do_action"):
+            self._check_serving()
+            raw = action.body.to_pybytes() if action.body is not None else b""
+            body = messages.decode_action_body(action.type, raw)
+            return [flight.Result(pa.py_buffer(self._actions[action.type](body)))]
+
+    def _create_topic(self, body: dict[str, Any]) -> bytes:
+        options = {name: body[name] for name in _TOPIC_OPTIONS if name in body}
+        if "schema" in body:
+            options["schema"] = messages.decode_schema(body["schema"])
+        info = self.engine.create_topic(_name(body, "name"), **options)
+        return messages.encode_topic_info(info)
+
+    def _delete_topic(self, body: dict[str, Any]) -> bytes:
+        self.engine.delete_topic(_name(body, "name"))
+        return b"{}"
+
+    def _list_topics(self, body: dict[str, Any]) -> bytes:
+        pattern = body.get("pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            raise InvalidRequest("pattern must be a string")
+        return messages.dump({"topics": self.engine.list_topics(pattern)})
+
+    def _describe_topic(self, body: dict[str, Any]) -> bytes:
+        return messages.encode_topic_info(self.engine.describe_topic(_name(body, "name")))
+
+    def _key_version(self, body: dict[str, Any]) -> bytes:
+        key = messages.decode_key(body.get("key"), body.get("key_encoding", "hex"))
+        return messages.dump({"version": self.engine.key_version(_name(body, "topic"), key)})
+
+    def _ping(self, body: dict[str, Any]) -> bytes:
+        return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
+
+    # -- discovery: topics as flights ---------------------------------------------------------
+
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterable[flight.FlightInfo]:
+        with self._translate("list_flights"):
+            self._check_serving()
+            pattern = criteria.decode() if criteria else None
+            infos = []
+            for name in self.engine.list_topics(pattern):
+                with contextlib.suppress(OdradekError):  # deleted since it was listed
+                    infos.append(self._topic_flight(name))
+            return infos
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        with self._translate("get_flight_info"):
+            self._check_serving()
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                return self._topic_flight(_path_topic(descriptor))
+            request = messages.decode_ticket(descriptor.command)
+            if isinstance(request, messages.ReadRequest) and not is_pattern(request.pattern):
+                info = self.engine.describe_topic(request.pattern)
+                records, size = info.records, info.bytes
+            else:
+                records, size = -1, -1
+            schema = WILDCARD_SCHEMA if _is_wildcard(request) else TOPIC_SCHEMA
+            endpoint = flight.FlightEndpoint(descriptor.command, [])
+            return flight.FlightInfo(schema, descriptor, [endpoint], records, size)
+
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        info = self.get_flight_info(context, descriptor)
+        return flight.SchemaResult(info.schema)
+
+    def _topic_flight(self, name: str) -> flight.FlightInfo:
+        info = self.engine.describe_topic(name)
+        ticket = messages.encode_ticket(messages.ReadRequest(pattern=name, start="earliest", wait=0.0))
+        endpoint = flight.FlightEndpoint(ticket, [])
+        descriptor = flight.FlightDescriptor.for_path(name)
+        return flight.FlightInfo(TOPIC_SCHEMA, descriptor, [endpoint], info.records, info.bytes)
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _check_serving(self) -> None:
+        if self._draining.is_set() or self.engine.closed:
+            raise Unavailable("the server is shutting down; retry against a running server")
+
+    @contextlib.contextmanager
+    def _translate(self, call: str) -> Iterator[None]:
+        try:
+            yield
+        except OdradekError as exc:
+            if isinstance(exc, ClosedError) and self._draining.is_set():
+                exc = Unavailable("the server is shutting down; retry against a running server")
+            if self.observer is not None:
+                self.observer.failed(call, exc.code)
+            log.debug("%s refused: %s", call, exc.message)
+            raise _flight_error(exc) from exc
+        except flight.FlightError as exc:
+            # The client went away or sent a broken stream: nobody is left to answer.
+            log.debug("%s ended by the transport: %s", call, exc)
+            raise
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            error: OdradekError = InvalidRequest(f"could not read the request: {exc}")
+            if self.observer is not None:
+                self.observer.failed(call, error.code)
+            raise _flight_error(error) from exc
+        except Exception as exc:  # a bug must not take the server down
+            log.exception("%s failed unexpectedly", call)
+            if self.observer is not None:
+                self.observer.failed(call, "internal")
+            error = OdradekError(f"internal server error in {call}: {type(exc).__name__}: {exc}")
+            raise flight.FlightInternalError(error.message, extra_info=messages.encode_error(error)) from exc
+
+
+_TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok")
+
+
+def _flight_error(error: OdradekError) -> flight.FlightError:
+    detail = messages.encode_error(error)
+    if isinstance(error, (Unavailable, ClosedError)):
+        return flight.FlightUnavailableError(error.message, extra_info=detail)
+    return flight.FlightServerError(error.message, extra_info=detail)
+
+
+def _name(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"field {field!r} (a topic name) is required")
+    return value
+
+
+def _path_topic(descriptor: flight.FlightDescriptor) -> str:
+    parts = [part.decode() if isinstance(part, bytes) else str(part) for part in descriptor.path or []]
+    if not parts:
+        raise InvalidRequest("the descriptor path must name a topic")
+    return ".".join(parts)
+
+
+def _put_target(descriptor: flight.FlightDescriptor) -> tuple[str, messages.AppendOptions]:
+    if descriptor.descriptor_type == flight.DescriptorType.PATH:
+        return _path_topic(descriptor), messages.AppendOptions()
+    topic, options = messages.decode_append_options(descriptor.command, "DoPut command")
+    if topic is None:
+        raise InvalidRequest('a DoPut command must name the topic: {"topic": "..."}')
+    return topic, options
+
+
+def _is_wildcard(request: messages.Ticket) -> bool:
+    return isinstance(request, messages.ReadRequest) and is_pattern(request.pattern)
