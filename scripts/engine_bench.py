@@ -43,7 +43,9 @@ def build_batches(records: int, batch_size: int, keys: int, rare_every: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100_000)
@@ -74,22 +76,30 @@ def main() -> None:
                 thread.join()
         elapsed = time.perf_counter() - start
         total = len(batches) * args.batch
-        print(f"keyed ingest: {total / elapsed:,.0f} records/s ({total:,} records, {elapsed:.2f} s, "
-              f"{args.writers} writer thread(s), fsync on)", flush=True)
+        print(
+            f"keyed ingest: {total / elapsed:,.0f} records/s ({total:,} records, {elapsed:.2f} s, "
+            f"{args.writers} writer thread(s), fsync on)",
+            flush=True,
+        )
         start = time.perf_counter()
         count = 0
         for batch in client.read("bench", wait=0):
             count += batch.num_rows
         elapsed = time.perf_counter() - start
-        print(f"catch-up read: {count / elapsed:,.0f} records/s ({count:,} records, CRC verified)", flush=True)
+        print(
+            f"catch-up read: {count / elapsed:,.0f} records/s ({count:,} records, CRC verified)", flush=True
+        )
         timings = []
         rows = 0
         for _ in range(7):
             start = time.perf_counter()
             rows = client.read_key("bench", b"the-rare-key").num_rows
             timings.append(time.perf_counter() - start)
-        print(f"read_key: {rows} records in {statistics.median(timings) * 1000:.1f} ms median of 7 "
-              f"(first {timings[0] * 1000:.1f} ms) in a {total:,}-record topic", flush=True)
+        print(
+            f"read_key: {rows} records in {statistics.median(timings) * 1000:.1f} ms median of 7 "
+            f"(first {timings[0] * 1000:.1f} ms) in a {total:,}-record topic",
+            flush=True,
+        )
     finally:
         client.close()
         if args.dir is None:

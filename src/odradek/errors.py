@@ -191,7 +191,7 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
             message, str(details["producer_id"]), int(details["expected"]), int(details["actual"])
         )
     if cls in (TopicNotFound, TopicExists):
-        return cls(message, details.get("topic"))  # type: ignore[call-arg]
+        return cls(message, details.get("topic"))
     if cls is OffsetOutOfRange:
         return OffsetOutOfRange(
             message, int(details["requested"]), int(details["first"]), int(details["next_offset"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,7 +46,7 @@ STORED_SCHEMA = pa.schema(
 # Columns a caller may pass back in (e.g. re-appending what it read); they are dropped.
 _ASSIGNED_COLUMNS = frozenset({"offset", "version", "topic"})
 
-Records = Union[Sequence[Mapping[str, Any]], pa.RecordBatch, pa.Table]
+Records: TypeAlias = Sequence[Mapping[str, Any]] | pa.RecordBatch | pa.Table
 
 
 def now_micros() -> int:
@@ -147,10 +147,22 @@ def _cast(column: pa.Array, field: pa.Field) -> pa.Array:
         column = column.cast(pa.int64()).view(pa.timestamp("us", tz="UTC"))
         return column
     allowed = {
-        "key": (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_string,
-                pa.types.is_large_string, pa.types.is_fixed_size_binary, pa.types.is_null),
-        "value": (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_string,
-                  pa.types.is_large_string, pa.types.is_fixed_size_binary, pa.types.is_null),
+        "key": (
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_fixed_size_binary,
+            pa.types.is_null,
+        ),
+        "value": (
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_fixed_size_binary,
+            pa.types.is_null,
+        ),
         "headers": (pa.types.is_map, pa.types.is_null),
         "timestamp": (pa.types.is_timestamp, pa.types.is_null),
     }[field.name]
@@ -180,7 +192,7 @@ def timestamp_micros(value: object) -> int:
     """
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         return int(value.timestamp() * 1_000_000)
     if isinstance(value, bool):
         raise InvalidRequest("a timestamp must be a datetime or microseconds since the epoch")

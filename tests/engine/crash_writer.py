@@ -38,7 +38,9 @@ def main() -> None:
             key = rng.choice(KEYS) if rng.random() < 0.9 else None
             records.append({"key": key, "value": f"{sequence}:{index}".encode()})
         with open(intent_path + ".tmp", "w") as handle:
-            json.dump({"seq": sequence, "records": [[r["key"], r["value"].decode()] for r in records]}, handle)
+            json.dump(
+                {"seq": sequence, "records": [[r["key"], r["value"].decode()] for r in records]}, handle
+            )
         os.replace(intent_path + ".tmp", intent_path)  # a kill never leaves half an intent
         result = client.append(TOPIC, records, producer=(producer_id, sequence))
         line = {

@@ -133,14 +133,19 @@ def test_sigkill_never_loses_acknowledged_records(tmp_path: Path) -> None:
             records = [{"key": k, "value": v.encode()} for k, v in intent["records"]]
             before = client.describe_topic(TOPIC).next_offset
             result = client.append(TOPIC, records, producer=(PRODUCER, intent["seq"]))
-            written_before = intent["seq"] in {int(v.split(b":")[0]) for v in table.column("value").to_pylist()}
+            written_before = intent["seq"] in {
+                int(v.split(b":")[0]) for v in table.column("value").to_pylist()
+            }
             assert result.duplicate == written_before, f"cycle {cycle}: retry duplicate flag is wrong"
             if written_before:
                 assert client.describe_topic(TOPIC).next_offset == before
             if intent["seq"] in acks:
                 assert result.base_offset == acks[intent["seq"]]["base"]
             acks[intent["seq"]] = {
-                "seq": intent["seq"], "base": result.base_offset, "count": result.count, "versions": {}
+                "seq": intent["seq"],
+                "base": result.base_offset,
+                "count": result.count,
+                "versions": {},
             }
             check_invariants(client, acks)
             next_sequence = intent["seq"] + 1

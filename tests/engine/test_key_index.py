@@ -53,7 +53,9 @@ def test_read_key_touches_only_frames_holding_the_key(tmp_path: Path, small_memt
         assert total_frames > 6 * rare_frames
         assert client.key_version("t", b"rare") == 10
         # from_version / to_version select a slice of the stream.
-        assert client.read_key("t", b"rare", from_version=4).column("version").to_pylist() == list(range(4, 11))
+        assert client.read_key("t", b"rare", from_version=4).column("version").to_pylist() == list(
+            range(4, 11)
+        )
         assert client.read_key("t", b"rare", 2, 3).column("version").to_pylist() == [2, 3]
         assert client.read_key("t", b"absent").num_rows == 0
         assert client.key_version("t", b"absent") == 0
@@ -98,7 +100,9 @@ def test_run_past_log_end_is_discarded_and_rebuilt(tmp_path: Path, small_memtabl
         assert replay.num_rows == expected
         assert client.key_version("t", b"k-7") == expected
         assert replay.column("offset").to_pylist() == [
-            o for o, k in zip(table.column("offset").to_pylist(), table.column("key").to_pylist()) if k == b"k-7"
+            o
+            for o, k in zip(table.column("offset").to_pylist(), table.column("key").to_pylist())
+            if k == b"k-7"
         ]
 
 

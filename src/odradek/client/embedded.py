@@ -22,12 +22,25 @@ class EmbeddedClient:
 
     # -- topics -----------------------------------------------------------------------
 
-    def create_topic(self, name: str, *, retention: object = "7d", retention_bytes: object = None,
-                     segment_bytes: object = None, segment_age: object = "7d",
-                     exist_ok: bool = False, schema: object = None) -> TopicInfo:
+    def create_topic(
+        self,
+        name: str,
+        *,
+        retention: object = "7d",
+        retention_bytes: object = None,
+        segment_bytes: object = None,
+        segment_age: object = "7d",
+        exist_ok: bool = False,
+        schema: object = None,
+    ) -> TopicInfo:
         return self.engine.create_topic(
-            name, retention=retention, retention_bytes=retention_bytes, segment_bytes=segment_bytes,
-            segment_age=segment_age, exist_ok=exist_ok, schema=schema,
+            name,
+            retention=retention,
+            retention_bytes=retention_bytes,
+            segment_bytes=segment_bytes,
+            segment_age=segment_age,
+            exist_ok=exist_ok,
+            schema=schema,
         )
 
     def delete_topic(self, name: str) -> None:
@@ -41,22 +54,46 @@ class EmbeddedClient:
 
     # -- data -------------------------------------------------------------------------
 
-    def append(self, topic: str, records: Records, *, expect: Mapping[Any, int] | None = None,
-               expect_offset: int | None = None, producer: object = None) -> AppendResult:
-        return self.engine.append(topic, records, expect=expect, expect_offset=expect_offset,
-                                  producer=producer)
+    def append(
+        self,
+        topic: str,
+        records: Records,
+        *,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> AppendResult:
+        return self.engine.append(
+            topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+        )
 
-    def read(self, pattern: str, *, start: Any = "earliest", wait: float = 1.0, follow: bool = False,
-             max_records: int | None = None, max_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
-        return self.engine.read(pattern, start=start, wait=wait, follow=follow,
-                                max_records=max_records, max_bytes=max_bytes)
+    def read(
+        self,
+        pattern: str,
+        *,
+        start: Any = "earliest",
+        wait: float = 1.0,
+        follow: bool = False,
+        max_records: int | None = None,
+        max_bytes: int | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        return self.engine.read(
+            pattern, start=start, wait=wait, follow=follow, max_records=max_records, max_bytes=max_bytes
+        )
 
-    def fetch(self, topic: str, offset: int, *, max_records: int = limits.read_records_max_default,
-              max_bytes: int = limits.read_bytes_max_default) -> list[pa.RecordBatch]:
+    def fetch(
+        self,
+        topic: str,
+        offset: int,
+        *,
+        max_records: int = limits.read_records_max_default,
+        max_bytes: int = limits.read_bytes_max_default,
+    ) -> list[pa.RecordBatch]:
         return self.engine.fetch(topic, offset, max_records=max_records, max_bytes=max_bytes)
 
-    def read_key(self, topic: str, key: object, from_version: int = 1,
-                 to_version: int | None = None) -> pa.Table:
+    def read_key(
+        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+    ) -> pa.Table:
         return self.engine.read_key(topic, key, from_version, to_version)
 
     def key_version(self, topic: str, key: object) -> int:

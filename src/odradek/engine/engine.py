@@ -76,9 +76,7 @@ class Engine:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             self._lock_file.close()
-            raise StorageError(
-                f"data directory {self.path} is in use by another Odradek process"
-            ) from exc
+            raise StorageError(f"data directory {self.path} is in use by another Odradek process") from exc
         self._topics_lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._arrivals = threading.Condition()
@@ -92,8 +90,10 @@ class Engine:
                 self._topics[name] = self._open_topic(directory)
         self._stop = threading.Event()
         self._retention_thread = threading.Thread(
-            target=self._retention_loop, args=(retention_check_seconds,),
-            name="odradek-retention", daemon=True,
+            target=self._retention_loop,
+            args=(retention_check_seconds,),
+            name="odradek-retention",
+            daemon=True,
         )
         self._retention_thread.start()
 
@@ -128,7 +128,10 @@ class Engine:
         with open(os.path.join(directory, "topic.json")) as handle:
             meta = json.load(handle)
         topic = Topic(
-            meta["name"], directory, TopicConfig.from_json(meta["config"]), meta["created_at"],
+            meta["name"],
+            directory,
+            TopicConfig.from_json(meta["config"]),
+            meta["created_at"],
             fsync=self.fsync,
         )
         topic.commit.on_durable(self._notify)
@@ -399,13 +402,11 @@ class Engine:
                 self.enforce_retention()
             except OdradekError as exc:
                 log.warning("retention check failed: %s", exc)
-            except Exception:  # noqa: BLE001 - keep the loop alive, report loudly
+            except Exception:
                 log.exception("retention check failed")
 
 
-_START_RULES = (
-    "start must be 'earliest', 'latest', an offset (int >= 0), a datetime or an ISO-8601 timestamp"
-)
+_START_RULES = "start must be 'earliest', 'latest', an offset (int >= 0), a datetime or an ISO-8601 timestamp"
 
 
 def _check_wait(wait: object) -> float:

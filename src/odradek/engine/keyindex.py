@@ -177,7 +177,7 @@ class KeyIndex:
                     self._frozen.pop(0)
                     self.covered_until = end
                 self._merge_if_needed()
-            except BaseException as exc:  # noqa: BLE001 - surfaced to the writer
+            except BaseException as exc:
                 log.exception("key index flush failed")
                 self.flush_error = exc
 
@@ -220,7 +220,7 @@ class KeyIndex:
                 pa.concat_tables([r.table for r in tail]), tail[0].start, tail[-1].end, self.retention_floor
             )
             with self._lock:
-                self._runs = self._runs[: len(self._runs) - fan_in] + [merged]
+                self._runs = [*self._runs[: len(self._runs) - fan_in], merged]
             for run in tail:
                 if run.path != merged.path:
                     os.remove(run.path)
@@ -308,7 +308,9 @@ def _tier(rows: int) -> int:
     return tier
 
 
-def entries_for(keys: pa.Array, versions: np.ndarray, offsets: np.ndarray, keyed: np.ndarray | None) -> pa.Table:
+def entries_for(
+    keys: pa.Array, versions: np.ndarray, offsets: np.ndarray, keyed: np.ndarray | None
+) -> pa.Table:
     """Index entries of an append's keyed records (``keyed`` is the non-null mask)."""
     if keyed is not None:
         mask = pa.array(keyed)

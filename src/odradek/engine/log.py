@@ -86,7 +86,9 @@ class TopicLog:
                         )
                     log.warning(
                         "truncating torn tail of %s: %d bytes after position %d",
-                        file.path, file.size - valid, valid,
+                        file.path,
+                        file.size - valid,
+                        valid,
                     )
                     file.truncate(valid)
                     file.sync()

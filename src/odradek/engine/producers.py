@@ -36,9 +36,7 @@ def validate_producer(producer: object) -> tuple[str, int]:
         raise InvalidRequest("producer must be a (producer_id, sequence) pair: (str or int, int)")
     producer_id, sequence = str(producer[0]), int(producer[1])
     if not producer_id or len(producer_id) > limits.producer_id_length_max:
-        raise InvalidRequest(
-            f"producer id must be 1 to {limits.producer_id_length_max} characters long"
-        )
+        raise InvalidRequest(f"producer id must be 1 to {limits.producer_id_length_max} characters long")
     if sequence < 0:
         raise InvalidRequest(f"producer sequence must be >= 0, got {sequence}")
     return producer_id, sequence
@@ -63,18 +61,20 @@ class ProducerState:
             raise SequenceError(
                 f"producer {producer_id!r} sent sequence {sequence} but {last + 1} was expected "
                 "(a gap: an earlier append was never written)",
-                producer_id, last + 1, sequence,
+                producer_id,
+                last + 1,
+                sequence,
             )
         raise SequenceError(
             f"producer {producer_id!r} sent sequence {sequence}, older than the last "
             f"{len(entries)} remembered (last is {last}); it cannot be deduplicated",
-            producer_id, last + 1, sequence,
+            producer_id,
+            last + 1,
+            sequence,
         )
 
     def record(self, producer_id: str, sequence: int, base_offset: int, count: int) -> None:
-        entries = self._entries.setdefault(
-            producer_id, deque(maxlen=limits.producer_results_remembered)
-        )
+        entries = self._entries.setdefault(producer_id, deque(maxlen=limits.producer_results_remembered))
         entries.append((sequence, base_offset, count))
 
     def apply_meta(self, meta: dict[str, object] | None, base_offset: int, count: int) -> None:
@@ -104,8 +104,7 @@ class ProducerState:
         if not os.path.isdir(directory):
             return state, 0
         offsets = sorted(
-            int(name[:-5]) for name in os.listdir(directory)
-            if name.endswith(".json") and name[:-5].isdigit()
+            int(name[:-5]) for name in os.listdir(directory) if name.endswith(".json") and name[:-5].isdigit()
         )
         usable = [o for o in offsets if o <= at_most]
         for offset in reversed(usable):

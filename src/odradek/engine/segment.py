@@ -130,9 +130,7 @@ def scan_frames(
     next_base = expected_base
     while position + HEADER_SIZE <= size:
         try:
-            crc, length, base, count, max_ts, meta_len = parse_header(
-                view[position : position + HEADER_SIZE]
-            )
+            crc, length, base, count, max_ts, meta_len = parse_header(view[position : position + HEADER_SIZE])
         except (ValueError, struct.error):
             break
         end = position + HEADER_SIZE + length

@@ -141,7 +141,9 @@ class Topic:
     ) -> AppendResult:
         """Append an INPUT_SCHEMA batch atomically; return once it is durable."""
         expectations = _normalize_expectations(expect)
-        if expect_offset is not None and (isinstance(expect_offset, bool) or not isinstance(expect_offset, int)):
+        if expect_offset is not None and (
+            isinstance(expect_offset, bool) or not isinstance(expect_offset, int)
+        ):
             raise InvalidRequest(f"expect_offset must be an int, got {expect_offset!r}")
         producer_key = validate_producer(producer) if producer is not None else None
         count = batch.num_rows
@@ -154,7 +156,9 @@ class Topic:
         with self._write_lock:
             self._check_usable()
             if self.keys.flush_error is not None:
-                raise StorageError(f"the key index of {self.name} could not be written: {self.keys.flush_error}")
+                raise StorageError(
+                    f"the key index of {self.name} could not be written: {self.keys.flush_error}"
+                )
             if producer_key is not None:
                 original = self.producers.check(*producer_key)
                 if original is not None:
@@ -169,7 +173,9 @@ class Topic:
                 if expect_offset is not None and expect_offset != base:
                     raise ConflictError(
                         f"expected the next offset of {self.name} to be {expect_offset}, it is {base}",
-                        None, expect_offset, base,
+                        None,
+                        expect_offset,
+                        base,
                     )
                 for key, expected in expectations.items():
                     actual = self.heads.get(key)
@@ -177,17 +183,26 @@ class Topic:
                         raise ConflictError(
                             f"expected key {_show(key)} of {self.name} at version {expected}, "
                             f"it is at version {actual}",
-                            key, expected, actual,
+                            key,
+                            expected,
+                            actual,
                         )
                 assignment = assign_versions(keys, self.heads)
                 offsets = np.arange(base, base + count, dtype=np.int64)
                 versions = pa.array(
-                    assignment.versions, pa.int64(),
+                    assignment.versions,
+                    pa.int64(),
                     mask=None if assignment.keyed is None else ~assignment.keyed,
                 )
                 stored = pa.RecordBatch.from_arrays(
-                    [pa.array(offsets), timestamps, keys, batch.column("value"),
-                     batch.column("headers"), versions],
+                    [
+                        pa.array(offsets),
+                        timestamps,
+                        keys,
+                        batch.column("value"),
+                        batch.column("headers"),
+                        versions,
+                    ],
                     schema=STORED_SCHEMA,
                 )
                 meta = {"p": producer_key[0], "s": producer_key[1]} if producer_key else None
@@ -214,7 +229,9 @@ class Topic:
                 keyed = batch.filter(batch.column("key").is_valid())
                 if keyed.num_rows:
                     grouped = pa.Table.from_batches([keyed]).group_by("key").aggregate([("version", "max")])
-                    versions.update(zip(grouped.column("key").to_pylist(), grouped.column("version_max").to_pylist()))
+                    versions.update(
+                        zip(grouped.column("key").to_pylist(), grouped.column("version_max").to_pylist())
+                    )
         return AppendResult(base, count, versions, duplicate=True)
 
     def _check_usable(self) -> None:
@@ -239,7 +256,9 @@ class Topic:
             raise OffsetOutOfRange(
                 f"offset {offset} of {self.name} is out of range: the topic holds offsets "
                 f"{first} to {end - 1}; start at 'earliest' to read from the first available",
-                offset, first, end,
+                offset,
+                first,
+                end,
             )
 
     def fetch(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
@@ -326,8 +345,12 @@ class Topic:
             if count:
                 self.log.drop_oldest(count)
                 self.keys.retention_floor = self.log.first_offset
-                log.info("topic %s: retention removed %d segment(s); first offset is now %d",
-                         self.name, count, self.log.first_offset)
+                log.info(
+                    "topic %s: retention removed %d segment(s); first offset is now %d",
+                    self.name,
+                    count,
+                    self.log.first_offset,
+                )
             return count
 
     def stats(self) -> dict[str, Any]:
