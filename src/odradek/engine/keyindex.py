@@ -99,7 +99,8 @@ class KeyIndex:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()  # guards the lists below; never held during I/O
-        self._flush_lock = threading.Lock()  # one flush or merge at a time
+        self._flush_lock = threading.Lock()  # one flush at a time, in offset order
+        self._merge_lock = threading.Lock()  # one merge at a time, beside flushes
         self._memtable: list[pa.Table] = []
         self._memtable_rows = 0
         self._frozen: list[tuple[pa.Table, int, int]] = []  # (entries, start, end)
@@ -164,7 +165,7 @@ class KeyIndex:
         self._memtable_start = end_offset
         return frozen
 
-    def _flush_frozen(self) -> None:
+    def _flush_frozen(self, merge: bool = True) -> None:
         with self._flush_lock:
             try:
                 with self._lock:
@@ -176,10 +177,20 @@ class KeyIndex:
                     self._runs.append(run)
                     self._frozen.pop(0)
                     self.covered_until = end
-                self._merge_if_needed()
             except BaseException as exc:
                 log.exception("key index flush failed")
                 self.flush_error = exc
+                return
+        # Merging is slower than flushing: it runs beside the next flushes, so that
+        # frozen memtables (which lookups scan linearly) never queue up behind it.
+        if merge and self._merge_lock.acquire(blocking=False):
+            try:
+                self._merge_while_needed()
+            except BaseException as exc:
+                log.exception("key index merge failed")
+                self.flush_error = exc
+            finally:
+                self._merge_lock.release()
 
     def _write_run(self, table: pa.Table, start: int, end: int, keep_floor: int = 0) -> Run:
         table = table.sort_by([("key", "ascending"), ("version", "ascending")])
@@ -204,24 +215,21 @@ class KeyIndex:
         os.replace(tmp, path)
         return Run(path, start, end)
 
-    def _merge_if_needed(self) -> None:
-        """Size-tiered merging: the newest ``fan_in`` runs merge when of one size tier."""
-        fan_in = limits.key_index_merge_fan_in
+    def _merge_while_needed(self) -> None:
+        """Size-tiered merging: ``fan_in`` adjacent runs of one size tier become one."""
         while True:
             with self._lock:
-                runs = list(self._runs)
-            if len(runs) < fan_in:
-                return
-            tail = runs[-fan_in:]
-            tiers = {_tier(r.rows) for r in tail}
-            if len(tiers) != 1:
+                window = _merge_window(self._runs)
+            if window is None:
                 return
             merged = self._write_run(
-                pa.concat_tables([r.table for r in tail]), tail[0].start, tail[-1].end, self.retention_floor
+                pa.concat_tables([r.table for r in window]), window[0].start, window[-1].end, self.retention_floor
             )
             with self._lock:
-                self._runs = [*self._runs[: len(self._runs) - fan_in], merged]
-            for run in tail:
+                # Flushes only append, so the window is still adjacent; find it by identity.
+                at = next(i for i, run in enumerate(self._runs) if run is window[0])
+                self._runs[at : at + len(window)] = [merged]
+            for run in window:
                 if run.path != merged.path:
                     os.remove(run.path)
 
@@ -235,7 +243,7 @@ class KeyIndex:
             with self._lock:
                 if not self._frozen:
                     break
-            self._flush_frozen()
+            self._flush_frozen(merge=False)  # closing: merging can wait for the next open
             if self.flush_error is not None:
                 raise self.flush_error
 
@@ -296,6 +304,16 @@ class KeyIndex:
                 "run_entries": sum(r.rows for r in self._runs),
                 "memtable_entries": self._memtable_rows + sum(t.num_rows for t, _, _ in self._frozen),
             }
+
+
+def _merge_window(runs: list[Run]) -> list[Run] | None:
+    """The oldest ``fan_in`` adjacent runs that share a size tier, if any."""
+    fan_in = limits.key_index_merge_fan_in
+    tiers = [_tier(run.rows) for run in runs]
+    for start in range(len(runs) - fan_in + 1):
+        if len(set(tiers[start : start + fan_in])) == 1:
+            return runs[start : start + fan_in]
+    return None
 
 
 def _tier(rows: int) -> int:
