@@ -222,9 +222,8 @@ class KeyIndex:
                 window = _merge_window(self._runs)
             if window is None:
                 return
-            merged = self._write_run(
-                pa.concat_tables([r.table for r in window]), window[0].start, window[-1].end, self.retention_floor
-            )
+            entries = pa.concat_tables([r.table for r in window])
+            merged = self._write_run(entries, window[0].start, window[-1].end, self.retention_floor)
             with self._lock:
                 # Flushes only append, so the window is still adjacent; find it by identity.
                 at = next(i for i, run in enumerate(self._runs) if run is window[0])
