@@ -1,0 +1,279 @@
+"""``odradek``: the command line (see docs/cli.md).
+
+Exit codes: 0 success, 1 the request was refused (the error says why), 2 bad usage,
+3 the server cannot be reached, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from odradek.cli import commands
+from odradek.client.remote import DEFAULT_URL
+from odradek.errors import OdradekError, Unavailable
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+_DESCRIPTION = """\
+Odradek: a durable event log with per-key versions, hierarchical topics and
+optimistic concurrency.
+
+  odradek serve                                  # a server on 127.0.0.1:8815, data in ./odradek-data
+  odradek topic create orders.eu.created
+  seq 1 1000000 | odradek produce orders.eu.created
+  odradek consume 'orders.>' --from-beginning --max 10 --format jsonl
+  printf 'order-1\\t{"total": 12}\\n' | odradek produce orders.eu.created --keyed
+  odradek key orders.eu.created order-1 --format jsonl
+
+Client commands talk to --server (default: $ODRADEK_URL, else grpc://127.0.0.1:8815).
+Run `odradek COMMAND --help` for the options and examples of a command."""
+
+_SERVE_EPILOG = """\
+settings, lowest precedence first: defaults, the TOML file of --config (top level or a
+[serve] table with the same names: data_dir, listen, kafka_listen, metrics_listen,
+fsync, log_format, log_level), environment variables ODRADEK_DATA_DIR, ODRADEK_LISTEN,
+ODRADEK_KAFKA_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT,
+ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
+
+examples:
+  odradek serve
+  odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --metrics-listen 127.0.0.1:9464
+  ODRADEK_DATA_DIR=/tmp/o odradek serve --no-fsync --log-format json
+
+Prints one line containing "ready" on stdout once it accepts connections; logs go to
+stderr, one event per line. SIGTERM or Ctrl-C drains in-flight appends and exits 0."""
+
+_PRODUCE_EPILOG = """\
+Each line of stdin is one record (its value); lines are sent in batches of --batch.
+
+examples:
+  seq 1 1000000 | odradek produce numbers
+  echo '{"total": 12}' | odradek produce orders --key order-1 --expect-version 0
+  printf 'order-1\\tcreated\\norder-2\\tcreated\\n' | odradek produce orders --keyed
+  odradek produce chat                      # type lines; each is sent within 0.2 s"""
+
+_CONSUME_EPILOG = """\
+Without --max or --wait, follows the pattern until interrupted (Ctrl-C).
+Patterns: '*' matches one name segment, '>' (last) one or more; topics created later
+that match are picked up. --format jsonl writes topic, offset, key, value, version,
+timestamp, headers (bytes as UTF-8 where valid, else base64 under NAME_b64).
+
+examples:
+  odradek consume orders.eu.created --from-beginning
+  odradek consume 'orders.*.created' --from-beginning --max 100 --format jsonl
+  odradek consume 'orders.>' --wait 2            # new records until 2 s pass with none
+  odradek consume numbers --offset 500 --max 10"""
+
+_KEY_EPILOG = """\
+examples:
+  odradek key orders.eu.created order-1
+  odradek key orders.eu.created order-1 --from-version 3 --format jsonl"""
+
+_TOPIC_EPILOG = """\
+examples:
+  odradek topic create orders.eu.created --retention 30d
+  odradek topic list 'orders.>'
+  odradek topic describe orders.eu.created
+  odradek topic delete orders.eu.created"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odradek", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="server to talk to (default: $ODRADEK_URL, else grpc://127.0.0.1:8815)",
+    )
+    parser.add_argument("--server", metavar="URL", default=None, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _add_serve(sub)
+    _add_topic(sub, server)
+    _add_produce(sub, server)
+    _add_consume(sub, server)
+    _add_key(sub, server)
+    return parser
+
+
+def _raw(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: object
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = _raw(
+        sub, "serve", help="run a server", description="Run an Odradek server.", epilog=_SERVE_EPILOG
+    )
+    serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./odradek-data)")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="Arrow Flight listener (default 127.0.0.1:8815)")
+    serve.add_argument(
+        "--kafka-listen", metavar="HOST:PORT", help="Kafka listener (not available yet: ignored)"
+    )
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics endpoint (default off)"
+    )
+    serve.add_argument("--config", metavar="FILE.toml", help="settings file")
+    serve.add_argument(
+        "--no-fsync", action="store_true", help="acknowledge before fsync (faster, loses data on a crash)"
+    )
+    serve.add_argument(
+        "--log-format", choices=("kv", "json"), help="log lines as key=value (default) or JSON"
+    )
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    serve.set_defaults(handler=_serve)
+
+
+def _add_topic(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    topic = _raw(sub, "topic", help="create, list, describe, delete topics", epilog=_TOPIC_EPILOG)
+    actions = topic.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = _raw(actions, "create", parents=[server], help="create a topic", epilog=_TOPIC_EPILOG)
+    create.add_argument("name", help="topic name: segments of letters, digits, '_', '-' joined by '.'")
+    create.add_argument(
+        "--retention", default="7d", help="keep records this long: 7d, 12h, forever (default 7d)"
+    )
+    create.add_argument(
+        "--retention-bytes", default=None, help="keep at most this much: 10GiB (default no limit)"
+    )
+    create.add_argument("--segment-bytes", default=None, help="segment size: 256MiB (default)")
+    create.add_argument("--exist-ok", action="store_true", help="succeed if the topic already exists")
+    create.set_defaults(handler=commands.topic_create)
+    listing = _raw(actions, "list", parents=[server], help="list topics", epilog=_TOPIC_EPILOG)
+    listing.add_argument("pattern", nargs="?", help="only names matching this pattern, e.g. 'orders.>'")
+    listing.set_defaults(handler=commands.topic_list)
+    describe = _raw(actions, "describe", parents=[server], help="offsets, sizes and config as JSON")
+    describe.add_argument("name")
+    describe.set_defaults(handler=commands.topic_describe)
+    delete = _raw(actions, "delete", parents=[server], help="delete a topic and all its records")
+    delete.add_argument("name")
+    delete.set_defaults(handler=commands.topic_delete)
+
+
+def _add_produce(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    produce = _raw(
+        sub,
+        "produce",
+        parents=[server],
+        help="append stdin's lines to a topic",
+        epilog=_PRODUCE_EPILOG,
+        description="Append the lines of stdin to TOPIC, one record per line.",
+    )
+    produce.add_argument("topic")
+    keys = produce.add_mutually_exclusive_group()
+    keys.add_argument("--key", help="key of every record")
+    keys.add_argument("--keyed", action="store_true", help="each line is KEY<TAB>VALUE")
+    produce.add_argument(
+        "--expect-version",
+        type=int,
+        metavar="N",
+        help="with --key: refuse unless the key is at version N (0 = new)",
+    )
+    produce.add_argument(
+        "--batch", type=int, default=10_000, metavar="N", help="records per append (default 10000)"
+    )
+    produce.set_defaults(handler=commands.produce)
+
+
+def _add_consume(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    consume = _raw(
+        sub,
+        "consume",
+        parents=[server],
+        help="print the records of a topic or pattern",
+        epilog=_CONSUME_EPILOG,
+        description="Print the records of the topics matching PATTERN.",
+    )
+    consume.add_argument("pattern", help="topic name or pattern ('orders.*.created', 'orders.>')")
+    consume.add_argument(
+        "--from-beginning", action="store_true", help="start at the earliest record, not new ones"
+    )
+    consume.add_argument("--offset", type=int, metavar="N", help="start at offset N (one topic)")
+    consume.add_argument("--max", type=int, metavar="N", help="stop after N records")
+    consume.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="stop once caught up and SECONDS pass with nothing new"
+    )
+    consume.add_argument(
+        "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
+    )
+    consume.set_defaults(handler=commands.consume)
+
+
+def _add_key(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    key = _raw(
+        sub,
+        "key",
+        parents=[server],
+        help="print the records of one key, in version order",
+        epilog=_KEY_EPILOG,
+        description="Print the records of KEY in TOPIC, oldest version first.",
+    )
+    key.add_argument("topic")
+    key.add_argument("key")
+    key.add_argument(
+        "--from-version", type=int, default=1, metavar="N", help="first version to print (default 1)"
+    )
+    key.add_argument(
+        "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
+    )
+    key.set_defaults(handler=commands.key)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from odradek.cli import serve
+
+    return serve.run(serve.settings_from(args, dict(os.environ)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "server", None) is None:
+        args.server = os.environ.get("ODRADEK_URL") or DEFAULT_URL
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except Unavailable as exc:
+        _error(f"{_first_line(exc)} (is `odradek serve` running at {args.server}?)")
+        return EXIT_UNAVAILABLE
+    except OdradekError as exc:
+        _error(exc.message)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if commands.stdout_is_closed_error(exc):
+            commands.silence_stdout()
+            return 0
+        _error(str(exc))
+        return EXIT_REFUSED
+
+
+def _first_line(exc: OdradekError) -> str:
+    return exc.message.split(". Detail:")[0].splitlines()[0] if exc.message else type(exc).__name__
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"odradek: error: {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Records as text: raw values one per line, or JSON Lines (DESIGN §3).
+
+JSONL fields: ``topic, offset, key, value, version, timestamp, headers``. Bytes are
+written as UTF-8 where valid, else base64 under the field name with a ``_b64`` suffix
+(``"value_b64": "..."``); header values follow the same rule inside ``headers``.
+
+A batch is formatted with Arrow string kernels, column by column: each column becomes
+an array of JSON fragments and the fragments are joined element-wise. Batches that
+need care the kernels cannot give (invalid UTF-8, control characters other than
+``\\t \\n \\r``, headers) are formatted record by record instead; they are rare.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# JSON string escapes the kernels apply, in order (backslash first).
+_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_OTHER_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow prints the microseconds with %S
+
+
+def values_text(batch: pa.RecordBatch) -> bytes:
+    """The batch's values, one per line, as they were appended."""
+    values = batch.column("value").fill_null(b"")
+    return b"\n".join(values.to_pylist()) + b"\n"
+
+
+def jsonl(batch: pa.RecordBatch, topic: str | None = None) -> bytes:
+    """The batch as JSON Lines; ``topic`` names the topic when the batch has no column for it."""
+    if batch.num_rows == 0:
+        return b""
+    fast = _jsonl_columnar(batch, topic)
+    if fast is not None:
+        return fast
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows(batch, topic)).encode()
+
+
+def rows(batch: pa.RecordBatch, topic: str | None = None) -> list[dict[str, Any]]:
+    """The batch's records as JSON-able dicts (the slow, exact path)."""
+    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    timestamps = pc.strftime(batch.column("timestamp"), format=_TIMESTAMP_FORMAT).to_pylist()
+    result = []
+    for index in range(batch.num_rows):
+        row: dict[str, Any] = {"topic": columns["topic"][index] if "topic" in columns else topic}
+        row["offset"] = columns["offset"][index]
+        _put_bytes(row, "key", columns["key"][index])
+        _put_bytes(row, "value", columns["value"][index])
+        row["version"] = columns["version"][index]
+        row["timestamp"] = timestamps[index]
+        headers: dict[str, Any] = {}
+        for name, value in columns["headers"][index] or []:
+            _put_bytes(headers, name, value)
+        row["headers"] = headers
+        result.append(row)
+    return result
+
+
+def _put_bytes(target: dict[str, Any], name: str, value: bytes | None) -> None:
+    if value is None:
+        target[name] = None
+        return
+    try:
+        target[name] = value.decode()
+    except UnicodeDecodeError:
+        target[name + "_b64"] = base64.b64encode(value).decode()
+
+
+def _jsonl_columnar(batch: pa.RecordBatch, topic: str | None) -> bytes | None:
+    if batch.column("headers").null_count != batch.num_rows:
+        return None
+    key = _json_string(batch.column("key"))
+    value = _json_string(batch.column("value"))
+    if key is None or value is None:
+        return None
+    if "topic" in batch.schema.names:
+        topic_json = _json_string(batch.column("topic"))
+        if topic_json is None:
+            return None
+    else:
+        topic_json = pa.repeat(pa.scalar(json.dumps(topic), pa.utf8()), batch.num_rows)
+    version = pc.fill_null(pc.cast(batch.column("version"), pa.utf8()), "null")
+    timestamp = pc.strftime(batch.column("timestamp"), format=_TIMESTAMP_FORMAT)
+    lines = pc.binary_join_element_wise(
+        '{"topic":', topic_json,
+        ',"offset":', pc.cast(batch.column("offset"), pa.utf8()),
+        ',"key":', key,
+        ',"value":', value,
+        ',"version":', version,
+        ',"timestamp":"', timestamp,
+        '","headers":{}}\n',
+        "",
+    )  # fmt: skip
+    return _concatenate(lines)
+
+
+def _json_string(column: pa.Array) -> pa.Array | None:
+    """Each value as a JSON string literal (null as ``null``), or None if any value is
+    not valid UTF-8 or holds a control character the kernels do not escape."""
+    try:
+        text = column.cast(pa.utf8()) if not pa.types.is_string(column.type) else column
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if pc.any(pc.match_substring_regex(text, _OTHER_CONTROL)).as_py():
+        return None
+    for plain, escaped in _ESCAPES:
+        text = pc.replace_substring(text, plain, escaped)
+    quoted = pc.binary_join_element_wise('"', text, '"', "")
+    return pc.fill_null(quoted, "null")
+
+
+def _concatenate(lines: pa.Array) -> bytes:
+    """The strings of ``lines`` back to back, joined by Arrow rather than per element."""
+    as_list = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines.cast(pa.binary()))
+    joined = pc.binary_join(as_list, b"")[0]
+    buffer = joined.as_buffer()
+    return buffer.to_pybytes() if buffer is not None else b""

@@ -1,0 +1,234 @@
+"""``odradek serve``: the engine behind the Arrow Flight door, as a process.
+
+Settings come from, lowest precedence first: built-in defaults, a TOML file
+(``--config`` / ``ODRADEK_CONFIG``), environment variables ``ODRADEK_*``, flags.
+Lifecycle: open the engine, start the metrics endpoint and the Flight server, print
+one line containing ``ready``, then wait for SIGTERM or SIGINT; on either, refuse new
+calls, let in-flight appends finish (at most ``limits.shutdown_drain_seconds_max``),
+close the engine and exit 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import tomllib
+from typing import Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.engine import Engine
+from odradek.errors import InvalidRequest, OdradekError
+from odradek.protocols.flight.server import FlightService
+
+log = logging.getLogger("odradek.serve")
+
+
+@dataclasses.dataclass
+class Settings:
+    data_dir: str = "./odradek-data"
+    listen: str = "127.0.0.1:8815"
+    kafka_listen: str | None = None
+    metrics_listen: str | None = None
+    fsync: bool = True
+    log_format: str = "kv"  # "kv" (key=value) or "json"
+    log_level: str = "info"
+
+
+_ENVIRONMENT = {
+    "data_dir": "ODRADEK_DATA_DIR",
+    "listen": "ODRADEK_LISTEN",
+    "kafka_listen": "ODRADEK_KAFKA_LISTEN",
+    "metrics_listen": "ODRADEK_METRICS_LISTEN",
+    "fsync": "ODRADEK_FSYNC",
+    "log_format": "ODRADEK_LOG_FORMAT",
+    "log_level": "ODRADEK_LOG_LEVEL",
+}
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    """Defaults, then the config file, then the environment, then the flags."""
+    values: dict[str, Any] = {}
+    config_path = args.config or environ.get("ODRADEK_CONFIG")
+    if config_path:
+        values.update(_read_config(config_path))
+    for field, variable in _ENVIRONMENT.items():
+        if variable in environ:
+            values[field] = environ[variable]
+    flags = {
+        "data_dir": args.data_dir,
+        "listen": args.listen,
+        "kafka_listen": args.kafka_listen,
+        "metrics_listen": args.metrics_listen,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    values.update({name: value for name, value in flags.items() if value is not None})
+    if args.no_fsync:
+        values["fsync"] = False
+    if "fsync" in values:
+        values["fsync"] = _boolean(values["fsync"], "fsync")
+    if values.get("log_format", "kv") not in ("kv", "json"):
+        raise InvalidRequest(f"log format must be 'kv' or 'json', got {values['log_format']!r}")
+    return Settings(**values)
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"config file {path} is not valid TOML: {exc}") from exc
+    section = document.get("serve", document)
+    known = {field.name for field in dataclasses.fields(Settings)}
+    unknown = sorted(set(section) - known - {"serve"})
+    if unknown:
+        raise InvalidRequest(f"config file {path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return {name: value for name, value in section.items() if name in known}
+
+
+def _boolean(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidRequest(f"{name} must be true or false, got {value!r}")
+
+
+def split_address(address: str, what: str) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+    host, separator, port = address.rpartition(":")
+    if not separator or not port.isdigit() or not host or int(port) > 65535:
+        raise InvalidRequest(f"{what} must be HOST:PORT (e.g. 127.0.0.1:8815), got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+class StructuredFormatter(logging.Formatter):
+    """One line per event: ``ts=… level=… logger=… msg="…" key=value…`` or one JSON object.
+
+    Fields beyond the message come from ``extra={"fields": {...}}``.
+    """
+
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.json = style == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        event.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            event["error"] = self.formatException(record.exc_info).replace("\n", " | ")
+        if self.json:
+            return json.dumps(event, default=str)
+        return " ".join(f"{key}={_kv_value(value)}" for key, value in event.items())
+
+
+def _kv_value(value: object) -> str:
+    text = str(value)
+    if text and all(c.isalnum() or c in "-_.:/+@[]" for c in text):
+        return text
+    return json.dumps(text)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(StructuredFormatter(settings.log_format))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def run(settings: Settings) -> int:
+    setup_logging(settings)
+    host, port = split_address(settings.listen, "--listen")
+    metrics_address = (
+        split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
+    )
+    if settings.kafka_listen:
+        split_address(settings.kafka_listen, "--kafka-listen")
+        log.warning(
+            "the Kafka listener is not available in this version; ignoring --kafka-listen",
+            extra={"fields": {"kafka_listen": settings.kafka_listen}},
+        )
+    engine = Engine(settings.data_dir, fsync=settings.fsync)
+    try:
+        observer = None
+        if metrics_address is not None:
+            from odradek.protocols.metrics import Metrics  # only servers need prometheus
+
+            observer = Metrics(engine)
+            observer.serve(*metrics_address)
+        location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+        try:
+            server = FlightService(engine, location, observer=observer)
+        except (pa.ArrowException, OSError) as exc:
+            raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
+    except BaseException:
+        engine.close()
+        raise
+    url = f"grpc://[{host}]:{server.port}" if ":" in host else f"grpc://{host}:{server.port}"
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    fields = {
+        "url": url,
+        "data_dir": os.path.abspath(settings.data_dir),
+        "fsync": settings.fsync,
+        "metrics": f"http://{settings.metrics_listen}/metrics" if metrics_address else "off",
+        "pid": os.getpid(),
+    }
+    log.info("ready", extra={"fields": fields})
+    print(f"odradek ready url={url} data_dir={fields['data_dir']}", flush=True)
+    while not stop.wait(3600):
+        pass
+    log.info("shutting down: draining in-flight requests")
+    drained = server.drain(limits.shutdown_drain_seconds_max)
+    if not drained:
+        log.warning(
+            "requests still running after the drain period; closing the engine anyway",
+            extra={"fields": {"drain_seconds": limits.shutdown_drain_seconds_max}},
+        )
+    engine.close()
+    log.info("stopped")
+    if not drained:
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)  # gRPC threads still hold calls open; the engine is closed and synced
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

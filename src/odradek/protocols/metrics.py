@@ -1,0 +1,98 @@
+"""Prometheus metrics of a server: what the doors did, and how large the topics are.
+
+The doors report each append to :class:`Metrics` (it implements the Flight server's
+``AppendObserver``); topic sizes are read from the engine when Prometheus scrapes, so
+they cost nothing between scrapes. Every metric lives in the object's own registry,
+so several servers in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from odradek.engine import Engine
+from odradek.errors import OdradekError
+
+log = logging.getLogger(__name__)
+
+# Append latency buckets, seconds: the target is p50 <= 2 ms and p99 <= 10 ms (DESIGN
+# §5), so the buckets are dense between 0.5 ms and 25 ms.
+APPEND_SECONDS_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.appends = Counter(
+            "odradek_appends", "Appends acknowledged, per topic.", ["topic"], registry=self.registry
+        )
+        self.records = Counter(
+            "odradek_appended_records", "Records appended, per topic.", ["topic"], registry=self.registry
+        )
+        self.bytes = Counter(
+            "odradek_appended_bytes",
+            "Bytes of Arrow record batches appended, per topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.append_seconds = Histogram(
+            "odradek_append_seconds",
+            "Time from receiving an append to its acknowledgement (includes the fsync).",
+            buckets=APPEND_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "odradek_request_errors",
+            "Refused or failed requests, per call and error code.",
+            ["call", "code"],
+            registry=self.registry,
+        )
+        self.registry.register(TopicCollector(engine))
+
+    # -- AppendObserver ------------------------------------------------------------------
+
+    def appended(self, topic: str, records: int, size_bytes: int, seconds: float) -> None:
+        self.appends.labels(topic).inc()
+        self.records.labels(topic).inc(records)
+        self.bytes.labels(topic).inc(size_bytes)
+        self.append_seconds.observe(seconds)
+
+    def failed(self, call: str, code: str) -> None:
+        self.errors.labels(call, code).inc()
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` over HTTP on ``host:port`` (a daemon thread)."""
+        start_http_server(port, addr=host, registry=self.registry)
+
+
+class TopicCollector(Collector):
+    """Per-topic sizes, read from the engine at scrape time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        records = GaugeMetricFamily("odradek_topic_records", "Records held by a topic.", labels=["topic"])
+        size = GaugeMetricFamily("odradek_topic_bytes", "Bytes of a topic's segments.", labels=["topic"])
+        next_offset = GaugeMetricFamily(
+            "odradek_topic_next_offset", "Offset the next append to a topic gets.", labels=["topic"]
+        )
+        keys = GaugeMetricFamily("odradek_topic_keys", "Distinct keys of a topic.", labels=["topic"])
+        if not self.engine.closed:
+            for name in self.engine.list_topics():
+                try:
+                    info = self.engine.describe_topic(name)
+                except OdradekError:  # deleted since it was listed
+                    continue
+                records.add_metric([name], info.records)
+                size.add_metric([name], info.bytes)
+                next_offset.add_metric([name], info.next_offset)
+                keys.add_metric([name], info.keys)
+        yield from (records, size, next_offset, keys)
