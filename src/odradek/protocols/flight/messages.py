@@ -217,19 +217,27 @@ def encode_append_result(result: AppendResult) -> bytes:
         "count": result.count,
         "duplicate": result.duplicate,
     }
-    if result.versions:
-        batch = pa.RecordBatch.from_arrays(
-            [
-                pa.array(list(result.versions.keys()), pa.binary()),
-                pa.array(list(result.versions.values()), pa.int64()),
-            ],
-            schema=_VERSIONS_SCHEMA,
-        )
+    if len(result.versions):
+        keys, versions = _version_arrays(result.versions)
+        batch = pa.RecordBatch.from_arrays([keys, versions], schema=_VERSIONS_SCHEMA)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, _VERSIONS_SCHEMA) as writer:
             writer.write_batch(batch)
         document["versions_arrow_b64"] = base64.b64encode(sink.getvalue().to_pybytes()).decode()
     return dump(document)
+
+
+def _version_arrays(versions: Mapping[bytes, int]) -> tuple[pa.Array, pa.Array]:
+    """Keys and versions as arrays; taken as they are when the engine already has them."""
+    keys = getattr(versions, "keys", None)
+    numbers = getattr(versions, "versions", None)
+    if isinstance(keys, pa.Array) and numbers is not None:
+        return keys.cast(pa.binary()), pa.array(numbers, pa.int64())
+    items = list(versions.items())
+    return (
+        pa.array([key for key, _ in items], pa.binary()),
+        pa.array([version for _, version in items], pa.int64()),
+    )
 
 
 def decode_append_result(raw: bytes) -> AppendResult:

@@ -1,0 +1,83 @@
+"""Fixtures of the conformance suite: one ``client`` fixture, three doors.
+
+* ``embedded``: ``odradek.open(dir)``, the engine in-process.
+* ``remote``: ``odradek.connect(url)`` against an in-process Flight server on a free
+  loopback port.
+* ``async``: ``odradek.AsyncClient`` against the same kind of server, driven through
+  an event loop by :class:`AsyncDriver`, which gives it the sync shape so that every
+  test runs unchanged through all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import odradek
+from odradek.engine import Engine
+from odradek.protocols.flight.server import FlightService
+
+# The engines of the suite refuse appends over 1 MiB, so RequestTooLarge is cheap to provoke.
+APPEND_BYTES_MAX = 1024 * 1024
+
+
+class AsyncDriver:
+    """Runs an AsyncClient's coroutines on a private event loop, one call at a time."""
+
+    def __init__(self, client: odradek.AsyncClient) -> None:
+        self.client = client
+        self.loop = asyncio.new_event_loop()
+        self.owner = threading.get_ident()
+
+    def _run(self, coroutine: Any) -> Any:
+        if threading.get_ident() != self.owner:  # a helper thread of a test: a loop of its own
+            return asyncio.run(coroutine)
+        return self.loop.run_until_complete(coroutine)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._run(method(*args, **kwargs))
+
+        return call
+
+    def read(self, pattern: str, **options: Any) -> Iterator[pa.RecordBatch]:
+        batches: AsyncIterator[pa.RecordBatch] = self.client.read(pattern, **options)
+        try:
+            while True:
+                try:
+                    yield self._run(batches.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(batches.aclose())  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._run(self.client.close())
+        self.loop.close()
+
+
+@pytest.fixture(params=["embedded", "remote", "async"])
+def client(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    kind = request.param
+    if kind == "embedded":
+        embedded = odradek.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
+        yield embedded
+        embedded.close()
+        return
+    engine = Engine(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
+    server = FlightService(engine, "grpc://127.0.0.1:0")
+    url = f"grpc://127.0.0.1:{server.port}"
+    remote: Any = odradek.connect(url) if kind == "remote" else AsyncDriver(odradek.connect_async(url))
+    try:
+        yield remote
+    finally:
+        remote.close()
+        server.drain(5.0)
+        engine.close()
