@@ -215,7 +215,8 @@ def test_wildcard_read_adds_topic_and_picks_up_new_topics(client: Client) -> Non
     try:
         for batch in stream:
             assert batch.schema.names[-1] == "topic"
-            seen.extend(zip(batch.column("topic").to_pylist(), batch.column("value").to_pylist(), strict=True))
+            topics, values = batch.column("topic").to_pylist(), batch.column("value").to_pylist()
+            seen.extend(zip(topics, values, strict=True))
             if len(seen) == 2:  # caught up: a topic created now must be picked up
                 client.create_topic("orders.ap.created")
                 client.append("orders.ap.created", [{"value": b"ap"}])
