@@ -3,7 +3,41 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+class KeyVersions(Mapping[bytes, int]):
+    """``{key: version}`` of an append, built from arrays only when first looked at.
+
+    An append of 10,000 keys should not pay for a 10,000-entry dict nobody reads;
+    ``key_array``/``version_array`` are the arrays themselves (for a door to send as Arrow).
+    """
+
+    def __init__(self, key_array: pa.Array, version_array: np.ndarray) -> None:
+        self.key_array = key_array
+        self.version_array = version_array
+        self._dict: dict[bytes, int] | None = None
+
+    def _materialized(self) -> dict[bytes, int]:
+        if self._dict is None:
+            self._dict = dict(zip(self.key_array.to_pylist(), self.version_array.tolist()))
+        return self._dict
+
+    def __getitem__(self, key: bytes) -> int:
+        return self._materialized()[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._materialized())
+
+    def __len__(self) -> int:
+        return len(self.key_array)
+
+    def __repr__(self) -> str:
+        return repr(self._materialized())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,7 +47,7 @@ class AppendResult:
 
     base_offset: int
     count: int
-    versions: dict[bytes, int]
+    versions: Mapping[bytes, int]
     duplicate: bool = False  # True when an idempotent retry was answered from memory
 
     @property

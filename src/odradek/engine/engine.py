@@ -43,6 +43,7 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
+from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import Records, timestamp_micros, to_input_batch
 from odradek.types import AppendResult, TopicInfo
@@ -88,6 +89,7 @@ class Engine:
             directory = os.path.join(self._topics_dir, name)
             if os.path.isfile(os.path.join(directory, "topic.json")):
                 self._topics[name] = self._open_topic(directory)
+        self.groups = GroupManager(self)  # consumer groups (groups/), woken by _notify
         self._stop = threading.Event()
         self._retention_thread = threading.Thread(
             target=self._retention_loop,
@@ -107,6 +109,7 @@ class Engine:
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
+        self.groups.close()
         with self._topics_lock:
             for topic in self._topics.values():
                 topic.close()
@@ -141,6 +144,7 @@ class Engine:
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
+        self.groups.wake()
 
     def _topic(self, name: str) -> Topic:
         self._check_open()

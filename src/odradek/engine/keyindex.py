@@ -280,17 +280,16 @@ class KeyIndex:
         mask &= all_offsets >= self.retention_floor
         return np.sort(all_offsets[mask])
 
-    def heads(self) -> dict[bytes, int]:
-        """The current version of every key (computed once, when a topic is opened)."""
+    def heads(self) -> tuple[pa.Array, np.ndarray]:
+        """(keys, versions): the current version of every key (computed at open)."""
         with self._lock:
             tables = [r.table for r in self._runs] + [t for t, _, _ in self._frozen] + self._memtable
-        if not tables:
-            return {}
-        table = pa.concat_tables(tables)
+        table = pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
         if table.num_rows == 0:
-            return {}
+            return pa.array([], pa.binary()), np.zeros(0, np.int64)
         grouped = table.group_by("key").aggregate([("version", "max")])
-        return dict(zip(grouped.column("key").to_pylist(), grouped.column("version_max").to_pylist()))
+        keys = grouped.column("key").combine_chunks()
+        return keys, grouped.column("version_max").to_numpy()
 
     @property
     def run_count(self) -> int:

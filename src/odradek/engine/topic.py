@@ -29,10 +29,11 @@ import pyarrow.compute as pc
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
+from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import TopicLog
 from odradek.engine.producers import ProducerState, validate_producer
-from odradek.engine.versions import KeyHeads, assign_versions
+from odradek.engine.versions import assign_versions
 from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, StorageError
 from odradek.records import STORED_SCHEMA, now_micros
 from odradek.types import AppendResult
@@ -72,7 +73,7 @@ class Topic:
         self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset)
         self.producers = self._load_producers()
         self._rebuild_key_index()
-        self.heads = KeyHeads(self.keys.heads())
+        self.heads = KeyHeads.from_arrays(*self.keys.heads())
         self.keys.retention_floor = self.log.first_offset
         self._written = self.log.next_offset
         self.commit = GroupCommit(self._written, self._take_sync_handle, fsync)
@@ -177,16 +178,7 @@ class Topic:
                         expect_offset,
                         base,
                     )
-                for key, expected in expectations.items():
-                    actual = self.heads.get(key)
-                    if actual != expected:
-                        raise ConflictError(
-                            f"expected key {_show(key)} of {self.name} at version {expected}, "
-                            f"it is at version {actual}",
-                            key,
-                            expected,
-                            actual,
-                        )
+                self._check_key_expectations(expectations)
                 assignment = assign_versions(keys, self.heads)
                 offsets = np.arange(base, base + count, dtype=np.int64)
                 versions = pa.array(
@@ -220,6 +212,20 @@ class Topic:
             return self._replay_result(duplicate[1], duplicate[2])
         self.commit.wait(ticket)
         return AppendResult(base, count, assignment.versions_by_key())
+
+    def _check_key_expectations(self, expectations: dict[bytes, int]) -> None:
+        if not expectations:
+            return
+        _, current = self.heads.lookup(pa.array(list(expectations), pa.binary()))
+        for (key, expected), actual in zip(expectations.items(), current.tolist()):
+            if actual != expected:
+                raise ConflictError(
+                    f"expected key {_show(key)} of {self.name} at version {expected}, "
+                    f"it is at version {actual}",
+                    key,
+                    expected,
+                    actual,
+                )
 
     def _replay_result(self, base: int, count: int) -> AppendResult:
         """The result of an earlier append, recomputed from the log."""
