@@ -21,6 +21,7 @@ import datetime
 import fcntl
 import json
 import logging
+import numbers
 import os
 import shutil
 import threading
@@ -223,7 +224,7 @@ class Engine:
         names = sorted(self._topics)
         if pattern is None:
             return names
-        matches = compile_pattern(pattern)
+        matches = compile_pattern(_check_pattern(pattern))
         return [n for n in names if matches(n)]
 
     def describe_topic(self, name: str) -> TopicInfo:
@@ -304,8 +305,7 @@ class Engine:
         max_bytes: int = limits.read_bytes_max_default,
     ) -> list[pa.RecordBatch]:
         """One read of ``topic`` from ``offset``, without waiting."""
-        if max_records < 1 or max_bytes < 1:
-            raise InvalidRequest("max_records and max_bytes must be >= 1")
+        _check_limits(max_records, max_bytes)
         return self._topic(topic).fetch(offset, max_records, max_bytes)
 
     def read(
@@ -328,15 +328,14 @@ class Engine:
         (a server passes "the client went away").
         """
         self._check_open()
-        wildcard = is_pattern(pattern)
+        wildcard = is_pattern(_check_pattern(pattern))
         matches = compile_pattern(pattern)  # validates the pattern
         if not wildcard:
             self._topic(pattern)
         wait = _check_wait(wait)
         per_batch = max_records if max_records is not None else limits.read_records_max_default
         per_bytes = max_bytes if max_bytes is not None else limits.read_bytes_max_default
-        if per_batch < 1 or per_bytes < 1:
-            raise InvalidRequest("max_records and max_bytes must be >= 1")
+        _check_limits(per_batch, per_bytes)
         positions: dict[str, int] = {}
         for name in self.list_topics(pattern) if wildcard else [pattern]:
             positions[name] = self.resolve_start(name, start)
@@ -411,6 +410,18 @@ class Engine:
 
 
 _START_RULES = "start must be 'earliest', 'latest', an offset (int >= 0), a datetime or an ISO-8601 timestamp"
+
+
+def _check_pattern(pattern: object) -> str:
+    if not isinstance(pattern, str):
+        raise InvalidRequest(f"a topic name or pattern must be a string, got {type(pattern).__name__}")
+    return pattern
+
+
+def _check_limits(max_records: object, max_bytes: object) -> None:
+    for limit in (max_records, max_bytes):
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+            raise InvalidRequest(f"max_records and max_bytes must be ints >= 1, got {limit!r}")
 
 
 def _check_wait(wait: object) -> float:
