@@ -104,14 +104,47 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
                 f"record {index} is a {type(rows[index]).__name__}; each record must be a dict "
                 "with 'value' and optionally 'key', 'headers', 'timestamp'"
             )
+    rows = list(rows)
     try:
-        return pa.RecordBatch.from_pylist(list(rows), schema=INPUT_SCHEMA)
+        fields = set().union(*rows)
+    except TypeError as exc:
+        raise InvalidRequest(f"each record must be a dict: {exc}") from exc
+    unknown = fields - set(INPUT_SCHEMA.names) - _ASSIGNED_COLUMNS
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s) {sorted(map(str, unknown))} in records: a record has "
+            "'key', 'value', 'headers' and 'timestamp'"
+        )
+    if "timestamp" in fields:
+        _check_timestamps([row.get("timestamp") for row in rows])
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=INPUT_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise InvalidRequest(
             "could not convert the records: each is a dict with 'value' (bytes or str), "
             "optional 'key' (bytes, str or None), 'headers' (dict of str to bytes/str) and "
             f"'timestamp' (datetime or microseconds since the epoch): {exc}"
         ) from exc
+
+
+def _check_timestamps(stamps: list[Any]) -> None:
+    """Dict timestamps are datetimes or int microseconds; floats are ambiguous, refused."""
+    try:
+        inferred = pa.array(stamps)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidRequest(f"{_TIMESTAMP_RULES}: {exc}") from exc
+    if not (
+        pa.types.is_null(inferred.type)
+        or pa.types.is_integer(inferred.type)
+        or pa.types.is_timestamp(inferred.type)
+    ):
+        raise InvalidRequest(f"{_TIMESTAMP_RULES}, got values of type {inferred.type}")
+
+
+_TIMESTAMP_RULES = (
+    "a record's 'timestamp' is a datetime or an int of microseconds since the epoch "
+    "(for time.time() seconds, pass int(t * 1_000_000))"
+)
 
 
 def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -187,8 +220,8 @@ def _cast(column: pa.Array, field: pa.Field) -> pa.Array:
 def timestamp_micros(value: object) -> int:
     """Microseconds since the epoch.
 
-    A datetime (naive means UTC), an int taken as microseconds (the stored unit), or a
-    float taken as seconds (as ``time.time()`` returns).
+    A datetime (naive means UTC) or an int taken as microseconds (the stored unit).
+    Floats are refused: seconds or microseconds would be a guess.
     """
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
@@ -198,6 +231,4 @@ def timestamp_micros(value: object) -> int:
         raise InvalidRequest("a timestamp must be a datetime or microseconds since the epoch")
     if isinstance(value, int):
         return value
-    if isinstance(value, float):
-        return int(value * 1_000_000)
-    raise InvalidRequest(f"a timestamp must be a datetime or microseconds, got {value!r}")
+    raise InvalidRequest(f"{_TIMESTAMP_RULES}, got {value!r}")
