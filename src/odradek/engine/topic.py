@@ -141,6 +141,21 @@ class Topic:
         producer: object = None,
     ) -> AppendResult:
         """Append an INPUT_SCHEMA batch atomically; return once it is durable."""
+        return self.submit(batch, expect, expect_offset, producer).wait()
+
+    def submit(
+        self,
+        batch: pa.RecordBatch,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> PendingAppend:
+        """Write an append and return without waiting for its fsync.
+
+        Expectations and sequences are checked now (a refusal raises now, nothing
+        written); :meth:`PendingAppend.wait` returns the result once it is durable. A
+        caller streaming batches submits the next one while the last one syncs.
+        """
         expectations = _normalize_expectations(expect)
         if expect_offset is not None and (
             isinstance(expect_offset, bool) or not isinstance(expect_offset, int)
@@ -148,10 +163,10 @@ class Topic:
             raise InvalidRequest(f"expect_offset must be an int, got {expect_offset!r}")
         producer_key = validate_producer(producer) if producer is not None else None
         count = batch.num_rows
-        now = now_micros()
         timestamps = batch.column("timestamp")
         if timestamps.null_count:
-            timestamps = pc.fill_null(timestamps, pa.scalar(now, STORED_SCHEMA.field("timestamp").type))
+            now = pa.scalar(now_micros(), STORED_SCHEMA.field("timestamp").type)
+            timestamps = pc.fill_null(timestamps, now)
         max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
         keys = batch.column("key")
         with self._write_lock:
@@ -163,55 +178,44 @@ class Topic:
             if producer_key is not None:
                 original = self.producers.check(*producer_key)
                 if original is not None:
-                    ticket = original[1] + original[2]
-                    duplicate = original
-                else:
-                    duplicate = None
-            else:
-                duplicate = None
-            if duplicate is None:
-                base = self.log.next_offset
-                if expect_offset is not None and expect_offset != base:
-                    raise ConflictError(
-                        f"expected the next offset of {self.name} to be {expect_offset}, it is {base}",
-                        None,
-                        expect_offset,
-                        base,
-                    )
-                self._check_key_expectations(expectations)
-                assignment = assign_versions(keys, self.heads)
-                offsets = np.arange(base, base + count, dtype=np.int64)
-                versions = pa.array(
-                    assignment.versions,
-                    pa.int64(),
-                    mask=None if assignment.keyed is None else ~assignment.keyed,
+                    return PendingAppend(self, original[1] + original[2], None, original[1:])
+            base = self.log.next_offset
+            if expect_offset is not None and expect_offset != base:
+                raise ConflictError(
+                    f"expected the next offset of {self.name} to be {expect_offset}, it is {base}",
+                    None,
+                    expect_offset,
+                    base,
                 )
-                stored = pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(offsets),
-                        timestamps,
-                        keys,
-                        batch.column("value"),
-                        batch.column("headers"),
-                        versions,
-                    ],
-                    schema=STORED_SCHEMA,
-                )
-                meta = {"p": producer_key[0], "s": producer_key[1]} if producer_key else None
-                self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
-                # The frame is written: from here on nothing may fail before the state
-                # below reflects it.
-                assignment.apply(self.heads)
-                if producer_key is not None:
-                    self.producers.record(producer_key[0], producer_key[1], base, count)
-                self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
-                ticket = base + count
-                self._written = ticket
-        if duplicate is not None:
-            self.commit.wait(ticket)
-            return self._replay_result(duplicate[1], duplicate[2])
-        self.commit.wait(ticket)
-        return AppendResult(base, count, assignment.versions_by_key())
+            self._check_key_expectations(expectations)
+            assignment = assign_versions(keys, self.heads)
+            offsets = np.arange(base, base + count, dtype=np.int64)
+            versions = pa.array(
+                assignment.versions,
+                pa.int64(),
+                mask=None if assignment.keyed is None else ~assignment.keyed,
+            )
+            stored = pa.RecordBatch.from_arrays(
+                [
+                    pa.array(offsets),
+                    timestamps,
+                    keys,
+                    batch.column("value"),
+                    batch.column("headers"),
+                    versions,
+                ],
+                schema=STORED_SCHEMA,
+            )
+            meta = {"p": producer_key[0], "s": producer_key[1]} if producer_key else None
+            self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
+            # The frame is written: from here on nothing may fail before the state
+            # below reflects it.
+            assignment.apply(self.heads)
+            if producer_key is not None:
+                self.producers.record(producer_key[0], producer_key[1], base, count)
+            self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
+            self._written = base + count
+        return PendingAppend(self, base + count, AppendResult(base, count, assignment.versions_by_key()))
 
     def _check_key_expectations(self, expectations: dict[bytes, int]) -> None:
         if not expectations:
@@ -384,6 +388,27 @@ class Topic:
                 except (OSError, StorageError) as exc:
                     log.warning("topic %s: could not flush on close: %s", self.name, exc)
             self.log.close()
+
+
+class PendingAppend:
+    """An append that is written and will be acknowledged once its fsync is done."""
+
+    def __init__(
+        self, topic: Topic, ticket: int, result: AppendResult | None, original: tuple[int, int] | None = None
+    ) -> None:
+        self._topic = topic
+        self.ticket = ticket
+        self._result = result
+        self._original = original  # (base offset, count) when this is a producer retry
+
+    def wait(self) -> AppendResult:
+        """Block until the append is durable; raise StorageError if its fsync failed."""
+        self._topic.commit.wait(self.ticket)
+        if self._original is not None:
+            return self._topic._replay_result(*self._original)
+        if self._result is None:  # not an assert: it must hold under python -O too
+            raise RuntimeError("a pending append has neither a result nor an original")
+        return self._result
 
 
 def _normalize_expectations(expect: Mapping[Any, int] | None) -> dict[bytes, int]:
