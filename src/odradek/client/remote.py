@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ import pyarrow.flight as flight
 from odradek import limits
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.protocols.flight import messages
-from odradek.records import STORED_SCHEMA, Records, to_input_batch
+from odradek.records import INPUT_SCHEMA, STORED_SCHEMA, Records, to_input_batch
 from odradek.types import AppendResult, TopicInfo
 
 DEFAULT_URL = "grpc://127.0.0.1:8815"
@@ -48,6 +49,7 @@ class RemoteClient:
         self.closed = False
         with _errors(self.url):
             self._flight = flight.FlightClient(self.url)
+        self._puts = _PutStreams(self)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -96,19 +98,21 @@ class RemoteClient:
         producer: object = None,
     ) -> AppendResult:
         batch = to_input_batch(records, limits.flight_message_bytes_max)
-        options = messages.encode_append_options(expect, expect_offset, producer)
-        descriptor = flight.FlightDescriptor.for_path(_check_str(topic, "topic"))
-        with _errors(self.url):
-            self._check_open()
-            writer, reader = self._flight.do_put(descriptor, batch.schema, self._options)
-            try:
-                writer.write_with_metadata(batch, pa.py_buffer(options))
-                writer.done_writing()
-                answer = reader.read()
-            finally:
-                writer.close()
-        if answer is None:
-            raise Unavailable(f"{self.url} closed the append without answering; it may not be written")
+        options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
+        stream = self._puts.take(_check_str(topic, "topic"))
+        answered = False
+        try:
+            with _errors(self.url):
+                stream.writer.write_with_metadata(batch, options)
+                answer = stream.reader.read()
+                if answer is None:  # the server ended the stream: its close carries the error
+                    stream.writer.close()
+                    raise Unavailable(
+                        f"{self.url} closed the append without answering; it may not be written"
+                    )
+            answered = True
+        finally:
+            self._puts.give_back(stream, reusable=answered)
         return messages.decode_append_result(answer.to_pybytes())
 
     def read(
@@ -164,6 +168,7 @@ class RemoteClient:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._puts.close()
             with contextlib.suppress(flight.FlightError, pa.ArrowException):
                 self._flight.close()
 
@@ -191,6 +196,85 @@ class RemoteClient:
         with _errors(self.url):
             self._check_open()
             return self._flight.do_get(flight.Ticket(ticket), options)
+
+
+# An append stream (DoPut) left idle this long is closed: a server that drains for a
+# shutdown waits for open streams, and a restarted server must not meet stale ones.
+put_stream_idle_seconds = 0.5
+
+
+class _PutStream:
+    def __init__(
+        self, topic: str, writer: flight.FlightStreamWriter, reader: flight.FlightMetadataReader
+    ) -> None:
+        self.topic = topic
+        self.writer = writer
+        self.reader = reader
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        with contextlib.suppress(flight.FlightError, pa.ArrowException):
+            self.writer.done_writing()
+        with contextlib.suppress(flight.FlightError, pa.ArrowException):
+            self.writer.close()
+
+
+class _PutStreams:
+    """Open DoPut streams kept between appends, per topic, so that an append costs one
+    message each way instead of a new gRPC call. A stream serves one append at a time;
+    one that failed is closed, never reused; idle ones are closed by a reaper thread."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._client = client
+        self._idle: dict[str, list[_PutStream]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def take(self, topic: str) -> _PutStream:
+        with self._lock:
+            self._client._check_open()
+            idle = self._idle.get(topic)
+            if idle:
+                return idle.pop()
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="odradek-put-reaper", daemon=True)
+                self._reaper.start()
+        descriptor = flight.FlightDescriptor.for_path(topic)
+        with _errors(self._client.url):
+            writer, reader = self._client._flight.do_put(
+                descriptor, INPUT_SCHEMA, self._client._stream_options
+            )
+        return _PutStream(topic, writer, reader)
+
+    def give_back(self, stream: _PutStream, reusable: bool) -> None:
+        if reusable and not self._stop.is_set():
+            stream.last_used = time.monotonic()
+            with self._lock:
+                self._idle.setdefault(stream.topic, []).append(stream)
+            return
+        stream.close()
+
+    def _reap(self) -> None:
+        while not self._stop.wait(put_stream_idle_seconds / 2):
+            self._close_idle(time.monotonic() - put_stream_idle_seconds)
+
+    def _close_idle(self, used_before: float) -> None:
+        doomed: list[_PutStream] = []
+        with self._lock:
+            for topic, streams in list(self._idle.items()):
+                keep = [stream for stream in streams if stream.last_used >= used_before]
+                doomed.extend(stream for stream in streams if stream.last_used < used_before)
+                if keep:
+                    self._idle[topic] = keep
+                else:
+                    del self._idle[topic]
+        for stream in doomed:
+            stream.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._close_idle(float("inf"))
 
 
 class ReadStream:

@@ -14,8 +14,8 @@ Rules
 * Keys inside JSON are hex (``"key_encoding": "base64"`` switches a request to
   base64). Record data never goes through JSON: it travels as Arrow batches.
 * An append result's versions travel as an Arrow IPC stream of one batch
-  (``key: binary, version: int64``), base64-encoded inside the JSON, because a
-  10,000-key append would cost milliseconds as a JSON object.
+  (``key: binary, version: int64``) after the JSON line, because a 10,000-key append
+  would cost milliseconds as a JSON object.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, from_wire, to_wire
-from odradek.types import AppendResult, TopicInfo
+from odradek.types import AppendResult, KeyVersions, TopicInfo
 
 # Version of this wire format; a request may name it as "v" and a newer server
 # refuses versions it does not know.
@@ -211,26 +211,32 @@ def decode_append_options(raw: bytes, what: str = "append options") -> tuple[str
 
 
 def encode_append_result(result: AppendResult) -> bytes:
-    """The JSON of a PutResult's app_metadata: what one appended batch was assigned."""
+    """A PutResult's app_metadata: what one appended batch was assigned.
+
+    One line of JSON; if the append had keys, ``"versions": "arrow"`` says that a
+    newline and an Arrow IPC stream of one batch (``key: binary, version: int64``)
+    follow it.
+    """
     document: dict[str, Any] = {
         "base_offset": result.base_offset,
         "count": result.count,
         "duplicate": result.duplicate,
     }
-    if len(result.versions):
-        keys, versions = _version_arrays(result.versions)
-        batch = pa.RecordBatch.from_arrays([keys, versions], schema=_VERSIONS_SCHEMA)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, _VERSIONS_SCHEMA) as writer:
-            writer.write_batch(batch)
-        document["versions_arrow_b64"] = base64.b64encode(sink.getvalue().to_pybytes()).decode()
-    return dump(document)
+    if not len(result.versions):
+        return dump(document)
+    keys, versions = _version_arrays(result.versions)
+    batch = pa.RecordBatch.from_arrays([keys, versions], schema=_VERSIONS_SCHEMA)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, _VERSIONS_SCHEMA) as writer:
+        writer.write_batch(batch)
+    document["versions"] = "arrow"
+    return dump(document) + b"\n" + bytes(sink.getvalue().to_pybytes())
 
 
 def _version_arrays(versions: Mapping[bytes, int]) -> tuple[pa.Array, pa.Array]:
     """Keys and versions as arrays; taken as they are when the engine already has them."""
-    keys = getattr(versions, "keys", None)
-    numbers = getattr(versions, "versions", None)
+    keys = getattr(versions, "key_array", None)
+    numbers = getattr(versions, "version_array", None)
     if isinstance(keys, pa.Array) and numbers is not None:
         return keys.cast(pa.binary()), pa.array(numbers, pa.int64())
     items = list(versions.items())
@@ -241,17 +247,19 @@ def _version_arrays(versions: Mapping[bytes, int]) -> tuple[pa.Array, pa.Array]:
 
 
 def decode_append_result(raw: bytes) -> AppendResult:
-    document = load(raw, "append result")
-    versions: dict[bytes, int] = {}
-    encoded = document.get("versions_arrow_b64")
-    if encoded:
+    header, newline, rest = raw.partition(b"\n")
+    document = load(header, "append result")
+    versions: Mapping[bytes, int] = {}
+    if document.get("versions") == "arrow":
+        if not newline:
+            raise InvalidRequest("append result announces versions but carries none")
         try:
-            table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
-        except (ValueError, binascii.Error, pa.ArrowInvalid) as exc:
+            batch = pa.ipc.open_stream(pa.py_buffer(rest)).read_next_batch()
+        except (StopIteration, pa.ArrowInvalid) as exc:
             raise InvalidRequest(f"append result carries unreadable versions: {exc}") from None
-        versions = dict(
-            zip(table.column("key").to_pylist(), table.column("version").to_pylist(), strict=True)
-        )
+        if batch.schema != _VERSIONS_SCHEMA:
+            raise InvalidRequest(f"append result versions have schema {batch.schema}, not {_VERSIONS_SCHEMA}")
+        versions = KeyVersions(batch.column(0), batch.column(1).to_numpy())
     return AppendResult(
         int(_required(document, "base_offset", int)),
         int(_required(document, "count", int)),
