@@ -6,6 +6,7 @@ Measures (DESIGN §5 targets in brackets):
   * keyed ingest: 100-byte values, 100k distinct keys, 10k-record batches   [>= 1M records/s]
   * catch-up read of the whole topic from the earliest offset              [>= 2M records/s]
   * single-record append latency at ~1,000 appends/s, p50 and p99          [<= 2 ms, <= 10 ms]
+    (open loop, timed from each append's scheduled start), and one at a time
 
 The server runs with fsync on unless --no-fsync, on a temporary data directory (or
 --data-dir) on a free loopback port. Prints one JSON object with the figures.
@@ -34,7 +35,16 @@ VALUE_BYTES = 100
 
 
 def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "odradek.cli.main", "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"]
+    command = [
+        sys.executable,
+        "-m",
+        "odradek.cli.main",
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--listen",
+        "127.0.0.1:0",
+    ]
     if not fsync:
         command.append("--no-fsync")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -103,8 +113,26 @@ def latency(client: odradek.RemoteClient, seconds: float, rate: float = 1000.0) 
     }
 
 
+def sequential_latency(client: odradek.RemoteClient, appends: int = 2000) -> dict[str, float]:
+    """Closed loop: one append at a time, each timed alone (no queueing behind others)."""
+    record = pa.RecordBatch.from_pydict({"key": [b"sequential"], "value": [b"x" * VALUE_BYTES]})
+    samples = []
+    for _ in range(appends):
+        started = time.perf_counter()
+        client.append("bench.latency", record)
+        samples.append(time.perf_counter() - started)
+    milliseconds = np.array(samples) * 1000
+    return {
+        "appends": appends,
+        "p50_ms": round(float(np.percentile(milliseconds, 50)), 3),
+        "p99_ms": round(float(np.percentile(milliseconds, 99)), 3),
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--data-dir")
@@ -119,6 +147,7 @@ def main() -> None:
                 ingest_rate = ingest(client, args.records)
                 read_rate, read_count = catch_up(client)
                 latencies = latency(client, args.latency_seconds)
+                sequential = sequential_latency(client)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -127,7 +156,9 @@ def main() -> None:
         "keyed_ingest_records_per_second": round(ingest_rate),
         "catch_up_read_records_per_second": round(read_rate),
         "records_read": read_count,
-        "single_append_latency": latencies,
+        "single_append_latency_at_1000_per_second": latencies,
+        "single_append_latency_one_at_a_time": sequential,
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(figures, indent=2))
 
