@@ -56,3 +56,38 @@ flight_command_bytes_max = 1024 * 1024
 # How long `odradek serve` waits for in-flight requests to finish on SIGTERM/SIGINT
 # before it closes the engine regardless (clients see the stream fail and retry).
 shutdown_drain_seconds_max = 10.0
+
+# Kafka door. A request frame is at most this large: Kafka's own default for
+# socket.request.max.bytes (100 MiB). A larger declared size closes the connection
+# before any of the frame is buffered.
+kafka_frame_bytes_max = 100 * 1024 * 1024
+# Elements of one array inside a request. Far above what a client sends (a Metadata
+# request naming every topic of a large cluster); a hostile count is refused before
+# anything is allocated, and a count larger than the bytes left is refused as well.
+kafka_array_length_max = 1_000_000
+# A compressed record batch may inflate to at most one append's worth of bytes.
+kafka_decompressed_bytes_max = append_bytes_max_default
+# Fetch long-poll: the wait a client asks for (fetch.wait.max.ms, 500 ms by default)
+# is capped here, and a waiting fetch re-checks the log at least this often (data that
+# arrives through the Kafka door wakes it at once, other doors within this interval).
+kafka_fetch_wait_ms_max = 30_000
+kafka_fetch_poll_seconds = 0.01
+# Virtual partitions per topic: more is allowed by Kafka, but each partition's fetch
+# scans the whole log, so the cost of a consumer grows with the count.
+kafka_partitions_max = 1024
+# Consumer groups: members per group (Kafka's group.max.size is unbounded by default;
+# a bound keeps one misbehaving client from growing a group forever), committed
+# metadata per offset (Kafka's offset.metadata.max.bytes), session timeouts accepted
+# (Kafka's group.min/max.session.timeout.ms defaults) and the delay before the first
+# rebalance of a new group completes (Kafka waits 3 s; a short delay keeps tests fast
+# while still letting members that start together join one generation).
+kafka_group_members_max = 1000
+kafka_offset_metadata_bytes_max = 4096
+kafka_session_timeout_ms_min = 1_000
+kafka_session_timeout_ms_max = 1_800_000
+kafka_initial_rebalance_delay_ms = 300
+# Idempotent producers: batches remembered per producer and partition for dedupe, as in
+# Kafka (5 in-flight requests per connection).
+kafka_producer_batches_remembered = 5
+# Engine calls (appends wait for fsync) run on a thread pool of this size.
+kafka_engine_threads_max = 16
