@@ -242,6 +242,25 @@ class Engine:
             created_at=topic.created_at,
         )
 
+    def alter_topic(self, name: str, **settings: object) -> TopicInfo:
+        """Change retention/segment settings (create_topic's names); the others are kept."""
+        with self._topics_lock:
+            topic = self._topic(name)
+            old = topic.config
+            current = {
+                "retention": old.retention_seconds,
+                "retention_bytes": old.retention_bytes,
+                "segment_bytes": old.segment_bytes,
+                "segment_age": old.segment_seconds,
+            }
+            config = TopicConfig.build(**{**current, **settings})
+            path = os.path.join(topic.directory, "topic.json")
+            with open(path) as handle:
+                meta = json.load(handle)
+            _write_json(path, {**meta, "config": config.to_json()})
+            topic.config = topic.log.config = config
+        return self.describe_topic(name)
+
     def topic_stats(self, name: str) -> dict[str, Any]:
         return self._topic(name).stats()
 
