@@ -1,0 +1,410 @@
+"""Handlers of administration: CreateTopics, DeleteTopics, CreatePartitions,
+DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster, and the
+refusal of SaslHandshake.
+
+Topic configs seen through Kafka
+--------------------------------
+``retention.ms``, ``retention.bytes``, ``segment.bytes`` and ``segment.ms`` map to the
+topic's Odradek settings (-1 is "no limit"); ``kafka_partitions`` is the number of
+virtual partitions (it may only grow); ``cleanup.policy`` is always ``delete``. A few
+settings that only make sense on a replicated Kafka cluster are accepted and ignored
+(:data:`IGNORED_CONFIGS`); any other name is refused with INVALID_CONFIG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+
+from odradek import limits
+from odradek.config import TopicConfig
+from odradek.errors import InvalidRequest, OdradekError, TopicExists, TopicNotFound
+from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, error_code_of
+from odradek.protocols.kafka.codec import messages_admin as m
+from odradek.protocols.kafka.codec.api import Request
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.codec.primitives import ZERO_UUID
+
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_DYNAMIC_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+# DescribeConfigs config types (KIP-569)
+TYPE_STRING = 2
+TYPE_INT = 3
+TYPE_LONG = 5
+TYPE_LIST = 7
+
+IGNORED_CONFIGS = frozenset(
+    {
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+        "compression.type",
+        "message.timestamp.type",
+        "max.message.bytes",
+        "message.downconversion.enable",
+    }
+)
+_DEFAULTS = TopicConfig.build()
+
+
+def _millis(seconds: float | None) -> str:
+    return "-1" if seconds is None else str(int(seconds * 1000))
+
+
+def _size(size: int | None) -> str:
+    return "-1" if size is None else str(size)
+
+
+# name -> (read from TopicConfig, Odradek setting name, config type)
+_MAPPED: dict[str, tuple[Callable[[TopicConfig], str], str, int]] = {
+    "retention.ms": (lambda c: _millis(c.retention_seconds), "retention", TYPE_LONG),
+    "retention.bytes": (lambda c: _size(c.retention_bytes), "retention_bytes", TYPE_LONG),
+    "segment.bytes": (lambda c: str(c.segment_bytes), "segment_bytes", TYPE_INT),
+    "segment.ms": (lambda c: _millis(c.segment_seconds), "segment_age", TYPE_LONG),
+}
+
+
+def _setting(name: str, value: str | None) -> tuple[str, object]:
+    """An Odradek create/alter keyword from a Kafka config; raises InvalidRequest."""
+    if name not in _MAPPED:
+        raise InvalidRequest(f"unknown topic config {name!r}")
+    keyword = _MAPPED[name][1]
+    if value is None:
+        return keyword, dataclasses.MISSING
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidRequest(f"config {name} must be an integer, got {value!r}") from None
+    if number < 0:
+        return keyword, None
+    if keyword in ("retention", "segment_age"):
+        return keyword, number / 1000
+    return keyword, number
+
+
+def _parse_configs(configs: list[tuple[str, str | None]]) -> tuple[dict[str, object], int | None]:
+    """(Odradek settings, kafka_partitions or None); raises InvalidRequest."""
+    settings: dict[str, object] = {}
+    partitions = None
+    for name, value in configs:
+        if name == "kafka_partitions":
+            partitions = _partition_count(value)
+        elif name == "cleanup.policy":
+            if value not in (None, "delete"):
+                raise InvalidRequest("cleanup.policy must be 'delete': Odradek keeps every record of a key")
+        elif name in IGNORED_CONFIGS:
+            continue
+        else:
+            keyword, setting = _setting(name, value)
+            if setting is not dataclasses.MISSING:
+                settings[keyword] = setting
+    return settings, partitions
+
+
+def _partition_count(value: str | None) -> int:
+    try:
+        count = int(value or "")
+    except ValueError:
+        raise InvalidRequest(f"kafka_partitions must be an integer, got {value!r}") from None
+    if not 1 <= count <= limits.kafka_partitions_max:
+        raise InvalidRequest(f"kafka_partitions must be between 1 and {limits.kafka_partitions_max}")
+    return count
+
+
+# -- CreateTopics / DeleteTopics / CreatePartitions -----------------------------------
+
+
+async def create_topics(broker: Broker, request: Request) -> m.CreateTopicsResponse:
+    body: m.CreateTopicsRequest = request.body
+    results = [await _create_one(broker, topic, body.validate_only) for topic in body.topics]
+    return m.CreateTopicsResponse(topics=tuple(results))
+
+
+async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bool) -> m.CreatableTopicResult:
+    def failed(code: ErrorCode, message: str) -> m.CreatableTopicResult:
+        return m.CreatableTopicResult(name=topic.name, error_code=code, error_message=message)
+
+    if topic.replication_factor not in (-1, 1):
+        return failed(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            "Odradek is a single node: replication_factor must be 1 (or -1 for the default)",
+        )
+    if topic.assignments:
+        return failed(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "replica assignments are not supported")
+    partitions = 1 if topic.num_partitions == -1 else topic.num_partitions
+    try:
+        settings, from_config = _parse_configs([(c.name, c.value) for c in topic.configs])
+        partitions = from_config or partitions
+        if not 1 <= partitions <= limits.kafka_partitions_max:
+            return failed(
+                ErrorCode.INVALID_PARTITIONS,
+                f"num_partitions must be between 1 and {limits.kafka_partitions_max}",
+            )
+        if validate_only:
+            TopicConfig.build(**{"retention": "7d", "segment_age": "7d", **settings})
+            if await broker.topic(topic.name) is not None:
+                return failed(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic.name!r} already exists")
+            return m.CreatableTopicResult(name=topic.name, num_partitions=partitions, replication_factor=1)
+        await broker.call(broker.engine.create_topic, topic.name, **settings)
+    except TopicExists as exc:
+        return failed(ErrorCode.TOPIC_ALREADY_EXISTS, exc.message)
+    except InvalidRequest as exc:
+        code = ErrorCode.INVALID_TOPIC_EXCEPTION if "topic name" in exc.message else ErrorCode.INVALID_CONFIG
+        return failed(code, exc.message)
+    except OdradekError as exc:
+        return failed(error_code_of(exc), exc.message)
+    view = await broker.topic(topic.name, refresh=True)
+    if view is None:
+        return failed(ErrorCode.UNKNOWN_SERVER_ERROR, "the topic vanished right after its creation")
+    if partitions != 1:
+        view = await broker.set_partitions(view, partitions)
+    configs = tuple(
+        m.CreatableTopicConfigs(
+            name=entry.name, value=entry.value, read_only=entry.read_only, config_source=entry.config_source
+        )
+        for entry in await _topic_configs(broker, view, None)
+    )
+    return m.CreatableTopicResult(
+        name=topic.name,
+        topic_id=view.topic_id,
+        num_partitions=view.partitions,
+        replication_factor=1,
+        configs=configs,
+    )
+
+
+async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsResponse:
+    body: m.DeleteTopicsRequest = request.body
+    wanted: list[tuple[str | None, uuid.UUID | None]]
+    if request.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in body.topics]
+    else:
+        wanted = [(name, None) for name in body.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        view = (
+            await broker.topic(name, refresh=True)
+            if name is not None
+            else (await broker.topic_by_id(topic_id) if topic_id is not None else None)
+        )
+        if view is None:
+            code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            results.append(m.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID, error_code=code))
+            continue
+        try:
+            await broker.call(broker.engine.delete_topic, view.name)
+            await broker.call(broker.store.forget_topic, view.name)
+            broker.coordinator.forget_topic(view.name)
+            code, message = ErrorCode.NONE, None
+        except TopicNotFound:
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None
+        except OdradekError as exc:
+            code, message = error_code_of(exc), exc.message
+        broker.forget(view.name)
+        results.append(
+            m.DeletableTopicResult(
+                name=view.name, topic_id=view.topic_id, error_code=code, error_message=message
+            )
+        )
+    return m.DeleteTopicsResponse(responses=tuple(results))
+
+
+async def create_partitions(broker: Broker, request: Request) -> m.CreatePartitionsResponse:
+    body: m.CreatePartitionsRequest = request.body
+    results = []
+    for topic in body.topics:
+        view = await broker.topic(topic.name, refresh=True)
+        code, message = ErrorCode.NONE, None
+        if view is None:
+            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        elif topic.count <= view.partitions:
+            code = ErrorCode.INVALID_PARTITIONS
+            message = f"topic {topic.name!r} has {view.partitions} partitions; the count may only grow"
+        elif topic.count > limits.kafka_partitions_max:
+            code = ErrorCode.INVALID_PARTITIONS
+            message = f"at most {limits.kafka_partitions_max} partitions"
+        elif not body.validate_only:
+            await broker.set_partitions(view, topic.count)
+        results.append(m.CreatePartitionsTopicResult(name=topic.name, error_code=code, error_message=message))
+    return m.CreatePartitionsResponse(results=tuple(results))
+
+
+# -- configs --------------------------------------------------------------------------
+
+
+async def _topic_configs(
+    broker: Broker, view: TopicView, keys: tuple[str, ...] | None
+) -> list[m.DescribeConfigsResourceResult]:
+    info = await broker.call(broker.engine.describe_topic, view.name)
+    config = TopicConfig.from_json(info.config)
+    entries = []
+    for name, (read, _, kind) in _MAPPED.items():
+        value = read(config)
+        default = read(_DEFAULTS)
+        entries.append((name, value, value == default, kind, False))
+    entries.append(("kafka_partitions", str(view.partitions), view.partitions == 1, TYPE_INT, False))
+    entries.append(("cleanup.policy", "delete", True, TYPE_LIST, True))
+    return [
+        m.DescribeConfigsResourceResult(
+            name=name,
+            value=value,
+            read_only=read_only,
+            is_default=is_default,
+            config_source=SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC,
+            config_type=kind,
+        )
+        for name, value, is_default, kind, read_only in entries
+        if keys is None or name in keys
+    ]
+
+
+def _broker_configs(broker: Broker, keys: tuple[str, ...] | None) -> list[m.DescribeConfigsResourceResult]:
+    entries = [
+        ("auto.create.topics.enable", str(broker.auto_create_topics).lower(), TYPE_STRING),
+        ("num.partitions", "1", TYPE_INT),
+        ("default.replication.factor", "1", TYPE_INT),
+        ("log.retention.ms", _millis(_DEFAULTS.retention_seconds), TYPE_LONG),
+        ("log.segment.bytes", str(_DEFAULTS.segment_bytes), TYPE_INT),
+        ("socket.request.max.bytes", str(limits.kafka_frame_bytes_max), TYPE_INT),
+    ]
+    return [
+        m.DescribeConfigsResourceResult(
+            name=name, value=value, read_only=True, config_source=SOURCE_STATIC_BROKER, config_type=kind
+        )
+        for name, value, kind in entries
+        if keys is None or name in keys
+    ]
+
+
+async def describe_configs(broker: Broker, request: Request) -> m.DescribeConfigsResponse:
+    body: m.DescribeConfigsRequest = request.body
+    results = []
+    for resource in body.resources:
+        code, message, configs = ErrorCode.NONE, None, []
+        if resource.resource_type == RESOURCE_TOPIC:
+            view = await broker.topic(resource.resource_name, refresh=True)
+            if view is None:
+                code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                configs = await _topic_configs(broker, view, resource.configuration_keys)
+        elif resource.resource_type == RESOURCE_BROKER:
+            configs = _broker_configs(broker, resource.configuration_keys)
+        else:
+            code, message = (
+                ErrorCode.INVALID_REQUEST,
+                f"resource type {resource.resource_type} is not supported",
+            )
+        results.append(
+            m.DescribeConfigsResult(
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=tuple(configs),
+            )
+        )
+    return m.DescribeConfigsResponse(results=tuple(results))
+
+
+async def _alter_topic(
+    broker: Broker, name: str, configs: list[tuple[str, str | None]], validate_only: bool
+) -> tuple[ErrorCode, str | None]:
+    view = await broker.topic(name, refresh=True)
+    if view is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None
+    try:
+        settings, partitions = _parse_configs(configs)
+        if partitions is not None and partitions < view.partitions:
+            return ErrorCode.INVALID_PARTITIONS, "kafka_partitions may only grow"
+        if validate_only:
+            return ErrorCode.NONE, None
+        if settings:
+            await broker.call(broker.engine.alter_topic, name, **settings)
+        if partitions is not None and partitions != view.partitions:
+            await broker.set_partitions(view, partitions)
+    except InvalidRequest as exc:
+        return ErrorCode.INVALID_CONFIG, exc.message
+    except OdradekError as exc:
+        return error_code_of(exc), exc.message
+    return ErrorCode.NONE, None
+
+
+async def alter_configs(broker: Broker, request: Request) -> m.AlterConfigsResponse:
+    """AlterConfigs replaces a topic's settings: those not named return to defaults."""
+    body: m.AlterConfigsRequest = request.body
+    responses = []
+    for resource in body.resources:
+        message: str | None
+        if resource.resource_type != RESOURCE_TOPIC:
+            code, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
+        else:
+            named = {c.name for c in resource.configs}
+            configs: list[tuple[str, str | None]] = [
+                (name, _default_text(name)) for name in _MAPPED if name not in named
+            ]
+            configs += [(c.name, c.value) for c in resource.configs]
+            code, message = await _alter_topic(broker, resource.resource_name, configs, body.validate_only)
+        responses.append(
+            m.AlterConfigsResourceResponse(
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+            )
+        )
+    return m.AlterConfigsResponse(responses=tuple(responses))
+
+
+def _default_text(name: str) -> str:
+    return _MAPPED[name][0](_DEFAULTS)
+
+
+async def incremental_alter_configs(broker: Broker, request: Request) -> m.IncrementalAlterConfigsResponse:
+    """Set (0) and delete (1, back to the default) are supported; append and subtract
+    apply to list configs, which no topic setting here is."""
+    body: m.IncrementalAlterConfigsRequest = request.body
+    responses = []
+    for resource in body.resources:
+        message: str | None
+        if resource.resource_type != RESOURCE_TOPIC:
+            code, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
+        elif any(c.config_operation not in (0, 1) for c in resource.configs):
+            code, message = ErrorCode.INVALID_CONFIG, "only SET and DELETE operations apply to these configs"
+        else:
+            configs = [
+                (
+                    c.name,
+                    c.value
+                    if c.config_operation == 0
+                    else (_default_text(c.name) if c.name in _MAPPED else None),
+                )
+                for c in resource.configs
+            ]
+            code, message = await _alter_topic(broker, resource.resource_name, configs, body.validate_only)
+        responses.append(
+            m.AlterConfigsResourceResponse(
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+            )
+        )
+    return m.IncrementalAlterConfigsResponse(responses=tuple(responses))
+
+
+# -- cluster, SASL --------------------------------------------------------------------
+
+
+async def describe_cluster(broker: Broker, request: Request) -> m.DescribeClusterResponse:
+    return m.DescribeClusterResponse(
+        cluster_id=broker.store.cluster_id,
+        controller_id=NODE_ID,
+        brokers=(m.DescribeClusterBroker(broker_id=NODE_ID, host=broker.host, port=broker.port),),
+    )
+
+
+async def sasl_handshake(broker: Broker, request: Request) -> m.SaslHandshakeResponse:
+    return m.SaslHandshakeResponse(error_code=ErrorCode.UNSUPPORTED_SASL_MECHANISM, mechanisms=())

@@ -1,0 +1,395 @@
+"""Handlers of the data path: ApiVersions, Metadata, Produce, Fetch, ListOffsets,
+InitProducerId. Each takes the broker and a decoded request and returns the response
+body (or None when Kafka sends no response, as for Produce with acks=0)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.errors import InvalidRequest, OdradekError, OffsetOutOfRange, TopicNotFound
+from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, error_code_of
+from odradek.protocols.kafka.codec import messages_data as m
+from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.codec.primitives import DecodeError
+from odradek.protocols.kafka.codec.records import DecodedBatch, decode_batches, encode_batch
+from odradek.protocols.kafka.partitions import select_partition
+
+log = logging.getLogger(__name__)
+
+# ListOffsets special timestamps.
+_LATEST = -1
+_EARLIEST = -2
+_MAX_TIMESTAMP = -3
+
+
+def api_versions_response(error: ErrorCode = ErrorCode.NONE) -> m.ApiVersionsResponse:
+    keys = tuple(
+        m.ApiVersion(api_key=a.key, min_version=a.min_version, max_version=a.max_version)
+        for a in APIS.values()
+        if a.key != ApiKey.SASL_HANDSHAKE
+    )
+    return m.ApiVersionsResponse(error_code=error, api_keys=keys)
+
+
+async def api_versions(broker: Broker, request: Request) -> m.ApiVersionsResponse:
+    return api_versions_response()
+
+
+# -- Metadata -------------------------------------------------------------------------
+
+
+def _topic_metadata(view: TopicView) -> m.MetadataResponseTopic:
+    partitions = tuple(
+        m.MetadataResponsePartition(
+            partition_index=index,
+            leader_id=NODE_ID,
+            leader_epoch=0,
+            replica_nodes=(NODE_ID,),
+            isr_nodes=(NODE_ID,),
+        )
+        for index in range(view.partitions)
+    )
+    return m.MetadataResponseTopic(
+        name=view.name, topic_id=view.topic_id, is_internal=view.name.startswith("_"), partitions=partitions
+    )
+
+
+async def metadata(broker: Broker, request: Request) -> m.MetadataResponse:
+    body: m.MetadataRequest = request.body
+    topics: list[m.MetadataResponseTopic] = []
+    if body.topics is None or (request.api_version == 0 and not body.topics):
+        for name in await broker.call(broker.engine.list_topics):
+            view = await broker.topic(name, refresh=True)
+            if view is not None:
+                topics.append(_topic_metadata(view))
+    else:
+        for wanted in body.topics:
+            topics.append(await _one_topic(broker, wanted, body.allow_auto_topic_creation))
+    return m.MetadataResponse(
+        brokers=(m.MetadataResponseBroker(node_id=NODE_ID, host=broker.host, port=broker.port),),
+        cluster_id=broker.store.cluster_id,
+        controller_id=NODE_ID,
+        topics=tuple(topics),
+    )
+
+
+async def _one_topic(
+    broker: Broker, wanted: m.MetadataRequestTopic, auto_create: bool
+) -> m.MetadataResponseTopic:
+    if wanted.name is None:
+        view = await broker.topic_by_id(wanted.topic_id)
+        if view is None:
+            return m.MetadataResponseTopic(
+                error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id
+            )
+        return _topic_metadata(view)
+    name = wanted.name
+    view = await broker.topic(name, refresh=True)
+    if view is None and auto_create and broker.auto_create_topics:
+        try:
+            await broker.call(broker.engine.create_topic, name, exist_ok=True)
+        except InvalidRequest:
+            return m.MetadataResponseTopic(error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name)
+        except OdradekError as exc:
+            log.warning("auto-creating topic %s failed: %s", name, exc)
+        view = await broker.topic(name, refresh=True)
+    if view is None:
+        return m.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name)
+    return _topic_metadata(view)
+
+
+# -- Produce --------------------------------------------------------------------------
+
+
+async def produce(broker: Broker, request: Request) -> m.ProduceResponse | None:
+    body: m.ProduceRequest = request.body
+    responses = []
+    for topic_data in body.topic_data:
+        view = await (
+            broker.topic_by_id(topic_data.topic_id)
+            if request.api_version >= 13
+            else broker.topic(topic_data.name)
+        )
+        partitions = []
+        for data in topic_data.partition_data:
+            if body.acks not in (0, 1, -1):
+                result = _produce_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS)
+            elif body.transactional_id is not None:
+                result = _produce_error(
+                    data.index,
+                    ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "transactions are not supported by Odradek",
+                )
+            elif view is None:
+                code = (
+                    ErrorCode.UNKNOWN_TOPIC_ID
+                    if request.api_version >= 13
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                )
+                result = _produce_error(data.index, code)
+            elif not 0 <= data.index < view.partitions:
+                result = _produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            else:
+                result = await _produce_partition(broker, view, data)
+            partitions.append(result)
+        responses.append(
+            m.TopicProduceResponse(
+                name=topic_data.name, topic_id=topic_data.topic_id, partition_responses=tuple(partitions)
+            )
+        )
+    if body.acks == 0:
+        return None
+    return m.ProduceResponse(responses=tuple(responses))
+
+
+def _produce_error(index: int, code: ErrorCode, message: str | None = None) -> m.PartitionProduceResponse:
+    return m.PartitionProduceResponse(index=index, error_code=code, base_offset=-1, error_message=message)
+
+
+async def _produce_partition(
+    broker: Broker, view: TopicView, data: m.PartitionProduceData
+) -> m.PartitionProduceResponse:
+    try:
+        batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
+    except DecodeError as exc:
+        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc))
+    if not batches:
+        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, "the request holds no records")
+    first = batches[0].header
+    idempotent = first.producer_id >= 0
+    if idempotent:
+        count = sum(b.header.record_count for b in batches)
+        code, original = broker.producers.check(
+            first.producer_id, first.producer_epoch, view.name, data.index, first.base_sequence, count
+        )
+        if code != ErrorCode.NONE:
+            return _produce_error(data.index, code)
+        if original is not None:
+            return m.PartitionProduceResponse(index=data.index, base_offset=original)
+    try:
+        result = await broker.call(broker.engine.append, view.name, _records_of(batches))
+    except TopicNotFound:
+        broker.forget(view.name)
+        return _produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    except OdradekError as exc:
+        return _produce_error(data.index, error_code_of(exc), exc.message)
+    if idempotent:
+        broker.producers.record(
+            first.producer_id,
+            first.producer_epoch,
+            view.name,
+            data.index,
+            first.base_sequence,
+            result.count,
+            result.base_offset,
+        )
+    broker.notify_arrival()
+    return m.PartitionProduceResponse(index=data.index, base_offset=result.base_offset)
+
+
+def _records_of(batches: list[DecodedBatch]) -> pa.RecordBatch | pa.Table:
+    if len(batches) == 1:
+        return batches[0].records
+    return pa.Table.from_batches([b.records for b in batches])
+
+
+# -- Fetch ----------------------------------------------------------------------------
+
+
+async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
+    body: m.FetchRequest = request.body
+    by_id = request.api_version >= 13
+    wait = min(max(body.max_wait_ms, 0), limits.kafka_fetch_wait_ms_max) / 1000
+    deadline = time.monotonic() + wait
+    targets: list[tuple[m.FetchTopic, TopicView | None]] = []
+    for topic in body.topics:
+        view = await (broker.topic_by_id(topic.topic_id) if by_id else broker.topic(topic.topic))
+        targets.append((topic, view))
+    while True:
+        if _has_data(broker, targets) or time.monotonic() >= deadline:
+            responses, size = await broker.call(_read_all, broker, targets, body.max_bytes, by_id)
+            if size >= body.min_bytes or time.monotonic() >= deadline:
+                return m.FetchResponse(responses=responses)
+        await broker.wait_arrival(min(limits.kafka_fetch_poll_seconds, max(deadline - time.monotonic(), 0)))
+
+
+def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]]) -> bool:
+    for topic, view in targets:
+        if view is None:
+            return True  # an error to report at once
+        try:
+            end = broker.engine.resolve_start(view.name, "latest")
+        except OdradekError:
+            return True
+        if any(p.fetch_offset != end for p in topic.partitions):
+            return True
+    return False
+
+
+def _read_all(
+    broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]], max_bytes: int, by_id: bool
+) -> tuple[tuple[m.FetchableTopicResponse, ...], int]:
+    responses = []
+    budget = max(max_bytes, 1)
+    total = 0
+    for topic, view in targets:
+        partitions = []
+        for wanted in topic.partitions:
+            data = _read_partition(broker, view, wanted, budget, by_id)
+            size = len(data.records or b"")
+            total += size
+            budget = max(budget - size, 1)
+            partitions.append(data)
+        responses.append(
+            m.FetchableTopicResponse(topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(partitions))
+        )
+    return tuple(responses), total
+
+
+def _read_partition(
+    broker: Broker, view: TopicView | None, wanted: m.FetchPartition, budget: int, by_id: bool
+) -> m.FetchPartitionData:
+    index = wanted.partition
+    if view is None:
+        code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return m.FetchPartitionData(partition_index=index, error_code=code, high_watermark=-1)
+    if not 0 <= index < view.partitions:
+        return m.FetchPartitionData(
+            partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1
+        )
+    engine = broker.engine
+    try:
+        first = engine.resolve_start(view.name, "earliest")
+        end = engine.resolve_start(view.name, "latest")
+        offset = wanted.fetch_offset
+        if offset < first or offset > end:
+            return m.FetchPartitionData(
+                partition_index=index,
+                error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
+                high_watermark=end,
+                last_stable_offset=end,
+                log_start_offset=first,
+            )
+        records = b""
+        if offset < end:
+            limit = max(min(wanted.partition_max_bytes, budget), 1)
+            stored = engine.fetch(view.name, offset, max_bytes=limit)
+            records = _encode_partition(stored, offset, index, view.partitions)
+    except TopicNotFound:
+        broker.forget(view.name)
+        return m.FetchPartitionData(
+            partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1
+        )
+    except OffsetOutOfRange as exc:
+        return m.FetchPartitionData(
+            partition_index=index,
+            error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
+            high_watermark=exc.next_offset,
+            log_start_offset=exc.first,
+        )
+    return m.FetchPartitionData(
+        partition_index=index,
+        high_watermark=end,
+        last_stable_offset=end,
+        log_start_offset=first,
+        aborted_transactions=None,
+        records=records,
+    )
+
+
+def _encode_partition(stored: list[pa.RecordBatch], offset: int, partition: int, partitions: int) -> bytes:
+    """One record batch of the partition's records among ``stored``; it spans every
+    offset that was read, so a consumer moves past records of other partitions."""
+    if not stored:
+        return b""
+    last = int(stored[-1].column("offset")[-1].as_py())
+    selected = [select_partition(b, partition, partitions) for b in stored]
+    kept = [b for b in selected if b.num_rows]
+    if not kept:
+        return encode_batch(
+            pa.Table.from_batches([], schema=stored[0].schema), base_offset=offset, last_offset=last
+        )
+    table = pa.Table.from_batches(kept) if len(kept) > 1 else kept[0]
+    return encode_batch(table, last_offset=last)
+
+
+# -- ListOffsets ----------------------------------------------------------------------
+
+
+async def list_offsets(broker: Broker, request: Request) -> m.ListOffsetsResponse:
+    body: m.ListOffsetsRequest = request.body
+    topics = []
+    for topic in body.topics:
+        view = await broker.topic(topic.name)
+        partitions = []
+        for wanted in topic.partitions:
+            if view is None or not 0 <= wanted.partition_index < view.partitions:
+                partitions.append(
+                    m.ListOffsetsPartitionResponse(
+                        partition_index=wanted.partition_index,
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    )
+                )
+                continue
+            try:
+                offset, timestamp = await broker.call(_offset_for, broker, view.name, wanted.timestamp)
+            except OdradekError as exc:
+                partitions.append(
+                    m.ListOffsetsPartitionResponse(
+                        partition_index=wanted.partition_index, error_code=error_code_of(exc)
+                    )
+                )
+                continue
+            partitions.append(
+                m.ListOffsetsPartitionResponse(
+                    partition_index=wanted.partition_index, timestamp=timestamp, offset=offset, leader_epoch=0
+                )
+            )
+        topics.append(m.ListOffsetsTopicResponse(name=topic.name, partitions=tuple(partitions)))
+    return m.ListOffsetsResponse(topics=tuple(topics))
+
+
+def _offset_for(broker: Broker, topic: str, timestamp: int) -> tuple[int, int]:
+    engine = broker.engine
+    if timestamp == _LATEST:
+        return engine.resolve_start(topic, "latest"), -1
+    if timestamp == _MAX_TIMESTAMP:
+        end = engine.resolve_start(topic, "latest")
+        if end == engine.resolve_start(topic, "earliest"):
+            return -1, -1
+        batch = engine.fetch(topic, end - 1, max_records=1)[0]
+        return end - 1, _millis(batch)
+    if timestamp < 0:  # earliest, earliest-local, earliest-pending-upload
+        return engine.resolve_start(topic, "earliest"), -1
+    moment = datetime.datetime.fromtimestamp(timestamp / 1000, tz=datetime.UTC)
+    offset = engine.resolve_start(topic, moment)
+    if offset >= engine.resolve_start(topic, "latest"):
+        return -1, -1
+    batch = engine.fetch(topic, offset, max_records=1)[0]
+    return offset, _millis(batch)
+
+
+def _millis(batch: pa.RecordBatch) -> int:
+    return int(batch.column("timestamp").cast(pa.int64())[0].as_py()) // 1000
+
+
+# -- InitProducerId -------------------------------------------------------------------
+
+
+async def init_producer_id(broker: Broker, request: Request) -> m.InitProducerIdResponse:
+    body: m.InitProducerIdRequest = request.body
+    if body.transactional_id is not None:
+        return m.InitProducerIdResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if body.producer_id >= 0 and body.producer_epoch >= 0:
+        # KIP-360: a producer bumps its epoch after an error; it keeps its id.
+        return m.InitProducerIdResponse(
+            producer_id=body.producer_id, producer_epoch=(body.producer_epoch + 1) & 0x7FFF
+        )
+    producer_id = await broker.call(broker.store.next_producer_id)
+    return m.InitProducerIdResponse(producer_id=producer_id, producer_epoch=0)

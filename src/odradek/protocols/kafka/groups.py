@@ -1,0 +1,400 @@
+"""Classic Kafka consumer groups: membership, generations, rebalances, offsets.
+
+Theory of operation (as Kafka's GroupCoordinator, one node, one event loop)
+----------------------------------------------------------------------------
+A group moves through the states::
+
+    Empty --join--> PreparingRebalance --all joined / timeout--> CompletingRebalance
+      ^                   ^    ^                                       |
+      |                   |    +----- join, leave, expiry -------------+
+      |                   +---------- join, leave, expiry ----- Stable <-- leader's SyncGroup
+      +-- last member leaves or expires
+
+* JoinGroup parks the member until the rebalance completes: when every known member
+  has rejoined, or when the longest rebalance timeout passes (members that did not
+  rejoin are dropped). A new group waits ``kafka_initial_rebalance_delay_ms`` first so
+  that members starting together land in one generation. Completing bumps the
+  generation, picks the protocol every member supports that most members prefer, and
+  answers every member; only the leader gets the members' metadata.
+* Assignment is the clients' business (range, roundrobin, cooperative-sticky all run
+  in the leader): the leader's SyncGroup carries every member's assignment, which the
+  coordinator relays to each member's SyncGroup. Followers wait for the leader.
+* Heartbeats keep a member alive and tell it to rejoin (REBALANCE_IN_PROGRESS) while
+  a rebalance is being prepared. A member silent for its session timeout is removed,
+  which starts a rebalance; members parked in a join or sync are not expired.
+* Committed offsets are kept per (topic, partition) with their leader epoch and
+  metadata and written to the door's store after every commit, so they survive a
+  restart. A commit with generation -1 and no member id is a standalone commit.
+
+Everything runs on the event loop: no locks; timers are loop call_later handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from odradek import limits
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.store import DoorStore, OffsetEntry
+
+log = logging.getLogger(__name__)
+
+EMPTY = "Empty"
+PREPARING = "PreparingRebalance"
+COMPLETING = "CompletingRebalance"
+STABLE = "Stable"
+DEAD = "Dead"
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinResult:
+    error: ErrorCode
+    generation: int = -1
+    protocol_type: str | None = None
+    protocol: str | None = None
+    leader: str = ""
+    member_id: str = ""
+    members: tuple[tuple[str, str | None, bytes], ...] = ()  # id, instance id, metadata
+
+
+@dataclasses.dataclass
+class Member:
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocols: list[tuple[str, bytes]]
+    assignment: bytes = b""
+    joining: asyncio.Future[JoinResult] | None = None
+    syncing: asyncio.Future[tuple[ErrorCode, bytes]] | None = None
+    last_seen: float = 0.0
+
+    def metadata_for(self, protocol: str | None) -> bytes:
+        for name, metadata in self.protocols:
+            if name == protocol:
+                return metadata
+        return b""
+
+
+@dataclasses.dataclass
+class Group:
+    group_id: str
+    state: str = EMPTY
+    generation: int = 0
+    protocol_type: str | None = None
+    protocol: str | None = None
+    leader: str | None = None
+    members: dict[str, Member] = dataclasses.field(default_factory=dict)
+    offsets: dict[tuple[str, int], OffsetEntry] = dataclasses.field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+    initial_delay: bool = False
+
+
+class Coordinator:
+    def __init__(self, store: DoorStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self.groups: dict[str, Group] = {}
+        for group_id, offsets in store.load_groups().items():
+            self.groups[group_id] = Group(group_id, offsets=offsets)
+        self._save_locks: dict[str, asyncio.Lock] = {}
+
+    # -- membership -------------------------------------------------------------------
+
+    async def join(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocol_type: str,
+        protocols: Sequence[tuple[str, bytes]],
+    ) -> JoinResult:
+        if not group_id:
+            return JoinResult(ErrorCode.INVALID_GROUP_ID, member_id=member_id)
+        if (
+            not limits.kafka_session_timeout_ms_min
+            <= session_timeout_ms
+            <= limits.kafka_session_timeout_ms_max
+        ):
+            return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
+        if not protocols or not protocol_type:
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        group = self.groups.setdefault(group_id, Group(group_id))
+        if group.members and (
+            protocol_type != group.protocol_type
+            or not self._candidates(group) & {name for name, _ in protocols}
+        ):
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        if member_id and member_id not in group.members:
+            return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+        if not member_id:
+            if len(group.members) >= limits.kafka_group_members_max:
+                return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED)
+            member_id = f"{client_id or 'member'}-{uuid.uuid4()}"
+            group.members[member_id] = Member(
+                member_id,
+                instance_id,
+                client_id,
+                client_host,
+                session_timeout_ms,
+                rebalance_timeout_ms if rebalance_timeout_ms > 0 else session_timeout_ms,
+                list(protocols),
+            )
+        member = group.members[member_id]
+        member.protocols = list(protocols)
+        member.session_timeout_ms = session_timeout_ms
+        member.last_seen = self.clock()
+        if member.joining is not None and not member.joining.done():
+            member.joining.set_result(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
+        member.joining = asyncio.get_running_loop().create_future()
+        group.protocol_type = protocol_type
+        if group.state != PREPARING:
+            self._prepare_rebalance(group)
+        self._maybe_complete_join(group)
+        return await member.joining
+
+    def _candidates(self, group: Group) -> set[str]:
+        names: set[str] | None = None
+        for member in group.members.values():
+            supported = {name for name, _ in member.protocols}
+            names = supported if names is None else names & supported
+        return names or set()
+
+    def _prepare_rebalance(self, group: Group) -> None:
+        first = group.state == EMPTY
+        group.state = PREPARING
+        for member in group.members.values():
+            if member.syncing is not None and not member.syncing.done():
+                member.syncing.set_result((ErrorCode.REBALANCE_IN_PROGRESS, b""))
+            member.syncing = None
+        if group.timer is not None:
+            group.timer.cancel()
+        loop = asyncio.get_running_loop()
+        if first:
+            group.initial_delay = True
+            delay = limits.kafka_initial_rebalance_delay_ms / 1000
+        else:
+            group.initial_delay = False
+            delay = max(m.rebalance_timeout_ms for m in group.members.values()) / 1000
+        group.timer = loop.call_later(delay, self._rebalance_timeout, group)
+
+    def _rebalance_timeout(self, group: Group) -> None:
+        group.timer = None
+        if group.initial_delay:
+            group.initial_delay = False
+            if all(m.joining is not None for m in group.members.values()):
+                self._complete_join(group)
+                return
+            delay = max(m.rebalance_timeout_ms for m in group.members.values()) / 1000
+            group.timer = asyncio.get_running_loop().call_later(delay, self._rebalance_timeout, group)
+            return
+        self._complete_join(group)
+
+    def _maybe_complete_join(self, group: Group) -> None:
+        if group.state != PREPARING or group.initial_delay:
+            return
+        if all(member.joining is not None for member in group.members.values()):
+            self._complete_join(group)
+
+    def _complete_join(self, group: Group) -> None:
+        if group.timer is not None:
+            group.timer.cancel()
+            group.timer = None
+        if group.state != PREPARING:
+            return
+        for member_id in [m.member_id for m in group.members.values() if m.joining is None]:
+            log.info("group %s: member %s did not rejoin in time; removed", group.group_id, member_id)
+            del group.members[member_id]
+        group.generation += 1
+        if not group.members:
+            self._become_empty(group)
+            return
+        group.protocol = self._choose_protocol(group)
+        if group.leader not in group.members:
+            group.leader = next(iter(group.members))
+        group.state = COMPLETING
+        everyone = tuple(
+            (m.member_id, m.instance_id, m.metadata_for(group.protocol)) for m in group.members.values()
+        )
+        now = self.clock()
+        for member in group.members.values():
+            result = JoinResult(
+                ErrorCode.NONE,
+                group.generation,
+                group.protocol_type,
+                group.protocol,
+                group.leader,
+                member.member_id,
+                everyone if member.member_id == group.leader else (),
+            )
+            if member.joining is not None and not member.joining.done():
+                member.joining.set_result(result)
+            member.joining = None
+            member.last_seen = now
+        log.info(
+            "group %s: generation %d with %d member(s), protocol %s",
+            group.group_id,
+            group.generation,
+            len(group.members),
+            group.protocol,
+        )
+
+    def _choose_protocol(self, group: Group) -> str:
+        candidates = self._candidates(group)
+        votes: dict[str, int] = {}
+        for member in group.members.values():
+            for name, _ in member.protocols:
+                if name in candidates:
+                    votes[name] = votes.get(name, 0) + 1
+                    break
+        leader = group.members.get(group.leader or "") or next(iter(group.members.values()))
+        order = [name for name, _ in leader.protocols if name in candidates]
+        return max(order, key=lambda name: (votes.get(name, 0), -order.index(name)))
+
+    def _become_empty(self, group: Group) -> None:
+        group.state = EMPTY
+        group.protocol = None
+        group.leader = None
+        if group.timer is not None:
+            group.timer.cancel()
+            group.timer = None
+
+    async def sync(
+        self, group_id: str, member_id: str, generation: int, assignments: Sequence[tuple[str, bytes]]
+    ) -> tuple[ErrorCode, bytes, Group | None]:
+        group = self.groups.get(group_id)
+        if group is None or member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID, b"", group
+        if generation != group.generation:
+            return ErrorCode.ILLEGAL_GENERATION, b"", group
+        member = group.members[member_id]
+        member.last_seen = self.clock()
+        if group.state == PREPARING:
+            return ErrorCode.REBALANCE_IN_PROGRESS, b"", group
+        if group.state == STABLE:
+            return ErrorCode.NONE, member.assignment, group
+        if member_id == group.leader:
+            given = dict(assignments)
+            for other in group.members.values():
+                other.assignment = given.get(other.member_id, b"")
+            group.state = STABLE
+            for other in group.members.values():
+                if other.syncing is not None and not other.syncing.done():
+                    other.syncing.set_result((ErrorCode.NONE, other.assignment))
+                other.syncing = None
+            return ErrorCode.NONE, member.assignment, group
+        member.syncing = asyncio.get_running_loop().create_future()
+        error, assignment = await member.syncing
+        return error, assignment, group
+
+    def heartbeat(self, group_id: str, member_id: str, generation: int) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None or member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation != group.generation:
+            return ErrorCode.ILLEGAL_GENERATION
+        group.members[member_id].last_seen = self.clock()
+        if group.state == PREPARING:
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return ErrorCode.NONE
+
+    def leave(self, group_id: str, member_ids: Sequence[str]) -> list[ErrorCode]:
+        group = self.groups.get(group_id)
+        results = []
+        for member_id in member_ids:
+            if group is None or member_id not in group.members:
+                results.append(ErrorCode.UNKNOWN_MEMBER_ID)
+                continue
+            self._remove(group, member_id, "left")
+            results.append(ErrorCode.NONE)
+        return results
+
+    def _remove(self, group: Group, member_id: str, why: str) -> None:
+        member = group.members.pop(member_id)
+        log.info("group %s: member %s %s", group.group_id, member_id, why)
+        if member.joining is not None and not member.joining.done():
+            member.joining.set_result(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
+        if member.syncing is not None and not member.syncing.done():
+            member.syncing.set_result((ErrorCode.UNKNOWN_MEMBER_ID, b""))
+        if not group.members:
+            group.generation += 1
+            self._become_empty(group)
+        elif group.state == PREPARING:
+            self._maybe_complete_join(group)
+        else:
+            self._prepare_rebalance(group)
+            self._maybe_complete_join(group)
+
+    def expire(self) -> None:
+        """Remove members whose session timed out (called periodically)."""
+        now = self.clock()
+        for group in list(self.groups.values()):
+            for member in list(group.members.values()):
+                if member.joining is not None or member.syncing is not None:
+                    continue
+                if now - member.last_seen > member.session_timeout_ms / 1000:
+                    self._remove(group, member.member_id, "expired (session timeout)")
+
+    # -- offsets ----------------------------------------------------------------------
+
+    def check_commit(self, group_id: str, member_id: str, generation: int) -> ErrorCode:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        group = self.groups.get(group_id)
+        if generation < 0 and not member_id:
+            return ErrorCode.NONE  # a standalone commit (assign(), not subscribe())
+        if group is None or member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation != group.generation:
+            return ErrorCode.ILLEGAL_GENERATION
+        if group.state == PREPARING:
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        group.members[member_id].last_seen = self.clock()
+        return ErrorCode.NONE
+
+    async def commit(self, group_id: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
+        group = self.groups.setdefault(group_id, Group(group_id))
+        group.offsets.update(offsets)
+        lock = self._save_locks.setdefault(group_id, asyncio.Lock())
+        async with lock:
+            snapshot = dict(group.offsets)
+            await asyncio.get_running_loop().run_in_executor(None, self.store.save_group, group_id, snapshot)
+
+    def committed(self, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
+        group = self.groups.get(group_id)
+        return dict(group.offsets) if group is not None else {}
+
+    def forget_topic(self, topic: str) -> None:
+        for group in self.groups.values():
+            for key in [key for key in group.offsets if key[0] == topic]:
+                del group.offsets[key]
+
+    async def delete(self, group_id: str) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if group.members:
+            return ErrorCode.NON_EMPTY_GROUP
+        del self.groups[group_id]
+        await asyncio.get_running_loop().run_in_executor(None, self.store.delete_group, group_id)
+        return ErrorCode.NONE
+
+    def close(self) -> None:
+        for group in self.groups.values():
+            if group.timer is not None:
+                group.timer.cancel()
+            for member in group.members.values():
+                for future in (member.joining, member.syncing):
+                    if future is not None and not future.done():
+                        future.cancel()
