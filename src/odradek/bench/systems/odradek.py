@@ -1,0 +1,210 @@
+"""Odradek through its own Python API: embedded in-process, and (once it exists) through
+the native door, ``odradek.connect(url)`` against an ``odradek serve`` subprocess.
+
+Both doors share one class: the remote one only differs in how the client is made.
+Batches are Arrow record batches sliced from the dataset before the clock starts; the
+timed loops hand whole batches to the client, never single records (except where the
+workload is single-record appends).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+import odradek
+from odradek.bench import servers, timing
+from odradek.bench.datasets import Dataset
+from odradek.bench.outcomes import NotYetAvailable, Skipped
+from odradek.bench.systems.base import Progress, System, check_count
+
+# DESIGN §5: keyed ingest is measured with 10k-record batches. Large values are batched
+# by bytes instead, well under the engine's 64 MiB append limit.
+batch_records_max = 10_000
+batch_bytes_max = 8 * 1024 * 1024
+group_poll_records = 10_000
+
+
+class OdradekClient(Protocol):
+    """The part of the public client API (DESIGN §3) the suite uses."""
+
+    def create_topic(self, name: str) -> Any: ...
+    def delete_topic(self, name: str) -> None: ...
+    def append(self, topic: str, records: pa.RecordBatch) -> Any: ...
+    def read(self, pattern: str, *, start: Any = ..., wait: float = ...) -> Iterator[pa.RecordBatch]: ...
+    def read_key(self, topic: str, key: object) -> pa.Table: ...
+    def close(self) -> None: ...
+
+
+def topic_name(stream: str) -> str:
+    return f"bench.{stream}"
+
+
+class OdradekEmbedded(System):
+    name = "odradek"
+    title = "Odradek embedded"
+    durability = "fsync before ack (group commit)"
+    durability_label = "fsync before ack"
+    networked = False
+    is_odradek = True
+    tuning = (
+        "none beyond the workload's batching: 10,000-record appends for 100 B records, "
+        "8 MiB appends for 64 KiB values; default engine settings"
+    )
+
+    def __init__(self) -> None:
+        self._client: OdradekClient | None = None
+
+    @property
+    def client(self) -> OdradekClient:
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._client
+
+    def start(self, scratch: Path, progress: Progress) -> None:
+        self._client = odradek.open(scratch / "data")
+
+    def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def versions(self) -> dict[str, str]:
+        return {"odradek": odradek.__version__, "pyarrow": pa.__version__}
+
+    # -- operations -------------------------------------------------------------------
+
+    def write(self, stream: str, data: Dataset) -> float:
+        topic = topic_name(stream)
+        self.client.create_topic(topic)
+        value_size = max(1, data.value_bytes // max(1, len(data)))
+        per_batch = max(1, min(batch_records_max, batch_bytes_max // value_size))
+        batches = data.batches(per_batch)
+        started = timing.now()
+        for batch in batches:
+            self.client.append(topic, batch)
+        return timing.now() - started
+
+    def drop(self, stream: str) -> None:
+        self.client.delete_topic(topic_name(stream))
+
+    def read_all(self, stream: str, expected: int) -> float:
+        started = timing.now()
+        received = _count_rows(self.client.read(topic_name(stream), start="earliest", wait=0))
+        elapsed = timing.now() - started
+        check_count("read", received, expected)
+        return elapsed
+
+    def append_latencies(self, stream: str, data: Dataset, rate_per_second: float) -> list[float]:
+        topic = topic_name(stream)
+        singles = data.batches(1)
+        send_times = timing.schedule(len(singles), rate_per_second)
+        latencies: list[float] = []
+        for batch, send_at in zip(singles, send_times, strict=True):
+            timing.wait_until(send_at)
+            self.client.append(topic, batch)
+            latencies.append(timing.now() - send_at)
+        return latencies
+
+    def replay_key(self, stream: str, key: bytes, expected: int) -> float:
+        started = timing.now()
+        table = self.client.read_key(topic_name(stream), key)
+        elapsed = timing.now() - started
+        check_count("read_key", table.num_rows, expected)
+        return elapsed
+
+    def consume_group(self, stream: str, group: str, count: int) -> float:
+        subscribe = getattr(self.client, "subscribe", None)
+        if subscribe is None:
+            door = type(self.client).__name__
+            raise NotYetAvailable(f"consumer groups are not available through {door} yet (no subscribe)")
+        # Default group settings: per-key ordered dispatch, one record in flight per key.
+        consumer = subscribe(topic_name(stream), group=group, start="earliest")
+        poll_batches = getattr(consumer, "poll_batches", None)
+        try:
+            received = 0
+            started = timing.now()
+            while received < count:
+                wanted = min(group_poll_records, count - received)
+                if poll_batches is not None:  # Arrow batches: no per-record objects
+                    polled = poll_batches(max_records=wanted, timeout=1.0)
+                    got = sum(batch.records.num_rows for batch in polled)
+                else:
+                    polled = consumer.poll(max_records=wanted, timeout=1.0)
+                    got = len(polled)
+                if not got:
+                    break
+                if poll_batches is not None:
+                    for batch in polled:  # one per topic: here one
+                        consumer.ack(batch)
+                else:
+                    consumer.ack(polled)
+                received += got
+            elapsed = timing.now() - started
+        finally:
+            consumer.close()
+        check_count("consumer group", received, count)
+        return elapsed
+
+
+class OdradekRemote(OdradekEmbedded):
+    """The native door: ``odradek serve`` in a subprocess, ``odradek.connect`` in here."""
+
+    name = "odradek-remote"
+    title = "Odradek native door"
+    networked = True
+    durability = "fsync before ack (group commit), then the reply over loopback"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: servers.ServerProcess | None = None
+
+    def prepare(self, allow_install: bool, progress: Progress) -> None:
+        if not hasattr(odradek, "connect"):
+            raise Skipped("odradek.connect does not exist yet in this build (native door pending)")
+        if not _serve_command():
+            raise Skipped("the odradek CLI (odradek serve) is not available yet")
+
+    def start(self, scratch: Path, progress: Progress) -> None:
+        port = servers.free_port()
+        argv = [
+            *_serve_command(),
+            "serve",
+            "--data-dir",
+            str(scratch / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+        self._server = servers.ServerProcess("odradek serve", argv, scratch / "server.log")
+        self._server.start()
+        self._server.wait_for_line("ready")
+        self._client = odradek.connect(f"grpc://127.0.0.1:{port}")
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            server, self._server = self._server, None
+            if server is not None:
+                server.stop()
+
+
+def _serve_command() -> list[str]:
+    """How to run the ``odradek`` CLI: the installed script, else the module; [] if absent."""
+    try:
+        if importlib.util.find_spec("odradek.cli.main") is None:
+            return []
+    except ImportError:
+        return []
+    script = shutil.which("odradek")
+    return [script] if script else [sys.executable, "-m", "odradek.cli.main"]
+
+
+def _count_rows(batches: Iterable[pa.RecordBatch]) -> int:
+    return sum(batch.num_rows for batch in batches)
