@@ -1,0 +1,169 @@
+"""Command-line options and the two size profiles (default: ~10 minutes, --quick: ~1)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from odradek.bench.units import KIB, MIB
+
+WORKLOADS = ("ingest_100b", "ingest_64k", "catchup_read", "consumer_group", "append_latency", "key_replay")
+SYSTEMS = ("odradek", "odradek-remote", "redis-always", "redis-everysec", "nats", "nats-sync")
+runs_min = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    runs: int
+    #: Warm-up runs are this fraction of a run's size (latency: of its duration).
+    warmup_fraction: float
+    #: An ingest run predicted (from its warm-up) to take longer is shortened, with a note.
+    run_seconds_max: float
+    ingest_records: int
+    distinct_keys: int
+    small_value_bytes: int
+    large_value_bytes: int
+    large_total_bytes: int
+    group_records: int
+    latency_rate_per_second: float
+    latency_seconds: float
+    replay_topic_records: int
+    replay_key_records: int
+    fsync_probe_bytes: int
+    fsync_latency_samples: int
+    tcp_probe_bytes: int
+
+
+DEFAULT = Profile(
+    name="default",
+    runs=5,
+    warmup_fraction=0.2,
+    run_seconds_max=30.0,
+    ingest_records=500_000,
+    distinct_keys=100_000,
+    small_value_bytes=100,
+    large_value_bytes=64 * KIB,
+    large_total_bytes=256 * MIB,
+    group_records=200_000,
+    latency_rate_per_second=1000.0,
+    latency_seconds=3.0,
+    replay_topic_records=1_000_000,
+    replay_key_records=1000,
+    fsync_probe_bytes=256 * MIB,
+    fsync_latency_samples=1000,
+    tcp_probe_bytes=2048 * MIB,
+)
+
+QUICK = Profile(
+    name="quick",
+    runs=3,
+    warmup_fraction=0.2,
+    run_seconds_max=5.0,
+    ingest_records=50_000,
+    distinct_keys=100_000,
+    small_value_bytes=100,
+    large_value_bytes=64 * KIB,
+    large_total_bytes=16 * MIB,
+    group_records=20_000,
+    latency_rate_per_second=1000.0,
+    latency_seconds=1.0,
+    replay_topic_records=50_000,
+    replay_key_records=1000,
+    fsync_probe_bytes=32 * MIB,
+    fsync_latency_samples=200,
+    tcp_probe_bytes=256 * MIB,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    profile: Profile
+    systems: tuple[str, ...]
+    workloads: tuple[str, ...]
+    out: Path
+    scratch: Path | None
+    allow_install: bool
+    charts: bool
+
+
+def parse(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="odradek bench",
+        description="Measure Odradek against Redis Streams, NATS JetStream and this machine's limits "
+        "in one run; write JSON, a Markdown table and PNG charts.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and fewer runs: about a minute instead of about ten"
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated systems to run (default: all of {', '.join(SYSTEMS)})",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated workloads (default: all of {', '.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="measured runs per figure after the warm-up; the figure is their median (default 5, --quick 3)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help="directory for results.json, results.md and charts (default bench-results/)",
+    )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="where data directories go (default: the system temp dir); its disk is the one measured",
+    )
+    parser.add_argument(
+        "--replay-records",
+        type=int,
+        default=None,
+        help="records in the key-replay topic (default 1,000,000; --quick 50,000)",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never apt-get install a missing server: skip that system instead",
+    )
+    parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    args = parser.parse_args(argv)
+
+    profile = QUICK if args.quick else DEFAULT
+    if args.runs is not None:
+        if args.runs < runs_min:
+            parser.error(f"--runs must be at least {runs_min}")
+        profile = dataclasses.replace(profile, runs=args.runs)
+    if args.replay_records is not None:
+        if args.replay_records < profile.replay_key_records:
+            parser.error(f"--replay-records must be at least {profile.replay_key_records}")
+        profile = dataclasses.replace(profile, replay_topic_records=args.replay_records)
+    return Options(
+        profile=profile,
+        systems=_choices(parser, "--systems", args.systems, SYSTEMS),
+        workloads=_choices(parser, "--workloads", args.workloads, WORKLOADS),
+        out=args.out,
+        scratch=args.scratch,
+        allow_install=not args.no_install,
+        charts=not args.no_charts,
+    )
+
+
+def _choices(
+    parser: argparse.ArgumentParser, flag: str, text: str, allowed: tuple[str, ...]
+) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown or not chosen:
+        parser.error(f"{flag}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
+    return tuple(name for name in allowed if name in chosen)
