@@ -48,7 +48,11 @@ def test_quick_run_writes_json_markdown_and_charts(tmp_path: Path) -> None:
     assert document["schema"] == "odradek-bench/1"
     assert document["profile"]["name"] == "quick"
     assert document["machine"]["cores"] >= 1
-    assert {limit["name"] for limit in document["limits"]} >= {"fsync_write_1mib", "loopback_tcp"}
+    assert {limit["name"] for limit in document["limits"]} >= {
+        "fsync_write_8mib",
+        "fsync_write_1mib",
+        "loopback_tcp",
+    }
     for limit in document["limits"]:
         assert limit["value"] > 0 and len(limit["runs"]) == document["profile"]["runs"]
 

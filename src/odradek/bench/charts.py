@@ -65,6 +65,8 @@ def _bars(document: dict[str, Any], metric: str) -> list[dict[str, Any]]:
 
 
 def _draw(axes: Any, document: dict[str, Any], metric: dict[str, Any]) -> None:
+    from matplotlib import ticker
+
     systems = {info["name"]: info for info in document["systems"]}
     bars = _bars(document, metric["name"])
     labels = [systems[f["system"]]["title"] for f in bars]
@@ -79,6 +81,8 @@ def _draw(axes: Any, document: dict[str, Any], metric: dict[str, Any]) -> None:
     axes.invert_yaxis()
     if max(values) / min(values) > log_scale_span:
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _position: format_value(value)))
+        axes.xaxis.set_minor_formatter(ticker.NullFormatter())
     for position, value in zip(positions, values, strict=True):
         axes.text(value, position, f" {format_value(value)}", va="center", fontsize=8)
     better = "higher is better" if metric["higher_is_better"] else "lower is better"
@@ -87,6 +91,12 @@ def _draw(axes: Any, document: dict[str, Any], metric: dict[str, Any]) -> None:
     if metric["name"] == "ingest_64k":
         limit = next((lim for lim in document["limits"] if lim["name"] == metric["limit"]), None)
         if limit is not None:
-            axes.axvline(limit["value"], color="red", linestyle="--", linewidth=1)
-            axes.text(limit["value"], -0.6, " fsync'd 1 MiB writes", color="red", fontsize=8)
+            axes.axvline(
+                limit["value"],
+                color="red",
+                linestyle="--",
+                linewidth=1,
+                label=f"fsync'd 8 MiB writes: {format_value(limit['value'])} MiB/s",
+            )
+            axes.legend(loc="lower right", fontsize=8)
             axes.set_xlim(right=max(max(values), limit["value"]) * 1.25)

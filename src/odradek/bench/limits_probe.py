@@ -2,7 +2,8 @@
 
 * fsync'd sequential write bandwidth: append fixed-size chunks to a new file and
   ``fdatasync`` after each one, as a log that acknowledges every write would. Done with
-  1 MiB chunks (a batching log's best case) and 64 KiB chunks.
+  8 MiB chunks (the size of Odradek's large-value appends, and the disk's best case:
+  the ingest figures are compared with this one), 1 MiB and 64 KiB chunks.
 * fsync latency: one 100-byte append plus ``fdatasync``, the floor under any durable
   single-record append.
 * loopback TCP bandwidth: a sender thread and a receiver thread over a socket pair on
@@ -45,6 +46,14 @@ class ProbeSizes:
 
 def probe_all(scratch: Path, sizes: ProbeSizes, runs: int, progress: Callable[[str], None]) -> list[Limit]:
     limits = [
+        _repeat(
+            "fsync_write_8mib",
+            "fsync'd sequential write, 8 MiB writes",
+            "MiB/s",
+            runs,
+            progress,
+            lambda: fsync_write_bandwidth(scratch, 8 * MIB, sizes.fsync_total_bytes),
+        ),
         _repeat(
             "fsync_write_1mib",
             "fsync'd sequential write, 1 MiB writes",

@@ -7,7 +7,7 @@ can be rendered again. Two derived columns:
   throughput over theirs; for latencies, their time over Odradek's). Above 1 Odradek
   is ahead. Computed against Odradek embedded and, when it ran, the native door.
 * *% of limit*: the row's payload bandwidth (value bytes) as a share of the machine's
-  limit for that kind of work: fsync'd 1 MiB sequential writes for ingest, loopback TCP
+  limit for that kind of work: fsync'd 8 MiB sequential writes for ingest, loopback TCP
   for reads that cross a socket. In-process reads have no such limit (—).
 """
 

@@ -36,9 +36,9 @@ METRICS = (
         "Keyed ingest, 100 B values",
         "records/s",
         True,
-        limit="fsync_write_1mib",
+        limit="fsync_write_8mib",
     ),
-    Metric("ingest_64k", "ingest_64k", "Ingest, 64 KiB values", "MiB/s", True, limit="fsync_write_1mib"),
+    Metric("ingest_64k", "ingest_64k", "Ingest, 64 KiB values", "MiB/s", True, limit="fsync_write_8mib"),
     Metric(
         "catchup_read",
         "catchup_read",
