@@ -444,7 +444,7 @@ def _check_limits(max_records: object, max_bytes: object) -> None:
 
 
 def _check_wait(wait: object) -> float:
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:  # NaN too
         raise InvalidRequest(f"wait must be a number of seconds >= 0, got {wait!r}")
     if wait > limits.wait_seconds_max:
         raise InvalidRequest(f"wait is at most {limits.wait_seconds_max} seconds, got {wait}")
