@@ -9,7 +9,8 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     ├── InvalidRequest            the request itself is wrong (bad name, bad batch, bad option)
     │   ├── SchemaViolation       a record does not conform to the topic's schema
     │   ├── RequestTooLarge       over a configured size limit
-    │   └── SequenceError         an idempotent producer's sequence has a gap or went back
+    │   ├── SequenceError         an idempotent producer's sequence has a gap or went back
+    │   └── UnknownMember         a consumer-group member left or expired; join again
     ├── TopicNotFound
     ├── TopicExists
     ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
@@ -78,6 +79,21 @@ class SequenceError(InvalidRequest):
 
     def details(self) -> dict[str, Any]:
         return {"producer_id": self.producer_id, "expected": self.expected, "actual": self.actual}
+
+
+class UnknownMember(InvalidRequest):
+    """A consumer-group member that left, or made no call for ``ack_timeout`` seconds
+    and was removed. Its deliveries went back to the group; join again to continue."""
+
+    code = "unknown_member"
+
+    def __init__(self, message: str, group: str | None = None, member: str | None = None) -> None:
+        super().__init__(message)
+        self.group = group
+        self.member = member
+
+    def details(self) -> dict[str, Any]:
+        return {"group": self.group, "member": self.member}
 
 
 class TopicNotFound(OdradekError):
@@ -159,6 +175,7 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         SchemaViolation,
         RequestTooLarge,
         SequenceError,
+        UnknownMember,
         TopicNotFound,
         TopicExists,
         ConflictError,
@@ -190,6 +207,8 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
         return SequenceError(
             message, str(details["producer_id"]), int(details["expected"]), int(details["actual"])
         )
+    if cls is UnknownMember:
+        return UnknownMember(message, details.get("group"), details.get("member"))
     if cls in (TopicNotFound, TopicExists):
         return cls(message, details.get("topic"))
     if cls is OffsetOutOfRange:

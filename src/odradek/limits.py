@@ -91,3 +91,30 @@ kafka_initial_rebalance_delay_ms = 300
 kafka_producer_batches_remembered = 5
 # Engine calls (appends wait for fsync) run on a thread pool of this size.
 kafka_engine_threads_max = 16
+
+# Consumer groups (groups/). KIP-932 bounds a share group's in-flight records per
+# partition (a few thousand by default); Odradek's unit is the key, so the bound is on
+# the *window* of a topic: the records between the group's committed watermark and
+# the furthest record it has read. A key that never completes holds the watermark, and
+# other keys keep flowing until the window is full. 23 bytes of bookkeeping a record:
+# 262,144 records is 6 MiB per topic and group.
+group_window_records_max = 262_144
+# One read of the log into a window; the engine caps a fetch at this many records.
+group_fetch_records_max = 65_536
+# One poll returns at most this many deliveries (a poll builds them in memory).
+group_poll_records_max = 100_000
+# An ack timeout longer than an hour hides dead consumers (KIP-932's lock duration
+# has the same ceiling).
+group_ack_timeout_seconds_max = 3600.0
+# A nack may delay the redelivery for up to a day; delays are kept in memory only.
+group_nack_delay_seconds_max = 86_400.0
+# Deliveries per record before it goes to the dead-letter topic (attempt is a uint16).
+group_max_deliveries_max = 1000
+# A key may have at most this many records in flight (pipelining to one member).
+group_in_flight_per_key_max = 10_000
+# Members of one group at once; each poll scans the member list for expiry.
+group_members_max = 10_000
+# Group names: the dead-letter topic is "dlq.<group>", which must be a topic name.
+group_name_length_max = topic_name_length_max - len("dlq.")
+# The progress log of a group is rewritten as a snapshot once it grows past this.
+group_state_log_bytes_max = 16 * 1024 * 1024

@@ -1,0 +1,173 @@
+"""``Engine.groups``: the consumer groups of a data directory.
+
+The engine-side API every door calls (the embedded consumer, later Flight's
+DoExchange and the CLI)::
+
+    member = engine.groups.join(group, pattern, GroupOptions(...))
+    batches = engine.groups.poll_batches(group, member, max_records, timeout)   # Arrow
+    deliveries = engine.groups.poll(group, member, max_records, timeout)        # objects
+    engine.groups.ack(group, member, deliveries)           # -> AckResult
+    engine.groups.nack(group, member, deliveries, delay)   # -> AckResult
+    engine.groups.leave(group, member)
+    engine.groups.describe_group(group)                    # -> GroupInfo
+    engine.groups.list_groups(); engine.groups.delete_group(group)
+
+Groups live in ``groups/<name>.state`` (state.py) and are loaded on first use. Acks
+and nacks never raise for deliveries that cannot be settled: the result lists them
+with a reason (done, stale, unknown). They raise InvalidRequest for malformed input
+(not a delivery, negative offset) and for a group that does not exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from odradek.errors import ClosedError, InvalidRequest, StorageError
+from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, to_deliveries
+from odradek.groups.group import Group
+from odradek.groups.info import GroupInfo
+from odradek.groups.options import (
+    GroupOptions,
+    check_delay,
+    check_poll,
+    validate_group_name,
+    validate_member_id,
+)
+from odradek.groups.state import ProgressStore
+
+if TYPE_CHECKING:
+    from odradek.engine.engine import Engine
+
+_SUFFIX = ".state"
+
+
+class GroupManager:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self.directory = os.path.join(engine.path, "groups")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot use {self.directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._groups: dict[str, Group] = {}
+        self.clock = clock  # monotonic seconds; tests replace it to move time
+        self.closed = False
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def _group(self, name: str, *, create: bool = False) -> Group:
+        validate_group_name(name)
+        with self._lock:
+            if self.closed:
+                raise ClosedError("the engine is closed")
+            group = self._groups.get(name)
+            if group is not None:
+                return group
+            store = ProgressStore(os.path.join(self.directory, name + _SUFFIX), fsync=self._engine.fsync)
+            state = store.load()
+            if state is None:
+                if not create:
+                    raise InvalidRequest(f"group {name!r} does not exist (a member's join creates it)")
+                store.create()
+            group = Group(name, self._engine, store, state, self._now)
+            self._groups[name] = group
+            return group
+
+    # -- members ----------------------------------------------------------------------
+
+    def join(self, group: str, pattern: str, options: GroupOptions | None = None, **raw: Any) -> str:
+        """Add a member to ``group`` (created if new) subscribed to ``pattern``; return
+        its id. Options come as a GroupOptions or as keyword arguments."""
+        if options is None:
+            options = GroupOptions.build(group, pattern, **raw)
+        elif raw:
+            raise InvalidRequest("pass the options either as GroupOptions or as keywords, not both")
+        else:
+            fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+            options = GroupOptions.build(group, pattern, **fields)
+        return self._group(group, create=True).join(pattern, options)
+
+    def leave(self, group: str, member: str) -> bool:
+        """Remove a member; its unsettled deliveries go back to the group at once,
+        without counting as attempts. False if it was not a member."""
+        return self._group(group).leave(validate_member_id(member))
+
+    # -- delivering -------------------------------------------------------------------
+
+    def poll_batches(
+        self, group: str, member: str, max_records: int = 500, timeout: float = 1.0
+    ) -> list[DeliveryBatch]:
+        """Up to ``max_records`` deliveries as Arrow batches (one per topic), waiting
+        up to ``timeout`` seconds for the first. Raises UnknownMember if the member
+        left or expired."""
+        max_records, timeout = check_poll(max_records, timeout)
+        return self._group(group).poll(validate_member_id(member), max_records, timeout)
+
+    def poll(self, group: str, member: str, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        for batch in self.poll_batches(group, member, max_records, timeout):
+            deliveries.extend(to_deliveries(batch))
+        return deliveries
+
+    def ack(self, group: str, member: str, deliveries: Settleable) -> AckResult:
+        """Settle deliveries (any number, from any polls of this group)."""
+        return self._group(group).ack(member, deliveries)
+
+    def nack(self, group: str, member: str, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+        """Fail deliveries: each is redelivered (not before ``delay`` seconds, and
+        before any later record of its key) or dead-lettered after max_deliveries."""
+        delay = check_delay(delay)
+        return self._group(group).nack(member, deliveries, delay)
+
+    # -- information ------------------------------------------------------------------
+
+    def describe_group(self, group: str) -> GroupInfo:
+        return self._group(group).describe()
+
+    def list_groups(self) -> list[str]:
+        names = set()
+        try:
+            for entry in os.listdir(self.directory):
+                if entry.endswith(_SUFFIX):
+                    names.add(entry[: -len(_SUFFIX)])
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.directory}: {exc}") from exc
+        with self._lock:
+            names.update(self._groups)
+        return sorted(names)
+
+    def delete_group(self, group: str) -> None:
+        """Forget a group and its progress. Refused while it has members."""
+        target = self._group(group)
+        with self._lock:
+            if target.member_count:
+                raise InvalidRequest(
+                    f"group {group!r} has {target.member_count} member(s); they must leave first"
+                )
+            del self._groups[group]
+        target.delete()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Called by the engine whenever a topic's durable offset moves or a topic is
+        created or deleted: polls waiting for data look again."""
+        with self._lock:
+            groups = list(self._groups.values())
+        for group in groups:
+            group.wake()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            groups = list(self._groups.values())
+            self._groups.clear()
+        for group in groups:
+            group.close()
