@@ -9,7 +9,9 @@ from typing import Any
 import pyarrow as pa
 
 from odradek import limits
+from odradek.client.consumer import Consumer
 from odradek.engine import Engine
+from odradek.groups import GroupInfo, GroupOptions
 from odradek.records import Records
 from odradek.types import AppendResult, TopicInfo
 
@@ -98,6 +100,50 @@ class EmbeddedClient:
 
     def key_version(self, topic: str, key: object) -> int:
         return self.engine.key_version(topic, key)
+
+    # -- consumer groups --------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        *,
+        group: str,
+        start: Any = "earliest",
+        ack_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter_topic: str | None = None,
+        max_in_flight_per_key: int | None = None,
+        ordering: str = "key",
+    ) -> Consumer:
+        """Join consumer group ``group`` reading the topics of ``pattern``.
+
+        ``ordering="key"`` delivers each key's records in version order, at most
+        ``max_in_flight_per_key`` (default 1) at a time, keys in parallel across all
+        members; ``"topic"`` gives each topic in offset order to one active member at a
+        time; ``"none"`` spreads every record freely. Unsettled deliveries come back
+        after ``ack_timeout`` s; after ``max_deliveries`` a record goes to
+        ``dead_letter_topic`` (default ``dlq.<group>``). ``start`` places a new group.
+        """
+        options = GroupOptions.build(
+            group,
+            pattern,
+            start=start,
+            ack_timeout=ack_timeout,
+            max_deliveries=max_deliveries,
+            dead_letter_topic=dead_letter_topic,
+            max_in_flight_per_key=max_in_flight_per_key,
+            ordering=ordering,
+        )
+        return Consumer(self.engine.groups, pattern, group, options)
+
+    def describe_group(self, group: str) -> GroupInfo:
+        return self.engine.groups.describe_group(group)
+
+    def list_groups(self) -> list[str]:
+        return self.engine.groups.list_groups()
+
+    def delete_group(self, group: str) -> None:
+        self.engine.groups.delete_group(group)
 
     # -- lifecycle --------------------------------------------------------------------
 
