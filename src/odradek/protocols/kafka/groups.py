@@ -157,12 +157,13 @@ class Coordinator:
         member.last_seen = self.clock()
         if member.joining is not None and not member.joining.done():
             member.joining.set_result(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
-        member.joining = asyncio.get_running_loop().create_future()
+        joining: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
+        member.joining = joining
         group.protocol_type = protocol_type
         if group.state != PREPARING:
             self._prepare_rebalance(group)
-        self._maybe_complete_join(group)
-        return await member.joining
+        self._maybe_complete_join(group)  # may answer every member, this one too, at once
+        return await joining
 
     def _candidates(self, group: Group) -> set[str]:
         names: set[str] | None = None
@@ -294,8 +295,9 @@ class Coordinator:
                     other.syncing.set_result((ErrorCode.NONE, other.assignment))
                 other.syncing = None
             return ErrorCode.NONE, member.assignment, group
-        member.syncing = asyncio.get_running_loop().create_future()
-        error, assignment = await member.syncing
+        syncing: asyncio.Future[tuple[ErrorCode, bytes]] = asyncio.get_running_loop().create_future()
+        member.syncing = syncing
+        error, assignment = await syncing
         return error, assignment, group
 
     def heartbeat(self, group_id: str, member_id: str, generation: int) -> ErrorCode:
