@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--writers", type=int, default=1, help="concurrent appending threads")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="one writer using append_many (pipelined fsyncs)"
+    )
     parser.add_argument("--dir", default=None, help="data directory (default: a temporary one)")
     args = parser.parse_args()
     directory = args.dir or tempfile.mkdtemp(prefix="odradek-bench-")
@@ -61,7 +64,9 @@ def main() -> None:
     try:
         client.create_topic("bench", retention=None)
         start = time.perf_counter()
-        if args.writers == 1:
+        if args.pipeline:
+            client.append_many("bench", batches)
+        elif args.writers == 1:
             for batch in batches:
                 client.append("bench", batch)
         else:
@@ -78,7 +83,7 @@ def main() -> None:
         total = len(batches) * args.batch
         print(
             f"keyed ingest: {total / elapsed:,.0f} records/s ({total:,} records, {elapsed:.2f} s, "
-            f"{args.writers} writer thread(s), fsync on)",
+            f"{'append_many' if args.pipeline else f'{args.writers} writer thread(s)'}, fsync on)",
             flush=True,
         )
         start = time.perf_counter()

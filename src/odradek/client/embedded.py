@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -68,6 +68,12 @@ class EmbeddedClient:
         return self.engine.append(
             topic, records, expect=expect, expect_offset=expect_offset, producer=producer
         )
+
+    def append_many(
+        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+    ) -> list[AppendResult]:
+        """Append batches in order, each atomic, pipelined (see Engine.append_many)."""
+        return self.engine.append_many(topic, batches, window=window)
 
     def read(
         self,

@@ -17,6 +17,7 @@ topic is created.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import fcntl
 import json
@@ -27,7 +28,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.config import TopicConfig
-from odradek.engine.topic import Topic, normalize_key
+from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.errors import (
     ClosedError,
     InvalidRequest,
@@ -275,9 +276,51 @@ class Engine:
         expect_offset: int | None = None,
         producer: object = None,
     ) -> AppendResult:
+        return self.submit_append(
+            topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+        ).wait()
+
+    def submit_append(
+        self,
+        topic: str,
+        records: Records,
+        *,
+        expect: Mapping[Any, int] | None = None,
+        expect_offset: int | None = None,
+        producer: object = None,
+    ) -> PendingAppend:
+        """Write an append now; ``.wait()`` on the result acknowledges it once durable.
+
+        Refusals (bad input, failed expectations, sequence errors) raise here, with
+        nothing written. A door streaming batches submits the next batch while the
+        previous one's fsync is under way, so one stream shares fsyncs with itself.
+        """
         target = self._topic(topic)
         batch = to_input_batch(records, self.append_bytes_max)
-        return target.append(batch, expect, expect_offset, producer)
+        return target.submit(batch, expect, expect_offset, producer)
+
+    def append_many(
+        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+    ) -> list[AppendResult]:
+        """Append several batches in order, each atomic on its own, pipelined: up to
+        ``window`` appends are written ahead of the oldest one's acknowledgement.
+
+        If one is refused, those before it are written and acknowledged and the error
+        is raised after them; none after it is written.
+        """
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise InvalidRequest(f"window must be an int >= 1, got {window!r}")
+        results: list[AppendResult] = []
+        pending: collections.deque[PendingAppend] = collections.deque()
+        try:
+            for records in batches:
+                pending.append(self.submit_append(topic, records))
+                if len(pending) > window:
+                    results.append(pending.popleft().wait())
+        finally:
+            while pending:
+                results.append(pending.popleft().wait())
+        return results
 
     # -- reading ----------------------------------------------------------------------
 
