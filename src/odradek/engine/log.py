@@ -182,9 +182,11 @@ class TopicLog:
 
     # -- reading (lock-free) ----------------------------------------------------------
 
-    def locate(self, offset: int) -> tuple[int, int] | None:
-        """(segment index, frame index) of the frame holding ``offset``, or None."""
-        segments = self.segments
+    def locate(self, offset: int, segments: list[Segment] | None = None) -> tuple[int, int] | None:
+        """(segment index, frame index) of the frame holding ``offset`` in ``segments``
+        (by default the current list), or None."""
+        if segments is None:
+            segments = self.segments
         index = bisect.bisect_right([s.base_offset for s in segments], offset) - 1
         if index < 0:
             return None
@@ -198,10 +200,11 @@ class TopicLog:
 
     def frames_from(self, offset: int, end_offset: int) -> Iterator[tuple[Segment, seg.FrameInfo]]:
         """Frames holding offsets in [offset, end_offset), in order."""
-        start = self.locate(offset)
+        # One snapshot for the lookup and the walk: retention may replace the list meanwhile.
+        segments = list(self.segments)
+        start = self.locate(offset, segments)
         if start is None:
             return
-        segments = list(self.segments)
         segment_index, frame_index = start
         while segment_index < len(segments):
             segment = segments[segment_index]
