@@ -195,3 +195,87 @@ def test_producer_state_survives_retention_and_reopen(
     )
     assert results[29].versions == {b"k": 30}
     assert client.append("t", [{"key": b"k", "value": b"next"}], producer=("p", 30)).versions == {b"k": 31}
+
+
+# -- reads racing retention ---------------------------------------------------------------------
+#
+# Readers take no lock: retention may replace the topic's segment list between any two
+# steps of a read. These tests make it happen at one chosen step, deterministically, by
+# running retention from inside ``TopicLog.locate``.
+
+
+@pytest.fixture
+def old_then_recent(client: odradek.EmbeddedClient, data_dir: str) -> list[int]:
+    """Topic "t": one segment of 3-hour-old records, then recent segments (keys k0..k2)."""
+    client.create_topic("t", retention="1h", segment_bytes="64KiB")
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=3)
+    fill(client, "t", 7, timestamp=old)  # 7 records of 8 KB fill a 64 KiB segment
+    fill(client, "t", 33)
+    bases = segment_bases(data_dir, "t")
+    assert bases[1] == 7 and len(bases) >= 4
+    return bases
+
+
+def retention_during_locate(
+    monkeypatch: pytest.MonkeyPatch, client: odradek.EmbeddedClient, before: bool
+) -> list[int]:
+    """Run retention once, inside the next ``locate`` call (before or after it looks)."""
+    topic = client.engine._topic("t")
+    original = topic.log.locate
+    removed: list[int] = []
+
+    def locate(*args: object, **kwargs: object) -> object:
+        if before and not removed:
+            removed.append(topic.enforce_retention())
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        if not before and not removed:
+            removed.append(topic.enforce_retention())
+        return result
+
+    monkeypatch.setattr(topic.log, "locate", locate)
+    return removed
+
+
+def test_a_fetch_racing_retention_returns_the_requested_offsets(
+    client: odradek.EmbeddedClient, old_then_recent: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = old_then_recent[2] + 1  # in a segment retention keeps
+    removed = retention_during_locate(monkeypatch, client, before=False)
+    batches = client.fetch("t", start, max_records=5)
+    assert removed == [1]
+    assert [o for b in batches for o in b.column("offset").to_pylist()] == list(range(start, start + 5))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Topic.read_key filters the key's offsets by the first offset, then locates each one "
+    "in the live segment list: if retention drops segments in between, locate finds nothing "
+    "and read_key raises StorageError ('key index points at missing offset'), or IndexError "
+    "when the list shrank under an index it already holds",
+)
+def test_read_key_racing_retention_returns_what_remains(
+    client: odradek.EmbeddedClient, old_then_recent: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removed = retention_during_locate(monkeypatch, client, before=True)
+    table = client.read_key("t", b"k0")
+    assert removed == [1]
+    every = [o for o in range(40) if o % 3 == 0]
+    got = table.column("offset").to_pylist()
+    assert got == every[len(every) - len(got) :]  # a suffix of the key's records...
+    assert set(got) >= {o for o in every if o >= old_then_recent[1]}  # ... holding all that is left
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Topic.offset_for_time locates a frame, then indexes the live segment list with the "
+    "segment number it got: if retention dropped segments in between, it searches the wrong "
+    "segment's frame and returns a wrong offset (or raises IndexError)",
+)
+def test_a_timestamp_start_racing_retention(
+    client: odradek.EmbeddedClient, old_then_recent: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stamps = [t for b in client.read("t", wait=0) for t in b.column("timestamp").to_pylist()]
+    expected = next(o for o, t in enumerate(stamps) if t >= stamps[25])  # 25 unless equal stamps
+    removed = retention_during_locate(monkeypatch, client, before=False)
+    assert client.engine.resolve_start("t", stamps[25]) == expected
+    assert removed == [1]
