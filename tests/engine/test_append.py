@@ -231,6 +231,41 @@ def test_a_sliced_batch_appends_only_its_rows(
     assert client.read_key(topic, b"x").num_rows == 0
 
 
+@pytest.mark.parametrize("fsync", [False, True], ids=["fsync off", "fsync on"])
+@pytest.mark.parametrize("window", [1, 3, 100])
+def test_append_many_is_a_pipelined_sequence_of_appends(
+    open_client: Callable[..., odradek.EmbeddedClient],
+    read_all: Callable[..., pa.Table],
+    fsync: bool,
+    window: int,
+) -> None:
+    client = open_client(fsync=fsync)
+    client.create_topic("t")
+    batches: list[Any] = [[{"key": b"k", "value": f"{i}.{j}"} for j in range(i % 3 + 1)] for i in range(20)]
+    batches[5] = pa.record_batch({"key": pa.array([b"k", None]), "value": pa.array([b"5.0", b"5.1"])})
+    results = client.append_many("t", iter(batches), window=window)
+    sizes = [len(b) if isinstance(b, list) else b.num_rows for b in batches]
+    bases = [sum(sizes[:i]) for i in range(len(sizes))]
+    assert [(r.base_offset, r.count) for r in results] == list(zip(bases, sizes))
+    table = read_all(client, "t")
+    assert table.column("offset").to_pylist() == list(range(sum(sizes)))
+    keyed = [v for v in table.column("version").to_pylist() if v is not None]
+    assert keyed == list(range(1, len(keyed) + 1))
+    assert [r.versions[b"k"] for r in results][-1] == len(keyed)
+
+
+def test_append_many_stops_at_a_refusal(client: odradek.EmbeddedClient, topic: str) -> None:
+    batches = [[{"value": b"0"}], [{"value": b"1"}, {"value": b"2"}], [], [{"value": b"never"}]]
+    with pytest.raises(InvalidRequest, match="at least one record"):
+        client.append_many(topic, batches, window=8)
+    assert client.describe_topic(topic).next_offset == 3  # the two before it, acknowledged
+    with pytest.raises(InvalidRequest, match="could not convert"):
+        client.append_many(topic, [[{"value": b"3"}], [{"value": 4}], [{"value": b"never"}]], window=1)
+    with pytest.raises(InvalidRequest, match="window"):
+        client.append_many(topic, [[{"value": b"x"}]], window=0)
+    assert client.describe_topic(topic).next_offset == 4
+
+
 # -- timestamps and headers ---------------------------------------------------------------------
 
 

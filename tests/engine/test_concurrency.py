@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 import odradek
-from odradek.errors import TopicExists
+from odradek.errors import ClosedError, OdradekError, StorageError, TopicExists, TopicNotFound
 from odradek.types import AppendResult
 
 KEYS = [b"a", b"b", b"c", b"d", b"", None]
@@ -282,3 +282,80 @@ def test_idempotent_producers_from_many_threads(client: odradek.EmbeddedClient, 
 
     run_threads(producer, 6)
     assert client.describe_topic(topic).next_offset == 180
+
+
+def delete_under_writers(client: odradek.EmbeddedClient) -> None:
+    """Four threads append to "t" while a fifth deletes it."""
+    started = threading.Barrier(5, timeout=JOIN_TIMEOUT)
+    deleted = threading.Event()
+
+    def worker(number: int) -> None:
+        started.wait()
+        if number == 4:
+            client.append("t", [{"value": b"first"}])
+            client.delete_topic("t")
+            deleted.set()
+            return
+        while not deleted.is_set():
+            try:
+                client.append("t", [{"key": b"k", "value": b"x"}])
+            except TopicNotFound:
+                return
+            except OdradekError as error:  # the topic was closed under this append
+                assert isinstance(error, (StorageError, ClosedError)), error
+
+    run_threads(worker, 5)
+
+
+@pytest.mark.parametrize("fsync", [False, True], ids=["fsync off", "fsync on"])
+def test_deleting_a_topic_under_writers(
+    open_client: Callable[..., odradek.EmbeddedClient], fsync: bool
+) -> None:
+    """Appends racing a delete succeed or fail with a typed error; nothing hangs; the
+    name can be used again at once."""
+    client = open_client(fsync=fsync)
+    for _ in range(5):
+        client.create_topic("t")
+        delete_under_writers(client)
+        assert client.list_topics() == []
+        client.create_topic("t")
+        assert client.append("t", [{"key": b"k", "value": b"new"}]) == AppendResult(0, 1, {b"k": 1})
+        client.delete_topic("t")
+
+
+def test_closing_the_engine_under_writers_and_readers(
+    open_client: Callable[..., odradek.EmbeddedClient],
+    background_read: Callable[..., Any],
+    reopen: Callable[..., odradek.EmbeddedClient],
+    read_all: Callable[..., pa.Table],
+) -> None:
+    client = open_client(fsync=True)
+    client.create_topic("t")
+    reader = background_read(client.read("t", follow=True))
+    acknowledged: list[AppendResult] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(number: int) -> None:
+        if number == 4:
+            while len(acknowledged) < 20:
+                stop.wait(0.001)
+            client.close()
+            stop.set()
+            return
+        while True:
+            try:
+                result = client.append("t", [{"key": f"w{number}", "value": b"x"}])
+            except (ClosedError, StorageError, TopicNotFound):
+                return
+            with lock:
+                acknowledged.append(result)
+
+    run_threads(writer, 5)
+    reader.finish()
+    assert reader.error is None
+    client = reopen(client)
+    stored = read_all(client, "t").column("offset").to_pylist()
+    assert stored == list(range(len(stored)))
+    for result in acknowledged:  # every acknowledged append survived the close
+        assert result.next_offset <= len(stored)
