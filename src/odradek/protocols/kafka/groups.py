@@ -152,6 +152,12 @@ class Coordinator:
                 list(protocols),
             )
         member = group.members[member_id]
+        unchanged = member.protocols == list(protocols)
+        if unchanged and (group.state == COMPLETING or (group.state == STABLE and member_id != group.leader)):
+            # A member repeating its join (a lost response, a client timeout) gets the
+            # current generation again instead of forcing everybody to rebalance.
+            member.last_seen = self.clock()
+            return self._join_result(group, member)
         member.protocols = list(protocols)
         member.session_timeout_ms = session_timeout_ms
         member.last_seen = self.clock()
@@ -225,20 +231,9 @@ class Coordinator:
         if group.leader not in group.members:
             group.leader = next(iter(group.members))
         group.state = COMPLETING
-        everyone = tuple(
-            (m.member_id, m.instance_id, m.metadata_for(group.protocol)) for m in group.members.values()
-        )
         now = self.clock()
         for member in group.members.values():
-            result = JoinResult(
-                ErrorCode.NONE,
-                group.generation,
-                group.protocol_type,
-                group.protocol,
-                group.leader,
-                member.member_id,
-                everyone if member.member_id == group.leader else (),
-            )
+            result = self._join_result(group, member)
             if member.joining is not None and not member.joining.done():
                 member.joining.set_result(result)
             member.joining = None
@@ -249,6 +244,22 @@ class Coordinator:
             group.generation,
             len(group.members),
             group.protocol,
+        )
+
+    def _join_result(self, group: Group, member: Member) -> JoinResult:
+        everyone: tuple[tuple[str, str | None, bytes], ...] = ()
+        if member.member_id == group.leader:
+            everyone = tuple(
+                (m.member_id, m.instance_id, m.metadata_for(group.protocol)) for m in group.members.values()
+            )
+        return JoinResult(
+            ErrorCode.NONE,
+            group.generation,
+            group.protocol_type,
+            group.protocol,
+            group.leader or "",
+            member.member_id,
+            everyone,
         )
 
     def _choose_protocol(self, group: Group) -> str:

@@ -191,6 +191,13 @@ class KafkaListener:
         except DecodeError as exc:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
+        log.debug(
+            "request %s v%d from %s: %s",
+            request.api_key,
+            request.api_version,
+            peer,
+            request.body,
+        )
         body = await HANDLERS[request.api_key](self.broker, request)
         if body is None:
             return []
