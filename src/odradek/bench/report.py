@@ -115,6 +115,7 @@ def render_markdown(document: dict[str, Any]) -> str:
             f"| {info['title']} (`{info['name']}`){status} | {info['durability']} | "
             f"{versions} | {info['tuning']} |"
         )
+    lines += _row_notes(document)
     notes = [f for f in document["figures"] if f["status"] != OK and f["note"]]
     if notes:
         lines += ["", "## Missing figures", ""]
@@ -124,6 +125,20 @@ def render_markdown(document: dict[str, Any]) -> str:
                 seen.add((figure["system"], figure["note"]))
                 lines.append(f"- `{figure['system']}` ({figure['status']}): {figure['note']}")
     return "\n".join(lines) + "\n"
+
+
+def _row_notes(document: dict[str, Any]) -> list[str]:
+    """Notes of measured rows (achieved rates, shortened runs), once per system and note."""
+    titles = {info["name"]: info["title"] for info in document["systems"]}
+    workloads = {metric["name"]: metric["workload"] for metric in document["metrics"]}
+    seen: set[tuple[str, str, str]] = set()
+    lines: list[str] = []
+    for figure in document["figures"]:
+        key = (workloads[figure["metric"]], figure["system"], figure["note"])
+        if figure["status"] == OK and figure["note"] and key not in seen:
+            seen.add(key)
+            lines.append(f"- {key[0]}, {titles[figure['system']]}: {figure['note']}")
+    return ["", "## Notes on measured rows", "", *lines] if lines else []
 
 
 def _header(document: dict[str, Any]) -> list[str]:

@@ -177,7 +177,6 @@ class Session:
 
         figure = self._repeat("catchup_read", read, lambda _run: read())
         figure.payload_mib_per_second = _payload(figure.value, self.data.small)
-        figure.note = f"{count:,} records"
         return [figure]
 
     def _consumer_group(self) -> list[Figure]:
@@ -193,7 +192,6 @@ class Session:
 
         figure = self._repeat("consumer_group", warm_up, measure)
         figure.payload_mib_per_second = _payload(figure.value, self.data.small)
-        figure.note = f"{count:,} records"
         return [figure]
 
     def _append_latency(self) -> list[Figure]:
