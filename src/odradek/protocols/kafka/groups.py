@@ -138,6 +138,7 @@ class Coordinator:
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
         if member_id and member_id not in group.members:
             return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+        known = bool(member_id)
         if not member_id:
             if len(group.members) >= limits.kafka_group_members_max:
                 return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED)
@@ -152,7 +153,7 @@ class Coordinator:
                 list(protocols),
             )
         member = group.members[member_id]
-        unchanged = member.protocols == list(protocols)
+        unchanged = known and member.protocols == list(protocols)
         if unchanged and (group.state == COMPLETING or (group.state == STABLE and member_id != group.leader)):
             # A member repeating its join (a lost response, a client timeout) gets the
             # current generation again instead of forcing everybody to rebalance.
