@@ -77,7 +77,12 @@ def to_input_batch(records: Records, append_bytes_max: int) -> pa.RecordBatch:
             f"{limits.append_records_max}; split it into several appends"
         )
     batch = _conform(batch)
-    size = batch.nbytes
+    # The total size of the buffers is free to get and bounds the batch's own size
+    # from above (a slice of a larger batch counts the whole buffers): only a batch
+    # over the limit by that measure pays for nbytes, which walks the buffers.
+    size = batch.get_total_buffer_size()
+    if size > append_bytes_max:
+        size = batch.nbytes
     if size > append_bytes_max:
         raise RequestTooLarge(
             f"append of {size} bytes is over the limit of {append_bytes_max} bytes; "
@@ -148,6 +153,9 @@ _TIMESTAMP_RULES = (
 
 
 def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    if batch.schema.equals(INPUT_SCHEMA):  # already conformed (what a client sends a server)
+        _check_key_lengths(batch.column("key"))
+        return batch
     names = batch.schema.names
     unknown = [n for n in names if n not in INPUT_SCHEMA.names and n not in _ASSIGNED_COLUMNS]
     if unknown:
@@ -159,54 +167,55 @@ def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
     if "value" not in names:
         raise InvalidRequest("a batch needs a 'value' column")
     columns = []
-    for field in INPUT_SCHEMA:
+    for field in _INPUT_FIELDS:
         if field.name in names:
             columns.append(_cast(batch.column(field.name), field))
         else:
             columns.append(pa.nulls(batch.num_rows, field.type))
     result = pa.RecordBatch.from_arrays(columns, schema=INPUT_SCHEMA)
-    if result.column("key").null_count < result.num_rows:
-        longest = pc.max(pc.binary_length(result.column("key"))).as_py()
-        if longest is not None and longest > limits.key_bytes_max:
-            raise RequestTooLarge(
-                f"a key of {longest} bytes is over the limit of {limits.key_bytes_max} bytes"
-            )
+    _check_key_lengths(result.column("key"))
     return result
+
+
+def _check_key_lengths(keys: pa.Array) -> None:
+    if keys.get_total_buffer_size() <= limits.key_bytes_max or keys.null_count == len(keys):
+        return  # all the keys' bytes together are within the limit of one
+    longest = pc.max(pc.binary_length(keys)).as_py()
+    if longest is not None and longest > limits.key_bytes_max:
+        raise RequestTooLarge(f"a key of {longest} bytes is over the limit of {limits.key_bytes_max} bytes")
+
+
+_INPUT_FIELDS = tuple(INPUT_SCHEMA)
+_BYTES_TYPES = (
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_fixed_size_binary,
+    pa.types.is_null,
+)
+_ALLOWED_TYPES = {
+    "key": _BYTES_TYPES,
+    "value": _BYTES_TYPES,
+    "headers": (pa.types.is_map, pa.types.is_null),
+    "timestamp": (pa.types.is_timestamp, pa.types.is_null),
+}
 
 
 def _cast(column: pa.Array, field: pa.Field) -> pa.Array:
     source = column.type
+    if source == field.type:
+        return column
     if field.name == "timestamp" and pa.types.is_integer(source):
         column = column.cast(pa.int64()).view(pa.timestamp("us", tz="UTC"))
         return column
-    allowed = {
-        "key": (
-            pa.types.is_binary,
-            pa.types.is_large_binary,
-            pa.types.is_string,
-            pa.types.is_large_string,
-            pa.types.is_fixed_size_binary,
-            pa.types.is_null,
-        ),
-        "value": (
-            pa.types.is_binary,
-            pa.types.is_large_binary,
-            pa.types.is_string,
-            pa.types.is_large_string,
-            pa.types.is_fixed_size_binary,
-            pa.types.is_null,
-        ),
-        "headers": (pa.types.is_map, pa.types.is_null),
-        "timestamp": (pa.types.is_timestamp, pa.types.is_null),
-    }[field.name]
+    allowed = _ALLOWED_TYPES[field.name]
     if not any(check(source) for check in allowed):
         raise InvalidRequest(
             f"column {field.name!r} has type {source}; expected {field.type} "
             "(binary or string for key/value, map<string, binary> for headers, "
             "a timestamp or int64 microseconds for timestamp)"
         )
-    if source == field.type:
-        return column
     try:
         if pa.types.is_timestamp(source) and source.tz is None:
             # A naive timestamp is taken as UTC.
