@@ -38,6 +38,26 @@ def test_append_result_round_trip() -> None:
     assert messages.decode_append_result(messages.encode_append_result(result)) == result
     empty = AppendResult(0, 1, {})
     assert messages.decode_append_result(messages.encode_append_result(empty)) == empty
+    assert b"\n" not in messages.encode_append_result(result)  # few keys travel inside the JSON
+    many = {b"k%d" % i: i + 1 for i in range(limits.flight_result_inline_keys_max + 1)}
+    raw = messages.encode_append_result(AppendResult(0, len(many), many))
+    assert raw.split(b"\n", 1)[0].endswith(b'"versions":"arrow"}')
+    assert dict(messages.decode_append_result(raw).versions) == many
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"base_offset":0,"count":1,"versions":"csv"}',
+        b'{"base_offset":0,"count":1,"versions":{"zz":1}}',
+        b'{"base_offset":0,"count":1,"versions":{"6b":"1"}}',
+        b'{"base_offset":0,"count":1,"versions":"arrow"}',
+        b'{"base_offset":0,"count":1,"versions":"arrow"}\nnot arrow',
+    ],
+)
+def test_malformed_append_results_are_invalid_requests(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        messages.decode_append_result(raw)
 
 
 def test_tickets_round_trip() -> None:

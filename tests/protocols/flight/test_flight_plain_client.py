@@ -16,6 +16,7 @@ import pyarrow.flight as flight
 import pytest
 
 import odradek
+from odradek import limits
 from odradek.protocols.flight import messages
 from odradek.protocols.flight.server import WILDCARD_SCHEMA
 from odradek.records import STORED_SCHEMA
@@ -66,16 +67,28 @@ def test_raw_do_put_with_expectations_in_metadata(url: str) -> None:
     writer, reader = plain.do_put(descriptor, batch.schema)
     expect = json.dumps({"expect": {b"o-1".hex(): 1, b"new".hex(): 0}, "expect_offset": 5}).encode()
     writer.write_with_metadata(batch, pa.py_buffer(expect))
-    first_header, _, first_versions = reader.read().to_pybytes().partition(b"\n")
-    first = json.loads(first_header)
+    first = json.loads(reader.read().to_pybytes())  # few keys: their versions are inline
     writer.write_batch(batch)  # a second batch in the same stream is a second append
     second = json.loads(reader.read().to_pybytes().partition(b"\n")[0])
     writer.done_writing()
     writer.close()
     assert (first["base_offset"], first["count"], second["base_offset"]) == (5, 2, 7)
-    assert first["versions"] == "arrow"
-    versions = pa.ipc.open_stream(pa.py_buffer(first_versions))
-    assert versions.read_all().to_pydict() == {"key": [b"o-1", b"new"], "version": [2, 1]}
+    assert first["versions"] == {b"o-1".hex(): 2, b"new".hex(): 1}
+
+
+def test_raw_do_put_of_many_keys_gets_versions_as_arrow(url: str) -> None:
+    _fill(url)
+    plain = flight.connect(url)
+    keys = [b"key-%03d" % i for i in range(limits.flight_result_inline_keys_max + 1)]
+    batch = pa.RecordBatch.from_pydict({"key": keys, "value": [b"v"] * len(keys)})
+    writer, reader = plain.do_put(flight.FlightDescriptor.for_path("orders.eu.created"), batch.schema)
+    writer.write_batch(batch)
+    header, _, arrow = reader.read().to_pybytes().partition(b"\n")
+    writer.done_writing()
+    writer.close()
+    assert json.loads(header)["versions"] == "arrow"
+    versions = pa.ipc.open_stream(pa.py_buffer(arrow)).read_all()
+    assert versions.to_pydict() == {"key": keys, "version": [1] * len(keys)}
 
 
 def test_do_put_command_descriptor_carries_options(url: str) -> None:

@@ -13,9 +13,10 @@ Rules
   server keeps serving.
 * Keys inside JSON are hex (``"key_encoding": "base64"`` switches a request to
   base64). Record data never goes through JSON: it travels as Arrow batches.
-* An append result's versions travel as an Arrow IPC stream of one batch
-  (``key: binary, version: int64``) after the JSON line, because a 10,000-key append
-  would cost milliseconds as a JSON object.
+* An append result's versions travel inside its JSON when there are few, else as an
+  Arrow IPC stream of one batch (``key: binary, version: int64``) after the JSON line,
+  because a 10,000-key append would cost milliseconds as a JSON object while a
+  one-key append would spend most of its encoding on the IPC stream's setup.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import binascii
 import dataclasses
 import datetime
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -213,24 +214,37 @@ def decode_append_options(raw: bytes, what: str = "append options") -> tuple[str
 def encode_append_result(result: AppendResult) -> bytes:
     """A PutResult's app_metadata: what one appended batch was assigned.
 
-    One line of JSON; if the append had keys, ``"versions": "arrow"`` says that a
+    One line of JSON. The versions of an append with at most
+    ``limits.flight_result_inline_keys_max`` keys are a JSON object in it
+    (``{"<hex key>": version}``); with more, ``"versions": "arrow"`` says that a
     newline and an Arrow IPC stream of one batch (``key: binary, version: int64``)
-    follow it.
+    follow it. Without keys there is no ``versions``.
     """
-    document: dict[str, Any] = {
-        "base_offset": result.base_offset,
-        "count": result.count,
-        "duplicate": result.duplicate,
-    }
-    if not len(result.versions):
-        return dump(document)
-    keys, versions = _version_arrays(result.versions)
-    batch = pa.RecordBatch.from_arrays([keys, versions], schema=_VERSIONS_SCHEMA)
+    versions = result.versions
+    count = len(versions)
+    head = (
+        f'{{"base_offset":{int(result.base_offset)},"count":{int(result.count)},'
+        f'"duplicate":{"true" if result.duplicate else "false"}'
+    )
+    if not count:
+        return (head + "}").encode()
+    if count <= limits.flight_result_inline_keys_max:
+        inline = ",".join(f'"{key.hex()}":{int(version)}' for key, version in _version_items(versions))
+        return (head + ',"versions":{' + inline + "}}").encode()
+    keys, numbers = _version_arrays(versions)
+    batch = pa.RecordBatch.from_arrays([keys, numbers], schema=_VERSIONS_SCHEMA)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, _VERSIONS_SCHEMA) as writer:
         writer.write_batch(batch)
-    document["versions"] = "arrow"
-    return dump(document) + b"\n" + bytes(sink.getvalue().to_pybytes())
+    return (head + ',"versions":"arrow"}\n').encode() + bytes(sink.getvalue().to_pybytes())
+
+
+def _version_items(versions: Mapping[bytes, int]) -> Iterable[tuple[bytes, int]]:
+    keys = getattr(versions, "key_array", None)
+    numbers = getattr(versions, "version_array", None)
+    if isinstance(keys, pa.Array) and numbers is not None:
+        return zip(keys.to_pylist(), numbers.tolist())
+    return versions.items()
 
 
 def _version_arrays(versions: Mapping[bytes, int]) -> tuple[pa.Array, pa.Array]:
@@ -250,7 +264,10 @@ def decode_append_result(raw: bytes) -> AppendResult:
     header, newline, rest = raw.partition(b"\n")
     document = load(header, "append result")
     versions: Mapping[bytes, int] = {}
-    if document.get("versions") == "arrow":
+    announced = document.get("versions")
+    if isinstance(announced, dict):
+        versions = {decode_key(key): _version(number) for key, number in announced.items()}
+    elif announced == "arrow":
         if not newline:
             raise InvalidRequest("append result announces versions but carries none")
         try:
@@ -260,12 +277,20 @@ def decode_append_result(raw: bytes) -> AppendResult:
         if batch.schema != _VERSIONS_SCHEMA:
             raise InvalidRequest(f"append result versions have schema {batch.schema}, not {_VERSIONS_SCHEMA}")
         versions = KeyVersions(batch.column(0), batch.column(1).to_numpy())
+    elif announced is not None:
+        raise InvalidRequest(f"append result versions must be an object or 'arrow', got {announced!r}")
     return AppendResult(
         int(_required(document, "base_offset", int)),
         int(_required(document, "count", int)),
         versions,
         duplicate=bool(document.get("duplicate", False)),
     )
+
+
+def _version(number: object) -> int:
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidRequest(f"a key version must be an int, got {number!r}")
+    return number
 
 
 # -- tickets (DoGet) ----------------------------------------------------------------------
