@@ -3,7 +3,9 @@
 Calls (the wire is described in docs/flight-protocol.md; encoding is in messages.py)
 ------------------------------------------------------------------------------------
 * DoPut: descriptor = the topic (path, or a JSON command with "topic" and options);
-  every batch is one atomic append; its result goes back as a PutResult.
+  every batch is one atomic append; its result goes back as a PutResult. Up to
+  ``limits.append_window_default`` appends of a stream are in flight at once
+  (pipeline.py): the next batches are written while the earlier ones sync.
 * DoGet: ticket = JSON read / fetch / read_key request; batches are streamed.
 * DoAction: administration (create/delete/list/describe topics, key versions).
 * ListFlights / GetFlightInfo / GetSchema: topics as flights, so a plain Flight client
@@ -16,27 +18,32 @@ Rules
   ``errors.to_wire`` JSON in ``extra_info``; anything unexpected is logged and sent as
   an internal error, and the server keeps serving.
 * Draining (``drain``): new calls are refused with Unavailable, reads end at their next
-  wake-up, an in-flight DoPut finishes the batch it is appending and refuses the next.
+  wake-up, an in-flight DoPut acknowledges the batches it has written and refuses the
+  next.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek import limits
 from odradek.engine import Engine
+from odradek.engine.topic import PendingAppend
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.names import is_pattern
 from odradek.protocols.flight import messages
+from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.records import STORED_SCHEMA
+from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
 
@@ -102,39 +109,65 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     ) -> None:
         with self._translate("do_put"):
             topic, descriptor_options = _put_target(descriptor)
-            first = True
-            while True:
-                try:
-                    chunk = reader.read_chunk()
-                except StopIteration:
-                    return
-                self._check_serving()
-                if chunk.data is None:  # a metadata-only message appends nothing
-                    continue
-                options = descriptor_options if first else messages.AppendOptions()
-                first = False
-                if chunk.app_metadata is not None and chunk.app_metadata.size:
-                    _, options = messages.decode_append_options(
-                        chunk.app_metadata.to_pybytes(), "batch app_metadata"
-                    )
-                writer.write(pa.py_buffer(self._append(topic, chunk.data, options)))
+            pipeline = AppendPipeline(
+                lambda payload: writer.write(pa.py_buffer(payload)),
+                functools.partial(self._acknowledged, topic),
+                limits.append_window_default,
+            )
+            try:
+                self._submit_stream(topic, descriptor_options, reader, pipeline)
+            except BaseException:
+                pipeline.finish()  # the results of the batches before; an earlier failure wins
+                raise
+            pipeline.finish()
 
-    def _append(self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> bytes:
-        size = batch.nbytes
+    def _submit_stream(
+        self,
+        topic: str,
+        descriptor_options: messages.AppendOptions,
+        reader: flight.MetadataRecordBatchReader,
+        pipeline: AppendPipeline,
+    ) -> None:
+        """Submit every batch of the stream in order; the pipeline acknowledges them."""
+        first = True
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                return
+            self._check_serving()
+            if chunk.data is None:  # a metadata-only message appends nothing
+                continue
+            options = descriptor_options if first else _NO_OPTIONS
+            first = False
+            metadata = chunk.app_metadata
+            if metadata is not None and metadata.size:
+                _, options = messages.decode_append_options(metadata.to_pybytes(), "batch app_metadata")
+            pipeline.add(*self._submit(topic, chunk.data, options))
+
+    def _submit(
+        self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions
+    ) -> tuple[PendingAppend, tuple[int, float]]:
+        size = batch.get_total_buffer_size()  # free, and at least nbytes
         if size > limits.flight_message_bytes_max:
             raise RequestTooLarge(
                 f"a batch of {size} bytes is over the limit of {limits.flight_message_bytes_max} "
                 "bytes per message; split it into several appends"
             )
         started = time.perf_counter()
-        result = self.engine.append(
+        pending = self.engine.submit_append(
             topic,
             batch,
             expect=options.expect,
             expect_offset=options.expect_offset,
             producer=options.producer,
         )
+        return pending, (size, started)
+
+    def _acknowledged(self, topic: str, result: AppendResult, context: object) -> bytes:
+        """The PutResult of a durable append (on the pipeline's thread)."""
         if self.observer is not None:
+            size, started = cast(tuple[int, float], context)
             self.observer.appended(topic, result.count, size, time.perf_counter() - started)
         return messages.encode_append_result(result)
 
@@ -289,6 +322,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             raise flight.FlightInternalError(error.message, extra_info=messages.encode_error(error)) from exc
 
 
+_NO_OPTIONS = messages.AppendOptions()
 _TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok")
 
 
