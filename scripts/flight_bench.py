@@ -4,6 +4,7 @@
 
 Measures (DESIGN §5 targets in brackets):
   * keyed ingest: 100-byte values, 100k distinct keys, 10k-record batches   [>= 1M records/s]
+    one append at a time, then pipelined over one stream (append_many, --window)
   * catch-up read of the whole topic from the earliest offset              [>= 2M records/s]
   * single-record append latency at ~1,000 appends/s, p50 and p99          [<= 2 ms, <= 10 ms]
     (open loop, timed from each append's scheduled start), and one at a time
@@ -75,6 +76,17 @@ def ingest(client: odradek.RemoteClient, records: int) -> float:
     return (records // BATCH_RECORDS) * BATCH_RECORDS / (time.perf_counter() - started)
 
 
+def ingest_pipelined(client: odradek.RemoteClient, records: int, window: int) -> float:
+    """The same batches over one DoPut stream, ``window`` of them ahead of their results."""
+    batches = keyed_batches()
+    count = records // BATCH_RECORDS
+    started = time.perf_counter()
+    client.append_many(
+        "bench.keyed", (batches[index % len(batches)] for index in range(count)), window=window
+    )
+    return count * BATCH_RECORDS / (time.perf_counter() - started)
+
+
 def catch_up(client: odradek.RemoteClient) -> tuple[float, int]:
     started = time.perf_counter()
     count = sum(batch.num_rows for batch in client.read("bench.keyed", start="earliest", wait=0))
@@ -135,6 +147,7 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--window", type=int, default=8, help="batches in flight for append_many")
     parser.add_argument("--data-dir")
     parser.add_argument("--no-fsync", action="store_true")
     args = parser.parse_args()
@@ -145,6 +158,7 @@ def main() -> None:
                 for topic in ("bench.warmup", "bench.keyed", "bench.latency"):
                     client.create_topic(topic)
                 ingest_rate = ingest(client, args.records)
+                pipelined_rate = ingest_pipelined(client, args.records, args.window)
                 read_rate, read_count = catch_up(client)
                 latencies = latency(client, args.latency_seconds)
                 sequential = sequential_latency(client)
@@ -154,6 +168,7 @@ def main() -> None:
     figures = {
         "fsync": not args.no_fsync,
         "keyed_ingest_records_per_second": round(ingest_rate),
+        f"keyed_ingest_pipelined_window_{args.window}_records_per_second": round(pipelined_rate),
         "catch_up_read_records_per_second": round(read_rate),
         "records_read": read_count,
         "single_append_latency_at_1000_per_second": latencies,

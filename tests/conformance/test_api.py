@@ -170,6 +170,33 @@ def test_request_too_large_from_the_server(client: Client) -> None:
     assert client.describe_topic("t").next_offset == 0
 
 
+def test_append_many_appends_each_batch_atomically_in_order(client: Client) -> None:
+    client.create_topic("t")
+    batches = [[{"key": b"k", "value": b"%d-%d" % (batch, i)} for i in range(3)] for batch in range(20)]
+    results = client.append_many("t", (batch for batch in batches), window=4)  # any iterable
+    assert [(result.base_offset, result.count) for result in results] == [(3 * i, 3) for i in range(20)]
+    assert [dict(result.versions) for result in results] == [{b"k": 3 * i + 3} for i in range(20)]
+    assert _values(client.read("t", wait=0)) == [record["value"] for batch in batches for record in batch]
+    assert client.append_many("t", []) == []
+    one = client.append_many("t", [pa.RecordBatch.from_pydict({"value": [b"x"]})], window=1)
+    assert [(result.base_offset, result.count, dict(result.versions)) for result in one] == [(60, 1, {})]
+
+
+def test_append_many_stops_at_a_refused_batch(client: Client) -> None:
+    client.create_topic("t")
+    small = [{"value": b"ok"}]
+    big = pa.RecordBatch.from_pydict({"value": [b"x" * (256 * 1024)] * 8})  # over the suite's 1 MiB
+    _raises(RequestTooLarge, client.append_many, "t", [small, small, big, small])
+    assert client.describe_topic("t").next_offset == 2  # the two before it, none after
+    _raises(InvalidRequest, client.append_many, "t", [small, [], small])
+    assert client.describe_topic("t").next_offset == 3
+    _raises(TopicNotFound, client.append_many, "nope", [small])
+    _raises(InvalidRequest, client.append_many, "t", [small], window=0)
+    _raises(InvalidRequest, client.append_many, "t", [small], window=True)
+    assert client.append("t", small).base_offset == 3  # the client still appends afterwards
+    assert [result.base_offset for result in client.append_many("t", [small, small])] == [4, 5]
+
+
 # -- reading -------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -99,6 +99,11 @@ class AsyncClient:
         return await self._call(
             self.sync.append, topic, records, expect=expect, expect_offset=expect_offset, producer=producer
         )
+
+    async def append_many(
+        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+    ) -> list[AppendResult]:
+        return await self._call(self.sync.append_many, topic, batches, window=window)
 
     async def read(
         self,

@@ -12,9 +12,10 @@ concurrent calls.
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -98,12 +99,17 @@ class RemoteClient:
         producer: object = None,
     ) -> AppendResult:
         batch = to_input_batch(records, limits.flight_message_bytes_max)
-        options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
+        options = None
+        if expect is not None or expect_offset is not None or producer is not None:
+            options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
         stream = self._puts.take(_check_str(topic, "topic"))
         answered = False
         try:
             with _errors(self.url):
-                stream.writer.write_with_metadata(batch, options)
+                if options is None:
+                    stream.writer.write_batch(batch)
+                else:
+                    stream.writer.write_with_metadata(batch, options)
                 answer = stream.reader.read()
                 if answer is None:  # the server ended the stream: its close carries the error
                     stream.writer.close()
@@ -114,6 +120,26 @@ class RemoteClient:
         finally:
             self._puts.give_back(stream, reusable=answered)
         return messages.decode_append_result(answer.to_pybytes())
+
+    def append_many(
+        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+    ) -> list[AppendResult]:
+        """Append batches in order, each atomic on its own, over one DoPut stream:
+        up to ``window`` batches travel ahead of the oldest one's result, so the
+        server prepares the next batches while the last ones sync.
+
+        If one is refused, those before it are written and the error is raised once
+        their results are in; none after it is written.
+        """
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise InvalidRequest(f"window must be an int >= 1, got {window!r}")
+        stream = self._puts.take(_check_str(topic, "topic"))
+        pipeline = _PutPipeline(stream, window, self.url)
+        try:
+            answers = pipeline.run(batches)
+        finally:
+            self._puts.give_back(stream, reusable=pipeline.reusable)
+        return [messages.decode_append_result(answer) for answer in answers]
 
     def read(
         self,
@@ -275,6 +301,85 @@ class _PutStreams:
     def close(self) -> None:
         self._stop.set()
         self._close_idle(float("inf"))
+
+
+class _PutPipeline:
+    """The batches of one ``append_many`` on one DoPut stream.
+
+    The calling thread converts and writes batches, at most ``window`` ahead of the
+    results; a reader thread reads the results as they come, so neither side of the
+    stream waits on the other (a server with a smaller window than ours stops reading
+    until we read its results). The server ends the stream after a refused batch: the
+    write or read that meets the end stops the pipeline, and the stream's close
+    carries the server's error.
+    """
+
+    def __init__(self, stream: _PutStream, window: int, url: str) -> None:
+        self._stream = stream
+        self._url = url
+        self._window = window
+        self._permits = threading.Semaphore(window)
+        self._sent: queue.SimpleQueue[bool] = queue.SimpleQueue()  # one token per batch written
+        self._answers: list[bytes] = []
+        self._ended = threading.Event()  # the server ended the stream (an error is in its close)
+        self._read_error: BaseException | None = None
+        self.reusable = False
+
+    def run(self, batches: Iterable[Records]) -> list[bytes]:
+        reader = threading.Thread(target=self._read_results, name="odradek-append-results", daemon=True)
+        reader.start()
+        written = 0
+        refused_here: OdradekError | None = None  # a batch this side could not convert
+        try:
+            for records in batches:
+                try:
+                    batch = to_input_batch(records, limits.flight_message_bytes_max)
+                except OdradekError as exc:
+                    refused_here = exc
+                    break
+                self._permits.acquire()
+                if self._ended.is_set():
+                    break
+                try:
+                    self._stream.writer.write_batch(batch)
+                except (flight.FlightError, pa.ArrowException):
+                    self._ended.set()  # the server ended the stream; its close says why
+                    break
+                written += 1
+                self._sent.put(True)
+        finally:
+            self._sent.put(False)
+            reader.join()
+        if self._ended.is_set():
+            # A batch the server refused comes before any this side refused.
+            with _errors(self._url):
+                self._stream.writer.close()
+            raise self._read_error or Unavailable(
+                f"{self._url} ended the append stream without an answer; batches after "
+                f"the {len(self._answers)} answered may not be written"
+            )
+        self.reusable = len(self._answers) == written
+        if refused_here is not None:
+            raise refused_here
+        return self._answers
+
+    def _read_results(self) -> None:
+        try:
+            while self._sent.get():
+                with _errors(self._url):
+                    answer = self._stream.reader.read()
+                if answer is None:
+                    self._ended.set()
+                    return
+                self._answers.append(answer.to_pybytes())
+                self._permits.release()
+        except OdradekError as exc:
+            self._read_error = exc
+            self._ended.set()
+        finally:
+            if self._ended.is_set():
+                for _ in range(self._window):  # the writer must not wait for results any more
+                    self._permits.release()
 
 
 class ReadStream:
