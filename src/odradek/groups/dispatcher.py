@@ -4,50 +4,57 @@ Theory of operation
 -------------------
 A :class:`Cursor` holds the group's *window* of one topic: the records from the
 committed watermark (everything below is settled) up to the furthest record read from
-the log. Each record of the window has a slot in parallel NumPy arrays, indexed by
-``offset - base``:
+the log. Each record has a *slot* (``offset - base``) in parallel NumPy arrays:
 
 =============  ======================================================================
 ``state``      PENDING (may be delivered), IN_FLIGHT (delivered, unsettled),
                DEAD_LETTERING (being written to the dead-letter topic) or DONE
 ``attempts``   deliveries so far (``Delivery.attempt`` of the latest)
 ``unit``       dense id of the record's ordering unit: its key (``ordering="key"``),
-               0 for every record (``"topic"``), or -1 = no unit (keyless records,
-               ``"none"``)
+               0 for every record (``"topic"``), or -1 = none (keyless records,
+               ``"none"``); see keys.py for how keys become ids
 ``lease``      the lease (poll) of the latest delivery, -1 before the first
 ``not_before`` monotonic time before which a nacked record is not redelivered
+``next_slot``  the slot of the unit's next record in the window (-1: none yet)
 =============  ======================================================================
 
-and per unit: ``unit_in_flight`` (records IN_FLIGHT or DEAD_LETTERING) and
-``unit_holder`` (the member holding them).
+and per unit: ``unit_head`` (slot of its earliest unsettled record, -1 if none),
+``unit_tail`` (its last record, to link the next one), ``unit_in_flight`` (records
+IN_FLIGHT or DEAD_LETTERING), ``unit_holder`` (the member holding them) and
+``unit_queued``. Each unit's records thus form a chain in offset order, and the
+records without a unit wait in the ``loose`` queue (of offsets).
 
-Rules, each applied to whole arrays at once:
+Rules:
 
-1. **Order**: a record may be delivered only if every earlier unsettled record of its
-   unit is in flight (none is waiting), and at most ``limit`` records of a unit are in
-   flight, all with the same member. With the default limit of 1 a unit's records
-   are delivered one at a time, in offset (= version) order.
-2. **Candidates**: records below ``scan`` that are PENDING are *parked* (an array of
-   offsets, ascending): they wait for their unit, a nack delay, or a redelivery. The
-   records from ``scan`` on are *fresh*: never looked at. A dispatch examines all
-   parked records and a chunk of fresh ones, ranks the candidates of each unit in
-   offset order (a stable argsort by unit), and takes, in offset order, those whose
-   rank is below the unit's free room and below its first delayed candidate.
+1. **Order**: a unit's records are delivered along its chain: a record may go only
+   if every earlier unsettled record of its unit is in flight, at most ``limit`` are
+   in flight, all with one member. With the default limit of 1 a unit's next record
+   is its head, delivered once the one before is settled.
+2. **Ready queue**: a unit is queued when it may have a deliverable record (new
+   records arrived for it, or it has room again after a settlement or a failure);
+   a dispatch examines queued units (their heads, all at once with NumPy) and loose
+   records, takes the oldest deliverable ones, and drops from the queue the units
+   that turned out to have nothing to give. A poll therefore costs the units it
+   examines and the records it delivers, never the window: ten hot keys with a
+   full window cost what ten keys cost.
 3. **Failure** (ack timeout, nack, member expiry): the failed record goes back to
-   PENDING, or to DEAD_LETTERING once it has had ``max_deliveries`` deliveries. Records
-   of the same unit delivered after it (possible with a limit above 1) are *rewound*:
-   released without counting an attempt, so the unit restarts in order.
+   PENDING, or to DEAD_LETTERING once it has had ``max_deliveries`` deliveries; a nack
+   delay sets ``not_before`` and a timer re-queues the unit. Records of the unit
+   delivered after it (possible with a limit above 1) are *rewound*: released without
+   counting an attempt, so the unit restarts in order.
 4. **Release** (a member leaves): like a failure, but nothing counts as an attempt.
-5. **Settling**: an ack or the end of dead-lettering marks records DONE; the watermark
-   then moves over the DONE prefix, and the window's front is trimmed in whole batches.
+5. **Settling**: an ack or the end of dead-lettering marks records DONE and moves the
+   unit's head along its chain; the watermark moves over the window's DONE prefix and
+   the window's front is trimmed in whole batches.
 
 The cursor is not thread-safe: its group holds the group's lock around every call.
-Fetching from the log and hashing keys happen outside that lock (:func:`prepare`).
+Reading the log and hashing keys happen outside that lock (:func:`prepare`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -56,6 +63,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from odradek.groups.keys import KeyTable, hash_keys
+from odradek.groups.state import runs_of
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -89,7 +97,7 @@ _TRIM_RECORDS_MIN = 16_384
 @dataclasses.dataclass
 class Prepared:
     """Records read from the log, ready to enter a window: one batch, its first
-    offset and each record's unit hash (``None`` when the ordering has no units)."""
+    offset and each record's key hash (``None`` when the ordering has no keys)."""
 
     base: int
     batch: pa.RecordBatch
@@ -114,7 +122,7 @@ def prepare(batches: Sequence[pa.RecordBatch], ordering: str) -> Prepared | None
 
 @dataclasses.dataclass
 class Released:
-    """What a failure or release did: records to dead-letter and, for the lease
+    """What a failure, release or ack did: records to dead-letter and, for the lease
     bookkeeping, how many records of each lease stopped being in flight."""
 
     dead: I64
@@ -122,6 +130,48 @@ class Released:
     lease_counts: I64
     failed: int = 0
     rewound: int = 0
+
+
+class IntQueue:
+    """A FIFO of int64 in one array: push at the back, take or put back at the front."""
+
+    def __init__(self) -> None:
+        self._items = np.zeros(1024, dtype=np.int64)
+        self._head = 0
+        self._tail = 0
+
+    def __len__(self) -> int:
+        return self._tail - self._head
+
+    def peek(self, count: int) -> I64:
+        return self._items[self._head : self._head + min(count, len(self))]
+
+    def drop(self, count: int) -> None:
+        self._head += min(count, len(self))
+
+    def push(self, values: npt.NDArray[np.integer]) -> None:
+        if len(values) == 0:
+            return
+        if self._tail + len(values) > len(self._items):
+            live = self._items[self._head : self._tail]
+            size = max(1024, 2 * (len(live) + len(values)))
+            items = np.zeros(size, dtype=np.int64) if size > len(self._items) else self._items
+            items[: len(live)] = live
+            self._items, self._head, self._tail = items, 0, len(live)
+        self._items[self._tail : self._tail + len(values)] = values
+        self._tail += len(values)
+
+    def push_front(self, values: I64) -> None:
+        """Put back values taken with peek/drop (the room they left is still there)."""
+        if len(values) > self._head:
+            raise ValueError("push_front of more than was taken")
+        self._head -= len(values)
+        self._items[self._head : self._head + len(values)] = values
+
+    def replace(self, values: I64) -> None:
+        self._items = np.zeros(max(1024, 2 * len(values)), dtype=np.int64)
+        self._items[: len(values)] = values
+        self._head, self._tail = 0, len(values)
 
 
 class Cursor:
@@ -142,7 +192,6 @@ class Cursor:
         self.base = committed  # offset of slot 0
         self.committed = committed  # everything below is settled
         self.end = committed  # next offset to read from the log
-        self.scan = committed  # records from here on were never examined
         self.fetching = False  # a thread is reading the log for this cursor
         self.idle_at = -1  # the group's change count when a read found nothing new
         self.capacity = 0
@@ -151,18 +200,26 @@ class Cursor:
         self.unit: I32 = np.zeros(0, dtype=np.int32)
         self.lease: I64 = np.zeros(0, dtype=np.int64)
         self.not_before: F64 = np.zeros(0, dtype=np.float64)
-        self.parked: I64 = np.zeros(0, dtype=np.int64)
-        self.batches: list[pa.RecordBatch] = []
-        self.batch_starts: list[int] = []
+        self.next_slot: I64 = np.zeros(0, dtype=np.int64)
         self.keys = KeyTable()
+        self.unit_head: I64 = np.zeros(0, dtype=np.int64)
+        self.unit_tail: I64 = np.zeros(0, dtype=np.int64)
         self.unit_in_flight: I32 = np.zeros(0, dtype=np.int32)
         self.unit_holder: I32 = np.zeros(0, dtype=np.int32)
+        self.unit_queued: Bools = np.zeros(0, dtype=bool)
+        self.ready = IntQueue()  # unit ids that may have a deliverable record
+        self.loose = IntQueue()  # offsets of PENDING records without a unit
+        self._timers: list[tuple[float, int, I64]] = []  # (when, sequence, offsets)
+        self._timer_sequence = 0
+        self.batches: list[pa.RecordBatch] = []
+        self.batch_starts: list[int] = []
         # Settled runs above the watermark known from the progress file, applied as
         # the window reaches them.
         empty = np.zeros(0, dtype=np.int64)
         self.settled_starts: I64 = settled_starts if settled_starts is not None else empty
         self.settled_ends: I64 = settled_ends if settled_ends is not None else empty
         self.in_flight = 0  # records IN_FLIGHT or DEAD_LETTERING
+        self.undelivered = 0  # PENDING records never delivered
         self.delivered = 0
         self.skipped = 0  # records retention removed before the group read them
 
@@ -177,8 +234,11 @@ class Cursor:
         """Records read and not yet settled, as the window's fill level counts them."""
         return self.end - self.committed
 
-    def fresh(self) -> int:
-        return self.end - self.scan
+    def needs_records(self, wanted: int) -> bool:
+        """Whether reading more of the log could help a dispatch of ``wanted``."""
+        if self.ordering == "topic":
+            return self.undelivered < wanted
+        return len(self.ready) + len(self.loose) < wanted
 
     def install(self, prepared: Prepared) -> int:
         """Add records read from the log (returns how many entered the window)."""
@@ -192,50 +252,82 @@ class Cursor:
         self.attempts[window] = 0
         self.lease[window] = -1
         self.not_before[window] = 0.0
-        if prepared.hashes is None:
-            self.unit[window] = 0 if self.ordering == "topic" else NO_UNIT
-        else:
+        self.next_slot[window] = -1
+        if prepared.hashes is not None:
             units = self.keys.ids(prepared.hashes)
             if prepared.keyed is not None:
                 units[~prepared.keyed] = NO_UNIT
-            self.unit[window] = units
-            if len(self.keys) > len(self.unit_in_flight):
-                grow = max(len(self.keys), 2 * len(self.unit_in_flight), 1024)
-                self.unit_in_flight = _grown(self.unit_in_flight, grow)
-                self.unit_holder = _grown(self.unit_holder, grow)
-        if self.ordering == "topic" and len(self.unit_in_flight) == 0:
-            self.unit_in_flight = np.zeros(1, dtype=np.int32)
-            self.unit_holder = np.zeros(1, dtype=np.int32)
+        else:
+            units = np.full(count, 0 if self.ordering == "topic" else NO_UNIT, dtype=np.int32)
+        self.unit[window] = units
+        self._grow_units(len(self.keys) if self.ordering == "key" else 1)
         self.batches.append(prepared.batch)
         self.batch_starts.append(self.end)
         self.end += count
-        self._apply_settled_runs(first, count)
+        settled = self._apply_settled_runs(first, count)
+        self.undelivered += count - settled
+        self._link(units, first)
+        loose = np.flatnonzero((units == NO_UNIT) & (self.state[window] == PENDING))
+        self.loose.push(loose + self.base + first)
+        self._advance()
         return count
 
-    def _apply_settled_runs(self, first: int, count: int) -> None:
+    def _link(self, units: I32, first: int) -> None:
+        """Append the new records of each unit to its chain; queue the units."""
+        keyed = np.flatnonzero(units >= 0)
+        if len(keyed) == 0:
+            return
+        order = np.argsort(units[keyed], kind="stable")
+        unit_sorted = units[keyed][order]
+        slot_sorted = keyed[order] + first
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = unit_sorted[1:] != unit_sorted[:-1]
+        ends = np.ones(len(order), dtype=bool)
+        ends[:-1] = starts[1:]
+        follow = ~starts[1:]
+        self.next_slot[slot_sorted[:-1][follow]] = slot_sorted[1:][follow]
+        new_units, new_firsts = unit_sorted[starts], slot_sorted[starts]
+        tails = self.unit_tail[new_units]
+        linked = tails >= 0
+        self.next_slot[tails[linked]] = new_firsts[linked]
+        self.unit_tail[unit_sorted[ends]] = slot_sorted[ends]
+        headless = self.unit_head[new_units] < 0
+        self.unit_head[new_units[headless]] = new_firsts[headless]
+        self._advance_heads(new_units[headless])
+        # Queue in offset order of each unit's first new record (older first).
+        self._enqueue(new_units[np.argsort(new_firsts, kind="stable")])
+
+    def _apply_settled_runs(self, first: int, count: int) -> int:
         """Mark DONE what the progress file says was settled before a restart."""
         if len(self.settled_starts) == 0:
-            return
+            return 0
         low, high = self.base + first, self.base + first + count
         touching = (self.settled_starts < high) & (self.settled_ends > low)
+        marked = 0
         for start, end in zip(
             self.settled_starts[touching].tolist(), self.settled_ends[touching].tolist(), strict=True
         ):
             self.state[max(start, low) - self.base : min(end, high) - self.base] = DONE
+            marked += min(end, high) - max(start, low)
         keep = self.settled_ends > high
         self.settled_starts, self.settled_ends = self.settled_starts[keep], self.settled_ends[keep]
-        self._advance()
+        return marked
 
     def skip_to(self, offset: int) -> bool:
         """Jump an empty window to ``offset`` (retention removed what lay before)."""
         if self.end != self.committed or offset <= self.end:
             return False
         self.skipped += offset - self.end
-        self.base = self.committed = self.end = self.scan = offset
+        self.base = self.committed = self.end = offset
         self.batches, self.batch_starts = [], []
-        self.parked = np.zeros(0, dtype=np.int64)
-        self.settled_starts = self.settled_starts[self.settled_ends > offset]
-        self.settled_ends = self.settled_ends[self.settled_ends > offset]
+        self.unit_head[:] = -1
+        self.unit_tail[:] = -1
+        self.unit_queued[:] = False
+        self.ready.replace(np.zeros(0, dtype=np.int64))
+        self.loose.replace(np.zeros(0, dtype=np.int64))
+        self._timers = []
+        keep = self.settled_ends > offset
+        self.settled_starts, self.settled_ends = self.settled_starts[keep], self.settled_ends[keep]
         return True
 
     def _reserve(self, needed: int) -> None:
@@ -247,79 +339,163 @@ class Cursor:
         self.unit = _grown(self.unit, capacity)
         self.lease = _grown(self.lease, capacity)
         self.not_before = _grown(self.not_before, capacity)
+        self.next_slot = _grown(self.next_slot, capacity)
         self.capacity = capacity
+
+    def _grow_units(self, count: int) -> None:
+        if count <= len(self.unit_head):
+            return
+        size = max(count, 2 * len(self.unit_head), 1024)
+        old = len(self.unit_head)
+        self.unit_head = _grown(self.unit_head, size)
+        self.unit_tail = _grown(self.unit_tail, size)
+        self.unit_head[old:] = -1
+        self.unit_tail[old:] = -1
+        self.unit_in_flight = _grown(self.unit_in_flight, size)
+        self.unit_holder = _grown(self.unit_holder, size)
+        self.unit_queued = _grown(self.unit_queued, size)
+
+    def _enqueue(self, units: I32 | I64) -> None:
+        """Queue units (in the given order, once each) that have room and records."""
+        if len(units) == 0:
+            return
+        room = self.unit_in_flight[units] < self.limit
+        units = units[~self.unit_queued[units] & (self.unit_head[units] >= 0) & room]
+        if len(units) == 0:
+            return
+        if len(units) > 1:
+            unique, first = np.unique(units, return_index=True)
+            if len(unique) < len(units):
+                units = units[np.sort(first)]
+        self.unit_queued[units] = True
+        self.ready.push(units)
+
+    def _advance_heads(self, units: I32 | I64) -> None:
+        """Move the heads of ``units`` past settled records along their chains."""
+        units = units[self.unit_head[units] >= 0]
+        while len(units):
+            heads = self.unit_head[units]
+            settled = self.state[heads] == DONE
+            units = units[settled]
+            self.unit_head[units] = self.next_slot[heads[settled]]
+            units = units[self.unit_head[units] >= 0]
 
     # -- dispatch ---------------------------------------------------------------------
 
     def dispatch(self, budget: int, member: int, lease: int, now: float) -> I64:
         """Deliver up to ``budget`` records to ``member`` under ``lease``: returns their
         offsets, ascending."""
+        self._fire_timers(now)
         taken: list[I64] = []
-        while budget > 0:
-            chunk = min(self.fresh(), budget + budget // 2 + 64)
-            if len(self.parked) == 0 and chunk == 0:
-                break
-            offsets = self._choose(budget, member, now, chunk)
-            if len(offsets):
-                self._deliver(offsets, member, lease)
-                taken.append(offsets)
-                budget -= len(offsets)
-            if chunk == 0 or self.fresh() == 0 or (len(offsets) == 0 and chunk == 0):
+        examined = 0
+        patience = len(self.ready) + len(self.loose)  # look at each queued entry once
+        while budget > 0 and (len(self.ready) or len(self.loose)):
+            slots, looked = self._dispatch_round(budget, member, now)
+            examined += looked
+            if len(slots):
+                self._deliver(slots, member, lease)
+                taken.append(slots + self.base)
+                budget -= len(slots)
+                if self.limit > 1:  # units with room left may give more
+                    self._enqueue(self._units_of(slots))
+            elif examined >= patience:
                 break
         if not taken:
             return np.zeros(0, dtype=np.int64)
         return taken[0] if len(taken) == 1 else np.sort(np.concatenate(taken))
 
-    def _choose(self, budget: int, member: int, now: float, chunk: int) -> I64:
-        fresh = np.arange(self.scan, self.scan + chunk, dtype=np.int64)
-        candidates = np.concatenate((self.parked, fresh)) if len(self.parked) else fresh
-        slots = candidates - self.base
-        valid = self.state[slots] == PENDING
-        ready = valid & (self.not_before[slots] <= now)
-        units = self.unit[slots]
-        allowed = ready.copy()
-        keyed = np.flatnonzero(valid & (units >= 0))
-        if len(keyed):
-            allowed[keyed] = self._unit_rules(units[keyed], ready[keyed], member)
-        chosen = np.flatnonzero(allowed)
-        cut = len(chosen) > budget
-        if cut:
-            chosen = chosen[:budget]
-        # Where fresh examination stops: after the last record taken when the budget
-        # cut the candidates short, else after the whole chunk.
-        if cut:
-            scan = max(self.scan, int(candidates[chosen[-1]]) + 1)
+    def _dispatch_round(self, budget: int, member: int, now: float) -> tuple[I64, int]:
+        """One look at the front of both queues: (slots to deliver, entries looked at)."""
+        units = self.ready.peek(budget).copy()
+        self.ready.drop(len(units))
+        taken_loose = self.loose.peek(budget).copy()
+        self.loose.drop(len(taken_loose))
+        loose_slots = np.unique(taken_loose) - self.base  # a record failed twice is queued twice
+        loose_slots = loose_slots[(loose_slots >= 0) & (loose_slots < self.size)]
+        loose_slots = loose_slots[self.state[loose_slots] == PENDING]
+        unit_slots, owner, keep = self._unit_candidates(units, member, now)
+        candidates = np.concatenate((unit_slots, loose_slots))
+        if len(candidates) > budget:
+            chosen = np.sort(np.argpartition(candidates, budget - 1)[:budget])
         else:
-            scan = self.scan + chunk
-        keep = valid & (candidates < scan)
-        keep[chosen] = False
-        self.parked = candidates[keep]
-        self.scan = scan
-        result: I64 = candidates[chosen]
-        return result
+            chosen = np.arange(len(candidates))
+        picked = np.zeros(len(candidates), dtype=bool)
+        picked[chosen] = True
+        # Units whose candidates were cut by the budget stay at the front (they are the
+        # oldest); units held by another member go to the back; the rest leave the
+        # queue until a settlement, a failure or new records queue them again.
+        unit_picked = picked[: len(unit_slots)]
+        front = units[np.unique(owner[~unit_picked])]
+        back = units[keep]
+        self.unit_queued[units] = False
+        self.unit_queued[front] = True
+        self.unit_queued[back] = True
+        self.ready.push_front(front)
+        self.ready.push(back)
+        self.loose.push_front(loose_slots[~picked[len(unit_slots) :]] + self.base)
+        return np.sort(candidates[chosen]), len(units) + len(taken_loose)
 
-    def _unit_rules(self, units: I32, ready: Bools, member: int) -> Bools:
-        """Rule 1 over the PENDING candidates that have a unit (in offset order)."""
-        order = np.argsort(units, kind="stable")
-        grouped = units[order]
-        starts_flag = np.empty(len(order), dtype=bool)
-        starts_flag[0] = True
-        starts_flag[1:] = grouped[1:] != grouped[:-1]
-        group_first = np.flatnonzero(starts_flag)
-        group_of = np.cumsum(starts_flag) - 1
-        rank = np.arange(len(order)) - group_first[group_of]
-        # The first candidate of each unit that must wait (nack delay) stops the unit.
-        waiting_rank = np.where(ready[order], len(order), rank)
-        first_waiting = np.minimum.reduceat(waiting_rank, group_first)[group_of]
-        in_flight = self.unit_in_flight[grouped]
-        holder_ok = (in_flight == 0) | (self.unit_holder[grouped] == member)
-        ok = (rank < self.limit - in_flight) & (rank < first_waiting) & holder_ok
-        result = np.empty(len(order), dtype=bool)
-        result[order] = ok
-        return result
+    def _unit_candidates(self, units: I64, member: int, now: float) -> tuple[I64, I64, Bools]:
+        """Deliverable slots of queued units: (slots, index of each slot's unit,
+        mask of units to keep queued although they gave nothing now)."""
+        if len(units) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=bool)
+        in_flight = self.unit_in_flight[units]
+        holder_ok = (in_flight == 0) | (self.unit_holder[units] == member)
+        keep = ~holder_ok & (in_flight < self.limit)
+        room = np.where(holder_ok, self.limit - in_flight, 0)
+        if self.limit == 1:
+            heads = self.unit_head[units]
+            ok = (room > 0) & (heads >= 0)
+            ok[ok] = (self.state[heads[ok]] == PENDING) & (self.not_before[heads[ok]] <= now)
+            index = np.flatnonzero(ok)
+            return heads[index], index, keep
+        if self.ordering == "topic":
+            return self._topic_candidates(units, room, now, keep)
+        return self._walk_candidates(units, room, now, keep)
 
-    def _deliver(self, offsets: I64, member: int, lease: int) -> None:
-        slots = offsets - self.base
+    def _walk_candidates(self, units: I64, room: I64, now: float, keep: Bools) -> tuple[I64, I64, Bools]:
+        """Walk the chains of units (all at once) past records in flight or settled,
+        taking PENDING ones until the unit's room is used or a delayed one stops it."""
+        index = np.flatnonzero((room > 0) & (self.unit_head[units] >= 0))
+        cursor = self.unit_head[units[index]]
+        left = room[index].copy()
+        slots: list[I64] = []
+        owners: list[I64] = []
+        while len(index):
+            state = self.state[cursor]
+            pending = state == PENDING
+            delayed = pending & (self.not_before[cursor] > now)
+            take = pending & ~delayed
+            slots.append(cursor[take])
+            owners.append(index[take])
+            left[take] -= 1
+            go_on = ~delayed & (left > 0)
+            cursor = self.next_slot[cursor]
+            go_on &= cursor >= 0
+            index, cursor, left = index[go_on], cursor[go_on], left[go_on]
+        if not slots:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, keep
+        return np.concatenate(slots), np.concatenate(owners), keep
+
+    def _topic_candidates(self, units: I64, room: I64, now: float, keep: Bools) -> tuple[I64, I64, Bools]:
+        """The one unit of ordering="topic": its chain is the window itself."""
+        head = int(self.unit_head[0]) if len(self.unit_head) else -1
+        if head < 0 or room[0] <= 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, keep
+        span = self.state[head : self.size]
+        pending = np.flatnonzero(span == PENDING)
+        delayed = np.flatnonzero(self.not_before[head + pending] > now)
+        if len(delayed):
+            pending = pending[: delayed[0]]
+        slots = (pending[: int(room[0])] + head).astype(np.int64)
+        return slots, np.zeros(len(slots), dtype=np.int64), keep
+
+    def _deliver(self, slots: I64, member: int, lease: int) -> None:
+        self.undelivered -= int(np.count_nonzero(self.attempts[slots] == 0))
         self.state[slots] = IN_FLIGHT
         self.attempts[slots] += 1
         self.lease[slots] = lease
@@ -328,8 +504,19 @@ class Cursor:
         if len(units):
             np.add.at(self.unit_in_flight, units, _ONE)
             self.unit_holder[units] = member
-        self.in_flight += len(offsets)
-        self.delivered += len(offsets)
+        self.in_flight += len(slots)
+        self.delivered += len(slots)
+
+    def _fire_timers(self, now: float) -> None:
+        """Nack delays that ended: queue their units, or their loose records."""
+        while self._timers and self._timers[0][0] <= now:
+            _, _, offsets = heapq.heappop(self._timers)
+            offsets = offsets[(offsets >= self.committed) & (offsets < self.end)]
+            slots = offsets - self.base
+            slots = slots[self.state[slots] == PENDING]
+            units = self.unit[slots]
+            self._enqueue(units[units >= 0])
+            self.loose.push(slots[units < 0] + self.base)
 
     def records(self, offsets: I64) -> pa.RecordBatch:
         """The stored records at ``offsets`` (ascending) plus their ``attempt``."""
@@ -375,27 +562,36 @@ class Cursor:
 
     def settle(self, slots: I64) -> Released:
         """Mark settleable slots DONE (an ack). Returns the leases they leave."""
-        was_in_flight = slots[self.state[slots] == IN_FLIGHT]
-        released = self._leave_flight(was_in_flight)
-        self.state[slots] = DONE
-        self._advance()
+        flying = slots[self.state[slots] == IN_FLIGHT]
+        released = self._leave_flight(flying)
+        self._mark_done(slots)
+        self._enqueue(self._units_of(flying))
         return released
 
     def finish_dead_letters(self, offsets: I64) -> None:
         slots = offsets - self.base
         slots = slots[self.state[slots] == DEAD_LETTERING]
-        units = self.unit[slots]
-        units = units[units >= 0]
+        units = self._units_of(slots)
         if len(units):
             np.subtract.at(self.unit_in_flight, units, _ONE)
         self.in_flight -= len(slots)
+        self._mark_done(slots)
+        self._enqueue(units)
+
+    def _mark_done(self, slots: I64) -> None:
+        self.undelivered -= int(np.count_nonzero(self.attempts[slots] == 0))
         self.state[slots] = DONE
+        self._advance_heads(np.unique(self._units_of(slots)))
         self._advance()
+
+    def _units_of(self, slots: I64) -> I32:
+        units = self.unit[slots]
+        result: I32 = units[units >= 0]
+        return result
 
     def _leave_flight(self, slots: I64) -> Released:
         """Bookkeeping for IN_FLIGHT slots that stop being in flight."""
-        units = self.unit[slots]
-        units = units[units >= 0]
+        units = self._units_of(slots)
         if len(units):
             np.subtract.at(self.unit_in_flight, units, _ONE)
         self.in_flight -= len(slots)
@@ -416,8 +612,6 @@ class Cursor:
             position += len(window)
             step *= 2
         self.committed = self.base + position
-        if self.scan < self.committed:
-            self.scan = self.committed
         if len(self.batch_starts) > 1 and self.committed - self.base >= _TRIM_RECORDS_MIN:
             self._trim()
 
@@ -426,22 +620,26 @@ class Cursor:
         keep_from = int(np.searchsorted(np.asarray(self.batch_starts), self.committed, side="right")) - 1
         if keep_from <= 0:
             return
-        new_base = self.batch_starts[keep_from]
-        shift = new_base - self.base
+        shift = self.batch_starts[keep_from] - self.base
         size = self.size - shift
-        for name in ("state", "attempts", "unit", "lease", "not_before"):
+        for name in ("state", "attempts", "unit", "lease", "not_before", "next_slot"):
             array = getattr(self, name)
             array[:size] = array[shift : shift + size]
+        links = self.next_slot[:size]
+        links[links >= 0] -= shift
+        gone = self.unit_tail < shift  # the unit's last record was trimmed (or none)
+        self.unit_tail -= shift
+        self.unit_tail[gone] = -1
+        heads = self.unit_head >= 0
+        self.unit_head[heads] -= shift
         self.batches = self.batches[keep_from:]
         self.batch_starts = self.batch_starts[keep_from:]
-        self.base = new_base
+        self.base += shift
 
     def settled_above(self) -> tuple[I64, I64]:
         """Runs of DONE offsets above the watermark (for a snapshot)."""
         low = self.committed - self.base
         done = np.flatnonzero(self.state[low : self.size] == DONE).astype(np.int64) + self.committed
-        from odradek.groups.state import runs_of  # no cycle at import time
-
         starts, ends = runs_of(done)
         if len(self.settled_starts):
             starts = np.concatenate((starts, self.settled_starts))
@@ -473,8 +671,7 @@ class Cursor:
         back = np.concatenate((back_counted, rewound))
         released = self._leave_flight(np.concatenate((back, dead)))
         # Dead-lettering records stay "in flight" for their unit: it waits for them.
-        units_dead = self.unit[dead]
-        units_dead = units_dead[units_dead >= 0]
+        units_dead = self._units_of(dead)
         if len(units_dead):
             np.add.at(self.unit_in_flight, units_dead, _ONE)
         self.in_flight += len(dead)
@@ -482,8 +679,13 @@ class Cursor:
         self.state[back] = PENDING
         self.not_before[back_counted] = now + delay if delay > 0 else 0.0
         self.not_before[rewound] = 0.0
-        if len(back):
-            self.parked = np.union1d(self.parked, back.astype(np.int64) + self.base)
+        if delay > 0 and len(back_counted):
+            self._timer_sequence += 1
+            heapq.heappush(self._timers, (now + delay, self._timer_sequence, back_counted + self.base))
+        back_units = self.unit[back]
+        self._enqueue(back_units[back_units >= 0])
+        ready_loose = back[(back_units < 0) & (self.not_before[back] <= now)]
+        self.loose.push(np.sort(ready_loose) + self.base)
         released.dead = np.sort(dead).astype(np.int64) + self.base
         released.failed = len(counted)
         released.rewound = len(rewound)
@@ -497,23 +699,40 @@ class Cursor:
         unit_sorted, slot_sorted = units[keyed][order], slots[keyed][order]
         first = np.ones(len(order), dtype=bool)
         first[1:] = unit_sorted[1:] != unit_sorted[:-1]
-        failed_units, earliest = unit_sorted[first], slot_sorted[first]
-        flying = np.flatnonzero(self.state[: self.size] == IN_FLIGHT)
-        position = np.searchsorted(failed_units, self.unit[flying])
-        position = np.minimum(position, len(failed_units) - 1)
-        hit = (failed_units[position] == self.unit[flying]) & (flying > earliest[position])
-        later = flying[hit]
+        earliest = slot_sorted[first]
+        later = self._in_flight_after(earliest)
         if not count:
             return np.zeros(0, dtype=np.int64), np.union1d(slots, later)
         counted = np.concatenate((slots[~keyed], earliest))
         rewound = np.setdiff1d(np.union1d(slots[keyed], later), earliest)
         return counted, rewound
 
+    def _in_flight_after(self, starts: I64) -> I64:
+        """In-flight records of the same units after each slot of ``starts``. They sit
+        before the unit's first PENDING record (rule 1), so each walk stops there."""
+        if self.ordering == "topic":
+            low = int(starts.min())
+            flying = np.flatnonzero(self.state[low : self.size] == IN_FLIGHT) + low
+            return flying[flying > low].astype(np.int64)
+        found: list[I64] = []
+        cursor = self.next_slot[starts]
+        cursor = cursor[cursor >= 0]
+        while len(cursor):
+            state = self.state[cursor]
+            found.append(cursor[state == IN_FLIGHT])
+            cursor = self.next_slot[cursor[state != PENDING]]
+            cursor = cursor[cursor >= 0]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
     # -- numbers ----------------------------------------------------------------------
 
     def settled_in_window(self) -> int:
         low = self.committed - self.base
         return int(np.count_nonzero(self.state[low : self.size] == DONE))
+
+    def waiting(self) -> int:
+        low = self.committed - self.base
+        return int(np.count_nonzero(self.state[low : self.size] == PENDING))
 
     def compact_units(self) -> None:
         """Renumber units when the key table holds many keys no longer in the window."""
@@ -523,8 +742,10 @@ class Cursor:
         live = np.unique(units[units >= 0]).astype(np.int32)
         remap = self.keys.compact(live)
         self.unit[: self.size] = np.where(units >= 0, remap[np.maximum(units, 0)], NO_UNIT)
-        self.unit_in_flight = self.unit_in_flight[live].copy()
-        self.unit_holder = self.unit_holder[live].copy()
+        for name in ("unit_head", "unit_tail", "unit_in_flight", "unit_holder", "unit_queued"):
+            setattr(self, name, getattr(self, name)[live].copy())
+        renumbered = remap[self.ready.peek(len(self.ready))]
+        self.ready.replace(renumbered[renumbered >= 0].astype(np.int64))
 
 
 def _grown(array: npt.NDArray[_Item], size: int) -> npt.NDArray[_Item]:

@@ -443,7 +443,7 @@ class Group:
         plans = []
         for cursor in self._cursors.values():
             room = limits.group_window_records_max - cursor.backlog
-            if cursor.fetching or cursor.fresh() >= wanted or room <= 0:
+            if cursor.fetching or not cursor.needs_records(wanted) or room <= 0:
                 continue
             if cursor.idle_at == self._changes:
                 continue  # read to the end, and nothing arrived since
@@ -744,7 +744,7 @@ class Group:
                         end,
                         lag,
                         cursor.in_flight,
-                        len(cursor.parked) + cursor.fresh(),
+                        cursor.waiting(),
                         cursor.delivered,
                         cursor.skipped,
                     )
