@@ -111,9 +111,17 @@ class Session:
         self.progress = progress
         self._keyed_topic: str | None = None
         self._keyed_count = 0
+        self._workloads: dict[str, Callable[[], list[Figure]]] = {
+            "ingest_100b": self._ingest_100b,
+            "ingest_64k": self._ingest_64k,
+            "catchup_read": self._catchup_read,
+            "consumer_group": self._consumer_group,
+            "append_latency": self._append_latency,
+            "key_replay": self._key_replay,
+        }
 
     def run(self, workload: str) -> list[Figure]:
-        method: Callable[[], list[Figure]] = getattr(self, f"_{workload}")
+        method = self._workloads[workload]
         if workload in self.system.skipped_workloads:
             note = self.system.skipped_workloads[workload]
             self.progress(f"{self.system.name} {workload}: skipped ({note})")
