@@ -540,8 +540,8 @@ class AppendMachine(RuleBasedStateMachine):
         expect: dict[bytes | str, int] = {}
         model_expect: dict[bytes, int] = {}
         for key, skew in expectations:
-            version = max(0, self.heads.get(normalized(key), 0) + skew)  # type: ignore[arg-type]
-            expect[key] = version
+            expect[key] = max(0, self.heads.get(normalized(key), 0) + skew)  # type: ignore[arg-type]
+        for key, version in expect.items():  # "a" and b"a" are one key: the later item wins
             model_expect[normalized(key)] = version  # type: ignore[index]
         expect_offset = None if offset_skew is None else max(0, len(self.log) + offset_skew)
         producer = ("p", self.sequence + 1) if idempotent else None
