@@ -64,6 +64,10 @@ class Engine:
         append_bytes_max: int = limits.append_bytes_max_default,
         retention_check_seconds: float = 60.0,
     ) -> None:
+        if type(append_bytes_max) is not int or append_bytes_max < 1:
+            raise InvalidRequest(f"append_bytes_max must be an int >= 1, got {append_bytes_max!r}")
+        if type(retention_check_seconds) not in (int, float) or not retention_check_seconds > 0:  # NaN too
+            raise InvalidRequest(f"retention_check_seconds must be > 0, got {retention_check_seconds!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.fsync = fsync
         self.append_bytes_max = append_bytes_max
