@@ -212,3 +212,33 @@ def test_a_data_directory_has_one_owner(open_client: Callable[..., odradek.Embed
     first.close()
     second = open_client()
     assert second.list_topics() == ["t"]
+
+
+def test_a_file_is_not_a_data_directory(data_dir: str) -> None:
+    os.makedirs(os.path.dirname(data_dir), exist_ok=True)
+    with open(data_dir, "w") as handle:
+        handle.write("not a directory")
+    with pytest.raises(StorageError, match="data directory"):
+        odradek.open(data_dir)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"append_bytes_max": "64MiB"},
+        {"append_bytes_max": 0},
+        {"append_bytes_max": 1.5},
+        {"append_bytes_max": True},
+        {"retention_check_seconds": 0},
+        {"retention_check_seconds": -1},
+        {"retention_check_seconds": float("nan")},
+        {"retention_check_seconds": "60"},
+    ],
+)
+def test_bad_engine_options_are_refused_at_open(
+    open_client: Callable[..., odradek.EmbeddedClient], options: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidRequest):
+        open_client(**options)
+    # Nothing was left locked: the directory opens with good options.
+    assert open_client().list_topics() == []
