@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -41,6 +42,8 @@ def parse_duration(value: object, what: str = "duration") -> float | None:
         raise InvalidRequest(f"{what} must be a duration like '7d' or a number of seconds")
     if isinstance(value, (int, float)):
         seconds = float(value)
+        if not math.isfinite(seconds):
+            raise InvalidRequest(f"{what} must be a finite number of seconds, got {value!r}")
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -60,6 +63,8 @@ def parse_size(value: object, what: str = "size") -> int | None:
     if isinstance(value, bool):
         raise InvalidRequest(f"{what} must be a size like '1GiB' or a number of bytes")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"{what} must be a finite number of bytes, got {value!r}")
         size = int(value)
     else:
         match = _SIZE.match(str(value))

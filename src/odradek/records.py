@@ -136,7 +136,7 @@ def _check_timestamps(stamps: list[Any]) -> None:
     """Dict timestamps are datetimes or int microseconds; floats are ambiguous, refused."""
     try:
         inferred = pa.array(stamps)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
         raise InvalidRequest(f"{_TIMESTAMP_RULES}: {exc}") from exc
     if not (
         pa.types.is_null(inferred.type)
