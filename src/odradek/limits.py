@@ -18,6 +18,9 @@ append_records_max = 1_000_000
 # append_many writes this many appends ahead of the oldest acknowledgement: enough to
 # keep the disk busy with one fsync while the next batches are prepared.
 append_window_default = 8
+# A DoPut stream may ask for at most this many appends in flight: each may hold a
+# batch of up to append_bytes_max_default in the server's memory until it is durable.
+append_window_max = 64
 
 # A single key is an index key; Kafka's practical limit is far larger, but keys beyond
 # a few KiB make the key index slow for everybody.

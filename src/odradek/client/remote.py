@@ -133,12 +133,11 @@ class RemoteClient:
         """
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise InvalidRequest(f"window must be an int >= 1, got {window!r}")
-        stream = self._puts.take(_check_str(topic, "topic"))
-        pipeline = _PutPipeline(stream, window, self.url)
+        stream = self._puts.open(_check_str(topic, "topic"), min(window, limits.append_window_max))
         try:
-            answers = pipeline.run(batches)
+            answers = _PutPipeline(stream, window, self.url).run(batches)
         finally:
-            self._puts.give_back(stream, reusable=pipeline.reusable)
+            stream.close()
         return [messages.decode_append_result(answer) for answer in answers]
 
     def read(
@@ -266,10 +265,17 @@ class _PutStreams:
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap, name="odradek-put-reaper", daemon=True)
                 self._reaper.start()
-        descriptor = flight.FlightDescriptor.for_path(topic)
+        # One append at a time: with a window of 1 the server acknowledges each on the
+        # call's own thread, without handing it to another.
+        return self.open(topic, window=1)
+
+    def open(self, topic: str, window: int) -> _PutStream:
+        """A new DoPut stream on which the server keeps up to ``window`` appends in flight."""
+        command = messages.encode_append_options(topic=topic, window=window)
         with _errors(self._client.url):
+            self._client._check_open()
             writer, reader = self._client._flight.do_put(
-                descriptor, INPUT_SCHEMA, self._client._stream_options
+                flight.FlightDescriptor.for_command(command), INPUT_SCHEMA, self._client._stream_options
             )
         return _PutStream(topic, writer, reader)
 
@@ -304,7 +310,7 @@ class _PutStreams:
 
 
 class _PutPipeline:
-    """The batches of one ``append_many`` on one DoPut stream.
+    """The batches of one ``append_many`` on a DoPut stream of its own.
 
     The calling thread converts and writes batches, at most ``window`` ahead of the
     results; a reader thread reads the results as they come, so neither side of the
@@ -323,7 +329,6 @@ class _PutPipeline:
         self._answers: list[bytes] = []
         self._ended = threading.Event()  # the server ended the stream (an error is in its close)
         self._read_error: BaseException | None = None
-        self.reusable = False
 
     def run(self, batches: Iterable[Records]) -> list[bytes]:
         reader = threading.Thread(target=self._read_results, name="odradek-append-results", daemon=True)
@@ -358,7 +363,8 @@ class _PutPipeline:
                 f"{self._url} ended the append stream without an answer; batches after "
                 f"the {len(self._answers)} answered may not be written"
             )
-        self.reusable = len(self._answers) == written
+        if len(self._answers) != written:  # cannot happen: the reader read one per batch
+            raise OdradekError(f"{self._url} answered {len(self._answers)} of {written} appends")
         if refused_here is not None:
             raise refused_here
         return self._answers

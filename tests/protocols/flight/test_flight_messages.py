@@ -28,6 +28,18 @@ def test_append_options_round_trip() -> None:
     assert messages.AppendOptions().empty
 
 
+def test_put_commands_name_the_topic_and_may_bound_the_window() -> None:
+    raw = messages.encode_append_options(expect_offset=3, topic="t", window=1)
+    command = messages.decode_put_command(raw)
+    assert command == messages.PutCommand("t", messages.AppendOptions(expect_offset=3), 1)
+    assert messages.decode_put_command(b'{"topic": "t"}').window == limits.append_window_default
+    for raw in (b"{}", b'{"topic": "t", "window": 0}', b'{"topic": "t", "window": true}'):
+        with pytest.raises(InvalidRequest):
+            messages.decode_put_command(raw)
+    with pytest.raises(InvalidRequest):
+        messages.decode_put_command(b'{"topic": "t", "window": %d}' % (limits.append_window_max + 1))
+
+
 def test_append_options_accept_base64_keys() -> None:
     raw = json.dumps({"expect": {"AP8=": 1}, "key_encoding": "base64"}).encode()
     assert messages.decode_append_options(raw)[1].expect == {b"\x00\xff": 1}

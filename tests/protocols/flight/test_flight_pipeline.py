@@ -3,9 +3,11 @@
 Goal: the door keeps up to a window of appends in flight per DoPut stream, writes each
 result in submission order once its append is durable, and a refused batch's error
 reaches the client after the results of the batches before it, with nothing after it
-appended. Method: ``AppendPipeline`` alone, with pending appends whose ``wait`` the
-test releases by hand (sans-IO: results go to a list); then a plain Flight client
-against an in-process server, writing every batch before reading any result.
+appended; a stream that asks for a window of 1 is acknowledged batch by batch on the
+handler's own thread. Method: ``AppendPipeline`` alone, with pending appends whose
+``wait`` the test releases by hand (sans-IO: results go to a list); then a plain
+Flight client against an in-process server, writing every batch before reading any
+result, with the default window and with windows given in the DoPut command.
 """
 
 from __future__ import annotations
@@ -91,6 +93,22 @@ def test_a_failed_acknowledgement_stops_the_results_and_is_raised() -> None:
         pipeline.add(_Pending(3))
 
 
+def test_a_window_of_one_acknowledges_on_the_calling_thread() -> None:
+    pipeline, written = _pipeline(window=1)
+    before = threading.active_count()
+    first = _Pending(0)
+    first.released.set()
+    pipeline.add(first)
+    assert written == [b"0"]  # acknowledged before add returned
+    failing = _Pending(1, StorageError("fsync failed"))
+    failing.released.set()
+    with pytest.raises(StorageError):
+        pipeline.add(failing)
+    with pytest.raises(StorageError):
+        pipeline.finish()
+    assert written == [b"0"] and threading.active_count() == before
+
+
 def test_finish_without_appends_starts_no_thread() -> None:
     pipeline, written = _pipeline(window=1)
     before = threading.active_count()
@@ -130,11 +148,19 @@ def test_refused_batch_error_follows_the_results_before_it(url: str, engine: Eng
     assert engine.describe_topic("t").next_offset == 2  # nothing after the refused batch
 
 
-def test_many_batches_written_ahead_are_all_acknowledged(url: str, engine: Engine) -> None:
+@pytest.mark.parametrize("command", [None, {"topic": "t", "window": 1}, {"topic": "t", "window": 3}])
+def test_many_batches_written_ahead_are_all_acknowledged(
+    url: str, engine: Engine, command: dict[str, object] | None
+) -> None:
     engine.create_topic("t")
     plain = flight.connect(url)
     batch = pa.RecordBatch.from_pydict({"value": [b"a", b"b", b"c"]})
-    writer, reader = plain.do_put(flight.FlightDescriptor.for_path("t"), batch.schema)
+    descriptor = (
+        flight.FlightDescriptor.for_path("t")
+        if command is None
+        else flight.FlightDescriptor.for_command(json.dumps(command).encode())
+    )
+    writer, reader = plain.do_put(descriptor, batch.schema)
     for _ in range(40):  # far more than the window: the server reads as it acknowledges
         writer.write_batch(batch)
     writer.done_writing()

@@ -166,16 +166,31 @@ def _required(document: Mapping[str, Any], name: str, kind: type | tuple[type, .
 # -- appends (DoPut) ----------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class PutCommand:
+    """A DoPut descriptor: the topic, the options of the first batch, and how many
+    appends of the stream the server may keep in flight (1: each is acknowledged
+    before the next batch is read)."""
+
+    topic: str
+    options: AppendOptions = AppendOptions()
+    window: int = limits.append_window_default
+
+
 def encode_append_options(
     expect: Mapping[Any, int] | None = None,
     expect_offset: int | None = None,
     producer: object = None,
     topic: str | None = None,
+    window: int | None = None,
 ) -> bytes:
-    """The JSON a client puts in a DoPut descriptor command or a batch's app_metadata."""
+    """The JSON a client puts in a DoPut descriptor command (``topic``, ``window`` and
+    options) or a batch's app_metadata (options)."""
     document: dict[str, Any] = {}
     if topic is not None:
         document["topic"] = topic
+    if window is not None:
+        document["window"] = window
     if expect is not None:
         if not isinstance(expect, Mapping):
             raise InvalidRequest("expect must be a dict of key to expected version")
@@ -189,12 +204,27 @@ def encode_append_options(
     return dump(document)
 
 
+def decode_put_command(raw: bytes) -> PutCommand:
+    """A DoPut descriptor command; it must name the topic."""
+    document = load(raw, "DoPut command")
+    topic = _field(document, "topic", str)
+    if topic is None:
+        raise InvalidRequest('a DoPut command must name the topic: {"topic": "..."}')
+    window = _field(document, "window", int, limits.append_window_default)
+    if not 1 <= window <= limits.append_window_max:
+        raise InvalidRequest(f"window must be an int from 1 to {limits.append_window_max}, got {window}")
+    return PutCommand(topic, _options_of(document), window)
+
+
 def decode_append_options(raw: bytes, what: str = "append options") -> tuple[str | None, AppendOptions]:
     """(topic named in the document or None, options). Empty bytes mean no options."""
     if not raw:
         return None, AppendOptions()
     document = load(raw, what)
-    topic = _field(document, "topic", str)
+    return _field(document, "topic", str), _options_of(document)
+
+
+def _options_of(document: Mapping[str, Any]) -> AppendOptions:
     encoding = document.get("key_encoding", "hex")
     expect_raw = _field(document, "expect", dict)
     expect = None
@@ -208,7 +238,7 @@ def decode_append_options(raw: bytes, what: str = "append options") -> tuple[str
         producer = (producer_raw[0], producer_raw[1])
     expect_offset = document.get("expect_offset")
     # Types of the values are checked by the engine, with its messages.
-    return topic, AppendOptions(expect, expect_offset, producer)
+    return AppendOptions(expect, expect_offset, producer)
 
 
 def encode_append_result(result: AppendResult) -> bytes:

@@ -23,6 +23,9 @@ Rules
   for readers, but writes nothing more; the first such error is raised to the
   handler at its next ``add`` or at ``finish``.
 * The acknowledger thread starts with the first append and ends with ``finish``.
+* With a window of 1 there is no acknowledger thread: :meth:`add` acknowledges on the
+  handler's thread before it returns, so a client that sends one batch and waits for
+  its result (a single-record append) costs no thread hop.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class AppendPipeline:
 
         Raises the error of an earlier acknowledgement, if one failed.
         """
+        if self._window == 1:
+            self._acknowledge_inline(pending, context)
+            return
         with self._condition:
             while len(self._pending) >= self._window and self._error is None:
                 self._condition.wait()
@@ -86,6 +92,15 @@ class AppendPipeline:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def _acknowledge_inline(self, pending: Pending, context: object) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._write(self._encode(pending.wait(), context))
+        except Exception as exc:
+            self._error = exc  # finish() raises it again
+            raise
 
     def _acknowledge(self) -> None:
         while True:

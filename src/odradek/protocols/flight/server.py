@@ -4,8 +4,9 @@ Calls (the wire is described in docs/flight-protocol.md; encoding is in messages
 ------------------------------------------------------------------------------------
 * DoPut: descriptor = the topic (path, or a JSON command with "topic" and options);
   every batch is one atomic append; its result goes back as a PutResult. Up to
-  ``limits.append_window_default`` appends of a stream are in flight at once
-  (pipeline.py): the next batches are written while the earlier ones sync.
+  ``limits.append_window_default`` appends of a stream (or the command's ``window``)
+  are in flight at once (pipeline.py): the next batches are written while the
+  earlier ones sync. With a window of 1 each is acknowledged on the handler's thread.
 * DoGet: ticket = JSON read / fetch / read_key request; batches are streamed.
 * DoAction: administration (create/delete/list/describe topics, key versions).
 * ListFlights / GetFlightInfo / GetSchema: topics as flights, so a plain Flight client
@@ -108,14 +109,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         with self._translate("do_put"):
-            topic, descriptor_options = _put_target(descriptor)
+            target = _put_target(descriptor)
             pipeline = AppendPipeline(
                 lambda payload: writer.write(pa.py_buffer(payload)),
-                functools.partial(self._acknowledged, topic),
-                limits.append_window_default,
+                functools.partial(self._acknowledged, target.topic),
+                target.window,
             )
             try:
-                self._submit_stream(topic, descriptor_options, reader, pipeline)
+                self._submit_stream(target.topic, target.options, reader, pipeline)
             except BaseException:
                 pipeline.finish()  # the results of the batches before; an earlier failure wins
                 raise
@@ -347,13 +348,10 @@ def _path_topic(descriptor: flight.FlightDescriptor) -> str:
     return ".".join(parts)
 
 
-def _put_target(descriptor: flight.FlightDescriptor) -> tuple[str, messages.AppendOptions]:
+def _put_target(descriptor: flight.FlightDescriptor) -> messages.PutCommand:
     if descriptor.descriptor_type == flight.DescriptorType.PATH:
-        return _path_topic(descriptor), messages.AppendOptions()
-    topic, options = messages.decode_append_options(descriptor.command, "DoPut command")
-    if topic is None:
-        raise InvalidRequest('a DoPut command must name the topic: {"topic": "..."}')
-    return topic, options
+        return messages.PutCommand(_path_topic(descriptor))
+    return messages.decode_put_command(descriptor.command)
 
 
 def _is_wildcard(request: messages.Ticket) -> bool:
