@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
@@ -34,7 +35,7 @@ from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import TopicLog
 from odradek.engine.producers import ProducerState, validate_producer
 from odradek.engine.versions import assign_versions
-from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, StorageError
+from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
 from odradek.records import STORED_SCHEMA, now_micros
 from odradek.types import AppendResult
 
@@ -43,12 +44,18 @@ log = logging.getLogger(__name__)
 
 def normalize_key(key: object) -> bytes:
     if isinstance(key, bytes):
-        return key
-    if isinstance(key, str):
-        return key.encode()
-    if isinstance(key, (bytearray, memoryview)):
-        return bytes(key)
-    raise InvalidRequest(f"a key must be bytes or str, got {type(key).__name__}")
+        result = key
+    elif isinstance(key, str):
+        result = key.encode()
+    elif isinstance(key, (bytearray, memoryview)):
+        result = bytes(key)
+    else:
+        raise InvalidRequest(f"a key must be bytes or str, got {type(key).__name__}")
+    if len(result) > limits.key_bytes_max:  # no record can have it; KeyHeads hashes bounded keys
+        raise RequestTooLarge(
+            f"a key of {len(result)} bytes is over the limit of {limits.key_bytes_max} bytes"
+        )
+    return result
 
 
 class Topic:
