@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import odradek
 from odradek import limits
-from odradek.errors import InvalidRequest, OffsetOutOfRange, TopicNotFound
+from odradek.errors import InvalidRequest, OffsetOutOfRange, RequestTooLarge, TopicNotFound
 from odradek.records import STORED_SCHEMA
 
 UTC = datetime.UTC
@@ -509,3 +509,19 @@ def test_bad_read_key_arguments(
 ) -> None:
     with pytest.raises(InvalidRequest, match=match):
         client.read_key(topic, *arguments)
+
+
+@pytest.mark.parametrize("size", [limits.key_bytes_max + 1, 70_000])
+def test_keys_over_the_key_limit_in_lookups_and_expectations(
+    client: odradek.EmbeddedClient, topic: str, size: int
+) -> None:
+    """No record can have such a key; asking about one is refused, not a crash."""
+    big = b"x" * size
+    with pytest.raises(RequestTooLarge, match="key"):
+        client.key_version(topic, big)
+    with pytest.raises(RequestTooLarge, match="key"):
+        client.read_key(topic, big)
+    with pytest.raises(RequestTooLarge, match="key"):
+        client.append(topic, [{"value": b"v"}], expect={big: 0})
+    assert client.describe_topic(topic).next_offset == 0
+    assert client.key_version(topic, b"x" * limits.key_bytes_max) == 0
