@@ -272,8 +272,10 @@ def test_late_ack_before_redelivery_is_accepted(client: Any, append_keyed: Any, 
 
 def test_dead_letter_after_max_deliveries(client: Any, append_keyed: Any) -> None:
     client.create_topic(TOPIC)
-    client.append(TOPIC, [{"key": b"bad", "value": b"boom", "headers": {"trace": b"t-1"}},
-                          {"key": b"bad", "value": b"next"}])
+    client.append(
+        TOPIC,
+        [{"key": b"bad", "value": b"boom", "headers": {"trace": b"t-1"}}, {"key": b"bad", "value": b"next"}],
+    )
     consumer = client.subscribe(TOPIC, group="billing", max_deliveries=3)
     for attempt in (1, 2, 3):
         (delivery,) = consumer.poll(10, timeout=0)
@@ -301,8 +303,9 @@ def test_dead_letter_after_max_deliveries(client: Any, append_keyed: Any) -> Non
 def test_dead_letter_by_timeout_to_a_named_topic(client: Any, append_keyed: Any, clock: Any) -> None:
     client.create_topic(TOPIC)
     append_keyed(client, TOPIC, [b"a"])
-    consumer = client.subscribe(TOPIC, group="g", max_deliveries=1, ack_timeout=1,
-                                dead_letter_topic="errors.orders")
+    consumer = client.subscribe(
+        TOPIC, group="g", max_deliveries=1, ack_timeout=1, dead_letter_topic="errors.orders"
+    )
     assert len(consumer.poll(10, timeout=0)) == 1
     clock.advance(2)
     assert consumer.poll(10, timeout=0) == []
@@ -477,9 +480,11 @@ def test_poll_waits_for_new_records(client: Any) -> None:
 
 def test_start_at_a_timestamp(client: Any) -> None:
     client.create_topic(TOPIC)
-    base = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-    client.append(TOPIC, [{"key": f"k{i}", "value": b"v", "timestamp": base + datetime.timedelta(hours=i)}
-                          for i in range(5)])
+    base = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    client.append(
+        TOPIC,
+        [{"key": f"k{i}", "value": b"v", "timestamp": base + datetime.timedelta(hours=i)} for i in range(5)],
+    )
     consumer = client.subscribe(TOPIC, group="g", start=base + datetime.timedelta(hours=2, minutes=30))
     assert [d.offset for d in consumer.poll(10, timeout=0)] == [3, 4]
     iso = client.subscribe(TOPIC, group="h", start="2024-01-01T01:00:00+00:00")

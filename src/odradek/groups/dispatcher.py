@@ -295,7 +295,7 @@ class Cursor:
         self.unit_head[new_units[headless]] = new_firsts[headless]
         self._advance_heads(new_units[headless])
         # Queue in offset order of each unit's first new record (older first).
-        self._enqueue(new_units[np.argsort(new_firsts, kind="stable")])
+        self._enqueue(new_units[np.argsort(new_firsts, kind="stable")], distinct=True)
 
     def _apply_settled_runs(self, first: int, count: int) -> int:
         """Mark DONE what the progress file says was settled before a restart."""
@@ -355,15 +355,16 @@ class Cursor:
         self.unit_holder = _grown(self.unit_holder, size)
         self.unit_queued = _grown(self.unit_queued, size)
 
-    def _enqueue(self, units: I32 | I64) -> None:
-        """Queue units (in the given order, once each) that have room and records."""
+    def _enqueue(self, units: I32 | I64, *, distinct: bool = False) -> None:
+        """Queue units (in the given order, once each) that have room and records;
+        ``distinct`` says the caller knows no unit repeats."""
         if len(units) == 0:
             return
         room = self.unit_in_flight[units] < self.limit
         units = units[~self.unit_queued[units] & (self.unit_head[units] >= 0) & room]
         if len(units) == 0:
             return
-        if len(units) > 1:
+        if len(units) > 1 and not distinct:
             unique, first = np.unique(units, return_index=True)
             if len(unique) < len(units):
                 units = units[np.sort(first)]
@@ -548,12 +549,16 @@ class Cursor:
         states = self.state[slots]
         current = self.lease[slots] == leases[inside]
         settleable = current & ((states == IN_FLIGHT) | (states == PENDING))
-        never = self.attempts[slots] == 0
-        status[inside] = np.select(
-            [states == DONE, settleable, never], [STATUS_DONE, STATUS_SETTLED, STATUS_UNKNOWN], STATUS_STALE
-        )
+        verdict = np.full(len(inside), STATUS_STALE, dtype=np.int8)
+        verdict[self.attempts[slots] == 0] = STATUS_UNKNOWN
+        verdict[settleable] = STATUS_SETTLED
+        verdict[states == DONE] = STATUS_DONE
+        status[inside] = verdict
         chosen = inside[settleable]
-        unique_slots, first = np.unique(offsets[chosen] - self.base, return_index=True)
+        chosen_slots = offsets[chosen] - self.base
+        if len(chosen_slots) < 2 or bool(np.all(chosen_slots[1:] > chosen_slots[:-1])):
+            return status, chosen_slots.astype(np.int64)  # ascending: no duplicate
+        unique_slots, first = np.unique(chosen_slots, return_index=True)
         if len(unique_slots) < len(chosen):  # the same delivery named twice
             duplicate = np.ones(len(chosen), dtype=bool)
             duplicate[first] = False
@@ -563,9 +568,11 @@ class Cursor:
     def settle(self, slots: I64) -> Released:
         """Mark settleable slots DONE (an ack). Returns the leases they leave."""
         flying = slots[self.state[slots] == IN_FLIGHT]
+        units = self._units_of(flying)  # before _mark_done, which may trim (move slots)
         released = self._leave_flight(flying)
         self._mark_done(slots)
-        self._enqueue(self._units_of(flying))
+        # With a limit of 1 a unit has one record in flight: its units are distinct.
+        self._enqueue(units, distinct=self.limit == 1)
         return released
 
     def finish_dead_letters(self, offsets: I64) -> None:
@@ -579,9 +586,10 @@ class Cursor:
         self._enqueue(units)
 
     def _mark_done(self, slots: I64) -> None:
+        """Settle slots. May trim the window: slots held by the caller are stale after."""
         self.undelivered -= int(np.count_nonzero(self.attempts[slots] == 0))
         self.state[slots] = DONE
-        self._advance_heads(np.unique(self._units_of(slots)))
+        self._advance_heads(self._units_of(slots))  # repeated units are harmless
         self._advance()
 
     def _units_of(self, slots: I64) -> I32:
@@ -595,7 +603,11 @@ class Cursor:
         if len(units):
             np.subtract.at(self.unit_in_flight, units, _ONE)
         self.in_flight -= len(slots)
-        leases, counts = np.unique(self.lease[slots], return_counts=True)
+        leases = self.lease[slots]
+        if len(leases) and leases.min() == leases.max():  # one poll's deliveries: the usual ack
+            leases, counts = leases[:1], np.array([len(leases)], dtype=np.int64)
+        else:
+            leases, counts = np.unique(leases, return_counts=True)
         return Released(np.zeros(0, dtype=np.int64), leases.astype(np.int64), counts.astype(np.int64))
 
     def _advance(self) -> None:
