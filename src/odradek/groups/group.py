@@ -95,6 +95,9 @@ _REFRESH_SECONDS = 0.5
 # A poll with nothing to do sleeps at most this long between checks (new topics,
 # expired members); arrivals, acks and releases wake it at once.
 _WAIT_SECONDS_MAX = 1.0
+# A poll that delivered reads more of the log when a topic's window has fewer
+# deliverable keys than this many polls' worth, so the members never find it dry.
+_READ_AHEAD_POLLS = 4
 # A dead-letter write that failed is retried after this long.
 _DEAD_LETTER_RETRY_SECONDS = 1.0
 
@@ -367,6 +370,7 @@ class Group:
                 batches = self._dispatch(member, max_records, now) if self._is_active(member) else []
                 if batches:
                     ticket = self._ticket
+                    ahead = self._plan_fetches(max_records * _READ_AHEAD_POLLS)
                     break
                 fetches = self._plan_fetches(max_records)
                 has_jobs = bool(self._dead_letter_jobs)
@@ -385,6 +389,8 @@ class Group:
                 if self._changes != seen:
                     continue
                 self._wakeup.wait(max(0.0, min(deadline, self._next_timer(now)) - now))
+        if ahead:  # read on before the window runs dry, so other members never wait
+            self._fetch(ahead)
         self._store.sync(ticket)
         return batches
 
