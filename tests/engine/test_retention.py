@@ -246,13 +246,6 @@ def test_a_fetch_racing_retention_returns_the_requested_offsets(
     assert [o for b in batches for o in b.column("offset").to_pylist()] == list(range(start, start + 5))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Topic.read_key filters the key's offsets by the first offset, then locates each one "
-    "in the live segment list: if retention drops segments in between, locate finds nothing "
-    "and read_key raises StorageError ('key index points at missing offset'), or IndexError "
-    "when the list shrank under an index it already holds",
-)
 def test_read_key_racing_retention_returns_what_remains(
     client: odradek.EmbeddedClient, old_then_recent: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,12 +258,6 @@ def test_read_key_racing_retention_returns_what_remains(
     assert set(got) >= {o for o in every if o >= old_then_recent[1]}  # ... holding all that is left
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Topic.offset_for_time locates a frame, then indexes the live segment list with the "
-    "segment number it got: if retention dropped segments in between, it searches the wrong "
-    "segment's frame and returns a wrong offset (or raises IndexError)",
-)
 def test_a_timestamp_start_racing_retention(
     client: odradek.EmbeddedClient, old_then_recent: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

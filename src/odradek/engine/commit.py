@@ -68,11 +68,15 @@ class GroupCommit:
                     os.fdatasync(fd)
             finally:
                 os.close(fd)
-        except OSError as exc:
+        except BaseException as exc:
+            # Whatever went wrong, the waiters must not wait for a leader that is gone.
             with self._condition:
-                self.error = StorageError(
-                    f"fsync failed ({exc}); the topic is being recovered from disk, retry the append"
-                )
+                if isinstance(exc, StorageError):
+                    self.error = exc
+                else:
+                    self.error = StorageError(
+                        f"fsync failed ({exc}); the topic is being recovered from disk, retry the append"
+                    )
                 self._syncing = False
                 self._condition.notify_all()
             raise self.error from exc

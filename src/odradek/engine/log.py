@@ -218,9 +218,9 @@ class TopicLog:
             segment_index += 1
             frame_index = 0
 
-    def offset_for_time(self, micros: int, end_offset: int) -> int:
+    def offset_for_time(self, micros: int, end_offset: int, segments: list[Segment] | None = None) -> int:
         """The first frame's base offset whose max timestamp is >= ``micros``, else end."""
-        for segment in list(self.segments):
+        for segment in list(self.segments) if segments is None else segments:
             if segment.max_timestamp < micros:
                 continue
             for frame in list(segment.frames):

@@ -136,6 +136,11 @@ class Topic:
 
     def _take_sync_handle(self) -> tuple[int, int]:
         with self._write_lock:
+            if self.closed:
+                raise StorageError(
+                    f"topic {self.name} was closed (deleted or shut down) before this append was "
+                    "fsync'd: it may or may not have been written"
+                )
             return self._written, self.log.sync_handle()
 
     # -- appending --------------------------------------------------------------------
@@ -306,15 +311,20 @@ class Topic:
 
     def offset_for_time(self, micros: int) -> int:
         end = self.commit.durable
-        offset = self.log.offset_for_time(micros, end)
+        segments = list(self.log.segments)  # one snapshot: retention may replace the list
+        offset = self.log.offset_for_time(micros, end, segments)
         if offset >= end:
             return end
-        located = self.log.locate(offset)
+        located = self.log.locate(offset, segments)
         if located is None:
             return offset
-        segment = self.log.segments[located[0]]
+        segment = segments[located[0]]
         frame = segment.frames[located[1]]
-        timestamps = self.log.read_frame(segment, frame).column("timestamp").view(pa.int64()).to_numpy()
+        try:
+            batch = self.log.read_frame(segment, frame)
+        except FileNotFoundError:  # retention removed the segment meanwhile: those are gone
+            return frame.next_offset
+        timestamps = batch.column("timestamp").view(pa.int64()).to_numpy()
         later = np.flatnonzero(timestamps >= micros)
         return frame.base_offset + int(later[0]) if len(later) else frame.next_offset
 
@@ -322,19 +332,25 @@ class Topic:
         """The key's records in version order; touches only frames holding them."""
         offsets = self.keys.lookup(key, from_version, to_version)
         end = self.commit.durable
-        first = self.log.first_offset
-        offsets = offsets[(offsets < end) & (offsets >= first)]
+        segments = list(self.log.segments)  # one snapshot: retention may replace the list
+        offsets = offsets[(offsets < end) & (offsets >= segments[0].base_offset)]
         pieces: list[pa.RecordBatch] = []
         index = 0
         total = len(offsets)
         while index < total:
-            located = self.log.locate(int(offsets[index]))
+            located = self.log.locate(int(offsets[index]), segments)
             if located is None:
                 raise StorageError(f"key index of {self.name} points at missing offset {offsets[index]}")
-            segment = self.log.segments[located[0]]
+            segment = segments[located[0]]
             frame = segment.frames[located[1]]
             stop = int(np.searchsorted(offsets, frame.next_offset, side="left"))
-            batch = self.log.read_frame(segment, frame, verify=False)
+            try:
+                batch = self.log.read_frame(segment, frame, verify=False)
+            except FileNotFoundError:
+                if segment.base_offset >= self.log.first_offset:
+                    raise
+                index = stop  # retention removed the segment meanwhile: those records are gone
+                continue
             self.frames_touched += 1
             rows = offsets[index:stop] - frame.base_offset
             if rows[-1] - rows[0] == len(rows) - 1:  # contiguous (often one row): zero-copy
@@ -389,9 +405,11 @@ class Topic:
             self.closed = True
             if self.commit.error is None:
                 try:
+                    self.log.active.file.sync()
+                    # What was written is durable now: appends still waiting are acknowledged.
+                    self.commit.publish(self._written)
                     self.keys.wait_idle()
                     self.keys.flush(self.log.next_offset)
-                    self.log.active.file.sync()
                 except (OSError, StorageError) as exc:
                     log.warning("topic %s: could not flush on close: %s", self.name, exc)
             self.log.close()
