@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -225,3 +226,11 @@ def test_concurrent_compare_and_set_never_double_wins(client: odradek.EmbeddedCl
     # Each record's value names the thread that won that version.
     by_version = dict((v, str(n).encode()) for n, v in wins)
     assert table.column("value").to_pylist() == [by_version[v] for v in range(1, 91)]
+
+
+def test_contradictory_expectations_for_one_key_are_refused(tmp_path: Path) -> None:
+    with odradek.open(tmp_path, fsync=False) as client:
+        client.create_topic("t")
+        with pytest.raises(odradek.InvalidRequest, match="twice"):
+            client.append("t", [{"key": "a", "value": "x"}], expect={"a": 0, b"a": 1})
+        assert client.append("t", [{"key": "a", "value": "x"}], expect={"a": 0, b"a": 0}).base_offset == 0

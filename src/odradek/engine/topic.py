@@ -447,7 +447,10 @@ def _normalize_expectations(expect: Mapping[Any, int] | None) -> dict[bytes, int
             raise InvalidRequest(
                 f"expected version of key {key!r} must be an int >= 0 (0 = no records yet), got {version!r}"
             )
-        result[normalize_key(key)] = version
+        normalized = normalize_key(key)
+        if result.get(normalized, version) != version:
+            raise InvalidRequest(f"expect names key {key!r} twice with different versions")
+        result[normalized] = version
     return result
 
 
