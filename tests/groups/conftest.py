@@ -116,3 +116,14 @@ def drain() -> Callable[..., list[Delivery]]:
     """``drain(consumer, ack=True)``: poll without waiting until nothing comes,
     acking everything (and checking the acks) unless ``ack=False``."""
     return _drain
+
+
+@pytest.fixture
+def reopen(open_client: Callable[..., odradek.EmbeddedClient]) -> Callable[..., odradek.EmbeddedClient]:
+    """``reopen(client)`` closes ``client`` cleanly and opens the same directory again."""
+
+    def do_reopen(old: odradek.EmbeddedClient, **options: Any) -> odradek.EmbeddedClient:
+        old.close()
+        return open_client(**options)
+
+    return do_reopen

@@ -160,12 +160,18 @@ Settleable = Delivery | DeliveryBatch | Iterable[DeliveryRef]
 
 def group_refs(refs: Settleable) -> Iterator[tuple[str, I64, I64]]:
     """Split delivery references into (topic, offsets, leases) arrays, one per topic,
-    in the order the topics first appear. Raises InvalidRequest for malformed ones."""
+    in the order the topics first appear (so an ack's rejections come grouped by
+    topic). Raises InvalidRequest for malformed ones."""
     if isinstance(refs, DeliveryBatch):  # the columnar form: no per-record work
         offsets = refs.records.column("offset").to_numpy().astype(np.int64)
         yield _checked(refs.topic, offsets, np.full(len(offsets), refs.lease, dtype=np.int64))
         return
-    items: list[DeliveryRef] = [refs] if isinstance(refs, Delivery) else list(refs)
+    try:
+        items: list[DeliveryRef] = [refs] if isinstance(refs, Delivery) else list(refs)
+    except TypeError:
+        raise InvalidRequest(
+            f"ack and nack take a delivery, a poll's batch or a list of deliveries, got {type(refs).__name__}"
+        ) from None
     if not items:
         return
     try:
