@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The helpers beside this file are imported by name under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
 from odradek_process import Server
 
 
