@@ -5,12 +5,16 @@
   loopback port.
 * ``async``: ``odradek.AsyncClient`` against the same kind of server, driven through
   an event loop by :class:`AsyncDriver`, which gives it the sync shape so that every
-  test runs unchanged through all three.
+  test runs unchanged through all three (its consumers too, :class:`DrivenConsumer`).
+
+``door`` yields the client with its engine, for tests that drive the engine's group
+clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +23,7 @@ import pyarrow as pa
 import pytest
 
 import odradek
+import odradek.client.aio
 from odradek.engine import Engine
 from odradek.protocols.flight.server import FlightService
 
@@ -43,7 +48,10 @@ class AsyncDriver:
         method = getattr(self.client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._run(method(*args, **kwargs))
+            result = self._run(method(*args, **kwargs))
+            if isinstance(result, odradek.client.aio.AsyncConsumer):
+                return DrivenConsumer(result, self)
+            return result
 
         return call
 
@@ -63,12 +71,38 @@ class AsyncDriver:
         self.loop.close()
 
 
+class DrivenConsumer:
+    """An AsyncConsumer given the sync shape by the driver of its client."""
+
+    def __init__(self, consumer: odradek.client.aio.AsyncConsumer, driver: AsyncDriver) -> None:
+        self.consumer = consumer
+        self.driver = driver
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.consumer, name)
+        if not asyncio.iscoroutinefunction(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.driver._run(attribute(*args, **kwargs))
+
+        return call
+
+
+@dataclasses.dataclass
+class Door:
+    """A client of one kind and the engine behind it (for tests that set its clock)."""
+
+    client: Any
+    engine: Engine
+
+
 @pytest.fixture(params=["embedded", "remote", "async"])
-def client(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
     kind = request.param
     if kind == "embedded":
         embedded = odradek.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
-        yield embedded
+        yield Door(embedded, embedded.engine)
         embedded.close()
         return
     engine = Engine(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
@@ -76,8 +110,13 @@ def client(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
     url = f"grpc://127.0.0.1:{server.port}"
     remote: Any = odradek.connect(url) if kind == "remote" else AsyncDriver(odradek.connect_async(url))
     try:
-        yield remote
+        yield Door(remote, engine)
     finally:
         remote.close()
         server.drain(5.0)
         engine.close()
+
+
+@pytest.fixture
+def client(door: Door) -> Any:
+    return door.client

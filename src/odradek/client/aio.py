@@ -13,13 +13,17 @@ import asyncio
 import concurrent.futures
 import functools
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 
 from odradek import limits
+from odradek.client.consumer import Consumer
 from odradek.client.embedded import EmbeddedClient
 from odradek.client.remote import DEFAULT_URL, RemoteClient
+from odradek.client.remote_consumer import RemoteConsumer
+from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo
+from odradek.groups.delivery import Settleable
 from odradek.records import Records
 from odradek.types import AppendResult, TopicInfo
 
@@ -151,6 +155,42 @@ class AsyncClient:
     async def key_version(self, topic: str, key: object) -> int:
         return await self._call(self.sync.key_version, topic, key)
 
+    # -- consumer groups --------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        pattern: str,
+        *,
+        group: str,
+        start: Any = "earliest",
+        ack_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter_topic: str | None = None,
+        max_in_flight_per_key: int | None = None,
+        ordering: str = "key",
+    ) -> AsyncConsumer:
+        consumer = await self._call(
+            self.sync.subscribe,
+            pattern,
+            group=group,
+            start=start,
+            ack_timeout=ack_timeout,
+            max_deliveries=max_deliveries,
+            dead_letter_topic=dead_letter_topic,
+            max_in_flight_per_key=max_in_flight_per_key,
+            ordering=ordering,
+        )
+        return AsyncConsumer(cast(Consumer | RemoteConsumer, consumer), self)
+
+    async def describe_group(self, group: str) -> GroupInfo:
+        return await self._call(self.sync.describe_group, group)
+
+    async def list_groups(self) -> list[str]:
+        return await self._call(self.sync.list_groups)
+
+    async def delete_group(self, group: str) -> None:
+        await self._call(self.sync.delete_group, group)
+
     # -- lifecycle --------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -168,6 +208,51 @@ class AsyncClient:
         if False:  # pragma: no cover - makes this a generator
             yield
         return self
+
+
+class AsyncConsumer:
+    """A consumer-group member as coroutines: the sync consumer's calls, run on the
+    client's thread pool."""
+
+    def __init__(self, consumer: Consumer | RemoteConsumer, client: AsyncClient) -> None:
+        self.sync = consumer
+        self._client = client
+
+    @property
+    def member_id(self) -> str:
+        return self.sync.member_id
+
+    @property
+    def group(self) -> str:
+        return self.sync.group
+
+    @property
+    def pattern(self) -> str:
+        return self.sync.pattern
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+        return await self._client._call(self.sync.poll, max_records, timeout)
+
+    async def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
+        return await self._client._call(self.sync.poll_batches, max_records, timeout)
+
+    async def ack(self, deliveries: Settleable) -> AckResult:
+        return await self._client._call(self.sync.ack, deliveries)
+
+    async def nack(self, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+        return await self._client._call(self.sync.nack, deliveries, delay)
+
+    async def describe(self) -> GroupInfo:
+        return await self._client._call(self.sync.describe)
+
+    async def close(self) -> None:
+        await self._client._call(self.sync.close)
+
+    async def __aenter__(self) -> AsyncConsumer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 def _close_stream(stream: Iterator[pa.RecordBatch]) -> None:

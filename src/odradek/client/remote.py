@@ -15,17 +15,22 @@ import contextlib
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek import limits
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
 from odradek.records import INPUT_SCHEMA, STORED_SCHEMA, Records, to_input_batch
 from odradek.types import AppendResult, TopicInfo
+
+if TYPE_CHECKING:
+    from odradek.client.remote_consumer import RemoteConsumer
 
 DEFAULT_URL = "grpc://127.0.0.1:8815"
 _SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
@@ -51,6 +56,7 @@ class RemoteClient:
         with _errors(self.url):
             self._flight = flight.FlightClient(self.url)
         self._puts = _PutStreams(self)
+        self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
 
     # -- topics -----------------------------------------------------------------------
 
@@ -184,6 +190,50 @@ class RemoteClient:
         body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
         return int(messages.load(self._action("key_version", body), "key_version result")["version"])
 
+    # -- consumer groups --------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        *,
+        group: str,
+        start: Any = "earliest",
+        ack_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter_topic: str | None = None,
+        max_in_flight_per_key: int | None = None,
+        ordering: str = "key",
+    ) -> RemoteConsumer:
+        """Join consumer group ``group`` reading the topics of ``pattern`` (see
+        ``EmbeddedClient.subscribe``); the member lasts as long as the consumer's
+        stream to the server, which leaves the group when it ends."""
+        from odradek.client.remote_consumer import RemoteConsumer  # it builds on this module
+
+        options = {
+            "start": start,
+            "ack_timeout": ack_timeout,
+            "max_deliveries": max_deliveries,
+            "dead_letter_topic": dead_letter_topic,
+            "max_in_flight_per_key": max_in_flight_per_key,
+            "ordering": ordering,
+        }
+        consumer = RemoteConsumer(self, _check_str(pattern, "pattern"), _check_str(group, "group"), options)
+        self._consumers.add(consumer)
+        return consumer
+
+    def describe_group(self, group: str) -> GroupInfo:
+        info = messages.load(self._action("describe_group", {"group": group}), "describe_group result")
+        try:
+            return GroupInfo.from_json(info)
+        except (KeyError, TypeError) as exc:
+            raise InvalidRequest(f"group info from {self.url} is malformed: {exc}") from None
+
+    def list_groups(self) -> list[str]:
+        return list(messages.load(self._action("list_groups", {}), "list_groups result").get("groups", []))
+
+    def delete_group(self, group: str) -> None:
+        self._action("delete_group", {"group": group})
+
     def ping(self) -> None:
         """Raise Unavailable unless the server answers."""
         self._action("ping", {})
@@ -194,6 +244,8 @@ class RemoteClient:
         if not self.closed:
             self.closed = True
             self._puts.close()
+            for consumer in list(self._consumers):
+                consumer.close()
             with contextlib.suppress(flight.FlightError, pa.ArrowException):
                 self._flight.close()
 

@@ -53,6 +53,10 @@ ACTIONS: dict[str, str] = {
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
     "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
+    "list_groups": 'Consumer group names, sorted. Body: {}. Result: {"groups": [...]}.',
+    "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
+    "Result: group info JSON.",
+    "delete_group": 'Forget a consumer group without members and its progress. Body: {"group"}. Result: {}.',
 }
 
 _VERSIONS_SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("version", pa.int64())])

@@ -8,7 +8,9 @@ Calls (the wire is described in docs/flight-protocol.md; encoding is in messages
   are in flight at once (pipeline.py): the next batches are written while the
   earlier ones sync. With a window of 1 each is acknowledged on the handler's thread.
 * DoGet: ticket = JSON read / fetch / read_key request; batches are streamed.
-* DoAction: administration (create/delete/list/describe topics, key versions).
+* DoAction: administration (create/delete/list/describe topics and groups, key
+  versions).
+* DoExchange: one consumer-group member per stream (subscription.py).
 * ListFlights / GetFlightInfo / GetSchema: topics as flights, so a plain Flight client
   can discover and read them.
 
@@ -41,8 +43,9 @@ from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.names import is_pattern
-from odradek.protocols.flight import messages
+from odradek.protocols.flight import group_messages, messages
 from odradek.protocols.flight.pipeline import AppendPipeline
+from odradek.protocols.flight.subscription import Subscription
 from odradek.records import STORED_SCHEMA
 from odradek.types import AppendResult
 
@@ -81,6 +84,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "describe_topic": self._describe_topic,
             "key_version": self._key_version,
             "ping": self._ping,
+            "list_groups": self._list_groups,
+            "describe_group": self._describe_group,
+            "delete_group": self._delete_group,
         }
         super().__init__(location)
 
@@ -247,6 +253,38 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _ping(self, body: dict[str, Any]) -> bytes:
         return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
 
+    def _list_groups(self, body: dict[str, Any]) -> bytes:
+        return messages.dump({"groups": self.engine.groups.list_groups()})
+
+    def _describe_group(self, body: dict[str, Any]) -> bytes:
+        return messages.dump(
+            self.engine.groups.describe_group(_name(body, "group", "a group name")).to_json()
+        )
+
+    def _delete_group(self, body: dict[str, Any]) -> bytes:
+        self.engine.groups.delete_group(_name(body, "group", "a group name"))
+        return b"{}"
+
+    # -- DoExchange: consumer groups ------------------------------------------------------------
+
+    def do_exchange(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
+        with self._translate("do_exchange"):
+            self._check_serving()
+            if descriptor.descriptor_type != flight.DescriptorType.CMD:
+                raise InvalidRequest('a DoExchange descriptor is a command: {"kind": "subscribe", ...}')
+            request = group_messages.decode_subscribe(descriptor.command)
+
+            def stop() -> bool:
+                return self._draining.is_set() or bool(context.is_cancelled())
+
+            Subscription(self.engine.groups, request, stop).serve(reader, writer)
+
     # -- discovery: topics as flights ---------------------------------------------------------
 
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterable[flight.FlightInfo]:
@@ -334,10 +372,10 @@ def _flight_error(error: OdradekError) -> flight.FlightError:
     return flight.FlightServerError(error.message, extra_info=detail)
 
 
-def _name(body: dict[str, Any], field: str) -> str:
+def _name(body: dict[str, Any], field: str, what: str = "a topic name") -> str:
     value = body.get(field)
     if not isinstance(value, str):
-        raise InvalidRequest(f"field {field!r} (a topic name) is required")
+        raise InvalidRequest(f"field {field!r} ({what}) is required")
     return value
 
 

@@ -1,0 +1,95 @@
+"""A consumer-group member served over one DoExchange stream (group_messages.py).
+
+The stream *is* the member: the handler joins the group when the stream opens (with
+the embedded :class:`~odradek.client.consumer.Consumer`, which also joins again by
+itself after the group dropped it for silence) and leaves when the stream ends, for
+whatever reason, so a client that vanishes gives its deliveries back at once.
+
+Rules
+-----
+* Requests are answered one at a time, in order; a refused request is answered with
+  its error in-band and the member stays.
+* A poll waits in slices of at most ``poll_slice_seconds`` and checks ``stop`` (the
+  server drains, the client cancelled) between them, so neither holds a thread for
+  the whole of a long timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from odradek.client.consumer import Consumer
+from odradek.errors import ClosedError, OdradekError, Unavailable
+from odradek.groups import DeliveryBatch, GroupManager, GroupOptions
+from odradek.groups.options import check_delay, check_poll
+from odradek.protocols.flight import group_messages as wire
+
+# A poll's wait is cut into slices this long; between slices the handler notices a
+# drain or a vanished client.
+poll_slice_seconds = 1.0
+
+
+class Subscription:
+    def __init__(self, groups: GroupManager, request: wire.Subscribe, stop: Callable[[], bool]) -> None:
+        options = GroupOptions.build(request.group, request.pattern, **request.options)
+        self._consumer = Consumer(groups, request.pattern, request.group, options)
+        self._stop = stop
+
+    def serve(
+        self, reader: flight.MetadataRecordBatchReader, writer: flight.MetadataRecordBatchWriter
+    ) -> None:
+        """Answer requests until the client finishes writing; then leave the group."""
+        consumer = self._consumer
+        try:
+            writer.begin(wire.DELIVERY_SCHEMA)
+            joined = wire.encode_joined(consumer.member_id, consumer.options.to_json())
+            writer.write_metadata(pa.py_buffer(joined))
+            while True:
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    return
+                if self._stop():
+                    raise Unavailable("the server is shutting down; subscribe again to a running server")
+                metadata = chunk.app_metadata
+                raw = metadata.to_pybytes() if metadata is not None else b""
+                try:
+                    self._answer(wire.decode_request(raw), chunk.data, writer)
+                except (Unavailable, ClosedError):
+                    raise
+                except OdradekError as exc:
+                    writer.write_metadata(pa.py_buffer(wire.encode_refused(exc)))
+        finally:
+            consumer.close()
+
+    def _answer(
+        self, request: wire.Request, data: pa.RecordBatch | None, writer: flight.MetadataRecordBatchWriter
+    ) -> None:
+        consumer = self._consumer
+        if isinstance(request, wire.Poll):
+            batches = self._poll(request)
+            for batch in batches:
+                writer.write_with_metadata(
+                    wire.delivery_records(batch), pa.py_buffer(wire.encode_delivery_header(batch))
+                )
+            writer.write_metadata(pa.py_buffer(wire.encode_polled(len(batches), consumer.member_id)))
+            return
+        refs = wire.decode_refs(data)
+        if request.nack:
+            result = consumer.nack(refs, check_delay(request.delay))
+        else:
+            result = consumer.ack(refs)
+        writer.write_metadata(pa.py_buffer(wire.encode_settled(result)))
+
+    def _poll(self, request: wire.Poll) -> list[DeliveryBatch]:
+        max_records, timeout = check_poll(request.max_records, request.timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            batches = self._consumer.poll_batches(max_records, max(0.0, min(remaining, poll_slice_seconds)))
+            if batches or remaining <= poll_slice_seconds or self._stop():
+                return batches
