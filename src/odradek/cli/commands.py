@@ -1,4 +1,4 @@
-"""The client commands of the CLI: topic administration, produce, consume, key.
+"""The client commands of the CLI: topic and group administration, produce, consume, key.
 
 Each command is a thin use of the public client API (``odradek.connect``). ``produce``
 turns stdin into Arrow batches in bulk: blocks of bytes are split into lines by an
@@ -34,6 +34,10 @@ produce_linger_seconds = 0.2
 produce_batch_bytes_max = 16 * 1024 * 1024
 # Progress on a TTY is redrawn at most this often.
 progress_interval_seconds = 0.5
+# A group consumer polls at most this many records at once (and acks them once
+# printed), and, when following, waits this long per poll.
+group_poll_records = 1000
+group_poll_seconds = 1.0
 
 
 def client_for(args: argparse.Namespace) -> RemoteClient:
@@ -261,6 +265,10 @@ def consume(args: argparse.Namespace) -> int:
         start = args.offset
     wait = args.wait if args.wait is not None else (5.0 if args.max is not None else 1.0)
     follow = args.max is None and args.wait is None
+    if args.group is not None:
+        if args.offset is not None:
+            raise InvalidRequest("--offset reads past a group: a group starts where it left off")
+        return _consume_group(args, start, None if follow else wait)
     remaining = args.max
     out = sys.stdout.buffer
     with (
@@ -275,6 +283,56 @@ def consume(args: argparse.Namespace) -> int:
             out.flush()
             if remaining == 0:
                 break
+    return 0
+
+
+def _consume_group(args: argparse.Namespace, start: object, wait: float | None) -> int:
+    """Consume as a member of ``--group``: print each polled batch, then ack it, so a
+    record is acknowledged only once it is written out (at least once). ``start``
+    places a new group; an existing one continues where it left off. Stops after
+    ``--max`` records, or once ``wait`` seconds pass with nothing (None: never)."""
+    remaining = args.max
+    out = sys.stdout.buffer
+    with (
+        client_for(args) as client,
+        client.subscribe(args.pattern, group=args.group, start=start) as consumer,
+    ):
+        while remaining is None or remaining > 0:
+            limit = group_poll_records if remaining is None else min(remaining, group_poll_records)
+            batches = consumer.poll_batches(limit, timeout=group_poll_seconds if wait is None else wait)
+            if not batches and wait is not None:
+                break
+            for batch in batches:
+                out.write(_format(batch.records, args.format, batch.topic))
+                out.flush()
+                consumer.ack(batch)
+                if remaining is not None:
+                    remaining -= batch.records.num_rows
+    return 0
+
+
+# -- group ------------------------------------------------------------------------------------
+
+
+def group_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        names = client.list_groups()
+    if names:
+        print("\n".join(names))
+    return 0
+
+
+def group_describe(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        info = client.describe_group(args.group)
+    print(json.dumps(info.to_json(), indent=2))
+    return 0
+
+
+def group_delete(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        client.delete_group(args.group)
+    print(f"deleted group {args.group}")
     return 0
 
 

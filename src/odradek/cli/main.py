@@ -30,6 +30,8 @@ optimistic concurrency.
   odradek consume 'orders.>' --from-beginning --max 10 --format jsonl
   printf 'order-1\\t{"total": 12}\\n' | odradek produce orders.eu.created --keyed
   odradek key orders.eu.created order-1 --format jsonl
+  odradek consume 'orders.>' --group billing --max 100
+  odradek group describe billing
 
 Client commands talk to --server (default: $ODRADEK_URL, else grpc://127.0.0.1:8815).
 Run `odradek COMMAND --help` for the options and examples of a command."""
@@ -68,7 +70,14 @@ examples:
   odradek consume orders.eu.created --from-beginning
   odradek consume 'orders.*.created' --from-beginning --max 100 --format jsonl
   odradek consume 'orders.>' --wait 2            # new records until 2 s pass with none
-  odradek consume numbers --offset 500 --max 10"""
+  odradek consume numbers --offset 500 --max 10
+  odradek consume 'orders.>' --group billing     # share the records with billing's other members"""
+
+_GROUP_EPILOG = """\
+examples:
+  odradek group list
+  odradek group describe billing                 # JSON: members, committed offset and lag per topic
+  odradek group delete billing"""
 
 _KEY_EPILOG = """\
 examples:
@@ -101,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_topic(sub, server)
     _add_produce(sub, server)
     _add_consume(sub, server)
+    _add_group(sub, server)
     _add_key(sub, server)
     return parser
 
@@ -211,7 +221,30 @@ def _add_consume(
     consume.add_argument(
         "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
     )
+    consume.add_argument(
+        "--group",
+        metavar="G",
+        help="consume as a member of consumer group G: records are shared with its other members "
+        "and acknowledged once printed; the group continues where it left off",
+    )
     consume.set_defaults(handler=commands.consume)
+
+
+def _add_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    group = _raw(sub, "group", help="list, describe, delete consumer groups", epilog=_GROUP_EPILOG)
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = _raw(actions, "list", parents=[server], help="list consumer groups", epilog=_GROUP_EPILOG)
+    listing.set_defaults(handler=commands.group_list)
+    describe = _raw(
+        actions, "describe", parents=[server], help="members, progress and lag per topic, counters as JSON"
+    )
+    describe.add_argument("group")
+    describe.set_defaults(handler=commands.group_describe)
+    delete = _raw(actions, "delete", parents=[server], help="forget a group (it must have no members)")
+    delete.add_argument("group")
+    delete.set_defaults(handler=commands.group_delete)
 
 
 def _add_key(

@@ -1,9 +1,10 @@
 """Prometheus metrics of a server: what the doors did, and how large the topics are.
 
 The doors report each append to :class:`Metrics` (it implements the Flight server's
-``AppendObserver``); topic sizes are read from the engine when Prometheus scrapes, so
-they cost nothing between scrapes. Every metric lives in the object's own registry,
-so several servers in one process (tests) do not collide.
+``AppendObserver``); topic sizes and consumer groups' progress are read from the
+engine when Prometheus scrapes, so they cost nothing between scrapes. Every metric
+lives in the object's own registry, so several servers in one process (tests) do not
+collide.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from odradek.engine import Engine
@@ -55,6 +56,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(TopicCollector(engine))
+        self.registry.register(GroupCollector(engine))
 
     # -- AppendObserver ------------------------------------------------------------------
 
@@ -96,3 +98,50 @@ class TopicCollector(Collector):
                 next_offset.add_metric([name], info.next_offset)
                 keys.add_metric([name], info.keys)
         yield from (records, size, next_offset, keys)
+
+
+class GroupCollector(Collector):
+    """Per consumer group: members, and per topic its committed offset, lag and
+    deliveries in flight; its event counters (since the server loaded the group).
+    Read from the engine at scrape time, like the topic sizes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        members = GaugeMetricFamily("odradek_group_members", "Members of a consumer group.", labels=["group"])
+        lag = GaugeMetricFamily(
+            "odradek_group_lag",
+            "Records of a topic at or above a group's committed offset not yet settled.",
+            labels=["group", "topic"],
+        )
+        in_flight = GaugeMetricFamily(
+            "odradek_group_in_flight",
+            "Records of a topic delivered to a group and not yet settled.",
+            labels=["group", "topic"],
+        )
+        committed = GaugeMetricFamily(
+            "odradek_group_committed_offset",
+            "Every offset of the topic below this is settled by the group.",
+            labels=["group", "topic"],
+        )
+        events = CounterMetricFamily(
+            "odradek_group_events",
+            "Group events since the server loaded the group (delivered, acked, timed_out, "
+            "dead_lettered, ...).",
+            labels=["group", "event"],
+        )
+        if not self.engine.closed:
+            for group in self.engine.groups.list_groups():
+                try:
+                    info = self.engine.groups.describe_group(group)
+                except OdradekError:  # deleted since it was listed
+                    continue
+                members.add_metric([group], len(info.members))
+                for topic in info.topics:
+                    lag.add_metric([group, topic.topic], topic.lag)
+                    in_flight.add_metric([group, topic.topic], topic.in_flight)
+                    committed.add_metric([group, topic.topic], topic.committed)
+                for event, count in sorted(info.counters.items()):
+                    events.add_metric([group, event], count)
+        yield from (members, lag, in_flight, committed, events)
