@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from odradek.protocols.kafka.codec import schema
 from odradek.protocols.kafka.codec.api import (
@@ -44,66 +43,15 @@ CASES = [
 ]
 FAST = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
-_FIXED = {
-    "int8": st.integers(-(2**7), 2**7 - 1),
-    "int16": st.integers(-(2**15), 2**15 - 1),
-    "int32": st.integers(-(2**31), 2**31 - 1),
-    "int64": st.integers(-(2**63), 2**63 - 1),
-    "uint16": st.integers(0, 2**16 - 1),
-    "float64": st.floats(allow_nan=False),
-    "boolean": st.booleans(),
-    "uuid": st.uuids(),
-}
-
-
-def _kind_values(
-    kind: schema.Kind, version: int, flexible: bool, nullable: bool, plain: bool
-) -> st.SearchStrategy[Any]:
-    if isinstance(kind, schema.Array):
-        element = kind.element
-        inner = (
-            _kind_values(element, version, flexible, False, plain)
-            if isinstance(element, schema.Kind)
-            else instances(element, version, flexible, plain)
-        )
-        values: st.SearchStrategy[Any] = st.lists(inner, max_size=3).map(tuple)
-    elif isinstance(kind, schema.Struct):
-        values = instances(kind.cls, version, flexible, plain)
-    elif kind is schema.STRING:
-        values = st.text(max_size=12)
-    elif kind in (schema.BYTES, schema.RECORDS):
-        values = st.binary(max_size=24)
-    elif plain and kind.name not in ("boolean", "uuid"):  # type: ignore[attr-defined]
-        values = st.sampled_from([kind.zero, kind.zero + 1])
-    else:
-        values = _FIXED[kind.name]  # type: ignore[attr-defined]
-    return st.none() | values if nullable else values
-
-
-def instances(cls: type, version: int, flexible: bool, plain: bool = False) -> st.SearchStrategy[Any]:
-    """Values of a message class with every field that exists in ``version`` random.
-
-    ``plain`` keeps numbers at 0 or 1: the reference implementation checks what numbers
-    mean (error codes, timestamps), while the layout check needs only their presence."""
-    fields = {}
-    for name, spec in schema.field_specs(cls):
-        if not spec.versions[0] <= version <= spec.versions[1]:
-            continue
-        if spec.tag is not None and not flexible:
-            continue
-        nullable = spec.nullable is not None and spec.nullable[0] <= version <= spec.nullable[1]
-        fields[name] = _kind_values(spec.kind, version, flexible, nullable, plain)
-    return st.builds(cls, **fields)
-
 
 @pytest.mark.parametrize(("api_key", "version", "side"), CASES, ids=lambda c: str(c))
-def test_messages_round_trip(api_key: int, version: int, side: str) -> None:
+def test_messages_round_trip(api_key: int, version: int, side: str, message_values: Any) -> None:
     api = APIS[api_key]
     cls = api.request if side == "request" else api.response
     codec = schema.compile_struct(cls, version, api.flexible(version))
 
     @FAST
-    @given(instances(cls, version, api.flexible(version)))
+    @given(message_values(cls, version, api.flexible(version)))
     def check(value: Any) -> None:
         writer = Writer()
         codec.write(writer, value)
@@ -116,7 +64,7 @@ def test_messages_round_trip(api_key: int, version: int, side: str) -> None:
 
 
 @pytest.mark.parametrize(("api_key", "version", "side"), CASES, ids=lambda c: str(c))
-def test_bytes_match_kafka_definitions(api_key: int, version: int, side: str) -> None:
+def test_bytes_match_kafka_definitions(api_key: int, version: int, side: str, message_values: Any) -> None:
     index = pytest.importorskip("kio.index")
     serial = pytest.importorskip("kio.serial")
     api = APIS[api_key]
@@ -128,7 +76,7 @@ def test_bytes_match_kafka_definitions(api_key: int, version: int, side: str) ->
     codec = schema.compile_struct(cls, version, api.flexible(version))
 
     @FAST
-    @given(instances(cls, version, api.flexible(version), plain=True))
+    @given(message_values(cls, version, api.flexible(version), plain=True))
     def check(value: Any) -> None:
         writer = Writer()
         codec.write(writer, value)
