@@ -8,7 +8,8 @@ Usage: python scripts/group_bench.py [--records N] [--keys K] [--members M]
    the embedded client, loop ``poll(B)`` → ``ack(all)`` until every record is settled.
    Reported twice: with per-record ``Delivery`` objects (``poll``) and with Arrow
    batches (``poll_batches``), each the median and best of ``--repeat`` runs (fresh
-   groups over the same records): on a shared machine single runs vary by 2x. Per-key
+   groups over the same records): on a shared machine single runs vary by 2x, so the
+   records per CPU-second of the process (all threads) are reported too. Per-key
    order is checked afterwards from what each member received (every offset exactly
    once; within a member, a key's versions strictly increase).
 2. **Redelivery latency**: with ``ack_timeout`` T, one member polls records and then
@@ -54,8 +55,9 @@ def populate(client: odradek.EmbeddedClient, records: int, keys: int, batch: int
 
 def consume(
     client: odradek.EmbeddedClient, group: str, members: int, records: int, batch: int, arrow: bool
-) -> tuple[float, list[list[np.ndarray]]]:
-    """Returns the elapsed seconds and, per member, the offsets it received, in order."""
+) -> tuple[float, float, list[list[np.ndarray]]]:
+    """Returns the elapsed seconds, the CPU seconds of the process (all threads) and,
+    per member, the offsets it received, in order."""
     settled = [0]
     lock = threading.Lock()
     seen: list[list[np.ndarray]] = [[] for _ in range(members)]
@@ -94,15 +96,15 @@ def consume(
     for thread in threads:
         thread.start()
     start.wait()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     if errors:
         raise errors[0]
     if settled[0] != records:
         raise SystemExit(f"settled {settled[0]} of {records} records")
-    return elapsed, seen
+    return elapsed, cpu, seen
 
 
 def check_key_order(client: odradek.EmbeddedClient, seen: list[list[np.ndarray]]) -> None:
@@ -174,17 +176,19 @@ def main() -> None:
             seconds = populate(client, args.records, args.keys)
             print(f"populated {args.records:,} records, {args.keys:,} keys: {seconds:.2f} s (fsync={fsync})")
             for arrow in (False, True):
-                rates = []
+                rates, cpu_rates = [], []
                 for run in range(args.repeat):
                     group = f"bench-{'arrow' if arrow else 'objects'}-{run}"
-                    elapsed, seen = consume(client, group, args.members, args.records, args.batch, arrow)
+                    elapsed, cpu, seen = consume(client, group, args.members, args.records, args.batch, arrow)
                     check_key_order(client, seen)
                     rates.append(args.records / elapsed)
+                    cpu_rates.append(args.records / cpu)
                 api = "poll_batches + ack(batch)" if arrow else "poll + ack(list)"
-                median = statistics.median(rates)
+                median, per_cpu = statistics.median(rates), statistics.median(cpu_rates)
                 print(
-                    f"{args.members} members, {api:<26}: median {median:>10,.0f} records/s, "
-                    f"best {max(rates):>10,.0f} ({args.repeat} runs; key order verified)"
+                    f"{args.members} members, {api:<26}: median {median:>9,.0f} records/s, "
+                    f"best {max(rates):>9,.0f}; {per_cpu:>9,.0f} records per CPU second "
+                    f"({args.repeat} runs; key order verified)"
                 )
             silent, closed = redelivery_latency(client, args.ack_timeout, 500)
             timeout = args.ack_timeout

@@ -409,32 +409,39 @@ class Cursor:
         """One look at the front of both queues: (slots to deliver, entries looked at)."""
         units = self.ready.peek(budget).copy()
         self.ready.drop(len(units))
-        taken_loose = self.loose.peek(budget).copy()
-        self.loose.drop(len(taken_loose))
-        loose_slots = np.unique(taken_loose) - self.base  # a record failed twice is queued twice
-        loose_slots = loose_slots[(loose_slots >= 0) & (loose_slots < self.size)]
-        loose_slots = loose_slots[self.state[loose_slots] == PENDING]
         unit_slots, owner, keep = self._unit_candidates(units, member, now)
-        candidates = np.concatenate((unit_slots, loose_slots))
-        if len(candidates) > budget:
-            chosen = np.sort(np.argpartition(candidates, budget - 1)[:budget])
+        looked = len(units)
+        if len(self.loose):
+            taken_loose = self.loose.peek(budget).copy()
+            self.loose.drop(len(taken_loose))
+            looked += len(taken_loose)
+            loose_slots = np.unique(taken_loose) - self.base  # a record failed twice is queued twice
+            loose_slots = loose_slots[(loose_slots >= 0) & (loose_slots < self.size)]
+            loose_slots = loose_slots[self.state[loose_slots] == PENDING]
+            candidates = np.concatenate((unit_slots, loose_slots))
         else:
-            chosen = np.arange(len(candidates))
+            loose_slots = candidates = unit_slots
+        # Units held by another member go to the back; units whose candidates the
+        # budget cut stay at the front (they are the oldest); the rest leave the queue
+        # until a settlement, a failure or new records queue them again.
+        self.unit_queued[units] = False
+        back = units[keep]
+        if len(candidates) <= budget:  # everything goes out
+            self.unit_queued[back] = True
+            self.ready.push(back)
+            return np.sort(candidates), looked
+        chosen = np.sort(np.argpartition(candidates, budget - 1)[:budget])
         picked = np.zeros(len(candidates), dtype=bool)
         picked[chosen] = True
-        # Units whose candidates were cut by the budget stay at the front (they are the
-        # oldest); units held by another member go to the back; the rest leave the
-        # queue until a settlement, a failure or new records queue them again.
         unit_picked = picked[: len(unit_slots)]
         front = units[np.unique(owner[~unit_picked])]
-        back = units[keep]
-        self.unit_queued[units] = False
         self.unit_queued[front] = True
         self.unit_queued[back] = True
         self.ready.push_front(front)
         self.ready.push(back)
-        self.loose.push_front(loose_slots[~picked[len(unit_slots) :]] + self.base)
-        return np.sort(candidates[chosen]), len(units) + len(taken_loose)
+        if candidates is not unit_slots:
+            self.loose.push_front(loose_slots[~picked[len(unit_slots) :]] + self.base)
+        return np.sort(candidates[chosen]), looked
 
     def _unit_candidates(self, units: I64, member: int, now: float) -> tuple[I64, I64, Bools]:
         """Deliverable slots of queued units: (slots, index of each slot's unit,
@@ -521,20 +528,18 @@ class Cursor:
 
     def records(self, offsets: I64) -> pa.RecordBatch:
         """The stored records at ``offsets`` (ascending) plus their ``attempt``."""
+        attempts = pa.array(self.attempts[offsets - self.base].astype(np.int32))
+        last, newest = len(self.batches) - 1, self.batch_starts[-1]
+        if offsets[0] >= newest:  # all in the newest batch: the usual case
+            return _rows(self.batches[last], offsets - newest).append_column("attempt", attempts)
         starts = np.asarray(self.batch_starts, dtype=np.int64)
         which = np.searchsorted(starts, offsets, side="right") - 1
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(which)) + 1, [len(offsets)]))
         pieces = []
         for low, high in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             index = int(which[low])
-            rows = offsets[low:high] - starts[index]
-            batch = self.batches[index]
-            if int(rows[-1]) - int(rows[0]) == high - low - 1:
-                pieces.append(batch.slice(int(rows[0]), high - low))
-            else:
-                pieces.append(batch.take(pa.array(rows)))
+            pieces.append(_rows(self.batches[index], offsets[low:high] - starts[index]))
         combined = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
-        attempts = pa.array(self.attempts[offsets - self.base].astype(np.int32))
         return combined.append_column("attempt", attempts)
 
     # -- settling ---------------------------------------------------------------------
@@ -758,6 +763,13 @@ class Cursor:
             setattr(self, name, getattr(self, name)[live].copy())
         renumbered = remap[self.ready.peek(len(self.ready))]
         self.ready.replace(renumbered[renumbered >= 0].astype(np.int64))
+
+
+def _rows(batch: pa.RecordBatch, rows: I64) -> pa.RecordBatch:
+    """Rows of a batch (ascending): a zero-copy slice when they are contiguous."""
+    if int(rows[-1]) - int(rows[0]) == len(rows) - 1:
+        return batch.slice(int(rows[0]), len(rows))
+    return batch.take(pa.array(rows))
 
 
 def _grown(array: npt.NDArray[_Item], size: int) -> npt.NDArray[_Item]:
