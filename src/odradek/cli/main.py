@@ -128,7 +128,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./odradek-data)")
     serve.add_argument("--listen", metavar="HOST:PORT", help="Arrow Flight listener (default 127.0.0.1:8815)")
     serve.add_argument(
-        "--kafka-listen", metavar="HOST:PORT", help="Kafka listener (not available yet: ignored)"
+        "--kafka-listen", metavar="HOST:PORT", help="also serve the Kafka protocol here (e.g. 127.0.0.1:9092)"
     )
     serve.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics endpoint (default off)"

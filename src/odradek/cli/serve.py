@@ -28,6 +28,7 @@ from odradek import limits
 from odradek.engine import Engine
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.protocols.flight.server import FlightService
+from odradek.protocols.kafka import start_kafka_listener
 
 log = logging.getLogger("odradek.serve")
 
@@ -170,12 +171,7 @@ def run(settings: Settings) -> int:
     metrics_address = (
         split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
     )
-    if settings.kafka_listen:
-        split_address(settings.kafka_listen, "--kafka-listen")
-        log.warning(
-            "the Kafka listener is not available in this version; ignoring --kafka-listen",
-            extra={"fields": {"kafka_listen": settings.kafka_listen}},
-        )
+    kafka_address = split_address(settings.kafka_listen, "--kafka-listen") if settings.kafka_listen else None
     engine = Engine(settings.data_dir, fsync=settings.fsync)
     try:
         observer = None
@@ -189,6 +185,10 @@ def run(settings: Settings) -> int:
             server = FlightService(engine, location, observer=observer)
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
+        try:
+            kafka = start_kafka_listener(engine, *kafka_address) if kafka_address else None
+        except OSError as exc:
+            raise OdradekError(f"cannot listen on {settings.kafka_listen}: {exc}") from exc
     except BaseException:
         engine.close()
         raise
@@ -200,6 +200,7 @@ def run(settings: Settings) -> int:
         "data_dir": os.path.abspath(settings.data_dir),
         "fsync": settings.fsync,
         "metrics": f"http://{settings.metrics_listen}/metrics" if metrics_address else "off",
+        "kafka": kafka.bootstrap if kafka else "off",
         "pid": os.getpid(),
     }
     log.info("ready", extra={"fields": fields})
@@ -207,6 +208,8 @@ def run(settings: Settings) -> int:
     while not stop.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")
+    if kafka is not None:
+        kafka.close()
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if not drained:
         log.warning(
