@@ -23,8 +23,8 @@ import pytest
 
 from odradek.groups import dispatcher
 from odradek.groups.delivery import Delivery
-from odradek.groups.dispatcher import DONE, IN_FLIGHT, PENDING, Cursor, prepare
-from odradek.groups.keys import KeyTable, hash_keys
+from odradek.groups.dispatcher import DONE, IN_FLIGHT, PENDING, Cursor
+from odradek.groups.keys import KeyTable, hash_keys, prepare
 from odradek.records import STORED_SCHEMA
 
 

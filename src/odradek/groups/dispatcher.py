@@ -48,21 +48,21 @@ Rules:
    the window's front is trimmed in whole batches.
 
 The cursor is not thread-safe: its group holds the group's lock around every call.
-Reading the log and hashing keys happen outside that lock (:func:`prepare`).
+Reading the log and hashing keys happen outside that lock (:func:`keys.prepare`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from odradek.groups.keys import KeyTable, hash_keys
+from odradek.groups.keys import KeyTable, Prepared
+from odradek.groups.queue import IntQueue
 from odradek.groups.state import runs_of
 
 I64 = npt.NDArray[np.int64]
@@ -95,32 +95,6 @@ _TRIM_RECORDS_MIN = 16_384
 
 
 @dataclasses.dataclass
-class Prepared:
-    """Records read from the log, ready to enter a window: one batch, its first
-    offset and each record's key hash (``None`` when the ordering has no keys)."""
-
-    base: int
-    batch: pa.RecordBatch
-    hashes: npt.NDArray[np.uint64] | None
-    keyed: Bools | None
-
-
-def prepare(batches: Sequence[pa.RecordBatch], ordering: str) -> Prepared | None:
-    """Combine fetched batches into one and hash their keys. Runs outside any lock."""
-    if not batches:
-        return None
-    batch = batches[0] if len(batches) == 1 else pa.concat_batches(list(batches))
-    if batch.num_rows == 0:
-        return None
-    base = int(batch.column("offset")[0].as_py())
-    if ordering != "key":
-        return Prepared(base, batch, None, None)
-    keys = batch.column("key")
-    keyed = keys.is_valid().to_numpy(zero_copy_only=False) if keys.null_count else None
-    return Prepared(base, batch, hash_keys(keys), keyed)
-
-
-@dataclasses.dataclass
 class Released:
     """What a failure, release or ack did: records to dead-letter and, for the lease
     bookkeeping, how many records of each lease stopped being in flight."""
@@ -130,48 +104,6 @@ class Released:
     lease_counts: I64
     failed: int = 0
     rewound: int = 0
-
-
-class IntQueue:
-    """A FIFO of int64 in one array: push at the back, take or put back at the front."""
-
-    def __init__(self) -> None:
-        self._items = np.zeros(1024, dtype=np.int64)
-        self._head = 0
-        self._tail = 0
-
-    def __len__(self) -> int:
-        return self._tail - self._head
-
-    def peek(self, count: int) -> I64:
-        return self._items[self._head : self._head + min(count, len(self))]
-
-    def drop(self, count: int) -> None:
-        self._head += min(count, len(self))
-
-    def push(self, values: npt.NDArray[np.integer]) -> None:
-        if len(values) == 0:
-            return
-        if self._tail + len(values) > len(self._items):
-            live = self._items[self._head : self._tail]
-            size = max(1024, 2 * (len(live) + len(values)))
-            items = np.zeros(size, dtype=np.int64) if size > len(self._items) else self._items
-            items[: len(live)] = live
-            self._items, self._head, self._tail = items, 0, len(live)
-        self._items[self._tail : self._tail + len(values)] = values
-        self._tail += len(values)
-
-    def push_front(self, values: I64) -> None:
-        """Put back values taken with peek/drop (the room they left is still there)."""
-        if len(values) > self._head:
-            raise ValueError("push_front of more than was taken")
-        self._head -= len(values)
-        self._items[self._head : self._head + len(values)] = values
-
-    def replace(self, values: I64) -> None:
-        self._items = np.zeros(max(1024, 2 * len(values)), dtype=np.int64)
-        self._items[: len(values)] = values
-        self._head, self._tail = 0, len(values)
 
 
 class Cursor:

@@ -30,7 +30,6 @@ never appends to a topic: an append notifies arrivals, which takes group locks.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 import threading
@@ -40,7 +39,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from odradek import limits
 from odradek.errors import (
@@ -52,6 +50,13 @@ from odradek.errors import (
     UnknownMember,
 )
 from odradek.groups import dispatcher
+from odradek.groups.deadletters import (
+    REASON_EXPIRED,
+    REASON_NACKED,
+    REASON_TIMEOUT,
+    DeadLetterJob,
+    dead_letter_batch,
+)
 from odradek.groups.delivery import (
     DONE,
     STALE,
@@ -62,8 +67,10 @@ from odradek.groups.delivery import (
     Settleable,
     group_refs,
 )
-from odradek.groups.dispatcher import Cursor, Released, prepare
+from odradek.groups.dispatcher import Cursor, Released
 from odradek.groups.info import GroupInfo, MemberInfo, TopicLag
+from odradek.groups.keys import prepare
+from odradek.groups.members import COUNTERS, Lease, Member
 from odradek.groups.options import GroupOptions
 from odradek.groups.state import (
     GroupState,
@@ -74,7 +81,6 @@ from odradek.groups.state import (
     snapshot_frames,
 )
 from odradek.names import compile_pattern
-from odradek.records import HEADERS_TYPE, INPUT_SCHEMA, TIMESTAMP_TYPE
 
 if TYPE_CHECKING:
     from odradek.engine.engine import Engine
@@ -100,63 +106,6 @@ _WAIT_SECONDS_MAX = 1.0
 _READ_AHEAD_POLLS = 4
 # A dead-letter write that failed is retried after this long.
 _DEAD_LETTER_RETRY_SECONDS = 1.0
-
-# Headers a dead-lettered record carries (values are UTF-8 text).
-HEADER_TOPIC = "odradek.dlq.topic"
-HEADER_OFFSET = "odradek.dlq.offset"
-HEADER_VERSION = "odradek.dlq.version"
-HEADER_TIMESTAMP = "odradek.dlq.timestamp"
-HEADER_GROUP = "odradek.dlq.group"
-HEADER_ATTEMPTS = "odradek.dlq.attempts"
-HEADER_REASON = "odradek.dlq.reason"
-
-REASON_NACKED = "nacked"
-REASON_TIMEOUT = "ack_timeout"
-REASON_EXPIRED = "member_expired"
-
-
-@dataclasses.dataclass
-class Member:
-    id: str
-    index: int
-    joined_at: float
-    last_seen: float
-    polling: int = 0
-    leases: set[int] = dataclasses.field(default_factory=set)
-
-
-@dataclasses.dataclass
-class Lease:
-    id: int
-    member: str
-    deadline: float
-    parts: list[tuple[Cursor, I64]]
-    remaining: int
-
-
-@dataclasses.dataclass
-class DeadLetterJob:
-    cursor: Cursor
-    offsets: I64
-    records: pa.RecordBatch
-    reason: str
-    not_before: float = 0.0
-
-
-COUNTERS = (
-    "delivered",  # deliveries made (redeliveries included)
-    "redelivered",  # deliveries with attempt > 1
-    "acked",  # deliveries settled by an ack
-    "nacked",  # deliveries failed by a nack
-    "timed_out",  # deliveries failed by their ack timeout or their member's expiry
-    "rewound",  # deliveries taken back because an earlier record of their unit failed
-    "released",  # deliveries taken back because their member left
-    "dead_lettered",  # records written to the dead-letter topic
-    "rejected_acks",  # acks and nacks that settled nothing (done, stale or unknown)
-    "members_joined",
-    "members_left",
-    "members_expired",
-)
 
 
 class Group:
@@ -656,7 +605,7 @@ class Group:
         for index, job in enumerate(jobs):
             try:
                 self._engine.create_topic(topic, exist_ok=True)
-                self._engine.append(topic, self._dead_letter_batch(job))
+                self._engine.append(topic, dead_letter_batch(job, self.name))
             except ClosedError:
                 raise
             except OdradekError as exc:
@@ -680,41 +629,6 @@ class Group:
                 self._changed()
                 ticket = self._ticket
             self._store.sync(ticket)
-
-    def _dead_letter_batch(self, job: DeadLetterJob) -> pa.RecordBatch:
-        """The records as they go to the dead-letter topic (a cold path: per record)."""
-        records = job.records
-        count = records.num_rows
-        fields = {
-            HEADER_TOPIC: [job.cursor.topic] * count,
-            HEADER_OFFSET: records.column("offset").to_pylist(),
-            HEADER_VERSION: records.column("version").to_pylist(),
-            HEADER_TIMESTAMP: records.column("timestamp").view(pa.int64()).to_pylist(),
-            HEADER_GROUP: [self.name] * count,
-            HEADER_ATTEMPTS: records.column("attempt").to_pylist(),
-            HEADER_REASON: [job.reason] * count,
-        }
-        originals = records.column("headers").to_pylist()
-        headers = []
-        for index in range(count):
-            pairs: list[tuple[str, bytes]] = [
-                (name, value)
-                for name, value in (originals[index] or [])
-                if not name.startswith("odradek.dlq.")
-            ]
-            for name, values in fields.items():
-                if values[index] is not None:
-                    pairs.append((name, str(values[index]).encode()))
-            headers.append(pairs)
-        return pa.RecordBatch.from_arrays(
-            [
-                records.column("key"),
-                records.column("value"),
-                pa.array(headers, HEADERS_TYPE),
-                pa.nulls(count, TIMESTAMP_TYPE),
-            ],
-            schema=INPUT_SCHEMA,
-        )
 
     # -- information ------------------------------------------------------------------
 

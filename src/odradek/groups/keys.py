@@ -22,6 +22,9 @@ record before any bookkeeping.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -135,3 +138,29 @@ class KeyTable:
         self._sorted = self.hashes[order]
         self._sorted_ids = order.astype(np.int32)
         return remap
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Records read from the log, ready to enter a window: one batch, its first
+    offset and each record's key hash (``None`` when the ordering has no keys)."""
+
+    base: int
+    batch: pa.RecordBatch
+    hashes: npt.NDArray[np.uint64] | None
+    keyed: npt.NDArray[np.bool_] | None
+
+
+def prepare(batches: Sequence[pa.RecordBatch], ordering: str) -> Prepared | None:
+    """Combine fetched batches into one and hash their keys. Runs outside any lock."""
+    if not batches:
+        return None
+    batch = batches[0] if len(batches) == 1 else pa.concat_batches(list(batches))
+    if batch.num_rows == 0:
+        return None
+    base = int(batch.column("offset")[0].as_py())
+    if ordering != "key":
+        return Prepared(base, batch, None, None)
+    keys = batch.column("key")
+    keyed = keys.is_valid().to_numpy(zero_copy_only=False) if keys.null_count else None
+    return Prepared(base, batch, hash_keys(keys), keyed)
