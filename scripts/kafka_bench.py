@@ -144,9 +144,9 @@ def codec_figures(records: int = 10_000) -> dict[str, float]:
         ],
         schema=STORED_SCHEMA,
     )
+    encoded = encode_batch(batch)
     figures = {}
     for name, work in (("encode", lambda: encode_batch(batch)), ("decode", lambda: decode_batches(encoded))):
-        encoded = encode_batch(batch)
         rounds = 20
         started = time.perf_counter()
         for _ in range(rounds):
