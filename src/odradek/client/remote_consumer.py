@@ -70,7 +70,11 @@ class RemoteConsumer:
                 chunk = self._next_chunk()
                 metadata = _metadata_of(chunk)
                 if chunk.data is not None:
-                    batches.append(wire.decode_delivery(metadata, chunk.data))
+                    try:
+                        batches.append(wire.decode_delivery(metadata, chunk.data))
+                    except OdradekError:
+                        self._fail()  # the rest of the answer cannot be told apart: give up the stream
+                        raise
                     continue
                 reply = self._reply(metadata)
                 member = reply.get("member")
