@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_consume(sub, server)
     _add_group(sub, server)
     _add_key(sub, server)
+    # `odradek bench` has its own parser (odradek.bench); main() hands it the arguments.
+    _raw(sub, "bench", help="measure Odradek against its peers and the hardware (see bench --help)")
     return parser
 
 
@@ -276,8 +278,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        from odradek.bench import main as bench_main
+
+        return bench_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if getattr(args, "server", None) is None:
         args.server = os.environ.get("ODRADEK_URL") or DEFAULT_URL
     handler: Callable[[argparse.Namespace], int] = args.handler
