@@ -10,6 +10,8 @@ with shortened timers talk to it over loopback.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +43,64 @@ def poll_until(
             for batch in consumer.poll(timeout_ms=50).values():
                 records.extend(batch)
     return records
+
+
+class Member(threading.Thread):
+    """A group member polling in its own thread, as applications run kafka-python
+    consumers (a consumer is not thread-safe: other threads hand it work via ``call``)."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        super().__init__(daemon=True)
+        self.consumer = consumer
+        self.values: set[bytes] = set()
+        self.partitions: set[int] = set()
+        self._work: queue.Queue[tuple[Callable[[KafkaConsumer], Any], queue.Queue[Any]]] = queue.Queue()
+        self._stop_polling = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_polling.is_set():
+            while not self._work.empty():
+                work, answer = self._work.get()
+                try:
+                    answer.put((True, work(self.consumer)))
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    answer.put((False, exc))
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                self.values.update(r.value for r in batch)
+            self.partitions = {tp.partition for tp in self.consumer.assignment()}
+
+    def call(self, work: Callable[[KafkaConsumer], Any]) -> Any:
+        answer: queue.Queue[Any] = queue.Queue()
+        self._work.put((work, answer))
+        ok, result = answer.get(timeout=30)
+        if not ok:
+            raise result
+        return result
+
+    def commit(self, offsets: Any = None, timeout: float = 20.0) -> None:
+        """Commit; during a rebalance Kafka answers REBALANCE_IN_PROGRESS: poll, retry."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.call(lambda consumer: consumer.commit(offsets))
+                return
+            except (kafka.errors.RebalanceInProgressError, kafka.errors.CommitFailedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self._stop_polling.set()
+        self.join(10)
+        self.consumer.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()
 
 
 def create(door: Any, name: str, partitions: int = 1) -> None:
@@ -81,41 +141,44 @@ def test_group_of_three_with_leave_and_commits(kafka_door: Any, topic_name: str)
         producer.send(topic_name, key=f"key-{i}".encode(), value=str(i).encode())
     producer.flush(10)
     group = "kg-" + topic_name
-    consumers = [
-        KafkaConsumer(topic_name, bootstrap_servers=kafka_door.bootstrap, group_id=group, **FAST, **GROUP)
+    members = [
+        Member(
+            KafkaConsumer(topic_name, bootstrap_servers=kafka_door.bootstrap, group_id=group, **FAST, **GROUP)
+        )
         for _ in range(3)
     ]
-
-    def all_assigned(got: list[Any]) -> bool:
-        sizes = [len(c.assignment()) for c in consumers]
-        return sizes == [1, 1, 1] and len({r.value for r in got}) == 150
-
-    first = poll_until(consumers, all_assigned)
-    assert {int(r.value) for r in first} == set(range(150))
-    for consumer in consumers:
-        consumer.commit()
-    consumers[0].close()  # leaves the group
+    everything = {str(i).encode() for i in range(150)}
+    wait_for(
+        lambda: (
+            [len(m.partitions) for m in members] == [1, 1, 1]
+            and set().union(*(m.values for m in members)) == everything
+        )
+    )
+    for member in members:
+        member.commit()
+    members[0].close()  # leaves the group: the other two take over its partition
     for i in range(150, 170):
         producer.send(topic_name, key=f"key-{i}".encode(), value=str(i).encode())
     producer.flush(10)
-
-    def two_take_over(got: list[Any]) -> bool:
-        return sum(len(c.assignment()) for c in consumers[1:]) == 3 and len({r.value for r in got}) >= 20
-
-    later = poll_until(consumers[1:], two_take_over)
-    assert {int(r.value) for r in later} == set(range(150, 170))
-    consumers[1].commit({TopicPartition(topic_name, 0): OffsetAndMetadata(7, "by-hand", -1)})
-    committed = consumers[1].committed(TopicPartition(topic_name, 0), metadata=True)
+    later = {str(i).encode() for i in range(150, 170)}
+    wait_for(
+        lambda: (
+            sorted(p for m in members[1:] for p in m.partitions) == [0, 1, 2]
+            and later <= members[1].values | members[2].values
+        )
+    )
+    by_hand = {TopicPartition(topic_name, 0): OffsetAndMetadata(7, "by-hand", -1)}
+    members[1].commit(by_hand)
+    committed = members[1].call(lambda c: c.committed(TopicPartition(topic_name, 0), metadata=True))
     assert committed.offset == 7 and committed.metadata == "by-hand"
-    for consumer in consumers[1:]:
-        consumer.close()
+    for member in members[1:]:
+        member.close()
+    producer.close()
     admin = KafkaAdminClient(bootstrap_servers=kafka_door.bootstrap, **FAST)
     offsets = admin.list_group_offsets({group: None})[group]
     assert offsets[TopicPartition(topic_name, 0)].offset == 7
-    listed = admin.list_groups()
-    assert group in str(listed)
+    assert group in str(admin.list_groups())
     admin.close()
-    producer.close()
 
 
 def test_admin_describe_configs_and_delete(kafka_door: Any, topic_name: str) -> None:
