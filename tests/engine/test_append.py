@@ -541,8 +541,14 @@ class AppendMachine(RuleBasedStateMachine):
         model_expect: dict[bytes, int] = {}
         for key, skew in expectations:
             expect[key] = max(0, self.heads.get(normalized(key), 0) + skew)  # type: ignore[arg-type]
-        for key, version in expect.items():  # "a" and b"a" are one key: the later item wins
+        contradictory = False
+        for key, version in expect.items():  # "a" and b"a" are one key
+            contradictory |= model_expect.get(normalized(key), version) != version  # type: ignore[arg-type]
             model_expect[normalized(key)] = version  # type: ignore[index]
+        if contradictory:  # one key expected at two versions: refused, nothing written
+            with pytest.raises(InvalidRequest, match="twice"):
+                self.client.append("m", appended, expect=expect)
+            return
         expect_offset = None if offset_skew is None else max(0, len(self.log) + offset_skew)
         producer = ("p", self.sequence + 1) if idempotent else None
         conflict: tuple[bytes | None, int, int] | None = None

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from odradek.config import TopicConfig
@@ -35,6 +36,7 @@ class Segment:
     bases: list[int]  # frames[i].base_offset, for bisect
     max_timestamp: int
     opened_at: float
+    _bases_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     @property
     def base_offset(self) -> int:
@@ -48,6 +50,16 @@ class Segment:
         self.frames.append(frame)
         self.bases.append(frame.base_offset)
         self.max_timestamp = max(self.max_timestamp, frame.max_timestamp)
+
+    def bases_array(self) -> np.ndarray:
+        """``bases`` as a NumPy array, for locating many offsets at once (cached; frames
+        are only ever appended, so a cache of the right length is current)."""
+        count = len(self.bases)
+        cached = self._bases_array
+        if cached is None or len(cached) != count:
+            cached = np.array(self.bases[:count], dtype=np.int64)
+            self._bases_array = cached
+        return cached
 
 
 class TopicLog:

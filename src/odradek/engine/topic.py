@@ -15,6 +15,7 @@ Threading model (see docs/threading.md)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -32,7 +33,7 @@ from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
-from odradek.engine.log import TopicLog
+from odradek.engine.log import Segment, TopicLog
 from odradek.engine.producers import ProducerState, validate_producer
 from odradek.engine.versions import assign_versions
 from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
@@ -335,35 +336,43 @@ class Topic:
         segments = list(self.log.segments)  # one snapshot: retention may replace the list
         offsets = offsets[(offsets < end) & (offsets >= segments[0].base_offset)]
         pieces: list[pa.RecordBatch] = []
-        index = 0
-        total = len(offsets)
-        while index < total:
-            located = self.log.locate(int(offsets[index]), segments)
-            if located is None:
-                raise StorageError(f"key index of {self.name} points at missing offset {offsets[index]}")
-            segment = segments[located[0]]
-            frame = segment.frames[located[1]]
-            stop = int(np.searchsorted(offsets, frame.next_offset, side="left"))
-            try:
-                batch = self.log.read_frame(segment, frame, verify=False)
-            except FileNotFoundError:
-                if segment.base_offset >= self.log.first_offset:
-                    raise
-                index = stop  # retention removed the segment meanwhile: those records are gone
-                continue
-            self.frames_touched += 1
-            rows = offsets[index:stop] - frame.base_offset
-            if rows[-1] - rows[0] == len(rows) - 1:  # contiguous (often one row): zero-copy
-                pieces.append(batch.slice(int(rows[0]), len(rows)))
-            else:
-                pieces.append(batch.take(pa.array(rows)))
-            index = stop
+        if len(offsets):
+            starts = np.array([s.base_offset for s in segments], dtype=np.int64)
+            owners = np.searchsorted(starts, offsets, side="right") - 1
+            for owner in np.unique(owners).tolist():
+                self._read_key_frames(segments[owner], offsets[owners == owner], pieces)
         if not pieces:
             return STORED_SCHEMA.empty_table()
         table = pa.Table.from_batches(pieces, schema=STORED_SCHEMA).combine_chunks()
         if not pc.all(pc.equal(table.column("key"), pa.scalar(key, pa.binary()))).as_py():
             raise StorageError(f"key index of {self.name} is inconsistent with the log for key {_show(key)}")
         return table
+
+    def _read_key_frames(self, segment: Segment, offsets: np.ndarray, pieces: list[pa.RecordBatch]) -> None:
+        """Append to ``pieces`` the records at ``offsets`` (sorted) of one segment."""
+        bases = segment.bases_array()
+        frame_numbers = np.searchsorted(bases, offsets, side="right") - 1
+        if frame_numbers[0] < 0:
+            raise StorageError(f"key index of {self.name} points at missing offset {offsets[0]}")
+        firsts = np.flatnonzero(np.concatenate(([True], frame_numbers[1:] != frame_numbers[:-1])))
+        bounds = np.concatenate((firsts, [len(offsets)])).tolist()
+        rows_all = (offsets - bases[frame_numbers]).tolist()
+        for number, (low, high) in zip(frame_numbers[firsts].tolist(), itertools.pairwise(bounds)):
+            frame = segment.frames[number]
+            rows = rows_all[low:high]
+            if rows[-1] >= frame.count:
+                raise StorageError(f"key index of {self.name} points at missing offset {offsets[high - 1]}")
+            try:
+                batch = self.log.read_frame(segment, frame, verify=False)
+            except FileNotFoundError:
+                if segment.base_offset >= self.log.first_offset:
+                    raise
+                return  # retention removed the segment meanwhile: those records are gone
+            self.frames_touched += 1
+            if rows[-1] - rows[0] == len(rows) - 1:  # contiguous (often one row): zero-copy
+                pieces.append(batch.slice(rows[0], len(rows)))
+            else:
+                pieces.append(batch.take(pa.array(rows)))
 
     def key_version(self, key: bytes) -> int:
         return self.heads.get(key)
