@@ -531,3 +531,42 @@ def test_describe_and_list_groups(client: Any, append_keyed: Any) -> None:
     consumer.close()
     client.delete_group("metrics")
     assert client.list_groups() == []
+
+
+def test_an_idle_group_frees_its_windows_and_keeps_its_progress(client: Any, append_keyed: Any) -> None:
+    client.create_topic(TOPIC)
+    append_keyed(client, TOPIC, [b"a", b"b", b"a", b"c", b"b"])
+    consumer = client.subscribe(TOPIC, group="g")
+    got = consumer.poll(10, timeout=0)
+    consumer.ack([d for d in got if d.key != b"b"])  # b's first record stays unsettled
+    consumer.close()
+    group = client.engine.groups._groups["g"]
+    assert not group._cursors, "a group without members kept its windows"
+    (topic,) = client.describe_group("g").topics
+    assert (topic.committed, topic.next_offset, topic.lag) == (1, 5, 3)
+    again = client.subscribe(TOPIC, group="g")
+    rest = again.poll(10, timeout=0)
+    assert [(d.key, d.version) for d in rest] == [(b"b", 1), (b"a", 2)]
+
+
+def test_attempts_keep_counting_when_the_only_member_keeps_dying(
+    client: Any, append_keyed: Any, clock: Any
+) -> None:
+    """A record that kills its consumer every time must still reach the dead-letter
+    topic when the group has a single member that dies and comes back, even though the
+    group frees its windows while it has no member."""
+    client.create_topic(TOPIC)
+    append_keyed(client, TOPIC, [b"poison", b"poison"])
+    for attempt in (1, 2, 3):
+        consumer = client.subscribe(TOPIC, group="g", ack_timeout=1, max_deliveries=3)
+        (delivery,) = consumer.poll(10, timeout=0)
+        assert (delivery.offset, delivery.attempt) == (0, attempt)
+        clock.advance(5)  # the consumer "crashed": silent, never closed
+        client.describe_group("g")
+        clock.advance(5)
+        client.describe_group("g")  # empty for longer than ack_timeout: windows freed
+        dead_letter_pending = attempt == 3  # windows stay until it is written
+        assert bool(client.engine.groups._groups["g"]._cursors) == dead_letter_pending
+    consumer = client.subscribe(TOPIC, group="g", ack_timeout=1, max_deliveries=3)
+    assert [(d.offset, d.attempt) for d in consumer.poll(10, timeout=0)] == [(1, 1)]
+    assert client.describe_group("g").dead_lettered == 1

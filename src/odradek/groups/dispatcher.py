@@ -150,6 +150,8 @@ class Cursor:
         empty = np.zeros(0, dtype=np.int64)
         self.settled_starts: I64 = settled_starts if settled_starts is not None else empty
         self.settled_ends: I64 = settled_ends if settled_ends is not None else empty
+        # Attempts of records delivered before a previous window was released.
+        self.preset_attempts: tuple[I64, npt.NDArray[np.uint16]] = (empty, np.zeros(0, dtype=np.uint16))
         self.in_flight = 0  # records IN_FLIGHT or DEAD_LETTERING
         self.undelivered = 0  # PENDING records never delivered
         self.delivered = 0
@@ -197,7 +199,7 @@ class Cursor:
         self.batch_starts.append(self.end)
         self.end += count
         settled = self._apply_settled_runs(first, count)
-        self.undelivered += count - settled
+        self.undelivered += count - settled - self._apply_attempts(first, count)
         self._link(units, first)
         loose = np.flatnonzero((units == NO_UNIT) & (self.state[window] == PENDING))
         self.loose.push(loose + self.base + first)
@@ -228,6 +230,33 @@ class Cursor:
         self._advance_heads(new_units[headless])
         # Queue in offset order of each unit's first new record (older first).
         self._enqueue(new_units[np.argsort(new_firsts, kind="stable")], distinct=True)
+
+    def _apply_attempts(self, first: int, count: int) -> int:
+        """Restore the attempts of records this group delivered before its window was
+        released (see ``attempts_held``); returns how many records got one."""
+        offsets, attempts = self.preset_attempts
+        if len(offsets) == 0:
+            return 0
+        low, high = self.base + first, self.base + first + count
+        inside = (offsets >= low) & (offsets < high)
+        slots = offsets[inside] - self.base
+        pending = self.state[slots] == PENDING
+        self.attempts[slots[pending]] = attempts[inside][pending]
+        self.preset_attempts = (offsets[~inside & (offsets >= high)], attempts[~inside & (offsets >= high)])
+        return int(np.count_nonzero(pending))
+
+    def attempts_held(self) -> tuple[I64, npt.NDArray[np.uint16]]:
+        """(offsets, attempts) of unsettled records delivered at least once: what a new
+        window of this topic must remember so that attempts keep counting."""
+        low = self.committed - self.base
+        slots = (
+            np.flatnonzero((self.attempts[low : self.size] > 0) & (self.state[low : self.size] != DONE)) + low
+        )
+        offsets, attempts = self.preset_attempts
+        return (
+            np.concatenate((slots.astype(np.int64) + self.base, offsets)),
+            np.concatenate((self.attempts[slots], attempts)).astype(np.uint16),
+        )
 
     def _apply_settled_runs(self, first: int, count: int) -> int:
         """Mark DONE what the progress file says was settled before a restart."""

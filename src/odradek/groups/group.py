@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from odradek import limits
 from odradek.errors import (
@@ -128,6 +129,8 @@ class Group:
         self._member_sequence = 0
         self._cursors: dict[str, Cursor] = {}
         self._saved: dict[str, TopicProgress] = dict(state.topics) if state else {}
+        self._saved_attempts: dict[str, tuple[I64, npt.NDArray[np.uint16]]] = {}
+        self._empty_since: float | None = None  # when the last member went
         self._leases: dict[int, Lease] = {}  # in deadline order (ack_timeout is fixed)
         self._next_lease = time.time_ns() // 1000  # > every lease before a restart
         self._delays: list[float] = []  # heap of nack-delay ends
@@ -194,7 +197,7 @@ class Group:
         if not same_policy:
             self._since = time.time()
             for topic, cursor in self._cursors.items():  # rebuilt under the new policy
-                self._saved[topic] = self._progress_of(cursor)
+                self._park(topic, cursor)
             self._cursors.clear()
         self.pattern, self.options = pattern, options
         meta = {
@@ -215,7 +218,32 @@ class Group:
             self._drop_leases(member, count=False, reason="")
             self._changed()
         self._process_dead_letters()
+        with self._lock:
+            self._release_windows_if_idle(self._clock(), grace=0.0)
         return True
+
+    def _release_windows_if_idle(self, now: float, grace: float) -> None:
+        """A group without members keeps its progress, not its windows: their arrays
+        and the log batches they reference are freed, and rebuilt from the progress
+        when a member joins again (records above the watermark are read again). After
+        the last member expired (rather than left) the windows stay ``grace`` seconds
+        more, so a late ack of the silent member still settles what it did."""
+        if self._members:
+            self._empty_since = None
+            return
+        if self._empty_since is None:
+            self._empty_since = now
+        if self._dead_letter_jobs or not self._cursors or now - self._empty_since < grace:
+            return
+        for topic, cursor in self._cursors.items():
+            self._park(topic, cursor)
+        self._cursors.clear()
+
+    def _park(self, topic: str, cursor: Cursor) -> None:
+        """Keep what a closed window knew: its progress, and (in memory only, like nack
+        delays) how many times its unsettled records were delivered."""
+        self._saved[topic] = self._progress_of(cursor)
+        self._saved_attempts[topic] = cursor.attempts_held()
 
     def _drop_leases(self, member: Member, *, count: bool, reason: str) -> None:
         for lease_id in sorted(member.leases):
@@ -245,6 +273,7 @@ class Group:
         while self._delays and self._delays[0] <= now:
             heapq.heappop(self._delays)
             self._changed()
+        self._release_windows_if_idle(now, grace=timeout)
 
     def _fail_lease(self, lease: Lease, *, count: bool, reason: str) -> None:
         del self._leases[lease.id]
@@ -481,7 +510,7 @@ class Group:
         for name in [n for n in self._cursors if n not in current]:
             cursor = self._cursors.pop(name)
             if name in existing:  # still there: the pattern changed
-                self._saved[name] = self._progress_of(cursor)
+                self._park(name, cursor)
             else:
                 self._ticket = self._store.write_forget(name)
 
@@ -499,7 +528,11 @@ class Group:
                 saved.starts,
                 saved.ends,
             )
+            attempts = self._saved_attempts.pop(name, None)
+            if attempts is not None:
+                cursor.preset_attempts = attempts
         else:
+            self._saved_attempts.pop(name, None)
             start = self.options.start if created_at <= self._since else "earliest"
             offset = self._engine.resolve_start(name, start)
             self._ticket = self._store.write_start(name, created_at, offset)
@@ -629,6 +662,9 @@ class Group:
                 self._changed()
                 ticket = self._ticket
             self._store.sync(ticket)
+        if jobs:
+            with self._lock:
+                self._release_windows_if_idle(self._clock(), grace=self._ack_timeout())
 
     # -- information ------------------------------------------------------------------
 
@@ -649,7 +685,7 @@ class Group:
                 )
                 for member in self._members.values()
             ]
-            topics = []
+            topics = self._idle_topics()
             for cursor in self._cursors.values():
                 try:
                     end = self._engine.describe_topic(cursor.topic).next_offset
@@ -671,6 +707,27 @@ class Group:
                 )
             options = self.options.to_json() if self.options is not None else {}
             return GroupInfo(self.name, self.pattern, options, members, topics, dict(self.counters))
+
+    def _idle_topics(self) -> list[TopicLag]:
+        """Progress of the subscribed topics that have no window (the group is idle)."""
+        if self.pattern is None:
+            return []
+        matches = compile_pattern(self.pattern)
+        topics = []
+        for name, progress in self._saved.items():
+            if not matches(name):
+                continue
+            try:
+                info = self._engine.describe_topic(name)
+            except TopicNotFound:
+                continue
+            if info.created_at != progress.created_at:
+                continue
+            settled = int(np.sum(progress.ends - progress.starts))
+            lag = max(0, info.next_offset - progress.committed - settled)
+            committed = progress.committed
+            topics.append(TopicLag(name, committed, committed, info.next_offset, lag, 0, 0, 0, 0))
+        return topics
 
     @property
     def member_count(self) -> int:

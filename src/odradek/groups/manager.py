@@ -162,7 +162,8 @@ class GroupManager:
         with self._lock:
             groups = list(self._groups.values())
         for group in groups:
-            group.wake()
+            if group.member_count:  # nobody can be waiting in a group without members
+                group.wake()
 
     def close(self) -> None:
         with self._lock:
