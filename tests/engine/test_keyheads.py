@@ -49,6 +49,7 @@ def test_matches_a_dict(batch_list: list[list[bytes]]) -> None:
 def test_exact_when_every_hash_collides(batch_list: list[list[bytes]]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keyheads, "_hash", lambda data, starts, lengths: np.zeros(len(starts), np.uint64))
+        patch.setattr(keyheads, "_hash_one", lambda key: 0)
         _exercise(batch_list)
 
 
@@ -69,3 +70,28 @@ def test_from_arrays_and_null_keys_refused() -> None:
     assert (heads.get(b"x"), heads.get(b"y"), len(heads)) == (3, 9, 2)
     with pytest.raises(ValueError, match="null"):
         heads.lookup(pa.array([b"x", None], pa.binary()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=20))
+def test_scalar_hash_equals_the_vector_hash(keys: list[bytes]) -> None:
+    data, starts, lengths = keyheads._layout(pa.array(keys, pa.binary()))
+    assert keyheads._hash(data, starts, lengths).tolist() == [keyheads._hash_one(k) for k in keys]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(small_keys, min_size=1, max_size=60, unique=True), st.data())
+def test_scalar_and_vector_lookups_agree(keys: list[bytes], data: st.DataObject) -> None:
+    heads = KeyHeads()
+    stored = keys[: len(keys) // 2]
+    if stored:
+        array = pa.array(stored, pa.binary())
+        heads.apply(array, heads.lookup(array)[0], np.arange(1, len(stored) + 1, dtype=np.int64))
+    probes = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4, unique=True))
+    scalar = heads.lookup(probes)  # <= 4 keys: the plain-Python path
+    padded = probes + [k for k in keys if k not in probes]
+    vector_ids, vector_versions = heads.lookup(padded)  # more keys: the NumPy path
+    if len(padded) > 4:
+        assert scalar[0].tolist() == vector_ids[: len(probes)].tolist()
+        assert scalar[1].tolist() == vector_versions[: len(probes)].tolist()
+    assert scalar[1].tolist() == [stored.index(k) + 1 if k in stored else 0 for k in probes]

@@ -34,6 +34,26 @@ _POWERS = np.cumprod(np.full(_LENGTH_MAX, _MULTIPLIER, dtype=np.uint64), dtype=n
 _INITIAL_SLOTS = 1 << 12
 
 
+_SCALAR_KEYS_MAX = 4  # lookups of this many keys or fewer take the plain-Python path
+_MASK64 = (1 << 64) - 1
+_MULTIPLIER_INT = int(_MULTIPLIER)
+
+
+def _hash_one(key: bytes) -> int:
+    """:func:`_hash` of a single key, in plain Python (the same value, bit for bit)."""
+    total = 0
+    power = 1
+    for byte in key:
+        power = (power * _MULTIPLIER_INT) & _MASK64
+        total = (total + (byte + 1) * power) & _MASK64
+    value = total ^ ((len(key) * _MULTIPLIER_INT) & _MASK64)
+    value ^= value >> 30
+    value = (value * 0xBF58476D1CE4E5B9) & _MASK64
+    value ^= value >> 27
+    value = (value * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
 def _finalize(values: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer: spreads every input bit over the whole word."""
     values = values ^ (values >> np.uint64(30))
@@ -112,7 +132,13 @@ class KeyHeads:
 
     def lookup(self, keys: pa.Array | list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, versions) of distinct ``keys`` (binary, no nulls); -1 and 0 if unseen."""
-        data, starts, lengths = _layout(_as_array(keys))
+        array = _as_array(keys)
+        if len(array) <= _SCALAR_KEYS_MAX:
+            if array.null_count:
+                raise ValueError("key heads take no null keys")
+            ids = np.fromiter(map(self._find_one, array.to_pylist()), np.int64, len(array))
+            return ids, np.where(ids >= 0, self._versions[np.maximum(ids, 0)], 0)
+        data, starts, lengths = _layout(array)
         hashes = _hash(data, starts, lengths)
         ids = self._find(data, starts, lengths, hashes)
         versions = np.where(ids >= 0, self._versions[np.maximum(ids, 0)], 0)
@@ -142,6 +168,23 @@ class KeyHeads:
             active = active[keep]
             positions[active] = (positions[active] + 1) & int(mask)
         return ids
+
+    def _find_one(self, key: bytes) -> int:
+        """The id of one key, probing in plain Python: for an append of a record or two,
+        forty NumPy calls on one-element arrays cost ten times more than this."""
+        hashed = _hash_one(key)
+        mask = len(self._slot_ids) - 1
+        position = hashed & mask
+        slot_ids, slot_hashes = self._slot_ids, self._slot_hashes
+        while True:
+            found = int(slot_ids[position])
+            if found < 0:
+                return -1
+            if int(slot_hashes[position]) == hashed and int(self._lengths[found]) == len(key):
+                start = int(self._starts[found])
+                if self._data[start : start + len(key)].tobytes() == key:
+                    return found
+            position = (position + 1) & mask
 
     def _equal(
         self, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ids: np.ndarray
