@@ -101,6 +101,9 @@ kafka_initial_rebalance_delay_ms = 300
 kafka_producer_batches_remembered = 5
 # Engine calls (appends wait for fsync) run on a thread pool of this size.
 kafka_engine_threads_max = 16
+# Produce requests of one connection whose appends are written and await their fsync
+# while the next requests are read (librdkafka keeps up to 5 in flight when idempotent).
+kafka_pipelined_produces_max = 8
 
 # Consumer groups (groups/). KIP-932 bounds a share group's in-flight records per
 # partition (a few thousand by default); Odradek's unit is the key, so the bound is on

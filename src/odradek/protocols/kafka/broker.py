@@ -68,22 +68,30 @@ def error_code_of(error: BaseException) -> ErrorCode:
     return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
+_Batch = tuple[int, int, "asyncio.Future[int]"]  # first sequence, last sequence, base offset
+
+
 class ProducerSequences:
     """Idempotent producers, per (producer id, topic, partition), as Kafka's broker:
     the last few batches are remembered so that a retry is answered with its original
     offset, and a batch whose first sequence is not the last one + 1 is refused.
+
+    A batch is recorded when it is written, before it is durable, so that the next
+    batch of a pipelined producer is checked against it; its base offset is a future
+    that resolves once the append is acknowledged. If the append fails, the producer's
+    state for the partition is forgotten, so that its retry is taken as new.
 
     Kept in memory: after a restart a producer's next batch is accepted whatever its
     sequence (as Kafka does for a producer whose state expired).
     """
 
     def __init__(self) -> None:
-        self._batches: dict[tuple[int, str, int], tuple[int, collections.deque[tuple[int, int, int]]]] = {}
+        self._batches: dict[tuple[int, str, int], tuple[int, collections.deque[_Batch]]] = {}
 
     def check(
         self, producer_id: int, epoch: int, topic: str, partition: int, first: int, count: int
-    ) -> tuple[ErrorCode, int | None]:
-        """(error, original base offset of a duplicate or None)."""
+    ) -> tuple[ErrorCode, asyncio.Future[int] | None]:
+        """(error, the original's base offset if this is a retry of a remembered batch)."""
         known = self._batches.get((producer_id, topic, partition))
         if known is None:
             return ErrorCode.NONE, None
@@ -92,7 +100,7 @@ class ProducerSequences:
             return ErrorCode.INVALID_PRODUCER_EPOCH, None
         if epoch > known_epoch:
             return ErrorCode.NONE, None
-        last = first + count - 1
+        last = (first + count - 1) & 0x7FFFFFFF
         for batch_first, batch_last, base_offset in batches:
             if batch_first == first and batch_last == last:
                 return ErrorCode.NONE, base_offset
@@ -109,7 +117,7 @@ class ProducerSequences:
         partition: int,
         first: int,
         count: int,
-        base_offset: int,
+        base_offset: asyncio.Future[int],
     ) -> None:
         key = (producer_id, topic, partition)
         known = self._batches.get(key)
@@ -117,6 +125,9 @@ class ProducerSequences:
             known = (epoch, collections.deque(maxlen=limits.kafka_producer_batches_remembered))
             self._batches[key] = known
         known[1].append((first, (first + count - 1) & 0x7FFFFFFF, base_offset))
+
+    def forget(self, producer_id: int, topic: str, partition: int) -> None:
+        self._batches.pop((producer_id, topic, partition), None)
 
 
 class Broker:

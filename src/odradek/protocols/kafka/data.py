@@ -4,9 +4,12 @@ body (or None when Kafka sends no response, as for Produce with acks=0)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -105,11 +108,26 @@ async def _one_topic(
 
 
 # -- Produce --------------------------------------------------------------------------
+#
+# A Produce is handled in two steps so that a connection can pipeline them: ``submit``
+# runs in request order and writes every partition's records (decode, sequence checks,
+# ``Engine.submit_append``); the completion it returns waits for the appends to be
+# durable and builds the response. The listener reads the next request while earlier
+# completions wait for their fsync, and writes responses in request order.
+
+Completion = Callable[[], Awaitable[Any]]
 
 
 async def produce(broker: Broker, request: Request) -> m.ProduceResponse | None:
+    """Submit and complete at once (the dispatch table's plain form)."""
+    complete = await produce_submit(broker, request)
+    response: m.ProduceResponse | None = await complete()
+    return response
+
+
+async def produce_submit(broker: Broker, request: Request) -> Completion:
     body: m.ProduceRequest = request.body
-    responses = []
+    topics: list[tuple[m.TopicProduceData, list[Completion]]] = []
     for topic_data in body.topic_data:
         view = await (
             broker.topic_by_id(topic_data.topic_id)
@@ -119,12 +137,16 @@ async def produce(broker: Broker, request: Request) -> m.ProduceResponse | None:
         partitions = []
         for data in topic_data.partition_data:
             if body.acks not in (0, 1, -1):
-                result = _produce_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS)
+                partitions.append(_done(_produce_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS)))
             elif body.transactional_id is not None:
-                result = _produce_error(
-                    data.index,
-                    ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    "transactions are not supported by Odradek",
+                partitions.append(
+                    _done(
+                        _produce_error(
+                            data.index,
+                            ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                            "transactions are not supported by Odradek",
+                        )
+                    )
                 )
             elif view is None:
                 code = (
@@ -132,65 +154,92 @@ async def produce(broker: Broker, request: Request) -> m.ProduceResponse | None:
                     if request.api_version >= 13
                     else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 )
-                result = _produce_error(data.index, code)
+                partitions.append(_done(_produce_error(data.index, code)))
             elif not 0 <= data.index < view.partitions:
-                result = _produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                partitions.append(_done(_produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)))
             else:
-                result = await _produce_partition(broker, view, data)
-            partitions.append(result)
-        responses.append(
-            m.TopicProduceResponse(
-                name=topic_data.name, topic_id=topic_data.topic_id, partition_responses=tuple(partitions)
+                partitions.append(await _submit_partition(broker, view, data))
+        topics.append((topic_data, partitions))
+
+    async def complete() -> m.ProduceResponse | None:
+        responses = []
+        for topic_data, partitions in topics:
+            results = tuple([await partition() for partition in partitions])
+            responses.append(
+                m.TopicProduceResponse(
+                    name=topic_data.name, topic_id=topic_data.topic_id, partition_responses=results
+                )
             )
-        )
-    if body.acks == 0:
-        return None
-    return m.ProduceResponse(responses=tuple(responses))
+        if body.acks == 0:
+            return None
+        return m.ProduceResponse(responses=tuple(responses))
+
+    return complete
+
+
+def _done(response: m.PartitionProduceResponse) -> Completion:
+    async def complete() -> m.PartitionProduceResponse:
+        return response
+
+    return complete
 
 
 def _produce_error(index: int, code: ErrorCode, message: str | None = None) -> m.PartitionProduceResponse:
     return m.PartitionProduceResponse(index=index, error_code=code, base_offset=-1, error_message=message)
 
 
-async def _produce_partition(
-    broker: Broker, view: TopicView, data: m.PartitionProduceData
-) -> m.PartitionProduceResponse:
+async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionProduceData) -> Completion:
     try:
         batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
     except DecodeError as exc:
-        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc))
+        return _done(_produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc)))
     if not batches:
-        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, "the request holds no records")
+        return _done(_produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, "the request holds no records"))
     first = batches[0].header
-    idempotent = first.producer_id >= 0
+    producer_id, epoch, sequence = first.producer_id, first.producer_epoch, first.base_sequence
+    idempotent = producer_id >= 0
+    count = sum(b.header.record_count for b in batches)
     if idempotent:
-        count = sum(b.header.record_count for b in batches)
-        code, original = broker.producers.check(
-            first.producer_id, first.producer_epoch, view.name, data.index, first.base_sequence, count
-        )
+        code, original = broker.producers.check(producer_id, epoch, view.name, data.index, sequence, count)
         if code != ErrorCode.NONE:
-            return _produce_error(data.index, code)
+            return _done(_produce_error(data.index, code))
         if original is not None:
-            return m.PartitionProduceResponse(index=data.index, base_offset=original)
+            return _retried(data.index, original)
     try:
-        result = await broker.call(broker.engine.append, view.name, _records_of(batches))
+        pending = await broker.call(broker.engine.submit_append, view.name, _records_of(batches))
     except TopicNotFound:
         broker.forget(view.name)
-        return _produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return _done(_produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
     except OdradekError as exc:
-        return _produce_error(data.index, error_code_of(exc), exc.message)
+        return _done(_produce_error(data.index, error_code_of(exc), exc.message))
+    offset: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     if idempotent:
-        broker.producers.record(
-            first.producer_id,
-            first.producer_epoch,
-            view.name,
-            data.index,
-            first.base_sequence,
-            result.count,
-            result.base_offset,
-        )
-    broker.notify_arrival()
-    return m.PartitionProduceResponse(index=data.index, base_offset=result.base_offset)
+        broker.producers.record(producer_id, epoch, view.name, data.index, sequence, count, offset)
+
+    async def complete() -> m.PartitionProduceResponse:
+        try:
+            result = await broker.call(pending.wait)
+        except OdradekError as exc:
+            broker.producers.forget(producer_id, view.name, data.index)
+            offset.cancel()
+            return _produce_error(data.index, error_code_of(exc), exc.message)
+        offset.set_result(result.base_offset)
+        broker.notify_arrival()
+        return m.PartitionProduceResponse(index=data.index, base_offset=result.base_offset)
+
+    return complete
+
+
+def _retried(index: int, original: asyncio.Future[int]) -> Completion:
+    """A retry of a remembered batch: answered with the original's offset, once known."""
+
+    async def complete() -> m.PartitionProduceResponse:
+        await asyncio.wait({original})
+        if original.cancelled():
+            return _produce_error(index, ErrorCode.KAFKA_STORAGE_ERROR, "the original append failed; retry")
+        return m.PartitionProduceResponse(index=index, base_offset=original.result())
+
+    return complete
 
 
 def _records_of(batches: list[DecodedBatch]) -> pa.RecordBatch | pa.Table:

@@ -46,6 +46,7 @@ from odradek.protocols.kafka.codec.primitives import DecodeError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Broker, Request], Awaitable[Any]]
+Chunks = list[bytes | bytearray]
 
 HANDLERS: dict[int, Handler] = {
     ApiKey.API_VERSIONS: data.api_versions,
@@ -147,25 +148,47 @@ class KafkaListener:
             self._connections.add(task)
         peer = writer.get_extra_info("peername")
         client_host.set(str(peer[0]) if peer else "")
+        responses: asyncio.Queue[asyncio.Future[Chunks] | None] = asyncio.Queue()
+        writing = asyncio.create_task(self._write_responses(responses, writer, peer))
+        in_flight = asyncio.Semaphore(limits.kafka_pipelined_produces_max)
         try:
-            while True:
+            while not writing.done():
                 frame = await self._read_frame(reader)
                 if frame is None:
                     break
-                chunks = await self._respond(frame, peer)
-                if chunks is None:
+                response = await self._respond(frame, peer, in_flight)
+                if response is None:
                     break
-                if chunks:
-                    writer.writelines(chunks)
-                    await writer.drain()
+                responses.put_nowait(response)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         except Exception:
             log.exception("Kafka connection from %s failed; closing it", peer)
         finally:
+            responses.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(writing), limits.shutdown_drain_seconds_max)
+            except (TimeoutError, asyncio.CancelledError):
+                writing.cancel()
             if task is not None:
                 self._connections.discard(task)
             writer.close()
+
+    async def _write_responses(
+        self, responses: asyncio.Queue[asyncio.Future[Chunks] | None], writer: asyncio.StreamWriter, peer: Any
+    ) -> None:
+        """Write responses in request order as they complete."""
+        try:
+            while (response := await responses.get()) is not None:
+                chunks = await response
+                if chunks:
+                    writer.writelines(chunks)
+                    await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("Kafka connection from %s failed; closing it", peer)
+        writer.close()
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
         prefix = await reader.readexactly(4)
@@ -176,8 +199,15 @@ class KafkaListener:
             return None
         return await reader.readexactly(size)
 
-    async def _respond(self, frame: bytes, peer: Any) -> list[bytes | bytearray] | None:
-        """Response chunks ([] when Kafka sends no response), None to close the connection."""
+    async def _respond(
+        self, frame: bytes, peer: Any, in_flight: asyncio.Semaphore
+    ) -> asyncio.Future[Chunks] | None:
+        """The future response ([] when Kafka sends none), or None to close the connection.
+
+        Every request is handled before the next one is read, except that a Produce's
+        wait for durability runs on while the next requests are read (at most
+        ``kafka_pipelined_produces_max`` of them per connection)."""
+        loop = asyncio.get_running_loop()
         if self.broker is None:
             return None
         try:
@@ -185,20 +215,37 @@ class KafkaListener:
         except UnsupportedRequest as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
                 body = data.api_versions_response(ErrorCode.UNSUPPORTED_VERSION)
-                return encode_response(ApiKey.API_VERSIONS, 0, exc.correlation_id, body)
+                done: asyncio.Future[Chunks] = loop.create_future()
+                done.set_result(encode_response(ApiKey.API_VERSIONS, 0, exc.correlation_id, body))
+                return done
             log.warning("closing a Kafka connection from %s: %s", peer, exc)
             return None
         except DecodeError as exc:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
-        log.debug(
-            "request %s v%d from %s: %s",
-            request.api_key,
-            request.api_version,
-            peer,
-            request.body,
-        )
+        log.debug("request %s v%d from %s: %s", request.api_key, request.api_version, peer, request.body)
+        if request.api_key == ApiKey.PRODUCE:
+            await in_flight.acquire()
+            try:
+                complete = await data.produce_submit(self.broker, request)
+            except BaseException:
+                in_flight.release()
+                raise
+            return asyncio.ensure_future(self._finish(request, complete, in_flight))
         body = await HANDLERS[request.api_key](self.broker, request)
+        finished: asyncio.Future[Chunks] = loop.create_future()
+        finished.set_result(self._encode(request, body))
+        return finished
+
+    async def _finish(
+        self, request: Request, complete: data.Completion, in_flight: asyncio.Semaphore
+    ) -> Chunks:
+        try:
+            return self._encode(request, await complete())
+        finally:
+            in_flight.release()
+
+    def _encode(self, request: Request, body: Any) -> Chunks:
         if body is None:
             return []
         return encode_response(request.api_key, request.api_version, request.correlation_id, body)
