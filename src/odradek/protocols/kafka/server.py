@@ -2,10 +2,12 @@
 
 Rules (as a Kafka broker's socket server)
 -----------------------------------------
-* One request at a time per connection: the next frame is read only after the
-  previous response is written, so responses are in request order and an idempotent
-  producer's batches are appended in the order they were sent. Different connections
-  are served concurrently.
+* Requests of one connection are handled in order, one at a time, and answered in
+  order, so an idempotent producer's batches are appended in the order they were
+  sent. The one overlap: once a Produce's records are written, its wait for fsync
+  runs on while the next requests are read (``kafka_pipelined_produces_max`` per
+  connection), so a producer with several requests in flight shares fsyncs with
+  itself. Different connections are served concurrently.
 * A frame larger than ``limits.kafka_frame_bytes_max`` closes the connection before it
   is read. A frame that does not decode, or names an API or version this broker does
   not serve, closes the connection (Kafka does the same: there is no response format
