@@ -38,10 +38,13 @@ Run `odradek COMMAND --help` for the options and examples of a command."""
 
 _SERVE_EPILOG = """\
 settings, lowest precedence first: defaults, the TOML file of --config (top level or a
-[serve] table with the same names: data_dir, listen, kafka_listen, metrics_listen,
-fsync, log_format, log_level), environment variables ODRADEK_DATA_DIR, ODRADEK_LISTEN,
-ODRADEK_KAFKA_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT,
-ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
+[serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
+metrics_listen, fsync, log_format, log_level), environment variables ODRADEK_DATA_DIR,
+ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_METRICS_LISTEN,
+ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
+
+The Kafka listener is on by default at 127.0.0.1:9092; if that default port is taken the
+server logs a warning and runs without it (an address given explicitly must be free).
 
 examples:
   odradek serve
@@ -130,7 +133,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./odradek-data)")
     serve.add_argument("--listen", metavar="HOST:PORT", help="Arrow Flight listener (default 127.0.0.1:8815)")
     serve.add_argument(
-        "--kafka-listen", metavar="HOST:PORT", help="also serve the Kafka protocol here (e.g. 127.0.0.1:9092)"
+        "--kafka-listen",
+        metavar="HOST:PORT",
+        help="Kafka protocol listener (default 127.0.0.1:9092; 'off' disables it)",
+    )
+    serve.add_argument(
+        "--kafka-advertised",
+        metavar="HOST:PORT",
+        help="address Kafka clients are told to connect to (default: the listener's)",
     )
     serve.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics endpoint (default off)"

@@ -33,11 +33,17 @@ from odradek.protocols.kafka import start_kafka_listener
 log = logging.getLogger("odradek.serve")
 
 
+DEFAULT_KAFKA_LISTEN = "127.0.0.1:9092"
+_OFF = ("", "off", "none", "false", "no", "0")
+
+
 @dataclasses.dataclass
 class Settings:
     data_dir: str = "./odradek-data"
     listen: str = "127.0.0.1:8815"
-    kafka_listen: str | None = None
+    kafka_listen: str | None = DEFAULT_KAFKA_LISTEN
+    kafka_advertised: str | None = None
+    kafka_listen_given: bool = False  # an explicit address must bind; the default may not
     metrics_listen: str | None = None
     fsync: bool = True
     log_format: str = "kv"  # "kv" (key=value) or "json"
@@ -48,6 +54,7 @@ _ENVIRONMENT = {
     "data_dir": "ODRADEK_DATA_DIR",
     "listen": "ODRADEK_LISTEN",
     "kafka_listen": "ODRADEK_KAFKA_LISTEN",
+    "kafka_advertised": "ODRADEK_KAFKA_ADVERTISED",
     "metrics_listen": "ODRADEK_METRICS_LISTEN",
     "fsync": "ODRADEK_FSYNC",
     "log_format": "ODRADEK_LOG_FORMAT",
@@ -68,6 +75,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "data_dir": args.data_dir,
         "listen": args.listen,
         "kafka_listen": args.kafka_listen,
+        "kafka_advertised": args.kafka_advertised,
         "metrics_listen": args.metrics_listen,
         "log_format": args.log_format,
         "log_level": args.log_level,
@@ -75,6 +83,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     values.update({name: value for name, value in flags.items() if value is not None})
     if args.no_fsync:
         values["fsync"] = False
+    if "kafka_listen" in values:
+        listen = str(values["kafka_listen"]).strip()
+        values["kafka_listen"] = None if listen.lower() in _OFF else listen
+        values["kafka_listen_given"] = values["kafka_listen"] is not None
     if "fsync" in values:
         values["fsync"] = _boolean(values["fsync"], "fsync")
     if values.get("log_format", "kv") not in ("kv", "json"):
@@ -185,10 +197,17 @@ def run(settings: Settings) -> int:
             server = FlightService(engine, location, observer=observer)
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
+        kafka = None
         try:
-            kafka = start_kafka_listener(engine, *kafka_address) if kafka_address else None
+            if kafka_address:
+                kafka = start_kafka_listener(engine, *kafka_address, settings.kafka_advertised)
         except OSError as exc:
-            raise OdradekError(f"cannot listen on {settings.kafka_listen}: {exc}") from exc
+            if settings.kafka_listen_given:
+                raise OdradekError(f"cannot listen on {settings.kafka_listen}: {exc}") from exc
+            log.warning(
+                "Kafka listener off: the default address is not free",
+                extra={"fields": {"address": settings.kafka_listen, "error": str(exc)}},
+            )
     except BaseException:
         engine.close()
         raise
