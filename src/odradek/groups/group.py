@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -548,18 +548,12 @@ class Group:
         with self._lock:
             self._check_open()
             self._touch(member_id)
-            for topic, offsets, leases in requests:
-                cursor = self._cursors.get(topic)
-                if cursor is None:
-                    rejected.extend(_rejections(topic, offsets, leases, None))
-                    continue
-                status, slots = cursor.classify(offsets, leases)
+            for topic, cursor, slots in self._classified(requests, rejected):
                 if len(slots):
                     done = slots + cursor.base
                     self._forget_leased(cursor.settle(slots))
                     self._ticket = self._store.write_done(topic, *runs_of(done))
                     settled += len(slots)
-                rejected.extend(_rejections(topic, offsets, leases, status))
             self.counters["acked"] += settled
             self.counters["rejected_acks"] += len(rejected)
             if settled:
@@ -576,24 +570,32 @@ class Group:
         with self._lock:
             self._check_open()
             self._touch(member_id)
-            for topic, offsets, leases in requests:
-                cursor = self._cursors.get(topic)
-                if cursor is None:
-                    rejected.extend(_rejections(topic, offsets, leases, None))
-                    continue
-                status, slots = cursor.classify(offsets, leases)
+            for _topic, cursor, slots in self._classified(requests, rejected):
                 flying = slots[cursor.state[slots] == dispatcher.IN_FLIGHT]
                 if len(flying):
                     released = self._fail(cursor, flying, count=True, delay=delay, reason=REASON_NACKED)
                     self.counters["rewound"] += released.rewound
                 settled += len(slots)  # a nack of a timed-out delivery changes nothing
-                rejected.extend(_rejections(topic, offsets, leases, status))
             self.counters["nacked"] += settled
             self.counters["rejected_acks"] += len(rejected)
             if settled:
                 self._changed()
         self._process_dead_letters()
         return AckResult(settled, rejected)
+
+    def _classified(
+        self, requests: list[Any], rejected: list[Rejection]
+    ) -> Iterator[tuple[str, Cursor, npt.NDArray[np.int64]]]:
+        """(topic, cursor, settleable slots) of each requested topic; what cannot be
+        settled goes to ``rejected`` with its status."""
+        for topic, offsets, leases in requests:
+            cursor = self._cursors.get(topic)
+            if cursor is None:
+                rejected.extend(_rejections(topic, offsets, leases, None))
+                continue
+            status, slots = cursor.classify(offsets, leases)
+            yield topic, cursor, slots
+            rejected.extend(_rejections(topic, offsets, leases, status))
 
     def _touch(self, member_id: str) -> None:
         member = self._members.get(member_id)
