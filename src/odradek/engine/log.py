@@ -67,7 +67,6 @@ class TopicLog:
         self.directory = directory
         self.config = config
         self.segments: list[Segment] = []
-        self.recovered_frames: list[tuple[Segment, seg.FrameInfo]] = []
         # Called with the new segment's base offset after the active segment is sealed
         # and before the new one exists (the topic snapshots its producer state there).
         self.before_new_segment: Callable[[int], None] | None = None
@@ -115,8 +114,6 @@ class TopicLog:
                 file.close()
                 if scanned:
                     seg.write_index(self.directory, base, frames)
-            else:
-                self.recovered_frames = [(segment, f) for f in frames]
             self.segments.append(segment)
             expected = segment.next_offset
         if not self.segments:

@@ -85,7 +85,6 @@ class Topic:
         self.keys.retention_floor = self.log.first_offset
         self._written = self.log.next_offset
         self.commit = GroupCommit(self._written, self._take_sync_handle, fsync)
-        self.log.recovered_frames = []
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
 
     # -- opening ----------------------------------------------------------------------
