@@ -13,7 +13,15 @@ from odradek.bench.units import KIB, MIB
 # which belongs in a bug report, not in the latency figure); key replay runs last and
 # loads its own large topic once the others are dropped.
 WORKLOADS = ("ingest_100b", "ingest_64k", "append_latency", "catchup_read", "consumer_group", "key_replay")
-SYSTEMS = ("odradek", "odradek-remote", "redis-always", "redis-everysec", "nats", "nats-sync")
+SYSTEMS = (
+    "odradek",
+    "odradek-remote",
+    "odradek-kafka",
+    "redis-always",
+    "redis-everysec",
+    "nats",
+    "nats-sync",
+)
 runs_min = 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from odradek.bench.systems.base import System
+from odradek.bench.systems.kafka_door import OdradekKafka
 from odradek.bench.systems.nats_jetstream import NatsJetStream
 from odradek.bench.systems.odradek import OdradekEmbedded, OdradekRemote
 from odradek.bench.systems.redis_streams import RedisStreams
@@ -12,6 +13,7 @@ from odradek.bench.systems.redis_streams import RedisStreams
 FACTORIES: dict[str, Callable[[], System]] = {
     "odradek": OdradekEmbedded,
     "odradek-remote": OdradekRemote,
+    "odradek-kafka": OdradekKafka,
     "redis-always": lambda: RedisStreams("always"),
     "redis-everysec": lambda: RedisStreams("everysec"),
     "nats": lambda: NatsJetStream(sync_always=False),
