@@ -2,7 +2,8 @@
 
 Goal: the everyday shell tool works unchanged: metadata listing shows dotted topics
 and their virtual partitions, produce from stdin with keys and headers, consume a
-range with keys, headers and offsets, consume as a balanced group member.
+range with keys, headers and offsets, consume as a balanced group member, and a group of
+three members in which one leaves and the two others take over its partition.
 
 Method: kcat runs as a subprocess against the in-process listener; output is parsed
 from kcat's ``-f`` format strings and ``-J`` JSON. Skipped when the binary is missing
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -77,3 +80,98 @@ def test_consume_a_range_and_as_a_group_member(kafka_door: Any, topic_name: str)
         "enable.auto.commit=true",
     )
     assert sorted(out.splitlines()) == sorted(f"v{i}" for i in range(10))
+
+
+class _Member:
+    """One `kcat -G` process; its delivered values and its latest assignment, as read."""
+
+    def __init__(self, door: Any, group: str, topic: str) -> None:
+        assert KCAT is not None
+        self.values: list[str] = []
+        self.assigned = -1  # partitions in the latest assignment, -1 before the first
+        self.process = subprocess.Popen(
+            [
+                KCAT,
+                "-b",
+                door.bootstrap,
+                "-G",
+                group,
+                topic,
+                "-u",
+                "-f",
+                "%s\n",
+                "-X",
+                "auto.offset.reset=earliest",
+                "-X",
+                "heartbeat.interval.ms=100",
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "topic.metadata.refresh.interval.ms=1000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_values, daemon=True),
+            threading.Thread(target=self._read_events, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_values(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.values.append(line.rstrip("\n"))
+
+    def _read_events(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if "rebalanced" in line and "assigned:" in line:
+                self.assigned = line.split("assigned:", 1)[1].count("[")
+            elif "rebalanced" in line and "revoked" in line:
+                self.assigned = 0
+
+    def leave(self) -> None:
+        self.process.terminate()  # kcat leaves the group on SIGTERM
+        self.process.wait(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def _wait_for(condition: Any, what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds  # a guard against hangs, not a timing assertion
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_group_of_three_with_a_member_leaving(kafka_door: Any, topic_name: str) -> None:
+    admin = pytest.importorskip("confluent_kafka.admin")
+    client = admin.AdminClient({"bootstrap.servers": kafka_door.bootstrap})
+    client.create_topics([admin.NewTopic(topic_name, 3, 1)])[topic_name].result(30)
+    members = [_Member(kafka_door, "kcat-three", topic_name) for _ in range(3)]
+    try:
+        _wait_for(lambda: all(m.assigned == 1 for m in members), "one partition per member")
+        first = [f"a{i}" for i in range(60)]
+        kafka_door.engine.append(topic_name, [{"key": f"k{i}", "value": v} for i, v in enumerate(first)])
+        _wait_for(lambda: sum(len(m.values) for m in members) >= len(first), "the first records")
+        delivered = [v for m in members for v in m.values]
+        assert sorted(delivered) == sorted(first)  # each record to exactly one member
+        assert all(m.values for m in members)  # three members, each with its own partition
+        members[0].leave()
+        _wait_for(lambda: sorted(m.assigned for m in members[1:]) == [1, 2], "the two left to share three")
+        second = [f"b{i}" for i in range(60)]
+        kafka_door.engine.append(topic_name, [{"key": f"k{i}", "value": v} for i, v in enumerate(second)])
+        remaining = members[1:]
+        _wait_for(
+            lambda: set(second) <= {v for m in remaining for v in m.values}, "the records after the leave"
+        )
+    finally:
+        for member in members:
+            if member.process.poll() is None:
+                member.leave()
