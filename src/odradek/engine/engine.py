@@ -45,6 +45,7 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
+from odradek.files import fsync_directory, write_json_atomically
 from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import Records, timestamp_micros, to_input_batch
@@ -202,9 +203,9 @@ class Engine:
             try:
                 os.makedirs(staging)
                 meta = {"name": name, "config": config.to_json(), "created_at": time.time(), "format": 1}
-                _write_json(os.path.join(staging, "topic.json"), meta)
+                write_json_atomically(os.path.join(staging, "topic.json"), meta)
                 os.rename(staging, directory)
-                _fsync_directory(self._topics_dir)
+                fsync_directory(self._topics_dir)
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise StorageError(f"could not create topic {name!r}: {exc}") from exc
@@ -220,7 +221,7 @@ class Engine:
             topic.close()
             doomed = os.path.join(self._trash_dir, f"deleted-{uuid.uuid4().hex}")
             os.rename(topic.directory, doomed)
-            _fsync_directory(self._topics_dir)
+            fsync_directory(self._topics_dir)
         shutil.rmtree(doomed, ignore_errors=True)
         self._notify()
 
@@ -262,7 +263,7 @@ class Engine:
             path = os.path.join(topic.directory, "topic.json")
             with open(path) as handle:
                 meta = json.load(handle)
-            _write_json(path, {**meta, "config": config.to_json()})
+            write_json_atomically(path, {**meta, "config": config.to_json()})
             topic.config = topic.log.config = config
         return self.describe_topic(name)
 
@@ -496,20 +497,3 @@ def _check_wait(wait: object) -> float:
     if wait > limits.wait_seconds_max:
         raise InvalidRequest(f"wait is at most {limits.wait_seconds_max} seconds, got {wait}")
     return float(wait)
-
-
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -25,6 +25,7 @@ import pyarrow as pa
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.errors import StorageError
+from odradek.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class TopicLog:
             os.remove(path)  # an empty leftover of a crash right after a roll
         segment = Segment(seg.SegmentFile(self.directory, base_offset, create=True), [], [], 0, time.time())
         self.segments.append(segment)
-        _sync_directory(self.directory)
+        fsync_directory(self.directory)
         return segment
 
     # -- state ------------------------------------------------------------------------
@@ -274,11 +275,3 @@ class TopicLog:
     def close(self) -> None:
         for segment in self.segments:
             segment.file.close()
-
-
-def _sync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from collections import deque
 
 from odradek import limits
 from odradek.errors import InvalidRequest, SequenceError
+from odradek.files import write_json_atomically
 
 Entry = tuple[int, int, int]  # sequence, base offset, count
 
@@ -89,13 +90,9 @@ class ProducerState:
     def save(self, directory: str, offset: int) -> None:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"{offset:020d}.json")
-        data = {pid: [list(e) for e in entries] for pid, entries in self._entries.items()}
-        tmp = path + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomically(
+            path, {pid: [list(e) for e in entries] for pid, entries in self._entries.items()}
+        )
 
     @classmethod
     def load(cls, directory: str, at_most: int) -> tuple[ProducerState, int]:

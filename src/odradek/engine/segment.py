@@ -41,6 +41,7 @@ import crc32c
 import pyarrow as pa
 
 from odradek.errors import StorageError
+from odradek.files import replace_atomically
 from odradek.records import STORED_SCHEMA
 
 MAGIC = b"ODR1"
@@ -248,12 +249,7 @@ def write_index(directory: str, base_offset: int, frames: list[FrameInfo]) -> No
     data = b"".join(
         INDEX_ENTRY.pack(f.base_offset, f.position, f.count, f.max_timestamp, f.size) for f in frames
     )
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(struct.pack("<I", crc32c.crc32c(data)) + data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    replace_atomically(path, struct.pack("<I", crc32c.crc32c(data)) + data)
 
 
 def read_index(directory: str, base_offset: int, segment_size: int) -> list[FrameInfo] | None:

@@ -49,6 +49,7 @@ import numpy.typing as npt
 
 from odradek import limits
 from odradek.errors import StorageError
+from odradek.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ class ProgressStore:
     def create(self) -> None:
         """Start an empty file for a new group."""
         self._open(0)
-        _fsync_directory(os.path.dirname(self.path))
+        fsync_directory(os.path.dirname(self.path))
 
     # -- writing ----------------------------------------------------------------------
 
@@ -341,7 +342,7 @@ class ProgressStore:
                         os.fsync(handle.fileno())
                 os.replace(temporary, self.path)
                 if self.fsync:
-                    _fsync_directory(os.path.dirname(self.path))
+                    fsync_directory(os.path.dirname(self.path))
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             except OSError as exc:
                 raise StorageError(f"cannot rewrite group progress {self.path}: {exc}") from exc
@@ -386,11 +387,3 @@ def snapshot_frames(meta: dict[str, Any], topics: dict[str, TopicProgress]) -> l
 
 def needs_rewrite(size: int) -> bool:
     return size > limits.group_state_log_bytes_max
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,18 +23,14 @@ import uuid
 from typing import Any
 
 from odradek.errors import StorageError
+from odradek.files import write_json_atomically
 
 PRODUCER_ID_BLOCK = 1000
 
 
 def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomically(path, data)
     except OSError as exc:
         raise StorageError(f"could not write {os.path.basename(path)}: {exc}") from exc
 
