@@ -8,6 +8,8 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     OdradekError
     ├── InvalidRequest            the request itself is wrong (bad name, bad batch, bad option)
     │   ├── SchemaViolation       a record does not conform to the topic's schema
+    │   ├── InvalidSchema         a schema cannot be parsed or stored as columns
+    │   ├── IncompatibleSchema    a schema change breaks the topic's compatibility mode
     │   ├── RequestTooLarge       over a configured size limit
     │   ├── SequenceError         an idempotent producer's sequence has a gap or went back
     │   └── UnknownMember         a consumer-group member left or expired; join again
@@ -58,6 +60,27 @@ class SchemaViolation(InvalidRequest):
 
     def details(self) -> dict[str, Any]:
         return {"index": self.index, "path": self.path}
+
+
+class InvalidSchema(InvalidRequest):
+    """A schema that cannot be parsed, is not supported for columnar storage, or breaks
+    a bound; the message says what and where (a path into the schema document)."""
+
+    code = "invalid_schema"
+
+
+class IncompatibleSchema(InvalidRequest):
+    """A schema change that breaks the topic's compatibility mode; the topic keeps its
+    last good schema. ``problems`` lists what breaks, one readable line each."""
+
+    code = "incompatible_schema"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+    def details(self) -> dict[str, Any]:
+        return {"problems": self.problems}
 
 
 class RequestTooLarge(InvalidRequest):
@@ -173,6 +196,8 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         OdradekError,
         InvalidRequest,
         SchemaViolation,
+        InvalidSchema,
+        IncompatibleSchema,
         RequestTooLarge,
         SequenceError,
         UnknownMember,
@@ -203,6 +228,8 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
         return ConflictError(message, key, int(details["expected"]), int(details["actual"]))
     if cls is SchemaViolation:
         return SchemaViolation(message, details.get("index"), details.get("path"))
+    if cls is IncompatibleSchema:
+        return IncompatibleSchema(message, [str(p) for p in details.get("problems") or []])
     if cls is SequenceError:
         return SequenceError(
             message, str(details["producer_id"]), int(details["expected"]), int(details["actual"])
