@@ -8,7 +8,9 @@ is compiled into a :class:`CompiledSchema`:
   fields carry the facts that compatibility checks need and Arrow types cannot say:
   ``field.nullable`` (the field may be absent or null) and, in the field metadata,
   :data:`DEFAULT_KEY` (a JSON-encoded default value; present only when the schema
-  declares one). Nested structs, lists and maps carry the same facts on their fields.
+  declares one) and :data:`ENUM_KEY` (a JSON-encoded list of the allowed string symbols,
+  for Avro enums and JSON Schema string enums; the column itself is ``utf8``). Nested
+  structs, lists and maps carry the same facts on their fields.
 * ``decode(payloads)`` — a binary array of payloads in the schema's own encoding (Avro
   binary for Avro, JSON text for JSON Schema; no registry header) → a struct array of
   ``value_type``. Vectorized or native, never a Python loop over records and fields.
@@ -35,6 +37,9 @@ SchemaKind = Literal["AVRO", "JSON", "ARROW"]
 
 # Field metadata key holding a field's default, JSON-encoded (UTF-8 bytes).
 DEFAULT_KEY = b"odradek.default"
+
+# Field metadata key holding an enum's symbols, a JSON-encoded list of strings.
+ENUM_KEY = b"odradek.enum"
 
 # Bounds on what a schema may be: a schema is parsed on every topic open, and a value
 # type nested deeper than this makes every vectorized pass recurse as deep.
