@@ -24,9 +24,15 @@ from odradek.errors import InvalidRequest, SequenceError
 from odradek.files import write_json_atomically
 
 Entry = tuple[int, int, int]  # sequence, base offset, count
+ProducerKey = tuple[str, int]  # producer id, sequence
 
 
-def validate_producer(producer: object) -> tuple[str, int]:
+def producer_meta(key: ProducerKey) -> dict[str, object]:
+    """What an idempotent append's frame carries in its metadata."""
+    return {"p": key[0], "s": key[1]}
+
+
+def validate_producer(producer: object) -> ProducerKey:
     if (
         not isinstance(producer, (tuple, list))
         or len(producer) != 2
@@ -47,8 +53,9 @@ class ProducerState:
     def __init__(self) -> None:
         self._entries: dict[str, deque[Entry]] = {}
 
-    def check(self, producer_id: str, sequence: int) -> Entry | None:
+    def check(self, key: ProducerKey) -> Entry | None:
         """None if the append is new; the original entry if it is a retry."""
+        producer_id, sequence = key
         entries = self._entries.get(producer_id)
         if not entries:
             return None
@@ -74,13 +81,14 @@ class ProducerState:
             sequence,
         )
 
-    def record(self, producer_id: str, sequence: int, base_offset: int, count: int) -> None:
+    def record(self, key: ProducerKey, base_offset: int, count: int) -> None:
+        producer_id, sequence = key
         entries = self._entries.setdefault(producer_id, deque(maxlen=limits.producer_results_remembered))
         entries.append((sequence, base_offset, count))
 
     def apply_meta(self, meta: dict[str, object] | None, base_offset: int, count: int) -> None:
         if meta and "p" in meta:
-            self.record(str(meta["p"]), int(meta["s"]), base_offset, count)  # type: ignore[call-overload]
+            self.record((str(meta["p"]), int(meta["s"])), base_offset, count)  # type: ignore[call-overload]
 
     def __len__(self) -> int:
         return len(self._entries)

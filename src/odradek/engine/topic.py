@@ -34,7 +34,7 @@ from odradek.engine.commit import GroupCommit
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import Segment, TopicLog
-from odradek.engine.producers import ProducerState, validate_producer
+from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.engine.versions import assign_versions
 from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
 from odradek.records import STORED_SCHEMA, now_micros
@@ -188,7 +188,7 @@ class Topic:
                     f"the key index of {self.name} could not be written: {self.keys.flush_error}"
                 )
             if producer_key is not None:
-                original = self.producers.check(*producer_key)
+                original = self.producers.check(producer_key)
                 if original is not None:
                     return PendingAppend(self, original[1] + original[2], None, original[1:])
             base = self.log.next_offset
@@ -218,13 +218,13 @@ class Topic:
                 ],
                 schema=STORED_SCHEMA,
             )
-            meta = {"p": producer_key[0], "s": producer_key[1]} if producer_key else None
+            meta = producer_meta(producer_key) if producer_key is not None else None
             self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
             # The frame is written: from here on nothing may fail before the state
             # below reflects it.
             assignment.apply(self.heads)
             if producer_key is not None:
-                self.producers.record(producer_key[0], producer_key[1], base, count)
+                self.producers.record(producer_key, base, count)
             self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
             self._written = base + count
         return PendingAppend(self, base + count, AppendResult(base, count, assignment.versions_by_key()))
