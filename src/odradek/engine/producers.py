@@ -1,16 +1,30 @@
-"""Idempotent producer state: which (producer_id, sequence) pairs a topic has written.
+"""Idempotent producer state: which appends of each producer a topic has written.
 
-Rules (as Kafka's, per topic instead of per partition):
-* A producer's first append may carry any sequence; after that each append must carry
-  the previous sequence + 1.
-* A retry of one of the last ``limits.producer_results_remembered`` sequences is a
-  duplicate: the original result is returned and nothing is written.
-* A sequence further ahead (a gap) or further back than what is remembered is a
-  SequenceError, which says what sequence was expected.
+A producer names each append by a sequence, in one of two forms:
+
+* ``(producer_id, sequence)``: one sequence per append, the native door's form.
+* ``(producer_id, first_sequence, last_sequence)``: a range per append, the form of a
+  Kafka record batch (first = base sequence, last = base + record count - 1). Range
+  sequences are Kafka's int32 sequences: they wrap to 0 after 2**31 - 1.
+
+Rules (as Kafka's, per topic instead of per partition; the Kafka door makes a producer
+id per partition):
+
+* A producer's first append may carry any sequence; after that each append must start
+  at the previous one's last sequence + 1 (modulo 2**31 for ranges).
+* A retry of one of the last ``limits.producer_results_remembered`` appends (same
+  sequence, or same first and last for a range) is a duplicate: the original result is
+  returned and nothing is written.
+* Anything else (a gap, a sequence older than what is remembered, a range that matches
+  no remembered one) is a SequenceError, which says what sequence was expected.
+* A producer keeps the form of its first append: switching forms is an InvalidRequest,
+  because the two forms' rules cannot be checked against each other.
 
 The state is durable because every idempotent append's frame carries its producer id
-and sequence in its metadata; a snapshot is written when a segment is sealed so that a
-restart reads only the active segment's frames.
+and sequence (and last sequence, for a range) in its metadata; a snapshot is written
+when a segment is sealed so that a restart reads only the active segment's frames.
+Snapshots and frames written before ranges existed have no last sequence and load as
+single-sequence appends.
 """
 
 from __future__ import annotations
@@ -18,77 +32,100 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from typing import NamedTuple
 
 from odradek import limits
 from odradek.errors import InvalidRequest, SequenceError
 from odradek.files import write_json_atomically
 
-Entry = tuple[int, int, int]  # sequence, base offset, count
-ProducerKey = tuple[str, int]  # producer id, sequence
+# Range sequences are Kafka's: int32, wrapping to 0 after INT32 max (2**31 - 1).
+RANGE_SEQUENCE_MODULUS = 2**31
+
+Entry = tuple[int, int, int]  # first sequence, base offset, count
+_Remembered = tuple[int, int, int, int | None]  # first sequence, base offset, count, last (ranges)
+
+
+class ProducerKey(NamedTuple):
+    """One idempotent append's producer and sequence; ``last`` is None unless a range."""
+
+    producer_id: str
+    first: int
+    last: int | None = None
 
 
 def producer_meta(key: ProducerKey) -> dict[str, object]:
     """What an idempotent append's frame carries in its metadata."""
-    return {"p": key[0], "s": key[1]}
+    if key.last is None:
+        return {"p": key.producer_id, "s": key.first}
+    return {"p": key.producer_id, "s": key.first, "l": key.last}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_producer(producer: object) -> ProducerKey:
     if (
         not isinstance(producer, (tuple, list))
-        or len(producer) != 2
+        or len(producer) not in (2, 3)
         or not isinstance(producer[0], (str, int))
-        or isinstance(producer[1], bool)
-        or not isinstance(producer[1], int)
+        or not all(_is_int(sequence) for sequence in producer[1:])
     ):
-        raise InvalidRequest("producer must be a (producer_id, sequence) pair: (str or int, int)")
-    producer_id, sequence = str(producer[0]), int(producer[1])
+        raise InvalidRequest(
+            "producer must be a (producer_id, sequence) pair or a (producer_id, first_sequence, "
+            "last_sequence) triple: (str or int, int[, int])"
+        )
+    producer_id = str(producer[0])
     if not producer_id or len(producer_id) > limits.producer_id_length_max:
         raise InvalidRequest(f"producer id must be 1 to {limits.producer_id_length_max} characters long")
-    if sequence < 0:
-        raise InvalidRequest(f"producer sequence must be >= 0, got {sequence}")
-    return producer_id, sequence
+    if len(producer) == 2:
+        sequence = int(producer[1])
+        if sequence < 0:
+            raise InvalidRequest(f"producer sequence must be >= 0, got {sequence}")
+        return ProducerKey(producer_id, sequence)
+    first, last = int(producer[1]), int(producer[2])
+    for name, value in (("first", first), ("last", last)):
+        if not 0 <= value < RANGE_SEQUENCE_MODULUS:
+            raise InvalidRequest(
+                f"producer {name} sequence must be 0 to {RANGE_SEQUENCE_MODULUS - 1}, got {value}"
+            )
+    return ProducerKey(producer_id, first, last)
 
 
 class ProducerState:
     def __init__(self) -> None:
-        self._entries: dict[str, deque[Entry]] = {}
+        self._entries: dict[str, deque[_Remembered]] = {}
 
     def check(self, key: ProducerKey) -> Entry | None:
         """None if the append is new; the original entry if it is a retry."""
-        producer_id, sequence = key
-        entries = self._entries.get(producer_id)
+        entries = self._entries.get(key.producer_id)
         if not entries:
             return None
-        last = entries[-1][0]
-        if sequence == last + 1:
-            return None
-        for entry in entries:
-            if entry[0] == sequence:
-                return entry
-        if sequence > last:
-            raise SequenceError(
-                f"producer {producer_id!r} sent sequence {sequence} but {last + 1} was expected "
-                "(a gap: an earlier append was never written)",
-                producer_id,
-                last + 1,
-                sequence,
+        is_range = entries[-1][3] is not None
+        if is_range != (key.last is not None):
+            current, requested = (
+                ("ranges", "single sequences") if is_range else ("single sequences", "ranges")
             )
-        raise SequenceError(
-            f"producer {producer_id!r} sent sequence {sequence}, older than the last "
-            f"{len(entries)} remembered (last is {last}); it cannot be deduplicated",
-            producer_id,
-            last + 1,
-            sequence,
-        )
+            raise InvalidRequest(
+                f"producer {key.producer_id!r} appends with {current}; it cannot switch to {requested}"
+            )
+        if key.last is None:
+            return _check_single(key.producer_id, key.first, entries)
+        return _check_range(key.producer_id, key.first, key.last, entries)
 
     def record(self, key: ProducerKey, base_offset: int, count: int) -> None:
-        producer_id, sequence = key
-        entries = self._entries.setdefault(producer_id, deque(maxlen=limits.producer_results_remembered))
-        entries.append((sequence, base_offset, count))
+        entries = self._entries.setdefault(key.producer_id, deque(maxlen=limits.producer_results_remembered))
+        entries.append((key.first, base_offset, count, key.last))
 
     def apply_meta(self, meta: dict[str, object] | None, base_offset: int, count: int) -> None:
         if meta and "p" in meta:
-            self.record((str(meta["p"]), int(meta["s"])), base_offset, count)  # type: ignore[call-overload]
+            last = meta.get("l")
+            key = ProducerKey(
+                str(meta["p"]),
+                int(meta["s"]),  # type: ignore[call-overload]
+                None if last is None else int(last),  # type: ignore[call-overload]
+            )
+            self.record(key, base_offset, count)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,10 +133,16 @@ class ProducerState:
     # -- snapshots --------------------------------------------------------------------
 
     def save(self, directory: str, offset: int) -> None:
+        """Entries are [first, base, count] for single sequences (the format before ranges
+        existed) and [first, base, count, last] for ranges."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"{offset:020d}.json")
         write_json_atomically(
-            path, {pid: [list(e) for e in entries] for pid, entries in self._entries.items()}
+            path,
+            {
+                producer_id: [list(entry[:3]) if entry[3] is None else list(entry) for entry in entries]
+                for producer_id, entries in self._entries.items()
+            },
         )
 
     @classmethod
@@ -118,9 +161,10 @@ class ProducerState:
                     data = json.load(handle)
             except (OSError, ValueError):
                 continue
-            for pid, entries in data.items():
-                state._entries[pid] = deque(
-                    (tuple(e) for e in entries), maxlen=limits.producer_results_remembered
+            for producer_id, entries in data.items():
+                state._entries[producer_id] = deque(
+                    ((int(e[0]), int(e[1]), int(e[2]), int(e[3]) if len(e) > 3 else None) for e in entries),
+                    maxlen=limits.producer_results_remembered,
                 )
             return state, offset
         return state, 0
@@ -132,3 +176,53 @@ class ProducerState:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
         for name in names[:-keep]:
             os.remove(os.path.join(directory, name))
+
+
+def _check_single(producer_id: str, sequence: int, entries: deque[_Remembered]) -> Entry | None:
+    last = entries[-1][0]
+    if sequence == last + 1:
+        return None
+    for entry in entries:
+        if entry[0] == sequence:
+            return entry[:3]
+    if sequence > last:
+        raise SequenceError(
+            f"producer {producer_id!r} sent sequence {sequence} but {last + 1} was expected "
+            "(a gap: an earlier append was never written)",
+            producer_id,
+            last + 1,
+            sequence,
+        )
+    raise SequenceError(
+        f"producer {producer_id!r} sent sequence {sequence}, older than the last "
+        f"{len(entries)} remembered (last is {last}); it cannot be deduplicated",
+        producer_id,
+        last + 1,
+        sequence,
+    )
+
+
+def _check_range(producer_id: str, first: int, last: int, entries: deque[_Remembered]) -> Entry | None:
+    """Kafka's order: a remembered (first, last) is a retry, then first must follow on."""
+    for entry in entries:
+        if entry[0] == first and entry[3] == last:
+            return entry[:3]
+    previous_last = entries[-1][3]
+    if previous_last is None:  # not a range: check() only calls this for range producers
+        raise RuntimeError(f"producer {producer_id!r} has a single sequence among its ranges")
+    expected = (previous_last + 1) % RANGE_SEQUENCE_MODULUS
+    if first == expected:
+        return None
+    ahead = (first - expected) % RANGE_SEQUENCE_MODULUS
+    if ahead < RANGE_SEQUENCE_MODULUS // 2:
+        reason = "a gap: an earlier append was never written"
+    else:
+        reason = (
+            f"older than the last {len(entries)} remembered, or not one of them; it cannot be deduplicated"
+        )
+    raise SequenceError(
+        f"producer {producer_id!r} sent sequences {first}..{last} but {expected} was expected ({reason})",
+        producer_id,
+        expected,
+        first,
+    )
