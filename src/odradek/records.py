@@ -9,6 +9,7 @@ assigned columns to get :data:`STORED_SCHEMA`. Conversion is done by Arrow (cast
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
@@ -53,8 +54,15 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
-def to_input_batch(records: Records, append_bytes_max: int) -> pa.RecordBatch:
+def to_input_batch(
+    records: Records, append_bytes_max: int, value_type: pa.StructType | str | None = None
+) -> pa.RecordBatch:
     """Normalize what a caller appends into one RecordBatch with INPUT_SCHEMA.
+
+    ``value_type`` is the typed value of a schema'd topic: dict values become a struct
+    column of that type, and a struct ``value`` column is kept for the topic to check.
+    ``"json"`` (a client that does not know the topic's schema) turns dict values into
+    JSON text for the server to check. None: values are bytes.
 
     Raises InvalidRequest (malformed, wrong types) or RequestTooLarge.
     """
@@ -63,7 +71,7 @@ def to_input_batch(records: Records, append_bytes_max: int) -> pa.RecordBatch:
     elif isinstance(records, pa.RecordBatch):
         batch = records
     elif isinstance(records, (list, tuple)):
-        batch = _from_dicts(records)
+        batch = _from_dicts(records, value_type)
     else:
         raise InvalidRequest(
             "records must be a list of dicts, a pyarrow.RecordBatch or a pyarrow.Table, "
@@ -76,7 +84,7 @@ def to_input_batch(records: Records, append_bytes_max: int) -> pa.RecordBatch:
             f"append of {batch.num_rows} records is over the limit of "
             f"{limits.append_records_max}; split it into several appends"
         )
-    batch = _conform(batch)
+    batch = _conform(batch, typed=value_type is not None)
     # The total size of the buffers is free to get and bounds the batch's own size
     # from above (a slice of a larger batch counts the whole buffers): only a batch
     # over the limit by that measure pays for nbytes, which walks the buffers.
@@ -100,7 +108,7 @@ def _combine(table: pa.Table) -> pa.RecordBatch:
     return batches[0]
 
 
-def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+def _from_dicts(rows: Sequence[Mapping[str, Any]], value_type: pa.StructType | str | None) -> pa.RecordBatch:
     if not rows:
         raise InvalidRequest("an append needs at least one record")
     for index in (0, len(rows) - 1):
@@ -122,6 +130,9 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
         )
     if "timestamp" in fields:
         _check_timestamps([row.get("timestamp") for row in rows])
+    values = [row.get("value") for row in rows]
+    if any(isinstance(value, Mapping) for value in values):
+        return _with_dict_values(rows, values, value_type)
     try:
         return pa.RecordBatch.from_pylist(rows, schema=INPUT_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
@@ -130,6 +141,42 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
             "optional 'key' (bytes, str or None), 'headers' (dict of str to bytes/str) and "
             f"'timestamp' (datetime or microseconds since the epoch): {exc}"
         ) from exc
+
+
+_WITHOUT_VALUE = INPUT_SCHEMA.remove(INPUT_SCHEMA.get_field_index("value"))
+
+
+def _with_dict_values(
+    rows: Sequence[Mapping[str, Any]], values: list[Any], value_type: pa.StructType | str | None
+) -> pa.RecordBatch:
+    """Records whose values are dicts: typed for a schema'd topic, JSON for a server."""
+    if value_type is None:
+        raise InvalidRequest(
+            "a record's value is a dict, but the topic has no schema: values are bytes or str "
+            "(give the topic a schema to append dicts)"
+        )
+    if value_type == "json":
+        try:
+            column = pa.array([json.dumps(v, allow_nan=False).encode() for v in values], pa.binary())
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"a dict value cannot be sent as JSON: {exc}") from exc
+    else:
+        from odradek.schemas.conform import values_from_python
+
+        column = values_from_python(values, value_type)  # type: ignore[arg-type]
+    try:
+        rest = pa.RecordBatch.from_pylist(rows, schema=_WITHOUT_VALUE)  # ignores "value"
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"could not convert the records: {exc}") from exc
+    columns = [*rest.columns]
+    columns.insert(INPUT_SCHEMA.get_field_index("value"), column)
+    return pa.RecordBatch.from_arrays(columns, schema=_input_schema(column.type))
+
+
+def _input_schema(value_type: pa.DataType) -> pa.Schema:
+    if value_type == pa.binary():
+        return INPUT_SCHEMA
+    return INPUT_SCHEMA.set(INPUT_SCHEMA.get_field_index("value"), pa.field("value", value_type))
 
 
 def _check_timestamps(stamps: list[Any]) -> None:
@@ -152,7 +199,7 @@ _TIMESTAMP_RULES = (
 )
 
 
-def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
     if batch.schema.equals(INPUT_SCHEMA):  # already conformed (what a client sends a server)
         _check_key_lengths(batch.column("key"))
         return batch
@@ -168,11 +215,18 @@ def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
         raise InvalidRequest("a batch needs a 'value' column")
     columns = []
     for field in _INPUT_FIELDS:
-        if field.name in names:
-            columns.append(_cast(batch.column(field.name), field))
-        else:
+        if field.name not in names:
             columns.append(pa.nulls(batch.num_rows, field.type))
-    result = pa.RecordBatch.from_arrays(columns, schema=INPUT_SCHEMA)
+        elif field.name == "value" and pa.types.is_struct(batch.column("value").type):
+            if not typed:
+                raise InvalidRequest(
+                    "the value column is a struct, but the topic has no schema: values are "
+                    "bytes or str (give the topic a schema to append typed values)"
+                )
+            columns.append(batch.column("value"))  # the topic's schema checks it
+        else:
+            columns.append(_cast(batch.column(field.name), field))
+    result = pa.RecordBatch.from_arrays(columns, schema=_input_schema(columns[1].type))
     _check_key_lengths(result.column("key"))
     return result
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -74,3 +76,34 @@ class TopicInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TopicInfo:
         return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaInfo:
+    """One version of a topic's schema."""
+
+    topic: str
+    version: int  # 1, 2, ...
+    id: int  # global schema id (the Schema Registry's)
+    kind: str  # "AVRO" | "JSON" | "ARROW"
+    text: str  # the schema, canonical: JSON text (Avro, JSON Schema) or base64 Arrow IPC
+    compatibility: str  # the topic's mode: "backward", "full_transitive", "none", ...
+    value_type: pa.StructType  # the type of the topic's typed ``value`` column
+
+    @property
+    def schema(self) -> Any:
+        """The schema document: a dict for Avro and JSON Schema, a pa.Schema for Arrow."""
+        if self.kind == "ARROW":
+            return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.text)))
+        return json.loads(self.text)
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "value_type"}
+        value_schema = pa.schema(list(self.value_type))
+        fields["value_type"] = base64.b64encode(value_schema.serialize().to_pybytes()).decode()
+        return fields
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SchemaInfo:
+        value_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["value_type"])))
+        return cls(**{**data, "value_type": pa.struct(list(value_schema))})

@@ -8,6 +8,7 @@ methods of :class:`Engine`. A data directory holds::
     topics/<name>/*.log       segments (see segment.py), *.index sidecars
     topics/<name>/keys/       key index runs (see keyindex.py)
     topics/<name>/producers/  producer state snapshots (see producers.py)
+    schemas/ids.json          global schema ids (see schemas/ids.py)
 
 Threading: topic creation and deletion hold ``_topics_lock``; everything else goes to
 the topic, whose own rules are in topic.py. Readers waiting for new data (long-poll)
@@ -37,8 +38,10 @@ import pyarrow.compute as pc
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
+from odradek.engine.topic_schema import SchemaVersion, TopicSchema, validate_mode
 from odradek.errors import (
     ClosedError,
+    IncompatibleSchema,
     InvalidRequest,
     OdradekError,
     StorageError,
@@ -49,7 +52,9 @@ from odradek.files import fsync_directory, write_json_atomically
 from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import Records, timestamp_micros, to_input_batch
-from odradek.types import AppendResult, TopicInfo
+from odradek.schemas import compile_schema
+from odradek.schemas.ids import SchemaIds
+from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,7 @@ class Engine:
         except OSError as exc:
             self._lock_file.close()
             raise StorageError(f"data directory {self.path} is in use by another Odradek process") from exc
+        self.schema_ids = SchemaIds(os.path.join(self.path, "schemas"))
         self._topics_lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._arrivals = threading.Condition()
@@ -137,12 +143,14 @@ class Engine:
     def _open_topic(self, directory: str) -> Topic:
         with open(os.path.join(directory, "topic.json")) as handle:
             meta = json.load(handle)
+        schema = TopicSchema.from_json(meta["schema"]) if "schema" in meta else None
         topic = Topic(
             meta["name"],
             directory,
             TopicConfig.from_json(meta["config"]),
             meta["created_at"],
             fsync=self.fsync,
+            schema=schema,
         )
         topic.commit.on_durable(self._notify)
         return topic
@@ -187,12 +195,13 @@ class Engine:
         segment_age: object = "7d",
         exist_ok: bool = False,
         schema: object = None,
+        compatibility: str = "backward",
     ) -> TopicInfo:
         self._check_open()
         validate_topic_name(name)
-        if schema is not None:
-            raise InvalidRequest("schemas on topics are not supported yet by this version")
         config = TopicConfig.build(retention, retention_bytes, segment_bytes, segment_age)
+        mode = validate_mode(compatibility)
+        compiled = compile_schema(schema) if schema is not None else None
         with self._topics_lock:
             if name in self._topics:
                 if exist_ok:
@@ -203,6 +212,10 @@ class Engine:
             try:
                 os.makedirs(staging)
                 meta = {"name": name, "config": config.to_json(), "created_at": time.time(), "format": 1}
+                if compiled is not None:
+                    schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
+                    version = SchemaVersion(1, schema_id, compiled.kind, compiled.text, 0)
+                    meta["schema"] = TopicSchema([version], mode).to_json()
                 write_json_atomically(os.path.join(staging, "topic.json"), meta)
                 os.rename(staging, directory)
                 fsync_directory(self._topics_dir)
@@ -246,6 +259,14 @@ class Engine:
             segments=stats["segments"],
             config=topic.config.to_json(),
             created_at=topic.created_at,
+            schema=None
+            if topic.schema is None
+            else {
+                "version": topic.schema.latest.version,
+                "id": topic.schema.latest.schema_id,
+                "kind": topic.schema.latest.kind,
+                "compatibility": topic.schema.compatibility,
+            },
         )
 
     def alter_topic(self, name: str, **settings: object) -> TopicInfo:
@@ -260,15 +281,123 @@ class Engine:
                 "segment_age": old.segment_seconds,
             }
             config = TopicConfig.build(**{**current, **settings})
-            path = os.path.join(topic.directory, "topic.json")
-            with open(path) as handle:
-                meta = json.load(handle)
-            write_json_atomically(path, {**meta, "config": config.to_json()})
-            topic.config = topic.log.config = config
+            previous = topic.config
+            topic.config = config
+            try:
+                topic.save_meta()
+            except OSError as exc:
+                topic.config = previous
+                raise StorageError(f"could not save the settings of topic {name!r}: {exc}") from exc
+            topic.log.config = config
         return self.describe_topic(name)
 
     def topic_stats(self, name: str) -> dict[str, Any]:
         return self._topic(name).stats()
+
+    # -- schemas ----------------------------------------------------------------------
+
+    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+        """Add a version to ``topic``'s schema (or give an empty topic its first one).
+
+        The new version must be compatible with the current one (with every version for
+        ``*_transitive`` modes) under ``compatibility``, which becomes the topic's mode;
+        None keeps the topic's mode. The same schema as the newest version adds nothing.
+        Raises IncompatibleSchema (with each problem), InvalidSchema, TopicNotFound.
+        """
+        target = self._topic(topic)
+        mode = validate_mode(compatibility) if compatibility is not None else None
+        compiled = compile_schema(schema)
+
+        def change(current: TopicSchema | None, next_offset: int) -> TopicSchema:
+            if current is None:
+                if next_offset > target.first_offset:
+                    raise InvalidRequest(
+                        f"topic {topic} holds records without a schema; a schema can be given to a "
+                        "topic when it is created or while it holds no records"
+                    )
+                schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
+                version = SchemaVersion(1, schema_id, compiled.kind, compiled.text, next_offset)
+                return TopicSchema([version], mode or "backward")
+            effective = mode or current.compatibility
+            if (compiled.kind, compiled.text) == (current.latest.kind, current.latest.text):
+                return (
+                    current if effective == current.compatibility else current.with_compatibility(effective)
+                )
+            _refuse_incompatible(topic, current, compiled.value_type, effective)
+            schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
+            changed = current.with_version(compiled, schema_id, next_offset)
+            return changed if effective == current.compatibility else changed.with_compatibility(effective)
+
+        result = target.change_schema(change)
+        assert result is not None
+        self._notify()
+        return _schema_info(topic, result, result.latest.version)
+
+    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
+        """The problems :meth:`set_schema` would refuse ``schema`` with; [] if none."""
+        target = self._topic(topic)
+        compiled = compile_schema(schema)
+        current = target.schema
+        if current is None:
+            return []
+        mode = validate_mode(compatibility) if compatibility is not None else current.compatibility
+        from odradek.schemas import compat
+
+        return compat.check(current.history(), compiled.value_type, mode)
+
+    def set_compatibility(self, topic: str, compatibility: str) -> None:
+        target = self._topic(topic)
+        mode = validate_mode(compatibility)
+
+        def change(current: TopicSchema | None, next_offset: int) -> TopicSchema:
+            if current is None:
+                raise InvalidRequest(f"topic {topic} has no schema; give it one with set_schema first")
+            return current if current.compatibility == mode else current.with_compatibility(mode)
+
+        target.change_schema(change)
+
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
+        """The newest (or the given) version of ``topic``'s schema; None if it has none."""
+        schema = self._topic(topic).schema
+        if schema is None:
+            if version is not None:
+                raise InvalidRequest(f"topic {topic} has no schema, so no version {version}")
+            return None
+        if version is None:
+            return _schema_info(topic, schema, schema.latest.version)
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= len(schema.versions)
+        ):
+            raise InvalidRequest(
+                f"topic {topic}'s schema has versions 1 to {len(schema.versions)}, not {version!r}"
+            )
+        return _schema_info(topic, schema, version)
+
+    def schema_versions(self, topic: str) -> list[SchemaInfo]:
+        schema = self._topic(topic).schema
+        if schema is None:
+            return []
+        return [_schema_info(topic, schema, v.version) for v in schema.versions]
+
+    def schema_by_id(self, schema_id: int) -> tuple[str, str] | None:
+        """(kind, canonical text) of a global schema id, or None."""
+        return self.schema_ids.get(schema_id)
+
+    def schema_id_for(self, kind: str, text: str) -> int:
+        """The global id of a schema (kind and canonical text), allocated on first use."""
+        return self.schema_ids.id_for(kind, text)
+
+    def schema_subjects_of(self, schema_id: int) -> list[tuple[str, int]]:
+        """(topic, version) pairs whose schema has the given id."""
+        found: list[tuple[str, int]] = []
+        for name in self.list_topics():
+            topic = self._topics.get(name)
+            schema = topic.schema if topic is not None else None
+            if schema is not None:
+                found.extend((name, v.version) for v in schema.versions if v.schema_id == schema_id)
+        return found
 
     # -- writing ----------------------------------------------------------------------
 
@@ -301,7 +430,8 @@ class Engine:
         previous one's fsync is under way, so one stream shares fsyncs with itself.
         """
         target = self._topic(topic)
-        batch = to_input_batch(records, self.append_bytes_max)
+        schema = target.schema
+        batch = to_input_batch(records, self.append_bytes_max, None if schema is None else schema.value_type)
         return target.submit(batch, expect, expect_offset, producer)
 
     def append_many(
@@ -370,10 +500,17 @@ class Engine:
         *,
         max_records: int = limits.read_records_max_default,
         max_bytes: int = limits.read_bytes_max_default,
+        value_format: str = "typed",
     ) -> list[pa.RecordBatch]:
-        """One read of ``topic`` from ``offset``, without waiting."""
+        """One read of ``topic`` from ``offset``, without waiting.
+
+        A schema'd topic's values come typed (a struct column of the newest schema
+        version), or as bytes with ``value_format``: ``json`` text or ``wire`` (the
+        Schema Registry format, as Kafka clients expect)."""
         _check_limits(max_records, max_bytes)
-        return self._topic(topic).fetch(offset, max_records, max_bytes)
+        if value_format not in _VALUE_FORMATS:
+            raise InvalidRequest(f"value_format is one of {', '.join(_VALUE_FORMATS)}, got {value_format!r}")
+        return self._topic(topic).fetch(offset, max_records, max_bytes, value_format)
 
     def read(
         self,
@@ -440,7 +577,10 @@ class Engine:
                     continue
                 if positions[name] >= topic.durable_offset:
                     continue
-                for batch in topic.fetch(positions[name], per_batch, per_bytes):
+                # Across topics, a schema'd topic's values come as JSON text so that every
+                # batch has one schema; a read of one topic gets them typed.
+                value_format = "json" if wildcard else "typed"
+                for batch in topic.fetch(positions[name], per_batch, per_bytes, value_format):
                     positions[name] += batch.num_rows
                     progressed = True
                     if wildcard:
@@ -474,6 +614,40 @@ class Engine:
                 log.warning("retention check failed: %s", exc)
             except Exception:
                 log.exception("retention check failed")
+
+
+_VALUE_FORMATS = ("typed", "json", "wire")
+
+
+def _schema_info(topic: str, schema: TopicSchema, version: int) -> SchemaInfo:
+    entry = schema.versions[version - 1]
+    return SchemaInfo(
+        topic=topic,
+        version=entry.version,
+        id=entry.schema_id,
+        kind=entry.kind,
+        text=entry.text,
+        compatibility=schema.compatibility,
+        value_type=schema.compiled(version).value_type,
+    )
+
+
+def _refuse_incompatible(topic: str, current: TopicSchema, new_type: pa.StructType, mode: str) -> None:
+    from odradek.schemas import compat
+
+    problems = compat.check(current.history(), new_type, mode)
+    if not problems:
+        return
+    changes = compat.diff(current.value_type, new_type)
+    lines = [
+        f"the new schema of topic {topic} is not {mode}-compatible with version {current.latest.version}; "
+        "the topic keeps its schema.",
+        "what breaks:",
+        *(f"  - {problem}" for problem in problems),
+    ]
+    if changes:
+        lines += ["changes from the current version:", *(f"  {change}" for change in changes)]
+    raise IncompatibleSchema("\n".join(lines), problems)
 
 
 _START_RULES = "start must be 'earliest', 'latest', an offset (int >= 0), a datetime or an ISO-8601 timestamp"

@@ -26,6 +26,7 @@ from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.errors import StorageError
 from odradek.files import fsync_directory
+from odradek.records import STORED_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class TopicLog:
         # Called with the new segment's base offset after the active segment is sealed
         # and before the new one exists (the topic snapshots its producer state there).
         self.before_new_segment: Callable[[int], None] | None = None
+        # The stored schema of the frame starting at an offset: a schema'd topic's
+        # frames have a typed value column, one type per schema version.
+        self.stored_schema_at: Callable[[int], pa.Schema] = _schemaless
         self._open()
 
     # -- recovery ---------------------------------------------------------------------
@@ -241,7 +245,7 @@ class TopicLog:
         return end_offset
 
     def read_frame(self, segment: Segment, frame: seg.FrameInfo, verify: bool = True) -> pa.RecordBatch:
-        return segment.file.read_batch(frame, verify)
+        return segment.file.read_batch(frame, verify, self.stored_schema_at(frame.base_offset))
 
     # -- retention (under the topic's writer lock) ------------------------------------
 
@@ -275,3 +279,7 @@ class TopicLog:
     def close(self) -> None:
         for segment in self.segments:
             segment.file.close()
+
+
+def _schemaless(offset: int) -> pa.Schema:
+    return STORED_SCHEMA

@@ -99,8 +99,10 @@ def encode_frame(
     return [head, meta_bytes, body], HEADER_SIZE + length
 
 
-def decode_body(body: pa.Buffer) -> pa.RecordBatch:
-    return pa.ipc.read_record_batch(body, STORED_SCHEMA)
+def decode_body(body: pa.Buffer, schema: pa.Schema = STORED_SCHEMA) -> pa.RecordBatch:
+    """A frame's record batch; ``schema`` is the stored schema it was written with (a
+    schema'd topic's frames have a typed ``value``: see engine/topic_schema.py)."""
+    return pa.ipc.read_record_batch(body, schema)
 
 
 def parse_header(data: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
@@ -221,7 +223,7 @@ class SegmentFile:
                 raise StorageError(f"segment {self.path} is shorter than expected")
         return memoryview(self._map)[:end]
 
-    def read_batch(self, frame: FrameInfo, verify: bool) -> pa.RecordBatch:
+    def read_batch(self, frame: FrameInfo, verify: bool, schema: pa.Schema = STORED_SCHEMA) -> pa.RecordBatch:
         """Decode one frame's record batch (zero-copy from the mapping)."""
         view = self.view(frame.position + frame.size)
         header = view[frame.position : frame.position + HEADER_SIZE]
@@ -235,7 +237,7 @@ class SegmentFile:
             raise StorageError(f"checksum mismatch in {self.path} at position {frame.position}")
         start = frame.position + HEADER_SIZE + meta_len
         body = pa.py_buffer(view[start : frame.position + HEADER_SIZE + length])
-        return decode_body(body)
+        return decode_body(body, schema)
 
     def scan(self, expected_base: int) -> tuple[list[FrameInfo], int]:
         if self.size == 0:

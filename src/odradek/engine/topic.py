@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,10 @@ from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import Segment, TopicLog
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
+from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.versions import assign_versions
 from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
+from odradek.files import write_json_atomically
 from odradek.records import STORED_SCHEMA, now_micros
 from odradek.types import AppendResult
 
@@ -68,6 +70,7 @@ class Topic:
         created_at: float,
         *,
         fsync: bool = True,
+        schema: TopicSchema | None = None,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -76,8 +79,15 @@ class Topic:
         self.fsync = fsync
         self.closed = False
         self._write_lock = threading.Lock()
+        self._meta_lock = threading.Lock()
         self.log = TopicLog(directory, config)
         self.log.before_new_segment = self._save_producers
+        self.schema: TopicSchema | None = None
+        if schema is not None:
+            clamped = schema.clamped_to(self.log.next_offset)
+            self._use_schema(clamped)
+            if clamped is not schema:
+                self.save_meta()
         self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset)
         self.producers = self._load_producers()
         self._rebuild_key_index()
@@ -88,6 +98,50 @@ class Topic:
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
 
     # -- opening ----------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """What topic.json holds."""
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "config": self.config.to_json(),
+            "created_at": self.created_at,
+            "format": 1,
+        }
+        if self.schema is not None:
+            meta["schema"] = self.schema.to_json()
+        return meta
+
+    def save_meta(self) -> None:
+        with self._meta_lock:
+            write_json_atomically(os.path.join(self.directory, "topic.json"), self.meta())
+
+    def _use_schema(self, schema: TopicSchema) -> None:
+        self.schema = schema
+        self.log.stored_schema_at = schema.stored_at
+
+    def change_schema(
+        self, change: Callable[[TopicSchema | None, int], TopicSchema | None]
+    ) -> TopicSchema | None:
+        """Apply ``change(current schema, next offset)`` under the writer lock and make the
+        result durable in topic.json before any append can use it."""
+        with self._write_lock:
+            self._check_usable()
+            current = self.schema
+            changed = change(current, self.log.next_offset)
+            if changed is None or changed is current:
+                return current
+            previous = self.schema
+            self._use_schema(changed)
+            try:
+                self.save_meta()
+            except OSError as exc:
+                if previous is None:
+                    self.schema = None
+                    self.log.stored_schema_at = _schemaless_at
+                else:
+                    self._use_schema(previous)
+                raise StorageError(f"could not save the schema of topic {self.name}: {exc}") from exc
+            return changed
 
     def _producer_dir(self) -> str:
         return os.path.join(self.directory, "producers")
@@ -181,8 +235,16 @@ class Topic:
             timestamps = pc.fill_null(timestamps, now)
         max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
         keys = batch.column("key")
+        schema = self.schema
+        values = batch.column("value")
+        typed = schema.conform(values, self.name) if schema is not None else _opaque(values, self.name)
         with self._write_lock:
             self._check_usable()
+            if self.schema is not schema:  # the schema changed meanwhile: conform again
+                schema = self.schema
+                typed = (
+                    schema.conform(values, self.name) if schema is not None else _opaque(values, self.name)
+                )
             if self.keys.flush_error is not None:
                 raise StorageError(
                     f"the key index of {self.name} could not be written: {self.keys.flush_error}"
@@ -212,11 +274,11 @@ class Topic:
                     pa.array(offsets),
                     timestamps,
                     keys,
-                    batch.column("value"),
+                    typed,
                     batch.column("headers"),
                     versions,
                 ],
-                schema=STORED_SCHEMA,
+                schema=STORED_SCHEMA if schema is None else schema.stored_schema,
             )
             meta = producer_meta(producer_key) if producer_key is not None else None
             self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
@@ -247,7 +309,7 @@ class Topic:
         """The result of an earlier append, recomputed from the log."""
         versions: dict[bytes, int] = {}
         if base >= self.log.first_offset:
-            for batch in self.fetch(base, count, 1 << 62):
+            for batch in self._fetch_stored(base, count, 1 << 62):
                 keyed = batch.filter(batch.column("key").is_valid())
                 if keyed.num_rows:
                     grouped = pa.Table.from_batches([keyed]).group_by("key").aggregate([("version", "max")])
@@ -283,9 +345,21 @@ class Topic:
                 end,
             )
 
-    def fetch(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
+    def fetch(
+        self, offset: int, max_records: int, max_bytes: int, value_format: str = "typed"
+    ) -> list[pa.RecordBatch]:
         """Durable records from ``offset`` on: at most ``max_records`` and about
-        ``max_bytes`` (always at least one frame's records if any are there)."""
+        ``max_bytes`` (always at least one frame's records if any are there).
+
+        A schema'd topic's values come in the newest version's type (``typed``), or as
+        bytes: ``json`` text or ``wire`` (the Schema Registry format)."""
+        batches = self._fetch_stored(offset, max_records, max_bytes)
+        schema = self.schema
+        if schema is None:
+            return batches
+        return [_present(batch, schema, value_format) for batch in batches]
+
+    def _fetch_stored(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
         self.check_start(offset)
         end = self.commit.durable
         batches: list[pa.RecordBatch] = []
@@ -340,9 +414,13 @@ class Topic:
             owners = np.searchsorted(starts, offsets, side="right") - 1
             for owner in np.unique(owners).tolist():
                 self._read_key_frames(segments[owner], offsets[owners == owner], pieces)
+        schema = self.schema
+        if schema is not None:
+            pieces = [_present(piece, schema, "typed") for piece in pieces]
+        stored = STORED_SCHEMA if schema is None else schema.stored_schema
         if not pieces:
-            return STORED_SCHEMA.empty_table()
-        table = pa.Table.from_batches(pieces, schema=STORED_SCHEMA).combine_chunks()
+            return stored.empty_table()
+        table = pa.Table.from_batches(pieces, schema=stored).combine_chunks()
         if not pc.all(pc.equal(table.column("key"), pa.scalar(key, pa.binary()))).as_py():
             raise StorageError(f"key index of {self.name} is inconsistent with the log for key {_show(key)}")
         return table
@@ -442,6 +520,33 @@ class PendingAppend:
         if self._result is None:  # not an assert: it must hold under python -O too
             raise RuntimeError("a pending append has neither a result nor an original")
         return self._result
+
+
+_VALUE_COLUMN = STORED_SCHEMA.get_field_index("value")
+
+
+def _schemaless_at(offset: int) -> pa.Schema:
+    return STORED_SCHEMA
+
+
+def _opaque(values: pa.Array, topic: str) -> pa.Array:
+    if pa.types.is_struct(values.type):
+        raise InvalidRequest(
+            f"topic {topic} has no schema, so its values are bytes; give it a schema "
+            "(create_topic(..., schema=...)) to append typed values"
+        )
+    return values
+
+
+def _present(batch: pa.RecordBatch, schema: TopicSchema, value_format: str) -> pa.RecordBatch:
+    """A stored batch of a schema'd topic as a read returns it."""
+    values = schema.evolve(batch.column(_VALUE_COLUMN))
+    if value_format == "typed":
+        if values is batch.column(_VALUE_COLUMN):
+            return batch
+        return batch.set_column(_VALUE_COLUMN, pa.field("value", values.type), values)
+    encoded = schema.encode(values, value_format)
+    return batch.set_column(_VALUE_COLUMN, STORED_SCHEMA.field("value"), encoded)
 
 
 def _normalize_expectations(expect: Mapping[Any, int] | None) -> dict[bytes, int]:
