@@ -1,5 +1,5 @@
 """The state the Kafka door's handlers share: engine, door store, group coordinator,
-idempotent producer sequences, topic views, and the fetch wake-up signal.
+idempotent producers' recent batches, topic views, and the fetch wake-up signal.
 
 Engine calls block (appends wait for fsync, reads touch files), so handlers run them
 on a thread pool with :meth:`Broker.call`; everything else stays on the event loop.
@@ -23,6 +23,7 @@ from odradek.errors import (
     InvalidRequest,
     OdradekError,
     RequestTooLarge,
+    SequenceError,
     StorageError,
     TopicExists,
     TopicNotFound,
@@ -61,6 +62,8 @@ def error_code_of(error: BaseException) -> ErrorCode:
         return ErrorCode.TOPIC_ALREADY_EXISTS
     if isinstance(error, RequestTooLarge):
         return ErrorCode.MESSAGE_TOO_LARGE
+    if isinstance(error, SequenceError):  # before InvalidRequest, its base class
+        return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     if isinstance(error, InvalidRequest):
         return ErrorCode.INVALID_RECORD
     if isinstance(error, StorageError):
@@ -70,19 +73,40 @@ def error_code_of(error: BaseException) -> ErrorCode:
 
 _Batch = tuple[int, int, "asyncio.Future[int]"]  # first sequence, last sequence, base offset
 
+# Kafka's producer sequences are int32 and wrap to 0 after INT32 max (2**31 - 1).
+_SEQUENCE_MASK = 0x7FFFFFFF
+
+
+def last_sequence(first: int, count: int) -> int:
+    """The sequence of a batch's last record, as Kafka computes it (wrapping)."""
+    return (first + count - 1) & _SEQUENCE_MASK
+
+
+def engine_producer(
+    producer_id: int, epoch: int, partition: int, first: int, count: int
+) -> tuple[str, int, int]:
+    """The engine's range producer for a Kafka batch: one per producer id, epoch and
+    partition, since Kafka numbers sequences per partition and restarts them per epoch."""
+    return f"kafka:{producer_id}:{epoch}:{partition}", first, last_sequence(first, count)
+
 
 class ProducerSequences:
-    """Idempotent producers, per (producer id, topic, partition), as Kafka's broker:
-    the last few batches are remembered so that a retry is answered with its original
-    offset, and a batch whose first sequence is not the last one + 1 is refused.
+    """The Kafka door's fast path for idempotent producers, per (producer id, topic,
+    partition): the epoch, which fences older ones (INVALID_PRODUCER_EPOCH), and the last
+    few batches, so that a retry is answered with its original offset without asking the
+    engine, and a retry of a batch still in flight waits for the original's answer.
 
-    A batch is recorded when it is written, before it is durable, so that the next
-    batch of a pipelined producer is checked against it; its base offset is a future
-    that resolves once the append is acknowledged. If the append fails, the producer's
-    state for the partition is forgotten, so that its retry is taken as new.
+    A batch is recorded once the engine has accepted it, before it is durable; its base
+    offset is a future that resolves once the append is acknowledged. If the append
+    fails, the producer's state for the partition is forgotten here.
 
-    Kept in memory: after a restart a producer's next batch is accepted whatever its
-    sequence (as Kafka does for a producer whose state expired).
+    Every batch this does not answer goes to the engine as a range producer (see
+    :func:`engine_producer`), whose state is durable: it writes the next batch, answers a
+    retry of one of its remembered batches with the original result (also after a
+    restart, when this in-memory state is empty), and refuses anything else with a
+    SequenceError (OUT_OF_ORDER_SEQUENCE_NUMBER). The sequence rules are the engine's
+    alone, so the two cannot disagree. Epoch fencing is kept in memory only: after a
+    restart a producer's first batch sets the epoch it is checked against.
     """
 
     def __init__(self) -> None:
@@ -91,7 +115,8 @@ class ProducerSequences:
     def check(
         self, producer_id: int, epoch: int, topic: str, partition: int, first: int, count: int
     ) -> tuple[ErrorCode, asyncio.Future[int] | None]:
-        """(error, the original's base offset if this is a retry of a remembered batch)."""
+        """(error, the original's base offset if this is a retry of a batch remembered
+        here); (NONE, None) means the engine decides."""
         known = self._batches.get((producer_id, topic, partition))
         if known is None:
             return ErrorCode.NONE, None
@@ -100,13 +125,10 @@ class ProducerSequences:
             return ErrorCode.INVALID_PRODUCER_EPOCH, None
         if epoch > known_epoch:
             return ErrorCode.NONE, None
-        last = (first + count - 1) & 0x7FFFFFFF
+        last = last_sequence(first, count)
         for batch_first, batch_last, base_offset in batches:
             if batch_first == first and batch_last == last:
                 return ErrorCode.NONE, base_offset
-        expected = (batches[-1][1] + 1) & 0x7FFFFFFF
-        if first != expected:
-            return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, None
         return ErrorCode.NONE, None
 
     def record(
@@ -124,7 +146,7 @@ class ProducerSequences:
         if known is None or known[0] != epoch:
             known = (epoch, collections.deque(maxlen=limits.kafka_producer_batches_remembered))
             self._batches[key] = known
-        known[1].append((first, (first + count - 1) & 0x7FFFFFFF, base_offset))
+        known[1].append((first, last_sequence(first, count), base_offset))
 
     def forget(self, producer_id: int, topic: str, partition: int) -> None:
         self._batches.pop((producer_id, topic, partition), None)

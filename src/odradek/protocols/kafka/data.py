@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, OffsetOutOfRange, TopicNotFound
-from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, error_code_of
+from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
@@ -199,14 +199,21 @@ async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionPr
     producer_id, epoch, sequence = first.producer_id, first.producer_epoch, first.base_sequence
     idempotent = producer_id >= 0
     count = sum(b.header.record_count for b in batches)
+    producer = None
     if idempotent:
         code, original = broker.producers.check(producer_id, epoch, view.name, data.index, sequence, count)
         if code != ErrorCode.NONE:
             return _done(_produce_error(data.index, code))
         if original is not None:
             return _retried(data.index, original)
+        # The engine's durable state decides the rest: a new batch is written, a retry
+        # of a remembered one (also from before a restart) comes back as a duplicate
+        # with its original offset, anything else is a SequenceError.
+        producer = engine_producer(producer_id, epoch, data.index, sequence, count)
     try:
-        pending = await broker.call(broker.engine.submit_append, view.name, _records_of(batches))
+        pending = await broker.call(
+            broker.engine.submit_append, view.name, _records_of(batches), producer=producer
+        )
     except TopicNotFound:
         broker.forget(view.name)
         return _done(_produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
