@@ -25,7 +25,7 @@ from odradek.client.remote_consumer import RemoteConsumer
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo
 from odradek.groups.delivery import Settleable
 from odradek.records import Records
-from odradek.types import AppendResult, TopicInfo
+from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 T = TypeVar("T")
 
@@ -68,6 +68,7 @@ class AsyncClient:
         segment_age: object = "7d",
         exist_ok: bool = False,
         schema: object = None,
+        compatibility: str = "backward",
     ) -> TopicInfo:
         return await self._call(
             self.sync.create_topic,
@@ -78,7 +79,27 @@ class AsyncClient:
             segment_age=segment_age,
             exist_ok=exist_ok,
             schema=schema,
+            compatibility=compatibility,
         )
+
+    # -- schemas ----------------------------------------------------------------------
+
+    async def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+        return await self._call(self.sync.set_schema, topic, schema, compatibility=compatibility)
+
+    async def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
+        return await self._call(self.sync.get_schema, topic, version)
+
+    async def schema_versions(self, topic: str) -> list[SchemaInfo]:
+        return await self._call(self.sync.schema_versions, topic)
+
+    async def check_schema(
+        self, topic: str, schema: object, *, compatibility: str | None = None
+    ) -> list[str]:
+        return await self._call(self.sync.check_schema, topic, schema, compatibility=compatibility)
+
+    async def set_compatibility(self, topic: str, compatibility: str) -> None:
+        await self._call(self.sync.set_compatibility, topic, compatibility)
 
     async def delete_topic(self, name: str) -> None:
         await self._call(self.sync.delete_topic, name)

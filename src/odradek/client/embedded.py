@@ -13,7 +13,7 @@ from odradek.client.consumer import Consumer
 from odradek.engine import Engine
 from odradek.groups import GroupInfo, GroupOptions
 from odradek.records import Records
-from odradek.types import AppendResult, TopicInfo
+from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 
 class EmbeddedClient:
@@ -34,6 +34,7 @@ class EmbeddedClient:
         segment_age: object = "7d",
         exist_ok: bool = False,
         schema: object = None,
+        compatibility: str = "backward",
     ) -> TopicInfo:
         return self.engine.create_topic(
             name,
@@ -43,7 +44,25 @@ class EmbeddedClient:
             segment_age=segment_age,
             exist_ok=exist_ok,
             schema=schema,
+            compatibility=compatibility,
         )
+
+    # -- schemas ----------------------------------------------------------------------
+
+    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+        return self.engine.set_schema(topic, schema, compatibility=compatibility)
+
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
+        return self.engine.get_schema(topic, version)
+
+    def schema_versions(self, topic: str) -> list[SchemaInfo]:
+        return self.engine.schema_versions(topic)
+
+    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
+        return self.engine.check_schema(topic, schema, compatibility=compatibility)
+
+    def set_compatibility(self, topic: str, compatibility: str) -> None:
+        self.engine.set_compatibility(topic, compatibility)
 
     def delete_topic(self, name: str) -> None:
         self.engine.delete_topic(name)

@@ -26,8 +26,8 @@ from odradek import limits
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
-from odradek.records import INPUT_SCHEMA, STORED_SCHEMA, Records, to_input_batch
-from odradek.types import AppendResult, TopicInfo
+from odradek.records import INPUT_SCHEMA, Records, to_input_batch
+from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 if TYPE_CHECKING:
     from odradek.client.remote_consumer import RemoteConsumer
@@ -70,6 +70,7 @@ class RemoteClient:
         segment_age: object = "7d",
         exist_ok: bool = False,
         schema: object = None,
+        compatibility: str = "backward",
     ) -> TopicInfo:
         body: dict[str, Any] = {
             "name": name,
@@ -78,10 +79,41 @@ class RemoteClient:
             "segment_bytes": segment_bytes,
             "segment_age": segment_age,
             "exist_ok": exist_ok,
+            "compatibility": compatibility,
         }
         if schema is not None:
             body["schema"] = messages.encode_schema(schema)
         return messages.decode_topic_info(self._action("create_topic", body))
+
+    # -- schemas ----------------------------------------------------------------------
+
+    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+        body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
+        info = messages.decode_schema_info(
+            messages.load(self._action("set_schema", body), "set_schema result")
+        )
+        if info is None:
+            raise InvalidRequest("set_schema answered without a schema")
+        return info
+
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
+        answer = messages.load(
+            self._action("get_schema", {"topic": topic, "version": version}), "get_schema result"
+        )
+        return messages.decode_schema_info(answer.get("schema"))
+
+    def schema_versions(self, topic: str) -> list[SchemaInfo]:
+        answer = messages.load(self._action("schema_versions", {"topic": topic}), "schema_versions result")
+        infos = [messages.decode_schema_info(v) for v in answer.get("versions", [])]
+        return [info for info in infos if info is not None]
+
+    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
+        body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
+        answer = messages.load(self._action("check_schema", body), "check_schema result")
+        return [str(problem) for problem in answer.get("problems", [])]
+
+    def set_compatibility(self, topic: str, compatibility: str) -> None:
+        self._action("set_compatibility", {"topic": topic, "compatibility": compatibility})
 
     def delete_topic(self, name: str) -> None:
         self._action("delete_topic", {"name": name})
@@ -104,7 +136,7 @@ class RemoteClient:
         expect_offset: int | None = None,
         producer: object = None,
     ) -> AppendResult:
-        batch = to_input_batch(records, limits.flight_message_bytes_max)
+        batch = to_input_batch(records, limits.flight_message_bytes_max, "json")
         options = None
         if expect is not None or expect_offset is not None or producer is not None:
             options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
@@ -183,8 +215,8 @@ class RemoteClient:
         request = messages.ReadKeyRequest(
             _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version
         )
-        batches = list(ReadStream(self._get(messages.encode_ticket(request), self._options), self.url))
-        return pa.Table.from_batches(batches, schema=STORED_SCHEMA)
+        reader = self._get(messages.encode_ticket(request), self._options)
+        return pa.Table.from_batches(list(ReadStream(reader, self.url)), schema=reader.schema)
 
     def key_version(self, topic: str, key: object) -> int:
         body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
@@ -390,7 +422,7 @@ class _PutPipeline:
         try:
             for records in batches:
                 try:
-                    batch = to_input_batch(records, limits.flight_message_bytes_max)
+                    batch = to_input_batch(records, limits.flight_message_bytes_max, "json")
                 except OdradekError as exc:
                     refused_here = exc
                     break

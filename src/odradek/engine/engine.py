@@ -51,7 +51,7 @@ from odradek.errors import (
 from odradek.files import fsync_directory, write_json_atomically
 from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
-from odradek.records import Records, timestamp_micros, to_input_batch
+from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_batch
 from odradek.schemas import compile_schema
 from odradek.schemas.ids import SchemaIds
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
@@ -380,6 +380,11 @@ class Engine:
         if schema is None:
             return []
         return [_schema_info(topic, schema, v.version) for v in schema.versions]
+
+    def read_schema(self, topic: str) -> pa.Schema:
+        """The schema of what a read of ``topic`` returns (typed value if schema'd)."""
+        schema = self._topic(topic).schema
+        return STORED_SCHEMA if schema is None else schema.stored_schema
 
     def schema_by_id(self, schema_id: int) -> tuple[str, str] | None:
         """(kind, canonical text) of a global schema id, or None."""

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, from_wire, to_wire
-from odradek.types import AppendResult, KeyVersions, TopicInfo
+from odradek.types import AppendResult, KeyVersions, SchemaInfo, TopicInfo
 
 # Version of this wire format; a request may name it as "v" and a newer server
 # refuses versions it does not know.
@@ -47,7 +47,7 @@ KIND_READ_KEY = "read_key"
 # DoAction types, each with the description ListActions returns.
 ACTIONS: dict[str, str] = {
     "create_topic": 'Create a topic. Body: {"name", "retention"?, "retention_bytes"?, '
-    '"segment_bytes"?, "segment_age"?, "exist_ok"?}. Result: topic info JSON.',
+    '"segment_bytes"?, "segment_age"?, "exist_ok"?, "schema"?, "compatibility"?}. Result: topic info JSON.',
     "delete_topic": 'Delete a topic and its data. Body: {"name"}. Result: {}.',
     "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...]}.',
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
@@ -57,6 +57,14 @@ ACTIONS: dict[str, str] = {
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
     "Result: group info JSON.",
     "delete_group": 'Forget a consumer group without members and its progress. Body: {"group"}. Result: {}.',
+    "set_schema": 'Add a version to a topic\'s schema. Body: {"topic", "schema", "compatibility"?}. '
+    "Result: schema info JSON.",
+    "get_schema": 'A version of a topic\'s schema (the newest without "version"). Body: {"topic", '
+    '"version"?}. Result: {"schema": schema info JSON or null}.',
+    "schema_versions": 'Every version of a topic\'s schema. Body: {"topic"}. Result: {"versions": [...]}.',
+    "check_schema": 'What would make set_schema refuse a schema. Body: {"topic", "schema", '
+    '"compatibility"?}. Result: {"problems": [...]}.',
+    "set_compatibility": 'Set a topic\'s compatibility mode. Body: {"topic", "compatibility"}. Result: {}.',
 }
 
 _VERSIONS_SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("version", pa.int64())])
@@ -426,6 +434,21 @@ def decode_topic_info(raw: bytes) -> TopicInfo:
         return TopicInfo.from_json(document)
     except TypeError as exc:
         raise InvalidRequest(f"topic info is malformed: {exc}") from None
+
+
+def encode_schema_info(info: SchemaInfo | None) -> dict[str, Any] | None:
+    return None if info is None else info.to_json()
+
+
+def decode_schema_info(document: object) -> SchemaInfo | None:
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise InvalidRequest("schema info is malformed: not an object")
+    try:
+        return SchemaInfo.from_json(document)
+    except (TypeError, KeyError, ValueError, pa.ArrowInvalid) as exc:
+        raise InvalidRequest(f"schema info is malformed: {exc}") from None
 
 
 def encode_schema(schema: object) -> object:

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 # What a read of one topic streams, and what a wildcard read streams (DESIGN §3:
 # reads across several topics add `topic`). The engine appends it as the last column.
-TOPIC_SCHEMA = STORED_SCHEMA
 WILDCARD_SCHEMA = STORED_SCHEMA.append(pa.field("topic", pa.utf8()))
 
 
@@ -87,6 +86,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "list_groups": self._list_groups,
             "describe_group": self._describe_group,
             "delete_group": self._delete_group,
+            "set_schema": self._set_schema,
+            "get_schema": self._get_schema,
+            "schema_versions": self._schema_versions,
+            "check_schema": self._check_schema,
+            "set_compatibility": self._set_compatibility,
         }
         super().__init__(location)
 
@@ -191,7 +195,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     max_records=request.max_records,
                     max_bytes=request.max_bytes,
                 )
-                return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=TOPIC_SCHEMA))
+                schema = batches[0].schema if batches else self.engine.read_schema(request.topic)
+                return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
                 table = self.engine.read_key(
                     request.topic, request.key, request.from_version, request.to_version
@@ -206,13 +211,20 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 max_bytes=request.max_bytes,
                 stop=lambda: self._draining.is_set() or context.is_cancelled(),
             )
-            schema = WILDCARD_SCHEMA if is_pattern(request.pattern) else TOPIC_SCHEMA
-            return flight.GeneratorStream(schema, self._stream(batches_iterator))
+            wildcard = is_pattern(request.pattern)
+            schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(request.pattern)
+            return flight.GeneratorStream(schema, self._stream(batches_iterator, schema))
 
-    def _stream(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def _stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """Errors raised while streaming (a topic deleted under a read) cross the wire too."""
         with self._translate("do_get"):
-            yield from batches
+            for batch in batches:
+                if not batch.schema.equals(schema):
+                    raise InvalidRequest(
+                        "the topic's schema changed while it was read; start a new read to get "
+                        "the records from here on in the new schema's type"
+                    )
+                yield batch
 
     # -- DoAction: administration -------------------------------------------------------------
 
@@ -232,6 +244,34 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             options["schema"] = messages.decode_schema(body["schema"])
         info = self.engine.create_topic(_name(body, "name"), **options)
         return messages.encode_topic_info(info)
+
+    def _set_schema(self, body: dict[str, Any]) -> bytes:
+        info = self.engine.set_schema(
+            _name(body, "topic"),
+            messages.decode_schema(body.get("schema")),
+            compatibility=body.get("compatibility"),
+        )
+        return messages.dump(info.to_json())
+
+    def _get_schema(self, body: dict[str, Any]) -> bytes:
+        info = self.engine.get_schema(_name(body, "topic"), body.get("version"))
+        return messages.dump({"schema": messages.encode_schema_info(info)})
+
+    def _schema_versions(self, body: dict[str, Any]) -> bytes:
+        versions = self.engine.schema_versions(_name(body, "topic"))
+        return messages.dump({"versions": [messages.encode_schema_info(v) for v in versions]})
+
+    def _check_schema(self, body: dict[str, Any]) -> bytes:
+        problems = self.engine.check_schema(
+            _name(body, "topic"),
+            messages.decode_schema(body.get("schema")),
+            compatibility=body.get("compatibility"),
+        )
+        return messages.dump({"problems": problems})
+
+    def _set_compatibility(self, body: dict[str, Any]) -> bytes:
+        self.engine.set_compatibility(_name(body, "topic"), body.get("compatibility"))  # type: ignore[arg-type]
+        return messages.dump({})
 
     def _delete_topic(self, body: dict[str, Any]) -> bytes:
         self.engine.delete_topic(_name(body, "name"))
@@ -310,7 +350,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 records, size = info.records, info.bytes
             else:
                 records, size = -1, -1
-            schema = WILDCARD_SCHEMA if _is_wildcard(request) else TOPIC_SCHEMA
+            if _is_wildcard(request):
+                schema = WILDCARD_SCHEMA
+            else:
+                topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
+                schema = self.engine.read_schema(topic)
             endpoint = flight.FlightEndpoint(descriptor.command, [])
             return flight.FlightInfo(schema, descriptor, [endpoint], records, size)
 
@@ -325,7 +369,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         ticket = messages.encode_ticket(messages.ReadRequest(pattern=name, start="earliest", wait=0.0))
         endpoint = flight.FlightEndpoint(ticket, [])
         descriptor = flight.FlightDescriptor.for_path(name)
-        return flight.FlightInfo(TOPIC_SCHEMA, descriptor, [endpoint], info.records, info.bytes)
+        schema = self.engine.read_schema(name)
+        return flight.FlightInfo(schema, descriptor, [endpoint], info.records, info.bytes)
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -362,7 +407,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
 
 _NO_OPTIONS = messages.AppendOptions()
-_TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok")
+_TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok", "compatibility")
 
 
 def _flight_error(error: OdradekError) -> flight.FlightError:
