@@ -335,7 +335,9 @@ def _read_partition(
         records = b""
         if offset < end:
             limit = max(min(wanted.partition_max_bytes, budget), 1)
-            stored = engine.fetch(view.name, offset, max_bytes=limit)
+            # A schema'd topic's typed values go to Kafka clients in the Schema Registry
+            # wire format (magic byte, schema id, payload), as its deserializers expect.
+            stored = engine.fetch(view.name, offset, max_bytes=limit, value_format="wire")
             records = _encode_partition(stored, offset, index, view.partitions)
     except TopicNotFound:
         broker.forget(view.name)
