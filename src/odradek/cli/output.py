@@ -25,9 +25,20 @@ _OTHER_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow prints the microseconds with %S
 
 
+def _typed_json(batch: pa.RecordBatch) -> pa.Array | None:
+    """A schema'd topic's typed values as JSON text; None for opaque values."""
+    values = batch.column("value")
+    if not pa.types.is_struct(values.type):
+        return None
+    from odradek.schemas.json_values import encode_json
+
+    return encode_json(values).cast(pa.binary())
+
+
 def values_text(batch: pa.RecordBatch) -> bytes:
-    """The batch's values, one per line, as they were appended."""
-    values = batch.column("value").fill_null(b"")
+    """The batch's values, one per line: as appended, or as JSON for typed values."""
+    typed = _typed_json(batch)
+    values = (typed if typed is not None else batch.column("value")).fill_null(b"")
     return b"\n".join(values.to_pylist()) + b"\n"
 
 
@@ -44,13 +55,18 @@ def jsonl(batch: pa.RecordBatch, topic: str | None = None) -> bytes:
 def rows(batch: pa.RecordBatch, topic: str | None = None) -> list[dict[str, Any]]:
     """The batch's records as JSON-able dicts (the slow, exact path)."""
     columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    typed = _typed_json(batch)
+    typed_values = None if typed is None else [json.loads(v) for v in typed.to_pylist()]
     timestamps = pc.strftime(batch.column("timestamp"), format=_TIMESTAMP_FORMAT).to_pylist()
     result = []
     for index in range(batch.num_rows):
         row: dict[str, Any] = {"topic": columns["topic"][index] if "topic" in columns else topic}
         row["offset"] = columns["offset"][index]
         _put_bytes(row, "key", columns["key"][index])
-        _put_bytes(row, "value", columns["value"][index])
+        if typed_values is not None:
+            row["value"] = typed_values[index]
+        else:
+            _put_bytes(row, "value", columns["value"][index])
         row["version"] = columns["version"][index]
         row["timestamp"] = timestamps[index]
         headers: dict[str, Any] = {}
@@ -75,7 +91,8 @@ def _jsonl_columnar(batch: pa.RecordBatch, topic: str | None) -> bytes | None:
     if batch.column("headers").null_count != batch.num_rows:
         return None
     key = _json_string(batch.column("key"))
-    value = _json_string(batch.column("value"))
+    typed = _typed_json(batch)
+    value = typed.cast(pa.utf8()) if typed is not None else _json_string(batch.column("value"))
     if key is None or value is None:
         return None
     if "topic" in batch.schema.names:

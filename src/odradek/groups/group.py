@@ -444,7 +444,10 @@ class Group:
             problem: OdradekError | None = None
             try:
                 prepared = prepare(
-                    self._engine.fetch(cursor.topic, offset, max_records=count), self.options.ordering
+                    # A schema'd topic's values are delivered as JSON text: a group's
+                    # deliveries span topics and go over one stream with one schema.
+                    self._engine.fetch(cursor.topic, offset, max_records=count, value_format="json"),
+                    self.options.ordering,
                 )
             except (OffsetOutOfRange, TopicNotFound) as exc:
                 problem = exc
