@@ -1,0 +1,33 @@
+"""The Schema Registry door: Confluent's serializers and tools work against Odradek.
+
+``routes.py`` answers the REST API without IO (a topic's value subject is the topic's
+schema; other subjects are kept by ``subjects.py``); ``server.py`` is the HTTP shell.
+See docs/schema-registry.md.
+"""
+
+from __future__ import annotations
+
+from odradek.protocols.registry.routes import Registry, RegistryBackend, Request, Response
+from odradek.protocols.registry.server import RegistryListener
+from odradek.protocols.registry.subjects import SubjectStore
+
+
+def start_registry_listener(
+    backend: RegistryBackend, data_directory: str, host: str, port: int
+) -> RegistryListener:
+    """Serve the registry API for ``backend`` (an Engine) on ``host:port`` (0: any free port).
+
+    Raises OSError when the address cannot be bound.
+    """
+    return RegistryListener(Registry(backend, SubjectStore(data_directory)), host, port)
+
+
+__all__ = [
+    "Registry",
+    "RegistryBackend",
+    "RegistryListener",
+    "Request",
+    "Response",
+    "SubjectStore",
+    "start_registry_listener",
+]
