@@ -148,6 +148,7 @@ class _RegistryHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests (bad request line, oversized headers) in Confluent's error shape."""
         self.close_connection = True
+        self.request_version = self.protocol_version  # a status line even when the request had none
         try:
             self._send(
                 Response.error(code, code, message or self.responses.get(code, ("error",))[0]), close=True
