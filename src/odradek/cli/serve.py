@@ -2,10 +2,11 @@
 
 Settings come from, lowest precedence first: built-in defaults, a TOML file
 (``--config`` / ``ODRADEK_CONFIG``), environment variables ``ODRADEK_*``, flags.
-Lifecycle: open the engine, start the metrics endpoint and the Flight server, print
-one line containing ``ready``, then wait for SIGTERM or SIGINT; on either, refuse new
-calls, let in-flight appends finish (at most ``limits.shutdown_drain_seconds_max``),
-close the engine and exit 0. A second signal exits at once.
+Lifecycle: open the engine, start the metrics endpoint, the Flight server, the Kafka
+listener and the Schema Registry listener, print one line containing ``ready``, then
+wait for SIGTERM or SIGINT; on either, refuse new calls, let in-flight appends finish
+(at most ``limits.shutdown_drain_seconds_max``), close the engine and exit 0. A second
+signal exits at once.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from odradek.engine import Engine
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
+from odradek.protocols.registry import start_registry_listener
 
 log = logging.getLogger("odradek.serve")
 
 
 DEFAULT_KAFKA_LISTEN = "127.0.0.1:9092"
+DEFAULT_REGISTRY_LISTEN = "127.0.0.1:8081"  # Confluent Schema Registry's default port
 _OFF = ("", "off", "none", "false", "no", "0")
 
 
@@ -44,6 +47,8 @@ class Settings:
     kafka_listen: str | None = DEFAULT_KAFKA_LISTEN
     kafka_advertised: str | None = None
     kafka_listen_given: bool = False  # an explicit address must bind; the default may not
+    registry_listen: str | None = DEFAULT_REGISTRY_LISTEN
+    registry_listen_given: bool = False  # as for kafka_listen
     metrics_listen: str | None = None
     fsync: bool = True
     log_format: str = "kv"  # "kv" (key=value) or "json"
@@ -55,6 +60,7 @@ _ENVIRONMENT = {
     "listen": "ODRADEK_LISTEN",
     "kafka_listen": "ODRADEK_KAFKA_LISTEN",
     "kafka_advertised": "ODRADEK_KAFKA_ADVERTISED",
+    "registry_listen": "ODRADEK_REGISTRY_LISTEN",
     "metrics_listen": "ODRADEK_METRICS_LISTEN",
     "fsync": "ODRADEK_FSYNC",
     "log_format": "ODRADEK_LOG_FORMAT",
@@ -76,6 +82,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "listen": args.listen,
         "kafka_listen": args.kafka_listen,
         "kafka_advertised": args.kafka_advertised,
+        "registry_listen": getattr(args, "registry_listen", None),
         "metrics_listen": args.metrics_listen,
         "log_format": args.log_format,
         "log_level": args.log_level,
@@ -83,10 +90,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     values.update({name: value for name, value in flags.items() if value is not None})
     if args.no_fsync:
         values["fsync"] = False
-    if "kafka_listen" in values:
-        listen = str(values["kafka_listen"]).strip()
-        values["kafka_listen"] = None if listen.lower() in _OFF else listen
-        values["kafka_listen_given"] = values["kafka_listen"] is not None
+    for door in ("kafka_listen", "registry_listen"):
+        if door in values:
+            listen = str(values[door]).strip()
+            values[door] = None if listen.lower() in _OFF else listen
+            values[f"{door}_given"] = values[door] is not None
     if "fsync" in values:
         values["fsync"] = _boolean(values["fsync"], "fsync")
     if values.get("log_format", "kv") not in ("kv", "json"):
@@ -184,6 +192,9 @@ def run(settings: Settings) -> int:
         split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
     )
     kafka_address = split_address(settings.kafka_listen, "--kafka-listen") if settings.kafka_listen else None
+    registry_address = (
+        split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
+    )
     engine = Engine(settings.data_dir, fsync=settings.fsync)
     try:
         observer = None
@@ -208,6 +219,19 @@ def run(settings: Settings) -> int:
                 "Kafka listener off: the default address is not free",
                 extra={"fields": {"address": settings.kafka_listen, "error": str(exc)}},
             )
+        registry = None
+        try:
+            if registry_address:
+                registry = start_registry_listener(engine, engine.path, *registry_address)
+        except OSError as exc:
+            if settings.registry_listen_given:
+                if kafka is not None:
+                    kafka.close()
+                raise OdradekError(f"cannot listen on {settings.registry_listen}: {exc}") from exc
+            log.warning(
+                "Schema Registry listener off: the default address is not free",
+                extra={"fields": {"address": settings.registry_listen, "error": str(exc)}},
+            )
     except BaseException:
         engine.close()
         raise
@@ -220,6 +244,7 @@ def run(settings: Settings) -> int:
         "fsync": settings.fsync,
         "metrics": f"http://{settings.metrics_listen}/metrics" if metrics_address else "off",
         "kafka": kafka.bootstrap if kafka else "off",
+        "registry": registry.url if registry else "off",
         "pid": os.getpid(),
     }
     log.info("ready", extra={"fields": fields})
@@ -227,6 +252,8 @@ def run(settings: Settings) -> int:
     while not stop.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")
+    if registry is not None:
+        registry.close()
     if kafka is not None:
         kafka.close()
     drained = server.drain(limits.shutdown_drain_seconds_max)

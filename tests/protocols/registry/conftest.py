@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -24,6 +26,11 @@ from odradek.errors import IncompatibleSchema, InvalidSchema, TopicExists, Topic
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.registry.subjects import SubjectStore
 from odradek.schemas.model import CompiledSchema
+
+# `odradek serve` subprocesses are started with the command-line tests' helper.
+sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
+
+from odradek_process import Server
 
 
 class _NoCodec:
@@ -219,3 +226,20 @@ def new_registry(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Regis
         )
 
     return make
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts `odradek serve` processes (killed at the end if a test left them running)."""
+    started: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
+        server = Server(tmp_path / f"data{len(started)}", *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
