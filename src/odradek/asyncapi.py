@@ -115,12 +115,22 @@ class Server:
     protocol: str
     description: str
     protocol_version: str | None = None
+    # The Schema Registry serving this server's clients (the Kafka door's), if any.
+    registry_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         server: dict[str, Any] = {"host": self.host, "protocol": self.protocol}
         if self.protocol_version is not None:
             server["protocolVersion"] = self.protocol_version
         server["description"] = self.description
+        if self.registry_url is not None and self.protocol == "kafka":
+            server["bindings"] = {
+                "kafka": {
+                    "schemaRegistryUrl": self.registry_url,
+                    "schemaRegistryVendor": "confluent",
+                    "bindingVersion": KAFKA_BINDING_VERSION,
+                }
+            }
         return server
 
 
@@ -142,16 +152,24 @@ def flight_server(url: str) -> Server:
     )
 
 
-def kafka_server(address: str) -> Server:
-    """The Kafka door at ``address`` (``HOST:PORT``)."""
+def kafka_server(address: str, registry_url: str | None = None) -> Server:
+    """The Kafka door at ``address`` (``HOST:PORT``), and the Schema Registry door at
+    ``registry_url`` (``http://HOST:PORT``) its clients' serializers use, if given."""
     host, separator, port = address.rpartition(":")
     if not separator or not host or not port.isdigit():
         raise InvalidRequest(f"the Kafka address must be HOST:PORT, not {address!r}")
+    if registry_url is not None and (
+        urlsplit(registry_url).scheme not in ("http", "https") or not urlsplit(registry_url).netloc
+    ):
+        raise InvalidRequest(f"the Schema Registry URL must be http(s)://HOST:PORT, not {registry_url!r}")
+    description = "Odradek's Kafka wire-protocol door: every topic is a Kafka topic of the same name."
+    if registry_url is not None:
+        description += (
+            f" Its Schema Registry door ({registry_url}) serves each schema'd topic's schema as the "
+            "subject `<topic>-value`."
+        )
     return Server(
-        name="kafka",
-        host=address,
-        protocol="kafka",
-        description="Odradek's Kafka wire-protocol door: every topic is a Kafka topic of the same name.",
+        name="kafka", host=address, protocol="kafka", description=description, registry_url=registry_url
     )
 
 
@@ -169,6 +187,7 @@ def build_document(
     if not topics:
         raise TopicNotFound(f"no topic matches {pattern!r}")
     with_kafka = any(server.protocol == "kafka" for server in servers)
+    with_registry = any(server.protocol == "kafka" and server.registry_url for server in servers)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -177,7 +196,7 @@ def build_document(
         info = client.get_schema(topic)
         channels[topic] = _channel(topic, info)
         operations.update(_operations(topic))
-        messages[topic] = _message(topic, info, with_kafka)
+        messages[topic] = _message(topic, info, with_kafka, with_registry)
         schemas[topic] = payload_schema(topic, info)
     document: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
@@ -262,7 +281,7 @@ def _operations(topic: str) -> dict[str, Any]:
     }
 
 
-def _message(topic: str, info: TopicSchema | None, with_kafka: bool) -> dict[str, Any]:
+def _message(topic: str, info: TopicSchema | None, with_kafka: bool, with_registry: bool) -> dict[str, Any]:
     message: dict[str, Any] = {
         "name": topic,
         "title": f"A record of {topic}",
@@ -276,12 +295,15 @@ def _message(topic: str, info: TopicSchema | None, with_kafka: bool) -> dict[str
     elif info.kind == "JSON":
         message["contentType"] = "application/json"
     if with_kafka:
-        message["bindings"] = {
-            "kafka": {
-                "key": {"type": "string", "description": _KEY_DESCRIPTION},
-                "bindingVersion": KAFKA_BINDING_VERSION,
-            }
-        }
+        binding: dict[str, Any] = {"key": {"type": "string", "description": _KEY_DESCRIPTION}}
+        if with_registry and info is not None:
+            # Confluent's wire format: byte 0, the 4-byte schema id, then the payload;
+            # the subject is named after the topic (TopicNameStrategy).
+            binding["schemaIdLocation"] = "payload"
+            binding["schemaIdPayloadEncoding"] = "confluent"
+            binding["schemaLookupStrategy"] = "TopicNameStrategy"
+        binding["bindingVersion"] = KAFKA_BINDING_VERSION
+        message["bindings"] = {"kafka": binding}
     return message
 
 

@@ -331,6 +331,24 @@ def test_without_a_kafka_server_messages_have_no_kafka_binding() -> None:
     assert "TLS" in document["servers"]["flight"]["description"]
 
 
+def test_the_registry_door_is_named_in_the_kafka_bindings() -> None:
+    catalog = FakeCatalog({"payments": avro_info("payments"), "payments.raw": None})
+    servers = [asyncapi.kafka_server("127.0.0.1:9092", registry_url="http://127.0.0.1:8081")]
+    document = asyncapi.build_document(catalog, "payments.>", servers=servers)
+    assert list(document["channels"]) == ["payments.raw"]
+    document = asyncapi.build_document(catalog, "payments", servers=servers)
+    assert_valid_asyncapi(document)
+    assert document["servers"]["kafka"]["bindings"]["kafka"]["schemaRegistryUrl"] == "http://127.0.0.1:8081"
+    binding = document["components"]["messages"]["payments"]["bindings"]["kafka"]
+    assert binding["schemaIdLocation"] == "payload"
+    assert binding["schemaLookupStrategy"] == "TopicNameStrategy"
+    schemaless = asyncapi.build_document(catalog, "payments.raw", servers=servers)
+    assert_valid_asyncapi(schemaless)
+    assert "schemaIdLocation" not in schemaless["components"]["messages"]["payments.raw"]["bindings"]["kafka"]
+    with pytest.raises(InvalidRequest):
+        asyncapi.kafka_server("127.0.0.1:9092", registry_url="127.0.0.1:8081")
+
+
 def test_a_pattern_matching_nothing_is_refused() -> None:
     with pytest.raises(TopicNotFound, match=r"no topic matches 'orders\.>'"):
         asyncapi.build_document(FakeCatalog({"payments": None}), "orders.>")
