@@ -44,6 +44,9 @@ _PRIMITIVE_ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.utf8(),
 }
 _PRIMITIVE_NAMES = frozenset([*_PRIMITIVE_ARROW_TYPES, "null"])
+# Avro spec: a float is written as 4 bytes, a double as 8; every other value takes at
+# least one byte (a varint, a length or a branch index).
+_FLOATING_BYTES = {"float": 4, "double": 8}
 
 # Logical types on a primitive: (underlying type, logical type) -> Arrow type.
 _LOGICAL_ARROW_TYPES: dict[tuple[str, str], pa.DataType] = {
@@ -167,6 +170,11 @@ class _Compiler:
             if "items" not in schema:
                 raise InvalidSchema(f"an Avro array needs 'items' {_at(path)}")
             items = self.compile(schema["items"], _join(path, "items"), namespace, depth + 1)
+            if items.encoded_bytes_min == 0:
+                raise InvalidSchema(
+                    f"Avro array items {_at(_join(path, 'items'))} take no bytes (a fixed of size 0 or a "
+                    "record without fields), so a payload could declare any number of them"
+                )
             return AvroNode("array", pa.list_(_arrow_field("item", items)), child=items)
         if type_name == "map":
             if "values" not in schema:
@@ -265,7 +273,10 @@ class _Compiler:
         arrow_type = pa.struct(
             [_arrow_field(item.name, item.node, item.has_default, item.default) for item in fields]
         )
-        node = AvroNode("record", arrow_type, fields=tuple(fields), name=full_name)
+        encoded_bytes_min = sum(item.node.encoded_bytes_min for item in fields)
+        node = AvroNode(
+            "record", arrow_type, fields=tuple(fields), name=full_name, encoded_bytes_min=encoded_bytes_min
+        )
         self.named[full_name] = node
         return node
 
@@ -290,7 +301,7 @@ class _Compiler:
         size = schema.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidSchema(f"an Avro fixed needs a non-negative integer 'size' {_at(path)}")
-        node = AvroNode("fixed", pa.binary(size), size=size, name=full_name)
+        node = AvroNode("fixed", pa.binary(size), size=size, name=full_name, encoded_bytes_min=size)
         decimal = _decimal(schema, size)
         if decimal is not None:
             precision, scale = decimal
@@ -302,6 +313,7 @@ class _Compiler:
                 precision=precision,
                 scale=scale,
                 name=full_name,
+                encoded_bytes_min=size,
             )
         self.named[full_name] = node
         return node
@@ -317,8 +329,13 @@ def _primitive(type_name: str, schema: dict[str, Any] | None) -> AvroNode:
                 "bytes", pa.decimal128(precision, scale), logical="decimal", precision=precision, scale=scale
             )
     arrow_type = _LOGICAL_ARROW_TYPES.get((type_name, logical)) if isinstance(logical, str) else None
+    encoded_bytes_min = _FLOATING_BYTES.get(type_name, 1)
     if arrow_type is None:
-        return AvroNode(type_name, _PRIMITIVE_ARROW_TYPES[type_name])  # type: ignore[arg-type]
+        return AvroNode(
+            type_name,  # type: ignore[arg-type]
+            _PRIMITIVE_ARROW_TYPES[type_name],
+            encoded_bytes_min=encoded_bytes_min,
+        )
     return AvroNode(type_name, arrow_type, logical=logical)  # type: ignore[arg-type]
 
 

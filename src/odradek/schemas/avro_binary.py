@@ -119,6 +119,8 @@ class _Reader:
                 for field in node.fields
             ]
             assert isinstance(node.arrow_type, pa.StructType)
+            if not children:
+                return pa.Array.from_buffers(node.arrow_type, position.size, [None], children=[])
             return pa.StructArray.from_arrays(children, fields=list(node.arrow_type))
         if kind == "optional":
             return self._optional(node, position, end, path)
@@ -161,12 +163,16 @@ class _Reader:
             return pa.Array.from_buffers(node.arrow_type, position.size, [None, pa.py_buffer(matrix)])
         if kind == "array":
             item_types = [node.arrow_type.value_type]
-            offsets, (items,) = self._blocks(position, end, path, self._array_item(node.inner), item_types)
+            decode_item = self._array_item(node.inner)
+            item_bytes_min = node.inner.encoded_bytes_min
+            offsets, (items,) = self._blocks(position, end, path, decode_item, item_types, item_bytes_min)
             return pa.ListArray.from_arrays(pa.array(offsets), items, type=node.arrow_type)
         if kind == "map":
             entry_types = [pa.utf8(), node.arrow_type.item_type]
+            decode_entry = self._map_entry(node.inner)
+            entry_bytes_min = 1 + node.inner.encoded_bytes_min
             offsets, (keys, values) = self._blocks(
-                position, end, path, self._map_entry(node.inner), entry_types
+                position, end, path, decode_entry, entry_types, entry_bytes_min
             )
             return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=node.arrow_type)
         raise AssertionError(f"unknown Avro node kind {kind}")  # pragma: no cover
@@ -310,6 +316,7 @@ class _Reader:
         path: str,
         decode_item: _ItemDecoder,
         item_types: list[pa.DataType],
+        item_bytes_min: int,
     ) -> tuple[npt.NDArray[np.int32], list[pa.Array]]:
         """Avro array/map blocks at every cursor: list offsets and the item columns.
 
@@ -326,7 +333,7 @@ class _Reader:
         while going.size:
             starting = going[left_in_block[going] == 0]
             if starting.size:
-                left_in_block[starting] = self._block_header(starting, position, end, path)
+                left_in_block[starting] = self._block_header(starting, position, end, path, item_bytes_min)
                 going = going[left_in_block[going] > 0]
                 if not going.size:
                     break
@@ -345,8 +352,12 @@ class _Reader:
             return offsets.astype(np.int32), [pa.array([], type=item_type) for item_type in item_types]
         return offsets.astype(np.int32), _items_by_record(steps, offsets)
 
-    def _block_header(self, rows: Positions, position: Positions, end: Positions, path: str) -> Positions:
-        """The item count of the next block of each of ``rows``; 0 ends the array."""
+    def _block_header(
+        self, rows: Positions, position: Positions, end: Positions, path: str, item_bytes_min: int
+    ) -> Positions:
+        """The item count of the next block of each of ``rows``; 0 ends the array. A
+        count of more items than the bytes left can hold is refused here, before any
+        item is decoded."""
         subset = position[rows]
         subset_end = end[rows]
         block_count = self.read_long(subset, subset_end, path)
@@ -359,7 +370,8 @@ class _Reader:
             if np.flatnonzero((block_bytes < 0) | (block_bytes > subset_end[negative] - sized)).size:
                 raise _fail("an Avro block size is negative or larger than the bytes left", path)
             block_count[negative] = -block_count[negative]
-        if np.flatnonzero((block_count < 0) | (block_count > subset_end - subset)).size:
+        items_room = (subset_end - subset) // max(item_bytes_min, 1)
+        if np.flatnonzero((block_count < 0) | (block_count > items_room)).size:
             raise _fail("an Avro item count is larger than the bytes left in the payload", path)
         position[rows] = subset
         return block_count

@@ -79,6 +79,9 @@ class AvroNode:
     null_branch: int = 0
     # The Avro full name of a named type (record, enum, fixed), for messages.
     name: str = ""
+    # The fewest bytes a value of this type takes in Avro binary, so a declared item
+    # count can be checked against the bytes left in a payload before decoding.
+    encoded_bytes_min: int = 1
 
     @property
     def inner(self) -> AvroNode:
