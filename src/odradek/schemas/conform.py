@@ -430,7 +430,7 @@ def _reshape_struct(array: pa.Array, target: pa.StructType, where: _Where, mode:
             children.append(_reshape(array.field(field.name), field.type, inside.field(field.name), mode))
             continue
         default = default_of(field) if mode is _Mode.EVOLVE else None
-        if default is None or not default.is_valid:
+        if default is None or not default.is_valid or len(array) == 0:
             children.append(pa.nulls(len(array), field.type))
         else:
             children.append(pa.repeat(default, len(array)))
