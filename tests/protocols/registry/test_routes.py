@@ -397,3 +397,30 @@ def test_any_request_gets_a_well_formed_answer(
         assert isinstance(document, dict)
         assert isinstance(document["error_code"], int)
         assert isinstance(document["message"], str)
+
+
+def test_stored_subjects_with_the_engines_own_avro_compiler_and_checker(registry: Any) -> None:
+    from odradek.protocols.registry.routes import OdradekSchemaLanguages
+    from odradek.protocols.registry.subjects import SubjectStore
+
+    real = Registry(registry.backend, SubjectStore(registry.data_dir), OdradekSchemaLanguages())
+
+    def call(method: str, path: str, body: Any) -> Any:
+        return real.handle(Request(method, path, {}, json.dumps(body).encode()))
+
+    key = {"type": "record", "name": "Key", "fields": [{"name": "id", "type": "string"}]}
+    first = call("POST", "/subjects/orders-key/versions", {"schema": json.dumps(key)}).document()
+    assert first["version"] == 1
+    spaced = json.dumps(key, indent=2)
+    assert call("POST", "/subjects/orders-key", {"schema": spaced}).document()["id"] == first["id"]
+    breaking = dict(key, fields=[*key["fields"], {"name": "region", "type": "string"}])
+    assert_error(
+        call("POST", "/subjects/orders-key/versions", {"schema": json.dumps(breaking)}), 409, 409, "region"
+    )
+    evolved = dict(key, fields=[*key["fields"], {"name": "region", "type": "string", "default": "eu"}])
+    assert (
+        call("POST", "/subjects/orders-key/versions", {"schema": json.dumps(evolved)}).document()["version"]
+        == 2
+    )
+    primitive = call("POST", "/subjects/orders-key/versions", {"schema": '"string"'})
+    assert_error(primitive, 422, 42201)

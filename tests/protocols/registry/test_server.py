@@ -127,13 +127,14 @@ def test_connections_beyond_the_limit_are_closed_on_accept(
 
 def test_close_ends_idle_keep_alive_connections(registry: Any) -> None:
     started = RegistryListener(registry.registry, "127.0.0.1", 0)
-    raw = socket.create_connection((started.host, started.port), timeout=socket_timeout_seconds)
-    raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    first = raw.recv(65536)
-    assert first.startswith(b"HTTP/1.1 200")
+    connection = _connect(started)
+    connection.request("GET", "/")
+    assert connection.getresponse().read() == b"{}"
+    idle = connection.sock  # kept open for the next request
+    assert idle is not None
     started.close()
-    assert _read_until_closed(raw) == b""
-    raw.close()
+    assert _read_until_closed(idle) == b""
+    connection.close()
     with pytest.raises(OSError):
         socket.create_connection((started.host, started.port), timeout=socket_timeout_seconds).close()
 

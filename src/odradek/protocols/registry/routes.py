@@ -159,9 +159,9 @@ class OdradekSchemaLanguages:
         return compile_schema(text, kind)
 
     def check(self, history: list[pa.StructType], new: pa.StructType, mode: str) -> list[str]:
-        from odradek.schemas import compat
+        from odradek.schemas.compat import check
 
-        return compat.check(history, new, mode)
+        return check(history, new, mode)
 
 
 @dataclasses.dataclass(frozen=True)
