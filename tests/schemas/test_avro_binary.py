@@ -526,3 +526,59 @@ def test_encode_refuses_a_null_where_avro_has_no_null(orders: CompiledSchema) ->
     with pytest.raises(SchemaViolation) as caught:
         orders.codec.encode(values)
     assert (caught.value.index, caught.value.path) == (1, "items[0].sku")
+
+
+NUMBERS = {
+    "type": "record",
+    "name": "Numbers",
+    "fields": [
+        {"name": "ints", "type": {"type": "array", "items": "int"}},
+        {"name": "flags", "type": {"type": "array", "items": "boolean"}},
+        {"name": "codes", "type": {"type": "array", "items": {"type": "fixed", "name": "Code", "size": 2}}},
+    ],
+}
+
+
+def numbers(ints: bytes = zigzag(0), flags: bytes = zigzag(0), codes: bytes = zigzag(0)) -> bytes:
+    return ints + flags + codes
+
+
+def test_arrays_of_numbers_decode_block_by_block() -> None:
+    compiled = compile_avro(NUMBERS)
+    two = zigzag(5) + zigzag(-300)
+    one = zigzag(2**30)
+    ints = zigzag(2) + two + zigzag(-1) + zigzag(len(one)) + one + zigzag(1) + zigzag(-1) + zigzag(0)
+    flags = zigzag(-3) + zigzag(3) + b"\x01\x00\x01" + zigzag(1) + b"\x00" + zigzag(0)
+    codes = zigzag(1) + b"ab" + zigzag(1) + b"cd" + zigzag(0)
+    payloads = pa.array([numbers(ints, flags, codes), numbers(), numbers(zigzag(1) + zigzag(7) + zigzag(0))])
+    decoded = compiled.codec.decode(payloads.cast(pa.binary())).to_pylist()
+    assert decoded == [
+        {"ints": [5, -300, 2**30, -1], "flags": [True, False, True, False], "codes": [b"ab", b"cd"]},
+        {"ints": [], "flags": [], "codes": []},
+        {"ints": [7], "flags": [], "codes": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "path", "words"),
+    [
+        (
+            numbers(ints=zigzag(3) + zigzag(1) + zigzag(2) + b"\xff" * 10 + b"\x01" + zigzag(0)),
+            "ints[2]",
+            "10 bytes",
+        ),
+        (numbers(ints=zigzag(2) + zigzag(1) + zigzag(2**31) + zigzag(0)), "ints[1]", "32-bit"),
+        (
+            numbers(ints=zigzag(2) + zigzag(1) + b"\x80\x80\x80", flags=b"", codes=b""),
+            "ints[1]",
+            "ends inside",
+        ),
+        (numbers(flags=zigzag(1) + b"\x01" + zigzag(2) + b"\x00\x05" + zigzag(0)), "flags[2]", "neither"),
+        (numbers(codes=zigzag(2) + b"abc"), "codes", "bytes left"),
+    ],
+)
+def test_a_bad_item_of_a_number_array_is_named(bad: bytes, path: str, words: str) -> None:
+    compiled = compile_avro(NUMBERS)
+    error = refusal(compiled, [numbers(), bad])
+    assert (error.index, error.path) == (1, path)
+    assert words in error.message

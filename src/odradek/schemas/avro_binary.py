@@ -95,8 +95,16 @@ def _decode_batch(root: AvroNode, payloads: pa.Array) -> pa.StructArray:
     return values
 
 
-def _fail(message: str, path: str) -> SchemaViolation:
-    return SchemaViolation(message, None, path or None)
+def _fail(message: str, path: str, element: int | None = None) -> SchemaViolation:
+    """A refusal inside a batch; ``element`` is the position of the bad value among the
+    cursors of the failing call (the caller that knows the layout maps it to a path)."""
+    return SchemaViolation(message, element, path or None)
+
+
+def _refuse_any(bad: npt.NDArray[np.bool_], message: str, path: str) -> None:
+    offending = np.flatnonzero(bad)
+    if offending.size:
+        raise _fail(message, path, int(offending[0]))
 
 
 class _Reader:
@@ -110,6 +118,8 @@ class _Reader:
         self.data = data
         self.buffer = pa.py_buffer(data)
         self.wide_offsets = data.size > _BINARY_OFFSET_MAX
+        # Positions of the bytes that end a varint, found once when first needed.
+        self.last_bytes: Positions | None = None
 
     def decode(self, node: AvroNode, position: Positions, end: Positions, path: str) -> pa.Array:
         kind = node.kind
@@ -127,9 +137,9 @@ class _Reader:
         if kind in ("int", "long"):
             values = self.read_long(position, end, path)
             if kind == "int":
-                outside = np.flatnonzero((values < _INT_MIN) | (values > _INT_MAX))
-                if outside.size:
-                    raise _fail("an Avro int is outside the 32-bit range", path)
+                _refuse_any(
+                    (values < _INT_MIN) | (values > _INT_MAX), "an Avro int is outside the 32-bit range", path
+                )
                 return _from_numpy(node.arrow_type, values.astype(np.int32))
             return _from_numpy(node.arrow_type, values)
         if kind == "string" or kind == "bytes":
@@ -144,14 +154,13 @@ class _Reader:
         if kind == "boolean":
             self._require(position, end, 1, path)
             flags = self.data[position]
-            if np.flatnonzero(flags > 1).size:
-                raise _fail("an Avro boolean byte is neither 0 nor 1", path)
+            _refuse_any(flags > 1, "an Avro boolean byte is neither 0 nor 1", path)
             position += 1
             return pa.array(flags.view(np.bool_))
         if kind == "enum":
             indices = self.read_long(position, end, path)
-            if np.flatnonzero((indices < 0) | (indices >= len(node.symbols))).size:
-                raise _fail(f"an Avro enum index is outside its {len(node.symbols)} symbols", path)
+            outside = (indices < 0) | (indices >= len(node.symbols))
+            _refuse_any(outside, f"an Avro enum index is outside its {len(node.symbols)} symbols", path)
             return pa.array(node.symbols, type=pa.utf8()).take(pa.array(indices))
         if kind == "fixed":
             if node.logical == "decimal":
@@ -161,6 +170,8 @@ class _Reader:
                 return self._decimal(node, start, np.full(position.size, node.size, np.int64), path)
             matrix = self._gather(position, end, node.size, path)
             return pa.Array.from_buffers(node.arrow_type, position.size, [None, pa.py_buffer(matrix)])
+        if kind == "array" and _packed_width(node.inner) is not None:
+            return self._packed_array(node, position, end, path)
         if kind == "array":
             item_types = [node.arrow_type.value_type]
             decode_item = self._array_item(node.inner)
@@ -196,13 +207,12 @@ class _Reader:
             lengths[going] += 1
             going = going[current >= 0x80]
         if going.size:
-            raise _fail("an Avro varint is longer than 10 bytes", path)
+            raise _fail("an Avro varint is longer than 10 bytes", path, int(going[0]))
         if lengths is None:
             position += 1
         else:
             position += lengths
-        if np.flatnonzero(position > end).size:
-            raise _fail("an Avro payload ends inside a number", path)
+        _refuse_any(position > end, "an Avro payload ends inside a number", path)
         return values
 
     def read_long(self, position: Positions, end: Positions, path: str) -> Positions:
@@ -211,8 +221,7 @@ class _Reader:
         return (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
 
     def _require(self, position: Positions, end: Positions, width: int, path: str) -> None:
-        if np.flatnonzero(end - position < width).size:
-            raise _fail("an Avro payload ends inside a value", path)
+        _refuse_any(end - position < width, "an Avro payload ends inside a value", path)
 
     def _gather(self, position: Positions, end: Positions, width: int, path: str) -> Bytes:
         """``width`` bytes at every cursor as a (records, width) matrix; advances."""
@@ -224,10 +233,10 @@ class _Reader:
     def _sized(self, position: Positions, end: Positions, path: str) -> tuple[Positions, Positions]:
         """Start and length of length-prefixed bytes at every cursor; advances past them."""
         length = self.read_long(position, end, path)
-        if np.flatnonzero(length < 0).size:
-            raise _fail("an Avro length is negative", path)
-        if np.flatnonzero(length > end - position).size:
-            raise _fail("an Avro length is larger than the bytes left in the payload", path)
+        _refuse_any(length < 0, "an Avro length is negative", path)
+        _refuse_any(
+            length > end - position, "an Avro length is larger than the bytes left in the payload", path
+        )
         start = position.copy()
         position += length
         return start, length
@@ -274,16 +283,17 @@ class _Reader:
             digits = self.data[start[rows] + length[rows] - 1 - little_end_position]
             if little_end_position < _DECIMAL128_BYTES:
                 matrix[rows, little_end_position] = digits
-            elif np.flatnonzero(digits != sign[rows]).size:
-                raise _fail("an Avro decimal does not fit in 128 bits", path)
+            else:
+                overflow = np.zeros(count, dtype=np.bool_)
+                overflow[rows] = digits != sign[rows]
+                _refuse_any(overflow, "an Avro decimal does not fit in 128 bits", path)
         return pa.Array.from_buffers(node.arrow_type, count, [None, pa.py_buffer(matrix)])
 
     # -- unions, arrays and maps --------------------------------------------------------
 
     def _optional(self, node: AvroNode, position: Positions, end: Positions, path: str) -> pa.Array:
         branch = self.read_long(position, end, path)
-        if np.flatnonzero((branch < 0) | (branch > 1)).size:
-            raise _fail("an Avro union branch index is out of range", path)
+        _refuse_any((branch < 0) | (branch > 1), "an Avro union branch index is out of range", path)
         present = branch != node.null_branch
         rows = np.flatnonzero(present)
         if rows.size == position.size:
@@ -352,6 +362,92 @@ class _Reader:
             return offsets.astype(np.int32), [pa.array([], type=item_type) for item_type in item_types]
         return offsets.astype(np.int32), _items_by_record(steps, offsets)
 
+    def _packed_array(self, node: AvroNode, position: Positions, end: Positions, path: str) -> pa.Array:
+        """An array of numbers, booleans, enums or fixed: every item of a whole block of
+        every record is located at once (fixed-width items by arithmetic, varints by the
+        positions of their last bytes), so the cost does not grow with the longest
+        array as the item-by-item path's does."""
+        items = node.inner
+        width = _packed_width(items)
+        count = position.size
+        item_counts = np.zeros(count, dtype=np.int64)
+        rounds: list[tuple[Positions, Positions, Positions, pa.Array]] = []
+        going = np.arange(count, dtype=np.int64)
+        while going.size:
+            block_count = self._block_header(going, position, end, path, items.encoded_bytes_min)
+            has_items = block_count > 0
+            going, block_count = going[has_items], block_count[has_items]
+            if not going.size:
+                break
+            round_offsets = np.zeros(going.size + 1, dtype=np.int64)
+            np.cumsum(block_count, out=round_offsets[1:])
+            within = np.arange(round_offsets[-1], dtype=np.int64) - np.repeat(round_offsets[:-1], block_count)
+            item_end = np.repeat(end[going], block_count)
+            earlier = item_counts[going]
+            try:
+                if width:
+                    starts = np.repeat(position[going], block_count) + within * width
+                    following = position[going] + block_count * width
+                else:
+                    starts, following = self._varint_items(
+                        going, position, block_count, item_end, within, path
+                    )
+                values = self.decode(items, starts.copy(), item_end, path)
+            except SchemaViolation as error:
+                if error.index is None:
+                    raise
+                row = int(np.searchsorted(round_offsets, error.index, side="right")) - 1
+                item_number = int(within[error.index] + earlier[row])
+                raise _fail(error.message, f"{path}[{item_number}]", int(going[row])) from None
+            position[going] = following
+            rounds.append((going, block_count, earlier, values))
+            item_counts[going] += block_count
+        offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(item_counts, out=offsets[1:])
+        if offsets[-1] > _BINARY_OFFSET_MAX:
+            raise _fail("an Avro batch has more array items than one column holds", path)
+        item_type = node.arrow_type.value_type
+        if not rounds:
+            values = pa.array([], type=item_type)
+        elif len(rounds) == 1:
+            values = rounds[0][3]
+        else:
+            order = np.empty(int(offsets[-1]), dtype=np.int64)
+            base = 0
+            for rows, block_count, earlier, _ in rounds:
+                total = int(block_count.sum())
+                first_slot = np.repeat(offsets[rows] + earlier, block_count)
+                row_firsts = np.repeat(np.cumsum(block_count) - block_count, block_count)
+                order[first_slot + np.arange(total) - row_firsts] = np.arange(base, base + total)
+                base += total
+            values = pa.concat_arrays([round_values for *_, round_values in rounds]).take(pa.array(order))
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values, type=node.arrow_type)
+
+    def _varint_items(
+        self,
+        rows: Positions,
+        position: Positions,
+        block_count: Positions,
+        item_end: Positions,
+        within: Positions,
+        path: str,
+    ) -> tuple[Positions, Positions]:
+        """Starts of consecutive varint items and the position after each row's last:
+        item k of a block ends at the k-th byte at or after the block's start that has
+        no continuation bit."""
+        if self.last_bytes is None:
+            self.last_bytes = np.flatnonzero(self.data < 0x80).astype(np.int64)
+        last_bytes = self.last_bytes
+        first_rank = np.searchsorted(last_bytes, position[rows])
+        ranks = np.repeat(first_rank, block_count) + within
+        np.minimum(ranks, last_bytes.size - 1, out=ranks)
+        item_last = last_bytes[ranks]
+        starts = np.where(within == 0, np.repeat(position[rows], block_count), last_bytes[ranks - 1] + 1)
+        _refuse_any(item_last >= item_end, "an Avro payload ends inside a number", path)
+        _refuse_any(item_last - starts >= _VARINT_BYTES_MAX, "an Avro varint is longer than 10 bytes", path)
+        row_last = np.cumsum(block_count) - 1
+        return starts, item_last[row_last] + 1
+
     def _block_header(
         self, rows: Positions, position: Positions, end: Positions, path: str, item_bytes_min: int
     ) -> Positions:
@@ -378,6 +474,15 @@ class _Reader:
 
 
 _ItemDecoder = Callable[[Positions, Positions, str], list[pa.Array]]
+
+# Items whose binary form is a fixed number of bytes, or one varint (width 0).
+_PACKED_WIDTHS = {"boolean": 1, "float": 4, "double": 8, "int": 0, "long": 0, "enum": 0}
+
+
+def _packed_width(items: AvroNode) -> int | None:
+    if items.kind == "fixed":
+        return items.size
+    return _PACKED_WIDTHS.get(items.kind)
 
 
 def _items_by_record(steps: list[tuple[Positions, list[pa.Array]]], offsets: Positions) -> list[pa.Array]:
