@@ -68,6 +68,14 @@ def test_codec_check_refuses_missing_required_values() -> None:
     assert (caught.value.index, caught.value.path) == (1, "currency")
 
 
+def test_codec_check_refuses_unknown_enum_symbols() -> None:
+    compiled = compile_arrow(PAYMENT)
+    values = pa.array([{"id": 1, "currency": "EUR", "status": "LOST"}], compiled.value_type)
+    with pytest.raises(SchemaViolation) as caught:
+        compiled.codec.check(values)
+    assert (caught.value.index, caught.value.path) == (0, "status")
+
+
 def test_codec_round_trips_json_payloads() -> None:
     pytest.importorskip("odradek.schemas.json_values")
     compiled = compile_arrow(PAYMENT)

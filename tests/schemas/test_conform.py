@@ -19,8 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from odradek.errors import InvalidSchema, SchemaViolation
-from odradek.schemas.conform import check_nulls, conform_struct, default_of, evolve, values_from_python
-from odradek.schemas.model import DEFAULT_KEY
+from odradek.schemas.conform import (
+    check_nulls,
+    check_values,
+    conform_struct,
+    default_of,
+    evolve,
+    values_from_python,
+)
+from odradek.schemas.model import DEFAULT_KEY, ENUM_KEY
 
 ITEM = pa.struct([pa.field("sku", pa.string(), nullable=False), pa.field("quantity", pa.int32())])
 ORDER = pa.struct(
@@ -125,6 +132,49 @@ def test_check_nulls_index_is_within_a_sliced_array() -> None:
     values = pa.array([{"id": None}, *GOOD, {"id": 3, "address": {"city": None}}], ORDER).slice(1)
     error = violation(check_nulls, values, ORDER)
     assert (error.index, error.path) == (2, "address.city")
+
+
+# --- check_values: required fields and enum symbols ------------------------------------
+
+STATUS = {ENUM_KEY: b'["PAID", "REFUNDED"]'}
+ENUMS = pa.struct(
+    [
+        pa.field("status", pa.string(), metadata=STATUS),
+        pa.field("history", pa.list_(pa.field("item", pa.string(), metadata=STATUS))),
+        pa.field("by_day", pa.map_(pa.string(), pa.field("value", pa.string(), metadata=STATUS))),
+        pa.field("id", pa.int64(), nullable=False),
+    ]
+)
+
+
+def test_check_values_accepts_symbols_and_nulls() -> None:
+    rows = [
+        {"status": "PAID", "history": ["PAID", None], "by_day": [("mon", "REFUNDED")], "id": 1},
+        {"id": 2},
+    ]
+    check_values(pa.array(rows, ENUMS), ENUMS)
+
+
+@pytest.mark.parametrize(
+    ("row", "path"),
+    [
+        ({"status": "LOST", "id": 1}, "status"),
+        ({"history": ["PAID", "LOST"], "id": 1}, "history[1]"),
+        ({"by_day": [("tue", "LOST")], "id": 1}, 'by_day["tue"]'),
+        ({"status": "PAID"}, "id"),
+    ],
+)
+def test_check_values_names_the_bad_symbol_or_missing_value(row: dict[str, Any], path: str) -> None:
+    values = pa.array([{"status": "PAID", "id": 0}, row], ENUMS)
+    error = violation(check_values, values, ENUMS)
+    assert (error.index, error.path) == (1, path)
+    if path != "id":
+        check_nulls(values, ENUMS)  # a bad symbol is not a missing value
+
+
+def test_check_values_refuses_a_null_record() -> None:
+    error = violation(check_values, pa.array([{"id": 1}, None], ENUMS), ENUMS)
+    assert (error.index, error.path) == (1, "")
 
 
 # --- conform_struct --------------------------------------------------------------------

@@ -18,7 +18,7 @@ import json
 import pyarrow as pa
 
 from odradek.errors import InvalidSchema
-from odradek.schemas.conform import check_nulls, default_of
+from odradek.schemas.conform import check_values, default_of
 from odradek.schemas.model import (
     DEFAULT_KEY,
     ENUM_KEY,
@@ -55,7 +55,8 @@ class ArrowCodec:
         return payloads
 
     def check(self, values: pa.StructArray) -> None:
-        check_nulls(values, self.value_type)
+        # Required fields, and the enum symbols an Arrow schema may carry in metadata.
+        check_values(values, self.value_type)
 
 
 def _join(path: str, name: str) -> str:

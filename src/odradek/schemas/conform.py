@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek.errors import InvalidSchema, SchemaViolation
-from odradek.schemas.model import DEFAULT_KEY
+from odradek.schemas.model import DEFAULT_KEY, ENUM_KEY
 
-__all__ = ["check_nulls", "conform_struct", "default_of", "evolve", "values_from_python"]
+__all__ = ["check_nulls", "check_values", "conform_struct", "default_of", "evolve", "values_from_python"]
 
 # Largest value offset an Arrow `list` or `map` (int32 offsets) can address.
 list_offset_max = 2**31 - 1
@@ -160,15 +160,21 @@ class _Violations:
             raise SchemaViolation(self.message, self.index, self.path)
 
 
-def _has_required(data_type: pa.DataType) -> bool:
-    """Whether a type holds any non-nullable field or item, i.e. whether walking it can
-    find a violation at all (most optional subtrees are skipped this way)."""
+def _breakable(field: pa.Field, enums: bool) -> bool:
+    """Whether a field's own values can break a rule: required, or an enum (when
+    enums are checked)."""
+    return not field.nullable or (enums and ENUM_KEY in (field.metadata or {}))
+
+
+def _has_rule(data_type: pa.DataType, enums: bool = False) -> bool:
+    """Whether a type holds any field or item that can break a rule, i.e. whether
+    walking it can find a violation at all (most optional subtrees are skipped)."""
     if pa.types.is_struct(data_type):
-        return any(not field.nullable or _has_required(field.type) for field in data_type)
+        return any(_breakable(field, enums) or _has_rule(field.type, enums) for field in data_type)
     if pa.types.is_map(data_type):
-        return not data_type.item_field.nullable or _has_required(data_type.item_type)
+        return _breakable(data_type.item_field, enums) or _has_rule(data_type.item_type, enums)
     if _is_list_like(data_type):
-        return not data_type.value_field.nullable or _has_required(data_type.value_type)
+        return _breakable(data_type.value_field, enums) or _has_rule(data_type.value_type, enums)
     return False
 
 
@@ -190,32 +196,43 @@ def _item_required_message(path: str) -> str:
     return f"item `{path}` is null but the items of this list or map are required"
 
 
-def _check_type(array: pa.Array, data_type: pa.DataType, where: _Where, found: _Violations) -> None:
+def _enum_message(path: str) -> str:
+    return f"field `{path}` holds a value that is not one of its enum symbols"
+
+
+def _check_field(
+    array: pa.Array, field: pa.Field, where: _Where, found: _Violations, enums: bool, item: bool
+) -> None:
+    """The rules on one field's (or list item's, or map value's) own values, then on
+    what it holds."""
+    if not field.nullable and array.null_count:
+        describe = _item_required_message if item else _required_message
+        found.offer(where.first(_to_numpy_bool(pc.is_null(array))), describe)
+    metadata = field.metadata or {}
+    if enums and ENUM_KEY in metadata:
+        symbols = pa.array(json.loads(metadata[ENUM_KEY]), array.type)
+        unknown = pc.and_(pc.is_valid(array), pc.invert(pc.is_in(array, value_set=symbols)))
+        found.offer(where.first(_to_numpy_bool(unknown)), _enum_message)
+    if _has_rule(field.type, enums):
+        _check_type(array, field.type, where, found, enums)
+
+
+def _check_type(
+    array: pa.Array, data_type: pa.DataType, where: _Where, found: _Violations, enums: bool
+) -> None:
     if pa.types.is_struct(data_type):
         inside = where.inside(array)
         for field in data_type:
-            child = array.field(field.name)
-            field_where = inside.field(field.name)
-            if not field.nullable and child.null_count:
-                found.offer(field_where.first(_to_numpy_bool(pc.is_null(child))), _required_message)
-            if _has_required(field.type):
-                _check_type(child, field.type, field_where, found)
+            _check_field(array.field(field.name), field, inside.field(field.name), found, enums, item=False)
     elif pa.types.is_map(data_type):
         entries_list = _map_entries(array)
         entries = pc.list_flatten(entries_list)
         items_where = where.items(entries_list, entries.field("key"))
-        values = entries.field("value")
-        if not data_type.item_field.nullable and values.null_count:
-            found.offer(items_where.first(_to_numpy_bool(pc.is_null(values))), _item_required_message)
-        if _has_required(data_type.item_type):
-            _check_type(values, data_type.item_type, items_where, found)
+        _check_field(entries.field("value"), data_type.item_field, items_where, found, enums, item=True)
     elif _is_list_like(data_type):
-        items = pc.list_flatten(array)
-        items_where = where.items(array)
-        if not data_type.value_field.nullable and items.null_count:
-            found.offer(items_where.first(_to_numpy_bool(pc.is_null(items))), _item_required_message)
-        if _has_required(data_type.value_type):
-            _check_type(items, data_type.value_type, items_where, found)
+        _check_field(
+            pc.list_flatten(array), data_type.value_field, where.items(array), found, enums, item=True
+        )
 
 
 def check_nulls(values: pa.StructArray, value_type: pa.StructType) -> None:
@@ -230,8 +247,20 @@ def check_nulls(values: pa.StructArray, value_type: pa.StructType) -> None:
         index = int(np.flatnonzero(_to_numpy_bool(pc.is_null(values)))[0])
         raise SchemaViolation("the value is null, but the topic's schema requires a record", index, "")
     found = _Violations()
-    if _has_required(value_type):
-        _check_type(values, value_type, _Where.top(), found)
+    if _has_rule(value_type):
+        _check_type(values, value_type, _Where.top(), found, enums=False)
+    found.raise_first()
+
+
+def check_values(values: pa.StructArray, value_type: pa.StructType) -> None:
+    """:func:`check_nulls` and, in the same pass, refuse a field carrying enum symbols
+    (:data:`ENUM_KEY`) that holds a string not among them: the whole check of a value
+    type that carries no other constraint (an Arrow schema's)."""
+    if values.null_count:
+        check_nulls(values, value_type)
+    found = _Violations()
+    if _has_rule(value_type, enums=True):
+        _check_type(values, value_type, _Where.top(), found, enums=True)
     found.raise_first()
 
 
