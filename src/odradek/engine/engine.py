@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
-from odradek.engine.topic_schema import SchemaVersion, TopicSchema, validate_mode
+from odradek.engine.topic_schema import SchemaVersion, TopicSchema
 from odradek.errors import (
     ClosedError,
     IncompatibleSchema,
@@ -52,7 +52,8 @@ from odradek.files import fsync_directory, write_json_atomically
 from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_batch
-from odradek.schemas import compile_schema
+from odradek.schemas import compat, compile_schema
+from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -341,8 +342,6 @@ class Engine:
         if current is None:
             return []
         mode = validate_mode(compatibility) if compatibility is not None else current.compatibility
-        from odradek.schemas import compat
-
         return compat.check(current.history(), compiled.value_type, mode)
 
     def set_compatibility(self, topic: str, compatibility: str) -> None:
@@ -638,8 +637,6 @@ def _schema_info(topic: str, schema: TopicSchema, version: int) -> SchemaInfo:
 
 
 def _refuse_incompatible(topic: str, current: TopicSchema, new_type: pa.StructType, mode: str) -> None:
-    from odradek.schemas import compat
-
     problems = compat.check(current.history(), new_type, mode)
     if not problems:
         return

@@ -27,29 +27,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from odradek.errors import InvalidRequest, SchemaViolation
+from odradek.errors import SchemaViolation
 from odradek.records import STORED_SCHEMA
 from odradek.schemas import compile_schema, wire
 from odradek.schemas.model import CompiledSchema
 
 _VALUE_INDEX = STORED_SCHEMA.get_field_index("value")
 
-# Compatibility modes, as a Schema Registry names them (lowercase here; any case in).
-COMPATIBILITY_MODES = (
-    "backward",
-    "backward_transitive",
-    "forward",
-    "forward_transitive",
-    "full",
-    "full_transitive",
-    "none",
-)
-
-
-def validate_mode(mode: object) -> str:
-    if not isinstance(mode, str) or mode.lower() not in COMPATIBILITY_MODES:
-        raise InvalidRequest(f"compatibility is one of {', '.join(COMPATIBILITY_MODES)}, got {mode!r}")
-    return mode.lower()
 
 
 @dataclass(frozen=True)
