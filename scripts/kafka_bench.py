@@ -34,7 +34,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str, str]:
+    """Start ``odradek serve``; return it, the Kafka bootstrap address and the Flight URL."""
     kafka_port = free_port()
     command = [
         sys.executable,
@@ -58,7 +59,8 @@ def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str
     if "ready" not in line:
         server.kill()
         raise SystemExit(f"odradek serve did not start: {line!r}")
-    return server, f"127.0.0.1:{kafka_port}"
+    url = next(part[4:] for part in line.split() if part.startswith("url="))
+    return server, f"127.0.0.1:{kafka_port}", url
 
 
 def produce(bootstrap: str, topic: str, count: int) -> float:
@@ -167,7 +169,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="odradek-kafka-bench-")
-    server, bootstrap = start_server(data_dir, fsync=not args.no_fsync)
+    server, bootstrap, _ = start_server(data_dir, fsync=not args.no_fsync)
     results: dict[str, Any] = {"records": args.records, "value_bytes": 100, "fsync": not args.no_fsync}
     try:
         topic = "bench.kafka.records"

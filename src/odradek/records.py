@@ -62,7 +62,8 @@ def to_input_batch(
     ``value_type`` is the typed value of a schema'd topic: dict values become a struct
     column of that type, and a struct ``value`` column is kept for the topic to check.
     ``"json"`` (a client that does not know the topic's schema) turns dict values into
-    JSON text for the server to check. None: values are bytes.
+    JSON text for the server to check. None (a schemaless topic): values are bytes, and
+    dict values are stored as their JSON text.
 
     Raises InvalidRequest (malformed, wrong types) or RequestTooLarge.
     """
@@ -149,21 +150,17 @@ _WITHOUT_VALUE = INPUT_SCHEMA.remove(INPUT_SCHEMA.get_field_index("value"))
 def _with_dict_values(
     rows: Sequence[Mapping[str, Any]], values: list[Any], value_type: pa.StructType | str | None
 ) -> pa.RecordBatch:
-    """Records whose values are dicts: typed for a schema'd topic, JSON for a server."""
-    if value_type is None:
-        raise InvalidRequest(
-            "a record's value is a dict, but the topic has no schema: values are bytes or str "
-            "(give the topic a schema to append dicts)"
-        )
-    if value_type == "json":
+    """Records whose values are dicts: typed for a schema'd topic, else JSON text."""
+    if value_type is None or value_type == "json" or not all(isinstance(value, Mapping) for value in values):
+        # For a server to check, or dicts mixed with JSON text: all become JSON text.
         try:
-            column = pa.array([json.dumps(v, allow_nan=False).encode() for v in values], pa.binary())
+            column = pa.array([_json_bytes(v) for v in values], pa.binary())
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"a dict value cannot be sent as JSON: {exc}") from exc
     else:
         from odradek.schemas.conform import values_from_python
 
-        column = values_from_python(values, value_type)  # type: ignore[arg-type]
+        column = values_from_python(values, value_type)
     try:
         rest = pa.RecordBatch.from_pylist(rows, schema=_WITHOUT_VALUE)  # ignores "value"
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
@@ -171,6 +168,12 @@ def _with_dict_values(
     columns = [*rest.columns]
     columns.insert(INPUT_SCHEMA.get_field_index("value"), column)
     return pa.RecordBatch.from_arrays(columns, schema=_input_schema(column.type))
+
+
+def _json_bytes(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return json.dumps(value, allow_nan=False).encode()
+    return value.encode() if isinstance(value, str) else value
 
 
 def _input_schema(value_type: pa.DataType) -> pa.Schema:

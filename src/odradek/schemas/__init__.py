@@ -47,6 +47,8 @@ def compile_schema(schema: object, kind: str | None = None) -> CompiledSchema:
     if kind == "AVRO":
         from odradek.schemas.avro import compile_avro
 
+        if not isinstance(document, Mapping):
+            raise InvalidSchema("a topic's Avro value schema must be a record, not a union or a name")
         return compile_avro(document)
     from odradek.schemas.jsonschema import compile_json_schema
 

@@ -31,8 +31,6 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-from odradek.errors import InvalidSchema
-
 SchemaKind = Literal["AVRO", "JSON", "ARROW"]
 
 # Field metadata key holding a field's default, JSON-encoded (UTF-8 bytes).

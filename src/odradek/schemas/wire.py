@@ -27,7 +27,7 @@ class WireSplit:
 
 def _offsets_and_data(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_large_binary(values.type) or pa.types.is_large_string(values.type):
-        offset_type: type[np.signedinteger] = np.int64  # type: ignore[type-arg]
+        offset_type: type[np.signedinteger] = np.int64
     else:
         offset_type = np.int32
     buffers = values.buffers()
