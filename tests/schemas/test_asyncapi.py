@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from referencing.jsonschema import DRAFT7
 
+import odradek
 from odradek import asyncapi
 from odradek.errors import InvalidRequest, TopicNotFound
 from odradek.names import compile_pattern
@@ -373,6 +374,34 @@ def test_yaml_and_json_texts_hold_the_same_document() -> None:
     assert json.loads(asyncapi.document_text(document, "json")) == document
     with pytest.raises(InvalidRequest):
         asyncapi.document_text(document, "xml")
+
+
+def test_an_embedded_client_with_real_schemas(tmp_path: Path) -> None:
+    """The builder over a real client: real SchemaInfo objects, compiled by the engine."""
+    with odradek.open(tmp_path / "data") as client:
+        client.create_topic("shop.payments", schema=PAYMENT_AVRO, compatibility="full")
+        client.create_topic("shop.orders", schema=ORDER_JSON_SCHEMA)
+        client.create_topic("shop.sensors", schema=SENSOR_ARROW)
+        client.create_topic("shop.log")
+        client.create_topic("other")
+        document = asyncapi.build_document(client, "shop.>")
+    assert_valid_asyncapi(document)
+    assert list(document["channels"]) == ["shop.log", "shop.orders", "shop.payments", "shop.sensors"]
+    schemas = document["components"]["schemas"]
+    assert schemas["shop.payments"]["schemaFormat"] == asyncapi.AVRO_SCHEMA_FORMAT
+    assert [field["name"] for field in schemas["shop.payments"]["schema"]["fields"]] == [
+        "id",
+        "amount",
+        "currency",
+        "note",
+    ]
+    assert schemas["shop.orders"]["schema"]["required"] == ["order", "total"]
+    sensors = schemas["shop.sensors"]["schema"]
+    assert sensors["required"] == ["sensor", "reading"]
+    assert sensors["properties"]["level"]["enum"] == ["low", "high", None]
+    assert document["channels"]["shop.payments"]["x-odradek-compatibility"] == "full"
+    assert document["channels"]["shop.sensors"]["x-odradek-schema-kind"] == "ARROW"
+    assert schemas["shop.log"]["contentEncoding"] == "binary"
 
 
 # -- the conversion over arbitrary Arrow types ----------------------------------------
