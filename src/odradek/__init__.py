@@ -17,7 +17,9 @@ from odradek.client.remote import RemoteClient, connect
 from odradek.errors import (
     ClosedError,
     ConflictError,
+    IncompatibleSchema,
     InvalidRequest,
+    InvalidSchema,
     OdradekError,
     OffsetOutOfRange,
     RequestTooLarge,
@@ -28,7 +30,7 @@ from odradek.errors import (
     TopicNotFound,
     Unavailable,
 )
-from odradek.types import AppendResult, TopicInfo
+from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 __version__ = "0.1.0"
 
@@ -44,11 +46,14 @@ __all__ = [
     "ClosedError",
     "ConflictError",
     "EmbeddedClient",
+    "IncompatibleSchema",
     "InvalidRequest",
+    "InvalidSchema",
     "OdradekError",
     "OffsetOutOfRange",
     "RemoteClient",
     "RequestTooLarge",
+    "SchemaInfo",
     "SchemaViolation",
     "SequenceError",
     "StorageError",
