@@ -182,6 +182,13 @@ def test_avro_serializer_round_trip(
     assert [deserialize(value, context) for value in consumed] == payments
 
 
+# An HTTP connection of confluent-kafka's registry client, opened inside JSONDeserializer,
+# is dropped unclosed during this test (only here: the same calls in-process, or with
+# Avro, leave none); every registry request of the test is answered 200 on a kept-alive
+# connection, so the socket warning is ignored here, and only that warning.
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
+)
 def test_json_schema_serializer_round_trip(
     doors: Doors, registry_client: SchemaRegistryClient, fresh_client: SchemaRegistryClient
 ) -> None:
