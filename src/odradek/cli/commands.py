@@ -1,4 +1,5 @@
-"""The client commands of the CLI: topic and group administration, produce, consume, key.
+"""The client commands of the CLI: topic, schema and group administration, produce,
+consume, key, asyncapi.
 
 Each command is a thin use of the public client API (``odradek.connect``). ``produce``
 turns stdin into Arrow batches in bulk: blocks of bytes are split into lines by an
@@ -23,7 +24,8 @@ import pyarrow.compute as pc
 from odradek import limits
 from odradek.cli import output
 from odradek.client.remote import RemoteClient, connect
-from odradek.errors import InvalidRequest, OdradekError
+from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
+from odradek.types import SchemaInfo
 
 # stdin is read in blocks of this size; lines are split out of each block by Arrow.
 stdin_block_bytes = 4 * 1024 * 1024
@@ -48,6 +50,9 @@ def client_for(args: argparse.Namespace) -> RemoteClient:
 
 
 def topic_create(args: argparse.Namespace) -> int:
+    schema = read_schema_file(args.schema, args.kind) if args.schema is not None else None
+    if schema is None and (args.kind is not None or args.compatibility is not None):
+        raise InvalidRequest("--kind and --compatibility go with --schema FILE")
     with client_for(args) as client:
         info = client.create_topic(
             args.name,
@@ -55,6 +60,8 @@ def topic_create(args: argparse.Namespace) -> int:
             retention_bytes=args.retention_bytes,
             segment_bytes=args.segment_bytes,
             exist_ok=args.exist_ok,
+            schema=schema,
+            compatibility=args.compatibility or DEFAULT_COMPATIBILITY,
         )
     print(f"created topic {info.name}" if info.next_offset == 0 else f"topic {info.name} exists")
     return 0
@@ -363,3 +370,139 @@ def silence_stdout() -> None:
     """After a broken pipe: point stdout at /dev/null so the exit flush does not fail."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+# A new schema'd topic's compatibility mode when --compatibility is not given (the engine's).
+DEFAULT_COMPATIBILITY = "backward"
+# Where `--kind` and a schema file's extension point, in the engine's names for the kinds.
+_SCHEMA_KINDS = {"avro": "AVRO", "json": "JSON"}
+_KIND_BY_EXTENSION = {".avsc": "AVRO"}
+
+
+def read_schema_file(path: str, kind: str | None = None) -> object:
+    """The schema document in ``path`` (``-``: stdin), parsed from JSON.
+
+    ``.avsc`` files are Avro; other files are read as whatever the document is (Avro: a
+    record with ``fields``; JSON Schema: an object with ``properties``). A forced kind
+    (``--kind``, or the extension) is checked here: the server tells the kinds apart by
+    the document alone, so a document it would read as the other kind is refused rather
+    than stored as something the user did not mean.
+    """
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{'stdin' if path == '-' else path} is not a JSON schema document: {exc}"
+        ) from exc
+    forced = _SCHEMA_KINDS[kind] if kind is not None else _KIND_BY_EXTENSION.get(os.path.splitext(path)[1])
+    if forced is not None:
+        _check_schema_kind(document, forced)
+    return document
+
+
+def _check_schema_kind(document: object, kind: str) -> None:
+    from odradek.schemas import compile_schema
+
+    compile_schema(document, kind)  # InvalidSchema, in that language's terms
+    try:
+        detected = compile_schema(document).kind
+    except InvalidRequest:
+        detected = None
+    if detected != kind:
+        raise InvalidRequest(
+            f"the document is valid {kind} but the server would not read it as {kind}: "
+            "an Avro schema is a record with 'fields', a JSON Schema an object with 'properties'"
+        )
+
+
+def _schema_json(info: SchemaInfo) -> dict[str, object]:
+    schema = info.text if info.kind == "ARROW" else info.schema
+    described: dict[str, object] = {
+        "topic": info.topic,
+        "version": info.version,
+        "id": info.id,
+        "kind": info.kind,
+        "compatibility": info.compatibility,
+        "schema": schema,
+    }
+    if info.kind == "ARROW":
+        described["arrow"] = str(info.schema)
+    return described
+
+
+def schema_get(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        info = client.get_schema(args.topic, args.version)
+    if info is None:
+        raise InvalidRequest(f"topic {args.topic!r} has no schema")
+    print(json.dumps(_schema_json(info), indent=2))
+    return 0
+
+
+def schema_set(args: argparse.Namespace) -> int:
+    document = read_schema_file(args.file, args.kind)
+    with client_for(args) as client:
+        before = client.get_schema(args.topic)
+        try:
+            info = client.set_schema(args.topic, document, compatibility=args.compatibility)
+        except IncompatibleSchema as exc:
+            return _print_problems(exc.message, exc.problems)
+    unchanged = before is not None and before.version == info.version
+    state = "unchanged at" if unchanged else "is now"
+    print(
+        f"topic {info.topic}: schema {state} version {info.version} "
+        f"(id {info.id}, {info.kind}, compatibility {info.compatibility})"
+    )
+    return 0
+
+
+def schema_versions(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        infos = client.schema_versions(args.topic)
+    print(json.dumps([_schema_json(info) for info in infos], indent=2))
+    return 0
+
+
+def schema_check(args: argparse.Namespace) -> int:
+    document = read_schema_file(args.file, args.kind)
+    with client_for(args) as client:
+        problems = client.check_schema(args.topic, document, compatibility=args.compatibility)
+    if problems:
+        return _print_problems(f"the schema is not compatible with topic {args.topic}", problems)
+    print(f"compatible with topic {args.topic}")
+    return 0
+
+
+def _print_problems(message: str, problems: list[str]) -> int:
+    """An incompatible schema: the message and every problem on stderr; exit code 1."""
+    lines = [f"odradek: error: {message}", *(f"  - {problem}" for problem in problems)]
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+    return 1
+
+
+# -- asyncapi --------------------------------------------------------------------------------
+
+
+def asyncapi_document(args: argparse.Namespace) -> int:
+    from odradek import asyncapi
+
+    servers = [asyncapi.flight_server(args.server)]
+    if args.registry is not None and args.kafka is None:
+        raise InvalidRequest("--registry goes with --kafka: the registry serves the Kafka door's clients")
+    if args.kafka is not None:
+        servers.append(asyncapi.kafka_server(args.kafka, args.registry))
+    with client_for(args) as client:
+        document = asyncapi.build_document(
+            client, args.pattern, servers=servers, title=args.title, version=args.api_version
+        )
+    sys.stdout.write(asyncapi.document_text(document, args.format))
+    sys.stdout.flush()
+    return 0

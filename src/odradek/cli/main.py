@@ -32,6 +32,8 @@ optimistic concurrency.
   odradek key orders.eu.created order-1 --format jsonl
   odradek consume 'orders.>' --group billing --max 100
   odradek group describe billing
+  odradek schema set payments payment.avsc
+  odradek asyncapi 'orders.>'
 
 Client commands talk to --server (default: $ODRADEK_URL, else grpc://127.0.0.1:8815).
 Run `odradek COMMAND --help` for the options and examples of a command."""
@@ -90,9 +92,35 @@ examples:
 _TOPIC_EPILOG = """\
 examples:
   odradek topic create orders.eu.created --retention 30d
+  odradek topic create payments --schema payment.avsc
   odradek topic list 'orders.>'
   odradek topic describe orders.eu.created
   odradek topic delete orders.eu.created"""
+
+
+_SCHEMA_EPILOG = """\
+A schema file is JSON: .avsc files are Avro; other files (and - for stdin) are Avro if
+the document is a record with 'fields', JSON Schema if it is an object with 'properties'.
+Compatibility modes: backward (default), backward_transitive, forward,
+forward_transitive, full, full_transitive, none.
+
+examples:
+  odradek schema set payments payment.avsc
+  odradek schema set orders order.schema.json --compatibility full
+  odradek schema check payments payment-v2.avsc      # exit 1 and one line per problem
+  odradek schema get payments --version 1
+  odradek schema versions payments"""
+
+_ASYNCAPI_EPILOG = """\
+Prints an AsyncAPI 3.0.0 document: one channel per topic matching PATTERN, with a
+receive and a send operation, the topic's schema as the message payload (Avro and JSON
+Schema as they are, Arrow schemas as the equivalent JSON Schema, opaque bytes for a
+schemaless topic), and --server (and --kafka, if given) as the servers.
+
+examples:
+  odradek asyncapi 'orders.>' > orders.asyncapi.json
+  odradek asyncapi '>' --kafka broker.internal:9092 --registry http://broker.internal:8081
+  odradek asyncapi 'orders.>' --title Shop --api-version 2.0.0 --format yaml"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_consume(sub, server)
     _add_group(sub, server)
     _add_key(sub, server)
+    _add_schema(sub, server)
+    _add_asyncapi(sub, server)
     # `odradek bench` has its own parser (odradek.bench); main() hands it the arguments.
     _raw(sub, "bench", help="measure Odradek against its peers and the hardware (see bench --help)")
     return parser
@@ -171,6 +201,10 @@ def _add_topic(
     )
     create.add_argument("--segment-bytes", default=None, help="segment size: 256MiB (default)")
     create.add_argument("--exist-ok", action="store_true", help="succeed if the topic already exists")
+    create.add_argument(
+        "--schema", metavar="FILE", help="enforce this schema on values: .avsc (Avro) or .json, - for stdin"
+    )
+    _add_schema_options(create)
     create.set_defaults(handler=commands.topic_create)
     listing = _raw(actions, "list", parents=[server], help="list topics", epilog=_TOPIC_EPILOG)
     listing.add_argument("pattern", nargs="?", help="only names matching this pattern, e.g. 'orders.>'")
@@ -279,6 +313,91 @@ def _add_key(
         "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
     )
     key.set_defaults(handler=commands.key)
+
+
+def _add_schema_options(parser: argparse.ArgumentParser, *, sets_mode: bool = True) -> None:
+    purpose = (
+        "what each new version must stay compatible with, and the topic's mode from then on"
+        if sets_mode
+        else "check in this mode instead of the topic's"
+    )
+    parser.add_argument(
+        "--compatibility",
+        metavar="MODE",
+        help=f"{purpose}: backward (a new topic's default), backward_transitive, forward, "
+        "forward_transitive, full, full_transitive, none",
+    )
+    parser.add_argument("--kind", choices=("avro", "json"), help="the schema's language (default: detected)")
+
+
+def _add_schema(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    schema = _raw(sub, "schema", help="get, set, check topic schemas", epilog=_SCHEMA_EPILOG)
+    actions = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
+    get = _raw(
+        actions,
+        "get",
+        parents=[server],
+        help="a schema version as JSON (default the latest)",
+        epilog=_SCHEMA_EPILOG,
+    )
+    get.add_argument("topic")
+    get.add_argument("--version", type=int, metavar="N", help="this version instead of the latest")
+    get.set_defaults(handler=commands.schema_get)
+    put = _raw(actions, "set", parents=[server], help="register a new schema version", epilog=_SCHEMA_EPILOG)
+    put.add_argument("topic")
+    put.add_argument("file", metavar="FILE", help="the schema: .avsc, .json, or - for stdin")
+    _add_schema_options(put)
+    put.set_defaults(handler=commands.schema_set)
+    versions = _raw(actions, "versions", parents=[server], help="every version of a topic's schema as JSON")
+    versions.add_argument("topic")
+    versions.set_defaults(handler=commands.schema_versions)
+    check = _raw(
+        actions,
+        "check",
+        parents=[server],
+        help="would this schema be accepted? prints every problem",
+        epilog=_SCHEMA_EPILOG,
+    )
+    check.add_argument("topic")
+    check.add_argument("file", metavar="FILE", help="the schema: .avsc, .json, or - for stdin")
+    _add_schema_options(check, sets_mode=False)
+    check.set_defaults(handler=commands.schema_check)
+
+
+def _add_asyncapi(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    from odradek.asyncapi import yaml_available
+
+    document = _raw(
+        sub,
+        "asyncapi",
+        parents=[server],
+        help="an AsyncAPI 3.0.0 document for the topics matching a pattern",
+        epilog=_ASYNCAPI_EPILOG,
+        description="Print an AsyncAPI 3.0.0 document describing the topics matching PATTERN.",
+    )
+    document.add_argument("pattern", help="topic name or pattern ('orders.>')")
+    formats = ("json", "yaml") if yaml_available() else ("json",)
+    document.add_argument("--format", choices=formats, default="json", help="default json")
+    document.add_argument(
+        "--kafka", metavar="HOST:PORT", help="also list the Kafka door at this address as a server"
+    )
+    document.add_argument(
+        "--registry",
+        metavar="URL",
+        help="with --kafka: the Schema Registry door its serializers use (http://HOST:8081)",
+    )
+    document.add_argument("--title", default="Odradek topics", help="the document's title")
+    document.add_argument(
+        "--api-version",
+        default="1.0.0",
+        metavar="VERSION",
+        help="the document's info.version (default 1.0.0)",
+    )
+    document.set_defaults(handler=commands.asyncapi_document)
 
 
 def _serve(args: argparse.Namespace) -> int:
