@@ -12,8 +12,13 @@ only a schema-valued ``additionalProperties`` is a map), ``items``, ``enum``,
 and its path: a topic stores declared fields as columns, so a rule it cannot enforce
 or a shape it cannot store is an error, not a silent pass.
 
-Unknown properties are refused whatever ``additionalProperties`` says: a columnar
-topic keeps only declared fields, and dropping data silently would be worse.
+Unknown properties are refused whatever ``additionalProperties`` says, ``true``
+included: a columnar topic keeps only declared fields, and dropping data silently would
+be worse. Two more places where a topic is stricter or looser than a JSON Schema
+validator, because a column cannot tell the cases apart: a null and an absent property
+are both a null in the column, so an optional property also accepts ``null`` and a
+required property whose type allows ``null`` also accepts absence; and an integer
+property takes integer literals only (``1``, not ``1.0``).
 Types: integer → int64, number → float64, string → utf8, boolean → bool, array →
 list, object → struct. A property not in ``required`` is nullable.
 """
@@ -21,7 +26,7 @@ list, object → struct. A property not in ``required`` is nullable.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek.errors import InvalidSchema, SchemaViolation
+from odradek.schemas.conform import check_values
+from odradek.schemas.json_values import decode_json, encode_json
 from odradek.schemas.model import (
     DEFAULT_KEY,
     ENUM_KEY,
@@ -54,8 +61,15 @@ _RULES = frozenset(
      "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
      "pattern", "minItems", "maxItems", "format", "$ref", "anyOf", "oneOf"}
 )  # fmt: skip
-# ISO 8601 / RFC 3339 date-time, as `format: date-time` asks.
-_DATE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+# RFC 3339 (section 5.6) date-time, as `format: date-time` asks: "T" between date and
+# time, a fraction of any length, "Z" or a numeric offset; a leap second is allowed.
+_DATE_TIME = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)"
+    r"(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+
+# Longest text of a bad value quoted in a violation message.
+quoted_value_chars_max = 80
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,13 @@ class _Compiler:
             annotations["default"] = node["default"]
         if declared is None and "enum" in node:
             declared = _enum_type(node["enum"], where)
+        if declared in ("object", "array"):
+            for keyword in ("enum", "const"):
+                if keyword in node:
+                    raise InvalidSchema(
+                        f"{_at(where, keyword)}: '{keyword}' on an {declared} is not supported for columnar "
+                        "topics; put it on the scalar fields inside"
+                    )
         if declared == "object":
             if "properties" not in node and isinstance(node.get("additionalProperties"), Mapping):
                 value_type, value_nullable, _ = self.node_type(
@@ -315,20 +336,21 @@ class JsonSchemaCodec:
         self.rules = rules
 
     def decode(self, payloads: pa.Array) -> pa.StructArray:
-        from odradek.schemas.json_values import decode_json
-
-        values = decode_json(payloads, self.value_type)
+        """Decode then check. When decoding refuses record k, the records before it
+        decode, and one of them may break a rule: that one is the first violation."""
+        try:
+            values = decode_json(payloads, self.value_type)
+        except SchemaViolation as violation:
+            if violation.index:
+                self.check(decode_json(payloads.slice(0, violation.index), self.value_type))
+            raise
         self.check(values)
         return values
 
     def encode(self, values: pa.StructArray) -> pa.Array:
-        from odradek.schemas.json_values import encode_json
-
         return encode_json(values).cast(pa.binary())
 
     def check(self, values: pa.StructArray) -> None:
-        from odradek.schemas.conform import check_values
-
         check_values(values, self.value_type)  # required fields and string enums
         first: tuple[int, str, str] | None = None
         for rule in self.rules:
@@ -342,50 +364,80 @@ class JsonSchemaCodec:
 
 def _first_breaking(values: pa.StructArray, rule: Rule) -> tuple[int, str, str] | None:
     """(record index, path, what broke) of the first value breaking ``rule``."""
-    column, records, positions = _column(values, rule.path)
+    column, records, labels, present = _column(values, rule.path)
     if len(column) == 0:
         return None
     broken = _breaks(column, rule)
     if broken is None:
         return None
-    mask = broken.fill_null(False).to_numpy(zero_copy_only=False)
+    # Rules apply to values; a null is the business of `required`.
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    mask = broken.fill_null(False).to_numpy(zero_copy_only=False) & present & valid
     hits = np.flatnonzero(mask)
     if not len(hits):
         return None
-    at = int(hits[np.argmin(records[hits])])
-    path = _render(rule.path, positions, at)
+    # Items keep record order, so the first hit is in the first offending record.
+    at = int(hits[0])
+    path = _render(rule.path, labels, at)
     bad = column[at].as_py()
-    return int(records[at]), path, f"{_describe(rule)}, got {json.dumps(bad, default=str)[:80]}"
+    return int(records[at]), path, f"{_describe(rule)}, got {_shown(bad)}"
 
 
-def _column(values: pa.Array, path: tuple[str, ...]) -> tuple[pa.Array, np.ndarray, list[np.ndarray]]:
-    """The values at ``path``, the record each comes from, and list positions per '[]'."""
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
+    return text if len(text) <= quoted_value_chars_max else text[: quoted_value_chars_max - 1] + "…"
+
+
+def _column(
+    values: pa.Array, path: tuple[str, ...]
+) -> tuple[pa.Array, np.ndarray, list[Callable[[int], str]], np.ndarray]:
+    """The values at ``path``; for each, its record, a label per ``[]``/``{}`` step
+    (list position or map key, given the element's position) and whether it is data
+    (not under a null struct, list or map)."""
     column: pa.Array = values
     records = np.arange(len(values), dtype=np.int64)
-    positions: list[np.ndarray] = []
+    present = np.ones(len(values), bool)
+    labels: list[Callable[[int], str]] = []
     for step in path:
-        if step == "[]":
-            offsets = column.offsets.to_numpy()
-            parents = pc.list_parent_indices(column).to_numpy()
-            items = pc.list_flatten(column)
-            positions = [p[parents] for p in positions]
-            positions.append(np.arange(len(items)) - (offsets[parents] - offsets[0]))
-            records = records[parents]
-            column = items
-        elif step == "{}":
-            return pa.array([], pa.null()), np.zeros(0, np.int64), []
+        if step in ("[]", "{}"):
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            offsets = column.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+            lengths = np.diff(offsets)
+            parents = np.repeat(np.arange(len(column)), lengths)
+            low, high = int(offsets[0]), int(offsets[-1])
+            starts = offsets[:-1] - low
+            labels = [_through(label, parents) for label in labels]
+            if step == "[]":
+                column = column.values.slice(low, high - low)
+                labels.append(_list_position(parents, starts))
+            else:
+                labels.append(_map_key(column.keys.slice(low, high - low)))
+                column = column.items.slice(low, high - low)
+            records, present = records[parents], (present & valid)[parents]
         else:
-            column = pc.struct_field(column, column.type.get_field_index(step))
-    return column, records, positions
+            present = present & column.is_valid().to_numpy(zero_copy_only=False)
+            column = column.field(column.type.get_field_index(step))
+    return column, records, labels, present
 
 
-def _render(path: tuple[str, ...], positions: list[np.ndarray], at: int) -> str:
+def _through(label: Callable[[int], str], parents: np.ndarray) -> Callable[[int], str]:
+    return lambda at: label(int(parents[at]))
+
+
+def _list_position(parents: np.ndarray, starts: np.ndarray) -> Callable[[int], str]:
+    return lambda at: f"[{at - int(starts[parents[at]])}]"
+
+
+def _map_key(keys: pa.Array) -> Callable[[int], str]:
+    return lambda at: f"[{json.dumps(keys[at].as_py(), default=str)}]"
+
+
+def _render(path: tuple[str, ...], labels: list[Callable[[int], str]], at: int) -> str:
     text = ""
-    list_number = 0
+    steps = iter(labels)
     for step in path:
-        if step == "[]":
-            text += f"[{int(positions[list_number][at])}]"
-            list_number += 1
+        if step in ("[]", "{}"):
+            text += next(steps)(at)
         else:
             text = f"{text}.{step}" if text else step
     return text
