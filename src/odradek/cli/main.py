@@ -41,12 +41,14 @@ Run `odradek COMMAND --help` for the options and examples of a command."""
 _SERVE_EPILOG = """\
 settings, lowest precedence first: defaults, the TOML file of --config (top level or a
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
-metrics_listen, fsync, log_format, log_level), environment variables ODRADEK_DATA_DIR,
-ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_METRICS_LISTEN,
-ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
+registry_listen, metrics_listen, fsync, log_format, log_level), environment variables
+ODRADEK_DATA_DIR, ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED,
+ODRADEK_REGISTRY_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT,
+ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
 
-The Kafka listener is on by default at 127.0.0.1:9092; if that default port is taken the
-server logs a warning and runs without it (an address given explicitly must be free).
+The Kafka listener is on by default at 127.0.0.1:9092 and the Schema Registry listener at
+127.0.0.1:8081; if such a default port is taken the server logs a warning and runs
+without that listener (an address given explicitly must be free).
 
 examples:
   odradek serve
@@ -171,6 +173,11 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--kafka-advertised",
         metavar="HOST:PORT",
         help="address Kafka clients are told to connect to (default: the listener's)",
+    )
+    serve.add_argument(
+        "--registry-listen",
+        metavar="HOST:PORT",
+        help="Schema Registry (Confluent REST API) listener (default 127.0.0.1:8081; 'off' disables it)",
     )
     serve.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics endpoint (default off)"
