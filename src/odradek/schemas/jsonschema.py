@@ -187,7 +187,9 @@ class _Compiler:
         if "default" in node:
             annotations["default"] = node["default"]
         if declared is None and "enum" in node:
-            declared = _enum_type(node["enum"], where)
+            declared = _enum_type(node["enum"], _at(where, "enum"))
+        elif declared is None and "const" in node:
+            declared = _enum_type([node["const"]], _at(where, "const"))
         if declared in ("object", "array"):
             for keyword in ("enum", "const"):
                 if keyword in node:
@@ -311,17 +313,18 @@ class _Compiler:
 
 
 def _enum_type(symbols: Any, where: str) -> str:
-    if isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols):
+    """The column type of an ``enum`` or ``const`` without ``type``: the one JSON type
+    all its values share (``null`` aside, which makes the field nullable elsewhere)."""
+    values = [s for s in symbols if s is not None] if isinstance(symbols, list) else []
+    if values and all(isinstance(s, str) for s in values):
         return "string"
-    if (
-        isinstance(symbols, list)
-        and symbols
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in symbols)
-    ):
+    if values and all(isinstance(s, bool) for s in values):
+        return "boolean"
+    if values and all(isinstance(s, int) and not isinstance(s, bool) for s in values):
         return "integer"
-    raise InvalidSchema(
-        f"{_at(where, 'enum')}: an enum without 'type' must list only strings or only integers"
-    )
+    if values and all(isinstance(s, int | float) and not isinstance(s, bool) for s in values):
+        return "number"
+    raise InvalidSchema(f"{where}: without 'type', the values must all be strings, booleans or numbers")
 
 
 def _at(where: str, keyword: str) -> str:
