@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from odradek.errors import InvalidRequest, TopicNotFound
 from odradek.schemas.model import DEFAULT_KEY, ENUM_KEY
+from odradek.types import SchemaInfo
 
 ASYNCAPI_VERSION = "3.0.0"
 AVRO_SCHEMA_FORMAT = "application/vnd.apache.avro;version=1.9.0"
@@ -73,37 +74,12 @@ _INTEGER_BOUNDS: dict[pa.DataType, tuple[int, int]] = {
 }
 
 
-class TopicSchema(Protocol):
-    """What the document needs of a topic's schema (``odradek.types.SchemaInfo`` has it)."""
-
-    @property
-    def version(self) -> int: ...
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def compatibility(self) -> str: ...
-
-    @property
-    def value_type(self) -> pa.StructType: ...
-
-    @property
-    def schema(self) -> Any: ...
-
-
 class TopicCatalog(Protocol):
     """What the document needs of a client: embedded, remote, or anything alike."""
 
     def list_topics(self, pattern: str) -> list[str]: ...
 
-    def get_schema(self, topic: str) -> TopicSchema | None: ...
+    def get_schema(self, topic: str) -> SchemaInfo | None: ...
 
 
 @dataclass(frozen=True)
@@ -237,7 +213,7 @@ def yaml_available() -> bool:
     return True
 
 
-def _channel(topic: str, info: TopicSchema | None) -> dict[str, Any]:
+def _channel(topic: str, info: SchemaInfo | None) -> dict[str, Any]:
     channel: dict[str, Any] = {
         "address": topic,
         "title": topic,
@@ -252,7 +228,7 @@ def _channel(topic: str, info: TopicSchema | None) -> dict[str, Any]:
     return channel
 
 
-def _topic_description(topic: str, info: TopicSchema | None) -> str:
+def _topic_description(topic: str, info: SchemaInfo | None) -> str:
     if info is None:
         return f"Topic `{topic}`: schemaless, values are opaque bytes."
     return (
@@ -281,7 +257,7 @@ def _operations(topic: str) -> dict[str, Any]:
     }
 
 
-def _message(topic: str, info: TopicSchema | None, with_kafka: bool, with_registry: bool) -> dict[str, Any]:
+def _message(topic: str, info: SchemaInfo | None, with_kafka: bool, with_registry: bool) -> dict[str, Any]:
     message: dict[str, Any] = {
         "name": topic,
         "title": f"A record of {topic}",
@@ -307,7 +283,7 @@ def _message(topic: str, info: TopicSchema | None, with_kafka: bool, with_regist
     return message
 
 
-def payload_schema(topic: str, info: TopicSchema | None) -> dict[str, Any]:
+def payload_schema(topic: str, info: SchemaInfo | None) -> dict[str, Any]:
     """The schema object of a topic's values, as the document's components hold it."""
     if info is None:
         return copy.deepcopy(_SCHEMALESS_PAYLOAD)

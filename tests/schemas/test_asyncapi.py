@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from odradek import asyncapi
 from odradek.errors import InvalidRequest, TopicNotFound
 from odradek.names import compile_pattern
 from odradek.schemas.model import DEFAULT_KEY, ENUM_KEY
+from odradek.types import SchemaInfo
 
 SPEC_PATH = Path(__file__).parent.parent / "data" / "asyncapi-3.0.0-schema.json"
 
@@ -78,32 +78,15 @@ def references(node: Any) -> list[str]:
 # -- a catalogue standing in for a client --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FakeSchemaInfo:
-    topic: str
-    version: int
-    id: int
-    kind: str
-    text: str
-    compatibility: str
-    value_type: pa.StructType
-
-    @property
-    def schema(self) -> Any:
-        if self.kind == "ARROW":
-            return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.text)))
-        return json.loads(self.text)
-
-
 class FakeCatalog:
-    def __init__(self, topics: dict[str, FakeSchemaInfo | None]) -> None:
+    def __init__(self, topics: dict[str, SchemaInfo | None]) -> None:
         self.topics = topics
 
     def list_topics(self, pattern: str | None = None) -> list[str]:
         matches = compile_pattern(pattern) if pattern is not None else (lambda name: True)
         return sorted(name for name in self.topics if matches(name))
 
-    def get_schema(self, topic: str, version: int | None = None) -> FakeSchemaInfo | None:
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
         return self.topics[topic]
 
 
@@ -151,20 +134,20 @@ SENSOR_ARROW = pa.schema(
 )
 
 
-def avro_info(topic: str, version: int = 1, compatibility: str = "backward") -> FakeSchemaInfo:
+def avro_info(topic: str, version: int = 1, compatibility: str = "backward") -> SchemaInfo:
     text = json.dumps(PAYMENT_AVRO, separators=(",", ":"), sort_keys=True)
-    return FakeSchemaInfo(topic, version, 7, "AVRO", text, compatibility, PAYMENT_TYPE)
+    return SchemaInfo(topic, version, 7, "AVRO", text, compatibility, PAYMENT_TYPE)
 
 
-def json_info(topic: str, schema: dict[str, Any] = ORDER_JSON_SCHEMA) -> FakeSchemaInfo:
+def json_info(topic: str, schema: dict[str, Any] = ORDER_JSON_SCHEMA) -> SchemaInfo:
     text = json.dumps(schema, separators=(",", ":"), sort_keys=True)
-    return FakeSchemaInfo(topic, 3, 11, "JSON", text, "full", ORDER_TYPE)
+    return SchemaInfo(topic, 3, 11, "JSON", text, "full", ORDER_TYPE)
 
 
-def arrow_info(topic: str, schema: pa.Schema = SENSOR_ARROW) -> FakeSchemaInfo:
+def arrow_info(topic: str, schema: pa.Schema = SENSOR_ARROW) -> SchemaInfo:
     text = base64.b64encode(schema.serialize().to_pybytes()).decode()
     value_type = pa.struct(list(schema))
-    return FakeSchemaInfo(topic, 2, 12, "ARROW", text, "none", value_type)
+    return SchemaInfo(topic, 2, 12, "ARROW", text, "none", value_type)
 
 
 # -- the validator itself -------------------------------------------------------------------

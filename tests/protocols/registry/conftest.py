@@ -26,6 +26,7 @@ from odradek.errors import IncompatibleSchema, InvalidSchema, TopicExists, Topic
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.registry.subjects import SubjectStore
 from odradek.schemas.model import CompiledSchema
+from odradek.types import SchemaInfo
 
 # `odradek serve` subprocesses are started with the command-line tests' helper.
 sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
@@ -90,21 +91,10 @@ class FakeLanguages:
         return problems
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeInfo:
-    topic: str
-    version: int
-    id: int
-    kind: str
-    text: str
-    compatibility: str
-    value_type: pa.StructType
-
-
 class FakeBackend:
     def __init__(self, languages: FakeLanguages) -> None:
         self.languages = languages
-        self.topics: dict[str, list[FakeInfo]] = {}
+        self.topics: dict[str, list[SchemaInfo]] = {}
         self.modes: dict[str, str] = {}
         self.ids: dict[tuple[str, str], int] = {}
         self.fail_with: Exception | None = None
@@ -127,7 +117,7 @@ class FakeBackend:
             self.set_schema(name, schema)
         return name
 
-    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> FakeInfo:
+    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
         self._maybe_fail()
         history = self._history(topic)
         if compatibility is not None:
@@ -138,7 +128,7 @@ class FakeBackend:
         problems = self.check_schema(topic, schema)
         if problems:
             raise IncompatibleSchema(f"schema of topic {topic!r} is incompatible", problems)
-        info = FakeInfo(
+        info = SchemaInfo(
             topic,
             len(history) + 1,
             self.schema_id_for(compiled.kind, compiled.text),
@@ -150,13 +140,13 @@ class FakeBackend:
         history.append(info)
         return info
 
-    def get_schema(self, topic: str, version: int | None = None) -> FakeInfo | None:
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
         history = self._history(topic)
         if not history:
             return None
         return history[-1] if version is None else history[version - 1]
 
-    def schema_versions(self, topic: str) -> list[FakeInfo]:
+    def schema_versions(self, topic: str) -> list[SchemaInfo]:
         return list(self._history(topic))
 
     def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
@@ -185,7 +175,7 @@ class FakeBackend:
             if info.id == schema_id
         ]
 
-    def _history(self, topic: str) -> list[FakeInfo]:
+    def _history(self, topic: str) -> list[SchemaInfo]:
         self._maybe_fail()
         if topic not in self.topics:
             raise TopicNotFound(f"topic {topic!r} not found", topic)

@@ -48,6 +48,7 @@ from odradek.protocols.registry.subjects import (
     version_not_found,
 )
 from odradek.schemas.model import CompiledSchema
+from odradek.types import SchemaInfo
 
 log = logging.getLogger("odradek.registry")
 
@@ -109,33 +110,14 @@ class Response:
 # -- what the routes call ------------------------------------------------------------------
 
 
-class TopicSchema(Protocol):
-    """One version of a topic's schema, as the engine describes it (``SchemaInfo``)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def id(self) -> int: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def compatibility(self) -> str: ...
-    @property
-    def value_type(self) -> pa.StructType: ...
-
-
 class RegistryBackend(Protocol):
     """The engine's schema API, as much of it as the registry uses."""
 
     def list_topics(self, pattern: str | None = None) -> list[str]: ...
     def create_topic(self, name: str, *, schema: object = None, compatibility: str = ...) -> object: ...
-    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> TopicSchema: ...
-    def get_schema(self, topic: str, version: int | None = None) -> TopicSchema | None: ...
-    def schema_versions(self, topic: str) -> Sequence[TopicSchema]: ...
+    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo: ...
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None: ...
+    def schema_versions(self, topic: str) -> Sequence[SchemaInfo]: ...
     def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]: ...
     def set_compatibility(self, topic: str, mode: str) -> None: ...
     def schema_by_id(self, schema_id: int) -> tuple[str, str] | None: ...
@@ -580,7 +562,7 @@ class Registry:
         # topic when a registration gives it its first schema.
         self.subjects.set_compatibility(subject, mode)
 
-    def _topic_schema(self, topic: str) -> TopicSchema | None:
+    def _topic_schema(self, topic: str) -> SchemaInfo | None:
         """The topic's newest schema; None when it has none or does not exist."""
         try:
             return self.backend.get_schema(topic)
@@ -621,7 +603,7 @@ def topic_of(subject: str) -> str | None:
     return None
 
 
-def _from_topic(subject: str, info: TopicSchema) -> StoredVersion:
+def _from_topic(subject: str, info: SchemaInfo) -> StoredVersion:
     return StoredVersion(subject, info.version, info.id, info.kind, info.text)
 
 
