@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from odradek.errors import SchemaViolation
+from odradek.schemas.arrays import offsets_and_data
 from odradek.schemas.avro_nodes import AvroNode
 
 Positions = npt.NDArray[np.int64]
@@ -76,14 +77,11 @@ def _first_bad_record(root: AvroNode, payloads: pa.Array, error: SchemaViolation
 
 def _decode_batch(root: AvroNode, payloads: pa.Array) -> pa.StructArray:
     count = len(payloads)
-    offset_type = np.int64 if pa.types.is_large_binary(payloads.type) else np.int32
-    buffers = payloads.buffers()
-    declared = np.frombuffer(buffers[1], dtype=offset_type)[payloads.offset : payloads.offset + count + 1]
-    offsets: Positions = declared.astype(np.int64)
+    offsets, source = offsets_and_data(payloads)
     first, last = (int(offsets[0]), int(offsets[-1])) if count else (0, 0)
     data = np.zeros(last - first + _PADDING_BYTES, dtype=np.uint8)
-    if buffers[2] is not None and last > first:
-        data[: last - first] = np.frombuffer(buffers[2], dtype=np.uint8)[first:last]
+    if last > first:
+        data[: last - first] = source[first:last]
     reader = _Reader(data)
     position = offsets[:-1] - first
     end = offsets[1:] - first

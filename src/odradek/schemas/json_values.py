@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from odradek.errors import InvalidSchema, SchemaViolation
+from odradek.schemas.arrays import offsets_and_data
 from odradek.schemas.conform import check_nulls
 
 __all__ = ["decode_json", "encode_json"]
@@ -126,7 +127,7 @@ def _decode_native(payloads: pa.Array, value_type: pa.StructType) -> pa.StructAr
         raise _NotNative
     # Arrow's reader does not check UTF-8; the cast does.
     payloads.cast(pa.large_string() if pa.types.is_large_binary(payloads.type) else pa.string())
-    offsets, data = _offsets_and_data(payloads)
+    offsets, data = offsets_and_data(payloads)
     _require_braces(payloads, offsets, data)
     text, longest = _one_per_line(offsets, data)
     table = _read_or_retry(text, longest, len(payloads), value_type)
@@ -139,18 +140,6 @@ def _decode_native(payloads: pa.Array, value_type: pa.StructType) -> pa.StructAr
     check_nulls(values, value_type)
     result: pa.StructArray = values
     return result
-
-
-def _offsets_and_data(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The value offsets (one more than elements) and the data bytes of a binary or
-    string array, as NumPy views of its buffers."""
-    offset_type = (
-        np.int64 if pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type) else np.int32
-    )
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], offset_type)[array.offset : array.offset + len(array) + 1]
-    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    return offsets.astype(np.int64), data
 
 
 def _require_braces(payloads: pa.Array, offsets: np.ndarray, data: np.ndarray) -> None:
@@ -346,7 +335,7 @@ def _bytes_from_base64(text: pa.Array) -> pa.Array:
     """Strict base64 (RFC 4648, padded) strings as binary, decoded with NumPy over the
     whole data buffer: every 4 characters of a string make 3 bytes, so the strings'
     characters are decoded together and each string's padding bytes dropped after."""
-    offsets, data = _offsets_and_data(text)
+    offsets, data = offsets_and_data(text)
     lengths = np.diff(offsets)
     if (lengths % 4).any():
         raise _NotNative
@@ -655,7 +644,7 @@ def _quote(text: pa.Array) -> pa.Array:
 def _escape(text: pa.Array) -> pa.Array:
     """JSON string escapes, applied only for the bytes that occur (a histogram of the
     data buffer says which): most text needs none."""
-    offsets, data = _offsets_and_data(text)
+    offsets, data = offsets_and_data(text)
     counts = np.bincount(data[int(offsets[0]) : int(offsets[-1])], minlength=256)
     if counts[ord("\\")]:
         text = pc.replace_substring(text, "\\", "\\\\")
@@ -733,7 +722,7 @@ def _base64_text(array: pa.Array) -> pa.Array:
     the zero fill become ``=``. Null elements come out as empty strings."""
     if pa.types.is_fixed_size_binary(array.type) or pa.types.is_binary_view(array.type):
         array = array.cast(pa.binary())
-    offsets, data = _offsets_and_data(array)
+    offsets, data = offsets_and_data(array)
     lengths = np.diff(offsets)
     groups = (lengths + 2) // 3
     group_starts = np.cumsum(groups) - groups

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from odradek.schemas.arrays import offsets_and_data
+
 MAGIC_BYTE = 0
 HEADER_BYTES = 5
 
@@ -25,23 +27,12 @@ class WireSplit:
     schema_ids: np.ndarray  # int64 per value; -1 for values without the header
 
 
-def _offsets_and_data(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    if pa.types.is_large_binary(values.type) or pa.types.is_large_string(values.type):
-        offset_type: type[np.signedinteger] = np.int64
-    else:
-        offset_type = np.int32
-    buffers = values.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=offset_type)[values.offset : values.offset + len(values) + 1]
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    return offsets.astype(np.int64), data
-
-
 def schema_ids_of(values: pa.Array) -> np.ndarray:
     """The schema id each value's header names, or -1 where it has no header."""
     count = len(values)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    offsets, data = _offsets_and_data(values)
+    offsets, data = offsets_and_data(values)
     starts = offsets[:-1]
     lengths = offsets[1:] - starts
     ids = np.full(count, -1, dtype=np.int64)
@@ -67,7 +58,7 @@ def strip_header(values: pa.Array) -> pa.Array:
     values = values.cast(pa.binary())
     if values.null_count:
         raise ValueError("strip_header needs values without nulls")
-    offsets, data = _offsets_and_data(values)
+    offsets, data = offsets_and_data(values)
     low, high = int(offsets[0]), int(offsets[-1])
     keep = np.ones(high - low, dtype=bool)
     headers = (offsets[:-1] - low)[:, None] + np.arange(HEADER_BYTES)
