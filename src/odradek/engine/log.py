@@ -74,7 +74,7 @@ class TopicLog:
         self.before_new_segment: Callable[[int], None] | None = None
         # The stored schema of the frame starting at an offset: a schema'd topic's
         # frames have a typed value column, one type per schema version.
-        self.stored_schema_at: Callable[[int], pa.Schema] = _schemaless
+        self.stored_schema_at: Callable[[int], pa.Schema] = schemaless_stored_schema
         self._open()
 
     # -- recovery ---------------------------------------------------------------------
@@ -281,5 +281,6 @@ class TopicLog:
             segment.file.close()
 
 
-def _schemaless(offset: int) -> pa.Schema:
+def schemaless_stored_schema(offset: int) -> pa.Schema:
+    """The stored schema of every frame of a topic without a schema."""
     return STORED_SCHEMA

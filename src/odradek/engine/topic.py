@@ -33,7 +33,7 @@ from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
-from odradek.engine.log import Segment, TopicLog
+from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.versions import assign_versions
@@ -115,9 +115,9 @@ class Topic:
         with self._meta_lock:
             write_json_atomically(os.path.join(self.directory, "topic.json"), self.meta())
 
-    def _use_schema(self, schema: TopicSchema) -> None:
+    def _use_schema(self, schema: TopicSchema | None) -> None:
         self.schema = schema
-        self.log.stored_schema_at = schema.stored_at
+        self.log.stored_schema_at = schemaless_stored_schema if schema is None else schema.stored_at
 
     def change_schema(
         self, change: Callable[[TopicSchema | None, int], TopicSchema | None]
@@ -130,16 +130,11 @@ class Topic:
             changed = change(current, self.log.next_offset)
             if changed is None or changed is current:
                 return current
-            previous = self.schema
             self._use_schema(changed)
             try:
                 self.save_meta()
             except OSError as exc:
-                if previous is None:
-                    self.schema = None
-                    self.log.stored_schema_at = _schemaless_at
-                else:
-                    self._use_schema(previous)
+                self._use_schema(current)
                 raise StorageError(f"could not save the schema of topic {self.name}: {exc}") from exc
             return changed
 
@@ -523,10 +518,6 @@ class PendingAppend:
 
 
 _VALUE_COLUMN = STORED_SCHEMA.get_field_index("value")
-
-
-def _schemaless_at(offset: int) -> pa.Schema:
-    return STORED_SCHEMA
 
 
 def _opaque(values: pa.Array, topic: str) -> pa.Array:
