@@ -63,7 +63,9 @@ def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str
     return server, f"127.0.0.1:{kafka_port}", url
 
 
-def produce(bootstrap: str, topic: str, count: int) -> float:
+def produce(bootstrap: str, topic: str, count: int, values: list[bytes] | None = None) -> float:
+    """Records/s of producing ``count`` records (100-byte values and 100k keys, or the
+    given ``values`` without keys) until every one is acknowledged; a refusal aborts."""
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -79,11 +81,20 @@ def produce(bootstrap: str, topic: str, count: int) -> float:
     )
     value = b"v" * 100
     keys = [f"key-{i:07d}".encode() for i in range(100_000)]
+    failures: list[str] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
     started = time.perf_counter()
     for i in range(count):
         while True:
             try:
-                producer.produce(topic, value=value, key=keys[i % 100_000])
+                if values is None:
+                    producer.produce(topic, value=value, key=keys[i % 100_000], on_delivery=delivered)
+                else:
+                    producer.produce(topic, value=values[i], on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -91,8 +102,8 @@ def produce(bootstrap: str, topic: str, count: int) -> float:
             producer.poll(0)
     left = producer.flush(120)
     elapsed = time.perf_counter() - started
-    if left:
-        raise SystemExit(f"{left} records were not delivered")
+    if left or failures:
+        raise SystemExit(f"{left} records were not delivered; refusals: {failures[:3]}")
     return count / elapsed
 
 

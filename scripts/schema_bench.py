@@ -117,49 +117,10 @@ def timed_read(client: Any, topic: str, count: int) -> float:
 
 
 def kafka_figures(bootstrap: str, topic: str, values: list[bytes]) -> dict[str, float]:
-    from confluent_kafka import Consumer, Producer
-
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1_000_000,
-         "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_152}
-    )  # fmt: skip
-    failures: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    started = time.perf_counter()
-    for index, value in enumerate(values):
-        while True:
-            try:
-                producer.produce(topic, value=value, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if index % 10_000 == 0:
-            producer.poll(0)
-    if producer.flush(300) or failures:
-        raise SystemExit(f"Kafka produce failed: {failures[:3]}")
-    produce_rate = len(values) / (time.perf_counter() - started)
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "schema-bench", "auto.offset.reset": "earliest",
-         "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
-         "max.partition.fetch.bytes": 10_485_760, "fetch.queue.backoff.ms": 10}
-    )  # fmt: skip
-    consumer.subscribe([topic])
-    seen, first = 0, None
-    deadline = time.monotonic() + 300
-    while seen < len(values) and time.monotonic() < deadline:
-        batch = consumer.consume(num_messages=10_000, timeout=1.0)
-        if batch and first is None:
-            first = time.perf_counter()
-        seen += sum(1 for m in batch if m.error() is None)
-    consume_rate = len(values) / (time.perf_counter() - (first or time.perf_counter()))
-    consumer.close()
-    if seen < len(values):
-        raise SystemExit(f"Kafka consumer read only {seen} of {len(values)}")
-    return {"kafka_produce_records_per_s": produce_rate, "kafka_consume_records_per_s": consume_rate}
+    return {
+        "kafka_produce_records_per_s": kafka_bench.produce(bootstrap, topic, len(values), values),
+        "kafka_consume_records_per_s": kafka_bench.consume(bootstrap, topic, len(values)),
+    }
 
 
 def main() -> None:
