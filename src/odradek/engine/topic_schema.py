@@ -35,7 +35,6 @@ from odradek.schemas.model import CompiledSchema
 _VALUE_INDEX = STORED_SCHEMA.get_field_index("value")
 
 
-
 @dataclass(frozen=True)
 class SchemaVersion:
     version: int
