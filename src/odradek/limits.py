@@ -131,3 +131,41 @@ group_members_max = 10_000
 group_name_length_max = topic_name_length_max - len("dlq.")
 # The progress log of a group is rewritten as a snapshot once it grows past this.
 group_state_log_bytes_max = 16 * 1024 * 1024
+
+# -- Hostile peers: connections, partial requests and bytes in flight per door -----------
+# (budget.py, protocols/connections.py; `odradek serve` settings override the defaults.)
+# Bytes of requests all doors together hold in memory at once: Kafka frames from their
+# size prefix until handled, Flight batches until acknowledged, registry bodies. Room
+# for five Kafka frames of the largest size (kafka_frame_bytes_max, 100 MiB) at once,
+# or eight appends of the largest size (append_bytes_max_default) in flight.
+inflight_bytes_max_default = 512 * 1024 * 1024
+# A request (a Kafka frame, an HTTP request's head and body) must arrive whole within
+# this long of its first byte, waiting for room in the in-flight budget included;
+# otherwise it is dropped and its buffer freed. Apache's mod_reqtimeout gives a request
+# head 20-40 s; 30 s lets a 100 MiB Kafka frame arrive at 3.4 MB/s.
+request_read_seconds_default = 30.0
+# Kafka door. Kafka's max.connections and max.connections.per.ip are unbounded by
+# default; a client process keeps one to three connections per broker, so 256 per peer
+# address leaves room for many clients behind one NAT address, and 1,024 connections
+# (an asyncio task and at most ~2 MiB of read buffer each) stay affordable. A connection
+# with no request for Kafka's connections.max.idle.ms (10 minutes) is closed.
+kafka_connections_max_default = 1024
+kafka_connections_per_peer_max_default = 256
+kafka_idle_seconds_default = 600.0
+# Flight door: gRPC hides its connections from the service (pyarrow exposes no server
+# channel arguments), so the bound is on calls in progress (a gRPC thread each),
+# counted per peer address as gRPC reports it.
+flight_calls_max_default = 1024
+flight_calls_per_peer_max_default = 256
+# Schema Registry door: a thread per connection. 256 is far above the few connections a
+# client process keeps; 64 per peer address keeps one host from taking them all. A
+# keep-alive connection silent for 30 s is closed (Confluent's client sends its next
+# request at once or reconnects).
+registry_connections_max_default = 256
+registry_connections_per_peer_max_default = 64
+registry_idle_seconds_default = 30.0
+# Metrics endpoint: a thread per connection. A Prometheus server keeps one connection
+# per target; 16 covers a few servers and people with curl, 4 per peer address.
+metrics_connections_max_default = 16
+metrics_connections_per_peer_max_default = 4
+metrics_idle_seconds_default = 30.0
