@@ -5,19 +5,28 @@ The doors report each append to :class:`Metrics` (it implements the Flight serve
 engine when Prometheus scrapes, so they cost nothing between scrapes. Every metric
 lives in the object's own registry, so several servers in one process (tests) do not
 collide.
+
+The endpoint is a bounded HTTP server (protocols/bounded_http.py): a thread per
+connection, at most ``metrics_connections_max`` of them (and per peer address), idle
+and half-sent requests closed in time; connections over a cap are answered 503.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import urllib.parse
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
 from odradek.engine import Engine
 from odradek.errors import OdradekError
+from odradek.protocols import connections
+from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +78,51 @@ class Metrics:
     def failed(self, call: str, code: str) -> None:
         self.errors.labels(call, code).inc()
 
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` over HTTP on ``host:port`` (a daemon thread)."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(
+        self, host: str, port: int, bounds: connections.DoorLimits | None = None
+    ) -> BoundedHTTPListener:
+        """Expose ``/metrics`` over HTTP on ``host:port`` (a daemon thread) within
+        ``bounds`` (the metrics door's defaults when None); ``close()`` the result to stop."""
+        server = _MetricsHTTPServer(self.registry, host, port, bounds or connections.METRICS)
+        return BoundedHTTPListener(server)
+
+
+class _MetricsHTTPServer(BoundedHTTPServer):
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, bounds: connections.DoorLimits
+    ) -> None:
+        self.registry = registry
+        super().__init__("metrics", host, port, _MetricsHandler, bounds)
+
+
+class _MetricsHandler(BoundedRequestHandler):
+    """Every path but /favicon.ico serves the metrics, as prometheus_client's own server
+    does: the text format (or OpenMetrics, as the Accept header asks), gzipped when
+    accepted, restricted to the ``name[]`` query parameters when given."""
+
+    server_version = "odradek-metrics"
+    server: _MetricsHTTPServer
+
+    def do_GET(self) -> None:
+        target = urllib.parse.urlsplit(self.path)
+        if target.path == "/favicon.ico":
+            self._answer(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        registry = self.server.registry
+        names = urllib.parse.parse_qs(target.query).get("name[]")
+        output = encoder(registry.restricted_registry(names) if names else registry)
+        gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        self._answer(200, content_type, gzip.compress(output) if gzipped else output, gzipped)
+
+    def _answer(self, status: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class TopicCollector(Collector):

@@ -108,7 +108,7 @@ def test_a_request_whose_body_stops_arriving_is_closed(
         connection.close()
 
 
-def test_connections_beyond_the_limit_are_closed_on_accept(
+def test_connections_beyond_the_limit_are_answered_503_on_accept(
     registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(server_module, "connections_max", 2)
@@ -119,7 +119,10 @@ def test_connections_beyond_the_limit_are_closed_on_accept(
             assert connection.getresponse().read() == b"{}"
         with socket.create_connection((started.host, started.port), timeout=socket_timeout_seconds) as extra:
             extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _read_until_closed(extra) == b""
+            answer = _read_until_closed(extra)  # a 503 naming the cap, then closed
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert "connections_max=2" in json.loads(body)["message"]
         held[0].close()
         for connection in held[1:]:
             connection.close()

@@ -1,21 +1,24 @@
 """The Schema Registry door's HTTP shell: bytes in, :class:`Registry` answers out.
 
-A ``ThreadingHTTPServer`` on a daemon thread, one thread per connection, HTTP/1.1
-keep-alive (Confluent's client reuses its connections). Everything the API means is in
-``routes.py``; this module only bounds what a connection may cost: the body size, the
-number of connections, and how long an idle or half-sent request may hold a thread.
+A bounded ``ThreadingHTTPServer`` (protocols/bounded_http.py) on a daemon thread, one
+thread per connection, HTTP/1.1 keep-alive (Confluent's client reuses its
+connections). Everything the API means is in ``routes.py``; this module only bounds
+what a connection may cost: the body size (reserved in the server's in-flight byte
+budget before it is read), the number of connections in total and per peer address
+(503 beyond), and how long an idle connection or a half-sent request (however slowly
+it trickles) may hold a thread.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
+from odradek import limits
+from odradek.budget import ByteBudget
+from odradek.errors import OdradekError, RequestTooLarge
+from odradek.protocols import connections
+from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.registry.routes import Registry, Request, Response
 
 log = logging.getLogger("odradek.registry")
@@ -26,72 +29,36 @@ log = logging.getLogger("odradek.registry")
 # and the envelope. A larger declared body is refused before any of it is read.
 request_body_bytes_max = 4 * 1024 * 1024
 
-# A keep-alive connection with no request, or a request whose body stops arriving, is
-# closed after this long: each holds a thread. Confluent's client opens a handful of
-# connections per process and sends its next request at once.
-connection_idle_seconds_max = 30.0
-
-# Connections served at once (a thread each); more are closed on accept. Far above the
-# few a client process keeps, low enough that a flood cannot exhaust threads.
-connections_max = 256
+# The defaults of the door's bounds (see odradek.limits): a connection silent this long
+# is closed; connections beyond this many are answered 503 on accept. Read when a
+# listener is made, so a test may patch them.
+connection_idle_seconds_max = limits.registry_idle_seconds_default
+connections_max = limits.registry_connections_max_default
 
 # How often the serving loop looks for a stop request.
 poll_interval_seconds = 0.2
 
 
-class _RegistryHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, registry: Registry, host: str, port: int) -> None:
+class _RegistryHTTPServer(BoundedHTTPServer):
+    def __init__(
+        self, registry: Registry, host: str, port: int, bounds: connections.DoorLimits, budget: ByteBudget
+    ) -> None:
         self.registry = registry
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._slots = threading.BoundedSemaphore(connections_max)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((host, port), _RegistryHandler)
+        self.budget = budget
+        super().__init__("registry", host, port, _RegistryHandler, bounds)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks the host up in DNS (getfqdn) for a name nothing here uses.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning(
-                "registry connection refused: too many open",
-                extra={"fields": {"connections_max": connections_max}},
-            )
-            self.shutdown_request(request)
-            return
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-            self._slots.release()
-
-    def close_connections(self) -> None:
-        """Wake every connection thread (idle keep-alive ones included) so it ends."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by its peer
+    def refusal(self, reason: str) -> bytes:
+        response = Response.error(503, 50302, reason)
+        head = (
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {response.content_type}\r\n"
+            f"Content-Length: {len(response.body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        return head.encode() + response.body
 
 
-class _RegistryHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
+class _RegistryHandler(BoundedRequestHandler):
     server_version = "odradek-registry"
+    # The idle timeout of listeners made from now on (the door's bounds take it).
     timeout = connection_idle_seconds_max
     server: _RegistryHTTPServer
 
@@ -126,13 +93,22 @@ class _RegistryHandler(BaseHTTPRequestHandler):
             message = f"The request body is {length} bytes; at most {request_body_bytes_max} are accepted"
             self._send(Response.error(413, 413, message), close=True)
             return
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            self.close_connection = True  # the peer went away mid-body
+        try:
+            reservation = self.server.budget.reserve(length, self.seconds_left())
+        except RequestTooLarge as exc:
+            self._send(Response.error(413, 413, exc.message), close=True)
             return
-        target = urllib.parse.urlsplit(self.path)
-        query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
-        response = self.server.registry.handle(Request(self.command, target.path, query, body))
+        except OdradekError as exc:  # no room in the budget came free in time
+            self._send(Response.error(503, 50302, exc.message), close=True)
+            return
+        with reservation:  # the body's bytes are held until it is answered
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:
+                self.close_connection = True  # the peer went away mid-body
+                return
+            target = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
+            response = self.server.registry.handle(Request(self.command, target.path, query, body))
         self._send(response)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
@@ -156,30 +132,31 @@ class _RegistryHandler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the peer is gone
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
-        log.debug("registry " + format, *args)
 
+class RegistryListener(BoundedHTTPListener):
+    """A running registry door; ``close()`` stops it (also a context manager).
 
-class RegistryListener:
-    """A running registry door; ``close()`` stops it (also a context manager)."""
+    ``bounds`` default to the registry's (odradek.limits, or this module's patched
+    values); ``budget`` is the server's in-flight byte budget (a private one of the
+    default size when None).
+    """
 
-    def __init__(self, registry: Registry, host: str, port: int) -> None:
-        self._server = _RegistryHTTPServer(registry, host, port)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": poll_interval_seconds},
-            name="odradek-registry",
-            daemon=True,
-        )
-        self._thread.start()
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+    def __init__(
+        self,
+        registry: Registry,
+        host: str,
+        port: int,
+        *,
+        bounds: connections.DoorLimits | None = None,
+        budget: ByteBudget | None = None,
+    ) -> None:
+        if bounds is None:
+            bounds = connections.REGISTRY.replace(
+                connections_max=connections_max, idle_seconds=_RegistryHandler.timeout
+            )
+        if budget is None:
+            budget = ByteBudget(limits.inflight_bytes_max_default)
+        super().__init__(_RegistryHTTPServer(registry, host, port, bounds, budget), poll_interval_seconds)
 
     @property
     def url(self) -> str:
@@ -187,16 +164,5 @@ class RegistryListener:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        self._thread.join()
-
     def __enter__(self) -> RegistryListener:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,248 @@
+"""A threading HTTP/1.1 server whose connections cost a bounded amount.
+
+The Schema Registry door and the metrics endpoint are ``http.server`` shells, one
+thread per connection. This module bounds what a peer can make them hold:
+
+* connections (threads) at once, in total and per peer address
+  (:class:`~odradek.protocols.connections.ConnectionSlots`); one over a cap is answered
+  ``503 Service Unavailable`` and closed on the accepting thread, without a thread;
+* a connection silent for ``idle_seconds`` (between requests, or in the middle of one)
+  is closed;
+* a request's head and body must arrive within ``request_seconds`` of its first byte,
+  however slowly its bytes trickle in (a slow-loris client sending one byte at a time
+  is dropped at that deadline);
+* :meth:`BoundedHTTPServer.close_connections` wakes every connection thread, idle
+  keep-alive ones included, so that a stop does not wait for peers.
+
+The deadline is enforced below the buffered reader (:class:`_DeadlineSocketReader`):
+every ``recv`` gets the time left as its socket timeout, so no sequence of small reads
+can outlast it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from odradek.protocols.connections import ConnectionSlots, DoorLimits, peer_host
+
+log = logging.getLogger("odradek.http")
+
+
+class RequestTimeout(TimeoutError):
+    """A request did not arrive whole in time, or its connection went silent."""
+
+
+class _DeadlineSocketReader(io.RawIOBase):
+    """The reading side of a connection, with an idle timeout between requests and a
+    deadline per request (from its first byte)."""
+
+    def __init__(self, connection: socket.socket, bounds: DoorLimits) -> None:
+        super().__init__()
+        self._connection = connection
+        self._bounds = bounds
+        self._deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self._bounds.idle_seconds
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise RequestTimeout(
+                    f"the request did not arrive whole within {self._bounds.request_seconds:g} s"
+                )
+            timeout = min(timeout, left)
+        self._connection.settimeout(timeout)
+        try:
+            received = self._connection.recv_into(buffer)
+        except TimeoutError:
+            if self._deadline is None:
+                raise RequestTimeout(f"no request for {self._bounds.idle_seconds:g} s") from None
+            raise RequestTimeout(
+                f"the request stopped arriving (silent for {timeout:g} s, at most "
+                f"{self._bounds.request_seconds:g} s per request)"
+            ) from None
+        if received and self._deadline is None:
+            self._deadline = time.monotonic() + self._bounds.request_seconds
+        return received
+
+    def request_started(self) -> bool:
+        return self._deadline is not None
+
+    def seconds_left(self) -> float:
+        """Time left to the current request's deadline (the whole request time if none
+        has started)."""
+        if self._deadline is None:
+            return self._bounds.request_seconds
+        return max(self._deadline - time.monotonic(), 0.0)
+
+    def request_done(self) -> None:
+        """The request was answered: the next one gets a deadline of its own."""
+        self._deadline = None
+
+
+class BoundedRequestHandler(BaseHTTPRequestHandler):
+    """A keep-alive handler whose reads obey the server's :class:`DoorLimits`."""
+
+    protocol_version = "HTTP/1.1"
+    server: BoundedHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self._reader = _DeadlineSocketReader(self.connection, self.server.bounds)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self._reader.request_done()
+
+    def seconds_left(self) -> float:
+        """Time left for the current request to arrive whole."""
+        return self._reader.seconds_left()
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
+        if args and isinstance(args[-1], RequestTimeout):
+            peer = peer_host(self.client_address)
+            if self._reader.request_started():
+                log.info(
+                    "%s connection from %s dropped: %s",
+                    self.server.door,
+                    peer,
+                    args[-1],
+                    extra={"fields": {"door": self.server.door, "peer": peer}},
+                )
+            else:
+                log.debug("%s connection from %s closed: %s", self.server.door, peer, args[-1])
+            return
+        self.log_message(format, *args)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
+        log.debug(f"{self.server.door} " + format, *args)
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A ``ThreadingHTTPServer`` holding at most ``bounds`` connections (threads)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self, door: str, host: str, port: int, handler: type[BoundedRequestHandler], bounds: DoorLimits
+    ) -> None:
+        self.door = door
+        self.bounds = bounds
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.slots = ConnectionSlots.of(door, bounds)
+        self._open: dict[socket.socket, str] = {}
+        self._open_lock = threading.Lock()
+        super().__init__((host, port), handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the host up in DNS (getfqdn) for a name nothing here uses.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def refusal(self, reason: str) -> bytes:
+        """The whole 503 response sent to a connection over a cap."""
+        body = (reason + "\n").encode()
+        return _response_head(503, "text/plain; charset=utf-8", len(body)) + body
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        peer = peer_host(client_address)
+        refused = self.slots.acquire(peer)
+        if refused is not None:
+            try:  # a small answer into a fresh socket's empty send buffer never blocks
+                request.send(self.refusal(refused), socket.MSG_DONTWAIT)
+            except OSError:
+                pass  # the peer is gone, or its buffer is full: closing says enough
+            self.shutdown_request(request)
+            return
+        with self._open_lock:
+            self._open[request] = peer
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give the slot back here
+            self._forget(request)
+            self.shutdown_request(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: socket.socket) -> None:
+        with self._open_lock:
+            peer = self._open.pop(request, None)
+        if peer is not None:
+            self.slots.release(peer)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("%s connection from %s failed", self.door, client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        """Wake every connection thread (idle keep-alive ones included) so it ends."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its peer
+
+
+def _response_head(status: int, content_type: str, length: int) -> bytes:
+    reason = {503: "Service Unavailable"}.get(status, "Error")
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+class BoundedHTTPListener:
+    """A :class:`BoundedHTTPServer` serving on its own daemon thread; ``close()`` stops it."""
+
+    def __init__(self, server: BoundedHTTPServer, poll_interval_seconds: float = 0.2) -> None:
+        self.server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": poll_interval_seconds},
+            name=f"odradek-{server.door}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return str(self.server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self.server.shutdown()
+        self.server.close_connections()
+        self.server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> BoundedHTTPListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
