@@ -152,6 +152,10 @@ request_read_seconds_default = 30.0
 kafka_connections_max_default = 1024
 kafka_connections_per_peer_max_default = 256
 kafka_idle_seconds_default = 600.0
+# Responses of one Kafka connection waiting to be written (its client is not reading
+# them); then the connection's next request is not read. Twice the pipelined produces
+# (kafka_pipelined_produces_max), so pipelining never waits on it.
+kafka_responses_unwritten_max = 16
 # Flight door: gRPC hides its connections from the service (pyarrow exposes no server
 # channel arguments), so the bound is on calls in progress (a gRPC thread each),
 # counted per peer address as gRPC reports it.
