@@ -50,6 +50,10 @@ class Reservation:
         self.size = size
         self._released = False
 
+    @property
+    def released(self) -> bool:
+        return self._released
+
     def release(self) -> None:
         self._budget._release(self)
 

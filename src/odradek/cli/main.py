@@ -41,10 +41,17 @@ Run `odradek COMMAND --help` for the options and examples of a command."""
 _SERVE_EPILOG = """\
 settings, lowest precedence first: defaults, the TOML file of --config (top level or a
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
-registry_listen, metrics_listen, fsync, log_format, log_level), environment variables
-ODRADEK_DATA_DIR, ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED,
-ODRADEK_REGISTRY_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT,
-ODRADEK_LOG_LEVEL, ODRADEK_CONFIG, then the flags.
+registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
+connections_max, connections_per_peer_max, request_read_seconds, idle_seconds),
+environment variables ODRADEK_DATA_DIR, ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN,
+ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC,
+ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL, ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX,
+ODRADEK_CONNECTIONS_PER_PEER_MAX, ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS,
+ODRADEK_CONFIG, then the flags.
+
+Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
+all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to
+each door (unset: each door's own default, see docs/cli.md).
 
 The Kafka listener is on by default at 127.0.0.1:9092 and the Schema Registry listener at
 127.0.0.1:8081; if such a default port is taken the server logs a warning and runs
@@ -190,6 +197,31 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--log-format", choices=("kv", "json"), help="log lines as key=value (default) or JSON"
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    serve.add_argument(
+        "--inflight-bytes",
+        metavar="SIZE",
+        help="bytes of requests all doors hold in memory at once (default 512MiB)",
+    )
+    serve.add_argument(
+        "--connections-max",
+        metavar="N",
+        help="connections per door at once (Flight: calls); default per door, e.g. Kafka 1024",
+    )
+    serve.add_argument(
+        "--connections-per-peer-max",
+        metavar="N",
+        help="connections per door from one peer address; default per door, e.g. Kafka 256",
+    )
+    serve.add_argument(
+        "--request-read-seconds",
+        metavar="S",
+        help="a request must arrive whole within S seconds of its first byte (default 30)",
+    )
+    serve.add_argument(
+        "--idle-seconds",
+        metavar="S",
+        help="close connections idle this long; default per door (Kafka 600, HTTP doors 30)",
+    )
     serve.set_defaults(handler=_serve)
 
 

@@ -7,6 +7,12 @@ listener and the Schema Registry listener, print one line containing ``ready``, 
 wait for SIGTERM or SIGINT; on either, refuse new calls, let in-flight appends finish
 (at most ``limits.shutdown_drain_seconds_max``), close the engine and exit 0. A second
 signal exits at once.
+
+Every door is bounded (docs/cli.md, "Bounds"): one in-flight byte budget shared by
+the doors (``inflight_bytes``), and per door a cap on connections (the Flight door:
+calls) in total and per peer address, an idle timeout and a deadline for a request to
+arrive whole. Unset caps and idle timeouts keep each door's own default
+(odradek.limits).
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from typing import Any
 import pyarrow as pa
 
 from odradek import limits
+from odradek.budget import ByteBudget
+from odradek.config import parse_duration, parse_size
 from odradek.engine import Engine
 from odradek.errors import InvalidRequest, OdradekError
+from odradek.protocols import connections
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
@@ -53,6 +62,21 @@ class Settings:
     fsync: bool = True
     log_format: str = "kv"  # "kv" (key=value) or "json"
     log_level: str = "info"
+    # Bounds of the doors; None keeps each door's own default (odradek.limits).
+    inflight_bytes: int = limits.inflight_bytes_max_default
+    connections_max: int | None = None
+    connections_per_peer_max: int | None = None
+    request_read_seconds: float = limits.request_read_seconds_default
+    idle_seconds: float | None = None
+
+    def door_bounds(self, defaults: connections.DoorLimits) -> connections.DoorLimits:
+        """A door's bounds: its defaults with the settings given here."""
+        return defaults.replace(
+            connections_max=self.connections_max,
+            connections_per_peer_max=self.connections_per_peer_max,
+            idle_seconds=self.idle_seconds,
+            request_seconds=self.request_read_seconds,
+        )
 
 
 _ENVIRONMENT = {
@@ -65,6 +89,11 @@ _ENVIRONMENT = {
     "fsync": "ODRADEK_FSYNC",
     "log_format": "ODRADEK_LOG_FORMAT",
     "log_level": "ODRADEK_LOG_LEVEL",
+    "inflight_bytes": "ODRADEK_INFLIGHT_BYTES",
+    "connections_max": "ODRADEK_CONNECTIONS_MAX",
+    "connections_per_peer_max": "ODRADEK_CONNECTIONS_PER_PEER_MAX",
+    "request_read_seconds": "ODRADEK_REQUEST_READ_SECONDS",
+    "idle_seconds": "ODRADEK_IDLE_SECONDS",
 }
 
 
@@ -87,6 +116,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "log_format": args.log_format,
         "log_level": args.log_level,
     }
+    flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
     if args.no_fsync:
         values["fsync"] = False
@@ -99,7 +129,41 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         values["fsync"] = _boolean(values["fsync"], "fsync")
     if values.get("log_format", "kv") not in ("kv", "json"):
         raise InvalidRequest(f"log format must be 'kv' or 'json', got {values['log_format']!r}")
+    for name, parse in _BOUNDS.items():
+        if name in values:
+            values[name] = parse(values[name], name)
     return Settings(**values)
+
+
+def _count(value: object, name: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise InvalidRequest(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(text)
+
+
+def _seconds(value: object, name: str) -> float:
+    seconds = parse_duration(value, name)
+    if seconds is None:
+        raise InvalidRequest(f"{name} must be a duration like '30s' or a number of seconds, got {value!r}")
+    return seconds
+
+
+def _bytes(value: object, name: str) -> int:
+    size = parse_size(value, name)
+    if size is None:
+        raise InvalidRequest(f"{name} must be a size like '512MiB' or a number of bytes, got {value!r}")
+    return size
+
+
+# The bounds settings and how each is read (flags, environment and TOML alike).
+_BOUNDS = {
+    "inflight_bytes": _bytes,
+    "connections_max": _count,
+    "connections_per_peer_max": _count,
+    "request_read_seconds": _seconds,
+    "idle_seconds": _seconds,
+}
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -196,22 +260,36 @@ def run(settings: Settings) -> int:
         split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
     )
     engine = Engine(settings.data_dir, fsync=settings.fsync)
+    budget = ByteBudget(settings.inflight_bytes)
     try:
         observer = None
+        metrics = None
         if metrics_address is not None:
             from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
             observer = Metrics(engine)
-            observer.serve(*metrics_address)
+            metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
         location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
         try:
-            server = FlightService(engine, location, observer=observer)
+            server = FlightService(
+                engine,
+                location,
+                observer=observer,
+                bounds=settings.door_bounds(connections.FLIGHT),
+                budget=budget,
+            )
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
         kafka = None
         try:
             if kafka_address:
-                kafka = start_kafka_listener(engine, *kafka_address, settings.kafka_advertised)
+                kafka = start_kafka_listener(
+                    engine,
+                    *kafka_address,
+                    settings.kafka_advertised,
+                    bounds=settings.door_bounds(connections.KAFKA),
+                    budget=budget,
+                )
         except OSError as exc:
             if settings.kafka_listen_given:
                 raise OdradekError(f"cannot listen on {settings.kafka_listen}: {exc}") from exc
@@ -222,7 +300,13 @@ def run(settings: Settings) -> int:
         registry = None
         try:
             if registry_address:
-                registry = start_registry_listener(engine, engine.path, *registry_address)
+                registry = start_registry_listener(
+                    engine,
+                    engine.path,
+                    *registry_address,
+                    bounds=settings.door_bounds(connections.REGISTRY),
+                    budget=budget,
+                )
         except OSError as exc:
             if settings.registry_listen_given:
                 if kafka is not None:
@@ -245,6 +329,7 @@ def run(settings: Settings) -> int:
         "metrics": f"http://{settings.metrics_listen}/metrics" if metrics_address else "off",
         "kafka": kafka.bootstrap if kafka else "off",
         "registry": registry.url if registry else "off",
+        "inflight_bytes": settings.inflight_bytes,
         "pid": os.getpid(),
     }
     log.info("ready", extra={"fields": fields})
@@ -256,6 +341,8 @@ def run(settings: Settings) -> int:
         registry.close()
     if kafka is not None:
         kafka.close()
+    if metrics is not None:
+        metrics.close()
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if not drained:
         log.warning(

@@ -23,11 +23,33 @@ Rules
 * Draining (``drain``): new calls are refused with Unavailable, reads end at their next
   wake-up, an in-flight DoPut acknowledges the batches it has written and refuses the
   next.
+
+Bounds (protocols/connections.py, budget.py)
+--------------------------------------------
+* gRPC keeps its connections to itself, so the door bounds *calls* in progress: at most
+  ``bounds.connections_max`` at once and ``bounds.connections_per_peer_max`` from one
+  peer address (as gRPC reports it). A call over a cap is refused with Unavailable
+  (retryable) and a warning naming the peer and the cap. A call holds its slot until
+  gRPC completes it (a DoGet until its stream ends), through the ``_CallSlots``
+  middleware.
+* A DoPut batch reserves its size in the server's in-flight byte budget before it is
+  appended and holds it until it is acknowledged; while the budget is exhausted the
+  stream is not read further (gRPC's flow control pushes back on the client). A batch
+  larger than the budget, or than ``limits.flight_message_bytes_max``, is refused with
+  RequestTooLarge, and the memory it took is given back to the system at once.
+* Unlike the other doors, the Flight door cannot refuse a message *before* receiving it:
+  gRPC reads a message whole before the service sees it, and pyarrow's
+  FlightServerBase sets no receive limit and offers no way to pass gRPC server options
+  (Arrow's ``builder_hook`` is C++ only). Nor can it time out a stream whose client
+  stops sending. See docs/reliability.md ("Hostile peers").
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import logging
 import threading
@@ -39,10 +61,12 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek import limits
+from odradek.budget import ByteBudget, Reservation
 from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.names import is_pattern
+from odradek.protocols import connections
 from odradek.protocols.flight import group_messages, messages
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
@@ -71,10 +95,19 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     """
 
     def __init__(
-        self, engine: Engine, location: str = "grpc://127.0.0.1:0", *, observer: AppendObserver | None = None
+        self,
+        engine: Engine,
+        location: str = "grpc://127.0.0.1:0",
+        *,
+        observer: AppendObserver | None = None,
+        bounds: connections.DoorLimits | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.engine = engine
         self.observer = observer
+        self.bounds = bounds or connections.FLIGHT
+        self.budget = budget or ByteBudget(limits.inflight_bytes_max_default)
+        self.slots = connections.ConnectionSlots.of("flight", self.bounds)
         self._draining = threading.Event()
         self._actions = {
             "create_topic": self._create_topic,
@@ -92,7 +125,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "check_schema": self._check_schema,
             "set_compatibility": self._set_compatibility,
         }
-        super().__init__(location)
+        super().__init__(location, middleware={_CALL_SLOTS: _CallSlots(self.slots)})
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -119,18 +152,24 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         with self._translate("do_put"):
+            self._admit(context)
             target = _put_target(descriptor)
             pipeline = AppendPipeline(
                 lambda payload: writer.write(pa.py_buffer(payload)),
                 functools.partial(self._acknowledged, target.topic),
                 target.window,
             )
+            held: collections.deque[Reservation] = collections.deque()
             try:
-                self._submit_stream(target.topic, target.options, reader, pipeline)
-            except BaseException:
-                pipeline.finish()  # the results of the batches before; an earlier failure wins
-                raise
-            pipeline.finish()
+                try:
+                    self._submit_stream(target.topic, target.options, reader, pipeline, held)
+                except BaseException:
+                    pipeline.finish()  # the results of the batches before; an earlier failure wins
+                    raise
+                pipeline.finish()
+            finally:
+                for reservation in held:  # batches never acknowledged (a failed stream)
+                    reservation.release()
 
     def _submit_stream(
         self,
@@ -138,8 +177,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         descriptor_options: messages.AppendOptions,
         reader: flight.MetadataRecordBatchReader,
         pipeline: AppendPipeline,
+        held: collections.deque[Reservation],
     ) -> None:
-        """Submit every batch of the stream in order; the pipeline acknowledges them."""
+        """Submit every batch of the stream in order; the pipeline acknowledges them.
+
+        Each batch's reservation in the budget goes into ``held`` (oldest first) until
+        it is acknowledged."""
         first = True
         while True:
             try:
@@ -149,22 +192,35 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._check_serving()
             if chunk.data is None:  # a metadata-only message appends nothing
                 continue
+            size = chunk.data.get_total_buffer_size()  # free, and at least nbytes
+            try:
+                reservation = self._reserve(size)
+            except RequestTooLarge:
+                del chunk  # the message's memory goes before the refusal unwinds the stack
+                _give_back_freed_memory()
+                raise
+            held.append(reservation)
+            while held and held[0].released:
+                held.popleft()
             options = descriptor_options if first else _NO_OPTIONS
             first = False
             metadata = chunk.app_metadata
             if metadata is not None and metadata.size:
                 _, options = messages.decode_append_options(metadata.to_pybytes(), "batch app_metadata")
-            pipeline.add(*self._submit(topic, chunk.data, options))
+            pipeline.add(*self._submit(topic, chunk.data, options, reservation))
 
-    def _submit(
-        self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions
-    ) -> tuple[PendingAppend, tuple[int, float]]:
-        size = batch.get_total_buffer_size()  # free, and at least nbytes
+    def _reserve(self, size: int) -> Reservation:
+        """The batch's bytes in the in-flight budget (waits while it is exhausted)."""
         if size > limits.flight_message_bytes_max:
             raise RequestTooLarge(
                 f"a batch of {size} bytes is over the limit of {limits.flight_message_bytes_max} "
                 "bytes per message; split it into several appends"
             )
+        return self.budget.reserve(size, self.bounds.request_seconds)
+
+    def _submit(
+        self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions, reservation: Reservation
+    ) -> tuple[PendingAppend, tuple[int, float, Reservation]]:
         started = time.perf_counter()
         pending = self.engine.submit_append(
             topic,
@@ -173,12 +229,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             expect_offset=options.expect_offset,
             producer=options.producer,
         )
-        return pending, (size, started)
+        return pending, (reservation.size, started, reservation)
 
     def _acknowledged(self, topic: str, result: AppendResult, context: object) -> bytes:
         """The PutResult of a durable append (on the pipeline's thread)."""
+        size, started, reservation = cast(tuple[int, float, Reservation], context)
+        reservation.release()
         if self.observer is not None:
-            size, started = cast(tuple[int, float], context)
             self.observer.appended(topic, result.count, size, time.perf_counter() - started)
         return messages.encode_append_result(result)
 
@@ -187,6 +244,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         with self._translate("do_get"):
             self._check_serving()
+            self._admit(context)
             request = messages.decode_ticket(ticket.ticket)
             if isinstance(request, messages.FetchRequest):
                 batches = self.engine.fetch(
@@ -234,6 +292,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[flight.Result]:
         with self._translate("do_action"):
             self._check_serving()
+            self._admit(context)
             raw = action.body.to_pybytes() if action.body is not None else b""
             body = messages.decode_action_body(action.type, raw)
             return [flight.Result(pa.py_buffer(self._actions[action.type](body)))]
@@ -316,6 +375,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     ) -> None:
         with self._translate("do_exchange"):
             self._check_serving()
+            self._admit(context)
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequest('a DoExchange descriptor is a command: {"kind": "subscribe", ...}')
             request = group_messages.decode_subscribe(descriptor.command)
@@ -330,6 +390,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterable[flight.FlightInfo]:
         with self._translate("list_flights"):
             self._check_serving()
+            self._admit(context)
             pattern = criteria.decode() if criteria else None
             infos = []
             for name in self.engine.list_topics(pattern):
@@ -342,6 +403,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     ) -> flight.FlightInfo:
         with self._translate("get_flight_info"):
             self._check_serving()
+            self._admit(context)
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
                 return self._topic_flight(_path_topic(descriptor))
             request = messages.decode_ticket(descriptor.command)
@@ -373,6 +435,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return flight.FlightInfo(schema, descriptor, [endpoint], info.records, info.bytes)
 
     # -- errors ---------------------------------------------------------------------------------
+
+    def _admit(self, context: flight.ServerCallContext) -> None:
+        """Count the call against the door's caps (total and per peer address) until
+        gRPC completes it; over a cap it is refused with Unavailable."""
+        call = context.get_middleware(_CALL_SLOTS)
+        if call is not None:
+            call.admit(connections.peer_host(context.peer()))
 
     def _check_serving(self) -> None:
         if self._draining.is_set() or self.engine.closed:
@@ -407,6 +476,56 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
 
 _NO_OPTIONS = messages.AppendOptions()
+_CALL_SLOTS = "odradek-call-slots"
+
+
+class _CallSlot(flight.ServerMiddleware):  # type: ignore[misc]
+    """One call's slot in the door's caps, from admission until gRPC completes the call."""
+
+    def __init__(self, slots: connections.ConnectionSlots) -> None:
+        self._slots = slots
+        self._peer: str | None = None
+
+    def admit(self, peer: str) -> None:
+        if self._peer is not None:
+            return  # admitted already (GetSchema answers through GetFlightInfo)
+        refused = self._slots.acquire(peer)
+        if refused is not None:
+            raise Unavailable(f"{refused}; retry later")
+        self._peer = peer
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        if self._peer is not None:
+            self._slots.release(self._peer)
+            self._peer = None
+
+
+class _CallSlots(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    def __init__(self, slots: connections.ConnectionSlots) -> None:
+        self._slots = slots
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> _CallSlot:
+        return _CallSlot(self._slots)
+
+
+def _give_back_freed_memory() -> None:
+    """Return freed memory to the system after a refused oversized message: gRPC
+    received it in many small allocations that the C allocator would otherwise keep."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+_LIBC = _load_libc()
 _TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok", "compatibility")
 
 

@@ -16,6 +16,23 @@ Rules (as a Kafka broker's socket server)
 * A handler that fails unexpectedly is logged and closes its connection only; the
   listener keeps serving everybody else.
 
+Bounds (protocols/connections.py, budget.py)
+--------------------------------------------
+* At most ``bounds.connections_max`` connections at once, and
+  ``bounds.connections_per_peer_max`` from one peer address; one over a cap is closed
+  on accept with a warning naming the peer and the cap.
+* A connection with no request for ``bounds.idle_seconds`` is closed, and so is one
+  that takes no response bytes for that long.
+* A frame reserves its declared size in the server's in-flight byte budget as soon as
+  its size prefix is read, before any of it is buffered, and holds it until its
+  response is ready (for a Produce: until its records are durable). While the budget
+  is exhausted the connection is not read (TCP pushes back on the client). A frame
+  larger than the whole budget closes the connection like an oversized one.
+* A frame must arrive whole within ``bounds.request_seconds`` of its first byte,
+  waiting for the budget included; otherwise the connection is closed and the partial
+  frame freed. At most ``limits.kafka_responses_unwritten_max`` responses of a
+  connection wait to be written; then its next request is not read.
+
 :func:`start_kafka_listener` runs the listener on its own event loop thread, for a
 synchronous caller (``odradek serve``, tests); :class:`KafkaListener` runs inside an
 existing loop.
@@ -24,14 +41,18 @@ existing loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from odradek import limits
+from odradek.budget import ByteBudget, Reservation
 from odradek.engine import Engine
+from odradek.errors import OdradekError
+from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
@@ -78,6 +99,18 @@ HANDLERS: dict[int, Handler] = {
 }
 
 _EXPIRY_INTERVAL_SECONDS = 0.25
+# A frame's body is read in pieces of at most this size, so the stream reader's own
+# buffer stays small (its limit is 1 MiB) and the frame grows as its bytes arrive.
+_READ_PIECE_BYTES = 1 << 20
+
+
+class _DropConnection(Exception):
+    """The connection is closed without an answer (the reason is logged already)."""
+
+
+def _release_when_done(reservation: Reservation, _response: asyncio.Future[Chunks]) -> None:
+    """A frame's bytes leave the budget once its response is ready."""
+    reservation.release()
 
 
 def _advertised(host: str, port: int, advertised: str | tuple[str, int] | None) -> tuple[str, int]:
@@ -104,12 +137,17 @@ class KafkaListener:
         advertised: str | tuple[str, int] | None = None,
         *,
         auto_create_topics: bool = True,
+        bounds: connections.DoorLimits | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
         self._advertised = advertised
         self._auto_create = auto_create_topics
+        self.bounds = bounds or connections.KAFKA
+        self.budget = budget or ByteBudget(limits.inflight_bytes_max_default)
+        self.slots = connections.ConnectionSlots.of("kafka", self.bounds)
         self.broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
@@ -146,23 +184,44 @@ class KafkaListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        peer = writer.get_extra_info("peername")
+        host = connections.peer_host(peer)
+        if self.slots.acquire(host) is not None:
+            writer.close()
+            return
         if task is not None:
             self._connections.add(task)
-        peer = writer.get_extra_info("peername")
+        try:
+            await self._serve_connection(reader, writer, peer, host)
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            self.slots.release(host)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any, host: str
+    ) -> None:
         client_host.set(str(peer[0]) if peer else "")
         responses: asyncio.Queue[asyncio.Future[Chunks] | None] = asyncio.Queue()
-        writing = asyncio.create_task(self._write_responses(responses, writer, peer))
+        unwritten = asyncio.Semaphore(limits.kafka_responses_unwritten_max)
+        writing = asyncio.create_task(self._write_responses(responses, unwritten, writer, peer))
         in_flight = asyncio.Semaphore(limits.kafka_pipelined_produces_max)
         try:
             while not writing.done():
-                frame = await self._read_frame(reader)
-                if frame is None:
-                    break
-                response = await self._respond(frame, peer, in_flight)
+                await unwritten.acquire()  # released once a response is written
+                frame, reservation = await self._read_frame(reader, host)
+                try:
+                    response = await self._respond(frame, peer, in_flight)
+                except BaseException:
+                    reservation.release()
+                    raise
+                del frame
                 if response is None:
+                    reservation.release()
                     break
+                response.add_done_callback(functools.partial(_release_when_done, reservation))
                 responses.put_nowait(response)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, _DropConnection):
             pass
         except Exception:
             log.exception("Kafka connection from %s failed; closing it", peer)
@@ -172,12 +231,14 @@ class KafkaListener:
                 await asyncio.wait_for(asyncio.shield(writing), limits.shutdown_drain_seconds_max)
             except (TimeoutError, asyncio.CancelledError):
                 writing.cancel()
-            if task is not None:
-                self._connections.discard(task)
             writer.close()
 
     async def _write_responses(
-        self, responses: asyncio.Queue[asyncio.Future[Chunks] | None], writer: asyncio.StreamWriter, peer: Any
+        self,
+        responses: asyncio.Queue[asyncio.Future[Chunks] | None],
+        unwritten: asyncio.Semaphore,
+        writer: asyncio.StreamWriter,
+        peer: Any,
     ) -> None:
         """Write responses in request order as they complete."""
         try:
@@ -185,24 +246,71 @@ class KafkaListener:
                 chunks = await response
                 if chunks:
                     writer.writelines(chunks)
-                    await writer.drain()
+                    async with asyncio.timeout(self.bounds.idle_seconds):
+                        await writer.drain()
+                unwritten.release()
+        except TimeoutError:
+            log.info(
+                "dropping the Kafka connection from %s: it read no response bytes for %g s",
+                peer,
+                self.bounds.idle_seconds,
+            )
         except (ConnectionError, asyncio.CancelledError):
             pass
         except Exception:
             log.exception("Kafka connection from %s failed; closing it", peer)
         writer.close()
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
-        prefix = await reader.readexactly(4)
+    async def _read_frame(self, reader: asyncio.StreamReader, host: str) -> tuple[bytearray, Reservation]:
+        """The next frame (without its size prefix) and its reservation in the budget.
+
+        Raises _DropConnection when the connection is to be closed: idle, a frame that
+        is oversized or does not arrive whole in time (its bytes are freed)."""
         try:
-            size = frame_size(prefix)
-        except DecodeError as exc:
-            log.warning("closing a Kafka connection: %s", exc)
-            return None
-        return await reader.readexactly(size)
+            async with asyncio.timeout(self.bounds.idle_seconds):
+                first = await reader.readexactly(1)
+        except TimeoutError:
+            log.debug("closing the Kafka connection from %s: idle for %g s", host, self.bounds.idle_seconds)
+            raise _DropConnection from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.bounds.request_seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                size = frame_size(first + await reader.readexactly(3))
+                reservation = await self.budget.reserve_async(size, deadline - loop.time())
+                try:
+                    return await self._read_body(reader, size), reservation
+                except BaseException:
+                    reservation.release()
+                    raise
+        except TimeoutError:
+            log.info(
+                "dropping the Kafka connection from %s: a frame did not arrive whole within %g s",
+                host,
+                self.bounds.request_seconds,
+                extra={"fields": {"peer": host, "request_seconds": self.bounds.request_seconds}},
+            )
+        except (DecodeError, OdradekError) as exc:  # oversized, or no room in the budget in time
+            log.warning(
+                "closing the Kafka connection from %s: %s",
+                host,
+                getattr(exc, "message", exc),
+                extra={"fields": {"peer": host}},
+            )
+        raise _DropConnection
+
+    async def _read_body(self, reader: asyncio.StreamReader, size: int) -> bytearray:
+        """``size`` bytes, read in pieces; the buffer grows only as bytes arrive."""
+        frame = bytearray()
+        while len(frame) < size:
+            piece = await reader.read(min(size - len(frame), _READ_PIECE_BYTES))
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", size)
+            frame += piece
+        return frame
 
     async def _respond(
-        self, frame: bytes, peer: Any, in_flight: asyncio.Semaphore
+        self, frame: bytearray, peer: Any, in_flight: asyncio.Semaphore
     ) -> asyncio.Future[Chunks] | None:
         """The future response ([] when Kafka sends none), or None to close the connection.
 
@@ -213,7 +321,8 @@ class KafkaListener:
         if self.broker is None:
             return None
         try:
-            request = decode_request(frame)
+            # The codec reads through the buffer protocol; values it returns are copies.
+            request = decode_request(cast(bytes, memoryview(frame)))
         except UnsupportedRequest as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
                 body = data.api_versions_response(ErrorCode.UNSUPPORTED_VERSION)
@@ -303,15 +412,21 @@ def start_kafka_listener(
     advertised: str | tuple[str, int] | None = None,
     *,
     auto_create_topics: bool = True,
+    bounds: connections.DoorLimits | None = None,
+    budget: ByteBudget | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` on ``host:port`` (port 0: any free
     port) from a background thread; returns once the port accepts connections.
 
     ``advertised`` (``"host:port"``) is the address given to clients in Metadata and
     FindCoordinator responses, for when they reach the listener by another address.
+    ``bounds`` (connection caps and timeouts) default to the Kafka door's;
+    ``budget`` is the server's in-flight byte budget (a private one when None).
     """
     loop = asyncio.new_event_loop()
-    listener = KafkaListener(engine, host, port, advertised, auto_create_topics=auto_create_topics)
+    listener = KafkaListener(
+        engine, host, port, advertised, auto_create_topics=auto_create_topics, bounds=bounds, budget=budget
+    )
     started = threading.Event()
     failure: list[BaseException] = []
 

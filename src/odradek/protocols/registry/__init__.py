@@ -7,19 +7,29 @@ See docs/schema-registry.md.
 
 from __future__ import annotations
 
+from odradek.budget import ByteBudget
+from odradek.protocols.connections import DoorLimits
 from odradek.protocols.registry.routes import Registry, RegistryBackend, Request, Response
 from odradek.protocols.registry.server import RegistryListener
 from odradek.protocols.registry.subjects import SubjectStore
 
 
 def start_registry_listener(
-    backend: RegistryBackend, data_directory: str, host: str, port: int
+    backend: RegistryBackend,
+    data_directory: str,
+    host: str,
+    port: int,
+    *,
+    bounds: DoorLimits | None = None,
+    budget: ByteBudget | None = None,
 ) -> RegistryListener:
-    """Serve the registry API for ``backend`` (an Engine) on ``host:port`` (0: any free port).
+    """Serve the registry API for ``backend`` (an Engine) on ``host:port`` (0: any free port),
+    within ``bounds`` (the registry's defaults when None) and the in-flight ``budget``.
 
     Raises OSError when the address cannot be bound.
     """
-    return RegistryListener(Registry(backend, SubjectStore(data_directory)), host, port)
+    registry = Registry(backend, SubjectStore(data_directory))
+    return RegistryListener(registry, host, port, bounds=bounds, budget=budget)
 
 
 __all__ = [
