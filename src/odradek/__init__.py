@@ -17,6 +17,7 @@ from odradek.client.remote import RemoteClient, connect
 from odradek.errors import (
     ClosedError,
     ConflictError,
+    DataDamaged,
     IncompatibleSchema,
     InvalidRequest,
     InvalidSchema,
@@ -45,6 +46,7 @@ __all__ = [
     "AsyncClient",
     "ClosedError",
     "ConflictError",
+    "DataDamaged",
     "EmbeddedClient",
     "IncompatibleSchema",
     "InvalidRequest",

@@ -18,6 +18,7 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
     ├── OffsetOutOfRange          a read started outside [first offset, next offset]
     ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
+    │   └── DataDamaged           stored data is damaged (checksums); an operator must decide
     ├── Unavailable               the server cannot be reached or is shutting down (retryable)
     └── ClosedError               the client or engine was closed
 """
@@ -181,6 +182,15 @@ class StorageError(OdradekError):
     retryable = True
 
 
+class DataDamaged(StorageError):
+    """Stored data failed its checks (a checksum, a truncated or missing file): what is
+    damaged is named in the message; a retry does not help until an operator acts
+    (``odradek topic verify`` / ``repair``)."""
+
+    code = "data_damaged"
+    retryable = False
+
+
 class Unavailable(OdradekError):
     code = "unavailable"
     retryable = True
@@ -206,6 +216,7 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         ConflictError,
         OffsetOutOfRange,
         StorageError,
+        DataDamaged,
         Unavailable,
         ClosedError,
     )

@@ -69,13 +69,24 @@ class TopicInfo:
     config: dict[str, Any]
     created_at: float
     schema: Any = None
+    # Damaged offset ranges, each {first_offset, end_offset, segment, position,
+    # end_position, reason, accepted}: records lost or unreadable (see reliability docs).
+    damaged: tuple[dict[str, Any], ...] = ()
+    # "ok"; "damaged" (some offsets are damaged, the rest serves); "read-only" (damage
+    # in what key versions were rebuilt from: appends wait for `odradek topic repair`).
+    status: str = "ok"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["damaged"] = list(self.damaged)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TopicInfo:
-        return cls(**data)
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {name: value for name, value in data.items() if name in known}
+        values["damaged"] = tuple(values.get("damaged") or ())
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)

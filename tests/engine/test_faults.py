@@ -1,16 +1,15 @@
 """Storage faults: a full disk or a failing fsync leaves nothing half-written.
 
-Method: fault injection by replacing the system calls the segment writer and the group
-commit use (``os.pwritev``, ``os.fdatasync``) with ones that fail like a full disk or
-an I/O error, then checking that the append raised StorageError, nothing of it is
-visible (now or after a restart), and the engine keeps working once the fault clears.
+Method: fault injection through the engine's file-system seam: a FaultyDisk
+(odradek/storage/faults.py) fails writes like a full disk (outright, or after a short
+write) and fsyncs like an I/O error, while the engine runs; the tests check that the
+append raised StorageError saying why, nothing of it is visible (now or after a
+restart), and the engine keeps working once the fault clears, without a restart.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,38 +17,26 @@ import pyarrow as pa
 import pytest
 
 import odradek
-from odradek.engine import commit, segment
+from odradek.storage.faults import FaultyDisk
 
 
 def _records(count: int, key: str = "k") -> list[dict[str, Any]]:
     return [{"key": key, "value": f"v{i}".encode()} for i in range(count)]
 
 
-def _failing(error: int, real: Callable[..., Any], after_bytes: int | None = None) -> Callable[..., Any]:
-    def fail(fd: int, pieces: list[Any], position: int) -> int:
-        if after_bytes is not None:
-            # Write part of the frame, then fail: a torn write on a full disk.
-            data = b"".join(bytes(p) for p in pieces)[:after_bytes]
-            os.pwrite(fd, data, position)
-        raise OSError(error, os.strerror(error))
-
-    return fail
-
-
 @pytest.mark.parametrize("partial", [None, 40])
-def test_full_disk_refuses_append_and_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partial: int | None
-) -> None:
-    with odradek.open(tmp_path) as client:
+def test_full_disk_refuses_append_and_recovers(tmp_path: Path, partial: int | None) -> None:
+    disk = FaultyDisk()
+    with odradek.open(tmp_path, disk=disk) as client:
         client.create_topic("t")
         client.append("t", _records(3))
-        monkeypatch.setattr(segment.os, "pwritev", _failing(errno.ENOSPC, os.pwritev, partial))
-        with pytest.raises(odradek.StorageError, match="nothing was written"):
+        disk.fail_writes(errno.ENOSPC, partial=partial, paths=".log")
+        with pytest.raises(odradek.StorageError, match=r"no space left on device.*nothing was written"):
             client.append("t", _records(5), expect={"k": 3})
         info = client.describe_topic("t")
         assert info.next_offset == 3
         assert client.key_version("t", "k") == 3
-        monkeypatch.undo()
+        disk.heal()
         # The failed append left no trace: the same expectation still holds.
         result = client.append("t", _records(2), expect={"k": 3})
         assert (result.base_offset, result.versions) == (3, {b"k": 5})
@@ -59,21 +46,16 @@ def test_full_disk_refuses_append_and_recovers(
         assert table.column("version").to_pylist() == [1, 2, 3, 4, 5]
 
 
-def test_fsync_failure_fails_the_append_then_the_topic_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with odradek.open(tmp_path) as client:
+def test_fsync_failure_fails_the_append_then_the_topic_recovers(tmp_path: Path) -> None:
+    disk = FaultyDisk()
+    with odradek.open(tmp_path, disk=disk) as client:
         client.create_topic("t")
         client.create_topic("other")
         client.append("t", _records(2))
-
-        def broken_sync(fd: int) -> None:
-            raise OSError(errno.EIO, "Input/output error")
-
-        monkeypatch.setattr(commit.os, "fdatasync", broken_sync)
+        disk.fail_syncs(errno.EIO, paths="/t/")
         with pytest.raises(odradek.StorageError, match="fsync failed"):
             client.append("t", _records(1))
-        monkeypatch.undo()
+        disk.heal()
         # Other topics are unaffected; the failed topic is reopened from disk and,
         # because the unacknowledged write may or may not have reached the disk, it
         # may hold it: what matters is that offsets and versions stay consistent.

@@ -34,6 +34,8 @@ import odradek
 from odradek import limits
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.errors import ConflictError, InvalidRequest, SequenceError
+from odradek.storage import documents
+from odradek.storage.disk import LOCAL
 from odradek.types import AppendResult
 
 # The smallest segment a topic accepts: appends of ~8 KiB roll one every few appends.
@@ -401,7 +403,7 @@ def test_state_written_before_ranges_existed_still_loads(tmp_path: os.PathLike[s
     directory = os.fspath(tmp_path)
     with open(os.path.join(directory, f"{10:020d}.json"), "w") as handle:
         json.dump({"old": [[3, 0, 4], [4, 4, 6]]}, handle)
-    state, offset = ProducerState.load(directory, at_most=10)
+    state, offset = ProducerState.load(LOCAL, directory, at_most=10)
     assert offset == 10
     state.apply_meta({"p": "frame", "s": 7}, 10, 2)
     state.apply_meta({"p": "range", "s": WRAP - 1, "l": 0}, 12, 2)
@@ -409,11 +411,11 @@ def test_state_written_before_ranges_existed_still_loads(tmp_path: os.PathLike[s
     assert state.check(validate_producer(("old", 5))) is None
     assert state.check(validate_producer(("frame", 7))) == (7, 10, 2)
     assert state.check(validate_producer(("range", WRAP - 1, 0))) == (WRAP - 1, 12, 2)
-    state.save(directory, 14)
-    with open(os.path.join(directory, f"{14:020d}.json")) as handle:
-        saved = json.load(handle)
+    state.save(LOCAL, directory, 14)
+    with open(os.path.join(directory, f"{14:020d}.json"), "rb") as handle:
+        saved, _ = documents.decode(handle.read())  # the same JSON, with a checksum line
     assert saved == {"old": [[3, 0, 4], [4, 4, 6]], "frame": [[7, 10, 2]], "range": [[WRAP - 1, 12, 2, 0]]}
-    reloaded, _ = ProducerState.load(directory, at_most=14)
+    reloaded, _ = ProducerState.load(LOCAL, directory, at_most=14)
     assert reloaded.check(validate_producer(("range", 1, 1))) is None
     with pytest.raises(SequenceError):
         reloaded.check(validate_producer(("range", 2, 2)))

@@ -18,6 +18,7 @@ import os
 import struct
 from typing import Any
 
+import crc32c
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from odradek.engine import segment as seg
 from odradek.errors import StorageError
 from odradek.records import STORED_SCHEMA, TIMESTAMP_TYPE
+from odradek.storage.disk import LOCAL
 
 
 def stored_batch(base: int, count: int, value_size: int = 3) -> pa.RecordBatch:
@@ -217,26 +219,26 @@ def write_frames(file: seg.SegmentFile, frames: list[tuple[int, int]], base: int
 
 def test_segment_file_append_read_and_reopen(tmp_path: Any) -> None:
     directory = str(tmp_path)
-    file = seg.SegmentFile(directory, 100, create=True)
+    file = seg.SegmentFile(LOCAL, directory, 100, create=True)
     assert os.path.basename(file.path) == "00000000000000000100.log"
     infos = write_frames(file, [(2, 3), (5, 10), (1, 0)], 100)
     for info in infos:
         assert file.read_batch(info, verify=True).equals(
             stored_batch(info.base_offset, info.count, {2: 3, 5: 10, 1: 0}[info.count])
         )
-    assert file.scan(100) == (infos, file.size)
+    assert file.scan() == seg.SegmentScan(infos, [], file.size)
     file.sync()
     file.close()
     with pytest.raises(StorageError):
-        seg.SegmentFile(directory, 100, create=True)  # exists
-    again = seg.SegmentFile(directory, 100, create=False)
-    assert again.scan(100) == (infos, again.size)
-    assert list(seg.iter_segment_bases(directory)) == [100]
+        seg.SegmentFile(LOCAL, directory, 100, create=True)  # exists
+    again = seg.SegmentFile(LOCAL, directory, 100, create=False)
+    assert again.scan() == seg.SegmentScan(infos, [], again.size)
+    assert list(seg.iter_segment_bases(LOCAL, directory)) == [100]
     again.close()
 
 
 def test_segment_file_detects_a_corrupt_frame_on_read(tmp_path: Any) -> None:
-    file = seg.SegmentFile(str(tmp_path), 0, create=True)
+    file = seg.SegmentFile(LOCAL, str(tmp_path), 0, create=True)
     infos = write_frames(file, [(3, 50)], 0)
     file.close()
     with open(file.path, "r+b") as handle:
@@ -244,7 +246,7 @@ def test_segment_file_detects_a_corrupt_frame_on_read(tmp_path: Any) -> None:
         byte = handle.read(1)
         handle.seek(infos[0].size - 5)
         handle.write(bytes([byte[0] ^ 0x40]))
-    damaged = seg.SegmentFile(str(tmp_path), 0, create=False)
+    damaged = seg.SegmentFile(LOCAL, str(tmp_path), 0, create=False)
     with pytest.raises(StorageError, match="checksum"):
         damaged.read_batch(infos[0], verify=True)
     wrong = seg.FrameInfo(1, 0, 3, 0, infos[0].size)
@@ -255,22 +257,83 @@ def test_segment_file_detects_a_corrupt_frame_on_read(tmp_path: Any) -> None:
 
 def test_sidecar_index_round_trip_and_rejection(tmp_path: Any) -> None:
     directory = str(tmp_path)
-    file = seg.SegmentFile(directory, 0, create=True)
+    file = seg.SegmentFile(LOCAL, directory, 0, create=True)
     infos = write_frames(file, [(2, 3), (4, 4)], 0)
     size = file.size
     file.close()
-    seg.write_index(directory, 0, infos)
-    assert seg.read_index(directory, 0, size) == infos
+    seg.write_index(LOCAL, directory, 0, infos, size)
+    assert seg.read_index(LOCAL, directory, 0, size) == seg.SegmentIndex(infos, [])
     # An index that does not end where the segment ends belongs to another file.
-    assert seg.read_index(directory, 0, size + 1) is None
-    assert seg.read_index(directory, 7, size) is None  # absent
+    assert seg.read_index(LOCAL, directory, 0, size + 1) is None
+    assert seg.read_index(LOCAL, directory, 7, size) is None  # absent
     path = os.path.join(directory, f"{0:020d}{seg.INDEX_SUFFIX}")
     with open(path, "r+b") as handle:
         raw = bytearray(handle.read())
         raw[6] ^= 1
         handle.seek(0)
         handle.write(raw)
-    assert seg.read_index(directory, 0, size) is None  # checksum mismatch
+    assert seg.read_index(LOCAL, directory, 0, size) is None  # checksum mismatch
     with open(path, "wb") as handle:
         handle.write(struct.pack("<I", 0) + b"abc")
-    assert seg.read_index(directory, 0, size) is None  # not whole entries
+    assert seg.read_index(LOCAL, directory, 0, size) is None  # not whole entries
+
+
+def test_a_sidecar_index_of_the_first_format_still_reads(tmp_path: Any) -> None:
+    """Data directories written before damage was recorded open unchanged: a version-1
+    index (CRC of the entries, then the entries) is read as it was."""
+    directory = str(tmp_path)
+    file = seg.SegmentFile(LOCAL, directory, 0, create=True)
+    infos = write_frames(file, [(2, 3), (4, 4)], 0)
+    size = file.size
+    file.close()
+    entries = b"".join(
+        seg.INDEX_ENTRY.pack(f.base_offset, f.position, f.count, f.max_timestamp, f.size) for f in infos
+    )
+    with open(os.path.join(directory, seg.index_name(0)), "wb") as handle:
+        handle.write(struct.pack("<I", crc32c.crc32c(entries)) + entries)
+    assert seg.read_index(LOCAL, directory, 0, size) == seg.SegmentIndex(infos, [])
+    assert seg.read_index(LOCAL, directory, 0, size - 1) is None
+
+
+# -- scanning past damage -------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(FRAMES, st.data())
+def test_a_scan_goes_on_past_a_damaged_frame(frames: list[tuple[int, int, Any]], data: st.DataObject) -> None:
+    """A flipped byte damages exactly the frame holding it: every other frame is found,
+    and the damage names that frame's bytes and offsets (or, for the last frame, the
+    scan reports a tail, which only the caller can tell from a torn write)."""
+    raw, expected = encode(frames)
+    position = data.draw(st.integers(0, len(raw) - 1), label="position")
+    damaged = bytearray(raw)
+    damaged[position] ^= data.draw(st.integers(1, 255), label="xor")
+    scan = seg.scan_segment(bytes(damaged), "00000000000000000000.log", 0)
+    hit = next(i for i, f in enumerate(expected) if f["position"] <= position < f["position"] + f["size"])
+    found = [f.position for f in scan.frames]
+    assert found == [f["position"] for i, f in enumerate(expected) if i != hit]
+    if hit == len(expected) - 1:
+        assert scan.damages == [] and scan.tail == expected[hit]["position"]
+    else:
+        (damage,) = scan.damages
+        assert (damage.position, damage.end_position) == (
+            expected[hit]["position"],
+            expected[hit + 1]["position"],
+        )
+        assert damage.first_offset == expected[hit]["base"]
+        assert damage.end_offset == expected[hit + 1]["base"]
+        assert scan.tail == len(raw)
+
+
+def test_a_frame_that_skips_offsets_is_damage_of_those_offsets() -> None:
+    first, _ = encode([(2, 1, None)], base=0)
+    gap, _ = encode([(2, 1, None)], base=5)  # offsets 2..4 are missing
+    scan = seg.scan_segment(first + gap, "x.log", 0)
+    assert [f.base_offset for f in scan.frames] == [0, 5]
+    (damage,) = scan.damages
+    assert (damage.first_offset, damage.end_offset, damage.position, damage.end_position) == (
+        2,
+        5,
+        len(first),
+        len(first),
+    )

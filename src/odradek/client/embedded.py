@@ -73,6 +73,14 @@ class EmbeddedClient:
     def describe_topic(self, name: str) -> TopicInfo:
         return self.engine.describe_topic(name)
 
+    def verify_topic(self, name: str) -> dict[str, Any]:
+        """Check every frame and derived file of a topic (see Engine.verify_topic)."""
+        return self.engine.verify_topic(name)
+
+    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+        """Accept the loss of damaged offsets (see Engine.repair_topic)."""
+        return self.engine.repair_topic(name, drop_range=drop_range)
+
     # -- data -------------------------------------------------------------------------
 
     def append(

@@ -125,6 +125,15 @@ class RemoteClient:
     def describe_topic(self, name: str) -> TopicInfo:
         return messages.decode_topic_info(self._action("describe_topic", {"name": name}))
 
+    def verify_topic(self, name: str) -> dict[str, Any]:
+        """Check every frame and derived file of a topic (see Engine.verify_topic)."""
+        return dict(messages.load(self._action("verify_topic", {"name": name}), "verify_topic result"))
+
+    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+        """Accept the loss of damaged offsets (see Engine.repair_topic)."""
+        body = {"name": name, "drop_range": drop_range}
+        return messages.decode_topic_info(self._action("repair_topic", body))
+
     # -- data -------------------------------------------------------------------------
 
     def append(

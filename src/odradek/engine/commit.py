@@ -3,8 +3,8 @@
 Rules
 -----
 * A writer appends under the topic's writer lock, notes its *ticket* (the log's next
-  offset after its frame) with :meth:`GroupCommit.written`, releases the lock, and calls
-  :meth:`GroupCommit.wait` with that ticket.
+  offset after its frame; the topic keeps the highest one written), releases the lock,
+  and calls :meth:`GroupCommit.wait` with that ticket.
 * The first waiter that finds no fsync in flight becomes the leader: it takes the
   highest ticket written so far and a duplicate of the active segment's descriptor,
   fsyncs without holding any lock, then publishes that ticket as durable and wakes all
@@ -18,19 +18,27 @@ Rules
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 
 from odradek.errors import StorageError
+from odradek.storage.disk import LOCAL, Disk
 
 
 class GroupCommit:
-    def __init__(self, durable: int, take_handle: Callable[[], tuple[int, int]], fsync: bool) -> None:
-        """``take_handle`` returns (highest ticket written, dup'd fd) under the writer lock."""
+    def __init__(
+        self,
+        durable: int,
+        take_handle: Callable[[], tuple[int, int]],
+        fsync: bool,
+        disk: Disk = LOCAL,
+    ) -> None:
+        """``take_handle`` returns (highest ticket written, dup'd fd) under the writer lock;
+        the leader syncs and closes that descriptor through ``disk``."""
         self._condition = threading.Condition()
         self._take_handle = take_handle
         self._fsync = fsync
+        self._disk = disk
         self._syncing = False
         self.durable = durable
         self.error: StorageError | None = None
@@ -65,9 +73,9 @@ class GroupCommit:
             goal, fd = self._take_handle()
             try:
                 if self._fsync:
-                    os.fdatasync(fd)
+                    self._disk.fdatasync(fd)
             finally:
-                os.close(fd)
+                self._disk.close(fd)
         except BaseException as exc:
             # Whatever went wrong, the waiters must not wait for a leader that is gone.
             with self._condition:

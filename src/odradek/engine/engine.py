@@ -21,11 +21,9 @@ from __future__ import annotations
 import collections
 import datetime
 import fcntl
-import json
 import logging
 import numbers
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -39,8 +37,11 @@ from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
+from odradek.engine.topicfiles import META_NAME, meta_document, save_topic_meta
+from odradek.engine.verify import Progress, verify_topic
 from odradek.errors import (
     ClosedError,
+    DataDamaged,
     IncompatibleSchema,
     InvalidRequest,
     OdradekError,
@@ -48,13 +49,13 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
-from odradek.files import fsync_directory, write_json_atomically
 from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_batch
 from odradek.schemas import compat, compile_schema
 from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Engine:
         fsync: bool = True,
         append_bytes_max: int = limits.append_bytes_max_default,
         retention_check_seconds: float = 60.0,
+        disk: Disk = LOCAL,
     ) -> None:
         if type(append_bytes_max) is not int or append_bytes_max < 1:
             raise InvalidRequest(f"append_bytes_max must be an int >= 1, got {append_bytes_max!r}")
@@ -77,32 +79,45 @@ class Engine:
             raise InvalidRequest(f"retention_check_seconds must be > 0, got {retention_check_seconds!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.fsync = fsync
+        self.disk = disk
         self.append_bytes_max = append_bytes_max
         self._topics_dir = os.path.join(self.path, "topics")
         self._trash_dir = os.path.join(self.path, "trash")
         try:
-            os.makedirs(self._topics_dir, exist_ok=True)
-            os.makedirs(self._trash_dir, exist_ok=True)
+            disk.makedirs(self._topics_dir)
+            disk.makedirs(self._trash_dir)
+            self._lock_fd = disk.open(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise StorageError(f"cannot use data directory {self.path}: {exc}") from exc
-        self._lock_file = open(os.path.join(self.path, "LOCK"), "a+")
+            raise StorageError(f"cannot use data directory {self.path}: {describe_os_error(exc)}") from exc
         try:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            self._lock_file.close()
+            disk.close(self._lock_fd)
             raise StorageError(f"data directory {self.path} is in use by another Odradek process") from exc
-        self.schema_ids = SchemaIds(os.path.join(self.path, "schemas"))
+        try:
+            self.schema_ids = SchemaIds(os.path.join(self.path, "schemas"), disk, fsync=fsync)
+        except BaseException:
+            self._unlock()
+            raise
         self._topics_lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
+        # Topics whose directory exists but that cannot be opened: name -> why.
+        self._unavailable: dict[str, str] = {}
         self._arrivals = threading.Condition()
         self._generation = 0
         self.closed = False
-        shutil.rmtree(self._trash_dir, ignore_errors=True)
-        os.makedirs(self._trash_dir, exist_ok=True)
-        for name in sorted(os.listdir(self._topics_dir)):
+        disk.rmtree(self._trash_dir)
+        disk.makedirs(self._trash_dir)
+        for name in sorted(disk.listdir(self._topics_dir)):
             directory = os.path.join(self._topics_dir, name)
-            if os.path.isfile(os.path.join(directory, "topic.json")):
+            if not disk.isdir(directory):
+                continue
+            try:
                 self._topics[name] = self._open_topic(directory)
+            except (OdradekError, OSError) as exc:
+                reason = exc.message if isinstance(exc, OdradekError) else describe_os_error(exc)
+                log.error("topic %s is unavailable: %s", name, reason)
+                self._unavailable[name] = reason
         self.groups = GroupManager(self)  # consumer groups (groups/), woken by _notify
         self._stop = threading.Event()
         self._retention_thread = threading.Thread(
@@ -128,8 +143,11 @@ class Engine:
             for topic in self._topics.values():
                 topic.close()
             self._topics.clear()
-        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-        self._lock_file.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self.disk.close(self._lock_fd)
 
     def __enter__(self) -> Engine:
         return self
@@ -142,17 +160,42 @@ class Engine:
             raise ClosedError("the engine is closed")
 
     def _open_topic(self, directory: str) -> Topic:
-        with open(os.path.join(directory, "topic.json")) as handle:
-            meta = json.load(handle)
-        schema = TopicSchema.from_json(meta["schema"]) if "schema" in meta else None
-        topic = Topic(
-            meta["name"],
-            directory,
-            TopicConfig.from_json(meta["config"]),
-            meta["created_at"],
-            fsync=self.fsync,
-            schema=schema,
-        )
+        """Open (recover) the topic in ``directory``; raises StorageError saying which
+        file is missing or damaged."""
+        name = os.path.basename(directory)
+        try:
+            meta = meta_document(self.disk, directory).load()
+        except OSError as exc:
+            raise StorageError(f"cannot read the metadata of topic {name}: {describe_os_error(exc)}") from exc
+        if meta is None:
+            raise DataDamaged(
+                f"the metadata file {os.path.join(directory, META_NAME)} of topic {name} is missing "
+                f"(and so is its copy); restore it from a backup to serve the topic again"
+            )
+        try:
+            if meta["name"] != name:
+                raise ValueError(f"it names topic {meta['name']!r}, not {name!r}")
+            schema = TopicSchema.from_json(meta["schema"]) if "schema" in meta else None
+            config = TopicConfig.from_json(meta["config"])
+            created_at = float(meta["created_at"])
+            accepted = [(int(a), int(b)) for a, b in meta.get("accepted_damage", [])]
+        except (KeyError, TypeError, ValueError, OdradekError) as exc:
+            raise DataDamaged(
+                f"the metadata file {os.path.join(directory, META_NAME)} of topic {name} is not valid: {exc}"
+            ) from exc
+        try:
+            topic = Topic(
+                meta["name"],
+                directory,
+                config,
+                created_at,
+                fsync=self.fsync,
+                schema=schema,
+                disk=self.disk,
+                accepted_damage=accepted,
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot open topic {name}: {describe_os_error(exc)}") from exc
         topic.commit.on_durable(self._notify)
         return topic
 
@@ -166,6 +209,9 @@ class Engine:
         self._check_open()
         topic = self._topics.get(name)
         if topic is None:
+            reason = self._unavailable.get(name)
+            if reason is not None:
+                raise DataDamaged(f"topic {name} is unavailable: {reason}")
             validate_topic_name(name, allow_reserved=True)
             raise TopicNotFound(f"topic {name!r} does not exist", name)
         if topic.commit.error is not None:
@@ -180,7 +226,13 @@ class Engine:
                 return current if current is not None else self._topic(broken.name)
             log.warning("topic %s: reopening after a storage failure", broken.name)
             broken.close()
-            topic = self._open_topic(broken.directory)
+            try:
+                topic = self._open_topic(broken.directory)
+            except StorageError as exc:
+                del self._topics[broken.name]
+                self._unavailable[broken.name] = exc.message
+                log.error("topic %s is unavailable: %s", broken.name, exc.message)
+                raise
             self._topics[broken.name] = topic
             return topic
 
@@ -208,36 +260,60 @@ class Engine:
                 if exist_ok:
                     return self.describe_topic(name)
                 raise TopicExists(f"topic {name!r} already exists", name)
+            if name in self._unavailable:
+                raise TopicExists(
+                    f"topic {name!r} exists but is unavailable ({self._unavailable[name]}); "
+                    "delete it first to create it anew",
+                    name,
+                )
             directory = os.path.join(self._topics_dir, name)
             staging = os.path.join(self._trash_dir, f"new-{uuid.uuid4().hex}")
+            disk = self.disk
             try:
-                os.makedirs(staging)
+                disk.makedirs(staging)
                 meta = {"name": name, "config": config.to_json(), "created_at": time.time(), "format": 1}
                 if compiled is not None:
                     schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
                     version = SchemaVersion(1, schema_id, compiled.kind, compiled.text, 0)
                     meta["schema"] = TopicSchema([version], mode).to_json()
-                write_json_atomically(os.path.join(staging, "topic.json"), meta)
-                os.rename(staging, directory)
-                fsync_directory(self._topics_dir)
+                save_topic_meta(disk, staging, meta, sync=self.fsync)
+                if self.fsync:
+                    disk.fsync_directory(staging)  # its files' names, before it moves
+                disk.rename(staging, directory)
+                if self.fsync:
+                    disk.fsync_directory(self._topics_dir)
             except OSError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise StorageError(f"could not create topic {name!r}: {exc}") from exc
+                disk.rmtree(staging)
+                raise StorageError(f"could not create topic {name!r}: {describe_os_error(exc)}") from exc
             self._topics[name] = self._open_topic(directory)
         self._notify()
         return self.describe_topic(name)
 
     def delete_topic(self, name: str) -> None:
+        """Delete a topic and its records (an unavailable one too)."""
         self._check_open()
         with self._topics_lock:
-            topic = self._topic(name)
-            del self._topics[name]
-            topic.close()
+            if name in self._unavailable:
+                directory = os.path.join(self._topics_dir, name)
+                del self._unavailable[name]
+            else:
+                topic = self._topic(name)
+                del self._topics[name]
+                topic.close()
+                directory = topic.directory
             doomed = os.path.join(self._trash_dir, f"deleted-{uuid.uuid4().hex}")
-            os.rename(topic.directory, doomed)
-            fsync_directory(self._topics_dir)
-        shutil.rmtree(doomed, ignore_errors=True)
+            try:
+                self.disk.rename(directory, doomed)
+                if self.fsync:
+                    self.disk.fsync_directory(self._topics_dir)
+            except OSError as exc:
+                raise StorageError(f"could not delete topic {name!r}: {describe_os_error(exc)}") from exc
+        self.disk.rmtree(doomed)
         self._notify()
+
+    def unavailable_topics(self) -> dict[str, str]:
+        """Topics whose files exist but cannot be opened, and why (see the log too)."""
+        return dict(self._unavailable)
 
     def list_topics(self, pattern: str | None = None) -> list[str]:
         self._check_open()
@@ -250,6 +326,8 @@ class Engine:
     def describe_topic(self, name: str) -> TopicInfo:
         topic = self._topic(name)
         stats = topic.stats()
+        damaged = tuple({**d.to_json(), "accepted": topic.is_accepted(d)} for d in topic.damages)
+        status = "read-only" if topic.write_blockers() else "damaged" if damaged else "ok"
         return TopicInfo(
             name=name,
             first_offset=stats["first_offset"],
@@ -268,6 +346,8 @@ class Engine:
                 "kind": topic.schema.latest.kind,
                 "compatibility": topic.schema.compatibility,
             },
+            damaged=damaged,
+            status=status,
         )
 
     def alter_topic(self, name: str, **settings: object) -> TopicInfo:
@@ -294,6 +374,34 @@ class Engine:
 
     def topic_stats(self, name: str) -> dict[str, Any]:
         return self._topic(name).stats()
+
+    # -- integrity --------------------------------------------------------------------
+
+    def verify_topic(self, name: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Check every frame and derived file of a topic against its checksums (online).
+
+        Returns ``{topic, segments, frames, bytes, damaged: [...], problems: [...], ok}``:
+        ``damaged`` are offset ranges whose records are lost or unreadable (each with
+        ``accepted`` once an operator ran repair), ``problems`` derived files that the
+        engine rebuilds from the log at the next open. ``progress(done, total)`` is
+        called with bytes checked after each segment.
+        """
+        return verify_topic(self._topic(name), progress).to_json()
+
+    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+        """Accept the loss of damaged offsets: ``drop_range`` is ``(first, last)``
+        (inclusive) or a list of them, covering damaged offsets only (intact records in
+        a range are refused). Reads already skip damaged offsets; accepting them lets a
+        topic that refuses appends (its key versions were rebuilt across the damage)
+        take appends again, with offsets after everything it ever acknowledged.
+        """
+        topic = self._topic(name)
+        for first, last in _drop_ranges(drop_range):
+            covered = topic.accept_damage(first, last + 1)
+            for damage in covered:
+                log.warning("topic %s: an operator accepted the loss of %s", name, damage.describe(name))
+        self._notify()
+        return self.describe_topic(name)
 
     # -- schemas ----------------------------------------------------------------------
 
@@ -621,6 +729,31 @@ class Engine:
 
 
 _VALUE_FORMATS = ("typed", "json", "wire")
+
+
+def _drop_ranges(value: object) -> list[tuple[int, int]]:
+    """``(first, last)`` or a list of them, as ints with 0 <= first <= last."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        value = [value]
+    ranges: list[tuple[int, int]] = []
+    if isinstance(value, (tuple, list)) and value:
+        for item in value:
+            if (
+                isinstance(item, (tuple, list))
+                and len(item) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+                and 0 <= item[0] <= item[1]
+            ):
+                ranges.append((int(item[0]), int(item[1])))
+            else:
+                ranges = []
+                break
+    if not ranges:
+        raise InvalidRequest(
+            "drop_range must be (first, last) offsets with 0 <= first <= last, or a list of them; "
+            f"got {value!r}"
+        )
+    return ranges
 
 
 def _schema_info(topic: str, schema: TopicSchema, version: int) -> SchemaInfo:

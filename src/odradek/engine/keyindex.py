@@ -30,13 +30,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import threading
+import time
 
+import crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek import limits
+from odradek.errors import StorageError
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +56,53 @@ _RUN_NAME = re.compile(r"^run-(\d{20})-(\d{20})\.arrow$")
 _MEMTABLE_CHUNKS_MAX = 64  # compact the memtable's chunks beyond this many
 
 
-class Run:
-    """One sorted, immutable, memory-mapped run of index entries."""
+RUN_TRAILER = struct.Struct("<4sI")  # magic "OKR1", CRC-32C of the Arrow file before it
+RUN_MAGIC = b"OKR1"
 
-    def __init__(self, path: str, start: int, end: int) -> None:
+
+class RunDamaged(ValueError):
+    """A run's bytes are not what was written (checksum, schema or order)."""
+
+
+def encode_run(table: pa.Table) -> bytes:
+    """An Arrow IPC file of ``table`` followed by the run trailer."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, INDEX_SCHEMA) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+    body = sink.getvalue()
+    return bytes(body.to_pybytes()) + RUN_TRAILER.pack(RUN_MAGIC, crc32c.crc32c(body))
+
+
+class Run:
+    """One sorted, immutable, memory-mapped run of index entries.
+
+    Checked before it is trusted: the trailer's CRC-32C must match the file, and the
+    entries must have the index schema, be sorted by (key, version) and point inside
+    [start, end). A run written before runs had a trailer passes the last two checks
+    only (a merge rewrites it with one)."""
+
+    def __init__(self, disk: Disk, path: str, start: int, end: int) -> None:
         self.path = path
         self.start = start
         self.end = end
-        with pa.memory_map(path) as source:
-            table = pa.ipc.open_file(source).read_all()
+        mapped = disk.map(path)
+        buffer = pa.py_buffer(mapped)
+        if len(mapped) >= RUN_TRAILER.size and mapped[-RUN_TRAILER.size :][:4] == RUN_MAGIC:
+            body = buffer.slice(0, len(mapped) - RUN_TRAILER.size)
+            (crc,) = struct.unpack("<I", mapped[-4:])
+            if crc32c.crc32c(memoryview(body)) != crc:
+                raise RunDamaged("its checksum does not match its contents")
+            self.checksummed = True
+        else:
+            body = buffer
+            self.checksummed = False
+        try:
+            table = pa.ipc.open_file(body).read_all()
+        except (pa.ArrowException, ValueError) as exc:
+            raise RunDamaged(f"it is not a readable Arrow file ({exc})") from exc
         table = table.combine_chunks()
         if table.schema != INDEX_SCHEMA:
-            raise ValueError(f"run {path} has schema {table.schema}")
+            raise RunDamaged(f"it has schema {table.schema}")
         self.table = table
         self.rows = table.num_rows
         self._keys = table.column("key").chunk(0) if table.num_rows else pa.array([], pa.binary())
@@ -72,6 +112,20 @@ class Run:
         self._offsets = (
             table.column("offset").chunk(0).to_numpy() if table.num_rows else np.empty(0, np.int64)
         )
+        self._check_entries()
+
+    def _check_entries(self) -> None:
+        if not self.rows:
+            return
+        if self._offsets.max() >= self.end or self._offsets.min() < 0 or self._versions.min() < 1:
+            raise RunDamaged(f"it has entries outside offsets {self.start}..{self.end - 1} or versions < 1")
+        if self.rows > 1:
+            keys = self._keys
+            order = pc.less_equal(keys[:-1], keys[1:])
+            same = pc.equal(keys[:-1], keys[1:]).to_numpy(zero_copy_only=False)
+            ascending = self._versions[1:] > self._versions[:-1]
+            if not pc.all(order).as_py() or not np.all(ascending | ~same):
+                raise RunDamaged("its entries are not sorted by key and version")
 
     def _bisect(self, key: bytes, right: bool) -> int:
         keys = self._keys
@@ -95,46 +149,58 @@ class Run:
 
 
 class KeyIndex:
-    def __init__(self, directory: str, log_next_offset: int) -> None:
+    def __init__(
+        self, directory: str, log_next_offset: int, disk: Disk = LOCAL, *, fsync: bool = True
+    ) -> None:
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
+        self.disk = disk
+        self.fsync = fsync
+        if not disk.isdir(directory):
+            disk.makedirs(directory)
         self._lock = threading.Lock()  # guards the lists below; never held during I/O
         self._flush_lock = threading.Lock()  # one flush at a time, in offset order
         self._merge_lock = threading.Lock()  # one merge at a time, beside flushes
         self._memtable: list[pa.Table] = []
         self._memtable_rows = 0
         self._frozen: list[tuple[pa.Table, int, int]] = []  # (entries, start, end)
+        # Runs found damaged at open: (file name, start, end, what is wrong).
+        self.damaged_runs: list[tuple[str, int, int, str]] = []
         self._runs: list[Run] = self._load_runs(log_next_offset)
         self.covered_until = self._runs[-1].end if self._runs else 0
         self._memtable_start = self.covered_until
         self.retention_floor = 0
+        # The last failed flush (a full disk...): appends go on into memory until
+        # ``key_index_frozen_max`` memtables wait, and the flush is retried meanwhile.
         self.flush_error: BaseException | None = None
+        self._failed_at = 0.0
         self._threads: list[threading.Thread] = []
 
     # -- opening ----------------------------------------------------------------------
 
     def _load_runs(self, log_next_offset: int) -> list[Run]:
         found = []
-        for name in os.listdir(self.directory):
+        for name in self.disk.listdir(self.directory):
             match = _RUN_NAME.match(name)
             path = os.path.join(self.directory, name)
             if match:
                 found.append((int(match.group(1)), int(match.group(2)), path))
             elif name.endswith(".tmp"):
-                os.remove(path)
+                self.disk.remove(path)
         found.sort()
         runs: list[Run] = []
         for start, end, path in found:
-            usable = end <= log_next_offset and (not runs or runs[-1].end == start)
+            # Runs cover [0, covered_until) without a gap: the first starts at 0.
+            usable = end <= log_next_offset and start == (runs[-1].end if runs else 0)
             if usable:
                 try:
-                    runs.append(Run(path, start, end))
+                    runs.append(Run(self.disk, path, start, end))
                     continue
                 except (OSError, ValueError, pa.ArrowException) as exc:
-                    log.warning("key index run %s is unreadable (%s); rebuilding from the log", path, exc)
+                    log.error("key index run %s is damaged (%s); rebuilding from the log", path, exc)
+                    self.damaged_runs.append((os.path.basename(path), start, end, str(exc)))
             else:
                 log.warning("key index run %s does not match the log; rebuilding from the log", path)
-            os.remove(path)
+            self.disk.remove(path)
         return runs
 
     # -- adding -----------------------------------------------------------------------
@@ -151,10 +217,8 @@ class KeyIndex:
                     self._memtable = [pa.concat_tables(self._memtable).combine_chunks()]
             if self._memtable_rows >= limits.key_index_memtable_entries_max:
                 frozen = self._freeze(end_offset)
-        if frozen is not None:
-            thread = threading.Thread(target=self._flush_frozen, name="odradek-key-index", daemon=True)
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-            thread.start()
+        if frozen is not None and self.flush_error is None:
+            self._start_flush_thread()
 
     def _freeze(self, end_offset: int) -> tuple[pa.Table, int, int]:
         table = pa.concat_tables(self._memtable) if self._memtable else INDEX_SCHEMA.empty_table()
@@ -166,29 +230,38 @@ class KeyIndex:
         return frozen
 
     def _flush_frozen(self, merge: bool = True) -> None:
+        """Write the frozen memtables as runs, oldest first (one thread per freeze; the
+        first to get the flush lock writes every one waiting)."""
         with self._flush_lock:
-            try:
+            while True:
                 with self._lock:
                     if not self._frozen:
-                        return
+                        break
                     table, start, end = self._frozen[0]
-                run = self._write_run(table, start, end)
+                try:
+                    run = self._write_run(table, start, end)
+                except Exception as exc:  # noqa: BLE001 - recorded, retried, and refused on append
+                    if self.flush_error is None:
+                        log.error(
+                            "key index flush of %s failed (%s); retrying", self.directory, _describe(exc)
+                        )
+                    self.flush_error = exc
+                    self._failed_at = time.monotonic()
+                    return
                 with self._lock:
                     self._runs.append(run)
                     self._frozen.pop(0)
                     self.covered_until = end
-            except BaseException as exc:
-                log.exception("key index flush failed")
-                self.flush_error = exc
-                return
+                if self.flush_error is not None:
+                    log.info("key index flush of %s succeeded again", self.directory)
+                    self.flush_error = None
         # Merging is slower than flushing: it runs beside the next flushes, so that
         # frozen memtables (which lookups scan linearly) never queue up behind it.
         if merge and self._merge_lock.acquire(blocking=False):
             try:
                 self._merge_while_needed()
-            except BaseException as exc:
-                log.exception("key index merge failed")
-                self.flush_error = exc
+            except Exception as exc:  # noqa: BLE001 - the runs are intact: the next flush merges again
+                log.warning("key index merge of %s failed: %s", self.directory, _describe(exc))
             finally:
                 self._merge_lock.release()
 
@@ -203,17 +276,30 @@ class KeyIndex:
             table = table.filter(pa.array(last_of_key | (offsets >= keep_floor)))
         table = table.combine_chunks()
         path = os.path.join(self.directory, f"run-{start:020d}-{end:020d}.arrow")
-        tmp = path + ".tmp"
-        with pa.OSFile(tmp, "wb") as sink:
-            with pa.ipc.new_file(sink, INDEX_SCHEMA) as writer:
-                writer.write_table(table, max_chunksize=max(table.num_rows, 1))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        return Run(path, start, end)
+        self.disk.write_atomically(path, encode_run(table), sync=self.fsync)
+        return Run(self.disk, path, start, end)
+
+    def check_writable(self) -> None:
+        """Called before each append: retries a failed flush, and refuses the append
+        (StorageError saying why) while too many memtables wait to be written."""
+        error = self.flush_error
+        if error is None:
+            return
+        if time.monotonic() - self._failed_at >= limits.key_index_flush_retry_seconds:
+            self._failed_at = time.monotonic()
+            self._start_flush_thread()
+        with self._lock:
+            waiting = len(self._frozen)
+        if waiting >= limits.key_index_frozen_max:
+            raise StorageError(
+                f"the key index of {os.path.dirname(self.directory)} cannot be written "
+                f"({_describe(error)}); appends resume once it can"
+            )
+
+    def _start_flush_thread(self) -> None:
+        thread = threading.Thread(target=self._flush_frozen, name="odradek-key-index", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _merge_while_needed(self) -> None:
         """Size-tiered merging: ``fan_in`` adjacent runs of one size tier become one."""
@@ -230,7 +316,7 @@ class KeyIndex:
                 self._runs[at : at + len(window)] = [merged]
             for run in window:
                 if run.path != merged.path:
-                    os.remove(run.path)
+                    self.disk.remove(run.path)
 
     def flush(self, end_offset: int) -> None:
         """Write everything in memory as runs now (at a clean close); ``end_offset`` is
@@ -302,6 +388,12 @@ class KeyIndex:
                 "run_entries": sum(r.rows for r in self._runs),
                 "memtable_entries": self._memtable_rows + sum(t.num_rows for t, _, _ in self._frozen),
             }
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    return str(exc) or type(exc).__name__
 
 
 def _merge_window(runs: list[Run]) -> list[Run] | None:

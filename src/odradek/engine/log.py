@@ -25,8 +25,8 @@ import pyarrow as pa
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.errors import StorageError
-from odradek.files import fsync_directory
 from odradek.records import STORED_SCHEMA
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ class Segment:
     bases: list[int]  # frames[i].base_offset, for bisect
     max_timestamp: int
     opened_at: float
+    tail: int = 0  # position after the last valid frame found when the segment was opened
+    damages: list[seg.Damage] = dataclasses.field(default_factory=list)  # recorded in its index
+    bad: set[int] = dataclasses.field(default_factory=set)  # base offsets of frames found damaged
+    verified: bytearray = dataclasses.field(default_factory=bytearray)  # 1 = frame's CRC checked
     _bases_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -65,72 +69,220 @@ class Segment:
 
 
 class TopicLog:
-    def __init__(self, directory: str, config: TopicConfig) -> None:
+    def __init__(
+        self,
+        directory: str,
+        config: TopicConfig,
+        disk: Disk = LOCAL,
+        *,
+        acknowledged: int = 0,
+        fsync: bool = True,
+    ) -> None:
+        """Open (recover) the log in ``directory``.
+
+        ``acknowledged`` is a lower bound of the offsets that were acknowledged before
+        (the topic's head file): a log that ends before it lost acknowledged records,
+        which is damage, never a torn tail, and offsets below it are never handed out
+        again.
+        """
         self.directory = directory
         self.config = config
+        self.disk = disk
+        self.fsync = fsync
         self.segments: list[Segment] = []
+        # Ranges of offsets that are lost or unreadable, in offset order (see Damage).
+        self.damages: list[seg.Damage] = []
         # Called with the new segment's base offset after the active segment is sealed
         # and before the new one exists (the topic snapshots its producer state there).
         self.before_new_segment: Callable[[int], None] | None = None
         # The stored schema of the frame starting at an offset: a schema'd topic's
         # frames have a typed value column, one type per schema version.
         self.stored_schema_at: Callable[[int], pa.Schema] = schemaless_stored_schema
-        self._open()
+        self._open(acknowledged)
 
     # -- recovery ---------------------------------------------------------------------
 
-    def _open(self) -> None:
-        bases = list(seg.iter_segment_bases(self.directory))
-        expected: int | None = None
+    def _open(self, acknowledged: int) -> None:
+        bases = list(seg.iter_segment_bases(self.disk, self.directory))
         for number, base in enumerate(bases):
-            last = number == len(bases) - 1
-            if expected is not None and base != expected:
+            if self.segments and base < self.segments[-1].next_offset:
                 raise StorageError(
-                    f"log of {self.directory} has a gap: segment {base} follows offset {expected}"
+                    f"log of {self.directory} is inconsistent: segment {seg.segment_name(base)} starts "
+                    f"at offset {base}, inside the segment before it (which ends at offset "
+                    f"{self.segments[-1].next_offset}); move one of them aside"
                 )
-            file = seg.SegmentFile(self.directory, base, create=False)
-            frames = None if last else seg.read_index(self.directory, base, file.size)
-            scanned = frames is None
-            if frames is None:
-                frames, valid = file.scan(base)
-                if valid < file.size:
-                    if not last:
-                        file.close()
-                        raise StorageError(
-                            f"closed segment {file.path} is corrupt at position {valid}; "
-                            "move the topic directory aside and restore it from a copy"
-                        )
-                    log.warning(
-                        "truncating torn tail of %s: %d bytes after position %d",
-                        file.path,
-                        file.size - valid,
-                        valid,
-                    )
-                    file.truncate(valid)
-                    file.sync()
-            segment = Segment(
-                file,
-                frames,
-                [f.base_offset for f in frames],
-                max((f.max_timestamp for f in frames), default=0),
-                time.time(),
-            )
-            if not last:
-                file.close()
-                if scanned:
-                    seg.write_index(self.directory, base, frames)
-            self.segments.append(segment)
-            expected = segment.next_offset
+            following = bases[number + 1] if number + 1 < len(bases) else None
+            self.segments.append(self._open_segment(base, following))
         if not self.segments:
-            self._new_segment(0)
+            self._new_segment(max(acknowledged, 0))
+            return
+        self._note_gaps()
+        active = self.segments[-1]
+        end = active.next_offset
+        lost = acknowledged > end
+        if lost:
+            self.add_damage(
+                seg.Damage(
+                    active.file.name,
+                    active.tail,
+                    active.file.size,
+                    end,
+                    acknowledged,
+                    f"offsets up to {acknowledged - 1} were acknowledged but the log ends at offset "
+                    f"{end}: the segment was truncated, deleted or damaged at its end",
+                )
+            )
+        elif active.tail < active.file.size:
+            log.warning(
+                "truncating torn tail of %s: %d bytes after position %d",
+                active.file.path,
+                active.file.size - active.tail,
+                active.tail,
+            )
+            active.file.truncate(active.tail)
+            if self.fsync:
+                active.file.sync()
+        if lost or active.damages:
+            # Keep the damaged bytes as they are for the operator, and write on in a new
+            # segment: the sidecar index of the sealed one records the damage.
+            self._seal(active)
+            self._new_segment(max(end, acknowledged))
+
+    def _open_segment(self, base: int, following: int | None) -> Segment:
+        """A segment as its sidecar index (sealed) or a full scan (active, or sealed
+        without a usable index) describes it."""
+        file = seg.SegmentFile(self.disk, self.directory, base, create=False)
+        index = None if following is None else seg.read_index(self.disk, self.directory, base, file.size)
+        if index is not None:
+            frames, damages, tail = index.frames, index.damages, file.size
+        else:
+            scan = file.scan()
+            frames, damages, tail = scan.frames, scan.damages, scan.tail
+        segment = Segment(
+            file,
+            frames,
+            [f.base_offset for f in frames],
+            max((f.max_timestamp for f in frames), default=0),
+            time.time(),
+            tail=tail,
+            damages=list(damages),
+        )
+        for damage in damages:
+            self.add_damage(damage)
+        if following is not None:
+            end = segment.next_offset
+            if index is None and (tail < file.size or end < following):
+                damage = seg.Damage(
+                    file.name,
+                    tail,
+                    file.size,
+                    end,
+                    following,
+                    "the end of a sealed segment holds no valid frame"
+                    if tail < file.size
+                    else "a sealed segment ends before the next segment starts (truncated)",
+                )
+                if end < following:
+                    segment.damages.append(damage)
+                    self.add_damage(damage)
+                else:
+                    log.error("%s: %d bytes after the last frame hold no frame", file.path, file.size - tail)
+            file.close()
+            if index is None:
+                self._write_index(segment)
+        return segment
+
+    def _note_gaps(self) -> None:
+        """Offsets between consecutive frames that no recorded damage explains (a sealed
+        segment deleted, or frames cut out) are damage too."""
+        previous_end: int | None = None
+        previous_name = ""
+        for segment in self.segments:
+            if not segment.frames:
+                continue
+            first = segment.frames[0].base_offset
+            if previous_end is None:
+                previous_end = first if segment.base_offset == first else segment.base_offset
+            if first > previous_end and not self._covered(previous_end, first):
+                self.add_damage(
+                    seg.Damage(
+                        segment.file.name if segment.base_offset < first else previous_name,
+                        0,
+                        0,
+                        previous_end,
+                        first,
+                        "no segment holds these offsets (a segment file is missing)",
+                    )
+                )
+            previous_end = segment.next_offset
+            previous_name = segment.file.name
+
+    def _covered(self, start: int, end: int) -> bool:
+        position = start
+        for damage in self.damages:
+            if damage.first_offset <= position < damage.end_offset:
+                position = damage.end_offset
+        return position >= end
+
+    def add_damage(self, damage: seg.Damage) -> None:
+        if any(
+            d.first_offset == damage.first_offset and d.end_offset == damage.end_offset for d in self.damages
+        ):
+            return
+        self.damages = sorted([*self.damages, damage], key=lambda d: (d.first_offset, d.end_offset))
+
+    def note_damage(self, segment: Segment, frame: seg.FrameInfo, reason: str) -> seg.Damage:
+        """A frame found damaged by a read: readers skip it from now on."""
+        damage = seg.Damage(
+            segment.file.name,
+            frame.position,
+            frame.position + frame.size,
+            frame.base_offset,
+            frame.next_offset,
+            reason,
+        )
+        segment.bad.add(frame.base_offset)
+        self.add_damage(damage)
+        return damage
+
+    def _write_index(self, segment: Segment) -> None:
+        try:
+            seg.write_index(
+                self.disk,
+                self.directory,
+                segment.base_offset,
+                segment.frames,
+                segment.file.size,
+                segment.damages,
+                sync=self.fsync,
+            )
+        except OSError as exc:  # the index is an optimization: the next open scans instead
+            log.warning("cannot write the index of %s: %s", segment.file.path, describe_os_error(exc))
+
+    def _seal(self, segment: Segment) -> None:
+        if self.fsync:
+            segment.file.sync()
+        seg.write_index(
+            self.disk,
+            self.directory,
+            segment.base_offset,
+            segment.frames,
+            segment.file.size,
+            segment.damages,
+            sync=self.fsync,
+        )
+        segment.file.close()
 
     def _new_segment(self, base_offset: int) -> Segment:
         path = os.path.join(self.directory, seg.segment_name(base_offset))
-        if os.path.exists(path) and os.path.getsize(path) == 0:
-            os.remove(path)  # an empty leftover of a crash right after a roll
-        segment = Segment(seg.SegmentFile(self.directory, base_offset, create=True), [], [], 0, time.time())
+        if self.disk.exists(path) and self.disk.getsize(path) == 0:
+            self.disk.remove(path)  # an empty leftover of a crash right after a roll
+        segment = Segment(
+            seg.SegmentFile(self.disk, self.directory, base_offset, create=True), [], [], 0, time.time()
+        )
         self.segments.append(segment)
-        fsync_directory(self.directory)
+        if self.fsync:
+            self.disk.fsync_directory(self.directory)
         return segment
 
     # -- state ------------------------------------------------------------------------
@@ -170,12 +322,22 @@ class TopicLog:
         active = self.active
         try:
             active.file.sync()
-            seg.write_index(self.directory, active.base_offset, active.frames)
+            seg.write_index(
+                self.disk,
+                self.directory,
+                active.base_offset,
+                active.frames,
+                active.file.size,
+                active.damages,
+                sync=self.fsync,
+            )
             if self.before_new_segment is not None:
                 self.before_new_segment(active.next_offset)
             self._new_segment(active.next_offset)
         except OSError as exc:
-            raise StorageError(f"could not roll segment {active.file.path}: {exc}") from exc
+            raise StorageError(
+                f"could not roll segment {active.file.path}: {describe_os_error(exc)}"
+            ) from exc
         active.file.close()
 
     def append(
@@ -192,28 +354,30 @@ class TopicLog:
 
     def sync_handle(self) -> int:
         """A duplicate of the active segment's descriptor, for a group-commit fsync."""
-        return os.dup(self.active.file.fd)
+        return self.disk.dup(self.active.file.fd)
 
     # -- reading (lock-free) ----------------------------------------------------------
 
     def locate(self, offset: int, segments: list[Segment] | None = None) -> tuple[int, int] | None:
-        """(segment index, frame index) of the frame holding ``offset`` in ``segments``
-        (by default the current list), or None."""
+        """(segment index, frame index) of the first frame holding ``offset`` or, if no
+        frame holds it (damage, a gap), an offset after it; None if there is none."""
         if segments is None:
             segments = self.segments
-        index = bisect.bisect_right([s.base_offset for s in segments], offset) - 1
-        if index < 0:
-            return None
-        segment = segments[index]
-        frame_index = bisect.bisect_right(segment.bases, offset) - 1
-        if frame_index < 0 or frame_index >= len(segment.frames):
-            return None
-        if segment.frames[frame_index].next_offset <= offset:
-            return None
-        return index, frame_index
+        index = max(bisect.bisect_right([s.base_offset for s in segments], offset) - 1, 0)
+        while index < len(segments):
+            segment = segments[index]
+            frames = segment.frames
+            frame_index = max(bisect.bisect_right(segment.bases, offset) - 1, 0)
+            if frame_index < len(frames) and frames[frame_index].next_offset <= offset:
+                frame_index += 1
+            if frame_index < len(frames):
+                return index, frame_index
+            index += 1
+        return None
 
     def frames_from(self, offset: int, end_offset: int) -> Iterator[tuple[Segment, seg.FrameInfo]]:
-        """Frames holding offsets in [offset, end_offset), in order."""
+        """Frames holding offsets in [offset, end_offset), in order; frames found damaged
+        are left out (their offsets are in ``damages``)."""
         # One snapshot for the lookup and the walk: retention may replace the list meanwhile.
         segments = list(self.segments)
         start = self.locate(offset, segments)
@@ -223,11 +387,13 @@ class TopicLog:
         while segment_index < len(segments):
             segment = segments[segment_index]
             frames = segment.frames
+            bad = segment.bad
             while frame_index < len(frames):
                 frame = frames[frame_index]
                 if frame.base_offset >= end_offset:
                     return
-                yield segment, frame
+                if not bad or frame.base_offset not in bad:
+                    yield segment, frame
                 frame_index += 1
             segment_index += 1
             frame_index = 0
@@ -245,6 +411,20 @@ class TopicLog:
         return end_offset
 
     def read_frame(self, segment: Segment, frame: seg.FrameInfo, verify: bool = True) -> pa.RecordBatch:
+        """A frame's batch; raises FrameDamaged if its bytes are not what was written.
+
+        ``verify=False`` checks the CRC only the first time a frame is read (point reads,
+        which cost the frame otherwise); ``True`` checks it on every read.
+        """
+        if not verify:
+            number = bisect.bisect_left(segment.bases, frame.base_offset)
+            verified = segment.verified
+            if len(verified) < len(segment.frames):
+                verified.extend(bytes(len(segment.frames) - len(verified)))
+            if not verified[number]:
+                batch = segment.file.read_batch(frame, True, self.stored_schema_at(frame.base_offset))
+                verified[number] = 1
+                return batch
         return segment.file.read_batch(frame, verify, self.stored_schema_at(frame.base_offset))
 
     # -- retention (under the topic's writer lock) ------------------------------------
@@ -269,12 +449,17 @@ class TopicLog:
         doomed, self.segments = self.segments[:count], self.segments[count:]
         for segment in doomed:
             segment.file.close()
-            for suffix in (seg.LOG_SUFFIX, seg.INDEX_SUFFIX):
-                path = os.path.join(self.directory, f"{segment.base_offset:020d}{suffix}")
+            for name in (segment.file.name, seg.index_name(segment.base_offset)):
                 try:
-                    os.remove(path)
+                    self.disk.remove(os.path.join(self.directory, name))
                 except FileNotFoundError:
                     pass
+        if self.fsync:
+            # A segment that came back after a power loss would hold offsets below the
+            # first offset the topic (and its key index) moved to.
+            self.disk.fsync_directory(self.directory)
+        floor = self.first_offset
+        self.damages = [d for d in self.damages if d.end_offset > floor]
 
     def close(self) -> None:
         for segment in self.segments:

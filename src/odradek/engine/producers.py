@@ -29,14 +29,17 @@ single-sequence appends.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from collections import deque
 from typing import NamedTuple
 
 from odradek import limits
 from odradek.errors import InvalidRequest, SequenceError
-from odradek.files import write_json_atomically
+from odradek.storage import documents
+from odradek.storage.disk import Disk
+
+log = logging.getLogger(__name__)
 
 # Range sequences are Kafka's: int32, wrapping to 0 after INT32 max (2**31 - 1).
 RANGE_SEQUENCE_MODULUS = 2**31
@@ -132,50 +135,60 @@ class ProducerState:
 
     # -- snapshots --------------------------------------------------------------------
 
-    def save(self, directory: str, offset: int) -> None:
+    def save(self, disk: Disk, directory: str, offset: int, *, sync: bool = True) -> None:
         """Entries are [first, base, count] for single sequences (the format before ranges
-        existed) and [first, base, count, last] for ranges."""
-        os.makedirs(directory, exist_ok=True)
+        existed) and [first, base, count, last] for ranges. A snapshot is a checksummed
+        document (storage/documents.py) in one copy: it can be rebuilt from the log."""
+        if not disk.isdir(directory):
+            disk.makedirs(directory)
         path = os.path.join(directory, f"{offset:020d}.json")
-        write_json_atomically(
-            path,
-            {
-                producer_id: [list(entry[:3]) if entry[3] is None else list(entry) for entry in entries]
-                for producer_id, entries in self._entries.items()
-            },
-        )
+        data = {
+            producer_id: [list(entry[:3]) if entry[3] is None else list(entry) for entry in entries]
+            for producer_id, entries in self._entries.items()
+        }
+        disk.write_atomically(path, documents.encode(data, 1), sync=sync)
 
     @classmethod
-    def load(cls, directory: str, at_most: int) -> tuple[ProducerState, int]:
-        """The newest snapshot at an offset <= ``at_most`` and that offset (0 if none)."""
+    def load(cls, disk: Disk, directory: str, at_most: int) -> tuple[ProducerState, int]:
+        """The newest valid snapshot at an offset <= ``at_most`` and that offset (0 if none).
+
+        A snapshot that fails its checksum is skipped with a warning: the log's frames
+        after an older one rebuild the same state.
+        """
         state = cls()
-        if not os.path.isdir(directory):
+        if not disk.isdir(directory):
             return state, 0
         offsets = sorted(
-            int(name[:-5]) for name in os.listdir(directory) if name.endswith(".json") and name[:-5].isdigit()
+            int(name[:-5])
+            for name in disk.listdir(directory)
+            if name.endswith(".json") and name[:-5].isdigit()
         )
         usable = [o for o in offsets if o <= at_most]
         for offset in reversed(usable):
+            path = os.path.join(directory, f"{offset:020d}.json")
             try:
-                with open(os.path.join(directory, f"{offset:020d}.json")) as handle:
-                    data = json.load(handle)
-            except (OSError, ValueError):
+                data, _ = documents.decode(disk.read_bytes(path))
+                entries_by_producer = {
+                    str(producer_id): [
+                        (int(e[0]), int(e[1]), int(e[2]), int(e[3]) if len(e) > 3 else None) for e in entries
+                    ]
+                    for producer_id, entries in data.items()
+                }
+            except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                log.warning("producer snapshot %s is unusable (%s); using an older one", path, exc)
                 continue
-            for producer_id, entries in data.items():
-                state._entries[producer_id] = deque(
-                    ((int(e[0]), int(e[1]), int(e[2]), int(e[3]) if len(e) > 3 else None) for e in entries),
-                    maxlen=limits.producer_results_remembered,
-                )
+            for producer_id, entries in entries_by_producer.items():
+                state._entries[producer_id] = deque(entries, maxlen=limits.producer_results_remembered)
             return state, offset
         return state, 0
 
     @staticmethod
-    def prune(directory: str, keep: int = 2) -> None:
-        if not os.path.isdir(directory):
+    def prune(disk: Disk, directory: str, keep: int = 2) -> None:
+        if not disk.isdir(directory):
             return
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+        names = sorted(n for n in disk.listdir(directory) if n.endswith(".json"))
         for name in names[:-keep]:
-            os.remove(os.path.join(directory, name))
+            disk.remove(os.path.join(directory, name))
 
 
 def _check_single(producer_id: str, sequence: int, entries: deque[_Remembered]) -> Entry | None:

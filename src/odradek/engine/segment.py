@@ -38,11 +38,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import crc32c
+import numpy as np
 import pyarrow as pa
 
 from odradek.errors import StorageError
-from odradek.files import replace_atomically
 from odradek.records import STORED_SCHEMA
+from odradek.storage.disk import Disk, describe_os_error
 
 MAGIC = b"ODR1"
 HEADER = struct.Struct("<4sIIqIqH")
@@ -119,55 +120,170 @@ def frame_crc(view: memoryview, position: int, length: int) -> int:
     return int(crc32c.crc32c(view[position + CRC_START : position + HEADER_SIZE + length]))
 
 
+def _frame_at(view: memoryview, position: int, expected_base: int | None, verify: bool) -> FrameInfo | None:
+    """The valid frame starting at ``position``, or None (torn, bad magic or CRC,
+    unreadable metadata, or offsets that do not continue ``expected_base``)."""
+    size = len(view)
+    if position + HEADER_SIZE > size:
+        return None
+    try:
+        crc, length, base, count, max_ts, meta_len = parse_header(view[position : position + HEADER_SIZE])
+    except (ValueError, struct.error):
+        return None
+    end = position + HEADER_SIZE + length
+    if end > size or count == 0:
+        return None
+    if expected_base is not None and base != expected_base:
+        return None
+    if verify and frame_crc(view, position, length) != crc:
+        return None
+    meta = None
+    meta_raw = bytes(view[position + HEADER_SIZE : position + HEADER_SIZE + meta_len]).strip()
+    if meta_raw:
+        try:
+            meta = json.loads(meta_raw)
+        except ValueError:
+            return None
+        if not isinstance(meta, dict):
+            return None
+    return FrameInfo(base, position, count, max_ts, end - position, meta)
+
+
 def scan_frames(
     view: memoryview, expected_base: int | None, verify: bool = True
 ) -> tuple[list[FrameInfo], int]:
-    """Walk the frames of a segment's bytes; return the valid ones and the valid length.
+    """Walk the frames of a segment's bytes; return the valid prefix and its length.
 
     Stops at the first frame that is torn (short), has a bad magic or CRC, or does not
-    continue the offsets of the one before it.
+    continue the offsets of the one before it. :func:`scan_segment` goes on past it.
     """
     frames: list[FrameInfo] = []
     position = 0
-    size = len(view)
     next_base = expected_base
-    while position + HEADER_SIZE <= size:
-        try:
-            crc, length, base, count, max_ts, meta_len = parse_header(view[position : position + HEADER_SIZE])
-        except (ValueError, struct.error):
-            break
-        end = position + HEADER_SIZE + length
-        if end > size or count == 0:
-            break
-        if next_base is not None and base != next_base:
-            break
-        if verify and frame_crc(view, position, length) != crc:
-            break
-        meta = None
-        meta_raw = bytes(view[position + HEADER_SIZE : position + HEADER_SIZE + meta_len]).strip()
-        if meta_raw:
-            try:
-                meta = json.loads(meta_raw)
-            except ValueError:
-                break
-        frames.append(FrameInfo(base, position, count, max_ts, end - position, meta))
-        next_base = base + count
-        position = end
+    while (frame := _frame_at(view, position, next_base, verify)) is not None:
+        frames.append(frame)
+        next_base = frame.next_offset
+        position += frame.size
     return frames, position
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """Bytes of a segment that hold no valid frame although valid frames follow them
+    (or, for a sealed segment, although the log goes on after them): corruption, not a
+    torn tail. ``first_offset``..``end_offset`` (exclusive) are the offsets lost."""
+
+    segment: str  # file name
+    position: int
+    end_position: int
+    first_offset: int
+    end_offset: int
+    reason: str
+
+    def describe(self, topic: str) -> str:
+        return (
+            f"topic {topic}: offsets {self.first_offset}..{self.end_offset - 1} are damaged "
+            f"(segment {self.segment}, bytes {self.position}..{self.end_position}: {self.reason})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Damage:
+        return cls(
+            str(data["segment"]),
+            int(data["position"]),
+            int(data["end_position"]),
+            int(data["first_offset"]),
+            int(data["end_offset"]),
+            str(data["reason"]),
+        )
+
+
+@dataclasses.dataclass
+class SegmentScan:
+    """What a full scan of one segment found."""
+
+    frames: list[FrameInfo]
+    damages: list[Damage]
+    tail: int  # position after the last valid frame; bytes from here on hold no frame
+
+
+def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None) -> SegmentScan:
+    """Every valid frame of a segment, going on past damage.
+
+    A frame that is not valid where one should start is *damage* when a valid frame
+    with a later offset starts further on: the scan resynchronizes on it (frames start
+    at multiples of 8 and open with the magic; the candidate's CRC must match and its
+    base offset must not go back) and reports the bytes and offsets in between. What
+    lies after the last valid frame is returned as ``tail``: the caller decides whether
+    that is a torn tail (the active segment after a crash) or damage (a sealed one).
+    ``data`` is the segment's bytes (an mmap or bytes: anything with ``find``); only
+    its first ``end`` bytes are scanned when ``end`` is given.
+    """
+    view = memoryview(data)
+    if end is not None:
+        view = view[:end]
+    size = len(view)
+    frames: list[FrameInfo] = []
+    damages: list[Damage] = []
+    position = 0
+    next_base = base_offset
+    while position < size:
+        frame = _frame_at(view, position, next_base, verify=True)
+        if frame is not None:
+            frames.append(frame)
+            next_base = frame.next_offset
+            position += frame.size
+            continue
+        found = _resync(data, view, position, next_base, size)
+        if found is None:
+            break
+        damages.append(
+            Damage(
+                name,
+                position,
+                found.position,
+                next_base,
+                found.base_offset,
+                "bytes that hold no valid frame (bad checksum, header or length) before valid frames",
+            )
+        )
+        frames.append(found)
+        next_base = found.next_offset
+        position = found.position + found.size
+    return SegmentScan(frames, damages, position)
+
+
+def _resync(data: Any, view: memoryview, position: int, next_base: int, end: int) -> FrameInfo | None:
+    """The first valid frame at or after ``position`` whose offsets do not go back."""
+    candidate = position
+    while True:
+        candidate = data.find(MAGIC, candidate, end)
+        if candidate < 0:
+            return None
+        if candidate % BODY_ALIGNMENT == 0:
+            frame = _frame_at(view, candidate, None, verify=True)
+            if frame is not None and frame.base_offset >= next_base:
+                return frame
+        candidate += 1
 
 
 class SegmentFile:
     """One segment: an append-only file plus a read-only mapping that grows on demand."""
 
-    def __init__(self, directory: str, base_offset: int, *, create: bool) -> None:
+    def __init__(self, disk: Disk, directory: str, base_offset: int, *, create: bool) -> None:
+        self.disk = disk
         self.base_offset = base_offset
-        self.path = os.path.join(directory, segment_name(base_offset))
+        self.name = segment_name(base_offset)
+        self.path = os.path.join(directory, self.name)
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
-            self.fd = os.open(self.path, flags, 0o644)
+            self.fd = disk.open(self.path, flags)
         except OSError as exc:
-            raise StorageError(f"cannot open segment {self.path}: {exc}") from exc
-        self.size = os.fstat(self.fd).st_size
+            raise StorageError(f"cannot open segment {self.path}: {describe_os_error(exc)}") from exc
+        self.size = disk.fsize(self.fd)
         self._map: mmap.mmap | None = None
         self._mapped = 0
         self.closed = False
@@ -178,29 +294,29 @@ class SegmentFile:
         """Write one frame at the end; return its position. On failure nothing remains."""
         position = self.size
         try:
-            written = os.pwritev(self.fd, pieces, position)
-            if written != frame_size:
-                raise OSError(f"short write ({written} of {frame_size} bytes)")
+            self.disk.pwritev(self.fd, pieces, position)
         except OSError as exc:
             self.truncate(position)
-            raise StorageError(f"write to {self.path} failed, nothing was written: {exc}") from exc
+            raise StorageError(
+                f"write to {self.path} failed ({describe_os_error(exc)}); nothing was written"
+            ) from exc
         self.size = position + frame_size
         return position
 
     def truncate(self, size: int) -> None:
         try:
-            os.ftruncate(self.fd, size)
+            self.disk.ftruncate(self.fd, size)
         except OSError:
             pass  # the caller reports the original failure; recovery trims the tail anyway
         self.size = size
 
     def sync(self) -> None:
-        os.fdatasync(self.fd)
+        self.disk.fdatasync(self.fd)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            os.close(self.fd)  # the mapping stays valid for readers still using it
+            self.disk.close(self.fd)  # the mapping stays valid for readers still using it
 
     # -- reading ----------------------------------------------------------------------
 
@@ -210,58 +326,161 @@ class SegmentFile:
         Old mappings stay alive for as long as batches built on them are referenced.
         """
         if end > self._mapped or self._map is None:
-            if self.closed:
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                finally:
-                    os.close(fd)
-            else:
-                self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+            if end == 0:
+                return memoryview(b"")
+            try:
+                if self.closed:
+                    self._map = self.disk.map(self.path)
+                else:
+                    self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+            except FileNotFoundError:
+                raise  # retention removed it: the caller knows those offsets are gone
+            except (OSError, ValueError) as exc:
+                raise StorageError(f"cannot read segment {self.path}: {exc}") from exc
             self._mapped = len(self._map)
             if end > self._mapped:
-                raise StorageError(f"segment {self.path} is shorter than expected")
+                raise StorageError(
+                    f"segment {self.path} is {self._mapped} bytes long, shorter than the "
+                    f"{end} bytes its frames need: it was truncated"
+                )
+        assert self._map is not None
         return memoryview(self._map)[:end]
 
-    def read_batch(self, frame: FrameInfo, verify: bool, schema: pa.Schema = STORED_SCHEMA) -> pa.RecordBatch:
-        """Decode one frame's record batch (zero-copy from the mapping)."""
-        view = self.view(frame.position + frame.size)
+    def mapping(self) -> Any:
+        """The whole file's mapping (has ``find``), for scans."""
+        self.view(self.size)
+        return self._map if self._map is not None else b""
+
+    def frame_problem(self, frame: FrameInfo, verify: bool) -> str | None:
+        """Why ``frame`` cannot be read as the index says, or None if it can."""
+        try:
+            view = self.view(frame.position + frame.size)
+        except StorageError as exc:
+            return str(exc)
         header = view[frame.position : frame.position + HEADER_SIZE]
         try:
-            crc, length, base, count, _, meta_len = parse_header(header)
+            crc, length, base, count, _, _ = parse_header(header)
         except (ValueError, struct.error) as exc:
-            raise StorageError(f"corrupt frame at {self.path}:{frame.position}: {exc}") from exc
-        if base != frame.base_offset or count != frame.count:
-            raise StorageError(f"frame at {self.path}:{frame.position} does not match its index")
+            return f"bad frame header at byte {frame.position}: {exc}"
+        if base != frame.base_offset or count != frame.count or HEADER_SIZE + length != frame.size:
+            return f"the frame at byte {frame.position} does not match the segment's index"
         if verify and frame_crc(view, frame.position, length) != crc:
-            raise StorageError(f"checksum mismatch in {self.path} at position {frame.position}")
+            return f"checksum mismatch in the frame at byte {frame.position}"
+        return None
+
+    def read_batch(self, frame: FrameInfo, verify: bool, schema: pa.Schema = STORED_SCHEMA) -> pa.RecordBatch:
+        """Decode one frame's record batch (zero-copy from the mapping).
+
+        Raises :class:`FrameDamaged` when the frame's bytes do not match its index entry
+        or, with ``verify``, its checksum.
+        """
+        problem = self.frame_problem(frame, verify)
+        if problem is not None:
+            raise FrameDamaged(f"segment {self.path}: {problem}", self.name, frame)
+        view = self.view(frame.position + frame.size)
+        meta_len = HEADER.unpack(view[frame.position : frame.position + HEADER_SIZE])[6]
         start = frame.position + HEADER_SIZE + meta_len
-        body = pa.py_buffer(view[start : frame.position + HEADER_SIZE + length])
-        return decode_body(body, schema)
+        body = pa.py_buffer(view[start : frame.position + frame.size])
+        try:
+            return decode_body(body, schema)
+        except (pa.ArrowException, ValueError) as exc:
+            raise FrameDamaged(
+                f"segment {self.path}: the frame at byte {frame.position} does not decode: {exc}",
+                self.name,
+                frame,
+            ) from exc
 
-    def scan(self, expected_base: int) -> tuple[list[FrameInfo], int]:
+    def scan(self) -> SegmentScan:
         if self.size == 0:
-            return [], 0
-        return scan_frames(self.view(self.size), expected_base)
+            return SegmentScan([], [], 0)
+        return scan_segment(self.mapping(), self.name, self.base_offset)
 
 
-def write_index(directory: str, base_offset: int, frames: list[FrameInfo]) -> None:
-    """Write the sidecar index of a closed segment (atomically: temp file + rename)."""
-    path = os.path.join(directory, f"{base_offset:020d}{INDEX_SUFFIX}")
-    data = b"".join(
+class FrameDamaged(StorageError):
+    """A frame's bytes are not what was written (checksum, header or index mismatch)."""
+
+    def __init__(self, message: str, segment: str, frame: FrameInfo) -> None:
+        super().__init__(message)
+        self.segment = segment
+        self.frame = frame
+
+
+# -- the sidecar index of a sealed segment ------------------------------------------------
+#
+# Version 2 (written since damage is recorded):
+#     magic "ODX2" | crc32c u32 of what follows | segment size u64 | frame count u32 |
+#     damage length u32 | frame entries (INDEX_ENTRY each) | damages (JSON list)
+# Version 1 (read only): crc32c u32 of the entries | frame entries.
+
+INDEX_MAGIC = b"ODX2"
+_INDEX_HEAD = struct.Struct("<4sIQII")
+
+
+@dataclasses.dataclass
+class SegmentIndex:
+    frames: list[FrameInfo]
+    damages: list[Damage]
+
+
+def index_name(base_offset: int) -> str:
+    return f"{base_offset:020d}{INDEX_SUFFIX}"
+
+
+def write_index(
+    disk: Disk,
+    directory: str,
+    base_offset: int,
+    frames: list[FrameInfo],
+    segment_size: int,
+    damages: list[Damage] | None = None,
+    *,
+    sync: bool = True,
+) -> None:
+    """Write the sidecar index of a sealed segment (atomically: temp file + rename)."""
+    entries = b"".join(
         INDEX_ENTRY.pack(f.base_offset, f.position, f.count, f.max_timestamp, f.size) for f in frames
     )
-    replace_atomically(path, struct.pack("<I", crc32c.crc32c(data)) + data)
+    damage = json.dumps([d.to_json() for d in damages or []], separators=(",", ":")).encode()
+    rest = struct.pack("<QII", segment_size, len(frames), len(damage)) + entries + damage
+    head = INDEX_MAGIC + struct.pack("<I", crc32c.crc32c(rest))
+    disk.write_atomically(os.path.join(directory, index_name(base_offset)), head + rest, sync=sync)
 
 
-def read_index(directory: str, base_offset: int, segment_size: int) -> list[FrameInfo] | None:
-    """The frames of a closed segment from its sidecar index, or None if absent or bad."""
-    path = os.path.join(directory, f"{base_offset:020d}{INDEX_SUFFIX}")
+def read_index(disk: Disk, directory: str, base_offset: int, segment_size: int) -> SegmentIndex | None:
+    """The frames (and damage) of a sealed segment from its sidecar index, or None if it
+    is absent, fails its checksum or does not fit the segment."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = disk.read_bytes(os.path.join(directory, index_name(base_offset)))
     except OSError:
         return None
+    if raw[:4] == INDEX_MAGIC:
+        parsed = _parse_index_v2(raw, segment_size)
+    else:
+        parsed = _parse_index_v1(raw, segment_size)
+    if parsed is None or not _plausible(parsed.frames, base_offset, segment_size):
+        return None
+    return parsed
+
+
+def _parse_index_v2(raw: bytes, segment_size: int) -> SegmentIndex | None:
+    if len(raw) < _INDEX_HEAD.size:
+        return None
+    _, crc, size, count, damage_length = _INDEX_HEAD.unpack_from(raw)
+    rest = raw[8:]
+    if crc32c.crc32c(rest) != crc or size != segment_size:
+        return None
+    entries_end = _INDEX_HEAD.size + count * INDEX_ENTRY.size
+    if entries_end + damage_length != len(raw):
+        return None
+    frames = [FrameInfo(*entry) for entry in INDEX_ENTRY.iter_unpack(raw[_INDEX_HEAD.size : entries_end])]
+    try:
+        damages = [Damage.from_json(d) for d in json.loads(raw[entries_end:])]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return SegmentIndex(frames, damages)
+
+
+def _parse_index_v1(raw: bytes, segment_size: int) -> SegmentIndex | None:
     if len(raw) < 4 or (len(raw) - 4) % INDEX_ENTRY.size:
         return None
     data = raw[4:]
@@ -270,10 +489,31 @@ def read_index(directory: str, base_offset: int, segment_size: int) -> list[Fram
     frames = [FrameInfo(*entry) for entry in INDEX_ENTRY.iter_unpack(data)]
     if frames and frames[-1].position + frames[-1].size != segment_size:
         return None
-    return frames
+    return SegmentIndex(frames, [])
 
 
-def iter_segment_bases(directory: str) -> Iterator[int]:
-    for name in sorted(os.listdir(directory)):
+def _plausible(frames: list[FrameInfo], base_offset: int, segment_size: int) -> bool:
+    """Frames in file order, not overlapping, inside the file, with increasing offsets
+    from the segment's base on: what any index of this segment must satisfy."""
+    if not frames:
+        return True
+    table = np.array([(f.base_offset, f.position, f.count, f.size) for f in frames], dtype=np.int64).reshape(
+        -1, 4
+    )
+    bases, positions, counts, sizes = table.T
+    ends = positions + sizes
+    return bool(
+        bases[0] >= base_offset
+        and positions[0] >= 0
+        and np.all(counts > 0)
+        and np.all(sizes >= HEADER_SIZE)
+        and ends[-1] <= segment_size
+        and np.all(positions[1:] >= ends[:-1])
+        and np.all(bases[1:] >= bases[:-1] + counts[:-1])
+    )
+
+
+def iter_segment_bases(disk: Disk, directory: str) -> Iterator[int]:
+    for name in sorted(disk.listdir(directory)):
         if name.endswith(LOG_SUFFIX) and name[: -len(LOG_SUFFIX)].isdigit():
             yield int(name[: -len(LOG_SUFFIX)])

@@ -36,10 +36,18 @@ from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.engine.topic_schema import TopicSchema
+from odradek.engine.topicfiles import HeadFile, save_topic_meta
 from odradek.engine.versions import assign_versions
-from odradek.errors import ConflictError, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
-from odradek.files import write_json_atomically
+from odradek.errors import (
+    ConflictError,
+    DataDamaged,
+    InvalidRequest,
+    OffsetOutOfRange,
+    RequestTooLarge,
+    StorageError,
+)
 from odradek.records import STORED_SCHEMA, now_micros
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
@@ -71,16 +79,25 @@ class Topic:
         *,
         fsync: bool = True,
         schema: TopicSchema | None = None,
+        disk: Disk = LOCAL,
+        accepted_damage: list[tuple[int, int]] | None = None,
     ) -> None:
         self.name = name
         self.directory = directory
         self.config = config
         self.created_at = created_at
         self.fsync = fsync
+        self.disk = disk
         self.closed = False
         self._write_lock = threading.Lock()
         self._meta_lock = threading.Lock()
-        self.log = TopicLog(directory, config)
+        # Damaged offset ranges an operator accepted (`odradek topic repair --drop-range`).
+        self.accepted_damage: list[tuple[int, int]] = sorted(accepted_damage or [])
+        # Only with fsync is an acknowledged record durable, so only then does a log that
+        # ends before the head mean damage (without fsync an OS crash may lose a tail).
+        self.head = HeadFile(disk, directory)
+        acknowledged = self.head.read() if fsync else 0
+        self.log = TopicLog(directory, config, disk, acknowledged=acknowledged, fsync=fsync)
         self.log.before_new_segment = self._save_producers
         self.schema: TopicSchema | None = None
         if schema is not None:
@@ -88,16 +105,106 @@ class Topic:
             self._use_schema(clamped)
             if clamped is not schema:
                 self.save_meta()
-        self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset)
-        self.producers = self._load_producers()
+        self.keys = KeyIndex(os.path.join(directory, "keys"), self.log.next_offset, disk, fsync=fsync)
+        rebuilt_from = self.keys.covered_until
+        # Key-index damage that the log cannot repair: runs discarded whose records
+        # retention already removed (the versions of keys last written there are lost).
+        self.index_damage: list[seg.Damage] = []
+        if self.keys.damaged_runs and rebuilt_from < self.log.first_offset:
+            names = ", ".join(run[0] for run in self.keys.damaged_runs)
+            self.index_damage.append(
+                seg.Damage(
+                    "keys",
+                    0,
+                    0,
+                    rebuilt_from,
+                    self.log.first_offset,
+                    f"key index run(s) {names} are damaged and retention removed the records they "
+                    "indexed: the current versions of keys last written there are unknown",
+                )
+            )
+        self.producers, snapshot_offset = self._load_producers()
         self._rebuild_key_index()
         self.heads = KeyHeads.from_arrays(*self.keys.heads())
         self.keys.retention_floor = self.log.first_offset
         self._written = self.log.next_offset
-        self.commit = GroupCommit(self._written, self._take_sync_handle, fsync)
+        self.commit = GroupCommit(self._written, self._take_sync_handle, fsync, disk)
+        if fsync:
+            self.commit.on_durable(self.head.write)
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
+        # Damage in the part of the log that key heads and producer state were rebuilt
+        # from: the versions (and sequences) of the records there are unknown, so the
+        # topic refuses appends until an operator decides (repair --drop-range).
+        self._rebuilt_from = min(rebuilt_from, snapshot_offset)
+        for damage in self.log.damages:
+            log.error("%s", damage.describe(name))
 
-    # -- opening ----------------------------------------------------------------------
+    # -- damage -----------------------------------------------------------------------
+
+    @property
+    def damages(self) -> list[seg.Damage]:
+        return [*self.index_damage, *self.log.damages]
+
+    def is_accepted(self, damage: seg.Damage) -> bool:
+        return any(
+            start <= damage.first_offset and damage.end_offset <= end for start, end in self.accepted_damage
+        )
+
+    def write_blockers(self) -> list[seg.Damage]:
+        """Damage that stops appends: not accepted, in the range state was rebuilt from."""
+        return [d for d in self.log.damages if d.end_offset > self._rebuilt_from and not self.is_accepted(d)]
+
+    def accept_damage(self, first: int, end: int) -> list[seg.Damage]:
+        """Record an operator's decision that offsets [first, end) are lost; return the
+        damage it covers. Refused if the range holds intact records or no damage."""
+        with self._write_lock:
+            self._check_open_for_repair()
+            covered = [d for d in self.damages if first <= d.first_offset and d.end_offset <= end]
+            if not covered:
+                raise InvalidRequest(
+                    f"topic {self.name} has no damaged offsets inside {first}..{end - 1}; "
+                    f"its damage: {_ranges(self.log.damages) or 'none'}"
+                )
+            intact = self._intact_between(first, end, covered)
+            if intact is not None:
+                raise InvalidRequest(
+                    f"offsets {first}..{end - 1} of topic {self.name} include intact records (from "
+                    f"offset {intact}); --drop-range accepts the loss of damaged offsets only: "
+                    f"name the damaged ranges ({_ranges(covered)})"
+                )
+            previous = self.accepted_damage
+            self.accepted_damage = sorted([*previous, (first, end)])
+            try:
+                self.save_meta()
+            except OSError as exc:
+                self.accepted_damage = previous
+                raise StorageError(
+                    f"could not save the repair of topic {self.name}: {describe_os_error(exc)}"
+                ) from exc
+            return covered
+
+    def _intact_between(self, first: int, end: int, covered: list[seg.Damage]) -> int | None:
+        for _, frame in self.log.frames_from(first, end):
+            if not any(d.first_offset <= frame.base_offset < d.end_offset for d in covered):
+                return max(frame.base_offset, first)
+        return None
+
+    def _check_open_for_repair(self) -> None:
+        if self.closed:
+            raise StorageError(f"topic {self.name} is closed")
+
+    def _read_or_note(self, segment: Segment, frame: seg.FrameInfo, verify: bool) -> pa.RecordBatch | None:
+        """A frame's batch, or None if it is damaged (recorded and reported once)."""
+        try:
+            return self.log.read_frame(segment, frame, verify)
+        except seg.FrameDamaged as exc:
+            if frame.base_offset not in segment.bad:
+                damage = self.log.note_damage(segment, frame, str(exc))
+                log.error("%s", damage.describe(self.name))
+                self.damage_found += 1
+            return None
+
+    damage_found = 0  # frames found damaged by reads since open, for metrics
 
     def meta(self) -> dict[str, Any]:
         """What topic.json holds."""
@@ -109,11 +216,13 @@ class Topic:
         }
         if self.schema is not None:
             meta["schema"] = self.schema.to_json()
+        if self.accepted_damage:
+            meta["accepted_damage"] = [list(r) for r in self.accepted_damage]
         return meta
 
     def save_meta(self) -> None:
         with self._meta_lock:
-            write_json_atomically(os.path.join(self.directory, "topic.json"), self.meta())
+            save_topic_meta(self.disk, self.directory, self.meta(), sync=self.fsync)
 
     def _use_schema(self, schema: TopicSchema | None) -> None:
         self.schema = schema
@@ -141,24 +250,25 @@ class Topic:
     def _producer_dir(self) -> str:
         return os.path.join(self.directory, "producers")
 
-    def _load_producers(self) -> ProducerState:
+    def _load_producers(self) -> tuple[ProducerState, int]:
+        """Producer state: the newest usable snapshot, then the frames after it."""
         active_base = self.log.active.base_offset
-        state, snapshot_offset = ProducerState.load(self._producer_dir(), active_base)
+        state, snapshot_offset = ProducerState.load(self.disk, self._producer_dir(), active_base)
         for segment in self.log.segments:
             if segment.next_offset <= snapshot_offset:
                 continue
             frames = segment.frames
             if frames and any(f.meta is None for f in frames) and segment is not self.log.active:
                 # Read from a sidecar index, which has no metadata: read the headers.
-                frames, _ = seg.scan_frames(segment.file.view(segment.file.size), None, verify=False)
+                frames = segment.file.scan().frames
             for frame in frames:
                 if frame.base_offset >= snapshot_offset:
                     state.apply_meta(frame.meta, frame.base_offset, frame.count)
-        return state
+        return state, snapshot_offset
 
     def _save_producers(self, offset: int) -> None:
-        self.producers.save(self._producer_dir(), offset)
-        ProducerState.prune(self._producer_dir())
+        self.producers.save(self.disk, self._producer_dir(), offset, sync=self.fsync)
+        ProducerState.prune(self.disk, self._producer_dir())
 
     def _rebuild_key_index(self) -> None:
         """Re-add to the key index what the log holds past the index's runs."""
@@ -168,7 +278,9 @@ class Topic:
             return
         log.info("topic %s: indexing keys of offsets %d..%d from the log", self.name, start, end)
         for segment, frame in self.log.frames_from(start, end):
-            batch = self.log.read_frame(segment, frame)
+            batch = self._read_or_note(segment, frame, verify=True)
+            if batch is None:
+                continue
             if frame.base_offset < start:
                 batch = batch.slice(start - frame.base_offset)
             keys = batch.column("key")
@@ -240,10 +352,10 @@ class Topic:
                 typed = (
                     schema.conform(values, self.name) if schema is not None else _opaque(values, self.name)
                 )
-            if self.keys.flush_error is not None:
-                raise StorageError(
-                    f"the key index of {self.name} could not be written: {self.keys.flush_error}"
-                )
+            self.keys.check_writable()
+            blockers = self.write_blockers()
+            if blockers:
+                raise DataDamaged(_blocked_message(self.name, blockers))
             if producer_key is not None:
                 original = self.producers.check(producer_key)
                 if original is not None:
@@ -355,6 +467,8 @@ class Topic:
         return [_present(batch, schema, value_format) for batch in batches]
 
     def _fetch_stored(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
+        """Stored records from ``offset`` on; damaged frames are left out (recorded in
+        ``damages``, so offsets may jump, as in a compacted topic)."""
         self.check_start(offset)
         end = self.commit.durable
         batches: list[pa.RecordBatch] = []
@@ -362,7 +476,9 @@ class Topic:
         size = 0
         try:
             for segment, frame in self.log.frames_from(offset, end):
-                batch = self.log.read_frame(segment, frame)
+                batch = self._read_or_note(segment, frame, verify=True)
+                if batch is None:
+                    continue
                 if frame.base_offset < offset:
                     batch = batch.slice(offset - frame.base_offset)
                 if rows + batch.num_rows > max_records:
@@ -390,25 +506,32 @@ class Topic:
         segment = segments[located[0]]
         frame = segment.frames[located[1]]
         try:
-            batch = self.log.read_frame(segment, frame)
+            batch = self._read_or_note(segment, frame, verify=True)
         except FileNotFoundError:  # retention removed the segment meanwhile: those are gone
+            return frame.next_offset
+        if batch is None:
             return frame.next_offset
         timestamps = batch.column("timestamp").view(pa.int64()).to_numpy()
         later = np.flatnonzero(timestamps >= micros)
         return frame.base_offset + int(later[0]) if len(later) else frame.next_offset
 
     def read_key(self, key: bytes, from_version: int = 1, to_version: int | None = None) -> pa.Table:
-        """The key's records in version order; touches only frames holding them."""
+        """The key's records in version order; touches only frames holding them.
+
+        Raises StorageError naming the offsets if any of them is damaged: a key's stream
+        with a hole in it would be replayed into a wrong state without a word.
+        """
         offsets = self.keys.lookup(key, from_version, to_version)
         end = self.commit.durable
         segments = list(self.log.segments)  # one snapshot: retention may replace the list
         offsets = offsets[(offsets < end) & (offsets >= segments[0].base_offset)]
         pieces: list[pa.RecordBatch] = []
         if len(offsets):
+            self._check_key_damage(key, offsets)
             starts = np.array([s.base_offset for s in segments], dtype=np.int64)
             owners = np.searchsorted(starts, offsets, side="right") - 1
             for owner in np.unique(owners).tolist():
-                self._read_key_frames(segments[owner], offsets[owners == owner], pieces)
+                self._read_key_frames(key, segments[owner], offsets[owners == owner], pieces)
         schema = self.schema
         if schema is not None:
             pieces = [_present(piece, schema, "typed") for piece in pieces]
@@ -420,7 +543,20 @@ class Topic:
             raise StorageError(f"key index of {self.name} is inconsistent with the log for key {_show(key)}")
         return table
 
-    def _read_key_frames(self, segment: Segment, offsets: np.ndarray, pieces: list[pa.RecordBatch]) -> None:
+    def _check_key_damage(self, key: bytes, offsets: np.ndarray) -> None:
+        for damage in self.log.damages:
+            hit = offsets[(offsets >= damage.first_offset) & (offsets < damage.end_offset)]
+            if len(hit):
+                raise DataDamaged(
+                    f"records of key {_show(key)} of topic {self.name} at offsets "
+                    f"{', '.join(map(str, hit[:10].tolist()))} are damaged; "
+                    + damage.describe(self.name)
+                    + " (read the key from a later version, or see `odradek topic verify`)"
+                )
+
+    def _read_key_frames(
+        self, key: bytes, segment: Segment, offsets: np.ndarray, pieces: list[pa.RecordBatch]
+    ) -> None:
         """Append to ``pieces`` the records at ``offsets`` (sorted) of one segment."""
         bases = segment.bases_array()
         frame_numbers = np.searchsorted(bases, offsets, side="right") - 1
@@ -435,11 +571,14 @@ class Topic:
             if rows[-1] >= frame.count:
                 raise StorageError(f"key index of {self.name} points at missing offset {offsets[high - 1]}")
             try:
-                batch = self.log.read_frame(segment, frame, verify=False)
+                batch = self._read_or_note(segment, frame, verify=False)
             except FileNotFoundError:
                 if segment.base_offset >= self.log.first_offset:
                     raise
                 return  # retention removed the segment meanwhile: those records are gone
+            if batch is None:
+                self._check_key_damage(key, offsets[low:high])
+                raise DataDamaged(f"a frame of topic {self.name} holding key {_show(key)} is damaged")
             self.frames_touched += 1
             if rows[-1] - rows[0] == len(rows) - 1:  # contiguous (often one row): zero-copy
                 pieces.append(batch.slice(rows[0], len(rows)))
@@ -456,6 +595,15 @@ class Topic:
             if self.closed:
                 return 0
             count = self.log.expired_segments(time.time() if now is None else now)
+            if count and self.log.segments[count - 1].next_offset > self.keys.covered_until:
+                # The key index must hold the entries of records before they go: its
+                # runs keep each key's newest entry, which is how versions survive.
+                try:
+                    self.keys.flush(self.log.next_offset)
+                except (OSError, StorageError) as exc:
+                    log.warning("topic %s: retention waits for the key index: %s", self.name, exc)
+                    while count and self.log.segments[count - 1].next_offset > self.keys.covered_until:
+                        count -= 1
             if count:
                 self.log.drop_oldest(count)
                 self.keys.retention_floor = self.log.first_offset
@@ -476,6 +624,7 @@ class Topic:
             "segments": len(self.log.segments),
             "fsyncs": self.commit.fsyncs,
             "producers": len(self.producers),
+            "damaged_records": sum(d.end_offset - d.first_offset for d in self.log.damages),
             **{f"key_index_{k}": v for k, v in self.keys.stats().items()},
         }
 
@@ -493,6 +642,7 @@ class Topic:
                     self.keys.flush(self.log.next_offset)
                 except (OSError, StorageError) as exc:
                     log.warning("topic %s: could not flush on close: %s", self.name, exc)
+            self.head.close()
             self.log.close()
 
 
@@ -556,6 +706,21 @@ def _normalize_expectations(expect: Mapping[Any, int] | None) -> dict[bytes, int
             raise InvalidRequest(f"expect names key {key!r} twice with different versions")
         result[normalized] = version
     return result
+
+
+def _ranges(damages: list[seg.Damage]) -> str:
+    return ", ".join(f"{d.first_offset}-{d.end_offset - 1}" for d in damages)
+
+
+def _blocked_message(topic: str, blockers: list[seg.Damage]) -> str:
+    first = blockers[0]
+    return (
+        f"topic {topic} refuses appends: {first.describe(topic)}"
+        + (f" and {len(blockers) - 1} more damaged range(s)" if len(blockers) > 1 else "")
+        + "; the key versions and producer sequences of those records are unknown. "
+        f"Inspect with `odradek topic verify {topic}`; once the records are restored or given "
+        f"up, accept the loss with `odradek topic repair {topic} --drop-range {_ranges(blockers)}`"
+    )
 
 
 def _show(key: bytes) -> str:

@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from odradek import limits
 from odradek.errors import StorageError
-from odradek.files import fsync_directory
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,29 @@ def decode_done(body: bytes) -> tuple[str, I64, I64]:
     return topic, runs[:count], runs[count:]
 
 
+def _frame_at(data: bytes, position: int) -> tuple[int, bytes, int] | None:
+    """(kind, body, end) of the valid frame at ``position``, or None."""
+    if position + _HEADER.size > len(data):
+        return None
+    magic, crc, length, kind = _HEADER.unpack_from(data, position)
+    end = position + _HEADER.size + length
+    if magic != MAGIC or length > _BODY_BYTES_MAX or end > len(data):
+        return None
+    if crc32c.crc32c(data[position + _CRC_FROM : end]) != crc:
+        return None
+    return kind, data[position + _HEADER.size : end], end
+
+
+def _resync(data: bytes, start: int) -> int | None:
+    """The position of the first valid frame at or after ``start``, or None."""
+    candidate = start
+    while (candidate := data.find(MAGIC, candidate)) >= 0:
+        if _frame_at(data, candidate) is not None:
+            return candidate
+        candidate += 1
+    return None
+
+
 def _json(kind: int, data: dict[str, Any]) -> bytes:
     return encode_frame(kind, json.dumps(data, separators=(",", ":")).encode())
 
@@ -148,62 +171,104 @@ def _json(kind: int, data: dict[str, Any]) -> bytes:
 class ProgressStore:
     """The progress file of one group. Thread-safe."""
 
-    def __init__(self, path: str, *, fsync: bool) -> None:
+    def __init__(self, path: str, *, fsync: bool, disk: Disk = LOCAL) -> None:
         self.path = path
         self.fsync = fsync
+        self.disk = disk
         self._write_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._fd = -1
         self._size = 0
         self._written = 0  # frames written (a ticket is this count after a write)
         self._durable = 0  # frames known to be on disk
+        self.damaged: list[tuple[int, int]] = []  # byte ranges skipped by the last load
 
     # -- opening ----------------------------------------------------------------------
 
     def load(self) -> GroupState | None:
-        """Replay the file (None if there is none) and open it for appending."""
+        """Replay the file (None if there is none) and open it for appending.
+
+        A torn tail (a partial frame after the last whole one) is truncated. Bytes that
+        hold no valid frame *before* valid frames are damage: the frames after them are
+        kept, the damage is reported, the damaged file is kept beside as
+        ``<name>.damaged`` for an operator, and the group's progress is rewritten as a
+        fresh snapshot. Acks recorded only in the damaged bytes are lost: those records
+        are delivered again (at least once, never skipped).
+        """
         try:
-            with open(self.path, "rb") as handle:
-                data = handle.read()
+            data = self.disk.read_bytes(self.path)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read group progress {self.path}: {exc}") from exc
-        state, good = self._replay(data)
+            raise StorageError(f"cannot read group progress {self.path}: {describe_os_error(exc)}") from exc
+        state, good, damaged = self._replay(data)
+        self.damaged = damaged
+        if damaged:
+            for start, end in damaged:
+                log.error(
+                    "group progress %s: bytes %d..%d are damaged; the frames after them are kept, and "
+                    "acks recorded only there will be delivered again",
+                    self.path,
+                    start,
+                    end,
+                )
+            self._set_aside(data)
+            self._open(0)
+            self.rewrite(snapshot_frames(state.meta, state.topics))
+            return state
         if good < len(data):
             log.warning(
-                "group progress %s: %d bytes after offset %d are torn or corrupt; truncating",
+                "group progress %s: %d bytes after offset %d are a torn tail; truncating",
                 self.path,
                 len(data) - good,
                 good,
             )
             try:
-                os.truncate(self.path, good)
+                fd = self.disk.open(self.path, os.O_WRONLY)
+                try:
+                    self.disk.ftruncate(fd, good)
+                finally:
+                    self.disk.close(fd)
             except OSError as exc:
-                raise StorageError(f"cannot truncate group progress {self.path}: {exc}") from exc
+                raise StorageError(
+                    f"cannot truncate group progress {self.path}: {describe_os_error(exc)}"
+                ) from exc
         self._open(good)
         return state
 
-    def _replay(self, data: bytes) -> tuple[GroupState, int]:
+    def _set_aside(self, data: bytes) -> None:
+        """Keep a damaged file's bytes for an operator (best effort)."""
+        try:
+            self.disk.write_atomically(self.path + ".damaged", data, sync=self.fsync)
+        except OSError as exc:
+            log.warning("cannot keep a copy of damaged %s: %s", self.path, describe_os_error(exc))
+
+    def _replay(self, data: bytes) -> tuple[GroupState, int, list[tuple[int, int]]]:
+        """(state, end of the last valid frame, damaged byte ranges before valid frames)."""
         meta: dict[str, Any] | None = None
         topics: dict[str, TopicProgress] = {}
         pending: dict[str, tuple[list[I64], list[I64]]] = {}
+        damaged: list[tuple[int, int]] = []
         position = 0
+        good = 0
         while position + _HEADER.size <= len(data):
-            magic, crc, length, kind = _HEADER.unpack_from(data, position)
-            end = position + _HEADER.size + length
-            if magic != MAGIC or length > _BODY_BYTES_MAX or end > len(data):
-                break
-            covered = data[position + _CRC_FROM : end]
-            if crc32c.crc32c(covered) != crc:
-                break
-            body = data[position + _HEADER.size : end]
+            frame = _frame_at(data, position)
+            if frame is None:
+                following = _resync(data, position + 1)
+                if following is None:
+                    break
+                damaged.append((position, following))
+                position = following
+                continue
+            kind, body, end = frame
             try:
                 meta = self._apply(kind, body, meta, topics, pending)
             except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+                # The CRC matched: a frame this version cannot apply is a bug or a newer
+                # format, not damage; stop here rather than guess.
                 log.warning("group progress %s: bad frame at %d: %s", self.path, position, exc)
                 break
-            position = end
+            position = good = end
         for topic, (starts, ends) in pending.items():
             progress = topics.get(topic)
             if progress is None or not starts:
@@ -214,7 +279,7 @@ class ProgressStore:
                 progress.committed,
             )
             progress.committed, progress.starts, progress.ends = merged
-        return GroupState(meta, topics), position
+        return GroupState(meta, topics), good, damaged
 
     @staticmethod
     def _apply(
@@ -261,15 +326,21 @@ class ProgressStore:
 
     def _open(self, size: int) -> None:
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = self.disk.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
-            raise StorageError(f"cannot open group progress {self.path}: {exc}") from exc
+            raise StorageError(f"cannot open group progress {self.path}: {describe_os_error(exc)}") from exc
         self._size = size
 
     def create(self) -> None:
         """Start an empty file for a new group."""
         self._open(0)
-        fsync_directory(os.path.dirname(self.path))
+        if self.fsync:
+            try:
+                self.disk.fsync_directory(os.path.dirname(self.path))
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create group progress {self.path}: {describe_os_error(exc)}"
+                ) from exc
 
     # -- writing ----------------------------------------------------------------------
 
@@ -290,19 +361,19 @@ class ProgressStore:
             if self._fd < 0:
                 raise StorageError(f"group progress {self.path} is closed")
             try:
-                view = memoryview(frame)
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                self.disk.append(self._fd, frame)
             except OSError as exc:
                 self._undo_partial_write()
-                raise StorageError(f"cannot write group progress {self.path}: {exc}") from exc
+                raise StorageError(
+                    f"cannot write group progress {self.path}: {describe_os_error(exc)}"
+                ) from exc
             self._size += len(frame)
             self._written += 1
             return self._written
 
     def _undo_partial_write(self) -> None:
         try:
-            os.ftruncate(self._fd, self._size)
+            self.disk.ftruncate(self._fd, self._size)
         except OSError:
             log.exception("group progress %s: cannot truncate a partial write", self.path)
 
@@ -323,30 +394,26 @@ class ProgressStore:
                 raise StorageError(f"group progress {self.path} is closed")
             if self.fsync:
                 try:
-                    os.fdatasync(fd)
+                    self.disk.fdatasync(fd)
                 except OSError as exc:
-                    raise StorageError(f"cannot fsync group progress {self.path}: {exc}") from exc
+                    raise StorageError(
+                        f"cannot fsync group progress {self.path}: {describe_os_error(exc)}"
+                    ) from exc
             self._durable = max(self._durable, goal)
 
     def rewrite(self, frames: list[bytes]) -> None:
         """Replace the file by ``frames`` (a snapshot) atomically; everything written
         so far is then durable."""
-        temporary = self.path + ".tmp"
         with self._sync_lock, self._write_lock:
             try:
-                with open(temporary, "wb") as handle:
-                    for frame in frames:
-                        handle.write(frame)
-                    handle.flush()
-                    if self.fsync:
-                        os.fsync(handle.fileno())
-                os.replace(temporary, self.path)
-                if self.fsync:
-                    fsync_directory(os.path.dirname(self.path))
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                self.disk.write_atomically(self.path, b"".join(frames), sync=self.fsync)
+                fd = self.disk.open(self.path, os.O_WRONLY | os.O_APPEND)
             except OSError as exc:
-                raise StorageError(f"cannot rewrite group progress {self.path}: {exc}") from exc
-            os.close(self._fd)
+                raise StorageError(
+                    f"cannot rewrite group progress {self.path}: {describe_os_error(exc)}"
+                ) from exc
+            if self._fd >= 0:
+                self.disk.close(self._fd)
             self._fd = fd
             self._size = sum(len(frame) for frame in frames)
             self._durable = self._written
@@ -356,24 +423,26 @@ class ProgressStore:
             if self._fd >= 0:
                 try:
                     if self.fsync:
-                        os.fdatasync(self._fd)
+                        self.disk.fdatasync(self._fd)
                 except OSError as exc:
                     log.warning("group progress %s: fsync at close failed: %s", self.path, exc)
-                os.close(self._fd)
+                self.disk.close(self._fd)
                 self._fd = -1
 
     def delete(self) -> None:
         self.close()
         try:
-            os.unlink(self.path)
+            self.disk.remove(self.path)
+            if self.fsync:
+                self.disk.fsync_directory(os.path.dirname(self.path))
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StorageError(f"cannot delete group progress {self.path}: {exc}") from exc
+            raise StorageError(f"cannot delete group progress {self.path}: {describe_os_error(exc)}") from exc
 
 
-def snapshot_frames(meta: dict[str, Any], topics: dict[str, TopicProgress]) -> list[bytes]:
-    frames = [_json(KIND_META, meta)]
+def snapshot_frames(meta: dict[str, Any] | None, topics: dict[str, TopicProgress]) -> list[bytes]:
+    frames = [_json(KIND_META, meta)] if meta is not None else []
     for topic, progress in topics.items():
         frames.append(
             _json(

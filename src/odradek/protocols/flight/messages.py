@@ -65,6 +65,10 @@ ACTIONS: dict[str, str] = {
     "check_schema": 'What would make set_schema refuse a schema. Body: {"topic", "schema", '
     '"compatibility"?}. Result: {"problems": [...]}.',
     "set_compatibility": 'Set a topic\'s compatibility mode. Body: {"topic", "compatibility"}. Result: {}.',
+    "verify_topic": 'Check every frame and derived file of a topic against its checksums. Body: {"name"}. '
+    'Result: {"topic", "segments", "frames", "bytes", "damaged": [...], "problems": [...], "ok"}.',
+    "repair_topic": 'Accept the loss of damaged offsets. Body: {"name", "drop_range": [first, last] or '
+    "a list of them}. Result: topic info JSON.",
 }
 
 _VERSIONS_SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("version", pa.int64())])

@@ -5,9 +5,10 @@
     producer_ids.json         {"next": n}: the first producer id not yet handed out
     groups/<hex name>.json    a consumer group's committed offsets
 
-Every file is replaced atomically (write, fsync, rename), so a crash leaves either
-the old or the new version. Settings of a topic are tied to its creation time: a
-topic deleted and created again (through any door) starts with the defaults.
+Every file is replaced atomically (write, fsync, rename, directory fsync), so a crash
+or a power loss leaves either the old or the new version, and carries a checksum.
+Settings of a topic are tied to its creation time: a topic deleted and created again
+(through any door) starts with the defaults.
 
 Producer ids are reserved in blocks (as Kafka's controller does) so that a restart
 never hands out an id twice while a file write is needed only once per block.
@@ -16,58 +17,78 @@ never hands out an id twice while a file write is needed only once per block.
 from __future__ import annotations
 
 import base64
-import json
+import logging
 import os
 import threading
 import uuid
 from typing import Any
 
 from odradek.errors import StorageError
-from odradek.files import write_json_atomically
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.documents import COPY_SUFFIX, Document
+
+log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
 
 
-def _write_json(path: str, data: Any) -> None:
+def _save(document: Document, data: Any) -> None:
     try:
-        write_json_atomically(path, data)
+        document.save(data)
     except OSError as exc:
-        raise StorageError(f"could not write {os.path.basename(path)}: {exc}") from exc
+        raise StorageError(
+            f"could not write {os.path.basename(document.path)}: {describe_os_error(exc)}"
+        ) from exc
 
 
-def _read_json(path: str) -> Any:
+def _load(document: Document) -> Any:
+    """The document's data (None if absent); StorageError naming the file if damaged."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"could not read {path}: {exc}") from exc
+        return document.load()
+    except OSError as exc:
+        raise StorageError(f"could not read {document.path}: {describe_os_error(exc)}") from exc
 
 
 OffsetEntry = tuple[int, int, str | None]  # offset, leader epoch, metadata
 
 
 class DoorStore:
-    """Thread-safe access to the door's files; small documents, rewritten whole."""
+    """Thread-safe access to the door's files; small documents, rewritten whole.
 
-    def __init__(self, data_dir: str) -> None:
+    Each file is a checksummed document (storage/documents.py): cluster id, topic
+    settings and the producer-id block in two mirrored copies (a damaged one is
+    replaced by the other); a group's offsets in two alternating copies (a damaged
+    newest commit falls back to the one before, so a consumer re-reads a little instead
+    of losing its place).
+    """
+
+    def __init__(self, data_dir: str, disk: Disk = LOCAL, *, fsync: bool = True) -> None:
+        self.disk = disk
+        self.fsync = fsync
         self.directory = os.path.join(data_dir, "kafka")
         self._groups_dir = os.path.join(self.directory, "groups")
-        os.makedirs(self._groups_dir, exist_ok=True)
+        try:
+            if not disk.isdir(self._groups_dir):
+                disk.makedirs(self._groups_dir)
+        except OSError as exc:
+            raise StorageError(f"cannot use {self._groups_dir}: {describe_os_error(exc)}") from exc
         self._lock = threading.Lock()
-        cluster = _read_json(os.path.join(self.directory, "cluster.json"))
+        self._groups: dict[str, Document] = {}
+        cluster_document = self._document("cluster.json")
+        cluster = _load(cluster_document)
         if not cluster:
             cluster = {"cluster_id": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")}
-            _write_json(os.path.join(self.directory, "cluster.json"), cluster)
+            _save(cluster_document, cluster)
         self.cluster_id: str = cluster["cluster_id"]
-        self._topics: dict[str, dict[str, Any]] = _read_json(self._path("topics.json")) or {}
-        state = _read_json(self._path("producer_ids.json")) or {"next": 1}
+        self._topics_document = self._document("topics.json")
+        self._topics: dict[str, dict[str, Any]] = _load(self._topics_document) or {}
+        self._producer_ids_document = self._document("producer_ids.json")
+        state = _load(self._producer_ids_document) or {"next": 1}
         self._next_producer_id = int(state["next"])
         self._reserved_until = self._next_producer_id
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
+    def _document(self, name: str, mode: str = "mirror") -> Document:
+        return Document(self.disk, os.path.join(self.directory, name), mode=mode, sync=self.fsync)
 
     # -- topics -----------------------------------------------------------------------
 
@@ -81,7 +102,7 @@ class DoorStore:
         with self._lock:
             topics = dict(self._topics)
             topics[topic] = {"created_at": created_at, "kafka_partitions": count}
-            _write_json(self._path("topics.json"), topics)
+            _save(self._topics_document, topics)
             self._topics = topics
 
     def forget_topic(self, topic: str) -> None:
@@ -89,7 +110,7 @@ class DoorStore:
             if topic not in self._topics:
                 return
             topics = {name: entry for name, entry in self._topics.items() if name != topic}
-            _write_json(self._path("topics.json"), topics)
+            _save(self._topics_document, topics)
             self._topics = topics
 
     # -- producer ids -----------------------------------------------------------------
@@ -98,7 +119,7 @@ class DoorStore:
         with self._lock:
             if self._next_producer_id >= self._reserved_until:
                 until = self._next_producer_id + PRODUCER_ID_BLOCK
-                _write_json(self._path("producer_ids.json"), {"next": until})
+                _save(self._producer_ids_document, {"next": until})
                 self._reserved_until = until
             producer_id = self._next_producer_id
             self._next_producer_id += 1
@@ -106,15 +127,39 @@ class DoorStore:
 
     # -- group offsets ----------------------------------------------------------------
 
-    def _group_path(self, group: str) -> str:
-        return os.path.join(self._groups_dir, group.encode().hex() + ".json")
+    def _group_document(self, group: str) -> Document:
+        with self._lock:
+            document = self._groups.get(group)
+            if document is None:
+                path = os.path.join(self._groups_dir, group.encode().hex() + ".json")
+                document = Document(self.disk, path, mode="alternate", sync=self.fsync)
+                self._groups[group] = document
+            return document
 
     def load_groups(self) -> dict[str, dict[tuple[str, int], OffsetEntry]]:
         groups: dict[str, dict[tuple[str, int], OffsetEntry]] = {}
-        for name in sorted(os.listdir(self._groups_dir)):
-            if not name.endswith(".json"):
+        names = {
+            name.removesuffix(COPY_SUFFIX)
+            for name in sorted(self.disk.listdir(self._groups_dir))
+            if name.endswith((".json", ".json" + COPY_SUFFIX))
+        }
+        for name in sorted(names):
+            try:
+                group = bytes.fromhex(name[: -len(".json")]).decode()
+            except (ValueError, UnicodeDecodeError):
+                log.warning("ignoring %s: not a group's offsets file", name)
                 continue
-            data = _read_json(os.path.join(self._groups_dir, name))
+            document = self._group_document(group)
+            try:
+                data = document.load()
+            except OSError as exc:
+                log.error(
+                    "the committed offsets of Kafka group %r are lost (%s): its consumers start "
+                    "from their auto.offset.reset position",
+                    group,
+                    exc,
+                )
+                continue
             if not data:
                 continue
             groups[data["group"]] = {
@@ -125,12 +170,13 @@ class DoorStore:
 
     def save_group(self, group: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
         rows = [[topic, partition, *entry] for (topic, partition), entry in sorted(offsets.items())]
-        _write_json(self._group_path(group), {"group": group, "offsets": rows})
+        _save(self._group_document(group), {"group": group, "offsets": rows})
 
     def delete_group(self, group: str) -> None:
         try:
-            os.remove(self._group_path(group))
-        except FileNotFoundError:
-            pass
+            self._group_document(group).delete()
         except OSError as exc:
-            raise StorageError(f"could not delete the offsets of group {group!r}: {exc}") from exc
+            raise StorageError(
+                f"could not delete the offsets of group {group!r}: {describe_os_error(exc)}"
+            ) from exc
+        self._groups.pop(group, None)

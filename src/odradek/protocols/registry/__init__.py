@@ -12,6 +12,7 @@ from odradek.protocols.connections import DoorLimits
 from odradek.protocols.registry.routes import Registry, RegistryBackend, Request, Response
 from odradek.protocols.registry.server import RegistryListener
 from odradek.protocols.registry.subjects import SubjectStore
+from odradek.storage.disk import LOCAL
 
 
 def start_registry_listener(
@@ -28,7 +29,9 @@ def start_registry_listener(
 
     Raises OSError when the address cannot be bound.
     """
-    registry = Registry(backend, SubjectStore(data_directory))
+    disk = getattr(backend, "disk", LOCAL)
+    fsync = bool(getattr(backend, "fsync", True))
+    registry = Registry(backend, SubjectStore(data_directory, disk, fsync=fsync))
     return RegistryListener(registry, host, port, bounds=bounds, budget=budget)
 
 

@@ -21,13 +21,13 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 from typing import Any
 
 from odradek.errors import StorageError
-from odradek.files import fsync_directory, write_json_atomically
+from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.documents import Document
 
 STORE_DIRECTORY = "registry"
 STORE_FILE = "subjects.json"
@@ -99,9 +99,12 @@ class _Subject:
 class SubjectStore:
     """The stored subjects of one data directory."""
 
-    def __init__(self, data_directory: str) -> None:
+    def __init__(self, data_directory: str, disk: Disk = LOCAL, *, fsync: bool = True) -> None:
         self.directory = os.path.join(data_directory, STORE_DIRECTORY)
         self.path = os.path.join(self.directory, STORE_FILE)
+        self.disk = disk
+        # Two checksummed copies (storage/documents.py): subjects cannot be rebuilt.
+        self._document = Document(disk, self.path, sync=fsync)
         self.lock = threading.RLock()
         self._subjects: dict[str, _Subject] = {}
         self._default_compatibility = DEFAULT_COMPATIBILITY
@@ -253,11 +256,13 @@ class SubjectStore:
     # -- the file ----------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not os.path.exists(self.path):
+        try:
+            stored = self._document.load()
+        except OSError as exc:
+            raise StorageError(f"cannot read the registry's subjects from {self.path}: {exc}") from exc
+        if stored is None:
             return
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                stored = json.load(handle)
             if stored.get("format") != STORE_FORMAT:
                 raise ValueError(f"unknown format {stored.get('format')!r}")
             self._default_compatibility = str(stored["compatibility"])
@@ -267,7 +272,7 @@ class SubjectStore:
                     compatibility=data.get("compatibility"),
                     last_version=int(data.get("last_version", 0)),
                 )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"cannot read the registry's subjects from {self.path}: {exc}") from exc
 
     def _save(self) -> None:
@@ -285,11 +290,10 @@ class SubjectStore:
             },
         }
         try:
-            created = not os.path.isdir(self.directory)
-            os.makedirs(self.directory, exist_ok=True)
-            if created:
-                fsync_directory(os.path.dirname(self.directory))
-            write_json_atomically(self.path, document)
-            fsync_directory(self.directory)  # the rename itself must survive a crash
+            if not self.disk.isdir(self.directory):
+                self.disk.makedirs(self.directory)
+            self._document.save(document)
         except OSError as exc:
-            raise StorageError(f"cannot write the registry's subjects to {self.path}: {exc}") from exc
+            raise StorageError(
+                f"cannot write the registry's subjects to {self.path}: {describe_os_error(exc)}"
+            ) from exc

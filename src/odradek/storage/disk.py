@@ -1,0 +1,229 @@
+"""The one seam between Odradek and the file system of a data directory.
+
+Every call that changes a data directory — creating, writing, syncing, renaming and
+removing files and directories — goes through a :class:`Disk`. The engine, the
+consumer groups and the doors never call ``os`` for those themselves. Two reasons:
+
+* **Durability has one set of rules, written once.** A file that must be all old or
+  all new is written whole to a temporary name, fsync'd, renamed over the old one,
+  and the directory is fsync'd so that the rename itself survives a power loss
+  (:meth:`Disk.write_atomically`). A directory created by :meth:`Disk.makedirs` is
+  durable when the call returns. A short write is continued until the whole buffer is
+  written or the kernel says why it cannot be (ENOSPC: "no space left on device").
+* **Faults can be injected under the engine.** ``odradek.storage.powerloss`` is a Disk
+  that remembers what was made durable and can revert the directory to exactly that:
+  the crash tests use it to lose everything a power cut would lose.
+
+Reads (memory maps of sealed files, whole small files) go through the Disk too, but
+they change nothing, so a fault-injecting Disk passes them through.
+
+Rules for callers
+-----------------
+* A new file's name is durable only after :meth:`fsync_directory` of its directory
+  (``write_atomically`` and ``makedirs`` do it themselves).
+* ``remove``/``rename``/``replace`` are durable only after :meth:`fsync_directory` of
+  every directory whose entries they changed.
+* An error is raised as the ``OSError`` the kernel gave; callers translate it into
+  ``StorageError`` with what they were doing (see ``describe_os_error``).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+Buffer = bytes | bytearray | memoryview | Any  # anything with the buffer protocol
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What an OSError means for the user: the full-disk case is named plainly."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if exc.strerror:
+        return exc.strerror.lower() if exc.errno is not None else exc.strerror
+    return str(exc)
+
+
+class Disk:
+    """The local file system (the default). Subclasses inject faults."""
+
+    # -- file handles -----------------------------------------------------------------
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        return os.open(path, flags, mode)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def dup(self, fd: int) -> int:
+        return os.dup(fd)
+
+    def pwritev(self, fd: int, pieces: Sequence[Buffer], position: int) -> int:
+        """Write all of ``pieces`` at ``position``; return the bytes written.
+
+        A short write (the kernel wrote part of the buffer, as it does when the disk
+        fills up mid-write) is continued, so the caller either gets everything written
+        or the OSError that stopped it (ENOSPC, EIO...).
+        """
+        total = sum(memoryview(piece).nbytes for piece in pieces)
+        done = 0
+        remaining = list(pieces)
+        while done < total:
+            written = self._pwritev(fd, remaining, position + done)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+            remaining = _skip(remaining, written)
+        return done
+
+    def _pwritev(self, fd: int, pieces: Sequence[Buffer], position: int) -> int:
+        return os.pwritev(fd, pieces, position)
+
+    def append(self, fd: int, data: Buffer) -> None:
+        """Write all of ``data`` at the end of a file opened with O_APPEND."""
+        view = memoryview(data)
+        while view:
+            written = self._write(fd, view)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+
+    def _write(self, fd: int, data: memoryview) -> int:
+        return os.write(fd, data)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def fsize(self, fd: int) -> int:
+        return os.fstat(fd).st_size
+
+    # -- names ------------------------------------------------------------------------
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def isfile(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def getsize(self, path: str) -> int:
+        return os.path.getsize(path)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path)
+
+    def makedirs(self, path: str) -> None:
+        """Create ``path`` and its missing parents, durably: each parent whose entries
+        changed is fsync'd before this returns."""
+        path = os.path.abspath(path)
+        missing: list[str] = []
+        probe = path
+        while not self.isdir(probe):
+            missing.append(probe)
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        for directory in reversed(missing):
+            try:
+                self.mkdir(directory)
+            except FileExistsError:
+                if not self.isdir(directory):
+                    raise
+                continue
+            self.fsync_directory(os.path.dirname(directory))
+
+    def rename(self, source: str, target: str) -> None:
+        os.rename(source, target)
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
+
+    def rmtree(self, path: str) -> None:
+        """Remove a directory tree; what cannot be removed is left (and logged by no one:
+        it is garbage in a directory that is about to be forgotten)."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    def fsync_directory(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- whole files ------------------------------------------------------------------
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    def map(self, path: str) -> mmap.mmap:
+        """A read-only memory map of a whole file (an empty file cannot be mapped:
+        callers check the size first)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+
+    def write_new(self, path: str, data: Buffer, *, sync: bool = True) -> None:
+        """Write a file that must not exist yet, fsync'd (its name is not: the caller
+        fsyncs the directory, or renames the file into place)."""
+        fd = self.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            self.pwritev(fd, [data], 0)
+            if sync:
+                self.fsync(fd)
+        finally:
+            self.close(fd)
+
+    def write_atomically(self, path: str, data: Buffer, *, sync: bool = True) -> None:
+        """Replace ``path`` by ``data`` so that a crash or a power loss leaves either the
+        old or the new file, and a return means the new one is durable.
+
+        ``sync=False`` keeps the atomicity against a crashed process but not against a
+        power loss (the engine's ``fsync=False`` mode).
+        """
+        temporary = path + ".tmp"
+        try:
+            self.remove(temporary)  # a leftover of a crash
+        except FileNotFoundError:
+            pass
+        self.write_new(temporary, data, sync=sync)
+        self.replace(temporary, path)
+        if sync:
+            self.fsync_directory(os.path.dirname(path) or ".")
+
+
+def _skip(pieces: list[Buffer], count: int) -> list[Buffer]:
+    """``pieces`` without their first ``count`` bytes."""
+    rest: list[Buffer] = []
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        if count >= view.nbytes:
+            count -= view.nbytes
+            continue
+        rest.append(view[count:])
+        count = 0
+    return rest
+
+
+LOCAL = Disk()
