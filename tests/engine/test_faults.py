@@ -10,6 +10,7 @@ restart), and the engine keeps working once the fault clears, without a restart.
 from __future__ import annotations
 
 import errno
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 import odradek
+from odradek import limits
 from odradek.storage.faults import FaultyDisk
 
 
@@ -87,3 +89,43 @@ def test_engine_keeps_serving_after_bad_input(tmp_path: Path) -> None:
                 rejected += 1
         assert rejected == len(bad_inputs) - 1
         assert client.append("t", [{"value": b"ok"}]).base_offset == 1
+
+
+def test_a_full_disk_during_a_key_index_flush_does_not_wedge_the_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: after ENOSPC in a key-index flush the topic refused every append until a
+    restart, even once space was freed (its flush error was never reset). Now appends go
+    on into memory up to a bound, are refused with the reason past it, and resume by
+    themselves when a retried flush succeeds."""
+    monkeypatch.setattr(limits, "key_index_memtable_entries_max", 10)
+    monkeypatch.setattr(limits, "key_index_flush_retry_seconds", 0.0)
+    disk = FaultyDisk()
+    with odradek.open(tmp_path, disk=disk, fsync=False) as client:
+        client.create_topic("t")
+        disk.fail_writes(errno.ENOSPC, paths="/keys/")
+        refused = None
+        for _ in range(50):
+            try:
+                client.append("t", _records(10))
+            except odradek.StorageError as exc:
+                refused = exc
+                break
+            client.engine._topics["t"].keys.wait_idle()
+        assert refused is not None and "no space left on device" in str(refused)
+        assert disk.writes_failed > 0
+        disk.heal()
+        deadline = time.monotonic() + 30
+        while True:  # the next appends retry the flush; one of them gets through
+            try:
+                client.append("t", _records(10))
+                break
+            except odradek.StorageError:
+                assert time.monotonic() < deadline, "the topic stayed wedged after space was freed"
+                client.engine._topics["t"].keys.wait_idle()
+        keys = client.engine._topics["t"].keys
+        keys.wait_idle()
+        assert keys.flush_error is None
+        total = client.describe_topic("t").next_offset
+        assert client.key_version("t", "k") == total
+        assert client.read_key("t", "k").num_rows == total

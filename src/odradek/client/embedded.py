@@ -73,6 +73,10 @@ class EmbeddedClient:
     def describe_topic(self, name: str) -> TopicInfo:
         return self.engine.describe_topic(name)
 
+    def unavailable_topics(self) -> dict[str, str]:
+        """Topics whose files exist but cannot be opened, and why."""
+        return self.engine.unavailable_topics()
+
     def verify_topic(self, name: str) -> dict[str, Any]:
         """Check every frame and derived file of a topic (see Engine.verify_topic)."""
         return self.engine.verify_topic(name)

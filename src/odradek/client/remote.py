@@ -122,6 +122,11 @@ class RemoteClient:
         topics = messages.load(self._action("list_topics", {"pattern": pattern}), "list_topics result")
         return list(topics.get("topics", []))
 
+    def unavailable_topics(self) -> dict[str, str]:
+        """Topics whose files exist but cannot be opened, and why."""
+        topics = messages.load(self._action("list_topics", {}), "list_topics result")
+        return {str(name): str(why) for name, why in (topics.get("unavailable") or {}).items()}
+
     def describe_topic(self, name: str) -> TopicInfo:
         return messages.decode_topic_info(self._action("describe_topic", {"name": name}))
 

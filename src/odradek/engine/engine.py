@@ -56,6 +56,7 @@ from odradek.schemas import compat, compile_schema
 from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.handles import HandleCache, raise_open_files_limit
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,21 @@ class Engine:
         append_bytes_max: int = limits.append_bytes_max_default,
         retention_check_seconds: float = 60.0,
         disk: Disk = LOCAL,
+        topics_max: int = limits.topics_max_default,
     ) -> None:
         if type(append_bytes_max) is not int or append_bytes_max < 1:
             raise InvalidRequest(f"append_bytes_max must be an int >= 1, got {append_bytes_max!r}")
         if type(retention_check_seconds) not in (int, float) or not retention_check_seconds > 0:  # NaN too
             raise InvalidRequest(f"retention_check_seconds must be > 0, got {retention_check_seconds!r}")
+        if type(topics_max) is not int or topics_max < 1:
+            raise InvalidRequest(f"topics_max must be an int >= 1, got {topics_max!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.fsync = fsync
         self.disk = disk
+        self.topics_max = topics_max
+        raise_open_files_limit()
+        # Every file the engine writes draws its descriptor from this bounded set.
+        self.handles = HandleCache(disk)
         self.append_bytes_max = append_bytes_max
         self._topics_dir = os.path.join(self.path, "topics")
         self._trash_dir = os.path.join(self.path, "trash")
@@ -193,6 +201,7 @@ class Engine:
                 schema=schema,
                 disk=self.disk,
                 accepted_damage=accepted,
+                handles=self.handles,
             )
         except OSError as exc:
             raise StorageError(f"cannot open topic {name}: {describe_os_error(exc)}") from exc
@@ -265,6 +274,11 @@ class Engine:
                     f"topic {name!r} exists but is unavailable ({self._unavailable[name]}); "
                     "delete it first to create it anew",
                     name,
+                )
+            if len(self._topics) + len(self._unavailable) >= self.topics_max:
+                raise InvalidRequest(
+                    f"this server holds {self.topics_max} topics, its limit (topics_max); delete "
+                    "topics or raise the limit (odradek serve --topics-max)"
                 )
             directory = os.path.join(self._topics_dir, name)
             staging = os.path.join(self._trash_dir, f"new-{uuid.uuid4().hex}")
@@ -693,7 +707,8 @@ class Engine:
                 # batch has one schema; a read of one topic gets them typed.
                 value_format = "json" if wildcard else "typed"
                 for batch in topic.fetch(positions[name], per_batch, per_bytes, value_format):
-                    positions[name] += batch.num_rows
+                    # The last offset, not the row count: damaged offsets leave gaps.
+                    positions[name] = int(batch.column("offset")[-1].as_py()) + 1
                     progressed = True
                     if wildcard:
                         batch = batch.append_column(

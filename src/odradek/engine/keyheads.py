@@ -31,7 +31,11 @@ import pyarrow as pa
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: powers never collapse to zero
 _LENGTH_MAX = 1 << 16  # keys are at most limits.key_bytes_max (4 KiB); room to spare
 _POWERS = np.cumprod(np.full(_LENGTH_MAX, _MULTIPLIER, dtype=np.uint64), dtype=np.uint64)
-_INITIAL_SLOTS = 1 << 12
+# Small to start with (grown by doubling): a data directory may hold 100,000 topics,
+# most with few keys, and every open topic has its key heads in memory.
+_INITIAL_SLOTS = 1 << 7
+_INITIAL_KEYS = 64
+_INITIAL_DATA_BYTES = 1 << 11
 
 
 _SCALAR_KEYS_MAX = 4  # lookups of this many keys or fewer take the plain-Python path
@@ -100,12 +104,12 @@ class KeyHeads:
 
     def __init__(self, heads: Mapping[bytes, int] | None = None) -> None:
         self._count = 0
-        self._data = np.zeros(1 << 16, np.uint8)
+        self._data = np.zeros(_INITIAL_DATA_BYTES, np.uint8)
         self._data_used = 0
-        self._starts = np.zeros(1024, np.int64)
-        self._lengths = np.zeros(1024, np.int64)
-        self._hashes = np.zeros(1024, np.uint64)
-        self._versions = np.zeros(1024, np.int64)
+        self._starts = np.zeros(_INITIAL_KEYS, np.int64)
+        self._lengths = np.zeros(_INITIAL_KEYS, np.int64)
+        self._hashes = np.zeros(_INITIAL_KEYS, np.uint64)
+        self._versions = np.zeros(_INITIAL_KEYS, np.int64)
         self._slot_ids = np.full(_INITIAL_SLOTS, -1, np.int64)
         self._slot_hashes = np.zeros(_INITIAL_SLOTS, np.uint64)
         if heads:

@@ -85,11 +85,11 @@ class Run:
         self.path = path
         self.start = start
         self.end = end
-        mapped = disk.map(path)
-        buffer = pa.py_buffer(mapped)
-        if len(mapped) >= RUN_TRAILER.size and mapped[-RUN_TRAILER.size :][:4] == RUN_MAGIC:
-            body = buffer.slice(0, len(mapped) - RUN_TRAILER.size)
-            (crc,) = struct.unpack("<I", mapped[-4:])
+        buffer = disk.map(path)
+        tail = memoryview(buffer)[-RUN_TRAILER.size :] if buffer.size >= RUN_TRAILER.size else b""
+        if bytes(tail[:4]) == RUN_MAGIC:
+            body = buffer.slice(0, buffer.size - RUN_TRAILER.size)
+            (crc,) = struct.unpack("<I", tail[4:])
             if crc32c.crc32c(memoryview(body)) != crc:
                 raise RunDamaged("its checksum does not match its contents")
             self.checksummed = True

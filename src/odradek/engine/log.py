@@ -27,6 +27,7 @@ from odradek.engine import segment as seg
 from odradek.errors import StorageError
 from odradek.records import STORED_SCHEMA
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.handles import HandleCache
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class TopicLog:
         *,
         acknowledged: int = 0,
         fsync: bool = True,
+        handles: HandleCache | None = None,
     ) -> None:
         """Open (recover) the log in ``directory``.
 
@@ -89,6 +91,7 @@ class TopicLog:
         self.config = config
         self.disk = disk
         self.fsync = fsync
+        self.handles = handles or HandleCache(disk)
         self.segments: list[Segment] = []
         # Ranges of offsets that are lost or unreadable, in offset order (see Damage).
         self.damages: list[seg.Damage] = []
@@ -151,7 +154,7 @@ class TopicLog:
     def _open_segment(self, base: int, following: int | None) -> Segment:
         """A segment as its sidecar index (sealed) or a full scan (active, or sealed
         without a usable index) describes it."""
-        file = seg.SegmentFile(self.disk, self.directory, base, create=False)
+        file = seg.SegmentFile(self.disk, self.directory, base, create=False, handles=self.handles)
         index = None if following is None else seg.read_index(self.disk, self.directory, base, file.size)
         if index is not None:
             frames, damages, tail = index.frames, index.damages, file.size
@@ -278,7 +281,11 @@ class TopicLog:
         if self.disk.exists(path) and self.disk.getsize(path) == 0:
             self.disk.remove(path)  # an empty leftover of a crash right after a roll
         segment = Segment(
-            seg.SegmentFile(self.disk, self.directory, base_offset, create=True), [], [], 0, time.time()
+            seg.SegmentFile(self.disk, self.directory, base_offset, create=True, handles=self.handles),
+            [],
+            [],
+            0,
+            time.time(),
         )
         self.segments.append(segment)
         if self.fsync:
@@ -352,9 +359,12 @@ class TopicLog:
         active.add(frame)
         return frame
 
-    def sync_handle(self) -> int:
-        """A duplicate of the active segment's descriptor, for a group-commit fsync."""
-        return self.disk.dup(self.active.file.fd)
+    def sync_handle(self) -> tuple[int, seg.SegmentFile, int]:
+        """A duplicate of the active segment's descriptor for a group-commit fsync, the
+        segment, and the token that marks its handle clean once the fsync is done."""
+        active = self.active.file
+        fd, token = active.sync_handle()
+        return fd, active, token
 
     # -- reading (lock-free) ----------------------------------------------------------
 

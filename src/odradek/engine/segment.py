@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ import pyarrow as pa
 from odradek.errors import StorageError
 from odradek.records import STORED_SCHEMA
 from odradek.storage.disk import Disk, describe_os_error
+from odradek.storage.handles import HandleCache
 
 MAGIC = b"ODR1"
 HEADER = struct.Struct("<4sIIqIqH")
@@ -219,8 +219,8 @@ def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None)
     base offset must not go back) and reports the bytes and offsets in between. What
     lies after the last valid frame is returned as ``tail``: the caller decides whether
     that is a torn tail (the active segment after a crash) or damage (a sealed one).
-    ``data`` is the segment's bytes (an mmap or bytes: anything with ``find``); only
-    its first ``end`` bytes are scanned when ``end`` is given.
+    ``data`` is the segment's bytes (anything with the buffer protocol); only its
+    first ``end`` bytes are scanned when ``end`` is given.
     """
     view = memoryview(data)
     if end is not None:
@@ -237,7 +237,7 @@ def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None)
             next_base = frame.next_offset
             position += frame.size
             continue
-        found = _resync(data, view, position, next_base, size)
+        found = _resync(view, position, next_base)
         if found is None:
             break
         damages.append(
@@ -256,11 +256,11 @@ def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None)
     return SegmentScan(frames, damages, position)
 
 
-def _resync(data: Any, view: memoryview, position: int, next_base: int, end: int) -> FrameInfo | None:
+def _resync(view: memoryview, position: int, next_base: int) -> FrameInfo | None:
     """The first valid frame at or after ``position`` whose offsets do not go back."""
     candidate = position
     while True:
-        candidate = data.find(MAGIC, candidate, end)
+        candidate = _find(view, MAGIC, candidate)
         if candidate < 0:
             return None
         if candidate % BODY_ALIGNMENT == 0:
@@ -270,21 +270,52 @@ def _resync(data: Any, view: memoryview, position: int, next_base: int, end: int
         candidate += 1
 
 
-class SegmentFile:
-    """One segment: an append-only file plus a read-only mapping that grows on demand."""
+_FIND_CHUNK_BYTES = 1 << 20  # resync searches a mapped segment this much at a time
 
-    def __init__(self, disk: Disk, directory: str, base_offset: int, *, create: bool) -> None:
+
+def _find(view: memoryview, needle: bytes, start: int) -> int:
+    """``bytes.find`` over a memoryview, without copying more than a chunk at a time."""
+    size = len(view)
+    while start < size:
+        stop = min(start + _FIND_CHUNK_BYTES + len(needle) - 1, size)
+        found = bytes(view[start:stop]).find(needle)
+        if found >= 0:
+            return start + found
+        start = stop - len(needle) + 1 if stop < size else size
+    return -1
+
+
+class SegmentFile:
+    """One segment: an append-only file plus a read-only mapping that grows on demand.
+
+    The file's descriptor comes from the engine's bounded set of handles
+    (storage/handles.py): it is opened on the first write and may be closed while the
+    segment is idle, so that any number of topics fits the open-files limit.
+    """
+
+    def __init__(
+        self,
+        disk: Disk,
+        directory: str,
+        base_offset: int,
+        *,
+        create: bool,
+        handles: HandleCache | None = None,
+    ) -> None:
         self.disk = disk
         self.base_offset = base_offset
         self.name = segment_name(base_offset)
         self.path = os.path.join(directory, self.name)
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
-            self.fd = disk.open(self.path, flags)
+            if create:
+                disk.close(disk.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+                self.size = 0
+            else:
+                self.size = disk.getsize(self.path)
         except OSError as exc:
             raise StorageError(f"cannot open segment {self.path}: {describe_os_error(exc)}") from exc
-        self.size = disk.fsize(self.fd)
-        self._map: mmap.mmap | None = None
+        self.handle = (handles or HandleCache(disk, capacity=1)).handle(self.path, os.O_RDWR)
+        self._map: pa.Buffer | None = None
         self._mapped = 0
         self.closed = False
 
@@ -294,7 +325,9 @@ class SegmentFile:
         """Write one frame at the end; return its position. On failure nothing remains."""
         position = self.size
         try:
-            self.disk.pwritev(self.fd, pieces, position)
+            with self.handle.fd() as fd:
+                self.handle.written()
+                self.disk.pwritev(fd, pieces, position)
         except OSError as exc:
             self.truncate(position)
             raise StorageError(
@@ -305,18 +338,29 @@ class SegmentFile:
 
     def truncate(self, size: int) -> None:
         try:
-            self.disk.ftruncate(self.fd, size)
+            with self.handle.fd() as fd:
+                self.handle.written()
+                self.disk.ftruncate(fd, size)
         except OSError:
             pass  # the caller reports the original failure; recovery trims the tail anyway
         self.size = size
 
     def sync(self) -> None:
-        self.disk.fdatasync(self.fd)
+        with self.handle.fd() as fd:
+            token = self.handle.writes
+            self.disk.fdatasync(fd)
+        self.handle.synced(token)
+
+    def sync_handle(self) -> tuple[int, int]:
+        """(a duplicate of the descriptor, a token for ``handle.synced``), for a group
+        commit that fsyncs outside the writer lock."""
+        with self.handle.fd() as fd:
+            return self.disk.dup(fd), self.handle.writes
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.disk.close(self.fd)  # the mapping stays valid for readers still using it
+            self.handle.close()  # the mapping stays valid for readers still using it
 
     # -- reading ----------------------------------------------------------------------
 
@@ -329,15 +373,12 @@ class SegmentFile:
             if end == 0:
                 return memoryview(b"")
             try:
-                if self.closed:
-                    self._map = self.disk.map(self.path)
-                else:
-                    self._map = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ)
+                self._map = self.disk.map(self.path)
             except FileNotFoundError:
                 raise  # retention removed it: the caller knows those offsets are gone
             except (OSError, ValueError) as exc:
                 raise StorageError(f"cannot read segment {self.path}: {exc}") from exc
-            self._mapped = len(self._map)
+            self._mapped = self._map.size
             if end > self._mapped:
                 raise StorageError(
                     f"segment {self.path} is {self._mapped} bytes long, shorter than the "
@@ -346,10 +387,9 @@ class SegmentFile:
         assert self._map is not None
         return memoryview(self._map)[:end]
 
-    def mapping(self) -> Any:
-        """The whole file's mapping (has ``find``), for scans."""
-        self.view(self.size)
-        return self._map if self._map is not None else b""
+    def mapping(self) -> memoryview:
+        """The whole file's bytes (mapped), for scans."""
+        return self.view(self.size)
 
     def frame_problem(self, frame: FrameInfo, verify: bool) -> str | None:
         """Why ``frame`` cannot be read as the index says, or None if it can."""

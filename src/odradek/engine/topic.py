@@ -48,6 +48,7 @@ from odradek.errors import (
 )
 from odradek.records import STORED_SCHEMA, now_micros
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.handles import HandleCache
 from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Topic:
         schema: TopicSchema | None = None,
         disk: Disk = LOCAL,
         accepted_damage: list[tuple[int, int]] | None = None,
+        handles: HandleCache | None = None,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -95,9 +97,10 @@ class Topic:
         self.accepted_damage: list[tuple[int, int]] = sorted(accepted_damage or [])
         # Only with fsync is an acknowledged record durable, so only then does a log that
         # ends before the head mean damage (without fsync an OS crash may lose a tail).
-        self.head = HeadFile(disk, directory)
+        handles = handles or HandleCache(disk)
+        self.head = HeadFile(disk, directory, handles)
         acknowledged = self.head.read() if fsync else 0
-        self.log = TopicLog(directory, config, disk, acknowledged=acknowledged, fsync=fsync)
+        self.log = TopicLog(directory, config, disk, acknowledged=acknowledged, fsync=fsync, handles=handles)
         self.log.before_new_segment = self._save_producers
         self.schema: TopicSchema | None = None
         if schema is not None:
@@ -128,7 +131,9 @@ class Topic:
         self.heads = KeyHeads.from_arrays(*self.keys.heads())
         self.keys.retention_floor = self.log.first_offset
         self._written = self.log.next_offset
+        self._syncing: tuple[seg.SegmentFile, int] | None = None  # what the running fsync covers
         self.commit = GroupCommit(self._written, self._take_sync_handle, fsync, disk)
+        self.commit.on_durable(self._synced)
         if fsync:
             self.commit.on_durable(self.head.write)
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
@@ -152,7 +157,8 @@ class Topic:
 
     def write_blockers(self) -> list[seg.Damage]:
         """Damage that stops appends: not accepted, in the range state was rebuilt from."""
-        return [d for d in self.log.damages if d.end_offset > self._rebuilt_from and not self.is_accepted(d)]
+        rebuilt = [d for d in self.log.damages if d.end_offset > self._rebuilt_from]
+        return [d for d in [*self.index_damage, *rebuilt] if not self.is_accepted(d)]
 
     def accept_damage(self, first: int, end: int) -> list[seg.Damage]:
         """Record an operator's decision that offsets [first, end) are lost; return the
@@ -163,7 +169,7 @@ class Topic:
             if not covered:
                 raise InvalidRequest(
                     f"topic {self.name} has no damaged offsets inside {first}..{end - 1}; "
-                    f"its damage: {_ranges(self.log.damages) or 'none'}"
+                    f"its damage: {_ranges(self.damages) or 'none'}"
                 )
             intact = self._intact_between(first, end, covered)
             if intact is not None:
@@ -302,7 +308,17 @@ class Topic:
                     f"topic {self.name} was closed (deleted or shut down) before this append was "
                     "fsync'd: it may or may not have been written"
                 )
-            return self._written, self.log.sync_handle()
+            fd, segment, token = self.log.sync_handle()
+            self._syncing = (segment, token)
+            return self._written, fd
+
+    def _synced(self, _offset: int) -> None:
+        """After a group commit's fsync: its segment's handle may be closed when idle."""
+        syncing = self._syncing
+        if syncing is not None and self.fsync:
+            syncing[0].handle.synced(syncing[1])
+        elif not self.fsync:
+            self.log.active.file.handle.synced()  # without fsync nothing waits to be synced
 
     # -- appending --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import crc32c
 
 from odradek.storage.disk import Disk
 from odradek.storage.documents import Document
+from odradek.storage.handles import HandleCache
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,13 @@ def decode_head(raw: bytes) -> int | None:
 class HeadFile:
     """The ``head`` file of one topic. Thread-safe."""
 
-    def __init__(self, disk: Disk, directory: str) -> None:
+    def __init__(self, disk: Disk, directory: str, handles: HandleCache) -> None:
         self.disk = disk
         self.path = os.path.join(directory, HEAD_NAME)
         self._lock = threading.Lock()
-        self._fd = -1
+        # Never marked dirty: the head is a hint, so it is never fsync'd on its own and
+        # its descriptor may be closed whenever the handle set needs room.
+        self._handle = handles.handle(self.path, os.O_RDWR | os.O_CREAT)
         self._written = -1
         self.failed = False
 
@@ -99,9 +102,8 @@ class HeadFile:
             if offset <= self._written:
                 return
             try:
-                if self._fd < 0:
-                    self._fd = self.disk.open(self.path, os.O_RDWR | os.O_CREAT)
-                self.disk.pwritev(self._fd, [encode_head(offset)], 0)
+                with self._handle.fd() as fd:
+                    self.disk.pwritev(fd, [encode_head(offset)], 0)
                 self._written = offset
             except OSError as exc:
                 # Only a hint is lost: recovery then trusts the log's own end.
@@ -111,6 +113,4 @@ class HeadFile:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                self.disk.close(self._fd)
-                self._fd = -1
+            self._handle.close()

@@ -65,7 +65,7 @@ def verify_topic(topic: Topic, progress: Progress | None = None) -> VerifyReport
         if sealed:
             end = segment.file.size
         try:
-            data = segment.file.mapping() if end else b""
+            data = segment.file.mapping() if end else memoryview(b"")
         except FileNotFoundError:
             continue  # retention removed it meanwhile
         except OSError as exc:

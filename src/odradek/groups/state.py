@@ -50,6 +50,7 @@ import numpy.typing as npt
 from odradek import limits
 from odradek.errors import StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.handles import Handle, HandleCache
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,16 @@ def _json(kind: int, data: dict[str, Any]) -> bytes:
 class ProgressStore:
     """The progress file of one group. Thread-safe."""
 
-    def __init__(self, path: str, *, fsync: bool, disk: Disk = LOCAL) -> None:
+    def __init__(
+        self, path: str, *, fsync: bool, disk: Disk = LOCAL, handles: HandleCache | None = None
+    ) -> None:
         self.path = path
         self.fsync = fsync
         self.disk = disk
+        self._handles = handles or HandleCache(disk, capacity=1)
+        self._handle: Handle | None = None  # the file's descriptor, from the bounded set
         self._write_lock = threading.Lock()
         self._sync_lock = threading.Lock()
-        self._fd = -1
         self._size = 0
         self._written = 0  # frames written (a ticket is this count after a write)
         self._durable = 0  # frames known to be on disk
@@ -326,10 +330,16 @@ class ProgressStore:
 
     def _open(self, size: int) -> None:
         try:
-            self._fd = self.disk.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self.disk.close(self.disk.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT))
         except OSError as exc:
             raise StorageError(f"cannot open group progress {self.path}: {describe_os_error(exc)}") from exc
+        self._use_new_handle()
         self._size = size
+
+    def _use_new_handle(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        self._handle = self._handles.handle(self.path, os.O_WRONLY | os.O_APPEND)
 
     def create(self) -> None:
         """Start an empty file for a new group."""
@@ -358,10 +368,14 @@ class ProgressStore:
 
     def _write(self, frame: bytes) -> int:
         with self._write_lock:
-            if self._fd < 0:
+            handle = self._handle
+            if handle is None:
                 raise StorageError(f"group progress {self.path} is closed")
             try:
-                self.disk.append(self._fd, frame)
+                with handle.fd() as fd:
+                    if self.fsync:  # without fsync nothing waits to be synced
+                        handle.written()
+                    self.disk.append(fd, frame)
             except OSError as exc:
                 self._undo_partial_write()
                 raise StorageError(
@@ -373,7 +387,9 @@ class ProgressStore:
 
     def _undo_partial_write(self) -> None:
         try:
-            self.disk.ftruncate(self._fd, self._size)
+            assert self._handle is not None
+            with self._handle.fd() as fd:
+                self.disk.ftruncate(fd, self._size)
         except OSError:
             log.exception("group progress %s: cannot truncate a partial write", self.path)
 
@@ -389,16 +405,19 @@ class ProgressStore:
             if ticket <= self._durable:
                 return
             with self._write_lock:
-                goal, fd = self._written, self._fd
-            if fd < 0:
+                goal, handle = self._written, self._handle
+                token = handle.writes if handle is not None else 0
+            if handle is None:
                 raise StorageError(f"group progress {self.path} is closed")
-            if self.fsync:
-                try:
-                    self.disk.fdatasync(fd)
-                except OSError as exc:
-                    raise StorageError(
-                        f"cannot fsync group progress {self.path}: {describe_os_error(exc)}"
-                    ) from exc
+            try:
+                with handle.fd() as fd:
+                    if self.fsync:
+                        self.disk.fdatasync(fd)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot fsync group progress {self.path}: {describe_os_error(exc)}"
+                ) from exc
+            handle.synced(token)
             self._durable = max(self._durable, goal)
 
     def rewrite(self, frames: list[bytes]) -> None:
@@ -407,27 +426,25 @@ class ProgressStore:
         with self._sync_lock, self._write_lock:
             try:
                 self.disk.write_atomically(self.path, b"".join(frames), sync=self.fsync)
-                fd = self.disk.open(self.path, os.O_WRONLY | os.O_APPEND)
             except OSError as exc:
                 raise StorageError(
                     f"cannot rewrite group progress {self.path}: {describe_os_error(exc)}"
                 ) from exc
-            if self._fd >= 0:
-                self.disk.close(self._fd)
-            self._fd = fd
+            self._use_new_handle()
             self._size = sum(len(frame) for frame in frames)
             self._durable = self._written
 
     def close(self) -> None:
         with self._sync_lock, self._write_lock:
-            if self._fd >= 0:
+            handle, self._handle = self._handle, None
+            if handle is not None:
                 try:
-                    if self.fsync:
-                        self.disk.fdatasync(self._fd)
+                    if self.fsync and handle.dirty:
+                        with handle.fd() as fd:
+                            self.disk.fdatasync(fd)
                 except OSError as exc:
                     log.warning("group progress %s: fsync at close failed: %s", self.path, exc)
-                self.disk.close(self._fd)
-                self._fd = -1
+                handle.close()
 
     def delete(self) -> None:
         self.close()

@@ -30,11 +30,12 @@ Rules for callers
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import shutil
 from collections.abc import Sequence
 from typing import Any
+
+import pyarrow as pa
 
 Buffer = bytes | bytearray | memoryview | Any  # anything with the buffer protocol
 
@@ -175,14 +176,18 @@ class Disk:
         with open(path, "rb") as handle:
             return handle.read()
 
-    def map(self, path: str) -> mmap.mmap:
-        """A read-only memory map of a whole file (an empty file cannot be mapped:
-        callers check the size first)."""
-        fd = os.open(path, os.O_RDONLY)
+    def map(self, path: str) -> pa.Buffer:
+        """A read-only memory map of a whole file, as an Arrow buffer.
+
+        The file's descriptor is closed before this returns (the mapping lives as long
+        as the buffer and anything sliced from it): a mapping must not cost one of the
+        process's open files, as Python's ``mmap`` does (it keeps a duplicate).
+        """
+        source = pa.memory_map(path)
         try:
-            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            return source.read_buffer()
         finally:
-            os.close(fd)
+            source.close()
 
     def write_new(self, path: str, data: Buffer, *, sync: bool = True) -> None:
         """Write a file that must not exist yet, fsync'd (its name is not: the caller

@@ -49,7 +49,8 @@ ACTIONS: dict[str, str] = {
     "create_topic": 'Create a topic. Body: {"name", "retention"?, "retention_bytes"?, '
     '"segment_bytes"?, "segment_age"?, "exist_ok"?, "schema"?, "compatibility"?}. Result: topic info JSON.',
     "delete_topic": 'Delete a topic and its data. Body: {"name"}. Result: {}.',
-    "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...]}.',
+    "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...], "unavailable": '
+    "{name: why}} (topics whose files are damaged: see odradek topic verify).",
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
     "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
