@@ -52,6 +52,26 @@ segment_bytes_max = 4 * 1024 * 1024 * 1024
 key_index_memtable_entries_max = 262_144
 # When this many runs of similar size exist they are merged into one.
 key_index_merge_fan_in = 4
+# A key-index flush that failed (a full disk) is retried at most this often, on the
+# next append; meanwhile appends go on into memory until this many full memtables
+# wait to be written (2 x 262,144 entries, tens of MiB), then they are refused with
+# the reason until a retry succeeds.
+key_index_flush_retry_seconds = 1.0
+key_index_frozen_max = 2
+
+# Open files (storage/handles.py). Files the engine writes (active segments, head
+# files, group progress) share one LRU of descriptors: this share of the process's
+# open-files limit, between the two bounds; connections use the rest. Odradek raises its
+# soft limit to the hard limit at start, or to open_files_wanted when the hard limit is
+# unlimited.
+file_handles_share = 0.5
+file_handles_min = 64
+file_handles_max = 16_384
+open_files_wanted = 65_536
+# Topics in one data directory. No topic keeps a descriptor, so the bound is memory and
+# start time: an idle topic costs about 13 KiB and 0.7 ms to open on the 2-core dev
+# machine (scripts/many_topics.py), so 100,000 topics are ~1.3 GiB and ~70 s to start.
+topics_max_default = 100_000
 
 # Arrow Flight door: one gRPC message (a record batch of a DoPut, a ticket, an action
 # body) is at most this large. An append is at most append_bytes_max_default, and its
@@ -173,3 +193,12 @@ registry_idle_seconds_default = 30.0
 metrics_connections_max_default = 16
 metrics_connections_per_peer_max_default = 4
 metrics_idle_seconds_default = 30.0
+
+# -- Poison records: what every reader can decode --------------------------------------
+# (records.py refuses the rest on append, so no stored record can stop a consumer.)
+# Header names are UTF-8 (DESIGN §3) and at most header_count_max a record. A
+# timestamp is one Python's datetime can hold, UTC years 1 to 9999: Python readers turn
+# stored timestamps into datetimes (Delivery.timestamp, Arrow's to_pylist), and one
+# outside that range fails them all.
+timestamp_micros_min = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+timestamp_micros_max = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
