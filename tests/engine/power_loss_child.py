@@ -40,7 +40,6 @@ prints ``{"waiting": SABOTAGE}`` and waits to be killed, so that the loss is cer
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
@@ -84,35 +83,6 @@ FIRST_OPERATION = {
 }
 
 
-class ReadableSyncDisk(PowerLossDisk):
-    """PowerLossDisk, except that it can fsync a file opened write-only.
-
-    PowerLossDisk.fsync copies the synced bytes with ``os.pread`` on the caller's
-    descriptor, which fails with EBADF on a descriptor opened ``O_WRONLY`` (every file
-    that ``Disk.write_new`` and therefore ``write_atomically`` writes, and every group
-    progress file). Until that is fixed (see ``test_power_loss_disk_syncs_a_write_only_file``),
-    the copy reads through a read-only descriptor of the same open file.
-    """
-
-    def fsync(self, fd: int) -> None:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_WRONLY:
-            super().fsync(fd)
-            return
-        reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
-        try:
-            with self._lock:
-                identity = self._fds.get(fd)
-                if identity is None:
-                    return
-                self._fds[reader] = identity
-                try:
-                    super().fsync(reader)
-                finally:
-                    del self._fds[reader]
-        finally:
-            os.close(reader)
-
-
 def base_schema(op: int) -> dict[str, Any]:
     """A schema no other operation uses (a new global id), with a required field."""
     return {
@@ -128,7 +98,7 @@ class Child:
         self.intent_path = intent_path
         self.op = first_op - 1  # the number of the last intent
         self.sequence = sequence
-        self.disk = ReadableSyncDisk(data_dir)
+        self.disk = PowerLossDisk(data_dir)
         self.data_dir = data_dir
         self.client: odradek.EmbeddedClient | None = None
         self.consumer: Any = None

@@ -575,12 +575,6 @@ def test_the_checker_finds_a_sabotaged_durability_step(tmp_path: Path, sabotage:
         run_cycle(tmp_path, model, rng, 0.0, sabotage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="PowerLossDisk.fsync reads the synced bytes back through the caller's descriptor, "
-    "which fails (EBADF) for a file opened write-only, as Disk.write_new opens every file",
-)
 def test_power_loss_disk_syncs_a_write_only_file(tmp_path: Path) -> None:
     """Goal: a file written atomically through a PowerLossDisk survives the cut.
     Method: write_atomically (write_new opens O_WRONLY, then fsync), restore, read back."""

@@ -179,18 +179,26 @@ class PowerLossDisk(Disk):
             start = self._dirty.pop(identity, None)
             if start is None:
                 return
-            size = os.fstat(fd).st_size
-            blob = self._blob(identity)
-            with open(blob, "r+b" if os.path.exists(blob) else "wb") as handle:
-                handle.truncate(size)
-                position = min(start, size)
-                handle.seek(position)
-                while position < size:
-                    chunk = os.pread(fd, min(1 << 20, size - position), position)
-                    if not chunk:
-                        break
-                    handle.write(chunk)
-                    position += len(chunk)
+            # Read back through a descriptor of our own: the caller's may be write-only.
+            reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+            try:
+                self._copy_synced(reader, identity, start)
+            finally:
+                os.close(reader)
+
+    def _copy_synced(self, reader: int, identity: int, start: int) -> None:
+        size = os.fstat(reader).st_size
+        blob = self._blob(identity)
+        with open(blob, "r+b" if os.path.exists(blob) else "wb") as handle:
+            handle.truncate(size)
+            position = min(start, size)
+            handle.seek(position)
+            while position < size:
+                chunk = os.pread(reader, min(1 << 20, size - position), position)
+                if not chunk:
+                    break
+                handle.write(chunk)
+                position += len(chunk)
 
     # -- names ------------------------------------------------------------------------
 
