@@ -17,6 +17,7 @@ assertion depends on how fast the machine is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -193,6 +194,30 @@ def test_kafka_idle_connection_is_closed(kafka: Callable[..., KafkaDoor]) -> Non
         assert _answered(idle, 1)
         assert _read_until_closed(idle) == b""
     _wait_until(lambda: door.slots.open == 0, "the idle connection's slot is free")
+
+
+def test_kafka_client_that_reads_no_responses_is_dropped(kafka: Callable[..., KafkaDoor]) -> None:
+    door = kafka(idle_seconds=short_idle_seconds)
+    hostile = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hostile.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up soon
+    hostile.settimeout(deadline_seconds)
+    hostile.connect(("127.0.0.1", door.port))
+    requests = b"".join(_api_versions(number) for number in range(100_000))
+
+    def flood() -> None:
+        with contextlib.suppress(OSError):  # until the server drops the connection
+            hostile.sendall(requests)
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    _wait_until(lambda: door.slots.open == 1, "the connection is served")
+    # The door stops reading once responses wait unwritten, and drops the connection once
+    # its client takes no response bytes for the idle timeout.
+    _wait_until(lambda: door.slots.open == 0, "the connection is dropped")
+    sender.join(deadline_seconds)
+    hostile.close()
+    with _connect(door.port) as client:
+        assert _answered(client, 5)
 
 
 def test_kafka_connection_over_the_door_cap_is_refused(

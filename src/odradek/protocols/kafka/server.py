@@ -108,6 +108,20 @@ class _DropConnection(Exception):
     """The connection is closed without an answer (the reason is logged already)."""
 
 
+async def _room_for_a_response(unwritten: asyncio.Semaphore, writing: asyncio.Task[None]) -> bool:
+    """Wait until fewer than ``kafka_responses_unwritten_max`` responses wait to be
+    written (one is taken; the writer gives it back once it wrote a response); False if
+    the writer ended first (the connection is closing)."""
+    if writing.done():
+        return False
+    room = asyncio.ensure_future(unwritten.acquire())
+    await asyncio.wait((room, writing), return_when=asyncio.FIRST_COMPLETED)
+    if room.done():
+        return True
+    room.cancel()
+    return False
+
+
 def _release_when_done(reservation: Reservation, _response: asyncio.Future[Chunks]) -> None:
     """A frame's bytes leave the budget once its response is ready."""
     reservation.release()
@@ -207,8 +221,7 @@ class KafkaListener:
         writing = asyncio.create_task(self._write_responses(responses, unwritten, writer, peer))
         in_flight = asyncio.Semaphore(limits.kafka_pipelined_produces_max)
         try:
-            while not writing.done():
-                await unwritten.acquire()  # released once a response is written
+            while await _room_for_a_response(unwritten, writing):
                 frame, reservation = await self._read_frame(reader, host)
                 try:
                     response = await self._respond(frame, peer, in_flight)
