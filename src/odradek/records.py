@@ -4,16 +4,26 @@ Callers append a list of dicts, a ``pa.RecordBatch`` or a ``pa.Table``. Whatever
 give becomes one ``pa.RecordBatch`` with :data:`INPUT_SCHEMA`; the engine then adds the
 assigned columns to get :data:`STORED_SCHEMA`. Conversion is done by Arrow (casts,
 ``from_pylist``), never by a Python loop over the records of a batch.
+
+Every append is also checked for what a reader could not decode (a *poison* record,
+which would stop every consumer that meets it): header names must be UTF-8 text (not
+null), a record has at most ``limits.header_count_max`` headers, and a timestamp must
+lie within the years Python's datetime holds. The checks are Arrow's: the names are
+validated as one UTF-8 array, and only a batch that fails is searched (by halving) for
+the first bad name, so the error can name the record and the header.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -205,6 +215,7 @@ _TIMESTAMP_RULES = (
 def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
     if batch.schema.equals(INPUT_SCHEMA):  # already conformed (what a client sends a server)
         _check_key_lengths(batch.column("key"))
+        _check_decodable(batch)
         return batch
     names = batch.schema.names
     unknown = [n for n in names if n not in INPUT_SCHEMA.names and n not in _ASSIGNED_COLUMNS]
@@ -216,6 +227,8 @@ def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
         raise InvalidRequest(f"duplicate column names in {names}")
     if "value" not in names:
         raise InvalidRequest("a batch needs a 'value' column")
+    if "headers" in names:  # before the cast, which would refuse bad names without naming them
+        _check_header_names(batch.column("headers"))
     columns = []
     for field in _INPUT_FIELDS:
         if field.name not in names:
@@ -231,6 +244,7 @@ def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
             columns.append(_cast(batch.column(field.name), field))
     result = pa.RecordBatch.from_arrays(columns, schema=_input_schema(columns[1].type))
     _check_key_lengths(result.column("key"))
+    _check_decodable(result, names_checked=True)
     return result
 
 
@@ -298,3 +312,180 @@ def timestamp_micros(value: object) -> int:
     if isinstance(value, int):
         return value
     raise InvalidRequest(f"{_TIMESTAMP_RULES}, got {value!r}")
+
+
+# -- what every reader can decode -------------------------------------------------------
+
+I64 = npt.NDArray[np.int64]
+
+
+def undecodable_rows(records: pa.RecordBatch) -> I64:
+    """Rows (ascending) a reader cannot turn into Python values: a header name that is
+    null or not UTF-8, or a timestamp outside the years 1 to 9999. Appends refuse such
+    records; this finds them among records stored before appends were checked."""
+    rows = [_timestamps_outside(records.column("timestamp"))]
+    headers = records.column("headers")
+    names = _header_names(headers)
+    if names is not None and len(names):
+        bad = _bad_names(names, limit=len(names))
+        if len(bad):
+            rows.append(_rows_of(headers, np.asarray(bad, dtype=np.int64)))
+    return np.unique(np.concatenate(rows)).astype(np.int64)
+
+
+def _check_decodable(batch: pa.RecordBatch, *, names_checked: bool = False) -> None:
+    """Refuse a conformed batch holding a record a reader could not decode."""
+    headers = batch.column("headers")
+    if not names_checked:
+        _check_header_names(headers)
+    if pa.types.is_map(headers.type) and len(headers) and headers.null_count < len(headers):
+        counts = np.diff(headers.offsets.to_numpy())
+        if int(counts.max()) > limits.header_count_max:
+            index = int(np.argmax(counts > limits.header_count_max))
+            raise RequestTooLarge(
+                f"record {index} has {int(counts[index])} headers; a record has at most "
+                f"{limits.header_count_max}"
+            )
+    outside = _timestamps_outside(batch.column("timestamp"))
+    if len(outside):
+        index = int(outside[0])
+        micros = batch.column("timestamp").view(pa.int64())[index].as_py()
+        raise InvalidRequest(
+            f"record {index} has a timestamp of {micros} microseconds since the epoch, outside "
+            "the years 1 to 9999 (UTC) that readers can decode"
+        )
+
+
+def _check_header_names(headers: pa.Array) -> None:
+    """Refuse header names that are null or not UTF-8, naming the first one."""
+    names = _header_names(headers)
+    if names is None or len(names) == 0:
+        return
+    bad = _bad_names(names, limit=1)
+    if not bad:
+        return
+    index = bad[0]
+    record = int(_rows_of(headers, np.array([index], dtype=np.int64))[0])
+    if names.is_null()[index].as_py():
+        raise InvalidRequest(f"record {record} has a header without a name; header names are UTF-8 text")
+    raw = names.view(pa.large_binary() if _is_large(names.type) else pa.binary())[index].as_py()
+    raise InvalidRequest(
+        f"record {record} has a header named {raw!r}, which is not valid UTF-8: header names "
+        "are UTF-8 text (header values may be any bytes)"
+    )
+
+
+def _header_names(headers: pa.Array) -> pa.Array | None:
+    """The names of a headers column's entries, in order, as a UTF-8 view of their bytes
+    (None for a column without names to check: null, or a map whose names are not text
+    or bytes, which the cast to the record model turns into valid text)."""
+    if not pa.types.is_map(headers.type):
+        return None
+    kind = headers.type.key_type
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        view_type = pa.utf8()
+    elif pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        view_type = pa.large_utf8()
+    else:
+        return None
+    if len(headers) == 0:
+        return pa.array([], view_type)
+    offsets = headers.offsets
+    first, last = offsets[0].as_py(), offsets[-1].as_py()
+    names = headers.keys.slice(first, last - first)  # keys ignores the column's slicing
+    return names if names.type == view_type else names.view(view_type)
+
+
+def _bad_names(names: pa.Array, limit: int) -> list[int]:
+    """Positions (ascending, at most ``limit``) of names that are null or not UTF-8.
+
+    The whole array is validated at once; only if it fails is it halved, and the
+    halves that fail halved again, so finding k bad names costs k log n validations."""
+    if names.null_count:
+        nulls = np.flatnonzero(names.is_null().to_numpy(zero_copy_only=False))
+        if limit == 1:
+            invalid = _invalid_utf8(names.slice(0, int(nulls[0])), 1)
+            return invalid or [int(nulls[0])]
+        filled = pc.fill_null(names, "")
+        return sorted(set(nulls.tolist()) | set(_invalid_utf8(filled, limit)))[:limit]
+    return _invalid_utf8(names, limit)
+
+
+def _invalid_utf8(names: pa.Array, limit: int) -> list[int]:
+    found: list[int] = []
+    pending = [(0, len(names))]
+    while pending and len(found) < limit:
+        low, high = pending.pop()
+        if high <= low or _is_utf8(names.slice(low, high - low)):
+            continue
+        if high - low == 1:
+            found.append(low)
+            continue
+        middle = (low + high) // 2
+        pending.append((middle, high))
+        pending.append((low, middle))  # examined first: positions come out ascending
+    return found
+
+
+def _is_utf8(names: pa.Array) -> bool:
+    """Whether every string of ``names`` (no nulls) is UTF-8 as Python decodes it.
+
+    ASCII bytes (the usual names) are valid at once. Otherwise the strings' bytes are
+    decoded as one run by Python's decoder (what a reader's ``to_pylist`` uses; several
+    times faster than Arrow's per-string validation), and no string may start with a
+    continuation byte, so no character straddles two strings. Offsets that are not
+    ascending within the data buffer are refused outright."""
+    if len(names) == 0:
+        return True
+    large = _is_large(names.type)
+    width = 8 if large else 4
+    _, offsets_buffer, data_buffer = names.buffers()
+    offsets: npt.NDArray[Any] = np.frombuffer(
+        offsets_buffer,
+        dtype=np.int64 if large else np.int32,
+        count=len(names) + 1,
+        offset=names.offset * width,
+    )
+    start, end = int(offsets[0]), int(offsets[-1])
+    size = 0 if data_buffer is None else data_buffer.size
+    if start < 0 or end > size or bool(np.any(offsets[1:] < offsets[:-1])):
+        return False
+    if end == start:
+        return True
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    if int(data[start:end].max()) < 0x80:
+        return True
+    try:
+        codecs.utf_8_decode(memoryview(data_buffer)[start:end], "strict", True)
+    except UnicodeDecodeError:
+        return False
+    starts = offsets[:-1][offsets[:-1] < end]
+    return not bool(np.any((data[starts] & 0xC0) == 0x80))
+
+
+def _is_large(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_large_string(kind) or pa.types.is_large_binary(kind))
+
+
+def _rows_of(headers: pa.Array, positions: I64) -> I64:
+    """The records (rows of ``headers``) holding the entries at ``positions``."""
+    offsets = headers.offsets.to_numpy().astype(np.int64)
+    rows = np.searchsorted(offsets - offsets[0], positions, side="right") - 1
+    return rows.astype(np.int64)
+
+
+def _timestamps_outside(timestamps: pa.Array) -> I64:
+    """Rows whose timestamp lies outside the years Python's datetime holds."""
+    if len(timestamps) == 0 or timestamps.null_count == len(timestamps):
+        return np.zeros(0, dtype=np.int64)
+    micros = timestamps.view(pa.int64()) if pa.types.is_timestamp(timestamps.type) else timestamps
+    bounds = pc.min_max(micros)
+    if (
+        bounds["min"].as_py() >= limits.timestamp_micros_min
+        and bounds["max"].as_py() <= limits.timestamp_micros_max
+    ):
+        return np.zeros(0, dtype=np.int64)
+    outside = pc.or_(
+        pc.less(micros, limits.timestamp_micros_min), pc.greater(micros, limits.timestamp_micros_max)
+    )
+    return np.flatnonzero(pc.fill_null(outside, False).to_numpy(zero_copy_only=False)).astype(np.int64)
