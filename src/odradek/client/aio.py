@@ -266,14 +266,14 @@ class AsyncConsumer:
     async def describe(self) -> GroupInfo:
         return await self._client._call(self.sync.describe)
 
-    async def close(self) -> None:
-        await self._client._call(self.sync.close)
+    async def close(self, *, failed: bool = False) -> None:
+        await self._client._call(self.sync.close, failed=failed)
 
     async def __aenter__(self) -> AsyncConsumer:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        await self.close(failed=isinstance(error, Exception))
 
 
 def _close_stream(stream: Iterator[pa.RecordBatch]) -> None:

@@ -4,13 +4,20 @@ The consumer is a thin door over ``Engine.groups`` (groups/manager.py): every
 decision (what to deliver, when to redeliver, what to dead-letter) is the engine's.
 What the consumer adds: it joins on creation, joins again by itself when the group
 dropped it for silence (UnknownMember on poll), and leaves on ``close``.
+
+Leaving cleanly (``close()``, or a ``with`` block left normally) gives the unsettled
+deliveries back without counting an attempt. A ``with`` block left by an exception,
+or ``close(failed=True)``, gives them back counting one each: the consumer may have
+died of one of them, which must reach the dead-letter topic after ``max_deliveries``
+(groups/group.py, "Attempts"). ``KeyboardInterrupt`` and ``SystemExit`` stop a
+consumer cleanly.
 """
 
 from __future__ import annotations
 
 from odradek.errors import ClosedError, UnknownMember
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo, GroupManager, GroupOptions
-from odradek.groups.delivery import Settleable
+from odradek.groups.delivery import Settleable, decodable_deliveries
 
 
 class Consumer:
@@ -29,12 +36,10 @@ class Consumer:
 
         Records of one key come in version order, never more than the group's
         ``max_in_flight_per_key`` at once: ack (or nack) a delivery to get the next
-        record of its key.
+        record of its key. A record that cannot be a Delivery (stored before appends
+        refused undecodable records) is nacked and left out.
         """
-        deliveries: list[Delivery] = []
-        for batch in self.poll_batches(max_records, timeout):
-            deliveries.extend(batch.deliveries())
-        return deliveries
+        return decodable_deliveries(self.poll_batches(max_records, timeout), self.nack)
 
     def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
         """Like :meth:`poll`, as Arrow record batches (one per topic): no per-record
@@ -67,13 +72,14 @@ class Consumer:
     def describe(self) -> GroupInfo:
         return self._groups.describe_group(self.group)
 
-    def close(self) -> None:
-        """Leave the group: unsettled deliveries go back to it at once."""
+    def close(self, *, failed: bool = False) -> None:
+        """Leave the group: unsettled deliveries go back to it at once, each counting
+        an attempt if ``failed`` (the consumer could not process them)."""
         if self.closed:
             return
         self.closed = True
         try:
-            self._groups.leave(self.group, self.member_id)
+            self._groups.leave(self.group, self.member_id, failed=failed)
         except ClosedError:
             pass
 
@@ -84,8 +90,8 @@ class Consumer:
     def __enter__(self) -> Consumer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        self.close(failed=isinstance(error, Exception))
 
     def __repr__(self) -> str:
         return f"Consumer(group={self.group!r}, pattern={self.pattern!r}, member={self.member_id!r})"

@@ -6,6 +6,11 @@ DoExchange stream (protocols/flight/group_messages.py). The stream is the member
 the server joined the group when it opened and leaves when it ends, so a process that
 dies gives its deliveries back at once instead of after ``ack_timeout``.
 
+``close()`` (or a ``with`` block left normally) sends ``{"op": "leave"}`` before ending
+the stream: the deliveries go back without counting an attempt. Any other end (a
+``with`` block left by an exception, ``close(failed=True)``, a process that dies)
+leaves without it, and each delivery counts, as with the embedded consumer.
+
 Thread-safe: calls are sent one at a time over the stream (a lock), so an ``ack``
 from another thread waits for a ``poll`` in progress to return. Use one consumer per
 thread to ack while polling.
@@ -23,7 +28,7 @@ import pyarrow.flight as flight
 from odradek.client.remote import RemoteClient, _errors
 from odradek.errors import ClosedError, OdradekError
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo, GroupOptions
-from odradek.groups.delivery import Settleable
+from odradek.groups.delivery import Settleable, decodable_deliveries
 from odradek.protocols.flight import group_messages as wire
 
 
@@ -54,11 +59,9 @@ class RemoteConsumer:
     # -- the consumer API -----------------------------------------------------------------
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
-        """Up to ``max_records`` deliveries; waits up to ``timeout`` seconds for the first."""
-        deliveries: list[Delivery] = []
-        for batch in self.poll_batches(max_records, timeout):
-            deliveries.extend(batch.deliveries())
-        return deliveries
+        """Up to ``max_records`` deliveries; waits up to ``timeout`` seconds for the first.
+        A record that cannot be a Delivery is nacked and left out (as embedded)."""
+        return decodable_deliveries(self.poll_batches(max_records, timeout), self.nack)
 
     def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
         """Like :meth:`poll`, as Arrow record batches (one per topic)."""
@@ -94,13 +97,16 @@ class RemoteConsumer:
     def describe(self) -> GroupInfo:
         return self._client.describe_group(self.group)
 
-    def close(self) -> None:
-        """Leave the group: unsettled deliveries go back to it at once."""
+    def close(self, *, failed: bool = False) -> None:
+        """Leave the group: unsettled deliveries go back to it at once, each counting
+        an attempt if ``failed`` (the consumer could not process them)."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
             with contextlib.suppress(OdradekError), _errors(self._client.url):
+                if not failed:  # a clean leave; without it the server counts the attempts
+                    self._writer.write_metadata(pa.py_buffer(wire.encode_leave()))
                 self._writer.done_writing()
                 while True:  # the server leaves the group, then ends the stream
                     try:
@@ -112,8 +118,8 @@ class RemoteConsumer:
     def __enter__(self) -> RemoteConsumer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        self.close(failed=isinstance(error, Exception))
 
     def __repr__(self) -> str:
         return f"RemoteConsumer(group={self.group!r}, pattern={self.pattern!r}, member={self.member_id!r})"

@@ -2,11 +2,15 @@
 
 The record goes to the group's dead-letter topic with its key, value and headers, a
 fresh timestamp, and headers that say where it came from and why (values are UTF-8
-text). Building the batch is a cold path: it may loop over its few records.
+text). A header name that is not UTF-8 (a record stored before appends refused them)
+becomes its base64 with a ``_b64`` suffix, as in the CLI's JSON Lines, since the
+dead-letter append would refuse it. Building the batch is a cold path: it may loop
+over its few records.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 import numpy as np
@@ -28,6 +32,7 @@ HEADER_REASON = "odradek.dlq.reason"
 REASON_NACKED = "nacked"
 REASON_TIMEOUT = "ack_timeout"
 REASON_EXPIRED = "member_expired"
+REASON_FAILED = "member_failed"  # its consumer failed or its stream broke (group.py)
 
 
 @dataclasses.dataclass
@@ -37,6 +42,7 @@ class DeadLetterJob:
     records: pa.RecordBatch
     reason: str
     not_before: float = 0.0
+    appended: bool = False  # written to the dead-letter topic; its progress may not be
 
 
 def dead_letter_batch(job: DeadLetterJob, group: str) -> pa.RecordBatch:
@@ -52,11 +58,14 @@ def dead_letter_batch(job: DeadLetterJob, group: str) -> pa.RecordBatch:
         HEADER_ATTEMPTS: records.column("attempt").to_pylist(),
         HEADER_REASON: [job.reason] * count,
     }
-    originals = records.column("headers").to_pylist()
+    # Names as bytes: a name that is not UTF-8 must not fail the conversion.
+    originals = records.column("headers").cast(_BYTES_HEADERS).to_pylist()
     headers = []
     for index in range(count):
         pairs: list[tuple[str, bytes]] = [
-            (name, value) for name, value in (originals[index] or []) if not name.startswith("odradek.dlq.")
+            (name, value)
+            for name, value in map(_named, originals[index] or [])
+            if not name.startswith("odradek.dlq.")
         ]
         for name, values in fields.items():
             if values[index] is not None:
@@ -71,3 +80,14 @@ def dead_letter_batch(job: DeadLetterJob, group: str) -> pa.RecordBatch:
         ],
         schema=INPUT_SCHEMA,
     )
+
+
+_BYTES_HEADERS = pa.map_(pa.binary(), pa.binary())
+
+
+def _named(header: tuple[bytes, bytes]) -> tuple[str, bytes]:
+    name, value = header
+    try:
+        return name.decode(), value
+    except UnicodeDecodeError:
+        return base64.b64encode(name).decode() + "_b64", value

@@ -9,6 +9,12 @@ apart from an ack of the current one.
 :class:`Delivery` is the per-record view that ``Consumer.poll`` returns. Building it is
 the one per-record cost of a poll (about 0.3 µs); ``timestamp`` is therefore computed
 on access from the stored microseconds rather than built for every record.
+
+A record a Delivery cannot hold (a header name that is not UTF-8, a timestamp outside
+the years 1 to 9999: stored before appends refused them) must not fail the whole poll,
+or no consumer could ever get past it: :func:`decodable_deliveries` nacks such records
+(each nack counts an attempt, so they reach the dead-letter topic after
+``max_deliveries``) and returns the others.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+import logging
 import operator
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +33,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from odradek.errors import InvalidRequest
+from odradek.records import undecodable_rows
+
+log = logging.getLogger(__name__)
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -118,6 +128,32 @@ def to_deliveries(batch: DeliveryBatch) -> list[Delivery]:
             itertools.repeat(batch.lease, count),
         )
     )
+
+
+def decodable_deliveries(
+    batches: Iterable[DeliveryBatch], nack: Callable[[DeliveryBatch], object]
+) -> list[Delivery]:
+    """The Delivery objects of polled batches. Records that cannot be Delivery objects
+    are given to ``nack`` (one batch per topic) and left out, so one such record fails
+    neither the poll nor the other records."""
+    deliveries: list[Delivery] = []
+    for batch in batches:
+        bad = undecodable_rows(batch.records)
+        if len(bad):
+            keep = np.ones(batch.records.num_rows, dtype=bool)
+            keep[bad] = False
+            undecodable = DeliveryBatch(batch.topic, batch.lease, batch.records.take(pa.array(bad)))
+            log.warning(
+                "%d record(s) of %s cannot be decoded (a header name that is not UTF-8 or a "
+                "timestamp outside the years 1-9999), offsets %s: nacked",
+                len(bad),
+                batch.topic,
+                undecodable.records.column("offset").to_pylist()[:10],
+            )
+            nack(undecodable)
+            batch = DeliveryBatch(batch.topic, batch.lease, batch.records.filter(pa.array(keep)))
+        deliveries.extend(to_deliveries(batch))
+    return deliveries
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,44 @@ Theory of operation
   then marked settled; a failed write is retried by the next poll. A record is
   therefore dead-lettered at least once (twice only if the process dies between the
   two steps).
-* **Progress**: every settlement is appended to the group's progress file
-  (state.py) before the ack returns.
+* **Progress**: a settlement is appended to the group's progress file (state.py)
+  and made durable (its fsync) *before* the records are settled in memory. An ack
+  whose write or fsync failed (a full disk) therefore changes nothing: it raises
+  StorageError, the deliveries stay in flight, and a retried ack writes them again;
+  once space is freed the group goes on without a restart. A snapshot rewrite
+  includes the settlements written but not yet applied, so none is lost. Dead
+  letters follow the same order (append, progress write and fsync, then settle).
+
+Attempts: every delivery handed out counts
+------------------------------------------
+A delivery counts as an attempt of its record from the moment a poll hands it to a
+member (``attempt`` is that count), and it stays counted however it comes back,
+unless the member *explicitly and cleanly* returns it unprocessed. So a record that
+kills its consumer (a crash, an exception, a record the consumer cannot decode) is
+dead-lettered after ``max_deliveries`` instead of being redelivered forever. Per path:
+
+=====================================================  ===============================
+how deliveries come back                               counted as an attempt?
+=====================================================  ===============================
+``nack``                                               yes (reason ``nacked``)
+lease past ``ack_timeout``                             yes (``ack_timeout``)
+member silent for ``ack_timeout`` (expired)            yes (``member_expired``)
+member failed: ``leave(..., failed=True)``: a          yes (``member_failed``)
+consumer closed by an exception (``with`` block),
+``close(failed=True)``, a DoExchange stream that
+ended without ``{"op": "leave"}`` (client died,
+cancelled, stream broken, or just stopped writing)
+clean leave: ``Consumer.close()`` (or a ``with``       no
+block left normally), ``{"op": "leave"}`` on a
+DoExchange stream, ``GroupManager.leave(g, m)``
+the server drains (shutting down)                      no (the member did nothing wrong)
+*rewound*: a key's later in-flight records when an     no (they go back for the key's
+earlier one fails (``max_in_flight_per_key`` > 1)      order, not for failing)
+=====================================================  ===============================
+
+Only the clean calls above give deliveries back uncounted. A consumer that fails
+while holding many deliveries spends an attempt of each: poll fewer records, or ack
+as you go, where a record may kill the consumer.
 
 Locks: the group's ``_lock`` (with ``_wakeup``, its condition) guards everything here
 and in the cursors. While holding it the group reads the engine (list, describe,
@@ -53,6 +89,7 @@ from odradek.errors import (
 from odradek.groups import dispatcher
 from odradek.groups.deadletters import (
     REASON_EXPIRED,
+    REASON_FAILED,
     REASON_NACKED,
     REASON_TIMEOUT,
     DeadLetterJob,
@@ -74,9 +111,12 @@ from odradek.groups.keys import prepare
 from odradek.groups.members import COUNTERS, Lease, Member
 from odradek.groups.options import GroupOptions
 from odradek.groups.state import (
+    KIND_DONE,
     GroupState,
     ProgressStore,
     TopicProgress,
+    encode_done,
+    encode_frame,
     needs_rewrite,
     runs_of,
     snapshot_frames,
@@ -136,6 +176,10 @@ class Group:
         self._delays: list[float] = []  # heap of nack-delay ends
         self._dead_letter_jobs: list[DeadLetterJob] = []
         self._ticket = 0  # the last progress frame written
+        # Settlements written to the progress file whose fsync is awaited: applied in
+        # memory only once durable, and written again by a snapshot rewrite meanwhile.
+        self._unapplied: dict[int, list[tuple[Cursor, I64]]] = {}
+        self._unapplied_sequence = 0
         self._refresh_due = 0.0
         self._rotation = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -209,13 +253,20 @@ class Group:
         }
         self._ticket = self._store.write_meta(meta)
 
-    def leave(self, member_id: str) -> bool:
+    def leave(self, member_id: str, *, failed: bool = False) -> bool:
+        """Remove a member. Its unsettled deliveries go back to the group at once:
+        uncounted after a clean leave, each counting an attempt if the member
+        ``failed`` (see "Attempts" above)."""
         with self._lock:
             member = self._members.pop(member_id, None)
             if member is None:
                 return False
-            self.counters["members_left"] += 1
-            self._drop_leases(member, count=False, reason="")
+            if failed:
+                self.counters["members_failed"] += 1
+                self._drop_leases(member, count=True, reason=REASON_FAILED)
+            else:
+                self.counters["members_left"] += 1
+                self._drop_leases(member, count=False, reason="")
             self._changed()
         self._process_dead_letters()
         with self._lock:
@@ -287,7 +338,7 @@ class Group:
             if len(slots):
                 released = self._fail(cursor, slots, count=count, delay=0.0, reason=reason)
                 if count:
-                    self.counters["timed_out"] += released.failed
+                    self.counters["abandoned" if reason == REASON_FAILED else "timed_out"] += released.failed
                     self.counters["rewound"] += released.rewound
                 else:
                     self.counters["released"] += released.rewound
@@ -545,26 +596,58 @@ class Group:
     # -- settling ---------------------------------------------------------------------
 
     def ack(self, member_id: str, refs: Settleable) -> AckResult:
+        """Settle deliveries: their DONE frames are written (under the lock) and made
+        durable (outside it) before the records are settled in memory, so a failed
+        write or fsync raises StorageError and leaves the deliveries in flight."""
         requests = list(group_refs(refs))
         settled = 0
         rejected: list[Rejection] = []
+        written: list[tuple[Cursor, I64]] = []
         with self._lock:
             self._check_open()
             self._touch(member_id)
             for topic, cursor, slots in self._classified(requests, rejected):
                 if len(slots):
                     done = slots + cursor.base
-                    self._forget_leased(cursor.settle(slots))
-                    self._ticket = self._store.write_done(topic, *runs_of(done))
+                    self._ticket = self._store.write_done(topic, *runs_of(done))  # raises: nothing settled
+                    written.append((cursor, done))
                     settled += len(slots)
-            self.counters["acked"] += settled
             self.counters["rejected_acks"] += len(rejected)
+            ticket = self._ticket
+            token = self._hold_unapplied(written)
+        try:
+            self._store.sync(ticket)
+        finally:
+            with self._lock:
+                self._unapplied.pop(token, None)
+        with self._lock:
+            self._apply_settlements(written)
+            self.counters["acked"] += settled
             if settled:
                 self._changed()
                 self._maybe_rewrite()
-            ticket = self._ticket
-        self._store.sync(ticket)
         return AckResult(settled, rejected)
+
+    def _hold_unapplied(self, written: list[tuple[Cursor, I64]]) -> int:
+        """Remember settlements written but not yet durable (for a snapshot rewrite)."""
+        self._unapplied_sequence += 1
+        if written:
+            self._unapplied[self._unapplied_sequence] = written
+        return self._unapplied_sequence
+
+    def _apply_settlements(self, written: list[tuple[Cursor, I64]]) -> None:
+        """Settle in memory what the progress file now holds as settled. A record
+        redelivered meanwhile (its lease ran out during the fsync) is settled too: the
+        ack came first and is durable. Records already settled or being dead-lettered
+        are left alone."""
+        for cursor, offsets in written:
+            if self._cursors.get(cursor.topic) is not cursor:
+                continue  # the window was closed meanwhile: its progress is on disk
+            slots = offsets[offsets >= cursor.committed] - cursor.base
+            states = cursor.state[slots]
+            slots = slots[(states == dispatcher.IN_FLIGHT) | (states == dispatcher.PENDING)]
+            if len(slots):
+                self._forget_leased(cursor.settle(slots))
 
     def nack(self, member_id: str, refs: Settleable, delay: float) -> AckResult:
         requests = list(group_refs(refs))
@@ -623,7 +706,15 @@ class Group:
             "since": self._since,
             "format": 1,
         }
-        self._store.rewrite(snapshot_frames(meta, topics))
+        frames = snapshot_frames(meta, topics)
+        for written in self._unapplied.values():  # durable with the snapshot, applied later
+            for cursor, offsets in written:
+                saved = self._saved.get(cursor.topic)
+                if self._cursors.get(cursor.topic) is cursor or (
+                    saved is not None and saved.created_at == cursor.created_at
+                ):
+                    frames.append(encode_frame(KIND_DONE, encode_done(cursor.topic, *runs_of(offsets))))
+        self._store.rewrite(frames)
 
     @staticmethod
     def _progress_of(cursor: Cursor) -> TopicProgress:
@@ -641,32 +732,44 @@ class Group:
             self._dead_letter_jobs = [job for job in self._dead_letter_jobs if job.not_before > now]
             topic = self.options.dead_letters
         for index, job in enumerate(jobs):
+            token = 0
             try:
-                self._engine.create_topic(topic, exist_ok=True)
-                self._engine.append(topic, dead_letter_batch(job, self.name))
+                appended = not job.appended
+                if appended:  # a retry after a failed progress write skips the append
+                    self._engine.create_topic(topic, exist_ok=True)
+                    self._engine.append(topic, dead_letter_batch(job, self.name))
+                    job.appended = True
+                with self._lock:
+                    if appended:
+                        self.counters["dead_lettered"] += len(job.offsets)
+                    offsets = np.sort(job.offsets)
+                    if self._cursors.get(job.cursor.topic) is job.cursor:
+                        self._ticket = self._store.write_done(job.cursor.topic, *runs_of(offsets))
+                    ticket = self._ticket
+                    token = self._hold_unapplied([(job.cursor, offsets)])
+                self._store.sync(ticket)
             except ClosedError:
                 raise
             except OdradekError as exc:
                 log.warning(
-                    "group %s: cannot write %d dead letter(s) to %s, will retry: %s",
+                    "group %s: cannot %s %d dead letter(s) to %s, will retry: %s",
                     self.name,
+                    "record the progress of" if job.appended else "write",
                     len(job.offsets),
                     topic,
                     exc,
                 )
                 with self._lock:
+                    self._unapplied.pop(token, None)
                     for waiting in jobs[index:]:
                         waiting.not_before = self._clock() + _DEAD_LETTER_RETRY_SECONDS
                     self._dead_letter_jobs.extend(jobs[index:])
                 return
             with self._lock:
+                self._unapplied.pop(token, None)
                 if self._cursors.get(job.cursor.topic) is job.cursor:
                     job.cursor.finish_dead_letters(job.offsets)
-                    self._ticket = self._store.write_done(job.cursor.topic, *runs_of(np.sort(job.offsets)))
-                self.counters["dead_lettered"] += len(job.offsets)
                 self._changed()
-                ticket = self._ticket
-            self._store.sync(ticket)
         if jobs:
             with self._lock:
                 self._release_windows_if_idle(self._clock(), grace=self._ack_timeout())

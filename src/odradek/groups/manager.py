@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from odradek.errors import ClosedError, InvalidRequest, StorageError
-from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, to_deliveries
+from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, decodable_deliveries
 from odradek.groups.group import Group
 from odradek.groups.info import GroupInfo
 from odradek.groups.options import (
@@ -94,10 +94,11 @@ class GroupManager:
             options = GroupOptions.build(group, pattern, **fields)
         return self._group(group, create=True).join(pattern, options)
 
-    def leave(self, group: str, member: str) -> bool:
+    def leave(self, group: str, member: str, *, failed: bool = False) -> bool:
         """Remove a member; its unsettled deliveries go back to the group at once,
-        without counting as attempts. False if it was not a member."""
-        return self._group(group).leave(validate_member_id(member))
+        without counting as attempts, or each counting one if the member ``failed``
+        (its consumer raised, its stream broke). False if it was not a member."""
+        return self._group(group).leave(validate_member_id(member), failed=failed)
 
     # -- delivering -------------------------------------------------------------------
 
@@ -111,10 +112,12 @@ class GroupManager:
         return self._group(group).poll(validate_member_id(member), max_records, timeout)
 
     def poll(self, group: str, member: str, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
-        deliveries: list[Delivery] = []
-        for batch in self.poll_batches(group, member, max_records, timeout):
-            deliveries.extend(to_deliveries(batch))
-        return deliveries
+        """Like poll_batches, as Delivery objects; a record that cannot be one is
+        nacked instead (see ``delivery.decodable_deliveries``)."""
+        return decodable_deliveries(
+            self.poll_batches(group, member, max_records, timeout),
+            lambda undecodable: self.nack(group, member, undecodable),
+        )
 
     def ack(self, group: str, member: str, deliveries: Settleable) -> AckResult:
         """Settle deliveries (any number, from any polls of this group)."""

@@ -35,6 +35,7 @@ COUNTERS = (
     "acked",  # deliveries settled by an ack
     "nacked",  # deliveries failed by a nack
     "timed_out",  # deliveries failed by their ack timeout or their member's expiry
+    "abandoned",  # deliveries failed by their member's failure (an exception, a broken stream)
     "rewound",  # deliveries taken back because an earlier record of their unit failed
     "released",  # deliveries taken back because their member left
     "dead_lettered",  # records written to the dead-letter topic
@@ -42,4 +43,5 @@ COUNTERS = (
     "members_joined",
     "members_left",
     "members_expired",
+    "members_failed",  # members that left failing: their deliveries counted as attempts
 )

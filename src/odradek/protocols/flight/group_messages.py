@@ -11,9 +11,17 @@ One DoExchange stream is one member of a group, for as long as the stream lasts
     client  → ack/nack  {"op": "ack"} or {"op": "nack", "delay": s}
                         + a REFS_SCHEMA batch naming the deliveries (none: nothing)
     server  → result    {"settled": n, "rejected": [{topic, offset, lease, status}]}
+    client  → leave     {"op": "leave"}                                 (metadata only)
+    server  → left      {"left": member}, then the server ends the stream
     any request → error {"error": <errors.to_wire>}: the request was refused, the
                         member stays; a failure of the stream itself ends the call.
-    client  → done writing: the member leaves; its unsettled deliveries go back.
+    client  → done writing: the member leaves.
+
+The member's unsettled deliveries go back to the group when it leaves. After a
+``leave`` they go back as they were (the member returned them cleanly); if the
+stream ends in any other way (the client finished writing without ``leave``, was
+cancelled or died, the stream broke) each counts as an attempt, so a record that kills
+its consumers reaches the dead-letter topic (groups/group.py, "Attempts").
 
 Rules: requests are answered one at a time, in order. Everything but records and
 delivery references is JSON; every decoder refuses what it cannot read with
@@ -41,6 +49,7 @@ KIND_SUBSCRIBE = "subscribe"
 OP_POLL = "poll"
 OP_ACK = "ack"
 OP_NACK = "nack"
+OP_LEAVE = "leave"
 
 # A delivered record: what a read returns, plus the delivery's attempt (1 = first).
 DELIVERY_SCHEMA = STORED_SCHEMA.append(pa.field("attempt", pa.int32()))
@@ -73,7 +82,12 @@ class Settle:
     delay: object = 0.0
 
 
-Request = Poll | Settle
+@dataclasses.dataclass(frozen=True)
+class Leave:
+    """Leave the group, giving the unsettled deliveries back without counting them."""
+
+
+Request = Poll | Settle | Leave
 
 
 class DeliveryRef(NamedTuple):
@@ -118,6 +132,10 @@ def encode_settle(nack: bool, delay: object = 0.0) -> bytes:
     return dump({"op": OP_NACK, "delay": delay} if nack else {"op": OP_ACK})
 
 
+def encode_leave() -> bytes:
+    return dump({"op": OP_LEAVE})
+
+
 def decode_request(raw: bytes) -> Request:
     document = load(raw, "group request")
     op = document.get("op")
@@ -125,7 +143,9 @@ def decode_request(raw: bytes) -> Request:
         return Poll(document.get("max_records", 500), document.get("timeout", 1.0))
     if op in (OP_ACK, OP_NACK):
         return Settle(op == OP_NACK, document.get("delay", 0.0))
-    raise InvalidRequest(f"unknown group request {op!r}; known: {[OP_POLL, OP_ACK, OP_NACK]}")
+    if op == OP_LEAVE:
+        return Leave()
+    raise InvalidRequest(f"unknown group request {op!r}; known: {[OP_POLL, OP_ACK, OP_NACK, OP_LEAVE]}")
 
 
 def encode_refs(deliveries: Settleable) -> pa.RecordBatch | None:
@@ -197,6 +217,10 @@ def decode_delivery(header: bytes, records: pa.RecordBatch) -> DeliveryBatch:
 
 def encode_polled(batches: int, member: str) -> bytes:
     return dump({"polled": batches, "member": member})
+
+
+def encode_left(member: str) -> bytes:
+    return dump({"left": member})
 
 
 def encode_settled(result: AckResult) -> bytes:

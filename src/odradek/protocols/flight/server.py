@@ -383,7 +383,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            Subscription(self.engine.groups, request, stop).serve(reader, writer)
+            Subscription(self.engine.groups, request, stop, self._draining.is_set).serve(reader, writer)
 
     # -- discovery: topics as flights ---------------------------------------------------------
 

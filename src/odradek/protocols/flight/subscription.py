@@ -5,6 +5,13 @@ the embedded :class:`~odradek.client.consumer.Consumer`, which also joins again 
 itself after the group dropped it for silence) and leaves when the stream ends, for
 whatever reason, so a client that vanishes gives its deliveries back at once.
 
+How it leaves decides whether those deliveries count as attempts (groups/group.py,
+"Attempts"): cleanly (uncounted) only after the client's ``{"op": "leave"}`` or when
+the server drains; failing (each counts) when the stream ends in any other way: the
+client finished writing without ``leave`` (an old client, or a process whose
+interpreter closed the stream as it died of an exception), was cancelled or killed,
+or the stream broke (a write to it failed, an unexpected error here).
+
 Rules
 -----
 * Requests are answered one at a time, in order; a refused request is answered with
@@ -34,16 +41,27 @@ poll_slice_seconds = 1.0
 
 
 class Subscription:
-    def __init__(self, groups: GroupManager, request: wire.Subscribe, stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        groups: GroupManager,
+        request: wire.Subscribe,
+        stop: Callable[[], bool],
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``stop``: the call should end (the server drains, or the client cancelled);
+        ``draining``: the server drains (a clean end for the member)."""
         options = GroupOptions.build(request.group, request.pattern, **request.options)
         self._consumer = Consumer(groups, request.pattern, request.group, options)
         self._stop = stop
+        self._draining = draining
 
     def serve(
         self, reader: flight.MetadataRecordBatchReader, writer: flight.MetadataRecordBatchWriter
     ) -> None:
-        """Answer requests until the client finishes writing; then leave the group."""
+        """Answer requests until the client leaves or the stream ends; then leave the
+        group, cleanly only after a ``leave`` request or a drain."""
         consumer = self._consumer
+        clean = False
         try:
             writer.begin(wire.DELIVERY_SCHEMA)
             joined = wire.encode_joined(consumer.member_id, consumer.options.to_json())
@@ -52,22 +70,34 @@ class Subscription:
                 try:
                     chunk = reader.read_chunk()
                 except StopIteration:
-                    return
+                    return  # without a leave request: the client may have died
                 if self._stop():
-                    raise Unavailable("the server is shutting down; subscribe again to a running server")
+                    clean = self._draining()
+                    if clean:
+                        raise Unavailable("the server is shutting down; subscribe again to a running server")
+                    return  # the client cancelled the call
                 metadata = chunk.app_metadata
                 raw = metadata.to_pybytes() if metadata is not None else b""
                 try:
-                    self._answer(wire.decode_request(raw), chunk.data, writer)
+                    request = wire.decode_request(raw)
+                    if isinstance(request, wire.Leave):
+                        clean = True
+                        consumer.close()
+                        writer.write_metadata(pa.py_buffer(wire.encode_left(consumer.member_id)))
+                        return
+                    self._answer(request, chunk.data, writer)
                 except (Unavailable, ClosedError):
                     raise
                 except OdradekError as exc:
                     writer.write_metadata(pa.py_buffer(wire.encode_refused(exc)))
         finally:
-            consumer.close()
+            consumer.close(failed=not clean)
 
     def _answer(
-        self, request: wire.Request, data: pa.RecordBatch | None, writer: flight.MetadataRecordBatchWriter
+        self,
+        request: wire.Poll | wire.Settle,
+        data: pa.RecordBatch | None,
+        writer: flight.MetadataRecordBatchWriter,
     ) -> None:
         consumer = self._consumer
         if isinstance(request, wire.Poll):
