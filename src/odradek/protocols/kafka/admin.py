@@ -9,17 +9,22 @@ topic's Odradek settings (-1 is "no limit"); ``kafka_partitions`` is the number 
 virtual partitions (it may only grow); ``cleanup.policy`` is always ``delete``. A few
 settings that only make sense on a replicated Kafka cluster are accepted and ignored
 (:data:`IGNORED_CONFIGS`); any other name is refused with INVALID_CONFIG.
+
+A StorageError (a full disk) is answered per topic with KAFKA_STORAGE_ERROR and its
+message; a topic created with several partitions whose partition count could not be
+saved is deleted again, so nothing is left half-made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Callable
 
 from odradek import limits
 from odradek.config import TopicConfig
-from odradek.errors import InvalidRequest, OdradekError, TopicExists, TopicNotFound
+from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicExists, TopicNotFound
 from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, error_code_of
 from odradek.protocols.kafka.codec import messages_admin as m
 from odradek.protocols.kafka.codec.api import Request
@@ -160,7 +165,14 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
     if view is None:
         return failed(ErrorCode.UNKNOWN_SERVER_ERROR, "the topic vanished right after its creation")
     if partitions != 1:
-        view = await broker.set_partitions(view, partitions)
+        try:
+            view = await broker.set_partitions(view, partitions)
+        except StorageError as exc:
+            # Nothing half-done: the topic goes again rather than stay with 1 partition.
+            with contextlib.suppress(OdradekError):
+                await broker.call(broker.engine.delete_topic, view.name)
+            broker.forget(view.name)
+            return failed(ErrorCode.KAFKA_STORAGE_ERROR, exc.message)
     configs = tuple(
         m.CreatableTopicConfigs(
             name=entry.name, value=entry.value, read_only=entry.read_only, config_source=entry.config_source
@@ -227,7 +239,10 @@ async def create_partitions(broker: Broker, request: Request) -> m.CreatePartiti
             code = ErrorCode.INVALID_PARTITIONS
             message = f"at most {limits.kafka_partitions_max} partitions"
         elif not body.validate_only:
-            await broker.set_partitions(view, topic.count)
+            try:
+                await broker.set_partitions(view, topic.count)
+            except StorageError as exc:
+                code, message = ErrorCode.KAFKA_STORAGE_ERROR, exc.message
         results.append(m.CreatePartitionsTopicResult(name=topic.name, error_code=code, error_message=message))
     return m.CreatePartitionsResponse(results=tuple(results))
 

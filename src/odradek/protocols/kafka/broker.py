@@ -13,6 +13,7 @@ import concurrent.futures
 import contextvars
 import dataclasses
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ from odradek.protocols.kafka.groups import Coordinator
 from odradek.protocols.kafka.store import DoorStore
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 NODE_ID = 1
 
@@ -193,13 +196,19 @@ class Broker:
         return view
 
     async def topic(self, name: str, *, refresh: bool = False) -> TopicView | None:
-        """The topic's view, or None if it does not exist (or the name is invalid)."""
+        """The topic's view, or None if it does not exist (or the name is invalid, or
+        the topic cannot be opened: a StorageError, logged, which clients then see as
+        the retriable UNKNOWN_TOPIC_OR_PARTITION rather than as a closed connection)."""
         view = None if refresh else self._topics.get(name)
         if view is not None:
             return view
         try:
             return await self.call(self._view, name)
         except (TopicNotFound, InvalidRequest):
+            self._topics.pop(name, None)
+            return None
+        except StorageError as exc:
+            log.warning("topic %s cannot be served to Kafka clients: %s", name, exc.message)
             self._topics.pop(name, None)
             return None
 

@@ -1,6 +1,13 @@
 """Handlers of the data path: ApiVersions, Metadata, Produce, Fetch, ListOffsets,
 InitProducerId. Each takes the broker and a decoded request and returns the response
-body (or None when Kafka sends no response, as for Produce with acks=0)."""
+body (or None when Kafka sends no response, as for Produce with acks=0).
+
+A StorageError (a full disk, an I/O error) is answered with an error code, as a Kafka
+broker answers a failing log directory, never by closing the connection: Produce and
+Fetch give KAFKA_STORAGE_ERROR for the partition (Fetch v4-5, whose clients may not
+know that code, NOT_LEADER_OR_FOLLOWER, as Kafka does), ListOffsets likewise, and
+InitProducerId COORDINATOR_LOAD_IN_PROGRESS, Kafka's answer when no producer-id block
+can be had, which librdkafka, kafka-python and aiokafka all retry."""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from odradek import limits
-from odradek.errors import InvalidRequest, OdradekError, OffsetOutOfRange, TopicNotFound
+from odradek.errors import InvalidRequest, OdradekError, OffsetOutOfRange, StorageError, TopicNotFound
 from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
@@ -267,9 +274,16 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
     for topic in body.topics:
         view = await (broker.topic_by_id(topic.topic_id) if by_id else broker.topic(topic.topic))
         targets.append((topic, view))
+    # Kafka answers Fetch v5 and older with NOT_LEADER_OR_FOLLOWER instead, which those
+    # clients know to retry after a metadata refresh.
+    storage_code = (
+        ErrorCode.KAFKA_STORAGE_ERROR if request.api_version >= 6 else ErrorCode.NOT_LEADER_OR_FOLLOWER
+    )
     while True:
         if _has_data(broker, targets) or time.monotonic() >= deadline:
-            responses, size = await broker.call(_read_all, broker, targets, body.max_bytes, by_id)
+            responses, size = await broker.call(
+                _read_all, broker, targets, body.max_bytes, by_id, storage_code
+            )
             if size >= body.min_bytes or time.monotonic() >= deadline:
                 return m.FetchResponse(responses=responses)
         await broker.wait_arrival(min(limits.kafka_fetch_poll_seconds, max(deadline - time.monotonic(), 0)))
@@ -289,7 +303,11 @@ def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None
 
 
 def _read_all(
-    broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]], max_bytes: int, by_id: bool
+    broker: Broker,
+    targets: list[tuple[m.FetchTopic, TopicView | None]],
+    max_bytes: int,
+    by_id: bool,
+    storage_code: ErrorCode,
 ) -> tuple[tuple[m.FetchableTopicResponse, ...], int]:
     responses = []
     budget = max(max_bytes, 1)
@@ -297,7 +315,7 @@ def _read_all(
     for topic, view in targets:
         partitions = []
         for wanted in topic.partitions:
-            data = _read_partition(broker, view, wanted, budget, by_id)
+            data = _read_partition(broker, view, wanted, budget, by_id, storage_code)
             size = len(data.records or b"")
             total += size
             budget = max(budget - size, 1)
@@ -309,7 +327,12 @@ def _read_all(
 
 
 def _read_partition(
-    broker: Broker, view: TopicView | None, wanted: m.FetchPartition, budget: int, by_id: bool
+    broker: Broker,
+    view: TopicView | None,
+    wanted: m.FetchPartition,
+    budget: int,
+    by_id: bool,
+    storage_code: ErrorCode,
 ) -> m.FetchPartitionData:
     index = wanted.partition
     if view is None:
@@ -351,6 +374,9 @@ def _read_partition(
             high_watermark=exc.next_offset,
             log_start_offset=exc.first,
         )
+    except StorageError as exc:
+        log.warning("Fetch of %s: %s", view.name, exc.message)
+        return m.FetchPartitionData(partition_index=index, error_code=storage_code, high_watermark=-1)
     return m.FetchPartitionData(
         partition_index=index,
         high_watermark=end,
@@ -449,5 +475,13 @@ async def init_producer_id(broker: Broker, request: Request) -> m.InitProducerId
         return m.InitProducerIdResponse(
             producer_id=body.producer_id, producer_epoch=(body.producer_epoch + 1) & 0x7FFF
         )
-    producer_id = await broker.call(broker.store.next_producer_id)
+    try:
+        producer_id = await broker.call(broker.store.next_producer_id)
+    except StorageError as exc:
+        # The next block of producer ids could not be reserved (a full disk): Kafka's
+        # answer when it has no block, a code every client retries; nothing was handed out.
+        log.warning("InitProducerId: %s", exc.message)
+        return m.InitProducerIdResponse(
+            error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, producer_id=-1, producer_epoch=-1
+        )
     return m.InitProducerIdResponse(producer_id=producer_id, producer_epoch=0)

@@ -2,13 +2,20 @@
 LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups.
 
 They translate between the wire messages and :class:`~.groups.Coordinator`, which
-holds the group state machine."""
+holds the group state machine.
+
+A commit or a group deletion whose file write fails (a full disk) is answered with
+NOT_COORDINATOR, as Kafka answers a failed write to its offsets topic: clients look
+the coordinator up again and retry. Nothing of it took effect."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 
 from odradek import limits
+from odradek.errors import StorageError
 from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
 from odradek.protocols.kafka.codec import messages_groups as m
 from odradek.protocols.kafka.codec.api import Request
@@ -16,6 +23,8 @@ from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
 from odradek.protocols.kafka.groups import DEAD
 from odradek.protocols.kafka.store import OffsetEntry
+
+log = logging.getLogger(__name__)
 
 _KEY_TYPE_GROUP = 0
 _TRANSACTIONS_REFUSED = "transactions are not supported by Odradek"
@@ -145,8 +154,26 @@ async def offset_commit(broker: Broker, request: Request) -> m.OffsetCommitRespo
             )
         )
     if accepted:
-        await broker.coordinator.commit(body.group_id, accepted)
+        try:
+            await broker.coordinator.commit(body.group_id, accepted)
+        except StorageError as exc:
+            log.warning("OffsetCommit of group %s: %s", body.group_id, exc.message)
+            topics = [_commit_failed(topic, accepted) for topic in topics]
     return m.OffsetCommitResponse(topics=tuple(topics))
+
+
+def _commit_failed(
+    topic: m.OffsetCommitResponseTopic, accepted: dict[tuple[str, int], OffsetEntry]
+) -> m.OffsetCommitResponseTopic:
+    """The topic's answer once the commit could not be written: NOT_COORDINATOR for
+    each partition that had been accepted."""
+    partitions = tuple(
+        dataclasses.replace(partition, error_code=ErrorCode.NOT_COORDINATOR)
+        if partition.error_code == ErrorCode.NONE
+        else partition
+        for partition in topic.partitions
+    )
+    return dataclasses.replace(topic, partitions=partitions)
 
 
 async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchResponse:
@@ -279,8 +306,12 @@ async def list_groups(broker: Broker, request: Request) -> m.ListGroupsResponse:
 
 async def delete_groups(broker: Broker, request: Request) -> m.DeleteGroupsResponse:
     body: m.DeleteGroupsRequest = request.body
-    results = [
-        m.DeletableGroupResult(group_id=group_id, error_code=await broker.coordinator.delete(group_id))
-        for group_id in body.groups_names
-    ]
+    results = []
+    for group_id in body.groups_names:
+        try:
+            code = await broker.coordinator.delete(group_id)
+        except StorageError as exc:
+            log.warning("DeleteGroups of %s: %s", group_id, exc.message)
+            code = ErrorCode.NOT_COORDINATOR
+        results.append(m.DeletableGroupResult(group_id=group_id, error_code=code))
     return m.DeleteGroupsResponse(results=tuple(results))

@@ -378,12 +378,14 @@ class Coordinator:
         return ErrorCode.NONE
 
     async def commit(self, group_id: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
+        """Save the offsets, then let fetches see them: a commit whose write failed
+        (StorageError) changes nothing."""
         group = self.groups.setdefault(group_id, Group(group_id))
-        group.offsets.update(offsets)
         lock = self._save_locks.setdefault(group_id, asyncio.Lock())
         async with lock:
-            snapshot = dict(group.offsets)
+            snapshot = {**group.offsets, **offsets}
             await asyncio.get_running_loop().run_in_executor(None, self.store.save_group, group_id, snapshot)
+            group.offsets.update(offsets)
 
     def committed(self, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
         group = self.groups.get(group_id)
@@ -400,8 +402,10 @@ class Coordinator:
             return ErrorCode.GROUP_ID_NOT_FOUND
         if group.members:
             return ErrorCode.NON_EMPTY_GROUP
-        del self.groups[group_id]
+        # The file goes first: a deletion that failed (StorageError) leaves the group.
         await asyncio.get_running_loop().run_in_executor(None, self.store.delete_group, group_id)
+        if self.groups.get(group_id) is group and not group.members:
+            del self.groups[group_id]
         return ErrorCode.NONE
 
     def close(self) -> None:
