@@ -356,9 +356,15 @@ def key(args: argparse.Namespace) -> int:
 def _format(batch: pa.RecordBatch, style: str, topic: str) -> bytes:
     if batch.num_rows == 0:
         return b""
-    if style == "jsonl":
-        return output.jsonl(batch, topic)
-    return output.values_text(batch)
+    try:
+        if style == "jsonl":
+            return output.jsonl(batch, topic)
+        return output.values_text(batch)
+    except (ValueError, OverflowError, TypeError, pa.ArrowException) as exc:
+        first = batch.column("offset")[0].as_py()
+        raise OdradekError(
+            f"cannot write out the records of {topic} from offset {first} as {style}: {exc}"
+        ) from exc
 
 
 def stdout_is_closed_error(exc: BaseException) -> bool:
@@ -448,6 +454,10 @@ def schema_get(args: argparse.Namespace) -> int:
 
 def schema_set(args: argparse.Namespace) -> int:
     document = read_schema_file(args.file, args.kind)
+    """The batch as text. Every stored record can be written (bytes that are not text
+    as base64, output.py); should one still fail, the command ends with a clear error
+    naming it, not a traceback (a group consumer then leaves as failed, so the record
+    counts an attempt toward its dead letter)."""
     with client_for(args) as client:
         before = client.get_schema(args.topic)
         try:

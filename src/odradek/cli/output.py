@@ -2,7 +2,11 @@
 
 JSONL fields: ``topic, offset, key, value, version, timestamp, headers``. Bytes are
 written as UTF-8 where valid, else base64 under the field name with a ``_b64`` suffix
-(``"value_b64": "..."``); header values follow the same rule inside ``headers``.
+(``"value_b64": "..."``); header values follow the same rule inside ``headers``. A
+record with a header *name* that is not UTF-8 (stored before appends refused them)
+gets ``headers_b64`` instead of ``headers``: every name and value in base64
+(``{"/w==": "dg=="}``). Any record can therefore be written out: none stops a
+``consume``.
 
 A batch is formatted with Arrow string kernels, column by column: each column becomes
 an array of JSON fragments and the fragments are joined element-wise. Batches that
@@ -54,7 +58,17 @@ def jsonl(batch: pa.RecordBatch, topic: str | None = None) -> bytes:
 
 def rows(batch: pa.RecordBatch, topic: str | None = None) -> list[dict[str, Any]]:
     """The batch's records as JSON-able dicts (the slow, exact path)."""
-    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    # Timestamps are formatted by Arrow below (any year); header names are read as
+    # bytes, so a name that is not UTF-8 cannot fail the conversion.
+    columns = {
+        name: batch.column(name).to_pylist()
+        for name in batch.schema.names
+        if name not in ("timestamp", "headers")
+    }
+    headers_column = batch.column("headers")
+    if pa.types.is_map(headers_column.type):
+        headers_column = headers_column.cast(_BYTES_HEADERS)
+    all_headers = headers_column.to_pylist()
     typed = _typed_json(batch)
     typed_values = None if typed is None else [json.loads(v) for v in typed.to_pylist()]
     timestamps = pc.strftime(batch.column("timestamp"), format=_TIMESTAMP_FORMAT).to_pylist()
@@ -69,12 +83,30 @@ def rows(batch: pa.RecordBatch, topic: str | None = None) -> list[dict[str, Any]
             _put_bytes(row, "value", columns["value"][index])
         row["version"] = columns["version"][index]
         row["timestamp"] = timestamps[index]
-        headers: dict[str, Any] = {}
-        for name, value in columns["headers"][index] or []:
-            _put_bytes(headers, name, value)
-        row["headers"] = headers
+        row.update(_headers_field(all_headers[index] or []))
         result.append(row)
     return result
+
+
+_BYTES_HEADERS = pa.map_(pa.binary(), pa.binary())
+
+
+def _headers_field(pairs: list[tuple[bytes, bytes | None]]) -> dict[str, Any]:
+    """``{"headers": ...}``, or ``{"headers_b64": ...}`` if a name is not UTF-8."""
+    try:
+        named = [(name.decode(), value) for name, value in pairs]
+    except UnicodeDecodeError:
+        return {
+            "headers_b64": {_base64(name): None if value is None else _base64(value) for name, value in pairs}
+        }
+    headers: dict[str, Any] = {}
+    for name, value in named:
+        _put_bytes(headers, name, value)
+    return {"headers": headers}
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _put_bytes(target: dict[str, Any], name: str, value: bytes | None) -> None:
