@@ -5,25 +5,29 @@ made `odradek consume` exit with a traceback. Now every record is written out: b
 that are not text in base64 under a ``_b64`` field name (DESIGN §3), and a record whose
 header names are not all UTF-8 with ``headers_b64`` (names and values in base64); a
 timestamp outside what Python's datetime holds is still formatted. A group consumer
-prints and acks it like any other record.
+prints and acks it like any other record; one whose reader goes away (``| head``)
+stops cleanly: what it held goes back to the group without counting an attempt.
 
 Method: a data directory holding such records, written by the engine with its
 append-time checks switched off (as an older version wrote them); then a real
 `odradek serve` on it and the `consume` command, plain and as a group member; and the
-JSON Lines formatter called directly on the same batch.
+JSON Lines formatter called directly on the same batch. The reader that goes away is
+a pipe closed after the first line, while a batch larger than the pipe is written.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from odradek_process import Server, run
+from odradek_process import ODRADEK, Server, run
 
+import odradek
 from odradek import limits, records
 from odradek.cli import output
 from odradek.engine import Engine
@@ -98,3 +102,20 @@ def test_consume_writes_out_a_record_no_reader_could_decode(
     _check_lines([json.loads(line) for line in grouped.stdout.splitlines()])
     again = run("consume", "t", "--group", "g", "--wait", "0.5", server=server)
     assert (again.returncode, again.stdout) == (0, b""), "the group did not ack what it printed"
+
+
+def test_a_group_consumer_whose_reader_goes_away_stops_cleanly(start_server: type[Server]) -> None:
+    server = start_server()
+    with odradek.connect(server.url) as client:
+        client.create_topic("t")
+        client.append("t", [{"key": f"k{i}", "value": b"x" * 200} for i in range(2000)])
+    command = [*ODRADEK, "--server", server.url, "consume", "t", "--group", "g", "--from-beginning"]
+    command += ["--wait", "5", "--format", "jsonl"]
+    consumer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert consumer.stdout is not None and consumer.stdout.readline().startswith(b"{")
+    consumer.stdout.close()  # like `| head -1`: the rest of the batch cannot be written
+    _, errors = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, errors.decode()
+    with odradek.connect(server.url) as client, client.subscribe("t", group="g") as again:
+        deliveries = again.poll(10, timeout=30)
+        assert deliveries and {d.attempt for d in deliveries} == {1}, "a reader going away counted an attempt"

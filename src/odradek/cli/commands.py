@@ -297,24 +297,33 @@ def _consume_group(args: argparse.Namespace, start: object, wait: float | None) 
     """Consume as a member of ``--group``: print each polled batch, then ack it, so a
     record is acknowledged only once it is written out (at least once). ``start``
     places a new group; an existing one continues where it left off. Stops after
-    ``--max`` records, or once ``wait`` seconds pass with nothing (None: never)."""
+    ``--max`` records, or once ``wait`` seconds pass with nothing (None: never).
+
+    Ctrl-C and a reader that goes away (``| head``) stop it cleanly: what it held goes
+    back to the group uncounted. Any other failure leaves the group as failed, so what
+    it held counts an attempt (a record it cannot write out is dead-lettered in time)."""
     remaining = args.max
     out = sys.stdout.buffer
     with (
         client_for(args) as client,
         client.subscribe(args.pattern, group=args.group, start=start) as consumer,
     ):
-        while remaining is None or remaining > 0:
-            limit = group_poll_records if remaining is None else min(remaining, group_poll_records)
-            batches = consumer.poll_batches(limit, timeout=group_poll_seconds if wait is None else wait)
-            if not batches and wait is not None:
-                break
-            for batch in batches:
-                out.write(_format(batch.records, args.format, batch.topic))
-                out.flush()
-                consumer.ack(batch)
-                if remaining is not None:
-                    remaining -= batch.records.num_rows
+        try:
+            while remaining is None or remaining > 0:
+                limit = group_poll_records if remaining is None else min(remaining, group_poll_records)
+                batches = consumer.poll_batches(limit, timeout=group_poll_seconds if wait is None else wait)
+                if not batches and wait is not None:
+                    break
+                for batch in batches:
+                    out.write(_format(batch.records, args.format, batch.topic))
+                    out.flush()
+                    consumer.ack(batch)
+                    if remaining is not None:
+                        remaining -= batch.records.num_rows
+        except OSError as exc:
+            if stdout_is_closed_error(exc):
+                consumer.close()  # the reader stopped reading: a clean stop, not a failure
+            raise
     return 0
 
 
@@ -448,16 +457,16 @@ def schema_get(args: argparse.Namespace) -> int:
         info = client.get_schema(args.topic, args.version)
     if info is None:
         raise InvalidRequest(f"topic {args.topic!r} has no schema")
+    """The batch as text. Every stored record can be written (bytes that are not text
+    as base64, output.py); should one still fail, the command ends with a clear error
+    naming it, not a traceback (a group consumer then leaves as failed, so the record
+    counts an attempt toward its dead letter)."""
     print(json.dumps(_schema_json(info), indent=2))
     return 0
 
 
 def schema_set(args: argparse.Namespace) -> int:
     document = read_schema_file(args.file, args.kind)
-    """The batch as text. Every stored record can be written (bytes that are not text
-    as base64, output.py); should one still fail, the command ends with a clear error
-    naming it, not a traceback (a group consumer then leaves as failed, so the record
-    counts an attempt toward its dead letter)."""
     with client_for(args) as client:
         before = client.get_schema(args.topic)
         try:
