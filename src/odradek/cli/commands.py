@@ -363,6 +363,10 @@ def key(args: argparse.Namespace) -> int:
 
 
 def _format(batch: pa.RecordBatch, style: str, topic: str) -> bytes:
+    """The batch as text. Every stored record can be written (bytes that are not text
+    as base64, output.py); should one still fail, the command ends with a clear error
+    naming it, not a traceback (a group consumer then leaves as failed, so the record
+    counts an attempt toward its dead letter)."""
     if batch.num_rows == 0:
         return b""
     try:
@@ -457,10 +461,6 @@ def schema_get(args: argparse.Namespace) -> int:
         info = client.get_schema(args.topic, args.version)
     if info is None:
         raise InvalidRequest(f"topic {args.topic!r} has no schema")
-    """The batch as text. Every stored record can be written (bytes that are not text
-    as base64, output.py); should one still fail, the command ends with a clear error
-    naming it, not a traceback (a group consumer then leaves as failed, so the record
-    counts an attempt toward its dead letter)."""
     print(json.dumps(_schema_json(info), indent=2))
     return 0
 
