@@ -1,5 +1,7 @@
 """Odradek: a durable event log with key streams, hierarchical topics and OCC.
 
+Example::
+
     import odradek
     client = odradek.open("./odradek-data")        # embedded, no server
     client.create_topic("orders.eu.created")

@@ -12,6 +12,8 @@ Method: build a data directory with the embedded engine, damage files by hand, s
 from __future__ import annotations
 
 import json
+import socket
+import urllib.request
 from pathlib import Path
 
 from odradek_process import Server, run
@@ -39,7 +41,15 @@ def _damaged_data(data: Path) -> None:
 def test_verify_and_repair_through_the_server(tmp_path: Path, start_server: type[Server]) -> None:
     data = tmp_path / "data"
     _damaged_data(data)
-    server = start_server(data)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    server = start_server(data, "--metrics-listen", f"127.0.0.1:{metrics_port}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'odradek_topic_damaged_records{accepted="false",topic="orders"} 10.0' in metrics
+    assert 'odradek_topic_read_only{topic="orders"} 1.0' in metrics
+    assert "odradek_topics_unavailable 1.0" in metrics
     listed = run("topic", "list", server=server)
     assert listed.returncode == 0
     assert listed.stdout.decode().split() == ["orders"]

@@ -67,9 +67,7 @@ def build(data: Path) -> Built:
             ]
             result = client.append(VICTIM, records, producer=("producer", sequence))
             sequence += 1
-            following = {
-                key: version - keys.count(key.decode()) for key, version in result.versions.items()
-            }
+            following = {key: version - keys.count(key.decode()) for key, version in result.versions.items()}
             for i, record in enumerate(records):
                 key = record["key"].encode()
                 following[key] += 1

@@ -81,7 +81,7 @@ def test_wire_format_values_decode_by_their_version_and_evolve(engine: Engine) -
     assert all(wire.schema_ids_of(pa.array([v])).tolist() == [v2.id] for v in wire_values)
     decoded = fastavro.schemaless_reader(io.BytesIO(wire_values[2][5:]), fastavro.parse_schema(ORDER_V2))
     assert decoded == {"id": 3, "sku": "c", "quantity": 7}
-    assert [json.loads(v) for v in _values(engine, "orders", "json")][0] == {
+    assert next(json.loads(v) for v in _values(engine, "orders", "json")) == {
         "id": 1,
         "sku": "a",
         "quantity": 1,

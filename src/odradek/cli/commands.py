@@ -15,7 +15,7 @@ import select
 import sys
 import time
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -70,8 +70,11 @@ def topic_create(args: argparse.Namespace) -> int:
 def topic_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         names = client.list_topics(args.pattern)
+        unavailable = client.unavailable_topics()
     if names:
         print("\n".join(names))
+    for name, why in sorted(unavailable.items()):
+        print(f"warning: topic {name} is unavailable: {why}", file=sys.stderr)
     return 0
 
 
@@ -87,6 +90,97 @@ def topic_delete(args: argparse.Namespace) -> int:
         client.delete_topic(args.name)
     print(f"deleted topic {args.name}")
     return 0
+
+
+def topic_verify(args: argparse.Namespace) -> int:
+    if args.data_dir is not None:
+        from odradek.engine import Engine  # an offline check of a stopped server's data
+
+        with Engine(args.data_dir, retention_check_seconds=3600) as engine:
+            progress = _VerifyProgress(args.name)
+            report = engine.verify_topic(args.name, progress)
+            progress.finish()
+    else:
+        with client_for(args) as client:
+            report = client.verify_topic(args.name)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(_verify_text(report))
+    return 0 if all(damage["accepted"] for damage in report["damaged"]) else 1
+
+
+class _VerifyProgress:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.shown = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.tty and now - self.shown >= progress_interval_seconds:
+            self.shown = now
+            percent = 100 * done // max(total, 1)
+            sys.stderr.write(f"\rverifying {self.topic}: {percent}% of {output.human_bytes(total)}\033[K")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _verify_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"topic {report['topic']}: {report['segments']} segment(s), {report['frames']:,} frame(s), "
+        f"{output.human_bytes(report['bytes'])} checked"
+    ]
+    for damage in report["damaged"]:
+        state = "accepted by an operator" if damage["accepted"] else "NOT accepted"
+        lines.append(
+            f"  damaged: offsets {damage['first_offset']}-{damage['end_offset'] - 1} in segment "
+            f"{damage['segment']} at bytes {damage['position']}..{damage['end_position']} "
+            f"({damage['reason']}; {state})"
+        )
+    for problem in report["problems"]:
+        lines.append(f"  rebuilt at the next open: {problem}")
+    if report["damaged"]:
+        pending = [d for d in report["damaged"] if not d["accepted"]]
+        if pending:
+            ranges = " ".join(f"--drop-range {d['first_offset']}-{d['end_offset'] - 1}" for d in pending)
+            lines.append(
+                f"restore the damaged records from a copy if you have one; to accept their loss: "
+                f"odradek topic repair {report['topic']} {ranges}"
+            )
+    else:
+        lines.append(
+            "no damaged records" + ("" if not report["problems"] else " (derived files are rebuilt)")
+        )
+    return "\n".join(lines)
+
+
+def topic_repair(args: argparse.Namespace) -> int:
+    ranges = [_offset_range(text) for text in args.drop_range]
+    if args.data_dir is not None:
+        from odradek.engine import Engine
+
+        with Engine(args.data_dir, retention_check_seconds=3600) as engine:
+            info = engine.repair_topic(args.name, drop_range=ranges)
+    else:
+        with client_for(args) as client:
+            info = client.repair_topic(args.name, drop_range=ranges)
+    print(
+        f"topic {info.name}: the loss of offsets {', '.join(args.drop_range)} is accepted; "
+        f"status {info.status}"
+    )
+    return 0
+
+
+def _offset_range(text: str) -> tuple[int, int]:
+    first, separator, last = text.partition("-")
+    if not separator or not first.strip().isdigit() or not last.strip().isdigit():
+        raise InvalidRequest(f"--drop-range is FIRST-LAST (offsets, inclusive), e.g. 1200-1249; got {text!r}")
+    return int(first), int(last)
 
 
 # -- produce ---------------------------------------------------------------------------------

@@ -104,7 +104,19 @@ examples:
   odradek topic create payments --schema payment.avsc
   odradek topic list 'orders.>'
   odradek topic describe orders.eu.created
-  odradek topic delete orders.eu.created"""
+  odradek topic delete orders.eu.created
+  odradek topic verify orders.eu.created"""
+
+_VERIFY_EPILOG = """\
+A damaged record (a checksum that fails, a truncated or missing segment) is never
+passed off as a torn tail: its offsets are reported and never handed out again, reads
+skip them, and a topic whose key versions were rebuilt across them refuses appends
+until an operator decides. verify exits 1 when it finds damage nobody accepted yet.
+
+examples:
+  odradek topic verify orders.eu.created
+  odradek topic verify orders.eu.created --data-dir ./odradek-data     # server stopped
+  odradek topic repair orders.eu.created --drop-range 1200-1249"""
 
 
 _SCHEMA_EPILOG = """\
@@ -254,6 +266,38 @@ def _add_topic(
     delete = _raw(actions, "delete", parents=[server], help="delete a topic and all its records")
     delete.add_argument("name")
     delete.set_defaults(handler=commands.topic_delete)
+    verify = _raw(
+        actions,
+        "verify",
+        parents=[server],
+        help="check every record and derived file of a topic against its checksums",
+        epilog=_VERIFY_EPILOG,
+    )
+    verify.add_argument("name")
+    verify.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="check a data directory directly (no server may be running on it), with progress",
+    )
+    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.set_defaults(handler=commands.topic_verify)
+    repair = _raw(
+        actions,
+        "repair",
+        parents=[server],
+        help="accept the loss of damaged offsets, so that a topic takes appends again",
+        epilog=_VERIFY_EPILOG,
+    )
+    repair.add_argument("name")
+    repair.add_argument(
+        "--drop-range",
+        metavar="A-B",
+        action="append",
+        required=True,
+        help="damaged offsets A to B (inclusive) whose loss is accepted; repeat for several ranges",
+    )
+    repair.add_argument("--data-dir", metavar="DIR", help="repair a data directory directly (no server)")
+    repair.set_defaults(handler=commands.topic_repair)
 
 
 def _add_produce(

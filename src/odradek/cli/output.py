@@ -169,3 +169,13 @@ def _concatenate(lines: pa.Array) -> bytes:
     joined = pc.binary_join(as_list, b"")[0]
     buffer = joined.as_buffer()
     return buffer.to_pybytes() if buffer is not None else b""
+
+
+def human_bytes(count: int) -> str:
+    """1,536 -> '1.5 KiB': sizes as people read them."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"

@@ -110,6 +110,15 @@ class AsyncClient:
     async def describe_topic(self, name: str) -> TopicInfo:
         return await self._call(self.sync.describe_topic, name)
 
+    async def unavailable_topics(self) -> dict[str, str]:
+        return await self._call(self.sync.unavailable_topics)
+
+    async def verify_topic(self, name: str) -> dict[str, Any]:
+        return await self._call(self.sync.verify_topic, name)
+
+    async def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+        return await self._call(functools.partial(self.sync.repair_topic, drop_range=drop_range), name)
+
     # -- data -------------------------------------------------------------------------
 
     async def append(

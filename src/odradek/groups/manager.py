@@ -51,7 +51,7 @@ class GroupManager:
         self._engine = engine
         self.directory = os.path.join(engine.path, "groups")
         try:
-            os.makedirs(self.directory, exist_ok=True)
+            engine.disk.makedirs(self.directory)
         except OSError as exc:
             raise StorageError(f"cannot use {self.directory}: {exc}") from exc
         self._lock = threading.Lock()
@@ -70,7 +70,12 @@ class GroupManager:
             group = self._groups.get(name)
             if group is not None:
                 return group
-            store = ProgressStore(os.path.join(self.directory, name + _SUFFIX), fsync=self._engine.fsync)
+            store = ProgressStore(
+                os.path.join(self.directory, name + _SUFFIX),
+                fsync=self._engine.fsync,
+                disk=self._engine.disk,
+                handles=self._engine.handles,
+            )
             state = store.load()
             if state is None:
                 if not create:
@@ -137,7 +142,7 @@ class GroupManager:
     def list_groups(self) -> list[str]:
         names = set()
         try:
-            for entry in os.listdir(self.directory):
+            for entry in self._engine.disk.listdir(self.directory):
                 if entry.endswith(_SUFFIX):
                     names.add(entry[: -len(_SUFFIX)])
         except OSError as exc:

@@ -138,6 +138,20 @@ class TopicCollector(Collector):
             "odradek_topic_next_offset", "Offset the next append to a topic gets.", labels=["topic"]
         )
         keys = GaugeMetricFamily("odradek_topic_keys", "Distinct keys of a topic.", labels=["topic"])
+        damaged = GaugeMetricFamily(
+            "odradek_topic_damaged_records",
+            "Offsets of a topic whose records are damaged (lost or failing their checksum); "
+            "see odradek topic verify.",
+            labels=["topic", "accepted"],
+        )
+        read_only = GaugeMetricFamily(
+            "odradek_topic_read_only",
+            "1 while a topic refuses appends because of damage (odradek topic repair decides).",
+            labels=["topic"],
+        )
+        unavailable = GaugeMetricFamily(
+            "odradek_topics_unavailable", "Topics whose files exist but cannot be opened (damaged metadata)."
+        )
         if not self.engine.closed:
             for name in self.engine.list_topics():
                 try:
@@ -148,7 +162,14 @@ class TopicCollector(Collector):
                 size.add_metric([name], info.bytes)
                 next_offset.add_metric([name], info.next_offset)
                 keys.add_metric([name], info.keys)
-        yield from (records, size, next_offset, keys)
+                lost = {True: 0, False: 0}
+                for damage in info.damaged:
+                    lost[bool(damage["accepted"])] += damage["end_offset"] - damage["first_offset"]
+                damaged.add_metric([name, "false"], lost[False])
+                damaged.add_metric([name, "true"], lost[True])
+                read_only.add_metric([name], 1 if info.status == "read-only" else 0)
+            unavailable.add_metric([], len(self.engine.unavailable_topics()))
+        yield from (records, size, next_offset, keys, damaged, read_only, unavailable)
 
 
 class GroupCollector(Collector):

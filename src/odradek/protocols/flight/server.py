@@ -124,6 +124,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "schema_versions": self._schema_versions,
             "check_schema": self._check_schema,
             "set_compatibility": self._set_compatibility,
+            "verify_topic": self._verify_topic,
+            "repair_topic": self._repair_topic,
         }
         super().__init__(location, middleware={_CALL_SLOTS: _CallSlots(self.slots)})
 
@@ -340,10 +342,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         pattern = body.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidRequest("pattern must be a string")
-        return messages.dump({"topics": self.engine.list_topics(pattern)})
+        unavailable = self.engine.unavailable_topics()
+        return messages.dump({"topics": self.engine.list_topics(pattern), "unavailable": unavailable})
 
     def _describe_topic(self, body: dict[str, Any]) -> bytes:
         return messages.encode_topic_info(self.engine.describe_topic(_name(body, "name")))
+
+    def _verify_topic(self, body: dict[str, Any]) -> bytes:
+        return messages.dump(self.engine.verify_topic(_name(body, "name")))
+
+    def _repair_topic(self, body: dict[str, Any]) -> bytes:
+        info = self.engine.repair_topic(_name(body, "name"), drop_range=body.get("drop_range"))
+        return messages.encode_topic_info(info)
 
     def _key_version(self, body: dict[str, Any]) -> bytes:
         key = messages.decode_key(body.get("key"), body.get("key_encoding", "hex"))

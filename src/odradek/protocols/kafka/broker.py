@@ -169,7 +169,7 @@ class Broker:
         self.host = host
         self.port = port
         self.auto_create_topics = auto_create_topics
-        self.store = DoorStore(engine.path)
+        self.store = DoorStore(engine.path, engine.disk, fsync=engine.fsync)
         self.coordinator = Coordinator(self.store)
         self.producers = ProducerSequences()
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(
