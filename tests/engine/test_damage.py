@@ -254,3 +254,33 @@ def test_retention_waits_for_the_key_index_to_hold_what_it_removes(
     with odradek.open(snapshot) as client:
         assert client.key_version("t", "old") == 100
         assert client.append("t", _records(1, key="old")).versions == {b"old": 101}
+
+
+@pytest.mark.parametrize("ordering", ["key", "topic"])
+def test_a_consumer_group_passes_over_damaged_offsets(tmp_path: Path, ordering: str) -> None:
+    """Reads skip damaged offsets, so a group's window gets a gap: before, it waited at
+    the gap forever (its watermark never moved); now the gap counts as settled."""
+    data = tmp_path / "data"
+    with odradek.open(data) as client:
+        client.create_topic("t")
+        for batch in range(5):
+            client.append("t", [{"key": f"k{i % 3}", "value": f"{batch}:{i}".encode()} for i in range(10)])
+    segment = _topic_dir(data, "t") / seg.segment_name(0)
+    frames = _frames(segment)
+    _flip(segment, frames[2].position + frames[2].size // 2)  # offsets 20..29
+    with odradek.open(data) as client:
+        client.repair_topic("t", drop_range=(20, 29))
+        client.append("t", [{"key": "k0", "value": b"after"}])
+        consumer = client.subscribe("t", group="g", start="earliest", ordering=ordering)
+        seen: list[int] = []
+        for _ in range(50):
+            deliveries = consumer.poll(max_records=100, timeout=0.2)
+            seen.extend(d.offset for d in deliveries)
+            consumer.ack(deliveries)
+            if len(seen) >= 41:
+                break
+        assert sorted(seen) == [*range(20), *range(30, 51)]
+        info = client.engine.groups.describe_group("g")
+        (progress,) = info.topics
+        assert progress.committed == 51 and progress.lag == 0
+        consumer.close()

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 from typing import TypeVar
 
 import numpy as np
@@ -175,10 +176,53 @@ class Cursor:
         return len(self.ready) + len(self.loose) < wanted
 
     def install(self, prepared: Prepared) -> int:
-        """Add records read from the log (returns how many entered the window)."""
-        if prepared.base != self.end:  # another reader got there first, or a skip
+        """Add records read from the log (returns how many entered the window).
+
+        Offsets the log skipped (damaged records: see docs/reliability.md) enter the
+        window as settled slots, so the watermark passes over them.
+        """
+        if prepared.requested != self.end:  # another reader got there first, or a skip
             return 0
-        count = int(prepared.batch.num_rows)
+        offsets = prepared.batch.column("offset").to_numpy()
+        count = len(offsets)
+        if prepared.base == self.end and int(offsets[-1]) == self.end + count - 1:
+            return self._install_dense(prepared.batch, prepared.hashes, prepared.keyed)
+        breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
+        bounds = [0, *breaks.tolist(), count]
+        for low, high in itertools.pairwise(bounds):
+            self._skip_gap(int(offsets[low]) - self.end)
+            self._install_dense(
+                prepared.batch.slice(low, high - low),
+                None if prepared.hashes is None else prepared.hashes[low:high],
+                None if prepared.keyed is None else prepared.keyed[low:high],
+            )
+        return count
+
+    def _skip_gap(self, count: int) -> None:
+        """Slots for ``count`` offsets that hold no record: settled at once."""
+        if count <= 0:
+            return
+        first = self.size
+        self._reserve(first + count)
+        window = slice(first, first + count)
+        self.state[window] = DONE
+        self.attempts[window] = 0
+        self.lease[window] = -1
+        self.not_before[window] = 0.0
+        self.next_slot[window] = -1
+        self.unit[window] = NO_UNIT
+        self.end += count
+        self.skipped += count
+        self._apply_settled_runs(first, count)
+        self._advance()
+
+    def _install_dense(
+        self,
+        batch: pa.RecordBatch,
+        hashes: npt.NDArray[np.uint64] | None,
+        keyed: npt.NDArray[np.bool_] | None,
+    ) -> int:
+        count = int(batch.num_rows)
         first = self.size
         self._reserve(first + count)
         window = slice(first, first + count)
@@ -187,15 +231,15 @@ class Cursor:
         self.lease[window] = -1
         self.not_before[window] = 0.0
         self.next_slot[window] = -1
-        if prepared.hashes is not None:
-            units = self.keys.ids(prepared.hashes)
-            if prepared.keyed is not None:
-                units[~prepared.keyed] = NO_UNIT
+        if hashes is not None:
+            units = self.keys.ids(hashes)
+            if keyed is not None:
+                units[~keyed] = NO_UNIT
         else:
             units = np.full(count, 0 if self.ordering == "topic" else NO_UNIT, dtype=np.int32)
         self.unit[window] = units
         self._grow_units(len(self.keys) if self.ordering == "key" else 1)
-        self.batches.append(prepared.batch)
+        self.batches.append(batch)
         self.batch_starts.append(self.end)
         self.end += count
         settled = self._apply_settled_runs(first, count)

@@ -499,6 +499,7 @@ class Group:
                     # deliveries span topics and go over one stream with one schema.
                     self._engine.fetch(cursor.topic, offset, max_records=count, value_format="json"),
                     self.options.ordering,
+                    offset,
                 )
             except (OffsetOutOfRange, TopicNotFound) as exc:
                 problem = exc

@@ -149,10 +149,20 @@ class Prepared:
     batch: pa.RecordBatch
     hashes: npt.NDArray[np.uint64] | None
     keyed: npt.NDArray[np.bool_] | None
+    # The offset the read started at: offsets between it and the records' (damaged
+    # records the log skips) are gaps the window passes over.
+    requested: int = -1
+
+    def __post_init__(self) -> None:
+        if self.requested < 0:
+            self.requested = self.base
 
 
-def prepare(batches: Sequence[pa.RecordBatch], ordering: str) -> Prepared | None:
-    """Combine fetched batches into one and hash their keys. Runs outside any lock."""
+def prepare(batches: Sequence[pa.RecordBatch], ordering: str, requested: int = -1) -> Prepared | None:
+    """Combine fetched batches into one and hash their keys. Runs outside any lock.
+
+    ``requested`` is the offset the read started at (default: the first record's).
+    """
     if not batches:
         return None
     batch = batches[0] if len(batches) == 1 else pa.concat_batches(list(batches))
@@ -160,7 +170,7 @@ def prepare(batches: Sequence[pa.RecordBatch], ordering: str) -> Prepared | None
         return None
     base = int(batch.column("offset")[0].as_py())
     if ordering != "key":
-        return Prepared(base, batch, None, None)
+        return Prepared(base, batch, None, None, requested)
     keys = batch.column("key")
     keyed = keys.is_valid().to_numpy(zero_copy_only=False) if keys.null_count else None
-    return Prepared(base, batch, hash_keys(keys), keyed)
+    return Prepared(base, batch, hash_keys(keys), keyed, requested)
