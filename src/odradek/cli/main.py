@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from odradek import limits
 from odradek.cli import commands
 from odradek.client.remote import DEFAULT_URL
 from odradek.errors import OdradekError, Unavailable
@@ -209,6 +210,11 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--log-format", choices=("kv", "json"), help="log lines as key=value (default) or JSON"
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    serve.add_argument(
+        "--topics-max",
+        metavar="N",
+        help=f"topics this server holds at most; more are refused (default {limits.topics_max_default:,})",
+    )
     serve.add_argument(
         "--inflight-bytes",
         metavar="SIZE",

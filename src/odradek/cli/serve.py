@@ -68,6 +68,7 @@ class Settings:
     connections_per_peer_max: int | None = None
     request_read_seconds: float = limits.request_read_seconds_default
     idle_seconds: float | None = None
+    topics_max: int = limits.topics_max_default
 
     def door_bounds(self, defaults: connections.DoorLimits) -> connections.DoorLimits:
         """A door's bounds: its defaults with the settings given here."""
@@ -94,6 +95,7 @@ _ENVIRONMENT = {
     "connections_per_peer_max": "ODRADEK_CONNECTIONS_PER_PEER_MAX",
     "request_read_seconds": "ODRADEK_REQUEST_READ_SECONDS",
     "idle_seconds": "ODRADEK_IDLE_SECONDS",
+    "topics_max": "ODRADEK_TOPICS_MAX",
 }
 
 
@@ -163,6 +165,7 @@ _BOUNDS = {
     "connections_per_peer_max": _count,
     "request_read_seconds": _seconds,
     "idle_seconds": _seconds,
+    "topics_max": _count,
 }
 
 
@@ -259,7 +262,7 @@ def run(settings: Settings) -> int:
     registry_address = (
         split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
     )
-    engine = Engine(settings.data_dir, fsync=settings.fsync)
+    engine = Engine(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max)
     budget = ByteBudget(settings.inflight_bytes)
     try:
         observer = None
