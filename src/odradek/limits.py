@@ -79,6 +79,9 @@ topics_max_default = 100_000
 flight_message_bytes_max = append_bytes_max_default + 1024 * 1024
 # Tickets, descriptors' commands and action bodies are small JSON documents.
 flight_command_bytes_max = 1024 * 1024
+# An action whose answer can grow without bound (a topic's schema history) answers in
+# pages of about this many bytes, half the message limit.
+flight_result_page_bytes = flight_command_bytes_max // 2
 # An append result carries the versions of up to this many keys inside its JSON, more
 # as Arrow IPC. Measured: one key costs ~1-5 us each way as JSON and ~10-25 us as an
 # IPC stream (its setup); around 32 keys JSON costs as much, at 64 keys already more.

@@ -129,3 +129,41 @@ def test_a_full_disk_during_a_key_index_flush_does_not_wedge_the_topic(
         total = client.describe_topic("t").next_offset
         assert client.key_version("t", "k") == total
         assert client.read_key("t", "k").num_rows == total
+
+
+def test_a_failing_reopen_raises_a_storage_error_naming_the_topic(tmp_path: Path) -> None:
+    """Before: after an fsync failure the next append reopened the topic, and a failure
+    there escaped as a bare OSError. Now it is a StorageError naming the topic, the topic
+    is listed as unavailable, and the other topics serve."""
+    disk = FaultyDisk()
+    with odradek.open(tmp_path, disk=disk) as client:
+        client.create_topic("t")
+        client.create_topic("other")
+        client.append("t", _records(2))
+        disk.fail_syncs(errno.EIO, paths="/t/")
+        with pytest.raises(odradek.StorageError, match="fsync failed"):
+            client.append("t", _records(1))
+        disk.heal()
+        (tmp_path / "topics" / "t" / "topic.json").unlink()
+        (tmp_path / "topics" / "t" / "topic.json.copy").unlink()
+        with pytest.raises(odradek.StorageError, match="topic t") as raised:
+            client.append("t", _records(1))
+        assert not isinstance(raised.value, OSError)
+        assert "t" in client.engine.unavailable_topics()
+        client.append("other", _records(1))
+
+
+def test_temporary_files_left_by_a_crash_are_removed_at_start(tmp_path: Path) -> None:
+    with odradek.open(tmp_path) as client:
+        client.create_topic("t")
+    leftovers = [
+        tmp_path / "topics" / "t" / "topic.json.tmp",
+        tmp_path / "schemas" / "ids.json.tmp",
+        tmp_path / "groups" / "g.state.tmp",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    with odradek.open(tmp_path) as client:
+        assert client.list_topics() == ["t"]
+    assert not any(path.exists() for path in leftovers)

@@ -144,3 +144,31 @@ def test_schemaless_topic_unchanged_by_value_formats(engine: Engine) -> None:
     assert _values(engine, "plain", "wire") == [b"\x00\x00\x00\x00\x01raw"]
     with pytest.raises(Exception, match="value_format"):
         engine.fetch("plain", 0, value_format="xml")
+
+
+def test_a_violation_has_one_wording_whatever_form_the_values_come_in(engine: Engine) -> None:
+    """Before: a list of dicts refused with Arrow's words ("Could not convert 'three'
+    with type str: tried to convert to int64"), naming neither record nor path, while
+    JSON text said "record 0: field `id` must be an integer". Now both name the record,
+    the field's path and what it must be."""
+    schema = {
+        "type": "record",
+        "name": "Order",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []},
+        ],
+    }
+    engine.create_topic("orders", schema=schema)
+    good = {"id": 1, "tags": []}
+    cases = [
+        ([{"value": good}, {"value": {"id": "three", "tags": []}}], 1, "id", "an integer (int64)"),
+        ([{"value": {"id": 1, "tags": ["a", 2]}}], 0, "tags[1]", "a string"),
+        ([{"value": json.dumps(good).encode()}, {"value": b'{"id": "x"}'}], 1, "id", "an integer (int64)"),
+    ]
+    for records, index, path, expected in cases:
+        with pytest.raises(SchemaViolation) as refused:
+            engine.append("orders", records)
+        assert (refused.value.index, refused.value.path) == (index, path)
+        assert refused.value.message.startswith(f"record {index}: field `{path}` must be {expected}, got ")
+    assert engine.describe_topic("orders").next_offset == 0

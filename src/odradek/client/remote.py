@@ -103,9 +103,16 @@ class RemoteClient:
         return messages.decode_schema_info(answer.get("schema"))
 
     def schema_versions(self, topic: str) -> list[SchemaInfo]:
-        answer = messages.load(self._action("schema_versions", {"topic": topic}), "schema_versions result")
-        infos = [messages.decode_schema_info(v) for v in answer.get("versions", [])]
-        return [info for info in infos if info is not None]
+        infos: list[SchemaInfo] = []
+        start: int | None = 1
+        while start is not None:  # the server answers in pages of at most about 512 KiB
+            body = {"topic": topic, "from_version": start}
+            answer = messages.load(self._action("schema_versions", body), "schema_versions result")
+            page = [messages.decode_schema_info(v) for v in answer.get("versions", [])]
+            infos.extend(info for info in page if info is not None)
+            following = answer.get("next_version")
+            start = following if isinstance(following, int) and following > start else None
+        return infos
 
     def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
         body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}

@@ -55,7 +55,7 @@ from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_b
 from odradek.schemas import compat, compile_schema
 from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
-from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.disk import LOCAL, Disk, describe_os_error, remove_leftovers
 from odradek.storage.handles import HandleCache, raise_open_files_limit
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -116,6 +116,10 @@ class Engine:
         self.closed = False
         disk.rmtree(self._trash_dir)
         disk.makedirs(self._trash_dir)
+        leftovers = sum(
+            remove_leftovers(disk, os.path.join(self.path, *part))
+            for part in [(), ("schemas",), ("groups",), ("kafka",), ("kafka", "groups"), ("registry",)]
+        )
         for name in sorted(disk.listdir(self._topics_dir)):
             directory = os.path.join(self._topics_dir, name)
             if not disk.isdir(directory):
@@ -126,6 +130,9 @@ class Engine:
                 reason = exc.message if isinstance(exc, OdradekError) else describe_os_error(exc)
                 log.error("topic %s is unavailable: %s", name, reason)
                 self._unavailable[name] = reason
+        leftovers += sum(topic.leftovers_removed for topic in self._topics.values())
+        if leftovers:
+            log.info("removed %d temporary file(s) left by an earlier crash", leftovers)
         self.groups = GroupManager(self)  # consumer groups (groups/), woken by _notify
         self._stop = threading.Event()
         self._retention_thread = threading.Thread(

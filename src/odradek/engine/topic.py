@@ -47,7 +47,7 @@ from odradek.errors import (
     StorageError,
 )
 from odradek.records import STORED_SCHEMA, now_micros
-from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.storage.disk import LOCAL, Disk, describe_os_error, remove_leftovers
 from odradek.storage.handles import HandleCache
 from odradek.types import AppendResult
 
@@ -98,6 +98,9 @@ class Topic:
         # Only with fsync is an acknowledged record durable, so only then does a log that
         # ends before the head mean damage (without fsync an OS crash may lose a tail).
         handles = handles or HandleCache(disk)
+        self.leftovers_removed = sum(
+            remove_leftovers(disk, path) for path in (directory, os.path.join(directory, "producers"))
+        )
         self.head = HeadFile(disk, directory, handles)
         acknowledged = self.head.read() if fsync else 0
         self.log = TopicLog(directory, config, disk, acknowledged=acknowledged, fsync=fsync, handles=handles)

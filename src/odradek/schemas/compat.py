@@ -39,10 +39,12 @@ MODES = (
 )
 
 
-def validate_mode(mode: str) -> str:
+def validate_mode(mode: object) -> str:
     """The mode in its canonical lower-case spelling (Confluent clients send upper
     case); an unknown mode is refused with the list of valid ones."""
-    canonical = str(mode).strip().lower()
+    if not isinstance(mode, str):  # str(None) would be "none", a valid mode
+        raise InvalidRequest(f"a compatibility mode is a name ({', '.join(MODES)}), got {mode!r}")
+    canonical = mode.strip().lower()
     if canonical not in MODES:
         raise InvalidRequest(f"unknown compatibility mode {mode!r}: use one of {', '.join(MODES)}")
     return canonical

@@ -15,6 +15,7 @@ the first offending record.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -643,6 +644,58 @@ def _bad_path(value: Any, data_type: pa.DataType, path: str) -> str:
     return path
 
 
+def _part_at(value: Any, data_type: pa.DataType, path: str) -> tuple[Any, pa.DataType]:
+    """The part of ``value`` at ``path`` (as _bad_path writes it) and its type."""
+    for step in re.findall(r"\[[^\]]*\]|[^.\[]+", path):
+        if step.startswith("["):
+            index = json.loads(step[1:-1])
+            if pa.types.is_map(data_type):
+                matches = [item for key, item in value.items() if str(key) == index]
+                value, data_type = (matches[0] if matches else None), data_type.item_type
+            else:
+                value, data_type = value[int(index)], data_type.value_type
+        else:
+            field = data_type.field(step)
+            value, data_type = (value.get(step) if isinstance(value, dict) else None), field.type
+    return value, data_type
+
+
+def _expected(data_type: pa.DataType) -> str:
+    """What a Python value must be for ``data_type``, in the words of the JSON path."""
+    if pa.types.is_struct(data_type) or pa.types.is_map(data_type):
+        return "a dict"
+    if _is_list_like(data_type):
+        return "a list"
+    if pa.types.is_boolean(data_type):
+        return "a boolean"
+    if pa.types.is_integer(data_type):
+        return f"an integer ({data_type})"
+    if pa.types.is_floating(data_type):
+        return f"a number ({data_type})"
+    if pa.types.is_decimal(data_type):
+        return "a decimal number"
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return "a string"
+    if pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type):
+        return "bytes"
+    if pa.types.is_fixed_size_binary(data_type):
+        return f"{data_type.byte_width} bytes"
+    if pa.types.is_timestamp(data_type):
+        return "a datetime or an integer"
+    if pa.types.is_date(data_type):
+        return "a date"
+    if pa.types.is_time(data_type):
+        return "a time"
+    return f"a value of type {data_type}"
+
+
+def _python_kind(value: Any) -> str:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:59] + "…"
+    return f"{type(value).__name__} {shown}"
+
+
 def values_from_python(values: Sequence[Any], value_type: pa.StructType) -> pa.StructArray:
     """Python dicts (what an embedded caller appends) as a struct array of ``value_type``.
 
@@ -678,7 +731,12 @@ def values_from_python(values: Sequence[Any], value_type: pa.StructType) -> pa.S
                 low = middle
         path = _bad_path(records[low], value_type, "")
         where = f"field `{path}`" if path else "the value"
-        raise SchemaViolation(f"{where} does not fit the topic's schema: {error}", low, path) from error
+        part, part_type = _part_at(records[low], value_type, path)
+        raise SchemaViolation(
+            f"record {low}: {where} must be {_expected(part_type)}, got {_python_kind(part)}",
+            low,
+            path,
+        ) from error
     check_nulls(array, value_type)
     result: pa.StructArray = array
     return result

@@ -207,7 +207,7 @@ class Disk:
         ``sync=False`` keeps the atomicity against a crashed process but not against a
         power loss (the engine's ``fsync=False`` mode).
         """
-        temporary = path + ".tmp"
+        temporary = path + TEMPORARY_SUFFIX
         try:
             self.remove(temporary)  # a leftover of a crash
         except FileNotFoundError:
@@ -216,6 +216,27 @@ class Disk:
         self.replace(temporary, path)
         if sync:
             self.fsync_directory(os.path.dirname(path) or ".")
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def remove_leftovers(disk: Disk, directory: str) -> int:
+    """Remove the temporary files (``*.tmp``) a crash left in ``directory``; return how
+    many. Every ``*.tmp`` is a write_atomically that never reached its rename."""
+    removed = 0
+    try:
+        names = disk.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.endswith(TEMPORARY_SUFFIX):
+            try:
+                disk.remove(os.path.join(directory, name))
+                removed += 1
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+    return removed
 
 
 def _skip(pieces: list[Buffer], count: int) -> list[Buffer]:

@@ -62,7 +62,8 @@ ACTIONS: dict[str, str] = {
     "Result: schema info JSON.",
     "get_schema": 'A version of a topic\'s schema (the newest without "version"). Body: {"topic", '
     '"version"?}. Result: {"schema": schema info JSON or null}.',
-    "schema_versions": 'Every version of a topic\'s schema. Body: {"topic"}. Result: {"versions": [...]}.',
+    "schema_versions": 'A page of a topic\'s schema versions. Body: {"topic", "from_version"?}. '
+    'Result: {"versions": [...], "next_version": first version of the next page or null}.',
     "check_schema": 'What would make set_schema refuse a schema. Body: {"topic", "schema", '
     '"compatibility"?}. Result: {"problems": [...]}.',
     "set_compatibility": 'Set a topic\'s compatibility mode. Body: {"topic", "compatibility"}. Result: {}.',

@@ -319,8 +319,23 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return messages.dump({"schema": messages.encode_schema_info(info)})
 
     def _schema_versions(self, body: dict[str, Any]) -> bytes:
-        versions = self.engine.schema_versions(_name(body, "topic"))
-        return messages.dump({"versions": [messages.encode_schema_info(v) for v in versions]})
+        """One page of a topic's schema versions, from ``from_version`` (default 1) on;
+        ``next_version`` names the next page's first version (null at the end), so a
+        long history never makes an answer larger than a message may be."""
+        start = body.get("from_version", 1)
+        if isinstance(start, bool) or not isinstance(start, int) or start < 1:
+            raise InvalidRequest(f"from_version must be an int >= 1, got {start!r}")
+        versions = self.engine.schema_versions(_name(body, "topic"))[start - 1 :]
+        page: list[Any] = []
+        size = 0
+        for info in versions:
+            encoded = messages.encode_schema_info(info)
+            size += len(messages.dump({"v": encoded}))
+            if page and size > limits.flight_result_page_bytes:
+                break
+            page.append(encoded)
+        following = start + len(page) if len(page) < len(versions) else None
+        return messages.dump({"versions": page, "next_version": following})
 
     def _check_schema(self, body: dict[str, Any]) -> bytes:
         problems = self.engine.check_schema(
@@ -331,7 +346,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return messages.dump({"problems": problems})
 
     def _set_compatibility(self, body: dict[str, Any]) -> bytes:
-        self.engine.set_compatibility(_name(body, "topic"), body.get("compatibility"))  # type: ignore[arg-type]
+        mode = body.get("compatibility")
+        if not isinstance(mode, str):  # never str(None): "none" is a valid mode
+            raise InvalidRequest(f"compatibility must be a mode name, got {mode!r}")
+        self.engine.set_compatibility(_name(body, "topic"), mode)
         return messages.dump({})
 
     def _delete_topic(self, body: dict[str, Any]) -> bytes:
