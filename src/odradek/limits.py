@@ -2,7 +2,11 @@
 
 A limit exists so that one bad request cannot exhaust memory or disk for everybody else;
 each comment says where the number comes from. Per-topic settings (retention, segment
-size) live in :mod:`odradek.config`; these are the engine-wide ceilings.
+size) live in :mod:`odradek.config`; these are the process-wide ceilings. Modules that
+use a bound may name it locally (``FRAME_BYTES_MAX = limits.segment_frame_bytes_max``),
+but its value is set here. What is not here is not a bound: wire-format facts (a
+varint's 10 bytes, a header's size) and timing intervals (how often a loop looks again)
+stay beside the code they describe.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ read_bytes_max_default = 16 * 1024 * 1024
 # last few in-flight appends is answered from memory (Kafka keeps 5 batches).
 producer_results_remembered = 5
 producer_id_length_max = 256
+
+# A frame's declared length above this is damage, not a frame: any frame is bounded by
+# the append size limit, and this guards recovery against a corrupt length field that
+# would otherwise make it read gigabytes.
+segment_frame_bytes_max = 1024 * 1024 * 1024
 
 # Segments: default size at which a segment rolls.
 segment_bytes_default = 256 * 1024 * 1024
@@ -152,6 +161,9 @@ group_in_flight_per_key_max = 10_000
 group_members_max = 10_000
 # Group names: the dead-letter topic is "dlq.<group>", which must be a topic name.
 group_name_length_max = topic_name_length_max - len("dlq.")
+# A group progress frame's body above this is damage, not a frame (a DONE frame of one
+# ack of group_poll_records_max scattered offsets is 1.6 MB).
+group_state_frame_bytes_max = 64 * 1024 * 1024
 # The progress log of a group is rewritten as a snapshot once it grows past this.
 group_state_log_bytes_max = 16 * 1024 * 1024
 
@@ -205,3 +217,42 @@ metrics_idle_seconds_default = 30.0
 # outside that range fails them all.
 timestamp_micros_min = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
 timestamp_micros_max = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+# -- The append stream (DoExchange {"kind": "append"}): one per remote client -------------
+# (protocols/flight/append_stream.py, client/append_stream.py; docs/decisions/0008.)
+# Single appends of one client in flight on its stream at once: the server stops reading
+# the stream while this many wait for their fsync, and the client stops sending. Four
+# times the async client's thread pool (client/aio.py, 64 threads), so a full pool never
+# waits on it; each append in flight also holds its bytes in the in-flight budget
+# (inflight_bytes_max_default), which bounds the memory they take.
+append_stream_window_default = 256
+# What a client may ask for: a thousand single-record appends in flight are well over
+# what one fsync of the group commit covers on the dev machine (~0.15 ms each).
+append_stream_window_max = 1024
+# A client closes its append stream once it has been idle this long: a server that drains
+# for a shutdown waits for the streams that are open, and a restarted server must not
+# meet stale ones (as for the DoPut streams kept between appends, client/remote.py).
+append_stream_idle_seconds = 0.5
+
+# -- Schemas ----------------------------------------------------------------------------
+# A schema is parsed on every topic open, and a value type nested deeper than this makes
+# every vectorized pass recurse as deep.
+schema_bytes_max = 1024 * 1024
+schema_depth_max = 32
+schema_fields_max = 10_000
+
+# -- Schema Registry door ----------------------------------------------------------------
+# A request body is a schema and a few fields. A schema is at most schema_bytes_max; as
+# a JSON string inside the body its quotes and backslashes are escaped, which at worst
+# doubles it, so 4 MiB leaves room for that and the envelope.
+registry_request_body_bytes_max = 4 * 1024 * 1024
+# Compiled value types of stored versions kept for compatibility checks; a registry
+# holds few distinct schemas, and past this many the cache starts over.
+registry_compiled_cache_entries_max = 1024
+
+# -- Command line ------------------------------------------------------------------------
+# `odradek produce` reads stdin in blocks of this size (lines are split out of each block
+# by Arrow), and one append carries at most this many bytes of values, well under the
+# append limit.
+produce_stdin_block_bytes = 4 * 1024 * 1024
+produce_batch_bytes_max = 16 * 1024 * 1024

@@ -17,11 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ODRADEK_STATUSES = {"ok", "not yet available"}
 PEER_STATUSES = {"ok", "skipped", "not yet available"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_quick_run_writes_json_markdown_and_charts(tmp_path: Path) -> None:
     out = tmp_path / "results"
     completed = subprocess.run(

@@ -11,6 +11,7 @@ and compared with the acknowledgements. Two kill cycles.
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -23,7 +24,10 @@ from odradek_process import Server
 import odradek
 
 WRITERS = 2
-WRITE_SECONDS = 1.5
+# Kill once the writers hold at least this many acknowledgements, plus a random pause so
+# the kill lands anywhere in an append (a deadline, not an assumption about speed).
+ACKS_BEFORE_KILL = 20
+ACKS_DEADLINE_SECONDS = 120.0
 
 
 def _write_until_failure(url: str, writer: int, acked: list[tuple[int, int, list[bytes]]]) -> None:
@@ -52,7 +56,10 @@ def _kill_while_writing(server: Server) -> list[tuple[int, int, list[bytes]]]:
     ]
     for thread in threads:
         thread.start()
-    time.sleep(WRITE_SECONDS)
+    deadline = time.monotonic() + ACKS_DEADLINE_SECONDS
+    while len(acked) < ACKS_BEFORE_KILL and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.2))
     server.process.send_signal(signal.SIGKILL)
     server.process.communicate(timeout=20)
     for thread in threads:
@@ -75,6 +82,7 @@ def _check(url: str, acked: list[tuple[int, int, list[bytes]]]) -> int:
     return len(offsets)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cycles", [2])
 def test_acknowledged_appends_survive_sigkill(
     start_server: type[Server], tmp_path: Path, cycles: int
@@ -86,7 +94,7 @@ def test_acknowledged_appends_survive_sigkill(
     everything: list[tuple[int, int, list[bytes]]] = []
     for _ in range(cycles):
         acked = _kill_while_writing(server)
-        assert len(acked) > 10, "the writers got acknowledgements before the kill"
+        assert len(acked) >= ACKS_BEFORE_KILL, "the writers got acknowledgements before the kill"
         everything.extend(acked)
         server = start_server(data)
         total = _check(server.url, everything)

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 import odradek
 
@@ -121,6 +122,7 @@ def check_invariants(client: odradek.EmbeddedClient, acks: dict[int, dict]) -> p
     return table
 
 
+@pytest.mark.slow
 def test_sigkill_never_loses_acknowledged_records(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     rng = random.Random(int(os.environ.get("ODRADEK_CRASH_SEED", "1234")))

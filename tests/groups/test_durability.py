@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 import odradek
 from odradek.groups.state import ProgressStore
@@ -98,6 +99,7 @@ def settled_offsets(data_dir: Path, end: int) -> set[int]:
     return settled
 
 
+@pytest.mark.slow
 def test_sigkill_never_loses_nor_invents_acknowledged_progress(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     rng = random.Random(int(os.environ.get("ODRADEK_GROUP_CRASH_SEED", "4321")))

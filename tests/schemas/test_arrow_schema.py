@@ -77,7 +77,6 @@ def test_codec_check_refuses_unknown_enum_symbols() -> None:
 
 
 def test_codec_round_trips_json_payloads() -> None:
-    pytest.importorskip("odradek.schemas.json_values")
     compiled = compile_arrow(PAYMENT)
     values = pa.array([{"id": 1, "currency": "EUR", "items": [{"sku": "a"}]}], compiled.value_type)
     payloads = compiled.codec.encode(values)

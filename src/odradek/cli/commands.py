@@ -28,12 +28,12 @@ from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
 from odradek.types import SchemaInfo
 
 # stdin is read in blocks of this size; lines are split out of each block by Arrow.
-stdin_block_bytes = 4 * 1024 * 1024
+stdin_block_bytes = limits.produce_stdin_block_bytes
 # A partial batch waits at most this long for more lines before it is sent, so that
 # typing or a slow pipe still produces records promptly.
 produce_linger_seconds = 0.2
 # One append carries at most this many bytes of values, well under the append limit.
-produce_batch_bytes_max = 16 * 1024 * 1024
+produce_batch_bytes_max = limits.produce_batch_bytes_max
 # Progress on a TTY is redrawn at most this often.
 progress_interval_seconds = 0.5
 # A group consumer polls at most this many records at once (and acks them once

@@ -40,6 +40,7 @@ import crc32c
 import numpy as np
 import pyarrow as pa
 
+from odradek import limits
 from odradek.errors import StorageError
 from odradek.records import STORED_SCHEMA
 from odradek.storage.disk import Disk, describe_os_error
@@ -52,9 +53,7 @@ CRC_START = 8  # the CRC covers the header from here on
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 INDEX_ENTRY = struct.Struct("<qqIqI")  # base offset, position, count, max timestamp, frame size
-# Any one frame is bounded by the append size limit; this guards recovery against a
-# corrupt length field that would otherwise make it read gigabytes.
-FRAME_BYTES_MAX = 1024 * 1024 * 1024
+FRAME_BYTES_MAX = limits.segment_frame_bytes_max  # a larger declared length is damage
 # Frames start and bodies start at multiples of this (Arrow's minimum buffer alignment).
 BODY_ALIGNMENT = 8
 

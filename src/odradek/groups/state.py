@@ -59,9 +59,7 @@ I64 = npt.NDArray[np.int64]
 MAGIC = b"OGS1"
 _HEADER = struct.Struct("<4sIIB")  # magic, crc, body length, kind
 _CRC_FROM = 8  # the CRC covers the header from the length on, then the body
-# A body larger than this is corruption, not a frame (a DONE frame of one ack of
-# group_poll_records_max scattered offsets is 1.6 MB).
-_BODY_BYTES_MAX = 64 * 1024 * 1024
+_BODY_BYTES_MAX = limits.group_state_frame_bytes_max  # a larger declared body is damage
 
 KIND_META = 1
 KIND_START = 2

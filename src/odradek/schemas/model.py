@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+from odradek import limits
+
 SchemaKind = Literal["AVRO", "JSON", "ARROW"]
 
 # Field metadata key holding a field's default, JSON-encoded (UTF-8 bytes).
@@ -39,11 +41,10 @@ DEFAULT_KEY = b"odradek.default"
 # Field metadata key holding an enum's symbols, a JSON-encoded list of strings.
 ENUM_KEY = b"odradek.enum"
 
-# Bounds on what a schema may be: a schema is parsed on every topic open, and a value
-# type nested deeper than this makes every vectorized pass recurse as deep.
-schema_bytes_max = 1024 * 1024
-schema_depth_max = 32
-schema_fields_max = 10_000
+# Bounds on what a schema may be (odradek.limits says why).
+schema_bytes_max = limits.schema_bytes_max
+schema_depth_max = limits.schema_depth_max
+schema_fields_max = limits.schema_fields_max
 
 
 class Codec(Protocol):

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from odradek import limits
 from odradek.errors import (
     IncompatibleSchema,
     InvalidRequest,
@@ -73,9 +74,7 @@ COMPATIBILITY_MODES = (
 # Confluent's version ids are positive 32-bit integers.
 version_number_max = 2**31 - 1
 
-# Compiled value types of stored versions kept for compatibility checks; a registry
-# holds few distinct schemas, and past this many the cache starts over.
-compiled_cache_entries_max = 1024
+compiled_cache_entries_max = limits.registry_compiled_cache_entries_max
 
 
 # -- requests and responses --------------------------------------------------------------

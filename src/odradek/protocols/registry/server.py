@@ -23,11 +23,8 @@ from odradek.protocols.registry.routes import Registry, Request, Response
 
 log = logging.getLogger("odradek.registry")
 
-# A request body is a schema and a few fields. A schema is at most 1 MiB
-# (odradek.schemas.model.schema_bytes_max); as a JSON string inside the body its quotes
-# and backslashes are escaped, which at worst doubles it, so 4 MiB leaves room for that
-# and the envelope. A larger declared body is refused before any of it is read.
-request_body_bytes_max = 4 * 1024 * 1024
+# A larger declared body is refused before any of it is read (odradek.limits says why).
+request_body_bytes_max = limits.registry_request_body_bytes_max
 
 # The defaults of the door's bounds (see odradek.limits): a connection silent this long
 # is closed; connections beyond this many are answered 503 on accept. Read when a
