@@ -1,7 +1,9 @@
 """The remote client: the API of :class:`~odradek.client.embedded.EmbeddedClient` over
 Arrow Flight (``odradek.connect(url)``).
 
-Each method is one Flight call; its encoding lives in ``protocols/flight/messages.py``
+Each method is one Flight call, except single appends: those of all threads share one
+long-lived append stream (``client/append_stream.py``). Encoding lives in
+``protocols/flight/messages.py``
 and every Flight or Arrow error is translated in one place (``_errors``) back into the
 OdradekError the server sent, same class and attributes. Records are converted to an
 Arrow batch here (``records.to_input_batch``) because that is what travels; every
@@ -12,6 +14,7 @@ concurrent calls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -23,6 +26,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek import limits
+from odradek.client.append_stream import AppendStreams
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
@@ -56,6 +60,9 @@ class RemoteClient:
         with _errors(self.url):
             self._flight = flight.FlightClient(self.url)
         self._puts = _PutStreams(self)
+        self._appends = AppendStreams(
+            self._flight, self.url, functools.partial(_errors, self.url), translate_error, self._check_open
+        )
         self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
 
     # -- topics -----------------------------------------------------------------------
@@ -158,6 +165,22 @@ class RemoteClient:
         producer: object = None,
     ) -> AppendResult:
         batch = to_input_batch(records, limits.flight_message_bytes_max, "json")
+        if batch.schema.equals(INPUT_SCHEMA):  # typed values travel over DoPut, schema and all
+            result = self._appends.append(_check_str(topic, "topic"), batch, expect, expect_offset, producer)
+            if result is not None:
+                return result
+        return self._put_append(topic, batch, expect, expect_offset, producer)
+
+    def _put_append(
+        self,
+        topic: str,
+        batch: pa.RecordBatch,
+        expect: Mapping[Any, int] | None,
+        expect_offset: int | None,
+        producer: object,
+    ) -> AppendResult:
+        """One append over a DoPut stream of its own (kept for the next append): for
+        servers without append streams, and for batches with typed values."""
         options = None
         if expect is not None or expect_offset is not None or producer is not None:
             options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
@@ -296,6 +319,7 @@ class RemoteClient:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._appends.close()
             self._puts.close()
             for consumer in list(self._consumers):
                 consumer.close()

@@ -259,19 +259,21 @@ def _options_of(document: Mapping[str, Any]) -> AppendOptions:
     return AppendOptions(expect, expect_offset, producer)
 
 
-def encode_append_result(result: AppendResult) -> bytes:
+def encode_append_result(result: AppendResult, request_id: int | None = None) -> bytes:
     """A PutResult's app_metadata: what one appended batch was assigned.
 
     One line of JSON. The versions of an append with at most
     ``limits.flight_result_inline_keys_max`` keys are a JSON object in it
     (``{"<hex key>": version}``); with more, ``"versions": "arrow"`` says that a
     newline and an Arrow IPC stream of one batch (``key: binary, version: int64``)
-    follow it. Without keys there is no ``versions``.
+    follow it. Without keys there is no ``versions``. On the append stream the line
+    starts with the request's ``"id"``.
     """
     versions = result.versions
     count = len(versions)
+    tag = "" if request_id is None else f'"id":{int(request_id)},'
     head = (
-        f'{{"base_offset":{int(result.base_offset)},"count":{int(result.count)},'
+        f'{{{tag}"base_offset":{int(result.base_offset)},"count":{int(result.count)},'
         f'"duplicate":{"true" if result.duplicate else "false"}'
     )
     if not count:
@@ -310,7 +312,10 @@ def _version_arrays(versions: Mapping[bytes, int]) -> tuple[pa.Array, pa.Array]:
 
 def decode_append_result(raw: bytes) -> AppendResult:
     header, newline, rest = raw.partition(b"\n")
-    document = load(header, "append result")
+    return _append_result_of(load(header, "append result"), newline, rest)
+
+
+def _append_result_of(document: Mapping[str, Any], newline: bytes, rest: bytes) -> AppendResult:
     versions: Mapping[bytes, int] = {}
     announced = document.get("versions")
     if isinstance(announced, dict):
@@ -339,6 +344,127 @@ def _version(number: object) -> int:
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidRequest(f"a key version must be an int, got {number!r}")
     return number
+
+
+# -- the append stream (DoExchange {"kind": "append"}) ------------------------------------
+#
+# One long-lived stream per client carries single appends from any number of its threads:
+# each request is a record batch whose app_metadata names its ``id`` (the client's tag,
+# unique among its requests in flight), its ``topic`` and its options; each answer is a
+# metadata-only message with the same ``id`` and either the append's result or its
+# ``error``. A refused request is answered in-band and the stream goes on.
+
+KIND_APPEND = "append"
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendRequest:
+    """One request of an append stream. ``refused`` is set when its id was readable but
+    the rest was not: the server answers that request with the error."""
+
+    request_id: int
+    topic: str
+    options: AppendOptions = AppendOptions()
+    refused: InvalidRequest | None = None
+
+
+def encode_append_stream_command(window: int) -> bytes:
+    """The DoExchange descriptor command that opens an append stream; ``window``: how
+    many of its requests the client keeps in flight at most."""
+    return dump({"kind": KIND_APPEND, "window": window})
+
+
+def is_append_stream(raw: bytes) -> bool:
+    """True if a DoExchange command opens an append stream (anything unreadable is not
+    one: the consumer-group decoder then says what is wrong with it)."""
+    if len(raw) > limits.flight_command_bytes_max:
+        return False
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("kind") == KIND_APPEND
+
+
+def decode_append_stream_command(raw: bytes) -> int:
+    """The window an append stream's command asks for (the server's default if none)."""
+    document = load(raw, "DoExchange command")
+    window = _field(document, "window", int, limits.append_stream_window_default)
+    if not 1 <= window <= limits.append_stream_window_max:
+        raise InvalidRequest(
+            f"window must be an int from 1 to {limits.append_stream_window_max}, got {window}"
+        )
+    return int(window)
+
+
+def encode_append_stream_ready(window: int) -> bytes:
+    """The server's first message on an append stream: it serves appends, and keeps at
+    most ``window`` of them in flight."""
+    return dump({"kind": KIND_APPEND, "window": window, "v": PROTOCOL_VERSION})
+
+
+def decode_append_stream_ready(raw: bytes) -> int:
+    document = load(raw, "append stream greeting")
+    if document.get("kind") != KIND_APPEND:
+        raise InvalidRequest(f"an append stream opens with {KIND_APPEND!r}, got {document.get('kind')!r}")
+    window = _required(document, "window", int)
+    if window < 1:
+        raise InvalidRequest(f"an append stream's window must be at least 1, got {window}")
+    return int(window)
+
+
+def encode_append_request(
+    request_id: int,
+    topic: str,
+    expect: Mapping[Any, int] | None = None,
+    expect_offset: int | None = None,
+    producer: object = None,
+) -> bytes:
+    """The app_metadata of one request of an append stream."""
+    return tag_append_request(request_id, encode_append_options(expect, expect_offset, producer, topic=topic))
+
+
+def tag_append_request(request_id: int, body: bytes) -> bytes:
+    """``body`` (``encode_append_options`` with a topic) as the request ``request_id``:
+    a client encodes (and checks) a request's options once, then tags it."""
+    if not body.startswith(b"{") or body == b"{}":
+        raise InvalidRequest("an append request names its topic")
+    return b'{"id":%d,' % request_id + body[1:]
+
+
+def decode_append_request(raw: bytes) -> AppendRequest:
+    """A request's app_metadata. Raises InvalidRequest only if its ``id`` cannot be read
+    (nobody could be answered); any other fault comes back in ``refused``."""
+    document = load(raw, "append request")
+    request_id = document.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int):
+        raise InvalidRequest(f'an append request must carry its "id" (an int), got {request_id!r}')
+    try:
+        topic = _required(document, "topic", str)
+        return AppendRequest(request_id, topic, _options_of(document))
+    except InvalidRequest as exc:
+        return AppendRequest(request_id, "", AppendOptions(), exc)
+
+
+def encode_append_refusal(request_id: int, error: OdradekError) -> bytes:
+    """The answer to a request that was refused: nothing of it is written."""
+    return dump({"id": request_id, "error": to_wire(error)})
+
+
+def decode_append_answer(raw: bytes) -> tuple[int, AppendResult | OdradekError]:
+    """(request id, its result or the error that refused it)."""
+    header, newline, rest = raw.partition(b"\n")
+    document = load(header, "append answer")
+    request_id = _required(document, "id", int)
+    refusal = document.get("error")
+    if refusal is not None:
+        if not isinstance(refusal, dict):
+            raise InvalidRequest(f"an append answer's error must be an object, got {refusal!r}")
+        try:
+            return request_id, from_wire(refusal)
+        except (KeyError, TypeError, ValueError):
+            return request_id, OdradekError(str(refusal.get("message", "unknown error")))
+    return request_id, _append_result_of(document, newline, rest)
 
 
 # -- tickets (DoGet) ----------------------------------------------------------------------

@@ -10,7 +10,9 @@ Calls (the wire is described in docs/flight-protocol.md; encoding is in messages
 * DoGet: ticket = JSON read / fetch / read_key request; batches are streamed.
 * DoAction: administration (create/delete/list/describe topics and groups, key
   versions).
-* DoExchange: one consumer-group member per stream (subscription.py).
+* DoExchange: one consumer-group member per stream (subscription.py), or, with the
+  command ``{"kind": "append"}``, one client's single appends from any of its threads,
+  each tagged and answered once durable, refusals in-band (append_stream.py).
 * ListFlights / GetFlightInfo / GetSchema: topics as flights, so a plain Flight client
   can discover and read them.
 
@@ -32,11 +34,12 @@ Bounds (protocols/connections.py, budget.py)
   (retryable) and a warning naming the peer and the cap. A call holds its slot until
   gRPC completes it (a DoGet until its stream ends), through the ``_CallSlots``
   middleware.
-* A DoPut batch reserves its size in the server's in-flight byte budget before it is
-  appended and holds it until it is acknowledged; while the budget is exhausted the
-  stream is not read further (gRPC's flow control pushes back on the client). A batch
-  larger than the budget, or than ``limits.flight_message_bytes_max``, is refused with
-  RequestTooLarge, and the memory it took is given back to the system at once.
+* A DoPut batch (or an append stream's request) reserves its size in the server's
+  in-flight byte budget before it is appended and holds it until it is acknowledged;
+  while the budget is exhausted the stream is not read further (gRPC's flow control
+  pushes back on the client). A batch larger than the budget, or than
+  ``limits.flight_message_bytes_max``, is refused with RequestTooLarge, and the memory
+  it took is given back to the system at once.
 * Unlike the other doors, the Flight door cannot refuse a message *before* receiving it:
   gRPC reads a message whole before the service sees it, and pyarrow's
   FlightServerBase sets no receive limit and offers no way to pass gRPC server options
@@ -68,6 +71,7 @@ from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestToo
 from odradek.names import is_pattern
 from odradek.protocols import connections
 from odradek.protocols.flight import group_messages, messages
+from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.records import STORED_SCHEMA
@@ -241,6 +245,37 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self.observer.appended(topic, result.count, size, time.perf_counter() - started)
         return messages.encode_append_result(result)
 
+    # -- DoExchange {"kind": "append"}: a client's single appends on one stream ---------------
+
+    def _serve_append_stream(
+        self,
+        command: bytes,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
+        """Single appends from any thread of one client, tagged, answered as each is
+        durable (append_stream.py)."""
+        stream = AppendStream(
+            self._submit_append,
+            self._reserve,
+            lambda: not (self._draining.is_set() or self.engine.closed),
+            messages.decode_append_stream_command(command),
+            self.observer,
+            _give_back_freed_memory,
+        )
+        stream.serve(reader, writer)
+
+    def _submit_append(
+        self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions
+    ) -> PendingAppend:
+        return self.engine.submit_append(
+            topic,
+            batch,
+            expect=options.expect,
+            expect_offset=options.expect_offset,
+            producer=options.producer,
+        )
+
     # -- DoGet: reads -----------------------------------------------------------------------
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
@@ -406,6 +441,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._admit(context)
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequest('a DoExchange descriptor is a command: {"kind": "subscribe", ...}')
+            if messages.is_append_stream(descriptor.command):
+                self._serve_append_stream(descriptor.command, reader, writer)
+                return
             request = group_messages.decode_subscribe(descriptor.command)
 
             def stop() -> bool:

@@ -1,0 +1,322 @@
+"""One client's append stream: its single appends, from any of its threads, over one
+DoExchange (descriptor command ``{"kind": "append"}``; docs/flight-protocol.md,
+docs/decisions/0008-append-stream.md).
+
+Theory of operation
+-------------------
+Two threads serve a stream (the call's own and a helper) and trade two roles. The
+*reader* reads the next request (a record batch tagged by its app_metadata: ``id``,
+``topic``, options), reserves its bytes in the in-flight budget and *submits* it to the
+engine (``Engine.submit_append``: checked and written, not yet durable). The
+*answerer* waits for the oldest submitted append to be durable (``PendingAppend.wait``,
+the group commit) and writes its answer, tagged with its request's id. A thread that
+has just read a request answers it itself when nobody is answering, and the other
+thread takes over reading: a lone request goes to its fsync without a hand-over
+between threads, while the requests that arrive during an fsync are read and written
+meanwhile and share the next fsync, whichever of the client's threads sent them.
+
+Rules
+-----
+* Every request gets exactly one answer: its result once durable, or the error that
+  refused it, nothing of it written. A refusal (bad options, a failed expectation, a
+  schema violation, a batch over a limit, a budget that stays full) answers that
+  request only; the stream goes on.
+* A refusal is answered at once, by the reader; results are answered by the answerer
+  once durable, in the order their requests were read. Answers are tagged, so their
+  order is not part of the protocol: a failed expectation does not wait for another
+  append's fsync.
+* Requests are submitted in the order they are read, so appends one client thread
+  sends one after another are written in that order.
+* At most ``window`` requests wait for their answer; then the handler stops reading
+  (gRPC's flow control pushes back on the client), as it does while the in-flight
+  budget is exhausted.
+* A request whose ``id`` cannot be read cannot be answered: the stream ends with the
+  error, after the answers of every request before it.
+* When the server drains, the request read next is refused with ``unavailable`` and
+  the stream ends, with ``unavailable``, once every submitted append is answered: a
+  request left without an answer was not written.
+* If the client goes away, the answerer still waits for every submitted append
+  (their reservations are released, the durable offset moves on for readers) but
+  writes nothing more.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from odradek.budget import Reservation
+from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.protocols.flight import messages
+from odradek.types import AppendResult
+
+log = logging.getLogger(__name__)
+
+
+class Pending(Protocol):
+    """What ``Engine.submit_append`` returns."""
+
+    def wait(self) -> AppendResult: ...
+
+
+class Observer(Protocol):
+    """Told about every append the stream made or refused (the door's metrics)."""
+
+    def appended(self, topic: str, records: int, size_bytes: int, seconds: float) -> None: ...
+
+    def failed(self, call: str, code: str) -> None: ...
+
+
+# Submits one append (checked and written; raises a refusal): (topic, batch, options).
+Submit = Callable[[str, pa.RecordBatch, messages.AppendOptions], Pending]
+# Reserves a batch's bytes in the in-flight budget, waiting for room; raises
+# RequestTooLarge (never fits) or BudgetExhausted (no room in time).
+Reserve = Callable[[int], Reservation]
+
+CALL = "append_stream"  # the call name in the door's error metrics
+
+
+@dataclasses.dataclass
+class _Entry:
+    """A request read from the stream, waiting for its answer to be written."""
+
+    request_id: int
+    topic: str = ""
+    pending: Pending | None = None
+    refusal: OdradekError | None = None
+    reservation: Reservation | None = None
+    started: float = 0.0
+
+
+class AppendStream:
+    """Serves one append stream with two threads that trade two roles: the *reader*
+    reads and submits the next request, the *answerer* waits for the oldest one's
+    append to be durable and writes its answer. Each is held by one thread at a time."""
+
+    def __init__(
+        self,
+        submit: Submit,
+        reserve: Reserve,
+        serving: Callable[[], bool],
+        window: int,
+        observer: Observer | None = None,
+        give_back_memory: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``serving()`` is False once the server drains; ``give_back_memory`` returns
+        freed memory to the system after an oversized batch was refused."""
+        self._submit = submit
+        self._reserve = reserve
+        self._serving = serving
+        self._window = window
+        self._observer = observer
+        self._give_back_memory = give_back_memory
+        self._condition = threading.Condition()
+        # Guarded by the condition:
+        self._waiting: collections.deque[_Entry] = collections.deque()  # read, not answered; oldest first
+        self._reading = False
+        self._answering = False
+        self._finished = False  # nothing more is read (the client finished, went away, or a drain)
+        self._ended: BaseException | None = None  # what ends the call once all is answered
+        self._write_lock = threading.Lock()
+        self._broken = False  # an answer could not be written: the client is gone (write lock)
+        self._reader: flight.MetadataRecordBatchReader | None = None
+        self._writer: flight.MetadataRecordBatchWriter | None = None
+
+    def serve(
+        self, reader: flight.MetadataRecordBatchReader, writer: flight.MetadataRecordBatchWriter
+    ) -> None:
+        """Answer requests until the client finishes writing (or the server drains);
+        raise what ended the stream otherwise, once every request read is answered."""
+        self._reader, self._writer = reader, writer
+        writer.write_metadata(pa.py_buffer(messages.encode_append_stream_ready(self._window)))
+        helper = threading.Thread(target=self._work, name="odradek-append-stream", daemon=True)
+        helper.start()
+        try:
+            self._work()
+        finally:
+            helper.join()
+        if self._ended is not None:
+            raise self._ended
+
+    # -- the two roles ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        with self._condition:
+            role = self._claim()
+        while role is not None:
+            role = self._read() if role is _READ else self._answer_oldest()
+
+    def _claim(self) -> object | None:
+        """The role this thread takes next (the condition is held), waiting until one
+        is free; None once everything read is answered and nothing more will be read.
+
+        Answering comes first: a thread that has just read a request answers it itself
+        when nobody else is answering, so a lone request is not handed to the other
+        thread on its way to the fsync; the other thread is woken to read meanwhile."""
+        while True:
+            if self._waiting and not self._answering:
+                self._answering = True
+                return _ANSWER
+            if not self._finished and not self._reading and len(self._waiting) < self._window:
+                self._reading = True
+                return _READ
+            if self._finished and not self._waiting:
+                return None
+            self._condition.wait()
+
+    def _read(self) -> object | None:
+        """Read one request and submit it (or refuse it); then claim the next role."""
+        entry: _Entry | None = None
+        end: BaseException | None = None
+        finished = False
+        if self._reader is None:  # cannot happen: serve() sets it before any thread runs
+            raise RuntimeError("an append stream has no reader")
+        try:
+            chunk = self._reader.read_chunk()
+        except StopIteration:
+            finished = True
+        except Exception as exc:  # noqa: BLE001 - the transport failed: the client is gone
+            end = exc
+        else:
+            if not self._serving():
+                request_id = _request_id(chunk)
+                if request_id is not None:
+                    entry = _Entry(request_id, refusal=_shutting_down())
+                end = _shutting_down()
+            else:
+                try:
+                    entry = self._take(chunk)
+                except InvalidRequest as exc:  # a request nobody can be answered for
+                    end = exc
+                except Exception as exc:  # ends this stream, not the server
+                    log.exception("an append stream failed unexpectedly")
+                    end = exc
+        if entry is not None and entry.pending is None:  # refused: answered at once
+            self._write(self._answer(entry))
+            entry = None
+        with self._condition:
+            self._reading = False
+            if entry is not None:
+                self._waiting.append(entry)
+            if end is not None or finished:
+                self._finished = True
+                if self._ended is None:
+                    self._ended = end
+            self._condition.notify_all()
+            return self._claim()
+
+    def _answer_oldest(self) -> object | None:
+        """Wait for the oldest request's append, write its answer; claim the next role."""
+        with self._condition:
+            entry = self._waiting[0]
+        self._write(self._answer(entry))
+        with self._condition:
+            self._waiting.popleft()
+            self._answering = False
+            self._condition.notify_all()
+            return self._claim()
+
+    def _write(self, answer: bytes) -> None:
+        """Write one answer (from either role); nothing more once the client is gone."""
+        with self._write_lock:
+            if self._broken or self._writer is None:
+                return
+            try:
+                self._writer.write_metadata(pa.py_buffer(answer))
+            except (flight.FlightError, pa.ArrowException) as exc:
+                log.debug("append stream: the client went away: %s", exc)
+                self._broken = True
+
+    def _take(self, chunk: flight.FlightStreamChunk) -> _Entry:
+        """The entry of one request: submitted, or refused. Raises only for a request
+        that cannot be answered (no readable id)."""
+        metadata = chunk.app_metadata
+        if metadata is None or not metadata.size:
+            raise InvalidRequest(
+                'every request of an append stream carries app_metadata {"id", "topic", ...options}'
+            )
+        request = messages.decode_append_request(metadata.to_pybytes())
+        entry = _Entry(request.request_id, request.topic)
+        if request.refused is not None:
+            entry.refusal = request.refused
+            return entry
+        batch = chunk.data
+        if batch is None:
+            entry.refusal = InvalidRequest("an append request carries a record batch: the records to append")
+            return entry
+        del chunk
+        try:
+            entry.reservation = self._reserve(batch.get_total_buffer_size())
+        except RequestTooLarge as exc:
+            del batch  # its memory goes before the refusal is answered
+            self._give_back_memory()
+            entry.refusal = exc
+            return entry
+        except OdradekError as exc:
+            entry.refusal = exc
+            return entry
+        entry.started = time.perf_counter()
+        try:
+            entry.pending = self._submit(request.topic, batch, request.options)
+        except OdradekError as exc:
+            entry.refusal = exc
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            entry.refusal = InvalidRequest(f"could not read the request: {exc}")
+        except Exception as exc:  # a bug must not end the other appends of the stream
+            log.exception("an append of an append stream failed unexpectedly")
+            entry.refusal = OdradekError(f"internal server error in an append: {type(exc).__name__}: {exc}")
+        if entry.refusal is not None:
+            entry.reservation.release()
+            entry.reservation = None
+        return entry
+
+    def _answer(self, entry: _Entry) -> bytes:
+        """The answer's bytes, once the entry's append is durable (or refused)."""
+        try:
+            if entry.pending is not None:
+                result = entry.pending.wait()
+                if self._observer is not None:
+                    size = entry.reservation.size if entry.reservation is not None else 0
+                    seconds = time.perf_counter() - entry.started
+                    self._observer.appended(entry.topic, result.count, size, seconds)
+                return messages.encode_append_result(result, entry.request_id)
+        except OdradekError as exc:
+            entry.refusal = exc
+        except Exception as exc:  # answered as an internal error; the stream goes on
+            log.exception("waiting for an append of an append stream failed unexpectedly")
+            entry.refusal = OdradekError(f"internal server error in an append: {type(exc).__name__}: {exc}")
+        finally:
+            if entry.reservation is not None:
+                entry.reservation.release()
+        refusal = entry.refusal or OdradekError("an append request was neither submitted nor refused")
+        if self._observer is not None:
+            self._observer.failed(CALL, refusal.code)
+        return messages.encode_append_refusal(entry.request_id, refusal)
+
+
+_READ = object()
+_ANSWER = object()
+
+
+def _request_id(chunk: flight.FlightStreamChunk) -> int | None:
+    metadata = chunk.app_metadata
+    if metadata is None or not metadata.size:
+        return None
+    try:
+        return messages.decode_append_request(metadata.to_pybytes()).request_id
+    except InvalidRequest:
+        return None
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable(
+        "the server is shutting down: this append was not written; retry it against a running server"
+    )
