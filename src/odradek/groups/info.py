@@ -1,13 +1,28 @@
-"""What ``describe_group`` reports: members, per-topic progress and lag, counters.
+"""What ``describe_group`` and ``list_groups`` report: members, per-topic progress and
+lag, counters, and the group's kind.
 
 Plain frozen dataclasses with a JSON form, so the doors (Flight actions, the CLI, a
-metrics endpoint) can carry them unchanged.
+metrics endpoint) can carry them unchanged. Both kinds of group (directory.py) are
+described alike: an ``odradek`` group fills every field; a ``kafka`` group (a classic
+Kafka consumer group of the Kafka door) has no pattern, deliveries or counters, and
+its topics carry their virtual partitions (``partitions``), its members their Kafka
+client id and host. Fields that only one kind has are left out of the JSON form when
+absent, so the JSON of an ``odradek`` group is what it always was.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+KIND_ODRADEK = "odradek"  # key-ordered groups of this package (decision 0004)
+KIND_KAFKA = "kafka"  # classic Kafka consumer groups joined through the Kafka door
+KINDS = (KIND_ODRADEK, KIND_KAFKA)
+
+# States, in Kafka's names so that both kinds read alike everywhere: a group with
+# members is Stable (a Kafka group may also be rebalancing), one without is Empty.
+STATE_STABLE = "Stable"
+STATE_EMPTY = "Empty"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +32,21 @@ class MemberInfo:
     idle_seconds: float  # since its last poll, ack or nack (0 while it waits in a poll)
     in_flight: int  # deliveries it holds that are not settled
     active: bool  # False for standby members of an ordering="topic" group
+    client_id: str | None = None  # kafka: the client.id the member joined with
+    client_host: str | None = None  # kafka: the address it joined from
+
+    def to_json(self) -> dict[str, Any]:
+        return _without_absent(dataclasses.asdict(self), ("client_id", "client_host"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionLag:
+    """A virtual partition of a topic, as a Kafka group committed it."""
+
+    partition: int
+    committed: int  # the offset the group's consumer of this partition reads next
+    lag: int  # the topic's next offset minus ``committed`` (Kafka's definition)
+    metadata: str | None = None  # what the client committed with the offset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +60,21 @@ class TopicLag:
     waiting: int  # read, not delivered: behind their key, delayed, or to redeliver
     delivered: int  # deliveries since the group was loaded (redeliveries included)
     skipped: int  # records retention removed before the group read them
+    partitions: tuple[PartitionLag, ...] | None = None  # kafka: per committed partition
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.partitions is None:
+            del data["partitions"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TopicLag:
+        fields = _known(cls, data)
+        partitions = fields.pop("partitions", None)
+        if partitions is not None:
+            fields["partitions"] = tuple(PartitionLag(**_known(PartitionLag, p)) for p in partitions)
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +85,8 @@ class GroupInfo:
     members: list[MemberInfo]
     topics: list[TopicLag]
     counters: dict[str, int]
+    kind: str = KIND_ODRADEK
+    state: str = ""  # Stable or Empty (a kafka group: also PreparingRebalance, ...)
 
     @property
     def lag(self) -> int:
@@ -54,7 +101,16 @@ class GroupInfo:
         return self.counters.get("dead_lettered", 0)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {
+            "group": self.group,
+            "kind": self.kind,
+            "state": self.state,
+            "pattern": self.pattern,
+            "options": self.options,
+            "members": [member.to_json() for member in self.members],
+            "topics": [topic.to_json() for topic in self.topics],
+            "counters": self.counters,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GroupInfo:
@@ -62,7 +118,35 @@ class GroupInfo:
             group=data["group"],
             pattern=data["pattern"],
             options=dict(data["options"]),
-            members=[MemberInfo(**m) for m in data["members"]],
-            topics=[TopicLag(**t) for t in data["topics"]],
+            members=[MemberInfo(**_known(MemberInfo, m)) for m in data["members"]],
+            topics=[TopicLag.from_json(t) for t in data["topics"]],
             counters=dict(data["counters"]),
+            kind=str(data.get("kind", KIND_ODRADEK)),
+            state=str(data.get("state", "")),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupListing:
+    """One line of ``list_groups``: a group's name, kind, state and member count."""
+
+    group: str
+    kind: str
+    state: str
+    members: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _without_absent(data: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
+    for name in optional:
+        if data[name] is None:
+            del data[name]
+    return data
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``data`` that ``cls`` declares: a newer server may send more."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    return {name: value for name, value in data.items() if name in names}
