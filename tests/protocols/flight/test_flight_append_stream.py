@@ -162,6 +162,7 @@ def test_a_refused_append_fails_alone_and_the_stream_goes_on(client: RemoteClien
 
 def test_refusals_among_concurrent_appends_fail_only_their_own(client: RemoteClient) -> None:
     client.create_topic("t")
+    opened = _opens(client)
     client.append("t", [{"key": "taken", "value": "0"}])
     outcomes: dict[str, list[str]] = collections.defaultdict(list)
     start = threading.Barrier(8)
@@ -186,6 +187,7 @@ def test_refusals_among_concurrent_appends_fail_only_their_own(client: RemoteCli
     assert sorted(set(outcomes["ok"])) == ["0", "2", "4", "6"] and len(outcomes["ok"]) == 4 * 30
     assert sorted(set(outcomes["conflict"])) == ["1", "3", "5", "7"] and len(outcomes["conflict"]) == 4 * 30
     assert client.describe_topic("t").next_offset == 1 + 4 * 30
+    assert opened == [1]  # the refusals left the one stream open for everybody
 
 
 def test_an_idempotent_retry_returns_the_original_result(client: RemoteClient) -> None:
@@ -225,6 +227,7 @@ def test_appends_that_arrive_during_an_fsync_are_written_meanwhile_and_share_the
     try:
         with odradek.connect(f"grpc://127.0.0.1:{service.port}") as client:
             client.create_topic("t")
+            opened = _opens(client)
             client.append("t", [{"value": "warm"}])
             disk.armed = True
             results: list[AppendResult] = []
@@ -248,6 +251,7 @@ def test_appends_that_arrive_during_an_fsync_are_written_meanwhile_and_share_the
             assert sorted(r.base_offset for r in results) == list(range(1, 10))
             # the held fsync, then at most one more for the eight written meanwhile
             assert disk.syncs - syncs_before <= 2
+            assert opened == [1]  # all of them over one stream
     finally:
         service.drain(5.0)
         engine.close()
