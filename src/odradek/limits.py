@@ -219,7 +219,7 @@ timestamp_micros_min = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
 timestamp_micros_max = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
 # -- The append stream (DoExchange {"kind": "append"}): one per remote client -------------
-# (protocols/flight/append_stream.py, client/append_stream.py; docs/decisions/0008.)
+# (protocols/flight/append_stream.py, client/append_stream.py; docs/decisions/0009.)
 # Single appends of one client in flight on its stream at once: the server stops reading
 # the stream while this many wait for their fsync, and the client stops sending. Four
 # times the async client's thread pool (client/aio.py, 64 threads), so a full pool never
@@ -256,19 +256,3 @@ registry_compiled_cache_entries_max = 1024
 # append limit.
 produce_stdin_block_bytes = 4 * 1024 * 1024
 produce_batch_bytes_max = 16 * 1024 * 1024
-
-# -- The append stream (DoExchange {"kind": "append"}): one per remote client -------------
-# (protocols/flight/append_stream.py, client/append_stream.py; docs/decisions/0008.)
-# Single appends of one client in flight on its stream at once: the server stops reading
-# the stream while this many wait for their fsync, and the client stops sending. Four
-# times the async client's thread pool (client/aio.py, 64 threads), so a full pool never
-# waits on it; each append in flight also holds its bytes in the in-flight budget
-# (inflight_bytes_max_default), which bounds the memory they take.
-append_stream_window_default = 256
-# What a client may ask for: a thousand single-record appends in flight are well over
-# what one fsync of the group commit covers on the dev machine (~0.15 ms each).
-append_stream_window_max = 1024
-# A client closes its append stream once it has been idle this long: a server that drains
-# for a shutdown waits for the streams that are open, and a restarted server must not
-# meet stale ones (as for the DoPut streams kept between appends, client/remote.py).
-append_stream_idle_seconds = 0.5

@@ -1,6 +1,6 @@
 """The remote client's append stream: its single appends, from any number of threads,
 over one long-lived DoExchange (``{"kind": "append"}``; docs/flight-protocol.md,
-docs/decisions/0008-append-stream.md).
+docs/decisions/0009-append-stream.md).
 
 Theory of operation
 -------------------

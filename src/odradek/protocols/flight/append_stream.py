@@ -1,6 +1,6 @@
 """One client's append stream: its single appends, from any of its threads, over one
 DoExchange (descriptor command ``{"kind": "append"}``; docs/flight-protocol.md,
-docs/decisions/0008-append-stream.md).
+docs/decisions/0009-append-stream.md).
 
 Theory of operation
 -------------------
