@@ -110,10 +110,9 @@ kafka_array_length_max = 1_000_000
 # A compressed record batch may inflate to at most one append's worth of bytes.
 kafka_decompressed_bytes_max = append_bytes_max_default
 # Fetch long-poll: the wait a client asks for (fetch.wait.max.ms, 500 ms by default)
-# is capped here, and a waiting fetch re-checks the log at least this often (data that
-# arrives through the Kafka door wakes it at once, other doors within this interval).
+# is capped here. A waiting fetch is woken by the engine's arrival hook, whatever door
+# the records came through; it does not poll.
 kafka_fetch_wait_ms_max = 30_000
-kafka_fetch_poll_seconds = 0.01
 # Virtual partitions per topic: more is allowed by Kafka, but each partition's fetch
 # scans the whole log, so the cost of a consumer grows with the count.
 kafka_partitions_max = 1024
@@ -256,3 +255,10 @@ registry_compiled_cache_entries_max = 1024
 # append limit.
 produce_stdin_block_bytes = 4 * 1024 * 1024
 produce_batch_bytes_max = 16 * 1024 * 1024
+
+# -- Consumer groups of both kinds (groups/directory.py, decision 0008) -------------------
+# A question about the Kafka door's groups from another thread (odradek group list,
+# /metrics) is answered by its event loop, which answers within milliseconds unless it
+# is stuck; past this the question fails with Unavailable instead of hanging its caller.
+# Ten seconds is Prometheus's default scrape timeout.
+kafka_group_answer_seconds_max = 10.0

@@ -7,8 +7,9 @@
   an event loop by :class:`AsyncDriver`, which gives it the sync shape so that every
   test runs unchanged through all three (its consumers too, :class:`DrivenConsumer`).
 
-``door`` yields the client with its engine, for tests that drive the engine's group
-clock.
+``door`` yields the client with its node (node.py: the engine and its consumer
+groups), for tests that drive the groups' clock. The server's door is built from a
+node, as ``odradek serve`` builds it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 import odradek
 import odradek.client.aio
-from odradek.engine import Engine
+from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
 
 # The engines of the suite refuse appends over 1 MiB, so RequestTooLarge is cheap to provoke.
@@ -91,10 +92,10 @@ class DrivenConsumer:
 
 @dataclasses.dataclass
 class Door:
-    """A client of one kind and the engine behind it (for tests that set its clock)."""
+    """A client of one kind and the node behind it (for tests that set its clock)."""
 
     client: Any
-    engine: Engine
+    node: Node
 
 
 @pytest.fixture(params=["embedded", "remote", "async"])
@@ -102,19 +103,19 @@ def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
     kind = request.param
     if kind == "embedded":
         embedded = odradek.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
-        yield Door(embedded, embedded.engine)
+        yield Door(embedded, embedded.node)
         embedded.close()
         return
-    engine = Engine(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
-    server = FlightService(engine, "grpc://127.0.0.1:0")
+    node = Node.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
+    server = FlightService(node, "grpc://127.0.0.1:0")
     url = f"grpc://127.0.0.1:{server.port}"
     remote: Any = odradek.connect(url) if kind == "remote" else AsyncDriver(odradek.connect_async(url))
     try:
-        yield Door(remote, engine)
+        yield Door(remote, node)
     finally:
         remote.close()
         server.drain(5.0)
-        engine.close()
+        node.close()
 
 
 @pytest.fixture

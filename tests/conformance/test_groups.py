@@ -43,7 +43,7 @@ class FakeClock:
 @pytest.fixture
 def clock(door: Any) -> FakeClock:
     fake = FakeClock()
-    door.engine.groups.clock = fake
+    door.node.groups.clock = fake
     return fake
 
 

@@ -280,7 +280,7 @@ def test_a_consumer_group_passes_over_damaged_offsets(tmp_path: Path, ordering: 
             if len(seen) >= 41:
                 break
         assert sorted(seen) == [*range(20), *range(30, 51)]
-        info = client.engine.groups.describe_group("g")
+        info = client.node.groups.describe_group("g")
         (progress,) = info.topics
         assert progress.committed == 51 and progress.lag == 0
         consumer.close()

@@ -74,7 +74,7 @@ def client(open_client: Callable[..., odradek.EmbeddedClient]) -> odradek.Embedd
 def clock(client: odradek.EmbeddedClient) -> FakeClock:
     """A fake clock driving the groups of ``client``."""
     fake = FakeClock()
-    client.engine.groups.clock = fake
+    client.node.groups.clock = fake
     return fake
 
 

@@ -152,7 +152,7 @@ def test_a_snapshot_taken_while_an_ack_awaits_its_fsync_keeps_the_ack(
     append_keyed(client, TOPIC, [b"a", b"b", b"c"])
     consumer = client.subscribe(TOPIC, group="g")
     deliveries = consumer.poll(10, timeout=0)
-    group = client.engine.groups._groups["g"]
+    group = client.node.groups._groups["g"]
     store = group._store
     real_sync = store.sync
 

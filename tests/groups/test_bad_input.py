@@ -151,7 +151,7 @@ def test_malformed_acks_raise(client: Any, append_keyed: Any) -> None:
 
 def test_unknown_groups_and_members(client: Any, append_keyed: Any) -> None:
     client.create_topic(TOPIC)
-    groups = client.engine.groups
+    groups = client.node.groups
     with pytest.raises(odradek.InvalidRequest, match="does not exist"):
         client.describe_group("nobody")
     with pytest.raises(odradek.InvalidRequest, match="does not exist"):

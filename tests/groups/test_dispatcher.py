@@ -221,7 +221,7 @@ class Simulation:
 
     def _open(self) -> Any:
         client = self.open_client()
-        client.engine.groups.clock = lambda: self.now
+        client.node.groups.clock = lambda: self.now
         return client
 
     def subscribe(self) -> Any:

@@ -540,7 +540,7 @@ def test_an_idle_group_frees_its_windows_and_keeps_its_progress(client: Any, app
     got = consumer.poll(10, timeout=0)
     consumer.ack([d for d in got if d.key != b"b"])  # b's first record stays unsettled
     consumer.close()
-    group = client.engine.groups._groups["g"]
+    group = client.node.groups._groups["g"]
     assert not group._cursors, "a group without members kept its windows"
     (topic,) = client.describe_group("g").topics
     assert (topic.committed, topic.next_offset, topic.lag) == (1, 5, 3)
@@ -566,7 +566,7 @@ def test_attempts_keep_counting_when_the_only_member_keeps_dying(
         clock.advance(5)
         client.describe_group("g")  # empty for longer than ack_timeout: windows freed
         dead_letter_pending = attempt == 3  # windows stay until it is written
-        assert bool(client.engine.groups._groups["g"]._cursors) == dead_letter_pending
+        assert bool(client.node.groups._groups["g"]._cursors) == dead_letter_pending
     consumer = client.subscribe(TOPIC, group="g", ack_timeout=1, max_deliveries=3)
     assert [(d.offset, d.attempt) for d in consumer.poll(10, timeout=0)] == [(1, 1)]
     assert client.describe_group("g").dead_lettered == 1

@@ -189,7 +189,7 @@ def test_the_undecodable_record_is_nacked_by_every_poll_door(
 ) -> None:
     """``GroupManager.poll`` (the engine's object API) skips and nacks it too."""
     _store(client, monkeypatch, undecodable=True)
-    groups = client.engine.groups
+    groups = client.node.groups
     member = groups.join("g", TOPIC, max_deliveries=3)
     seen: Callable[[], list[int]] = lambda: [d.offset for d in groups.poll("g", member, 500, 0)]  # noqa: E731
     first = seen()

@@ -425,10 +425,23 @@ def _consume_group(args: argparse.Namespace, start: object, wait: float | None) 
 
 
 def group_list(args: argparse.Namespace) -> int:
+    """One group name a line; with --long, its kind, state, members and lag too."""
     with client_for(args) as client:
         names = client.list_groups()
-    if names:
-        print("\n".join(names))
+        if not args.long:
+            if names:
+                print("\n".join(names))
+            return 0
+        rows = [("GROUP", "KIND", "STATE", "MEMBERS", "LAG")]
+        for name in names:
+            try:
+                info = client.describe_group(name)
+            except InvalidRequest:  # deleted since it was listed
+                continue
+            rows.append((name, info.kind, info.state, str(len(info.members)), str(info.lag)))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -89,9 +89,13 @@ examples:
   odradek consume 'orders.>' --group billing     # share the records with billing's other members"""
 
 _GROUP_EPILOG = """\
+Groups of both kinds: odradek groups (consume --group, subscribe) and Kafka consumer
+groups joined through the Kafka door. A name belongs to one kind.
+
 examples:
   odradek group list
-  odradek group describe billing                 # JSON: members, committed offset and lag per topic
+  odradek group list --long                      # kind, state, members and lag of each
+  odradek group describe billing                 # JSON: kind, members, committed offset and lag per topic
   odradek group delete billing"""
 
 _KEY_EPILOG = """\
@@ -371,9 +375,15 @@ def _add_group(
     group = _raw(sub, "group", help="list, describe, delete consumer groups", epilog=_GROUP_EPILOG)
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = _raw(actions, "list", parents=[server], help="list consumer groups", epilog=_GROUP_EPILOG)
+    listing.add_argument(
+        "-l", "--long", action="store_true", help="a line per group: name, kind, state, members, lag"
+    )
     listing.set_defaults(handler=commands.group_list)
     describe = _raw(
-        actions, "describe", parents=[server], help="members, progress and lag per topic, counters as JSON"
+        actions,
+        "describe",
+        parents=[server],
+        help="kind, members, progress and lag per topic (a Kafka group's per partition), counters as JSON",
     )
     describe.add_argument("group")
     describe.set_defaults(handler=commands.group_describe)

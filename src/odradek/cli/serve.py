@@ -2,11 +2,12 @@
 
 Settings come from, lowest precedence first: built-in defaults, a TOML file
 (``--config`` / ``ODRADEK_CONFIG``), environment variables ``ODRADEK_*``, flags.
-Lifecycle: open the engine, start the metrics endpoint, the Flight server, the Kafka
-listener and the Schema Registry listener, print one line containing ``ready``, then
-wait for SIGTERM or SIGINT; on either, refuse new calls, let in-flight appends finish
-(at most ``limits.shutdown_drain_seconds_max``), close the engine and exit 0. A second
-signal exits at once.
+Lifecycle: open the node (the engine and its consumer groups, node.py), start the
+metrics endpoint, the Flight server, the Kafka listener and the Schema Registry
+listener over it, print one line containing ``ready``, then wait for SIGTERM or SIGINT;
+on either, refuse new calls, let in-flight appends finish (at most
+``limits.shutdown_drain_seconds_max``), close the node and exit 0. A second signal
+exits at once.
 
 Every door is bounded (docs/cli.md, "Bounds"): one in-flight byte budget shared by
 the doors (``inflight_bytes``), and per door a cap on connections (the Flight door:
@@ -34,8 +35,8 @@ import pyarrow as pa
 from odradek import limits
 from odradek.budget import ByteBudget
 from odradek.config import parse_duration, parse_size
-from odradek.engine import Engine
 from odradek.errors import InvalidRequest, OdradekError
+from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
@@ -262,7 +263,8 @@ def run(settings: Settings) -> int:
     registry_address = (
         split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
     )
-    engine = Engine(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max)
+    node = Node.open(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max)
+    engine = node.engine
     budget = ByteBudget(settings.inflight_bytes)
     try:
         observer = None
@@ -270,12 +272,12 @@ def run(settings: Settings) -> int:
         if metrics_address is not None:
             from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
-            observer = Metrics(engine)
+            observer = Metrics(node)
             metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
         location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
         try:
             server = FlightService(
-                engine,
+                node,
                 location,
                 observer=observer,
                 bounds=settings.door_bounds(connections.FLIGHT),
@@ -287,7 +289,7 @@ def run(settings: Settings) -> int:
         try:
             if kafka_address:
                 kafka = start_kafka_listener(
-                    engine,
+                    node,
                     *kafka_address,
                     settings.kafka_advertised,
                     bounds=settings.door_bounds(connections.KAFKA),
@@ -320,7 +322,7 @@ def run(settings: Settings) -> int:
                 extra={"fields": {"address": settings.registry_listen, "error": str(exc)}},
             )
     except BaseException:
-        engine.close()
+        node.close()
         raise
     url = f"grpc://[{host}]:{server.port}" if ":" in host else f"grpc://{host}:{server.port}"
     stop = threading.Event()
@@ -352,7 +354,7 @@ def run(settings: Settings) -> int:
             "requests still running after the drain period; closing the engine anyway",
             extra={"fields": {"drain_seconds": limits.shutdown_drain_seconds_max}},
         )
-    engine.close()
+    node.close()
     log.info("stopped")
     if not drained:
         logging.shutdown()

@@ -1,4 +1,8 @@
-"""The embedded client: the public API of DESIGN §3 over an in-process engine."""
+"""The embedded client: the public API of DESIGN §3 over an in-process node.
+
+The node (node.py) is the engine and what serves it: consumer groups of both kinds,
+as ``odradek serve`` has them. ``client.node`` and ``client.engine`` reach them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.client.consumer import Consumer
-from odradek.engine import Engine
 from odradek.groups import GroupInfo, GroupOptions
+from odradek.node import Node
 from odradek.records import Records
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -20,7 +24,8 @@ class EmbeddedClient:
     """``odradek.open(path)``: the whole API, no server. Thread-safe."""
 
     def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
-        self.engine = Engine(path, **options)
+        self.node = Node.open(path, **options)
+        self.engine = self.node.engine
 
     # -- topics -----------------------------------------------------------------------
 
@@ -171,21 +176,25 @@ class EmbeddedClient:
             max_in_flight_per_key=max_in_flight_per_key,
             ordering=ordering,
         )
-        return Consumer(self.engine.groups, pattern, group, options)
+        return Consumer(self.node.groups, pattern, group, options)
 
     def describe_group(self, group: str) -> GroupInfo:
-        return self.engine.groups.describe_group(group)
+        """A group of either kind (``odradek``, or ``kafka``: joined through the Kafka
+        door), with its members and its lag per topic."""
+        return self.node.directory.describe_group(group)
 
     def list_groups(self) -> list[str]:
-        return self.engine.groups.list_groups()
+        """The names of every group, of both kinds."""
+        return self.node.directory.list_groups()
 
     def delete_group(self, group: str) -> None:
-        self.engine.groups.delete_group(group)
+        """Forget a group of either kind and its progress (refused while it has members)."""
+        self.node.directory.delete_group(group)
 
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        self.engine.close()
+        self.node.close()
 
     def __enter__(self) -> EmbeddedClient:
         return self

@@ -13,7 +13,9 @@ methods of :class:`Engine`. A data directory holds::
 Threading: topic creation and deletion hold ``_topics_lock``; everything else goes to
 the topic, whose own rules are in topic.py. Readers waiting for new data (long-poll)
 sleep on ``_arrivals``, which is notified whenever a topic's durable offset moves or a
-topic is created.
+topic is created. Whatever else waits for the log to change (consumer groups, the
+Kafka door) registers a listener with :meth:`Engine.on_arrival`, called once the
+change's locks are released (arrivals.py): the engine owns none of its clients.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import collections
 import datetime
 import fcntl
+import functools
 import logging
 import numbers
 import os
@@ -35,6 +38,16 @@ import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.config import TopicConfig
+from odradek.engine.arrivals import (
+    CHANGED,
+    CLOSING,
+    CREATED,
+    DELETED,
+    DURABLE,
+    Arrival,
+    ArrivalListener,
+    ArrivalListeners,
+)
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
 from odradek.engine.topicfiles import META_NAME, meta_document, save_topic_meta
@@ -49,7 +62,6 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
-from odradek.groups.manager import GroupManager
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_batch
 from odradek.schemas import compat, compile_schema
@@ -113,6 +125,7 @@ class Engine:
         self._unavailable: dict[str, str] = {}
         self._arrivals = threading.Condition()
         self._generation = 0
+        self._listeners = ArrivalListeners()
         self.closed = False
         disk.rmtree(self._trash_dir)
         disk.makedirs(self._trash_dir)
@@ -133,7 +146,6 @@ class Engine:
         leftovers += sum(topic.leftovers_removed for topic in self._topics.values())
         if leftovers:
             log.info("removed %d temporary file(s) left by an earlier crash", leftovers)
-        self.groups = GroupManager(self)  # consumer groups (groups/), woken by _notify
         self._stop = threading.Event()
         self._retention_thread = threading.Thread(
             target=self._retention_loop,
@@ -153,7 +165,7 @@ class Engine:
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
-        self.groups.close()
+        self._listeners.fire(Arrival(CLOSING))  # what serves the engine stops using it
         with self._topics_lock:
             for topic in self._topics.values():
                 topic.close()
@@ -212,14 +224,30 @@ class Engine:
             )
         except OSError as exc:
             raise StorageError(f"cannot open topic {name}: {describe_os_error(exc)}") from exc
-        topic.commit.on_durable(self._notify)
+        topic.commit.on_durable(functools.partial(self._durable, name))
         return topic
 
-    def _notify(self, _offset: int = 0) -> None:
+    def on_arrival(self, listener: ArrivalListener) -> Callable[[], None]:
+        """Call ``listener`` with an :class:`~odradek.engine.arrivals.Arrival` after every
+        change a reader may wait for (records durable, a topic created, deleted or
+        changed) and once when the engine closes; always after the change's locks are
+        released. Returns the function that removes the listener."""
+        return self._listeners.add(listener)
+
+    def _durable(self, topic: str, offset: int) -> None:
+        if topic in self._topics:
+            self._notify(Arrival(DURABLE, topic, offset))
+        else:  # closing under its locks (deleted): readers wake, DELETED tells listeners
+            with self._arrivals:
+                self._generation += 1
+                self._arrivals.notify_all()
+
+    def _notify(self, arrival: Arrival) -> None:
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
-        self.groups.wake()
+        if not self.closed:
+            self._listeners.fire(arrival)
 
     def _topic(self, name: str) -> Topic:
         self._check_open()
@@ -307,7 +335,7 @@ class Engine:
                 disk.rmtree(staging)
                 raise StorageError(f"could not create topic {name!r}: {describe_os_error(exc)}") from exc
             self._topics[name] = self._open_topic(directory)
-        self._notify()
+        self._notify(Arrival(CREATED, name))
         return self.describe_topic(name)
 
     def delete_topic(self, name: str) -> None:
@@ -330,7 +358,7 @@ class Engine:
             except OSError as exc:
                 raise StorageError(f"could not delete topic {name!r}: {describe_os_error(exc)}") from exc
         self.disk.rmtree(doomed)
-        self._notify()
+        self._notify(Arrival(DELETED, name))
 
     def unavailable_topics(self) -> dict[str, str]:
         """Topics whose files exist but cannot be opened, and why (see the log too)."""
@@ -421,7 +449,7 @@ class Engine:
             covered = topic.accept_damage(first, last + 1)
             for damage in covered:
                 log.warning("topic %s: an operator accepted the loss of %s", name, damage.describe(name))
-        self._notify()
+        self._notify(Arrival(CHANGED, name))
         return self.describe_topic(name)
 
     # -- schemas ----------------------------------------------------------------------
@@ -460,7 +488,7 @@ class Engine:
 
         result = target.change_schema(change)
         assert result is not None
-        self._notify()
+        self._notify(Arrival(CHANGED, topic))
         return _schema_info(topic, result, result.latest.version)
 
     def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:

@@ -1,21 +1,28 @@
-"""``Engine.groups``: the consumer groups of a data directory.
+"""``Node.groups``: the ``odradek`` consumer groups of a data directory.
 
-The engine-side API every door calls (the embedded consumer, later Flight's
-DoExchange and the CLI)::
+The engine-side API the doors call for members (the embedded consumer and Flight's
+DoExchange, both through membership.py)::
 
-    member = engine.groups.join(group, pattern, GroupOptions(...))
-    batches = engine.groups.poll_batches(group, member, max_records, timeout)   # Arrow
-    deliveries = engine.groups.poll(group, member, max_records, timeout)        # objects
-    engine.groups.ack(group, member, deliveries)           # -> AckResult
-    engine.groups.nack(group, member, deliveries, delay)   # -> AckResult
-    engine.groups.leave(group, member)
-    engine.groups.describe_group(group)                    # -> GroupInfo
-    engine.groups.list_groups(); engine.groups.delete_group(group)
+    member = node.groups.join(group, pattern, GroupOptions(...))
+    batches = node.groups.poll_batches(group, member, max_records, timeout)   # Arrow
+    deliveries = node.groups.poll(group, member, max_records, timeout)        # objects
+    node.groups.ack(group, member, deliveries)           # -> AckResult
+    node.groups.nack(group, member, deliveries, delay)   # -> AckResult
+    node.groups.leave(group, member)
+    node.groups.describe_group(group)                    # -> GroupInfo
+    node.groups.list_groups(); node.groups.delete_group(group)
 
-Groups live in ``groups/<name>.state`` (state.py) and are loaded on first use. Acks
-and nacks never raise for deliveries that cannot be settled: the result lists them
-with a reason (done, stale, unknown). They raise InvalidRequest for malformed input
-(not a delivery, negative offset) and for a group that does not exist.
+Administration across both kinds of group (these and the Kafka door's) goes through
+the node's directory (directory.py). The manager is not the engine's: the node (node.py)
+makes it and wires it to the engine's arrival hook (:meth:`arrived`), which wakes
+waiting polls when records become durable or topics come and go, and closes the
+groups when the engine closes.
+
+Groups live in ``groups/<name>.state`` (state.py) and are loaded on first use. A new
+group's name must not be another kind's (directory.GroupNames). Acks and nacks never
+raise for deliveries that cannot be settled: the result lists them with a reason
+(done, stale, unknown). They raise InvalidRequest for malformed input (not a delivery,
+negative offset) and for a group that does not exist.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from odradek.engine.arrivals import CLOSING, Arrival
 from odradek.errors import ClosedError, InvalidRequest, StorageError
 from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, decodable_deliveries
+from odradek.groups.directory import GroupNames, refusal
 from odradek.groups.group import Group
-from odradek.groups.info import GroupInfo
+from odradek.groups.info import KIND_ODRADEK, STATE_EMPTY, STATE_STABLE, GroupInfo, GroupListing
 from odradek.groups.options import (
     GroupOptions,
     check_delay,
@@ -47,7 +56,15 @@ _SUFFIX = ".state"
 
 
 class GroupManager:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        names: GroupNames | None = None,
+    ) -> None:
+        """``names``: the node's table of group names of every kind (a private one
+        when None, which knows only this manager's groups)."""
         self._engine = engine
         self.directory = os.path.join(engine.path, "groups")
         try:
@@ -58,6 +75,8 @@ class GroupManager:
         self._groups: dict[str, Group] = {}
         self.clock = clock  # monotonic seconds; tests replace it to move time
         self.closed = False
+        self.names = names if names is not None else GroupNames()
+        self.names.add_loader(KIND_ODRADEK, self._stored_names)
 
     def _now(self) -> float:
         return self.clock()
@@ -80,7 +99,14 @@ class GroupManager:
             if state is None:
                 if not create:
                     raise InvalidRequest(f"group {name!r} does not exist (a member's join creates it)")
-                store.create()
+                holder = self.names.claim(name, KIND_ODRADEK)
+                if holder is not None:
+                    raise refusal(name, KIND_ODRADEK, holder)
+                try:
+                    store.create()
+                except BaseException:
+                    self.names.release(name, KIND_ODRADEK)
+                    raise
             group = Group(name, self._engine, store, state, self._now)
             self._groups[name] = group
             return group
@@ -140,16 +166,42 @@ class GroupManager:
         return self._group(group).describe()
 
     def list_groups(self) -> list[str]:
-        names = set()
-        try:
-            for entry in self._engine.disk.listdir(self.directory):
-                if entry.endswith(_SUFFIX):
-                    names.add(entry[: -len(_SUFFIX)])
-        except OSError as exc:
-            raise StorageError(f"cannot list {self.directory}: {exc}") from exc
+        names = set(self._stored_names())
         with self._lock:
             names.update(self._groups)
         return sorted(names)
+
+    def listing(self) -> list[GroupListing]:
+        """Every group with its member count, without loading the idle ones."""
+        stored = self._stored_names()
+        with self._lock:
+            members = {name: group.member_count for name, group in self._groups.items()}
+        listing = []
+        for name in sorted(set(stored) | members.keys()):
+            count = members.get(name, 0)
+            listing.append(GroupListing(name, KIND_ODRADEK, STATE_STABLE if count else STATE_EMPTY, count))
+        return listing
+
+    def exists(self, group: str) -> bool:
+        """Whether ``group`` is a group here (False for a name no group may have)."""
+        try:
+            validate_group_name(group)
+        except InvalidRequest:
+            return False
+        with self._lock:
+            if group in self._groups:
+                return True
+        try:
+            return self._engine.disk.exists(os.path.join(self.directory, group + _SUFFIX))
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.directory}: {exc}") from exc
+
+    def _stored_names(self) -> list[str]:
+        try:
+            entries = self._engine.disk.listdir(self.directory)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.directory}: {exc}") from exc
+        return [entry[: -len(_SUFFIX)] for entry in entries if entry.endswith(_SUFFIX)]
 
     def delete_group(self, group: str) -> None:
         """Forget a group and its progress. Refused while it has members."""
@@ -161,12 +213,21 @@ class GroupManager:
                 )
             del self._groups[group]
         target.delete()
+        self.names.release(group, KIND_ODRADEK)
 
     # -- plumbing ---------------------------------------------------------------------
 
+    def arrived(self, arrival: Arrival) -> None:
+        """The engine's arrival hook (node.py): new records or topics wake the polls
+        waiting for them; the engine closing closes every group first."""
+        if arrival.kind == CLOSING:
+            self.close()
+        else:
+            self.wake()
+
     def wake(self) -> None:
-        """Called by the engine whenever a topic's durable offset moves or a topic is
-        created or deleted: polls waiting for data look again."""
+        """Whenever a topic's durable offset moves or a topic is created or deleted:
+        polls waiting for data look again."""
         with self._lock:
             groups = list(self._groups.values())
         for group in groups:

@@ -2,7 +2,9 @@
 
 The doors report each append to :class:`Metrics` (it implements the Flight server's
 ``AppendObserver``); topic sizes and consumer groups' progress are read from the
-engine when Prometheus scrapes, so they cost nothing between scrapes. Every metric
+engine and the node's group directory when Prometheus scrapes, so they cost nothing
+between scrapes. Groups of both kinds (``odradek`` and the Kafka door's ``kafka``
+groups) have the same gauges; ``odradek_group_info`` says which kind each is. Every metric
 lives in the object's own registry, so several servers in one process (tests) do not
 collide.
 
@@ -25,6 +27,8 @@ from prometheus_client.registry import Collector
 
 from odradek.engine import Engine
 from odradek.errors import OdradekError
+from odradek.groups.directory import GroupDirectory
+from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 
@@ -38,7 +42,9 @@ APPEND_SECONDS_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | Node) -> None:
+        """Metrics of ``engine``'s node (node.py; a node may be given)."""
+        node = Node.of(engine)
         self.registry = CollectorRegistry()
         self.appends = Counter(
             "odradek_appends", "Appends acknowledged, per topic.", ["topic"], registry=self.registry
@@ -64,8 +70,8 @@ class Metrics:
             ["call", "code"],
             registry=self.registry,
         )
-        self.registry.register(TopicCollector(engine))
-        self.registry.register(GroupCollector(engine))
+        self.registry.register(TopicCollector(node.engine))
+        self.registry.register(GroupCollector(node.directory, node.engine))
 
     # -- AppendObserver ------------------------------------------------------------------
 
@@ -173,14 +179,22 @@ class TopicCollector(Collector):
 
 
 class GroupCollector(Collector):
-    """Per consumer group: members, and per topic its committed offset, lag and
-    deliveries in flight; its event counters (since the server loaded the group).
-    Read from the engine at scrape time, like the topic sizes."""
+    """Per consumer group of either kind: its kind and state, members, and per topic
+    its committed offset, lag and deliveries in flight; a Kafka group's lag per virtual
+    partition; an odradek group's event counters (since the server loaded the group).
+    Read from the node's group directory at scrape time, like the topic sizes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, directory: GroupDirectory, engine: Engine) -> None:
+        self.directory = directory
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        kinds = GaugeMetricFamily(
+            "odradek_group_info",
+            "1 for each consumer group, labelled with its kind (odradek, or kafka: joined through "
+            "the Kafka door) and state (Stable, Empty, or a Kafka rebalance state).",
+            labels=["group", "kind", "state"],
+        )
         members = GaugeMetricFamily("odradek_group_members", "Members of a consumer group.", labels=["group"])
         lag = GaugeMetricFamily(
             "odradek_group_lag",
@@ -197,6 +211,12 @@ class GroupCollector(Collector):
             "Every offset of the topic below this is settled by the group.",
             labels=["group", "topic"],
         )
+        partition_lag = GaugeMetricFamily(
+            "odradek_group_partition_lag",
+            "A Kafka group's lag on a virtual partition: the topic's next offset minus the "
+            "partition's committed offset (Kafka's definition).",
+            labels=["group", "topic", "partition"],
+        )
         events = CounterMetricFamily(
             "odradek_group_events",
             "Group events since the server loaded the group (delivered, acked, timed_out, "
@@ -204,16 +224,20 @@ class GroupCollector(Collector):
             labels=["group", "event"],
         )
         if not self.engine.closed:
-            for group in self.engine.groups.list_groups():
+            for group in self.directory.list_groups():
                 try:
-                    info = self.engine.groups.describe_group(group)
-                except OdradekError:  # deleted since it was listed
+                    info = self.directory.describe_group(group)
+                except OdradekError:  # deleted since it was listed (or its door did not answer)
                     continue
+                kinds.add_metric([group, info.kind, info.state], 1)
                 members.add_metric([group], len(info.members))
                 for topic in info.topics:
                     lag.add_metric([group, topic.topic], topic.lag)
                     in_flight.add_metric([group, topic.topic], topic.in_flight)
                     committed.add_metric([group, topic.topic], topic.committed)
+                    for partition in topic.partitions or ():
+                        labels = [group, topic.topic, str(partition.partition)]
+                        partition_lag.add_metric(labels, partition.lag)
                 for event, count in sorted(info.counters.items()):
                     events.add_metric([group, event], count)
-        yield from (members, lag, in_flight, committed, events)
+        yield from (kinds, members, lag, in_flight, committed, partition_lag, events)

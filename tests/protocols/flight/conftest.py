@@ -1,4 +1,5 @@
-"""A Flight server over a fresh engine, in-process, on a free loopback port."""
+"""A Flight server over a fresh node (an engine and its consumer groups), in-process,
+on a free loopback port."""
 
 from __future__ import annotations
 
@@ -8,19 +9,25 @@ from pathlib import Path
 import pytest
 
 from odradek.engine import Engine
+from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = Engine(tmp_path / "data")
-    yield engine
-    engine.close()
+def node(tmp_path: Path) -> Iterator[Node]:
+    node = Node.open(tmp_path / "data")
+    yield node
+    node.close()
 
 
 @pytest.fixture
-def server(engine: Engine) -> Iterator[FlightService]:
-    service = FlightService(engine, "grpc://127.0.0.1:0")
+def engine(node: Node) -> Engine:
+    return node.engine
+
+
+@pytest.fixture
+def server(node: Node) -> Iterator[FlightService]:
+    service = FlightService(node, "grpc://127.0.0.1:0")
     yield service
     service.drain(5.0)
 

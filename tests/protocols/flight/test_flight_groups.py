@@ -22,6 +22,7 @@ import pytest
 
 import odradek
 from odradek.engine import Engine
+from odradek.node import Node
 
 REFS_SCHEMA = pa.schema(
     [
@@ -46,7 +47,7 @@ def _metadata(reader: flight.FlightStreamReader) -> dict[str, object]:
     return dict(json.loads(chunk.app_metadata.to_pybytes()))
 
 
-def test_a_plain_flight_client_polls_and_acks(url: str, engine: Engine) -> None:
+def test_a_plain_flight_client_polls_and_acks(url: str, engine: Engine, node: Node) -> None:
     engine.create_topic("t")
     engine.append("t", [{"key": b"k", "value": b"v1"}, {"key": b"k", "value": b"v2"}])
     writer, reader = _subscribe(url, {"kind": "subscribe", "group": "g", "pattern": "t", "options": {}})
@@ -75,7 +76,7 @@ def test_a_plain_flight_client_polls_and_acks(url: str, engine: Engine) -> None:
     with pytest.raises(StopIteration):
         reader.read_chunk()
     writer.close()
-    assert engine.groups.describe_group("g").members == []  # the stream's end left the group
+    assert node.groups.describe_group("g").members == []  # the stream's end left the group
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """Shared fixtures of the Kafka door tests.
 
 ``kafka_door`` starts a Kafka listener in-process (its own asyncio loop on a thread)
-on a free loopback port, over an Engine in a fresh data directory with fsync off: the
-tests check protocol behaviour, not durability. ``reopen`` closes the listener and the
-engine and starts both again on the same directory, for what must survive a restart.
+on a free loopback port, over a node (node.py: an engine and its consumer groups) in a
+fresh data directory with fsync off: the tests check protocol behaviour, not
+durability. ``reopen`` closes the listener and the node and starts both again on the
+same directory, for what must survive a restart.
 Each real client's settings shorten its timers (heartbeats, metadata refreshes) so that
 group rebalances take tenths of seconds instead of the defaults' many seconds.
 """
@@ -20,6 +21,7 @@ import pytest
 from hypothesis import strategies as st
 
 from odradek.engine import Engine
+from odradek.node import Node
 from odradek.protocols.kafka import KafkaListenerHandle, start_kafka_listener
 from odradek.protocols.kafka.codec import schema
 
@@ -27,8 +29,12 @@ from odradek.protocols.kafka.codec import schema
 @dataclasses.dataclass
 class KafkaDoor:
     data_dir: str
-    engine: Engine
+    node: Node
     listener: KafkaListenerHandle
+
+    @property
+    def engine(self) -> Engine:
+        return self.node.engine
 
     @property
     def bootstrap(self) -> str:
@@ -36,19 +42,19 @@ class KafkaDoor:
 
     def close(self) -> None:
         self.listener.close()
-        self.engine.close()
+        self.node.close()
 
     def reopen(self) -> None:
         self.close()
-        self.engine = Engine(self.data_dir, fsync=False)
-        self.listener = start_kafka_listener(self.engine, "127.0.0.1", 0)
+        self.node = Node.open(self.data_dir, fsync=False)
+        self.listener = start_kafka_listener(self.node, "127.0.0.1", 0)
 
 
 @pytest.fixture
 def kafka_door(tmp_path: os.PathLike[str]) -> Iterator[KafkaDoor]:
     data_dir = os.path.join(os.fspath(tmp_path), "data")
-    engine = Engine(data_dir, fsync=False)
-    door = KafkaDoor(data_dir, engine, start_kafka_listener(engine, "127.0.0.1", 0))
+    node = Node.open(data_dir, fsync=False)
+    door = KafkaDoor(data_dir, node, start_kafka_listener(node, "127.0.0.1", 0))
     try:
         yield door
     finally:

@@ -69,6 +69,7 @@ from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.names import is_pattern
+from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.flight import group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
@@ -93,21 +94,23 @@ class AppendObserver(Protocol):
 
 
 class FlightService(flight.FlightServerBase):  # type: ignore[misc]
-    """Serves ``engine`` on ``location`` (``grpc://host:port``; port 0 picks a free one).
+    """Serves ``engine`` (a node, or an engine: then its node, node.py) on ``location``
+    (``grpc://host:port``; port 0 picks a free one).
 
     The server accepts calls as soon as it is constructed.
     """
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | Node,
         location: str = "grpc://127.0.0.1:0",
         *,
         observer: AppendObserver | None = None,
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
     ) -> None:
-        self.engine = engine
+        self.node = Node.of(engine)
+        self.engine = self.node.engine
         self.observer = observer
         self.bounds = bounds or connections.FLIGHT
         self.budget = budget or ByteBudget(limits.inflight_bytes_max_default)
@@ -415,16 +418,24 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _ping(self, body: dict[str, Any]) -> bytes:
         return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
 
+    # Groups of every kind (odradek and kafka) through the node's directory.
+
     def _list_groups(self, body: dict[str, Any]) -> bytes:
-        return messages.dump({"groups": self.engine.groups.list_groups()})
+        listing = self.node.directory.listing()
+        return messages.dump(
+            {
+                "groups": [entry.group for entry in listing],
+                "listing": [entry.to_json() for entry in listing],
+            }
+        )
 
     def _describe_group(self, body: dict[str, Any]) -> bytes:
         return messages.dump(
-            self.engine.groups.describe_group(_name(body, "group", "a group name")).to_json()
+            self.node.directory.describe_group(_name(body, "group", "a group name")).to_json()
         )
 
     def _delete_group(self, body: dict[str, Any]) -> bytes:
-        self.engine.groups.delete_group(_name(body, "group", "a group name"))
+        self.node.directory.delete_group(_name(body, "group", "a group name"))
         return b"{}"
 
     # -- DoExchange: consumer groups ------------------------------------------------------------
@@ -449,7 +460,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            Subscription(self.engine.groups, request, stop, self._draining.is_set).serve(reader, writer)
+            Subscription(self.node.groups, request, stop, self._draining.is_set).serve(reader, writer)
 
     # -- discovery: topics as flights ---------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """A consumer-group member served over one DoExchange stream (group_messages.py).
 
-The stream *is* the member: the handler joins the group when the stream opens (with
-the embedded :class:`~odradek.client.consumer.Consumer`, which also joins again by
-itself after the group dropped it for silence) and leaves when the stream ends, for
-whatever reason, so a client that vanishes gives its deliveries back at once.
+The stream *is* the member: the handler joins the group when the stream opens (as a
+:class:`~odradek.groups.membership.Membership`, which also joins again by itself after
+the group dropped it for silence) and leaves when the stream ends, for whatever
+reason, so a client that vanishes gives its deliveries back at once.
 
 How it leaves decides whether those deliveries count as attempts (groups/group.py,
 "Attempts"): cleanly (uncounted) only after the client's ``{"op": "leave"}`` or when
@@ -29,9 +29,9 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek.client.consumer import Consumer
 from odradek.errors import ClosedError, OdradekError, Unavailable
 from odradek.groups import DeliveryBatch, GroupManager, GroupOptions
+from odradek.groups.membership import Membership
 from odradek.groups.options import check_delay, check_poll
 from odradek.protocols.flight import group_messages as wire
 
@@ -51,7 +51,7 @@ class Subscription:
         """``stop``: the call should end (the server drains, or the client cancelled);
         ``draining``: the server drains (a clean end for the member)."""
         options = GroupOptions.build(request.group, request.pattern, **request.options)
-        self._consumer = Consumer(groups, request.pattern, request.group, options)
+        self._member = Membership(groups, request.pattern, request.group, options)
         self._stop = stop
         self._draining = draining
 
@@ -60,11 +60,11 @@ class Subscription:
     ) -> None:
         """Answer requests until the client leaves or the stream ends; then leave the
         group, cleanly only after a ``leave`` request or a drain."""
-        consumer = self._consumer
+        member = self._member
         clean = False
         try:
             writer.begin(wire.DELIVERY_SCHEMA)
-            joined = wire.encode_joined(consumer.member_id, consumer.options.to_json())
+            joined = wire.encode_joined(member.member_id, member.options.to_json())
             writer.write_metadata(pa.py_buffer(joined))
             while True:
                 try:
@@ -82,8 +82,8 @@ class Subscription:
                     request = wire.decode_request(raw)
                     if isinstance(request, wire.Leave):
                         clean = True
-                        consumer.close()
-                        writer.write_metadata(pa.py_buffer(wire.encode_left(consumer.member_id)))
+                        member.close()
+                        writer.write_metadata(pa.py_buffer(wire.encode_left(member.member_id)))
                         return
                     self._answer(request, chunk.data, writer)
                 except (Unavailable, ClosedError):
@@ -91,7 +91,7 @@ class Subscription:
                 except OdradekError as exc:
                     writer.write_metadata(pa.py_buffer(wire.encode_refused(exc)))
         finally:
-            consumer.close(failed=not clean)
+            member.close(failed=not clean)
 
     def _answer(
         self,
@@ -99,20 +99,20 @@ class Subscription:
         data: pa.RecordBatch | None,
         writer: flight.MetadataRecordBatchWriter,
     ) -> None:
-        consumer = self._consumer
+        member = self._member
         if isinstance(request, wire.Poll):
             batches = self._poll(request)
             for batch in batches:
                 writer.write_with_metadata(
                     wire.delivery_records(batch), pa.py_buffer(wire.encode_delivery_header(batch))
                 )
-            writer.write_metadata(pa.py_buffer(wire.encode_polled(len(batches), consumer.member_id)))
+            writer.write_metadata(pa.py_buffer(wire.encode_polled(len(batches), member.member_id)))
             return
         refs = wire.decode_refs(data)
         if request.nack:
-            result = consumer.nack(refs, check_delay(request.delay))
+            result = member.nack(refs, check_delay(request.delay))
         else:
-            result = consumer.ack(refs)
+            result = member.ack(refs)
         writer.write_metadata(pa.py_buffer(wire.encode_settled(result)))
 
     def _poll(self, request: wire.Poll) -> list[DeliveryBatch]:
@@ -120,6 +120,6 @@ class Subscription:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            batches = self._consumer.poll_batches(max_records, max(0.0, min(remaining, poll_slice_seconds)))
+            batches = self._member.poll_batches(max_records, max(0.0, min(remaining, poll_slice_seconds)))
             if batches or remaining <= poll_slice_seconds or self._stop():
                 return batches

@@ -1,8 +1,11 @@
-"""The state the Kafka door's handlers share: engine, door store, group coordinator,
-idempotent producers' recent batches, topic views, and the fetch wake-up signal.
+"""The state the Kafka door's handlers share: the node (engine and consumer groups),
+door store, group coordinator, idempotent producers' recent batches, topic views, and
+the fetch wake-up signal.
 
 Engine calls block (appends wait for fsync, reads touch files), so handlers run them
 on a thread pool with :meth:`Broker.call`; everything else stays on the event loop.
+Waiting fetches are woken by the engine's arrival hook (:class:`ArrivalSignal`),
+whatever door the records came through.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from odradek import limits
 from odradek.engine import Engine
+from odradek.engine.arrivals import Arrival
 from odradek.errors import (
     InvalidRequest,
     OdradekError,
@@ -29,6 +34,7 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
+from odradek.node import Node
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.groups import Coordinator
 from odradek.protocols.kafka.store import DoorStore
@@ -155,28 +161,83 @@ class ProducerSequences:
         self._batches.pop((producer_id, topic, partition), None)
 
 
+class ArrivalSignal:
+    """Wakes the fetches waiting on the door's event loop when the engine reports an
+    arrival (new durable records, a topic created or deleted), from whatever thread.
+
+    A fetch reads :attr:`generation` *before* it looks at the log and passes it to
+    :meth:`wait`, which returns at once if an arrival came since: none is lost between
+    looking and waiting. Arrivals while nobody waits cost a counter increment; while a
+    fetch waits, a burst of them schedules one wake-up on the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self.generation = 0
+        self._event: asyncio.Event | None = None
+        self._scheduled = False
+
+    def fire(self, _arrival: Arrival | None = None) -> None:
+        """The engine's arrival listener (any thread; never blocks)."""
+        with self._lock:
+            self.generation += 1
+            if self._event is None or self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed: nobody is left waiting
+            pass
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Return once an arrival came after generation ``seen``, or after ``timeout``."""
+        with self._lock:
+            if self.generation != seen:
+                return
+            if self._event is None:
+                self._event = asyncio.Event()
+            event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
 class Broker:
     def __init__(
         self,
-        engine: Engine,
+        served: Engine | Node,
         host: str,
         port: int,
         *,
         auto_create_topics: bool = True,
         executor: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
-        self.engine = engine
+        """Runs on the door's event loop (it attaches the node's Kafka groups to it)."""
+        self.node = Node.of(served)
+        engine = self.engine = self.node.engine
         self.host = host
         self.port = port
         self.auto_create_topics = auto_create_topics
         self.store = DoorStore(engine.path, engine.disk, fsync=engine.fsync)
-        self.coordinator = Coordinator(self.store)
+        loop = asyncio.get_running_loop()
+        catalog = self.node.kafka_groups
+        self.coordinator = catalog.attach(loop, lambda: Coordinator(self.store, names=catalog))
         self.producers = ProducerSequences()
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=limits.kafka_engine_threads_max, thread_name_prefix="odradek-kafka"
         )
         self._topics: dict[str, TopicView] = {}
-        self._arrival: asyncio.Event | None = None
+        self.arrivals = ArrivalSignal(loop)
+        self._stop_listening = engine.on_arrival(self.arrivals.fire)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -231,24 +292,9 @@ class Broker:
         self._topics[view.name] = updated
         return updated
 
-    # -- fetch wake-ups ---------------------------------------------------------------
-
-    def notify_arrival(self) -> None:
-        if self._arrival is not None:
-            self._arrival.set()
-            self._arrival = None
-
-    async def wait_arrival(self, timeout: float) -> None:
-        """Return when the Kafka door appends anything, or after ``timeout`` seconds
-        (data appended through other doors is seen by the caller's next poll)."""
-        if self._arrival is None:
-            self._arrival = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._arrival.wait(), timeout)
-        except TimeoutError:
-            pass
-
     def close(self) -> None:
+        self._stop_listening()
+        self.node.kafka_groups.detach(self.coordinator)
         self.coordinator.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 

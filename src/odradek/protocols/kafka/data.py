@@ -238,7 +238,6 @@ async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionPr
             offset.cancel()
             return _produce_error(data.index, error_code_of(exc), exc.message)
         offset.set_result(result.base_offset)
-        broker.notify_arrival()
         return m.PartitionProduceResponse(index=data.index, base_offset=result.base_offset)
 
     return complete
@@ -280,13 +279,14 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
         ErrorCode.KAFKA_STORAGE_ERROR if request.api_version >= 6 else ErrorCode.NOT_LEADER_OR_FOLLOWER
     )
     while True:
+        seen = broker.arrivals.generation  # before looking: an arrival from now on wakes us
         if _has_data(broker, targets) or time.monotonic() >= deadline:
             responses, size = await broker.call(
                 _read_all, broker, targets, body.max_bytes, by_id, storage_code
             )
             if size >= body.min_bytes or time.monotonic() >= deadline:
                 return m.FetchResponse(responses=responses)
-        await broker.wait_arrival(min(limits.kafka_fetch_poll_seconds, max(deadline - time.monotonic(), 0)))
+        await broker.arrivals.wait(seen, max(deadline - time.monotonic(), 0))
 
 
 def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]]) -> bool:

@@ -6,7 +6,17 @@ holds the group state machine.
 
 A commit or a group deletion whose file write fails (a full disk) is answered with
 NOT_COORDINATOR, as Kafka answers a failed write to its offsets topic: clients look
-the coordinator up again and retry. Nothing of it took effect."""
+the coordinator up again and retry. Nothing of it took effect.
+
+Odradek's own consumer groups (the ``odradek`` kind, decision 0008) share the names:
+ListGroups lists them (protocol type "", which Kafka's tools show as a group whose
+members Kafka does not coordinate, and state Stable or Empty), DescribeGroups
+describes them (protocol "odradek", their members without metadata or assignment),
+OffsetFetch gives each virtual partition of their topics the group's committed offset
+(every record below it is settled), and DeleteGroups deletes them (NON_EMPTY_GROUP
+while they have members). A JoinGroup or OffsetCommit under such a name gets
+INCONSISTENT_GROUP_PROTOCOL. A name held by both kinds (from data older than that
+rule) is this door's Kafka group here."""
 
 from __future__ import annotations
 
@@ -15,7 +25,8 @@ import logging
 import uuid
 
 from odradek import limits
-from odradek.errors import StorageError
+from odradek.errors import InvalidRequest, StorageError
+from odradek.groups.info import GroupInfo
 from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
 from odradek.protocols.kafka.codec import messages_groups as m
 from odradek.protocols.kafka.codec.api import Request
@@ -28,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _KEY_TYPE_GROUP = 0
 _TRANSACTIONS_REFUSED = "transactions are not supported by Odradek"
+# How an odradek group shows in Kafka's group APIs: no protocol type (its members are
+# not coordinated by Kafka's group protocol), and "odradek" as its protocol.
+_ODRADEK_PROTOCOL_TYPE = ""
+_ODRADEK_PROTOCOL = "odradek"
 
 
 async def find_coordinator(broker: Broker, request: Request) -> m.FindCoordinatorResponse:
@@ -158,17 +173,17 @@ async def offset_commit(broker: Broker, request: Request) -> m.OffsetCommitRespo
             await broker.coordinator.commit(body.group_id, accepted)
         except StorageError as exc:
             log.warning("OffsetCommit of group %s: %s", body.group_id, exc.message)
-            topics = [_commit_failed(topic, accepted) for topic in topics]
+            topics = [_commit_failed(topic, ErrorCode.NOT_COORDINATOR) for topic in topics]
+        except InvalidRequest:  # an odradek group took the name since check_commit
+            topics = [_commit_failed(topic, ErrorCode.INCONSISTENT_GROUP_PROTOCOL) for topic in topics]
     return m.OffsetCommitResponse(topics=tuple(topics))
 
 
-def _commit_failed(
-    topic: m.OffsetCommitResponseTopic, accepted: dict[tuple[str, int], OffsetEntry]
-) -> m.OffsetCommitResponseTopic:
-    """The topic's answer once the commit could not be written: NOT_COORDINATOR for
-    each partition that had been accepted."""
+def _commit_failed(topic: m.OffsetCommitResponseTopic, code: ErrorCode) -> m.OffsetCommitResponseTopic:
+    """The topic's answer once the commit could not be made: ``code`` for each
+    partition that had been accepted."""
     partitions = tuple(
-        dataclasses.replace(partition, error_code=ErrorCode.NOT_COORDINATOR)
+        dataclasses.replace(partition, error_code=code)
         if partition.error_code == ErrorCode.NONE
         else partition
         for partition in topic.partitions
@@ -216,7 +231,10 @@ async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchRespons
 async def _fetch_group(
     broker: Broker, group_id: str, wanted: tuple[m.OffsetFetchRequestTopics, ...] | None, version: int
 ) -> list[m.OffsetFetchResponseTopics]:
-    committed = broker.coordinator.committed(group_id)
+    if group_id in broker.coordinator.groups:
+        committed = broker.coordinator.committed(group_id)
+    else:
+        committed = await _odradek_committed(broker, group_id)
     requests: list[tuple[str, uuid.UUID | None, list[int]]] = []
     if wanted is None:
         by_topic: dict[str, list[int]] = {}
@@ -251,12 +269,75 @@ async def _fetch_group(
     return results
 
 
+async def _odradek_committed(broker: Broker, group_id: str) -> dict[tuple[str, int], OffsetEntry]:
+    """An odradek group's committed offset for every virtual partition of its topics
+    ({} if there is no such group)."""
+    info = await broker.call(_odradek_group, broker, group_id)
+    committed: dict[tuple[str, int], OffsetEntry] = {}
+    for topic in info.topics if info is not None else ():
+        view = await broker.topic(topic.topic)
+        for partition in range(view.partitions if view is not None else 0):
+            committed[(topic.topic, partition)] = (topic.committed, -1, "")
+    return committed
+
+
+def _odradek_group(broker: Broker, group_id: str) -> GroupInfo | None:
+    """The odradek group ``group_id`` (on the executor), or None if there is none."""
+    groups = broker.node.groups
+    if not groups.exists(group_id):
+        return None
+    try:
+        return groups.describe_group(group_id)
+    except InvalidRequest:  # deleted since
+        return None
+
+
+def _delete_odradek_group(broker: Broker, group_id: str) -> ErrorCode:
+    """DeleteGroups of an odradek group (on the executor)."""
+    groups = broker.node.groups
+    if not groups.exists(group_id):
+        return ErrorCode.GROUP_ID_NOT_FOUND
+    try:
+        groups.delete_group(group_id)
+    except InvalidRequest:  # it has members (or went meanwhile)
+        return ErrorCode.NON_EMPTY_GROUP if groups.exists(group_id) else ErrorCode.GROUP_ID_NOT_FOUND
+    except StorageError as exc:
+        log.warning("DeleteGroups of %s: %s", group_id, exc.message)
+        return ErrorCode.NOT_COORDINATOR
+    return ErrorCode.NONE
+
+
+def _described_odradek_group(info: GroupInfo) -> m.DescribedGroup:
+    members = tuple(
+        m.DescribedGroupMember(
+            member_id=member.member,
+            group_instance_id=None,
+            client_id=_ODRADEK_PROTOCOL,
+            client_host="",
+            member_metadata=b"",
+            member_assignment=b"",
+        )
+        for member in info.members
+    )
+    return m.DescribedGroup(
+        group_id=info.group,
+        group_state=info.state,
+        protocol_type=_ODRADEK_PROTOCOL_TYPE,
+        protocol_data=_ODRADEK_PROTOCOL,
+        members=members,
+    )
+
+
 async def describe_groups(broker: Broker, request: Request) -> m.DescribeGroupsResponse:
     body: m.DescribeGroupsRequest = request.body
     described = []
     for group_id in body.groups:
         group = broker.coordinator.groups.get(group_id)
         if group is None:
+            info = await broker.call(_odradek_group, broker, group_id)
+            if info is not None:
+                described.append(_described_odradek_group(info))
+                continue
             code = ErrorCode.GROUP_ID_NOT_FOUND if request.api_version >= 6 else ErrorCode.NONE
             described.append(m.DescribedGroup(error_code=code, group_id=group_id, group_state=DEAD))
             continue
@@ -287,18 +368,22 @@ async def list_groups(broker: Broker, request: Request) -> m.ListGroupsResponse:
     body: m.ListGroupsRequest = request.body
     states = {s.lower() for s in body.states_filter}
     types = {t.lower() for t in body.types_filter}
+    found = [
+        (group.group_id, group.protocol_type or "consumer", group.state)
+        for group in broker.coordinator.groups.values()
+    ]
+    for listing in await broker.call(broker.node.groups.listing):
+        if listing.group not in broker.coordinator.groups:
+            found.append((listing.group, _ODRADEK_PROTOCOL_TYPE, listing.state))
     listed = []
-    for group in broker.coordinator.groups.values():
-        if states and group.state.lower() not in states:
+    for group_id, protocol_type, state in found:
+        if states and state.lower() not in states:
             continue
         if types and "classic" not in types:
             continue
         listed.append(
             m.ListedGroup(
-                group_id=group.group_id,
-                protocol_type=group.protocol_type or "consumer",
-                group_state=group.state,
-                group_type="classic",
+                group_id=group_id, protocol_type=protocol_type, group_state=state, group_type="classic"
             )
         )
     return m.ListGroupsResponse(groups=tuple(listed))
@@ -309,7 +394,10 @@ async def delete_groups(broker: Broker, request: Request) -> m.DeleteGroupsRespo
     results = []
     for group_id in body.groups_names:
         try:
-            code = await broker.coordinator.delete(group_id)
+            if group_id in broker.coordinator.groups:
+                code = await broker.coordinator.delete(group_id)
+            else:
+                code = await broker.call(_delete_odradek_group, broker, group_id)
         except StorageError as exc:
             log.warning("DeleteGroups of %s: %s", group_id, exc.message)
             code = ErrorCode.NOT_COORDINATOR

@@ -25,6 +25,12 @@ A group moves through the states::
 * Committed offsets are kept per (topic, partition) with their leader epoch and
   metadata and written to the door's store after every commit, so they survive a
   restart. A commit with generation -1 and no member id is a standalone commit.
+* Group names are shared with Odradek's own groups (decision 0008): a group this
+  coordinator does not know yet is made (by a join or a commit) only under a name the
+  node's ``odradek`` groups do not hold (``catalog.claim``); otherwise the request
+  gets INCONSISTENT_GROUP_PROTOCOL, Kafka's answer to a group of another type.
+* The node reads the groups through :meth:`Coordinator.view` and deletes them through
+  :meth:`Coordinator.remove`, both run on the loop (catalog.py).
 
 Everything runs on the event loop: no locks; timers are loop call_later handles.
 """
@@ -37,8 +43,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from odradek import limits
+from odradek.errors import InvalidRequest
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.store import DoorStore, OffsetEntry
 
@@ -75,6 +83,7 @@ class Member:
     joining: asyncio.Future[JoinResult] | None = None
     syncing: asyncio.Future[tuple[ErrorCode, bytes]] | None = None
     last_seen: float = 0.0
+    joined_at: float = dataclasses.field(default_factory=time.time)  # wall clock
 
     def metadata_for(self, protocol: str | None) -> bytes:
         for name, metadata in self.protocols:
@@ -97,14 +106,85 @@ class Group:
     initial_delay: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class MemberView:
+    member_id: str
+    client_id: str
+    client_host: str
+    joined_at: float
+    idle_seconds: float
+    assigned: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupView:
+    """A group as the node sees it (a copy: the group itself stays on the loop)."""
+
+    group_id: str
+    state: str
+    generation: int
+    protocol_type: str | None
+    protocol: str | None
+    members: tuple[MemberView, ...]
+    offsets: dict[tuple[str, int], OffsetEntry]
+
+
+class GroupNameClaims(Protocol):
+    """Who holds group names (the node's catalog)."""
+
+    def holder(self, group_id: str) -> str | None:
+        """The other kind that holds the name, if any."""
+        ...
+
+    def claim(self, group_id: str) -> str | None: ...
+
+    def release(self, group_id: str) -> None: ...
+
+
+class _Unclaimed:
+    """Every name is free: a coordinator on its own (tests of the state machine)."""
+
+    def holder(self, group_id: str) -> str | None:
+        return None
+
+    def claim(self, group_id: str) -> str | None:
+        return None
+
+    def release(self, group_id: str) -> None:
+        pass
+
+
 class Coordinator:
-    def __init__(self, store: DoorStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: DoorStore,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        names: GroupNameClaims | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.names = names if names is not None else _Unclaimed()
         self.groups: dict[str, Group] = {}
         for group_id, offsets in store.load_groups().items():
             self.groups[group_id] = Group(group_id, offsets=offsets)
         self._save_locks: dict[str, asyncio.Lock] = {}
+
+    def _new_group(self, group_id: str) -> Group | None:
+        """The group ``group_id``, made if new; None if another kind holds the name."""
+        group = self.groups.get(group_id)
+        if group is None:
+            holder = self.names.claim(group_id)
+            if holder is not None:
+                log.warning(
+                    "a Kafka client asked for group %r, which is an %s group: refused "
+                    "(INCONSISTENT_GROUP_PROTOCOL)",
+                    group_id,
+                    holder,
+                )
+                return None
+            group = self.groups[group_id] = Group(group_id)
+        return group
 
     # -- membership -------------------------------------------------------------------
 
@@ -130,7 +210,9 @@ class Coordinator:
             return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
         if not protocols or not protocol_type:
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
-        group = self.groups.setdefault(group_id, Group(group_id))
+        group = self._new_group(group_id)
+        if group is None:
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
         if group.members and (
             protocol_type != group.protocol_type
             or not self._candidates(group) & {name for name, _ in protocols}
@@ -366,6 +448,8 @@ class Coordinator:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         group = self.groups.get(group_id)
+        if group is None and self.names.holder(group_id) is not None:
+            return ErrorCode.INCONSISTENT_GROUP_PROTOCOL
         if generation < 0 and not member_id:
             return ErrorCode.NONE  # a standalone commit (assign(), not subscribe())
         if group is None or member_id not in group.members:
@@ -379,8 +463,11 @@ class Coordinator:
 
     async def commit(self, group_id: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
         """Save the offsets, then let fetches see them: a commit whose write failed
-        (StorageError) changes nothing."""
-        group = self.groups.setdefault(group_id, Group(group_id))
+        (StorageError) changes nothing; one to a name another kind of group took since
+        :meth:`check_commit` raises InvalidRequest."""
+        group = self.groups.get(group_id) or self._new_group(group_id)
+        if group is None:
+            raise InvalidRequest(f"group {group_id!r} is not a Kafka consumer group")
         lock = self._save_locks.setdefault(group_id, asyncio.Lock())
         async with lock:
             snapshot = {**group.offsets, **offsets}
@@ -406,7 +493,52 @@ class Coordinator:
         await asyncio.get_running_loop().run_in_executor(None, self.store.delete_group, group_id)
         if self.groups.get(group_id) is group and not group.members:
             del self.groups[group_id]
+            self.names.release(group_id)
         return ErrorCode.NONE
+
+    # -- the node's view (catalog.py) -------------------------------------------------
+
+    def view(self, group_id: str) -> GroupView | None:
+        group = self.groups.get(group_id)
+        if group is None:
+            return None
+        now = self.clock()
+        members = tuple(
+            MemberView(
+                member.member_id,
+                member.client_id,
+                member.client_host,
+                member.joined_at,
+                0.0 if member.joining or member.syncing else max(0.0, now - member.last_seen),
+                bool(member.assignment),
+            )
+            for member in group.members.values()
+        )
+        return GroupView(
+            group.group_id,
+            group.state,
+            group.generation,
+            group.protocol_type,
+            group.protocol,
+            members,
+            dict(group.offsets),
+        )
+
+    def listing(self) -> list[tuple[str, str, int]]:
+        """(group, state, members) of every group."""
+        return [(group.group_id, group.state, len(group.members)) for group in self.groups.values()]
+
+    async def remove(self, group_id: str) -> bool:
+        """Delete a group for the node: False if there is none; InvalidRequest while it
+        has members; StorageError if its file stays."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return False
+        if group.members:
+            raise InvalidRequest(
+                f"group {group_id!r} has {len(group.members)} member(s); they must leave first"
+            )
+        return await self.delete(group_id) == ErrorCode.NONE
 
     def close(self) -> None:
         for group in self.groups.values():

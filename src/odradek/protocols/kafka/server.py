@@ -52,6 +52,7 @@ from odradek import limits
 from odradek.budget import ByteBudget, Reservation
 from odradek.engine import Engine
 from odradek.errors import OdradekError
+from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api
 from odradek.protocols.kafka.broker import Broker, client_host
@@ -141,11 +142,11 @@ def _advertised(host: str, port: int, advertised: str | tuple[str, int] | None) 
 
 
 class KafkaListener:
-    """The Kafka door on the running event loop."""
+    """The Kafka door on the running event loop, serving a node (or an engine's node)."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | Node,
         host: str = "127.0.0.1",
         port: int = 9092,
         advertised: str | tuple[str, int] | None = None,
@@ -419,7 +420,7 @@ class KafkaListenerHandle:
 
 
 def start_kafka_listener(
-    engine: Engine,
+    engine: Engine | Node,
     host: str = "127.0.0.1",
     port: int = 9092,
     advertised: str | tuple[str, int] | None = None,
@@ -428,8 +429,9 @@ def start_kafka_listener(
     bounds: connections.DoorLimits | None = None,
     budget: ByteBudget | None = None,
 ) -> KafkaListenerHandle:
-    """Serve the Kafka protocol over ``engine`` on ``host:port`` (port 0: any free
-    port) from a background thread; returns once the port accepts connections.
+    """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
+    node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
+    once the port accepts connections.
 
     ``advertised`` (``"host:port"``) is the address given to clients in Metadata and
     FindCoordinator responses, for when they reach the listener by another address.

@@ -12,6 +12,11 @@ Settings of a topic are tied to its creation time: a topic deleted and created a
 
 Producer ids are reserved in blocks (as Kafka's controller does) so that a restart
 never hands out an id twice while a file write is needed only once per block.
+
+Groups' offsets are a :class:`GroupOffsetStore` of their own, so that a node
+(protocols/kafka/catalog.py) reads them, and deletes a group, while no Kafka listener
+runs (``odradek group list`` sees the door's groups). While one runs, only its store
+writes them, and the node asks its coordinator instead.
 """
 
 from __future__ import annotations
@@ -59,21 +64,16 @@ class DoorStore:
     settings and the producer-id block in two mirrored copies (a damaged one is
     replaced by the other); a group's offsets in two alternating copies (a damaged
     newest commit falls back to the one before, so a consumer re-reads a little instead
-    of losing its place).
+    of losing its place), kept by ``groups``.
     """
 
     def __init__(self, data_dir: str, disk: Disk = LOCAL, *, fsync: bool = True) -> None:
         self.disk = disk
         self.fsync = fsync
         self.directory = os.path.join(data_dir, "kafka")
-        self._groups_dir = os.path.join(self.directory, "groups")
-        try:
-            if not disk.isdir(self._groups_dir):
-                disk.makedirs(self._groups_dir)
-        except OSError as exc:
-            raise StorageError(f"cannot use {self._groups_dir}: {describe_os_error(exc)}") from exc
+        self.groups = GroupOffsetStore(data_dir, disk, fsync=fsync)
+        self.groups.prepare()
         self._lock = threading.Lock()
-        self._groups: dict[str, Document] = {}
         cluster_document = self._document("cluster.json")
         cluster = _load(cluster_document)
         if not cluster:
@@ -127,6 +127,36 @@ class DoorStore:
 
     # -- group offsets ----------------------------------------------------------------
 
+    def load_groups(self) -> dict[str, dict[tuple[str, int], OffsetEntry]]:
+        return self.groups.load_groups()
+
+    def save_group(self, group: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
+        self.groups.save_group(group, offsets)
+
+    def delete_group(self, group: str) -> None:
+        self.groups.delete_group(group)
+
+
+class GroupOffsetStore:
+    """The committed offsets of the door's consumer groups, one file per group:
+    ``kafka/groups/<hex name>.json`` in two alternating copies. Thread-safe; creates
+    nothing until :meth:`prepare` (so that reading the groups writes nothing)."""
+
+    def __init__(self, data_dir: str, disk: Disk = LOCAL, *, fsync: bool = True) -> None:
+        self.disk = disk
+        self.fsync = fsync
+        self._groups_dir = os.path.join(data_dir, "kafka", "groups")
+        self._lock = threading.Lock()
+        self._groups: dict[str, Document] = {}
+
+    def prepare(self) -> None:
+        """Make the directory (the door does at start, so that a full disk shows then)."""
+        try:
+            if not self.disk.isdir(self._groups_dir):
+                self.disk.makedirs(self._groups_dir)
+        except OSError as exc:
+            raise StorageError(f"cannot use {self._groups_dir}: {describe_os_error(exc)}") from exc
+
     def _group_document(self, group: str) -> Document:
         with self._lock:
             document = self._groups.get(group)
@@ -136,8 +166,28 @@ class DoorStore:
                 self._groups[group] = document
             return document
 
+    def names(self) -> list[str]:
+        """The groups with an offsets file (damaged ones too), without reading them."""
+        try:
+            if not self.disk.isdir(self._groups_dir):
+                return []
+            entries = self.disk.listdir(self._groups_dir)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self._groups_dir}: {describe_os_error(exc)}") from exc
+        names = set()
+        for name in {entry.removesuffix(COPY_SUFFIX) for entry in entries}:
+            if not name.endswith(".json"):
+                continue
+            try:
+                names.add(bytes.fromhex(name[: -len(".json")]).decode())
+            except (ValueError, UnicodeDecodeError):
+                continue  # not a group's offsets file (load_groups says so)
+        return sorted(names)
+
     def load_groups(self) -> dict[str, dict[tuple[str, int], OffsetEntry]]:
         groups: dict[str, dict[tuple[str, int], OffsetEntry]] = {}
+        if not self.disk.isdir(self._groups_dir):
+            return groups
         names = {
             name.removesuffix(COPY_SUFFIX)
             for name in sorted(self.disk.listdir(self._groups_dir))
@@ -149,24 +199,30 @@ class DoorStore:
             except (ValueError, UnicodeDecodeError):
                 log.warning("ignoring %s: not a group's offsets file", name)
                 continue
-            document = self._group_document(group)
-            try:
-                data = document.load()
-            except OSError as exc:
-                log.error(
-                    "the committed offsets of Kafka group %r are lost (%s): its consumers start "
-                    "from their auto.offset.reset position",
-                    group,
-                    exc,
-                )
-                continue
-            if not data:
-                continue
-            groups[data["group"]] = {
-                (topic, int(partition)): (int(offset), int(epoch), metadata)
-                for topic, partition, offset, epoch, metadata in data["offsets"]
-            }
+            offsets = self.load_group(group)
+            if offsets is not None:
+                groups[group] = offsets
         return groups
+
+    def load_group(self, group: str) -> dict[tuple[str, int], OffsetEntry] | None:
+        """The group's committed offsets; None if it has no file (or lost it)."""
+        document = self._group_document(group)
+        try:
+            data = document.load()
+        except OSError as exc:
+            log.error(
+                "the committed offsets of Kafka group %r are lost (%s): its consumers start "
+                "from their auto.offset.reset position",
+                group,
+                exc,
+            )
+            return None
+        if not data:
+            return None
+        return {
+            (topic, int(partition)): (int(offset), int(epoch), metadata)
+            for topic, partition, offset, epoch, metadata in data["offsets"]
+        }
 
     def save_group(self, group: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
         rows = [[topic, partition, *entry] for (topic, partition), entry in sorted(offsets.items())]
@@ -179,4 +235,5 @@ class DoorStore:
             raise StorageError(
                 f"could not delete the offsets of group {group!r}: {describe_os_error(exc)}"
             ) from exc
-        self._groups.pop(group, None)
+        with self._lock:
+            self._groups.pop(group, None)

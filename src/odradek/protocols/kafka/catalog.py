@@ -1,0 +1,213 @@
+"""The Kafka door's consumer groups as every thread of a node sees them.
+
+This is the ``kafka`` kind of group of the node's directory (groups/directory.py,
+decision 0008): ``odradek group list|describe|delete``, the Flight actions, the embedded
+client and ``/metrics`` reach Kafka groups here.
+
+Theory of operation
+-------------------
+* The door's coordinator (groups.py) keeps its groups on its event loop, without
+  locks, and their committed offsets in the door's store (store.py, ``kafka/groups/``).
+* While a Kafka listener runs, the catalog is *attached* to its coordinator: a question
+  (list, describe) is answered by the coordinator on its loop, one round trip, so that
+  members, state and offsets are the live ones; a deletion goes through the
+  coordinator as a DeleteGroups would (refused while the group has members). An answer
+  not given within ``kafka_group_answer_seconds_max`` raises Unavailable.
+* While none runs, the groups are those whose offsets are on disk, each Empty; a
+  deletion removes the offsets file. The catalog's lock keeps a listener from
+  attaching in the middle.
+* Names: a new Kafka group takes its name in the node's table (``claim``), refused
+  when an ``odradek`` group holds it; a deleted one gives it back.
+* Lag, computed in the asking thread from the engine's topic ends: per committed
+  virtual partition the topic's next offset minus the committed offset (what Kafka's
+  tools show; the records of the other partitions between them count too, so with more
+  than one virtual partition it is an upper bound), per topic the same from the
+  smallest committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from odradek import limits
+from odradek.errors import OdradekError, Unavailable
+from odradek.groups.directory import GroupNames
+from odradek.groups.info import (
+    KIND_KAFKA,
+    STATE_EMPTY,
+    GroupInfo,
+    GroupListing,
+    MemberInfo,
+    PartitionLag,
+    TopicLag,
+)
+from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView
+from odradek.protocols.kafka.store import GroupOffsetStore, OffsetEntry
+
+if TYPE_CHECKING:
+    from odradek.engine.engine import Engine
+
+T = TypeVar("T")
+
+
+class KafkaGroups:
+    """The ``kafka`` kind of group (a :class:`~odradek.groups.directory.GroupKind`)."""
+
+    kind = KIND_KAFKA
+
+    def __init__(self, engine: Engine, names: GroupNames) -> None:
+        self._engine = engine
+        self._names = names
+        self._offline = GroupOffsetStore(engine.path, engine.disk, fsync=engine.fsync)
+        self._lock = threading.Lock()
+        self._attached: tuple[asyncio.AbstractEventLoop, Coordinator] | None = None
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+
+    # -- the door's side --------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop, make: Callable[[], Coordinator]) -> Coordinator:
+        """Make the listener's coordinator (which loads the groups from disk) and answer
+        through it from now on; refused while another listener's is attached."""
+        with self._lock:
+            if self._attached is not None:
+                raise OdradekError("another Kafka listener already serves this node's consumer groups")
+            coordinator = make()
+            self._attached = (loop, coordinator)
+            return coordinator
+
+    def detach(self, coordinator: Coordinator) -> None:
+        """The listener stops: questions are answered from disk again."""
+        with self._lock:
+            if self._attached is not None and self._attached[1] is coordinator:
+                self._attached = None
+            pending, self._pending = self._pending, set()
+        for future in pending:  # their askers ask again, of the disk
+            future.cancel()
+
+    def holder(self, group_id: str) -> str | None:
+        """The other kind holding ``group_id`` (for the coordinator), or None."""
+        others = self._names.kinds_of(group_id) - {KIND_KAFKA}
+        return min(others) if others else None
+
+    def claim(self, group_id: str) -> str | None:
+        return self._names.claim(group_id, KIND_KAFKA)
+
+    def release(self, group_id: str) -> None:
+        self._names.release(group_id, KIND_KAFKA)
+
+    def stored_names(self) -> list[str]:
+        """The groups with offsets on disk (the node's name table reads them first)."""
+        return self._offline.names()
+
+    # -- the directory's side ---------------------------------------------------------
+
+    def list_groups(self) -> list[GroupListing]:
+        async def question(coordinator: Coordinator) -> list[tuple[str, str, int]]:
+            return coordinator.listing()
+
+        def offline() -> list[tuple[str, str, int]]:
+            return [(name, STATE_EMPTY, 0) for name in self._offline.names()]
+
+        listed = self._ask(question, offline)
+        return [GroupListing(group, KIND_KAFKA, state, members) for group, state, members in sorted(listed)]
+
+    def describe_group(self, name: str) -> GroupInfo | None:
+        async def question(coordinator: Coordinator) -> GroupView | None:
+            return coordinator.view(name)
+
+        view = self._ask(question, lambda: self._offline_view(name))
+        return None if view is None else self._info(view)
+
+    def delete_group(self, name: str) -> bool:
+        async def question(coordinator: Coordinator) -> bool:
+            return await coordinator.remove(name)
+
+        return self._ask(question, lambda: self._offline_delete(name))
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _ask(self, question: Callable[[Coordinator], Awaitable[T]], offline: Callable[[], T]) -> T:
+        with self._lock:
+            if self._attached is None:
+                return offline()  # under the lock: no listener attaches meanwhile
+            loop, coordinator = self._attached
+            if _running_loop() is loop:
+                raise RuntimeError("the Kafka door's loop must not wait for its own coordinator")
+            future = asyncio.run_coroutine_threadsafe(_answer(question, coordinator), loop)
+            self._pending.add(future)
+        try:
+            return future.result(timeout=limits.kafka_group_answer_seconds_max)
+        except concurrent.futures.CancelledError:
+            return self._ask(question, offline)  # the listener stopped: ask the disk
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unavailable(
+                f"the Kafka door did not answer within {limits.kafka_group_answer_seconds_max} s; retry"
+            ) from None
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+
+    def _offline_view(self, name: str) -> GroupView | None:
+        offsets = self._offline.load_group(name)
+        if offsets is None:
+            return None
+        return GroupView(name, EMPTY, 0, None, None, (), offsets)
+
+    def _offline_delete(self, name: str) -> bool:
+        if name not in self._offline.names():
+            return False
+        self._offline.delete_group(name)
+        self.release(name)
+        return True
+
+    def _info(self, view: GroupView) -> GroupInfo:
+        members = [
+            MemberInfo(
+                member.member_id,
+                member.joined_at,
+                member.idle_seconds,
+                0,
+                member.assigned,
+                member.client_id,
+                member.client_host,
+            )
+            for member in view.members
+        ]
+        by_topic: dict[str, list[tuple[int, OffsetEntry]]] = {}
+        for (topic, partition), entry in sorted(view.offsets.items()):
+            by_topic.setdefault(topic, []).append((partition, entry))
+        topics = []
+        for topic, committed in by_topic.items():
+            try:
+                end = self._engine.describe_topic(topic).next_offset
+            except OdradekError:  # deleted (or unavailable): its offsets say nothing now
+                continue
+            partitions = tuple(
+                PartitionLag(partition, offset, max(0, end - max(offset, 0)), metadata)
+                for partition, (offset, _epoch, metadata) in committed
+            )
+            lowest = min(partition.committed for partition in partitions)
+            lag = max(0, end - max(lowest, 0))
+            topics.append(TopicLag(topic, lowest, lowest, end, lag, 0, 0, 0, 0, partitions))
+        options = {
+            "protocol_type": view.protocol_type,
+            "protocol": view.protocol,
+            "generation": view.generation,
+        }
+        return GroupInfo(view.group_id, None, options, members, topics, {}, KIND_KAFKA, view.state)
+
+
+async def _answer(question: Callable[[Coordinator], Awaitable[T]], coordinator: Coordinator) -> T:
+    return await question(coordinator)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

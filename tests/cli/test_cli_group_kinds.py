@@ -1,0 +1,60 @@
+"""`odradek group list|describe|delete` see the Kafka door's groups too.
+
+Goal: a consumer group made through the Kafka door of an `odradek serve` is listed by
+`odradek group list` (with its kind, state, members and lag under `--long`), described
+by `odradek group describe` (kind "kafka", lag per topic and per virtual partition) and
+deleted by `odradek group delete`, through the server's native door: one server, one
+set of groups.
+
+Method: a real `odradek serve` with its Kafka listener on a free port; kafka-python
+commits offsets for a group (assign + commit, as a consumer that tracks its own
+partitions does); each CLI command runs as its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+
+from odradek_process import Server, run
+
+with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecated importlib call
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_kafka_groups_through_the_cli(start_server: type[Server]) -> None:
+    port = _free_port()
+    server = start_server(None, "--kafka-listen", f"127.0.0.1:{port}")
+    assert run("topic", "create", "orders", server=server).returncode == 0
+    lines = b"".join(b"k%d\tv%d\n" % (i, i) for i in range(8))
+    assert run("produce", "orders", "--keyed", server=server, stdin=lines).returncode == 0
+    consumer = KafkaConsumer(
+        bootstrap_servers=f"127.0.0.1:{port}", group_id="kafka-billing", enable_auto_commit=False
+    )
+    consumer.assign([TopicPartition("orders", 0)])
+    consumer.commit({TopicPartition("orders", 0): OffsetAndMetadata(5, "", -1)})
+    consumer.close()
+
+    assert run("group", "list", server=server).stdout.decode().split() == ["kafka-billing"]
+    long = run("group", "list", "--long", server=server).stdout.decode().splitlines()
+    assert long[0].split() == ["GROUP", "KIND", "STATE", "MEMBERS", "LAG"]
+    assert long[1].split() == ["kafka-billing", "kafka", "Empty", "0", "3"]
+    described = json.loads(run("group", "describe", "kafka-billing", server=server).stdout)
+    assert (described["kind"], described["state"]) == ("kafka", "Empty")
+    (topic,) = described["topics"]
+    assert (topic["topic"], topic["committed"], topic["next_offset"], topic["lag"]) == ("orders", 5, 8, 3)
+    assert topic["partitions"] == [{"partition": 0, "committed": 5, "lag": 3, "metadata": ""}]
+
+    assert run("group", "delete", "kafka-billing", server=server).returncode == 0
+    assert run("group", "list", server=server).stdout == b""
+    code, errors = server.stop()
+    assert code == 0, errors
