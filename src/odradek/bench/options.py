@@ -8,11 +8,20 @@ from pathlib import Path
 
 from odradek.bench.units import KIB, MIB
 
-# In this order: append latency is measured before any consumer group exists (after
+# In this order: appends (latency, closed loops) are measured before any consumer group exists (after
 # Odradek's groups ran, its appends' fdatasync was seen to slow down run after run,
 # which belongs in a bug report, not in the latency figure); key replay runs last and
 # loads its own large topic once the others are dropped.
-WORKLOADS = ("ingest_100b", "ingest_64k", "append_latency", "catchup_read", "consumer_group", "key_replay")
+WORKLOADS = (
+    "ingest_100b",
+    "ingest_64k",
+    "append_latency",
+    "append_closed_loop",
+    "append_concurrent",
+    "catchup_read",
+    "consumer_group",
+    "key_replay",
+)
 SYSTEMS = (
     "odradek",
     "odradek-remote",
@@ -41,6 +50,10 @@ class Profile:
     group_records: int
     latency_rate_per_second: float
     latency_seconds: float
+    #: Closed-loop single appends: each run's length, and the concurrent workload's shape.
+    closed_loop_seconds: float
+    concurrent_processes: int
+    concurrent_threads: int
     replay_topic_records: int
     replay_key_records: int
     fsync_probe_bytes: int
@@ -61,6 +74,9 @@ DEFAULT = Profile(
     group_records=200_000,
     latency_rate_per_second=1000.0,
     latency_seconds=3.0,
+    closed_loop_seconds=3.0,
+    concurrent_processes=4,
+    concurrent_threads=4,
     replay_topic_records=1_000_000,
     replay_key_records=1000,
     fsync_probe_bytes=256 * MIB,
@@ -81,6 +97,9 @@ QUICK = Profile(
     group_records=20_000,
     latency_rate_per_second=1000.0,
     latency_seconds=1.0,
+    closed_loop_seconds=0.5,
+    concurrent_processes=4,
+    concurrent_threads=4,
     replay_topic_records=50_000,
     replay_key_records=1000,
     fsync_probe_bytes=32 * MIB,

@@ -11,6 +11,10 @@ Workloads (each system does them through its own Python client, its best way):
 * ``ingest_64k``: 64 KiB values; its bandwidth is compared with raw fsync'd writes.
 * ``append_latency``: single-record appends at a fixed rate; p50, p99 and p999,
   each the median over runs of that run's percentile.
+* ``append_closed_loop``: one client appends single records one after another, each
+  waiting for its acknowledgement; appends/s.
+* ``append_concurrent``: 16 such appenders, 4 threads (or asyncio tasks) sharing a
+  client in each of 4 processes; appends/s over all of them.
 * ``catchup_read``: read the keyed topic from its start to its end.
 * ``consumer_group``: a new group reads and acks the keyed topic's first records.
 * ``key_replay``: every record of one key (1,000 records) in a large topic.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from odradek.bench import datasets, timing
+from odradek.bench import appenders, datasets, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.options import Profile
 from odradek.bench.outcomes import NotYetAvailable
@@ -42,6 +46,20 @@ METRICS = (
     Metric("append_latency_p50", "append_latency", "Single-record append latency p50", "ms", False),
     Metric("append_latency_p99", "append_latency", "Single-record append latency p99", "ms", False),
     Metric("append_latency_p999", "append_latency", "Single-record append latency p99.9", "ms", False),
+    Metric(
+        "append_closed_loop",
+        "append_closed_loop",
+        "Single appends, closed loop, one client",
+        "appends/s",
+        True,
+    ),
+    Metric(
+        "append_concurrent",
+        "append_concurrent",
+        "Single appends, 16 clients in 4 processes",
+        "appends/s",
+        True,
+    ),
     Metric(
         "catchup_read",
         "catchup_read",
@@ -117,6 +135,8 @@ class Session:
             "catchup_read": self._catchup_read,
             "consumer_group": self._consumer_group,
             "append_latency": self._append_latency,
+            "append_closed_loop": self._append_closed_loop,
+            "append_concurrent": self._append_concurrent,
             "key_replay": self._key_replay,
         }
 
@@ -231,6 +251,58 @@ class Session:
             Figure(name, self.system.name, OK, timing.median(values), values, note=note)
             for name, values in per_run.items()
         ]
+
+    def _append_closed_loop(self) -> list[Figure]:
+        return self._closed_loop(
+            "append_closed_loop",
+            lambda stream: self.system.append_sessions(stream, 1, 1, self.profile.small_value_bytes),
+            "one client, one appender",
+        )
+
+    def _append_concurrent(self) -> list[Figure]:
+        p = self.profile
+        return self._closed_loop(
+            "append_concurrent",
+            lambda stream: self.system.append_sessions(
+                stream, p.concurrent_processes, p.concurrent_threads, p.small_value_bytes
+            ),
+            f"{p.concurrent_processes * p.concurrent_threads} appenders: {p.concurrent_threads} sharing "
+            f"a client in each of {p.concurrent_processes} processes",
+        )
+
+    def _closed_loop(self, metric: str, start: Callable[[str], appenders.Runner], how: str) -> list[Figure]:
+        """Appenders that each wait for one append's acknowledgement before the next, for
+        ``closed_loop_seconds`` per run; the figure is appends/s over all of them."""
+        seconds = self.profile.closed_loop_seconds
+        stream = metric.replace("_", "-")
+        self.system.write(stream, self.data.latency.head(1))
+        runner = start(stream)
+        p50: list[float] = []
+        p99: list[float] = []
+
+        def rate(latencies: list[float]) -> float:
+            if not latencies:
+                raise RuntimeError(f"no append was acknowledged within a {seconds:g} s run")
+            p50.append(timing.percentile(latencies, 0.50) * 1000.0)
+            p99.append(timing.percentile(latencies, 0.99) * 1000.0)
+            return len(latencies) / seconds
+
+        try:
+            warm_seconds = max(seconds * self.profile.warmup_fraction, 0.2)
+            warm = runner.run(warm_seconds)
+            figure = self._repeat(
+                metric, lambda: len(warm) / warm_seconds, lambda _run: rate(runner.run(seconds))
+            )
+        finally:
+            runner.close()
+            self.system.drop(stream)
+        note = runner.note or how
+        figure.note = (
+            f"{note}; {format_value(seconds)} s per run; per-append latency p50 "
+            f"{format_value(timing.median(p50[-self.profile.runs :]))} ms, "
+            f"p99 {format_value(timing.median(p99[-self.profile.runs :]))} ms (median over runs)"
+        )
+        return [figure]
 
     def _key_replay(self) -> list[Figure]:
         self._drop_keyed_topic()  # the last workload: free the peers' memory first

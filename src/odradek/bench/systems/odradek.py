@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 import odradek
-from odradek.bench import servers, timing
+from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import NotYetAvailable, Skipped
 from odradek.bench.systems.base import Progress, System, check_count
@@ -117,6 +117,23 @@ class OdradekEmbedded(System):
             latencies.append(timing.now() - send_at)
         return latencies
 
+    def append_sessions(
+        self, stream: str, processes: int, threads: int, value_bytes: int
+    ) -> appenders.Runner:
+        """All appenders as threads of this process, sharing the embedded client: a data
+        directory belongs to one process."""
+        data = appenders.session_data(value_bytes, seed=1)
+        session = OdradekAppendSession(
+            self.client, topic_name(stream), processes * threads, data, owned=False
+        )
+        note = ""
+        if processes > 1:
+            note = (
+                f"{processes * threads} appenders as threads of one process, sharing the client "
+                "(a data directory belongs to one process)"
+            )
+        return appenders.InProcess(session, note)
+
     def replay_key(self, stream: str, key: bytes, expected: int) -> float:
         started = timing.now()
         table = self.client.read_key(topic_name(stream), key)
@@ -158,6 +175,40 @@ class OdradekEmbedded(System):
         return elapsed
 
 
+class OdradekAppendSession:
+    """Closed-loop single appends through one client (appenders.py): each appender
+    appends a one-record batch sliced from the session's records and waits for its
+    result. Remote clients share one append stream among their threads."""
+
+    def __init__(self, client: OdradekClient, topic: str, threads: int, data: Dataset, owned: bool) -> None:
+        self._client = client
+        self._topic = topic
+        self._threads = threads
+        self._singles = data.batches(1)
+        self._owned = owned
+
+    @classmethod
+    def open(cls, address: str, stream: str, threads: int, data: Dataset) -> OdradekAppendSession:
+        client = odradek.connect(address)
+        session = cls(client, topic_name(stream), threads, data, owned=True)
+        client.append(session._topic, session._singles[0])  # connected before the clock starts
+        return session
+
+    def run(self, start_at: float, seconds: float) -> list[float]:
+        singles, count, topic, append = self._singles, len(self._singles), self._topic, self._client.append
+        # Appenders start at different records, so they append different keys.
+        spread = max(1, count // self._threads)
+
+        def one(thread: int, n: int) -> None:
+            append(topic, singles[(thread * spread + n) % count])
+
+        return appenders.run_threads(self._threads, start_at, seconds, one)
+
+    def close(self) -> None:
+        if self._owned:
+            self._client.close()
+
+
 class OdradekRemote(OdradekEmbedded):
     """The native door: ``odradek serve`` in a subprocess, ``odradek.connect`` in here."""
 
@@ -169,6 +220,7 @@ class OdradekRemote(OdradekEmbedded):
     def __init__(self) -> None:
         super().__init__()
         self._server: servers.ServerProcess | None = None
+        self._url = ""
 
     def prepare(self, allow_install: bool, progress: Progress) -> None:
         if not hasattr(odradek, "connect"):
@@ -189,7 +241,16 @@ class OdradekRemote(OdradekEmbedded):
         self._server = servers.ServerProcess("odradek serve", argv, scratch / "server.log")
         self._server.start()
         self._server.wait_for_line("ready")
-        self._client = odradek.connect(f"grpc://127.0.0.1:{port}")
+        self._url = f"grpc://127.0.0.1:{port}"
+        self._client = odradek.connect(self._url)
+
+    def append_target(self, stream: str) -> appenders.Target:
+        return appenders.Target(f"{__name__}:OdradekAppendSession", self._url, stream)
+
+    def append_sessions(
+        self, stream: str, processes: int, threads: int, value_bytes: int
+    ) -> appenders.Runner:
+        return System.append_sessions(self, stream, processes, threads, value_bytes)
 
     def stop(self) -> None:
         try:

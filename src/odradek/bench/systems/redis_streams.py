@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from odradek.bench import servers, timing
+from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import Skipped
 from odradek.bench.systems.base import Progress, System, check_count, package_version
@@ -57,6 +57,7 @@ class RedisStreams(System):
         self._server: servers.ServerProcess | None = None
         self._client: Any = None
         self._version = ""
+        self._address = ""
 
     def prepare(self, allow_install: bool, progress: Progress) -> None:
         try:
@@ -94,6 +95,7 @@ class RedisStreams(System):
         ]
         self._server = servers.ServerProcess(self.name, argv, scratch / "redis.log")
         self._server.start()
+        self._address = f"127.0.0.1:{port}"
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=120.0)
         self._server.wait_ready(lambda: bool(client.ping()))
         self._client = client
@@ -166,6 +168,9 @@ class RedisStreams(System):
             latencies.append(timing.now() - send_at)
         return latencies
 
+    def append_target(self, stream: str) -> appenders.Target:
+        return appenders.Target(f"{__name__}:RedisAppendSession", self._address, stream)
+
     def replay_key(self, stream: str, key: bytes, expected: int) -> float:
         name = f"{_stream_key(stream)}:{key.decode()}"
         started = timing.now()
@@ -196,6 +201,40 @@ class RedisStreams(System):
         elapsed = timing.now() - started
         check_count("XREADGROUP", received, count)
         return elapsed
+
+
+class RedisAppendSession:
+    """Closed-loop single XADDs through one redis-py client (appenders.py); its threads
+    share the client's connection pool, as redis-py's threads do."""
+
+    def __init__(self, client: Any, name: str, threads: int, data: Dataset) -> None:
+        self._client = client
+        self._name = name
+        self._threads = threads
+        self._keys, self._values = data.key_list, data.value_list
+
+    @classmethod
+    def open(cls, address: str, stream: str, threads: int, data: Dataset) -> RedisAppendSession:
+        import redis
+
+        host, _, port = address.rpartition(":")
+        client = redis.Redis(host=host, port=int(port), socket_timeout=120.0)
+        client.ping()  # connected before the clock starts
+        return cls(client, _stream_key(stream), threads, data)
+
+    def run(self, start_at: float, seconds: float) -> list[float]:
+        keys, values, name, command = self._keys, self._values, self._name, self._client.execute_command
+        count = len(keys)
+        spread = max(1, count // self._threads)
+
+        def one(thread: int, n: int) -> None:
+            index = (thread * spread + n) % count
+            command("XADD", name, "*", "k", keys[index], "v", values[index])
+
+        return appenders.run_threads(self._threads, start_at, seconds, one)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def _stream_key(stream: str) -> str:
