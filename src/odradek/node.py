@@ -50,10 +50,6 @@ class Node:
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Serve ``engine`` (which the node closes with :meth:`close`). ``clock`` is
         the groups' monotonic clock (tests move it)."""
-        with _nodes_lock:
-            if engine in _nodes:
-                raise InvalidRequest("this engine is served by a node already; use Node.of(engine)")
-            _nodes[engine] = self
         self.engine = engine
         self.names = GroupNames()
         self.groups = GroupManager(engine, clock=clock, names=self.names)
@@ -62,6 +58,10 @@ class Node:
         self._kafka_lock = threading.Lock()
         self.names.add_loader(KIND_KAFKA, self._kafka_group_names)
         self.directory.add_kind_later(lambda: self.kafka_groups)
+        with _nodes_lock:
+            if engine in _nodes:
+                raise InvalidRequest("this engine is served by a node already; use Node.of(engine)")
+            _nodes[engine] = self
         self._remove_listener = engine.on_arrival(self._arrived)
 
     @classmethod
@@ -81,7 +81,13 @@ class Node:
             return served
         with _nodes_lock:
             node = _nodes.get(served)
-        return node if node is not None else cls(served)
+        if node is not None:
+            return node
+        try:
+            return cls(served)
+        except InvalidRequest:  # another thread made it meanwhile
+            with _nodes_lock:
+                return _nodes[served]
 
     @property
     def kafka_groups(self) -> KafkaGroups:
