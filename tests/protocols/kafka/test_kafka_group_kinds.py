@@ -5,8 +5,9 @@ door) is listed, described with its lag per topic and per virtual partition, mea
 on /metrics and deleted through the native door, exactly as an odradek group is; an
 odradek group is listed, described, given committed offsets and deleted through
 Kafka's own admin clients; deletion is refused while a group of either kind has
-members; and a group name belongs to one kind, so a group of the other kind is refused
-under it.
+members; a group name belongs to one kind, so a group of the other kind is refused
+under it; and asked on the Kafka door's own event loop, the directory answers at once
+instead of waiting for that loop (a deletion is refused there).
 
 Method: one engine served by the in-process Kafka listener (conftest) and a Flight
 server and a metrics registry over the same engine, as ``odradek serve`` has them.
@@ -18,6 +19,7 @@ confluent-kafka's admin clients.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import struct
@@ -253,3 +255,22 @@ def test_a_group_name_belongs_to_one_kind(doors: Doors) -> None:
     assert doors.client.describe_group("kafka-only").kind == "kafka"
     native.close()
     wire.close()
+
+
+def test_asked_on_the_kafka_doors_own_loop_the_groups_answer_at_once(doors: Doors) -> None:
+    doors.kafka.engine.create_topic("orders")
+    _commit_standalone(doors, "on-loop", {TopicPartition("orders", 0): 0})
+    node = doors.kafka.node
+    loop = doors.kafka.listener._loop  # the door's event loop (an application's own, for KafkaListener)
+
+    async def on_the_loop() -> tuple[str, str]:
+        info = node.directory.describe_group("on-loop")  # must not wait for the loop it runs on
+        try:
+            node.directory.delete_group("on-loop")
+        except odradek.OdradekError as error:
+            return info.kind, error.message
+        return info.kind, ""
+
+    kind, refusal = asyncio.run_coroutine_threadsafe(on_the_loop(), loop).result(timeout=30)
+    assert kind == "kafka" and "another thread" in refusal
+    doors.client.delete_group("on-loop")  # from any other thread it goes

@@ -12,7 +12,9 @@ Theory of operation
   (list, describe) is answered by the coordinator on its loop, one round trip, so that
   members, state and offsets are the live ones; a deletion goes through the
   coordinator as a DeleteGroups would (refused while the group has members). An answer
-  not given within ``kafka_group_answer_seconds_max`` raises Unavailable.
+  not given within ``kafka_group_answer_seconds_max`` raises Unavailable. Asked on the
+  loop itself (an application running the listener in its own loop), a list or a
+  describe is answered at once; a deletion, which waits for a file, is refused there.
 * While none runs, the groups are those whose offsets are on disk, each Empty; a
   deletion removes the offsets file. The catalog's lock keeps a listener from
   attaching in the middle.
@@ -29,9 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from odradek import limits
 from odradek.errors import OdradekError, Unavailable
@@ -106,38 +109,40 @@ class KafkaGroups:
     # -- the directory's side ---------------------------------------------------------
 
     def list_groups(self) -> list[GroupListing]:
-        async def question(coordinator: Coordinator) -> list[tuple[str, str, int]]:
-            return coordinator.listing()
-
         def offline() -> list[tuple[str, str, int]]:
             return [(name, STATE_EMPTY, 0) for name in self._offline.names()]
 
-        listed = self._ask(question, offline)
+        listed = self._ask(_synchronous(Coordinator.listing), offline)
         return [GroupListing(group, KIND_KAFKA, state, members) for group, state, members in sorted(listed)]
 
     def describe_group(self, name: str) -> GroupInfo | None:
-        async def question(coordinator: Coordinator) -> GroupView | None:
+        def question(coordinator: Coordinator) -> GroupView | None:
             return coordinator.view(name)
 
-        view = self._ask(question, lambda: self._offline_view(name))
+        view = self._ask(_synchronous(question), lambda: self._offline_view(name))
         return None if view is None else self._info(view)
 
     def delete_group(self, name: str) -> bool:
         async def question(coordinator: Coordinator) -> bool:
             return await coordinator.remove(name)
 
-        return self._ask(question, lambda: self._offline_delete(name))
+        return self._ask(_Question(question, None), lambda: self._offline_delete(name))
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _ask(self, question: Callable[[Coordinator], Awaitable[T]], offline: Callable[[], T]) -> T:
+    def _ask(self, question: _Question[T], offline: Callable[[], T]) -> T:
         with self._lock:
             if self._attached is None:
                 return offline()  # under the lock: no listener attaches meanwhile
             loop, coordinator = self._attached
-            if _running_loop() is loop:
-                raise RuntimeError("the Kafka door's loop must not wait for its own coordinator")
-            future = asyncio.run_coroutine_threadsafe(_answer(question, coordinator), loop)
+            if _running_loop() is loop:  # asked on the door's own loop: it cannot wait for itself
+                if question.at_once is None:
+                    raise OdradekError(
+                        "a Kafka group cannot be deleted from the Kafka door's own event loop; "
+                        "call delete_group from another thread (asyncio.to_thread)"
+                    )
+                return question.at_once(coordinator)
+            future = asyncio.run_coroutine_threadsafe(question.answer(coordinator), loop)
             self._pending.add(future)
         try:
             return future.result(timeout=limits.kafka_group_answer_seconds_max)
@@ -202,8 +207,23 @@ class KafkaGroups:
         return GroupInfo(view.group_id, None, options, members, topics, {}, KIND_KAFKA, view.state)
 
 
-async def _answer(question: Callable[[Coordinator], Awaitable[T]], coordinator: Coordinator) -> T:
-    return await question(coordinator)
+@dataclasses.dataclass(frozen=True)
+class _Question(Generic[T]):
+    """What to ask the coordinator on its loop; ``at_once`` answers without waiting
+    (for a caller already on the loop), None if the question must wait."""
+
+    ask: Callable[[Coordinator], Awaitable[T]]
+    at_once: Callable[[Coordinator], T] | None
+
+    async def answer(self, coordinator: Coordinator) -> T:
+        return await self.ask(coordinator)
+
+
+def _synchronous(question: Callable[[Coordinator], T]) -> _Question[T]:
+    async def ask(coordinator: Coordinator) -> T:
+        return question(coordinator)
+
+    return _Question(ask, question)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
