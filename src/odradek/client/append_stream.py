@@ -126,6 +126,8 @@ class _Stream:
         """Wait for the answer, reading the stream whenever no other thread does."""
         while True:
             with self._lock:
+                if not waiter.done and self.failure is not None and not self._reading:
+                    waiter.settle(self.failure)  # the stream ended while this one registered
                 if waiter.done:
                     break
                 lead = not self._reading
@@ -192,14 +194,16 @@ class _Stream:
         )
 
     def _fail(self, error: OdradekError) -> None:
+        """Fail every request without an answer with the stream's first failure."""
         with self._lock:
             if self.failure is None:
                 self.failure = error
+            failure = self.failure
             waiting = list(self._waiting.values())
             self._waiting.clear()
         for waiter in waiting:
-            waiter.settle(error)
-        self.close()  # by the reader: nobody else reads the stream now
+            waiter.settle(failure)
+        self.close()  # by the reader, or once no thread can start reading: failure is set
 
     def close(self) -> None:
         """Finish the call (idempotent). Only the reader, or a thread that knows nobody
@@ -217,9 +221,14 @@ class _Stream:
         """End the stream from any thread (the client closes): a read in progress fails,
         so its reader fails every request without an answer and closes the stream."""
         with self._lock:
+            if self.failure is None:  # from now on no thread starts reading
+                self.failure = ClosedError(
+                    "the client was closed before this append was answered: it may or may not "
+                    "have been written"
+                )
             reading = self._reading
         if not reading:
-            self._fail(ClosedError("the client was closed before this append was answered"))
+            self._fail(self.failure)
             return
         with contextlib.suppress(flight.FlightError, pa.ArrowException, OSError):
             self._reader.cancel()

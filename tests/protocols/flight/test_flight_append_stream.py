@@ -543,3 +543,35 @@ def test_a_server_that_dies_fails_every_pending_append_and_a_retry_is_written_on
     finally:
         service.drain(5.0)
         engine.close()
+
+
+def test_closing_the_client_fails_its_pending_appends(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "data")
+    service = FlightService(engine, "grpc://127.0.0.1:0")
+    held = _HeldAppends(service)
+    client = odradek.connect(f"grpc://127.0.0.1:{service.port}")
+    try:
+        client.create_topic("t")
+        outcomes: list[BaseException] = []
+
+        def append() -> None:
+            try:
+                client.append("t", [{"value": "x"}])
+            except odradek.OdradekError as exc:
+                outcomes.append(exc)
+
+        pending = [threading.Thread(target=append) for _ in range(3)]
+        for thread in pending:
+            thread.start()
+        _until(lambda: held.submitted == 3, "three appends in flight")
+        client.close()
+        for thread in pending:
+            thread.join(DEADLINE_SECONDS)
+        assert len(outcomes) == 3
+        assert all(isinstance(o, odradek.ClosedError) and "may or may not" in str(o) for o in outcomes)
+        with pytest.raises(odradek.ClosedError):
+            client.append("t", [{"value": "y"}])
+    finally:
+        held.release.set()
+        service.drain(5.0)
+        engine.close()
