@@ -1,8 +1,9 @@
 """The Arrow Flight wire format of Odradek, without IO (see docs/flight-protocol.md).
 
 Everything a Flight call carries besides record batches is a small JSON document:
-tickets (DoGet), descriptor commands and per-batch metadata (DoPut), action bodies and
-results (DoAction), error details. This module turns those bytes into typed requests
+tickets (DoGet), descriptor commands and per-batch metadata (DoPut), tagged requests
+and answers (the append stream, DoExchange), action bodies and results (DoAction),
+error details. This module turns those bytes into typed requests
 and back; the server and the remote client are thin shells around it. Nothing here
 imports Flight or touches a socket, so it is tested with plain bytes.
 
