@@ -326,7 +326,7 @@ class SegmentFile:
         try:
             with self.handle.fd() as fd:
                 self.handle.written()
-                self.disk.pwritev(fd, pieces, position)
+                self.disk.pwritev(fd, pieces, position, frame_size)
         except OSError as exc:
             self.truncate(position)
             raise StorageError(

@@ -37,7 +37,7 @@ from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import HeadFile, save_topic_meta
-from odradek.engine.versions import assign_versions
+from odradek.engine.versions import SMALL_APPEND_RECORDS_MAX, assign_versions
 from odradek.errors import (
     ConflictError,
     DataDamaged,
@@ -357,9 +357,15 @@ class Topic:
         count = batch.num_rows
         timestamps = batch.column("timestamp")
         if timestamps.null_count:
-            now = pa.scalar(now_micros(), STORED_SCHEMA.field("timestamp").type)
-            timestamps = pc.fill_null(timestamps, now)
-        max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
+            now = pa.scalar(now_micros(), _TIMESTAMP_TYPE)
+            if timestamps.null_count == count:  # the usual case: the server stamps them
+                timestamps = pa.repeat(now, count)
+            else:
+                timestamps = pc.fill_null(timestamps, now)
+        if count <= SMALL_APPEND_RECORDS_MAX:  # a few records: Python beats a kernel call
+            max_timestamp = max(timestamps.view(pa.int64()).to_pylist())
+        else:
+            max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
         keys = batch.column("key")
         schema = self.schema
         values = batch.column("value")
@@ -687,6 +693,7 @@ class PendingAppend:
 
 
 _VALUE_COLUMN = STORED_SCHEMA.get_field_index("value")
+_TIMESTAMP_TYPE = STORED_SCHEMA.field("timestamp").type
 
 
 def _opaque(values: pa.Array, topic: str) -> pa.Array:

@@ -63,22 +63,27 @@ class Disk:
     def dup(self, fd: int) -> int:
         return os.dup(fd)
 
-    def pwritev(self, fd: int, pieces: Sequence[Buffer], position: int) -> int:
-        """Write all of ``pieces`` at ``position``; return the bytes written.
+    def pwritev(self, fd: int, pieces: Sequence[Buffer], position: int, total: int | None = None) -> int:
+        """Write all of ``pieces`` at ``position``; return the bytes written (``total``,
+        their size, may be given when the caller knows it).
 
         A short write (the kernel wrote part of the buffer, as it does when the disk
         fills up mid-write) is continued, so the caller either gets everything written
         or the OSError that stopped it (ENOSPC, EIO...).
         """
-        total = sum(memoryview(piece).nbytes for piece in pieces)
-        done = 0
-        remaining = list(pieces)
+        written = self._pwritev(fd, pieces, position)
+        if total is None:
+            total = sum(memoryview(piece).nbytes for piece in pieces)
+        if written == total:
+            return written
+        done = written
+        remaining = _skip(list(pieces), written)
         while done < total:
-            written = self._pwritev(fd, remaining, position + done)
             if written <= 0:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            done += written
-            remaining = _skip(remaining, written)
+            written = self._pwritev(fd, remaining, position + done)
+            done += max(written, 0)
+            remaining = _skip(remaining, max(written, 0))
         return done
 
     def _pwritev(self, fd: int, pieces: Sequence[Buffer], position: int) -> int:

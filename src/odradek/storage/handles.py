@@ -23,11 +23,9 @@ Rules
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import resource
 import threading
-from collections.abc import Iterator
 
 from odradek import limits
 from odradek.storage.disk import Disk
@@ -114,9 +112,11 @@ class Handle:
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    @contextlib.contextmanager
-    def fd(self) -> Iterator[int]:
-        """The descriptor, pinned for the block (opened if it was not)."""
+    def fd(self) -> _Pinned:
+        """The descriptor, pinned for a ``with`` block (opened if it was not)."""
+        return _Pinned(self)
+
+    def _pin(self) -> int:
         opened = False
         with self._lock:
             if self.closed:
@@ -130,11 +130,11 @@ class Handle:
             self.cache._opened(self)
         else:
             self.cache._used(self)
-        try:
-            yield fd
-        finally:
-            with self._lock:
-                self._pins -= 1
+        return fd
+
+    def _unpin(self) -> None:
+        with self._lock:
+            self._pins -= 1
 
     def written(self) -> int:
         """Note a write that no fsync covers yet; returns a token for :meth:`synced`."""
@@ -171,3 +171,18 @@ class Handle:
         with self._lock:
             self.closed = True
         self.release()
+
+
+class _Pinned:
+    """``with handle.fd() as fd:`` (a class, not a generator: it is on every append)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> int:
+        return self._handle._pin()
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle._unpin()
