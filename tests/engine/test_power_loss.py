@@ -583,3 +583,47 @@ def test_power_loss_disk_syncs_a_write_only_file(tmp_path: Path) -> None:
     disk.write_atomically(str(data_dir / "document.json"), b"{}")
     restore(str(data_dir))
     assert (data_dir / "document.json").read_bytes() == b"{}"
+
+
+STALE_RUN_CHILD = Path(__file__).with_name("stale_run_child.py")
+
+
+def cut_power_after(data_dir: Path, phase: str) -> None:
+    """Run stale_run_child.py's phase until it is done, SIGKILL it, restore."""
+    process = subprocess.Popen(
+        [sys.executable, str(STALE_RUN_CHILD), str(data_dir), phase],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = process.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        process.kill()
+        _, stderr = process.communicate()
+    assert ready == b"ready\n", stderr.decode()
+    restore(str(data_dir))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a key-index run that reaches past the log's end is removed at open without a "
+    "directory fsync; a later power cut brings it back once the log has grown past it, and it is "
+    "trusted with the entries of records that were lost",
+)
+def test_a_key_index_run_removed_at_open_stays_removed(tmp_path: Path) -> None:
+    """Goal: a key-index run written ahead of the log's fsync never describes records the
+    log does not hold, across two power cuts.
+    Method (stale_run_child.py): cut 1 keeps the run [4, 8) of 4 records of key b that
+    were written but never synced, so the log ends at 4; the next open removes the run,
+    and 4 keyless records are acknowledged (the log reaches 8, no run is written); cut 2.
+    Key b then has no record: version 0, an empty replay, and ``expect={b: 0}`` holds."""
+    data_dir = tmp_path / "data"
+    cut_power_after(data_dir, "1")
+    cut_power_after(data_dir, "2")
+    with odradek.open(data_dir, retention_check_seconds=3600) as client:
+        assert client.describe_topic("t").next_offset == 8
+        assert client.key_version("t", b"a") == 4
+        assert client.key_version("t", b"b") == 0, "key b has versions from records the power cut lost"
+        assert client.read_key("t", b"b").num_rows == 0
+        client.append("t", [{"key": b"b", "value": b"first"}], expect={b"b": 0})
