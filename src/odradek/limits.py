@@ -50,6 +50,12 @@ producer_id_length_max = 256
 # would otherwise make it read gigabytes.
 segment_frame_bytes_max = 1024 * 1024 * 1024
 
+# The active segment keeps this many zeroed bytes written ahead of its frames, so that an
+# append's fdatasync flushes data only, not a new file size (ext4 on the dev machine: p50
+# 0.12 instead of 0.17 ms); written synchronously, a chunk this size costs ~0.3 ms once
+# per megabyte of appends. Only with fsync on.
+segment_preallocate_bytes = 1024 * 1024
+
 # Segments: default size at which a segment rolls.
 segment_bytes_default = 256 * 1024 * 1024
 segment_bytes_min = 64 * 1024

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.errors import StorageError
@@ -136,12 +137,17 @@ class TopicLog:
                 )
             )
         elif active.tail < active.file.size:
-            log.warning(
-                "truncating torn tail of %s: %d bytes after position %d",
-                active.file.path,
-                active.file.size - active.tail,
-                active.tail,
-            )
+            if _all_zeros(active.file.view(active.file.size)[active.tail :]):
+                log.debug(
+                    "trimming %d preallocated bytes of %s", active.file.size - active.tail, active.file.path
+                )
+            else:
+                log.warning(
+                    "truncating torn tail of %s: %d bytes after position %d",
+                    active.file.path,
+                    active.file.size - active.tail,
+                    active.tail,
+                )
             active.file.truncate(active.tail)
             if self.fsync:
                 active.file.sync()
@@ -154,7 +160,14 @@ class TopicLog:
     def _open_segment(self, base: int, following: int | None) -> Segment:
         """A segment as its sidecar index (sealed) or a full scan (active, or sealed
         without a usable index) describes it."""
-        file = seg.SegmentFile(self.disk, self.directory, base, create=False, handles=self.handles)
+        file = seg.SegmentFile(
+            self.disk,
+            self.directory,
+            base,
+            create=False,
+            handles=self.handles,
+            preallocate=self._preallocate() if following is None else 0,
+        )
         index = None if following is None else seg.read_index(self.disk, self.directory, base, file.size)
         if index is not None:
             frames, damages, tail = index.frames, index.damages, file.size
@@ -281,7 +294,14 @@ class TopicLog:
         if self.disk.exists(path) and self.disk.getsize(path) == 0:
             self.disk.remove(path)  # an empty leftover of a crash right after a roll
         segment = Segment(
-            seg.SegmentFile(self.disk, self.directory, base_offset, create=True, handles=self.handles),
+            seg.SegmentFile(
+                self.disk,
+                self.directory,
+                base_offset,
+                create=True,
+                handles=self.handles,
+                preallocate=self._preallocate(),
+            ),
             [],
             [],
             0,
@@ -328,6 +348,7 @@ class TopicLog:
         """
         active = self.active
         try:
+            active.file.trim()
             active.file.sync()
             seg.write_index(
                 self.disk,
@@ -472,8 +493,23 @@ class TopicLog:
         self.damages = [d for d in self.damages if d.end_offset > floor]
 
     def close(self) -> None:
+        try:
+            self.active.file.trim()
+        except OSError as exc:  # zeros left after the last frame are trimmed at the next open
+            log.warning("cannot trim %s: %s", self.active.file.path, describe_os_error(exc))
         for segment in self.segments:
             segment.file.close()
+
+    def _preallocate(self) -> int:
+        """Bytes of zeros written ahead of an active segment's frames: only worth it when
+        appends are fsync'd, and never more than a segment holds."""
+        if not self.fsync:
+            return 0
+        return min(limits.segment_preallocate_bytes, self.config.segment_bytes)
+
+
+def _all_zeros(view: memoryview) -> bool:
+    return not bytes(view).strip(b"\0")
 
 
 def schemaless_stored_schema(offset: int) -> pa.Schema:

@@ -270,6 +270,7 @@ def _resync(view: memoryview, position: int, next_base: int) -> FrameInfo | None
 
 
 _FIND_CHUNK_BYTES = 1 << 20  # resync searches a mapped segment this much at a time
+_ZEROS = bytes(1 << 20)  # what preallocation writes, a chunk at a time
 
 
 def _find(view: memoryview, needle: bytes, start: int) -> int:
@@ -300,11 +301,15 @@ class SegmentFile:
         *,
         create: bool,
         handles: HandleCache | None = None,
+        preallocate: int = 0,
     ) -> None:
+        """``preallocate``: keep this many zeroed bytes written ahead of the frames (0 for
+        none), so that an append's fdatasync flushes data only, not the file's size."""
         self.disk = disk
         self.base_offset = base_offset
         self.name = segment_name(base_offset)
         self.path = os.path.join(directory, self.name)
+        self.preallocate = preallocate
         try:
             if create:
                 disk.close(disk.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL))
@@ -313,6 +318,7 @@ class SegmentFile:
                 self.size = disk.getsize(self.path)
         except OSError as exc:
             raise StorageError(f"cannot open segment {self.path}: {describe_os_error(exc)}") from exc
+        self.allocated = self.size  # bytes the file holds: the frames, then zeros
         self.handle = (handles or HandleCache(disk, capacity=1)).handle(self.path, os.O_RDWR)
         self._map: pa.Buffer | None = None
         self._mapped = 0
@@ -326,6 +332,8 @@ class SegmentFile:
         try:
             with self.handle.fd() as fd:
                 self.handle.written()
+                if self.preallocate and position + frame_size > self.allocated:
+                    self._extend(position + frame_size)
                 self.disk.pwritev(fd, pieces, position, frame_size)
         except OSError as exc:
             self.truncate(position)
@@ -335,6 +343,38 @@ class SegmentFile:
         self.size = position + frame_size
         return position
 
+    def _extend(self, needed: int) -> None:
+        """Write zeros from the end of the file past ``needed``, a chunk at a time.
+
+        An append that stays inside the file's size needs no metadata in its fdatasync
+        (ext4 measured: p50 0.12 instead of 0.17 ms). Zeros, not fallocate: writing into a
+        fallocated (unwritten) extent changes metadata too. Zeros after the last frame are
+        a torn tail to recovery, which trims them. A failure here (a full disk) only stops
+        the preallocation: the append itself then succeeds or fails on its own.
+        """
+        chunk = self.preallocate
+        target = -(-(needed + chunk) // chunk) * chunk
+        try:
+            with self.handle.fd() as fd:
+                position = self.allocated
+                while position < target:
+                    length = min(len(_ZEROS), target - position)
+                    self.disk.pwritev(fd, [memoryview(_ZEROS)[:length]], position, length)
+                    position += length
+        except OSError:
+            self.preallocate = 0
+            return
+        self.allocated = target
+
+    def trim(self) -> None:
+        """Cut the preallocated zeros after the last frame (when the segment is sealed or
+        closed): a sealed segment ends with its last frame."""
+        if self.allocated > self.size:
+            with self.handle.fd() as fd:
+                self.handle.written()
+                self.disk.ftruncate(fd, self.size)
+            self.allocated = self.size
+
     def truncate(self, size: int) -> None:
         try:
             with self.handle.fd() as fd:
@@ -343,6 +383,7 @@ class SegmentFile:
         except OSError:
             pass  # the caller reports the original failure; recovery trims the tail anyway
         self.size = size
+        self.allocated = size
 
     def sync(self) -> None:
         with self.handle.fd() as fd:
