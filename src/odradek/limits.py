@@ -67,6 +67,10 @@ segment_bytes_max = 4 * 1024 * 1024 * 1024
 key_index_memtable_entries_max = 262_144
 # When this many runs of similar size exist they are merged into one.
 key_index_merge_fan_in = 4
+# Past this many runs of a topic, the adjacent runs with the fewest entries are merged
+# whatever their sizes: each lookup searches every run (a few microseconds each), and
+# restarts can leave runs of alternating sizes that size tiers alone never merge.
+key_index_runs_max = 16
 # A key-index flush that failed (a full disk) is retried at most this often, on the
 # next append; meanwhile appends go on into memory until this many full memtables
 # wait to be written (2 x 262,144 entries, tens of MiB), then they are refused with

@@ -27,11 +27,6 @@ SESSIONS = 40
 RUNS_MAX = 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="size-tiered merging needs fan_in adjacent runs of one tier; the small run a clean "
-    "close writes sits between every two flushes of a short session, so runs are never merged",
-)
 def test_restarts_do_not_pile_up_key_index_runs(
     open_client: Callable[..., odradek.EmbeddedClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:

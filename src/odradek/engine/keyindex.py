@@ -33,6 +33,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import crc32c
 import numpy as np
@@ -174,6 +175,8 @@ class KeyIndex:
         self.flush_error: BaseException | None = None
         self._failed_at = 0.0
         self._threads: list[threading.Thread] = []
+        if _merge_window(self._runs) is not None:  # left unmerged by an earlier session
+            self._start_thread(self._merge_in_background)
 
     # -- opening ----------------------------------------------------------------------
 
@@ -297,12 +300,24 @@ class KeyIndex:
             )
 
     def _start_flush_thread(self) -> None:
-        thread = threading.Thread(target=self._flush_frozen, name="odradek-key-index", daemon=True)
+        self._start_thread(self._flush_frozen)
+
+    def _start_thread(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name="odradek-key-index", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
+    def _merge_in_background(self) -> None:
+        if self._merge_lock.acquire(blocking=False):
+            try:
+                self._merge_while_needed()
+            except Exception as exc:  # noqa: BLE001 - the runs are intact: a later flush merges again
+                log.warning("key index merge of %s failed: %s", self.directory, _describe(exc))
+            finally:
+                self._merge_lock.release()
+
     def _merge_while_needed(self) -> None:
-        """Size-tiered merging: ``fan_in`` adjacent runs of one size tier become one."""
+        """Merge while _merge_window finds runs to merge (size tiers, and a bound)."""
         while True:
             with self._lock:
                 window = _merge_window(self._runs)
@@ -397,13 +412,27 @@ def _describe(exc: BaseException) -> str:
 
 
 def _merge_window(runs: list[Run]) -> list[Run] | None:
-    """The oldest ``fan_in`` adjacent runs that share a size tier, if any."""
+    """The runs to merge next, if any.
+
+    Size-tiered first: the oldest ``fan_in`` adjacent runs that share a size tier. That
+    alone does not bound the count: runs of different tiers can alternate for ever (a
+    short session flushes one full memtable, then its clean close writes a small one).
+    So past ``key_index_runs_max`` runs, the ``fan_in`` adjacent runs with the fewest
+    entries between them are merged, whatever their tiers: a lookup searches every run.
+    """
     fan_in = limits.key_index_merge_fan_in
+    if len(runs) < fan_in:
+        return None
     tiers = [_tier(run.rows) for run in runs]
     for start in range(len(runs) - fan_in + 1):
         if len(set(tiers[start : start + fan_in])) == 1:
             return runs[start : start + fan_in]
-    return None
+    if len(runs) <= limits.key_index_runs_max:
+        return None
+    sizes = np.array([run.rows for run in runs], dtype=np.int64)
+    totals = np.convolve(sizes, np.ones(fan_in, dtype=np.int64), mode="valid")
+    start = int(np.argmin(totals))
+    return runs[start : start + fan_in]
 
 
 def _tier(rows: int) -> int:
