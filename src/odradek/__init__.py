@@ -1,5 +1,8 @@
 """Odradek: a durable event log with key streams, hierarchical topics and OCC.
 
+The API is defined once, in :mod:`odradek.api` (docs/api.md); its defaults are in
+:mod:`odradek.defaults`.
+
 Example::
 
     import odradek
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from odradek import api, defaults
 from odradek.client.aio import AsyncClient, connect_async
 from odradek.client.embedded import EmbeddedClient
 from odradek.client.remote import RemoteClient, connect
@@ -38,8 +42,24 @@ from odradek.types import AppendResult, SchemaInfo, TopicInfo
 __version__ = "0.1.0"
 
 
-def open(path: str | os.PathLike[str] = "./odradek-data", **options: Any) -> EmbeddedClient:  # noqa: A001
-    """Open (creating if needed) a data directory in-process: the full API, no server."""
+def open(path: str | os.PathLike[str] = defaults.data_dir, **options: Any) -> EmbeddedClient:  # noqa: A001
+    """Open (creating if needed) a data directory in-process: the whole API
+    (:class:`odradek.api.Client`), no server.
+
+    Args:
+        path: the data directory; one process at a time may open it.
+        options: the engine's settings: ``fsync`` (default True: an append returns once
+            durable), ``append_bytes_max`` (64 MiB), ``topics_max`` (100,000),
+            ``retention_check_seconds`` (60).
+
+    Raises:
+        StorageError: the directory cannot be used, or another process has it open.
+
+    Example::
+
+        with odradek.open("./odradek-data") as client:
+            client.create_topic("orders", exist_ok=True)
+    """
     return EmbeddedClient(path, **options)
 
 
@@ -65,7 +85,9 @@ __all__ = [
     "TopicInfo",
     "TopicNotFound",
     "Unavailable",
+    "api",
     "connect",
     "connect_async",
+    "defaults",
     "open",
 ]

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from odradek import limits
+from odradek import defaults, limits
 from odradek.errors import InvalidRequest
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -79,20 +79,21 @@ def parse_size(value: object, what: str = "size") -> int | None:
 
 @dataclasses.dataclass(frozen=True)
 class TopicConfig:
-    """Settings of one topic. ``None`` retention means keep forever."""
+    """Settings of one topic. ``None`` retention means keep forever. The defaults are
+    :mod:`odradek.defaults`' (``build()`` with no arguments gives them)."""
 
-    retention_seconds: float | None = 7 * 86400.0
-    retention_bytes: int | None = None
+    retention_seconds: float | None = parse_duration(defaults.retention, "retention")
+    retention_bytes: int | None = parse_size(defaults.retention_bytes, "retention_bytes")
     segment_bytes: int = limits.segment_bytes_default
-    segment_seconds: float | None = 7 * 86400.0
+    segment_seconds: float | None = parse_duration(defaults.segment_age, "segment_age")
 
     @classmethod
     def build(
         cls,
-        retention: object = "7d",
-        retention_bytes: object = None,
-        segment_bytes: object = None,
-        segment_age: object = "7d",
+        retention: object = defaults.retention,
+        retention_bytes: object = defaults.retention_bytes,
+        segment_bytes: object = defaults.segment_bytes,
+        segment_age: object = defaults.segment_age,
     ) -> TopicConfig:
         segment_size = parse_size(segment_bytes, "segment_bytes") or limits.segment_bytes_default
         if not limits.segment_bytes_min <= segment_size <= limits.segment_bytes_max:

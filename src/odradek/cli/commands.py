@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from odradek import limits
+from odradek import api, defaults, limits
 from odradek.cli import output
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
@@ -39,7 +39,9 @@ progress_interval_seconds = 0.5
 # A group consumer polls at most this many records at once (and acks them once
 # printed), and, when following, waits this long per poll.
 group_poll_records = 1000
-group_poll_seconds = 1.0
+group_poll_seconds = defaults.poll_timeout_seconds
+# `consume --max N` without --wait stops once this long passes with nothing new.
+consume_max_wait_seconds = 5.0
 
 
 def client_for(args: argparse.Namespace) -> RemoteClient:
@@ -361,10 +363,13 @@ class Progress:
 def consume(args: argparse.Namespace) -> int:
     if args.max is not None and args.max < 1:
         raise InvalidRequest("--max must be at least 1")
-    start: object = "earliest" if args.from_beginning else "latest"
+    start: api.Start = "earliest" if args.from_beginning else "latest"
     if args.offset is not None:
         start = args.offset
-    wait = args.wait if args.wait is not None else (5.0 if args.max is not None else 1.0)
+    if args.wait is not None:
+        wait = args.wait
+    else:
+        wait = consume_max_wait_seconds if args.max is not None else defaults.read_wait_seconds
     follow = args.max is None and args.wait is None
     if args.group is not None:
         if args.offset is not None:
@@ -387,7 +392,7 @@ def consume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _consume_group(args: argparse.Namespace, start: object, wait: float | None) -> int:
+def _consume_group(args: argparse.Namespace, start: api.Start, wait: float | None) -> int:
     """Consume as a member of ``--group``: print each polled batch, then ack it, so a
     record is acknowledged only once it is written out (at least once). ``start``
     places a new group; an existing one continues where it left off. Stops after
@@ -501,7 +506,7 @@ def silence_stdout() -> None:
 # -- schema ----------------------------------------------------------------------------------
 
 # A new schema'd topic's compatibility mode when --compatibility is not given (the engine's).
-DEFAULT_COMPATIBILITY = "backward"
+DEFAULT_COMPATIBILITY = defaults.compatibility
 # Where `--kind` and a schema file's extension point, in the engine's names for the kinds.
 _SCHEMA_KINDS = {"avro": "AVRO", "json": "JSON"}
 _KIND_BY_EXTENSION = {".avsc": "AVRO"}

@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from odradek import limits
+from odradek import defaults, limits
 from odradek.cli import commands
-from odradek.client.remote import DEFAULT_URL
+from odradek.client.remote import configured_url
 from odradek.errors import OdradekError, Unavailable
 
 EXIT_REFUSED = 1
@@ -36,8 +36,10 @@ optimistic concurrency.
   odradek schema set payments payment.avsc
   odradek asyncapi 'orders.>'
 
-Client commands talk to --server (default: $ODRADEK_URL, else grpc://127.0.0.1:8815).
-Run `odradek COMMAND --help` for the options and examples of a command."""
+""" + (
+    f"Client commands talk to --server (default: ${defaults.url_variable}, else {defaults.url}).\n"
+    "Run `odradek COMMAND --help` for the options and examples of a command."
+)
 
 _SERVE_EPILOG = """\
 settings, lowest precedence first: defaults, the TOML file of --config (top level or a
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         default=argparse.SUPPRESS,
         metavar="URL",
-        help="server to talk to (default: $ODRADEK_URL, else grpc://127.0.0.1:8815)",
+        help=f"server to talk to (default: ${defaults.url_variable}, else {defaults.url})",
     )
     parser.add_argument("--server", metavar="URL", default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -187,7 +189,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         sub, "serve", help="run a server", description="Run an Odradek server.", epilog=_SERVE_EPILOG
     )
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./odradek-data)")
-    serve.add_argument("--listen", metavar="HOST:PORT", help="Arrow Flight listener (default 127.0.0.1:8815)")
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help=f"Arrow Flight listener (default {defaults.listen})"
+    )
     serve.add_argument(
         "--kafka-listen",
         metavar="HOST:PORT",
@@ -255,7 +259,9 @@ def _add_topic(
     create = _raw(actions, "create", parents=[server], help="create a topic", epilog=_TOPIC_EPILOG)
     create.add_argument("name", help="topic name: segments of letters, digits, '_', '-' joined by '.'")
     create.add_argument(
-        "--retention", default="7d", help="keep records this long: 7d, 12h, forever (default 7d)"
+        "--retention",
+        default=defaults.retention,
+        help=f"keep records this long: 7d, 12h, forever (default {defaults.retention})",
     )
     create.add_argument(
         "--retention-bytes", default=None, help="keep at most this much: 10GiB (default no limit)"
@@ -514,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(arguments)
     if getattr(args, "server", None) is None:
-        args.server = os.environ.get("ODRADEK_URL") or DEFAULT_URL
+        args.server = configured_url()
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -32,7 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from odradek import limits
+from odradek import defaults, limits
 from odradek.budget import ByteBudget
 from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
@@ -52,8 +52,8 @@ _OFF = ("", "off", "none", "false", "no", "0")
 
 @dataclasses.dataclass
 class Settings:
-    data_dir: str = "./odradek-data"
-    listen: str = "127.0.0.1:8815"
+    data_dir: str = defaults.data_dir
+    listen: str = defaults.listen
     kafka_listen: str | None = DEFAULT_KAFKA_LISTEN
     kafka_advertised: str | None = None
     kafka_listen_given: bool = False  # an explicit address must bind; the default may not

@@ -2,9 +2,11 @@
 
 There is one implementation of each call, the sync one; :class:`AsyncClient` runs it
 on a thread pool of its own so the event loop never blocks, and awaits the result.
-Any sync client can be wrapped (remote or embedded), so the twins cannot drift: the
-conformance suite runs the same tests through both. Gil-free waiting happens in gRPC
-and in the engine, so the threads cost little; each read in progress holds one.
+Any sync client (:class:`odradek.api.Client`: remote or embedded) can be wrapped, so
+the twins cannot drift: :class:`odradek.api.AsyncClient` states the API, whose
+docstrings document it, and the conformance suite runs the same tests through both.
+GIL-free waiting happens in gRPC and in the engine, so the threads cost little; each
+read in progress holds one.
 """
 
 from __future__ import annotations
@@ -12,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from odradek import limits
-from odradek.client.consumer import Consumer
-from odradek.client.embedded import EmbeddedClient
-from odradek.client.remote import DEFAULT_URL, RemoteClient
-from odradek.client.remote_consumer import RemoteConsumer
+from odradek import api, defaults
+from odradek.client.remote import RemoteClient
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo
 from odradek.groups.delivery import Settleable
 from odradek.records import Records
@@ -34,19 +33,37 @@ T = TypeVar("T")
 threads_max = 64
 
 
-# What AsyncClient wraps: both sync clients have the same methods (the conformance
-# suite checks it), so one twin serves both.
-SyncClient = EmbeddedClient | RemoteClient
+# What AsyncClient wraps: any sync client (both implement the one protocol).
+SyncClient = api.Client
 
 
-def connect_async(url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> AsyncClient:
-    """An asyncio client of the server at ``url``; ``await`` on it is optional."""
+def connect_async(
+    url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds
+) -> AsyncClient:
+    """An asyncio client (:class:`odradek.api.AsyncClient`) of the server at ``url``.
+
+    Args:
+        url: ``grpc://host:port`` (or ``host:port``); None for ``$ODRADEK_URL`` when it
+            is set and not empty, else ``grpc://127.0.0.1:8815`` (as ``connect``).
+        timeout: seconds every call may take, except reads, polls and appends; None
+            for no bound.
+
+    ``await`` on the result is optional. Connecting is lazy, as for ``connect``.
+
+    Raises:
+        InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.
+
+    Example::
+
+        async with odradek.connect_async() as client:
+            await client.append("orders", [{"key": b"o-1", "value": b"{}"}])
+    """
     return AsyncClient(RemoteClient(url, timeout=timeout))
 
 
-class AsyncClient:
-    """``odradek.connect_async(url)``: every method of the sync API as a coroutine;
-    ``read`` is an async iterator."""
+class AsyncClient(api.AsyncClient):
+    """``odradek.connect_async(url)``, or ``AsyncClient(odradek.open(path))``: every
+    method of the sync API as a coroutine; ``read`` is an async iterator."""
 
     def __init__(self, client: SyncClient) -> None:
         self.sync = client
@@ -62,13 +79,13 @@ class AsyncClient:
         self,
         name: str,
         *,
-        retention: object = "7d",
-        retention_bytes: object = None,
-        segment_bytes: object = None,
-        segment_age: object = "7d",
+        retention: api.Duration = defaults.retention,
+        retention_bytes: api.Size = defaults.retention_bytes,
+        segment_bytes: api.Size = defaults.segment_bytes,
+        segment_age: api.Duration = defaults.segment_age,
         exist_ok: bool = False,
-        schema: object = None,
-        compatibility: str = "backward",
+        schema: api.Schema | None = None,
+        compatibility: str = defaults.compatibility,
     ) -> TopicInfo:
         return await self._call(
             self.sync.create_topic,
@@ -84,7 +101,9 @@ class AsyncClient:
 
     # -- schemas ----------------------------------------------------------------------
 
-    async def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+    async def set_schema(
+        self, topic: str, schema: api.Schema, *, compatibility: str | None = None
+    ) -> SchemaInfo:
         return await self._call(self.sync.set_schema, topic, schema, compatibility=compatibility)
 
     async def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
@@ -94,7 +113,7 @@ class AsyncClient:
         return await self._call(self.sync.schema_versions, topic)
 
     async def check_schema(
-        self, topic: str, schema: object, *, compatibility: str | None = None
+        self, topic: str, schema: api.Schema, *, compatibility: str | None = None
     ) -> list[str]:
         return await self._call(self.sync.check_schema, topic, schema, compatibility=compatibility)
 
@@ -116,7 +135,7 @@ class AsyncClient:
     async def verify_topic(self, name: str) -> dict[str, Any]:
         return await self._call(self.sync.verify_topic, name)
 
-    async def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+    async def repair_topic(self, name: str, *, drop_range: api.DropRange) -> TopicInfo:
         return await self._call(functools.partial(self.sync.repair_topic, drop_range=drop_range), name)
 
     # -- data -------------------------------------------------------------------------
@@ -126,16 +145,16 @@ class AsyncClient:
         topic: str,
         records: Records,
         *,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | None = None,
     ) -> AppendResult:
         return await self._call(
             self.sync.append, topic, records, expect=expect, expect_offset=expect_offset, producer=producer
         )
 
     async def append_many(
-        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+        self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
         return await self._call(self.sync.append_many, topic, batches, window=window)
 
@@ -143,8 +162,8 @@ class AsyncClient:
         self,
         pattern: str,
         *,
-        start: Any = "earliest",
-        wait: float = 1.0,
+        start: api.Start = defaults.start,
+        wait: float = defaults.read_wait_seconds,
         follow: bool = False,
         max_records: int | None = None,
         max_bytes: int | None = None,
@@ -172,17 +191,21 @@ class AsyncClient:
         topic: str,
         offset: int,
         *,
-        max_records: int = limits.read_records_max_default,
-        max_bytes: int = limits.read_bytes_max_default,
+        max_records: int = defaults.fetch_records_max,
+        max_bytes: int = defaults.fetch_bytes_max,
     ) -> list[pa.RecordBatch]:
         return await self._call(self.sync.fetch, topic, offset, max_records=max_records, max_bytes=max_bytes)
 
     async def read_key(
-        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+        self,
+        topic: str,
+        key: api.Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
     ) -> pa.Table:
         return await self._call(self.sync.read_key, topic, key, from_version, to_version)
 
-    async def key_version(self, topic: str, key: object) -> int:
+    async def key_version(self, topic: str, key: api.Key) -> int:
         return await self._call(self.sync.key_version, topic, key)
 
     # -- consumer groups --------------------------------------------------------------
@@ -192,12 +215,12 @@ class AsyncClient:
         pattern: str,
         *,
         group: str,
-        start: Any = "earliest",
-        ack_timeout: float = 30.0,
-        max_deliveries: int = 5,
+        start: api.Start = defaults.start,
+        ack_timeout: float = defaults.ack_timeout_seconds,
+        max_deliveries: int = defaults.max_deliveries,
         dead_letter_topic: str | None = None,
         max_in_flight_per_key: int | None = None,
-        ordering: str = "key",
+        ordering: str = defaults.ordering,
     ) -> AsyncConsumer:
         consumer = await self._call(
             self.sync.subscribe,
@@ -210,7 +233,7 @@ class AsyncClient:
             max_in_flight_per_key=max_in_flight_per_key,
             ordering=ordering,
         )
-        return AsyncConsumer(cast(Consumer | RemoteConsumer, consumer), self)
+        return AsyncConsumer(consumer, self)
 
     async def describe_group(self, group: str) -> GroupInfo:
         return await self._call(self.sync.describe_group, group)
@@ -220,6 +243,9 @@ class AsyncClient:
 
     async def delete_group(self, group: str) -> None:
         await self._call(self.sync.delete_group, group)
+
+    async def ping(self) -> None:
+        await self._call(self.sync.ping)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -244,7 +270,7 @@ class AsyncConsumer:
     """A consumer-group member as coroutines: the sync consumer's calls, run on the
     client's thread pool."""
 
-    def __init__(self, consumer: Consumer | RemoteConsumer, client: AsyncClient) -> None:
+    def __init__(self, consumer: api.Consumer, client: AsyncClient) -> None:
         self.sync = consumer
         self._client = client
 
@@ -260,16 +286,20 @@ class AsyncConsumer:
     def pattern(self) -> str:
         return self.sync.pattern
 
-    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+    async def poll(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[Delivery]:
         return await self._client._call(self.sync.poll, max_records, timeout)
 
-    async def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
+    async def poll_batches(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[DeliveryBatch]:
         return await self._client._call(self.sync.poll_batches, max_records, timeout)
 
     async def ack(self, deliveries: Settleable) -> AckResult:
         return await self._client._call(self.sync.ack, deliveries)
 
-    async def nack(self, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+    async def nack(self, deliveries: Settleable, delay: float = defaults.nack_delay_seconds) -> AckResult:
         return await self._client._call(self.sync.nack, deliveries, delay)
 
     async def describe(self) -> GroupInfo:

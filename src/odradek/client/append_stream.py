@@ -38,13 +38,12 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek import limits
+from odradek import api, limits
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, Unavailable
 from odradek.protocols.flight import messages
 from odradek.records import INPUT_SCHEMA
@@ -268,9 +267,9 @@ class AppendStreams:
         self,
         topic: str,
         batch: pa.RecordBatch,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | None = None,
     ) -> AppendResult | None:
         """Append ``batch`` (of INPUT_SCHEMA) as one request; None if this server has
         no append streams (append over DoPut instead)."""

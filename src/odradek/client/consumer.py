@@ -16,6 +16,7 @@ consumer cleanly.
 
 from __future__ import annotations
 
+from odradek import defaults
 from odradek.groups import Delivery
 from odradek.groups.delivery import decodable_deliveries
 from odradek.groups.membership import Membership
@@ -24,7 +25,9 @@ from odradek.groups.membership import Membership
 class Consumer(Membership):
     """One member of ``group`` reading ``pattern``. Thread-safe; usually one per thread."""
 
-    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+    def poll(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[Delivery]:
         """Up to ``max_records`` deliveries; waits up to ``timeout`` seconds for the first.
 
         Records of one key come in version order, never more than the group's

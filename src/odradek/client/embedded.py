@@ -1,26 +1,27 @@
-"""The embedded client: the public API of DESIGN §3 over an in-process node.
+"""The embedded client: the API of :class:`odradek.api.Client` over an in-process node.
 
 The node (node.py) is the engine and what serves it: consumer groups of both kinds,
-as ``odradek serve`` has them. ``client.node`` and ``client.engine`` reach them.
+as ``odradek serve`` has them. ``client.node`` and ``client.engine`` reach them. The
+methods' documentation is the protocol's (``help()`` shows it).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import pyarrow as pa
 
-from odradek import limits
+from odradek import api, defaults
 from odradek.client.consumer import Consumer
+from odradek.errors import ClosedError
 from odradek.groups import GroupInfo, GroupOptions
 from odradek.node import Node
-from odradek.records import Records
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 
-class EmbeddedClient:
+class EmbeddedClient(api.Client):
     """``odradek.open(path)``: the whole API, no server. Thread-safe."""
 
     def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
@@ -33,13 +34,13 @@ class EmbeddedClient:
         self,
         name: str,
         *,
-        retention: object = "7d",
-        retention_bytes: object = None,
-        segment_bytes: object = None,
-        segment_age: object = "7d",
+        retention: api.Duration = defaults.retention,
+        retention_bytes: api.Size = defaults.retention_bytes,
+        segment_bytes: api.Size = defaults.segment_bytes,
+        segment_age: api.Duration = defaults.segment_age,
         exist_ok: bool = False,
-        schema: object = None,
-        compatibility: str = "backward",
+        schema: api.Schema | None = None,
+        compatibility: str = defaults.compatibility,
     ) -> TopicInfo:
         return self.engine.create_topic(
             name,
@@ -52,23 +53,6 @@ class EmbeddedClient:
             compatibility=compatibility,
         )
 
-    # -- schemas ----------------------------------------------------------------------
-
-    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
-        return self.engine.set_schema(topic, schema, compatibility=compatibility)
-
-    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
-        return self.engine.get_schema(topic, version)
-
-    def schema_versions(self, topic: str) -> list[SchemaInfo]:
-        return self.engine.schema_versions(topic)
-
-    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
-        return self.engine.check_schema(topic, schema, compatibility=compatibility)
-
-    def set_compatibility(self, topic: str, compatibility: str) -> None:
-        self.engine.set_compatibility(topic, compatibility)
-
     def delete_topic(self, name: str) -> None:
         self.engine.delete_topic(name)
 
@@ -79,48 +63,61 @@ class EmbeddedClient:
         return self.engine.describe_topic(name)
 
     def unavailable_topics(self) -> dict[str, str]:
-        """Topics whose files exist but cannot be opened, and why."""
         return self.engine.unavailable_topics()
 
     def verify_topic(self, name: str) -> dict[str, Any]:
-        """Check every frame and derived file of a topic (see Engine.verify_topic)."""
         return self.engine.verify_topic(name)
 
-    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
-        """Accept the loss of damaged offsets (see Engine.repair_topic)."""
+    def repair_topic(self, name: str, *, drop_range: api.DropRange) -> TopicInfo:
         return self.engine.repair_topic(name, drop_range=drop_range)
+
+    # -- schemas ----------------------------------------------------------------------
+
+    def set_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> SchemaInfo:
+        return self.engine.set_schema(topic, schema, compatibility=compatibility)
+
+    def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
+        return self.engine.get_schema(topic, version)
+
+    def schema_versions(self, topic: str) -> list[SchemaInfo]:
+        return self.engine.schema_versions(topic)
+
+    def check_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> list[str]:
+        return self.engine.check_schema(topic, schema, compatibility=compatibility)
+
+    def set_compatibility(self, topic: str, compatibility: str) -> None:
+        self.engine.set_compatibility(topic, compatibility)
 
     # -- data -------------------------------------------------------------------------
 
     def append(
         self,
         topic: str,
-        records: Records,
+        records: api.Records,
         *,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | None = None,
     ) -> AppendResult:
         return self.engine.append(
             topic, records, expect=expect, expect_offset=expect_offset, producer=producer
         )
 
     def append_many(
-        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+        self, topic: str, batches: Iterable[api.Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
-        """Append batches in order, each atomic, pipelined (see Engine.append_many)."""
         return self.engine.append_many(topic, batches, window=window)
 
     def read(
         self,
         pattern: str,
         *,
-        start: Any = "earliest",
-        wait: float = 1.0,
+        start: api.Start = defaults.start,
+        wait: float = defaults.read_wait_seconds,
         follow: bool = False,
         max_records: int | None = None,
         max_bytes: int | None = None,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         return self.engine.read(
             pattern, start=start, wait=wait, follow=follow, max_records=max_records, max_bytes=max_bytes
         )
@@ -130,17 +127,21 @@ class EmbeddedClient:
         topic: str,
         offset: int,
         *,
-        max_records: int = limits.read_records_max_default,
-        max_bytes: int = limits.read_bytes_max_default,
+        max_records: int = defaults.fetch_records_max,
+        max_bytes: int = defaults.fetch_bytes_max,
     ) -> list[pa.RecordBatch]:
         return self.engine.fetch(topic, offset, max_records=max_records, max_bytes=max_bytes)
 
     def read_key(
-        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+        self,
+        topic: str,
+        key: api.Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
     ) -> pa.Table:
         return self.engine.read_key(topic, key, from_version, to_version)
 
-    def key_version(self, topic: str, key: object) -> int:
+    def key_version(self, topic: str, key: api.Key) -> int:
         return self.engine.key_version(topic, key)
 
     # -- consumer groups --------------------------------------------------------------
@@ -150,22 +151,13 @@ class EmbeddedClient:
         pattern: str,
         *,
         group: str,
-        start: Any = "earliest",
-        ack_timeout: float = 30.0,
-        max_deliveries: int = 5,
+        start: api.Start = defaults.start,
+        ack_timeout: float = defaults.ack_timeout_seconds,
+        max_deliveries: int = defaults.max_deliveries,
         dead_letter_topic: str | None = None,
         max_in_flight_per_key: int | None = None,
-        ordering: str = "key",
+        ordering: str = defaults.ordering,
     ) -> Consumer:
-        """Join consumer group ``group`` reading the topics of ``pattern``.
-
-        ``ordering="key"`` delivers each key's records in version order, at most
-        ``max_in_flight_per_key`` (default 1) at a time, keys in parallel across all
-        members; ``"topic"`` gives each topic in offset order to one active member at a
-        time; ``"none"`` spreads every record freely. Unsettled deliveries come back
-        after ``ack_timeout`` s; after ``max_deliveries`` a record goes to
-        ``dead_letter_topic`` (default ``dlq.<group>``). ``start`` places a new group.
-        """
         options = GroupOptions.build(
             group,
             pattern,
@@ -179,19 +171,19 @@ class EmbeddedClient:
         return Consumer(self.node.groups, pattern, group, options)
 
     def describe_group(self, group: str) -> GroupInfo:
-        """A group of either kind (``odradek``, or ``kafka``: joined through the Kafka
-        door), with its members and its lag per topic."""
         return self.node.directory.describe_group(group)
 
     def list_groups(self) -> list[str]:
-        """The names of every group, of both kinds."""
         return self.node.directory.list_groups()
 
     def delete_group(self, group: str) -> None:
-        """Forget a group of either kind and its progress (refused while it has members)."""
         self.node.directory.delete_group(group)
 
     # -- lifecycle --------------------------------------------------------------------
+
+    def ping(self) -> None:
+        if self.engine.closed:
+            raise ClosedError("the client is closed")
 
     def close(self) -> None:
         self.node.close()

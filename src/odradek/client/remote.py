@@ -1,5 +1,5 @@
-"""The remote client: the API of :class:`~odradek.client.embedded.EmbeddedClient` over
-Arrow Flight (``odradek.connect(url)``).
+"""The remote client: the API of :class:`odradek.api.Client` over Arrow Flight
+(``odradek.connect(url)``); the methods' documentation is the protocol's.
 
 Each method is one Flight call, except single appends: those of all threads share one
 long-lived append stream (``client/append_stream.py``). Encoding lives in
@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek import limits
+from odradek import api, defaults, limits
 from odradek.client.append_stream import AppendStreams
 from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
 from odradek.groups import GroupInfo
@@ -36,24 +37,51 @@ from odradek.types import AppendResult, SchemaInfo, TopicInfo
 if TYPE_CHECKING:
     from odradek.client.remote_consumer import RemoteConsumer
 
-DEFAULT_URL = "grpc://127.0.0.1:8815"
+DEFAULT_URL = defaults.url  # the name older code imports
 _SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
 
 
-def connect(url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> RemoteClient:
-    """A client of the Odradek server at ``url`` (``grpc://host:port``).
+def connect(url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds) -> RemoteClient:
+    """A client (:class:`odradek.api.Client`) of the Odradek server at ``url``.
 
-    ``timeout`` bounds every call except reads (seconds; None = no bound). Connecting
-    is lazy: an unreachable server raises Unavailable on the first call.
+    Args:
+        url: ``grpc://host:port`` (or ``host:port``); None for ``$ODRADEK_URL`` when it
+            is set and not empty, else ``grpc://127.0.0.1:8815``, as the command line.
+        timeout: seconds every call may take, except reads, polls and appends waiting
+            in the append stream; None for no bound.
+
+    Connecting is lazy: an unreachable server raises ``Unavailable`` on the first call.
+
+    Raises:
+        InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.
+
+    Example::
+
+        client = odradek.connect()                        # $ODRADEK_URL or the default
+        client = odradek.connect("grpc://10.0.0.5:8815")
     """
     return RemoteClient(url, timeout=timeout)
 
 
-class RemoteClient:
+def configured_url() -> str:
+    """The server to talk to when no URL is given: ``$ODRADEK_URL`` when it is set and
+    not empty, else the default (``grpc://127.0.0.1:8815``), as typed."""
+    return os.environ.get(defaults.url_variable) or defaults.url
+
+
+def server_url(url: str | None = None) -> str:
+    """The server a client talks to: ``url``, else :func:`configured_url`; normalized
+    (see :func:`normalize_url`)."""
+    return normalize_url(configured_url() if url is None else url)
+
+
+class RemoteClient(api.Client):
     """``odradek.connect(url)``: the whole API against a server."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float | None = 30.0) -> None:
-        self.url = normalize_url(url)
+    def __init__(
+        self, url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds
+    ) -> None:
+        self.url = server_url(url)
         self._options = flight.FlightCallOptions(timeout=timeout)
         self._stream_options = flight.FlightCallOptions()
         self.closed = False
@@ -71,13 +99,13 @@ class RemoteClient:
         self,
         name: str,
         *,
-        retention: object = "7d",
-        retention_bytes: object = None,
-        segment_bytes: object = None,
-        segment_age: object = "7d",
+        retention: api.Duration = defaults.retention,
+        retention_bytes: api.Size = defaults.retention_bytes,
+        segment_bytes: api.Size = defaults.segment_bytes,
+        segment_age: api.Duration = defaults.segment_age,
         exist_ok: bool = False,
-        schema: object = None,
-        compatibility: str = "backward",
+        schema: api.Schema | None = None,
+        compatibility: str = defaults.compatibility,
     ) -> TopicInfo:
         body: dict[str, Any] = {
             "name": name,
@@ -94,7 +122,7 @@ class RemoteClient:
 
     # -- schemas ----------------------------------------------------------------------
 
-    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+    def set_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> SchemaInfo:
         body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
         info = messages.decode_schema_info(
             messages.load(self._action("set_schema", body), "set_schema result")
@@ -121,7 +149,7 @@ class RemoteClient:
             start = following if isinstance(following, int) and following > start else None
         return infos
 
-    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
+    def check_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> list[str]:
         body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
         answer = messages.load(self._action("check_schema", body), "check_schema result")
         return [str(problem) for problem in answer.get("problems", [])]
@@ -137,7 +165,6 @@ class RemoteClient:
         return list(topics.get("topics", []))
 
     def unavailable_topics(self) -> dict[str, str]:
-        """Topics whose files exist but cannot be opened, and why."""
         topics = messages.load(self._action("list_topics", {}), "list_topics result")
         return {str(name): str(why) for name, why in (topics.get("unavailable") or {}).items()}
 
@@ -145,11 +172,9 @@ class RemoteClient:
         return messages.decode_topic_info(self._action("describe_topic", {"name": name}))
 
     def verify_topic(self, name: str) -> dict[str, Any]:
-        """Check every frame and derived file of a topic (see Engine.verify_topic)."""
         return dict(messages.load(self._action("verify_topic", {"name": name}), "verify_topic result"))
 
-    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
-        """Accept the loss of damaged offsets (see Engine.repair_topic)."""
+    def repair_topic(self, name: str, *, drop_range: api.DropRange) -> TopicInfo:
         body = {"name": name, "drop_range": drop_range}
         return messages.decode_topic_info(self._action("repair_topic", body))
 
@@ -160,9 +185,9 @@ class RemoteClient:
         topic: str,
         records: Records,
         *,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | None = None,
     ) -> AppendResult:
         batch = to_input_batch(records, limits.flight_message_bytes_max, "json")
         if batch.schema.equals(INPUT_SCHEMA):  # typed values travel over DoPut, schema and all
@@ -175,16 +200,16 @@ class RemoteClient:
         self,
         topic: str,
         batch: pa.RecordBatch,
-        expect: Mapping[Any, int] | None,
+        expect: api.Expect | None,
         expect_offset: int | None,
-        producer: object,
+        producer: api.Producer | None,
     ) -> AppendResult:
         """One append over a DoPut stream of its own (kept for the next append): for
         servers without append streams, and for batches with typed values."""
         options = None
         if expect is not None or expect_offset is not None or producer is not None:
             options = pa.py_buffer(messages.encode_append_options(expect, expect_offset, producer))
-        stream = self._puts.take(_check_str(topic, "topic"))
+        stream = self._puts.take(_check_str(topic, "topic"), batch.schema)
         answered = False
         try:
             with _errors(self.url):
@@ -204,15 +229,11 @@ class RemoteClient:
         return messages.decode_append_result(answer.to_pybytes())
 
     def append_many(
-        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+        self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
-        """Append batches in order, each atomic on its own, over one DoPut stream:
-        up to ``window`` batches travel ahead of the oldest one's result, so the
-        server prepares the next batches while the last ones sync.
-
-        If one is refused, those before it are written and the error is raised once
-        their results are in; none after it is written.
-        """
+        # One DoPut stream: up to ``window`` batches travel ahead of the oldest one's
+        # result, so the server prepares the next batches while the last ones sync. If
+        # one is refused, the error is raised once the results before it are in.
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise InvalidRequest(f"window must be an int >= 1, got {window!r}")
         stream = self._puts.open(_check_str(topic, "topic"), min(window, limits.append_window_max))
@@ -226,8 +247,8 @@ class RemoteClient:
         self,
         pattern: str,
         *,
-        start: Any = "earliest",
-        wait: float = 1.0,
+        start: api.Start = defaults.start,
+        wait: float = defaults.read_wait_seconds,
         follow: bool = False,
         max_records: int | None = None,
         max_bytes: int | None = None,
@@ -247,14 +268,18 @@ class RemoteClient:
         topic: str,
         offset: int,
         *,
-        max_records: int = limits.read_records_max_default,
-        max_bytes: int = limits.read_bytes_max_default,
+        max_records: int = defaults.fetch_records_max,
+        max_bytes: int = defaults.fetch_bytes_max,
     ) -> list[pa.RecordBatch]:
         request = messages.FetchRequest(_check_str(topic, "topic"), offset, max_records, max_bytes)
         return list(ReadStream(self._get(messages.encode_ticket(request), self._options), self.url))
 
     def read_key(
-        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+        self,
+        topic: str,
+        key: api.Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
     ) -> pa.Table:
         request = messages.ReadKeyRequest(
             _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version
@@ -262,7 +287,7 @@ class RemoteClient:
         reader = self._get(messages.encode_ticket(request), self._options)
         return pa.Table.from_batches(list(ReadStream(reader, self.url)), schema=reader.schema)
 
-    def key_version(self, topic: str, key: object) -> int:
+    def key_version(self, topic: str, key: api.Key) -> int:
         body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
         return int(messages.load(self._action("key_version", body), "key_version result")["version"])
 
@@ -273,16 +298,15 @@ class RemoteClient:
         pattern: str,
         *,
         group: str,
-        start: Any = "earliest",
-        ack_timeout: float = 30.0,
-        max_deliveries: int = 5,
+        start: api.Start = defaults.start,
+        ack_timeout: float = defaults.ack_timeout_seconds,
+        max_deliveries: int = defaults.max_deliveries,
         dead_letter_topic: str | None = None,
         max_in_flight_per_key: int | None = None,
-        ordering: str = "key",
+        ordering: str = defaults.ordering,
     ) -> RemoteConsumer:
-        """Join consumer group ``group`` reading the topics of ``pattern`` (see
-        ``EmbeddedClient.subscribe``); the member lasts as long as the consumer's
-        stream to the server, which leaves the group when it ends."""
+        # The member lasts as long as the consumer's stream to the server, which leaves
+        # the group when it ends.
         from odradek.client.remote_consumer import RemoteConsumer  # it builds on this module
 
         options = {
@@ -311,7 +335,6 @@ class RemoteClient:
         self._action("delete_group", {"group": group})
 
     def ping(self) -> None:
-        """Raise Unavailable unless the server answers."""
         self._action("ping", {})
 
     # -- lifecycle --------------------------------------------------------------------
@@ -359,9 +382,14 @@ put_stream_idle_seconds = 0.5
 
 class _PutStream:
     def __init__(
-        self, topic: str, writer: flight.FlightStreamWriter, reader: flight.FlightMetadataReader
+        self,
+        topic: str,
+        schema: pa.Schema,
+        writer: flight.FlightStreamWriter,
+        reader: flight.FlightMetadataReader,
     ) -> None:
         self.topic = topic
+        self.schema = schema  # what its batches are: a stream carries one schema
         self.writer = writer
         self.reader = reader
         self.last_used = time.monotonic()
@@ -374,21 +402,22 @@ class _PutStream:
 
 
 class _PutStreams:
-    """Open DoPut streams kept between appends, per topic, so that an append costs one
+    """Open DoPut streams kept between appends, per topic and batch schema (typed values
+    of a schema'd topic have a schema of their own), so that an append costs one
     message each way instead of a new gRPC call. A stream serves one append at a time;
     one that failed is closed, never reused; idle ones are closed by a reaper thread."""
 
     def __init__(self, client: RemoteClient) -> None:
         self._client = client
-        self._idle: dict[str, list[_PutStream]] = {}
+        self._idle: dict[tuple[str, pa.Schema], list[_PutStream]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
-    def take(self, topic: str) -> _PutStream:
+    def take(self, topic: str, schema: pa.Schema) -> _PutStream:
         with self._lock:
             self._client._check_open()
-            idle = self._idle.get(topic)
+            idle = self._idle.get((topic, schema))
             if idle:
                 return idle.pop()
             if self._reaper is None:
@@ -396,23 +425,24 @@ class _PutStreams:
                 self._reaper.start()
         # One append at a time: with a window of 1 the server acknowledges each on the
         # call's own thread, without handing it to another.
-        return self.open(topic, window=1)
+        return self.open(topic, window=1, schema=schema)
 
-    def open(self, topic: str, window: int) -> _PutStream:
-        """A new DoPut stream on which the server keeps up to ``window`` appends in flight."""
+    def open(self, topic: str, window: int, schema: pa.Schema = INPUT_SCHEMA) -> _PutStream:
+        """A new DoPut stream of batches of ``schema``, on which the server keeps up to
+        ``window`` appends in flight."""
         command = messages.encode_append_options(topic=topic, window=window)
         with _errors(self._client.url):
             self._client._check_open()
             writer, reader = self._client._flight.do_put(
-                flight.FlightDescriptor.for_command(command), INPUT_SCHEMA, self._client._stream_options
+                flight.FlightDescriptor.for_command(command), schema, self._client._stream_options
             )
-        return _PutStream(topic, writer, reader)
+        return _PutStream(topic, schema, writer, reader)
 
     def give_back(self, stream: _PutStream, reusable: bool) -> None:
         if reusable and not self._stop.is_set():
             stream.last_used = time.monotonic()
             with self._lock:
-                self._idle.setdefault(stream.topic, []).append(stream)
+                self._idle.setdefault((stream.topic, stream.schema), []).append(stream)
             return
         stream.close()
 
@@ -423,13 +453,13 @@ class _PutStreams:
     def _close_idle(self, used_before: float) -> None:
         doomed: list[_PutStream] = []
         with self._lock:
-            for topic, streams in list(self._idle.items()):
+            for target, streams in list(self._idle.items()):
                 keep = [stream for stream in streams if stream.last_used >= used_before]
                 doomed.extend(stream for stream in streams if stream.last_used < used_before)
                 if keep:
-                    self._idle[topic] = keep
+                    self._idle[target] = keep
                 else:
-                    del self._idle[topic]
+                    del self._idle[target]
         for stream in doomed:
             stream.close()
 

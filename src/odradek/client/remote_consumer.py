@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from odradek import defaults
 from odradek.client.remote import RemoteClient, _errors
 from odradek.errors import ClosedError, OdradekError
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo, GroupOptions
@@ -58,12 +59,16 @@ class RemoteConsumer:
 
     # -- the consumer API -----------------------------------------------------------------
 
-    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+    def poll(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[Delivery]:
         """Up to ``max_records`` deliveries; waits up to ``timeout`` seconds for the first.
         A record that cannot be a Delivery is nacked and left out (as embedded)."""
         return decodable_deliveries(self.poll_batches(max_records, timeout), self.nack)
 
-    def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
+    def poll_batches(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[DeliveryBatch]:
         """Like :meth:`poll`, as Arrow record batches (one per topic)."""
         with self._lock:
             self._check_open()
@@ -89,7 +94,7 @@ class RemoteConsumer:
         """Settle one delivery, a batch, or any number of them at once."""
         return self._settle(deliveries, wire.encode_settle(nack=False))
 
-    def nack(self, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+    def nack(self, deliveries: Settleable, delay: float = defaults.nack_delay_seconds) -> AckResult:
         """Give deliveries back: each is redelivered after ``delay`` seconds (before
         any later record of its key), or dead-lettered after ``max_deliveries``."""
         return self._settle(deliveries, wire.encode_settle(nack=True, delay=delay))

@@ -30,13 +30,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from odradek import limits
+from odradek import api, defaults, limits
 from odradek.config import TopicConfig
 from odradek.engine.arrivals import (
     CHANGED,
@@ -48,6 +48,7 @@ from odradek.engine.arrivals import (
     ArrivalListener,
     ArrivalListeners,
 )
+from odradek.engine.producers import RangeProducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
 from odradek.engine.topicfiles import META_NAME, meta_document, save_topic_meta
@@ -73,7 +74,7 @@ from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 log = logging.getLogger(__name__)
 
-Start = Any  # "earliest" | "latest" | int offset | datetime
+Start = api.Start  # "earliest" | "latest" | int offset | datetime | ISO-8601 text
 
 
 class Engine:
@@ -286,14 +287,15 @@ class Engine:
         self,
         name: str,
         *,
-        retention: object = "7d",
-        retention_bytes: object = None,
-        segment_bytes: object = None,
-        segment_age: object = "7d",
+        retention: api.Duration = defaults.retention,
+        retention_bytes: api.Size = defaults.retention_bytes,
+        segment_bytes: api.Size = defaults.segment_bytes,
+        segment_age: api.Duration = defaults.segment_age,
         exist_ok: bool = False,
-        schema: object = None,
-        compatibility: str = "backward",
+        schema: api.Schema | None = None,
+        compatibility: str = defaults.compatibility,
     ) -> TopicInfo:
+        """Create a topic (see :meth:`odradek.api.Client.create_topic`)."""
         self._check_open()
         validate_topic_name(name)
         config = TopicConfig.build(retention, retention_bytes, segment_bytes, segment_age)
@@ -437,7 +439,7 @@ class Engine:
         """
         return verify_topic(self._topic(name), progress).to_json()
 
-    def repair_topic(self, name: str, *, drop_range: object) -> TopicInfo:
+    def repair_topic(self, name: str, *, drop_range: api.DropRange) -> TopicInfo:
         """Accept the loss of damaged offsets: ``drop_range`` is ``(first, last)``
         (inclusive) or a list of them, covering damaged offsets only (intact records in
         a range are refused). Reads already skip damaged offsets; accepting them lets a
@@ -454,7 +456,7 @@ class Engine:
 
     # -- schemas ----------------------------------------------------------------------
 
-    def set_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> SchemaInfo:
+    def set_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> SchemaInfo:
         """Add a version to ``topic``'s schema (or give an empty topic its first one).
 
         The new version must be compatible with the current one (with every version for
@@ -475,7 +477,7 @@ class Engine:
                     )
                 schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
                 version = SchemaVersion(1, schema_id, compiled.kind, compiled.text, next_offset)
-                return TopicSchema([version], mode or "backward")
+                return TopicSchema([version], mode or defaults.compatibility)
             effective = mode or current.compatibility
             if (compiled.kind, compiled.text) == (current.latest.kind, current.latest.text):
                 return (
@@ -491,7 +493,7 @@ class Engine:
         self._notify(Arrival(CHANGED, topic))
         return _schema_info(topic, result, result.latest.version)
 
-    def check_schema(self, topic: str, schema: object, *, compatibility: str | None = None) -> list[str]:
+    def check_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> list[str]:
         """The problems :meth:`set_schema` would refuse ``schema`` with; [] if none."""
         target = self._topic(topic)
         compiled = compile_schema(schema)
@@ -567,10 +569,11 @@ class Engine:
         topic: str,
         records: Records,
         *,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | None = None,
     ) -> AppendResult:
+        """Append records atomically, once durable (see :meth:`odradek.api.Client.append`)."""
         return self.submit_append(
             topic, records, expect=expect, expect_offset=expect_offset, producer=producer
         ).wait()
@@ -580,15 +583,17 @@ class Engine:
         topic: str,
         records: Records,
         *,
-        expect: Mapping[Any, int] | None = None,
+        expect: api.Expect | None = None,
         expect_offset: int | None = None,
-        producer: object = None,
+        producer: api.Producer | RangeProducer | None = None,
     ) -> PendingAppend:
         """Write an append now; ``.wait()`` on the result acknowledges it once durable.
 
         Refusals (bad input, failed expectations, sequence errors) raise here, with
         nothing written. A door streaming batches submits the next batch while the
         previous one's fsync is under way, so one stream shares fsyncs with itself.
+        ``producer`` may also be a range, ``(producer_id, first_sequence,
+        last_sequence)``: the Kafka door's form (producers.py).
         """
         target = self._topic(topic)
         schema = target.schema
@@ -596,7 +601,7 @@ class Engine:
         return target.submit(batch, expect, expect_offset, producer)
 
     def append_many(
-        self, topic: str, batches: Iterable[Records], *, window: int = limits.append_window_default
+        self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
         """Append several batches in order, each atomic on its own, pipelined: up to
         ``window`` appends are written ahead of the oldest one's acknowledgement.
@@ -620,11 +625,15 @@ class Engine:
 
     # -- reading ----------------------------------------------------------------------
 
-    def key_version(self, topic: str, key: object) -> int:
+    def key_version(self, topic: str, key: api.Key) -> int:
         return self._topic(topic).key_version(normalize_key(key))
 
     def read_key(
-        self, topic: str, key: object, from_version: int = 1, to_version: int | None = None
+        self,
+        topic: str,
+        key: api.Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
     ) -> pa.Table:
         if isinstance(from_version, bool) or not isinstance(from_version, int) or from_version < 1:
             raise InvalidRequest(f"from_version must be an int >= 1, got {from_version!r}")
@@ -659,8 +668,8 @@ class Engine:
         topic: str,
         offset: int,
         *,
-        max_records: int = limits.read_records_max_default,
-        max_bytes: int = limits.read_bytes_max_default,
+        max_records: int = defaults.fetch_records_max,
+        max_bytes: int = defaults.fetch_bytes_max,
         value_format: str = "typed",
     ) -> list[pa.RecordBatch]:
         """One read of ``topic`` from ``offset``, without waiting.
@@ -677,13 +686,13 @@ class Engine:
         self,
         pattern: str,
         *,
-        start: Start = "earliest",
-        wait: float = 1.0,
+        start: Start = defaults.start,
+        wait: float = defaults.read_wait_seconds,
         follow: bool = False,
         max_records: int | None = None,
         max_bytes: int | None = None,
         stop: Callable[[], bool] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         """Yield batches of ``pattern``'s topics from ``start`` on.
 
         Ends once caught up and ``wait`` seconds pass with nothing new; with ``follow``
@@ -698,8 +707,8 @@ class Engine:
         if not wildcard:
             self._topic(pattern)
         wait = _check_wait(wait)
-        per_batch = max_records if max_records is not None else limits.read_records_max_default
-        per_bytes = max_bytes if max_bytes is not None else limits.read_bytes_max_default
+        per_batch = max_records if max_records is not None else defaults.fetch_records_max
+        per_bytes = max_bytes if max_bytes is not None else defaults.fetch_bytes_max
         _check_limits(per_batch, per_bytes)
         positions: dict[str, int] = {}
         for name in self.list_topics(pattern) if wildcard else [pattern]:
@@ -719,7 +728,7 @@ class Engine:
         per_batch: int,
         per_bytes: int,
         stop: Callable[[], bool] | None = None,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         idle_since = time.monotonic()
         while not self.closed and not (stop is not None and stop()):
             generation = self._generation

@@ -25,6 +25,12 @@ and sequence (and last sequence, for a range) in its metadata; a snapshot is wri
 when a segment is sealed so that a restart reads only the active segment's frames.
 Snapshots and frames written before ranges existed have no last sequence and load as
 single-sequence appends.
+
+Producer ids are a str, an int or bytes (``api.ProducerId``), stored as a str (frame
+metadata and snapshots are JSON): a str as it is, an int as its decimal text (so the
+int 7 and the str "7" are one producer, as they always were), and bytes as NUL followed
+by their hex digits. A str id may not begin with NUL, so a bytes id is never the same
+producer as a str id (decision 0010). Messages name a producer as it was given.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
-from odradek import limits
+from odradek import api, limits
 from odradek.errors import InvalidRequest, SequenceError
 from odradek.storage import documents
 from odradek.storage.disk import Disk
@@ -43,6 +49,11 @@ log = logging.getLogger(__name__)
 
 # Range sequences are Kafka's: int32, wrapping to 0 after INT32 max (2**31 - 1).
 RANGE_SEQUENCE_MODULUS = 2**31
+
+# The Kafka door's form of an idempotent append: (producer id, first, last sequence).
+RangeProducer: TypeAlias = tuple[api.ProducerId, int, int]
+# What a stored bytes id begins with (the rest is its hex digits); no str id may.
+BYTES_ID_PREFIX = "\x00"
 
 Entry = tuple[int, int, int]  # first sequence, base offset, count
 _Remembered = tuple[int, int, int, int | None]  # first sequence, base offset, count, last (ranges)
@@ -67,20 +78,52 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def stored_producer_id(producer_id: api.ProducerId) -> str:
+    """The form a producer id is kept in (see the module's docstring); refuses with
+    InvalidRequest an id that is not a str, an int or bytes of an allowed length."""
+    if isinstance(producer_id, bytes):
+        if not 1 <= len(producer_id) <= limits.producer_id_length_max:
+            raise InvalidRequest(
+                f"a bytes producer id must be 1 to {limits.producer_id_length_max} bytes long"
+            )
+        return BYTES_ID_PREFIX + producer_id.hex()
+    if isinstance(producer_id, str):
+        if not 1 <= len(producer_id) <= limits.producer_id_length_max:
+            raise InvalidRequest(
+                f"a str producer id must be 1 to {limits.producer_id_length_max} characters long"
+            )
+        if producer_id.startswith(BYTES_ID_PREFIX):
+            raise InvalidRequest(
+                "a str producer id may not begin with NUL (that is how bytes ids are stored); "
+                "pass such an id as bytes"
+            )
+        return producer_id
+    if _is_int(producer_id):
+        return str(producer_id)
+    raise InvalidRequest(f"a producer id is a str, an int or bytes, got {type(producer_id).__name__}")
+
+
+def shown_producer_id(stored: str) -> str:
+    """A stored producer id as a message names it: as it was given (repr)."""
+    if stored.startswith(BYTES_ID_PREFIX):
+        try:
+            return repr(bytes.fromhex(stored[len(BYTES_ID_PREFIX) :]))
+        except ValueError:
+            pass
+    return repr(stored)
+
+
 def validate_producer(producer: object) -> ProducerKey:
     if (
         not isinstance(producer, (tuple, list))
         or len(producer) not in (2, 3)
-        or not isinstance(producer[0], (str, int))
         or not all(_is_int(sequence) for sequence in producer[1:])
     ):
         raise InvalidRequest(
             "producer must be a (producer_id, sequence) pair or a (producer_id, first_sequence, "
-            "last_sequence) triple: (str or int, int[, int])"
+            "last_sequence) triple: (str, int or bytes, int[, int])"
         )
-    producer_id = str(producer[0])
-    if not producer_id or len(producer_id) > limits.producer_id_length_max:
-        raise InvalidRequest(f"producer id must be 1 to {limits.producer_id_length_max} characters long")
+    producer_id = stored_producer_id(producer[0])
     if len(producer) == 2:
         sequence = int(producer[1])
         if sequence < 0:
@@ -110,7 +153,8 @@ class ProducerState:
                 ("ranges", "single sequences") if is_range else ("single sequences", "ranges")
             )
             raise InvalidRequest(
-                f"producer {key.producer_id!r} appends with {current}; it cannot switch to {requested}"
+                f"producer {shown_producer_id(key.producer_id)} appends with {current}; "
+                f"it cannot switch to {requested}"
             )
         if key.last is None:
             return _check_single(key.producer_id, key.first, entries)
@@ -200,14 +244,14 @@ def _check_single(producer_id: str, sequence: int, entries: deque[_Remembered]) 
             return entry[:3]
     if sequence > last:
         raise SequenceError(
-            f"producer {producer_id!r} sent sequence {sequence} but {last + 1} was expected "
+            f"producer {shown_producer_id(producer_id)} sent sequence {sequence} but {last + 1} was expected "
             "(a gap: an earlier append was never written)",
             producer_id,
             last + 1,
             sequence,
         )
     raise SequenceError(
-        f"producer {producer_id!r} sent sequence {sequence}, older than the last "
+        f"producer {shown_producer_id(producer_id)} sent sequence {sequence}, older than the last "
         f"{len(entries)} remembered (last is {last}); it cannot be deduplicated",
         producer_id,
         last + 1,
@@ -222,7 +266,9 @@ def _check_range(producer_id: str, first: int, last: int, entries: deque[_Rememb
             return entry[:3]
     previous_last = entries[-1][3]
     if previous_last is None:  # not a range: check() only calls this for range producers
-        raise RuntimeError(f"producer {producer_id!r} has a single sequence among its ranges")
+        raise RuntimeError(
+            f"producer {shown_producer_id(producer_id)} has a single sequence among its ranges"
+        )
     expected = (previous_last + 1) % RANGE_SEQUENCE_MODULUS
     if first == expected:
         return None
@@ -234,7 +280,8 @@ def _check_range(producer_id: str, first: int, last: int, entries: deque[_Rememb
             f"older than the last {len(entries)} remembered, or not one of them; it cannot be deduplicated"
         )
     raise SequenceError(
-        f"producer {producer_id!r} sent sequences {first}..{last} but {expected} was expected ({reason})",
+        f"producer {shown_producer_id(producer_id)} sent sequences {first}..{last} but {expected} "
+        f"was expected ({reason})",
         producer_id,
         expected,
         first,

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from odradek import defaults
 from odradek.engine.arrivals import CLOSING, Arrival
 from odradek.errors import ClosedError, InvalidRequest, StorageError
 from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, decodable_deliveries
@@ -134,7 +135,11 @@ class GroupManager:
     # -- delivering -------------------------------------------------------------------
 
     def poll_batches(
-        self, group: str, member: str, max_records: int = 500, timeout: float = 1.0
+        self,
+        group: str,
+        member: str,
+        max_records: int = defaults.poll_records,
+        timeout: float = defaults.poll_timeout_seconds,
     ) -> list[DeliveryBatch]:
         """Up to ``max_records`` deliveries as Arrow batches (one per topic), waiting
         up to ``timeout`` seconds for the first. Raises UnknownMember if the member
@@ -142,7 +147,13 @@ class GroupManager:
         max_records, timeout = check_poll(max_records, timeout)
         return self._group(group).poll(validate_member_id(member), max_records, timeout)
 
-    def poll(self, group: str, member: str, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
+    def poll(
+        self,
+        group: str,
+        member: str,
+        max_records: int = defaults.poll_records,
+        timeout: float = defaults.poll_timeout_seconds,
+    ) -> list[Delivery]:
         """Like poll_batches, as Delivery objects; a record that cannot be one is
         nacked instead (see ``delivery.decodable_deliveries``)."""
         return decodable_deliveries(
@@ -154,7 +165,9 @@ class GroupManager:
         """Settle deliveries (any number, from any polls of this group)."""
         return self._group(group).ack(member, deliveries)
 
-    def nack(self, group: str, member: str, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+    def nack(
+        self, group: str, member: str, deliveries: Settleable, delay: float = defaults.nack_delay_seconds
+    ) -> AckResult:
         """Fail deliveries: each is redelivered (not before ``delay`` seconds, and
         before any later record of its key) or dead-lettered after max_deliveries."""
         delay = check_delay(delay)

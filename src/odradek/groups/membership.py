@@ -15,6 +15,7 @@ died of one of them, which must reach the dead-letter topic after ``max_deliveri
 
 from __future__ import annotations
 
+from odradek import defaults
 from odradek.errors import ClosedError, UnknownMember
 from odradek.groups.delivery import AckResult, DeliveryBatch, Settleable
 from odradek.groups.info import GroupInfo
@@ -33,7 +34,9 @@ class Membership:
         self.member_id = groups.join(group, pattern, options)
         self.closed = False
 
-    def poll_batches(self, max_records: int = 500, timeout: float = 1.0) -> list[DeliveryBatch]:
+    def poll_batches(
+        self, max_records: int = defaults.poll_records, timeout: float = defaults.poll_timeout_seconds
+    ) -> list[DeliveryBatch]:
         """Up to ``max_records`` deliveries as Arrow record batches (one per topic),
         waiting up to ``timeout`` seconds for the first."""
         self._check_open()
@@ -55,7 +58,7 @@ class Membership:
         self._check_open()
         return self._groups.ack(self.group, self.member_id, deliveries)
 
-    def nack(self, deliveries: Settleable, delay: float = 0.0) -> AckResult:
+    def nack(self, deliveries: Settleable, delay: float = defaults.nack_delay_seconds) -> AckResult:
         """Give deliveries back: each is redelivered after ``delay`` seconds (before
         any later record of its key), or dead-lettered after ``max_deliveries``."""
         self._check_open()

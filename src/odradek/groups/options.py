@@ -14,7 +14,7 @@ import datetime
 import math
 from typing import Any
 
-from odradek import limits
+from odradek import defaults, limits
 from odradek.errors import InvalidRequest
 from odradek.names import NAME_RULES, compile_pattern, validate_topic_name
 
@@ -47,12 +47,12 @@ class GroupOptions:
       created later are read from their first record.
     """
 
-    ordering: str = "key"
+    ordering: str = defaults.ordering
     max_in_flight_per_key: int | None = None
-    ack_timeout: float = 30.0
-    max_deliveries: int = 5
+    ack_timeout: float = defaults.ack_timeout_seconds
+    max_deliveries: int = defaults.max_deliveries
     dead_letter_topic: str | None = None
-    start: Any = "earliest"
+    start: Any = defaults.start
 
     @classmethod
     def build(cls, group: str, pattern: str, **raw: Any) -> GroupOptions:

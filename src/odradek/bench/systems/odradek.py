@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
 
 import pyarrow as pa
 
 import odradek
+from odradek import api
 from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import NotYetAvailable, Skipped
@@ -31,15 +31,8 @@ batch_bytes_max = 8 * 1024 * 1024
 group_poll_records = 10_000
 
 
-class OdradekClient(Protocol):
-    """The part of the public client API (DESIGN §3) the suite uses."""
-
-    def create_topic(self, name: str) -> Any: ...
-    def delete_topic(self, name: str) -> None: ...
-    def append(self, topic: str, records: pa.RecordBatch) -> Any: ...
-    def read(self, pattern: str, *, start: Any = ..., wait: float = ...) -> Iterator[pa.RecordBatch]: ...
-    def read_key(self, topic: str, key: object) -> pa.Table: ...
-    def close(self) -> None: ...
+# The public client API (odradek.api), embedded or remote.
+OdradekClient = api.Client
 
 
 def topic_name(stream: str) -> str:

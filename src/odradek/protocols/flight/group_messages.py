@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from odradek import defaults
 from odradek.errors import InvalidRequest, OdradekError, from_wire, to_wire
 from odradek.groups import AckResult, DeliveryBatch
 from odradek.groups.delivery import Settleable, group_refs
@@ -79,7 +80,7 @@ class Poll:
 @dataclasses.dataclass(frozen=True)
 class Settle:
     nack: bool
-    delay: object = 0.0
+    delay: object = defaults.nack_delay_seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +129,7 @@ def encode_poll(max_records: object, timeout: object) -> bytes:
     return dump({"op": OP_POLL, "max_records": max_records, "timeout": timeout})
 
 
-def encode_settle(nack: bool, delay: object = 0.0) -> bytes:
+def encode_settle(nack: bool, delay: object = defaults.nack_delay_seconds) -> bytes:
     return dump({"op": OP_NACK, "delay": delay} if nack else {"op": OP_ACK})
 
 
@@ -140,9 +141,12 @@ def decode_request(raw: bytes) -> Request:
     document = load(raw, "group request")
     op = document.get("op")
     if op == OP_POLL:
-        return Poll(document.get("max_records", 500), document.get("timeout", 1.0))
+        return Poll(
+            document.get("max_records", defaults.poll_records),
+            document.get("timeout", defaults.poll_timeout_seconds),
+        )
     if op in (OP_ACK, OP_NACK):
-        return Settle(op == OP_NACK, document.get("delay", 0.0))
+        return Settle(op == OP_NACK, document.get("delay", defaults.nack_delay_seconds))
     if op == OP_LEAVE:
         return Leave()
     raise InvalidRequest(f"unknown group request {op!r}; known: {[OP_POLL, OP_ACK, OP_NACK, OP_LEAVE]}")

@@ -14,6 +14,8 @@ Rules
   server keeps serving.
 * Keys inside JSON are hex (``"key_encoding": "base64"`` switches a request to
   base64). Record data never goes through JSON: it travels as Arrow batches.
+* An idempotent producer travels as ``[producer_id, sequence]``; a bytes producer id
+  as ``{"hex": "<its hex digits>"}`` (a str or int id as itself).
 * An append result's versions travel inside its JSON when there are few, else as an
   Arrow IPC stream of one batch (``key: binary, version: int64``) after the JSON line,
   because a 10,000-key append would cost milliseconds as a JSON object while a
@@ -32,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from odradek import limits
+from odradek import api, defaults, limits
 from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, from_wire, to_wire
 from odradek.types import AppendResult, KeyVersions, SchemaInfo, TopicInfo
 
@@ -86,7 +88,7 @@ class AppendOptions:
 
     expect: dict[bytes, int] | None = None
     expect_offset: int | None = None
-    producer: tuple[str | int, int] | None = None
+    producer: api.Producer | None = None
 
     @property
     def empty(self) -> bool:
@@ -96,8 +98,8 @@ class AppendOptions:
 @dataclasses.dataclass(frozen=True)
 class ReadRequest:
     pattern: str
-    start: str | int = "earliest"  # "earliest" | "latest" | offset | ISO-8601 timestamp
-    wait: float = 1.0
+    start: str | int = defaults.start  # "earliest" | "latest" | offset | ISO-8601 timestamp
+    wait: float = defaults.read_wait_seconds
     follow: bool = False
     max_records: int | None = None
     max_bytes: int | None = None
@@ -107,15 +109,15 @@ class ReadRequest:
 class FetchRequest:
     topic: str
     offset: int
-    max_records: int = limits.read_records_max_default
-    max_bytes: int = limits.read_bytes_max_default
+    max_records: int = defaults.fetch_records_max
+    max_bytes: int = defaults.fetch_bytes_max
 
 
 @dataclasses.dataclass(frozen=True)
 class ReadKeyRequest:
     topic: str
     key: bytes
-    from_version: int = 1
+    from_version: int = defaults.from_version
     to_version: int | None = None
 
 
@@ -126,7 +128,12 @@ Ticket = ReadRequest | FetchRequest | ReadKeyRequest
 
 
 def dump(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
+    """Compact JSON; a value JSON cannot carry is an InvalidRequest (the caller passed
+    something of the wrong type), never a TypeError."""
+    try:
+        return json.dumps(document, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"a request holds a value of the wrong type: {exc}") from None
 
 
 def load(raw: bytes, what: str) -> dict[str, Any]:
@@ -197,9 +204,9 @@ class PutCommand:
 
 
 def encode_append_options(
-    expect: Mapping[Any, int] | None = None,
+    expect: api.Expect | None = None,
     expect_offset: int | None = None,
-    producer: object = None,
+    producer: api.Producer | None = None,
     topic: str | None = None,
     window: int | None = None,
 ) -> bytes:
@@ -217,10 +224,44 @@ def encode_append_options(
     if expect_offset is not None:
         document["expect_offset"] = expect_offset
     if producer is not None:
-        if not isinstance(producer, (tuple, list)) or len(producer) != 2:
-            raise InvalidRequest("producer must be a (producer_id, sequence) pair: (str or int, int)")
-        document["producer"] = [producer[0], producer[1]]
+        document["producer"] = encode_producer(producer)
     return dump(document)
+
+
+def encode_producer(producer: object) -> list[Any]:
+    """``[producer_id, sequence]`` as JSON carries it: a bytes id as ``{"hex": ...}``.
+    Anything but a pair of a str, int or bytes id and an int is refused here, before
+    it is sent."""
+    if (
+        not isinstance(producer, (tuple, list))
+        or len(producer) != 2
+        or isinstance(producer[1], bool)
+        or not isinstance(producer[1], int)
+    ):
+        raise InvalidRequest("producer must be a (producer_id, sequence) pair: (str, int or bytes, int)")
+    producer_id = producer[0]
+    if isinstance(producer_id, bytes):
+        return [{"hex": producer_id.hex()}, producer[1]]
+    if isinstance(producer_id, bool) or not isinstance(producer_id, (str, int)):
+        raise InvalidRequest(f"a producer id is a str, an int or bytes, got {type(producer_id).__name__}")
+    return [producer_id, producer[1]]
+
+
+def decode_producer(raw: list[Any]) -> api.Producer:
+    """A producer as ``encode_producer`` wrote it. The id's and the sequence's types are
+    checked by the engine, with its messages; only the bytes form is read here."""
+    if len(raw) != 2:
+        raise InvalidRequest("producer must be a [producer_id, sequence] pair")
+    producer_id = raw[0]
+    if isinstance(producer_id, dict):
+        text = producer_id.get("hex")
+        if set(producer_id) != {"hex"} or not isinstance(text, str):
+            raise InvalidRequest('a bytes producer id travels as {"hex": "<hex digits>"}')
+        try:
+            producer_id = bytes.fromhex(text)
+        except ValueError:
+            raise InvalidRequest(f"bytes producer id {text!r} is not valid hex") from None
+    return (producer_id, raw[1])
 
 
 def decode_put_command(raw: bytes) -> PutCommand:
@@ -250,11 +291,7 @@ def _options_of(document: Mapping[str, Any]) -> AppendOptions:
     if expect_raw is not None:
         expect = {decode_key(key, encoding): version for key, version in expect_raw.items()}
     producer_raw = _field(document, "producer", list)
-    producer = None
-    if producer_raw is not None:
-        if len(producer_raw) != 2:
-            raise InvalidRequest("producer must be a [producer_id, sequence] pair")
-        producer = (producer_raw[0], producer_raw[1])
+    producer = None if producer_raw is None else decode_producer(producer_raw)
     expect_offset = document.get("expect_offset")
     # Types of the values are checked by the engine, with its messages.
     return AppendOptions(expect, expect_offset, producer)
@@ -417,9 +454,9 @@ def decode_append_stream_ready(raw: bytes) -> int:
 def encode_append_request(
     request_id: int,
     topic: str,
-    expect: Mapping[Any, int] | None = None,
+    expect: api.Expect | None = None,
     expect_offset: int | None = None,
-    producer: object = None,
+    producer: api.Producer | None = None,
 ) -> bytes:
     """The app_metadata of one request of an append stream."""
     return tag_append_request(request_id, encode_append_options(expect, expect_offset, producer, topic=topic))
@@ -471,12 +508,12 @@ def decode_append_answer(raw: bytes) -> tuple[int, AppendResult | OdradekError]:
 # -- tickets (DoGet) ----------------------------------------------------------------------
 
 
-def encode_start(start: object) -> str | int:
+def encode_start(start: api.Start | None) -> str | int:
     """``start`` as it travels: a datetime becomes ISO-8601; the rest goes as given."""
     if isinstance(start, datetime.datetime):
         return start.isoformat()
     if start is None:
-        return "earliest"
+        return defaults.start
     if isinstance(start, (str, int)):
         return start
     raise InvalidRequest(
@@ -510,13 +547,13 @@ def decode_ticket(raw: bytes) -> Ticket:
 
 
 def _decode_read(document: dict[str, Any]) -> ReadRequest:
-    start = document.get("start", "earliest")
+    start = document.get("start", defaults.start)
     if isinstance(start, bool) or not isinstance(start, (str, int)):
         raise InvalidRequest("start must be 'earliest', 'latest', an offset or an ISO-8601 timestamp")
     return ReadRequest(
         pattern=_required(document, "pattern", str),
         start=start,
-        wait=_field(document, "wait", (int, float), 1.0),
+        wait=_field(document, "wait", (int, float), defaults.read_wait_seconds),
         follow=_field(document, "follow", bool, False),
         max_records=_field(document, "max_records", int),
         max_bytes=_field(document, "max_bytes", int),
@@ -527,8 +564,8 @@ def _decode_fetch(document: dict[str, Any]) -> FetchRequest:
     return FetchRequest(
         topic=_required(document, "topic", str),
         offset=_required(document, "offset", int),
-        max_records=_field(document, "max_records", int, limits.read_records_max_default),
-        max_bytes=_field(document, "max_bytes", int, limits.read_bytes_max_default),
+        max_records=_field(document, "max_records", int, defaults.fetch_records_max),
+        max_bytes=_field(document, "max_bytes", int, defaults.fetch_bytes_max),
     )
 
 
@@ -536,7 +573,7 @@ def _decode_read_key(document: dict[str, Any]) -> ReadKeyRequest:
     return ReadKeyRequest(
         topic=_required(document, "topic", str),
         key=decode_key(_required(document, "key", str), document.get("key_encoding", "hex")),
-        from_version=_field(document, "from_version", int, 1),
+        from_version=_field(document, "from_version", int, defaults.from_version),
         to_version=_field(document, "to_version", int),
     )
 

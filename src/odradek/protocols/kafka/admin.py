@@ -149,7 +149,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
                 f"num_partitions must be between 1 and {limits.kafka_partitions_max}",
             )
         if validate_only:
-            TopicConfig.build(**{"retention": "7d", "segment_age": "7d", **settings})
+            TopicConfig.build(**settings)
             if await broker.topic(topic.name) is not None:
                 return failed(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic.name!r} already exists")
             return m.CreatableTopicResult(name=topic.name, num_partitions=partitions, replication_factor=1)

@@ -25,6 +25,7 @@ import os
 import threading
 from typing import Any
 
+from odradek import defaults
 from odradek.errors import StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.documents import Document
@@ -34,7 +35,7 @@ STORE_FILE = "subjects.json"
 STORE_FORMAT = 1
 
 # Confluent's default compatibility level for a new registry.
-DEFAULT_COMPATIBILITY = "backward"
+DEFAULT_COMPATIBILITY = defaults.compatibility
 
 
 class RegistryError(Exception):
