@@ -413,9 +413,9 @@ class Client(Protocol):
     ) -> BatchStream:
         """Read the records of a topic, or of every topic that matches a pattern.
 
-        Yields ``pyarrow.RecordBatch`` es with ``offset``, ``key``, ``value``,
-        ``headers``, ``timestamp`` and ``version`` (and ``topic`` for a pattern with
-        wildcards). A schema'd topic's ``value`` is a typed struct column when one
+        Yields Arrow record batches (``pyarrow.RecordBatch``) with ``offset``, ``key``,
+        ``value``, ``headers``, ``timestamp`` and ``version`` (and ``topic`` for a
+        pattern with wildcards). A schema'd topic's ``value`` is a typed struct column when one
         topic is read, and JSON text across several. A wildcard read picks up topics
         created while it runs. Close the stream to stop early.
 

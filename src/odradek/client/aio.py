@@ -42,13 +42,13 @@ def connect_async(
 ) -> AsyncClient:
     """An asyncio client (:class:`odradek.api.AsyncClient`) of the server at ``url``.
 
+    ``await`` on the result is optional. Connecting is lazy, as for ``connect``.
+
     Args:
         url: ``grpc://host:port`` (or ``host:port``); None for ``$ODRADEK_URL`` when it
             is set and not empty, else ``grpc://127.0.0.1:8815`` (as ``connect``).
         timeout: seconds every call may take, except reads, polls and appends; None
             for no bound.
-
-    ``await`` on the result is optional. Connecting is lazy, as for ``connect``.
 
     Raises:
         InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.

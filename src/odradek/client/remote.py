@@ -44,13 +44,13 @@ _SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
 def connect(url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds) -> RemoteClient:
     """A client (:class:`odradek.api.Client`) of the Odradek server at ``url``.
 
+    Connecting is lazy: an unreachable server raises ``Unavailable`` on the first call.
+
     Args:
         url: ``grpc://host:port`` (or ``host:port``); None for ``$ODRADEK_URL`` when it
             is set and not empty, else ``grpc://127.0.0.1:8815``, as the command line.
         timeout: seconds every call may take, except reads, polls and appends waiting
             in the append stream; None for no bound.
-
-    Connecting is lazy: an unreachable server raises ``Unavailable`` on the first call.
 
     Raises:
         InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.
