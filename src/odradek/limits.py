@@ -272,3 +272,58 @@ produce_batch_bytes_max = 16 * 1024 * 1024
 # is stuck; past this the question fails with Unavailable instead of hanging its caller.
 # Ten seconds is Prometheus's default scrape timeout.
 kafka_group_answer_seconds_max = 10.0
+
+# -- Object-store agents (decision record 0011) -------------------------------------------
+# A journal flush is cut this long after its first change (or once it holds this many
+# bytes): an fsync waits for its flush, so this window plus one PUT is an append's
+# latency. 20 ms keeps produce p99 within a PUT + 30 ms; WarpStream and Inkless batch
+# 250 ms / 8 MiB for cost (a PUT per 250 ms), S3 Express answers in 5-10 ms. At 20 ms an
+# agent makes at most 50 journal PUTs a second (`odradek serve --store-flush-ms`).
+store_flush_seconds_default = 0.02
+store_flush_bytes_default = 8 * 1024 * 1024
+# Flushes uploading at once: at 60 ms a PUT, 32 in flight carry 500k records/s of 100 B
+# in 20 ms windows with room to spare. Also the width of the window a new agent fences.
+store_flushes_in_flight_max = 32
+# A new agent fences up to 3 x store_flushes_in_flight_max empty slots at start, this
+# many at once.
+store_fence_threads = 16
+# Journal bytes not yet in the store (written to the cache, waiting for their flush):
+# past this, writes are refused until the store takes them.
+store_journal_bytes_max = 256 * 1024 * 1024
+# How long an fsync waits for the store before it fails with StoreUnavailable (the write
+# may still become durable: an unknown outcome, as a timeout).
+store_sync_timeout_seconds = 30.0
+
+# -- Object-store client (storage/objects.py) --------------------------------------------
+# Attempts of one request before its error is raised: five retries after the first try.
+# With the backoff below they wait at most 0.1 + 0.2 + 0.4 + 0.8 + 1.6 = 3.1 s in all, so
+# a store that blinks for a few seconds (an S3 503 SlowDown burst, a restarting gateway)
+# is ridden through while an append never waits much longer than that for its answer.
+object_request_attempts = 6
+# Exponential backoff with full jitter (a uniform draw below base x 2^retry, capped):
+# 100 ms and 15 s are obstore's own defaults for its retries, which Odradek turns off to
+# count and decide retries itself. Odradek caps at 5 s: past that, an append's caller is
+# better told than kept waiting.
+object_backoff_base_seconds = 0.1
+object_backoff_max_seconds = 5.0
+# One request (connect, send, answer) must finish within this, obstore's default
+# (reqwest's whole-request timeout). A single PUT of a 4 GiB segment (segment_bytes_max)
+# needs more: open the store that uploads them with a longer timeout.
+object_request_timeout_seconds = 30.0
+# Requests of one store in flight at once (a semaphore; retries wait outside it). A
+# journal keeps store_flushes_in_flight_max (32) PUTs in flight; twice that leaves room
+# for reads, listings and deletions running beside it.
+object_requests_in_flight_max = 64
+# An object key (prefix included) is at most 1,024 bytes of UTF-8: S3's limit, the
+# smallest of S3, GCS (1,024) and Azure (1,024 characters).
+object_key_bytes_max = 1024
+# A single PUT carries at most 5 GiB: S3's limit for one PutObject (larger objects need
+# a multipart upload, which Odradek does not use: one request, one outcome).
+object_put_bytes_max = 5 * 1024 * 1024 * 1024
+# A listing without an explicit limit returns at most this many keys, else it is refused
+# (page with `after=`); a listed key costs ~200 bytes of Python objects, so 100,000 keys
+# are ~20 MiB and 100 LIST requests of S3's 1,000-key pages.
+object_list_keys_max = 100_000
+# A LIST request returns at most this many keys: S3's page size (ListObjectsV2 MaxKeys),
+# used to count LIST requests the same way for every backend.
+object_list_page_keys = 1000
