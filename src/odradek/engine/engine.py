@@ -401,7 +401,7 @@ class Engine:
             status=status,
         )
 
-    def alter_topic(self, name: str, **settings: object) -> TopicInfo:
+    def alter_topic(self, name: str, **settings: api.Duration | api.Size) -> TopicInfo:
         """Change retention/segment settings (create_topic's names); the others are kept."""
         with self._topics_lock:
             topic = self._topic(name)
