@@ -225,3 +225,13 @@ class StoreDisk(Disk):
 
     def map(self, path: str) -> pa.Buffer:
         return self._local.map(path)
+
+    # -- the agent's lifetime -------------------------------------------------------------
+
+    def detach(self) -> None:
+        """Commit everything journaled so far, then stop the journal (the engine's close)."""
+        try:
+            if not self.writer.closed:
+                self.writer.flush_all()
+        finally:
+            self.writer.close()
