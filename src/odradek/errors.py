@@ -18,7 +18,8 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
     ├── OffsetOutOfRange          a read started outside [first offset, next offset]
     ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
-    │   └── DataDamaged           stored data is damaged (checksums); an operator must decide
+    │   ├── DataDamaged           stored data is damaged (checksums); an operator must decide
+    │   └── Fenced                another agent took over the object store: no more writes here
     ├── Unavailable               the server cannot be reached or is shutting down (retryable)
     └── ClosedError               the client or engine was closed
 """
@@ -191,6 +192,15 @@ class DataDamaged(StorageError):
     retryable = False
 
 
+class Fenced(StorageError):
+    """Another agent started on this agent's object store and took it over: this agent
+    refuses every write from now on (it still serves reads). Not retryable here: write to
+    the agent that took over (decision record 0011, "Epochs and fencing")."""
+
+    code = "fenced"
+    retryable = False
+
+
 class Unavailable(OdradekError):
     code = "unavailable"
     retryable = True
@@ -217,6 +227,7 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         OffsetOutOfRange,
         StorageError,
         DataDamaged,
+        Fenced,
         Unavailable,
         ClosedError,
     )

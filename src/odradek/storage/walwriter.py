@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Protocol
 
+from odradek import errors
 from odradek.errors import StorageError
 from odradek.storage import journal
 
@@ -51,10 +52,8 @@ class StoreUnavailable(StorageError):
     """The object store did not take the journal in time; the outcome is unknown."""
 
 
-class Fenced(StorageError):
+class Fenced(errors.Fenced):
     """Another agent took over this store: this one may no longer write."""
-
-    retryable = False
 
 
 @dataclasses.dataclass
@@ -223,11 +222,12 @@ class JournalWriter:
                     self.bytes += len(data)
                     self._commit_prefix()
                 elif outcome == "fenced":
-                    self.fenced = Fenced(
-                        f"another agent took over the store at slot {flush.slot} (a newer epoch "
-                        f"than {self.epoch}): this agent stops accepting writes"
-                    )
-                    log.error("%s", self.fenced.message)
+                    if self.fenced is None:  # said once, whatever number of uploads see it
+                        self.fenced = Fenced(
+                            f"another agent took over the store at slot {flush.slot} (a newer epoch "
+                            f"than {self.epoch}): this agent stops accepting writes"
+                        )
+                        log.error("%s", self.fenced.message)
                 else:  # moved: the slot held an older agent's leftover
                     flush.slot = self._next_slot
                     self._next_slot += 1
