@@ -146,6 +146,11 @@ kafka_engine_threads_max = 16
 # while the next requests are read (librdkafka keeps up to 5 in flight when idempotent).
 kafka_pipelined_produces_max = 8
 
+# The asyncio client (client/aio.py) runs the sync client's calls on threads: every
+# read in progress holds one while it waits for data, so the pool is larger than the
+# default executor's (min(32, cores + 4)); calls beyond it queue.
+async_client_threads_max = 64
+
 # Consumer groups (groups/). KIP-932 bounds a share group's in-flight records per
 # partition (a few thousand by default); Odradek's unit is the key, so the bound is on
 # the *window* of a topic: the records between the group's committed watermark and

@@ -68,6 +68,8 @@ class TopicInfo:
     segments: int
     config: dict[str, Any]
     created_at: float
+    # The topic's identity: 32 hex digits, new each time the name is created again.
+    incarnation: str = ""
     schema: Any = None
     # Damaged offset ranges, each {first_offset, end_offset, segment, position,
     # end_position, reason, accepted}: records lost or unreadable (see reliability docs).

@@ -55,6 +55,44 @@ def test_created_at_is_kept(
     assert client.describe_topic("t").created_at == created
 
 
+def test_each_topic_has_an_incarnation_kept_across_reopens_and_new_when_recreated(
+    client: odradek.EmbeddedClient, reopen: Callable[..., odradek.EmbeddedClient]
+) -> None:
+    first = client.create_topic("t").incarnation
+    assert len(first) == 32 and int(first, 16) >= 0
+    assert client.create_topic("u").incarnation != first
+    client = reopen(client)
+    assert client.describe_topic("t").incarnation == first
+    client.delete_topic("t")
+    assert client.create_topic("t").incarnation not in (first, "")
+
+
+def test_a_topic_saved_without_an_incarnation_gets_the_legacy_one(
+    client: odradek.EmbeddedClient, reopen: Callable[..., odradek.EmbeddedClient]
+) -> None:
+    """Topics of earlier versions have only created_at: their incarnation is derived from
+    it, the same at every open, and equal to the Kafka topic id they had."""
+    import uuid
+
+    from odradek.engine.topicfiles import legacy_incarnation, meta_document, save_topic_meta
+    from odradek.storage.disk import LOCAL
+
+    info = client.create_topic("t")
+    directory = os.path.join(client.engine.path, "topics", "t")
+    client.close()
+    meta = meta_document(LOCAL, directory).load()
+    assert meta is not None
+    del meta["incarnation"]
+    save_topic_meta(LOCAL, directory, meta)
+    client = reopen(client)
+    legacy = client.describe_topic("t").incarnation
+    assert legacy == legacy_incarnation("t", info.created_at) != info.incarnation
+    namespace = uuid.UUID("5b4f6c1e-9a43-4d0e-8f65-0d7a6b3e2c11")  # the Kafka door's of the time
+    assert uuid.UUID(hex=legacy) == uuid.uuid5(namespace, f"t\x00{info.created_at!r}")
+    client = reopen(client)
+    assert client.describe_topic("t").incarnation == legacy
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [

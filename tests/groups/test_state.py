@@ -37,9 +37,9 @@ def test_replay_of_frames(tmp_path: Any) -> None:
     assert store.load() is None
     store.create()
     store.write_meta({"pattern": "a", "options": {}, "since": 1.0})
-    store.write_start("a", 7.0, 10)
+    store.write_start("a", "7" * 32, 10)
     store.write_done("a", np.array([12, 10]), np.array([14, 11]))
-    store.write_start("b", 1.0, 0)
+    store.write_start("b", "1" * 32, 0)
     store.write_forget("b")
     store.write_done("a", np.array([11]), np.array([12]))
     store.close()
@@ -49,12 +49,30 @@ def test_replay_of_frames(tmp_path: Any) -> None:
     assert state.topics["a"].committed == 14 and len(state.topics["a"].starts) == 0
 
 
+def test_progress_written_with_created_at_is_read_as_its_legacy_incarnation(tmp_path: Any) -> None:
+    """Files of earlier versions name the topic by its creation time: they load, matched
+    to the incarnation such a topic is given (so no group starts its topics over)."""
+    from odradek.engine.topicfiles import legacy_incarnation
+    from odradek.groups.state import KIND_START, _json
+
+    path = str(tmp_path / "g.state")
+    store = ProgressStore(path, fsync=False)
+    store.create()
+    store.write_meta({"pattern": "a"})
+    store._write(_json(KIND_START, {"topic": "a", "created_at": 1700000000.25, "offset": 7}))
+    store.close()
+    state = ProgressStore(path, fsync=False).load()
+    assert state is not None
+    assert state.topics["a"].incarnation == legacy_incarnation("a", 1700000000.25)
+    assert state.topics["a"].committed == 7
+
+
 def test_a_torn_tail_is_truncated_and_the_rest_kept(tmp_path: Any) -> None:
     path = str(tmp_path / "g.state")
     store = ProgressStore(path, fsync=False)
     store.create()
     store.write_meta({"pattern": "a"})
-    store.write_start("a", 1.0, 0)
+    store.write_start("a", "1" * 32, 0)
     store.write_done("a", np.array([0]), np.array([5]))
     good = store.size
     store.write_done("a", np.array([5]), np.array([9]))
@@ -73,7 +91,7 @@ def test_a_corrupt_frame_ends_the_replay(tmp_path: Any) -> None:
     store = ProgressStore(path, fsync=False)
     store.create()
     store.write_meta({"pattern": "a"})
-    store.write_start("a", 1.0, 0)
+    store.write_start("a", "1" * 32, 0)
     middle = store.size
     store.write_done("a", np.array([0]), np.array([5]))
     store.write_done("a", np.array([5]), np.array([9]))

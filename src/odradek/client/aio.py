@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from odradek import api, defaults
+from odradek import api, defaults, limits
 from odradek.client.remote import RemoteClient
 from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo
 from odradek.groups.delivery import Settleable
@@ -27,10 +27,6 @@ from odradek.records import Records
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 T = TypeVar("T")
-
-# Threads per client: every read in progress holds one while it waits for data, so
-# the pool is larger than the default executor's (min(32, cores + 4)).
-threads_max = 64
 
 
 # What AsyncClient wraps: any sync client (both implement the one protocol).
@@ -67,7 +63,9 @@ class AsyncClient(api.AsyncClient):
 
     def __init__(self, client: SyncClient) -> None:
         self.sync = client
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads_max, thread_name_prefix="odradek-async")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            limits.async_client_threads_max, thread_name_prefix="odradek-async"
+        )
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -51,7 +51,13 @@ from odradek.engine.arrivals import (
 from odradek.engine.producers import RangeProducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
-from odradek.engine.topicfiles import META_NAME, meta_document, save_topic_meta
+from odradek.engine.topicfiles import (
+    META_NAME,
+    incarnation_of,
+    meta_document,
+    new_incarnation,
+    save_topic_meta,
+)
 from odradek.engine.verify import Progress, verify_topic
 from odradek.errors import (
     ClosedError,
@@ -206,6 +212,7 @@ class Engine:
             schema = TopicSchema.from_json(meta["schema"]) if "schema" in meta else None
             config = TopicConfig.from_json(meta["config"])
             created_at = float(meta["created_at"])
+            incarnation = incarnation_of(meta)
             accepted = [(int(a), int(b)) for a, b in meta.get("accepted_damage", [])]
         except (KeyError, TypeError, ValueError, OdradekError) as exc:
             raise DataDamaged(
@@ -217,6 +224,7 @@ class Engine:
                 directory,
                 config,
                 created_at,
+                incarnation=incarnation,
                 fsync=self.fsync,
                 schema=schema,
                 disk=self.disk,
@@ -322,7 +330,13 @@ class Engine:
             disk = self.disk
             try:
                 disk.makedirs(staging)
-                meta = {"name": name, "config": config.to_json(), "created_at": time.time(), "format": 1}
+                meta = {
+                    "name": name,
+                    "incarnation": new_incarnation(),
+                    "config": config.to_json(),
+                    "created_at": time.time(),
+                    "format": 1,
+                }
                 if compiled is not None:
                     schema_id = self.schema_ids.id_for(compiled.kind, compiled.text)
                     version = SchemaVersion(1, schema_id, compiled.kind, compiled.text, 0)
@@ -389,6 +403,7 @@ class Engine:
             segments=stats["segments"],
             config=topic.config.to_json(),
             created_at=topic.created_at,
+            incarnation=topic.incarnation,
             schema=None
             if topic.schema is None
             else {

@@ -78,6 +78,7 @@ class Topic:
         config: TopicConfig,
         created_at: float,
         *,
+        incarnation: str,
         fsync: bool = True,
         schema: TopicSchema | None = None,
         disk: Disk = LOCAL,
@@ -88,6 +89,7 @@ class Topic:
         self.directory = directory
         self.config = config
         self.created_at = created_at
+        self.incarnation = incarnation
         self.fsync = fsync
         self.disk = disk
         self.closed = False
@@ -219,6 +221,7 @@ class Topic:
         """What topic.json holds."""
         meta: dict[str, Any] = {
             "name": self.name,
+            "incarnation": self.incarnation,
             "config": self.config.to_json(),
             "created_at": self.created_at,
             "format": 1,

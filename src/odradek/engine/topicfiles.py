@@ -1,7 +1,7 @@
 """A topic's small files beside its log: ``topic.json`` and ``head``.
 
-``topic.json`` (and ``topic.json.copy``) hold the topic's name, settings, creation
-time, schema history and the damage an operator accepted: a checksummed document in
+``topic.json`` (and ``topic.json.copy``) hold the topic's name, incarnation id,
+settings, creation time, schema history and the damage an operator accepted: a checksummed document in
 two copies (storage/documents.py), because it cannot be rebuilt from the log — a schema'd
 topic's frames cannot even be decoded without it.
 
@@ -23,6 +23,7 @@ import logging
 import os
 import struct
 import threading
+import uuid
 from typing import Any
 
 import crc32c
@@ -37,6 +38,38 @@ META_NAME = "topic.json"
 HEAD_NAME = "head"
 _HEAD = struct.Struct("<4sQI")
 _HEAD_MAGIC = b"OHD1"
+
+
+# Topics created before incarnation ids existed get one derived from their name and
+# creation time: the Kafka door's topic id of the time, so Kafka clients see no change.
+_LEGACY_NAMESPACE = uuid.UUID("5b4f6c1e-9a43-4d0e-8f65-0d7a6b3e2c11")
+
+
+def new_incarnation() -> str:
+    """A new topic's identity: 32 hex digits, never reused (a random UUID).
+
+    A topic deleted and created again under the same name is a new incarnation, so
+    state kept elsewhere about the old one (group progress, Kafka partition counts) is
+    recognized as stale by comparing incarnations, never wall-clock times, which can
+    repeat or go backwards.
+    """
+    return uuid.uuid4().hex
+
+
+def legacy_incarnation(name: str, created_at: float) -> str:
+    """The incarnation of a topic (or of state about one) saved with only its creation time."""
+    return uuid.uuid5(_LEGACY_NAMESPACE, f"{name}\x00{created_at!r}").hex
+
+
+def incarnation_of(meta: dict[str, Any]) -> str:
+    """The incarnation that ``meta`` (topic.json, or a record naming a topic) holds."""
+    value = meta.get("incarnation")
+    if value is None:
+        name = meta["name"] if "name" in meta else meta["topic"]
+        return legacy_incarnation(str(name), float(meta["created_at"]))
+    if not isinstance(value, str) or len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"incarnation must be 32 lowercase hex digits, got {value!r}")
+    return value
 
 
 def meta_document(disk: Disk, directory: str, *, sync: bool = True) -> Document:

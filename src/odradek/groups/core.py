@@ -185,7 +185,7 @@ class GroupCore:
     @staticmethod
     def _progress_of(cursor: Cursor) -> TopicProgress:
         starts, ends = cursor.settled_above()
-        return TopicProgress(cursor.created_at, cursor.committed, starts, ends)
+        return TopicProgress(cursor.incarnation, cursor.committed, starts, ends)
 
     # -- plumbing ---------------------------------------------------------------------------
 

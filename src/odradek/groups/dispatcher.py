@@ -111,7 +111,7 @@ class Cursor:
     def __init__(
         self,
         topic: str,
-        created_at: float,
+        incarnation: str,
         committed: int,
         ordering: str,
         limit: int,
@@ -119,7 +119,7 @@ class Cursor:
         settled_ends: I64 | None = None,
     ) -> None:
         self.topic = topic
-        self.created_at = created_at
+        self.incarnation = incarnation  # the topic's (TopicInfo.incarnation)
         self.ordering = ordering
         self.limit = limit
         self.base = committed  # offset of slot 0

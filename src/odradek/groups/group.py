@@ -344,7 +344,7 @@ class Group(Settling, Reading):
                 info = self._engine.describe_topic(name)
             except TopicNotFound:
                 continue
-            if info.created_at != progress.created_at:
+            if info.incarnation != progress.incarnation:
                 continue
             settled = int(np.sum(progress.ends - progress.starts))
             lag = max(0, info.next_offset - progress.committed - settled)

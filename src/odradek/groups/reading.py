@@ -93,7 +93,7 @@ class Reading(GroupCore):
                     problem.first - 1,
                     cursor.topic,
                 )
-                self._ticket = self._store.write_start(cursor.topic, cursor.created_at, problem.first)
+                self._ticket = self._store.write_start(cursor.topic, cursor.incarnation, problem.first)
                 return True
             return False
         # The topic was deleted, or deleted and created again (its offsets restarted).
@@ -133,12 +133,12 @@ class Reading(GroupCore):
 
     def _open_cursor(self, name: str) -> None:
         assert self.options is not None
-        created_at = self._engine.describe_topic(name).created_at
+        info = self._engine.describe_topic(name)
         saved = self._saved.pop(name, None)
-        if saved is not None and saved.created_at == created_at:
+        if saved is not None and saved.incarnation == info.incarnation:
             cursor = Cursor(
                 name,
-                created_at,
+                info.incarnation,
                 saved.committed,
                 self.options.ordering,
                 self.options.in_flight_limit,
@@ -150,8 +150,9 @@ class Reading(GroupCore):
                 cursor.preset_attempts = attempts
         else:
             self._saved_attempts.pop(name, None)
-            start = self.options.start if created_at <= self._since else "earliest"
+            start = self.options.start if info.created_at <= self._since else "earliest"
             offset = self._engine.resolve_start(name, start)
-            self._ticket = self._store.write_start(name, created_at, offset)
-            cursor = Cursor(name, created_at, offset, self.options.ordering, self.options.in_flight_limit)
+            self._ticket = self._store.write_start(name, info.incarnation, offset)
+            options = self.options
+            cursor = Cursor(name, info.incarnation, offset, options.ordering, options.in_flight_limit)
         self._cursors[name] = cursor

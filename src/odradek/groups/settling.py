@@ -161,7 +161,7 @@ class Settling(GroupCore):
             for cursor, offsets in written:
                 saved = self._saved.get(cursor.topic)
                 if self._cursors.get(cursor.topic) is cursor or (
-                    saved is not None and saved.created_at == cursor.created_at
+                    saved is not None and saved.incarnation == cursor.incarnation
                 ):
                     frames.append(encode_frame(KIND_DONE, encode_done(cursor.topic, *runs_of(offsets))))
         self._store.rewrite(frames)

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from odradek import limits
+from odradek.engine.topicfiles import incarnation_of
 from odradek.errors import StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.handles import Handle, HandleCache
@@ -71,7 +72,7 @@ KIND_FORGET = 4
 class TopicProgress:
     """What the file says about one topic: settled below ``committed`` and in the runs."""
 
-    created_at: float
+    incarnation: str  # the topic's; files of older versions held its created_at
     committed: int
     starts: I64
     ends: I64
@@ -296,10 +297,10 @@ class ProgressStore:
             return dict(json.loads(body))
         if kind == KIND_START:
             data = json.loads(body)
-            topic, created_at, offset = str(data["topic"]), float(data["created_at"]), int(data["offset"])
+            topic, incarnation, offset = str(data["topic"]), incarnation_of(data), int(data["offset"])
             progress = topics.get(topic)
-            if progress is None or progress.created_at != created_at:
-                topics[topic] = TopicProgress(created_at, offset, empty, empty)
+            if progress is None or progress.incarnation != incarnation:
+                topics[topic] = TopicProgress(incarnation, offset, empty, empty)
                 pending.pop(topic, None)
             else:
                 progress.committed = max(progress.committed, offset)
@@ -355,8 +356,8 @@ class ProgressStore:
     def write_meta(self, meta: dict[str, Any]) -> int:
         return self._write(_json(KIND_META, meta))
 
-    def write_start(self, topic: str, created_at: float, offset: int) -> int:
-        return self._write(_json(KIND_START, {"topic": topic, "created_at": created_at, "offset": offset}))
+    def write_start(self, topic: str, incarnation: str, offset: int) -> int:
+        return self._write(_json(KIND_START, {"topic": topic, "incarnation": incarnation, "offset": offset}))
 
     def write_done(self, topic: str, starts: I64, ends: I64) -> int:
         return self._write(encode_frame(KIND_DONE, encode_done(topic, starts, ends)))
@@ -461,7 +462,8 @@ def snapshot_frames(meta: dict[str, Any] | None, topics: dict[str, TopicProgress
     for topic, progress in topics.items():
         frames.append(
             _json(
-                KIND_START, {"topic": topic, "created_at": progress.created_at, "offset": progress.committed}
+                KIND_START,
+                {"topic": topic, "incarnation": progress.incarnation, "offset": progress.committed},
             )
         )
         if len(progress.starts):

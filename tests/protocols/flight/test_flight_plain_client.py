@@ -127,3 +127,14 @@ def test_actions(url: str) -> None:
     with pytest.raises(flight.FlightServerError) as caught:
         act("drop_database", {})
     assert json.loads(caught.value.extra_info)["code"] == "invalid_request"
+
+
+def test_the_action_table_of_the_protocol_page_lists_every_action() -> None:
+    """docs/flight-protocol.md names every DoAction the server answers, and no other."""
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).parents[3] / "docs" / "flight-protocol.md"
+    section = page.read_text().split("## DoAction", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+    assert documented == set(messages.ACTIONS)

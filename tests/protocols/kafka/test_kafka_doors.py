@@ -133,7 +133,7 @@ def test_a_partition_consumer_moves_past_other_partitions_records(kafka_door: An
     kafka = pytest.importorskip("kafka")
     kafka_door.engine.create_topic(topic_name)
     view = kafka_door.engine.describe_topic(topic_name)
-    kafka_door.listener.listener.broker.store.set_partitions(topic_name, view.created_at, 4)
+    kafka_door.listener.listener.broker.store.set_partitions(topic_name, view.incarnation, 4)
     kafka_door.engine.append(topic_name, [{"key": f"user-{i}".encode(), "value": b"v"} for i in range(200)])
     consumer = kafka.KafkaConsumer(bootstrap_servers=kafka_door.bootstrap, fetch_max_wait_ms=50)
     for partition in range(4):

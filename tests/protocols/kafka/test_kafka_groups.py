@@ -134,3 +134,19 @@ def test_commits_are_checked_and_survive_a_restart(tmp_path: os.PathLike[str]) -
         assert Coordinator(DoorStore(os.fspath(tmp_path))).committed("g") == {}
 
     run(scenario())
+
+
+def test_partition_counts_follow_the_topics_incarnation(tmp_path: Any) -> None:
+    """A partition count set for one incarnation of a topic does not apply to the next;
+    counts saved by earlier versions (keyed by creation time) still apply."""
+    from odradek.engine.topicfiles import legacy_incarnation
+
+    store = DoorStore(os.fspath(tmp_path))
+    store.set_partitions("t", "a" * 32, 4)
+    assert store.partitions("t", "a" * 32) == 4
+    assert store.partitions("t", "b" * 32) == 1  # deleted and created again
+    store._topics = {"old": {"created_at": 1700000000.5, "kafka_partitions": 3}}
+    assert store.partitions("old", legacy_incarnation("old", 1700000000.5)) == 3
+    assert store.partitions("old", "c" * 32) == 1
+    reopened = DoorStore(os.fspath(tmp_path))
+    assert reopened.partitions("t", "a" * 32) == 4

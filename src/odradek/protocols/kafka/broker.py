@@ -47,18 +47,17 @@ NODE_ID = 1
 
 # The peer address of the connection a handler serves (JoinGroup reports it).
 client_host: contextvars.ContextVar[str] = contextvars.ContextVar("client_host", default="")
-_TOPIC_ID_NAMESPACE = uuid.UUID("5b4f6c1e-9a43-4d0e-8f65-0d7a6b3e2c11")
 
 
-def topic_id_of(name: str, created_at: float) -> uuid.UUID:
-    """A topic's Kafka id: stable for one incarnation of the topic, new when recreated."""
-    return uuid.uuid5(_TOPIC_ID_NAMESPACE, f"{name}\x00{created_at!r}")
+def topic_id_of(incarnation: str) -> uuid.UUID:
+    """A topic's Kafka id: its incarnation (new when the topic is created again)."""
+    return uuid.UUID(hex=incarnation)
 
 
 @dataclasses.dataclass(frozen=True)
 class TopicView:
     name: str
-    created_at: float
+    incarnation: str
     partitions: int
     topic_id: uuid.UUID
 
@@ -249,9 +248,9 @@ class Broker:
         info = self.engine.describe_topic(name)
         view = TopicView(
             name,
-            info.created_at,
-            self.store.partitions(name, info.created_at),
-            topic_id_of(name, info.created_at),
+            info.incarnation,
+            self.store.partitions(name, info.incarnation),
+            topic_id_of(info.incarnation),
         )
         self._topics[name] = view
         return view
@@ -287,7 +286,7 @@ class Broker:
         return None
 
     async def set_partitions(self, view: TopicView, count: int) -> TopicView:
-        await self.call(self.store.set_partitions, view.name, view.created_at, count)
+        await self.call(self.store.set_partitions, view.name, view.incarnation, count)
         updated = dataclasses.replace(view, partitions=count)
         self._topics[view.name] = updated
         return updated

@@ -1,7 +1,8 @@
 """What the Kafka door keeps beside the engine's data, in ``<data dir>/kafka/``::
 
     cluster.json              {"cluster_id": ...}: stable across restarts
-    topics.json               {topic: {"created_at": t, "kafka_partitions": n}}
+    topics.json               {topic: {"incarnation": id, "kafka_partitions": n}}
+                              (entries of older versions hold "created_at" instead)
     producer_ids.json         {"next": n}: the first producer id not yet handed out
     groups/<hex name>.json    a consumer group's committed offsets
 
@@ -28,6 +29,7 @@ import threading
 import uuid
 from typing import Any
 
+from odradek.engine.topicfiles import incarnation_of
 from odradek.errors import StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.documents import COPY_SUFFIX, Document
@@ -92,16 +94,23 @@ class DoorStore:
 
     # -- topics -----------------------------------------------------------------------
 
-    def partitions(self, topic: str, created_at: float) -> int:
+    def partitions(self, topic: str, incarnation: str) -> int:
+        """The topic's Kafka partition count; 1 unless set for this incarnation of it."""
         entry = self._topics.get(topic)
-        if entry is None or entry.get("created_at") != created_at:
+        if entry is None:
+            return 1
+        try:
+            if incarnation_of({"topic": topic, **entry}) != incarnation:
+                return 1  # set for an earlier topic of that name
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed Kafka topic entry for %s: %r", topic, entry)
             return 1
         return int(entry.get("kafka_partitions", 1))
 
-    def set_partitions(self, topic: str, created_at: float, count: int) -> None:
+    def set_partitions(self, topic: str, incarnation: str, count: int) -> None:
         with self._lock:
             topics = dict(self._topics)
-            topics[topic] = {"created_at": created_at, "kafka_partitions": count}
+            topics[topic] = {"incarnation": incarnation, "kafka_partitions": count}
             _save(self._topics_document, topics)
             self._topics = topics
 
