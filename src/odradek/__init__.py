@@ -24,6 +24,7 @@ from odradek.errors import (
     ClosedError,
     ConflictError,
     DataDamaged,
+    Fenced,
     IncompatibleSchema,
     InvalidRequest,
     InvalidSchema,
@@ -50,10 +51,16 @@ def open(path: str | os.PathLike[str] = defaults.data_dir, **options: Any) -> Em
         path: the data directory; one process at a time may open it.
         options: the engine's settings: ``fsync`` (default True: an append returns once
             durable), ``append_bytes_max`` (64 MiB), ``topics_max`` (100,000),
-            ``retention_check_seconds`` (60).
+            ``retention_check_seconds`` (60); ``store`` (an object store's URL such as
+            ``s3://bucket/prefix`` or ``file:///dir``, or an ObjectStore: the data lives
+            there and ``path`` is only its cache, see docs/object-storage.md) and
+            ``store_settings`` (``odradek.storage.agent.StoreSettings``).
 
     Raises:
-        StorageError: the directory cannot be used, or another process has it open.
+        StorageError: the directory cannot be used, or another process has it open, or
+            the store cannot be reached.
+        InvalidRequest: a wrong option or store URL, or ``path`` holds the data of an
+            engine without a store (it would be replaced by the store's).
 
     Example::
 
@@ -70,6 +77,7 @@ __all__ = [
     "ConflictError",
     "DataDamaged",
     "EmbeddedClient",
+    "Fenced",
     "IncompatibleSchema",
     "InvalidRequest",
     "InvalidSchema",

@@ -299,6 +299,19 @@ store_journal_bytes_max = 256 * 1024 * 1024
 # may still become durable: an unknown outcome, as a timeout).
 store_sync_timeout_seconds = 30.0
 
+# -- `odradek serve --store`: the journal settings a user may give (cli/serve.py) -------
+# --store-flush-ms: at least 1 ms (below it a flush holds a change or two: a PUT per
+# change), at most 10 s (an fsync waits out the window; 10 s is past every client's
+# patience and still a third of store_sync_timeout_seconds, so a flush can be cut and
+# PUT before its waiters give up).
+store_flush_seconds_min = 0.001
+store_flush_seconds_max = 10.0
+# --store-flush-bytes: at least 4 KiB (a journal object's header and a few entries), at
+# most the journal backlog bound (store_journal_bytes_max): a flush bigger than the
+# backlog could never fill.
+store_flush_bytes_min = 4 * 1024
+store_flush_bytes_max = store_journal_bytes_max
+
 # -- Object-store client (storage/objects.py) --------------------------------------------
 # Attempts of one request before its error is raised: five retries after the first try.
 # With the backoff below they wait at most 0.1 + 0.2 + 0.4 + 0.8 + 1.6 = 3.1 s in all, so

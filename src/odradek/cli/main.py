@@ -45,12 +45,13 @@ _SERVE_EPILOG = """\
 settings, lowest precedence first: defaults, the TOML file of --config (top level or a
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
-connections_max, connections_per_peer_max, request_read_seconds, idle_seconds),
-environment variables ODRADEK_DATA_DIR, ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN,
-ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN, ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC,
-ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL, ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX,
-ODRADEK_CONNECTIONS_PER_PEER_MAX, ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS,
-ODRADEK_CONFIG, then the flags.
+connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
+store_flush_ms, store_flush_bytes), environment variables ODRADEK_DATA_DIR,
+ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
+ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
+ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX, ODRADEK_CONNECTIONS_PER_PEER_MAX,
+ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE_FLUSH_MS,
+ODRADEK_STORE_FLUSH_BYTES, ODRADEK_CONFIG, then the flags.
 
 Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
 all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to
@@ -60,10 +61,21 @@ The Kafka listener is on by default at 127.0.0.1:9092 and the Schema Registry li
 127.0.0.1:8081; if such a default port is taken the server logs a warning and runs
 without that listener (an address given explicitly must be free).
 
+Object store (--store URL): the data lives in the store and the data directory is only
+its cache (empty, or a cache already: a local server's directory is refused). At start
+the server claims the store, fences any older server on the same prefix (which then
+refuses writes) and rebuilds the cache from the store; an append is acknowledged once
+its journal object is in the store (a flush every --store-flush-ms, or sooner once
+--store-flush-bytes are waiting). S3 endpoint and credentials come from AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (AWS_ALLOW_HTTP=true for an http://
+endpoint); GCS from GOOGLE_APPLICATION_CREDENTIALS, Azure from AZURE_STORAGE_*. See
+docs/object-storage.md.
+
 examples:
   odradek serve
   odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --metrics-listen 127.0.0.1:9464
   ODRADEK_DATA_DIR=/tmp/o odradek serve --no-fsync --log-format json
+  odradek serve --store s3://my-bucket/odradek --data-dir /var/cache/odradek
 
 Prints one line containing "ready" on stdout once it accepts connections; logs go to
 stderr, one event per line. SIGTERM or Ctrl-C drains in-flight appends and exits 0."""
@@ -247,6 +259,22 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--idle-seconds",
         metavar="S",
         help="close connections idle this long; default per door (Kafka 600, HTTP doors 30)",
+    )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the data in an object store (s3://bucket/prefix, gs://..., az://..., "
+        "file:///dir, memory://); the data directory becomes its cache (see below)",
+    )
+    serve.add_argument(
+        "--store-flush-ms",
+        metavar="MS",
+        help=f"journal flush window with --store (default {limits.store_flush_seconds_default * 1000:g})",
+    )
+    serve.add_argument(
+        "--store-flush-bytes",
+        metavar="SIZE",
+        help="journal flush size that cuts a flush early with --store (default 8MiB)",
     )
     serve.set_defaults(handler=_serve)
 

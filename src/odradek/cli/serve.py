@@ -41,6 +41,7 @@ from odradek.protocols import connections
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
+from odradek.storage.agent import StoreSettings
 
 log = logging.getLogger("odradek.serve")
 
@@ -70,6 +71,14 @@ class Settings:
     request_read_seconds: float = limits.request_read_seconds_default
     idle_seconds: float | None = None
     topics_max: int = limits.topics_max_default
+    # An object store holding the data (the data directory is then its cache); None: none.
+    store: str | None = None
+    store_flush_ms: float = limits.store_flush_seconds_default * 1000
+    store_flush_bytes: int = limits.store_flush_bytes_default
+
+    def store_settings(self) -> StoreSettings:
+        """The journal's settings for ``--store``."""
+        return StoreSettings(flush_seconds=self.store_flush_ms / 1000, flush_bytes=self.store_flush_bytes)
 
     def door_bounds(self, defaults: connections.DoorLimits) -> connections.DoorLimits:
         """A door's bounds: its defaults with the settings given here."""
@@ -97,6 +106,9 @@ _ENVIRONMENT = {
     "request_read_seconds": "ODRADEK_REQUEST_READ_SECONDS",
     "idle_seconds": "ODRADEK_IDLE_SECONDS",
     "topics_max": "ODRADEK_TOPICS_MAX",
+    "store": "ODRADEK_STORE",
+    "store_flush_ms": "ODRADEK_STORE_FLUSH_MS",
+    "store_flush_bytes": "ODRADEK_STORE_FLUSH_BYTES",
 }
 
 
@@ -118,6 +130,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "metrics_listen": args.metrics_listen,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "store": getattr(args, "store", None),
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -135,6 +148,9 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     for name, parse in _BOUNDS.items():
         if name in values:
             values[name] = parse(values[name], name)
+    if "store" in values:
+        store = str(values["store"]).strip()
+        values["store"] = None if store.lower() in _OFF else store
     return Settings(**values)
 
 
@@ -152,6 +168,30 @@ def _seconds(value: object, name: str) -> float:
     return seconds
 
 
+def _flush_ms(value: object, name: str) -> float:
+    text = str(value).strip()
+    try:
+        milliseconds = float(text)
+    except ValueError:
+        milliseconds = float("nan")
+    low, high = limits.store_flush_seconds_min * 1000, limits.store_flush_seconds_max * 1000
+    if isinstance(value, bool) or not low <= milliseconds <= high:  # NaN too
+        raise InvalidRequest(
+            f"{name} must be a number of milliseconds from {low:g} to {high:g}, got {value!r}"
+        )
+    return milliseconds
+
+
+def _flush_bytes(value: object, name: str) -> int:
+    size = _bytes(value, name)
+    if not limits.store_flush_bytes_min <= size <= limits.store_flush_bytes_max:
+        raise InvalidRequest(
+            f"{name} must be from {limits.store_flush_bytes_min} to {limits.store_flush_bytes_max} bytes, "
+            f"got {value!r}"
+        )
+    return size
+
+
 def _bytes(value: object, name: str) -> int:
     size = parse_size(value, name)
     if size is None:
@@ -167,6 +207,8 @@ _BOUNDS = {
     "request_read_seconds": _seconds,
     "idle_seconds": _seconds,
     "topics_max": _count,
+    "store_flush_ms": _flush_ms,
+    "store_flush_bytes": _flush_bytes,
 }
 
 
@@ -263,7 +305,10 @@ def run(settings: Settings) -> int:
     registry_address = (
         split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
     )
-    node = Node.open(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max)
+    store_options: dict[str, Any] = {}
+    if settings.store is not None:
+        store_options = {"store": settings.store, "store_settings": settings.store_settings()}
+    node = Node.open(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max, **store_options)
     engine = node.engine
     budget = ByteBudget(settings.inflight_bytes)
     try:
@@ -337,8 +382,12 @@ def run(settings: Settings) -> int:
         "inflight_bytes": settings.inflight_bytes,
         "pid": os.getpid(),
     }
+    store = ""
+    if engine.store is not None:  # the store's URL (never a credential) and its recovery
+        fields.update(engine.store.describe())
+        store = f" store={engine.store.url}"
     log.info("ready", extra={"fields": fields})
-    print(f"odradek ready url={url} data_dir={fields['data_dir']}", flush=True)
+    print(f"odradek ready url={url} data_dir={fields['data_dir']}{store}", flush=True)
     while not stop.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")

@@ -22,7 +22,10 @@ from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 
 class EmbeddedClient(api.Client):
-    """``odradek.open(path)``: the whole API, no server. Thread-safe."""
+    """``odradek.open(path)``: the whole API, no server. Thread-safe.
+
+    ``options`` are the engine's (``odradek.open``), ``store=URL`` included: the node's
+    data then lives in the object store, ``path`` being its cache."""
 
     def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
         self.node = Node.open(path, **options)

@@ -48,6 +48,7 @@ from odradek.engine.arrivals import (
     ArrivalListener,
     ArrivalListeners,
 )
+from odradek.engine.attachment import StoreAttachment, attach_engine
 from odradek.engine.producers import RangeProducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
@@ -74,8 +75,10 @@ from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_b
 from odradek.schemas import compat, compile_schema
 from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
+from odradek.storage.agent import StoreSettings
 from odradek.storage.disk import LOCAL, Disk, describe_os_error, remove_leftovers
 from odradek.storage.handles import HandleCache, raise_open_files_limit
+from odradek.storage.objects import ObjectStore
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -93,14 +96,81 @@ class Engine:
         retention_check_seconds: float = 60.0,
         disk: Disk = LOCAL,
         topics_max: int = limits.topics_max_default,
+        store: str | ObjectStore | None = None,
+        store_settings: StoreSettings | None = None,
     ) -> None:
+        """Open (creating if needed) the data directory ``path``.
+
+        With ``store`` (a URL such as ``s3://bucket/prefix`` or an ObjectStore) the
+        directory is only a cache: the engine attaches to the store (claims it, fencing
+        any older agent, and rebuilds the directory from it) and an append is
+        acknowledged once the store holds it (engine/attachment.py, decision 0011).
+        ``store_settings`` tunes the journal (flush window and size, timeouts).
+        """
         if type(append_bytes_max) is not int or append_bytes_max < 1:
             raise InvalidRequest(f"append_bytes_max must be an int >= 1, got {append_bytes_max!r}")
         if type(retention_check_seconds) not in (int, float) or not retention_check_seconds > 0:  # NaN too
             raise InvalidRequest(f"retention_check_seconds must be > 0, got {retention_check_seconds!r}")
         if type(topics_max) is not int or topics_max < 1:
             raise InvalidRequest(f"topics_max must be an int >= 1, got {topics_max!r}")
+        if store is not None and disk is not LOCAL:
+            raise InvalidRequest("give an engine either a disk or a store, not both")
+        if store is not None and not fsync:
+            raise InvalidRequest(
+                "fsync=False cannot be used with a store: an append is acknowledged once the store holds it"
+            )
+        if store is None and store_settings is not None:
+            raise InvalidRequest("store_settings are the settings of a store: give the store too")
         self.path = os.path.abspath(os.fspath(path))
+        self.store: StoreAttachment | None = None
+        if store is not None:
+            # The local LOCK first (a second engine on this directory must not empty it),
+            # then the store; the engine then opens the rebuilt tree on the store's disk.
+            self._lock_fd = self._lock_directory(LOCAL, topics=False)
+            try:
+                self.store = attach_engine(self.path, self._lock_fd, store, store_settings)
+            except BaseException:
+                self._unlock()
+                raise
+            disk = self.store.disk
+            try:
+                self._open_tree(disk, fsync, append_bytes_max, retention_check_seconds, topics_max)
+            except BaseException:
+                self.store.detach()
+                self._unlock()
+                raise
+            return
+        self._lock_fd = self._lock_directory(disk, topics=True)
+        self._open_tree(disk, fsync, append_bytes_max, retention_check_seconds, topics_max)
+
+    def _lock_directory(self, disk: Disk, *, topics: bool) -> int:
+        """Take the data directory's LOCK (flock); return its descriptor."""
+        try:
+            if topics:
+                disk.makedirs(os.path.join(self.path, "topics"))
+                disk.makedirs(os.path.join(self.path, "trash"))
+            else:
+                disk.makedirs(self.path)
+            lock_fd = disk.open(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise StorageError(f"cannot use data directory {self.path}: {describe_os_error(exc)}") from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            disk.close(lock_fd)
+            raise StorageError(f"data directory {self.path} is in use by another Odradek process") from exc
+        self._lock_disk = disk
+        return lock_fd
+
+    def _open_tree(
+        self,
+        disk: Disk,
+        fsync: bool,
+        append_bytes_max: int,
+        retention_check_seconds: float,
+        topics_max: int,
+    ) -> None:
+        """Open the locked data directory on ``disk``: schemas, topics, retention."""
         self.fsync = fsync
         self.disk = disk
         self.topics_max = topics_max
@@ -110,21 +180,18 @@ class Engine:
         self.append_bytes_max = append_bytes_max
         self._topics_dir = os.path.join(self.path, "topics")
         self._trash_dir = os.path.join(self.path, "trash")
-        try:
-            disk.makedirs(self._topics_dir)
-            disk.makedirs(self._trash_dir)
-            self._lock_fd = disk.open(os.path.join(self.path, "LOCK"), os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            raise StorageError(f"cannot use data directory {self.path}: {describe_os_error(exc)}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            disk.close(self._lock_fd)
-            raise StorageError(f"data directory {self.path} is in use by another Odradek process") from exc
+        if self.store is not None:  # the tree was rebuilt from the store: journal these
+            try:
+                disk.makedirs(self._topics_dir)
+                disk.makedirs(self._trash_dir)
+            except OSError as exc:
+                reason = describe_os_error(exc)
+                raise StorageError(f"cannot use data directory {self.path}: {reason}") from exc
         try:
             self.schema_ids = SchemaIds(os.path.join(self.path, "schemas"), disk, fsync=fsync)
         except BaseException:
-            self._unlock()
+            if self.store is None:
+                self._unlock()
             raise
         self._topics_lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
@@ -177,11 +244,13 @@ class Engine:
             for topic in self._topics.values():
                 topic.close()
             self._topics.clear()
+        if self.store is not None:
+            self.store.detach()  # commits the journal; a failure is logged
         self._unlock()
 
     def _unlock(self) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        self.disk.close(self._lock_fd)
+        self._lock_disk.close(self._lock_fd)
 
     def __enter__(self) -> Engine:
         return self
@@ -267,7 +336,7 @@ class Engine:
                 raise DataDamaged(f"topic {name} is unavailable: {reason}")
             validate_topic_name(name, allow_reserved=True)
             raise TopicNotFound(f"topic {name!r} does not exist", name)
-        if topic.commit.error is not None:
+        if topic.commit.error is not None and (self.store is None or self.store.may_reopen(topic)):
             topic = self._reopen(topic)
         return topic
 

@@ -1,0 +1,212 @@
+"""An engine whose durability comes from an object store (``Engine(path, store=URL)``,
+``odradek serve --store URL``; decision record 0011).
+
+Opening, in this order (the engine calls :func:`attach_engine` once it holds the local
+``LOCK``, so two engines on one local directory still refuse each other):
+
+1. the local directory must be fit to be a cache: empty, or a cache of a store already
+   (the mark in its LOCK file). A data directory of a local engine is refused: attaching
+   empties the local tree and rebuilds it from the store, which would lose its data;
+2. the store is opened (``open_store``) unless an ObjectStore was given;
+3. ``attach``: claim an epoch, fence older agents, rebuild the local tree from the
+   store's journal; the engine then opens the tree as it opens any data directory.
+
+Any failure is an OdradekError naming the store's URL (never a credential: URLs carry
+none) and leaves the store's data as it was (an epoch claimed and a fence written are
+harmless: every start makes them).
+
+While the engine runs, two failures of the store change how it serves:
+
+* **Fenced** (another agent took over the prefix): every write is refused with
+  ``errors.Fenced`` (the journal writer said so once in the log, at error level);
+  reads keep being served from the topics as they are, and a topic whose fsync failed
+  is never reopened (reopening writes).
+* **StoreUnavailable** at an fsync (the store did not take the journal within
+  ``StoreSettings.wait_seconds``): the append fails, retryable, its outcome unknown, and
+  its topic's group commit is poisoned. The engine reopens such a topic from the cache
+  only once everything journaled before is committed in the store (:class:`Settler`),
+  so a reopened topic never shows a record the store does not hold as durable. Until
+  then reads are served (up to the last acknowledged offset) and appends fail with the
+  same retryable error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, cast
+
+from odradek.errors import Fenced, InvalidRequest, OdradekError, StorageError
+from odradek.storage import agent
+from odradek.storage.agent import Recovery, StoreSettings, attach
+from odradek.storage.objects import ObjectStore, open_store
+from odradek.storage.storedisk import StoreDisk
+
+if TYPE_CHECKING:
+    from odradek.engine.topic import Topic
+
+log = logging.getLogger(__name__)
+
+# What the LOCK file of a store's cache holds: the mark that the local tree may be
+# emptied and rebuilt from the store.
+CACHE_MARK = b"odradek: the cache of an object store; its data lives in the store\n"
+_KEPT = ("LOCK", "cache")  # what attach keeps of the local tree (storage/agent.py)
+
+
+class StoreAttachment:
+    """The store an engine runs on: its disk, its recovery figures, its failures."""
+
+    def __init__(self, store: ObjectStore, disk: StoreDisk, recovery: Recovery) -> None:
+        self.store = store
+        self.url = store.url
+        self.disk = disk
+        self.recovery = recovery
+        self._settler = Settler(disk)
+
+    @property
+    def fenced(self) -> bool:
+        return self.disk.writer.fenced is not None
+
+    def may_reopen(self, topic: Topic) -> bool:
+        """Whether the engine may reopen ``topic``, whose group commit failed, now."""
+        if self.fenced:
+            return False
+        return self._settler.settled(topic)
+
+    def describe(self) -> dict[str, object]:
+        """The store and the recovery figures, for the ready line and the log."""
+        return {
+            "store": self.url,
+            "epoch": self.recovery.epoch,
+            "journal_objects": self.recovery.slots,
+            "replayed": self.recovery.replayed,
+            "changes": self.recovery.entries,
+            "recovery_seconds": round(self.recovery.seconds, 3),
+        }
+
+    def detach(self) -> None:
+        """Commit what is journaled and stop the journal; failures are logged, not raised
+        (the engine is closing: what was not committed was never acknowledged)."""
+        self._settler.stop()
+        try:
+            self.disk.detach()
+        except Fenced:
+            log.warning("closed without committing the journal: this agent was fenced (%s)", self.url)
+        except StorageError as exc:
+            log.error(
+                "closed without committing the journal to %s: %s (those writes were never acknowledged)",
+                self.url,
+                exc.message,
+            )
+
+
+def attach_engine(
+    path: str, lock_fd: int, store: str | ObjectStore, settings: StoreSettings | None
+) -> StoreAttachment:
+    """Check the cache, open the store, attach (see the module docstring)."""
+    if settings is not None and not isinstance(settings, StoreSettings):
+        raise InvalidRequest(f"store_settings must be a StoreSettings, got {type(settings).__name__}")
+    if isinstance(store, str):
+        opened = open_store(store)  # InvalidRequest naming the URL if it is wrong
+    elif isinstance(store, ObjectStore):
+        opened = store
+    else:
+        raise InvalidRequest(f"store must be a URL or an ObjectStore, got {type(store).__name__}")
+    _claim_cache(path, lock_fd, opened.url)
+    try:
+        # ObjectStore.list's rows are NamedTuples of (key, size): what agent.Store reads.
+        disk, recovery = attach(path, cast(agent.Store, opened), settings)
+    except OdradekError as exc:
+        error = StorageError(f"cannot attach to the object store {opened.url}: {exc.message}")
+        error.retryable = exc.retryable  # a refusal (403, no bucket) stays one
+        raise error from exc
+    except OSError as exc:
+        raise StorageError(f"cannot attach to the object store {opened.url}: {exc}") from exc
+    return StoreAttachment(opened, disk, recovery)
+
+
+def _claim_cache(path: str, lock_fd: int, url: str) -> None:
+    """Refuse a local directory that holds a local engine's data; mark it a cache."""
+    try:
+        if os.pread(lock_fd, len(CACHE_MARK), 0) == CACHE_MARK:
+            return
+        if _holds_files(path):
+            raise InvalidRequest(
+                f"data directory {path} holds the data of an engine without a store: attaching "
+                f"it to {url} would replace it with the store's. Give the store an empty "
+                "directory as its cache (or move this one away)"
+            )
+        os.pwrite(lock_fd, CACHE_MARK, 0)
+        os.fsync(lock_fd)
+    except OSError as exc:
+        raise StorageError(f"cannot use data directory {path} as a cache: {exc.strerror or exc}") from exc
+
+
+def _holds_files(path: str) -> bool:
+    for directory, subdirectories, files in os.walk(path):
+        if directory == path:
+            subdirectories[:] = [name for name in subdirectories if name not in _KEPT]
+            files = [name for name in files if name not in _KEPT]
+        if files:
+            return True
+    return False
+
+
+class Settler:
+    """Tells when a topic whose fsync failed may be reopened: once every change journaled
+    before its failure was seen is committed in the store.
+
+    A topic is stamped with a generation when first seen broken; one background thread
+    waits for the whole journal (``fsync_directory`` of the StoreDisk waits for the last
+    change of all) and then marks every generation stamped before the wait began as
+    settled. The wait fails after the writer's timeout while the store is down; the
+    thread then waits again, until the store comes back, the writer is fenced or the
+    engine closes.
+    """
+
+    def __init__(self, disk: StoreDisk) -> None:
+        self._disk = disk
+        self._lock = threading.Lock()
+        self._stamps: weakref.WeakKeyDictionary[Topic, int] = weakref.WeakKeyDictionary()
+        self._generation = 0  # the last stamp handed out
+        self._settled = 0  # every stamp up to this one is settled
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def settled(self, topic: Topic) -> bool:
+        with self._lock:
+            stamp = self._stamps.get(topic)
+            if stamp is None:
+                self._generation += 1
+                stamp = self._stamps[topic] = self._generation
+            if stamp <= self._settled:
+                return True
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="odradek-store-settle", daemon=True)
+                self._thread.start()
+            return False
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopped or self._generation <= self._settled:
+                    self._thread = None
+                    return
+                target = self._generation
+            try:
+                self._disk.fsync_directory(self._disk.root)
+            except Fenced:
+                with self._lock:
+                    self._thread = None
+                return
+            except StorageError as exc:
+                log.warning("the object store still does not take the journal: %s", exc.message)
+                continue
+            with self._lock:
+                self._settled = max(self._settled, target)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
