@@ -242,11 +242,22 @@ class Engine:
         self._listeners.fire(Arrival(CLOSING))  # what serves the engine stops using it
         with self._topics_lock:
             for topic in self._topics.values():
-                topic.close()
+                self._close_topic(topic)
             self._topics.clear()
         if self.store is not None:
             self.store.detach()  # commits the journal; a failure is logged
         self._unlock()
+
+    def _close_topic(self, topic: Topic) -> None:
+        """Close ``topic``; on a store, a failure to journal its last changes (a fenced
+        agent, a store that is down) is logged and the engine closes the others."""
+        if self.store is None:
+            topic.close()
+            return
+        try:
+            topic.close()
+        except StorageError as exc:
+            log.warning("topic %s: closed without journaling its last changes: %s", topic.name, exc.message)
 
     def _unlock(self) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

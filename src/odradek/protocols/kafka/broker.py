@@ -26,6 +26,7 @@ from odradek import limits
 from odradek.engine import Engine
 from odradek.engine.arrivals import Arrival
 from odradek.errors import (
+    Fenced,
     InvalidRequest,
     OdradekError,
     RequestTooLarge,
@@ -74,6 +75,8 @@ def error_code_of(error: BaseException) -> ErrorCode:
         return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     if isinstance(error, InvalidRequest):
         return ErrorCode.INVALID_RECORD
+    if isinstance(error, Fenced):  # before StorageError: another agent took over for good
+        return ErrorCode.BROKER_NOT_AVAILABLE  # not retriable, unlike KAFKA_STORAGE_ERROR
     if isinstance(error, StorageError):
         return ErrorCode.KAFKA_STORAGE_ERROR
     return ErrorCode.UNKNOWN_SERVER_ERROR
