@@ -299,6 +299,24 @@ store_journal_bytes_max = 256 * 1024 * 1024
 # may still become durable: an unknown outcome, as a timeout).
 store_sync_timeout_seconds = 30.0
 
+# -- Object-store checkpoints and the cache of remote files (storage/checkpoint.py) -----
+# A checkpoint every minute, or sooner once 128 MiB of journal were uploaded since the
+# last one: recovery then replays at most about that much journal (a second or two of
+# GETs at S3's 100+ MiB/s per connection), and an agent with a thousand idle-but-
+# written topics makes a thousand extent PUTs a minute ($0.005 at S3 Standard's price),
+# not one per journal flush.
+store_checkpoint_seconds_default = 60.0
+store_checkpoint_bytes_default = 128 * 1024 * 1024
+# Uploads, downloads and deletes of one checkpoint or recovery at once: half the client's
+# requests in flight (object_requests_in_flight_max), the journal keeps the rest.
+store_checkpoint_threads = 16
+# File bytes read and not yet uploaded by a checkpoint: a few default segments' worth
+# (segment_bytes_default), whatever the number of threads.
+store_checkpoint_bytes_in_flight_max = 512 * 1024 * 1024
+# Copies of remote (sealed) segments in <data dir>/cache/: 16 default segments (4 GiB),
+# so catch-up readers of a few topics stay in the cache while the disk holds little.
+store_cache_bytes_default = 4 * 1024 * 1024 * 1024
+
 # -- `odradek serve --store`: the journal settings a user may give (cli/serve.py) -------
 # --store-flush-ms: at least 1 ms (below it a flush holds a change or two: a PUT per
 # change), at most 10 s (an fsync waits out the window; 10 s is past every client's

@@ -49,13 +49,32 @@ class SlowStore:
             self.objects[key] = bytes(data)
             return True
 
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self.objects[key] = bytes(data)
+
     def get(self, key: str) -> bytes | None:
         with self._lock:
             return self.objects.get(key)
 
-    def list(self, prefix: str) -> list[tuple[str, int]]:
+    def get_range(self, key: str, start: int, end: int) -> bytes | None:
+        data = self.get(key)
+        return None if data is None else data[start:end]
+
+    def delete(self, key: str) -> None:
         with self._lock:
-            return sorted((key, len(value)) for key, value in self.objects.items() if key.startswith(prefix))
+            self.objects.pop(key, None)
+
+    def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, int]]:
+        with self._lock:
+            found = sorted(
+                (key, len(value))
+                for key, value in self.objects.items()
+                if key.startswith(prefix) and (after is None or key > after)
+            )
+        return found if limit is None else found[:limit]
 
 
 def _writer(store: SlowStore, epoch: int, first_slot: int, **options: object) -> JournalWriter:

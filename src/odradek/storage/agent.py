@@ -7,10 +7,17 @@ record 0011):
    next one);
 2. fence (see ``fence``): from there on, no agent of an older epoch can complete an
    acknowledgement, and what it writes later is ignored;
-3. recover: rebuild the local tree (the data directory minus its LOCK and cache) from
-   the latest checkpoint, if any, and the valid journal after it, in (epoch, flush)
-   order;
-4. return a StoreDisk journaling into the slots after the fence.
+3. adopt the latest manifest, by (epoch, number), if any (storage/checkpoint.py);
+4. recover: rebuild the local tree (the data directory minus its LOCK and cache) from
+   the manifest: directories made, files downloaded, except sealed segments, which stay
+   in the store until read (the StoreDisk answers for them, and fetches them into the
+   cache); then replay the valid journal after the manifest's position, in (epoch,
+   flush) order;
+5. write this agent's own manifest at once: a zombie's later manifest, of an older
+   epoch, is then never the latest; its garbage collection deletes the journal this
+   recovery replayed and what no manifest names;
+6. return a StoreDisk journaling into the slots after the fence, with its checkpoints
+   running in the background.
 """
 
 from __future__ import annotations
@@ -21,26 +28,44 @@ import logging
 import os
 import shutil
 import time
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from odradek import limits
-from odradek.errors import StorageError
+from odradek.errors import InvalidRequest, StorageError
 from odradek.storage import journal
+from odradek.storage.checkpoint import EPOCHS, Checkpointer, latest_manifest, list_all
+from odradek.storage.filecache import FileCache, fetch_into
+from odradek.storage.manifest import Manifest, Record
 from odradek.storage.storedisk import StoreDisk
+from odradek.storage.tree import Tree
 from odradek.storage.walwriter import JournalWriter
 
 log = logging.getLogger(__name__)
 
-EPOCHS = "epochs/"
+T = TypeVar("T")
+R = TypeVar("R")
 _KEEP_LOCALLY = {"LOCK", "cache"}
+CACHE_DIRECTORY = "cache"
+_PROGRESS_SECONDS = 5.0  # a long recovery logs how far it got this often
 
 
 class Store(Protocol):
+    """What an agent needs of an object store (storage/objects.py provides it)."""
+
+    def put(self, key: str, data: bytes) -> object: ...
+
     def put_new(self, key: str, data: bytes) -> bool: ...
 
     def get(self, key: str) -> bytes | None: ...
 
-    def list(self, prefix: str) -> list[tuple[str, int]]: ...
+    def get_range(self, key: str, start: int, end: int) -> bytes | None: ...
+
+    def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> Sequence[tuple[str, int]]: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +75,28 @@ class StoreSettings:
     in_flight_max: int = limits.store_flushes_in_flight_max
     backlog_bytes_max: int = limits.store_journal_bytes_max
     wait_seconds: float = limits.store_sync_timeout_seconds
+    checkpoint_seconds: float = limits.store_checkpoint_seconds_default
+    checkpoint_bytes: int = limits.store_checkpoint_bytes_default
+    cache_bytes: int = limits.store_cache_bytes_default
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_seconds", "checkpoint_bytes", "cache_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:  # NaN too
+                raise InvalidRequest(f"StoreSettings.{name} must be a number > 0, got {value!r}")
 
 
 @dataclasses.dataclass
 class Recovery:
     epoch: int
-    slots: int  # journal objects read
-    replayed: int  # of them valid and applied
+    slots: int  # journal objects read (from the manifest's floor on)
+    replayed: int  # of them valid, after the manifest's position, and applied
     entries: int
     seconds: float
+    manifest: str = ""  # the manifest adopted ("" if the store had none)
+    downloaded: int = 0  # files downloaded into the local tree
+    downloaded_bytes: int = 0
+    remote: int = 0  # sealed segments left in the store until read
 
 
 def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tuple[StoreDisk, Recovery]:
@@ -66,12 +104,18 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
     started = time.monotonic()
     epoch = claim_epoch(store)
     first_free = fence(store, epoch, settings.in_flight_max)
-    listed, objects = _read_journal(store)
-    order = journal.valid(listed)
+    adopted = latest_manifest(store)
+    floor, in_force, after = (adopted.floor, adopted.in_force, adopted.after) if adopted else (0, 0, (0, 0))
+    listed, garbage = _read_headers(store, floor)
+    order = [item for item in journal.valid(listed, in_force) if (item.epoch, item.flush) > after]
     _clear_tree(root)
+    cache = FileCache(os.path.join(root, CACHE_DIRECTORY), store, settings.cache_bytes)
+    tree, downloaded, downloaded_bytes = _rebuild(root, store, adopted)
     entries = 0
-    for item in order:
-        entries += apply(root, objects[item.slot].entries)
+    for item in _read_objects(store, order):
+        if item is None:
+            continue
+        entries += replay(root, item.entries, tree, store)
     writer = JournalWriter(
         store,
         epoch=epoch,
@@ -82,21 +126,56 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
         backlog_bytes_max=settings.backlog_bytes_max,
         wait_seconds=settings.wait_seconds,
     )
-    recovery = Recovery(epoch, len(listed), len(order), entries, time.monotonic() - started)
-    log.info(
-        "attached to the store as epoch %d: replayed %d of %d journal objects (%d changes) in %.2f s",
+    disk = StoreDisk(root, writer, store=store, tree=tree, cache=cache)
+    checkpointer = Checkpointer(
+        disk,
+        store,
+        epoch=epoch,
+        adopted=adopted,
+        floor=first_free,
+        journal_garbage=garbage,
+        seconds=settings.checkpoint_seconds,
+        bytes_=settings.checkpoint_bytes,
+    )
+    disk.checkpointer = checkpointer
+    try:
+        checkpointer.checkpoint(sweep=True)  # this agent's own manifest, at once
+    except BaseException:
+        writer.close()
+        raise
+    checkpointer.start()
+    recovery = Recovery(
         epoch,
+        len(listed),
+        len(order),
+        entries,
+        time.monotonic() - started,
+        adopted.key if adopted else "",
+        downloaded,
+        downloaded_bytes,
+        len(tree.remote),
+    )
+    log.info(
+        "attached to the store as epoch %d: manifest %s, %d files downloaded (%d bytes), %d left in the "
+        "store; replayed %d of %d journal objects (%d changes) in %.2f s",
+        epoch,
+        recovery.manifest or "(none)",
+        recovery.downloaded,
+        recovery.downloaded_bytes,
+        recovery.remote,
         recovery.replayed,
         recovery.slots,
         recovery.entries,
         recovery.seconds,
     )
-    return StoreDisk(root, writer), recovery
+    return disk, recovery
 
 
 def claim_epoch(store: Store) -> int:
     """The next epoch, claimed with create-if-absent (a lost race takes the next)."""
-    taken = [int(key.rsplit("/", 1)[-1]) for key, _ in store.list(EPOCHS) if key.rsplit("/", 1)[-1].isdigit()]
+    taken = [
+        int(key.rsplit("/", 1)[-1]) for key, _ in list_all(store, EPOCHS) if key.rsplit("/", 1)[-1].isdigit()
+    ]
     epoch = max(taken, default=0) + 1
     while not store.put_new(f"{EPOCHS}{epoch:020d}", _epoch_document(epoch)):
         epoch += 1
@@ -122,7 +201,9 @@ def fence(store: Store, epoch: int, window: int) -> int:
     slot behind a fast writer could chase its frontier for ever; jumping cannot.
     """
     while True:
-        slots = {slot for slot in (journal.slot_of(key) for key, _ in store.list("wal/")) if slot is not None}
+        slots = {
+            slot for slot in (journal.slot_of(key) for key, _ in list_all(store, "wal/")) if slot is not None
+        }
         highest = max(slots, default=-1)
         target = highest + 2 * window + 1
         if store.put_new(journal.slot_key(target), journal.encode_fence(epoch, target)):
@@ -141,26 +222,119 @@ def fence(store: Store, epoch: int, window: int) -> int:
     return target + 1
 
 
-def _read_journal(store: Store) -> tuple[list[journal.Listed], dict[int, journal.JournalObject]]:
+def _read_headers(store: Store, floor: int) -> tuple[list[journal.Listed], list[int]]:
+    """The headers of the journal objects from slot ``floor`` on (one small ranged GET
+    each), and the slots of garbage: damaged objects there, and every object below the
+    floor that is not a fence (a manifest holds their changes; fences stay, for a zombie
+    may still try those slots)."""
     listed: list[journal.Listed] = []
-    objects: dict[int, journal.JournalObject] = {}
-    for key, _ in store.list("wal/"):
+    garbage: list[int] = []
+    wanted: list[int] = []
+    for key, size in list_all(store, "wal/"):
         slot = journal.slot_of(key)
         if slot is None:
             continue
-        data = store.get(key)
+        if slot >= floor:
+            wanted.append(slot)
+        elif size != journal.HEADER_SIZE:
+            garbage.append(slot)
+
+    def header(slot: int) -> tuple[int, bytes | None]:
+        return slot, store.get_range(journal.slot_key(slot), 0, journal.HEADER_SIZE)
+
+    for slot, data in _parallel(header, wanted, "journal headers"):
         if data is None:
             continue  # deleted by a checkpoint meanwhile
         try:
-            item = journal.decode(data)
+            epoch, flush, _, kind = journal.decode_head(data)
+        except journal.JournalDamaged as exc:
+            log.warning("journal slot %d is damaged (%s); ignoring it", slot, exc)
+            garbage.append(slot)
+            continue
+        listed.append(journal.Listed(slot, epoch, flush, kind))
+        if kind == journal.KIND_JOURNAL:
+            garbage.append(slot)  # replayed now, then held by this agent's first manifest
+    return listed, garbage
+
+
+def _read_objects(store: Store, order: list[journal.Listed]) -> Iterator[journal.JournalObject | None]:
+    """The journal objects of ``order``, in that order, a bounded number fetched ahead;
+    None for one that turned out damaged (logged) or vanished."""
+
+    def fetch(item: journal.Listed) -> journal.JournalObject | None:
+        data = store.get(journal.slot_key(item.slot))
+        if data is None:
+            return None
+        try:
+            return journal.decode(data)
         except journal.JournalDamaged as exc:
             # A torn object can only be a write nobody acknowledged (an upload is
             # acknowledged after the store took it whole): like a torn tail.
-            log.warning("journal slot %d is damaged (%s); ignoring it", slot, exc)
-            continue
-        listed.append(journal.Listed(slot, item.epoch, item.flush, item.kind))
-        objects[slot] = item
-    return listed, objects
+            log.warning("journal slot %d is damaged (%s); ignoring it", item.slot, exc)
+            return None
+
+    for _, found in _parallel(lambda item: (item, fetch(item)), order, "journal objects"):
+        yield found
+
+
+def _parallel(call: Callable[[T], tuple[T, R]], items: Sequence[T], what: str) -> Iterator[tuple[T, R]]:
+    """``call`` over ``items`` on a pool, results in order, at most a pool's width ahead;
+    logs progress every few seconds."""
+    width = limits.store_checkpoint_threads
+    if not items:
+        return
+    logged = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=width, thread_name_prefix="odradek-recover"
+    ) as pool:
+        pending: list[concurrent.futures.Future[tuple[T, R]]] = []
+        feed = iter(items)
+        for item in feed:
+            pending.append(pool.submit(call, item))
+            if len(pending) >= width:
+                break
+        done = 0
+        while pending:
+            result = pending.pop(0).result()
+            done += 1
+            for item in feed:
+                pending.append(pool.submit(call, item))
+                break
+            if time.monotonic() - logged >= _PROGRESS_SECONDS:
+                logged = time.monotonic()
+                log.info("recovery: %d of %d %s read", done, len(items), what)
+            yield result
+
+
+def _rebuild(root: str, store: Store, manifest: Manifest | None) -> tuple[Tree, int, int]:
+    """The local tree as ``manifest`` lists it (sealed segments left remote); the Tree,
+    and how many files and bytes were downloaded."""
+    tree = Tree()
+    if manifest is None:
+        return tree, 0, 0
+    for directory in sorted(manifest.dirs):
+        os.makedirs(os.path.join(root, *directory.split("/")), exist_ok=True)
+        tree.mkdir(directory)
+    wanted = []
+    for path, record in sorted(manifest.files.items()):
+        _ensure_parent(os.path.join(root, *path.split("/")))
+        if "/" in path:
+            tree.mkdir(path.rsplit("/", 1)[0])
+        if record.sealed:
+            tree.add_remote(path, record)
+        else:
+            tree.sizes[path] = record.size
+            wanted.append((path, record))
+
+    def download(item: tuple[str, Record]) -> tuple[tuple[str, Record], int]:
+        path, record = item
+        return item, fetch_into(store, record, os.path.join(root, *path.split("/")), path)
+
+    downloaded = 0
+    for _, size in _parallel(download, wanted, "files"):
+        downloaded += size
+    tree.changed = {}
+    return tree, len(wanted), downloaded
 
 
 def _clear_tree(root: str) -> None:
@@ -178,13 +352,45 @@ def _clear_tree(root: str) -> None:
 
 def apply(root: str, entries: tuple[journal.Entry, ...]) -> int:
     """Apply journal entries to the local tree under ``root``; return how many."""
+    return replay(root, entries, None, None)
+
+
+def replay(root: str, entries: Iterable[journal.Entry], tree: Tree | None, store: Store | None) -> int:
+    """Apply journal entries to the local tree under ``root`` and note them in ``tree``;
+    a remote file an entry writes to is fetched first. Returns how many were applied."""
+    count = 0
     for entry in entries:
         path = os.path.join(root, *entry.path.split("/"))
         try:
-            _apply(entry, path, root)
+            if tree is not None and entry.path in tree.remote:
+                _replay_on_remote(entry, path, root, tree, store)
+            else:
+                _apply(entry, path, root)
         except OSError as exc:
             raise StorageError(f"cannot rebuild {path} from the store's journal: {exc}") from exc
-    return len(entries)
+        if tree is not None:
+            tree.note(entry)
+        count += 1
+    return count
+
+
+def _replay_on_remote(entry: journal.Entry, path: str, root: str, tree: Tree, store: Store | None) -> None:
+    """Apply ``entry`` to a file that is still only in the store."""
+    if entry.op in (journal.OP_WRITE, journal.OP_TRUNCATE, journal.OP_CREATE):
+        record = tree.remote[entry.path]
+        if store is None:
+            raise StorageError(f"{entry.path} is in the store and there is no store to fetch it from")
+        fetch_into(store, record, path, entry.path)
+        tree.local_now(entry.path)
+        _apply(entry, path, root)
+    elif entry.op == journal.OP_RENAME:
+        target = os.path.join(root, *entry.target.split("/"))
+        if os.path.isfile(target):
+            os.remove(target)  # the remote file takes its place (the tree moves its record)
+        _ensure_parent(target)
+    elif entry.op == journal.OP_REPLACE:
+        _apply(entry, path, root)
+    # REMOVE, RMTREE, MKDIR of a remote file: only the tree changes
 
 
 def _apply(entry: journal.Entry, path: str, root: str) -> None:

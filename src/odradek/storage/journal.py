@@ -197,13 +197,14 @@ class Listed:
     kind: int
 
 
-def valid(objects: Iterable[Listed]) -> list[Listed]:
+def valid(objects: Iterable[Listed], in_force: int = 0) -> list[Listed]:
     """The journal objects to replay, in replay order (epoch, then flush).
 
     Read slot by slot: a fence raises the epoch in force; an object of an older epoch
-    than the one in force is a replaced agent's and is left out.
+    than the one in force is a replaced agent's and is left out. ``in_force`` is the
+    epoch in force before the first slot given (a checkpoint's, when recovery reads the
+    journal from the slot its manifest names).
     """
-    in_force = 0
     kept: list[Listed] = []
     for listed in sorted(objects, key=lambda item: item.slot):
         if listed.kind == KIND_FENCE:

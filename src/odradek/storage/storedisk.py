@@ -6,76 +6,165 @@ durability point into a wait for the journal: ``fdatasync``/``fsync`` of a file 
 the flush holding that file's last change, a directory fsync and ``write_atomically``
 for the flush holding the last change of all. Decision record 0011.
 
-Not journaled, because the engine rebuilds or checks them from the log at open
-(decision 0007): key-index runs, segment sidecar indexes, producer snapshots, head
-files, ``*.damaged`` copies; nor the LOCK file, the trash of deleted topics (whose
-removal is journaled as the rename into it), and the local cache of remote files.
+Three kinds of paths (storage/tree.py):
 
-Every local change and its journal entry happen under one lock, so the journal holds
-them in the order the local directory saw them.
+* **journaled**: every change is a journal entry;
+* **derived**, because the engine rebuilds or checks them from the log at open
+  (decision 0007): key-index runs, segment sidecar indexes, producer snapshots, head
+  files. Not journaled; checkpoints upload them whole;
+* **local**: the LOCK file, ``*.damaged`` copies, temporary files and the cache of
+  remote files.
+
+Every local change, its journal entry and its note in the :class:`Tree` happen under
+one lock, so the journal holds them in the order the local directory saw them, and a
+checkpoint's snapshot (storage/checkpoint.py) sees the tree exactly as of a journal
+position.
+
+**Remote files.** A sealed segment that a checkpoint uploaded is not downloaded when
+an agent starts (agent.py): it is *remote*. ``exists``, ``isfile``, ``getsize`` and
+``listdir`` answer for it from the manifest's record; ``map`` and ``read_bytes``
+fetch it into the cache (storage/filecache.py, an LRU bounded by
+``store_cache_bytes``); removing or renaming it changes only names; opening it (to
+write, which the engine does not do to a sealed segment) first fetches it into the
+local tree.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import re
+import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
+from odradek.errors import StorageError
 from odradek.storage import journal
 from odradek.storage.disk import Buffer, Disk
+from odradek.storage.filecache import FileCache, fetch_into
+from odradek.storage.manifest import Record
+from odradek.storage.tree import DERIVED, LOCAL, Snapshot, Tree, under
 from odradek.storage.walwriter import JournalWriter
 
-# Relative paths the journal leaves out (see the module docstring).
-_DERIVED = re.compile(
-    r"(^|/)(LOCK|head|[^/]*\.index|[^/]*\.damaged|[^/]*\.tmp)$|(^|/)keys/|(^|/)producers/|^cache(/|$)"
-)
+if TYPE_CHECKING:
+    from odradek.storage.checkpoint import Checkpointer
+
+log = logging.getLogger(__name__)
+
+JOURNALED, DERIVED_FILE, LOCAL_FILE = "journaled", "derived", "local"
+
+
+class Store(Protocol):
+    def get(self, key: str) -> bytes | None: ...
 
 
 class StoreDisk(Disk):
-    def __init__(self, root: str, writer: JournalWriter) -> None:
+    def __init__(
+        self,
+        root: str,
+        writer: JournalWriter,
+        *,
+        store: Store | None = None,
+        tree: Tree | None = None,
+        cache: FileCache | None = None,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.writer = writer
+        self.store = store
+        self.cache = cache
+        self.tree = tree if tree is not None else scan_tree(self.root)
+        self.checkpointer: Checkpointer | None = None
         self._local = Disk()
         self._lock = threading.Lock()
         self._fds: dict[int, str] = {}  # descriptor -> relative path, for journaled files
+        self._derived_fds: dict[int, str] = {}  # descriptor -> relative path, for derived files
         self._last: dict[str, int] = {}  # relative path -> flush of its last change
         self._last_any = 0  # flush of the last change of any journaled path
 
     # -- paths --------------------------------------------------------------------------
 
-    def relative(self, path: str) -> str | None:
-        """``path`` relative to the root, '/'-separated; None when outside it or derived."""
+    def _inside(self, path: str) -> str | None:
+        """``path`` relative to the root, '/'-separated; None when outside it or the root."""
         absolute = os.path.abspath(path)
-        if absolute == self.root:
-            return None
         if not absolute.startswith(self.root + os.sep):
             return None
-        relative = absolute[len(self.root) + 1 :].replace(os.sep, "/")
-        if _DERIVED.search(relative):
-            return None
-        return relative
+        return absolute[len(self.root) + 1 :].replace(os.sep, "/")
+
+    def classify(self, path: str) -> tuple[str | None, str]:
+        """(relative path, kind): journaled, derived or local (None: outside the tree)."""
+        relative = self._inside(path)
+        if relative is None or LOCAL.search(relative):
+            return relative, LOCAL_FILE
+        if DERIVED.search(relative):
+            return relative, DERIVED_FILE
+        return relative, JOURNALED
+
+    def relative(self, path: str) -> str | None:
+        """``path`` relative to the root, '/'-separated, if it is journaled; else None."""
+        relative, kind = self.classify(path)
+        return relative if kind == JOURNALED else None
+
+    def local_path(self, relative: str) -> str:
+        return os.path.join(self.root, *relative.split("/"))
 
     def _journal(self, entry: journal.Entry) -> None:
         """Add ``entry`` (the lock is held) and remember where it went."""
         number = self.writer.add(entry)
+        self.tree.note(entry)
         self._last[entry.path] = number
         if entry.target:
             self._last[entry.target] = number
         self._last_any = number
 
+    # -- remote files -----------------------------------------------------------------------
+
+    def _materialize(self, relative: str) -> None:
+        """Bring a remote file into the local tree (the lock is held): it is about to be
+        opened, and writes go to local files."""
+        record = self.tree.remote.get(relative)
+        if record is None:
+            return
+        path = self.local_path(relative)
+        partial = path + ".tmp"
+        if self.cache is not None and self.cache.cached(record):
+            shutil.copyfile(self.cache.path_of(record), partial)
+        elif self.store is not None:
+            fetch_into(self.store, record, partial, relative)
+        else:
+            raise StorageError(
+                f"{relative} is in the object store and this disk has no store to fetch it from"
+            )
+        os.replace(partial, path)
+        self.tree.local_now(relative)
+        log.info("fetched %s from the store to write to it", relative)
+
+    def _forget_remote(self, relatives: Iterable[str]) -> None:
+        """Drop the cached copies of remote files that were removed (the lock is held)."""
+        for relative in relatives:
+            record = self.tree.remote.get(relative)
+            if record is not None and self.cache is not None:
+                self.cache.forget(record)
+
     # -- descriptors ----------------------------------------------------------------------
 
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:
-        relative = self.relative(path)
-        if relative is None:
+        relative, kind = self.classify(path)
+        if relative is None or kind == LOCAL_FILE:
             return self._local.open(path, flags, mode)
         with self._lock:
+            self._materialize(relative)
             created = bool(flags & os.O_CREAT) and not os.path.exists(path)
             fd = self._local.open(path, flags, mode)
             try:
+                if kind == DERIVED_FILE:
+                    if created:
+                        self.tree.create(relative)
+                    elif flags & os.O_TRUNC:
+                        self.tree.truncate(relative, 0)
+                    self._derived_fds[fd] = relative
+                    return fd
                 if created:
                     self._journal(journal.Entry(journal.OP_CREATE, relative))
                 if flags & os.O_TRUNC and not created:
@@ -89,44 +178,75 @@ class StoreDisk(Disk):
     def close(self, fd: int) -> None:
         with self._lock:
             self._fds.pop(fd, None)
+            self._derived_fds.pop(fd, None)
         self._local.close(fd)
 
     def dup(self, fd: int) -> int:
         with self._lock:
             copy = self._local.dup(fd)
-            relative = self._fds.get(fd)
-            if relative is not None:
-                self._fds[copy] = relative
+            for table in (self._fds, self._derived_fds):
+                relative = table.get(fd)
+                if relative is not None:
+                    table[copy] = relative
             return copy
 
     def _pwritev(self, fd: int, pieces: Sequence[Buffer], position: int) -> int:
         relative = self._fds.get(fd)
         if relative is None:
-            return self._local._pwritev(fd, pieces, position)
+            derived = self._derived_fds.get(fd)
+            if derived is None:
+                return self._local._pwritev(fd, pieces, position)
+            with self._lock:
+                written = self._local._pwritev(fd, pieces, position)
+                if written > 0:
+                    self.tree.write(derived, position, written)
+                return written
         data = b"".join(bytes(memoryview(piece)) for piece in pieces)
         with self._lock:
             self.writer._check_writable()
             written = self._local._pwritev(fd, [data], position)
             if written > 0:
-                self._journal(journal.Entry(journal.OP_WRITE, relative, position, data[:written]))
+                self._journal(self._write_entry(relative, position, data[:written]))
             return written
+
+    def _write_entry(self, relative: str, position: int, data: bytes) -> journal.Entry:
+        """The entry of a write (the lock is held): zeros written at or past the file's end
+        (an active segment's preallocation) are journaled as the size they extend the
+        file to, which a replay's ftruncate fills with the same zeros, not as bytes."""
+        if data[:1] == b"\0" and position >= self.tree.sizes.get(relative, 0) and not data.strip(b"\0"):
+            return journal.Entry(journal.OP_TRUNCATE, relative, position + len(data))
+        return journal.Entry(journal.OP_WRITE, relative, position, data)
 
     def _write(self, fd: int, data: memoryview) -> int:
         relative = self._fds.get(fd)
         if relative is None:
-            return self._local._write(fd, data)
+            derived = self._derived_fds.get(fd)
+            if derived is None:
+                return self._local._write(fd, data)
+            with self._lock:
+                position = os.fstat(fd).st_size
+                written = self._local._write(fd, data)
+                if written > 0:
+                    self.tree.write(derived, position, written)
+                return written
         with self._lock:
             self.writer._check_writable()
             position = os.fstat(fd).st_size  # O_APPEND: at the end
             written = self._local._write(fd, data)
             if written > 0:
-                self._journal(journal.Entry(journal.OP_WRITE, relative, position, bytes(data[:written])))
+                self._journal(self._write_entry(relative, position, bytes(data[:written])))
             return written
 
     def ftruncate(self, fd: int, size: int) -> None:
         relative = self._fds.get(fd)
         if relative is None:
-            self._local.ftruncate(fd, size)
+            derived = self._derived_fds.get(fd)
+            if derived is None:
+                self._local.ftruncate(fd, size)
+                return
+            with self._lock:
+                self._local.ftruncate(fd, size)
+                self.tree.truncate(derived, size)
             return
         with self._lock:
             self._local.ftruncate(fd, size)
@@ -146,12 +266,39 @@ class StoreDisk(Disk):
 
     # -- names --------------------------------------------------------------------------
 
+    def listdir(self, path: str) -> list[str]:
+        relative = self._inside(path)
+        names = self._local.listdir(path)
+        if relative is not None:
+            with self._lock:
+                remote = self.tree.remote_names.get(relative)
+                if remote:
+                    names = [*names, *sorted(remote.difference(names))]
+        return names
+
+    def exists(self, path: str) -> bool:
+        return self._remote_record(path) is not None or self._local.exists(path)
+
+    def isfile(self, path: str) -> bool:
+        return self._remote_record(path) is not None or self._local.isfile(path)
+
+    def getsize(self, path: str) -> int:
+        relative = self._inside(path)
+        if relative is not None:
+            with self._lock:
+                size = self.tree.sizes.get(relative) if relative in self.tree.remote else None
+            if size is not None:
+                return size
+        return self._local.getsize(path)
+
     def mkdir(self, path: str) -> None:
-        relative = self.relative(path)
+        relative, kind = self.classify(path)
         with self._lock:
             self._local.mkdir(path)
-            if relative is not None:
+            if relative is not None and kind == JOURNALED:
                 self._journal(journal.Entry(journal.OP_MKDIR, relative))
+            elif relative is not None and kind == DERIVED_FILE:
+                self.tree.mkdir(relative)
 
     def rename(self, source: str, target: str) -> None:
         self._move(source, target, replace=False)
@@ -160,46 +307,89 @@ class StoreDisk(Disk):
         self._move(source, target, replace=True)
 
     def _move(self, source: str, target: str, *, replace: bool) -> None:
-        source_relative, target_relative = self.relative(source), self.relative(target)
+        source_relative, source_kind = self.classify(source)
+        target_relative, target_kind = self.classify(target)
+        source_tracked = source_relative is not None and source_kind != LOCAL_FILE
+        target_tracked = target_relative is not None and target_kind != LOCAL_FILE
         with self._lock:
-            if replace:
-                self._local.replace(source, target)
-            else:
-                self._local.rename(source, target)
-            if target_relative is None and source_relative is not None:
-                # Moved out of the journaled tree (a deleted topic into the trash): gone.
-                self._journal(journal.Entry(journal.OP_RMTREE, source_relative))
-            elif target_relative is not None and source_relative is not None:
-                self._journal(journal.Entry(journal.OP_RENAME, source_relative, target=target_relative))
-            elif target_relative is not None:
-                # Into the tree from outside it (a staged topic from the trash): its files.
-                self._journal_tree(target, target_relative)
+            remote = source_relative is not None and source_relative in self.tree.remote
+            if remote and target_tracked:
+                if os.path.isfile(target):
+                    os.remove(target)  # the remote file takes its place
+            elif remote:
+                self._materialize(source_relative)  # type: ignore[arg-type]
+                remote = False
+            if not remote:
+                if replace:
+                    self._local.replace(source, target)
+                else:
+                    self._local.rename(source, target)
+            if source_tracked and target_tracked:
+                assert source_relative is not None and target_relative is not None
+                if source_kind == JOURNALED and target_kind == JOURNALED:
+                    self._journal(journal.Entry(journal.OP_RENAME, source_relative, target=target_relative))
+                elif source_kind == DERIVED_FILE and target_kind == DERIVED_FILE:
+                    self.tree.rename(source_relative, target_relative)
+                else:
+                    self._gone(source_relative, source_kind)
+                    self._arrived(target, target_relative)
+            elif source_tracked:
+                # Moved out of the tree (into a directory nothing journals): gone.
+                assert source_relative is not None
+                self._gone(source_relative, source_kind)
+            elif target_tracked:
+                # Into the tree from outside it (a staged topic from elsewhere): its files.
+                assert target_relative is not None
+                self._arrived(target, target_relative)
 
-    def _journal_tree(self, path: str, relative: str) -> None:
-        """Journal a file or directory that arrived in the tree whole (the lock is held)."""
-        if os.path.isdir(path):
-            self._journal(journal.Entry(journal.OP_MKDIR, relative))
-            for name in sorted(os.listdir(path)):
-                child = self.relative(os.path.join(path, name))
-                if child is not None:
-                    self._journal_tree(os.path.join(path, name), child)
+    def _gone(self, relative: str, kind: str) -> None:
+        """``relative`` left the tree (the lock is held)."""
+        if kind == JOURNALED:
+            self._journal(journal.Entry(journal.OP_RMTREE, relative))
         else:
+            self.tree.rmtree(relative)
+
+    def _arrived(self, path: str, relative: str) -> None:
+        """A file or directory arrived in the tree whole (the lock is held): journal it."""
+        _, kind = self.classify(path)
+        if os.path.isdir(path):
+            if kind == JOURNALED:
+                self._journal(journal.Entry(journal.OP_MKDIR, relative))
+            else:
+                self.tree.mkdir(relative)
+            for name in sorted(os.listdir(path)):
+                child, child_kind = self.classify(os.path.join(path, name))
+                if child is not None and child_kind != LOCAL_FILE:
+                    self._arrived(os.path.join(path, name), child)
+        elif kind == JOURNALED:
             with open(path, "rb") as handle:
                 self._journal(journal.Entry(journal.OP_REPLACE, relative, 0, handle.read()))
+        else:
+            self.tree.replace(relative, os.path.getsize(path))
 
     def remove(self, path: str) -> None:
-        relative = self.relative(path)
+        relative, kind = self.classify(path)
         with self._lock:
-            self._local.remove(path)
-            if relative is not None:
+            if relative is not None and relative in self.tree.remote:
+                self._forget_remote([relative])
+            else:
+                self._local.remove(path)
+            if relative is not None and kind == JOURNALED:
                 self._journal(journal.Entry(journal.OP_REMOVE, relative))
+            elif relative is not None and kind == DERIVED_FILE:
+                self.tree.remove(relative)
 
     def rmtree(self, path: str) -> None:
-        relative = self.relative(path)
+        relative, kind = self.classify(path)
         with self._lock:
             self._local.rmtree(path)
-            if relative is not None and not os.path.exists(path):
+            if relative is None or kind == LOCAL_FILE or os.path.exists(path):
+                return
+            self._forget_remote([p for p in self.tree.remote if under(p, relative)])
+            if kind == JOURNALED:
                 self._journal(journal.Entry(journal.OP_RMTREE, relative))
+            else:
+                self.tree.rmtree(relative)
 
     def fsync_directory(self, path: str) -> None:
         with self._lock:
@@ -210,13 +400,19 @@ class StoreDisk(Disk):
     # -- whole files --------------------------------------------------------------------
 
     def write_atomically(self, path: str, data: Buffer, *, sync: bool = True) -> None:
-        relative = self.relative(path)
-        if relative is None:
+        relative, kind = self.classify(path)
+        if relative is None or kind == LOCAL_FILE:
             self._local.write_atomically(path, data, sync=False)
+            return
+        if kind == DERIVED_FILE:
+            with self._lock:
+                self._local.write_atomically(path, data, sync=False)
+                self.tree.replace(relative, memoryview(data).nbytes)
             return
         content = bytes(memoryview(data))
         with self._lock:
             self.writer._check_writable()
+            self.tree.local_now(relative)
             self._local.write_atomically(path, content, sync=False)
             self._journal(journal.Entry(journal.OP_REPLACE, relative, 0, content))
             number = self._last_any
@@ -224,14 +420,99 @@ class StoreDisk(Disk):
             self.writer.wait(number)
 
     def map(self, path: str) -> pa.Buffer:
-        return self._local.map(path)
+        found = self._remote_record(path)
+        if found is None:
+            return self._local.map(path)
+        relative, record = found
+        if record.size == 0:
+            return pa.py_buffer(b"")
+        try:
+            return self._cache().map(record, relative)
+        except StorageError:
+            if self._remote_record(path) is None and not self._local.exists(path):
+                raise FileNotFoundError(2, "removed while it was fetched", path) from None
+            raise
+
+    def read_bytes(self, path: str) -> bytes:
+        found = self._remote_record(path)
+        if found is None:
+            return self._local.read_bytes(path)
+        relative, record = found
+        return self._cache().read(record, relative)
+
+    def _remote_record(self, path: str) -> tuple[str, Record] | None:
+        relative = self._inside(path)
+        if relative is None:
+            return None
+        with self._lock:
+            record = self.tree.remote.get(relative)
+        return None if record is None else (relative, record)
+
+    def _cache(self) -> FileCache:
+        if self.cache is None:
+            raise StorageError("this disk has remote files but no cache to fetch them into")
+        return self.cache
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[Snapshot, int]:
+        """The tree now and the journal position it is at (see storage/checkpoint.py)."""
+        with self._lock:
+            self.writer._check_writable()  # a closed or fenced journal takes no checkpoint
+            return self.tree.snapshot(), self.writer.cut()
+
+    def moved_since_snapshot(self, paths: Iterable[str]) -> str | None:
+        """The first of ``paths`` that was renamed (or a directory above it) since the
+        last snapshot, or None."""
+        with self._lock:
+            if not self.tree.moves:
+                return None
+            for path in paths:
+                if self.tree.moved_since_snapshot(path):
+                    return path
+        return None
+
+    def checkpoint(self) -> None:
+        """Take a checkpoint now (tests, tools); raises StorageError if it failed."""
+        if self.checkpointer is None:
+            raise StorageError("this disk has no checkpointer (it was not attached to a store)")
+        self.checkpointer.checkpoint()
 
     # -- the agent's lifetime -------------------------------------------------------------
 
     def detach(self) -> None:
-        """Commit everything journaled so far, then stop the journal (the engine's close)."""
+        """Stop checkpoints, commit everything journaled so far, write a last checkpoint
+        (so the next start replays nothing), then stop the journal (the engine's close).
+        A failed last checkpoint is logged: the journal holds everything anyway."""
+        checkpointer = self.checkpointer
+        if checkpointer is not None:
+            checkpointer.stop()
         try:
             if not self.writer.closed:
                 self.writer.flush_all()
+                if checkpointer is not None and self.writer.fenced is None and not checkpointer.fenced:
+                    try:
+                        checkpointer.checkpoint()
+                    except (StorageError, OSError) as exc:
+                        log.warning("no last checkpoint at close (the journal holds everything): %s", exc)
         finally:
             self.writer.close()
+
+
+def scan_tree(root: str) -> Tree:
+    """A Tree of what ``root`` holds now (a StoreDisk made without one)."""
+    tree = Tree()
+    if not os.path.isdir(root):
+        return tree
+    for directory, subdirectories, files in os.walk(root):
+        relative_directory = os.path.relpath(directory, root).replace(os.sep, "/")
+        prefix = "" if relative_directory == "." else relative_directory + "/"
+        subdirectories[:] = [name for name in subdirectories if not LOCAL.search(prefix + name)]
+        for name in subdirectories:
+            tree.dirs.add(prefix + name)
+        for name in files:
+            relative = prefix + name
+            if not LOCAL.search(relative):
+                tree.sizes[relative] = os.path.getsize(os.path.join(directory, name))
+    tree.changed = dict.fromkeys(tree.sizes, 0)
+    return tree

@@ -96,6 +96,7 @@ class JournalWriter:
         self._uploading = 0
         self.committed = 0  # every flush up to this number is committed
         self._backlog = 0
+        self._landed: list[tuple[int, int]] = []  # (flush, slot) of landed flushes not collected yet
         self.fenced: Fenced | None = None
         self.failure: str | None = None  # the last upload failure, while it lasts
         self.closed = False
@@ -130,6 +131,22 @@ class JournalWriter:
             if flush.size >= self.flush_bytes:
                 self._cut_open()
             return flush.number
+
+    def cut(self) -> int:
+        """Cut the open flush now; return the number of the last flush holding entries
+        (every entry added so far is in a flush up to it). Checkpoints call it under the
+        StoreDisk's lock to fix their journal position."""
+        with self._condition:
+            self._cut_open()
+            return self._open.number - 1
+
+    def take_landed(self, upto: int) -> list[int]:
+        """The slots of the landed flushes numbered up to ``upto``, forgotten here (a
+        checkpoint deletes them once its manifest holds their changes)."""
+        with self._condition:
+            taken = [slot for number, slot in self._landed if number <= upto]
+            self._landed = [(number, slot) for number, slot in self._landed if number > upto]
+            return taken
 
     def open_number(self) -> int:
         """The number of the flush entries go into now."""
@@ -217,6 +234,7 @@ class JournalWriter:
             with self._condition:
                 if outcome == "landed":
                     flush.landed = True
+                    self._landed.append((flush.number, flush.slot))
                     self.failure = None
                     self.flushes += 1
                     self.bytes += len(data)

@@ -1,0 +1,460 @@
+"""Checkpoints: the data directory's files in the object store, so the journal can go.
+
+Decision record 0011, "Checkpoints and compaction". Every ``checkpoint_seconds``, or
+once ``checkpoint_bytes`` of journal were uploaded since the last one, a background
+thread owned by the StoreDisk:
+
+1. takes a *snapshot* under the StoreDisk's lock: the tree (every file's size, the
+   directories), what changed since the last snapshot, and the journal position F —
+   the open flush is cut there, so every change made so far is in a flush up to F and
+   none after it is; then waits until F is committed;
+2. uploads what changed: a file replaced, created or rewritten from its start whole
+   (``files/<path>/<epoch>-<n>``), the new bytes of a file that grew, from the lowest
+   byte that changed, as an extent (``files/<path>/<epoch>-<n>.<start>``), and derived
+   files (key-index runs, sidecar indexes, producer snapshots, head files) whole, so a
+   restart does not rebuild them from the log. Files that did not change keep the
+   objects the last manifest named;
+3. waits until everything journaled while it read the files is committed;
+4. writes ``manifests/<epoch>-<n>`` (create-if-absent): every path, its size and its
+   pieces, the directories, and F;
+5. collects garbage, only while its epoch is still the highest in ``epochs/`` (a
+   fenced agent deletes nothing): older manifests, the journal objects up to F, and
+   the file objects that the new manifest no longer names (this is how retention
+   deletes a segment's objects).
+
+Why "as of F" holds while the engine keeps writing
+--------------------------------------------------
+The files are read after F, while the engine changes them, so a file's content C may
+hold changes made after F (even half of one: a read racing a write). Recovery is C
+plus the journal after F, replayed in order. That equals the true tree because every
+journal entry sets bytes absolutely (WRITE: these bytes at this position; TRUNCATE:
+this size; REPLACE: this content) and the file's identity is unchanged since F:
+
+* a byte that some entry after F writes, truncates away or replaces ends with what the
+  last such entry says, whatever C held there;
+* a byte that no entry after F touches was not changed after F, so C holds its value
+  at F (the read saw the file as it is, except where entries after F changed it);
+* the size: with a TRUNCATE or REPLACE after F, the last of them and the writes after
+  it set it; with writes only, the file only grew after F, so C's size lies between
+  its size at F and its final size, and the replayed writes end at the final size.
+
+Extents extend this to a file uploaded piecewise: an extent starts at the lowest byte
+changed between the snapshot before and F, so every byte below it that the last
+manifest holds was not changed in between; the induction is the same argument.
+
+Identity: the content read must be the file that was at that path at F. A rename of
+the path (or of a directory above it) after F moves that file elsewhere, and recovery
+would replay the rename onto what now lies at the old path. The StoreDisk records
+renames since the snapshot; a checkpoint that read a path renamed meanwhile is
+abandoned and tried again later (renames are rare: a topic created or deleted). A
+file removed after F reads as missing (empty): the journal after F removes it.
+
+Everything read is committed in the journal before the manifest is written (step 3),
+so no manifest holds a change the store's journal might lose (which recovery would
+otherwise resurrect), and derived files never describe more log than recovery restores.
+
+A crash anywhere loses nothing: before step 4 the store holds the last manifest and
+the journal after its F (objects uploaded by an unfinished checkpoint are named by no
+manifest and collected later); after it, the new manifest and its journal. Garbage
+collection deletes only what the newest manifest does not need.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from odradek import limits
+from odradek.errors import Fenced, StorageError
+from odradek.storage import journal
+from odradek.storage import manifest as mf
+from odradek.storage.manifest import Manifest, Piece, Record
+from odradek.storage.tree import Snapshot, is_derived, moved, sealed_by_index, under
+
+if TYPE_CHECKING:
+    from odradek.storage.storedisk import StoreDisk
+
+log = logging.getLogger(__name__)
+
+EPOCHS = "epochs/"
+_LIST_PAGE = 1000
+
+
+class Store(Protocol):
+    """What checkpoints need of an object store (storage/objects.py provides it)."""
+
+    def put(self, key: str, data: bytes) -> object: ...
+
+    def put_new(self, key: str, data: bytes) -> bool: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> Sequence[tuple[str, int]]: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class Abandoned(StorageError):
+    """A checkpoint read a file that was renamed meanwhile: it is tried again later."""
+
+
+@dataclasses.dataclass
+class Stats:
+    checkpoints: int = 0
+    failures: int = 0
+    uploaded_objects: int = 0
+    uploaded_bytes: int = 0
+    deleted_objects: int = 0
+    last_manifest: str = ""
+
+
+def list_all(store: Store, prefix: str) -> list[tuple[str, int]]:
+    """Every (key, size) under ``prefix``, page by page."""
+    found: list[tuple[str, int]] = []
+    after: str | None = None
+    while True:
+        page = store.list(prefix, after=after, limit=_LIST_PAGE)
+        found.extend((key, size) for key, size in page)
+        if len(page) < _LIST_PAGE:
+            return found
+        after = page[-1][0]
+
+
+def latest_manifest(store: Store) -> Manifest | None:
+    """The manifest with the highest (epoch, number), or None if there is none."""
+    named = [(numbers, key) for key, _ in list_all(store, mf.MANIFESTS) if (numbers := mf.manifest_of(key))]
+    if not named:
+        return None
+    _, key = max(named)
+    data = store.get(key)
+    if data is None:
+        raise StorageError(f"manifest {key} vanished while being read: another agent is collecting it")
+    try:
+        return mf.decode(data)
+    except mf.ManifestDamaged as exc:
+        # Written whole by one PUT: damage is the store's, and an older manifest may
+        # need journal objects that are gone. An operator must look.
+        raise StorageError(
+            f"manifest {key} is damaged ({exc}); the store cannot be recovered from it"
+        ) from exc
+
+
+def highest_epoch(store: Store) -> int:
+    epochs = [int(name) for key, _ in list_all(store, EPOCHS) if (name := key.rsplit("/", 1)[-1]).isdigit()]
+    return max(epochs, default=0)
+
+
+class _Budget:
+    """Bytes read and not yet uploaded, bounded (one item larger than the bound runs alone)."""
+
+    def __init__(self, bytes_max: int) -> None:
+        self.bytes_max = bytes_max
+        self._used = 0
+        self._condition = threading.Condition()
+
+    def take(self, size: int) -> None:
+        with self._condition:
+            while self._used and self._used + size > self.bytes_max:
+                self._condition.wait()
+            self._used += size
+
+    def give(self, size: int) -> None:
+        with self._condition:
+            self._used -= size
+            self._condition.notify_all()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Upload:
+    path: str
+    start: int  # 0: the whole file
+    end: int | None  # None: up to its end (derived files)
+    previous: Record | None
+    sealed: bool
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        disk: StoreDisk,
+        store: Store,
+        *,
+        epoch: int,
+        adopted: Manifest | None,
+        floor: int,
+        journal_garbage: Iterable[int] = (),
+        seconds: float = limits.store_checkpoint_seconds_default,
+        bytes_: int = limits.store_checkpoint_bytes_default,
+        threads: int = limits.store_checkpoint_threads,
+        bytes_in_flight_max: int = limits.store_checkpoint_bytes_in_flight_max,
+    ) -> None:
+        self.disk = disk
+        self.store = store
+        self.epoch = epoch
+        self.floor = floor
+        self.seconds = seconds
+        self.bytes = bytes_
+        self.records: dict[str, Record] = dict(adopted.files) if adopted else {}
+        self.previous: str | None = adopted.key if adopted else None
+        self.number = 0
+        self.stats = Stats()
+        self._journal_garbage = set(journal_garbage)  # slots, all before the first manifest's F
+        self._carried: tuple[dict[str, int], list[tuple[str, str]]] = ({}, [])
+        self._threads = threads
+        self._budget = _Budget(bytes_in_flight_max)
+        self._lock = threading.Lock()  # one checkpoint at a time
+        self._stats_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fenced = False
+
+    # -- one checkpoint -------------------------------------------------------------------
+
+    def checkpoint(self, *, sweep: bool = False) -> Manifest:
+        """Take a checkpoint now (see the module docstring); raises StorageError if it
+        failed (what it did is harmless: the next one starts over). ``sweep`` also
+        deletes every file object no manifest names (at attach: leftovers of
+        checkpoints a crash cut short)."""
+        with self._lock:
+            writer = self.disk.writer
+            snapshot, flush = self.disk.snapshot()
+            changed, moves = self._merge_carried(snapshot)
+            try:
+                writer.wait(flush)
+                self.number += 1
+                files = self._upload(snapshot, changed, moves)
+                writer.wait(writer.cut())  # everything the reads may have seen is committed
+                manifest = Manifest(
+                    self.epoch, self.number, (self.epoch, flush), self.floor, self.epoch, snapshot.dirs, files
+                )
+                if not self.store.put_new(manifest.key, mf.encode(manifest)):
+                    raise StorageError(
+                        f"manifest {manifest.key} exists already: another agent claimed this epoch"
+                    )
+            except BaseException:
+                self._carried = (changed, moves)
+                self.stats.failures += 1
+                raise
+            previous, self.records = self.records, files
+            self._carried = ({}, [])
+            self.stats.checkpoints += 1
+            self.stats.last_manifest = manifest.key
+            log.info(
+                "checkpoint %s: %d files as of journal flush %d (%d objects, %d bytes uploaded so far)",
+                manifest.key,
+                len(files),
+                flush,
+                self.stats.uploaded_objects,
+                self.stats.uploaded_bytes,
+            )
+            self._collect(manifest, previous, flush, sweep=sweep)
+            self.previous = manifest.key
+            return manifest
+
+    def _merge_carried(self, snapshot: Snapshot) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """The changes and renames since the last *successful* checkpoint."""
+        carried_changed, carried_moves = self._carried
+        if not carried_changed and not carried_moves:
+            return snapshot.changed, snapshot.moves
+        changed: dict[str, int] = {}
+        for path, low in carried_changed.items():
+            for source, target in snapshot.moves:
+                path = moved(path, source, target)
+            changed[path] = low
+        for path, low in snapshot.changed.items():
+            changed[path] = min(low, changed.get(path, low))
+        return changed, [*carried_moves, *snapshot.moves]
+
+    def _upload(
+        self, snapshot: Snapshot, changed: dict[str, int], moves: list[tuple[str, str]]
+    ) -> dict[str, Record]:
+        records = self.records
+        for source, target in moves:  # a rename replaces what was at its target
+            records = {
+                moved(path, source, target): record
+                for path, record in records.items()
+                if not under(path, target) or under(path, source)
+            }
+        files: dict[str, Record] = {}
+        uploads: list[_Upload] = []
+        for path, size in snapshot.sizes.items():
+            sealed = sealed_by_index(path, snapshot.sizes)
+            remote = snapshot.remote.get(path)
+            if remote is not None:
+                files[path] = dataclasses.replace(remote, sealed=sealed)
+                continue
+            previous = records.get(path)
+            low = changed.get(path)
+            if previous is not None and low is None and previous.size == size:
+                files[path] = (
+                    previous if previous.sealed == sealed else dataclasses.replace(previous, sealed=sealed)
+                )
+                continue
+            if is_derived(path):
+                uploads.append(_Upload(path, 0, None, None, sealed))
+                continue
+            start = 0
+            if previous is not None:
+                start = min(previous.size, size, previous.size if low is None else low)
+            if start == size:  # cut, nothing new: no object
+                files[path] = Record(size, previous.cut(start) if previous else (), sealed)
+                continue
+            uploads.append(_Upload(path, start, size, previous if start else None, sealed))
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._threads, thread_name_prefix="odradek-checkpoint"
+        ) as pool:
+            for path, record in pool.map(self._upload_one, uploads):
+                if record is not None:
+                    files[path] = record
+        moved_meanwhile = self.disk.moved_since_snapshot([u.path for u in uploads if not is_derived(u.path)])
+        if moved_meanwhile:
+            raise Abandoned(
+                f"checkpoint abandoned: {moved_meanwhile} was renamed while it was read; trying later"
+            )
+        return files
+
+    def _upload_one(self, upload: _Upload) -> tuple[str, Record | None]:
+        local = self.disk.local_path(upload.path)
+        expected = None if upload.end is None else upload.end - upload.start
+        self._budget.take(expected or 0)
+        try:
+            data = _read(local, upload.start, upload.end)
+            if data is None:
+                if upload.end is None:
+                    return upload.path, None  # a derived file removed meanwhile: not needed
+                data = b""  # removed after the snapshot: the journal after F removes it too
+            if upload.start and not data and upload.previous is not None:
+                return upload.path, Record(upload.start, upload.previous.cut(upload.start), upload.sealed)
+            key = mf.file_key(upload.path, self.epoch, self.number, upload.start or None)
+            self.store.put(key, data)
+            with self._stats_lock:
+                self.stats.uploaded_objects += 1
+                self.stats.uploaded_bytes += len(data)
+        finally:
+            self._budget.give(expected or 0)
+        piece = Piece(key, upload.start, len(data))
+        if upload.previous is not None:
+            return upload.path, upload.previous.extended(piece, upload.sealed)
+        return upload.path, Record(len(data), (piece,), upload.sealed)
+
+    # -- garbage ----------------------------------------------------------------------------
+
+    def _collect(self, manifest: Manifest, previous: dict[str, Record], flush: int, *, sweep: bool) -> None:
+        """Delete what ``manifest`` made useless, if this agent still owns the store."""
+        try:
+            if highest_epoch(self.store) > self.epoch:
+                log.warning("not collecting garbage: a newer agent took over the store")
+                self.fenced = True
+                return
+            doomed = [
+                key
+                for key, _ in list_all(self.store, mf.MANIFESTS)
+                if (numbers := mf.manifest_of(key)) is not None
+                and numbers < (manifest.epoch, manifest.number)
+            ]
+            slots = self._journal_garbage | set(self.disk.writer.take_landed(flush))
+            doomed += [journal.slot_key(slot) for slot in sorted(slots)]
+            named = manifest.keys()
+            unnamed = {piece.key for record in previous.values() for piece in record.pieces} - named
+            doomed += sorted(key for key in unnamed if (mf.file_key_epoch(key) or 0) <= self.epoch)
+            if sweep:
+                doomed += [
+                    key
+                    for key, _ in list_all(self.store, mf.FILES)
+                    if key not in named and key not in unnamed and (mf.file_key_epoch(key) or 0) < self.epoch
+                ]
+            self._delete(doomed)
+            self._journal_garbage = set()
+        except StorageError as exc:  # garbage stays garbage: the next checkpoint tries again
+            log.warning("garbage collection after %s stopped: %s", manifest.key, exc)
+
+    def _delete(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._threads, thread_name_prefix="odradek-collect"
+        ) as pool:
+            list(pool.map(self.store.delete, keys))
+        self.stats.deleted_objects += len(keys)
+
+    # -- the background thread ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="odradek-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        writer = self.disk.writer
+        last_time = time.monotonic()
+        last_bytes = writer.bytes
+        delay = min(self.seconds, _RETRY_SECONDS_MAX)
+        while not self._stop.wait(min(_TICK_SECONDS, self.seconds)):
+            if writer.closed:
+                return
+            grown = writer.bytes - last_bytes
+            if not grown:
+                last_time = time.monotonic()  # nothing journaled: nothing to checkpoint
+                continue
+            if grown < self.bytes and time.monotonic() - last_time < self.seconds:
+                continue
+            bytes_before = writer.bytes
+            try:
+                self.checkpoint()
+            except Fenced:
+                self.fenced = True
+                return
+            except Abandoned as exc:
+                log.info("%s", exc)
+                last_time = time.monotonic() - self.seconds + delay
+                continue
+            except (StorageError, OSError) as exc:
+                log.warning("checkpoint failed (%s); trying again in %.0f s", exc, delay)
+                last_time = time.monotonic() - self.seconds + delay
+                continue
+            last_time, last_bytes = time.monotonic(), bytes_before
+            if self.fenced:
+                return
+
+
+_TICK_SECONDS = 1.0  # how often the thread looks at the journal's growth
+_RETRY_SECONDS_MAX = 5.0  # a failed checkpoint is tried again this soon (or at the interval)
+
+
+def _read(path: str, start: int, end: int | None) -> bytes | None:
+    """Bytes [start, end) of a file (to its end if ``end`` is None; fewer if it is
+    shorter now), or None if it does not exist."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        if end is None:
+            end = os.fstat(fd).st_size
+        pieces: list[bytes] = []
+        position = start
+        while position < end:
+            chunk = os.pread(fd, min(end - position, _READ_CHUNK), position)
+            if not chunk:
+                break
+            pieces.append(chunk)
+            position += len(chunk)
+        return b"".join(pieces)
+    finally:
+        os.close(fd)
+
+
+_READ_CHUNK = 64 * 1024 * 1024
