@@ -1,0 +1,31 @@
+"""Child process of the store crash test: tests/engine/crash_writer.py with its data on
+an object store (``ODRADEK_CRASH_STORE``, a URL; S3 settings from the AWS_* variables).
+
+Usage: python store_crash_writer.py DATA_DIR PRODUCER_ID FIRST_SEQUENCE SEED, as
+crash_writer.py: a line on stdout is an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+
+import crash_writer
+
+import odradek
+from odradek.storage.agent import StoreSettings
+
+FLUSH_SECONDS = 0.002  # the tests' short journal window
+
+if __name__ == "__main__":
+    # crash_writer opens its data directory with odradek.open: on the store here.
+    odradek.open = functools.partial(  # type: ignore[assignment]
+        odradek.open,
+        store=os.environ["ODRADEK_CRASH_STORE"],
+        store_settings=StoreSettings(flush_seconds=FLUSH_SECONDS),
+    )
+    crash_writer.main()
