@@ -97,6 +97,7 @@ class JournalWriter:
         self.committed = 0  # every flush up to this number is committed
         self._backlog = 0
         self._landed: list[tuple[int, int]] = []  # (flush, slot) of landed flushes not collected yet
+        self._highest_landed = -1
         self.fenced: Fenced | None = None
         self.failure: str | None = None  # the last upload failure, while it lasts
         self.closed = False
@@ -141,11 +142,19 @@ class JournalWriter:
             return self._open.number - 1
 
     def take_landed(self, upto: int) -> list[int]:
-        """The slots of the landed flushes numbered up to ``upto``, forgotten here (a
-        checkpoint deletes them once its manifest holds their changes)."""
+        """The slots of the landed flushes numbered up to ``upto`` that may be deleted,
+        forgotten here (a checkpoint deletes them once its manifest holds their changes).
+
+        Slots within ``in_flight_max`` of the highest landed one are kept for a later
+        checkpoint: a new agent fences every empty slot in that window below the highest
+        it lists (agent.fence), taking it for a slot this agent's upload may still fill,
+        and a fence there would make the objects after it invalid. Once the highest
+        landed slot moved a window further, no agent fences them any more.
+        """
         with self._condition:
-            taken = [slot for number, slot in self._landed if number <= upto]
-            self._landed = [(number, slot) for number, slot in self._landed if number > upto]
+            below = self._highest_landed - self._in_flight_max
+            taken = [slot for number, slot in self._landed if number <= upto and slot <= below]
+            self._landed = [(n, slot) for n, slot in self._landed if not (n <= upto and slot <= below)]
             return taken
 
     def open_number(self) -> int:
@@ -235,6 +244,7 @@ class JournalWriter:
                 if outcome == "landed":
                     flush.landed = True
                     self._landed.append((flush.number, flush.slot))
+                    self._highest_landed = max(self._highest_landed, flush.slot)
                     self.failure = None
                     self.flushes += 1
                     self.bytes += len(data)
