@@ -7,6 +7,12 @@
   an event loop by :class:`AsyncDriver`, which gives it the sync shape so that every
   test runs unchanged through all three (its consumers too, :class:`DrivenConsumer`).
 
+The same suite runs on the engine's storage backends: ``memory`` is the embedded client
+on an engine whose data lives in a ``memory://`` object store and ``s3`` the remote
+client of a server whose engine's data lives in moto's S3 server (tests/storage), each
+with a local directory that is only a cache (decision 0011); the three doors above use
+a plain data directory.
+
 ``door`` yields the client with its node (node.py: the engine and its consumer
 groups), for tests that drive the groups' clock. The server's door is built from a
 node, as ``odradek serve`` builds it.
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,9 +36,18 @@ import odradek
 import odradek.client.aio
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
+from odradek.storage.agent import StoreSettings
+from odradek.storage.objectbackends import forget_memory_store
+from odradek.storage.objects import ObjectStore, open_store
+
+# The S3 server fixture of tests/storage, imported by name under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parents[1] / "storage"))
+from object_servers import moto_s3, unique_prefix  # noqa: F401  (a fixture)
 
 # The engines of the suite refuse appends over 1 MiB, so RequestTooLarge is cheap to provoke.
 APPEND_BYTES_MAX = 1024 * 1024
+# On a store, every append waits for its journal flush: a short window keeps the suite fast.
+STORE_SETTINGS = StoreSettings(flush_seconds=0.002)
 
 
 class AsyncDriver:
@@ -98,18 +116,31 @@ class Door:
     node: Node
 
 
-@pytest.fixture(params=["embedded", "remote", "async"])
+def _store(request: pytest.FixtureRequest, kind: str) -> ObjectStore:
+    if kind == "memory":
+        name = f"conformance-{uuid.uuid4().hex}"
+        request.addfinalizer(lambda: forget_memory_store(name))
+        return open_store(f"memory://{name}/data")
+    server = request.getfixturevalue("moto_s3")
+    store: ObjectStore = server.open(unique_prefix())
+    return store
+
+
+@pytest.fixture(params=["embedded", "remote", "async", "memory", "s3"])
 def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
     kind = request.param
-    if kind == "embedded":
-        embedded = odradek.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
+    options: dict[str, Any] = {"append_bytes_max": APPEND_BYTES_MAX}
+    if kind in ("memory", "s3"):
+        options.update(store=_store(request, kind), store_settings=STORE_SETTINGS)
+    if kind in ("embedded", "memory"):
+        embedded = odradek.open(tmp_path / "data", **options)
         yield Door(embedded, embedded.node)
         embedded.close()
         return
-    node = Node.open(tmp_path / "data", append_bytes_max=APPEND_BYTES_MAX)
+    node = Node.open(tmp_path / "data", **options)
     server = FlightService(node, "grpc://127.0.0.1:0")
     url = f"grpc://127.0.0.1:{server.port}"
-    remote: Any = odradek.connect(url) if kind == "remote" else AsyncDriver(odradek.connect_async(url))
+    remote: Any = AsyncDriver(odradek.connect_async(url)) if kind == "async" else odradek.connect(url)
     try:
         yield Door(remote, node)
     finally:
