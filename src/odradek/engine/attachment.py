@@ -83,6 +83,9 @@ class StoreAttachment:
             "journal_objects": self.recovery.slots,
             "replayed": self.recovery.replayed,
             "changes": self.recovery.entries,
+            "manifest": self.recovery.manifest or "none",
+            "downloaded_files": self.recovery.downloaded,
+            "remote_segments": self.recovery.remote,
             "recovery_seconds": round(self.recovery.seconds, 3),
         }
 
