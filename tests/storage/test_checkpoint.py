@@ -26,12 +26,13 @@ import contextlib
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import open_backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from object_servers import unique_prefix
 
 from odradek.engine.engine import Engine
 from odradek.errors import Fenced, StorageError
@@ -39,7 +40,8 @@ from odradek.storage import journal
 from odradek.storage import manifest as mf
 from odradek.storage.agent import Recovery, StoreSettings, apply, attach
 from odradek.storage.manifest import Piece, Record
-from odradek.storage.objects import ObjectStore
+from odradek.storage.objectbackends import forget_memory_store
+from odradek.storage.objects import ObjectStore, open_store
 from odradek.storage.storedisk import StoreDisk
 from odradek.storage.tree import is_derived
 
@@ -47,6 +49,18 @@ WINDOW = 4  # journal uploads in flight, and the window a new agent fences
 SETTINGS = StoreSettings(flush_seconds=0.002, checkpoint_seconds=3600.0, in_flight_max=WINDOW)
 ENGINE = {"retention_check_seconds": 3600.0}
 SMALL_SEGMENTS = "64KiB"
+
+
+def open_backend(request: pytest.FixtureRequest, backend: str, directory: Path) -> ObjectStore:
+    """A fresh store on ``backend`` under its own prefix (as conftest's ``object_store``)."""
+    if backend == "memory":
+        name = f"checkpoint-{uuid.uuid4().hex}"
+        request.addfinalizer(lambda: forget_memory_store(name))
+        return open_store(f"memory://{name}/{unique_prefix()}")
+    if backend == "file":
+        return open_store(f"file://{directory / 'store'}")
+    server = request.getfixturevalue("moto_s3")
+    return server.open(unique_prefix())  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=["memory", "file", "moto"])
