@@ -621,13 +621,6 @@ def cut_power_after(data_dir: Path, phase: str) -> None:
     restore(str(data_dir))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a key-index run that reaches past the log's end is removed at open without a "
-    "directory fsync; a later power cut brings it back once the log has grown past it, and it is "
-    "trusted with the entries of records that were lost",
-)
 def test_a_key_index_run_removed_at_open_stays_removed(tmp_path: Path) -> None:
     """Goal: a key-index run written ahead of the log's fsync never describes records the
     log does not hold, across two power cuts.

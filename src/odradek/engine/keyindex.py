@@ -191,6 +191,7 @@ class KeyIndex:
                 self.disk.remove(path)
         found.sort()
         runs: list[Run] = []
+        removed = False
         for start, end, path in found:
             # Runs cover [0, covered_until) without a gap: the first starts at 0.
             usable = end <= log_next_offset and start == (runs[-1].end if runs else 0)
@@ -204,6 +205,11 @@ class KeyIndex:
             else:
                 log.warning("key index run %s does not match the log; rebuilding from the log", path)
             self.disk.remove(path)
+            removed = True
+        if removed and self.fsync:
+            # The removal must survive a power cut: a run reaching past the log's end
+            # that came back after the log grew past it would be trusted.
+            self.disk.fsync_directory(self.directory)
         return runs
 
     # -- adding -----------------------------------------------------------------------
