@@ -31,6 +31,11 @@ SYSTEMS = (
     "nats",
     "nats-sync",
 )
+# Odradek's object-store agents (issue 13) and their workloads: run only when named
+# (``--systems odradek,odradek-store,... --workloads ...,store_requests,store_restart``),
+# beside the directory row they are compared with.
+STORE_SYSTEMS = ("odradek-store", "odradek-store-10ms", "odradek-store-60ms")
+STORE_WORKLOADS = ("store_requests", "store_restart")
 runs_min = 1
 
 
@@ -59,6 +64,10 @@ class Profile:
     fsync_probe_bytes: int
     fsync_latency_samples: int
     tcp_probe_bytes: int
+    #: store_restart: the large topic an agent restarts on (10M records: issue 13's
+    #: figure), and its segment size (the --quick topic is smaller than a default segment).
+    store_restart_records: int = 10_000_000
+    store_restart_segment_bytes: int = 256 * MIB
 
 
 DEFAULT = Profile(
@@ -105,6 +114,8 @@ QUICK = Profile(
     fsync_probe_bytes=32 * MIB,
     fsync_latency_samples=200,
     tcp_probe_bytes=256 * MIB,
+    store_restart_records=500_000,
+    store_restart_segment_bytes=16 * MIB,
 )
 
 
@@ -131,12 +142,14 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
-        help=f"comma-separated systems to run (default: all of {', '.join(SYSTEMS)})",
+        help=f"comma-separated systems to run (default: all of {', '.join(SYSTEMS)}; "
+        f"also {', '.join(STORE_SYSTEMS)}: object-store agents, run only when named)",
     )
     parser.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
-        help=f"comma-separated workloads (default: all of {', '.join(WORKLOADS)})",
+        help=f"comma-separated workloads (default: all of {', '.join(WORKLOADS)}; "
+        f"also {', '.join(STORE_WORKLOADS)}, for the object-store agents, run only when named)",
     )
     parser.add_argument(
         "--runs",
@@ -163,6 +176,12 @@ def parse(argv: list[str] | None) -> Options:
         help="records in the key-replay topic (default 1,000,000; --quick 50,000)",
     )
     parser.add_argument(
+        "--restart-records",
+        type=int,
+        default=None,
+        help="records in the store_restart topic (default 10,000,000; --quick 500,000)",
+    )
+    parser.add_argument(
         "--no-install",
         action="store_true",
         help="never apt-get install a missing server: skip that system instead",
@@ -179,10 +198,14 @@ def parse(argv: list[str] | None) -> Options:
         if args.replay_records < profile.replay_key_records:
             parser.error(f"--replay-records must be at least {profile.replay_key_records}")
         profile = dataclasses.replace(profile, replay_topic_records=args.replay_records)
+    if args.restart_records is not None:
+        if args.restart_records < 1:
+            parser.error("--restart-records must be at least 1")
+        profile = dataclasses.replace(profile, store_restart_records=args.restart_records)
     return Options(
         profile=profile,
-        systems=_choices(parser, "--systems", args.systems, SYSTEMS),
-        workloads=_choices(parser, "--workloads", args.workloads, WORKLOADS),
+        systems=_choices(parser, "--systems", args.systems, SYSTEMS + STORE_SYSTEMS),
+        workloads=_choices(parser, "--workloads", args.workloads, WORKLOADS + STORE_WORKLOADS),
         out=args.out,
         scratch=args.scratch,
         allow_install=not args.no_install,

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from odradek.bench import store_report
 from odradek.bench.limits_probe import Limit
 from odradek.bench.options import Options
 from odradek.bench.results import OK, SCHEMA, Figure, SystemInfo
@@ -101,6 +102,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {limit['title']} | {format_value(limit['value'])} | {limit['unit']} | {runs} |")
     lines += ["", "## Results", ""]
     lines += results_table(document)
+    lines += store_report.comparison(document)
     lines += [
         "",
         "## Systems",

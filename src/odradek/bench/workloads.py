@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from odradek.bench import appenders, datasets, timing
+from odradek.bench import appenders, datasets, store_workloads, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.options import Profile
 from odradek.bench.outcomes import NotYetAvailable
@@ -79,6 +79,7 @@ METRICS = (
         limit_networked_only=True,
     ),
     Metric("key_replay", "key_replay", "Replay of one key (1,000 records)", "ms", False),
+    *store_workloads.METRICS,
 )
 LATENCY_PERCENTILES = {"append_latency_p50": 0.50, "append_latency_p99": 0.99, "append_latency_p999": 0.999}
 large_value_distinct_keys = 1000
@@ -139,6 +140,7 @@ class Session:
             "append_concurrent": self._append_concurrent,
             "key_replay": self._key_replay,
         }
+        self._workloads.update(store_workloads.workloads(self, self._workloads))
 
     def run(self, workload: str) -> list[Figure]:
         method = self._workloads[workload]

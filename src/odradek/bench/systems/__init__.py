@@ -8,6 +8,7 @@ from odradek.bench.systems.base import System
 from odradek.bench.systems.kafka_door import OdradekKafka
 from odradek.bench.systems.nats_jetstream import NatsJetStream
 from odradek.bench.systems.odradek import OdradekEmbedded, OdradekRemote
+from odradek.bench.systems.odradek_store import OdradekStore, express_like, standard_like
 from odradek.bench.systems.redis_streams import RedisStreams
 
 FACTORIES: dict[str, Callable[[], System]] = {
@@ -18,6 +19,9 @@ FACTORIES: dict[str, Callable[[], System]] = {
     "redis-everysec": lambda: RedisStreams("everysec"),
     "nats": lambda: NatsJetStream(sync_always=False),
     "nats-sync": lambda: NatsJetStream(sync_always=True),
+    "odradek-store": OdradekStore,
+    "odradek-store-10ms": express_like,
+    "odradek-store-60ms": standard_like,
 }
 
 
