@@ -139,6 +139,10 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]], value_type: pa.StructType | s
             f"unknown field(s) {sorted(map(str, unknown))} in records: a record has "
             "'key', 'value', 'headers' and 'timestamp'"
         )
+    if len(rows) == 1:
+        single = _plain_record(rows[0])
+        if single is not None:
+            return single
     if "timestamp" in fields:
         _check_timestamps([row.get("timestamp") for row in rows])
     values = [row.get("value") for row in rows]
@@ -155,6 +159,31 @@ def _from_dicts(rows: Sequence[Mapping[str, Any]], value_type: pa.StructType | s
 
 
 _WITHOUT_VALUE = INPUT_SCHEMA.remove(INPUT_SCHEMA.get_field_index("value"))
+_PLAIN_TYPES = (bytes, str)
+# A record without headers and timestamp (the usual single event): its two null
+# columns, built once (Arrow arrays are immutable, so every such record shares them).
+_NO_HEADERS = pa.nulls(1, HEADERS_TYPE)
+_NO_TIMESTAMP = pa.nulls(1, TIMESTAMP_TYPE)
+
+
+def _plain_record(row: Mapping[str, Any]) -> pa.RecordBatch | None:
+    """One record of a bytes or str ``value`` and an optional bytes, str or None ``key``
+    and nothing else, as a batch built directly (~3x cheaper than ``from_pylist``, which
+    a single-record append, the event-sourcing case, pays on every call); None for any
+    other record, which takes the general path with its checks and messages."""
+    if type(row) is not dict or not row.keys() <= _PLAIN_FIELDS:
+        return None
+    value = row.get("value")
+    key = row.get("key")
+    if type(value) not in _PLAIN_TYPES or (key is not None and type(key) not in _PLAIN_TYPES):
+        return None
+    return pa.RecordBatch.from_arrays(
+        [pa.array([key], pa.binary()), pa.array([value], pa.binary()), _NO_HEADERS, _NO_TIMESTAMP],
+        schema=INPUT_SCHEMA,
+    )
+
+
+_PLAIN_FIELDS = frozenset({"key", "value"})
 
 
 def _with_dict_values(
@@ -232,7 +261,7 @@ def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
     columns = []
     for field in _INPUT_FIELDS:
         if field.name not in names:
-            columns.append(pa.nulls(batch.num_rows, field.type))
+            columns.append(_nulls(batch.num_rows, field))
         elif field.name == "value" and pa.types.is_struct(batch.column("value").type):
             if not typed:
                 raise InvalidRequest(
@@ -248,15 +277,28 @@ def _conform(batch: pa.RecordBatch, typed: bool = False) -> pa.RecordBatch:
     return result
 
 
+def _nulls(count: int, field: pa.Field) -> pa.Array:
+    if count == 1 and field.name in _ONE_NULL:
+        return _ONE_NULL[field.name]
+    return pa.nulls(count, field.type)
+
+
 def _check_key_lengths(keys: pa.Array) -> None:
     if keys.get_total_buffer_size() <= limits.key_bytes_max or keys.null_count == len(keys):
         return  # all the keys' bytes together are within the limit of one
-    longest = pc.max(pc.binary_length(keys)).as_py()
+    if len(keys) <= _FEW_KEYS:  # a slice of a larger batch: its buffers are the whole batch's
+        longest = max((len(key) for key in keys.to_pylist() if key is not None), default=0)
+    else:
+        longest = pc.max(pc.binary_length(keys)).as_py()
     if longest is not None and longest > limits.key_bytes_max:
         raise RequestTooLarge(f"a key of {longest} bytes is over the limit of {limits.key_bytes_max} bytes")
 
 
 _INPUT_FIELDS = tuple(INPUT_SCHEMA)
+_ONE_NULL = {"headers": _NO_HEADERS, "timestamp": _NO_TIMESTAMP}
+# Up to this many keys, their lengths are read in Python: one Arrow kernel call costs
+# ~8 us, a few keys as Python bytes well under a microsecond.
+_FEW_KEYS = 8
 _BYTES_TYPES = (
     pa.types.is_binary,
     pa.types.is_large_binary,
