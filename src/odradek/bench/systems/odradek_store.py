@@ -61,9 +61,9 @@ class Restart:
 
 def journal_settings(settings: StoreSettings) -> str:
     return (
-        f"journal flush {format_value(settings.flush_seconds * 1000)} ms or "
+        f"journal flush {settings.flush_seconds * 1000:g} ms or "
         f"{settings.flush_bytes // MIB} MiB, {settings.in_flight_max} flushes in flight, "
-        f"checkpoint every {format_value(settings.checkpoint_seconds)} s or "
+        f"checkpoint every {settings.checkpoint_seconds:g} s or "
         f"{settings.checkpoint_bytes // MIB} MiB (StoreSettings defaults)"
     )
 
@@ -206,7 +206,7 @@ class OdradekStoreLatency(OdradekStore):
         self.put_seconds = put_seconds
         self.read_seconds = read_seconds
         self.name = name
-        milliseconds = f"{format_value(put_seconds * 1000)} ms"
+        milliseconds = f"{put_seconds * 1000:g} ms"
         self.title = f"Odradek on a store, {milliseconds} PUTs"
         self.durability = (
             f"in the object store before ack: the journal object holding the append was PUT to an "
@@ -215,7 +215,7 @@ class OdradekStoreLatency(OdradekStore):
         )
         self.store_description = (
             f"memory:// store with injected latency per request: PUT and DELETE "
-            f"{milliseconds}, GET, HEAD and LIST {format_value(read_seconds * 1000)} ms ({like}-like)"
+            f"{milliseconds}, GET, HEAD and LIST {read_seconds * 1000:g} ms ({like}-like)"
         )
         self.tuning = self.describe_tuning()
 
