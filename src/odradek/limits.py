@@ -248,6 +248,18 @@ append_stream_window_max = 1024
 # meet stale ones (as for the DoPut streams kept between appends, client/remote.py).
 append_stream_idle_seconds = 0.5
 
+# -- Grouped appends on the append stream (docs/decisions/0009, "Second round") -----------
+# A client writes the single appends its threads queued while its last message was being
+# written as one message, and the server answers a grouping client with every result one
+# fsync made durable in one message. At most this many requests (or answers) a message:
+# four times the 16 appenders of the bench's concurrent workload; their JSON (~100 bytes
+# each with a few keys) stays far below flight_command_bytes_max.
+append_stream_requests_max = 64
+# A request joins a group only while the group's records and options stay under this
+# many bytes: grouping saves a message's fixed cost (~50-100 us of CPU on the dev
+# machine), nothing next to copying a batch this large; larger appends go alone.
+append_stream_group_bytes_max = 256 * 1024
+
 # -- Schemas ----------------------------------------------------------------------------
 # A schema is parsed on every topic open, and a value type nested deeper than this makes
 # every vectorized pass recurse as deep.

@@ -25,6 +25,12 @@ Rules
   that the requests it did not answer were not written; a broken connection leaves
   each unanswered append unknown, and the error says so: a retry with the same
   producer id and sequence is then written at most once.
+* Requests that threads queue while another thread writes go out together: the
+  writing thread, once done, writes everything queued meanwhile as one message (up to
+  the ``requests_max`` the server announced and ``limits.append_stream_group_bytes_max``
+  bytes), so concurrent appenders share a message each way, not only an fsync. A lone
+  thread's request goes out at once, alone. Each request is still its own append with
+  its own answer; queue order is write order, so one thread's appends keep their order.
 * The stream is closed once idle for ``limits.append_stream_idle_seconds`` (a server
   that drains waits for open streams); the next append opens it again.
 * A server without append streams (an older one) refuses the stream's command with
@@ -34,6 +40,7 @@ Rules
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import threading
@@ -83,13 +90,20 @@ class _Stream:
         window: int,
         url: str,
         translate_error: TranslateError,
+        requests_max: int = 1,
     ) -> None:
         self._writer = writer
         self._reader = reader
         self._url = url
         self._translate_error = translate_error
         self._slots = threading.BoundedSemaphore(window)
+        self._requests_max = requests_max
         self._write_lock = threading.Lock()
+        # Requests waiting to be written (request id, tagged options, batch), and whether
+        # a thread writes them now; guarded by the queue lock.
+        self._queue_lock = threading.Lock()
+        self._queue: collections.deque[tuple[int, bytes, pa.RecordBatch]] = collections.deque()
+        self._sending = False
         self._lock = threading.Lock()  # guards the fields below
         self._reading = False  # a thread reads the stream now
         self._ids = itertools.count()
@@ -110,16 +124,79 @@ class _Stream:
                     return None
                 request_id = next(self._ids)
                 self._waiting[request_id] = waiter
-            metadata = pa.py_buffer(messages.tag_append_request(request_id, topic_and_options))
-            try:
-                with self._write_lock:
-                    self._writer.write_with_metadata(batch, metadata)
-            except (flight.FlightError, pa.ArrowException):
-                pass  # the stream is broken: reading it finds its end and fails every request
+            if self._requests_max == 1:
+                self._write(batch, messages.tag_append_request(request_id, topic_and_options))
+            else:
+                self._send(request_id, topic_and_options, batch)
             answer = self._wait(waiter)
         if isinstance(answer, OdradekError):
             raise answer
         return answer
+
+    def _write(self, batch: pa.RecordBatch, metadata: bytes) -> None:
+        try:
+            with self._write_lock:
+                self._writer.write_with_metadata(batch, pa.py_buffer(metadata))
+        except (flight.FlightError, pa.ArrowException):
+            pass  # the stream is broken: reading it finds its end and fails every request
+
+    def _send(self, request_id: int, topic_and_options: bytes, batch: pa.RecordBatch) -> None:
+        """Queue a request; unless another thread is writing (it will write this one
+        too), write what is queued, grouped, until the queue is empty."""
+        with self._queue_lock:
+            self._queue.append((request_id, topic_and_options, batch))
+            if self._sending:
+                return
+            self._sending = True
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._sending = False
+                    return
+                group = self._take_group()
+            try:
+                self._write_group(group)
+            except Exception as exc:  # noqa: BLE001 - answered to the waiting threads, not raised here
+                self._drop(exc)
+
+    def _write_group(self, group: list[tuple[int, bytes, pa.RecordBatch]]) -> None:
+        """Write queued requests as one message (alone if there is one, or if their
+        batches cannot be concatenated, as batches whose schemas carry metadata)."""
+        if len(group) > 1:
+            try:
+                records = pa.concat_batches([batch for _, _, batch in group])
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
+            else:
+                tagged = [(request_id, batch.num_rows, body) for request_id, body, batch in group]
+                self._write(records, messages.encode_append_requests(tagged))
+                return
+        for request_id, body, batch in group:
+            self._write(batch, messages.tag_append_request(request_id, body))
+
+    def _drop(self, error: Exception) -> None:
+        """A write failed in a way the stream cannot recover from: end the stream, so
+        that every request without an answer (this group's too) gets the error."""
+        self.abort(
+            Unavailable(
+                f"could not send an append to {self._url} ({type(error).__name__}: {error}); the "
+                "appends without an answer may or may not have been written: an append retried "
+                "with the same producer id and sequence is written at most once"
+            )
+        )
+
+    def _take_group(self) -> list[tuple[int, bytes, pa.RecordBatch]]:
+        """The queued requests that go in the next message (the queue lock is held):
+        the oldest, and those after it while the group stays within the bounds."""
+        group = [self._queue.popleft()]
+        size = len(group[0][1]) + group[0][2].get_total_buffer_size()
+        while self._queue and len(group) < self._requests_max:
+            _, body, batch = self._queue[0]
+            size += len(body) + batch.get_total_buffer_size()
+            if size > limits.append_stream_group_bytes_max:
+                break
+            group.append(self._queue.popleft())
+        return group
 
     def _wait(self, waiter: _Waiter) -> AppendResult | OdradekError:
         """Wait for the answer, reading the stream whenever no other thread does."""
@@ -162,7 +239,7 @@ class _Stream:
             metadata = chunk.app_metadata
             if metadata is None:
                 raise InvalidRequest(f"{self._url} sent an append stream message without an answer")
-            request_id, answer = messages.decode_append_answer(metadata.to_pybytes())
+            answers = messages.decode_append_answers(metadata.to_pybytes())
         except StopIteration:
             self._fail(self._lost(None, from_server=False))
             return
@@ -177,9 +254,10 @@ class _Stream:
             self._fail(self._lost(error, from_server=False))
             return
         with self._lock:
-            waiter = self._waiting.pop(request_id, None)
-        if waiter is not None:
-            waiter.settle(answer)
+            waiters = [(self._waiting.pop(request_id, None), answer) for request_id, answer in answers]
+        for waiter, answer in waiters:
+            if waiter is not None:
+                waiter.settle(answer)
 
     def _lost(self, error: OdradekError | None, from_server: bool) -> OdradekError:
         """The error for the requests without an answer when the stream ends."""
@@ -216,12 +294,13 @@ class _Stream:
         with contextlib.suppress(flight.FlightError, pa.ArrowException, OSError):
             self._writer.close()
 
-    def abort(self) -> None:
-        """End the stream from any thread (the client closes): a read in progress fails,
-        so its reader fails every request without an answer and closes the stream."""
+    def abort(self, error: OdradekError | None = None) -> None:
+        """End the stream from any thread (the client closes, or ``error``): a read in
+        progress fails, so its reader fails every request without an answer and closes
+        the stream."""
         with self._lock:
             if self.failure is None:  # from now on no thread starts reading
-                self.failure = ClosedError(
+                self.failure = error or ClosedError(
                     "the client was closed before this append was answered: it may or may not "
                     "have been written"
                 )
@@ -318,7 +397,7 @@ class AppendStreams:
 
     def _open(self) -> _Stream | None:
         """A new stream, greeted by the server; None if the server has no append streams."""
-        command = messages.encode_append_stream_command(self._window)
+        command = messages.encode_append_stream_command(self._window, limits.append_stream_requests_max)
         with self._translate():
             writer, reader = self._flight.do_exchange(flight.FlightDescriptor.for_command(command))
         try:
@@ -327,7 +406,7 @@ class AppendStreams:
                 greeting = reader.read_chunk()
             if greeting.app_metadata is None:
                 raise InvalidRequest(f"{self._url} opened an append stream without a greeting")
-            window = messages.decode_append_stream_ready(greeting.app_metadata.to_pybytes())
+            window, requests_max = messages.decode_append_stream_greeting(greeting.app_metadata.to_pybytes())
         except StopIteration:
             _close_quietly(writer)
             raise Unavailable(f"{self._url} closed the append stream as it opened; retry") from None
@@ -337,7 +416,9 @@ class AppendStreams:
         except BaseException:
             _close_quietly(writer)
             raise
-        return _Stream(writer, reader, min(window, self._window), self._url, self._translate_error)
+        window = min(window, self._window)
+        requests_max = min(requests_max, limits.append_stream_requests_max)
+        return _Stream(writer, reader, window, self._url, self._translate_error, requests_max)
 
     def _reap(self) -> None:
         idle = limits.append_stream_idle_seconds

@@ -685,6 +685,11 @@ class PendingAppend:
         self._result = result
         self._original = original  # (base offset, count) when this is a producer retry
 
+    def ready(self) -> bool:
+        """True once :meth:`wait` returns (or raises) without waiting for an fsync."""
+        commit = self._topic.commit
+        return commit.durable >= self.ticket or commit.error is not None
+
     def wait(self) -> AppendResult:
         """Block until the append is durable; raise StorageError if its fsync failed."""
         self._topic.commit.wait(self.ticket)

@@ -38,12 +38,20 @@ Rules
 * If the client goes away, the answerer still waits for every submitted append
   (their reservations are released, the durable offset moves on for readers) but
   writes nothing more.
+* A client that said so in its command (``requests_max``) may group several requests
+  in one message (``{"requests": [...]}``, their records one after another in the
+  batch). Each is still its own append, submitted in order, with its own result or
+  refusal; the message's bytes are reserved once, until its last append is answered.
+  Answers to such a client are grouped too (``{"answers": [...]}``): the refusals of
+  a message together, at once, and the oldest result with the results after it that
+  the same fsync made durable.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -62,7 +70,8 @@ log = logging.getLogger(__name__)
 
 
 class Pending(Protocol):
-    """What ``Engine.submit_append`` returns."""
+    """What ``Engine.submit_append`` returns (its ``ready()``, True once ``wait()``
+    would not wait, is optional: a pending append without it is answered alone)."""
 
     def wait(self) -> AppendResult: ...
 
@@ -86,7 +95,10 @@ CALL = "append_stream"  # the call name in the door's error metrics
 
 @dataclasses.dataclass
 class _Entry:
-    """A request read from the stream, waiting for its answer to be written."""
+    """A request read from the stream, waiting for its answer to be written.
+
+    ``reservation`` is the bytes of the request's message in the budget: held by the
+    message's last submitted request, which is answered last of them."""
 
     request_id: int
     topic: str = ""
@@ -94,6 +106,7 @@ class _Entry:
     refusal: OdradekError | None = None
     reservation: Reservation | None = None
     started: float = 0.0
+    size: int = 0  # its share of its message's bytes (the door's metrics)
 
 
 class AppendStream:
@@ -109,13 +122,17 @@ class AppendStream:
         window: int,
         observer: Observer | None = None,
         give_back_memory: Callable[[], None] = lambda: None,
+        requests_max: int = 1,
     ) -> None:
         """``serving()`` is False once the server drains; ``give_back_memory`` returns
-        freed memory to the system after an oversized batch was refused."""
+        freed memory to the system after an oversized batch was refused;
+        ``requests_max``: requests the client may group in one message (1: it does not
+        group, nor read grouped answers)."""
         self._submit = submit
         self._reserve = reserve
         self._serving = serving
         self._window = window
+        self._requests_max = requests_max
         self._observer = observer
         self._give_back_memory = give_back_memory
         self._condition = threading.Condition()
@@ -136,7 +153,8 @@ class AppendStream:
         """Answer requests until the client finishes writing (or the server drains);
         raise what ended the stream otherwise, once every request read is answered."""
         self._reader, self._writer = reader, writer
-        writer.write_metadata(pa.py_buffer(messages.encode_append_stream_ready(self._window)))
+        greeting = messages.encode_append_stream_ready(self._window, self._requests_max)
+        writer.write_metadata(pa.py_buffer(greeting))
         helper = threading.Thread(target=self._work, name="odradek-append-stream", daemon=True)
         helper.start()
         try:
@@ -173,8 +191,9 @@ class AppendStream:
             self._condition.wait()
 
     def _read(self) -> object | None:
-        """Read one request and submit it (or refuse it); then claim the next role."""
-        entry: _Entry | None = None
+        """Read one message and submit its requests (or refuse them); then claim the
+        next role."""
+        entries: list[_Entry] = []
         end: BaseException | None = None
         finished = False
         if self._reader is None:  # cannot happen: serve() sets it before any thread runs
@@ -187,25 +206,22 @@ class AppendStream:
             end = exc
         else:
             if not self._serving():
-                request_id = _request_id(chunk)
-                if request_id is not None:
-                    entry = _Entry(request_id, refusal=_shutting_down())
+                entries = [_Entry(request_id, refusal=_shutting_down()) for request_id in _request_ids(chunk)]
                 end = _shutting_down()
             else:
                 try:
-                    entry = self._take(chunk)
+                    entries = self._take(chunk)
                 except InvalidRequest as exc:  # a request nobody can be answered for
                     end = exc
                 except Exception as exc:  # ends this stream, not the server
                     log.exception("an append stream failed unexpectedly")
                     end = exc
-        if entry is not None and entry.pending is None:  # refused: answered at once
-            self._write(self._answer(entry))
-            entry = None
+        refused = [entry for entry in entries if entry.pending is None]
+        if refused:  # answered at once
+            self._write_answers([self._answer(entry) for entry in refused])
         with self._condition:
             self._reading = False
-            if entry is not None:
-                self._waiting.append(entry)
+            self._waiting.extend(entry for entry in entries if entry.pending is not None)
             if end is not None or finished:
                 self._finished = True
                 if self._ended is None:
@@ -214,15 +230,44 @@ class AppendStream:
             return self._claim()
 
     def _answer_oldest(self) -> object | None:
-        """Wait for the oldest request's append, write its answer; claim the next role."""
+        """Wait for the oldest request's append and write its answer; to a client that
+        groups, with those of the requests after it that are durable by then (one
+        fsync covers them: one message wakes all their threads, whose next appends
+        then travel together). Claim the next role."""
         with self._condition:
-            entry = self._waiting[0]
-        self._write(self._answer(entry))
+            first = self._waiting[0]
+        answers = [self._answer(first)]
+        entries = [first]
+        if self._requests_max > 1:
+            with self._condition:
+                following = list(itertools.islice(self._waiting, 1, self._requests_max))
+            for entry in following:
+                ready = getattr(entry.pending, "ready", None)
+                if ready is None or not ready():
+                    break
+                answers.append(self._answer(entry))
+                entries.append(entry)
+        self._write_answers(answers)
         with self._condition:
-            self._waiting.popleft()
+            for _ in entries:
+                self._waiting.popleft()
             self._answering = False
             self._condition.notify_all()
             return self._claim()
+
+    def _write_answers(self, answers: list[bytes]) -> None:
+        """Write answers: grouped for a client that groups (at most ``requests_max`` a
+        message; an answer with versions as Arrow IPC goes alone), else one a message."""
+        if self._requests_max == 1:
+            for answer in answers:
+                self._write(answer)
+            return
+        lines = [answer for answer in answers if b"\n" not in answer]
+        for answer in answers:
+            if b"\n" in answer:
+                self._write(answer)
+        for start in range(0, len(lines), self._requests_max):
+            self._write(messages.encode_append_answers(lines[start : start + self._requests_max]))
 
     def _write(self, answer: bytes) -> None:
         """Write one answer (from either role); nothing more once the client is gone."""
@@ -235,34 +280,61 @@ class AppendStream:
                 log.debug("append stream: the client went away: %s", exc)
                 self._broken = True
 
-    def _take(self, chunk: flight.FlightStreamChunk) -> _Entry:
-        """The entry of one request: submitted, or refused. Raises only for a request
-        that cannot be answered (no readable id)."""
+    def _take(self, chunk: flight.FlightStreamChunk) -> list[_Entry]:
+        """The entries of one message's requests: each submitted, or refused. Raises
+        only for a request that cannot be answered (no readable id)."""
         metadata = chunk.app_metadata
         if metadata is None or not metadata.size:
             raise InvalidRequest(
                 'every request of an append stream carries app_metadata {"id", "topic", ...options}'
             )
-        request = messages.decode_append_request(metadata.to_pybytes())
-        entry = _Entry(request.request_id, request.topic)
-        if request.refused is not None:
-            entry.refusal = request.refused
-            return entry
         batch = chunk.data
+        rows = 0 if batch is None else batch.num_rows
+        requests = messages.decode_append_requests(metadata.to_pybytes(), rows)
+        entries = [_Entry(request.request_id, request.topic) for request in requests]
+        for entry, request in zip(entries, requests, strict=True):
+            entry.refusal = request.refused
         if batch is None:
-            entry.refusal = InvalidRequest("an append request carries a record batch: the records to append")
-            return entry
+            for entry in entries:
+                entry.refusal = entry.refusal or InvalidRequest(
+                    "an append request carries a record batch: the records to append"
+                )
+            return entries
         del chunk
+        if all(entry.refusal is not None for entry in entries):
+            return entries
+        size = batch.get_total_buffer_size()
         try:
-            entry.reservation = self._reserve(batch.get_total_buffer_size())
+            reservation = self._reserve(size)
         except RequestTooLarge as exc:
             del batch  # its memory goes before the refusal is answered
             self._give_back_memory()
-            entry.refusal = exc
-            return entry
+            for entry in entries:
+                entry.refusal = entry.refusal or exc
+            return entries
         except OdradekError as exc:
-            entry.refusal = exc
-            return entry
+            for entry in entries:
+                entry.refusal = entry.refusal or exc
+            return entries
+        start = 0
+        last: _Entry | None = None
+        for entry, request in zip(entries, requests, strict=True):
+            records = batch if len(requests) == 1 else batch.slice(start, request.rows)
+            start += request.rows
+            if entry.refusal is not None:
+                continue
+            entry.size = size * request.rows // rows
+            self._submit_one(entry, records, request)
+            if entry.pending is not None:
+                last = entry
+        if last is None:
+            reservation.release()
+        else:
+            last.reservation = reservation
+        return entries
+
+    def _submit_one(self, entry: _Entry, batch: pa.RecordBatch, request: messages.AppendRequest) -> None:
+        """Submit one request's append, or note why it was refused."""
         entry.started = time.perf_counter()
         try:
             entry.pending = self._submit(request.topic, batch, request.options)
@@ -273,10 +345,6 @@ class AppendStream:
         except Exception as exc:  # a bug must not end the other appends of the stream
             log.exception("an append of an append stream failed unexpectedly")
             entry.refusal = OdradekError(f"internal server error in an append: {type(exc).__name__}: {exc}")
-        if entry.refusal is not None:
-            entry.reservation.release()
-            entry.reservation = None
-        return entry
 
     def _answer(self, entry: _Entry) -> bytes:
         """The answer's bytes, once the entry's append is durable (or refused)."""
@@ -284,9 +352,8 @@ class AppendStream:
             if entry.pending is not None:
                 result = entry.pending.wait()
                 if self._observer is not None:
-                    size = entry.reservation.size if entry.reservation is not None else 0
                     seconds = time.perf_counter() - entry.started
-                    self._observer.appended(entry.topic, result.count, size, seconds)
+                    self._observer.appended(entry.topic, result.count, entry.size, seconds)
                 return messages.encode_append_result(result, entry.request_id)
         except OdradekError as exc:
             entry.refusal = exc
@@ -306,14 +373,17 @@ _READ = object()
 _ANSWER = object()
 
 
-def _request_id(chunk: flight.FlightStreamChunk) -> int | None:
+def _request_ids(chunk: flight.FlightStreamChunk) -> list[int]:
+    """The ids of a message's requests that can be read (none if its metadata cannot)."""
     metadata = chunk.app_metadata
     if metadata is None or not metadata.size:
-        return None
+        return []
+    rows = 0 if chunk.data is None else chunk.data.num_rows
     try:
-        return messages.decode_append_request(metadata.to_pybytes()).request_id
+        requests = messages.decode_append_requests(metadata.to_pybytes(), rows)
     except InvalidRequest:
-        return None
+        return []
+    return [request.request_id for request in requests]
 
 
 def _shutting_down() -> Unavailable:

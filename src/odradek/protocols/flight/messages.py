@@ -404,12 +404,17 @@ class AppendRequest:
     topic: str
     options: AppendOptions = AppendOptions()
     refused: InvalidRequest | None = None
+    rows: int = 0  # its records in the message's batch (all of them for a lone request)
 
 
-def encode_append_stream_command(window: int) -> bytes:
+def encode_append_stream_command(window: int, requests_max: int = 1) -> bytes:
     """The DoExchange descriptor command that opens an append stream; ``window``: how
-    many of its requests the client keeps in flight at most."""
-    return dump({"kind": KIND_APPEND, "window": window})
+    many of its requests the client keeps in flight at most; ``requests_max`` (above
+    1): it may group that many requests in one message and reads grouped answers."""
+    document: dict[str, Any] = {"kind": KIND_APPEND, "window": window}
+    if requests_max > 1:
+        document["requests_max"] = requests_max
+    return dump(document)
 
 
 def is_append_stream(raw: bytes) -> bool:
@@ -435,20 +440,44 @@ def decode_append_stream_command(raw: bytes) -> int:
     return int(window)
 
 
-def encode_append_stream_ready(window: int) -> bytes:
-    """The server's first message on an append stream: it serves appends, and keeps at
-    most ``window`` of them in flight."""
-    return dump({"kind": KIND_APPEND, "window": window, "v": PROTOCOL_VERSION})
+def decode_append_stream_requests_max(raw: bytes) -> int:
+    """How many requests the client may group in one message (1 if it does not say: an
+    older client, which sends one request a message and reads one answer a message)."""
+    document = load(raw, "DoExchange command")
+    requests_max = _field(document, "requests_max", int, 1)
+    if requests_max < 1:
+        raise InvalidRequest(f"requests_max must be an int >= 1, got {requests_max}")
+    return int(min(requests_max, limits.append_stream_requests_max))
+
+
+def encode_append_stream_ready(window: int, requests_max: int = 1) -> bytes:
+    """The server's first message on an append stream: it serves appends, keeps at
+    most ``window`` of them in flight and, with ``requests_max`` above 1, reads up to
+    that many requests grouped in one message (and groups their answers)."""
+    document: dict[str, Any] = {"kind": KIND_APPEND, "window": window, "v": PROTOCOL_VERSION}
+    if requests_max > 1:
+        document["requests_max"] = requests_max
+    return dump(document)
 
 
 def decode_append_stream_ready(raw: bytes) -> int:
+    """The window of an append stream's greeting."""
+    return decode_append_stream_greeting(raw)[0]
+
+
+def decode_append_stream_greeting(raw: bytes) -> tuple[int, int]:
+    """(window, requests_max) of an append stream's greeting; requests_max is 1 from a
+    server that does not read grouped requests."""
     document = load(raw, "append stream greeting")
     if document.get("kind") != KIND_APPEND:
         raise InvalidRequest(f"an append stream opens with {KIND_APPEND!r}, got {document.get('kind')!r}")
     window = _required(document, "window", int)
     if window < 1:
         raise InvalidRequest(f"an append stream's window must be at least 1, got {window}")
-    return int(window)
+    requests_max = _field(document, "requests_max", int, 1)
+    if requests_max < 1:
+        raise InvalidRequest(f"an append stream's requests_max must be at least 1, got {requests_max}")
+    return int(window), int(requests_max)
 
 
 def encode_append_request(
@@ -473,15 +502,67 @@ def tag_append_request(request_id: int, body: bytes) -> bytes:
 def decode_append_request(raw: bytes) -> AppendRequest:
     """A request's app_metadata. Raises InvalidRequest only if its ``id`` cannot be read
     (nobody could be answered); any other fault comes back in ``refused``."""
-    document = load(raw, "append request")
+    return _append_request_of(load(raw, "append request"))
+
+
+def _append_request_of(document: Mapping[str, Any], rows: int = 0) -> AppendRequest:
     request_id = document.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, int):
         raise InvalidRequest(f'an append request must carry its "id" (an int), got {request_id!r}')
     try:
         topic = _required(document, "topic", str)
-        return AppendRequest(request_id, topic, _options_of(document))
+        return AppendRequest(request_id, topic, _options_of(document), rows=rows)
     except InvalidRequest as exc:
-        return AppendRequest(request_id, "", AppendOptions(), exc)
+        return AppendRequest(request_id, "", AppendOptions(), exc, rows)
+
+
+def encode_append_requests(tagged: Iterable[tuple[int, int, bytes]]) -> bytes:
+    """The app_metadata of several requests grouped in one message, from (request id,
+    its record count, ``encode_append_options`` with a topic): the message's batch holds
+    their records in this order."""
+    parts = []
+    for request_id, rows, body in tagged:
+        if not body.startswith(b"{") or body == b"{}":
+            raise InvalidRequest("an append request names its topic")
+        parts.append(b'{"id":%d,"rows":%d,' % (request_id, rows) + body[1:])
+    return b'{"requests":[' + b",".join(parts) + b"]}"
+
+
+def decode_append_requests(raw: bytes, rows: int) -> list[AppendRequest]:
+    """The requests of one message of ``rows`` records: a single request, or several
+    grouped (``{"requests": [...]}``, each with its ``rows``, in the batch's order).
+
+    Raises InvalidRequest only if an ``id`` cannot be read (that request could not be
+    answered). If the groups' rows do not add up to the batch, every request of the
+    message is refused (none is written)."""
+    document = load(raw, "append request")
+    grouped = document.get("requests")
+    if grouped is None:
+        return [_append_request_of(document, rows)]
+    if not isinstance(grouped, list) or not grouped:
+        raise InvalidRequest('"requests" of an append stream message is a non-empty list of requests')
+    if len(grouped) > limits.append_stream_requests_max:
+        raise InvalidRequest(
+            f"an append stream message groups at most {limits.append_stream_requests_max} requests, "
+            f"got {len(grouped)}"
+        )
+    requests = []
+    for item in grouped:
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"a grouped append request is a JSON object, got {type(item).__name__}")
+        count = item.get("rows")
+        request = _append_request_of(item, count if type(count) is int else 0)
+        if request.refused is None and (type(count) is not int or count < 1):
+            refusal = InvalidRequest(f'a grouped append request carries its "rows" (>= 1), got {count!r}')
+            request = dataclasses.replace(request, refused=refusal)
+        requests.append(request)
+    total = sum(request.rows for request in requests)
+    if total != rows:
+        mismatch = InvalidRequest(
+            f"the grouped requests of an append stream message count {total} records, its batch has {rows}"
+        )
+        requests = [dataclasses.replace(request, refused=request.refused or mismatch) for request in requests]
+    return requests
 
 
 def encode_append_refusal(request_id: int, error: OdradekError) -> bytes:
@@ -489,10 +570,39 @@ def encode_append_refusal(request_id: int, error: OdradekError) -> bytes:
     return dump({"id": request_id, "error": to_wire(error)})
 
 
+def encode_append_answers(answers: list[bytes]) -> bytes:
+    """Several answers in one message (to a client that groups its requests): each is
+    one line of JSON, without versions as Arrow IPC (those travel alone)."""
+    if len(answers) == 1:
+        return answers[0]
+    return b'{"answers":[' + b",".join(answers) + b"]}"
+
+
+def decode_append_answers(raw: bytes) -> list[tuple[int, AppendResult | OdradekError]]:
+    """The answers one message carries: one, or several grouped (``{"answers": [...]}``)."""
+    if not raw.startswith(b'{"answers":'):
+        return [decode_append_answer(raw)]
+    document = load(raw, "append answers")
+    grouped = document.get("answers")
+    if not isinstance(grouped, list) or not grouped:
+        raise InvalidRequest('"answers" of an append stream message is a non-empty list of answers')
+    answers = []
+    for item in grouped:
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"a grouped append answer is a JSON object, got {type(item).__name__}")
+        answers.append(_append_answer_of(item, b"", b""))
+    return answers
+
+
 def decode_append_answer(raw: bytes) -> tuple[int, AppendResult | OdradekError]:
     """(request id, its result or the error that refused it)."""
     header, newline, rest = raw.partition(b"\n")
-    document = load(header, "append answer")
+    return _append_answer_of(load(header, "append answer"), newline, rest)
+
+
+def _append_answer_of(
+    document: Mapping[str, Any], newline: bytes, rest: bytes
+) -> tuple[int, AppendResult | OdradekError]:
     request_id = _required(document, "id", int)
     refusal = document.get("error")
     if refusal is not None:

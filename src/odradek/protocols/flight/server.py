@@ -265,6 +265,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             messages.decode_append_stream_command(command),
             self.observer,
             _give_back_freed_memory,
+            messages.decode_append_stream_requests_max(command),
         )
         stream.serve(reader, writer)
 
