@@ -84,7 +84,7 @@ def build(data: Path) -> Built:
         consumer.close()
         next_offset = client.describe_topic(VICTIM).next_offset
     doors = DoorStore(str(data))
-    doors.set_partitions(VICTIM, 1.0, 3)
+    doors.set_partitions(VICTIM, "1" * 32, 3)
     doors.next_producer_id()
     doors.save_group("kafka-group", {(VICTIM, 0): (100, 0, None)})
     doors.save_group("kafka-group", {(VICTIM, 0): (150, 0, None)})
@@ -357,7 +357,7 @@ def _check_group(client: odradek.EmbeddedClient, built: Built, case: Case) -> No
 
 def _check_documents(built: Built, case: Case) -> None:
     doors = DoorStore(str(built.data))
-    assert doors.partitions(VICTIM, 1.0) == 3
+    assert doors.partitions(VICTIM, "1" * 32) == 3
     offsets = doors.load_groups()["kafka-group"][(VICTIM, 0)][0]
     assert offsets == (100 if case.kind == "kafka group offsets" else 150)
     assert doors.next_producer_id() > 1  # never an id handed out before

@@ -89,3 +89,22 @@ def test_a_cache_restarts_on_its_store(tmp_path: Path) -> None:
     with odradek.open(tmp_path / "cache", store=url) as client:  # a cache is not refused
         assert read_all(client, "orders").column("value").to_pylist() == [b"1"]
         assert client.engine.store is not None and client.engine.store.recovery.epoch == 2
+
+
+def test_segments_on_a_store_are_not_preallocated(tmp_path: Path) -> None:
+    """On a file system an active segment keeps zeros written ahead of its frames (its
+    fsyncs then commit no new size); on a store they would only fill the journal, so
+    the segment holds its frames alone and the journal stays small."""
+    url = f"file://{tmp_path / 'store'}"
+    with odradek.open(tmp_path / "cache", store=url) as client:
+        client.create_topic("orders")
+        client.append("orders", [{"key": b"a", "value": b"1"}])
+        segments = list((tmp_path / "cache" / "topics" / "orders").glob("*.log"))
+        assert segments and all(path.stat().st_size < 64 * 1024 for path in segments)
+    journal = sum(path.stat().st_size for path in (tmp_path / "store" / "wal").iterdir())
+    assert journal < 256 * 1024, f"{journal} bytes of journal for one small record"
+    with odradek.open(tmp_path / "local") as local:  # the file system still preallocates
+        local.create_topic("orders")
+        local.append("orders", [{"key": b"a", "value": b"1"}])
+        segments = list((tmp_path / "local" / "topics" / "orders").glob("*.log"))
+        assert any(path.stat().st_size >= 1024 * 1024 for path in segments)

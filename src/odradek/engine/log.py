@@ -502,8 +502,9 @@ class TopicLog:
 
     def _preallocate(self) -> int:
         """Bytes of zeros written ahead of an active segment's frames: only worth it when
-        appends are fsync'd, and never more than a segment holds."""
-        if not self.fsync:
+        appends are fsync'd to a file system (not journaled to a store), and never more
+        than a segment holds."""
+        if not self.fsync or not self.disk.preallocation_pays:
             return 0
         return min(limits.segment_preallocate_bytes, self.config.segment_bytes)
 

@@ -52,6 +52,11 @@ def describe_os_error(exc: OSError) -> str:
 class Disk:
     """The local file system (the default). Subclasses inject faults."""
 
+    # Whether zeros written ahead of an active segment's frames make its fsyncs cheaper
+    # (a file system's fdatasync then has no new size to commit). A store's journal
+    # would only carry the zeros (storage/storedisk.py).
+    preallocation_pays = True
+
     # -- file handles -----------------------------------------------------------------
 
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:

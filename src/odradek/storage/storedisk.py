@@ -61,6 +61,8 @@ class Store(Protocol):
 
 
 class StoreDisk(Disk):
+    preallocation_pays = False  # zeros ahead of the frames would only fill the journal
+
     def __init__(
         self,
         root: str,
