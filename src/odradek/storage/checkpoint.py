@@ -323,8 +323,14 @@ class Checkpointer:
 
     def _upload_one(self, upload: _Upload) -> tuple[str, Record | None]:
         local = self.disk.local_path(upload.path)
-        expected = None if upload.end is None else upload.end - upload.start
-        self._budget.take(expected or 0)
+        if upload.end is None:  # a derived file, read whole: its size now, for the budget
+            try:
+                expected = os.path.getsize(local)
+            except OSError:
+                expected = 0
+        else:
+            expected = upload.end - upload.start
+        self._budget.take(expected)
         try:
             data = _read(local, upload.start, upload.end)
             if data is None:
@@ -339,7 +345,7 @@ class Checkpointer:
                 self.stats.uploaded_objects += 1
                 self.stats.uploaded_bytes += len(data)
         finally:
-            self._budget.give(expected or 0)
+            self._budget.give(expected)
         piece = Piece(key, upload.start, len(data))
         if upload.previous is not None:
             return upload.path, upload.previous.extended(piece, upload.sealed)
