@@ -36,7 +36,12 @@ import odradek
 from odradek.bench import s3server, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.systems.base import Progress, check_count, package_version
-from odradek.bench.systems.odradek import OdradekEmbedded, topic_name
+from odradek.bench.systems.odradek import (
+    OdradekEmbedded,
+    batch_bytes_max,
+    batch_records_max,
+    topic_name,
+)
 from odradek.bench.units import MIB, format_value
 from odradek.storage.agent import StoreSettings
 from odradek.storage.objectfaults import FaultyObjectStore
@@ -141,6 +146,7 @@ class OdradekStore(OdradekEmbedded):
         try:
             super().stop()
         finally:
+            self._store = None  # an in-memory store's objects go with it
             server, self._server = self._server, None
             if server is not None:
                 server.stop()
@@ -155,9 +161,11 @@ class OdradekStore(OdradekEmbedded):
     # -- operations -------------------------------------------------------------------
 
     def write(self, stream: str, data: Dataset) -> float:
+        """As the directory row writes (the same batches), with ``ingest_window`` in flight."""
         topic = topic_name(stream)
         self.client.create_topic(topic)
-        batches = data.batches(10_000)
+        value_size = max(1, data.value_bytes // max(1, len(data)))
+        batches = data.batches(max(1, min(batch_records_max, batch_bytes_max // value_size)))
         started = timing.now()
         self.client.append_many(topic, batches, window=ingest_window)
         return timing.now() - started
