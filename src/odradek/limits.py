@@ -329,6 +329,14 @@ store_checkpoint_bytes_in_flight_max = 512 * 1024 * 1024
 # so catch-up readers of a few topics stay in the cache while the disk holds little.
 store_cache_bytes_default = 4 * 1024 * 1024 * 1024
 
+# -- Object-store agents: outages and shutdown (engine/attachment.py) --------------------
+# While the store takes no journal, the thread that waits to reopen topics whose fsync
+# failed tries again this often: a wait fails at once while the store is stuck
+# (storage/walwriter.py): a second between tries costs nothing beside an outage, lets a
+# store that came back be noticed within about a second, and keeps the thread from
+# spinning (and its log from repeating) on waits that fail in microseconds.
+store_settle_retry_seconds = 1.0
+
 # -- `odradek serve --store`: the journal settings a user may give (cli/serve.py) -------
 # --store-flush-ms: at least 1 ms (below it a flush holds a change or two: a PUT per
 # change), at most 10 s (an fsync waits out the window; 10 s is past every client's

@@ -24,6 +24,7 @@ import pytest
 
 from odradek.storage import journal
 from odradek.storage.agent import StoreSettings, apply, attach, fence
+from odradek.storage.objects import Listed
 from odradek.storage.walwriter import Fenced, JournalWriter
 
 
@@ -65,12 +66,10 @@ class SlowStore:
         with self._lock:
             self.objects.pop(key, None)
 
-    def list(
-        self, prefix: str, *, after: str | None = None, limit: int | None = None
-    ) -> list[tuple[str, int]]:
+    def list(self, prefix: str, *, after: str | None = None, limit: int | None = None) -> list[Listed]:
         with self._lock:
             found = sorted(
-                (key, len(value))
+                Listed(key, len(value))
                 for key, value in self.objects.items()
                 if key.startswith(prefix) and (after is None or key > after)
             )

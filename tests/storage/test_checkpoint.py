@@ -41,7 +41,7 @@ from odradek.storage import manifest as mf
 from odradek.storage.agent import Recovery, StoreSettings, apply, attach
 from odradek.storage.manifest import Piece, Record
 from odradek.storage.objectbackends import forget_memory_store
-from odradek.storage.objects import ObjectStore, open_store
+from odradek.storage.objects import Listed, ObjectStore, open_store
 from odradek.storage.storedisk import StoreDisk
 from odradek.storage.tree import is_derived
 
@@ -355,9 +355,7 @@ class CrashingStore:
     def get_range(self, key: str, start: int, end: int) -> bytes | None:
         return self.inner.get_range(key, start, end)
 
-    def list(
-        self, prefix: str, *, after: str | None = None, limit: int | None = None
-    ) -> list[tuple[str, int]]:
+    def list(self, prefix: str, *, after: str | None = None, limit: int | None = None) -> list[Listed]:
         return list(self.inner.list(prefix, after=after, limit=limit))
 
 

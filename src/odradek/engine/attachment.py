@@ -36,10 +36,10 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from odradek import limits
 from odradek.errors import Fenced, InvalidRequest, OdradekError, StorageError
-from odradek.storage import agent
 from odradek.storage.agent import Recovery, StoreSettings, attach
 from odradek.storage.objects import ObjectStore, open_store
 from odradek.storage.storedisk import StoreDisk
@@ -119,8 +119,7 @@ def attach_engine(
         raise InvalidRequest(f"store must be a URL or an ObjectStore, got {type(store).__name__}")
     _claim_cache(path, lock_fd, opened.url)
     try:
-        # ObjectStore.list's rows are NamedTuples of (key, size): what agent.Store reads.
-        disk, recovery = attach(path, cast(agent.Store, opened), settings)
+        disk, recovery = attach(path, opened, settings)
     except OdradekError as exc:
         error = StorageError(f"cannot attach to the object store {opened.url}: {exc.message}")
         error.retryable = exc.retryable  # a refusal (403, no bucket) stays one
@@ -166,7 +165,9 @@ class Settler:
     change of all) and then marks every generation stamped before the wait began as
     settled. The wait fails after the writer's timeout while the store is down; the
     thread then waits again, until the store comes back, the writer is fenced or the
-    engine closes.
+    engine closes. A failed wait is retried after ``store_settle_retry_seconds`` (a wait
+    fails at once while the store is stuck, storage/walwriter.py), and the failure is
+    logged once until it changes.
     """
 
     def __init__(self, disk: StoreDisk) -> None:
@@ -177,6 +178,7 @@ class Settler:
         self._settled = 0  # every stamp up to this one is settled
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._stop_event = threading.Event()
 
     def settled(self, topic: Topic) -> bool:
         with self._lock:
@@ -192,6 +194,7 @@ class Settler:
             return False
 
     def _run(self) -> None:
+        said = ""
         while True:
             with self._lock:
                 if self._stopped or self._generation <= self._settled:
@@ -205,7 +208,10 @@ class Settler:
                     self._thread = None
                 return
             except StorageError as exc:
-                log.warning("the object store still does not take the journal: %s", exc.message)
+                if exc.message != said:
+                    said = exc.message
+                    log.warning("the object store still does not take the journal: %s", exc.message)
+                self._stop_event.wait(limits.store_settle_retry_seconds)
                 continue
             with self._lock:
                 self._settled = max(self._settled, target)
@@ -213,3 +219,4 @@ class Settler:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
+        self._stop_event.set()

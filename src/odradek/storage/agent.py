@@ -37,6 +37,7 @@ from odradek.storage import journal
 from odradek.storage.checkpoint import EPOCHS, Checkpointer, latest_manifest, list_all
 from odradek.storage.filecache import FileCache, fetch_into
 from odradek.storage.manifest import Manifest, Record
+from odradek.storage.objects import Listed
 from odradek.storage.storedisk import StoreDisk
 from odradek.storage.tree import Tree
 from odradek.storage.walwriter import JournalWriter
@@ -63,7 +64,7 @@ class Store(Protocol):
 
     def list(
         self, prefix: str, *, after: str | None = None, limit: int | None = None
-    ) -> Sequence[tuple[str, int]]: ...
+    ) -> Sequence[Listed]: ...
 
     def delete(self, key: str) -> None: ...
 

@@ -17,7 +17,11 @@ thread owned by the StoreDisk:
 3. waits until everything journaled while it read the files is committed;
 4. writes ``manifests/<epoch>-<n>`` (create-if-absent): every path, its size and its
    pieces, the directories, and F;
-5. collects garbage, only while its epoch is still the highest in ``epochs/`` (a
+5. hands the local copies of the sealed segments the manifest names over to the cache
+   of remote files (StoreDisk.hand_over), so the LRU bounds them: a long-running
+   agent's local disk holds its active segments, small and derived files, and at most
+   ``store_cache_bytes`` of sealed segments;
+6. collects garbage, only while its epoch is still the highest in ``epochs/`` (a
    fenced agent deletes nothing): older manifests, the journal objects up to F, and
    the file objects that the new manifest no longer names (this is how retention
    deletes a segment's objects).
@@ -75,6 +79,7 @@ from odradek.errors import Fenced, StorageError
 from odradek.storage import journal
 from odradek.storage import manifest as mf
 from odradek.storage.manifest import Manifest, Piece, Record
+from odradek.storage.objects import Listed
 from odradek.storage.tree import Snapshot, is_derived, moved, sealed_by_index, under
 
 if TYPE_CHECKING:
@@ -97,7 +102,7 @@ class Store(Protocol):
 
     def list(
         self, prefix: str, *, after: str | None = None, limit: int | None = None
-    ) -> Sequence[tuple[str, int]]: ...
+    ) -> Sequence[Listed]: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -113,6 +118,7 @@ class Stats:
     uploaded_objects: int = 0
     uploaded_bytes: int = 0
     deleted_objects: int = 0
+    handed_over: int = 0  # sealed local files handed over to the cache
     last_manifest: str = ""
 
 
@@ -147,9 +153,15 @@ def latest_manifest(store: Store) -> Manifest | None:
         ) from exc
 
 
+def epochs(store: Store) -> dict[int, str]:
+    """Every claimed epoch in ``epochs/`` and its key."""
+    return {
+        int(name): key for key, _ in list_all(store, EPOCHS) if (name := key.rsplit("/", 1)[-1]).isdigit()
+    }
+
+
 def highest_epoch(store: Store) -> int:
-    epochs = [int(name) for key, _ in list_all(store, EPOCHS) if (name := key.rsplit("/", 1)[-1]).isdigit()]
-    return max(epochs, default=0)
+    return max(epochs(store), default=0)
 
 
 class _Budget:
@@ -255,6 +267,10 @@ class Checkpointer:
                 self.stats.uploaded_objects,
                 self.stats.uploaded_bytes,
             )
+            handed = self.disk.hand_over(files)
+            if handed:
+                self.stats.handed_over += handed
+                log.info("checkpoint %s: %d sealed files handed over to the cache", manifest.key, handed)
             self._collect(manifest, previous, flush, sweep=sweep)
             self.previous = manifest.key
             return manifest
@@ -356,11 +372,16 @@ class Checkpointer:
     def _collect(self, manifest: Manifest, previous: dict[str, Record], flush: int, *, sweep: bool) -> None:
         """Delete what ``manifest`` made useless, if this agent still owns the store."""
         try:
-            if highest_epoch(self.store) > self.epoch:
+            claimed = epochs(self.store)
+            if max(claimed, default=0) > self.epoch:
                 log.warning("not collecting garbage: a newer agent took over the store")
                 self.fenced = True
                 return
-            doomed = [
+            # Older epochs' claims: only the highest is ever read (the next agent claims
+            # the one after it; a fenced agent compares its own with it), and this one,
+            # the highest, stays. Fences stay (decision record 0011, addendum).
+            doomed = [key for epoch, key in sorted(claimed.items()) if epoch < self.epoch] if sweep else []
+            doomed += [
                 key
                 for key, _ in list_all(self.store, mf.MANIFESTS)
                 if (numbers := mf.manifest_of(key)) is not None
@@ -397,11 +418,12 @@ class Checkpointer:
         self._thread = threading.Thread(target=self._run, name="odradek-checkpoint", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, join: bool = True) -> None:
+        """Stop the background thread; with ``join``, wait until it ended."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if join and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        self._thread = None
+            self._thread = None
 
     def _run(self) -> None:
         writer = self.disk.writer

@@ -18,6 +18,10 @@ Rules
   under it, so a copy is never evicted between being found and being mapped.
 * The bound holds between fetches; one file larger than the whole bound is still
   fetched (it must be read) and is the next to go.
+* A long-running agent's own sealed segments join the cache too: once a checkpoint's
+  manifest names a sealed segment's objects, the StoreDisk hands the local file over
+  (:meth:`FileCache.adopt` renames it under its cached name), so the LRU bounds every
+  sealed segment on local disk, written here or fetched.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class FileCache:
         self.fetches = 0
         self.hits = 0
         self.evictions = 0
+        self.adopted = 0  # local files handed over by checkpoints (StoreDisk.hand_over)
         os.makedirs(directory, exist_ok=True)
         self._adopt()
 
@@ -158,6 +163,27 @@ class FileCache:
                 with self._lock:
                     self._fetching.pop(name, None)
                 event.set()
+
+    # -- handing over ----------------------------------------------------------------------
+
+    def adopt(self, record: Record, source: str) -> None:
+        """Take the local file ``source``, whose bytes are exactly ``record``'s, into the
+        cache: renamed under its cached name (a mapping of it stays valid), counted, the
+        most recently used; the least recently used copies past the bound are evicted,
+        this one too if it alone exceeds the bound (a later read fetches it again)."""
+        name = self.name_of(record)
+        path = os.path.join(self.directory, name)
+        with self._lock:
+            if name in self._entries or name in self._fetching:
+                _remove_quietly(source)  # the same bytes are (being) cached already
+                return
+            size = os.path.getsize(source)
+            os.replace(source, path)
+            os.utime(path)  # an adopting restart orders copies by last use
+            self._entries[name] = size
+            self.bytes += size
+            self.adopted += 1
+            self._evict(keep=None)
 
     # -- dropping -------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from odradek.storage.disk import Buffer, Disk
 from odradek.storage.filecache import FileCache, fetch_into
 from odradek.storage.manifest import Record
 from odradek.storage.tree import DERIVED, LOCAL, Snapshot, Tree, under
-from odradek.storage.walwriter import JournalWriter
+from odradek.storage.walwriter import JournalWriter, StoreUnavailable
 
 if TYPE_CHECKING:
     from odradek.storage.checkpoint import Checkpointer
@@ -141,6 +141,41 @@ class StoreDisk(Disk):
         os.replace(partial, path)
         self.tree.local_now(relative)
         log.info("fetched %s from the store to write to it", relative)
+
+    def hand_over(self, records: dict[str, Record]) -> int:
+        """Hand the local copies of sealed files that a manifest just written names to the
+        cache (the checkpointer calls it once the manifest is in the store); return how
+        many. A file is handed over only if its local bytes are exactly its record's: not
+        changed nor renamed since the checkpoint's snapshot (the record plus the journal
+        after the snapshot is the file, and that journal holds nothing of it), of the
+        record's size, and with no descriptor open on it. It is then remote: ``map``
+        reads the cached copy, and once the LRU evicted it, fetches it again."""
+        if self.cache is None:
+            return 0
+        handed = 0
+        with self._lock:
+            open_paths = set(self._fds.values())
+            for relative, record in records.items():
+                if (
+                    not record.sealed
+                    or relative in self.tree.remote
+                    or relative in self.tree.changed
+                    or relative in open_paths
+                    or self.tree.sizes.get(relative) != record.size
+                    or self.tree.moved_since_snapshot(relative)
+                ):
+                    continue
+                local = self.local_path(relative)
+                try:
+                    if os.path.getsize(local) != record.size:
+                        continue
+                    self.cache.adopt(record, local)
+                except OSError as exc:
+                    log.warning("cannot hand %s over to the cache: %s", relative, exc)
+                    continue
+                self.tree.add_remote(relative, record)
+                handed += 1
+        return handed
 
     def _forget_remote(self, relatives: Iterable[str]) -> None:
         """Drop the cached copies of remote files that were removed (the lock is held)."""
@@ -268,30 +303,38 @@ class StoreDisk(Disk):
 
     # -- names --------------------------------------------------------------------------
 
+    # A file moves between the local tree and the cache under the lock (a remote file
+    # fetched to be written; a sealed one handed over): the local file appears before
+    # the record goes, and goes before the record appears. So asking the local tree,
+    # then the records (under the lock), then the local tree again, never misses one.
+
     def listdir(self, path: str) -> list[str]:
         relative = self._inside(path)
-        names = self._local.listdir(path)
-        if relative is not None:
-            with self._lock:
-                remote = self.tree.remote_names.get(relative)
-                if remote:
-                    names = [*names, *sorted(remote.difference(names))]
+        if relative is None:
+            return self._local.listdir(path)
+        with self._lock:
+            names = self._local.listdir(path)
+            remote = self.tree.remote_names.get(relative)
+            if remote:
+                names = [*names, *sorted(remote.difference(names))]
         return names
 
     def exists(self, path: str) -> bool:
-        return self._remote_record(path) is not None or self._local.exists(path)
+        return self._local.exists(path) or self._remote_record(path) is not None or self._local.exists(path)
 
     def isfile(self, path: str) -> bool:
-        return self._remote_record(path) is not None or self._local.isfile(path)
+        return self._local.isfile(path) or self._remote_record(path) is not None or self._local.isfile(path)
 
     def getsize(self, path: str) -> int:
-        relative = self._inside(path)
-        if relative is not None:
-            with self._lock:
-                size = self.tree.sizes.get(relative) if relative in self.tree.remote else None
-            if size is not None:
-                return size
-        return self._local.getsize(path)
+        while True:
+            found = self._remote_record(path)
+            if found is not None:
+                return found[1].size
+            try:
+                return self._local.getsize(path)
+            except FileNotFoundError:
+                if self._remote_record(path) is None:
+                    raise  # not handed over meanwhile: gone
 
     def mkdir(self, path: str) -> None:
         relative, kind = self.classify(path)
@@ -423,8 +466,13 @@ class StoreDisk(Disk):
 
     def map(self, path: str) -> pa.Buffer:
         found = self._remote_record(path)
-        if found is None:
-            return self._local.map(path)
+        while found is None:
+            try:
+                return self._local.map(path)
+            except FileNotFoundError:
+                found = self._remote_record(path)  # handed over to the cache meanwhile?
+                if found is None:
+                    raise
         relative, record = found
         if record.size == 0:
             return pa.py_buffer(b"")
@@ -437,8 +485,13 @@ class StoreDisk(Disk):
 
     def read_bytes(self, path: str) -> bytes:
         found = self._remote_record(path)
-        if found is None:
-            return self._local.read_bytes(path)
+        while found is None:
+            try:
+                return self._local.read_bytes(path)
+            except FileNotFoundError:
+                found = self._remote_record(path)  # handed over to the cache meanwhile?
+                if found is None:
+                    raise
         relative, record = found
         return self._cache().read(record, relative)
 
@@ -474,6 +527,12 @@ class StoreDisk(Disk):
                     return path
         return None
 
+    def uncommitted(self) -> list[str]:
+        """The journaled paths whose last change the store has not committed yet."""
+        committed = self.writer.committed
+        with self._lock:
+            return sorted(path for path, number in self._last.items() if number > committed)
+
     def checkpoint(self) -> None:
         """Take a checkpoint now (tests, tools); raises StorageError if it failed."""
         if self.checkpointer is None:
@@ -485,13 +544,25 @@ class StoreDisk(Disk):
     def detach(self) -> None:
         """Stop checkpoints, commit everything journaled so far, write a last checkpoint
         (so the next start replays nothing), then stop the journal (the engine's close).
-        A failed last checkpoint is logged: the journal holds everything anyway."""
+        A failed last checkpoint is logged: the journal holds everything anyway.
+
+        While the store is stuck (a wait timed out and nothing committed since, as when
+        the engine's topics closed during an outage) it does not wait again: it raises
+        StoreUnavailable at once, having closed the journal; what was not committed was
+        never acknowledged. Either way it returns within about one wait timeout."""
         checkpointer = self.checkpointer
         if checkpointer is not None:
-            checkpointer.stop()
+            checkpointer.stop(join=False)  # a checkpoint under way ends at the latest when the journal closes
         try:
             if not self.writer.closed:
+                if self.writer.stuck:
+                    raise StoreUnavailable(
+                        f"the object store took no journal for {self.writer.wait_seconds:g} s "
+                        f"({self.writer.failure or 'uploads are slow'}); closing without waiting again"
+                    )
                 self.writer.flush_all()
+                if checkpointer is not None:
+                    checkpointer.stop()
                 if checkpointer is not None and self.writer.fenced is None and not checkpointer.fenced:
                     try:
                         checkpointer.checkpoint()
@@ -499,6 +570,8 @@ class StoreDisk(Disk):
                         log.warning("no last checkpoint at close (the journal holds everything): %s", exc)
         finally:
             self.writer.close()
+            if checkpointer is not None:
+                checkpointer.stop()
 
 
 def scan_tree(root: str) -> Tree:

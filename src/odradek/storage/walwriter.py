@@ -14,6 +14,12 @@ Theory of operation (decision record 0011)
   with StoreUnavailable (the outcome is unknown: the flush may still land). The bytes
   of flushes not yet committed are bounded by ``backlog_bytes_max``: past it ``add``
   refuses, and the write that called it fails before anything is written.
+* Once a wait timed out, the store is *stuck* until a flush commits again: a wait for
+  any flush that existed at that moment (up to the one then open) fails at once instead
+  of waiting a timeout of its own, since the store took nothing for a whole timeout
+  after those flushes were cut. A flush opened later waits its own timeout. So an
+  engine closing during an outage (one fsync per topic, then ``flush_all``) stops
+  after about one timeout, not one per topic.
 * A slot taken already holds either this very flush (an upload whose answer was lost,
   which the object store recognizes), an older epoch's object (a replaced agent's
   leftover: the flush moves to a later slot), or a newer epoch's (this agent is fenced:
@@ -98,6 +104,8 @@ class JournalWriter:
         self._backlog = 0
         self._landed: list[tuple[int, int]] = []  # (flush, slot) of landed flushes not collected yet
         self._highest_landed = -1
+        self._stuck_upto = 0  # after a timeout: waits for flushes up to this fail at once...
+        self._stuck_committed = -1  # ...while ``committed`` is still this
         self.fenced: Fenced | None = None
         self.failure: str | None = None  # the last upload failure, while it lasts
         self.closed = False
@@ -162,6 +170,11 @@ class JournalWriter:
         with self._condition:
             return self._open.number
 
+    @property
+    def stuck(self) -> bool:
+        """Whether a wait timed out and no flush committed since."""
+        return self._stuck_upto > 0 and self.committed == self._stuck_committed
+
     def _check_writable(self) -> None:
         if self.fenced is not None:
             raise self.fenced
@@ -177,10 +190,19 @@ class JournalWriter:
             while self.committed < number:
                 if self.fenced is not None:
                     raise self.fenced
+                if self.closed:
+                    raise StoreUnavailable(
+                        "the journal was closed before the object store took this write; it may or "
+                        "may not become durable"
+                    )
                 if self._open.number <= number and self._open.entries and not self._uploading:
                     self._cut_open()  # nobody else will fill it soon: do not wait the window out
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                stuck = number <= self._stuck_upto and self.committed == self._stuck_committed
+                if remaining <= 0 or stuck:
+                    if not stuck:
+                        self._stuck_upto = max(self._stuck_upto, self._open.number)
+                        self._stuck_committed = self.committed
                     raise StoreUnavailable(
                         f"the object store did not take the journal within {self.wait_seconds:g} s "
                         f"({self.failure or 'uploads are slow'}); the write may or may not become "
@@ -237,7 +259,11 @@ class JournalWriter:
                         self._uploading -= 1
                         return
                 log.warning("journal upload of flush %d failed (%s); retrying", flush.number, exc)
-                time.sleep(delay * random.uniform(0.5, 1.0))
+                with self._condition:  # a backoff that closing cuts short
+                    self._condition.wait_for(lambda: self.closed, delay * random.uniform(0.5, 1.0))
+                    if self.closed:
+                        self._uploading -= 1
+                        return
                 delay = min(delay * 2, self.retry_seconds_max)
                 continue
             with self._condition:
