@@ -26,7 +26,9 @@ an agent starts (agent.py): it is *remote*. ``exists``, ``isfile``, ``getsize`` 
 fetch it into the cache (storage/filecache.py, an LRU bounded by
 ``store_cache_bytes``); removing or renaming it changes only names; opening it (to
 write, which the engine does not do to a sealed segment) first fetches it into the
-local tree.
+local tree. A sealed segment written here becomes remote too once a checkpoint's
+manifest names it: ``hand_over`` moves its local file into the cache, so the cache's
+bound holds for every sealed segment on local disk.
 """
 
 from __future__ import annotations
