@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from object_servers import unique_prefix
 from odradek_process import ODRADEK
+from stores import StoreURL
 
 import odradek
 from odradek import limits
@@ -84,3 +87,33 @@ def test_a_server_refuses_a_local_data_directory_as_its_cache(tmp_path: Path) ->
     assert b"holds the data of an engine without a store" in finished.stderr
     with odradek.open(tmp_path / "data") as local:
         assert local.list_topics() == ["orders"]
+
+
+def test_store_options_from_flags_environment_and_toml(tmp_path: Path) -> None:
+    flags = ["--store", "s3://b/p", "--store-option", "secret_access_key=hush"]
+    given = _settings(*flags, "--store-option", "Allow_HTTP=true")
+    assert given.store_options == {"secret_access_key": "hush", "allow_http": "true"}
+    assert "hush" not in repr(given)  # options may hold secrets: never printed with the settings
+    environ = {"ODRADEK_STORE": "s3://b", "ODRADEK_STORE_OPTIONS": "region=eu-west-1, allow_http=true"}
+    assert _settings(environ=environ).store_options == {"region": "eu-west-1", "allow_http": "true"}
+    config = tmp_path / "odradek.toml"
+    config.write_text('[serve]\nstore = "s3://b"\nstore_options = { region = "x", allow_http = true }\n')
+    assert _settings("--config", str(config)).store_options == {"region": "x", "allow_http": "true"}
+    with pytest.raises(InvalidRequest, match="KEY=VALUE"):
+        _settings("--store", "s3://b", "--store-option", "endpoint")
+
+
+def test_a_server_reaches_s3_with_store_options_alone(
+    tmp_path: Path, moto_s3: Any, start_store_server: Any
+) -> None:
+    """Endpoint and credentials given as --store-option, none in the environment."""
+    options = [
+        f"--store-option={key}={'true' if value is True else value}" for key, value in moto_s3.options.items()
+    ]
+    url = StoreURL(moto_s3.url(unique_prefix()), {}, {})
+    server = start_store_server(tmp_path / "cache", url, *options)
+    with odradek.connect(server.url) as client:
+        client.create_topic("orders")
+        client.append("orders", [{"key": b"a", "value": b"1"}])
+    server.stop()
+    assert moto_s3.open(url.url.split("/", 3)[3]).list("wal/")

@@ -68,8 +68,9 @@ refuses writes) and rebuilds the cache from the store; an append is acknowledged
 its journal object is in the store (a flush every --store-flush-ms, or sooner once
 --store-flush-bytes are waiting). S3 endpoint and credentials come from AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (AWS_ALLOW_HTTP=true for an http://
-endpoint); GCS from GOOGLE_APPLICATION_CREDENTIALS, Azure from AZURE_STORAGE_*. See
-docs/object-storage.md.
+endpoint); GCS from GOOGLE_APPLICATION_CREDENTIALS, Azure from AZURE_STORAGE_*; and
+from --store-option KEY=VALUE (prefer the environment for secrets: a command line is
+visible to every user of the machine). See docs/object-storage.md.
 
 examples:
   odradek serve
@@ -275,6 +276,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--store-flush-bytes",
         metavar="SIZE",
         help="journal flush size that cuts a flush early with --store (default 8MiB)",
+    )
+    serve.add_argument(
+        "--store-option",
+        metavar="KEY=VALUE",
+        action="append",
+        dest="store_option",
+        help="a setting of the object store's client (obstore's keys: endpoint, region, "
+        "access_key_id, allow_http, ...); repeat for several; they win over the environment",
     )
     serve.set_defaults(handler=_serve)
 

@@ -42,6 +42,7 @@ from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
 from odradek.storage.agent import StoreSettings
+from odradek.storage.objects import ObjectStore, open_store
 
 log = logging.getLogger("odradek.serve")
 
@@ -75,6 +76,8 @@ class Settings:
     store: str | None = None
     store_flush_ms: float = limits.store_flush_seconds_default * 1000
     store_flush_bytes: int = limits.store_flush_bytes_default
+    # Settings of the store's client (obstore's configuration keys), over the environment's.
+    store_options: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def store_settings(self) -> StoreSettings:
         """The journal's settings for ``--store``."""
@@ -109,6 +112,7 @@ _ENVIRONMENT = {
     "store": "ODRADEK_STORE",
     "store_flush_ms": "ODRADEK_STORE_FLUSH_MS",
     "store_flush_bytes": "ODRADEK_STORE_FLUSH_BYTES",
+    "store_options": "ODRADEK_STORE_OPTIONS",
 }
 
 
@@ -131,6 +135,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "log_format": args.log_format,
         "log_level": args.log_level,
         "store": getattr(args, "store", None),
+        "store_options": getattr(args, "store_option", None),
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -151,7 +156,35 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     if "store" in values:
         store = str(values["store"]).strip()
         values["store"] = None if store.lower() in _OFF else store
+    if "store_options" in values:
+        values["store_options"] = _store_options(values["store_options"])
     return Settings(**values)
+
+
+def _store_options(value: object) -> dict[str, str]:
+    """``KEY=VALUE`` pairs: a list (flags), comma-separated text (the environment) or a
+    TOML table."""
+    if isinstance(value, dict):
+        pairs = [(str(key), value[key]) for key in value]
+    else:
+        items = value if isinstance(value, list) else str(value).split(",")
+        pairs = []
+        for item in items:
+            text = str(item).strip()
+            if not text:
+                continue
+            key, equals, option = text.partition("=")
+            if not equals or not key.strip():
+                raise InvalidRequest(f"a store option must be KEY=VALUE, got {text!r}")
+            pairs.append((key, option))
+    options: dict[str, str] = {}
+    for key, option in pairs:
+        if isinstance(option, bool):
+            option = "true" if option else "false"
+        if not isinstance(option, (str, int, float)):
+            raise InvalidRequest(f"store option {key!r} must be text, got {option!r}")
+        options[key.strip().lower()] = str(option).strip()
+    return options
 
 
 def _count(value: object, name: str) -> int:
@@ -307,7 +340,12 @@ def run(settings: Settings) -> int:
     )
     store_options: dict[str, Any] = {}
     if settings.store is not None:
-        store_options = {"store": settings.store, "store_settings": settings.store_settings()}
+        store: str | ObjectStore = settings.store
+        if settings.store_options:
+            store = open_store(settings.store, options=settings.store_options)
+        store_options = {"store": store, "store_settings": settings.store_settings()}
+    elif settings.store_options:
+        raise InvalidRequest("store options were given without a store (--store URL)")
     node = Node.open(settings.data_dir, fsync=settings.fsync, topics_max=settings.topics_max, **store_options)
     engine = node.engine
     budget = ByteBudget(settings.inflight_bytes)
