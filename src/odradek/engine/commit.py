@@ -9,6 +9,12 @@ Rules
   highest ticket written so far and a duplicate of the active segment's descriptor,
   fsyncs without holding any lock, then publishes that ticket as durable and wakes all
   waiters. Waiters whose ticket is now durable return; the rest elect a new leader.
+* On a disk whose syncs take a flush window and a PUT (an object store's journal,
+  ``Disk.syncs_in_flight_max`` > 1), a waiter whose ticket no round in flight covers
+  leads a round of its own beside them, up to that many: each waits for the journal
+  flush holding its writes, and the journal commits flushes in order, so a round that
+  ends has made every earlier ticket durable too. Durability is published as the
+  highest goal reached, and listeners hear only of increases.
 * Segments are fsync'd when they are sealed, so syncing the active segment covers
   every ticket taken before the leader looked.
 * If an fsync fails, what is on disk is unknown (the kernel may have dropped the dirty
@@ -39,7 +45,9 @@ class GroupCommit:
         self._take_handle = take_handle
         self._fsync = fsync
         self._disk = disk
-        self._syncing = False
+        self._syncs_max = max(1, disk.syncs_in_flight_max)
+        self._syncing = 0  # rounds in flight
+        self._covered = durable  # the highest goal a round in flight or done has taken
         self.durable = durable
         self.error: StorageError | None = None
         self.fsyncs = 0
@@ -70,13 +78,15 @@ class GroupCommit:
                     raise self.error
                 if self.durable >= ticket:
                     return
-                if not self._syncing:
-                    self._syncing = True
+                if self._syncing == 0 or (self._syncing < self._syncs_max and ticket > self._covered):
+                    self._syncing += 1
                     break
                 self._condition.wait()
         goal = ticket
         try:
             goal, fd = self._take_handle()
+            with self._condition:
+                self._covered = max(self._covered, goal)
             try:
                 if self._fsync:
                     self._disk.fdatasync(fd)
@@ -91,16 +101,18 @@ class GroupCommit:
                     self.error = StorageError(
                         f"fsync failed ({exc}); the topic is being recovered from disk, retry the append"
                     )
-                self._syncing = False
+                self._syncing -= 1
                 self._condition.notify_all()
             raise self.error from exc
         with self._condition:
             self.fsyncs += 1
-            self._syncing = False
-            if goal > self.durable:
+            self._syncing -= 1
+            raised = goal > self.durable
+            if raised:
                 self.durable = goal
             self._condition.notify_all()
-        for listener in self._listeners:
-            listener(goal)
+        if raised:
+            for listener in self._listeners:
+                listener(goal)
         if goal < ticket:  # cannot happen: our own ticket was written before we looked
             self.wait(ticket)

@@ -56,6 +56,11 @@ class Disk:
     # (a file system's fdatasync then has no new size to commit). A store's journal
     # would only carry the zeros (storage/storedisk.py).
     preallocation_pays = True
+    # How many fsyncs of one file a group commit may have in flight. A file system's
+    # fdatasync covers every write before it, so one at a time (the next round takes all
+    # that queued meanwhile) costs nothing; a store's sync waits a flush window and a
+    # PUT, and rounds in flight side by side each wait for their own flush.
+    syncs_in_flight_max = 1
 
     # -- file handles -----------------------------------------------------------------
 

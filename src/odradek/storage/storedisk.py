@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
+from odradek import limits
 from odradek.errors import StorageError
 from odradek.storage import journal
 from odradek.storage.disk import Buffer, Disk
@@ -64,6 +65,7 @@ class Store(Protocol):
 
 class StoreDisk(Disk):
     preallocation_pays = False  # zeros ahead of the frames would only fill the journal
+    syncs_in_flight_max = limits.store_flushes_in_flight_max  # one per flush in flight
 
     def __init__(
         self,
