@@ -14,6 +14,11 @@ Theory of operation (decision record 0011)
   with StoreUnavailable (the outcome is unknown: the flush may still land). The bytes
   of flushes not yet committed are bounded by ``backlog_bytes_max``: past it ``add``
   refuses, and the write that called it fails before anything is written.
+* Waiters sleep on a condition of the flush they wait for, all sharing the writer's
+  lock: a commit wakes only the waiters of the flushes it committed (fencing, closing
+  and a timeout wake them all), so a flush landing does not wake every appender of the
+  flushes still uploading. At 1,000 single appends a second that herd was a hundred
+  threads woken per event, each taking the lock and the GIL to go back to sleep.
 * Once a wait timed out, the store is *stuck* until a flush commits again: a wait for
   any flush that existed at that moment (up to the one then open) fails at once instead
   of waiting a timeout of its own, since the store took nothing for a whole timeout
@@ -25,7 +30,7 @@ Theory of operation (decision record 0011)
   leftover: the flush moves to a later slot), or a newer epoch's (this agent is fenced:
   every wait and add fails with Fenced from then on).
 
-Lock order: the writer's condition only; uploads run outside it.
+Lock order: the writer's lock only (its conditions share it); uploads run outside it.
 """
 
 from __future__ import annotations
@@ -93,7 +98,9 @@ class JournalWriter:
         self.backlog_bytes_max = backlog_bytes_max
         self.wait_seconds = wait_seconds
         self.retry_seconds_max = retry_seconds_max
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)  # the timer, the backoff: windows, closing
+        self._waiters: dict[int, threading.Condition] = {}  # flush -> where its waiters sleep
         self._next_slot = first_slot
         self._next_number = 1
         self._open = _Flush(self._next_number)
@@ -203,12 +210,31 @@ class JournalWriter:
                     if not stuck:
                         self._stuck_upto = max(self._stuck_upto, self._open.number)
                         self._stuck_committed = self.committed
+                        self._wake_all()  # the other waits up to it fail at once too
                     raise StoreUnavailable(
                         f"the object store did not take the journal within {self.wait_seconds:g} s "
                         f"({self.failure or 'uploads are slow'}); the write may or may not become "
                         "durable: retry it (an idempotent producer's retry is written once)"
                     )
-                self._condition.wait(min(remaining, 0.5))
+                self._waiting_on(number).wait(min(remaining, 0.5))
+
+    def _waiting_on(self, number: int) -> threading.Condition:
+        """The condition the waiters of flush ``number`` sleep on (the lock is held)."""
+        waiting = self._waiters.get(number)
+        if waiting is None:
+            waiting = self._waiters[number] = threading.Condition(self._lock)
+        return waiting
+
+    def _wake_committed(self) -> None:
+        """Wake the waiters of every committed flush, and only them (the lock is held)."""
+        for number in [number for number in self._waiters if number <= self.committed]:
+            self._waiters.pop(number).notify_all()
+
+    def _wake_all(self) -> None:
+        """Wake every waiter: the writer is fenced, closed or stuck (the lock is held)."""
+        for waiting in self._waiters.values():
+            waiting.notify_all()
+        self._waiters.clear()
 
     # -- cutting and uploading ----------------------------------------------------------
 
@@ -282,6 +308,7 @@ class JournalWriter:
                             f"than {self.epoch}): this agent stops accepting writes"
                         )
                         log.error("%s", self.fenced.message)
+                    self._wake_all()
                 else:  # moved: the slot held an older agent's leftover
                     flush.slot = self._next_slot
                     self._next_slot += 1
@@ -289,6 +316,8 @@ class JournalWriter:
                     continue
                 self._uploading -= 1
                 self._start_uploads()
+                if not self._uploading and self._open.number in self._waiters:
+                    self._cut_open()  # its waiters would cut it themselves: spare them the wake-up
                 self._condition.notify_all()
                 return
 
@@ -317,6 +346,7 @@ class JournalWriter:
             self.committed = flush.number
             self._backlog -= flush.size
             flush.entries = []
+        self._wake_committed()
 
     # -- closing ------------------------------------------------------------------------
 
@@ -332,4 +362,5 @@ class JournalWriter:
         with self._condition:
             self.closed = True
             self._condition.notify_all()
+            self._wake_all()
         self._pool.shutdown(wait=True, cancel_futures=False)
