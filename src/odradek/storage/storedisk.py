@@ -65,7 +65,7 @@ class Store(Protocol):
 
 class StoreDisk(Disk):
     preallocation_pays = False  # zeros ahead of the frames would only fill the journal
-    syncs_in_flight_max = limits.store_flushes_in_flight_max  # one per flush in flight
+    syncs_in_flight_max = limits.store_sync_rounds_max  # each waits for its own flush
 
     def __init__(
         self,
