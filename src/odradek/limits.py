@@ -390,3 +390,46 @@ object_list_keys_max = 100_000
 # A LIST request returns at most this many keys: S3's page size (ListObjectsV2 MaxKeys),
 # used to count LIST requests the same way for every backend.
 object_list_page_keys = 1000
+
+# --- Cluster mode: etcd (src/odradek/cluster/, docs/cluster.md) ---------------------------
+# A cluster's name is one segment of letters, digits, '_' and '-' under /odradek/ in etcd;
+# 63 characters, a DNS label's limit, so that it can name a Kubernetes release too.
+cluster_name_length_max = 63
+# An agent's id (a hostname, a pod name, a UUID): 253 characters, a DNS name's limit.
+cluster_agent_id_length_max = 253
+# An agent's advertised address, host:port: a DNS name (253) and a port.
+cluster_address_length_max = 260
+# An etcd key Odradek writes: the longest is /odradek/<cluster>/catalog/topics/<topic>,
+# 9 + 63 + 16 + 249 = 337 bytes; 512 leaves room and keeps keys small (etcd keeps every
+# key of its history in memory in its index).
+cluster_key_bytes_max = 512
+# A value Odradek writes to etcd (an agent's record, an owner, a topic's catalog entry).
+# etcd refuses requests over 1.5 MiB (--max-request-bytes) and advises small values; a
+# topic's config is a few hundred bytes, and record data never goes to etcd.
+cluster_value_bytes_max = 64 * 1024
+# Lease TTLs an agent may ask for. etcd raises a TTL below its minimum (1.5 election
+# timeouts, 2 s with its defaults) and answers with the TTL granted; a minute is where a
+# dead owner's topics would stay unavailable longer than anyone waits.
+cluster_lease_ttl_seconds_min = 1
+cluster_lease_ttl_seconds_max = 60
+# The issue's target: failover within 5 s with a 3 s lease.
+cluster_lease_ttl_seconds_default = 3
+# An agent renews its lease every TTL / 3, as etcd's own Go client does: two renewals
+# may be lost before the safety margin is reached.
+cluster_keepalive_per_ttl = 3
+# An agent stops acting as an owner once the lease's remaining time (counted from when
+# the last renewal was *sent*) falls below TTL x this ratio, i.e. a third of the TTL
+# before etcd can expire it (Bufstream and Kafka's KRaft brokers fence themselves the
+# same way); the margin covers scheduling delays of the agent's own event loop.
+cluster_lease_margin_ratio = 1 / 3
+# One etcd request (connect, send, answer) must finish within this, then the next
+# member is tried; etcd's own client waits 5 s for a dial.
+cluster_request_timeout_seconds = 5.0
+# A request is retried on other members for at most this long: a leader election takes
+# about one election timeout (1 s by default) plus a few heartbeats.
+cluster_retry_seconds_max = 15.0
+# etcd endpoints given to one client (--etcd URL,URL,...): a cluster has 3, 5 or 7.
+cluster_endpoints_max = 16
+# Keys returned by one listing of agents, owners or topics; a listing past this is
+# refused rather than loading an unbounded answer into memory.
+cluster_list_keys_max = 100_000

@@ -1,0 +1,568 @@
+"""What a cluster agent asks of etcd: membership, topic ownership, the catalog.
+
+One ``EtcdCluster`` per agent process, on its asyncio loop, over ``aetcd``. Rules:
+
+* **Membership.** ``join(agent_id, address, ttl)`` grants a lease, writes
+  ``agents/<id>`` bound to it and keeps the lease alive in a task (a renewal every
+  TTL / 3). ``agents()`` lists the live agents, ``watch_agents()`` follows joins and
+  departures. ``leave()`` revokes the lease: etcd deletes every key bound to it, the
+  agent's owner keys included, in one revision.
+* **Ownership.** ``acquire(topic)`` is one transaction: if ``owners/<topic>`` does not
+  exist, create it bound to this agent's lease. The revision of that put is the
+  owner's *epoch*: strictly greater than any earlier owner's, whatever the topic.
+  ``release(topic)`` deletes the key if it still carries this epoch.
+  ``commit_allowed(topic, epoch)`` is the transaction that compares the key's
+  ``mod_revision`` with the epoch: true exactly when, at etcd's linearization point,
+  this owner still holds the topic.
+* **Fence yourself first.** The lease's safe window is kept on the local monotonic
+  clock (cluster/lease.py). Once it closes (renewals failed for TTL minus the margin,
+  or etcd says the lease is gone), every owned topic is marked lost *at once*, locally,
+  before etcd can expire the lease and another agent acquire a topic, and the agent
+  acts as an owner no more: ``holds`` answers False, ``acquire`` refuses, listeners
+  registered with ``on_lost`` are called. The agent must ``join`` again (a new lease).
+* **Members come and go.** The client is given every member's URL; a request that
+  fails for want of a member (refused, timed out, no leader during an election) is
+  retried on the next member until ``cluster_retry_seconds_max``, then raised as
+  ``EtcdUnavailable``. Every request is written to be safe to repeat after an unknown
+  outcome: an acquire that did land is recognized as this agent's own on the retry.
+
+The key layout and the encodings are pure functions in cluster/keys.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import aetcd.rpc
+import aetcd.rtypes
+import grpc
+import grpc.aio
+
+from odradek import limits
+from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end
+from odradek.cluster.lease import LeaseClock
+from odradek.errors import ClosedError, Fenced, InvalidRequest, TopicExists, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors after which the same request may succeed on another member or a moment later.
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    aetcd.exceptions.ConnectionFailedError,
+    aetcd.exceptions.ConnectionTimeoutError,
+    aetcd.exceptions.InternalError,
+    TimeoutError,
+    OSError,
+)
+_RETRYABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, grpc.aio.AioRpcError):  # a request made on the stub itself
+        return exc.code() in _RETRYABLE_CODES
+    return isinstance(exc, _RETRYABLE)
+
+
+_BACKOFF_FIRST_SECONDS = 0.05  # the first retry after a failed request, doubled up to:
+_BACKOFF_MAX_SECONDS = 0.5  # an election takes ~1 s: look again twice within it
+
+
+class EtcdUnavailable(Unavailable):
+    """No etcd member answered within ``cluster_retry_seconds_max`` (retryable)."""
+
+
+class OwnershipLost(Fenced):
+    """This agent does not (or no longer) own the topic: its lease was lost, the topic
+    was released, or another agent owns it. Write to the owner."""
+
+
+class OwnedByAnother(Unavailable):
+    """``acquire`` found the topic owned by another agent (retryable: after that
+    owner's lease expires or it releases the topic)."""
+
+    def __init__(self, message: str, owner: OwnerRecord) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+    def details(self) -> dict[str, Any]:
+        return {"topic": self.owner.topic, "agent": self.owner.agent_id, "epoch": self.owner.epoch}
+
+
+class AgentIdInUse(Unavailable):
+    """Another live lease holds this agent id (a previous run of the same agent, until
+    its lease expires, or a second agent misconfigured with the same id)."""
+
+
+@dataclasses.dataclass
+class Ownership:
+    """A topic this agent acquired: its epoch, and whether it was lost since."""
+
+    topic: str
+    epoch: int
+    lost: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentEvent:
+    """``joined`` (``record`` is the agent's) or ``left`` (``record`` is None)."""
+
+    kind: str
+    agent_id: str
+    record: AgentRecord | None
+    revision: int
+
+
+def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, int]]:
+    """``http://h1:2379,h2:2379`` (or a list of such) as (host, port) pairs."""
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise InvalidRequest("no etcd endpoint given: --etcd http://HOST:PORT[,http://HOST:PORT...]")
+    if len(items) > limits.cluster_endpoints_max:
+        raise InvalidRequest(f"{len(items)} etcd endpoints given, at most {limits.cluster_endpoints_max}")
+    parsed = []
+    for item in items:
+        url = urllib.parse.urlsplit(item if "://" in item else f"http://{item}")
+        if url.scheme != "http":
+            raise InvalidRequest(f"etcd endpoint {item!r}: only http:// is supported so far")
+        try:
+            port = url.port or 2379
+        except ValueError as exc:
+            raise InvalidRequest(f"etcd endpoint {item!r}: {exc}") from exc
+        if not url.hostname or url.path not in ("", "/") or url.query:
+            raise InvalidRequest(f"etcd endpoint {item!r}: expected http://HOST:PORT")
+        parsed.append((url.hostname, port))
+    return parsed
+
+
+class EtcdCluster:
+    """One agent's view of a cluster in etcd (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        cluster: str = "default",
+        *,
+        request_timeout_seconds: float = limits.cluster_request_timeout_seconds,
+        retry_seconds: float = limits.cluster_retry_seconds_max,
+    ) -> None:
+        self.endpoints = parse_endpoints(endpoints)
+        self.layout = Layout(cluster)
+        self.request_timeout_seconds = request_timeout_seconds
+        self.retry_seconds = retry_seconds
+        self._current = 0  # index of the endpoint in use
+        self._client: Any = None
+        self._closed = False
+        self.agent: AgentRecord | None = None
+        self.clock: LeaseClock | None = None
+        self._owned: dict[str, Ownership] = {}
+        self._keepalive: asyncio.Task[None] | None = None
+        self._lost_listeners: list[Callable[[list[str]], None]] = []
+        self.lease_lost = asyncio.Event()
+
+    # --- connection ------------------------------------------------------------------
+
+    async def __aenter__(self) -> EtcdCluster:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _connection(self) -> Any:
+        if self._closed:
+            raise ClosedError("the etcd client is closed")
+        if self._client is None:
+            host, port = self.endpoints[self._current]
+            self._client = aetcd.Client(host=host, port=port, timeout=self.request_timeout_seconds)
+        return self._client
+
+    async def _rotate(self, failed: Any) -> None:
+        """Leave the member that failed for the next one (once per failed client)."""
+        if self._client is not failed:
+            return
+        self._client = None
+        self._current = (self._current + 1) % len(self.endpoints)
+        with contextlib.suppress(Exception):  # closing a broken channel may fail in any way
+            await failed.close()
+
+    async def _call(self, request: Callable[[Any], Awaitable[T]], what: str) -> T:
+        """``request(client)`` on a member, retried on the next members until it answers
+        or ``retry_seconds`` passed."""
+        deadline = time.monotonic() + self.retry_seconds
+        backoff = _BACKOFF_FIRST_SECONDS
+        while True:
+            client = self._connection()
+            try:
+                return await asyncio.wait_for(request(client), self.request_timeout_seconds)
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise
+                if time.monotonic() + backoff > deadline:
+                    raise EtcdUnavailable(
+                        f"etcd did not answer {what} within {self.retry_seconds} s "
+                        f"(members {self._members_text()}): {exc}"
+                    ) from exc
+                log.debug("etcd %s failed on %s: %s; trying the next member", what, self._members_text(), exc)
+                await self._rotate(client)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
+
+    def _members_text(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.endpoints)
+
+    async def close(self) -> None:
+        """Stop renewing (without revoking: ``leave`` does that) and close the client."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
+        self._closed = True
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    # --- membership ------------------------------------------------------------------
+
+    async def join(
+        self, agent_id: str, address: str, ttl: int = limits.cluster_lease_ttl_seconds_default
+    ) -> AgentRecord:
+        """Grant a lease, register ``agents/<agent_id>`` bound to it, keep it alive."""
+        if self.agent is not None and self.clock is not None and not self.clock.lost:
+            raise InvalidRequest(f"already joined as {self.agent.agent_id!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, int):
+            raise InvalidRequest(f"lease TTL must be whole seconds, got {ttl!r}")
+        low, high = limits.cluster_lease_ttl_seconds_min, limits.cluster_lease_ttl_seconds_max
+        if not low <= ttl <= high:
+            raise InvalidRequest(f"lease TTL must be within {low}..{high} s, got {ttl}")
+        record = AgentRecord(agent_id, address, time.time())
+        key, value = self.layout.agent(agent_id), record.encode()
+        sent_at = time.monotonic()
+        lease = await self._call(lambda client: client.lease(ttl), "a lease grant")
+        clock = LeaseClock.granted(lease.id, sent_at, float(lease.ttl))
+
+        async def register(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.create(key) == 0],
+                success=[txn.put(key, value, lease=lease.id)],
+                failure=[txn.get(key)],
+            )
+
+        succeeded, responses = await self._call(register, "an agent's registration")
+        if not succeeded:
+            existing = responses[0][0][1] if responses and responses[0] else None
+            if existing is None or existing.lease != lease.id:
+                with contextlib.suppress(EtcdUnavailable):
+                    await self._call(lambda client: client.revoke_lease(lease.id), "a lease revocation")
+                raise AgentIdInUse(
+                    f"agent id {agent_id!r} is live in cluster {self.layout.cluster!r} under another "
+                    f"lease: another agent uses it, or a previous run's lease has not expired yet "
+                    f"(at most its TTL)"
+                )
+        self.agent = dataclasses.replace(record, lease=lease.id)
+        self.clock = clock
+        self._owned = {}
+        self.lease_lost = asyncio.Event()
+        self._keepalive = asyncio.get_running_loop().create_task(
+            self._keep_alive(clock), name=f"odradek-etcd-keepalive-{agent_id}"
+        )
+        return self.agent
+
+    async def _keep_alive(self, clock: LeaseClock) -> None:
+        """Renew every TTL / 3; mark everything lost once the safe window closes."""
+        next_renewal = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if not clock.held(now):
+                break
+            await asyncio.sleep(max(0.0, min(next_renewal, clock.safe_until) - now))
+            now = time.monotonic()
+            if not clock.held(now):
+                break
+            client = self._connection()
+            sent_at = now
+            try:
+                reply = await asyncio.wait_for(
+                    client.refresh_lease(clock.lease),
+                    min(self.request_timeout_seconds, max(0.001, clock.safe_until - now)),
+                )
+            except Exception as exc:  # noqa: BLE001 (whatever failed, renew until the window closes)
+                log.debug("lease %x: renewal failed (%r); trying the next member", clock.lease, exc)
+                await self._rotate(client)
+                next_renewal = time.monotonic() + _BACKOFF_MAX_SECONDS / 2
+                continue
+            ttl = float(reply.TTL) if reply is not None else 0.0
+            clock.renewed(sent_at, ttl, time.monotonic())
+            next_renewal = sent_at + clock.keepalive_seconds
+        self._mark_lost(clock)
+
+    def _mark_lost(self, clock: LeaseClock) -> None:
+        if clock is not self.clock or self.lease_lost.is_set():
+            return
+        clock.lost = True
+        topics = sorted(topic for topic, owned in self._owned.items() if not owned.lost)
+        for owned in self._owned.values():
+            owned.lost = True
+        self.lease_lost.set()
+        log.warning(
+            "agent %s: lease %x lost (no renewal within its safe window); %d topics given up",
+            self.agent.agent_id if self.agent else "?",
+            clock.lease,
+            len(topics),
+        )
+        for listener in list(self._lost_listeners):
+            try:
+                listener(topics)
+            except Exception:  # a listener's bug must not keep the others from learning
+                log.exception("a lease-lost listener failed")
+
+    def on_lost(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(topics)`` once, when the lease is lost, with the topics owned
+        then (on the event loop, before etcd can expire the lease)."""
+        self._lost_listeners.append(listener)
+
+    def stop_keepalive(self) -> None:
+        """Stop renewing the lease, as a partition from etcd would (tests, fault
+        injection): the safe window closes, then everything is marked lost."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        clock = self.clock
+        if clock is not None:
+            delay = max(0.0, clock.safe_until - time.monotonic())
+            asyncio.get_running_loop().call_later(delay, self._mark_lost, clock)
+
+    async def leave(self) -> None:
+        """Revoke the lease: the agent's key and owner keys go in one revision."""
+        clock = self.clock
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
+        if clock is None:
+            return
+        self._mark_lost(clock)
+        await self._call(lambda client: client.revoke_lease(clock.lease), "a lease revocation")
+
+    async def agents(self) -> list[AgentRecord]:
+        """The live agents, by id."""
+        found, _ = await self._list(self.layout.agents_prefix)
+        return [AgentRecord.decode(kv.value, kv.lease) for kv in found]
+
+    async def watch_agents(self) -> AsyncIterator[AgentEvent]:
+        """The agents live now (as ``joined`` events), then every join and departure.
+        Survives the loss of members; after etcd compacted past what it missed, it
+        lists again (``joined`` again for the live, ``left`` for the gone)."""
+        prefix = self.layout.agents_prefix
+        known: dict[str, AgentRecord] = {}
+        while True:
+            found, revision = await self._list(prefix)
+            current = {self.layout.agent_of(kv.key): AgentRecord.decode(kv.value, kv.lease) for kv in found}
+            for agent_id in sorted(set(known) - set(current)):
+                yield AgentEvent("left", agent_id, None, revision)
+            for agent_id, record in sorted(current.items()):
+                yield AgentEvent("joined", agent_id, record, revision)
+            known = current
+            while True:
+                try:
+                    async for event in self._watch(prefix, revision + 1):
+                        revision = event.kv.mod_revision
+                        agent_id = self.layout.agent_of(event.kv.key)
+                        if event.kind == "PUT":
+                            known[agent_id] = AgentRecord.decode(event.kv.value, event.kv.lease)
+                            yield AgentEvent("joined", agent_id, known[agent_id], revision)
+                        else:
+                            known.pop(agent_id, None)
+                            yield AgentEvent("left", agent_id, None, revision)
+                except aetcd.exceptions.RevisionCompactedError:
+                    break  # list again
+                except Exception as exc:
+                    if not _retryable(exc):
+                        raise
+                    log.debug("watch of agents broke (%s); resuming on the next member", exc)
+                    await self._rotate(self._client)
+                    await asyncio.sleep(_BACKOFF_MAX_SECONDS / 2)
+
+    async def _watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[Any]:
+        client = self._connection()
+        watch = await asyncio.wait_for(
+            client.watch(prefix, range_end=prefix_end(prefix), start_revision=start_revision),
+            self.request_timeout_seconds,
+        )
+        try:
+            async for event in watch:
+                yield event
+        finally:
+            with contextlib.suppress(Exception):
+                await watch.cancel()
+
+    async def _list(self, prefix: bytes) -> tuple[list[Any], int]:
+        """Every key under ``prefix`` and the revision of the listing (bounded)."""
+        limit = limits.cluster_list_keys_max
+
+        async def listing(client: Any) -> Any:
+            # aetcd's get_range takes no limit: the request is built here.
+            await client.connect()
+            request = aetcd.rpc.RangeRequest(key=prefix, range_end=prefix_end(prefix), limit=limit + 1)
+            return await client.kvstub.Range(request, timeout=self.request_timeout_seconds)
+
+        answer = await self._call(listing, f"a listing of {prefix.decode()}")
+        if answer.more or len(answer.kvs) > limit:
+            raise EtcdUnavailable(f"more than {limit} keys under {prefix.decode()}: refusing to load them")
+        return [aetcd.rtypes.KeyValue(kv) for kv in answer.kvs], int(answer.header.revision)
+
+    # --- ownership -------------------------------------------------------------------
+
+    def _lease(self) -> tuple[AgentRecord, LeaseClock]:
+        if self.agent is None or self.clock is None:
+            raise InvalidRequest("join the cluster first")
+        if not self.clock.held(time.monotonic()):
+            self._mark_lost(self.clock)
+            raise OwnershipLost(f"agent {self.agent.agent_id!r} lost its lease: join again")
+        return self.agent, self.clock
+
+    async def acquire(self, topic: str) -> Ownership:
+        """Become the owner of ``topic`` (one transaction: create-if-absent of
+        ``owners/<topic>`` bound to this agent's lease). Raises ``OwnedByAnother`` if
+        another agent owns it."""
+        agent, clock = self._lease()
+        key = self.layout.owner(topic)
+        value = OwnerRecord(topic, agent.agent_id, clock.lease).encode()
+
+        async def create(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.create(key) == 0],
+                success=[txn.put(key, value, lease=clock.lease), txn.get(key)],
+                failure=[txn.get(key)],
+            )
+
+        succeeded, responses = await self._call(create, f"the acquisition of {topic!r}")
+        kvs = responses[-1]
+        if not kvs:  # the owner went away between the compare and the get: impossible in one txn
+            raise EtcdUnavailable(f"etcd answered the acquisition of {topic!r} without the owner key")
+        kv = kvs[0][1]
+        owner = OwnerRecord.decode(topic, kv.value, kv.mod_revision)
+        if not succeeded and not (owner.agent_id == agent.agent_id and owner.lease == clock.lease):
+            raise OwnedByAnother(f"topic {topic!r} is owned by agent {owner.agent_id!r}", owner)
+        # (not succeeded but ours: an earlier try of this acquire landed, answer lost)
+        owned = Ownership(topic, owner.epoch)
+        self._owned[topic] = owned
+        if not clock.held(time.monotonic()):
+            self._mark_lost(clock)
+            raise OwnershipLost(f"agent {agent.agent_id!r} lost its lease while acquiring {topic!r}")
+        return owned
+
+    async def release(self, topic: str) -> None:
+        """Give ``topic`` up: delete its owner key if it still carries this epoch."""
+        owned = self._owned.pop(topic, None)
+        if owned is None:
+            return
+        owned.lost = True
+        key = self.layout.owner(topic)
+
+        async def delete(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.mod(key) == owned.epoch], success=[txn.delete(key)], failure=[]
+            )
+
+        await self._call(delete, f"the release of {topic!r}")
+
+    async def owner(self, topic: str) -> OwnerRecord | None:
+        """The owner of ``topic`` now, or None."""
+        key = self.layout.owner(topic)
+        kv = await self._call(lambda client: client.get(key), f"the owner of {topic!r}")
+        return None if kv is None else OwnerRecord.decode(topic, kv.value, kv.mod_revision)
+
+    async def owners(self) -> dict[str, OwnerRecord]:
+        found, _ = await self._list(self.layout.owners_prefix)
+        owners = {}
+        for kv in found:
+            topic = self.layout.topic_of_owner(kv.key)
+            owners[topic] = OwnerRecord.decode(topic, kv.value, kv.mod_revision)
+        return owners
+
+    def holds(self, topic: str, epoch: int | None = None) -> bool:
+        """Whether this agent may act as ``topic``'s owner now (at ``epoch``), by its own
+        clock: no request. What an owner checks before every acknowledgement."""
+        owned = self._owned.get(topic)
+        if owned is None or owned.lost or (epoch is not None and owned.epoch != epoch):
+            return False
+        if self.clock is None or not self.clock.held(time.monotonic()):
+            if self.clock is not None:
+                self._mark_lost(self.clock)
+            return False
+        return True
+
+    def owned(self) -> dict[str, Ownership]:
+        """The topics this agent holds now (not lost)."""
+        return {topic: owned for topic, owned in self._owned.items() if self.holds(topic)}
+
+    async def commit_allowed(self, topic: str, epoch: int) -> bool:
+        """The etcd transaction comparing ``owners/<topic>``'s ``mod_revision`` with
+        ``epoch``: True exactly when this owner still held the topic at etcd's
+        linearization point, and this agent's safe window is still open. A False
+        marks the topic lost here (decision record 0012)."""
+        if not self.holds(topic, epoch):
+            return False
+        key = self.layout.owner(topic)
+
+        async def compare(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(compare=[txn.mod(key) == epoch], success=[], failure=[])  # type: ignore[no-any-return]
+
+        succeeded, _ = await self._call(compare, f"the commit check of {topic!r}")
+        if not succeeded:
+            owned = self._owned.get(topic)
+            if owned is not None and owned.epoch == epoch:
+                owned.lost = True
+            return False
+        return self.holds(topic, epoch)
+
+    # --- catalog ---------------------------------------------------------------------
+
+    async def create_topic(self, record: TopicRecord) -> TopicRecord:
+        """Add ``record`` to the catalog (create-if-absent); TopicExists if it is there."""
+        key, value = self.layout.topic(record.name), record.encode()
+
+        async def create(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.create(key) == 0], success=[txn.put(key, value)], failure=[txn.get(key)]
+            )
+
+        succeeded, responses = await self._call(create, f"the creation of topic {record.name!r}")
+        if not succeeded:
+            existing = TopicRecord.decode(record.name, responses[0][0][1].value)
+            if existing != record:  # (equal: an earlier try landed)
+                raise TopicExists(f"topic {record.name!r} is in the catalog already", topic=record.name)
+        return record
+
+    async def topic(self, name: str) -> TopicRecord | None:
+        key = self.layout.topic(name)
+        kv = await self._call(lambda client: client.get(key), f"topic {name!r}")
+        return None if kv is None else TopicRecord.decode(name, kv.value)
+
+    async def topics(self) -> list[TopicRecord]:
+        found, _ = await self._list(self.layout.topics_prefix)
+        return [TopicRecord.decode(self.layout.topic_of_catalog(kv.key), kv.value) for kv in found]
+
+    async def delete_topic(self, name: str) -> bool:
+        """Remove ``name`` from the catalog; False if it was not there."""
+        key = self.layout.topic(name)
+        deleted = await self._call(lambda client: client.delete(key), f"the deletion of topic {name!r}")
+        return bool(deleted)

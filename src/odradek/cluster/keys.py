@@ -1,0 +1,272 @@
+"""Where a cluster keeps its state in etcd, and how each value is encoded (no IO).
+
+Key layout, one prefix per cluster (``--cluster NAME``, default ``default``)::
+
+    /odradek/<cluster>/agents/<agent id>       AgentRecord   bound to the agent's lease
+    /odradek/<cluster>/owners/<topic>          OwnerRecord   bound to the owner's lease
+    /odradek/<cluster>/catalog/topics/<topic>  TopicRecord   no lease: the catalog outlives agents
+
+Values are compact JSON objects with a format number ``v``, so a later version can add
+fields and an older agent refuses what it cannot read instead of misreading it. An
+owner's *epoch* is not in its value: it is the etcd revision at which the owner key was
+created (its ``create_revision``, equal to its ``mod_revision`` since owner keys are
+never updated), so it is strictly greater than every earlier owner's epoch of any
+topic, and a comparison on the key's ``mod_revision`` tells whether that owner still
+holds the topic (decision record 0012).
+
+Every key and value is bounded (``limits.cluster_*``); names are checked before any key
+is built, so a bad name is an ``InvalidRequest`` and never a strange key in etcd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from odradek import limits
+from odradek.errors import DataDamaged, InvalidRequest, RequestTooLarge
+from odradek.names import validate_topic_name
+
+T = TypeVar("T")
+ROOT = "/odradek/"
+FORMAT = 1
+DEFAULT_CLUSTER = "default"
+
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# An agent id is printable ASCII without '/' (a hostname, a pod name, a UUID).
+_AGENT_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
+_ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
+
+
+def validate_cluster_name(name: object) -> str:
+    if not isinstance(name, str) or not _CLUSTER_NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid cluster name {name!r}: letters, digits, '_' and '-' only")
+    if len(name) > limits.cluster_name_length_max:
+        raise InvalidRequest(
+            f"cluster name is {len(name)} characters long, at most {limits.cluster_name_length_max}"
+        )
+    return name
+
+
+def validate_agent_id(agent_id: object) -> str:
+    if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
+        raise InvalidRequest(
+            f"invalid agent id {agent_id!r}: letters, digits and '_', '.', ':', '@', '-' only"
+        )
+    if len(agent_id) > limits.cluster_agent_id_length_max:
+        raise InvalidRequest(
+            f"agent id is {len(agent_id)} characters long, at most {limits.cluster_agent_id_length_max}"
+        )
+    return agent_id
+
+
+def validate_address(address: object) -> str:
+    """An advertised address: ``host:port`` (an IPv6 host in brackets)."""
+    if not isinstance(address, str) or len(address) > limits.cluster_address_length_max:
+        raise InvalidRequest(f"invalid agent address {address!r}: HOST:PORT")
+    if not _ADDRESS.fullmatch(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+        raise InvalidRequest(f"invalid agent address {address!r}: HOST:PORT with a port in 1..65535")
+    return address
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The keys of one cluster. Pure: builds and parses keys, never talks to etcd."""
+
+    cluster: str = DEFAULT_CLUSTER
+
+    def __post_init__(self) -> None:
+        validate_cluster_name(self.cluster)
+
+    @property
+    def prefix(self) -> bytes:
+        return f"{ROOT}{self.cluster}/".encode()
+
+    @property
+    def agents_prefix(self) -> bytes:
+        return self.prefix + b"agents/"
+
+    @property
+    def owners_prefix(self) -> bytes:
+        return self.prefix + b"owners/"
+
+    @property
+    def topics_prefix(self) -> bytes:
+        return self.prefix + b"catalog/topics/"
+
+    def agent(self, agent_id: str) -> bytes:
+        return _bounded(self.agents_prefix + validate_agent_id(agent_id).encode())
+
+    def owner(self, topic: str) -> bytes:
+        return _bounded(self.owners_prefix + validate_topic_name(topic, allow_reserved=True).encode())
+
+    def topic(self, topic: str) -> bytes:
+        return _bounded(self.topics_prefix + validate_topic_name(topic, allow_reserved=True).encode())
+
+    def agent_of(self, key: bytes) -> str:
+        """The agent id a key under ``agents/`` names (DataDamaged if it is no such key)."""
+        return validate_agent_id(_suffix(key, self.agents_prefix))
+
+    def topic_of_owner(self, key: bytes) -> str:
+        return _topic(_suffix(key, self.owners_prefix))
+
+    def topic_of_catalog(self, key: bytes) -> str:
+        return _topic(_suffix(key, self.topics_prefix))
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The end of the etcd range of every key starting with ``prefix`` (the prefix with
+    its last byte below 0xff incremented, as etcd's clients compute it)."""
+    for index in range(len(prefix) - 1, -1, -1):
+        if prefix[index] < 0xFF:
+            return prefix[:index] + bytes([prefix[index] + 1])
+    return b"\0"  # every key from the prefix on
+
+
+def _bounded(key: bytes) -> bytes:
+    if len(key) > limits.cluster_key_bytes_max:
+        raise RequestTooLarge(f"etcd key of {len(key)} bytes, at most {limits.cluster_key_bytes_max}")
+    return key
+
+
+def _suffix(key: bytes, prefix: bytes) -> str:
+    if not key.startswith(prefix) or len(key) == len(prefix):
+        raise DataDamaged(f"etcd key {key!r} is not under {prefix!r}")
+    try:
+        return key[len(prefix) :].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise DataDamaged(f"etcd key {key!r} is not ASCII") from exc
+
+
+def _topic(name: str) -> str:
+    try:
+        return validate_topic_name(name, allow_reserved=True)
+    except InvalidRequest as exc:
+        raise DataDamaged(f"etcd key names no topic: {exc.message}") from exc
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentRecord:
+    """A live agent: where clients and other agents reach it, when it joined (its own
+    wall clock, for people: nothing orders by it) and its lease."""
+
+    agent_id: str
+    address: str
+    started_at: float
+    lease: int = 0  # filled from the key's lease when read
+
+    def __post_init__(self) -> None:
+        validate_agent_id(self.agent_id)
+        validate_address(self.address)
+        if not _number(self.started_at):
+            raise InvalidRequest(f"started_at must be a number, got {self.started_at!r}")
+
+    def encode(self) -> bytes:
+        return _encode(
+            {"v": FORMAT, "agent": self.agent_id, "address": self.address, "started_at": self.started_at}
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, lease: int = 0) -> AgentRecord:
+        body = _decode(data, "agent", ("agent", "address", "started_at"))
+        return _build(lambda: cls(body["agent"], body["address"], body["started_at"], lease), "agent")
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnerRecord:
+    """Who owns a topic: the agent, its lease, and the epoch (the etcd revision at which
+    the owner key was created; 0 while not yet written)."""
+
+    topic: str
+    agent_id: str
+    lease: int
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        validate_topic_name(self.topic, allow_reserved=True)
+        validate_agent_id(self.agent_id)
+        for name in ("lease", "epoch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidRequest(f"OwnerRecord.{name} must be an integer >= 0, got {value!r}")
+
+    def encode(self) -> bytes:
+        return _encode({"v": FORMAT, "agent": self.agent_id, "lease": self.lease})
+
+    @classmethod
+    def decode(cls, topic: str, data: bytes, epoch: int) -> OwnerRecord:
+        body = _decode(data, "owner", ("agent", "lease"))
+        return _build(lambda: cls(topic, body["agent"], body["lease"], epoch), "owner")
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicRecord:
+    """A topic in the catalog: its config (the same document the engine keeps per
+    topic) and its incarnation (a deleted and re-created topic is a new incarnation, so
+    that nothing of the old one is mistaken for the new one)."""
+
+    name: str
+    config: dict[str, Any]
+    incarnation: int = 1
+
+    def __post_init__(self) -> None:
+        validate_topic_name(self.name, allow_reserved=True)
+        if not isinstance(self.config, dict):
+            raise InvalidRequest(f"a topic's config must be a JSON object, got {type(self.config).__name__}")
+        value = self.incarnation
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"a topic's incarnation must be an integer >= 1, got {value!r}")
+
+    def encode(self) -> bytes:
+        return _encode({"v": FORMAT, "config": self.config, "incarnation": self.incarnation})
+
+    @classmethod
+    def decode(cls, name: str, data: bytes) -> TopicRecord:
+        body = _decode(data, "topic", ("config", "incarnation"))
+        return _build(lambda: cls(name, body["config"], body["incarnation"]), "topic")
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == value  # not NaN
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    try:
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"value cannot be stored in etcd as JSON: {exc}") from exc
+    if len(data) > limits.cluster_value_bytes_max:
+        raise RequestTooLarge(f"etcd value of {len(data)} bytes, at most {limits.cluster_value_bytes_max}")
+    return data
+
+
+def _decode(data: bytes, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    if len(data) > limits.cluster_value_bytes_max:
+        raise DataDamaged(
+            f"{what} record in etcd of {len(data)} bytes, at most {limits.cluster_value_bytes_max}"
+        )
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataDamaged(f"{what} record in etcd is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise DataDamaged(f"{what} record in etcd is not a JSON object")
+    if body.get("v") != FORMAT:
+        raise DataDamaged(f"{what} record in etcd has format {body.get('v')!r}, this agent reads {FORMAT}")
+    missing = [name for name in fields if name not in body]
+    if missing:
+        raise DataDamaged(f"{what} record in etcd lacks {', '.join(missing)}")
+    return body
+
+
+def _build(make: Callable[[], T], what: str) -> T:
+    try:
+        return make()
+    except InvalidRequest as exc:
+        raise DataDamaged(f"{what} record in etcd is invalid: {exc.message}") from exc
