@@ -126,7 +126,7 @@ class Member:
 
 
 @dataclasses.dataclass
-class EtcdCluster:
+class EtcdServers:
     members: list[Member]
 
     @property
@@ -188,14 +188,14 @@ def _command(
 
 
 @contextlib.contextmanager
-def etcd_cluster(directory: Path, members: int = 1) -> Iterator[EtcdCluster]:
+def etcd_cluster(directory: Path, members: int = 1) -> Iterator[EtcdServers]:
     """``members`` etcd members on free loopback ports, healthy when yielded."""
     directory.mkdir(parents=True, exist_ok=True)
     ports = free_ports(2 * members)
     names = [f"m{index}" for index in range(members)]
     initial = ",".join(f"{name}=http://127.0.0.1:{ports[2 * i + 1]}" for i, name in enumerate(names))
     token = f"odradek-test-{uuid.uuid4().hex[:8]}"
-    cluster = EtcdCluster(
+    cluster = EtcdServers(
         [
             Member(
                 name,
@@ -224,14 +224,14 @@ def etcd_cluster(directory: Path, members: int = 1) -> Iterator[EtcdCluster]:
 
 
 @pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServers]:
     """One single-member etcd for the whole run."""
     with etcd_cluster(tmp_path_factory.mktemp("etcd"), members=1) as cluster:
         yield cluster
 
 
 @pytest.fixture
-def etcd_cluster3(tmp_path: Path) -> Iterator[EtcdCluster]:
+def etcd_cluster3(tmp_path: Path) -> Iterator[EtcdServers]:
     """A fresh 3-member etcd cluster for one test (which may kill members)."""
     with etcd_cluster(tmp_path / "etcd", members=3) as cluster:
         yield cluster
@@ -243,7 +243,7 @@ def unique_cluster_name() -> str:
 
 
 __all__ = [
-    "EtcdCluster",
+    "EtcdServers",
     "Member",
     "etcd_cluster",
     "etcd_cluster3",

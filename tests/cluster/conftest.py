@@ -1,0 +1,11 @@
+"""Fixtures of the cluster tests: real etcd members (etcd_servers.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The helpers beside this file are imported by name under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from etcd_servers import etcd_cluster3, etcd_server  # noqa: F401  (fixtures)
