@@ -5,17 +5,30 @@ waits for a condition. Nothing here asserts on how long anything took."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-DEADLINE_SECONDS = 120.0
+DEADLINE_SECONDS = 60.0
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine``; past DEADLINE_SECONDS fail with the stacks of every task."""
+
     async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, DEADLINE_SECONDS)
+        task = asyncio.ensure_future(coroutine)
+        done, _ = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)
+        if not done:
+            stacks = []
+            for other in asyncio.all_tasks():
+                buffer = io.StringIO()
+                other.print_stack(file=buffer)
+                stacks.append(buffer.getvalue())
+            task.cancel()
+            raise AssertionError(f"no end within {DEADLINE_SECONDS} s; tasks:\n" + "\n".join(stacks))
+        return task.result()
 
     return asyncio.run(bounded())
 

@@ -73,6 +73,10 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _RETRYABLE)
 
 
+# Timeouts use asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for may swallow a
+# cancellation that arrives as the awaited call completes, and a keepalive task that
+# swallowed its cancellation would never stop.
+_LEFT = "the agent left"
 _BACKOFF_FIRST_SECONDS = 0.05  # the first retry after a failed request, doubled up to:
 _BACKOFF_MAX_SECONDS = 0.5  # an election takes ~1 s: look again twice within it
 
@@ -203,7 +207,8 @@ class EtcdCluster:
         while True:
             client = self._connection()
             try:
-                return await asyncio.wait_for(request(client), self.request_timeout_seconds)
+                async with asyncio.timeout(self.request_timeout_seconds):
+                    return await request(client)
             except Exception as exc:
                 if not _retryable(exc):
                     raise
@@ -294,10 +299,10 @@ class EtcdCluster:
             client = self._connection()
             sent_at = now
             try:
-                reply = await asyncio.wait_for(
-                    client.refresh_lease(clock.lease),
-                    min(self.request_timeout_seconds, max(0.001, clock.safe_until - now)),
-                )
+                async with asyncio.timeout(
+                    min(self.request_timeout_seconds, max(0.001, clock.safe_until - now))
+                ):
+                    reply = await client.refresh_lease(clock.lease)
             except Exception as exc:  # noqa: BLE001 (whatever failed, renew until the window closes)
                 log.debug("lease %x: renewal failed (%r); trying the next member", clock.lease, exc)
                 await self._rotate(client)
@@ -308,7 +313,7 @@ class EtcdCluster:
             next_renewal = sent_at + clock.keepalive_seconds
         self._mark_lost(clock)
 
-    def _mark_lost(self, clock: LeaseClock) -> None:
+    def _mark_lost(self, clock: LeaseClock, why: str = "no renewal within its safe window") -> None:
         if clock is not self.clock or self.lease_lost.is_set():
             return
         clock.lost = True
@@ -316,10 +321,12 @@ class EtcdCluster:
         for owned in self._owned.values():
             owned.lost = True
         self.lease_lost.set()
-        log.warning(
-            "agent %s: lease %x lost (no renewal within its safe window); %d topics given up",
+        log.log(
+            logging.INFO if why == _LEFT else logging.WARNING,
+            "agent %s: lease %x given up (%s); %d topics with it",
             self.agent.agent_id if self.agent else "?",
             clock.lease,
+            why,
             len(topics),
         )
         for listener in list(self._lost_listeners):
@@ -354,7 +361,7 @@ class EtcdCluster:
             self._keepalive = None
         if clock is None:
             return
-        self._mark_lost(clock)
+        self._mark_lost(clock, _LEFT)
         await self._call(lambda client: client.revoke_lease(clock.lease), "a lease revocation")
 
     async def agents(self) -> list[AgentRecord]:
@@ -398,10 +405,8 @@ class EtcdCluster:
 
     async def _watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[Any]:
         client = self._connection()
-        watch = await asyncio.wait_for(
-            client.watch(prefix, range_end=prefix_end(prefix), start_revision=start_revision),
-            self.request_timeout_seconds,
-        )
+        async with asyncio.timeout(self.request_timeout_seconds):
+            watch = await client.watch(prefix, range_end=prefix_end(prefix), start_revision=start_revision)
         try:
             async for event in watch:
                 yield event
