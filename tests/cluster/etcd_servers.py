@@ -21,7 +21,6 @@ import dataclasses
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from object_servers import free_ports
 
 START_SECONDS_MAX = 60.0  # generous: a loaded machine starts three members slowly
 STOP_SECONDS_MAX = 15.0
@@ -45,21 +45,6 @@ def etcd_binary() -> str:
             pytrace=False,
         )
     return path
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on the loopback interface right now (all held open until all are found,
-    so the list has no duplicates)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclasses.dataclass
