@@ -143,14 +143,16 @@ def _wait_until_ready(server: S3Server, ready: Any) -> None:
 
 
 @contextlib.contextmanager
-def moto_server(directory: Path) -> Iterator[S3Server]:
-    """moto's S3 server (werkzeug, threaded) as a subprocess; it keeps objects in memory
-    and honours If-None-Match and If-Match on PUT with 412."""
+def moto_server(directory: Path, port: int | None = None) -> Iterator[S3Server]:
+    """moto's S3 server (werkzeug, threaded) as a subprocess, on ``port`` or a free one;
+    it keeps objects in memory (a server started again on a port is empty, its bucket
+    made anew) and honours If-None-Match and If-Match on PUT with 412."""
     directory.mkdir(parents=True, exist_ok=True)
-    (port,) = free_ports(1)
+    if port is None:
+        (port,) = free_ports(1)
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    log_path = directory / "moto.log"
+    log_path = directory / f"moto-{time.monotonic_ns()}.log"  # one per start
     server = S3Server("moto", endpoint, BUCKET, _spawn(command, log_path, directory), log_path)
     try:
 

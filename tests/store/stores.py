@@ -12,15 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-from object_servers import BUCKET, S3Server, _spawn, _wait_until_ready, free_ports, unique_prefix
+from object_servers import S3Server, free_ports, moto_server, unique_prefix
 from odradek_process import Server
 
 import odradek
@@ -87,26 +85,10 @@ def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLIN
         time.sleep(0.02)
 
 
-@contextlib.contextmanager
-def moto_on_port(directory: Path, port: int) -> Iterator[S3Server]:
-    """moto's S3 server on ``port`` with the test bucket (it keeps objects in memory: a
-    server started again on the port is empty, its bucket made anew)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    log_path = directory / f"moto-{time.monotonic_ns()}.log"
-    server = S3Server("moto", endpoint, BUCKET, _spawn(command, log_path, directory), log_path)
-    try:
-
-        def ready() -> bool:
-            request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                return bool(answer.status == 200)
-
-        _wait_until_ready(server, ready)
-        yield server
-    finally:
-        server.stop()
+def moto_on_port(directory: Path, port: int) -> contextlib.AbstractContextManager[S3Server]:
+    """moto's S3 server on ``port`` with the test bucket (a server started again on the
+    port is empty, its bucket made anew)."""
+    return moto_server(directory, port)
 
 
 class History:
