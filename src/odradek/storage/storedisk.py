@@ -37,8 +37,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -50,6 +50,8 @@ from odradek.storage.filecache import FileCache, fetch_into
 from odradek.storage.manifest import Record
 from odradek.storage.tree import DERIVED, LOCAL, Snapshot, Tree, under
 from odradek.storage.walwriter import JournalWriter, StoreUnavailable
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from odradek.storage.checkpoint import Checkpointer
@@ -330,15 +332,8 @@ class StoreDisk(Disk):
         return self._local.isfile(path) or self._remote_record(path) is not None or self._local.isfile(path)
 
     def getsize(self, path: str) -> int:
-        while True:
-            found = self._remote_record(path)
-            if found is not None:
-                return found[1].size
-            try:
-                return self._local.getsize(path)
-            except FileNotFoundError:
-                if self._remote_record(path) is None:
-                    raise  # not handed over meanwhile: gone
+        found = self._local_or_remote(path, self._local.getsize)
+        return found[1].size if isinstance(found, tuple) else found
 
     def mkdir(self, path: str) -> None:
         relative, kind = self.classify(path)
@@ -469,14 +464,9 @@ class StoreDisk(Disk):
             self.writer.wait(number)
 
     def map(self, path: str) -> pa.Buffer:
-        found = self._remote_record(path)
-        while found is None:
-            try:
-                return self._local.map(path)
-            except FileNotFoundError:
-                found = self._remote_record(path)  # handed over to the cache meanwhile?
-                if found is None:
-                    raise
+        found = self._local_or_remote(path, self._local.map)
+        if not isinstance(found, tuple):
+            return found
         relative, record = found
         if record.size == 0:
             return pa.py_buffer(b"")
@@ -488,16 +478,25 @@ class StoreDisk(Disk):
             raise
 
     def read_bytes(self, path: str) -> bytes:
+        found = self._local_or_remote(path, self._local.read_bytes)
+        if not isinstance(found, tuple):
+            return found
+        relative, record = found
+        return self._cache().read(record, relative)
+
+    def _local_or_remote(self, path: str, read: Callable[[str], T]) -> T | tuple[str, Record]:
+        """The store's record of ``path`` (relative path and record) if the file is remote,
+        else ``read(path)`` of the local file; a file handed over to the cache while it was
+        read locally is found remote then (only a file in neither place is missing)."""
         found = self._remote_record(path)
         while found is None:
             try:
-                return self._local.read_bytes(path)
+                return read(path)
             except FileNotFoundError:
                 found = self._remote_record(path)  # handed over to the cache meanwhile?
                 if found is None:
                     raise
-        relative, record = found
-        return self._cache().read(record, relative)
+        return found
 
     def _remote_record(self, path: str) -> tuple[str, Record] | None:
         relative = self._inside(path)
