@@ -88,8 +88,7 @@ class GroupCommit:
             with self._condition:
                 self._covered = max(self._covered, goal)
             try:
-                if self._fsync:
-                    self._disk.fdatasync(fd)
+                self._disk.fdatasync(fd)  # fsync is on: wait() returned above otherwise
             finally:
                 self._disk.close(fd)
         except BaseException as exc:

@@ -1,9 +1,9 @@
 """A topic's small files beside its log: ``topic.json`` and ``head``.
 
 ``topic.json`` (and ``topic.json.copy``) hold the topic's name, incarnation id,
-settings, creation time, schema history and the damage an operator accepted: a checksummed document in
-two copies (storage/documents.py), because it cannot be rebuilt from the log — a schema'd
-topic's frames cannot even be decoded without it.
+settings, creation time, schema history and the damage an operator accepted: a
+checksummed document in two copies (storage/documents.py), because it cannot be rebuilt
+from the log — a schema'd topic's frames cannot even be decoded without it.
 
 ``head`` holds a lower bound of the offsets the topic acknowledged::
 
