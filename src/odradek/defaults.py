@@ -35,6 +35,10 @@ call_timeout_seconds: Final = 30.0
 """A remote client's bound on every call except reads and consumer polls (None: no
 bound)."""
 
+failover_seconds: Final = 30.0
+"""How long a client of a cluster keeps following redirects and trying the other agents
+before it gives up on a call (a failover takes the lease TTL, 3 s, plus recovery)."""
+
 # -- topics ------------------------------------------------------------------------------
 
 retention: Final = "7d"

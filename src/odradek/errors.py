@@ -21,6 +21,7 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     │   ├── DataDamaged           stored data is damaged (checksums); an operator must decide
     │   └── Fenced                another agent took over the object store: no more writes here
     ├── Unavailable               the server cannot be reached or is shutting down (retryable)
+    │   └── NotOwner              a cluster agent that does not own the data: ask the owner it names
     └── ClosedError               the client or engine was closed
 """
 
@@ -206,6 +207,23 @@ class Unavailable(OdradekError):
     retryable = True
 
 
+class NotOwner(Unavailable):
+    """This cluster agent does not own the data the request is for (it is a standby):
+    nothing was done. ``owner`` is where the owner serves (``grpc://host:port``) and
+    ``agent`` its id; both None while no agent owns it (a failover in progress). A
+    client retries against the owner (decision record 0013)."""
+
+    code = "not_owner"
+
+    def __init__(self, message: str, owner: str | None = None, agent: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.agent = agent
+
+    def details(self) -> dict[str, Any]:
+        return {"owner": self.owner, "agent": self.agent}
+
+
 class ClosedError(OdradekError):
     code = "closed"
 
@@ -229,6 +247,7 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         DataDamaged,
         Fenced,
         Unavailable,
+        NotOwner,
         ClosedError,
     )
 }
@@ -258,6 +277,9 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
         )
     if cls is UnknownMember:
         return UnknownMember(message, details.get("group"), details.get("member"))
+    if cls is NotOwner:
+        owner, agent = details.get("owner"), details.get("agent")
+        return NotOwner(message, None if owner is None else str(owner), None if agent is None else str(agent))
     if cls in (TopicNotFound, TopicExists):
         return cls(message, details.get("topic"))
     if cls is OffsetOutOfRange:

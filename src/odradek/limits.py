@@ -430,6 +430,21 @@ cluster_request_timeout_seconds = 5.0
 cluster_retry_seconds_max = 15.0
 # etcd endpoints given to one client (--etcd URL,URL,...): a cluster has 3, 5 or 7.
 cluster_endpoints_max = 16
+# Agents a client may be given (odradek.connect("grpc://a1,a2,...")) and learn from redirects.
+cluster_client_urls_max = 64
 # Keys returned by one listing of agents, owners or topics; a listing past this is
 # refused rather than loading an unbounded answer into memory.
 cluster_list_keys_max = 100_000
+
+# --- Cluster status (`odradek cluster status`, src/odradek/cluster/status.py) -------------
+# Each etcd endpoint's health probe (status, alarms, member list) must answer within this;
+# the probes run side by side, so a silent member costs the whole check this much once.
+# etcdctl's own --dial-timeout is 2 s.
+cluster_status_endpoint_seconds = 2.0
+# Agents and owner keys shown: a screen's worth and more; each agent shown costs one
+# lease time-to-live request. The totals are shown whatever the cap.
+cluster_status_agents_max = 1000
+cluster_status_owners_max = 1000
+# Lease time-to-live requests in flight at once: 1,000 agents at 1 ms per request over a
+# LAN are read in ~30 ms; all of them share one endpoint timeout.
+cluster_status_lease_requests_concurrent_max = 32

@@ -46,12 +46,14 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
-store_flush_ms, store_flush_bytes), environment variables ODRADEK_DATA_DIR,
+store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl),
+environment variables ODRADEK_DATA_DIR,
 ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
 ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
 ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX, ODRADEK_CONNECTIONS_PER_PEER_MAX,
 ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE_FLUSH_MS,
-ODRADEK_STORE_FLUSH_BYTES, ODRADEK_CONFIG, then the flags.
+ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
+ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_CONFIG, then the flags.
 
 Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
 all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to
@@ -72,11 +74,19 @@ endpoint); GCS from GOOGLE_APPLICATION_CREDENTIALS, Azure from AZURE_STORAGE_*; 
 from --store-option KEY=VALUE (prefer the environment for secrets: a command line is
 visible to every user of the machine). See docs/object-storage.md.
 
+Cluster (--etcd URLS with --store): agents on one store form a cluster through etcd. One
+agent owns the data and serves it; the others stand by, answer clients with the owner's
+address (odradek.connect("grpc://a1,a2,a3") follows it) and take over within the lease
+TTL when the owner dies. SIGTERM on the owner hands the data over before it exits. The
+Kafka and Schema Registry doors listen on the owner only. See docs/cluster.md.
+
 examples:
   odradek serve
   odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --metrics-listen 127.0.0.1:9464
   ODRADEK_DATA_DIR=/tmp/o odradek serve --no-fsync --log-format json
   odradek serve --store s3://my-bucket/odradek --data-dir /var/cache/odradek
+  odradek serve --store s3://my-bucket/odradek --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \
+      --listen 0.0.0.0:8815 --advertise 10.0.0.5:8815
 
 Prints one line containing "ready" on stdout once it accepts connections; logs go to
 stderr, one event per line. SIGTERM or Ctrl-C drains in-flight appends and exits 0."""
@@ -284,6 +294,27 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         dest="store_option",
         help="a setting of the object store's client (obstore's keys: endpoint, region, "
         "access_key_id, allow_http, ...); repeat for several; they win over the environment",
+    )
+    serve.add_argument(
+        "--etcd",
+        metavar="URLS",
+        help="run as an agent of a cluster coordinated by this etcd (http://HOST:PORT,...); "
+        "needs --store (see below and docs/cluster.md)",
+    )
+    serve.add_argument("--cluster", metavar="NAME", help="the cluster's name in etcd (default 'default')")
+    serve.add_argument(
+        "--agent-id", metavar="ID", help="this agent's id in the cluster (default: HOST:PORT advertised)"
+    )
+    serve.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help="where other agents and clients reach this agent's Flight door (default: --listen)",
+    )
+    serve.add_argument(
+        "--lease-ttl",
+        metavar="S",
+        help=f"seconds of this agent's etcd lease (default {limits.cluster_lease_ttl_seconds_default}): "
+        "an owner that dies is replaced after about this long",
     )
     serve.set_defaults(handler=_serve)
 

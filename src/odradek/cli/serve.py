@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from odradek import defaults, limits
 from odradek.budget import ByteBudget
+from odradek.cluster.keys import validate_agent_id, validate_cluster_name
 from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
@@ -79,6 +80,12 @@ class Settings:
     store_flush_bytes: int = limits.store_flush_bytes_default
     # Settings of the store's client (obstore's configuration keys), over the environment's.
     store_options: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    # Cluster mode (docs/cluster.md): etcd endpoints; None: a server on its own.
+    etcd: str | None = None
+    cluster: str = "default"
+    agent_id: str | None = None  # None: the advertised address
+    advertise: str | None = None  # None: the listen address
+    lease_ttl: int = limits.cluster_lease_ttl_seconds_default
 
     def store_settings(self) -> StoreSettings:
         """The journal's settings for ``--store``."""
@@ -114,6 +121,11 @@ _ENVIRONMENT = {
     "store_flush_ms": "ODRADEK_STORE_FLUSH_MS",
     "store_flush_bytes": "ODRADEK_STORE_FLUSH_BYTES",
     "store_options": "ODRADEK_STORE_OPTIONS",
+    "etcd": "ODRADEK_ETCD",
+    "cluster": "ODRADEK_CLUSTER",
+    "agent_id": "ODRADEK_AGENT_ID",
+    "advertise": "ODRADEK_ADVERTISE",
+    "lease_ttl": "ODRADEK_LEASE_TTL",
 }
 
 
@@ -137,6 +149,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "log_level": args.log_level,
         "store": getattr(args, "store", None),
         "store_options": getattr(args, "store_option", None),
+        "etcd": getattr(args, "etcd", None),
+        "cluster": getattr(args, "cluster", None),
+        "agent_id": getattr(args, "agent_id", None),
+        "advertise": getattr(args, "advertise", None),
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -159,6 +175,22 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         values["store"] = None if store.lower() in _OFF else store
     if "store_options" in values:
         values["store_options"] = _store_options(values["store_options"])
+    for name in ("etcd", "agent_id", "advertise"):
+        if name in values:
+            text = str(values[name]).strip()
+            values[name] = None if text.lower() in _OFF else text
+    if values.get("etcd") is not None:
+        from odradek.cluster.etcd import parse_endpoints  # the cluster extra (aetcd)
+
+        parse_endpoints(values["etcd"])  # a clear error now rather than at join
+        if values.get("store") is None:
+            raise InvalidRequest("--etcd needs --store: a cluster's data lives in an object store")
+    if "cluster" in values:
+        values["cluster"] = validate_cluster_name(str(values["cluster"]).strip())
+    if values.get("agent_id") is not None:
+        validate_agent_id(values["agent_id"])
+    if values.get("advertise") is not None:
+        split_address(values["advertise"], "--advertise")
     return Settings(**values)
 
 
@@ -226,6 +258,14 @@ def _flush_bytes(value: object, name: str) -> int:
     return size
 
 
+def _lease_ttl(value: object, name: str) -> int:
+    text = str(value).strip()
+    low, high = limits.cluster_lease_ttl_seconds_min, limits.cluster_lease_ttl_seconds_max
+    if isinstance(value, bool) or not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be a whole number of seconds from {low} to {high}, got {value!r}")
+    return int(text)
+
+
 def _bytes(value: object, name: str) -> int:
     size = parse_size(value, name)
     if size is None:
@@ -243,6 +283,7 @@ _BOUNDS = {
     "topics_max": _count,
     "store_flush_ms": _flush_ms,
     "store_flush_bytes": _flush_bytes,
+    "lease_ttl": _lease_ttl,
 }
 
 
@@ -330,6 +371,10 @@ def setup_logging(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> int:
+    if settings.etcd is not None:
+        from odradek.cli.serve_agent import run_agent  # the cluster extra (aetcd)
+
+        return run_agent(settings)
     setup_logging(settings)
     host, port = split_address(settings.listen, "--listen")
     metrics_address = (
@@ -410,7 +455,7 @@ def run(settings: Settings) -> int:
         raise
     url = f"grpc://[{host}]:{server.port}" if ":" in host else f"grpc://{host}:{server.port}"
     stop = threading.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     fields = {
         "url": url,
         "data_dir": os.path.abspath(settings.data_dir),
@@ -455,7 +500,7 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(stop: threading.Event) -> None:
     def handle(signum: int, _frame: object) -> None:
         if stop.is_set():
             log.warning("second signal: exiting at once")

@@ -20,15 +20,15 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek import api, defaults, limits
 from odradek.client.append_stream import AppendStreams
-from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.errors import ClosedError, InvalidRequest, NotOwner, OdradekError, RequestTooLarge, Unavailable
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
 from odradek.records import INPUT_SCHEMA, Records, to_input_batch
@@ -75,26 +75,120 @@ def server_url(url: str | None = None) -> str:
     return normalize_url(configured_url() if url is None else url)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _failover(repeatable: bool | Callable[[dict[str, Any]], bool]) -> Callable[[F], F]:
+    """A method that follows a cluster's owner (see :meth:`RemoteClient._follow`).
+    ``repeatable``: whether the call may be sent again after an ``Unavailable`` whose
+    outcome is unknown (given the call's keyword arguments); a ``NotOwner`` refusal did
+    nothing, and is followed whatever the call."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def call(self: RemoteClient, *args: Any, **kwargs: Any) -> Any:
+            return self._follow(method, repeatable, args, kwargs)
+
+        return cast(F, call)
+
+    return decorate
+
+
+def _with_producer(kwargs: dict[str, Any]) -> bool:
+    return kwargs.get("producer") is not None  # an idempotent retry is written once
+
+
+def _exist_ok(kwargs: dict[str, Any]) -> bool:
+    return bool(kwargs.get("exist_ok"))
+
+
 class RemoteClient(api.Client):
-    """``odradek.connect(url)``: the whole API against a server."""
+    """``odradek.connect(url)``: the whole API against a server, or against a cluster
+    (``grpc://a1:8815,a2:8815,a3:8815``): calls go to the agent that owns the data,
+    following its redirects (``NotOwner``) and, when an agent cannot be reached, the
+    other agents named (decision record 0013)."""
 
     def __init__(
         self, url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds
     ) -> None:
-        self.url = server_url(url)
+        self.urls = cluster_urls(url)
+        self.url = self.urls[0]
         self._options = flight.FlightCallOptions(timeout=timeout)
         self._stream_options = flight.FlightCallOptions()
         self.closed = False
-        with _errors(self.url):
-            self._flight = flight.FlightClient(self.url)
+        self._switch_lock = threading.Lock()
+        self.failover_seconds = defaults.failover_seconds
+        self._connect(self.url)
+        self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
+
+    def _connect(self, url: str) -> None:
+        with _errors(url):
+            self._flight = flight.FlightClient(url)
         self._puts = _PutStreams(self)
         self._appends = AppendStreams(
-            self._flight, self.url, functools.partial(_errors, self.url), translate_error, self._check_open
+            self._flight, url, functools.partial(_errors, url), translate_error, self._check_open
         )
-        self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
+        self.url = url
+
+    def _follow(
+        self,
+        method: Callable[..., Any],
+        repeatable: bool | Callable[[dict[str, Any]], bool],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """``method`` on the agent that owns the data: after a redirect, or an agent
+        out of reach (a repeatable call only), the call goes to the next agent, for at
+        most ``failover_seconds``."""
+        deadline: float | None = None
+        backoff = _FAILOVER_BACKOFF_FIRST_SECONDS
+        while True:
+            url = self.url
+            try:
+                return method(self, *args, **kwargs)
+            except NotOwner as exc:
+                error: OdradekError = exc
+                target = exc.owner
+            except Unavailable as exc:
+                allowed = repeatable(kwargs) if callable(repeatable) else repeatable
+                if len(self.urls) < 2 or not allowed or self.closed:
+                    raise
+                error, target = exc, None
+            now = time.monotonic()
+            deadline = now + self.failover_seconds if deadline is None else deadline
+            if now >= deadline or self.closed:
+                raise error
+            if target is not None and target != url:
+                self._switch(url, normalize_url(target))
+                continue
+            time.sleep(backoff)  # no owner named (a failover in progress) or out of reach
+            backoff = min(backoff * 2, _FAILOVER_BACKOFF_MAX_SECONDS)
+            if len(self.urls) > 1:
+                self._switch(
+                    url,
+                    self.urls[(self.urls.index(url) + 1) % len(self.urls)]
+                    if url in self.urls
+                    else self.urls[0],
+                )
+
+    def _switch(self, failed: str, target: str) -> None:
+        """Talk to ``target`` instead of ``failed`` (unless another thread switched
+        already). The old connection closes a little later: calls of other threads
+        still on it end first, or fail and follow."""
+        with self._switch_lock:
+            if self.url != failed or self.closed or target == failed:
+                return
+            if target not in self.urls:
+                self.urls.append(target)
+            old = (self._flight, self._puts, self._appends)
+            self._connect(target)
+        closer = threading.Timer(_OLD_CONNECTION_SECONDS, _close_connection, old)
+        closer.daemon = True
+        closer.start()
 
     # -- topics -----------------------------------------------------------------------
 
+    @_failover(_exist_ok)
     def create_topic(
         self,
         name: str,
@@ -122,6 +216,7 @@ class RemoteClient(api.Client):
 
     # -- schemas ----------------------------------------------------------------------
 
+    @_failover(False)
     def set_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> SchemaInfo:
         body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
         info = messages.decode_schema_info(
@@ -131,12 +226,14 @@ class RemoteClient(api.Client):
             raise InvalidRequest("set_schema answered without a schema")
         return info
 
+    @_failover(True)
     def get_schema(self, topic: str, version: int | None = None) -> SchemaInfo | None:
         answer = messages.load(
             self._action("get_schema", {"topic": topic, "version": version}), "get_schema result"
         )
         return messages.decode_schema_info(answer.get("schema"))
 
+    @_failover(True)
     def schema_versions(self, topic: str) -> list[SchemaInfo]:
         infos: list[SchemaInfo] = []
         start: int | None = 1
@@ -149,37 +246,46 @@ class RemoteClient(api.Client):
             start = following if isinstance(following, int) and following > start else None
         return infos
 
+    @_failover(True)
     def check_schema(self, topic: str, schema: api.Schema, *, compatibility: str | None = None) -> list[str]:
         body = {"topic": topic, "schema": messages.encode_schema(schema), "compatibility": compatibility}
         answer = messages.load(self._action("check_schema", body), "check_schema result")
         return [str(problem) for problem in answer.get("problems", [])]
 
+    @_failover(True)
     def set_compatibility(self, topic: str, compatibility: str) -> None:
         self._action("set_compatibility", {"topic": topic, "compatibility": compatibility})
 
+    @_failover(False)
     def delete_topic(self, name: str) -> None:
         self._action("delete_topic", {"name": name})
 
+    @_failover(True)
     def list_topics(self, pattern: str | None = None) -> list[str]:
         topics = messages.load(self._action("list_topics", {"pattern": pattern}), "list_topics result")
         return list(topics.get("topics", []))
 
+    @_failover(True)
     def unavailable_topics(self) -> dict[str, str]:
         topics = messages.load(self._action("list_topics", {}), "list_topics result")
         return {str(name): str(why) for name, why in (topics.get("unavailable") or {}).items()}
 
+    @_failover(True)
     def describe_topic(self, name: str) -> TopicInfo:
         return messages.decode_topic_info(self._action("describe_topic", {"name": name}))
 
+    @_failover(True)
     def verify_topic(self, name: str) -> dict[str, Any]:
         return dict(messages.load(self._action("verify_topic", {"name": name}), "verify_topic result"))
 
+    @_failover(False)
     def repair_topic(self, name: str, *, drop_range: api.DropRange) -> TopicInfo:
         body = {"name": name, "drop_range": drop_range}
         return messages.decode_topic_info(self._action("repair_topic", body))
 
     # -- data -------------------------------------------------------------------------
 
+    @_failover(_with_producer)
     def append(
         self,
         topic: str,
@@ -228,6 +334,7 @@ class RemoteClient(api.Client):
             self._puts.give_back(stream, reusable=answered)
         return messages.decode_append_result(answer.to_pybytes())
 
+    @_failover(False)
     def append_many(
         self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
@@ -243,6 +350,7 @@ class RemoteClient(api.Client):
             stream.close()
         return [messages.decode_append_result(answer) for answer in answers]
 
+    @_failover(True)
     def read(
         self,
         pattern: str,
@@ -263,6 +371,7 @@ class RemoteClient(api.Client):
         )
         return ReadStream(self._get(messages.encode_ticket(request), self._stream_options), self.url)
 
+    @_failover(True)
     def fetch(
         self,
         topic: str,
@@ -274,6 +383,7 @@ class RemoteClient(api.Client):
         request = messages.FetchRequest(_check_str(topic, "topic"), offset, max_records, max_bytes)
         return list(ReadStream(self._get(messages.encode_ticket(request), self._options), self.url))
 
+    @_failover(True)
     def read_key(
         self,
         topic: str,
@@ -287,6 +397,7 @@ class RemoteClient(api.Client):
         reader = self._get(messages.encode_ticket(request), self._options)
         return pa.Table.from_batches(list(ReadStream(reader, self.url)), schema=reader.schema)
 
+    @_failover(True)
     def key_version(self, topic: str, key: api.Key) -> int:
         body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
         return int(messages.load(self._action("key_version", body), "key_version result")["version"])
@@ -321,6 +432,7 @@ class RemoteClient(api.Client):
         self._consumers.add(consumer)
         return consumer
 
+    @_failover(True)
     def describe_group(self, group: str) -> GroupInfo:
         info = messages.load(self._action("describe_group", {"group": group}), "describe_group result")
         try:
@@ -328,12 +440,15 @@ class RemoteClient(api.Client):
         except (KeyError, TypeError) as exc:
             raise InvalidRequest(f"group info from {self.url} is malformed: {exc}") from None
 
+    @_failover(True)
     def list_groups(self) -> list[str]:
         return list(messages.load(self._action("list_groups", {}), "list_groups result").get("groups", []))
 
+    @_failover(False)
     def delete_group(self, group: str) -> None:
         self._action("delete_group", {"group": group})
 
+    @_failover(True)
     def ping(self) -> None:
         self._action("ping", {})
 
@@ -617,6 +732,42 @@ def translate_error(exc: flight.FlightError, url: str) -> OdradekError:
     if isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
         return Unavailable(f"cannot reach an Odradek server at {url}: {text}")
     return OdradekError(f"call to {url} failed: {text}")
+
+
+def cluster_urls(url: str | None) -> list[str]:
+    """The servers of ``url`` (see :func:`server_url`): one, or a cluster's agents
+    given as ``grpc://a1:8815,a2:8815`` (each normalized; duplicates dropped)."""
+    text = configured_url() if url is None else url
+    if not isinstance(text, str) or not text.strip(","):
+        raise InvalidRequest(f"server URL must be like {DEFAULT_URL}, got {url!r}")
+    scheme = text.split("://", 1)[0] + "://" if "://" in text else ""
+    urls: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if scheme and "://" not in item:
+            item = scheme + item  # grpc://a:1,b:2 names b with a's scheme
+        normalized = normalize_url(item)
+        if normalized not in urls:
+            urls.append(normalized)
+    if not urls:
+        raise InvalidRequest(f"server URL must be like {DEFAULT_URL}, got {url!r}")
+    if len(urls) > limits.cluster_client_urls_max:
+        raise InvalidRequest(f"{len(urls)} servers given, at most {limits.cluster_client_urls_max}")
+    return urls
+
+
+def _close_connection(flight_client: flight.FlightClient, puts: _PutStreams, appends: AppendStreams) -> None:
+    appends.close()
+    puts.close()
+    with contextlib.suppress(flight.FlightError, pa.ArrowException):
+        flight_client.close()
+
+
+_FAILOVER_BACKOFF_FIRST_SECONDS = 0.05
+_FAILOVER_BACKOFF_MAX_SECONDS = 0.5  # look again at least twice a second during a failover
+_OLD_CONNECTION_SECONDS = 5.0  # calls still on a connection left behind end within this
 
 
 def normalize_url(url: str) -> str:

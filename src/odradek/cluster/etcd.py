@@ -241,9 +241,14 @@ class EtcdCluster:
     # --- membership ------------------------------------------------------------------
 
     async def join(
-        self, agent_id: str, address: str, ttl: int = limits.cluster_lease_ttl_seconds_default
+        self,
+        agent_id: str,
+        address: str,
+        ttl: int = limits.cluster_lease_ttl_seconds_default,
+        doors: dict[str, str] | None = None,
     ) -> AgentRecord:
-        """Grant a lease, register ``agents/<agent_id>`` bound to it, keep it alive."""
+        """Grant a lease, register ``agents/<agent_id>`` bound to it, keep it alive.
+        ``address`` is the agent's Flight door; ``doors`` its others (keys.DOORS)."""
         if self.agent is not None and self.clock is not None and not self.clock.lost:
             raise InvalidRequest(f"already joined as {self.agent.agent_id!r}")
         if isinstance(ttl, bool) or not isinstance(ttl, int):
@@ -251,7 +256,7 @@ class EtcdCluster:
         low, high = limits.cluster_lease_ttl_seconds_min, limits.cluster_lease_ttl_seconds_max
         if not low <= ttl <= high:
             raise InvalidRequest(f"lease TTL must be within {low}..{high} s, got {ttl}")
-        record = AgentRecord(agent_id, address, time.time())
+        record = AgentRecord(agent_id, address, time.time(), doors=dict(doors or {}))
         key, value = self.layout.agent(agent_id), record.encode()
         sent_at = time.monotonic()
         lease = await self._call(lambda client: client.lease(ttl), "a lease grant")
@@ -492,6 +497,45 @@ class EtcdCluster:
         key = self.layout.owner(topic)
         kv = await self._call(lambda client: client.get(key), f"the owner of {topic!r}")
         return None if kv is None else OwnerRecord.decode(topic, kv.value, kv.mod_revision)
+
+    async def watch_owner(self, topic: str) -> AsyncIterator[OwnerRecord | None]:
+        """``topic``'s owner now (None: none), then each change of it. Survives the loss
+        of members and compaction (it reads the key again)."""
+        key = self.layout.owner(topic)
+        while True:
+
+            async def read(client: Any) -> Any:
+                await client.connect()
+                request = aetcd.rpc.RangeRequest(key=key)
+                return await client.kvstub.Range(request, timeout=self.request_timeout_seconds)
+
+            answer = await self._call(read, f"the owner of {topic!r}")
+            revision = int(answer.header.revision)
+            kv = answer.kvs[0] if answer.kvs else None
+            yield None if kv is None else OwnerRecord.decode(topic, kv.value, int(kv.mod_revision))
+            while True:
+                try:
+                    client = self._connection()
+                    async with asyncio.timeout(self.request_timeout_seconds):
+                        watch = await client.watch(key, start_revision=revision + 1)
+                    try:
+                        async for event in watch:
+                            revision = event.kv.mod_revision
+                            if event.kind == "PUT":
+                                yield OwnerRecord.decode(topic, event.kv.value, event.kv.mod_revision)
+                            else:
+                                yield None
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await watch.cancel()
+                except aetcd.exceptions.RevisionCompactedError:
+                    break  # read it again
+                except Exception as exc:
+                    if not _retryable(exc):
+                        raise
+                    log.debug("watch of %r's owner broke (%s); resuming on the next member", topic, exc)
+                    await self._rotate(self._client)
+                    await asyncio.sleep(_BACKOFF_MAX_SECONDS / 2)
 
     async def owners(self) -> dict[str, OwnerRecord]:
         found, _ = await self._list(self.layout.owners_prefix)

@@ -38,6 +38,7 @@ DEFAULT_CLUSTER = "default"
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # An agent id is printable ASCII without '/' (a hostname, a pod name, a UUID).
 _AGENT_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
+DOORS = ("kafka", "registry", "metrics")  # an agent's doors besides Flight, as registered
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
 
 
@@ -160,22 +161,38 @@ class AgentRecord:
     address: str
     started_at: float
     lease: int = 0  # filled from the key's lease when read
+    # Where its other doors listen ("kafka", "registry", "metrics": HOST:PORT, or absent
+    # when off); the address above is its Flight door.
+    doors: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_agent_id(self.agent_id)
         validate_address(self.address)
         if not _number(self.started_at):
             raise InvalidRequest(f"started_at must be a number, got {self.started_at!r}")
+        if not isinstance(self.doors, dict) or len(self.doors) > len(DOORS):
+            raise InvalidRequest(f"doors must map some of {DOORS} to addresses, got {self.doors!r}")
+        for door, address in self.doors.items():
+            if door not in DOORS:
+                raise InvalidRequest(f"unknown door {door!r}: one of {DOORS}")
+            validate_address(address)
 
     def encode(self) -> bytes:
-        return _encode(
-            {"v": FORMAT, "agent": self.agent_id, "address": self.address, "started_at": self.started_at}
-        )
+        body: dict[str, Any] = {
+            "v": FORMAT,
+            "agent": self.agent_id,
+            "address": self.address,
+            "started_at": self.started_at,
+        }
+        if self.doors:
+            body["doors"] = dict(self.doors)
+        return _encode(body)
 
     @classmethod
     def decode(cls, data: bytes, lease: int = 0) -> AgentRecord:
         body = _decode(data, "agent", ("agent", "address", "started_at"))
-        return _build(lambda: cls(body["agent"], body["address"], body["started_at"], lease), "agent")
+        doors = body.get("doors") or {}
+        return _build(lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors), "agent")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import gzip
 import logging
 import urllib.parse
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +33,9 @@ from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 
+if TYPE_CHECKING:
+    from odradek.cluster.agent import ClusterAgent
+
 log = logging.getLogger(__name__)
 
 # Append latency buckets, seconds: the target is p50 <= 2 ms and p99 <= 10 ms (DESIGN
@@ -42,10 +46,12 @@ APPEND_SECONDS_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, engine: Engine | Node) -> None:
-        """Metrics of ``engine``'s node (node.py; a node may be given)."""
-        node = Node.of(engine)
+    def __init__(self, engine: Engine | Node | None) -> None:
+        """Metrics of ``engine``'s node (node.py; a node may be given). None: the
+        per-topic and per-group metrics come with :meth:`attach` (a cluster agent
+        serves them while it owns the data)."""
         self.registry = CollectorRegistry()
+        self._attached: list[Collector] = []
         self.appends = Counter(
             "odradek_appends", "Appends acknowledged, per topic.", ["topic"], registry=self.registry
         )
@@ -70,8 +76,25 @@ class Metrics:
             ["call", "code"],
             registry=self.registry,
         )
-        self.registry.register(TopicCollector(node.engine))
-        self.registry.register(GroupCollector(node.directory, node.engine))
+        if engine is not None:
+            self.attach(Node.of(engine))
+
+    def attach(self, node: Node) -> None:
+        """Export ``node``'s topics and groups (instead of the node attached before)."""
+        self.detach()
+        self._attached = [TopicCollector(node.engine), GroupCollector(node.directory, node.engine)]
+        for collector in self._attached:
+            self.registry.register(collector)
+
+    def detach(self) -> None:
+        """Stop exporting the attached node's topics and groups."""
+        for collector in self._attached:
+            self.registry.unregister(collector)
+        self._attached = []
+
+    def add(self, collector: Collector) -> None:
+        """Export ``collector``'s metrics too (e.g. a cluster agent's)."""
+        self.registry.register(collector)
 
     # -- AppendObserver ------------------------------------------------------------------
 
@@ -241,3 +264,46 @@ class GroupCollector(Collector):
                 for event, count in sorted(info.counters.items()):
                     events.add_metric([group, event], count)
         yield from (kinds, members, lag, in_flight, committed, partition_lag, events)
+
+
+class _ClusterCollector(Collector):
+    """A cluster agent's role, epoch and ownership changes (cluster/agent.py)."""
+
+    def __init__(self, agent: ClusterAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.agent.status()
+        counters = status["counters"]
+        owner = GaugeMetricFamily(
+            "odradek_cluster_owner", "1 while this agent owns the cluster's data, else 0.", labels=["agent"]
+        )
+        owner.add_metric([status["agent"]], 1.0 if status["role"] == "owner" else 0.0)
+        yield owner
+        yield GaugeMetricFamily(
+            "odradek_cluster_epoch",
+            "The owner's epoch (etcd revision of its owner key); 0: no owner.",
+            value=float(status["epoch"]),
+        )
+        yield GaugeMetricFamily(
+            "odradek_cluster_agents",
+            "Live agents of the cluster, as this agent sees them.",
+            value=float(len(status["agents"])),
+        )
+        for name, text in (
+            ("joins", "Times this agent joined the cluster (a lost lease joins again)."),
+            ("takeovers", "Times this agent became the owner."),
+            ("losses", "Times this agent stopped owning because its lease or owner key was lost."),
+            ("handovers", "Times this agent handed ownership over (SIGTERM)."),
+        ):
+            yield CounterMetricFamily(f"odradek_cluster_{name}", text, value=float(counters[name]))
+        yield GaugeMetricFamily(
+            "odradek_cluster_takeover_seconds",
+            "Seconds the last takeover took, from acquiring the owner key to serving.",
+            value=float(counters["last_takeover_seconds"]),
+        )
+
+
+def cluster_collector(agent: ClusterAgent) -> Collector:
+    """The metrics of a cluster agent (added to an agent's Metrics)."""
+    return _ClusterCollector(agent)

@@ -123,14 +123,18 @@ class AppendStream:
         observer: Observer | None = None,
         give_back_memory: Callable[[], None] = lambda: None,
         requests_max: int = 1,
+        refusal: Callable[[], OdradekError] | None = None,
     ) -> None:
-        """``serving()`` is False once the server drains; ``give_back_memory`` returns
+        """``serving()`` is False once the server drains (``refusal()`` is then the
+        error of the appends refused, nothing written: by default the server is
+        shutting down); ``give_back_memory`` returns
         freed memory to the system after an oversized batch was refused;
         ``requests_max``: requests the client may group in one message (1: it does not
         group, nor read grouped answers)."""
         self._submit = submit
         self._reserve = reserve
         self._serving = serving
+        self._refusal = refusal or _shutting_down
         self._window = window
         self._requests_max = requests_max
         self._observer = observer
@@ -206,8 +210,8 @@ class AppendStream:
             end = exc
         else:
             if not self._serving():
-                entries = [_Entry(request_id, refusal=_shutting_down()) for request_id in _request_ids(chunk)]
-                end = _shutting_down()
+                entries = [_Entry(request_id, refusal=self._refusal()) for request_id in _request_ids(chunk)]
+                end = self._refusal()
             else:
                 try:
                     entries = self._take(chunk)

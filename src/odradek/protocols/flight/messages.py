@@ -57,6 +57,9 @@ ACTIONS: dict[str, str] = {
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
     "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
+    "cluster_status": "A cluster agent's view of its cluster (answered by standbys too). Body: {}. "
+    'Result: {"cluster", "agent", "role", "owner", "owner_url", "epoch", "agents": [...]}; '
+    '{"cluster": null} on a server that is not in a cluster.',
     "list_groups": 'Consumer group names, sorted. Body: {}. Result: {"groups": [...]}.',
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
     "Result: group info JSON.",

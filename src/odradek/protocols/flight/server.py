@@ -102,15 +102,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def __init__(
         self,
-        engine: Engine | Node,
+        engine: Engine | Node | None,
         location: str = "grpc://127.0.0.1:0",
         *,
         observer: AppendObserver | None = None,
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
+        cluster: ClusterGate | None = None,
     ) -> None:
-        self.node = Node.of(engine)
-        self.engine = self.node.engine
+        """``engine`` None: nothing is served until :meth:`serve_node` (a cluster
+        agent's standby, with ``cluster`` saying who the owner is)."""
+        self._node: Node | None = None if engine is None else Node.of(engine)
+        self.cluster = cluster
         self.observer = observer
         self.bounds = bounds or connections.FLIGHT
         self.budget = budget or ByteBudget(limits.inflight_bytes_max_default)
@@ -133,8 +136,38 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "set_compatibility": self._set_compatibility,
             "verify_topic": self._verify_topic,
             "repair_topic": self._repair_topic,
+            "cluster_status": self._cluster_status,
         }
         super().__init__(location, middleware={_CALL_SLOTS: _CallSlots(self.slots)})
+
+    # -- what is served ---------------------------------------------------------------------
+
+    @property
+    def node(self) -> Node:
+        """The node served; NotOwner (a standby) or Unavailable while there is none."""
+        node = self._node
+        if node is None:
+            raise self._not_serving()
+        return node
+
+    @property
+    def engine(self) -> Engine:
+        return self.node.engine
+
+    def serve_node(self, node: Node) -> None:
+        """Serve ``node`` from now on (a cluster agent that became the owner)."""
+        self._node = node
+
+    def unserve(self) -> Node | None:
+        """Stop serving the node (a cluster agent that stops being the owner): new calls
+        are refused with NotOwner; calls in flight fail as the node closes. Returns it."""
+        node, self._node = self._node, None
+        return node
+
+    def _not_serving(self) -> OdradekError:
+        if self.cluster is not None:
+            return self.cluster.not_owner()
+        return Unavailable("the server serves no data yet; retry")
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -261,11 +294,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         stream = AppendStream(
             self._submit_append,
             self._reserve,
-            lambda: not (self._draining.is_set() or self.engine.closed),
+            self._serving,
             messages.decode_append_stream_command(command),
             self.observer,
             _give_back_freed_memory,
             messages.decode_append_stream_requests_max(command),
+            self._refusal,
         )
         stream.serve(reader, writer)
 
@@ -332,7 +366,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[flight.Result]:
         with self._translate("do_action"):
-            self._check_serving()
+            if action.type not in _ANY_ROLE_ACTIONS:
+                self._check_serving()
             self._admit(context)
             raw = action.body.to_pybytes() if action.body is not None else b""
             body = messages.decode_action_body(action.type, raw)
@@ -419,6 +454,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _ping(self, body: dict[str, Any]) -> bytes:
         return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
+
+    def _cluster_status(self, body: dict[str, Any]) -> bytes:
+        return messages.dump(self.cluster.status() if self.cluster is not None else {"cluster": None})
 
     # Groups of every kind (odradek and kafka) through the node's directory.
 
@@ -523,8 +561,25 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             call.admit(connections.peer_host(context.peer()))
 
     def _check_serving(self) -> None:
+        if self.cluster is not None:
+            self.cluster.check_owner()  # NotOwner on a standby, or once the lease is lost
         if self._draining.is_set() or self.engine.closed:
             raise Unavailable("the server is shutting down; retry against a running server")
+
+    def _refusal(self) -> OdradekError:
+        """Why a call is refused while :meth:`_serving` is False (nothing was done)."""
+        try:
+            self._check_serving()
+        except OdradekError as exc:
+            return exc
+        return Unavailable("the server is shutting down; retry against a running server")
+
+    def _serving(self) -> bool:
+        try:
+            self._check_serving()
+        except OdradekError:
+            return False
+        return True
 
     @contextlib.contextmanager
     def _translate(self, call: str) -> Iterator[None]:
@@ -533,6 +588,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         except OdradekError as exc:
             if isinstance(exc, ClosedError) and self._draining.is_set():
                 exc = Unavailable("the server is shutting down; retry against a running server")
+            elif isinstance(exc, ClosedError) and self._node is None:
+                exc = self._not_serving()  # a cluster agent stopped owning the data meanwhile
             if self.observer is not None:
                 self.observer.failed(call, exc.code)
             log.debug("%s refused: %s", call, exc.message)
@@ -555,6 +612,23 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
 
 _NO_OPTIONS = messages.AppendOptions()
+# Actions a cluster agent answers whether it owns the data or not.
+_ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
+
+
+class ClusterGate(Protocol):
+    """What the door asks of a cluster agent (cluster/agent.py)."""
+
+    def check_owner(self) -> None:
+        """Raise NotOwner unless this agent owns the data now."""
+
+    def not_owner(self) -> OdradekError:
+        """The error naming the owner (for a call made while nothing is served)."""
+
+    def status(self) -> dict[str, Any]:
+        """The agent's view of the cluster (the ``cluster_status`` action)."""
+
+
 _CALL_SLOTS = "odradek-call-slots"
 
 

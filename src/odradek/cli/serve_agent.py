@@ -1,0 +1,203 @@
+"""``odradek serve --etcd``: the server as one agent of a cluster (docs/cluster.md).
+
+Lifecycle: bind the Flight door (serving nothing yet) and the metrics endpoint, join the
+cluster in etcd (cluster/agent.py), print one line containing ``ready``, then stand by or
+own the data as etcd decides. On SIGTERM or SIGINT: hand the data over if owned (its
+journal commits, the owner key is deleted so that a standby takes over at once), leave
+the cluster, stop the doors, exit 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.budget import ByteBudget
+from odradek.cli.serve import Settings, install_signal_handlers, setup_logging, split_address
+from odradek.cluster.agent import AgentSettings, ClusterAgent
+from odradek.cluster.serving import AgentDoors, AgentRole
+from odradek.errors import InvalidRequest, OdradekError
+from odradek.node import Node
+from odradek.protocols import connections
+from odradek.protocols.flight.server import FlightService
+from odradek.storage.objects import ObjectStore, open_store
+
+log = logging.getLogger("odradek.serve")
+
+
+def run_agent(settings: Settings) -> int:
+    setup_logging(settings)
+    if settings.store is None or settings.etcd is None:
+        raise InvalidRequest("a cluster agent needs --store and --etcd")
+    host, port = split_address(settings.listen, "--listen")
+    metrics_address = (
+        split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
+    )
+    kafka_address = split_address(settings.kafka_listen, "--kafka-listen") if settings.kafka_listen else None
+    registry_address = (
+        split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
+    )
+    for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
+        if address is not None and address[1] == 0:
+            raise InvalidRequest(f"{what} needs a fixed port in a cluster (other agents advertise it)")
+    store: str | ObjectStore = settings.store
+    if settings.store_options:
+        store = open_store(settings.store, options=settings.store_options)
+    budget = ByteBudget(settings.inflight_bytes)
+    metrics = None
+    metrics_listener = None
+    if metrics_address is not None:
+        from odradek.protocols.metrics import Metrics  # only servers need prometheus
+
+        metrics = Metrics(None)
+        metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
+    location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+    agent_box: list[ClusterAgent] = []
+
+    class Gate:  # the Flight door asks the agent, made once the door's port is known
+        def check_owner(self) -> None:
+            agent_box[0].check_owner()
+
+        def not_owner(self) -> OdradekError:
+            return agent_box[0].not_owner()
+
+        def status(self) -> dict[str, Any]:
+            return agent_box[0].status()
+
+    try:
+        server = FlightService(
+            None,
+            location,
+            observer=metrics,
+            bounds=settings.door_bounds(connections.FLIGHT),
+            budget=budget,
+            cluster=Gate(),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        if metrics_listener is not None:
+            metrics_listener.close()
+        raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
+    if settings.advertise is None and host in ("0.0.0.0", "::", ""):
+        server.drain(1.0)
+        if metrics_listener is not None:
+            metrics_listener.close()
+        raise InvalidRequest(
+            f"--listen {settings.listen} is every interface: say with --advertise HOST:PORT where "
+            "other agents and clients reach this agent"
+        )
+    advertised = settings.advertise or _address(host, server.port)
+    doors: dict[str, str] = {}
+    if kafka_address is not None:
+        doors["kafka"] = settings.kafka_advertised or _address(*kafka_address)
+    if registry_address is not None:
+        doors["registry"] = _address(*registry_address)
+    if metrics_address is not None:
+        doors["metrics"] = _address(*metrics_address)
+
+    def open_node() -> Node:
+        return Node.open(
+            settings.data_dir,
+            fsync=True,
+            topics_max=settings.topics_max,
+            store=store,
+            store_settings=settings.store_settings(),
+        )
+
+    def start_kafka(node: Node) -> Any:
+        if kafka_address is None:
+            return None
+        from odradek.protocols.kafka import start_kafka_listener
+
+        return start_kafka_listener(
+            node,
+            *kafka_address,
+            settings.kafka_advertised,
+            bounds=settings.door_bounds(connections.KAFKA),
+            budget=budget,
+        )
+
+    def start_registry(node: Node) -> Any:
+        if registry_address is None:
+            return None
+        from odradek.protocols.registry import start_registry_listener
+
+        return start_registry_listener(
+            node.engine,
+            node.engine.path,
+            *registry_address,
+            bounds=settings.door_bounds(connections.REGISTRY),
+            budget=budget,
+        )
+
+    role = AgentRole(AgentDoors(open_node, [start_kafka, start_registry]), server, metrics)
+    agent = ClusterAgent(
+        AgentSettings(
+            endpoints=settings.etcd,
+            cluster=settings.cluster,
+            agent_id=settings.agent_id or advertised,
+            address=advertised,
+            doors=doors,
+            lease_ttl=settings.lease_ttl,
+        ),
+        role,
+    )
+    agent_box.append(agent)
+    if metrics is not None:
+        from odradek.protocols.metrics import cluster_collector
+
+        metrics.add(cluster_collector(agent))
+    try:
+        agent.start()
+    except BaseException:
+        server.drain(1.0)
+        if metrics_listener is not None:
+            metrics_listener.close()
+        raise
+    url = f"grpc://{advertised}"
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    gc.freeze()  # as serve does: what start made lives as long as the server
+    log.info(
+        "ready",
+        extra={
+            "fields": {
+                "url": url,
+                "agent": agent.settings.agent_id,
+                "cluster": settings.cluster,
+                "etcd": settings.etcd,
+                "data_dir": os.path.abspath(settings.data_dir),
+                "pid": os.getpid(),
+                **{f"{door}": address for door, address in doors.items()},
+            }
+        },
+    )
+    print(
+        f"odradek ready url={url} agent={agent.settings.agent_id} cluster={settings.cluster} "
+        f"data_dir={os.path.abspath(settings.data_dir)}",
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        if not agent.running:
+            log.error("the cluster agent stopped; exiting")
+            break
+    log.info("shutting down: handing the data over if owned, then leaving the cluster")
+    agent.stop()
+    drained = server.drain(limits.shutdown_drain_seconds_max)
+    if metrics_listener is not None:
+        metrics_listener.close()
+    role.stop_owning(graceful=True)  # (nothing left if the agent handed over)
+    log.info("stopped")
+    if not drained:
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,96 @@
+"""What a cluster agent serves, and how it changes role (cluster/agent.py's ``Role``).
+
+The agent's Flight door and metrics endpoint listen from the start, whatever its role:
+a standby's Flight door answers NotOwner naming the owner (and ``ping`` and
+``cluster_status``); its metrics say it stands by. When the agent becomes the owner it
+opens the node on the store (attaching fences the previous owner: decision 0011), hands
+it to the Flight door and the metrics, and starts the Kafka and Schema Registry doors on
+their configured ports. When it stops owning, it undoes that in reverse order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from odradek.node import Node
+
+if TYPE_CHECKING:
+    from odradek.protocols.flight.server import FlightService
+    from odradek.protocols.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class AgentDoors:
+    """How to open the data and start the owner-only doors (from serve's settings)."""
+
+    open_node: Callable[[], Node]
+    # Each starts a door over the node and returns what closes it (None: the door is off).
+    owner_doors: list[Callable[[Node], Any]] = dataclasses.field(default_factory=list)
+
+
+class AgentRole:
+    """``Role`` for ``odradek serve --etcd`` (see the module docstring)."""
+
+    def __init__(self, doors: AgentDoors, flight: FlightService, metrics: Metrics | None) -> None:
+        self.doors = doors
+        self.flight = flight
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self.node: Node | None = None
+        self._opened: list[Any] = []
+
+    def become_owner(self, epoch: int) -> None:
+        with self._lock:
+            if self.node is not None:  # a previous ownership not closed: close it first
+                self._close(graceful=False)
+            node = self.doors.open_node()
+            try:
+                opened = []
+                for start in self.doors.owner_doors:
+                    door = start(node)
+                    if door is not None:
+                        opened.append(door)
+            except BaseException:
+                for door in reversed(opened):
+                    _close_quietly(door)
+                node.close()
+                raise
+            self.node = node
+            self._opened = opened
+            if self.metrics is not None:
+                self.metrics.attach(node)
+            self.flight.serve_node(node)
+            log.info("serving the data as the owner (epoch %d)", epoch)
+
+    def stop_owning(self, graceful: bool) -> None:
+        with self._lock:
+            self._close(graceful)
+
+    def _close(self, graceful: bool) -> None:
+        node = self.flight.unserve()
+        if self.metrics is not None:
+            self.metrics.detach()
+        for door in reversed(self._opened):
+            _close_quietly(door)
+        self._opened = []
+        node = node or self.node
+        self.node = None
+        if node is not None:
+            # Graceful or not, closing commits what the journal holds: a write that
+            # lands was in flight (never acknowledged yet) and is valid if it landed
+            # before a new owner's fence; one meeting the fence fails (decision 0012).
+            node.close()
+        log.info("stopped serving the data (%s)", "handed over" if graceful else "ownership lost")
+
+
+def _close_quietly(door: Any) -> None:
+    try:
+        door.close()
+    except Exception:
+        log.exception("closing a door failed")
