@@ -1,0 +1,144 @@
+{{/* Names, labels, and the settings every template shares. */}}
+
+{{- define "odradek.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "odradek.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "odradek.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "odradek.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end }}
+
+{{- define "odradek.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "odradek.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "odradek.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "odradek.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "odradek.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The headless Service: every agent's address, for Kafka bootstraps and scrapes. */}}
+{{- define "odradek.headlessName" -}}
+{{- printf "%s-agents" (include "odradek.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The cluster's name in etcd: cluster.name, else the release's full name. */}}
+{{- define "odradek.clusterName" -}}
+{{- $name := default (include "odradek.fullname" .) .Values.cluster.name }}
+{{- if not (regexMatch "^[A-Za-z0-9_-]{1,63}$" $name) }}
+{{- fail (printf "cluster.name %q: letters, digits, '_' and '-' only, at most 63 characters" $name) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* The etcd dependency's full name, as its own chart computes it. */}}
+{{- define "odradek.etcdFullname" -}}
+{{- if .Values.etcd.fullnameOverride }}
+{{- .Values.etcd.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default "etcd" .Values.etcd.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ODRADEK_ETCD: every member's URL, comma-separated. */}}
+{{- define "odradek.etcdEndpoints" -}}
+{{- $endpoints := list }}
+{{- if .Values.etcd.enabled }}
+{{- if .Values.etcd.endpoints }}
+{{- fail "etcd.endpoints is for an etcd of yours: set etcd.enabled=false with it (etcd.enabled=true deploys etcd with the release)" }}
+{{- end }}
+{{- $fullname := include "odradek.etcdFullname" . }}
+{{- $members := int (default 1 .Values.etcd.replicaCount) }}
+{{- range $index := until $members }}
+{{- $endpoints = append $endpoints (printf "http://%s-%d.%s-headless.%s.svc.%s:2379" $fullname $index $fullname $.Release.Namespace $.Values.clusterDomain) }}
+{{- end }}
+{{- else }}
+{{- if not .Values.etcd.endpoints }}
+{{- fail "etcd.endpoints is empty: give the URL of every member of your etcd (http://HOST:2379), or set etcd.enabled=true to deploy etcd with the release" }}
+{{- end }}
+{{- $endpoints = .Values.etcd.endpoints }}
+{{- end }}
+{{- if gt (len $endpoints) 16 }}
+{{- fail (printf "%d etcd endpoints given, at most 16" (len $endpoints)) }}
+{{- end }}
+{{- range $endpoints }}
+{{- if not (regexMatch "^http://[A-Za-z0-9_.\\[\\]:-]+(:[0-9]{1,5})?/?$" (toString .)) }}
+{{- fail (printf "etcd endpoint %q: expected http://HOST:PORT (only http:// is supported so far)" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- join "," $endpoints }}
+{{- end }}
+
+{{/* ODRADEK_STORE_OPTIONS: key=value,key=value, sorted. */}}
+{{- define "odradek.storeOptions" -}}
+{{- $pairs := list }}
+{{- range $key, $value := .Values.store.options }}
+{{- $text := toString $value }}
+{{- if or (contains "," $text) (contains "," $key) (contains "=" $key) }}
+{{- fail (printf "store.options.%s: neither the name nor the value may hold ',' (nor the name '=')" $key) }}
+{{- end }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $text) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/* The Secret holding the store's credentials, if any. */}}
+{{- define "odradek.credentialsSecret" -}}
+{{- if .Values.store.credentials.existingSecret }}
+{{- .Values.store.credentials.existingSecret }}
+{{- else if .Values.store.credentials.env }}
+{{- printf "%s-store" (include "odradek.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* Refuse settings that cannot work, before anything is applied. */}}
+{{- define "odradek.validate" -}}
+{{- if not .Values.store.url }}
+{{- fail "store.url is required: the object store every agent shares (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix)" }}
+{{- end }}
+{{- if not (regexMatch "^(s3|gs|az)://[^/]+" .Values.store.url) }}
+{{- fail (printf "store.url %q: agents on several nodes share an object store (s3://, gs://, az://); file:// and memory:// are one machine's" .Values.store.url) }}
+{{- end }}
+{{- $ttl := int .Values.cluster.leaseTtlSeconds }}
+{{- if or (lt $ttl 1) (gt $ttl 60) }}
+{{- fail (printf "cluster.leaseTtlSeconds must be from 1 to 60, got %v" .Values.cluster.leaseTtlSeconds) }}
+{{- end }}
+{{- range $name, $value := .Values.store.credentials.env }}
+{{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_]*$" $name) }}
+{{- fail (printf "store.credentials.env: %q is not an environment variable name" $name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
+{{- end }}
+{{- end }}
