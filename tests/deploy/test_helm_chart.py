@@ -253,7 +253,7 @@ def test_probes_ask_the_metrics_endpoint(rendered: dict[str, Rendered | str]) ->
         get = agent[probe]["httpGet"]
         assert get["port"] == "metrics" and get["path"].startswith("/metrics"), probe
     startup = agent["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # room for a recovery
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # a slow start is no crash
 
 
 def test_the_probe_path_answers_on_a_real_metrics_endpoint(rendered: dict[str, Rendered | str]) -> None:
