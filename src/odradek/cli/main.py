@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from odradek import defaults, limits
+from odradek.cli import cluster as cluster_cli
 from odradek.cli import commands
 from odradek.client.remote import configured_url
 from odradek.errors import OdradekError, Unavailable
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(sub, server)
     _add_schema(sub, server)
     _add_asyncapi(sub, server)
+    cluster_cli.add_parser(sub)
     # `odradek bench` has its own parser (odradek.bench); main() hands it the arguments.
     _raw(sub, "bench", help="measure Odradek against its peers and the hardware (see bench --help)")
     return parser

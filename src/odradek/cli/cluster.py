@@ -1,0 +1,240 @@
+"""``odradek cluster status``: an operator's view of a cluster, read from etcd.
+
+A thin shell over ``odradek.cluster.status`` (which needs the ``cluster`` extra, so it
+is imported only when the command runs): the report as text tables or as JSON, and an
+exit code a script can act on: 0 etcd is healthy and an agent owns the cell, 1 etcd
+answered but something is wrong (the report's problems), 2 bad usage, 3 no etcd
+endpoint answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from odradek import limits
+from odradek.cli import output
+from odradek.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from odradek.cluster.status import AgentStatus, ClusterStatus, EndpointHealth, OwnerStatus
+
+ETCD_VARIABLE = "ODRADEK_ETCD"  # the same variables as `odradek serve --etcd --cluster`
+CLUSTER_VARIABLE = "ODRADEK_CLUSTER"
+
+_BOUNDS = textwrap.fill(
+    f"Bounds: an endpoint silent for {limits.cluster_status_endpoint_seconds:g} s is reported "
+    f"unreachable; at most {limits.cluster_status_agents_max:,} agents and "
+    f"{limits.cluster_status_owners_max:,} owner keys are listed.",
+    width=88,
+)
+_CLUSTER_EPILOG = f"""\
+Reads the cluster's state from etcd (no agent needs to be up): the agents with their
+role (the owner of the cell or a standby), addresses, lease and its time to live; the
+owner and its epoch; the catalog's topic count; each etcd endpoint's health (member,
+leader, raft term and index, database size, version, alarms).
+
+--etcd defaults to ${ETCD_VARIABLE}, --cluster to ${CLUSTER_VARIABLE}, else 'default'.
+
+Exit codes: 0 etcd is healthy and an agent owns the cell; 1 etcd answered but something
+is wrong (listed under "problems"); 2 bad usage; 3 no etcd endpoint answered.
+
+{_BOUNDS}
+
+examples:
+  odradek cluster status --etcd http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
+  odradek cluster status --etcd http://127.0.0.1:2379 --cluster shop --json"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser(
+        "cluster",
+        help="a cluster's agents, owner and etcd health",
+        epilog=_CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status",
+        help="agents, owner and epoch, catalog size, etcd health, read from etcd",
+        description="Show a cluster's agents, owner and etcd health, read from etcd.",
+        epilog=_CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument(
+        "--etcd", metavar="URLS", help=f"etcd endpoints, http://HOST:PORT,... (default ${ETCD_VARIABLE})"
+    )
+    status.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help=f"the cluster's name in etcd (default ${CLUSTER_VARIABLE}, else 'default')",
+    )
+    status.add_argument("--format", choices=("text", "json"), default="text", help="default text")
+    status.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="the same as --format json"
+    )
+    status.set_defaults(handler=status_command)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from odradek.cli.main import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE
+
+    endpoints = args.etcd or os.environ.get(ETCD_VARIABLE)
+    if not endpoints:
+        _error(f"cluster status needs --etcd http://HOST:PORT[,...] (or ${ETCD_VARIABLE})")
+        return EXIT_USAGE
+    cluster = args.cluster or os.environ.get(CLUSTER_VARIABLE) or "default"
+    try:
+        from odradek.cluster.status import cluster_status
+    except ImportError as exc:
+        raise InvalidRequest(
+            f"cluster status needs the cluster extra: pip install 'odradek[cluster]' ({exc})"
+        ) from exc
+    report = asyncio.run(cluster_status(endpoints, cluster))
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(render(report))
+    if not report.reachable:
+        tried = ", ".join(endpoint.endpoint for endpoint in report.endpoints)
+        _error(f"etcd cannot be reached at {tried} (is etcd running there?)")
+        return EXIT_UNAVAILABLE
+    if report.problems:
+        _error(f"cluster {report.cluster}: {_count(len(report.problems), 'problem')}, see above")
+        return EXIT_REFUSED
+    return 0
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def render(report: ClusterStatus) -> str:
+    """The report as people read it: a summary line, then agents, owners, etcd tables."""
+    owner = report.owner
+    state = "healthy" if report.healthy else _count(len(report.problems), "problem")
+    summary = [f"cluster {report.cluster}: {state}"]
+    if owner is not None:
+        summary.append(f"owner {owner.record.agent_id} (epoch {owner.record.epoch})")
+    elif report.owners_total is not None:
+        summary.append("no owner")
+    if report.agents_total is not None:
+        summary.append(_count(report.agents_total, "agent"))
+    if report.catalog_topics is not None:
+        summary.append(f"{_count(report.catalog_topics, 'topic')} in the catalog")
+    lines = [", ".join(summary)]
+    if report.agents:
+        lines += ["", *_table(_agent_rows(report.agents, report.checked_at))]
+    if report.owners:
+        lines += ["", *_table(_owner_rows(report.owners))]
+    lines += ["", *_table(_endpoint_rows(report.endpoints))]
+    for title, items in (("problems", report.problems), ("warnings", report.warnings)):
+        if items:
+            lines += ["", f"{title}:", *(f"  - {item}" for item in items)]
+    return "\n".join(lines)
+
+
+def _agent_rows(agents: Sequence[AgentStatus], now: float) -> list[tuple[str, ...]]:
+    header = ("AGENT", "ROLE", "ADDRESS", "DOORS", "LEASE", "TTL", "STARTED")
+    return [header, *(_agent_row(agent, now) for agent in agents)]
+
+
+def _owner_rows(owners: Sequence[OwnerStatus]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("OWNS", "AGENT", "EPOCH", "LEASE")]
+    for owner in owners:
+        record = owner.record
+        agent = record.agent_id + ("" if owner.registered else " (not registered)")
+        rows.append((record.topic, agent, str(record.epoch), f"{record.lease:x}"))
+    return rows
+
+
+def _endpoint_rows(endpoints: Sequence[EndpointHealth]) -> list[tuple[str, ...]]:
+    header = ("ETCD", "NAME", "MEMBER", "HEALTH", "ROLE", "TERM", "INDEX", "REVISION", "DB", "VERSION")
+    return [header, *(_endpoint_row(endpoint) for endpoint in endpoints)]
+
+
+def _agent_row(agent: AgentStatus, now: float) -> tuple[str, ...]:
+    record = agent.record
+    doors = ", ".join(f"{door} {address}" for door, address in sorted(record.doors.items())) or "-"
+    if agent.lease_ttl_seconds is None:
+        ttl = "?"
+    else:
+        ttl = f"{agent.lease_ttl_seconds}/{agent.lease_granted_seconds} s"
+    started = datetime.datetime.fromtimestamp(record.started_at, datetime.UTC)
+    up = _duration(now - record.started_at)
+    return (
+        record.agent_id,
+        agent.role,
+        record.address,
+        doors,
+        f"{record.lease:x}",
+        ttl,
+        f"{started:%Y-%m-%d %H:%M:%S}Z (up {up})",
+    )
+
+
+def _endpoint_row(endpoint: EndpointHealth) -> tuple[str, ...]:
+    if not endpoint.reachable:
+        health = "unreachable"
+    elif endpoint.alarms:
+        health = "alarm " + ",".join(endpoint.alarms)
+    elif not endpoint.leader_id:
+        health = "no leader"
+    elif endpoint.errors:
+        health = "errors"
+    else:
+        health = "ok"
+    role = "-" if not endpoint.reachable else "leader" if endpoint.leader else "follower"
+    if endpoint.learner:
+        role = "learner"
+
+    def number(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    size = "-" if endpoint.db_size_bytes is None else output.human_bytes(endpoint.db_size_bytes)
+    return (
+        endpoint.endpoint,
+        endpoint.name or "-",
+        "-" if endpoint.member_id is None else f"{endpoint.member_id:x}",
+        health,
+        role,
+        number(endpoint.raft_term),
+        number(endpoint.raft_index),
+        number(endpoint.revision),
+        size,
+        endpoint.version or "-",
+    )
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"odradek: error: {message}\n")
+    sys.stderr.flush()
