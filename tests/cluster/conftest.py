@@ -11,3 +11,4 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "storage"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from etcd_servers import etcd_cluster3, etcd_server  # noqa: F401  (fixtures)
+from object_servers import moto_s3  # noqa: F401  (a fixture: the agents' store)

@@ -1,6 +1,9 @@
 """Fixtures of the conformance suite: one ``client`` fixture, three doors.
 
 * ``embedded``: ``odradek.open(dir)``, the engine in-process.
+* ``cluster``: ``odradek.connect("grpc://a,b,c")`` against three cluster agents on a
+  real etcd and moto's S3 server (tests/cluster/agents.py), the client's first URL a
+  standby's, so every call starts by following a redirect to the owner.
 * ``remote``: ``odradek.connect(url)`` against an in-process Flight server on a free
   loopback port.
 * ``async``: ``odradek.AsyncClient`` against the same kind of server, driven through
@@ -42,6 +45,9 @@ from odradek.storage.objects import ObjectStore, open_store
 
 # The S3 server fixture of tests/storage, imported by name under any --import-mode.
 sys.path.insert(0, str(Path(__file__).parents[1] / "storage"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "cluster"))
+from agents import Cluster
+from etcd_servers import etcd_server  # noqa: F401  (a fixture)
 from object_servers import moto_s3, unique_prefix  # noqa: F401  (a fixture)
 
 # The engines of the suite refuse appends over 1 MiB, so RequestTooLarge is cheap to provoke.
@@ -126,10 +132,13 @@ def _store(request: pytest.FixtureRequest, kind: str) -> ObjectStore:
     return store
 
 
-@pytest.fixture(params=["embedded", "remote", "async", "memory", "s3"])
+@pytest.fixture(params=["embedded", "remote", "async", "memory", "s3", "cluster"])
 def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
     kind = request.param
     options: dict[str, Any] = {"append_bytes_max": APPEND_BYTES_MAX}
+    if kind == "cluster":
+        yield from _cluster_door(request, tmp_path, options)
+        return
     if kind in ("memory", "s3"):
         options.update(store=_store(request, kind), store_settings=STORE_SETTINGS)
     if kind in ("embedded", "memory"):
@@ -147,6 +156,23 @@ def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
         remote.close()
         server.drain(5.0)
         node.close()
+
+
+def _cluster_door(request: pytest.FixtureRequest, tmp_path: Path, options: dict[str, Any]) -> Iterator[Door]:
+    etcd = request.getfixturevalue("etcd_server")
+    store = request.getfixturevalue("moto_s3").open(unique_prefix())
+    cluster = Cluster(tmp_path, etcd.url, store, store_settings=STORE_SETTINGS, engine_options=options)
+    try:
+        owner = cluster.owner()
+        assert owner.node is not None
+        urls = [agent.url for agent in cluster.standbys()] + [owner.url]
+        remote = odradek.connect(",".join(urls))
+        try:
+            yield Door(remote, owner.node)
+        finally:
+            remote.close()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -108,19 +107,20 @@ class ClusterAgent:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._future: Future[None] | None = None
+        self._stopping = False
         self._joined = threading.Event()
-        self._finished: Future[None] = Future()
         self._start_error: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, timeout: float = limits.cluster_retry_seconds_max) -> None:
         """Run the agent; return once it joined (raises if it could not within ``timeout``)."""
-        if self._thread is not None:
+        if self._future is not None:
             raise InvalidRequest("the agent runs already")
-        self._thread = threading.Thread(target=self._run, name="odradek-cluster-agent", daemon=True)
-        self._thread.start()
+        loop = _shared_loop()
+        self._loop = loop
+        self._future = asyncio.run_coroutine_threadsafe(self._run(), loop)
         if not self._joined.wait(timeout):
             self.stop(timeout=1.0)
             raise EtcdUnavailable(
@@ -132,16 +132,21 @@ class ClusterAgent:
 
     def stop(self, timeout: float = limits.shutdown_drain_seconds_max + 10) -> None:
         """Hand ownership over (if owned) and leave the cluster; wait for it."""
-        loop, stop = self._loop, self._stop_requested
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
-                loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        loop, future = self._loop, self._future
+        if loop is None or future is None:
+            return
+        loop.call_soon_threadsafe(self._request_stop)
+        with contextlib.suppress(Exception):
+            future.result(timeout)
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._future is not None and not self._future.done()
 
     # -- what the doors ask ------------------------------------------------------------------
 
@@ -211,11 +216,9 @@ class ClusterAgent:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+    async def _run(self) -> None:
         try:
-            loop.run_until_complete(self._main())
+            await self._main()
         except BaseException as exc:
             if not self._joined.is_set():
                 self._start_error = exc
@@ -224,12 +227,11 @@ class ClusterAgent:
         finally:
             self._set_role(STOPPED, None)
             self._joined.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
+        if self._stopping:
+            return
         backoff = _RETRY_FIRST_SECONDS
         while not self._stop_requested.is_set():
             cluster = EtcdCluster(self.settings.endpoints, self.settings.cluster)
@@ -440,9 +442,22 @@ _STOP = object()
 _LOST = object()
 
 
+# Every agent of a process runs on one event loop: grpc's asyncio support (under aetcd)
+# binds to the first loop that uses it. A process runs one agent (serve), tests several.
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="odradek-cluster-agents", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
 def _url(address: str) -> str:
     return f"grpc://{address}"
-
-
-def make_status_reader(agent: ClusterAgent) -> Callable[[], dict[str, Any]]:
-    return agent.status
