@@ -1,6 +1,7 @@
 """Real etcd servers for tests: Debian's ``etcd-server`` (etcd 3.4) started as
 subprocesses on free loopback ports, each member with its data in a temporary directory,
-stopped at the end.
+stopped at the end. The members themselves are ``odradek.chaos.etcd``'s (the chaos
+harness starts them the same way); this module makes fixtures of them.
 
 Fixtures: ``etcd_server`` (session-scoped: one single-member etcd for the whole run;
 tests keep apart by using a cluster name of their own) and ``etcd_cluster3`` (a fresh
@@ -17,13 +18,6 @@ the test with its output. Members run with a short heartbeat (50 ms) and electio
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import shutil
-import signal
-import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,181 +25,21 @@ from pathlib import Path
 import pytest
 from object_servers import free_ports
 
-START_SECONDS_MAX = 60.0  # generous: a loaded machine starts three members slowly
-STOP_SECONDS_MAX = 15.0
-HEARTBEAT_MS = 50
-ELECTION_MS = 500
-
-
-def etcd_binary() -> str:
-    path = shutil.which("etcd")
-    if path is None:
-        pytest.fail(
-            "etcd is not installed: run ./dev setup (it installs Debian's etcd-server with apt-get)",
-            pytrace=False,
-        )
-    return path
-
-
-@dataclasses.dataclass
-class Member:
-    name: str
-    client_port: int
-    peer_port: int
-    directory: Path
-    command: list[str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / f"{self.name}.log"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash: the member's data directory stays for a restart."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_SECONDS_MAX)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS_MAX)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_SECONDS_MAX)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
-
-    def status(self) -> dict[str, str] | None:
-        """This member's view (its id, the leader's id), through etcd's JSON gateway; None
-        if it does not answer."""
-        request = urllib.request.Request(f"{self.endpoint}/v3/maintenance/status", data=b"{}", method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=2) as answer:
-                body = json.loads(answer.read())
-        except (OSError, ValueError):
-            return None
-        return {"member": str(body["header"]["member_id"]), "leader": str(body.get("leader", "0"))}
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=2) as answer:
-                return bool(json.loads(answer.read()).get("health") == "true")
-        except (OSError, ValueError):
-            return False
-
-
-@dataclasses.dataclass
-class EtcdServers:
-    members: list[Member]
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [member.endpoint for member in self.members]
-
-    @property
-    def url(self) -> str:
-        """What ``odradek serve --etcd`` takes: the client URLs, comma-separated."""
-        return ",".join(self.endpoints)
-
-    def leader(self) -> Member:
-        """The member that is leader now, once the live members agree on one (waits up to
-        START_SECONDS_MAX, then fails the test)."""
-        deadline = time.monotonic() + START_SECONDS_MAX
-        while time.monotonic() < deadline:
-            views = [member.status() for member in self.members if member.alive()]
-            leaders = {view["leader"] for view in views if view is not None}
-            if len(leaders) == 1 and None not in views:
-                (leader_id,) = leaders
-                for member, view in zip([m for m in self.members if m.alive()], views, strict=True):
-                    if view is not None and view["member"] == leader_id:
-                        return member
-            time.sleep(0.05)
-        pytest.fail(f"the live etcd members agree on no leader within {START_SECONDS_MAX} s", pytrace=False)
-
-    def output(self) -> str:
-        return "\n".join(f"--- {member.name} ---\n{member.output()}" for member in self.members)
-
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
-
-
-def _command(
-    member_name: str, directory: Path, client: int, peer: int, initial: str, token: str
-) -> list[str]:
-    return [
-        etcd_binary(),
-        f"--name={member_name}",
-        f"--data-dir={directory / member_name}",
-        f"--listen-client-urls=http://127.0.0.1:{client}",
-        f"--advertise-client-urls=http://127.0.0.1:{client}",
-        f"--listen-peer-urls=http://127.0.0.1:{peer}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-        f"--initial-cluster={initial}",
-        "--initial-cluster-state=new",
-        f"--initial-cluster-token={token}",
-        f"--heartbeat-interval={HEARTBEAT_MS}",
-        f"--election-timeout={ELECTION_MS}",
-        "--logger=zap",
-        "--log-level=warn",
-        "--enable-v2=false",
-        # As production should: history trimmed, the database bounded (docs/cluster.md).
-        "--auto-compaction-mode=revision",
-        "--auto-compaction-retention=1000",
-        "--quota-backend-bytes=268435456",
-    ]
+from odradek.chaos import etcd
+from odradek.chaos.etcd import ELECTION_MS, HEARTBEAT_MS, START_SECONDS_MAX, EtcdServers, Member
+from odradek.chaos.processes import HarnessError
 
 
 @contextlib.contextmanager
 def etcd_cluster(directory: Path, members: int = 1) -> Iterator[EtcdServers]:
-    """``members`` etcd members on free loopback ports, healthy when yielded."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(2 * members)
-    names = [f"m{index}" for index in range(members)]
-    initial = ",".join(f"{name}=http://127.0.0.1:{ports[2 * i + 1]}" for i, name in enumerate(names))
-    token = f"odradek-test-{uuid.uuid4().hex[:8]}"
-    cluster = EtcdServers(
-        [
-            Member(
-                name,
-                ports[2 * i],
-                ports[2 * i + 1],
-                directory,
-                _command(name, directory, ports[2 * i], ports[2 * i + 1], initial, token),
-            )
-            for i, name in enumerate(names)
-        ]
-    )
-    try:
-        for member in cluster.members:
-            member.start()
-        deadline = time.monotonic() + START_SECONDS_MAX
-        while not all(member.healthy() for member in cluster.members):
-            exited = [member.name for member in cluster.members if not member.alive()]
-            if exited or time.monotonic() > deadline:
-                why = f"{exited} exited" if exited else f"not healthy within {START_SECONDS_MAX} s"
-                cluster.stop()
-                pytest.fail(f"etcd did not start: {why}\n{cluster.output()}", pytrace=False)
-            time.sleep(0.05)
+    """``members`` etcd members on free loopback ports, healthy when yielded; one that
+    does not start fails the test with its output."""
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(etcd.etcd_cluster(directory, members))
+        except HarnessError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -228,6 +62,9 @@ def unique_cluster_name() -> str:
 
 
 __all__ = [
+    "ELECTION_MS",
+    "HEARTBEAT_MS",
+    "START_SECONDS_MAX",
     "EtcdServers",
     "Member",
     "etcd_cluster",
