@@ -149,6 +149,7 @@ class History:
         self._lock = threading.Lock()
         self._invocations: list[Invocation] = []
         self._completions: list[Completion] = []
+        self._outcomes: dict[str, int] = dict.fromkeys(Outcome, 0)
 
     def now(self) -> float:
         """Seconds since the history began, on its clock."""
@@ -223,6 +224,14 @@ class History:
         with self._lock:
             completed = self._clock() - self._origin
             self._completions.append((operation, completed, outcome, offset, version, error))
+            self._outcomes[outcome] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Operations so far by outcome (``ok``, ``fail``, ``info``), and ``pending``."""
+        with self._lock:
+            counts = {str(outcome): count for outcome, count in self._outcomes.items()}
+            counts["pending"] = len(self._invocations) - len(self._completions)
+        return counts
 
     # -- after the run --------------------------------------------------------------
 
