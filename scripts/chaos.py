@@ -1,0 +1,106 @@
+"""The chaos test of cluster mode (issue 14): a 3-member etcd, an S3 store (moto behind
+a fault proxy) and 3 agents (``odradek serve --etcd``) on loopback ports; workers
+append through ``odradek.connect("grpc://a1,a2,a3")`` (keyed appends, ``expect=`` races
+on hot keys, idempotent retries) while faults are injected at random, one per cycle:
+kill -9 of the owner (restarted, sometimes on an empty data directory), SIGSTOP of the
+owner past its lease (then SIGCONT: a zombie), SIGTERM of the owner (a handover), kill
+of an etcd member and of the etcd leader, store latency and 503s. After each fault the
+time to the first successful append is measured; at the end every topic is read back
+and the whole history is checked (src/odradek/chaos/checker.py).
+
+    python scripts/chaos.py [--cycles 100] [--agents 3] [--etcd-members 3] [--seed 0]
+        [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
+        [--faults kill_owner,pause_owner,...] [--steady SECONDS]
+
+Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
+JSON to ``--report`` (and ``WORKDIR/report.json``), the history to
+``WORKDIR/history.jsonl``. The exit status is 0 when the run found no anomaly and every
+fault was recovered from, 1 otherwise, 2 if the cluster could not be started. The work
+directory (temporary unless given) keeps every server's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from odradek.chaos.cluster import ChaosSettings, report_text, run
+from odradek.chaos.faults import FaultKind
+from odradek.chaos.processes import HarnessError
+from odradek.chaos.workload import WorkloadSettings
+from odradek.errors import InvalidRequest
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--cycles", type=int, default=100, help="fault cycles (default 100)")
+    parser.add_argument("--agents", type=int, default=3, help="cluster agents (default 3)")
+    parser.add_argument("--etcd-members", type=int, default=3, help="etcd members (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the faults and the workload")
+    parser.add_argument("--report", type=Path, help="write the report (JSON) here too")
+    parser.add_argument(
+        "--workdir", type=Path, help="servers' data and logs (default: a temporary directory)"
+    )
+    parser.add_argument("--workers", type=int, default=4, help="appending threads (default 4)")
+    parser.add_argument(
+        "--lease-ttl", type=float, default=3.0, help="agents' lease TTL in seconds (default 3)"
+    )
+    parser.add_argument(
+        "--faults",
+        default=",".join(kind.value for kind in FaultKind),
+        help="the kinds of faults to draw from, comma-separated (default all)",
+    )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=2.0,
+        help="seconds of steady traffic between faults, at most (default 2)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep a temporary work directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        kinds = tuple(FaultKind(name.strip()) for name in args.faults.split(",") if name.strip())
+        settings = ChaosSettings(
+            cycles=args.cycles,
+            agents=args.agents,
+            etcd_members=args.etcd_members,
+            seed=args.seed,
+            lease_ttl_seconds=args.lease_ttl,
+            workload=WorkloadSettings(workers=args.workers),
+            kinds=kinds,
+            steady_seconds=(min(0.5, args.steady), args.steady),
+        )
+    except (ValueError, InvalidRequest) as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    temporary = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="odradek-chaos-")) if temporary else args.workdir
+    try:
+        report = run(settings, workdir, progress)
+    except HarnessError as exc:
+        print(f"chaos: the cluster could not be run: {exc}\n(logs in {workdir})", file=sys.stderr)
+        return 2
+    if args.report is not None:
+        args.report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(report_text(report))
+    if temporary and not args.keep and report["valid"]:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        progress(f"work directory kept: {workdir}")
+    return 0 if report["valid"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

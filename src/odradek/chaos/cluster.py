@@ -1,0 +1,488 @@
+"""The chaos harness: a real cluster under random faults, and the report of the run.
+
+:class:`ChaosCluster` starts, on loopback ports under one work directory, a 3-member
+etcd (``chaos/etcd.py``), moto's S3 server behind a fault proxy (``chaos/stores.py``) and
+3 agents, ``odradek serve --store ... --etcd ...`` (``chaos/agents.py``); it is the
+:class:`~odradek.chaos.faults.FaultTarget` the rotator acts on.
+
+:func:`run` drives a run, cycle after cycle:
+
+1. the workers append all along (``chaos/workload.py``); a cycle begins with a steady
+   spell of a second or few;
+2. a fault is injected at random; the prober sends appends until one sent after the
+   fault succeeds: the time from the fault to that answer is the cycle's *serving
+   again* time (for a fault of the owner, its failover time);
+3. the fault is healed: at once after its hold (a paused owner is resumed, an etcd
+   member or the store comes back), or, for a killed or stopped owner, once the cluster
+   serves again (the agent is started again, sometimes on an empty data directory);
+4. the harness waits until the cluster is whole again: every agent up and known to
+   the owner, exactly one owner that every agent names, every etcd member healthy.
+
+A fault the cluster does not recover from within ``recovery_seconds_max`` ends the run
+(reported, not raised). At the end the workers stop, every topic is read back through
+the client, the history is written (``history.jsonl``) and checked against the logs
+(``chaos/checker.py``); the report (``report.json``) says what was done and found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+import odradek
+from odradek.chaos.agents import Agent, AgentSettings
+from odradek.chaos.checker import check
+from odradek.chaos.etcd import EtcdServers, etcd_cluster
+from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
+from odradek.chaos.history import History
+from odradek.chaos.processes import HarnessError, wait_until
+from odradek.chaos.stores import S3Store, StoreFaults, s3_store
+from odradek.chaos.workload import (
+    Prober,
+    Worker,
+    WorkloadSettings,
+    create_topics,
+    read_back,
+)
+from odradek.errors import InvalidRequest, OdradekError
+
+# The whole cluster must be back (agents up, one owner, etcd healthy) within this after a
+# fault is healed: an agent restarts in a few seconds, a failover takes TTL + recovery.
+SETTLE_SECONDS_MAX = 120.0
+# After a fault, some append must succeed within this, or the run ends (reported).
+RECOVERY_SECONDS_MAX = 120.0
+WORKERS_STOP_SECONDS_MAX = 60.0  # workers and probes stuck longer are reported
+CLIENT_TIMEOUT_SECONDS = 10.0  # a worker's calls other than appends (key_version, ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChaosSettings:
+    cycles: int = 100
+    agents: int = 3
+    etcd_members: int = 3
+    seed: int = 0
+    lease_ttl_seconds: float = 3.0
+    flush_ms: float | None = None
+    cluster: str = "chaos"
+    workload: WorkloadSettings = dataclasses.field(default_factory=WorkloadSettings)
+    kinds: tuple[FaultKind, ...] = tuple(FaultKind)
+    schedule: tuple[FaultKind, ...] = ()  # the first faults, in order; then drawn from kinds
+    steady_seconds: tuple[float, float] = (1.0, 3.0)
+    recovery_seconds_max: float = RECOVERY_SECONDS_MAX
+    settle_seconds_max: float = SETTLE_SECONDS_MAX
+
+    def __post_init__(self) -> None:
+        if self.cycles < 0 or self.agents < 2 or self.etcd_members < 1:
+            raise InvalidRequest(
+                "a chaos run needs cycles >= 0, at least 2 agents (an owner and a standby) and 1 etcd member"
+            )
+        etcd_faults = {FaultKind.KILL_ETCD_LEADER, FaultKind.KILL_ETCD_MEMBER}
+        if self.etcd_members < 3 and etcd_faults.intersection(self.kinds + self.schedule):
+            raise InvalidRequest("killing an etcd member needs at least 3 members (a quorum must survive)")
+
+
+class ChaosCluster:
+    """etcd, the store and the agents of one run (a context manager)."""
+
+    def __init__(self, workdir: Path, settings: ChaosSettings) -> None:
+        self.workdir = workdir
+        self.settings = settings
+        self.agents: dict[str, Agent] = {}
+        self._stack = contextlib.ExitStack()
+        self._etcd: EtcdServers | None = None
+        self._store: S3Store | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def __enter__(self) -> ChaosCluster:
+        try:
+            self.start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stack.close()
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._etcd = self._stack.enter_context(
+            etcd_cluster(self.workdir / "etcd", self.settings.etcd_members)
+        )
+        self._store = self._stack.enter_context(s3_store(self.workdir / "s3", seed=self.settings.seed))
+        agent_settings = AgentSettings(
+            store_url=self._store.url(f"run-{uuid.uuid4().hex[:12]}"),
+            store_env=self._store.env,
+            etcd_url=self._etcd.url,
+            cluster=self.settings.cluster,
+            lease_ttl_seconds=self.settings.lease_ttl_seconds,
+            flush_ms=self.settings.flush_ms,
+        )
+        for number in range(1, self.settings.agents + 1):
+            agent_id = f"a{number}"
+            self.agents[agent_id] = Agent(agent_id, self.workdir / agent_id, agent_settings)
+        self._stack.callback(self._stop_agents)
+        for agent in self.agents.values():
+            agent.start(wait=False)
+        for agent in self.agents.values():
+            agent.wait_ready()
+        self.wait_whole()
+
+    def _stop_agents(self) -> None:
+        for agent in self.agents.values():
+            agent.close()
+            agent.stop()
+
+    @property
+    def etcd(self) -> EtcdServers:
+        if self._etcd is None:
+            raise HarnessError("the cluster is not started")
+        return self._etcd
+
+    @property
+    def store(self) -> S3Store:
+        if self._store is None:
+            raise HarnessError("the cluster is not started")
+        return self._store
+
+    def urls(self) -> list[str]:
+        return [agent.url for agent in self.agents.values()]
+
+    @property
+    def url(self) -> str:
+        """What ``odradek.connect`` takes for the whole cluster."""
+        return ",".join(self.urls())
+
+    # -- state ----------------------------------------------------------------------
+
+    def statuses(self) -> dict[str, dict[str, Any] | None]:
+        return {agent_id: agent.status() for agent_id, agent in self.agents.items()}
+
+    def owner(self) -> str | None:
+        """The agent that says it owns the cell (asked, not inferred from etcd)."""
+        for agent_id, status in self.statuses().items():
+            if status is not None and status.get("role") == "owner":
+                return agent_id
+        return None
+
+    def whole(self) -> bool:
+        """Every agent up and answering, exactly one owner, named by every agent, which
+        knows every agent; every etcd member healthy."""
+        statuses = self.statuses()
+        if any(status is None for status in statuses.values()):
+            return False
+        owners = [
+            agent_id for agent_id, status in statuses.items() if status and status.get("role") == "owner"
+        ]
+        if len(owners) != 1 or any(
+            status and status.get("owner") != owners[0] for status in statuses.values()
+        ):
+            return False
+        known = {_agent_id(entry) for entry in (statuses[owners[0]] or {}).get("agents", [])}
+        return known >= set(self.agents) and self.etcd.healthy()
+
+    def wait_whole(self, seconds: float | None = None) -> None:
+        wait_until(
+            self.whole,
+            self.settings.settle_seconds_max if seconds is None else seconds,
+            "the cluster is whole again (every agent up, one owner, etcd healthy)",
+            self._state,
+        )
+
+    def _state(self) -> str:
+        lines = [f"{agent_id}: {json.dumps(status)}" for agent_id, status in self.statuses().items()]
+        lines.append(f"etcd healthy: {self.etcd.healthy()}")
+        return "\n".join(lines)
+
+    # -- FaultTarget ----------------------------------------------------------------
+
+    def kill_agent(self, agent: str) -> None:
+        self.agents[agent].kill()
+
+    def stop_agent(self, agent: str) -> None:
+        self.agents[agent].stop()
+
+    def start_agent(self, agent: str, *, empty: bool) -> None:
+        self.agents[agent].start(empty=empty)
+
+    def pause_agent(self, agent: str) -> None:
+        self.agents[agent].pause()
+
+    def resume_agent(self, agent: str) -> None:
+        self.agents[agent].resume()
+
+    def etcd_members(self) -> list[str]:
+        return [member.name for member in self.etcd.members]
+
+    def etcd_leader(self) -> str:
+        return self.etcd.leader().name
+
+    def kill_etcd(self, member: str) -> None:
+        self._member(member).kill()
+
+    def start_etcd(self, member: str) -> None:
+        self._member(member).start()
+
+    def set_store_faults(self, faults: StoreFaults) -> None:
+        self.store.proxy.set_faults(faults)
+
+    def _member(self, name: str) -> Any:
+        for member in self.etcd.members:
+            if member.name == name:
+                return member
+        raise HarnessError(f"no etcd member {name!r}")
+
+
+def _agent_id(entry: Any) -> str:
+    return str(entry.get("agent")) if isinstance(entry, dict) else str(entry)
+
+
+# -- a run --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cycle:
+    number: int
+    fault: Fault
+    serving_after_seconds: float | None = None
+    whole_after_seconds: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cycle": self.number,
+            "fault": self.fault.kind.value,
+            "target": self.fault.target,
+            "details": self.fault.details,
+            "serving_after_seconds": _round(self.serving_after_seconds),
+            "whole_after_seconds": _round(self.whole_after_seconds),
+            "error": self.error,
+        }
+
+
+def connect(url: str) -> odradek.RemoteClient:
+    return odradek.connect(url, timeout=CLIENT_TIMEOUT_SECONDS)
+
+
+def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """One chaos run (see the module's docstring); its report, also written to
+    ``workdir/report.json``. Raises HarnessError if the cluster cannot be started."""
+    started = time.monotonic()
+    history = History()
+    cycles: list[Cycle] = []
+    harness: dict[str, Any] = {}
+    rng = random.Random(settings.seed)
+    progress(
+        f"starting {settings.etcd_members} etcd members, the S3 store and {settings.agents} agents "
+        f"in {workdir}"
+    )
+    with ChaosCluster(workdir, settings) as cluster:
+        progress(f"cluster whole after {time.monotonic() - started:.1f} s; owner {cluster.owner()}")
+        with connect(cluster.url) as admin:
+            create_topics(admin)
+        workers = [
+            Worker(number, history, lambda: connect(cluster.url), settings.workload, settings.seed)
+            for number in range(settings.workload.workers)
+        ]
+        prober = Prober(history, cluster.urls, connect)
+        rotator = FaultRotator(
+            cluster,
+            seed=settings.seed,
+            kinds=settings.kinds,
+            schedule=settings.schedule,
+            settings=FaultSettings(lease_ttl_seconds=settings.lease_ttl_seconds),
+        )
+        for worker in workers:
+            worker.start()
+        try:
+            for number in range(1, settings.cycles + 1):
+                time.sleep(rng.uniform(*settings.steady_seconds))
+                cycle = _cycle(number, cluster, rotator, prober, settings)
+                cycles.append(cycle)
+                progress(_progress_line(cycle, settings.cycles, history))
+                if cycle.error is not None:
+                    break
+        finally:
+            for worker in workers:
+                worker.stop.set()
+            stuck = _join(workers)
+            harness["workers_stuck"] = stuck
+            harness["worker_errors"] = [
+                f"{w.name}: {type(w.error).__name__}: {w.error}" for w in workers if w.error
+            ]
+            harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
+            harness["store_proxy"] = dict(cluster.store.proxy.counts)
+        progress("reading every topic back")
+        with connect(cluster.url) as reader:
+            logs, bounds = read_back(reader)
+    table = history.table()
+    history.write(workdir / "history.jsonl")
+    checked = check(table, logs, bounds=bounds)
+    report = _report(settings, cycles, checked.to_json(), harness, time.monotonic() - started)
+    (workdir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _cycle(
+    number: int, cluster: ChaosCluster, rotator: FaultRotator, prober: Prober, settings: ChaosSettings
+) -> Cycle:
+    try:
+        fault = rotator.inject()
+    except InvalidRequest:  # the owner moved between the last check and now: once more
+        cluster.wait_whole()
+        fault = rotator.inject()
+    cycle = Cycle(number, fault)
+    try:
+        if not fault.heal_after_recovery:
+            # Probe while the fault holds (a paused owner fails over during its pause).
+            cycle.serving_after_seconds = prober.served_after(fault.injected_at, fault.hold_seconds)
+            time.sleep(max(fault.injected_at + fault.hold_seconds - time.monotonic(), 0.0))
+            rotator.heal(fault)
+        if cycle.serving_after_seconds is None:
+            cycle.serving_after_seconds = prober.served_after(
+                fault.injected_at, settings.recovery_seconds_max
+            )
+        if cycle.serving_after_seconds is None:
+            cycle.error = f"no append succeeded within {settings.recovery_seconds_max} s of the fault"
+            rotator.heal(fault)
+            return cycle
+        rotator.heal(fault)
+        cluster.wait_whole()
+        cycle.whole_after_seconds = time.monotonic() - fault.injected_at
+    except (HarnessError, OdradekError) as exc:
+        cycle.error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(HarnessError, OdradekError):
+            rotator.heal(fault)
+    return cycle
+
+
+def _join(workers: Sequence[Worker]) -> int:
+    deadline = time.monotonic() + WORKERS_STOP_SECONDS_MAX
+    for worker in workers:
+        worker.thread.join(max(deadline - time.monotonic(), 0.0))
+    return sum(worker.thread.is_alive() for worker in workers)
+
+
+def _progress_line(cycle: Cycle, cycles: int, history: History) -> str:
+    counts = history.counts()
+    serving = "never" if cycle.serving_after_seconds is None else f"{cycle.serving_after_seconds:.2f} s"
+    whole = "" if cycle.whole_after_seconds is None else f", whole after {cycle.whole_after_seconds:.1f} s"
+    line = (
+        f"cycle {cycle.number}/{cycles}: {cycle.fault.describe()}: serving again after {serving}{whole}; "
+        f"operations {sum(counts.values())} (ok {counts['ok']}, fail {counts['fail']}, "
+        f"info {counts['info']}, pending {counts['pending']})"
+    )
+    return line + (f"; ERROR {cycle.error}" if cycle.error else "")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "p50": None, "p99": None, "max": None}
+    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
+    return {
+        "count": len(values),
+        "p50": _round(float(p50)),
+        "p99": _round(float(p99)),
+        "max": _round(max(values)),
+    }
+
+
+def _report(
+    settings: ChaosSettings,
+    cycles: list[Cycle],
+    checked: dict[str, Any],
+    harness: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    by_kind: dict[str, list[float]] = {}
+    for cycle in cycles:
+        if cycle.serving_after_seconds is not None:
+            by_kind.setdefault(cycle.fault.kind.value, []).append(cycle.serving_after_seconds)
+    failovers = [
+        cycle.serving_after_seconds
+        for cycle in cycles
+        if cycle.fault.kind in OWNER_FAULTS and cycle.serving_after_seconds is not None
+    ]
+    errors = [cycle.to_json() for cycle in cycles if cycle.error]
+    anomalies = sum(checked["anomalies"].values())
+    return {
+        "runs": 1,
+        "seed": settings.seed,
+        "agents": settings.agents,
+        "etcd_members": settings.etcd_members,
+        "lease_ttl_seconds": settings.lease_ttl_seconds,
+        "cycles_planned": settings.cycles,
+        "cycles": len(cycles),
+        "duration_seconds": round(seconds, 1),
+        "faults": dict(Counter(cycle.fault.kind.value for cycle in cycles)),
+        "failover_seconds": _summary(failovers),
+        "serving_again_seconds": {kind: _summary(values) for kind, values in sorted(by_kind.items())},
+        "operations": checked["operations"],
+        "topics": checked["topics"],
+        "anomaly_count": anomalies,
+        "anomalies": checked["anomalies"],
+        "examples": checked["examples"],
+        "cycle_errors": errors,
+        "harness": harness,
+        "valid": anomalies == 0 and not errors and not harness.get("workers_stuck"),
+        "cycles_detail": [cycle.to_json() for cycle in cycles],
+    }
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """The report, for a terminal."""
+    lines = [
+        f"chaos run: seed {report['seed']}, {report['agents']} agents, "
+        f"{report['etcd_members']} etcd members, lease TTL {report['lease_ttl_seconds']:g} s",
+        f"runs {report['runs']}, cycles {report['cycles']}/{report['cycles_planned']} "
+        f"in {report['duration_seconds']:.0f} s",
+        "faults: " + ", ".join(f"{kind} {count}" for kind, count in sorted(report["faults"].items())),
+    ]
+    failover = report["failover_seconds"]
+    if failover["count"]:
+        lines.append(
+            f"failover (owner faults, fault -> first successful append): n={failover['count']} "
+            f"p50 {failover['p50']:.2f} s, p99 {failover['p99']:.2f} s, max {failover['max']:.2f} s"
+        )
+    for kind, summary in report["serving_again_seconds"].items():
+        lines.append(f"  {kind}: n={summary['count']} p50 {summary['p50']:.2f} s, max {summary['max']:.2f} s")
+    for kind, outcomes in sorted(report["operations"].items()):
+        total = sum(outcomes.values())
+        counts = ", ".join(f"{outcome} {outcomes.get(outcome, 0)}" for outcome in ("ok", "fail", "info"))
+        lines.append(f"operations {kind}: {total} ({counts})")
+    if report["anomaly_count"]:
+        lines.append(f"ANOMALIES: {report['anomaly_count']}")
+        for kind, count in sorted(report["anomalies"].items()):
+            lines.append(f"  {kind}: {count}")
+            lines.extend(
+                f"    {json.dumps(example, sort_keys=True)}" for example in report["examples"].get(kind, [])
+            )
+    else:
+        lines.append("anomalies: 0")
+    for error in report["cycle_errors"]:
+        lines.append(f"CYCLE ERROR: cycle {error['cycle']} {error['fault']}: {error['error']}")
+    harness = report["harness"]
+    if harness.get("workers_stuck") or harness.get("worker_errors"):
+        lines.append(
+            f"HARNESS: {harness.get('workers_stuck')} workers stuck, errors {harness.get('worker_errors')}"
+        )
+    lines.append("result: " + ("PASS" if report["valid"] else "FAIL"))
+    return "\n".join(lines)

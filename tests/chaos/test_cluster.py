@@ -1,0 +1,113 @@
+"""The chaos harness's settings and report.
+
+Goal: impossible settings are refused before anything starts; the report counts faults
+by kind, summarizes failover times over the owner faults only, carries the checker's
+anomalies and is valid only when there are none, no cycle failed and no worker was
+stuck; its text says all of that; the runner script refuses unknown faults. Method:
+cycles and checker results made by hand; the script's ``main`` called in-process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from odradek.chaos.checker import Report
+from odradek.chaos.cluster import ChaosSettings, Cycle, _report, report_text
+from odradek.chaos.faults import Fault, FaultKind
+from odradek.errors import InvalidRequest
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "chaos.py"
+
+
+def _cycle(number: int, kind: FaultKind, serving: float | None, error: str | None = None) -> Cycle:
+    fault = Fault(kind, "a1", 0.0, 0.0, kind is FaultKind.KILL_OWNER)
+    return Cycle(number, fault, serving, None if serving is None else serving + 1, error)
+
+
+def _checked(anomalies: dict[str, int] | None = None) -> dict[str, Any]:
+    report = Report({"append": {"ok": 10, "fail": 2, "info": 1}}, {}, anomalies or {}, {})
+    document = report.to_json()
+    if anomalies:
+        document["examples"] = {kind: [{"topic": "t", "value": "w0-1"}] for kind in anomalies}
+    return document
+
+
+def test_the_report_summarizes_faults_failovers_and_anomalies() -> None:
+    cycles = [
+        _cycle(1, FaultKind.KILL_OWNER, 4.0),
+        _cycle(2, FaultKind.STORE_ERRORS, 0.1),
+        _cycle(3, FaultKind.PAUSE_OWNER, 6.0),
+        _cycle(4, FaultKind.KILL_OWNER, 5.0),
+    ]
+    harness = {"workers_stuck": 0, "worker_errors": []}
+    report = _report(ChaosSettings(cycles=4), cycles, _checked(), harness, 42.0)
+    assert json.loads(json.dumps(report)) == report
+    assert report["faults"] == {"kill_owner": 2, "store_errors": 1, "pause_owner": 1}
+    assert report["failover_seconds"]["count"] == 3 and report["failover_seconds"]["max"] == 6.0
+    assert report["failover_seconds"]["p50"] == 5.0
+    assert report["serving_again_seconds"]["store_errors"]["count"] == 1
+    assert report["valid"] and report["anomaly_count"] == 0
+    text = report_text(report)
+    assert "anomalies: 0" in text and "result: PASS" in text and "n=3 p50 5.00 s" in text
+
+
+@pytest.mark.parametrize(
+    ("anomalies", "cycle_error", "stuck"),
+    [({"lost": 2}, None, 0), ({}, "no append succeeded within 120 s of the fault", 0), ({}, None, 1)],
+)
+def test_a_report_is_invalid_with_an_anomaly_a_failed_cycle_or_a_stuck_worker(
+    anomalies: dict[str, int], cycle_error: str | None, stuck: int
+) -> None:
+    cycles = [_cycle(1, FaultKind.KILL_OWNER, None if cycle_error else 3.0, cycle_error)]
+    report = _report(
+        ChaosSettings(cycles=1),
+        cycles,
+        _checked(anomalies),
+        {"workers_stuck": stuck, "worker_errors": []},
+        1.0,
+    )
+    assert not report["valid"]
+    text = report_text(report)
+    assert "result: FAIL" in text
+    if anomalies:
+        assert "ANOMALIES: 2" in text and "lost: 2" in text and "w0-1" in text
+    if cycle_error:
+        assert f"CYCLE ERROR: cycle 1 kill_owner: {cycle_error}" in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"agents": 1}, "at least 2 agents"),
+        ({"cycles": -1}, "cycles >= 0"),
+        ({"etcd_members": 1, "kinds": (FaultKind.KILL_ETCD_LEADER,)}, "at least 3 members"),
+    ],
+)
+def test_impossible_settings_are_refused(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        ChaosSettings(**settings)
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("chaos_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_script_refuses_unknown_faults_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _script()
+    assert script.main(["--faults", "kill_owner,flood", "--workdir", str(tmp_path / "never")]) == 2
+    assert "'flood' is not a valid FaultKind" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    arguments = script.parse(["--cycles", "7", "--agents", "3", "--etcd-members", "3", "--seed", "5"])
+    assert (arguments.cycles, arguments.agents, arguments.etcd_members, arguments.seed) == (7, 3, 3, 5)
