@@ -3,8 +3,10 @@
 Goal: impossible settings are refused before anything starts; the report counts faults
 by kind, summarizes failover times over the owner faults only, carries the checker's
 anomalies and is valid only when there are none, no cycle failed and no worker was
-stuck; its text says all of that; the runner script refuses unknown faults. Method:
-cycles and checker results made by hand; the script's ``main`` called in-process.
+stuck; its text says all of that; the runner script refuses unknown faults; a repair
+after a failed cycle undoes every fault and restarts exactly the agents that are lost.
+Method: cycles and checker results made by hand; the script's ``main`` called
+in-process; a cluster of fakes for the repair.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from odradek.chaos.checker import Report
-from odradek.chaos.cluster import ChaosSettings, Cycle, _report, report_text
+from odradek.chaos.cluster import ChaosCluster, ChaosSettings, Cycle, _report, report_text
 from odradek.chaos.faults import Fault, FaultKind
 from odradek.errors import InvalidRequest
 
@@ -111,3 +113,72 @@ def test_the_script_refuses_unknown_faults_before_starting_anything(
     assert not (tmp_path / "never").exists()
     arguments = script.parse(["--cycles", "7", "--agents", "3", "--etcd-members", "3", "--seed", "5"])
     assert (arguments.cycles, arguments.agents, arguments.etcd_members, arguments.seed) == (7, 3, 3, 5)
+
+
+class FakeAgent:
+    def __init__(self, status: dict[str, Any] | None, paused: bool = False) -> None:
+        self.answer = status
+        self.paused = paused
+        self.calls: list[str] = []
+
+    def status(self) -> dict[str, Any] | None:
+        return None if self.paused else self.answer
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+        self.paused = False
+
+    def kill(self) -> None:
+        self.calls.append("kill")
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+
+class FakeMember:
+    def __init__(self, name: str, alive: bool) -> None:
+        self.name = name
+        self.running = alive
+
+    def alive(self) -> bool:
+        return self.running
+
+    def start(self) -> None:
+        self.running = True
+
+
+class FakeEtcd:
+    def __init__(self, members: list[FakeMember]) -> None:
+        self.members = members
+
+    def healthy(self) -> bool:
+        return all(member.alive() for member in self.members)
+
+
+class FakeProxy:
+    def __init__(self) -> None:
+        self.cleared = False
+
+    def clear(self) -> None:
+        self.cleared = True
+
+
+def test_a_repair_undoes_every_fault_and_restarts_what_the_owner_lost(tmp_path: Path) -> None:
+    """After a failed cycle: the store cleared, a dead etcd member started, a paused agent
+    resumed, and the agent the owner does not know (up, but not registered) restarted."""
+    known = [{"agent": "a1"}, {"agent": "a3"}]
+    cluster = ChaosCluster(tmp_path, ChaosSettings())
+    agents = {
+        "a1": FakeAgent({"role": "owner", "owner": "a1", "agents": known}),
+        "a2": FakeAgent({"role": "standby", "owner": "a1", "agents": known}),
+        "a3": FakeAgent({"role": "standby", "owner": "a1", "agents": known}, paused=True),
+    }
+    cluster.agents = agents  # type: ignore[assignment]
+    etcd = FakeEtcd([FakeMember("m0", True), FakeMember("m1", False)])
+    proxy = FakeProxy()
+    cluster._etcd = etcd  # type: ignore[assignment]
+    cluster._store = type("Store", (), {"proxy": proxy})()  # type: ignore[assignment]
+    assert cluster.repair() == ["m1", "a2"]
+    assert proxy.cleared and etcd.healthy()
+    assert agents["a2"].calls == ["kill", "start"]
+    assert agents["a3"].calls == ["resume"] and agents["a1"].calls == []

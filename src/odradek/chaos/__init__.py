@@ -5,7 +5,8 @@ the topics read back at the end.
 
 * ``history``: the operations as invoked and completed (JSON lines);
 * ``checker``: what must hold of a history and the final logs, and the report;
-* ``etcd``, ``stores``, ``agents``: the servers, as subprocesses on loopback ports;
+* ``processes``, ``etcd``, ``stores``, ``agents``: the servers, as subprocesses on
+  loopback ports (the store behind a fault proxy);
 * ``faults``: the faults and the rotator that injects them;
 * ``workload``: the workers and the failover probe;
 * ``cluster``: the harness that puts them together (``scripts/chaos.py`` runs it).

@@ -18,9 +18,13 @@ etcd (``chaos/etcd.py``), moto's S3 server behind a fault proxy (``chaos/stores.
 4. the harness waits until the cluster is whole again: every agent up and known to
    the owner, exactly one owner that every agent names, every etcd member healthy.
 
-A fault the cluster does not recover from within ``recovery_seconds_max`` ends the run
-(reported, not raised). At the end the workers stop, every topic is read back through
-the client, the history is written (``history.jsonl``) and checked against the logs
+A cycle that fails (no append succeeds within ``recovery_seconds_max`` of the fault, or
+the cluster is not whole within ``settle_seconds_max``) is reported, then the cluster is
+repaired (every fault undone, every agent that is down, silent or unknown to the owner
+restarted) and the run goes on; if even that does not make it whole, the run ends.
+
+At the end the workers stop, the history is written (``history.jsonl``), every topic is
+read back through the client and the history is checked against the logs
 (``chaos/checker.py``); the report (``report.json``) says what was done and found.
 """
 
@@ -203,6 +207,31 @@ class ChaosCluster:
             self._state,
         )
 
+    def repair(self) -> list[str]:
+        """After a cycle that failed: every fault undone (the store cleared, paused agents
+        resumed, etcd members started), and every agent that is down, silent or unknown
+        to the owner restarted (killed first). Returns what was restarted."""
+        self.store.proxy.clear()
+        restarted = []
+        for member in self.etcd.members:
+            if not member.alive():
+                member.start()
+                restarted.append(member.name)
+        for agent in self.agents.values():
+            if agent.paused:
+                agent.resume()
+        with contextlib.suppress(HarnessError):
+            wait_until(self.etcd.healthy, self.settings.settle_seconds_max, "etcd healthy")
+        statuses = self.statuses()
+        owner = next((s for s in statuses.values() if s is not None and s.get("role") == "owner"), None)
+        known = {_agent_id(entry) for entry in (owner or {}).get("agents", [])}
+        for agent_id, agent in self.agents.items():
+            if statuses[agent_id] is None or (owner is not None and agent_id not in known):
+                agent.kill()
+                agent.start()
+                restarted.append(agent_id)
+        return restarted
+
     def _state(self) -> str:
         lines = [f"{agent_id}: {json.dumps(status)}" for agent_id, status in self.statuses().items()]
         lines.append(f"etcd healthy: {self.etcd.healthy()}")
@@ -261,6 +290,7 @@ class Cycle:
     serving_after_seconds: float | None = None
     whole_after_seconds: float | None = None
     error: str | None = None
+    repaired: list[str] | None = None  # what was restarted after the cycle failed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -271,6 +301,7 @@ class Cycle:
             "serving_after_seconds": _round(self.serving_after_seconds),
             "whole_after_seconds": _round(self.whole_after_seconds),
             "error": self.error,
+            "repaired": self.repaired,
         }
 
 
@@ -315,7 +346,15 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                 cycles.append(cycle)
                 progress(_progress_line(cycle, settings.cycles, history))
                 if cycle.error is not None:
-                    break
+                    # Reported; the run goes on if the cluster can be made whole again.
+                    repaired = cluster.repair()
+                    cycle.repaired = repaired
+                    progress(f"cycle {number}: repaired by restarting {repaired or 'nothing'}")
+                    try:
+                        cluster.wait_whole()
+                    except HarnessError as exc:
+                        progress(f"the cluster is not whole even after the repair; the run ends: {exc}")
+                        break
         finally:
             for worker in workers:
                 worker.stop.set()
@@ -326,11 +365,16 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             ]
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
+        table = history.table()
+        history.write(workdir / "history.jsonl")
         progress("reading every topic back")
-        with connect(cluster.url) as reader:
-            logs, bounds = read_back(reader)
-    table = history.table()
-    history.write(workdir / "history.jsonl")
+        try:
+            with connect(cluster.url) as reader:
+                logs, bounds = read_back(reader)
+        except OdradekError as exc:
+            raise HarnessError(
+                f"the topics could not be read back ({exc}); the history is in {workdir / 'history.jsonl'}"
+            ) from exc
     checked = check(table, logs, bounds=bounds)
     report = _report(settings, cycles, checked.to_json(), harness, time.monotonic() - started)
     (workdir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -478,7 +522,8 @@ def report_text(report: dict[str, Any]) -> str:
     else:
         lines.append("anomalies: 0")
     for error in report["cycle_errors"]:
-        lines.append(f"CYCLE ERROR: cycle {error['cycle']} {error['fault']}: {error['error']}")
+        repaired = f" (then restarted: {', '.join(error['repaired'])})" if error.get("repaired") else ""
+        lines.append(f"CYCLE ERROR: cycle {error['cycle']} {error['fault']}: {error['error']}{repaired}")
     harness = report["harness"]
     if harness.get("workers_stuck") or harness.get("worker_errors"):
         lines.append(
