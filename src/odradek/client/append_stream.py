@@ -336,6 +336,8 @@ class AppendStreams:
         self._supported = True
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._opening: flight.FlightStreamReader | None = None
+        self._close_error: OdradekError | None = None
 
     @property
     def supported(self) -> bool:
@@ -378,6 +380,8 @@ class AppendStreams:
     def _take(self) -> _Stream | None:
         with self._lock:
             self._check_open()
+            if self._stop.is_set():  # closed for good: the client moved on
+                raise self._close_error or ClosedError("the append streams were closed")
             if not self._supported:
                 return None
             stream = self._stream
@@ -400,10 +404,20 @@ class AppendStreams:
         command = messages.encode_append_stream_command(self._window, limits.append_stream_requests_max)
         with self._translate():
             writer, reader = self._flight.do_exchange(flight.FlightDescriptor.for_command(command))
+        self._opening = reader  # close() cancels it: a server that froze never greets
         try:
-            with self._translate():
-                writer.begin(INPUT_SCHEMA)
-                greeting = reader.read_chunk()
+            try:
+                if self._stop.is_set():
+                    raise ClosedError("the append streams were closed")
+                with self._translate():
+                    writer.begin(INPUT_SCHEMA)
+                    greeting = reader.read_chunk()
+            except OdradekError:
+                if self._stop.is_set() and self._close_error is not None:
+                    raise self._close_error from None
+                raise
+            finally:
+                self._opening = None
             if greeting.app_metadata is None:
                 raise InvalidRequest(f"{self._url} opened an append stream without a greeting")
             window, requests_max = messages.decode_append_stream_greeting(greeting.app_metadata.to_pybytes())
@@ -433,12 +447,19 @@ class AppendStreams:
             self._stream = None
         stream.close()
 
-    def close(self) -> None:
+    def close(self, error: OdradekError | None = None) -> None:
+        """Close for good; appends waiting fail with ``error`` (by default: the client
+        was closed)."""
+        self._close_error = error
         self._stop.set()
+        opening = self._opening
+        if opening is not None:  # a stream being opened (under the lock): cancel its wait
+            with contextlib.suppress(flight.FlightError, pa.ArrowException, OSError):
+                opening.cancel()
         with self._lock:
             stream, self._stream = self._stream, None
         if stream is not None:
-            stream.abort()
+            stream.abort(error)
 
 
 def _close_quietly(writer: flight.FlightStreamWriter) -> None:

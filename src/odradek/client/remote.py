@@ -120,6 +120,11 @@ class RemoteClient(api.Client):
         self.failover_seconds = defaults.failover_seconds
         self._connect(self.url)
         self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
+        self._last_call = 0.0
+        if len(self.urls) > 1:  # a cluster: look out for an owner that froze or was replaced
+            threading.Thread(
+                target=_watch_owner, args=(weakref.ref(self),), name="odradek-owner-watch", daemon=True
+            ).start()
 
     def _connect(self, url: str) -> None:
         with _errors(url):
@@ -144,6 +149,7 @@ class RemoteClient(api.Client):
         backoff = _FAILOVER_BACKOFF_FIRST_SECONDS
         while True:
             url = self.url
+            self._last_call = time.monotonic()
             try:
                 return method(self, *args, **kwargs)
             except NotOwner as exc:
@@ -171,17 +177,27 @@ class RemoteClient(api.Client):
                     else self.urls[0],
                 )
 
-    def _switch(self, failed: str, target: str) -> None:
+    def _switch(self, failed: str, target: str, abandon: bool = False) -> None:
         """Talk to ``target`` instead of ``failed`` (unless another thread switched
         already). The old connection closes a little later: calls of other threads
-        still on it end first, or fail and follow."""
+        still on it end first, or fail and follow. ``abandon``: ``failed`` no longer
+        owns the data (it froze, or lost its lease): the appends waiting on it fail at
+        once with ``Unavailable`` (their outcome is unknown; idempotent ones are sent
+        again to ``target``)."""
         with self._switch_lock:
             if self.url != failed or self.closed or target == failed:
                 return
-            if target not in self.urls:
+            if target not in self.urls and len(self.urls) < limits.cluster_client_urls_max:
                 self.urls.append(target)
             old = (self._flight, self._puts, self._appends)
             self._connect(target)
+        if abandon:
+            old[2].close(
+                Unavailable(
+                    f"{failed} stopped owning the data while this append waited for its answer: "
+                    "it may or may not have been written"
+                )
+            )
         closer = threading.Timer(_OLD_CONNECTION_SECONDS, _close_connection, old)
         closer.daemon = True
         closer.start()
@@ -765,6 +781,53 @@ def _close_connection(flight_client: flight.FlightClient, puts: _PutStreams, app
         flight_client.close()
 
 
+def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
+    """A cluster client's watchdog: while the client is in use, once a second, ask
+    another agent (in turn) whether it owns the data; if it does, switch to it and
+    abandon the calls waiting on the agent the client talked to (an owner frozen by
+    SIGSTOP or a long pause keeps its connections open and answers nothing: without
+    this they would wait forever)."""
+    probes: dict[str, flight.FlightClient] = {}
+    options = flight.FlightCallOptions(timeout=_OWNER_PROBE_SECONDS)
+    turn = 0
+    try:
+        while True:
+            time.sleep(_OWNER_PROBE_SECONDS)
+            client = client_ref()
+            if client is None or client.closed:
+                return
+            if time.monotonic() - client._last_call > _OWNER_PROBE_IDLE_SECONDS:
+                del client
+                continue
+            current = client.url
+            others = [url for url in client.urls if url != current]
+            if not others:
+                del client
+                continue
+            turn = (turn + 1) % len(others)
+            other = others[turn]
+            try:
+                probe = probes.get(other)
+                if probe is None:
+                    probe = probes[other] = flight.FlightClient(other)
+                results = list(probe.do_action(flight.Action("cluster_status", b"{}"), options))
+                status = messages.load(results[0].body.to_pybytes(), "cluster_status result")
+            except (flight.FlightError, pa.ArrowException, OdradekError, IndexError, OSError):
+                del client
+                continue
+            # Only an agent that owns the data now says so of itself; a standby's view
+            # of who owns it may lag behind a change.
+            if status.get("role") == "owner" and other != current:
+                client._switch(current, other, abandon=True)
+            del client
+    finally:
+        for probe in probes.values():
+            with contextlib.suppress(flight.FlightError, pa.ArrowException):
+                probe.close()
+
+
+_OWNER_PROBE_SECONDS = 1.0  # how often a cluster client in use asks who owns the data
+_OWNER_PROBE_IDLE_SECONDS = 30.0  # a client idle this long asks nothing
 _FAILOVER_BACKOFF_FIRST_SECONDS = 0.05
 _FAILOVER_BACKOFF_MAX_SECONDS = 0.5  # look again at least twice a second during a failover
 _OLD_CONNECTION_SECONDS = 5.0  # calls still on a connection left behind end within this
