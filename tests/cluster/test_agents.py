@@ -163,3 +163,25 @@ def test_a_plain_append_in_flight_when_the_owner_dies_is_unavailable_not_lost(cl
     assert [value for value in values if value in set(acked)] == acked
     assert set(values) - set(acked) <= {f"v{n}" for n in range(200)}
     client.close()
+
+
+def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:
+    from prometheus_client import generate_latest
+
+    from odradek.protocols.metrics import Metrics, cluster_collector
+
+    owner = cluster.owner()
+    for agent in cluster.agents:
+        metrics = Metrics(None)
+        metrics.add(cluster_collector(agent.agent))
+        if agent.node is not None:
+            metrics.attach(agent.node)
+        text = generate_latest(metrics.registry).decode()
+        agent_id = agent.agent.settings.agent_id
+        expected = 1.0 if agent is owner else 0.0
+        assert f'odradek_cluster_owner{{agent="{agent_id}"}} {expected}' in text
+        assert "odradek_cluster_agents 3.0" in text
+        assert f"odradek_cluster_takeovers_total {1.0 if agent is owner else 0.0}" in text
+        assert ("odradek_topics_unavailable" in text) == (agent is owner)  # the data's metrics
+        metrics.detach()
+        assert "odradek_topics_unavailable" not in generate_latest(metrics.registry).decode()
