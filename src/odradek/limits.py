@@ -430,6 +430,10 @@ cluster_request_timeout_seconds = 5.0
 cluster_retry_seconds_max = 15.0
 # etcd endpoints given to one client (--etcd URL,URL,...): a cluster has 3, 5 or 7.
 cluster_endpoints_max = 16
+# A handover (odradek cluster handover) names its target agent in etcd for this long: the
+# target must take over within it (a checkpoint and an attach: about a second), after
+# which any agent may.
+cluster_handover_seconds = 10
 # Agents a client may be given (odradek.connect("grpc://a1,a2,...")) and learn from redirects.
 cluster_client_urls_max = 64
 # Keys returned by one listing of agents, owners or topics; a listing past this is

@@ -40,6 +40,10 @@ class _Gate:
         assert self.agent is not None
         return self.agent.status()
 
+    def hand_over(self, to: str | None) -> dict[str, Any]:
+        assert self.agent is not None
+        return self.agent.hand_over(to)
+
 
 class Agent:
     """One agent: ``url`` is its Flight door, ``node`` the data while it owns them."""

@@ -185,3 +185,24 @@ def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:
         assert ("odradek_topics_unavailable" in text) == (agent is owner)  # the data's metrics
         metrics.detach()
         assert "odradek_topics_unavailable" not in generate_latest(metrics.registry).decode()
+
+
+def test_a_handover_moves_the_data_to_the_agent_named_and_appends_go_on(cluster: Cluster) -> None:
+    client = odradek.connect(cluster.urls)
+    client.create_topic("t")
+    acked: list[str] = []
+    _append_all(client, range(0, 10), acked, "p")
+    owner = cluster.owner()
+    target = cluster.standbys()[-1]
+    target_id = target.agent.settings.agent_id
+    assert client.hand_over(target_id) == {"from": owner.agent.settings.agent_id, "to": target_id}
+    wait_for(target.is_owner, "the agent named owning the data")
+    _append_all(client, range(10, 20), acked, "p")
+    assert _values(client) == acked
+    assert owner.agent.running and owner.status()["role"] == "standby"  # it stayed, standing by
+    assert owner.agent.counters.handovers == 1
+    with pytest.raises(NotOwner):  # only the owner hands over
+        owner.agent.hand_over(None)
+    with pytest.raises(odradek.InvalidRequest, match="not a live agent"):
+        target.agent.hand_over("nobody")
+    client.close()

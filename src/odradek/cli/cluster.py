@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from odradek import limits
 from odradek.cli import output
-from odradek.errors import InvalidRequest
+from odradek.errors import InvalidRequest, OdradekError
 
 if TYPE_CHECKING:
     from odradek.cluster.status import AgentStatus, ClusterStatus, EndpointHealth, OwnerStatus
@@ -81,6 +81,55 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--json", dest="format", action="store_const", const="json", help="the same as --format json"
     )
     status.set_defaults(handler=status_command)
+    handover = actions.add_parser(
+        "handover",
+        help="hand the data over to another agent (the owner stays, as a standby)",
+        description="Ask the owner of a cluster's data to hand it over to another agent, as "
+        "SIGTERM does but without stopping: it commits its journal, writes a checkpoint and "
+        "releases the data to AGENT (another live agent without --to), then stands by. Give "
+        "--server every agent (grpc://a1:8815,a2:8815,...) or any one: a standby redirects.",
+    )
+    handover.add_argument(
+        "--server",
+        metavar="URLS",
+        default=argparse.SUPPRESS,
+        help="the agents (default $ODRADEK_URL)",
+    )
+    handover.add_argument("--to", metavar="AGENT", help="agent id to hand over to (default: another)")
+    handover.add_argument(
+        "--wait",
+        metavar="S",
+        type=float,
+        default=30.0,
+        help="wait at most S seconds for the new owner to serve (0: do not wait; default 30)",
+    )
+    handover.set_defaults(handler=handover_command)
+
+
+def handover_command(args: argparse.Namespace) -> int:
+    """Ask for the handover, then wait until an agent other than the old owner serves."""
+    import time
+
+    import odradek
+    from odradek.cli.main import EXIT_UNAVAILABLE
+
+    with odradek.connect(args.server) as client:
+        asked = client.hand_over(args.to)
+        print(f"agent {asked['from']} hands the data over to agent {asked['to']}", flush=True)
+        deadline = time.monotonic() + max(0.0, args.wait)
+        while args.wait > 0:
+            try:
+                status = client.cluster_status()
+            except OdradekError:
+                status = {}
+            if status.get("owner") == asked["to"] and status.get("role") == "owner":
+                print(f"agent {asked['to']} serves the data (epoch {status.get('epoch')})")
+                return 0
+            if time.monotonic() > deadline:
+                _error(f"agent {asked['to']} did not serve the data within {args.wait:g} s")
+                return EXIT_UNAVAILABLE
+            time.sleep(0.1)
+    return 0
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -70,6 +70,9 @@ def run_agent(settings: Settings) -> int:
         def status(self) -> dict[str, Any]:
             return agent_box[0].status()
 
+        def hand_over(self, to: str | None) -> dict[str, Any]:
+            return agent_box[0].hand_over(to)
+
     try:
         server = FlightService(
             None,

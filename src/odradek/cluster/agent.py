@@ -109,6 +109,8 @@ class ClusterAgent:
         self._stop_requested: asyncio.Event | None = None
         self._future: Future[None] | None = None
         self._stopping = False
+        self._handover: asyncio.Event | None = None
+        self._handover_to: str | None = None
         self._joined = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -204,6 +206,28 @@ class ClusterAgent:
             "counters": dataclasses.asdict(self.counters),
         }
 
+    def hand_over(self, to: str | None = None) -> dict[str, Any]:
+        """Hand the data over to agent ``to`` (None: another live agent), as SIGTERM
+        does but staying in the cluster as a standby. Returns at once; the handover
+        takes about a checkpoint and an attach."""
+        with self._lock:
+            role = self._role
+            agents = sorted(self._agents)
+        if role != OWNER:
+            raise self.not_owner()
+        others = [agent for agent in agents if agent != self.settings.agent_id]
+        target = to if to is not None else (others[0] if others else None)
+        if target is None:
+            raise InvalidRequest("no other agent to hand the data over to: start one first")
+        if target not in others:
+            raise InvalidRequest(f"agent {target!r} is not a live agent of the cluster; live: {others}")
+        loop, event = self._loop, self._handover
+        if loop is None or event is None:
+            raise self.not_owner()
+        self._handover_to = target
+        loop.call_soon_threadsafe(event.set)
+        return {"from": self.settings.agent_id, "to": target}
+
     def wait_for_role(self, role: str, timeout: float) -> bool:
         """Wait until the agent has ``role`` (tests, the bench)."""
         deadline = time.monotonic() + timeout
@@ -230,6 +254,7 @@ class ClusterAgent:
 
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
+        self._handover = asyncio.Event()
         if self._stopping:
             return
         backoff = _RETRY_FIRST_SECONDS
@@ -290,11 +315,24 @@ class ClusterAgent:
                     return
                 if owner is _LOST:
                     return
+                if owner is _HANDOVER:  # asked as the owner, arrived as a standby: nothing to do
+                    continue
                 assert owner is None or isinstance(owner, OwnerRecord)
                 if owner is not None:
                     self._set_role(STANDBY, owner)
                     continue
                 self._set_role(STANDBY, None)
+                try:
+                    target = await cluster.handover_target(CELL)
+                except EtcdUnavailable:
+                    target = None
+                with self._lock:
+                    target_live = target in self._agents
+                if target is not None and target != self.settings.agent_id and target_live:
+                    # The data is being handed over to another agent: leave it the key,
+                    # and look again shortly (the handover key goes by itself).
+                    asyncio.get_running_loop().call_later(_HANDOVER_LOOK_SECONDS, owners.put_nowait, None)
+                    continue
                 try:
                     ownership = await cluster.acquire(CELL)
                 except OwnedByAnother as exc:
@@ -319,19 +357,25 @@ class ClusterAgent:
     async def _next(self, owners: asyncio.Queue[OwnerRecord | None], cluster: EtcdCluster) -> object:
         """The next owner event, or _STOP / _LOST; the latest one when several queued."""
         assert self._stop_requested is not None
+        assert self._handover is not None
         getting = asyncio.ensure_future(owners.get())
         stopping = asyncio.ensure_future(self._stop_requested.wait())
         losing = asyncio.ensure_future(cluster.lease_lost.wait())
+        handing = asyncio.ensure_future(self._handover.wait())
+        waiters = {getting, stopping, losing, handing}
         try:
-            done, _ = await asyncio.wait({getting, stopping, losing}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (getting, stopping, losing):
+            for waiter in waiters:
                 if not waiter.done():
                     waiter.cancel()
         if stopping in done:
             return _STOP
         if losing in done:
             return _LOST
+        if handing in done:
+            self._handover.clear()
+            return _HANDOVER
         owner = getting.result()
         while not owners.empty():
             owner = owners.get_nowait()
@@ -376,6 +420,20 @@ class ClusterAgent:
         )
         while True:
             event = await self._next(owners, cluster)
+            if event is _HANDOVER:
+                target = self._handover_to
+                log.info("agent %s hands the cell over to %s", self.settings.agent_id, target)
+                try:
+                    if target is not None:
+                        await cluster.hand_over(CELL, target, limits.cluster_handover_seconds)
+                except OdradekError as exc:
+                    log.warning("could not name %s in etcd (%s); handing over to any agent", target, exc)
+                self._set_role(STANDBY, None)
+                await asyncio.to_thread(self.role_hooks.stop_owning, True)
+                self.counters.handovers += 1
+                with contextlib.suppress(OdradekError):
+                    await cluster.release(CELL)
+                return True
             if event is _STOP:
                 self._set_role(STANDBY, None)
                 log.info("agent %s hands the cell over", self.settings.agent_id)
@@ -440,6 +498,8 @@ class ClusterAgent:
 
 _STOP = object()
 _LOST = object()
+_HANDOVER = object()
+_HANDOVER_LOOK_SECONDS = 0.5  # a standby passed over by a handover looks again this often
 
 
 # Every agent of a process runs on one event loop: grpc's asyncio support (under aetcd)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 import urllib.parse
@@ -48,7 +49,7 @@ import grpc
 import grpc.aio
 
 from odradek import limits
-from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end
+from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end, validate_agent_id
 from odradek.cluster.lease import LeaseClock
 from odradek.errors import ClosedError, Fenced, InvalidRequest, TopicExists, Unavailable
 
@@ -536,6 +537,27 @@ class EtcdCluster:
                     log.debug("watch of %r's owner broke (%s); resuming on the next member", topic, exc)
                     await self._rotate(self._client)
                     await asyncio.sleep(_BACKOFF_MAX_SECONDS / 2)
+
+    async def hand_over(self, topic: str, to: str, ttl: int) -> None:
+        """Name ``to`` as the only agent that may acquire ``topic`` for the next ``ttl``
+        seconds (a key bound to a lease of its own: it goes by itself)."""
+        validate_agent_id(to)
+        key = self.layout.handover(topic)
+        lease = await self._call(lambda client: client.lease(ttl), "a handover lease")
+        value = json.dumps({"v": 1, "to": to}).encode()
+        await self._call(lambda client: client.put(key, value, lease=lease.id), f"the handover of {topic!r}")
+
+    async def handover_target(self, topic: str) -> str | None:
+        """The agent ``topic`` is being handed over to, if any."""
+        key = self.layout.handover(topic)
+        kv = await self._call(lambda client: client.get(key), f"the handover of {topic!r}")
+        if kv is None:
+            return None
+        try:
+            target = json.loads(kv.value).get("to")
+        except (ValueError, AttributeError):
+            return None
+        return target if isinstance(target, str) else None
 
     async def owners(self) -> dict[str, OwnerRecord]:
         found, _ = await self._list(self.layout.owners_prefix)

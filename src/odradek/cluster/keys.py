@@ -101,6 +101,10 @@ class Layout:
     def agent(self, agent_id: str) -> bytes:
         return _bounded(self.agents_prefix + validate_agent_id(agent_id).encode())
 
+    def handover(self, topic: str) -> bytes:
+        """Which agent ``topic``'s owner hands it over to (a short-lived key)."""
+        return _bounded(self.prefix + b"handovers/" + _topic(topic).encode())
+
     def owner(self, topic: str) -> bytes:
         return _bounded(self.owners_prefix + validate_topic_name(topic, allow_reserved=True).encode())
 

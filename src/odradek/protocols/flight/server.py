@@ -137,6 +137,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "verify_topic": self._verify_topic,
             "repair_topic": self._repair_topic,
             "cluster_status": self._cluster_status,
+            "handover": self._handover,
         }
         super().__init__(location, middleware={_CALL_SLOTS: _CallSlots(self.slots)})
 
@@ -455,6 +456,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _ping(self, body: dict[str, Any]) -> bytes:
         return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
 
+    def _handover(self, body: dict[str, Any]) -> bytes:
+        if self.cluster is None:
+            raise InvalidRequest("this server is not an agent of a cluster: there is nothing to hand over")
+        to = body.get("to")
+        if to is not None and not isinstance(to, str):
+            raise InvalidRequest(f"handover's 'to' must be an agent id or null, got {to!r}")
+        return messages.dump(self.cluster.hand_over(to))
+
     def _cluster_status(self, body: dict[str, Any]) -> bytes:
         return messages.dump(self.cluster.status() if self.cluster is not None else {"cluster": None})
 
@@ -627,6 +636,9 @@ class ClusterGate(Protocol):
 
     def status(self) -> dict[str, Any]:
         """The agent's view of the cluster (the ``cluster_status`` action)."""
+
+    def hand_over(self, to: str | None) -> dict[str, Any]:
+        """Hand the data over to agent ``to`` (None: any other); NotOwner on a standby."""
 
 
 _CALL_SLOTS = "odradek-call-slots"
