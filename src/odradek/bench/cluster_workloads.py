@@ -1,0 +1,659 @@
+"""Cluster mode's rows (issue 14): three agents on etcd and an object store, on real
+processes, measured from the outside the way a user would see them.
+
+The system, ``odradek-cluster``, is a 3-member etcd, moto's S3 server and three
+``odradek serve --store ... --etcd ...`` agents (bench/cluster_harness.py); clients are
+``odradek.connect`` given every agent. The row runs only the workloads below (the
+common ones are skipped on it, and these are skipped on every other row):
+
+* ``cluster_etcd``: etcd's own Prometheus counters (every member's ``/metrics``:
+  ``grpc_server_msg_received_total`` and ``grpc_server_started_total`` by method,
+  ``etcd_server_proposals_committed_total``) read before and after a quiet window with
+  the three agents idle, then again over a window with appends running; the deltas over
+  all members (a client's request reaches exactly one member's gRPC server), divided by
+  agents and seconds.
+* ``cluster_produce``: single keyed appends at a fixed rate (open loop, from a pool of
+  producer threads, each append timed from its scheduled send to its answer; each
+  thread an idempotent producer, so an append caught by a failover is retried by the
+  client and written once): p50 / p99 per steady run; then the owner is killed (kill -9)
+  while the appends go on, and the appends that were in flight at some moment between
+  the kill and the first answer to an append sent after it are the failover window.
+* ``cluster_ingest``: batches of 1,000 keyed records through ``append_many``, a few
+  client threads (a topic and a client each), with 3, then 2, then 1 agent running
+  (standbys stopped with SIGTERM; the owner stays): in this version one owner serves
+  everything, so the figure shows what standbys cost, not a scale-out.
+* ``cluster_failover``: one thread appends in a closed loop as an idempotent producer
+  all along; per cycle the owner is killed (kill -9), the time from the kill to the
+  first successful append answered by another agent is recorded, and the killed agent
+  is started again and waited for until the owner knows it (it joined as a standby).
+  Then the same with SIGTERM (a handover). Failed appends are counted (target 0).
+
+Two cores run all of it: etcd, moto, three agents and the bench's clients share them,
+so every figure includes that contention (the notes and BENCHMARKS.md say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+import odradek
+from odradek.bench import datasets, s3server, servers, timing
+from odradek.bench.cluster_harness import (
+    AGENTS,
+    ETCD_MEMBERS,
+    FLUSH_MS,
+    SYSTEM,
+    AppendLoop,
+    BenchCluster,
+    EtcdLoad,
+    OpenLoop,
+    Progress,
+    Takeover,
+    call_timeout_seconds,
+    cpu_seconds,
+    etcd_load_between,
+    producer_threads_max,
+    recovery_seconds_max,
+    takeover,
+)
+from odradek.bench.options import CLUSTER_WORKLOADS, Options, Profile
+from odradek.bench.outcomes import Skipped
+from odradek.bench.results import ERROR, OK, SKIPPED, Figure, Metric, SystemInfo
+from odradek.bench.systems.base import check_count
+from odradek.bench.units import format_value
+from odradek.chaos.agents import Agent
+
+WORKLOADS = CLUSTER_WORKLOADS
+# Before a kill, the appends must have been answered by the owner this long: the client
+# settled on it, nothing of the previous cycle still in flight.
+steady_seconds = 1.0
+ingest_batch_records = 1000
+ingest_threads = 4
+ingest_window = 32  # batches in flight per stream: a flush window plus a PUT each
+ingest_agents = (3, 2, 1)
+busy_lead_seconds = 2.0  # appends run this long before the busy etcd window opens
+ETCD_APT_PACKAGE = "etcd-server"
+
+
+def _metric(name: str, workload: str, title: str, unit: str, higher: bool = False) -> Metric:
+    return Metric(name, workload, title, unit, higher)
+
+
+_ETCD_KINDS = (
+    ("requests", "etcd requests per agent per second", "requests/s"),
+    ("keepalives", "etcd lease keepalives per agent per second", "requests/s"),
+    ("ranges", "etcd range requests per agent per second", "requests/s"),
+    ("txns", "etcd txn requests per agent per second", "requests/s"),
+    ("watch", "etcd watch stream messages per agent per second", "messages/s"),
+    ("proposals", "etcd raft proposals committed per agent per second", "proposals/s"),
+)
+METRICS = (
+    _metric("cluster_failover_p50", "cluster_failover", "Failover, owner killed (kill -9), p50", "s"),
+    _metric("cluster_failover_p99", "cluster_failover", "Failover, owner killed (kill -9), p99", "s"),
+    _metric("cluster_failover_max", "cluster_failover", "Failover, owner killed (kill -9), max", "s"),
+    _metric("cluster_handover_p50", "cluster_failover", "Handover, owner stopped (SIGTERM), p50", "s"),
+    _metric("cluster_handover_p99", "cluster_failover", "Handover, owner stopped (SIGTERM), p99", "s"),
+    _metric(
+        "cluster_failover_errors", "cluster_failover", "Idempotent appends failed across them", "appends"
+    ),
+    _metric("cluster_produce_p50", "cluster_produce", "Cluster single-append latency p50", "ms"),
+    _metric("cluster_produce_p99", "cluster_produce", "Cluster single-append latency p99", "ms"),
+    _metric("cluster_produce_failover_p50", "cluster_produce", "Appends across a failover, p50", "ms"),
+    _metric("cluster_produce_failover_p99", "cluster_produce", "Appends across a failover, p99", "ms"),
+    _metric("cluster_produce_failover_max", "cluster_produce", "Appends across a failover, max", "ms"),
+    _metric("cluster_produce_errors", "cluster_produce", "Cluster appends failed", "appends"),
+    *(
+        _metric(
+            f"cluster_ingest_{n}",
+            "cluster_ingest",
+            f"Aggregate ingest, {n} agent{'s' * (n > 1)}",
+            "records/s",
+            True,
+        )
+        for n in sorted(ingest_agents)
+    ),
+    *(
+        _metric(f"cluster_etcd_{kind}_{phase}", "cluster_etcd", f"{title}, {label}", unit)
+        for phase, label in (("idle", "idle"), ("busy", "appends running"))
+        for kind, title, unit in _ETCD_KINDS
+    ),
+    _metric("cluster_etcd_watch_streams", "cluster_etcd", "etcd watch streams open per agent", "streams"),
+)
+
+
+def metrics_of(workload: str) -> list[Metric]:
+    return [metric for metric in METRICS if metric.workload == workload]
+
+
+def not_here(system: str, workload: str, progress: Progress) -> list[Figure]:
+    """Figures of a cluster workload on another row: skipped, saying why."""
+    note = f"measures cluster mode: runs on the {SYSTEM} row only"
+    progress(f"{system} {workload}: skipped ({note})")
+    return [Figure(m.name, system, SKIPPED, note=note) for m in metrics_of(workload)]
+
+
+def system_info(profile: Profile) -> SystemInfo:
+    return SystemInfo(
+        name=SYSTEM,
+        title="Odradek cluster, 3 agents",
+        durability=(
+            "in the object store before ack: the owner's journal object holding the append was PUT to "
+            "moto's S3 server on loopback (objects in moto's memory: S3's protocol, not S3's durability)"
+        ),
+        durability_label="store PUT before ack",
+        weaker_durability=False,
+        networked=True,
+        is_odradek=True,
+        tuning=(
+            f"{AGENTS} agents of odradek serve --etcd (lease TTL {profile.cluster_lease_ttl_seconds:g} s, "
+            f"journal flush {FLUSH_MS:g} ms), {ETCD_MEMBERS} etcd members on loopback (heartbeat 50 ms, "
+            "election 500 ms), moto's S3 server; clients given every agent"
+        ),
+    )
+
+
+def run(
+    options: Options, scratch: Path, progress: Progress, common: Callable[[str], list[Metric]]
+) -> tuple[SystemInfo, list[Figure]]:
+    """The cluster row: its system and every requested workload's figures (``common``
+    gives the metrics of a common workload, which this row skips)."""
+    profile = options.profile
+    info = system_info(profile)
+    figures: list[Figure] = []
+    for workload in options.workloads:
+        if workload not in WORKLOADS:
+            note = f"the {SYSTEM} row runs only the cluster workloads ({', '.join(WORKLOADS)})"
+            figures += [Figure(m.name, SYSTEM, SKIPPED, note=note) for m in common(workload)]
+    chosen = [workload for workload in options.workloads if workload in WORKLOADS]
+    if not chosen:
+        return info, figures
+    try:
+        s3server.require_moto()
+        servers.find_or_install("etcd", ETCD_APT_PACKAGE, options.allow_install, progress)
+    except Skipped as exc:
+        info.status, info.note = SKIPPED, str(exc)
+        progress(f"{SYSTEM}: skipped: {exc}")
+        return info, figures + [
+            Figure(m.name, SYSTEM, SKIPPED, note=str(exc)) for w in chosen for m in metrics_of(w)
+        ]
+    directory = scratch / SYSTEM
+    directory.mkdir()
+    progress(f"{SYSTEM}: starting {ETCD_MEMBERS} etcd members, moto's S3 server and {AGENTS} agents")
+    try:
+        with BenchCluster(directory, profile, progress) as cluster:
+            info.versions = cluster.versions()
+            for workload in chosen:
+                figures += _run_workload(workload, cluster, profile, progress)
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is reported, not fatal
+        info.status, info.note = ERROR, f"{type(exc).__name__}: {exc}"
+        progress(f"{SYSTEM}: FAILED {info.note}")
+        done = {figure.metric for figure in figures}
+        figures += [
+            Figure(m.name, SYSTEM, ERROR, note=info.note)
+            for w in chosen
+            for m in metrics_of(w)
+            if m.name not in done
+        ]
+    progress(f"{SYSTEM}: stopped")
+    return info, figures
+
+
+def _run_workload(workload: str, cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    table: dict[str, Callable[[BenchCluster, Profile, Progress], list[Figure]]] = {
+        "cluster_etcd": etcd_load,
+        "cluster_produce": produce,
+        "cluster_ingest": ingest,
+        "cluster_failover": failover,
+    }
+    try:
+        cluster.restore()
+        return table[workload](cluster, profile, progress)
+    except Exception as exc:  # noqa: BLE001 - one failed workload must not end the suite
+        note = f"{type(exc).__name__}: {exc}"
+        progress(f"{SYSTEM} {workload}: FAILED {note}")
+        return [Figure(m.name, SYSTEM, ERROR, note=note) for m in metrics_of(workload)]
+
+
+def _single_batches(count: int, profile: Profile, seed: int) -> list[pa.RecordBatch]:
+    return datasets.keyed(count, profile.distinct_keys, profile.small_value_bytes, seed=seed).batches(1)
+
+
+@contextlib.contextmanager
+def _topic(cluster: BenchCluster, name: str) -> Iterator[str]:
+    with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
+        admin.create_topic(name, exist_ok=True)
+    try:
+        yield name
+    finally:
+        with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
+            admin.delete_topic(name)
+
+
+# -- cluster_failover ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Cycle:
+    agent: str
+    #: When the fault was injected (``timing.now()``).
+    faulted_at: float
+    #: From the fault to the first successful append answered by another agent.
+    serving_seconds: float
+    #: From the fault to the agent, started again, being known to the owner.
+    joined_seconds: float
+    #: The new owner's takeover as it tells it (its attach replays the journal since the
+    #: last checkpoint, written at every takeover and then every 60 s or 128 MiB).
+    takeover: Takeover
+    #: How long the faulted owner had served (None for the first cycle).
+    owned_seconds: float | None
+
+    @property
+    def served_at(self) -> float:
+        """When another agent served again."""
+        return self.faulted_at + self.serving_seconds
+
+
+def failover(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    with _topic(cluster, "bench.cluster-failover") as topic:
+        loop = AppendLoop(cluster.url, topic, _single_batches(1000, profile, seed=9))
+        loop.start()
+        try:
+            kills = _cycles(cluster, loop, profile.cluster_kills, "kill -9", Agent.kill, progress)
+            failed_in_kills = loop.errors.count
+            handovers = _cycles(cluster, loop, profile.cluster_handovers, "SIGTERM", Agent.stop, progress)
+        finally:
+            loop.stop()
+    ttl = profile.cluster_lease_ttl_seconds
+    how = (
+        "the time from the fault to the first successful append answered by another agent, on a client "
+        "given every agent that appends single keyed records in a closed loop all along as an idempotent "
+        "producer (the client retries an append caught by the failover, waiting up to 0.5 s between "
+        f"tries); lease TTL {ttl:g} s; the agent was then started again and waited for until the owner "
+        "knew it (joined as a standby)"
+    )
+    kill_note = f"{len(kills)} kills of the owner (kill -9): {how}; {describe_cycles(kills)}"
+    handover_note = (
+        f"{len(handovers)} SIGTERMs of the owner (a handover): {how}; {describe_cycles(handovers)}"
+    )
+    serving = [cycle.serving_seconds for cycle in kills]
+    handed = [cycle.serving_seconds for cycle in handovers]
+    figures = _percentiles("cluster_failover", serving, {"p50": 0.5, "p99": 0.99, "max": 1.0}, kill_note)
+    figures += _percentiles("cluster_handover", handed, {"p50": 0.5, "p99": 0.99}, handover_note)
+    errors = loop.errors
+    figures.append(
+        Figure(
+            "cluster_failover_errors",
+            SYSTEM,
+            OK,
+            float(errors.count),
+            [float(errors.count)],
+            note=(
+                f"failed appends of the closed loop: {failed_in_kills} across {len(kills)} kills (kill -9), "
+                f"{errors.count - failed_in_kills} across {len(handovers)} handovers (SIGTERM); "
+                f"{errors.describe()}"
+            ),
+        )
+    )
+    return figures
+
+
+def _cycles(
+    cluster: BenchCluster,
+    loop: AppendLoop,
+    count: int,
+    what: str,
+    fault: Callable[[Agent], object],
+    progress: Progress,
+) -> list[Cycle]:
+    cycles: list[Cycle] = []
+    serving_since: float | None = None
+    for number in range(1, count + 1):
+        cluster.wait_whole()
+        owner = cluster.owner()
+        if loop.first_success(timing.now() + steady_seconds, recovery_seconds_max, only=owner.url) is None:
+            raise RuntimeError(
+                f"the append loop got no answer from the owner {owner.id}: {loop.errors.describe()}"
+            )
+        killed_at = timing.now()
+        fault(owner)
+        answered = loop.first_success(killed_at, recovery_seconds_max, exclude=owner.url)
+        if answered is None:
+            raise RuntimeError(
+                f"no append succeeded within {recovery_seconds_max:g} s of {what} of the owner {owner.id}"
+            )
+        taken = takeover(cluster.owner())
+        owner.start()
+        cluster.wait_whole()
+        owned = None if serving_since is None else killed_at - serving_since
+        cycle = Cycle(owner.id, killed_at, answered - killed_at, timing.now() - killed_at, taken, owned)
+        cycles.append(cycle)
+        serving_since = answered
+        progress(
+            f"{SYSTEM} cluster_failover {what} {number}/{count} of {owner.id}: serving again after "
+            f"{cycle.serving_seconds:.2f} s ({taken.agent}'s takeover {_seconds(taken.seconds)}, "
+            f"{taken.replayed if taken.replayed is not None else '?'} journal objects replayed), "
+            f"{owner.id} joined again after {cycle.joined_seconds:.1f} s"
+        )
+    return cycles
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f} s"
+
+
+def describe_cycles(cycles: Sequence[Cycle]) -> str:
+    """What the cycles' failovers were made of, medians and maxima."""
+    if not cycles:
+        return "none done"
+
+    def spread(values: Sequence[float | int | None], unit: str) -> str:
+        known = [float(value) for value in values if value is not None]
+        if not known:
+            return "unknown"
+        return f"median {format_value(timing.median(known))}{unit} (max {format_value(max(known))}{unit})"
+
+    return (
+        "the new owner's takeover (from acquiring the owner key to serving: fences, manifest, replay of "
+        f"the journal since the last checkpoint) took {spread([c.takeover.seconds for c in cycles], ' s')}, "
+        f"replaying {spread([c.takeover.replayed for c in cycles], '')} journal objects; the faulted "
+        f"owner had served for {spread([c.owned_seconds for c in cycles], ' s')}; it joined again "
+        f"{spread([c.joined_seconds for c in cycles], ' s')} after the fault"
+    )
+
+
+def _percentiles(
+    prefix: str, values: Sequence[float], fractions: dict[str, float], note: str
+) -> list[Figure]:
+    """One figure per fraction over ``values`` (its runs: every value, in order)."""
+    if not values:
+        return [Figure(f"{prefix}_{name}", SYSTEM, SKIPPED, note="none asked for") for name in fractions]
+    return [
+        Figure(f"{prefix}_{name}", SYSTEM, OK, timing.percentile(values, fraction), list(values), note=note)
+        for name, fraction in fractions.items()
+    ]
+
+
+# -- cluster_produce ----------------------------------------------------------------------
+
+
+def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    rate, seconds, runs = (
+        profile.cluster_produce_rate_per_second,
+        profile.cluster_produce_seconds,
+        profile.runs,
+    )
+    batches = _single_batches(max(1, min(int(rate * seconds), 10_000)), profile, seed=7)
+    warm_seconds = max(seconds * profile.warmup_fraction, 1.0)
+    p50: list[float] = []
+    p99: list[float] = []
+    achieved: list[float] = []
+    windows: list[tuple[Cycle, np.ndarray]] = []
+    with _topic(cluster, "bench.cluster-produce") as topic:
+        loop = OpenLoop(cluster.url, topic, batches, rate)
+        loop.start()
+        try:
+            time.sleep(warm_seconds)
+            for run in range(1, runs + 1):
+                begin = timing.now()
+                time.sleep(seconds)
+                end = timing.now()
+                loop.wait_answered(end)
+                latencies = loop.latencies(begin, end) * 1000.0
+                if not len(latencies):
+                    raise RuntimeError(
+                        f"no append succeeded in a {seconds:g} s run: {loop.errors.describe()}"
+                    )
+                p50.append(timing.percentile(latencies.tolist(), 0.50))
+                p99.append(timing.percentile(latencies.tolist(), 0.99))
+                achieved.append(len(latencies) / (end - begin))
+                progress(
+                    f"{SYSTEM} cluster_produce run {run}/{runs}: p50 {format_value(p50[-1])} ms, "
+                    f"p99 {format_value(p99[-1])} ms"
+                )
+            for number in range(1, profile.cluster_produce_kills + 1):
+                cycle, across = _produce_kill(cluster, loop, windows[-1][0] if windows else None)
+                windows.append((cycle, across))
+                longest = format_value(float(across.max()) if len(across) else 0.0)
+                progress(
+                    f"{SYSTEM} cluster_produce kill -9 {number}/{profile.cluster_produce_kills} of "
+                    f"{cycle.agent}: serving again after {cycle.serving_seconds:.2f} s (takeover "
+                    f"{_seconds(cycle.takeover.seconds)}); {len(across)} appends in flight across it, "
+                    f"max {longest} ms"
+                )
+        finally:
+            loop.stop()
+    steady_note = (
+        f"single keyed appends scheduled at {format_value(rate)}/s, open loop from up to "
+        f"{producer_threads_max} producer threads sharing a client given every agent, each an idempotent "
+        f"producer; {runs} runs of {format_value(seconds)} s after {format_value(warm_seconds)} s of "
+        f"warm-up, achieved {format_value(timing.median(achieved))}/s"
+    )
+    figures = [
+        Figure("cluster_produce_p50", SYSTEM, OK, timing.median(p50), p50, note=steady_note),
+        Figure("cluster_produce_p99", SYSTEM, OK, timing.median(p99), p99, note=steady_note),
+    ]
+    pooled = np.concatenate([latencies for _, latencies in windows]) if windows else np.zeros(0)
+    window_note = (
+        f"the same appends going on across {len(windows)} kill -9 of the owner (serving again after "
+        f"{', '.join(f'{cycle.serving_seconds:.2f}' for cycle, _ in windows)} s): the {len(pooled)} "
+        "appends in flight at some moment between the kill and the first answer to an append sent after "
+        f"it, all kills together (runs: each kill's own); {describe_cycles([c for c, _ in windows])}"
+    )
+    for name, fraction in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+        metric = f"cluster_produce_failover_{name}"
+        if not len(pooled):
+            figures.append(Figure(metric, SYSTEM, SKIPPED, note="no kill asked for, or no append across one"))
+            continue
+        per_kill = [timing.percentile(lat.tolist(), fraction) for _, lat in windows if len(lat)]
+        figures.append(
+            Figure(
+                metric, SYSTEM, OK, timing.percentile(pooled.tolist(), fraction), per_kill, note=window_note
+            )
+        )
+    errors = loop.errors
+    figures.append(
+        Figure(
+            "cluster_produce_errors",
+            SYSTEM,
+            OK,
+            float(errors.count),
+            [float(errors.count)],
+            note=f"{loop.count:,} appends scheduled: {errors.describe()}",
+        )
+    )
+    return figures
+
+
+def _produce_kill(cluster: BenchCluster, loop: OpenLoop, previous: Cycle | None) -> tuple[Cycle, np.ndarray]:
+    """Kill the owner under the open loop: the cycle (serving again: when an append sent
+    after the kill succeeded) and the latencies in ms of the appends in flight across it;
+    the agent rejoins."""
+    cluster.wait_whole()
+    time.sleep(steady_seconds)
+    owner = cluster.owner()
+    killed_at = timing.now()
+    owner.kill()
+    deadline = time.monotonic() + recovery_seconds_max
+    while (recovered := loop.recovered(killed_at)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no append succeeded within {recovery_seconds_max:g} s of killing {owner.id}")
+        time.sleep(0.02)
+    taken = takeover(cluster.owner())
+    loop.wait_answered(recovered)
+    latencies = loop.across(killed_at, recovered) * 1000.0
+    owner.start()
+    cluster.wait_whole()
+    owned = None if previous is None else killed_at - previous.served_at
+    cycle = Cycle(owner.id, killed_at, recovered - killed_at, timing.now() - killed_at, taken, owned)
+    return cycle, latencies
+
+
+# -- cluster_ingest -----------------------------------------------------------------------
+
+
+def ingest(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    data = datasets.keyed(profile.ingest_records, profile.distinct_keys, profile.small_value_bytes, seed=8)
+    warm_records = max(ingest_batch_records * ingest_threads, int(len(data) * profile.warmup_fraction))
+    shares = _shares(data.batches(ingest_batch_records))
+    warm = _shares(data.head(min(warm_records, len(data))).batches(ingest_batch_records))
+    figures: list[Figure] = []
+    for count in ingest_agents:
+        cluster.keep(count)
+        figures.append(_ingest_with(cluster, count, shares, warm, profile, progress))
+    cluster.restore()
+    return sorted(figures, key=lambda figure: figure.metric)
+
+
+def _shares(batches: list[pa.RecordBatch]) -> list[list[pa.RecordBatch]]:
+    return [batches[thread::ingest_threads] for thread in range(ingest_threads)]
+
+
+def _ingest_with(
+    cluster: BenchCluster,
+    count: int,
+    shares: list[list[pa.RecordBatch]],
+    warm: list[list[pa.RecordBatch]],
+    profile: Profile,
+    progress: Progress,
+) -> Figure:
+    running = cluster.running()
+    owner = cluster.owner()
+    url = ",".join(agent.url for agent in running)
+    records = sum(batch.num_rows for share in shares for batch in share)
+    topics = [f"bench.cluster-ingest-{count}-{thread}" for thread in range(ingest_threads)]
+    clients = [odradek.connect(url, timeout=call_timeout_seconds) for _ in topics]
+    rates: list[float] = []
+    cpu: dict[str, list[float]] = {agent.id: [] for agent in running}
+    try:
+        for client, topic in zip(clients, topics, strict=True):
+            client.create_topic(topic, exist_ok=True)
+        warm_rate = sum(b.num_rows for s in warm for b in s) / _ingest_once(clients, topics, warm)
+        for run in range(1, profile.runs + 1):
+            before = {agent.id: cpu_seconds(agent) for agent in running}
+            seconds = _ingest_once(clients, topics, shares)
+            for agent in running:
+                cpu[agent.id].append((cpu_seconds(agent) - before[agent.id]) / seconds)
+            rates.append(records / seconds)
+            progress(
+                f"{SYSTEM} cluster_ingest {count} agent(s) run {run}/{profile.runs}: "
+                f"{format_value(rates[-1])} records/s"
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            for topic in topics:
+                clients[0].delete_topic(topic)
+        for client in clients:
+            client.close()
+    roles = {agent.id: "owner" if agent is owner else "standby" for agent in running}
+    use = ", ".join(
+        f"{name} ({roles[name]}) {format_value(timing.median(values))}" for name, values in cpu.items()
+    )
+    note = (
+        f"{records:,} keyed records of {profile.small_value_bytes} B in batches of {ingest_batch_records:,} "
+        f"through append_many ({ingest_window} in flight per stream), {ingest_threads} client threads "
+        f"(a topic and a client each) given the {count} running agent(s); one owner serves everything, "
+        f"so agents beyond it add availability, not throughput; CPU-seconds per second while ingesting "
+        f"(median over runs): {use}"
+    )
+    return Figure(
+        f"cluster_ingest_{count}", SYSTEM, OK, timing.median(rates), rates, warmup=warm_rate, note=note
+    )
+
+
+def _ingest_once(
+    clients: Sequence[odradek.RemoteClient], topics: Sequence[str], shares: Sequence[Sequence[pa.RecordBatch]]
+) -> float:
+    """Every thread appends its share at once; seconds until all are acknowledged."""
+    barrier = threading.Barrier(len(clients) + 1)
+    counts = [0] * len(clients)
+    failures: list[BaseException] = []
+
+    def work(index: int) -> None:
+        barrier.wait()
+        try:
+            results = clients[index].append_many(topics[index], shares[index], window=ingest_window)
+            counts[index] = sum(result.count for result in results)
+        except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"bench-ingest-{i}") for i in range(len(clients))
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = timing.now()
+    for thread in threads:
+        thread.join()
+    elapsed = timing.now() - started
+    if failures:
+        raise failures[0]
+    check_count("ingest", sum(counts), sum(batch.num_rows for share in shares for batch in share))
+    return elapsed
+
+
+def etcd_load(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    seconds = profile.cluster_etcd_seconds
+    agents = len(cluster.running())
+    time.sleep(busy_lead_seconds)  # the last agent's join settles
+    idle = _etcd_window(cluster, seconds, agents)
+    progress(f"{SYSTEM} cluster_etcd idle: {_describe_load(idle)}")
+    rate = profile.cluster_produce_rate_per_second
+    with _topic(cluster, "bench.cluster-etcd") as topic:
+        loop = OpenLoop(cluster.url, topic, _single_batches(1000, profile, seed=10), rate)
+        loop.start()
+        try:
+            time.sleep(busy_lead_seconds)
+            busy = _etcd_window(cluster, seconds, agents)
+        finally:
+            loop.stop()
+    appended = int(loop.ok[: loop.count].sum())
+    progress(f"{SYSTEM} cluster_etcd appends running: {_describe_load(busy)}")
+    how = (
+        f"etcd's own counters (each member's /metrics) read before and after a {format_value(seconds)} s "
+        f"window, summed over the {ETCD_MEMBERS} members, divided by {agents} agents and the seconds; "
+        "requests: every gRPC message the members received (unary calls and stream messages); "
+        "keepalives: LeaseKeepAlive stream messages; watch: Watch stream messages both ways; "
+        "proposals: raft entries committed (the leader's count)"
+    )
+    idle_note = f"{how}; the agents idle: {_describe_load(idle)}"
+    busy_note = (
+        f"{how}; single appends at {format_value(rate)}/s running ({appended:,} acknowledged, "
+        f"{loop.errors.describe()}): {_describe_load(busy)}"
+    )
+    figures = []
+    for phase, load, note in (("idle", idle, idle_note), ("busy", busy, busy_note)):
+        for kind, _, _ in _ETCD_KINDS:
+            value = load.rates[kind]
+            figures.append(Figure(f"cluster_etcd_{kind}_{phase}", SYSTEM, OK, value, [value], note=note))
+    figures.append(
+        Figure(
+            "cluster_etcd_watch_streams", SYSTEM, OK, idle.watch_streams, [idle.watch_streams], note=idle_note
+        )
+    )
+    return figures
+
+
+def _etcd_window(cluster: BenchCluster, seconds: float, agents: int) -> EtcdLoad:
+    before = cluster.etcd_counters()
+    started = timing.now()
+    time.sleep(seconds)
+    after = cluster.etcd_counters()
+    return etcd_load_between(before, after, timing.now() - started, agents)
+
+
+def _describe_load(load: EtcdLoad) -> str:
+    rates = ", ".join(f"{kind} {format_value(value)}" for kind, value in load.rates.items())
+    others = ", ".join(f"{method} {format_value(value)}" for method, value in load.others.items())
+    return (
+        f"per agent per second {rates}; other requests: {others or 'none'}; "
+        f"{format_value(load.watch_streams)} watch streams open per agent"
+    )
