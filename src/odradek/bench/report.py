@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from odradek.bench import store_report
+from odradek.bench import cluster_report, cluster_workloads, store_report
 from odradek.bench.limits_probe import Limit
 from odradek.bench.options import Options
 from odradek.bench.results import OK, SCHEMA, Figure, SystemInfo
@@ -27,6 +27,8 @@ from odradek.bench.units import format_value
 from odradek.bench.workloads import METRICS
 
 REFERENCES = ("odradek", "odradek-remote")
+# Every metric a document may hold: the common and store ones, then cluster mode's.
+ALL_METRICS = (*METRICS, *cluster_workloads.METRICS)
 JSON_NAME = "results.json"
 MARKDOWN_NAME = "results.md"
 
@@ -53,7 +55,9 @@ def build(
         "workloads_requested": list(options.workloads),
         "machine": facts,
         "limits": [dataclasses.asdict(limit) for limit in limits],
-        "metrics": [dataclasses.asdict(metric) for metric in METRICS if metric.workload in options.workloads],
+        "metrics": [
+            dataclasses.asdict(metric) for metric in ALL_METRICS if metric.workload in options.workloads
+        ],
         "systems": [dataclasses.asdict(info) for info in infos],
         "figures": rows,
     }
@@ -62,7 +66,7 @@ def build(
 def _figure_row(
     figure: Figure, figures: list[Figure], limits: dict[str, float], networked: dict[str, bool]
 ) -> dict[str, Any]:
-    metric = next(m for m in METRICS if m.name == figure.metric)
+    metric = next(m for m in ALL_METRICS if m.name == figure.metric)
     row = figure.to_json()
     row["odradek_advantage"] = {}
     if figure.status == OK and figure.value and not figure.system.startswith("odradek"):
@@ -103,6 +107,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += ["", "## Results", ""]
     lines += results_table(document)
     lines += store_report.comparison(document)
+    lines += cluster_report.section(document)
     lines += [
         "",
         "## Systems",

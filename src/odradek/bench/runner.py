@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from odradek.bench import charts, limits_probe, machine, report, systems
-from odradek.bench.options import Options, parse
+from odradek.bench import charts, cluster_workloads, limits_probe, machine, report, systems
+from odradek.bench.options import CLUSTER_SYSTEMS, CLUSTER_WORKLOADS, Options, parse
 from odradek.bench.outcomes import Skipped
-from odradek.bench.results import ERROR, SKIPPED, Figure, SystemInfo
+from odradek.bench.results import ERROR, SKIPPED, Figure, Metric, SystemInfo
 from odradek.bench.systems.base import System
 from odradek.bench.workloads import Datasets, Session, metrics_of
 
@@ -65,8 +65,14 @@ def _run(options: Options, scratch: Path, progress: Progress) -> int:
     data = Datasets(profile)
     infos: list[SystemInfo] = []
     figures: list[Figure] = []
-    for system in systems.build(options.systems):
+    for system in systems.build(tuple(name for name in options.systems if name not in CLUSTER_SYSTEMS)):
         info, system_figures = _run_system(system, options, data, scratch, progress)
+        infos.append(info)
+        figures.extend(system_figures)
+    if any(
+        name in CLUSTER_SYSTEMS for name in options.systems
+    ):  # its own harness: bench/cluster_workloads.py
+        info, system_figures = cluster_workloads.run(options, scratch, progress, metrics_of)
         infos.append(info)
         figures.extend(system_figures)
 
@@ -110,7 +116,10 @@ def _run_system(
         session = Session(system, options.profile, data, progress)
         figures: list[Figure] = []
         for workload in options.workloads:
-            figures.extend(session.run(workload))
+            if workload in CLUSTER_WORKLOADS:
+                figures.extend(cluster_workloads.not_here(system.name, workload, progress))
+            else:
+                figures.extend(session.run(workload))
         session.finish()
         return info, figures
     except Exception as exc:  # noqa: BLE001 - a system that cannot start is reported, not fatal
@@ -120,7 +129,7 @@ def _run_system(
         return info, [
             Figure(m.name, system.name, ERROR, note=info.note)
             for workload in options.workloads
-            for m in metrics_of(workload)
+            for m in _metrics_of(workload)
         ]
     finally:
         system.stop()
@@ -137,5 +146,9 @@ def _skip(
     return info, [
         Figure(m.name, info.name, SKIPPED, note=note)
         for workload in options.workloads
-        for m in metrics_of(workload)
+        for m in _metrics_of(workload)
     ]
+
+
+def _metrics_of(workload: str) -> list[Metric]:
+    return metrics_of(workload) + cluster_workloads.metrics_of(workload)
