@@ -216,3 +216,29 @@ def test_kill_pause_and_sigterm_of_the_owner(agents: list[AgentProcess]) -> None
     assert _values(client) == acked
     assert fourth.status()["epoch"] > 0
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--etcd", "http://127.0.0.1:1"], "--etcd needs --store"),
+        (["--etcd", "ftp://x:1", "--store", "memory://x"], "only http:// is supported"),
+        (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--lease-ttl", "0"], "lease_ttl must be"),
+        (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--cluster", "a/b"], "cluster"),
+        (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--advertise", "nope"], "--advertise"),
+        (
+            ["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--listen", "0.0.0.0:0"],
+            "--advertise HOST:PORT",
+        ),
+    ],
+)
+def test_cluster_settings_are_checked_before_anything_starts(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-m", "odradek.cli.main", "serve", "--data-dir", str(tmp_path / "d"), *arguments],
+        capture_output=True,
+        timeout=60,
+    )
+    assert ran.returncode != 0
+    assert message in ran.stderr.decode(), ran.stderr.decode()[-2000:]

@@ -86,7 +86,7 @@ def run_agent(settings: Settings) -> int:
         if metrics_listener is not None:
             metrics_listener.close()
         raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
-    if settings.advertise is None and host in ("0.0.0.0", "::", ""):
+    if settings.advertise is None and host in _EVERY_INTERFACE:
         server.drain(1.0)
         if metrics_listener is not None:
             metrics_listener.close()
@@ -95,13 +95,19 @@ def run_agent(settings: Settings) -> int:
             "other agents and clients reach this agent"
         )
     advertised = settings.advertise or _address(host, server.port)
+    advertised_host = split_address(advertised, "--advertise")[0]
+
+    def reachable(address: tuple[str, int]) -> str:  # a door on every interface: the advertised host
+        door_host, door_port = address
+        return _address(advertised_host if door_host in _EVERY_INTERFACE else door_host, door_port)
+
     doors: dict[str, str] = {}
     if kafka_address is not None:
-        doors["kafka"] = settings.kafka_advertised or _address(*kafka_address)
+        doors["kafka"] = settings.kafka_advertised or reachable(kafka_address)
     if registry_address is not None:
-        doors["registry"] = _address(*registry_address)
+        doors["registry"] = reachable(registry_address)
     if metrics_address is not None:
-        doors["metrics"] = _address(*metrics_address)
+        doors["metrics"] = reachable(metrics_address)
 
     def open_node() -> Node:
         return Node.open(
@@ -120,7 +126,7 @@ def run_agent(settings: Settings) -> int:
         return start_kafka_listener(
             node,
             *kafka_address,
-            settings.kafka_advertised,
+            doors["kafka"],  # what Metadata names: reachable, never 0.0.0.0
             bounds=settings.door_bounds(connections.KAFKA),
             budget=budget,
         )
@@ -200,6 +206,9 @@ def run_agent(settings: Settings) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+_EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 
 def _address(host: str, port: int) -> str:
