@@ -50,7 +50,7 @@ def section(document: dict[str, Any]) -> list[str]:
                 "owner stopped (SIGTERM, a handover), s", figures, "cluster_handover", ("p50", "p99", "max")
             ),
             "",
-            f"Idempotent appends that failed across them: {_value(figures, 'cluster_failover_errors')}.",
+            f"Idempotent appends that failed across them: {_count(figures, 'cluster_failover_errors')}.",
         ]
     if "cluster_produce_p50" in figures:
         lines += [
@@ -65,7 +65,7 @@ def section(document: dict[str, Any]) -> list[str]:
                 ("p50", "p99", "max"),
             ),
             "",
-            f"Appends that failed: {_value(figures, 'cluster_produce_errors')}.",
+            f"Appends that failed: {_count(figures, 'cluster_produce_errors')}.",
         ]
     if any(f"cluster_ingest_{count}" in figures for count in ingest_agents):
         lines += _ingest(figures)
@@ -119,6 +119,13 @@ def _value(figures: Figures, metric: str) -> str:
     if figure["status"] != OK or figure["value"] is None:
         return f"*{figure['status']}*"
     return format_value(figure["value"])
+
+
+def _count(figures: Figures, metric: str) -> str:
+    figure = figures.get(metric)
+    if figure is None or figure["status"] != OK or figure["value"] is None:
+        return _value(figures, metric)
+    return f"{int(figure['value']):,}"
 
 
 def _target(figures: Figures) -> list[str]:

@@ -419,7 +419,7 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
                     f"p99 {format_value(p99[-1])} ms"
                 )
             for number in range(1, profile.cluster_produce_kills + 1):
-                cycle, across = _produce_kill(cluster, loop, windows[-1][0] if windows else None)
+                cycle, across = _produce_kill(cluster, loop, seconds, windows[-1][0] if windows else None)
                 windows.append((cycle, across))
                 longest = format_value(float(across.max()) if len(across) else 0.0)
                 progress(
@@ -442,7 +442,8 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
     ]
     pooled = np.concatenate([latencies for _, latencies in windows]) if windows else np.zeros(0)
     window_note = (
-        f"the same appends going on across {len(windows)} kill -9 of the owner (serving again after "
+        f"the same appends going on across {len(windows)} kill -9 of the owner, each after "
+        f"{format_value(seconds)} s more of them (serving again after "
         f"{', '.join(f'{cycle.serving_seconds:.2f}' for cycle, _ in windows)} s): the {len(pooled)} "
         "appends in flight at some moment between the kill and the first answer to an append sent after "
         f"it, all kills together (runs: each kill's own); {describe_cycles([c for c, _ in windows])}"
@@ -472,12 +473,14 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
     return figures
 
 
-def _produce_kill(cluster: BenchCluster, loop: OpenLoop, previous: Cycle | None) -> tuple[Cycle, np.ndarray]:
-    """Kill the owner under the open loop: the cycle (serving again: when an append sent
-    after the kill succeeded) and the latencies in ms of the appends in flight across it;
-    the agent rejoins."""
+def _produce_kill(
+    cluster: BenchCluster, loop: OpenLoop, steady: float, previous: Cycle | None
+) -> tuple[Cycle, np.ndarray]:
+    """Kill the owner under the open loop once it has served ``steady`` seconds more: the
+    cycle (serving again: when an append sent after the kill succeeded) and the latencies
+    in ms of the appends in flight across it; the agent rejoins."""
     cluster.wait_whole()
-    time.sleep(steady_seconds)
+    time.sleep(steady)
     owner = cluster.owner()
     killed_at = timing.now()
     owner.kill()
