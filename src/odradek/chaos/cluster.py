@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import random
 import time
@@ -292,9 +293,16 @@ class Cycle:
     error: str | None = None
     repaired: list[str] | None = None  # what was restarted after the cycle failed
 
+    @property
+    def injected_at_utc(self) -> str:
+        """When the fault was injected, on the wall clock (to find it in the servers' logs)."""
+        wall = time.time() - (time.monotonic() - self.fault.injected_at)
+        return datetime.datetime.fromtimestamp(wall, datetime.UTC).isoformat(timespec="milliseconds")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "cycle": self.number,
+            "injected_at": self.injected_at_utc,
             "fault": self.fault.kind.value,
             "target": self.fault.target,
             "details": self.fault.details,
@@ -426,7 +434,8 @@ def _progress_line(cycle: Cycle, cycles: int, history: History) -> str:
     serving = "never" if cycle.serving_after_seconds is None else f"{cycle.serving_after_seconds:.2f} s"
     whole = "" if cycle.whole_after_seconds is None else f", whole after {cycle.whole_after_seconds:.1f} s"
     line = (
-        f"cycle {cycle.number}/{cycles}: {cycle.fault.describe()}: serving again after {serving}{whole}; "
+        f"{cycle.injected_at_utc[11:19]} cycle {cycle.number}/{cycles}: {cycle.fault.describe()}: "
+        f"serving again after {serving}{whole}; "
         f"operations {sum(counts.values())} (ok {counts['ok']}, fail {counts['fail']}, "
         f"info {counts['info']}, pending {counts['pending']})"
     )
