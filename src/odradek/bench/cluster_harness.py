@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -56,8 +57,9 @@ ETCD_MEMBERS = 3
 CLUSTER_NAME = "bench"
 FLUSH_MS = 20.0  # the journal's flush window (serve's default), given explicitly
 # After a kill, some append must succeed within this, or the cycle fails: a failover is
-# the lease TTL plus an attach, a few seconds; a minute covers a loaded 2-core machine.
-recovery_seconds_max = 60.0
+# the lease TTL plus an attach, which reads the header of every journal object still in
+# the store (after a minute at 200 appends/s, 11,000 of them took 130 s here): generous.
+recovery_seconds_max = 300.0
 # The cluster must be whole again (agents up, one owner who knows them all) within this
 # after an agent was started: it imports pyarrow and joins etcd, slowly when loaded.
 settle_seconds_max = 120.0
@@ -74,6 +76,7 @@ successes_max = 100_000
 error_messages_max = 5
 call_timeout_seconds = 30.0  # a client's calls other than appends
 metrics_probe_seconds = 5.0  # one etcd member's /metrics
+log_tail_characters = 3000  # of an agent's log, in the error when it exited on its own
 
 KV, LEASE, WATCH = "etcdserverpb.KV", "etcdserverpb.Lease", "etcdserverpb.Watch"
 
@@ -89,6 +92,7 @@ class BenchCluster:
         self.profile = profile
         self.progress = progress
         self.agents: list[Agent] = []
+        self._down: set[str] = set()  # agents stopped or killed on purpose
         self._stack = contextlib.ExitStack()
         self._etcd: EtcdServers | None = None
 
@@ -148,8 +152,36 @@ class BenchCluster:
     def running(self) -> list[Agent]:
         return [agent for agent in self.agents if agent.alive()]
 
+    def kill(self, agent: Agent) -> None:
+        """kill -9 (a crash); the agent stays down until started."""
+        self._down.add(agent.id)
+        agent.kill()
+
+    def stop(self, agent: Agent) -> None:
+        """SIGTERM (an owner hands over) and wait for the exit; down until started."""
+        self._down.add(agent.id)
+        agent.stop()
+
+    def start(self, agent: Agent) -> None:
+        """Start the agent again (its data directory kept) and wait for its ready line."""
+        agent.start()
+        self._down.discard(agent.id)
+
+    def check_alive(self) -> None:
+        """Raise if an agent that should run exited on its own (with its log's tail)."""
+        for agent in self.agents:
+            if agent.id not in self._down and not agent.alive():
+                popen = agent.process.popen
+                code = None if popen is None else popen.returncode
+                raise RuntimeError(
+                    f"agent {agent.id} exited on its own (status {code}); its log ends:\n"
+                    f"{agent.output()[-log_tail_characters:]}"
+                )
+
     def whole(self) -> bool:
-        """Every running agent answers and names the one owner, who knows them all."""
+        """Every running agent answers and names the one owner, who knows them all
+        (raises if an agent that should run exited)."""
+        self.check_alive()
         statuses = {agent.id: agent.status() for agent in self.running()}
         if not statuses or any(status is None for status in statuses.values()):
             return False
@@ -182,6 +214,7 @@ class BenchCluster:
             agent.start(wait=False)
         for agent in stopped:
             agent.wait_ready()
+        self._down.clear()
         self.wait_whole()
 
     def keep(self, count: int) -> None:
@@ -190,7 +223,7 @@ class BenchCluster:
         for agent in [agent for agent in self.running() if agent is not owner][
             : max(0, len(self.running()) - count)
         ]:
-            agent.stop()
+            self.stop(agent)
         self.wait_whole()
 
     def etcd_counters(self) -> list[dict[str, float]]:
@@ -211,12 +244,13 @@ class BenchCluster:
 @dataclasses.dataclass(frozen=True)
 class Takeover:
     """An owner's last takeover, as it tells it: seconds from acquiring the owner key to
-    serving (``cluster_status`` counters), and the journal objects its attach replayed
-    (its log's attach line; None if the line is not found)."""
+    serving (``cluster_status`` counters), and the journal objects its attach found in the
+    store and replayed (its log's attach line; None if the line is not found)."""
 
     agent: str
     seconds: float | None
     replayed: int | None
+    listed: int | None
 
 
 def takeover(agent: Agent) -> Takeover:
@@ -226,11 +260,24 @@ def takeover(agent: Agent) -> Takeover:
     return Takeover(
         agent.id,
         float(seconds) if isinstance(seconds, int | float) else None,
-        int(found[-1]) if found else None,
+        int(found[-1][0]) if found else None,
+        int(found[-1][1]) if found else None,
     )
 
 
-_REPLAYED = re.compile(r"replayed (\d+) of \d+ journal objects")
+_REPLAYED = re.compile(r"replayed (\d+) of (\d+) journal objects")
+
+
+def keep_logs(source: Path, target: Path) -> list[Path]:
+    """Copy every server's log of a cluster started in ``source`` (agents, etcd members,
+    moto) into ``target``: the scratch directory is deleted at the end of a run."""
+    target.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for log in sorted(source.glob("*/*.log")) + sorted(source.glob("*.log")):
+        copy = target / (log.name if log.parent == source else f"{log.parent.name}-{log.name}")
+        shutil.copyfile(log, copy)
+        kept.append(copy)
+    return kept
 
 
 def cpu_seconds(agent: Agent) -> float:

@@ -60,6 +60,7 @@ from odradek.bench.cluster_harness import (
     call_timeout_seconds,
     cpu_seconds,
     etcd_load_between,
+    keep_logs,
     producer_threads_max,
     recovery_seconds_max,
     takeover,
@@ -70,6 +71,7 @@ from odradek.bench.results import ERROR, OK, SKIPPED, Figure, Metric, SystemInfo
 from odradek.bench.systems.base import check_count
 from odradek.bench.units import format_value
 from odradek.chaos.agents import Agent
+from odradek.errors import OdradekError
 
 WORKLOADS = CLUSTER_WORKLOADS
 # Before a kill, the appends must have been answered by the owner this long: the client
@@ -81,6 +83,7 @@ ingest_window = 32  # batches in flight per stream: a flush window plus a PUT ea
 ingest_agents = (3, 2, 1)
 busy_lead_seconds = 2.0  # appends run this long before the busy etcd window opens
 ETCD_APT_PACKAGE = "etcd-server"
+LOGS_DIRECTORY = "cluster-logs"  # in --out, when a cluster workload failed
 
 
 def _metric(name: str, workload: str, title: str, unit: str, higher: bool = False) -> Metric:
@@ -203,6 +206,11 @@ def run(
             if m.name not in done
         ]
     progress(f"{SYSTEM}: stopped")
+    if info.status == ERROR or any(figure.status == ERROR for figure in figures):
+        kept = keep_logs(directory, options.out / LOGS_DIRECTORY)
+        progress(
+            f"{SYSTEM}: something failed: {len(kept)} server logs kept in {options.out / LOGS_DIRECTORY}"
+        )
     return info, figures
 
 
@@ -228,13 +236,19 @@ def _single_batches(count: int, profile: Profile, seed: int) -> list[pa.RecordBa
 
 @contextlib.contextmanager
 def _topic(cluster: BenchCluster, name: str) -> Iterator[str]:
+    """A topic for the workload, deleted after it (a failed deletion is said, not raised:
+    the figures are measured by then)."""
     with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
         admin.create_topic(name, exist_ok=True)
     try:
         yield name
     finally:
-        with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
-            admin.delete_topic(name)
+        try:
+            with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
+                admin.describe_topic(name)  # repeatable: finds the owner, so the deletion goes there
+                admin.delete_topic(name)
+        except OdradekError as exc:
+            cluster.progress(f"{SYSTEM}: could not delete the topic {name}: {type(exc).__name__}: {exc}")
 
 
 # -- cluster_failover ---------------------------------------------------------------------
@@ -249,8 +263,8 @@ class Cycle:
     serving_seconds: float
     #: From the fault to the agent, started again, being known to the owner.
     joined_seconds: float
-    #: The new owner's takeover as it tells it (its attach replays the journal since the
-    #: last checkpoint, written at every takeover and then every 60 s or 128 MiB).
+    #: The new owner's takeover as it tells it (its attach reads the journal objects still
+    #: in the store and replays those after the last checkpoint).
     takeover: Takeover
     #: How long the faulted owner had served (None for the first cycle).
     owned_seconds: float | None
@@ -266,9 +280,9 @@ def failover(cluster: BenchCluster, profile: Profile, progress: Progress) -> lis
         loop = AppendLoop(cluster.url, topic, _single_batches(1000, profile, seed=9))
         loop.start()
         try:
-            kills = _cycles(cluster, loop, profile.cluster_kills, "kill -9", Agent.kill, progress)
+            kills = _cycles(cluster, loop, profile.cluster_kills, "kill -9", cluster.kill, progress)
             failed_in_kills = loop.errors.count
-            handovers = _cycles(cluster, loop, profile.cluster_handovers, "SIGTERM", Agent.stop, progress)
+            handovers = _cycles(cluster, loop, profile.cluster_handovers, "SIGTERM", cluster.stop, progress)
         finally:
             loop.stop()
     ttl = profile.cluster_lease_ttl_seconds
@@ -330,7 +344,7 @@ def _cycles(
                 f"no append succeeded within {recovery_seconds_max:g} s of {what} of the owner {owner.id}"
             )
         taken = takeover(cluster.owner())
-        owner.start()
+        cluster.start(owner)
         cluster.wait_whole()
         owned = None if serving_since is None else killed_at - serving_since
         cycle = Cycle(owner.id, killed_at, answered - killed_at, timing.now() - killed_at, taken, owned)
@@ -339,7 +353,8 @@ def _cycles(
         progress(
             f"{SYSTEM} cluster_failover {what} {number}/{count} of {owner.id}: serving again after "
             f"{cycle.serving_seconds:.2f} s ({taken.agent}'s takeover {_seconds(taken.seconds)}, "
-            f"{taken.replayed if taken.replayed is not None else '?'} journal objects replayed), "
+            f"{taken.replayed if taken.replayed is not None else '?'} of "
+            f"{taken.listed if taken.listed is not None else '?'} journal objects replayed), "
             f"{owner.id} joined again after {cycle.joined_seconds:.1f} s"
         )
     return cycles
@@ -361,9 +376,11 @@ def describe_cycles(cycles: Sequence[Cycle]) -> str:
         return f"median {format_value(timing.median(known))}{unit} (max {format_value(max(known))}{unit})"
 
     return (
-        "the new owner's takeover (from acquiring the owner key to serving: fences, manifest, replay of "
-        f"the journal since the last checkpoint) took {spread([c.takeover.seconds for c in cycles], ' s')}, "
-        f"replaying {spread([c.takeover.replayed for c in cycles], '')} journal objects; the faulted "
+        "the new owner's takeover (from acquiring the owner key to serving: fences, the manifest, the "
+        "journal objects still in the store read and those after the checkpoint replayed) took "
+        f"{spread([c.takeover.seconds for c in cycles], ' s')}, "
+        f"replaying {spread([c.takeover.replayed for c in cycles], '')} of the "
+        f"{spread([c.takeover.listed for c in cycles], '')} journal objects it found; the faulted "
         f"owner had served for {spread([c.owned_seconds for c in cycles], ' s')}; it joined again "
         f"{spread([c.joined_seconds for c in cycles], ' s')} after the fault"
     )
@@ -396,6 +413,7 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
     p99: list[float] = []
     achieved: list[float] = []
     windows: list[tuple[Cycle, np.ndarray]] = []
+    failed: str | None = None  # why the kills did not all happen (the steady figures stand)
     with _topic(cluster, "bench.cluster-produce") as topic:
         loop = OpenLoop(cluster.url, topic, batches, rate)
         loop.start()
@@ -418,16 +436,22 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
                     f"{SYSTEM} cluster_produce run {run}/{runs}: p50 {format_value(p50[-1])} ms, "
                     f"p99 {format_value(p99[-1])} ms"
                 )
-            for number in range(1, profile.cluster_produce_kills + 1):
-                cycle, across = _produce_kill(cluster, loop, seconds, windows[-1][0] if windows else None)
-                windows.append((cycle, across))
-                longest = format_value(float(across.max()) if len(across) else 0.0)
-                progress(
-                    f"{SYSTEM} cluster_produce kill -9 {number}/{profile.cluster_produce_kills} of "
-                    f"{cycle.agent}: serving again after {cycle.serving_seconds:.2f} s (takeover "
-                    f"{_seconds(cycle.takeover.seconds)}); {len(across)} appends in flight across it, "
-                    f"max {longest} ms"
-                )
+            try:
+                for number in range(1, profile.cluster_produce_kills + 1):
+                    previous = windows[-1][0] if windows else None
+                    cycle, across = _produce_kill(cluster, loop, seconds, previous)
+                    windows.append((cycle, across))
+                    longest = format_value(float(across.max()) if len(across) else 0.0)
+                    progress(
+                        f"{SYSTEM} cluster_produce kill -9 {number}/{profile.cluster_produce_kills} of "
+                        f"{cycle.agent}: serving again after {cycle.serving_seconds:.2f} s (takeover "
+                        f"{_seconds(cycle.takeover.seconds)}, {cycle.takeover.listed} journal objects "
+                        f"found); {len(across)} appends in flight across it, "
+                        f"max {longest} ms"
+                    )
+            except Exception as exc:  # noqa: BLE001 - reported in the failover figures
+                failed = f"{type(exc).__name__}: {exc}"
+                progress(f"{SYSTEM} cluster_produce: the kills FAILED: {failed}")
         finally:
             loop.stop()
     steady_note = (
@@ -450,6 +474,9 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
     )
     for name, fraction in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
         metric = f"cluster_produce_failover_{name}"
+        if failed is not None:
+            figures.append(Figure(metric, SYSTEM, ERROR, note=f"after {len(windows)} kills: {failed}"))
+            continue
         if not len(pooled):
             figures.append(Figure(metric, SYSTEM, SKIPPED, note="no kill asked for, or no append across one"))
             continue
@@ -483,7 +510,7 @@ def _produce_kill(
     time.sleep(steady)
     owner = cluster.owner()
     killed_at = timing.now()
-    owner.kill()
+    cluster.kill(owner)
     deadline = time.monotonic() + recovery_seconds_max
     while (recovered := loop.recovered(killed_at)) is None:
         if time.monotonic() > deadline:
@@ -492,7 +519,7 @@ def _produce_kill(
     taken = takeover(cluster.owner())
     loop.wait_answered(recovered)
     latencies = loop.across(killed_at, recovered) * 1000.0
-    owner.start()
+    cluster.start(owner)
     cluster.wait_whole()
     owned = None if previous is None else killed_at - previous.served_at
     cycle = Cycle(owner.id, killed_at, recovered - killed_at, timing.now() - killed_at, taken, owned)
