@@ -430,6 +430,11 @@ cluster_request_timeout_seconds = 5.0
 cluster_retry_seconds_max = 15.0
 # etcd endpoints given to one client (--etcd URL,URL,...): a cluster has 3, 5 or 7.
 cluster_endpoints_max = 16
+# A cluster agent's engine writes a checkpoint this often (instead of
+# store_checkpoint_seconds_default, 60 s): a new owner replays the journal written since
+# the last checkpoint, one object per flush (50 a second at 20 ms flushes), and failover
+# is the lease TTL plus that replay. A checkpoint uploads what changed since the last one.
+cluster_checkpoint_seconds = 2.0
 # A handover (odradek cluster handover) names its target agent in etcd for this long: the
 # target must take over within it (a checkpoint and an attach: about a second), after
 # which any agent may.

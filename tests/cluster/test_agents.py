@@ -195,7 +195,7 @@ def test_a_handover_moves_the_data_to_the_agent_named_and_appends_go_on(cluster:
     owner = cluster.owner()
     target = cluster.standbys()[-1]
     target_id = target.agent.settings.agent_id
-    assert client.hand_over(target_id) == {"from": owner.agent.settings.agent_id, "to": target_id}
+    assert client._hand_over(target_id) == {"from": owner.agent.settings.agent_id, "to": target_id}
     wait_for(target.is_owner, "the agent named owning the data")
     _append_all(client, range(10, 20), acked, "p")
     assert _values(client) == acked

@@ -114,12 +114,12 @@ def handover_command(args: argparse.Namespace) -> int:
     from odradek.cli.main import EXIT_UNAVAILABLE
 
     with odradek.connect(args.server) as client:
-        asked = client.hand_over(args.to)
+        asked = client._hand_over(args.to)
         print(f"agent {asked['from']} hands the data over to agent {asked['to']}", flush=True)
         deadline = time.monotonic() + max(0.0, args.wait)
         while args.wait > 0:
             try:
-                status = client.cluster_status()
+                status = client._cluster_status()
             except OdradekError:
                 status = {}
             if status.get("owner") == asked["to"] and status.get("role") == "owner":

@@ -9,6 +9,7 @@ the cluster, stop the doors, exit 0. A second signal exits at once.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -115,7 +116,10 @@ def run_agent(settings: Settings) -> int:
             fsync=True,
             topics_max=settings.topics_max,
             store=store,
-            store_settings=settings.store_settings(),
+            # Checkpoints often: a new owner replays the journal since the last one.
+            store_settings=dataclasses.replace(
+                settings.store_settings(), checkpoint_seconds=limits.cluster_checkpoint_seconds
+            ),
         )
 
     def start_kafka(node: Node) -> Any:

@@ -468,16 +468,16 @@ class RemoteClient(api.Client):
     def ping(self) -> None:
         self._action("ping", {})
 
-    # -- cluster ----------------------------------------------------------------------
+    # -- cluster (for `odradek cluster`: not part of the client API, decision 0010) -----
 
     @_failover(True)
-    def cluster_status(self) -> dict[str, Any]:
+    def _cluster_status(self) -> dict[str, Any]:
         """The cluster as the agent this client talks to sees it (``{"cluster": None}``
         from a server outside a cluster): its role, the owner and its epoch, the agents."""
         return dict(messages.load(self._action("cluster_status", {}), "cluster_status result"))
 
     @_failover(False)
-    def hand_over(self, to: str | None = None) -> dict[str, Any]:
+    def _hand_over(self, to: str | None = None) -> dict[str, Any]:
         """Ask the owner of a cluster's data to hand it over to agent ``to`` (another
         live agent when None); returns ``{"from", "to"}`` at once (decision 0013)."""
         return dict(messages.load(self._action("handover", {"to": to}), "handover result"))

@@ -469,12 +469,14 @@ class ClusterAgent:
         log.info("agent %s left cluster %r", self.settings.agent_id, self.settings.cluster)
 
     async def _pump_owner(self, cluster: EtcdCluster, owners: asyncio.Queue[OwnerRecord | None]) -> None:
+        # Whatever breaks a watch (a member killed mid-stream may surface as any gRPC
+        # error), it is started again: reading the key first, nothing is missed.
         while True:
             try:
                 async for owner in cluster.watch_owner(CELL):
                     owners.put_nowait(owner)
-            except OdradekError as exc:
-                log.warning("watching the owner failed: %s; watching again", exc.message)
+            except Exception as exc:  # noqa: BLE001 - see above
+                log.warning("watching the owner failed (%r); watching again", exc)
                 await asyncio.sleep(_RETRY_MAX_SECONDS / 2)
 
     async def _follow_agents(self, cluster: EtcdCluster) -> None:
@@ -486,8 +488,8 @@ class ClusterAgent:
                             self._agents[event.agent_id] = event.record
                         else:
                             self._agents.pop(event.agent_id, None)
-            except OdradekError as exc:
-                log.warning("watching the agents failed: %s; watching again", exc.message)
+            except Exception as exc:  # noqa: BLE001 - as in _pump_owner (it lists again first)
+                log.warning("watching the agents failed (%r); watching again", exc)
                 await asyncio.sleep(_RETRY_MAX_SECONDS / 2)
 
     def _set_role(self, role: str, owner: OwnerRecord | None) -> None:
