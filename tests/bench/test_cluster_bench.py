@@ -115,7 +115,9 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
         figure = figures[f"cluster_ingest_{count}"]
         assert figure["value"] > 0 and len(figure["runs"]) == TINY.runs
         assert "availability, not throughput" in figure["note"]
-    assert "(standby)" in figures["cluster_ingest_3"]["note"]
+    assert (
+        "(standby)" in figures["cluster_ingest_3"]["note"] and "moto" in figures["cluster_ingest_3"]["note"]
+    )
 
     # etcd: every agent renews its lease and holds a watch stream, idle or busy.
     for phase in ("idle", "busy"):

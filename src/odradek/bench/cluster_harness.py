@@ -45,6 +45,7 @@ import odradek
 from odradek.bench import s3server, timing
 from odradek.bench.options import CLUSTER_SYSTEMS, Profile
 from odradek.bench.systems.base import package_version
+from odradek.bench.units import format_value
 from odradek.chaos.agents import Agent, AgentSettings
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.processes import wait_until
@@ -74,6 +75,7 @@ samples_max = 1_000_000
 successes_max = 100_000
 # Failed appends whose message is kept for the note; all are counted.
 error_messages_max = 5
+error_message_characters = 240  # of each (gRPC's debug context runs to kilobytes)
 call_timeout_seconds = 30.0  # a client's calls other than appends
 metrics_probe_seconds = 5.0  # one etcd member's /metrics
 log_tail_characters = 3000  # of an agent's log, in the error when it exited on its own
@@ -93,6 +95,7 @@ class BenchCluster:
         self.progress = progress
         self.agents: list[Agent] = []
         self._down: set[str] = set()  # agents stopped or killed on purpose
+        self._moto_pid: int | None = None
         self._stack = contextlib.ExitStack()
         self._etcd: EtcdServers | None = None
 
@@ -114,6 +117,7 @@ class BenchCluster:
         moto = s3server.MotoS3(self.directory)
         moto.start()
         self._stack.callback(moto.stop)
+        self._moto_pid = child_pid("moto.server", str(moto.port))
         settings = AgentSettings(
             store_url=f"s3://{s3server.BUCKET}/cluster-{uuid.uuid4().hex[:8]}",
             store_env={
@@ -226,6 +230,17 @@ class BenchCluster:
             self.stop(agent)
         self.wait_whole()
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each running agent (by id), of moto, of the etcd members
+        together and of this process (the bench's clients): per window, the differences
+        say what used the machine's cores."""
+        used = {agent.id: cpu_seconds(agent.process.pid) for agent in self.running()}
+        used["moto"] = cpu_seconds(self._moto_pid)
+        members = [member.process.pid for member in self.etcd.members if member.process is not None]
+        used["etcd"] = sum(cpu_seconds(pid) for pid in members)
+        used["bench"] = time.process_time()
+        return used
+
     def etcd_counters(self) -> list[dict[str, float]]:
         return [scrape(endpoint) for endpoint in self.etcd.endpoints]
 
@@ -280,16 +295,55 @@ def keep_logs(source: Path, target: Path) -> list[Path]:
     return kept
 
 
-def cpu_seconds(agent: Agent) -> float:
-    """User + system CPU seconds of the agent's process so far (0 if it is not running)."""
-    pid = agent.process.pid
-    if pid is None or not agent.alive():
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if there is none)."""
+    if pid is None:
         return 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pid(*parts: str) -> int | None:
+    """A child process of this one whose command line holds every one of ``parts``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and all(part in command for part in parts):
+            return int(entry.name)
+    return None
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """CPU seconds per second of each process (``BenchCluster.cpu``) over a window."""
+    return {name: (after[name] - before.get(name, 0.0)) / seconds for name in after}
+
+
+def describe_cpu(used: Sequence[dict[str, float]], roles: dict[str, str]) -> str:
+    """What used the cores over the runs, medians: agents (with their role), moto, etcd
+    and the bench's own process."""
+    if not used:
+        return "CPU not measured"
+    names = [name for name in used[0] if all(name in run for run in used)]
+
+    def label(name: str) -> str:
+        return (
+            f"{name} ({roles[name]})" if name in roles else {"bench": "the bench's clients"}.get(name, name)
+        )
+
+    parts = ", ".join(
+        f"{label(name)} {format_value(timing.median([run[name] for run in used]))}" for name in names
+    )
+    total = format_value(timing.median([sum(run.values()) for run in used]))
+    cores = len(os.sched_getaffinity(0))
+    return f"CPU-seconds per second (median over runs; the machine has {cores} cores): {parts}; all {total}"
 
 
 # -- appends ------------------------------------------------------------------------------
@@ -307,7 +361,7 @@ class Errors:
         with self._lock:
             self.count += 1
             if len(self.messages) < error_messages_max:
-                self.messages.append(f"{type(exc).__name__}: {exc}")
+                self.messages.append(f"{type(exc).__name__}: {str(exc)[:error_message_characters]}")
 
     def describe(self) -> str:
         if not self.count:

@@ -58,7 +58,8 @@ from odradek.bench.cluster_harness import (
     Progress,
     Takeover,
     call_timeout_seconds,
-    cpu_seconds,
+    cpu_used,
+    describe_cpu,
     etcd_load_between,
     keep_logs,
     producer_threads_max,
@@ -414,15 +415,20 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
     achieved: list[float] = []
     windows: list[tuple[Cycle, np.ndarray]] = []
     failed: str | None = None  # why the kills did not all happen (the steady figures stand)
+    used: list[dict[str, float]] = []
+    roles: dict[str, str] = {}
     with _topic(cluster, "bench.cluster-produce") as topic:
         loop = OpenLoop(cluster.url, topic, batches, rate)
         loop.start()
         try:
             time.sleep(warm_seconds)
+            roles = {agent.id: "standby" for agent in cluster.running()} | {cluster.owner().id: "owner"}
             for run in range(1, runs + 1):
+                before = cluster.cpu()
                 begin = timing.now()
                 time.sleep(seconds)
                 end = timing.now()
+                used.append(cpu_used(before, cluster.cpu(), end - begin))
                 loop.wait_answered(end)
                 latencies = loop.latencies(begin, end) * 1000.0
                 if not len(latencies):
@@ -458,7 +464,7 @@ def produce(cluster: BenchCluster, profile: Profile, progress: Progress) -> list
         f"single keyed appends scheduled at {format_value(rate)}/s, open loop from up to "
         f"{producer_threads_max} producer threads sharing a client given every agent, each an idempotent "
         f"producer; {runs} runs of {format_value(seconds)} s after {format_value(warm_seconds)} s of "
-        f"warm-up, achieved {format_value(timing.median(achieved))}/s"
+        f"warm-up, achieved {format_value(timing.median(achieved))}/s; {describe_cpu(used, roles)}"
     )
     figures = [
         Figure("cluster_produce_p50", SYSTEM, OK, timing.median(p50), p50, note=steady_note),
@@ -561,16 +567,15 @@ def _ingest_with(
     topics = [f"bench.cluster-ingest-{count}-{thread}" for thread in range(ingest_threads)]
     clients = [odradek.connect(url, timeout=call_timeout_seconds) for _ in topics]
     rates: list[float] = []
-    cpu: dict[str, list[float]] = {agent.id: [] for agent in running}
+    used: list[dict[str, float]] = []
     try:
         for client, topic in zip(clients, topics, strict=True):
             client.create_topic(topic, exist_ok=True)
         warm_rate = sum(b.num_rows for s in warm for b in s) / _ingest_once(clients, topics, warm)
         for run in range(1, profile.runs + 1):
-            before = {agent.id: cpu_seconds(agent) for agent in running}
+            before = cluster.cpu()
             seconds = _ingest_once(clients, topics, shares)
-            for agent in running:
-                cpu[agent.id].append((cpu_seconds(agent) - before[agent.id]) / seconds)
+            used.append(cpu_used(before, cluster.cpu(), seconds))
             rates.append(records / seconds)
             progress(
                 f"{SYSTEM} cluster_ingest {count} agent(s) run {run}/{profile.runs}: "
@@ -583,15 +588,11 @@ def _ingest_with(
         for client in clients:
             client.close()
     roles = {agent.id: "owner" if agent is owner else "standby" for agent in running}
-    use = ", ".join(
-        f"{name} ({roles[name]}) {format_value(timing.median(values))}" for name, values in cpu.items()
-    )
     note = (
         f"{records:,} keyed records of {profile.small_value_bytes} B in batches of {ingest_batch_records:,} "
         f"through append_many ({ingest_window} in flight per stream), {ingest_threads} client threads "
         f"(a topic and a client each) given the {count} running agent(s); one owner serves everything, "
-        f"so agents beyond it add availability, not throughput; CPU-seconds per second while ingesting "
-        f"(median over runs): {use}"
+        f"so agents beyond it add availability, not throughput; {describe_cpu(used, roles)}"
     )
     return Figure(
         f"cluster_ingest_{count}", SYSTEM, OK, timing.median(rates), rates, warmup=warm_rate, note=note
