@@ -60,7 +60,7 @@ ACTIONS: dict[str, str] = {
     "cluster_status": "A cluster agent's view of its cluster (answered by standbys too). Body: {}. "
     'Result: {"cluster", "agent", "role", "owner", "owner_url", "epoch", "agents": [...]}; '
     '{"cluster": null} on a server that is not in a cluster.',
-    "handover": 'Hand a cluster\'s data over to another agent (the owner answers; standbys redirect). '
+    "handover": "Hand a cluster's data over to another agent (the owner answers; standbys redirect). "
     'Body: {"to"?: agent id}. Result: {"from", "to"}; the new owner serves about a second later.',
     "list_groups": 'Consumer group names, sorted. Body: {}. Result: {"groups": [...]}.',
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
