@@ -11,13 +11,16 @@ common ones are skipped on it, and these are skipped on every other row):
   ``etcd_server_proposals_committed_total``) read before and after a quiet window with
   the three agents idle, then again over a window with appends running; the deltas over
   all members (a client's request reaches exactly one member's gRPC server), divided by
-  agents and seconds.
+  agents and seconds. Nothing else may ask etcd anything meanwhile: the harness asks
+  the agents (``cluster_status``), never etcd.
 * ``cluster_produce``: single keyed appends at a fixed rate (open loop, from a pool of
   producer threads, each append timed from its scheduled send to its answer; each
   thread an idempotent producer, so an append caught by a failover is retried by the
-  client and written once): p50 / p99 per steady run; then the owner is killed (kill -9)
-  while the appends go on, and the appends that were in flight at some moment between
-  the kill and the first answer to an append sent after it are the failover window.
+  client and written once): p50 / p99 per steady run; then, after a run's length more of
+  them each time, the owner is killed (kill -9) while the appends go on, and the appends
+  that were in flight at some moment between the kill and the first answer to an append
+  sent after it are the failover window. Each kill's takeover (as the new owner reports
+  it) is in the note: its length follows the journal left in the store.
 * ``cluster_ingest``: batches of 1,000 keyed records through ``append_many``, a few
   client threads (a topic and a client each), with 3, then 2, then 1 agent running
   (standbys stopped with SIGTERM; the owner stays): in this version one owner serves
