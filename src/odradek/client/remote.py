@@ -28,7 +28,15 @@ import pyarrow.flight as flight
 
 from odradek import api, defaults, limits
 from odradek.client.append_stream import AppendStreams
-from odradek.errors import ClosedError, InvalidRequest, NotOwner, OdradekError, RequestTooLarge, Unavailable
+from odradek.errors import (
+    ClosedError,
+    InvalidRequest,
+    NotOwner,
+    OdradekError,
+    RequestTooLarge,
+    StorageError,
+    Unavailable,
+)
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
 from odradek.records import INPUT_SCHEMA, Records, to_input_batch
@@ -155,9 +163,11 @@ class RemoteClient(api.Client):
             except NotOwner as exc:
                 error: OdradekError = exc
                 target = exc.owner
-            except Unavailable as exc:
+            except (Unavailable, StorageError) as exc:
+                # Out of reach, or its engine closed under the call (a handover): in a
+                # cluster, a call safe to repeat goes to the next agent.
                 allowed = repeatable(kwargs) if callable(repeatable) else repeatable
-                if len(self.urls) < 2 or not allowed or self.closed:
+                if len(self.urls) < 2 or not allowed or self.closed or not exc.retryable:
                     raise
                 error, target = exc, None
             now = time.monotonic()

@@ -67,7 +67,14 @@ from odradek import limits
 from odradek.budget import ByteBudget, Reservation
 from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
-from odradek.errors import ClosedError, InvalidRequest, OdradekError, RequestTooLarge, Unavailable
+from odradek.errors import (
+    ClosedError,
+    InvalidRequest,
+    OdradekError,
+    RequestTooLarge,
+    StorageError,
+    Unavailable,
+)
 from odradek.names import is_pattern
 from odradek.node import Node
 from odradek.protocols import connections
@@ -599,6 +606,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 exc = Unavailable("the server is shutting down; retry against a running server")
             elif isinstance(exc, ClosedError) and self._node is None:
                 exc = self._not_serving()  # a cluster agent stopped owning the data meanwhile
+            elif isinstance(exc, StorageError) and self._node is None and self.cluster is not None:
+                # Its engine closed under the call (a handover, a lost lease): the outcome
+                # is unknown, as for a server that went away; retryable elsewhere.
+                exc = Unavailable(
+                    f"the agent stopped owning the data while this call ran ({exc.message}); "
+                    "it may or may not have been done: retry against the owner"
+                )
             if self.observer is not None:
                 self.observer.failed(call, exc.code)
             log.debug("%s refused: %s", call, exc.message)
