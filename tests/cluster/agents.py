@@ -14,35 +14,13 @@ from typing import Any
 import pyarrow.flight as flight
 
 from odradek.cluster.agent import OWNER, AgentSettings, ClusterAgent
-from odradek.cluster.serving import AgentDoors, AgentRole
-from odradek.errors import OdradekError
+from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
 from odradek.storage.agent import StoreSettings
 from odradek.storage.objects import ObjectStore
 
 DEADLINE_SECONDS = 60.0
-
-
-class _Gate:
-    def __init__(self) -> None:
-        self.agent: ClusterAgent | None = None
-
-    def check_owner(self) -> None:
-        assert self.agent is not None
-        self.agent.check_owner()
-
-    def not_owner(self) -> OdradekError:
-        assert self.agent is not None
-        return self.agent.not_owner()
-
-    def status(self) -> dict[str, Any]:
-        assert self.agent is not None
-        return self.agent.status()
-
-    def hand_over(self, to: str | None) -> dict[str, Any]:
-        assert self.agent is not None
-        return self.agent.hand_over(to)
 
 
 class Agent:
@@ -61,7 +39,7 @@ class Agent:
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         self.directory = directory
-        gate = _Gate()
+        gate = AgentGate()
         self.flight = FlightService(None, "grpc://127.0.0.1:0", cluster=gate)
         self.url = f"grpc://127.0.0.1:{self.flight.port}"
         options = dict(engine_options or {})

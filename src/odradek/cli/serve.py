@@ -322,6 +322,29 @@ def split_address(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+Address = tuple[str, int]
+
+
+def listen_addresses(settings: Settings) -> tuple[Address, Address | None, Address | None, Address | None]:
+    """Where the Flight door, the metrics endpoint, the Kafka and the Schema Registry
+    doors listen (None: off), each checked."""
+
+    def optional(address: str | None, flag: str) -> Address | None:
+        return split_address(address, flag) if address else None
+
+    return (
+        split_address(settings.listen, "--listen"),
+        optional(settings.metrics_listen, "--metrics-listen"),
+        optional(settings.kafka_listen, "--kafka-listen"),
+        optional(settings.registry_listen, "--registry-listen"),
+    )
+
+
+def grpc_location(host: str, port: int) -> str:
+    """``grpc://host:port`` (an IPv6 host in brackets)."""
+    return f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+
+
 # -- logging -------------------------------------------------------------------------------
 
 
@@ -376,14 +399,7 @@ def run(settings: Settings) -> int:
 
         return run_agent(settings)
     setup_logging(settings)
-    host, port = split_address(settings.listen, "--listen")
-    metrics_address = (
-        split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
-    )
-    kafka_address = split_address(settings.kafka_listen, "--kafka-listen") if settings.kafka_listen else None
-    registry_address = (
-        split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
-    )
+    (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     store_options: dict[str, Any] = {}
     if settings.store is not None:
         store: str | ObjectStore = settings.store
@@ -403,7 +419,7 @@ def run(settings: Settings) -> int:
 
             observer = Metrics(node)
             metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
-        location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+        location = grpc_location(host, port)
         try:
             server = FlightService(
                 node,
@@ -453,7 +469,7 @@ def run(settings: Settings) -> int:
     except BaseException:
         node.close()
         raise
-    url = f"grpc://[{host}]:{server.port}" if ":" in host else f"grpc://{host}:{server.port}"
+    url = grpc_location(host, server.port)
     stop = threading.Event()
     install_signal_handlers(stop)
     fields = {

@@ -20,9 +20,16 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.budget import ByteBudget
-from odradek.cli.serve import Settings, install_signal_handlers, setup_logging, split_address
+from odradek.cli.serve import (
+    Settings,
+    grpc_location,
+    install_signal_handlers,
+    listen_addresses,
+    setup_logging,
+    split_address,
+)
 from odradek.cluster.agent import AgentSettings, ClusterAgent
-from odradek.cluster.serving import AgentDoors, AgentRole
+from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
@@ -36,14 +43,7 @@ def run_agent(settings: Settings) -> int:
     setup_logging(settings)
     if settings.store is None or settings.etcd is None:
         raise InvalidRequest("a cluster agent needs --store and --etcd")
-    host, port = split_address(settings.listen, "--listen")
-    metrics_address = (
-        split_address(settings.metrics_listen, "--metrics-listen") if settings.metrics_listen else None
-    )
-    kafka_address = split_address(settings.kafka_listen, "--kafka-listen") if settings.kafka_listen else None
-    registry_address = (
-        split_address(settings.registry_listen, "--registry-listen") if settings.registry_listen else None
-    )
+    (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
         if address is not None and address[1] == 0:
             raise InvalidRequest(f"{what} needs a fixed port in a cluster (other agents advertise it)")
@@ -58,22 +58,8 @@ def run_agent(settings: Settings) -> int:
 
         metrics = Metrics(None)
         metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
-    location = f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
-    agent_box: list[ClusterAgent] = []
-
-    class Gate:  # the Flight door asks the agent, made once the door's port is known
-        def check_owner(self) -> None:
-            agent_box[0].check_owner()
-
-        def not_owner(self) -> OdradekError:
-            return agent_box[0].not_owner()
-
-        def status(self) -> dict[str, Any]:
-            return agent_box[0].status()
-
-        def hand_over(self, to: str | None) -> dict[str, Any]:
-            return agent_box[0].hand_over(to)
-
+    location = grpc_location(host, port)
+    gate = AgentGate()  # the agent is made once the door's port is known
     try:
         server = FlightService(
             None,
@@ -81,7 +67,7 @@ def run_agent(settings: Settings) -> int:
             observer=metrics,
             bounds=settings.door_bounds(connections.FLIGHT),
             budget=budget,
-            cluster=Gate(),
+            cluster=gate,
         )
     except (pa.ArrowException, OSError) as exc:
         if metrics_listener is not None:
@@ -160,7 +146,7 @@ def run_agent(settings: Settings) -> int:
         ),
         role,
     )
-    agent_box.append(agent)
+    gate.agent = agent
     if metrics is not None:
         from odradek.protocols.metrics import cluster_collector
 

@@ -16,9 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from odradek.errors import OdradekError, Unavailable
 from odradek.node import Node
 
 if TYPE_CHECKING:
+    from odradek.cluster.agent import ClusterAgent
     from odradek.protocols.flight.server import FlightService
     from odradek.protocols.metrics import Metrics
 
@@ -32,6 +34,31 @@ class AgentDoors:
     open_node: Callable[[], Node]
     # Each starts a door over the node and returns what closes it (None: the door is off).
     owner_doors: list[Callable[[Node], Any]] = dataclasses.field(default_factory=list)
+
+
+class AgentGate:
+    """The Flight door's view of its cluster agent (the door's ``ClusterGate``). The door
+    is made first (the agent registers the door's address), the agent set here after."""
+
+    def __init__(self) -> None:
+        self.agent: ClusterAgent | None = None
+
+    def _agent(self) -> ClusterAgent:
+        if self.agent is None:
+            raise Unavailable("the agent is joining its cluster; retry")
+        return self.agent
+
+    def check_owner(self) -> None:
+        self._agent().check_owner()
+
+    def not_owner(self) -> OdradekError:
+        return self._agent().not_owner()
+
+    def status(self) -> dict[str, Any]:
+        return self._agent().status()
+
+    def hand_over(self, to: str | None) -> dict[str, Any]:
+        return self._agent().hand_over(to)
 
 
 class AgentRole:
