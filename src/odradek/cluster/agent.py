@@ -428,19 +428,11 @@ class ClusterAgent:
                         await cluster.hand_over(CELL, target, limits.cluster_handover_seconds)
                 except OdradekError as exc:
                     log.warning("could not name %s in etcd (%s); handing over to any agent", target, exc)
-                self._set_role(STANDBY, None)
-                await asyncio.to_thread(self.role_hooks.stop_owning, True)
-                self.counters.handovers += 1
-                with contextlib.suppress(OdradekError):
-                    await cluster.release(CELL)
+                await self._hand_over(cluster)
                 return True
             if event is _STOP:
-                self._set_role(STANDBY, None)
                 log.info("agent %s hands the cell over", self.settings.agent_id)
-                await asyncio.to_thread(self.role_hooks.stop_owning, True)
-                self.counters.handovers += 1
-                with contextlib.suppress(OdradekError):
-                    await cluster.release(CELL)
+                await self._hand_over(cluster)
                 await self._leave(cluster)
                 self._stop_requested.set()
                 return False
@@ -462,6 +454,15 @@ class ClusterAgent:
                     with contextlib.suppress(OdradekError):
                         await cluster.leave()  # never act on this lease again: join afresh
                 return False
+
+    async def _hand_over(self, cluster: EtcdCluster) -> None:
+        """Stop serving, let the data close (its journal commits, a checkpoint), then
+        release the owner key for a standby to take at once."""
+        self._set_role(STANDBY, None)
+        await asyncio.to_thread(self.role_hooks.stop_owning, True)
+        self.counters.handovers += 1
+        with contextlib.suppress(OdradekError):
+            await cluster.release(CELL)
 
     async def _leave(self, cluster: EtcdCluster) -> None:
         with contextlib.suppress(OdradekError):
