@@ -186,7 +186,42 @@ def test_a_restart_after_a_clean_detach_replays_nothing(memory_store: ObjectStor
     assert len(_journal_objects(memory_store)) <= WINDOW
     second, recovery = _attach(tmp_path / "b", memory_store)
     assert recovery.replayed == 0
-    assert _journal_objects(memory_store) == []  # the new agent's first manifest collected them
+    assert second.checkpointer is not None
+    second.checkpointer.collect_pending()  # what its thread does first, after serving began
+    assert _journal_objects(memory_store) == []  # collected once the first manifest held them
+    assert _journaled(second) == expected
+    second.detach()
+
+
+def test_a_manifest_names_the_first_slot_after_it_and_recovery_reads_from_there(
+    memory_store: ObjectStore, tmp_path: Path
+) -> None:
+    """Goal: a takeover reads only the journal after the last checkpoint, even when the
+    dead owner's garbage collection never ran. Method: load, checkpoint without
+    collecting, load more, crash; the manifest's floor lies past every slot it covers,
+    and the next agent reads only the objects from that floor on (an older floor, the
+    agent's first slot, would have read every one) and still rebuilds every file."""
+    disk, first = _attach(tmp_path / "a", memory_store)
+    engine = Engine(tmp_path / "a", disk=disk, **ENGINE)  # type: ignore[arg-type]
+    engine.create_topic("t", segment_bytes=SMALL_SEGMENTS)
+    engine.create_topic("u")
+    _load(engine, 20)
+    assert disk.checkpointer is not None
+    manifest = disk.checkpointer.checkpoint(collect=False)  # as if killed before collecting
+    covered = [slot for slot, epoch, flush in _journal_objects(memory_store) if flush <= manifest.after[1]]
+    after = [slot for slot, epoch, flush in _journal_objects(memory_store) if flush > manifest.after[1]]
+    assert len(covered) > 2 * WINDOW, "the load made more journal than the window keeps"
+    assert manifest.floor > max(covered) - WINDOW > first.epoch  # past all but the window's own
+    assert all(slot >= manifest.floor for slot in after)
+    _load(engine, 5, salt=100)
+    disk.writer.flush_all()
+    expected = _journaled(disk)
+    _crash(disk)
+    listed = [slot for slot, _, _ in _journal_objects(memory_store) if slot >= manifest.floor]
+    second, recovery = _attach(tmp_path / "b", memory_store)
+    assert recovery.slots <= len(listed) + 3 * WINDOW + 1  # from the floor on, its fences included
+    assert recovery.slots < len(covered)
+    assert recovery.replayed > 0
     assert _journaled(second) == expected
     second.detach()
 
@@ -289,6 +324,8 @@ def test_a_zombie_agent_deletes_nothing_the_new_one_needs(memory_store: ObjectSt
     new, recovery = _attach(tmp_path / "b", memory_store)  # fences the old agent
     assert recovery.epoch == 2
     assert _journaled(new) == acknowledged
+    assert new.checkpointer is not None
+    new.checkpointer.collect_pending()  # the new agent's own collection, done
     before = {key for key, _ in memory_store.list("")}
     # The zombie takes a checkpoint of its own (nothing new journaled: its writer has
     # not met the fence yet). Its manifest lands, but it deletes nothing.

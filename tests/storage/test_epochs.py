@@ -48,6 +48,8 @@ def test_an_agent_deletes_older_epochs_claims_and_keeps_the_order(
     for start in range(1, 5):
         disk, recovery = attach(str(tmp_path / f"agent-{start}"), memory_store, SETTINGS)
         assert recovery.epoch == start  # each start claims the next epoch
+        assert disk.checkpointer is not None
+        disk.checkpointer.collect_pending()  # what its thread does first, after serving began
         assert _claims(memory_store) == [start]
         fences.append(_fences(memory_store))
         disk.detach()
@@ -58,6 +60,8 @@ def test_an_agent_deletes_older_epochs_claims_and_keeps_the_order(
     zombie, _ = attach(str(tmp_path / "zombie"), memory_store, SETTINGS)
     newer, recovery = attach(str(tmp_path / "newer"), memory_store, SETTINGS)
     assert recovery.epoch == zombie.writer.epoch + 1
+    assert newer.checkpointer is not None
+    newer.checkpointer.collect_pending()
     assert _claims(memory_store) == [recovery.epoch]
     assert zombie.checkpointer is not None
     zombie.checkpoint()  # its manifest is written (an older epoch's: never adopted)...

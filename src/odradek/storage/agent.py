@@ -7,15 +7,17 @@ record 0011):
    next one);
 2. fence (see ``fence``): from there on, no agent of an older epoch can complete an
    acknowledgement, and what it writes later is ignored;
-3. adopt the latest manifest, by (epoch, number), if any (storage/checkpoint.py);
+3. adopt the latest manifest, by (epoch, number), if any (storage/checkpoint.py), and
+   read the journal from the slot it names (the first one after its position);
 4. recover: rebuild the local tree (the data directory minus its LOCK and cache) from
    the manifest: directories made, files downloaded, except sealed segments, which stay
    in the store until read (the StoreDisk answers for them, and fetches them into the
    cache); then replay the valid journal after the manifest's position, in (epoch,
    flush) order;
 5. write this agent's own manifest at once: a zombie's later manifest, of an older
-   epoch, is then never the latest; its garbage collection deletes the journal this
-   recovery replayed and what no manifest names;
+   epoch, is then never the latest; its garbage collection (the journal this recovery
+   replayed and what no manifest names) is left to the checkpoint thread, which does it
+   first, once the agent serves;
 6. return a StoreDisk journaling into the slots after the fence, with its checkpoints
    running in the background.
 """
@@ -107,13 +109,13 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
     first_free = fence(store, epoch, settings.in_flight_max)
     adopted = latest_manifest(store)
     floor, in_force, after = (adopted.floor, adopted.in_force, adopted.after) if adopted else (0, 0, (0, 0))
-    listed, garbage = _read_headers(store, floor)
+    listed, garbage, read = _read_journal(store, floor)
     order = [item for item in journal.valid(listed, in_force) if (item.epoch, item.flush) > after]
     _clear_tree(root)
     cache = FileCache(os.path.join(root, CACHE_DIRECTORY), store, settings.cache_bytes)
     tree, downloaded, downloaded_bytes = _rebuild(root, store, adopted)
     entries = 0
-    for item in _read_objects(store, order):
+    for item in _read_objects(store, order, read):
         if item is None:
             continue
         entries += replay(root, item.entries, tree, store)
@@ -140,7 +142,9 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
     )
     disk.checkpointer = checkpointer
     try:
-        checkpointer.checkpoint(sweep=True)  # this agent's own manifest, at once
+        # This agent's own manifest, at once; its garbage (the journal just replayed,
+        # leftovers) is collected by the checkpoint thread, after serving began.
+        checkpointer.checkpoint(sweep=True, collect=False)
     except BaseException:
         writer.close()
         raise
@@ -223,44 +227,68 @@ def fence(store: Store, epoch: int, window: int) -> int:
     return target + 1
 
 
-def _read_headers(store: Store, floor: int) -> tuple[list[journal.Listed], list[int]]:
-    """The headers of the journal objects from slot ``floor`` on (one small ranged GET
-    each), and the slots of garbage: damaged objects there, and every object below the
-    floor that is not a fence (a manifest holds their changes; fences stay, for a zombie
-    may still try those slots)."""
+def _read_journal(
+    store: Store, floor: int
+) -> tuple[list[journal.Listed], list[int], dict[int, journal.JournalObject | None]]:
+    """What the journal holds from slot ``floor`` on: each object's header, the slots of
+    garbage, and the objects read whole on the way.
+
+    Garbage: damaged objects from the floor on, and every object below it that is not a
+    fence (a manifest holds their changes; fences stay, for a zombie may still try those
+    slots). When the objects from the floor on are few enough bytes
+    (``limits.store_recovery_read_whole_bytes``), each is read whole at once: recovery
+    replays nearly all of them (the floor is the first slot after the manifest's
+    position), and one GET each halves the requests of a takeover. Past that bound only
+    their headers are read here (one small ranged GET each) and the objects to replay
+    are fetched later, a bounded number at a time, so memory stays bounded."""
     listed: list[journal.Listed] = []
     garbage: list[int] = []
     wanted: list[int] = []
+    wanted_bytes = 0
     for key, size in list_all(store, "wal/"):
         slot = journal.slot_of(key)
         if slot is None:
             continue
         if slot >= floor:
             wanted.append(slot)
+            wanted_bytes += size
         elif size != journal.HEADER_SIZE:
             garbage.append(slot)
+    whole = wanted_bytes <= limits.store_recovery_read_whole_bytes
+    read: dict[int, journal.JournalObject | None] = {}
 
-    def header(slot: int) -> tuple[int, bytes | None]:
-        return slot, store.get_range(journal.slot_key(slot), 0, journal.HEADER_SIZE)
+    def fetch(slot: int) -> tuple[int, bytes | None]:
+        key = journal.slot_key(slot)
+        return slot, store.get(key) if whole else store.get_range(key, 0, journal.HEADER_SIZE)
 
-    for slot, data in _parallel(header, wanted, "journal headers"):
+    for slot, data in _parallel(fetch, wanted, "journal objects" if whole else "journal headers"):
         if data is None:
             continue  # deleted by a checkpoint meanwhile
         try:
-            epoch, flush, _, kind = journal.decode_head(data)
+            if whole:
+                found = journal.decode(data)
+                epoch, flush, kind = found.epoch, found.flush, found.kind
+                read[slot] = found
+            else:
+                epoch, flush, _, kind = journal.decode_head(data)
         except journal.JournalDamaged as exc:
+            # A torn object can only be a write nobody acknowledged (an upload is
+            # acknowledged after the store took it whole): like a torn tail.
             log.warning("journal slot %d is damaged (%s); ignoring it", slot, exc)
             garbage.append(slot)
             continue
         listed.append(journal.Listed(slot, epoch, flush, kind))
         if kind == journal.KIND_JOURNAL:
             garbage.append(slot)  # replayed now, then held by this agent's first manifest
-    return listed, garbage
+    return listed, garbage, read
 
 
-def _read_objects(store: Store, order: list[journal.Listed]) -> Iterator[journal.JournalObject | None]:
-    """The journal objects of ``order``, in that order, a bounded number fetched ahead;
-    None for one that turned out damaged (logged) or vanished."""
+def _read_objects(
+    store: Store, order: list[journal.Listed], read: dict[int, journal.JournalObject | None]
+) -> Iterator[journal.JournalObject | None]:
+    """The journal objects of ``order``, in that order (those in ``read`` as they are,
+    the others fetched, a bounded number ahead); None for one that turned out damaged
+    (logged) or vanished."""
 
     def fetch(item: journal.Listed) -> journal.JournalObject | None:
         data = store.get(journal.slot_key(item.slot))
@@ -269,11 +297,13 @@ def _read_objects(store: Store, order: list[journal.Listed]) -> Iterator[journal
         try:
             return journal.decode(data)
         except journal.JournalDamaged as exc:
-            # A torn object can only be a write nobody acknowledged (an upload is
-            # acknowledged after the store took it whole): like a torn tail.
             log.warning("journal slot %d is damaged (%s); ignoring it", item.slot, exc)
             return None
 
+    if all(item.slot in read for item in order):
+        for item in order:
+            yield read.pop(item.slot)
+        return
     for _, found in _parallel(lambda item: (item, fetch(item)), order, "journal objects"):
         yield found
 

@@ -227,15 +227,21 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fenced = False
+        # A checkpoint's garbage left for later: (manifest, previous records, flush, sweep).
+        self._pending: tuple[Manifest, dict[str, Record], int, bool] | None = None
 
     # -- one checkpoint -------------------------------------------------------------------
 
-    def checkpoint(self, *, sweep: bool = False) -> Manifest:
+    def checkpoint(self, *, sweep: bool = False, collect: bool = True) -> Manifest:
         """Take a checkpoint now (see the module docstring); raises StorageError if it
         failed (what it did is harmless: the next one starts over). ``sweep`` also
         deletes every file object no manifest names (at attach: leftovers of
-        checkpoints a crash cut short)."""
+        checkpoints a crash cut short). Without ``collect`` the garbage is collected
+        later, by the background thread as it starts (or by the next checkpoint): an
+        agent taking over serves once its manifest is written, not once the previous
+        owner's journal is deleted."""
         with self._lock:
+            self._collect_pending()  # the previous checkpoint's garbage, if left for later
             writer = self.disk.writer
             snapshot, flush = self.disk.snapshot()
             changed, moves = self._merge_carried(snapshot)
@@ -244,8 +250,11 @@ class Checkpointer:
                 self.number += 1
                 files = self._upload(snapshot, changed, moves)
                 writer.wait(writer.cut())  # everything the reads may have seen is committed
+                # Recovery reads the journal from the first slot a flush after this one
+                # may be in; the epoch in force there is this one (its fence is below).
+                floor = max(self.floor, writer.floor_after(flush))
                 manifest = Manifest(
-                    self.epoch, self.number, (self.epoch, flush), self.floor, self.epoch, snapshot.dirs, files
+                    self.epoch, self.number, (self.epoch, flush), floor, self.epoch, snapshot.dirs, files
                 )
                 if not self.store.put_new(manifest.key, mf.encode(manifest)):
                     raise StorageError(
@@ -271,9 +280,24 @@ class Checkpointer:
             if handed:
                 self.stats.handed_over += handed
                 log.info("checkpoint %s: %d sealed files handed over to the cache", manifest.key, handed)
-            self._collect(manifest, previous, flush, sweep=sweep)
+            if collect:
+                self._collect(manifest, previous, flush, sweep=sweep)
+            else:
+                self._pending = (manifest, previous, flush, sweep)
             self.previous = manifest.key
             return manifest
+
+    def collect_pending(self) -> None:
+        """Collect now the garbage a checkpoint left for later, if any."""
+        with self._lock:
+            self._collect_pending()
+
+    def _collect_pending(self) -> None:
+        """Collect the garbage a checkpoint left for later (the lock is held)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            manifest, previous, flush, sweep = pending
+            self._collect(manifest, previous, flush, sweep=sweep)
 
     def _merge_carried(self, snapshot: Snapshot) -> tuple[dict[str, int], list[tuple[str, str]]]:
         """The changes and renames since the last *successful* checkpoint."""
@@ -426,6 +450,7 @@ class Checkpointer:
             self._thread = None
 
     def _run(self) -> None:
+        self.collect_pending()
         writer = self.disk.writer
         last_time = time.monotonic()
         last_bytes = writer.bytes

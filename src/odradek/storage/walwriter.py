@@ -172,6 +172,16 @@ class JournalWriter:
             self._landed = [(n, slot) for n, slot in self._landed if not (n <= upto and slot <= below)]
             return taken
 
+    def floor_after(self, upto: int) -> int:
+        """The lowest slot that may hold a flush numbered after ``upto`` (a checkpoint as
+        of ``upto`` names it as its manifest's floor, so that recovery reads the journal
+        from there, not from this agent's first slot). Slots are taken in flush order and
+        a moved flush only moves up, so every later flush lies at or above it."""
+        with self._condition:
+            slots = [flush.slot for flush in self._cut if flush.number > upto and flush.slot >= 0]
+            slots += [slot for number, slot in self._landed if number > upto]
+            return min(slots, default=self._next_slot)
+
     def open_number(self) -> int:
         """The number of the flush entries go into now."""
         with self._condition:
