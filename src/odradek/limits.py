@@ -329,6 +329,12 @@ store_checkpoint_bytes_default = 128 * 1024 * 1024
 # Uploads, downloads and deletes of one checkpoint or recovery at once: half the client's
 # requests in flight (object_requests_in_flight_max), the journal keeps the rest.
 store_checkpoint_threads = 16
+# Recovery reads the journal objects after the manifest whole in one pass (one GET each,
+# not a header then the object) while together they are at most this many bytes; past
+# it, headers first, then the objects to replay a pool's width at a time. Half the
+# checkpoint trigger (store_checkpoint_bytes_default): a checkpoint every couple of
+# seconds (cluster agents) leaves a few MiB, far below it.
+store_recovery_read_whole_bytes = 64 * 1024 * 1024
 # File bytes read and not yet uploaded by a checkpoint: a few default segments' worth
 # (segment_bytes_default), whatever the number of threads.
 store_checkpoint_bytes_in_flight_max = 512 * 1024 * 1024
