@@ -3,8 +3,9 @@
 Goal: concurrent workers lose no operation and mix none up; a history written to JSON
 lines reads back equal, and a file that is not a well-formed history is refused with a
 clear error; errors are sorted into ``fail`` (certainly not applied) and ``info``
-(unknown). Method: threads recording at once, a fake clock where times matter, files
-damaged on purpose.
+(unknown); each operation names its door (native or Kafka), and a history written
+before doors were recorded reads back as all native. Method: threads recording at
+once, a fake clock where times matter, files damaged on purpose.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from odradek.chaos.history import PENDING, SCHEMA, History, Outcome, outcome_of, read_history, write_history
+from odradek.chaos.history import (
+    PENDING,
+    SCHEMA,
+    Door,
+    History,
+    Outcome,
+    outcome_of,
+    read_history,
+    write_history,
+)
 from odradek.errors import ConflictError, InvalidRequest, SequenceError, StorageError, Unavailable
 
 THREADS = 8
@@ -112,9 +122,39 @@ def test_an_idempotent_append_needs_both_id_and_sequence() -> None:
         History().invoke_append("w", "t", "k", "v", producer="p")
 
 
+def test_each_operation_names_its_door(tmp_path: Path) -> None:
+    history = History()
+    native = history.invoke_append("w0", "t", "k", "w0-0")
+    kafka = history.invoke_append("k0", "t.kafka", "k", "k0-0", producer="k0-p0", sequence=0, door=Door.KAFKA)
+    read = history.invoke_read("w0", "t", "k")
+    history.ok(kafka, offset=7)
+    table = history.table()
+    assert table.column("door").to_pylist() == ["native", "kafka", "native"]
+    assert [native, kafka, read] == [0, 1, 2]
+    path = tmp_path / "doors.jsonl"
+    history.write(path)
+    assert read_history(path).equals(table)
+    with pytest.raises(InvalidRequest, match="unknown door 'http'"):
+        history.invoke_append("w0", "t", "k", "w0-1", door="http")  # type: ignore[arg-type]
+
+
+def test_a_history_of_version_1_reads_as_native(tmp_path: Path) -> None:
+    """Written before the door field: every operation went through the native door."""
+    path = tmp_path / "old.jsonl"
+    row = json.loads(_line())
+    del row["door"]
+    header = json.dumps({"format": "odradek-chaos-history", "version": 1})
+    path.write_text(header + "\n" + json.dumps(row) + "\n")
+    table = read_history(path)
+    assert table.column("door").to_pylist() == ["native"] and table.schema == SCHEMA
+    path.write_text(header + "\n" + _line() + "\n")  # a door field in version 1 is unknown
+    with pytest.raises(InvalidRequest, match="not a chaos history's operations"):
+        read_history(path)
+
+
 def _written(tmp_path: Path, lines: list[str]) -> Path:
     path = tmp_path / "bad.jsonl"
-    header = json.dumps({"format": "odradek-chaos-history", "version": 1})
+    header = json.dumps({"format": "odradek-chaos-history", "version": 2})
     path.write_text("\n".join([header, *lines]) + "\n")
     return path
 
@@ -122,6 +162,7 @@ def _written(tmp_path: Path, lines: list[str]) -> Path:
 def _line(**changes: object) -> str:
     row: dict[str, object] = {name: None for name in SCHEMA.names}
     row.update(id=0, worker="w", kind="append", topic="t", key="k", value="v", invoked=0.5, outcome="ok")
+    row.update(door="native")
     row.update(changes)
     return json.dumps({name: value for name, value in row.items() if value != "drop"})
 
@@ -131,6 +172,8 @@ def _line(**changes: object) -> str:
     [
         ([_line(outcome="maybe")], "unknown outcome 'maybe'"),
         ([_line(kind="scan")], "unknown kind 'scan'"),
+        ([_line(door="smtp")], "unknown door 'smtp'"),
+        ([_line(door=None)], "door is missing"),
         ([_line(), _line()], "ids are not unique"),
         ([_line(worker=None)], "worker is missing"),
         ([_line(value=None)], "an append without a value"),

@@ -14,6 +14,15 @@ An operation is one call of the client:
   what lets the checker find a retry written twice.
 * ``read``: ``key_version(topic, key)``; its result is the version read.
 
+Each operation names the *door* it went through: ``native`` (the Python client over
+Flight) or ``kafka`` (a Kafka client, ``chaos/kafka_workload.py``). A Kafka produce is
+an append of one keyed record; its ``producer`` is the client's producer instance (the
+client does not expose the Kafka producer id) and its ``sequence`` the produce's number
+on that instance. The Kafka client retries internally and the worker never sends a
+value again, so a Kafka value is in one operation only. An acknowledged Kafka produce
+has the offset its delivery report gave (None if it gave none) and no version: Kafka
+does not tell the key's version.
+
 Each operation ends with one outcome (Jepsen's terms):
 
 * ``ok``: it happened; ``offset`` and ``version`` are what the server answered (an
@@ -23,7 +32,8 @@ Each operation ends with one outcome (Jepsen's terms):
   pending when the history is taken is ``info`` too (error ``pending``).
 
 Times are seconds on the monotonic clock since the history began; JSON lines hold a
-header line and then one operation per line, in the order of their ids.
+header line and then one operation per line, in the order of their ids. Histories of
+version 1 (before the ``door`` field) are read as all ``native``.
 """
 
 from __future__ import annotations
@@ -47,7 +57,8 @@ import pyarrow.json as pajson
 from odradek.errors import InvalidRequest, OdradekError
 
 FORMAT = "odradek-chaos-history"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_VERSIONS_READ = (1, 2)  # version 1: no door field, every operation native
 # JSON lines are written this many operations at a time (to_pylist of one slice): a
 # slice of 65,536 operations is ~30 MiB of Python objects at most.
 WRITE_ROWS_PER_SLICE = 65_536
@@ -60,6 +71,11 @@ PENDING = "pending"  # the error of an operation that never completed
 class Kind(enum.StrEnum):
     APPEND = "append"
     READ = "read"
+
+
+class Door(enum.StrEnum):
+    NATIVE = "native"
+    KAFKA = "kafka"
 
 
 class Outcome(enum.StrEnum):
@@ -119,6 +135,7 @@ SCHEMA = pa.schema(
         pa.field("offset", pa.int64()),
         pa.field("version", pa.int64()),
         pa.field("error", pa.string()),
+        pa.field("door", pa.string(), nullable=False),
     ]
 )
 _INVOCATION_FIELDS = [
@@ -132,10 +149,11 @@ _INVOCATION_FIELDS = [
     "producer",
     "sequence",
     "invoked",
+    "door",
 ]
 _COMPLETION_FIELDS = ["id", "completed", "outcome", "offset", "version", "error"]
 
-Invocation = tuple[int, str, str, str, str | None, str | None, int | None, str | None, int | None, float]
+Invocation = tuple[int, str, str, str, str | None, str | None, int | None, str | None, int | None, float, str]
 Completion = tuple[int, float, str, int | None, int | None, str | None]
 
 
@@ -170,15 +188,18 @@ class History:
         expect: int | None = None,
         producer: str | None = None,
         sequence: int | None = None,
+        door: Door = Door.NATIVE,
     ) -> int:
-        """Record that an append is sent; returns the operation's id."""
+        """Record that an append is sent (through ``door``); returns the operation's id."""
         if (producer is None) != (sequence is None):
             raise InvalidRequest("an idempotent append needs both a producer id and a sequence")
-        return self._invoke(worker, Kind.APPEND, topic, key, value, expect, producer, sequence)
+        if door not in set(Door):
+            raise InvalidRequest(f"unknown door {door!r} (known: {[known.value for known in Door]})")
+        return self._invoke(worker, Kind.APPEND, topic, key, value, expect, producer, sequence, door)
 
     def invoke_read(self, worker: str, topic: str, key: str) -> int:
         """Record that ``key_version(topic, key)`` is sent; returns the operation's id."""
-        return self._invoke(worker, Kind.READ, topic, key, None, None, None, None)
+        return self._invoke(worker, Kind.READ, topic, key, None, None, None, None, Door.NATIVE)
 
     def _invoke(
         self,
@@ -190,12 +211,14 @@ class History:
         expect: int | None,
         producer: str | None,
         sequence: int | None,
+        door: str,
     ) -> int:
+        door = str(door)
         with self._lock:
             operation = len(self._invocations)
             invoked = self._clock() - self._origin
             self._invocations.append(
-                (operation, worker, kind, topic, key, value, expect, producer, sequence, invoked)
+                (operation, worker, kind, topic, key, value, expect, producer, sequence, invoked, door)
             )
         return operation
 
@@ -315,20 +338,24 @@ def read_history(path: Path) -> pa.Table:
     the fields and their types, the kinds and outcomes, unique ids. Raises
     InvalidRequest saying what is wrong."""
     with open(path, "rb") as file:
-        _check_header(file, path)
+        version = _check_header(file, path)
         if not file.peek(1):
             return SCHEMA.empty_table()
         # Parsed with every field nullable, so that a missing field is named by check_table.
-        nullable = pa.schema([field.with_nullable(True) for field in SCHEMA])
+        fields = SCHEMA if version >= 2 else [field for field in SCHEMA if field.name != "door"]
+        nullable = pa.schema([field.with_nullable(True) for field in fields])
         options = pajson.ParseOptions(explicit_schema=nullable, unexpected_field_behavior="error")
         try:
             table = pajson.read_json(file, parse_options=options)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InvalidRequest(f"{path}: not a chaos history's operations: {exc}") from None
+    if version < 2:
+        table = table.append_column("door", pa.repeat(pa.scalar(Door.NATIVE.value), table.num_rows))
     return check_table(table, str(path))
 
 
-def _check_header(file: io.BufferedReader, path: Path) -> None:
+def _check_header(file: io.BufferedReader, path: Path) -> int:
+    """The history's format version, if this reads it."""
     line = file.readline()
     try:
         header = json.loads(line)
@@ -336,10 +363,13 @@ def _check_header(file: io.BufferedReader, path: Path) -> None:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidRequest(f"{path}: not a chaos history (its first line is no {FORMAT} header)")
-    if header.get("version") != FORMAT_VERSION:
+    version = header.get("version")
+    if version not in FORMAT_VERSIONS_READ or isinstance(version, bool):
         raise InvalidRequest(
-            f"{path}: a chaos history of version {header.get('version')!r}; this reads {FORMAT_VERSION}"
+            f"{path}: a chaos history of version {version!r}; "
+            f"this reads versions {list(FORMAT_VERSIONS_READ)}"
         )
+    return int(version)
 
 
 def check_table(table: pa.Table, what: str = "history") -> pa.Table:
@@ -357,7 +387,7 @@ def check_table(table: pa.Table, what: str = "history") -> pa.Table:
         table = table.select(SCHEMA.names).cast(SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise InvalidRequest(f"{what}: columns of the wrong types: {exc}") from None
-    for name, allowed in (("kind", Kind), ("outcome", Outcome)):
+    for name, allowed in (("kind", Kind), ("outcome", Outcome), ("door", Door)):
         known = pa.array([member.value for member in allowed])
         unknown = pc.invert(pc.is_in(table.column(name), value_set=known))
         if pc.any(unknown).as_py():
