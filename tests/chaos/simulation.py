@@ -18,6 +18,17 @@ at without disturbing anything else (``Simulation.marks`` names its operations):
 * ``fin``: two appends of key ``fin`` with ``expect=0`` and ``expect=1``, both ``ok``:
   the last two records of topic ``a``.
 
+Topic ``k`` is written through the Kafka door only, as a Kafka worker does
+(``chaos/kafka_workload.py``): keyed produces with values of their own, the client's
+producer instance and the produce's number on it as producer and sequence, ``ok`` with
+the offset (or none) and no version, ``fail`` only for a produce refused before it was
+queued (never applied), ``info`` for a delivery error (applied or not); now and then the
+producer is replaced (a fatal error). Its suffix:
+
+* ``kafka_info``: a produce applied whose delivery report was an error (``info``);
+* ``kafka_refused``: a produce refused by the client (``fail``, not applied);
+* ``kafka``: two produces of key ``kafka``, both ``ok``: the last two records of ``k``.
+
 Rows of the history are plain dicts (history.SCHEMA's columns) so that tests can change
 them; ``Simulation.history()`` records them through the History API.
 """
@@ -32,7 +43,9 @@ from hypothesis import strategies as st
 
 from odradek.chaos.history import History
 
-TOPICS = ("a", "b")
+TOPICS = ("a", "b")  # written through the native door
+KAFKA_TOPIC = "k"  # written through the Kafka door
+LOG_TOPICS = (*TOPICS, KAFKA_TOPIC)
 KEYS = ("k0", "k1", "k2", None)
 STEP = 100.0  # time between two operations' application points
 LAG_MAX = 150.0  # invocation before, completion after application: up to 1.5 steps
@@ -67,6 +80,7 @@ class Simulation:
                     expect=row["expect"],
                     producer=row["producer"],
                     sequence=row["sequence"],
+                    door=row["door"],
                 )
             else:
                 operation = history.invoke_read(row["worker"], row["topic"], row["key"])
@@ -87,7 +101,7 @@ class Simulation:
             [("offset", pa.int64()), ("key", pa.binary()), ("value", pa.binary()), ("version", pa.int64())]
         )
         tables = {}
-        for topic in TOPICS:
+        for topic in LOG_TOPICS:
             records = self.logs[topic]
             tables[topic] = pa.table(
                 {
@@ -102,8 +116,8 @@ class Simulation:
 
     def record(self, mark: str, index: int = 0) -> dict[str, Any]:
         """The log record of a suffix operation (it must be visible)."""
-        value = self.rows[self.marks[mark][index]]["value"]
-        return next(record for record in self.logs["a"] if record["value"] == value)
+        row = self.rows[self.marks[mark][index]]
+        return next(record for record in self.logs[row["topic"]] if record["value"] == row["value"])
 
     def append_record(self, topic: str, key: str | None, value: str) -> dict[str, Any]:
         """A record added at the end of ``topic``'s log: the next offset, the key's next
@@ -145,7 +159,11 @@ idempotent = st.tuples(
     lags,
 )
 reading = st.tuples(st.just("read"), st.sampled_from(TOPICS), st.sampled_from(KEYS[:-1]), outcomes, lags)
-steps = st.lists(st.one_of(plain, expecting, idempotent, reading), max_size=60)
+# A Kafka produce: applied?, answered?, an offset in its report?, producer replaced after?
+producing = st.tuples(
+    st.just("kafka"), st.sampled_from(KEYS[:-1]), st.booleans(), outcomes, st.booleans(), st.booleans(), lags
+)
+steps = st.lists(st.one_of(plain, expecting, idempotent, reading, producing), max_size=60)
 
 
 # -- the simulated owner ----------------------------------------------------------------
@@ -154,9 +172,11 @@ steps = st.lists(st.one_of(plain, expecting, idempotent, reading), max_size=60)
 class _Owner:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
-        self.logs: dict[str, list[dict[str, Any]]] = {topic: [] for topic in TOPICS}
+        self.logs: dict[str, list[dict[str, Any]]] = {topic: [] for topic in LOG_TOPICS}
         self.versions: dict[tuple[str, str], int] = {}
         self.sequences: dict[str, int] = {}
+        self.kafka_producer = 0  # the Kafka worker's producer instance
+        self.kafka_sequence = 0
         self.values = 0
         self.time = 0.0
 
@@ -203,6 +223,7 @@ class _Owner:
             "offset": None,
             "version": None,
             "error": "timeout",
+            "door": "native",
         }
         row.update(fields)
         self.rows.append(row)
@@ -259,11 +280,44 @@ class _Owner:
                 if result is None and applies:
                     result = self.apply(topic, key, value)
                 self.answer(row, answered, result, "invalid_request: refused")
+        elif kind == "kafka":
+            _, key, applied, answered, offset_given, replaced, lag = step
+            self.produce(key, applied, answered, offset_given, at, lag)
+            if replaced:
+                self.kafka_producer += 1
+                self.kafka_sequence = 0
         else:
             _, topic, key, answered, lag = step
             row = self.row("w5", "read", topic, key, None, at, lag)
             if answered:
                 row.update(outcome="ok", version=self.versions.get((topic, key), 0), error=None)
+
+    def produce(
+        self, key: str, applied: bool, answered: bool, offset_given: bool, at: float, lag: tuple[float, float]
+    ) -> dict[str, Any]:
+        """One Kafka produce to topic k, recorded as the Kafka worker records it."""
+        value = self.value()
+        row = self.row(
+            "k0",
+            "append",
+            KAFKA_TOPIC,
+            key,
+            value,
+            at,
+            lag,
+            producer=f"k0-p{self.kafka_producer}",
+            sequence=self.kafka_sequence,
+            door="kafka",
+            error="kafka _MSG_TIMED_OUT: Local: Message timed out",
+        )
+        self.kafka_sequence += 1
+        if applied:
+            offset, _ = self.apply(KAFKA_TOPIC, key, value)
+            if answered:
+                row.update(outcome="ok", offset=offset if offset_given else None, error=None)
+        elif answered:
+            row.update(outcome="fail", error="BufferError: Local: Queue full")
+        return row
 
     def suffix(self) -> dict[str, list[int]]:
         marks: dict[str, list[int]] = {}
@@ -292,6 +346,13 @@ class _Owner:
             row = self.row("w1", "append", "a", "fin", value, self.tick(), lag, expect=expect)
             self.answer(row, True, result, "")
             mark("fin")
+        self.produce("kafka", True, False, True, self.tick(), lag)
+        mark("kafka_info")
+        self.produce("kafka", False, True, True, self.tick(), lag)
+        mark("kafka_refused")
+        for _ in range(2):
+            self.produce("kafka", True, True, True, self.tick(), lag)
+            mark("kafka")
         return marks
 
 

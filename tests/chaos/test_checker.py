@@ -8,8 +8,12 @@ Method: ``simulation.py`` applies hypothesis-drawn client operations as one owne
 overlapping in time; answers lost at random) and ends with a fixed suffix of operations
 that the injections aim at; the history goes through the History API; each injection
 changes the history or a log the way a broken cluster would, and the report is
-compared with the one kind expected. Unit tests cover the rest (bounds, reads, bad
-input, the report's forms).
+compared with the one kind expected. The same holds of a topic written through the
+Kafka door, where the history knows what a Kafka client knows (an offset, sometimes
+none, never a version): a Kafka record duplicated, lost, visible though the client
+refused it or never produced is reported as its kind, and nothing is reported for what
+Kafka does not tell. Unit tests cover the rest (bounds, reads, bad input, the report's
+forms, operations and anomalies per door).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
-from simulation import Simulation, simulate, steps
+from simulation import KAFKA_TOPIC, Simulation, simulate, steps
 
 from odradek.chaos.checker import ANOMALIES, Report, check
 from odradek.chaos.history import SCHEMA
@@ -46,6 +50,7 @@ def test_a_correct_single_owner_run_has_no_anomaly(drawn: list[tuple[Any, ...]])
     assert report.valid, report.to_text()
     assert sum(sum(outcomes.values()) for outcomes in report.operations.values()) == len(simulation.rows)
     assert report.topics["a"]["records"] == len(simulation.logs["a"])
+    assert report.topics[KAFKA_TOPIC]["records"] == len(simulation.logs[KAFKA_TOPIC])
 
 
 def test_a_correct_run_checked_with_its_bounds_has_no_anomaly() -> None:
@@ -115,6 +120,98 @@ def test_an_injected_fault_is_reported_as_exactly_its_kind(kind: str, drawn: lis
     assert report.kinds() == {kind}, report.to_text()
     assert report.anomalies[kind] == 1
     assert report.examples[kind], "an anomaly comes with an example"
+
+
+# -- the Kafka door: each injected fault is reported as its kind ----------------------
+
+
+def _kafka_duplicated(simulation: Simulation) -> None:
+    """The client's internal retry of an acknowledged produce written again."""
+    record = simulation.record("kafka", 1)
+    simulation.append_record(KAFKA_TOPIC, record["key"], record["value"])
+
+
+def _kafka_lost(simulation: Simulation) -> None:
+    simulation.logs[KAFKA_TOPIC].remove(simulation.record("kafka", 1))  # the last record
+
+
+def _kafka_refused_but_visible(simulation: Simulation) -> None:
+    """A produce the client refused before queueing it (so never sent) shows in the log."""
+    refused = simulation.rows[simulation.marks["kafka_refused"][0]]
+    simulation.append_record(KAFKA_TOPIC, refused["key"], refused["value"])
+
+
+def _kafka_never_produced(simulation: Simulation) -> None:
+    simulation.append_record(KAFKA_TOPIC, "kafka", "k9-never-produced")
+
+
+def _kafka_acknowledged_elsewhere(simulation: Simulation) -> None:
+    """The delivery report named another offset than the record's in the log."""
+    simulation.rows[simulation.marks["kafka"][0]]["offset"] += 1
+
+
+KAFKA_INJECTIONS: dict[str, tuple[str, Callable[[Simulation], None]]] = {
+    "duplicated": ("duplicate_retry", _kafka_duplicated),
+    "lost": ("lost", _kafka_lost),
+    "refused_but_visible": ("visible_failed", _kafka_refused_but_visible),
+    "never_produced": ("phantom", _kafka_never_produced),
+    "acknowledged_elsewhere": ("wrong_offset", _kafka_acknowledged_elsewhere),
+}
+
+
+@pytest.mark.parametrize("injection", sorted(KAFKA_INJECTIONS))
+@PROPERTY
+@given(drawn=steps)
+def test_an_injected_kafka_fault_is_reported_as_exactly_its_kind(
+    injection: str, drawn: list[tuple[Any, ...]]
+) -> None:
+    kind, inject = KAFKA_INJECTIONS[injection]
+    simulation = simulate(drawn)
+    inject(simulation)
+    report = _check(simulation)
+    assert report.kinds() == {kind}, report.to_text()
+    assert report.anomalies[kind] == 1
+    assert report.examples[kind] and report.examples[kind][0]["topic"] == KAFKA_TOPIC
+    assert report.doors["kafka"]["anomalies"] == {kind: 1}
+    assert report.doors["native"]["anomalies"] == {}
+
+
+def test_what_kafka_does_not_tell_is_not_checked_and_the_rest_is() -> None:
+    """A Kafka acknowledgement carries no version (none is compared, not even a wrong
+    one), and one without an offset is checked for presence only; the log's versions of
+    a Kafka-written key are checked all the same."""
+    simulation = simulate([])
+    last = simulation.rows[simulation.marks["kafka"][1]]
+    assert last["version"] is None and last["door"] == "kafka"
+    last["offset"] = None
+    report = _check(simulation)
+    assert report.valid, report.to_text()
+    first, second = simulation.record("kafka", 0), simulation.record("kafka", 1)
+    first["version"], second["version"] = second["version"], first["version"]
+    assert _check(simulation).kinds() == {"version_order"}
+
+
+def test_a_visible_kafka_produce_whose_report_was_an_error_is_no_anomaly() -> None:
+    simulation = simulate([])
+    info = simulation.rows[simulation.marks["kafka_info"][0]]
+    assert info["outcome"] == "info" and simulation.record("kafka_info")["value"] == info["value"]
+    assert _check(simulation).valid
+
+
+def test_operations_and_anomalies_per_door() -> None:
+    simulation = simulate([])
+    _kafka_lost(simulation)
+    _drop_acknowledged(simulation)
+    report = _check(simulation)
+    kafka, native = report.doors["kafka"], report.doors["native"]
+    assert kafka["topics"] == [KAFKA_TOPIC] and native["topics"] == ["a"]
+    assert kafka["operations"] == {"append": {"ok": 2, "fail": 1, "info": 1}}
+    assert set(native["operations"]) == {"append"}
+    assert kafka["anomalies"] == {"lost": 1} and native["anomalies"] == {"lost": 1}
+    assert report.anomalies["lost"] == 2
+    text = report.to_text()
+    assert "door kafka: append 4 (ok 2, fail 1, info 1); anomalies 1 (lost 1)" in text
+    assert Report.from_json(json.loads(json.dumps(report.to_json()))).doors == report.doors
 
 
 # -- the other kinds, one by one -------------------------------------------------------
@@ -215,6 +312,7 @@ def _read(simulation: Simulation, key: str, version: int, at: float) -> None:
             "offset": None,
             "version": version,
             "error": None,
+            "door": "native",
         }
     )
 
@@ -266,6 +364,7 @@ def test_a_large_history_is_checked_as_columns() -> None:
             pa.array(np.arange(count)),
             pa.array(versions),
             pa.nulls(count, pa.string()),
+            pa.repeat(pa.scalar("native"), count),
         ],
         schema=SCHEMA,
     )

@@ -21,6 +21,28 @@ Rules, per topic (each broken rule is an anomaly *kind*; see ANOMALIES):
   before it was sent (``read_stale``) and no version the log does not hold in the end
   (``read_unseen``).
 
+Appends through the Kafka door (``door`` = ``kafka``, ``chaos/kafka_workload.py``)
+follow the same rules, with what Kafka tells a producer and nothing more:
+
+* a Kafka offset *is* the topic's log offset (the door's virtual partitions share the
+  log's offsets, ``protocols/kafka/partitions.py``), and the offset a delivery report
+  gives is the batch's base offset plus the record's place in it; so an acknowledged
+  produce's offset is checked exactly against the log (``wrong_offset``). A delivery
+  report without an offset (Kafka's answer to a retry the broker found duplicate; the
+  door never gives it) leaves only presence to check;
+* Kafka does not tell the key's version: an acknowledged produce's version is not
+  checked (``wrong_version`` concerns native appends only), but the log's versions of
+  every key are, whatever door wrote them;
+* every produce is an idempotent producer's with a value of its own (the client's
+  internal retries resend it, the worker never does): a value in the log twice is
+  ``duplicate_retry``, a retry the door wrote again;
+* a produce refused by the client before it was queued is ``fail`` (``visible_failed``
+  if it shows); a delivery error is ``info`` (the client cannot tell whether a retry
+  reached the broker before the error), as is a produce never reported.
+
+The report gives operations and anomalies per door as well: a door's anomalies are
+those found in the topics it appended to (a topic both doors wrote counts for both).
+
 Everything is computed a column at a time (Arrow compute, NumPy): a history of a
 million operations is checked in seconds. Only the examples (at most ``examples_max`` per
 kind) are made into Python objects. An anomaly is counted once per record, value or
@@ -39,7 +61,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from odradek.chaos.history import Kind, Outcome, check_table
+from odradek.chaos.history import Door, Kind, Outcome, check_table
 from odradek.errors import InvalidRequest
 
 # Examples kept per anomaly kind: enough to start debugging, a report stays readable.
@@ -84,6 +106,8 @@ class Report:
     topics: dict[str, dict[str, int]]
     anomalies: dict[str, int]
     examples: dict[str, list[dict[str, Any]]]
+    # door -> {"operations": {kind: {outcome: n}}, "topics": [...], "anomalies": {kind: n}}
+    doors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -104,6 +128,7 @@ class Report:
             "topics": self.topics,
             "anomalies": {kind: count for kind, count in self.anomalies.items() if count},
             "examples": {kind: rows for kind, rows in self.examples.items() if rows},
+            "doors": self.doors,
         }
 
     @classmethod
@@ -113,6 +138,7 @@ class Report:
             topics={str(k): dict(v) for k, v in document.get("topics", {}).items()},
             anomalies={str(k): int(v) for k, v in document.get("anomalies", {}).items()},
             examples={str(k): list(v) for k, v in document.get("examples", {}).items()},
+            doors={str(k): dict(v) for k, v in document.get("doors", {}).items()},
         )
 
     def to_text(self) -> str:
@@ -121,6 +147,7 @@ class Report:
             total = sum(outcomes.values())
             parts = ", ".join(f"{outcome} {outcomes.get(outcome, 0)}" for outcome in ("ok", "fail", "info"))
             lines.append(f"operations {kind}: {total} ({parts})")
+        lines.extend(door_lines(self.doors))
         for topic, summary in sorted(self.topics.items()):
             lines.append(
                 f"topic {topic}: {summary['records']} records, offsets {summary['first_offset']}"
@@ -141,16 +168,37 @@ class Report:
         return self.to_text()
 
 
+def door_lines(doors: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per door: its operations by kind and outcome, its topics' anomalies."""
+    lines = []
+    for door, summary in sorted(doors.items()):
+        parts = []
+        for kind, outcomes in sorted(summary.get("operations", {}).items()):
+            counts = ", ".join(f"{outcome} {outcomes.get(outcome, 0)}" for outcome in ("ok", "fail", "info"))
+            parts.append(f"{kind} {sum(outcomes.values())} ({counts})")
+        anomalies = summary.get("anomalies", {})
+        found = ", ".join(f"{kind} {count}" for kind, count in sorted(anomalies.items()))
+        lines.append(
+            f"door {door}: {'; '.join(parts) or 'no operations'}; "
+            f"anomalies {sum(anomalies.values())}{f' ({found})' if found else ''}"
+        )
+    return lines
+
+
 class _Findings:
     def __init__(self, examples_max: int) -> None:
         self.examples_max = examples_max
         self.counts: dict[str, int] = dict.fromkeys(ANOMALIES, 0)
         self.examples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ANOMALIES}
+        self.topic = ""  # the topic being checked: what add() counts against
+        self.by_topic: dict[str, dict[str, int]] = {}
 
     def add(self, kind: str, count: int, examples: list[dict[str, Any]]) -> None:
         if count <= 0:
             return
         self.counts[kind] += count
+        per_topic = self.by_topic.setdefault(self.topic, {})
+        per_topic[kind] = per_topic.get(kind, 0) + count
         room = self.examples_max - len(self.examples[kind])
         self.examples[kind].extend(_plain(row) for row in examples[: max(room, 0)])
 
@@ -182,6 +230,7 @@ def check(
     for topic in sorted(logs):
         operations = history.filter(pc.equal(history.column("topic"), topic))
         first, next_offset = (bounds or {}).get(topic, (0, -1))
+        findings.topic = topic
         topics[topic] = _check_topic(
             topic, operations, _log_table(topic, logs[topic]), first, next_offset, findings
         )
@@ -190,7 +239,27 @@ def check(
         topics=topics,
         anomalies=findings.counts,
         examples=findings.examples,
+        doors=_doors(history, findings.by_topic),
     )
+
+
+def _doors(history: pa.Table, by_topic: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
+    """Per door: its operations, the topics it appended to and their anomalies."""
+    doors: dict[str, dict[str, Any]] = {}
+    for door in sorted(history.column("door").unique().to_pylist()):
+        operations = history.filter(pc.equal(history.column("door"), door))
+        appends = operations.filter(pc.equal(operations.column("kind"), Kind.APPEND.value))
+        topics = sorted(appends.column("topic").unique().to_pylist())
+        anomalies: dict[str, int] = {}
+        for topic in topics:
+            for kind, count in by_topic.get(topic, {}).items():
+                anomalies[kind] = anomalies.get(kind, 0) + count
+        doors[door] = {
+            "operations": _operation_counts(operations),
+            "topics": topics,
+            "anomalies": anomalies,
+        }
+    return doors
 
 
 def _operation_counts(history: pa.Table) -> dict[str, dict[str, int]]:
@@ -408,7 +477,8 @@ def _check_acknowledged(
     topic: str, appends: pa.Table, log: pa.Table, copies: npt.NDArray[np.int64], findings: _Findings
 ) -> None:
     """Each ok append at its acknowledged offset and version (values in the log twice are
-    reported as duplicates instead)."""
+    reported as duplicates instead). A Kafka produce's version is unknown, and so is its
+    offset if its delivery report gave none: those are not compared."""
     acked = appends.filter(pc.equal(appends.column("outcome"), Outcome.OK.value))
     if acked.num_rows == 0:
         return
@@ -424,11 +494,13 @@ def _check_acknowledged(
     acked_offsets = pc.fill_null(acked.column("offset"), -1).to_numpy()
     versions = pc.fill_null(log.column("version"), -1).to_numpy()[index]
     acked_versions = pc.fill_null(acked.column("version"), -1).to_numpy()
-    for kind, found, wanted in (
-        ("wrong_offset", offsets, acked_offsets),
-        ("wrong_version", versions, acked_versions),
+    kafka = pc.equal(acked.column("door"), Door.KAFKA.value).to_numpy(zero_copy_only=False)
+    offset_known = ~(kafka & pc.is_null(acked.column("offset")).to_numpy(zero_copy_only=False))
+    for kind, found, wanted, known in (
+        ("wrong_offset", offsets, acked_offsets, offset_known),
+        ("wrong_version", versions, acked_versions, ~kafka),
     ):
-        wrong = np.flatnonzero(single & (found != wanted))
+        wrong = np.flatnonzero(single & known & (found != wanted))
         examples = []
         for i in wrong[: findings.room(kind)]:
             example = _operation(acked, int(i))
@@ -633,6 +705,7 @@ def _operation(table: pa.Table, row: int) -> dict[str, Any]:
         "outcome",
         "offset",
         "version",
+        "door",
     )
     return {name: _text(table.column(name)[row].as_py()) for name in names}
 
