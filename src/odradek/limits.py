@@ -463,3 +463,19 @@ cluster_status_owners_max = 1000
 # Lease time-to-live requests in flight at once: 1,000 agents at 1 ms per request over a
 # LAN are read in ~30 ms; all of them share one endpoint timeout.
 cluster_status_lease_requests_concurrent_max = 32
+
+# --- Chaos run's Kafka-door worker (src/odradek/chaos/kafka_workload.py) -----------------
+# Produces of one worker awaiting their delivery report: each holds a record of a few
+# bytes in the client and a row in the history. librdkafka queues up to 100,000 by
+# default; a worker keeps far fewer so that a fault leaves a bounded number unknown.
+chaos_kafka_produces_in_flight_max = 1024
+# librdkafka's message.timeout.ms (default 300 s): a produce not acknowledged within this
+# is reported failed (outcome unknown). A failover takes ~10 s (a paused owner ~17 s at
+# most) in the measured chaos runs (docs/cluster.md); a minute covers several in a row.
+chaos_kafka_message_timeout_ms = 60_000
+# At the end of a run a worker's producer gets this long to have its in-flight produces
+# acknowledged before they are purged (outcome unknown); under the harness's 60 s wait
+# for its workers to stop, and more than a failover in case one is still going on.
+chaos_kafka_close_seconds = 20.0
+# Creating the Kafka topic of the chaos run through the Kafka door's admin API.
+chaos_kafka_admin_seconds = 30.0
