@@ -1,7 +1,9 @@
 """The chaos test of cluster mode (issue 14): a 3-member etcd, an S3 store (moto behind
 a fault proxy) and 3 agents (``odradek serve --etcd``) on loopback ports; workers
 append through ``odradek.connect("grpc://a1,a2,a3")`` (keyed appends, ``expect=`` races
-on hot keys, idempotent retries) while faults are injected at random, one per cycle:
+on hot keys, idempotent retries) and through the Kafka door (an idempotent librdkafka
+producer bootstrapped with every agent, keyed produces, ``acks=all``) while faults are
+injected at random, one per cycle:
 kill -9 of the owner (restarted, sometimes on an empty data directory), SIGSTOP of the
 owner past its lease (then SIGCONT: a zombie), SIGTERM of the owner (a handover), kill
 of an etcd member and of the etcd leader, store latency and 503s. After each fault the
@@ -11,12 +13,14 @@ and the whole history is checked (src/odradek/chaos/checker.py).
     python scripts/chaos.py [--cycles 100] [--agents 3] [--etcd-members 3] [--seed 0]
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
+        [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
 JSON to ``--report`` (and ``WORKDIR/report.json``), the history to
-``WORKDIR/history.jsonl``. The exit status is 0 when the run found no anomaly and every
-fault was recovered from, 1 otherwise, 2 if the cluster could not be started. The work
-directory (temporary unless given) keeps every server's log.
+``WORKDIR/history.jsonl``, the Kafka clients' logs to ``WORKDIR/kafka-k*.log``; the
+report gives operations and anomalies per door. The exit status is 0 when the run found
+no anomaly and every fault was recovered from, 1 otherwise, 2 if the cluster could not
+be started. The work directory (temporary unless given) keeps every server's log.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from odradek.chaos.cluster import ChaosSettings, report_text, run
 from odradek.chaos.faults import FaultKind
+from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.processes import HarnessError
 from odradek.chaos.workload import WorkloadSettings
 from odradek.errors import InvalidRequest
@@ -64,6 +69,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=2.0,
         help="seconds of steady traffic between faults, at most (default 2)",
     )
+    parser.add_argument(
+        "--kafka-workers", type=int, default=1, help="Kafka-door producing threads (default 1; 0: none)"
+    )
+    parser.add_argument(
+        "--kafka-partitions",
+        type=int,
+        default=2,
+        help="virtual partitions of the Kafka workers' topic (default 2)",
+    )
+    parser.add_argument(
+        "--kafka-rate", type=float, default=200.0, help="produces per second per Kafka worker (default 200)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep a temporary work directory")
     return parser.parse_args(argv)
 
@@ -79,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             lease_ttl_seconds=args.lease_ttl,
             workload=WorkloadSettings(workers=args.workers),
+            kafka=KafkaSettings(
+                workers=args.kafka_workers, partitions=args.kafka_partitions, rate_per_second=args.kafka_rate
+            ),
             kinds=kinds,
             steady_seconds=(min(0.5, args.steady), args.steady),
         )

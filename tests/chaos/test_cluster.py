@@ -3,7 +3,9 @@
 Goal: impossible settings are refused before anything starts; the report counts faults
 by kind, summarizes failover times over the owner faults only, carries the checker's
 anomalies and is valid only when there are none, no cycle failed and no worker was
-stuck; its text says all of that; the runner script refuses unknown faults; a repair
+stuck; its text says all of that, operations and anomalies per door and what the Kafka
+workers' clients went through included; the runner script refuses unknown faults and
+impossible Kafka settings; a repair
 after a failed cycle undoes every fault and restarts exactly the agents that are lost.
 Method: cycles and checker results made by hand; the script's ``main`` called
 in-process; a cluster of fakes for the repair.
@@ -57,6 +59,40 @@ def test_the_report_summarizes_faults_failovers_and_anomalies() -> None:
     assert report["valid"] and report["anomaly_count"] == 0
     text = report_text(report)
     assert "anomalies: 0" in text and "result: PASS" in text and "n=3 p50 5.00 s" in text
+
+
+def test_the_report_gives_operations_and_anomalies_per_door() -> None:
+    checked = _checked({"lost": 1})
+    checked["doors"] = {
+        "kafka": {
+            "operations": {"append": {"ok": 90, "info": 3}},
+            "topics": ["chaos.kafka"],
+            "anomalies": {"lost": 1},
+        },
+        "native": {
+            "operations": {"append": {"ok": 10, "fail": 2, "info": 1}, "read": {"ok": 4}},
+            "topics": ["chaos.keys"],
+            "anomalies": {},
+        },
+    }
+    kafka_workers = {
+        "k0": {
+            "producers": 2,
+            "fatal_errors": ["kafka _FATAL: x"],
+            "client_errors": 40,
+            "acks_without_offset": 0,
+        }
+    }
+    harness = {"workers_stuck": 0, "worker_errors": [], "kafka_workers": kafka_workers}
+    report = _report(ChaosSettings(cycles=1), [_cycle(1, FaultKind.KILL_OWNER, 3.0)], checked, harness, 9.0)
+    assert json.loads(json.dumps(report)) == report and report["doors"] == checked["doors"]
+    text = report_text(report)
+    assert "door kafka: append 93 (ok 90, fail 0, info 3); anomalies 1 (lost 1)" in text
+    assert (
+        "door native: append 13 (ok 10, fail 2, info 1); read 4 (ok 4, fail 0, info 0); anomalies 0" in text
+    )
+    assert "kafka worker k0: 2 producers, 1 fatal errors, 40 client errors, 0 acks without an offset" in text
+    assert "result: FAIL" in text
 
 
 @pytest.mark.parametrize(
@@ -113,6 +149,18 @@ def test_the_script_refuses_unknown_faults_before_starting_anything(
     assert not (tmp_path / "never").exists()
     arguments = script.parse(["--cycles", "7", "--agents", "3", "--etcd-members", "3", "--seed", "5"])
     assert (arguments.cycles, arguments.agents, arguments.etcd_members, arguments.seed) == (7, 3, 3, 5)
+    assert (arguments.kafka_workers, arguments.kafka_partitions, arguments.kafka_rate) == (1, 2, 200.0)
+    arguments = script.parse(["--kafka-workers", "0", "--kafka-partitions", "4", "--kafka-rate", "50"])
+    assert (arguments.kafka_workers, arguments.kafka_partitions, arguments.kafka_rate) == (0, 4, 50.0)
+
+
+def test_the_script_refuses_impossible_kafka_settings_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _script()
+    assert script.main(["--kafka-partitions", "0", "--workdir", str(tmp_path / "never")]) == 2
+    assert "1 to 1024 partitions" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 class FakeAgent:

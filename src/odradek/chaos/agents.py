@@ -1,6 +1,7 @@
 """Cluster agents of the chaos run: ``odradek serve --store ... --etcd ...`` subprocesses
 on fixed loopback ports (a restarted agent comes back where clients look for it), each
-with a data directory of its own (its cache) and its output in a log.
+with a data directory of its own (its cache) and its output in a log. Each agent has a
+Kafka door on a fixed port of its own too; only the owner's listens (decision 0013).
 
 ``Agent.status()`` asks the agent's Flight door for ``cluster_status`` (every agent
 answers it, owner or standby); the harness finds the owner and the agents the cluster
@@ -43,7 +44,7 @@ class Agent:
         self.id = agent_id
         self.directory = directory
         self.data_dir = directory / "data"
-        self.port, self.metrics_port = free_ports(2)
+        self.port, self.metrics_port, self.kafka_port = free_ports(3)
         self.settings = settings
         command = [
             *ODRADEK,
@@ -61,7 +62,7 @@ class Agent:
             "--listen",
             self.address,
             "--kafka-listen",
-            "off",
+            self.kafka_address,
             "--registry-listen",
             "off",
             "--metrics-listen",
@@ -83,6 +84,11 @@ class Agent:
     @property
     def url(self) -> str:
         return f"grpc://{self.address}"
+
+    @property
+    def kafka_address(self) -> str:
+        """The Kafka door's host:port (listening while the agent owns the cell)."""
+        return f"127.0.0.1:{self.kafka_port}"
 
     def start(self, *, empty: bool = False, wait: bool = True) -> None:
         """Start the agent (``empty``: with its data directory wiped first, a fresh

@@ -7,8 +7,10 @@ etcd (``chaos/etcd.py``), moto's S3 server behind a fault proxy (``chaos/stores.
 
 :func:`run` drives a run, cycle after cycle:
 
-1. the workers append all along (``chaos/workload.py``); a cycle begins with a steady
-   spell of a second or few;
+1. the workers append all along: through the native door (``chaos/workload.py``) and,
+   with ``KafkaSettings.workers`` (1 by default), through the Kafka door with an
+   idempotent Kafka producer bootstrapped with every agent's Kafka address
+   (``chaos/kafka_workload.py``); a cycle begins with a steady spell of a second or few;
 2. a fault is injected at random; the prober sends appends until one sent after the
    fault succeeds: the time from the fault to that answer is the cycle's *serving
    again* time (for a fault of the owner, its failover time);
@@ -23,9 +25,11 @@ the cluster is not whole within ``settle_seconds_max``) is reported, then the cl
 repaired (every fault undone, every agent that is down, silent or unknown to the owner
 restarted) and the run goes on; if even that does not make it whole, the run ends.
 
-At the end the workers stop, the history is written (``history.jsonl``), every topic is
-read back through the client and the history is checked against the logs
-(``chaos/checker.py``); the report (``report.json``) says what was done and found.
+At the end the workers stop (a Kafka worker's producer is flushed within a bound, the
+rest purged), the history is written (``history.jsonl``), every topic is read back
+through the client and the history is checked against the logs (``chaos/checker.py``);
+the report (``report.json``) says what was done and found, per door too. The Kafka
+clients' own logs are in ``kafka-<worker>.log``.
 """
 
 from __future__ import annotations
@@ -47,13 +51,15 @@ import numpy as np
 
 import odradek
 from odradek.chaos.agents import Agent, AgentSettings
-from odradek.chaos.checker import check
+from odradek.chaos.checker import check, door_lines
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
 from odradek.chaos.history import History
+from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorker, create_kafka_topic
 from odradek.chaos.processes import HarnessError, wait_until
 from odradek.chaos.stores import S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
+    TOPICS,
     Prober,
     Worker,
     WorkloadSettings,
@@ -81,6 +87,7 @@ class ChaosSettings:
     flush_ms: float | None = None
     cluster: str = "chaos"
     workload: WorkloadSettings = dataclasses.field(default_factory=WorkloadSettings)
+    kafka: KafkaSettings = dataclasses.field(default_factory=KafkaSettings)
     kinds: tuple[FaultKind, ...] = tuple(FaultKind)
     schedule: tuple[FaultKind, ...] = ()  # the first faults, in order; then drawn from kinds
     steady_seconds: tuple[float, float] = (1.0, 3.0)
@@ -171,6 +178,11 @@ class ChaosCluster:
     def url(self) -> str:
         """What ``odradek.connect`` takes for the whole cluster."""
         return ",".join(self.urls())
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """What a Kafka client's ``bootstrap.servers`` takes: every agent's Kafka door."""
+        return ",".join(agent.kafka_address for agent in self.agents.values())
 
     # -- state ----------------------------------------------------------------------
 
@@ -333,10 +345,29 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
         progress(f"cluster whole after {time.monotonic() - started:.1f} s; owner {cluster.owner()}")
         with connect(cluster.url) as admin:
             create_topics(admin)
-        workers = [
+        topics: tuple[str, ...] = TOPICS
+        if settings.kafka.workers:
+            try:
+                create_kafka_topic(cluster.kafka_bootstrap, settings.kafka.partitions)
+            except OdradekError as exc:
+                raise HarnessError(f"the Kafka door could not be used: {exc}") from exc
+            topics += KAFKA_TOPICS
+        workers: list[Worker | KafkaWorker] = [
             Worker(number, history, lambda: connect(cluster.url), settings.workload, settings.seed)
             for number in range(settings.workload.workers)
         ]
+        kafka_workers = [
+            KafkaWorker(
+                number,
+                history,
+                cluster.kafka_bootstrap,
+                settings.kafka,
+                settings.seed,
+                log_path=workdir / f"kafka-k{number}.log",
+            )
+            for number in range(settings.kafka.workers)
+        ]
+        workers += kafka_workers
         prober = Prober(history, cluster.urls, connect)
         rotator = FaultRotator(
             cluster,
@@ -371,6 +402,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             harness["worker_errors"] = [
                 f"{w.name}: {type(w.error).__name__}: {w.error}" for w in workers if w.error
             ]
+            harness["kafka_workers"] = {worker.name: worker.figures() for worker in kafka_workers}
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
         table = history.table()
@@ -378,7 +410,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
         progress("reading every topic back")
         try:
             with connect(cluster.url) as reader:
-                logs, bounds = read_back(reader)
+                logs, bounds = read_back(reader, topics)
         except OdradekError as exc:
             raise HarnessError(
                 f"the topics could not be read back ({exc}); the history is in {workdir / 'history.jsonl'}"
@@ -422,7 +454,7 @@ def _cycle(
     return cycle
 
 
-def _join(workers: Sequence[Worker]) -> int:
+def _join(workers: Sequence[Worker | KafkaWorker]) -> int:
     deadline = time.monotonic() + WORKERS_STOP_SECONDS_MAX
     for worker in workers:
         worker.thread.join(max(deadline - time.monotonic(), 0.0))
@@ -489,6 +521,7 @@ def _report(
         "failover_seconds": _summary(failovers),
         "serving_again_seconds": {kind: _summary(values) for kind, values in sorted(by_kind.items())},
         "operations": checked["operations"],
+        "doors": checked.get("doors", {}),
         "topics": checked["topics"],
         "anomaly_count": anomalies,
         "anomalies": checked["anomalies"],
@@ -521,6 +554,13 @@ def report_text(report: dict[str, Any]) -> str:
         total = sum(outcomes.values())
         counts = ", ".join(f"{outcome} {outcomes.get(outcome, 0)}" for outcome in ("ok", "fail", "info"))
         lines.append(f"operations {kind}: {total} ({counts})")
+    lines.extend(door_lines(report.get("doors", {})))
+    for name, figures in sorted(report["harness"].get("kafka_workers", {}).items()):
+        lines.append(
+            f"kafka worker {name}: {figures['producers']} producers, "
+            f"{len(figures['fatal_errors'])} fatal errors, {figures['client_errors']} client errors, "
+            f"{figures['acks_without_offset']} acks without an offset"
+        )
     if report["anomaly_count"]:
         lines.append(f"ANOMALIES: {report['anomaly_count']}")
         for kind, count in sorted(report["anomalies"].items()):
