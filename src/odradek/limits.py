@@ -438,9 +438,13 @@ cluster_retry_seconds_max = 15.0
 cluster_endpoints_max = 16
 # A cluster agent's engine writes a checkpoint this often (instead of
 # store_checkpoint_seconds_default, 60 s): a new owner replays the journal written since
-# the last checkpoint, one object per flush (50 a second at 20 ms flushes), and failover
-# is the lease TTL plus that replay. A checkpoint uploads what changed since the last one.
-cluster_checkpoint_seconds = 2.0
+# the last checkpoint, one object per flush (up to a few hundred a second under single
+# appends: a lone waiter cuts its flush at once), and failover is the lease TTL plus that
+# replay. A checkpoint uploads what changed since the last one: a few PUTs (active
+# segments' extents, derived files, the manifest), 86,400 a day at 1 s, against the
+# journal's up to 50 a second; 1 s keeps a takeover's replay under a second on the
+# development machine's S3 server (BENCHMARKS.md, cluster mode).
+cluster_checkpoint_seconds = 1.0
 # A handover (odradek cluster handover) names its target agent in etcd for this long: the
 # target must take over within it (a checkpoint and an attach: about a second), after
 # which any agent may.
@@ -463,6 +467,18 @@ cluster_status_owners_max = 1000
 # Lease time-to-live requests in flight at once: 1,000 agents at 1 ms per request over a
 # LAN are read in ~30 ms; all of them share one endpoint timeout.
 cluster_status_lease_requests_concurrent_max = 32
+
+# --- etcd over TLS and with a user (src/odradek/cluster/etcd_client.py) ------------------
+# A CA bundle, certificate or key file (--etcd-ca, --etcd-cert, --etcd-key) is read whole
+# at start. The largest real one is a CA bundle (Mozilla's, about 220 KiB); 1 MiB leaves
+# room and refuses a wrong file before it is loaded.
+etcd_tls_file_bytes_max = 1024 * 1024
+# --etcd-password-file holds one line. etcd hashes passwords with bcrypt, which reads at
+# most 72 bytes; 4 KiB refuses a wrong file.
+etcd_password_file_bytes_max = 4096
+# A request etcd refuses for its token (expired, unknown after a member restart) is
+# retried after this many new Authenticates: once, as etcd's own Go client does.
+etcd_token_renewals_per_request_max = 1
 
 # --- Chaos run's Kafka-door worker (src/odradek/chaos/kafka_workload.py) -----------------
 # Produces of one worker awaiting their delivery report: each holds a record of a few

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from agents import Cluster, wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, unique_prefix
+from object_servers import S3Server, free_ports, unique_prefix
 
 import odradek
 from odradek.errors import NotOwner, Unavailable
@@ -162,6 +162,23 @@ def test_a_plain_append_in_flight_when_the_owner_dies_is_unavailable_not_lost(cl
     values = _values(client)
     assert [value for value in values if value in set(acked)] == acked
     assert set(values) - set(acked) <= {f"v{n}" for n in range(200)}
+    client.close()
+
+
+def test_after_a_plain_append_meets_an_agent_out_of_reach_the_next_call_goes_elsewhere(
+    cluster: Cluster,
+) -> None:
+    """A plain append to an agent out of reach raises Unavailable (its outcome unknown,
+    it is not sent again), and the client's next call starts at the next agent, which
+    leads it to the owner, instead of meeting the dead agent again until the owner
+    watch notices (a second later)."""
+    cluster.owner()
+    (dead,) = free_ports(1)  # nothing listens there: an agent that died
+    client = odradek.connect(f"grpc://127.0.0.1:{dead},{cluster.urls}")
+    with pytest.raises(Unavailable):
+        client.append("t", [{"key": "k", "value": "lost?"}])
+    client.create_topic("t")  # at once: the client left the dead agent
+    assert client.append("t", [{"key": "k", "value": "v"}]).base_offset == 0
     client.close()
 
 

@@ -167,7 +167,15 @@ class RemoteClient(api.Client):
                 # Out of reach, or its engine closed under the call (a handover): in a
                 # cluster, a call safe to repeat goes to the next agent.
                 allowed = repeatable(kwargs) if callable(repeatable) else repeatable
-                if len(self.urls) < 2 or not allowed or self.closed or not exc.retryable:
+                if len(self.urls) < 2 or self.closed or not exc.retryable:
+                    raise
+                if not allowed:
+                    if isinstance(exc, Unavailable):
+                        # Its outcome is unknown, so it is not sent again; but the agent
+                        # may be gone: the next call starts at the next one, which
+                        # redirects it to the owner, rather than meeting the same end
+                        # until the owner watch notices (up to a second).
+                        self._switch(url, self._next_url(url))
                     raise
                 error, target = exc, None
             now = time.monotonic()
@@ -180,12 +188,11 @@ class RemoteClient(api.Client):
             time.sleep(backoff)  # no owner named (a failover in progress) or out of reach
             backoff = min(backoff * 2, _FAILOVER_BACKOFF_MAX_SECONDS)
             if len(self.urls) > 1:
-                self._switch(
-                    url,
-                    self.urls[(self.urls.index(url) + 1) % len(self.urls)]
-                    if url in self.urls
-                    else self.urls[0],
-                )
+                self._switch(url, self._next_url(url))
+
+    def _next_url(self, url: str) -> str:
+        """The agent after ``url`` in the client's list, in turn."""
+        return self.urls[(self.urls.index(url) + 1) % len(self.urls)] if url in self.urls else self.urls[0]
 
     def _switch(self, failed: str, target: str, abandon: bool = False) -> None:
         """Talk to ``target`` instead of ``failed`` (unless another thread switched

@@ -106,10 +106,10 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
     settings = settings or StoreSettings()
     started = time.monotonic()
     epoch = claim_epoch(store)
-    first_free = fence(store, epoch, settings.in_flight_max)
+    first_free, fences = fence_slots(store, epoch, settings.in_flight_max)
     adopted = latest_manifest(store)
     floor, in_force, after = (adopted.floor, adopted.in_force, adopted.after) if adopted else (0, 0, (0, 0))
-    listed, garbage, read = _read_journal(store, floor)
+    listed, garbage, read = _read_journal(store, floor, epoch, fences)
     order = [item for item in journal.valid(listed, in_force) if (item.epoch, item.flush) > after]
     _clear_tree(root)
     cache = FileCache(os.path.join(root, CACHE_DIRECTORY), store, settings.cache_bytes)
@@ -194,7 +194,14 @@ def _epoch_document(epoch: int) -> bytes:
 
 
 def fence(store: Store, epoch: int, window: int) -> int:
-    """Fence the journal for ``epoch``; return the first slot this agent writes.
+    """Fence the journal for ``epoch``; return the first slot this agent writes (see
+    ``fence_slots``)."""
+    return fence_slots(store, epoch, window)[0]
+
+
+def fence_slots(store: Store, epoch: int, window: int) -> tuple[int, set[int]]:
+    """Fence the journal for ``epoch``; return the first slot this agent writes, and the
+    slots its own fences took (recovery knows what they hold without reading them).
 
     A writer keeps at most ``window`` uploads in flight, all within ``window`` slots after
     its last landed one. The fence goes first to a slot 2 x ``window`` past the highest
@@ -214,24 +221,24 @@ def fence(store: Store, epoch: int, window: int) -> int:
         if store.put_new(journal.slot_key(target), journal.encode_fence(epoch, target)):
             break
     holes = [slot for slot in range(max(0, highest - window + 1), target) if slot not in slots]
+    taken = {target}
     if holes:
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=min(len(holes), limits.store_fence_threads), thread_name_prefix="odradek-fence"
         ) as pool:
-            list(
-                pool.map(
-                    lambda slot: store.put_new(journal.slot_key(slot), journal.encode_fence(epoch, slot)),
-                    holes,
-                )
+            landed = pool.map(
+                lambda slot: store.put_new(journal.slot_key(slot), journal.encode_fence(epoch, slot)), holes
             )
-    return target + 1
+            taken.update(slot for slot, fenced in zip(holes, landed, strict=True) if fenced)
+    return target + 1, taken
 
 
 def _read_journal(
-    store: Store, floor: int
+    store: Store, floor: int, epoch: int = 0, fences: set[int] | frozenset[int] = frozenset()
 ) -> tuple[list[journal.Listed], list[int], dict[int, journal.JournalObject | None]]:
     """What the journal holds from slot ``floor`` on: each object's header, the slots of
-    garbage, and the objects read whole on the way.
+    garbage, and the objects read whole on the way. ``fences``: the slots this agent
+    (of ``epoch``) has just fenced, known without reading them.
 
     Garbage: damaged objects from the floor on, and every object below it that is not a
     fence (a manifest holds their changes; fences stay, for a zombie may still try those
@@ -249,7 +256,10 @@ def _read_journal(
         slot = journal.slot_of(key)
         if slot is None:
             continue
-        if slot >= floor:
+        if slot in fences:
+            if slot >= floor:
+                listed.append(journal.Listed(slot, epoch, 0, journal.KIND_FENCE))
+        elif slot >= floor:
             wanted.append(slot)
             wanted_bytes += size
         elif size != journal.HEADER_SIZE:

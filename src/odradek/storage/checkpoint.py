@@ -455,7 +455,7 @@ class Checkpointer:
         last_time = time.monotonic()
         last_bytes = writer.bytes
         delay = min(self.seconds, _RETRY_SECONDS_MAX)
-        while not self._stop.wait(min(_TICK_SECONDS, self.seconds)):
+        while not self._stop.wait(min(_TICK_SECONDS, self.seconds / 4)):
             if writer.closed:
                 return
             grown = writer.bytes - last_bytes
@@ -464,7 +464,7 @@ class Checkpointer:
                 continue
             if grown < self.bytes and time.monotonic() - last_time < self.seconds:
                 continue
-            bytes_before = writer.bytes
+            bytes_before, started = writer.bytes, time.monotonic()
             try:
                 self.checkpoint()
             except Fenced:
@@ -478,7 +478,10 @@ class Checkpointer:
                 log.warning("checkpoint failed (%s); trying again in %.0f s", exc, delay)
                 last_time = time.monotonic() - self.seconds + delay
                 continue
-            last_time, last_bytes = time.monotonic(), bytes_before
+            # The interval runs from a checkpoint's start (its journal position), so the
+            # journal after the latest manifest spans about ``seconds``, however long
+            # the uploads took.
+            last_time, last_bytes = started, bytes_before
             if self.fenced:
                 return
 
