@@ -114,7 +114,8 @@ def test_bad_joins_are_refused_before_etcd_is_asked(agent_id: str, address: str,
 
 
 @pytest.mark.parametrize(
-    "endpoints", ["", "https://h:1", "http://h:1/path", "http://h:x", ",".join(["h:1"] * 17)]
+    "endpoints",
+    ["", "ftp://h:1", "http://h:1,https://h:2", "http://h:1/path", "http://h:x", ",".join(["h:1"] * 17)],
 )
 def test_bad_endpoints_are_refused(endpoints: str) -> None:
     with pytest.raises(InvalidRequest):

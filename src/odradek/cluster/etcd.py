@@ -49,6 +49,7 @@ import grpc
 import grpc.aio
 
 from odradek import limits
+from odradek.cluster.etcd_client import EtcdClient, EtcdSecurity
 from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end, validate_agent_id
 from odradek.cluster.lease import LeaseClock
 from odradek.errors import ClosedError, Fenced, InvalidRequest, TopicExists, Unavailable
@@ -128,7 +129,18 @@ class AgentEvent:
 
 
 def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, int]]:
-    """``http://h1:2379,h2:2379`` (or a list of such) as (host, port) pairs."""
+    """``http://h1:2379,h2:2379`` (or a list of such) as (host, port) pairs; ``https://``
+    for TLS (``endpoints_tls``)."""
+    return _split_endpoints(endpoints)[0]
+
+
+def endpoints_tls(endpoints: str | Sequence[str]) -> bool:
+    """Whether the endpoints are ``https://`` (TLS). A bare ``HOST:PORT`` takes the scheme
+    of the others (http:// if none has one); http:// and https:// together are refused."""
+    return _split_endpoints(endpoints)[1]
+
+
+def _split_endpoints(endpoints: str | Sequence[str]) -> tuple[list[tuple[str, int]], bool]:
     items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
     items = [item.strip() for item in items if item.strip()]
     if not items:
@@ -136,18 +148,26 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, int]]:
     if len(items) > limits.cluster_endpoints_max:
         raise InvalidRequest(f"{len(items)} etcd endpoints given, at most {limits.cluster_endpoints_max}")
     parsed = []
+    schemes = set()
     for item in items:
-        url = urllib.parse.urlsplit(item if "://" in item else f"http://{item}")
-        if url.scheme != "http":
-            raise InvalidRequest(f"etcd endpoint {item!r}: only http:// is supported so far")
+        url = urllib.parse.urlsplit(item if "://" in item else f"//{item}")
+        if url.scheme not in ("", "http", "https"):
+            raise InvalidRequest(f"etcd endpoint {item!r}: expected http://HOST:PORT or https://HOST:PORT")
+        if url.scheme:
+            schemes.add(url.scheme)
         try:
             port = url.port or 2379
         except ValueError as exc:
             raise InvalidRequest(f"etcd endpoint {item!r}: {exc}") from exc
         if not url.hostname or url.path not in ("", "/") or url.query:
-            raise InvalidRequest(f"etcd endpoint {item!r}: expected http://HOST:PORT")
+            raise InvalidRequest(f"etcd endpoint {item!r}: expected http://HOST:PORT or https://HOST:PORT")
         parsed.append((url.hostname, port))
-    return parsed
+    if len(schemes) > 1:
+        raise InvalidRequest(
+            f"etcd endpoints {','.join(items)!r} mix http:// and https://: etcd's client port serves "
+            "one or the other, give them all alike"
+        )
+    return parsed, schemes == {"https"}
 
 
 class EtcdCluster:
@@ -158,10 +178,17 @@ class EtcdCluster:
         endpoints: str | Sequence[str],
         cluster: str = "default",
         *,
+        security: EtcdSecurity | None = None,
         request_timeout_seconds: float = limits.cluster_request_timeout_seconds,
         retry_seconds: float = limits.cluster_retry_seconds_max,
     ) -> None:
-        self.endpoints = parse_endpoints(endpoints)
+        """``https://`` endpoints mean TLS; ``security`` (else the one ``endpoints`` carries,
+        an ``EtcdEndpoints``) gives its files and the user (cluster/etcd_client.py)."""
+        self.endpoints, self.tls = _split_endpoints(endpoints)
+        if security is None:
+            security = getattr(endpoints, "security", None)
+        self.security = security or EtcdSecurity()
+        self.security.check(self.tls)
         self.layout = Layout(cluster)
         self.request_timeout_seconds = request_timeout_seconds
         self.retry_seconds = retry_seconds
@@ -188,7 +215,9 @@ class EtcdCluster:
             raise ClosedError("the etcd client is closed")
         if self._client is None:
             host, port = self.endpoints[self._current]
-            self._client = aetcd.Client(host=host, port=port, timeout=self.request_timeout_seconds)
+            self._client = EtcdClient(
+                host, port, tls=self.tls, security=self.security, timeout=self.request_timeout_seconds
+            )
         return self._client
 
     async def _rotate(self, failed: Any) -> None:
