@@ -222,7 +222,7 @@ def test_kill_pause_and_sigterm_of_the_owner(agents: list[AgentProcess]) -> None
     ("arguments", "message"),
     [
         (["--etcd", "http://127.0.0.1:1"], "--etcd needs --store"),
-        (["--etcd", "ftp://x:1", "--store", "memory://x"], "only http:// is supported"),
+        (["--etcd", "ftp://x:1", "--store", "memory://x"], "expected http://HOST:PORT or https://HOST:PORT"),
         (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--lease-ttl", "0"], "lease_ttl must be"),
         (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--cluster", "a/b"], "cluster"),
         (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--advertise", "nope"], "--advertise"),

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 ETCD_VARIABLE = "ODRADEK_ETCD"  # the same variables as `odradek serve --etcd --cluster`
 CLUSTER_VARIABLE = "ODRADEK_CLUSTER"
+PASSWORD_VARIABLE = "ODRADEK_ETCD_PASSWORD"
+# A secured etcd's settings: (flag, its dest, its variable), as `odradek serve` reads them.
+ETCD_SECURITY = (
+    ("--etcd-ca", "etcd_ca", "ODRADEK_ETCD_CA"),
+    ("--etcd-cert", "etcd_cert", "ODRADEK_ETCD_CERT"),
+    ("--etcd-key", "etcd_key", "ODRADEK_ETCD_KEY"),
+    ("--etcd-user", "etcd_user", "ODRADEK_ETCD_USER"),
+    ("--etcd-password-file", "etcd_password_file", "ODRADEK_ETCD_PASSWORD_FILE"),
+)
 
 _BOUNDS = textwrap.fill(
     f"Bounds: an endpoint silent for {limits.cluster_status_endpoint_seconds:g} s is reported "
@@ -41,7 +50,10 @@ role (the owner of the cell or a standby), addresses, lease and its time to live
 owner and its epoch; the catalog's topic count; each etcd endpoint's health (member,
 leader, raft term and index, database size, version, alarms).
 
---etcd defaults to ${ETCD_VARIABLE}, --cluster to ${CLUSTER_VARIABLE}, else 'default'.
+--etcd defaults to ${ETCD_VARIABLE}, --cluster to ${CLUSTER_VARIABLE}, else 'default'. A secured
+etcd: https:// endpoints with --etcd-ca (--etcd-cert and --etcd-key when etcd asks for a
+client certificate) and --etcd-user with the password in ${PASSWORD_VARIABLE} or
+--etcd-password-file; each defaults to its variable, as for `odradek serve`.
 
 Exit codes: 0 etcd is healthy and an agent owns the cell; 1 etcd answered but something
 is wrong (listed under "problems"); 2 bad usage; 3 no etcd endpoint answered.
@@ -50,7 +62,47 @@ is wrong (listed under "problems"); 2 bad usage; 3 no etcd endpoint answered.
 
 examples:
   odradek cluster status --etcd http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
-  odradek cluster status --etcd http://127.0.0.1:2379 --cluster shop --json"""
+  odradek cluster status --etcd http://127.0.0.1:2379 --cluster shop --json
+  ODRADEK_ETCD_PASSWORD=... odradek cluster status --etcd https://10.0.0.1:2379 \
+      --etcd-ca ca.pem --etcd-cert agent.pem --etcd-key agent-key.pem --etcd-user odradek"""
+
+
+class _NoPasswordFlag(argparse.Action):
+    """``--etcd-password`` refused without echoing its value (and not taken, as an
+    abbreviation, for ``--etcd-password-file``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.error(
+            "there is no --etcd-password: a command line is visible to every user of the machine; "
+            f"set ${PASSWORD_VARIABLE} or give --etcd-password-file FILE"
+        )
+
+
+def add_etcd_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a secured etcd (``odradek serve`` and ``odradek cluster status``)."""
+    parser.add_argument(
+        "--etcd-ca",
+        metavar="FILE",
+        help="PEM CA certificate(s) that signed etcd's certificate, for https:// endpoints "
+        "(default: the system's CAs)",
+    )
+    parser.add_argument(
+        "--etcd-cert",
+        metavar="FILE",
+        help="PEM client certificate for an etcd that asks for one (--client-cert-auth); with --etcd-key",
+    )
+    parser.add_argument("--etcd-key", metavar="FILE", help="the unencrypted PEM key of --etcd-cert")
+    parser.add_argument(
+        "--etcd-user",
+        metavar="NAME",
+        help=f"etcd user to authenticate as; its password from ${PASSWORD_VARIABLE} or --etcd-password-file",
+    )
+    parser.add_argument(
+        "--etcd-password-file",
+        metavar="FILE",
+        help="a file holding the --etcd-user's password (one line); there is no password flag",
+    )
+    parser.add_argument("--etcd-password", nargs="?", action=_NoPasswordFlag, help=argparse.SUPPRESS)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,13 +121,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument(
-        "--etcd", metavar="URLS", help=f"etcd endpoints, http://HOST:PORT,... (default ${ETCD_VARIABLE})"
+        "--etcd",
+        metavar="URLS",
+        help=f"etcd endpoints, http://HOST:PORT,... or https://... (default ${ETCD_VARIABLE})",
     )
     status.add_argument(
         "--cluster",
         metavar="NAME",
         help=f"the cluster's name in etcd (default ${CLUSTER_VARIABLE}, else 'default')",
     )
+    add_etcd_security_arguments(status)
     status.add_argument("--format", choices=("text", "json"), default="text", help="default text")
     status.add_argument(
         "--json", dest="format", action="store_const", const="json", help="the same as --format json"
@@ -141,12 +196,32 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     cluster = args.cluster or os.environ.get(CLUSTER_VARIABLE) or "default"
     try:
+        from odradek.cluster.etcd import endpoints_tls
+        from odradek.cluster.etcd_client import load_security
         from odradek.cluster.status import cluster_status
     except ImportError as exc:
         raise InvalidRequest(
             f"cluster status needs the cluster extra: pip install 'odradek[cluster]' ({exc})"
         ) from exc
-    report = asyncio.run(cluster_status(endpoints, cluster))
+    settings = {
+        dest: getattr(args, dest, None) or os.environ.get(variable) or None
+        for _, dest, variable in ETCD_SECURITY
+    }
+    tls = endpoints_tls(endpoints)  # (a bad endpoint is refused as before, exit 1)
+    try:
+        security = load_security(
+            tls,
+            ca=settings["etcd_ca"],
+            cert=settings["etcd_cert"],
+            key=settings["etcd_key"],
+            user=settings["etcd_user"],
+            password=os.environ.get(PASSWORD_VARIABLE) or None,
+            password_file=settings["etcd_password_file"],
+        )
+    except InvalidRequest as exc:
+        _error(exc.message)
+        return EXIT_USAGE
+    report = asyncio.run(cluster_status(endpoints, cluster, security=security))
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:

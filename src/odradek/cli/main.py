@@ -47,14 +47,17 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
-store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl),
+store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, etcd_ca,
+etcd_cert, etcd_key, etcd_user, etcd_password_file),
 environment variables ODRADEK_DATA_DIR,
 ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
 ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
 ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX, ODRADEK_CONNECTIONS_PER_PEER_MAX,
 ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE_FLUSH_MS,
 ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
-ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_CONFIG, then the flags.
+ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
+ODRADEK_ETCD_USER, ODRADEK_ETCD_PASSWORD (environment only), ODRADEK_ETCD_PASSWORD_FILE,
+ODRADEK_CONFIG, then the flags.
 
 Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
 all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to
@@ -79,7 +82,10 @@ Cluster (--etcd URLS with --store): agents on one store form a cluster through e
 agent owns the data and serves it; the others stand by, answer clients with the owner's
 address (odradek.connect("grpc://a1,a2,a3") follows it) and take over within the lease
 TTL when the owner dies. SIGTERM on the owner hands the data over before it exits. The
-Kafka and Schema Registry doors listen on the owner only. See docs/cluster.md.
+Kafka and Schema Registry doors listen on the owner only. A secured etcd: https://
+endpoints (TLS; --etcd-ca, and --etcd-cert/--etcd-key for etcd's --client-cert-auth) and
+--etcd-user with the password in ODRADEK_ETCD_PASSWORD or --etcd-password-file. See
+docs/cluster.md.
 
 examples:
   odradek serve
@@ -318,6 +324,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"seconds of this agent's etcd lease (default {limits.cluster_lease_ttl_seconds_default}): "
         "an owner that dies is replaced after about this long",
     )
+    cluster_cli.add_etcd_security_arguments(serve)
     serve.set_defaults(handler=_serve)
 
 

@@ -86,6 +86,14 @@ class Settings:
     agent_id: str | None = None  # None: the advertised address
     advertise: str | None = None  # None: the listen address
     lease_ttl: int = limits.cluster_lease_ttl_seconds_default
+    # A secured etcd (docs/cluster.md, "Securing etcd"): TLS files (PEM) for https://
+    # endpoints, a user and its password (from the environment or a file, never a flag).
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    etcd_user: str | None = None
+    etcd_password_file: str | None = None
+    etcd_password: str | None = dataclasses.field(default=None, repr=False)  # environment only
 
     def store_settings(self) -> StoreSettings:
         """The journal's settings for ``--store``."""
@@ -126,7 +134,15 @@ _ENVIRONMENT = {
     "agent_id": "ODRADEK_AGENT_ID",
     "advertise": "ODRADEK_ADVERTISE",
     "lease_ttl": "ODRADEK_LEASE_TTL",
+    "etcd_ca": "ODRADEK_ETCD_CA",
+    "etcd_cert": "ODRADEK_ETCD_CERT",
+    "etcd_key": "ODRADEK_ETCD_KEY",
+    "etcd_user": "ODRADEK_ETCD_USER",
+    "etcd_password_file": "ODRADEK_ETCD_PASSWORD_FILE",
+    "etcd_password": "ODRADEK_ETCD_PASSWORD",
 }
+# The secured-etcd settings, all text; an empty value is none.
+_ETCD_SECURITY = ("etcd_ca", "etcd_cert", "etcd_key", "etcd_user", "etcd_password_file", "etcd_password")
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -153,6 +169,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "cluster": getattr(args, "cluster", None),
         "agent_id": getattr(args, "agent_id", None),
         "advertise": getattr(args, "advertise", None),
+        **{name: getattr(args, name, None) for name in _ETCD_SECURITY if name != "etcd_password"},
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -179,12 +196,30 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if name in values:
             text = str(values[name]).strip()
             values[name] = None if text.lower() in _OFF else text
+    for name in _ETCD_SECURITY:
+        if name in values:
+            text = str(values[name]) if name == "etcd_password" else str(values[name]).strip()
+            values[name] = text or None
     if values.get("etcd") is not None:
-        from odradek.cluster.etcd import parse_endpoints  # the cluster extra (aetcd)
+        from odradek.cluster.etcd import endpoints_tls  # the cluster extra (aetcd)
+        from odradek.cluster.etcd_client import check_security_settings
 
-        parse_endpoints(values["etcd"])  # a clear error now rather than at join
+        tls = endpoints_tls(values["etcd"])  # a clear error now rather than at join
         if values.get("store") is None:
             raise InvalidRequest("--etcd needs --store: a cluster's data lives in an object store")
+        check_security_settings(  # the files are read when the agent starts
+            tls,
+            ca=values.get("etcd_ca"),
+            cert=values.get("etcd_cert"),
+            key=values.get("etcd_key"),
+            user=values.get("etcd_user"),
+            password_given=values.get("etcd_password") is not None
+            or values.get("etcd_password_file") is not None,
+        )
+    elif any(values.get(name) is not None for name in _ETCD_SECURITY if name != "etcd_password"):
+        raise InvalidRequest(
+            "--etcd-ca/--etcd-cert/--etcd-key/--etcd-user are settings of --etcd: give it too"
+        )
     if "cluster" in values:
         values["cluster"] = validate_cluster_name(str(values["cluster"]).strip())
     if values.get("agent_id") is not None:
@@ -296,6 +331,11 @@ def _read_config(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidRequest(f"config file {path} is not valid TOML: {exc}") from exc
     section = document.get("serve", document)
+    if "etcd_password" in section:
+        raise InvalidRequest(
+            f"config file {path}: etcd_password is not read from a file of settings; set "
+            "ODRADEK_ETCD_PASSWORD or name a file holding only the password with etcd_password_file"
+        )
     known = {field.name for field in dataclasses.fields(Settings)}
     unknown = sorted(set(section) - known - {"serve"})
     if unknown:

@@ -18,6 +18,9 @@ Theory of operation, in three steps, each bounded:
    its time to live, at most ``cluster_status_lease_requests_concurrent_max`` at once,
    all within one endpoint timeout.
 
+A secured etcd is reached as the agents reach it (``security``, cluster/etcd_client.py:
+TLS, and the user's token on every call, the stubs' direct calls included).
+
 etcd's trouble is what the report is for, so none of it is raised: an endpoint that
 does not answer, an alarm, a read that fails, a cell nobody owns are ``problems`` (the
 command exits 1 with them); a list cut at its cap or a lease not read in time are
@@ -36,13 +39,13 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-import aetcd
 import aetcd.rpc
 import grpc.aio
 
 from odradek import limits
 from odradek.cluster.agent import CELL  # v1's one cell: its owner owns every topic
-from odradek.cluster.etcd import EtcdCluster, parse_endpoints
+from odradek.cluster.etcd import EtcdCluster, endpoints_tls, parse_endpoints
+from odradek.cluster.etcd_client import EtcdClient, EtcdRefused, EtcdSecurity
 from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, prefix_end
 from odradek.errors import InvalidRequest, OdradekError
 
@@ -233,9 +236,11 @@ async def cluster_status(
     timeout_seconds: float | None = None,
     agents_max: int | None = None,
     owners_max: int | None = None,
+    security: EtcdSecurity | None = None,
 ) -> ClusterStatus:
-    """The status of ``cluster`` in the etcd at ``endpoints`` (see the module docstring).
-    The bounds default to ``limits.cluster_status_*``."""
+    """The status of ``cluster`` in the etcd at ``endpoints`` (see the module docstring),
+    reached with ``security`` (TLS files, a user) for a secured etcd. The bounds default
+    to ``limits.cluster_status_*``."""
     timeout = limits.cluster_status_endpoint_seconds if timeout_seconds is None else timeout_seconds
     agents_cap = limits.cluster_status_agents_max if agents_max is None else agents_max
     owners_cap = limits.cluster_status_owners_max if owners_max is None else owners_max
@@ -243,10 +248,12 @@ async def cluster_status(
         raise InvalidRequest(f"timeout must be within 0..{limits.cluster_request_timeout_seconds * 12} s")
     if agents_cap < 1 or owners_cap < 1:
         raise InvalidRequest("the caps on agents and owners listed must be at least 1")
-    pairs = parse_endpoints(endpoints)
+    pairs, tls = parse_endpoints(endpoints), endpoints_tls(endpoints)
+    security = security or EtcdSecurity()
+    security.check(tls)
     layout = Layout(cluster)
-    report = _Report(layout, timeout)
-    probes = [_Probe(host, port, timeout) for host, port in pairs]
+    report = _Report(layout, timeout, security)
+    probes = [_Probe(host, port, timeout, tls, security) for host, port in pairs]
     try:
         await asyncio.gather(*(probe.run() for probe in probes))
         report.etcd(probes)
@@ -267,9 +274,11 @@ async def cluster_status(
 class _Probe:
     """One endpoint's client and what it answered."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, tls: bool, security: EtcdSecurity) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.endpoint = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self.tls, self.security = tls, security
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         self.client: Any = None
         self.status: Any = None
         self.alarms: list[tuple[int, str]] = []
@@ -291,7 +300,9 @@ class _Probe:
     async def run(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                self.client = aetcd.Client(host=self.host, port=self.port, timeout=self.timeout)
+                self.client = EtcdClient(
+                    self.host, self.port, tls=self.tls, security=self.security, timeout=self.timeout
+                )
                 await self.client.connect()
                 status = await self.client.maintenancestub.Status(
                     aetcd.rpc.StatusRequest(), timeout=self.timeout
@@ -328,9 +339,10 @@ class _Probe:
 class _Report:
     """The report as it is put together (one per ``cluster_status`` call)."""
 
-    def __init__(self, layout: Layout, timeout: float) -> None:
+    def __init__(self, layout: Layout, timeout: float, security: EtcdSecurity) -> None:
         self.layout = layout
         self.timeout = timeout
+        self.security = security
         self.checked_at = time.time()
         self.endpoints: list[EndpointHealth] = []
         self.members: list[EtcdMember] = []
@@ -431,6 +443,7 @@ class _Report:
         async with EtcdCluster(
             [probe.endpoint for probe in answering],
             self.layout.cluster,
+            security=self.security,
             request_timeout_seconds=self.timeout,
             retry_seconds=self.timeout * len(answering),
         ) as etcd:
@@ -518,7 +531,7 @@ class _Report:
         try:
             async with asyncio.timeout(self.timeout):
                 answer = await client.kvstub.Range(request, timeout=self.timeout)
-        except (TimeoutError, grpc.aio.AioRpcError) as exc:
+        except (TimeoutError, grpc.aio.AioRpcError, EtcdRefused) as exc:
             self.warnings.append(f"the catalog's topics were not counted: {_reason(exc)}")
             return None
         return int(answer.count)
