@@ -182,6 +182,23 @@ def test_after_a_plain_append_meets_an_agent_out_of_reach_the_next_call_goes_els
     client.close()
 
 
+def test_every_joined_agent_is_ready_and_one_without_a_live_lease_is_not(cluster: Cluster) -> None:
+    """/readyz of a cluster agent (ClusterAgent.readiness): the owner and the standbys
+    take clients (a standby leads them to the owner); an agent whose lease is lost is
+    not ready until it joined again."""
+    owner = cluster.owner()
+    wait_for(lambda: all(agent.agent.readiness()[0] for agent in cluster.agents), "every agent ready")
+    ready, why = owner.agent.readiness()
+    assert ready and "owner" in why
+    standby = cluster.standbys()[0]
+    assert "standby" in standby.agent.readiness()[1]
+    loop = owner.agent._loop
+    assert loop is not None and owner.agent._cluster is not None
+    loop.call_soon_threadsafe(owner.agent._cluster.stop_keepalive)
+    wait_for(lambda: not owner.agent.readiness()[0], "the agent without a lease not ready")
+    wait_for(lambda: owner.agent.readiness()[0], "the agent ready again once it joined again")
+
+
 def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:
     from prometheus_client import generate_latest
 

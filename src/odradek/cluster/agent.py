@@ -160,6 +160,20 @@ class ClusterAgent:
         clock = cluster.clock if cluster is not None else None
         return clock is not None and clock.held(time.monotonic())
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether this agent can take clients now (``/readyz``), and why: it joined the
+        cluster and its lease holds, as the owner (it serves) or a standby (it leads
+        clients to the owner). Joining, a lost lease or a stopped agent: not ready."""
+        with self._lock:
+            role = self._role
+            cluster = self._cluster
+        clock = cluster.clock if cluster is not None else None
+        if role not in (OWNER, STANDBY):
+            return False, f"agent {self.settings.agent_id} is {role}"
+        if clock is None or not clock.held(time.monotonic()):
+            return False, f"agent {self.settings.agent_id} has no live lease in etcd (joining again)"
+        return True, f"agent {self.settings.agent_id} is the {role} of cluster {self.settings.cluster}"
+
     def check_owner(self) -> None:
         if not self.is_owner():
             raise self.not_owner()

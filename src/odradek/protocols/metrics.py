@@ -8,6 +8,11 @@ groups) have the same gauges; ``odradek_group_info`` says which kind each is. Ev
 lives in the object's own registry, so several servers in one process (tests) do not
 collide.
 
+The endpoint also answers probes: ``/healthz`` (200 while the process answers HTTP) and
+``/readyz`` (200 when the server can take clients: a server with its data open, a
+cluster agent that joined with a live lease, owner or standby; 503 with the reason
+otherwise), for Kubernetes' liveness and readiness probes.
+
 The endpoint is a bounded HTTP server (protocols/bounded_http.py): a thread per
 connection, at most ``metrics_connections_max`` of them (and per peer address), idle
 and half-sent requests closed in time; connections over a cap are answered 503.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import gzip
 import logging
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -52,6 +57,9 @@ class Metrics:
         serves them while it owns the data)."""
         self.registry = CollectorRegistry()
         self._attached: list[Collector] = []
+        #: What ``/readyz`` answers (None: ready while a node is attached); a cluster
+        #: agent sets its own (ClusterAgent.readiness).
+        self.readiness: Callable[[], tuple[bool, str]] | None = None
         self.appends = Counter(
             "odradek_appends", "Appends acknowledged, per topic.", ["topic"], registry=self.registry
         )
@@ -92,6 +100,14 @@ class Metrics:
             self.registry.unregister(collector)
         self._attached = []
 
+    def ready(self) -> tuple[bool, str]:
+        """Whether the server can take clients, and why (``/readyz``)."""
+        if self.readiness is not None:
+            return self.readiness()
+        if self._attached:
+            return True, "serving"
+        return False, "no data open"
+
     def add(self, collector: Collector) -> None:
         """Export ``collector``'s metrics too (e.g. a cluster agent's)."""
         self.registry.register(collector)
@@ -112,20 +128,20 @@ class Metrics:
     ) -> BoundedHTTPListener:
         """Expose ``/metrics`` over HTTP on ``host:port`` (a daemon thread) within
         ``bounds`` (the metrics door's defaults when None); ``close()`` the result to stop."""
-        server = _MetricsHTTPServer(self.registry, host, port, bounds or connections.METRICS)
+        server = _MetricsHTTPServer(self, host, port, bounds or connections.METRICS)
         return BoundedHTTPListener(server)
 
 
 class _MetricsHTTPServer(BoundedHTTPServer):
-    def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, bounds: connections.DoorLimits
-    ) -> None:
-        self.registry = registry
+    def __init__(self, metrics: Metrics, host: str, port: int, bounds: connections.DoorLimits) -> None:
+        self.metrics = metrics
+        self.registry = metrics.registry
         super().__init__("metrics", host, port, _MetricsHandler, bounds)
 
 
 class _MetricsHandler(BoundedRequestHandler):
-    """Every path but /favicon.ico serves the metrics, as prometheus_client's own server
+    """``/healthz`` and ``/readyz`` answer the probes (see the module docstring); every
+    other path but /favicon.ico serves the metrics, as prometheus_client's own server
     does: the text format (or OpenMetrics, as the Accept header asks), gzipped when
     accepted, restricted to the ``name[]`` query parameters when given."""
 
@@ -136,6 +152,16 @@ class _MetricsHandler(BoundedRequestHandler):
         target = urllib.parse.urlsplit(self.path)
         if target.path == "/favicon.ico":
             self._answer(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        if target.path == "/healthz":
+            self._answer(200, "text/plain; charset=utf-8", b"ok\n")
+            return
+        if target.path == "/readyz":
+            ready, why = self.server.metrics.ready()
+            status = 200 if ready else 503
+            self._answer(
+                status, "text/plain; charset=utf-8", f"{'ready' if ready else 'not ready'}: {why}\n".encode()
+            )
             return
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         registry = self.server.registry
