@@ -12,7 +12,8 @@ that says what to set.
 Method: Helm 4's engine (helm-python-sdk) renders the chart with its default values
 (plus the one required setting, store.url) and with variations (external etcd, an
 existing Secret, credentials created from values, autoscaling off, Kafka and registry
-doors off); kubernetes-validate checks every object against the Kubernetes OpenAPI
+doors off, a secured etcd: TLS files from a Secret and a user whose password comes from
+a Secret); kubernetes-validate checks every object against the Kubernetes OpenAPI
 schemas, strictly (unknown fields refused), of the oldest version the chart supports
 (its kubeVersion) and of the newest the validator ships. Offline: the etcd dependency
 (Bitnami's chart) is not fetched, so its own objects are absent; with etcd.enabled the
@@ -43,7 +44,7 @@ yaml = pytest.importorskip("yaml", reason="install odradek[deploy]")
 from odradek import limits  # noqa: E402
 from odradek.cli.main import build_parser  # noqa: E402
 from odradek.cli.serve import _ENVIRONMENT, settings_from  # noqa: E402
-from odradek.cluster.etcd import parse_endpoints  # noqa: E402
+from odradek.cluster.etcd import endpoints_tls, parse_endpoints  # noqa: E402
 
 STORE = {"url": "s3://events/odradek"}
 CASES: dict[str, dict[str, Any]] = {
@@ -65,6 +66,25 @@ CASES: dict[str, dict[str, Any]] = {
     "hpa-off": {"store": STORE, "autoscaling": {"enabled": False}, "replicaCount": 3},
     "doors-off": {"store": STORE, "kafka": {"enabled": False}, "registry": {"enabled": False}},
     "pdb-min-available": {"store": STORE, "podDisruptionBudget": {"minAvailable": 1}},
+    # An etcd of one's own over mutual TLS and with a user (docs/kubernetes.md).
+    "secured-etcd": {
+        "store": STORE,
+        "etcd": {"enabled": False, "endpoints": ["https://etcd-a:2379", "https://etcd-b:2379"]},
+        "etcdClient": {
+            "tls": {
+                "enabled": True,
+                "existingSecret": "etcd-client-tls",
+                "certKey": "tls.crt",
+                "keyKey": "tls.key",
+            },
+            "auth": {"user": "odradek", "existingSecret": "etcd-odradek", "passwordKey": "password"},
+        },
+    },
+    # The deployed etcd over TLS, its CA only (no client certificate).
+    "deployed-etcd-tls": {
+        "store": STORE,
+        "etcdClient": {"tls": {"enabled": True, "existingSecret": "etcd-ca", "caKey": "ca.pem"}},
+    },
 }
 VALID = list(CASES)
 
@@ -80,9 +100,40 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
         {"store": STORE, "etcd": {"endpoints": ["http://etcd:2379"]}},
         "set etcd.enabled=false",
     ),
-    "https-endpoint": (
+    "https-endpoint-without-tls": (
         {"store": STORE, "etcd": {"enabled": False, "endpoints": ["https://etcd:2379"]}},
-        "does not match pattern '^http://'",
+        "set etcdClient.tls.enabled=true",
+    ),
+    "http-endpoint-with-tls": (
+        {
+            "store": STORE,
+            "etcd": {"enabled": False, "endpoints": ["http://etcd:2379"]},
+            "etcdClient": {"tls": {"enabled": True}},
+        },
+        "is http:// but etcdClient.tls.enabled is true",
+    ),
+    "other-scheme-endpoint": (
+        {"store": STORE, "etcd": {"enabled": False, "endpoints": ["ftp://etcd:2379"]}},
+        "does not match pattern '^https?://'",
+    ),
+    "tls-secret-without-tls": (
+        {"store": STORE, "etcdClient": {"tls": {"existingSecret": "etcd-tls"}}},
+        "etcdClient.tls.existingSecret is for TLS",
+    ),
+    "client-cert-without-key": (
+        {
+            "store": STORE,
+            "etcdClient": {"tls": {"enabled": True, "existingSecret": "t", "certKey": "tls.crt"}},
+        },
+        "certKey and etcdClient.tls.keyKey go together",
+    ),
+    "etcd-user-without-secret": (
+        {"store": STORE, "etcdClient": {"auth": {"user": "odradek"}}},
+        "etcdClient.auth.user needs etcdClient.auth.existingSecret",
+    ),
+    "etcd-password-without-user": (
+        {"store": STORE, "etcdClient": {"auth": {"existingSecret": "etcd-odradek"}}},
+        "etcdClient.auth.existingSecret needs etcdClient.auth.user",
     ),
     "bad-cluster-name": ({"store": STORE, "cluster": {"name": "a/b"}}, "/cluster/name"),
     "lease-too-long": ({"store": STORE, "cluster": {"leaseTtlSeconds": 61}}, "/cluster/leaseTtlSeconds"),
@@ -101,10 +152,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 
-# An example pod, for the downward API's fields.
+# An example pod, for the downward API's fields (and a Secret's value, for secretKeyRef).
 POD_NAME = f"{RELEASE}-odradek-7c9f8d6b5-x2x7q"
 POD_IP = "10.12.3.4"
 FIELDS = {"metadata.name": POD_NAME, "status.podIP": POD_IP}
+SECRET_VALUE = "value-from-a-secret"
 # Besides the drain of in-flight calls (limits.shutdown_drain_seconds_max), a SIGTERMed
 # owner commits its journal, writes a checkpoint to the store and deletes its owner key:
 # a few store round trips, given generously here.
@@ -141,6 +193,8 @@ def serve_environment(rendered: Rendered) -> dict[str, str]:
                 lambda match: environment.get(match.group(1), match.group(0)),
                 variable["value"],
             )
+        elif "secretKeyRef" in variable["valueFrom"]:
+            value = SECRET_VALUE
         else:
             value = FIELDS[variable["valueFrom"]["fieldRef"]["fieldPath"]]
         environment[name] = value
@@ -359,6 +413,65 @@ def test_deployed_etcd_is_reached_at_each_member(rendered: dict[str, Rendered | 
 def test_external_etcd_is_reached_at_the_given_members(rendered: dict[str, Rendered | str]) -> None:
     environment = serve_environment(chart(rendered, "external-etcd"))
     assert parse_endpoints(environment["ODRADEK_ETCD"]) == [("etcd-a", 2379), ("etcd-b", 2379)]
+
+
+# -- a secured etcd --------------------------------------------------------------------------
+
+
+def _etcd_tls_volume(result: Rendered) -> tuple[dict[str, Any], str]:
+    """The etcd TLS Secret's volume and where the agent mounts it (read-only)."""
+    pod = result.one("Deployment")["spec"]["template"]["spec"]
+    volume = {volume["name"]: volume for volume in pod["volumes"]}["etcd-tls"]
+    mounts = {mount["name"]: mount for mount in result.agent()["volumeMounts"]}
+    assert mounts["etcd-tls"]["readOnly"] is True
+    return volume, mounts["etcd-tls"]["mountPath"]
+
+
+def test_a_secured_etcd_is_reached_with_files_and_a_password_from_secrets(
+    rendered: dict[str, Rendered | str],
+) -> None:
+    result = chart(rendered, "secured-etcd")
+    variables = result.env()
+    volume, directory = _etcd_tls_volume(result)
+    assert volume["secret"]["secretName"] == "etcd-client-tls"
+    assert volume["secret"]["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them
+    files = {item["path"]: item["key"] for item in volume["secret"]["items"]}
+    assert files == {"ca.crt": "ca.crt", "tls.crt": "tls.crt", "tls.key": "tls.key"}
+    # Each file serve is told of is one the Secret's volume holds.
+    for variable in ("ODRADEK_ETCD_CA", "ODRADEK_ETCD_CERT", "ODRADEK_ETCD_KEY"):
+        path = variables[variable]["value"]
+        assert path.rpartition("/")[0] == directory and path.rpartition("/")[2] in files, variable
+    # The password from the Secret, never a value in the pod's spec.
+    assert variables["ODRADEK_ETCD_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "etcd-odradek", "key": "password"}
+    }
+    assert "value" not in variables["ODRADEK_ETCD_PASSWORD"]
+    settings = settings_from(build_parser().parse_args(["serve"]), serve_environment(result))
+    assert endpoints_tls(settings.etcd or "")
+    assert (settings.etcd_ca, settings.etcd_cert, settings.etcd_key) == (
+        f"{directory}/ca.crt",
+        f"{directory}/tls.crt",
+        f"{directory}/tls.key",
+    )
+    assert (settings.etcd_user, settings.etcd_password) == ("odradek", SECRET_VALUE)
+
+
+def test_the_deployed_etcd_over_tls_is_reached_at_https_urls(rendered: dict[str, Rendered | str]) -> None:
+    result = chart(rendered, "deployed-etcd-tls")
+    environment = serve_environment(result)
+    assert environment["ODRADEK_ETCD"].startswith("https://") and endpoints_tls(environment["ODRADEK_ETCD"])
+    volume, directory = _etcd_tls_volume(result)
+    assert volume["secret"]["items"] == [{"key": "ca.pem", "path": "ca.crt"}]
+    assert environment["ODRADEK_ETCD_CA"] == f"{directory}/ca.crt"
+    assert not {"ODRADEK_ETCD_CERT", "ODRADEK_ETCD_KEY", "ODRADEK_ETCD_USER"} & set(environment)
+
+
+def test_without_a_secured_etcd_nothing_of_it_is_rendered(rendered: dict[str, Rendered | str]) -> None:
+    result = chart(rendered, "defaults")
+    assert not [name for name in result.env() if name.startswith("ODRADEK_ETCD_")]
+    pod = result.one("Deployment")["spec"]["template"]["spec"]
+    assert "etcd-tls" not in {volume["name"] for volume in pod["volumes"]}
+    assert serve_environment(result)["ODRADEK_ETCD"].startswith("http://")
 
 
 # -- the store's settings and credentials ----------------------------------------------------

@@ -80,11 +80,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $fullname := include "odradek.etcdFullname" . }}
 {{- $members := int (default 1 .Values.etcd.replicaCount) }}
 {{- range $index := until $members }}
-{{- $endpoints = append $endpoints (printf "http://%s-%d.%s-headless.%s.svc.%s:2379" $fullname $index $fullname $.Release.Namespace $.Values.clusterDomain) }}
+{{- $scheme := ternary "https" "http" $.Values.etcdClient.tls.enabled }}
+{{- $endpoints = append $endpoints (printf "%s://%s-%d.%s-headless.%s.svc.%s:2379" $scheme $fullname $index $fullname $.Release.Namespace $.Values.clusterDomain) }}
 {{- end }}
 {{- else }}
 {{- if not .Values.etcd.endpoints }}
-{{- fail "etcd.endpoints is empty: give the URL of every member of your etcd (http://HOST:2379), or set etcd.enabled=true to deploy etcd with the release" }}
+{{- fail "etcd.endpoints is empty: give the URL of every member of your etcd (http://HOST:2379, or https://HOST:2379 with etcdClient.tls.enabled), or set etcd.enabled=true to deploy etcd with the release" }}
 {{- end }}
 {{- $endpoints = .Values.etcd.endpoints }}
 {{- end }}
@@ -92,8 +93,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail (printf "%d etcd endpoints given, at most 16" (len $endpoints)) }}
 {{- end }}
 {{- range $endpoints }}
-{{- if not (regexMatch "^http://[A-Za-z0-9_.\\[\\]:-]+(:[0-9]{1,5})?/?$" (toString .)) }}
-{{- fail (printf "etcd endpoint %q: expected http://HOST:PORT (only http:// is supported so far)" (toString .)) }}
+{{- if not (regexMatch "^https?://[A-Za-z0-9_.\\[\\]:-]+(:[0-9]{1,5})?/?$" (toString .)) }}
+{{- fail (printf "etcd endpoint %q: expected http://HOST:PORT or https://HOST:PORT" (toString .)) }}
+{{- end }}
+{{- if and $.Values.etcdClient.tls.enabled (hasPrefix "http://" (toString .)) }}
+{{- fail (printf "etcd endpoint %q is http:// but etcdClient.tls.enabled is true: write https://" (toString .)) }}
+{{- end }}
+{{- if and (not $.Values.etcdClient.tls.enabled) (hasPrefix "https://" (toString .)) }}
+{{- fail (printf "etcd endpoint %q is https://: set etcdClient.tls.enabled=true (and etcdClient.tls.existingSecret for its CA)" (toString .)) }}
 {{- end }}
 {{- end }}
 {{- join "," $endpoints }}
@@ -138,7 +145,34 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail (printf "store.credentials.env: %q is not an environment variable name" $name) }}
 {{- end }}
 {{- end }}
+{{- with .Values.etcdClient.tls }}
+{{- if and .existingSecret (not .enabled) }}
+{{- fail "etcdClient.tls.existingSecret is for TLS: set etcdClient.tls.enabled=true (and https:// endpoints)" }}
+{{- end }}
+{{- if ne (empty .certKey) (empty .keyKey) }}
+{{- fail "etcdClient.tls.certKey and etcdClient.tls.keyKey go together: a client certificate and its key" }}
+{{- end }}
+{{- if and .existingSecret (not .caKey) (not .certKey) }}
+{{- fail "etcdClient.tls.existingSecret is mounted for nothing: name its CA (caKey) and/or client certificate (certKey, keyKey)" }}
+{{- end }}
+{{- if and (not .existingSecret) (or .certKey .keyKey) }}
+{{- fail "etcdClient.tls.certKey/keyKey name keys of etcdClient.tls.existingSecret: give the Secret" }}
+{{- end }}
+{{- end }}
+{{- with .Values.etcdClient.auth }}
+{{- if and .user (not .existingSecret) }}
+{{- fail "etcdClient.auth.user needs etcdClient.auth.existingSecret: the Secret holding its password (key etcdClient.auth.passwordKey)" }}
+{{- end }}
+{{- if and .existingSecret (not .user) }}
+{{- fail "etcdClient.auth.existingSecret needs etcdClient.auth.user: the etcd user whose password it holds" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
+{{- end }}
+
+{{/* Where the etcd TLS Secret's files are mounted. */}}
+{{- define "odradek.etcdTlsDirectory" -}}
+/etc/odradek/etcd-tls
 {{- end }}
