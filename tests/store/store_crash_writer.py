@@ -26,6 +26,11 @@ if __name__ == "__main__":
     odradek.open = functools.partial(  # type: ignore[assignment]
         odradek.open,
         store=os.environ["ODRADEK_CRASH_STORE"],
-        store_settings=StoreSettings(flush_seconds=FLUSH_SECONDS),
+        store_settings=StoreSettings(
+            flush_seconds=FLUSH_SECONDS,
+            # Checkpoints during the run (the test picks the interval per cycle), so that
+            # kills land between a manifest and its garbage collection too.
+            checkpoint_seconds=float(os.environ.get("ODRADEK_CRASH_CHECKPOINT_SECONDS", "60")),
+        ),
     )
     crash_writer.main()

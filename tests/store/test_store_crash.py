@@ -37,6 +37,7 @@ WRITER = Path(__file__).with_name("store_crash_writer.py")
 CYCLES = int(os.environ.get("ODRADEK_STORE_CRASH_CYCLES", "30"))
 MOTO_CYCLES = 3
 SETTINGS = StoreSettings(flush_seconds=0.002)
+CHECKPOINT_SECONDS = (60.0, 0.05)  # the writer's checkpoint interval, one picked per cycle
 
 
 def _crash_cycles(url: str, tmp_path: Path, cycles: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,6 +48,9 @@ def _crash_cycles(url: str, tmp_path: Path, cycles: int, monkeypatch: pytest.Mon
     acks: dict[int, dict] = {}
     next_sequence = 0
     for cycle in range(cycles):
+        # Half the cycles checkpoint often (a manifest every few flushes, the kill
+        # falling anywhere around one), half only at start (the journal alone).
+        monkeypatch.setenv("ODRADEK_CRASH_CHECKPOINT_SECONDS", str(rng.choice(CHECKPOINT_SECONDS)))
         for ack in test_crash.run_writer_until_killed(data_dir, next_sequence, rng.randrange(1 << 30), rng):
             acks[ack["seq"]] = ack
         shutil.rmtree(data_dir)  # the cache is gone: everything must come from the store
