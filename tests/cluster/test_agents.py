@@ -199,6 +199,23 @@ def test_every_joined_agent_is_ready_and_one_without_a_live_lease_is_not(cluster
     wait_for(lambda: owner.agent.readiness()[0], "the agent ready again once it joined again")
 
 
+def test_the_owner_says_how_far_its_checkpoints_lag_the_journal(cluster: Cluster) -> None:
+    """cluster_status on the owner carries "store": the latest manifest, its age and the
+    journal landed since (what a takeover would replay); standbys have none."""
+    owner = cluster.owner()
+    client = odradek.connect(cluster.urls)
+    client.create_topic("t")
+    for number in range(20):
+        client.append("t", [{"key": "k", "value": f"v{number}"}])
+    store = owner.status()["store"]
+    assert store["manifest"].startswith("manifests/") and store["checkpoints"] >= 1
+    assert store["journal_objects"] >= 0 and store["journal_bytes"] >= 0 and store["seconds"] >= 0
+    assert store["failures"] == 0
+    for standby in cluster.standbys():
+        assert "store" not in standby.status()
+    client.close()
+
+
 def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:
     from prometheus_client import generate_latest
 

@@ -193,6 +193,28 @@ def test_a_restart_after_a_clean_detach_replays_nothing(memory_store: ObjectStor
     second.detach()
 
 
+def test_lag_counts_the_journal_landed_since_the_latest_checkpoint_began(
+    memory_store: ObjectStore, tmp_path: Path
+) -> None:
+    disk, _ = _attach(tmp_path / "a", memory_store)
+    assert disk.checkpointer is not None
+    engine = Engine(tmp_path / "a", disk=disk, **ENGINE)  # type: ignore[arg-type]
+    engine.create_topic("t")
+    engine.create_topic("u")
+    first = disk.checkpointer.lag()
+    assert first["checkpoints"] == 1 and str(first["manifest"]).startswith("manifests/")
+    _load(engine, 6)
+    disk.writer.flush_all()
+    grown = disk.checkpointer.lag()
+    assert int(grown["journal_objects"]) >= 6 and int(grown["journal_bytes"]) > 6 * 40 * 60
+    disk.checkpointer.checkpoint()
+    after = disk.checkpointer.lag()
+    assert after["checkpoints"] == 2 and after["manifest"] != first["manifest"]
+    assert int(after["journal_objects"]) < int(grown["journal_objects"])
+    engine.close()
+    disk.detach()
+
+
 def test_a_manifest_names_the_first_slot_after_it_and_recovery_reads_from_there(
     memory_store: ObjectStore, tmp_path: Path
 ) -> None:

@@ -229,6 +229,11 @@ class Checkpointer:
         self.fenced = False
         # A checkpoint's garbage left for later: (manifest, previous records, flush, sweep).
         self._pending: tuple[Manifest, dict[str, Record], int, bool] | None = None
+        # Where the latest manifest stands: when its checkpoint began, and the journal's
+        # counters then (what a takeover would replay is what was journaled since).
+        self._last_started = time.monotonic()
+        self._last_flushes = disk.writer.flushes
+        self._last_bytes = disk.writer.bytes
 
     # -- one checkpoint -------------------------------------------------------------------
 
@@ -243,6 +248,7 @@ class Checkpointer:
         with self._lock:
             self._collect_pending()  # the previous checkpoint's garbage, if left for later
             writer = self.disk.writer
+            started, flushes, journaled = time.monotonic(), writer.flushes, writer.bytes
             snapshot, flush = self.disk.snapshot()
             changed, moves = self._merge_carried(snapshot)
             try:
@@ -266,6 +272,7 @@ class Checkpointer:
                 raise
             previous, self.records = self.records, files
             self._carried = ({}, [])
+            self._last_started, self._last_flushes, self._last_bytes = started, flushes, journaled
             self.stats.checkpoints += 1
             self.stats.last_manifest = manifest.key
             log.info(
@@ -286,6 +293,21 @@ class Checkpointer:
                 self._pending = (manifest, previous, flush, sweep)
             self.previous = manifest.key
             return manifest
+
+    def lag(self) -> dict[str, float | int | str]:
+        """How far the latest manifest lags behind the journal: its age (from the start of
+        its checkpoint), the journal objects and bytes landed since (about what a new
+        owner would replay), and the counters of checkpoints taken and failed."""
+        writer = self.disk.writer
+        return {
+            "manifest": self.stats.last_manifest or (self.previous or ""),
+            "seconds": round(time.monotonic() - self._last_started, 3),
+            "journal_objects": writer.flushes - self._last_flushes,
+            "journal_bytes": writer.bytes - self._last_bytes,
+            "checkpoints": self.stats.checkpoints,
+            "failures": self.stats.failures,
+            "interval_seconds": self.seconds,
+        }
 
     def collect_pending(self) -> None:
         """Collect now the garbage a checkpoint left for later, if any."""

@@ -58,7 +58,9 @@ ACTIONS: dict[str, str] = {
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
     "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
     "cluster_status": "A cluster agent's view of its cluster (answered by standbys too). Body: {}. "
-    'Result: {"cluster", "agent", "role", "owner", "owner_url", "epoch", "agents": [...]}; '
+    'Result: {"cluster", "agent", "role", "owner", "owner_url", "epoch", "agents": [...]}, and on '
+    'the owner "store": how far its checkpoints lag the journal ({"manifest", "seconds", '
+    '"journal_objects", "journal_bytes", "checkpoints", "failures", "interval_seconds"}); '
     '{"cluster": null} on a server that is not in a cluster.',
     "handover": "Hand a cluster's data over to another agent (the owner answers; standbys redirect). "
     'Body: {"to"?: agent id}. Result: {"from", "to"}; the new owner serves about a second later.',

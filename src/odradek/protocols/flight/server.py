@@ -472,7 +472,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return messages.dump(self.cluster.hand_over(to))
 
     def _cluster_status(self, body: dict[str, Any]) -> bytes:
-        return messages.dump(self.cluster.status() if self.cluster is not None else {"cluster": None})
+        if self.cluster is None:
+            return messages.dump({"cluster": None})
+        status = self.cluster.status()
+        node = self._node
+        checkpointer = getattr(node.engine.disk, "checkpointer", None) if node is not None else None
+        if checkpointer is not None and status.get("role") == "owner":
+            status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
+        return messages.dump(status)
 
     # Groups of every kind (odradek and kafka) through the node's directory.
 
