@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +49,7 @@ from odradek.engine.arrivals import (
     ArrivalListeners,
 )
 from odradek.engine.attachment import StoreAttachment, attach_engine
+from odradek.engine.frames import StoredFrame, walk
 from odradek.engine.producers import RangeProducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
@@ -681,6 +682,7 @@ class Engine:
         expect: api.Expect | None = None,
         expect_offset: int | None = None,
         producer: api.Producer | RangeProducer | None = None,
+        partition: int | None = None,
     ) -> PendingAppend:
         """Write an append now; ``.wait()`` on the result acknowledges it once durable.
 
@@ -688,12 +690,13 @@ class Engine:
         nothing written. A door streaming batches submits the next batch while the
         previous one's fsync is under way, so one stream shares fsyncs with itself.
         ``producer`` may also be a range, ``(producer_id, first_sequence,
-        last_sequence)``: the Kafka door's form (producers.py).
+        last_sequence)``: the Kafka door's form (producers.py). ``partition`` is the
+        Kafka partition the records were produced to, kept with them (frames.py).
         """
         target = self._topic(topic)
         schema = target.schema
         batch = to_input_batch(records, self.append_bytes_max, None if schema is None else schema.value_type)
-        return target.submit(batch, expect, expect_offset, producer)
+        return target.submit(batch, expect, expect_offset, producer, partition)
 
     def append_many(
         self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
@@ -776,6 +779,13 @@ class Engine:
         if value_format not in _VALUE_FORMATS:
             raise InvalidRequest(f"value_format is one of {', '.join(_VALUE_FORMATS)}, got {value_format!r}")
         return self._topic(topic).fetch(offset, max_records, max_bytes, value_format)
+
+    def frames(
+        self, topic: str, start: int, end: int | None = None, *, partitions: bool = True
+    ) -> Iterator[StoredFrame]:
+        """The durable frames of ``topic`` holding offsets in [start, end), each with
+        the partition stored with it, undecoded (frames.py); for the Kafka door."""
+        return walk(self._topic(topic), start, end, partitions=partitions)
 
     def read(
         self,

@@ -470,6 +470,27 @@ class SegmentFile:
                 frame,
             ) from exc
 
+    def frame_meta(self, frame: FrameInfo) -> dict[str, Any] | None:
+        """A frame's metadata block, read from its header (a sidecar index keeps none):
+        no body is read or checked. None if the frame has none or it is unreadable
+        (reading the frame's records then reports the damage)."""
+        if frame.meta is not None:
+            return frame.meta
+        try:
+            view = self.view(frame.position + frame.size)
+            meta_length = HEADER.unpack(view[frame.position : frame.position + HEADER_SIZE])[6]
+        except (OSError, StorageError, struct.error):  # gone (retention) or unreadable
+            return None
+        if meta_length == 0 or meta_length > frame.size - HEADER_SIZE:
+            return None
+        start = frame.position + HEADER_SIZE
+        raw = bytes(view[start : start + meta_length]).strip()
+        try:
+            meta = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) else None
+
     def scan(self) -> SegmentScan:
         if self.size == 0:
             return SegmentScan([], [], 0)

@@ -31,6 +31,7 @@ from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
+from odradek.engine.frames import partition_meta
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
@@ -344,13 +345,19 @@ class Topic:
         expect: Mapping[Any, int] | None = None,
         expect_offset: int | None = None,
         producer: object = None,
+        partition: int | None = None,
     ) -> PendingAppend:
         """Write an append and return without waiting for its fsync.
 
         Expectations and sequences are checked now (a refusal raises now, nothing
         written); :meth:`PendingAppend.wait` returns the result once it is durable. A
         caller streaming batches submits the next one while the last one syncs.
+        ``partition`` (the Kafka door's) is kept in the frame's metadata (frames.py).
         """
+        if partition is not None and (
+            isinstance(partition, bool) or not isinstance(partition, int) or partition < 0
+        ):
+            raise InvalidRequest(f"partition must be an int >= 0, got {partition!r}")
         expectations = _normalize_expectations(expect)
         if expect_offset is not None and (
             isinstance(expect_offset, bool) or not isinstance(expect_offset, int)
@@ -416,6 +423,8 @@ class Topic:
                 schema=STORED_SCHEMA if schema is None else schema.stored_schema,
             )
             meta = producer_meta(producer_key) if producer_key is not None else None
+            if partition is not None:
+                meta = {**(meta or {}), **partition_meta(partition)}
             self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
             # The frame is written: from here on nothing may fail before the state
             # below reflects it.
@@ -493,6 +502,11 @@ class Topic:
         if schema is None:
             return batches
         return [_present(batch, schema, value_format) for batch in batches]
+
+    def present(self, batch: pa.RecordBatch, value_format: str = "typed") -> pa.RecordBatch:
+        """A stored batch as a read returns it (see :meth:`fetch`)."""
+        schema = self.schema
+        return batch if schema is None else _present(batch, schema, value_format)
 
     def _fetch_stored(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
         """Stored records from ``offset`` on; damaged frames are left out (recorded in
