@@ -2,9 +2,10 @@
 
 Goal: records produced through Kafka are readable natively with key, value, headers
 and timestamp intact, versions assigned and ``read_key`` working; records appended
-natively are consumed through Kafka the same way. Virtual partitions split a topic's
-records by murmur2(key) (keyless: offset) with Odradek offsets, every record in exactly
-one partition, and a consumer of a partition moves past the other partitions' records.
+natively are consumed through Kafka the same way. Native appends are split among a
+topic's partitions by murmur2(key) (keyless: offset) with Odradek offsets, every record
+in exactly one partition, and a consumer of a partition ends at that partition's own
+high watermark.
 Topics named in Metadata are auto-created with their dotted names.
 
 Method: the in-process listener over an Engine (conftest); librdkafka (confluent-kafka)
@@ -126,24 +127,30 @@ def test_virtual_partitions_split_by_key_hash_with_odradek_offsets(kafka_door: A
     assert sorted(seen) == list(range(200))
 
 
-def test_a_partition_consumer_moves_past_other_partitions_records(kafka_door: Any, topic_name: str) -> None:
-    """Fetch answers span every offset read (a batch's lastOffsetDelta covers the other
-    partitions' records, as after compaction), so the fetch position reaches the end
-    even when the partition's own last record is earlier."""
+def test_a_partition_consumer_ends_at_its_own_high_watermark(kafka_door: Any, topic_name: str) -> None:
+    """A partition's high watermark is its own last record's offset + 1 (not the log's
+    end), so a consumer that read a partition is at its end: the position it commits
+    leaves no lag, although the other partitions' records follow in the log."""
     kafka = pytest.importorskip("kafka")
     kafka_door.engine.create_topic(topic_name)
     view = kafka_door.engine.describe_topic(topic_name)
     kafka_door.listener.listener.broker.store.set_partitions(topic_name, view.incarnation, 4)
-    kafka_door.engine.append(topic_name, [{"key": f"user-{i}".encode(), "value": b"v"} for i in range(200)])
+    keys = [f"user-{i}".encode() for i in range(200)]
+    kafka_door.engine.append(topic_name, [{"key": key, "value": b"v"} for key in keys])
+    import pyarrow as pa
+
+    owners = (murmur2(pa.array(keys, pa.binary())) & 0x7FFFFFFF) % 4
     consumer = kafka.KafkaConsumer(bootstrap_servers=kafka_door.bootstrap, fetch_max_wait_ms=50)
     for partition in range(4):
         where = kafka.TopicPartition(topic_name, partition)
+        last_own = max(i for i in range(200) if owners[i] == partition)
+        assert consumer.end_offsets([where])[where] == last_own + 1
         consumer.assign([where])
         consumer.seek(where, 0)
         deadline = time.monotonic() + 10
-        while consumer.position(where) < 200 and time.monotonic() < deadline:
+        while consumer.position(where) < last_own + 1 and time.monotonic() < deadline:
             consumer.poll(timeout_ms=50)
-        assert consumer.position(where) == 200
+        assert consumer.position(where) == last_own + 1
     consumer.close()
 
 

@@ -230,6 +230,7 @@ def test_a_fetch_that_cannot_read_is_a_partition_error(
     kafka_door.engine.create_topic(topic_name)
     kafka_door.engine.append(topic_name, [{"value": b"v"}])
     monkeypatch.setattr(kafka_door.engine, "fetch", _full)
+    monkeypatch.setattr(kafka_door.engine, "frames", _full)  # how the door reads partitions
     request = m.FetchRequest(
         max_wait_ms=0,
         min_bytes=0,

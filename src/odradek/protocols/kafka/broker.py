@@ -38,7 +38,9 @@ from odradek.errors import (
 from odradek.node import Node
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.groups import Coordinator
-from odradek.protocols.kafka.store import DoorStore
+from odradek.protocols.kafka.partition_index import PartitionIndex, index_of
+from odradek.protocols.kafka.partition_index import forget as forget_index
+from odradek.protocols.kafka.store import SINGLE_PARTITION, DoorStore, PartitionHistory
 
 T = TypeVar("T")
 
@@ -61,6 +63,7 @@ class TopicView:
     incarnation: str
     partitions: int
     topic_id: uuid.UUID
+    history: PartitionHistory = SINGLE_PARTITION  # partition counts by offset (store.py)
 
 
 def error_code_of(error: BaseException) -> ErrorCode:
@@ -221,14 +224,24 @@ class Broker:
         port: int,
         *,
         auto_create_topics: bool = True,
+        default_partitions: int = 1,
         executor: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
-        """Runs on the door's event loop (it attaches the node's Kafka groups to it)."""
+        """Runs on the door's event loop (it attaches the node's Kafka groups to it).
+
+        ``default_partitions`` is the partition count of topics created on the fly
+        (Kafka's ``num.partitions``)."""
+        if not 1 <= default_partitions <= limits.kafka_partitions_max:
+            raise InvalidRequest(
+                f"the default Kafka partition count must be from 1 to {limits.kafka_partitions_max}, "
+                f"got {default_partitions}"
+            )
         self.node = Node.of(served)
         engine = self.engine = self.node.engine
         self.host = host
         self.port = port
         self.auto_create_topics = auto_create_topics
+        self.default_partitions = default_partitions
         self.store = DoorStore(engine.path, engine.disk, fsync=engine.fsync)
         loop = asyncio.get_running_loop()
         catalog = self.node.kafka_groups
@@ -249,14 +262,14 @@ class Broker:
 
     def _view(self, name: str) -> TopicView:
         info = self.engine.describe_topic(name)
-        view = TopicView(
-            name,
-            info.incarnation,
-            self.store.partitions(name, info.incarnation),
-            topic_id_of(info.incarnation),
-        )
+        history = self.store.history(name, info.incarnation)
+        view = TopicView(name, info.incarnation, history[-1][1], topic_id_of(info.incarnation), history)
         self._topics[name] = view
         return view
+
+    def index(self, view: TopicView) -> PartitionIndex:
+        """The topic's partition index (partition_index.py)."""
+        return index_of(self.engine, view.name, view.incarnation, view.history)
 
     async def topic(self, name: str, *, refresh: bool = False) -> TopicView | None:
         """The topic's view, or None if it does not exist (or the name is invalid, or
@@ -277,6 +290,7 @@ class Broker:
 
     def forget(self, name: str) -> None:
         self._topics.pop(name, None)
+        forget_index(self.engine, name)
 
     async def topic_by_id(self, topic_id: uuid.UUID) -> TopicView | None:
         for view in self._topics.values():
@@ -289,10 +303,14 @@ class Broker:
         return None
 
     async def set_partitions(self, view: TopicView, count: int) -> TopicView:
-        await self.call(self.store.set_partitions, view.name, view.incarnation, count)
-        updated = dataclasses.replace(view, partitions=count)
-        self._topics[view.name] = updated
-        return updated
+        """Give the topic ``count`` partitions for the records written from now on (the
+        records already written keep theirs)."""
+        await self.call(self._set_partitions, view, count)
+        return await self.topic(view.name, refresh=True) or dataclasses.replace(view, partitions=count)
+
+    def _set_partitions(self, view: TopicView, count: int) -> None:
+        end = self.engine.resolve_start(view.name, "latest")
+        self.store.set_partitions(view.name, view.incarnation, count, from_offset=end)
 
     def close(self) -> None:
         self._stop_listening()

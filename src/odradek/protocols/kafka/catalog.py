@@ -20,11 +20,10 @@ Theory of operation
   attaching in the middle.
 * Names: a new Kafka group takes its name in the node's table (``claim``), refused
   when an ``odradek`` group holds it; a deleted one gives it back.
-* Lag, computed in the asking thread from the engine's topic ends: per committed
-  virtual partition the topic's next offset minus the committed offset (what Kafka's
-  tools show; the records of the other partitions between them count too, so with more
-  than one virtual partition it is an upper bound), per topic the same from the
-  smallest committed offset.
+* Lag, computed in the asking thread from the partition index (partition_index.py):
+  per committed partition its high watermark (its last record's offset + 1) minus the
+  committed offset, what Kafka's tools show, so a group that read and committed
+  everything has lag 0; per topic the sum over its committed partitions.
 """
 
 from __future__ import annotations
@@ -49,7 +48,13 @@ from odradek.groups.info import (
     TopicLag,
 )
 from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView
-from odradek.protocols.kafka.store import GroupOffsetStore, OffsetEntry
+from odradek.protocols.kafka.partition_index import index_of
+from odradek.protocols.kafka.store import (
+    GroupOffsetStore,
+    OffsetEntry,
+    load_partition_histories,
+    partition_history,
+)
 
 if TYPE_CHECKING:
     from odradek.engine.engine import Engine
@@ -187,18 +192,24 @@ class KafkaGroups:
         for (topic, partition), entry in sorted(view.offsets.items()):
             by_topic.setdefault(topic, []).append((partition, entry))
         topics = []
+        histories = load_partition_histories(self._engine.path, self._engine.disk) if by_topic else {}
         for topic, committed in by_topic.items():
             try:
-                end = self._engine.describe_topic(topic).next_offset
+                info = self._engine.describe_topic(topic)
+                history = partition_history(histories, topic, info.incarnation)
+                index = index_of(self._engine, topic, info.incarnation, history)
+                ends = index.snapshot(self._engine)
             except OdradekError:  # deleted (or unavailable): its offsets say nothing now
                 continue
             partitions = tuple(
-                PartitionLag(partition, offset, max(0, end - max(offset, 0)), metadata)
+                PartitionLag(
+                    partition, offset, max(0, ends.high_watermark(partition) - max(offset, 0)), metadata
+                )
                 for partition, (offset, _epoch, metadata) in committed
             )
             lowest = min(partition.committed for partition in partitions)
-            lag = max(0, end - max(lowest, 0))
-            topics.append(TopicLag(topic, lowest, lowest, end, lag, 0, 0, 0, 0, partitions))
+            lag = sum(partition.lag for partition in partitions)
+            topics.append(TopicLag(topic, lowest, lowest, info.next_offset, lag, 0, 0, 0, 0, partitions))
         options = {
             "protocol_type": view.protocol_type,
             "protocol": view.protocol,

@@ -12,23 +12,26 @@ can be had, which librdkafka, kafka-python and aiokafka all retry."""
 from __future__ import annotations
 
 import asyncio
-import datetime
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from odradek import limits
-from odradek.errors import InvalidRequest, OdradekError, OffsetOutOfRange, StorageError, TopicNotFound
+from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicExists, TopicNotFound
 from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
 from odradek.protocols.kafka.codec.records import DecodedBatch, decode_batches, encode_batch
-from odradek.protocols.kafka.partitions import select_partition
+from odradek.protocols.kafka.partition_index import Gathered, Wanted, gather, max_timestamp, offset_for_time
+from odradek.records import STORED_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +105,39 @@ async def _one_topic(
     name = wanted.name
     view = await broker.topic(name, refresh=True)
     if view is None and auto_create and broker.auto_create_topics:
-        try:
-            await broker.call(broker.engine.create_topic, name, exist_ok=True)
-        except InvalidRequest:
-            return m.MetadataResponseTopic(error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name)
-        except OdradekError as exc:
-            log.warning("auto-creating topic %s failed: %s", name, exc)
-        view = await broker.topic(name, refresh=True)
+        created = await _auto_create(broker, name)
+        if isinstance(created, ErrorCode):
+            return m.MetadataResponseTopic(error_code=created, name=name)
+        view = created
     if view is None:
         return m.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name)
     return _topic_metadata(view)
+
+
+async def _auto_create(broker: Broker, name: str) -> TopicView | ErrorCode | None:
+    """Create a topic a Metadata request names, with the broker's default partition
+    count (Kafka's ``num.partitions``); None if it cannot be had."""
+    created = True
+    try:
+        await broker.call(broker.engine.create_topic, name)
+    except TopicExists:
+        created = False  # created meanwhile, through some door: keep its count
+    except InvalidRequest:
+        return ErrorCode.INVALID_TOPIC_EXCEPTION
+    except OdradekError as exc:
+        log.warning("auto-creating topic %s failed: %s", name, exc)
+    view = await broker.topic(name, refresh=True)
+    if view is not None and created and broker.default_partitions != view.partitions:
+        try:
+            view = await broker.set_partitions(view, broker.default_partitions)
+        except OdradekError as exc:
+            # Nothing half-done: the topic goes again rather than stay with 1 partition.
+            log.warning("auto-creating topic %s failed: %s", name, exc)
+            with contextlib.suppress(OdradekError):
+                await broker.call(broker.engine.delete_topic, name)
+            broker.forget(name)
+            return None
+    return view
 
 
 # -- Produce --------------------------------------------------------------------------
@@ -219,7 +245,11 @@ async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionPr
         producer = engine_producer(producer_id, epoch, data.index, sequence, count)
     try:
         pending = await broker.call(
-            broker.engine.submit_append, view.name, _records_of(batches), producer=producer
+            broker.engine.submit_append,
+            view.name,
+            _records_of(batches),
+            producer=producer,
+            partition=data.index,
         )
     except TopicNotFound:
         broker.forget(view.name)
@@ -262,6 +292,26 @@ def _records_of(batches: list[DecodedBatch]) -> pa.RecordBatch | pa.Table:
 
 
 # -- Fetch ----------------------------------------------------------------------------
+#
+# A partition serves exactly the records that belong to it (partitions.py), in offset
+# order, in one record batch from its first to its last record returned; its high
+# watermark is its last record's offset + 1 (partition_index.py), so a consumer that
+# read everything is at the high watermark: lag 0. A fetch offset anywhere in the log
+# (gaps included, up to the log's end) is valid; outside it, OFFSET_OUT_OF_RANGE. The
+# partitions of one topic are read together, each frame of the log at most once.
+#
+# Budget: partitions take ``max_bytes`` in request order, each at most its
+# ``partition_max_bytes``; only the first partition with records may exceed either
+# (by one record, so that a consumer always progresses), as in Kafka. A partition
+# answered with an error carries an empty record set, never null, as Kafka sends it
+# (librdkafka drops a flexible response holding a null one).
+
+# Kafka's record batch header (61 bytes) and, per record, the most its varints can take
+# beside key, value and headers: length 5, attributes 1, timestamp delta 10, offset delta
+# 5, key length 5, value length 5, header count 5; per header two lengths of 5.
+_BATCH_HEADER_BYTES = 61
+_RECORD_OVERHEAD_BYTES = 36
+_HEADER_OVERHEAD_BYTES = 10
 
 
 async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
@@ -290,16 +340,40 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
 
 
 def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]]) -> bool:
+    """Whether a read may find something (on the event loop: from what the partition
+    index knew last, without reading the log)."""
     for topic, view in targets:
         if view is None:
             return True  # an error to report at once
         try:
             end = broker.engine.resolve_start(view.name, "latest")
+            first = broker.engine.resolve_start(view.name, "earliest")
         except OdradekError:
             return True
-        if any(p.fetch_offset != end for p in topic.partitions):
-            return True
+        known = broker.index(view).current
+        if known.covered != end or known.first_offset != first:
+            return True  # the index is behind the log: read to know
+        for wanted in topic.partitions:
+            offset = wanted.fetch_offset
+            if not 0 <= wanted.partition < view.partitions or offset < first or offset > end:
+                return True  # an error to report at once
+            if known.has_data(wanted.partition, offset):
+                return True
     return False
+
+
+class _Budget:
+    """What is left of a Fetch's ``max_bytes`` and whether a partition returned records."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.left = max(max_bytes, 0)
+        self.any_records = False
+        self.total = 0
+
+    def spend(self, size: int, records: int) -> None:
+        self.left = max(self.left - size, 0)
+        self.total += size
+        self.any_records = self.any_records or records > 0
 
 
 def _read_all(
@@ -310,97 +384,122 @@ def _read_all(
     storage_code: ErrorCode,
 ) -> tuple[tuple[m.FetchableTopicResponse, ...], int]:
     responses = []
-    budget = max(max_bytes, 1)
-    total = 0
+    budget = _Budget(max_bytes)
     for topic, view in targets:
-        partitions = []
-        for wanted in topic.partitions:
-            data = _read_partition(broker, view, wanted, budget, by_id, storage_code)
-            size = len(data.records or b"")
-            total += size
-            budget = max(budget - size, 1)
-            partitions.append(data)
+        partitions = _read_topic(broker, view, topic.partitions, budget, by_id, storage_code)
         responses.append(
             m.FetchableTopicResponse(topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(partitions))
         )
-    return tuple(responses), total
+    return tuple(responses), budget.total
 
 
-def _read_partition(
-    broker: Broker,
-    view: TopicView | None,
-    wanted: m.FetchPartition,
-    budget: int,
-    by_id: bool,
-    storage_code: ErrorCode,
-) -> m.FetchPartitionData:
-    index = wanted.partition
-    if view is None:
-        code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return m.FetchPartitionData(partition_index=index, error_code=code, high_watermark=-1)
-    if not 0 <= index < view.partitions:
-        return m.FetchPartitionData(
-            partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1
-        )
-    engine = broker.engine
-    try:
-        first = engine.resolve_start(view.name, "earliest")
-        end = engine.resolve_start(view.name, "latest")
-        offset = wanted.fetch_offset
-        if offset < first or offset > end:
-            return m.FetchPartitionData(
-                partition_index=index,
-                error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
-                high_watermark=end,
-                last_stable_offset=end,
-                log_start_offset=first,
-            )
-        records = b""
-        if offset < end:
-            limit = max(min(wanted.partition_max_bytes, budget), 1)
-            # A schema'd topic's typed values go to Kafka clients in the Schema Registry
-            # wire format (magic byte, schema id, payload), as its deserializers expect.
-            stored = engine.fetch(view.name, offset, max_bytes=limit, value_format="wire")
-            records = _encode_partition(stored, offset, index, view.partitions)
-    except TopicNotFound:
-        broker.forget(view.name)
-        return m.FetchPartitionData(
-            partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, high_watermark=-1
-        )
-    except OffsetOutOfRange as exc:
-        return m.FetchPartitionData(
-            partition_index=index,
-            error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
-            high_watermark=exc.next_offset,
-            log_start_offset=exc.first,
-        )
-    except StorageError as exc:
-        log.warning("Fetch of %s: %s", view.name, exc.message)
-        return m.FetchPartitionData(partition_index=index, error_code=storage_code, high_watermark=-1)
+def _failed(index: int, code: ErrorCode, end: int = -1, first: int = -1) -> m.FetchPartitionData:
+    """A partition answered with an error: an empty record set, never null."""
     return m.FetchPartitionData(
         partition_index=index,
+        error_code=code,
         high_watermark=end,
         last_stable_offset=end,
         log_start_offset=first,
-        aborted_transactions=None,
-        records=records,
+        records=b"",
     )
 
 
-def _encode_partition(stored: list[pa.RecordBatch], offset: int, partition: int, partitions: int) -> bytes:
-    """One record batch of the partition's records among ``stored``; it spans every
-    offset that was read, so a consumer moves past records of other partitions."""
-    if not stored:
-        return b""
-    last = int(stored[-1].column("offset")[-1].as_py())
-    selected = [select_partition(b, partition, partitions) for b in stored]
-    kept = [b for b in selected if b.num_rows]
-    if not kept:
-        return encode_batch(
-            pa.Table.from_batches([], schema=stored[0].schema), base_offset=offset, last_offset=last
+def _read_topic(
+    broker: Broker,
+    view: TopicView | None,
+    wanted: tuple[m.FetchPartition, ...],
+    budget: _Budget,
+    by_id: bool,
+    storage_code: ErrorCode,
+) -> list[m.FetchPartitionData]:
+    """The topic's partitions' answers, in request order; their records read together."""
+    answers: dict[int, m.FetchPartitionData] = {}
+    if view is None:
+        code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return [_failed(p.partition, code) for p in wanted]
+    engine = broker.engine
+    try:
+        index = broker.index(view)
+        snapshot = index.snapshot(engine)
+        first, end = snapshot.first_offset, snapshot.covered
+        reads: list[Wanted] = []
+        for p in wanted:
+            if not 0 <= p.partition < view.partitions:
+                answers[p.partition] = _failed(p.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            elif p.fetch_offset < first or p.fetch_offset > end:
+                answers[p.partition] = _failed(
+                    p.partition,
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
+                    snapshot.high_watermark(p.partition),
+                    snapshot.log_start(p.partition),
+                )
+            elif p.partition not in answers:
+                reads.append(Wanted(p.partition, p.fetch_offset, max(p.partition_max_bytes, 0)))
+        # A schema'd topic's typed values go to Kafka clients in the Schema Registry
+        # wire format (magic byte, schema id, payload), as its deserializers expect.
+        gathered = gather(engine, index, snapshot, reads, max(budget.left, 1), "wire") if reads else []
+    except TopicNotFound:
+        broker.forget(view.name)
+        return [_failed(p.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for p in wanted]
+    except StorageError as exc:
+        log.warning("Fetch of %s: %s", view.name, exc.message)
+        return [_failed(p.partition, storage_code) for p in wanted]
+    for read in gathered:
+        partition = read.wanted.partition
+        records = _encode_partition(read, budget)
+        end_of_partition = snapshot.high_watermark(partition)
+        answers[partition] = m.FetchPartitionData(
+            partition_index=partition,
+            high_watermark=end_of_partition,
+            last_stable_offset=end_of_partition,
+            log_start_offset=snapshot.log_start(partition),
+            aborted_transactions=None,
+            records=records,
         )
-    table = pa.Table.from_batches(kept) if len(kept) > 1 else kept[0]
-    return encode_batch(table, last_offset=last)
+    return [answers[p.partition] for p in wanted]
+
+
+def _encode_partition(read: Gathered, budget: _Budget) -> bytes:
+    """One record batch of the partition's records read, as many as the budget allows
+    (at least one for the first partition with records)."""
+    rows = read.rows
+    if rows == 0:
+        if read.stop > read.start:  # its records there are unreadable (damaged): move past them
+            return encode_batch(_EMPTY_TABLE, base_offset=read.start, last_offset=read.stop - 1)
+        return b""
+    table = pa.Table.from_batches(read.batches)
+    allowance = min(read.wanted.max_bytes, budget.left)
+    sizes = _BATCH_HEADER_BYTES + np.cumsum(_record_bytes_max(table))
+    count = int(np.searchsorted(sizes, allowance, side="right"))
+    if count == 0 and not budget.any_records:
+        count = 1  # the first partition with records always gets one
+    if count == 0:
+        return b""
+    records = encode_batch(table.slice(0, count))
+    budget.spend(len(records), count)
+    return records
+
+
+_EMPTY_TABLE = pa.Table.from_batches([], schema=STORED_SCHEMA)
+
+
+def _record_bytes_max(table: pa.Table) -> np.ndarray:
+    """An upper bound of each record's encoded size in a Kafka record batch."""
+    sizes = np.full(table.num_rows, _RECORD_OVERHEAD_BYTES, dtype=np.int64)
+    for name in ("key", "value"):
+        lengths = pc.fill_null(pc.binary_length(table.column(name)), 0)
+        sizes += np.asarray(lengths.to_numpy(), dtype=np.int64)
+    headers = table.column("headers").combine_chunks()
+    if headers.null_count < len(headers):
+        offsets = headers.offsets.to_numpy().astype(np.int64)
+        sizes += _HEADER_OVERHEAD_BYTES * np.diff(offsets)  # a null entry covers no headers
+        entry_bytes = np.asarray(
+            pc.fill_null(pc.binary_length(headers.keys.cast(pa.binary())), 0).to_numpy(), dtype=np.int64
+        ) + np.asarray(pc.fill_null(pc.binary_length(headers.items), 0).to_numpy(), dtype=np.int64)
+        running = np.concatenate([[0], np.cumsum(entry_bytes)])
+        sizes += running[offsets[1:]] - running[offsets[:-1]]
+    return sizes
 
 
 # -- ListOffsets ----------------------------------------------------------------------
@@ -422,8 +521,12 @@ async def list_offsets(broker: Broker, request: Request) -> m.ListOffsetsRespons
                 )
                 continue
             try:
-                offset, timestamp = await broker.call(_offset_for, broker, view.name, wanted.timestamp)
+                offset, timestamp = await broker.call(
+                    _offset_for, broker, view, wanted.partition_index, wanted.timestamp
+                )
             except OdradekError as exc:
+                if isinstance(exc, TopicNotFound):
+                    broker.forget(view.name)
                 partitions.append(
                     m.ListOffsetsPartitionResponse(
                         partition_index=wanted.partition_index, error_code=error_code_of(exc)
@@ -439,28 +542,21 @@ async def list_offsets(broker: Broker, request: Request) -> m.ListOffsetsRespons
     return m.ListOffsetsResponse(topics=tuple(topics))
 
 
-def _offset_for(broker: Broker, topic: str, timestamp: int) -> tuple[int, int]:
-    engine = broker.engine
+def _offset_for(broker: Broker, view: TopicView, partition: int, timestamp: int) -> tuple[int, int]:
+    """(offset, timestamp in ms) a ListOffsets asks for, within the partition."""
+    index = broker.index(view)
+    snapshot = index.snapshot(broker.engine)
     if timestamp == _LATEST:
-        return engine.resolve_start(topic, "latest"), -1
+        return snapshot.high_watermark(partition), -1
     if timestamp == _MAX_TIMESTAMP:
-        end = engine.resolve_start(topic, "latest")
-        if end == engine.resolve_start(topic, "earliest"):
-            return -1, -1
-        batch = engine.fetch(topic, end - 1, max_records=1)[0]
-        return end - 1, _millis(batch)
-    if timestamp < 0:  # earliest, earliest-local, earliest-pending-upload
-        return engine.resolve_start(topic, "earliest"), -1
-    moment = datetime.datetime.fromtimestamp(timestamp / 1000, tz=datetime.UTC)
-    offset = engine.resolve_start(topic, moment)
-    if offset >= engine.resolve_start(topic, "latest"):
+        found = max_timestamp(broker.engine, index, snapshot, partition)
+    elif timestamp < 0:  # earliest, earliest-local, earliest-pending-upload
+        return snapshot.log_start(partition), -1
+    else:
+        found = offset_for_time(broker.engine, index, snapshot, partition, timestamp * 1000)
+    if found is None:
         return -1, -1
-    batch = engine.fetch(topic, offset, max_records=1)[0]
-    return offset, _millis(batch)
-
-
-def _millis(batch: pa.RecordBatch) -> int:
-    return int(batch.column("timestamp").cast(pa.int64())[0].as_py()) // 1000
+    return found[0], found[1] // 1000
 
 
 # -- InitProducerId -------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""Virtual partitions: which of a topic's N Kafka partitions a record belongs to.
+"""Partitions: which of a topic's N Kafka partitions a record belongs to.
 
-An Odradek topic is one log. Through the Kafka door it appears as N partitions
-(the ``kafka_partitions`` setting, 1 by default) that all share the log's offsets:
+An Odradek topic is one log. Through the Kafka door it appears as N partitions (the
+``kafka_partitions`` setting, 1 by default) that all share the log's offsets, so a
+partition's offsets have gaps, as in a compacted topic (decision 0014):
 
-* a keyed record belongs to partition ``(murmur2(key) & 0x7fffffff) % N``, the hash
-  of Kafka's Java client (and kafka-python's and aiokafka's default partitioner, and
-  librdkafka's ``murmur2_random``), so a producer that partitions by key with it
-  writes each record to the partition it will be read from;
-* a keyless record belongs to partition ``offset % N``, spreading them evenly;
-* producing to partition p simply appends to the log; a fetch of partition p returns
-  only the records that belong to p, so offsets within a partition have gaps, as in
-  a compacted topic.
+* a record produced through the Kafka door belongs to the partition its producer
+  chose: it is kept in the frame's metadata (one partition's records of one request
+  are one append), whatever partitioner the producer used;
+* any other record (appended natively, or through the Kafka door before partitions
+  were kept) belongs to ``(murmur2(key) & 0x7fffffff) % N``, the hash of Kafka's Java
+  client (and kafka-python's and aiokafka's default partitioner, and librdkafka's
+  ``murmur2_random``), or to ``offset % N`` when it has no key. N is the count that
+  held when the record was written (the topic's partition history, store.py), so a
+  record never moves when partitions are added.
 
 The hash is computed for a whole batch at once with NumPy: keys are processed four
 bytes at a time across all keys that still have that many bytes, in uint32
@@ -18,6 +20,8 @@ arithmetic that wraps exactly like Java's int.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -82,10 +86,25 @@ def partition_of(keys: pa.Array, offsets: np.ndarray, partitions: int) -> np.nda
     return hashed
 
 
-def select_partition(batch: pa.RecordBatch, partition: int, partitions: int) -> pa.RecordBatch:
-    """The rows of a stored batch that belong to ``partition``."""
-    if partitions == 1:
-        return batch
-    offsets = batch.column("offset").to_numpy(zero_copy_only=False)
-    mask = partition_of(batch.column("key"), offsets, partitions) == partition
-    return batch.filter(pa.array(mask))
+def counts_at(history: Sequence[tuple[int, int]], offsets: np.ndarray) -> np.ndarray:
+    """The partition count that held at each offset (``history``: (first offset, count)
+    in offset order, the first at offset 0)."""
+    starts = np.fromiter((start for start, _ in history), dtype=np.int64, count=len(history))
+    counts = np.fromiter((count for _, count in history), dtype=np.int64, count=len(history))
+    found: np.ndarray = counts[np.maximum(np.searchsorted(starts, offsets, side="right") - 1, 0)]
+    return found
+
+
+def partitions_by_history(
+    keys: pa.Array, offsets: np.ndarray, history: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """The partition of each record stored without one: by its key's hash (keyless: its
+    offset) modulo the count that held at its offset."""
+    counts = counts_at(history, offsets)
+    if not len(counts) or int(counts.max()) == 1:
+        return np.zeros(len(offsets), dtype=np.int64)
+    hashed: np.ndarray = (murmur2(keys) & np.uint32(0x7FFFFFFF)).astype(np.int64) % counts
+    if keys.null_count:
+        keyless = ~keys.is_valid().to_numpy(zero_copy_only=False)
+        hashed[keyless] = offsets[keyless] % counts[keyless]
+    return hashed

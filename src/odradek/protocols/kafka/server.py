@@ -152,10 +152,12 @@ class KafkaListener:
         advertised: str | tuple[str, int] | None = None,
         *,
         auto_create_topics: bool = True,
+        default_partitions: int = 1,
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
     ) -> None:
         self.engine = engine
+        self._default_partitions = default_partitions
         self.host = host
         self.port = port
         self._advertised = advertised
@@ -173,7 +175,13 @@ class KafkaListener:
         bound = self._server.sockets[0].getsockname()
         self.port = int(bound[1])
         host, port = _advertised(self.host, self.port, self._advertised)
-        self.broker = Broker(self.engine, host, port, auto_create_topics=self._auto_create)
+        self.broker = Broker(
+            self.engine,
+            host,
+            port,
+            auto_create_topics=self._auto_create,
+            default_partitions=self._default_partitions,
+        )
         self._expiry = asyncio.create_task(self._expire_members())
         log.info("Kafka listener on %s:%d (advertised as %s:%d)", self.host, self.port, host, port)
 
@@ -426,6 +434,7 @@ def start_kafka_listener(
     advertised: str | tuple[str, int] | None = None,
     *,
     auto_create_topics: bool = True,
+    default_partitions: int = 1,
     bounds: connections.DoorLimits | None = None,
     budget: ByteBudget | None = None,
 ) -> KafkaListenerHandle:
@@ -437,10 +446,20 @@ def start_kafka_listener(
     FindCoordinator responses, for when they reach the listener by another address.
     ``bounds`` (connection caps and timeouts) default to the Kafka door's;
     ``budget`` is the server's in-flight byte budget (a private one when None).
+    ``auto_create_topics`` (Kafka's ``auto.create.topics.enable``) lets a Metadata
+    request create the topics it names, with ``default_partitions`` partitions (Kafka's
+    ``num.partitions``).
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
-        engine, host, port, advertised, auto_create_topics=auto_create_topics, bounds=bounds, budget=budget
+        engine,
+        host,
+        port,
+        advertised,
+        auto_create_topics=auto_create_topics,
+        default_partitions=default_partitions,
+        bounds=bounds,
+        budget=budget,
     )
     started = threading.Event()
     failure: list[BaseException] = []

@@ -1,8 +1,10 @@
 """What the Kafka door keeps beside the engine's data, in ``<data dir>/kafka/``::
 
     cluster.json              {"cluster_id": ...}: stable across restarts
-    topics.json               {topic: {"incarnation": id, "kafka_partitions": n}}
-                              (entries of older versions hold "created_at" instead)
+    topics.json               {topic: {"incarnation": id, "kafka_partitions": n,
+                                       "kafka_partition_history": [[offset, n], ...]}}
+                              (entries of older versions hold "created_at" instead,
+                              and no history: their count applies from offset 0)
     producer_ids.json         {"next": n}: the first producer id not yet handed out
     groups/<hex name>.json    a consumer group's committed offsets
 
@@ -58,6 +60,45 @@ def _load(document: Document) -> Any:
 
 OffsetEntry = tuple[int, int, str | None]  # offset, leader epoch, metadata
 
+# (first offset, partition count) in offset order: records from each offset on (up to
+# the next entry's) that carry no partition of their own belong to one of that many
+# partitions by their key's hash (decision 0014). The first entry's offset is 0.
+PartitionHistory = tuple[tuple[int, int], ...]
+SINGLE_PARTITION: PartitionHistory = ((0, 1),)
+
+
+def partition_history(topics: dict[str, Any], topic: str, incarnation: str) -> PartitionHistory:
+    """A topic's partition history from the entries of ``topics.json``: one partition
+    unless set for this incarnation of the topic; an entry written before histories
+    were kept has its count from offset 0 (what every record was read with then)."""
+    entry = topics.get(topic)
+    if entry is None:
+        return SINGLE_PARTITION
+    try:
+        if incarnation_of({"topic": topic, **entry}) != incarnation:
+            return SINGLE_PARTITION  # set for an earlier topic of that name
+        stored = entry.get("kafka_partition_history")
+        if stored is None:
+            return ((0, int(entry.get("kafka_partitions", 1))),)
+        history = tuple((int(offset), int(count)) for offset, count in stored)
+        if not history or history[0][0] != 0 or any(count < 1 for _, count in history):
+            raise ValueError("not a partition history")
+        return history
+    except (KeyError, TypeError, ValueError):
+        log.warning("ignoring a malformed Kafka topic entry for %s: %r", topic, entry)
+        return SINGLE_PARTITION
+
+
+def load_partition_histories(data_dir: str, disk: Disk = LOCAL) -> dict[str, Any]:
+    """The entries of ``topics.json`` (read only; nothing is created): for readers
+    beside the door, such as the node's view of Kafka groups' lag."""
+    document = Document(disk, os.path.join(data_dir, "kafka", "topics.json"), mode="mirror", sync=False)
+    try:
+        return _load(document) or {}
+    except StorageError as exc:
+        log.warning("%s", exc.message)
+        return {}
+
 
 class DoorStore:
     """Thread-safe access to the door's files; small documents, rewritten whole.
@@ -96,21 +137,28 @@ class DoorStore:
 
     def partitions(self, topic: str, incarnation: str) -> int:
         """The topic's Kafka partition count; 1 unless set for this incarnation of it."""
-        entry = self._topics.get(topic)
-        if entry is None:
-            return 1
-        try:
-            if incarnation_of({"topic": topic, **entry}) != incarnation:
-                return 1  # set for an earlier topic of that name
-        except (KeyError, TypeError, ValueError):
-            log.warning("ignoring a malformed Kafka topic entry for %s: %r", topic, entry)
-            return 1
-        return int(entry.get("kafka_partitions", 1))
+        return partition_history(self._topics, topic, incarnation)[-1][1]
 
-    def set_partitions(self, topic: str, incarnation: str, count: int) -> None:
+    def history(self, topic: str, incarnation: str) -> PartitionHistory:
+        """From which offset on which partition count held (see :func:`partition_history`)."""
+        return partition_history(self._topics, topic, incarnation)
+
+    def set_partitions(self, topic: str, incarnation: str, count: int, from_offset: int = 0) -> None:
+        """The topic has ``count`` partitions for records from ``from_offset`` on (the
+        log's end when the count grows; 0 when the topic is created with it)."""
         with self._lock:
+            earlier = [
+                entry
+                for entry in partition_history(self._topics, topic, incarnation)
+                if entry[0] < from_offset
+            ]
+            history = [[offset, partitions] for offset, partitions in earlier] + [[from_offset, count]]
             topics = dict(self._topics)
-            topics[topic] = {"incarnation": incarnation, "kafka_partitions": count}
+            topics[topic] = {
+                "incarnation": incarnation,
+                "kafka_partitions": count,
+                "kafka_partition_history": history,
+            }
             _save(self._topics_document, topics)
             self._topics = topics
 
