@@ -234,6 +234,17 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="address Kafka clients are told to connect to (default: the listener's)",
     )
     serve.add_argument(
+        "--kafka-auto-create",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create the topics a Kafka Metadata request names (auto.create.topics.enable; default on)",
+    )
+    serve.add_argument(
+        "--kafka-partitions",
+        metavar="N",
+        help="partitions of topics created through the Kafka door by default (num.partitions; default 1)",
+    )
+    serve.add_argument(
         "--registry-listen",
         metavar="HOST:PORT",
         help="Schema Registry (Confluent REST API) listener (default 127.0.0.1:8081; 'off' disables it)",

@@ -61,6 +61,10 @@ class Settings:
     kafka_listen: str | None = DEFAULT_KAFKA_LISTEN
     kafka_advertised: str | None = None
     kafka_listen_given: bool = False  # an explicit address must bind; the default may not
+    # Topics a Kafka Metadata request names are created (Kafka's auto.create.topics.enable)
+    # with this many partitions (Kafka's num.partitions, whose default is 1 too).
+    kafka_auto_create: bool = True
+    kafka_partitions: int = 1
     registry_listen: str | None = DEFAULT_REGISTRY_LISTEN
     registry_listen_given: bool = False  # as for kafka_listen
     metrics_listen: str | None = None
@@ -114,6 +118,8 @@ _ENVIRONMENT = {
     "listen": "ODRADEK_LISTEN",
     "kafka_listen": "ODRADEK_KAFKA_LISTEN",
     "kafka_advertised": "ODRADEK_KAFKA_ADVERTISED",
+    "kafka_auto_create": "ODRADEK_KAFKA_AUTO_CREATE",
+    "kafka_partitions": "ODRADEK_KAFKA_PARTITIONS",
     "registry_listen": "ODRADEK_REGISTRY_LISTEN",
     "metrics_listen": "ODRADEK_METRICS_LISTEN",
     "fsync": "ODRADEK_FSYNC",
@@ -159,6 +165,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "listen": args.listen,
         "kafka_listen": args.kafka_listen,
         "kafka_advertised": args.kafka_advertised,
+        "kafka_auto_create": getattr(args, "kafka_auto_create", None),
+        "kafka_partitions": getattr(args, "kafka_partitions", None),
         "registry_listen": getattr(args, "registry_listen", None),
         "metrics_listen": args.metrics_listen,
         "log_format": args.log_format,
@@ -182,6 +190,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
             values[f"{door}_given"] = values[door] is not None
     if "fsync" in values:
         values["fsync"] = _boolean(values["fsync"], "fsync")
+    if "kafka_auto_create" in values:
+        values["kafka_auto_create"] = _boolean(values["kafka_auto_create"], "kafka_auto_create")
+    if "kafka_partitions" in values:
+        values["kafka_partitions"] = _kafka_partitions(values["kafka_partitions"], "kafka_partitions")
     if values.get("log_format", "kv") not in ("kv", "json"):
         raise InvalidRequest(f"log format must be 'kv' or 'json', got {values['log_format']!r}")
     for name, parse in _BOUNDS.items():
@@ -260,6 +272,13 @@ def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
         raise InvalidRequest(f"{name} must be a whole number of at least 1, got {value!r}")
     return int(text)
+
+
+def _kafka_partitions(value: object, name: str) -> int:
+    count = _count(value, name)
+    if count > limits.kafka_partitions_max:
+        raise InvalidRequest(f"{name} must be from 1 to {limits.kafka_partitions_max}, got {value!r}")
+    return count
 
 
 def _seconds(value: object, name: str) -> float:
@@ -477,6 +496,8 @@ def run(settings: Settings) -> int:
                     node,
                     *kafka_address,
                     settings.kafka_advertised,
+                    auto_create_topics=settings.kafka_auto_create,
+                    default_partitions=settings.kafka_partitions,
                     bounds=settings.door_bounds(connections.KAFKA),
                     budget=budget,
                 )

@@ -120,6 +120,8 @@ def run_agent(settings: Settings) -> int:
             node,
             *kafka_address,
             doors["kafka"],  # what Metadata names: reachable, never 0.0.0.0
+            auto_create_topics=settings.kafka_auto_create,
+            default_partitions=settings.kafka_partitions,
             bounds=settings.door_bounds(connections.KAFKA),
             budget=budget,
         )
