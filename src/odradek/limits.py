@@ -123,8 +123,9 @@ kafka_decompressed_bytes_max = append_bytes_max_default
 # is capped here. A waiting fetch is woken by the engine's arrival hook, whatever door
 # the records came through; it does not poll.
 kafka_fetch_wait_ms_max = 30_000
-# Virtual partitions per topic: more is allowed by Kafka, but each partition's fetch
-# scans the whole log, so the cost of a consumer grows with the count.
+# Partitions per topic: more is allowed by Kafka, but the partition index keeps an entry
+# per block and partition present (see kafka_partition_index_entries_max), so the index
+# of a topic grows coarser as the count grows.
 kafka_partitions_max = 1024
 # Consumer groups: members per group (Kafka's group.max.size is unbounded by default;
 # a bound keeps one misbehaving client from growing a group forever), committed
@@ -495,3 +496,19 @@ chaos_kafka_message_timeout_ms = 60_000
 chaos_kafka_close_seconds = 20.0
 # Creating the Kafka topic of the chaos run through the Kafka door's admin API.
 chaos_kafka_admin_seconds = 30.0
+
+# --- Kafka door: the partition kept with each record (docs/decisions/0014) --------------
+# The partition index summarizes a topic's log in blocks of about this many frame bytes:
+# per block and partition the first and last offset, the record count and the largest
+# timestamp. A read of one partition decodes at most the frames of one block that hold it
+# beside others'; 1 MiB is what a consumer fetches per partition by default
+# (max.partition.fetch.bytes), so one block answers about one fetch.
+kafka_partition_index_block_bytes = 1024 * 1024
+# Entries (block × partition present, 48 bytes each) one topic's index keeps at most:
+# 12 MiB. Past it, neighbouring blocks merge in pairs (the index gets coarser, never
+# larger): with 8 partitions that is 32,768 blocks, 32 GiB of log at 1 MiB a block.
+kafka_partition_index_entries_max = 262_144
+# Log bytes one Fetch plans to decode beyond the records it returns (a partition whose
+# records are sparse among others'): 64 × a partition's default fetch size. Without it
+# a fetch of a partition with one record a block could decode the whole log.
+kafka_fetch_scan_bytes_max = 64 * 1024 * 1024
