@@ -16,7 +16,6 @@ certificates made in the test (``cryptography``), one member without and one wit
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -32,8 +31,9 @@ from etcd_servers import unique_cluster_name
 from secured_etcd import join_acquire_watch, secured_etcd
 
 from odradek.chaos.etcd import EtcdServers
+from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.etcd import EtcdCluster, EtcdUnavailable, endpoints_tls
-from odradek.cluster.etcd_client import EtcdEndpoints, EtcdRefused, EtcdSecurity, load_security
+from odradek.cluster.etcd_client import EtcdRefused, EtcdSecurity, load_security
 from odradek.cluster.status import cluster_status
 from odradek.errors import InvalidRequest
 
@@ -77,21 +77,36 @@ def test_agents_work_with_a_client_certificate(mtls_etcd: EtcdServers, certifica
     run(join_acquire_watch(mtls_etcd.url, _security(certificates, client=True)))
 
 
-def test_endpoints_carry_their_security_to_every_cluster_client(
+class _NoData:
+    """A role that serves nothing (the agent's election is what is under test)."""
+
+    def become_owner(self, epoch: int) -> None:
+        pass
+
+    def stop_owning(self, graceful: bool) -> None:
+        pass
+
+
+def test_an_agent_reaches_a_secured_etcd_through_its_settings(
     mtls_etcd: EtcdServers, certificates: Certificates
 ) -> None:
-    """What a cluster agent's settings hold (AgentSettings.endpoints is the text of
-    --etcd): an EtcdCluster made from it alone reaches the secured etcd."""
-    endpoints = EtcdEndpoints(mtls_etcd.url, _security(certificates, client=True))
-    assert endpoints == mtls_etcd.url  # still the text, in messages and logs
-    assert copy.deepcopy(endpoints).security == endpoints.security  # (settings may be copied)
-
-    async def scenario() -> None:
-        async with EtcdCluster(endpoints, unique_cluster_name()) as cluster:
-            await cluster.join("a", "127.0.0.1:1", ttl=5)
-            await cluster.leave()
-
-    run(scenario())
+    """What serve --etcd builds: AgentSettings carry the TLS files and the user, and
+    every EtcdCluster the agent makes (one per join) reaches the secured etcd with them."""
+    settings = AgentSettings(
+        endpoints=mtls_etcd.url,
+        cluster=unique_cluster_name(),
+        agent_id="a",
+        address="127.0.0.1:1",
+        lease_ttl=5,
+        security=_security(certificates, client=True),
+    )
+    agent = ClusterAgent(settings, _NoData())
+    agent.start(timeout=30)
+    try:
+        assert agent.wait_for_role("owner", 30), agent.status()
+        assert agent.readiness()[0]
+    finally:
+        agent.stop()
 
 
 def _refusal(endpoints: str, security: EtcdSecurity | None) -> EtcdRefused:

@@ -30,7 +30,7 @@ from odradek.cli.serve import (
 )
 from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.etcd import endpoints_tls
-from odradek.cluster.etcd_client import EtcdEndpoints, load_security
+from odradek.cluster.etcd_client import EtcdSecurity, load_security
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
@@ -45,7 +45,7 @@ def run_agent(settings: Settings) -> int:
     setup_logging(settings)
     if settings.store is None or settings.etcd is None:
         raise InvalidRequest("a cluster agent needs --store and --etcd")
-    endpoints = _etcd_endpoints(settings.etcd, settings)  # bad TLS files: refused before any door opens
+    security = _etcd_security(settings.etcd, settings)  # bad TLS files: refused before any door opens
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
         if address is not None and address[1] == 0:
@@ -142,12 +142,13 @@ def run_agent(settings: Settings) -> int:
     role = AgentRole(AgentDoors(open_node, [start_kafka, start_registry]), server, metrics)
     agent = ClusterAgent(
         AgentSettings(
-            endpoints=endpoints,
+            endpoints=settings.etcd,
             cluster=settings.cluster,
             agent_id=settings.agent_id or advertised,
             address=advertised,
             doors=doors,
             lease_ttl=settings.lease_ttl,
+            security=security,
         ),
         role,
     )
@@ -207,10 +208,9 @@ def run_agent(settings: Settings) -> int:
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 
-def _etcd_endpoints(etcd: str, settings: Settings) -> str:
-    """``--etcd``, carrying the TLS files and the credentials read now (EtcdEndpoints)
-    when etcd is secured."""
-    security = load_security(
+def _etcd_security(etcd: str, settings: Settings) -> EtcdSecurity | None:
+    """The TLS files and the credentials of ``--etcd``, read now (None: plain etcd)."""
+    return load_security(
         endpoints_tls(etcd),
         ca=settings.etcd_ca,
         cert=settings.etcd_cert,
@@ -219,7 +219,6 @@ def _etcd_endpoints(etcd: str, settings: Settings) -> str:
         password=settings.etcd_password,
         password_file=settings.etcd_password_file,
     )
-    return etcd if security is None else EtcdEndpoints(etcd, security)
 
 
 def _address(host: str, port: int) -> str:

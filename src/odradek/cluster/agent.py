@@ -45,6 +45,7 @@ from odradek.cluster.etcd import (
     Ownership,
     OwnershipLost,
 )
+from odradek.cluster.etcd_client import EtcdSecurity
 from odradek.cluster.keys import AgentRecord, OwnerRecord
 from odradek.errors import InvalidRequest, NotOwner, OdradekError
 
@@ -79,6 +80,7 @@ class AgentSettings:
     address: str  # where clients reach this agent's Flight door (HOST:PORT)
     doors: dict[str, str] = dataclasses.field(default_factory=dict)  # keys.DOORS
     lease_ttl: int = limits.cluster_lease_ttl_seconds_default
+    security: EtcdSecurity | None = None  # TLS files and the user, for a secured etcd
 
 
 @dataclasses.dataclass
@@ -273,7 +275,9 @@ class ClusterAgent:
             return
         backoff = _RETRY_FIRST_SECONDS
         while not self._stop_requested.is_set():
-            cluster = EtcdCluster(self.settings.endpoints, self.settings.cluster)
+            cluster = EtcdCluster(
+                self.settings.endpoints, self.settings.cluster, security=self.settings.security
+            )
             try:
                 try:
                     await self._join(cluster)

@@ -182,11 +182,9 @@ class EtcdCluster:
         request_timeout_seconds: float = limits.cluster_request_timeout_seconds,
         retry_seconds: float = limits.cluster_retry_seconds_max,
     ) -> None:
-        """``https://`` endpoints mean TLS; ``security`` (else the one ``endpoints`` carries,
-        an ``EtcdEndpoints``) gives its files and the user (cluster/etcd_client.py)."""
+        """``https://`` endpoints mean TLS; ``security`` gives its files and the user
+        (cluster/etcd_client.py)."""
         self.endpoints, self.tls = _split_endpoints(endpoints)
-        if security is None:
-            security = getattr(endpoints, "security", None)
         self.security = security or EtcdSecurity()
         self.security.check(self.tls)
         self.layout = Layout(cluster)

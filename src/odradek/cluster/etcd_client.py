@@ -103,22 +103,6 @@ class EtcdSecurity:
         )
 
 
-class EtcdEndpoints(str):
-    """etcd's endpoints (the text ``--etcd`` takes) carrying how to reach them: what a
-    cluster agent's settings hold when etcd is secured, so that every ``EtcdCluster``
-    the agent makes (one per join) reaches etcd the same way."""
-
-    security: EtcdSecurity | None
-
-    def __new__(cls, text: str, security: EtcdSecurity | None = None) -> EtcdEndpoints:
-        value = super().__new__(cls, text)
-        value.security = security
-        return value
-
-    def __getnewargs__(self) -> tuple[str, EtcdSecurity | None]:  # type: ignore[override]
-        return str(self), self.security  # (copies keep the security)
-
-
 def check_security_settings(
     tls: bool,
     *,
