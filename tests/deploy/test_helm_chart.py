@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -303,34 +304,40 @@ def test_probes_ask_the_metrics_endpoint(rendered: dict[str, Rendered | str]) ->
     agent = result.agent()
     metrics_port = {port["name"]: port["containerPort"] for port in agent["ports"]}["metrics"]
     assert result.env()["ODRADEK_METRICS_LISTEN"]["value"] == f"0.0.0.0:{metrics_port}"
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    paths = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():
         get = agent[probe]["httpGet"]
-        assert get["port"] == "metrics" and get["path"].startswith("/metrics"), probe
+        assert get["port"] == "metrics" and get["path"] == path, probe
     startup = agent["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # a slow start is no crash
 
 
-def test_the_probe_path_answers_on_a_real_metrics_endpoint(rendered: dict[str, Rendered | str]) -> None:
-    """The path the probes ask answers 200 on the server's metrics endpoint, without the
-    per-topic gauges a full scrape computes (a probe every few seconds stays cheap)."""
+def test_the_probe_paths_answer_on_a_real_metrics_endpoint(rendered: dict[str, Rendered | str]) -> None:
+    """The paths the probes ask answer on the server's metrics endpoint: liveness 200
+    whatever the data; readiness 200 once the data is served (for a cluster agent: once
+    it joined with a live lease, tests/cluster/test_agents.py), 503 before."""
     from odradek.node import Node
     from odradek.protocols.metrics import Metrics
 
-    path = chart(rendered, "defaults").agent()["livenessProbe"]["httpGet"]["path"]
+    agent = chart(rendered, "defaults").agent()
+    live, ready = agent["livenessProbe"]["httpGet"]["path"], agent["readinessProbe"]["httpGet"]["path"]
     with tempfile.TemporaryDirectory() as directory:
         node = Node.open(directory, fsync=False)
-        listener = None
+        metrics = Metrics(None)
+        listener = metrics.serve("127.0.0.1", 0)
+        base = f"http://127.0.0.1:{listener.port}"
         try:
-            node.engine.create_topic("orders.eu")
-            listener = Metrics(node).serve("127.0.0.1", 0)
-            base = f"http://127.0.0.1:{listener.port}"
-            with urllib.request.urlopen(base + "/metrics", timeout=30) as answer:
-                assert answer.status == 200 and b"odradek_topic_records" in answer.read()
-            with urllib.request.urlopen(base + path, timeout=30) as answer:
-                assert answer.status == 200 and b"odradek_topic_records" not in answer.read()
+            with urllib.request.urlopen(base + live, timeout=30) as answer:
+                assert answer.status == 200
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + ready, timeout=30)
+            assert refused.value.code == 503
+            refused.value.close()
+            metrics.attach(node)
+            with urllib.request.urlopen(base + ready, timeout=30) as answer:
+                assert answer.status == 200
         finally:
-            if listener is not None:
-                listener.close()
+            listener.close()
             node.close()
 
 
