@@ -11,6 +11,7 @@ one store prefix; the data checked by reading everything back.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
 
 import odradek
+from odradek.cli.cluster import render
+from odradek.cluster.status import cluster_status
 from odradek.errors import NotOwner, Unavailable
 from odradek.storage.agent import StoreSettings
 
@@ -214,6 +217,10 @@ def test_the_owner_says_how_far_its_checkpoints_lag_the_journal(cluster: Cluster
     for standby in cluster.standbys():
         assert "store" not in standby.status()
     client.close()
+    # odradek cluster status asks the owner for it: the lag of its checkpoints.
+    report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
+    assert report.store is not None and int(report.store["checkpoints"]) >= 1, report.warnings
+    assert "checkpoints: the latest began" in render(report)
 
 
 def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:

@@ -17,7 +17,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from odradek import limits
 from odradek.cli import output
@@ -257,11 +257,25 @@ def render(report: ClusterStatus) -> str:
         lines += ["", *_table(_agent_rows(report.agents, report.checked_at))]
     if report.owners:
         lines += ["", *_table(_owner_rows(report.owners))]
+    if report.store is not None:
+        lines += ["", _store_line(report.store)]
     lines += ["", *_table(_endpoint_rows(report.endpoints))]
     for title, items in (("problems", report.problems), ("warnings", report.warnings)):
         if items:
             lines += ["", f"{title}:", *(f"  - {item}" for item in items)]
     return "\n".join(lines)
+
+
+def _store_line(store: dict[str, Any]) -> str:
+    """How far the owner's checkpoints lag its journal, in one line."""
+    failures = int(store.get("failures", 0))
+    return (
+        f"checkpoints: the latest began {float(store.get('seconds', 0)):.1f} s ago "
+        f"(one every {float(store.get('interval_seconds', 0)):g} s); "
+        f"{int(store.get('journal_objects', 0)):,} journal objects "
+        f"({output.human_bytes(int(store.get('journal_bytes', 0)))}) since, what a new owner would replay; "
+        f"{int(store.get('checkpoints', 0)):,} taken" + (f", {failures:,} failed" if failures else "")
+    )
 
 
 def _agent_rows(agents: Sequence[AgentStatus], now: float) -> list[tuple[str, ...]]:

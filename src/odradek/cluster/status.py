@@ -16,7 +16,8 @@ Theory of operation, in three steps, each bounded:
 3. **On one member that answered** (the leader if it did): count the catalog's topics
    (a count-only range: the records stay in etcd) and ask each listed agent's lease for
    its time to live, at most ``cluster_status_lease_requests_concurrent_max`` at once,
-   all within one endpoint timeout.
+   all within one endpoint timeout; meanwhile ask the owner's Flight door how far its
+   checkpoints lag its journal (its ``cluster_status``), within the same timeout.
 
 A secured etcd is reached as the agents reach it (``security``, cluster/etcd_client.py:
 TLS, and the user's token on every call, the stubs' direct calls included).
@@ -181,6 +182,8 @@ class ClusterStatus:
     owners: tuple[OwnerStatus, ...] = ()
     owners_total: int | None = None
     catalog_topics: int | None = None
+    #: How far the owner's checkpoints lag its journal, as it says (None: not read).
+    store: dict[str, Any] | None = None
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -217,6 +220,7 @@ class ClusterStatus:
             "owners": [owner.to_json() for owner in self.owners],
             "owners_total": self.owners_total,
             "catalog_topics": self.catalog_topics,
+            "store": self.store,
             "etcd": {
                 "reachable": self.reachable,
                 "healthy": self.etcd_healthy,
@@ -354,6 +358,7 @@ class _Report:
         self.catalog_topics: int | None = None
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.store: dict[str, Any] | None = None
 
     def result(self) -> ClusterStatus:
         return ClusterStatus(
@@ -367,6 +372,7 @@ class _Report:
             owners=tuple(self.owners),
             owners_total=self.owners_total,
             catalog_topics=self.catalog_topics,
+            store=self.store,
             problems=tuple(self.problems),
             warnings=tuple(self.warnings),
         )
@@ -483,10 +489,16 @@ class _Report:
                     "which has no key under agents/"
                 )
         client = answering[0].client
-        leases, topics = await asyncio.gather(
-            self._leases(client, sorted({record.lease for record in shown})), self._count_topics(client)
+        owner_record = next(
+            (record for record in records if cell is not None and record.agent_id == cell.agent_id), None
+        )
+        leases, topics, store = await asyncio.gather(
+            self._leases(client, sorted({record.lease for record in shown})),
+            self._count_topics(client),
+            self._store_lag(owner_record),
         )
         self.catalog_topics = topics
+        self.store = store
         unread = 0
         for record in shown:
             ttl = leases.get(record.lease)
@@ -503,6 +515,25 @@ class _Report:
             self.warnings.append(
                 f"the lease time to live of {unread} agent(s) was not read within {self.timeout:g} s"
             )
+
+    async def _store_lag(self, owner: AgentRecord | None) -> dict[str, Any] | None:
+        """How far the owner's checkpoints lag its journal (the ``store`` of its
+        ``cluster_status``, asked of its Flight door within the endpoint timeout); None,
+        with a warning, when it does not answer."""
+        if owner is None:
+            return None
+        try:
+            status = await asyncio.wait_for(
+                asyncio.to_thread(_agent_status, owner.address, self.timeout), self.timeout + 1
+            )
+        except Exception as exc:  # noqa: BLE001 (an agent's trouble is reported, not raised)
+            self.warnings.append(
+                f"the owner {owner.agent_id} did not say how far its checkpoints lag "
+                f"(grpc://{owner.address}): {_reason(exc)}"
+            )
+            return None
+        store = status.get("store")
+        return dict(store) if isinstance(store, dict) else None
 
     async def _leases(self, client: Any, leases: list[int]) -> dict[int, tuple[int, int]]:
         """Each lease's (remaining, granted) TTL; leases not read in time are left out."""
@@ -535,6 +566,22 @@ class _Report:
             self.warnings.append(f"the catalog's topics were not counted: {_reason(exc)}")
             return None
         return int(answer.count)
+
+
+def _agent_status(address: str, timeout: float) -> dict[str, Any]:
+    """An agent's ``cluster_status``, asked of its Flight door."""
+    import json
+
+    import pyarrow.flight as flight
+
+    client = flight.FlightClient(f"grpc://{address}")
+    try:
+        options = flight.FlightCallOptions(timeout=timeout)
+        results = list(client.do_action(flight.Action("cluster_status", b"{}"), options))
+    finally:
+        client.close()
+    answer = json.loads(results[0].body.to_pybytes()) if results else {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _reason(exc: BaseException) -> str:
