@@ -504,11 +504,11 @@ chaos_kafka_admin_seconds = 30.0
 # beside others'; 1 MiB is what a consumer fetches per partition by default
 # (max.partition.fetch.bytes), so one block answers about one fetch.
 kafka_partition_index_block_bytes = 1024 * 1024
-# Entries (block × partition present, 48 bytes each) one topic's index keeps at most:
+# Entries (block by partition present, 48 bytes each) one topic's index keeps at most:
 # 12 MiB. Past it, neighbouring blocks merge in pairs (the index gets coarser, never
 # larger): with 8 partitions that is 32,768 blocks, 32 GiB of log at 1 MiB a block.
 kafka_partition_index_entries_max = 262_144
 # Log bytes one Fetch plans to decode beyond the records it returns (a partition whose
-# records are sparse among others'): 64 × a partition's default fetch size. Without it
+# records are sparse among others'): 64 times a partition's default fetch size. Without it
 # a fetch of a partition with one record a block could decode the whole log.
 kafka_fetch_scan_bytes_max = 64 * 1024 * 1024

@@ -66,7 +66,7 @@ def test_a_bad_partition_is_refused_with_nothing_written(tmp_path: os.PathLike[s
 def test_walk_stops_at_the_durable_end_and_starts_at_the_first_offset(tmp_path: os.PathLike[str]) -> None:
     with Engine(os.path.join(os.fspath(tmp_path), "data"), fsync=False) as engine:
         engine.create_topic("t")
-        for i in range(5):
+        for _ in range(5):
             engine.append("t", [{"value": b"x"}] * 3)
         assert [f.base_offset for f in engine.frames("t", 4, 10)] == [3, 6, 9]
         assert [f.base_offset for f in engine.frames("t", -5)] == [0, 3, 6, 9, 12]
