@@ -139,7 +139,19 @@ def run_agent(settings: Settings) -> int:
             budget=budget,
         )
 
-    role = AgentRole(AgentDoors(open_node, [start_kafka, start_registry]), server, metrics)
+    def start_kafka_relay() -> Any:
+        if kafka_address is None:
+            return None
+        from odradek.protocols.kafka.relay import start_kafka_relay
+
+        def owner() -> tuple[str, int] | None:
+            return gate.agent.owner_door("kafka") if gate.agent is not None else None
+
+        return start_kafka_relay(*kafka_address, owner, settings.door_bounds(connections.KAFKA))
+
+    role = AgentRole(
+        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay]), server, metrics
+    )
     agent = ClusterAgent(
         AgentSettings(
             endpoints=settings.etcd,
@@ -158,9 +170,11 @@ def run_agent(settings: Settings) -> int:
 
         metrics.add(cluster_collector(agent))
         metrics.readiness = agent.readiness
+    role.start_standby()
     try:
         agent.start()
     except BaseException:
+        role.close()
         server.drain(1.0)
         if metrics_listener is not None:
             metrics_listener.close()
@@ -197,7 +211,7 @@ def run_agent(settings: Settings) -> int:
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if metrics_listener is not None:
         metrics_listener.close()
-    role.stop_owning(graceful=True)  # (nothing left if the agent handed over)
+    role.close()  # (the owner's doors: nothing left if the agent handed over)
     log.info("stopped")
     if not drained:
         logging.shutdown()

@@ -176,6 +176,21 @@ class ClusterAgent:
             return False, f"agent {self.settings.agent_id} has no live lease in etcd (joining again)"
         return True, f"agent {self.settings.agent_id} is the {role} of cluster {self.settings.cluster}"
 
+    def owner_door(self, door: str) -> tuple[str, int] | None:
+        """Where another agent that owns the data listens with ``door`` (a name of
+        keys.DOORS: ``kafka``, ...), as its agent record says; None while no other agent
+        is known to own the data, or it has no such door."""
+        with self._lock:
+            owner = self._owner
+            record = self._agents.get(owner.agent_id) if owner is not None else None
+        if owner is None or owner.agent_id == self.settings.agent_id or record is None:
+            return None
+        address = record.doors.get(door)
+        if not address:
+            return None
+        host, _, port = address.rpartition(":")
+        return host.strip("[]"), int(port)
+
     def check_owner(self) -> None:
         if not self.is_owner():
             raise self.not_owner()
