@@ -132,6 +132,10 @@ class Client(Protocol):
         retention_bytes: Size = defaults.retention_bytes,
         segment_bytes: Size = defaults.segment_bytes,
         segment_age: Duration = defaults.segment_age,
+        cleanup: str = defaults.cleanup,
+        delete_retention: Duration = defaults.delete_retention,
+        min_compaction_lag: Duration = defaults.min_compaction_lag,
+        min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio,
         exist_ok: bool = False,
         schema: Schema | None = None,
         compatibility: str = defaults.compatibility,
@@ -148,6 +152,18 @@ class Client(Protocol):
             segment_bytes: the size at which a segment file rolls (64 KiB to 4 GiB).
             segment_age: the age at which the active segment rolls, so that retention
                 can remove the records of a quiet topic.
+            cleanup: ``"delete"`` (retention removes whole segments), ``"compact"``
+                (a background compactor keeps only the latest record of each key in
+                sealed segments; a record with a null value is a tombstone that
+                deletes its key; keyless appends are refused) or ``"compact,delete"``
+                (both). Offsets keep their gaps and versions stay per key.
+                ``"snapshot"`` is not built yet and is refused.
+            delete_retention: how long a compacted topic keeps a tombstone once its
+                segment was compacted (default one day; 0: at the next compaction).
+            min_compaction_lag: records younger than this are never compacted away
+                (default 0).
+            min_cleanable_dirty_ratio: compaction starts once this share (0 to 1) of
+                the sealed bytes was never compacted (default 0.5).
             exist_ok: if the topic exists already, return its description instead of
                 raising TopicExists (its settings are left as they are).
             schema: a value schema (JSON Schema, Avro or Arrow): every append is
@@ -737,6 +753,10 @@ class AsyncClient(Protocol):
         retention_bytes: Size = defaults.retention_bytes,
         segment_bytes: Size = defaults.segment_bytes,
         segment_age: Duration = defaults.segment_age,
+        cleanup: str = defaults.cleanup,
+        delete_retention: Duration = defaults.delete_retention,
+        min_compaction_lag: Duration = defaults.min_compaction_lag,
+        min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio,
         exist_ok: bool = False,
         schema: Schema | None = None,
         compatibility: str = defaults.compatibility,

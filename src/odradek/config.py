@@ -1,4 +1,5 @@
-"""Per-topic configuration: retention and segment size, with parsing of human units."""
+"""Per-topic configuration: retention, segment size and cleanup policy (compaction),
+with parsing of human units."""
 
 from __future__ import annotations
 
@@ -77,6 +78,49 @@ def parse_size(value: object, what: str = "size") -> int | None:
     return size
 
 
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
+
+
+def parse_cleanup(value: object) -> str:
+    """A cleanup policy: ``delete``, ``compact`` or ``compact,delete`` (Kafka's
+    ``cleanup.policy``; the list in any order, any case). ``snapshot`` is not built yet."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"cleanup must be one of {', '.join(CLEANUP_POLICIES)}, got {value!r}")
+    parts = sorted({part.strip().lower() for part in value.split(",") if part.strip()})
+    if "snapshot" in parts:
+        raise InvalidRequest(
+            "cleanup='snapshot' (dropping events a key snapshot covers) is not built yet; "
+            f"use one of {', '.join(CLEANUP_POLICIES)}"
+        )
+    policy = ",".join(parts)
+    if policy not in CLEANUP_POLICIES:
+        raise InvalidRequest(f"cleanup must be one of {', '.join(CLEANUP_POLICIES)}, got {value!r}")
+    return policy
+
+
+def parse_ratio(value: object, what: str) -> float:
+    """A ratio between 0 and 1 (a number or its text)."""
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be a number between 0 and 1, got {value!r}")
+    try:
+        ratio = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{what} must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= ratio <= 1.0:  # NaN too
+        raise InvalidRequest(f"{what} must be a number between 0 and 1, got {value!r}")
+    return ratio
+
+
+def _duration_or_zero(value: object, what: str) -> float | None:
+    """A duration that may be 0 (Kafka's ``delete.retention.ms=0``: at once); None and
+    ``forever`` mean no limit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s", "0ms"):
+        return 0.0
+    return parse_duration(value, what)
+
+
 @dataclasses.dataclass(frozen=True)
 class TopicConfig:
     """Settings of one topic. ``None`` retention means keep forever. The defaults are
@@ -86,6 +130,20 @@ class TopicConfig:
     retention_bytes: int | None = parse_size(defaults.retention_bytes, "retention_bytes")
     segment_bytes: int = limits.segment_bytes_default
     segment_seconds: float | None = parse_duration(defaults.segment_age, "segment_age")
+    cleanup: str = defaults.cleanup
+    delete_retention_seconds: float | None = parse_duration(defaults.delete_retention, "delete_retention")
+    min_compaction_lag_seconds: float = 0.0
+    min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio
+
+    @property
+    def compacted(self) -> bool:
+        """Whether the topic keeps only the latest record of each key."""
+        return self.cleanup.startswith("compact")
+
+    @property
+    def deletes(self) -> bool:
+        """Whether retention removes whole segments by age and size."""
+        return self.cleanup.endswith("delete")
 
     @classmethod
     def build(
@@ -94,6 +152,10 @@ class TopicConfig:
         retention_bytes: object = defaults.retention_bytes,
         segment_bytes: object = defaults.segment_bytes,
         segment_age: object = defaults.segment_age,
+        cleanup: object = defaults.cleanup,
+        delete_retention: object = defaults.delete_retention,
+        min_compaction_lag: object = defaults.min_compaction_lag,
+        min_cleanable_dirty_ratio: object = defaults.min_cleanable_dirty_ratio,
     ) -> TopicConfig:
         segment_size = parse_size(segment_bytes, "segment_bytes") or limits.segment_bytes_default
         if not limits.segment_bytes_min <= segment_size <= limits.segment_bytes_max:
@@ -106,7 +168,24 @@ class TopicConfig:
             retention_bytes=parse_size(retention_bytes, "retention_bytes"),
             segment_bytes=segment_size,
             segment_seconds=parse_duration(segment_age, "segment_age"),
+            cleanup=parse_cleanup(cleanup),
+            delete_retention_seconds=_duration_or_zero(delete_retention, "delete_retention"),
+            min_compaction_lag_seconds=_duration_or_zero(min_compaction_lag, "min_compaction_lag") or 0.0,
+            min_cleanable_dirty_ratio=parse_ratio(min_cleanable_dirty_ratio, "min_cleanable_dirty_ratio"),
         )
+
+    def settings(self) -> dict[str, object]:
+        """This config as :meth:`build`'s keywords (what ``alter_topic`` starts from)."""
+        return {
+            "retention": self.retention_seconds,
+            "retention_bytes": self.retention_bytes,
+            "segment_bytes": self.segment_bytes,
+            "segment_age": self.segment_seconds,
+            "cleanup": self.cleanup,
+            "delete_retention": self.delete_retention_seconds,
+            "min_compaction_lag": self.min_compaction_lag_seconds,
+            "min_cleanable_dirty_ratio": self.min_cleanable_dirty_ratio,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

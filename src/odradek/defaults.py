@@ -54,6 +54,22 @@ segment_age: Final = "7d"
 """A new topic's active segment rolls once it is this old (Kafka's ``segment.ms``), so
 retention can remove whole segments of a quiet topic."""
 
+cleanup: Final = "delete"
+"""A new topic's cleanup policy: ``delete`` removes whole segments by retention;
+``compact`` keeps the latest record of each key; ``compact,delete`` does both."""
+
+delete_retention: Final = "1d"
+"""How long a compacted topic keeps a tombstone (a keyed record with a null value) once
+its segment was compacted (Kafka's ``delete.retention.ms`` default)."""
+
+min_compaction_lag: Final = 0
+"""Records younger than this are never compacted away (Kafka's ``min.compaction.lag.ms``
+default: 0, none)."""
+
+min_cleanable_dirty_ratio: Final = 0.5
+"""A compacted topic is compacted once this share of its sealed bytes was never
+compacted (Kafka's ``min.cleanable.dirty.ratio`` default)."""
+
 compatibility: Final = "backward"
 """A new schema'd topic's compatibility mode (the Schema Registry's default)."""
 

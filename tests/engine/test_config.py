@@ -129,6 +129,10 @@ def test_create_topic_applies_and_reports_the_config(client: odradek.EmbeddedCli
         "retention_bytes": 1024**3,
         "segment_bytes": 64 * 1024,
         "segment_seconds": 1800.0,
+        "cleanup": "delete",
+        "delete_retention_seconds": 86400.0,
+        "min_compaction_lag_seconds": 0.0,
+        "min_cleanable_dirty_ratio": 0.5,
     }
     assert info.config == expected
     assert client.describe_topic("t").config == expected

@@ -39,6 +39,7 @@ from odradek.errors import (
 )
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
+from odradek.protocols.tls import TLS_SCHEME, client_tls
 from odradek.records import INPUT_SCHEMA, Records, to_input_batch
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -49,26 +50,42 @@ DEFAULT_URL = defaults.url  # the name older code imports
 _SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
 
 
-def connect(url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds) -> RemoteClient:
+def connect(
+    url: str | None = None,
+    *,
+    timeout: float | None = defaults.call_timeout_seconds,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> RemoteClient:
     """A client (:class:`odradek.api.Client`) of the Odradek server at ``url``.
 
     Connecting is lazy: an unreachable server raises ``Unavailable`` on the first call.
 
     Args:
-        url: ``grpc://host:port`` (or ``host:port``); None for ``$ODRADEK_URL`` when it
-            is set and not empty, else ``grpc://127.0.0.1:8815``, as the command line.
+        url: ``grpc://host:port`` (or ``host:port``), ``grpc+tls://host:port`` for a
+            server with TLS; None for ``$ODRADEK_URL`` when it is set and not empty,
+            else ``grpc://127.0.0.1:8815``, as the command line.
         timeout: seconds every call may take, except reads, polls and appends waiting
             in the append stream; None for no bound.
+        tls_ca: with ``grpc+tls://``, a PEM file of the CA that signed the server's
+            certificate (None: ``$ODRADEK_TLS_CA``, else the system's CAs).
+        tls_cert, tls_key: with ``grpc+tls://``, the client's PEM certificate and key for
+            a server that requires client certificates (None: ``$ODRADEK_TLS_CLIENT_CERT``
+            and ``$ODRADEK_TLS_CLIENT_KEY``). Files given replace all three variables.
 
     Raises:
-        InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.
+        InvalidRequest: the URL (given or from the variable) is not a grpc:// URL; TLS
+            files given for a plain URL, unreadable, not PEM, or a key that is not the
+            certificate's.
 
     Example::
 
         client = odradek.connect()                        # $ODRADEK_URL or the default
         client = odradek.connect("grpc://10.0.0.5:8815")
+        client = odradek.connect("grpc+tls://broker.internal:8815", tls_ca="ca.crt")
     """
-    return RemoteClient(url, timeout=timeout)
+    return RemoteClient(url, timeout=timeout, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
 
 
 def configured_url() -> str:
@@ -117,10 +134,18 @@ class RemoteClient(api.Client):
     other agents named (decision record 0013)."""
 
     def __init__(
-        self, url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds
+        self,
+        url: str | None = None,
+        *,
+        timeout: float | None = defaults.call_timeout_seconds,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.urls = cluster_urls(url)
         self.url = self.urls[0]
+        tls = client_tls(self.url, ca=tls_ca, cert=tls_cert, key=tls_key)  # see connect()
+        self.tls_arguments = tls.flight_arguments() if tls is not None else {}
         self._options = flight.FlightCallOptions(timeout=timeout)
         self._stream_options = flight.FlightCallOptions()
         self.closed = False
@@ -136,12 +161,16 @@ class RemoteClient(api.Client):
 
     def _connect(self, url: str) -> None:
         with _errors(url):
-            self._flight = flight.FlightClient(url)
+            self._flight = flight.FlightClient(url, **self._tls_of(url))
         self._puts = _PutStreams(self)
         self._appends = AppendStreams(
             self._flight, url, functools.partial(_errors, url), translate_error, self._check_open
         )
         self.url = url
+
+    def _tls_of(self, url: str) -> dict[str, Any]:
+        """The FlightClient's TLS arguments for ``url`` (none for a plain one)."""
+        return self.tls_arguments if url.startswith(TLS_SCHEME) else {}
 
     def _follow(
         self,
@@ -230,6 +259,10 @@ class RemoteClient(api.Client):
         retention_bytes: api.Size = defaults.retention_bytes,
         segment_bytes: api.Size = defaults.segment_bytes,
         segment_age: api.Duration = defaults.segment_age,
+        cleanup: str = defaults.cleanup,
+        delete_retention: api.Duration = defaults.delete_retention,
+        min_compaction_lag: api.Duration = defaults.min_compaction_lag,
+        min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio,
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
@@ -240,6 +273,10 @@ class RemoteClient(api.Client):
             "retention_bytes": retention_bytes,
             "segment_bytes": segment_bytes,
             "segment_age": segment_age,
+            "cleanup": cleanup,
+            "delete_retention": delete_retention,
+            "min_compaction_lag": min_compaction_lag,
+            "min_cleanable_dirty_ratio": min_cleanable_dirty_ratio,
             "exist_ok": exist_ok,
             "compatibility": compatibility,
         }
@@ -840,7 +877,7 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
             try:
                 probe = probes.get(other)
                 if probe is None:
-                    probe = probes[other] = flight.FlightClient(other)
+                    probe = probes[other] = flight.FlightClient(other, **client._tls_of(other))
                 results = list(probe.do_action(flight.Action("cluster_status", b"{}"), options))
                 status = messages.load(results[0].body.to_pybytes(), "cluster_status result")
             except (flight.FlightError, pa.ArrowException, OdradekError, IndexError, OSError):

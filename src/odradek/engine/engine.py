@@ -380,6 +380,10 @@ class Engine:
         retention_bytes: api.Size = defaults.retention_bytes,
         segment_bytes: api.Size = defaults.segment_bytes,
         segment_age: api.Duration = defaults.segment_age,
+        cleanup: str = defaults.cleanup,
+        delete_retention: api.Duration = defaults.delete_retention,
+        min_compaction_lag: api.Duration = defaults.min_compaction_lag,
+        min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio,
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
@@ -387,7 +391,16 @@ class Engine:
         """Create a topic (see :meth:`odradek.api.Client.create_topic`)."""
         self._check_open()
         validate_topic_name(name)
-        config = TopicConfig.build(retention, retention_bytes, segment_bytes, segment_age)
+        config = TopicConfig.build(
+            retention,
+            retention_bytes,
+            segment_bytes,
+            segment_age,
+            cleanup,
+            delete_retention,
+            min_compaction_lag,
+            min_cleanable_dirty_ratio,
+        )
         mode = validate_mode(compatibility)
         compiled = compile_schema(schema) if schema is not None else None
         with self._topics_lock:
@@ -498,17 +511,11 @@ class Engine:
         )
 
     def alter_topic(self, name: str, **settings: api.Duration | api.Size) -> TopicInfo:
-        """Change retention/segment settings (create_topic's names); the others are kept."""
+        """Change retention, segment and cleanup settings (create_topic's names); the
+        others are kept."""
         with self._topics_lock:
             topic = self._topic(name)
-            old = topic.config
-            current = {
-                "retention": old.retention_seconds,
-                "retention_bytes": old.retention_bytes,
-                "segment_bytes": old.segment_bytes,
-                "segment_age": old.segment_seconds,
-            }
-            config = TopicConfig.build(**{**current, **settings})
+            config = TopicConfig.build(**{**topic.config.settings(), **settings})  # type: ignore[arg-type]
             previous = topic.config
             topic.config = config
             try:

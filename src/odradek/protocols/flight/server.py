@@ -82,6 +82,7 @@ from odradek.protocols.flight import group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
+from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
 from odradek.types import AppendResult
 
@@ -116,9 +117,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
         cluster: ClusterGate | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         """``engine`` None: nothing is served until :meth:`serve_node` (a cluster
-        agent's standby, with ``cluster`` saying who the owner is)."""
+        agent's standby, with ``cluster`` saying who the owner is). ``tls``: serve
+        ``grpc+tls://`` (``location`` says so) with its certificate, and with its CA
+        require client certificates; gRPC keeps that certificate until the server
+        stops (protocols/tls.py)."""
         self._node: Node | None = None if engine is None else Node.of(engine)
         self.cluster = cluster
         self.observer = observer
@@ -146,7 +151,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "cluster_status": self._cluster_status,
             "handover": self._handover,
         }
-        super().__init__(location, middleware={_CALL_SLOTS: _CallSlots(self.slots)})
+        super().__init__(
+            location,
+            middleware={_CALL_SLOTS: _CallSlots(self.slots)},
+            **(tls.flight_arguments() if tls is not None else {}),
+        )
 
     # -- what is served ---------------------------------------------------------------------
 
@@ -712,7 +721,18 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _load_libc()
-_TOPIC_OPTIONS = ("retention", "retention_bytes", "segment_bytes", "segment_age", "exist_ok", "compatibility")
+_TOPIC_OPTIONS = (
+    "retention",
+    "retention_bytes",
+    "segment_bytes",
+    "segment_age",
+    "cleanup",
+    "delete_retention",
+    "min_compaction_lag",
+    "min_cleanable_dirty_ratio",
+    "exist_ok",
+    "compatibility",
+)
 
 
 def _flight_error(error: OdradekError) -> flight.FlightError:
