@@ -515,7 +515,7 @@ class Engine:
         others are kept."""
         with self._topics_lock:
             topic = self._topic(name)
-            config = TopicConfig.build(**{**topic.config.settings(), **settings})  # type: ignore[arg-type]
+            config = TopicConfig.build(**{**topic.config.settings(), **settings})
             previous = topic.config
             topic.config = config
             try:
