@@ -512,3 +512,15 @@ kafka_partition_index_entries_max = 262_144
 # records are sparse among others'): 64 times a partition's default fetch size. Without it
 # a fetch of a partition with one record a block could decode the whole log.
 kafka_fetch_scan_bytes_max = 64 * 1024 * 1024
+
+# --- TLS on the doors of `odradek serve` (src/odradek/protocols/tls.py) ------------------
+# A certificate chain, key or CA bundle (--tls-cert, --tls-key, --tls-ca, and a client's
+# tls_ca/tls_cert/tls_key) is read whole, at start and on each reload. The largest real
+# one is a CA bundle (Mozilla's, about 220 KiB), as for etcd's files; 1 MiB leaves room
+# and refuses a wrong file before it is loaded.
+tls_file_bytes_max = 1024 * 1024
+# A TLS handshake on the Kafka and HTTP doors must end within this, or the connection is
+# closed: a peer that opens a socket and sends nothing holds no thread or task longer.
+# asyncio's default is 60 s; a handshake over a WAN takes a few round trips (< 1 s), so
+# 10 s leaves room for a loaded peer and frees a slow-loris handshake six times sooner.
+tls_handshake_seconds_max = 10.0

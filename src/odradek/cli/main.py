@@ -48,7 +48,7 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
 store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, etcd_ca,
-etcd_cert, etcd_key, etcd_user, etcd_password_file),
+etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca),
 environment variables ODRADEK_DATA_DIR,
 ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
 ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
@@ -57,7 +57,15 @@ ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE
 ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
 ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
 ODRADEK_ETCD_USER, ODRADEK_ETCD_PASSWORD (environment only), ODRADEK_ETCD_PASSWORD_FILE,
-ODRADEK_CONFIG, then the flags.
+ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_CONFIG, then the flags.
+
+TLS (--tls-cert FILE --tls-key FILE, PEM): every door serves TLS: Flight at grpc+tls://,
+the Kafka door as an SSL listener (security.protocol=SSL), the Schema Registry and
+metrics over HTTPS. --tls-ca FILE requires client certificates signed by that CA on every
+door (mTLS). SIGHUP reloads the files: new Kafka and HTTPS connections get the new
+certificate, open ones keep theirs; the Flight door keeps its certificate until a restart
+(pyarrow's gRPC server cannot change it). A file that fails to load keeps the old one.
+See docs/security.md.
 
 Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
 all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to
@@ -92,6 +100,7 @@ examples:
   odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --metrics-listen 127.0.0.1:9464
   ODRADEK_DATA_DIR=/tmp/o odradek serve --no-fsync --log-format json
   odradek serve --store s3://my-bucket/odradek --data-dir /var/cache/odradek
+  odradek serve --listen 0.0.0.0:8815 --tls-cert server.crt --tls-key server.key [--tls-ca ca.crt]
   odradek serve --store s3://my-bucket/odradek --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \
       --listen 0.0.0.0:8815 --advertise 10.0.0.5:8815
 
@@ -336,6 +345,17 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "an owner that dies is replaced after about this long",
     )
     cluster_cli.add_etcd_security_arguments(serve)
+    serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve TLS on every door with this PEM certificate chain (needs --tls-key)",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (unencrypted)")
+    serve.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="require client certificates signed by this PEM CA on every door (mTLS; needs --tls-cert)",
+    )
     serve.set_defaults(handler=_serve)
 
 

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -40,9 +41,11 @@ from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
+from odradek.protocols.bounded_http import serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
+from odradek.protocols.tls import ServerTls, TlsFiles
 from odradek.storage.agent import StoreSettings
 from odradek.storage.objects import ObjectStore, open_store
 
@@ -98,6 +101,15 @@ class Settings:
     etcd_user: str | None = None
     etcd_password_file: str | None = None
     etcd_password: str | None = dataclasses.field(default=None, repr=False)  # environment only
+    # TLS on every door (docs/security.md): a PEM certificate chain and its key; a CA
+    # turns on client certificates (mTLS). None: plaintext doors.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+    def tls_files(self) -> TlsFiles | None:
+        """The TLS files of the doors (None: plaintext), checked to go together."""
+        return TlsFiles.of(self.tls_cert, self.tls_key, self.tls_ca)
 
     def store_settings(self) -> StoreSettings:
         """The journal's settings for ``--store``."""
@@ -146,9 +158,14 @@ _ENVIRONMENT = {
     "etcd_user": "ODRADEK_ETCD_USER",
     "etcd_password_file": "ODRADEK_ETCD_PASSWORD_FILE",
     "etcd_password": "ODRADEK_ETCD_PASSWORD",
+    "tls_cert": "ODRADEK_TLS_CERT",
+    "tls_key": "ODRADEK_TLS_KEY",
+    "tls_ca": "ODRADEK_TLS_CA",
 }
 # The secured-etcd settings, all text; an empty value is none.
 _ETCD_SECURITY = ("etcd_ca", "etcd_cert", "etcd_key", "etcd_user", "etcd_password_file", "etcd_password")
+# The doors' TLS files (paths); an empty value is none.
+_TLS = ("tls_cert", "tls_key", "tls_ca")
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -178,6 +195,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "agent_id": getattr(args, "agent_id", None),
         "advertise": getattr(args, "advertise", None),
         **{name: getattr(args, name, None) for name in _ETCD_SECURITY if name != "etcd_password"},
+        **{name: getattr(args, name, None) for name in _TLS},
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -232,6 +250,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         raise InvalidRequest(
             "--etcd-ca/--etcd-cert/--etcd-key/--etcd-user are settings of --etcd: give it too"
         )
+    for name in _TLS:
+        if name in values:
+            values[name] = str(values[name]).strip() or None
+    TlsFiles.of(values.get("tls_cert"), values.get("tls_key"), values.get("tls_ca"))  # read at start
     if "cluster" in values:
         values["cluster"] = validate_cluster_name(str(values["cluster"]).strip())
     if values.get("agent_id") is not None:
@@ -399,9 +421,20 @@ def listen_addresses(settings: Settings) -> tuple[Address, Address | None, Addre
     )
 
 
-def grpc_location(host: str, port: int) -> str:
-    """``grpc://host:port`` (an IPv6 host in brackets)."""
-    return f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+def grpc_location(host: str, port: int, tls: bool = False) -> str:
+    """``grpc://host:port`` (an IPv6 host in brackets); ``grpc+tls://`` with TLS."""
+    scheme = "grpc+tls" if tls else "grpc"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def server_tls(settings: Settings) -> ServerTls | None:
+    """The doors' TLS, its files read and checked now (None: plaintext doors)."""
+    files = settings.tls_files()
+    return None if files is None else ServerTls(files)
+
+
+def http_scheme(tls: ServerTls | None) -> str:
+    return "https" if tls is not None else "http"
 
 
 # -- logging -------------------------------------------------------------------------------
@@ -459,6 +492,7 @@ def run(settings: Settings) -> int:
         return run_agent(settings)
     setup_logging(settings)
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
+    tls = server_tls(settings)  # bad files: refused before the data is opened
     store_options: dict[str, Any] = {}
     if settings.store is not None:
         store: str | ObjectStore = settings.store
@@ -477,8 +511,9 @@ def run(settings: Settings) -> int:
             from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
             observer = Metrics(node)
-            metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
-        location = grpc_location(host, port)
+            with serving_tls(tls.context if tls is not None else None):
+                metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
+        location = grpc_location(host, port, tls is not None)
         try:
             server = FlightService(
                 node,
@@ -486,6 +521,7 @@ def run(settings: Settings) -> int:
                 observer=observer,
                 bounds=settings.door_bounds(connections.FLIGHT),
                 budget=budget,
+                tls=tls,
             )
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
@@ -500,6 +536,7 @@ def run(settings: Settings) -> int:
                     default_partitions=settings.kafka_partitions,
                     bounds=settings.door_bounds(connections.KAFKA),
                     budget=budget,
+                    tls=tls.context if tls is not None else None,
                 )
         except OSError as exc:
             if settings.kafka_listen_given:
@@ -511,13 +548,14 @@ def run(settings: Settings) -> int:
         registry = None
         try:
             if registry_address:
-                registry = start_registry_listener(
-                    engine,
-                    engine.path,
-                    *registry_address,
-                    bounds=settings.door_bounds(connections.REGISTRY),
-                    budget=budget,
-                )
+                with serving_tls(tls.context if tls is not None else None):
+                    registry = start_registry_listener(
+                        engine,
+                        engine.path,
+                        *registry_address,
+                        bounds=settings.door_bounds(connections.REGISTRY),
+                        budget=budget,
+                    )
         except OSError as exc:
             if settings.registry_listen_given:
                 if kafka is not None:
@@ -530,18 +568,20 @@ def run(settings: Settings) -> int:
     except BaseException:
         node.close()
         raise
-    url = grpc_location(host, server.port)
+    url = grpc_location(host, server.port, tls is not None)
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
+    scheme = http_scheme(tls)
     fields = {
         "url": url,
         "data_dir": os.path.abspath(settings.data_dir),
         "fsync": settings.fsync,
-        "metrics": f"http://{settings.metrics_listen}/metrics" if metrics_address else "off",
+        "metrics": f"{scheme}://{settings.metrics_listen}/metrics" if metrics_address else "off",
         "kafka": kafka.bootstrap if kafka else "off",
-        "registry": registry.url if registry else "off",
+        "registry": registry.url.replace("http://", f"{scheme}://", 1) if registry else "off",
         "inflight_bytes": settings.inflight_bytes,
         "pid": os.getpid(),
+        **(tls.describe() if tls is not None else {"tls": "off"}),
     }
     store = ""
     if engine.store is not None:  # the store's URL (never a credential) and its recovery
@@ -577,7 +617,11 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(stop: threading.Event, reload: Callable[[], object] | None = None) -> None:
+    """SIGTERM and SIGINT set ``stop`` (a second one exits at once); with ``reload``
+    (TLS on), SIGHUP runs it on a thread of its own (loading files is no work for a
+    signal handler)."""
+
     def handle(signum: int, _frame: object) -> None:
         if stop.is_set():
             log.warning("second signal: exiting at once")
@@ -585,5 +629,11 @@ def install_signal_handlers(stop: threading.Event) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    def hang_up(_signum: int, _frame: object) -> None:
+        if reload is not None:
+            threading.Thread(target=reload, name="odradek-tls-reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if reload is not None:
+        signal.signal(signal.SIGHUP, hang_up)

@@ -49,6 +49,7 @@ import grpc.aio
 
 from odradek import limits
 from odradek.errors import InvalidRequest
+from odradek.protocols.tls import load_key_pair, read_pem_file
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +175,7 @@ def load_security(
 
 
 def _read_file(path: str, flag: str, size_max: int = limits.etcd_tls_file_bytes_max) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(size_max + 1)
-    except OSError as exc:
-        raise InvalidRequest(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from exc
-    if len(data) > size_max:
-        raise InvalidRequest(f"{flag} {path}: larger than {size_max} bytes, not a PEM file of certificates")
-    if not data:
-        raise InvalidRequest(f"{flag} {path}: the file is empty")
-    return data
+    return read_pem_file(path, flag, size_max)
 
 
 def _read_password(path: str) -> str:
@@ -196,19 +188,7 @@ def _read_password(path: str) -> str:
 
 
 def _check_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
-    def encrypted() -> str:
-        raise InvalidRequest(f"--etcd-key {key}: the key is encrypted; gRPC needs it unencrypted")
-
-    try:
-        context.load_cert_chain(cert, key, password=encrypted)
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            raise InvalidRequest(f"--etcd-key {key} is not the key of --etcd-cert {cert}") from exc
-        raise InvalidRequest(
-            f"--etcd-cert {cert} / --etcd-key {key}: not a PEM certificate and its PEM private key ({exc})"
-        ) from exc
-    except OSError as exc:
-        raise InvalidRequest(f"--etcd-cert {cert} / --etcd-key {key}: cannot read them ({exc})") from exc
+    load_key_pair(context, cert, key, cert_flag="--etcd-cert", key_flag="--etcd-key", user="gRPC")
 
 
 # --- the client ----------------------------------------------------------------------

@@ -17,22 +17,50 @@ thread per connection. This module bounds what a peer can make them hold:
 The deadline is enforced below the buffered reader (:class:`_DeadlineSocketReader`):
 every ``recv`` gets the time left as its socket timeout, so no sequence of small reads
 can outlast it.
+
+HTTPS: a server made inside :func:`serving_tls` serves TLS with that server context
+from its first connection. The handshake runs on the connection's own thread (never the
+accepting one), within ``limits.tls_handshake_seconds_max``; a connection over a cap is
+closed without an answer (a plaintext 503 means nothing to a TLS client). The handler's
+:attr:`BoundedRequestHandler.peer_subject` names the verified client certificate.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from odradek import limits
 from odradek.protocols.connections import ConnectionSlots, DoorLimits, peer_host
+from odradek.protocols.tls import peer_subject
 
 log = logging.getLogger("odradek.http")
+
+# The TLS server context of the servers made now (None: plaintext); see serving_tls.
+_TLS_FOR_NEW_SERVERS: contextvars.ContextVar[ssl.SSLContext | None] = contextvars.ContextVar(
+    "odradek_http_tls", default=None
+)
+
+
+@contextlib.contextmanager
+def serving_tls(context: ssl.SSLContext | None) -> Iterator[None]:
+    """Servers made inside serve HTTPS with ``context`` (None: plaintext) from their
+    first connection (the doors that make them need not know)."""
+    token = _TLS_FOR_NEW_SERVERS.set(context)
+    try:
+        yield
+    finally:
+        _TLS_FOR_NEW_SERVERS.reset(token)
 
 
 class RequestTimeout(TimeoutError):
@@ -110,6 +138,13 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         """Time left for the current request to arrive whole."""
         return self._reader.seconds_left()
 
+    @property
+    def peer_subject(self) -> str | None:
+        """The subject of the client's verified certificate (HTTPS with client
+        certificates); None otherwise."""
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        return peer_subject(getpeercert()) if getpeercert is not None else None
+
     def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
         if args and isinstance(args[-1], RequestTimeout):
             peer = peer_host(self.client_address)
@@ -147,6 +182,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.bounds = bounds
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.slots = ConnectionSlots.of(door, bounds)
+        self.tls = _TLS_FOR_NEW_SERVERS.get()
         self._open: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()
         super().__init__((host, port), handler)
@@ -168,7 +204,8 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         refused = self.slots.acquire(peer)
         if refused is not None:
             try:  # a small answer into a fresh socket's empty send buffer never blocks
-                request.send(self.refusal(refused), socket.MSG_DONTWAIT)
+                if self.tls is None:
+                    request.send(self.refusal(refused), socket.MSG_DONTWAIT)
             except OSError:
                 pass  # the peer is gone, or its buffer is full: closing says enough
             self.shutdown_request(request)
@@ -184,9 +221,33 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
+            if self.tls is not None:
+                request = self._handshake(request, self.tls, client_address)
+                if request is None:
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._forget(request)
+
+    def _handshake(
+        self, request: socket.socket, context: ssl.SSLContext, client_address: Any
+    ) -> ssl.SSLSocket | None:
+        """The TLS side of ``request`` once its handshake ended (None: it failed or took
+        longer than ``limits.tls_handshake_seconds_max``; the connection is closed)."""
+        with self._open_lock:  # close_connections reaches the socket that is in use
+            peer = self._open.pop(request, None)
+            wrapped = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            if peer is not None:
+                self._open[wrapped] = peer
+        try:
+            wrapped.settimeout(limits.tls_handshake_seconds_max)
+            wrapped.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+            log.debug("%s TLS handshake with %s failed: %s", self.door, peer_host(client_address), exc)
+            self._forget(wrapped)
+            self.shutdown_request(wrapped)
+            return None
+        return wrapped
 
     def _forget(self, request: socket.socket) -> None:
         with self._open_lock:

@@ -44,6 +44,7 @@ import asyncio
 import functools
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -89,6 +90,8 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_GROUPS: group_api.describe_groups,
     ApiKey.LIST_GROUPS: group_api.list_groups,
     ApiKey.DELETE_GROUPS: group_api.delete_groups,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: group_api.consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: group_api.consumer_group_describe,
     ApiKey.CREATE_TOPICS: admin.create_topics,
     ApiKey.DELETE_TOPICS: admin.delete_topics,
     ApiKey.CREATE_PARTITIONS: admin.create_partitions,
@@ -155,8 +158,10 @@ class KafkaListener:
         default_partitions: int = 1,
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.engine = engine
+        self.tls = tls
         self._default_partitions = default_partitions
         self.host = host
         self.port = port
@@ -171,7 +176,14 @@ class KafkaListener:
         self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.host,
+            self.port,
+            limit=1 << 20,
+            ssl=self.tls,
+            ssl_handshake_timeout=limits.tls_handshake_seconds_max if self.tls is not None else None,
+        )
         bound = self._server.sockets[0].getsockname()
         self.port = int(bound[1])
         host, port = _advertised(self.host, self.port, self._advertised)
@@ -183,7 +195,14 @@ class KafkaListener:
             default_partitions=self._default_partitions,
         )
         self._expiry = asyncio.create_task(self._expire_members())
-        log.info("Kafka listener on %s:%d (advertised as %s:%d)", self.host, self.port, host, port)
+        log.info(
+            "Kafka listener on %s:%d (advertised as %s:%d)%s",
+            self.host,
+            self.port,
+            host,
+            port,
+            " over TLS (security.protocol=SSL)" if self.tls is not None else "",
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -437,6 +456,7 @@ def start_kafka_listener(
     default_partitions: int = 1,
     bounds: connections.DoorLimits | None = None,
     budget: ByteBudget | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
     node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
@@ -448,7 +468,9 @@ def start_kafka_listener(
     ``budget`` is the server's in-flight byte budget (a private one when None).
     ``auto_create_topics`` (Kafka's ``auto.create.topics.enable``) lets a Metadata
     request create the topics it names, with ``default_partitions`` partitions (Kafka's
-    ``num.partitions``).
+    ``num.partitions``). ``tls``: serve TLS with this server context (clients use
+    ``security.protocol=SSL``); a handshake must end within
+    ``limits.tls_handshake_seconds_max``.
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
@@ -460,6 +482,7 @@ def start_kafka_listener(
         default_partitions=default_partitions,
         bounds=bounds,
         budget=budget,
+        tls=tls,
     )
     started = threading.Event()
     failure: list[BaseException] = []
