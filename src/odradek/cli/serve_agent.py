@@ -25,6 +25,7 @@ from odradek.cli.serve import (
     grpc_location,
     install_signal_handlers,
     listen_addresses,
+    server_tls,
     setup_logging,
     split_address,
 )
@@ -32,10 +33,11 @@ from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
-from odradek.errors import InvalidRequest, OdradekError
+from odradek.errors import InvalidRequest, NotOwner, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.flight.server import FlightService
+from odradek.protocols.bounded_http import serving_tls
+from odradek.protocols.flight.server import ClusterGate, FlightService
 from odradek.storage.objects import ObjectStore, open_store
 
 log = logging.getLogger("odradek.serve")
@@ -46,6 +48,8 @@ def run_agent(settings: Settings) -> int:
     if settings.store is None or settings.etcd is None:
         raise InvalidRequest("a cluster agent needs --store and --etcd")
     security = _etcd_security(settings.etcd, settings)  # bad TLS files: refused before any door opens
+    tls = server_tls(settings)  # the doors' TLS files too
+    tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
         if address is not None and address[1] == 0:
@@ -60,8 +64,9 @@ def run_agent(settings: Settings) -> int:
         from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
         metrics = Metrics(None)
-        metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
-    location = grpc_location(host, port)
+        with serving_tls(tls_context):
+            metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
+    location = grpc_location(host, port, tls is not None)
     gate = AgentGate()  # the agent is made once the door's port is known
     try:
         server = FlightService(
@@ -70,7 +75,8 @@ def run_agent(settings: Settings) -> int:
             observer=metrics,
             bounds=settings.door_bounds(connections.FLIGHT),
             budget=budget,
-            cluster=gate,
+            cluster=gate if tls is None else TlsRedirects(gate),
+            tls=tls,
         )
     except (pa.ArrowException, OSError) as exc:
         if metrics_listener is not None:
@@ -124,6 +130,7 @@ def run_agent(settings: Settings) -> int:
             default_partitions=settings.kafka_partitions,
             bounds=settings.door_bounds(connections.KAFKA),
             budget=budget,
+            tls=tls_context,
         )
 
     def start_registry(node: Node) -> Any:
@@ -131,17 +138,18 @@ def run_agent(settings: Settings) -> int:
             return None
         from odradek.protocols.registry import start_registry_listener
 
-        return start_registry_listener(
-            node.engine,
-            node.engine.path,
-            *registry_address,
-            bounds=settings.door_bounds(connections.REGISTRY),
-            budget=budget,
-        )
+        with serving_tls(tls_context):
+            return start_registry_listener(
+                node.engine,
+                node.engine.path,
+                *registry_address,
+                bounds=settings.door_bounds(connections.REGISTRY),
+                budget=budget,
+            )
 
     def start_kafka_relay() -> Any:
-        if kafka_address is None:
-            return None
+        if kafka_address is None or tls is not None:
+            return None  # the relay speaks plaintext only: with TLS a standby's Kafka port stays closed
         from odradek.protocols.kafka.relay import start_kafka_relay
 
         def owner() -> tuple[str, int] | None:
@@ -179,9 +187,9 @@ def run_agent(settings: Settings) -> int:
         if metrics_listener is not None:
             metrics_listener.close()
         raise
-    url = f"grpc://{advertised}"
+    url = f"grpc+tls://{advertised}" if tls is not None else f"grpc://{advertised}"
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
     gc.freeze()  # as serve does: what start made lives as long as the server
     log.info(
         "ready",
@@ -193,6 +201,7 @@ def run_agent(settings: Settings) -> int:
                 "etcd": settings.etcd,
                 "data_dir": os.path.abspath(settings.data_dir),
                 "pid": os.getpid(),
+                **(tls.describe() if tls is not None else {"tls": "off"}),
                 **{f"{door}": address for door, address in doors.items()},
             }
         },
@@ -233,6 +242,50 @@ def _etcd_security(etcd: str, settings: Settings) -> EtcdSecurity | None:
         password=settings.etcd_password,
         password_file=settings.etcd_password_file,
     )
+
+
+class TlsRedirects:
+    """The Flight door's view of its agent when the doors serve TLS. The agents'
+    records hold HOST:PORT and the agent names them ``grpc://``; every agent of a
+    cluster serves TLS alike (docs/security.md), so the URLs the door hands out
+    (NotOwner redirects, ``cluster_status``) say ``grpc+tls://``."""
+
+    def __init__(self, gate: ClusterGate) -> None:
+        self.gate = gate
+
+    def check_owner(self) -> None:
+        try:
+            self.gate.check_owner()
+        except NotOwner as exc:
+            raise _tls_redirect(exc) from None
+
+    def not_owner(self) -> OdradekError:
+        error = self.gate.not_owner()
+        return _tls_redirect(error) if isinstance(error, NotOwner) else error
+
+    def status(self) -> dict[str, Any]:
+        status = self.gate.status()
+        if status.get("owner_url"):
+            status["owner_url"] = _tls_url(status["owner_url"])
+        status["agents"] = [{**agent, "url": _tls_url(agent["url"])} for agent in status.get("agents", [])]
+        return status
+
+    def hand_over(self, to: str | None) -> dict[str, Any]:
+        try:
+            return self.gate.hand_over(to)
+        except NotOwner as exc:
+            raise _tls_redirect(exc) from None
+
+
+def _tls_url(url: str) -> str:
+    return "grpc+tls://" + url.removeprefix("grpc://") if url.startswith("grpc://") else url
+
+
+def _tls_redirect(error: NotOwner) -> NotOwner:
+    if error.owner is None:
+        return error
+    owner = _tls_url(error.owner)
+    return NotOwner(error.message.replace(error.owner, owner), owner, error.agent)
 
 
 def _address(host: str, port: int) -> str:

@@ -1,0 +1,138 @@
+"""`odradek serve --etcd ... --tls-cert F --tls-key F --tls-ca F`: a cluster whose doors
+serve TLS with client certificates.
+
+Goal: what a user of a TLS cluster sees: each agent's ready line says grpc+tls://; a
+client given only a standby's URL is redirected to the owner at its grpc+tls:// URL (not
+grpc://, which a TLS door would not answer) and appends there; the agents' status names
+grpc+tls:// URLs; a client without a certificate is refused by the standby too.
+Method: two `odradek serve --store --etcd` processes on a real etcd and moto's S3 server,
+certificates made in the test (etcd_certificates.py), the Python client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agents import wait_for
+from etcd_certificates import Certificates, make_certificates
+from etcd_servers import EtcdServers
+from object_servers import S3Server, free_ports, unique_prefix
+
+import odradek
+from odradek.errors import OdradekError, Unavailable
+
+
+class TlsAgent:
+    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str,
+                 certificates: Certificates) -> None:  # fmt: skip
+        self.port = free_ports(1)[0]
+        self.log = directory / f"{agent_id}.log"
+        self.certificates = certificates
+        command = [
+            sys.executable, "-m", "odradek.cli.main", "serve",
+            "--data-dir", str(directory / agent_id),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--store", store.url(prefix),
+            "--store-flush-ms", "5",
+            "--etcd", etcd,
+            "--cluster", cluster,
+            "--agent-id", agent_id,
+            "--kafka-listen", "off",
+            "--registry-listen", "off",
+            "--tls-cert", str(certificates.server_cert),
+            "--tls-key", str(certificates.server_key),
+            "--tls-ca", str(certificates.ca),
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **store.env}
+            )
+        assert self.process.stdout is not None
+        self.ready = self.process.stdout.readline().decode()
+        assert "ready" in self.ready, f"agent {agent_id} did not start: {self.log.read_text()[-3000:]}"
+        self.url = f"grpc+tls://127.0.0.1:{self.port}"
+
+    def connect(self) -> odradek.RemoteClient:
+        files = self.certificates
+        return odradek.connect(
+            self.url, tls_ca=str(files.ca), tls_cert=str(files.client_cert), tls_key=str(files.client_key)
+        )
+
+    def status(self) -> dict[str, object]:
+        with self.connect() as client:
+            return dict(json.loads(client._action("cluster_status", {})))
+
+    def stop(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture
+def agents(
+    tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server, certificates: Certificates
+) -> Iterator[list[TlsAgent]]:
+    cluster, prefix = f"tls{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    started: list[TlsAgent] = []
+    try:
+        started.append(TlsAgent(tmp_path, "a0", etcd_server.url, cluster, moto_s3, prefix, certificates))
+
+        def owns() -> bool:
+            try:
+                return started[0].status()["role"] == "owner"
+            except OdradekError:
+                return False
+
+        wait_for(owns, "the first agent to own the data")
+        started.append(TlsAgent(tmp_path, "a1", etcd_server.url, cluster, moto_s3, prefix, certificates))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def test_a_standby_redirects_to_the_owner_over_tls(
+    agents: list[TlsAgent], certificates: Certificates
+) -> None:
+    owner, standby = agents
+    assert f"url=grpc+tls://127.0.0.1:{standby.port}" in standby.ready
+    status = standby.status()
+    assert status["role"] == "standby"
+    assert status["owner_url"] == owner.url
+    listed = status["agents"]
+    assert isinstance(listed, list)
+    assert {agent["url"] for agent in listed} == {owner.url, standby.url}
+    with standby.connect() as client:  # given the standby only: the redirect names grpc+tls://
+        client.create_topic("orders")
+        client.append("orders", [{"value": b"over tls"}])
+        assert client.url == owner.url
+    with owner.connect() as client:
+        values = [
+            row["value"]
+            for batch in client.read("orders", start="earliest", wait=0)
+            for row in batch.to_pylist()
+        ]
+        assert values == [b"over tls"]
+    with (
+        odradek.connect(standby.url, tls_ca=str(certificates.ca), timeout=10) as client,
+        pytest.raises(Unavailable),
+    ):
+        client.list_topics()  # no client certificate
