@@ -27,6 +27,7 @@ from typing import Any
 
 from odradek import limits
 from odradek.protocols.kafka.codec import messages_admin as admin
+from odradek.protocols.kafka.codec import messages_consumer as consumer
 from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_groups as groups
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
@@ -60,6 +61,8 @@ class ApiKey(enum.IntEnum):
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
     DESCRIBE_CLUSTER = 60
+    CONSUMER_GROUP_HEARTBEAT = 68
+    CONSUMER_GROUP_DESCRIBE = 69
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +129,20 @@ APIS: dict[int, Api] = {
             1,
         ),
         _api(ApiKey.DESCRIBE_CLUSTER, admin.DescribeClusterRequest, admin.DescribeClusterResponse, "0-2", 0),
+        _api(
+            ApiKey.CONSUMER_GROUP_HEARTBEAT,
+            consumer.ConsumerGroupHeartbeatRequest,
+            consumer.ConsumerGroupHeartbeatResponse,
+            "0-1",
+            0,
+        ),
+        _api(
+            ApiKey.CONSUMER_GROUP_DESCRIBE,
+            consumer.ConsumerGroupDescribeRequest,
+            consumer.ConsumerGroupDescribeResponse,
+            "0-1",
+            0,
+        ),
     )
 }
 
