@@ -291,6 +291,19 @@ produce_batch_bytes_max = 16 * 1024 * 1024
 # Ten seconds is Prometheus's default scrape timeout.
 kafka_group_answer_seconds_max = 10.0
 
+# -- Kafka door: groups of the consumer protocol (KIP-848, protocols/kafka/consumer_groups.py)
+# The heartbeat interval the coordinator gives members: a change of assignment reaches a
+# member on its next heartbeat and a handover takes about two, so this sets how fast a
+# group converges. Kafka's default (group.consumer.heartbeat.interval.ms) is 5 s; we take
+# its minimum, 1 s: one node serves few members, and a member's heartbeat is cheap.
+kafka_consumer_heartbeat_interval_ms = 1_000
+# A member silent this long is removed (Kafka's group.consumer.session.timeout.ms
+# default; unlike the classic protocol the client does not choose it).
+kafka_consumer_session_timeout_ms = 45_000
+# A heartbeat resolves the group's topics before the state machine sees it; other
+# heartbeats may add names meanwhile, so it looks again, at most this many rounds.
+kafka_consumer_topic_rounds_max = 4
+
 # -- Object-store agents (decision record 0011) -------------------------------------------
 # A journal flush is cut this long after its first change (or once it holds this many
 # bytes): an fsync waits for its flush, so this window plus one PUT is an append's

@@ -1,8 +1,18 @@
 """Handlers of consumer groups: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups.
+LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, and
+the consumer protocol's ConsumerGroupHeartbeat and ConsumerGroupDescribe (KIP-848).
 
 They translate between the wire messages and :class:`~.groups.Coordinator`, which
-holds the group state machine.
+holds the group state machines (consumer_groups.py for the consumer protocol). A
+ConsumerGroupHeartbeat's topics are resolved here, names and ids, before the state
+machine sees it; its refusals carry the coordinator's message, which clients show.
+Refused group requests are logged at info with what the code means.
+
+Groups of the consumer protocol show in ListGroups with type "consumer", and in
+DescribeGroups with protocol type "consumer", their assignor as protocol and each
+member's assignment in the classic ``consumer`` encoding, so that tools that only
+know the classic APIs still show them. ConsumerGroupDescribe answers GROUP_ID_NOT_FOUND
+for a group of another kind, which tells admin clients to ask DescribeGroups.
 
 A commit or a group deletion whose file write fails (a full disk) is answered with
 NOT_COORDINATOR, as Kafka answers a failed write to its offsets topic: clients look
@@ -22,27 +32,67 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import struct
 import uuid
 
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
 from odradek.groups.info import GroupInfo
 from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
+from odradek.protocols.kafka.codec import messages_consumer as c
 from odradek.protocols.kafka.codec import messages_groups as m
 from odradek.protocols.kafka.codec.api import Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
-from odradek.protocols.kafka.groups import DEAD
+from odradek.protocols.kafka.consumer_groups import ConsumerGroup, Heartbeat, TopicPartition
+from odradek.protocols.kafka.groups import CONSUMER_PROTOCOL_TYPE, DEAD, Group
 from odradek.protocols.kafka.store import OffsetEntry
 
 log = logging.getLogger(__name__)
 
 _KEY_TYPE_GROUP = 0
+# Kafka's group types (ListGroups v5): classic groups, and groups of the consumer protocol.
+_CLASSIC_TYPE = "classic"
+_CONSUMER_TYPE = "consumer"
+# ConsumerGroupDescribe's member type (KIP-1099): a member of the consumer protocol.
+_CONSUMER_MEMBER_TYPE = 1
 _TRANSACTIONS_REFUSED = "transactions are not supported by Odradek"
 # How an odradek group shows in Kafka's group APIs: no protocol type (its members are
 # not coordinated by Kafka's group protocol), and "odradek" as its protocol.
 _ODRADEK_PROTOCOL_TYPE = ""
 _ODRADEK_PROTOCOL = "odradek"
+
+
+# What a refusal means, for the log (the classic group APIs carry no error message).
+_MEANING = {
+    ErrorCode.UNKNOWN_MEMBER_ID: "the member is not in the group (it was removed, or never joined)",
+    ErrorCode.ILLEGAL_GENERATION: "the member's generation is not the group's (the group rebalanced)",
+    ErrorCode.FENCED_INSTANCE_ID: "another member now holds its group.instance.id (a newer instance)",
+    ErrorCode.INCONSISTENT_GROUP_PROTOCOL: "the group's protocol or kind does not match",
+    ErrorCode.INVALID_SESSION_TIMEOUT: (
+        f"session timeout outside {limits.kafka_session_timeout_ms_min}-"
+        f"{limits.kafka_session_timeout_ms_max} ms"
+    ),
+    ErrorCode.GROUP_MAX_SIZE_REACHED: f"the group has {limits.kafka_group_members_max} members already",
+    ErrorCode.INVALID_GROUP_ID: "the group id is empty",
+}
+# Answers that are part of a normal rebalance, not refusals.
+_ROUTINE = {ErrorCode.NONE, ErrorCode.REBALANCE_IN_PROGRESS}
+
+
+def _refused(api: str, group_id: str, member: str, code: int) -> None:
+    """Log a refused group request at info, with what the code means."""
+    if code in _ROUTINE:
+        return
+    error = ErrorCode(code)
+    log.info(
+        "%s of group %r by member %r refused with %s: %s",
+        api,
+        group_id,
+        member,
+        error.name,
+        _MEANING.get(error, "see Kafka's protocol guide"),
+    )
 
 
 async def find_coordinator(broker: Broker, request: Request) -> m.FindCoordinatorResponse:
@@ -83,12 +133,14 @@ async def join_group(broker: Broker, request: Request) -> m.JoinGroupResponse:
         body.protocol_type,
         [(p.name, p.metadata) for p in body.protocols],
     )
+    _refused("JoinGroup", body.group_id, body.member_id or body.group_instance_id or "", result.error)
     return m.JoinGroupResponse(
         error_code=result.error,
         generation_id=result.generation,
         protocol_type=result.protocol_type,
         protocol_name=result.protocol,
         leader=result.leader,
+        skip_assignment=result.skip_assignment,
         member_id=result.member_id,
         members=tuple(
             m.JoinGroupResponseMember(member_id=member_id, group_instance_id=instance, metadata=metadata)
@@ -104,7 +156,9 @@ async def sync_group(broker: Broker, request: Request) -> m.SyncGroupResponse:
         body.member_id,
         body.generation_id,
         [(a.member_id, a.assignment) for a in body.assignments],
+        body.group_instance_id,
     )
+    _refused("SyncGroup", body.group_id, body.member_id, error)
     return m.SyncGroupResponse(
         error_code=error,
         assignment=assignment,
@@ -115,9 +169,11 @@ async def sync_group(broker: Broker, request: Request) -> m.SyncGroupResponse:
 
 async def heartbeat(broker: Broker, request: Request) -> m.HeartbeatResponse:
     body: m.HeartbeatRequest = request.body
-    return m.HeartbeatResponse(
-        error_code=broker.coordinator.heartbeat(body.group_id, body.member_id, body.generation_id)
+    code = broker.coordinator.heartbeat(
+        body.group_id, body.member_id, body.generation_id, body.group_instance_id
     )
+    _refused("Heartbeat", body.group_id, body.member_id, code)
+    return m.HeartbeatResponse(error_code=code)
 
 
 async def leave_group(broker: Broker, request: Request) -> m.LeaveGroupResponse:
@@ -125,7 +181,13 @@ async def leave_group(broker: Broker, request: Request) -> m.LeaveGroupResponse:
     if request.api_version < 3:
         (code,) = broker.coordinator.leave(body.group_id, [body.member_id])
         return m.LeaveGroupResponse(error_code=code)
-    codes = broker.coordinator.leave(body.group_id, [member.member_id for member in body.members])
+    codes = broker.coordinator.leave(
+        body.group_id,
+        [member.member_id for member in body.members],
+        [member.group_instance_id for member in body.members],
+    )
+    for member, code in zip(body.members, codes, strict=True):
+        _refused("LeaveGroup", body.group_id, member.member_id or member.group_instance_id or "", code)
     return m.LeaveGroupResponse(
         members=tuple(
             m.MemberResponse(
@@ -138,7 +200,10 @@ async def leave_group(broker: Broker, request: Request) -> m.LeaveGroupResponse:
 
 async def offset_commit(broker: Broker, request: Request) -> m.OffsetCommitResponse:
     body: m.OffsetCommitRequest = request.body
-    check = broker.coordinator.check_commit(body.group_id, body.member_id, body.generation_id_or_member_epoch)
+    check = broker.coordinator.check_commit(
+        body.group_id, body.member_id, body.generation_id_or_member_epoch, body.group_instance_id
+    )
+    _refused("OffsetCommit", body.group_id, body.member_id, check)
     accepted: dict[tuple[str, int], OffsetEntry] = {}
     topics = []
     for topic in body.topics:
@@ -196,6 +261,11 @@ async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchRespons
     if request.api_version >= 8:
         groups = []
         for group in body.groups:
+            code = broker.coordinator.check_fetch(group.group_id, group.member_id, group.member_epoch)
+            if code != ErrorCode.NONE:
+                _refused("OffsetFetch", group.group_id, group.member_id or "", code)
+                groups.append(m.OffsetFetchResponseGroup(group_id=group.group_id, error_code=code))
+                continue
             topics = await _fetch_group(broker, group.group_id, group.topics, request.api_version)
             groups.append(m.OffsetFetchResponseGroup(group_id=group.group_id, topics=tuple(topics)))
         return m.OffsetFetchResponse(groups=tuple(groups))
@@ -339,7 +409,13 @@ async def describe_groups(broker: Broker, request: Request) -> m.DescribeGroupsR
                 described.append(_described_odradek_group(info))
                 continue
             code = ErrorCode.GROUP_ID_NOT_FOUND if request.api_version >= 6 else ErrorCode.NONE
-            described.append(m.DescribedGroup(error_code=code, group_id=group_id, group_state=DEAD))
+            message = f"group {group_id!r} does not exist" if code else None
+            described.append(
+                m.DescribedGroup(error_code=code, error_message=message, group_id=group_id, group_state=DEAD)
+            )
+            continue
+        if group.consumer is not None:
+            described.append(_described_consumer_group(group, group.consumer))
             continue
         members = tuple(
             m.DescribedGroupMember(
@@ -369,21 +445,26 @@ async def list_groups(broker: Broker, request: Request) -> m.ListGroupsResponse:
     states = {s.lower() for s in body.states_filter}
     types = {t.lower() for t in body.types_filter}
     found = [
-        (group.group_id, group.protocol_type or "consumer", group.state)
+        (
+            group.group_id,
+            group.protocol_type or "consumer",
+            group.state,
+            _CONSUMER_TYPE if group.consumer is not None else _CLASSIC_TYPE,
+        )
         for group in broker.coordinator.groups.values()
     ]
     for listing in await broker.call(broker.node.groups.listing):
         if listing.group not in broker.coordinator.groups:
-            found.append((listing.group, _ODRADEK_PROTOCOL_TYPE, listing.state))
+            found.append((listing.group, _ODRADEK_PROTOCOL_TYPE, listing.state, _CLASSIC_TYPE))
     listed = []
-    for group_id, protocol_type, state in found:
+    for group_id, protocol_type, state, group_type in found:
         if states and state.lower() not in states:
             continue
-        if types and "classic" not in types:
+        if types and group_type not in types:
             continue
         listed.append(
             m.ListedGroup(
-                group_id=group_id, protocol_type=protocol_type, group_state=state, group_type="classic"
+                group_id=group_id, protocol_type=protocol_type, group_state=state, group_type=group_type
             )
         )
     return m.ListGroupsResponse(groups=tuple(listed))
@@ -403,3 +484,189 @@ async def delete_groups(broker: Broker, request: Request) -> m.DeleteGroupsRespo
             code = ErrorCode.NOT_COORDINATOR
         results.append(m.DeletableGroupResult(group_id=group_id, error_code=code))
     return m.DeleteGroupsResponse(results=tuple(results))
+
+
+# -- the consumer protocol (KIP-848) ------------------------------------------------
+
+
+async def consumer_group_heartbeat(broker: Broker, request: Request) -> c.ConsumerGroupHeartbeatResponse:
+    body: c.ConsumerGroupHeartbeatRequest = request.body
+    owned: frozenset[TopicPartition] | None = None
+    if body.topic_partitions is not None:
+        found: set[TopicPartition] = set()
+        for topic in body.topic_partitions:
+            view = await broker.topic_by_id(topic.topic_id)
+            if view is not None:
+                found.update((view.name, partition) for partition in topic.partitions)
+        owned = frozenset(found)
+    heartbeat = Heartbeat(
+        member_id=body.member_id,
+        member_epoch=body.member_epoch,
+        instance_id=body.instance_id,
+        rack_id=body.rack_id,
+        rebalance_timeout_ms=body.rebalance_timeout_ms,
+        names=body.subscribed_topic_names,
+        regex=body.subscribed_topic_regex,
+        assignor=body.server_assignor,
+        owned=owned,
+        client_id=request.client_id or "",
+        client_host=client_host.get(),
+    )
+    topics: dict[str, tuple[uuid.UUID, int]] = {}
+    resolved: set[str] = set()
+    listed = False
+    # Other heartbeats may change the group while topics are looked up: ask again until
+    # every name the group needs is resolved (a few rounds at most in practice).
+    for _ in range(limits.kafka_consumer_topic_rounds_max):
+        names, everything = broker.coordinator.consumer_interest(body.group_id, heartbeat)
+        if everything and not listed:
+            names |= set(await broker.call(broker.engine.list_topics))
+            listed = True
+        if names <= resolved and (listed or not everything):
+            break
+        for name in sorted(names - resolved):
+            view = await broker.topic(name)
+            if view is not None:
+                topics[name] = (view.topic_id, view.partitions)
+        resolved |= names
+    answer = broker.coordinator.consumer_heartbeat(body.group_id, heartbeat, topics)
+    if answer.error != ErrorCode.NONE:
+        log.info(
+            "ConsumerGroupHeartbeat of group %r by member %r refused with %s: %s",
+            body.group_id,
+            body.member_id,
+            answer.error.name,
+            answer.message,
+        )
+        return c.ConsumerGroupHeartbeatResponse(
+            error_code=answer.error,
+            error_message=answer.message,
+            member_id=answer.member_id,
+            member_epoch=answer.member_epoch,
+            heartbeat_interval_ms=limits.kafka_consumer_heartbeat_interval_ms,
+        )
+    assignment = None
+    if answer.assignment is not None:
+        consumer = broker.coordinator.consumer_group(body.group_id)
+        ids = {**(consumer.metadata if consumer is not None else {}), **topics}
+        assignment = c.HeartbeatAssignment(
+            topic_partitions=tuple(
+                c.HeartbeatTopicPartitions(topic_id=ids[name][0], partitions=tuple(partitions))
+                for name, partitions in _by_topic(answer.assignment).items()
+                if name in ids
+            )
+        )
+    return c.ConsumerGroupHeartbeatResponse(
+        member_id=answer.member_id,
+        member_epoch=answer.member_epoch,
+        heartbeat_interval_ms=limits.kafka_consumer_heartbeat_interval_ms,
+        assignment=assignment,
+    )
+
+
+async def consumer_group_describe(broker: Broker, request: Request) -> c.ConsumerGroupDescribeResponse:
+    body: c.ConsumerGroupDescribeRequest = request.body
+    described = []
+    for group_id in body.group_ids:
+        group = broker.coordinator.groups.get(group_id)
+        if group is None or group.consumer is None:
+            exists = group is not None or await broker.call(broker.node.groups.exists, group_id)
+            message = (
+                f"group {group_id!r} is not a consumer group"
+                if exists
+                else f"group {group_id!r} does not exist"
+            )
+            described.append(
+                c.DescribedConsumerGroup(
+                    error_code=ErrorCode.GROUP_ID_NOT_FOUND,
+                    error_message=message,
+                    group_id=group_id,
+                    group_state=DEAD,
+                )
+            )
+            continue
+        consumer = group.consumer
+        described.append(
+            c.DescribedConsumerGroup(
+                group_id=group_id,
+                group_state=group.state,
+                group_epoch=consumer.epoch,
+                assignment_epoch=consumer.assignment_epoch,
+                assignor_name=consumer.assignor,
+                members=tuple(
+                    c.DescribedConsumerMember(
+                        member_id=member.member_id,
+                        instance_id=member.instance_id,
+                        rack_id=member.rack_id,
+                        member_epoch=member.epoch,
+                        client_id=member.client_id,
+                        client_host=member.client_host,
+                        subscribed_topic_names=member.names,
+                        subscribed_topic_regex=member.regex,
+                        assignment=_described_assignment(consumer, member.assigned),
+                        target_assignment=_described_assignment(
+                            consumer, consumer.target.get(member.member_id, frozenset())
+                        ),
+                        member_type=_CONSUMER_MEMBER_TYPE,
+                    )
+                    for member in consumer.members.values()
+                ),
+            )
+        )
+    return c.ConsumerGroupDescribeResponse(groups=tuple(described))
+
+
+def _by_topic(partitions: frozenset[TopicPartition]) -> dict[str, list[int]]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(partitions):
+        by_topic.setdefault(topic, []).append(partition)
+    return by_topic
+
+
+def _described_assignment(
+    consumer: ConsumerGroup, partitions: frozenset[TopicPartition]
+) -> c.DescribedAssignment:
+    return c.DescribedAssignment(
+        topic_partitions=tuple(
+            c.DescribedTopicPartitions(
+                topic_id=consumer.metadata[name][0] if name in consumer.metadata else ZERO_UUID,
+                topic_name=name,
+                partitions=tuple(indexes),
+            )
+            for name, indexes in _by_topic(partitions).items()
+        )
+    )
+
+
+def classic_assignment(partitions: frozenset[TopicPartition]) -> bytes:
+    """An assignment in the classic ``consumer`` protocol's encoding (version 0: topics
+    with their partitions, no user data), as DescribeGroups gives members' assignments."""
+    by_topic = _by_topic(partitions)
+    parts = [struct.pack(">hi", 0, len(by_topic))]
+    for name, indexes in by_topic.items():
+        encoded = name.encode()
+        parts.append(struct.pack(">h", len(encoded)) + encoded)
+        parts.append(struct.pack(f">i{len(indexes)}i", len(indexes), *indexes))
+    parts.append(struct.pack(">i", -1))
+    return b"".join(parts)
+
+
+def _described_consumer_group(group: Group, consumer: ConsumerGroup) -> m.DescribedGroup:
+    """A consumer-protocol group through the classic DescribeGroups."""
+    return m.DescribedGroup(
+        group_id=group.group_id,
+        group_state=group.state,
+        protocol_type=CONSUMER_PROTOCOL_TYPE,
+        protocol_data=consumer.assignor,
+        members=tuple(
+            m.DescribedGroupMember(
+                member_id=member.member_id,
+                group_instance_id=member.instance_id,
+                client_id=member.client_id,
+                client_host=member.client_host,
+                member_metadata=b"",
+                member_assignment=classic_assignment(member.assigned),
+            )
+            for member in consumer.members.values()
+        ),
+    )

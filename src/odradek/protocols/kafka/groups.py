@@ -19,9 +19,24 @@ A group moves through the states::
 * Assignment is the clients' business (range, roundrobin, cooperative-sticky all run
   in the leader): the leader's SyncGroup carries every member's assignment, which the
   coordinator relays to each member's SyncGroup. Followers wait for the leader.
+* Static members (KIP-345) join with a ``group.instance.id``. One that comes back
+  under the same instance id with no member id (a restart) takes its old member's
+  place, new member id, same assignment: in a Stable group whose subscribed topics
+  and selected protocol still fit, it is answered at once with the current generation
+  and no rebalance happens; otherwise the group rebalances as for any join. The old
+  member id is fenced from then on: a request naming the instance id with another
+  member id gets FENCED_INSTANCE_ID. A static member that closes sends no LeaveGroup;
+  if it does not come back within its session timeout it is removed as any silent
+  member is.
 * Heartbeats keep a member alive and tell it to rejoin (REBALANCE_IN_PROGRESS) while
   a rebalance is being prepared. A member silent for its session timeout is removed,
   which starts a rebalance; members parked in a join or sync are not expired.
+* Groups of the consumer protocol (KIP-848, ConsumerGroupHeartbeat) share the names,
+  the offsets and the node's view with classic ones; their state machine is
+  consumer_groups.py, held in :attr:`Group.consumer`. A group with members of one
+  protocol refuses members of the other (JoinGroup gets INCONSISTENT_GROUP_PROTOCOL,
+  a heartbeat GROUP_ID_NOT_FOUND, as Kafka answers without online migration); an
+  empty group takes whichever protocol comes next.
 * Committed offsets are kept per (topic, partition) with their leader epoch and
   metadata and written to the door's store after every commit, so they survive a
   restart. A commit with generation -1 and no member id is a standalone commit.
@@ -47,7 +62,9 @@ from typing import Protocol
 
 from odradek import limits
 from odradek.errors import InvalidRequest
+from odradek.protocols.kafka import consumer_groups
 from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.consumer_groups import ConsumerGroup, Heartbeat, HeartbeatAnswer, Topics
 from odradek.protocols.kafka.store import DoorStore, OffsetEntry
 
 log = logging.getLogger(__name__)
@@ -57,6 +74,7 @@ PREPARING = "PreparingRebalance"
 COMPLETING = "CompletingRebalance"
 STABLE = "Stable"
 DEAD = "Dead"
+CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +86,7 @@ class JoinResult:
     leader: str = ""
     member_id: str = ""
     members: tuple[tuple[str, str | None, bytes], ...] = ()  # id, instance id, metadata
+    skip_assignment: bool = False  # the leader is told the group's assignment stands (KIP-814)
 
 
 @dataclasses.dataclass
@@ -101,9 +120,24 @@ class Group:
     protocol: str | None = None
     leader: str | None = None
     members: dict[str, Member] = dataclasses.field(default_factory=dict)
+    static: dict[str, str] = dataclasses.field(default_factory=dict)  # instance id -> member id
     offsets: dict[tuple[str, int], OffsetEntry] = dataclasses.field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
     initial_delay: bool = False
+    consumer: ConsumerGroup | None = None  # the consumer protocol's state (KIP-848 groups)
+
+    def size(self) -> int:
+        """Members of either protocol."""
+        return len(self.members) + (len(self.consumer.members) if self.consumer is not None else 0)
+
+    def sync_consumer_state(self) -> None:
+        """A consumer-protocol group's state, epoch and assignor, as the group APIs show them."""
+        if self.consumer is None:
+            return
+        self.state = self.consumer.state()
+        self.generation = self.consumer.epoch
+        self.protocol_type = CONSUMER_PROTOCOL_TYPE
+        self.protocol = self.consumer.assignor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,18 +247,34 @@ class Coordinator:
         group = self._new_group(group_id)
         if group is None:
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        if group.consumer is not None:
+            if group.consumer.members:
+                return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+            group.consumer = None  # an empty group takes the protocol of its next member
+            group.state, group.protocol_type, group.protocol = EMPTY, None, None
         if group.members and (
             protocol_type != group.protocol_type
             or not self._candidates(group) & {name for name, _ in protocols}
         ):
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        if instance_id:
+            current = group.static.get(instance_id)
+            if current is not None and member_id and member_id != current:
+                return JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id)
+            if current is not None and not member_id:
+                member_id = self._replace_static(group, instance_id, current, client_id, client_host)
+                answer = self._static_rejoin(group, group.members[member_id], protocols)
+                if answer is not None:
+                    return answer
         if member_id and member_id not in group.members:
             return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
         known = bool(member_id)
         if not member_id:
             if len(group.members) >= limits.kafka_group_members_max:
                 return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED)
-            member_id = f"{client_id or 'member'}-{uuid.uuid4()}"
+            member_id = f"{instance_id or client_id or 'member'}-{uuid.uuid4()}"
+            if instance_id:
+                group.static[instance_id] = member_id
             group.members[member_id] = Member(
                 member_id,
                 instance_id,
@@ -253,6 +303,47 @@ class Coordinator:
             self._prepare_rebalance(group)
         self._maybe_complete_join(group)  # may answer every member, this one too, at once
         return await joining
+
+    def _replace_static(
+        self, group: Group, instance_id: str, old_id: str, client_id: str, client_host: str
+    ) -> str:
+        """The static member ``instance_id`` restarted: a new member id takes the old
+        one's place (its assignment, its leadership); the old id is fenced."""
+        old = group.members.pop(old_id)
+        new_id = f"{instance_id}-{uuid.uuid4()}"
+        member = dataclasses.replace(
+            old, member_id=new_id, client_id=client_id, client_host=client_host, joining=None, syncing=None
+        )
+        member.last_seen = self.clock()
+        group.members[new_id] = member
+        group.static[instance_id] = new_id
+        if group.leader == old_id:
+            group.leader = new_id
+        if old.joining is not None and not old.joining.done():
+            old.joining.set_result(JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=old_id))
+        if old.syncing is not None and not old.syncing.done():
+            old.syncing.set_result((ErrorCode.FENCED_INSTANCE_ID, b""))
+        log.info(
+            "group %s: static member %s came back as %s (was %s)", group.group_id, instance_id, new_id, old_id
+        )
+        return new_id
+
+    def _static_rejoin(
+        self, group: Group, member: Member, protocols: Sequence[tuple[str, bytes]]
+    ) -> JoinResult | None:
+        """The answer to a restarted static member of a Stable group whose subscription
+        and the group's protocol still fit: the current generation, no rebalance. None
+        if the group must rebalance (the caller then joins the member as usual)."""
+        if group.state != STABLE or group.protocol not in {name for name, _ in protocols}:
+            return None
+        before = _subscribed_topics(member.metadata_for(group.protocol))
+        after = _subscribed_topics(dict(protocols)[group.protocol])
+        if before is None or before != after:
+            return None
+        member.protocols = list(protocols)
+        return dataclasses.replace(
+            self._join_result(group, member), skip_assignment=member.member_id == group.leader
+        )
 
     def _candidates(self, group: Group) -> set[str]:
         names: set[str] | None = None
@@ -365,10 +456,28 @@ class Coordinator:
             group.timer.cancel()
             group.timer = None
 
+    def _fenced(self, group: Group | None, member_id: str, instance_id: str | None) -> ErrorCode:
+        """Kafka's check of a member naming its instance id: UNKNOWN_MEMBER_ID if the
+        instance is not in the group, FENCED_INSTANCE_ID if another member id holds it."""
+        if not instance_id:
+            return ErrorCode.NONE
+        current = group.static.get(instance_id) if group is not None else None
+        if current is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        return ErrorCode.NONE if current == member_id else ErrorCode.FENCED_INSTANCE_ID
+
     async def sync(
-        self, group_id: str, member_id: str, generation: int, assignments: Sequence[tuple[str, bytes]]
+        self,
+        group_id: str,
+        member_id: str,
+        generation: int,
+        assignments: Sequence[tuple[str, bytes]],
+        instance_id: str | None = None,
     ) -> tuple[ErrorCode, bytes, Group | None]:
         group = self.groups.get(group_id)
+        fenced = self._fenced(group, member_id, instance_id)
+        if fenced != ErrorCode.NONE:
+            return fenced, b"", group
         if group is None or member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID, b"", group
         if generation != group.generation:
@@ -394,8 +503,13 @@ class Coordinator:
         error, assignment = await syncing
         return error, assignment, group
 
-    def heartbeat(self, group_id: str, member_id: str, generation: int) -> ErrorCode:
+    def heartbeat(
+        self, group_id: str, member_id: str, generation: int, instance_id: str | None = None
+    ) -> ErrorCode:
         group = self.groups.get(group_id)
+        fenced = self._fenced(group, member_id, instance_id)
+        if fenced != ErrorCode.NONE:
+            return fenced
         if group is None or member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if generation != group.generation:
@@ -405,10 +519,21 @@ class Coordinator:
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
-    def leave(self, group_id: str, member_ids: Sequence[str]) -> list[ErrorCode]:
+    def leave(
+        self, group_id: str, member_ids: Sequence[str], instance_ids: Sequence[str | None] | None = None
+    ) -> list[ErrorCode]:
+        """Remove members; a member named by its instance id alone (member id "") is
+        found by it, and one whose member id is not the instance's gets FENCED_INSTANCE_ID."""
         group = self.groups.get(group_id)
         results = []
-        for member_id in member_ids:
+        instances = instance_ids if instance_ids is not None else [None] * len(member_ids)
+        for member_id, instance_id in zip(member_ids, instances, strict=True):
+            if instance_id and group is not None:
+                current = group.static.get(instance_id)
+                if current is not None and member_id and member_id != current:
+                    results.append(ErrorCode.FENCED_INSTANCE_ID)
+                    continue
+                member_id = current or member_id
             if group is None or member_id not in group.members:
                 results.append(ErrorCode.UNKNOWN_MEMBER_ID)
                 continue
@@ -418,6 +543,8 @@ class Coordinator:
 
     def _remove(self, group: Group, member_id: str, why: str) -> None:
         member = group.members.pop(member_id)
+        if member.instance_id and group.static.get(member.instance_id) == member_id:
+            del group.static[member.instance_id]
         log.info("group %s: member %s %s", group.group_id, member_id, why)
         if member.joining is not None and not member.joining.done():
             member.joining.set_result(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
@@ -436,22 +563,82 @@ class Coordinator:
         """Remove members whose session timed out (called periodically)."""
         now = self.clock()
         for group in list(self.groups.values()):
+            if group.consumer is not None and group.consumer.members:
+                consumer_groups.expire(group.group_id, group.consumer, now)
+                group.sync_consumer_state()
             for member in list(group.members.values()):
                 if member.joining is not None or member.syncing is not None:
                     continue
                 if now - member.last_seen > member.session_timeout_ms / 1000:
                     self._remove(group, member.member_id, "expired (session timeout)")
 
+    # -- the consumer protocol (KIP-848) ----------------------------------------------
+
+    def consumer_interest(self, group_id: str, request: Heartbeat) -> tuple[set[str], bool]:
+        """The topic names a heartbeat to ``group_id`` needs resolved, and whether it
+        needs every topic (a member subscribes by regex)."""
+        group = self.groups.get(group_id)
+        consumer = group.consumer if group is not None else None
+        names = set(request.names or ())
+        if consumer is not None:
+            names |= consumer.wanted_names()
+        everything = bool(request.regex) or (consumer is not None and consumer.has_regex())
+        return names, everything
+
+    def consumer_heartbeat(self, group_id: str, request: Heartbeat, topics: Topics) -> HeartbeatAnswer:
+        """A ConsumerGroupHeartbeat (``topics``: see :meth:`consumer_interest`)."""
+        if not group_id:
+            return HeartbeatAnswer(ErrorCode.INVALID_GROUP_ID, "the group id is empty")
+        group = self.groups.get(group_id)
+        if group is None and request.member_epoch != consumer_groups.JOIN_EPOCH:
+            return HeartbeatAnswer(
+                ErrorCode.UNKNOWN_MEMBER_ID, f"group {group_id!r} has no member {request.member_id}"
+            )
+        if group is None:
+            group = self._new_group(group_id)
+            if group is None:
+                return HeartbeatAnswer(
+                    ErrorCode.GROUP_ID_NOT_FOUND,
+                    f"group {group_id!r} is an {self.names.holder(group_id)} group, not a consumer group",
+                )
+        if group.members:
+            return HeartbeatAnswer(
+                ErrorCode.GROUP_ID_NOT_FOUND,
+                f"group {group_id!r} is a classic group with members; it takes consumer-protocol "
+                "members once they have left",
+            )
+        if group.consumer is None:
+            if group.timer is not None:
+                group.timer.cancel()
+                group.timer = None
+            group.consumer = consumer_groups.ConsumerGroup()
+        answer = consumer_groups.heartbeat(group_id, group.consumer, request, topics, self.clock())
+        group.sync_consumer_state()
+        return answer
+
+    def consumer_group(self, group_id: str) -> ConsumerGroup | None:
+        group = self.groups.get(group_id)
+        return group.consumer if group is not None else None
+
     # -- offsets ----------------------------------------------------------------------
 
-    def check_commit(self, group_id: str, member_id: str, generation: int) -> ErrorCode:
+    def check_commit(
+        self, group_id: str, member_id: str, generation: int, instance_id: str | None = None
+    ) -> ErrorCode:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         group = self.groups.get(group_id)
         if group is None and self.names.holder(group_id) is not None:
             return ErrorCode.INCONSISTENT_GROUP_PROTOCOL
         if generation < 0 and not member_id:
+            if group is not None and group.consumer is not None and group.consumer.members:
+                return ErrorCode.UNKNOWN_MEMBER_ID  # Kafka: only an empty consumer group takes these
             return ErrorCode.NONE  # a standalone commit (assign(), not subscribe())
+        if group is not None and group.consumer is not None:
+            return self._check_consumer_member(group.consumer, member_id, generation)
+        fenced = self._fenced(group, member_id, instance_id)
+        if fenced != ErrorCode.NONE:
+            return fenced
         if group is None or member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if generation != group.generation:
@@ -460,6 +647,23 @@ class Coordinator:
             return ErrorCode.REBALANCE_IN_PROGRESS
         group.members[member_id].last_seen = self.clock()
         return ErrorCode.NONE
+
+    def _check_consumer_member(self, consumer: ConsumerGroup, member_id: str, epoch: int) -> ErrorCode:
+        member = consumer.members.get(member_id)
+        if member is None or member.departed:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if epoch != member.epoch:
+            return ErrorCode.STALE_MEMBER_EPOCH
+        member.last_seen = self.clock()
+        return ErrorCode.NONE
+
+    def check_fetch(self, group_id: str, member_id: str | None, epoch: int) -> ErrorCode:
+        """An OffsetFetch naming a member (v9+): checked against a consumer-protocol
+        group's members (Kafka checks nothing for classic groups)."""
+        group = self.groups.get(group_id)
+        if not member_id or group is None or group.consumer is None or epoch < 0:
+            return ErrorCode.NONE
+        return self._check_consumer_member(group.consumer, member_id, epoch)
 
     async def commit(self, group_id: str, offsets: dict[tuple[str, int], OffsetEntry]) -> None:
         """Save the offsets, then let fetches see them: a commit whose write failed
@@ -487,11 +691,11 @@ class Coordinator:
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.GROUP_ID_NOT_FOUND
-        if group.members:
+        if group.size():
             return ErrorCode.NON_EMPTY_GROUP
         # The file goes first: a deletion that failed (StorageError) leaves the group.
         await asyncio.get_running_loop().run_in_executor(None, self.store.delete_group, group_id)
-        if self.groups.get(group_id) is group and not group.members:
+        if self.groups.get(group_id) is group and not group.size():
             del self.groups[group_id]
             self.names.release(group_id)
         return ErrorCode.NONE
@@ -514,6 +718,18 @@ class Coordinator:
             )
             for member in group.members.values()
         )
+        if group.consumer is not None:
+            members += tuple(
+                MemberView(
+                    member.member_id,
+                    member.client_id,
+                    member.client_host,
+                    member.joined_at,
+                    max(0.0, now - member.last_seen),
+                    bool(member.assigned),
+                )
+                for member in group.consumer.members.values()
+            )
         return GroupView(
             group.group_id,
             group.state,
@@ -526,7 +742,7 @@ class Coordinator:
 
     def listing(self) -> list[tuple[str, str, int]]:
         """(group, state, members) of every group."""
-        return [(group.group_id, group.state, len(group.members)) for group in self.groups.values()]
+        return [(group.group_id, group.state, group.size()) for group in self.groups.values()]
 
     async def remove(self, group_id: str) -> bool:
         """Delete a group for the node: False if there is none; InvalidRequest while it
@@ -534,10 +750,8 @@ class Coordinator:
         group = self.groups.get(group_id)
         if group is None:
             return False
-        if group.members:
-            raise InvalidRequest(
-                f"group {group_id!r} has {len(group.members)} member(s); they must leave first"
-            )
+        if group.size():
+            raise InvalidRequest(f"group {group_id!r} has {group.size()} member(s); they must leave first")
         return await self.delete(group_id) == ErrorCode.NONE
 
     def close(self) -> None:
@@ -548,3 +762,22 @@ class Coordinator:
                 for future in (member.joining, member.syncing):
                     if future is not None and not future.done():
                         future.cancel()
+
+
+def _subscribed_topics(metadata: bytes) -> frozenset[str] | None:
+    """The topics of a ``consumer`` protocol subscription (version, topics, ...), or
+    None if the bytes are not one."""
+    if len(metadata) < 6:
+        return None
+    count = int.from_bytes(metadata[2:6], "big", signed=True)
+    if not 0 <= count <= (len(metadata) - 6) // 2:  # each name takes 2 bytes at least
+        return None
+    position, topics = 6, set()
+    for _ in range(count):
+        size = int.from_bytes(metadata[position : position + 2], "big", signed=True)
+        end = position + 2 + size
+        if size < 0 or end > len(metadata):
+            return None
+        topics.add(metadata[position + 2 : end].decode("utf-8", "replace"))
+        position = end
+    return frozenset(topics)

@@ -90,6 +90,8 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_GROUPS: group_api.describe_groups,
     ApiKey.LIST_GROUPS: group_api.list_groups,
     ApiKey.DELETE_GROUPS: group_api.delete_groups,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: group_api.consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: group_api.consumer_group_describe,
     ApiKey.CREATE_TOPICS: admin.create_topics,
     ApiKey.DELETE_TOPICS: admin.delete_topics,
     ApiKey.CREATE_PARTITIONS: admin.create_partitions,
