@@ -537,3 +537,16 @@ tls_file_bytes_max = 1024 * 1024
 # asyncio's default is 60 s; a handshake over a WAN takes a few round trips (< 1 s), so
 # 10 s leaves room for a loaded peer and frees a slow-loris handshake six times sooner.
 tls_handshake_seconds_max = 10.0
+
+# --- compacted topics (engine/compaction.py, docs/decisions/0015) -----------------------
+# How often the engine looks for compacted topics worth a round (Kafka's log cleaner
+# backs off 15 s when it finds nothing to clean: log.cleaner.backoff.ms).
+compaction_check_seconds = 15.0
+# A compaction round's reads and writes together: 64 MiB/s, a quarter of what one SSD
+# sustains in the dev machine's measurements, so appends keep the disk's larger share
+# (Kafka's log.cleaner.io.max.bytes.per.second has no bound by default).
+compaction_bytes_per_second = 64 * 1024 * 1024
+# Records of the dirty part one round maps to their key's latest offset. Kafka's cleaner
+# dedupe buffer is 128 MiB at 24 bytes an entry, about 5.6M keys; ours holds the key
+# bytes too (an Arrow group_by), so 4M records of 16-byte keys take about 100 MiB.
+compaction_map_records_max = 4_000_000

@@ -49,6 +49,7 @@ from odradek.engine.arrivals import (
     ArrivalListeners,
 )
 from odradek.engine.attachment import StoreAttachment, attach_engine
+from odradek.engine.compaction import CompactionResult, CompactionStopped, Throttle
 from odradek.engine.frames import StoredFrame, walk
 from odradek.engine.producers import RangeProducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
@@ -229,6 +230,13 @@ class Engine:
             daemon=True,
         )
         self._retention_thread.start()
+        self._compaction_thread = threading.Thread(
+            target=self._compaction_loop,
+            args=(min(retention_check_seconds, limits.compaction_check_seconds),),
+            name="odradek-compaction",
+            daemon=True,
+        )
+        self._compaction_thread.start()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -237,6 +245,8 @@ class Engine:
             return
         self.closed = True
         self._stop.set()
+        if self._compaction_thread is not threading.current_thread():
+            self._compaction_thread.join()  # a round stops at its next read or write
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
@@ -888,6 +898,30 @@ class Engine:
         for topic in list(self._topics.values()):
             removed += topic.enforce_retention(now)
         return removed
+
+    def compact(self, now: float | None = None, *, force: bool = False) -> dict[str, CompactionResult]:
+        """One compaction round of every compacted topic where one is due (or all of
+        them with ``force``); what each round did, by topic. The background thread
+        calls it every ``compaction_check_seconds``."""
+        results: dict[str, CompactionResult] = {}
+        for topic in list(self._topics.values()):
+            result = topic.compact(
+                now, force=force, throttle=Throttle(limits.compaction_bytes_per_second, self._stop)
+            )
+            if result is not None:
+                results[topic.name] = result
+        return results
+
+    def _compaction_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.compact()
+            except CompactionStopped:
+                return
+            except OdradekError as exc:
+                log.warning("compaction failed: %s", exc)
+            except Exception:
+                log.exception("compaction failed")
 
     def _retention_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):

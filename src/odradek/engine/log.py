@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ class Segment:
     bad: set[int] = dataclasses.field(default_factory=set)  # base offsets of frames found damaged
     verified: bytearray = dataclasses.field(default_factory=bytearray)  # 1 = frame's CRC checked
     _bases_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    _counts_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     @property
     def base_offset(self) -> int:
@@ -67,6 +69,15 @@ class Segment:
         if cached is None or len(cached) != count:
             cached = np.array(self.bases[:count], dtype=np.int64)
             self._bases_array = cached
+        return cached
+
+    def counts_array(self) -> np.ndarray:
+        """The frames' record counts as a NumPy array (cached like ``bases_array``)."""
+        count = len(self.bases)
+        cached = self._counts_array
+        if cached is None or len(cached) != count:
+            cached = np.array([frame.count for frame in self.frames[:count]], dtype=np.int64)
+            self._counts_array = cached
         return cached
 
 
@@ -102,6 +113,9 @@ class TopicLog:
         # The stored schema of the frame starting at an offset: a schema'd topic's
         # frames have a typed value column, one type per schema version.
         self.stored_schema_at: Callable[[int], pa.Schema] = schemaless_stored_schema
+        # Offsets below this were compacted (engine/compaction.py): records are missing
+        # there by design, so gaps below it are no damage.
+        self.compacted_until = read_compacted_until(disk, directory)
         self._open(acknowledged)
 
     # -- recovery ---------------------------------------------------------------------
@@ -172,7 +186,7 @@ class TopicLog:
         if index is not None:
             frames, damages, tail = index.frames, index.damages, file.size
         else:
-            scan = file.scan()
+            scan = file.scan(gaps=base < self.compacted_until)
             frames, damages, tail = scan.frames, scan.damages, scan.tail
         segment = Segment(
             file,
@@ -187,6 +201,8 @@ class TopicLog:
             self.add_damage(damage)
         if following is not None:
             end = segment.next_offset
+            if end < following and following <= self.compacted_until and tail == file.size:
+                end = following  # its last records were compacted away
             if index is None and (tail < file.size or end < following):
                 damage = seg.Damage(
                     file.name,
@@ -234,6 +250,8 @@ class TopicLog:
             previous_name = segment.file.name
 
     def _covered(self, start: int, end: int) -> bool:
+        if end <= self.compacted_until:
+            return True  # records compacted away
         position = start
         for damage in self.damages:
             if damage.first_offset <= position < damage.end_offset:
@@ -463,6 +481,8 @@ class TopicLog:
     def expired_segments(self, now: float) -> int:
         """How many of the oldest closed segments retention removes now."""
         config = self.config
+        if not config.deletes:
+            return 0  # a compacted topic keeps the latest record of every key
         closed = self.segments[:-1]
         count = 0
         if config.retention_seconds is not None:
@@ -516,3 +536,35 @@ def _all_zeros(view: memoryview) -> bool:
 def schemaless_stored_schema(offset: int) -> pa.Schema:
     """The stored schema of every frame of a topic without a schema."""
     return STORED_SCHEMA
+
+
+# The offset below which a topic's log was compacted, kept in the topic's directory
+# (engine/compaction.py writes it before it swaps any compacted segment in).
+COMPACTED_FILE = "compacted.json"
+
+
+def read_compacted_until(disk: Disk, directory: str) -> int:
+    """The offset below which the log in ``directory`` was compacted (0: none)."""
+    path = os.path.join(directory, COMPACTED_FILE)
+    try:
+        raw = disk.read_bytes(path)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {describe_os_error(exc)}") from exc
+    try:
+        until = json.loads(raw)["until"]
+    except (ValueError, KeyError, TypeError):
+        until = None
+    if isinstance(until, bool) or not isinstance(until, int) or until < 0:
+        raise StorageError(
+            f"{path} is damaged (it holds no offset): the compacted part of the log is unknown; "
+            "move the file aside only if the topic was never compacted"
+        )
+    return until
+
+
+def write_compacted_until(disk: Disk, directory: str, until: int, *, sync: bool) -> None:
+    disk.write_atomically(
+        os.path.join(directory, COMPACTED_FILE), json.dumps({"until": until}).encode(), sync=sync
+    )

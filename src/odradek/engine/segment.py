@@ -19,7 +19,8 @@ stored record batch (columns of :data:`odradek.records.STORED_SCHEMA`).
 
 The CRC covers the length, so a torn length is caught as surely as a torn body. A
 frame is valid when its magic and CRC match and its base offset continues the previous
-frame; recovery keeps the longest valid prefix of the last segment and truncates the
+frame (in a compacted segment, engine/compaction.py: follows it, with gaps where records
+were compacted away); recovery keeps the longest valid prefix of the last segment and truncates the
 rest (a torn tail left by a crash mid-write). Closed segments were fsync'd before the
 next one was opened, so only the active segment needs scanning; a sidecar ``.index``
 file, written when a segment is closed, lets a restart skip even reading their headers.
@@ -119,9 +120,12 @@ def frame_crc(view: memoryview, position: int, length: int) -> int:
     return int(crc32c.crc32c(view[position + CRC_START : position + HEADER_SIZE + length]))
 
 
-def _frame_at(view: memoryview, position: int, expected_base: int | None, verify: bool) -> FrameInfo | None:
+def _frame_at(
+    view: memoryview, position: int, expected_base: int | None, verify: bool, gaps: bool = False
+) -> FrameInfo | None:
     """The valid frame starting at ``position``, or None (torn, bad magic or CRC,
-    unreadable metadata, or offsets that do not continue ``expected_base``)."""
+    unreadable metadata, or offsets that do not continue ``expected_base``; with
+    ``gaps``, a compacted segment's, offsets that go back before it)."""
     size = len(view)
     if position + HEADER_SIZE > size:
         return None
@@ -132,7 +136,7 @@ def _frame_at(view: memoryview, position: int, expected_base: int | None, verify
     end = position + HEADER_SIZE + length
     if end > size or count == 0:
         return None
-    if expected_base is not None and base != expected_base:
+    if expected_base is not None and (base < expected_base if gaps else base != expected_base):
         return None
     if verify and frame_crc(view, position, length) != crc:
         return None
@@ -209,7 +213,9 @@ class SegmentScan:
     tail: int  # position after the last valid frame; bytes from here on hold no frame
 
 
-def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None) -> SegmentScan:
+def scan_segment(
+    data: Any, name: str, base_offset: int, end: int | None = None, *, gaps: bool = False
+) -> SegmentScan:
     """Every valid frame of a segment, going on past damage.
 
     A frame that is not valid where one should start is *damage* when a valid frame
@@ -219,7 +225,8 @@ def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None)
     lies after the last valid frame is returned as ``tail``: the caller decides whether
     that is a torn tail (the active segment after a crash) or damage (a sealed one).
     ``data`` is the segment's bytes (anything with the buffer protocol); only its
-    first ``end`` bytes are scanned when ``end`` is given.
+    first ``end`` bytes are scanned when ``end`` is given. ``gaps``: the segment was
+    compacted, so a frame may start past the offset after the one before it.
     """
     view = memoryview(data)
     if end is not None:
@@ -230,7 +237,7 @@ def scan_segment(data: Any, name: str, base_offset: int, end: int | None = None)
     position = 0
     next_base = base_offset
     while position < size:
-        frame = _frame_at(view, position, next_base, verify=True)
+        frame = _frame_at(view, position, next_base, verify=True, gaps=gaps)
         if frame is not None:
             frames.append(frame)
             next_base = frame.next_offset
@@ -491,10 +498,10 @@ class SegmentFile:
             return None
         return meta if isinstance(meta, dict) else None
 
-    def scan(self) -> SegmentScan:
+    def scan(self, *, gaps: bool = False) -> SegmentScan:
         if self.size == 0:
             return SegmentScan([], [], 0)
-        return scan_segment(self.mapping(), self.name, self.base_offset)
+        return scan_segment(self.mapping(), self.name, self.base_offset, gaps=gaps)
 
 
 class FrameDamaged(StorageError):

@@ -31,6 +31,7 @@ from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
 from odradek.engine.commit import GroupCommit
+from odradek.engine.compaction import CompactionResult, Compactor, Throttle
 from odradek.engine.frames import partition_meta
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
@@ -96,6 +97,7 @@ class Topic:
         self.closed = False
         self._write_lock = threading.Lock()
         self._meta_lock = threading.Lock()
+        self._compaction_lock = threading.Lock()  # one compaction round at a time
         # Damaged offset ranges an operator accepted (`odradek topic repair --drop-range`).
         self.accepted_damage: list[tuple[int, int]] = sorted(accepted_damage or [])
         # Only with fsync is an acknowledged record durable, so only then does a log that
@@ -143,6 +145,7 @@ class Topic:
         if fsync:
             self.commit.on_durable(self.head.write)
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
+        self.compactor = Compactor(self)
         # Damage in the part of the log that key heads and producer state were rebuilt
         # from: the versions (and sequences) of the records there are unknown, so the
         # topic refuses appends until an operator decides (repair --drop-range).
@@ -377,6 +380,11 @@ class Topic:
         else:
             max_timestamp = int(pc.max(timestamps.view(pa.int64())).as_py())
         keys = batch.column("key")
+        if keys.null_count and self.config.compacted:
+            raise InvalidRequest(
+                f"topic {self.name} is compacted (cleanup={self.config.cleanup!r}): every record needs "
+                f"a key, and {keys.null_count} of {count} have none"
+            )
         schema = self.schema
         values = batch.column("value")
         typed = schema.conform(values, self.name) if schema is not None else _opaque(values, self.name)
@@ -602,6 +610,18 @@ class Topic:
         """Append to ``pieces`` the records at ``offsets`` (sorted) of one segment."""
         bases = segment.bases_array()
         frame_numbers = np.searchsorted(bases, offsets, side="right") - 1
+        if offsets[-1] < self.log.compacted_until:
+            # Below compacted_until the key index keeps the offsets of records compacted
+            # away: keep those a frame still holds.
+            inside = np.maximum(frame_numbers, 0)
+            counts = segment.counts_array()
+            held = (frame_numbers >= 0) & (
+                offsets - bases[inside] < counts[inside] if len(counts) else np.zeros(len(offsets), bool)
+            )
+            if not held.all():
+                offsets, frame_numbers = offsets[held], frame_numbers[held]
+                if not len(offsets):
+                    return
         if frame_numbers[0] < 0:
             raise StorageError(f"key index of {self.name} points at missing offset {offsets[0]}")
         firsts = np.flatnonzero(np.concatenate(([True], frame_numbers[1:] != frame_numbers[:-1])))
@@ -656,6 +676,32 @@ class Topic:
                     self.log.first_offset,
                 )
             return count
+
+    def compact(
+        self, now: float | None = None, *, force: bool = False, throttle: Throttle | None = None
+    ) -> CompactionResult | None:
+        """One compaction round if the topic is compacted and one is due (or ``force``);
+        None if none ran. Never holds the writer lock but to flush the key index and to
+        swap a segment (engine/compaction.py)."""
+        if self.closed or not self.config.compacted:
+            return None
+        now = time.time() if now is None else now
+        if not force and not self.compactor.due(now):
+            return None
+        with self._compaction_lock:
+            result = self.compactor.run(now, throttle)
+        if result.segments_rewritten:
+            log.info(
+                "topic %s: compaction removed %d record(s) (%d tombstone(s)) from %d segment(s), "
+                "%d -> %d bytes",
+                self.name,
+                result.records_removed,
+                result.tombstones_removed,
+                result.segments_rewritten,
+                result.bytes_before,
+                result.bytes_after,
+            )
+        return result
 
     def stats(self) -> dict[str, Any]:
         return {
