@@ -264,7 +264,7 @@ def test_alter_configs_replaces_topic_settings(kafka_door: Any, topic_name: str)
                 admin.AlterConfigsResource(
                     resource_type=2,
                     resource_name=topic_name,
-                    configs=(admin.AlterableConfig(name="cleanup.policy", value="compact"),),
+                    configs=(admin.AlterableConfig(name="cleanup.policy", value="snapshot"),),
                 ),
             )
         ),

@@ -6,7 +6,10 @@ Topic configs seen through Kafka
 --------------------------------
 ``retention.ms``, ``retention.bytes``, ``segment.bytes`` and ``segment.ms`` map to the
 topic's Odradek settings (-1 is "no limit"); ``kafka_partitions`` is the number of
-virtual partitions (it may only grow); ``cleanup.policy`` is always ``delete``. A few
+virtual partitions (it may only grow); ``cleanup.policy`` (``delete``, ``compact`` or
+``compact,delete``), ``delete.retention.ms``, ``min.compaction.lag.ms`` and
+``min.cleanable.dirty.ratio`` map to the topic's cleanup settings (compacted topics,
+engine/compaction.py). A few
 settings that only make sense on a replicated Kafka cluster are accepted and ignored
 (:data:`IGNORED_CONFIGS`); any other name is refused with INVALID_CONFIG.
 
@@ -40,6 +43,7 @@ SOURCE_DEFAULT = 5
 TYPE_STRING = 2
 TYPE_INT = 3
 TYPE_LONG = 5
+TYPE_DOUBLE = 6
 TYPE_LIST = 7
 
 IGNORED_CONFIGS = frozenset(
@@ -69,6 +73,18 @@ _MAPPED: dict[str, tuple[Callable[[TopicConfig], str], str, int]] = {
     "retention.bytes": (lambda c: _size(c.retention_bytes), "retention_bytes", TYPE_LONG),
     "segment.bytes": (lambda c: str(c.segment_bytes), "segment_bytes", TYPE_INT),
     "segment.ms": (lambda c: _millis(c.segment_seconds), "segment_age", TYPE_LONG),
+    "cleanup.policy": (lambda c: c.cleanup, "cleanup", TYPE_LIST),
+    "delete.retention.ms": (lambda c: _millis(c.delete_retention_seconds), "delete_retention", TYPE_LONG),
+    "min.compaction.lag.ms": (
+        lambda c: _millis(c.min_compaction_lag_seconds),
+        "min_compaction_lag",
+        TYPE_LONG,
+    ),
+    "min.cleanable.dirty.ratio": (
+        lambda c: repr(c.min_cleanable_dirty_ratio),
+        "min_cleanable_dirty_ratio",
+        TYPE_DOUBLE,
+    ),
 }
 
 
@@ -79,13 +95,19 @@ def _setting(name: str, value: str | None) -> tuple[str, object]:
     keyword = _MAPPED[name][1]
     if value is None:
         return keyword, dataclasses.MISSING
+    if keyword == "cleanup":
+        return keyword, value
+    if keyword == "min_cleanable_dirty_ratio":
+        return keyword, value  # TopicConfig.build checks it
     try:
         number = int(value)
     except ValueError:
         raise InvalidRequest(f"config {name} must be an integer, got {value!r}") from None
     if number < 0:
         return keyword, None
-    if keyword in ("retention", "segment_age"):
+    if keyword in ("delete_retention", "min_compaction_lag") and number == 0:
+        return keyword, 0
+    if keyword in ("retention", "segment_age", "delete_retention", "min_compaction_lag"):
         return keyword, number / 1000
     return keyword, number
 
@@ -97,9 +119,6 @@ def _parse_configs(configs: list[tuple[str, str | None]]) -> tuple[dict[str, obj
     for name, value in configs:
         if name == "kafka_partitions":
             partitions = _partition_count(value)
-        elif name == "cleanup.policy":
-            if value not in (None, "delete"):
-                raise InvalidRequest("cleanup.policy must be 'delete': Odradek keeps every record of a key")
         elif name in IGNORED_CONFIGS:
             continue
         else:
@@ -261,7 +280,6 @@ async def _topic_configs(
         default = read(_DEFAULTS)
         entries.append((name, value, value == default, kind, False))
     entries.append(("kafka_partitions", str(view.partitions), view.partitions == 1, TYPE_INT, False))
-    entries.append(("cleanup.policy", "delete", True, TYPE_LIST, True))
     return [
         m.DescribeConfigsResourceResult(
             name=name,
