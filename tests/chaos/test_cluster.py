@@ -3,10 +3,10 @@
 Goal: impossible settings are refused before anything starts; the report counts faults
 by kind, summarizes failover times over the owner faults only, carries the checker's
 anomalies and is valid only when there are none, no cycle failed and no worker was
-stuck; its text says all of that, operations and anomalies per door and what the Kafka
-workers' clients went through included; the runner script refuses unknown faults and
-impossible Kafka settings; a repair
-after a failed cycle undoes every fault and restarts exactly the agents that are lost.
+stuck; its text says all of that, operations, anomalies and acknowledgement times per
+door and what the Kafka workers' clients went through included; the runner script
+refuses unknown faults and impossible Kafka settings; a repair after a failed cycle
+undoes every fault and restarts exactly the agents that are lost.
 Method: cycles and checker results made by hand; the script's ``main`` called
 in-process; a cluster of fakes for the repair.
 """
@@ -20,10 +20,19 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from simulation import Clock
 
 from odradek.chaos.checker import Report
-from odradek.chaos.cluster import ChaosCluster, ChaosSettings, Cycle, _report, report_text
+from odradek.chaos.cluster import (
+    ChaosCluster,
+    ChaosSettings,
+    Cycle,
+    _acknowledged_after,
+    _report,
+    report_text,
+)
 from odradek.chaos.faults import Fault, FaultKind
+from odradek.chaos.history import Door, History
 from odradek.errors import InvalidRequest
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "chaos.py"
@@ -83,7 +92,12 @@ def test_the_report_gives_operations_and_anomalies_per_door() -> None:
             "acks_without_offset": 0,
         }
     }
-    harness = {"workers_stuck": 0, "worker_errors": [], "kafka_workers": kafka_workers}
+    harness = {
+        "workers_stuck": 0,
+        "worker_errors": [],
+        "kafka_workers": kafka_workers,
+        "acknowledged_after_seconds": {"kafka": {"count": 90, "p50": 0.05, "p99": 6.2, "max": 7.5}},
+    }
     report = _report(ChaosSettings(cycles=1), [_cycle(1, FaultKind.KILL_OWNER, 3.0)], checked, harness, 9.0)
     assert json.loads(json.dumps(report)) == report and report["doors"] == checked["doors"]
     text = report_text(report)
@@ -92,7 +106,27 @@ def test_the_report_gives_operations_and_anomalies_per_door() -> None:
         "door native: append 13 (ok 10, fail 2, info 1); read 4 (ok 4, fail 0, info 0); anomalies 0" in text
     )
     assert "kafka worker k0: 2 producers, 1 fatal errors, 40 client errors, 0 acks without an offset" in text
+    assert "kafka appends acknowledged after p50 0.050 s, p99 6.200 s, max 7.500 s" in text
     assert "result: FAIL" in text
+
+
+def test_acknowledgement_times_are_summarized_per_door() -> None:
+    clock = Clock()
+    history = History(clock)
+    for number in range(100):
+        clock.now = float(number)
+        native = history.invoke_append("w0", "t", "k", f"w0-{number}")
+        kafka = history.invoke_append(
+            "k0", "t.k", "k", f"k0-{number}", producer="p", sequence=number, door=Door.KAFKA
+        )
+        clock.now = number + 0.5
+        history.ok(native, offset=number, version=number + 1)
+        clock.now = number + (9.0 if number == 99 else 1.0)
+        history.ok(kafka, offset=number)
+    history.invoke_append("w0", "t", "k", "w0-lost")  # pending: not acknowledged
+    times = _acknowledged_after(history.table())
+    assert times["native"] == {"count": 100, "p50": 0.5, "p99": 0.5, "max": 0.5}
+    assert times["kafka"]["count"] == 100 and times["kafka"]["p50"] == 1.0 and times["kafka"]["max"] == 9.0
 
 
 @pytest.mark.parametrize(

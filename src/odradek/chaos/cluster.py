@@ -48,13 +48,16 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 import odradek
 from odradek.chaos.agents import Agent, AgentSettings
 from odradek.chaos.checker import check, door_lines
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
-from odradek.chaos.history import History
+from odradek.chaos.history import History, Kind, Outcome
 from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorker, create_kafka_topic
 from odradek.chaos.processes import HarnessError, wait_until
 from odradek.chaos.stores import S3Store, StoreFaults, s3_store
@@ -406,6 +409,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
         table = history.table()
+        harness["acknowledged_after_seconds"] = _acknowledged_after(table)
         history.write(workdir / "history.jsonl")
         progress("reading every topic back")
         try:
@@ -478,16 +482,34 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _summary(values: Sequence[float]) -> dict[str, Any]:
-    if not values:
+def _summary(values: Sequence[float] | npt.NDArray[np.float64]) -> dict[str, Any]:
+    if len(values) == 0:
         return {"count": 0, "p50": None, "p99": None, "max": None}
-    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
+    array = np.asarray(values, dtype=np.float64)
+    p50, p99 = np.percentile(array, [50, 99])
     return {
-        "count": len(values),
+        "count": len(array),
         "p50": _round(float(p50)),
         "p99": _round(float(p99)),
-        "max": _round(max(values)),
+        "max": _round(float(array.max())),
     }
+
+
+def _acknowledged_after(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per door, the seconds from sending an append to its acknowledgement (a long
+    tail is a client that took long to find the new owner after a failover)."""
+    acknowledged = table.filter(
+        pc.and_(
+            pc.equal(table.column("kind"), Kind.APPEND.value),
+            pc.equal(table.column("outcome"), Outcome.OK.value),
+        )
+    )
+    summaries = {}
+    for door in sorted(acknowledged.column("door").unique().to_pylist()):
+        rows = acknowledged.filter(pc.equal(acknowledged.column("door"), door))
+        seconds = pc.subtract(rows.column("completed"), rows.column("invoked")).to_numpy()
+        summaries[door] = _summary(seconds)
+    return summaries
 
 
 def _report(
@@ -555,6 +577,12 @@ def report_text(report: dict[str, Any]) -> str:
         counts = ", ".join(f"{outcome} {outcomes.get(outcome, 0)}" for outcome in ("ok", "fail", "info"))
         lines.append(f"operations {kind}: {total} ({counts})")
     lines.extend(door_lines(report.get("doors", {})))
+    for door, summary in sorted(report["harness"].get("acknowledged_after_seconds", {}).items()):
+        if summary["count"]:
+            lines.append(
+                f"  {door} appends acknowledged after p50 {summary['p50']:.3f} s, "
+                f"p99 {summary['p99']:.3f} s, max {summary['max']:.3f} s"
+            )
     for name, figures in sorted(report["harness"].get("kafka_workers", {}).items()):
         lines.append(
             f"kafka worker {name}: {figures['producers']} producers, "
