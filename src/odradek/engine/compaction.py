@@ -324,7 +324,8 @@ class Compactor:
                     if owner not in metas:
                         metas[owner] = _kept_meta(segment.file.frame_meta(frames[owner]))
                     row = start - int(starts[owner])
-                    batch = batches[owner].slice(row, stop - start)
+                    # A copy, not a slice: IPC would write a slice's whole buffers.
+                    batch = batches[owner].take(pa.array(np.arange(row, row + stop - start)))
                     base = frames[owner].base_offset + row
                     pieces, size = seg.encode_frame(batch, base, maximum, metas[owner])
                     disk.pwritev(fd, pieces, position, size)
