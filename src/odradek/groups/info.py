@@ -45,7 +45,7 @@ class PartitionLag:
 
     partition: int
     committed: int  # the offset the group's consumer of this partition reads next
-    lag: int  # the topic's next offset minus ``committed`` (Kafka's definition)
+    lag: int  # the partition's high watermark minus ``committed`` (Kafka's definition)
     metadata: str | None = None  # what the client committed with the offset
 
 

@@ -262,8 +262,8 @@ class GroupCollector(Collector):
         )
         partition_lag = GaugeMetricFamily(
             "odradek_group_partition_lag",
-            "A Kafka group's lag on a virtual partition: the topic's next offset minus the "
-            "partition's committed offset (Kafka's definition).",
+            "A Kafka group's lag on a virtual partition: the partition's high watermark minus "
+            "its committed offset (Kafka's definition).",
             labels=["group", "topic", "partition"],
         )
         events = CounterMetricFamily(
