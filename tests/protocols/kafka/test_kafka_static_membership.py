@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.groups import PREPARING, STABLE, Coordinator, JoinResult
+from odradek.protocols.kafka.groups import COMPLETING, PREPARING, STABLE, Coordinator, JoinResult
 from odradek.protocols.kafka.store import DoorStore
 
 with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecated importlib call
@@ -233,3 +233,25 @@ def test_kafka_python_static_member_restarts_without_a_rebalance(kafka_door: Any
     assert kafka_door.node.directory.describe_group(group).options["generation"] == generation
     for consumer in consumers:
         consumer.close()
+
+
+def test_a_restart_during_a_rebalance_joins_the_next_generation(tmp_path: os.PathLike[str]) -> None:
+    """The leader's assignment of a generation names the old member id: a static member
+    restarting before that generation is synced must not be handed it (it would get an
+    empty assignment); the group rebalances, as Kafka does."""
+
+    async def scenario() -> None:
+        coordinator = Coordinator(DoorStore(os.fspath(tmp_path)))
+        first, second = await asyncio.gather(join(coordinator, "i-1"), join(coordinator, "i-2"))
+        assert coordinator.groups["g"].state == COMPLETING
+        restarted = asyncio.ensure_future(join(coordinator, "i-2"))
+        await asyncio.sleep(0)
+        assert coordinator.groups["g"].state == PREPARING
+        again = await join(coordinator, "i-1", first.member_id)
+        back = await restarted
+        assert again.generation == back.generation == 2 and back.member_id != second.member_id
+        everyone = {member for member, _, _ in (again.members or back.members)}
+        assert everyone == {first.member_id, back.member_id}
+        coordinator.close()
+
+    asyncio.run(scenario())

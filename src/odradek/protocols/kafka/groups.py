@@ -257,12 +257,14 @@ class Coordinator:
             or not self._candidates(group) & {name for name, _ in protocols}
         ):
             return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        replaced = False  # a restarted static member: never the shortcut below
         if instance_id:
             current = group.static.get(instance_id)
             if current is not None and member_id and member_id != current:
                 return JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id)
             if current is not None and not member_id:
                 member_id = self._replace_static(group, instance_id, current, client_id, client_host)
+                replaced = True
                 answer = self._static_rejoin(group, group.members[member_id], protocols)
                 if answer is not None:
                     return answer
@@ -285,7 +287,7 @@ class Coordinator:
                 list(protocols),
             )
         member = group.members[member_id]
-        unchanged = known and member.protocols == list(protocols)
+        unchanged = known and not replaced and member.protocols == list(protocols)
         if unchanged and (group.state == COMPLETING or (group.state == STABLE and member_id != group.leader)):
             # A member repeating its join (a lost response, a client timeout) gets the
             # current generation again instead of forcing everybody to rebalance.
