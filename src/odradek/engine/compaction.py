@@ -28,6 +28,12 @@ background, as Kafka's log cleaner does it:
   the file is renamed over the old one, then the new index is written. A crash leaves
   either the old segment (the temporary file is removed on open) or the new one (read
   by a scan that allows gaps when its index is missing), never a mix.
+* A round that stopped (a kill, a close) leaves segments below ``compacted_until``
+  that were never compacted. The compactor therefore trusts as clean only what a round
+  of its own session finished (``clean_until``): the first round after an open maps the
+  whole sealed log again, and a tombstone whose key is not in the round's map goes only
+  from that known-clean part (else an older record of its key could stay, and the key
+  would come back).
 * Reads take no lock: a reader holding the old segment reads the old file through its
   mapping. Its I/O (bytes read plus written) is held to ``compaction_bytes_per_second``.
 
@@ -114,6 +120,11 @@ class Compactor:
         # 0 after an open: the first round looks.
         self.tombstone_due_micros = 0
         self.rounds = 0
+        # Below this offset the log is known clean in this session. ``compacted_until``
+        # moves before a round's swaps, so a round that stopped (a kill, a close) leaves
+        # segments below it that were never compacted: after an open the first round
+        # maps the whole sealed log again.
+        self.clean_until = 0
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -144,7 +155,8 @@ class Compactor:
         if not sealed:
             return result
         until = topic.log.compacted_until
-        dirty = [s for s in sealed if s.base_offset >= until]
+        start = self.clean_until
+        dirty = [s for s in sealed if s.base_offset >= start]
         config = topic.config
         now_micros = int(now * 1_000_000)
         young = now_micros - int(config.min_compaction_lag_seconds * 1_000_000)
@@ -159,9 +171,11 @@ class Compactor:
             taken.append(segment)
             records += count
         end = until
+        clean = start
         if taken:
             following = sealed.index(taken[-1]) + 1
             end = sealed[following].base_offset if following < len(sealed) else topic.log.active.base_offset
+            clean = end
         latest_keys, latest_offsets = self._latest(taken, throttle, result)
         self._prepare(max(end, until))
         result.compacted_until = max(end, until)
@@ -177,7 +191,14 @@ class Compactor:
             if segment.damages or segment.bad or not segment.frames:
                 continue  # damage is kept as found, for the operator
             kept = self._filter(
-                segment, latest_keys, latest_offsets, tombstone_limit, young, throttle, result
+                segment,
+                latest_keys,
+                latest_offsets,
+                tombstone_limit,
+                segment.base_offset < start,
+                young,
+                throttle,
+                result,
             )
             if kept is None:
                 continue
@@ -187,6 +208,7 @@ class Compactor:
             if keep is not None:
                 self._rewrite(segment, batches, keep, throttle, result)
         self.tombstone_due_micros = due
+        self.clean_until = max(self.clean_until, clean)
         self.rounds += 1
         return result
 
@@ -221,12 +243,17 @@ class Compactor:
         latest_keys: pa.Array,
         latest_offsets: np.ndarray,
         tombstone_limit: int | None,
+        known_clean: bool,
         young: int,
         throttle: Throttle,
         result: CompactionResult,
     ) -> tuple[np.ndarray | None, list[pa.RecordBatch], int] | None:
         """(rows kept over the segment's frames, or None if all; the frames' batches;
-        when the earliest tombstone kept is due), or None if a frame cannot be read."""
+        when the earliest tombstone kept is due), or None if a frame cannot be read.
+
+        A tombstone whose key is in the map goes with every older record of its key in
+        this round; one whose key is not goes only from a segment ``known_clean`` (else
+        older records of its key may still be in a segment no round compacted)."""
         batches: list[pa.RecordBatch] = []
         for frame in segment.frames:
             batch = self._read(segment, frame)
@@ -251,6 +278,8 @@ class Compactor:
         if tombstones.any():
             if tombstone_limit is not None:
                 expired = tombstones & (timestamps <= tombstone_limit)
+                if not known_clean:
+                    expired &= found
                 result.tombstones_removed += int((expired & (timestamps <= young)).sum())
                 keep &= ~expired
                 remaining = tombstones & ~expired
