@@ -11,11 +11,11 @@ client's own log never reaches the terminal. Against a real Kafka door (in-proce
 an embedded node, 2 virtual partitions) whose listener is restarted mid-run, so that the
 client reconnects and retries what was in flight, the history checks clean: every
 acknowledged record once, at its acknowledged offset. When the door moves to another
-address (a new owner: every agent's door is node 1 at its own address, a standby's port
-refuses connections), the producer finds it through its bootstrap list and goes on, also
-when the old owner, paused past its lease, wakes and answers the requests it had
-received, naming itself the broker, before it steps down (what the chaos run's
-``pause_owner`` does; ``frozen_door.py`` plays it without a cluster).
+address (a new owner: every agent's door is node 1 at its own address), the producer
+finds it through its bootstrap list and goes on, also when the old owner, paused past
+its lease, wakes and answers the requests it had received, naming itself the broker,
+before it steps down (what the chaos run's ``pause_owner`` does; ``frozen_door.py``
+plays it without a cluster).
 
 Method: a fake producer with a scripted answer per produce for the outcomes; the real
 ``confluent-kafka`` client for the door and for a refused port. Every wait is a

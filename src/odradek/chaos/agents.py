@@ -1,7 +1,8 @@
 """Cluster agents of the chaos run: ``odradek serve --store ... --etcd ...`` subprocesses
 on fixed loopback ports (a restarted agent comes back where clients look for it), each
 with a data directory of its own (its cache) and its output in a log. Each agent has a
-Kafka door on a fixed port of its own too; only the owner's listens (decision 0013).
+Kafka door on a fixed port of its own too: the owner's serves, a standby's relays Kafka
+clients to the owner (decision 0013).
 
 ``Agent.status()`` asks the agent's Flight door for ``cluster_status`` (every agent
 answers it, owner or standby); the harness finds the owner and the agents the cluster

@@ -4,9 +4,9 @@ the ``kafka`` door (``chaos/history.py``).
 
 A worker is one thread with one idempotent producer (``enable.idempotence``,
 ``acks=all``, the ``murmur2_random`` partitioner the door partitions keys with),
-bootstrapped with every agent's Kafka address: only the owner's door listens, a
-standby's port refuses connections, and the owner's Metadata names itself the leader of
-every partition; after a failover the client bootstraps again to find the new owner
+bootstrapped with every agent's Kafka address: only the owner's door serves (a standby's
+port relays a client to it), and the owner's Metadata names itself the leader of every
+partition; after a failover the client bootstraps again to find the new owner
 (``REBOOTSTRAP_MS`` says why it is set low). It produces keyed records to
 ``chaos.kafka`` (``KafkaSettings.partitions`` virtual partitions over the one log) at a
 steady rate, with at most ``in_flight_max`` produces awaiting their delivery report.
@@ -66,15 +66,15 @@ CONNECTION_SETUP_TIMEOUT_MS = 5_000
 METADATA_REFRESH_MS = 2_000
 RECONNECT_BACKOFF_MS = 50
 RECONNECT_BACKOFF_MAX_MS = 500
-# Every agent's Kafka door is node 1 of a one-broker cluster at the owner's address
-# (decision 0013), and a standby's port refuses connections: after a failover the client
-# knows no live broker to ask where node 1 went; only bootstrapping again (its bootstrap
-# list names every agent) finds the new owner. librdkafka does so at once when every
+# Every agent's Kafka door is node 1 at its own address (decision 0013): after a failover
+# the client knows only the old owner's address and finds the new owner by bootstrapping
+# again (its list names every agent), or once the old agent stands by again and its relay
+# answers Metadata with the new owner. librdkafka bootstraps again at once when every
 # broker it knows is down, but a late Metadata answer from the old owner (a paused owner
 # waking, answering what it had received before it steps down) can cancel that for good
 # (librdkafka 2.16); then only this long without metadata makes it bootstrap again
-# (default 300 s, KIP-1102). Chaos runs with the default saw produces wait up to 38 s,
-# until the old agent owned the cell again; with 2 s, as long as a failover.
+# (default 300 s, KIP-1102). In chaos runs with the default, produces waited up to 10.6 s
+# for the old agent's relay (38 s before standbys relayed); with 2 s, 8.0 s.
 REBOOTSTRAP_MS = 2_000
 LINGER_MS = 5
 
