@@ -8,7 +8,8 @@ group's offsets, which a classic consumer of the same group then resumes from; t
 group is listed and described by Kafka's admin APIs (ListGroups type "consumer",
 ConsumerGroupDescribe, DescribeGroups with protocol type "consumer") and by the node
 (``odradek group describe``, /metrics lag); a refused heartbeat carries the
-coordinator's message; and librdkafka's describe of classic and Odradek groups still
+coordinator's message; a static member (group.instance.id) that restarts gets its
+partitions back without the group's epoch moving; and librdkafka's describe of classic and Odradek groups still
 works now that ConsumerGroupDescribe is offered (it answers GROUP_ID_NOT_FOUND for
 them, and the client asks DescribeGroups).
 
@@ -276,3 +277,50 @@ def test_both_heartbeat_versions_are_served(kafka_door: Any, topic_name: str, ve
     )
     assert joined.error_code == 0 and joined.member_id  # v0: the coordinator makes the id
     wire.close()
+
+
+def test_a_static_member_restarts_with_its_partitions(kafka_door: Any, topic_name: str) -> None:
+    """librdkafka leaves with epoch -2 when a static member closes: the same
+    group.instance.id coming back gets its partitions again, the group's epoch does not
+    move and the other member is not touched."""
+    _create(kafka_door, topic_name, 4)
+    group = "kip848-static-" + topic_name
+    events: list[tuple[int, str, tuple[int, ...]]] = []
+
+    def member(index: int) -> Consumer:
+        consumer = _consumer(kafka_door, group, index, **{"group.instance.id": f"instance-{index}"})
+        consumer.subscribe(
+            [topic_name],
+            on_assign=lambda _, ps: events.append((index, "assign", tuple(sorted(p.partition for p in ps)))),
+            on_revoke=lambda _, ps: events.append((index, "revoke", tuple(sorted(p.partition for p in ps)))),
+        )
+        return consumer
+
+    consumers = [member(0), member(1)]
+
+    def owned(index: int, since: int = 0) -> set[int]:
+        parts: set[int] = set()
+        for who, kind, partitions in events[since:]:
+            if who == index:
+                parts = parts | set(partitions) if kind == "assign" else parts - set(partitions)
+        return parts
+
+    def settled() -> bool:
+        try:
+            info = kafka_door.node.directory.describe_group(group)
+        except odradek.InvalidRequest:  # not made yet
+            return False
+        return info.state == "Stable" and owned(0) | owned(1) == {0, 1, 2, 3}
+
+    _until(consumers, lambda: settled() and bool(owned(0)) and bool(owned(1)), [])
+    before = owned(1)
+    epoch = kafka_door.node.directory.describe_group(group).options["generation"]
+    consumers[1].close()
+    mark = len(events)
+    consumers[1] = member(1)
+    _until(consumers, lambda: bool(owned(1, mark)), [])
+    assert owned(1, mark) == before
+    assert [event for event in events[mark:] if event[0] == 0] == []
+    assert kafka_door.node.directory.describe_group(group).options["generation"] == epoch
+    for consumer in consumers:
+        consumer.close()
