@@ -148,6 +148,7 @@ _TOPIC_EPILOG = """\
 examples:
   odradek topic create orders.eu.created --retention 30d
   odradek topic create payments --schema payment.avsc
+  odradek topic create orders.changelog --cleanup compact --delete-retention 1d
   odradek topic list 'orders.>'
   odradek topic describe orders.eu.created
   odradek topic delete orders.eu.created
@@ -375,6 +376,30 @@ def _add_topic(
         "--retention-bytes", default=None, help="keep at most this much: 10GiB (default no limit)"
     )
     create.add_argument("--segment-bytes", default=None, help="segment size: 256MiB (default)")
+    create.add_argument(
+        "--cleanup",
+        default=defaults.cleanup,
+        help="delete (retention removes old segments, the default), compact (keep the latest "
+        "record of each key) or compact,delete (both)",
+    )
+    create.add_argument(
+        "--delete-retention",
+        default=defaults.delete_retention,
+        help=f"a compacted topic keeps a tombstone this long: 1d, 0 (default {defaults.delete_retention})",
+    )
+    create.add_argument(
+        "--min-compaction-lag",
+        default=defaults.min_compaction_lag,
+        help="records younger than this are never compacted away: 1h (default 0)",
+    )
+    create.add_argument(
+        "--min-cleanable-dirty-ratio",
+        type=float,
+        default=defaults.min_cleanable_dirty_ratio,
+        metavar="R",
+        help="compact once this share (0 to 1) of the sealed bytes was never compacted "
+        f"(default {defaults.min_cleanable_dirty_ratio})",
+    )
     create.add_argument("--exist-ok", action="store_true", help="succeed if the topic already exists")
     create.add_argument(
         "--schema", metavar="FILE", help="enforce this schema on values: .avsc (Avro) or .json, - for stdin"
