@@ -10,7 +10,7 @@ does not come back is removed once its session times out; LeaveGroup by instance
 removes it; a restart with another subscription rebalances as a join does.
 
 Method: the coordinator's state machine with an injected clock (no sockets), then
-confluent-kafka and kafka-python consumers with ``group.instance.id`` against the
+confluent-kafka, kafka-python and aiokafka consumers with ``group.instance.id`` against the
 in-process listener; conditions are waited for with generous deadlines.
 """
 
@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -253,5 +254,45 @@ def test_a_restart_during_a_rebalance_joins_the_next_generation(tmp_path: os.Pat
         everyone = {member for member, _, _ in (again.members or back.members)}
         assert everyone == {first.member_id, back.member_id}
         coordinator.close()
+
+    asyncio.run(scenario())
+
+
+def test_aiokafka_static_member_restarts_without_a_rebalance(kafka_door: Any, topic_name: str) -> None:
+    _create(kafka_door, topic_name, 2)
+    group = "static-aio-" + topic_name
+
+    def member(index: int) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            topic_name,
+            bootstrap_servers=kafka_door.bootstrap,
+            group_id=group,
+            group_instance_id=f"aio-{index}",
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=100,
+            enable_auto_commit=False,
+        )
+
+    async def until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not done():
+            assert time.monotonic() < deadline, "the condition was not met in time"
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        consumers = [member(0), member(1)]
+        for consumer in consumers:
+            await consumer.start()
+        await until(lambda: all(consumer.assignment() for consumer in consumers))
+        before = [consumer.assignment() for consumer in consumers]
+        generation = kafka_door.node.directory.describe_group(group).options["generation"]
+        await consumers[1].stop()
+        consumers[1] = member(1)
+        await consumers[1].start()
+        await until(lambda: bool(consumers[1].assignment()))
+        assert [consumer.assignment() for consumer in consumers] == before
+        assert kafka_door.node.directory.describe_group(group).options["generation"] == generation
+        for consumer in consumers:
+            await consumer.stop()
 
     asyncio.run(scenario())
