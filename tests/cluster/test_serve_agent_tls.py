@@ -4,7 +4,9 @@ serve TLS with client certificates.
 Goal: what a user of a TLS cluster sees: each agent's ready line says grpc+tls://; a
 client given only a standby's URL is redirected to the owner at its grpc+tls:// URL (not
 grpc://, which a TLS door would not answer) and appends there; the agents' status names
-grpc+tls:// URLs; a client without a certificate is refused by the standby too.
+grpc+tls:// URLs; a client without a certificate is refused by the standby too; a Kafka
+client over SSL bootstrapped with the standby's Kafka port only is led to the owner (the
+standby's relay serves TLS and reaches the owner over TLS with its own certificate).
 Method: two `odradek serve --store --etcd` processes on a real etcd and moto's S3 server,
 certificates made in the test (etcd_certificates.py), the Python client.
 """
@@ -32,7 +34,7 @@ from odradek.errors import OdradekError, Unavailable
 class TlsAgent:
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str,
                  certificates: Certificates) -> None:  # fmt: skip
-        self.port = free_ports(1)[0]
+        self.port, self.kafka_port = free_ports(2)
         self.log = directory / f"{agent_id}.log"
         self.certificates = certificates
         command = [
@@ -44,7 +46,7 @@ class TlsAgent:
             "--etcd", etcd,
             "--cluster", cluster,
             "--agent-id", agent_id,
-            "--kafka-listen", "off",
+            "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
             "--registry-listen", "off",
             "--tls-cert", str(certificates.server_cert),
             "--tls-key", str(certificates.server_key),
@@ -136,3 +138,32 @@ def test_a_standby_redirects_to_the_owner_over_tls(
         pytest.raises(Unavailable),
     ):
         client.list_topics()  # no client certificate
+
+
+def test_a_kafka_client_over_ssl_bootstrapped_with_a_standby_reaches_the_owner(
+    agents: list[TlsAgent], certificates: Certificates
+) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    owner, standby = agents
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": f"127.0.0.1:{standby.kafka_port}",
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(certificates.ca),
+            "ssl.certificate.location": str(certificates.client_cert),
+            "ssl.key.location": str(certificates.client_key),
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    delivered: list[object] = []
+    producer.produce(
+        "relayed", key=b"k", value=b"through the standby", on_delivery=lambda e, m: delivered.append(e)
+    )
+    assert producer.flush(60) == 0 and delivered == [None]
+    with owner.connect() as client:
+        values = [
+            row["value"]
+            for batch in client.read("relayed", start="earliest", wait=0)
+            for row in batch.to_pylist()
+        ]
+    assert values == [b"through the standby"]

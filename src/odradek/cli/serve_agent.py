@@ -33,11 +33,11 @@ from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
-from odradek.errors import InvalidRequest, NotOwner, OdradekError
+from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import serving_tls
-from odradek.protocols.flight.server import ClusterGate, FlightService
+from odradek.protocols.flight.server import FlightService
 from odradek.storage.objects import ObjectStore, open_store
 
 log = logging.getLogger("odradek.serve")
@@ -75,7 +75,7 @@ def run_agent(settings: Settings) -> int:
             observer=metrics,
             bounds=settings.door_bounds(connections.FLIGHT),
             budget=budget,
-            cluster=gate if tls is None else TlsRedirects(gate),
+            cluster=gate,
             tls=tls,
         )
     except (pa.ArrowException, OSError) as exc:
@@ -148,14 +148,20 @@ def run_agent(settings: Settings) -> int:
             )
 
     def start_kafka_relay() -> Any:
-        if kafka_address is None or tls is not None:
-            return None  # the relay speaks plaintext only: with TLS a standby's Kafka port stays closed
+        if kafka_address is None:
+            return None
         from odradek.protocols.kafka.relay import start_kafka_relay
 
         def owner() -> tuple[str, int] | None:
             return gate.agent.owner_door("kafka") if gate.agent is not None else None
 
-        return start_kafka_relay(*kafka_address, owner, settings.door_bounds(connections.KAFKA))
+        return start_kafka_relay(
+            *kafka_address,
+            owner,
+            settings.door_bounds(connections.KAFKA),
+            tls=tls_context,
+            upstream_tls=tls.agent_client_context if tls is not None else None,
+        )
 
     role = AgentRole(
         AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay]), server, metrics
@@ -169,6 +175,7 @@ def run_agent(settings: Settings) -> int:
             doors=doors,
             lease_ttl=settings.lease_ttl,
             security=security,
+            scheme="grpc+tls" if tls is not None else "grpc",
         ),
         role,
     )
@@ -242,50 +249,6 @@ def _etcd_security(etcd: str, settings: Settings) -> EtcdSecurity | None:
         password=settings.etcd_password,
         password_file=settings.etcd_password_file,
     )
-
-
-class TlsRedirects:
-    """The Flight door's view of its agent when the doors serve TLS. The agents'
-    records hold HOST:PORT and the agent names them ``grpc://``; every agent of a
-    cluster serves TLS alike (docs/security.md), so the URLs the door hands out
-    (NotOwner redirects, ``cluster_status``) say ``grpc+tls://``."""
-
-    def __init__(self, gate: ClusterGate) -> None:
-        self.gate = gate
-
-    def check_owner(self) -> None:
-        try:
-            self.gate.check_owner()
-        except NotOwner as exc:
-            raise _tls_redirect(exc) from None
-
-    def not_owner(self) -> OdradekError:
-        error = self.gate.not_owner()
-        return _tls_redirect(error) if isinstance(error, NotOwner) else error
-
-    def status(self) -> dict[str, Any]:
-        status = self.gate.status()
-        if status.get("owner_url"):
-            status["owner_url"] = _tls_url(status["owner_url"])
-        status["agents"] = [{**agent, "url": _tls_url(agent["url"])} for agent in status.get("agents", [])]
-        return status
-
-    def hand_over(self, to: str | None) -> dict[str, Any]:
-        try:
-            return self.gate.hand_over(to)
-        except NotOwner as exc:
-            raise _tls_redirect(exc) from None
-
-
-def _tls_url(url: str) -> str:
-    return "grpc+tls://" + url.removeprefix("grpc://") if url.startswith("grpc://") else url
-
-
-def _tls_redirect(error: NotOwner) -> NotOwner:
-    if error.owner is None:
-        return error
-    owner = _tls_url(error.owner)
-    return NotOwner(error.message.replace(error.owner, owner), owner, error.agent)
 
 
 def _address(host: str, port: int) -> str:

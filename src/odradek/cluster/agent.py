@@ -81,6 +81,9 @@ class AgentSettings:
     doors: dict[str, str] = dataclasses.field(default_factory=dict)  # keys.DOORS
     lease_ttl: int = limits.cluster_lease_ttl_seconds_default
     security: EtcdSecurity | None = None  # TLS files and the user, for a secured etcd
+    # How clients reach the agents' Flight doors: "grpc" or "grpc+tls" (every agent of a
+    # cluster serves TLS alike; the records hold HOST:PORT).
+    scheme: str = "grpc"
 
 
 @dataclasses.dataclass
@@ -176,6 +179,10 @@ class ClusterAgent:
             return False, f"agent {self.settings.agent_id} has no live lease in etcd (joining again)"
         return True, f"agent {self.settings.agent_id} is the {role} of cluster {self.settings.cluster}"
 
+    def _url(self, address: str) -> str:
+        """The URL of an agent's Flight door at ``address`` (HOST:PORT)."""
+        return f"{self.settings.scheme}://{address}"
+
     def owner_door(self, door: str) -> tuple[str, int] | None:
         """Where another agent that owns the data listens with ``door`` (a name of
         keys.DOORS: ``kafka``, ...), as its agent record says; None while no other agent
@@ -208,7 +215,7 @@ class ClusterAgent:
                 "(a failover is in progress); retry shortly"
             )
         record = agents.get(owner.agent_id)
-        url = _url(record.address) if record is not None else None
+        url = self._url(record.address) if record is not None else None
         return NotOwner(
             f"agent {self.settings.agent_id!r} is a standby; agent {owner.agent_id!r} owns the data"
             + (f" at {url}" if url else ""),
@@ -228,10 +235,10 @@ class ClusterAgent:
             "agent": self.settings.agent_id,
             "role": OWNER if role == OWNER and self.is_owner() else role,
             "owner": owner.agent_id if owner is not None else None,
-            "owner_url": _url(owner_record.address) if owner_record is not None else None,
+            "owner_url": self._url(owner_record.address) if owner_record is not None else None,
             "epoch": (epoch if role == OWNER else owner.epoch) if owner is not None else 0,
             "agents": [
-                {"agent": a.agent_id, "url": _url(a.address), "doors": dict(a.doors), "lease": a.lease}
+                {"agent": a.agent_id, "url": self._url(a.address), "doors": dict(a.doors), "lease": a.lease}
                 for a in agents
             ],
             "counters": dataclasses.asdict(self.counters),
@@ -553,7 +560,3 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop = loop
         return _loop
-
-
-def _url(address: str) -> str:
-    return f"grpc://{address}"

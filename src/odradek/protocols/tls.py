@@ -207,6 +207,19 @@ class ServerTls:
             arguments["root_certificates"] = self.started.ca_pem
         return arguments
 
+    def agent_client_context(self) -> ssl.SSLContext:
+        """A client context for this server to reach another server of its cluster (a
+        standby's Kafka relay reaching the owner): it trusts ``--tls-ca`` (else the
+        system's CAs) and presents this server's certificate, as mTLS asks."""
+        current = self.current
+        if current.ca_pem is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.load_verify_locations(cadata=current.ca_pem.decode("ascii", "replace"))
+        else:
+            context = ssl.create_default_context()
+        context.load_cert_chain(self.files.cert, self.files.key)
+        return context
+
     def describe(self) -> dict[str, Any]:
         """The certificate served, for the log."""
         return {

@@ -16,6 +16,10 @@ client's metadata went stale in a failover) closes the connection: the client tr
 that as a broker lost, refreshes its metadata, and finds the new owner. So does every
 request while no owner is known (a failover in progress).
 
+With TLS (``--tls-cert``), the relay serves TLS with the doors' context and reaches the
+owner over TLS too, trusting ``--tls-ca`` (else the system's CAs) and presenting the
+agent's own certificate (which mTLS asks for).
+
 Bounded like the Kafka door: frames up to ``kafka_frame_bytes_max``, connections by the
 door's caps, a request that stops arriving or an owner that does not answer within the
 door's ``request_seconds`` closes the connection; one request is relayed at a time per
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -51,11 +56,20 @@ class KafkaRelay:
     """The relay on ``host:port`` (see the module docstring); runs on its own thread."""
 
     def __init__(
-        self, host: str, port: int, owner: OwnerAddress, bounds: connections.DoorLimits | None = None
+        self,
+        host: str,
+        port: int,
+        owner: OwnerAddress,
+        bounds: connections.DoorLimits | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        upstream_tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._owner = owner
+        self._tls = tls  # served to clients
+        self._upstream_tls = upstream_tls  # to reach the owner (made per connection: reloads)
         self.bounds = bounds or connections.KAFKA
         self.slots = connections.ConnectionSlots.of("kafka", self.bounds)
         self.relayed = 0  # requests relayed to the owner
@@ -96,7 +110,14 @@ class KafkaRelay:
         return self
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.host,
+            self.port,
+            limit=1 << 20,
+            ssl=self._tls,
+            ssl_handshake_timeout=limits.tls_handshake_seconds_max if self._tls is not None else None,
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("Kafka door on %s:%d relays to the owner (this agent stands by)", self.host, self.port)
 
@@ -148,8 +169,12 @@ class KafkaRelay:
                     )
                     return
                 if upstream is None:
+                    secure = self._upstream_tls() if self._upstream_tls is not None else None
                     upstream = await asyncio.wait_for(
-                        asyncio.open_connection(*target, limit=1 << 20), self.bounds.request_seconds
+                        asyncio.open_connection(
+                            *target, limit=1 << 20, ssl=secure, server_hostname=target[0] if secure else None
+                        ),
+                        self.bounds.request_seconds,
                     )
                 upstream[1].write(request)
                 await upstream[1].drain()
@@ -159,7 +184,7 @@ class KafkaRelay:
                 writer.write(response)
                 await writer.drain()
                 self.relayed += 1
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, DecodeError) as exc:
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, DecodeError, ssl.SSLError) as exc:
             log.debug("Kafka relay: connection closed: %s", exc)
         finally:
             if task is not None:
@@ -191,7 +216,15 @@ def _api_key(frame: bytes) -> int:
 
 
 def start_kafka_relay(
-    host: str, port: int, owner: OwnerAddress, bounds: connections.DoorLimits | None = None
+    host: str,
+    port: int,
+    owner: OwnerAddress,
+    bounds: connections.DoorLimits | None = None,
+    *,
+    tls: ssl.SSLContext | None = None,
+    upstream_tls: Callable[[], ssl.SSLContext] | None = None,
 ) -> KafkaRelay:
-    """Relay on ``host:port`` to the owner that ``owner()`` names (module docstring)."""
-    return KafkaRelay(host, port, owner, bounds).start()
+    """Relay on ``host:port`` to the owner that ``owner()`` names (module docstring);
+    ``tls``: the server context clients meet; ``upstream_tls``: makes the client context
+    that reaches the owner."""
+    return KafkaRelay(host, port, owner, bounds, tls=tls, upstream_tls=upstream_tls).start()
