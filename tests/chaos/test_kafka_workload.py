@@ -14,8 +14,8 @@ acknowledged record once, at its acknowledged offset. When the door moves to ano
 address (a new owner: every agent's door is node 1 at its own address), the producer
 finds it through its bootstrap list and goes on, also when the old owner, paused past
 its lease, wakes and answers the requests it had received, naming itself the broker,
-before it steps down (what the chaos run's ``pause_owner`` does; ``frozen_door.py``
-plays it without a cluster).
+before it steps down and its port relays to the new owner (what the chaos run's
+``pause_owner`` does; ``frozen_door.py`` plays the paused owner without a cluster).
 
 Method: a fake producer with a scripted answer per produce for the outcomes; the real
 ``confluent-kafka`` client for the door and for a refused port. Every wait is a
@@ -50,6 +50,7 @@ from odradek.chaos.workload import read_back
 from odradek.client.embedded import EmbeddedClient
 from odradek.errors import InvalidRequest
 from odradek.protocols.kafka import start_kafka_listener
+from odradek.protocols.kafka.relay import start_kafka_relay
 
 pytest.importorskip("confluent_kafka")
 
@@ -325,29 +326,23 @@ def test_the_producer_follows_the_door_to_another_agent(embedded: EmbeddedClient
     assert report.valid, report.to_text()
 
 
-# librdkafka re-bootstraps after 300 s without metadata by default; the worker sets 2 s
-# (kafka_workload.REBOOTSTRAP_MS). A producer stranded by the old owner is found out well
-# before the default would rescue it; one that is not goes on within a few seconds.
-REFIND_SECONDS_MAX = 60.0
-
-
 def test_a_woken_owner_answering_as_the_broker_does_not_strand_the_producer(
     embedded: EmbeddedClient, tmp_path: Path
 ) -> None:
     """The old owner, paused just after the producer sent it a Metadata request, wakes,
-    answers what it had received (naming itself node 1), closes every connection and
-    refuses new ones; the new owner's door listens at another bootstrap address. The
-    producer must go on there, every acknowledged record once. In the cluster, such a
-    late Metadata answer arriving as the client finds every broker it knows down can
-    cancel librdkafka's re-bootstrap for good (seen in chaos runs; here only at times,
-    the race is narrow): with the default the producer then waits until that agent
-    owns the cell again or 300 s pass, with the worker's setting a few seconds.
-    (One node serves one Kafka door at a time, so the new door opens just after the old
-    one closed, where in a cluster it is already up.)"""
+    answers what it had received (naming itself node 1) and closes every connection;
+    then it stands by: its port relays Metadata to the new owner, whose door listens at
+    another bootstrap address. The producer must go on there, every acknowledged record
+    once. Such a late Metadata answer, arriving as the client finds every broker it
+    knows down, can cancel librdkafka's (2.16) re-bootstrap for good (seen in chaos runs,
+    and here at times: the race is narrow); the client then asks only the old owner's
+    address, and the relay there is what leads it on. (One node serves one Kafka door at
+    a time, so the new door opens just after the old one closed, where in a cluster it
+    is already up.)"""
     old_port, new_port = free_ports(2)
     frozen = FrozenDoor(old_port)
     old = start_kafka_listener(embedded.node, "127.0.0.1", old_port, f"127.0.0.1:{frozen.port}")
-    new = None
+    new = relay = None
     history = History()
     try:
         create_kafka_topic(f"127.0.0.1:{frozen.port}", 2)
@@ -367,10 +362,11 @@ def test_a_woken_owner_answering_as_the_broker_does_not_strand_the_producer(
             frozen.wake_and_die()
             old.close()  # one door per node: the new owner's opens as the old one's closes
             new = start_kafka_listener(embedded.node, "127.0.0.1", new_port)
+            relay = start_kafka_relay("127.0.0.1", frozen.port, lambda: ("127.0.0.1", new_port))
             before = history.counts()["ok"]
             wait_until(
                 lambda: history.counts()["ok"] >= before + 200,
-                REFIND_SECONDS_MAX,
+                DEADLINE_SECONDS,
                 "200 more produces acknowledged through the new owner's door",
             )
         finally:
@@ -380,8 +376,9 @@ def test_a_woken_owner_answering_as_the_broker_does_not_strand_the_producer(
     finally:
         frozen.close()
         old.close()
-        if new is not None:
-            new.close()
+        for door in (relay, new):
+            if door is not None:
+                door.close()
     logs, bounds = read_back(embedded, KAFKA_TOPICS)
     report = check(history.table(), logs, bounds=bounds)
     assert report.valid, report.to_text()
