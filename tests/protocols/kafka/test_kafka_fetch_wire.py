@@ -65,7 +65,9 @@ def fetch_request(
     topics: dict[str, list[m.FetchPartition]] = {}
     for topic, partition, offset in wanted:
         topics.setdefault(topic, []).append(
-            m.FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes)
+            m.FetchPartition(
+                partition=partition, fetch_offset=offset, partition_max_bytes=partition_max_bytes
+            )
         )
     return m.FetchRequest(
         max_wait_ms=0,
