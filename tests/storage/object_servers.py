@@ -151,7 +151,8 @@ def moto_server(directory: Path, port: int | None = None) -> Iterator[S3Server]:
     if port is None:
         (port,) = free_ports(1)
     endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto with atomic conditional writes, as S3's (odradek/chaos/motoserver.py says why).
+    command = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(port)]
     log_path = directory / f"moto-{time.monotonic_ns()}.log"  # one per start
     server = S3Server("moto", endpoint, BUCKET, _spawn(command, log_path, directory), log_path)
     try:

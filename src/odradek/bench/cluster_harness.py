@@ -117,7 +117,7 @@ class BenchCluster:
         moto = s3server.MotoS3(self.directory)
         moto.start()
         self._stack.callback(moto.stop)
-        self._moto_pid = child_pid("moto.server", str(moto.port))
+        self._moto_pid = child_pid("odradek.chaos.motoserver", str(moto.port))
         settings = AgentSettings(
             store_url=f"s3://{s3server.BUCKET}/cluster-{uuid.uuid4().hex[:8]}",
             store_env={

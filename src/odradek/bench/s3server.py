@@ -51,7 +51,8 @@ class MotoS3:
     def __init__(self, directory: Path) -> None:
         self.port = servers.free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        # moto with atomic conditional writes (odradek/chaos/motoserver.py says why).
+        argv = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(self.port)]
         self._process = servers.ServerProcess("moto S3 server", argv, directory / "moto.log")
 
     def start(self) -> None:

@@ -298,7 +298,7 @@ def s3_store(directory: Path, *, seed: int = 0) -> Iterator[S3Store]:
     directory.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
     endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    command = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(port)]
     moto = Process("moto", command, directory / "moto.log", cwd=directory)
     proxy = FaultProxy(("127.0.0.1", port), seed=seed)
     moto.start()
