@@ -9,9 +9,9 @@ group is listed and described by Kafka's admin APIs (ListGroups type "consumer",
 ConsumerGroupDescribe, DescribeGroups with protocol type "consumer") and by the node
 (``odradek group describe``, /metrics lag); a refused heartbeat carries the
 coordinator's message; a static member (group.instance.id) that restarts gets its
-partitions back without the group's epoch moving; and librdkafka's describe of classic and Odradek groups still
-works now that ConsumerGroupDescribe is offered (it answers GROUP_ID_NOT_FOUND for
-them, and the client asks DescribeGroups).
+partitions back without the group's epoch moving; and librdkafka's describe of
+classic and Odradek groups still works now that ConsumerGroupDescribe is offered (it
+answers GROUP_ID_NOT_FOUND for them, and the client asks DescribeGroups).
 
 Method: the in-process listener (conftest) and confluent-kafka 2.x consumers in one
 thread, each polled in turn; conditions are waited for with generous deadlines.
