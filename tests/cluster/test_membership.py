@@ -144,3 +144,23 @@ def test_leave_always_stops_the_renewals(etcd_server: EtcdServers) -> None:
                 assert a.lease_lost.is_set() and b.lease_lost.is_set(), cycle
 
     run(scenario())
+
+
+def test_leaving_after_the_lease_expired_is_no_error(etcd_server: EtcdServers) -> None:
+    """An owner whose lease expired (an etcd election longer than the TTL) leaves it
+    before joining again: etcd answers that the lease is not found, which means it is
+    gone already, not an error that ends the agent (a chaos run's agent exited on it)."""
+
+    async def scenario() -> None:
+        name = unique_cluster_name()
+        async with EtcdCluster(etcd_server.url, name) as lost, EtcdCluster(etcd_server.url, name) as other:
+            await lost.join("a", "127.0.0.1:1", ttl=1)
+            lost.stop_keepalive()
+
+            async def gone() -> bool | None:
+                return True if not await other.agents() else None
+
+            await eventually(gone, "the lease expired in etcd")
+            await lost.leave()  # no error: there is nothing left to revoke
+
+    run(scenario())

@@ -36,6 +36,9 @@ import time
 from concurrent.futures import Future
 from typing import Any, Protocol
 
+import aetcd.exceptions
+import grpc.aio
+
 from odradek import limits
 from odradek.cluster.etcd import (
     AgentIdInUse,
@@ -309,7 +312,21 @@ class ClusterAgent:
                     backoff = min(backoff * 2, _RETRY_MAX_SECONDS)
                     continue
                 backoff = _RETRY_FIRST_SECONDS
-                await self._member(cluster)
+                try:
+                    await self._member(cluster)
+                except (OdradekError, aetcd.exceptions.ClientError, grpc.aio.AioRpcError) as exc:
+                    # etcd answered something unforeseen while this agent was a member:
+                    # it is no member any more (its role is given up), so it joins again
+                    # rather than ending the process.
+                    log.error(
+                        "agent %s left cluster %r on an error and joins again: %s",
+                        self.settings.agent_id,
+                        self.settings.cluster,
+                        exc,
+                        exc_info=True,
+                    )
+                    await self._give_up_role()
+                    await self._pause(backoff)
             finally:
                 with self._lock:
                     self._cluster = None
@@ -494,6 +511,15 @@ class ClusterAgent:
                     with contextlib.suppress(OdradekError):
                         await cluster.leave()  # never act on this lease again: join afresh
                 return False
+
+    async def _give_up_role(self) -> None:
+        """Stop serving if this agent owned the data, and stand by no more (joining)."""
+        with self._lock:
+            owned = self._role == OWNER
+        self._set_role(JOINING, None)
+        if owned:
+            await asyncio.to_thread(self.role_hooks.stop_owning, False)
+            self.counters.losses += 1
 
     async def _hand_over(self, cluster: EtcdCluster) -> None:
         """Stop serving, let the data close (its journal commits, a checkpoint), then

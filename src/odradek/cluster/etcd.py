@@ -69,6 +69,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 _RETRYABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def _lease_not_found(exc: BaseException) -> bool:
+    """etcd's answer for a lease that expired or was revoked already."""
+    return "requested lease not found" in str(exc)
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, grpc.aio.AioRpcError):  # a request made on the stub itself
         return exc.code() in _RETRYABLE_CODES
@@ -395,7 +400,14 @@ class EtcdCluster:
         if clock is None:
             return
         self._mark_lost(clock, _LEFT)
-        await self._call(lambda client: client.revoke_lease(clock.lease), "a lease revocation")
+        try:
+            await self._call(lambda client: client.revoke_lease(clock.lease), "a lease revocation")
+        except Exception as exc:
+            if not _lease_not_found(exc):
+                raise
+            # Expired already (an owner that lost its lease leaves it): nothing to revoke.
+            agent = self.agent.agent_id if self.agent else "?"
+            log.info("agent %s: lease %x expired before it was revoked", agent, clock.lease)
 
     async def agents(self) -> list[AgentRecord]:
         """The live agents, by id."""
