@@ -70,9 +70,10 @@ def connect(
             in the append stream; None for no bound.
         tls_ca: with ``grpc+tls://``, a PEM file of the CA that signed the server's
             certificate (None: ``$ODRADEK_TLS_CA``, else the system's CAs).
-        tls_cert, tls_key: with ``grpc+tls://``, the client's PEM certificate and key for
-            a server that requires client certificates (None: ``$ODRADEK_TLS_CLIENT_CERT``
-            and ``$ODRADEK_TLS_CLIENT_KEY``). Files given replace all three variables.
+        tls_cert: with ``grpc+tls://``, the client's PEM certificate for a server that
+            requires client certificates (None: ``$ODRADEK_TLS_CLIENT_CERT``). Files given
+            replace all three variables.
+        tls_key: the private key of ``tls_cert`` (None: ``$ODRADEK_TLS_CLIENT_KEY``).
 
     Raises:
         InvalidRequest: the URL (given or from the variable) is not a grpc:// URL; TLS
