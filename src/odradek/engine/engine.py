@@ -756,6 +756,12 @@ class Engine:
             raise InvalidRequest(f"to_version must be an int or None, got {to_version!r}")
         return self._topic(topic).read_key(normalize_key(key), from_version, to_version)
 
+    def compaction_stamp(self, topic: str) -> int:
+        """A number that changes whenever compaction rewrote ``topic``'s segments (or the
+        topic was opened again): a summary of its frames taken under another stamp may
+        count records compaction removed."""
+        return self._topic(topic).compaction_stamp
+
     def resolve_start(self, topic: str, start: Start) -> int:
         """The offset a read of ``topic`` starting at ``start`` begins at."""
         target = self._topic(topic)

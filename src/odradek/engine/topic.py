@@ -54,6 +54,8 @@ from odradek.storage.handles import HandleCache
 from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
+# Compaction stamps (Topic.compaction_stamp): next() on a count is atomic in CPython.
+_compaction_stamps = itertools.count(1)
 
 
 def normalize_key(key: object) -> bytes:
@@ -98,6 +100,10 @@ class Topic:
         self._write_lock = threading.Lock()
         self._meta_lock = threading.Lock()
         self._compaction_lock = threading.Lock()  # one compaction round at a time
+        # Changes (to a value no other topic object of this process ever had) whenever a
+        # compaction round rewrote, or may have rewritten, a segment: what keeps a summary
+        # of the log's frames (the Kafka door's partition index) sees it went stale.
+        self.compaction_stamp = next(_compaction_stamps)
         # Damaged offset ranges an operator accepted (`odradek topic repair --drop-range`).
         self.accepted_damage: list[tuple[int, int]] = sorted(accepted_damage or [])
         # Only with fsync is an acknowledged record durable, so only then does a log that
@@ -689,7 +695,13 @@ class Topic:
         if not force and not self.compactor.due(now):
             return None
         with self._compaction_lock:
-            result = self.compactor.run(now, throttle)
+            rewritten = True  # unless the round says otherwise: a failed one may have swapped
+            try:
+                result = self.compactor.run(now, throttle)
+                rewritten = result.segments_rewritten > 0
+            finally:
+                if rewritten:
+                    self.compaction_stamp = next(_compaction_stamps)
         if result.segments_rewritten:
             log.info(
                 "topic %s: compaction removed %d record(s) (%d tombstone(s)) from %d segment(s), "

@@ -21,7 +21,12 @@ Building it costs a header read per frame; only frames without a stored partitio
 (native appends) in a topic of more than one partition are decoded, to hash their
 keys, in bulk with NumPy. It is built on first use and extended by the frames that
 became durable since (:meth:`PartitionIndex.snapshot`), so a restart rebuilds it from
-the log; blocks that retention removed are dropped. Its size is bounded: past
+the log; blocks that retention removed are dropped. A compaction round that rewrote
+segments changes the topic's compaction stamp (``Engine.compaction_stamp``): the
+index then starts again from the log, so that counts, high watermarks and log-start
+offsets never name records compaction removed (a round is rare: every
+``compaction_check_seconds`` at most, and only when enough of the log is dirty). Its
+size is bounded: past
 ``kafka_partition_index_entries_max`` entries, neighbouring blocks merge in pairs.
 
 Threading: a topic's index has one lock, held while it is extended; a query works on
@@ -148,7 +153,9 @@ class PartitionIndex:
         self.single = max(count for _, count in history) == 1  # every record is partition 0
         self._lock = threading.Lock()
         self._current = Snapshot.of(0, 0, _NO_BLOCKS, _NO_ENTRIES)
+        self._compaction_stamp: int | None = None  # the topic's when the index was started
         self.frames_decoded = 0  # frames decoded to hash their keys, for tests
+        self.rebuilds = 0  # times compaction made the index start again, for tests
 
     @property
     def current(self) -> Snapshot:
@@ -158,6 +165,14 @@ class PartitionIndex:
     def snapshot(self, engine: Engine) -> Snapshot:
         """The index up to the topic's durable offset now (extended by what is new)."""
         with self._lock:
+            # Read before the log: a round swapping segments while the index is extended
+            # moves the stamp after, and the next snapshot starts again.
+            stamp = engine.compaction_stamp(self.topic)
+            if stamp != self._compaction_stamp:
+                if self._compaction_stamp is not None:  # compaction removed records: start again
+                    self._current = Snapshot.of(0, 0, _NO_BLOCKS, _NO_ENTRIES)
+                    self.rebuilds += 1
+                self._compaction_stamp = stamp
             first = engine.resolve_start(self.topic, "earliest")
             durable = engine.resolve_start(self.topic, "latest")
             current = self._current
