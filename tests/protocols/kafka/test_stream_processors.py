@@ -1,0 +1,150 @@
+"""Stream processors on the Kafka door: a Faust app's Table survives a kill -9.
+
+Goal: faust-streaming keeps a Table's state in a changelog topic it creates itself with
+``cleanup.policy=compact``; on an empty server the app must start (the changelog
+created compacted), count, and after a SIGKILL of its process restore the counts from
+the changelog (they go on, they do not start again from 0). Method: a real
+`odradek serve` process; the app (faust_wordcount.py, Table in memory, so only the
+changelog can restore it) runs as a subprocess; words are produced with confluent-kafka;
+the app's ``COUNT word n`` lines are awaited with a generous deadline, never a sleep.
+
+Quix Streams 3.28 is not tested: it requires confluent-kafka < 2.13, and the ``kafka``
+extra pins 2.16.1 (docs/kafka-compatibility.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
+
+from odradek_process import Server, run
+
+pytest.importorskip("faust")
+kafka = pytest.importorskip("confluent_kafka")
+kafka_admin = pytest.importorskip("confluent_kafka.admin")
+
+APP = Path(__file__).with_name("faust_wordcount.py")
+WORDS = ["apple", "pear", "plum"]
+COUNT_LINE = re.compile(rb"COUNT (\w+) (\d+)")
+DEADLINE_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class FaustApp:
+    """The app as a subprocess; ``counts`` holds the latest count it printed per word."""
+
+    def __init__(self, bootstrap: str, data_dir: Path) -> None:
+        self.counts: dict[str, int] = {}
+        self.changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, str(APP), bootstrap, str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            match = COUNT_LINE.search(line)
+            if match:
+                with self.changed:
+                    self.counts[match.group(1).decode()] = int(match.group(2))
+                    self.changed.notify_all()
+
+    def wait_for(self, expected: dict[str, int]) -> dict[str, int]:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        with self.changed:
+            while not all(self.counts.get(w, 0) >= n for w, n in expected.items()):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    tail = b"".join(self.output[-30:]).decode(errors="replace")
+                    raise AssertionError(f"counts {self.counts}, expected {expected}:\n{tail}")
+                self.changed.wait(min(left, 0.5))
+            return dict(self.counts)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def produce(bootstrap: str, rounds: int) -> None:
+    producer = kafka.Producer({"bootstrap.servers": bootstrap})
+    for _ in range(rounds):
+        for word in WORDS:
+            producer.produce("words", key=word.encode(), value=word.encode())
+    assert producer.flush(30) == 0
+
+
+def changelog_records(server: Server) -> int:
+    described = run("topic", "describe", "wordcount-counts-changelog", server=server)
+    return int(json.loads(described.stdout)["next_offset"]) if described.returncode == 0 else 0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    started = Server(tmp_path / "data", "--kafka-listen", f"127.0.0.1:{port}")
+    started.kafka = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    yield started
+    if started.process.poll() is None:
+        started.stop()
+
+
+def test_faust_table_restores_from_its_compacted_changelog(server: Server, tmp_path: Path) -> None:
+    bootstrap = server.kafka  # type: ignore[attr-defined]
+    admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([kafka_admin.NewTopic("words", 1, 1)]).values():
+        future.result(30)
+    produce(bootstrap, 10)
+    app = FaustApp(bootstrap, tmp_path / "faust")
+    try:
+        before = app.wait_for({word: 10 for word in WORDS})
+        # Faust sends a changelog record per update: kill once the 30 are there.
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while changelog_records(server) < 30:
+            assert time.monotonic() < deadline, "the changelog never got its records"
+            time.sleep(0.1)
+    finally:
+        app.kill()
+    described = json.loads(run("topic", "describe", "wordcount-counts-changelog", server=server).stdout)
+    assert described["config"]["cleanup"] == "compact"
+    produce(bootstrap, 3)
+    app = FaustApp(bootstrap, tmp_path / "faust")
+    try:
+        # At least once: records processed but not committed before the kill may count
+        # twice; what must not happen is a count starting again from 0: the restored
+        # Table holds the 10 of the changelog, so the first count after it is above 10.
+        after = app.wait_for({word: before[word] + 3 for word in WORDS})
+        first: dict[str, int] = {}
+        for line in app.output:
+            match = COUNT_LINE.search(line)
+            if match:
+                first.setdefault(match.group(1).decode(), int(match.group(2)))
+        assert all(first[word] > before[word] for word in WORDS), (first, before)
+        assert all(after[word] >= 13 for word in WORDS)
+    finally:
+        app.kill()
