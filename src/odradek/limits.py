@@ -349,6 +349,11 @@ store_checkpoint_threads = 16
 # checkpoint trigger (store_checkpoint_bytes_default): a checkpoint every couple of
 # seconds (cluster agents) leaves a few MiB, far below it.
 store_recovery_read_whole_bytes = 64 * 1024 * 1024
+# Pieces (base object and extents) of one file in a manifest, at most: a checkpoint
+# merges a file's last pieces into its new extent past this (and whenever the last piece
+# is no longer than the extent: storage/checkpoint.py, _merged_start), so a new owner
+# downloads an active segment in a few GETs, not one per checkpoint since it was made.
+store_record_pieces_max = 32
 # File bytes read and not yet uploaded by a checkpoint: a few default segments' worth
 # (segment_bytes_default), whatever the number of threads.
 store_checkpoint_bytes_in_flight_max = 512 * 1024 * 1024

@@ -193,6 +193,36 @@ def test_a_restart_after_a_clean_detach_replays_nothing(memory_store: ObjectStor
     second.detach()
 
 
+def test_a_file_growing_at_every_checkpoint_stays_a_few_pieces(
+    memory_store: ObjectStore, tmp_path: Path
+) -> None:
+    """An active segment grows a little between checkpoints (every second on a cluster
+    agent): its record merges its last pieces into each new extent (a binary carry), so
+    it holds about log2(checkpoints) pieces, not one per checkpoint, and a new agent
+    downloads it in that many GETs, byte for byte."""
+    disk, _ = _attach(tmp_path / "a", memory_store)
+    assert disk.checkpointer is not None
+    engine = Engine(tmp_path / "a", disk=disk, **ENGINE)  # type: ignore[arg-type]
+    engine.create_topic("t")
+    engine.create_topic("u")
+    for number in range(64):
+        engine.append("t", _records(5, number))
+        manifest = disk.checkpointer.checkpoint()
+    segments = [
+        record
+        for path, record in manifest.files.items()
+        if path.startswith("topics/t/") and path.endswith(".log")
+    ]
+    assert segments and max(len(record.pieces) for record in segments) <= 8  # log2(64) + 1 + the base
+    engine.close()
+    disk.writer.flush_all()
+    expected = _journaled(disk)
+    disk.detach()
+    second, _ = _attach(tmp_path / "b", memory_store)
+    assert _journaled(second) == expected
+    second.detach()
+
+
 def test_lag_counts_the_journal_landed_since_the_latest_checkpoint_began(
     memory_store: ObjectStore, tmp_path: Path
 ) -> None:
