@@ -131,6 +131,7 @@ def run_agent(settings: Settings) -> int:
             bounds=settings.door_bounds(connections.KAFKA),
             budget=budget,
             tls=tls_context,
+            serving=lambda: gate.agent is not None and gate.agent.is_owner(),
         )
 
     def start_registry(node: Node) -> Any:

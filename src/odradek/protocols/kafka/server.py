@@ -159,9 +159,11 @@ class KafkaListener:
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
         tls: ssl.SSLContext | None = None,
+        serving: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
         self.tls = tls
+        self._serving = serving  # a cluster owner's check that it still owns the data
         self._default_partitions = default_partitions
         self.host = host
         self.port = port
@@ -361,6 +363,12 @@ class KafkaListener:
         loop = asyncio.get_running_loop()
         if self.broker is None:
             return None
+        if self._serving is not None and not self._serving():
+            # A cluster agent that no longer owns the data (its lease's safe window
+            # closed, a paused owner waking up) answers nothing as the broker: the
+            # connection closes and the client looks for the leader again.
+            log.info("Kafka request from %s refused: this agent no longer owns the data", peer)
+            return None
         try:
             # The codec reads through the buffer protocol; values it returns are copies.
             request = decode_request(cast(bytes, memoryview(frame)))
@@ -457,6 +465,7 @@ def start_kafka_listener(
     bounds: connections.DoorLimits | None = None,
     budget: ByteBudget | None = None,
     tls: ssl.SSLContext | None = None,
+    serving: Callable[[], bool] | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
     node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
@@ -470,7 +479,8 @@ def start_kafka_listener(
     request create the topics it names, with ``default_partitions`` partitions (Kafka's
     ``num.partitions``). ``tls``: serve TLS with this server context (clients use
     ``security.protocol=SSL``); a handshake must end within
-    ``limits.tls_handshake_seconds_max``.
+    ``limits.tls_handshake_seconds_max``. ``serving``: checked before every request (a
+    cluster owner's ``is_owner``); when it says no, the connection closes unanswered.
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
@@ -483,6 +493,7 @@ def start_kafka_listener(
         bounds=bounds,
         budget=budget,
         tls=tls,
+        serving=serving,
     )
     started = threading.Event()
     failure: list[BaseException] = []
