@@ -9,8 +9,10 @@ with no lock in between. Two create-if-absent PUTs racing on one key can then bo
 succeed, which S3 never allows, and which the object-store journal relies on: a new
 agent's fence and an old agent's upload racing for one slot must have exactly one
 winner (decision record 0011). Under load the race shows (a test racing eight writers
-on one key saw two winners). Here every PUT that carries a condition runs under one
-lock, body written before the lock is let go; everything else runs as moto runs it.
+on one key saw two winners). Here every PUT that carries a condition runs under the
+lock of its key (one of ``STRIPES``, by the key's hash: PUTs of different keys, such as
+a journal's flushes in flight, still run side by side), its body written before the lock
+is let go; everything else runs as moto runs it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 _CONDITIONS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH")
+STRIPES = 256  # locks conditional PUTs are spread over, by the hash of their key
 
 
 def atomic_conditional_puts(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """``app`` (a WSGI application) with its conditional PUTs serialized."""
-    lock = threading.Lock()
+    """``app`` (a WSGI application) with its conditional PUTs of one key serialized."""
+    locks = [threading.Lock() for _ in range(STRIPES)]
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "PUT" and any(name in environ for name in _CONDITIONS):
-            with lock:
+            key = f"{environ.get('HTTP_HOST', '')}{environ.get('PATH_INFO', '')}"
+            with locks[hash(key) % STRIPES]:
                 return list(app(environ, start_response))  # the whole answer, the write done
         return app(environ, start_response)
 
