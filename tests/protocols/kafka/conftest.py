@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,9 @@ from odradek.engine import Engine
 from odradek.node import Node
 from odradek.protocols.kafka import KafkaListenerHandle, start_kafka_listener
 from odradek.protocols.kafka.codec import schema
+
+# The helpers beside the tests (wire.py) are imported by name under any --import-mode.
+sys.path.insert(0, os.path.dirname(__file__))
 
 
 @dataclasses.dataclass

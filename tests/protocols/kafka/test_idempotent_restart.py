@@ -15,16 +15,15 @@ on the same data directory; what was written is read back through the engine.
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from wire import Wire as RawWire
 
 from odradek.protocols.kafka.codec import messages_data as m
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
 from odradek.records import STORED_SCHEMA
@@ -34,31 +33,8 @@ INIT_PRODUCER_ID_VERSION = 4
 WRAP = 2**31  # Kafka's sequences are int32: after 2**31 - 1 comes 0
 
 
-class Wire:
+class Wire(RawWire):
     """One connection speaking the Kafka protocol with the door's codec."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        self.correlation += 1
-        self.sock.sendall(encode_request(api_key, version, self.correlation, body))
-        size = struct.unpack(">i", self._exactly(4))[0]
-        correlation, response = decode_response(api_key, version, self._exactly(size))
-        assert correlation == self.correlation
-        return response
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
     def init_producer(self, producer_id: int = -1, epoch: int = -1) -> tuple[int, int]:
         request = m.InitProducerIdRequest(

@@ -21,14 +21,13 @@ Raw requests are encoded with the door's own codec.
 from __future__ import annotations
 
 import dataclasses
-import socket
-import struct
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import wire
 from confluent_kafka import Consumer, ConsumerGroupType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import generate_latest
@@ -36,7 +35,7 @@ from prometheus_client import generate_latest
 import odradek
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka.codec import messages_consumer as c
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.metrics import Metrics
 
@@ -189,25 +188,9 @@ def test_a_member_that_leaves_hands_its_partitions_over(kafka_door: Any, topic_n
     first.close()
 
 
-class _Wire:
+class _Wire(wire.Wire):
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        self.sock.sendall(encode_request(api_key, version, 1, body, client_id="raw"))
-        size = struct.unpack(">i", self._exactly(4))[0]
-        return decode_response(api_key, version, self._exactly(size))[1]
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
+        super().__init__(port, timeout=30, client_id="raw")
 
 
 def test_refusals_carry_the_coordinators_message(kafka_door: Any, topic_name: str) -> None:

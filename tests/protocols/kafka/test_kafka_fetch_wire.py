@@ -15,47 +15,19 @@ the answers (records ``b""`` versus ``None``; the byte sizes of every partition)
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 from typing import Any
 
 import pytest
+from wire import Wire
 
 from odradek.protocols.kafka.codec import messages_data as m
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import decode_batches
 
 FLEXIBLE_FETCH = 12  # the first flexible Fetch version (what kafka-python sends)
 LATEST_FETCH = 16  # what librdkafka 2.x sends
-
-
-class Wire:
-    """One connection speaking the Kafka protocol with the door's codec."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        self.correlation += 1
-        self.sock.sendall(encode_request(api_key, version, self.correlation, body))
-        size = struct.unpack(">i", self._exactly(4))[0]
-        correlation, response = decode_response(api_key, version, self._exactly(size))
-        assert correlation == self.correlation
-        return response
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def fetch_request(

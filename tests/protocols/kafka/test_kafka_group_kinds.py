@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
-import struct
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import wire
 from confluent_kafka.admin import AdminClient
 from prometheus_client import generate_latest
 
@@ -40,7 +39,7 @@ with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecat
 import odradek
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka.codec import messages_groups as g
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.metrics import Metrics
 
@@ -68,28 +67,11 @@ def doors(kafka_door: Any) -> Iterator[Doors]:
         flight.drain(5.0)
 
 
-class Wire:
+class Wire(wire.Wire):
     """Raw requests on one connection, encoded with the door's codec."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        self.correlation += 1
-        self.sock.sendall(encode_request(api_key, version, self.correlation, body, client_id="raw"))
-        size = struct.unpack(">i", self._exactly(4))[0]
-        correlation, response = decode_response(api_key, version, self._exactly(size))
-        assert correlation == self.correlation
-        return response
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
+        super().__init__(port, timeout=30, client_id="raw")
 
     def join(self, group: str) -> g.JoinGroupResponse:
         request = g.JoinGroupRequest(
@@ -101,9 +83,6 @@ class Wire:
             protocols=(g.JoinGroupRequestProtocol(name="range", metadata=b""),),
         )
         return self.call(ApiKey.JOIN_GROUP, 5, request)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _create_topic(doors: Doors, name: str, partitions: int) -> None:

@@ -14,57 +14,22 @@ definitions in test_kafka_codec.py).
 from __future__ import annotations
 
 import dataclasses
-import socket
-import struct
 import threading
 import time
 from typing import Any
 
 import pyarrow as pa
+from wire import Wire
 
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_data as m
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import decode_batches, encode_batch
 from odradek.records import STORED_SCHEMA
 
 PRODUCE_VERSION = 9
 FETCH_VERSION = 12
-
-
-class Wire:
-    """One connection speaking the Kafka protocol with the door's codec."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.correlation = 0
-
-    def send(self, api_key: int, version: int, body: Any) -> int:
-        self.correlation += 1
-        self.sock.sendall(encode_request(api_key, version, self.correlation, body))
-        return self.correlation
-
-    def receive(self, api_key: int, version: int) -> tuple[int, Any]:
-        size = struct.unpack(">i", self._exactly(4))[0]
-        return decode_response(api_key, version, self._exactly(size))
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        sent = self.send(api_key, version, body)
-        correlation, response = self.receive(api_key, version)
-        assert correlation == sent
-        return response
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def batch(values: list[bytes], producer_id: int = -1, sequence: int = -1) -> bytes:

@@ -21,52 +21,31 @@ idempotent producer against a store that fails its first reservations.
 from __future__ import annotations
 
 import logging
-import socket
-import struct
 import threading
 from typing import Any
 
 import pytest
+import wire
 
 from odradek.errors import StorageError
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec import messages_groups as g
-from odradek.protocols.kafka.codec.api import ApiKey, decode_response, encode_request
+from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 
 FULL = "could not write the file: no space left on device"
 
 
-class Wire:
+class Wire(wire.Wire):
     """One connection speaking the Kafka protocol with the door's codec."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.correlation = 0
-
-    def call(self, api_key: int, version: int, body: Any) -> Any:
-        self.correlation += 1
-        self.sock.sendall(encode_request(api_key, version, self.correlation, body))
-        size = struct.unpack(">i", self._exactly(4))[0]
-        correlation, response = decode_response(api_key, version, self._exactly(size))
-        assert correlation == self.correlation
-        return response
+        super().__init__(port, timeout=30)
 
     def alive(self) -> None:
         """The connection still answers (after a refusal)."""
         assert self.call(ApiKey.API_VERSIONS, 3, m.ApiVersionsRequest()).error_code == ErrorCode.NONE
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            assert chunk, "the door closed the connection"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
