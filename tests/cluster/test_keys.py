@@ -74,10 +74,20 @@ def test_prefix_end_bounds_exactly_the_keys_with_the_prefix(prefix: bytes) -> No
     assert prefix + b"\xff" * 3 < end or end == b"\0"
 
 
-@given(AGENT_IDS, ADDRESSES, st.floats(0, 2e9, allow_nan=False), st.integers(0, 2**63 - 1))
-def test_agent_records_round_trip(agent_id: str, address: str, started_at: float, lease: int) -> None:
-    record = AgentRecord(agent_id, address, started_at, lease)
+@given(AGENT_IDS, ADDRESSES, st.floats(0, 2e9, allow_nan=False), st.integers(0, 2**63 - 1), st.booleans())
+def test_agent_records_round_trip(
+    agent_id: str, address: str, started_at: float, lease: int, tls: bool
+) -> None:
+    record = AgentRecord(agent_id, address, started_at, lease, tls=tls)
     assert AgentRecord.decode(record.encode(), lease) == record
+
+
+def test_an_agent_record_without_tls_reads_as_plain_and_a_bad_flag_is_refused() -> None:
+    plain = AgentRecord("a", "h:1", 0.0)
+    assert b"tls" not in plain.encode()  # what agents without the flag wrote reads the same
+    assert not AgentRecord.decode(plain.encode()).tls
+    with pytest.raises(InvalidRequest):
+        AgentRecord("a", "h:1", 0.0, tls="yes")  # type: ignore[arg-type]
 
 
 @given(TOPICS, AGENT_IDS, st.integers(0, 2**63 - 1), st.integers(1, 2**63 - 1))

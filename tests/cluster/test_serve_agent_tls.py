@@ -167,3 +167,27 @@ def test_a_kafka_client_over_ssl_bootstrapped_with_a_standby_reaches_the_owner(
             for row in batch.to_pylist()
         ]
     assert values == [b"through the standby"]
+
+
+def test_cluster_status_reads_the_owners_checkpoint_lag_over_tls(
+    agents: list[TlsAgent], certificates: Certificates, etcd_server: EtcdServers
+) -> None:
+    """`odradek cluster status` asks the owner's Flight door how far its checkpoints lag:
+    over grpc+tls:// with the CLI's client files when the agents serve TLS (it asked over
+    plaintext before, which a TLS door refuses, so the lag was missing with a warning)."""
+    owner, _ = agents
+    cluster = owner.status()["cluster"]
+    env = {
+        **os.environ,
+        "ODRADEK_TLS_CA": str(certificates.ca),
+        "ODRADEK_TLS_CLIENT_CERT": str(certificates.client_cert),
+        "ODRADEK_TLS_CLIENT_KEY": str(certificates.client_key),
+    }
+    command = [sys.executable, "-m", "odradek.cli.main", "cluster", "status", "--format", "json",
+               "--etcd", etcd_server.url, "--cluster", str(cluster)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert isinstance(report["store"], dict), report["warnings"]
+    assert report["store"]["interval_seconds"] > 0
+    assert not any("checkpoints lag" in warning for warning in report["warnings"])

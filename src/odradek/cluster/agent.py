@@ -334,7 +334,11 @@ class ClusterAgent:
 
     async def _join(self, cluster: EtcdCluster) -> None:
         record = await cluster.join(
-            self.settings.agent_id, self.settings.address, self.settings.lease_ttl, self.settings.doors
+            self.settings.agent_id,
+            self.settings.address,
+            self.settings.lease_ttl,
+            self.settings.doors,
+            tls=self.settings.scheme == "grpc+tls",
         )
         with self._lock:
             self._cluster = cluster

@@ -168,9 +168,13 @@ class AgentRecord:
     # Where its other doors listen ("kafka", "registry", "metrics": HOST:PORT, or absent
     # when off); the address above is its Flight door.
     doors: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Whether its doors serve TLS (its Flight door is then grpc+tls://ADDRESS).
+    tls: bool = False
 
     def __post_init__(self) -> None:
         validate_agent_id(self.agent_id)
+        if not isinstance(self.tls, bool):
+            raise InvalidRequest(f"tls must be true or false, got {self.tls!r}")
         validate_address(self.address)
         if not _number(self.started_at):
             raise InvalidRequest(f"started_at must be a number, got {self.started_at!r}")
@@ -190,13 +194,18 @@ class AgentRecord:
         }
         if self.doors:
             body["doors"] = dict(self.doors)
+        if self.tls:  # absent when false: records of agents without it read the same
+            body["tls"] = True
         return _encode(body)
 
     @classmethod
     def decode(cls, data: bytes, lease: int = 0) -> AgentRecord:
         body = _decode(data, "agent", ("agent", "address", "started_at"))
         doors = body.get("doors") or {}
-        return _build(lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors), "agent")
+        tls = body.get("tls", False)
+        return _build(
+            lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors, tls), "agent"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

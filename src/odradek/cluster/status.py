@@ -524,12 +524,12 @@ class _Report:
             return None
         try:
             status = await asyncio.wait_for(
-                asyncio.to_thread(_agent_status, owner.address, self.timeout), self.timeout + 1
+                asyncio.to_thread(_agent_status, _flight_url(owner), self.timeout), self.timeout + 1
             )
         except Exception as exc:  # noqa: BLE001 (an agent's trouble is reported, not raised)
             self.warnings.append(
                 f"the owner {owner.agent_id} did not say how far its checkpoints lag "
-                f"(grpc://{owner.address}): {_reason(exc)}"
+                f"({_flight_url(owner)}): {_reason(exc)}"
             )
             return None
         store = status.get("store")
@@ -568,13 +568,22 @@ class _Report:
         return int(answer.count)
 
 
-def _agent_status(address: str, timeout: float) -> dict[str, Any]:
-    """An agent's ``cluster_status``, asked of its Flight door."""
+def _flight_url(agent: AgentRecord) -> str:
+    return f"{'grpc+tls' if agent.tls else 'grpc'}://{agent.address}"
+
+
+def _agent_status(url: str, timeout: float) -> dict[str, Any]:
+    """An agent's ``cluster_status``, asked of its Flight door; over TLS with the
+    client files of ``ODRADEK_TLS_CA`` and ``ODRADEK_TLS_CLIENT_CERT``/``_KEY`` (the
+    CLI's) when the agent serves TLS."""
     import json
 
     import pyarrow.flight as flight
 
-    client = flight.FlightClient(f"grpc://{address}")
+    from odradek.protocols.tls import client_tls
+
+    tls = client_tls(url)
+    client = flight.FlightClient(url, **(tls.flight_arguments() if tls is not None else {}))
     try:
         options = flight.FlightCallOptions(timeout=timeout)
         results = list(client.do_action(flight.Action("cluster_status", b"{}"), options))
