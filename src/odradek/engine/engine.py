@@ -305,6 +305,7 @@ class Engine:
             created_at = float(meta["created_at"])
             incarnation = incarnation_of(meta)
             accepted = [(int(a), int(b)) for a, b in meta.get("accepted_damage", [])]
+            log_start = int(meta.get("log_start", 0))
         except (KeyError, TypeError, ValueError, OdradekError) as exc:
             raise DataDamaged(
                 f"the metadata file {os.path.join(directory, META_NAME)} of topic {name} is not valid: {exc}"
@@ -321,6 +322,7 @@ class Engine:
                 disk=self.disk,
                 accepted_damage=accepted,
                 handles=self.handles,
+                log_start=log_start,
             )
         except OSError as exc:
             raise StorageError(f"cannot open topic {name}: {describe_os_error(exc)}") from exc
@@ -566,6 +568,20 @@ class Engine:
                 log.warning("topic %s: an operator accepted the loss of %s", name, damage.describe(name))
         self._notify(Arrival(CHANGED, name))
         return self.describe_topic(name)
+
+    def delete_records(self, name: str, before: int) -> int:
+        """Delete the records of ``name`` below offset ``before`` (Kafka's DeleteRecords):
+        the topic's first offset moves there for every reader, durably. Returns the
+        first offset now (``before``, or the start already past it). Raises
+        OffsetOutOfRange if ``before`` is past the topic's durable end."""
+        if isinstance(before, bool) or not isinstance(before, int) or before < 0:
+            raise InvalidRequest(f"before must be an offset (int >= 0), got {before!r}")
+        topic = self._topic(name)
+        first = topic.first_offset
+        start = topic.delete_records(before)
+        if start != first:
+            self._notify(Arrival(CHANGED, name))
+        return start
 
     # -- schemas ----------------------------------------------------------------------
 

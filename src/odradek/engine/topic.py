@@ -88,6 +88,7 @@ class Topic:
         disk: Disk = LOCAL,
         accepted_damage: list[tuple[int, int]] | None = None,
         handles: HandleCache | None = None,
+        log_start: int = 0,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -143,7 +144,10 @@ class Topic:
         self.producers, snapshot_offset = self._load_producers()
         self._rebuild_key_index()
         self.heads = KeyHeads.from_arrays(*self.keys.heads())
-        self.keys.retention_floor = self.log.first_offset
+        # The log start deleted records moved it to (delete_records, Kafka's DeleteRecords):
+        # offsets below it are gone for every reader though their segment may remain.
+        self.log_start = min(log_start, self.log.next_offset)
+        self.keys.retention_floor = self.first_offset
         self._written = self.log.next_offset
         self._syncing: tuple[seg.SegmentFile, int] | None = None  # what the running fsync covers
         self.commit = GroupCommit(self._written, self._take_sync_handle, fsync, disk)
@@ -240,6 +244,8 @@ class Topic:
             meta["schema"] = self.schema.to_json()
         if self.accepted_damage:
             meta["accepted_damage"] = [list(r) for r in self.accepted_damage]
+        if self.log_start:
+            meta["log_start"] = self.log_start
         return meta
 
     def save_meta(self) -> None:
@@ -466,7 +472,7 @@ class Topic:
     def _replay_result(self, base: int, count: int) -> AppendResult:
         """The result of an earlier append, recomputed from the log."""
         versions: dict[bytes, int] = {}
-        if base >= self.log.first_offset:
+        if base >= self.first_offset:
             for batch in self._fetch_stored(base, count, 1 << 62):
                 keyed = batch.filter(batch.column("key").is_valid())
                 if keyed.num_rows:
@@ -490,10 +496,12 @@ class Topic:
 
     @property
     def first_offset(self) -> int:
-        return self.log.first_offset
+        """The first offset a reader may ask for: the first segment's, or the log start
+        deleted records moved it to, whichever is later."""
+        return max(self.log.first_offset, self.log_start)
 
     def check_start(self, offset: int) -> None:
-        first, end = self.log.first_offset, self.commit.durable
+        first, end = self.first_offset, self.commit.durable
         if offset < first or offset > end:
             raise OffsetOutOfRange(
                 f"offset {offset} of {self.name} is out of range: the topic holds offsets "
@@ -545,7 +553,7 @@ class Topic:
                 if rows >= max_records or size >= max_bytes:
                     break
         except (FileNotFoundError, StorageError):
-            if offset < self.log.first_offset:  # retention removed it while we read
+            if offset < self.first_offset:  # retention removed it while we read
                 self.check_start(offset)
             raise
         return batches
@@ -580,7 +588,7 @@ class Topic:
         offsets = self.keys.lookup(key, from_version, to_version)
         end = self.commit.durable
         segments = list(self.log.segments)  # one snapshot: retention may replace the list
-        offsets = offsets[(offsets < end) & (offsets >= segments[0].base_offset)]
+        offsets = offsets[(offsets < end) & (offsets >= max(segments[0].base_offset, self.log_start))]
         pieces: list[pa.RecordBatch] = []
         if len(offsets):
             self._check_key_damage(key, offsets)
@@ -674,14 +682,61 @@ class Topic:
                         count -= 1
             if count:
                 self.log.drop_oldest(count)
-                self.keys.retention_floor = self.log.first_offset
+                self.keys.retention_floor = self.first_offset
                 log.info(
                     "topic %s: retention removed %d segment(s); first offset is now %d",
                     self.name,
                     count,
-                    self.log.first_offset,
+                    self.first_offset,
                 )
             return count
+
+    def delete_records(self, before: int) -> int:
+        """Delete every record below offset ``before`` (Kafka's DeleteRecords): the log
+        start moves there, durably (topic.json), before any reader is told; whole
+        segments below it are removed as retention removes them, the rest of their
+        records are hidden from every read (``fetch``, ``read_key``, "earliest"). Key
+        versions go on (the key index keeps each key's newest entry). Returns the log
+        start, which never moves back: ``before`` at or below it changes nothing.
+        Raises OffsetOutOfRange past the durable end, StorageError if the new start
+        could not be saved (then nothing changed)."""
+        with self._write_lock:
+            self._check_usable()
+            first, end = self.first_offset, self.commit.durable
+            if before > end:
+                raise OffsetOutOfRange(
+                    f"cannot delete the records of {self.name} below offset {before}: the topic "
+                    f"ends at offset {end}",
+                    before,
+                    first,
+                    end,
+                )
+            if before <= first:
+                return first
+            previous = self.log_start
+            self.log_start = before
+            try:
+                self.save_meta()
+            except OSError as exc:
+                self.log_start = previous
+                raise StorageError(
+                    f"could not save the log start of topic {self.name}: {describe_os_error(exc)}"
+                ) from exc
+            self.keys.retention_floor = self.first_offset
+            closed = self.log.segments[:-1]
+            count = sum(1 for segment in closed if segment.next_offset <= before)
+            if count and closed[count - 1].next_offset > self.keys.covered_until:
+                try:  # as for retention: the key index holds the entries before they go
+                    self.keys.flush(self.log.next_offset)
+                except (OSError, StorageError) as exc:
+                    log.warning("topic %s: segments below the log start stay for now: %s", self.name, exc)
+                    count = 0
+            if count:
+                self.log.drop_oldest(count)
+            log.info(
+                "topic %s: records below offset %d deleted (%d segment(s) removed)", self.name, before, count
+            )
+            return self.first_offset
 
     def compact(
         self, now: float | None = None, *, force: bool = False, throttle: Throttle | None = None
@@ -717,7 +772,7 @@ class Topic:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "first_offset": self.log.first_offset,
+            "first_offset": self.first_offset,
             "next_offset": self.commit.durable,
             "bytes": self.log.size_bytes,
             "keys": len(self.heads),
