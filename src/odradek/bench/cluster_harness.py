@@ -21,7 +21,6 @@ Every wait has a deadline; a failed append is counted, never hidden.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import itertools
 import os
@@ -35,7 +34,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +46,7 @@ from odradek.bench.systems.base import package_version
 from odradek.bench.units import format_value
 from odradek.chaos.agents import Agent, AgentSettings
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
-from odradek.chaos.processes import wait_until
+from odradek.chaos.processes import StackedHarness, wait_until
 
 Progress = Callable[[str], None]
 
@@ -86,31 +84,18 @@ KV, LEASE, WATCH = "etcdserverpb.KV", "etcdserverpb.Lease", "etcdserverpb.Watch"
 # -- the cluster --------------------------------------------------------------------------
 
 
-class BenchCluster:
+class BenchCluster(StackedHarness):
     """etcd, moto and the agents of the row (a context manager: all stopped at exit)."""
 
     def __init__(self, directory: Path, profile: Profile, progress: Progress) -> None:
+        super().__init__()
         self.directory = directory
         self.profile = profile
         self.progress = progress
         self.agents: list[Agent] = []
         self._down: set[str] = set()  # agents stopped or killed on purpose
         self._moto_pid: int | None = None
-        self._stack = contextlib.ExitStack()
         self._etcd: EtcdServers | None = None
-
-    def __enter__(self) -> BenchCluster:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         self._etcd = self._stack.enter_context(etcd_cluster(self.directory / "etcd", ETCD_MEMBERS))

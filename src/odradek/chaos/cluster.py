@@ -44,7 +44,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -59,7 +58,7 @@ from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
 from odradek.chaos.history import History, Kind, Outcome
 from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorker, create_kafka_topic
-from odradek.chaos.processes import HarnessError, wait_until
+from odradek.chaos.processes import HarnessError, StackedHarness, wait_until
 from odradek.chaos.stores import S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
     TOPICS,
@@ -107,33 +106,20 @@ class ChaosSettings:
             raise InvalidRequest("killing an etcd member needs at least 3 members (a quorum must survive)")
 
 
-class ChaosCluster:
+class ChaosCluster(StackedHarness):
     """etcd, the store and the agents of one run (a context manager)."""
 
     def __init__(self, workdir: Path, settings: ChaosSettings) -> None:
+        super().__init__()
         self.workdir = workdir
         self.settings = settings
         self.agents: dict[str, Agent] = {}
-        self._stack = contextlib.ExitStack()
         self._etcd: EtcdServers | None = None
         self._store: S3Store | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def __enter__(self) -> ChaosCluster:
-        try:
-            self.start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._stack.close()
-
-    def start(self) -> None:
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._etcd = self._stack.enter_context(
             etcd_cluster(self.workdir / "etcd", self.settings.etcd_members)

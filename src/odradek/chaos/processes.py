@@ -5,6 +5,7 @@ deadlines. A server that does not come up raises HarnessError with its log's tai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from odradek.errors import OdradekError
 
@@ -26,6 +29,31 @@ class HarnessError(OdradekError):
     test (those are the checker's), but the run cannot go on."""
 
     code = "chaos_harness"
+
+
+class StackedHarness:
+    """A harness of servers as a context manager: ``_start`` starts them, registering
+    each one's stop on ``self._stack``; whatever was started is stopped, last first, at
+    exit or when ``_start`` fails half-way."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stack.close()
 
 
 def free_ports(count: int) -> list[int]:
