@@ -13,13 +13,11 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from odradek import api, defaults
-from odradek.client.aio import AsyncClient, connect_async
-from odradek.client.embedded import EmbeddedClient
-from odradek.client.remote import RemoteClient, connect
+from odradek import defaults
 from odradek.errors import (
     ClosedError,
     ConflictError,
@@ -39,7 +37,44 @@ from odradek.errors import (
     TopicNotFound,
     Unavailable,
 )
-from odradek.types import AppendResult, SchemaInfo, TopicInfo
+
+if TYPE_CHECKING:
+    from odradek import api
+    from odradek.client.aio import AsyncClient, connect_async
+    from odradek.client.embedded import EmbeddedClient
+    from odradek.client.remote import RemoteClient, connect
+    from odradek.types import AppendResult, SchemaInfo, TopicInfo
+
+# The clients, the engine and Arrow are imported on first use (PEP 562), not with the
+# package: `import odradek` stays cheap, so `odradek --help` does not pay for pyarrow,
+# NumPy or the Flight client (docs/cli.md, start time).
+_LAZY = {
+    "api": ("odradek.api", None),
+    "AsyncClient": ("odradek.client.aio", "AsyncClient"),
+    "connect_async": ("odradek.client.aio", "connect_async"),
+    "EmbeddedClient": ("odradek.client.embedded", "EmbeddedClient"),
+    "RemoteClient": ("odradek.client.remote", "RemoteClient"),
+    "connect": ("odradek.client.remote", "connect"),
+    "AppendResult": ("odradek.types", "AppendResult"),
+    "SchemaInfo": ("odradek.types", "SchemaInfo"),
+    "TopicInfo": ("odradek.types", "TopicInfo"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'odradek' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -68,6 +103,8 @@ def open(path: str | os.PathLike[str] = defaults.data_dir, **options: Any) -> Em
         with odradek.open("./odradek-data") as client:
             client.create_topic("orders", exist_ok=True)
     """
+    from odradek.client.embedded import EmbeddedClient
+
     return EmbeddedClient(path, **options)
 
 

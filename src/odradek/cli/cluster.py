@@ -10,7 +10,6 @@ endpoint answered.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from odradek import limits
-from odradek.cli import output
+from odradek.cli import terminal
 from odradek.errors import InvalidRequest, OdradekError
 
 if TYPE_CHECKING:
@@ -188,6 +187,8 @@ def handover_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    import asyncio
+
     from odradek.cli.main import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE
 
     endpoints = args.etcd or os.environ.get(ETCD_VARIABLE)
@@ -273,7 +274,7 @@ def _store_line(store: dict[str, Any]) -> str:
         f"checkpoints: the latest began {float(store.get('seconds', 0)):.1f} s ago "
         f"(one every {float(store.get('interval_seconds', 0)):g} s); "
         f"{int(store.get('journal_objects', 0)):,} journal objects "
-        f"({output.human_bytes(int(store.get('journal_bytes', 0)))}) since, what a new owner would replay; "
+        f"({terminal.human_bytes(int(store.get('journal_bytes', 0)))}) since, what a new owner would replay; "
         f"{int(store.get('checkpoints', 0)):,} taken" + (f", {failures:,} failed" if failures else "")
     )
 
@@ -335,7 +336,7 @@ def _endpoint_row(endpoint: EndpointHealth) -> tuple[str, ...]:
     def number(value: int | None) -> str:
         return "-" if value is None else str(value)
 
-    size = "-" if endpoint.db_size_bytes is None else output.human_bytes(endpoint.db_size_bytes)
+    size = "-" if endpoint.db_size_bytes is None else terminal.human_bytes(endpoint.db_size_bytes)
     return (
         endpoint.endpoint,
         endpoint.name or "-",

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from odradek import api, defaults, limits
 from odradek.cli import output
+from odradek.cli.terminal import stdout_is_closed_error
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
 from odradek.types import SchemaInfo
@@ -251,7 +252,8 @@ def read_lines(stream: BinaryIO) -> Iterator[pa.Array]:
         yield _split_lines(tail)
 
 
-_NO_LINES = pa.array([], pa.binary())
+# Built without pa.array(list): that would import pandas (pyarrow checks for a Series).
+_NO_LINES = pa.nulls(0, pa.binary())
 
 
 def _split_lines(data: bytes) -> pa.Array:
@@ -494,17 +496,6 @@ def _format(batch: pa.RecordBatch, style: str, topic: str) -> bytes:
         raise OdradekError(
             f"cannot write out the records of {topic} from offset {first} as {style}: {exc}"
         ) from exc
-
-
-def stdout_is_closed_error(exc: BaseException) -> bool:
-    """True for the error a closed pipe (``| head``) gives on write."""
-    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == 32)
-
-
-def silence_stdout() -> None:
-    """After a broken pipe: point stdout at /dev/null so the exit flush does not fail."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
 
 
 # -- schema ----------------------------------------------------------------------------------

@@ -7,15 +7,19 @@ Exit codes: 0 success, 1 the request was refused (the error says why), 2 bad usa
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from odradek import defaults, limits
 from odradek.cli import cluster as cluster_cli
-from odradek.cli import commands
-from odradek.client.remote import configured_url
+from odradek.cli import lazy, terminal
 from odradek.errors import OdradekError, Unavailable
+
+# The command functions, imported only when a command runs (cli/lazy.py): the parser,
+# --help and usage errors load no Arrow, NumPy or Flight client.
+commands = lazy.Handlers("odradek.cli.commands")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -607,8 +611,6 @@ def _add_schema(
 def _add_asyncapi(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
 ) -> None:
-    from odradek.asyncapi import yaml_available
-
     document = _raw(
         sub,
         "asyncapi",
@@ -618,7 +620,7 @@ def _add_asyncapi(
         description="Print an AsyncAPI 3.0.0 document describing the topics matching PATTERN.",
     )
     document.add_argument("pattern", help="topic name or pattern ('orders.>')")
-    formats = ("json", "yaml") if yaml_available() else ("json",)
+    formats = ("json", "yaml") if importlib.util.find_spec("yaml") is not None else ("json",)
     document.add_argument("--format", choices=formats, default="json", help="default json")
     document.add_argument(
         "--kafka", metavar="HOST:PORT", help="also list the Kafka door at this address as a server"
@@ -653,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(arguments)
     if getattr(args, "server", None) is None:
-        args.server = configured_url()
+        args.server = os.environ.get(defaults.url_variable) or defaults.url  # remote.configured_url
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -666,8 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as exc:
-        if commands.stdout_is_closed_error(exc):
-            commands.silence_stdout()
+        if terminal.stdout_is_closed_error(exc):
+            terminal.silence_stdout()
             return 0
         _error(str(exc))
         return EXIT_REFUSED

@@ -23,10 +23,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from odradek.cli.terminal import human_bytes
+
 # JSON string escapes the kernels apply, in order (backslash first).
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _OTHER_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow prints the microseconds with %S
+
+__all__ = ["human_bytes", "jsonl", "rows", "values_text"]
 
 
 def _typed_json(batch: pa.RecordBatch) -> pa.Array | None:
@@ -169,13 +173,3 @@ def _concatenate(lines: pa.Array) -> bytes:
     joined = pc.binary_join(as_list, b"")[0]
     buffer = joined.as_buffer()
     return buffer.to_pybytes() if buffer is not None else b""
-
-
-def human_bytes(count: int) -> str:
-    """1,536 -> '1.5 KiB': sizes as people read them."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
