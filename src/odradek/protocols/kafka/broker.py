@@ -165,6 +165,15 @@ class ProducerSequences:
     def forget(self, producer_id: int, topic: str, partition: int) -> None:
         self._batches.pop((producer_id, topic, partition), None)
 
+    def active(self, topic: str, partition: int) -> list[tuple[int, int, int]]:
+        """(producer id, epoch, last sequence) of each producer remembered for the
+        partition (DescribeProducers), by producer id."""
+        return sorted(
+            (producer_id, epoch, batches[-1][1])
+            for (producer_id, name, index), (epoch, batches) in self._batches.items()
+            if name == topic and index == partition and batches
+        )
+
 
 class ArrivalSignal:
     """Wakes the fetches waiting on the door's event loop when the engine reports an

@@ -684,6 +684,37 @@ class Coordinator:
         group = self.groups.get(group_id)
         return dict(group.offsets) if group is not None else {}
 
+    def subscribed(self, group_id: str, topic: str) -> bool:
+        """Whether a member of the group may consume ``topic``: one whose subscription
+        names it, or, as Kafka assumes, one whose subscription cannot be read (OffsetDelete
+        refuses to delete such a topic's offsets: GROUP_SUBSCRIBED_TO_TOPIC)."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return False
+        for member in group.members.values():
+            topics = _subscribed_topics(member.metadata_for(group.protocol))
+            if topics is None or topic in topics:
+                return True
+        if group.consumer is not None:
+            present = {topic: (uuid.UUID(int=0), 1)}
+            return any(member.topics(present) for member in group.consumer.members.values())
+        return False
+
+    async def delete_offsets(self, group_id: str, partitions: set[tuple[str, int]]) -> None:
+        """Forget the group's committed offsets of ``partitions`` (OffsetDelete): the file
+        is written first, so a failed write (StorageError) changes nothing."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return
+        lock = self._save_locks.setdefault(group_id, asyncio.Lock())
+        async with lock:
+            kept = {key: entry for key, entry in group.offsets.items() if key not in partitions}
+            if len(kept) == len(group.offsets):
+                return
+            await asyncio.get_running_loop().run_in_executor(None, self.store.save_group, group_id, kept)
+            for key in partitions:
+                group.offsets.pop(key, None)
+
     def forget_topic(self, topic: str) -> None:
         for group in self.groups.values():
             for key in [key for key in group.offsets if key[0] == topic]:

@@ -139,6 +139,11 @@ class Snapshot:
             return self.high_watermark(partition)
         return max(int(alive[0, _FIRST]), self.first_offset)
 
+    def records(self, partition: int) -> int:
+        """How many of the partition's records the index counts (those below the log's
+        first offset included while their block is partly retained)."""
+        return int(self.entries_of(partition)[:, _ROWS].sum())
+
     def has_data(self, partition: int, offset: int) -> bool:
         return offset < self.high_watermark(partition)
 

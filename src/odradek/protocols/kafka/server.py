@@ -55,7 +55,7 @@ from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.kafka import admin, data, group_api
+from odradek.protocols.kafka import admin, data, group_api, log_admin
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
     ApiKey,
@@ -99,6 +99,10 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.ALTER_CONFIGS: admin.alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: admin.incremental_alter_configs,
     ApiKey.DESCRIBE_CLUSTER: admin.describe_cluster,
+    ApiKey.DELETE_RECORDS: log_admin.delete_records,
+    ApiKey.DESCRIBE_LOG_DIRS: log_admin.describe_log_dirs,
+    ApiKey.DESCRIBE_PRODUCERS: log_admin.describe_producers,
+    ApiKey.OFFSET_DELETE: log_admin.offset_delete,
     ApiKey.SASL_HANDSHAKE: admin.sasl_handshake,
 }
 

@@ -30,6 +30,7 @@ from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_consumer as consumer
 from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_groups as groups
+from odradek.protocols.kafka.codec import messages_logs as logs
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
 from odradek.protocols.kafka.codec.schema import compile_struct
 
@@ -54,13 +55,17 @@ class ApiKey(enum.IntEnum):
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    DESCRIBE_LOG_DIRS = 35
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
+    OFFSET_DELETE = 47
     DESCRIBE_CLUSTER = 60
+    DESCRIBE_PRODUCERS = 61
     CONSUMER_GROUP_HEARTBEAT = 68
     CONSUMER_GROUP_DESCRIBE = 69
 
@@ -129,6 +134,16 @@ APIS: dict[int, Api] = {
             1,
         ),
         _api(ApiKey.DESCRIBE_CLUSTER, admin.DescribeClusterRequest, admin.DescribeClusterResponse, "0-2", 0),
+        _api(ApiKey.DELETE_RECORDS, logs.DeleteRecordsRequest, logs.DeleteRecordsResponse, "0-2", 2),
+        _api(ApiKey.DESCRIBE_LOG_DIRS, logs.DescribeLogDirsRequest, logs.DescribeLogDirsResponse, "1-5", 2),
+        _api(ApiKey.OFFSET_DELETE, logs.OffsetDeleteRequest, logs.OffsetDeleteResponse, "0-0", None),
+        _api(
+            ApiKey.DESCRIBE_PRODUCERS,
+            logs.DescribeProducersRequest,
+            logs.DescribeProducersResponse,
+            "0-0",
+            0,
+        ),
         _api(
             ApiKey.CONSUMER_GROUP_HEARTBEAT,
             consumer.ConsumerGroupHeartbeatRequest,
