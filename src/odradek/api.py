@@ -157,7 +157,9 @@ class Client(Protocol):
                 sealed segments; a record with a null value is a tombstone that
                 deletes its key; keyless appends are refused) or ``"compact,delete"``
                 (both). Offsets keep their gaps and versions stay per key.
-                ``"snapshot"`` is not built yet and is refused.
+                ``"snapshot"``: the compactor drops, from sealed segments, the events
+                that their key's latest snapshot covers (see ``snapshot``); the others
+                stay, keyless ones too.
             delete_retention: how long a compacted topic keeps a tombstone once its
                 segment was compacted (default one day; 0: at the next compaction).
             min_compaction_lag: records younger than this are never compacted away
@@ -483,20 +485,36 @@ class Client(Protocol):
         """
 
     def read_key(
-        self, topic: str, key: Key, from_version: int = defaults.from_version, to_version: int | None = None
+        self,
+        topic: str,
+        key: Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
         """The records of one key, in version order: the key's stream.
 
-        Costs the key's records, not a scan of the topic.
+        Costs the key's records, not a scan of the topic. On a topic with
+        ``cleanup="snapshot"`` the events a snapshot covered may be gone: the stream
+        then starts at the first version kept.
 
         Args:
             topic: the topic.
             key: the key.
             from_version: the first version to return (>= 1).
             to_version: the last version to return (inclusive); None for the newest.
+            from_snapshot: start at the key's latest snapshot (see ``snapshot``): its
+                first row is the snapshot (``value`` its state, ``version`` the version
+                it covers, ``offset`` that version's offset or null if unknown), the
+                rows after it the events of the later versions; every row has a
+                ``snapshot`` column (True for the snapshot). Without a snapshot, the
+                key's whole stream with ``snapshot`` False. Leave ``from_version`` and
+                ``to_version`` out with it.
 
         Returns:
-            A table with the columns of ``read`` (no rows if the key has none).
+            A table with the columns of ``read`` (no rows if the key has none), and
+            ``snapshot`` with ``from_snapshot``.
 
         Raises:
             TopicNotFound: there is no such topic.
@@ -505,6 +523,36 @@ class Client(Protocol):
         Example::
 
             events = client.read_key("accounts", b"acct-7").to_pylist()
+            rows = client.read_key("accounts", b"acct-7", from_snapshot=True).to_pylist()
+        """
+
+    def snapshot(self, topic: str, key: Key, state: bytes, *, version: int) -> None:
+        """Store the state of a key as of one of its versions, so that a replay of the
+        key can start there (``read_key(..., from_snapshot=True)``).
+
+        Returns once the snapshot is durable; the events it covers are durable before
+        it. A key keeps its latest snapshot (older ones are compacted away).
+
+        Args:
+            topic: the topic (without a schema).
+            key: the key.
+            state: the key's state as of ``version``, in any encoding the caller folds
+                (at most 512 KiB).
+            version: the key's version the state covers: from 1 to the key's current
+                version, and at least the version of its latest snapshot (the same
+                version replaces it).
+
+        Raises:
+            TopicNotFound: there is no such topic.
+            ConflictError: the key has a snapshot of a later version (``.key``;
+                ``.expected`` the version given, ``.actual`` the latest snapshot's).
+            RequestTooLarge: the state is over 512 KiB.
+            InvalidRequest: a bad key, state or version (above the key's current
+                version), or the topic has a schema.
+
+        Example::
+
+            client.snapshot("accounts", b"acct-7", b'{"balance": 40}', version=1200)
         """
 
     def key_version(self, topic: str, key: Key) -> int:
@@ -838,9 +886,18 @@ class AsyncClient(Protocol):
         """``Client.fetch``, awaited."""
 
     async def read_key(
-        self, topic: str, key: Key, from_version: int = defaults.from_version, to_version: int | None = None
+        self,
+        topic: str,
+        key: Key,
+        from_version: int = defaults.from_version,
+        to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
         """``Client.read_key``, awaited."""
+
+    async def snapshot(self, topic: str, key: Key, state: bytes, *, version: int) -> None:
+        """``Client.snapshot``, awaited."""
 
     async def key_version(self, topic: str, key: Key) -> int:
         """``Client.key_version``, awaited."""

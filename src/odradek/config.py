@@ -78,20 +78,16 @@ def parse_size(value: object, what: str = "size") -> int | None:
     return size
 
 
-CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete", "snapshot")
 
 
 def parse_cleanup(value: object) -> str:
     """A cleanup policy: ``delete``, ``compact`` or ``compact,delete`` (Kafka's
-    ``cleanup.policy``; the list in any order, any case). ``snapshot`` is not built yet."""
+    ``cleanup.policy``; the list in any order, any case), or ``snapshot`` (events a key
+    snapshot covers are dropped, engine/snapshots.py)."""
     if not isinstance(value, str):
         raise InvalidRequest(f"cleanup must be one of {', '.join(CLEANUP_POLICIES)}, got {value!r}")
     parts = sorted({part.strip().lower() for part in value.split(",") if part.strip()})
-    if "snapshot" in parts:
-        raise InvalidRequest(
-            "cleanup='snapshot' (dropping events a key snapshot covers) is not built yet; "
-            f"use one of {', '.join(CLEANUP_POLICIES)}"
-        )
     policy = ",".join(parts)
     if policy not in CLEANUP_POLICIES:
         raise InvalidRequest(f"cleanup must be one of {', '.join(CLEANUP_POLICIES)}, got {value!r}")
@@ -139,6 +135,11 @@ class TopicConfig:
     def compacted(self) -> bool:
         """Whether the topic keeps only the latest record of each key."""
         return self.cleanup.startswith("compact")
+
+    @property
+    def snapshot_cleanup(self) -> bool:
+        """Whether events that a key snapshot covers are dropped (engine/snapshots.py)."""
+        return self.cleanup == "snapshot"
 
     @property
     def deletes(self) -> bool:

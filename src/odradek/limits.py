@@ -555,3 +555,14 @@ compaction_bytes_per_second = 64 * 1024 * 1024
 # dedupe buffer is 128 MiB at 24 bytes an entry, about 5.6M keys; ours holds the key
 # bytes too (an Arrow group_by), so 4M records of 16-byte keys take about 100 MiB.
 compaction_map_records_max = 4_000_000
+
+# --- key snapshots (engine/snapshots.py, docs/decisions/0018) ---------------------------
+# The state of one snapshot. It travels whole in one Flight action whose body is at most
+# flight_command_bytes_max (1 MiB) and carries it as base64 (4/3 of its size): 512 KiB
+# leaves room for the rest of the body. Kafka's default max.message.bytes is 1 MiB too.
+snapshot_state_bytes_max = 512 * 1024
+# Snapshot rows one cleanup="snapshot" round reads from the snapshot log to learn which
+# versions each key's latest snapshot covers: like compaction_map_records_max (4M
+# records of 16-byte keys take about 100 MiB as Arrow columns). A larger log is read in
+# part; the keys left out keep their events until a later round.
+snapshot_cleanup_keys_max = 4_000_000

@@ -196,7 +196,7 @@ def test_a_compacted_topic_refuses_keyless_records(client: odradek.EmbeddedClien
     assert client.describe_topic("c").next_offset == 0  # nothing of it was written
 
 
-@pytest.mark.parametrize("cleanup", ["snapshot", "compact,snapshot", "remove", ""])
+@pytest.mark.parametrize("cleanup", ["compact,snapshot", "snapshot,delete", "remove", ""])
 def test_unknown_or_unbuilt_policies_are_refused(client: odradek.EmbeddedClient, cleanup: str) -> None:
     with pytest.raises(InvalidRequest, match="cleanup"):
         client.create_topic("c", cleanup=cleanup)

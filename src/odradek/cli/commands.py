@@ -471,13 +471,37 @@ def group_delete(args: argparse.Namespace) -> int:
 
 
 def key(args: argparse.Namespace) -> int:
+    from_snapshot = getattr(args, "from_snapshot", False)
+    if from_snapshot and args.from_version != defaults.from_version:
+        raise InvalidRequest("--from-snapshot starts at the key's latest snapshot: leave --from-version out")
     with client_for(args) as client:
-        table = client.read_key(args.topic, args.key.encode(), args.from_version)
+        if from_snapshot:
+            table = client.read_key(args.topic, args.key.encode(), from_snapshot=True)
+        else:
+            table = client.read_key(args.topic, args.key.encode(), args.from_version)
     out = sys.stdout.buffer
+    if from_snapshot:
+        table = _write_snapshot_row(out, table, args.format, args.topic)
     for batch in table.to_batches():
         out.write(_format(batch, args.format, args.topic))
     out.flush()
     return 0
+
+
+def _write_snapshot_row(out: BinaryIO, table: pa.Table, style: str, topic: str) -> pa.Table:
+    """Write the snapshot row of a ``read_key(from_snapshot=True)`` (its first row, if
+    flagged), in JSON lines with ``"snapshot": true``; return the events after it."""
+    flags = table.column("snapshot")
+    events = table.drop_columns(["snapshot"])
+    if table.num_rows == 0 or not flags[0].as_py():
+        return events
+    first = events.slice(0, 1).combine_chunks().to_batches()[0]
+    if style == "jsonl":
+        row = output.rows(first, topic)[0]
+        out.write((json.dumps({**row, "snapshot": True}, ensure_ascii=False) + "\n").encode())
+    else:
+        out.write(_format(first, style, topic))  # its value, the state
+    return events.slice(1)
 
 
 def _format(batch: pa.RecordBatch, style: str, topic: str) -> bytes:

@@ -146,7 +146,8 @@ examples:
 _KEY_EPILOG = """\
 examples:
   odradek key orders.eu.created order-1
-  odradek key orders.eu.created order-1 --from-version 3 --format jsonl"""
+  odradek key orders.eu.created order-1 --from-version 3 --format jsonl
+  odradek key accounts acct-7 --from-snapshot --format jsonl"""
 
 _TOPIC_EPILOG = """\
 examples:
@@ -384,7 +385,8 @@ def _add_topic(
         "--cleanup",
         default=defaults.cleanup,
         help="delete (retention removes old segments, the default), compact (keep the latest "
-        "record of each key) or compact,delete (both)",
+        "record of each key), compact,delete (both) or snapshot (drop the events a key "
+        "snapshot covers)",
     )
     create.add_argument(
         "--delete-retention",
@@ -550,6 +552,12 @@ def _add_key(
     key.add_argument("key")
     key.add_argument(
         "--from-version", type=int, default=1, metavar="N", help="first version to print (default 1)"
+    )
+    key.add_argument(
+        "--from-snapshot",
+        action="store_true",
+        help="start at the key's latest snapshot: print it first (flagged in jsonl), then the "
+        "events after it",
     )
     key.add_argument(
         "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"

@@ -208,8 +208,15 @@ class AsyncClient(api.AsyncClient):
         key: api.Key,
         from_version: int = defaults.from_version,
         to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
-        return await self._call(self.sync.read_key, topic, key, from_version, to_version)
+        return await self._call(
+            self.sync.read_key, topic, key, from_version, to_version, from_snapshot=from_snapshot
+        )
+
+    async def snapshot(self, topic: str, key: api.Key, state: bytes, *, version: int) -> None:
+        await self._call(self.sync.snapshot, topic, key, state, version=version)
 
     async def key_version(self, topic: str, key: api.Key) -> int:
         return await self._call(self.sync.key_version, topic, key)

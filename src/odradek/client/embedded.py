@@ -149,8 +149,13 @@ class EmbeddedClient(api.Client):
         key: api.Key,
         from_version: int = defaults.from_version,
         to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
-        return self.engine.read_key(topic, key, from_version, to_version)
+        return self.engine.read_key(topic, key, from_version, to_version, from_snapshot=from_snapshot)
+
+    def snapshot(self, topic: str, key: api.Key, state: bytes, *, version: int) -> None:
+        self.engine.snapshot(topic, key, state, version=version)
 
     def key_version(self, topic: str, key: api.Key) -> int:
         return self.engine.key_version(topic, key)

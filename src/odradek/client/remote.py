@@ -461,12 +461,21 @@ class RemoteClient(api.Client):
         key: api.Key,
         from_version: int = defaults.from_version,
         to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
+        if not isinstance(from_snapshot, bool):
+            raise InvalidRequest(f"from_snapshot must be True or False, got {from_snapshot!r}")
         request = messages.ReadKeyRequest(
-            _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version
+            _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version, from_snapshot
         )
         reader = self._get(messages.encode_ticket(request), self._options)
         return pa.Table.from_batches(list(ReadStream(reader, self.url)), schema=reader.schema)
+
+    @_failover(True)  # the same snapshot again replaces itself
+    def snapshot(self, topic: str, key: api.Key, state: bytes, *, version: int) -> None:
+        body = messages.encode_snapshot(_check_str(topic, "topic"), messages.key_bytes(key), state, version)
+        self._action("snapshot", body)
 
     @_failover(True)
     def key_version(self, topic: str, key: api.Key) -> int:

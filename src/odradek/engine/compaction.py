@@ -125,12 +125,21 @@ class Compactor:
         # segments below it that were never compacted: after an open the first round
         # maps the whole sealed log again.
         self.clean_until = 0
+        # cleanup="snapshot" (engine/snapshots.py): the snapshot log's durable offset the
+        # last round read, and below which that round left nothing covered.
+        self.snapshot_mark = -1
+        self.snapshot_clean_until = 0
 
     # -- deciding -----------------------------------------------------------------------
 
     def due(self, now: float) -> bool:
         topic = self.topic
         config = topic.config
+        if config.snapshot_cleanup:
+            sealed_end = topic.log.segments[-1].base_offset
+            companion = topic.snapshots.companion()
+            mark = -1 if companion is None else companion.durable_offset
+            return mark != self.snapshot_mark or sealed_end > self.snapshot_clean_until
         if not config.compacted:
             return False
         sealed = topic.log.segments[:-1]
@@ -150,6 +159,10 @@ class Compactor:
     def run(self, now: float, throttle: Throttle | None = None) -> CompactionResult:
         topic = self.topic
         throttle = throttle or Throttle(limits.compaction_bytes_per_second)
+        if topic.config.snapshot_cleanup:
+            from odradek.engine.snapshots import snapshot_round  # it imports this module
+
+            return snapshot_round(self, now, throttle)
         result = CompactionResult()
         sealed = list(topic.log.segments)[:-1]
         if not sealed:

@@ -765,12 +765,28 @@ class Engine:
         key: api.Key,
         from_version: int = defaults.from_version,
         to_version: int | None = None,
+        *,
+        from_snapshot: bool = False,
     ) -> pa.Table:
         if isinstance(from_version, bool) or not isinstance(from_version, int) or from_version < 1:
             raise InvalidRequest(f"from_version must be an int >= 1, got {from_version!r}")
         if to_version is not None and (isinstance(to_version, bool) or not isinstance(to_version, int)):
             raise InvalidRequest(f"to_version must be an int or None, got {to_version!r}")
+        if not isinstance(from_snapshot, bool):
+            raise InvalidRequest(f"from_snapshot must be True or False, got {from_snapshot!r}")
+        if from_snapshot:
+            if from_version != defaults.from_version or to_version is not None:
+                raise InvalidRequest(
+                    "read_key with from_snapshot=True starts at the key's latest snapshot and "
+                    "ends at its latest event: leave from_version and to_version out"
+                )
+            return self._topic(topic).snapshots.read_key(normalize_key(key))
         return self._topic(topic).read_key(normalize_key(key), from_version, to_version)
+
+    def snapshot(self, topic: str, key: api.Key, state: bytes, *, version: int) -> None:
+        """Store ``state`` as ``key``'s state as of its ``version`` (see
+        :meth:`odradek.api.Client.snapshot`)."""
+        self._topic(topic).snapshots.write(normalize_key(key), state, version)
 
     def compaction_stamp(self, topic: str) -> int:
         """A number that changes whenever compaction rewrote ``topic``'s segments (or the
@@ -927,7 +943,7 @@ class Engine:
         calls it every ``compaction_check_seconds``."""
         results: dict[str, CompactionResult] = {}
         for topic in list(self._topics.values()):
-            result = topic.compact(
+            result = topic.compact(  # the topic's snapshot log too (snapshots.py)
                 now, force=force, throttle=Throttle(limits.compaction_bytes_per_second, self._stop)
             )
             if result is not None:

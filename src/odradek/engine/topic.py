@@ -37,6 +37,7 @@ from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
 from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
+from odradek.engine.snapshots import KeySnapshots
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import HeadFile, save_topic_meta
 from odradek.engine.versions import SMALL_APPEND_RECORDS_MAX, assign_versions
@@ -156,6 +157,8 @@ class Topic:
             self.commit.on_durable(self.head.write)
         self.frames_touched = 0  # frames decoded by read_key, for tests and metrics
         self.compactor = Compactor(self)
+        # Key snapshots: a compacted companion log in <directory>/snapshots (snapshots.py).
+        self.snapshots = KeySnapshots(self)
         # Damage in the part of the log that key heads and producer state were rebuilt
         # from: the versions (and sequences) of the records there are unknown, so the
         # topic refuses appends until an operator decides (repair --drop-range).
@@ -744,7 +747,10 @@ class Topic:
         """One compaction round if the topic is compacted and one is due (or ``force``);
         None if none ran. Never holds the writer lock but to flush the key index and to
         swap a segment (engine/compaction.py)."""
-        if self.closed or not self.config.compacted:
+        if self.closed:
+            return None
+        self.snapshots.compact(now, force=force, throttle=throttle)
+        if not (self.config.compacted or self.config.snapshot_cleanup):
             return None
         now = time.time() if now is None else now
         if not force and not self.compactor.due(now):
@@ -799,6 +805,7 @@ class Topic:
                     log.warning("topic %s: could not flush on close: %s", self.name, exc)
             self.head.close()
             self.log.close()
+        self.snapshots.close()
 
 
 class PendingAppend:

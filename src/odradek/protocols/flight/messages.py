@@ -57,6 +57,8 @@ ACTIONS: dict[str, str] = {
     "{name: why}} (topics whose files are damaged: see odradek topic verify).",
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
+    "snapshot": 'Store the state of a key as of one of its versions. Body: {"topic", "key", '
+    '"state" (base64), "version"}. Result: {}.',
     "ping": 'Liveness check. Body: {}. Result: {"ok": true, "protocol": 1}.',
     "cluster_status": "A cluster agent's view of its cluster (answered by standbys too). Body: {}. "
     'Result: {"cluster", "agent", "role", "owner", "owner_url", "epoch", "agents": [...]}, and on '
@@ -127,6 +129,7 @@ class ReadKeyRequest:
     key: bytes
     from_version: int = defaults.from_version
     to_version: int | None = None
+    from_snapshot: bool = False
 
 
 Ticket = ReadRequest | FetchRequest | ReadKeyRequest
@@ -166,6 +169,49 @@ def load(raw: bytes, what: str) -> dict[str, Any]:
 
 def encode_key(key: bytes) -> str:
     return key.hex()
+
+
+def encode_snapshot(topic: str, key: bytes, state: object, version: object) -> dict[str, Any]:
+    """The body of a ``snapshot`` action; the state as base64."""
+    if isinstance(state, (bytearray, memoryview)):
+        state = bytes(state)
+    if not isinstance(state, bytes):
+        raise InvalidRequest(f"a snapshot's state must be bytes, got {type(state).__name__}")
+    if len(state) > limits.snapshot_state_bytes_max:
+        raise RequestTooLarge(
+            f"a snapshot state of {len(state)} bytes is over the limit of "
+            f"{limits.snapshot_state_bytes_max} bytes (snapshot_state_bytes_max)"
+        )
+    return {
+        "topic": topic,
+        "key": encode_key(key),
+        "state": base64.b64encode(state).decode(),
+        "version": version,
+    }
+
+
+def decode_snapshot_state(document: Mapping[str, Any]) -> bytes:
+    """The state of a ``snapshot`` action's body."""
+    text = _required(document, "state", str)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("a snapshot's state must be base64") from None
+
+
+def encode_view_scan(table: pa.Table) -> bytes:
+    """A ``view_scan`` result: the table as an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode_view_scan(raw: bytes) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(raw)).read_all()
+    except pa.ArrowException as exc:
+        raise InvalidRequest(f"a view_scan result is not an Arrow stream: {exc}") from None
 
 
 def decode_key(text: object, encoding: object = "hex") -> bytes:
@@ -651,6 +697,8 @@ def encode_ticket(request: Ticket) -> bytes:
             "key": encode_key(request.key),
             "from_version": request.from_version,
             "to_version": request.to_version,
+            # Only when asked: a server that predates snapshots reads the ticket as before.
+            "from_snapshot": True if request.from_snapshot else None,
         }
     return dump({key: value for key, value in document.items() if value is not None})
 
@@ -693,6 +741,7 @@ def _decode_read_key(document: dict[str, Any]) -> ReadKeyRequest:
         key=decode_key(_required(document, "key", str), document.get("key_encoding", "hex")),
         from_version=_field(document, "from_version", int, defaults.from_version),
         to_version=_field(document, "to_version", int),
+        from_snapshot=_field(document, "from_snapshot", bool, False),
     )
 
 

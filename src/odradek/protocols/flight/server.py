@@ -137,6 +137,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "list_topics": self._list_topics,
             "describe_topic": self._describe_topic,
             "key_version": self._key_version,
+            "snapshot": self._snapshot,
             "ping": self._ping,
             "list_groups": self._list_groups,
             "describe_group": self._describe_group,
@@ -349,7 +350,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
                 table = self.engine.read_key(
-                    request.topic, request.key, request.from_version, request.to_version
+                    request.topic,
+                    request.key,
+                    request.from_version,
+                    request.to_version,
+                    from_snapshot=request.from_snapshot,
                 )
                 return flight.RecordBatchStream(table)
             batches_iterator = self.engine.read(
@@ -468,6 +473,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _key_version(self, body: dict[str, Any]) -> bytes:
         key = messages.decode_key(body.get("key"), body.get("key_encoding", "hex"))
         return messages.dump({"version": self.engine.key_version(_name(body, "topic"), key)})
+
+    def _snapshot(self, body: dict[str, Any]) -> bytes:
+        key = messages.decode_key(body.get("key"), body.get("key_encoding", "hex"))
+        version: Any = body.get("version")  # the engine checks what it is
+        state = messages.decode_snapshot_state(body)
+        self.engine.snapshot(_name(body, "topic"), key, state, version=version)
+        return messages.dump({})
 
     def _ping(self, body: dict[str, Any]) -> bytes:
         return messages.dump({"ok": True, "protocol": messages.PROTOCOL_VERSION})
