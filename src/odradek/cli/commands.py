@@ -1,9 +1,7 @@
-"""The client commands of the CLI: topic, schema and group administration, produce,
-consume, key, asyncapi.
+"""The client commands of the CLI: topic, schema and group administration, consume,
+key, asyncapi (``produce`` is in produce.py).
 
-Each command is a thin use of the public client API (``odradek.connect``). ``produce``
-turns stdin into Arrow batches in bulk: blocks of bytes are split into lines by an
-Arrow kernel, and lines are appended ``--batch`` at a time, never one by one.
+Each command is a thin use of the public client API (``odradek.connect``).
 """
 
 from __future__ import annotations
@@ -11,30 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from odradek import api, defaults, limits
+from odradek import api, defaults
 from odradek.cli import output
 from odradek.cli.terminal import stdout_is_closed_error
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
 from odradek.types import SchemaInfo
 
-# stdin is read in blocks of this size; lines are split out of each block by Arrow.
-stdin_block_bytes = limits.produce_stdin_block_bytes
-# A partial batch waits at most this long for more lines before it is sent, so that
-# typing or a slow pipe still produces records promptly.
-produce_linger_seconds = 0.2
-# One append carries at most this many bytes of values, well under the append limit.
-produce_batch_bytes_max = limits.produce_batch_bytes_max
 # Progress on a TTY is redrawn at most this often.
 progress_interval_seconds = 0.5
 # A group consumer polls at most this many records at once (and acks them once
@@ -188,179 +175,6 @@ def _offset_range(text: str) -> tuple[int, int]:
     if not separator or not first.strip().isdigit() or not last.strip().isdigit():
         raise InvalidRequest(f"--drop-range is FIRST-LAST (offsets, inclusive), e.g. 1200-1249; got {text!r}")
     return int(first), int(last)
-
-
-# -- produce ---------------------------------------------------------------------------------
-
-
-def produce(args: argparse.Namespace) -> int:
-    if args.expect_version is not None and args.key is None:
-        raise InvalidRequest("--expect-version needs --key: it is the version that key must be at")
-    if args.batch < 1 or args.batch > limits.append_records_max:
-        raise InvalidRequest(f"--batch must be between 1 and {limits.append_records_max}")
-    key = args.key.encode() if args.key is not None else None
-    expected = args.expect_version
-    progress = Progress(args.topic) if sys.stderr.isatty() else None
-    written = 0
-    with client_for(args) as client:
-        client.describe_topic(args.topic)  # a clear TopicNotFound before reading stdin
-        try:
-            for lines in batched(read_lines(sys.stdin.buffer), args.batch):
-                batch = to_batch(lines, key, args.keyed)
-                expect = {key: expected} if key is not None and expected is not None else None
-                result = client.append(args.topic, batch, expect=expect)
-                written += result.count
-                if expected is not None and key is not None:
-                    expected = result.versions[key]  # the next batch continues the chain
-                if progress is not None:
-                    progress.update(written)
-        except OdradekError as exc:
-            if written:
-                exc.message += f" ({written} records were appended before this failure)"
-                exc.args = (exc.message,)
-            raise
-        finally:
-            if progress is not None:
-                progress.finish(written)
-    return 0
-
-
-def read_lines(stream: BinaryIO) -> Iterator[pa.Array]:
-    """Lines of ``stream`` (without their newline) as binary arrays, a block at a time.
-
-    When the input pauses for ``produce_linger_seconds`` an empty array is yielded, to
-    tell :func:`batched` to send what it holds: typed or trickling input is not held
-    back waiting for a full batch.
-    """
-    tail = b""
-    descriptor = _fileno(stream)
-    while True:
-        if descriptor is not None and not _readable(descriptor, produce_linger_seconds):
-            yield _NO_LINES
-            continue
-        block = _read_block(stream)
-        if not block:
-            break
-        data = tail + block
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            tail = data
-            continue
-        tail = data[cut + 1 :]
-        yield _split_lines(data[:cut])
-    if tail:
-        yield _split_lines(tail)
-
-
-# Built without pa.array(list): that would import pandas (pyarrow checks for a Series).
-_NO_LINES = pa.nulls(0, pa.binary())
-
-
-def _split_lines(data: bytes) -> pa.Array:
-    return pc.split_pattern(pa.array([data], pa.binary()), pattern=b"\n").flatten()
-
-
-def _read_block(stream: BinaryIO) -> bytes:
-    read1 = getattr(stream, "read1", None)
-    return bytes(read1(stdin_block_bytes) if read1 is not None else stream.read(stdin_block_bytes))
-
-
-def _fileno(stream: BinaryIO) -> int | None:
-    try:
-        return stream.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _readable(descriptor: int, timeout: float) -> bool:
-    try:
-        ready, _, _ = select.select([descriptor], [], [], timeout)
-    except (OSError, ValueError):
-        return True
-    return bool(ready)
-
-
-def batched(chunks: Iterator[pa.Array], size: int) -> Iterator[pa.Array]:
-    """Arrays of ``size`` lines (and at most ``produce_batch_bytes_max`` bytes) out of
-    arrays of any length; an empty array (input paused) or the end sends a partial one."""
-    pending: list[pa.Array] = []
-    count = 0
-    for chunk in chunks:
-        if len(chunk) == 0:
-            if count:
-                yield from _by_bytes(pa.concat_arrays(pending))
-                pending, count = [], 0
-            continue
-        pending.append(chunk)
-        count += len(chunk)
-        if count < size:
-            continue
-        lines = pa.concat_arrays(pending)
-        whole = (len(lines) // size) * size
-        for start in range(0, whole, size):
-            yield from _by_bytes(lines.slice(start, size))
-        pending = [lines.slice(whole)] if whole < len(lines) else []
-        count = len(lines) - whole
-    if count:
-        yield from _by_bytes(pa.concat_arrays(pending))
-
-
-def _by_bytes(lines: pa.Array) -> Iterator[pa.Array]:
-    if lines.nbytes <= produce_batch_bytes_max:
-        yield lines
-        return
-    ends = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False) + 8)
-    start = 0
-    while start < len(lines):
-        base = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, base + produce_batch_bytes_max, side="right"))
-        stop = max(stop, start + 1)
-        yield lines.slice(start, stop - start)
-        start = stop
-
-
-def to_batch(lines: pa.Array, key: bytes | None, keyed: bool) -> pa.RecordBatch:
-    """Records from lines: the line is the value; ``key`` for all, or KEY<TAB>VALUE."""
-    if keyed:
-        parts = pc.split_pattern(lines, pattern=b"\t", max_splits=1)
-        lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-        missing = np.flatnonzero(lengths < 2)
-        if len(missing):
-            raise InvalidRequest(
-                f"--keyed: a line has no TAB between key and value: {lines[int(missing[0])].as_py()!r}"
-            )
-        keys = pc.list_element(parts, 0)
-        values = pc.list_element(parts, 1)
-    else:
-        values = lines
-        keys = (
-            pa.repeat(pa.scalar(key, pa.binary()), len(lines))
-            if key is not None
-            else pa.nulls(len(lines), pa.binary())
-        )
-    return pa.RecordBatch.from_arrays([keys, values], names=["key", "value"])
-
-
-class Progress:
-    """``N records (R/s)`` redrawn on stderr while producing to a terminal."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.started = time.monotonic()
-        self.shown = 0.0
-
-    def update(self, written: int) -> None:
-        now = time.monotonic()
-        if now - self.shown >= progress_interval_seconds:
-            self.shown = now
-            rate = written / max(now - self.started, 1e-9)
-            sys.stderr.write(f"\r{self.topic}: {written:,} records ({rate:,.0f}/s)")
-            sys.stderr.flush()
-
-    def finish(self, written: int) -> None:
-        elapsed = time.monotonic() - self.started
-        sys.stderr.write(f"\r{self.topic}: {written:,} records in {elapsed:.1f} s\n")
-        sys.stderr.flush()
 
 
 # -- consume, key --------------------------------------------------------------------------

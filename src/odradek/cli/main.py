@@ -20,6 +20,7 @@ from odradek.errors import OdradekError, Unavailable
 # The command functions, imported only when a command runs (cli/lazy.py): the parser,
 # --help and usage errors load no Arrow, NumPy or Flight client.
 commands = lazy.Handlers("odradek.cli.commands")
+produce_cli = lazy.Handlers("odradek.cli.produce")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -112,13 +113,16 @@ Prints one line containing "ready" on stdout once it accepts connections; logs g
 stderr, one event per line. SIGTERM or Ctrl-C drains in-flight appends and exits 0."""
 
 _PRODUCE_EPILOG = """\
-Each line of stdin is one record (its value); lines are sent in batches of --batch.
+Each line of stdin is one record (its value, or KEY SEP VALUE with -K SEP); lines are
+sent in batches of --batch. A topic that does not exist is refused unless --create.
 
 examples:
-  seq 1 1000000 | odradek produce numbers
-  echo '{"total": 12}' | odradek produce orders --key order-1 --expect-version 0
-  printf 'order-1\\tcreated\\norder-2\\tcreated\\n' | odradek produce orders --keyed
-  odradek produce chat                      # type lines; each is sent within 0.2 s"""
+  seq 1 1000000 | odradek produce numbers --create
+  echo '{"total": 12}' | odradek produce orders --create --key order-1 --expect-version 0
+  printf 'order-2\\tcreated\\norder-3\\tcreated\\n' | odradek produce orders --keyed
+  printf 'order-4:paid\\n' | odradek produce orders -K : -H source=shop -H trace=abc
+  echo replayed | odradek produce orders --timestamp 2026-12-05T19:00:00Z
+  odradek produce chat --create             # type lines; each is sent within 0.2 s"""
 
 _CONSUME_EPILOG = """\
 Without --max or --wait, follows the pattern until interrupted (Ctrl-C).
@@ -467,9 +471,31 @@ def _add_produce(
         description="Append the lines of stdin to TOPIC, one record per line.",
     )
     produce.add_argument("topic")
+    produce.add_argument(
+        "--create", action="store_true", help="create the topic (default settings) if it does not exist"
+    )
     keys = produce.add_mutually_exclusive_group()
     keys.add_argument("--key", help="key of every record")
-    keys.add_argument("--keyed", action="store_true", help="each line is KEY<TAB>VALUE")
+    keys.add_argument("--keyed", action="store_true", help="each line is KEY<TAB>VALUE (as -K '\\t')")
+    keys.add_argument(
+        "-K",
+        "--key-separator",
+        metavar="SEP",
+        help="each line is KEY SEP VALUE, split at the first SEP (kcat's -K; escapes \\t \\0 \\\\)",
+    )
+    produce.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a header on every record; repeat for several",
+    )
+    produce.add_argument(
+        "--timestamp",
+        metavar="WHEN",
+        help="every record's timestamp: ISO-8601 (UTC unless an offset is given), epoch milliseconds, "
+        "or a duration ago (10m); default: the server's clock at the append",
+    )
     produce.add_argument(
         "--expect-version",
         type=int,
@@ -479,7 +505,7 @@ def _add_produce(
     produce.add_argument(
         "--batch", type=int, default=10_000, metavar="N", help="records per append (default 10000)"
     )
-    produce.set_defaults(handler=commands.produce)
+    produce.set_defaults(handler=produce_cli.produce)
 
 
 def _add_consume(

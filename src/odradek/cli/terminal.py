@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 import time
 from typing import TextIO
+
+from odradek.errors import InvalidRequest
 
 # The progress line is redrawn at most this often (a terminal shows no more).
 progress_interval_seconds = 0.5
@@ -55,6 +58,36 @@ def human_time(microseconds: int | None) -> str:
         return "-"
     moment = datetime.datetime.fromtimestamp(microseconds / 1e6, datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_AGO_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_moment(text: str, what: str, now: float | None = None) -> int:
+    """A moment as microseconds since the epoch (UTC), from what a person types.
+
+    ``10m``, ``2h``, ``1d`` (a duration with its unit: that long before ``now``), an
+    ISO-8601 date or time (``2026-12-05``, ``2026-12-05T19:00``, ``...Z`` or with an
+    offset; UTC when it has none), or a whole number of milliseconds since the epoch
+    (as Kafka's timestamps are).
+    """
+    ago = _AGO.match(text)
+    if ago:
+        moment = (time.time() if now is None else now) - float(ago.group(1)) * _AGO_SECONDS[ago.group(2)]
+        return int(moment * 1_000_000)
+    if text.strip().isdigit():
+        return int(text) * 1000
+    try:
+        parsed = datetime.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise InvalidRequest(
+            f"{what}: {text!r} is not a moment: give a duration ago (10m, 2h, 1d), an ISO-8601 "
+            "date or time (2026-12-05T19:00:00Z; UTC unless an offset is given) or epoch milliseconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return int(parsed.timestamp() * 1_000_000)
 
 
 class Progress:
