@@ -20,6 +20,8 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
     │   ├── DataDamaged           stored data is damaged (checksums); an operator must decide
     │   └── Fenced                another agent took over the object store: no more writes here
+    ├── Unauthenticated           no credentials, or credentials the server does not accept
+    ├── Unauthorized              the principal may not do this (e.g. manage users without admin)
     ├── Unavailable               the server cannot be reached or is shutting down (retryable)
     │   └── NotOwner              a cluster agent that does not own the data: ask the owner it names
     └── ClosedError               the client or engine was closed
@@ -202,6 +204,20 @@ class Fenced(StorageError):
     retryable = False
 
 
+class Unauthenticated(OdradekError):
+    """The door asks for credentials and got none, or credentials it does not accept
+    (unknown user, wrong password, an expired or revoked token): nothing was done. The
+    message never repeats a secret."""
+
+    code = "unauthenticated"
+
+
+class Unauthorized(OdradekError):
+    """The authenticated principal is not allowed to do this; nothing was done."""
+
+    code = "unauthorized"
+
+
 class Unavailable(OdradekError):
     code = "unavailable"
     retryable = True
@@ -246,6 +262,8 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         StorageError,
         DataDamaged,
         Fenced,
+        Unauthenticated,
+        Unauthorized,
         Unavailable,
         NotOwner,
         ClosedError,

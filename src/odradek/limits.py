@@ -566,3 +566,36 @@ snapshot_state_bytes_max = 512 * 1024
 # records of 16-byte keys take about 100 MiB as Arrow columns). A larger log is read in
 # part; the keys left out keep their events until a later round.
 snapshot_cleanup_keys_max = 4_000_000
+
+# -- authentication (security/, docs/security.md) -----------------------------------------
+# SCRAM iterations of a new credential: Kafka's own minimum and librdkafka's default
+# (RFC 7677 recommends at least 4096); a PLAIN check costs one PBKDF2 of this many rounds.
+scram_iterations_default = 4096
+# Users and API tokens a credential store holds at most: the store is one JSON document
+# read whole at start (a few hundred bytes per entry: ~10 MiB at the cap).
+security_users_max = 10_000
+security_tokens_max = 20_000
+# A user name or a token name: a Kafka principal name stays short; this bounds the store
+# and every log line naming one.
+security_name_chars_max = 256
+# A password: long passphrases fit; PBKDF2 over more is only work for an attacker to ask.
+security_password_bytes_max = 1024
+# A credential the doors read (an HTTP Authorization header, a Flight header, a Kafka
+# SaslAuthenticate message): a JWT with many claims fits in 16 KiB (Kafka's own default
+# for sasl.oauthbearer tokens is far below it).
+security_credential_bytes_max = 16 * 1024
+# Verified password checks remembered (per process) so that a Flight or HTTP client
+# sending Basic credentials on every call costs one PBKDF2 per this period, not per call.
+security_password_cache_entries_max = 4096
+security_password_cache_seconds = 60.0
+# A JWKS file or URL: read whole, at most this size, within this time; a URL is fetched
+# again at most this often (a key id not in the set fetches it at once, at most once per
+# the refresh period), so rotated keys are picked up.
+jwks_bytes_max = 1024 * 1024
+jwks_fetch_seconds_max = 10.0
+jwks_refresh_seconds = 300.0
+# Clock skew allowed on a JWT's exp/nbf/iat (PyJWT's leeway): NTP keeps hosts within this.
+jwt_leeway_seconds = 30.0
+# A Kafka connection must finish SASL within this many requests before it authenticated
+# (a handshake and a SCRAM exchange take three); more is a confused or hostile client.
+kafka_sasl_requests_max = 8

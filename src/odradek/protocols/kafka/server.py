@@ -56,6 +56,7 @@ from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api, log_admin
+from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
     ApiKey,
@@ -67,6 +68,7 @@ from odradek.protocols.kafka.codec.api import (
 )
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
+from odradek.security.authenticator import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +166,11 @@ class KafkaListener:
         budget: ByteBudget | None = None,
         tls: ssl.SSLContext | None = None,
         serving: Callable[[], bool] | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.engine = engine
         self.tls = tls
+        self.authenticator = authenticator  # None: no authentication (SASL refused)
         self._serving = serving  # a cluster owner's check that it still owns the data
         self._default_partitions = default_partitions
         self.host = host
@@ -254,11 +258,12 @@ class KafkaListener:
         unwritten = asyncio.Semaphore(limits.kafka_responses_unwritten_max)
         writing = asyncio.create_task(self._write_responses(responses, unwritten, writer, peer))
         in_flight = asyncio.Semaphore(limits.kafka_pipelined_produces_max)
+        auth = ConnectionAuth(self.authenticator, peer, writer.get_extra_info("peercert"))
         try:
             while await _room_for_a_response(unwritten, writing):
                 frame, reservation = await self._read_frame(reader, host)
                 try:
-                    response = await self._respond(frame, peer, in_flight)
+                    response = await self._respond(frame, peer, in_flight, auth)
                 except BaseException:
                     reservation.release()
                     raise
@@ -268,6 +273,8 @@ class KafkaListener:
                     break
                 response.add_done_callback(functools.partial(_release_when_done, reservation))
                 responses.put_nowait(response)
+                if auth.close_after_response:  # a refused authentication: answered, then closed
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, _DropConnection):
             pass
         except Exception:
@@ -357,7 +364,7 @@ class KafkaListener:
         return frame
 
     async def _respond(
-        self, frame: bytearray, peer: Any, in_flight: asyncio.Semaphore
+        self, frame: bytearray, peer: Any, in_flight: asyncio.Semaphore, auth: ConnectionAuth
     ) -> asyncio.Future[Chunks] | None:
         """The future response ([] when Kafka sends none), or None to close the connection.
 
@@ -373,12 +380,21 @@ class KafkaListener:
             # connection closes and the client looks for the leader again.
             log.info("Kafka request from %s refused: this agent no longer owns the data", peer)
             return None
+        if auth.raw_sasl:  # after SaslHandshake v0: a raw SASL token, answered raw
+            token = auth.raw_token(bytes(frame))
+            if token is None:
+                return None
+            raw: asyncio.Future[Chunks] = loop.create_future()
+            raw.set_result([len(token).to_bytes(4, "big"), token])
+            return raw
         try:
             # The codec reads through the buffer protocol; values it returns are copies.
             request = decode_request(cast(bytes, memoryview(frame)))
         except UnsupportedRequest as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
-                body = data.api_versions_response(ErrorCode.UNSUPPORTED_VERSION)
+                body = api_versions_for(
+                    data.api_versions_response(ErrorCode.UNSUPPORTED_VERSION), auth.required
+                )
                 done: asyncio.Future[Chunks] = loop.create_future()
                 done.set_result(encode_response(ApiKey.API_VERSIONS, 0, exc.correlation_id, body))
                 return done
@@ -388,6 +404,10 @@ class KafkaListener:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
         log.debug("request %s v%d from %s: %s", request.api_key, request.api_version, peer, request.body)
+        refused = auth.refusal(request)
+        if refused is not None:
+            log.warning("closing a Kafka connection from %s: %s", peer, refused)
+            return None
         if request.api_key == ApiKey.PRODUCE:
             await in_flight.acquire()
             try:
@@ -396,7 +416,17 @@ class KafkaListener:
                 in_flight.release()
                 raise
             return asyncio.ensure_future(self._finish(request, complete, in_flight))
-        body = await HANDLERS[request.api_key](self.broker, request)
+        if request.api_key == ApiKey.API_VERSIONS:
+            body = api_versions_for(await data.api_versions(self.broker, request), auth.required)
+        elif request.api_key == ApiKey.SASL_HANDSHAKE and auth.required:
+            body = auth.handshake(request)
+        elif request.api_key == ApiKey.SASL_AUTHENTICATE:
+            if not auth.required:
+                log.warning("closing a Kafka connection from %s: SaslAuthenticate without SASL", peer)
+                return None
+            body = auth.authenticate(request)
+        else:
+            body = await HANDLERS[request.api_key](self.broker, request)
         finished: asyncio.Future[Chunks] = loop.create_future()
         finished.set_result(self._encode(request, body))
         return finished
@@ -470,6 +500,7 @@ def start_kafka_listener(
     budget: ByteBudget | None = None,
     tls: ssl.SSLContext | None = None,
     serving: Callable[[], bool] | None = None,
+    authenticator: Authenticator | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
     node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
@@ -485,6 +516,9 @@ def start_kafka_listener(
     ``security.protocol=SSL``); a handshake must end within
     ``limits.tls_handshake_seconds_max``. ``serving``: checked before every request (a
     cluster owner's ``is_owner``); when it says no, the connection closes unanswered.
+    ``authenticator``: require SASL (or a client certificate naming a principal) before
+    any request but ApiVersions (protocols/kafka/authentication.py); None: no
+    authentication, SASL refused.
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
@@ -498,6 +532,7 @@ def start_kafka_listener(
         budget=budget,
         tls=tls,
         serving=serving,
+        authenticator=authenticator,
     )
     started = threading.Event()
     failure: list[BaseException] = []

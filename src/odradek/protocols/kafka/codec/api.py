@@ -30,6 +30,7 @@ from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_consumer as consumer
 from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_groups as groups
+from odradek.protocols.kafka.codec import messages_sasl as sasl
 from odradek.protocols.kafka.codec import messages_logs as logs
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
 from odradek.protocols.kafka.codec.schema import compile_struct
@@ -58,6 +59,7 @@ class ApiKey(enum.IntEnum):
     DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
+    SASL_AUTHENTICATE = 36
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
     CREATE_PARTITIONS = 37
@@ -112,6 +114,7 @@ APIS: dict[int, Api] = {
         _api(ApiKey.DESCRIBE_GROUPS, groups.DescribeGroupsRequest, groups.DescribeGroupsResponse, "0-6", 5),
         _api(ApiKey.LIST_GROUPS, groups.ListGroupsRequest, groups.ListGroupsResponse, "0-5", 3),
         _api(ApiKey.SASL_HANDSHAKE, admin.SaslHandshakeRequest, admin.SaslHandshakeResponse, "0-1", None),
+        _api(ApiKey.SASL_AUTHENTICATE, sasl.SaslAuthenticateRequest, sasl.SaslAuthenticateResponse, "0-2", 2),
         _api(ApiKey.API_VERSIONS, data.ApiVersionsRequest, data.ApiVersionsResponse, "0-4", 3),
         _api(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, "2-7", 5),
         _api(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, "1-6", 4),

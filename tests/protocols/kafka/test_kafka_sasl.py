@@ -1,0 +1,410 @@
+"""SASL on the Kafka door: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER.
+
+Goal: each mechanism works with each real client that supports it (confluent-kafka,
+kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL; a connection that has
+not authenticated may send nothing but ApiVersions and SASL; bad passwords, unknown
+users, expired and revoked tokens are answered SASL_AUTHENTICATION_FAILED and the
+connection is closed; a SCRAM client-final recorded from one exchange and replayed in
+another is refused; arbitrary SaslAuthenticate bytes never crash the door and never
+authenticate.
+
+Method: an in-process Kafka listener over a fresh node with an authenticator over a
+credential store holding two users and tokens; real clients produce and consume;
+refusals are checked on a raw connection (wire.py) and with scramp's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import scramp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wire import Wire
+
+from odradek.node import Node
+from odradek.protocols.kafka import KafkaListenerHandle, start_kafka_listener
+from odradek.protocols.kafka.authentication import SASL_AUTHENTICATION_FAILED
+from odradek.protocols.kafka.codec.api import ApiKey
+from odradek.protocols.kafka.codec.messages_admin import SaslHandshakeRequest
+from odradek.protocols.kafka.codec.messages_data import ApiVersionsRequest, MetadataRequest
+from odradek.protocols.kafka.codec.messages_sasl import SaslAuthenticateRequest
+from odradek.protocols.tls import ServerTls, TlsFiles
+from odradek.security import Authenticator, CredentialStore
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "cluster"))  # the certificate generator
+
+from etcd_certificates import Certificates, make_certificates
+
+PASSWORD = "alice-secret"
+KCAT = shutil.which("kcat")
+
+
+class SaslDoor:
+    def __init__(self, directory: Path, tls: ServerTls | None = None) -> None:
+        self.node = Node.open(str(directory / "data"), fsync=False)
+        self.store = CredentialStore.open(str(directory / "data"))
+        self.store.add_user("alice", PASSWORD, tenant="shop")
+        self.token, _ = self.store.create_token("alice")
+        self.authenticator = Authenticator(self.store, mtls=tls is not None and tls.mutual)
+        self.listener: KafkaListenerHandle = start_kafka_listener(
+            self.node,
+            "127.0.0.1",
+            0,
+            tls=tls.context if tls is not None else None,
+            authenticator=self.authenticator,
+        )
+
+        self.wires: list[Wire] = []
+
+    def wire(self) -> Wire:
+        """A raw connection, closed with the door."""
+        self.wires.append(Wire(self.listener.port))
+        return self.wires[-1]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.listener.bootstrap
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def close(self) -> None:
+        for wire in self.wires:
+            wire.close()
+        self.listener.close()
+        self.node.close()
+
+
+@pytest.fixture
+def door(tmp_path: Path) -> Iterator[SaslDoor]:
+    served = SaslDoor(tmp_path)
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture
+def tls_door(tmp_path: Path, certificates: Certificates) -> Iterator[SaslDoor]:
+    tls = ServerTls(TlsFiles(str(certificates.server_cert), str(certificates.server_key)))
+    served = SaslDoor(tmp_path, tls)
+    yield served
+    served.close()
+
+
+def _topic() -> str:
+    return f"sasl.{uuid.uuid4().hex[:8]}"
+
+
+# -- confluent-kafka (librdkafka) ----------------------------------------------------------
+
+
+def _confluent_round_trip(bootstrap: str, settings_: dict[str, Any]) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    topic = _topic()
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, **settings_})
+    producer.produce(topic, key=b"k", value=b"v1")
+    assert producer.flush(30) == 0
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{topic}",
+            "auto.offset.reset": "earliest",
+            **settings_,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        message = None
+        for _ in range(60):
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                break
+        assert message is not None and message.error() is None and message.value() == b"v1"
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_confluent_kafka_over_sasl_plaintext(door: SaslDoor, mechanism: str) -> None:
+    _confluent_round_trip(
+        door.bootstrap,
+        {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mechanism,
+            "sasl.username": "alice",
+            "sasl.password": PASSWORD,
+        },
+    )
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_confluent_kafka_over_sasl_ssl(
+    tls_door: SaslDoor, certificates: Certificates, mechanism: str
+) -> None:
+    _confluent_round_trip(
+        tls_door.bootstrap,
+        {
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(certificates.ca),
+            "sasl.mechanism": mechanism,
+            "sasl.username": "alice",
+            "sasl.password": PASSWORD,
+        },
+    )
+
+
+def test_confluent_kafka_oauthbearer_with_an_api_token(door: SaslDoor) -> None:
+    token = door.token
+    _confluent_round_trip(
+        door.bootstrap,
+        {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": lambda _config: (token, 4102444800.0),
+        },
+    )
+
+
+def test_confluent_kafka_with_a_wrong_password_is_refused(door: SaslDoor) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    errors: list[Any] = []
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": door.bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "alice",
+            "sasl.password": "not-the-Secret-42",
+            "error_cb": errors.append,
+        }
+    )
+    for _ in range(60):
+        producer.poll(0.5)
+        if any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors):
+            break
+    assert any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors), errors
+    assert "not-the-Secret-42" not in " ".join(str(e) for e in errors)
+
+
+# -- kafka-python and aiokafka --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_kafka_python(door: SaslDoor, mechanism: str) -> None:
+    kafka = pytest.importorskip("kafka")
+    topic = _topic()
+    common = {
+        "bootstrap_servers": door.bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": PASSWORD,
+    }
+    producer = kafka.KafkaProducer(**common)
+    producer.send(topic, b"from kafka-python").get(timeout=30)
+    producer.close()
+    assert door.node.engine.describe_topic(topic).next_offset == 1
+
+
+def test_kafka_python_oauthbearer(door: SaslDoor) -> None:
+    kafka = pytest.importorskip("kafka")
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    token = door.token
+
+    class Provider(AbstractTokenProvider):  # type: ignore[misc]
+        def token(self) -> str:
+            return token
+
+    topic = _topic()
+    producer = kafka.KafkaProducer(
+        bootstrap_servers=door.bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
+        sasl_oauth_token_provider=Provider(),
+    )
+    producer.send(topic, b"token").get(timeout=30)
+    producer.close()
+    assert door.node.engine.describe_topic(topic).next_offset == 1
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_aiokafka(door: SaslDoor, mechanism: str) -> None:
+    aiokafka = pytest.importorskip("aiokafka")
+    topic = _topic()
+
+    async def produce() -> None:
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=door.bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=mechanism,
+            sasl_plain_username="alice",
+            sasl_plain_password=PASSWORD,
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"from aiokafka")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    assert door.node.engine.describe_topic(topic).next_offset == 1
+
+
+# -- kcat -----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat is not installed (apt-get install kcat)")
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_kcat_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, mechanism: str) -> None:
+    assert KCAT is not None
+    topic = _topic()
+    settings_ = [
+        "-X", "security.protocol=SASL_SSL",
+        "-X", f"ssl.ca.location={certificates.ca}",
+        "-X", f"sasl.mechanism={mechanism}",
+        "-X", "sasl.username=alice",
+        "-X", f"sasl.password={PASSWORD}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [KCAT, "-b", tls_door.bootstrap, *settings_, "-P", "-t", topic],
+        input="one\ntwo\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert tls_door.node.engine.describe_topic(topic).next_offset == 2
+
+
+# -- refusals on a raw connection -----------------------------------------------------------
+
+
+def _closed(wire: Wire) -> bool:
+    try:
+        return wire.sock.recv(1) == b""
+    except (TimeoutError, ConnectionError):
+        return True
+
+
+def _authenticate(wire: Wire, mechanism: str, auth_bytes: bytes) -> Any:
+    handshake = wire.call(ApiKey.SASL_HANDSHAKE, 1, SaslHandshakeRequest(mechanism=mechanism))
+    assert handshake.error_code == 0
+    return wire.call(ApiKey.SASL_AUTHENTICATE, 2, SaslAuthenticateRequest(auth_bytes=auth_bytes))
+
+
+def test_api_versions_names_sasl_and_other_requests_close_the_connection(door: SaslDoor) -> None:
+    wire = door.wire()
+    versions = wire.call(ApiKey.API_VERSIONS, 3, ApiVersionsRequest())
+    keys = {key.api_key for key in versions.api_keys}
+    assert {ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE} <= keys
+    wire.send(ApiKey.METADATA, 12, MetadataRequest(topics=None))
+    assert _closed(wire)
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "auth_bytes", "reason"),
+    [
+        ("PLAIN", b"\0alice\0not-the-Secret-42", "wrong password"),
+        ("PLAIN", b"\0mallory\0" + PASSWORD.encode(), "wrong password"),
+        ("OAUTHBEARER", b"n,,\x01auth=Bearer odr_0000000000000000_" + b"A" * 43 + b"\x01\x01", "revoked"),
+    ],
+)
+def test_bad_credentials_are_answered_and_the_connection_closed(
+    door: SaslDoor, mechanism: str, auth_bytes: bytes, reason: str
+) -> None:
+    wire = door.wire()
+    response = _authenticate(wire, mechanism, auth_bytes)
+    assert response.error_code == SASL_AUTHENTICATION_FAILED
+    assert reason in (response.error_message or "")
+    assert "Secret" not in (response.error_message or "")
+    assert _closed(wire)
+
+
+def test_expired_and_revoked_tokens_are_refused(door: SaslDoor) -> None:
+    expiring, _ = door.store.create_token("alice", expires_seconds=-60)  # expired a minute ago
+    revoked, revoked_entry = door.store.create_token("alice")
+    door.store.revoke_token(revoked_entry.id)
+    for token, reason in ((expiring, "expired"), (revoked, "revoked")):
+        wire = door.wire()
+        response = _authenticate(wire, "OAUTHBEARER", f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+        assert response.error_code == SASL_AUTHENTICATION_FAILED
+        assert reason in (response.error_message or "")
+        assert token not in (response.error_message or "")
+        assert _closed(wire)
+
+
+def test_a_token_that_expires_gives_the_session_its_lifetime(door: SaslDoor) -> None:
+    token, _ = door.store.create_token("alice", expires_seconds=3600)
+    wire = door.wire()
+    response = _authenticate(wire, "OAUTHBEARER", f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+    assert response.error_code == 0
+    assert 3_500_000 < response.session_lifetime_ms <= 3_600_000
+    metadata = wire.call(ApiKey.METADATA, 12, MetadataRequest(topics=None))
+    assert metadata.brokers
+
+
+def test_a_replayed_scram_client_final_is_refused(door: SaslDoor) -> None:
+    """The client-final of a finished exchange, sent in a new exchange with the same
+    client-first (same client nonce), fails: the server's nonce differs."""
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "alice", PASSWORD, c_nonce="fixedclientnonce")
+    first = client.get_client_first().encode()
+    wire = door.wire()
+    server_first = _authenticate(wire, "SCRAM-SHA-256", first)
+    client.set_server_first(server_first.auth_bytes.decode())
+    final = client.get_client_final().encode()
+    done = wire.call(ApiKey.SASL_AUTHENTICATE, 2, SaslAuthenticateRequest(auth_bytes=final))
+    assert done.error_code == 0
+    replay = door.wire()
+    assert _authenticate(replay, "SCRAM-SHA-256", first).error_code == 0
+    refused = replay.call(ApiKey.SASL_AUTHENTICATE, 2, SaslAuthenticateRequest(auth_bytes=final))
+    assert refused.error_code == SASL_AUTHENTICATION_FAILED
+    assert _closed(replay)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    mechanism=st.sampled_from(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
+    messages=st.lists(st.binary(max_size=300), min_size=1, max_size=3),
+)
+def test_fuzzed_sasl_bytes_never_authenticate(door: SaslDoor, mechanism: str, messages: list[bytes]) -> None:
+    wire = door.wire()
+    handshake = wire.call(ApiKey.SASL_HANDSHAKE, 1, SaslHandshakeRequest(mechanism=mechanism))
+    assert handshake.error_code == 0
+    for message in messages:
+        response = wire.call(ApiKey.SASL_AUTHENTICATE, 2, SaslAuthenticateRequest(auth_bytes=message))
+        if response.error_code != 0:
+            assert response.error_code == SASL_AUTHENTICATION_FAILED
+            assert _closed(wire)
+            break
+    else:
+        wire.send(ApiKey.METADATA, 12, MetadataRequest(topics=None))  # still not authenticated
+        assert _closed(wire)
+    assert door.wire().call(ApiKey.API_VERSIONS, 3, ApiVersionsRequest()).error_code == 0  # still serving
+
+
+def test_without_an_authenticator_sasl_is_refused(tmp_path: Path) -> None:
+    node = Node.open(str(tmp_path / "data"), fsync=False)
+    with start_kafka_listener(node, "127.0.0.1", 0) as listener:
+        wire = Wire(listener.port)
+        versions = wire.call(ApiKey.API_VERSIONS, 3, ApiVersionsRequest())
+        assert ApiKey.SASL_AUTHENTICATE not in {key.api_key for key in versions.api_keys}
+        response = wire.call(ApiKey.SASL_HANDSHAKE, 1, SaslHandshakeRequest(mechanism="PLAIN"))
+        assert response.error_code != 0 and response.mechanisms == ()
+        wire.close()
+    node.close()
