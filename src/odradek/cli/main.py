@@ -21,6 +21,7 @@ from odradek.errors import OdradekError, Unavailable
 # --help and usage errors load no Arrow, NumPy or Flight client.
 commands = lazy.Handlers("odradek.cli.commands")
 produce_cli = lazy.Handlers("odradek.cli.produce")
+consume_cli = lazy.Handlers("odradek.cli.consume")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -125,16 +126,22 @@ examples:
   odradek produce chat --create             # type lines; each is sent within 0.2 s"""
 
 _CONSUME_EPILOG = """\
-Without --max or --wait, follows the pattern until interrupted (Ctrl-C).
+Without --max, --wait or --last-per-key, follows the pattern until interrupted (Ctrl-C).
 Patterns: '*' matches one name segment, '>' (last) one or more; topics created later
 that match are picked up. --format jsonl writes topic, offset, key, value, version,
-timestamp, headers (bytes as UTF-8 where valid, else base64 under NAME_b64).
+timestamp, headers (bytes as UTF-8 where valid, else base64 under NAME_b64). A
+--format template takes kcat's fields: %t topic, %o offset, %k key, %v value, %h
+headers (name=value,...), %T timestamp (epoch ms), %V version, %K/%S key/value length,
+%% a percent sign, and the escapes \\n \\t \\r \\0 \\\\; nothing is added after a record.
 
 examples:
   odradek consume orders.eu.created --from-beginning
   odradek consume 'orders.*.created' --from-beginning --max 100 --format jsonl
   odradek consume 'orders.>' --wait 2            # new records until 2 s pass with none
   odradek consume numbers --offset 500 --max 10
+  odradek consume orders --since 10m --format '%o %k=%v %h\\n' --max 100
+  odradek consume orders --since 2026-12-05T19:00:00Z --wait 1
+  odradek consume orders --last-per-key --format '%k %v\\n'   # each key's latest record
   odradek consume 'orders.>' --group billing     # share the records with billing's other members"""
 
 _GROUP_EPILOG = """\
@@ -366,6 +373,22 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="require client certificates signed by this PEM CA on every door (mTLS; needs --tls-cert)",
     )
+    serve.add_argument(
+        "--auth",
+        action="store_true",
+        help="require authentication on every door: users (SCRAM, PLAIN, Basic) and API tokens "
+        "of the data directory's credential store (docs/security.md)",
+    )
+    serve.add_argument(
+        "--jwks", metavar="FILE|URL", help="accept JWTs (OAUTHBEARER, Bearer) signed by these keys"
+    )
+    serve.add_argument("--jwt-audience", metavar="AUD", help="the aud a JWT must name (with --jwks)")
+    serve.add_argument("--jwt-issuer", metavar="ISS", help="the iss a JWT must name (with --jwks)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow doors on non-loopback addresses without authentication (refused otherwise)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -524,12 +547,28 @@ def _add_consume(
         "--from-beginning", action="store_true", help="start at the earliest record, not new ones"
     )
     consume.add_argument("--offset", type=int, metavar="N", help="start at offset N (one topic)")
+    consume.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="start at the first record at or after WHEN: a duration ago (10m, 2h, 1d), an ISO-8601 "
+        "date or time (UTC unless an offset is given) or epoch milliseconds",
+    )
+    consume.add_argument(
+        "--last-per-key",
+        action="store_true",
+        help="read up to the end (from the beginning unless --offset/--since) and print each key's "
+        "latest record, in log order; keyless records are left out",
+    )
     consume.add_argument("--max", type=int, metavar="N", help="stop after N records")
     consume.add_argument(
         "--wait", type=float, metavar="SECONDS", help="stop once caught up and SECONDS pass with nothing new"
     )
     consume.add_argument(
-        "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
+        "-f",
+        "--format",
+        default="text",
+        metavar="text|jsonl|TEMPLATE",
+        help="values (default), JSON lines, or a kcat-style template such as '%%t %%o %%k=%%v\\n'",
     )
     consume.add_argument(
         "--group",
@@ -537,7 +576,7 @@ def _add_consume(
         help="consume as a member of consumer group G: records are shared with its other members "
         "and acknowledged once printed; the group continues where it left off",
     )
-    consume.set_defaults(handler=commands.consume)
+    consume.set_defaults(handler=consume_cli.consume)
 
 
 def _add_group(

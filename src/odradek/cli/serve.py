@@ -106,6 +106,20 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    # Authentication (docs/security.md): users and API tokens of the data directory's
+    # credential store on every door; a JWKS (file or URL) adds JWTs (OAUTHBEARER).
+    # Without any (nor client certificates) every door must listen on loopback unless
+    # ``insecure``.
+    auth: bool = False
+    jwks: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    insecure: bool = False
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether the doors authenticate their clients (credentials or client certificates)."""
+        return self.auth or self.jwks is not None or self.tls_ca is not None
 
     def tls_files(self) -> TlsFiles | None:
         """The TLS files of the doors (None: plaintext), checked to go together."""
@@ -161,11 +175,56 @@ _ENVIRONMENT = {
     "tls_cert": "ODRADEK_TLS_CERT",
     "tls_key": "ODRADEK_TLS_KEY",
     "tls_ca": "ODRADEK_TLS_CA",
+    "auth": "ODRADEK_AUTH",
+    "jwks": "ODRADEK_JWKS",
+    "jwt_audience": "ODRADEK_JWT_AUDIENCE",
+    "jwt_issuer": "ODRADEK_JWT_ISSUER",
+    "insecure": "ODRADEK_INSECURE",
 }
 # The secured-etcd settings, all text; an empty value is none.
 _ETCD_SECURITY = ("etcd_ca", "etcd_cert", "etcd_key", "etcd_user", "etcd_password_file", "etcd_password")
 # The doors' TLS files (paths); an empty value is none.
 _TLS = ("tls_cert", "tls_key", "tls_ca")
+# Authentication settings that are text; an empty value is none.
+_AUTH = ("jwks", "jwt_audience", "jwt_issuer")
+_LOOPBACK = ("localhost", "::1")
+
+
+def check_exposure(settings: Settings) -> None:
+    """Safe defaults: without authentication every door listens on loopback only; a
+    door on another address is refused unless ``--insecure`` (docs/security.md)."""
+    if settings.authenticates or settings.insecure:
+        return
+    doors = (
+        ("--listen", settings.listen),
+        ("--kafka-listen", settings.kafka_listen),
+        ("--registry-listen", settings.registry_listen),
+        ("--metrics-listen", settings.metrics_listen),
+    )
+    for flag, address in doors:
+        if address is None:
+            continue
+        host = split_address(address, flag)[0]
+        if host not in _LOOPBACK and not host.startswith("127."):
+            raise InvalidRequest(
+                f"{flag} {address} is not a loopback address and no authentication is configured: "
+                "give --auth (users and tokens: odradek user add, odradek token create), --jwks, or "
+                "--tls-ca (client certificates), or --insecure to serve it to anyone who reaches it "
+                "(see docs/security.md)"
+            )
+
+
+def authenticator_of(settings: Settings, data_dir: str) -> Any:
+    """The doors' authenticator (None: no authentication), its store and JWKS read now."""
+    if not (settings.auth or settings.jwks is not None):
+        return None
+    from odradek.security import Authenticator, CredentialStore
+    from odradek.security.jwks import JwtValidator
+
+    validator = None
+    if settings.jwks is not None:
+        validator = JwtValidator(settings.jwks, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+    return Authenticator(CredentialStore.open(data_dir), validator, mtls=settings.tls_ca is not None)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -196,6 +255,9 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         "advertise": getattr(args, "advertise", None),
         **{name: getattr(args, name, None) for name in _ETCD_SECURITY if name != "etcd_password"},
         **{name: getattr(args, name, None) for name in _TLS},
+        **{name: getattr(args, name, None) for name in _AUTH},
+        "auth": True if getattr(args, "auth", False) else None,
+        "insecure": True if getattr(args, "insecure", False) else None,
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
     values.update({name: value for name, value in flags.items() if value is not None})
@@ -208,6 +270,12 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
             values[f"{door}_given"] = values[door] is not None
     if "fsync" in values:
         values["fsync"] = _boolean(values["fsync"], "fsync")
+    for name in ("auth", "insecure"):
+        if name in values:
+            values[name] = _boolean(values[name], name)
+    for name in _AUTH:
+        if name in values:
+            values[name] = str(values[name]).strip() or None
     if "kafka_auto_create" in values:
         values["kafka_auto_create"] = _boolean(values["kafka_auto_create"], "kafka_auto_create")
     if "kafka_partitions" in values:
@@ -492,7 +560,9 @@ def run(settings: Settings) -> int:
         return run_agent(settings)
     setup_logging(settings)
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
+    check_exposure(settings)
     tls = server_tls(settings)  # bad files: refused before the data is opened
+    authenticator = authenticator_of(settings, settings.data_dir)  # a bad JWKS: refused now
     store_options: dict[str, Any] = {}
     if settings.store is not None:
         store: str | ObjectStore = settings.store
@@ -522,6 +592,7 @@ def run(settings: Settings) -> int:
                 bounds=settings.door_bounds(connections.FLIGHT),
                 budget=budget,
                 tls=tls,
+                authenticator=authenticator,
             )
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
@@ -537,6 +608,7 @@ def run(settings: Settings) -> int:
                     bounds=settings.door_bounds(connections.KAFKA),
                     budget=budget,
                     tls=tls.context if tls is not None else None,
+                    authenticator=authenticator,
                 )
         except OSError as exc:
             if settings.kafka_listen_given:
@@ -582,6 +654,9 @@ def run(settings: Settings) -> int:
         "inflight_bytes": settings.inflight_bytes,
         "pid": os.getpid(),
         **(tls.describe() if tls is not None else {"tls": "off"}),
+        "authentication": authenticator.describe()
+        if authenticator is not None
+        else _unauthenticated(settings),
     }
     store = ""
     if engine.store is not None:  # the store's URL (never a credential) and its recovery
@@ -592,7 +667,8 @@ def run(settings: Settings) -> int:
     # every request in flight for a few ms instead of tens (decision 0011's latency notes).
     gc.freeze()
     log.info("ready", extra={"fields": fields})
-    print(f"odradek ready url={url} data_dir={fields['data_dir']}{store}", flush=True)
+    authentication = "" if settings.authenticates else " authentication=none (no authentication)"
+    print(f"odradek ready url={url} data_dir={fields['data_dir']}{store}{authentication}", flush=True)
     while not stop.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")
@@ -615,6 +691,12 @@ def run(settings: Settings) -> int:
         sys.stdout.flush()
         os._exit(0)  # gRPC threads still hold calls open; the engine is closed and synced
     return 0
+
+
+def _unauthenticated(settings: Settings) -> str:
+    if settings.tls_ca is not None:
+        return "mtls"
+    return "none (no authentication" + (", --insecure)" if settings.insecure else ", loopback only)")
 
 
 def install_signal_handlers(stop: threading.Event, reload: Callable[[], object] | None = None) -> None:

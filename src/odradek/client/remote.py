@@ -35,6 +35,7 @@ from odradek.errors import (
     OdradekError,
     RequestTooLarge,
     StorageError,
+    Unauthenticated,
     Unavailable,
 )
 from odradek.groups import GroupInfo
@@ -57,6 +58,9 @@ def connect(
     tls_ca: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    token: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> RemoteClient:
     """A client (:class:`odradek.api.Client`) of the Odradek server at ``url``.
 
@@ -74,6 +78,10 @@ def connect(
             requires client certificates (None: ``$ODRADEK_TLS_CLIENT_CERT``). Files given
             replace all three variables.
         tls_key: the private key of ``tls_cert`` (None: ``$ODRADEK_TLS_CLIENT_KEY``).
+        token: an API token (``odradek token create``) or a JWT, sent on every call
+            for a server with authentication (None: ``$ODRADEK_TOKEN`` when set).
+        user: a user name (``odradek user add``), with ``password``, instead of a token.
+        password: the password of ``user``.
 
     Raises:
         InvalidRequest: the URL (given or from the variable) is not a grpc:// URL; TLS
@@ -86,7 +94,16 @@ def connect(
         client = odradek.connect("grpc://10.0.0.5:8815")
         client = odradek.connect("grpc+tls://broker.internal:8815", tls_ca="ca.crt")
     """
-    return RemoteClient(url, timeout=timeout, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    return RemoteClient(
+        url,
+        timeout=timeout,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        token=token,
+        user=user,
+        password=password,
+    )
 
 
 def configured_url() -> str:
@@ -142,8 +159,12 @@ class RemoteClient(api.Client):
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.urls = cluster_urls(url)
+        self._middleware = _credentials(token, user, password)
         self.url = self.urls[0]
         tls = client_tls(self.url, ca=tls_ca, cert=tls_cert, key=tls_key)  # see connect()
         self.tls_arguments = tls.flight_arguments() if tls is not None else {}
@@ -162,7 +183,7 @@ class RemoteClient(api.Client):
 
     def _connect(self, url: str) -> None:
         with _errors(url):
-            self._flight = flight.FlightClient(url, **self._tls_of(url))
+            self._flight = flight.FlightClient(url, middleware=self._middleware, **self._tls_of(url))
         self._puts = _PutStreams(self)
         self._appends = AppendStreams(
             self._flight, url, functools.partial(_errors, url), translate_error, self._check_open
@@ -821,6 +842,8 @@ def translate_error(exc: flight.FlightError, url: str) -> OdradekError:
     text = str(exc)
     if "larger than max" in text or ("exceeds" in text and "limit" in text):
         return RequestTooLarge(f"a message to or from {url} is over the transport's size limit: {text}")
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return Unauthenticated(f"{url} refused the credentials: {text.splitlines()[0]}")
     if isinstance(exc, flight.FlightCancelledError):
         return ClosedError(f"the call to {url} was cancelled: {text}")
     if isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
@@ -887,7 +910,9 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
             try:
                 probe = probes.get(other)
                 if probe is None:
-                    probe = probes[other] = flight.FlightClient(other, **client._tls_of(other))
+                    probe = probes[other] = flight.FlightClient(
+                        other, middleware=client._middleware, **client._tls_of(other)
+                    )
                 results = list(probe.do_action(flight.Action("cluster_status", b"{}"), options))
                 status = messages.load(results[0].body.to_pybytes(), "cluster_status result")
             except (flight.FlightError, pa.ArrowException, OdradekError, IndexError, OSError):
@@ -909,6 +934,22 @@ _OWNER_PROBE_IDLE_SECONDS = 30.0  # a client idle this long asks nothing
 _FAILOVER_BACKOFF_FIRST_SECONDS = 0.05
 _FAILOVER_BACKOFF_MAX_SECONDS = 0.5  # look again at least twice a second during a failover
 _OLD_CONNECTION_SECONDS = 5.0  # calls still on a connection left behind end within this
+
+
+TOKEN_VARIABLE = "ODRADEK_TOKEN"
+
+
+def _credentials(token: str | None, user: str | None, password: str | None) -> list[Any]:
+    """The Flight client middleware sending the credentials (none: no middleware)."""
+    from odradek.security.flight import ClientCredentials
+    from odradek.security.http import basic_header
+
+    if user is not None or password is not None:
+        if token is not None or not user or password is None:
+            raise InvalidRequest("give a token, or a user and its password (not both)")
+        return [ClientCredentials(basic_header(user, password))]
+    token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
+    return [] if token is None else [ClientCredentials(f"Bearer {token.strip()}")]
 
 
 def normalize_url(url: str) -> str:

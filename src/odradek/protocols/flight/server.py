@@ -84,6 +84,9 @@ from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
+from odradek.security.authenticator import Authenticator
+from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
+from odradek.security.flight import FlightAuthentication
 from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         budget: ByteBudget | None = None,
         cluster: ClusterGate | None = None,
         tls: ServerTls | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         """``engine`` None: nothing is served until :meth:`serve_node` (a cluster
         agent's standby, with ``cluster`` saying who the owner is). ``tls``: serve
@@ -154,7 +158,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         }
         super().__init__(
             location,
-            middleware={_CALL_SLOTS: _CallSlots(self.slots)},
+            middleware={
+                _CALL_SLOTS: _CallSlots(self.slots),
+                # every call authenticated before any handler (security/flight.py)
+                **({FLIGHT_AUTHENTICATION: FlightAuthentication(authenticator)} if authenticator else {}),
+            },
             **(tls.flight_arguments() if tls is not None else {}),
         )
 
