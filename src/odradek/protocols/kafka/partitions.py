@@ -28,6 +28,10 @@ import pyarrow as pa
 
 _SEED = np.uint32(0x9747B28C)
 _M = np.uint32(0x5BD1E995)
+# Once this few keys still have words left, each finishes its chain in plain Python
+# (0.1 us a word) instead of a NumPy round over the rows (20 us a word): a 64 KiB key
+# costs ~2 ms instead of ~360 ms.
+_LONG_KEYS_MAX = 8
 
 
 def murmur2(keys: pa.Array) -> np.ndarray:
@@ -50,6 +54,12 @@ def murmur2(keys: pa.Array) -> np.ndarray:
     words = lengths // 4
     for word in range(int(words.max())):
         active = np.flatnonzero(words > word)
+        if len(active) <= _LONG_KEYS_MAX:  # a few long keys left: one chain each
+            for row in active.tolist():
+                hashes[row] = _chain(
+                    int(hashes[row]), data, int(starts[row]) + 4 * word, int(words[row]) - word
+                )
+            break
         at = starts[active] + 4 * word
         k = (
             data[at].astype(np.uint32)
@@ -73,6 +83,19 @@ def murmur2(keys: pa.Array) -> np.ndarray:
     hashes *= _M
     hashes ^= hashes >> np.uint32(15)
     return hashes
+
+
+def _chain(state: int, data: np.ndarray, start: int, count: int) -> int:
+    """murmur2's state after ``count`` more words of one key from byte ``start``: the
+    words are mixed with NumPy, only the chain (multiply, xor) runs word by word."""
+    mixed = np.frombuffer(data[start : start + 4 * count].tobytes(), dtype="<u4").astype(np.uint32)
+    mixed *= _M
+    mixed ^= mixed >> np.uint32(24)
+    mixed *= _M
+    multiplier = int(_M)
+    for word in mixed.tolist():
+        state = ((state * multiplier) & 0xFFFFFFFF) ^ word
+    return state
 
 
 def partition_of(keys: pa.Array, offsets: np.ndarray, partitions: int) -> np.ndarray:

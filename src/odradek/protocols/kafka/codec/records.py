@@ -59,6 +59,12 @@ _SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)
 _EMPTY = pa.py_buffer(b"")
 
 
+class RecordOverLimit(DecodeError):
+    """A well-formed record over one of the door's bounds (limits.header_count_max): the
+    batch is refused as invalid (INVALID_RECORD, which clients do not retry), not as
+    corrupt (CORRUPT_MESSAGE, which they retry forever)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchHeader:
     base_offset: int
@@ -286,8 +292,14 @@ def _decode_records(
     position += np.maximum(value_lengths, 0)
     header_counts, sizes = _read_varints(buffer, position, ends, wide=False)
     position += sizes
-    if count and (header_counts.min() < 0 or header_counts.max() > limits.header_count_max):
-        raise DecodeError(f"a record has a header count outside 0..{limits.header_count_max}")
+    if count and header_counts.min() < 0:
+        raise DecodeError("a record has a negative header count")
+    if count and header_counts.max() > limits.header_count_max:
+        index = int(np.argmax(header_counts > limits.header_count_max))
+        raise RecordOverLimit(
+            f"record {index} of the batch has {int(header_counts[index])} headers; a record has at "
+            f"most {limits.header_count_max}"
+        )
     headers = _decode_headers(buffer, arrow_buffer, position, ends, header_counts)
     if (position != ends).any():
         raise DecodeError("a record's fields do not add up to its length")
