@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime
 import types
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias
 
 import pyarrow as pa
@@ -56,6 +56,7 @@ __all__ = [
     "Schema",
     "Size",
     "Start",
+    "ViewFunction",
 ]
 
 # -- the types of parameters ------------------------------------------------------------
@@ -95,6 +96,10 @@ up by one per append."""
 
 DropRange: TypeAlias = tuple[int, int] | Sequence[tuple[int, int]]
 """``(first, last)`` offsets, inclusive, or a list of them."""
+
+ViewFunction: TypeAlias = Callable[..., Any]
+"""A view's reducer or key function given as a function (embedded client only): one
+defined at the top level of an importable module, stored as its import path."""
 
 
 class BatchStream(Protocol):
@@ -358,6 +363,8 @@ class Client(Protocol):
         expect: Expect | None = None,
         expect_offset: int | None = None,
         producer: Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
     ) -> AppendResult:
         """Append records atomically: all of them are written, or none.
 
@@ -377,6 +384,12 @@ class Client(Protocol):
             producer: ``(producer_id, sequence)``: a retry of one of the producer's last
                 five appends returns the original result (``duplicate=True``) instead
                 of writing again, also after a restart.
+            wait_for: synchronous commit: ``["group:NAME", "view:NAME"]``; the append
+                returns only once each named consumer group has acked the records (its
+                committed offset is past them) and each named view has applied them,
+                so a ``view_get`` after it sees them. Each must exist and read the
+                topic, or nothing is written.
+            timeout: seconds to wait for ``wait_for`` (at most 300).
 
         Returns:
             The first offset, the count and ``{key: new version}`` of the append.
@@ -389,11 +402,17 @@ class Client(Protocol):
             SchemaViolation: a value does not conform to the topic's schema
                 (``.index``, ``.path``).
             RequestTooLarge: the append is over the size limit (64 MiB by default).
-            InvalidRequest: malformed records or options.
+            WaitTimeout: the records are durable, but waiters of ``wait_for`` did not
+                process them in ``timeout`` or cannot (a view stopped on an error):
+                ``.pending`` names them, ``.result`` is the append's result.
+            ViewNotFound: ``wait_for`` names a view that does not exist.
+            InvalidRequest: malformed records or options, or ``wait_for`` names a
+                group that does not exist, or a waiter that does not read the topic.
 
         Example::
 
             client.append("orders", [{"key": b"order-1", "value": b"{}"}], expect={b"order-1": 0})
+            client.append("orders", records, wait_for=["view:orders_by_customer"], timeout=5.0)
         """
 
     def append_many(
@@ -565,6 +584,112 @@ class Client(Protocol):
         Raises:
             TopicNotFound: there is no such topic.
             InvalidRequest: a bad key.
+        """
+
+    # -- views ------------------------------------------------------------------------
+
+    def create_view(
+        self,
+        name: str,
+        pattern: str,
+        reducer: str | ViewFunction,
+        *,
+        key: str | ViewFunction | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Define a materialized key view: a key -> state table the server keeps up to
+        date from the log, at least once, from the first record of every topic the
+        pattern matches (topics created later included).
+
+        For each record, in offset order per topic, the server calls
+        ``reducer(state, record)``: ``state`` is the key's state (bytes, None for a new
+        key), ``record`` a dict with ``topic``, ``offset``, ``key``, ``value``,
+        ``headers``, ``timestamp`` (microseconds) and ``version``; it returns the new
+        state (bytes) or None to delete the key. A reducer that raises stops the view
+        at that record (``describe_view`` says why); appends are never held back.
+
+        Args:
+            name: the view's name (topic name rules).
+            pattern: the topics it reads: a name or a pattern (``orders.>``).
+            reducer: an import path ``"package.module:function"`` the server can import;
+                the embedded client also takes a function defined at the top level of
+                an importable module (stored as its path).
+            key: the view key of a record, as ``key(record) -> bytes | None`` (None:
+                the record is skipped), by import path or function as ``reducer``;
+                None uses the record's key (keyless records are skipped).
+            exist_ok: if a view of that name exists with the same pattern, reducer and
+                key, return its description instead of refusing.
+
+        Returns:
+            The view's description (see ``describe_view``).
+
+        Raises:
+            InvalidRequest: a bad name or pattern, a reducer that cannot be imported
+                (or stored), a view of that name exists, or the node's view limit.
+
+        Example::
+
+            client.create_view("balances", "payments.>", "myapp.reducers:balance")
+        """
+
+    def view_get(self, name: str, key: Key) -> bytes | None:
+        """A key's state in a view, as applied so far (None if it has none).
+
+        Args:
+            name: the view.
+            key: the view key.
+
+        Raises:
+            ViewNotFound: there is no such view.
+            InvalidRequest: a bad key.
+        """
+
+    def view_scan(
+        self, name: str, prefix: Key = b"", *, after: Key | None = None, limit: int | None = None
+    ) -> pa.Table:
+        """The keys of a view that start with ``prefix``, in key order, with their states.
+
+        Args:
+            name: the view.
+            prefix: the start every key returned has (``b""``: every key).
+            after: only keys after this one: the last key of the previous page.
+            limit: rows at most (1 to 100,000; None for 100,000).
+
+        Returns:
+            A table with columns ``key`` and ``state`` (binary).
+
+        Raises:
+            ViewNotFound: there is no such view.
+            InvalidRequest: a bad prefix or limit.
+        """
+
+    def describe_view(self, name: str) -> dict[str, Any]:
+        """A view's definition and progress.
+
+        Args:
+            name: the view.
+
+        Returns:
+            ``{"name", "pattern", "reducer", "key", "created_at", "status"
+            ("running", "failed" or "stopped"), "error" (why it stopped, or None),
+            "offsets" ({topic: next offset to apply}), "lag" ({topic: records not yet
+            applied}), "keys", "bytes", "applied"}``.
+
+        Raises:
+            ViewNotFound: there is no such view.
+        """
+
+    def list_views(self) -> list[str]:
+        """The names of the views, sorted."""
+
+    def delete_view(self, name: str) -> None:
+        """Delete a view and its table (appends waiting for it stop waiting).
+
+        Args:
+            name: the view.
+
+        Raises:
+            ViewNotFound: there is no such view.
         """
 
     # -- consumer groups --------------------------------------------------------------
@@ -854,6 +979,8 @@ class AsyncClient(Protocol):
         expect: Expect | None = None,
         expect_offset: int | None = None,
         producer: Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
     ) -> AppendResult:
         """``Client.append``, awaited. Appends of many tasks share fsyncs."""
 
@@ -901,6 +1028,34 @@ class AsyncClient(Protocol):
 
     async def key_version(self, topic: str, key: Key) -> int:
         """``Client.key_version``, awaited."""
+
+    async def create_view(
+        self,
+        name: str,
+        pattern: str,
+        reducer: str | ViewFunction,
+        *,
+        key: str | ViewFunction | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """``Client.create_view``, awaited."""
+
+    async def view_get(self, name: str, key: Key) -> bytes | None:
+        """``Client.view_get``, awaited."""
+
+    async def view_scan(
+        self, name: str, prefix: Key = b"", *, after: Key | None = None, limit: int | None = None
+    ) -> pa.Table:
+        """``Client.view_scan``, awaited."""
+
+    async def describe_view(self, name: str) -> dict[str, Any]:
+        """``Client.describe_view``, awaited."""
+
+    async def list_views(self) -> list[str]:
+        """``Client.list_views``, awaited."""
+
+    async def delete_view(self, name: str) -> None:
+        """``Client.delete_view``, awaited."""
 
     async def subscribe(
         self,

@@ -95,6 +95,9 @@ fetch_bytes_max: Final = limits.read_bytes_max_default
 from_version: Final = 1
 """The first version ``read_key`` returns."""
 
+wait_for_timeout_seconds: Final = 5.0
+"""How long an append with ``wait_for`` waits for its waiters."""
+
 # -- consumer groups ---------------------------------------------------------------------
 
 ack_timeout_seconds: Final = 30.0

@@ -12,11 +12,13 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     │   ├── IncompatibleSchema    a schema change breaks the topic's compatibility mode
     │   ├── RequestTooLarge       over a configured size limit
     │   ├── SequenceError         an idempotent producer's sequence has a gap or went back
-    │   └── UnknownMember         a consumer-group member left or expired; join again
+    │   ├── UnknownMember         a consumer-group member left or expired; join again
+    │   └── ViewNotFound          no view of that name
     ├── TopicNotFound
     ├── TopicExists
     ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
     ├── OffsetOutOfRange          a read started outside [first offset, next offset]
+    ├── WaitTimeout               an append is durable, but its wait_for waiters did not finish in time
     ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
     │   ├── DataDamaged           stored data is damaged (checksums); an operator must decide
     │   └── Fenced                another agent took over the object store: no more writes here
@@ -244,6 +246,36 @@ class ClosedError(OdradekError):
     code = "closed"
 
 
+class ViewNotFound(InvalidRequest):
+    """There is no view of that name (``create_view`` makes one)."""
+
+    code = "view_not_found"
+
+    def __init__(self, message: str, view: str | None = None) -> None:
+        super().__init__(message)
+        self.view = view
+
+    def details(self) -> dict[str, Any]:
+        return {"view": self.view}
+
+
+class WaitTimeout(OdradekError):
+    """An append with ``wait_for`` is written and durable, but some of its waiters had
+    not processed it when the timeout ran out (or cannot: a view stopped on an error).
+    ``pending`` names them (``"group:billing"``, ``"view:balances"``); ``result`` is
+    the append's AppendResult. Do not append again: wait, or read the view later."""
+
+    code = "wait_timeout"
+
+    def __init__(self, message: str, pending: list[str] | None = None, result: Any = None) -> None:
+        super().__init__(message)
+        self.pending = list(pending or [])
+        self.result = result
+
+    def details(self) -> dict[str, Any]:
+        return {"pending": self.pending}
+
+
 _BY_CODE: dict[str, type[OdradekError]] = {
     cls.code: cls
     for cls in (
@@ -267,6 +299,8 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         Unavailable,
         NotOwner,
         ClosedError,
+        ViewNotFound,
+        WaitTimeout,
     )
 }
 
@@ -293,6 +327,10 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
         return SequenceError(
             message, str(details["producer_id"]), int(details["expected"]), int(details["actual"])
         )
+    if cls is ViewNotFound:
+        return ViewNotFound(message, details.get("view"))
+    if cls is WaitTimeout:
+        return WaitTimeout(message, [str(p) for p in details.get("pending") or []])
     if cls is UnknownMember:
         return UnknownMember(message, details.get("group"), details.get("member"))
     if cls is NotOwner:

@@ -609,3 +609,35 @@ jwt_leeway_seconds = 30.0
 # A Kafka connection must finish SASL within this many requests before it authenticated
 # (a handshake and a SCRAM exchange take three); more is a confused or hostile client.
 kafka_sasl_requests_max = 8
+
+# --- materialized key views and synchronous commit (src/odradek/views/, decision 0019) --
+# Views one node keeps at most: each has an applier thread of its own, so a slow reducer
+# holds back only its view; 64 threads stay well within a process's means.
+views_max = 64
+# The bytes of one view's table (keys and states) kept in memory at most: 256 MiB, a
+# quarter of the 1 GiB the dev machine gives a server; a view past it stops applying
+# with a clear error in describe_view instead of growing until the process dies.
+view_bytes_max = 256 * 1024 * 1024
+# Records an applier reads in one fetch: the size of a consumer poll's window, so one
+# batch of dicts for the reducer stays a few MiB.
+view_apply_records_max = 10_000
+# Bytes an applier reads in one fetch, roughly (a fetch's default bytes / 4).
+view_apply_bytes_max = 4 * 1024 * 1024
+# A view's table and offsets are checkpointed at most this often while it applies (and
+# when the node closes): a crash re-applies at most about this many seconds of records.
+view_checkpoint_seconds = 1.0
+# Changed keys held beside the sorted table before they are merged into it: a merge is
+# one Arrow sort of the table, so 65,536 changes cost one sort per that many updates.
+view_delta_entries_max = 65_536
+# Rows one view_scan returns at most: as a read batch (defaults.fetch_records_max).
+view_scan_rows_max = 100_000
+# A reducer or key function's import path ("package.module:function") in characters:
+# Python's own names are far shorter; the bound refuses garbage before an import.
+view_import_path_chars_max = 512
+# Waiters one append may name in wait_for: a handful of groups and views is the use.
+wait_for_waiters_max = 16
+# Seconds an append may wait for its waiters: as long as a read may wait (wait_seconds_max).
+wait_for_timeout_seconds_max = 300.0
+# A waiting append looks again at least this often even if no apply or ack woke it
+# (a view deleted meanwhile, a group closed): never a tight loop.
+wait_for_recheck_seconds = 1.0

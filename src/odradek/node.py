@@ -10,7 +10,11 @@ clients. What serves it is composed here, once per engine:
   runs; made on first use, so that a process that never touches a group never loads
   the Kafka door;
 * ``directory``: every group of either kind, one namespace (groups/directory.py,
-  decision 0008): what the doors call to list, describe and delete groups.
+  decision 0008): what the doors call to list, describe and delete groups;
+* ``views``: the materialized key views (views/manager.py), woken by the arrival hook
+  and stopped (after a last checkpoint) when the engine closes; ``waits``: appends
+  with ``wait_for`` (views/waits.py), woken by view applies and group acks
+  (decision 0019). Every door appends through :meth:`Node.append`.
 
 ``odradek serve``, the embedded client (``odradek.open``), the tests and the bench
 build a node (``Node.open(path)`` or ``Node(engine)``) and hand it to the doors
@@ -26,15 +30,19 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from odradek import api, defaults
 from odradek.engine import Engine
 from odradek.engine.arrivals import CLOSING, Arrival
 from odradek.errors import InvalidRequest
 from odradek.groups.directory import GroupDirectory, GroupNames
 from odradek.groups.info import KIND_KAFKA
 from odradek.groups.manager import GroupManager
+from odradek.records import Records
+from odradek.types import AppendResult
+from odradek.views import ViewManager, Waits
 
 if TYPE_CHECKING:
     from odradek.protocols.kafka.catalog import KafkaGroups
@@ -58,10 +66,19 @@ class Node:
         self._kafka_lock = threading.Lock()
         self.names.add_loader(KIND_KAFKA, self._kafka_group_names)
         self.directory.add_kind_later(lambda: self.kafka_groups)
+        self.waits = Waits(self.groups)
+        self.groups.on_progress = self.waits.notify
         with _nodes_lock:
             if engine in _nodes:
                 raise InvalidRequest("this engine is served by a node already; use Node.of(engine)")
             _nodes[engine] = self
+        try:
+            self.views = ViewManager(engine, self.waits.notify)
+        except BaseException:
+            with _nodes_lock:
+                _nodes.pop(engine, None)
+            raise
+        self.waits.views = self.views
         self._remove_listener = engine.on_arrival(self._arrived)
 
     @classmethod
@@ -102,7 +119,31 @@ class Node:
     def _kafka_group_names(self) -> list[str]:
         return self.kafka_groups.stored_names()
 
+    def append(
+        self,
+        topic: str,
+        records: Records,
+        *,
+        expect: api.Expect | None = None,
+        expect_offset: int | None = None,
+        producer: api.Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
+    ) -> AppendResult:
+        """``Client.append``: the engine's append, then, with ``wait_for``, the wait for
+        its waiters, which are checked before anything is written (views/waits.py)."""
+        if wait_for is None:
+            return self.engine.append(
+                topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+            )
+        waiters, seconds = self.waits.check(topic, wait_for, timeout)
+        result = self.engine.append(
+            topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+        )
+        return self.waits.wait(topic, waiters, result, seconds) if waiters else result
+
     def _arrived(self, arrival: Arrival) -> None:
+        self.views.arrived(arrival)
         self.groups.arrived(arrival)
         if arrival.kind == CLOSING:
             self._remove_listener()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -154,9 +154,18 @@ class AsyncClient(api.AsyncClient):
         expect: api.Expect | None = None,
         expect_offset: int | None = None,
         producer: api.Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
     ) -> AppendResult:
         return await self._call(
-            self.sync.append, topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+            self.sync.append,
+            topic,
+            records,
+            expect=expect,
+            expect_offset=expect_offset,
+            producer=producer,
+            wait_for=wait_for,
+            timeout=timeout,
         )
 
     async def append_many(
@@ -220,6 +229,36 @@ class AsyncClient(api.AsyncClient):
 
     async def key_version(self, topic: str, key: api.Key) -> int:
         return await self._call(self.sync.key_version, topic, key)
+
+    # -- views ------------------------------------------------------------------------
+
+    async def create_view(
+        self,
+        name: str,
+        pattern: str,
+        reducer: str | api.ViewFunction,
+        *,
+        key: str | api.ViewFunction | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        return await self._call(self.sync.create_view, name, pattern, reducer, key=key, exist_ok=exist_ok)
+
+    async def view_get(self, name: str, key: api.Key) -> bytes | None:
+        return await self._call(self.sync.view_get, name, key)
+
+    async def view_scan(
+        self, name: str, prefix: api.Key = b"", *, after: api.Key | None = None, limit: int | None = None
+    ) -> pa.Table:
+        return await self._call(self.sync.view_scan, name, prefix, after=after, limit=limit)
+
+    async def describe_view(self, name: str) -> dict[str, Any]:
+        return await self._call(self.sync.describe_view, name)
+
+    async def list_views(self) -> list[str]:
+        return await self._call(self.sync.list_views)
+
+    async def delete_view(self, name: str) -> None:
+        await self._call(self.sync.delete_view, name)
 
     # -- consumer groups --------------------------------------------------------------
 

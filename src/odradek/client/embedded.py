@@ -8,7 +8,7 @@ methods' documentation is the protocol's (``help()`` shows it).
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -109,9 +109,17 @@ class EmbeddedClient(api.Client):
         expect: api.Expect | None = None,
         expect_offset: int | None = None,
         producer: api.Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
     ) -> AppendResult:
-        return self.engine.append(
-            topic, records, expect=expect, expect_offset=expect_offset, producer=producer
+        return self.node.append(
+            topic,
+            records,
+            expect=expect,
+            expect_offset=expect_offset,
+            producer=producer,
+            wait_for=wait_for,
+            timeout=timeout,
         )
 
     def append_many(
@@ -159,6 +167,36 @@ class EmbeddedClient(api.Client):
 
     def key_version(self, topic: str, key: api.Key) -> int:
         return self.engine.key_version(topic, key)
+
+    # -- views ------------------------------------------------------------------------
+
+    def create_view(
+        self,
+        name: str,
+        pattern: str,
+        reducer: str | api.ViewFunction,
+        *,
+        key: str | api.ViewFunction | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        return self.node.views.create(name, pattern, reducer, key, exist_ok=exist_ok)
+
+    def view_get(self, name: str, key: api.Key) -> bytes | None:
+        return self.node.views.get(name, key)
+
+    def view_scan(
+        self, name: str, prefix: api.Key = b"", *, after: api.Key | None = None, limit: int | None = None
+    ) -> pa.Table:
+        return self.node.views.scan(name, prefix, after=after, limit=limit)
+
+    def describe_view(self, name: str) -> dict[str, Any]:
+        return self.node.views.describe(name)
+
+    def list_views(self) -> list[str]:
+        return self.node.views.list()
+
+    def delete_view(self, name: str) -> None:
+        self.node.views.delete(name)
 
     # -- consumer groups --------------------------------------------------------------
 

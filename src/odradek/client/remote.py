@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
@@ -37,6 +37,7 @@ from odradek.errors import (
     StorageError,
     Unauthenticated,
     Unavailable,
+    WaitTimeout,
 )
 from odradek.groups import GroupInfo
 from odradek.protocols.flight import messages
@@ -386,13 +387,34 @@ class RemoteClient(api.Client):
         expect: api.Expect | None = None,
         expect_offset: int | None = None,
         producer: api.Producer | None = None,
+        wait_for: Sequence[str] | None = None,
+        timeout: float = defaults.wait_for_timeout_seconds,
     ) -> AppendResult:
         batch = to_input_batch(records, limits.flight_message_bytes_max, "json")
+        if wait_for is not None:  # refused before anything is written (views/waits.py)
+            waits = {"topic": _check_str(topic, "topic"), "wait_for": wait_for, "timeout": timeout}
+            self._action("check_waiters", waits)
+        result = None
         if batch.schema.equals(INPUT_SCHEMA):  # typed values travel over DoPut, schema and all
             result = self._appends.append(_check_str(topic, "topic"), batch, expect, expect_offset, producer)
-            if result is not None:
-                return result
-        return self._put_append(topic, batch, expect, expect_offset, producer)
+        if result is None:
+            result = self._put_append(topic, batch, expect, expect_offset, producer)
+        if wait_for is not None:
+            self._wait_for(waits, result)
+        return result
+
+    def _wait_for(self, waits: dict[str, Any], result: AppendResult) -> None:
+        """Synchronous commit: wait on the server for an append's waiters."""
+        body = {**waits, "base_offset": result.base_offset, "count": result.count}
+        options = flight.FlightCallOptions(timeout=float(waits["timeout"]) + _WAIT_FOR_MARGIN_SECONDS)
+        with _errors(self.url):
+            self._check_open()
+            action = flight.Action("wait_for", messages.dump(body))
+            results = list(self._flight.do_action(action, options))
+        answer = messages.load(results[0].body.to_pybytes(), "wait_for result") if results else {}
+        pending = answer.get("pending")
+        if pending:
+            raise WaitTimeout(str(answer.get("message", "")), [str(name) for name in pending], result)
 
     def _put_append(
         self,
@@ -502,6 +524,56 @@ class RemoteClient(api.Client):
     def key_version(self, topic: str, key: api.Key) -> int:
         body = {"topic": topic, "key": messages.encode_key(messages.key_bytes(key))}
         return int(messages.load(self._action("key_version", body), "key_version result")["version"])
+
+    # -- views ------------------------------------------------------------------------
+
+    @_failover(_exist_ok)
+    def create_view(
+        self,
+        name: str,
+        pattern: str,
+        reducer: str | api.ViewFunction,
+        *,
+        key: str | api.ViewFunction | None = None,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        if not isinstance(reducer, str) or (key is not None and not isinstance(key, str)):
+            raise InvalidRequest(
+                "a remote client names a view's reducer and key function by import path "
+                "('package.module:function', importable on the server)"
+            )
+        body = {"name": name, "pattern": pattern, "reducer": reducer, "key": key, "exist_ok": exist_ok}
+        return dict(messages.load(self._action("create_view", body), "create_view result"))
+
+    @_failover(True)
+    def view_get(self, name: str, key: api.Key) -> bytes | None:
+        body = {"name": name, "key": messages.encode_key(messages.key_bytes(key))}
+        state = messages.load(self._action("view_get", body), "view_get result").get("state")
+        return None if state is None else messages.decode_key(state, "hex")
+
+    @_failover(True)
+    def view_scan(
+        self, name: str, prefix: api.Key = b"", *, after: api.Key | None = None, limit: int | None = None
+    ) -> pa.Table:
+        body = {
+            "name": name,
+            "prefix": messages.encode_key(messages.key_bytes(prefix)),
+            "after": None if after is None else messages.encode_key(messages.key_bytes(after)),
+            "limit": limit,
+        }
+        return messages.decode_view_scan(self._action("view_scan", body))
+
+    @_failover(True)
+    def describe_view(self, name: str) -> dict[str, Any]:
+        return dict(messages.load(self._action("describe_view", {"name": name}), "describe_view result"))
+
+    @_failover(True)
+    def list_views(self) -> list[str]:
+        return list(messages.load(self._action("list_views", {}), "list_views result").get("views", []))
+
+    @_failover(False)
+    def delete_view(self, name: str) -> None:
+        self._action("delete_view", {"name": name})
 
     # -- consumer groups --------------------------------------------------------------
 
@@ -934,6 +1006,7 @@ _OWNER_PROBE_IDLE_SECONDS = 30.0  # a client idle this long asks nothing
 _FAILOVER_BACKOFF_FIRST_SECONDS = 0.05
 _FAILOVER_BACKOFF_MAX_SECONDS = 0.5  # look again at least twice a second during a failover
 _OLD_CONNECTION_SECONDS = 5.0  # calls still on a connection left behind end within this
+_WAIT_FOR_MARGIN_SECONDS = 5.0  # a wait_for call's deadline beyond its wait: the answer's trip
 
 
 TOKEN_VARIABLE = "ODRADEK_TOKEN"

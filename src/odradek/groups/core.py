@@ -73,6 +73,9 @@ class GroupCore:
         self.closed = False
         self.pattern: str | None = None
         self.options: GroupOptions | None = None
+        # Called (holding no lock) after an ack moved what is settled: appends waiting
+        # for the group (``wait_for``, views/waits.py) look again.
+        self.on_progress: Callable[[], None] | None = None
         self._since = 0.0
         meta = state.meta if state else None
         if meta is not None:
@@ -197,6 +200,16 @@ class GroupCore:
         """New data or topics may be there (called by the engine's arrivals)."""
         with self._lock:
             self._changed()
+
+    def committed_offset(self, topic: str) -> int | None:
+        """The offset below which every record of ``topic`` is settled (None: the group
+        has not read the topic yet)."""
+        with self._lock:
+            cursor = self._cursors.get(topic)
+            if cursor is not None:
+                return cursor.committed
+            saved = self._saved.get(topic)
+            return saved.committed if saved is not None else None
 
     def _changed(self) -> None:
         self._changes += 1

@@ -78,6 +78,8 @@ class GroupManager:
         self.closed = False
         self.names = names if names is not None else GroupNames()
         self.names.add_loader(KIND_ODRADEK, self._stored_names)
+        # Called after any group's ack moved what is settled (node.py: synchronous commit).
+        self.on_progress: Callable[[], None] | None = None
 
     def _now(self) -> float:
         return self.clock()
@@ -109,6 +111,7 @@ class GroupManager:
                     self.names.release(name, KIND_ODRADEK)
                     raise
             group = Group(name, self._engine, store, state, self._now)
+            group.on_progress = self._progressed
             self._groups[name] = group
             return group
 
@@ -228,7 +231,18 @@ class GroupManager:
         target.delete()
         self.names.release(group, KIND_ODRADEK)
 
+    def committed(self, group: str, topic: str) -> tuple[str | None, int | None]:
+        """(the group's pattern, the offset below which it settled all of ``topic``);
+        either None while unknown. Raises InvalidRequest for a group that does not exist."""
+        target = self._group(group)
+        return target.pattern, target.committed_offset(topic)
+
     # -- plumbing ---------------------------------------------------------------------
+
+    def _progressed(self) -> None:
+        listener = self.on_progress
+        if listener is not None:
+            listener()
 
     def arrived(self, arrival: Arrival) -> None:
         """The engine's arrival hook (node.py): new records or topics wake the polls

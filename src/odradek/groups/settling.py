@@ -76,6 +76,8 @@ class Settling(GroupCore):
             if settled:
                 self._changed()
                 self._maybe_rewrite()
+        if settled and self.on_progress is not None:
+            self.on_progress()
         return AckResult(settled, rejected)
 
     def _hold_unapplied(self, written: list[tuple[Cursor, I64]]) -> int:

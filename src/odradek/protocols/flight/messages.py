@@ -84,6 +84,18 @@ ACTIONS: dict[str, str] = {
     'Result: {"topic", "segments", "frames", "bytes", "damaged": [...], "problems": [...], "ok"}.',
     "repair_topic": 'Accept the loss of damaged offsets. Body: {"name", "drop_range": [first, last] or '
     "a list of them}. Result: topic info JSON.",
+    "create_view": 'Define a materialized key view. Body: {"name", "pattern", "reducer" (import path), '
+    '"key"? (import path), "exist_ok"?}. Result: the view\'s description (as describe_view).',
+    "view_get": 'A key\'s state in a view. Body: {"name", "key"}. Result: {"state": hex or null}.',
+    "view_scan": 'Keys of a view with a prefix, in key order. Body: {"name", "prefix"?, "after"?, "limit"?} '
+    "(keys hex). Result: an Arrow IPC stream of a table with binary columns key and state.",
+    "describe_view": 'A view\'s definition, status, error, offsets and lag. Body: {"name"}. Result: JSON.',
+    "list_views": 'View names, sorted. Body: {}. Result: {"views": [...]}.',
+    "delete_view": 'Delete a view and its table. Body: {"name"}. Result: {}.',
+    "check_waiters": 'Refuse an append\'s wait_for before it is written. Body: {"topic", "wait_for", '
+    '"timeout"}. Result: {}.',
+    "wait_for": 'Wait until an append\'s waiters processed it. Body: {"topic", "wait_for", '
+    '"timeout", "base_offset", "count"}. Result: {} once they did, else {"pending": [...], "message"}.',
 }
 
 _VERSIONS_SCHEMA = pa.schema([pa.field("key", pa.binary()), pa.field("version", pa.int64())])

@@ -74,6 +74,7 @@ from odradek.errors import (
     RequestTooLarge,
     StorageError,
     Unavailable,
+    WaitTimeout,
 )
 from odradek.names import is_pattern
 from odradek.node import Node
@@ -155,6 +156,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "repair_topic": self._repair_topic,
             "cluster_status": self._cluster_status,
             "handover": self._handover,
+            "create_view": self._create_view,
+            "view_get": self._view_get,
+            "view_scan": self._view_scan,
+            "describe_view": self._describe_view,
+            "list_views": self._list_views,
+            "delete_view": self._delete_view,
+            "check_waiters": self._check_waiters,
+            "wait_for": self._wait_for,
         }
         super().__init__(
             location,
@@ -528,6 +537,64 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _delete_group(self, body: dict[str, Any]) -> bytes:
         self.node.directory.delete_group(_name(body, "group", "a group name"))
+        return b"{}"
+
+    # Views and synchronous commit (views/, decision 0019).
+
+    def _create_view(self, body: dict[str, Any]) -> bytes:
+        reducer, key = body.get("reducer"), body.get("key")
+        if not isinstance(reducer, str) or (key is not None and not isinstance(key, str)):
+            raise InvalidRequest(
+                "a remote view's reducer and key function are import paths ('module:function')"
+            )
+        exist_ok = body.get("exist_ok", False)
+        if not isinstance(exist_ok, bool):
+            raise InvalidRequest(f"exist_ok must be true or false, got {exist_ok!r}")
+        name, pattern = _name(body, "name", "a view name"), _name(body, "pattern", "a pattern")
+        described = self.node.views.create(name, pattern, reducer, key, exist_ok=exist_ok)
+        return messages.dump(described)
+
+    def _view_get(self, body: dict[str, Any]) -> bytes:
+        key = messages.decode_key(body.get("key"), body.get("key_encoding", "hex"))
+        state = self.node.views.get(_name(body, "name", "a view name"), key)
+        return messages.dump({"state": None if state is None else state.hex()})
+
+    def _view_scan(self, body: dict[str, Any]) -> bytes:
+        prefix = messages.decode_key(body.get("prefix", ""), "hex")
+        after = body.get("after")
+        limit: Any = body.get("limit")  # the views check what it is
+        table = self.node.views.scan(
+            _name(body, "name", "a view name"),
+            prefix,
+            after=None if after is None else messages.decode_key(after, "hex"),
+            limit=limit,
+        )
+        return messages.encode_view_scan(table)
+
+    def _describe_view(self, body: dict[str, Any]) -> bytes:
+        return messages.dump(self.node.views.describe(_name(body, "name", "a view name")))
+
+    def _list_views(self, body: dict[str, Any]) -> bytes:
+        return messages.dump({"views": self.node.views.list()})
+
+    def _delete_view(self, body: dict[str, Any]) -> bytes:
+        self.node.views.delete(_name(body, "name", "a view name"))
+        return b"{}"
+
+    def _check_waiters(self, body: dict[str, Any]) -> bytes:
+        self.node.waits.check(_name(body, "topic"), body.get("wait_for"), body.get("timeout"))
+        return b"{}"
+
+    def _wait_for(self, body: dict[str, Any]) -> bytes:
+        topic = _name(body, "topic")
+        waiters, seconds = self.node.waits.check(topic, body.get("wait_for"), body.get("timeout"))
+        base, count = body.get("base_offset"), body.get("count")
+        if not isinstance(base, int) or not isinstance(count, int) or base < 0 or count < 0:
+            raise InvalidRequest(f"base_offset and count must be ints >= 0, got {base!r} and {count!r}")
+        try:
+            self.node.waits.wait(topic, waiters, AppendResult(base, count, {}), seconds)
+        except WaitTimeout as exc:
+            return messages.dump({"pending": exc.pending, "message": exc.message})
         return b"{}"
 
     # -- DoExchange: consumer groups ------------------------------------------------------------

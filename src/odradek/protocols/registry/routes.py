@@ -21,6 +21,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -38,6 +39,7 @@ from odradek.errors import (
     OdradekError,
     TopicExists,
     TopicNotFound,
+    ViewNotFound,
 )
 from odradek.names import validate_topic_name
 from odradek.protocols.registry.subjects import (
@@ -214,6 +216,8 @@ class Registry:
             (("mode", "{subject}"), {"GET": self._get_mode, "PUT": self._put_mode, "DELETE": self._get_mode}),
             (("contexts",), {"GET": self._contexts}),
             (("associations", "resources", "{namespace}", "{name}"), {"GET": self._associations}),
+            # The JSON API's first route (DESIGN §3, --http-listen): a view's key.
+            (("v1", "views", "{view}", "keys", "{key}"), {"GET": self._view_key}),
         ]
 
     def handle(self, request: Request) -> Response:
@@ -591,8 +595,48 @@ class Registry:
         # TopicNameStrategy, which names exactly the subjects described above.
         return Response.of([])
 
+    def _view_key(self, request: Request, parameters: dict[str, str]) -> Response:
+        """``GET /v1/views/{view}/keys/{key}``: a key's state in a materialized view
+        (decision 0019). The key is the path segment's UTF-8, or with ``?key_encoding=hex``
+        or ``base64`` its bytes so written; the state is ``state`` (UTF-8 text) or, when
+        it is not UTF-8, ``state_b64``. 404 for an unknown view or a key without state."""
+        views = _views_of(self.backend)
+        if views is None:
+            raise RegistryError(404, 404, "HTTP 404 Not Found: this server keeps no views")
+        key = _key_of(parameters["key"], request.query.get("key_encoding", "utf-8"))
+        state = views.get(parameters["view"], key)
+        if state is None:
+            raise RegistryError(404, 40404, f"Key not found in view {parameters['view']!r}")
+        document: dict[str, Any] = {"view": parameters["view"], "key": parameters["key"]}
+        try:
+            document["state"] = state.decode()
+        except UnicodeDecodeError:
+            document["state_b64"] = base64.b64encode(state).decode()
+        return Response(200, json.dumps(document).encode(), "application/json")
+
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _views_of(backend: object) -> Any:
+    """The views of the node serving ``backend`` (an Engine), or None for other backends."""
+    from odradek.engine.engine import Engine  # the routes stay importable without a node
+    from odradek.node import Node
+
+    return Node.of(backend).views if isinstance(backend, Engine) else None
+
+
+def _key_of(text: str, encoding: str) -> bytes:
+    try:
+        if encoding == "utf-8":
+            return text.encode()
+        if encoding == "hex":
+            return bytes.fromhex(text)
+        if encoding == "base64":
+            return base64.b64decode(text, altchars=b"-_", validate=False)
+    except ValueError:
+        raise RegistryError(422, 42201, f"The key is not valid {encoding}") from None
+    raise RegistryError(422, 42201, f"key_encoding is utf-8, hex or base64, not {encoding!r}")
 
 
 def topic_of(subject: str) -> str | None:
@@ -730,6 +774,8 @@ def _translate(error: OdradekError) -> Response:
         return Response.error(422, 42201, f"Invalid schema: {error.message}")
     if isinstance(error, TopicNotFound):
         return Response.error(404, 40401, f"Subject not found: {error.message}")
+    if isinstance(error, ViewNotFound):
+        return Response.error(404, 40403, error.message)
     if isinstance(error, InvalidRequest):
         return Response.error(422, 42201, error.message)
     log.warning("registry backend error", extra={"fields": {"error": error.message}})

@@ -1,0 +1,327 @@
+"""One materialized view and its applier thread.
+
+Theory of operation
+-------------------
+* The applier reads the view's topics (those its pattern matches, in name order) from
+  its positions in batches of ``view_apply_records_max`` (``engine.fetch``, values of
+  schema'd topics as JSON text), turns each batch into dicts (Arrow's ``to_pylist``)
+  and calls the reducer once per record, in offset order per topic. The new states
+  go into the table (table.py) and the position past the batch becomes the topic's.
+* Once a batch is applied the view notifies its waiters (``on_applied``): appends
+  waiting for it (``wait_for``) look again; ``view_get`` already sees the batch.
+* A **checkpoint** (the table and every position, one atomic write) is taken at most
+  every ``view_checkpoint_seconds`` while it applies, and when the view stops. A crash
+  loses at most what was applied since: it is applied again from the checkpoint's
+  positions (at least once; an idempotent reducer gives exactly the fold).
+* A reducer or key function that **raises**, or returns something other than bytes or
+  None, stops the view at that record: its state and positions stay those before the
+  record's batch, the error (with topic and offset) is in ``describe_view``, and
+  appends are never held back. So does a table over ``view_bytes_max``. A restart tries
+  again (the reducer may have been fixed); so does deleting and creating the view.
+* Positions are per topic with the topic's incarnation: a topic deleted and created
+  again is applied from its start; offsets below the topic's first (retention) are
+  skipped to the first one.
+* The applier sleeps on an event that the engine's arrivals set (new durable records,
+  new topics): it never polls in a tight loop (it also wakes once a second, for a due
+  checkpoint).
+
+Locks: the view's ``lock`` guards the table and positions; ``get``/``scan`` take it
+briefly. The reducer runs outside it (a batch is applied to a copy of the changes and
+then published under the lock), so reads are never held by a slow reducer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.errors import ClosedError, OdradekError, OffsetOutOfRange, TopicNotFound
+from odradek.views.definition import KeyFunction, Reducer, ViewDefinition, resolve
+from odradek.views.table import ViewTable
+
+if TYPE_CHECKING:
+    from odradek.engine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+TABLE_FILE = "table"
+
+STATUS_RUNNING = "running"
+STATUS_FAILED = "failed"
+STATUS_STOPPED = "stopped"
+
+
+class View:
+    def __init__(
+        self,
+        definition: ViewDefinition,
+        engine: Engine,
+        directory: str,
+        on_applied: Callable[[], None],
+    ) -> None:
+        self.definition = definition
+        self.name = definition.name
+        self._engine = engine
+        self._disk = engine.disk
+        self.directory = directory
+        self._on_applied = on_applied
+        self.lock = threading.Lock()
+        self.table = ViewTable()
+        # topic -> [next offset to apply, the topic's incarnation]
+        self.positions: dict[str, list[Any]] = {}
+        self.error: str | None = None
+        self.status = STATUS_RUNNING
+        self.applied = 0  # records applied since the view was loaded
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._dirty = False
+        self._checkpointed_at = time.monotonic()
+        self._reducer: Reducer | None = None
+        self._key: KeyFunction | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the last checkpoint (none for a new view); raises DataDamaged."""
+        path = os.path.join(self.directory, TABLE_FILE)
+        try:
+            blob = self._disk.read_bytes(path)
+        except FileNotFoundError:
+            return
+        table, positions = ViewTable.decode(blob, path)
+        self.table = table
+        self.positions = {str(topic): [int(p[0]), str(p[1])] for topic, p in positions.items()}
+
+    def start(self) -> None:
+        try:
+            self._reducer = resolve(self.definition.reducer, "reducer")
+            self._key = resolve(self.definition.key, "key function") if self.definition.key else None
+        except OdradekError as exc:
+            self._fail(exc.message)
+            return
+        self._thread = threading.Thread(target=self._run, name=f"odradek-view-{self.name}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def forget(self, topic: str) -> None:
+        """``topic`` was deleted: a topic created again under its name starts afresh."""
+        with self.lock:
+            self.positions.pop(topic, None)
+        self._wake.set()
+
+    def stop(self, *, checkpoint: bool = True) -> None:
+        """Stop applying (the batch under way finishes) and take a last checkpoint."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if checkpoint and self._dirty:
+            self._checkpoint()
+        if self.status == STATUS_RUNNING:
+            self.status = STATUS_STOPPED
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        with self.lock:
+            return self.table.get(key)
+
+    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> pa.Table:
+        with self.lock:
+            return self.table.scan(prefix, after, limit)
+
+    def position(self, topic: str) -> int:
+        """The offset up to which the view has applied ``topic`` (0 if not yet)."""
+        with self.lock:
+            found = self.positions.get(topic)
+            return int(found[0]) if found is not None else 0
+
+    def describe(self) -> dict[str, Any]:
+        with self.lock:
+            positions = {topic: int(p[0]) for topic, p in sorted(self.positions.items())}
+            keys, size = len(self.table), self.table.nbytes
+        lag: dict[str, int] = {}
+        for topic in self._engine.list_topics(self.definition.pattern):
+            try:
+                end = self._engine.describe_topic(topic).next_offset
+            except OdradekError:
+                continue
+            lag[topic] = max(0, end - positions.get(topic, 0))
+        return {
+            **self.definition.to_json(),
+            "status": self.status,
+            "error": self.error,
+            "offsets": positions,
+            "lag": lag,
+            "keys": keys,
+            "bytes": size,
+            "applied": self.applied,
+        }
+
+    # -- applying -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                progressed = self._apply_round()
+                if self.status == STATUS_FAILED:
+                    return
+                now = time.monotonic()
+                if self._dirty and now - self._checkpointed_at >= limits.view_checkpoint_seconds:
+                    self._checkpoint()
+                if not progressed:
+                    self._wake.wait(timeout=limits.view_checkpoint_seconds)
+        except ClosedError:
+            return  # the engine is closing: the manager takes the last checkpoint
+        except Exception as exc:  # a bug or the disk: the view stops, the server goes on
+            log.exception("view %s stopped", self.name)
+            self._fail(f"the view stopped: {type(exc).__name__}: {exc}")
+
+    def _apply_round(self) -> bool:
+        """One batch of every topic with records past the view's position."""
+        progressed = False
+        topics = self._engine.list_topics(self.definition.pattern)
+        with self.lock:
+            for gone in self.positions.keys() - set(topics):
+                del self.positions[gone]
+        for topic in topics:
+            if self._stop.is_set() or self.status == STATUS_FAILED:
+                break
+            try:
+                progressed |= self._apply_topic(topic)
+            except TopicNotFound:
+                continue  # deleted meanwhile; the next round forgets it
+        return progressed
+
+    def _apply_topic(self, topic: str) -> bool:
+        position = self.positions.get(topic)
+        if position is None:
+            info = self._engine.describe_topic(topic)
+            position = [info.first_offset, info.incarnation]
+            with self.lock:
+                self.positions[topic] = position
+        try:
+            batches = self._engine.fetch(
+                topic,
+                int(position[0]),
+                max_records=limits.view_apply_records_max,
+                max_bytes=limits.view_apply_bytes_max,
+                value_format="json",
+            )
+        except OffsetOutOfRange:
+            # Below the first offset (retention removed records the view never applied)
+            # or a topic created again under its name: go on from its first record.
+            info = self._engine.describe_topic(topic)
+            with self.lock:
+                self.positions[topic] = [info.first_offset, info.incarnation]
+            return True
+        if not batches:
+            return False
+        for batch in batches:
+            if not self._apply_batch(topic, batch):
+                return False
+        return True
+
+    def _apply_batch(self, topic: str, batch: pa.RecordBatch) -> bool:
+        """Reduce one batch and publish its states with the position past it; a record
+        that raises stops the view there: the records before it are published, with
+        the position at its offset (module rules)."""
+        assert self._reducer is not None
+        reducer, key_function = self._reducer, self._key
+        records = _as_int_timestamps(batch).to_pylist()
+        changes: dict[bytes, bytes | None] = {}
+        with self.lock:
+            table = self.table
+        position = int(batch.column("offset")[-1].as_py()) + 1
+        failure: str | None = None
+        applied = 0
+        for record in records:
+            try:
+                key, state = _reduce(topic, record, reducer, key_function, changes, table)
+            except Exception as exc:  # noqa: BLE001 (the reducer is user code: whatever it raises stops the view)
+                position = int(record["offset"])
+                failure = f"the reducer failed on {topic} offset {position}: {type(exc).__name__}: {exc}"
+                break
+            applied += 1
+            if key is not None:
+                changes[key] = state
+        with self.lock:
+            for key, state in changes.items():
+                self.table.put(key, state)
+            self.positions[topic] = [position, self.positions[topic][1]]
+            size = self.table.nbytes
+            self.applied += applied
+            self._dirty = True
+        if failure is None and size > limits.view_bytes_max:
+            failure = (
+                f"the view holds {size} bytes of keys and states, over its bound of "
+                f"{limits.view_bytes_max} (view_bytes_max): it stopped applying; narrow its "
+                "pattern or make its states smaller, then create it again"
+            )
+        if failure is not None:
+            self._fail(failure)
+            return False
+        self._on_applied()
+        return True
+
+    def _fail(self, message: str) -> None:
+        log.error("view %s: %s", self.name, message)
+        self.error = message
+        self.status = STATUS_FAILED
+        self._on_applied()  # waiters for this view stop waiting
+
+    def _checkpoint(self) -> None:
+        with self.lock:
+            blob = self.table.encode(dict(self.positions))
+            self._dirty = False
+        self._disk.write_atomically(os.path.join(self.directory, TABLE_FILE), blob, sync=self._engine.fsync)
+        self._checkpointed_at = time.monotonic()
+
+
+def _reduce(
+    topic: str,
+    record: dict[str, Any],
+    reducer: Reducer,
+    key_function: KeyFunction | None,
+    changes: dict[bytes, bytes | None],
+    table: ViewTable,
+) -> tuple[bytes | None, bytes | None]:
+    """(view key, new state) of one record; (None, None) for a record without a key."""
+    record["topic"] = topic
+    headers = record.get("headers")
+    record["headers"] = dict(headers) if headers else {}
+    key = key_function(record) if key_function is not None else record.get("key")
+    if key is None:
+        return None, None
+    if not isinstance(key, bytes):
+        raise TypeError(f"the key function returned {type(key).__name__}, not bytes or None")
+    if len(key) > limits.key_bytes_max:
+        raise ValueError(f"the key function returned {len(key)} bytes, over {limits.key_bytes_max}")
+    state = reducer(changes[key] if key in changes else table.get(key), record)
+    if state is not None and not isinstance(state, bytes):
+        raise TypeError(f"the reducer returned {type(state).__name__}, not bytes or None")
+    return key, state
+
+
+def _as_int_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with its timestamps as int64 microseconds (one Arrow cast), so the
+    records the reducer gets hold plain ints."""
+    names = batch.schema.names
+    if "timestamp" not in names:
+        return batch
+    columns = list(batch.columns)
+    index = names.index("timestamp")
+    columns[index] = columns[index].cast(pa.int64())
+    return pa.RecordBatch.from_arrays(columns, names=names)

@@ -1,0 +1,46 @@
+"""Reducers and key functions the view tests name by import path (this directory is on
+sys.path in the tests and on PYTHONPATH of the servers they start)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def total(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """The sum of the records' JSON ``amount``: not idempotent (counts a record twice if
+    it is applied twice)."""
+    amount = int(json.loads(record["value"])["amount"])
+    return b"%d" % (int(state or b"0") + amount)
+
+
+def orders(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """The set of order ids (the record keys) of a customer, as sorted JSON: idempotent,
+    so applying a record twice gives the same state."""
+    ids = set(json.loads(state)) if state else set()
+    ids.add(record["key"].decode())
+    return json.dumps(sorted(ids)).encode()
+
+
+def customer(record: dict[str, Any]) -> bytes | None:
+    """The view key of an order: its JSON ``customer``."""
+    found = json.loads(record["value"]).get("customer")
+    return None if found is None else str(found).encode()
+
+
+def fails_on_poison(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """Raises on a record whose value is ``poison``."""
+    if record["value"] == b"poison":
+        raise ValueError("poison")
+    return bytes(record["value"])
+
+
+def not_bytes(state: bytes | None, record: dict[str, Any]) -> Any:
+    """Returns what no state can be."""
+    return 42
+
+
+def trail(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """Every value of the key in the order applied, comma-separated: order-sensitive."""
+    value = bytes(record["value"])
+    return value if state is None else state + b"," + value
