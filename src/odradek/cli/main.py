@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from odradek import defaults, limits
 from odradek.cli import cluster as cluster_cli
 from odradek.cli import lazy, terminal
+from odradek.cli import views as views_cli
 from odradek.errors import OdradekError, Unavailable
 
 # The command functions, imported only when a command runs (cli/lazy.py): the parser,
@@ -229,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(sub, server)
     _add_schema(sub, server)
     _add_asyncapi(sub, server)
+    views_cli.add_parser(sub, server)
     cluster_cli.add_parser(sub)
+    from odradek.cli import security as security_cli
+
+    security_cli.add_parsers(sub, server)
     # `odradek bench` has its own parser (odradek.bench); main() hands it the arguments.
     _raw(sub, "bench", help="measure Odradek against its peers and the hardware (see bench --help)")
     return parser

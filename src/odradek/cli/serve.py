@@ -214,17 +214,22 @@ def check_exposure(settings: Settings) -> None:
             )
 
 
-def authenticator_of(settings: Settings, data_dir: str) -> Any:
-    """The doors' authenticator (None: no authentication), its store and JWKS read now."""
-    if not (settings.auth or settings.jwks is not None):
+def jwt_validator(settings: Settings) -> Any:
+    """The JWKS of ``--jwks``, read (or fetched) now: a bad one stops the server at start."""
+    if settings.jwks is None:
         return None
-    from odradek.security import Authenticator, CredentialStore
     from odradek.security.jwks import JwtValidator
 
-    validator = None
-    if settings.jwks is not None:
-        validator = JwtValidator(settings.jwks, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
-    return Authenticator(CredentialStore.open(data_dir), validator, mtls=settings.tls_ca is not None)
+    return JwtValidator(settings.jwks, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+
+
+def authenticator_of(settings: Settings, credentials: Any, validator: Any) -> Any:
+    """The doors' authenticator over the credential store (None: no authentication)."""
+    if not (settings.auth or settings.jwks is not None):
+        return None
+    from odradek.security import Authenticator
+
+    return Authenticator(credentials, validator, mtls=settings.tls_ca is not None)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -562,7 +567,7 @@ def run(settings: Settings) -> int:
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     check_exposure(settings)
     tls = server_tls(settings)  # bad files: refused before the data is opened
-    authenticator = authenticator_of(settings, settings.data_dir)  # a bad JWKS: refused now
+    validator = jwt_validator(settings)  # a bad JWKS: refused before the data is opened
     store_options: dict[str, Any] = {}
     if settings.store is not None:
         store: str | ObjectStore = settings.store
@@ -575,6 +580,10 @@ def run(settings: Settings) -> int:
     engine = node.engine
     budget = ByteBudget(settings.inflight_bytes)
     try:
+        from odradek.security import CredentialStore
+
+        credentials = CredentialStore.open(settings.data_dir)  # users and tokens (security/)
+        authenticator = authenticator_of(settings, credentials, validator)
         observer = None
         metrics = None
         if metrics_address is not None:
@@ -593,6 +602,7 @@ def run(settings: Settings) -> int:
                 budget=budget,
                 tls=tls,
                 authenticator=authenticator,
+                credentials=credentials,
             )
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc

@@ -85,9 +85,11 @@ from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
+from odradek.security import admin as security_admin
 from odradek.security.authenticator import Authenticator
+from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
-from odradek.security.flight import FlightAuthentication
+from odradek.security.flight import FlightAuthentication, call_principal
 from odradek.types import AppendResult
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         cluster: ClusterGate | None = None,
         tls: ServerTls | None = None,
         authenticator: Authenticator | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
         """``engine`` None: nothing is served until :meth:`serve_node` (a cluster
         agent's standby, with ``cluster`` saying who the owner is). ``tls``: serve
@@ -135,6 +138,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self.bounds = bounds or connections.FLIGHT
         self.budget = budget or ByteBudget(limits.inflight_bytes_max_default)
         self.slots = connections.ConnectionSlots.of("flight", self.bounds)
+        # Users and tokens the admin actions manage (security/admin.py); None: none here.
+        self._credentials = credentials if credentials is not None else getattr(authenticator, "store", None)
         self._draining = threading.Event()
         self._actions = {
             "create_topic": self._create_topic,
@@ -401,7 +406,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     # -- DoAction: administration -------------------------------------------------------------
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        return list(messages.ACTIONS.items())
+        return list(messages.ACTIONS.items()) + list(security_admin.ACTIONS.items())
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[flight.Result]:
         with self._translate("do_action"):
@@ -409,6 +414,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 self._check_serving()
             self._admit(context)
             raw = action.body.to_pybytes() if action.body is not None else b""
+            if action.type in security_admin.ACTIONS:  # users and tokens: an admin principal only
+                principal = call_principal(context)
+                result = security_admin.serve_action(self._credentials, principal, action.type, raw)
+                return [flight.Result(pa.py_buffer(result))]
             body = messages.decode_action_body(action.type, raw)
             return [flight.Result(pa.py_buffer(self._actions[action.type](body)))]
 

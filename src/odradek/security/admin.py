@@ -1,0 +1,110 @@
+"""Managing users and API tokens: the native door's administration actions, and the
+same actions run on a data directory's credential store while the server is stopped.
+
+Actions (DoAction; JSON bodies and results; an admin principal only, else Unauthorized)::
+
+    user_add      {"name", "password", "tenant"?, "admin"?, "mechanisms"?, "replace"?} -> user
+    user_list     {}                                    -> {"users": [user, ...]}
+    user_remove   {"name"}                              -> {"name", "tokens_revoked"}
+    token_create  {"user", "expires"?}                  -> {"token", "id", "user", "created", "expires"}
+    token_list    {"user"?}                             -> {"tokens": [token, ...]}   (never a secret)
+    token_revoke  {"id"}                                -> token
+
+A user is ``{"name", "tenant", "admin", "created", "mechanisms"}``. The token is in
+``token_create``'s answer only: it is stored hashed and cannot be shown again. A
+server without authentication serves these to anyone on its loopback doors (its one
+principal is an admin): that is how the first admin is made on a running server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from odradek.config import parse_duration
+from odradek.errors import InvalidRequest, Unauthorized
+from odradek.security.credentials import CredentialStore
+from odradek.security.passwords import MECHANISMS
+from odradek.security.principal import Principal
+
+ACTIONS: dict[str, str] = {
+    "user_add": 'Add a user (admin). Body: {"name", "password", "tenant"?, "admin"?, "mechanisms"?, '
+    '"replace"?}. Result: the user (never its credentials).',
+    "user_list": "List users (admin). Result: {users: [...]}.",
+    "user_remove": 'Remove a user and its tokens (admin). Body: {"name"}.',
+    "token_create": 'Make an API token of a user (admin). Body: {"user", "expires"?: "30d"}. Result: '
+    "{token, id, ...}: the token is shown once.",
+    "token_list": 'List API tokens (admin), never their secrets. Body: {"user"?}.',
+    "token_revoke": 'Revoke an API token (admin). Body: {"id"}.',
+}
+
+Call = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"field {field!r} must be a non-empty string")
+    return value
+
+
+def serve_action(store: CredentialStore | None, principal: Principal, action: str, raw: bytes) -> bytes:
+    """Run administration ``action`` for ``principal``; the JSON result."""
+    if action not in ACTIONS:
+        raise InvalidRequest(f"unknown action {action!r}")
+    if store is None:
+        raise InvalidRequest(
+            "this server keeps no credential store (a cluster agent): manage users elsewhere"
+        )
+    if not principal.admin:
+        raise Unauthorized(f"{principal} may not {action.replace('_', ' ')}: it takes an admin principal")
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        raise InvalidRequest(f"the body of {action} is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the body of {action} must be a JSON object")
+    return json.dumps(_run(store, action, body)).encode()
+
+
+def _run(store: CredentialStore, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    if action == "user_add":
+        mechanisms = body.get("mechanisms") or list(MECHANISMS)
+        if not isinstance(mechanisms, list) or not all(isinstance(m, str) for m in mechanisms):
+            raise InvalidRequest("field 'mechanisms' must be a list of mechanism names")
+        user = store.add_user(
+            str(_text(body, "name")),
+            str(_text(body, "password")),
+            tenant=_text(body, "tenant", required=False),
+            admin=body.get("admin") is True,
+            mechanisms=tuple(mechanisms),
+            replace=body.get("replace") is True,
+        )
+        return user.describe()
+    if action == "user_list":
+        return {"users": [user.describe() for user in store.users()]}
+    if action == "user_remove":
+        name = str(_text(body, "name"))
+        return {"name": name, "tokens_revoked": store.remove_user(name)}
+    if action == "token_create":
+        expires = parse_duration(body.get("expires"), "expires")
+        token, entry = store.create_token(str(_text(body, "user")), expires)
+        return {"token": token, **entry.describe()}
+    if action == "token_list":
+        return {"tokens": [token.describe() for token in store.tokens(_text(body, "user", required=False))]}
+    entry = store.revoke_token(str(_text(body, "id")))
+    return entry.describe()
+
+
+def local_call(store: CredentialStore) -> Call:
+    """The actions on a credential store opened here (the server stopped)."""
+    from odradek.security.principal import ANONYMOUS
+
+    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(serve_action(store, ANONYMOUS, action, json.dumps(body).encode()))
+        return result
+
+    return call
