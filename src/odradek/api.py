@@ -144,6 +144,8 @@ class Client(Protocol):
         exist_ok: bool = False,
         schema: Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         """Create a topic: one ordered log with dense offsets from 0.
 
@@ -178,9 +180,17 @@ class Client(Protocol):
             compatibility: the mode later schema versions must satisfy: ``backward``,
                 ``backward_transitive``, ``forward``, ``forward_transitive``, ``full``,
                 ``full_transitive`` or ``none`` (any case).
+            reducer: a function ``f(state: bytes | None, record: dict) -> bytes | None``
+                the server runs in the background to snapshot each key (see
+                ``snapshot``): an import path ``"package.module:function"`` or the name
+                of an ``odradek.reducers`` entry point, importable on the server; None
+                for none. Not with a schema.
+            snapshot_every: with a reducer, a key is snapshotted each time its version
+                crosses a multiple of this (1 to 1,000,000,000; default 1,000).
 
         Returns:
-            The new topic's description.
+            The new topic's description (``snapshots`` reports the reducer's progress
+            and failures).
 
         Raises:
             TopicExists: the topic exists (and ``exist_ok`` is false), or it exists but
@@ -933,6 +943,8 @@ class AsyncClient(Protocol):
         exist_ok: bool = False,
         schema: Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         """``Client.create_topic``, awaited."""
 

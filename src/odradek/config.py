@@ -94,6 +94,38 @@ def parse_cleanup(value: object) -> str:
     return policy
 
 
+_REDUCER_NAME = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+
+
+def parse_reducer(value: object) -> str | None:
+    """A reducer's name: an import path ``package.module:function`` or the name of an
+    entry point of the ``odradek.reducers`` group; None for no reducer. Only its form
+    is checked here (the engine imports it)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > limits.reducer_name_chars_max
+        or not _REDUCER_NAME.match(value)
+    ):
+        raise InvalidRequest(
+            "reducer must be an import path like 'package.module:function' or the name of an "
+            f"'odradek.reducers' entry point (at most {limits.reducer_name_chars_max} characters), "
+            f"got {str(value)[:100]!r}"
+        )
+    return value
+
+
+def parse_snapshot_every(value: object) -> int:
+    """How many events of a key between two snapshots its reducer makes (1 to
+    ``limits.snapshot_every_max``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limits.snapshot_every_max:
+        raise InvalidRequest(
+            f"snapshot_every must be an int from 1 to {limits.snapshot_every_max}, got {value!r}"
+        )
+    return value
+
+
 def parse_ratio(value: object, what: str) -> float:
     """A ratio between 0 and 1 (a number or its text)."""
     if isinstance(value, bool):
@@ -130,6 +162,10 @@ class TopicConfig:
     delete_retention_seconds: float | None = parse_duration(defaults.delete_retention, "delete_retention")
     min_compaction_lag_seconds: float = 0.0
     min_cleanable_dirty_ratio: float = defaults.min_cleanable_dirty_ratio
+    # Key snapshots made on the server (engine/reducers.py): the reducer's import path
+    # or entry-point name, and how many events of a key between two of its snapshots.
+    reducer: str | None = None
+    snapshot_every: int = defaults.snapshot_every
 
     @property
     def compacted(self) -> bool:
@@ -157,6 +193,8 @@ class TopicConfig:
         delete_retention: object = defaults.delete_retention,
         min_compaction_lag: object = defaults.min_compaction_lag,
         min_cleanable_dirty_ratio: object = defaults.min_cleanable_dirty_ratio,
+        reducer: object = None,
+        snapshot_every: object = defaults.snapshot_every,
     ) -> TopicConfig:
         segment_size = parse_size(segment_bytes, "segment_bytes") or limits.segment_bytes_default
         if not limits.segment_bytes_min <= segment_size <= limits.segment_bytes_max:
@@ -173,6 +211,8 @@ class TopicConfig:
             delete_retention_seconds=_duration_or_zero(delete_retention, "delete_retention"),
             min_compaction_lag_seconds=_duration_or_zero(min_compaction_lag, "min_compaction_lag") or 0.0,
             min_cleanable_dirty_ratio=parse_ratio(min_cleanable_dirty_ratio, "min_cleanable_dirty_ratio"),
+            reducer=parse_reducer(reducer),
+            snapshot_every=parse_snapshot_every(snapshot_every),
         )
 
     def settings(self) -> dict[str, object]:
@@ -186,10 +226,15 @@ class TopicConfig:
             "delete_retention": self.delete_retention_seconds,
             "min_compaction_lag": self.min_compaction_lag_seconds,
             "min_cleanable_dirty_ratio": self.min_cleanable_dirty_ratio,
+            "reducer": self.reducer,
+            "snapshot_every": self.snapshot_every,
         }
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.reducer is None:  # a topic without a reducer reads as before reducers
+            del data["reducer"], data["snapshot_every"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TopicConfig:

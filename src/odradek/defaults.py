@@ -56,7 +56,8 @@ retention can remove whole segments of a quiet topic."""
 
 cleanup: Final = "delete"
 """A new topic's cleanup policy: ``delete`` removes whole segments by retention;
-``compact`` keeps the latest record of each key; ``compact,delete`` does both."""
+``compact`` keeps the latest record of each key; ``compact,delete`` does both;
+``snapshot`` drops the events a key snapshot covers."""
 
 delete_retention: Final = "1d"
 """How long a compacted topic keeps a tombstone (a keyed record with a null value) once
@@ -72,6 +73,11 @@ compacted (Kafka's ``min.cleanable.dirty.ratio`` default)."""
 
 compatibility: Final = "backward"
 """A new schema'd topic's compatibility mode (the Schema Registry's default)."""
+
+snapshot_every: Final = 1000
+"""A topic's reducer snapshots a key once it has had this many events since the last
+multiple (at versions crossing 1,000, 2,000, ...): a replay from the snapshot then reads
+at most about a thousand events, a few milliseconds."""
 
 # -- appends -----------------------------------------------------------------------------
 

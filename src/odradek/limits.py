@@ -576,6 +576,24 @@ snapshot_state_bytes_max = 512 * 1024
 # records of 16-byte keys take about 100 MiB as Arrow columns). A larger log is read in
 # part; the keys left out keep their events until a later round.
 snapshot_cleanup_keys_max = 4_000_000
+# A topic's reducer (engine/reducers.py) snapshots a key every snapshot_every events, at
+# most every snapshot_every_max: a billion, past any key's history that a replay could
+# read (a larger value would mean "never", which is no reducer).
+snapshot_every_max = 1_000_000_000
+# How often the reducer thread looks for keys to snapshot: a second, so a replay from
+# the snapshot is at most a second's events longer than snapshot_every.
+reducer_check_seconds = 1.0
+# Records a reducer round reads per topic (their keys and versions, then the due keys'
+# events): 100,000 records, a read's default batch (read_records_max_default), so a round
+# of one topic takes about a second of the thread and a busy topic waits for the next.
+reducer_records_per_round_max = 100_000
+# The import path or entry-point name of a reducer: Python's longest dotted paths are a
+# few hundred characters; 1,000 refuses garbage before it is imported.
+reducer_name_chars_max = 1000
+# How long closing the engine waits for a reducer round to stop (it stops before its next
+# key): a reducer is user code that may hang, and a close must end; 30 s is a thousand
+# slow folds. A round still running then is left on its daemon thread.
+reducer_close_seconds_max = 30.0
 
 # -- authentication (security/, docs/security.md) -----------------------------------------
 # SCRAM iterations of a new credential: Kafka's own minimum and librdkafka's default
@@ -641,36 +659,3 @@ wait_for_timeout_seconds_max = 300.0
 # A waiting append looks again at least this often even if no apply or ack woke it
 # (a view deleted meanwhile, a group closed): never a tight loop.
 wait_for_recheck_seconds = 1.0
-
-# -- Kafka transactions (protocols/kafka/transactions.py, decision 0016) ------------------
-# Transactional ids the coordinator keeps state for (a small document each, loaded at
-# start): Kafka keeps every id until transactional.id.expiration.ms (7 days); a bound
-# keeps the start-up load and the directory small. An id beyond it is refused.
-kafka_transactional_ids_max = 10_000
-# A transactional.id's length: Kafka bounds none; it is kept in a document and named in
-# log lines (the file is named by its hash).
-kafka_transactional_id_chars_max = 1024
-# Transactions open at once (each holds a staging file open): Kafka bounds none; a
-# thousand concurrent exactly-once producers is far beyond a one-node server's use.
-kafka_open_transactions_max = 1_000
-# Records one transaction stages before its commit (Kafka has no such bound; its
-# producers' batches are at most message.max.bytes each): one topic-partition's share is
-# applied as appends of at most append_bytes_max_default, and the whole staging area
-# (kafka_open_transactions_max of these) lives in files, not memory.
-kafka_transaction_staged_bytes_max = 256 * 1024 * 1024
-# transaction.timeout.ms a producer may ask for: Kafka's transaction.max.timeout.ms
-# default (15 minutes). Kafka's clients ask for 60 s by default.
-kafka_transaction_timeout_ms_max = 900_000
-# How often open transactions are checked for their timeout (an expired one is aborted
-# and its producer fenced): Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms
-# is 10 s; a second keeps a timed-out producer's fencing prompt.
-kafka_transaction_check_seconds = 1.0
-# Staged batches remembered per topic-partition of an open transaction, so that a retry
-# is answered without staging twice: as kafka_producer_batches_remembered.
-kafka_transaction_batches_remembered = 5
-
-# -- the command line (odradek/cli) --------------------------------------------------------
-# `odradek consume --last-per-key` holds the latest record of each key it has read, to
-# print them once caught up: a million keys of ~1 KiB records is about 1 GiB, what a
-# workstation running a CLI can spare; beyond that a compacted topic or a view is the tool.
-consume_last_per_key_keys_max = 1_000_000

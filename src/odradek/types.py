@@ -77,6 +77,10 @@ class TopicInfo:
     # "ok"; "damaged" (some offsets are damaged, the rest serves); "read-only" (damage
     # in what key versions were rebuilt from: appends wait for `odradek topic repair`).
     status: str = "ok"
+    # Key snapshots (engine/snapshots.py), None if the topic has none and no reducer:
+    # {keys, written, reducer, snapshot_every} and with a reducer {reducer_position,
+    # reducer_snapshots, reducer_failures, reducer_last_error}.
+    snapshots: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -11,6 +11,8 @@ never message text).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +72,22 @@ def test_a_snapshot_cleanup_topic_is_created_everywhere(client: Client) -> None:
     client.append("acc", [{"key": b"k", "value": b"v"}, {"value": b"keyless"}])
     client.snapshot("acc", b"k", b"s", version=1)
     assert client.read_key("acc", b"k", from_snapshot=True).column("snapshot").to_pylist() == [True]
+
+
+def test_a_reducer_is_registered_and_reported_everywhere(door: Any) -> None:
+    """The reducer is named by import path through every door and runs on the server:
+    a round (the background thread's, run here by hand) snapshots the key."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # snapshot_reducers.py
+    client = door.client
+    info = client.create_topic("acc", reducer="snapshot_reducers:total", snapshot_every=3)
+    assert (info.config["reducer"], info.config["snapshot_every"]) == ("snapshot_reducers:total", 3)
+    client.append("acc", [{"key": b"k", "value": b"%d" % i} for i in range(4)])
+    door.node.engine.run_reducers()
+    table = client.read_key("acc", b"k", from_snapshot=True)
+    assert table.column("snapshot").to_pylist() == [True]
+    assert (table.column("version")[0].as_py(), table.column("value")[0].as_py()) == (4, b"6")
+    described = client.describe_topic("acc").snapshots
+    assert described["reducer_snapshots"] == 1 and described["reducer_failures"] == 0
+    with pytest.raises(InvalidRequest) as refused:
+        client.create_topic("other", reducer="snapshot_reducers:missing")
+    assert type(refused.value) is InvalidRequest

@@ -88,6 +88,8 @@ class AsyncClient(api.AsyncClient):
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         return await self._call(
             self.sync.create_topic,
@@ -103,6 +105,8 @@ class AsyncClient(api.AsyncClient):
             exist_ok=exist_ok,
             schema=schema,
             compatibility=compatibility,
+            reducer=reducer,
+            snapshot_every=snapshot_every,
         )
 
     # -- schemas ----------------------------------------------------------------------

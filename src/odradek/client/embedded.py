@@ -48,6 +48,8 @@ class EmbeddedClient(api.Client):
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         return self.engine.create_topic(
             name,
@@ -62,6 +64,8 @@ class EmbeddedClient(api.Client):
             exist_ok=exist_ok,
             schema=schema,
             compatibility=compatibility,
+            reducer=reducer,
+            snapshot_every=snapshot_every,
         )
 
     def delete_topic(self, name: str) -> None:

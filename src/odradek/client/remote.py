@@ -289,6 +289,8 @@ class RemoteClient(api.Client):
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         body: dict[str, Any] = {
             "name": name,
@@ -303,6 +305,9 @@ class RemoteClient(api.Client):
             "exist_ok": exist_ok,
             "compatibility": compatibility,
         }
+        if reducer is not None:  # only when set: a server that predates reducers refuses none
+            body["reducer"] = reducer
+            body["snapshot_every"] = snapshot_every
         if schema is not None:
             body["schema"] = messages.encode_schema(schema)
         return messages.decode_topic_info(self._action("create_topic", body))

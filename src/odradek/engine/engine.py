@@ -52,6 +52,7 @@ from odradek.engine.attachment import StoreAttachment, attach_engine
 from odradek.engine.compaction import CompactionResult, CompactionStopped, Throttle
 from odradek.engine.frames import StoredFrame, walk
 from odradek.engine.producers import RangeProducer
+from odradek.engine.reducers import reduce_round, resolve_reducer
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
 from odradek.engine.topicfiles import (
@@ -237,6 +238,13 @@ class Engine:
             daemon=True,
         )
         self._compaction_thread.start()
+        self._reducer_thread = threading.Thread(
+            target=self._reducer_loop,
+            args=(min(retention_check_seconds, limits.reducer_check_seconds),),
+            name="odradek-reducers",
+            daemon=True,
+        )
+        self._reducer_thread.start()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -247,6 +255,8 @@ class Engine:
         self._stop.set()
         if self._compaction_thread is not threading.current_thread():
             self._compaction_thread.join()  # a round stops at its next read or write
+        if self._reducer_thread is not threading.current_thread():
+            self._reducer_thread.join(limits.reducer_close_seconds_max)  # it stops before its next key
         with self._arrivals:
             self._generation += 1
             self._arrivals.notify_all()
@@ -399,6 +409,8 @@ class Engine:
         exist_ok: bool = False,
         schema: api.Schema | None = None,
         compatibility: str = defaults.compatibility,
+        reducer: str | None = None,
+        snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         """Create a topic (see :meth:`odradek.api.Client.create_topic`)."""
         self._check_open()
@@ -412,9 +424,17 @@ class Engine:
             delete_retention,
             min_compaction_lag,
             min_cleanable_dirty_ratio,
+            reducer,
+            snapshot_every,
         )
         mode = validate_mode(compatibility)
         compiled = compile_schema(schema) if schema is not None else None
+        if config.reducer is not None:
+            if compiled is not None:
+                raise InvalidRequest(
+                    "a topic with a schema cannot have a reducer: snapshots are kept as bytes"
+                )
+            resolve_reducer(config.reducer)  # refused now if this server cannot load it
         with self._topics_lock:
             if name in self._topics:
                 if exist_ok:
@@ -520,6 +540,7 @@ class Engine:
             },
             damaged=damaged,
             status=status,
+            snapshots=topic.snapshots.describe(),
         )
 
     def alter_topic(self, name: str, **settings: api.Duration | api.Size) -> TopicInfo:
@@ -949,6 +970,25 @@ class Engine:
             if result is not None:
                 results[topic.name] = result
         return results
+
+    def run_reducers(self) -> dict[str, int]:
+        """One reducer round of every topic with a reducer (engine/reducers.py): the
+        snapshots each stored, by topic. The background thread calls it every
+        ``reducer_check_seconds``."""
+        made: dict[str, int] = {}
+        for topic in list(self._topics.values()):
+            if topic.config.reducer is not None and not self._stop.is_set():
+                made[topic.name] = reduce_round(topic, self._stop)
+        return made
+
+    def _reducer_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.run_reducers()
+            except OdradekError as exc:
+                log.warning("reducer round failed: %s", exc)
+            except Exception:
+                log.exception("reducer round failed")
 
     def _compaction_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):

@@ -50,6 +50,7 @@ from odradek.storage.disk import describe_os_error
 
 if TYPE_CHECKING:
     from odradek.engine.compaction import Compactor
+    from odradek.engine.reducers import ReducerState
     from odradek.engine.topic import Topic
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class KeySnapshots:
         self._companion: Topic | None = None
         self.closed = False
         self.written = 0  # snapshots written since open, for metrics and tests
+        self._reducer: ReducerState | None = None  # the topic's reducer (reducers.py)
         if owner.disk.isdir(self.directory):
             self._companion = self._open()
 
@@ -147,6 +149,30 @@ class KeySnapshots:
                         f"{describe_os_error(exc)}"
                     ) from exc
             return self._companion
+
+    def reducer_state(self) -> ReducerState:
+        """The topic's reducer position and counts (reducers.py), loaded on first use."""
+        if self._reducer is None:
+            from odradek.engine.reducers import ReducerState  # it imports topic.py
+
+            self._reducer = ReducerState(self.owner)
+        return self._reducer
+
+    def describe(self) -> dict[str, object] | None:
+        """What ``describe_topic`` reports under ``snapshots``: None for a topic with
+        no snapshot log and no reducer."""
+        config = self.owner.config
+        if self._companion is None and config.reducer is None:
+            return None
+        described: dict[str, object] = {
+            "keys": 0 if self._companion is None else len(self._companion.heads),
+            "written": self.written,
+            "reducer": config.reducer,
+            "snapshot_every": config.snapshot_every,
+        }
+        if config.reducer is not None:
+            described.update(self.reducer_state().describe())
+        return described
 
     def close(self) -> None:
         with self._open_lock:

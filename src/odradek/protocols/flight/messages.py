@@ -51,7 +51,8 @@ KIND_READ_KEY = "read_key"
 ACTIONS: dict[str, str] = {
     "create_topic": 'Create a topic. Body: {"name", "retention"?, "retention_bytes"?, '
     '"segment_bytes"?, "segment_age"?, "cleanup"?, "delete_retention"?, "min_compaction_lag"?, '
-    '"min_cleanable_dirty_ratio"?, "exist_ok"?, "schema"?, "compatibility"?}. Result: topic info JSON.',
+    '"min_cleanable_dirty_ratio"?, "exist_ok"?, "schema"?, "compatibility"?, "reducer"?, '
+    '"snapshot_every"?}. Result: topic info JSON.',
     "delete_topic": 'Delete a topic and its data. Body: {"name"}. Result: {}.',
     "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...], "unavailable": '
     "{name: why}} (topics whose files are damaged: see odradek topic verify).",

@@ -828,6 +828,8 @@ _TOPIC_OPTIONS = (
     "min_cleanable_dirty_ratio",
     "exist_ok",
     "compatibility",
+    "reducer",
+    "snapshot_every",
 )
 
 

@@ -1,0 +1,31 @@
+"""Reducers the snapshot tests register on topics by import path
+(``snapshot_reducers:total``); the tests put this directory on ``sys.path``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def total(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """The sum of the values (decimal text) so far."""
+    return b"%d" % (int(state or b"0") + int(record["value"]))
+
+
+def picky(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """``total``, but a value ``bad`` raises (a reducer with a bug)."""
+    if record["value"] == b"bad":
+        raise ValueError("cannot fold 'bad'")
+    return total(state, record)
+
+
+def wrong_type(state: bytes | None, record: dict[str, Any]) -> Any:
+    """Returns an int, not bytes."""
+    return 7
+
+
+def nothing(state: bytes | None, record: dict[str, Any]) -> None:
+    """Keeps no state: nothing is stored."""
+    return None
+
+
+not_callable = 3
