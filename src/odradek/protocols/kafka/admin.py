@@ -9,9 +9,15 @@ topic's Odradek settings (-1 is "no limit"); ``kafka_partitions`` is the number 
 virtual partitions (it may only grow); ``cleanup.policy`` (``delete``, ``compact`` or
 ``compact,delete``), ``delete.retention.ms``, ``min.compaction.lag.ms`` and
 ``min.cleanable.dirty.ratio`` map to the topic's cleanup settings (compacted topics,
-engine/compaction.py). A few
-settings that only make sense on a replicated Kafka cluster are accepted and ignored
-(:data:`IGNORED_CONFIGS`); any other name is refused with INVALID_CONFIG.
+engine/compaction.py). Every other standard Kafka topic config (:data:`ACCEPTED_CONFIGS`:
+replication, flushing, compression, message format, tiered storage...) is accepted and
+not honoured: DescribeConfigs reports it with the value Odradek behaves as (a config of
+a replicated cluster, ``min.insync.replicas``, is 1). A name Kafka does not know is
+refused with INVALID_CONFIG. IncrementalAlterConfigs APPEND and SUBTRACT apply to the
+list configs (``cleanup.policy`` and the replication throttles).
+
+Refusals are logged at info, and carry the broker's message where the API has an
+error message field.
 
 A StorageError (a full disk) is answered per topic with KAFKA_STORAGE_ERROR and its
 message; a topic created with several partitions whose partition count could not be
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -34,27 +41,67 @@ from odradek.protocols.kafka.codec.api import Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
 
+log = logging.getLogger(__name__)
+
+
+def _refused(api: str, resource: str, code: int, message: str | None) -> None:
+    """Log a refusal at info, with what the client is told."""
+    if code != ErrorCode.NONE:
+        log.info("%s of %s refused: %s (%s)", api, resource, message or "no details", ErrorCode(code).name)
+
+
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 SOURCE_DYNAMIC_TOPIC = 1
 SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
 # DescribeConfigs config types (KIP-569)
+TYPE_BOOLEAN = 1
 TYPE_STRING = 2
 TYPE_INT = 3
 TYPE_LONG = 5
 TYPE_DOUBLE = 6
 TYPE_LIST = 7
 
-IGNORED_CONFIGS = frozenset(
-    {
-        "min.insync.replicas",
-        "unclean.leader.election.enable",
-        "compression.type",
-        "message.timestamp.type",
-        "max.message.bytes",
-        "message.downconversion.enable",
-    }
+# IncrementalAlterConfigs operations (KIP-339).
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = range(4)
+_LONG_MAX = str(2**63 - 1)
+
+# Standard Kafka topic configs Odradek accepts without honouring them, each with the
+# value Odradek behaves as (reported by DescribeConfigs) and its config type. Names and
+# defaults are Kafka 4.x's (TopicConfig); a few removed in 4.0 are kept for older tools.
+ACCEPTED_CONFIGS: dict[str, tuple[str, int]] = {
+    "compression.type": ("producer", TYPE_STRING),  # batches are kept as the producer sent them
+    "compression.gzip.level": ("-1", TYPE_INT),
+    "compression.lz4.level": ("9", TYPE_INT),
+    "compression.zstd.level": ("3", TYPE_INT),
+    "file.delete.delay.ms": ("60000", TYPE_LONG),
+    "flush.messages": ("1", TYPE_LONG),  # every append is fsync'd before its answer
+    "flush.ms": ("0", TYPE_LONG),
+    "follower.replication.throttled.replicas": ("", TYPE_LIST),
+    "leader.replication.throttled.replicas": ("", TYPE_LIST),
+    "index.interval.bytes": ("4096", TYPE_INT),
+    "local.retention.bytes": ("-2", TYPE_LONG),
+    "local.retention.ms": ("-2", TYPE_LONG),
+    "max.compaction.lag.ms": (_LONG_MAX, TYPE_LONG),
+    "max.message.bytes": (str(limits.kafka_decompressed_bytes_max), TYPE_INT),
+    "message.downconversion.enable": ("true", TYPE_BOOLEAN),
+    "message.format.version": ("3.0-IV1", TYPE_STRING),
+    "message.timestamp.after.max.ms": (_LONG_MAX, TYPE_LONG),
+    "message.timestamp.before.max.ms": (_LONG_MAX, TYPE_LONG),
+    "message.timestamp.difference.max.ms": (_LONG_MAX, TYPE_LONG),
+    "message.timestamp.type": ("CreateTime", TYPE_STRING),
+    "min.insync.replicas": ("1", TYPE_INT),
+    "preallocate": ("false", TYPE_BOOLEAN),
+    "remote.storage.enable": ("false", TYPE_BOOLEAN),
+    "remote.log.copy.disable": ("false", TYPE_BOOLEAN),
+    "remote.log.delete.on.disable": ("false", TYPE_BOOLEAN),
+    "segment.index.bytes": ("10485760", TYPE_INT),
+    "segment.jitter.ms": ("0", TYPE_LONG),
+    "unclean.leader.election.enable": ("false", TYPE_BOOLEAN),
+}
+_LIST_CONFIGS = frozenset(
+    {"cleanup.policy", "follower.replication.throttled.replicas", "leader.replication.throttled.replicas"}
 )
 _DEFAULTS = TopicConfig.build()
 
@@ -124,8 +171,8 @@ def _parse_configs(configs: list[tuple[str, str | None]]) -> tuple[dict[str, obj
     for name, value in configs:
         if name == "kafka_partitions":
             partitions = _partition_count(value)
-        elif name in IGNORED_CONFIGS:
-            continue
+        elif name in ACCEPTED_CONFIGS:
+            log.info("topic config %s=%r accepted; Odradek does not use it", name, value)
         else:
             keyword, setting = _setting(name, value)
             if setting is not dataclasses.MISSING:
@@ -149,6 +196,8 @@ def _partition_count(value: str | None) -> int:
 async def create_topics(broker: Broker, request: Request) -> m.CreateTopicsResponse:
     body: m.CreateTopicsRequest = request.body
     results = [await _create_one(broker, topic, body.validate_only) for topic in body.topics]
+    for result in results:
+        _refused("CreateTopics", result.name, result.error_code, result.error_message)
     return m.CreateTopicsResponse(topics=tuple(results))
 
 
@@ -161,9 +210,12 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
             ErrorCode.INVALID_REPLICATION_FACTOR,
             "Odradek is a single node: replication_factor must be 1 (or -1 for the default)",
         )
+    partitions = broker.default_partitions if topic.num_partitions == -1 else topic.num_partitions
     if topic.assignments:
-        return failed(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "replica assignments are not supported")
-    partitions = 1 if topic.num_partitions == -1 else topic.num_partitions
+        refusal = _assignment_refusal(topic)
+        if refusal is not None:
+            return failed(ErrorCode.INVALID_REPLICA_ASSIGNMENT, refusal)
+        partitions = len(topic.assignments)
     try:
         settings, from_config = _parse_configs([(c.name, c.value) for c in topic.configs])
         partitions = from_config or partitions
@@ -212,6 +264,20 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
     )
 
 
+def _assignment_refusal(topic: m.CreatableTopic) -> str | None:
+    """Why a manual replica assignment cannot be served (None: it can). As Kafka
+    asks, it comes with num_partitions and replication_factor -1; on one broker it can
+    only place each partition 0..n-1 on this node."""
+    if topic.num_partitions != -1 or topic.replication_factor != -1:
+        return "with a replica assignment, num_partitions and replication_factor must be -1"
+    indexes = sorted(a.partition_index for a in topic.assignments)
+    if indexes != list(range(len(indexes))):
+        return "a replica assignment must name partitions 0 to n-1, each once"
+    if any(tuple(a.broker_ids) != (NODE_ID,) for a in topic.assignments):
+        return f"Odradek is a single node: every partition's replicas must be [{NODE_ID}]"
+    return None
+
+
 async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsResponse:
     body: m.DeleteTopicsRequest = request.body
     wanted: list[tuple[str | None, uuid.UUID | None]]
@@ -228,7 +294,13 @@ async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsRespo
         )
         if view is None:
             code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            results.append(m.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID, error_code=code))
+            message: str | None = f"no topic {name!r}" if name is not None else f"no topic with id {topic_id}"
+            _refused("DeleteTopics", str(name or topic_id), code, message)
+            results.append(
+                m.DeletableTopicResult(
+                    name=name, topic_id=topic_id or ZERO_UUID, error_code=code, error_message=message
+                )
+            )
             continue
         try:
             await broker.call(broker.engine.delete_topic, view.name)
@@ -236,9 +308,10 @@ async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsRespo
             broker.coordinator.forget_topic(view.name)
             code, message = ErrorCode.NONE, None
         except TopicNotFound:
-            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {view.name!r}"
         except OdradekError as exc:
             code, message = error_code_of(exc), exc.message
+        _refused("DeleteTopics", view.name, code, message)
         broker.forget(view.name)
         results.append(
             m.DeletableTopicResult(
@@ -255,7 +328,7 @@ async def create_partitions(broker: Broker, request: Request) -> m.CreatePartiti
         view = await broker.topic(topic.name, refresh=True)
         code, message = ErrorCode.NONE, None
         if view is None:
-            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {topic.name!r}"
         elif topic.count <= view.partitions:
             code = ErrorCode.INVALID_PARTITIONS
             message = f"topic {topic.name!r} has {view.partitions} partitions; the count may only grow"
@@ -267,6 +340,7 @@ async def create_partitions(broker: Broker, request: Request) -> m.CreatePartiti
                 await broker.set_partitions(view, topic.count)
             except StorageError as exc:
                 code, message = ErrorCode.KAFKA_STORAGE_ERROR, exc.message
+        _refused("CreatePartitions", topic.name, code, message)
         results.append(m.CreatePartitionsTopicResult(name=topic.name, error_code=code, error_message=message))
     return m.CreatePartitionsResponse(results=tuple(results))
 
@@ -285,6 +359,7 @@ async def _topic_configs(
         default = read(_DEFAULTS)
         entries.append((name, value, value == default, kind, False))
     entries.append(("kafka_partitions", str(view.partitions), view.partitions == 1, TYPE_INT, False))
+    entries += [(name, value, True, kind, False) for name, (value, kind) in ACCEPTED_CONFIGS.items()]
     return [
         m.DescribeConfigsResourceResult(
             name=name,
@@ -302,7 +377,7 @@ async def _topic_configs(
 def _broker_configs(broker: Broker, keys: tuple[str, ...] | None) -> list[m.DescribeConfigsResourceResult]:
     entries = [
         ("auto.create.topics.enable", str(broker.auto_create_topics).lower(), TYPE_STRING),
-        ("num.partitions", "1", TYPE_INT),
+        ("num.partitions", str(broker.default_partitions), TYPE_INT),
         ("default.replication.factor", "1", TYPE_INT),
         ("log.retention.ms", _millis(_DEFAULTS.retention_seconds), TYPE_LONG),
         ("log.segment.bytes", str(_DEFAULTS.segment_bytes), TYPE_INT),
@@ -325,7 +400,7 @@ async def describe_configs(broker: Broker, request: Request) -> m.DescribeConfig
         if resource.resource_type == RESOURCE_TOPIC:
             view = await broker.topic(resource.resource_name, refresh=True)
             if view is None:
-                code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {resource.resource_name!r}"
             else:
                 configs = await _topic_configs(broker, view, resource.configuration_keys)
         elif resource.resource_type == RESOURCE_BROKER:
@@ -335,6 +410,7 @@ async def describe_configs(broker: Broker, request: Request) -> m.DescribeConfig
                 ErrorCode.INVALID_REQUEST,
                 f"resource type {resource.resource_type} is not supported",
             )
+        _refused("DescribeConfigs", resource.resource_name, code, message)
         results.append(
             m.DescribeConfigsResult(
                 error_code=code,
@@ -352,7 +428,7 @@ async def _alter_topic(
 ) -> tuple[ErrorCode, str | None]:
     view = await broker.topic(name, refresh=True)
     if view is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
     try:
         settings, partitions = _parse_configs(configs)
         if partitions is not None and partitions < view.partitions:
@@ -385,6 +461,7 @@ async def alter_configs(broker: Broker, request: Request) -> m.AlterConfigsRespo
             ]
             configs += [(c.name, c.value) for c in resource.configs]
             code, message = await _alter_topic(broker, resource.resource_name, configs, body.validate_only)
+        _refused("AlterConfigs", resource.resource_name, code, message)
         responses.append(
             m.AlterConfigsResourceResponse(
                 error_code=code,
@@ -401,27 +478,27 @@ def _default_text(name: str) -> str:
 
 
 async def incremental_alter_configs(broker: Broker, request: Request) -> m.IncrementalAlterConfigsResponse:
-    """Set (0) and delete (1, back to the default) are supported; append and subtract
-    apply to list configs, which no topic setting here is."""
+    """SET and DELETE (back to the default) apply to every config; APPEND and SUBTRACT
+    to list configs: their items are added to the current list (each once) or removed
+    from it."""
     body: m.IncrementalAlterConfigsRequest = request.body
     responses = []
     for resource in body.resources:
         message: str | None
         if resource.resource_type != RESOURCE_TOPIC:
             code, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
-        elif any(c.config_operation not in (0, 1) for c in resource.configs):
-            code, message = ErrorCode.INVALID_CONFIG, "only SET and DELETE operations apply to these configs"
         else:
-            configs = [
-                (
-                    c.name,
-                    c.value
-                    if c.config_operation == 0
-                    else (_default_text(c.name) if c.name in _MAPPED else None),
+            try:
+                configs = await _incremental(broker, resource)
+            except TopicNotFound:
+                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {resource.resource_name!r}"
+            except InvalidRequest as exc:
+                code, message = ErrorCode.INVALID_CONFIG, exc.message
+            else:
+                code, message = await _alter_topic(
+                    broker, resource.resource_name, configs, body.validate_only
                 )
-                for c in resource.configs
-            ]
-            code, message = await _alter_topic(broker, resource.resource_name, configs, body.validate_only)
+        _refused("IncrementalAlterConfigs", resource.resource_name, code, message)
         responses.append(
             m.AlterConfigsResourceResponse(
                 error_code=code,
@@ -431,6 +508,45 @@ async def incremental_alter_configs(broker: Broker, request: Request) -> m.Incre
             )
         )
     return m.IncrementalAlterConfigsResponse(responses=tuple(responses))
+
+
+async def _incremental(
+    broker: Broker, resource: m.IncrementalAlterConfigsResource
+) -> list[tuple[str, str | None]]:
+    """The (name, value) settings an IncrementalAlterConfigs resource comes to; raises
+    InvalidRequest (an operation that does not apply) or TopicNotFound."""
+    current: TopicConfig | None = None
+    configs: list[tuple[str, str | None]] = []
+    for config in resource.configs:
+        operation, name = config.config_operation, config.name
+        if operation == OP_SET:
+            configs.append((name, config.value))
+        elif operation == OP_DELETE:
+            configs.append((name, _default_text(name) if name in _MAPPED else None))
+        elif operation in (OP_APPEND, OP_SUBTRACT):
+            verb = "APPEND" if operation == OP_APPEND else "SUBTRACT"
+            if name not in _LIST_CONFIGS:
+                raise InvalidRequest(
+                    f"{verb} applies to list configs ({', '.join(sorted(_LIST_CONFIGS))}), not to {name!r}"
+                )
+            if name not in _MAPPED:  # a list config accepted and not used: nothing to change
+                configs.append((name, config.value))
+                continue
+            if current is None:
+                info = await broker.call(broker.engine.describe_topic, resource.resource_name)
+                current = TopicConfig.from_json(info.config)
+            items = [item for item in _MAPPED[name][0](current).split(",") if item]
+            changes = [item.strip() for item in (config.value or "").split(",") if item.strip()]
+            if operation == OP_APPEND:
+                items += [item for item in changes if item not in items]
+            else:
+                items = [item for item in items if item not in changes]
+            if not items:
+                raise InvalidRequest(f"SUBTRACT would leave {name} empty; it needs at least one value")
+            configs.append((name, ",".join(items)))
+        else:
+            raise InvalidRequest(f"unknown config operation {operation} for {name!r}")
+    return configs
 
 
 # -- cluster, SASL --------------------------------------------------------------------
