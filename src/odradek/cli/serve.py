@@ -41,7 +41,7 @@ from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.bounded_http import serving_tls
+from odradek.protocols.bounded_http import serving_authentication, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
@@ -590,7 +590,7 @@ def run(settings: Settings) -> int:
             from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
             observer = Metrics(node)
-            with serving_tls(tls.context if tls is not None else None):
+            with serving_tls(tls.context if tls is not None else None), serving_authentication(authenticator):
                 metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
         location = grpc_location(host, port, tls is not None)
         try:
@@ -630,7 +630,10 @@ def run(settings: Settings) -> int:
         registry = None
         try:
             if registry_address:
-                with serving_tls(tls.context if tls is not None else None):
+                with (
+                    serving_tls(tls.context if tls is not None else None),
+                    serving_authentication(authenticator),
+                ):
                     registry = start_registry_listener(
                         engine,
                         engine.path,

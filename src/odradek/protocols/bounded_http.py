@@ -23,6 +23,14 @@ from its first connection. The handshake runs on the connection's own thread (ne
 accepting one), within ``limits.tls_handshake_seconds_max``; a connection over a cap is
 closed without an answer (a plaintext 503 means nothing to a TLS client). The handler's
 :attr:`BoundedRequestHandler.peer_subject` names the verified client certificate.
+
+Authentication: a server made inside :func:`serving_authentication` asks every request
+(except ``/healthz`` and ``/readyz``, which probes reach without credentials) for an
+``Authorization: Basic`` or ``Bearer`` header (with ``--tls-ca``, a verified client
+certificate's CN names the principal instead); a request without acceptable
+credentials is answered ``401 Unauthorized`` with ``WWW-Authenticate`` before its
+handler runs, and the connection is closed. The handler's
+:attr:`BoundedRequestHandler.principal` names who made the request.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import io
+import json
 import logging
 import socket
 import socketserver
@@ -38,11 +47,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odradek import limits
 from odradek.protocols.connections import ConnectionSlots, DoorLimits, peer_host
 from odradek.protocols.tls import peer_subject
+from odradek.security.principal import ANONYMOUS, Principal
+
+if TYPE_CHECKING:
+    from odradek.security.authenticator import Authenticator
 
 log = logging.getLogger("odradek.http")
 
@@ -50,6 +63,26 @@ log = logging.getLogger("odradek.http")
 _TLS_FOR_NEW_SERVERS: contextvars.ContextVar[ssl.SSLContext | None] = contextvars.ContextVar(
     "odradek_http_tls", default=None
 )
+
+
+# The authenticator of the servers made now (None: no authentication); see
+# serving_authentication.
+_AUTHENTICATION_FOR_NEW_SERVERS: contextvars.ContextVar[Authenticator | None] = contextvars.ContextVar(
+    "odradek_http_authentication", default=None
+)
+# Paths answered without credentials: liveness and readiness probes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@contextlib.contextmanager
+def serving_authentication(authenticator: Authenticator | None) -> Iterator[None]:
+    """Servers made inside authenticate every request but the probes (see the module
+    docstring) with ``authenticator`` (None: no authentication)."""
+    token = _AUTHENTICATION_FOR_NEW_SERVERS.set(authenticator)
+    try:
+        yield
+    finally:
+        _AUTHENTICATION_FOR_NEW_SERVERS.reset(token)
 
 
 @contextlib.contextmanager
@@ -123,6 +156,8 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: BoundedHTTPServer
+    #: Who made the current request (ANONYMOUS on a server without authentication).
+    principal: Principal = ANONYMOUS
 
     def setup(self) -> None:
         super().setup()
@@ -133,6 +168,41 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         super().handle_one_request()
         self._reader.request_done()
+
+    def parse_request(self) -> bool:
+        """The request line and headers, then its credentials (a 401 and False when it
+        has none the server accepts: the method's handler never runs)."""
+        if not super().parse_request():
+            return False
+        authenticator = self.server.authenticator
+        self.principal = ANONYMOUS
+        if authenticator is None or self.path.split("?", 1)[0] in OPEN_PATHS:
+            return True
+        from odradek.errors import Unauthenticated
+        from odradek.security.http import CHALLENGE, authenticate_header
+
+        header = self.headers.get("Authorization")
+        certified = authenticator.certificate(self.peer_subject) if header is None else None
+        try:
+            self.principal = certified or authenticate_header(authenticator, header).principal
+        except Unauthenticated as exc:
+            log.info(
+                "%s request refused: %s",
+                self.server.door,
+                exc.message,
+                extra={"fields": {"door": self.server.door, "peer": peer_host(self.client_address)}},
+            )
+            body = (json.dumps({"error_code": 40101, "message": exc.message}) + "\n").encode()
+            self.close_connection = True
+            self.send_response(401, "Unauthorized")
+            self.send_header("WWW-Authenticate", CHALLENGE)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            return False
+        return True
 
     def seconds_left(self) -> float:
         """Time left for the current request to arrive whole."""
@@ -183,6 +253,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.slots = ConnectionSlots.of(door, bounds)
         self.tls = _TLS_FOR_NEW_SERVERS.get()
+        self.authenticator = _AUTHENTICATION_FOR_NEW_SERVERS.get()
         self._open: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()
         super().__init__((host, port), handler)
