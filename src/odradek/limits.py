@@ -659,3 +659,36 @@ wait_for_timeout_seconds_max = 300.0
 # A waiting append looks again at least this often even if no apply or ack woke it
 # (a view deleted meanwhile, a group closed): never a tight loop.
 wait_for_recheck_seconds = 1.0
+
+# -- Kafka transactions (protocols/kafka/transactions.py, decision 0016) ------------------
+# Transactional ids the coordinator keeps state for (a small document each, loaded at
+# start): Kafka keeps every id until transactional.id.expiration.ms (7 days); a bound
+# keeps the start-up load and the directory small. An id beyond it is refused.
+kafka_transactional_ids_max = 10_000
+# A transactional.id's length: Kafka bounds none; it is kept in a document and named in
+# log lines (the file is named by its hash).
+kafka_transactional_id_chars_max = 1024
+# Transactions open at once (each holds a staging file open): Kafka bounds none; a
+# thousand concurrent exactly-once producers is far beyond a one-node server's use.
+kafka_open_transactions_max = 1_000
+# Records one transaction stages before its commit (Kafka has no such bound; its
+# producers' batches are at most message.max.bytes each): one topic-partition's share is
+# applied as appends of at most append_bytes_max_default, and the whole staging area
+# (kafka_open_transactions_max of these) lives in files, not memory.
+kafka_transaction_staged_bytes_max = 256 * 1024 * 1024
+# transaction.timeout.ms a producer may ask for: Kafka's transaction.max.timeout.ms
+# default (15 minutes). Kafka's clients ask for 60 s by default.
+kafka_transaction_timeout_ms_max = 900_000
+# How often open transactions are checked for their timeout (an expired one is aborted
+# and its producer fenced): Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms
+# is 10 s; a second keeps a timed-out producer's fencing prompt.
+kafka_transaction_check_seconds = 1.0
+# Staged batches remembered per topic-partition of an open transaction, so that a retry
+# is answered without staging twice: as kafka_producer_batches_remembered.
+kafka_transaction_batches_remembered = 5
+
+# -- the command line (odradek/cli) --------------------------------------------------------
+# `odradek consume --last-per-key` holds the latest record of each key it has read, to
+# print them once caught up: a million keys of ~1 KiB records is about 1 GiB, what a
+# workstation running a CLI can spare; beyond that a compacted topic or a view is the tool.
+consume_last_per_key_keys_max = 1_000_000

@@ -237,9 +237,3 @@ def test_offset_lookups_by_time_and_watermarks(kafka_door: Any, topic_name: str)
     found = consumer.offsets_for_times([TopicPartition(topic_name, 0, 1_000_000 + 4500)], timeout=10)
     assert found[0].offset == 5
     consumer.close()
-
-
-def test_transactions_are_refused_clearly(kafka_door: Any, topic_name: str) -> None:
-    producer = Producer({"bootstrap.servers": kafka_door.bootstrap, "transactional.id": "tx-1", **FAST})
-    with pytest.raises(KafkaException):
-        producer.init_transactions(10)

@@ -41,6 +41,7 @@ from odradek.protocols.kafka.groups import Coordinator
 from odradek.protocols.kafka.partition_index import PartitionIndex, index_of
 from odradek.protocols.kafka.partition_index import forget as forget_index
 from odradek.protocols.kafka.store import SINGLE_PARTITION, DoorStore, PartitionHistory
+from odradek.protocols.kafka.transactions import TransactionCoordinator
 
 T = TypeVar("T")
 
@@ -262,6 +263,8 @@ class Broker:
         self._topics: dict[str, TopicView] = {}
         self.arrivals = ArrivalSignal(loop)
         self._stop_listening = engine.on_arrival(self.arrivals.fire)
+        # Last: loading may finish commits a restart interrupted, which needs the rest.
+        self.transactions = TransactionCoordinator(self)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -322,6 +325,7 @@ class Broker:
         self.store.set_partitions(view.name, view.incarnation, count, from_offset=end)
 
     def close(self) -> None:
+        self.transactions.close()
         self._stop_listening()
         self.node.kafka_groups.detach(self.coordinator)
         self.coordinator.close()

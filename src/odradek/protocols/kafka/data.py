@@ -24,13 +24,15 @@ import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicExists, TopicNotFound
+from odradek.protocols.kafka import txn_api
 from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
-from odradek.protocols.kafka.codec.records import DecodedBatch, RecordOverLimit, decode_batches, encode_batch
+from odradek.protocols.kafka.codec.records import DecodedBatch, decode_batches, encode_batch
 from odradek.protocols.kafka.partition_index import Gathered, Wanted, gather, max_timestamp, offset_for_time
+from odradek.protocols.kafka.transactions import TransactionError
 from odradek.records import STORED_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 _LATEST = -1
 _EARLIEST = -2
 _MAX_TIMESTAMP = -3
+# Fetch's isolation level of a read_committed consumer.
+_READ_COMMITTED = 1
 
 
 def api_versions_response(error: ErrorCode = ErrorCode.NONE) -> m.ApiVersionsResponse:
@@ -171,16 +175,6 @@ async def produce_submit(broker: Broker, request: Request) -> Completion:
         for data in topic_data.partition_data:
             if body.acks not in (0, 1, -1):
                 partitions.append(_done(_produce_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS)))
-            elif body.transactional_id is not None:
-                partitions.append(
-                    _done(
-                        _produce_error(
-                            data.index,
-                            ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                            "transactions are not supported by Odradek",
-                        )
-                    )
-                )
             elif view is None:
                 code = (
                     ErrorCode.UNKNOWN_TOPIC_ID
@@ -190,6 +184,8 @@ async def produce_submit(broker: Broker, request: Request) -> Completion:
                 partitions.append(_done(_produce_error(data.index, code)))
             elif not 0 <= data.index < view.partitions:
                 partitions.append(_done(_produce_error(data.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)))
+            elif body.transactional_id is not None:
+                partitions.append(_done(await _stage_partition(broker, body.transactional_id, view, data)))
             else:
                 partitions.append(await _submit_partition(broker, view, data))
         topics.append((topic_data, partitions))
@@ -224,9 +220,6 @@ def _produce_error(index: int, code: ErrorCode, message: str | None = None) -> m
 async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionProduceData) -> Completion:
     try:
         batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
-    except RecordOverLimit as exc:  # well formed but over a bound: not to be retried
-        log.info("Produce to %s refused: %s (INVALID_RECORD)", view.name, exc)
-        return _done(_produce_error(data.index, ErrorCode.INVALID_RECORD, str(exc)))
     except DecodeError as exc:
         return _done(_produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc)))
     if not batches:
@@ -274,6 +267,35 @@ async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionPr
         return m.PartitionProduceResponse(index=data.index, base_offset=result.base_offset)
 
     return complete
+
+
+async def _stage_partition(
+    broker: Broker, transactional_id: str, view: TopicView, data: m.PartitionProduceData
+) -> m.PartitionProduceResponse:
+    """A transactional Produce: its records are staged (transactions.py) and answered
+    with offset -1, which Kafka's clients take for "not known" (as after acks=0); they
+    reach their topic once the transaction commits."""
+    try:
+        batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
+    except DecodeError as exc:
+        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc))
+    if not batches:
+        return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, "the request holds no records")
+    first = batches[0].header
+    count = sum(b.header.record_count for b in batches)
+    try:
+        txn = broker.transactions.identify(transactional_id, first.producer_id, first.producer_epoch)
+        records = _records_of(batches)
+        table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
+        await broker.transactions.stage(txn, view.name, data.index, table, first.base_sequence, count)
+    except TransactionError as exc:
+        log.info(
+            "transactional Produce of %r refused with %s: %s", transactional_id, exc.code.name, exc.message
+        )
+        return _produce_error(data.index, exc.code, exc.message)
+    except OdradekError as exc:
+        return _produce_error(data.index, error_code_of(exc), exc.message)
+    return m.PartitionProduceResponse(index=data.index, base_offset=-1)
 
 
 def _retried(index: int, original: asyncio.Future[int]) -> Completion:
@@ -335,7 +357,7 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
         seen = broker.arrivals.generation  # before looking: an arrival from now on wakes us
         if _has_data(broker, targets) or time.monotonic() >= deadline:
             responses, size = await broker.call(
-                _read_all, broker, targets, body.max_bytes, by_id, storage_code
+                _read_all, broker, targets, body.max_bytes, by_id, storage_code, body.isolation_level
             )
             if size >= body.min_bytes or time.monotonic() >= deadline:
                 return m.FetchResponse(responses=responses)
@@ -385,11 +407,12 @@ def _read_all(
     max_bytes: int,
     by_id: bool,
     storage_code: ErrorCode,
+    isolation_level: int = 0,
 ) -> tuple[tuple[m.FetchableTopicResponse, ...], int]:
     responses = []
     budget = _Budget(max_bytes)
     for topic, view in targets:
-        partitions = _read_topic(broker, view, topic.partitions, budget, by_id, storage_code)
+        partitions = _read_topic(broker, view, topic.partitions, budget, by_id, storage_code, isolation_level)
         responses.append(
             m.FetchableTopicResponse(topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(partitions))
         )
@@ -415,8 +438,14 @@ def _read_topic(
     budget: _Budget,
     by_id: bool,
     storage_code: ErrorCode,
+    isolation_level: int = 0,
 ) -> list[m.FetchPartitionData]:
-    """The topic's partitions' answers, in request order; their records read together."""
+    """The topic's partitions' answers, in request order; their records read together.
+
+    Topics hold committed records only (transactions are applied at their commit,
+    transactions.py), so the last stable offset is the high watermark and a
+    read_committed fetch (isolation level 1) gets an empty list of aborted
+    transactions."""
     answers: dict[int, m.FetchPartitionData] = {}
     if view is None:
         code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -457,7 +486,7 @@ def _read_topic(
             high_watermark=end_of_partition,
             last_stable_offset=end_of_partition,
             log_start_offset=snapshot.log_start(partition),
-            aborted_transactions=None,
+            aborted_transactions=() if isolation_level == _READ_COMMITTED else None,
             records=records,
         )
     return [answers[p.partition] for p in wanted]
@@ -568,7 +597,7 @@ def _offset_for(broker: Broker, view: TopicView, partition: int, timestamp: int)
 async def init_producer_id(broker: Broker, request: Request) -> m.InitProducerIdResponse:
     body: m.InitProducerIdRequest = request.body
     if body.transactional_id is not None:
-        return m.InitProducerIdResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return await txn_api.init_producer_id(broker, request)
     if body.producer_id >= 0 and body.producer_epoch >= 0:
         # KIP-360: a producer bumps its epoch after an error; it keeps its id.
         return m.InitProducerIdResponse(

@@ -51,12 +51,12 @@ from odradek.protocols.kafka.store import OffsetEntry
 log = logging.getLogger(__name__)
 
 _KEY_TYPE_GROUP = 0
+_KEY_TYPE_TRANSACTION = 1  # this node is every transactional id's coordinator too
 # Kafka's group types (ListGroups v5): classic groups, and groups of the consumer protocol.
 _CLASSIC_TYPE = "classic"
 _CONSUMER_TYPE = "consumer"
 # ConsumerGroupDescribe's member type (KIP-1099): a member of the consumer protocol.
 _CONSUMER_MEMBER_TYPE = 1
-_TRANSACTIONS_REFUSED = "transactions are not supported by Odradek"
 # How an odradek group shows in Kafka's group APIs: no protocol type (its members are
 # not coordinated by Kafka's group protocol), and "odradek" as its protocol.
 _ODRADEK_PROTOCOL_TYPE = ""
@@ -97,8 +97,8 @@ def _refused(api: str, group_id: str, member: str, code: int) -> None:
 
 async def find_coordinator(broker: Broker, request: Request) -> m.FindCoordinatorResponse:
     body: m.FindCoordinatorRequest = request.body
-    if body.key_type != _KEY_TYPE_GROUP:
-        code, message = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, _TRANSACTIONS_REFUSED
+    if body.key_type not in (_KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION):
+        code, message = ErrorCode.INVALID_REQUEST, f"coordinator key type {body.key_type} is not served"
     else:
         code, message = ErrorCode.NONE, None
     if request.api_version >= 4:

@@ -55,7 +55,7 @@ from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.kafka import admin, data, group_api, log_admin
+from odradek.protocols.kafka import admin, data, group_api, log_admin, txn_api
 from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
@@ -106,6 +106,12 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_PRODUCERS: log_admin.describe_producers,
     ApiKey.OFFSET_DELETE: log_admin.offset_delete,
     ApiKey.SASL_HANDSHAKE: admin.sasl_handshake,
+    ApiKey.ADD_PARTITIONS_TO_TXN: txn_api.add_partitions_to_txn,
+    ApiKey.ADD_OFFSETS_TO_TXN: txn_api.add_offsets_to_txn,
+    ApiKey.END_TXN: txn_api.end_txn,
+    ApiKey.TXN_OFFSET_COMMIT: txn_api.txn_offset_commit,
+    ApiKey.DESCRIBE_TRANSACTIONS: txn_api.describe_transactions,
+    ApiKey.LIST_TRANSACTIONS: txn_api.list_transactions,
 }
 
 _EXPIRY_INTERVAL_SECONDS = 0.25

@@ -30,8 +30,9 @@ from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_consumer as consumer
 from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_groups as groups
-from odradek.protocols.kafka.codec import messages_sasl as sasl
 from odradek.protocols.kafka.codec import messages_logs as logs
+from odradek.protocols.kafka.codec import messages_sasl as sasl
+from odradek.protocols.kafka.codec import messages_txn as txn
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
 from odradek.protocols.kafka.codec.schema import compile_struct
 
@@ -58,6 +59,10 @@ class ApiKey(enum.IntEnum):
     DELETE_TOPICS = 20
     DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
+    ADD_PARTITIONS_TO_TXN = 24
+    ADD_OFFSETS_TO_TXN = 25
+    END_TXN = 26
+    TXN_OFFSET_COMMIT = 28
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     ALTER_CONFIGS = 33
@@ -70,6 +75,8 @@ class ApiKey(enum.IntEnum):
     DESCRIBE_PRODUCERS = 61
     CONSUMER_GROUP_HEARTBEAT = 68
     CONSUMER_GROUP_DESCRIBE = 69
+    DESCRIBE_TRANSACTIONS = 65
+    LIST_TRANSACTIONS = 66
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +126,26 @@ APIS: dict[int, Api] = {
         _api(ApiKey.CREATE_TOPICS, admin.CreateTopicsRequest, admin.CreateTopicsResponse, "2-7", 5),
         _api(ApiKey.DELETE_TOPICS, admin.DeleteTopicsRequest, admin.DeleteTopicsResponse, "1-6", 4),
         _api(ApiKey.INIT_PRODUCER_ID, data.InitProducerIdRequest, data.InitProducerIdResponse, "0-6", 2),
+        # Transactions (transactions.py). Versions 5 of AddPartitionsToTxn, EndTxn and
+        # TxnOffsetCommit (KIP-890 part 2: an epoch bump per transaction) are not served.
+        _api(
+            ApiKey.ADD_PARTITIONS_TO_TXN,
+            txn.AddPartitionsToTxnRequest,
+            txn.AddPartitionsToTxnResponse,
+            "0-4",
+            3,
+        ),
+        _api(ApiKey.ADD_OFFSETS_TO_TXN, txn.AddOffsetsToTxnRequest, txn.AddOffsetsToTxnResponse, "0-4", 3),
+        _api(ApiKey.END_TXN, txn.EndTxnRequest, txn.EndTxnResponse, "0-4", 3),
+        _api(ApiKey.TXN_OFFSET_COMMIT, txn.TxnOffsetCommitRequest, txn.TxnOffsetCommitResponse, "0-4", 3),
+        _api(
+            ApiKey.DESCRIBE_TRANSACTIONS,
+            txn.DescribeTransactionsRequest,
+            txn.DescribeTransactionsResponse,
+            "0-0",
+            0,
+        ),
+        _api(ApiKey.LIST_TRANSACTIONS, txn.ListTransactionsRequest, txn.ListTransactionsResponse, "0-2", 0),
         _api(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, "1-4", 4),
         _api(ApiKey.ALTER_CONFIGS, admin.AlterConfigsRequest, admin.AlterConfigsResponse, "0-2", 2),
         _api(

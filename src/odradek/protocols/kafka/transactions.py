@@ -1,0 +1,562 @@
+"""The Kafka door's transaction coordinator: stage, then apply (decision 0016).
+
+Theory of operation
+-------------------
+A transactional producer's records never enter their topics while the transaction is
+open. Each transactional Produce appends them to the transaction's *staging file*
+(staging.py) and is acknowledged from there, with an unknown offset (-1). EndTxn(commit)
+
+1. makes the staging file durable,
+2. writes the *decision*, the transactional id's document in state PrepareCommit with
+   what is to be applied: per topic-partition the engine sequence range its records
+   take, and the group offsets committed in the transaction,
+3. *applies* it: each topic-partition's staged records are appended to their topic as
+   batches, under the engine range producer ``kafka-txn:<producer id>:<partition>``
+   with the sequences of step 2, and the offsets are committed to their groups,
+4. deletes the staging file.
+
+A crash after step 2 is finished at the next start: the same appends with the same
+sequences, which the engine's durable producer state answers as duplicates where they
+were written already; a crash before it leaves a staging file without a decision, which
+the next start aborts. EndTxn(abort) deletes the staging file. So topics only ever hold
+committed records: read_committed and read_uncommitted consumers see the same log, its
+last stable offset is its high watermark, no aborted transaction is ever listed, and
+the native door, compaction and groups need nothing new.
+
+States (Kafka's names): Empty -> Ongoing (first AddPartitionsToTxn or AddOffsetsToTxn)
+-> PrepareCommit -> CompleteCommit, or Ongoing -> CompleteAbort. A producer is fenced
+by its epoch: InitProducerId with the transactional id bumps it (aborting what is
+open), and so does an abort by timeout or by a restart, so the old producer's next
+request gets PRODUCER_FENCED (INVALID_PRODUCER_EPOCH in versions before KIP-588).
+KIP-890's server-side defence: a transactional Produce to a partition not added to the
+ongoing transaction is refused (INVALID_TXN_STATE), and AddPartitionsToTxn's
+verify-only form answers whether partitions are in it.
+
+State lives on the event loop; file and engine work runs on the broker's threads, one
+operation of a transactional id at a time (its lock).
+
+Files, in ``<data dir>/kafka/transactions/``: ``<hash>.json`` (the id's document:
+producer id, epoch, timeout, last state, next sequence per topic-partition, and the
+decision while one is prepared), ``<hash>.<number>.stage`` (an open or prepared
+transaction's records). ``<hash>`` is the SHA-256 of the transactional id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.engine.producers import RANGE_SEQUENCE_MODULUS
+from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicNotFound
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.staging import StageFile, encode_frame, read_stage, remove_stage
+from odradek.protocols.kafka.store import OffsetEntry, _load, _save
+from odradek.storage.documents import Document
+
+if TYPE_CHECKING:
+    from odradek.protocols.kafka.broker import Broker
+
+log = logging.getLogger(__name__)
+
+EMPTY = "Empty"
+ONGOING = "Ongoing"
+PREPARE_COMMIT = "PrepareCommit"
+COMPLETE_COMMIT = "CompleteCommit"
+COMPLETE_ABORT = "CompleteAbort"
+STATES = (EMPTY, ONGOING, PREPARE_COMMIT, "PrepareAbort", COMPLETE_COMMIT, COMPLETE_ABORT)
+
+_EPOCH_MAX = 0x7FFF
+TopicPartition = tuple[str, int]
+
+
+class TransactionError(Exception):
+    """A refusal: the Kafka error code and what it means, for the log and the client."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass
+class Transaction:
+    """One transactional id's state."""
+
+    transactional_id: str
+    producer_id: int
+    epoch: int
+    timeout_ms: int
+    state: str = EMPTY
+    number: int = 0  # transactions begun under this id; names the staging file
+    started_ms: int = -1  # wall clock, for DescribeTransactions
+    started: float = 0.0  # monotonic, for the timeout
+    partitions: set[TopicPartition] = dataclasses.field(default_factory=set)
+    groups: set[str] = dataclasses.field(default_factory=set)
+    offsets: dict[str, dict[TopicPartition, OffsetEntry]] = dataclasses.field(default_factory=dict)
+    staged: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # records
+    remembered: dict[TopicPartition, collections.deque[tuple[int, int]]] = dataclasses.field(
+        default_factory=dict
+    )
+    sequences: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # next, applied
+    decision: dict[str, Any] | None = None  # what a prepared commit applies
+    stage: StageFile | None = None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+    def describe_partitions(self) -> dict[str, list[int]]:
+        topics: dict[str, list[int]] = {}
+        for topic, partition in sorted(self.partitions):
+            topics.setdefault(topic, []).append(partition)
+        return topics
+
+
+def _hash(transactional_id: str) -> str:
+    return hashlib.sha256(transactional_id.encode()).hexdigest()
+
+
+def engine_producer_id(producer_id: int, partition: int) -> str:
+    """The engine range producer a transactional id's commits append under."""
+    return f"kafka-txn:{producer_id}:{partition}"
+
+
+class TransactionCoordinator:
+    """Every transactional id's state, its documents and staging files."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.disk = broker.engine.disk
+        self.fsync = broker.engine.fsync
+        self.directory = os.path.join(broker.store.directory, "transactions")
+        self.transactions: dict[str, Transaction] = {}
+        self._documents: dict[str, Document] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._load()
+        self._checker = asyncio.get_running_loop().create_task(self._check_loop())
+
+    # -- documents --------------------------------------------------------------------
+
+    def _document(self, transactional_id: str) -> Document:
+        document = self._documents.get(transactional_id)
+        if document is None:
+            path = os.path.join(self.directory, _hash(transactional_id) + ".json")
+            document = Document(self.disk, path, mode="mirror", sync=self.fsync)
+            self._documents[transactional_id] = document
+        return document
+
+    def _stage_path(self, transactional_id: str, number: int) -> str:
+        return os.path.join(self.directory, f"{_hash(transactional_id)}.{number}.stage")
+
+    def _save(self, txn: Transaction, decision: dict[str, Any] | None = None) -> None:
+        """Write the id's document (a file write: on the broker's threads)."""
+        data = {
+            "transactional_id": txn.transactional_id,
+            "producer_id": txn.producer_id,
+            "epoch": txn.epoch,
+            "timeout_ms": txn.timeout_ms,
+            "state": PREPARE_COMMIT if decision is not None else txn.state,
+            "number": txn.number,
+            "sequences": [[topic, partition, next_] for (topic, partition), next_ in txn.sequences.items()],
+            "decision": decision,
+        }
+        _save(self._document(txn.transactional_id), data)
+
+    def _load(self) -> None:
+        """Load every id's state; a decision whose staging file is still there is applied
+        again (in the background), any other staging file is an aborted transaction."""
+        if not self.disk.isdir(self.directory):
+            self.disk.makedirs(self.directory)
+        names = self.disk.listdir(self.directory)
+        stages = {name for name in names if name.endswith(".stage")}
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            document = Document(self.disk, os.path.join(self.directory, name), mode="mirror", sync=self.fsync)
+            data = _load(document)
+            if not data:
+                continue
+            txn = Transaction(
+                str(data["transactional_id"]),
+                int(data["producer_id"]),
+                int(data["epoch"]),
+                int(data["timeout_ms"]),
+                state=str(data["state"]),
+                number=int(data["number"]),
+            )
+            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in data.get("sequences", [])}
+            self.transactions[txn.transactional_id] = txn
+            self._documents[txn.transactional_id] = document
+            stage_name = os.path.basename(self._stage_path(txn.transactional_id, txn.number))
+            if txn.state == PREPARE_COMMIT and stage_name in stages:
+                stages.discard(stage_name)
+                txn.decision = data["decision"]
+                log.info("transaction %r: finishing its commit", txn.transactional_id)
+                self._spawn(self._finish_commit(txn))
+            elif txn.state == PREPARE_COMMIT:
+                txn.state = COMPLETE_COMMIT  # applied whole before its staging file went
+            elif any(stage.startswith(name[:-5] + ".") for stage in stages):
+                # Open when the server stopped: aborted, and its producer fenced.
+                txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
+                txn.state = COMPLETE_ABORT
+                self._save(txn)
+                log.info("transaction %r was open at the restart: aborted", txn.transactional_id)
+        for stage in stages:
+            remove_stage(self.disk, os.path.join(self.directory, stage))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- InitProducerId ---------------------------------------------------------------
+
+    async def init_producer(
+        self, transactional_id: str, timeout_ms: int, producer_id: int, epoch: int, version: int
+    ) -> tuple[int, int]:
+        """(producer id, epoch) for a producer of ``transactional_id``: a new epoch that
+        fences every earlier one, after aborting what the id had open."""
+        if not transactional_id or len(transactional_id) > limits.kafka_transactional_id_chars_max:
+            raise TransactionError(
+                ErrorCode.INVALID_REQUEST,
+                f"a transactional.id is 1 to {limits.kafka_transactional_id_chars_max} characters long",
+            )
+        if not 1 <= timeout_ms <= limits.kafka_transaction_timeout_ms_max:
+            raise TransactionError(
+                ErrorCode.INVALID_TRANSACTION_TIMEOUT,
+                f"transaction.timeout.ms must be 1 to {limits.kafka_transaction_timeout_ms_max}, "
+                f"got {timeout_ms}",
+            )
+        txn = self.transactions.get(transactional_id)
+        if txn is None:
+            if len(self.transactions) >= limits.kafka_transactional_ids_max:
+                raise TransactionError(
+                    ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                    f"this server keeps {limits.kafka_transactional_ids_max} transactional ids, its limit",
+                )
+            new_id = await self.broker.call(self.broker.store.next_producer_id)
+            txn = self.transactions.setdefault(
+                transactional_id, Transaction(transactional_id, new_id, -1, timeout_ms)
+            )
+        async with txn.lock:
+            if producer_id >= 0 and epoch >= 0 and (producer_id, epoch) != (txn.producer_id, txn.epoch):
+                raise self._fenced(txn, version, 4)  # KIP-360: only the current producer may bump
+            if txn.state == PREPARE_COMMIT:
+                raise TransactionError(
+                    ErrorCode.CONCURRENT_TRANSACTIONS, "the previous transaction's commit is being applied"
+                )
+            if txn.state == ONGOING:
+                await self._abort(txn, "a new producer of its transactional.id started")
+            previous = (txn.producer_id, txn.epoch, txn.timeout_ms, txn.state)
+            if txn.epoch >= _EPOCH_MAX - 1:
+                txn.producer_id = await self.broker.call(self.broker.store.next_producer_id)
+                txn.epoch = 0
+                txn.sequences.clear()
+            else:
+                txn.epoch += 1
+            txn.timeout_ms = timeout_ms
+            txn.state = EMPTY
+            try:
+                await self.broker.call(self._save, txn)
+            except StorageError:
+                txn.producer_id, txn.epoch, txn.timeout_ms, txn.state = previous
+                raise
+            return txn.producer_id, txn.epoch
+
+    # -- checks -----------------------------------------------------------------------
+
+    def _fenced(self, txn: Transaction, version: int, fenced_from: int) -> TransactionError:
+        code = ErrorCode.PRODUCER_FENCED if version >= fenced_from else ErrorCode.INVALID_PRODUCER_EPOCH
+        return TransactionError(
+            code,
+            f"producer epoch is not the current one of transactional.id {txn.transactional_id!r} "
+            f"({txn.epoch}): a newer producer took over, or the transaction timed out",
+        )
+
+    def identify(
+        self, transactional_id: str, producer_id: int, epoch: int, version: int = 0, fenced_from: int = 99
+    ) -> Transaction:
+        """The id's state if the producer is its current one; TransactionError if not."""
+        txn = self.transactions.get(transactional_id)
+        if txn is None or txn.producer_id != producer_id:
+            raise TransactionError(
+                ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                f"producer id {producer_id} is not that of transactional.id {transactional_id!r}; "
+                "call InitProducerId (init_transactions) first",
+            )
+        if epoch != txn.epoch:
+            raise self._fenced(txn, version, fenced_from)
+        return txn
+
+    async def _begin(self, txn: Transaction) -> None:
+        """Open a transaction (its staging file) if none is open."""
+        if txn.state == ONGOING:
+            return
+        if txn.state == PREPARE_COMMIT:
+            raise TransactionError(
+                ErrorCode.CONCURRENT_TRANSACTIONS, "the previous transaction's commit is being applied"
+            )
+        open_now = sum(1 for other in self.transactions.values() if other.state == ONGOING)
+        if open_now >= limits.kafka_open_transactions_max:
+            raise TransactionError(
+                ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+                f"{limits.kafka_open_transactions_max} transactions are open, this server's limit; retry",
+            )
+        number = txn.number + 1
+        stage = await self.broker.call(StageFile, self.disk, self._stage_path(txn.transactional_id, number))
+        txn.number = number
+        txn.stage = stage
+        txn.state = ONGOING
+        txn.started_ms = int(time.time() * 1000)
+        txn.started = time.monotonic()
+        txn.partitions.clear()
+        txn.groups.clear()
+        txn.offsets.clear()
+        txn.staged.clear()
+        txn.remembered.clear()
+
+    # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
+
+    async def add_partitions(self, txn: Transaction, partitions: list[TopicPartition]) -> None:
+        async with txn.lock:
+            await self._begin(txn)
+            txn.partitions.update(partitions)
+
+    def verify(self, txn: Transaction, partition: TopicPartition) -> bool:
+        """KIP-890: whether the partition is in the id's ongoing transaction."""
+        return txn.state == ONGOING and partition in txn.partitions
+
+    async def add_offsets(self, txn: Transaction, group_id: str) -> None:
+        async with txn.lock:
+            await self._begin(txn)
+            txn.groups.add(group_id)
+
+    def stage_offsets(
+        self, txn: Transaction, group_id: str, offsets: dict[TopicPartition, OffsetEntry]
+    ) -> None:
+        if txn.state != ONGOING or group_id not in txn.groups:
+            raise TransactionError(
+                ErrorCode.INVALID_TXN_STATE,
+                f"group {group_id!r} was not added to the transaction (AddOffsetsToTxn first)",
+            )
+        txn.offsets.setdefault(group_id, {}).update(offsets)
+
+    # -- Produce ----------------------------------------------------------------------
+
+    async def stage(
+        self, txn: Transaction, topic: str, partition: int, records: pa.Table, first: int, count: int
+    ) -> None:
+        """Stage a transactional Produce's records of one partition. A retry of one of
+        the partition's last batches is answered without staging it again."""
+        async with txn.lock:
+            key = (topic, partition)
+            if not self.verify(txn, key):
+                raise TransactionError(
+                    ErrorCode.INVALID_TXN_STATE,
+                    f"partition {partition} of {topic} is not in an ongoing transaction of "
+                    f"{txn.transactional_id!r} (AddPartitionsToTxn first)",
+                )
+            last = (first + count - 1) % RANGE_SEQUENCE_MODULUS
+            remembered = txn.remembered.setdefault(
+                key, collections.deque(maxlen=limits.kafka_transaction_batches_remembered)
+            )
+            if (first, last) in remembered:
+                return
+            if remembered and first != (remembered[-1][1] + 1) % RANGE_SEQUENCE_MODULUS:
+                raise TransactionError(
+                    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    f"sequence {first} follows {remembered[-1][1]} in a transaction of "
+                    f"{txn.transactional_id!r}",
+                )
+            stage = txn.stage
+            assert stage is not None  # an ongoing transaction has its staging file
+            frame = encode_frame(topic, partition, records)
+            if stage.bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
+                raise TransactionError(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"a transaction stages at most {limits.kafka_transaction_staged_bytes_max} bytes; "
+                    "commit smaller transactions",
+                )
+            await self.broker.call(stage.append, frame)
+            remembered.append((first, last))
+            txn.staged[key] = txn.staged.get(key, 0) + count
+
+    # -- EndTxn -----------------------------------------------------------------------
+
+    async def end(self, txn: Transaction, commit: bool) -> None:
+        async with txn.lock:
+            if txn.state == PREPARE_COMMIT and commit:
+                await self._apply(txn)  # a retry after a failed apply
+                return
+            if txn.state == (COMPLETE_COMMIT if commit else COMPLETE_ABORT):
+                return  # a retry of an EndTxn that was answered already
+            if txn.state != ONGOING:
+                raise TransactionError(
+                    ErrorCode.INVALID_TXN_STATE,
+                    f"transactional.id {txn.transactional_id!r} has no ongoing transaction to "
+                    f"{'commit' if commit else 'abort'} (state {txn.state})",
+                )
+            if not commit:
+                await self._abort(txn, "the producer aborted it")
+                return
+            await self._prepare(txn)
+            await self._apply(txn)
+
+    async def _prepare(self, txn: Transaction) -> None:
+        """Write the decision: the sequences each partition's records take, the offsets."""
+        ranges = []
+        sequences = dict(txn.sequences)
+        for (topic, partition), count in txn.staged.items():
+            first = sequences.get((topic, partition), 0)
+            ranges.append([topic, partition, first])
+            sequences[(topic, partition)] = (first + count) % RANGE_SEQUENCE_MODULUS
+        decision = {
+            "number": txn.number,
+            "ranges": ranges,
+            "offsets": {
+                group: [[t, p, o, e, m] for (t, p), (o, e, m) in offsets.items()]
+                for group, offsets in txn.offsets.items()
+            },
+        }
+        stage = txn.stage
+        assert stage is not None
+
+        def write() -> None:
+            stage.sync()
+            previous = txn.sequences
+            txn.sequences = sequences
+            try:
+                self._save(txn, decision)
+            except StorageError:
+                txn.sequences = previous
+                raise
+
+        await self.broker.call(write)
+        txn.state = PREPARE_COMMIT
+        txn.decision = decision
+
+    async def _apply(self, txn: Transaction) -> None:
+        decision = txn.decision
+        assert decision is not None
+        try:
+            await self.broker.call(self._append_all, txn, decision)
+            for group, entries in decision["offsets"].items():
+                offsets = {(str(t), int(p)): (int(o), int(e), m) for t, p, o, e, m in entries}
+                try:
+                    await self.broker.coordinator.commit(group, offsets)
+                except InvalidRequest as exc:  # the name became an odradek group meanwhile
+                    log.warning(
+                        "transaction %r: offsets of %s not committed: %s", txn.transactional_id, group, exc
+                    )
+        except OdradekError as exc:
+            log.warning("transaction %r: its commit could not be applied yet: %s", txn.transactional_id, exc)
+            raise TransactionError(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be applied yet ({exc}); retry"
+            ) from exc
+        stage = txn.stage
+        path = self._stage_path(txn.transactional_id, int(decision["number"]))
+        txn.stage = None
+        if stage is not None:
+            await self.broker.call(stage.remove)
+        else:
+            await self.broker.call(remove_stage, self.disk, path)
+        txn.state = COMPLETE_COMMIT
+        txn.decision = None
+
+    def _append_all(self, txn: Transaction, decision: dict[str, Any]) -> None:
+        """Append each partition's staged records (blocking; the broker's threads)."""
+        path = self._stage_path(txn.transactional_id, int(decision["number"]))
+        frames = read_stage(self.disk, path)
+        by_partition: dict[TopicPartition, list[pa.Table]] = {}
+        for topic, partition, table in frames:
+            by_partition.setdefault((topic, partition), []).append(table)
+        engine = self.broker.engine
+        pending = []
+        for topic, partition, first in decision["ranges"]:
+            tables = by_partition.get((topic, partition))
+            if not tables:
+                continue
+            records = pa.concat_tables(tables)
+            sequence = int(first)
+            for chunk in _chunks(records, engine.append_bytes_max):
+                last = (sequence + chunk.num_rows - 1) % RANGE_SEQUENCE_MODULUS
+                producer = (engine_producer_id(txn.producer_id, partition), sequence, last)
+                try:
+                    pending.append(engine.submit_append(topic, chunk, producer=producer, partition=partition))
+                except TopicNotFound:
+                    log.warning(
+                        "transaction %r: topic %s was deleted; its records are dropped",
+                        txn.transactional_id,
+                        topic,
+                    )
+                    break
+                sequence = (last + 1) % RANGE_SEQUENCE_MODULUS
+        for append in pending:
+            append.wait()
+
+    async def _abort(self, txn: Transaction, why: str) -> None:
+        stage, txn.stage = txn.stage, None
+        txn.state = COMPLETE_ABORT
+        if stage is not None:
+            await self.broker.call(stage.remove)
+        log.info("transaction %r aborted: %s", txn.transactional_id, why)
+
+    # -- timeouts ---------------------------------------------------------------------
+
+    async def _check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(limits.kafka_transaction_check_seconds)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("checking transactions failed")
+
+    async def check(self) -> None:
+        """Abort the transactions open longer than their timeout and fence their
+        producers; retry the commits whose apply failed."""
+        now = time.monotonic()
+        for txn in list(self.transactions.values()):
+            if txn.state == ONGOING and now - txn.started > txn.timeout_ms / 1000:
+                async with txn.lock:
+                    if txn.state != ONGOING or now - txn.started <= txn.timeout_ms / 1000:
+                        continue
+                    await self._abort(txn, f"open longer than its timeout ({txn.timeout_ms} ms)")
+                    txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
+                    try:
+                        await self.broker.call(self._save, txn)
+                    except StorageError as exc:
+                        log.warning("transaction %r: fencing not saved: %s", txn.transactional_id, exc)
+            elif txn.state == PREPARE_COMMIT and not txn.lock.locked():
+                self._spawn(self._finish_commit(txn))
+
+    async def _finish_commit(self, txn: Transaction) -> None:
+        async with txn.lock:
+            if txn.state == PREPARE_COMMIT:
+                try:
+                    await self._apply(txn)
+                except TransactionError:
+                    pass  # logged; the next check retries
+
+    def close(self) -> None:
+        self._checker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for txn in self.transactions.values():
+            if txn.stage is not None:
+                txn.stage.close()
+
+
+def _chunks(records: pa.Table, bytes_max: int) -> list[pa.Table]:
+    """The records in slices an append takes (at most append_records_max records and,
+    with room to spare, at most ``bytes_max`` bytes each): deterministic, so that a
+    commit applied again cuts the same slices under the same sequences."""
+    rows = records.num_rows
+    pieces = max(-(-rows // limits.append_records_max), -(-records.nbytes // max(bytes_max // 2, 1)), 1)
+    size = -(-rows // pieces)
+    return [records.slice(start, size) for start in range(0, rows, size)]

@@ -1,0 +1,304 @@
+"""The transaction APIs on the wire, request by request.
+
+Goal: each transaction API answers as Kafka's brokers do where clients depend on it:
+ApiVersions advertises them; FindCoordinator with key type 1 names this node;
+InitProducerId refuses a timeout over the bound and bumps the epoch of a
+transactional.id, fencing the older producer with PRODUCER_FENCED (INVALID_PRODUCER_EPOCH
+before KIP-588's versions); a transactional Produce to a partition not added to the
+transaction is refused and writes nothing (KIP-890's server-side defence), and
+AddPartitionsToTxn v4's verify-only form tells which partitions are in it;
+DescribeTransactions and ListTransactions show the coordinator's state. A commit whose
+apply a crash interrupted (one topic written, the other not) is finished at the next
+start, each record once, and a transaction open at a restart is aborted and its
+producer fenced.
+
+Method: raw requests on one connection (wire.py) to the in-process door, built and read
+with the door's codec; the interrupted apply is a coordinator whose apply writes the
+first topic and then fails as a crash would, closed without finishing and opened again
+on the same directory; what topics hold is read through the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from wire import Wire
+
+from odradek.errors import StorageError
+from odradek.node import Node
+from odradek.protocols.kafka import start_kafka_listener
+from odradek.protocols.kafka.codec import messages_data as d
+from odradek.protocols.kafka.codec import messages_groups as g
+from odradek.protocols.kafka.codec import messages_txn as t
+from odradek.protocols.kafka.codec.api import ApiKey
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.codec.records import encode_batch
+from odradek.protocols.kafka.transactions import TransactionCoordinator
+from odradek.records import STORED_SCHEMA
+
+
+class TxnWire(Wire):
+    def init(self, transactional_id: str, version: int = 4, **fields: Any) -> d.InitProducerIdResponse:
+        request = d.InitProducerIdRequest(
+            transactional_id=transactional_id,
+            transaction_timeout_ms=fields.pop("timeout_ms", 60_000),
+            **fields,
+        )
+        response: d.InitProducerIdResponse = self.call(ApiKey.INIT_PRODUCER_ID, version, request)
+        return response
+
+    def add(
+        self, transactional_id: str, pid: int, epoch: int, topics: dict[str, list[int]], version: int = 3
+    ) -> dict[tuple[str, int], int]:
+        request = t.AddPartitionsToTxnRequest(
+            v3_and_below_transactional_id=transactional_id,
+            v3_and_below_producer_id=pid,
+            v3_and_below_producer_epoch=epoch,
+            v3_and_below_topics=tuple(
+                t.AddPartitionsToTxnTopic(name=n, partitions=tuple(p)) for n, p in topics.items()
+            ),
+        )
+        response = self.call(ApiKey.ADD_PARTITIONS_TO_TXN, version, request)
+        return {
+            (topic.name, p.partition_index): p.partition_error_code
+            for topic in response.results_by_topic_v3_and_below
+            for p in topic.results_by_partition
+        }
+
+    def produce(
+        self,
+        transactional_id: str | None,
+        topic: str,
+        values: list[bytes],
+        pid: int,
+        epoch: int,
+        sequence: int,
+    ) -> tuple[int, int]:
+        rows = [
+            {"offset": i, "timestamp": 1_000_000, "key": None, "value": v, "headers": None, "version": None}
+            for i, v in enumerate(values)
+        ]
+        records = encode_batch(
+            pa.RecordBatch.from_pylist(rows, schema=STORED_SCHEMA),
+            base_offset=0,
+            producer_id=pid,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+        )
+        request = d.ProduceRequest(
+            transactional_id=transactional_id,
+            acks=-1,
+            timeout_ms=5000,
+            topic_data=(
+                d.TopicProduceData(
+                    name=topic, partition_data=(d.PartitionProduceData(index=0, records=records),)
+                ),
+            ),
+        )
+        result = self.call(ApiKey.PRODUCE, 9, request).responses[0].partition_responses[0]
+        return result.error_code, result.base_offset
+
+    def end(self, transactional_id: str, pid: int, epoch: int, commit: bool, version: int = 3) -> int:
+        request = t.EndTxnRequest(
+            transactional_id=transactional_id, producer_id=pid, producer_epoch=epoch, committed=commit
+        )
+        code: int = self.call(ApiKey.END_TXN, version, request).error_code
+        return code
+
+    def describe(self, transactional_id: str) -> t.DescribedTransaction:
+        response = self.call(
+            ApiKey.DESCRIBE_TRANSACTIONS,
+            0,
+            t.DescribeTransactionsRequest(transactional_ids=(transactional_id,)),
+        )
+        described: t.DescribedTransaction = response.transaction_states[0]
+        return described
+
+
+def values_of(door: Any, topic: str) -> list[bytes]:
+    batches = door.engine.fetch(topic, 0)
+    return [value for batch in batches for value in batch.column("value").to_pylist()]
+
+
+@pytest.fixture
+def connect(kafka_door: Any) -> Iterator[Callable[[], TxnWire]]:
+    wires: list[TxnWire] = []
+
+    def do_connect() -> TxnWire:
+        wires.append(TxnWire(kafka_door.listener.port))
+        return wires[-1]
+
+    yield do_connect
+    for wire in wires:
+        wire.close()
+
+
+def test_api_versions_and_find_coordinator_serve_transactions(
+    kafka_door: Any, connect: Callable[[], TxnWire]
+) -> None:
+    wire = connect()
+    versions = wire.call(
+        ApiKey.API_VERSIONS, 3, d.ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    )
+    served = {api.api_key: (api.min_version, api.max_version) for api in versions.api_keys}
+    assert served[ApiKey.ADD_PARTITIONS_TO_TXN] == (0, 4)
+    for key in (ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN, ApiKey.TXN_OFFSET_COMMIT):
+        assert served[key] == (0, 4)
+    assert served[ApiKey.DESCRIBE_TRANSACTIONS] == (0, 0)
+    assert served[ApiKey.LIST_TRANSACTIONS] == (0, 2)
+    found = wire.call(
+        ApiKey.FIND_COORDINATOR, 4, g.FindCoordinatorRequest(key_type=1, coordinator_keys=("my-txn",))
+    )
+    (coordinator,) = found.coordinators
+    assert coordinator.error_code == ErrorCode.NONE
+    assert coordinator.port == kafka_door.listener.port
+    old = wire.call(ApiKey.FIND_COORDINATOR, 3, g.FindCoordinatorRequest(key="my-txn", key_type=1))
+    assert (old.error_code, old.port) == (ErrorCode.NONE, kafka_door.listener.port)
+
+
+def test_init_producer_id_bumps_the_epoch_and_fences(kafka_door: Any, connect: Callable[[], TxnWire]) -> None:
+    wire = connect()
+    too_long = wire.init("w", timeout_ms=3_600_000)
+    assert too_long.error_code == ErrorCode.INVALID_TRANSACTION_TIMEOUT
+    first = wire.init("w")
+    assert first.error_code == ErrorCode.NONE
+    second = wire.init("w")
+    assert (second.producer_id, second.producer_epoch) == (first.producer_id, first.producer_epoch + 1)
+    # The older producer asking to bump its own epoch (KIP-360) is fenced.
+    stale = wire.init("w", producer_id=first.producer_id, producer_epoch=first.producer_epoch)
+    assert stale.error_code == ErrorCode.PRODUCER_FENCED
+    fenced_new = wire.add("w", first.producer_id, first.producer_epoch, {"x": [0]}, version=2)
+    fenced_old = wire.add("w", first.producer_id, first.producer_epoch, {"x": [0]}, version=1)
+    assert set(fenced_new.values()) == {ErrorCode.PRODUCER_FENCED}
+    assert set(fenced_old.values()) == {ErrorCode.INVALID_PRODUCER_EPOCH}
+    unknown = wire.end("nobody", 1, 0, True)
+    assert unknown == ErrorCode.INVALID_PRODUCER_ID_MAPPING
+
+
+def test_a_produce_to_a_partition_not_in_the_transaction_is_refused(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    added, other = topic_name + ".a", topic_name + ".b"
+    kafka_door.engine.create_topic(added)
+    kafka_door.engine.create_topic(other)
+    wire = connect()
+    init = wire.init("guarded")
+    pid, epoch = init.producer_id, init.producer_epoch
+    # Before any AddPartitionsToTxn: no transaction at all.
+    assert wire.produce("guarded", added, [b"early"], pid, epoch, 0)[0] == ErrorCode.INVALID_TXN_STATE
+    assert wire.add("guarded", pid, epoch, {added: [0]}) == {(added, 0): ErrorCode.NONE}
+    assert wire.produce("guarded", other, [b"stray"], pid, epoch, 0)[0] == ErrorCode.INVALID_TXN_STATE
+    assert wire.produce("guarded", added, [b"kept"], pid, epoch, 0) == (ErrorCode.NONE, -1)
+    # KIP-890's verify-only form, as a broker sends it (v4, batched).
+    request = t.AddPartitionsToTxnRequest(
+        transactions=(
+            t.AddPartitionsToTxnTransaction(
+                transactional_id="guarded",
+                producer_id=pid,
+                producer_epoch=epoch,
+                verify_only=True,
+                topics=(
+                    t.AddPartitionsToTxnTopic(name=added, partitions=(0,)),
+                    t.AddPartitionsToTxnTopic(name=other, partitions=(0,)),
+                ),
+            ),
+        )
+    )
+    verified = wire.call(ApiKey.ADD_PARTITIONS_TO_TXN, 4, request)
+    (result,) = verified.results_by_transaction
+    codes = {
+        (r.name, p.partition_index): p.partition_error_code
+        for r in result.topic_results
+        for p in r.results_by_partition
+    }
+    assert codes == {(added, 0): ErrorCode.NONE, (other, 0): ErrorCode.INVALID_TXN_STATE}
+    assert wire.describe("guarded").topics == (
+        t.TopicData(topic=added, partitions=(0,)),
+    )  # verify added nothing
+    assert wire.end("guarded", pid, epoch, True) == ErrorCode.NONE
+    assert values_of(kafka_door, added) == [b"kept"]
+    assert values_of(kafka_door, other) == []
+
+
+def test_describe_and_list_transactions(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("described", timeout_ms=30_000)
+    wire.add("described", init.producer_id, init.producer_epoch, {topic_name: [0]})
+    described = wire.describe("described")
+    assert (described.error_code, described.transaction_state, described.transaction_timeout_ms) == (
+        ErrorCode.NONE,
+        "Ongoing",
+        30_000,
+    )
+    assert described.transaction_start_time_ms > 0
+    assert described.topics == (t.TopicData(topic=topic_name, partitions=(0,)),)
+    assert wire.describe("nobody").error_code == ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+    listed = wire.call(
+        ApiKey.LIST_TRANSACTIONS, 2, t.ListTransactionsRequest(state_filters=("Ongoing", "Nonsense"))
+    )
+    assert listed.unknown_state_filters == ("Nonsense",)
+    assert [(x.transactional_id, x.producer_id) for x in listed.transaction_states] == [
+        ("described", init.producer_id)
+    ]
+    assert wire.end("described", init.producer_id, init.producer_epoch, False) == ErrorCode.NONE
+    listed = wire.call(ApiKey.LIST_TRANSACTIONS, 0, t.ListTransactionsRequest(state_filters=("Ongoing",)))
+    assert listed.transaction_states == ()
+
+
+def test_a_commit_interrupted_between_topics_is_finished_at_the_next_start(
+    kafka_door: Any, topic_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = topic_name + ".a", topic_name + ".b"
+    kafka_door.engine.create_topic(first)
+    kafka_door.engine.create_topic(second)
+    wire = TxnWire(kafka_door.listener.port)
+    init = wire.init("crashing")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("crashing", pid, epoch, {first: [0], second: [0]})
+    assert wire.produce("crashing", first, [b"a1", b"a2"], pid, epoch, 0)[0] == ErrorCode.NONE
+    assert wire.produce("crashing", second, [b"b1"], pid, epoch, 0)[0] == ErrorCode.NONE
+    assert wire.produce("crashing", first, [b"a3"], pid, epoch, 2)[0] == ErrorCode.NONE
+    other = wire.init("left-open")
+    wire.add("left-open", other.producer_id, other.producer_epoch, {first: [0]})
+    assert wire.produce("left-open", first, [b"open"], other.producer_id, other.producer_epoch, 0)[0] == 0
+
+    original = TransactionCoordinator._append_all
+
+    def crash_after_the_first_topic(self: TransactionCoordinator, txn: Any, decision: dict[str, Any]) -> None:
+        original(self, txn, {**decision, "ranges": decision["ranges"][:1]})
+        raise StorageError("the process died here")
+
+    monkeypatch.setattr(TransactionCoordinator, "_append_all", crash_after_the_first_topic)
+    assert wire.end("crashing", pid, epoch, True) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert values_of(kafka_door, first) == [b"a1", b"a2", b"a3"]
+    assert values_of(kafka_door, second) == []
+    wire.close()
+    kafka_door.close()
+    monkeypatch.undo()
+
+    kafka_door.node = Node.open(kafka_door.data_dir, fsync=False)
+    kafka_door.listener = start_kafka_listener(kafka_door.node, "127.0.0.1", 0)
+    wire = TxnWire(kafka_door.listener.port)
+    try:
+        state = wire.describe("crashing").transaction_state
+        assert state in ("PrepareCommit", "CompleteCommit")
+        assert wire.end("crashing", pid, epoch, True) == ErrorCode.NONE  # the client's retry
+        assert wire.describe("crashing").transaction_state == "CompleteCommit"
+        assert values_of(kafka_door, first) == [b"a1", b"a2", b"a3"]
+        assert values_of(kafka_door, second) == [b"b1"]
+        reopened = wire.describe("left-open")
+        assert (reopened.transaction_state, reopened.producer_epoch) == (
+            "CompleteAbort",
+            other.producer_epoch + 1,
+        )
+        assert (
+            wire.end("left-open", other.producer_id, other.producer_epoch, True) == ErrorCode.PRODUCER_FENCED
+        )
+    finally:
+        wire.close()
