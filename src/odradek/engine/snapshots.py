@@ -281,7 +281,10 @@ class KeySnapshots:
         """The latest snapshot (flagged) and the events after it (see the module)."""
         owner = self.owner
         snapshot = self.latest(key)
-        events = owner.read_key(key, 1 if snapshot is None else snapshot.version + 1, None)
+        if snapshot is not None and snapshot.version >= owner.key_version(key):
+            events = STORED_SCHEMA.empty_table()  # nothing after it: no key-index lookup
+        else:
+            events = owner.read_key(key, 1 if snapshot is None else snapshot.version + 1, None)
         flags = pa.array(np.zeros(events.num_rows, dtype=bool))
         events = pa.Table.from_arrays([*events.columns, flags], schema=SNAPSHOT_READ_SCHEMA)
         if snapshot is None:
