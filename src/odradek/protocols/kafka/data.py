@@ -341,6 +341,16 @@ _HEADER_OVERHEAD_BYTES = 10
 
 async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
     body: m.FetchRequest = request.body
+    if request.api_version >= 7 and body.session_epoch > 0:
+        # KIP-227: no fetch session is ever created here (every answer has session id 0),
+        # so an incremental request names one this broker does not have; the client then
+        # starts again with a full request, as after a broker restart.
+        log.info(
+            "Fetch in session %d (epoch %d) refused: no fetch sessions are kept (FETCH_SESSION_ID_NOT_FOUND)",
+            body.session_id,
+            body.session_epoch,
+        )
+        return m.FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
     by_id = request.api_version >= 13
     wait = min(max(body.max_wait_ms, 0), limits.kafka_fetch_wait_ms_max) / 1000
     deadline = time.monotonic() + wait
