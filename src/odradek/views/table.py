@@ -101,8 +101,36 @@ class ViewTable:
         return base.slice(0, limit).combine_chunks()
 
     def __len__(self) -> int:
-        """Keys in the table (exact after a merge; the delta may count some twice)."""
-        return len(self.keys) + sum(1 for state in self.delta.values() if state is not None)
+        """Keys in the table: the base's, less those the delta deleted, plus its new ones
+        (one Arrow ``is_in`` of the delta's keys against the base)."""
+        if not self.delta:
+            return len(self.keys)
+        changed = pa.array(list(self.delta), pa.binary())
+        present = pc.is_in(changed, value_set=self.keys).to_pylist()
+        alive = [state is not None for state in self.delta.values()]
+        added = sum(1 for there, live in zip(present, alive, strict=True) if live and not there)
+        removed = sum(1 for there, live in zip(present, alive, strict=True) if there and not live)
+        return len(self.keys) + added - removed
+
+    def states_of(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        """The current state of each of ``keys`` (unique), looked up in one go: the
+        delta's, else the base's through one Arrow ``index_in`` (a hash of the base)."""
+        found: dict[bytes, bytes | None] = {}
+        missing: list[bytes] = []
+        for key in keys:
+            if key in self.delta:
+                found[key] = self.delta[key]
+            else:
+                missing.append(key)
+        if missing and len(self.keys):
+            positions = pc.index_in(pa.array(missing, pa.binary()), value_set=self.keys)
+            hits = pc.is_valid(positions)
+            states = self.states.take(positions.filter(hits)).to_pylist()
+            for key, state in zip(
+                pa.array(missing, pa.binary()).filter(hits).to_pylist(), states, strict=True
+            ):
+                found[key] = state
+        return found
 
     @property
     def nbytes(self) -> int:

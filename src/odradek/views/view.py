@@ -237,26 +237,39 @@ class View:
     def _apply_batch(self, topic: str, batch: pa.RecordBatch) -> bool:
         """Reduce one batch and publish its states with the position past it; a record
         that raises stops the view there: the records before it are published, with
-        the position at its offset (module rules)."""
+        the position at its offset (module rules).
+
+        Three passes: the view key of every record; the current state of those keys,
+        looked up in one go (table.py); then the reducer, record by record."""
         assert self._reducer is not None
         reducer, key_function = self._reducer, self._key
         records = _as_int_timestamps(batch).to_pylist()
-        changes: dict[bytes, bytes | None] = {}
-        with self.lock:
-            table = self.table
         position = int(batch.column("offset")[-1].as_py()) + 1
         failure: str | None = None
-        applied = 0
+        keys: list[bytes | None] = []
         for record in records:
             try:
-                key, state = _reduce(topic, record, reducer, key_function, changes, table)
-            except Exception as exc:  # noqa: BLE001 (the reducer is user code: whatever it raises stops the view)
+                keys.append(_key_of(topic, record, key_function))
+            except Exception as exc:  # noqa: BLE001 (the key function is user code)
                 position = int(record["offset"])
-                failure = f"the reducer failed on {topic} offset {position}: {type(exc).__name__}: {exc}"
+                failure = f"the key function failed on {topic} offset {position}: {type(exc).__name__}: {exc}"
                 break
-            applied += 1
+        with self.lock:
+            states = self.table.states_of(list(dict.fromkeys(key for key in keys if key is not None)))
+        changes: dict[bytes, bytes | None] = {}
+        applied = 0
+        for record, key in zip(records, keys, strict=False):
             if key is not None:
+                try:
+                    state = reducer(changes[key] if key in changes else states.get(key), record)
+                    if state is not None and not isinstance(state, bytes):
+                        raise TypeError(f"the reducer returned {type(state).__name__}, not bytes or None")
+                except Exception as exc:  # noqa: BLE001 (the reducer is user code: whatever it raises stops the view)
+                    position = int(record["offset"])
+                    failure = f"the reducer failed on {topic} offset {position}: {type(exc).__name__}: {exc}"
+                    break
                 changes[key] = state
+            applied += 1
         with self.lock:
             for key, state in changes.items():
                 self.table.put(key, state)
@@ -290,29 +303,20 @@ class View:
         self._checkpointed_at = time.monotonic()
 
 
-def _reduce(
-    topic: str,
-    record: dict[str, Any],
-    reducer: Reducer,
-    key_function: KeyFunction | None,
-    changes: dict[bytes, bytes | None],
-    table: ViewTable,
-) -> tuple[bytes | None, bytes | None]:
-    """(view key, new state) of one record; (None, None) for a record without a key."""
+def _key_of(topic: str, record: dict[str, Any], key_function: KeyFunction | None) -> bytes | None:
+    """The view key of one record (None: it does not change the view); completes the
+    record dict the reducer gets (topic, headers as a dict)."""
     record["topic"] = topic
     headers = record.get("headers")
     record["headers"] = dict(headers) if headers else {}
     key = key_function(record) if key_function is not None else record.get("key")
     if key is None:
-        return None, None
+        return None
     if not isinstance(key, bytes):
         raise TypeError(f"the key function returned {type(key).__name__}, not bytes or None")
     if len(key) > limits.key_bytes_max:
         raise ValueError(f"the key function returned {len(key)} bytes, over {limits.key_bytes_max}")
-    state = reducer(changes[key] if key in changes else table.get(key), record)
-    if state is not None and not isinstance(state, bytes):
-        raise TypeError(f"the reducer returned {type(state).__name__}, not bytes or None")
-    return key, state
+    return key
 
 
 def _as_int_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
