@@ -30,7 +30,7 @@ from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
-from odradek.protocols.kafka.codec.records import DecodedBatch, decode_batches, encode_batch
+from odradek.protocols.kafka.codec.records import DecodedBatch, RecordOverLimit, decode_batches, encode_batch
 from odradek.protocols.kafka.partition_index import Gathered, Wanted, gather, max_timestamp, offset_for_time
 from odradek.protocols.kafka.transactions import TransactionError
 from odradek.records import STORED_SCHEMA
@@ -220,6 +220,9 @@ def _produce_error(index: int, code: ErrorCode, message: str | None = None) -> m
 async def _submit_partition(broker: Broker, view: TopicView, data: m.PartitionProduceData) -> Completion:
     try:
         batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
+    except RecordOverLimit as exc:  # well formed but over a bound: not to be retried
+        log.info("Produce to %s refused: %s (INVALID_RECORD)", view.name, exc)
+        return _done(_produce_error(data.index, ErrorCode.INVALID_RECORD, str(exc)))
     except DecodeError as exc:
         return _done(_produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc)))
     if not batches:
