@@ -659,6 +659,10 @@ wait_for_timeout_seconds_max = 300.0
 # A waiting append looks again at least this often even if no apply or ack woke it
 # (a view deleted meanwhile, a group closed): never a tight loop.
 wait_for_recheck_seconds = 1.0
+# How long deleting a view or closing the node waits for its applier to finish the batch
+# under way: a reducer is user code that may hang, and a close must end; 30 s is a
+# thousand slow reducer calls. A reducer still running then is left on its daemon thread.
+view_stop_seconds_max = 30.0
 
 # -- Kafka transactions (protocols/kafka/transactions.py, decision 0016) ------------------
 # Transactional ids the coordinator keeps state for (a small document each, loaded at

@@ -6,9 +6,11 @@ something other than bytes stops the view at that record, with the error in
 ``describe_view``, while appends go on; a view over its size bound stops with a clear
 error; a view and its table survive a restart, and a damaged checkpoint is reported,
 not trusted; reducers given as functions are stored only if they can be imported
-again. Method: ``odradek.open`` on a temporary directory and the reducers of
-view_reducers.py; every wait is ``append(..., wait_for=[view])`` or a wait on a
-condition with a generous deadline, never a sleep.
+again; a reducer that hangs does not hang deleting its view; records that retention
+removed before the view applied them are skipped, the view goes on. Method:
+``odradek.open`` on a temporary directory and the reducers of view_reducers.py (one of
+them held by a gate the test opens); every wait is ``append(..., wait_for=[view])`` or
+a wait on a condition with a generous deadline, never a sleep.
 """
 
 from __future__ import annotations
@@ -203,3 +205,50 @@ def test_a_definition_without_a_directory_left_by_a_crash_is_removed(tmp_path: P
     with odradek.open(tmp_path / "data") as opened:
         assert opened.list_views() == []
     assert not half_made.exists()
+
+
+@pytest.fixture
+def gate() -> Iterator[None]:
+    view_reducers.GATE.clear()
+    view_reducers.ENTERED.clear()
+    view_reducers.LEFT.clear()
+    yield
+    view_reducers.GATE.set()
+
+
+def test_a_hung_reducer_does_not_hang_deleting_its_view(
+    client: EmbeddedClient, gate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "view_stop_seconds_max", 0.1)
+    client.create_topic("t")
+    client.create_view("stuck", "t", "view_reducers:held")
+    client.append("t", [{"key": b"a", "value": b"1"}])
+    assert view_reducers.ENTERED.wait(DEADLINE_SECONDS)
+    client.delete_view("stuck")  # returns although the reducer still hangs
+    assert not view_reducers.LEFT.is_set()
+    assert client.list_views() == []
+    assert not (Path(client.engine.path) / "views" / "stuck").exists()
+    view_reducers.GATE.set()  # the abandoned applier ends, and publishes nothing
+    client.create_topic("u")  # the node goes on
+
+
+def test_records_removed_by_retention_before_they_were_applied_are_skipped(
+    client: EmbeddedClient, gate: None
+) -> None:
+    client.create_topic("t", segment_bytes="64KiB", retention="1h")
+    client.create_view("last", "t", "view_reducers:held")
+    client.append("t", [{"key": b"first", "value": b"0"}])
+    assert view_reducers.ENTERED.wait(DEADLINE_SECONDS)  # the view holds offset 0
+    for number in range(8):  # about 8 segments of 64 KiB
+        client.append("t", [{"key": b"k%d" % number, "value": b"x" * 1024} for _ in range(64)])
+    assert client.engine.enforce_retention(now=time.time() + 7200) > 0
+    first = client.describe_topic("t").first_offset
+    assert first > 1
+    view_reducers.GATE.set()
+    client.append("t", [{"key": b"last", "value": b"9"}], wait_for=["view:last"], timeout=DEADLINE_SECONDS)
+    assert client.view_get("last", b"first") == b"0"  # applied before retention
+    assert client.view_get("last", b"k0") is None  # removed by retention, never applied
+    assert client.view_get("last", b"last") == b"9"
+    info = client.describe_view("last")
+    assert info["status"] == "running"
+    assert info["offsets"] == {"t": client.describe_topic("t").next_offset}

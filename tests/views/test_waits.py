@@ -8,7 +8,8 @@ topic: other appends go on meanwhile; a view stopped by its reducer's error ends
 waits for it at once with ``WaitTimeout`` (not at the timeout). Method: threads that
 each append orders of their own customer and check the view after each; the group
 case blocks one append on a group nobody acks, while another thread appends (the test
-would hang, and fail at its deadline, if the wait held the writer).
+would hang, and fail at its deadline, if the wait held the writer). A reducer given as
+a function is stored by the embedded client, refused by the remote one.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 import pytest
 
 import odradek
-from odradek.errors import WaitTimeout
+from odradek.errors import InvalidRequest, WaitTimeout
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
+from odradek.views.reducers import latest
 
 THREADS = 4
 ORDERS_PER_THREAD = 25
@@ -120,3 +122,13 @@ def test_a_stopped_view_ends_the_waits_for_it_at_once(client: Any) -> None:
         client.append("t", [{"key": b"a", "value": b"1"}], wait_for=["view:stuck"], timeout=DEADLINE_SECONDS)
     assert caught.value.pending == ["view:stuck"]
     assert caught.value.result is not None and caught.value.result.base_offset == 1
+
+
+def test_a_function_is_taken_by_the_embedded_client_only(client: Any) -> None:
+    client.create_topic("t")
+    if isinstance(client, odradek.EmbeddedClient):
+        assert client.create_view("v", "t", latest)["reducer"] == "odradek.views.reducers:latest"
+    else:
+        with pytest.raises(InvalidRequest, match="import path"):
+            client.create_view("v", "t", latest)
+        assert client.list_views() == []

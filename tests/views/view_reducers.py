@@ -4,6 +4,7 @@ sys.path in the tests and on PYTHONPATH of the servers they start)."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 
@@ -44,3 +45,18 @@ def trail(state: bytes | None, record: dict[str, Any]) -> bytes:
     """Every value of the key in the order applied, comma-separated: order-sensitive."""
     value = bytes(record["value"])
     return value if state is None else state + b"," + value
+
+
+# A reducer that holds the applier until a test opens the gate (embedded views only:
+# the gate lives in the test's process).
+GATE = threading.Event()
+ENTERED = threading.Event()
+LEFT = threading.Event()
+
+
+def held(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """Waits (at most a minute) for ``GATE``; then the latest value."""
+    ENTERED.set()
+    GATE.wait(60.0)
+    LEFT.set()
+    return bytes(record["value"])

@@ -21,6 +21,9 @@ Theory of operation
 * Positions are per topic with the topic's incarnation: a topic deleted and created
   again is applied from its start; offsets below the topic's first (retention) are
   skipped to the first one.
+* Stopping (deleting the view, closing the node) waits for the batch under way at most
+  ``view_stop_seconds_max``; a reducer that hangs past it is left on its daemon thread
+  and its batch is never published.
 * The applier sleeps on an event that the engine's arrivals set (new durable records,
   new topics): it never polls in a tight loop (it also wakes once a second, for a due
   checkpoint).
@@ -86,6 +89,7 @@ class View:
         self._reducer: Reducer | None = None
         self._key: KeyFunction | None = None
         self._thread: threading.Thread | None = None
+        self._abandoned = False  # stop() gave up waiting for the applier: it publishes nothing
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -120,12 +124,25 @@ class View:
         self._wake.set()
 
     def stop(self, *, checkpoint: bool = True) -> None:
-        """Stop applying (the batch under way finishes) and take a last checkpoint."""
+        """Stop applying (the batch under way finishes) and take a last checkpoint.
+
+        A reducer that does not return within ``view_stop_seconds_max`` is left on its
+        daemon thread: its batch is never published, and no last checkpoint is taken
+        (the records since the previous one are applied again at the next start)."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(limits.view_stop_seconds_max)
+            if thread.is_alive():
+                log.warning(
+                    "view %s: its reducer did not return within %s s; left running, unpublished",
+                    self.name,
+                    limits.view_stop_seconds_max,
+                )
+                with self.lock:
+                    self._abandoned = True
+                checkpoint = False
         if checkpoint and self._dirty:
             self._checkpoint()
         if self.status == STATUS_RUNNING:
@@ -176,8 +193,8 @@ class View:
             while not self._stop.is_set():
                 self._wake.clear()
                 progressed = self._apply_round()
-                if self.status == STATUS_FAILED:
-                    return
+                if self.status == STATUS_FAILED or self._stop.is_set():
+                    return  # stop() takes the last checkpoint
                 now = time.monotonic()
                 if self._dirty and now - self._checkpointed_at >= limits.view_checkpoint_seconds:
                     self._checkpoint()
@@ -258,6 +275,7 @@ class View:
             states = self.table.states_of(list(dict.fromkeys(key for key in keys if key is not None)))
         changes: dict[bytes, bytes | None] = {}
         applied = 0
+        # (the reducer runs outside the lock; an abandoned applier publishes nothing)
         for record, key in zip(records, keys, strict=False):
             if key is not None:
                 try:
@@ -271,6 +289,8 @@ class View:
                 changes[key] = state
             applied += 1
         with self.lock:
+            if self._abandoned:
+                return False
             for key, state in changes.items():
                 self.table.put(key, state)
             self.positions[topic] = [position, self.positions[topic][1]]
