@@ -149,3 +149,24 @@ def _with_crc(batch: bytes) -> bytes:
     """A record batch whose CRC-32C (over everything after the crc field) is right."""
     crc = crc32c.crc32c(batch[21:])
     return batch[:17] + crc.to_bytes(4, "big") + batch[21:]
+
+
+def test_a_transactional_record_over_the_header_bound_is_reported_at_once(
+    kafka_door: Any, topic_name: str
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    producer = Producer(
+        {"bootstrap.servers": kafka_door.bootstrap, "transactional.id": "tx-" + topic_name, **FAST}
+    )
+    producer.init_transactions(WAIT_SECONDS)
+    producer.begin_transaction()
+    reports: list[Any] = []
+    headers = [("h", b"")] * (limits.header_count_max + 1)
+    producer.produce(
+        topic_name, value=b"v", headers=headers, on_delivery=lambda error, _m: reports.append(error)
+    )
+    producer.flush(WAIT_SECONDS)
+    assert len(reports) == 1 and reports[0] is not None
+    assert reports[0].code() == KafkaError.INVALID_RECORD
+    producer.abort_transaction(WAIT_SECONDS)
+    assert kafka_door.engine.describe_topic(topic_name).next_offset == 0

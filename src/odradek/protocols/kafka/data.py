@@ -280,6 +280,9 @@ async def _stage_partition(
     reach their topic once the transaction commits."""
     try:
         batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
+    except RecordOverLimit as exc:  # well formed but over a bound: not to be retried
+        log.info("Produce to %s refused: %s (INVALID_RECORD)", view.name, exc)
+        return _produce_error(data.index, ErrorCode.INVALID_RECORD, str(exc))
     except DecodeError as exc:
         return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc))
     if not batches:
