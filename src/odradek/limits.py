@@ -627,6 +627,11 @@ jwt_leeway_seconds = 30.0
 # A Kafka connection must finish SASL within this many requests before it authenticated
 # (a handshake and a SCRAM exchange take three); more is a confused or hostile client.
 kafka_sasl_requests_max = 8
+# Agents sharing a credential store (an object store) read it again this often, so that a
+# revoked token or a removed user is refused everywhere within seconds, and at most this
+# often when a credential is not found (a user added on another agent), one HEAD request.
+security_refresh_seconds = 5.0
+security_refresh_seconds_min = 1.0
 
 # --- materialized key views and synchronous commit (src/odradek/views/, decision 0019) --
 # Views one node keeps at most: each has an applier thread of its own, so a slow reducer

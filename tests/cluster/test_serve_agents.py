@@ -225,7 +225,7 @@ def test_kill_pause_and_sigterm_of_the_owner(agents: list[AgentProcess]) -> None
         (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--cluster", "a/b"], "cluster"),
         (["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--advertise", "nope"], "--advertise"),
         (
-            ["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--listen", "0.0.0.0:0"],
+            ["--etcd", "http://127.0.0.1:1", "--store", "memory://x", "--listen", "0.0.0.0:0", "--insecure"],
             "--advertise HOST:PORT",
         ),
     ],

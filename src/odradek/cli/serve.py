@@ -582,7 +582,12 @@ def run(settings: Settings) -> int:
     try:
         from odradek.security import CredentialStore
 
-        credentials = CredentialStore.open(settings.data_dir)  # users and tokens (security/)
+        # Users and tokens (security/): in the object store with --store (the data
+        # directory is only its cache), else in the data directory.
+        if engine.store is not None:
+            credentials = CredentialStore.in_object_store(engine.store.store)
+        else:
+            credentials = CredentialStore.open(settings.data_dir)
         authenticator = authenticator_of(settings, credentials, validator)
         observer = None
         metrics = None

@@ -22,8 +22,11 @@ from odradek import limits
 from odradek.budget import ByteBudget
 from odradek.cli.serve import (
     Settings,
+    authenticator_of,
+    check_exposure,
     grpc_location,
     install_signal_handlers,
+    jwt_validator,
     listen_addresses,
     server_tls,
     setup_logging,
@@ -36,7 +39,7 @@ from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.bounded_http import serving_tls
+from odradek.protocols.bounded_http import serving_authentication, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.storage.objects import ObjectStore, open_store
 
@@ -51,12 +54,23 @@ def run_agent(settings: Settings) -> int:
     tls = server_tls(settings)  # the doors' TLS files too
     tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
+    check_exposure(settings)
+    validator = jwt_validator(settings)  # a bad JWKS: refused before any door opens
     for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
         if address is not None and address[1] == 0:
             raise InvalidRequest(f"{what} needs a fixed port in a cluster (other agents advertise it)")
     store: str | ObjectStore = settings.store
     if settings.store_options:
         store = open_store(settings.store, options=settings.store_options)
+    # Users and tokens live in the store the agents share (security/credentials.py); each
+    # agent reads it again every few seconds.
+    from odradek.security import CredentialStore
+
+    credentials = CredentialStore.in_object_store(
+        store if isinstance(store, ObjectStore) else open_store(store)
+    )
+    stop_refreshing = credentials.refresh_every()
+    authenticator = authenticator_of(settings, credentials, validator)
     budget = ByteBudget(settings.inflight_bytes)
     metrics = None
     metrics_listener = None
@@ -64,7 +78,7 @@ def run_agent(settings: Settings) -> int:
         from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
         metrics = Metrics(None)
-        with serving_tls(tls_context):
+        with serving_tls(tls_context), serving_authentication(authenticator):
             metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
     location = grpc_location(host, port, tls is not None)
     gate = AgentGate()  # the agent is made once the door's port is known
@@ -77,6 +91,8 @@ def run_agent(settings: Settings) -> int:
             budget=budget,
             cluster=gate,
             tls=tls,
+            authenticator=authenticator,
+            credentials=credentials,
         )
     except (pa.ArrowException, OSError) as exc:
         if metrics_listener is not None:
@@ -132,6 +148,7 @@ def run_agent(settings: Settings) -> int:
             budget=budget,
             tls=tls_context,
             serving=lambda: gate.agent is not None and gate.agent.is_owner(),
+            authenticator=authenticator,
         )
 
     def start_registry(node: Node) -> Any:
@@ -139,7 +156,7 @@ def run_agent(settings: Settings) -> int:
             return None
         from odradek.protocols.registry import start_registry_listener
 
-        with serving_tls(tls_context):
+        with serving_tls(tls_context), serving_authentication(authenticator):
             return start_registry_listener(
                 node.engine,
                 node.engine.path,
@@ -216,7 +233,8 @@ def run_agent(settings: Settings) -> int:
     )
     print(
         f"odradek ready url={url} agent={agent.settings.agent_id} cluster={settings.cluster} "
-        f"data_dir={os.path.abspath(settings.data_dir)}",
+        f"data_dir={os.path.abspath(settings.data_dir)}"
+        + ("" if settings.authenticates else " authentication=none (no authentication)"),
         flush=True,
     )
     while not stop.wait(1.0):
@@ -224,6 +242,7 @@ def run_agent(settings: Settings) -> int:
             log.error("the cluster agent stopped; exiting")
             break
     log.info("shutting down: handing the data over if owned, then leaving the cluster")
+    stop_refreshing.set()
     agent.stop()
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if metrics_listener is not None:

@@ -84,6 +84,8 @@ class Authenticator:
         ):
             raise Unauthenticated("authentication failed: user name or password too long")
         user = self.store.user(name)
+        if user is None and self.store.refresh(soon=True):  # added on another agent?
+            user = self.store.user(name)
         if user is None:
             raise Unauthenticated(
                 f"authentication failed for user {name[:64]!r}: unknown user or wrong password"
@@ -118,6 +120,8 @@ class Authenticator:
             raise Unauthenticated("authentication failed: the token is too long")
         if token.startswith(TOKEN_PREFIX):
             found = self.store.token_user(token)
+            if found is None and self.store.refresh(soon=True):  # made on another agent?
+                found = self.store.token_user(token)
             if found is None:
                 if self.store.token_expired(token):
                     raise Unauthenticated("authentication failed: the token has expired")

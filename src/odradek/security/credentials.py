@@ -1,7 +1,10 @@
 """The credential store: users (salted SCRAM credentials) and API tokens (hashed).
 
-Stored as one checksummed JSON document behind the storage seam
-(``<data dir>/security/credentials.json``, storage/documents.py), in two copies::
+Stored as one checksummed JSON document behind the storage seam: in the data directory
+(``<data dir>/security/credentials.json``, storage/documents.py, in two copies), or,
+for a server whose data is in an object store and for the agents of a cluster, which
+share it, as the object ``security/credentials.json`` of that store (the same format,
+replaced by compare-and-swap where the store has it)::
 
     {"version": 1,
      "users": {NAME: {"tenant": T | null, "admin": bool, "created": SECONDS,
@@ -17,6 +20,11 @@ Rules
 * A change is made on a copy of the state, saved, and only then published: a refused
   or failed save changes nothing. One lock serializes changes; reads take the
   published state without a lock.
+* Shared by agents (an object store): each change first reads the latest version and
+  is written only if nobody wrote since (compare-and-swap; a loser is told to retry);
+  every agent reads it again every ``limits.security_refresh_seconds`` and when a
+  credential is not found (at most every ``limits.security_refresh_seconds_min``), so a
+  new user works at once anywhere and a revocation reaches every agent within seconds.
 * A token belongs to a user: it authenticates as that user (tenant and admin flag as
   the user has them at the time); removing the user revokes its tokens.
 * ``repr`` and errors never show a password, a token or a key.
@@ -27,21 +35,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
 from odradek.security.passwords import MECHANISMS, ScramCredential, make_credential
 from odradek.security.principal import Principal
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
-from odradek.storage.documents import Document
+from odradek.storage.documents import Document, decode, encode
 
-DOCUMENT = os.path.join("security", "credentials.json")
+if TYPE_CHECKING:
+    from odradek.storage.objects import ObjectStore
+
+log = logging.getLogger("odradek.security")
+
+DOCUMENT = "security/credentials.json"
 TOKEN_PREFIX = "odr_"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]+$")
 _TOKEN = re.compile(r"^odr_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -152,17 +166,132 @@ class _State:
         return cls(users, tokens)
 
 
+class _Persistence(Protocol):
+    path: str
+
+    def load(self) -> Any | None: ...
+
+    def save(self, data: Any) -> None: ...
+
+    def changed(self) -> bool: ...
+
+
+class _InDataDirectory:
+    """The document in a data directory: one writer (the server, or the command line
+    while it is stopped)."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self.path = document.path
+
+    def load(self) -> Any | None:
+        try:
+            return self.document.load()
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {describe_os_error(exc)}") from exc
+
+    def save(self, data: Any) -> None:
+        try:
+            self.document.save(data)
+        except OSError as exc:
+            raise StorageError(f"could not write {self.path}: {describe_os_error(exc)}") from exc
+
+    def changed(self) -> bool:
+        return False
+
+
+class _InObjectStore:
+    """The document as an object of a store that agents share."""
+
+    def __init__(self, store: ObjectStore, key: str = DOCUMENT) -> None:
+        self.store = store
+        self.key = key
+        self.path = f"{store.url.rstrip('/')}/{key}"
+        self._etag: str | None = None
+        self._generation = 0
+
+    def load(self) -> Any | None:
+        found = self.store.get_versioned(self.key)
+        if found is None:
+            self._etag, self._generation = None, 0
+            return None
+        try:
+            data, generation = decode(found.data)
+        except ValueError as exc:
+            raise StorageError(f"{self.path} is damaged: {exc}") from None
+        self._etag, self._generation = found.etag, generation
+        return data
+
+    def save(self, data: Any) -> None:
+        raw = encode(data, self._generation + 1)
+        if self._etag is None:
+            if not self.store.put_new(self.key, raw):
+                raise StorageError(f"{self.path} was written by another agent meanwhile; retry")
+            head = self.store.head(self.key)
+            token = head.etag if head is not None else None
+        elif self.store.supports_compare_and_swap:
+            token = self.store.put_if(self.key, raw, self._etag)
+            if token is None:
+                raise StorageError(f"{self.path} was changed by another agent meanwhile; retry")
+        else:  # a directory store: no compare-and-swap (one server writes it)
+            token = self.store.put(self.key, raw)
+        self._etag, self._generation = token, self._generation + 1
+
+    def changed(self) -> bool:
+        head = self.store.head(self.key)
+        return (head.etag if head is not None else None) != self._etag or (
+            head is not None and head.etag is None
+        )
+
+
 class CredentialStore:
     """Users and tokens of one server (see the module docstring). Thread-safe."""
 
-    def __init__(self, document: Document) -> None:
-        self._document = document
+    def __init__(self, document: Document | _Persistence) -> None:
+        self._persistence: _Persistence = (
+            _InDataDirectory(document) if isinstance(document, Document) else document
+        )
         self._lock = threading.Lock()
-        try:
-            data = document.load()
-        except OSError as exc:
-            raise StorageError(f"cannot read {document.path}: {describe_os_error(exc)}") from exc
-        self._state = _State({}, {}) if data is None else _State.from_json(data, document.path)
+        self._refreshed = float("-inf")  # when refresh last asked the store
+        self._state = self._read()
+
+    def _read(self) -> _State:
+        data = self._persistence.load()
+        return _State({}, {}) if data is None else _State.from_json(data, self._persistence.path)
+
+    @classmethod
+    def in_object_store(cls, store: ObjectStore) -> CredentialStore:
+        """The store kept as an object of ``store`` (shared by a cluster's agents)."""
+        return cls(_InObjectStore(store))
+
+    def refresh(self, *, soon: bool = False) -> bool:
+        """Read the document again if another writer changed it (an agent of a cluster);
+        ``soon``: at most every ``limits.security_refresh_seconds_min`` (a credential
+        that was not found). True if it changed."""
+        now = time.monotonic()
+        if soon and now - self._refreshed < limits.security_refresh_seconds_min:
+            return False
+        self._refreshed = now
+        with self._lock:
+            if not self._persistence.changed():
+                return False
+            self._state = self._read()
+        return True
+
+    def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
+        """Refresh on a daemon thread every ``seconds`` until the returned event is set
+        (for stores that agents share; a failed read is logged and tried again)."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.refresh()
+                except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
+                    log.warning("could not read the credential store again: %s", exc)
+
+        threading.Thread(target=run, name="odradek-credentials", daemon=True).start()
+        return stop
 
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> CredentialStore:
@@ -243,7 +372,7 @@ class CredentialStore:
             raise InvalidRequest("a user needs at least one SCRAM mechanism")
         credentials = {mechanism: make_credential(mechanism, password) for mechanism in mechanisms}
         with self._lock:
-            state = self._state
+            state = self._latest()
             if name in state.users and not replace:
                 raise InvalidRequest(f"user {name!r} exists; remove it first or replace its password")
             if name not in state.users and len(state.users) >= limits.security_users_max:
@@ -255,7 +384,7 @@ class CredentialStore:
     def remove_user(self, name: str) -> int:
         """Remove user ``name`` and its tokens; returns how many tokens went with it."""
         with self._lock:
-            state = self._state
+            state = self._latest()
             if name not in state.users:
                 raise InvalidRequest(f"no user {str(name)[:64]!r}")
             users = {key: user for key, user in state.users.items() if key != name}
@@ -266,7 +395,7 @@ class CredentialStore:
     def create_token(self, user: str, expires_seconds: float | None = None) -> tuple[str, Token]:
         """A new token of ``user``: the token (shown once, never stored) and its entry."""
         with self._lock:
-            state = self._state
+            state = self._latest()
             if user not in state.users:
                 raise InvalidRequest(f"no user {str(user)[:64]!r}: add it first (odradek user add)")
             if len(state.tokens) >= limits.security_tokens_max:
@@ -286,7 +415,7 @@ class CredentialStore:
 
     def revoke_token(self, token_id: str) -> Token:
         with self._lock:
-            state = self._state
+            state = self._latest()
             entry = state.tokens.get(token_id)
             if entry is None:
                 raise InvalidRequest(f"no token {str(token_id)[:64]!r} (odradek token list names them)")
@@ -296,8 +425,11 @@ class CredentialStore:
 
     def _publish(self, state: _State) -> None:
         """Save ``state``, then make it the one read (a failed save changes nothing)."""
-        try:
-            self._document.save(state.to_json())
-        except OSError as exc:
-            raise StorageError(f"could not write {self._document.path}: {describe_os_error(exc)}") from exc
+        self._persistence.save(state.to_json())
         self._state = state
+
+    def _latest(self) -> _State:
+        """The state to change (under the lock): read again if another writer changed it."""
+        if self._persistence.changed():
+            self._state = self._read()
+        return self._state

@@ -194,7 +194,10 @@ class SaslServer:
     def _auth_info(self, name: str) -> tuple[bytes, bytes, bytes, int]:
         assert self.mechanism is not None
         self._scram_user = name
-        user = self._authenticator.store.user(name) if len(name) <= limits.security_name_chars_max else None
+        store = self._authenticator.store
+        user = store.user(name) if len(name) <= limits.security_name_chars_max else None
+        if user is None and len(name) <= limits.security_name_chars_max and store.refresh(soon=True):
+            user = store.user(name)  # added on another agent
         credential = user.credentials.get(self.mechanism) if user is not None else None
         if credential is not None:
             return credential.auth_info()

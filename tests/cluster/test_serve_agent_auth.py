@@ -1,0 +1,130 @@
+"""`odradek serve --etcd --auth`: the agents of a cluster share one credential store.
+
+Goal: users and tokens live in the object store the agents share, so a user added
+through the owner's door authenticates on a standby at once (the standby reads the
+store again when a credential is not found) and a revoked token is refused by every
+agent; clients without credentials are refused by every agent; the owner's Kafka door
+takes SCRAM for a user added through the native door.
+Method: two `odradek serve --store --etcd --auth` processes on a real etcd and moto's
+S3 server; the first admin is written into the store before they start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, free_ports, unique_prefix
+
+import odradek
+from odradek.errors import OdradekError, Unauthenticated
+from odradek.security import CredentialStore
+
+
+class Agent:
+    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+        self.port, self.kafka_port = free_ports(2)
+        self.url = f"grpc://127.0.0.1:{self.port}"
+        self.log = directory / f"{agent_id}.log"
+        command = [
+            sys.executable, "-m", "odradek.cli.main", "serve", "--auth",
+            "--data-dir", str(directory / agent_id), "--listen", f"127.0.0.1:{self.port}",
+            "--store", store.url(prefix), "--store-flush-ms", "5", "--etcd", etcd, "--cluster", cluster,
+            "--agent-id", agent_id, "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
+            "--registry-listen", "off",
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **store.env}
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        assert "ready" in line and "no authentication" not in line, self.log.read_text()[-3000:]
+
+    def role(self, **credentials: Any) -> str:
+        with odradek.connect(self.url, **credentials) as client:
+            return str(json.loads(client._action("cluster_status", {}))["role"])
+
+    def stop(self) -> None:
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[Agent]]:
+    cluster, prefix = f"auth{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    CredentialStore.in_object_store(moto_s3.open(prefix)).add_user("root", "root-secret", admin=True)
+    started: list[Agent] = []
+    try:
+        for index in range(2):
+            started.append(Agent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def test_agents_share_users_and_tokens(agents: list[Agent]) -> None:
+    root = {"user": "root", "password": "root-secret"}
+    roles: dict[str, Agent] = {}
+
+    def settled() -> bool:
+        try:
+            roles.clear()
+            roles.update({agent.role(**root): agent for agent in agents})
+        except OdradekError:
+            return False
+        return set(roles) == {"owner", "standby"}
+
+    wait_for(settled, "an owner and a standby")
+    owner, standby = roles["owner"], roles["standby"]
+    for agent in agents:
+        with pytest.raises(Unauthenticated):
+            agent.role()
+    with odradek.connect(owner.url, **root) as client:
+        client._action("user_add", {"name": "bob", "password": "bob-secret"})
+        token = json.loads(client._action("token_create", {"user": "bob"}))
+    with odradek.connect(f"{standby.url},{owner.url}", user="bob", password="bob-secret") as client:
+        client.create_topic("orders")  # authenticated by the standby, redirected to the owner
+    with odradek.connect(standby.url, token=token["token"]) as client:
+        assert client._action("cluster_status", {})
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": f"127.0.0.1:{owner.kafka_port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "bob",
+            "sasl.password": "bob-secret",
+        }
+    )
+    producer.produce("orders", b"from kafka")
+    assert producer.flush(30) == 0
+    with odradek.connect(owner.url, **root) as client:
+        client._action("token_revoke", {"id": token["id"]})
+
+    def refused_everywhere() -> bool:
+        for agent in agents:
+            try:
+                agent.role(token=token["token"])
+                return False
+            except Unauthenticated:
+                continue
+        return True
+
+    wait_for(refused_everywhere, "the revoked token refused by every agent")
