@@ -408,3 +408,72 @@ def test_without_an_authenticator_sasl_is_refused(tmp_path: Path) -> None:
         assert response.error_code != 0 and response.mechanisms == ()
         wire.close()
     node.close()
+
+
+# -- client certificates (mTLS) -----------------------------------------------------------
+
+
+@pytest.fixture
+def mtls_door(tmp_path: Path, certificates: Certificates) -> Iterator[SaslDoor]:
+    tls = ServerTls(
+        TlsFiles(str(certificates.server_cert), str(certificates.server_key), str(certificates.ca))
+    )
+    served = SaslDoor(tmp_path, tls)
+    yield served
+    served.close()
+
+
+def _ssl_settings(certificates: Certificates, cert: Path, key: Path) -> dict[str, Any]:
+    return {
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(certificates.ca),
+        "ssl.certificate.location": str(cert),
+        "ssl.key.location": str(key),
+    }
+
+
+def test_a_client_certificate_names_the_principal(mtls_door: SaslDoor, certificates: Certificates) -> None:
+    """A certificate signed by --tls-ca authenticates the connection without SASL (its CN
+    is the principal); the door knows it."""
+    seen: list[str] = []
+    from odradek.protocols.kafka import authentication
+
+    original = authentication.ConnectionAuth.__init__
+
+    def spy(self: Any, *args: Any) -> None:
+        original(self, *args)
+        if self.principal is not None:
+            seen.append(f"{self.principal.name}/{self.principal.mechanism}")
+
+    authentication.ConnectionAuth.__init__ = spy  # type: ignore[method-assign]
+    try:
+        _confluent_round_trip(
+            mtls_door.bootstrap,
+            _ssl_settings(certificates, certificates.client_cert, certificates.client_key),
+        )
+    finally:
+        authentication.ConnectionAuth.__init__ = original  # type: ignore[method-assign]
+    assert "odradek agent/mtls" in seen
+
+
+def test_a_certificate_of_another_ca_is_refused(mtls_door: SaslDoor, certificates: Certificates) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    errors: list[Any] = []
+    settings_ = _ssl_settings(certificates, certificates.stranger_cert, certificates.stranger_key)
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": mtls_door.bootstrap, **settings_, "error_cb": errors.append}
+    )
+    for _ in range(60):
+        producer.poll(0.5)
+        if any(
+            e.code()
+            in (
+                confluent_kafka.KafkaError._SSL,
+                confluent_kafka.KafkaError._TRANSPORT,
+                confluent_kafka.KafkaError._ALL_BROKERS_DOWN,
+            )
+            for e in errors
+        ):
+            break
+    assert errors, "the handshake with another CA's certificate was not refused"
+    assert mtls_door.node.engine.list_topics() == []
