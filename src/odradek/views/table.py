@@ -165,16 +165,15 @@ class ViewTable:
 
     # -- checkpoints --------------------------------------------------------------------------
 
+    def frozen(self) -> tuple[pa.Array, pa.Array]:
+        """The merged table's arrays: immutable, so a checkpoint can encode them while
+        the table changes (the view takes this under its lock, encodes outside it)."""
+        self.merge()
+        return self.keys, self.states
+
     def encode(self, positions: dict[str, Any]) -> bytes:
         """The checkpoint blob of the merged table and ``positions`` (module rules)."""
-        self.merge()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, SCHEMA) as writer:
-            writer.write_table(pa.table([self.keys, self.states], schema=SCHEMA))
-        text = json.dumps(positions, separators=(",", ":")).encode()
-        body: bytes = text + bytes(sink.getvalue().to_pybytes())
-        header: bytes = _HEADER.pack(_MAGIC, _FORMAT, crc32c.crc32c(body), len(text))
-        return header + body
+        return encode(*self.frozen(), positions)
 
     @classmethod
     def decode(cls, blob: bytes, where: str) -> tuple[ViewTable, dict[str, Any]]:
@@ -195,6 +194,17 @@ class ViewTable:
             view.states = table.column("state").combine_chunks()
         view._base_bytes = view.keys.nbytes + view.states.nbytes
         return view, dict(positions)
+
+
+def encode(keys: pa.Array, states: pa.Array, positions: dict[str, Any]) -> bytes:
+    """The checkpoint blob of a merged table's arrays and ``positions`` (module rules)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, SCHEMA) as writer:
+        writer.write_table(pa.table([keys, states], schema=SCHEMA))
+    text = json.dumps(positions, separators=(",", ":")).encode()
+    body: bytes = text + bytes(sink.getvalue().to_pybytes())
+    header: bytes = _HEADER.pack(_MAGIC, _FORMAT, crc32c.crc32c(body), len(text))
+    return header + body
 
 
 def _prefix_end(prefix: bytes) -> bytes:

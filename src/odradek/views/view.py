@@ -10,7 +10,8 @@ Theory of operation
 * Once a batch is applied the view notifies its waiters (``on_applied``): appends
   waiting for it (``wait_for``) look again; ``view_get`` already sees the batch.
 * A **checkpoint** (the table and every position, one atomic write) is taken at most
-  every ``view_checkpoint_seconds`` while it applies, and when the view stops. A crash
+  every ``view_checkpoint_seconds`` while it applies (a large table less often: its
+  bytes at ``view_checkpoint_bytes_per_second``), and when the view stops. A crash
   loses at most what was applied since: it is applied again from the checkpoint's
   positions (at least once; an idempotent reducer gives exactly the fold).
 * A reducer or key function that **raises**, or returns something other than bytes or
@@ -47,7 +48,7 @@ import pyarrow as pa
 from odradek import limits
 from odradek.errors import ClosedError, OdradekError, OffsetOutOfRange, TopicNotFound
 from odradek.views.definition import KeyFunction, Reducer, ViewDefinition, resolve
-from odradek.views.table import ViewTable
+from odradek.views.table import ViewTable, encode
 
 if TYPE_CHECKING:
     from odradek.engine.engine import Engine
@@ -196,7 +197,7 @@ class View:
                 if self.status == STATUS_FAILED or self._stop.is_set():
                     return  # stop() takes the last checkpoint
                 now = time.monotonic()
-                if self._dirty and now - self._checkpointed_at >= limits.view_checkpoint_seconds:
+                if self._checkpoint_due(now):
                     self._checkpoint()
                 if not progressed:
                     self._wake.wait(timeout=limits.view_checkpoint_seconds)
@@ -316,11 +317,23 @@ class View:
         self._on_applied()  # waiters for this view stop waiting
 
     def _checkpoint(self) -> None:
+        """Write the table and positions (one atomic write); the arrays are taken under
+        the lock, encoded and written outside it, so reads go on meanwhile."""
         with self.lock:
-            blob = self.table.encode(dict(self.positions))
+            keys, states = self.table.frozen()
+            positions = {topic: list(position) for topic, position in self.positions.items()}
             self._dirty = False
+        blob = encode(keys, states, positions)
         self._disk.write_atomically(os.path.join(self.directory, TABLE_FILE), blob, sync=self._engine.fsync)
         self._checkpointed_at = time.monotonic()
+
+    def _checkpoint_due(self, now: float) -> bool:
+        """Dirty, and ``view_checkpoint_seconds`` passed, or longer for a large table:
+        its bytes at ``view_checkpoint_bytes_per_second``."""
+        pause = max(
+            limits.view_checkpoint_seconds, self.table.nbytes / limits.view_checkpoint_bytes_per_second
+        )
+        return self._dirty and now - self._checkpointed_at >= pause
 
 
 def _key_of(topic: str, record: dict[str, Any], key_function: KeyFunction | None) -> bytes | None:
