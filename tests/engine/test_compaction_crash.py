@@ -32,11 +32,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +42,9 @@ import pytest
 import odradek
 from odradek.engine.compaction import CompactionStopped
 from odradek.storage.powerloss import restore
+
+sys.path.insert(0, str(Path(__file__).parent))  # crash_harness.py, under any --import-mode
+import crash_harness
 
 WRITER = Path(__file__).with_name("compaction_crash_writer.py")
 CYCLES = int(os.environ.get("ODRADEK_COMPACTION_CRASH_CYCLES", "20"))
@@ -81,47 +80,8 @@ class Model:
 def run_writer_until_killed(
     tmp_path: Path, first_sequence: int, seed: int, rng: random.Random, power_loss: bool
 ) -> list[dict[str, Any]]:
-    data_dir = tmp_path / "data"
-    stderr_path = tmp_path / "writer.stderr"
-    command = [sys.executable, str(WRITER), str(data_dir), PRODUCER, str(first_sequence), str(seed)]
-    if power_loss:
-        command.append("powerloss")
-    with open(stderr_path, "wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
-    lines: list[bytes] = []
-
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 60
-    while not lines and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not lines:
-        process.kill()
-        process.wait()
-        reader.join(timeout=10)
-        raise AssertionError(f"writer acknowledged nothing: {stderr_path.read_text()}")
-    time.sleep(rng.uniform(0.0, 0.6))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    reader.join(timeout=10)
-    assert process.stdout is not None
-    process.stdout.close()
-    # A torn last line was never a complete acknowledgement.
-    return [json.loads(line) for line in lines if line.endswith(b"\n")]
-
-
-def temporary_files(data_dir: Path) -> list[str]:
-    return [
-        os.path.join(root, name)
-        for root, _, names in os.walk(data_dir)
-        for name in names
-        if name.endswith(".tmp")
-    ]
+    arguments = [PRODUCER, str(first_sequence), str(seed)]
+    return crash_harness.run_writer_until_killed(WRITER, tmp_path, arguments, rng, power_loss)
 
 
 def check(client: odradek.EmbeddedClient, model: Model) -> None:
@@ -179,7 +139,7 @@ def run_cycles(tmp_path: Path, cycles: int, power_loss: bool) -> Model:
             # temporary name): what is left once it is done was left by the crash.
             for thread in list(client.engine._topic(TOPIC).keys._threads):
                 thread.join(timeout=60)
-            assert temporary_files(data_dir) == [], f"cycle {cycle}: temporary files left"
+            assert crash_harness.temporary_files(data_dir) == [], f"cycle {cycle}: temporary files left"
             pending = intent["seq"] >= model.next_sequence
             written = pending and client.describe_topic(TOPIC).next_offset > model.next_offset
             if written:

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 import odradek
 from odradek import limits
 from odradek.engine.snapshots import DIRECTORY
-from odradek.errors import ConflictError, InvalidRequest, RequestTooLarge, TopicNotFound
+from odradek.errors import ConflictError, InvalidRequest, RequestTooLarge, StorageError, TopicNotFound
+from odradek.storage.faults import FaultyDisk
 
 
 @pytest.fixture
@@ -245,3 +246,23 @@ def test_folding_from_the_snapshot_equals_folding_the_whole_stream(
             if key in taken:
                 assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
                 assert len(from_snapshot) == len(full) - taken[key] + 1
+
+
+def test_a_snapshot_waits_for_its_events_to_be_durable(tmp_path: str) -> None:
+    """Goal: a snapshot never outlives the events it covers. Method: the fsync of the
+    topic's segments fails; an append is written (not yet durable) and a snapshot of its
+    version is asked: the snapshot must wait for that fsync, so it fails with it and
+    nothing is stored (else a crash could keep the snapshot and lose the event)."""
+    disk = FaultyDisk()
+    with odradek.open(str(tmp_path), disk=disk) as client:
+        client.create_topic("acc")
+        _fill(client, "acc", b"k", 1)
+        disk.fail_syncs(paths=os.path.join("acc", "0000"))  # the topic's segments, not its snapshots
+        pending = client.engine.submit_append("acc", [{"key": b"k", "value": b"1"}])
+        with pytest.raises(StorageError):
+            client.snapshot("acc", b"k", b"state", version=2)
+        with pytest.raises(StorageError):
+            pending.wait()
+        disk.heal()
+        assert client.engine._topic("acc").snapshots.companion() is None  # nothing stored
+        assert client.read_key("acc", b"k", from_snapshot=True).column("snapshot").to_pylist()[0] is False
