@@ -1,29 +1,36 @@
-"""A transaction's staging file: the records produced inside a Kafka transaction, kept
-out of their topics until the transaction commits (decision 0016).
+"""A transactional id's staging files: the records produced inside a Kafka transaction,
+kept out of their topics until it commits, and the commit's decision (decision 0016).
 
 Format
 ------
-One file per transaction, ``kafka/transactions/<id hash>.<number>.stage``, written
-through the storage seam (:class:`~odradek.storage.disk.Disk`), appended to by each
-transactional Produce, one *frame* per partition of a request::
+Each transactional id has two staging files, ``kafka/transactions/<id hash>.<slot>.stage``
+(slot 0 and 1), written through the storage seam (:class:`~odradek.storage.disk.Disk`).
+A transaction takes the slot that does *not* hold the id's latest committed decision,
+empties it and appends *frames*::
 
     header (12 bytes): meta length u32, payload length u32, CRC-32C u32 (of meta + payload)
-    meta:    JSON {"t": topic, "p": partition, "n": record count}
-    payload: the records as an Arrow IPC stream (the columns a Kafka batch decodes to)
+    meta:    JSON, one of
+             {"begin": n}                      first frame: the transaction's number
+             {"t": topic, "p": partition, "n": records}   payload: an Arrow IPC stream
+             {"decision": {...}}               the commit's decision (last but one)
+             {"applied": true} / {"aborted": true}  notes, never synced (a hint only)
 
-Appends are not fsync'd one by one: a transaction that has not committed is aborted by
-a restart anyway, so its staged records need not survive one. :meth:`StageFile.sync`
-makes the whole file durable (data, then its directory entry) once, before the commit
-decision is written. Reading stops at the first frame that is torn or fails its CRC: a
-synced file has none, and a file that was never synced is never applied.
+Appends are not synced one by one: a transaction without a decision is aborted by a
+restart anyway. A commit appends its decision and syncs the file once (one fdatasync:
+the file's name was made durable when it was created); that makes it durable. The
+other slot keeps the previous committed decision until the next transaction after
+this one commits, so the latest decision (and the sequences it carries) always
+survives. Reading stops at the first frame that is torn or fails its CRC.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
 import threading
+from typing import Any
 
 import crc32c
 import pyarrow as pa
@@ -36,53 +43,105 @@ _HEADER = struct.Struct(">III")
 StagedFrame = tuple[str, int, pa.Table]  # topic, partition, records
 
 
-def encode_frame(topic: str, partition: int, records: pa.Table) -> bytes:
-    meta = json.dumps({"t": topic, "p": partition, "n": records.num_rows}).encode()
+def _frame(meta: dict[str, Any], payload: bytes = b"") -> bytes:
+    encoded = json.dumps(meta, separators=(",", ":")).encode()
+    checksum = crc32c.crc32c(payload, crc32c.crc32c(encoded))
+    return _HEADER.pack(len(encoded), len(payload), checksum) + encoded + payload
+
+
+def records_frame(topic: str, partition: int, records: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, records.schema) as writer:
         writer.write_table(records)
     payload: bytes = sink.getvalue().to_pybytes()
-    checksum = crc32c.crc32c(payload, crc32c.crc32c(meta))
-    return _HEADER.pack(len(meta), len(payload), checksum) + meta + payload
+    return _frame({"t": topic, "p": partition, "n": records.num_rows}, payload)
 
 
-def decode_frames(data: bytes | memoryview) -> list[StagedFrame]:
-    """The whole frames at the start of ``data``, in order (a torn or damaged tail ends it)."""
-    frames: list[StagedFrame] = []
+@dataclasses.dataclass
+class Stage:
+    """What a staging file holds."""
+
+    number: int
+    frames: list[StagedFrame]
+    decision: dict[str, Any] | None
+    applied: bool
+    aborted: bool
+
+
+def decode_stage(data: bytes | memoryview) -> Stage | None:
+    """The whole frames at the start of ``data`` (a torn or damaged tail ends it);
+    None if it does not begin with a transaction's number."""
     view = memoryview(data)
     position = 0
+    stage: Stage | None = None
     while position + _HEADER.size <= len(view):
         meta_length, payload_length, checksum = _HEADER.unpack_from(view, position)
         start = position + _HEADER.size
         end = start + meta_length + payload_length
         if end > len(view):
             break
-        meta = bytes(view[start : start + meta_length])
+        meta_bytes = bytes(view[start : start + meta_length])
         payload = view[start + meta_length : end]
-        if crc32c.crc32c(payload, crc32c.crc32c(meta)) != checksum:
+        if crc32c.crc32c(payload, crc32c.crc32c(meta_bytes)) != checksum:
             break
         try:
-            fields = json.loads(meta)
-            table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-            frames.append((str(fields["t"]), int(fields["p"]), table))
+            meta = json.loads(meta_bytes)
+            if stage is None:
+                stage = Stage(int(meta["begin"]), [], None, False, False)
+            elif "decision" in meta:
+                stage.decision = dict(meta["decision"])
+            elif "applied" in meta:
+                stage.applied = True
+            elif "aborted" in meta:
+                stage.aborted = True
+            else:
+                table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+                stage.frames.append((str(meta["t"]), int(meta["p"]), table))
         except (ValueError, KeyError, TypeError, pa.ArrowException):
             break
         position = end
-    return frames
+    return stage
+
+
+def read_stage(disk: Disk, path: str) -> Stage | None:
+    try:
+        return decode_stage(disk.read_bytes(path))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"could not read {path}: {describe_os_error(exc)}") from exc
 
 
 class StageFile:
-    """One transaction's staging file, open for appending. Thread-safe."""
+    """A staging file opened for a new transaction (emptied, its number written first).
+    Thread-safe."""
 
-    def __init__(self, disk: Disk, path: str) -> None:
+    def __init__(self, disk: Disk, path: str, number: int | None, *, sync: bool = True) -> None:
+        """Open ``path`` for transaction ``number`` (emptied first), or with None as it
+        is, to append a note to it."""
         self.disk = disk
         self.path = path
-        self.bytes = 0
+        self.sync_enabled = sync
         self._lock = threading.Lock()
+        created = not disk.exists(path)
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if number is not None else 0)
         try:
-            self._fd: int | None = disk.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+            self._fd: int | None = disk.open(path, flags)
         except OSError as exc:
-            raise StorageError(f"could not create {path}: {describe_os_error(exc)}") from exc
+            raise StorageError(f"could not open {path}: {describe_os_error(exc)}") from exc
+        try:
+            if number is None:
+                self.bytes = disk.fsize(self._fd)
+                return
+            disk.ftruncate(self._fd, 0)
+            begin = _frame({"begin": number})
+            disk.append(self._fd, begin)
+            self.bytes = len(begin)
+            if created and sync:
+                disk.fsync_directory(os.path.dirname(path))  # the name, once for good
+        except OSError as exc:
+            self.close()
+            raise StorageError(f"could not prepare {path}: {describe_os_error(exc)}") from exc
 
     def append(self, frame: bytes) -> None:
         """Add a frame; StorageError if it could not be written whole (then the file is
@@ -101,15 +160,26 @@ class StageFile:
                 ) from exc
             self.bytes += len(frame)
 
-    def sync(self) -> None:
-        """Make the file and its name durable."""
+    def decide(self, decision: dict[str, Any]) -> None:
+        """Append the commit's decision and make the file durable: the commit point."""
+        self.append(_frame({"decision": decision}))
         with self._lock:
             fd = self._open_fd()
+            if not self.sync_enabled:
+                return
             try:
                 self.disk.fdatasync(fd)
-                self.disk.fsync_directory(os.path.dirname(self.path))
             except OSError as exc:
                 raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
+
+    def note(self, what: str) -> None:
+        """Append an ``applied`` or ``aborted`` note (not synced: a hint for a restart,
+        which is right without it) and close the file."""
+        try:
+            self.append(_frame({what: True}))
+        except StorageError:
+            pass
+        self.close()
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -124,21 +194,6 @@ class StageFile:
                     self.disk.close(fd)
                 except OSError:
                     pass
-
-    def remove(self) -> None:
-        """Close and delete the file (its absence need not be durable: a file found
-        again after a crash is either applied again, idempotently, or aborted)."""
-        self.close()
-        remove_stage(self.disk, self.path)
-
-
-def read_stage(disk: Disk, path: str) -> list[StagedFrame]:
-    try:
-        return decode_frames(disk.read_bytes(path))
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise StorageError(f"could not read {path}: {describe_os_error(exc)}") from exc
 
 
 def remove_stage(disk: Disk, path: str) -> None:

@@ -6,19 +6,17 @@ A transactional producer's records never enter their topics while the transactio
 open. Each transactional Produce appends them to the transaction's *staging file*
 (staging.py) and is acknowledged from there, with an unknown offset (-1). EndTxn(commit)
 
-1. makes the staging file durable,
-2. writes the *decision*, the transactional id's document in state PrepareCommit with
-   what is to be applied: per topic-partition the engine sequence range its records
-   take, and the group offsets committed in the transaction,
-3. *applies* it: each topic-partition's staged records are appended to their topic as
+1. appends the *decision* to the staging file and syncs it (the commit point): per
+   topic-partition the engine sequence range its records take, and the group offsets
+   committed in the transaction;
+2. *applies* it: each topic-partition's staged records are appended to their topic as
    batches, under the engine range producer ``kafka-txn:<producer id>:<partition>``
-   with the sequences of step 2, and the offsets are committed to their groups,
-4. deletes the staging file.
+   with the sequences of step 1, and the offsets are committed to their groups.
 
-A crash after step 2 is finished at the next start: the same appends with the same
+A crash after step 1 is finished at the next start: the same appends with the same
 sequences, which the engine's durable producer state answers as duplicates where they
 were written already; a crash before it leaves a staging file without a decision, which
-the next start aborts. EndTxn(abort) deletes the staging file. So topics only ever hold
+the next start aborts (and fences the producer). EndTxn(abort) notes the abort. So topics only ever hold
 committed records: read_committed and read_uncommitted consumers see the same log, its
 last stable offset is its high watermark, no aborted transaction is ever listed, and
 the native door, compaction and groups need nothing new.
@@ -36,9 +34,10 @@ State lives on the event loop; file and engine work runs on the broker's threads
 operation of a transactional id at a time (its lock).
 
 Files, in ``<data dir>/kafka/transactions/``: ``<hash>.json`` (the id's document:
-producer id, epoch, timeout, last state, next sequence per topic-partition, and the
-decision while one is prepared), ``<hash>.<number>.stage`` (an open or prepared
-transaction's records). ``<hash>`` is the SHA-256 of the transactional id.
+producer id, epoch and timeout, written by InitProducerId and when the producer is
+fenced) and ``<hash>.0.stage``, ``<hash>.1.stage`` (the id's two staging slots: the
+open transaction's, and the latest committed decision, with the sequences it leaves).
+``<hash>`` is the SHA-256 of the transactional id.
 """
 
 from __future__ import annotations
@@ -56,9 +55,9 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.engine.producers import RANGE_SEQUENCE_MODULUS
-from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicNotFound
+from odradek.errors import InvalidRequest, OdradekError, SequenceError, StorageError, TopicNotFound
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.staging import StageFile, encode_frame, read_stage, remove_stage
+from odradek.protocols.kafka.staging import StageFile, read_stage, records_frame, remove_stage
 from odradek.protocols.kafka.store import OffsetEntry, _load, _save
 from odradek.storage.documents import Document
 
@@ -96,7 +95,9 @@ class Transaction:
     epoch: int
     timeout_ms: int
     state: str = EMPTY
-    number: int = 0  # transactions begun under this id; names the staging file
+    number: int = 0  # transactions begun under this id
+    slot: int = 0  # the staging slot of the open (or last) transaction
+    committed_slot: int | None = None  # the slot holding the latest committed decision
     started_ms: int = -1  # wall clock, for DescribeTransactions
     started: float = 0.0  # monotonic, for the timeout
     partitions: set[TopicPartition] = dataclasses.field(default_factory=set)
@@ -108,6 +109,10 @@ class Transaction:
     )
     sequences: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # next, applied
     decision: dict[str, Any] | None = None  # what a prepared commit applies
+    # The staged records also kept in memory (None: only in the staging file), so that
+    # a commit need not read them back; within the coordinator's memory budget.
+    tables: dict[TopicPartition, list[pa.Table]] | None = None
+    memory: int = 0
     stage: StageFile | None = None
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
@@ -138,6 +143,7 @@ class TransactionCoordinator:
         self.transactions: dict[str, Transaction] = {}
         self._documents: dict[str, Document] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.memory = 0  # bytes of staged records kept in memory, all transactions
         self._load()
         self._checker = asyncio.get_running_loop().create_task(self._check_loop())
 
@@ -151,30 +157,28 @@ class TransactionCoordinator:
             self._documents[transactional_id] = document
         return document
 
-    def _stage_path(self, transactional_id: str, number: int) -> str:
-        return os.path.join(self.directory, f"{_hash(transactional_id)}.{number}.stage")
+    def _stage_path(self, transactional_id: str, slot: int) -> str:
+        return os.path.join(self.directory, f"{_hash(transactional_id)}.{slot}.stage")
 
-    def _save(self, txn: Transaction, decision: dict[str, Any] | None = None) -> None:
+    def _save(self, txn: Transaction) -> None:
         """Write the id's document (a file write: on the broker's threads)."""
         data = {
             "transactional_id": txn.transactional_id,
             "producer_id": txn.producer_id,
             "epoch": txn.epoch,
             "timeout_ms": txn.timeout_ms,
-            "state": PREPARE_COMMIT if decision is not None else txn.state,
-            "number": txn.number,
-            "sequences": [[topic, partition, next_] for (topic, partition), next_ in txn.sequences.items()],
-            "decision": decision,
         }
         _save(self._document(txn.transactional_id), data)
 
     def _load(self) -> None:
-        """Load every id's state; a decision whose staging file is still there is applied
-        again (in the background), any other staging file is an aborted transaction."""
+        """Load every id's state from its document and staging slots. The latest
+        committed decision not noted as applied is applied again (in the background); a
+        newer transaction without a decision or an abort note was open: it is aborted and
+        its producer fenced."""
         if not self.disk.isdir(self.directory):
             self.disk.makedirs(self.directory)
         names = self.disk.listdir(self.directory)
-        stages = {name for name in names if name.endswith(".stage")}
+        known: set[str] = set()
         for name in names:
             if not name.endswith(".json"):
                 continue
@@ -187,28 +191,44 @@ class TransactionCoordinator:
                 int(data["producer_id"]),
                 int(data["epoch"]),
                 int(data["timeout_ms"]),
-                state=str(data["state"]),
-                number=int(data["number"]),
             )
-            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in data.get("sequences", [])}
             self.transactions[txn.transactional_id] = txn
             self._documents[txn.transactional_id] = document
-            stage_name = os.path.basename(self._stage_path(txn.transactional_id, txn.number))
-            if txn.state == PREPARE_COMMIT and stage_name in stages:
-                stages.discard(stage_name)
-                txn.decision = data["decision"]
+            known.add(name[:-5])
+            self._recover(txn)
+        for name in names:  # staging files of ids without a document: never acknowledged
+            if name.endswith(".stage") and name.split(".")[0] not in known:
+                remove_stage(self.disk, os.path.join(self.directory, name))
+
+    def _recover(self, txn: Transaction) -> None:
+        stages = [
+            (slot, read_stage(self.disk, self._stage_path(txn.transactional_id, slot))) for slot in (0, 1)
+        ]
+        found = [(stage.number, slot, stage) for slot, stage in stages if stage is not None]
+        if not found:
+            return
+        txn.number = max(number for number, _, _ in found)
+        decided = [(number, slot, stage) for number, slot, stage in found if stage.decision is not None]
+        if decided:
+            _, slot, stage = max(decided, key=lambda item: item[0])
+            decision = stage.decision
+            assert decision is not None
+            txn.committed_slot = txn.slot = slot
+            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in decision["sequences"]}
+            if stage.applied:
+                txn.state = COMPLETE_COMMIT
+            else:
+                txn.state = PREPARE_COMMIT
+                txn.decision = decision
                 log.info("transaction %r: finishing its commit", txn.transactional_id)
                 self._spawn(self._finish_commit(txn))
-            elif txn.state == PREPARE_COMMIT:
-                txn.state = COMPLETE_COMMIT  # applied whole before its staging file went
-            elif any(stage.startswith(name[:-5] + ".") for stage in stages):
-                # Open when the server stopped: aborted, and its producer fenced.
-                txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
-                txn.state = COMPLETE_ABORT
-                self._save(txn)
-                log.info("transaction %r was open at the restart: aborted", txn.transactional_id)
-        for stage in stages:
-            remove_stage(self.disk, os.path.join(self.directory, stage))
+        newest = max(found, key=lambda item: item[0])[2]
+        if newest.decision is None and not newest.aborted:
+            # Open when the server stopped: aborted, and its producer fenced.
+            txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
+            txn.state = COMPLETE_ABORT
+            self._save(txn)
+            log.info("transaction %r was open at the restart: aborted", txn.transactional_id)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -309,8 +329,11 @@ class TransactionCoordinator:
                 f"{limits.kafka_open_transactions_max} transactions are open, this server's limit; retry",
             )
         number = txn.number + 1
-        stage = await self.broker.call(StageFile, self.disk, self._stage_path(txn.transactional_id, number))
+        slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
+        path = self._stage_path(txn.transactional_id, slot)
+        stage = await self.broker.call(StageFile, self.disk, path, number, sync=self.fsync)
         txn.number = number
+        txn.slot = slot
         txn.stage = stage
         txn.state = ONGOING
         txn.started_ms = int(time.time() * 1000)
@@ -320,6 +343,8 @@ class TransactionCoordinator:
         txn.offsets.clear()
         txn.staged.clear()
         txn.remembered.clear()
+        self._forget_tables(txn)
+        txn.tables = {}
 
     # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
 
@@ -376,7 +401,7 @@ class TransactionCoordinator:
                 )
             stage = txn.stage
             assert stage is not None  # an ongoing transaction has its staging file
-            frame = encode_frame(topic, partition, records)
+            frame = records_frame(topic, partition, records)
             if stage.bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
                 raise TransactionError(
                     ErrorCode.MESSAGE_TOO_LARGE,
@@ -386,6 +411,13 @@ class TransactionCoordinator:
             await self.broker.call(stage.append, frame)
             remembered.append((first, last))
             txn.staged[key] = txn.staged.get(key, 0) + count
+            if txn.tables is not None:
+                if self.memory + records.nbytes <= limits.kafka_transaction_memory_bytes_max:
+                    txn.tables.setdefault(key, []).append(records)
+                    txn.memory += records.nbytes
+                    self.memory += records.nbytes
+                else:
+                    self._forget_tables(txn)  # read back from the staging file at the commit
 
     # -- EndTxn -----------------------------------------------------------------------
 
@@ -409,7 +441,8 @@ class TransactionCoordinator:
             await self._apply(txn)
 
     async def _prepare(self, txn: Transaction) -> None:
-        """Write the decision: the sequences each partition's records take, the offsets."""
+        """Decide: the sequences each partition's records take, the offsets; durable in
+        the staging file before anything is applied."""
         ranges = []
         sequences = dict(txn.sequences)
         for (topic, partition), count in txn.staged.items():
@@ -418,7 +451,9 @@ class TransactionCoordinator:
             sequences[(topic, partition)] = (first + count) % RANGE_SEQUENCE_MODULUS
         decision = {
             "number": txn.number,
+            "producer_id": txn.producer_id,
             "ranges": ranges,
+            "sequences": [[topic, partition, next_] for (topic, partition), next_ in sequences.items()],
             "offsets": {
                 group: [[t, p, o, e, m] for (t, p), (o, e, m) in offsets.items()]
                 for group, offsets in txn.offsets.items()
@@ -426,26 +461,23 @@ class TransactionCoordinator:
         }
         stage = txn.stage
         assert stage is not None
-
-        def write() -> None:
-            stage.sync()
-            previous = txn.sequences
-            txn.sequences = sequences
-            try:
-                self._save(txn, decision)
-            except StorageError:
-                txn.sequences = previous
-                raise
-
-        await self.broker.call(write)
+        await self.broker.call(stage.decide, decision)
+        txn.sequences = sequences
+        txn.committed_slot = txn.slot
         txn.state = PREPARE_COMMIT
         txn.decision = decision
+
+    def _forget_tables(self, txn: Transaction) -> None:
+        self.memory -= txn.memory
+        txn.memory = 0
+        txn.tables = None
 
     async def _apply(self, txn: Transaction) -> None:
         decision = txn.decision
         assert decision is not None
         try:
             await self.broker.call(self._append_all, txn, decision)
+            self._forget_tables(txn)
             for group, entries in decision["offsets"].items():
                 offsets = {(str(t), int(p)): (int(o), int(e), m) for t, p, o, e, m in entries}
                 try:
@@ -459,23 +491,27 @@ class TransactionCoordinator:
             raise TransactionError(
                 ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be applied yet ({exc}); retry"
             ) from exc
-        stage = txn.stage
-        path = self._stage_path(txn.transactional_id, int(decision["number"]))
-        txn.stage = None
+        stage, txn.stage = txn.stage, None
+        if stage is None:  # applied again after a restart
+            stage = await self.broker.call(
+                _reopen, self.disk, self._stage_path(txn.transactional_id, txn.slot)
+            )
         if stage is not None:
-            await self.broker.call(stage.remove)
-        else:
-            await self.broker.call(remove_stage, self.disk, path)
+            await self.broker.call(stage.note, "applied")
         txn.state = COMPLETE_COMMIT
         txn.decision = None
 
     def _append_all(self, txn: Transaction, decision: dict[str, Any]) -> None:
         """Append each partition's staged records (blocking; the broker's threads)."""
-        path = self._stage_path(txn.transactional_id, int(decision["number"]))
-        frames = read_stage(self.disk, path)
-        by_partition: dict[TopicPartition, list[pa.Table]] = {}
-        for topic, partition, table in frames:
-            by_partition.setdefault((topic, partition), []).append(table)
+        by_partition = txn.tables
+        if by_partition is None:
+            path = self._stage_path(txn.transactional_id, txn.slot)
+            stage = read_stage(self.disk, path)
+            if stage is None or stage.number != decision["number"]:
+                raise StorageError(f"{path} does not hold transaction {decision['number']} any more")
+            by_partition = {}
+            for topic, partition, table in stage.frames:
+                by_partition.setdefault((topic, partition), []).append(table)
         engine = self.broker.engine
         pending = []
         for topic, partition, first in decision["ranges"]:
@@ -486,9 +522,13 @@ class TransactionCoordinator:
             sequence = int(first)
             for chunk in _chunks(records, engine.append_bytes_max):
                 last = (sequence + chunk.num_rows - 1) % RANGE_SEQUENCE_MODULUS
-                producer = (engine_producer_id(txn.producer_id, partition), sequence, last)
+                producer = (engine_producer_id(int(decision["producer_id"]), partition), sequence, last)
                 try:
                     pending.append(engine.submit_append(topic, chunk, producer=producer, partition=partition))
+                except SequenceError:
+                    # Older than the engine remembers: applied before a restart (only
+                    # the latest decision is ever applied again).
+                    log.info("transaction %r: %s already holds its records", txn.transactional_id, topic)
                 except TopicNotFound:
                     log.warning(
                         "transaction %r: topic %s was deleted; its records are dropped",
@@ -501,10 +541,11 @@ class TransactionCoordinator:
             append.wait()
 
     async def _abort(self, txn: Transaction, why: str) -> None:
+        self._forget_tables(txn)
         stage, txn.stage = txn.stage, None
         txn.state = COMPLETE_ABORT
         if stage is not None:
-            await self.broker.call(stage.remove)
+            await self.broker.call(stage.note, "aborted")
         log.info("transaction %r aborted: %s", txn.transactional_id, why)
 
     # -- timeouts ---------------------------------------------------------------------
@@ -550,6 +591,14 @@ class TransactionCoordinator:
         for txn in self.transactions.values():
             if txn.stage is not None:
                 txn.stage.close()
+
+
+def _reopen(disk: Any, path: str) -> StageFile | None:
+    """A staging file opened to append a note to, keeping what it holds."""
+    try:
+        return StageFile(disk, path, None, sync=False)
+    except StorageError:
+        return None
 
 
 def _chunks(records: pa.Table, bytes_max: int) -> list[pa.Table]:

@@ -1,0 +1,170 @@
+"""Kafka transactions' throughput through the door with librdkafka (confluent-kafka).
+
+Starts ``odradek serve --kafka-listen`` on a fresh data directory (its own process, as
+scripts/kafka_bench.py does), then, in the same run, 100-byte keyless records:
+
+* idempotent: an idempotent producer (``enable.idempotence``, acks=all, linger 5 ms)
+  producing N records until ``flush`` returns -> records/s;
+* transactional: a transactional producer producing N records in transactions of
+  ``--transaction-records`` (1,000), each ``begin_transaction``, the records,
+  ``commit_transaction`` -> records/s, and its ratio to the idempotent figure;
+* read_committed: a consumer with ``isolation.level=read_committed`` reading the
+  transactional topic's N records from the beginning -> records/s.
+
+Usage: python scripts/kafka_txn_bench.py [--records N] [--transaction-records N]
+       [--no-fsync] [--json]
+Numbers depend on the machine; the measured figures go in the docs, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kafka_bench import start_server
+
+VALUE = b"v" * 100
+PRODUCER = {
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "compression.type": "none",
+}
+
+
+def _produce(producer: Any, topic: str, count: int, failures: list[str]) -> None:
+    def delivered(error: Any, message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=VALUE, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 10_000 == 0:
+            producer.poll(0)
+
+
+def idempotent(bootstrap: str, topic: str, count: int) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **PRODUCER})
+    failures: list[str] = []
+    started = time.perf_counter()
+    _produce(producer, topic, count, failures)
+    left = producer.flush(120)
+    elapsed = time.perf_counter() - started
+    if left or failures:
+        raise SystemExit(f"{left} records were not delivered; refusals: {failures[:3]}")
+    return count / elapsed
+
+
+def transactional(bootstrap: str, topic: str, count: int, per_transaction: int) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "bench-txn", **PRODUCER})
+    producer.init_transactions(30)
+    failures: list[str] = []
+    started = time.perf_counter()
+    done = 0
+    while done < count:
+        size = min(per_transaction, count - done)
+        producer.begin_transaction()
+        _produce(producer, topic, size, failures)
+        producer.commit_transaction(120)
+        done += size
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"refusals: {failures[:3]}")
+    return count / elapsed
+
+
+def read_committed(bootstrap: str, topic: str, count: int) -> float:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-read-committed",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 10_485_760,
+            "fetch.wait.max.ms": 100,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started = None
+    deadline = time.monotonic() + 300
+    while seen < count and time.monotonic() < deadline:
+        messages = consumer.consume(num_messages=10_000, timeout=1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in messages if m.error() is None)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    if seen < count:
+        raise SystemExit(f"consumed only {seen} of {count} records")
+    return count / elapsed if elapsed else float("inf")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--transaction-records", type=int, default=1_000)
+    parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    data_dir = tempfile.mkdtemp(prefix="odradek-kafka-txn-bench-")
+    server, bootstrap, _ = start_server(data_dir, fsync=not args.no_fsync)
+    results: dict[str, Any] = {
+        "records": args.records,
+        "transaction_records": args.transaction_records,
+        "value_bytes": len(VALUE),
+        "fsync": not args.no_fsync,
+    }
+    try:
+        results["idempotent_records_per_s"] = idempotent(bootstrap, "bench.idempotent", args.records)
+        results["transactional_records_per_s"] = transactional(
+            bootstrap, "bench.transactional", args.records, args.transaction_records
+        )
+        results["transactional_vs_idempotent"] = (
+            results["transactional_records_per_s"] / results["idempotent_records_per_s"]
+        )
+        results["read_committed_records_per_s"] = read_committed(
+            bootstrap, "bench.transactional", args.records
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results))
+        return
+    for name, value in results.items():
+        if isinstance(value, float):
+            print(f"{name:32} {value:,.2f}" if value < 10 else f"{name:32} {value:,.0f}")
+        else:
+            print(f"{name:32} {value}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
