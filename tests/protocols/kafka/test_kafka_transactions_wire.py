@@ -7,7 +7,10 @@ transactional.id, fencing the older producer with PRODUCER_FENCED (INVALID_PRODU
 before KIP-588's versions); a transactional Produce to a partition not added to the
 transaction is refused and writes nothing (KIP-890's server-side defence), and
 AddPartitionsToTxn v4's verify-only form tells which partitions are in it;
-DescribeTransactions and ListTransactions show the coordinator's state. A commit whose
+DescribeTransactions and ListTransactions show the coordinator's state; the bounds
+(staged bytes, open transactions, transactional ids) refuse with a code and stage
+nothing; TxnOffsetCommit needs its group added first and its offsets become the
+group's only at the commit. A commit whose
 apply a crash interrupted (one topic written, the other not) is finished at the next
 start, each record once, and a transaction open at a restart is aborted and its
 producer fenced.
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pytest
 from wire import Wire
 
+from odradek import limits
 from odradek.errors import StorageError
 from odradek.node import Node
 from odradek.protocols.kafka import start_kafka_listener
@@ -41,6 +45,8 @@ from odradek.records import STORED_SCHEMA
 
 
 class TxnWire(Wire):
+    last_produce_message: str | None = None
+
     def init(self, transactional_id: str, version: int = 4, **fields: Any) -> d.InitProducerIdResponse:
         request = d.InitProducerIdRequest(
             transactional_id=transactional_id,
@@ -99,6 +105,7 @@ class TxnWire(Wire):
             ),
         )
         result = self.call(ApiKey.PRODUCE, 9, request).responses[0].partition_responses[0]
+        self.last_produce_message = result.error_message
         return result.error_code, result.base_offset
 
     def end(self, transactional_id: str, pid: int, epoch: int, commit: bool, version: int = 3) -> int:
@@ -191,6 +198,7 @@ def test_a_produce_to_a_partition_not_in_the_transaction_is_refused(
     assert wire.produce("guarded", added, [b"early"], pid, epoch, 0)[0] == ErrorCode.INVALID_TXN_STATE
     assert wire.add("guarded", pid, epoch, {added: [0]}) == {(added, 0): ErrorCode.NONE}
     assert wire.produce("guarded", other, [b"stray"], pid, epoch, 0)[0] == ErrorCode.INVALID_TXN_STATE
+    assert "AddPartitionsToTxn first" in (wire.last_produce_message or "")  # the broker's own words
     assert wire.produce("guarded", added, [b"kept"], pid, epoch, 0) == (ErrorCode.NONE, -1)
     # KIP-890's verify-only form, as a broker sends it (v4, batched).
     request = t.AddPartitionsToTxnRequest(
@@ -302,3 +310,64 @@ def test_a_commit_interrupted_between_topics_is_finished_at_the_next_start(
         )
     finally:
         wire.close()
+
+
+def test_bounds_are_refused_and_leave_nothing_behind(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    monkeypatch.setattr(limits, "kafka_transaction_staged_bytes_max", 2000)
+    init = wire.init("bounded")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("bounded", pid, epoch, {topic_name: [0]})
+    code, _ = wire.produce("bounded", topic_name, [b"x" * 5000], pid, epoch, 0)
+    assert code == ErrorCode.MESSAGE_TOO_LARGE
+    assert wire.produce("bounded", topic_name, [b"small"], pid, epoch, 0) == (ErrorCode.NONE, -1)
+    assert wire.end("bounded", pid, epoch, True) == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == [b"small"]
+
+    monkeypatch.setattr(limits, "kafka_open_transactions_max", 1)
+    wire.add("bounded", pid, epoch, {topic_name: [0]})  # the one open transaction
+    other = wire.init("second")
+    refused = wire.add("second", other.producer_id, other.producer_epoch, {topic_name: [0]})
+    assert set(refused.values()) == {ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}  # retriable
+    assert wire.describe("second").transaction_state == "Empty"
+
+    monkeypatch.setattr(limits, "kafka_transactional_ids_max", 2)
+    assert wire.init("third").error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert wire.describe("third").error_code == ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+
+
+def test_offsets_need_their_group_in_the_transaction(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("offsets")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("offsets", pid, epoch, {topic_name: [0]})
+    request = t.TxnOffsetCommitRequest(
+        transactional_id="offsets",
+        group_id="g1",
+        producer_id=pid,
+        producer_epoch=epoch,
+        topics=(
+            t.TxnOffsetCommitRequestTopic(
+                name=topic_name,
+                partitions=(t.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=3),),
+            ),
+        ),
+    )
+    refused = wire.call(ApiKey.TXN_OFFSET_COMMIT, 3, request)
+    assert refused.topics[0].partitions[0].error_code == ErrorCode.INVALID_TXN_STATE
+    added = t.AddOffsetsToTxnRequest(
+        transactional_id="offsets", producer_id=pid, producer_epoch=epoch, group_id="g1"
+    )
+    assert wire.call(ApiKey.ADD_OFFSETS_TO_TXN, 3, added).error_code == ErrorCode.NONE
+    accepted = wire.call(ApiKey.TXN_OFFSET_COMMIT, 3, request)
+    assert accepted.topics[0].partitions[0].error_code == ErrorCode.NONE
+    coordinator = kafka_door.listener.listener.broker.coordinator
+    assert coordinator.committed("g1") == {}  # not before the commit
+    assert wire.end("offsets", pid, epoch, True) == ErrorCode.NONE
+    assert coordinator.committed("g1") == {(topic_name, 0): (3, -1, None)}
