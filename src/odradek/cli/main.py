@@ -55,7 +55,8 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
 store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, etcd_ca,
-etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca),
+etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca, auth, jwks,
+jwt_audience, jwt_issuer, insecure),
 environment variables ODRADEK_DATA_DIR,
 ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
 ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
@@ -64,7 +65,8 @@ ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE
 ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
 ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
 ODRADEK_ETCD_USER, ODRADEK_ETCD_PASSWORD (environment only), ODRADEK_ETCD_PASSWORD_FILE,
-ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_CONFIG, then the flags.
+ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_AUTH, ODRADEK_JWKS,
+ODRADEK_JWT_AUDIENCE, ODRADEK_JWT_ISSUER, ODRADEK_INSECURE, ODRADEK_CONFIG, then the flags.
 
 TLS (--tls-cert FILE --tls-key FILE, PEM): every door serves TLS: Flight at grpc+tls://,
 the Kafka door as an SSL listener (security.protocol=SSL), the Schema Registry and
@@ -73,6 +75,12 @@ door (mTLS). SIGHUP reloads the files: new Kafka and HTTPS connections get the n
 certificate, open ones keep theirs; the Flight door keeps its certificate until a restart
 (pyarrow's gRPC server cannot change it). A file that fails to load keeps the old one.
 See docs/security.md.
+
+Authentication (--auth): every door asks for credentials: Kafka SASL (PLAIN,
+SCRAM-SHA-256/512, OAUTHBEARER), Flight and HTTP Bearer tokens or Basic user and
+password, from the server's credential store (odradek user add, odradek token create);
+--jwks FILE|URL adds JWTs. Without authentication (nor --tls-ca) every door must listen
+on loopback: another address is refused unless --insecure.
 
 Bounds (each door: Kafka, Flight, Schema Registry, metrics): --inflight-bytes is shared by
 all doors; --connections-max, --connections-per-peer-max and --idle-seconds apply to

@@ -19,6 +19,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from odradek.protocols.kafka.codec.messages_data import ApiVersionsRequest, Meta
 from odradek.protocols.kafka.codec.messages_sasl import SaslAuthenticateRequest
 from odradek.protocols.tls import ServerTls, TlsFiles
 from odradek.security import Authenticator, CredentialStore
+from odradek.security.jwks import JwtValidator
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "cluster"))  # the certificate generator
 
@@ -49,12 +51,14 @@ KCAT = shutil.which("kcat")
 
 
 class SaslDoor:
-    def __init__(self, directory: Path, tls: ServerTls | None = None) -> None:
+    def __init__(
+        self, directory: Path, tls: ServerTls | None = None, jwt: JwtValidator | None = None
+    ) -> None:
         self.node = Node.open(str(directory / "data"), fsync=False)
         self.store = CredentialStore.open(str(directory / "data"))
         self.store.add_user("alice", PASSWORD, tenant="shop")
         self.token, _ = self.store.create_token("alice")
-        self.authenticator = Authenticator(self.store, mtls=tls is not None and tls.mutual)
+        self.authenticator = Authenticator(self.store, jwt, mtls=tls is not None and tls.mutual)
         self.listener: KafkaListenerHandle = start_kafka_listener(
             self.node,
             "127.0.0.1",
@@ -477,3 +481,88 @@ def test_a_certificate_of_another_ca_is_refused(mtls_door: SaslDoor, certificate
             break
     assert errors, "the handshake with another CA's certificate was not refused"
     assert mtls_door.node.engine.list_topics() == []
+
+
+# -- SaslHandshake v0 (raw SASL frames) and KIP-368 sessions ----------------------------------
+
+
+def test_a_version_0_handshake_is_followed_by_raw_sasl_frames(door: SaslDoor) -> None:
+    wire = door.wire()
+    assert wire.call(ApiKey.SASL_HANDSHAKE, 0, SaslHandshakeRequest(mechanism="PLAIN")).error_code == 0
+    token = f"\0alice\0{PASSWORD}".encode()
+    wire.sock.sendall(len(token).to_bytes(4, "big") + token)  # no Kafka header: a raw SASL frame
+    assert wire._exactly(4) == b"\0\0\0\0"  # PLAIN's empty answer, raw
+    assert wire.call(ApiKey.METADATA, 12, MetadataRequest(topics=None)).brokers
+    refused = door.wire()
+    assert refused.call(ApiKey.SASL_HANDSHAKE, 0, SaslHandshakeRequest(mechanism="PLAIN")).error_code == 0
+    wrong = b"\0alice\0not-the-Secret-42"
+    refused.sock.sendall(len(wrong).to_bytes(4, "big") + wrong)
+    assert _closed(refused)  # version 0 cannot say why: the connection closes
+
+
+def test_a_session_ends_when_its_token_expires_and_may_be_renewed(
+    door: SaslDoor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KIP-368: the client authenticates again on the same connection before its session
+    ends; a request after the end closes the connection. The door's clock is moved
+    instead of waiting."""
+    from odradek.protocols.kafka import authentication
+
+    token, _ = door.store.create_token("alice", expires_seconds=600)
+    oauth = f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+    renewed = door.wire()
+    assert _authenticate(renewed, "OAUTHBEARER", oauth).session_lifetime_ms > 0
+    assert _authenticate(renewed, "OAUTHBEARER", oauth).error_code == 0  # re-authentication
+    assert renewed.call(ApiKey.METADATA, 12, MetadataRequest(topics=None)).brokers
+    ended = door.wire()
+    assert _authenticate(ended, "OAUTHBEARER", oauth).error_code == 0
+    now = authentication.time.time()
+    monkeypatch.setattr(authentication.time, "time", lambda: now + 601)
+    ended.send(ApiKey.METADATA, 12, MetadataRequest(topics=None))
+    assert _closed(ended)
+
+
+def test_re_authentication_as_another_principal_is_refused(door: SaslDoor) -> None:
+    door.store.add_user("bob", "bob-secret")
+    wire = door.wire()
+    assert _authenticate(wire, "PLAIN", f"\0alice\0{PASSWORD}".encode()).error_code == 0
+    response = _authenticate(wire, "PLAIN", b"\0bob\0bob-secret")
+    assert response.error_code == SASL_AUTHENTICATION_FAILED
+    assert _closed(wire)
+
+
+def test_confluent_kafka_oauthbearer_with_a_jwt(tmp_path: Path) -> None:
+    """A JWT from an identity provider (its JWKS given to the server) through librdkafka's
+    oauth_cb; a JWT signed by another key is refused."""
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**public, "kid": "idp"}]}))
+    served = SaslDoor(tmp_path, jwt=JwtValidator(str(tmp_path / "jwks.json")))
+    try:
+        expires = time.time() + 600
+        token = jwt.encode(
+            {"sub": "svc-billing", "exp": expires}, key, algorithm="RS256", headers={"kid": "idp"}
+        )
+        _confluent_round_trip(
+            served.bootstrap,
+            {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "OAUTHBEARER",
+                "oauth_cb": lambda _config: (token, expires),
+            },
+        )
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode(
+            {"sub": "svc-billing", "exp": expires}, stranger, algorithm="RS256", headers={"kid": "idp"}
+        )
+        wire = served.wire()
+        response = _authenticate(wire, "OAUTHBEARER", f"n,,\x01auth=Bearer {forged}\x01\x01".encode())
+        assert response.error_code == SASL_AUTHENTICATION_FAILED
+        assert _closed(wire)
+    finally:
+        served.close()
