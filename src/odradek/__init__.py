@@ -35,6 +35,8 @@ from odradek.errors import (
     StorageError,
     TopicExists,
     TopicNotFound,
+    Unauthenticated,
+    Unauthorized,
     Unavailable,
 )
 
@@ -131,6 +133,8 @@ __all__ = [
     "TopicExists",
     "TopicInfo",
     "TopicNotFound",
+    "Unauthenticated",
+    "Unauthorized",
     "Unavailable",
     "api",
     "connect",

@@ -103,3 +103,15 @@ def test_a_door_beyond_loopback_without_authentication_is_refused(flags: list[st
 
 def test_loopback_doors_need_no_authentication() -> None:
     check_exposure(_settings("--listen", "127.0.0.1:0", "--kafka-listen", "localhost:0"))  # type: ignore[arg-type]
+
+
+def test_the_async_client_sends_credentials(door: Door) -> None:
+    import asyncio
+
+    async def listing(**credentials: str) -> list[str]:
+        async with odradek.connect_async(door.url, **credentials) as client:
+            return await client.list_topics()
+
+    assert asyncio.run(listing(token=door.token)) == []
+    with pytest.raises(odradek.Unauthenticated):
+        asyncio.run(listing(user="alice", password="not-the-Secret-42"))

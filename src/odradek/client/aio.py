@@ -34,7 +34,15 @@ SyncClient = api.Client
 
 
 def connect_async(
-    url: str | None = None, *, timeout: float | None = defaults.call_timeout_seconds
+    url: str | None = None,
+    *,
+    timeout: float | None = defaults.call_timeout_seconds,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    token: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> AsyncClient:
     """An asyncio client (:class:`odradek.api.AsyncClient`) of the server at ``url``.
 
@@ -45,6 +53,12 @@ def connect_async(
             is set and not empty, else ``grpc://127.0.0.1:8815`` (as ``connect``).
         timeout: seconds every call may take, except reads, polls and appends; None
             for no bound.
+        tls_ca: as ``connect``'s (``grpc+tls://``: the CA of the server's certificate).
+        tls_cert: as ``connect``'s (a client certificate).
+        tls_key: as ``connect``'s (the key of ``tls_cert``).
+        token: as ``connect``'s (an API token or a JWT; None: ``$ODRADEK_TOKEN``).
+        user: as ``connect``'s (with ``password``, instead of a token).
+        password: as ``connect``'s.
 
     Raises:
         InvalidRequest: the URL (given or from the variable) is not a grpc:// URL.
@@ -54,7 +68,18 @@ def connect_async(
         async with odradek.connect_async() as client:
             await client.append("orders", [{"key": b"o-1", "value": b"{}"}])
     """
-    return AsyncClient(RemoteClient(url, timeout=timeout))
+    return AsyncClient(
+        RemoteClient(
+            url,
+            timeout=timeout,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            token=token,
+            user=user,
+            password=password,
+        )
+    )
 
 
 class AsyncClient(api.AsyncClient):
