@@ -10,7 +10,8 @@ AddPartitionsToTxn v4's verify-only form tells which partitions are in it;
 DescribeTransactions and ListTransactions show the coordinator's state; the bounds
 (staged bytes, open transactions, transactional ids) refuse with a code and stage
 nothing; TxnOffsetCommit needs its group added first and its offsets become the
-group's only at the commit. A commit whose
+group's only at the commit; one id's damaged state file leaves the others served. A
+commit whose
 apply a crash interrupted (one topic written, the other not) is finished at the next
 start, each record once, and a transaction open at a restart is aborted and its
 producer fenced.
@@ -23,6 +24,8 @@ on the same directory; what topics hold is read through the engine.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -371,3 +374,30 @@ def test_offsets_need_their_group_in_the_transaction(
     assert coordinator.committed("g1") == {}  # not before the commit
     assert wire.end("offsets", pid, epoch, True) == ErrorCode.NONE
     assert coordinator.committed("g1") == {(topic_name, 0): (3, -1, None)}
+
+
+def test_a_damaged_state_file_leaves_the_other_ids_served(
+    kafka_door: Any, topic_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = TxnWire(kafka_door.listener.port)
+    healthy, damaged = wire.init("healthy"), wire.init("damaged")
+    wire.close()
+    kafka_door.close()
+    directory = os.path.join(kafka_door.data_dir, "kafka", "transactions")
+    hashed = hashlib.sha256(b"damaged").hexdigest()
+    for name in (hashed + ".json", hashed + ".json.copy"):
+        with open(os.path.join(directory, name), "wb") as file:
+            file.write(b"not a document")
+    kafka_door.node = Node.open(kafka_door.data_dir, fsync=False)
+    kafka_door.listener = start_kafka_listener(kafka_door.node, "127.0.0.1", 0)
+    assert "cannot be loaded" in caplog.text
+    wire = TxnWire(kafka_door.listener.port)
+    try:
+        pid, epoch = healthy.producer_id, healthy.producer_epoch
+        assert wire.add("healthy", pid, epoch, {topic_name: [0]}) == {(topic_name, 0): ErrorCode.NONE}
+        assert wire.end("healthy", pid, epoch, False) == ErrorCode.NONE
+        assert wire.describe("damaged").error_code == ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+        assert damaged.error_code == ErrorCode.NONE
+    finally:
+        wire.close()

@@ -59,7 +59,7 @@ from odradek.errors import InvalidRequest, OdradekError, SequenceError, StorageE
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.staging import StageFile, read_stage, records_frame, remove_stage
 from odradek.protocols.kafka.store import OffsetEntry, _load, _save
-from odradek.storage.documents import Document
+from odradek.storage.documents import COPY_SUFFIX, Document
 
 if TYPE_CHECKING:
     from odradek.protocols.kafka.broker import Broker
@@ -178,26 +178,31 @@ class TransactionCoordinator:
         if not self.disk.isdir(self.directory):
             self.disk.makedirs(self.directory)
         names = self.disk.listdir(self.directory)
-        known: set[str] = set()
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            document = Document(self.disk, os.path.join(self.directory, name), mode="mirror", sync=self.fsync)
-            data = _load(document)
-            if not data:
-                continue
-            txn = Transaction(
-                str(data["transactional_id"]),
-                int(data["producer_id"]),
-                int(data["epoch"]),
-                int(data["timeout_ms"]),
+        hashes = {name.split(".")[0] for name in names if name.endswith((".json", ".json" + COPY_SUFFIX))}
+        for hashed in sorted(hashes):
+            document = Document(
+                self.disk, os.path.join(self.directory, hashed + ".json"), mode="mirror", sync=self.fsync
             )
+            try:
+                data = _load(document)
+                if not data:
+                    continue
+                txn = Transaction(
+                    str(data["transactional_id"]),
+                    int(data["producer_id"]),
+                    int(data["epoch"]),
+                    int(data["timeout_ms"]),
+                )
+                self._documents[txn.transactional_id] = document
+                self._recover(txn)
+            except (OdradekError, KeyError, TypeError, ValueError) as exc:
+                # One id's damaged state must not keep the door from serving the others;
+                # its files stay for an operator to look at.
+                log.error("transactional id state %s cannot be loaded; it is left out: %s", hashed, exc)
+                continue
             self.transactions[txn.transactional_id] = txn
-            self._documents[txn.transactional_id] = document
-            known.add(name[:-5])
-            self._recover(txn)
         for name in names:  # staging files of ids without a document: never acknowledged
-            if name.endswith(".stage") and name.split(".")[0] not in known:
+            if name.endswith(".stage") and name.split(".")[0] not in hashes:
                 remove_stage(self.disk, os.path.join(self.directory, name))
 
     def _recover(self, txn: Transaction) -> None:
@@ -227,8 +232,11 @@ class TransactionCoordinator:
             # Open when the server stopped: aborted, and its producer fenced.
             txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
             txn.state = COMPLETE_ABORT
-            self._save(txn)
             log.info("transaction %r was open at the restart: aborted", txn.transactional_id)
+            try:
+                self._save(txn)
+            except StorageError as exc:  # fenced until the next restart only
+                log.warning("transaction %r: its producer's fencing not saved: %s", txn.transactional_id, exc)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
