@@ -252,3 +252,20 @@ def test_records_removed_by_retention_before_they_were_applied_are_skipped(
     info = client.describe_view("last")
     assert info["status"] == "running"
     assert info["offsets"] == {"t": client.describe_topic("t").next_offset}
+
+
+def test_a_topic_deleted_while_its_batch_is_reduced_does_not_stop_the_view(
+    client: EmbeddedClient, gate: None
+) -> None:
+    client.create_topic("t")
+    client.create_view("last", "t", "view_reducers:held")
+    client.append("t", [{"key": b"a", "value": b"1"}])
+    assert view_reducers.ENTERED.wait(DEADLINE_SECONDS)  # the view reduces offset 0
+    client.delete_topic("t")
+    view_reducers.GATE.set()
+    client.create_topic("t")
+    client.append("t", [{"key": b"b", "value": b"2"}], wait_for=["view:last"], timeout=DEADLINE_SECONDS)
+    info = client.describe_view("last")
+    assert (info["status"], info["error"]) == ("running", None)
+    assert info["offsets"] == {"t": 1}
+    assert client.view_get("last", b"b") == b"2"

@@ -294,7 +294,9 @@ class View:
                 return False
             for key, state in changes.items():
                 self.table.put(key, state)
-            self.positions[topic] = [position, self.positions[topic][1]]
+            current = self.positions.get(topic)
+            if current is not None:  # None: the topic was deleted meanwhile (forget)
+                self.positions[topic] = [position, current[1]]
             size = self.table.nbytes
             self.applied += applied
             self._dirty = True
