@@ -100,3 +100,32 @@ def test_bad_credentials_are_refused(doors: Doors, case: str) -> None:
 def test_probes_stay_open(doors: Doors) -> None:
     assert _get(f"http://127.0.0.1:{doors.metrics.port}/healthz")[0] == 200
     assert _get(f"http://127.0.0.1:{doors.metrics.port}/readyz")[0] == 200
+
+
+def test_a_client_certificate_names_the_principal(tmp_path: Path) -> None:
+    """With --tls-ca, a verified client certificate authenticates a request without an
+    Authorization header: its CN is the principal."""
+    import ssl
+    import sys
+
+    from odradek.protocols.bounded_http import serving_tls
+    from odradek.protocols.tls import ServerTls, TlsFiles
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "cluster"))
+    from etcd_certificates import make_certificates
+
+    files = make_certificates(tmp_path / "certificates")
+    tls = ServerTls(TlsFiles(str(files.server_cert), str(files.server_key), str(files.ca)))
+    node = Node.open(str(tmp_path / "data"), fsync=False)
+    store = CredentialStore.open(str(tmp_path / "data"))
+    with serving_tls(tls.context), serving_authentication(Authenticator(store, mtls=True)):
+        registry = start_registry_listener(node.engine, node.engine.path, "127.0.0.1", 0)
+    try:
+        context = ssl.create_default_context(cafile=str(files.ca))
+        context.load_cert_chain(str(files.client_cert), str(files.client_key))
+        url = f"https://localhost:{registry.port}/subjects"
+        with urllib.request.urlopen(url, context=context, timeout=30) as response:
+            assert response.status == 200
+    finally:
+        registry.close()
+        node.close()
