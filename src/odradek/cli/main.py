@@ -112,12 +112,12 @@ docs/cluster.md.
 
 examples:
   odradek serve
-  odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --metrics-listen 127.0.0.1:9464
+  odradek serve --data-dir /var/lib/odradek --listen 0.0.0.0:8815 --auth --metrics-listen 127.0.0.1:9464
   ODRADEK_DATA_DIR=/tmp/o odradek serve --no-fsync --log-format json
   odradek serve --store s3://my-bucket/odradek --data-dir /var/cache/odradek
-  odradek serve --listen 0.0.0.0:8815 --tls-cert server.crt --tls-key server.key [--tls-ca ca.crt]
+  odradek serve --listen 0.0.0.0:8815 --auth --tls-cert server.crt --tls-key server.key [--tls-ca ca.crt]
   odradek serve --store s3://my-bucket/odradek --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \
-      --listen 0.0.0.0:8815 --advertise 10.0.0.5:8815
+      --listen 0.0.0.0:8815 --advertise 10.0.0.5:8815 --auth
 
 Prints one line containing "ready" on stdout once it accepts connections; logs go to
 stderr, one event per line. SIGTERM or Ctrl-C drains in-flight appends and exits 0."""
