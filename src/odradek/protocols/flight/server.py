@@ -73,6 +73,7 @@ from odradek.errors import (
     OdradekError,
     RequestTooLarge,
     StorageError,
+    Unauthorized,
     Unavailable,
     WaitTimeout,
 )
@@ -418,6 +419,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 principal = call_principal(context)
                 result = security_admin.serve_action(self._credentials, principal, action.type, raw)
                 return [flight.Result(pa.py_buffer(result))]
+            if action.type in _VIEW_ADMIN_ACTIONS:  # a reducer is code the server imports
+                principal = call_principal(context)
+                if not principal.admin:
+                    raise Unauthorized(
+                        f"{principal} may not {action.type.replace('_', ' ')}: a view's reducer is "
+                        "code the server imports, so it takes an admin principal"
+                    )
             body = messages.decode_action_body(action.type, raw)
             return [flight.Result(pa.py_buffer(self._actions[action.type](body)))]
 
@@ -748,6 +756,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
 _NO_OPTIONS = messages.AppendOptions()
 # Actions a cluster agent answers whether it owns the data or not.
+# Views run the code their reducer names on the server (decision 0019): defining and
+# deleting one takes an admin principal (any caller on a server without authentication).
+_VIEW_ADMIN_ACTIONS = frozenset({"create_view", "delete_view"})
 _ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
 
 
