@@ -7,7 +7,8 @@ something other than bytes stops the view at that record, with the error in
 error; a view and its table survive a restart, and a damaged checkpoint is reported,
 not trusted; reducers given as functions are stored only if they can be imported
 again; a reducer that hangs does not hang deleting its view; records that retention
-removed before the view applied them are skipped, the view goes on. Method:
+removed before the view applied them are skipped, the view goes on; a checkpoint the
+disk refuses is tried again while the view goes on applying. Method:
 ``odradek.open`` on a temporary directory and the reducers of view_reducers.py (one of
 them held by a gate the test opens); every wait is ``append(..., wait_for=[view])`` or
 a wait on a condition with a generous deadline, never a sleep.
@@ -15,6 +16,7 @@ a wait on a condition with a generous deadline, never a sleep.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -29,6 +31,7 @@ import odradek
 from odradek import limits
 from odradek.client.embedded import EmbeddedClient
 from odradek.errors import InvalidRequest, WaitTimeout
+from odradek.storage.faults import FaultyDisk
 
 DEADLINE_SECONDS = 60.0
 
@@ -269,3 +272,22 @@ def test_a_topic_deleted_while_its_batch_is_reduced_does_not_stop_the_view(
     assert (info["status"], info["error"]) == ("running", None)
     assert info["offsets"] == {"t": 1}
     assert client.view_get("last", b"b") == b"2"
+
+
+def test_a_checkpoint_the_disk_refuses_is_tried_again_and_the_view_goes_on(tmp_path: Path) -> None:
+    disk = FaultyDisk()
+    with odradek.open(tmp_path / "data", disk=disk) as client:
+        client.create_topic("t")
+        client.create_view("v", "t", "odradek.views.reducers:latest")
+        disk.fail_writes(errno.ENOSPC, paths=os.path.join("views", "v", "table"))
+        client.append("t", [{"key": b"a", "value": b"1"}], wait_for=["view:v"])
+        wait_until(lambda: client.describe_view("v")["error"] is not None, "a checkpoint to fail")
+        info = client.describe_view("v")
+        assert info["status"] == "running"
+        assert "checkpoint failed" in info["error"]
+        client.append("t", [{"key": b"a", "value": b"2"}], wait_for=["view:v"])  # still applying
+        disk.heal()
+        wait_until(lambda: client.describe_view("v")["error"] is None, "a checkpoint to land")
+    with odradek.open(tmp_path / "data") as reopened:
+        assert reopened.describe_view("v")["offsets"] == {"t": 2}
+        assert reopened.view_get("v", b"a") == b"2"

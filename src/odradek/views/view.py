@@ -91,6 +91,7 @@ class View:
         self._key: KeyFunction | None = None
         self._thread: threading.Thread | None = None
         self._abandoned = False  # stop() gave up waiting for the applier: it publishes nothing
+        self.checkpoint_error: str | None = None  # the last checkpoint failed (retried)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -179,7 +180,7 @@ class View:
         return {
             **self.definition.to_json(),
             "status": self.status,
-            "error": self.error,
+            "error": self.error or self.checkpoint_error,
             "offsets": positions,
             "lag": lag,
             "keys": keys,
@@ -198,7 +199,7 @@ class View:
                     return  # stop() takes the last checkpoint
                 now = time.monotonic()
                 if self._checkpoint_due(now):
-                    self._checkpoint()
+                    self._try_checkpoint()
                 if not progressed:
                     self._wake.wait(timeout=limits.view_checkpoint_seconds)
         except ClosedError:
@@ -328,6 +329,20 @@ class View:
         blob = encode(keys, states, positions)
         self._disk.write_atomically(os.path.join(self.directory, TABLE_FILE), blob, sync=self._engine.fsync)
         self._checkpointed_at = time.monotonic()
+
+    def _try_checkpoint(self) -> None:
+        """A checkpoint while applying; one the disk refuses (full, I/O error) is tried
+        again at the next due time, the error shown in describe_view meanwhile: the view
+        goes on applying, and a crash re-applies from the last checkpoint that landed."""
+        try:
+            self._checkpoint()
+        except (OSError, OdradekError) as exc:
+            self._dirty = True
+            self._checkpointed_at = time.monotonic()
+            self.checkpoint_error = f"the last checkpoint failed (tried again): {exc}"
+            log.warning("view %s: %s", self.name, self.checkpoint_error)
+        else:
+            self.checkpoint_error = None
 
     def _checkpoint_due(self, now: float) -> bool:
         """Dirty, and ``view_checkpoint_seconds`` passed, or longer for a large table:
