@@ -10,7 +10,8 @@ AddPartitionsToTxn v4's verify-only form tells which partitions are in it;
 DescribeTransactions and ListTransactions show the coordinator's state; the bounds
 (staged bytes, open transactions, transactional ids) refuse with a code and stage
 nothing; TxnOffsetCommit needs its group added first and its offsets become the
-group's only at the commit; one id's damaged state file leaves the others served. A
+group's only at the commit (until then OffsetFetch with require_stable answers
+UNSTABLE_OFFSET_COMMIT, KIP-447); one id's damaged state file leaves the others served. A
 commit whose
 apply a crash interrupted (one topic written, the other not) is finished at the next
 start, each record once, and a transaction open at a restart is aborted and its
@@ -372,8 +373,25 @@ def test_offsets_need_their_group_in_the_transaction(
     assert accepted.topics[0].partitions[0].error_code == ErrorCode.NONE
     coordinator = kafka_door.listener.listener.broker.coordinator
     assert coordinator.committed("g1") == {}  # not before the commit
+    # KIP-447: a read_committed consumer asks for stable offsets and is told to retry.
+    assert fetch_offset(wire, "g1", topic_name, require_stable=True) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
+    assert fetch_offset(wire, "g1", topic_name, require_stable=False) == (ErrorCode.NONE, -1)
     assert wire.end("offsets", pid, epoch, True) == ErrorCode.NONE
     assert coordinator.committed("g1") == {(topic_name, 0): (3, -1, None)}
+    assert fetch_offset(wire, "g1", topic_name, require_stable=True) == (ErrorCode.NONE, 3)
+
+
+def fetch_offset(wire: TxnWire, group: str, topic: str, *, require_stable: bool) -> tuple[int, int]:
+    request = g.OffsetFetchRequest(
+        groups=(
+            g.OffsetFetchRequestGroup(
+                group_id=group, topics=(g.OffsetFetchRequestTopics(name=topic, partition_indexes=(0,)),)
+            ),
+        ),
+        require_stable=require_stable,
+    )
+    (partition,) = wire.call(ApiKey.OFFSET_FETCH, 8, request).groups[0].topics[0].partitions
+    return partition.error_code, partition.committed_offset
 
 
 def test_a_damaged_state_file_leaves_the_other_ids_served(

@@ -266,7 +266,9 @@ async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchRespons
                 _refused("OffsetFetch", group.group_id, group.member_id or "", code)
                 groups.append(m.OffsetFetchResponseGroup(group_id=group.group_id, error_code=code))
                 continue
-            topics = await _fetch_group(broker, group.group_id, group.topics, request.api_version)
+            topics = await _fetch_group(
+                broker, group.group_id, group.topics, request.api_version, body.require_stable
+            )
             groups.append(m.OffsetFetchResponseGroup(group_id=group.group_id, topics=tuple(topics)))
         return m.OffsetFetchResponse(groups=tuple(groups))
     wanted = (
@@ -277,7 +279,7 @@ async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchRespons
             for t in body.topics
         )
     )
-    found = await _fetch_group(broker, body.group_id, wanted, request.api_version)
+    found = await _fetch_group(broker, body.group_id, wanted, request.api_version, body.require_stable)
     return m.OffsetFetchResponse(
         topics=tuple(
             m.OffsetFetchResponseTopic(
@@ -299,8 +301,16 @@ async def offset_fetch(broker: Broker, request: Request) -> m.OffsetFetchRespons
 
 
 async def _fetch_group(
-    broker: Broker, group_id: str, wanted: tuple[m.OffsetFetchRequestTopics, ...] | None, version: int
+    broker: Broker,
+    group_id: str,
+    wanted: tuple[m.OffsetFetchRequestTopics, ...] | None,
+    version: int,
+    require_stable: bool = False,
 ) -> list[m.OffsetFetchResponseTopics]:
+    """The group's committed offsets. With ``require_stable`` (KIP-447: a
+    read_committed consumer), a partition whose offset an open transaction is about to
+    commit answers UNSTABLE_OFFSET_COMMIT, which clients retry, so that a consumer taking
+    over a partition does not start from the offset before that transaction."""
     if group_id in broker.coordinator.groups:
         committed = broker.coordinator.committed(group_id)
     else:
@@ -323,12 +333,16 @@ async def _fetch_group(
         partitions = []
         for index in indexes:
             offset, epoch, metadata = committed.get((name, index), (-1, -1, ""))
+            code = ErrorCode.NONE
+            if require_stable and broker.transactions.pending_offset(group_id, name, index):
+                offset, epoch, code = -1, -1, ErrorCode.UNSTABLE_OFFSET_COMMIT
             partitions.append(
                 m.OffsetFetchResponsePartitions(
                     partition_index=index,
                     committed_offset=offset,
                     committed_leader_epoch=epoch,
                     metadata=metadata,
+                    error_code=code,
                 )
             )
         results.append(

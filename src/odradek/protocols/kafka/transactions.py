@@ -370,6 +370,14 @@ class TransactionCoordinator:
             await self._begin(txn)
             txn.groups.add(group_id)
 
+    def pending_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        """Whether an open or committing transaction holds an offset of the group's
+        partition that is not applied yet (KIP-447's unstable offset)."""
+        for txn in self.transactions.values():
+            if txn.state in (ONGOING, PREPARE_COMMIT) and (topic, partition) in txn.offsets.get(group_id, {}):
+                return True
+        return False
+
     def stage_offsets(
         self, txn: Transaction, group_id: str, offsets: dict[TopicPartition, OffsetEntry]
     ) -> None:
