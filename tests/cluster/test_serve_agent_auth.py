@@ -4,7 +4,8 @@ Goal: users and tokens live in the object store the agents share, so a user adde
 through the owner's door authenticates on a standby at once (the standby reads the
 store again when a credential is not found) and a revoked token is refused by every
 agent; clients without credentials are refused by every agent; the owner's Kafka door
-takes SCRAM for a user added through the native door.
+takes SCRAM for a user added through the native door, also for a client bootstrapped
+with the standby only (its relay carries the SASL exchange to the owner).
 Method: two `odradek serve --store --etcd --auth` processes on a real etcd and moto's
 S3 server; the first admin is written into the store before they start.
 """
@@ -115,6 +116,17 @@ def test_agents_share_users_and_tokens(agents: list[Agent]) -> None:
     )
     producer.produce("orders", b"from kafka")
     assert producer.flush(30) == 0
+    relayed = confluent_kafka.Producer(  # bootstrapped with the standby only: its relay
+        {  # carries the SASL exchange to the owner, whose Metadata names the owner
+            "bootstrap.servers": f"127.0.0.1:{standby.kafka_port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "bob",
+            "sasl.password": "bob-secret",
+        }
+    )
+    relayed.produce("orders", b"through the standby")
+    assert relayed.flush(30) == 0
     with odradek.connect(owner.url, **root) as client:
         client._action("token_revoke", {"id": token["id"]})
 

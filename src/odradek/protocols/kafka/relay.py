@@ -5,7 +5,9 @@ requests itself. Refusing connections (what a standby did before) leaves a clien
 bootstrap list, or whose one load-balanced bootstrap address, reaches a standby retrying
 until it happens to reach the owner. Instead a standby's Kafka port *relays* the few
 requests a client sends before it knows the cluster: ApiVersions, Metadata,
-FindCoordinator and DescribeCluster go, frame for frame, to the owner's Kafka door, and
+FindCoordinator and DescribeCluster (and, on a door with authentication, SaslHandshake
+and SaslAuthenticate, which authenticate the relay's upstream connection of that
+client) go, frame for frame, to the owner's Kafka door, and
 its answers come back unchanged. They name the owner (its advertised address) as the
 only broker, the leader of every partition and the coordinator of every group, so the
 client's next connection goes to the owner, as a Kafka broker redirects through
@@ -44,7 +46,18 @@ from odradek.protocols.kafka.codec.primitives import DecodeError
 log = logging.getLogger(__name__)
 
 #: What a client asks before it knows the cluster: relayed to the owner.
-RELAYED = frozenset({ApiKey.API_VERSIONS, ApiKey.METADATA, ApiKey.FIND_COORDINATOR, ApiKey.DESCRIBE_CLUSTER})
+RELAYED = frozenset(
+    {
+        ApiKey.API_VERSIONS,
+        ApiKey.METADATA,
+        ApiKey.FIND_COORDINATOR,
+        ApiKey.DESCRIBE_CLUSTER,
+        # With authentication the owner asks for SASL before Metadata: the client's
+        # exchange goes to the owner on the relay's one upstream connection.
+        ApiKey.SASL_HANDSHAKE,
+        ApiKey.SASL_AUTHENTICATE,
+    }
+)
 _API_KEY = struct.Struct(">h")
 _PREFIX_BYTES = 4
 
