@@ -518,6 +518,9 @@ class RemoteClient(api.Client):
             _check_str(topic, "topic"), messages.key_bytes(key), from_version, to_version, from_snapshot
         )
         reader = self._get(messages.encode_ticket(request), self._options)
+        if from_snapshot and "snapshot" not in reader.schema.names:  # a server without snapshots
+            reader.cancel()
+            raise InvalidRequest(f"the server at {self.url} does not know read_key(..., from_snapshot=True)")
         return pa.Table.from_batches(list(ReadStream(reader, self.url)), schema=reader.schema)
 
     @_failover(True)  # the same snapshot again replaces itself
