@@ -68,6 +68,8 @@ class SaslDoor:
         )
 
         self.wires: list[Wire] = []
+        self.protocol = "SASL_SSL" if tls is not None else "SASL_PLAINTEXT"
+        self.ca = ""
 
     def wire(self) -> Wire:
         """A raw connection, closed with the door."""
@@ -155,7 +157,7 @@ def test_confluent_kafka_over_sasl_plaintext(door: SaslDoor, mechanism: str) -> 
     )
 
 
-@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_confluent_kafka_over_sasl_ssl(
     tls_door: SaslDoor, certificates: Certificates, mechanism: str
 ) -> None:
@@ -207,21 +209,41 @@ def test_confluent_kafka_with_a_wrong_password_is_refused(door: SaslDoor) -> Non
 # -- kafka-python and aiokafka --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_kafka_python(door: SaslDoor, mechanism: str) -> None:
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@pytest.fixture(params=["SASL_PLAINTEXT", "SASL_SSL"])
+def any_door(
+    request: pytest.FixtureRequest, tmp_path: Path, certificates: Certificates
+) -> Iterator[SaslDoor]:
+    """The door without TLS (SASL_PLAINTEXT) or with it (SASL_SSL); ``door.ssl`` says
+    which (the client's CA then)."""
+    tls = None
+    if request.param == "SASL_SSL":
+        tls = ServerTls(TlsFiles(str(certificates.server_cert), str(certificates.server_key)))
+    served = SaslDoor(tmp_path, tls)
+    served.protocol = request.param
+    served.ca = str(certificates.ca)
+    yield served
+    served.close()
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafka_python(any_door: SaslDoor, mechanism: str) -> None:
     kafka = pytest.importorskip("kafka")
     topic = _topic()
-    common = {
-        "bootstrap_servers": door.bootstrap,
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": mechanism,
-        "sasl_plain_username": "alice",
-        "sasl_plain_password": PASSWORD,
-    }
-    producer = kafka.KafkaProducer(**common)
+    tls = {"ssl_cafile": any_door.ca, "ssl_check_hostname": False} if any_door.protocol == "SASL_SSL" else {}
+    producer = kafka.KafkaProducer(
+        bootstrap_servers=any_door.bootstrap,
+        security_protocol=any_door.protocol,
+        sasl_mechanism=mechanism,
+        sasl_plain_username="alice",
+        sasl_plain_password=PASSWORD,
+        **tls,
+    )
     producer.send(topic, b"from kafka-python").get(timeout=30)
     producer.close()
-    assert door.node.engine.describe_topic(topic).next_offset == 1
+    assert any_door.node.engine.describe_topic(topic).next_offset == 1
 
 
 def test_kafka_python_oauthbearer(door: SaslDoor) -> None:
@@ -246,18 +268,34 @@ def test_kafka_python_oauthbearer(door: SaslDoor) -> None:
     assert door.node.engine.describe_topic(topic).next_offset == 1
 
 
-@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_aiokafka(door: SaslDoor, mechanism: str) -> None:
+@pytest.mark.parametrize("mechanism", [*MECHANISMS, "OAUTHBEARER"])
+def test_aiokafka(any_door: SaslDoor, mechanism: str) -> None:
     aiokafka = pytest.importorskip("aiokafka")
+    from aiokafka.abc import AbstractTokenProvider
+    from aiokafka.helpers import create_ssl_context
+
     topic = _topic()
+    token = any_door.token
+
+    class Provider(AbstractTokenProvider):  # type: ignore[misc]
+        async def token(self) -> str:
+            return token
 
     async def produce() -> None:
+        credentials: dict[str, Any] = (
+            {"sasl_oauth_token_provider": Provider()}
+            if mechanism == "OAUTHBEARER"
+            else {"sasl_plain_username": "alice", "sasl_plain_password": PASSWORD}
+        )
+        if any_door.protocol == "SASL_SSL":
+            context = create_ssl_context(cafile=any_door.ca)
+            context.check_hostname = False
+            credentials["ssl_context"] = context
         producer = aiokafka.AIOKafkaProducer(
-            bootstrap_servers=door.bootstrap,
-            security_protocol="SASL_PLAINTEXT",
+            bootstrap_servers=any_door.bootstrap,
+            security_protocol=any_door.protocol,
             sasl_mechanism=mechanism,
-            sasl_plain_username="alice",
-            sasl_plain_password=PASSWORD,
+            **credentials,
         )
         await producer.start()
         try:
@@ -266,14 +304,14 @@ def test_aiokafka(door: SaslDoor, mechanism: str) -> None:
             await producer.stop()
 
     asyncio.run(produce())
-    assert door.node.engine.describe_topic(topic).next_offset == 1
+    assert any_door.node.engine.describe_topic(topic).next_offset == 1
 
 
 # -- kcat -----------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(KCAT is None, reason="kcat is not installed (apt-get install kcat)")
-@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kcat_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, mechanism: str) -> None:
     assert KCAT is not None
     topic = _topic()
