@@ -15,21 +15,14 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from odradek import api, defaults
+from odradek import defaults
 from odradek.cli import output
-from odradek.cli.terminal import stdout_is_closed_error
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
 from odradek.types import SchemaInfo
 
 # Progress on a TTY is redrawn at most this often.
 progress_interval_seconds = 0.5
-# A group consumer polls at most this many records at once (and acks them once
-# printed), and, when following, waits this long per poll.
-group_poll_records = 1000
-group_poll_seconds = defaults.poll_timeout_seconds
-# `consume --max N` without --wait stops once this long passes with nothing new.
-consume_max_wait_seconds = 5.0
 
 
 def client_for(args: argparse.Namespace) -> RemoteClient:
@@ -177,73 +170,7 @@ def _offset_range(text: str) -> tuple[int, int]:
     return int(first), int(last)
 
 
-# -- consume, key --------------------------------------------------------------------------
-
-
-def consume(args: argparse.Namespace) -> int:
-    if args.max is not None and args.max < 1:
-        raise InvalidRequest("--max must be at least 1")
-    start: api.Start = "earliest" if args.from_beginning else "latest"
-    if args.offset is not None:
-        start = args.offset
-    if args.wait is not None:
-        wait = args.wait
-    else:
-        wait = consume_max_wait_seconds if args.max is not None else defaults.read_wait_seconds
-    follow = args.max is None and args.wait is None
-    if args.group is not None:
-        if args.offset is not None:
-            raise InvalidRequest("--offset reads past a group: a group starts where it left off")
-        return _consume_group(args, start, None if follow else wait)
-    remaining = args.max
-    out = sys.stdout.buffer
-    with (
-        client_for(args) as client,
-        client.read(args.pattern, start=start, wait=wait, follow=follow) as stream,
-    ):
-        for batch in stream:
-            if remaining is not None:
-                batch = batch.slice(0, remaining)
-                remaining -= batch.num_rows
-            out.write(_format(batch, args.format, args.pattern))
-            out.flush()
-            if remaining == 0:
-                break
-    return 0
-
-
-def _consume_group(args: argparse.Namespace, start: api.Start, wait: float | None) -> int:
-    """Consume as a member of ``--group``: print each polled batch, then ack it, so a
-    record is acknowledged only once it is written out (at least once). ``start``
-    places a new group; an existing one continues where it left off. Stops after
-    ``--max`` records, or once ``wait`` seconds pass with nothing (None: never).
-
-    Ctrl-C and a reader that goes away (``| head``) stop it cleanly: what it held goes
-    back to the group uncounted. Any other failure leaves the group as failed, so what
-    it held counts an attempt (a record it cannot write out is dead-lettered in time)."""
-    remaining = args.max
-    out = sys.stdout.buffer
-    with (
-        client_for(args) as client,
-        client.subscribe(args.pattern, group=args.group, start=start) as consumer,
-    ):
-        try:
-            while remaining is None or remaining > 0:
-                limit = group_poll_records if remaining is None else min(remaining, group_poll_records)
-                batches = consumer.poll_batches(limit, timeout=group_poll_seconds if wait is None else wait)
-                if not batches and wait is not None:
-                    break
-                for batch in batches:
-                    out.write(_format(batch.records, args.format, batch.topic))
-                    out.flush()
-                    consumer.ack(batch)
-                    if remaining is not None:
-                        remaining -= batch.records.num_rows
-        except OSError as exc:
-            if stdout_is_closed_error(exc):
-                consumer.close()  # the reader stopped reading: a clean stop, not a failure
-            raise
-    return 0
+# -- key --------------------------------------------------------------------------
 
 
 # -- group ------------------------------------------------------------------------------------
@@ -288,11 +215,19 @@ def key(args: argparse.Namespace) -> int:
     from_snapshot = getattr(args, "from_snapshot", False)
     if from_snapshot and args.from_version != defaults.from_version:
         raise InvalidRequest("--from-snapshot starts at the key's latest snapshot: leave --from-version out")
+    last = getattr(args, "last", False)
+    if last and (from_snapshot or args.from_version != defaults.from_version):
+        raise InvalidRequest("--last prints the key's latest record only: leave --from-version out")
     with client_for(args) as client:
+        from_version = args.from_version
+        if last:
+            from_version = max(client.key_version(args.topic, args.key.encode()), 1)
         if from_snapshot:
             table = client.read_key(args.topic, args.key.encode(), from_snapshot=True)
         else:
-            table = client.read_key(args.topic, args.key.encode(), args.from_version)
+            table = client.read_key(args.topic, args.key.encode(), from_version)
+        if table.num_rows == 0:
+            _no_records(client, args.topic, args.key, from_version)
     out = sys.stdout.buffer
     if from_snapshot:
         table = _write_snapshot_row(out, table, args.format, args.topic)
@@ -300,6 +235,16 @@ def key(args: argparse.Namespace) -> int:
         out.write(_format(batch, args.format, args.topic))
     out.flush()
     return 0
+
+
+def _no_records(client: RemoteClient, topic: str, key: str, from_version: int) -> None:
+    """A key with nothing to print is an error (exit 1) that says why."""
+    latest = client.key_version(topic, key.encode())
+    if latest == 0:
+        raise OdradekError(f"topic {topic}: key {key!r} has no records")
+    raise OdradekError(
+        f"topic {topic}: key {key!r} has no records from version {from_version} (its latest is {latest})"
+    )
 
 
 def _write_snapshot_row(out: BinaryIO, table: pa.Table, style: str, topic: str) -> pa.Table:
@@ -319,21 +264,10 @@ def _write_snapshot_row(out: BinaryIO, table: pa.Table, style: str, topic: str) 
 
 
 def _format(batch: pa.RecordBatch, style: str, topic: str) -> bytes:
-    """The batch as text. Every stored record can be written (bytes that are not text
-    as base64, output.py); should one still fail, the command ends with a clear error
-    naming it, not a traceback (a group consumer then leaves as failed, so the record
-    counts an attempt toward its dead letter)."""
-    if batch.num_rows == 0:
-        return b""
-    try:
-        if style == "jsonl":
-            return output.jsonl(batch, topic)
-        return output.values_text(batch)
-    except (ValueError, OverflowError, TypeError, pa.ArrowException) as exc:
-        first = batch.column("offset")[0].as_py()
-        raise OdradekError(
-            f"cannot write out the records of {topic} from offset {first} as {style}: {exc}"
-        ) from exc
+    """The batch as text, as ``consume`` writes it (text, jsonl or a template)."""
+    from odradek.cli.consume import format_batch, formatter
+
+    return format_batch(batch, formatter(style), topic)
 
 
 # -- schema ----------------------------------------------------------------------------------

@@ -167,7 +167,10 @@ _KEY_EPILOG = """\
 examples:
   odradek key orders.eu.created order-1
   odradek key orders.eu.created order-1 --from-version 3 --format jsonl
-  odradek key accounts acct-7 --from-snapshot --format jsonl"""
+  odradek key orders.eu.created order-1 --last --format '%V %v\\n'
+  odradek key accounts acct-7 --from-snapshot --format jsonl
+
+A key without records (or none from --from-version on) is an error: exit 1."""
 
 _TOPIC_EPILOG = """\
 examples:
@@ -638,8 +641,13 @@ def _add_key(
         "events after it",
     )
     key.add_argument(
-        "--format", choices=("text", "jsonl"), default="text", help="values (default) or JSON lines"
+        "-f",
+        "--format",
+        default="text",
+        metavar="text|jsonl|TEMPLATE",
+        help="values (default), JSON lines, or a template as consume's ('%%V %%v\\n')",
     )
+    key.add_argument("--last", action="store_true", help="only the key's latest record")
     key.set_defaults(handler=commands.key)
 
 

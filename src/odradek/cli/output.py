@@ -24,13 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek.cli.terminal import human_bytes
+from odradek.errors import InvalidRequest
 
 # JSON string escapes the kernels apply, in order (backslash first).
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _OTHER_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow prints the microseconds with %S
 
-__all__ = ["human_bytes", "jsonl", "rows", "values_text"]
+__all__ = ["Template", "human_bytes", "jsonl", "rows", "values_text"]
 
 
 def _typed_json(batch: pa.RecordBatch) -> pa.Array | None:
@@ -46,7 +47,9 @@ def _typed_json(batch: pa.RecordBatch) -> pa.Array | None:
 def values_text(batch: pa.RecordBatch) -> bytes:
     """The batch's values, one per line: as appended, or as JSON for typed values."""
     typed = _typed_json(batch)
-    values = (typed if typed is not None else batch.column("value")).fill_null(b"")
+    values = typed if typed is not None else batch.column("value")
+    if values.null_count:  # only then: fill_null's scalar makes pyarrow import pandas
+        values = values.fill_null(b"")
     return b"\n".join(values.to_pylist()) + b"\n"
 
 
@@ -173,3 +176,98 @@ def _concatenate(lines: pa.Array) -> bytes:
     joined = pc.binary_join(as_list, b"")[0]
     buffer = joined.as_buffer()
     return buffer.to_pybytes() if buffer is not None else b""
+
+
+class Template:
+    """A kcat-style output template (``--format '%k=%v\\n'``), compiled once.
+
+    ``%t`` topic, ``%o`` offset, ``%k`` key, ``%v`` (or ``%s``) value, ``%h`` headers
+    as ``name=value`` joined by ``,``, ``%T`` timestamp in epoch milliseconds, ``%V``
+    the key's version, ``%K`` / ``%S`` key / value length in bytes, ``%%`` a ``%``;
+    ``\\n``, ``\\r``, ``\\t``, ``\\0`` and ``\\\\`` escapes. Nothing is added at the end of
+    a record (as in kcat): end the template with ``\\n`` for one record a line. A null key
+    or value prints as nothing. Records are formatted a batch at a time by Arrow kernels.
+    """
+
+    FIELDS = "tokvshTVKS"
+    _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\"}
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts: list[tuple[bool, str]] = []  # (is a field, literal text or field letter)
+        literal: list[str] = []
+        index = 0
+        while index < len(text):
+            character = text[index]
+            following = text[index + 1] if index + 1 < len(text) else ""
+            if character == "%" and following == "%":
+                literal.append("%")
+            elif character == "%":
+                if following not in self.FIELDS:
+                    raise InvalidRequest(
+                        f"--format: %{following} is not a field; the fields are %t topic, %o offset, "
+                        "%k key, %v value, %h headers, %T timestamp (ms), %V version, %K and %S "
+                        "key and value length, %% a percent sign"
+                    )
+                if literal:
+                    self.parts.append((False, "".join(literal)))
+                    literal = []
+                self.parts.append((True, following))
+            elif character == "\\" and following in self._ESCAPES:
+                literal.append(self._ESCAPES[following])
+            else:
+                literal.append(character)
+                index += 1
+                continue
+            index += 2
+        if literal:
+            self.parts.append((False, "".join(literal)))
+
+    def format(self, batch: pa.RecordBatch, topic: str | None) -> bytes:
+        if batch.num_rows == 0:
+            return b""
+        pieces = [self._column(batch, topic, part) if field else part.encode() for field, part in self.parts]
+        if not any(isinstance(piece, pa.Array) for piece in pieces):
+            constant: bytes = b"".join(piece for piece in pieces if isinstance(piece, bytes))
+            return constant * int(batch.num_rows)
+        lines: pa.Array = pc.binary_join_element_wise(*pieces, b"")
+        return _concatenate(lines)
+
+    def _column(self, batch: pa.RecordBatch, topic: str | None, field: str) -> pa.Array:
+        count = batch.num_rows
+        if field == "t":
+            if "topic" in batch.schema.names:
+                return batch.column("topic").cast(pa.binary())
+            return pa.repeat(pa.scalar((topic or "").encode(), pa.binary()), count)
+        if field == "o":
+            return pc.cast(batch.column("offset"), pa.utf8()).cast(pa.binary())
+        if field == "V":
+            return pc.fill_null(pc.cast(batch.column("version"), pa.utf8()), "").cast(pa.binary())
+        if field == "T":
+            milliseconds = pc.divide(batch.column("timestamp").cast(pa.int64()), 1000)
+            return pc.cast(milliseconds, pa.utf8()).cast(pa.binary())
+        if field == "h":
+            return _headers_text(batch.column("headers"))
+        if field in "kK":
+            column = batch.column("key")
+        else:
+            typed = _typed_json(batch)
+            column = typed if typed is not None else batch.column("value")
+        column = column.cast(pa.binary())
+        if field in "KS":
+            lengths = pc.fill_null(pc.binary_length(column), 0)
+            return pc.cast(lengths, pa.utf8()).cast(pa.binary())
+        return pc.fill_null(column, b"") if column.null_count else column
+
+
+def _headers_text(headers: pa.Array) -> pa.Array:
+    """Each record's headers as ``name=value,name=value`` (none: empty), by Arrow kernels."""
+    if pa.types.is_map(headers.type):
+        headers = headers.cast(_BYTES_HEADERS)
+    entries = headers.values  # every entry of the whole array: the offsets below are absolute
+    names, values = entries.field(0), entries.field(1)
+    if values.null_count:
+        values = pc.fill_null(values, b"")
+    pairs = pc.binary_join_element_wise(names, values, b"=")
+    as_lists = pa.ListArray.from_arrays(headers.offsets, pairs)
+    return pc.fill_null(pc.binary_join(as_lists, b","), b"")
