@@ -9,7 +9,8 @@ waits for it at once with ``WaitTimeout`` (not at the timeout). Method: threads 
 each append orders of their own customer and check the view after each; the group
 case blocks one append on a group nobody acks, while another thread appends (the test
 would hang, and fail at its deadline, if the wait held the writer). A reducer given as
-a function is stored by the embedded client, refused by the remote one.
+a function is stored by the embedded client, refused by the remote one. The Flight
+``wait_for`` action answers a waiter gone since the check as pending.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.flight as flight
 import pytest
 
 import odradek
@@ -132,3 +134,24 @@ def test_a_function_is_taken_by_the_embedded_client_only(client: Any) -> None:
         with pytest.raises(InvalidRequest, match="import path"):
             client.create_view("v", "t", latest)
         assert client.list_views() == []
+
+
+def test_a_waiter_gone_by_the_wait_ends_it_as_pending_not_as_a_refusal(tmp_path: Path) -> None:
+    # The remote client checks the waiters, appends, then waits: a view deleted between
+    # the check and the wait must end the wait as pending (the append is written by then),
+    # never with the refusal meant for before the append.
+    node = Node.open(tmp_path / "data")
+    server = FlightService(node, "grpc://127.0.0.1:0")
+    plain = flight.FlightClient(f"grpc://127.0.0.1:{server.port}")
+    try:
+        node.engine.create_topic("t")
+        node.engine.append("t", [{"key": b"k", "value": b"v"}])
+        body = {"topic": "t", "wait_for": ["view:gone"], "timeout": 5.0, "base_offset": 0, "count": 1}
+        results = list(plain.do_action(flight.Action("wait_for", json.dumps(body).encode())))
+        answer = json.loads(results[0].body.to_pybytes())
+        assert answer["pending"] == ["view:gone"]
+        assert "gone" in answer["message"]
+    finally:
+        plain.close()
+        server.drain(5.0)
+        node.close()

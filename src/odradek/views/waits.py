@@ -67,21 +67,9 @@ class Waits:
 
     def check(self, topic: str, wait_for: object, timeout: object) -> tuple[list[Waiter], float]:
         """The waiters and timeout of an append to ``topic``; refuses bad ones (rules)."""
-        if isinstance(wait_for, (str, bytes)) or not isinstance(wait_for, Sequence):
-            raise InvalidRequest(
-                f"wait_for must be a list of 'group:NAME' or 'view:NAME', got {type(wait_for).__name__}"
-            )
-        if len(wait_for) > limits.wait_for_waiters_max:
-            raise InvalidRequest(
-                f"wait_for names {len(wait_for)} waiters, at most {limits.wait_for_waiters_max}"
-            )
-        seconds = _check_timeout(timeout)
-        waiters: list[Waiter] = []
-        for item in wait_for:
-            waiter = _parse(item)
-            if waiter not in waiters:
-                self._check_reads(waiter, topic)
-                waiters.append(waiter)
+        waiters, seconds = parse(wait_for, timeout)
+        for waiter in waiters:
+            self._check_reads(waiter, topic)
         return waiters, seconds
 
     def _check_reads(self, waiter: Waiter, topic: str) -> None:
@@ -154,6 +142,24 @@ class Waits:
             return committed is not None and committed >= end, None
         except OdradekError as exc:  # deleted meanwhile, or closing
             return False, exc.message
+
+
+def parse(wait_for: object, timeout: object) -> tuple[list[Waiter], float]:
+    """The waiters (without duplicates) and the timeout of a ``wait_for``, checked for
+    form only: whether they exist is :meth:`Waits.check`'s question."""
+    if isinstance(wait_for, (str, bytes)) or not isinstance(wait_for, Sequence):
+        raise InvalidRequest(
+            f"wait_for must be a list of 'group:NAME' or 'view:NAME', got {type(wait_for).__name__}"
+        )
+    if len(wait_for) > limits.wait_for_waiters_max:
+        raise InvalidRequest(f"wait_for names {len(wait_for)} waiters, at most {limits.wait_for_waiters_max}")
+    seconds = _check_timeout(timeout)
+    waiters: list[Waiter] = []
+    for item in wait_for:
+        waiter = _parse(item)
+        if waiter not in waiters:
+            waiters.append(waiter)
+    return waiters, seconds
 
 
 def _parse(item: object) -> Waiter:

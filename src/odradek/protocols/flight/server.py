@@ -92,6 +92,7 @@ from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
 from odradek.security.flight import FlightAuthentication, call_principal
 from odradek.types import AppendResult
+from odradek.views.waits import parse as wait_parse
 
 log = logging.getLogger(__name__)
 
@@ -604,7 +605,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _wait_for(self, body: dict[str, Any]) -> bytes:
         topic = _name(body, "topic")
-        waiters, seconds = self.node.waits.check(topic, body.get("wait_for"), body.get("timeout"))
+        # Form only: a waiter deleted since check_waiters ends the wait (WaitTimeout), as
+        # the append is written by now.
+        waiters, seconds = wait_parse(body.get("wait_for"), body.get("timeout"))
         base, count = body.get("base_offset"), body.get("count")
         if not isinstance(base, int) or not isinstance(count, int) or base < 0 or count < 0:
             raise InvalidRequest(f"base_offset and count must be ints >= 0, got {base!r} and {count!r}")
