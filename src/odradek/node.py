@@ -14,7 +14,8 @@ clients. What serves it is composed here, once per engine:
 * ``views``: the materialized key views (views/manager.py), woken by the arrival hook
   and stopped (after a last checkpoint) when the engine closes; ``waits``: appends
   with ``wait_for`` (views/waits.py), woken by view applies and group acks
-  (decision 0019). Every door appends through :meth:`Node.append`.
+  (decision 0019). The embedded client appends through :meth:`Node.append`;
+  the Flight door's ``check_waiters`` and ``wait_for`` actions use ``waits`` alike.
 
 ``odradek serve``, the embedded client (``odradek.open``), the tests and the bench
 build a node (``Node.open(path)`` or ``Node(engine)``) and hand it to the doors
