@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 import odradek
+from odradek import limits
 from odradek.errors import (
     ConflictError,
     InvalidRequest,
@@ -160,7 +161,7 @@ def test_invalid_appends(client: Client) -> None:
     _raises(InvalidRequest, client.append, "t", [{"key": 12, "value": b"x"}])
     _raises(InvalidRequest, client.append, "t", pa.table({"value": pa.array([1, 2])}))
     _raises(InvalidRequest, client.append, "t", "not records")
-    _raises(RequestTooLarge, client.append, "t", [{"key": b"k" * 5000, "value": b"x"}])
+    _raises(RequestTooLarge, client.append, "t", [{"key": b"k" * (limits.key_bytes_max + 1), "value": b"x"}])
 
 
 def test_request_too_large_from_the_server(client: Client) -> None:
