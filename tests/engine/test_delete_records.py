@@ -7,9 +7,10 @@ range, key versions go on where they were, the start never moves back, and all o
 holds after the engine is closed and opened again. Whole segments below the start are
 removed from the disk; a start past the durable end is refused and changes nothing.
 
-Method: an embedded client over a temporary data directory; topics with 64 KiB
-segments and ~8 KiB records so a few dozen appends roll several segments, whose
-boundaries are read from the segment file names.
+Method: an embedded client over a temporary data directory (and one over a file://
+object store, opened again on an empty cache); topics with 64 KiB segments and ~8 KiB
+records so a few dozen appends roll several segments, whose boundaries are read from
+the segment file names.
 """
 
 from __future__ import annotations
@@ -102,3 +103,25 @@ def test_the_start_survives_a_restart_and_whole_segments_go(
     assert client.append("t", [{"key": "k0", "value": b"x"}]).versions == {b"k0": versions[-1] + 1}
     with pytest.raises(OffsetOutOfRange):
         list(client.read("t", start=cut - 1, wait=0))
+
+
+def test_the_start_is_kept_in_an_object_store(tmp_path: os.PathLike[str]) -> None:
+    """Through the storage seam: a second engine on an empty cache reads the start from
+    the store."""
+    root = os.fspath(tmp_path)
+    bucket = os.path.join(root, "bucket")
+    os.makedirs(bucket)
+    first = odradek.open(os.path.join(root, "cache-1"), store="file://" + bucket)
+    try:
+        first.create_topic("t")
+        fill(first, "t", 10)
+        assert first.engine.delete_records("t", 4) == 4
+    finally:
+        first.close()
+    second = odradek.open(os.path.join(root, "cache-2"), store="file://" + bucket)
+    try:
+        assert offsets(second, "t") == list(range(4, 10))
+        assert second.describe_topic("t").first_offset == 4
+        assert second.read_key("t", "k0").column("offset").to_pylist() == [6, 9]
+    finally:
+        second.close()
