@@ -203,6 +203,23 @@ class Client(Protocol):
             client.create_topic("orders.eu.created", retention="30d", exist_ok=True)
         """
 
+    def alter_topic(self, name: str, **settings: Any) -> TopicInfo:
+        """Change a topic's retention, segment and cleanup settings; the others are kept.
+
+        Args:
+            name: the topic.
+            settings: ``create_topic``'s names and forms, at least one: ``retention``,
+                ``retention_bytes``, ``segment_bytes``, ``segment_age``, ``cleanup``,
+                ``delete_retention``, ``min_compaction_lag``, ``min_cleanable_dirty_ratio``.
+
+        Returns:
+            The topic's description with its new settings.
+
+        Raises:
+            TopicNotFound: there is no such topic.
+            InvalidRequest: an unknown setting or a value out of range; nothing changed.
+        """
+
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its records (also one whose files cannot be opened).
 
@@ -947,6 +964,9 @@ class AsyncClient(Protocol):
         snapshot_every: int = defaults.snapshot_every,
     ) -> TopicInfo:
         """``Client.create_topic``, awaited."""
+
+    async def alter_topic(self, name: str, **settings: Any) -> TopicInfo:
+        """``Client.alter_topic``, awaited."""
 
     async def delete_topic(self, name: str) -> None:
         """``Client.delete_topic``, awaited."""

@@ -32,6 +32,21 @@ _SIZE_BYTES = {
 }
 
 
+# What alter_topic may change on a live topic: create_topic's names for the retention,
+# segment and cleanup settings (a schema, a reducer and the snapshot cadence have calls
+# of their own).
+ALTERABLE_SETTINGS = (
+    "retention",
+    "retention_bytes",
+    "segment_bytes",
+    "segment_age",
+    "cleanup",
+    "delete_retention",
+    "min_compaction_lag",
+    "min_cleanable_dirty_ratio",
+)
+
+
 def parse_duration(value: object, what: str = "duration") -> float | None:
     """Seconds from ``7d``, ``12h``, ``30m``, ``45s``, ``500ms`` or a number of seconds.
 

@@ -65,13 +65,6 @@ def topic_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def topic_describe(args: argparse.Namespace) -> int:
-    with client_for(args) as client:
-        info = client.describe_topic(args.name)
-    print(json.dumps(info.to_json(), indent=2))
-    return 0
-
-
 def topic_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         client.delete_topic(args.name)
@@ -194,13 +187,6 @@ def group_list(args: argparse.Namespace) -> int:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return 0
-
-
-def group_describe(args: argparse.Namespace) -> int:
-    with client_for(args) as client:
-        info = client.describe_group(args.group)
-    print(json.dumps(info.to_json(), indent=2))
     return 0
 
 

@@ -23,6 +23,7 @@ from odradek.errors import OdradekError, Unavailable
 commands = lazy.Handlers("odradek.cli.commands")
 produce_cli = lazy.Handlers("odradek.cli.produce")
 consume_cli = lazy.Handlers("odradek.cli.consume")
+topics_cli = lazy.Handlers("odradek.cli.topics")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -160,7 +161,8 @@ groups joined through the Kafka door. A name belongs to one kind.
 examples:
   odradek group list
   odradek group list --long                      # kind, state, members and lag of each
-  odradek group describe billing                 # JSON: kind, members, committed offset and lag per topic
+  odradek group describe billing                 # kind, members, committed offset and lag per topic
+  odradek group describe billing --format json
   odradek group delete billing"""
 
 _KEY_EPILOG = """\
@@ -179,6 +181,8 @@ examples:
   odradek topic create orders.changelog --cleanup compact --delete-retention 1d
   odradek topic list 'orders.>'
   odradek topic describe orders.eu.created
+  odradek topic alter orders.eu.created --retention 30d --segment-bytes 64MiB
+  odradek topic alter orders.changelog --cleanup compact,delete --delete-retention 12h
   odradek topic delete orders.eu.created
   odradek topic verify orders.eu.created"""
 
@@ -458,9 +462,23 @@ def _add_topic(
     listing = _raw(actions, "list", parents=[server], help="list topics", epilog=_TOPIC_EPILOG)
     listing.add_argument("pattern", nargs="?", help="only names matching this pattern, e.g. 'orders.>'")
     listing.set_defaults(handler=commands.topic_list)
-    describe = _raw(actions, "describe", parents=[server], help="offsets, sizes and config as JSON")
+    describe = _raw(
+        actions, "describe", parents=[server], help="offsets, sizes, dates and config (a table, or JSON)"
+    )
     describe.add_argument("name")
-    describe.set_defaults(handler=commands.topic_describe)
+    _add_describe_format(describe)
+    describe.set_defaults(handler=topics_cli.topic_describe)
+    alter = _raw(
+        actions,
+        "alter",
+        parents=[server],
+        help="change a topic's retention, segment or cleanup settings",
+        epilog=_TOPIC_EPILOG,
+    )
+    alter.add_argument("name", help="the topic")
+    for dest, flag, metavar, help_text in ALTER_FLAGS:
+        alter.add_argument(flag, dest=dest, metavar=metavar, default=None, help=help_text)
+    alter.set_defaults(handler=topics_cli.topic_alter)
     delete = _raw(actions, "delete", parents=[server], help="delete a topic and all its records")
     delete.add_argument("name")
     delete.set_defaults(handler=commands.topic_delete)
@@ -612,10 +630,34 @@ def _add_group(
         help="kind, members, progress and lag per topic (a Kafka group's per partition), counters as JSON",
     )
     describe.add_argument("group")
-    describe.set_defaults(handler=commands.group_describe)
+    _add_describe_format(describe)
+    describe.set_defaults(handler=topics_cli.group_describe)
     delete = _raw(actions, "delete", parents=[server], help="forget a group (it must have no members)")
     delete.add_argument("group")
     delete.set_defaults(handler=commands.group_delete)
+
+
+# `topic alter`'s flags, by the name alter_topic takes (config.ALTERABLE_SETTINGS);
+# cli/topics.py reads them back by the same table.
+ALTER_FLAGS = (
+    ("retention", "--retention", "D", "keep records this long: 30d, 12h, forever"),
+    ("retention_bytes", "--retention-bytes", "SIZE", "keep at most this much: 10GiB, none"),
+    ("segment_bytes", "--segment-bytes", "SIZE", "roll segments at this size: 256MiB"),
+    ("segment_age", "--segment-age", "D", "roll the active segment at this age: 7d"),
+    ("cleanup", "--cleanup", "POLICY", "delete, compact, compact,delete or snapshot"),
+    ("delete_retention", "--delete-retention", "D", "a compacted topic keeps a tombstone this long"),
+    ("min_compaction_lag", "--min-compaction-lag", "D", "records younger than this are never compacted"),
+    ("min_cleanable_dirty_ratio", "--min-cleanable-dirty-ratio", "R", "compact once this share is dirty"),
+)
+
+
+def _add_describe_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default=None,
+        help="a table (the default on a terminal) or JSON (the default otherwise)",
+    )
 
 
 def _add_key(

@@ -158,6 +158,9 @@ class AsyncClient(api.AsyncClient):
     async def delete_topic(self, name: str) -> None:
         await self._call(self.sync.delete_topic, name)
 
+    async def alter_topic(self, name: str, **settings: Any) -> TopicInfo:
+        return await self._call(self.sync.alter_topic, name, **settings)
+
     async def list_topics(self, pattern: str | None = None) -> list[str]:
         return await self._call(self.sync.list_topics, pattern)
 

@@ -71,6 +71,9 @@ class EmbeddedClient(api.Client):
     def delete_topic(self, name: str) -> None:
         self.engine.delete_topic(name)
 
+    def alter_topic(self, name: str, **settings: Any) -> TopicInfo:
+        return self.engine.alter_topic(name, **settings)
+
     def list_topics(self, pattern: str | None = None) -> list[str]:
         return self.engine.list_topics(pattern)
 

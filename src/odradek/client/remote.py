@@ -358,6 +358,10 @@ class RemoteClient(api.Client):
     def delete_topic(self, name: str) -> None:
         self._action("delete_topic", {"name": name})
 
+    @_failover(True)  # the same settings again change nothing
+    def alter_topic(self, name: str, **settings: Any) -> TopicInfo:
+        return messages.decode_topic_info(self._action("alter_topic", {"name": name, "settings": settings}))
+
     @_failover(True)
     def list_topics(self, pattern: str | None = None) -> list[str]:
         topics = messages.load(self._action("list_topics", {"pattern": pattern}), "list_topics result")

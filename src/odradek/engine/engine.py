@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek import api, defaults, limits
-from odradek.config import TopicConfig
+from odradek.config import ALTERABLE_SETTINGS, TopicConfig
 from odradek.engine.arrivals import (
     CHANGED,
     CLOSING,
@@ -545,7 +545,13 @@ class Engine:
 
     def alter_topic(self, name: str, **settings: api.Duration | api.Size) -> TopicInfo:
         """Change retention, segment and cleanup settings (create_topic's names); the
-        others are kept."""
+        others are kept. An unknown name or a bad value changes nothing."""
+        unknown = sorted(set(settings) - set(ALTERABLE_SETTINGS))
+        if unknown:
+            raise InvalidRequest(
+                f"alter_topic cannot change {', '.join(map(repr, unknown))}; it changes "
+                + ", ".join(ALTERABLE_SETTINGS)
+            )
         with self._topics_lock:
             topic = self._topic(name)
             config = TopicConfig.build(**{**topic.config.settings(), **settings})

@@ -57,6 +57,10 @@ ACTIONS: dict[str, str] = {
     "list_topics": 'Topic names, sorted. Body: {"pattern"?}. Result: {"topics": [...], "unavailable": '
     "{name: why}} (topics whose files are damaged: see odradek topic verify).",
     "describe_topic": 'Offsets, sizes and config of a topic. Body: {"name"}. Result: topic info JSON.',
+    "alter_topic": "Change a topic's retention, segment or cleanup settings (create_topic's names). "
+    'Body: {"name", "settings": {"retention"?, "retention_bytes"?, "segment_bytes"?, "segment_age"?, '
+    '"cleanup"?, "delete_retention"?, "min_compaction_lag"?, "min_cleanable_dirty_ratio"?}}. '
+    "Result: topic info JSON.",
     "key_version": 'Current version of a key (0 if none). Body: {"topic", "key"}. Result: {"version": n}.',
     "snapshot": 'Store the state of a key as of one of its versions. Body: {"topic", "key", '
     '"state" (base64), "version"}. Result: {}.',

@@ -148,6 +148,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "delete_topic": self._delete_topic,
             "list_topics": self._list_topics,
             "describe_topic": self._describe_topic,
+            "alter_topic": self._alter_topic,
             "key_version": self._key_version,
             "snapshot": self._snapshot,
             "ping": self._ping,
@@ -496,6 +497,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _describe_topic(self, body: dict[str, Any]) -> bytes:
         return messages.encode_topic_info(self.engine.describe_topic(_name(body, "name")))
+
+    def _alter_topic(self, body: dict[str, Any]) -> bytes:
+        settings = body.get("settings")
+        if not isinstance(settings, dict):
+            raise InvalidRequest("alter_topic needs settings: an object of create_topic's settings")
+        return messages.encode_topic_info(self.engine.alter_topic(_name(body, "name"), **settings))
 
     def _verify_topic(self, body: dict[str, Any]) -> bytes:
         return messages.dump(self.engine.verify_topic(_name(body, "name")))

@@ -1,0 +1,142 @@
+"""``topic alter``, and ``topic describe`` / ``group describe`` as people read them.
+
+``describe`` prints a table of readable sizes, durations and dates when stdout is a
+terminal (or with ``--format text``) and the JSON it always printed otherwise (or with
+``--format json``), so scripts keep their JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from odradek.cli import terminal
+from odradek.cli.main import ALTER_FLAGS
+from odradek.client.remote import connect
+from odradek.errors import InvalidRequest
+from odradek.groups.info import GroupInfo
+from odradek.types import TopicInfo
+
+
+def topic_alter(args: argparse.Namespace) -> int:
+    settings: dict[str, Any] = {}
+    for dest, flag, _, _ in ALTER_FLAGS:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest == "min_cleanable_dirty_ratio":
+            try:
+                value = float(value)
+            except ValueError:
+                raise InvalidRequest(f"{flag} is a number from 0 to 1, got {value!r}") from None
+        elif dest == "retention_bytes" and value.lower() in ("none", "unlimited", "-1"):
+            value = None
+        settings[dest] = value
+    if not settings:
+        flags = ", ".join(flag for _, flag, _, _ in ALTER_FLAGS)
+        raise InvalidRequest(f"topic alter needs a setting to change: {flags}")
+    with connect(args.server) as client:
+        info = client.alter_topic(args.name, **settings)
+    print(f"altered topic {info.name}: " + ", ".join(_config_lines(info.config, only=set(settings))))
+    return 0
+
+
+def _wants_text(args: argparse.Namespace) -> bool:
+    chosen = getattr(args, "format", None)
+    return bool(chosen == "text" or (chosen is None and sys.stdout.isatty()))
+
+
+def topic_describe(args: argparse.Namespace) -> int:
+    with connect(args.server) as client:
+        info = client.describe_topic(args.name)
+    print(topic_text(info) if _wants_text(args) else json.dumps(info.to_json(), indent=2))
+    return 0
+
+
+def group_describe(args: argparse.Namespace) -> int:
+    with connect(args.server) as client:
+        info = client.describe_group(args.group)
+    print(group_text(info) if _wants_text(args) else json.dumps(info.to_json(), indent=2))
+    return 0
+
+
+def _config_lines(config: dict[str, Any], only: set[str] | None = None) -> list[str]:
+    described = {
+        "retention": f"retention {terminal.human_duration(config.get('retention_seconds'))}",
+        "retention_bytes": "retention bytes "
+        + (
+            "none"
+            if config.get("retention_bytes") is None
+            else terminal.human_bytes(config["retention_bytes"])
+        ),
+        "segment_bytes": f"segment bytes {terminal.human_bytes(config.get('segment_bytes') or 0)}",
+        "segment_age": f"segment age {terminal.human_duration(config.get('segment_seconds'))}",
+        "cleanup": f"cleanup {config.get('cleanup')}",
+        "delete_retention": "delete retention "
+        + terminal.human_duration(config.get("delete_retention_seconds")),
+        "min_compaction_lag": "min compaction lag "
+        + terminal.human_duration(config.get("min_compaction_lag_seconds")),
+        "min_cleanable_dirty_ratio": f"min cleanable dirty ratio {config.get('min_cleanable_dirty_ratio')}",
+    }
+    return [text for name, text in described.items() if only is None or name in only]
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def topic_text(info: TopicInfo) -> str:
+    config = info.config
+    compacted = str(config.get("cleanup", "delete")) != "delete"
+    rows = [
+        ("topic", info.name),
+        ("status", info.status),
+        ("offsets", f"{info.first_offset:,} to {max(info.next_offset - 1, info.first_offset):,} "
+         f"(next {info.next_offset:,})"),
+        ("records", f"{terminal.plural(info.records, 'record')}, {terminal.plural(info.keys, 'key')}"),
+        ("size", f"{terminal.human_bytes(info.bytes)} in {terminal.plural(info.segments, 'segment')}"),
+        ("created", terminal.human_time(int(info.created_at * 1_000_000)) if info.created_at else "-"),
+        ("retention", f"{terminal.human_duration(config.get('retention_seconds'))}"
+         + ("" if config.get("retention_bytes") is None
+            else f" or {terminal.human_bytes(config['retention_bytes'])}")),
+        ("segments roll", f"at {terminal.human_bytes(config.get('segment_bytes') or 0)} or "
+         f"{terminal.human_duration(config.get('segment_seconds'))}"),
+        ("cleanup", str(config.get("cleanup", "delete"))),
+    ]  # fmt: skip
+    if compacted:
+        rows.append(("compaction", ", ".join(_config_lines(config)[5:])))
+    schema = info.schema
+    if schema:
+        rows.append(("schema", f"{schema.get('kind', '?')} version {schema.get('version', '?')}"))
+    for damage in info.damaged:
+        rows.append(("damaged", json.dumps(damage)))
+    return _table(rows)
+
+
+def group_text(info: GroupInfo) -> str:
+    rows = [("group", info.group), ("kind", info.kind), ("state", info.state or "-")]
+    if info.pattern:
+        rows.append(("pattern", info.pattern))
+    rows.append(("members", str(len(info.members))))
+    rows.append(("lag", f"{info.lag:,}"))
+    lines = [_table(rows), ""]
+    header = ("TOPIC", "PARTITION", "COMMITTED", "END", "LAG")
+    table: list[tuple[str, ...]] = [header]
+    for topic in info.topics:
+        table.append((topic.topic, "-", f"{topic.committed:,}", f"{topic.next_offset:,}", f"{topic.lag:,}"))
+        for partition in topic.partitions or ():
+            table.append(("", str(partition.partition), f"{partition.committed:,}", "", f"{partition.lag:,}"))
+    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+    lines.extend("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
+    if info.members:
+        lines.append("")
+        lines.append("MEMBER  IN-FLIGHT  IDLE  CLIENT")
+        for member in info.members:
+            client = " ".join(part for part in (member.client_id, member.client_host) if part)
+            lines.append(
+                f"{member.member}  {member.in_flight}  {member.idle_seconds:.1f}s  {client}".rstrip()
+            )
+    return "\n".join(lines)
