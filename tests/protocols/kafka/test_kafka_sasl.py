@@ -445,9 +445,12 @@ def test_without_an_authenticator_sasl_is_refused(tmp_path: Path) -> None:
     with start_kafka_listener(node, "127.0.0.1", 0) as listener:
         wire = Wire(listener.port)
         versions = wire.call(ApiKey.API_VERSIONS, 3, ApiVersionsRequest())
-        assert ApiKey.SASL_AUTHENTICATE not in {key.api_key for key in versions.api_keys}
+        assert ApiKey.SASL_HANDSHAKE not in {key.api_key for key in versions.api_keys}
         response = wire.call(ApiKey.SASL_HANDSHAKE, 1, SaslHandshakeRequest(mechanism="PLAIN"))
         assert response.error_code != 0 and response.mechanisms == ()
+        refused = wire.call(ApiKey.SASL_AUTHENTICATE, 2, SaslAuthenticateRequest(auth_bytes=b"\0a\0b"))
+        assert refused.error_code == 34  # ILLEGAL_SASL_STATE
+        assert "does not authenticate" in (refused.error_message or "")
         wire.close()
     node.close()
 

@@ -45,21 +45,32 @@ _BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, 
 
 
 def api_versions_for(body: data_messages.ApiVersionsResponse, authenticating: bool) -> Any:
-    """ApiVersions as this listener serves it: with SaslHandshake and SaslAuthenticate
-    when it authenticates, without SaslAuthenticate when it does not."""
+    """ApiVersions as this listener serves it: with SaslHandshake when it authenticates
+    (a client configured for SASL then starts it); as the codec serves it otherwise
+    (without SaslHandshake: a client configured for SASL is told at once that this
+    listener does not take it)."""
+    if not authenticating:
+        return body
     keys = [
         key for key in body.api_keys if key.api_key not in (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
     ]
-    if authenticating:
-        for api_key in (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE):
-            api = APIS[api_key]
-            keys.append(
-                data_messages.ApiVersion(
-                    api_key=api_key, min_version=api.min_version, max_version=api.max_version
-                )
+    for api_key in (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE):
+        api = APIS[api_key]
+        keys.append(
+            data_messages.ApiVersion(
+                api_key=api_key, min_version=api.min_version, max_version=api.max_version
             )
-        keys.sort(key=lambda key: key.api_key)
+        )
+    keys.sort(key=lambda key: key.api_key)
     return dataclasses.replace(body, api_keys=tuple(keys))
+
+
+def not_authenticating() -> SaslAuthenticateResponse:
+    """SaslAuthenticate on a listener without authentication: ILLEGAL_SASL_STATE."""
+    return SaslAuthenticateResponse(
+        error_code=ErrorCode.ILLEGAL_SASL_STATE,
+        error_message="this listener does not authenticate (odradek serve --auth turns SASL on)",
+    )
 
 
 class ConnectionAuth:

@@ -56,7 +56,7 @@ from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api, log_admin, txn_api
-from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for
+from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for, not_authenticating
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
     ApiKey,
@@ -427,10 +427,7 @@ class KafkaListener:
         elif request.api_key == ApiKey.SASL_HANDSHAKE and auth.required:
             body = auth.handshake(request)
         elif request.api_key == ApiKey.SASL_AUTHENTICATE:
-            if not auth.required:
-                log.warning("closing a Kafka connection from %s: SaslAuthenticate without SASL", peer)
-                return None
-            body = auth.authenticate(request)
+            body = auth.authenticate(request) if auth.required else not_authenticating()
         else:
             body = await HANDLERS[request.api_key](self.broker, request)
         finished: asyncio.Future[Chunks] = loop.create_future()
