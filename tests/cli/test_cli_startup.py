@@ -51,6 +51,7 @@ def _heavy_modules(*arguments: str) -> list[str]:
         ["produce", "--help"],
         ["consume", "--help"],
         ["topic", "list", "--no-such-option"],
+        ["completion", "bash"],
     ],
     ids=lambda arguments: " ".join(arguments),
 )

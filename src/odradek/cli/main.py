@@ -24,6 +24,7 @@ commands = lazy.Handlers("odradek.cli.commands")
 produce_cli = lazy.Handlers("odradek.cli.produce")
 consume_cli = lazy.Handlers("odradek.cli.consume")
 topics_cli = lazy.Handlers("odradek.cli.topics")
+completion_cli = lazy.Handlers("odradek.cli.completion")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_asyncapi(sub, server)
     views_cli.add_parser(sub, server)
     cluster_cli.add_parser(sub)
+    _add_completion(sub)
     from odradek.cli import security as security_cli
 
     security_cli.add_parsers(sub, server)
@@ -774,6 +776,22 @@ def _add_asyncapi(
         help="the document's info.version (default 1.0.0)",
     )
     document.set_defaults(handler=commands.asyncapi_document)
+
+
+def _add_completion(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    completion = _raw(
+        sub,
+        "completion",
+        help="print a shell completion script (bash, zsh, fish)",
+        description="Print a completion script for SHELL: commands, actions and flags complete on TAB.",
+        epilog="""examples:
+  odradek completion bash > ~/.local/share/bash-completion/completions/odradek
+  odradek completion zsh > "${fpath[1]}/_odradek"
+  odradek completion fish > ~/.config/fish/completions/odradek.fish
+  source <(odradek completion bash)              # this shell only""",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(handler=completion_cli.completion)
 
 
 def _serve(args: argparse.Namespace) -> int:

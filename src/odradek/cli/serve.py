@@ -666,7 +666,7 @@ def run(settings: Settings) -> int:
         "url": url,
         "data_dir": os.path.abspath(settings.data_dir),
         "fsync": settings.fsync,
-        "metrics": f"{scheme}://{settings.metrics_listen}/metrics" if metrics_address else "off",
+        "metrics": f"{scheme}://{metrics.host}:{metrics.port}/metrics" if metrics is not None else "off",
         "kafka": kafka.bootstrap if kafka else "off",
         "registry": registry.url.replace("http://", f"{scheme}://", 1) if registry else "off",
         "inflight_bytes": settings.inflight_bytes,
@@ -686,7 +686,12 @@ def run(settings: Settings) -> int:
     gc.freeze()
     log.info("ready", extra={"fields": fields})
     authentication = "" if settings.authenticates else " authentication=none (no authentication)"
-    print(f"odradek ready url={url} data_dir={fields['data_dir']}{store}{authentication}", flush=True)
+    # Every listener on the ready line (off: not listening), so a user sees where each door is.
+    listeners = " ".join(f"{door}={fields[door]}" for door in ("kafka", "registry", "metrics"))
+    print(
+        f"odradek ready url={url} {listeners} data_dir={fields['data_dir']}{store}{authentication}",
+        flush=True,
+    )
     while not stop.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")
