@@ -126,3 +126,28 @@ def test_ctrl_c_ends_a_follow_at_once(server: Server, group: list[str]) -> None:
             process.kill()
         _, errors = process.communicate()
     assert code == 130, errors
+
+
+def test_progress_on_a_terminal_while_records_go_to_a_pipe(server: Server) -> None:
+    """stderr a terminal, stdout a pipe: a progress line that ends with the count."""
+    import pty
+
+    _produce(server, "counted", b"1\n2\n3\n")
+    controller, terminal = pty.openpty()
+    result = subprocess.run(
+        [*ODRADEK, "--server", server.url, "consume", "counted", "--from-beginning", "--max", "3"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=60,
+    )
+    os.close(terminal)
+    written = b""
+    with contextlib.suppress(OSError):  # the other end is closed once all was read
+        while chunk := os.read(controller, 65536):
+            written += chunk
+    os.close(controller)
+    assert result.returncode == 0 and result.stdout == b"1\n2\n3\n"
+    last = written.rstrip(b"\r\n").split(b"\r")[-1]
+    assert last.startswith(b"counted: 3 records in ") and last.endswith(b" s\x1b[K"), written
+    quiet = run("consume", "counted", "--from-beginning", "--max", "1", server=server)
+    assert quiet.stderr == b""  # stderr not a terminal: nothing

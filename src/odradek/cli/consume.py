@@ -150,15 +150,39 @@ def _consume(args: argparse.Namespace, interrupted: _Interrupted) -> int:
         if args.last_per_key:
             batches = iter(_last_per_key(batches))
         remaining = args.max
-        for batch in batches:
-            if remaining is not None:
-                batch = batch.slice(0, remaining)
-                remaining -= batch.num_rows
-            out.write(format_batch(batch, style, args.pattern))
-            out.flush()
-            if remaining == 0:
-                break
+        progress = _Counter(args.pattern)
+        try:
+            for batch in batches:
+                if remaining is not None:
+                    batch = batch.slice(0, remaining)
+                    remaining -= batch.num_rows
+                out.write(format_batch(batch, style, args.pattern))
+                out.flush()
+                progress.add(batch.num_rows)
+                if remaining == 0:
+                    break
+        finally:
+            progress.finish()
     return 0
+
+
+class _Counter:
+    """``N records (R/s)`` on stderr while the records go to a file or a pipe, only when
+    stderr is a terminal and stdout is not (on one terminal it would mix with them)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+        self.progress = terminal.Progress(enabled=sys.stderr.isatty() and not sys.stdout.isatty())
+
+    def add(self, records: int) -> None:
+        self.count += records
+        rate = self.count / max(self.progress.elapsed(), 1e-9)
+        self.progress.update(f"{self.what}: {terminal.plural(self.count, 'record')} ({rate:,.0f}/s)")
+
+    def finish(self) -> None:
+        elapsed = self.progress.elapsed()
+        self.progress.finish(f"{self.what}: {terminal.plural(self.count, 'record')} in {elapsed:.1f} s")
 
 
 def _start_options(args: argparse.Namespace) -> list[tuple[str, bool]]:
@@ -270,6 +294,7 @@ def _consume_group(
     it held counts an attempt (a record it cannot write out is dead-lettered in time)."""
     remaining = args.max
     out = sys.stdout.buffer
+    progress = _Counter(args.pattern)
     with (
         connect(args.server) as client,
         client.subscribe(args.pattern, group=args.group, start=start) as consumer,
@@ -287,10 +312,13 @@ def _consume_group(
                     out.write(format_batch(batch.records, style, batch.topic))
                     out.flush()
                     consumer.ack(batch)
+                    progress.add(batch.records.num_rows)
                     if remaining is not None:
                         remaining -= batch.records.num_rows
         except OSError as exc:
             if stdout_is_closed_error(exc):
                 consumer.close()  # the reader stopped reading: a clean stop, not a failure
             raise
+        finally:
+            progress.finish()
     return 0
