@@ -27,9 +27,11 @@ def run_writer_until_killed(
     rng: random.Random,
     power_loss: bool = False,
     kill_after_seconds: float = 0.6,
+    lines_before_kill: int = 1,
 ) -> list[dict[str, Any]]:
     """Run ``python writer DATA_DIR *arguments [powerloss]``, SIGKILL it between 0 and
-    ``kill_after_seconds`` after its first line, return its acknowledgements."""
+    ``kill_after_seconds`` after its first ``lines_before_kill`` lines (so that a loaded
+    machine does as much work per cycle as an idle one), return its acknowledgements."""
     data_dir = tmp_path / "data"
     stderr_path = tmp_path / "writer.stderr"
     command = [sys.executable, str(writer), str(data_dir), *arguments]
@@ -47,7 +49,7 @@ def run_writer_until_killed(
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     deadline = time.monotonic() + 60
-    while not lines and process.poll() is None and time.monotonic() < deadline:
+    while len(lines) < lines_before_kill and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     if not lines:
         process.kill()

@@ -7,7 +7,8 @@ idempotent producer to a ``cleanup="snapshot"`` topic with 64 KiB segments, snap
 random keys (the fold of what ``read_key(from_snapshot=True)`` returned: a SHA-256
 chain, which any missing or extra event changes) and runs cleanup rounds back to back
 in a second thread; one JSON line per acknowledged append or snapshot. The test
-SIGKILLs it at a random moment (crash_harness.py, shared with the compaction crash
+SIGKILLs it at a random moment after a random number of acknowledgements (10 to 60, so
+a loaded machine does as much per cycle) (crash_harness.py, shared with the compaction crash
 test), opens the directory itself and checks against the model built from the
 acknowledgements (plus the append in flight at the kill when the topic's next offset
 says it was written):
@@ -133,7 +134,13 @@ def run_cycles(tmp_path: Path, cycles: int, power_loss: bool) -> Model:
     for cycle in range(cycles):
         arguments = [PRODUCER, str(model.next_sequence), str(rng.randrange(1 << 30))]
         acknowledged = crash_harness.run_writer_until_killed(
-            WRITER, tmp_path, arguments, rng, power_loss, kill_after_seconds=1.0
+            WRITER,
+            tmp_path,
+            arguments,
+            rng,
+            power_loss,
+            kill_after_seconds=0.5,
+            lines_before_kill=rng.randint(10, 60),
         )
         for line in acknowledged:
             model.acknowledge(line)

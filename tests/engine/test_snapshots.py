@@ -200,7 +200,7 @@ def test_compaction_of_the_snapshot_log_keeps_only_the_latest(tmp_path: str) -> 
         topic = client.engine._topic("acc")
         companion = topic.snapshots.companion(create=True)
         assert companion is not None
-        small = dataclasses.replace(companion.config, segment_bytes=limits.segment_bytes_min)
+        small = dataclasses.replace(companion.config, segment_bytes=64 * 1024)
         companion.config = companion.log.config = small  # many sealed segments to compact
         for version in range(1, 3001, 3):
             client.snapshot("acc", b"k", b"state-%d" % version + b"." * 200, version=version)
