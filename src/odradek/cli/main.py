@@ -132,7 +132,7 @@ examples:
   seq 1 1000000 | odradek produce numbers --create
   echo '{"total": 12}' | odradek produce orders --create --key order-1 --expect-version 0
   printf 'order-2\\tcreated\\norder-3\\tcreated\\n' | odradek produce orders --keyed
-  printf 'order-4:paid\\n' | odradek produce orders -K : -H source=shop -H trace=abc
+  printf 'order-1:paid\\n' | odradek produce orders -K : -H source=shop -H trace=abc
   echo replayed | odradek produce orders --timestamp 2026-12-05T19:00:00Z
   odradek produce chat --create             # type lines; each is sent within 0.2 s"""
 
@@ -168,9 +168,9 @@ examples:
 
 _KEY_EPILOG = """\
 examples:
-  odradek key orders.eu.created order-1
-  odradek key orders.eu.created order-1 --from-version 3 --format jsonl
-  odradek key orders.eu.created order-1 --last --format '%V %v\\n'
+  odradek key orders order-1
+  odradek key orders order-1 --from-version 2 --format jsonl
+  odradek key orders order-1 --last --format '%V %v\\n'
   odradek key accounts acct-7 --from-snapshot --format jsonl
 
 A key without records (or none from --from-version on) is an error: exit 1."""
