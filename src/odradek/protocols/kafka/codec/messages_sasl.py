@@ -5,7 +5,6 @@ Field layouts follow the Kafka protocol's message definitions; each field names 
 versions it exists in.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
