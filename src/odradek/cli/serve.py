@@ -19,13 +19,16 @@ arrive whole. Unset caps and idle timeouts keep each door's own default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import gc
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import tomllib
@@ -660,7 +663,7 @@ def run(settings: Settings) -> int:
         raise
     url = grpc_location(host, server.port, tls is not None)
     stop = threading.Event()
-    install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
+    stopping = install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
     scheme = http_scheme(tls)
     fields = {
         "url": url,
@@ -692,7 +695,7 @@ def run(settings: Settings) -> int:
         f"odradek ready url={url} {listeners} data_dir={fields['data_dir']}{store}{authentication}",
         flush=True,
     )
-    while not stop.wait(3600):
+    while not stopping.wait(3600):
         pass
     log.info("shutting down: draining in-flight requests")
     if registry is not None:
@@ -722,10 +725,37 @@ def _unauthenticated(settings: Settings) -> str:
     return "none (no authentication" + (", --insecure)" if settings.insecure else ", loopback only)")
 
 
-def install_signal_handlers(stop: threading.Event, reload: Callable[[], object] | None = None) -> None:
+class StopSignal:
+    """Waits for SIGTERM or SIGINT (see :func:`install_signal_handlers`).
+
+    The kernel gives a process's signal to any of its threads. Python runs the handler
+    on the main thread, but a main thread blocked in ``Event.wait`` is only woken when
+    the signal happens to land on it: given to a gRPC or asyncio thread instead, the
+    stop waited for the wait's timeout (an hour). So the main thread waits in
+    ``select`` on a socket that ``signal.set_wakeup_fd`` writes to from whichever thread
+    received the signal, and the handler runs as soon as it returns to Python code."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+
+    def wait(self, timeout: float) -> bool:
+        """True once a stop was asked for; False after ``timeout`` seconds without."""
+        if not self.stop.is_set():
+            select.select([self._read], [], [], timeout)
+            with contextlib.suppress(BlockingIOError):
+                while self._read.recv(4096):
+                    pass
+        return self.stop.is_set()
+
+
+def install_signal_handlers(stop: threading.Event, reload: Callable[[], object] | None = None) -> StopSignal:
     """SIGTERM and SIGINT set ``stop`` (a second one exits at once); with ``reload``
     (TLS on), SIGHUP runs it on a thread of its own (loading files is no work for a
-    signal handler)."""
+    signal handler). Wait with the StopSignal returned (main thread only)."""
 
     def handle(signum: int, _frame: object) -> None:
         if stop.is_set():
@@ -738,7 +768,9 @@ def install_signal_handlers(stop: threading.Event, reload: Callable[[], object] 
         if reload is not None:
             threading.Thread(target=reload, name="odradek-tls-reload", daemon=True).start()
 
+    waiter = StopSignal(stop)
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     if reload is not None:
         signal.signal(signal.SIGHUP, hang_up)
+    return waiter

@@ -214,7 +214,7 @@ def run_agent(settings: Settings) -> int:
         raise
     url = f"grpc+tls://{advertised}" if tls is not None else f"grpc://{advertised}"
     stop = threading.Event()
-    install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
+    stopping = install_signal_handlers(stop, reload=tls.reload if tls is not None else None)
     gc.freeze()  # as serve does: what start made lives as long as the server
     log.info(
         "ready",
@@ -237,7 +237,7 @@ def run_agent(settings: Settings) -> int:
         + ("" if settings.authenticates else " authentication=none (no authentication)"),
         flush=True,
     )
-    while not stop.wait(1.0):
+    while not stopping.wait(1.0):
         if not agent.running:
             log.error("the cluster agent stopped; exiting")
             break
