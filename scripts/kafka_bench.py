@@ -107,7 +107,9 @@ def produce(bootstrap: str, topic: str, count: int, values: list[bytes] | None =
     return count / elapsed
 
 
-def consume(bootstrap: str, topic: str, count: int) -> float:
+def consume(bootstrap: str, topic: str, count: int, settings: dict[str, Any] | None = None) -> float:
+    """Records/s of a consumer reading ``count`` records from the beginning (timed from
+    the first batch); ``settings`` add to or replace the consumer's configuration."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -122,6 +124,7 @@ def consume(bootstrap: str, topic: str, count: int) -> float:
             # librdkafka pauses fetching for fetch.queue.backoff.ms (1 s by default) once
             # its local queue holds queued.min.messages; a short backoff keeps the pipe full.
             "fetch.queue.backoff.ms": 10,
+            **(settings or {}),
         }
     )
     consumer.subscribe([topic])

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kafka_bench import start_server
+from kafka_bench import consume, start_server
 
 VALUE = b"v" * 100
 PRODUCER = {
@@ -92,35 +92,8 @@ def transactional(bootstrap: str, topic: str, count: int, per_transaction: int) 
 
 
 def read_committed(bootstrap: str, topic: str, count: int) -> float:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "bench-read-committed",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 52_428_800,
-            "max.partition.fetch.bytes": 10_485_760,
-            "fetch.wait.max.ms": 100,
-            "fetch.queue.backoff.ms": 10,
-        }
-    )
-    consumer.subscribe([topic])
-    seen = 0
-    started = None
-    deadline = time.monotonic() + 300
-    while seen < count and time.monotonic() < deadline:
-        messages = consumer.consume(num_messages=10_000, timeout=1.0)
-        if messages and started is None:
-            started = time.perf_counter()
-        seen += sum(1 for m in messages if m.error() is None)
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    consumer.close()
-    if seen < count:
-        raise SystemExit(f"consumed only {seen} of {count} records")
-    return count / elapsed if elapsed else float("inf")
+    settings = {"group.id": "bench-read-committed", "isolation.level": "read_committed"}
+    return consume(bootstrap, topic, count, settings)
 
 
 def main() -> None:
