@@ -12,11 +12,9 @@ and the TLS column tells TLS's share from SASL's.
 from __future__ import annotations
 
 import argparse
-import re
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,9 @@ import odradek
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "cluster"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "protocols" / "kafka"))
+sys.path.insert(0, str(Path(__file__).parent))
 from etcd_certificates import make_certificates
+from tls_bench import kafka_produce, start
 from wire import Wire
 
 from odradek.protocols.kafka.codec.api import ApiKey
@@ -38,47 +38,7 @@ from odradek.protocols.kafka.codec.messages_data import ApiVersionsRequest
 from odradek.protocols.kafka.codec.messages_sasl import SaslAuthenticateRequest
 from odradek.security import Authenticator, CredentialStore
 
-RECORD = b"x" * 100
 PASSWORD = "bench-password"
-ODRADEK = [sys.executable, "-m", "odradek.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start(directory: Path, flags: list[str]) -> tuple[subprocess.Popen[bytes], str, int]:
-    kafka = free_port()
-    command = [*ODRADEK, "serve", "--no-fsync", "--data-dir", str(directory), "--listen", "127.0.0.1:0",
-               "--kafka-listen", f"127.0.0.1:{kafka}", "--registry-listen", "off", *flags]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    match = re.search(r"url=(\S+)", line)
-    assert match, line
-    return process, match.group(1), kafka
-
-
-def kafka_produce(port: int, records: int, secure: dict[str, str]) -> float:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "linger.ms": 5, "acks": "all", **secure})
-    producer.produce("kbench", RECORD)
-    producer.flush(30)
-    started = time.perf_counter()
-    for number in range(records):
-        while True:
-            try:
-                producer.produce("kbench", RECORD)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if number % 10_000 == 0:
-            producer.poll(0)
-    producer.flush(120)
-    return records / (time.perf_counter() - started)
 
 
 class _TlsWire(Wire):  # type: ignore[misc]  # the test helper is imported by path
