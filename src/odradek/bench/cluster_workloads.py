@@ -75,6 +75,7 @@ from odradek.bench.results import ERROR, OK, SKIPPED, Figure, Metric, SystemInfo
 from odradek.bench.systems.base import check_count
 from odradek.bench.units import format_value
 from odradek.chaos.agents import Agent
+from odradek.client.remote import FAILOVER_BACKOFF_MAX_SECONDS
 from odradek.errors import OdradekError
 
 WORKLOADS = CLUSTER_WORKLOADS
@@ -293,9 +294,9 @@ def failover(cluster: BenchCluster, profile: Profile, progress: Progress) -> lis
     how = (
         "the time from the fault to the first successful append answered by another agent, on a client "
         "given every agent that appends single keyed records in a closed loop all along as an idempotent "
-        "producer (the client retries an append caught by the failover, waiting up to 0.5 s between "
-        f"tries); lease TTL {ttl:g} s; the agent was then started again and waited for until the owner "
-        "knew it (joined as a standby)"
+        "producer (the client retries an append caught by the failover, waiting up to "
+        f"{FAILOVER_BACKOFF_MAX_SECONDS:g} s between tries); lease TTL {ttl:g} s; the agent was then "
+        "started again and waited for until the owner knew it (joined as a standby)"
     )
     kill_note = f"{len(kills)} kills of the owner (kill -9): {how}; {describe_cycles(kills)}"
     handover_note = (

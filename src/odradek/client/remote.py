@@ -238,7 +238,7 @@ class RemoteClient(api.Client):
                 self._switch(url, normalize_url(target))
                 continue
             time.sleep(backoff)  # no owner named (a failover in progress) or out of reach
-            backoff = min(backoff * 2, _FAILOVER_BACKOFF_MAX_SECONDS)
+            backoff = min(backoff * 2, FAILOVER_BACKOFF_MAX_SECONDS)
             if len(self.urls) > 1:
                 self._switch(url, self._next_url(url))
 
@@ -1016,7 +1016,7 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
 _OWNER_PROBE_SECONDS = 1.0  # how often a cluster client in use asks who owns the data
 _OWNER_PROBE_IDLE_SECONDS = 30.0  # a client idle this long asks nothing
 _FAILOVER_BACKOFF_FIRST_SECONDS = 0.05
-_FAILOVER_BACKOFF_MAX_SECONDS = 0.5  # look again at least twice a second during a failover
+FAILOVER_BACKOFF_MAX_SECONDS = 0.25  # look again at least four times a second during a failover
 _OLD_CONNECTION_SECONDS = 5.0  # calls still on a connection left behind end within this
 _WAIT_FOR_MARGIN_SECONDS = 5.0  # a wait_for call's deadline beyond its wait: the answer's trip
 
