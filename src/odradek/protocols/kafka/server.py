@@ -190,6 +190,7 @@ class KafkaListener:
         self._server: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -221,8 +222,13 @@ class KafkaListener:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
+        # A connection accepted just before the close has a task that has not run yet:
+        # let it start, see the stop and close its socket (left alone, the socket was
+        # only closed by the garbage collector, with a ResourceWarning, after the loop).
+        await asyncio.sleep(0)
         if self._expiry is not None:
             self._expiry.cancel()
         for task in list(self._connections):
@@ -244,7 +250,7 @@ class KafkaListener:
         task = asyncio.current_task()
         peer = writer.get_extra_info("peername")
         host = connections.peer_host(peer)
-        if self.slots.acquire(host) is not None:
+        if self._stopping or self.slots.acquire(host) is not None:
             writer.close()
             return
         if task is not None:
