@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from wire import Wire as RawWire
+from wire import connections, door_values
 
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import ApiKey
@@ -73,23 +74,14 @@ class Wire(RawWire):
         return result.error_code, result.base_offset
 
 
-def values_of(door: Any, topic: str) -> list[bytes]:
-    batches = door.engine.fetch(topic, 0)
-    return [value for batch in batches for value in batch.column("value").to_pylist()]
+values_of = door_values
 
 
 @pytest.fixture
 def connect(kafka_door: Any) -> Iterator[Callable[[], Wire]]:
     """``connect()``: a new connection to the door as it is now; all closed at the end."""
-    wires: list[Wire] = []
-
-    def do_connect() -> Wire:
-        wires.append(Wire(kafka_door.listener.port))
-        return wires[-1]
-
-    yield do_connect
-    for wire in wires:
-        wire.close()
+    with connections(lambda: Wire(kafka_door.listener.port)) as do_connect:
+        yield do_connect
 
 
 @pytest.fixture

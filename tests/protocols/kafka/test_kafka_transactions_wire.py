@@ -32,7 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from wire import Wire
+from wire import Wire, connections, door_values
 
 from odradek import limits
 from odradek.errors import StorageError
@@ -129,22 +129,14 @@ class TxnWire(Wire):
         return described
 
 
-def values_of(door: Any, topic: str) -> list[bytes]:
-    batches = door.engine.fetch(topic, 0)
-    return [value for batch in batches for value in batch.column("value").to_pylist()]
+values_of = door_values
 
 
 @pytest.fixture
 def connect(kafka_door: Any) -> Iterator[Callable[[], TxnWire]]:
-    wires: list[TxnWire] = []
-
-    def do_connect() -> TxnWire:
-        wires.append(TxnWire(kafka_door.listener.port))
-        return wires[-1]
-
-    yield do_connect
-    for wire in wires:
-        wire.close()
+    """``connect()``: a new connection to the door as it is now; all closed at the end."""
+    with connections(lambda: TxnWire(kafka_door.listener.port)) as do_connect:
+        yield do_connect
 
 
 def test_api_versions_and_find_coordinator_serve_transactions(

@@ -3,11 +3,15 @@ the helper of the tests that send Kafka requests by hand."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from odradek.protocols.kafka.codec.api import decode_response, encode_request
+
+W = TypeVar("W", bound="Wire")
 
 
 class Wire:
@@ -46,3 +50,25 @@ class Wire:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def door_values(door: Any, topic: str) -> list[bytes]:
+    """Every value of ``topic`` as the door's engine holds it, in offset order."""
+    batches = door.engine.fetch(topic, 0)
+    return [value for batch in batches for value in batch.column("value").to_pylist()]
+
+
+@contextlib.contextmanager
+def connections(make: Callable[[], W]) -> Iterator[Callable[[], W]]:
+    """``connect()``: a new connection made by ``make``; all closed at the end."""
+    wires: list[W] = []
+
+    def connect() -> W:
+        wires.append(make())
+        return wires[-1]
+
+    try:
+        yield connect
+    finally:
+        for wire in wires:
+            wire.close()
