@@ -287,6 +287,37 @@ registry_request_body_bytes_max = 4 * 1024 * 1024
 # holds few distinct schemas, and past this many the cache starts over.
 registry_compiled_cache_entries_max = 1024
 
+# -- HTTP/JSON API (protocols/http_api, on the registry's listener; docs/http-api.md) ------
+# A request body: JSON records are about 1.4 times their bytes (base64 values 1.33, plus
+# field names), so 16 MiB carries a produce of ~10 MiB of values, well under the append
+# limit (append_bytes_max_default); a larger load belongs on the Flight door.
+http_request_body_bytes_max = 16 * 1024 * 1024
+# Records one produce request may carry: each is a JSON object decoded in Python
+# (~2 us each on the dev machine), so 10,000 cost ~20 ms of one thread.
+http_produce_records_max = 10_000
+# Records one read (or one key's read) answers with at most: the JSON of 10,000 records
+# of ~100 B is ~2 MB, encoded in ~30 ms; ask again from next_offset for more.
+http_read_records_max = 10_000
+# A poll of a group member waits at most this long (a thread of the listener waits with
+# it); 30 s is far under the connection's idle timeout plus the request deadline.
+http_poll_seconds_max = 30.0
+# SSE tails held open at once: each holds one listener thread (and connection slot of
+# the registry listener, registry_connections_max_default 256), so half of them stay
+# free for requests; per principal (per peer address when unauthenticated) 32, so that
+# one user cannot take them all.
+http_sse_streams_max = 128
+http_sse_streams_per_principal_max = 32
+# An SSE tail with nothing new sends a comment this often, so that proxies and clients
+# (browsers' EventSource) keep the connection and a vanished client is noticed (its
+# write fails). Below the common 60 s proxy read timeouts.
+http_sse_heartbeat_seconds = 15.0
+# A client that does not read its stream: a write blocked this long drops the stream
+# (its thread and slot come back), as a request's read deadline does.
+http_sse_write_seconds_max = 30.0
+# On a stop the listener tells its tails to end (an `end` event) and waits at most this
+# long for them before closing their connections: a tail wakes within a second.
+http_sse_drain_seconds_max = 5.0
+
 # -- Command line ------------------------------------------------------------------------
 # `odradek produce` reads stdin in blocks of this size (lines are split out of each block
 # by Arrow), and one append carries at most this many bytes of values, well under the
@@ -633,6 +664,42 @@ kafka_sasl_requests_max = 8
 security_refresh_seconds = 5.0
 security_refresh_seconds_min = 1.0
 
+# -- access control lists (security/acl.py, decision 0020) ---------------------------------
+# Bindings a server holds at most: the store is one JSON document read whole (about 200 B
+# a binding: 2 MiB at the cap) and a decision scans a principal's bindings of one resource
+# type once; Kafka deployments with thousands of ACLs exist, tens of thousands are rare.
+acl_bindings_max = 10_000
+# A binding's pattern: a topic name is at most 249 characters (names.py); a subject or a
+# group id gets four times that before it is refused as garbage.
+acl_pattern_chars_max = 1000
+# Decisions remembered per authorizer, (principal, operation, resource) -> allowed: a
+# thousand principals each touching fifty resources; the cache is emptied when full.
+acl_decisions_cached_max = 50_000
+
+# --- quotas and metering (src/odradek/security/quotas.py, decision 0021) ----------------
+# Rates are measured over sample windows as Kafka does: quota.window.num (11) samples of
+# quota.window.size.seconds (1 s); a rate is the sum of the samples over the time they span.
+quota_window_count = 11
+quota_window_seconds = 1.0
+# A throttle is at most the span the rate is measured over (11 windows of 1 s): past it
+# the samples that made the rate are forgotten anyway. Kafka bounds its request quota's
+# throttle to one window and lets a byte-rate throttle grow with the request.
+quota_throttle_seconds_max = quota_window_count * quota_window_seconds
+# Quota entities (user, client-id, user+client-id, their <default>s) the settings hold:
+# one JSON document read whole at start, as the credential store (security_users_max).
+quota_entities_max = 10_000
+# Rate sensors kept in memory, each 3 * 11 floats: at most this many in total (the least
+# recently used goes first), and at most this many per user, so that one principal
+# cycling client ids evicts only its own (a sensor forgotten restarts its rate at 0).
+quota_sensors_max = 10_000
+quota_sensors_per_user_max = 64
+# A sensor unused this long is dropped (Kafka expires idle quota sensors after an hour).
+quota_sensor_idle_seconds = 3600.0
+# Principals /metrics names with a label of their own; the rest add up under "other", so a
+# server with many users keeps a bounded series count (Prometheus' advice: labels of
+# bounded cardinality, a few hundred series per metric at most).
+metering_principals_max = 100
+
 # --- materialized key views and synchronous commit (src/odradek/views/, decision 0019) --
 # Views one node keeps at most: each has an applier thread of its own, so a slow reducer
 # holds back only its view; 64 threads stay well within a process's means.
@@ -711,3 +778,23 @@ kafka_transaction_memory_bytes_max = 256 * 1024 * 1024
 # print them once caught up: a million keys of ~1 KiB records is about 1 GiB, what a
 # workstation running a CLI can spare; beyond that a compacted topic or a view is the tool.
 consume_last_per_key_keys_max = 1_000_000
+
+# -- resetting a consumer group's offsets (groups/reset.py, odradek group reset-offsets) ---
+# Rows of one reset plan (a topic, or a Kafka group's virtual partition of one): 100
+# topics of kafka_partitions_max partitions, about 10 MB of JSON in the Flight action's
+# answer at ~100 bytes a row, well inside flight_message_bytes_max; a wider reset is
+# refused and asks for a narrower pattern.
+group_reset_rows_max = 102_400
+
+# -- Kafka fetch sessions (protocols/kafka/fetch_sessions.py, decision 0023) ---------------
+# Fetch sessions the door keeps at once: Kafka's max.incremental.fetch.session.cache.slots
+# default. A full fetch beyond it evicts a stale or a smaller session, or is served
+# without a session (the client goes on with full fetches).
+kafka_fetch_session_cache_slots = 1_000
+# Partitions all kept sessions hold together (a few hundred bytes each): Kafka bounds
+# none; 100,000 (a thousand consumers of a hundred partitions) keeps the cache to tens
+# of MiB. A session that would pass it is not kept (full fetches go on without one).
+kafka_fetch_session_cache_partitions_max = 100_000
+# A session unused this long may be evicted for a new one: Kafka's
+# min.incremental.fetch.session.eviction.ms default (2 minutes).
+kafka_fetch_session_eviction_ms = 120_000
