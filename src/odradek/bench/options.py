@@ -36,6 +36,10 @@ SYSTEMS = (
 # beside the directory row they are compared with.
 STORE_SYSTEMS = ("odradek-store", "odradek-store-10ms", "odradek-store-60ms")
 STORE_WORKLOADS = ("store_requests", "store_restart")
+# Derived state (issue 17, bench/state_workloads.py): compaction and its effect on
+# appends, read_key from a snapshot, synchronous commit; run only when named, on
+# Odradek's rows.
+STATE_WORKLOADS = ("compaction", "snapshot_replay", "sync_commit")
 # Cluster mode (issue 14): three ``odradek serve --etcd`` agents on a 3-member etcd and
 # moto's S3 server, and its workloads (bench/cluster_workloads.py); run only when named
 # (``--systems odradek-cluster --workloads cluster_etcd,...``). In this order: etcd's
@@ -86,6 +90,13 @@ class Profile:
     cluster_produce_kills: int = 5
     #: cluster_etcd: each window over which etcd's own counters are read (idle, then busy).
     cluster_etcd_seconds: float = 60.0
+    #: snapshot_replay: the events of each of its two keys, the events after the second
+    #: key's snapshot, and the reads of each kind per run (issue 17: 100,000 events).
+    snapshot_key_events: int = 100_000
+    snapshot_after: int = 1000
+    snapshot_reads: int = 200
+    #: sync_commit: appends of each kind (plain, waiting for a view) per run.
+    sync_commit_appends: int = 1000
 
 
 DEFAULT = Profile(
@@ -139,6 +150,9 @@ QUICK = Profile(
     cluster_produce_seconds=3.0,
     cluster_produce_kills=1,
     cluster_etcd_seconds=30.0,
+    snapshot_key_events=10_000,
+    snapshot_reads=50,
+    sync_commit_appends=200,
 )
 
 
@@ -173,7 +187,8 @@ def parse(argv: list[str] | None) -> Options:
         "--workloads",
         default=",".join(WORKLOADS),
         help=f"comma-separated workloads (default: all of {', '.join(WORKLOADS)}; "
-        f"also {', '.join(STORE_WORKLOADS)}, for the object-store agents, and "
+        f"also {', '.join(STORE_WORKLOADS)}, for the object-store agents, "
+        f"{', '.join(STATE_WORKLOADS)}, for compaction, snapshots and views, and "
         f"{', '.join(CLUSTER_WORKLOADS)}, for cluster mode, run only when named)",
     )
     parser.add_argument(
@@ -231,7 +246,10 @@ def parse(argv: list[str] | None) -> Options:
         profile=profile,
         systems=_choices(parser, "--systems", args.systems, SYSTEMS + STORE_SYSTEMS + CLUSTER_SYSTEMS),
         workloads=_choices(
-            parser, "--workloads", args.workloads, WORKLOADS + STORE_WORKLOADS + CLUSTER_WORKLOADS
+            parser,
+            "--workloads",
+            args.workloads,
+            WORKLOADS + STORE_WORKLOADS + STATE_WORKLOADS + CLUSTER_WORKLOADS,
         ),
         out=args.out,
         scratch=args.scratch,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from odradek.bench import appenders, datasets, store_workloads, timing
+from odradek.bench import appenders, datasets, state_workloads, store_workloads, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.options import Profile
 from odradek.bench.outcomes import NotYetAvailable
@@ -80,6 +80,7 @@ METRICS = (
     ),
     Metric("key_replay", "key_replay", "Replay of one key (1,000 records)", "ms", False),
     *store_workloads.METRICS,
+    *state_workloads.METRICS,
 )
 LATENCY_PERCENTILES = {"append_latency_p50": 0.50, "append_latency_p99": 0.99, "append_latency_p999": 0.999}
 large_value_distinct_keys = 1000
@@ -141,6 +142,7 @@ class Session:
             "key_replay": self._key_replay,
         }
         self._workloads.update(store_workloads.workloads(self, self._workloads))
+        self._workloads.update(state_workloads.workloads(self))
 
     def run(self, workload: str) -> list[Figure]:
         method = self._workloads[workload]
