@@ -80,17 +80,20 @@ from odradek.errors import (
 from odradek.names import is_pattern
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.flight import group_messages, messages
+from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
+from odradek.security import acl_admin
 from odradek.security import admin as security_admin
 from odradek.security.authenticator import Authenticator
+from odradek.security.authorizer import Authorizer, authorizer_of
 from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
 from odradek.security.flight import FlightAuthentication, call_principal
+from odradek.security.principal import Principal
 from odradek.types import AppendResult
 from odradek.views.waits import parse as wait_parse
 
@@ -142,6 +145,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self.slots = connections.ConnectionSlots.of("flight", self.bounds)
         # Users and tokens the admin actions manage (security/admin.py); None: none here.
         self._credentials = credentials if credentials is not None else getattr(authenticator, "store", None)
+        self._authenticator = authenticator  # its authorizer checks every call (authorization.py)
         self._draining = threading.Event()
         self._actions = {
             "create_topic": self._create_topic,
@@ -155,6 +159,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "list_groups": self._list_groups,
             "describe_group": self._describe_group,
             "delete_group": self._delete_group,
+            "reset_offsets": self._reset_offsets,
             "set_schema": self._set_schema,
             "get_schema": self._get_schema,
             "schema_versions": self._schema_versions,
@@ -239,6 +244,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         with self._translate("do_put"):
             self._admit(context)
             target = _put_target(descriptor)
+            self._authorize(context, "write", target.topic)
             pipeline = AppendPipeline(
                 lambda payload: writer.write(pa.py_buffer(payload)),
                 functools.partial(self._acknowledged, target.topic),
@@ -331,11 +337,19 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         command: bytes,
         reader: flight.MetadataRecordBatchReader,
         writer: flight.MetadataRecordBatchWriter,
+        authorized: tuple[Authorizer, Principal] | None = None,
     ) -> None:
         """Single appends from any thread of one client, tagged, answered as each is
-        durable (append_stream.py)."""
+        durable (append_stream.py); each checked for ``write`` on its topic."""
+        submit = self._submit_append
+        if authorized is not None:
+
+            def submit(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> PendingAppend:
+                authorized[0].check(authorized[1], "write", "topic", topic)
+                return self._submit_append(topic, batch, options)
+
         stream = AppendStream(
-            self._submit_append,
+            submit,
             self._reserve,
             self._serving,
             messages.decode_append_stream_command(command),
@@ -364,6 +378,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._check_serving()
             self._admit(context)
             request = messages.decode_ticket(ticket.ticket)
+            authorized = self._authorized(context)
+            if authorized is not None:
+                topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
+                authorization.check_read(*authorized, topic)
             if isinstance(request, messages.FetchRequest):
                 batches = self.engine.fetch(
                     request.topic,
@@ -382,7 +400,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     from_snapshot=request.from_snapshot,
                 )
                 return flight.RecordBatchStream(table)
-            batches_iterator = self.engine.read(
+            batches_iterator: Iterator[pa.RecordBatch] = self.engine.read(
                 request.pattern,
                 start=request.start,
                 wait=request.wait,
@@ -392,6 +410,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 stop=lambda: self._draining.is_set() or context.is_cancelled(),
             )
             wildcard = is_pattern(request.pattern)
+            if wildcard and authorized is not None:  # only the topics it may read
+                batches_iterator = authorization.only_readable(*authorized, batches_iterator)
             schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(request.pattern)
             return flight.GeneratorStream(schema, self._stream(batches_iterator, schema))
 
@@ -417,6 +437,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 self._check_serving()
             self._admit(context)
             raw = action.body.to_pybytes() if action.body is not None else b""
+            if action.type in acl_admin.ACTIONS:  # access control lists: an admin principal only
+                authorizer = authorizer_of(self._authenticator)
+                store = authorizer.store if authorizer is not None else None
+                result = acl_admin.serve_action(store, call_principal(context), action.type, raw)
+                return [flight.Result(pa.py_buffer(result))]
             if action.type in security_admin.ACTIONS:  # users and tokens: an admin principal only
                 principal = call_principal(context)
                 result = security_admin.serve_action(self._credentials, principal, action.type, raw)
@@ -428,8 +453,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                         f"{principal} may not {action.type.replace('_', ' ')}: a view's reducer is "
                         "code the server imports, so it takes an admin principal"
                     )
+            authorized = self._authorized(context)
+            if authorized is not None:
+                authorization.check_action(*authorized, action.type, raw)
             body = messages.decode_action_body(action.type, raw)
-            return [flight.Result(pa.py_buffer(self._actions[action.type](body)))]
+            result = self._actions[action.type](body)
+            if authorized is not None:
+                result = authorization.filter_listing(*authorized, action.type, result)
+            return [flight.Result(pa.py_buffer(result))]
 
     def _create_topic(self, body: dict[str, Any]) -> bytes:
         options = {name: body[name] for name in _TOPIC_OPTIONS if name in body}
@@ -564,6 +595,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self.node.directory.delete_group(_name(body, "group", "a group name"))
         return b"{}"
 
+    def _reset_offsets(self, body: dict[str, Any]) -> bytes:
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InvalidRequest(f"reset_offsets' dry_run is true or false, got {dry_run!r}")
+        plan = self.node.directory.reset_offsets(
+            _name(body, "group", "a group name"),
+            _optional_name(body, "topics", "a topic pattern"),
+            body.get("to"),
+            dry_run=dry_run,
+        )
+        return messages.dump({"plan": [row.to_json() for row in plan]})
+
     # Views and synchronous commit (views/, decision 0019).
 
     def _create_view(self, body: dict[str, Any]) -> bytes:
@@ -639,9 +682,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequest('a DoExchange descriptor is a command: {"kind": "subscribe", ...}')
             if messages.is_append_stream(descriptor.command):
-                self._serve_append_stream(descriptor.command, reader, writer)
+                self._serve_append_stream(descriptor.command, reader, writer, self._authorized(context))
                 return
             request = group_messages.decode_subscribe(descriptor.command)
+            authorized = self._authorized(context)
+            if authorized is not None:
+                authorization.check_subscription(*authorized, request.group, request.pattern)
 
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
@@ -656,7 +702,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._admit(context)
             pattern = criteria.decode() if criteria else None
             infos = []
-            for name in self.engine.list_topics(pattern):
+            names = self.engine.list_topics(pattern)
+            authorized = self._authorized(context)
+            if authorized is not None:
+                names = authorized[0].filter(authorized[1], "describe", "topic", names)
+            for name in names:
                 with contextlib.suppress(OdradekError):  # deleted since it was listed
                     infos.append(self._topic_flight(name))
             return infos
@@ -667,9 +717,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         with self._translate("get_flight_info"):
             self._check_serving()
             self._admit(context)
+            authorized = self._authorized(context)
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                if authorized is not None:
+                    authorized[0].check(authorized[1], "describe", "topic", _path_topic(descriptor))
                 return self._topic_flight(_path_topic(descriptor))
             request = messages.decode_ticket(descriptor.command)
+            if authorized is not None:
+                topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
+                authorization.check_read(*authorized, topic)
             if isinstance(request, messages.ReadRequest) and not is_pattern(request.pattern):
                 info = self.engine.describe_topic(request.pattern)
                 records, size = info.records, info.bytes
@@ -705,6 +761,20 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         call = context.get_middleware(_CALL_SLOTS)
         if call is not None:
             call.admit(connections.peer_host(context.peer()))
+
+    def _authorized(self, context: flight.ServerCallContext) -> tuple[Authorizer, Principal] | None:
+        """The server's authorizer and the call's principal; None: nothing to check (no
+        authorization, or an admin)."""
+        authorizer = authorizer_of(self._authenticator)
+        if authorizer is None:
+            return None
+        principal = call_principal(context)
+        return None if principal.admin else (authorizer, principal)
+
+    def _authorize(self, context: flight.ServerCallContext, operation: str, topic: str) -> None:
+        authorized = self._authorized(context)
+        if authorized is not None:
+            authorized[0].check(authorized[1], operation, "topic", topic)
 
     def _check_serving(self) -> None:
         if self.cluster is not None:
@@ -865,6 +935,13 @@ def _name(body: dict[str, Any], field: str, what: str = "a topic name") -> str:
     value = body.get(field)
     if not isinstance(value, str):
         raise InvalidRequest(f"field {field!r} ({what}) is required")
+    return value
+
+
+def _optional_name(body: dict[str, Any], field: str, what: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"field {field!r} ({what}) is a string when given")
     return value
 
 

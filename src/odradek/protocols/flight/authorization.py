@@ -1,0 +1,179 @@
+"""Authorization on the Flight door: which operation on which resource each call is,
+asked of the server's authorizer (security/authorizer.py) before anything is done.
+
+* DoPut and the append stream: ``write`` on the topic, for each append.
+* DoGet: ``read`` on the topic (a fetch, a key's records, a read of one topic); a
+  wildcard read yields only the topics the principal may read: each batch is filtered on
+  its ``topic`` column (Arrow ``is_in`` against the batch's allowed topics, one decision
+  per distinct topic, remembered), so a topic created later is checked as it appears.
+* DoAction: the table :data:`ACTIONS` (create, delete, alter, describe, read or write on a
+  topic; describe or delete on a group); ``list_topics`` and ``list_groups`` answer only
+  what the principal may describe.
+* DoExchange (a consumer group): ``read`` on the group and on the topics of its pattern:
+  a wildcard pattern must be covered by bindings allowing every topic it can match and
+  must meet no deny for the principal's reads (:func:`pattern_covered`).
+* ListFlights and GetFlightInfo: ``describe`` on the topics.
+
+A refusal is :class:`~odradek.errors.Unauthorized` (gRPC UNAUTHORIZED, the operation and
+the resource in its message), logged at info by the authorizer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from odradek.errors import Unauthorized
+from odradek.names import is_pattern
+from odradek.security.acl import ANY_PRINCIPAL, WILDCARD, Binding
+from odradek.security.authorizer import Authorizer
+from odradek.security.principal import Principal
+
+# action -> (operation, resource type, field of the body naming the resource)
+ACTIONS: dict[str, tuple[str, str, str]] = {
+    "create_topic": ("create", "topic", "name"),
+    "delete_topic": ("delete", "topic", "name"),
+    "describe_topic": ("describe", "topic", "name"),
+    "alter_topic": ("alter", "topic", "name"),
+    "verify_topic": ("describe", "topic", "name"),
+    "repair_topic": ("alter", "topic", "name"),
+    "key_version": ("read", "topic", "topic"),
+    "snapshot": ("write", "topic", "topic"),
+    "set_schema": ("alter", "topic", "topic"),
+    "set_compatibility": ("alter", "topic", "topic"),
+    "get_schema": ("describe", "topic", "topic"),
+    "schema_versions": ("describe", "topic", "topic"),
+    "check_schema": ("describe", "topic", "topic"),
+    "describe_group": ("describe", "group", "group"),
+    "delete_group": ("delete", "group", "group"),
+    "reset_offsets": ("read", "group", "group"),
+    "wait_for": ("write", "topic", "topic"),
+    "check_waiters": ("write", "topic", "topic"),
+}
+# Actions of the cluster itself: an admin's (views run code; a handover moves the data).
+ADMIN_ACTIONS = frozenset({"handover", "create_view", "delete_view"})
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # the action refuses it with its own message
+    return body if isinstance(body, dict) else {}
+
+
+def check_action(authorizer: Authorizer, principal: Principal, action: str, raw: bytes) -> None:
+    """Unauthorized unless ``principal`` may run ``action`` on what its body names."""
+    if principal.admin:
+        return
+    if action in ADMIN_ACTIONS:
+        raise Unauthorized(authorizer.refusal(principal, "alter", "cluster"))
+    wanted = ACTIONS.get(action)
+    if wanted is None:
+        return  # ping, cluster status, listings (filtered), views (read their own checks)
+    operation, resource_type, field = wanted
+    name = _body(raw).get(field)
+    if isinstance(name, str):
+        authorizer.check(principal, operation, resource_type, name)
+
+
+def filter_listing(authorizer: Authorizer, principal: Principal, action: str, result: bytes) -> bytes:
+    """``list_topics`` and ``list_groups`` without what ``principal`` may not describe."""
+    if principal.admin or action not in ("list_topics", "list_groups"):
+        return result
+    answer = json.loads(result)
+    if action == "list_topics":
+        answer["topics"] = authorizer.filter(principal, "describe", "topic", answer["topics"])
+        answer["unavailable"] = authorizer.filter(
+            principal, "describe", "topic", answer.get("unavailable", [])
+        )
+    else:
+        allowed = set(authorizer.filter(principal, "describe", "group", answer["groups"]))
+        answer["groups"] = [group for group in answer["groups"] if group in allowed]
+        answer["listing"] = [entry for entry in answer.get("listing", []) if entry.get("group") in allowed]
+    return json.dumps(answer).encode()
+
+
+def check_read(authorizer: Authorizer, principal: Principal, topic_or_pattern: str) -> None:
+    """A read of one topic: ``read`` on it (a wildcard read is filtered instead)."""
+    if not is_pattern(topic_or_pattern):
+        authorizer.check(principal, "read", "topic", topic_or_pattern)
+
+
+def only_readable(
+    authorizer: Authorizer, principal: Principal, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """A wildcard read's batches without the rows of topics ``principal`` may not read."""
+    for batch in batches:
+        if principal.admin or batch.num_rows == 0:
+            yield batch
+            continue
+        topics = batch.column("topic")
+        present = pc.unique(topics).to_pylist()
+        allowed = authorizer.filter(principal, "read", "topic", present)
+        if len(allowed) == len(present):
+            yield batch
+        elif allowed:
+            yield batch.filter(pc.is_in(topics, value_set=pa.array(allowed, topics.type)))
+
+
+def _prefix_of(pattern: str) -> str:
+    """The literal text every name ``pattern`` matches starts with."""
+    parts = pattern.split(".")
+    literal: list[str] = []
+    for part in parts:
+        if part in ("*", ">"):
+            return ".".join(literal) + "." if literal else ""
+        literal.append(part)
+    return pattern
+
+
+def _match_covers(cover: str, pattern: str) -> bool:
+    """Every name ``pattern`` matches is matched by the match pattern ``cover``."""
+    wanted, have = cover.split("."), pattern.split(".")
+    for position, part in enumerate(wanted):
+        if part == ">":
+            return len(have) > position
+        if position >= len(have) or have[position] == ">":
+            return False
+        if part != WILDCARD and part != have[position]:
+            return False
+    return len(wanted) == len(have)
+
+
+def _covers(entry: Binding, pattern: str) -> bool:
+    if entry.pattern_type == "literal":
+        return entry.pattern == WILDCARD
+    if entry.pattern_type == "prefixed":
+        return _prefix_of(pattern).startswith(entry.pattern)
+    return _match_covers(entry.pattern, pattern)
+
+
+def pattern_covered(authorizer: Authorizer, principal: Principal, pattern: str) -> bool:
+    """Whether ``principal`` may read every topic the wildcard ``pattern`` can match, now
+    and later: one allow covers the whole pattern and no deny of its reads on topics
+    exists (conservative: such a deny refuses the wildcard, a literal read still works)."""
+    if principal.admin:
+        return True
+    who = (str(principal), ANY_PRINCIPAL)
+    allowed = False
+    for entry in authorizer.store.acl.by_type.get("topic", ()):
+        if entry.principal not in who or entry.operation not in ("read", "all"):
+            continue
+        if entry.permission == "deny":
+            return False
+        allowed = allowed or _covers(entry, pattern)
+    return allowed
+
+
+def check_subscription(authorizer: Authorizer, principal: Principal, group: str, pattern: str) -> None:
+    """A consumer group's subscription: ``read`` on the group and on its topics."""
+    authorizer.check(principal, "read", "group", group)
+    if not is_pattern(pattern):
+        authorizer.check(principal, "read", "topic", pattern)
+    elif not pattern_covered(authorizer, principal, pattern):
+        raise Unauthorized(authorizer.refusal(principal, "read", "topic", pattern))
