@@ -15,6 +15,12 @@ It reports the damaged offset ranges (those recovery or earlier reads found, and
 found now), whether the operator accepted each, and every problem with a derived file
 (which the engine rebuilds by itself at the next open). It changes nothing, except
 that damage it finds is recorded, so that reads skip it as they would after finding it.
+
+A topic's snapshot log (engine/snapshots.py) is checked the same way, frames, sidecar
+indexes and key-index runs, and reported apart under ``snapshot_log``: its offsets are
+not the topic's (``odradek topic repair`` cannot drop them), and a damaged frame there
+is a lost snapshot, not lost events. Its damage also makes the report not ``ok`` and is
+named in ``problems``, so no reader of the report misses it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ class VerifyReport:
     bytes: int = 0
     damaged: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)  # derived files, rebuilt at open
+    #: The snapshot log's own report (segments, frames, bytes, damaged, problems); None
+    #: when the topic has no snapshot log.
+    snapshot_log: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -54,6 +63,37 @@ class VerifyReport:
 
 def verify_topic(topic: Topic, progress: Progress | None = None) -> VerifyReport:
     report = VerifyReport(topic.name)
+    _check_log(topic, report, progress)
+    _check_derived(topic, report)
+    _check_meta(topic, report)
+    report.damaged = [{**d.to_json(), "accepted": topic.is_accepted(d)} for d in topic.log.damages]
+    companion = topic.snapshots.companion()
+    if companion is not None:
+        report.snapshot_log = _check_snapshot_log(companion, report)
+    return report
+
+
+def _check_snapshot_log(companion: Topic, report: VerifyReport) -> dict[str, Any]:
+    """Check the snapshot log as a log of its own (no ``topic.json``: its settings are
+    fixed); name its damage in ``report.problems`` too."""
+    own = VerifyReport(companion.name)
+    _check_log(companion, own, None)
+    _check_derived(companion, own)
+    own.damaged = [d.to_json() for d in companion.log.damages]
+    for damage in own.damaged:
+        report.problems.append(
+            f"snapshot log: offsets {damage['first_offset']}-{damage['end_offset'] - 1} in its segment "
+            f"{damage['segment']} are damaged ({damage['reason']}): the snapshots stored there are lost "
+            "(read_key with from_snapshot and snapshot of their keys raise DataDamaged)"
+        )
+    report.problems.extend(f"snapshot log: {problem}" for problem in own.problems)
+    summary = own.to_json()
+    del summary["topic"], summary["snapshot_log"]
+    return summary
+
+
+def _check_log(topic: Topic, report: VerifyReport, progress: Progress | None) -> None:
+    """Scan every segment of ``topic``'s log with its CRCs and its sidecar indexes."""
     segments = list(topic.log.segments)
     durable = topic.durable_offset
     total = sum(s.file.size for s in segments)
@@ -87,9 +127,6 @@ def verify_topic(topic: Topic, progress: Progress | None = None) -> VerifyReport
         done += segment.file.size
         if progress is not None:
             progress(done, total)
-    _check_derived(topic, report)
-    report.damaged = [{**d.to_json(), "accepted": topic.is_accepted(d)} for d in topic.log.damages]
-    return report
 
 
 def _check_index(topic: Topic, segment: Any, scan: seg.SegmentScan, report: VerifyReport) -> None:
@@ -123,6 +160,11 @@ def _check_derived(topic: Topic, report: VerifyReport) -> None:
                     documents.decode(disk.read_bytes(os.path.join(producers, name)))
                 except (OSError, ValueError) as exc:
                     report.problems.append(f"producer snapshot {name} is damaged ({exc})")
+
+
+def _check_meta(topic: Topic, report: VerifyReport) -> None:
+    """Both copies of ``topic.json`` and the head file."""
+    disk = topic.disk
     generations = []
     for path in (
         os.path.join(topic.directory, META_NAME),
