@@ -1,22 +1,28 @@
-"""Fetch sessions (KIP-227) as the Kafka door answers them.
+"""Fetch sessions (KIP-227) as the Kafka door keeps them.
 
-Goal: the door keeps no fetch sessions. A full request (epoch 0: "open a session", or
--1: "no session"), whatever session id it names, is answered in full with session id
-0, which tells the client it got no session and must go on with full requests; an
-incremental request (epoch > 0) names a session the door does not have and gets
-FETCH_SESSION_ID_NOT_FOUND, as a Kafka broker answers after a restart, so the client
-starts again with a full request instead of reading partial answers as complete.
-kafka-python (which asks for sessions) and librdkafka (which sends sessionless
-requests) consume normally.
+Goal: a full request with epoch 0 opens a session and is answered in full with its id;
+an incremental request (the session's next epoch) names only what changed and is
+answered with only the partitions that changed (records, high watermark, log start,
+errors); forgotten topics leave the session; a request with epoch -1 is served without
+a session and closes the one it names; an unknown session is FETCH_SESSION_ID_NOT_FOUND
+and a wrong epoch INVALID_FETCH_SESSION_EPOCH, both reading nothing. Of the Python
+clients, kafka-python fetches in sessions (full, then incremental requests) and reads a
+topic to its end through them; librdkafka (confluent-kafka) sends sessionless requests
+and reads as before.
 
-Method: raw Fetch requests (wire.py) against an in-process listener (conftest);
-kafka-python and confluent-kafka consumers read a topic to its end.
+Method: raw Fetch requests (wire.py, Fetch v12 by topic name and v13 by topic id)
+against an in-process listener (conftest); kafka-python and confluent-kafka consumers
+read a topic to its end while a spy on the door's session cache records the epochs of
+the requests it served.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from wire import Wire
@@ -25,52 +31,183 @@ from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 
+if TYPE_CHECKING:
+    from odradek.protocols.kafka.fetch_sessions import FetchPlan
+
 kafka = pytest.importorskip("kafka")
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
+pytestmark = [pytest.mark.compat("kafka-python", "consume")]
 
-def fetch(door: Any, topic: str, session_id: int, epoch: int) -> m.FetchResponse:
+
+@pytest.fixture
+def wire(kafka_door: Any) -> Iterator[Wire]:
+    connection = Wire(kafka_door.listener.port)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def partitions(topic: str, *offsets: int, topic_id: uuid.UUID | None = None) -> m.FetchTopic:
+    return m.FetchTopic(
+        topic=topic,
+        topic_id=topic_id or uuid.UUID(int=0),
+        partitions=tuple(
+            m.FetchPartition(partition=index, fetch_offset=offset, partition_max_bytes=1 << 20)
+            for index, offset in enumerate(offsets)
+        ),
+    )
+
+
+def fetch(
+    wire: Wire,
+    session_id: int,
+    epoch: int,
+    *topics: m.FetchTopic,
+    forgotten: tuple[m.ForgottenTopic, ...] = (),
+    version: int = 12,
+) -> m.FetchResponse:
     request = m.FetchRequest(
         max_wait_ms=0,
         min_bytes=0,
         session_id=session_id,
         session_epoch=epoch,
-        topics=(
-            m.FetchTopic(
-                topic=topic,
-                partitions=(m.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20),),
-            ),
-        ),
+        topics=topics,
+        forgotten_topics_data=forgotten,
     )
-    wire = Wire(door.listener.port)
-    try:
-        response: m.FetchResponse = wire.call(ApiKey.FETCH, 12, request)
-    finally:
-        wire.close()
+    response: m.FetchResponse = wire.call(ApiKey.FETCH, version, request)
     return response
 
 
-def test_full_requests_are_answered_without_a_session(kafka_door: Any, topic_name: str) -> None:
+def answered(response: m.FetchResponse) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (error code, high watermark) of every partition answered."""
+    return {
+        (topic.topic, p.partition_index): (p.error_code, p.high_watermark)
+        for topic in response.responses
+        for p in topic.partitions
+    }
+
+
+def test_sessionless_requests_are_answered_in_full_without_a_session(
+    kafka_door: Any, topic_name: str, wire: Wire
+) -> None:
     kafka_door.engine.create_topic(topic_name)
     kafka_door.engine.append(topic_name, [{"value": b"a"}, {"value": b"b"}])
-    for session_id, epoch in ((0, 0), (0, -1), (7, 0), (7, -1)):
-        response = fetch(kafka_door, topic_name, session_id, epoch)
+    for session_id in (0, 7):
+        response = fetch(wire, session_id, -1, partitions(topic_name, 0))
         assert (response.error_code, response.session_id) == (ErrorCode.NONE, 0)
-        assert response.responses[0].partitions[0].high_watermark == 2
+        assert answered(response) == {(topic_name, 0): (ErrorCode.NONE, 2)}
         assert response.responses[0].partitions[0].records
 
 
-def test_an_incremental_request_names_an_unknown_session(kafka_door: Any, topic_name: str) -> None:
+def test_a_session_answers_only_what_changed(kafka_door: Any, topic_name: str, wire: Wire) -> None:
+    engine = kafka_door.engine
+    other = topic_name + ".other"
+    for name in (topic_name, other):
+        engine.create_topic(name)
+        engine.append(name, [{"value": b"a"}, {"value": b"b"}])
+    opened = fetch(wire, 0, 0, partitions(topic_name, 0), partitions(other, 0))
+    session = opened.session_id
+    assert opened.error_code == ErrorCode.NONE and session != 0
+    assert answered(opened) == {(topic_name, 0): (ErrorCode.NONE, 2), (other, 0): (ErrorCode.NONE, 2)}
+    # The client moved both fetch offsets to 2 (the end): nothing new, nothing changed.
+    quiet = fetch(wire, session, 1, partitions(topic_name, 2), partitions(other, 2))
+    assert (quiet.error_code, quiet.session_id, answered(quiet)) == (ErrorCode.NONE, session, {})
+    # New records in one topic: only its partition is answered, though the request names none.
+    engine.append(other, [{"value": b"c"}])
+    changed = fetch(wire, session, 2)
+    assert (changed.session_id, answered(changed)) == (session, {(other, 0): (ErrorCode.NONE, 3)})
+    assert changed.responses[0].partitions[0].records
+    # The session kept the fetch offset the client gave last (2): the same record again.
+    again = fetch(wire, session, 3)
+    assert answered(again) == {(other, 0): (ErrorCode.NONE, 3)}
+    assert fetch(wire, session, 4, partitions(other, 3)).responses == ()
+
+
+def test_forgotten_topics_leave_the_session(kafka_door: Any, topic_name: str, wire: Wire) -> None:
+    engine = kafka_door.engine
+    other = topic_name + ".other"
+    for name in (topic_name, other):
+        engine.create_topic(name)
+    session = fetch(wire, 0, 0, partitions(topic_name, 0), partitions(other, 0)).session_id
+    forget = (m.ForgottenTopic(topic=topic_name, partitions=(0,)),)
+    assert fetch(wire, session, 1, forgotten=forget).responses == ()
+    engine.append(topic_name, [{"value": b"a"}])
+    engine.append(other, [{"value": b"b"}])
+    assert answered(fetch(wire, session, 2)) == {(other, 0): (ErrorCode.NONE, 1)}
+    # Added back by an incremental request: answered (its high watermark is new to it).
+    assert answered(fetch(wire, session, 3, partitions(topic_name, 0))) == {
+        (topic_name, 0): (ErrorCode.NONE, 1),
+        (other, 0): (ErrorCode.NONE, 1),
+    }
+
+
+def test_sessions_by_topic_id(kafka_door: Any, topic_name: str, wire: Wire) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    metadata = wire.call(
+        ApiKey.METADATA, 12, m.MetadataRequest(topics=(m.MetadataRequestTopic(name=topic_name),))
+    )
+    topic_id = metadata.topics[0].topic_id
+    wanted = partitions("", 0, topic_id=topic_id)
+    opened = fetch(wire, 0, 0, wanted, version=13)
+    assert opened.session_id != 0 and len(opened.responses[0].partitions) == 1
+    assert fetch(wire, opened.session_id, 1, version=13).responses == ()
+    kafka_door.engine.append(topic_name, [{"value": b"a"}])
+    changed = fetch(wire, opened.session_id, 2, version=13)
+    assert [(t.topic_id, [p.high_watermark for p in t.partitions]) for t in changed.responses] == [
+        (topic_id, [1])
+    ]
+    # The same session asked by topic name: not a session of that kind.
+    assert fetch(wire, opened.session_id, 3).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_unknown_sessions_and_wrong_epochs_are_refused(kafka_door: Any, topic_name: str, wire: Wire) -> None:
     kafka_door.engine.create_topic(topic_name)
     kafka_door.engine.append(topic_name, [{"value": b"a"}])
-    response = fetch(kafka_door, topic_name, 7, 1)
-    assert response.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
-    assert response.responses == ()
+    unknown = fetch(wire, 7, 1, partitions(topic_name, 0))
+    assert (unknown.error_code, unknown.responses) == (ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ())
+    session = fetch(wire, 0, 0, partitions(topic_name, 0)).session_id
+    for epoch in (2, 5):
+        wrong = fetch(wire, session, epoch)
+        assert (wrong.error_code, wrong.responses) == (ErrorCode.INVALID_FETCH_SESSION_EPOCH, ())
+    assert fetch(wire, session, 1).error_code == ErrorCode.NONE  # the session stayed
+    assert fetch(wire, session, 1).error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH  # a replay
+    # A sessionless request naming the session closes it.
+    assert fetch(wire, session, -1, partitions(topic_name, 0)).session_id == 0
+    assert fetch(wire, session, 2).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    # So does a full request opening a new one.
+    first = fetch(wire, 0, 0, partitions(topic_name, 0)).session_id
+    second = fetch(wire, first, 0, partitions(topic_name, 0)).session_id
+    assert second not in (0, first)
+    assert fetch(wire, first, 1).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    assert fetch(wire, second, 1).error_code == ErrorCode.NONE
 
 
-def test_clients_consume_without_sessions(kafka_door: Any, topic_name: str) -> None:
+class _Spy:
+    """The epochs of the Fetch requests the door's session cache planned, and whether
+    each was served."""
+
+    def __init__(self, broker: Any) -> None:
+        self.epochs: list[tuple[int, ErrorCode]] = []
+        self._lock = threading.Lock()
+        self._plan = broker.fetch_sessions.plan
+        broker.fetch_sessions.plan = self.plan
+
+    def plan(self, request: m.FetchRequest, by_id: bool) -> FetchPlan:
+        plan: FetchPlan = self._plan(request, by_id)
+        with self._lock:
+            self.epochs.append((request.session_epoch, plan.error))
+        return plan
+
+    def served(self) -> list[int]:
+        with self._lock:
+            return [epoch for epoch, error in self.epochs if error == ErrorCode.NONE]
+
+
+def test_kafka_python_consumes_in_a_session(kafka_door: Any, topic_name: str) -> None:
+    spy = _Spy(kafka_door.listener.listener.broker)
     kafka_door.engine.create_topic(topic_name)
-    kafka_door.engine.append(topic_name, [{"value": f"v{i}".encode()} for i in range(20)])
     consumer = kafka.KafkaConsumer(
         topic_name,
         bootstrap_servers=kafka_door.bootstrap,
@@ -79,12 +216,25 @@ def test_clients_consume_without_sessions(kafka_door: Any, topic_name: str) -> N
         fetch_max_wait_ms=100,
     )
     values: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while len(values) < 20 and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=100).values():
-            values.extend(record.value for record in batch)
-    consumer.close()
-    assert values == [f"v{i}".encode() for i in range(20)]
+    try:
+        for round_ in range(3):  # each round read by fetches after the previous round's
+            kafka_door.engine.append(topic_name, [{"value": f"v{round_}.{i}".encode()} for i in range(10)])
+            deadline = time.monotonic() + 30
+            while len(values) < 10 * (round_ + 1) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=100).values():
+                    values.extend(record.value for record in batch)
+    finally:
+        consumer.close()
+    assert values == [f"v{r}.{i}".encode() for r in range(3) for i in range(10)]
+    served = spy.served()
+    assert 0 in served and any(epoch > 0 for epoch in served), spy.epochs
+
+
+@pytest.mark.compat("confluent-kafka", "consume")
+def test_librdkafka_consumes_without_a_session(kafka_door: Any, topic_name: str) -> None:
+    spy = _Spy(kafka_door.listener.listener.broker)
+    kafka_door.engine.create_topic(topic_name)
+    kafka_door.engine.append(topic_name, [{"value": f"v{i}".encode()} for i in range(20)])
     rd = confluent_kafka.Consumer(
         {
             "bootstrap.servers": kafka_door.bootstrap,
@@ -94,7 +244,7 @@ def test_clients_consume_without_sessions(kafka_door: Any, topic_name: str) -> N
         }
     )
     rd.subscribe([topic_name])
-    values = []
+    values: list[bytes] = []
     deadline = time.monotonic() + 30
     while len(values) < 20 and time.monotonic() < deadline:
         message = rd.poll(0.1)
@@ -102,3 +252,4 @@ def test_clients_consume_without_sessions(kafka_door: Any, topic_name: str) -> N
             values.append(message.value())
     rd.close()
     assert values == [f"v{i}".encode() for i in range(20)]
+    assert spy.served() and set(spy.served()) == {-1}, spy.epochs

@@ -37,6 +37,7 @@ from odradek.errors import (
 )
 from odradek.node import Node
 from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.fetch_sessions import FetchSessions
 from odradek.protocols.kafka.groups import Coordinator
 from odradek.protocols.kafka.partition_index import PartitionIndex, index_of
 from odradek.protocols.kafka.partition_index import forget as forget_index
@@ -257,6 +258,7 @@ class Broker:
         catalog = self.node.kafka_groups
         self.coordinator = catalog.attach(loop, lambda: Coordinator(self.store, names=catalog))
         self.producers = ProducerSequences()
+        self.fetch_sessions = FetchSessions()  # KIP-227, on the event loop
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=limits.kafka_engine_threads_max, thread_name_prefix="odradek-kafka"
         )

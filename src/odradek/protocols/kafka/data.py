@@ -31,6 +31,7 @@ from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
 from odradek.protocols.kafka.codec.records import DecodedBatch, RecordOverLimit, decode_batches, encode_batch
+from odradek.protocols.kafka.fetch_sessions import FetchPlan
 from odradek.protocols.kafka.partition_index import Gathered, Wanted, gather, max_timestamp, offset_for_time
 from odradek.protocols.kafka.transactions import TransactionError
 from odradek.records import STORED_SCHEMA
@@ -347,21 +348,25 @@ _HEADER_OVERHEAD_BYTES = 10
 
 async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
     body: m.FetchRequest = request.body
-    if request.api_version >= 7 and body.session_epoch > 0:
-        # KIP-227: no fetch session is ever created here (every answer has session id 0),
-        # so an incremental request names one this broker does not have; the client then
-        # starts again with a full request, as after a broker restart.
+    by_id = request.api_version >= 13
+    # KIP-227 (fetch_sessions.py): the session a request opens, updates or closes, and
+    # the partitions to read (an incremental request names only those that changed).
+    if request.api_version >= 7:
+        plan = broker.fetch_sessions.plan(body, by_id)
+    else:
+        plan = FetchPlan(ErrorCode.NONE, 0, body.topics)
+    if plan.error != ErrorCode.NONE:
         log.info(
-            "Fetch in session %d (epoch %d) refused: no fetch sessions are kept (FETCH_SESSION_ID_NOT_FOUND)",
+            "Fetch in session %d (epoch %d) refused: %s",
             body.session_id,
             body.session_epoch,
+            ErrorCode(plan.error).name,
         )
-        return m.FetchResponse(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
-    by_id = request.api_version >= 13
+        return m.FetchResponse(error_code=plan.error)
     wait = min(max(body.max_wait_ms, 0), limits.kafka_fetch_wait_ms_max) / 1000
     deadline = time.monotonic() + wait
     targets: list[tuple[m.FetchTopic, TopicView | None]] = []
-    for topic in body.topics:
+    for topic in plan.topics:
         view = await (broker.topic_by_id(topic.topic_id) if by_id else broker.topic(topic.topic))
         targets.append((topic, view))
     # Kafka answers Fetch v5 and older with NOT_LEADER_OR_FOLLOWER instead, which those
@@ -376,7 +381,9 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
                 _read_all, broker, targets, body.max_bytes, by_id, storage_code, body.isolation_level
             )
             if size >= body.min_bytes or time.monotonic() >= deadline:
-                return m.FetchResponse(responses=responses)
+                return m.FetchResponse(
+                    session_id=plan.session_id, responses=broker.fetch_sessions.answer(plan, responses)
+                )
         await broker.arrivals.wait(seen, max(deadline - time.monotonic(), 0))
 
 
