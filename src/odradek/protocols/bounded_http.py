@@ -192,7 +192,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
                 exc.message,
                 extra={"fields": {"door": self.server.door, "peer": peer_host(self.client_address)}},
             )
-            body = (json.dumps({"error_code": 40101, "message": exc.message}) + "\n").encode()
+            body = self.unauthenticated_body(exc.message)
             self.close_connection = True
             self.send_response(401, "Unauthorized")
             self.send_header("WWW-Authenticate", CHALLENGE)
@@ -203,6 +203,10 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return False
         return True
+
+    def unauthenticated_body(self, message: str) -> bytes:
+        """The JSON body of a 401 (Confluent's error shape; a door may answer in its own)."""
+        return (json.dumps({"error_code": 40101, "message": message}) + "\n").encode()
 
     def seconds_left(self) -> float:
         """Time left for the current request to arrive whole."""

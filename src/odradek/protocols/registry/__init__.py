@@ -23,16 +23,26 @@ def start_registry_listener(
     *,
     bounds: DoorLimits | None = None,
     budget: ByteBudget | None = None,
+    http_api: bool = True,
 ) -> RegistryListener:
     """Serve the registry API for ``backend`` (an Engine) on ``host:port`` (0: any free port),
-    within ``bounds`` (the registry's defaults when None) and the in-flight ``budget``.
+    within ``bounds`` (the registry's defaults when None) and the in-flight ``budget``;
+    with ``http_api`` and an Engine, the HTTP API too (decision 0022).
 
     Raises OSError when the address cannot be bound.
     """
+    from odradek.engine import Engine
+
     disk = getattr(backend, "disk", LOCAL)
     fsync = bool(getattr(backend, "fsync", True))
     registry = Registry(backend, SubjectStore(data_directory, disk, fsync=fsync))
-    return RegistryListener(registry, host, port, bounds=bounds, budget=budget)
+    api = None
+    if http_api and isinstance(backend, Engine):
+        from odradek.node import Node
+        from odradek.protocols.http_api import HttpApi
+
+        api = HttpApi(Node.of(backend))
+    return RegistryListener(registry, host, port, bounds=bounds, budget=budget, api=api)
 
 
 __all__ = [

@@ -7,6 +7,11 @@ what a connection may cost: the body size (reserved in the server's in-flight by
 budget before it is read), the number of connections in total and per peer address
 (503 beyond), and how long an idle connection or a half-sent request (however slowly
 it trickles) may hold a thread.
+
+The HTTP API (protocols/http_api, decision 0022) is mounted on the same listener:
+``/openapi.json`` and ``/v1/`` paths other than the registry's view keys go to it, with
+its own body bound, error shape and Server-Sent Event streams (written here chunk by
+chunk, each write bounded by ``limits.http_sse_write_seconds_max``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from odradek.budget import ByteBudget
 from odradek.errors import OdradekError, RequestTooLarge
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
+from odradek.protocols.connections import peer_host
+from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
+from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry.routes import Registry, Request, Response
 
 log = logging.getLogger("odradek.registry")
@@ -38,10 +46,17 @@ poll_interval_seconds = 0.2
 
 class _RegistryHTTPServer(BoundedHTTPServer):
     def __init__(
-        self, registry: Registry, host: str, port: int, bounds: connections.DoorLimits, budget: ByteBudget
+        self,
+        registry: Registry,
+        host: str,
+        port: int,
+        bounds: connections.DoorLimits,
+        budget: ByteBudget,
+        api: HttpApi | None = None,
     ) -> None:
         self.registry = registry
         self.budget = budget
+        self.api = api
         super().__init__("registry", host, port, _RegistryHandler, bounds)
 
     def refusal(self, reason: str) -> bytes:
@@ -78,35 +93,97 @@ class _RegistryHandler(BoundedRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        target = urllib.parse.urlsplit(self.path)
+        api = self.server.api if self.server.api is not None and owns(target.path) else None
+        refuse = self._refuse if api is None else self._refuse_api
         if self.headers.get("Transfer-Encoding") is not None:
-            self._send(Response.error(411, 411, "A request body needs a Content-Length"), close=True)
+            refuse(411, 411, "A request body needs a Content-Length")
             return
         declared = self.headers.get("Content-Length", "0").strip() or "0"
         if not declared.isdigit():
-            self._send(Response.error(400, 400, f"Invalid Content-Length {declared!r}"), close=True)
+            refuse(400, 400, f"Invalid Content-Length {declared!r}")
             return
         length = int(declared)
-        if length > request_body_bytes_max:
-            message = f"The request body is {length} bytes; at most {request_body_bytes_max} are accepted"
-            self._send(Response.error(413, 413, message), close=True)
+        body_max = request_body_bytes_max if api is None else limits.http_request_body_bytes_max
+        if length > body_max:
+            refuse(413, 413, f"The request body is {length} bytes; at most {body_max} are accepted")
             return
         try:
             reservation = self.server.budget.reserve(length, self.seconds_left())
         except RequestTooLarge as exc:
-            self._send(Response.error(413, 413, exc.message), close=True)
+            refuse(413, 413, exc.message)
             return
         except OdradekError as exc:  # no room in the budget came free in time
-            self._send(Response.error(503, 50302, exc.message), close=True)
+            refuse(503, 50302, exc.message)
             return
         with reservation:  # the body's bytes are held until it is answered
             body = self.rfile.read(length) if length else b""
             if len(body) < length:
                 self.close_connection = True  # the peer went away mid-body
                 return
-            target = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
-            response = self.server.registry.handle(Request(self.command, target.path, query, body))
-        self._send(response)
+            answer: ApiResponse | EventStream | Response
+            if api is not None:
+                answer = api.handle(self._api_request(target.path, query, body))
+            else:
+                answer = self.server.registry.handle(Request(self.command, target.path, query, body))
+        if isinstance(answer, EventStream):
+            self._stream(answer)
+        elif isinstance(answer, ApiResponse):
+            self._send_api(answer)
+        else:
+            self._send(answer)
+
+    def _refuse(self, status: int, code: int, message: str) -> None:
+        self._send(Response.error(status, code, message), close=True)
+
+    def _refuse_api(self, status: int, code: int, message: str) -> None:
+        names = {400: "invalid_request", 411: "invalid_request", 413: "request_too_large", 503: "unavailable"}
+        headers = (("Retry-After", "1"),) if status == 503 else ()
+        self._send_api(
+            ApiResponse(status, error_body(names.get(status, "error"), message), headers=headers), close=True
+        )
+
+    def _api_request(self, path: str, query: dict[str, str], body: bytes) -> ApiRequest:
+        """The API's view of this request; event streams are counted per principal, or
+        per peer address on a server without authentication."""
+        if self.server.authenticator is None:
+            owner = f"peer {peer_host(self.client_address)}"
+        else:
+            owner = str(self.principal)
+        return ApiRequest(self.command, path, query, body, owner, self.headers.get("Last-Event-ID"))
+
+    def _send_api(self, response: ApiResponse, *, close: bool = False) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def _stream(self, stream: EventStream) -> None:
+        """Write an event stream until it ends or the client goes away; the connection
+        closes after it (the stream has no length)."""
+        self.close_connection = True
+        try:
+            self.connection.settimeout(limits.http_sse_write_seconds_max)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("X-Accel-Buffering", "no")  # proxies: do not buffer the stream
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for chunk in stream:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError as exc:  # the client went away, or stopped reading for too long
+            log.debug("event stream ended by its client: %s", exc)
+        finally:
+            stream.close()
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         self.send_response(response.status)
@@ -117,6 +194,12 @@ class _RegistryHandler(BoundedRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(response.body)
+
+    def unauthenticated_body(self, message: str) -> bytes:
+        """The HTTP API's paths answer a 401 in the API's error shape."""
+        if self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+            return error_body("unauthenticated", message)
+        return super().unauthenticated_body(message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests (bad request line, oversized headers) in Confluent's error shape."""
@@ -146,6 +229,7 @@ class RegistryListener(BoundedHTTPListener):
         *,
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
+        api: HttpApi | None = None,
     ) -> None:
         if bounds is None:
             bounds = connections.REGISTRY.replace(
@@ -153,7 +237,17 @@ class RegistryListener(BoundedHTTPListener):
             )
         if budget is None:
             budget = ByteBudget(limits.inflight_bytes_max_default)
-        super().__init__(_RegistryHTTPServer(registry, host, port, bounds, budget), poll_interval_seconds)
+        self.api = api
+        super().__init__(
+            _RegistryHTTPServer(registry, host, port, bounds, budget, api), poll_interval_seconds
+        )
+
+    def close(self) -> None:
+        """Stop: the HTTP API refuses new requests and ends its event streams (waiting
+        at most ``limits.http_sse_drain_seconds_max``), then the listener stops."""
+        if self.api is not None:
+            self.api.drain(limits.http_sse_drain_seconds_max)
+        super().close()
 
     @property
     def url(self) -> str:

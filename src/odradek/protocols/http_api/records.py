@@ -1,0 +1,234 @@
+"""Records as JSON, both ways, without IO (docs/http-api.md, "Records as JSON").
+
+A record is a JSON object. Bytes travel as UTF-8 text in ``key``, ``value`` and
+``headers``, or, when they are not text, as base64 in ``key_b64``, ``value_b64`` and
+``headers_b64`` (the rule of the command line's JSONL output, DESIGN §3). A schema'd
+topic's ``value`` is a JSON object (the typed value, as the Flight door's JSON path
+reads and writes it). What a client sends follows the same rule:
+
+* ``value``: a string is stored as its UTF-8 bytes; an object is the typed value of a
+  schema'd topic, or stored as its JSON text on a schemaless one; any other JSON
+  (number, array, boolean) is stored as its JSON text; null is a null value (a
+  tombstone on a compacted topic). ``value_b64``: the bytes, base64.
+* ``key`` / ``key_b64``: likewise (text or base64; no key: a keyless record).
+* ``headers`` / ``headers_b64``: objects of header name to text / to base64 bytes.
+* ``timestamp``: microseconds since the epoch (an integer) or ISO-8601 text with an
+  offset; the server sets it when absent.
+
+What a read answers adds ``offset``, ``version`` (null for a keyless record),
+``timestamp`` (ISO-8601 UTC, microseconds) and, for a read across topics, ``topic``.
+
+The per-record work is JSON's own: decoding a body makes Python objects of every
+record, so the records go to Arrow in one ``from_pylist`` (records.py) and come back
+from Arrow columns (``to_pylist`` per column, in C) before the JSON is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from odradek.errors import InvalidRequest
+
+_RECORD_FIELDS = frozenset({"key", "key_b64", "value", "value_b64", "headers", "headers_b64", "timestamp"})
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def input_rows(records: object, records_max: int) -> list[dict[str, Any]]:
+    """The records of a produce request as rows for ``Engine.append``; InvalidRequest
+    (RequestTooLarge past ``records_max``) for anything else."""
+    from odradek.errors import RequestTooLarge
+
+    if not isinstance(records, list) or not records:
+        raise InvalidRequest("records must be a non-empty array of record objects")
+    if len(records) > records_max:
+        raise RequestTooLarge(
+            f"a produce request carries at most {records_max} records, got {len(records)}; "
+            "split it into several requests"
+        )
+    return [_row(index, record) for index, record in enumerate(records)]
+
+
+def _row(index: int, record: object) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise InvalidRequest(f"record {index} must be an object, got {type(record).__name__}")
+    unknown = record.keys() - _RECORD_FIELDS
+    if unknown:
+        raise InvalidRequest(
+            f"record {index} has unknown field(s) {sorted(unknown)}; a record has "
+            f"{', '.join(sorted(_RECORD_FIELDS))}"
+        )
+    row: dict[str, Any] = {}
+    key = _bytes_field(index, record, "key")
+    if key is not None:
+        row["key"] = key
+    if "value_b64" in record:
+        row["value"] = _base64(index, "value_b64", record["value_b64"])
+        if "value" in record:
+            raise InvalidRequest(f"record {index} has both value and value_b64: give one")
+    else:
+        row["value"] = _value(record.get("value"))
+    headers = _headers(index, record)
+    if headers:
+        row["headers"] = headers
+    if record.get("timestamp") is not None:
+        row["timestamp"] = _timestamp(index, record["timestamp"])
+    return row
+
+
+def _value(value: object) -> object:
+    if value is None or isinstance(value, (str, dict)):
+        return value
+    return json.dumps(value).encode()  # numbers, arrays, booleans: their JSON text
+
+
+def _bytes_field(index: int, record: Mapping[str, Any], name: str) -> bytes | None:
+    text, encoded = record.get(name), record.get(name + "_b64")
+    if text is not None and encoded is not None:
+        raise InvalidRequest(f"record {index} has both {name} and {name}_b64: give one")
+    if encoded is not None:
+        return _base64(index, name + "_b64", encoded)
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidRequest(f"record {index}: {name} must be a string, got {type(text).__name__}")
+    return text.encode()
+
+
+def _headers(index: int, record: Mapping[str, Any]) -> dict[str, bytes]:
+    headers: dict[str, bytes] = {}
+    for field, decode in (("headers", _text_bytes), ("headers_b64", _base64)):
+        given = record.get(field)
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            raise InvalidRequest(f"record {index}: {field} must be an object of name to string")
+        for name, value in given.items():
+            headers[name] = decode(index, f"{field}.{name}", value)
+    return headers
+
+
+def _text_bytes(index: int, what: str, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"record {index}: {what} must be a string, got {type(value).__name__}")
+    return value.encode()
+
+
+def _base64(index: int, what: str, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"record {index}: {what} must be a base64 string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"record {index}: {what} is not valid base64") from None
+
+
+def _timestamp(index: int, value: object) -> int | datetime.datetime:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    raise InvalidRequest(
+        f"record {index}: timestamp is microseconds since the epoch (an integer) or ISO-8601 "
+        f"text with an offset (2026-01-31T12:00:00Z), got {value!r}"
+    )
+
+
+def decode_key(text: str, encoding: str) -> bytes:
+    """A key from a path segment or an ``expect`` object: ``text`` (UTF-8) or ``base64``."""
+    if encoding == "text":
+        return text.encode()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(
+                text, altchars=b"-_" if "-" in text or "_" in text else None, validate=True
+            )
+        except (binascii.Error, ValueError):
+            raise InvalidRequest(f"key {text!r} is not valid base64") from None
+    raise InvalidRequest(f"key_encoding is 'text' or 'base64', got {encoding!r}")
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def output_records(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> list[dict[str, Any]]:
+    """The records of a read batch (STORED_SCHEMA, plus ``topic`` across topics) as
+    JSON objects. ``json_values``: the values are JSON text (a schema'd topic read with
+    ``value_format="json"``) and are given as JSON; ``base64_values``: every value is
+    given as ``value_b64``."""
+    count = batch.num_rows
+    if count == 0:
+        return []
+    names = batch.schema.names
+    offsets = batch.column("offset").to_pylist()
+    stamps = batch.column("timestamp").cast(pa.int64()).to_pylist()
+    keys = batch.column("key").to_pylist()
+    values = batch.column("value").to_pylist()
+    headers = batch.column("headers").to_pylist()
+    versions = batch.column("version").to_pylist()
+    topics = batch.column("topic").to_pylist() if "topic" in names else None
+    extra = {name: batch.column(name).to_pylist() for name in ("attempt",) if name in names}
+    out = []
+    for row in range(count):
+        document: dict[str, Any] = {}
+        if topics is not None:
+            document["topic"] = topics[row]
+        document["offset"] = offsets[row]
+        document["timestamp"] = iso_micros(stamps[row])
+        put_bytes(document, "key", keys[row])
+        value = values[row]
+        if json_values and value is not None and not base64_values:
+            document["value"] = json.loads(value)
+        elif base64_values and value is not None:
+            document["value_b64"] = base64.b64encode(value).decode()
+        else:
+            put_bytes(document, "value", value)
+        if headers[row]:
+            _put_headers(document, headers[row])
+        document["version"] = versions[row]
+        for name, column in extra.items():
+            document[name] = column[row]
+        out.append(document)
+    return out
+
+
+def put_bytes(document: dict[str, Any], name: str, value: bytes | None) -> None:
+    """``name`` as UTF-8 text, or ``name_b64`` when the bytes are not text; null stays."""
+    if value is None:
+        document[name] = None
+        return
+    try:
+        document[name] = value.decode()
+    except UnicodeDecodeError:
+        document[name + "_b64"] = base64.b64encode(value).decode()
+
+
+def _put_headers(document: dict[str, Any], pairs: list[tuple[str, bytes]]) -> None:
+    text: dict[str, str] = {}
+    encoded: dict[str, str] = {}
+    for name, value in pairs:
+        try:
+            text[name] = value.decode()
+        except UnicodeDecodeError:
+            encoded[name] = base64.b64encode(value).decode()
+    if text:
+        document["headers"] = text
+    if encoded:
+        document["headers_b64"] = encoded
+
+
+def iso_micros(micros: int) -> str:
+    """ISO-8601 UTC with microseconds (``2026-01-31T12:00:00.000001Z``)."""
+    stamp = _EPOCH + datetime.timedelta(microseconds=micros)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,585 @@
+"""The HTTP/JSON API under ``/v1/``, without IO (docs/http-api.md).
+
+An :class:`ApiRequest` (method, path, query, body, the principal's name, the
+``Last-Event-ID``) goes in; an :class:`ApiResponse` (status, JSON body, headers) or an
+:class:`~odradek.protocols.http_api.events.EventStream` (a tail as Server-Sent Events)
+comes out. The HTTP shell (the registry listener, protocols/registry/server.py) only
+moves bytes.
+
+Rules:
+
+* No semantics here: every decision is the engine's, the groups' or the node's, as for
+  the Flight door; the same errors come out with the same codes (errors.py).
+* Dispatch is a table of path patterns, each with a handler per method; ``{name}``
+  segments are path parameters (percent-decoded).
+* Every request is bounded: the body by the listener (``http_request_body_bytes_max``),
+  records per produce and per read, a poll's wait, open event streams.
+* A stop (:meth:`HttpApi.drain`) refuses new requests with 503 and ends the open
+  event streams with an ``end`` event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from odradek import limits
+from odradek.errors import InvalidRequest, OdradekError, Unavailable
+from odradek.groups.options import GroupOptions, check_delay, check_poll
+from odradek.node import Node
+from odradek.protocols.flight.group_messages import DeliveryRef
+from odradek.protocols.http_api import openapi
+from odradek.protocols.http_api.errors import (
+    CONTENT_TYPE,
+    RETRY_AFTER_SECONDS,
+    body_of,
+    error_body,
+    status_of,
+)
+from odradek.protocols.http_api.events import EventStream, StreamSlots
+from odradek.protocols.http_api.records import decode_key, input_rows, output_records, put_bytes
+from odradek.types import AppendResult
+
+log = logging.getLogger("odradek.http_api")
+
+# Settings create_topic and alter_topic take from a request body (as the Flight door).
+TOPIC_SETTINGS = (
+    "retention",
+    "retention_bytes",
+    "segment_bytes",
+    "segment_age",
+    "cleanup",
+    "delete_retention",
+    "min_compaction_lag",
+    "min_cleanable_dirty_ratio",
+)
+CREATE_OPTIONS = (*TOPIC_SETTINGS, "exist_ok", "compatibility", "snapshot_every")
+# Options of a group member (GroupOptions), as the Flight door's subscribe takes them.
+MEMBER_OPTIONS = (
+    "start",
+    "ack_timeout",
+    "max_deliveries",
+    "dead_letter_topic",
+    "max_in_flight_per_key",
+    "ordering",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    path: str
+    query: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    body: bytes = b""
+    # Who asks: a principal's name, or the peer's address without authentication
+    # (what bounds the event streams one client may hold).
+    owner: str = "anonymous"
+    last_event_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: bytes
+    content_type: str = CONTENT_TYPE
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, document: Any, status: int = 200) -> ApiResponse:
+        return cls(status, (json.dumps(document) + "\n").encode())
+
+    @classmethod
+    def error(cls, error: OdradekError) -> ApiResponse:
+        status = status_of(error)
+        headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),) if status == 503 else ()
+        return cls(status, body_of(error), headers=headers)
+
+    def document(self) -> Any:
+        return json.loads(self.body)
+
+
+class _NotFound(OdradekError):
+    code = "not_found"
+
+
+class _MethodNotAllowed(OdradekError):
+    code = "method_not_allowed"
+
+
+Handler = Callable[[ApiRequest, dict[str, str]], "ApiResponse | EventStream"]
+
+# The paths this API answers (the registry answers the rest of its listener).
+OPENAPI_PATH = "/openapi.json"
+PREFIX = "/v1/"
+# The registry's own route under /v1 (decision 0019's view keys).
+REGISTRY_PREFIXES = ("/v1/views/",)
+
+
+def owns(path: str) -> bool:
+    """Whether ``path`` is this API's (else the registry's)."""
+    if path == OPENAPI_PATH:
+        return True
+    return path.startswith(PREFIX) and not path.startswith(REGISTRY_PREFIXES)
+
+
+class HttpApi:
+    """Answers the HTTP API's requests for one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.engine = node.engine
+        self.streams = StreamSlots(limits.http_sse_streams_max, limits.http_sse_streams_per_principal_max)
+        self._draining = threading.Event()
+        topic, key, group, member = "{topic}", "{key}", "{group}", "{member}"
+        self._routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
+            (("openapi.json",), {"GET": self._openapi}),
+            (("v1", "topics"), {"GET": self._list_topics, "POST": self._create_topic}),
+            (
+                ("v1", "topics", topic),
+                {"GET": self._describe_topic, "PATCH": self._alter_topic, "DELETE": self._delete_topic},
+            ),
+            (("v1", "topics", topic, "records"), {"GET": self._read, "POST": self._produce}),
+            (("v1", "topics", topic, "events"), {"GET": self._tail}),
+            (("v1", "topics", topic, "schema"), {"GET": self._schema}),
+            (("v1", "topics", topic, "keys", key), {"GET": self._key_version}),
+            (("v1", "topics", topic, "keys", key, "records"), {"GET": self._read_key}),
+            (("v1", "groups"), {"GET": self._list_groups}),
+            (("v1", "groups", group), {"GET": self._describe_group, "DELETE": self._delete_group}),
+            (("v1", "groups", group, "members"), {"POST": self._join}),
+            (("v1", "groups", group, "members", member), {"DELETE": self._leave}),
+            (("v1", "groups", group, "members", member, "poll"), {"POST": self._poll}),
+            (("v1", "groups", group, "members", member, "ack"), {"POST": self._ack}),
+            (("v1", "groups", group, "members", member, "nack"), {"POST": self._nack}),
+        ]
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def handle(self, request: ApiRequest) -> ApiResponse | EventStream:
+        """One request, one answer; never raises."""
+        try:
+            handler, parameters = self._match(request)
+            if self._draining.is_set() or self.engine.closed:
+                raise Unavailable("the server is shutting down; retry against a running server")
+            return handler(request, parameters)
+        except OdradekError as exc:
+            return ApiResponse.error(exc)
+        except Exception as exc:  # a bug must not take the listener down
+            log.exception("HTTP API request failed", extra={"fields": {"path": request.path}})
+            return ApiResponse.error(OdradekError(f"internal server error: {type(exc).__name__}: {exc}"))
+
+    def _match(self, request: ApiRequest) -> tuple[Handler, dict[str, str]]:
+        segments = [urllib.parse.unquote(part) for part in request.path.strip("/").split("/")]
+        for pattern, handlers in self._routes:
+            if len(pattern) != len(segments):
+                continue
+            parameters: dict[str, str] = {}
+            for expected, actual in zip(pattern, segments):
+                if expected.startswith("{"):
+                    if not actual:
+                        break
+                    parameters[expected[1:-1]] = actual
+                elif expected != actual:
+                    break
+            else:
+                handler = handlers.get(request.method.upper())
+                if handler is None:
+                    allowed = ", ".join(sorted(handlers))
+                    raise _MethodNotAllowed(
+                        f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+                    )
+                return handler, parameters
+        raise _NotFound(f"no such resource: {request.path} (see /openapi.json)")
+
+    def drain(self, seconds: float) -> bool:
+        """Refuse new requests, end the event streams; whether they all ended in time."""
+        self._draining.set()
+        return self.streams.wait_empty(seconds)
+
+    # -- the document ------------------------------------------------------------------------
+
+    def _openapi(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
+        return ApiResponse.of(openapi.DOCUMENT)
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def _list_topics(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
+        pattern = request.query.get("pattern") or None
+        topics = self.engine.list_topics(pattern)
+        return ApiResponse.of({"topics": topics, "unavailable": self.engine.unavailable_topics()})
+
+    def _create_topic(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(body, {"name", "schema", *CREATE_OPTIONS}, "a topic's settings")
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest("a topic needs a name (a string)")
+        options = {field: body[field] for field in CREATE_OPTIONS if field in body}
+        if body.get("schema") is not None:
+            options["schema"] = body["schema"]
+        info = self.engine.create_topic(name, **options)
+        return ApiResponse.of(info.to_json(), 201)
+
+    def _describe_topic(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        return ApiResponse.of(self.engine.describe_topic(parameters["topic"]).to_json())
+
+    def _alter_topic(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(body, set(TOPIC_SETTINGS), "settings alter takes")
+        return ApiResponse.of(self.engine.alter_topic(parameters["topic"], **body).to_json())
+
+    def _delete_topic(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        self.engine.delete_topic(parameters["topic"])
+        return ApiResponse.of({"deleted": parameters["topic"]})
+
+    def _schema(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        topic = parameters["topic"]
+        info = self.engine.get_schema(topic)
+        subject = urllib.parse.quote(topic + "-value", safe="")
+        document: dict[str, Any] = {
+            "topic": topic,
+            "schema": None,
+            "registry": {
+                "subject": topic + "-value",
+                "versions": f"/subjects/{subject}/versions",
+                "latest": f"/subjects/{subject}/versions/latest",
+            },
+        }
+        if info is not None:
+            document["schema"] = {
+                "version": info.version,
+                "id": info.id,
+                "kind": info.kind,
+                "compatibility": info.compatibility,
+                "text": info.text,
+            }
+        return ApiResponse.of(document)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _produce(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(
+            body, {"records", "expect", "expect_b64", "expect_offset", "producer"}, "a produce request"
+        )
+        rows = input_rows(body.get("records"), limits.http_produce_records_max)
+        expect = _expectations(body)
+        expect_offset = body.get("expect_offset")
+        if expect_offset is not None and (
+            isinstance(expect_offset, bool) or not isinstance(expect_offset, int)
+        ):
+            raise InvalidRequest(f"expect_offset must be an integer, got {expect_offset!r}")
+        result = self.node.append(
+            parameters["topic"], rows, expect=expect, expect_offset=expect_offset, producer=_producer(body)
+        )
+        return ApiResponse.of(_append_document(result))
+
+    def _read(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        topic = parameters["topic"]
+        offset = self._start(topic, request)
+        limit = _int_query(request, "limit", 100, 1, limits.http_read_records_max)
+        base64_values = _value_encoding(request)
+        json_values = self.engine.get_schema(topic) is not None
+        batches = self.engine.fetch(topic, offset, max_records=limit, value_format="json")
+        records: list[dict[str, Any]] = []
+        for batch in batches:
+            records.extend(output_records(batch, json_values=json_values, base64_values=base64_values))
+        next_offset = records[-1]["offset"] + 1 if records else offset
+        return ApiResponse.of({"topic": topic, "records": records, "next_offset": next_offset})
+
+    def _start(self, topic: str, request: ApiRequest) -> int:
+        """The offset a read starts at: ``offset``, else ``time`` (ISO-8601: the first
+        record at or after it), else ``start`` (earliest or latest; earliest by default)."""
+        if "offset" in request.query:
+            return self.engine.resolve_start(topic, _int_query(request, "offset", 0, 0, 2**63 - 1))
+        if "time" in request.query:
+            return self.engine.resolve_start(topic, _iso_time(request.query["time"]))
+        start = request.query.get("start", "earliest")
+        if start not in ("earliest", "latest"):
+            raise InvalidRequest(
+                f"start is earliest or latest, got {start!r} (use offset or time for others)"
+            )
+        return self.engine.resolve_start(topic, start)
+
+    def _tail(self, request: ApiRequest, parameters: dict[str, str]) -> EventStream:
+        topic = parameters["topic"]
+        if request.last_event_id is not None:
+            last = request.last_event_id.strip()
+            if not last.isdigit():
+                raise InvalidRequest(f"Last-Event-ID is the offset of the last event received, got {last!r}")
+            start = self.engine.resolve_start(topic, int(last) + 1)
+        elif any(name in request.query for name in ("offset", "time", "start")):
+            start = self._start(topic, request)
+        else:
+            start = self.engine.resolve_start(topic, "latest")
+        limit = _int_query(request, "limit", None, 1, 2**63 - 1)
+        base64_values = _value_encoding(request)
+        json_values = self.engine.get_schema(topic) is not None
+        owner = request.owner
+        self.streams.acquire(owner)
+        return EventStream(
+            self.engine,
+            topic,
+            start,
+            limit=limit,
+            json_values=json_values,
+            base64_values=base64_values,
+            heartbeat_seconds=limits.http_sse_heartbeat_seconds,
+            batch_records_max=limits.http_read_records_max,
+            stopping=self._draining.is_set,
+            release=lambda: self.streams.release(owner),
+        )
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def _key_version(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        key = decode_key(parameters["key"], request.query.get("key_encoding", "text"))
+        version = self.engine.key_version(parameters["topic"], key)
+        document: dict[str, Any] = {"topic": parameters["topic"]}
+        put_bytes(document, "key", key)
+        document["version"] = version
+        return ApiResponse.of(document)
+
+    def _read_key(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        topic = parameters["topic"]
+        key = decode_key(parameters["key"], request.query.get("key_encoding", "text"))
+        from_version = _int_query(request, "from_version", 1, 1, 2**63 - 1)
+        limit = _int_query(request, "limit", 100, 1, limits.http_read_records_max)
+        to_version = from_version + limit - 1
+        to_given = _int_query(request, "to_version", None, 1, 2**63 - 1)
+        if to_given is not None:
+            to_version = min(to_version, to_given)
+        table = self.engine.read_key(topic, key, from_version, to_version)
+        schema_info = self.engine.get_schema(topic)
+        base64_values = _value_encoding(request)
+        records: list[dict[str, Any]] = []
+        for batch in table.to_batches():
+            if schema_info is not None:
+                batch = self._json_values(topic, batch)
+            records.extend(
+                output_records(batch, json_values=schema_info is not None, base64_values=base64_values)
+            )
+        latest = self.engine.key_version(topic, key)
+        next_version = records[-1]["version"] + 1 if records else None
+        if next_version is not None and next_version > latest:
+            next_version = None
+        document: dict[str, Any] = {"topic": topic}
+        put_bytes(document, "key", key)
+        document.update({"version": latest, "records": records, "next_version": next_version})
+        return ApiResponse.of(document)
+
+    def _json_values(self, topic: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A typed batch of a schema'd topic with its values as JSON text (as a read
+        with ``value_format="json"`` gives them)."""
+        return self.engine._topic(topic).present(batch, "json")
+
+    # -- groups ----------------------------------------------------------------------------------
+
+    def _list_groups(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
+        return ApiResponse.of({"groups": [entry.to_json() for entry in self.node.directory.listing()]})
+
+    def _describe_group(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        return ApiResponse.of(self.node.directory.describe_group(parameters["group"]).to_json())
+
+    def _delete_group(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        self.node.directory.delete_group(parameters["group"])
+        return ApiResponse.of({"deleted": parameters["group"]})
+
+    def _join(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(body, {"pattern", *MEMBER_OPTIONS}, "a member's options")
+        pattern = body.get("pattern")
+        if not isinstance(pattern, str):
+            raise InvalidRequest("a member needs a pattern (a topic name or a pattern such as orders.>)")
+        options = GroupOptions.build(
+            parameters["group"], pattern, **{name: body[name] for name in MEMBER_OPTIONS if name in body}
+        )
+        member = self.node.groups.join(parameters["group"], pattern, options)
+        return ApiResponse.of(
+            {"group": parameters["group"], "member": member, "options": options.to_json()}, 201
+        )
+
+    def _leave(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        left = self.node.groups.leave(parameters["group"], parameters["member"])
+        if not left:
+            from odradek.errors import UnknownMember
+
+            raise UnknownMember(
+                f"{parameters['member']} is not a member of group {parameters['group']!r}",
+                parameters["group"],
+                parameters["member"],
+            )
+        return ApiResponse.of({"left": parameters["member"]})
+
+    def _poll(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request, empty_ok=True)
+        _refuse_unknown(body, {"max_records", "timeout", "value_encoding"}, "a poll")
+        max_records, timeout = check_poll(body.get("max_records", 100), body.get("timeout", 1.0))
+        if timeout > limits.http_poll_seconds_max:
+            raise InvalidRequest(
+                f"a poll waits at most {limits.http_poll_seconds_max:g} s over HTTP, got {timeout!r}"
+            )
+        max_records = min(max_records, limits.http_read_records_max)
+        encoding = body.get("value_encoding", "auto")
+        if encoding not in ("auto", "base64"):
+            raise InvalidRequest(f"value_encoding is auto or base64, got {encoding!r}")
+        batches = self.node.groups.poll_batches(
+            parameters["group"], parameters["member"], max_records, timeout
+        )
+        deliveries: list[dict[str, Any]] = []
+        for batch in batches:
+            documents = output_records(batch.records, json_values=False, base64_values=encoding == "base64")
+            for document in documents:
+                document["topic"] = batch.topic
+                document["lease"] = batch.lease
+            deliveries.extend(documents)
+        return ApiResponse.of({"member": parameters["member"], "deliveries": deliveries})
+
+    def _ack(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(body, {"deliveries"}, "an ack")
+        result = self.node.groups.ack(parameters["group"], parameters["member"], _refs(body))
+        return ApiResponse.of(result.to_json())
+
+    def _nack(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        body = _body_object(request)
+        _refuse_unknown(body, {"deliveries", "delay"}, "a nack")
+        delay = check_delay(body.get("delay", 0.0))
+        result = self.node.groups.nack(parameters["group"], parameters["member"], _refs(body), delay)
+        return ApiResponse.of(result.to_json())
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _body_object(request: ApiRequest, *, empty_ok: bool = False) -> dict[str, Any]:
+    if not request.body.strip() and empty_ok:
+        return {}
+    try:
+        document = json.loads(request.body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return document
+
+
+def _refuse_unknown(body: Mapping[str, Any], known: set[str], what: str) -> None:
+    unknown = body.keys() - known
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {sorted(unknown)} in {what}; known: {sorted(known)}")
+
+
+def _int_query(request: ApiRequest, name: str, default: Any, low: int, high: int) -> Any:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {text!r}")
+    return int(text)
+
+
+def _iso_time(text: str) -> Any:
+    import datetime
+
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidRequest(f"time is ISO-8601 with an offset (2026-01-31T12:00:00Z), got {text!r}")
+    return parsed
+
+
+def _value_encoding(request: ApiRequest) -> bool:
+    """Whether values are asked for as base64 (``value_encoding=base64``)."""
+    encoding = request.query.get("value_encoding", "auto")
+    if encoding not in ("auto", "base64"):
+        raise InvalidRequest(f"value_encoding is auto or base64, got {encoding!r}")
+    return encoding == "base64"
+
+
+def _expectations(body: Mapping[str, Any]) -> dict[bytes, int] | None:
+    expect: dict[bytes, int] = {}
+    for field, encoding in (("expect", "text"), ("expect_b64", "base64")):
+        given = body.get(field)
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            raise InvalidRequest(f"{field} must be an object of key to version")
+        for key, version in given.items():
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise InvalidRequest(
+                    f"{field}: the version of key {key!r} must be an integer, got {version!r}"
+                )
+            expect[decode_key(key, encoding)] = version
+    return expect or None
+
+
+def _producer(body: Mapping[str, Any]) -> tuple[str, int] | None:
+    producer = body.get("producer")
+    if producer is None:
+        return None
+    if not isinstance(producer, dict) or set(producer) != {"id", "sequence"}:
+        raise InvalidRequest('producer is {"id": "<producer id>", "sequence": <int>}')
+    producer_id, sequence = producer["id"], producer["sequence"]
+    if not isinstance(producer_id, str) or isinstance(sequence, bool) or not isinstance(sequence, int):
+        raise InvalidRequest("a producer's id is a string and its sequence an integer")
+    return producer_id, sequence
+
+
+def _append_document(result: AppendResult) -> dict[str, Any]:
+    versions: dict[str, int] = {}
+    versions_b64: dict[str, int] = {}
+    for key, version in result.versions.items():  # one entry per key of the append
+        document: dict[str, Any] = {}
+        put_bytes(document, "key", key)
+        if "key" in document:
+            versions[document["key"]] = version
+        else:
+            versions_b64[document["key_b64"]] = version
+    answer: dict[str, Any] = {
+        "base_offset": result.base_offset,
+        "count": result.count,
+        "next_offset": result.next_offset,
+        "duplicate": result.duplicate,
+        "versions": versions,
+    }
+    if versions_b64:
+        answer["versions_b64"] = versions_b64
+    return answer
+
+
+def _refs(body: Mapping[str, Any]) -> list[DeliveryRef]:
+    deliveries = body.get("deliveries")
+    if not isinstance(deliveries, list):
+        raise InvalidRequest('deliveries is an array of {"topic", "offset", "lease"} as poll returned them')
+    refs = []
+    for index, delivery in enumerate(deliveries):
+        if not isinstance(delivery, dict):
+            raise InvalidRequest(f"delivery {index} must be an object with topic, offset and lease")
+        topic, offset, lease = delivery.get("topic"), delivery.get("offset"), delivery.get("lease")
+        if (
+            not isinstance(topic, str)
+            or isinstance(offset, bool)
+            or not isinstance(offset, int)
+            or isinstance(lease, bool)
+            or not isinstance(lease, int)
+        ):
+            raise InvalidRequest(
+                f"delivery {index} must have a topic (string), an offset and a lease (integers)"
+            )
+        refs.append(DeliveryRef(topic, offset, lease))
+    return refs
+
+
+def error_response(code: str, message: str, status: int) -> ApiResponse:
+    """An error the shell makes itself (a body too large, a missing length)."""
+    headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),) if status == 503 else ()
+    return ApiResponse(status, error_body(code, message), headers=headers)
