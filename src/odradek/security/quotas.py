@@ -95,7 +95,7 @@ _KAFKA_ONLY_KEYS = {
 }
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True)
 class QuotaEntity:
     """An entity: (type, name) pairs in ``ENTITY_TYPES`` order; name None is ``<default>``."""
 
@@ -226,7 +226,10 @@ class QuotaSettings:
         return True
 
     def entities(self) -> dict[QuotaEntity, dict[str, float]]:
-        return {entity: dict(values) for entity, values in sorted(self._entities.items())}
+        return {
+            entity: dict(values)
+            for entity, values in sorted(self._entities.items(), key=lambda item: str(item[0]))
+        }
 
     def describe(self, entity: QuotaEntity | None = None) -> list[dict[str, Any]]:
         """``[{"entity": "user=alice", "quotas": {key: value}}]`` (one entity, or all)."""

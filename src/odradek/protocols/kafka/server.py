@@ -41,6 +41,7 @@ existing loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import socket
@@ -55,7 +56,7 @@ from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.kafka import admin, data, group_api, log_admin, txn_api
+from odradek.protocols.kafka import admin, data, group_api, log_admin, quota_api, txn_api
 from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for, not_authenticating
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
@@ -69,6 +70,8 @@ from odradek.protocols.kafka.codec.api import (
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
 from odradek.security.authenticator import Authenticator
+from odradek.security.principal import current_principal
+from odradek.security.quotas import Metering, QuotaManager
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,9 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_TRANSACTIONS: txn_api.describe_transactions,
     ApiKey.LIST_TRANSACTIONS: txn_api.list_transactions,
 }
+
+# Requests no quota throttles: those a client sends before it is authenticated.
+_NOT_THROTTLED = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
 
 _EXPIRY_INTERVAL_SECONDS = 0.25
 # A frame's body is read in pieces of at most this size, so the stream reader's own
@@ -173,8 +179,12 @@ class KafkaListener:
         tls: ssl.SSLContext | None = None,
         serving: Callable[[], bool] | None = None,
         authenticator: Authenticator | None = None,
+        quotas: QuotaManager | None = None,
+        metering: Metering | None = None,
     ) -> None:
         self.engine = engine
+        self.quotas = quotas  # client quotas (quota_api.py); None: none
+        self.metering = metering
         self.tls = tls
         self.authenticator = authenticator  # None: no authentication (SASL refused)
         self._serving = serving  # a cluster owner's check that it still owns the data
@@ -271,11 +281,13 @@ class KafkaListener:
         writing = asyncio.create_task(self._write_responses(responses, unwritten, writer, peer))
         in_flight = asyncio.Semaphore(limits.kafka_pipelined_produces_max)
         auth = ConnectionAuth(self.authenticator, peer, writer.get_extra_info("peercert"))
+        quota = quota_api.ConnectionQuota(self.quotas, self.metering)
         try:
             while await _room_for_a_response(unwritten, writing):
+                await quota.muted()  # a throttled client's next request waits (KIP-219)
                 frame, reservation = await self._read_frame(reader, host)
                 try:
-                    response = await self._respond(frame, peer, in_flight, auth)
+                    response = await self._respond(frame, peer, in_flight, auth, quota)
                 except BaseException:
                     reservation.release()
                     raise
@@ -376,7 +388,12 @@ class KafkaListener:
         return frame
 
     async def _respond(
-        self, frame: bytearray, peer: Any, in_flight: asyncio.Semaphore, auth: ConnectionAuth
+        self,
+        frame: bytearray,
+        peer: Any,
+        in_flight: asyncio.Semaphore,
+        auth: ConnectionAuth,
+        quota: quota_api.ConnectionQuota,
     ) -> asyncio.Future[Chunks] | None:
         """The future response ([] when Kafka sends none), or None to close the connection.
 
@@ -420,6 +437,7 @@ class KafkaListener:
         if refused is not None:
             log.warning("closing a Kafka connection from %s: %s", peer, refused)
             return None
+        throttle_ms = 0 if request.api_key in _NOT_THROTTLED else quota.requested(request, len(frame))
         if request.api_key == ApiKey.PRODUCE:
             await in_flight.acquire()
             try:
@@ -427,24 +445,30 @@ class KafkaListener:
             except BaseException:
                 in_flight.release()
                 raise
-            return asyncio.ensure_future(self._finish(request, complete, in_flight))
+            return asyncio.ensure_future(self._finish(request, complete, in_flight, throttle_ms))
         if request.api_key == ApiKey.API_VERSIONS:
             body = api_versions_for(await data.api_versions(self.broker, request), auth.required)
         elif request.api_key == ApiKey.SASL_HANDSHAKE and auth.required:
             body = auth.handshake(request)
         elif request.api_key == ApiKey.SASL_AUTHENTICATE:
             body = auth.authenticate(request) if auth.required else not_authenticating()
+        elif request.api_key in quota_api.API_KEYS:
+            body = await self.broker.call(quota_api.serve, self.quotas, current_principal(), request)
         else:
             body = await HANDLERS[request.api_key](self.broker, request)
+        body = quota.answered(request, body, throttle_ms)
         finished: asyncio.Future[Chunks] = loop.create_future()
         finished.set_result(self._encode(request, body))
         return finished
 
     async def _finish(
-        self, request: Request, complete: data.Completion, in_flight: asyncio.Semaphore
+        self, request: Request, complete: data.Completion, in_flight: asyncio.Semaphore, throttle_ms: int
     ) -> Chunks:
         try:
-            return self._encode(request, await complete())
+            body = await complete()
+            if throttle_ms and body is not None:
+                body = dataclasses.replace(body, throttle_time_ms=throttle_ms)
+            return self._encode(request, body)
         finally:
             in_flight.release()
 
@@ -510,6 +534,8 @@ def start_kafka_listener(
     tls: ssl.SSLContext | None = None,
     serving: Callable[[], bool] | None = None,
     authenticator: Authenticator | None = None,
+    quotas: QuotaManager | None = None,
+    metering: Metering | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
     node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
@@ -526,8 +552,10 @@ def start_kafka_listener(
     ``limits.tls_handshake_seconds_max``. ``serving``: checked before every request (a
     cluster owner's ``is_owner``); when it says no, the connection closes unanswered.
     ``authenticator``: require SASL (or a client certificate naming a principal) before
-    any request but ApiVersions (protocols/kafka/authentication.py); None: no
-    authentication, SASL refused.
+    any request but ApiVersions     authentication (protocols/kafka/authentication.py); None: no
+    authentication, SASL refused. ``quotas``: throttle clients over their quotas,
+    serve DescribeClientQuotas/AlterClientQuotas; ``metering``: count each principal's
+    bytes and records (quota_api.py).
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
@@ -542,6 +570,8 @@ def start_kafka_listener(
         tls=tls,
         serving=serving,
         authenticator=authenticator,
+        quotas=quotas,
+        metering=metering,
     )
     started = threading.Event()
     failure: list[BaseException] = []

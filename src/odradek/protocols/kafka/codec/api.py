@@ -26,11 +26,13 @@ import struct
 from typing import Any
 
 from odradek import limits
+from odradek.protocols.kafka.codec import messages_acls as acls
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_consumer as consumer
 from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_groups as groups
 from odradek.protocols.kafka.codec import messages_logs as logs
+from odradek.protocols.kafka.codec import messages_quotas as quotas
 from odradek.protocols.kafka.codec import messages_sasl as sasl
 from odradek.protocols.kafka.codec import messages_txn as txn
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
@@ -63,6 +65,9 @@ class ApiKey(enum.IntEnum):
     ADD_OFFSETS_TO_TXN = 25
     END_TXN = 26
     TXN_OFFSET_COMMIT = 28
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     SASL_AUTHENTICATE = 36
     ALTER_CONFIGS = 33
@@ -71,6 +76,8 @@ class ApiKey(enum.IntEnum):
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
     OFFSET_DELETE = 47
+    DESCRIBE_CLIENT_QUOTAS = 48
+    ALTER_CLIENT_QUOTAS = 49
     DESCRIBE_CLUSTER = 60
     DESCRIBE_PRODUCERS = 61
     CONSUMER_GROUP_HEARTBEAT = 68
@@ -146,6 +153,10 @@ APIS: dict[int, Api] = {
             0,
         ),
         _api(ApiKey.LIST_TRANSACTIONS, txn.ListTransactionsRequest, txn.ListTransactionsResponse, "0-2", 0),
+        # Access control lists (acl_api.py); version 0 (no pattern type) for older clients.
+        _api(ApiKey.DESCRIBE_ACLS, acls.DescribeAclsRequest, acls.DescribeAclsResponse, "0-3", 2),
+        _api(ApiKey.CREATE_ACLS, acls.CreateAclsRequest, acls.CreateAclsResponse, "0-3", 2),
+        _api(ApiKey.DELETE_ACLS, acls.DeleteAclsRequest, acls.DeleteAclsResponse, "0-3", 2),
         _api(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, "1-4", 4),
         _api(ApiKey.ALTER_CONFIGS, admin.AlterConfigsRequest, admin.AlterConfigsResponse, "0-2", 2),
         _api(
@@ -167,6 +178,20 @@ APIS: dict[int, Api] = {
         _api(ApiKey.DELETE_RECORDS, logs.DeleteRecordsRequest, logs.DeleteRecordsResponse, "0-2", 2),
         _api(ApiKey.DESCRIBE_LOG_DIRS, logs.DescribeLogDirsRequest, logs.DescribeLogDirsResponse, "1-5", 2),
         _api(ApiKey.OFFSET_DELETE, logs.OffsetDeleteRequest, logs.OffsetDeleteResponse, "0-0", None),
+        _api(
+            ApiKey.DESCRIBE_CLIENT_QUOTAS,
+            quotas.DescribeClientQuotasRequest,
+            quotas.DescribeClientQuotasResponse,
+            "0-1",
+            1,
+        ),
+        _api(
+            ApiKey.ALTER_CLIENT_QUOTAS,
+            quotas.AlterClientQuotasRequest,
+            quotas.AlterClientQuotasResponse,
+            "0-1",
+            1,
+        ),
         _api(
             ApiKey.DESCRIBE_PRODUCERS,
             logs.DescribeProducersRequest,

@@ -1,0 +1,255 @@
+"""Client quotas on the Kafka door: throttling and DescribeClientQuotas/AlterClientQuotas.
+
+Goal: a request over its quota is answered, with throttle_time_ms set, and its
+connection is muted for that long (KIP-219: the next request is answered no earlier);
+a client within its quota, or another client id, is not throttled; a real producer
+(confluent-kafka) over a produce quota is told to back off (librdkafka's throttle
+callback); DescribeClientQuotas and AlterClientQuotas (neither confluent-kafka 2.16 nor
+kafka-python 3 offers them in its admin client, so by hand over the wire, versions 0 and
+1) change and show the settings, refuse bad entities per entity, refuse non-admins, and
+what they set survives a restart; the metering counts each principal's bytes and
+records.
+Method: a Kafka listener in-process over a fresh data directory with quota settings;
+raw requests with the door's own codec (wire.py). No assertion waits on a timing: the
+muted connection's delay is checked as a lower bound, which load only lengthens.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
+from test_kafka_protocol import FETCH_VERSION, PRODUCE_VERSION, batch, partition_result, produce
+from wire import Wire
+
+from odradek.node import Node
+from odradek.protocols.kafka import quota_api, start_kafka_listener
+from odradek.protocols.kafka.codec import messages_data as data_messages
+from odradek.protocols.kafka.codec import messages_quotas as m
+from odradek.protocols.kafka.codec.api import ApiKey, Request
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.security.principal import Principal
+from odradek.security.quotas import FETCH, PRODUCE, Metering, QuotaEntity, QuotaManager, QuotaSettings
+
+
+class QuotaDoor:
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.node = Node.open(data_dir, fsync=False)
+        self.settings = QuotaSettings.open(data_dir)
+        self.quotas = QuotaManager(self.settings)
+        self.metering = Metering()
+        self.listener = start_kafka_listener(
+            self.node, "127.0.0.1", 0, quotas=self.quotas, metering=self.metering
+        )
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def close(self) -> None:
+        self.listener.close()
+        self.node.close()
+
+
+@pytest.fixture
+def door(tmp_path: Path) -> Iterator[QuotaDoor]:
+    opened = QuotaDoor(os.path.join(tmp_path, "data"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _topic(door: QuotaDoor) -> str:
+    name = f"quotas.t{uuid.uuid4().hex[:8]}"
+    door.node.engine.create_topic(name)
+    return name
+
+
+def test_a_produce_over_quota_is_answered_throttled_and_the_connection_muted(door: QuotaDoor) -> None:
+    topic = _topic(door)
+    # 1,000 B/s over a 10 s span: about 12 KB is 1.2x the quota, a throttle near 2 s.
+    door.settings.set(QuotaEntity.parse("client-id=noisy"), {PRODUCE: 1000.0})
+    noisy = Wire(door.port, client_id="noisy")
+    quiet = Wire(door.port, client_id="quiet")
+    try:
+        first = noisy.call(ApiKey.PRODUCE, PRODUCE_VERSION, produce(topic, batch([b"x" * 4000])))
+        assert partition_result(first).error_code == ErrorCode.NONE and first.throttle_time_ms == 0
+        response = noisy.call(ApiKey.PRODUCE, PRODUCE_VERSION, produce(topic, batch([b"y" * 8000])))
+        answered = time.monotonic()
+        # Answered (the records are written) but throttled.
+        assert partition_result(response).error_code == ErrorCode.NONE
+        assert response.throttle_time_ms > 0
+        assert [len(v) for v in door.node.engine.fetch(topic, 0)[-1].column("value").to_pylist()] == [8000]
+        # Another client id is not bounded: answered at once, unthrottled.
+        other = quiet.call(ApiKey.PRODUCE, PRODUCE_VERSION, produce(topic, batch([b"z" * 8000])))
+        assert other.throttle_time_ms == 0
+        # The throttled connection is muted: its next request is answered no earlier than
+        # the throttle time after the throttled answer (minus a little transit time).
+        noisy.call(ApiKey.METADATA, 12, data_messages.MetadataRequest(topics=()))
+        assert time.monotonic() - answered >= response.throttle_time_ms / 1000 - 0.1
+    finally:
+        noisy.close()
+        quiet.close()
+    metered = door.metering.snapshot()["ANONYMOUS"]
+    assert metered["bytes_in"] > 20_000 and metered["records_in"] == 3
+    assert metered["throttle_seconds"] > 0
+
+
+def test_a_fetch_over_quota_is_throttled(door: QuotaDoor) -> None:
+    topic = _topic(door)
+    door.node.engine.append(topic, [{"value": b"v" * 20_000}])
+    door.settings.set(QuotaEntity.parse("user=<default>"), {FETCH: 1000.0})
+    wire = Wire(door.port)
+    try:
+        request = data_messages.FetchRequest(
+            max_wait_ms=0,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=(
+                data_messages.FetchTopic(
+                    topic=topic,
+                    partitions=(
+                        data_messages.FetchPartition(
+                            partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+                        ),
+                    ),
+                ),
+            ),
+        )
+        response = wire.call(ApiKey.FETCH, FETCH_VERSION, request)
+        assert response.responses[0].partitions[0].records
+        assert response.throttle_time_ms > 0
+    finally:
+        wire.close()
+    metered = door.metering.snapshot()["ANONYMOUS"]
+    assert metered["bytes_out"] > 20_000 and metered["records_out"] == 1
+
+
+def test_a_real_producer_over_quota_is_told_to_back_off(door: QuotaDoor) -> None:
+    topic = _topic(door)
+    door.settings.set(QuotaEntity.parse("user=<default>,client-id=<default>"), {PRODUCE: 50_000.0})
+    throttles: list[int] = []
+
+    def throttled(event: Any) -> None:
+        throttles.append(event.throttle_time)
+
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": f"127.0.0.1:{door.port}",
+            "client.id": "flat-out",
+            "linger.ms": 5,
+            "throttle_cb": throttled,
+        }
+    )
+    deadline = time.monotonic() + 60
+    sent = 0
+    while not throttles and time.monotonic() < deadline:
+        for _ in range(100):
+            producer.produce(topic, b"r" * 1000)
+        sent += 100
+        producer.poll(0.05)
+    producer.flush(60)
+    assert throttles and max(throttles) > 0, f"no throttle reported after {sent} records"
+
+
+def _entity(**parts: str | None) -> tuple[m.EntityData, ...]:
+    return tuple(
+        m.EntityData(entity_type=kind.replace("_", "-"), entity_name=name) for kind, name in parts.items()
+    )
+
+
+def _alter(wire: Wire, version: int, *entries: m.AlterClientQuotasEntry) -> m.AlterClientQuotasResponse:
+    response: m.AlterClientQuotasResponse = wire.call(
+        ApiKey.ALTER_CLIENT_QUOTAS, version, m.AlterClientQuotasRequest(entries=entries)
+    )
+    return response
+
+
+def _describe(wire: Wire, version: int, *components: m.ComponentData, strict: bool = False) -> dict[str, Any]:
+    response: m.DescribeClientQuotasResponse = wire.call(
+        ApiKey.DESCRIBE_CLIENT_QUOTAS,
+        version,
+        m.DescribeClientQuotasRequest(components=components, strict=strict),
+    )
+    assert response.error_code == ErrorCode.NONE, response.error_message
+    assert response.entries is not None
+    return {
+        ",".join(f"{e.entity_type}={e.entity_name}" for e in entry.entity): {
+            v.key: v.value for v in entry.values
+        }
+        for entry in response.entries
+    }
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_alter_and_describe_client_quotas(tmp_path: Path, version: int) -> None:
+    door = QuotaDoor(os.path.join(tmp_path, "data"))
+    try:
+        wire = Wire(door.port)
+        set_ops = (m.OpData(key=PRODUCE, value=1024.0), m.OpData(key=FETCH, value=2048.0))
+        answer = _alter(
+            wire,
+            version,
+            m.AlterClientQuotasEntry(entity=_entity(user="alice"), ops=set_ops),
+            m.AlterClientQuotasEntry(entity=_entity(user=None, client_id="app"), ops=set_ops[:1]),
+            m.AlterClientQuotasEntry(entity=_entity(client_id=None), ops=set_ops[1:]),
+            # refused, each on its own: a Kafka-only key, an unknown type, a bad value
+            m.AlterClientQuotasEntry(
+                entity=_entity(user="bob"), ops=(m.OpData(key="request_percentage", value=50.0),)
+            ),
+            m.AlterClientQuotasEntry(entity=_entity(group="g"), ops=set_ops),
+            m.AlterClientQuotasEntry(entity=_entity(user="carol"), ops=(m.OpData(key=PRODUCE, value=-1.0),)),
+        )
+        codes = [entry.error_code for entry in answer.entries]
+        assert codes == [ErrorCode.NONE] * 3 + [ErrorCode.INVALID_REQUEST] * 3
+        assert "request_rate" in (answer.entries[3].error_message or "")
+        everything = _describe(wire, version)
+        assert everything == {
+            "user=alice": {PRODUCE: 1024.0, FETCH: 2048.0},
+            "user=None,client-id=app": {PRODUCE: 1024.0},
+            "client-id=None": {FETCH: 2048.0},
+        }
+        exact = m.ComponentData(entity_type="user", match_type=m.MATCH_EXACT, match="alice")
+        default = m.ComponentData(entity_type="user", match_type=m.MATCH_DEFAULT)
+        any_client = m.ComponentData(entity_type="client-id", match_type=m.MATCH_ANY)
+        assert set(_describe(wire, version, exact)) == {"user=alice"}
+        assert set(_describe(wire, version, default)) == {"user=None,client-id=app"}
+        assert set(_describe(wire, version, any_client)) == {"user=None,client-id=app", "client-id=None"}
+        assert set(_describe(wire, version, any_client, strict=True)) == {"client-id=None"}
+        # removing the last value removes the entity
+        removed = _alter(
+            wire,
+            version,
+            m.AlterClientQuotasEntry(entity=_entity(client_id=None), ops=(m.OpData(key=FETCH, remove=True),)),
+        )
+        assert removed.entries[0].error_code == ErrorCode.NONE
+        wire.close()
+    finally:
+        door.close()
+    again = QuotaDoor(door.data_dir)  # what was set survives a restart
+    try:
+        wire = Wire(again.port)
+        assert set(_describe(wire, version)) == {"user=alice", "user=None,client-id=app"}
+        wire.close()
+    finally:
+        again.close()
+
+
+def test_only_an_admin_manages_quotas(tmp_path: Path) -> None:
+    quotas = QuotaManager(QuotaSettings.open(str(tmp_path)))
+    bob = Principal("bob", None, admin=False, mechanism="PLAIN")
+    describe = Request(ApiKey.DESCRIBE_CLIENT_QUOTAS, 1, 1, "c", m.DescribeClientQuotasRequest())
+    assert quota_api.serve(quotas, bob, describe).error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    entry = m.AlterClientQuotasEntry(entity=_entity(user="bob"), ops=(m.OpData(key=PRODUCE, value=1e9),))
+    alter = Request(ApiKey.ALTER_CLIENT_QUOTAS, 1, 2, "c", m.AlterClientQuotasRequest(entries=(entry,)))
+    answer = quota_api.serve(quotas, bob, alter)
+    assert answer.entries[0].error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    assert quotas.settings.entities() == {}
