@@ -37,7 +37,7 @@ from odradek.records import Records
 
 if TYPE_CHECKING:
     from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable
-    from odradek.groups.info import GroupInfo
+    from odradek.groups.info import GroupInfo, OffsetReset
     from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
 __all__ = [
@@ -798,6 +798,36 @@ class Client(Protocol):
             InvalidRequest: there is no such group, or it has members.
         """
 
+    def reset_offsets(
+        self, group: str, to: Start, *, topics: str | None = None, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        """Move a group's committed offsets, as Kafka's ``kafka-consumer-groups
+        --reset-offsets`` does, for a group of either kind: its next member starts there.
+
+        Args:
+            group: the group's name; it must have no members (stop its consumers first).
+            to: ``"earliest"``, ``"latest"``, an offset (moved into the topic's range)
+                or a ``datetime`` / ISO-8601 text (the first record at or after it).
+            topics: a topic pattern: an ``odradek`` group resets those of its own
+                pattern that match, a ``kafka`` group every Kafka partition of each
+                matching topic. None: every topic the group reads (an ``odradek``
+                group's pattern) or has committed offsets in (a ``kafka`` group).
+            dry_run: only compute the plan; change nothing.
+
+        Returns:
+            The plan, one row per topic (per Kafka partition of a ``kafka`` group): its
+            ``topic``, ``partition`` (None for an ``odradek`` group), ``old`` committed
+            offset (None if there was none) and ``new`` one. Applied whole, or not at all.
+
+        Raises:
+            InvalidRequest: no such group, it has members, a bad target or pattern, or no
+                topic matches.
+
+        Example::
+
+            plan = client.reset_offsets("billing", "earliest", topics="orders.>", dry_run=True)
+        """
+
     # -- lifecycle --------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -1111,6 +1141,11 @@ class AsyncClient(Protocol):
 
     async def delete_group(self, group: str) -> None:
         """``Client.delete_group``, awaited."""
+
+    async def reset_offsets(
+        self, group: str, to: Start, *, topics: str | None = None, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        """``Client.reset_offsets``, awaited."""
 
     async def ping(self) -> None:
         """``Client.ping``, awaited."""

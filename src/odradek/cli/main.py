@@ -25,6 +25,7 @@ produce_cli = lazy.Handlers("odradek.cli.produce")
 consume_cli = lazy.Handlers("odradek.cli.consume")
 topics_cli = lazy.Handlers("odradek.cli.topics")
 completion_cli = lazy.Handlers("odradek.cli.completion")
+groups_cli = lazy.Handlers("odradek.cli.groups")
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -57,7 +58,7 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
 store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, etcd_ca,
-etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca, auth, jwks,
+etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca, auth, authorize, jwks,
 jwt_audience, jwt_issuer, insecure),
 environment variables ODRADEK_DATA_DIR,
 ODRADEK_LISTEN, ODRADEK_KAFKA_LISTEN, ODRADEK_KAFKA_ADVERTISED, ODRADEK_REGISTRY_LISTEN,
@@ -67,7 +68,7 @@ ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE
 ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
 ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
 ODRADEK_ETCD_USER, ODRADEK_ETCD_PASSWORD (environment only), ODRADEK_ETCD_PASSWORD_FILE,
-ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_AUTH, ODRADEK_JWKS,
+ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_AUTH, ODRADEK_AUTHORIZE, ODRADEK_JWKS,
 ODRADEK_JWT_AUDIENCE, ODRADEK_JWT_ISSUER, ODRADEK_INSECURE, ODRADEK_CONFIG, then the flags.
 
 TLS (--tls-cert FILE --tls-key FILE, PEM): every door serves TLS: Flight at grpc+tls://,
@@ -164,7 +165,24 @@ examples:
   odradek group list --long                      # kind, state, members and lag of each
   odradek group describe billing                 # kind, members, committed offset and lag per topic
   odradek group describe billing --format json
+  odradek group reset-offsets billing --to earliest          # print the plan, change nothing
+  odradek group reset-offsets billing --topic 'orders.>' --to datetime 2026-12-05T19:00:00Z --execute
   odradek group delete billing"""
+
+_RESET_EPILOG = """\
+As Kafka's kafka-consumer-groups --reset-offsets: the group must have no members (stop
+its consumers first). Without --execute the plan is printed (TOPIC PARTITION OLD NEW: a
+row per topic, and per Kafka partition for a group of the Kafka door) and nothing
+changes. --to: earliest (the first record), latest (the end: skip everything), datetime
+WHEN (the first record at or after WHEN: 2026-12-05T19:00:00Z, 2h for two hours ago, or
+epoch milliseconds), offset N (moved into the topic's range). Without --topic, every
+topic the group reads (a Kafka group: those it committed offsets in).
+
+examples:
+  odradek group reset-offsets billing --to earliest --dry-run
+  odradek group reset-offsets billing --topic 'orders.>' --to latest --execute
+  odradek group reset-offsets billing --to datetime 2h --execute
+  odradek group reset-offsets billing --topic orders.eu --to offset 1000 --execute"""
 
 _KEY_EPILOG = """\
 examples:
@@ -402,6 +420,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "of the data directory's credential store (docs/security.md)",
     )
     serve.add_argument(
+        "--authorize",
+        action="store_true",
+        help="with --auth: check every request against the access control lists (odradek acl); "
+        "what no binding allows is refused, admins may do everything (docs/security.md)",
+    )
+    serve.add_argument(
         "--jwks", metavar="FILE|URL", help="accept JWTs (OAUTHBEARER, Bearer) signed by these keys"
     )
     serve.add_argument("--jwt-audience", metavar="AUD", help="the aud a JWT must name (with --jwks)")
@@ -618,7 +642,9 @@ def _add_consume(
 def _add_group(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
 ) -> None:
-    group = _raw(sub, "group", help="list, describe, delete consumer groups", epilog=_GROUP_EPILOG)
+    group = _raw(
+        sub, "group", help="list, describe, reset offsets of, delete consumer groups", epilog=_GROUP_EPILOG
+    )
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = _raw(actions, "list", parents=[server], help="list consumer groups", epilog=_GROUP_EPILOG)
     listing.add_argument(
@@ -634,6 +660,30 @@ def _add_group(
     describe.add_argument("group")
     _add_describe_format(describe)
     describe.set_defaults(handler=topics_cli.group_describe)
+    reset = _raw(
+        actions,
+        "reset-offsets",
+        parents=[server],
+        help="move a group's committed offsets (it must have no members); a dry run without --execute",
+        epilog=_RESET_EPILOG,
+    )
+    reset.add_argument("group")
+    reset.add_argument(
+        "--topic", metavar="PATTERN", help="the topics to reset (default: every topic the group reads)"
+    )
+    reset.add_argument(
+        "--to",
+        nargs="+",
+        required=True,
+        metavar="TARGET",
+        help="earliest | latest | datetime WHEN | offset N",
+    )
+    mode = reset.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", action="store_true", help="print the plan and change nothing (the default)"
+    )
+    mode.add_argument("--execute", action="store_true", help="apply the plan")
+    reset.set_defaults(handler=groups_cli.group_reset_offsets)
     delete = _raw(actions, "delete", parents=[server], help="forget a group (it must have no members)")
     delete.add_argument("group")
     delete.set_defaults(handler=commands.group_delete)

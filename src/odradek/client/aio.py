@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from odradek import api, defaults, limits
 from odradek.client.remote import RemoteClient
-from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo
+from odradek.groups import AckResult, Delivery, DeliveryBatch, GroupInfo, OffsetReset
 from odradek.groups.delivery import Settleable
 from odradek.records import Records
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
@@ -327,6 +327,11 @@ class AsyncClient(api.AsyncClient):
 
     async def delete_group(self, group: str) -> None:
         await self._call(self.sync.delete_group, group)
+
+    async def reset_offsets(
+        self, group: str, to: api.Start, *, topics: str | None = None, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        return await self._call(self.sync.reset_offsets, group, to, topics=topics, dry_run=dry_run)
 
     async def ping(self) -> None:
         await self._call(self.sync.ping)

@@ -16,7 +16,7 @@ import pyarrow as pa
 from odradek import api, defaults
 from odradek.client.consumer import Consumer
 from odradek.errors import ClosedError
-from odradek.groups import GroupInfo, GroupOptions
+from odradek.groups import GroupInfo, GroupOptions, OffsetReset
 from odradek.node import Node
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -239,6 +239,11 @@ class EmbeddedClient(api.Client):
 
     def delete_group(self, group: str) -> None:
         self.node.directory.delete_group(group)
+
+    def reset_offsets(
+        self, group: str, to: api.Start, *, topics: str | None = None, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        return self.node.directory.reset_offsets(group, topics, to, dry_run=dry_run)
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from odradek.errors import (
     Unavailable,
     WaitTimeout,
 )
-from odradek.groups import GroupInfo
+from odradek.groups import GroupInfo, OffsetReset
 from odradek.protocols.flight import messages
 from odradek.protocols.tls import TLS_SCHEME, client_tls
 from odradek.records import INPUT_SCHEMA, Records, to_input_batch
@@ -632,6 +632,17 @@ class RemoteClient(api.Client):
     @_failover(False)
     def delete_group(self, group: str) -> None:
         self._action("delete_group", {"group": group})
+
+    @_failover(True)  # the same reset again moves nothing further
+    def reset_offsets(
+        self, group: str, to: api.Start, *, topics: str | None = None, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        body = {"group": group, "topics": topics, "to": messages.encode_start(to), "dry_run": bool(dry_run)}
+        result = messages.load(self._action("reset_offsets", body), "reset_offsets result")
+        try:
+            return [OffsetReset.from_json(row) for row in result["plan"]]
+        except (KeyError, TypeError) as exc:
+            raise InvalidRequest(f"reset_offsets result from {self.url} is malformed: {exc}") from None
 
     @_failover(True)
     def ping(self) -> None:

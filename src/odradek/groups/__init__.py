@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from odradek.groups.info import GroupInfo, MemberInfo, TopicLag
+from odradek.groups.info import GroupInfo, MemberInfo, OffsetReset, TopicLag
 
 if TYPE_CHECKING:
     from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Rejection
@@ -49,6 +49,7 @@ __all__ = [
     "GroupManager",
     "GroupOptions",
     "MemberInfo",
+    "OffsetReset",
     "Rejection",
     "TopicLag",
 ]

@@ -1,8 +1,8 @@
 """Every consumer group of a node, whatever its kind: list, describe, delete.
 
 This is the engine-side API every door calls for group administration (the Flight
-actions ``list_groups``/``describe_group``/``delete_group``, the CLI through them, the
-embedded client, the metrics collector, and the Kafka door's ListGroups,
+actions ``list_groups``/``describe_group``/``delete_group``/``reset_offsets``, the CLI
+through them, the embedded client, the metrics collector, and the Kafka door's ListGroups,
 DescribeGroups, DeleteGroups and OffsetFetch for groups that are not its own). Two kinds
 exist (decision 0008):
 
@@ -31,9 +31,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from odradek.errors import InvalidRequest
-from odradek.groups.info import GroupInfo, GroupListing
+from odradek.groups.info import GroupInfo, GroupListing, OffsetReset
+from odradek.groups.reset import check_target
 
 if TYPE_CHECKING:
+    from odradek.api import Start
     from odradek.groups.manager import GroupManager
 
 
@@ -51,6 +53,13 @@ class GroupKind(Protocol):
     def delete_group(self, name: str) -> bool:
         """Forget the group; False if this kind has no group of that name. Raises
         InvalidRequest while it has members, StorageError if its files stay."""
+        ...
+
+    def reset_offsets(
+        self, name: str, pattern: str | None, to: Start, *, dry_run: bool
+    ) -> list[OffsetReset] | None:
+        """Move the group's committed offsets (groups/reset.py); None if this kind has
+        no group of that name. Raises InvalidRequest while it has members."""
         ...
 
 
@@ -174,6 +183,22 @@ class GroupDirectory:
         for kind in self.kinds():
             if kind.delete_group(name):
                 return
+        raise _missing(name)
+
+    def reset_offsets(
+        self, name: str, pattern: str | None, to: Start | None, *, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        """Move a group's committed offsets of the topics of ``pattern`` to ``to``,
+        whatever its kind (groups/reset.py): the plan, applied unless ``dry_run``.
+        Refused (InvalidRequest) while the group has members."""
+        _check_name(name)
+        to = check_target(to)
+        if self.native.exists(name):
+            return self.native.reset_offsets(name, pattern, to, dry_run=dry_run)
+        for kind in self.kinds():
+            plan = kind.reset_offsets(name, pattern, to, dry_run=dry_run)
+            if plan is not None:
+                return plan
         raise _missing(name)
 
 

@@ -66,7 +66,8 @@ never appends to a topic: an append notifies arrivals, which takes group locks.
 Parts: this module has membership, polling and what a group reports; the state and
 the primitives every part uses (leases, windows parked) are in core.py, reading the log
 into windows in reading.py, acks, nacks, dead letters and the progress file in
-settling.py. :class:`Group` is the one object they make.
+settling.py, resetting the committed offsets in reset.py. :class:`Group` is the one
+object they make.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ from odradek.groups.info import KIND_ODRADEK, STATE_EMPTY, STATE_STABLE, GroupIn
 from odradek.groups.members import Lease, Member
 from odradek.groups.options import GroupOptions
 from odradek.groups.reading import Reading
-from odradek.groups.settling import Settling
+from odradek.groups.reset import Resetting
 from odradek.names import compile_pattern
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ _WAIT_SECONDS_MAX = 1.0
 _READ_AHEAD_POLLS = 4
 
 
-class Group(Settling, Reading):
+class Group(Resetting, Reading):
     """One consumer group: its members, their polls, what it reports (the rules are in
     the module docstring; the parts it is made of in core.py)."""
 

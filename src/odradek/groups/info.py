@@ -139,6 +139,24 @@ class GroupListing:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class OffsetReset:
+    """One line of a ``reset_offsets`` plan: where a group's committed offset of a topic
+    (of one virtual partition, for a ``kafka`` group) was, and where it goes."""
+
+    topic: str
+    partition: int | None  # kafka: the virtual partition; None for an odradek group
+    old: int | None  # the committed offset before (None: the group had none there)
+    new: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OffsetReset:
+        return cls(**_known(cls, data))
+
+
 def _without_absent(data: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
     for name in optional:
         if data[name] is None:

@@ -11,6 +11,7 @@ DoExchange, both through membership.py)::
     node.groups.leave(group, member)
     node.groups.describe_group(group)                    # -> GroupInfo
     node.groups.list_groups(); node.groups.delete_group(group)
+    node.groups.reset_offsets(group, pattern, to, dry_run=True)  # -> [OffsetReset]
 
 Administration across both kinds of group (these and the Kafka door's) goes through
 the node's directory (directory.py). The manager is not the engine's: the node (node.py)
@@ -40,7 +41,14 @@ from odradek.errors import ClosedError, InvalidRequest, StorageError
 from odradek.groups.delivery import AckResult, Delivery, DeliveryBatch, Settleable, decodable_deliveries
 from odradek.groups.directory import GroupNames, refusal
 from odradek.groups.group import Group
-from odradek.groups.info import KIND_ODRADEK, STATE_EMPTY, STATE_STABLE, GroupInfo, GroupListing
+from odradek.groups.info import (
+    KIND_ODRADEK,
+    STATE_EMPTY,
+    STATE_STABLE,
+    GroupInfo,
+    GroupListing,
+    OffsetReset,
+)
 from odradek.groups.options import (
     GroupOptions,
     check_delay,
@@ -48,9 +56,11 @@ from odradek.groups.options import (
     validate_group_name,
     validate_member_id,
 )
+from odradek.groups.reset import check_target
 from odradek.groups.state import ProgressStore
 
 if TYPE_CHECKING:
+    from odradek.api import Start
     from odradek.engine.engine import Engine
 
 _SUFFIX = ".state"
@@ -230,6 +240,14 @@ class GroupManager:
             del self._groups[group]
         target.delete()
         self.names.release(group, KIND_ODRADEK)
+
+    def reset_offsets(
+        self, group: str, pattern: str | None, to: Start, *, dry_run: bool = False
+    ) -> list[OffsetReset]:
+        """Move the group's committed offsets of the topics of ``pattern`` to ``to``
+        (reset.py); refused while it has members. Returns the plan, applied unless
+        ``dry_run``."""
+        return self._group(group).reset_offsets(pattern, check_target(to), dry_run=dry_run)
 
     def committed(self, group: str, topic: str) -> tuple[str | None, int | None]:
         """(the group's pattern, the offset below which it settled all of ``topic``);

@@ -28,7 +28,15 @@ from odradek.groups.core import GroupCore
 from odradek.groups.deadletters import REASON_NACKED, dead_letter_batch
 from odradek.groups.delivery import DONE, STALE, UNKNOWN, AckResult, Rejection, Settleable, group_refs
 from odradek.groups.dispatcher import Cursor
-from odradek.groups.state import KIND_DONE, encode_done, encode_frame, needs_rewrite, runs_of, snapshot_frames
+from odradek.groups.state import (
+    KIND_DONE,
+    TopicProgress,
+    encode_done,
+    encode_frame,
+    needs_rewrite,
+    runs_of,
+    snapshot_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +152,16 @@ class Settling(GroupCore):
         if needs_rewrite(self._store.size):
             self._rewrite()
 
-    def _rewrite(self) -> None:
-        """Replace the progress file by a snapshot of the current progress."""
+    def _rewrite(self, overrides: dict[str, TopicProgress] | None = None) -> None:
+        """Replace the progress file by a snapshot of the current progress, with the
+        progress of the topics of ``overrides`` replaced (a reset: reset.py)."""
         if self.options is None:
             return
+        overrides = overrides or {}
         topics = dict(self._saved)
         for topic, cursor in self._cursors.items():
             topics[topic] = self._progress_of(cursor)
+        topics.update(overrides)
         meta = {
             "group": self.name,
             "pattern": self.pattern,
@@ -161,6 +172,8 @@ class Settling(GroupCore):
         frames = snapshot_frames(meta, topics)
         for written in self._unapplied.values():  # durable with the snapshot, applied later
             for cursor, offsets in written:
+                if cursor.topic in overrides:
+                    continue
                 saved = self._saved.get(cursor.topic)
                 if self._cursors.get(cursor.topic) is cursor or (
                     saved is not None and saved.incarnation == cursor.incarnation

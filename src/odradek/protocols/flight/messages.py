@@ -76,6 +76,9 @@ ACTIONS: dict[str, str] = {
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
     "Result: group info JSON.",
     "delete_group": 'Forget a consumer group without members and its progress. Body: {"group"}. Result: {}.',
+    "reset_offsets": "Move a consumer group's committed offsets (refused while it has members). "
+    'Body: {"group", "topics"?: pattern, "to": "earliest"|"latest"|offset|ISO-8601, "dry_run"?}. '
+    'Result: {"plan": [{"topic", "partition", "old", "new"}]}, applied unless dry_run.',
     "set_schema": 'Add a version to a topic\'s schema. Body: {"topic", "schema", "compatibility"?}. '
     "Result: schema info JSON.",
     "get_schema": 'A version of a topic\'s schema (the newest without "version"). Body: {"topic", '

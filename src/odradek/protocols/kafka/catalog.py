@@ -1,8 +1,8 @@
 """The Kafka door's consumer groups as every thread of a node sees them.
 
 This is the ``kafka`` kind of group of the node's directory (groups/directory.py,
-decision 0008): ``odradek group list|describe|delete``, the Flight actions, the embedded
-client and ``/metrics`` reach Kafka groups here.
+decision 0008): ``odradek group list|describe|delete|reset-offsets``, the Flight
+actions, the embedded client and ``/metrics`` reach Kafka groups here.
 
 Theory of operation
 -------------------
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from odradek import limits
-from odradek.errors import OdradekError, Unavailable
+from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, Unavailable
 from odradek.groups.directory import GroupNames
 from odradek.groups.info import (
     KIND_KAFKA,
@@ -44,9 +44,12 @@ from odradek.groups.info import (
     GroupInfo,
     GroupListing,
     MemberInfo,
+    OffsetReset,
     PartitionLag,
     TopicLag,
 )
+from odradek.groups.reset import check_rows, members_refusal, target_offset
+from odradek.names import compile_pattern
 from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView
 from odradek.protocols.kafka.partition_index import index_of
 from odradek.protocols.kafka.store import (
@@ -57,6 +60,7 @@ from odradek.protocols.kafka.store import (
 )
 
 if TYPE_CHECKING:
+    from odradek.api import Start
     from odradek.engine.engine import Engine
 
 T = TypeVar("T")
@@ -133,7 +137,70 @@ class KafkaGroups:
 
         return self._ask(_Question(question, None), lambda: self._offline_delete(name))
 
+    def reset_offsets(
+        self, name: str, pattern: str | None, to: Start, *, dry_run: bool
+    ) -> list[OffsetReset] | None:
+        """Move the group's committed offsets of the topics of ``pattern`` (None: those it
+        committed in) (groups/reset.py): every Kafka partition of each topic (those it
+        committed and those the topic has now) goes to the same offset, since a Kafka
+        offset is the log's offset. None if there is no such Kafka group."""
+        matches = compile_pattern(pattern or ">")
+        view = self._view(name)
+        if view is None:
+            return None
+        if view.members:
+            raise members_refusal(name, len(view.members))
+        committed_topics = {topic for topic, _ in view.offsets}
+        topics = [
+            topic
+            for topic in self._engine.list_topics(pattern or ">")
+            if matches(topic) and (pattern is not None or topic in committed_topics)
+        ]
+        if not topics:
+            raise InvalidRequest(
+                f"no topic matches {pattern!r}" if pattern else f"group {name!r} has no committed offsets"
+            )
+        histories = load_partition_histories(self._engine.path, self._engine.disk)
+        plan: list[OffsetReset] = []
+        offsets: dict[tuple[str, int], OffsetEntry] = {}
+        for topic in topics:
+            try:
+                incarnation = self._engine.describe_topic(topic).incarnation
+                new = target_offset(self._engine, topic, to)
+            except TopicNotFound:
+                continue  # deleted meanwhile: nothing to reset
+            count = partition_history(histories, topic, incarnation)[-1][1]
+            committed = {p for t, p in view.offsets if t == topic}
+            partitions = sorted(committed | set(range(count)))
+            check_rows(name, len(plan) + len(partitions))
+            for partition in partitions:
+                old = view.offsets.get((topic, partition))
+                plan.append(OffsetReset(topic, partition, None if old is None else old[0], new))
+                offsets[(topic, partition)] = (new, -1, None if old is None else old[2])
+        if dry_run or not offsets:
+            return plan
+
+        async def question(coordinator: Coordinator) -> bool:
+            return await coordinator.reset(name, offsets)
+
+        if not self._ask(_Question(question, None), lambda: self._offline_reset(name, offsets)):
+            return None
+        return plan
+
     # -- plumbing ---------------------------------------------------------------------
+
+    def _view(self, name: str) -> GroupView | None:
+        def question(coordinator: Coordinator) -> GroupView | None:
+            return coordinator.view(name)
+
+        return self._ask(_synchronous(question), lambda: self._offline_view(name))
+
+    def _offline_reset(self, name: str, offsets: dict[tuple[str, int], OffsetEntry]) -> bool:
+        stored = self._offline.load_group(name)
+        if stored is None:
+            return False
+        self._offline.save_group(name, {**stored, **offsets})
+        return True
 
     def _ask(self, question: _Question[T], offline: Callable[[], T]) -> T:
         with self._lock:

@@ -787,6 +787,21 @@ class Coordinator:
             raise InvalidRequest(f"group {group_id!r} has {group.size()} member(s); they must leave first")
         return await self.delete(group_id) == ErrorCode.NONE
 
+    async def reset(self, group_id: str, offsets: dict[tuple[str, int], OffsetEntry]) -> bool:
+        """Replace committed offsets for the node (``odradek group reset-offsets``): False
+        if there is no such group; InvalidRequest while it has members (Kafka's tool
+        refuses the same); the file is written first (a failed write changes nothing)."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return False
+        if group.size():
+            raise InvalidRequest(
+                f"group {group_id!r} has {group.size()} active member(s): offsets can only be reset "
+                "while it has none (stop its consumers, reset, then start them again)"
+            )
+        await self.commit(group_id, offsets)
+        return True
+
     def close(self) -> None:
         for group in self.groups.values():
             if group.timer is not None:
