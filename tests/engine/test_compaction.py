@@ -5,7 +5,8 @@ Method: topics with small segments are filled through the embedded client, compa
 with ``Engine.compact(now=..., force=True)`` (a fake clock: ``now`` is passed, nothing
 sleeps) and read back with ``read``, ``read_key``, ``key_version`` and after a reopen,
 against a model computed in the test ("the last record of each key in the sealed
-segments, plus everything in the active one"). Hypothesis draws the appends.
+segments, plus everything in the active one"). Hypothesis draws the appends, with
+tombstones among them, and the rounds between them.
 """
 
 from __future__ import annotations
@@ -257,5 +258,88 @@ def test_compaction_equals_the_model(
             assert client.key_version("c", key) == version
             history = client.read_key("c", key)
             assert history.column("version").to_pylist()[-1] == version
+    finally:
+        client.close()
+
+
+Row = tuple[int, bytes, bytes | None]
+
+
+def _model_rows(rows: list[Row], sealed_end: int, *, tombstones_due: bool) -> list[Row]:
+    """(offset, key, value) a round keeps: in the sealed part the last record of each
+    key (none for a key whose last is a tombstone once tombstones are due), everything
+    from the active segment on."""
+    latest: dict[bytes, Row] = {}
+    kept: list[Row] = []
+    for offset, key, value in rows:
+        if offset >= sealed_end:
+            kept.append((offset, key, value))
+        else:
+            latest[key] = (offset, key, value)
+    kept += [row for row in latest.values() if not (tombstones_due and row[2] is None)]
+    return sorted(kept)
+
+
+def _rows(client: odradek.EmbeddedClient, topic: str) -> list[Row]:
+    rows: list[Row] = []
+    for batch in client.read(topic, wait=0):
+        columns = (batch.column(name).to_pylist() for name in ("offset", "key", "value"))
+        rows += zip(*columns, strict=True)
+    return rows
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.lists(
+                st.tuples(
+                    st.integers(0, 9),
+                    st.one_of(st.none(), st.binary(min_size=100, max_size=900)),  # None: a tombstone
+                ),
+                min_size=1,
+                max_size=40,
+            ),
+            st.just("round"),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_compacted_read_equals_the_last_record_per_key_with_tombstones(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[object]
+) -> None:
+    """Property (issue 17, item 5): after any appends of random keys and tombstones and
+    rounds between them, a read holds exactly the model's records (offset, key, value):
+    the last of each key in the sealed part, tombstones kept until delete_retention,
+    then gone with the key (the steps' records are sealed before the last rounds, so
+    each key's last record is in the part compacted); key_version and read_key's
+    versions never move."""
+    client = odradek.open(str(tmp_path_factory.mktemp("prop")), fsync=False)
+    try:
+        client.create_topic("c", cleanup="compact", segment_bytes=SEGMENT, delete_retention="1d")
+        versions: dict[bytes, int] = {}
+        for step in steps:
+            if step == "round":
+                before, end = _rows(client, "c"), _sealed_end(client, "c")
+                client.engine.compact(now=time.time(), force=True)  # no tombstone is due yet
+                assert _rows(client, "c") == _model_rows(before, end, tombstones_due=False)
+                continue
+            assert isinstance(step, list)
+            client.append("c", [{"key": b"k%d" % key, "value": value} for key, value in step])
+            for key, _ in step:
+                versions[b"k%d" % key] = versions.get(b"k%d" % key, 0) + 1
+        written = client.describe_topic("c").next_offset
+        while _sealed_end(client, "c") < written:  # seal every record the steps wrote
+            client.append("c", [{"key": b"filler", "value": b"f" * 1000}] * 16)
+        before, end = _rows(client, "c"), _sealed_end(client, "c")
+        later = time.time() + 2 * DAY  # every tombstone is due
+        client.engine.compact(now=later, force=True)
+        client.engine.compact(now=later, force=True)  # tombstones of the part now known clean
+        assert _rows(client, "c") == _model_rows(before, end, tombstones_due=True)
+        for key, version in versions.items():
+            assert client.key_version("c", key) == version
+            history = client.read_key("c", key).column("version").to_pylist()
+            assert history == sorted(history) and all(v <= version for v in history)
     finally:
         client.close()
