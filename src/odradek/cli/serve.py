@@ -561,6 +561,20 @@ def setup_logging(settings: Settings) -> None:
 # -- running --------------------------------------------------------------------------------
 
 
+def quota_manager(engine: Any, data_dir: str) -> Any:
+    """The doors' client quotas, their settings where the credentials are (security/quotas.py):
+    the object store's, read again every ``limits.security_refresh_seconds``, else the
+    data directory's."""
+    from odradek.security.quotas import QuotaManager, QuotaSettings
+
+    if engine.store is not None:
+        settings = QuotaSettings.in_object_store(engine.store.store)
+        settings.refresh_every()
+    else:
+        settings = QuotaSettings.open(data_dir)
+    return QuotaManager(settings)
+
+
 def run(settings: Settings) -> int:
     if settings.etcd is not None:
         from odradek.cli.serve_agent import run_agent  # the cluster extra (aetcd)
@@ -592,6 +606,7 @@ def run(settings: Settings) -> int:
         else:
             credentials = CredentialStore.open(settings.data_dir)
         authenticator = authenticator_of(settings, credentials, validator)
+        quotas = quota_manager(engine, settings.data_dir)
         observer = None
         metrics = None
         if metrics_address is not None:
@@ -611,6 +626,7 @@ def run(settings: Settings) -> int:
                 tls=tls,
                 authenticator=authenticator,
                 credentials=credentials,
+                quotas=quotas,
             )
         except (pa.ArrowException, OSError) as exc:
             raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
@@ -627,6 +643,8 @@ def run(settings: Settings) -> int:
                     budget=budget,
                     tls=tls.context if tls is not None else None,
                     authenticator=authenticator,
+                    quotas=quotas,
+                    metering=observer.metering if observer is not None else None,
                 )
         except OSError as exc:
             if settings.kafka_listen_given:

@@ -37,6 +37,7 @@ from odradek.groups.directory import GroupDirectory
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
+from odradek.security.quotas import Metering
 
 if TYPE_CHECKING:
     from odradek.cluster.agent import ClusterAgent
@@ -84,6 +85,9 @@ class Metrics:
             ["call", "code"],
             registry=self.registry,
         )
+        #: What each principal produced, fetched and was throttled (the doors add to it).
+        self.metering = Metering()
+        self.registry.register(MeteringCollector(self.metering))
         if engine is not None:
             self.attach(Node.of(engine))
 
@@ -290,6 +294,31 @@ class GroupCollector(Collector):
                 for event, count in sorted(info.counters.items()):
                     events.add_metric([group, event], count)
         yield from (kinds, members, lag, in_flight, committed, partition_lag, events)
+
+
+class MeteringCollector(Collector):
+    """Per principal (``principal`` label; past ``limits.metering_principals_max`` of them
+    the rest add up as ``other``): bytes and records in and out, and time throttled by
+    quotas (security/quotas.py)."""
+
+    _FAMILIES = (
+        ("bytes_in", "odradek_principal_bytes_in", "Bytes a principal produced (request bytes)."),
+        ("bytes_out", "odradek_principal_bytes_out", "Record bytes a principal fetched."),
+        ("records_in", "odradek_principal_records_in", "Records a principal produced."),
+        ("records_out", "odradek_principal_records_out", "Records a principal fetched."),
+        ("throttle_seconds", "odradek_principal_throttle_seconds", "Time throttled by quotas."),
+    )
+
+    def __init__(self, metering: Metering) -> None:
+        self.metering = metering
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.metering.snapshot()
+        for meter, name, text in self._FAMILIES:
+            family = CounterMetricFamily(name, text, labels=["principal"])
+            for principal, counts in sorted(snapshot.items()):
+                family.add_metric([principal], counts[meter])
+            yield family
 
 
 class _ClusterCollector(Collector):

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -73,6 +74,8 @@ from odradek.storage.documents import Document
 
 if TYPE_CHECKING:
     from odradek.storage.objects import ObjectStore
+
+log = logging.getLogger("odradek.security")
 
 DOCUMENT = "security/quotas.json"
 DEFAULT_NAME = "<default>"
@@ -224,6 +227,21 @@ class QuotaSettings:
                 return False
             self._entities = _load(self._persistence.load(), self._persistence.path)
         return True
+
+    def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
+        """Refresh on a daemon thread every ``seconds`` until the returned event is set
+        (settings that agents share; a failed read is logged and tried again)."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.refresh()
+                except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
+                    log.warning("could not read the quota settings again: %s", exc)
+
+        threading.Thread(target=run, name="odradek-quotas", daemon=True).start()
+        return stop
 
     def entities(self) -> dict[QuotaEntity, dict[str, float]]:
         return {

@@ -57,7 +57,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, cast
 
 import pyarrow as pa
@@ -93,7 +93,8 @@ from odradek.security.authorizer import Authorizer, authorizer_of
 from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
 from odradek.security.flight import FlightAuthentication, call_principal
-from odradek.security.principal import Principal
+from odradek.security.principal import ANONYMOUS, Principal
+from odradek.security.quotas import QuotaManager
 from odradek.types import AppendResult
 from odradek.views.waits import parse as wait_parse
 
@@ -131,6 +132,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         tls: ServerTls | None = None,
         authenticator: Authenticator | None = None,
         credentials: CredentialStore | None = None,
+        quotas: QuotaManager | None = None,
     ) -> None:
         """``engine`` None: nothing is served until :meth:`serve_node` (a cluster
         agent's standby, with ``cluster`` saying who the owner is). ``tls``: serve
@@ -147,6 +149,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self._credentials = credentials if credentials is not None else getattr(authenticator, "store", None)
         self._authenticator = authenticator  # its authorizer checks every call (authorization.py)
         self._draining = threading.Event()
+        # Client quotas and metering (security/quotas.py): a call over its principal's
+        # quota is delayed by its throttle time, never refused.
+        self.quotas = quotas
+        self.metering = getattr(observer, "metering", None)
+        self._call = threading.local()  # the principal of the call this thread serves
         self._actions = {
             "create_topic": self._create_topic,
             "delete_topic": self._delete_topic,
@@ -312,6 +319,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _submit(
         self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions, reservation: Reservation
     ) -> tuple[PendingAppend, tuple[int, float, Reservation]]:
+        self._throttle(self._principal(), produced=reservation.size, records_in=batch.num_rows)
         started = time.perf_counter()
         pending = self.engine.submit_append(
             topic,
@@ -347,6 +355,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def submit(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> PendingAppend:
                 authorized[0].check(authorized[1], "write", "topic", topic)
                 return self._submit_append(topic, batch, options)
+
+        submit = self._metered(submit)
 
         stream = AppendStream(
             submit,
@@ -390,6 +400,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     max_bytes=request.max_bytes,
                 )
                 schema = batches[0].schema if batches else self.engine.read_schema(request.topic)
+                records = sum(batch.num_rows for batch in batches)
+                self._throttle(self._principal(), fetched=sum(b.nbytes for b in batches), records_out=records)
                 return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
                 table = self.engine.read_key(
@@ -761,6 +773,52 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         call = context.get_middleware(_CALL_SLOTS)
         if call is not None:
             call.admit(connections.peer_host(context.peer()))
+        self._call.principal = call_principal(context).name
+        self._throttle(self._call.principal, request=True)
+
+    def _principal(self) -> str:
+        """The name of the principal of the call this thread serves (set by _admit)."""
+        name: str = getattr(self._call, "principal", ANONYMOUS.name)
+        return name
+
+    def _throttle(
+        self,
+        user: str,
+        *,
+        request: bool = False,
+        produced: int = 0,
+        fetched: int = 0,
+        records_in: int = 0,
+        records_out: int = 0,
+    ) -> None:
+        """Meter a call's bytes and, over a quota, delay it by its throttle time (the
+        native door's answer to a quota: the client waits, nothing is refused)."""
+        metering = self.metering
+        wait = 0.0
+        if self.quotas is not None:
+            wait = self.quotas.throttle(user, None, produced=produced, fetched=fetched, request=request)
+        if metering is not None and (produced or fetched or wait):
+            metering.add(
+                user,
+                bytes_in=produced,
+                bytes_out=fetched,
+                records_in=records_in,
+                records_out=records_out,
+                throttle_seconds=wait,
+            )
+        if wait > 0:
+            time.sleep(wait)
+
+    def _metered(self, submit: Callable[..., PendingAppend]) -> Callable[..., PendingAppend]:
+        """``submit`` of an append stream, metered and throttled for its call's principal
+        (whichever thread of the stream submits)."""
+        user = self._principal()
+
+        def metered(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> PendingAppend:
+            self._throttle(user, produced=batch.nbytes, records_in=batch.num_rows)
+            return submit(topic, batch, options)
+
+        return metered
 
     def _authorized(self, context: flight.ServerCallContext) -> tuple[Authorizer, Principal] | None:
         """The server's authorizer and the call's principal; None: nothing to check (no
