@@ -57,6 +57,9 @@ from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api, log_admin, quota_api, txn_api
+from odradek.protocols.kafka.acl_api import API_KEYS as ACL_API_KEYS
+from odradek.protocols.kafka.acl_api import Finish, finishing, gate
+from odradek.protocols.kafka.acl_api import serve as serve_acl_apis
 from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for, not_authenticating
 from odradek.protocols.kafka.broker import Broker, client_host
 from odradek.protocols.kafka.codec.api import (
@@ -70,6 +73,7 @@ from odradek.protocols.kafka.codec.api import (
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
 from odradek.security.authenticator import Authenticator
+from odradek.security.authorizer import authorizer_of
 from odradek.security.principal import current_principal
 from odradek.security.quotas import Metering, QuotaManager
 
@@ -437,6 +441,15 @@ class KafkaListener:
         if refused is not None:
             log.warning("closing a Kafka connection from %s: %s", peer, refused)
             return None
+        authorizer = authorizer_of(self.authenticator)
+        finish: Finish | None = None
+        if authorizer is not None and auth.principal is not None:  # what it may do (acl_api.py)
+            gated, finish = await gate(self.broker, authorizer, auth.principal, request)
+            if gated is None:
+                refusal: asyncio.Future[Chunks] = loop.create_future()
+                refusal.set_result(self._encode(request, finish(None)))
+                return refusal
+            request = gated
         throttle_ms = 0 if request.api_key in _NOT_THROTTLED else quota.requested(request, len(frame))
         if request.api_key == ApiKey.PRODUCE:
             await in_flight.acquire()
@@ -445,6 +458,8 @@ class KafkaListener:
             except BaseException:
                 in_flight.release()
                 raise
+            if finish is not None:
+                complete = finishing(complete, finish)
             return asyncio.ensure_future(self._finish(request, complete, in_flight, throttle_ms))
         if request.api_key == ApiKey.API_VERSIONS:
             body = api_versions_for(await data.api_versions(self.broker, request), auth.required)
@@ -454,8 +469,12 @@ class KafkaListener:
             body = auth.authenticate(request) if auth.required else not_authenticating()
         elif request.api_key in quota_api.API_KEYS:
             body = await self.broker.call(quota_api.serve, self.quotas, current_principal(), request)
+        elif request.api_key in ACL_API_KEYS:
+            body = await self.broker.call(serve_acl_apis, authorizer, request)
         else:
             body = await HANDLERS[request.api_key](self.broker, request)
+        if finish is not None:
+            body = finish(body)
         body = quota.answered(request, body, throttle_ms)
         finished: asyncio.Future[Chunks] = loop.create_future()
         finished.set_result(self._encode(request, body))
