@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from odradek.cli import security as security_cli
 
     security_cli.add_parsers(sub, server)
+    from odradek.cli import quota as quota_cli
+
+    quota_cli.add_parser(sub, server)
     # `odradek bench` has its own parser (odradek.bench); main() hands it the arguments.
     _raw(sub, "bench", help="measure Odradek against its peers and the hardware (see bench --help)")
     return parser

@@ -86,7 +86,7 @@ from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
-from odradek.security import acl_admin
+from odradek.security import acl_admin, quota_admin
 from odradek.security import admin as security_admin
 from odradek.security.authenticator import Authenticator
 from odradek.security.authorizer import Authorizer, authorizer_of
@@ -453,6 +453,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 authorizer = authorizer_of(self._authenticator)
                 store = authorizer.store if authorizer is not None else None
                 result = acl_admin.serve_action(store, call_principal(context), action.type, raw)
+                return [flight.Result(pa.py_buffer(result))]
+            if action.type in quota_admin.ACTIONS:  # client quotas: an admin principal only
+                settings = self.quotas.settings if self.quotas is not None else None
+                result = quota_admin.serve_action(settings, call_principal(context), action.type, raw)
                 return [flight.Result(pa.py_buffer(result))]
             if action.type in security_admin.ACTIONS:  # users and tokens: an admin principal only
                 principal = call_principal(context)
