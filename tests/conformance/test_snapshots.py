@@ -66,6 +66,22 @@ def test_snapshot_refusals(client: Client) -> None:
     assert client.read_key("acc", b"k", from_snapshot=True).column("version").to_pylist() == [2, 3]
 
 
+def test_a_topic_with_a_schema_refuses_snapshots_everywhere(client: Client) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    client.create_topic("typed", schema=schema)
+    client.append("typed", [{"key": b"k", "value": {"n": 1}}])
+    with pytest.raises(InvalidRequest) as refused:
+        client.snapshot("typed", b"k", b"s", version=1)
+    assert type(refused.value) is InvalidRequest
+    with pytest.raises(InvalidRequest) as unread:
+        client.read_key("typed", b"k", from_snapshot=True)
+    assert type(unread.value) is InvalidRequest
+    with pytest.raises(InvalidRequest) as combined:
+        client.create_topic("typed.snapshots", schema=schema, cleanup="snapshot")
+    assert type(combined.value) is InvalidRequest
+    assert client.list_topics() == ["typed"]
+
+
 def test_a_snapshot_cleanup_topic_is_created_everywhere(client: Client) -> None:
     info = client.create_topic("acc", cleanup="snapshot")
     assert info.config["cleanup"] == "snapshot"

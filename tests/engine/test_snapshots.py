@@ -147,6 +147,33 @@ def test_a_schemad_topic_refuses_snapshots(client: odradek.EmbeddedClient) -> No
     client.append("typed", [{"key": b"k", "value": {"n": 1}}])
     with pytest.raises(InvalidRequest, match="has a schema"):
         client.snapshot("typed", b"k", b"s", version=1)
+    with pytest.raises(InvalidRequest, match="has a schema"):  # was a raw Arrow cast error
+        client.read_key("typed", b"k", from_snapshot=True)
+    assert client.read_key("typed", b"k").num_rows == 1
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
+
+
+def test_snapshot_cleanup_and_schemas_are_never_combined(client: odradek.EmbeddedClient) -> None:
+    """``cleanup="snapshot"`` drops what snapshots cover, and a schema'd topic can have
+    none: each way of combining them is refused and changes nothing."""
+    with pytest.raises(InvalidRequest, match="schema"):
+        client.create_topic("typed", schema=SCHEMA, cleanup="snapshot")
+    with pytest.raises(TopicNotFound):
+        client.describe_topic("typed")
+    client.create_topic("typed", schema=SCHEMA)
+    with pytest.raises(InvalidRequest, match="schema"):
+        client.alter_topic("typed", cleanup="snapshot")
+    assert client.describe_topic("typed").config["cleanup"] == "delete"
+    client.create_topic("accounts", cleanup="snapshot")
+    with pytest.raises(InvalidRequest, match="snapshot"):
+        client.set_schema("accounts", SCHEMA)
+    client.create_topic("reduced", reducer="odradek.views.reducers:latest")
+    with pytest.raises(InvalidRequest, match="reducer"):
+        client.set_schema("reduced", SCHEMA)
+    assert client.describe_topic("accounts").schema is None
+    assert client.describe_topic("reduced").schema is None
 
 
 def test_the_snapshot_log_is_no_topic_and_goes_with_its_topic(

@@ -429,6 +429,8 @@ class Engine:
         )
         mode = validate_mode(compatibility)
         compiled = compile_schema(schema) if schema is not None else None
+        if compiled is not None and config.snapshot_cleanup:
+            raise InvalidRequest(_SNAPSHOT_CLEANUP_WITH_SCHEMA)
         if config.reducer is not None:
             if compiled is not None:
                 raise InvalidRequest(
@@ -555,6 +557,8 @@ class Engine:
         with self._topics_lock:
             topic = self._topic(name)
             config = TopicConfig.build(**{**topic.config.settings(), **settings})
+            if config.snapshot_cleanup and topic.schema is not None:
+                raise InvalidRequest(f"topic {name}: {_SNAPSHOT_CLEANUP_WITH_SCHEMA}")
             previous = topic.config
             topic.config = config
             try:
@@ -626,6 +630,11 @@ class Engine:
 
         def change(current: TopicSchema | None, next_offset: int) -> TopicSchema:
             if current is None:
+                if target.config.snapshot_cleanup or target.config.reducer is not None:
+                    raise InvalidRequest(
+                        f'topic {topic} has cleanup="snapshot" or a reducer: it keeps snapshots, '
+                        "which are bytes, so it cannot have a schema"
+                    )
                 if next_offset > target.first_offset:
                     raise InvalidRequest(
                         f"topic {topic} holds records without a schema; a schema can be given to a "
@@ -1018,6 +1027,12 @@ class Engine:
 
 
 _VALUE_FORMATS = ("typed", "json", "wire")
+
+
+_SNAPSHOT_CLEANUP_WITH_SCHEMA = (
+    'a topic with a schema cannot have cleanup="snapshot": it has no snapshots to drop events '
+    "by (snapshots are kept as bytes)"
+)
 
 
 def _drop_ranges(value: object) -> list[tuple[int, int]]:

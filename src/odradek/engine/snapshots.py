@@ -280,6 +280,10 @@ class KeySnapshots:
     def read_key(self, key: bytes) -> pa.Table:
         """The latest snapshot (flagged) and the events after it (see the module)."""
         owner = self.owner
+        if owner.schema is not None:
+            raise InvalidRequest(
+                f"topic {owner.name} has a schema, so it has no snapshots: read the key without from_snapshot"
+            )
         snapshot = self.latest(key)
         if snapshot is not None and snapshot.version >= owner.key_version(key):
             events = STORED_SCHEMA.empty_table()  # nothing after it: no key-index lookup
