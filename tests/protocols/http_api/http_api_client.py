@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -46,3 +47,53 @@ class Api:
         status, _, document = self.call(method, path, body)
         assert status in (200, 201), (status, document)
         return document
+
+
+class EventReader:
+    """An open ``text/event-stream`` response, read one event (or comment) at a time.
+
+    Every read waits at most ``timeout_seconds`` (a generous bound, never a timing the
+    test asserts): a stream that goes silent for longer fails the test instead of
+    hanging it."""
+
+    def __init__(
+        self, port: int, path: str, headers: dict[str, str] | None = None, timeout_seconds: float = 60.0
+    ) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_seconds)
+        self.connection.request("GET", path, headers=headers or {})
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.headers)
+
+    def next(self) -> dict[str, Any]:
+        """The next event as {"event", "id", "data"} (data parsed from JSON), or
+        {"comment": text} for a comment line, or {} at the end of the stream."""
+        fields: dict[str, Any] = {}
+        while True:
+            line = self.response.readline()
+            if not line:
+                return fields
+            text = line.decode().rstrip("\n")
+            if not text:
+                if fields:
+                    return fields
+                continue
+            name, _, value = text.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                return {"comment": value}
+            fields[name] = json.loads(value) if name == "data" else value
+
+    def records(self, count: int) -> list[dict[str, Any]]:
+        """The next ``count`` record events (skipping comments and the retry line)."""
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            event = self.next()
+            assert event, f"the stream ended after {len(found)} of {count} records"
+            if event.get("event") == "record":
+                found.append(event)
+        return found
+
+    def close(self) -> None:
+        self.response.close()  # the response holds the socket open too
+        self.connection.close()

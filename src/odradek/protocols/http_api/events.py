@@ -11,6 +11,7 @@ The stream ends:
 
 * after ``limit`` records, if the client asked for a limit (event ``end``);
 * when the server drains (event ``end`` with the reason), within a second;
+* when the client goes away (the shell's ``peer_gone``), within a second;
 * on an error, such as the topic being deleted (event ``error``, the API's error JSON).
 
 Each open stream holds a slot of :class:`StreamSlots` (per server, and per principal or,
@@ -105,11 +106,17 @@ class EventStream:
         self._stopping = stopping
         self._release: Callable[[], None] | None = release
         self.closed = False
+        # Whether the client went away: the shell that writes the stream sets it, so a
+        # closed connection ends the stream within a second, not at its next write.
+        self.peer_gone: Callable[[], bool] = lambda: False
+
+    def _stop(self) -> bool:
+        return self._stopping() or self.peer_gone()
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield b"retry: 1000\n\n"  # an EventSource reconnects after a second
-            while not self._stopping():
+            while not self._stop():
                 size = (
                     self._batch_records_max
                     if self._left is None
@@ -125,9 +132,10 @@ class EventStream:
                         yield _event("end", {"reason": "limit reached", "next_offset": self._position})
                         return
                     continue
-                if not self._wait() and not self._stopping():
+                if not self._wait() and not self._stop():
                     yield b": heartbeat\n\n"
-            yield _event("end", {"reason": "the server is shutting down; reconnect to resume"})
+            if self._stopping():
+                yield _event("end", {"reason": "the server is shutting down; reconnect to resume"})
         except OdradekError as exc:
             yield _event("error", to_wire(exc))
         finally:
@@ -140,7 +148,7 @@ class EventStream:
             start=self._position,
             wait=self._heartbeat_seconds,
             max_records=1,
-            stop=self._stopping,
+            stop=self._stop,
         )
         try:
             for _ in reader:

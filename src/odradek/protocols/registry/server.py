@@ -17,6 +17,8 @@ chunk, each write bounded by ``limits.http_sse_write_seconds_max``).
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import urllib.parse
 
 from odradek import limits
@@ -177,6 +179,7 @@ class _RegistryHandler(BoundedRequestHandler):
             self.send_header("X-Accel-Buffering", "no")  # proxies: do not buffer the stream
             self.send_header("Connection", "close")
             self.end_headers()
+            stream.peer_gone = self._peer_closed
             for chunk in stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
@@ -194,6 +197,17 @@ class _RegistryHandler(BoundedRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _peer_closed(self) -> bool:
+        """Whether the client of an event stream closed its connection (it sends nothing
+        after its request, so a readable socket with nothing to read is a close)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except ValueError:  # a TLS socket takes no flags: its stream ends at a write
+            return False
+        except OSError:
+            return True
 
     def unauthenticated_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 401 in the API's error shape."""
