@@ -114,6 +114,9 @@ class Settings:
     # Without any (nor client certificates) every door must listen on loopback unless
     # ``insecure``.
     auth: bool = False
+    # Authorization (decision 0020): every request checked against the access control
+    # lists kept beside the credentials; what no binding allows is refused. Needs --auth.
+    authorize: bool = False
     jwks: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -179,6 +182,7 @@ _ENVIRONMENT = {
     "tls_key": "ODRADEK_TLS_KEY",
     "tls_ca": "ODRADEK_TLS_CA",
     "auth": "ODRADEK_AUTH",
+    "authorize": "ODRADEK_AUTHORIZE",
     "jwks": "ODRADEK_JWKS",
     "jwt_audience": "ODRADEK_JWT_AUDIENCE",
     "jwt_issuer": "ODRADEK_JWT_ISSUER",
@@ -229,10 +233,17 @@ def jwt_validator(settings: Settings) -> Any:
 def authenticator_of(settings: Settings, credentials: Any, validator: Any) -> Any:
     """The doors' authenticator over the credential store (None: no authentication)."""
     if not (settings.auth or settings.jwks is not None):
+        if settings.authorize:
+            raise InvalidRequest("--authorize needs --auth (or --jwks): a request's principal must be known")
         return None
     from odradek.security import Authenticator
 
-    return Authenticator(credentials, validator, mtls=settings.tls_ca is not None)
+    authenticator = Authenticator(credentials, validator, mtls=settings.tls_ca is not None)
+    if settings.authorize:
+        from odradek.security.authorizer import enable_authorization
+
+        enable_authorization(authenticator)  # the bindings beside the credentials (decision 0020)
+    return authenticator
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -265,6 +276,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         **{name: getattr(args, name, None) for name in _TLS},
         **{name: getattr(args, name, None) for name in _AUTH},
         "auth": True if getattr(args, "auth", False) else None,
+        "authorize": True if getattr(args, "authorize", False) else None,
         "insecure": True if getattr(args, "insecure", False) else None,
     }
     flags.update({name: getattr(args, name, None) for name in _BOUNDS})
@@ -278,7 +290,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
             values[f"{door}_given"] = values[door] is not None
     if "fsync" in values:
         values["fsync"] = _boolean(values["fsync"], "fsync")
-    for name in ("auth", "insecure"):
+    for name in ("auth", "authorize", "insecure"):
         if name in values:
             values[name] = _boolean(values[name], name)
     for name in _AUTH:

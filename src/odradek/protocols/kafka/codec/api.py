@@ -153,10 +153,10 @@ APIS: dict[int, Api] = {
             0,
         ),
         _api(ApiKey.LIST_TRANSACTIONS, txn.ListTransactionsRequest, txn.ListTransactionsResponse, "0-2", 0),
-        # Access control lists (acl_api.py); version 0 (no pattern type) for older clients.
-        _api(ApiKey.DESCRIBE_ACLS, acls.DescribeAclsRequest, acls.DescribeAclsResponse, "0-3", 2),
-        _api(ApiKey.CREATE_ACLS, acls.CreateAclsRequest, acls.CreateAclsResponse, "0-3", 2),
-        _api(ApiKey.DELETE_ACLS, acls.DeleteAclsRequest, acls.DeleteAclsResponse, "0-3", 2),
+        # Access control lists (acl_api.py); from version 1, as Kafka 4.0 (KIP-896).
+        _api(ApiKey.DESCRIBE_ACLS, acls.DescribeAclsRequest, acls.DescribeAclsResponse, "1-3", 2),
+        _api(ApiKey.CREATE_ACLS, acls.CreateAclsRequest, acls.CreateAclsResponse, "1-3", 2),
+        _api(ApiKey.DELETE_ACLS, acls.DeleteAclsRequest, acls.DeleteAclsResponse, "1-3", 2),
         _api(ApiKey.DESCRIBE_CONFIGS, admin.DescribeConfigsRequest, admin.DescribeConfigsResponse, "1-4", 4),
         _api(ApiKey.ALTER_CONFIGS, admin.AlterConfigsRequest, admin.AlterConfigsResponse, "0-2", 2),
         _api(
