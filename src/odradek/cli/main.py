@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from odradek.cli import security as security_cli
 
     security_cli.add_parsers(sub, server)
+    from odradek.cli import acl as acl_cli
+
+    acl_cli.add_parsers(sub, server)
     from odradek.cli import quota as quota_cli
 
     quota_cli.add_parser(sub, server)
