@@ -15,7 +15,8 @@ UNSTABLE_OFFSET_COMMIT, KIP-447); one id's damaged state file leaves the others 
 commit whose
 apply a crash interrupted (one topic written, the other not) is finished at the next
 start, each record once, and a transaction open at a restart is aborted and its
-producer fenced.
+producer fenced. A transactional Produce is answered with a lower bound of its records'
+offsets that never goes back for the id's later records (a retry gets its first answer).
 
 Method: raw requests on one connection (wire.py) to the in-process door, built and read
 with the door's codec; the interrupted apply is a coordinator whose apply writes the
@@ -195,7 +196,7 @@ def test_a_produce_to_a_partition_not_in_the_transaction_is_refused(
     assert wire.add("guarded", pid, epoch, {added: [0]}) == {(added, 0): ErrorCode.NONE}
     assert wire.produce("guarded", other, [b"stray"], pid, epoch, 0)[0] == ErrorCode.INVALID_TXN_STATE
     assert "AddPartitionsToTxn first" in (wire.last_produce_message or "")  # the broker's own words
-    assert wire.produce("guarded", added, [b"kept"], pid, epoch, 0) == (ErrorCode.NONE, -1)
+    assert wire.produce("guarded", added, [b"kept"], pid, epoch, 0) == (ErrorCode.NONE, 0)
     # KIP-890's verify-only form, as a broker sends it (v4, batched).
     request = t.AddPartitionsToTxnRequest(
         transactions=(
@@ -319,7 +320,7 @@ def test_bounds_are_refused_and_leave_nothing_behind(
     wire.add("bounded", pid, epoch, {topic_name: [0]})
     code, _ = wire.produce("bounded", topic_name, [b"x" * 5000], pid, epoch, 0)
     assert code == ErrorCode.MESSAGE_TOO_LARGE
-    assert wire.produce("bounded", topic_name, [b"small"], pid, epoch, 0) == (ErrorCode.NONE, -1)
+    assert wire.produce("bounded", topic_name, [b"small"], pid, epoch, 0) == (ErrorCode.NONE, 0)
     assert wire.end("bounded", pid, epoch, True) == ErrorCode.NONE
     assert values_of(kafka_door, topic_name) == [b"small"]
 
@@ -411,3 +412,44 @@ def test_a_damaged_state_file_leaves_the_other_ids_served(
         assert damaged.error_code == ErrorCode.NONE
     finally:
         wire.close()
+
+
+def test_a_transactional_produce_answers_a_lower_bound_of_its_offsets(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    engine = kafka_door.engine
+    engine.create_topic(topic_name)
+    engine.append(topic_name, [{"value": b"native"} for _ in range(5)])
+    wire = connect()
+    init = wire.init("bounding")
+    pid, epoch = init.producer_id, init.producer_epoch
+    answered: dict[bytes, int] = {}
+
+    def produce(values: list[bytes], sequence: int) -> int:
+        code, base = wire.produce("bounding", topic_name, values, pid, epoch, sequence)
+        assert code == ErrorCode.NONE
+        for index, value in enumerate(values):
+            answered[value] = base + index
+        return base
+
+    wire.add("bounding", pid, epoch, {topic_name: [0]})
+    assert produce([b"a", b"b"], 0) == 5  # the log's end
+    assert produce([b"c"], 2) == 7  # after the records staged before it
+    assert wire.produce("bounding", topic_name, [b"a", b"b"], pid, epoch, 0) == (ErrorCode.NONE, 5)
+    engine.append(topic_name, [{"value": b"native"} for _ in range(3)])
+    assert produce([b"d"], 3) == 11  # the log grew meanwhile
+    assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    wire.add("bounding", pid, epoch, {topic_name: [0]})
+    assert produce([b"e"], 4) == 12
+    assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    # An aborted transaction's answers are not a bound for the next one's records.
+    wire.add("bounding", pid, epoch, {topic_name: [0]})
+    assert produce([b"x%d" % i for i in range(10)], 5) == 13
+    assert wire.end("bounding", pid, epoch, False) == ErrorCode.NONE
+    wire.add("bounding", pid, epoch, {topic_name: [0]})
+    assert produce([b"f"], 5) == 13
+    assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    stored = pa.Table.from_batches(engine.fetch(topic_name, 0))
+    offsets = dict(zip(stored.column("value").to_pylist(), stored.column("offset").to_pylist(), strict=False))
+    for value in (b"a", b"b", b"c", b"d", b"e", b"f"):
+        assert answered[value] <= offsets[value], value

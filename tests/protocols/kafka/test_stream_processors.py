@@ -8,8 +8,8 @@ the changelog (they go on, they do not start again from 0). Method: a real
 changelog can restore it) runs as a subprocess; words are produced with confluent-kafka;
 the app's ``COUNT word n`` lines are awaited with a generous deadline, never a sleep.
 
-Quix Streams 3.28 is not tested: it requires confluent-kafka < 2.13, and the ``kafka``
-extra pins 2.16.1 (docs/kafka-compatibility.md).
+Quix Streams is tested in test_kafka_quix.py, from an environment of its own (it
+requires confluent-kafka < 2.13, and the ``kafka`` extra pins 2.16.1).
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
         started.stop()
 
 
+@pytest.mark.compat("faust", "produce")
+@pytest.mark.compat("faust", "consume")
+@pytest.mark.compat("faust", "groups")
+@pytest.mark.compat("faust", "compaction")
 def test_faust_table_restores_from_its_compacted_changelog(server: Server, tmp_path: Path) -> None:
     bootstrap = server.kafka  # type: ignore[attr-defined]
     admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})

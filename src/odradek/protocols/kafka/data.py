@@ -277,8 +277,8 @@ async def _stage_partition(
     broker: Broker, transactional_id: str, view: TopicView, data: m.PartitionProduceData
 ) -> m.PartitionProduceResponse:
     """A transactional Produce: its records are staged (transactions.py) and answered
-    with offset -1, which Kafka's clients take for "not known" (as after acks=0); they
-    reach their topic once the transaction commits."""
+    with a lower bound of their offsets (TransactionCoordinator.stage); they reach their
+    topic once the transaction commits."""
     try:
         batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
     except RecordOverLimit as exc:  # well formed but over a bound: not to be retried
@@ -294,7 +294,7 @@ async def _stage_partition(
         txn = broker.transactions.identify(transactional_id, first.producer_id, first.producer_epoch)
         records = _records_of(batches)
         table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
-        await broker.transactions.stage(txn, view.name, data.index, table, first.base_sequence, count)
+        base = await broker.transactions.stage(txn, view.name, data.index, table, first.base_sequence, count)
     except TransactionError as exc:
         log.info(
             "transactional Produce of %r refused with %s: %s", transactional_id, exc.code.name, exc.message
@@ -302,7 +302,7 @@ async def _stage_partition(
         return _produce_error(data.index, exc.code, exc.message)
     except OdradekError as exc:
         return _produce_error(data.index, error_code_of(exc), exc.message)
-    return m.PartitionProduceResponse(index=data.index, base_offset=-1)
+    return m.PartitionProduceResponse(index=data.index, base_offset=base)
 
 
 def _retried(index: int, original: asyncio.Future[int]) -> Completion:

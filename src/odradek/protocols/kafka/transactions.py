@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 A transactional producer's records never enter their topics while the transaction is
 open. Each transactional Produce appends them to the transaction's *staging file*
-(staging.py) and is acknowledged from there, with an unknown offset (-1). EndTxn(commit)
+(staging.py) and is acknowledged from there, with a lower bound of the records' offsets
+(stage). EndTxn(commit)
 
 1. appends the *decision* to the staging file and syncs it (the commit point): per
    topic-partition the engine sequence range its records take, and the group offsets
@@ -104,9 +105,15 @@ class Transaction:
     groups: set[str] = dataclasses.field(default_factory=set)
     offsets: dict[str, dict[TopicPartition, OffsetEntry]] = dataclasses.field(default_factory=dict)
     staged: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # records
-    remembered: dict[TopicPartition, collections.deque[tuple[int, int]]] = dataclasses.field(
+    # Per partition, the last batches staged: (first sequence, last sequence, base offset
+    # answered), so that a retry gets its original answer.
+    remembered: dict[TopicPartition, collections.deque[tuple[int, int, int]]] = dataclasses.field(
         default_factory=dict
     )
+    # Per partition, a lower bound of the offset of the next record staged: in the open
+    # transaction (``open_offsets``) and after the latest commit (``next_offsets``).
+    open_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
+    next_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
     sequences: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # next, applied
     decision: dict[str, Any] | None = None  # what a prepared commit applies
     # The staged records also kept in memory (None: only in the staging file), so that
@@ -351,6 +358,7 @@ class TransactionCoordinator:
         txn.offsets.clear()
         txn.staged.clear()
         txn.remembered.clear()
+        txn.open_offsets = dict(txn.next_offsets)
         self._forget_tables(txn)
         txn.tables = {}
 
@@ -392,9 +400,18 @@ class TransactionCoordinator:
 
     async def stage(
         self, txn: Transaction, topic: str, partition: int, records: pa.Table, first: int, count: int
-    ) -> None:
-        """Stage a transactional Produce's records of one partition. A retry of one of
-        the partition's last batches is answered without staging it again."""
+    ) -> int:
+        """Stage a transactional Produce's records of one partition; the base offset to
+        answer. A retry of one of the partition's last batches is answered as it was,
+        without staging it again.
+
+        The records' offsets are not known before the commit applies them, but a lower
+        bound is: the log's end now plus the records staged before them for the
+        partition, and never below what this id answered for its earlier records of the
+        partition (its commits are applied in order). Kafka's clients report it as the
+        records' offsets; stream processors (Quix Streams) keep the latest one as the
+        position their state is restored from, which a lower bound keeps correct (the
+        restore reads a few records more) and which must not go back."""
         async with txn.lock:
             key = (topic, partition)
             if not self.verify(txn, key):
@@ -407,8 +424,9 @@ class TransactionCoordinator:
             remembered = txn.remembered.setdefault(
                 key, collections.deque(maxlen=limits.kafka_transaction_batches_remembered)
             )
-            if (first, last) in remembered:
-                return
+            for known_first, known_last, known_base in remembered:
+                if (known_first, known_last) == (first, last):
+                    return known_base
             if remembered and first != (remembered[-1][1] + 1) % RANGE_SEQUENCE_MODULUS:
                 raise TransactionError(
                     ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -424,8 +442,10 @@ class TransactionCoordinator:
                     f"a transaction stages at most {limits.kafka_transaction_staged_bytes_max} bytes; "
                     "commit smaller transactions",
                 )
-            await self.broker.call(stage.append, frame)
-            remembered.append((first, last))
+            log_end = await self.broker.call(self._stage_frame, stage, frame, topic)
+            base = max(log_end + txn.staged.get(key, 0), txn.open_offsets.get(key, 0))
+            txn.open_offsets[key] = base + count
+            remembered.append((first, last, base))
             txn.staged[key] = txn.staged.get(key, 0) + count
             if txn.tables is not None:
                 if self.memory + records.nbytes <= limits.kafka_transaction_memory_bytes_max:
@@ -434,6 +454,13 @@ class TransactionCoordinator:
                     self.memory += records.nbytes
                 else:
                     self._forget_tables(txn)  # read back from the staging file at the commit
+            return base
+
+    def _stage_frame(self, stage: StageFile, frame: bytes, topic: str) -> int:
+        """Append a frame to the staging file; the topic's durable end (the broker's
+        threads: opening a topic may read its files)."""
+        stage.append(frame)
+        return self.broker.engine.resolve_start(topic, "latest")
 
     # -- EndTxn -----------------------------------------------------------------------
 
@@ -479,6 +506,7 @@ class TransactionCoordinator:
         assert stage is not None
         await self.broker.call(stage.decide, decision)
         txn.sequences = sequences
+        txn.next_offsets.update(txn.open_offsets)
         txn.committed_slot = txn.slot
         txn.state = PREPARE_COMMIT
         txn.decision = decision
