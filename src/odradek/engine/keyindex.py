@@ -373,6 +373,14 @@ class KeyIndex:
                 offsets.append(run_offsets)
         if memory:
             table = pa.concat_tables(memory)
+            if from_version > 1 or to_version is not None:
+                # The version bounds first (an int64 compare): the keys are then compared
+                # among the entries in range only, not the whole memtable (a replay from a
+                # snapshot asks for the last versions of a key).
+                in_range = pc.greater_equal(table.column("version"), from_version)
+                if to_version is not None:
+                    in_range = pc.and_(in_range, pc.less_equal(table.column("version"), to_version))
+                table = table.filter(in_range)
             matched = table.filter(pc.equal(table.column("key"), pa.scalar(key, pa.binary())))
             if matched.num_rows:
                 versions.append(matched.column("version").to_numpy())
