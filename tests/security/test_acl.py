@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from odradek.errors import InvalidRequest, StorageError, Unauthorized
 from odradek.security import CredentialStore
-from odradek.security.acl import OPERATIONS, Acl, Binding, Decider, binding
+from odradek.security.acl import OPERATIONS, Acl, Binding, Decider, binding, covers
 from odradek.security.acl_store import AclStore
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import Principal
@@ -256,3 +256,26 @@ def test_the_store_holds_a_bounded_number_of_bindings(
     with pytest.raises(InvalidRequest, match="at most 2"):
         store.add([binding("User:a", "topic", "literal", name, "read", "allow") for name in ("u", "v")])
     assert len(store.bindings()) == 1
+
+
+@pytest.mark.parametrize(
+    "binding_fields, pattern, covered",
+    [
+        (("literal", "*"), "orders.>", True),
+        (("literal", "orders.eu"), "orders.*", False),
+        (("prefixed", "orders"), "orders.>", True),
+        (("prefixed", "orders.eu"), "orders.>", False),
+        (("match", "orders.>"), "orders.*.created", True),
+        (("match", "orders.*"), "orders.>", False),
+        (("match", "orders.*.created"), "orders.*.created", True),
+        (("match", "orders.*.created"), "orders.eu.>", False),
+    ],
+)
+def test_a_wildcard_is_covered_only_by_bindings_naming_all_it_can_match(
+    binding_fields: tuple[str, str], pattern: str, covered: bool
+) -> None:
+    acl = _acl(binding("User:alice", "topic", *binding_fields, "read", "allow"))
+    assert covers(acl, ALICE, "read", "topic", pattern) is covered
+    denied = Acl.of((*acl.bindings, binding("User:alice", "topic", "literal", "orders.hr", "read", "deny")))
+    assert not covers(denied, ALICE, "read", "topic", pattern)  # conservative: any deny of reads refuses
+    assert covers(denied, ROOT, "read", "topic", pattern)

@@ -208,6 +208,56 @@ class Acl:
         return allowed
 
 
+def _prefix_of(pattern: str) -> str:
+    """The literal text every name the match pattern ``pattern`` matches starts with."""
+    literal: list[str] = []
+    for part in pattern.split("."):
+        if part in ("*", ">"):
+            return ".".join(literal) + "." if literal else ""
+        literal.append(part)
+    return pattern
+
+
+def _match_covers(cover: str, pattern: str) -> bool:
+    """Every name ``pattern`` matches is matched by the match pattern ``cover``."""
+    wanted, have = cover.split("."), pattern.split(".")
+    for position, part in enumerate(wanted):
+        if part == ">":
+            return len(have) > position
+        if position >= len(have) or have[position] == ">":
+            return False
+        if part != WILDCARD and part != have[position]:
+            return False
+    return len(wanted) == len(have)
+
+
+def pattern_covers(entry: Binding, pattern: str) -> bool:
+    """Whether ``entry``'s pattern covers every name the match pattern ``pattern`` can match."""
+    if entry.pattern_type == "literal":
+        return entry.pattern == WILDCARD or entry.pattern == pattern
+    if entry.pattern_type == "prefixed":
+        return _prefix_of(pattern).startswith(entry.pattern)
+    return _match_covers(entry.pattern, pattern)
+
+
+def covers(acl: Acl, principal: Principal, operation: str, resource_type: str, pattern: str) -> bool:
+    """Whether ``principal`` may ``operation`` every resource the match pattern ``pattern``
+    can name, now and later (a wildcard read or subscription): one allow covers the whole
+    pattern and no deny of that operation exists for the principal on that resource type
+    (conservative: such a deny refuses the wildcard, while a read of one name still works)."""
+    if principal.admin:
+        return True
+    who = (str(principal), ANY_PRINCIPAL)
+    allowed = False
+    for entry in acl.by_type.get(resource_type, ()):
+        if entry.principal not in who or entry.operation not in (operation, "all"):
+            continue
+        if entry.permission == "deny":
+            return False
+        allowed = allowed or pattern_covers(entry, pattern)
+    return allowed
+
+
 class Decider:
     """Answers over an :class:`Acl`, remembered per (principal, operation, resource)
     until :meth:`use` hands it other bindings. Thread-safe: the remembered answers are

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterable
 
 from odradek.errors import Unauthorized
-from odradek.security.acl import CLUSTER, Decider
+from odradek.security.acl import CLUSTER, Decider, covers
 from odradek.security.acl_store import AclStore, refresh_every
 from odradek.security.authenticator import Authenticator
 from odradek.security.principal import Principal
@@ -68,6 +68,14 @@ class Authorizer:
         """Raise :class:`~odradek.errors.Unauthorized` (logged) unless allowed."""
         if not self.decider.allowed(principal, operation, resource_type, name):
             raise Unauthorized(self.refusal(principal, operation, resource_type, name))
+
+    def covers(self, principal: Principal, operation: str, resource_type: str, pattern: str) -> bool:
+        """Whether ``principal`` may ``operation`` everything the match ``pattern`` can name
+        (security/acl.py's :func:`~odradek.security.acl.covers`); a refusal is logged."""
+        if covers(self.decider.acl, principal, operation, resource_type, pattern):
+            return True
+        self.refusal(principal, operation, resource_type, pattern)
+        return False
 
     def filter(
         self, principal: Principal, operation: str, resource_type: str, names: Iterable[str]

@@ -11,7 +11,7 @@ asked of the server's authorizer (security/authorizer.py) before anything is don
   what the principal may describe.
 * DoExchange (a consumer group): ``read`` on the group and on the topics of its pattern:
   a wildcard pattern must be covered by bindings allowing every topic it can match and
-  must meet no deny for the principal's reads (:func:`pattern_covered`).
+  must meet no deny for the principal's reads (``Authorizer.covers``).
 * ListFlights and GetFlightInfo: ``describe`` on the topics.
 
 A refusal is :class:`~odradek.errors.Unauthorized` (gRPC UNAUTHORIZED, the operation and
@@ -29,7 +29,6 @@ import pyarrow.compute as pc
 
 from odradek.errors import Unauthorized
 from odradek.names import is_pattern
-from odradek.security.acl import ANY_PRINCIPAL, WILDCARD, Binding
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import Principal
 
@@ -121,59 +120,13 @@ def only_readable(
             yield batch.filter(pc.is_in(topics, value_set=pa.array(allowed, topics.type)))
 
 
-def _prefix_of(pattern: str) -> str:
-    """The literal text every name ``pattern`` matches starts with."""
-    parts = pattern.split(".")
-    literal: list[str] = []
-    for part in parts:
-        if part in ("*", ">"):
-            return ".".join(literal) + "." if literal else ""
-        literal.append(part)
-    return pattern
-
-
-def _match_covers(cover: str, pattern: str) -> bool:
-    """Every name ``pattern`` matches is matched by the match pattern ``cover``."""
-    wanted, have = cover.split("."), pattern.split(".")
-    for position, part in enumerate(wanted):
-        if part == ">":
-            return len(have) > position
-        if position >= len(have) or have[position] == ">":
-            return False
-        if part != WILDCARD and part != have[position]:
-            return False
-    return len(wanted) == len(have)
-
-
-def _covers(entry: Binding, pattern: str) -> bool:
-    if entry.pattern_type == "literal":
-        return entry.pattern == WILDCARD
-    if entry.pattern_type == "prefixed":
-        return _prefix_of(pattern).startswith(entry.pattern)
-    return _match_covers(entry.pattern, pattern)
-
-
-def pattern_covered(authorizer: Authorizer, principal: Principal, pattern: str) -> bool:
-    """Whether ``principal`` may read every topic the wildcard ``pattern`` can match, now
-    and later: one allow covers the whole pattern and no deny of its reads on topics
-    exists (conservative: such a deny refuses the wildcard, a literal read still works)."""
-    if principal.admin:
-        return True
-    who = (str(principal), ANY_PRINCIPAL)
-    allowed = False
-    for entry in authorizer.store.acl.by_type.get("topic", ()):
-        if entry.principal not in who or entry.operation not in ("read", "all"):
-            continue
-        if entry.permission == "deny":
-            return False
-        allowed = allowed or _covers(entry, pattern)
-    return allowed
-
-
 def check_subscription(authorizer: Authorizer, principal: Principal, group: str, pattern: str) -> None:
     """A consumer group's subscription: ``read`` on the group and on its topics."""
     authorizer.check(principal, "read", "group", group)
     if not is_pattern(pattern):
         authorizer.check(principal, "read", "topic", pattern)
-    elif not pattern_covered(authorizer, principal, pattern):
-        raise Unauthorized(authorizer.refusal(principal, "read", "topic", pattern))
+    elif not authorizer.covers(principal, "read", "topic", pattern):
+        raise Unauthorized(
+            f"{principal} is not authorized to read every topic of {pattern!r} (no access control "
+            "binding covers the whole pattern, or one denies such reads; odradek acl add grants it)"
+        )
