@@ -29,7 +29,9 @@ from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServe
 from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
 from odradek.protocols.http_api.errors import error_body
+from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry.routes import Registry, Request, Response
+from odradek.security.authorizer import authorizer_of
 
 log = logging.getLogger("odradek.registry")
 
@@ -128,13 +130,22 @@ class _RegistryHandler(BoundedRequestHandler):
             if api is not None:
                 answer = api.handle(self._api_request(target.path, query, body))
             else:
-                answer = self.server.registry.handle(Request(self.command, target.path, query, body))
+                answer = self._registry_answer(Request(self.command, target.path, query, body))
         if isinstance(answer, EventStream):
             self._stream(answer)
         elif isinstance(answer, ApiResponse):
             self._send_api(answer)
         else:
             self._send(answer)
+
+    def _registry_answer(self, request: Request) -> Response:
+        """The registry's answer, or 403 for what the principal may not do (authorization.py)."""
+        registry = self.server.registry
+        authorizer = authorizer_of(self.server.authenticator)
+        if authorizer is None:
+            return registry.handle(request)
+        patterns = registry_authorization.view_patterns(registry.backend)
+        return registry_authorization.handle(authorizer, self.principal, request, registry.handle, patterns)
 
     def _refuse(self, status: int, code: int, message: str) -> None:
         self._send(Response.error(status, code, message), close=True)
