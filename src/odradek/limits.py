@@ -773,6 +773,13 @@ kafka_transaction_batches_remembered = 5
 # read their records back from the staging files.
 kafka_transaction_memory_bytes_max = 256 * 1024 * 1024
 
+# -- Kafka commits applied in the background (protocols/kafka/transactions.py, 0016) ------
+# EndTxn is answered once a commit's decision is durable; its records are appended after.
+# A Fetch or ListOffsets of a topic waits at most this long for the commits answered
+# before it: an apply takes milliseconds, one that fails is retried by the checker (every
+# kafka_transaction_check_seconds) and the reader goes on without it meanwhile.
+kafka_transaction_apply_wait_seconds_max = 5.0
+
 # -- the command line (odradek/cli) --------------------------------------------------------
 # `odradek consume --last-per-key` holds the latest record of each key it has read, to
 # print them once caught up: a million keys of ~1 KiB records is about 1 GiB, what a
@@ -798,3 +805,7 @@ kafka_fetch_session_cache_partitions_max = 100_000
 # A session unused this long may be evicted for a new one: Kafka's
 # min.incremental.fetch.session.eviction.ms default (2 minutes).
 kafka_fetch_session_eviction_ms = 120_000
+# Frames one `kafka_partitions` map covers (protocols/kafka/partition_map.py): an entry
+# per frame at most, ~30 bytes of JSON, so about 3 MB an answer; a reader asks again for
+# the rest. A frame is one append, so this many frames hold at least this many records.
+kafka_partition_map_frames_max = 100_000

@@ -3,7 +3,9 @@
 Where to start: new records, ``--from-beginning``, ``--offset N`` or ``--since WHEN``
 (a duration ago or a date). How: values, JSON lines, or a kcat-style template
 (output.Template). ``--last-per-key`` reads up to the end and prints each key's latest
-record, as a compacted topic would keep it.
+record, as a compacted topic would keep it. ``--partition N`` keeps the records of one
+Kafka partition and ``%p`` prints each record's, by the server's partition map and the
+Kafka door's own function (:class:`KafkaPartitions`, decision 0014).
 
 Ctrl-C ends a follow at once. A Flight read waits for records inside pyarrow, where
 Python cannot deliver the signal until a batch arrives; and a KeyboardInterrupt raised
@@ -28,14 +30,16 @@ import types
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek import api, defaults, limits
 from odradek.cli import output, terminal
 from odradek.cli.terminal import stdout_is_closed_error
-from odradek.client.remote import connect
+from odradek.client.remote import RemoteClient, connect
 from odradek.errors import InvalidRequest, OdradekError
+from odradek.names import is_pattern
 
 # A group consumer polls at most this many records at once (and acks them once
 # printed).
@@ -135,7 +139,13 @@ def _consume(args: argparse.Namespace, interrupted: _Interrupted) -> int:
     else:
         wait = defaults.read_wait_seconds
     follow = args.max is None and args.wait is None and not args.last_per_key
+    if args.partition is not None and args.partition < 0:
+        raise InvalidRequest(f"--partition is a Kafka partition number (0 or more), got {args.partition}")
     if args.group is not None:
+        if args.partition is not None:
+            raise InvalidRequest(
+                "--partition reads one Kafka partition: a group shares records by key instead"
+            )
         if args.offset is not None:
             raise InvalidRequest("--offset reads past a group: a group starts where it left off")
         if args.last_per_key:
@@ -147,6 +157,10 @@ def _consume(args: argparse.Namespace, interrupted: _Interrupted) -> int:
         client.read(args.pattern, start=start, wait=wait, follow=follow) as stream,
     ):
         batches = _interruptible(stream, stream.close, interrupted)
+        if args.partition is not None or _wants_partitions(style):
+            batches = KafkaPartitions(client, args.pattern).apply(
+                batches, args.partition, _wants_partitions(style)
+            )
         if args.last_per_key:
             batches = iter(_last_per_key(batches))
         remaining = args.max
@@ -183,6 +197,76 @@ class _Counter:
     def finish(self) -> None:
         elapsed = self.progress.elapsed()
         self.progress.finish(f"{self.what}: {terminal.plural(self.count, 'record')} in {elapsed:.1f} s")
+
+
+def _wants_partitions(style: str | output.Template) -> bool:
+    return isinstance(style, output.Template) and (True, "p") in style.parts
+
+
+class KafkaPartitions:
+    """The Kafka partition of each record read: the server's partition map of the
+    offsets (the ``kafka_partitions`` action) applied by the Kafka door's own function
+    (protocols/kafka/partition_map.py), a batch at a time."""
+
+    def __init__(self, client: RemoteClient, pattern: str) -> None:
+        self._client = client
+        self._pattern = pattern
+
+    def apply(
+        self, batches: Iterable[pa.RecordBatch], partition: int | None, column: bool
+    ) -> Iterator[pa.RecordBatch]:
+        """``batches`` with only ``partition``'s records (None: all), with the partition
+        column ``%p`` prints if ``column``. A topic (not a pattern) without that
+        partition is refused before anything is read."""
+        if partition is not None and not is_pattern(self._pattern):
+            history = self._client._kafka_partitions(self._pattern, 0, 0)["history"]
+            count = max(int(entry[1]) for entry in history)
+            if partition >= count:
+                raise InvalidRequest(
+                    f"{self._pattern} has {terminal.plural(count, 'Kafka partition')} (0 to {count - 1}); "
+                    f"there is no partition {partition}"
+                )
+        for batch in batches:
+            numbers = self.of(batch, self._pattern)
+            if column:
+                batch = batch.append_column(output.PARTITION_COLUMN, pa.array(numbers, pa.int32()))
+            if partition is not None:
+                batch = batch.filter(pa.array(numbers == partition))
+            yield batch
+
+    def add_column(self, batch: pa.RecordBatch, topic: str) -> pa.RecordBatch:
+        return batch.append_column(output.PARTITION_COLUMN, pa.array(self.of(batch, topic), pa.int32()))
+
+    def of(self, batch: pa.RecordBatch, topic: str) -> npt.NDArray[np.int64]:
+        offsets = batch.column("offset").to_numpy(zero_copy_only=False).astype(np.int64)
+        if "topic" not in batch.schema.names:
+            return self._of_topic(topic, batch.column("key"), offsets)
+        numbers = np.zeros(batch.num_rows, dtype=np.int64)
+        topics = batch.column("topic")
+        for name in pc.unique(topics).to_pylist():
+            rows = np.flatnonzero(pc.equal(topics, name).to_numpy(zero_copy_only=False))
+            keys = batch.column("key").take(pa.array(rows))
+            numbers[rows] = self._of_topic(name, keys, offsets[rows])
+        return numbers
+
+    def _of_topic(self, topic: str, keys: pa.Array, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        from odradek.protocols.kafka.partition_map import partitions_of
+
+        if not len(offsets):
+            return np.zeros(0, dtype=np.int64)
+        position, end = int(offsets.min()), int(offsets.max()) + 1
+        history: list[list[int]] = [[0, 1]]
+        stored: list[list[int]] = []
+        while position < end:
+            found = self._client._kafka_partitions(topic, position, end)
+            history, reached = found["history"], int(found["end"])
+            stored.extend(found["stored"])
+            if reached <= position:
+                raise OdradekError(
+                    f"the server's Kafka partition map of {topic} did not move past {position}"
+                )
+            position = reached
+        return partitions_of(keys, offsets, history, stored)
 
 
 def _start_options(args: argparse.Namespace) -> list[tuple[str, bool]]:
@@ -299,6 +383,7 @@ def _consume_group(
         connect(args.server) as client,
         client.subscribe(args.pattern, group=args.group, start=start) as consumer,
     ):
+        partitions = KafkaPartitions(client, args.pattern) if _wants_partitions(style) else None
         try:
             while remaining is None or remaining > 0:
                 interrupted.check()
@@ -309,7 +394,10 @@ def _consume_group(
                 if not batches and wait is not None:
                     break
                 for batch in batches:
-                    out.write(format_batch(batch.records, style, batch.topic))
+                    records = batch.records
+                    if partitions is not None:
+                        records = partitions.add_column(records, batch.topic)
+                    out.write(format_batch(records, style, batch.topic))
                     out.flush()
                     consumer.ack(batch)
                     progress.add(batch.records.num_rows)

@@ -154,6 +154,7 @@ examples:
   odradek consume orders --since 10m --format '%o %k=%v %h\\n' --max 100
   odradek consume orders --since 2026-12-05T19:00:00Z --wait 1
   odradek consume orders --last-per-key --format '%k %v\\n'   # each key's latest record
+  odradek consume orders --from-beginning --partition 0 --format '%p %o %k=%v\\n' --max 10
   odradek consume 'orders.>' --group billing     # share the records with billing's other members"""
 
 _GROUP_EPILOG = """\
@@ -624,6 +625,13 @@ def _add_consume(
         action="store_true",
         help="read up to the end (from the beginning unless --offset/--since) and print each key's "
         "latest record, in log order; keyless records are left out",
+    )
+    consume.add_argument(
+        "-p",
+        "--partition",
+        type=int,
+        metavar="N",
+        help="only the records of Kafka partition N (as the Kafka door serves the topic)",
     )
     consume.add_argument("--max", type=int, metavar="N", help="stop after N records")
     consume.add_argument(

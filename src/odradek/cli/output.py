@@ -96,6 +96,8 @@ def rows(batch: pa.RecordBatch, topic: str | None = None) -> list[dict[str, Any]
 
 
 _BYTES_HEADERS = pa.map_(pa.binary(), pa.binary())
+# The column `odradek consume` adds for ``%p``: each record's Kafka partition (consume.py).
+PARTITION_COLUMN = "kafka_partition"
 
 
 def _headers_field(pairs: list[tuple[bytes, bytes | None]]) -> dict[str, Any]:
@@ -181,15 +183,16 @@ def _concatenate(lines: pa.Array) -> bytes:
 class Template:
     """A kcat-style output template (``--format '%k=%v\\n'``), compiled once.
 
-    ``%t`` topic, ``%o`` offset, ``%k`` key, ``%v`` (or ``%s``) value, ``%h`` headers
-    as ``name=value`` joined by ``,``, ``%T`` timestamp in epoch milliseconds, ``%V``
-    the key's version, ``%K`` / ``%S`` key / value length in bytes, ``%%`` a ``%``;
+    ``%t`` topic, ``%p`` Kafka partition (consume only), ``%o`` offset, ``%k`` key, ``%v``
+    (or ``%s``) value, ``%h`` headers as ``name=value`` joined by ``,``, ``%T`` timestamp
+    in epoch milliseconds, ``%V`` the key's version, ``%K`` / ``%S`` key / value length
+    in bytes, ``%%`` a ``%``;
     ``\\n``, ``\\r``, ``\\t``, ``\\0`` and ``\\\\`` escapes. Nothing is added at the end of
     a record (as in kcat): end the template with ``\\n`` for one record a line. A null key
     or value prints as nothing. Records are formatted a batch at a time by Arrow kernels.
     """
 
-    FIELDS = "tokvshTVKS"
+    FIELDS = "tpokvshTVKS"
     _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\"}
 
     def __init__(self, text: str) -> None:
@@ -205,7 +208,8 @@ class Template:
             elif character == "%":
                 if following not in self.FIELDS:
                     raise InvalidRequest(
-                        f"--format: %{following} is not a field; the fields are %t topic, %o offset, "
+                        f"--format: %{following} is not a field; the fields are %t topic, %p Kafka "
+                        "partition, %o offset, "
                         "%k key, %v value, %h headers, %T timestamp (ms), %V version, %K and %S "
                         "key and value length, %% a percent sign"
                     )
@@ -241,6 +245,10 @@ class Template:
             return pa.repeat(pa.scalar((topic or "").encode(), pa.binary()), count)
         if field == "o":
             return pc.cast(batch.column("offset"), pa.utf8()).cast(pa.binary())
+        if field == "p":
+            if PARTITION_COLUMN not in batch.schema.names:
+                raise InvalidRequest("--format: %p (the Kafka partition) is known to odradek consume only")
+            return pc.cast(batch.column(PARTITION_COLUMN), pa.utf8()).cast(pa.binary())
         if field == "V":
             return pc.fill_null(pc.cast(batch.column("version"), pa.utf8()), "").cast(pa.binary())
         if field == "T":

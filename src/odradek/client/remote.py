@@ -648,6 +648,15 @@ class RemoteClient(api.Client):
     def ping(self) -> None:
         self._action("ping", {})
 
+    # -- Kafka partitions (for `odradek consume --partition`: not part of the client API) --
+
+    @_failover(True)
+    def _kafka_partitions(self, topic: str, start: int, end: int) -> dict[str, Any]:
+        """The Kafka partition map of ``topic``'s offsets in [start, end) (the
+        ``kafka_partitions`` action; protocols/kafka/partition_map.py)."""
+        body = {"topic": topic, "start": start, "end": end}
+        return dict(messages.load(self._action("kafka_partitions", body), "kafka_partitions result"))
+
     # -- cluster (for `odradek cluster`: not part of the client API, decision 0010) -----
 
     @_failover(True)

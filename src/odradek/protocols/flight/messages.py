@@ -76,6 +76,9 @@ ACTIONS: dict[str, str] = {
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
     "Result: group info JSON.",
     "delete_group": 'Forget a consumer group without members and its progress. Body: {"group"}. Result: {}.',
+    "kafka_partitions": "The Kafka partition of a topic's records in [start, end) (decision 0014): the "
+    'partition history and the runs whose frames store theirs. Body: {"topic", "start", "end"}. '
+    'Result: {"history": [[first offset, count]], "stored": [[from, to, partition]], "end"}.',
     "reset_offsets": "Move a consumer group's committed offsets (refused while it has members). "
     'Body: {"group", "topics"?: pattern, "to": "earliest"|"latest"|offset|ISO-8601, "dry_run"?}. '
     'Result: {"plan": [{"topic", "partition", "old", "new"}]}, applied unless dry_run.',

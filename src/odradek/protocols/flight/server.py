@@ -167,6 +167,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "describe_group": self._describe_group,
             "delete_group": self._delete_group,
             "reset_offsets": self._reset_offsets,
+            "kafka_partitions": self._kafka_partitions,
             "set_schema": self._set_schema,
             "get_schema": self._get_schema,
             "schema_versions": self._schema_versions,
@@ -622,6 +623,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             dry_run=dry_run,
         )
         return messages.dump({"plan": [row.to_json() for row in plan]})
+
+    def _kafka_partitions(self, body: dict[str, Any]) -> bytes:
+        from odradek.protocols.kafka.partition_map import partition_map  # the door's code, on first use
+
+        return messages.dump(
+            partition_map(self.engine, _name(body, "topic"), body.get("start"), body.get("end"))
+        )
 
     # Views and synchronous commit (views/, decision 0019).
 
