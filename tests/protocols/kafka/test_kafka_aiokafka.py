@@ -53,6 +53,8 @@ async def drain(consumers: list[AIOKafkaConsumer], want: set[bytes], timeout: fl
     return seen
 
 
+@pytest.mark.compat("aiokafka", "produce")
+@pytest.mark.compat("aiokafka", "consume")
 def test_produce_consume_idempotent_with_headers(kafka_door: Any, topic_name: str) -> None:
     async def scenario() -> list[Any]:
         await create(kafka_door.bootstrap, topic_name)
@@ -91,6 +93,7 @@ def test_produce_consume_idempotent_with_headers(kafka_door: Any, topic_name: st
     assert kafka_door.engine.key_version(topic_name, b"k1") == 25
 
 
+@pytest.mark.compat("aiokafka", "groups")
 def test_group_of_three_then_two_with_commits(kafka_door: Any, topic_name: str) -> None:
     group = "ag-" + topic_name
 
@@ -132,6 +135,7 @@ def test_group_of_three_then_two_with_commits(kafka_door: Any, topic_name: str) 
     asyncio.run(scenario())
 
 
+@pytest.mark.compat("aiokafka", "admin")
 def test_admin_create_and_delete(kafka_door: Any, topic_name: str) -> None:
     async def scenario() -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_door.bootstrap)

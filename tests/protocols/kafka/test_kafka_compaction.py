@@ -72,6 +72,7 @@ def test_create_describe_and_alter_compaction_configs(kafka_door: Any) -> None:
         bad[name + "x"].result(timeout=10)
 
 
+@pytest.mark.compat("confluent-kafka", "compaction")
 def test_produce_compact_consume(kafka_door: Any) -> None:
     client = _admin(kafka_door)
     name = f"changelog-{uuid.uuid4().hex[:6]}"

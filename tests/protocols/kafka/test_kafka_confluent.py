@@ -69,6 +69,8 @@ def poll_until(
     return messages
 
 
+@pytest.mark.compat("confluent-kafka", "produce")
+@pytest.mark.compat("confluent-kafka", "consume")
 def test_produce_and_consume_keys_values_headers_timestamps(kafka_door: Any, topic_name: str) -> None:
     create(kafka_door, topic_name)
     producer = Producer({"bootstrap.servers": kafka_door.bootstrap, "linger.ms": 5, **FAST})
@@ -120,6 +122,7 @@ def test_idempotent_producer_writes_each_record_once(kafka_door: Any, topic_name
     assert values == list(range(3000))
 
 
+@pytest.mark.compat("confluent-kafka", "groups")
 def test_group_of_three_rebalances_when_a_member_leaves(kafka_door: Any, topic_name: str) -> None:
     create(kafka_door, topic_name, partitions=3)
     producer = Producer({"bootstrap.servers": kafka_door.bootstrap, "partitioner": "murmur2", **FAST})
@@ -198,6 +201,7 @@ def test_committed_offsets_with_metadata_survive_a_restart(kafka_door: Any, topi
     assert [m.offset() for m in rest] == list(range(12, 20))
 
 
+@pytest.mark.compat("confluent-kafka", "admin")
 def test_admin_create_configs_partitions_delete(kafka_door: Any, topic_name: str) -> None:
     client = admin(kafka_door)
     create(kafka_door, topic_name, config={"retention.ms": "3600000"})

@@ -80,6 +80,7 @@ def _until(consumers: list[Consumer], done: Callable[[], bool], seen: list[Any])
                 seen.append(message)
 
 
+@pytest.mark.compat("confluent-kafka", "KIP-848")
 def test_three_members_share_the_partitions_and_commit(kafka_door: Any, topic_name: str) -> None:
     _create(kafka_door, topic_name, 4)
     _produce(kafka_door, topic_name, 200)

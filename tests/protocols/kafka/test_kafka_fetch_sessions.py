@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 kafka = pytest.importorskip("kafka")
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
-pytestmark = [pytest.mark.compat("kafka-python", "consume")]
-
 
 @pytest.fixture
 def wire(kafka_door: Any) -> Iterator[Wire]:
@@ -205,6 +203,7 @@ class _Spy:
             return [epoch for epoch, error in self.epochs if error == ErrorCode.NONE]
 
 
+@pytest.mark.compat("kafka-python", "consume")
 def test_kafka_python_consumes_in_a_session(kafka_door: Any, topic_name: str) -> None:
     spy = _Spy(kafka_door.listener.listener.broker)
     kafka_door.engine.create_topic(topic_name)

@@ -39,6 +39,8 @@ def kcat(door: Any, *args: str, stdin: str | None = None, timeout: float = 30) -
     return done.stdout
 
 
+@pytest.mark.compat("kcat", "produce")
+@pytest.mark.compat("kcat", "consume")
 def test_produce_and_consume_with_keys_and_headers(kafka_door: Any, topic_name: str) -> None:
     kafka_door.engine.create_topic(topic_name)
     lines = "".join(f"key{i % 3}:value {i}\n" for i in range(25))
@@ -150,6 +152,7 @@ def _wait_for(condition: Any, what: str, seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.compat("kcat", "groups")
 def test_a_group_of_three_with_a_member_leaving(kafka_door: Any, topic_name: str) -> None:
     admin = pytest.importorskip("confluent_kafka.admin")
     client = admin.AdminClient({"bootstrap.servers": kafka_door.bootstrap})

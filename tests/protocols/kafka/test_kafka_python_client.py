@@ -109,6 +109,8 @@ def create(door: Any, name: str, partitions: int = 1) -> None:
     admin.close()
 
 
+@pytest.mark.compat("kafka-python", "produce")
+@pytest.mark.compat("kafka-python", "consume")
 def test_produce_and_consume_with_headers(kafka_door: Any, topic_name: str) -> None:
     create(kafka_door, topic_name)
     producer = KafkaProducer(bootstrap_servers=kafka_door.bootstrap, linger_ms=5, **FAST)
@@ -134,6 +136,7 @@ def test_produce_and_consume_with_headers(kafka_door: Any, topic_name: str) -> N
     assert kafka_door.engine.key_version(topic_name, b"k2") == 40
 
 
+@pytest.mark.compat("kafka-python", "groups")
 def test_group_of_three_with_leave_and_commits(kafka_door: Any, topic_name: str) -> None:
     create(kafka_door, topic_name, partitions=3)
     producer = KafkaProducer(bootstrap_servers=kafka_door.bootstrap, **FAST)
@@ -181,6 +184,7 @@ def test_group_of_three_with_leave_and_commits(kafka_door: Any, topic_name: str)
     admin.close()
 
 
+@pytest.mark.compat("kafka-python", "admin")
 def test_admin_describe_configs_and_delete(kafka_door: Any, topic_name: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=kafka_door.bootstrap, **FAST)
     admin.create_topics([NewTopic(topic_name, 2, 1, topic_configs={"segment.bytes": "1048576"})])

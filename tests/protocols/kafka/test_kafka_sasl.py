@@ -157,6 +157,7 @@ def test_confluent_kafka_over_sasl_plaintext(door: SaslDoor, mechanism: str) -> 
     )
 
 
+@pytest.mark.compat("confluent-kafka", "SASL/TLS")
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_confluent_kafka_over_sasl_ssl(
     tls_door: SaslDoor, certificates: Certificates, mechanism: str
@@ -228,6 +229,7 @@ def any_door(
     served.close()
 
 
+@pytest.mark.compat("kafka-python", "SASL/TLS")
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kafka_python(any_door: SaslDoor, mechanism: str) -> None:
     kafka = pytest.importorskip("kafka")
@@ -268,6 +270,7 @@ def test_kafka_python_oauthbearer(door: SaslDoor) -> None:
     assert door.node.engine.describe_topic(topic).next_offset == 1
 
 
+@pytest.mark.compat("aiokafka", "SASL/TLS")
 @pytest.mark.parametrize("mechanism", [*MECHANISMS, "OAUTHBEARER"])
 def test_aiokafka(any_door: SaslDoor, mechanism: str) -> None:
     aiokafka = pytest.importorskip("aiokafka")
@@ -310,6 +313,7 @@ def test_aiokafka(any_door: SaslDoor, mechanism: str) -> None:
 # -- kcat -----------------------------------------------------------------------------------
 
 
+@pytest.mark.compat("kcat", "SASL/TLS")
 @pytest.mark.skipif(KCAT is None, reason="kcat is not installed (apt-get install kcat)")
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_kcat_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, mechanism: str) -> None:

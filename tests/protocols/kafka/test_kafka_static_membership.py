@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -153,6 +154,7 @@ def _wait(step: Callable[[], None], done: Callable[[], bool]) -> None:
         step()
 
 
+@pytest.mark.compat("confluent-kafka", "static groups")
 def test_confluent_static_members_restart_without_a_rebalance(kafka_door: Any, topic_name: str) -> None:
     _create(kafka_door, topic_name, 4)
     group = "static-" + topic_name
@@ -207,6 +209,7 @@ def test_confluent_static_members_restart_without_a_rebalance(kafka_door: Any, t
         consumer.close()
 
 
+@pytest.mark.compat("kafka-python", "static groups")
 def test_kafka_python_static_member_restarts_without_a_rebalance(kafka_door: Any, topic_name: str) -> None:
     _create(kafka_door, topic_name, 2)
     group = "static-kp-" + topic_name
@@ -258,6 +261,7 @@ def test_a_restart_during_a_rebalance_joins_the_next_generation(tmp_path: os.Pat
     asyncio.run(scenario())
 
 
+@pytest.mark.compat("aiokafka", "static groups")
 def test_aiokafka_static_member_restarts_without_a_rebalance(kafka_door: Any, topic_name: str) -> None:
     _create(kafka_door, topic_name, 2)
     group = "static-aio-" + topic_name

@@ -105,6 +105,7 @@ def commit_marker(door: Any, topics: list[str]) -> bytes:
     return marker
 
 
+@pytest.mark.compat("confluent-kafka", "transactions")
 def test_commit_shows_in_both_topics_and_abort_nowhere(kafka_door: Any, topic_name: str) -> None:
     first, second = topic_name + ".a", topic_name + ".b"
     for topic in (first, second):

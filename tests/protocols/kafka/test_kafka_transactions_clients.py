@@ -47,6 +47,7 @@ def topics(door: Any, topic_name: str) -> tuple[str, str, str]:
     return names
 
 
+@pytest.mark.compat("aiokafka", "transactions")
 def test_aiokafka_transactions(kafka_door: Any, topic_name: str) -> None:
     aiokafka = pytest.importorskip("aiokafka")
     source, first, second = topics(kafka_door, topic_name)
@@ -76,6 +77,7 @@ def test_aiokafka_transactions(kafka_door: Any, topic_name: str) -> None:
     assert committed(kafka_door, group, source) == 4
 
 
+@pytest.mark.compat("kafka-python", "transactions")
 def test_kafka_python_transactions(kafka_door: Any, topic_name: str) -> None:
     kafka = pytest.importorskip("kafka")
     from kafka.structs import OffsetAndMetadata, TopicPartition

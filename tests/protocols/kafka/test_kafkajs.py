@@ -4,13 +4,15 @@ Goal: the Node.js client most JavaScript services use works unchanged: produce k
 records with headers and read them back in a consumer group, with the admin client's
 lag at zero once everything is read (committed offsets equal each partition's end);
 two members of one group share a topic's partitions and read each record once; admin
-createTopics, fetchTopicMetadata, listTopics and deleteTopics; transactions (one
+createTopics, fetchTopicMetadata, listTopics and deleteTopics; SASL PLAIN and SCRAM
+(a wrong password refused as an authentication error); transactions (one
 committed, one aborted, one committing a group's offsets with sendOffsets) of which a
 read_committed consumer sees exactly the committed records, where kafkajs used to fail
 with a misleading KafkaJSGroupCoordinatorNotFound.
 
 Method: `odradek serve` runs as a subprocess (one per module, Kafka door on a free port,
-3 partitions per auto-created topic); each test runs a scenario of js/scenarios.js with
+3 partitions per auto-created topic; a second one with ``--auth`` and a user added
+before it starts); each test runs a scenario of js/scenarios.js with
 Node (`node scenarios.js NAME JSON`), which prints what kafkajs saw as JSON. Skipped
 when Node or the npm package is missing (`./dev setup` installs Debian's nodejs and npm
 and runs `npm ci` in js/).
@@ -49,7 +51,7 @@ pytestmark = pytest.mark.skipif(
 class Serve:
     """One `odradek serve` subprocess with its Kafka door on a free loopback port."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *options: str) -> None:
         command = [
             sys.executable,
             "-m",
@@ -62,6 +64,7 @@ class Serve:
             str(PARTITIONS),
             *("--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"),
             *("--registry-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"),
+            *options,
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.bootstrap = self._wait_ready()
@@ -101,10 +104,28 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
         server.stop()
 
 
-def scenario(serve: Serve, name: str, **args: Any) -> Any:
-    """Run a scenario of js/scenarios.js; what it printed, decoded."""
+@pytest.fixture(scope="module")
+def sasl_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """A server that requires authentication, with the user alice added before it starts."""
+    data_dir = tmp_path_factory.mktemp("kafkajs-sasl") / "data"
+    added = subprocess.run(
+        [sys.executable, "-m", "odradek.cli.main", "user", "add", "alice", "--data-dir", str(data_dir)],
+        input=b"alice-secret\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr.decode()
+    server = Serve(data_dir, "--auth")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_scenario(serve: Serve, name: str, **args: Any) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
-    done = subprocess.run(
+    return subprocess.run(
         [NODE, str(JS / "scenarios.js"), name, json.dumps({"brokers": [serve.bootstrap], **args})],
         capture_output=True,
         text=True,
@@ -113,6 +134,11 @@ def scenario(serve: Serve, name: str, **args: Any) -> Any:
         cwd=JS,
         env={**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"},
     )
+
+
+def scenario(serve: Serve, name: str, **args: Any) -> Any:
+    """Run a scenario of js/scenarios.js; what it printed, decoded."""
+    done = run_scenario(serve, name, **args)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
 
@@ -182,3 +208,19 @@ def test_transactions_commit_abort_and_send_offsets(serve: Serve) -> None:
     assert sorted(seen["values"]) == expected
     committed = {int(p["partition"]): int(p["offset"]) for p in seen["committed"][0]["partitions"]}
     assert committed[0] == 5
+
+
+@pytest.mark.compat("kafkajs", "SASL/TLS")
+@pytest.mark.parametrize("mechanism", ["plain", "scram-sha-256", "scram-sha-512"])
+def test_sasl(sasl_serve: Serve, mechanism: str) -> None:
+    topic, group = fresh("js.sasl"), fresh("js-sasl")
+    sasl = {"mechanism": mechanism, "username": "alice", "password": "alice-secret"}
+    seen = scenario(sasl_serve, "produceConsume", topic=topic, group=group, count=3, sasl=sasl)
+    assert sorted(r["value"] for r in seen["seen"]) == ["v0", "v1", "v2"]
+
+
+def test_a_wrong_password_is_refused_with_the_reason(sasl_serve: Serve) -> None:
+    sasl = {"mechanism": "scram-sha-256", "username": "alice", "password": "wrong"}
+    done = run_scenario(sasl_serve, "admin", topic=fresh("js.sasl"), sasl=sasl)
+    assert done.returncode != 0
+    assert "KafkaJSSASLAuthenticationError" in done.stderr, done.stderr[-2000:]
