@@ -8,11 +8,14 @@ createTopics, fetchTopicMetadata, listTopics and deleteTopics; SASL PLAIN and SC
 (a wrong password refused as an authentication error); transactions (one
 committed, one aborted, one committing a group's offsets with sendOffsets) of which a
 read_committed consumer sees exactly the committed records, where kafkajs used to fail
-with a misleading KafkaJSGroupCoordinatorNotFound.
+with a misleading KafkaJSGroupCoordinatorNotFound; a compacted topic created through
+kafkajs's admin (cleanup.policy=compact), refusing keyless records, read back after a
+compaction with gaps and each key's latest value.
 
 Method: `odradek serve` runs as a subprocess (one per module, Kafka door on a free port,
 3 partitions per auto-created topic; a second one with ``--auth`` and a user added
-before it starts); each test runs a scenario of js/scenarios.js with
+before it starts; the compaction test uses the in-process door of conftest instead,
+to compact at once); each test runs a scenario of js/scenarios.js with
 Node (`node scenarios.js NAME JSON`), which prints what kafkajs saw as JSON. Skipped
 when Node or the npm package is missing (`./dev setup` installs Debian's nodejs and npm
 and runs `npm ci` in js/).
@@ -123,7 +126,7 @@ def sasl_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
         server.stop()
 
 
-def run_scenario(serve: Serve, name: str, **args: Any) -> subprocess.CompletedProcess[str]:
+def run_scenario(serve: Serve | Any, name: str, **args: Any) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
     return subprocess.run(
         [NODE, str(JS / "scenarios.js"), name, json.dumps({"brokers": [serve.bootstrap], **args})],
@@ -136,8 +139,9 @@ def run_scenario(serve: Serve, name: str, **args: Any) -> subprocess.CompletedPr
     )
 
 
-def scenario(serve: Serve, name: str, **args: Any) -> Any:
-    """Run a scenario of js/scenarios.js; what it printed, decoded."""
+def scenario(serve: Serve | Any, name: str, **args: Any) -> Any:
+    """Run a scenario of js/scenarios.js against ``serve`` (or an in-process door: anything
+    with a ``bootstrap``); what it printed, decoded."""
     done = run_scenario(serve, name, **args)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
@@ -224,3 +228,27 @@ def test_a_wrong_password_is_refused_with_the_reason(sasl_serve: Serve) -> None:
     done = run_scenario(sasl_serve, "admin", topic=fresh("js.sasl"), sasl=sasl)
     assert done.returncode != 0
     assert "KafkaJSSASLAuthenticationError" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.compat("kafkajs", "compaction")
+def test_a_compacted_topic(kafka_door: Any, topic_name: str) -> None:
+    """Against the in-process door (conftest), whose engine can be told to compact now."""
+    # 60 rounds of 20 keys of 200 B over 64 KiB segments: closed segments to compact.
+    made = scenario(
+        kafka_door,
+        "compactedProduce",
+        topic=topic_name,
+        rounds=60,
+        keys=20,
+        padding=200,
+        segmentBytes=65536,
+    )
+    assert made == {"policy": "compact", "keyless": "INVALID_RECORD"}
+    assert kafka_door.engine.compact(force=True)[topic_name].records_removed > 0
+    seen = scenario(kafka_door, "readToEnd", topic=topic_name, group=fresh("js-compacted"))
+    records = seen["records"]
+    offsets = [r["offset"] for r in records]
+    assert offsets == sorted(offsets) and len(offsets) < 60 * 20 + 1  # gaps skipped
+    latest = {r["key"]: r["value"] and r["value"].split(":")[0] for r in records}
+    assert latest.pop("k0", None) is None  # the tombstone, or nothing once it is gone
+    assert latest == {f"k{k}": "59" for k in range(1, 20)}

@@ -131,6 +131,76 @@ const scenarios = {
     return { assigned, members: seen }
   },
 
+  // A compacted topic made through kafkajs's admin: keyed rounds, a tombstone, and a
+  // keyless record (refused: a compacted topic keeps records by key).
+  async compactedProduce(args) {
+    const kafka = client(args)
+    const admin = kafka.admin()
+    await admin.connect()
+    await admin.createTopics({
+      topics: [
+        {
+          topic: args.topic,
+          numPartitions: 1,
+          configEntries: [
+            { name: 'cleanup.policy', value: 'compact' },
+            { name: 'segment.bytes', value: String(args.segmentBytes) },
+          ],
+        },
+      ],
+    })
+    const configs = await admin.describeConfigs({
+      resources: [{ type: 2, name: args.topic, configNames: ['cleanup.policy'] }],
+      includeSynonyms: false,
+    })
+    await admin.disconnect()
+    const producer = kafka.producer()
+    await producer.connect()
+    for (let round = 0; round < args.rounds; round++) {
+      const batch = []
+      for (let key = 0; key < args.keys; key++) {
+        batch.push({ key: `k${key}`, value: `${round}:` + '.'.repeat(args.padding) })
+      }
+      await producer.send({ topic: args.topic, acks: -1, messages: batch })
+    }
+    await producer.send({ topic: args.topic, acks: -1, messages: [{ key: 'k0', value: null }] })
+    let keyless = null
+    try {
+      await producer.send({ topic: args.topic, acks: -1, messages: [{ value: 'keyless' }] })
+    } catch (error) {
+      keyless = error.type || error.name
+    }
+    await producer.disconnect()
+    const policy = configs.resources[0].configEntries.find(e => e.configName === 'cleanup.policy')
+    return { policy: policy && policy.configValue, keyless }
+  },
+
+  // Every record of partition 0 of a topic, read from its start to its high watermark.
+  async readToEnd(args) {
+    const kafka = client(args)
+    const admin = kafka.admin()
+    await admin.connect()
+    const ends = await admin.fetchTopicOffsets(args.topic)
+    await admin.disconnect()
+    const high = Number(ends.find(p => p.partition === 0).high)
+    const records = []
+    const consumer = kafka.consumer({ groupId: args.group, maxWaitTimeInMs: 100 })
+    await consumer.connect()
+    await consumer.subscribe({ topics: [args.topic], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        records.push({
+          offset: Number(message.offset),
+          key: message.key && message.key.toString(),
+          value: message.value && message.value.toString(),
+        })
+      },
+    })
+    await until(() => records.length > 0 && records[records.length - 1].offset + 1 >= high, 'the end')
+    await consumer.disconnect()
+    return { high, records }
+  },
+
   async admin(args) {
     const kafka = client(args)
     const admin = kafka.admin()
