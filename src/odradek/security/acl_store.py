@@ -62,6 +62,7 @@ class AclStore:
         self._listeners: list[Callable[[Acl], None]] = []
         self._acl = _acl_of(self._persistence.load(), self._persistence.path)
         self.shared = isinstance(persistence, _InObjectStore)
+        self._refreshed = float("-inf")  # when refresh last asked the store
 
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> AclStore:
@@ -131,8 +132,14 @@ class AclStore:
                 self._publish(Acl.of(entry for entry in acl.bindings if entry not in gone))
         return removed
 
-    def refresh(self) -> bool:
-        """Read the document again if another agent changed it; True if it did."""
+    def refresh(self, *, soon: bool = False) -> bool:
+        """Read the document again if another agent changed it; True if it did. ``soon``:
+        at most every ``limits.security_refresh_seconds_min`` (a request about to be
+        refused by a shared store's bindings: one HEAD request)."""
+        now = time.monotonic()
+        if soon and now - self._refreshed < limits.security_refresh_seconds_min:
+            return False
+        self._refreshed = now
         with self._lock:
             if not self._persistence.changed():
                 return False

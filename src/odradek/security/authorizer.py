@@ -43,7 +43,14 @@ class Authorizer:
         return f"Authorizer({self.store!r})"
 
     def allowed(self, principal: Principal, operation: str, resource_type: str, name: str = CLUSTER) -> bool:
-        return self.decider.allowed(principal, operation, resource_type, name)
+        """Allowed? A refusal by bindings other agents share reads them again first (at
+        most every ``limits.security_refresh_seconds_min``), so a binding added on
+        another agent holds at once, as a user added there does (decision 0017)."""
+        if self.decider.allowed(principal, operation, resource_type, name):
+            return True
+        if self.store.shared and self.store.refresh(soon=True):
+            return self.decider.allowed(principal, operation, resource_type, name)
+        return False
 
     def refusal(self, principal: Principal, operation: str, resource_type: str, name: str = CLUSTER) -> str:
         """Log a refusal at info and return its message."""
@@ -66,7 +73,7 @@ class Authorizer:
 
     def check(self, principal: Principal, operation: str, resource_type: str, name: str = CLUSTER) -> None:
         """Raise :class:`~odradek.errors.Unauthorized` (logged) unless allowed."""
-        if not self.decider.allowed(principal, operation, resource_type, name):
+        if not self.allowed(principal, operation, resource_type, name):
             raise Unauthorized(self.refusal(principal, operation, resource_type, name))
 
     def covers(self, principal: Principal, operation: str, resource_type: str, pattern: str) -> bool:
@@ -74,6 +81,9 @@ class Authorizer:
         (security/acl.py's :func:`~odradek.security.acl.covers`); a refusal is logged."""
         if covers(self.decider.acl, principal, operation, resource_type, pattern):
             return True
+        if self.store.shared and self.store.refresh(soon=True):
+            if covers(self.decider.acl, principal, operation, resource_type, pattern):
+                return True
         self.refusal(principal, operation, resource_type, pattern)
         return False
 
