@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -97,3 +101,36 @@ class EventReader:
     def close(self) -> None:
         self.response.close()  # the response holds the socket open too
         self.connection.close()
+
+
+class Served:
+    """A real ``odradek serve`` process with its registry listener (and so the HTTP API)
+    on a free loopback port; ``base`` is the listener's URL once it printed its ready line."""
+
+    def __init__(self, data_dir: str, *args: str) -> None:
+        command = [
+            sys.executable, "-m", "odradek.cli.main", "serve", "--data-dir", data_dir,
+            "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--registry-listen", "127.0.0.1:0",
+            "--no-fsync", *args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()  # the ready line, or nothing if it died
+        match = re.search(r"ready url=(\S+) .*registry=(\S+)", line)
+        if match is None:
+            self.process.kill()
+            _, errors = self.process.communicate()
+            raise AssertionError(f"odradek serve did not become ready: {line} {errors.decode()[-2000:]}")
+        self.url, self.base = match.group(1), match.group(2)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit code and stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        _, errors = self.process.communicate(timeout=60)
+        return self.process.returncode, errors.decode()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()

@@ -100,3 +100,19 @@ def test_bad_group_requests_are_refused(api: Api) -> None:
     ]:
         status, _, error = api.call("POST", path, body)
         assert (status, error["code"]) == (400, "invalid_request"), (path, body, error)
+
+
+def test_a_group_that_does_not_exist_is_404_and_a_malformed_member_400(api: Api) -> None:
+    for method, path, body in [
+        ("GET", "/v1/groups/nobody", None),
+        ("DELETE", "/v1/groups/nobody", None),
+        ("POST", "/v1/groups/nobody/members/m-1/poll", {"timeout": 0}),
+        ("POST", "/v1/groups/nobody/members/m-1/ack", {"deliveries": []}),
+        ("DELETE", "/v1/groups/nobody/members/m-1", None),
+    ]:
+        status, _, error = api.call(method, path, body)
+        assert (status, error["code"]) == (404, "invalid_request"), (method, path, error)
+        assert "does not exist" in error["message"]
+    _setup(api, [{"value": "v"}])
+    status, _, error = api.call("POST", f"/v1/groups/billing/members/{'m' * 65}/ack", {"deliveries": []})
+    assert (status, error["code"]) == (400, "invalid_request")

@@ -210,3 +210,9 @@ def test_a_stopping_server_answers_503_with_retry_after(api: Api) -> None:
     api.listener.api.drain(0)  # type: ignore[union-attr]
     status, headers, error = api.call("GET", "/v1/topics")
     assert status == 503 and error["code"] == "unavailable" and headers["Retry-After"] == "1"
+
+
+def test_methods_the_document_does_not_list_are_answered_405_with_allow(api: Api) -> None:
+    for method in ("TRACE", "QUERY", "PUT"):
+        status, headers, error = api.call(method, "/v1/topics")
+        assert (status, error["code"], headers["Allow"]) == (405, "method_not_allowed", "GET, POST")

@@ -48,6 +48,9 @@ CONTENT_TYPE = "application/json"
 
 
 def status_of(error: OdradekError) -> int:
+    chosen = getattr(error, "http_status", None)  # a door's own refinement (routes.py)
+    if isinstance(chosen, int):
+        return chosen
     status = STATUS_OF_CODE.get(error.code)
     if status is not None:
         return status

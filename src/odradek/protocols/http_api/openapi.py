@@ -39,24 +39,42 @@ def _answers(status: str, description: str, schema: dict[str, Any]) -> dict[str,
     }
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
+def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string", "minLength": 1},
     }
+
+
+# DESIGN §3: segments of [A-Za-z0-9_-] joined by '.', not starting with '_' (reserved).
+TOPIC_NAME = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9-][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$",
+    "maxLength": limits.topic_name_length_max,
+}
+# A topic name whose segments may be '*', or end with '>' (system topics, '_', match too).
+TOPIC_PATTERN = {
+    "type": "string",
+    "pattern": r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$|^>$",
+    "maxLength": limits.topic_name_length_max,
+}
+# A group's name is a topic name too (its dead-letter topic is dlq.<group>).
+GROUP_NAME = {**TOPIC_NAME, "maxLength": limits.group_name_length_max}
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-_TOPIC = _path("topic", "A topic name: segments of [A-Za-z0-9_-] joined by '.'.")
+_TOPIC = _path("topic", "A topic name: segments of [A-Za-z0-9_-] joined by '.'.", TOPIC_NAME)
 _KEY = _path("key", "A key: its UTF-8 text, or base64 (URL-safe allowed) with key_encoding=base64.")
-_GROUP = _path("group", "A consumer group's name.")
-_MEMBER = _path("member", "A member id, as the join answered it.")
+_GROUP = _path("group", "A consumer group's name.", GROUP_NAME)
+_MEMBER = _path(
+    "member", "A member id, as the join answered it.", {"type": "string", "minLength": 1, "maxLength": 64}
+)
 _KEY_ENCODING = _query("key_encoding", "How the key in the path is written.", {"enum": ["text", "base64"]})
 _VALUE_ENCODING = _query(
     "value_encoding",
@@ -66,7 +84,9 @@ _VALUE_ENCODING = _query(
 )
 _OFFSET = _query("offset", "Start at this offset.", {"type": "integer", "minimum": 0})
 _TIME = _query(
-    "time", "Start at the first record at or after this time (ISO-8601 with an offset).", {"type": "string"}
+    "time",
+    "Start at the first record at or after this time (ISO-8601 with an offset).",
+    {"type": "string", "format": "date-time"},
 )
 _START = _query(
     "start", "Start at the earliest (default) or the latest offset.", {"enum": ["earliest", "latest"]}
@@ -133,22 +153,27 @@ SCHEMAS: dict[str, Any] = {
             "records": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": limits.http_produce_records_max,
+                # At most limits.http_produce_records_max (413 beyond), said in the
+                # operation's description: a maxItems here would make a test tool take
+                # the 413 for a failure to refuse a request the document forbids.
                 "items": _ref("RecordIn"),
             },
             "expect": {
-                "type": "object",
+                "type": ["object", "null"],
                 "additionalProperties": {"type": "integer", "minimum": 0},
                 "description": "Key (text) to the version it must be at (0: no records yet).",
             },
             "expect_b64": {
-                "type": "object",
+                "type": ["object", "null"],
                 "additionalProperties": {"type": "integer", "minimum": 0},
                 "description": "As expect, keys in base64.",
             },
-            "expect_offset": {"type": "integer", "description": "The topic's next offset must be this."},
+            "expect_offset": {
+                "type": ["integer", "null"],
+                "description": "The topic's next offset must be this.",
+            },
             "producer": {
-                "type": "object",
+                "type": ["object", "null"],
                 "additionalProperties": False,
                 "required": ["id", "sequence"],
                 "properties": {"id": {"type": "string"}, "sequence": {"type": "integer"}},
@@ -228,7 +253,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["name"],
         "properties": {
-            "name": {"type": "string"},
+            "name": TOPIC_NAME,
             "schema": {"type": ["object", "null"], "description": "A JSON Schema or Avro schema document."},
             "compatibility": {"type": "string"},
             "exist_ok": {"type": "boolean"},
@@ -310,7 +335,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["pattern"],
         "properties": {
-            "pattern": {"type": "string"},
+            "pattern": TOPIC_PATTERN,
             "start": {"type": ["string", "integer"]},
             "ack_timeout": {
                 "type": "number",
@@ -425,7 +450,7 @@ PATHS: dict[str, Any] = {
             "List topics",
             "Topic names, sorted; `pattern` keeps those it matches (`*` one segment, `>` the rest).",
             _answers("200", "The topics.", _ref("TopicList")),
-            parameters=[_query("pattern", "A topic pattern such as orders.>.", {"type": "string"})],
+            parameters=[_query("pattern", "A topic pattern such as orders.>.", TOPIC_PATTERN)],
         ),
         "post": _operation(
             "createTopic",

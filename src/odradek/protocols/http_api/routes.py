@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
-from odradek.groups.options import GroupOptions, check_delay, check_poll
+from odradek.groups.options import GroupOptions, check_delay, check_poll, validate_member_id
 from odradek.node import Node
 from odradek.protocols.flight.group_messages import DeliveryRef
 from odradek.protocols.http_api import openapi
@@ -112,6 +112,20 @@ class _NotFound(OdradekError):
 class _MethodNotAllowed(OdradekError):
     code = "method_not_allowed"
 
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class _GroupNotFound(InvalidRequest):
+    """No group of that name: what the other doors refuse as invalid_request, with
+    HTTP's status for a missing resource."""
+
+    http_status = 404
+
+    def __init__(self, group: str) -> None:
+        super().__init__(f"group {group!r} does not exist (a member's join creates it)")
+
 
 Handler = Callable[[ApiRequest, dict[str, str]], "ApiResponse | EventStream"]
 
@@ -120,6 +134,27 @@ OPENAPI_PATH = "/openapi.json"
 PREFIX = "/v1/"
 # The registry's own route under /v1 (decision 0019's view keys).
 REGISTRY_PREFIXES = ("/v1/views/",)
+
+
+_T, _K, _G, _M = "{topic}", "{key}", "{group}", "{member}"
+# The routes: path segments ({name}: a parameter) and the handler of each method.
+ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
+    (("openapi.json",), {"GET": "_openapi"}),
+    (("v1", "topics"), {"GET": "_list_topics", "POST": "_create_topic"}),
+    (("v1", "topics", _T), {"GET": "_describe_topic", "PATCH": "_alter_topic", "DELETE": "_delete_topic"}),
+    (("v1", "topics", _T, "records"), {"GET": "_read", "POST": "_produce"}),
+    (("v1", "topics", _T, "events"), {"GET": "_tail"}),
+    (("v1", "topics", _T, "schema"), {"GET": "_schema"}),
+    (("v1", "topics", _T, "keys", _K), {"GET": "_key_version"}),
+    (("v1", "topics", _T, "keys", _K, "records"), {"GET": "_read_key"}),
+    (("v1", "groups"), {"GET": "_list_groups"}),
+    (("v1", "groups", _G), {"GET": "_describe_group", "DELETE": "_delete_group"}),
+    (("v1", "groups", _G, "members"), {"POST": "_join"}),
+    (("v1", "groups", _G, "members", _M), {"DELETE": "_leave"}),
+    (("v1", "groups", _G, "members", _M, "poll"), {"POST": "_poll"}),
+    (("v1", "groups", _G, "members", _M, "ack"), {"POST": "_ack"}),
+    (("v1", "groups", _G, "members", _M, "nack"), {"POST": "_nack"}),
+)
 
 
 def owns(path: str) -> bool:
@@ -137,26 +172,9 @@ class HttpApi:
         self.engine = node.engine
         self.streams = StreamSlots(limits.http_sse_streams_max, limits.http_sse_streams_per_principal_max)
         self._draining = threading.Event()
-        topic, key, group, member = "{topic}", "{key}", "{group}", "{member}"
         self._routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
-            (("openapi.json",), {"GET": self._openapi}),
-            (("v1", "topics"), {"GET": self._list_topics, "POST": self._create_topic}),
-            (
-                ("v1", "topics", topic),
-                {"GET": self._describe_topic, "PATCH": self._alter_topic, "DELETE": self._delete_topic},
-            ),
-            (("v1", "topics", topic, "records"), {"GET": self._read, "POST": self._produce}),
-            (("v1", "topics", topic, "events"), {"GET": self._tail}),
-            (("v1", "topics", topic, "schema"), {"GET": self._schema}),
-            (("v1", "topics", topic, "keys", key), {"GET": self._key_version}),
-            (("v1", "topics", topic, "keys", key, "records"), {"GET": self._read_key}),
-            (("v1", "groups"), {"GET": self._list_groups}),
-            (("v1", "groups", group), {"GET": self._describe_group, "DELETE": self._delete_group}),
-            (("v1", "groups", group, "members"), {"POST": self._join}),
-            (("v1", "groups", group, "members", member), {"DELETE": self._leave}),
-            (("v1", "groups", group, "members", member, "poll"), {"POST": self._poll}),
-            (("v1", "groups", group, "members", member, "ack"), {"POST": self._ack}),
-            (("v1", "groups", group, "members", member, "nack"), {"POST": self._nack}),
+            (pattern, {method: getattr(self, name) for method, name in handlers.items()})
+            for pattern, handlers in ROUTES
         ]
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -168,6 +186,9 @@ class HttpApi:
             if self._draining.is_set() or self.engine.closed:
                 raise Unavailable("the server is shutting down; retry against a running server")
             return handler(request, parameters)
+        except _MethodNotAllowed as exc:  # RFC 9110: a 405 lists what is allowed
+            refused = ApiResponse.error(exc)
+            return dataclasses.replace(refused, headers=(("Allow", ", ".join(exc.allowed)),))
         except OdradekError as exc:
             return ApiResponse.error(exc)
         except Exception as exc:  # a bug must not take the listener down
@@ -190,9 +211,10 @@ class HttpApi:
             else:
                 handler = handlers.get(request.method.upper())
                 if handler is None:
-                    allowed = ", ".join(sorted(handlers))
+                    allowed = sorted(handlers)
                     raise _MethodNotAllowed(
-                        f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+                        f"{request.method} is not allowed on {request.path} (allowed: {', '.join(allowed)})",
+                        allowed,
                     )
                 return handler, parameters
         raise _NotFound(f"no such resource: {request.path} (see /openapi.json)")
@@ -210,7 +232,7 @@ class HttpApi:
     # -- topics ------------------------------------------------------------------------------
 
     def _list_topics(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
-        pattern = request.query.get("pattern") or None
+        pattern = request.query.get("pattern")  # an empty one is refused, as a bad one
         topics = self.engine.list_topics(pattern)
         return ApiResponse.of({"topics": topics, "unavailable": self.engine.unavailable_topics()})
 
@@ -385,11 +407,32 @@ class HttpApi:
         return ApiResponse.of({"groups": [entry.to_json() for entry in self.node.directory.listing()]})
 
     def _describe_group(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
-        return ApiResponse.of(self.node.directory.describe_group(parameters["group"]).to_json())
+        group = parameters["group"]
+        try:
+            return ApiResponse.of(self.node.directory.describe_group(group).to_json())
+        except InvalidRequest:
+            self._check_group(group, any_kind=True)
+            raise
 
     def _delete_group(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
-        self.node.directory.delete_group(parameters["group"])
-        return ApiResponse.of({"deleted": parameters["group"]})
+        group = parameters["group"]
+        try:
+            self.node.directory.delete_group(group)
+        except InvalidRequest:
+            self._check_group(group, any_kind=True)
+            raise
+        return ApiResponse.of({"deleted": group})
+
+    def _check_group(self, group: str, *, any_kind: bool = False, member: str | None = None) -> None:
+        """_GroupNotFound (404) unless the group exists (a native group, or with
+        ``any_kind`` a Kafka one too); InvalidRequest for a ``member`` id that cannot be one."""
+        if member is not None:
+            validate_member_id(member)
+        if self.node.groups.exists(group):
+            return
+        if any_kind and group in {entry.group for entry in self.node.directory.listing()}:
+            return
+        raise _GroupNotFound(group)
 
     def _join(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
         body = _body_object(request)
@@ -406,6 +449,7 @@ class HttpApi:
         )
 
     def _leave(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        self._check_group(parameters["group"], member=parameters["member"])
         left = self.node.groups.leave(parameters["group"], parameters["member"])
         if not left:
             from odradek.errors import UnknownMember
@@ -426,6 +470,7 @@ class HttpApi:
                 f"a poll waits at most {limits.http_poll_seconds_max:g} s over HTTP, got {timeout!r}"
             )
         max_records = min(max_records, limits.http_read_records_max)
+        self._check_group(parameters["group"], member=parameters["member"])
         encoding = body.get("value_encoding", "auto")
         if encoding not in ("auto", "base64"):
             raise InvalidRequest(f"value_encoding is auto or base64, got {encoding!r}")
@@ -444,6 +489,7 @@ class HttpApi:
     def _ack(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
         body = _body_object(request)
         _refuse_unknown(body, {"deliveries"}, "an ack")
+        self._check_group(parameters["group"], member=parameters["member"])
         result = self.node.groups.ack(parameters["group"], parameters["member"], _refs(body))
         return ApiResponse.of(result.to_json())
 
@@ -451,6 +497,7 @@ class HttpApi:
         body = _body_object(request)
         _refuse_unknown(body, {"deliveries", "delay"}, "a nack")
         delay = check_delay(body.get("delay", 0.0))
+        self._check_group(parameters["group"], member=parameters["member"])
         result = self.node.groups.nack(parameters["group"], parameters["member"], _refs(body), delay)
         return ApiResponse.of(result.to_json())
 

@@ -96,6 +96,9 @@ class _RegistryHandler(BoundedRequestHandler):
     def do_OPTIONS(self) -> None:
         self._serve()
 
+    def do_TRACE(self) -> None:  # answered 405 by the routes, not 501 by http.server
+        self._serve()
+
     def _serve(self) -> None:
         target = urllib.parse.urlsplit(self.path)
         api = self.server.api if self.server.api is not None and owns(target.path) else None
@@ -227,7 +230,11 @@ class _RegistryHandler(BoundedRequestHandler):
         return super().unauthenticated_body(message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed requests (bad request line, oversized headers) in Confluent's error shape."""
+        """Malformed requests (bad request line, oversized headers) in Confluent's error shape;
+        a method http.server does not know, on the HTTP API's paths, is the API's 405."""
+        if code == 501 and self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+            self._serve()
+            return
         self.close_connection = True
         self.request_version = self.protocol_version  # a status line even when the request had none
         try:
