@@ -1,7 +1,7 @@
 """Quotas and metering through the doors: the native (Flight) door and /metrics.
 
 Goal: the native door delays a call over its principal's quota (never refuses it) and
-meters it; /metrics shows each principal's bytes, records and throttle time with a
+meters it, appends and reads; /metrics shows each principal's bytes, records and throttle time with a
 ``principal`` label, from the Kafka door and the native door alike.
 Method: a node with a Flight server and a Kafka listener sharing one quota manager and
 one Metrics object, its endpoint on a free port; appends through the Python client,
@@ -88,6 +88,11 @@ def test_the_native_door_delays_calls_over_quota_and_meters_them(doors: Doors) -
     metered = doors.metrics.metering.snapshot()["ANONYMOUS"]
     assert metered["throttle_seconds"] > 0
     assert metered["records_in"] == 3 and metered["bytes_in"] >= 3 * size
+    # Reads are metered too: a streaming read and one key's records.
+    assert sum(batch.num_rows for batch in doors.client.read(topic, start="earliest", wait=0)) == 3
+    assert doors.client.read_key(topic, b"none").num_rows == 0
+    metered = doors.metrics.metering.snapshot()["ANONYMOUS"]
+    assert metered["records_out"] == 3 and metered["bytes_out"] > 0
 
 
 def test_metrics_name_each_principal(doors: Doors) -> None:

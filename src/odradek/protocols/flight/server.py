@@ -412,6 +412,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     request.to_version,
                     from_snapshot=request.from_snapshot,
                 )
+                self._throttle(self._principal(), fetched=table.nbytes, records_out=table.num_rows)
                 return flight.RecordBatchStream(table)
             batches_iterator: Iterator[pa.RecordBatch] = self.engine.read(
                 request.pattern,
@@ -425,6 +426,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             wildcard = is_pattern(request.pattern)
             if wildcard and authorized is not None:  # only the topics it may read
                 batches_iterator = authorization.only_readable(*authorized, batches_iterator)
+            batches_iterator = self._metered_reads(batches_iterator)
             schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(request.pattern)
             return flight.GeneratorStream(schema, self._stream(batches_iterator, schema))
 
@@ -820,6 +822,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             )
         if wait > 0:
             time.sleep(wait)
+
+    def _metered_reads(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """A read's batches, each metered and, over a quota, delayed before it is sent."""
+        user = self._principal()
+        for batch in batches:
+            self._throttle(user, fetched=batch.nbytes, records_out=batch.num_rows)
+            yield batch
 
     def _metered(self, submit: Callable[..., PendingAppend]) -> Callable[..., PendingAppend]:
         """``submit`` of an append stream, metered and throttled for its call's principal
