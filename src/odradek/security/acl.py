@@ -176,35 +176,43 @@ def operation_covers(binding_operation: str, permission: str, operation: str) ->
 
 @dataclasses.dataclass(frozen=True)
 class Acl:
-    """An immutable set of bindings, indexed by resource type."""
+    """An immutable set of bindings, indexed by resource type and by (resource type,
+    principal), so a decision scans only the bindings of its principal and of ``User:*``."""
 
     bindings: tuple[Binding, ...] = ()
     by_type: dict[str, tuple[Binding, ...]] = dataclasses.field(default_factory=dict, compare=False)
+    by_principal: dict[tuple[str, str], tuple[Binding, ...]] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def of(cls, bindings: Iterable[Binding]) -> Acl:
         unique = tuple(dict.fromkeys(bindings))
         index: dict[str, list[Binding]] = {}
+        by_principal: dict[tuple[str, str], list[Binding]] = {}
         for entry in unique:
             index.setdefault(entry.resource_type, []).append(entry)
-        return cls(unique, {kind: tuple(entries) for kind, entries in index.items()})
+            by_principal.setdefault((entry.resource_type, entry.principal), []).append(entry)
+        return cls(
+            unique,
+            {kind: tuple(entries) for kind, entries in index.items()},
+            {key: tuple(entries) for key, entries in by_principal.items()},
+        )
 
     def decide(self, principal: Principal, operation: str, resource_type: str, name: str) -> bool:
         """Allowed? Deny wins; nothing allowing means refused; an admin may do anything."""
         if principal.admin:
             return True
-        who = str(principal)
         allowed = False
-        for entry in self.by_type.get(resource_type, ()):
-            if entry.principal != who and entry.principal != ANY_PRINCIPAL:
-                continue
-            if not operation_covers(entry.operation, entry.permission, operation):
-                continue
-            if not name_matches(entry.pattern_type, entry.pattern, name):
-                continue
-            if entry.permission == "deny":
-                return False
-            allowed = True
+        for who in (str(principal), ANY_PRINCIPAL):
+            for entry in self.by_principal.get((resource_type, who), ()):
+                if not operation_covers(entry.operation, entry.permission, operation):
+                    continue
+                if not name_matches(entry.pattern_type, entry.pattern, name):
+                    continue
+                if entry.permission == "deny":
+                    return False
+                allowed = True
         return allowed
 
 

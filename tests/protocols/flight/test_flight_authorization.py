@@ -3,8 +3,7 @@
 Goal: with authorization enabled, a principal may append, read, create, delete, list and
 subscribe only where a binding allows it (odradek.Unauthorized naming the operation and
 the resource otherwise, and nothing done: a refused append leaves no record); a deny
-wins; a wildcard read yields only the topics the principal may read, including a topic
-created during the read; listings hold only what it may describe; admins manage the
+wins; a wildcard read yields only the topics the principal may read; listings hold only what it may describe; admins manage the
 bindings through the acl actions, others are refused; without authorization nothing
 changes.
 Method: an in-process FlightService over a fresh node with an authenticator and an
