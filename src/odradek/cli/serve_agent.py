@@ -71,6 +71,14 @@ def run_agent(settings: Settings) -> int:
     )
     stop_refreshing = credentials.refresh_every()
     authenticator = authenticator_of(settings, credentials, validator)
+    # Client quotas beside them (security/quotas.py), read again as often.
+    from odradek.security.quotas import QuotaManager, QuotaSettings
+
+    quota_settings = QuotaSettings.in_object_store(
+        store if isinstance(store, ObjectStore) else open_store(store)
+    )
+    stop_refreshing_quotas = quota_settings.refresh_every()
+    quotas = QuotaManager(quota_settings)
     budget = ByteBudget(settings.inflight_bytes)
     metrics = None
     metrics_listener = None
@@ -93,6 +101,7 @@ def run_agent(settings: Settings) -> int:
             tls=tls,
             authenticator=authenticator,
             credentials=credentials,
+            quotas=quotas,
         )
     except (pa.ArrowException, OSError) as exc:
         if metrics_listener is not None:
@@ -149,6 +158,8 @@ def run_agent(settings: Settings) -> int:
             tls=tls_context,
             serving=lambda: gate.agent is not None and gate.agent.is_owner(),
             authenticator=authenticator,
+            quotas=quotas,
+            metering=metrics.metering if metrics is not None else None,
         )
 
     def start_registry(node: Node) -> Any:
@@ -243,6 +254,7 @@ def run_agent(settings: Settings) -> int:
             break
     log.info("shutting down: handing the data over if owned, then leaving the cluster")
     stop_refreshing.set()
+    stop_refreshing_quotas.set()
     agent.stop()
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if metrics_listener is not None:
