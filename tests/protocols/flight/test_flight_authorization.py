@@ -3,9 +3,10 @@
 Goal: with authorization enabled, a principal may append, read, create, delete, list and
 subscribe only where a binding allows it (odradek.Unauthorized naming the operation and
 the resource otherwise, and nothing done: a refused append leaves no record); a deny
-wins; a wildcard read yields only the topics the principal may read; listings hold only what it may describe; admins manage the
-bindings through the acl actions, others are refused; without authorization nothing
-changes.
+wins; a wildcard read yields only the topics the principal may read; listings hold only
+what it may describe; a view is read only by a principal that may read all it folds;
+admins manage the bindings through the acl actions, others are refused; without
+authorization nothing changes.
 Method: an in-process FlightService over a fresh node with an authenticator and an
 authorizer over the data directory's bindings; the public client with tokens.
 """
@@ -156,3 +157,16 @@ def test_without_authorization_nothing_changes(tmp_path: Path) -> None:
     finally:
         door.server.drain(5.0)
         door.node.close()
+
+
+def test_reading_a_view_needs_every_topic_it_folds(door: Door) -> None:
+    with odradek.connect(door.url, token=door.root) as root:
+        root.create_topic("orders.eu")
+        root.create_view("totals", "orders.>", "odradek.views.reducers:latest")
+    with odradek.connect(door.url, token=door.alice) as alice:
+        with pytest.raises(Unauthorized, match="view 'totals'"):
+            alice.view_get("totals", b"k")
+        with pytest.raises(Unauthorized, match=r"alter cluster"):
+            alice.create_view("mine", "orders.>", "odradek.views.reducers:latest")
+        door.allow("User:alice", "topic", "prefixed", "orders.", "read", "allow")
+        assert alice.view_get("totals", b"k") is None

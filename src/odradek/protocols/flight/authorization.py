@@ -8,7 +8,8 @@ asked of the server's authorizer (security/authorizer.py) before anything is don
   per distinct topic, remembered), so a topic created later is checked as it appears.
 * DoAction: the table :data:`ACTIONS` (create, delete, alter, describe, read or write on a
   topic; describe or delete on a group); ``list_topics`` and ``list_groups`` answer only
-  what the principal may describe.
+  what the principal may describe; a view's reads need ``read`` on every topic it folds;
+  making or deleting a view and a handover take an admin.
 * DoExchange (a consumer group): ``read`` on the group and on the topics of its pattern:
   a wildcard pattern must be covered by bindings allowing every topic it can match and
   must meet no deny for the principal's reads (``Authorizer.covers``).
@@ -27,8 +28,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from odradek.errors import Unauthorized
+from odradek.errors import OdradekError, Unauthorized
 from odradek.names import is_pattern
+from odradek.node import Node
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import Principal
 
@@ -52,9 +54,20 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
     "reset_offsets": ("read", "group", "group"),
     "wait_for": ("write", "topic", "topic"),
     "check_waiters": ("write", "topic", "topic"),
+    "partition_map": ("describe", "topic", "topic"),
 }
+# Reads of a view: ``read`` on every topic its pattern names (views/view.py).
+VIEW_READS = frozenset({"view_get", "view_scan", "describe_view"})
 # Actions of the cluster itself: an admin's (views run code; a handover moves the data).
 ADMIN_ACTIONS = frozenset({"handover", "create_view", "delete_view"})
+
+
+def _view_pattern(node: Node, name: str) -> str | None:
+    try:
+        pattern: str = node.views.view(name).definition.pattern
+    except OdradekError:
+        return None  # the action says the view does not exist
+    return pattern
 
 
 def _body(raw: bytes) -> dict[str, Any]:
@@ -65,12 +78,27 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def check_action(authorizer: Authorizer, principal: Principal, action: str, raw: bytes) -> None:
+def check_action(
+    authorizer: Authorizer, principal: Principal, action: str, raw: bytes, node: Node | None = None
+) -> None:
     """Unauthorized unless ``principal`` may run ``action`` on what its body names."""
     if principal.admin:
         return
     if action in ADMIN_ACTIONS:
         raise Unauthorized(authorizer.refusal(principal, "alter", "cluster"))
+    if action in VIEW_READS and node is not None:
+        name = _body(raw).get("name")
+        pattern = _view_pattern(node, name) if isinstance(name, str) else None
+        if pattern is not None and not (
+            authorizer.covers(principal, "read", "topic", pattern)
+            if is_pattern(pattern)
+            else authorizer.allowed(principal, "read", "topic", pattern)
+        ):
+            raise Unauthorized(
+                f"{principal} is not authorized to read the topics of view {name!r} ({pattern!r}; "
+                "odradek acl add grants it)"
+            )
+        return
     wanted = ACTIONS.get(action)
     if wanted is None:
         return  # ping, cluster status, listings (filtered), views (read their own checks)

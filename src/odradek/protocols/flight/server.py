@@ -474,7 +474,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     )
             authorized = self._authorized(context)
             if authorized is not None:
-                authorization.check_action(*authorized, action.type, raw)
+                authorization.check_action(*authorized, action.type, raw, self._node)
             body = messages.decode_action_body(action.type, raw)
             result = self._actions[action.type](body)
             if authorized is not None:
