@@ -1,8 +1,8 @@
 """The command line starts without loading what the command does not use.
 
 Goal: `odradek --help`, a command's `--help` and a usage error stay fast (docs/cli.md,
-start time): they must not import pyarrow, NumPy, pandas or the Flight client, which
-cost most of half a second. Method: a structural check, not a timing: run the command
+start time): they must not import pyarrow, NumPy, pandas, the Flight client or rich
+(the progress bars), which cost most of half a second. Method: a structural check, not a timing: run the command
 in a fresh interpreter and look at `sys.modules` when it exits. And since the parser
 names its handlers lazily (cli/lazy.py), check that every handler it names exists.
 """
@@ -18,7 +18,16 @@ import pytest
 
 from odradek.cli.main import build_parser
 
-HEAVY = ("pyarrow", "numpy", "pandas", "grpc", "odradek.engine", "odradek.client", "odradek.protocols")
+HEAVY = (
+    "pyarrow",
+    "numpy",
+    "pandas",
+    "grpc",
+    "rich",
+    "odradek.engine",
+    "odradek.client",
+    "odradek.protocols",
+)
 
 _PROBE = """
 import json, sys

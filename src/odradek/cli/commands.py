@@ -10,19 +10,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from odradek import defaults
 from odradek.cli import output
+from odradek.cli.progress import Bar
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import IncompatibleSchema, InvalidRequest, OdradekError
 from odradek.types import SchemaInfo
-
-# Progress on a TTY is redrawn at most this often.
-progress_interval_seconds = 0.5
 
 
 def client_for(args: argparse.Namespace) -> RemoteClient:
@@ -91,23 +88,20 @@ def topic_verify(args: argparse.Namespace) -> int:
 
 
 class _VerifyProgress:
+    """A progress bar of the bytes an offline verify read (on a terminal), erased at the end."""
+
     def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.shown = 0.0
-        self.tty = sys.stderr.isatty()
+        self.bar = Bar(f"verifying {topic}", unit="bytes")
+        self.total: int | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self.tty and now - self.shown >= progress_interval_seconds:
-            self.shown = now
-            percent = 100 * done // max(total, 1)
-            sys.stderr.write(f"\rverifying {self.topic}: {percent}% of {output.human_bytes(total)}\033[K")
-            sys.stderr.flush()
+        if total != self.total:
+            self.total = total
+            self.bar.set_total(total)
+        self.bar.advance(done - self.bar.done)
 
     def finish(self) -> None:
-        if self.tty and self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        self.bar.finish()
 
 
 def _verify_text(report: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from odradek import api, defaults, limits
 from odradek.cli import output, terminal
+from odradek.cli.progress import Bar, count_line
 from odradek.cli.terminal import stdout_is_closed_error
 from odradek.client.remote import RemoteClient, connect
 from odradek.errors import InvalidRequest, OdradekError
@@ -164,7 +165,7 @@ def _consume(args: argparse.Namespace, interrupted: _Interrupted) -> int:
         if args.last_per_key:
             batches = iter(_last_per_key(batches))
         remaining = args.max
-        progress = _Counter(args.pattern)
+        progress = _Counter(args.pattern, _total(client, args, start, follow) if progress_shown() else None)
         try:
             for batch in batches:
                 if remaining is not None:
@@ -181,22 +182,40 @@ def _consume(args: argparse.Namespace, interrupted: _Interrupted) -> int:
 
 
 class _Counter:
-    """``N records (R/s)`` on stderr while the records go to a file or a pipe, only when
-    stderr is a terminal and stdout is not (on one terminal it would mix with them)."""
+    """A progress bar (records, rate; a bar and the time left when the total is known)
+    on stderr while the records go to a file or a pipe, only when stderr is a terminal
+    and stdout is not (on one terminal it would mix with them); erased at the end but
+    for ``t: N records in S s``."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, total: int | None = None) -> None:
         self.what = what
         self.count = 0
-        self.progress = terminal.Progress(enabled=sys.stderr.isatty() and not sys.stdout.isatty())
+        self.bar = Bar(what, total=total, enabled=progress_shown())
 
     def add(self, records: int) -> None:
         self.count += records
-        rate = self.count / max(self.progress.elapsed(), 1e-9)
-        self.progress.update(f"{self.what}: {terminal.plural(self.count, 'record')} ({rate:,.0f}/s)")
+        self.bar.advance(records)
 
     def finish(self) -> None:
-        elapsed = self.progress.elapsed()
-        self.progress.finish(f"{self.what}: {terminal.plural(self.count, 'record')} in {elapsed:.1f} s")
+        self.bar.finish(count_line(self.what, self.count, "record", self.bar.elapsed()))
+
+
+def progress_shown() -> bool:
+    return sys.stderr.isatty() and not sys.stdout.isatty()
+
+
+def _total(client: RemoteClient, args: argparse.Namespace, start: api.Start, follow: bool) -> int | None:
+    """The records a bar counts up to: ``--max``, or for one topic read to its end from
+    an offset, the offsets left (a compacted topic's gaps make it an upper bound)."""
+    if args.max is not None and not args.last_per_key:
+        return int(args.max)
+    if follow or args.last_per_key or is_pattern(args.pattern) or not isinstance(start, (int, str)):
+        return None
+    if start == "latest" or args.partition is not None:
+        return None
+    info = client.describe_topic(args.pattern)
+    first = info.first_offset if start == "earliest" else max(int(start), info.first_offset)
+    return max(info.next_offset - first, 0)
 
 
 def _wants_partitions(style: str | output.Template) -> bool:

@@ -11,7 +11,10 @@ pandas (pyarrow looks for a Series), which costs the command 0.15 s.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import select
+import stat
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -22,6 +25,7 @@ import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.cli import terminal
+from odradek.cli.progress import Bar, count_line
 from odradek.client.remote import connect
 from odradek.errors import InvalidRequest, OdradekError, TopicNotFound
 from odradek.records import HEADERS_TYPE, TIMESTAMP_TYPE
@@ -40,7 +44,6 @@ _ESCAPES = {"\\t": "\t", "\\0": "\0", "\\\\": "\\", "\\r": "\r"}
 
 def produce(args: argparse.Namespace) -> int:
     options = _Options.from_args(args)
-    progress = terminal.Progress()
     written = 0
     with connect(args.server) as client:
         if args.create:
@@ -53,6 +56,8 @@ def produce(args: argparse.Namespace) -> int:
                 exc.args = (exc.message,)
                 raise
         expected = args.expect_version
+        size = _input_bytes(sys.stdin.buffer)
+        progress = Bar(args.topic, total=size, unit="bytes" if size is not None else "records")
         try:
             for lines in batched(read_lines(sys.stdin.buffer), args.batch):
                 batch = options.batch(lines)
@@ -62,18 +67,39 @@ def produce(args: argparse.Namespace) -> int:
                 written += result.count
                 if expected is not None and key is not None:
                     expected = result.versions[key]  # the next batch continues the chain
-                rate = written / max(progress.elapsed(), 1e-9)
-                progress.update(f"{args.topic}: {terminal.plural(written, 'record')} ({rate:,.0f}/s)")
+                described = f"{args.topic}: {terminal.plural(written, 'record')}"
+                if size is None:
+                    progress.advance(result.count, description=args.topic)
+                else:  # the bar counts the bytes of stdin read
+                    progress.advance(_line_bytes(lines), description=described)
         except OdradekError as exc:
             if written:
                 exc.message += f" ({terminal.plural(written, 'record')} appended before this failure)"
                 exc.args = (exc.message,)
             raise
         finally:
-            progress.finish(
-                f"{args.topic}: {terminal.plural(written, 'record')} in {progress.elapsed():.1f} s"
-            )
+            progress.finish(count_line(args.topic, written, "record", progress.elapsed()))
     return 0
+
+
+def _input_bytes(stream: BinaryIO) -> int | None:
+    """What is left to read of ``stream`` when it is a regular file (a progress bar's
+    total), else None (a pipe, a terminal)."""
+    try:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return max(status.st_size - stream.tell(), 0)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _line_bytes(lines: pa.Array) -> int:
+    """The bytes ``lines`` took in the input: their own and a newline each."""
+    if not len(lines):
+        return 0
+    total = pc.sum(pc.binary_length(lines)).as_py()
+    return int(total or 0) + len(lines)
 
 
 class _Options:
