@@ -11,7 +11,9 @@ it trickles) may hold a thread.
 The HTTP API (protocols/http_api, decision 0022) is mounted on the same listener:
 ``/openapi.json`` and ``/v1/`` paths other than the registry's view keys go to it, with
 its own body bound, error shape and Server-Sent Event streams (written here chunk by
-chunk, each write bounded by ``limits.http_sse_write_seconds_max``).
+chunk, each write bounded by ``limits.http_sse_write_seconds_max``). So is the web
+console (odradek/console, decision 0024): its built assets at ``/ui`` and its endpoints
+under ``/v1/console/``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import urllib.parse
 
 from odradek import limits
 from odradek.budget import ByteBudget
+from odradek.console import ConsoleApi, owns_api, owns_ui, serve_static
+from odradek.console.api import ClusterStatus
 from odradek.errors import OdradekError, RequestTooLarge
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -57,10 +61,12 @@ class _RegistryHTTPServer(BoundedHTTPServer):
         bounds: connections.DoorLimits,
         budget: ByteBudget,
         api: HttpApi | None = None,
+        cluster_status: ClusterStatus | None = None,
     ) -> None:
         self.registry = registry
         self.budget = budget
         self.api = api
+        self.console = ConsoleApi(api, cluster_status) if api is not None else None
         super().__init__("registry", host, port, _RegistryHandler, bounds)
 
     def refusal(self, reason: str) -> bytes:
@@ -74,6 +80,9 @@ class _RegistryHTTPServer(BoundedHTTPServer):
 
 class _RegistryHandler(BoundedRequestHandler):
     server_version = "odradek-registry"
+    # An answer is written as its head, then its body: with Nagle's algorithm the body
+    # waited for the client's delayed ACK of the head, 40 ms a request on Linux.
+    disable_nagle_algorithm = True
     # The idle timeout of listeners made from now on (the door's bounds take it).
     timeout = connection_idle_seconds_max
     server: _RegistryHTTPServer
@@ -101,7 +110,8 @@ class _RegistryHandler(BoundedRequestHandler):
 
     def _serve(self) -> None:
         target = urllib.parse.urlsplit(self.path)
-        api = self.server.api if self.server.api is not None and owns(target.path) else None
+        console = owns_ui(target.path) or owns_api(target.path)
+        api = self.server.api if self.server.api is not None and (owns(target.path) or console) else None
         refuse = self._refuse if api is None else self._refuse_api
         if self.headers.get("Transfer-Encoding") is not None:
             refuse(411, 411, "A request body needs a Content-Length")
@@ -130,7 +140,11 @@ class _RegistryHandler(BoundedRequestHandler):
                 return
             query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
             answer: ApiResponse | EventStream | Response
-            if api is not None:
+            if api is not None and owns_ui(target.path):
+                answer = serve_static(self.command, target.path)
+            elif api is not None and owns_api(target.path) and self.server.console is not None:
+                answer = self.server.console.handle(self._api_request(target.path, query, body))
+            elif api is not None:
                 answer = api.handle(self._api_request(target.path, query, body))
             else:
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
@@ -262,6 +276,7 @@ class RegistryListener(BoundedHTTPListener):
         bounds: connections.DoorLimits | None = None,
         budget: ByteBudget | None = None,
         api: HttpApi | None = None,
+        cluster_status: ClusterStatus | None = None,
     ) -> None:
         if bounds is None:
             bounds = connections.REGISTRY.replace(
@@ -271,7 +286,8 @@ class RegistryListener(BoundedHTTPListener):
             budget = ByteBudget(limits.inflight_bytes_max_default)
         self.api = api
         super().__init__(
-            _RegistryHTTPServer(registry, host, port, bounds, budget, api), poll_interval_seconds
+            _RegistryHTTPServer(registry, host, port, bounds, budget, api, cluster_status),
+            poll_interval_seconds,
         )
 
     def close(self) -> None:
