@@ -2,9 +2,10 @@
 
 Goal: `odradek --help`, a command's `--help` and a usage error stay fast (docs/cli.md,
 start time): they must not import pyarrow, NumPy, pandas, the Flight client or rich
-(the progress bars), which cost most of half a second. Method: a structural check, not a timing: run the command
-in a fresh interpreter and look at `sys.modules` when it exits. And since the parser
-names its handlers lazily (cli/lazy.py), check that every handler it names exists.
+(the progress bars), which cost most of half a second. Method: a structural check, not
+a timing: run the command in a fresh interpreter and look at `sys.modules` when it
+exits. And since the parser names its handlers lazily (cli/lazy.py), check that every
+handler it names exists.
 """
 
 from __future__ import annotations
