@@ -265,3 +265,32 @@ def test_without_authorization_the_acl_apis_say_security_disabled(tmp_path: Path
         assert _produce(door, "alice", "anything.goes") == [None]  # unchanged: no checks
     finally:
         door.close()
+
+
+def test_a_pattern_consumer_reads_only_what_it_may(door: AclDoor) -> None:
+    for name in ("shop.orders", "shop.payments", "hr.salaries"):
+        door.node.engine.create_topic(name)
+        door.node.engine.append(name, [{"value": name.encode()}])
+    door.authorizer.store.add(
+        [
+            binding("User:alice", "topic", "match", "shop.*", "read", "allow"),
+            binding("User:alice", "group", "literal", "everything", "read", "allow"),
+        ]
+    )
+    consumer = confluent_kafka.Consumer(
+        {**door.settings("alice"), "group.id": "everything", "auto.offset.reset": "earliest"}
+    )
+    seen: set[bytes] = set()
+    try:
+        consumer.subscribe(["^.*"])  # every topic the broker lists
+        for _ in range(120):  # up to 60 s
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                seen.add(message.value())
+            if len(seen) == 2:
+                break
+        assert seen == {b"shop.orders", b"shop.payments"}
+        assignment = {partition.topic for partition in consumer.assignment()}
+        assert assignment == {"shop.orders", "shop.payments"}  # hr.salaries was never listed
+    finally:
+        consumer.close()
