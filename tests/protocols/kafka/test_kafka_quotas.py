@@ -17,8 +17,10 @@ muted connection's delay is checked as a lower bound, which load only lengthens.
 from __future__ import annotations
 
 import os
+import struct
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,21 +34,27 @@ from odradek.node import Node
 from odradek.protocols.kafka import quota_api, start_kafka_listener
 from odradek.protocols.kafka.codec import messages_data as data_messages
 from odradek.protocols.kafka.codec import messages_quotas as m
-from odradek.protocols.kafka.codec.api import ApiKey, Request
+from odradek.protocols.kafka.codec.api import ApiKey, Request, decode_request, encode_response
 from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.security import Authenticator, CredentialStore
 from odradek.security.principal import Principal
 from odradek.security.quotas import FETCH, PRODUCE, Metering, QuotaEntity, QuotaManager, QuotaSettings
 
 
 class QuotaDoor:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, authenticator: Authenticator | None = None) -> None:
         self.data_dir = data_dir
         self.node = Node.open(data_dir, fsync=False)
         self.settings = QuotaSettings.open(data_dir)
         self.quotas = QuotaManager(self.settings)
         self.metering = Metering()
         self.listener = start_kafka_listener(
-            self.node, "127.0.0.1", 0, quotas=self.quotas, metering=self.metering
+            self.node,
+            "127.0.0.1",
+            0,
+            quotas=self.quotas,
+            metering=self.metering,
+            authenticator=authenticator,
         )
 
     @property
@@ -254,3 +262,127 @@ def test_only_an_admin_manages_quotas(tmp_path: Path) -> None:
     answer = quota_api.serve(quotas, bob, alter)
     assert answer.entries[0].error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     assert quotas.settings.entities() == {}
+
+
+def test_quotas_follow_the_authenticated_user(tmp_path: Path) -> None:
+    data_dir = os.path.join(tmp_path, "data")
+    store = CredentialStore.open(data_dir)
+    for name in ("alice", "bob"):
+        store.add_user(name, f"{name}-secret")
+    door = QuotaDoor(data_dir, Authenticator(store))
+    try:
+        topic = _topic(door)
+        door.settings.set(QuotaEntity.parse("user=alice"), {PRODUCE: 1000.0})
+        throttles: dict[str, list[int]] = {"alice": [], "bob": []}
+        for name in ("alice", "bob"):
+            producer = confluent_kafka.Producer(
+                {
+                    "bootstrap.servers": f"127.0.0.1:{door.port}",
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": "SCRAM-SHA-256",
+                    "sasl.username": name,
+                    "sasl.password": f"{name}-secret",
+                    "linger.ms": 0,
+                    "throttle_cb": lambda event, name=name: throttles[name].append(event.throttle_time),
+                }
+            )
+            for _ in range(20):
+                producer.produce(topic, b"x" * 1000)
+            assert producer.flush(60) == 0
+            if name == "alice":
+                deadline = time.monotonic() + 60
+                while not throttles["alice"] and time.monotonic() < deadline:
+                    producer.poll(0.1)
+            else:
+                producer.poll(0.5)  # any throttle report bob would get has come by now
+        assert throttles["alice"] and max(throttles["alice"]) > 0
+        assert not any(throttles["bob"])
+        metered = door.metering.snapshot()
+        assert metered["alice"]["records_in"] == metered["bob"]["records_in"] == 20
+        assert metered["alice"]["throttle_seconds"] > 0 and metered["bob"]["throttle_seconds"] == 0
+    finally:
+        door.close()
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_the_codec_agrees_with_kafka_pythons_message_definitions(version: int) -> None:
+    """kafka-python 3 generates its messages from Kafka's own JSON definitions: what it
+    encodes decodes here, and what the door encodes decodes there."""
+    with warnings.catch_warnings():  # kafka-python loads its definitions with a deprecated call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka.protocol.admin import AlterClientQuotasRequest as KafkaAlter
+        from kafka.protocol.admin import AlterClientQuotasResponse as KafkaAlterResponse
+        from kafka.protocol.admin import DescribeClientQuotasRequest as KafkaDescribe
+        from kafka.protocol.admin import DescribeClientQuotasResponse as KafkaDescribeResponse
+    flexible = version >= 1
+
+    def frame(api_key: int, body: bytes) -> bytes:
+        header = struct.pack(">hhih", api_key, version, 7, 1) + b"c" + (b"\x00" if flexible else b"")
+        return header + body
+
+    ComponentData = KafkaDescribe.ComponentData
+    describe = KafkaDescribe(
+        version=version,
+        components=[
+            ComponentData(entity_type="user", match_type=m.MATCH_EXACT, match="alice"),
+            ComponentData(entity_type="client-id", match_type=m.MATCH_DEFAULT, match=None),
+        ],
+        strict=True,
+    )
+    decoded = decode_request(frame(ApiKey.DESCRIBE_CLIENT_QUOTAS, bytes(describe.encode()))).body
+    assert decoded == m.DescribeClientQuotasRequest(
+        components=(
+            m.ComponentData(entity_type="user", match_type=m.MATCH_EXACT, match="alice"),
+            m.ComponentData(entity_type="client-id", match_type=m.MATCH_DEFAULT, match=None),
+        ),
+        strict=True,
+    )
+    Entry = KafkaAlter.EntryData
+    alter = KafkaAlter(
+        version=version,
+        entries=[
+            Entry(
+                entity=[Entry.EntityData(entity_type="user", entity_name=None)],
+                ops=[Entry.OpData(key=PRODUCE, value=1024.5, remove=False)],
+            )
+        ],
+        validate_only=True,
+    )
+    decoded = decode_request(frame(ApiKey.ALTER_CLIENT_QUOTAS, bytes(alter.encode()))).body
+    assert decoded == m.AlterClientQuotasRequest(
+        entries=(
+            m.AlterClientQuotasEntry(
+                entity=(m.EntityData(entity_type="user", entity_name=None),),
+                ops=(m.OpData(key=PRODUCE, value=1024.5, remove=False),),
+            ),
+        ),
+        validate_only=True,
+    )
+    header_bytes = 4 + 4 + (1 if flexible else 0)  # size, correlation id, tagged fields
+    described = m.DescribeClientQuotasResponse(
+        throttle_time_ms=5,
+        entries=(
+            m.DescribeClientQuotasEntry(
+                entity=(m.EntityData(entity_type="user", entity_name=None),),
+                values=(m.ValueData(key="request_rate", value=2.5),),
+            ),
+        ),
+    )
+    raw = b"".join(encode_response(ApiKey.DESCRIBE_CLIENT_QUOTAS, version, 7, described))
+    theirs = KafkaDescribeResponse.decode(raw[header_bytes:], version=version)
+    assert theirs.throttle_time_ms == 5 and theirs.error_message is None
+    assert [(e.entity[0].entity_type, e.entity[0].entity_name) for e in theirs.entries] == [("user", None)]
+    assert [(v.key, v.value) for v in theirs.entries[0].values] == [("request_rate", 2.5)]
+    altered = m.AlterClientQuotasResponse(
+        entries=(
+            m.AlterClientQuotasEntryResponse(
+                error_code=ErrorCode.INVALID_REQUEST,
+                error_message="no",
+                entity=(m.EntityData(entity_type="client-id", entity_name="x"),),
+            ),
+        )
+    )
+    raw = b"".join(encode_response(ApiKey.ALTER_CLIENT_QUOTAS, version, 7, altered))
+    answer = KafkaAlterResponse.decode(raw[header_bytes:], version=version).entries[0]
+    assert (answer.error_code, answer.error_message) == (ErrorCode.INVALID_REQUEST, "no")
+    assert (answer.entity[0].entity_type, answer.entity[0].entity_name) == ("client-id", "x")
