@@ -292,6 +292,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             if chunk.data is None:  # a metadata-only message appends nothing
                 continue
             size = chunk.data.get_total_buffer_size()  # free, and at least nbytes
+            # Over a quota the stream waits before it takes room in the budget from others.
+            self._throttle(self._principal(), produced=size, records_in=chunk.data.num_rows)
             try:
                 reservation = self._reserve(size)
             except RequestTooLarge:
@@ -320,7 +322,6 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _submit(
         self, topic: str, batch: pa.RecordBatch, options: messages.AppendOptions, reservation: Reservation
     ) -> tuple[PendingAppend, tuple[int, float, Reservation]]:
-        self._throttle(self._principal(), produced=reservation.size, records_in=batch.num_rows)
         started = time.perf_counter()
         pending = self.engine.submit_append(
             topic,
