@@ -93,6 +93,10 @@ def test_the_native_door_delays_calls_over_quota_and_meters_them(doors: Doors) -
     assert doors.client.read_key(topic, b"none").num_rows == 0
     metered = doors.metrics.metering.snapshot()["ANONYMOUS"]
     assert metered["records_out"] == 3 and metered["bytes_out"] > 0
+    # And appends in a DoPut stream (append_many), with the quota lifted.
+    doors.settings.set(QuotaEntity.parse("user=ANONYMOUS"), {PRODUCE: None})
+    doors.client.append_many(topic, [[{"value": b"a"}, {"value": b"b"}], [{"value": b"c"}]])
+    assert doors.metrics.metering.snapshot()["ANONYMOUS"]["records_in"] == 6
 
 
 def test_metrics_name_each_principal(doors: Doors) -> None:
