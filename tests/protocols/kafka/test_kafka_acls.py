@@ -13,6 +13,7 @@ authorizer over the data directory's bindings; real clients over SASL_PLAINTEXT 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,28 @@ def test_a_pattern_consumer_reads_only_what_it_may(door: AclDoor) -> None:
         assert assignment == {"shop.orders", "shop.payments"}  # hr.salaries was never listed
     finally:
         consumer.close()
+
+
+def test_a_transactional_producer_needs_its_transactional_id(door: AclDoor) -> None:
+    door.node.engine.create_topic("ledger")
+    door.authorizer.store.add([binding("User:alice", "topic", "literal", "ledger", "write", "allow")])
+    producer = confluent_kafka.Producer(
+        {**door.settings("alice"), "transactional.id": "ledger-writer", "transaction.timeout.ms": 10_000}
+    )
+    with pytest.raises(confluent_kafka.KafkaException) as refused:
+        producer.init_transactions(30)
+    assert refused.value.args[0].code() == confluent_kafka.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    door.authorizer.store.add(
+        [binding("User:alice", "transactional_id", "prefixed", "ledger-", "write", "allow")]
+    )
+    allowed = confluent_kafka.Producer(
+        {**door.settings("alice"), "transactional.id": "ledger-writer", "transaction.timeout.ms": 10_000}
+    )
+    allowed.init_transactions(30)
+    allowed.begin_transaction()
+    allowed.produce("ledger", b"entry")
+    allowed.commit_transaction(30)
+    deadline = time.monotonic() + 30  # the commit's append is acknowledged apart from EndTxn's answer
+    while door.node.engine.describe_topic("ledger").records < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert door.node.engine.describe_topic("ledger").records == 1
