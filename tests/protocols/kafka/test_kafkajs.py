@@ -8,7 +8,9 @@ createTopics, fetchTopicMetadata, listTopics and deleteTopics; SASL PLAIN and SC
 (a wrong password refused as an authentication error); transactions (one
 committed, one aborted, one committing a group's offsets with sendOffsets) of which a
 read_committed consumer sees exactly the committed records, where kafkajs used to fail
-with a misleading KafkaJSGroupCoordinatorNotFound; a compacted topic created through
+with a misleading KafkaJSGroupCoordinatorNotFound; a producer fenced by a second one
+with the same transactional id is refused with the broker's reason (INVALID_PRODUCER_EPOCH)
+and none of its records is read; a compacted topic created through
 kafkajs's admin (cleanup.policy=compact), refusing keyless records, read back after a
 compaction with gaps and each key's latest value.
 
@@ -212,6 +214,18 @@ def test_transactions_commit_abort_and_send_offsets(serve: Serve) -> None:
     assert sorted(seen["values"]) == expected
     committed = {int(p["partition"]): int(p["offset"]) for p in seen["committed"][0]["partitions"]}
     assert committed[0] == 5
+
+
+@pytest.mark.compat("kafkajs", "transactions")
+def test_a_second_producer_fences_the_first(serve: Serve) -> None:
+    topic, group = fresh("js.fenced"), fresh("js-fenced")
+    seen = scenario(
+        serve, "fencing", topic=topic, group=group, transactionalId=fresh("js-fence"), partitions=PARTITIONS
+    )
+    # The broker's reason, not a coordinator error: kafkajs names the producer's old epoch.
+    for step in ("send", "commit"):
+        assert seen["refused"][step]["type"] == "INVALID_PRODUCER_EPOCH", seen["refused"]
+    assert seen["values"] == ["second0"]
 
 
 @pytest.mark.compat("kafkajs", "SASL/TLS")

@@ -65,6 +65,25 @@ async function consume(kafka, topic, groupId, count, options = {}) {
   return seen
 }
 
+// Every record of a topic a read_committed reader is served, without the plain record
+// written first at the end of each partition: once the reader saw all of those, it saw
+// everything before them (aborted or fenced records included, were they served).
+async function readAll(kafka, topic, groupId, partitions) {
+  const plain = kafka.producer()
+  await plain.connect()
+  const ends = []
+  for (let partition = 0; partition < partitions; partition++) {
+    ends.push({ partition, value: `end${partition}` })
+  }
+  await plain.send({ topic, acks: -1, messages: ends })
+  await plain.disconnect()
+  const isEnd = record => record.value.startsWith('end')
+  const seen = await consume(kafka, topic, groupId, 0, {
+    until: records => records.filter(isEnd).length >= partitions,
+  })
+  return seen.filter(record => !isEnd(record))
+}
+
 async function until(condition, what) {
   const deadline = Date.now() + DEADLINE_MS
   while (!condition()) {
@@ -201,6 +220,38 @@ const scenarios = {
     return { high, records }
   },
 
+  // A second producer with the same transactional id fences the first: the first's next
+  // send and its commit are refused with the broker's reason; only the second's records
+  // are ever read.
+  async fencing(args) {
+    const kafka = client(args)
+    const settings = { transactionalId: args.transactionalId, idempotent: true, maxInFlightRequests: 1 }
+    const first = kafka.producer(settings)
+    await first.connect()
+    const old = await first.transaction()
+    await old.send({ topic: args.topic, messages: [{ key: 'a', value: 'first0' }] })
+    const second = kafka.producer(settings)
+    await second.connect()
+    const current = await second.transaction()
+    await current.send({ topic: args.topic, messages: [{ key: 'b', value: 'second0' }] })
+    const refused = {}
+    for (const [name, step] of [
+      ['send', () => old.send({ topic: args.topic, messages: [{ key: 'a', value: 'first1' }] })],
+      ['commit', () => old.commit()],
+    ]) {
+      try {
+        await step()
+        refused[name] = null
+      } catch (error) {
+        refused[name] = { type: error.type || null, name: error.name, message: error.message }
+      }
+    }
+    await current.commit()
+    await Promise.all([first.disconnect().catch(() => {}), second.disconnect()])
+    const seen = await readAll(kafka, args.topic, args.group, args.partitions)
+    return { refused, values: seen.map(r => r.value) }
+  },
+
   async admin(args) {
     const kafka = client(args)
     const admin = kafka.admin()
@@ -250,24 +301,12 @@ const scenarios = {
     })
     await transaction.commit()
     await producer.disconnect()
-    // Then one plain record at the end of each partition: once the reader saw all of
-    // them it saw everything before them, aborted records included if they were served.
-    const plain = kafka.producer()
-    await plain.connect()
-    const ends = []
-    for (let partition = 0; partition < args.partitions; partition++) {
-      ends.push({ partition, value: `end${partition}` })
-    }
-    await plain.send({ topic: args.topic, acks: -1, messages: ends })
-    await plain.disconnect()
-    const seen = await consume(kafka, args.topic, args.group + '-reader', 0, {
-      until: records => records.filter(r => r.value.startsWith('end')).length >= args.partitions,
-    })
+    const seen = await readAll(kafka, args.topic, args.group + '-reader', args.partitions)
     const admin = kafka.admin()
     await admin.connect()
     const committed = await admin.fetchOffsets({ groupId: args.group, topics: [args.source] })
     await admin.disconnect()
-    return { values: seen.map(r => r.value).filter(v => !v.startsWith('end')), committed }
+    return { values: seen.map(r => r.value), committed }
   },
 }
 
