@@ -129,7 +129,9 @@ def _base64(index: int, what: str, value: object) -> bytes:
         raise InvalidRequest(f"record {index}: {what} is not valid base64") from None
 
 
-def _timestamp(index: int, value: object) -> int | datetime.datetime:
+def _timestamp(index: int, value: object) -> int:
+    """Microseconds since the epoch (ISO text converted exactly, so that records of one
+    request may mix both forms)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -138,7 +140,7 @@ def _timestamp(index: int, value: object) -> int | datetime.datetime:
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            return (parsed - _EPOCH) // datetime.timedelta(microseconds=1)
     raise InvalidRequest(
         f"record {index}: timestamp is microseconds since the epoch (an integer) or ISO-8601 "
         f"text with an offset (2026-01-31T12:00:00Z), got {value!r}"
