@@ -168,17 +168,19 @@ def test_sensors_are_bounded_per_user_and_in_total(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(limits, "quota_sensors_max", 8)
     monkeypatch.setattr(limits, "quota_sensors_per_user_max", 3)
     settings = QuotaSettings.open(str(tmp_path))
-    settings.set(_entity("client-id=<default>"), {PRODUCE: 10.0})
-    settings.set(_entity("user=<default>,client-id=<default>"), {PRODUCE: 10.0})
+    settings.set(_entity("client-id=<default>"), {PRODUCE: 10.0})  # a sensor per client id
     clock = Clock()
     manager = QuotaManager(settings, clock)
-    manager.record("quiet", "one", PRODUCE, 1)
+    for _ in range(limits.quota_window_count):  # the quiet user's client goes over its quota
+        manager.record("quiet", "one", PRODUCE, 10)
+    assert manager.record("quiet", "one", PRODUCE, 10) > 0
     for number in range(100):  # one user cycling client ids evicts only its own sensors
         manager.record("noisy", f"c{number}", PRODUCE, 1)
     assert len(manager) == 4
-    assert manager.record("quiet", "one", PRODUCE, 1) == 0.0 and len(manager) == 4
+    # The quiet client's sensor was kept: it is still over its quota.
+    assert manager.record("quiet", "one", PRODUCE, 1) > 0 and len(manager) == 4
     for number in range(100):  # many users: the total bound holds
-        manager.record(f"user{number}", "c", PRODUCE, 1)
+        manager.record(f"user{number}", f"u{number}", PRODUCE, 1)
     assert len(manager) == 8
     clock.now += limits.quota_sensor_idle_seconds
     manager.record("late", "c", PRODUCE, 1)  # idle sensors are dropped

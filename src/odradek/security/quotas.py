@@ -322,9 +322,10 @@ class Rate:
     """Kafka's sampled rate: ``limits.quota_window_count`` samples of
     ``limits.quota_window_seconds``, the oldest reused when a new window starts."""
 
-    __slots__ = ("_current", "_starts", "_values", "used")
+    __slots__ = ("_current", "_starts", "_values", "owner", "used")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, owner: str = "") -> None:
+        self.owner = owner  # the principal whose request made it (its memory is counted there)
         count = limits.quota_window_count
         self._starts = [now] + [-math.inf] * (count - 1)
         self._values = [0.0] * count
@@ -396,7 +397,7 @@ class QuotaManager:
         )
         with self._lock:
             now = self._clock()
-            rate = self._sensor(sensor_key, now)
+            rate = self._sensor(sensor_key, user, now)
             rate.record(value, now)
             observed, span = rate.measure(now)
         return throttle_seconds(observed, quota, span)
@@ -414,19 +415,20 @@ class QuotaManager:
             waits.append(self.record(user, client_id, FETCH, float(fetched)))
         return max(waits)
 
-    def _sensor(self, key: _SensorKey, now: float) -> Rate:
+    def _sensor(self, key: _SensorKey, user: str, now: float) -> Rate:
+        """The sensor ``key``, made for ``user`` if new (its oldest goes first when the
+        user holds its share, the least recently used of all when the total is reached)."""
         sensors = self._sensors
         rate = sensors.get(key)
         if rate is not None:
             sensors.move_to_end(key)
             return rate
         self._expire(now)
-        user = key[1]
         if self._per_user[user] >= limits.quota_sensors_per_user_max:
-            self._drop(next(found for found in sensors if found[1] == user))
+            self._drop(next(found for found, known in sensors.items() if known.owner == user))
         if len(sensors) >= limits.quota_sensors_max:
             self._drop(next(iter(sensors)))
-        rate = sensors[key] = Rate(now)
+        rate = sensors[key] = Rate(now, user)
         self._per_user[user] += 1
         return rate
 
@@ -438,10 +440,10 @@ class QuotaManager:
             self._drop(key)
 
     def _drop(self, key: _SensorKey) -> None:
-        del self._sensors[key]
-        self._per_user[key[1]] -= 1
-        if not self._per_user[key[1]]:
-            del self._per_user[key[1]]
+        owner = self._sensors.pop(key).owner
+        self._per_user[owner] -= 1
+        if not self._per_user[owner]:
+            del self._per_user[owner]
 
 
 # -- metering ----------------------------------------------------------------------------
