@@ -7,8 +7,9 @@ errors); forgotten topics leave the session; a request with epoch -1 is served w
 a session and closes the one it names; an unknown session is FETCH_SESSION_ID_NOT_FOUND
 and a wrong epoch INVALID_FETCH_SESSION_EPOCH, both reading nothing. Of the Python
 clients, kafka-python fetches in sessions (full, then incremental requests) and reads a
-topic to its end through them; librdkafka (confluent-kafka) sends sessionless requests
-and reads as before.
+topic to its end through them, and forgets a topic it stops reading (incremental
+requests with forgotten topics); librdkafka (confluent-kafka) sends sessionless
+requests and reads as before.
 
 Method: raw Fetch requests (wire.py, Fetch v12 by topic name and v13 by topic id)
 against an in-process listener (conftest); kafka-python and confluent-kafka consumers
@@ -188,6 +189,7 @@ class _Spy:
 
     def __init__(self, broker: Any) -> None:
         self.epochs: list[tuple[int, ErrorCode]] = []
+        self.forgotten: list[str] = []
         self._lock = threading.Lock()
         self._plan = broker.fetch_sessions.plan
         broker.fetch_sessions.plan = self.plan
@@ -196,6 +198,7 @@ class _Spy:
         plan: FetchPlan = self._plan(request, by_id)
         with self._lock:
             self.epochs.append((request.session_epoch, plan.error))
+            self.forgotten.extend(topic.topic for topic in request.forgotten_topics_data)
         return plan
 
     def served(self) -> list[int]:
@@ -227,6 +230,45 @@ def test_kafka_python_consumes_in_a_session(kafka_door: Any, topic_name: str) ->
     assert values == [f"v{r}.{i}".encode() for r in range(3) for i in range(10)]
     served = spy.served()
     assert 0 in served and any(epoch > 0 for epoch in served), spy.epochs
+
+
+def test_kafka_python_forgets_a_topic_it_no_longer_reads(kafka_door: Any, topic_name: str) -> None:
+    spy = _Spy(kafka_door.listener.listener.broker)
+    kept, dropped = topic_name + ".kept", topic_name + ".dropped"
+    for name in (kept, dropped):
+        kafka_door.engine.create_topic(name)
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=kafka_door.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    values: list[bytes] = []
+
+    def read(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(values) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=100).values():
+                values.extend(record.value for record in batch)
+
+    try:
+        consumer.assign([kafka.TopicPartition(kept, 0), kafka.TopicPartition(dropped, 0)])
+        kafka_door.engine.append(kept, [{"value": b"k0"}])
+        kafka_door.engine.append(dropped, [{"value": b"d0"}])
+        read(2)
+        consumer.assign([kafka.TopicPartition(kept, 0)])
+        kafka_door.engine.append(dropped, [{"value": b"d1"}])
+        kafka_door.engine.append(kept, [{"value": b"k1"}])
+        read(3)
+    finally:
+        consumer.close()
+    assert sorted(values) == [b"d0", b"k0", b"k1"]
+    assert dropped in spy.forgotten, spy.epochs
+    # One session throughout: the client found every incremental answer consistent with
+    # what it asked (an answer naming the forgotten partition would make it start again).
+    served = spy.served()
+    assert served.count(0) == 1 and served[-1] > 0, spy.epochs
+    # The door's session holds the kept partition only (the client closed the connection,
+    # not the session: Kafka keeps it until it is evicted, too).
+    held = [set(s.partitions) for s in kafka_door.listener.listener.broker.fetch_sessions.sessions()]
+    assert {(kept, 0)} in held and not any((dropped, 0) in partitions for partitions in held)
 
 
 @pytest.mark.compat("confluent-kafka", "consume")

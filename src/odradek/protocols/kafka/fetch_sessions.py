@@ -124,6 +124,10 @@ class FetchSessions:
     def __contains__(self, session_id: object) -> bool:
         return session_id in self._sessions
 
+    def sessions(self) -> list[FetchSession]:
+        """The sessions kept, least recently created first."""
+        return list(self._sessions.values())
+
     def plan(self, request: m.FetchRequest, by_id: bool) -> FetchPlan:
         """Check ``request`` against the cache and update it; say what to read."""
         if request.session_epoch > INITIAL_EPOCH:
