@@ -7,7 +7,8 @@ type, headers and body schema; a method the document does not list is answered 4
 with Allow; invalid requests are refused. Also: the document is valid OpenAPI 3.1 and
 names every route the API answers. Method: schemathesis's command line against the
 server's listener, bounded to a few hundred cases (fuzzing and stateful phases, a fixed
-seed); the tail operation (an endless stream) is left to test_http_api_events.py.
+seed); the tail operations (endless streams) are left to test_http_api_events.py and
+tests/console/test_console_api.py.
 Schema-valid requests the engine refuses for reasons a JSON Schema cannot say (a
 setting's range, a group that does not exist yet) are not counted as failures
 (positive_data_acceptance is left out).
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from http_api_client import Served
 
+from odradek.console.openapi import ROUTES as CONSOLE_ROUTES
 from odradek.protocols.http_api import openapi
 from odradek.protocols.http_api.routes import ROUTES
 
@@ -41,7 +43,8 @@ def test_the_running_server_conforms_to_its_document(served: Served, tmp_path: P
         sys.executable, "-m", "schemathesis.cli", "run", f"{served.base}/openapi.json",
         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
         "--phases", "fuzzing,stateful", "--max-examples", str(EXAMPLES_PER_OPERATION),
-        "--exclude-operation-id", "tail", "--seed", "1", "--request-timeout", "60", "--workers", "1",
+        "--exclude-operation-id", "tail", "--exclude-operation-id", "consoleTail",
+        "--seed", "1", "--request-timeout", "60", "--workers", "1",
         "--report-dir", str(tmp_path / "report"),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, timeout=600)
@@ -56,4 +59,4 @@ def test_the_document_is_valid_openapi_and_names_every_route() -> None:
     schema = from_dict(openapi.DOCUMENT)
     operations = {(result.ok().method.upper(), result.ok().path) for result in schema.get_all_operations()}
     routed = {(method, "/" + "/".join(pattern)) for pattern, handlers in ROUTES for method in handlers}
-    assert routed == operations | {("GET", "/openapi.json")}
+    assert routed | set(CONSOLE_ROUTES) == operations | {("GET", "/openapi.json")}

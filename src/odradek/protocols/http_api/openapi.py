@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from odradek import limits
+from odradek.console import openapi as console  # the web console's endpoints (decision 0024)
 
 VERSION = "1.0.0"
 
@@ -675,9 +676,9 @@ DOCUMENT: dict[str, Any] = {
     },
     "servers": [{"url": "/"}],
     "security": [{}, {"basic": []}, {"bearer": []}],
-    "paths": PATHS,
+    "paths": {**PATHS, **console.PATHS},
     "components": {
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **console.SCHEMAS},
         "securitySchemes": {
             "basic": {"type": "http", "scheme": "basic", "description": "A user of `odradek user add`."},
             "bearer": {

@@ -35,7 +35,7 @@ from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.groups.options import GroupOptions, check_delay, check_poll, validate_member_id
 from odradek.node import Node
 from odradek.protocols.flight.group_messages import DeliveryRef
-from odradek.protocols.http_api import openapi
+from odradek.protocols.http_api import authorization, openapi
 from odradek.protocols.http_api.errors import (
     CONTENT_TYPE,
     RETRY_AFTER_SECONDS,
@@ -45,6 +45,8 @@ from odradek.protocols.http_api.errors import (
 )
 from odradek.protocols.http_api.events import EventStream, StreamSlots
 from odradek.protocols.http_api.records import decode_key, input_rows, output_records, put_bytes
+from odradek.security.authorizer import Authorizer
+from odradek.security.principal import ANONYMOUS, Principal
 from odradek.types import AppendResult
 
 log = logging.getLogger("odradek.http_api")
@@ -82,6 +84,9 @@ class ApiRequest:
     # (what bounds the event streams one client may hold).
     owner: str = "anonymous"
     last_event_id: str | None = None
+    principal: Principal = ANONYMOUS
+    # What the principal may do (None: everything; authorization.py).
+    authorizer: Authorizer | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,19 +177,19 @@ class HttpApi:
         self.engine = node.engine
         self.streams = StreamSlots(limits.http_sse_streams_max, limits.http_sse_streams_per_principal_max)
         self._draining = threading.Event()
-        self._routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
-            (pattern, {method: getattr(self, name) for method, name in handlers.items()})
-            for pattern, handlers in ROUTES
-        ]
+        self._routes: list[tuple[tuple[str, ...], dict[str, str]]] = list(ROUTES)
 
     # -- dispatch ----------------------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> ApiResponse | EventStream:
         """One request, one answer; never raises."""
         try:
-            handler, parameters = self._match(request)
+            name, parameters = self._match(request)
             if self._draining.is_set() or self.engine.closed:
                 raise Unavailable("the server is shutting down; retry against a running server")
+            if request.authorizer is not None:
+                authorization.check_route(request.authorizer, request.principal, name, parameters)
+            handler: Handler = getattr(self, name)
             return handler(request, parameters)
         except _MethodNotAllowed as exc:  # RFC 9110: a 405 lists what is allowed
             refused = ApiResponse.error(exc)
@@ -195,7 +200,7 @@ class HttpApi:
             log.exception("HTTP API request failed", extra={"fields": {"path": request.path}})
             return ApiResponse.error(OdradekError(f"internal server error: {type(exc).__name__}: {exc}"))
 
-    def _match(self, request: ApiRequest) -> tuple[Handler, dict[str, str]]:
+    def _match(self, request: ApiRequest) -> tuple[str, dict[str, str]]:
         segments = [urllib.parse.unquote(part) for part in request.path.strip("/").split("/")]
         for pattern, handlers in self._routes:
             if len(pattern) != len(segments):
@@ -234,7 +239,12 @@ class HttpApi:
     def _list_topics(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
         pattern = request.query.get("pattern")  # an empty one is refused, as a bad one
         topics = self.engine.list_topics(pattern)
-        return ApiResponse.of({"topics": topics, "unavailable": self.engine.unavailable_topics()})
+        unavailable = self.engine.unavailable_topics()
+        if request.authorizer is not None:
+            topics = request.authorizer.filter(request.principal, "describe", "topic", topics)
+            shown = set(request.authorizer.filter(request.principal, "describe", "topic", list(unavailable)))
+            unavailable = {name: why for name, why in unavailable.items() if name in shown}
+        return ApiResponse.of({"topics": topics, "unavailable": unavailable})
 
     def _create_topic(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
         body = _body_object(request)
@@ -242,6 +252,8 @@ class HttpApi:
         name = body.get("name")
         if not isinstance(name, str):
             raise InvalidRequest("a topic needs a name (a string)")
+        if request.authorizer is not None:
+            authorization.check_create(request.authorizer, request.principal, name)
         options = {field: body[field] for field in CREATE_OPTIONS if field in body}
         if body.get("schema") is not None:
             options["schema"] = body["schema"]
@@ -404,7 +416,13 @@ class HttpApi:
     # -- groups ----------------------------------------------------------------------------------
 
     def _list_groups(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
-        return ApiResponse.of({"groups": [entry.to_json() for entry in self.node.directory.listing()]})
+        listing = self.node.directory.listing()
+        if request.authorizer is not None:
+            shown = set(
+                request.authorizer.filter(request.principal, "describe", "group", [e.group for e in listing])
+            )
+            listing = [entry for entry in listing if entry.group in shown]
+        return ApiResponse.of({"groups": [entry.to_json() for entry in listing]})
 
     def _describe_group(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
         group = parameters["group"]
@@ -440,6 +458,8 @@ class HttpApi:
         pattern = body.get("pattern")
         if not isinstance(pattern, str):
             raise InvalidRequest("a member needs a pattern (a topic name or a pattern such as orders.>)")
+        if request.authorizer is not None:
+            authorization.check_pattern_read(request.authorizer, request.principal, pattern)
         options = GroupOptions.build(
             parameters["group"], pattern, **{name: body[name] for name in MEMBER_OPTIONS if name in body}
         )

@@ -25,8 +25,8 @@ import urllib.parse
 
 from odradek import limits
 from odradek.budget import ByteBudget
-from odradek.console import ConsoleApi, owns_api, owns_ui, serve_static
-from odradek.console.api import ClusterStatus
+from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
+from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -181,7 +181,16 @@ class _RegistryHandler(BoundedRequestHandler):
             owner = f"peer {peer_host(self.client_address)}"
         else:
             owner = str(self.principal)
-        return ApiRequest(self.command, path, query, body, owner, self.headers.get("Last-Event-ID"))
+        return ApiRequest(
+            self.command,
+            path,
+            query,
+            body,
+            owner,
+            self.headers.get("Last-Event-ID"),
+            self.principal,
+            authorizer_of(self.server.authenticator),
+        )
 
     def _send_api(self, response: ApiResponse, *, close: bool = False) -> None:
         self.send_response(response.status)
