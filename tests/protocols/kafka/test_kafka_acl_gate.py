@@ -12,6 +12,7 @@ temporary store; every answer encoded with the codec.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +202,25 @@ def test_the_acl_apis_map_kafka_codes(authorizer: Authorizer) -> None:
     assert [m.resource_name for m in deleted.filter_results[0].matching_acls] == ["orders.*"]
     disabled = _serve(None, ApiKey.DESCRIBE_ACLS, matching)
     assert disabled.error_code == ErrorCode.SECURITY_DISABLED
+
+
+def test_metadata_by_topic_id_hides_what_the_principal_may_not_describe(authorizer: Authorizer) -> None:
+    secret, open_ = uuid.uuid4(), uuid.uuid4()
+    body = d.MetadataRequest(
+        topics=(d.MetadataRequestTopic(topic_id=secret), d.MetadataRequestTopic(topic_id=open_))
+    )
+    _, finish = _gate(authorizer, ApiKey.METADATA, 12, body)
+    answer = finish(
+        d.MetadataResponse(
+            topics=(
+                d.MetadataResponseTopic(name="hr.salaries", topic_id=secret, partitions=()),
+                d.MetadataResponseTopic(name="ok.a", topic_id=open_, partitions=()),
+            )
+        )
+    )
+    assert [(t.name, t.topic_id, t.error_code) for t in answer.topics] == [
+        (None, secret, TOPIC_FAILED),
+        ("ok.a", open_, 0),
+    ]
+    _encodes(ApiKey.METADATA, dataclasses.replace(answer, topics=answer.topics[1:]))
+    assert encode_response(ApiKey.METADATA, 12, 7, answer)

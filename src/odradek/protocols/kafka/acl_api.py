@@ -317,12 +317,13 @@ def _metadata(
             return dataclasses.replace(answer, topics=tuple(t for t in answer.topics if t.name in kept))
 
         return request, listed
-    refused = [t for t in body.topics if t.name is not None and not allowed("describe", "topic", t.name)]
+    refused = [t for t in body.topics if t.name and not allowed("describe", "topic", t.name)]
     left = [t for t in body.topics if t not in refused]
     creates = body.allow_auto_topic_creation and any(
-        t.name is not None and not authorizer.allowed(principal, "create", "topic", t.name) for t in left
+        t.name and not authorizer.allowed(principal, "create", "topic", t.name) for t in left
     )
-    if not refused and not creates:
+    by_id = any(not t.name for t in body.topics)
+    if not refused and not creates and not by_id:
         return request, _SAME
     denied = tuple(
         d.MetadataResponseTopic(error_code=TOPIC_FAILED, name=t.name, topic_id=t.topic_id, partitions=())
@@ -333,7 +334,20 @@ def _metadata(
     )
 
     def finish(answer: Any) -> Any:
-        return dataclasses.replace(answer, topics=(*answer.topics, *denied))
+        """The answer without what the principal may not describe (a topic asked for by
+        its id, or all of them when nothing is left of a v0 request), then the refusals."""
+        names = [topic.name for topic in answer.topics if topic.name]
+        hidden = None if request.api_version >= 12 else ""  # a name is nullable from v12
+        kept = set(authorizer.filter(principal, "describe", "topic", names))
+        shown = tuple(
+            topic
+            if not topic.name or topic.name in kept
+            else d.MetadataResponseTopic(
+                error_code=TOPIC_FAILED, name=hidden, topic_id=topic.topic_id, partitions=()
+            )
+            for topic in answer.topics
+        )
+        return dataclasses.replace(answer, topics=(*shown, *denied))
 
     return changed, finish
 
