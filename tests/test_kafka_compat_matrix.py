@@ -51,9 +51,7 @@ def test_the_page_claims_only_what_marked_tests_back() -> None:
 def test_marked_tests_exist_where_the_markers_are() -> None:
     marked = matrix.marked_tests([matrix.TESTS])
     kafkajs = marked[matrix.Cell("kafkajs", "transactions")]
-    assert kafkajs == [
-        "tests/protocols/kafka/test_kafkajs.py::test_transactions_commit_abort_and_send_offsets"
-    ]
+    assert "tests/protocols/kafka/test_kafkajs.py::test_transactions_commit_abort_and_send_offsets" in kafkajs
     for tests in marked.values():
         for test in tests:
             path, name = test.split("::")
