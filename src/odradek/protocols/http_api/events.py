@@ -25,9 +25,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyarrow as pa
+
 from odradek.engine import Engine
 from odradek.errors import OdradekError, Unavailable, to_wire
-from odradek.protocols.http_api.records import output_records
+from odradek.protocols.http_api.records import events
 
 CONTENT_TYPE = "text/event-stream"
 
@@ -157,17 +159,14 @@ class EventStream:
         finally:
             reader.close()
 
-    def _records(self, batch: Any) -> bytes:
+    def _records(self, batch: pa.RecordBatch) -> bytes:
         if self._left is not None and batch.num_rows > self._left:
             batch = batch.slice(0, self._left)
-        documents = output_records(batch, json_values=self._json_values, base64_values=self._base64_values)
-        parts = []
-        for document in documents:
-            parts.append(f"id: {document['offset']}\nevent: record\ndata: {json.dumps(document)}\n\n")
-        self._position = int(documents[-1]["offset"]) + 1
+        chunk = events(batch, json_values=self._json_values, base64_values=self._base64_values)
+        self._position = int(batch.column("offset")[-1].as_py()) + 1
         if self._left is not None:
-            self._left -= len(documents)
-        return "".join(parts).encode()
+            self._left -= batch.num_rows
+        return chunk.encode()
 
     def close(self) -> None:
         """Give the stream's slot back (once)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from odradek import limits
-from odradek.console import openapi as console  # the web console's endpoints (decision 0024)
+from odradek.console import openapi as console  # the web console's endpoints (decision 0025)
 
 VERSION = "1.0.0"
 

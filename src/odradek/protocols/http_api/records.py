@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from odradek.errors import InvalidRequest
 
@@ -234,3 +235,126 @@ def iso_micros(micros: int) -> str:
     """ISO-8601 UTC with microseconds (``2026-01-31T12:00:00.000001Z``)."""
     stamp = _EPOCH + datetime.timedelta(microseconds=micros)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- reading, vectorized ------------------------------------------------------------------
+# The common batch (keys, values and headers that are UTF-8 text without control
+# characters other than \n, \r and \t) is written as JSON by Arrow compute, one pass per
+# column; any other batch takes output_records (the per-record path). Both write the
+# same documents (tests/protocols/http_api/test_http_api_json.py).
+
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+_YEAR_1000_MICROS = -30_610_224_000_000_000
+_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def json_documents(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> pa.Array | None:
+    """Each record of ``batch`` as the text of its JSON object (the documents of
+    :func:`output_records`), or None when a batch needs the per-record path."""
+    if batch.num_rows == 0 or base64_values or "attempt" in batch.schema.names:
+        return None
+    earliest = pc.min(batch.column("timestamp").cast(pa.int64())).as_py()
+    if earliest is None or earliest < _YEAR_1000_MICROS:  # strftime pads years differently
+        return None
+    pieces: list[pa.Array | str] = []
+    if "topic" in batch.schema.names:
+        topic = _json_string(batch.column("topic"))
+        if topic is None:
+            return None
+        pieces += ['{"topic": ', topic, ', "offset": ']
+    else:
+        pieces.append('{"offset": ')
+    pieces += [pc.cast(batch.column("offset"), pa.string()), ', "timestamp": "']
+    pieces += [pc.strftime(batch.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ"), '", "key": ']
+    key = _json_string(batch.column("key"))
+    if key is None:
+        return None
+    pieces += [key, ', "value": ']
+    values = batch.column("value")
+    if json_values:
+        value: pa.Array | None = pc.fill_null(pc.cast(values, pa.string()), "null")
+    else:
+        value = _json_string(values)
+    if value is None:
+        return None
+    pieces.append(value)
+    headers = _json_headers(batch.column("headers"))
+    if headers is None:
+        return None
+    pieces += [headers, ', "version": ']
+    version = pc.fill_null(pc.cast(batch.column("version"), pa.string()), "null")
+    pieces += [version, "}"]
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def _json_string(column: pa.Array) -> pa.Array | None:
+    """``"text"`` (escaped) per row, ``null`` for a null; None if a row is not UTF-8
+    text or holds a control character JSON would write as \\u00XX."""
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        try:
+            column = column.cast(pa.string())  # checks the UTF-8 of every row
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+    if not pa.types.is_string(column.type):
+        return None
+    if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+        return None
+    for raw, escaped in _ESCAPES:
+        column = pc.replace_substring(column, raw, escaped)
+    quoted = pc.binary_join_element_wise('"', column, '"', "")
+    return pc.fill_null(quoted, "null")
+
+
+def _json_headers(headers: pa.Array) -> pa.Array | str | None:
+    """``, "headers": {...}`` per row with headers, nothing for the others (as
+    output_records leaves the field out); None if a header needs the per-record path."""
+    if headers.null_count == len(headers):
+        return ""
+    if not isinstance(headers, pa.MapArray):
+        return None
+    # keys and items are the whole children (a slice's offsets point into them).
+    names = _json_string(headers.keys)
+    values = _json_string(headers.items)
+    if names is None or values is None:
+        return None
+    pairs = pc.binary_join_element_wise(names, ": ", values, "")
+    offsets = headers.offsets
+    per_row = pa.ListArray.from_arrays(offsets, pairs)
+    joined = pc.binary_join(per_row, ", ")
+    wrapped = pc.binary_join_element_wise(', "headers": {', joined, "}", "")
+    empty = pc.or_(pc.is_null(headers), pc.equal(pc.list_value_length(per_row), 0))
+    return pc.if_else(empty, "", wrapped)
+
+
+def records_json(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> str:
+    """The records of ``batch`` as JSON objects joined by ``", "`` (the inside of a JSON
+    array): by Arrow compute when it can, else record by record."""
+    documents = json_documents(batch, json_values=json_values, base64_values=base64_values)
+    if documents is not None:
+        return concatenate(documents, separator=", ")
+    records = output_records(batch, json_values=json_values, base64_values=base64_values)
+    return ", ".join(json.dumps(record) for record in records)
+
+
+def events(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> str:
+    """The records of ``batch`` as Server-Sent Events (``id`` = offset, ``record``)."""
+    documents = json_documents(batch, json_values=json_values, base64_values=base64_values)
+    if documents is not None:
+        offsets = pc.cast(batch.column("offset"), pa.string())
+        framed = pc.binary_join_element_wise(
+            "id: ", offsets, "\nevent: record\ndata: ", documents, "\n\n", ""
+        )
+        return concatenate(framed)
+    records = output_records(batch, json_values=json_values, base64_values=base64_values)
+    return "".join(
+        f"id: {record['offset']}\nevent: record\ndata: {json.dumps(record)}\n\n" for record in records
+    )
+
+
+def concatenate(documents: pa.Array, *, before: str = "", after: str = "", separator: str = "") -> str:
+    """``before + document + after`` for each, joined by ``separator``, as one string
+    (Arrow's joins: no Python work per record)."""
+    if before or after:
+        documents = pc.binary_join_element_wise(before, documents, after, "")
+    whole = pa.ListArray.from_arrays(pa.array([0, len(documents)], pa.int32()), documents)
+    return str(pc.binary_join(whole, separator)[0].as_py())

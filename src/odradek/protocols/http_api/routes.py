@@ -44,7 +44,7 @@ from odradek.protocols.http_api.errors import (
     status_of,
 )
 from odradek.protocols.http_api.events import EventStream, StreamSlots
-from odradek.protocols.http_api.records import decode_key, input_rows, output_records, put_bytes
+from odradek.protocols.http_api.records import decode_key, input_rows, output_records, put_bytes, records_json
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import ANONYMOUS, Principal
 from odradek.types import AppendResult
@@ -321,11 +321,13 @@ class HttpApi:
         base64_values = _value_encoding(request)
         json_values = self.engine.get_schema(topic) is not None
         batches = self.engine.fetch(topic, offset, max_records=limit, value_format="json")
-        records: list[dict[str, Any]] = []
-        for batch in batches:
-            records.extend(output_records(batch, json_values=json_values, base64_values=base64_values))
-        next_offset = records[-1]["offset"] + 1 if records else offset
-        return ApiResponse.of({"topic": topic, "records": records, "next_offset": next_offset})
+        texts = [
+            records_json(batch, json_values=json_values, base64_values=base64_values) for batch in batches
+        ]
+        next_offset = int(batches[-1].column("offset")[-1].as_py()) + 1 if batches else offset
+        records = ", ".join(texts)
+        body = f'{{"topic": {json.dumps(topic)}, "records": [{records}], "next_offset": {next_offset}}}\n'
+        return ApiResponse(200, body.encode())
 
     def _start(self, topic: str, request: ApiRequest) -> int:
         """The offset a read starts at: ``offset``, else ``time`` (ISO-8601: the first
