@@ -44,7 +44,7 @@ from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.bounded_http import serving_authentication, serving_tls
+from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.registry import start_registry_listener
@@ -625,7 +625,11 @@ def run(settings: Settings) -> int:
             from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
             observer = Metrics(node)
-            with serving_tls(tls.context if tls is not None else None), serving_authentication(authenticator):
+            with (
+                serving_tls(tls.context if tls is not None else None),
+                serving_authentication(authenticator),
+                serving_quotas(quotas),
+            ):
                 metrics = observer.serve(*metrics_address, settings.door_bounds(connections.METRICS))
         location = grpc_location(host, port, tls is not None)
         try:
@@ -671,6 +675,7 @@ def run(settings: Settings) -> int:
                 with (
                     serving_tls(tls.context if tls is not None else None),
                     serving_authentication(authenticator),
+                    serving_quotas(quotas),
                 ):
                     registry = start_registry_listener(
                         engine,

@@ -39,7 +39,7 @@ from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.bounded_http import serving_authentication, serving_tls
+from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.storage.objects import ObjectStore, open_store
 
@@ -86,7 +86,7 @@ def run_agent(settings: Settings) -> int:
         from odradek.protocols.metrics import Metrics  # only servers need prometheus
 
         metrics = Metrics(None)
-        with serving_tls(tls_context), serving_authentication(authenticator):
+        with serving_tls(tls_context), serving_authentication(authenticator), serving_quotas(quotas):
             metrics_listener = metrics.serve(*metrics_address, settings.door_bounds(connections.METRICS))
     location = grpc_location(host, port, tls is not None)
     gate = AgentGate()  # the agent is made once the door's port is known
@@ -167,7 +167,7 @@ def run_agent(settings: Settings) -> int:
             return None
         from odradek.protocols.registry import start_registry_listener
 
-        with serving_tls(tls_context), serving_authentication(authenticator):
+        with serving_tls(tls_context), serving_authentication(authenticator), serving_quotas(quotas):
             return start_registry_listener(
                 node.engine,
                 node.engine.path,

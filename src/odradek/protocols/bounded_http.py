@@ -31,6 +31,11 @@ certificate's CN names the principal instead); a request without acceptable
 credentials is answered ``401 Unauthorized`` with ``WWW-Authenticate`` before its
 handler runs, and the connection is closed. The handler's
 :attr:`BoundedRequestHandler.principal` names who made the request.
+
+Quotas: a server made inside :func:`serving_quotas` counts every request but the probes
+toward its principal's ``request_rate`` (security/quotas.py); one over it is answered
+``429 Too Many Requests`` with ``Retry-After`` (whole seconds) before its handler runs,
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import contextvars
 import io
 import json
 import logging
+import math
 import socket
 import socketserver
 import ssl
@@ -56,6 +62,7 @@ from odradek.security.principal import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from odradek.security.authenticator import Authenticator
+    from odradek.security.quotas import QuotaManager
 
 log = logging.getLogger("odradek.http")
 
@@ -70,6 +77,10 @@ _TLS_FOR_NEW_SERVERS: contextvars.ContextVar[ssl.SSLContext | None] = contextvar
 _AUTHENTICATION_FOR_NEW_SERVERS: contextvars.ContextVar[Authenticator | None] = contextvars.ContextVar(
     "odradek_http_authentication", default=None
 )
+# The client quotas of the servers made now (None: none); see serving_quotas.
+_QUOTAS_FOR_NEW_SERVERS: contextvars.ContextVar[QuotaManager | None] = contextvars.ContextVar(
+    "odradek_http_quotas", default=None
+)
 # Paths answered without credentials: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -83,6 +94,17 @@ def serving_authentication(authenticator: Authenticator | None) -> Iterator[None
         yield
     finally:
         _AUTHENTICATION_FOR_NEW_SERVERS.reset(token)
+
+
+@contextlib.contextmanager
+def serving_quotas(quotas: QuotaManager | None) -> Iterator[None]:
+    """Servers made inside answer a request over its principal's request rate with 429
+    (see the module docstring); None: no quotas."""
+    token = _QUOTAS_FOR_NEW_SERVERS.set(quotas)
+    try:
+        yield
+    finally:
+        _QUOTAS_FOR_NEW_SERVERS.reset(token)
 
 
 @contextlib.contextmanager
@@ -176,8 +198,10 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             return False
         authenticator = self.server.authenticator
         self.principal = ANONYMOUS
-        if authenticator is None or self.path.split("?", 1)[0] in OPEN_PATHS:
+        if self.path.split("?", 1)[0] in OPEN_PATHS:
             return True
+        if authenticator is None:
+            return self._within_quota()
         from odradek.errors import Unauthenticated
         from odradek.security.http import CHALLENGE, authenticate_header
 
@@ -202,7 +226,27 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return False
-        return True
+        return self._within_quota()
+
+    def _within_quota(self) -> bool:
+        """Count the request toward its principal's request rate; over it, answer 429
+        with Retry-After and False (the handler never runs)."""
+        quotas = self.server.quotas
+        if quotas is None:
+            return True
+        wait = quotas.throttle(self.principal.name, None)
+        if wait <= 0:
+            return True
+        body = (json.dumps({"error_code": 42901, "message": "request rate quota exceeded"}) + "\n").encode()
+        self.close_connection = True  # its body, if any, is left unread
+        self.send_response(429, "Too Many Requests")
+        self.send_header("Retry-After", str(max(1, math.ceil(wait))))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
 
     def unauthenticated_body(self, message: str) -> bytes:
         """The JSON body of a 401 (Confluent's error shape; a door may answer in its own)."""
@@ -258,6 +302,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.slots = ConnectionSlots.of(door, bounds)
         self.tls = _TLS_FOR_NEW_SERVERS.get()
         self.authenticator = _AUTHENTICATION_FOR_NEW_SERVERS.get()
+        self.quotas = _QUOTAS_FOR_NEW_SERVERS.get()
         self._open: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()
         super().__init__((host, port), handler)
