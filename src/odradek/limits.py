@@ -318,6 +318,24 @@ http_sse_write_seconds_max = 30.0
 # long for them before closing their connections: a tail wakes within a second.
 http_sse_drain_seconds_max = 5.0
 
+# -- the web console (odradek/console, served at /ui on the registry's listener) ---------
+# Topics one console listing describes (sizes and rates): describing a topic costs
+# ~20 us, so 2,000 are ~40 ms a refresh, every 2 s; past it the listing says so and the
+# console asks for a narrower pattern.
+console_topics_max = 2_000
+# Samples of topic sizes kept for rates: one a second at most, the last 10 s of them,
+# so a rate is the records and bytes of the last ~10 s over their span.
+console_rate_samples_max = 10
+console_rate_sample_seconds_min = 1.0
+# Topics one pattern tail follows at once (each a fetch a round): a wildcard matching
+# more is refused with the count, asking for a narrower pattern.
+console_tail_topics_max = 200
+# Records one pattern tail sends per topic per round: one fetch of the HTTP API's size.
+console_tail_records_per_round_max = 1_000
+# A file of the console's built assets served at /ui: the whole build is ~30 KiB; a
+# file past 4 MiB is not one of ours and is not read into memory.
+console_static_file_bytes_max = 4 * 1024 * 1024
+
 # -- Command line ------------------------------------------------------------------------
 # `odradek produce` reads stdin in blocks of this size (lines are split out of each block
 # by Arrow), and one append carries at most this many bytes of values, well under the

@@ -7,6 +7,9 @@ See docs/schema-registry.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from odradek.budget import ByteBudget
 from odradek.protocols.connections import DoorLimits
 from odradek.protocols.registry.routes import Registry, RegistryBackend, Request, Response
@@ -24,10 +27,12 @@ def start_registry_listener(
     bounds: DoorLimits | None = None,
     budget: ByteBudget | None = None,
     http_api: bool = True,
+    cluster_status: Callable[[], dict[str, Any]] | None = None,
 ) -> RegistryListener:
     """Serve the registry API for ``backend`` (an Engine) on ``host:port`` (0: any free port),
     within ``bounds`` (the registry's defaults when None) and the in-flight ``budget``;
-    with ``http_api`` and an Engine, the HTTP API too (decision 0022).
+    with ``http_api`` and an Engine, the HTTP API too (decision 0022) and the web console
+    (decision 0025), whose cluster page shows ``cluster_status()`` on a cluster agent.
 
     Raises OSError when the address cannot be bound.
     """
@@ -42,7 +47,9 @@ def start_registry_listener(
         from odradek.protocols.http_api import HttpApi
 
         api = HttpApi(Node.of(backend))
-    return RegistryListener(registry, host, port, bounds=bounds, budget=budget, api=api)
+    return RegistryListener(
+        registry, host, port, bounds=bounds, budget=budget, api=api, cluster_status=cluster_status
+    )
 
 
 __all__ = [

@@ -12,7 +12,7 @@ The HTTP API (protocols/http_api, decision 0022) is mounted on the same listener
 ``/openapi.json`` and ``/v1/`` paths other than the registry's view keys go to it, with
 its own body bound, error shape and Server-Sent Event streams (written here chunk by
 chunk, each write bounded by ``limits.http_sse_write_seconds_max``). So is the web
-console (odradek/console, decision 0024): its built assets at ``/ui`` and its endpoints
+console (odradek/console, decision 0025): its built assets at ``/ui`` and its endpoints
 under ``/v1/console/``.
 """
 

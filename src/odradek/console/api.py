@@ -1,0 +1,184 @@
+"""The console's own endpoints under ``/v1/console/``, without IO (docs/console.md).
+
+The console reads everything else from the HTTP API and the Schema Registry endpoints;
+these three answer what neither has a reason to hold:
+
+* ``GET /v1/console/topics`` — every topic (or a pattern's) with its size and its rates,
+  records/s and bytes/s over the last seconds. The rates come from samples of the
+  topics' ends and sizes taken when the listing is asked for (one a second at most, the
+  last ``console_rate_samples_max`` kept): no thread samples a server nobody watches.
+* ``GET /v1/console/tail`` — a pattern's live tail as Server-Sent Events (tail.py).
+* ``GET /v1/console/cluster`` — the cluster agent's ``cluster_status`` (what
+  ``odradek cluster status`` shows), or ``{"clustered": false}`` on a single node.
+
+Errors, draining and the event streams' slots are the HTTP API's (routes.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from odradek import limits
+from odradek.console.tail import PatternTail
+from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, Unavailable
+from odradek.names import is_pattern
+from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi
+
+PREFIX = "/v1/console/"
+ClusterStatus = Callable[[], dict[str, Any]]
+
+
+def owns_api(path: str) -> bool:
+    """Whether ``path`` is one of the console's endpoints."""
+    return path.startswith(PREFIX)
+
+
+class RateSampler:
+    """Samples of each topic's (end offset, bytes) in time, to tell rates; thread-safe."""
+
+    def __init__(self, samples_max: int, sample_seconds_min: float) -> None:
+        self.samples_max = samples_max
+        self.sample_seconds_min = sample_seconds_min
+        self._lock = threading.Lock()
+        self._samples: collections.deque[tuple[float, dict[str, tuple[int, int]]]] = collections.deque(
+            maxlen=samples_max
+        )
+
+    def rates(
+        self, now: float, current: dict[str, tuple[int, int]]
+    ) -> tuple[dict[str, tuple[float, float]], float | None]:
+        """Records/s and bytes/s of each topic since the oldest kept sample, and that
+        sample's age (None: no earlier sample, no rates yet); keeps ``current``."""
+        with self._lock:
+            oldest = self._samples[0] if self._samples else None
+            if not self._samples or now - self._samples[-1][0] >= self.sample_seconds_min:
+                self._samples.append((now, dict(current)))
+        if oldest is None or now - oldest[0] <= 0:
+            return {}, None
+        span = now - oldest[0]
+        rates: dict[str, tuple[float, float]] = {}
+        for name, (end, size) in current.items():
+            before = oldest[1].get(name)
+            if before is None:
+                continue
+            # Retention and compaction shrink a topic: its bytes rate never goes below 0.
+            rates[name] = (max(0, end - before[0]) / span, max(0, size - before[1]) / span)
+        return rates, span
+
+
+class ConsoleApi:
+    """Answers the console's endpoints for the HTTP API ``api`` serves."""
+
+    def __init__(self, api: HttpApi, cluster_status: ClusterStatus | None = None) -> None:
+        self.api = api
+        self.engine = api.engine
+        self.cluster_status = cluster_status
+        self.sampler = RateSampler(limits.console_rate_samples_max, limits.console_rate_sample_seconds_min)
+        self._routes: dict[str, Callable[[ApiRequest], ApiResponse | EventStream]] = {
+            "topics": self._topics,
+            "tail": self._tail,
+            "cluster": self._cluster,
+        }
+
+    def handle(self, request: ApiRequest) -> ApiResponse | EventStream:
+        """One request, one answer; never raises."""
+        name = request.path[len(PREFIX) :].strip("/")
+        handler = self._routes.get(name)
+        try:
+            if handler is None:
+                return ApiResponse.error(_NotFound(f"no such resource: {request.path} (see /openapi.json)"))
+            if request.method.upper() != "GET":
+                refused = ApiResponse.error(
+                    _MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+                )
+                return ApiResponse(refused.status, refused.body, headers=(("Allow", "GET"),))
+            if self.api._draining.is_set() or self.engine.closed:
+                raise Unavailable("the server is shutting down; retry against a running server")
+            return handler(request)
+        except OdradekError as exc:
+            return ApiResponse.error(exc)
+
+    def _topics(self, request: ApiRequest) -> ApiResponse:
+        names = self.engine.list_topics(request.query.get("pattern"))
+        truncated = len(names) > limits.console_topics_max
+        rows: list[dict[str, Any]] = []
+        for name in names[: limits.console_topics_max]:
+            try:
+                info = self.engine.describe_topic(name)
+            except TopicNotFound:
+                continue  # deleted since it was listed
+            schema = info.schema if isinstance(info.schema, dict) else None
+            rows.append(
+                {
+                    "name": name,
+                    "records": info.records,
+                    "bytes": info.bytes,
+                    "keys": info.keys,
+                    "first_offset": info.first_offset,
+                    "next_offset": info.next_offset,
+                    "segments": info.segments,
+                    "cleanup": info.config.get("cleanup", "delete"),
+                    "schema": None if schema is None else schema.get("kind"),
+                    "status": info.status,
+                    "created_at": info.created_at,
+                }
+            )
+        now = time.monotonic()
+        rates, span = self.sampler.rates(
+            now, {row["name"]: (row["next_offset"], row["bytes"]) for row in rows}
+        )
+        for row in rows:
+            records_rate, bytes_rate = rates.get(row["name"], (None, None))
+            row["records_per_second"] = records_rate
+            row["bytes_per_second"] = bytes_rate
+        return ApiResponse.of(
+            {
+                "topics": rows,
+                "truncated": truncated,
+                "topics_max": limits.console_topics_max,
+                "rate_window_seconds": span,
+                "unavailable": self.engine.unavailable_topics(),
+            }
+        )
+
+    def _tail(self, request: ApiRequest) -> EventStream:
+        pattern = request.query.get("pattern", "")
+        if not pattern:
+            raise InvalidRequest("a tail needs a pattern: a topic name or a pattern such as orders.>")
+        if not is_pattern(pattern):
+            self.engine.describe_topic(pattern)  # TopicNotFound (404) for a missing topic
+        start = request.query.get("start", "latest")
+        if start not in ("latest", "earliest"):
+            raise InvalidRequest(f"start is latest or earliest, got {start!r}")
+        owner = request.owner
+        streams = self.api.streams
+        streams.acquire(owner)
+        try:
+            return PatternTail(
+                self.engine,
+                pattern,
+                start=start,
+                heartbeat_seconds=limits.http_sse_heartbeat_seconds,
+                stopping=self.api._draining.is_set,
+                release=lambda: streams.release(owner),
+            )
+        except BaseException:
+            streams.release(owner)
+            raise
+
+    def _cluster(self, request: ApiRequest) -> ApiResponse:
+        if self.cluster_status is None:
+            return ApiResponse.of({"clustered": False})
+        return ApiResponse.of({"clustered": True, "status": self.cluster_status()})
+
+
+class _NotFound(OdradekError):
+    code = "not_found"
+
+
+class _MethodNotAllowed(OdradekError):
+    code = "method_not_allowed"
