@@ -148,8 +148,13 @@ def run_cycles(tmp_path: Path, cycles: int, power_loss: bool) -> Model:
         if power_loss:
             restore(str(data_dir))
         with odradek.open(data_dir, retention_check_seconds=3600) as client:
-            for thread in list(client.engine._topic(TOPIC).keys._threads):
-                thread.join(timeout=60)  # a merge left unmerged finishes under a temporary name
+            topic = client.engine._topic(TOPIC)
+            companion = topic.snapshots.companion()
+            # A merge left unmerged finishes under a temporary name: the topic's key
+            # index and its snapshot log's (the soak found the latter's run-*.tmp).
+            for index in [topic.keys] + ([] if companion is None else [companion.keys]):
+                for thread in list(index._threads):
+                    thread.join(timeout=60)
             assert crash_harness.temporary_files(data_dir) == [], f"cycle {cycle}: temporary files left"
             pending = intent["seq"] >= model.next_sequence
             written = pending and client.describe_topic(TOPIC).next_offset > model.next_offset
