@@ -6,7 +6,9 @@ challenge a browser answers; /v1/console/topics gives sizes and rates (the rates
 samples in time); /v1/console/tail follows every topic a pattern matches, topics created
 while it runs included, and refuses bad patterns, missing topics and patterns matching
 too many topics with clear errors, holding its stream slot only while it runs;
-/v1/console/cluster says whether the server is clustered. Method: the real listener
+/v1/console/cluster says whether the server is clustered; with authorization the
+console shows only what the principal may describe and read, and the cluster page
+shows a cluster agent's agents. Method: the real listener
 in-process over a fresh node (and inside serving_authentication for the secured
 cases); urllib and http.client as clients; one headless Chromium with credentials for
 the secured page; the rate sampler with explicit times.
@@ -33,6 +35,8 @@ from odradek.protocols.bounded_http import serving_authentication
 from odradek.protocols.http_api import ApiRequest, ApiResponse, HttpApi
 from odradek.protocols.registry import RegistryListener, start_registry_listener
 from odradek.security import Authenticator, CredentialStore
+from odradek.security.acl import binding
+from odradek.security.authorizer import enable_authorization
 
 # A condition the test waits for holds within this (generous: never a timing asserted).
 DEADLINE_SECONDS = 30.0
@@ -270,3 +274,74 @@ def _wait_for(condition: Any) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition did not hold in time"
         time.sleep(0.05)
+
+
+# -- authorization ---------------------------------------------------------------------------------
+
+AGENTS = {"cluster": "prod", "agent": "agent-a", "agents": [{"id": "agent-a"}, {"id": "agent-b"}]}
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Listener]:
+    node = Node.open(str(tmp_path / "data"), fsync=False)
+    store = CredentialStore.open(str(tmp_path / "data"))
+    store.add_user("root", "root-secret", admin=True)
+    store.add_user("alice", "alice-secret")
+    authenticator = Authenticator(store)
+    enable_authorization(authenticator).store.add(
+        [
+            binding("User:alice", "topic", "prefixed", "open.", "read", "allow"),
+            binding("User:alice", "topic", "prefixed", "open.", "describe", "allow"),
+        ]
+    )
+    with serving_authentication(authenticator):
+        listener = start_registry_listener(
+            node.engine, node.engine.path, "127.0.0.1", 0, cluster_status=lambda: AGENTS
+        )
+    yield Listener(node, listener)
+    listener.close()
+    node.close()
+
+
+def _as(user: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{user}-secret".encode()).decode()}
+
+
+def test_the_console_shows_only_what_the_principal_may_see(guarded: Listener) -> None:
+    engine = guarded.node.engine
+    for name in ("open.a", "secret.a"):
+        engine.create_topic(name)
+    status, _, body = guarded.get("/v1/console/topics", _as("alice"))
+    assert status == 200 and [row["name"] for row in json.loads(body)["topics"]] == ["open.a"]
+    status, _, body = guarded.get("/v1/console/tail?pattern=secret.a", _as("alice"))
+    assert (status, json.loads(body)["code"]) == (403, "unauthorized")
+    status, _, body = guarded.get("/v1/console/cluster", _as("alice"))
+    assert (status, json.loads(body)["code"]) == (403, "unauthorized")
+    status, _, body = guarded.get("/v1/console/cluster", _as("root"))
+    assert (status, json.loads(body)) == (200, {"clustered": True, "status": AGENTS})
+    reader = EventReader(guarded.listener.port, "/v1/console/tail?pattern=>", _as("alice"))
+    try:
+        assert reader.status == 200
+        _wait_for(lambda: guarded.listener.api is not None and guarded.listener.api.streams.open == 1)
+        engine.append("secret.a", [{"key": b"s", "value": b"not for alice"}])
+        engine.append("open.a", [{"key": b"o", "value": b"first"}])
+        engine.append("open.a", [{"key": b"o", "value": b"second"}])
+        records = reader.records(2)
+        assert [(r["topic"], r["value"]) for r in records] == [("open.a", "first"), ("open.a", "second")]
+    finally:
+        reader.close()
+
+
+def test_the_cluster_page_shows_the_agents(guarded: Listener, browser: Any, tmp_path: Path) -> None:
+    context = browser.new_context(http_credentials={"username": "root", "password": "root-secret"})
+    page = context.new_page()
+    page.set_default_timeout(DEADLINE_SECONDS * 1000)
+    try:
+        page.goto(guarded.base + "/ui/")
+        page.locator("nav a[data-page=cluster]").click()
+        page.locator("[data-testid=agents] td", has_text="agent-b").wait_for()
+        assert '"cluster": "prod"' in page.locator("[data-testid=cluster-status]").inner_text()
+        page.screenshot(path=str(tmp_path / "cluster.png"))
+        print(f"screenshot: {tmp_path / 'cluster.png'}")
+    finally:
+        context.close()

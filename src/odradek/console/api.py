@@ -11,7 +11,11 @@ these three answer what neither has a reason to hold:
 * ``GET /v1/console/cluster`` — the cluster agent's ``cluster_status`` (what
   ``odradek cluster status`` shows), or ``{"clustered": false}`` on a single node.
 
-Errors, draining and the event streams' slots are the HTTP API's (routes.py).
+Errors, draining and the event streams' slots are the HTTP API's (routes.py), and so is
+authorization (decision 0020): with ``--authorize`` the listing shows the topics the
+principal may describe, a tail follows the topics it may read (a topic named alone
+needs ``read`` on it: 403 otherwise), and a cluster agent's status needs ``describe``
+on the cluster.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class ConsoleApi:
 
     def _topics(self, request: ApiRequest) -> ApiResponse:
         names = self.engine.list_topics(request.query.get("pattern"))
+        if request.authorizer is not None:
+            names = request.authorizer.filter(request.principal, "describe", "topic", names)
         truncated = len(names) > limits.console_topics_max
         rows: list[dict[str, Any]] = []
         for name in names[: limits.console_topics_max]:
@@ -149,6 +155,15 @@ class ConsoleApi:
         pattern = request.query.get("pattern", "")
         if not pattern:
             raise InvalidRequest("a tail needs a pattern: a topic name or a pattern such as orders.>")
+        readable: Callable[[list[str]], list[str]] | None = None
+        authorizer, principal = request.authorizer, request.principal
+        if authorizer is not None:
+            if not is_pattern(pattern):
+                authorizer.check(principal, "read", "topic", pattern)
+
+            def readable(names: list[str]) -> list[str]:
+                return authorizer.filter(principal, "read", "topic", names)
+
         if not is_pattern(pattern):
             self.engine.describe_topic(pattern)  # TopicNotFound (404) for a missing topic
         start = request.query.get("start", "latest")
@@ -162,6 +177,7 @@ class ConsoleApi:
                 self.engine,
                 pattern,
                 start=start,
+                readable=readable,
                 heartbeat_seconds=limits.http_sse_heartbeat_seconds,
                 stopping=self.api._draining.is_set,
                 release=lambda: streams.release(owner),
@@ -173,6 +189,8 @@ class ConsoleApi:
     def _cluster(self, request: ApiRequest) -> ApiResponse:
         if self.cluster_status is None:
             return ApiResponse.of({"clustered": False})
+        if request.authorizer is not None:
+            request.authorizer.check(request.principal, "describe", "cluster")
         return ApiResponse.of({"clustered": True, "status": self.cluster_status()})
 
 

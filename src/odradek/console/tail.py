@@ -10,9 +10,11 @@ followed from their end (or their start, with ``earliest``), topics created late
 their first record. Between rounds it waits on the engine's arrival hook (an event it
 sets), at most a second, so that a stop or a vanished client ends it within a second,
 and sends a heartbeat comment when nothing came for ``heartbeat_seconds``. A topic
-deleted while followed is dropped. Each record is an event ``record`` whose data is
-the HTTP API's record JSON with its ``topic``; events carry no id (a reconnecting
-browser starts again at the end, which is what a live view wants).
+deleted while followed is dropped. With authorization, only the topics the principal
+may read are followed (``readable``); the others are never read. Each record is an
+event ``record`` whose data is the HTTP API's record JSON with its ``topic``; events
+carry no id (a reconnecting browser starts again at the end, which is what a live view
+wants).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class PatternTail(EventStream):
         pattern: str,
         *,
         start: str,
+        readable: Callable[[list[str]], list[str]] | None = None,
         heartbeat_seconds: float,
         stopping: Callable[[], bool],
         release: Callable[[], None],
@@ -62,6 +65,8 @@ class PatternTail(EventStream):
         self._pattern = pattern
         self._matches = compile_pattern(pattern)
         self._positions: dict[str, int] = {}
+        self._readable = readable
+        self._refused: set[str] = set()  # matching topics the principal may not read
         self._arrived = threading.Event()
         self._follow(start)  # refused before the stream starts: a clear HTTP error
 
@@ -69,6 +74,11 @@ class PatternTail(EventStream):
         """Follow the matching topics not followed yet: from ``start`` (latest or
         earliest), or from their first record for topics created while tailing."""
         names = [name for name in self._engine.list_topics() if self._matches(name)]
+        if self._readable is not None:
+            new = [name for name in names if name not in self._positions and name not in self._refused]
+            allowed = set(self._readable(new))
+            self._refused.update(name for name in new if name not in allowed)
+            names = [name for name in names if name not in self._refused]
         if len(names) > limits.console_tail_topics_max:
             raise InvalidRequest(
                 f"{self._pattern!r} matches {len(names)} topics; a tail follows at most "
