@@ -48,6 +48,9 @@ FEATURES = (
 )
 # What a client does not have at all, so no test can show it (the cell reads "n/a").
 NOT_IN_CLIENT: Mapping[tuple[str, str], str] = {
+    ("kafka-python", "KIP-848"): "kafka-python 3.0 speaks only the classic group protocol",
+    ("aiokafka", "KIP-848"): "aiokafka 0.14 speaks only the classic group protocol",
+    ("faust", "KIP-848"): "Faust's consumer is aiokafka's",
     ("kafkajs", "static groups"): "kafkajs 2.2.4 has no group.instance.id",
     ("kafkajs", "KIP-848"): "kafkajs 2.2.4 speaks only the classic group protocol",
     ("kcat", "transactions"): "kcat has no transactional producer",
