@@ -10,8 +10,10 @@ and measures, one client at a time, against the same server:
   ``append`` over Flight;
 * produce single records, one request (one append) each, both doors;
 * tail: a topic of ``--records`` records read from the start to its end, as Server-Sent
-  Events (``GET /v1/topics/{topic}/events?start=earliest&limit=N``, every event's JSON
-  parsed) and with the Python client's ``read`` over Flight (Arrow batches, rows counted).
+  Events (``GET /v1/topics/{topic}/events?start=earliest&limit=N``; every event's JSON
+  parsed, and once only counted, which is what the server sends), as pages of ``GET
+  .../records`` (10,000 records a request), and with the Python client's ``read`` over
+  Flight (Arrow batches, rows counted).
 
 Prints one line per row (records/s) and a JSON document of them at the end.
 """
@@ -92,7 +94,7 @@ def produce_flight(client: Any, topic: str, records: int, size: int) -> float:
     return rate(records, time.perf_counter() - began)
 
 
-def tail_sse(base: str, topic: str, records: int) -> float:
+def tail_sse(base: str, topic: str, records: int, *, parse: bool = True) -> float:
     parts = urllib.parse.urlsplit(base)
     assert parts.hostname is not None and parts.port is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
@@ -100,7 +102,13 @@ def tail_sse(base: str, topic: str, records: int) -> float:
     connection.request("GET", f"/v1/topics/{topic}/events?start=earliest&limit={records}")
     response = connection.getresponse()
     seen = 0
-    for line in response:
+    if not parse:  # what the server sends, without the client's per-event cost
+        carried = b""  # an event's name may be split between two chunks
+        while chunk := response.read1(1 << 20):
+            data = carried + chunk
+            seen += data.count(b"event: record")
+            carried = data[-12:]  # shorter than the name: never counted twice
+    for line in response if parse else ():
         if line.startswith(b'data: {"offset"'):
             json.loads(line[6:])
             seen += 1
@@ -111,6 +119,22 @@ def tail_sse(base: str, topic: str, records: int) -> float:
     if seen != records:
         raise SystemExit(f"the tail saw {seen} of {records} records")
     return rate(records, seconds)
+
+
+def read_http(base: str, topic: str, records: int) -> float:
+    """Pages of ``GET /v1/topics/{topic}/records`` (10,000 records each) to the end."""
+    parts = urllib.parse.urlsplit(base)
+    assert parts.hostname is not None and parts.port is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    began = time.perf_counter()
+    seen, offset = 0, 0
+    while seen < records:
+        connection.request("GET", f"/v1/topics/{topic}/records?offset={offset}&limit=10000")
+        page = json.loads(connection.getresponse().read())
+        seen += len(page["records"])
+        offset = page["next_offset"]
+    connection.close()
+    return rate(records, time.perf_counter() - began)
 
 
 def tail_flight(client: Any, topic: str, records: int) -> float:
@@ -147,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             rows["http_produce_single"] = produce_http(api, "bench.http.single", args.singles, 1)
             rows["flight_produce_single"] = produce_flight(client, "bench.flight.single", args.singles, 1)
             rows["http_sse_tail"] = tail_sse(base, "bench.flight.batch", args.records)
+            rows["http_sse_tail_unparsed"] = tail_sse(base, "bench.flight.batch", args.records, parse=False)
+            rows["http_read_pages"] = read_http(base, "bench.flight.batch", args.records)
             rows["flight_read_tail"] = tail_flight(client, "bench.flight.batch", args.records)
             client.close()
         finally:

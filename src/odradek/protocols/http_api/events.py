@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from odradek.engine import Engine
 from odradek.errors import OdradekError, Unavailable, to_wire
-from odradek.protocols.http_api.records import events
+from odradek.protocols.http_api.records import combined, events
 
 CONTENT_TYPE = "text/event-stream"
 
@@ -128,7 +128,7 @@ class EventStream:
                     self._topic, self._position, max_records=size, value_format="json"
                 )
                 if batches:
-                    for batch in batches:
+                    for batch in combined(batches):
                         yield self._records(batch)
                     if self._left is not None and self._left <= 0:
                         yield _event("end", {"reason": "limit reached", "next_offset": self._position})

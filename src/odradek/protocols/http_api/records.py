@@ -326,6 +326,17 @@ def _json_headers(headers: pa.Array) -> pa.Array | str | None:
     return pc.if_else(empty, "", wrapped)
 
 
+def combined(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """A fetch's batches (one per stored frame, often small) as one, so that the JSON
+    writer's fixed cost per batch is paid once; as they are if their schemas differ."""
+    if len(batches) < 2:
+        return batches
+    try:
+        return pa.Table.from_batches(batches).combine_chunks().to_batches() or batches
+    except pa.ArrowInvalid:
+        return batches
+
+
 def records_json(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> str:
     """The records of ``batch`` as JSON objects joined by ``", "`` (the inside of a JSON
     array): by Arrow compute when it can, else record by record."""

@@ -44,7 +44,14 @@ from odradek.protocols.http_api.errors import (
     status_of,
 )
 from odradek.protocols.http_api.events import EventStream, StreamSlots
-from odradek.protocols.http_api.records import decode_key, input_rows, output_records, put_bytes, records_json
+from odradek.protocols.http_api.records import (
+    combined,
+    decode_key,
+    input_rows,
+    output_records,
+    put_bytes,
+    records_json,
+)
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import ANONYMOUS, Principal
 from odradek.types import AppendResult
@@ -322,7 +329,8 @@ class HttpApi:
         json_values = self.engine.get_schema(topic) is not None
         batches = self.engine.fetch(topic, offset, max_records=limit, value_format="json")
         texts = [
-            records_json(batch, json_values=json_values, base64_values=base64_values) for batch in batches
+            records_json(batch, json_values=json_values, base64_values=base64_values)
+            for batch in combined(batches)
         ]
         next_offset = int(batches[-1].column("offset")[-1].as_py()) + 1 if batches else offset
         records = ", ".join(texts)
