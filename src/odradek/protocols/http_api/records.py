@@ -18,9 +18,11 @@ reads and writes it). What a client sends follows the same rule:
 What a read answers adds ``offset``, ``version`` (null for a keyless record),
 ``timestamp`` (ISO-8601 UTC, microseconds) and, for a read across topics, ``topic``.
 
-The per-record work is JSON's own: decoding a body makes Python objects of every
-record, so the records go to Arrow in one ``from_pylist`` (records.py) and come back
-from Arrow columns (``to_pylist`` per column, in C) before the JSON is written.
+Decoding a produce's body makes a Python object of every record (JSON's own cost);
+they go to Arrow in one ``from_pylist`` (odradek/records.py). Reads and tails write
+JSON with Arrow compute (:func:`json_documents`), and only a batch holding bytes that
+are not text takes the per-record writer (:func:`output_records`), which writes the
+same documents.
 """
 
 from __future__ import annotations
