@@ -330,6 +330,9 @@ console_rate_sample_seconds_min = 1.0
 # Topics one pattern tail follows at once (each a fetch a round): a wildcard matching
 # more is refused with the count, asking for a narrower pattern.
 console_tail_topics_max = 200
+# A tail from `recent` starts this many offsets before each topic's end: a screen of
+# records to look at (the console keeps 500), not a replay of the topic.
+console_tail_recent_records = 100
 # Records one pattern tail sends per topic per round: one fetch of the HTTP API's size.
 console_tail_records_per_round_max = 1_000
 # A file of the console's built assets served at /ui: the whole build is ~30 KiB; a

@@ -186,6 +186,23 @@ def test_a_tail_from_the_earliest_and_of_a_schemad_topic(served: Listener) -> No
         reader.close()
 
 
+def test_a_recent_tail_starts_a_screen_before_the_end(
+    served: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "console_tail_recent_records", 2)
+    engine = served.node.engine
+    engine.create_topic("long")
+    engine.append("long", [{"key": b"k", "value": str(n).encode()} for n in range(5)])
+    engine.create_topic("short")
+    engine.append("short", [{"key": b"k", "value": b"only"}])
+    reader = EventReader(served.listener.port, "/v1/console/tail?pattern=*&start=recent")
+    try:
+        records = reader.records(3)
+        assert [(r["topic"], r["offset"]) for r in records] == [("long", 3), ("long", 4), ("short", 0)]
+    finally:
+        reader.close()
+
+
 @pytest.mark.parametrize(
     ("query", "status", "code"),
     [

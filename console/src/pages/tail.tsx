@@ -9,7 +9,8 @@ const KEPT_MAX = 500;
 // filter over what arrives: text that the topic, key, value or headers must contain.
 export function TailPage({ query }: { query: URLSearchParams }) {
   const pattern = query.get("pattern") ?? "";
-  const start = query.get("start") === "earliest" ? "earliest" : "latest";
+  const asked = query.get("start");
+  const start = asked === "earliest" || asked === "recent" ? asked : "latest";
   const [draft, setDraft] = useState(pattern);
   const [filter, setFilter] = useState(query.get("filter") ?? "");
   const [records, setRecords] = useState<ApiRecord[]>([]);

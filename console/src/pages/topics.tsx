@@ -41,7 +41,7 @@ export function TopicsPage() {
               {listing.topics.map((topic) => (
                 <tr data-topic={topic.name}>
                   <td>
-                    <a href={link("tail", { pattern: topic.name, start: "earliest" })}>{topic.name}</a>{" "}
+                    <a href={link("tail", { pattern: topic.name, start: "recent" })}>{topic.name}</a>{" "}
                     <a class="aside" href={link("keys", { topic: topic.name })}>
                       keys
                     </a>

@@ -167,8 +167,8 @@ class ConsoleApi:
         if not is_pattern(pattern):
             self.engine.describe_topic(pattern)  # TopicNotFound (404) for a missing topic
         start = request.query.get("start", "latest")
-        if start not in ("latest", "earliest"):
-            raise InvalidRequest(f"start is latest or earliest, got {start!r}")
+        if start not in ("latest", "recent", "earliest"):
+            raise InvalidRequest(f"start is latest, recent or earliest, got {start!r}")
         owner = request.owner
         streams = self.api.streams
         streams.acquire(owner)

@@ -118,8 +118,9 @@ PATHS: dict[str, Any] = {
                     "in": "query",
                     "required": False,
                     "description": "Where the topics matching now start: at their end (latest, the "
-                    "default) or their first record (earliest).",
-                    "schema": {"enum": ["latest", "earliest"]},
+                    f"default), {limits.console_tail_recent_records} offsets before it (recent) or at "
+                    "their first record (earliest).",
+                    "schema": {"enum": ["latest", "recent", "earliest"]},
                 },
             ],
             "responses": {

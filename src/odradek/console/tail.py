@@ -6,7 +6,8 @@ on one connection, since a browser holds at most six connections to a server and
 stream per topic would take them all. A :class:`PatternTail` keeps the next offset of
 each matching topic and reads them in rounds, each topic with one fetch (at most
 ``console_tail_records_per_round_max`` records); topics existing when it starts are
-followed from their end (or their start, with ``earliest``), topics created later from
+followed from their end (``latest``), from their last ``console_tail_recent_records``
+offsets (``recent``) or from their start (``earliest``), topics created later from
 their first record. Between rounds it waits on the engine's arrival hook (an event it
 sets), at most a second, so that a stop or a vanished client ends it within a second,
 and sends a heartbeat comment when nothing came for ``heartbeat_seconds``. A topic
@@ -71,7 +72,7 @@ class PatternTail(EventStream):
         self._follow(start)  # refused before the stream starts: a clear HTTP error
 
     def _follow(self, start: str) -> None:
-        """Follow the matching topics not followed yet: from ``start`` (latest or
+        """Follow the matching topics not followed yet: from ``start`` (latest, recent or
         earliest), or from their first record for topics created while tailing."""
         names = [name for name in self._engine.list_topics() if self._matches(name)]
         if self._readable is not None:
@@ -87,9 +88,15 @@ class PatternTail(EventStream):
         for name in names:
             if name not in self._positions:
                 try:
-                    self._positions[name] = self._engine.resolve_start(name, start)
+                    self._positions[name] = self._start(name, start)
                 except TopicNotFound:
                     continue  # deleted since it was listed
+
+    def _start(self, name: str, start: str) -> int:
+        if start != "recent":
+            return self._engine.resolve_start(name, start)
+        first = self._engine.resolve_start(name, "earliest")
+        return max(first, self._engine.resolve_start(name, "latest") - limits.console_tail_recent_records)
 
     def _wake(self, arrival: Arrival) -> None:
         if arrival.topic is None or self._matches(arrival.topic):
