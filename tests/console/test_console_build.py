@@ -5,11 +5,12 @@ the sources in console/: a source changed without `npm run build` fails here, as
 build whose index.html names an asset that is not there. Method: hash the sources as
 console/stamp.mjs does (every file but node_modules, sorted by path, each as path, NUL,
 content, NUL) and compare with the build.json the build wrote; read index.html's asset
-references.
+references; read pyproject.toml's package data, which must ship every built file.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -51,6 +52,20 @@ def test_the_page_names_only_assets_that_are_there() -> None:
     built = sorted(path.name for path in (STATIC / "assets").iterdir())
     assert built == json.loads((STATIC / "build.json").read_text())["assets"]
     assert sorted(Path(name).name for name in referenced) == built  # nothing stale left beside
+
+
+def test_the_package_ships_every_built_file() -> None:
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = settings["package-data"]["odradek.console"]
+    package = STATIC.parent
+    for path in STATIC.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(package).as_posix()
+            assert any(
+                fnmatch.fnmatch(name, glob) and name.count("/") == glob.count("/") for glob in globs
+            ), name
 
 
 def test_a_changed_source_changes_the_hash(tmp_path: Path) -> None:
