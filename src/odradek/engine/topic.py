@@ -760,6 +760,10 @@ class Topic:
             try:
                 result = self.compactor.run(now, throttle)
                 rewritten = result.segments_rewritten > 0
+            except (OSError, StorageError):
+                if self.closed:  # deleted (or closing) under the round: its files went with it
+                    return None
+                raise
             finally:
                 if rewritten:
                     self.compaction_stamp = next(_compaction_stamps)
