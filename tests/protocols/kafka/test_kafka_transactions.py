@@ -24,7 +24,7 @@ import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
-from wire import Wire  # noqa: E402
+from wire import Wire, door_settled  # noqa: E402
 
 from odradek.protocols.kafka.codec import messages_txn as t  # noqa: E402
 from odradek.protocols.kafka.codec.api import ApiKey  # noqa: E402
@@ -55,7 +55,8 @@ def transactional(door: Any, transactional_id: str, **settings: Any) -> Producer
 
 
 def native(door: Any, topic: str) -> list[bytes]:
-    """Every value of the topic, through the engine."""
+    """Every value of the topic, through the engine, once the door's commits are applied."""
+    door_settled(door)
     end = door.engine.resolve_start(topic, "latest")
     values: list[bytes] = []
     offset = 0

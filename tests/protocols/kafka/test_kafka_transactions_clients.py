@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import pytest
+from wire import door_settled
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
@@ -25,6 +26,7 @@ TIMEOUT = 30.0
 
 
 def native(door: Any, topic: str) -> list[bytes]:
+    door_settled(door)  # commits are applied after EndTxn is answered
     batches = door.engine.fetch(topic, 0)
     return [value for batch in batches for value in batch.column("value").to_pylist()]
 

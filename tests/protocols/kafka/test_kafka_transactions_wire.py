@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from wire import Wire, connections, door_values
+from wire import Wire, connections, door_settled, door_values
 
 from odradek import limits
 from odradek.errors import StorageError
@@ -280,7 +281,8 @@ def test_a_commit_interrupted_between_topics_is_finished_at_the_next_start(
         raise StorageError("the process died here")
 
     monkeypatch.setattr(TransactionCoordinator, "_append_all", crash_after_the_first_topic)
-    assert wire.end("crashing", pid, epoch, True) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    # Answered once decided; the apply, in the background, fails after the first topic.
+    assert wire.end("crashing", pid, epoch, True) == ErrorCode.NONE
     assert values_of(kafka_door, first) == [b"a1", b"a2", b"a3"]
     assert values_of(kafka_door, second) == []
     wire.close()
@@ -370,6 +372,7 @@ def test_offsets_need_their_group_in_the_transaction(
     assert fetch_offset(wire, "g1", topic_name, require_stable=True) == (ErrorCode.UNSTABLE_OFFSET_COMMIT, -1)
     assert fetch_offset(wire, "g1", topic_name, require_stable=False) == (ErrorCode.NONE, -1)
     assert wire.end("offsets", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)  # offsets are committed by the apply, after EndTxn's answer
     assert coordinator.committed("g1") == {(topic_name, 0): (3, -1, None)}
     assert fetch_offset(wire, "g1", topic_name, require_stable=True) == (ErrorCode.NONE, 3)
 
@@ -449,7 +452,51 @@ def test_a_transactional_produce_answers_a_lower_bound_of_its_offsets(
     wire.add("bounding", pid, epoch, {topic_name: [0]})
     assert produce([b"f"], 5) == 13
     assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)
     stored = pa.Table.from_batches(engine.fetch(topic_name, 0))
     offsets = dict(zip(stored.column("value").to_pylist(), stored.column("offset").to_pylist(), strict=False))
     for value in (b"a", b"b", b"c", b"d", b"e", b"f"):
         assert answered[value] <= offsets[value], value
+
+
+def test_end_txn_is_answered_before_the_apply_and_readers_wait_for_it(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire, reader = connect(), connect()
+    init = wire.init("early")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("early", pid, epoch, {topic_name: [0]})
+    assert wire.produce("early", topic_name, [b"a", b"b", b"c"], pid, epoch, 0)[0] == ErrorCode.NONE
+    reader_waits, applied = threading.Event(), threading.Event()
+    original_append = TransactionCoordinator._append_all
+    original_settled = TransactionCoordinator.settled
+
+    def held_append(self: TransactionCoordinator, txn: Any, decision: dict[str, Any]) -> None:
+        reader_waits.wait(30.0)  # the apply goes on once a reader waits for it
+        original_append(self, txn, decision)
+        applied.set()
+
+    async def settled(self: TransactionCoordinator, topics: set[str], timeout: float) -> None:
+        if topics & self._applying.keys():
+            reader_waits.set()
+        await original_settled(self, topics, timeout)
+
+    monkeypatch.setattr(TransactionCoordinator, "_append_all", held_append)
+    monkeypatch.setattr(TransactionCoordinator, "settled", settled)
+    assert wire.end("early", pid, epoch, True) == ErrorCode.NONE
+    # Answered on the durable decision, not after the apply (held until a reader comes).
+    assert not applied.is_set()
+    request = d.ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=1,
+        topics=(
+            d.ListOffsetsTopic(
+                name=topic_name, partitions=(d.ListOffsetsPartition(partition_index=0, timestamp=-1),)
+            ),
+        ),
+    )
+    (answer,) = reader.call(ApiKey.LIST_OFFSETS, 5, request).topics[0].partitions
+    # The end a reader asks for after EndTxn's answer includes the commit.
+    assert (answer.error_code, answer.offset) == (ErrorCode.NONE, 3)
+    assert applied.is_set()

@@ -52,8 +52,18 @@ class Wire:
         self.sock.close()
 
 
+def door_settled(door: Any) -> None:
+    """Wait for the commits the door applies in the background (EndTxn is answered once
+    a commit is decided, its records are appended after it: decision 0016)."""
+    broker = door.listener.listener.broker
+    if broker is not None:
+        assert broker.transactions.wait_applied(30.0), "a commit was not applied within 30 s"
+
+
 def door_values(door: Any, topic: str) -> list[bytes]:
-    """Every value of ``topic`` as the door's engine holds it, in offset order."""
+    """Every value of ``topic`` as the door's engine holds it, in offset order, once the
+    door's commits are applied."""
+    door_settled(door)
     batches = door.engine.fetch(topic, 0)
     return [value for batch in batches for value in batch.column("value").to_pylist()]
 

@@ -369,6 +369,10 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
     for topic in plan.topics:
         view = await (broker.topic_by_id(topic.topic_id) if by_id else broker.topic(topic.topic))
         targets.append((topic, view))
+    # A commit answered before this Fetch came is seen by it (transactions.py applies
+    # commits in the background).
+    fetched = {view.name for _, view in targets if view is not None}
+    await broker.transactions.settled(fetched, limits.kafka_transaction_apply_wait_seconds_max)
     # Kafka answers Fetch v5 and older with NOT_LEADER_OR_FOLLOWER instead, which those
     # clients know to retry after a metadata refresh.
     storage_code = (
@@ -565,6 +569,8 @@ async def list_offsets(broker: Broker, request: Request) -> m.ListOffsetsRespons
     topics = []
     for topic in body.topics:
         view = await broker.topic(topic.name)
+        if view is not None:  # the end includes the commits answered before (transactions.py)
+            await broker.transactions.settled({view.name}, limits.kafka_transaction_apply_wait_seconds_max)
         partitions = []
         for wanted in topic.partitions:
             if view is None or not 0 <= wanted.partition_index < view.partitions:

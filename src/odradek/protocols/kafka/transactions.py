@@ -14,6 +14,11 @@ open. Each transactional Produce appends them to the transaction's *staging file
    batches, under the engine range producer ``kafka-txn:<producer id>:<partition>``
    with the sequences of step 1, and the offsets are committed to their groups.
 
+EndTxn is answered after step 1; step 2 runs as a task of the event loop. What must see
+the commit waits for it: the id's next transaction and InitProducerId (_settle), a
+Fetch or ListOffsets of its topics (settled), OffsetFetch with require_stable
+(pending_offset); other threads ask with wait_applied.
+
 A crash after step 1 is finished at the next start: the same appends with the same
 sequences, which the engine's durable producer state answers as duplicates where they
 were written already; a crash before it leaves a staging file without a decision, which
@@ -49,6 +54,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +127,7 @@ class Transaction:
     tables: dict[TopicPartition, list[pa.Table]] | None = None
     memory: int = 0
     stage: StageFile | None = None
+    applying: asyncio.Task[None] | None = None  # the apply of a decided commit, running
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     def describe_partitions(self) -> dict[str, list[int]]:
@@ -151,6 +158,11 @@ class TransactionCoordinator:
         self._documents: dict[str, Document] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.memory = 0  # bytes of staged records kept in memory, all transactions
+        # The applies running in the background, by topic (a Fetch of the topic waits for
+        # them), and their number for other threads (wait_applied).
+        self._applying: dict[str, set[asyncio.Task[None]]] = {}
+        self._applies = 0
+        self._applied = threading.Condition()
         self._load()
         self._checker = asyncio.get_running_loop().create_task(self._check_loop())
 
@@ -233,7 +245,7 @@ class TransactionCoordinator:
                 txn.state = PREPARE_COMMIT
                 txn.decision = decision
                 log.info("transaction %r: finishing its commit", txn.transactional_id)
-                self._spawn(self._finish_commit(txn))
+                self._start_apply(txn)
         newest = max(found, key=lambda item: item[0])[2]
         if newest.decision is None and not newest.aborted:
             # Open when the server stopped: aborted, and its producer fenced.
@@ -244,11 +256,6 @@ class TransactionCoordinator:
                 self._save(txn)
             except StorageError as exc:  # fenced until the next restart only
                 log.warning("transaction %r: its producer's fencing not saved: %s", txn.transactional_id, exc)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- InitProducerId ---------------------------------------------------------------
 
@@ -283,9 +290,7 @@ class TransactionCoordinator:
             if producer_id >= 0 and epoch >= 0 and (producer_id, epoch) != (txn.producer_id, txn.epoch):
                 raise self._fenced(txn, version, 4)  # KIP-360: only the current producer may bump
             if txn.state == PREPARE_COMMIT:
-                raise TransactionError(
-                    ErrorCode.CONCURRENT_TRANSACTIONS, "the previous transaction's commit is being applied"
-                )
+                await self._settle(txn)
             if txn.state == ONGOING:
                 await self._abort(txn, "a new producer of its transactional.id started")
             previous = (txn.producer_id, txn.epoch, txn.timeout_ms, txn.state)
@@ -334,9 +339,7 @@ class TransactionCoordinator:
         if txn.state == ONGOING:
             return
         if txn.state == PREPARE_COMMIT:
-            raise TransactionError(
-                ErrorCode.CONCURRENT_TRANSACTIONS, "the previous transaction's commit is being applied"
-            )
+            await self._settle(txn)  # the previous commit's records go first
         open_now = sum(1 for other in self.transactions.values() if other.state == ONGOING)
         if open_now >= limits.kafka_open_transactions_max:
             raise TransactionError(
@@ -467,7 +470,7 @@ class TransactionCoordinator:
     async def end(self, txn: Transaction, commit: bool) -> None:
         async with txn.lock:
             if txn.state == PREPARE_COMMIT and commit:
-                await self._apply(txn)  # a retry after a failed apply
+                await self._settle(txn)  # a retry: answered once the decided commit is applied
                 return
             if txn.state == (COMPLETE_COMMIT if commit else COMPLETE_ABORT):
                 return  # a retry of an EndTxn that was answered already
@@ -481,7 +484,11 @@ class TransactionCoordinator:
                 await self._abort(txn, "the producer aborted it")
                 return
             await self._prepare(txn)
-            await self._apply(txn)
+            # Answered once the decision is durable (the commit point; a restart applies
+            # it): the records are applied in the background, as Kafka writes its markers
+            # after EndTxn is answered. What must see them waits for the apply: the id's
+            # next transaction (_begin, init_producer) and a Fetch of their topics.
+            self._start_apply(txn)
 
     async def _prepare(self, txn: Transaction) -> None:
         """Decide: the sequences each partition's records take, the offsets; durable in
@@ -515,6 +522,62 @@ class TransactionCoordinator:
         self.memory -= txn.memory
         txn.memory = 0
         txn.tables = None
+
+    def _start_apply(self, txn: Transaction) -> None:
+        """Apply a decided commit in the background (on the event loop)."""
+        decision = txn.decision
+        assert decision is not None
+        task = asyncio.get_running_loop().create_task(self._apply_quietly(txn))
+        txn.applying = task
+        topics = {str(topic) for topic, _, _ in decision["ranges"]}
+        for topic in topics:
+            self._applying.setdefault(topic, set()).add(task)
+        with self._applied:
+            self._applies += 1
+
+        def done(_: asyncio.Task[None]) -> None:
+            if txn.applying is task:
+                txn.applying = None
+            for topic in topics:
+                waiting = self._applying.get(topic)
+                if waiting is not None:
+                    waiting.discard(task)
+                    if not waiting:
+                        del self._applying[topic]
+            with self._applied:
+                self._applies -= 1
+                self._applied.notify_all()
+
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(done)
+
+    async def _apply_quietly(self, txn: Transaction) -> None:
+        try:
+            await self._apply(txn)
+        except TransactionError:
+            pass  # logged; the next check, or the id's next transaction, applies it again
+
+    async def _settle(self, txn: Transaction) -> None:
+        """Wait for the id's decided commit to be applied, applying it again if its
+        apply failed; TransactionError (retriable) if it cannot be applied yet."""
+        if txn.applying is not None:
+            await asyncio.shield(txn.applying)
+        if txn.state == PREPARE_COMMIT:
+            await self._apply(txn)
+
+    async def settled(self, topics: set[str], timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the commits being applied to any of
+        ``topics``: a Fetch that comes after EndTxn was answered sees the records."""
+        tasks = set().union(*(self._applying.get(topic, ()) for topic in topics))
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    def wait_applied(self, timeout: float) -> bool:
+        """From any thread: wait at most ``timeout`` seconds until no commit is being
+        applied; whether none is."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self._applies == 0, timeout)
 
     async def _apply(self, txn: Transaction) -> None:
         decision = txn.decision
@@ -617,16 +680,8 @@ class TransactionCoordinator:
                         await self.broker.call(self._save, txn)
                     except StorageError as exc:
                         log.warning("transaction %r: fencing not saved: %s", txn.transactional_id, exc)
-            elif txn.state == PREPARE_COMMIT and not txn.lock.locked():
-                self._spawn(self._finish_commit(txn))
-
-    async def _finish_commit(self, txn: Transaction) -> None:
-        async with txn.lock:
-            if txn.state == PREPARE_COMMIT:
-                try:
-                    await self._apply(txn)
-                except TransactionError:
-                    pass  # logged; the next check retries
+            elif txn.state == PREPARE_COMMIT and txn.applying is None and not txn.lock.locked():
+                self._start_apply(txn)
 
     def close(self) -> None:
         self._checker.cancel()
