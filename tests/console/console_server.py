@@ -14,24 +14,25 @@ from typing import Any
 
 
 class Served:
-    """`odradek serve` with its registry listener (the HTTP API and the console) on a free
-    loopback port; ``base`` is that listener's URL once the ready line said it."""
+    """`odradek serve` with its registry listener (the HTTP API and the console) and its
+    Kafka door on free loopback ports; ``base`` is that listener's URL and ``kafka`` the
+    door's bootstrap address, once the ready line said them."""
 
     def __init__(self, data_dir: str, *args: str, env: dict[str, str] | None = None) -> None:
         command = [
             sys.executable, "-m", "odradek.cli.main", "serve", "--data-dir", data_dir,
-            "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--registry-listen", "127.0.0.1:0",
+            "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--registry-listen", "127.0.0.1:0",
             "--no-fsync", *args,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode()  # the ready line, or nothing if it died
-        match = re.search(r"ready url=(\S+) .*registry=(\S+)", line)
+        match = re.search(r"ready url=(\S+) kafka=(\S+) registry=(\S+)", line)
         if match is None:
             self.process.kill()
             _, errors = self.process.communicate()
             raise AssertionError(f"odradek serve did not become ready: {line} {errors.decode()[-2000:]}")
-        self.url, self.base = match.group(1), match.group(2)
+        self.url, self.kafka, self.base = match.group(1), match.group(2), match.group(3)
         self.authorization: str | None = None
 
     def login(self, user: str, password: str) -> None:

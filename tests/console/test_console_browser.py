@@ -3,7 +3,8 @@
 Goal: a person opening /ui on a running `odradek serve` sees the topics with their sizes
 and rates, a live tail that shows a record appended after the page opened and whose
 filter filters, a key's versions with values decoded through the topic's schema,
-consumer groups with their lag per topic and their members, schemas and their versions,
+consumer groups with their lag per topic and their members (a Kafka group's per
+partition, committed through the Kafka door by kafka-python), schemas and their versions,
 and no cluster page on a single node. Method: one real server and one headless Chromium
 (Playwright) per module; each test makes its data through the HTTP API, opens a page and
 waits (generous deadlines, never a timing asserted) for what it must show; a screenshot
@@ -122,6 +123,24 @@ def test_groups_show_lag_per_topic_and_members(page: Any, served: Served) -> Non
     group = page.locator("article[data-group=billing]")
     group.locator("tr[data-topic='groups.work'] td.lag", has_text=expected_lag).wait_for()
     group.locator(f"tr[data-member='{member}']").wait_for()
+
+
+def test_a_kafka_groups_lag_per_partition(page: Any, served: Served) -> None:
+    kafka = pytest.importorskip("kafka")
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    served.ok("POST", "/v1/topics", {"name": "groups.kafka"})
+    served.produce("groups.kafka", [{"key": f"k{i}", "value": "job"} for i in range(10)])
+    consumer = kafka.KafkaConsumer(bootstrap_servers=served.kafka, group_id="kafka-billing")
+    try:
+        consumer.commit({TopicPartition("groups.kafka", 0): OffsetAndMetadata(7, None, -1)})
+    finally:
+        consumer.close()
+    open_page(page, served, "groups")
+    group = page.locator("article[data-group=kafka-billing]")
+    row = group.locator("tr[data-topic='groups.kafka']")
+    row.locator("td.lag [data-partition='0']", has_text="partition 0: 3 (at 7)").wait_for()
+    assert "kafka" in group.locator("h2").inner_text()
 
 
 def test_schemas_show_subjects_and_versions(page: Any, served: Served) -> None:

@@ -4,8 +4,8 @@ import { usePoll } from "../hooks";
 // Groups described at once (each a call): the first this many of the listing.
 const GROUPS_DESCRIBED_MAX = 50;
 
-// Consumer groups of both kinds (odradek and kafka) with their lag per topic and their
-// members, refreshed every two seconds.
+// Consumer groups of both kinds (odradek and kafka) with their lag per topic (and per
+// partition a Kafka group committed) and their members, refreshed every two seconds.
 export function GroupsPage() {
   const [groups, error] = usePoll(
     async () => {
@@ -49,7 +49,18 @@ export function GroupsPage() {
                   <td>{topic.topic}</td>
                   <td class="number">{topic.committed}</td>
                   <td class="number">{topic.next_offset}</td>
-                  <td class="number lag">{topic.lag}</td>
+                  <td class="number lag">
+                    {topic.lag}
+                    {topic.partitions && topic.partitions.length > 0 && (
+                      <div class="aside partitions">
+                        {topic.partitions.map((partition) => (
+                          <div data-partition={partition.partition}>
+                            partition {partition.partition}: {partition.lag} (at {partition.committed})
+                          </div>
+                        ))}
+                      </div>
+                    )}
+                  </td>
                   <td class="number">{topic.in_flight}</td>
                   <td class="number">{topic.waiting}</td>
                 </tr>
