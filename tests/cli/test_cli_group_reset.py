@@ -67,6 +67,8 @@ def test_reset_an_odradek_group(server: Server) -> None:
     assert b"dry run, nothing changed" in planned.stderr and b"--execute" in planned.stderr
     described = json.loads(run("group", "describe", "billing", "--format", "json", server=server).stdout)
     assert described["topics"][0]["committed"] == 6
+    as_json = run("group", "reset-offsets", "billing", "--to", "latest", "--format", "json", server=server)
+    assert json.loads(as_json.stdout) == [{"topic": "orders.eu", "partition": None, "old": 6, "new": 6}]
 
     done = run(
         "group",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 
 from odradek.cli import terminal
@@ -52,7 +53,10 @@ def group_reset_offsets(args: argparse.Namespace) -> int:
     to = parse_target(args.to)
     with connect(args.server) as client:
         plan = client.reset_offsets(args.group, to, topics=args.topic, dry_run=not args.execute)
-    print(plan_text(plan), flush=True)
+    if args.format == "json":
+        print(json.dumps([row.to_json() for row in plan]), flush=True)
+    else:
+        print(plan_text(plan), flush=True)
     count = terminal.plural(len(plan), "offset")
     if args.execute:
         print(f"group {args.group}: reset {count}", file=sys.stderr)

@@ -183,7 +183,8 @@ examples:
   odradek group reset-offsets billing --to earliest --dry-run
   odradek group reset-offsets billing --topic 'orders.>' --to latest --execute
   odradek group reset-offsets billing --to datetime 2h --execute
-  odradek group reset-offsets billing --topic orders.eu --to offset 1000 --execute"""
+  odradek group reset-offsets billing --topic orders.eu --to offset 1000 --execute
+  odradek group reset-offsets billing --to latest --format json   # the plan for a script"""
 
 _KEY_EPILOG = """\
 examples:
@@ -697,6 +698,12 @@ def _add_group(
         "--dry-run", action="store_true", help="print the plan and change nothing (the default)"
     )
     mode.add_argument("--execute", action="store_true", help="apply the plan")
+    reset.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="the plan as a table (default) or as JSON: [{topic, partition, old, new}]",
+    )
     reset.set_defaults(handler=groups_cli.group_reset_offsets)
     delete = _raw(actions, "delete", parents=[server], help="forget a group (it must have no members)")
     delete.add_argument("group")
