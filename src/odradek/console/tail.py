@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 from odradek import limits
 from odradek.engine import Engine
-from odradek.engine.arrivals import Arrival
+from odradek.engine.arrivals import CREATED, Arrival
 from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, to_wire
 from odradek.names import compile_pattern
 from odradek.protocols.http_api.events import EventStream
@@ -69,6 +69,9 @@ class PatternTail(EventStream):
         self._readable = readable
         self._refused: set[str] = set()  # matching topics the principal may not read
         self._arrived = threading.Event()
+        # Set when a topic was created (and at the start): the next round lists the
+        # topics again; other rounds read the ones followed, without listing.
+        self._created = threading.Event()
         self._follow(start)  # refused before the stream starts: a clear HTTP error
 
     def _follow(self, start: str) -> None:
@@ -100,16 +103,21 @@ class PatternTail(EventStream):
 
     def _wake(self, arrival: Arrival) -> None:
         if arrival.topic is None or self._matches(arrival.topic):
+            if arrival.kind == CREATED:
+                self._created.set()
             self._arrived.set()
 
     def __iter__(self) -> Iterator[bytes]:
         remove = self._engine.on_arrival(self._wake)
+        self._created.set()  # a topic created since the start was listed is listed now
         try:
             yield b"retry: 1000\n\n"
             quiet_since = time.monotonic()
             while not self._stop():
                 self._arrived.clear()  # before reading: what arrives after is not missed
-                self._follow("earliest")
+                if self._created.is_set():
+                    self._created.clear()  # before listing: a topic created after is listed next
+                    self._follow("earliest")
                 sent = False
                 for topic in list(self._positions):
                     chunk = self._round(topic)
