@@ -186,6 +186,32 @@ def test_a_tail_from_the_earliest_and_of_a_schemad_topic(served: Listener) -> No
         reader.close()
 
 
+def test_a_tail_outlives_a_deleted_topic_and_ends_when_the_server_stops(tmp_path: Path) -> None:
+    node = Node.open(str(tmp_path / "data"), fsync=False)
+    listener = start_registry_listener(node.engine, node.engine.path, "127.0.0.1", 0)
+    try:
+        node.engine.create_topic("gone.a")
+        node.engine.create_topic("gone.b")
+        reader = EventReader(listener.port, "/v1/console/tail?pattern=gone.>")
+        try:
+            _wait_for(lambda: listener.api is not None and listener.api.streams.open == 1)
+            node.engine.append("gone.a", [{"key": b"k", "value": b"a"}])
+            assert [r["topic"] for r in reader.records(1)] == ["gone.a"]
+            node.engine.delete_topic("gone.a")
+            node.engine.append("gone.b", [{"key": b"k", "value": b"b"}])
+            assert [r["topic"] for r in reader.records(1)] == ["gone.b"]
+            listener.close()  # drains: the tail ends with an end event
+            events = []
+            while event := reader.next():
+                events.append(event)
+            assert events[-1]["event"] == "end" and "shutting down" in events[-1]["data"]["reason"]
+        finally:
+            reader.close()
+    finally:
+        listener.close()
+        node.close()
+
+
 def test_a_recent_tail_starts_a_screen_before_the_end(
     served: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
