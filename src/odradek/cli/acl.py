@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odradek.errors import InvalidRequest
 from odradek.security.acl import CLUSTER, OPERATIONS, PATTERN_TYPES, WILDCARD, check_match_pattern
-from odradek.security.acl_admin import Call
+
+if TYPE_CHECKING:  # the admin module brings the storage seam: not for argument parsing
+    from odradek.security.acl_admin import Call
 
 _RESOURCES = ("topic", "group", "subject", "transactional_id")
 
