@@ -462,8 +462,9 @@ class TransactionCoordinator:
     def _stage_frame(self, stage: StageFile, frame: bytes, topic: str) -> int:
         """Append a frame to the staging file; the topic's durable end (the broker's
         threads: opening a topic may read its files)."""
+        end = self.broker.engine.resolve_start(topic, "latest")  # first: it may refuse
         stage.append(frame)
-        return self.broker.engine.resolve_start(topic, "latest")
+        return end
 
     # -- EndTxn -----------------------------------------------------------------------
 
