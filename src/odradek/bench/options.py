@@ -90,6 +90,10 @@ class Profile:
     cluster_produce_kills: int = 5
     #: cluster_etcd: each window over which etcd's own counters are read (idle, then busy).
     cluster_etcd_seconds: float = 60.0
+    #: compaction: single appends per second beside the round, below what one appender
+    #: sustains on a busy disk (fsync p50 over 1 ms), so that what the p99 shows is the
+    #: round's effect, not a queue behind a saturated appender.
+    compaction_append_rate_per_second: float = 200.0
     #: snapshot_replay: the events of each of its two keys, the events after the second
     #: key's snapshot, and the reads of each kind per run (issue 17: 100,000 events).
     snapshot_key_events: int = 100_000

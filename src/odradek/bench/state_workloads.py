@@ -5,8 +5,8 @@ Odradek's rows; a peer's rows say they are skipped.
 
 * ``compaction``: per run, a topic with 8 MiB segments is loaded with the keyed 100 B
   records of ``ingest_100b`` (not timed) as a ``delete`` topic, then single-record
-  appends go to it at the latency workload's fixed rate for ``latency_seconds`` (the
-  *idle* p50/p99). Then the topic becomes ``cleanup="compact"`` and one forced round
+  appends go to it at ``compaction_append_rate_per_second`` (200/s) for
+  ``latency_seconds`` (the *idle* p50/p99). Then the topic becomes ``cleanup="compact"`` and one forced round
   runs in a thread, its I/O held to ``compaction_bytes_per_second`` as the server's
   compaction thread holds it, while the same appends go on until the round ends (the
   *busy* p50/p99, same run, same topic: the appends land in its active segment, the
@@ -126,7 +126,7 @@ def compaction(session: Session) -> list[Figure]:
         )
     profile = session.profile
     data = session.data.small
-    rate = profile.latency_rate_per_second
+    rate = profile.compaction_append_rate_per_second
     segment_bytes = max(compaction_segment_bytes_min, data.value_bytes // compaction_segments)
     idle_count = max(1, round(rate * profile.latency_seconds))
     singles = session.data.latency.batches(1)
