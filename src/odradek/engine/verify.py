@@ -83,8 +83,9 @@ def _check_snapshot_log(companion: Topic, report: VerifyReport) -> dict[str, Any
     for damage in own.damaged:
         report.problems.append(
             f"snapshot log: offsets {damage['first_offset']}-{damage['end_offset'] - 1} in its segment "
-            f"{damage['segment']} are damaged ({damage['reason']}): the snapshots stored there are lost "
-            "(read_key with from_snapshot and snapshot of their keys raise DataDamaged)"
+            f"{damage['segment']} are damaged ({damage['reason']}): the snapshots stored there are lost; "
+            "read_key with from_snapshot of their keys raises DataDamaged, and the snapshot log refuses "
+            "new snapshots of every key until the damage is dealt with (it has no repair command yet)"
         )
     report.problems.extend(f"snapshot log: {problem}" for problem in own.problems)
     summary = own.to_json()
