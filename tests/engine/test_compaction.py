@@ -374,3 +374,33 @@ def test_a_topic_deleted_under_a_round_ends_the_round_quietly(client: odradek.Em
     _fill(client, "c", 40, 25)
     before = _all(client, "c")
     assert before.num_rows == 1000 and not any(name.endswith(".tmp") for name in os.listdir(topic.directory))
+
+
+def test_a_round_flushes_the_key_index_without_the_writer_lock(
+    client: odradek.EmbeddedClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round first makes the key index cover what it compacts: that flush (a sort and
+    a write of every entry in memory, 0.16 s for 500,000) ran under the topic's writer
+    lock, and appends beside the round waited for it (the compaction bench's p99 went
+    from 17 to 261 ms). Now only the freeze is under the lock. Checked by recording,
+    in the flush itself, whether the lock is held: no timing."""
+    from odradek.engine.keyindex import KeyIndex
+
+    client.create_topic("c", cleanup="compact", segment_bytes=SEGMENT)
+    _fill(client, "c", 40, 25)
+    topic = client.engine._topic("c")
+    held: list[bool] = []
+    write_run = KeyIndex._write_run
+
+    def recording(self: KeyIndex, *args: object, **kwargs: object) -> object:
+        held.append(topic._write_lock.locked())
+        return write_run(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(KeyIndex, "_write_run", recording)
+    before = _all(client, "c")
+    end = _sealed_end(client, "c")
+    assert topic.keys.covered_until < end  # the round has entries to flush
+    client.engine.compact(force=True)
+    assert held and not any(held), held
+    assert _all(client, "c").column("offset").to_pylist() == _model(before, end)
+    assert topic.keys.covered_until >= end

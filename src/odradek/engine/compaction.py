@@ -8,7 +8,8 @@ background, as Kafka's log cleaner does it:
 * The log below ``compacted_until`` (``TopicLog``) is *clean*: each key has at most one
   record there. The sealed segments after it are *dirty*. The active segment is never
   touched, so compaction never waits for appends nor makes them wait (it takes the
-  topic's writer lock only to flush the key index and to swap a segment's file).
+  topic's writer lock only to freeze the key index's memory, which it then writes
+  outside the lock, and to swap a segment's file).
 * A round starts when the dirty bytes reach ``min_cleanable_dirty_ratio`` of the sealed
   bytes, or when a tombstone it kept is due. It reads the dirty segments' keys and
   offsets (at most ``compaction_map_records_max`` records: the rest waits for the next
@@ -314,8 +315,19 @@ class Compactor:
         topic = self.topic
         with topic._write_lock:
             topic._check_open_for_repair()
-            if topic.keys.covered_until < until:
-                topic.keys.flush(topic.log.next_offset)
+            flush = topic.keys.covered_until < until
+            if flush:
+                topic.keys.freeze(topic.log.next_offset)
+        if flush:
+            # Written outside the writer lock: appends go on meanwhile (into a new
+            # memtable); under it the flush of a large memtable held them for its sort.
+            topic.keys.flush_frozen()
+        with topic._write_lock:
+            topic._check_open_for_repair()
+            if topic.keys.covered_until < until:  # not an assert: it must hold under -O too
+                raise StorageError(
+                    f"the key index of topic {topic.name} does not cover what compaction removes"
+                )
             if until > topic.log.compacted_until:
                 try:
                     write_compacted_until(topic.disk, topic.directory, until, sync=topic.fsync)

@@ -342,9 +342,19 @@ class KeyIndex:
     def flush(self, end_offset: int) -> None:
         """Write everything in memory as runs now (at a clean close); ``end_offset`` is
         the log's next offset, so the next open has nothing to re-read."""
+        self.freeze(end_offset)
+        self.flush_frozen()
+
+    def freeze(self, end_offset: int) -> None:
+        """Set what is in memory aside for :meth:`flush_frozen`, as covering the log up
+        to ``end_offset`` (the caller holds the topic's writer lock: nothing is appended
+        in between); the next appends go to a new memtable."""
         with self._lock:
             if self._memtable_rows or end_offset > self._memtable_start:
                 self._freeze(end_offset)
+
+    def flush_frozen(self) -> None:
+        """Write every frozen memtable as runs now; no lock of the topic is needed."""
         while True:
             with self._lock:
                 if not self._frozen:

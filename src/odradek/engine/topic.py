@@ -745,8 +745,8 @@ class Topic:
         self, now: float | None = None, *, force: bool = False, throttle: Throttle | None = None
     ) -> CompactionResult | None:
         """One compaction round if the topic is compacted and one is due (or ``force``);
-        None if none ran. Never holds the writer lock but to flush the key index and to
-        swap a segment (engine/compaction.py)."""
+        None if none ran. Never holds the writer lock but to freeze the key index (it is
+        written outside the lock) and to swap a segment (engine/compaction.py)."""
         if self.closed:
             return None
         self.snapshots.compact(now, force=force, throttle=throttle)
