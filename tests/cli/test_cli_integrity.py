@@ -95,3 +95,25 @@ def test_verify_offline_with_a_data_directory(tmp_path: Path) -> None:
     report = json.loads(clean.stdout)
     assert report["damaged"][0]["accepted"] is True
     assert clean.returncode == 0  # the damage is still listed, but an operator accepted it
+
+
+def test_verify_offline_fails_on_a_damaged_snapshot_log(tmp_path: Path) -> None:
+    # It exited 0 and printed the damage as a derived file "rebuilt at the next open".
+    data = tmp_path / "data"
+    with odradek.open(data) as client:
+        client.create_topic("t")
+        for key in (b"a", b"b", b"c"):
+            client.append("t", [{"key": key, "value": b"event"}])
+            client.snapshot("t", key, b"state of " + key, version=1)
+    path = data / "topics" / "t" / "snapshots" / seg.segment_name(0)
+    frames = seg.scan_segment(path.read_bytes(), path.name, 0).frames
+    with open(path, "r+b") as handle:
+        handle.seek(frames[1].position + frames[1].size // 2)
+        byte = handle.read(1)
+        handle.seek(frames[1].position + frames[1].size // 2)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    verified = run("topic", "verify", "t", "--data-dir", str(data))
+    assert verified.returncode == 1, verified.stdout
+    assert b"damaged: snapshot log: offsets 1-1" in verified.stdout
+    assert b"rebuilt at the next open: snapshot log" not in verified.stdout
+    assert b"snapshot log is damaged" in verified.stdout

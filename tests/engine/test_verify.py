@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import odradek
 from odradek.engine import segment as seg
 
@@ -86,3 +88,19 @@ def test_damage_in_the_snapshot_log_is_found_by_verify_itself(tmp_path: Path) ->
         _fill(client)
         _flip_second_frame(_snapshot_segment(data))
         _check_damage_named(client.verify_topic("t"))
+
+
+def test_a_damaged_snapshot_log_refuses_new_snapshots_naming_the_topic(tmp_path: Path) -> None:
+    # The refusal came from the snapshot log's own append, naming a topic "t (snapshots)"
+    # that does not exist and a `topic repair` of it that cannot work.
+    data = tmp_path / "data"
+    with odradek.open(data) as client:
+        _fill(client)
+    _flip_second_frame(_snapshot_segment(data))
+    with odradek.open(data) as client:
+        with pytest.raises(odradek.DataDamaged) as refused:
+            client.snapshot("t", b"a", b"newer state", version=3)
+        message = str(refused.value)
+        assert "topic t refuses new snapshots" in message and "offsets 1-1" in message
+        assert "(snapshots)" not in message and "topic repair" not in message
+        assert [row["value"] for row in client.read_key("t", b"a").to_pylist()] == [b"event"] * 3

@@ -84,7 +84,13 @@ def topic_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(_verify_text(report))
-    return 0 if all(damage["accepted"] for damage in report["damaged"]) else 1
+    return 0 if _verified(report) else 1
+
+
+def _verified(report: dict[str, Any]) -> bool:
+    """No damage left that an operator has not accepted, in the topic or its snapshot log."""
+    snapshot_log = report.get("snapshot_log") or {}
+    return all(damage["accepted"] for damage in report["damaged"]) and not snapshot_log.get("damaged")
 
 
 class _VerifyProgress:
@@ -117,7 +123,10 @@ def _verify_text(report: dict[str, Any]) -> str:
             f"({damage['reason']}; {state})"
         )
     for problem in report["problems"]:
-        lines.append(f"  rebuilt at the next open: {problem}")
+        if problem.startswith("snapshot log: ") and "are damaged" in problem:
+            lines.append(f"  damaged: {problem}")
+        else:
+            lines.append(f"  rebuilt at the next open: {problem}")
     if report["damaged"]:
         pending = [d for d in report["damaged"] if not d["accepted"]]
         if pending:
@@ -126,6 +135,11 @@ def _verify_text(report: dict[str, Any]) -> str:
                 f"restore the damaged records from a copy if you have one; to accept their loss: "
                 f"odradek topic repair {report['topic']} {ranges}"
             )
+    elif not _verified(report):
+        lines.append(
+            "the topic's records are intact; its snapshot log is damaged: the snapshots stored there "
+            "are lost and new snapshots are refused (docs/snapshots-and-views.md)"
+        )
     else:
         lines.append(
             "no damaged records" + ("" if not report["problems"] else " (derived files are rebuilt)")

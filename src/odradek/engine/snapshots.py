@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine.compaction import CompactionResult, Throttle
-from odradek.errors import ConflictError, InvalidRequest, RequestTooLarge, StorageError
+from odradek.errors import ConflictError, DataDamaged, InvalidRequest, RequestTooLarge, StorageError
 from odradek.records import HEADERS_TYPE, INPUT_SCHEMA, STORED_SCHEMA, TIMESTAMP_TYPE
 from odradek.storage.disk import describe_os_error
 
@@ -233,6 +233,17 @@ class KeySnapshots:
                 ],
                 schema=INPUT_SCHEMA,
             )
+            blockers = companion.write_blockers()
+            if blockers:  # the companion's own refusal would name a topic that does not exist
+                first = blockers[0]
+                raise DataDamaged(
+                    f"topic {owner.name} refuses new snapshots: its snapshot log is damaged at "
+                    f"offsets {first.first_offset}-{first.end_offset - 1} of that log ({first.reason})"
+                    + (f" and {len(blockers) - 1} more range(s)" if len(blockers) > 1 else "")
+                    + f"; the snapshots stored there are lost. `odradek topic verify {owner.name}` "
+                    "reports it under snapshot_log; a snapshot log has no repair command yet "
+                    "(docs/snapshots-and-views.md)"
+                )
             companion.append(batch)
             self.written += 1
         return Snapshot(version, state, 0, covered_offset)
