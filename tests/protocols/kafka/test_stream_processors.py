@@ -8,6 +8,23 @@ the changelog (they go on, they do not start again from 0). Method: a real
 changelog can restore it) runs as a subprocess; words are produced with confluent-kafka;
 the app's ``COUNT word n`` lines are awaited with a generous deadline, never a sleep.
 
+The words counted after the restart are produced once the restarted app has counted
+a record (a probe word, produced again every second until it is counted), not while it
+is down: Faust 0.15.3 can skip a record that waits in the topic when a restarted worker
+recovers a Table. Its recovery resumes the flow of records while it still reads the
+changelog (the stream's topic is fetched from the committed offset then), and seeks
+back to the committed offset once restored. Seen a few times in a hundred runs with the
+machine loaded, every time the same way: the door answered both fetches of
+``words`` from the committed offset with every record up to the end, the consumer's
+position reached the end and Faust committed it, yet the agent printed 8 counts for
+9 records, the missing one being the first after the committed offset. What the logs
+fit: Faust's fetcher took the batch fetched before the seek, skipped its first record
+(the flow was stopped for the seek), counted the rest once the flow resumed, and then
+dropped the whole batch fetched again after the seek as already read (its read offset
+was past it). The door delivered that record twice; Faust counted it never. A Table
+restored from its changelog, what this test is about, does not depend on that window;
+producing after the recovery keeps it out of the test.
+
 Quix Streams is tested in test_kafka_quix.py, from an environment of its own (it
 requires confluent-kafka < 2.13, and the ``kafka`` extra pins 2.16.1).
 """
@@ -37,6 +54,7 @@ kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
 APP = Path(__file__).with_name("faust_wordcount.py")
 WORDS = ["apple", "pear", "plum"]
+PROBE = "kiwi"  # produced until counted: the restarted app is past its recovery
 COUNT_LINE = re.compile(rb"COUNT (\w+) (\d+)")
 DEADLINE_SECONDS = 60.0
 
@@ -82,6 +100,24 @@ class FaustApp:
                     raise AssertionError(f"counts {self.counts}, expected {expected}:\n{tail}")
                 self.changed.wait(min(left, 0.5))
             return dict(self.counts)
+
+    def wait_until_processing(self, bootstrap: str) -> None:
+        """Produce the probe word every second until the app prints a count of it."""
+        producer = kafka.Producer({"bootstrap.servers": bootstrap})
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            with self.changed:
+                if PROBE in self.counts:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    tail = b"".join(self.output[-30:]).decode(errors="replace")
+                    raise AssertionError(f"the app never counted {PROBE!r}:\n{tail}")
+            producer.produce("words", key=PROBE.encode(), value=PROBE.encode())
+            assert producer.flush(30) == 0
+            with self.changed:
+                if PROBE not in self.counts:
+                    self.changed.wait(min(left, 1.0))
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -136,9 +172,10 @@ def test_faust_table_restores_from_its_compacted_changelog(server: Server, tmp_p
         app.kill()
     described = json.loads(run("topic", "describe", "wordcount-counts-changelog", server=server).stdout)
     assert described["config"]["cleanup"] == "compact"
-    produce(bootstrap, 3)
     app = FaustApp(bootstrap, tmp_path / "faust")
     try:
+        app.wait_until_processing(bootstrap)  # see the module's docstring
+        produce(bootstrap, 3)
         # At least once: records processed but not committed before the kill may count
         # twice; what must not happen is a count starting again from 0: the restored
         # Table holds the 10 of the changelog, so the first count after it is above 10.
