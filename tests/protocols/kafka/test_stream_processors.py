@@ -13,17 +13,17 @@ a record (a probe word, produced again every second until it is counted), not wh
 is down: Faust 0.15.3 can skip a record that waits in the topic when a restarted worker
 recovers a Table. Its recovery resumes the flow of records while it still reads the
 changelog (the stream's topic is fetched from the committed offset then), and seeks
-back to the committed offset once restored. Seen a few times in a hundred runs with the
-machine loaded, every time the same way: the door answered both fetches of
+back to the committed offset once restored. Seen a few times in a hundred runs with
+the machine loaded, every time the same way: the door answered both fetches of
 ``words`` from the committed offset with every record up to the end, the consumer's
-position reached the end and Faust committed it, yet the agent printed 8 counts for
-9 records, the missing one being the first after the committed offset. What the logs
-fit: Faust's fetcher took the batch fetched before the seek, skipped its first record
-(the flow was stopped for the seek), counted the rest once the flow resumed, and then
-dropped the whole batch fetched again after the seek as already read (its read offset
-was past it). The door delivered that record twice; Faust counted it never. A Table
-restored from its changelog, what this test is about, does not depend on that window;
-producing after the recovery keeps it out of the test.
+position reached the end and Faust committed it, yet the agent printed 8 counts for 9
+records, the missing one being the first after the committed offset. The door
+delivered that record twice; Faust counted it never (most likely between its stream
+skipping records while the flow is stopped for the seek, faust/streams.py, and its
+fetcher dropping records below its read offset as already read,
+faust/transport/consumer.py). A Table restored from its changelog, what this test is
+about, does not depend on that window; producing after the recovery keeps it out of
+the test.
 
 Quix Streams is tested in test_kafka_quix.py, from an environment of its own (it
 requires confluent-kafka < 2.13, and the ``kafka`` extra pins 2.16.1).
