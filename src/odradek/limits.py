@@ -830,3 +830,30 @@ kafka_fetch_session_eviction_ms = 120_000
 # per frame at most, ~30 bytes of JSON, so about 3 MB an answer; a reader asks again for
 # the rest. A frame is one append, so this many frames hold at least this many records.
 kafka_partition_map_frames_max = 100_000
+
+# -- Kafka share groups (KIP-932, protocols/kafka/share_groups.py) -------------------------
+# Share sessions the door keeps (one per share consumer): as many as fetch sessions
+# (Kafka's max.incremental.fetch.session.cache.slots, 1,000); a new session beyond it
+# evicts the least recently used one, whose consumer gets SHARE_SESSION_NOT_FOUND and
+# opens a new one.
+kafka_share_sessions_max = 1_000
+# Acquisition lock of a share group created through the door (the native group's
+# ack_timeout): Kafka's group.share.record.lock.duration.ms default, 30 s.
+kafka_share_record_lock_ms = 30_000
+# Deliveries of a record before it is archived (the native group's max_deliveries):
+# Kafka's group.share.delivery.count.limit default, 5.
+kafka_share_delivery_count_limit = 5
+# Records one ShareFetch acquires at most, whatever its MaxRecords: ten times the
+# consumer's max.poll.records default (500).
+kafka_share_fetch_records_max = 5_000
+# Heartbeat interval told to share consumers and how long a silent one stays a member:
+# Kafka's group.share.heartbeat.interval.ms (5 s) and group.share.session.timeout.ms
+# (45 s) defaults.
+kafka_share_heartbeat_interval_ms = 5_000
+kafka_share_session_timeout_ms = 45_000
+# Share members of one share group: Kafka's group.share.max.size default, 200.
+kafka_share_group_members_max = 200
+# How often a waiting ShareFetch looks again for records released or whose lock ran out
+# (they come back without an arrival to wake it): a tenth of a second, well inside the
+# consumer's default max.wait.ms (500 ms).
+kafka_share_fetch_recheck_ms = 100

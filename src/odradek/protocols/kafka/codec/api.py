@@ -34,6 +34,7 @@ from odradek.protocols.kafka.codec import messages_groups as groups
 from odradek.protocols.kafka.codec import messages_logs as logs
 from odradek.protocols.kafka.codec import messages_quotas as quotas
 from odradek.protocols.kafka.codec import messages_sasl as sasl
+from odradek.protocols.kafka.codec import messages_share as share
 from odradek.protocols.kafka.codec import messages_txn as txn
 from odradek.protocols.kafka.codec.primitives import DecodeError, Reader, Writer
 from odradek.protocols.kafka.codec.schema import compile_struct
@@ -84,6 +85,10 @@ class ApiKey(enum.IntEnum):
     CONSUMER_GROUP_DESCRIBE = 69
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+    SHARE_GROUP_HEARTBEAT = 76
+    SHARE_GROUP_DESCRIBE = 77
+    SHARE_FETCH = 78
+    SHARE_ACKNOWLEDGE = 79
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +216,31 @@ APIS: dict[int, Api] = {
             consumer.ConsumerGroupDescribeRequest,
             consumer.ConsumerGroupDescribeResponse,
             "0-1",
+            0,
+        ),
+        # Share groups (KIP-932, share_groups.py): version 1, the stable one of Kafka
+        # 4.1; version 0 was 4.0's early access, version 2 (KIP-1206, KIP-1222) is not
+        # served.
+        _api(
+            ApiKey.SHARE_GROUP_HEARTBEAT,
+            share.ShareGroupHeartbeatRequest,
+            share.ShareGroupHeartbeatResponse,
+            "1-1",
+            0,
+        ),
+        _api(
+            ApiKey.SHARE_GROUP_DESCRIBE,
+            share.ShareGroupDescribeRequest,
+            share.ShareGroupDescribeResponse,
+            "1-1",
+            0,
+        ),
+        _api(ApiKey.SHARE_FETCH, share.ShareFetchRequest, share.ShareFetchResponse, "1-1", 0),
+        _api(
+            ApiKey.SHARE_ACKNOWLEDGE,
+            share.ShareAcknowledgeRequest,
+            share.ShareAcknowledgeResponse,
+            "1-1",
             0,
         ),
     )
