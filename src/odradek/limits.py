@@ -857,3 +857,19 @@ kafka_share_group_members_max = 200
 # (they come back without an arrival to wake it): a tenth of a second, well inside the
 # consumer's default max.wait.ms (500 ms).
 kafka_share_fetch_recheck_ms = 100
+
+# -- observability (protocols/observe.py, docs/observability.md) --------------------------
+# Buckets of a door's request latency, seconds: dense from 0.5 ms to 25 ms around the
+# append target (p50 <= 2 ms, p99 <= 10 ms, DESIGN §5), up to 30 s for long-polling
+# fetches and reads that wait for records (a Kafka fetch waits at most its max.wait.ms).
+door_request_seconds_buckets = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+# Buckets of one fsync, seconds: an NVMe flush takes ~0.1-1 ms, a SATA SSD a few ms, a
+# network disk or an object store's journal flush tens to hundreds of ms.
+fsync_seconds_buckets = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+# Buckets of a group commit's size (appends, or records, one fsync made durable): powers
+# of four from a lone append up to the ~64k records of a large batch.
+group_commit_size_buckets = (1, 2, 4, 16, 64, 256, 1024, 4096, 16384, 65536)

@@ -25,10 +25,22 @@ Rules
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 from odradek.errors import StorageError
 from odradek.storage.disk import LOCAL, Disk
+
+
+class FsyncObserver(Protocol):
+    def fsynced(self, seconds: float, appends: int, records: int) -> None:
+        """One fsync took ``seconds`` and made ``appends`` appends (``records`` records)
+        durable; called by the round's leader, outside every lock."""
+
+
+#: Told of every fsync when set (a server's metrics, protocols/observe.py); None: nobody.
+observer: FsyncObserver | None = None
 
 
 class GroupCommit:
@@ -51,6 +63,7 @@ class GroupCommit:
         self.durable = durable
         self.error: StorageError | None = None
         self.fsyncs = 0
+        self._waiting = 0  # appends waiting since the last fsync began (for the observer)
         self._listeners: list[Callable[[int], None]] = []
 
     def on_durable(self, listener: Callable[[int], None]) -> None:
@@ -73,6 +86,7 @@ class GroupCommit:
                 self.publish(ticket)
             return
         with self._condition:
+            self._waiting += 1
             while True:
                 if self.error is not None:
                     raise self.error
@@ -87,6 +101,9 @@ class GroupCommit:
             goal, fd = self._take_handle()
             with self._condition:
                 self._covered = max(self._covered, goal)
+                appends, self._waiting = self._waiting, 0
+                before = self.durable
+            started = time.perf_counter()
             try:
                 self._disk.fdatasync(fd)  # fsync is on: wait() returned above otherwise
             finally:
@@ -113,5 +130,8 @@ class GroupCommit:
         if raised:
             for listener in self._listeners:
                 listener(goal)
+        watching = observer
+        if watching is not None:
+            watching.fsynced(time.perf_counter() - started, appends, max(0, goal - before))
         if goal < ticket:  # cannot happen: our own ticket was written before we looked
             self.wait(ticket)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import weakref
 from typing import Any
 
 from odradek import limits
@@ -81,6 +82,9 @@ class ConnectionSlots:
         self._lock = threading.Lock()
         self._open = 0
         self._per_peer: dict[str, int] = {}
+        self.accepted = 0  # connections taken and refused, for /metrics (protocols/observe.py)
+        self.refused = 0
+        _SLOTS.add(self)
 
     @classmethod
     def of(cls, door: str, bounds: DoorLimits) -> ConnectionSlots:
@@ -111,7 +115,9 @@ class ConnectionSlots:
             else:
                 self._open += 1
                 self._per_peer[peer] = held + 1
+                self.accepted += 1
                 return None
+            self.refused += 1
         log.warning(
             reason,
             extra={
@@ -135,6 +141,19 @@ class ConnectionSlots:
                 del self._per_peer[peer]
             else:
                 self._per_peer[peer] = held - 1
+
+
+#: Every door's connection slots, for /metrics (a server's slots live as long as it does).
+_SLOTS: weakref.WeakSet[ConnectionSlots] = weakref.WeakSet()
+
+
+def totals() -> dict[str, tuple[int, int, int]]:
+    """Per door name: connections open, accepted and refused (all its live slots)."""
+    sums: dict[str, tuple[int, int, int]] = {}
+    for slots in list(_SLOTS):
+        now, taken, turned = sums.get(slots.door, (0, 0, 0))
+        sums[slots.door] = (now + slots.open, taken + slots.accepted, turned + slots.refused)
+    return sums
 
 
 def peer_host(address: object) -> str:

@@ -35,8 +35,9 @@ from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.groups.directory import GroupDirectory
 from odradek.node import Node
-from odradek.protocols import connections
+from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
+from odradek.protocols.flight.append_stream import CALL as APPEND_STREAM_CALL
 from odradek.security.quotas import Metering
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class Metrics:
         #: What each principal produced, fetched and was throttled (the doors add to it).
         self.metering = Metering()
         self.registry.register(MeteringCollector(self.metering))
+        # Every door's requests, connections and the engine's fsyncs (observe.py).
+        self.registry.register(observe.COLLECTOR)
+        observe.observe_engine()
         if engine is not None:
             self.attach(Node.of(engine))
 
@@ -123,9 +127,12 @@ class Metrics:
         self.records.labels(topic).inc(records)
         self.bytes.labels(topic).inc(size_bytes)
         self.append_seconds.observe(seconds)
+        observe.request("flight", "append", "ok", seconds, records_in=records, bytes_in=size_bytes)
 
     def failed(self, call: str, code: str) -> None:
         self.errors.labels(call, code).inc()
+        if call == APPEND_STREAM_CALL:  # one append of a stream (the stream's call goes on)
+            observe.refused("flight", "append", code)
 
     def serve(
         self, host: str, port: int, bounds: connections.DoorLimits | None = None

@@ -79,7 +79,7 @@ from odradek.errors import (
 )
 from odradek.names import is_pattern
 from odradek.node import Node
-from odradek.protocols import connections
+from odradek.protocols import connections, observe
 from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.pipeline import AppendPipeline
@@ -433,7 +433,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """Errors raised while streaming (a topic deleted under a read) cross the wire too."""
-        with self._translate("do_get"):
+        with self._translate("do_get", observed=False):
             for batch in batches:
                 if not batch.schema.equals(schema):
                     raise InvalidRequest(
@@ -821,6 +821,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 records_out=records_out,
                 throttle_seconds=wait,
             )
+        if fetched:  # (appends are counted as they are acknowledged: Metrics.appended)
+            observe.volume("flight", 0, 0, records_out, fetched)
         if wait > 0:
             time.sleep(wait)
 
@@ -878,7 +880,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return True
 
     @contextlib.contextmanager
-    def _translate(self, call: str) -> Iterator[None]:
+    def _translate(self, call: str, observed: bool = True) -> Iterator[None]:
+        """Errors as Flight errors; each call counted for /metrics (protocols/observe.py;
+        ``observed``: False for the stream of a call already counted)."""
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             yield
         except OdradekError as exc:
@@ -895,6 +901,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 )
             if self.observer is not None:
                 self.observer.failed(call, exc.code)
+            outcome = exc.code
             log.debug("%s refused: %s", call, exc.message)
             raise _flight_error(exc) from exc
         except flight.FlightError as exc:
@@ -905,13 +912,20 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             error: OdradekError = InvalidRequest(f"could not read the request: {exc}")
             if self.observer is not None:
                 self.observer.failed(call, error.code)
+            outcome = error.code
             raise _flight_error(error) from exc
         except Exception as exc:  # a bug must not take the server down
             log.exception("%s failed unexpectedly", call)
             if self.observer is not None:
                 self.observer.failed(call, "internal")
+            outcome = "internal"
             error = OdradekError(f"internal server error in {call}: {type(exc).__name__}: {exc}")
             raise flight.FlightInternalError(error.message, extra_info=messages.encode_error(error)) from exc
+        finally:
+            if observed:
+                observe.request("flight", call, outcome, time.perf_counter() - started)
+            elif outcome != "ok":
+                observe.failed(outcome)
 
 
 _NO_OPTIONS = messages.AppendOptions()

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +35,7 @@ from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.groups.options import GroupOptions, check_delay, check_poll, validate_member_id
 from odradek.node import Node
+from odradek.protocols import observe
 from odradek.protocols.flight.group_messages import DeliveryRef
 from odradek.protocols.http_api import authorization, openapi
 from odradek.protocols.http_api.errors import (
@@ -102,6 +104,8 @@ class ApiResponse:
     body: bytes
     content_type: str = CONTENT_TYPE
     headers: tuple[tuple[str, str], ...] = ()
+    #: Records the request appended or read (for /metrics, protocols/observe.py).
+    records: int = 0
 
     @classmethod
     def of(cls, document: Any, status: int = 200) -> ApiResponse:
@@ -169,6 +173,16 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
 )
 
 
+def _error_code(answer: ApiResponse) -> str:
+    """The ``code`` of an error answer's document (errors only: a small document)."""
+    try:
+        document = answer.document()
+    except ValueError:
+        return "error"
+    code = document.get("code") if isinstance(document, dict) else None
+    return code if isinstance(code, str) else "error"
+
+
 def owns(path: str) -> bool:
     """Whether ``path`` is this API's (else the registry's)."""
     if path == OPENAPI_PATH:
@@ -189,9 +203,37 @@ class HttpApi:
     # -- dispatch ----------------------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> ApiResponse | EventStream:
-        """One request, one answer; never raises."""
+        """One request, one answer; never raises. Counted for /metrics (observe.py): the
+        route's handler is the operation, the error's code the outcome."""
+        started = time.perf_counter()
+        matched: list[str] = []
+        answer = self._handle(request, matched)
+        operation = matched[0].lstrip("_") if matched else "other"
+        outcome = "ok"
+        if isinstance(answer, ApiResponse) and answer.status >= 400:
+            outcome = _error_code(answer)
+        records_in = bytes_in = records_out = bytes_out = 0
+        if isinstance(answer, ApiResponse) and outcome == "ok":
+            if operation == "produce":
+                records_in, bytes_in = answer.records, len(request.body)
+            elif operation in ("read", "read_key"):
+                records_out, bytes_out = answer.records, len(answer.body)
+        observe.request(
+            "http",
+            operation,
+            outcome,
+            time.perf_counter() - started,
+            records_in=records_in,
+            bytes_in=bytes_in,
+            records_out=records_out,
+            bytes_out=bytes_out,
+        )
+        return answer
+
+    def _handle(self, request: ApiRequest, matched: list[str]) -> ApiResponse | EventStream:
         try:
             name, parameters = self._match(request)
+            matched.append(name)
             if self._draining.is_set() or self.engine.closed:
                 raise Unavailable("the server is shutting down; retry against a running server")
             if request.authorizer is not None:
@@ -319,7 +361,7 @@ class HttpApi:
         result = self.node.append(
             parameters["topic"], rows, expect=expect, expect_offset=expect_offset, producer=_producer(body)
         )
-        return ApiResponse.of(_append_document(result))
+        return dataclasses.replace(ApiResponse.of(_append_document(result)), records=result.count)
 
     def _read(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
         topic = parameters["topic"]
@@ -335,7 +377,7 @@ class HttpApi:
         next_offset = int(batches[-1].column("offset")[-1].as_py()) + 1 if batches else offset
         records = ", ".join(texts)
         body = f'{{"topic": {json.dumps(topic)}, "records": [{records}], "next_offset": {next_offset}}}\n'
-        return ApiResponse(200, body.encode())
+        return ApiResponse(200, body.encode(), records=sum(batch.num_rows for batch in batches))
 
     def _start(self, topic: str, request: ApiRequest) -> int:
         """The offset a read starts at: ``offset``, else ``time`` (ISO-8601: the first
@@ -416,7 +458,7 @@ class HttpApi:
         document: dict[str, Any] = {"topic": topic}
         put_bytes(document, "key", key)
         document.update({"version": latest, "records": records, "next_version": next_version})
-        return ApiResponse.of(document)
+        return dataclasses.replace(ApiResponse.of(document), records=len(records))
 
     def _json_values(self, topic: str, batch: pa.RecordBatch) -> pa.RecordBatch:
         """A typed batch of a schema'd topic with its values as JSON text (as a read

@@ -47,6 +47,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -57,6 +58,7 @@ from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.kafka import admin, data, group_api, log_admin, quota_api, share_groups, txn_api
+from odradek.protocols.kafka import observe as observe_kafka
 from odradek.protocols.kafka.acl_api import API_KEYS as ACL_API_KEYS
 from odradek.protocols.kafka.acl_api import Finish, finishing, gate
 from odradek.protocols.kafka.acl_api import serve as serve_acl_apis
@@ -441,6 +443,7 @@ class KafkaListener:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
         log.debug("request %s v%d from %s: %s", request.api_key, request.api_version, peer, request.body)
+        started = time.perf_counter()
         refused = auth.refusal(request)
         if refused is not None:
             log.warning("closing a Kafka connection from %s: %s", peer, refused)
@@ -464,7 +467,7 @@ class KafkaListener:
                 raise
             if finish is not None:
                 complete = finishing(complete, finish)
-            return asyncio.ensure_future(self._finish(request, complete, in_flight, throttle_ms))
+            return asyncio.ensure_future(self._finish(request, complete, in_flight, throttle_ms, started))
         if request.api_key == ApiKey.API_VERSIONS:
             body = api_versions_for(await data.api_versions(self.broker, request), auth.required)
         elif request.api_key == ApiKey.SASL_HANDSHAKE and auth.required:
@@ -480,17 +483,24 @@ class KafkaListener:
         if finish is not None:
             body = finish(body)
         body = quota.answered(request, body, throttle_ms)
+        observe_kafka.answered(request, body, started)
         finished: asyncio.Future[Chunks] = loop.create_future()
         finished.set_result(self._encode(request, body))
         return finished
 
     async def _finish(
-        self, request: Request, complete: data.Completion, in_flight: asyncio.Semaphore, throttle_ms: int
+        self,
+        request: Request,
+        complete: data.Completion,
+        in_flight: asyncio.Semaphore,
+        throttle_ms: int,
+        started: float,
     ) -> Chunks:
         try:
             body = await complete()
             if throttle_ms and body is not None:
                 body = dataclasses.replace(body, throttle_time_ms=throttle_ms)
+            observe_kafka.answered(request, body, started)
             return self._encode(request, body)
         finally:
             in_flight.release()

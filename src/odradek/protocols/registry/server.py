@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import time
 import urllib.parse
 
 from odradek import limits
@@ -28,7 +29,7 @@ from odradek.budget import ByteBudget
 from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
 from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
-from odradek.protocols import connections
+from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
@@ -147,7 +148,10 @@ class _RegistryHandler(BoundedRequestHandler):
             elif api is not None:
                 answer = api.handle(self._api_request(target.path, query, body))
             else:
+                started = time.perf_counter()
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
+                outcome = "ok" if answer.status < 400 else str(answer.status)
+                observe.request("registry", self.command.lower(), outcome, time.perf_counter() - started)
         if isinstance(answer, EventStream):
             self._stream(answer)
         elif isinstance(answer, ApiResponse):
