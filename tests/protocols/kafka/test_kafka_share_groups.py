@@ -27,6 +27,11 @@ from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import decode_batches
+from odradek.protocols.kafka.share_groups import (
+    INVALID_RECORD_STATE,
+    INVALID_SHARE_SESSION_EPOCH,
+    SHARE_SESSION_NOT_FOUND,
+)
 
 V = 1  # the version of the four APIs the door serves
 DEADLINE_SECONDS = 30.0
@@ -219,4 +224,116 @@ def test_describe_shows_share_members_and_their_assignment(kafka_door: Any, topi
         (tid, topic_name, (0,))
     ]
     assert missing.error_code == ErrorCode.GROUP_ID_NOT_FOUND
+    consumer.close()
+
+
+def test_a_released_record_is_redelivered_with_a_higher_delivery_count(
+    kafka_door: Any, topic_name: str
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    first = ShareConsumer(kafka_door.listener.port, "releasing", topic_name)
+    second = ShareConsumer(kafka_door.listener.port, "releasing", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"v%d" % i} for i in range(3)])
+    assert fetch_until(first, tid, 3) == [(0, 1), (1, 1), (2, 1)]
+    assert acquired(second.fetch(tid)) == []  # all three are locked by the first member
+    answer = first.acknowledge(tid, ack([1], s.ACKNOWLEDGE_RELEASE) + ack([0, 2], s.ACKNOWLEDGE_ACCEPT))
+    assert partition_errors(answer) == [0]
+    assert fetch_until(second, tid, 1) == [(1, 2)]
+    # The released record is the second member's now: the first cannot settle it again.
+    assert partition_errors(first.acknowledge(tid, ack([1], s.ACKNOWLEDGE_ACCEPT))) == [INVALID_RECORD_STATE]
+    assert partition_errors(second.acknowledge(tid, ack([1], s.ACKNOWLEDGE_ACCEPT))) == [0]
+    assert kafka_door.node.groups.committed("releasing", topic_name)[1] == 3
+    first.close()
+    second.close()
+
+
+def test_an_unacknowledged_record_comes_back_once_its_lock_expires(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    native_group(kafka_door, "locks", topic_name, ack_timeout=0.5)
+    first = ShareConsumer(kafka_door.listener.port, "locks", topic_name)
+    second = ShareConsumer(kafka_door.listener.port, "locks", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"slow"}])
+    answer = first.fetch(tid, wait_ms=5_000)
+    assert answer.acquisition_lock_timeout_ms == 500
+    assert acquired(answer) == [(0, 1)]
+    # The first member never acknowledges: once the lock runs out the record is the
+    # second member's, delivered a second time.
+    assert fetch_until(second, tid, 1) == [(0, 2)]
+    late = first.acknowledge(tid, ack([0], s.ACKNOWLEDGE_ACCEPT))
+    assert partition_errors(late) == [INVALID_RECORD_STATE]
+    assert partition_errors(second.acknowledge(tid, ack([0], s.ACKNOWLEDGE_ACCEPT))) == [0]
+    first.close()
+    second.close()
+
+
+def test_reject_archives_a_record_and_the_delivery_limit_archives_it_too(
+    kafka_door: Any, topic_name: str
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    native_group(kafka_door, "limited", topic_name, max_deliveries=2)
+    consumer = ShareConsumer(kafka_door.listener.port, "limited", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"poison"}, {"value": b"bad"}])
+    assert fetch_until(consumer, tid, 2) == [(0, 1), (1, 1)]
+    answer = consumer.fetch(
+        tid, acks=ack([0], s.ACKNOWLEDGE_RELEASE) + ack([1], s.ACKNOWLEDGE_REJECT), wait_ms=5_000
+    )
+    assert partition_errors(answer) == [0]
+    assert acquired(answer) == [(0, 2)]  # the rejected record never comes back
+    # The second release reaches the limit of two deliveries: the record is archived
+    # (and, being an Odradek group, copied to its dead-letter topic).
+    answer = consumer.fetch(tid, acks=ack([0], s.ACKNOWLEDGE_RELEASE), wait_ms=300)
+    assert partition_errors(answer) == [0] and acquired(answer) == []
+    assert acquired(consumer.fetch(tid, wait_ms=300)) == []
+    assert kafka_door.node.groups.committed("limited", topic_name)[1] == 2
+    consumer.close()
+
+
+def test_a_native_member_and_a_share_member_share_one_group(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    groups = kafka_door.node.groups
+    native = groups.join("mixed", topic_name, ordering="none", start="earliest")
+    share = ShareConsumer(kafka_door.listener.port, "mixed", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"v%d" % i} for i in range(10)])
+    natively = groups.poll("mixed", native, max_records=4, timeout=5.0)
+    assert len(natively) == 4
+    shared = fetch_until(share, tid, 6)
+    assert sorted([d.offset for d in natively] + [o for o, _ in shared]) == list(range(10))
+    # The native member gives one back; the share member gets it, second delivery.
+    groups.nack("mixed", native, natively[:1], 0.0)
+    assert fetch_until(share, tid, 1) == [(natively[0].offset, 2)]
+    assert len(groups.describe_group("mixed").members) == 2
+    groups.leave("mixed", native)
+    share.close()
+
+
+def test_epochs_and_sessions_are_checked(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "checked", topic_name)
+    assert consumer.heartbeat().error_code == 0
+    assert consumer.heartbeat(epoch=consumer.epoch + 5).error_code == ErrorCode.FENCED_MEMBER_EPOCH
+    stranger = consumer.wire.call(
+        ApiKey.SHARE_GROUP_HEARTBEAT,
+        V,
+        s.ShareGroupHeartbeatRequest(group_id="checked", member_id="nobody", member_epoch=3),
+    )
+    assert stranger.error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    # No session yet: a non-zero epoch finds none.
+    assert consumer.fetch(tid, session_epoch=1).error_code == SHARE_SESSION_NOT_FOUND
+    assert consumer.fetch(tid).error_code == 0  # opens it (epoch 0)
+    assert consumer.fetch(tid, session_epoch=7).error_code == INVALID_SHARE_SESSION_EPOCH
+    assert consumer.fetch(tid).error_code == 0  # epoch 1, as expected
+    # An acknowledgement of a record never acquired is refused, and nothing else is.
+    assert partition_errors(consumer.acknowledge(tid, ack([0], s.ACKNOWLEDGE_ACCEPT))) == [
+        INVALID_RECORD_STATE
+    ]
+    # Leaving: the member is gone, its next heartbeat is refused.
+    assert consumer.heartbeat(epoch=-1).member_epoch == -1
+    assert consumer.heartbeat().error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    assert consumer.fetch(tid).error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    assert kafka_door.node.groups.describe_group("checked").members == []
     consumer.close()
