@@ -14,32 +14,24 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from odradek.cli.security import admin_call
 from odradek.errors import InvalidRequest
 from odradek.security.acl import CLUSTER, OPERATIONS, PATTERN_TYPES, WILDCARD, check_match_pattern
 
 if TYPE_CHECKING:  # the admin module brings the storage seam: not for argument parsing
-    from odradek.security.acl_admin import Call
+    from odradek.security.actions import Call
 
 _RESOURCES = ("topic", "group", "subject", "transactional_id")
 
 
 def _call(args: argparse.Namespace) -> Call:
-    if getattr(args, "data_dir", None):
+    def local(data_dir: str) -> Call:
         from odradek.security.acl_admin import local_call
         from odradek.security.acl_store import AclStore
 
-        return local_call(AclStore.open(args.data_dir))
-    from odradek.cli.commands import client_for
-    from odradek.protocols.flight import messages
+        return local_call(AclStore.open(data_dir))
 
-    client = client_for(args)
-
-    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
-        with client:
-            result: dict[str, Any] = messages.load(client._action(action, body), f"result of {action}")
-        return result
-
-    return call
+    return admin_call(args, local)
 
 
 def _resource(args: argparse.Namespace, *, required: bool) -> dict[str, str]:

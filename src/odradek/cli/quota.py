@@ -12,10 +12,11 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from odradek.cli.security import admin_call
 from odradek.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from odradek.security.quota_admin import Call
+    from odradek.security.actions import Call
 
 _EPILOG = """\
 entities (Kafka's): user=NAME, client-id=ID, user=NAME,client-id=ID; <default> for any
@@ -33,22 +34,13 @@ _KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_rate")
 
 
 def _call(args: argparse.Namespace) -> Call:
-    if getattr(args, "data_dir", None):
+    def local(data_dir: str) -> Call:
         from odradek.security.quota_admin import local_call
         from odradek.security.quotas import QuotaSettings
 
-        return local_call(QuotaSettings.open(args.data_dir))
-    from odradek.cli.commands import client_for
-    from odradek.protocols.flight import messages
+        return local_call(QuotaSettings.open(data_dir))
 
-    client = client_for(args)
-
-    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
-        with client:
-            result: dict[str, Any] = messages.load(client._action(action, body), f"result of {action}")
-        return result
-
-    return call
+    return admin_call(args, local)
 
 
 def _print(entity: dict[str, Any], output_format: str) -> None:

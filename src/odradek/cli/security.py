@@ -15,21 +15,22 @@ import argparse
 import datetime
 import getpass
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from odradek import limits
 from odradek.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from odradek.security.admin import Call
+    from odradek.security.actions import Call
 
 
-def _call(args: argparse.Namespace) -> Call:
-    if getattr(args, "data_dir", None):
-        from odradek.security.admin import local_call
-        from odradek.security.credentials import CredentialStore
-
-        return local_call(CredentialStore.open(args.data_dir))
+def admin_call(args: argparse.Namespace, local: Callable[[str], Call]) -> Call:
+    """The administration actions through the server's native door, or with
+    ``--data-dir`` those of ``local(data_dir)`` on the stopped server's data."""
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir:
+        return local(data_dir)
     from odradek.cli.commands import client_for
     from odradek.protocols.flight import messages
 
@@ -41,6 +42,16 @@ def _call(args: argparse.Namespace) -> Call:
         return result
 
     return call
+
+
+def _call(args: argparse.Namespace) -> Call:
+    def local(data_dir: str) -> Call:
+        from odradek.security.admin import local_call
+        from odradek.security.credentials import CredentialStore
+
+        return local_call(CredentialStore.open(data_dir))
+
+    return admin_call(args, local)
 
 
 def read_password(args: argparse.Namespace) -> str:

@@ -15,14 +15,16 @@ name at least one field).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
-from odradek.errors import InvalidRequest, Unauthorized
+from odradek.errors import InvalidRequest
 from odradek.security.acl import Binding, binding, binding_of
 from odradek.security.acl_store import AclStore
-from odradek.security.principal import ANONYMOUS, Principal
+from odradek.security.actions import Call, admin_body, local_caller
+from odradek.security.principal import Principal
 
 ACTIONS: dict[str, str] = {
     "acl_add": 'Add access control bindings (admin). Body: {"bindings": [{"principal", "resource_type", '
@@ -31,8 +33,6 @@ ACTIONS: dict[str, str] = {
     "acl_remove": "Remove the access control bindings a filter selects (admin); at least one field.",
 }
 FIELDS = ("principal", "resource_type", "pattern_type", "pattern", "operation", "permission")
-
-Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def selector(body: dict[str, Any]) -> Callable[[Binding], bool]:
@@ -52,14 +52,7 @@ def serve_action(store: AclStore | None, principal: Principal, action: str, raw:
         raise InvalidRequest(f"unknown action {action!r}")
     if store is None:
         raise InvalidRequest("this server does not authorize (start it with --auth --authorize)")
-    if not principal.admin:
-        raise Unauthorized(f"{principal} may not {action.replace('_', ' ')}: it takes an admin principal")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise InvalidRequest(f"the body of {action} is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the body of {action} must be a JSON object")
+    body = admin_body(principal, action, raw)
     return json.dumps(run(store, action, body)).encode()
 
 
@@ -82,9 +75,4 @@ def run(store: AclStore, action: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def local_call(store: AclStore) -> Call:
     """The actions on a store opened here (the server stopped)."""
-
-    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(serve_action(store, ANONYMOUS, action, json.dumps(body).encode()))
-        return result
-
-    return call
+    return local_caller(functools.partial(serve_action, store))

@@ -18,12 +18,13 @@ principal is an admin): that is how the first admin is made on a running server.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 from odradek.config import parse_duration
-from odradek.errors import InvalidRequest, Unauthorized
+from odradek.errors import InvalidRequest
+from odradek.security.actions import Call, admin_body, local_caller
 from odradek.security.credentials import CredentialStore
 from odradek.security.passwords import MECHANISMS
 from odradek.security.principal import Principal
@@ -38,8 +39,6 @@ ACTIONS: dict[str, str] = {
     "token_list": 'List API tokens (admin), never their secrets. Body: {"user"?}.',
     "token_revoke": 'Revoke an API token (admin). Body: {"id"}.',
 }
-
-Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None:
@@ -59,14 +58,7 @@ def serve_action(store: CredentialStore | None, principal: Principal, action: st
         raise InvalidRequest(
             "this server keeps no credential store (a cluster agent): manage users elsewhere"
         )
-    if not principal.admin:
-        raise Unauthorized(f"{principal} may not {action.replace('_', ' ')}: it takes an admin principal")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise InvalidRequest(f"the body of {action} is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the body of {action} must be a JSON object")
+    body = admin_body(principal, action, raw)
     return json.dumps(_run(store, action, body)).encode()
 
 
@@ -101,10 +93,4 @@ def _run(store: CredentialStore, action: str, body: dict[str, Any]) -> dict[str,
 
 def local_call(store: CredentialStore) -> Call:
     """The actions on a credential store opened here (the server stopped)."""
-    from odradek.security.principal import ANONYMOUS
-
-    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(serve_action(store, ANONYMOUS, action, json.dumps(body).encode()))
-        return result
-
-    return call
+    return local_caller(functools.partial(serve_action, store))

@@ -15,12 +15,13 @@ entity (and so the entity) when none is named.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
-from odradek.errors import InvalidRequest, Unauthorized
-from odradek.security.principal import ANONYMOUS, Principal
+from odradek.errors import InvalidRequest
+from odradek.security.actions import Call, admin_body, local_caller
+from odradek.security.principal import Principal
 from odradek.security.quotas import QUOTA_KEYS, QuotaEntity, QuotaSettings
 
 ACTIONS: dict[str, str] = {
@@ -29,8 +30,6 @@ ACTIONS: dict[str, str] = {
     "quota_list": 'List client quotas (admin). Body: {"entity"?}.',
     "quota_remove": 'Remove client quotas of an entity (admin). Body: {"entity", "keys"?}.',
 }
-
-Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _entity(body: dict[str, Any], required: bool = True) -> QuotaEntity | None:
@@ -52,14 +51,7 @@ def serve_action(settings: QuotaSettings | None, principal: Principal, action: s
         raise InvalidRequest(f"unknown action {action!r}")
     if settings is None:
         raise InvalidRequest("this server keeps no quota settings")
-    if not principal.admin:
-        raise Unauthorized(f"{principal} may not {action.replace('_', ' ')}: it takes an admin principal")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise InvalidRequest(f"the body of {action} is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the body of {action} must be a JSON object")
+    body = admin_body(principal, action, raw)
     return json.dumps(_run(settings, action, body)).encode()
 
 
@@ -85,11 +77,4 @@ def _run(settings: QuotaSettings, action: str, body: dict[str, Any]) -> dict[str
 
 def local_call(settings: QuotaSettings) -> Call:
     """The actions on quota settings opened here (the server stopped)."""
-
-    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(
-            serve_action(settings, ANONYMOUS, action, json.dumps(body).encode())
-        )
-        return result
-
-    return call
+    return local_caller(functools.partial(serve_action, settings))
