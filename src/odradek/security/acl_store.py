@@ -29,8 +29,14 @@ from typing import TYPE_CHECKING, Any
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
 from odradek.security.acl import Acl, Binding, binding_of
-from odradek.security.credentials import CredentialStore, _InDataDirectory, _InObjectStore, _Persistence
-from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.security.credentials import (
+    CredentialStore,
+    _InDataDirectory,
+    _InObjectStore,
+    _Persistence,
+    document_in,
+)
+from odradek.storage.disk import LOCAL, Disk
 from odradek.storage.documents import Document
 
 if TYPE_CHECKING:
@@ -67,12 +73,7 @@ class AclStore:
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> AclStore:
         """The bindings of data directory ``data_dir`` (none if it has none yet)."""
-        directory = os.path.join(data_dir, os.path.dirname(DOCUMENT))
-        try:
-            disk.makedirs(directory)
-        except OSError as exc:
-            raise StorageError(f"cannot make {directory}: {describe_os_error(exc)}") from exc
-        return cls(_InDataDirectory(Document(disk, os.path.join(data_dir, DOCUMENT), sync=sync)))
+        return cls(_InDataDirectory(document_in(data_dir, DOCUMENT, disk, sync=sync)))
 
     @classmethod
     def in_object_store(cls, store: ObjectStore) -> AclStore:

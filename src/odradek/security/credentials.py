@@ -41,6 +41,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from odradek import limits
@@ -281,27 +282,12 @@ class CredentialStore:
     def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
         """Refresh on a daemon thread every ``seconds`` until the returned event is set
         (for stores that agents share; a failed read is logged and tried again)."""
-        stop = threading.Event()
-
-        def run() -> None:
-            while not stop.wait(seconds):
-                try:
-                    self.refresh()
-                except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
-                    log.warning("could not read the credential store again: %s", exc)
-
-        threading.Thread(target=run, name="odradek-credentials", daemon=True).start()
-        return stop
+        return refresh_thread(self.refresh, seconds, "odradek-credentials", "the credential store")
 
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> CredentialStore:
         """The store of the data directory ``data_dir`` (empty if it has none yet)."""
-        directory = os.path.join(data_dir, os.path.dirname(DOCUMENT))
-        try:
-            disk.makedirs(directory)
-        except OSError as exc:
-            raise StorageError(f"cannot make {directory}: {describe_os_error(exc)}") from exc
-        return cls(Document(disk, os.path.join(data_dir, DOCUMENT), sync=sync))
+        return cls(document_in(data_dir, DOCUMENT, disk, sync=sync))
 
     def __repr__(self) -> str:
         state = self._state
@@ -433,3 +419,29 @@ class CredentialStore:
         if self._persistence.changed():
             self._state = self._read()
         return self._state
+
+
+def document_in(data_dir: str, name: str, disk: Disk = LOCAL, *, sync: bool = True) -> Document:
+    """The security document ``name`` of data directory ``data_dir``, its directory made."""
+    directory = os.path.join(data_dir, os.path.dirname(name))
+    try:
+        disk.makedirs(directory)
+    except OSError as exc:
+        raise StorageError(f"cannot make {directory}: {describe_os_error(exc)}") from exc
+    return Document(disk, os.path.join(data_dir, name), sync=sync)
+
+
+def refresh_thread(refresh: Callable[[], object], seconds: float, name: str, what: str) -> threading.Event:
+    """Call ``refresh`` on a daemon thread every ``seconds`` until the returned event is
+    set; a failed read of ``what`` is logged and tried again."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(seconds):
+            try:
+                refresh()
+            except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
+                log.warning("could not read %s again: %s", what, exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return stop

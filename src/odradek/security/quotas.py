@@ -60,7 +60,6 @@ import collections
 import dataclasses
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -68,8 +67,15 @@ from typing import TYPE_CHECKING, Any
 
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
-from odradek.security.credentials import _InDataDirectory, _InObjectStore, _Persistence, check_name
-from odradek.storage.disk import LOCAL, Disk, describe_os_error
+from odradek.security.credentials import (
+    _InDataDirectory,
+    _InObjectStore,
+    _Persistence,
+    check_name,
+    document_in,
+    refresh_thread,
+)
+from odradek.storage.disk import LOCAL, Disk
 from odradek.storage.documents import Document
 
 if TYPE_CHECKING:
@@ -208,12 +214,7 @@ class QuotaSettings:
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> QuotaSettings:
         """The settings of the data directory ``data_dir`` (none yet: empty)."""
-        directory = os.path.join(data_dir, os.path.dirname(DOCUMENT))
-        try:
-            disk.makedirs(directory)
-        except OSError as exc:
-            raise StorageError(f"cannot make {directory}: {describe_os_error(exc)}") from exc
-        return cls(Document(disk, os.path.join(data_dir, DOCUMENT), sync=sync))
+        return cls(document_in(data_dir, DOCUMENT, disk, sync=sync))
 
     @classmethod
     def in_object_store(cls, store: ObjectStore) -> QuotaSettings:
@@ -231,17 +232,7 @@ class QuotaSettings:
     def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
         """Refresh on a daemon thread every ``seconds`` until the returned event is set
         (settings that agents share; a failed read is logged and tried again)."""
-        stop = threading.Event()
-
-        def run() -> None:
-            while not stop.wait(seconds):
-                try:
-                    self.refresh()
-                except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
-                    log.warning("could not read the quota settings again: %s", exc)
-
-        threading.Thread(target=run, name="odradek-quotas", daemon=True).start()
-        return stop
+        return refresh_thread(self.refresh, seconds, "odradek-quotas", "the quota settings")
 
     def entities(self) -> dict[QuotaEntity, dict[str, float]]:
         return {
