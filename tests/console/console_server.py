@@ -10,7 +10,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
+
+# The HTTP API tests' event-stream reader, imported by name under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parents[1] / "protocols" / "http_api"))
+
+from http_api_client import EventReader as HttpEventReader
 
 
 class Served:
@@ -70,40 +76,11 @@ class Served:
             self.process.communicate()
 
 
-class EventReader:
-    """An open ``text/event-stream`` response, read one event at a time; every read waits
-    at most ``timeout_seconds`` (a generous bound: a silent stream fails the test instead
-    of hanging it)."""
-
-    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None) -> None:
-        import http.client
-
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60.0)
-        self.connection.request("GET", path, headers=headers or {})
-        self.response = self.connection.getresponse()
-        self.status = self.response.status
-        self.headers = dict(self.response.headers)
-
-    def next(self) -> dict[str, Any]:
-        """The next event as {"event", "data", ...}, {"comment": text}, or {} at the end."""
-        fields: dict[str, Any] = {}
-        while True:
-            line = self.response.readline()
-            if not line:
-                return fields
-            text = line.decode().rstrip("\n")
-            if not text:
-                if fields:
-                    return fields
-                continue
-            name, _, value = text.partition(":")
-            value = value.removeprefix(" ")
-            if name == "":
-                return {"comment": value}
-            fields[name] = json.loads(value) if name == "data" else value
+class EventReader(HttpEventReader):
+    """The HTTP API's event-stream reader (tests/protocols/http_api); the console's tail
+    wants the records' data, and an error event fails the test."""
 
     def records(self, count: int) -> list[dict[str, Any]]:
-        """The data of the next ``count`` record events (comments and the retry line skipped)."""
         found: list[dict[str, Any]] = []
         while len(found) < count:
             event = self.next()
