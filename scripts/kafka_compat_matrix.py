@@ -45,6 +45,7 @@ FEATURES = (
     "compaction",
     "admin",
     "SASL/TLS",
+    "share groups",
 )
 # What a client does not have at all, so no test can show it (the cell reads "n/a").
 NOT_IN_CLIENT: Mapping[tuple[str, str], str] = {
@@ -55,6 +56,12 @@ NOT_IN_CLIENT: Mapping[tuple[str, str], str] = {
     ("kafkajs", "KIP-848"): "kafkajs 2.2.4 speaks only the classic group protocol",
     ("kcat", "KIP-848"): "Debian's kcat 1.7 is built on librdkafka 2.0, older than KIP-848",
     ("kcat", "admin"): "kcat lists metadata (-L) but creates and deletes nothing",
+    ("kafka-python", "share groups"): "kafka-python 3.0 has no share consumer (KIP-932)",
+    ("aiokafka", "share groups"): "aiokafka 0.14 has no share consumer (KIP-932)",
+    ("kcat", "share groups"): "Debian's kcat 1.7 is built on librdkafka 2.0, older than KIP-932",
+    ("kafkajs", "share groups"): "kafkajs 2.2.4 has no share consumer (KIP-932)",
+    ("faust", "share groups"): "Faust's consumer is aiokafka's",
+    ("quix-streams", "share groups"): "Quix Streams consumes with confluent-kafka's classic Consumer",
 }
 
 YES, FAILED, SKIPPED, NOT_APPLICABLE, NONE = "yes", "FAILED", "skipped", "n/a", "-"

@@ -857,6 +857,10 @@ kafka_share_group_members_max = 200
 # (they come back without an arrival to wake it): a tenth of a second, well inside the
 # consumer's default max.wait.ms (500 ms).
 kafka_share_fetch_recheck_ms = 100
+# How long a share member that left still settles what it holds with its session's
+# closing request (clients send it beside the leave heartbeat, on another connection):
+# one heartbeat interval; then its records go back to the group.
+kafka_share_leave_grace_ms = 5_000
 
 # -- observability (protocols/observe.py, docs/observability.md) --------------------------
 # Buckets of a door's request latency, seconds: dense from 0.5 ms to 25 ms around the

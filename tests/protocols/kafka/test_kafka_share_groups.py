@@ -96,14 +96,20 @@ class ShareConsumer:
             self.session_epoch += 1
         return answer
 
-    def acknowledge(self, topic_id: uuid.UUID, acks: tuple[s.AcknowledgementBatch, ...]) -> Any:
+    def acknowledge(
+        self,
+        topic_id: uuid.UUID,
+        acks: tuple[s.AcknowledgementBatch, ...],
+        *,
+        session_epoch: int | None = None,
+    ) -> Any:
         answer = self.wire.call(
             ApiKey.SHARE_ACKNOWLEDGE,
             V,
             s.ShareAcknowledgeRequest(
                 group_id=self.group,
                 member_id=self.member_id,
-                share_session_epoch=self.session_epoch,
+                share_session_epoch=self.session_epoch if session_epoch is None else session_epoch,
                 topics=(
                     s.ShareAcknowledgeTopic(
                         topic_id=topic_id,
@@ -331,9 +337,29 @@ def test_epochs_and_sessions_are_checked(kafka_door: Any, topic_name: str) -> No
     assert partition_errors(consumer.acknowledge(tid, ack([0], s.ACKNOWLEDGE_ACCEPT))) == [
         INVALID_RECORD_STATE
     ]
-    # Leaving: the member is gone, its next heartbeat is refused.
+    # Leaving: the member is gone, its next heartbeat and fetch are refused; only the
+    # request closing its share session (which clients send beside the leave, on
+    # another connection) is still served, and then its Odradek member is gone too.
     assert consumer.heartbeat(epoch=-1).member_epoch == -1
     assert consumer.heartbeat().error_code == ErrorCode.UNKNOWN_MEMBER_ID
     assert consumer.fetch(tid).error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    assert len(kafka_door.node.groups.describe_group("checked").members) == 1
+    assert consumer.fetch(tid, session_epoch=-1).error_code == 0
     assert kafka_door.node.groups.describe_group("checked").members == []
+    consumer.close()
+
+
+def test_the_closing_acknowledgement_after_a_leave_still_settles(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "closing", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"v%d" % i} for i in range(4)])
+    assert len(fetch_until(consumer, tid, 4)) == 4
+    # librdkafka's close sends the leave heartbeat and the closing ShareAcknowledge at
+    # once on two connections: the leave may come first.
+    assert consumer.heartbeat(epoch=-1).error_code == 0
+    answer = consumer.acknowledge(tid, ack([0, 1, 2, 3], s.ACKNOWLEDGE_ACCEPT), session_epoch=-1)
+    assert answer.error_code == 0 and partition_errors(answer) == [0]
+    assert kafka_door.node.groups.committed("closing", topic_name)[1] == 4
+    assert kafka_door.node.groups.describe_group("closing").members == []
     consumer.close()

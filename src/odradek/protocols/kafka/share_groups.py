@@ -120,6 +120,10 @@ class ShareGroups:
         default_factory=collections.OrderedDict
     )
     held: dict[tuple[str, str], list[Acquired]] = dataclasses.field(default_factory=dict)
+    # Members that left the group while holding a share session, by when they left:
+    # their session's closing request (ShareAcknowledge or ShareFetch with epoch -1,
+    # which clients send beside the leave heartbeat) still settles what they hold.
+    leaving: dict[tuple[str, str], tuple[ShareMember, float]] = dataclasses.field(default_factory=dict)
 
     def of_group(self, group_id: str) -> list[ShareMember]:
         return [member for (group, _), member in self.members.items() if group == group_id]
@@ -210,6 +214,18 @@ async def _expire(broker: Broker, state: ShareGroups, now: float) -> None:
         if member.last_seen < deadline:
             _forget(state, key)
             await broker.call(_leave_native, broker, member)
+    grace = now - limits.kafka_share_leave_grace_ms / 1000
+    for key, (member, since) in list(state.leaving.items()):
+        if since < grace:
+            await _depart(broker, state, key, member)
+
+
+async def _depart(broker: Broker, state: ShareGroups, key: tuple[str, str], member: ShareMember) -> None:
+    """A leaving member's last request came (or never will): what it still holds goes
+    back to the group."""
+    state.leaving.pop(key, None)
+    _forget(state, key)
+    await broker.call(_leave_native, broker, member)
 
 
 def _forget(state: ShareGroups, key: tuple[str, str]) -> None:
@@ -228,7 +244,10 @@ async def share_group_heartbeat(broker: Broker, request: Request) -> s.ShareGrou
     key = (body.group_id, body.member_id)
     member = state.members.get(key)
     if body.member_epoch == _LEAVE_EPOCH:
-        if member is not None:
+        if member is not None and key in state.sessions:
+            del state.members[key]
+            state.leaving[key] = (member, now)
+        elif member is not None:
             _forget(state, key)
             await broker.call(_leave_native, broker, member)
         return s.ShareGroupHeartbeatResponse(
@@ -571,6 +590,9 @@ async def share_fetch(broker: Broker, request: Request) -> s.ShareFetchResponse:
     state = share_groups(broker)
     key = (body.group_id or "", body.member_id or "")
     member = state.members.get(key)
+    departing = member is None and body.share_session_epoch == _CLOSE_SESSION and key in state.leaving
+    if departing:
+        member = state.leaving[key][0]
     if member is None:
         return _fetch_refused(
             ErrorCode.UNKNOWN_MEMBER_ID,
@@ -608,6 +630,8 @@ async def share_fetch(broker: Broker, request: Request) -> s.ShareFetchResponse:
         if view is not None and wanted:
             max_records = max(1, min(body.max_records, limits.kafka_share_fetch_records_max))
             acquired = await _wait_and_acquire(broker, member, view, max_records, wanted, body.max_wait_ms)
+    if departing:
+        await _depart(broker, state, key, member)
     return _fetch_response(view, named, acks, acquired, lock_ms)
 
 
@@ -658,6 +682,9 @@ async def share_acknowledge(broker: Broker, request: Request) -> s.ShareAcknowle
     state = share_groups(broker)
     key = (body.group_id or "", body.member_id or "")
     member = state.members.get(key)
+    departing = member is None and body.share_session_epoch == _CLOSE_SESSION and key in state.leaving
+    if departing:
+        member = state.leaving[key][0]
     if member is None:
         return s.ShareAcknowledgeResponse(
             error_code=ErrorCode.UNKNOWN_MEMBER_ID,
@@ -685,6 +712,8 @@ async def share_acknowledge(broker: Broker, request: Request) -> s.ShareAcknowle
                 )
             )
         topics.append(s.ShareAcknowledgeTopicResponse(topic_id=topic.topic_id, partitions=tuple(partitions)))
+    if departing:
+        await _depart(broker, state, key, member)
     return s.ShareAcknowledgeResponse(responses=tuple(topics))
 
 
