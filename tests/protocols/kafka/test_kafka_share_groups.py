@@ -21,12 +21,15 @@ import uuid
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from wire import Wire
 
+from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import decode_batches
+from odradek.protocols.kafka.partitions import murmur2
 from odradek.protocols.kafka.share_groups import (
     INVALID_RECORD_STATE,
     INVALID_SHARE_SESSION_EPOCH,
@@ -71,6 +74,7 @@ class ShareConsumer:
         wait_ms: int = 0,
         max_records: int = 500,
         session_epoch: int | None = None,
+        partitions: tuple[int, ...] = (0,),
     ) -> Any:
         epoch = self.session_epoch if session_epoch is None else session_epoch
         answer = self.wire.call(
@@ -87,7 +91,12 @@ class ShareConsumer:
                 topics=(
                     s.ShareFetchTopic(
                         topic_id=topic_id,
-                        partitions=(s.ShareFetchPartition(partition_index=0, acknowledgement_batches=acks),),
+                        partitions=tuple(
+                            s.ShareFetchPartition(
+                                partition_index=p, acknowledgement_batches=acks if p == 0 else ()
+                            )
+                            for p in partitions
+                        ),
                     ),
                 ),
             ),
@@ -363,3 +372,37 @@ def test_the_closing_acknowledgement_after_a_leave_still_settles(kafka_door: Any
     assert kafka_door.node.groups.committed("closing", topic_name)[1] == 4
     assert kafka_door.node.groups.describe_group("closing").members == []
     consumer.close()
+
+
+def test_records_come_in_the_partitions_they_belong_to(kafka_door: Any, topic_name: str) -> None:
+    wire = Wire(kafka_door.listener.port)
+    created = wire.call(
+        ApiKey.CREATE_TOPICS,
+        7,
+        admin.CreateTopicsRequest(
+            topics=(admin.CreatableTopic(name=topic_name, num_partitions=3, replication_factor=1),),
+            timeout_ms=5000,
+        ),
+    )
+    assert created.topics[0].error_code == 0
+    tid = topic_id(kafka_door, topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "spread", topic_name)
+    assert consumer.assignment is not None
+    assert [(t.topic_id, t.partitions) for t in consumer.assignment.topic_partitions] == [(tid, (0, 1, 2))]
+    keys = [b"key-%d" % i for i in range(30)]
+    kafka_door.engine.append(topic_name, [{"key": k, "value": b"v"} for k in keys])
+    expected = (murmur2(pa.array(keys, pa.binary())) & 0x7FFFFFFF) % 3
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while len(seen) < 30 and time.monotonic() < deadline:
+        answer = consumer.fetch(tid, wait_ms=200, partitions=(0, 1, 2))
+        acquired(answer)  # checks the records carried against the acquired ranges
+        for topic in answer.responses:
+            for partition in topic.partitions:
+                for batch in decode_batches(partition.records):
+                    for delta in np.asarray(batch.offset_deltas):
+                        seen[int(batch.header.base_offset + delta)] = partition.partition_index
+    assert seen == {offset: int(expected[offset]) for offset in range(30)}
+    assert len(set(seen.values())) == 3
+    consumer.close()
+    wire.close()
