@@ -57,7 +57,16 @@ from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.node import Node
 from odradek.protocols import connections
-from odradek.protocols.kafka import admin, data, group_api, log_admin, quota_api, share_groups, txn_api
+from odradek.protocols.kafka import (
+    admin,
+    data,
+    group_api,
+    log_admin,
+    quota_api,
+    share_fetch,
+    share_groups,
+    txn_api,
+)
 from odradek.protocols.kafka import observe as observe_kafka
 from odradek.protocols.kafka.acl_api import API_KEYS as ACL_API_KEYS
 from odradek.protocols.kafka.acl_api import Finish, finishing, gate
@@ -105,8 +114,8 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.CONSUMER_GROUP_DESCRIBE: group_api.consumer_group_describe,
     ApiKey.SHARE_GROUP_HEARTBEAT: share_groups.share_group_heartbeat,
     ApiKey.SHARE_GROUP_DESCRIBE: share_groups.share_group_describe,
-    ApiKey.SHARE_FETCH: share_groups.share_fetch,
-    ApiKey.SHARE_ACKNOWLEDGE: share_groups.share_acknowledge,
+    ApiKey.SHARE_FETCH: share_fetch.share_fetch,
+    ApiKey.SHARE_ACKNOWLEDGE: share_fetch.share_acknowledge,
     ApiKey.CREATE_TOPICS: admin.create_topics,
     ApiKey.DELETE_TOPICS: admin.delete_topics,
     ApiKey.CREATE_PARTITIONS: admin.create_partitions,

@@ -218,7 +218,7 @@ APIS: dict[int, Api] = {
             "0-1",
             0,
         ),
-        # Share groups (KIP-932, share_groups.py): version 1, the stable one of Kafka
+        # Share groups (KIP-932, share_groups.py and share_fetch.py): version 1, the stable one of Kafka
         # 4.1; version 0 was 4.0's early access, version 2 (KIP-1206, KIP-1222) is not
         # served.
         _api(
