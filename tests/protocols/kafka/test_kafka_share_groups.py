@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from wire import Wire
 
+from odradek import limits
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import ApiKey
@@ -406,3 +407,74 @@ def test_records_come_in_the_partitions_they_belong_to(kafka_door: Any, topic_na
     assert len(set(seen.values())) == 3
     consumer.close()
     wire.close()
+
+
+def test_bad_requests_get_clear_errors_and_change_nothing(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "strict", topic_name)
+    two = consumer.wire.call(
+        ApiKey.SHARE_GROUP_HEARTBEAT,
+        V,
+        s.ShareGroupHeartbeatRequest(
+            group_id="strict",
+            member_id="two-topics",
+            member_epoch=0,
+            subscribed_topic_names=(topic_name, "other"),
+        ),
+    )
+    assert two.error_code == ErrorCode.INVALID_REQUEST and "exactly one topic" in two.error_message
+    # Acknowledging in the request that opens a session is refused; so is a batch whose
+    # types do not match its offsets.
+    opening = consumer.fetch(tid, acks=ack([0], s.ACKNOWLEDGE_ACCEPT))
+    assert opening.error_code == ErrorCode.INVALID_REQUEST
+    kafka_door.engine.append(topic_name, [{"value": b"a"}, {"value": b"b"}])
+    assert fetch_until(consumer, tid, 2) == [(0, 1), (1, 1)]
+    wrong = (s.AcknowledgementBatch(first_offset=0, last_offset=1, acknowledge_types=(1, 1, 1)),)
+    answer = consumer.acknowledge(tid, wrong)
+    assert partition_errors(answer) == [ErrorCode.INVALID_REQUEST]
+    assert "it needs 1 or 2" in answer.responses[0].partitions[0].error_message
+    assert kafka_door.node.groups.committed("strict", topic_name)[1] == 0  # nothing settled
+    assert len(kafka_door.node.groups.describe_group("strict").members) == 1  # no second member
+    consumer.close()
+
+
+def test_share_sessions_are_bounded_least_recently_used_out(
+    kafka_door: Any, topic_name: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(limits, "kafka_share_sessions_max", 2)
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    consumers = [ShareConsumer(kafka_door.listener.port, "bounded", topic_name) for _ in range(3)]
+    for consumer in consumers:
+        assert consumer.fetch(tid).error_code == 0  # each opens a session
+    # The third session evicted the first: its next request finds none.
+    assert consumers[0].fetch(tid).error_code == SHARE_SESSION_NOT_FOUND
+    assert consumers[1].fetch(tid).error_code == 0
+    assert consumers[2].fetch(tid).error_code == 0
+    for consumer in consumers:
+        consumer.close()
+
+
+def test_a_silent_member_is_removed_and_its_records_go_back(
+    kafka_door: Any, topic_name: str, monkeypatch: Any
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    silent = ShareConsumer(kafka_door.listener.port, "silence", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": b"held"}])
+    assert fetch_until(silent, tid, 1) == [(0, 1)]
+    monkeypatch.setattr(limits, "kafka_share_session_timeout_ms", 1)
+    # Any heartbeat of the group removes members silent longer than the timeout.
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while silent.heartbeat().error_code != ErrorCode.UNKNOWN_MEMBER_ID and time.monotonic() < deadline:
+        pass
+    assert silent.heartbeat().error_code == ErrorCode.UNKNOWN_MEMBER_ID
+    assert kafka_door.node.groups.describe_group("silence").members == []
+    monkeypatch.setattr(limits, "kafka_share_session_timeout_ms", 45_000)
+    other = ShareConsumer(kafka_door.listener.port, "silence", topic_name)
+    # Given back, its delivery counted (the member may have failed on it), as when a
+    # native member expires.
+    assert fetch_until(other, tid, 1) == [(0, 2)]
+    silent.close()
+    other.close()

@@ -155,9 +155,11 @@ def join_native(broker: Broker, group_id: str, topic: str) -> str:
     return broker.node.groups.join(group_id, topic, _native_options(broker, group_id, topic))
 
 
-def _leave_native(broker: Broker, member: ShareMember) -> None:
+def _leave_native(broker: Broker, member: ShareMember, failed: bool = False) -> None:
+    """Its native member leaves: what it holds goes back, each record's next delivery
+    counting one more if the member ``failed`` (went silent), as for native members."""
     try:
-        broker.node.groups.leave(member.group_id, member.native_id)
+        broker.node.groups.leave(member.group_id, member.native_id, failed=failed)
     except OdradekError:
         pass  # the group is gone or the member expired: nothing is held
 
@@ -206,7 +208,7 @@ async def _expire(broker: Broker, state: ShareGroups, now: float) -> None:
     for key, member in list(state.members.items()):
         if member.last_seen < deadline:
             _forget(state, key)
-            await broker.call(_leave_native, broker, member)
+            await broker.call(_leave_native, broker, member, True)
     grace = now - limits.kafka_share_leave_grace_ms / 1000
     for key, (member, since) in list(state.leaving.items()):
         if since < grace:
