@@ -154,7 +154,6 @@ def _settle(
                 continue
             fine = fine and result.ok
         chunk.offsets, chunk.partitions = chunk.offsets[~mine], chunk.partitions[~mine]
-    held[:] = [chunk for chunk in held if len(chunk.offsets)]
     return fine and bool(found.all())
 
 
@@ -177,7 +176,11 @@ async def _acknowledge(
     held = state.held.setdefault((member.group_id, member.member_id), [])
     if view is None or view.name != member.topic:
         return ErrorCode.UNKNOWN_TOPIC_ID, "the member holds no records of that topic"
-    if not await broker.call(_settle, broker, member, held, view.name, partition, offsets, types):
+    # The executor thread gets a copy of the list: the event loop alone changes the list
+    # (a fetch of the member may add to it meanwhile); settled chunks are dropped here.
+    settled = await broker.call(_settle, broker, member, list(held), view.name, partition, offsets, types)
+    held[:] = [chunk for chunk in held if len(chunk.offsets)]
+    if not settled:
         return INVALID_RECORD_STATE, (
             "some offsets are not held by this member (never acquired, already acknowledged, or "
             "their acquisition lock expired)"
