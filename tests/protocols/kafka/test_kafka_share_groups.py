@@ -26,11 +26,13 @@ from wire import Wire
 
 from odradek import limits
 from odradek.protocols.kafka.codec import messages_admin as admin
+from odradek.protocols.kafka.codec import messages_data as data
 from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import decode_batches
 from odradek.protocols.kafka.partitions import murmur2
+from odradek.protocols.kafka.server import HANDLERS
 from odradek.protocols.kafka.share_groups import (
     INVALID_RECORD_STATE,
     INVALID_SHARE_SESSION_EPOCH,
@@ -478,3 +480,18 @@ def test_a_silent_member_is_removed_and_its_records_go_back(
     assert fetch_until(other, tid, 1) == [(0, 2)]
     silent.close()
     other.close()
+
+
+def test_api_versions_advertises_the_four_apis_at_version_1(kafka_door: Any) -> None:
+    wire = Wire(kafka_door.listener.port)
+    answer = wire.call(ApiKey.API_VERSIONS, 3, data.ApiVersionsRequest())
+    served = {k.api_key: (k.min_version, k.max_version) for k in answer.api_keys}
+    share_keys = (
+        ApiKey.SHARE_GROUP_HEARTBEAT,
+        ApiKey.SHARE_GROUP_DESCRIBE,
+        ApiKey.SHARE_FETCH,
+        ApiKey.SHARE_ACKNOWLEDGE,
+    )
+    assert {key: served.get(key) for key in share_keys} == dict.fromkeys(share_keys, (1, 1))
+    assert all(key in HANDLERS for key in share_keys)  # advertised because served
+    wire.close()
