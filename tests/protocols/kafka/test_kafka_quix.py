@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,14 +32,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
 
 from odradek_process import Server, run
+from word_apps import WORDS, WordCountApp, produce
 
 kafka = pytest.importorskip("confluent_kafka")
 kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
 APP = Path(__file__).with_name("quix_counter.py")
 QUIX_PYTHON = Path(__file__).parents[3] / ".venv-quix" / "bin" / "python"
-WORDS = ["apple", "pear", "plum"]
-COUNT_LINE = re.compile(rb"COUNT (\w+) (\d+)")
 CHANGELOG = "changelog__quixcount--words--default"
 DEADLINE_SECONDS = 90.0
 
@@ -58,63 +53,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class QuixApp:
-    """The app as a subprocess; ``lines`` holds every (word, count) it printed, in order."""
+class QuixApp(WordCountApp):
+    """The app as a subprocess of the side environment (word_apps.py)."""
 
     def __init__(self, bootstrap: str, state_dir: Path, guarantee: str, commit_seconds: float) -> None:
-        self.lines: list[tuple[str, int]] = []
-        self.changed = threading.Condition()
-        self.process = subprocess.Popen(
+        super().__init__(
             [str(QUIX_PYTHON), str(APP), bootstrap, str(state_dir), guarantee, str(commit_seconds)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            DEADLINE_SECONDS,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
-        self.output: list[bytes] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            match = COUNT_LINE.search(line)
-            if match:
-                with self.changed:
-                    self.lines.append((match.group(1).decode(), int(match.group(2))))
-                    self.changed.notify_all()
-
-    def counts(self) -> dict[str, int]:
-        return {word: count for word, count in self.lines}
-
-    def wait_for(self, expected: dict[str, int]) -> dict[str, int]:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        with self.changed:
-            while not all(self.counts().get(w, 0) >= n for w, n in expected.items()):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.process.poll() is not None:
-                    raise AssertionError(f"counts {self.counts()}, expected {expected}:\n{self.tail()}")
-                self.changed.wait(min(left, 0.5))
-            return self.counts()
-
-    def tail(self) -> str:
-        return b"".join(self.output[-40:]).decode(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-
-
-def produce(bootstrap: str, rounds: int) -> None:
-    producer = kafka.Producer({"bootstrap.servers": bootstrap})
-    for _ in range(rounds):
-        for word in WORDS:
-            producer.produce("words", key=word.encode(), value=word.encode())
-    assert producer.flush(30) == 0
 
 
 def committed(bootstrap: str) -> int:

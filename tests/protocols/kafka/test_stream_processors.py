@@ -32,12 +32,8 @@ requires confluent-kafka < 2.13, and the ``kafka`` extra pins 2.16.1).
 from __future__ import annotations
 
 import json
-import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,15 +43,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
 
 from odradek_process import Server, run
+from word_apps import COUNT_LINE, WORDS, WordCountApp, produce
 
 pytest.importorskip("faust")
 kafka = pytest.importorskip("confluent_kafka")
 kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
 APP = Path(__file__).with_name("faust_wordcount.py")
-WORDS = ["apple", "pear", "plum"]
 PROBE = "kiwi"  # produced until counted: the restarted app is past its recovery
-COUNT_LINE = re.compile(rb"COUNT (\w+) (\d+)")
 DEADLINE_SECONDS = 60.0
 
 
@@ -65,41 +60,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class FaustApp:
-    """The app as a subprocess; ``counts`` holds the latest count it printed per word."""
+class FaustApp(WordCountApp):
+    """The app as a subprocess (word_apps.py)."""
 
     def __init__(self, bootstrap: str, data_dir: Path) -> None:
-        self.counts: dict[str, int] = {}
-        self.changed = threading.Condition()
-        self.process = subprocess.Popen(
-            [sys.executable, str(APP), bootstrap, str(data_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.output: list[bytes] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            match = COUNT_LINE.search(line)
-            if match:
-                with self.changed:
-                    self.counts[match.group(1).decode()] = int(match.group(2))
-                    self.changed.notify_all()
-
-    def wait_for(self, expected: dict[str, int]) -> dict[str, int]:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        with self.changed:
-            while not all(self.counts.get(w, 0) >= n for w, n in expected.items()):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.process.poll() is not None:
-                    tail = b"".join(self.output[-30:]).decode(errors="replace")
-                    raise AssertionError(f"counts {self.counts}, expected {expected}:\n{tail}")
-                self.changed.wait(min(left, 0.5))
-            return dict(self.counts)
+        super().__init__([sys.executable, str(APP), bootstrap, str(data_dir)], DEADLINE_SECONDS)
 
     def wait_until_processing(self, bootstrap: str) -> None:
         """Produce the probe word every second until the app prints a count of it."""
@@ -111,28 +76,12 @@ class FaustApp:
                     return
                 left = deadline - time.monotonic()
                 if left <= 0 or self.process.poll() is not None:
-                    tail = b"".join(self.output[-30:]).decode(errors="replace")
-                    raise AssertionError(f"the app never counted {PROBE!r}:\n{tail}")
+                    raise AssertionError(f"the app never counted {PROBE!r}:\n{self.tail()}")
             producer.produce("words", key=PROBE.encode(), value=PROBE.encode())
             assert producer.flush(30) == 0
             with self.changed:
                 if PROBE not in self.counts:
                     self.changed.wait(min(left, 1.0))
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-
-
-def produce(bootstrap: str, rounds: int) -> None:
-    producer = kafka.Producer({"bootstrap.servers": bootstrap})
-    for _ in range(rounds):
-        for word in WORDS:
-            producer.produce("words", key=word.encode(), value=word.encode())
-    assert producer.flush(30) == 0
 
 
 def changelog_records(server: Server) -> int:
