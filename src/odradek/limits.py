@@ -877,3 +877,12 @@ fsync_seconds_buckets = (
 # Buckets of a group commit's size (appends, or records, one fsync made durable): powers
 # of four from a lone append up to the ~64k records of a large batch.
 group_commit_size_buckets = (1, 2, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
+# A `tracestate` header taken from an HTTP request into its records: W3C Trace Context
+# (level 1, §3.3.1) has at most 32 list members, and asks vendors to propagate at least
+# 512 characters of it; a longer one is refused.
+tracestate_members_max = 32
+tracestate_chars_max = 512
+# A client's X-Request-Id taken into the logs (protocols/request_ids.py): 128 characters
+# hold a UUID, a W3C trace id with a span id, or a load balancer's id (AWS's X-Amzn-Trace-Id
+# is ~40); a longer one (or one with other characters) gets an id of the server's.
+request_id_chars_max = 128

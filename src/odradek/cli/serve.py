@@ -43,7 +43,7 @@ from odradek.cluster.keys import validate_agent_id, validate_cluster_name
 from odradek.config import parse_duration, parse_size
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
-from odradek.protocols import connections
+from odradek.protocols import connections, request_ids
 from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.protocols.kafka import start_kafka_listener
@@ -547,6 +547,9 @@ class StructuredFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = request_ids.current.get()
+        if request_id is not None:  # the request a door serves (protocols/request_ids.py)
+            event["request_id"] = request_id
         event.update(getattr(record, "fields", {}))
         if record.exc_info:
             event["error"] = self.formatException(record.exc_info).replace("\n", " | ")

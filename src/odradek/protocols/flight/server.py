@@ -79,7 +79,7 @@ from odradek.errors import (
 )
 from odradek.names import is_pattern
 from odradek.node import Node
-from odradek.protocols import connections, observe
+from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.pipeline import AppendPipeline
@@ -885,6 +885,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         ``observed``: False for the stream of a call already counted)."""
         started = time.perf_counter()
         outcome = "ok"
+        # For the logs; set, not reset by token, at the end: a streaming call's generator
+        # may end in another context than it started in.
+        request_ids.current.set(request_ids.fresh())
         try:
             yield
         except OdradekError as exc:
@@ -926,6 +929,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 observe.request("flight", call, outcome, time.perf_counter() - started)
             elif outcome != "ok":
                 observe.failed(outcome)
+            request_ids.current.set(None)
 
 
 _NO_OPTIONS = messages.AppendOptions()

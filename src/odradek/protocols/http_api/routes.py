@@ -35,7 +35,7 @@ from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.groups.options import GroupOptions, check_delay, check_poll, validate_member_id
 from odradek.node import Node
-from odradek.protocols import observe
+from odradek.protocols import observe, trace
 from odradek.protocols.flight.group_messages import DeliveryRef
 from odradek.protocols.http_api import authorization, openapi
 from odradek.protocols.http_api.errors import (
@@ -96,6 +96,9 @@ class ApiRequest:
     principal: Principal = ANONYMOUS
     # What the principal may do (None: everything; authorization.py).
     authorizer: Authorizer | None = None
+    # The request's W3C trace context headers (trace.py), lower-case names: a produce
+    # puts them on its records that carry none.
+    trace: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,7 +354,10 @@ class HttpApi:
         _refuse_unknown(
             body, {"records", "expect", "expect_b64", "expect_offset", "producer"}, "a produce request"
         )
-        rows = input_rows(body.get("records"), limits.http_produce_records_max)
+        rows = trace.with_context(
+            input_rows(body.get("records"), limits.http_produce_records_max),
+            trace.request_context(request.trace),
+        )
         expect = _expectations(body)
         expect_offset = body.get("expect_offset")
         if expect_offset is not None and (

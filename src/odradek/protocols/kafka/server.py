@@ -56,7 +56,7 @@ from odradek.budget import ByteBudget, Reservation
 from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.node import Node
-from odradek.protocols import connections
+from odradek.protocols import connections, request_ids
 from odradek.protocols.kafka import (
     admin,
     data,
@@ -451,7 +451,14 @@ class KafkaListener:
         except DecodeError as exc:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
-        log.debug("request %s v%d from %s: %s", request.api_key, request.api_version, peer, request.body)
+        request_ids.current.set(f"{peer[0]}:{peer[1]}/{request.correlation_id}" if peer else None)
+        log.debug(
+            "request %s v%d from %s: %s",
+            ApiKey(request.api_key).name,
+            request.api_version,
+            peer,
+            request.body,
+        )
         started = time.perf_counter()
         refused = auth.refusal(request)
         if refused is not None:

@@ -29,13 +29,14 @@ from odradek.budget import ByteBudget
 from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
 from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
-from odradek.protocols import connections, observe
+from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
 from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry.routes import Registry, Request, Response
+from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
 
 log = logging.getLogger("odradek.registry")
@@ -79,6 +80,9 @@ class _RegistryHTTPServer(BoundedHTTPServer):
         return head.encode() + response.body
 
 
+TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
+
+
 class _RegistryHandler(BoundedRequestHandler):
     server_version = "odradek-registry"
     # An answer is written as its head, then its body: with Nagle's algorithm the body
@@ -87,6 +91,12 @@ class _RegistryHandler(BoundedRequestHandler):
     # The idle timeout of listeners made from now on (the door's bounds take it).
     timeout = connection_idle_seconds_max
     server: _RegistryHTTPServer
+
+    def end_headers(self) -> None:
+        request_id = request_ids.current.get()
+        if request_id is not None:
+            self.send_header("X-Request-Id", request_id)
+        super().end_headers()
 
     def do_GET(self) -> None:
         self._serve()
@@ -110,6 +120,8 @@ class _RegistryHandler(BoundedRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        # The request's id in the logs (and echoed in the answer): the client's, or ours.
+        request_ids.current.set(request_ids.given_or_fresh(self.headers.get("X-Request-Id")))
         target = urllib.parse.urlsplit(self.path)
         console = owns_ui(target.path) or owns_api(target.path)
         api = self.server.api if self.server.api is not None and (owns(target.path) or console) else None
@@ -194,6 +206,7 @@ class _RegistryHandler(BoundedRequestHandler):
             self.headers.get("Last-Event-ID"),
             self.principal,
             authorizer_of(self.server.authenticator),
+            {name: value for name in TRACE_HEADERS if (value := self.headers.get(name)) is not None},
         )
 
     def _send_api(self, response: ApiResponse, *, close: bool = False) -> None:
