@@ -126,3 +126,20 @@ def test_a_kafka_password_is_never_logged(tmp_path: Path) -> None:
     assert code == 0, errors[-2000:]
     assert PASSWORD not in errors
     assert "request SASL_AUTHENTICATE" in errors  # it was logged, without its body
+
+
+def test_text_is_the_key_value_format(tmp_path: Path) -> None:
+    """`--log-format text` (here from ODRADEK_LOG_FORMAT) is the key=value lines of kv."""
+    server = Server(
+        tmp_path / "data",
+        "--kafka-listen",
+        "off",
+        "--registry-listen",
+        "off",
+        env={"ODRADEK_LOG_FORMAT": "text"},
+    )
+    code, errors = server.stop()
+    assert code == 0, errors[-2000:]
+    lines = [line for line in errors.splitlines() if line.strip()]
+    assert lines and all(re.match(r"ts=\S+ level=\w+ logger=\S+ msg=", line) for line in lines), lines
+    assert any("msg=ready" in line for line in lines)

@@ -331,7 +331,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--no-fsync", action="store_true", help="acknowledge before fsync (faster, loses data on a crash)"
     )
     serve.add_argument(
-        "--log-format", choices=("kv", "json"), help="log lines as key=value (default) or JSON"
+        "--log-format",
+        choices=("kv", "text", "json"),
+        help="log lines as key=value (default; 'text' is the same) or JSON",
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     serve.add_argument(

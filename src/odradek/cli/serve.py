@@ -75,7 +75,7 @@ class Settings:
     registry_listen_given: bool = False  # as for kafka_listen
     metrics_listen: str | None = None
     fsync: bool = True
-    log_format: str = "kv"  # "kv" (key=value) or "json"
+    log_format: str = "kv"  # "kv" (key=value; "text" is the same) or "json"
     log_level: str = "info"
     # Bounds of the doors; None keeps each door's own default (odradek.limits).
     inflight_bytes: int = limits.inflight_bytes_max_default
@@ -300,8 +300,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         values["kafka_auto_create"] = _boolean(values["kafka_auto_create"], "kafka_auto_create")
     if "kafka_partitions" in values:
         values["kafka_partitions"] = _kafka_partitions(values["kafka_partitions"], "kafka_partitions")
-    if values.get("log_format", "kv") not in ("kv", "json"):
-        raise InvalidRequest(f"log format must be 'kv' or 'json', got {values['log_format']!r}")
+    if values.get("log_format", "kv") not in ("kv", "text", "json"):  # text: kv's other name
+        raise InvalidRequest(f"log format must be 'kv' (or 'text') or 'json', got {values['log_format']!r}")
     for name, parse in _BOUNDS.items():
         if name in values:
             values[name] = parse(values[name], name)
