@@ -25,6 +25,7 @@ from odradek.protocols.kafka.codec import messages_acls as a
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_groups as g
+from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request, encode_response
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.security.acl import binding
@@ -224,3 +225,65 @@ def test_metadata_by_topic_id_hides_what_the_principal_may_not_describe(authoriz
     ]
     _encodes(ApiKey.METADATA, dataclasses.replace(answer, topics=answer.topics[1:]))
     assert encode_response(ApiKey.METADATA, 12, 7, answer)
+
+
+class _TopicsById:
+    """The one broker call the gate makes for share requests: a topic's name by its id."""
+
+    def __init__(self, names: dict[uuid.UUID, str]) -> None:
+        self.names = names
+
+    async def topic_by_id(self, topic_id: uuid.UUID) -> Any:
+        name = self.names.get(topic_id)
+        return None if name is None else type("View", (), {"name": name})()
+
+
+def test_share_group_apis_need_the_group_and_its_topics(authorizer: Authorizer) -> None:
+    # They were checked as cluster APIs: alice, who may read group "good" and the "ok."
+    # topics, was refused CLUSTER_AUTHORIZATION_FAILED.
+    allowed_id, secret_id = uuid.uuid4(), uuid.uuid4()
+    broker = _TopicsById({allowed_id: "ok.a", secret_id: "hr.salaries"})
+
+    def gate(key: ApiKey, body: Any) -> Any:
+        request = Request(api_key=key, api_version=1, correlation_id=7, client_id="c", body=body)
+        return asyncio.run(acl_api.gate(broker, authorizer, ALICE, request))  # type: ignore[arg-type]
+
+    beat = s.ShareGroupHeartbeatRequest(group_id="good", member_id="m", member_epoch=0)
+    request, _ = gate(
+        ApiKey.SHARE_GROUP_HEARTBEAT, dataclasses.replace(beat, subscribed_topic_names=("ok.a",))
+    )
+    assert request is not None
+    request, finish = gate(
+        ApiKey.SHARE_GROUP_HEARTBEAT, dataclasses.replace(beat, subscribed_topic_names=("hr.salaries",))
+    )
+    assert request is None and finish(None).error_code == TOPIC_FAILED
+    request, finish = gate(ApiKey.SHARE_GROUP_HEARTBEAT, dataclasses.replace(beat, group_id="bad"))
+    assert request is None and finish(None).error_code == GROUP_FAILED
+    _encodes(ApiKey.SHARE_GROUP_HEARTBEAT, finish(None))
+    for key, request_type, topic_type in (
+        (ApiKey.SHARE_FETCH, s.ShareFetchRequest, s.ShareFetchTopic),
+        (ApiKey.SHARE_ACKNOWLEDGE, s.ShareAcknowledgeRequest, s.ShareAcknowledgeTopic),
+    ):
+        epoch = {"share_session_epoch": 0}
+        if key == ApiKey.SHARE_FETCH:
+            epoch.update(max_wait_ms=0, min_bytes=1)
+        allowed_topic = topic_type(topic_id=allowed_id, partitions=())
+        request, _ = gate(key, request_type(group_id="good", member_id="m", topics=(allowed_topic,), **epoch))
+        assert request is not None
+        secret_topic = topic_type(topic_id=secret_id, partitions=())
+        topics = (allowed_topic, secret_topic)
+        request, finish = gate(key, request_type(group_id="good", member_id="m", topics=topics, **epoch))
+        assert request is None and finish(None).error_code == TOPIC_FAILED
+        _encodes(key, finish(None))
+        request, finish = gate(
+            key, request_type(group_id="bad", member_id="m", topics=(allowed_topic,), **epoch)
+        )
+        assert request is None and finish(None).error_code == GROUP_FAILED
+    describe = s.ShareGroupDescribeRequest(group_ids=("good", "bad"))
+    request, finish = gate(ApiKey.SHARE_GROUP_DESCRIBE, describe)
+    assert request.body.group_ids == ("good",)
+    answer = finish(s.ShareGroupDescribeResponse(throttle_time_ms=0, groups=()))
+    assert [(group.group_id, group.error_code) for group in answer.groups] == [("bad", GROUP_FAILED)]
+    _encodes(ApiKey.SHARE_GROUP_DESCRIBE, answer)
+    request, finish = gate(ApiKey.SHARE_GROUP_DESCRIBE, s.ShareGroupDescribeRequest(group_ids=("bad",)))
+    assert request is None and [group.error_code for group in finish(None).groups] == [GROUP_FAILED]

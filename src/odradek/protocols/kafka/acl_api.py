@@ -38,8 +38,10 @@ from odradek.names import is_pattern
 from odradek.protocols.kafka.broker import Broker
 from odradek.protocols.kafka.codec import messages_acls as a
 from odradek.protocols.kafka.codec import messages_admin as admin
+from odradek.protocols.kafka.codec import messages_consumer as c
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_groups as g
+from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.security.acl import CLUSTER, WILDCARD, Binding, binding, name_matches
@@ -91,6 +93,9 @@ _GROUP_READ = frozenset(
 _TRANSACTIONAL = frozenset(
     {ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN, ApiKey.END_TXN, ApiKey.TXN_OFFSET_COMMIT}
 )
+# Share groups (KIP-932): read on the group, and describe (heartbeat) or read (fetch,
+# acknowledge) on the topics, as Kafka checks them.
+_SHARE = frozenset({ApiKey.SHARE_GROUP_HEARTBEAT, ApiKey.SHARE_FETCH, ApiKey.SHARE_ACKNOWLEDGE})
 _OPEN = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 API_KEYS = frozenset({ApiKey.DESCRIBE_ACLS, ApiKey.CREATE_ACLS, ApiKey.DELETE_ACLS})
 
@@ -187,6 +192,8 @@ async def gate(
         return _split(request, "topics", left, "topics", created, admin.CreateTopicsResponse)
     if key == ApiKey.DELETE_TOPICS:
         return await _delete_topics(broker, request, allowed)
+    if key in _SHARE:
+        return await _share(broker, request, allowed)
     if key in _GROUP_READ:
         if allowed("read", "group", body.group_id):
             return request, _SAME
@@ -197,7 +204,12 @@ async def gate(
         return _offset_fetch(request, allowed)
     if key == ApiKey.FIND_COORDINATOR:
         return _find_coordinator(request, allowed)
-    if key in (ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.CONSUMER_GROUP_DESCRIBE):
+    if key in (
+        ApiKey.DESCRIBE_GROUPS,
+        ApiKey.DELETE_GROUPS,
+        ApiKey.CONSUMER_GROUP_DESCRIBE,
+        ApiKey.SHARE_GROUP_DESCRIBE,
+    ):
         return _per_group(request, allowed)
     if key == ApiKey.LIST_GROUPS:
 
@@ -233,6 +245,28 @@ async def gate(
         return request, _SAME
     message = f"{principal} may not {operation} the cluster"
     return None, lambda _: _refused_whole(request, CLUSTER_FAILED, message)
+
+
+async def _share(
+    broker: Broker, request: Request, allowed: Callable[..., bool]
+) -> tuple[Request | None, Finish]:
+    """A share group's heartbeat, fetch or acknowledgement: refused whole with the
+    group's error when the group may not be read, else with the topics' error when one
+    of its topics may not be (described by a heartbeat, read by the others)."""
+    body = request.body
+    group = body.group_id or ""
+    if not allowed("read", "group", group):
+        return None, lambda _: _refused_whole(request, GROUP_FAILED, f"may not read group {group!r}")
+    if request.api_key == ApiKey.SHARE_GROUP_HEARTBEAT:
+        operation, names = "describe", list(body.subscribed_topic_names or ())
+    else:
+        operation = "read"
+        names = [await _topic_name(broker, "", topic.topic_id) for topic in body.topics]
+    refused = [name for name in names if name and not allowed(operation, "topic", name)]
+    if not refused:
+        return request, _SAME
+    message = f"may not {operation} topic {refused[0]!r}"
+    return None, lambda _: _refused_whole(request, TOPIC_FAILED, message)
 
 
 def _split(
@@ -447,11 +481,26 @@ def _per_group(request: Request, allowed: Callable[..., bool]) -> tuple[Request 
         refused = [name for name in names if not allowed("describe", "group", name)]
         denied = [g.DescribedGroup(group_id=name, error_code=GROUP_FAILED) for name in refused]
         field, answer_field = "groups", "groups"
-    else:  # ConsumerGroupDescribe: refused whole
+    else:  # ConsumerGroupDescribe, ShareGroupDescribe: each refused group answered with its error
         names = list(request.body.group_ids)
-        if all(allowed("describe", "group", name) for name in names):
-            return request, _SAME
-        return None, lambda _: _refused_whole(request, GROUP_FAILED, "")
+        refused = [name for name in names if not allowed("describe", "group", name)]
+        described = (
+            c.DescribedConsumerGroup if key == ApiKey.CONSUMER_GROUP_DESCRIBE else s.DescribedShareGroup
+        )
+        denied = [
+            described(
+                error_code=GROUP_FAILED,
+                error_message=f"may not describe group {name!r}",
+                group_id=name,
+                group_state="",
+                group_epoch=-1,
+                assignment_epoch=-1,
+                assignor_name="",
+                members=(),
+            )
+            for name in refused
+        ]
+        field, answer_field = "group_ids", "groups"
     if not refused:
         return request, _SAME
     left = [name for name in names if name not in refused]
