@@ -13,14 +13,16 @@ this door mTLS only admits the connection (gRPC checks the certificate against
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.flight as flight
 
 from odradek.errors import Unauthenticated
-from odradek.security.authenticator import Authenticator
 from odradek.security.http import authenticate_header
 from odradek.security.principal import ANONYMOUS, Principal
+
+if TYPE_CHECKING:  # the client imports this module for its credentials alone
+    from odradek.security.authenticator import Authenticator
 
 MIDDLEWARE = "odradek-authentication"
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING
 
 from odradek import limits
 from odradek.errors import Unauthenticated
-from odradek.security.authenticator import Authenticated, Authenticator
+
+if TYPE_CHECKING:  # the client imports this module for basic_header alone
+    from odradek.security.authenticator import Authenticated, Authenticator
 
 CHALLENGE = 'Basic realm="odradek", charset="UTF-8", Bearer realm="odradek"'
 
@@ -31,6 +34,8 @@ def authenticate_header(authenticator: Authenticator, header: str | None) -> Aut
         name, separator, password = decoded.partition(":")
         if not separator or not name:
             raise Unauthenticated("authentication failed: malformed Basic credentials")
+        from odradek.security.authenticator import Authenticated
+
         return Authenticated(authenticator.password(name, password, "basic"))
     raise Unauthenticated("authentication failed: the Authorization scheme must be Bearer or Basic")
 
