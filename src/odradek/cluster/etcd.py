@@ -239,21 +239,31 @@ class EtcdCluster:
         backoff = _BACKOFF_FIRST_SECONDS
         while True:
             client = self._connection()
+            failed: BaseException
             try:
                 async with asyncio.timeout(self.request_timeout_seconds):
                     return await request(client)
+            except asyncio.CancelledError as exc:
+                # Another request on this client failed and moved to the next member,
+                # closing the channel under this one (gRPC cancels the calls on it): this
+                # one moves too. A cancellation of this task itself goes on as it came.
+                task = asyncio.current_task()
+                if self._client is client or (task is not None and task.cancelling()):
+                    raise
+                failed = exc
             except Exception as exc:
                 if not _retryable(exc):
                     raise
-                if time.monotonic() + backoff > deadline:
-                    raise EtcdUnavailable(
-                        f"etcd did not answer {what} within {self.retry_seconds} s "
-                        f"(members {self._members_text()}): {exc}"
-                    ) from exc
-                log.debug("etcd %s failed on %s: %s; trying the next member", what, self._members_text(), exc)
-                await self._rotate(client)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
+                failed = exc
+            if time.monotonic() + backoff > deadline:
+                raise EtcdUnavailable(
+                    f"etcd did not answer {what} within {self.retry_seconds} s "
+                    f"(members {self._members_text()}): {failed}"
+                ) from failed
+            log.debug("etcd %s failed on %s: %s; trying the next member", what, self._members_text(), failed)
+            await self._rotate(client)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
 
     def _members_text(self) -> str:
         return ",".join(f"{host}:{port}" for host, port in self.endpoints)
