@@ -21,7 +21,7 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from test_serve_agent_auth import Agent
+from test_serve_agent_auth import Agent, owner_and_standby
 
 import odradek
 from odradek.errors import OdradekError, Unauthorized
@@ -51,18 +51,7 @@ def agents(
 
 
 def test_agents_share_bindings(agents: list[Agent]) -> None:
-    roles: dict[str, Agent] = {}
-
-    def settled() -> bool:
-        try:
-            roles.clear()
-            roles.update({agent.role(**ROOT): agent for agent in agents})
-        except OdradekError:
-            return False
-        return set(roles) == {"owner", "standby"}
-
-    wait_for(settled, "an owner and a standby")
-    owner, standby = roles["owner"], roles["standby"]
+    owner, standby = owner_and_standby(agents, **ROOT)
     allow = {"principal": "bob", "resource_type": "topic", "pattern": "orders", "operation": "all"}
     with odradek.connect(owner.url, **ROOT) as client:
         client.create_topic("orders")

@@ -32,12 +32,25 @@ from odradek.security import CredentialStore
 
 
 class Agent:
-    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+    """`odradek serve --store --etcd` as a process (with ``--auth`` unless ``auth`` is
+    False), shared by the cluster's security tests."""
+
+    def __init__(
+        self,
+        directory: Path,
+        agent_id: str,
+        etcd: str,
+        cluster: str,
+        store: S3Server,
+        prefix: str,
+        *,
+        auth: bool = True,
+    ):
         self.port, self.kafka_port = free_ports(2)
         self.url = f"grpc://127.0.0.1:{self.port}"
         self.log = directory / f"{agent_id}.log"
         command = [
-            sys.executable, "-m", "odradek.cli.main", "serve", "--auth",
+            sys.executable, "-m", "odradek.cli.main", "serve", *(["--auth"] if auth else []),
             "--data-dir", str(directory / agent_id), "--listen", f"127.0.0.1:{self.port}",
             "--store", store.url(prefix), "--store-flush-ms", "5", "--etcd", etcd, "--cluster", cluster,
             "--agent-id", agent_id, "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
@@ -49,11 +62,15 @@ class Agent:
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode()
-        assert "ready" in line and "no authentication" not in line, self.log.read_text()[-3000:]
+        assert "ready" in line and ("no authentication" not in line) == auth, self.log.read_text()[-3000:]
+
+    def action(self, name: str, body: dict[str, Any], **credentials: Any) -> dict[str, Any]:
+        with odradek.connect(self.url, **credentials) as client:
+            result: dict[str, Any] = json.loads(client._action(name, body))
+        return result
 
     def role(self, **credentials: Any) -> str:
-        with odradek.connect(self.url, **credentials) as client:
-            return str(json.loads(client._action("cluster_status", {}))["role"])
+        return str(self.action("cluster_status", {}, **credentials)["role"])
 
     def stop(self) -> None:
         if self.process.stdout is not None:
@@ -64,6 +81,22 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def owner_and_standby(agents: list[Agent], **credentials: Any) -> tuple[Agent, Agent]:
+    """The owner and the standby, once the agents say so."""
+    roles: dict[str, Agent] = {}
+
+    def settled() -> bool:
+        try:
+            roles.clear()
+            roles.update({agent.role(**credentials): agent for agent in agents})
+        except OdradekError:
+            return False
+        return set(roles) == {"owner", "standby"}
+
+    wait_for(settled, "an owner and a standby")
+    return roles["owner"], roles["standby"]
 
 
 @pytest.fixture
@@ -82,18 +115,7 @@ def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Itera
 
 def test_agents_share_users_and_tokens(agents: list[Agent]) -> None:
     root = {"user": "root", "password": "root-secret"}
-    roles: dict[str, Agent] = {}
-
-    def settled() -> bool:
-        try:
-            roles.clear()
-            roles.update({agent.role(**root): agent for agent in agents})
-        except OdradekError:
-            return False
-        return set(roles) == {"owner", "standby"}
-
-    wait_for(settled, "an owner and a standby")
-    owner, standby = roles["owner"], roles["standby"]
+    owner, standby = owner_and_standby(agents, **root)
     for agent in agents:
         with pytest.raises(Unauthenticated):
             agent.role()

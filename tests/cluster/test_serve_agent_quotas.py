@@ -11,59 +11,18 @@ store. (Like users, quotas are managed through the owner: a standby refuses them
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import confluent_kafka
 import pytest
-from agents import wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, free_ports, unique_prefix
+from object_servers import S3Server, unique_prefix
+from test_serve_agent_auth import Agent, owner_and_standby
 
-import odradek
-from odradek.errors import OdradekError
 from odradek.security.quotas import QuotaEntity, QuotaSettings
-
-
-class Agent:
-    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
-        self.port, self.kafka_port = free_ports(2)
-        self.url = f"grpc://127.0.0.1:{self.port}"
-        self.log = directory / f"{agent_id}.log"
-        command = [
-            sys.executable, "-m", "odradek.cli.main", "serve",
-            "--data-dir", str(directory / agent_id), "--listen", f"127.0.0.1:{self.port}",
-            "--store", store.url(prefix), "--store-flush-ms", "5", "--etcd", etcd, "--cluster", cluster,
-            "--agent-id", agent_id, "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
-            "--registry-listen", "off",
-        ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **store.env}
-            )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        assert "ready" in line, self.log.read_text()[-3000:]
-
-    def action(self, name: str, body: dict[str, object]) -> dict[str, object]:
-        with odradek.connect(self.url) as client:
-            result: dict[str, object] = json.loads(client._action(name, body))
-        return result
-
-    def stop(self) -> None:
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
@@ -76,7 +35,8 @@ def agents(
     started: list[Agent] = []
     try:
         for index in range(2):
-            started.append(Agent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+            agent = Agent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix, auth=False)
+            started.append(agent)
         yield started, shared
     finally:
         for agent in started:
@@ -87,18 +47,7 @@ def test_agents_share_quotas_and_the_owner_throttles_by_them(
     agents: tuple[list[Agent], QuotaSettings],
 ) -> None:
     started, shared = agents
-    roles: dict[str, Agent] = {}
-
-    def settled() -> bool:
-        try:
-            roles.clear()
-            roles.update({str(agent.action("cluster_status", {})["role"]): agent for agent in started})
-        except OdradekError:
-            return False
-        return set(roles) == {"owner", "standby"}
-
-    wait_for(settled, "an owner and a standby")
-    owner, standby = roles["owner"], roles["standby"]
+    owner, standby = owner_and_standby(started)
     assert standby is not owner
     # What the store held when the agents started is what the owner serves and throttles by.
     assert owner.action("quota_list", {})["entities"] == [
