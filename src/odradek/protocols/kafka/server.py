@@ -452,13 +452,14 @@ class KafkaListener:
             log.warning("closing a Kafka connection from %s: malformed request: %s", peer, exc)
             return None
         request_ids.current.set(f"{peer[0]}:{peer[1]}/{request.correlation_id}" if peer else None)
-        log.debug(
-            "request %s v%d from %s: %s",
-            ApiKey(request.api_key).name,
-            request.api_version,
-            peer,
-            request.body,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the API's name costs an enum lookup per request
+            log.debug(
+                "request %s v%d from %s: %s",
+                ApiKey(request.api_key).name,
+                request.api_version,
+                peer,
+                request.body,
+            )
         started = time.perf_counter()
         refused = auth.refusal(request)
         if refused is not None:
