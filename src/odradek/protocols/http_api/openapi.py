@@ -97,6 +97,18 @@ _NULLABLE_STRING = {"type": ["string", "null"]}
 _SETTING = {"type": ["string", "integer", "number", "null"]}
 _TEXT_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
+# The settings a topic is created with and altered by (TopicSettings, CreateTopic).
+_TOPIC_SETTINGS: dict[str, Any] = {
+    "retention": _SETTING,
+    "retention_bytes": _SETTING,
+    "segment_bytes": _SETTING,
+    "segment_age": _SETTING,
+    "cleanup": {"type": "string"},
+    "delete_retention": _SETTING,
+    "min_compaction_lag": _SETTING,
+    "min_cleanable_dirty_ratio": {"type": "number"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -239,14 +251,7 @@ SCHEMAS: dict[str, Any] = {
         "description": "Retention, segments and cleanup (docs/cli.md); durations like '7d', "
         "sizes like '1GiB'.",
         "properties": {
-            "retention": _SETTING,
-            "retention_bytes": _SETTING,
-            "segment_bytes": _SETTING,
-            "segment_age": _SETTING,
-            "cleanup": {"type": "string"},
-            "delete_retention": _SETTING,
-            "min_compaction_lag": _SETTING,
-            "min_cleanable_dirty_ratio": {"type": "number"},
+            **_TOPIC_SETTINGS,
         },
     },
     "CreateTopic": {
@@ -259,14 +264,7 @@ SCHEMAS: dict[str, Any] = {
             "compatibility": {"type": "string"},
             "exist_ok": {"type": "boolean"},
             "snapshot_every": {"type": ["integer", "null"]},
-            "retention": _SETTING,
-            "retention_bytes": _SETTING,
-            "segment_bytes": _SETTING,
-            "segment_age": _SETTING,
-            "cleanup": {"type": "string"},
-            "delete_retention": _SETTING,
-            "min_compaction_lag": _SETTING,
-            "min_cleanable_dirty_ratio": {"type": "number"},
+            **_TOPIC_SETTINGS,
         },
     },
     "TopicInfo": {
