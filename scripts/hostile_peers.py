@@ -47,6 +47,7 @@ import pyarrow.flight as flight
 
 import odradek
 from odradek.config import parse_size
+from odradek.ports import free_port
 
 MiB = 1024 * 1024
 KAFKA_CONNECTIONS = 8
@@ -57,19 +58,13 @@ SLOW_CLIENTS = 300
 READY_SECONDS_MAX = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Server:
     """One `odradek serve` process on free loopback ports."""
 
     def __init__(self, data_dir: str, inflight_bytes: str, request_read_seconds: float) -> None:
-        self.kafka_port = _free_port()
-        self.registry_port = _free_port()
-        self.metrics_port = _free_port()
+        self.kafka_port = free_port()
+        self.registry_port = free_port()
+        self.metrics_port = free_port()
         command = [
             sys.executable,
             "-m",

@@ -20,18 +20,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from odradek.ports import free_port
 
 
 def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str, str]:

@@ -25,14 +25,10 @@ import odradek
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "cluster"))
 from etcd_certificates import make_certificates
 
+from odradek.ports import free_port
+
 RECORD = b"x" * 100
 BATCH = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(directory: Path, flags: list[str]) -> tuple[subprocess.Popen[bytes], str, int]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from odradek.ports import free_port
 
 DOCS = Path(__file__).parents[1] / "docs"
 PAGES = ("getting-started-kafka.md", "getting-started-nats.md", "getting-started-python.md")
@@ -29,12 +30,6 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 sys.path.insert(0, str(Path(__file__).parent / "cli"))  # the real-server helpers of the CLI tests
 
 from odradek_process import Server  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _blocks(page: str) -> list[tuple[str, str]]:
@@ -53,7 +48,7 @@ def test_every_page_has_something_to_run_and_is_linked_from_the_readme() -> None
 
 @pytest.mark.parametrize("page", PAGES)
 def test_the_page_runs_as_written(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kafka = f"127.0.0.1:{_free_port()}"
+    kafka = f"127.0.0.1:{free_port()}"
     server = Server(
         tmp_path / "server-data",
         "--kafka-listen",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -25,14 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent / "cli"))
 
 from odradek_process import Server
 
+from odradek.ports import free_port
+
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "odradek.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

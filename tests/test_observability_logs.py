@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -29,17 +28,13 @@ sys.path.insert(0, str(Path(__file__).parent / "cli"))
 
 from odradek_process import Server
 
+from odradek.ports import free_port
+
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 # Generous: a loaded machine may be slow; no assertion is about speed.
 WAIT_SECONDS = 60.0
 PASSWORD = "s3cret-pa55word-never-logged"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop(server: Server) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import sys
 import time
 import urllib.error
@@ -30,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent / "cli"))
 
 from odradek_process import Server
 
+from odradek.ports import free_port
+
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 # Generous: a loaded machine may be slow; no assertion is about speed.
@@ -42,12 +43,6 @@ FROM_KAFKA = (
 FROM_NATIVE = ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=opaque")
 FROM_HTTP_FIELDS = ("00-11111111111111111111111111111111-2222222222222222-00", "a=1")
 FROM_HTTP_HEADER = ("00-33333333333333333333333333333333-4444444444444444-01", "b=2")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Doors:

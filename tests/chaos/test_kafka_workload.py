@@ -45,10 +45,11 @@ from odradek.chaos.kafka_workload import (
     KafkaWorker,
     create_kafka_topic,
 )
-from odradek.chaos.processes import free_ports, wait_until
+from odradek.chaos.processes import wait_until
 from odradek.chaos.workload import read_back
 from odradek.client.embedded import EmbeddedClient
 from odradek.errors import InvalidRequest
+from odradek.ports import free_ports
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.kafka.relay import start_kafka_relay
 

@@ -14,22 +14,17 @@ partition back as the truth; native records come from `odradek produce --keyed`.
 
 from __future__ import annotations
 
-import socket
 import warnings
 
 from odradek_process import Server, run
+
+from odradek.ports import free_port
 
 with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecated importlib call
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 PARTITIONS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _kafka_partition(port: int, partition: int, count: int) -> list[tuple[int, bytes]]:
@@ -49,7 +44,7 @@ def _kafka_partition(port: int, partition: int, count: int) -> list[tuple[int, b
 
 
 def test_a_partition_is_what_the_kafka_door_serves(start_server: type[Server]) -> None:
-    port = _free_port()
+    port = free_port()
     server = start_server(None, "--kafka-listen", f"127.0.0.1:{port}", "--kafka-partitions", str(PARTITIONS))
     producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}")
     for index in range(9):  # each to a partition of our choosing, not the key's

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import urllib.request
 from pathlib import Path
 
 from odradek_process import Server, run
+
+from odradek.ports import free_port
 
 
 def test_serve_is_ready_and_stops_cleanly_on_sigterm(server: Server) -> None:
@@ -135,9 +136,7 @@ def test_help_texts_teach_with_examples() -> None:
 
 
 def test_serve_settings_from_config_env_and_metrics(start_server: type[Server], tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     config = tmp_path / "odradek.toml"
     config.write_text(f'[serve]\nmetrics_listen = "127.0.0.1:{metrics_port}"\nlog_format = "json"\n')
     server = start_server(

@@ -14,10 +14,11 @@ partitions does); each CLI command runs as its own process.
 from __future__ import annotations
 
 import json
-import socket
 import warnings
 
 from odradek_process import Server, run
+
+from odradek.ports import free_port
 
 with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecated importlib call
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -25,14 +26,8 @@ with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecat
     from kafka.structs import OffsetAndMetadata
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_kafka_groups_through_the_cli(start_server: type[Server]) -> None:
-    port = _free_port()
+    port = free_port()
     server = start_server(None, "--kafka-listen", f"127.0.0.1:{port}")
     assert run("topic", "create", "orders", server=server).returncode == 0
     lines = b"".join(b"k%d\tv%d\n" % (i, i) for i in range(8))

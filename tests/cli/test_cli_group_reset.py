@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import warnings
 
 from odradek_process import ODRADEK, Server, run
+
+from odradek.ports import free_port
 
 with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecated importlib call
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -30,12 +31,6 @@ with warnings.catch_warnings():  # kafka-python's protocol tables use a deprecat
     from kafka.structs import OffsetAndMetadata
 
 DEADLINE_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _members(server: Server, group: str) -> int:
@@ -133,7 +128,7 @@ def test_bad_input(server: Server) -> None:
 
 
 def test_reset_a_kafka_group_of_the_running_door(start_server: type[Server]) -> None:
-    port = _free_port()
+    port = free_port()
     server = start_server(None, "--kafka-listen", f"127.0.0.1:{port}")
     lines = b"".join(b"k%d\tv%d\n" % (i, i) for i in range(8))
     assert run("produce", "orders", "--create", "--keyed", server=server, stdin=lines).returncode == 0

@@ -11,16 +11,15 @@ port); each command runs as its own process and its stdout is parsed.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 from odradek_process import Server, run
 
+from odradek.ports import free_port
+
 
 def test_consume_as_a_group_and_administer_it(start_server: type[Server]) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     server = start_server(None, "--metrics-listen", f"127.0.0.1:{metrics_port}")
     run("topic", "create", "orders", server=server)
     lines = b"".join(b"k%d\tv%d-%d\n" % (i % 5, i % 5, i // 5) for i in range(10))

@@ -12,7 +12,6 @@ Method: build a data directory with the embedded engine, damage files by hand, s
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from odradek_process import Server, run
 
 import odradek
 from odradek.engine import segment as seg
+from odradek.ports import free_port
 
 
 def _damaged_data(data: Path) -> None:
@@ -41,9 +41,7 @@ def _damaged_data(data: Path) -> None:
 def test_verify_and_repair_through_the_server(tmp_path: Path, start_server: type[Server]) -> None:
     data = tmp_path / "data"
     _damaged_data(data)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     server = start_server(data, "--metrics-listen", f"127.0.0.1:{metrics_port}")
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         metrics = response.read().decode()

@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 from odradek_process import ODRADEK, Server
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from odradek.ports import free_port
 
 
 def test_listener_tells_clients_the_advertised_address(start_server: type[Server]) -> None:
     kafka = pytest.importorskip("confluent_kafka.admin")
-    port = _free_port()
+    port = free_port()
     server = start_server(
         None, "--kafka-listen", f"127.0.0.1:{port}", "--kafka-advertised", f"localhost:{port}"
     )

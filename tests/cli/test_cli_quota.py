@@ -11,7 +11,6 @@ subprocess on loopback ports (no authentication: its one principal is ANONYMOUS)
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,12 +18,7 @@ from pathlib import Path
 import confluent_kafka
 from odradek_process import Server, run
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+from odradek.ports import free_port
 
 
 def _ok(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -67,7 +61,7 @@ def test_quotas_offline_then_through_the_door(tmp_path: Path) -> None:
         code, errors = server.stop()
     assert code == 0, errors
     # The settings survived the restart, and the server throttles by them.
-    port = _free_port()
+    port = free_port()
     server = Server(Path(data), "--kafka-listen", f"127.0.0.1:{port}", "--registry-listen", "off")
     try:
         assert "client-id=noisy" in _ok(run("quota", "list", server=server))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -25,16 +24,11 @@ from pathlib import Path
 from odradek_process import Server, run
 
 import odradek
+from odradek.ports import free_port
 
 REDUCERS = str(Path(__file__).parents[1] / "views")
 ENV = {"PYTHONPATH": REDUCERS}
 WAIT_SECONDS = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(start_server: type[Server], data: Path, registry_port: int = 0) -> Server:

@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "cluster"))  # the certificat
 
 from etcd_certificates import Certificates, make_certificates
 
+from odradek.ports import free_port
+
 DEADLINE_SECONDS = 30.0  # generous: a loaded machine starts and reloads slowly
 
 
@@ -51,15 +53,9 @@ def second(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return make_certificates(tmp_path_factory.mktemp("second"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Doors:
     def __init__(self) -> None:
-        self.kafka, self.registry, self.metrics = _free_port(), _free_port(), _free_port()
+        self.kafka, self.registry, self.metrics = free_port(), free_port(), free_port()
 
     def flags(self) -> list[str]:
         return [

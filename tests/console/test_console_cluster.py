@@ -12,7 +12,6 @@ asserted).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +24,9 @@ import pytest
 
 from odradek.chaos import etcd
 from odradek.chaos.processes import HarnessError
+from odradek.ports import free_port
 
 DEADLINE_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_a_cluster_agent_gives_the_console_its_agents(tmp_path: Path) -> None:

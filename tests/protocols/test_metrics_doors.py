@@ -13,7 +13,6 @@ each family is checked for its door labels and counts.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 import urllib.error
@@ -31,17 +30,13 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
 
 from odradek_process import Server
 
+from odradek.ports import free_port
+
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 # Generous: a loaded machine may be slow; no assertion is about speed.
 WAIT_SECONDS = 60.0
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Doors:

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import json
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -37,6 +36,7 @@ from typing import Any
 import pytest
 
 from odradek.errors import OdradekError
+from odradek.ports import free_ports
 from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
 
 START_SECONDS_MAX = 90.0  # generous: a loaded machine starts SeaweedFS's five servers slowly
@@ -98,21 +98,6 @@ class S3Server:
                 self.process.wait(STOP_SECONDS_MAX)
         for path in self.leftovers:
             path.unlink(missing_ok=True)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on the loopback interface right now (all held open until all are found,
-    so the list has no duplicates)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _spawn(command: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:

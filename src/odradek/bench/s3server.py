@@ -16,6 +16,7 @@ from pathlib import Path
 
 from odradek.bench import servers
 from odradek.bench.outcomes import Skipped
+from odradek.ports import free_port
 from odradek.storage.objects import ObjectStore, open_store
 
 BUCKET = "odradek-bench"
@@ -49,7 +50,7 @@ class MotoS3:
     """One moto S3 server; ``open(prefix)`` gives an ObjectStore on its bucket."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = servers.free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         # moto with atomic conditional writes (odradek/chaos/motoserver.py says why).
         argv = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(self.port)]

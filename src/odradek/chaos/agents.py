@@ -21,7 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek.chaos.processes import Process, free_ports
+from odradek.chaos.processes import Process
+from odradek.ports import free_ports
 
 READY_SECONDS_MAX = 60.0  # an agent imports pyarrow and joins etcd: slow on a loaded machine
 STATUS_SECONDS = 2.0  # one cluster_status call; a paused agent does not answer

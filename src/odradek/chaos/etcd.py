@@ -36,7 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from odradek.chaos.processes import HarnessError, free_ports
+from odradek.chaos.processes import HarnessError
+from odradek.ports import free_ports
 
 START_SECONDS_MAX = 60.0  # generous: a loaded machine starts three members slowly
 STOP_SECONDS_MAX = 15.0

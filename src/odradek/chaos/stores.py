@@ -27,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
-from odradek.chaos.processes import Process, free_ports, wait_until
+from odradek.chaos.processes import Process, wait_until
 from odradek.errors import InvalidRequest
+from odradek.ports import free_ports
 
 BUCKET = "odradek-chaos"
 # moto accepts any credentials; the agents' S3 client needs some to sign with.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
 from odradek_process import Server, run
 from word_apps import WORDS, WordCountApp, produce
 
+from odradek.ports import free_port
+
 kafka = pytest.importorskip("confluent_kafka")
 kafka_admin = pytest.importorskip("confluent_kafka.admin")
 
@@ -45,12 +46,6 @@ DEADLINE_SECONDS = 90.0
 pytestmark = pytest.mark.skipif(
     not QUIX_PYTHON.exists(), reason="the Quix side environment is missing: run ./dev setup"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class QuixApp(WordCountApp):

@@ -19,13 +19,14 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from odradek.ports import free_port
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
@@ -37,12 +38,6 @@ from odradek_process import Server  # noqa: E402
 RECORDS = 20
 TIMEOUT = 60.0
 FAST = {"topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 200}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def serve(data_dir: Path, port: int) -> Server:

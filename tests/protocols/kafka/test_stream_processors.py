@@ -32,7 +32,6 @@ requires confluent-kafka < 2.13, and the ``kafka`` extra pins 2.16.1).
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
 from odradek_process import Server, run
 from word_apps import COUNT_LINE, WORDS, WordCountApp, produce
 
+from odradek.ports import free_port
+
 pytest.importorskip("faust")
 kafka = pytest.importorskip("confluent_kafka")
 kafka_admin = pytest.importorskip("confluent_kafka.admin")
@@ -52,12 +53,6 @@ kafka_admin = pytest.importorskip("confluent_kafka.admin")
 APP = Path(__file__).with_name("faust_wordcount.py")
 PROBE = "kiwi"  # produced until counted: the restarted app is past its recovery
 DEADLINE_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class FaustApp(WordCountApp):

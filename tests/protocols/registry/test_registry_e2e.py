@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import json
-import socket
 import struct
 import time
 import uuid
@@ -39,6 +38,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from odradek_process import Server
 
 import odradek
+from odradek.ports import free_port
 
 # Generous bounds on waiting for a loaded machine; no assertion is about speed.
 delivery_seconds_max = 30.0
@@ -71,12 +71,6 @@ ORDER = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Doors:
     server: Server
@@ -86,7 +80,7 @@ class Doors:
 
 @pytest.fixture
 def doors(start_server: Callable[..., Server]) -> Iterator[Doors]:
-    kafka_port, registry_port = _free_port(), _free_port()
+    kafka_port, registry_port = free_port(), free_port()
     server = start_server(
         "--kafka-listen",
         f"127.0.0.1:{kafka_port}",

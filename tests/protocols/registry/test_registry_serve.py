@@ -20,12 +20,7 @@ from pathlib import Path
 
 from odradek_process import ODRADEK, Server
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
+from odradek.ports import free_port
 
 # Generous: a loaded machine may be slow to answer; no assertion is about speed.
 http_timeout_seconds = 30.0

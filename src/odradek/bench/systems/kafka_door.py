@@ -20,6 +20,7 @@ from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import Skipped
 from odradek.bench.systems.base import Progress, System, check_count, package_version
 from odradek.bench.systems.odradek import _serve_command, topic_name
+from odradek.ports import free_port
 
 _PRODUCER = {
     "acks": "all",
@@ -73,14 +74,14 @@ class OdradekKafka(System):
             raise Skipped("the odradek CLI (odradek serve) is not available")
 
     def start(self, scratch: Path, progress: Progress) -> None:
-        kafka_port = servers.free_port()
+        kafka_port = free_port()
         argv = [
             *_serve_command(),
             "serve",
             "--data-dir",
             str(scratch / "data"),
             "--listen",
-            f"127.0.0.1:{servers.free_port()}",
+            f"127.0.0.1:{free_port()}",
             "--kafka-listen",
             f"127.0.0.1:{kafka_port}",
         ]

@@ -33,6 +33,7 @@ from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import Skipped
 from odradek.bench.systems.base import Progress, System, check_count, package_version
+from odradek.ports import free_port
 
 T = TypeVar("T")
 
@@ -95,7 +96,7 @@ class NatsJetStream(System):
             )
 
     def start(self, scratch: Path, progress: Progress) -> None:
-        port = servers.free_port()
+        port = free_port()
         config = scratch / "nats.conf"
         sync = '\n  sync_interval: "always"' if self.sync_always else ""
         config.write_text(

@@ -23,6 +23,7 @@ from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import NotYetAvailable, Skipped
 from odradek.bench.systems.base import Progress, System, check_count
+from odradek.ports import free_port
 
 # DESIGN §5: keyed ingest is measured with 10k-record batches. Large values are batched
 # by bytes instead, well under the engine's 64 MiB append limit.
@@ -222,7 +223,7 @@ class OdradekRemote(OdradekEmbedded):
             raise Skipped("the odradek CLI (odradek serve) is not available yet")
 
     def start(self, scratch: Path, progress: Progress) -> None:
-        port = servers.free_port()
+        port = free_port()
         argv = [
             *_serve_command(),
             "serve",

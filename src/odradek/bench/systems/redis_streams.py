@@ -18,6 +18,7 @@ from odradek.bench import appenders, servers, timing
 from odradek.bench.datasets import Dataset
 from odradek.bench.outcomes import Skipped
 from odradek.bench.systems.base import Progress, System, check_count, package_version
+from odradek.ports import free_port
 
 # Commands per pipeline round trip: enough to amortize the round trip and the fsync,
 # small enough that redis-py's reply list stays modest. Large values go by bytes.
@@ -69,7 +70,7 @@ class RedisStreams(System):
     def start(self, scratch: Path, progress: Progress) -> None:
         import redis
 
-        port = servers.free_port()
+        port = free_port()
         argv = [
             self._binary,
             "--port",
