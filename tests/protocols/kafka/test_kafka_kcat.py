@@ -2,8 +2,10 @@
 
 Goal: the everyday shell tool works unchanged: metadata listing shows dotted topics
 and their virtual partitions, produce from stdin with keys and headers, consume a
-range with keys, headers and offsets, consume as a balanced group member, and a group of
-three members in which one leaves and the two others take over its partition.
+range with keys, headers and offsets, consume as a balanced group member, a group of
+three members in which one leaves and the two others take over its partition, and static
+members (``-X group.instance.id``): one restarted gets its partitions back without a
+rebalance.
 
 Method: kcat runs as a subprocess against the in-process listener; output is parsed
 from kcat's ``-f`` format strings and ``-J`` JSON. Skipped when the binary is missing
@@ -13,6 +15,7 @@ from kcat's ``-f`` format strings and ``-J`` JSON. Skipped when the binary is mi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -87,10 +90,12 @@ def test_consume_a_range_and_as_a_group_member(kafka_door: Any, topic_name: str)
 class _Member:
     """One `kcat -G` process; its delivered values and its latest assignment, as read."""
 
-    def __init__(self, door: Any, group: str, topic: str) -> None:
+    def __init__(self, door: Any, group: str, topic: str, *settings: str) -> None:
         assert KCAT is not None
         self.values: list[str] = []
         self.assigned = -1  # partitions in the latest assignment, -1 before the first
+        self.partitions: list[int] = []  # those of the latest assignment
+        self.rebalances = 0  # assignments and revocations kcat reported
         self.process = subprocess.Popen(
             [
                 KCAT,
@@ -110,6 +115,7 @@ class _Member:
                 "session.timeout.ms=6000",
                 "-X",
                 "topic.metadata.refresh.interval.ms=1000",
+                *(arg for setting in settings for arg in ("-X", setting)),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -131,12 +137,17 @@ class _Member:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             if "rebalanced" in line and "assigned:" in line:
-                self.assigned = line.split("assigned:", 1)[1].count("[")
+                assignment = line.split("assigned:", 1)[1]
+                self.partitions = sorted(int(p) for p in re.findall(r"\[(\d+)\]", assignment))
+                self.assigned = assignment.count("[")
+                self.rebalances += 1
             elif "rebalanced" in line and "revoked" in line:
                 self.assigned = 0
+                self.partitions = []
+                self.rebalances += 1
 
     def leave(self) -> None:
-        self.process.terminate()  # kcat leaves the group on SIGTERM
+        self.process.terminate()  # kcat closes its consumer on SIGTERM (a dynamic member leaves)
         self.process.wait(timeout=30)
         for thread in self._threads:
             thread.join(timeout=10)
@@ -178,3 +189,49 @@ def test_a_group_of_three_with_a_member_leaving(kafka_door: Any, topic_name: str
         for member in members:
             if member.process.poll() is None:
                 member.leave()
+
+
+@pytest.mark.compat("kcat", "static groups")
+def test_a_static_member_restarts_into_its_partitions(kafka_door: Any, topic_name: str) -> None:
+    """Two `kcat -G` members with ``-X group.instance.id``: one is stopped (a static
+    member sends no LeaveGroup) and started again with the same instance id. It gets its
+    own partitions back at once (its session is 30 s: waiting for it to expire would be
+    a failure), the other member is neither revoked nor reassigned, the generation does
+    not move, and both go on reading their partitions."""
+    admin = pytest.importorskip("confluent_kafka.admin")
+    client = admin.AdminClient({"bootstrap.servers": kafka_door.bootstrap})
+    client.create_topics([admin.NewTopic(topic_name, 4, 1)])[topic_name].result(30)
+    group = "kcat-static"
+
+    def member(index: int) -> _Member:
+        return _Member(
+            kafka_door, group, topic_name, f"group.instance.id=kcat-{index}", "session.timeout.ms=30000"
+        )
+
+    members = [member(0), member(1)]
+    try:
+        _wait_for(lambda: all(m.assigned == 2 for m in members), "two partitions per member")
+        before = [list(m.partitions) for m in members]
+        assert sorted(before[0] + before[1]) == [0, 1, 2, 3]
+        generation = kafka_door.node.directory.describe_group(group).options["generation"]
+        kept = members[0].rebalances
+        first = [f"a{i}" for i in range(40)]
+        kafka_door.engine.append(topic_name, [{"key": f"k{i}", "value": v} for i, v in enumerate(first)])
+        _wait_for(lambda: sum(len(m.values) for m in members) >= len(first), "the first records")
+        members[1].leave()
+        members[1] = member(1)
+        _wait_for(lambda: members[1].assigned == 2, "the restarted member's assignment")
+        assert members[1].partitions == before[1]
+        info = kafka_door.node.directory.describe_group(group)
+        assert info.options["generation"] == generation and info.state == "Stable"
+        assert members[0].rebalances == kept and members[0].partitions == before[0]
+        second = [f"b{i}" for i in range(40)]
+        kafka_door.engine.append(topic_name, [{"key": f"k{i}", "value": v} for i, v in enumerate(second)])
+        _wait_for(
+            lambda: set(second) <= {v for m in members for v in m.values}, "the records after the restart"
+        )
+        assert members[1].values and not set(first) & set(members[1].values)  # committed: not read again
+    finally:
+        for m in members:
+            if m.process.poll() is None:
+                m.leave()
