@@ -20,15 +20,20 @@ import datetime
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.errors import InvalidRequest, RequestTooLarge
+from odradek.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # ~50 ms to import; the command line's listing commands never use it (docs/cli.md)
+    pc = lazy_module("pyarrow.compute")
 
 HEADERS_TYPE = pa.map_(pa.utf8(), pa.binary())
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from odradek_process import Server
 
 from odradek.cli.main import build_parser
 
@@ -67,6 +68,26 @@ def _heavy_modules(*arguments: str) -> list[str]:
 )
 def test_help_and_usage_errors_import_no_arrow(arguments: list[str]) -> None:
     assert _heavy_modules(*arguments) == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["topic", "list"], ["topic", "describe", "orders"], ["group", "list"]],
+    ids=lambda arguments: " ".join(arguments),
+)
+def test_listing_commands_import_no_arrow_compute(start_server: type[Server], arguments: list[str]) -> None:
+    # Listing and describing need the Flight client (pyarrow) but no compute kernels,
+    # whose import is about a quarter of `odradek topic list`'s start (docs/cli.md).
+    server = start_server()
+    created = subprocess.run(
+        [sys.executable, "-m", "odradek.cli.main", "--server", server.url, "topic", "create", "orders"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    loaded = _heavy_modules("--server", server.url, *arguments)
+    assert "pyarrow.flight" in loaded  # the command did reach the server
+    assert "pyarrow.compute" not in loaded
 
 
 def test_import_odradek_is_cheap_and_still_offers_the_api() -> None:

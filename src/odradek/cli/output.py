@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from odradek.cli.terminal import human_bytes
 from odradek.errors import InvalidRequest
+from odradek.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:  # ~50 ms to import, and `topic list` and friends never use it
+    pc = lazy_module("pyarrow.compute")
 
 # JSON string escapes the kernels apply, in order (backslash first).
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
