@@ -420,6 +420,28 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+# The W3C Trace Context request headers a produce copies into each record without a
+# ``traceparent`` header of its own (docs/observability.md, trace context).
+_TRACE_CONTEXT: list[dict[str, Any]] = [
+    {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context (level 1): copied into the headers of each record that has no "
+        "`traceparent` header of its own. A malformed one is refused (400, nothing appended).",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+    },
+    {
+        "name": "tracestate",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context vendor state (at most 32 `key=value` members, 512 characters), "
+        "copied with `traceparent`.",
+        "schema": {"type": "string", "maxLength": 512},
+    },
+]
+
+
 def _operation(
     operation_id: str,
     summary: str,
@@ -492,6 +514,7 @@ PATHS: dict[str, Any] = {
             "retry returns the first result with `duplicate: true`.",
             _answers("200", "What the append assigned.", _ref("AppendResult")),
             body=_body(_ref("ProduceRequest")),
+            parameters=_TRACE_CONTEXT,
         ),
         "get": _operation(
             "read",
