@@ -8,6 +8,20 @@ Kafka consumer group of the Kafka door) has no pattern, deliveries or counters, 
 its topics carry their virtual partitions (``partitions``), its members their Kafka
 client id and host. Fields that only one kind has are left out of the JSON form when
 absent, so the JSON of an ``odradek`` group is what it always was.
+
+A member's lag is the lag of what it holds, when it holds something of its own:
+
+* a ``kafka`` member holds the partitions of its assignment (``assignment``, per
+  topic): its lag is the sum of their lag (:class:`PartitionLag`), counting those with
+  a committed offset (the others are listed as ``uncommitted``: no figure is known for
+  them, Kafka's tools show ``-``). The members' lags add up to the group's when every
+  committed partition is assigned; a committed partition nobody holds (a topic no
+  longer subscribed, a rebalance under way) counts in the group's lag only.
+* an ``odradek`` group assigns nothing (group.py): with ``ordering="key"`` or
+  ``"none"`` any member takes any key's next record when it polls, so no record is a
+  member's before it is delivered and ``lag`` is absent; what a member holds is its
+  ``in_flight`` records. With ``ordering="topic"`` the active member is served every
+  record of every topic: its lag is the group's, a standby member's 0.
 """
 
 from __future__ import annotations
@@ -26,6 +40,31 @@ STATE_EMPTY = "Empty"
 
 
 @dataclasses.dataclass(frozen=True)
+class AssignedPartitions:
+    """The virtual partitions of one topic that a member of a ``kafka`` group holds."""
+
+    topic: str
+    partitions: tuple[int, ...]  # sorted
+    lag: int  # the sum of the lag of those of them with a committed offset
+    uncommitted: tuple[int, ...] = ()  # those without one: their lag is not known
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partitions": list(self.partitions),
+            "lag": self.lag,
+            "uncommitted": list(self.uncommitted),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AssignedPartitions:
+        fields = _known(cls, data)
+        fields["partitions"] = tuple(fields["partitions"])
+        fields["uncommitted"] = tuple(fields.get("uncommitted", ()))
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
 class MemberInfo:
     member: str
     joined_at: float  # wall-clock seconds since the epoch
@@ -34,9 +73,22 @@ class MemberInfo:
     active: bool  # False for standby members of an ordering="topic" group
     client_id: str | None = None  # kafka: the client.id the member joined with
     client_host: str | None = None  # kafka: the address it joined from
+    lag: int | None = None  # the lag of what it holds; None: it holds nothing of its own
+    assignment: tuple[AssignedPartitions, ...] | None = None  # kafka: its partitions, by topic
 
     def to_json(self) -> dict[str, Any]:
-        return _without_absent(dataclasses.asdict(self), ("client_id", "client_host"))
+        data = dataclasses.asdict(self)
+        if self.assignment is not None:
+            data["assignment"] = [topic.to_json() for topic in self.assignment]
+        return _without_absent(data, ("client_id", "client_host", "lag", "assignment"))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MemberInfo:
+        fields = _known(cls, data)
+        assignment = fields.pop("assignment", None)
+        if assignment is not None:
+            fields["assignment"] = tuple(AssignedPartitions.from_json(topic) for topic in assignment)
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +170,7 @@ class GroupInfo:
             group=data["group"],
             pattern=data["pattern"],
             options=dict(data["options"]),
-            members=[MemberInfo(**_known(MemberInfo, m)) for m in data["members"]],
+            members=[MemberInfo.from_json(m) for m in data["members"]],
             topics=[TopicLag.from_json(t) for t in data["topics"]],
             counters=dict(data["counters"]),
             kind=str(data.get("kind", KIND_ODRADEK)),

@@ -23,7 +23,9 @@ Theory of operation
 * Lag, computed in the asking thread from the partition index (partition_index.py):
   per committed partition its high watermark (its last record's offset + 1) minus the
   committed offset, what Kafka's tools show, so a group that read and committed
-  everything has lag 0; per topic the sum over its committed partitions.
+  everything has lag 0; per topic the sum over its committed partitions; per member
+  the sum over the committed partitions it holds (its decoded assignment, groups.py),
+  the others listed as uncommitted (groups/info.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from odradek.groups.directory import GroupNames
 from odradek.groups.info import (
     KIND_KAFKA,
     STATE_EMPTY,
+    AssignedPartitions,
     GroupInfo,
     GroupListing,
     MemberInfo,
@@ -50,7 +53,7 @@ from odradek.groups.info import (
 )
 from odradek.groups.reset import check_rows, members_refusal, target_offset
 from odradek.names import compile_pattern
-from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView
+from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView, MemberView
 from odradek.protocols.kafka.partition_index import index_of
 from odradek.protocols.kafka.store import (
     GroupOffsetStore,
@@ -243,18 +246,6 @@ class KafkaGroups:
         return True
 
     def _info(self, view: GroupView) -> GroupInfo:
-        members = [
-            MemberInfo(
-                member.member_id,
-                member.joined_at,
-                member.idle_seconds,
-                0,
-                member.assigned,
-                member.client_id,
-                member.client_host,
-            )
-            for member in view.members
-        ]
         by_topic: dict[str, list[tuple[int, OffsetEntry]]] = {}
         for (topic, partition), entry in sorted(view.offsets.items()):
             by_topic.setdefault(topic, []).append((partition, entry))
@@ -277,12 +268,50 @@ class KafkaGroups:
             lowest = min(partition.committed for partition in partitions)
             lag = sum(partition.lag for partition in partitions)
             topics.append(TopicLag(topic, lowest, lowest, info.next_offset, lag, 0, 0, 0, 0, partitions))
+        lags = {
+            (topic.topic, partition.partition): partition.lag
+            for topic in topics
+            for partition in topic.partitions or ()
+        }
+        members = [_member_info(member, lags) for member in view.members]
         options = {
             "protocol_type": view.protocol_type,
             "protocol": view.protocol,
             "generation": view.generation,
         }
         return GroupInfo(view.group_id, None, options, members, topics, {}, KIND_KAFKA, view.state)
+
+
+def _member_info(member: MemberView, lags: dict[tuple[str, int], int]) -> MemberInfo:
+    """A member with the partitions it holds and their lag (``lags``: per committed
+    partition of a topic that still exists)."""
+    assignment: tuple[AssignedPartitions, ...] | None = None
+    lag: int | None = None
+    if member.partitions is not None:
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in sorted(member.partitions):
+            by_topic.setdefault(topic, []).append(partition)
+        assignment = tuple(
+            AssignedPartitions(
+                topic,
+                tuple(partitions),
+                sum(lags.get((topic, partition), 0) for partition in partitions),
+                tuple(partition for partition in partitions if (topic, partition) not in lags),
+            )
+            for topic, partitions in by_topic.items()
+        )
+        lag = sum(topic.lag for topic in assignment)
+    return MemberInfo(
+        member.member_id,
+        member.joined_at,
+        member.idle_seconds,
+        0,
+        member.assigned,
+        member.client_id,
+        member.client_host,
+        lag,
+        assignment,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,8 +63,16 @@ from typing import Protocol
 from odradek import limits
 from odradek.errors import InvalidRequest
 from odradek.protocols.kafka import consumer_groups
+from odradek.protocols.kafka.codec.consumer_protocol import assigned_partitions
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.consumer_groups import ConsumerGroup, Heartbeat, HeartbeatAnswer, Topics
+from odradek.protocols.kafka.codec.primitives import DecodeError
+from odradek.protocols.kafka.consumer_groups import (
+    ConsumerGroup,
+    Heartbeat,
+    HeartbeatAnswer,
+    TopicPartition,
+    Topics,
+)
 from odradek.protocols.kafka.store import DoorStore, OffsetEntry
 
 log = logging.getLogger(__name__)
@@ -148,6 +156,10 @@ class MemberView:
     joined_at: float
     idle_seconds: float
     assigned: bool
+    # The partitions it holds: a classic member's last SyncGroup assignment (decoded for
+    # protocol type "consumer"), a consumer-protocol member's owned ones (those it must
+    # still give up included); None when its assignment's bytes cannot be read.
+    partitions: frozenset[TopicPartition] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -748,6 +760,7 @@ class Coordinator:
                 member.joined_at,
                 0.0 if member.joining or member.syncing else max(0.0, now - member.last_seen),
                 bool(member.assignment),
+                _classic_partitions(group.protocol_type, member.assignment),
             )
             for member in group.members.values()
         )
@@ -760,6 +773,7 @@ class Coordinator:
                     member.joined_at,
                     max(0.0, now - member.last_seen),
                     bool(member.assigned),
+                    member.assigned | member.revoking,
                 )
                 for member in group.consumer.members.values()
             )
@@ -810,6 +824,18 @@ class Coordinator:
                 for future in (member.joining, member.syncing):
                     if future is not None and not future.done():
                         future.cancel()
+
+
+def _classic_partitions(protocol_type: str | None, assignment: bytes) -> frozenset[TopicPartition] | None:
+    """A classic member's partitions, from its assignment's bytes: None for a group of
+    another protocol type (its bytes are not the consumer protocol's) or bytes that do
+    not decode (a client's bug: the group is described all the same)."""
+    if protocol_type != CONSUMER_PROTOCOL_TYPE:
+        return None
+    try:
+        return assigned_partitions(assignment)
+    except DecodeError:
+        return None
 
 
 def _subscribed_topics(metadata: bytes) -> frozenset[str] | None:
