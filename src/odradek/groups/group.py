@@ -294,18 +294,6 @@ class Group(Resetting, Reading):
             now = self._clock()
             if self.options is not None:
                 self._expire(now)
-            first = next(iter(self._members), None)
-            topic_mode = self.options is not None and self.options.ordering == "topic"
-            members = [
-                MemberInfo(
-                    member.id,
-                    member.joined_at,
-                    0.0 if member.polling else max(0.0, now - member.last_seen),
-                    sum(self._leases[i].remaining for i in member.leases if i in self._leases),
-                    not topic_mode or member.id == first,
-                )
-                for member in self._members.values()
-            ]
             topics = self._idle_topics()
             for cursor in self._cursors.values():
                 try:
@@ -326,6 +314,22 @@ class Group(Resetting, Reading):
                         cursor.skipped,
                     )
                 )
+            # Nothing is assigned (see the module): only an ordering="topic" group's
+            # members hold something of their own, the active one every topic.
+            first = next(iter(self._members), None)
+            topic_mode = self.options is not None and self.options.ordering == "topic"
+            group_lag = sum(topic.lag for topic in topics)
+            members = [
+                MemberInfo(
+                    member.id,
+                    member.joined_at,
+                    0.0 if member.polling else max(0.0, now - member.last_seen),
+                    sum(self._leases[i].remaining for i in member.leases if i in self._leases),
+                    not topic_mode or member.id == first,
+                    lag=(group_lag if member.id == first else 0) if topic_mode else None,
+                )
+                for member in self._members.values()
+            ]
             options = self.options.to_json() if self.options is not None else {}
             state = STATE_STABLE if members else STATE_EMPTY
             return GroupInfo(
