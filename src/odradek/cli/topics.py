@@ -129,14 +129,44 @@ def group_text(info: GroupInfo) -> str:
         table.append((topic.topic, "-", f"{topic.committed:,}", f"{topic.next_offset:,}", f"{topic.lag:,}"))
         for partition in topic.partitions or ():
             table.append(("", str(partition.partition), f"{partition.committed:,}", "", f"{partition.lag:,}"))
-    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
-    lines.extend("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
+    lines.extend(_columns(table))
     if info.members:
         lines.append("")
-        lines.append("MEMBER  IN-FLIGHT  IDLE  CLIENT")
-        for member in info.members:
-            client = " ".join(part for part in (member.client_id, member.client_host) if part)
-            lines.append(
-                f"{member.member}  {member.in_flight}  {member.idle_seconds:.1f}s  {client}".rstrip()
-            )
+        lines.extend(_columns(_member_rows(info)))
+        if any(topic.uncommitted for member in info.members for topic in member.assignment or ()):
+            lines.append("* no committed offset: the partition's lag is not known and not counted")
     return "\n".join(lines)
+
+
+def _member_rows(info: GroupInfo) -> list[tuple[str, ...]]:
+    """A row per member: a Kafka member's partitions and their lag; an odradek member's
+    records in flight, and its lag where it has one (ordering="topic")."""
+    rows: list[tuple[str, ...]] = [("MEMBER", "CLIENT", "PARTITIONS", "LAG", "IN-FLIGHT", "IDLE", "ACTIVE")]
+    for member in info.members:
+        client = " ".join(part for part in (member.client_id, member.client_host) if part) or "-"
+        if member.assignment is None:
+            partitions = "-"
+        else:
+            partitions = " ".join(
+                f"{topic.topic}:"
+                + ",".join(f"{p}*" if p in topic.uncommitted else str(p) for p in topic.partitions)
+                for topic in member.assignment
+            )
+        lag = "-" if member.lag is None else f"{member.lag:,}"
+        rows.append(
+            (
+                member.member,
+                client,
+                partitions or "none",
+                lag,
+                f"{member.in_flight:,}",
+                f"{member.idle_seconds:.1f}s",
+                "yes" if member.active else "standby",
+            )
+        )
+    return rows
+
+
+def _columns(table: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
