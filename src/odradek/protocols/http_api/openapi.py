@@ -325,8 +325,52 @@ SCHEMAS: dict[str, Any] = {
             "group": {"type": "string"},
             "kind": {"type": "string"},
             "state": {"type": "string"},
-            "members": {"type": "array", "items": {"type": "object"}},
+            "members": {"type": "array", "items": _ref("GroupMember")},
             "topics": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "GroupMember": {
+        "type": "object",
+        "description": "A member of a group (docs/console.md, Groups). A Kafka group's member "
+        "has its client and the partitions it holds; an odradek group assigns nothing, so its "
+        "members show the records they hold in flight.",
+        "required": ["member", "joined_at", "idle_seconds", "in_flight", "active"],
+        "properties": {
+            "member": {"type": "string"},
+            "joined_at": {"type": "number", "description": "Seconds since the epoch."},
+            "idle_seconds": {"type": "number", "description": "Since its last call (0 while it polls)."},
+            "in_flight": {"type": "integer", "description": "Deliveries it holds, not settled."},
+            "active": {"type": "boolean", "description": "False: a standby member (ordering topic)."},
+            "client_id": {"type": "string", "description": "Kafka: the client.id it joined with."},
+            "client_host": {"type": "string", "description": "Kafka: the address it joined from."},
+            "lag": {
+                "type": "integer",
+                "description": "The lag of what it holds: a Kafka member's, summed over its "
+                "partitions with a committed offset; an ordering topic group's active member's, "
+                "the group's (a standby's 0). Absent when it holds nothing of its own (ordering "
+                "key or none).",
+            },
+            "assignment": {
+                "type": "array",
+                "description": "Kafka: the partitions it holds, per topic.",
+                "items": {
+                    "type": "object",
+                    "required": ["topic", "partitions", "lag", "uncommitted"],
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "partitions": {"type": "array", "items": {"type": "integer"}},
+                        "lag": {
+                            "type": "integer",
+                            "description": "Summed over those of its partitions with a committed offset.",
+                        },
+                        "uncommitted": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": "Its partitions with no committed offset: their lag is not known.",
+                        },
+                    },
+                },
+            },
         },
     },
     "JoinRequest": {
