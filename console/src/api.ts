@@ -84,6 +84,15 @@ export interface TopicLag {
   partitions?: { partition: number; committed: number; lag: number }[];
 }
 
+// The virtual partitions of one topic a Kafka group's member holds; `lag` sums those
+// with a committed offset, `uncommitted` lists the others (their lag is not known).
+export interface AssignedPartitions {
+  topic: string;
+  partitions: number[];
+  lag: number;
+  uncommitted: number[];
+}
+
 export interface MemberInfo {
   member: string;
   joined_at: number;
@@ -92,6 +101,10 @@ export interface MemberInfo {
   active: boolean;
   client_id?: string | null;
   client_host?: string | null;
+  // The lag of what the member holds: absent when it holds nothing of its own (an
+  // odradek group with ordering "key" or "none" assigns nothing).
+  lag?: number;
+  assignment?: AssignedPartitions[];
 }
 
 export interface GroupInfo {

@@ -4,7 +4,8 @@ Goal: a person opening /ui on a running `odradek serve` sees the topics with the
 and rates, a live tail that shows a record appended after the page opened and whose
 filter filters, a key's versions with values decoded through the topic's schema,
 consumer groups with their lag per topic and their members (a Kafka group's per
-partition, committed through the Kafka door by kafka-python), schemas and their versions,
+partition, committed through the Kafka door by kafka-python, and per member: the
+partitions each of two confluent-kafka members holds and their lag), schemas and their versions,
 and no cluster page on a single node. Method: one real server and one headless Chromium
 (Playwright) per module; each test makes its data through the HTTP API, opens a page and
 waits (generous deadlines, never a timing asserted) for what it must show; a screenshot
@@ -13,6 +14,7 @@ of each page is kept under pytest's tmp path and its path printed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,7 +127,7 @@ def test_groups_show_lag_per_topic_and_members(page: Any, served: Served) -> Non
     group.locator(f"tr[data-member='{member}']").wait_for()
 
 
-def test_a_kafka_groups_lag_per_partition(page: Any, served: Served) -> None:
+def test_a_kafka_groups_lag_per_partition_and_member(page: Any, served: Served, tmp_path: Path) -> None:
     kafka = pytest.importorskip("kafka")
     from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -141,6 +143,22 @@ def test_a_kafka_groups_lag_per_partition(page: Any, served: Served) -> None:
     row = group.locator("tr[data-topic='groups.kafka']")
     row.locator("td.lag [data-partition='0']", has_text="partition 0: 3 (at 7)").wait_for()
     assert "kafka" in group.locator("h2").inner_text()
+
+    # Two confluent-kafka members sharing four partitions: each member's row has the
+    # partitions its client holds and their lag, as its client tells it.
+    from kafka_members import two_members
+
+    with two_members(served.kafka, "groups.shared", "kafka-shared") as shared:
+        members = page.locator("article[data-group=kafka-shared] [data-testid=group-members]")
+        for member in shared.members:
+            member_row = members.locator("tbody tr", has_text=member.client_id)
+            assigned = f"groups.shared: {', '.join(str(p) for p in member.partitions)}"
+            member_row.locator("td.partitions [data-assigned='groups.shared']", has_text=assigned).wait_for()
+            member_row.locator("td.lag", has_text=re.compile(f"^{member.lag}$")).wait_for()
+        assert members.locator("tbody tr").count() == 2
+        shot = tmp_path / "kafka-shared-members.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
 
 
 def test_schemas_show_subjects_and_versions(page: Any, served: Served) -> None:

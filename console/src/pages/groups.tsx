@@ -6,6 +6,9 @@ const GROUPS_DESCRIBED_MAX = 50;
 
 // Consumer groups of both kinds (odradek and kafka) with their lag per topic (and per
 // partition a Kafka group committed) and their members, refreshed every two seconds.
+// A Kafka member's row has the partitions it holds and their lag; an odradek group
+// assigns nothing, so its members show the records they hold in flight (and a lag
+// only with ordering "topic", where the active member is served everything).
 export function GroupsPage() {
   const [groups, error] = usePoll(
     async () => {
@@ -71,20 +74,37 @@ export function GroupsPage() {
             <thead>
               <tr>
                 <th>Member</th>
+                <th>Client</th>
+                <th>Partitions</th>
+                <th class="number">Lag</th>
                 <th class="number">In flight</th>
                 <th class="number">Idle</th>
                 <th>Active</th>
-                <th>Client</th>
               </tr>
             </thead>
             <tbody>
               {group.members.map((member) => (
                 <tr data-member={member.member}>
                   <td>{member.member}</td>
+                  <td class="client">{[member.client_id, member.client_host].filter(Boolean).join(" @ ") || "–"}</td>
+                  <td class="partitions">
+                    {member.assignment === undefined
+                      ? "–"
+                      : member.assignment.length === 0
+                        ? "none"
+                        : member.assignment.map((topic) => (
+                            <div data-assigned={topic.topic}>
+                              {topic.topic}: {topic.partitions.join(", ")}
+                              {topic.uncommitted.length > 0 && (
+                                <span class="aside"> (no commit: {topic.uncommitted.join(", ")})</span>
+                              )}
+                            </div>
+                          ))}
+                  </td>
+                  <td class="number lag">{member.lag ?? "–"}</td>
                   <td class="number">{member.in_flight}</td>
                   <td class="number">{member.idle_seconds.toFixed(1)} s</td>
                   <td>{member.active ? "yes" : "standby"}</td>
-                  <td>{[member.client_id, member.client_host].filter(Boolean).join(" @ ") || "–"}</td>
                 </tr>
               ))}
             </tbody>
