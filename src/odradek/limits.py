@@ -186,6 +186,10 @@ group_in_flight_per_key_max = 10_000
 group_members_max = 10_000
 # Group names: the dead-letter topic is "dlq.<group>", which must be a topic name.
 group_name_length_max = topic_name_length_max - len("dlq.")
+# Patterns of one group's subscription when it is a list (a Kafka share member
+# subscribed to several topics, groups/subscription.py): the list is compared on every
+# join and matched against every topic name on each refresh of the group's topics.
+group_subscription_patterns_max = 1_000
 # A group progress frame's body above this is damage, not a frame (a DONE frame of one
 # ack of group_poll_records_max scattered offsets is 1.6 MB).
 group_state_frame_bytes_max = 64 * 1024 * 1024

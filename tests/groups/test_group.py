@@ -570,3 +570,37 @@ def test_attempts_keep_counting_when_the_only_member_keeps_dying(
     consumer = client.subscribe(TOPIC, group="g", ack_timeout=1, max_deliveries=3)
     assert [(d.offset, d.attempt) for d in consumer.poll(10, timeout=0)] == [(1, 1)]
     assert client.describe_group("g").dead_lettered == 1
+
+
+# -- subscriptions that are lists, and deliveries given back -------------------------
+
+
+def test_a_group_may_subscribe_to_a_list_of_patterns(client: Any, append_keyed: Any) -> None:
+    for topic in ("jobs.a", "jobs.b", "other"):
+        client.create_topic(topic)
+        append_keyed(client, topic, [b"k"])
+    groups = client.node.groups
+    first = groups.join("g", ["jobs.b", "jobs.a", "jobs.b"], ordering="none", start="earliest")
+    assert groups.describe_group("g").pattern == "jobs.a,jobs.b"  # sorted, distinct
+    second = groups.join("g", ("jobs.a", "jobs.b"), ordering="none")  # the same list
+    with pytest.raises(odradek.InvalidRequest, match="subscribes to"):
+        groups.join("g", ["jobs.a"], ordering="none")
+    with pytest.raises(odradek.InvalidRequest, match="invalid pattern"):
+        groups.join("h", "jobs.a,other")  # a string is one pattern: no list through it
+    with pytest.raises(odradek.InvalidRequest, match="at least one pattern"):
+        groups.join("h", [])
+    batches = groups.poll_batches("g", first, 10, 0.0) + groups.poll_batches("g", second, 10, 0.0)
+    assert sorted(b.topic for b in batches) == ["jobs.a", "jobs.b"]
+
+
+def test_released_deliveries_come_back_without_counting(client: Any, append_keyed: Any) -> None:
+    client.create_topic(TOPIC)
+    append_keyed(client, TOPIC, [b"a", b"b", b"c"])
+    groups = client.node.groups
+    member = groups.join("g", TOPIC, ordering="none", start="earliest")
+    (batch,) = groups.poll_batches("g", member, 10, 0.0)
+    result = groups.release("g", member, batch)
+    assert result.ok and result.settled == 3
+    (again,) = groups.poll_batches("g", member, 10, 0.0)
+    assert again.records.column("attempt").to_pylist() == [1, 1, 1]
+    assert groups.describe_group("g").counters["released"] == 3

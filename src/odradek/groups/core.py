@@ -24,6 +24,7 @@ from odradek.errors import ClosedError, UnknownMember
 from odradek.groups import dispatcher
 from odradek.groups.deadletters import REASON_EXPIRED, REASON_FAILED, REASON_TIMEOUT, DeadLetterJob
 from odradek.groups.dispatcher import Cursor, Released
+from odradek.groups.info import KIND_ODRADEK, KIND_SHARE
 from odradek.groups.members import COUNTERS, Lease, Member
 from odradek.groups.options import GroupOptions
 from odradek.groups.state import GroupState, ProgressStore, TopicProgress
@@ -195,6 +196,13 @@ class GroupCore:
     @property
     def member_count(self) -> int:
         return len(self._members)
+
+    @property
+    def kind(self) -> str:
+        """``share`` while a member joined for a Kafka share member is in the group,
+        else ``odradek`` (info.py)."""
+        members = list(self._members.values())
+        return KIND_SHARE if any(member.share for member in members) else KIND_ODRADEK
 
     def wake(self) -> None:
         """New data or topics may be there (called by the engine's arrivals)."""

@@ -89,7 +89,7 @@ from odradek.groups.members import Lease, Member
 from odradek.groups.options import GroupOptions
 from odradek.groups.reading import Reading
 from odradek.groups.reset import Resetting
-from odradek.names import compile_pattern
+from odradek.groups.subscription import compile_subscription
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Group(Resetting, Reading):
 
     # -- membership -------------------------------------------------------------------
 
-    def join(self, pattern: str, options: GroupOptions) -> str:
+    def join(self, pattern: str, options: GroupOptions, *, share: bool = False) -> str:
         with self._lock:
             self._check_open()
             now = self._clock()
@@ -123,7 +123,7 @@ class Group(Resetting, Reading):
                     f"group {self.name!r} has {limits.group_members_max} members, the most allowed"
                 )
             self._refresh_topics(now, resolve_errors=True)
-            member = Member(uuid.uuid4().hex, self._member_sequence, time.time(), now)
+            member = Member(uuid.uuid4().hex, self._member_sequence, time.time(), now, share=share)
             self._member_sequence += 1
             self._members[member.id] = member
             self.counters["members_joined"] += 1
@@ -340,7 +340,7 @@ class Group(Resetting, Reading):
         """Progress of the subscribed topics that have no window (the group is idle)."""
         if self.pattern is None:
             return []
-        matches = compile_pattern(self.pattern)
+        matches = compile_subscription(self.pattern)
         topics = []
         for name, progress in self._saved.items():
             if not matches(name):

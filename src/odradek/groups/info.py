@@ -31,6 +31,9 @@ from typing import Any
 
 KIND_ODRADEK = "odradek"  # key-ordered groups of this package (decision 0004)
 KIND_KAFKA = "kafka"  # classic Kafka consumer groups joined through the Kafka door
+# An odradek group while Kafka share consumers (KIP-932) are among its members: the
+# Kafka door's ListGroups gives it Kafka's group type "share" (decision 0026).
+KIND_SHARE = "share"
 KINDS = (KIND_ODRADEK, KIND_KAFKA)
 
 # States, in Kafka's names so that both kinds read alike everywhere: a group with

@@ -8,6 +8,7 @@ DoExchange, both through membership.py)::
     deliveries = node.groups.poll(group, member, max_records, timeout)        # objects
     node.groups.ack(group, member, deliveries)           # -> AckResult
     node.groups.nack(group, member, deliveries, delay)   # -> AckResult
+    node.groups.release(group, member, deliveries)       # back to the group, uncounted
     node.groups.leave(group, member)
     node.groups.describe_group(group)                    # -> GroupInfo
     node.groups.list_groups(); node.groups.delete_group(group)
@@ -32,7 +33,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from odradek import defaults
@@ -58,6 +59,7 @@ from odradek.groups.options import (
 )
 from odradek.groups.reset import check_target
 from odradek.groups.state import ProgressStore
+from odradek.groups.subscription import subscription
 
 if TYPE_CHECKING:
     from odradek.api import Start
@@ -127,9 +129,20 @@ class GroupManager:
 
     # -- members ----------------------------------------------------------------------
 
-    def join(self, group: str, pattern: str, options: GroupOptions | None = None, **raw: Any) -> str:
-        """Add a member to ``group`` (created if new) subscribed to ``pattern``; return
-        its id. Options come as a GroupOptions or as keyword arguments."""
+    def join(
+        self,
+        group: str,
+        pattern: str | Sequence[str],
+        options: GroupOptions | None = None,
+        *,
+        share: bool = False,
+        **raw: Any,
+    ) -> str:
+        """Add a member to ``group`` (created if new) subscribed to ``pattern`` (a
+        pattern, or a sequence of them: subscription.py); return its id. Options come as
+        a GroupOptions or as keyword arguments. ``share``: the member serves a Kafka
+        share member (the group's kind is ``share`` while it is in it)."""
+        pattern = subscription(pattern)
         if options is None:
             options = GroupOptions.build(group, pattern, **raw)
         elif raw:
@@ -137,7 +150,7 @@ class GroupManager:
         else:
             fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
             options = GroupOptions.build(group, pattern, **fields)
-        return self._group(group, create=True).join(pattern, options)
+        return self._group(group, create=True).join(pattern, options, share=share)
 
     def leave(self, group: str, member: str, *, failed: bool = False) -> bool:
         """Remove a member; its unsettled deliveries go back to the group at once,
@@ -186,10 +199,19 @@ class GroupManager:
         delay = check_delay(delay)
         return self._group(group).nack(member, deliveries, delay)
 
+    def release(self, group: str, member: str, deliveries: Settleable) -> AckResult:
+        """Give deliveries back unprocessed (a member that took more than it could pass
+        on): each may be delivered again at once, and this delivery does not count as
+        an attempt."""
+        return self._group(group).release(member, deliveries)
+
     # -- information ------------------------------------------------------------------
 
     def describe_group(self, group: str) -> GroupInfo:
-        return self._group(group).describe()
+        found = self._group(group)
+        info = found.describe()
+        kind = found.kind
+        return info if kind == info.kind else dataclasses.replace(info, kind=kind)
 
     def list_groups(self) -> list[str]:
         names = set(self._stored_names())
@@ -201,11 +223,11 @@ class GroupManager:
         """Every group with its member count, without loading the idle ones."""
         stored = self._stored_names()
         with self._lock:
-            members = {name: group.member_count for name, group in self._groups.items()}
+            members = {name: (group.member_count, group.kind) for name, group in self._groups.items()}
         listing = []
         for name in sorted(set(stored) | members.keys()):
-            count = members.get(name, 0)
-            listing.append(GroupListing(name, KIND_ODRADEK, STATE_STABLE if count else STATE_EMPTY, count))
+            count, kind = members.get(name, (0, KIND_ODRADEK))
+            listing.append(GroupListing(name, kind, STATE_STABLE if count else STATE_EMPTY, count))
         return listing
 
     def exists(self, group: str) -> bool:

@@ -18,6 +18,7 @@ class Member:
     last_seen: float
     polling: int = 0
     leases: set[int] = dataclasses.field(default_factory=set)
+    share: bool = False  # joined for a Kafka share member (decision 0026)
 
 
 @dataclasses.dataclass

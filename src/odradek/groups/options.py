@@ -16,7 +16,8 @@ from typing import Any
 
 from odradek import defaults, limits
 from odradek.errors import InvalidRequest
-from odradek.names import NAME_RULES, compile_pattern, validate_topic_name
+from odradek.groups.subscription import compile_subscription
+from odradek.names import NAME_RULES, validate_topic_name
 
 ORDERINGS = ("key", "topic", "none")
 
@@ -67,7 +68,7 @@ class GroupOptions:
 
     def validate(self, group: str, pattern: str) -> None:
         validate_group_name(group)
-        compile_pattern(pattern)
+        compile_subscription(pattern)
         if self.ordering not in ORDERINGS:
             raise InvalidRequest(f"ordering must be one of {ORDERINGS}, got {self.ordering!r}")
         if self.max_in_flight_per_key is not None:

@@ -23,7 +23,7 @@ from odradek.groups import dispatcher
 from odradek.groups.core import GroupCore
 from odradek.groups.dispatcher import Cursor
 from odradek.groups.keys import prepare
-from odradek.names import compile_pattern
+from odradek.groups.subscription import compile_subscription
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Reading(GroupCore):
         assert self.options is not None and self.pattern is not None
         self._refresh_due = now + _REFRESH_SECONDS
         existing = self._engine.list_topics()
-        matches = compile_pattern(self.pattern)
+        matches = compile_subscription(self.pattern)
         names = [n for n in existing if matches(n) and n != self.options.dead_letters]
         for name in names:
             if name not in self._cursors:

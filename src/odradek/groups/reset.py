@@ -37,6 +37,7 @@ from odradek.errors import InvalidRequest, TopicNotFound
 from odradek.groups.info import OffsetReset
 from odradek.groups.settling import Settling
 from odradek.groups.state import TopicProgress
+from odradek.groups.subscription import compile_subscription
 from odradek.names import compile_pattern
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Resetting(Settling):
                 raise InvalidRequest(
                     f"group {self.name!r} is still settling its last member's acknowledgements; retry"
                 )
-            own = compile_pattern(self.pattern)
+            own = compile_subscription(self.pattern)
             topics = [
                 name
                 for name in self._engine.list_topics(pattern or ">")

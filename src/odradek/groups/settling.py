@@ -129,6 +129,26 @@ class Settling(GroupCore):
         self._process_dead_letters()
         return AckResult(settled, rejected)
 
+    def release(self, member_id: str, refs: Settleable) -> AckResult:
+        """Give deliveries back unprocessed: each may be delivered again at once, its
+        attempt not counted (as a clean leave gives back what a member held)."""
+        requests = list(group_refs(refs))
+        settled = 0
+        rejected: list[Rejection] = []
+        with self._lock:
+            self._check_open()
+            self._touch(member_id)
+            for _topic, cursor, slots in self._classified(requests, rejected):
+                flying = slots[cursor.state[slots] == dispatcher.IN_FLIGHT]
+                if len(flying):
+                    released = self._fail(cursor, flying, count=False, delay=0.0, reason="")
+                    self.counters["released"] += released.rewound
+                settled += len(slots)
+            self.counters["rejected_acks"] += len(rejected)
+            if settled:
+                self._changed()
+        return AckResult(settled, rejected)
+
     def _classified(
         self, requests: list[Any], rejected: list[Rejection]
     ) -> Iterator[tuple[str, Cursor, npt.NDArray[np.int64]]]:
