@@ -850,6 +850,10 @@ kafka_share_delivery_count_limit = 5
 # Records one ShareFetch acquires at most, whatever its MaxRecords: ten times the
 # consumer's max.poll.records default (500).
 kafka_share_fetch_records_max = 5_000
+# Bytes of records one ShareFetch returns at most, whatever its MaxBytes: Kafka's broker
+# fetch.max.bytes default (55 MiB), which caps a Fetch's MaxBytes the same way. Only the
+# first record may exceed the request's MaxBytes (so that a consumer always progresses).
+kafka_share_fetch_bytes_max = 55 * 1024 * 1024
 # Heartbeat interval told to share consumers and how long a silent one stays a member:
 # Kafka's group.share.heartbeat.interval.ms (5 s) and group.share.session.timeout.ms
 # (45 s) defaults.

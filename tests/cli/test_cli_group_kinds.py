@@ -4,18 +4,22 @@ Goal: a consumer group made through the Kafka door of an `odradek serve` is list
 `odradek group list` (with its kind, state, members and lag under `--long`), described
 by `odradek group describe` (kind "kafka", lag per topic and per virtual partition) and
 deleted by `odradek group delete`, through the server's native door: one server, one
-set of groups.
+set of groups. A group Kafka share consumers are in shows with kind "share", and as an
+odradek group once they left.
 
 Method: a real `odradek serve` with its Kafka listener on a free port; kafka-python
 commits offsets for a group (assign + commit, as a consumer that tracks its own
-partitions does); each CLI command runs as its own process.
+partitions does); confluent-kafka's ShareConsumer joins a share group; each CLI
+command runs as its own process.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
+import pytest
 from odradek_process import Server, run
 
 from odradek.ports import free_port
@@ -51,5 +55,40 @@ def test_kafka_groups_through_the_cli(start_server: type[Server]) -> None:
 
     assert run("group", "delete", "kafka-billing", server=server).returncode == 0
     assert run("group", "list", server=server).stdout == b""
+    code, errors = server.stop()
+    assert code == 0, errors
+
+
+def test_a_share_group_shows_with_its_kind(start_server: type[Server]) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    if not hasattr(confluent_kafka, "ShareConsumer"):
+        pytest.skip("this confluent-kafka has no ShareConsumer")
+    port = free_port()
+    server = start_server(None, "--kafka-listen", f"127.0.0.1:{port}")
+    assert run("topic", "create", "jobs", server=server).returncode == 0
+    consumer = confluent_kafka.ShareConsumer(
+        {"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "workers"}
+    )
+    consumer.subscribe(["jobs"])
+
+    def listed() -> list[list[str]]:
+        return [
+            line.split()
+            for line in run("group", "list", "--long", server=server).stdout.decode().splitlines()
+        ]
+
+    deadline = time.monotonic() + 30
+    while listed()[1:] != [["workers", "share", "Stable", "1", "0"]] and time.monotonic() < deadline:
+        consumer.poll(0.2)
+    assert listed()[1:] == [["workers", "share", "Stable", "1", "0"]]
+    described = json.loads(run("group", "describe", "workers", server=server).stdout)
+    assert (described["kind"], described["pattern"]) == ("share", "jobs")
+    consumer.close()
+    # Its native member leaves with the share session's closing request (or at the
+    # latest the leave grace after the leave heartbeat).
+    deadline = time.monotonic() + 30
+    while listed()[1:] != [["workers", "odradek", "Empty", "0", "0"]] and time.monotonic() < deadline:
+        pass  # each look is a CLI process of its own
+    assert listed()[1:] == [["workers", "odradek", "Empty", "0", "0"]]
     code, errors = server.stop()
     assert code == 0, errors

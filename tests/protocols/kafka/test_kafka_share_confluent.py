@@ -100,3 +100,47 @@ def test_explicit_release_redelivers_and_reject_archives(kafka_door: Any, topic_
     counters = groups.describe_group("explicit").counters
     assert (counters["delivered"], counters["redelivered"]) == (4, 1)
     consumer.close()
+
+
+@pytest.mark.compat("confluent-kafka", "share groups")
+def test_a_share_consumer_of_two_topics_gets_both(kafka_door: Any, topic_name: str) -> None:
+    other_name = topic_name + "-b"
+    for name in (topic_name, other_name):
+        kafka_door.engine.create_topic(name)
+    groups = kafka_door.node.groups
+    groups.leave("both", groups.join("both", [topic_name, other_name], ordering="none", start="earliest"))
+    kafka_door.engine.append(topic_name, [{"value": b"a%d" % i} for i in range(5)])
+    kafka_door.engine.append(other_name, [{"value": b"b%d" % i} for i in range(7)])
+    consumer = confluent_kafka.ShareConsumer({"bootstrap.servers": kafka_door.bootstrap, "group.id": "both"})
+    consumer.subscribe([topic_name, other_name])
+    seen: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while len(seen) < 12 and time.monotonic() < deadline:
+        seen.update((m.topic(), m.offset()) for m in messages(consumer))
+    assert seen == {(topic_name, o) for o in range(5)} | {(other_name, o) for o in range(7)}
+    # The next polls accept them (implicit acknowledgement), in both topics.
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while (groups.committed("both", topic_name)[1], groups.committed("both", other_name)[1]) != (5, 7):
+        assert messages(consumer, 0.1) == []
+        assert time.monotonic() < deadline
+    consumer.close()
+
+
+@pytest.mark.compat("confluent-kafka", "share groups")
+def test_fetch_max_bytes_bounds_what_each_fetch_brings(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    groups = kafka_door.node.groups
+    groups.leave("small", groups.join("small", topic_name, ordering="none", start="earliest"))
+    kafka_door.engine.append(topic_name, [{"value": bytes([i]) * 1000} for i in range(20)])
+    # librdkafka sends fetch.max.bytes as ShareFetch's MaxBytes.
+    consumer = share_consumer(kafka_door, "small", topic_name, **{"fetch.max.bytes": "3000"})
+    seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while len(seen) < 20 and time.monotonic() < deadline:
+        polled = messages(consumer)
+        assert sum(len(m.value()) for m in polled) <= 3000
+        seen.extend((m.offset(), m.delivery_count()) for m in polled)
+    # Every record once, none counted twice: what a fetch could not carry went back
+    # to the group uncounted.
+    assert sorted(seen) == [(offset, 1) for offset in range(20)]
+    consumer.close()

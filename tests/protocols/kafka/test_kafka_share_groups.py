@@ -27,6 +27,7 @@ from wire import Wire
 from odradek import limits
 from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_data as data
+from odradek.protocols.kafka.codec import messages_groups as groups_api
 from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
@@ -46,13 +47,15 @@ DEADLINE_SECONDS = 30.0
 class ShareConsumer:
     """One share member on its own connection."""
 
-    def __init__(self, port: int, group: str, topic: str, member_id: str | None = None) -> None:
+    def __init__(
+        self, port: int, group: str, topic: str | tuple[str, ...], member_id: str | None = None
+    ) -> None:
         self.wire = Wire(port)
         self.group = group
         self.member_id = member_id or uuid.uuid4().hex
         self.epoch = 0
         self.session_epoch = 0
-        answer = self.heartbeat(subscribed=(topic,))
+        answer = self.heartbeat(subscribed=(topic,) if isinstance(topic, str) else topic)
         assert answer.error_code == 0, answer.error_message
         self.epoch = answer.member_epoch
         self.assignment = answer.assignment
@@ -76,9 +79,31 @@ class ShareConsumer:
         acks: tuple[s.AcknowledgementBatch, ...] = (),
         wait_ms: int = 0,
         max_records: int = 500,
+        max_bytes: int = 0x7FFFFFFF,
         session_epoch: int | None = None,
         partitions: tuple[int, ...] = (0,),
     ) -> Any:
+        return self.fetch_topics(
+            {topic_id: partitions},
+            acks={(topic_id, 0): acks} if acks else None,
+            wait_ms=wait_ms,
+            max_records=max_records,
+            max_bytes=max_bytes,
+            session_epoch=session_epoch,
+        )
+
+    def fetch_topics(
+        self,
+        wanted: dict[uuid.UUID, tuple[int, ...]],
+        *,
+        acks: dict[tuple[uuid.UUID, int], tuple[s.AcknowledgementBatch, ...]] | None = None,
+        wait_ms: int = 0,
+        max_records: int = 500,
+        max_bytes: int = 0x7FFFFFFF,
+        session_epoch: int | None = None,
+    ) -> Any:
+        """ShareFetch of the partitions of several topics, acknowledging ``acks``."""
+        acks = acks or {}
         epoch = self.session_epoch if session_epoch is None else session_epoch
         answer = self.wire.call(
             ApiKey.SHARE_FETCH,
@@ -89,18 +114,20 @@ class ShareConsumer:
                 share_session_epoch=epoch,
                 max_wait_ms=wait_ms,
                 min_bytes=1,
+                max_bytes=max_bytes,
                 max_records=max_records,
                 batch_size=max_records,
-                topics=(
+                topics=tuple(
                     s.ShareFetchTopic(
-                        topic_id=topic_id,
+                        topic_id=tid,
                         partitions=tuple(
                             s.ShareFetchPartition(
-                                partition_index=p, acknowledgement_batches=acks if p == 0 else ()
+                                partition_index=p, acknowledgement_batches=acks.get((tid, p), ())
                             )
                             for p in partitions
                         ),
-                    ),
+                    )
+                    for tid, partitions in wanted.items()
                 ),
             ),
         )
@@ -159,6 +186,20 @@ def acquired(answer: Any) -> list[tuple[int, int]]:
             assert sorted(carried) == sorted(o for o, _ in ranges)
             found.extend(ranges)
     return sorted(found)
+
+
+def acquired_by_topic(answer: Any) -> dict[uuid.UUID, list[tuple[int, int]]]:
+    """What :func:`acquired` gives, per topic id."""
+    found: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    for topic in answer.responses:
+        one = s.ShareFetchResponse(responses=(topic,))
+        found.setdefault(topic.topic_id, []).extend(acquired(one))
+    return {tid: sorted(ranges) for tid, ranges in found.items() if ranges}
+
+
+def records_bytes(answer: Any) -> int:
+    """Bytes of the record batches a ShareFetch answer carries."""
+    return sum(len(p.records or b"") for t in answer.responses for p in t.partitions)
 
 
 def ack(offsets: list[int], kind: int) -> tuple[s.AcknowledgementBatch, ...]:
@@ -425,7 +466,15 @@ def test_bad_requests_get_clear_errors_and_change_nothing(kafka_door: Any, topic
             subscribed_topic_names=(topic_name, "other"),
         ),
     )
-    assert two.error_code == ErrorCode.INVALID_REQUEST and "exactly one topic" in two.error_message
+    # The share members of one group subscribe to the same topics (the native group's).
+    assert two.error_code == ErrorCode.INVALID_REQUEST
+    assert "cannot join it with" in two.error_message and "other" in two.error_message
+    none = consumer.wire.call(
+        ApiKey.SHARE_GROUP_HEARTBEAT,
+        V,
+        s.ShareGroupHeartbeatRequest(group_id="strict", member_id="no-topics", member_epoch=0),
+    )
+    assert none.error_code == ErrorCode.INVALID_REQUEST and "SubscribedTopicNames" in none.error_message
     # Acknowledging in the request that opens a session is refused; so is a batch whose
     # types do not match its offsets.
     opening = consumer.fetch(tid, acks=ack([0], s.ACKNOWLEDGE_ACCEPT))
@@ -495,3 +544,115 @@ def test_api_versions_advertises_the_four_apis_at_version_1(kafka_door: Any) -> 
     assert {key: served.get(key) for key in share_keys} == dict.fromkeys(share_keys, (1, 1))
     assert all(key in HANDLERS for key in share_keys)  # advertised because served
     wire.close()
+
+
+def test_max_bytes_bounds_a_fetch_and_what_it_leaves_is_not_counted(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    tid = topic_id(kafka_door, topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "bytes", topic_name)
+    kafka_door.engine.append(topic_name, [{"value": bytes([i]) * 1000} for i in range(10)])
+    got: list[tuple[int, int]] = []
+    # Room for two of the records: the answer carries at most MaxBytes of records.
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not got and time.monotonic() < deadline:
+        answer = consumer.fetch(tid, wait_ms=200, max_bytes=2500)
+        got = acquired(answer)
+    assert 0 < len(got) < 10
+    assert records_bytes(answer) <= 2500
+    # Less room than one record: the first record is carried all the same, alone.
+    for _ in range(2):
+        answer = consumer.fetch(tid, max_bytes=1)
+        one = acquired(answer)
+        assert len(one) == 1 and records_bytes(answer) > 1
+        got.extend(one)
+    # The rest come to the next fetches: what a fetch left went back to the group
+    # without counting as a delivery (every delivery count is still 1).
+    got = sorted(got + fetch_until(consumer, tid, 10 - len(got)))
+    assert got == [(offset, 1) for offset in range(10)]
+    assert kafka_door.node.groups.describe_group("bytes").counters["timed_out"] == 0
+    consumer.close()
+
+
+def test_a_member_subscribed_to_two_topics_gets_and_acknowledges_both(
+    kafka_door: Any, topic_name: str
+) -> None:
+    other_name = topic_name + "-b"
+    for name in (topic_name, other_name):
+        kafka_door.engine.create_topic(name)
+    first, second = topic_id(kafka_door, topic_name), topic_id(kafka_door, other_name)
+    port = kafka_door.listener.port
+    consumer = ShareConsumer(port, "multi", (topic_name, other_name))
+    assert {t.topic_id for t in consumer.assignment.topic_partitions} == {first, second}
+    kafka_door.engine.append(topic_name, [{"value": b"a%d" % i} for i in range(3)])
+    kafka_door.engine.append(other_name, [{"value": b"b%d" % i} for i in range(4)])
+    got: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while sum(map(len, got.values())) < 7 and time.monotonic() < deadline:
+        answer = consumer.fetch_topics({first: (0,), second: (0,)}, wait_ms=200)
+        for tid, ranges in acquired_by_topic(answer).items():
+            got.setdefault(tid, []).extend(ranges)
+    assert got == {first: [(o, 1) for o in range(3)], second: [(o, 1) for o in range(4)]}
+    # One ShareAcknowledge settles records of both topics.
+    answer = consumer.wire.call(
+        ApiKey.SHARE_ACKNOWLEDGE,
+        V,
+        s.ShareAcknowledgeRequest(
+            group_id="multi",
+            member_id=consumer.member_id,
+            share_session_epoch=consumer.session_epoch,
+            topics=tuple(
+                s.ShareAcknowledgeTopic(
+                    topic_id=tid,
+                    partitions=(
+                        s.ShareAcknowledgePartition(
+                            partition_index=0, acknowledgement_batches=ack(list(range(count)), 1)
+                        ),
+                    ),
+                )
+                for tid, count in ((first, 3), (second, 4))
+            ),
+        ),
+    )
+    assert answer.error_code == 0 and partition_errors(answer) == [0, 0]
+    groups = kafka_door.node.groups
+    assert groups.committed("multi", topic_name)[1] == 3
+    assert groups.committed("multi", other_name)[1] == 4
+    # A second member subscribing the same topics, in another order, shares them.
+    again = ShareConsumer(port, "multi", (other_name, topic_name))
+    described = consumer.wire.call(
+        ApiKey.SHARE_GROUP_DESCRIBE, V, s.ShareGroupDescribeRequest(group_ids=("multi",))
+    )
+    (group,) = described.groups
+    assert len(group.members) == 2
+    for member in group.members:
+        assert member.subscribed_topic_names == tuple(sorted((topic_name, other_name)))
+        assigned = {t.topic_name: t.partitions for t in member.assignment.topic_partitions}
+        assert assigned == {topic_name: (0,), other_name: (0,)}
+    again.close()
+    consumer.close()
+
+
+def test_list_and_describe_groups_show_a_share_group_as_one(kafka_door: Any, topic_name: str) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    consumer = ShareConsumer(kafka_door.listener.port, "listed", topic_name)
+    wire = consumer.wire
+
+    def listed(*types: str) -> list[tuple[str, str, str, str]]:
+        answer = wire.call(ApiKey.LIST_GROUPS, 5, groups_api.ListGroupsRequest(types_filter=types))
+        return [(g.group_id, g.group_type, g.protocol_type, g.group_state) for g in answer.groups]
+
+    assert listed("share") == [("listed", "share", "share", "Stable")]
+    assert listed("classic", "consumer") == []
+    described = wire.call(ApiKey.DESCRIBE_GROUPS, 5, groups_api.DescribeGroupsRequest(groups=("listed",)))
+    (group,) = described.groups
+    assert (group.error_code, group.protocol_type, group.protocol_data) == (0, "share", "simple")
+    assert [(m.member_id, m.client_id) for m in group.members] == [(consumer.member_id, wire.client_id)]
+    shared = wire.call(ApiKey.SHARE_GROUP_DESCRIBE, V, s.ShareGroupDescribeRequest(group_ids=("listed",)))
+    assert [m.member_id for m in shared.groups[0].members] == [consumer.member_id]
+    assert kafka_door.node.groups.describe_group("listed").kind == "share"
+    # Once its share member left, it is an Odradek group like any other.
+    assert consumer.heartbeat(epoch=-1).error_code == 0
+    assert listed("share") == []
+    assert listed() == [("listed", "classic", "", "Empty")]
+    assert kafka_door.node.groups.describe_group("listed").kind == "odradek"
+    consumer.close()

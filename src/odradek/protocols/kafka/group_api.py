@@ -24,7 +24,12 @@ members Kafka does not coordinate, and state Stable or Empty), DescribeGroups
 describes them (protocol "odradek", their members without metadata or assignment),
 OffsetFetch gives each virtual partition of their topics the group's committed offset
 (every record below it is settled), and DeleteGroups deletes them (NON_EMPTY_GROUP
-while they have members). A JoinGroup or OffsetCommit under such a name gets
+while they have members). While Kafka share consumers (KIP-932) are in one (its kind is
+then ``share``, share_groups.py), ListGroups gives it Kafka's group type and protocol
+type "share", and DescribeGroups describes it with protocol type "share", the simple
+assignor as protocol and the members ShareGroupDescribe shows (their member ids, client
+ids and hosts, each assignment in the classic ``consumer`` encoding), beside any native
+members. A JoinGroup or OffsetCommit under such a name gets
 INCONSISTENT_GROUP_PROTOCOL. A name held by both kinds (from data older than that
 rule) is this door's Kafka group here."""
 
@@ -37,7 +42,7 @@ import uuid
 
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
-from odradek.groups.info import GroupInfo
+from odradek.groups.info import KIND_SHARE, GroupInfo
 from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
 from odradek.protocols.kafka.codec import messages_consumer as c
 from odradek.protocols.kafka.codec import messages_groups as m
@@ -46,15 +51,18 @@ from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
 from odradek.protocols.kafka.consumer_groups import ConsumerGroup, Heartbeat, TopicPartition
 from odradek.protocols.kafka.groups import CONSUMER_PROTOCOL_TYPE, DEAD, Group
+from odradek.protocols.kafka.share_groups import SHARE_ASSIGNOR, share_groups
 from odradek.protocols.kafka.store import OffsetEntry
 
 log = logging.getLogger(__name__)
 
 _KEY_TYPE_GROUP = 0
 _KEY_TYPE_TRANSACTION = 1  # this node is every transactional id's coordinator too
-# Kafka's group types (ListGroups v5): classic groups, and groups of the consumer protocol.
+# Kafka's group types (ListGroups v5): classic groups, groups of the consumer protocol,
+# and share groups (KIP-932), whose protocol type is "share" too.
 _CLASSIC_TYPE = "classic"
 _CONSUMER_TYPE = "consumer"
+_SHARE_TYPE = "share"
 # ConsumerGroupDescribe's member type (KIP-1099): a member of the consumer protocol.
 _CONSUMER_MEMBER_TYPE = 1
 # How an odradek group shows in Kafka's group APIs: no protocol type (its members are
@@ -412,6 +420,34 @@ def _described_odradek_group(info: GroupInfo) -> m.DescribedGroup:
     )
 
 
+def _described_share_group(broker: Broker, info: GroupInfo) -> m.DescribedGroup:
+    """An odradek group with share members: those members as ShareGroupDescribe shows
+    them, then its native members (not those that serve the share members)."""
+    state = share_groups(broker)
+    serving = state.native_ids(info.group)
+    shared = tuple(
+        m.DescribedGroupMember(
+            member_id=member.member_id,
+            group_instance_id=None,
+            client_id=member.client_id,
+            client_host=member.client_host,
+            member_metadata=b"",
+            member_assignment=classic_assignment(
+                frozenset((name, p) for _, name, count in member.assignment for p in range(count))
+            ),
+        )
+        for member in state.of_group(info.group)
+    )
+    native = _described_odradek_group(info).members
+    return m.DescribedGroup(
+        group_id=info.group,
+        group_state=info.state,
+        protocol_type=_SHARE_TYPE,
+        protocol_data=SHARE_ASSIGNOR,
+        members=shared + tuple(member for member in native if member.member_id not in serving),
+    )
+
+
 async def describe_groups(broker: Broker, request: Request) -> m.DescribeGroupsResponse:
     body: m.DescribeGroupsRequest = request.body
     described = []
@@ -419,6 +455,9 @@ async def describe_groups(broker: Broker, request: Request) -> m.DescribeGroupsR
         group = broker.coordinator.groups.get(group_id)
         if group is None:
             info = await broker.call(_odradek_group, broker, group_id)
+            if info is not None and (info.kind == KIND_SHARE or share_groups(broker).of_group(group_id)):
+                described.append(_described_share_group(broker, info))
+                continue
             if info is not None:
                 described.append(_described_odradek_group(info))
                 continue
@@ -467,8 +506,14 @@ async def list_groups(broker: Broker, request: Request) -> m.ListGroupsResponse:
         )
         for group in broker.coordinator.groups.values()
     ]
+    # A share member whose native member expired (it only heartbeats) still makes a share group.
+    sharing = {group for group, _ in share_groups(broker).members}
     for listing in await broker.call(broker.node.groups.listing):
-        if listing.group not in broker.coordinator.groups:
+        if listing.group in broker.coordinator.groups:
+            continue
+        if listing.kind == KIND_SHARE or listing.group in sharing:
+            found.append((listing.group, _SHARE_TYPE, listing.state, _SHARE_TYPE))
+        else:
             found.append((listing.group, _ODRADEK_PROTOCOL_TYPE, listing.state, _CLASSIC_TYPE))
     listed = []
     for group_id, protocol_type, state, group_type in found:

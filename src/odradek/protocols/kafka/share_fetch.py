@@ -4,9 +4,19 @@ the member's Odradek poll, and settling acknowledgements.
 The rules are share_groups.py's (its module docstring); this module holds the record
 side: what a member acquires (one native poll, split into the Kafka partitions of its
 records and described as runs of offsets with one delivery count, with NumPy) and what
-it holds (per poll: offsets, partitions and the lease), which acknowledgements settle as
-native acks (ACCEPT, REJECT) and nacks (RELEASE). State lives on the door's event loop
-(share_groups.ShareGroups); native calls run on the broker's executor.
+it holds (per poll and topic: offsets, partitions and the lease), which
+acknowledgements settle as native acks (ACCEPT, REJECT) and nacks (RELEASE). State lives
+on the door's event loop (share_groups.ShareGroups); native calls run on the broker's
+executor.
+
+Bytes. A ShareFetch answers at most its MaxBytes of record batches (capped at
+``kafka_share_fetch_bytes_max``), counted as a Fetch counts them (data.py: each
+partition's batch header and an upper bound of each record's encoded size), partition
+after partition in the order of the poll's topics and partitions, offsets ascending.
+Only the first record may exceed it (so that a consumer always progresses), as in Kafka;
+then the fetch stops. What the poll acquired beyond it goes back to the group at once,
+not counted as a delivery (``groups.release``), and so do records of partitions outside
+the member's share session. A poll asks for no more records than MaxBytes could hold.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
+from odradek.protocols.kafka.data import _BATCH_HEADER_BYTES, _RECORD_OVERHEAD_BYTES, _record_bytes_max
 from odradek.protocols.kafka.partition_map import partition_map, partitions_of
 from odradek.protocols.kafka.share_groups import (
     INVALID_RECORD_STATE,
@@ -174,7 +185,7 @@ async def _acknowledge(
         return 0, None
     view = await broker.topic_by_id(topic_id)
     held = state.held.setdefault((member.group_id, member.member_id), [])
-    if view is None or view.name != member.topic:
+    if view is None or view.name not in member.topics:
         return ErrorCode.UNKNOWN_TOPIC_ID, "the member holds no records of that topic"
     # The executor thread gets a copy of the list: the event loop alone changes the list
     # (a fetch of the member may add to it meanwhile); settled chunks are dropped here.
@@ -213,7 +224,7 @@ def _poll(broker: Broker, member: ShareMember, max_records: int) -> list[Deliver
     try:
         return groups.poll_batches(member.group_id, member.native_id, max_records, 0.0)
     except UnknownMember:  # silent longer than the group's ack timeout: join again
-        member.native_id = g.join_native(broker, member.group_id, member.topic)
+        member.native_id = g.join_native(broker, member.group_id, member.topics)
         return groups.poll_batches(member.group_id, member.native_id, max_records, 0.0)
 
 
@@ -230,43 +241,100 @@ def _ranges(offsets: I64, attempts: I64) -> tuple[s.AcquiredRecords, ...]:
     )
 
 
+Answers = dict[tuple[uuid.UUID, int], tuple[bytes, tuple[s.AcquiredRecords, ...]]]
+
+
+class _Budget:
+    """What is left of a ShareFetch's bytes, and whether it took a record yet."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.left = max_bytes
+        self.any_records = False
+
+    def take(self, records: pa.RecordBatch) -> int:
+        """How many of ``records`` (one partition's) fit in what is left: at least one
+        if no record was taken yet."""
+        sizes = _BATCH_HEADER_BYTES + np.cumsum(_record_bytes_max(pa.Table.from_batches([records])))
+        count = int(np.searchsorted(sizes, self.left, side="right"))
+        if count == 0 and not self.any_records:
+            count = 1
+        if count:
+            self.left = max(self.left - int(sizes[count - 1]), 0)
+            self.any_records = True
+        return count
+
+
+def _give_back(broker: Broker, member: ShareMember, batch: DeliveryBatch, offsets: I64) -> None:
+    """Records polled that this fetch does not hand on go back to the group, uncounted."""
+    if len(offsets):
+        refs = DeliveryBatch(batch.topic, batch.lease, _offsets_batch(offsets))
+        broker.node.groups.release(member.group_id, member.native_id, refs)
+
+
 def _acquire(
-    broker: Broker, member: ShareMember, view: TopicView, max_records: int, wanted: set[int], now: float
-) -> tuple[dict[int, tuple[bytes, tuple[s.AcquiredRecords, ...]]], list[Acquired]]:
-    """Poll the member's native group once: per partition, the record batch and the
-    acquired ranges, and what the member now holds (runs on the executor)."""
-    answers: dict[int, tuple[bytes, tuple[s.AcquiredRecords, ...]]] = {}
+    broker: Broker,
+    member: ShareMember,
+    views: dict[str, TopicView],
+    wanted: dict[str, set[int]],
+    max_records: int,
+    budget: _Budget,
+    now: float,
+) -> tuple[Answers, list[Acquired]]:
+    """Poll the member's native group once: per (topic id, partition), the record batch
+    and the acquired ranges, and what the member now holds (runs on the executor)."""
+    answers: Answers = {}
     held: list[Acquired] = []
     for batch in _poll(broker, member, max_records):
-        if batch.topic != view.name or batch.records.num_rows == 0:
+        if batch.records.num_rows == 0:
             continue
         records = batch.records.take(pc.sort_indices(batch.records, [("offset", "ascending")]))
-        partitions = _partitions(broker, view, records)
         offsets = records.column("offset").to_numpy().astype(np.int64)
+        view, chosen = views.get(batch.topic), wanted.get(batch.topic)
+        if view is None or not chosen:
+            _give_back(broker, member, batch, offsets)
+            continue
+        partitions = _partitions(broker, view, records)
         attempts = records.column("attempt").to_numpy().astype(np.int64)
-        outside = ~np.isin(partitions, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
-        if outside.any():  # partitions outside the session go back to the group
-            refs = DeliveryBatch(batch.topic, batch.lease, _offsets_batch(offsets[outside]))
-            broker.node.groups.nack(member.group_id, member.native_id, refs, 0.0)
+        inside = np.isin(partitions, np.fromiter(chosen, dtype=np.int64, count=len(chosen)))
+        keep = np.zeros(len(offsets), dtype=bool)
         stored = records.select(list(_STORED_COLUMNS))
-        for partition in np.unique(partitions[~outside]):
-            mask = partitions == partition
-            chosen = stored.filter(pa.array(mask))
-            answers[int(partition)] = (encode_batch(chosen), _ranges(offsets[mask], attempts[mask]))
-        inside = ~outside
-        held.append(Acquired(batch.topic, batch.lease, offsets[inside], partitions[inside], now))
+        for partition in np.unique(partitions[inside]):
+            where = np.flatnonzero(partitions == partition)
+            chunk = stored.take(pa.array(where))
+            count = budget.take(chunk)
+            if not count:
+                continue
+            where = where[:count]
+            keep[where] = True
+            answers[(view.topic_id, int(partition))] = (
+                encode_batch(chunk.slice(0, count)),
+                _ranges(offsets[where], attempts[where]),
+            )
+        _give_back(broker, member, batch, offsets[~keep])
+        if keep.any():
+            held.append(Acquired(batch.topic, batch.lease, offsets[keep], partitions[keep], now))
     return answers, held
 
 
 async def _wait_and_acquire(
-    broker: Broker, member: ShareMember, view: TopicView, max_records: int, wanted: set[int], wait_ms: int
-) -> dict[int, tuple[bytes, tuple[s.AcquiredRecords, ...]]]:
+    broker: Broker,
+    member: ShareMember,
+    views: dict[str, TopicView],
+    wanted: dict[str, set[int]],
+    max_records: int,
+    max_bytes: int,
+    wait_ms: int,
+) -> Answers:
     state = g.share_groups(broker)
     deadline = time.monotonic() + min(max(wait_ms, 0), limits.kafka_fetch_wait_ms_max) / 1000
+    # No record takes fewer bytes than its overhead: never poll more than could fit.
+    max_records = max(1, min(max_records, max_bytes // _RECORD_OVERHEAD_BYTES + 1))
     while True:
         seen = broker.arrivals.generation
         now = time.monotonic()
-        answers, held = await broker.call(_acquire, broker, member, view, max_records, wanted, now)
+        answers, held = await broker.call(
+            _acquire, broker, member, views, wanted, max_records, _Budget(max_bytes), now
+        )
         if held:
             state.held.setdefault((member.group_id, member.member_id), []).extend(held)
         remaining = deadline - time.monotonic()
@@ -328,51 +396,57 @@ async def share_fetch(broker: Broker, request: Request) -> s.ShareFetchResponse:
                 acks[(topic.topic_id, p.partition_index)] = await _acknowledge(
                     broker, state, member, topic.topic_id, p.partition_index, p.acknowledgement_batches
                 )
-    acquired: dict[int, tuple[bytes, tuple[s.AcquiredRecords, ...]]] = {}
-    view = await broker.topic(member.topic)
+    views: dict[str, TopicView] = {}
+    for name in member.topics:
+        view = await broker.topic(name)
+        if view is not None:
+            views[name] = view
+    by_id = {view.topic_id: view for view in views.values()}
+    acquired: Answers = {}
     if session is not None:
         session.partitions.update(named)
         for forgotten in body.forgotten_topics_data:
             session.partitions.difference_update((forgotten.topic_id, p) for p in forgotten.partitions)
-        wanted = {p for topic_id, p in session.partitions if view is not None and topic_id == view.topic_id}
-        if view is not None and wanted:
+        wanted: dict[str, set[int]] = {}
+        for topic_id, partition in session.partitions:
+            if topic_id in by_id:
+                wanted.setdefault(by_id[topic_id].name, set()).add(partition)
+        if wanted:
             max_records = max(1, min(body.max_records, limits.kafka_share_fetch_records_max))
-            acquired = await _wait_and_acquire(broker, member, view, max_records, wanted, body.max_wait_ms)
+            max_bytes = min(max(body.max_bytes, 0), limits.kafka_share_fetch_bytes_max)
+            acquired = await _wait_and_acquire(
+                broker, member, views, wanted, max_records, max_bytes, body.max_wait_ms
+            )
     if departing:
         await g.depart(broker, state, key, member)
-    return _fetch_response(view, named, acks, acquired, lock_ms)
+    return _fetch_response(by_id, named, acks, acquired, lock_ms)
 
 
 def _fetch_response(
-    view: TopicView | None,
+    by_id: dict[uuid.UUID, TopicView],
     named: list[tuple[uuid.UUID, int]],
     acks: dict[tuple[uuid.UUID, int], tuple[int, str | None]],
-    acquired: dict[int, tuple[bytes, tuple[s.AcquiredRecords, ...]]],
+    acquired: Answers,
     lock_ms: int,
 ) -> s.ShareFetchResponse:
     by_topic: dict[uuid.UUID, dict[int, s.ShareFetchPartitionData]] = {}
     for topic_id, partition in named:
         code, message = acks.get((topic_id, partition), (0, None))
-        error = 0 if view is not None and topic_id == view.topic_id else ErrorCode.UNKNOWN_TOPIC_ID
         by_topic.setdefault(topic_id, {})[partition] = s.ShareFetchPartitionData(
             partition_index=partition,
-            error_code=error,
+            error_code=0 if topic_id in by_id else ErrorCode.UNKNOWN_TOPIC_ID,
             acknowledge_error_code=code,
             acknowledge_error_message=message,
         )
-    if view is not None:
-        partitions = by_topic.setdefault(view.topic_id, {})
-        for partition, (records, ranges) in acquired.items():
-            code, message = acks.get((view.topic_id, partition), (0, None))
-            partitions[partition] = s.ShareFetchPartitionData(
-                partition_index=partition,
-                acknowledge_error_code=code,
-                acknowledge_error_message=message,
-                records=records,
-                acquired_records=ranges,
-            )
-        if not partitions:
-            del by_topic[view.topic_id]
+    for (topic_id, partition), (records, ranges) in acquired.items():
+        code, message = acks.get((topic_id, partition), (0, None))
+        by_topic.setdefault(topic_id, {})[partition] = s.ShareFetchPartitionData(
+            partition_index=partition,
+            acknowledge_error_code=code,
+            acknowledge_error_message=message,
+            records=records,
+            acquired_records=ranges,
+        )
     return s.ShareFetchResponse(
         acquisition_lock_timeout_ms=lock_ms,
         responses=tuple(

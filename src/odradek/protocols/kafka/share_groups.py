@@ -13,10 +13,13 @@ share consumers of one group share its records.
 Rules:
 
 * **Members.** ShareGroupHeartbeat with epoch 0 joins: the door keeps a share member
-  (its id, epoch, subscription) and joins one native member for it. A share member
-  subscribes to one topic (the native group's pattern). The assignment is every
-  partition of that topic (KIP-932's simple assignor allows it: records, not
-  partitions, are shared); the member's epoch goes up by one when it changes (the
+  (its id, epoch, subscription) and joins one native member for it, marked as a share
+  member (the group's kind is ``share`` while one is in it). A share member subscribes
+  to one topic or several: the native group's subscription is that topic, or the list
+  of them (groups/subscription.py), so the share members of one group subscribe to the
+  same topics, as the native members of a group do. The assignment is every partition
+  of every subscribed topic that exists (KIP-932's simple assignor allows it: records,
+  not partitions, are shared); the member's epoch goes up by one when it changes (a
   topic appears, gains partitions). Epoch -1 leaves; an unknown member gets
   UNKNOWN_MEMBER_ID, a wrong epoch FENCED_MEMBER_EPOCH; a member silent for
   ``kafka_share_session_timeout_ms`` is removed.
@@ -69,7 +72,7 @@ INVALID_SHARE_SESSION_EPOCH = 123
 
 _LEAVE_EPOCH = -1
 _EPOCH_MAX = 2**31 - 1
-_ASSIGNOR = "simple"
+SHARE_ASSIGNOR = "simple"
 
 I64 = npt.NDArray[np.int64]
 
@@ -78,13 +81,13 @@ I64 = npt.NDArray[np.int64]
 class ShareMember:
     group_id: str
     member_id: str
-    topic: str
+    topics: tuple[str, ...]  # sorted, distinct
     epoch: int
     native_id: str
     client_id: str
     client_host: str
     last_seen: float
-    assignment: tuple[tuple[uuid.UUID, int], ...] = ()  # (topic id, partition count)
+    assignment: tuple[tuple[uuid.UUID, str, int], ...] = ()  # (topic id, name, partition count)
 
 
 @dataclasses.dataclass
@@ -121,6 +124,10 @@ class ShareGroups:
     def of_group(self, group_id: str) -> list[ShareMember]:
         return [member for (group, _), member in self.members.items() if group == group_id]
 
+    def native_ids(self, group_id: str) -> set[str]:
+        """The native members that serve the share members of ``group_id``."""
+        return {member.native_id for member in self.of_group(group_id)}
+
 
 _DOORS: weakref.WeakKeyDictionary[Broker, ShareGroups] = weakref.WeakKeyDictionary()
 
@@ -135,7 +142,7 @@ def share_groups(broker: Broker) -> ShareGroups:
 # -- native groups --------------------------------------------------------------------
 
 
-def _native_options(broker: Broker, group_id: str, topic: str) -> GroupOptions:
+def _native_options(broker: Broker, group_id: str) -> GroupOptions:
     """The options of the native group a share member joins: the group's own if it has
     any, else those of a share group (module docstring)."""
     groups = broker.node.groups
@@ -151,8 +158,11 @@ def _native_options(broker: Broker, group_id: str, topic: str) -> GroupOptions:
     )
 
 
-def join_native(broker: Broker, group_id: str, topic: str) -> str:
-    return broker.node.groups.join(group_id, topic, _native_options(broker, group_id, topic))
+def join_native(broker: Broker, group_id: str, topics: tuple[str, ...]) -> str:
+    """Join a native member for a share member subscribed to ``topics``: the group's
+    subscription is the topic, or the list of them."""
+    pattern: str | tuple[str, ...] = topics[0] if len(topics) == 1 else topics
+    return broker.node.groups.join(group_id, pattern, _native_options(broker, group_id), share=True)
 
 
 def _leave_native(broker: Broker, member: ShareMember, failed: bool = False) -> None:
@@ -189,16 +199,21 @@ def _heartbeat_refused(
     )
 
 
-async def _assignment(broker: Broker, topic: str) -> tuple[tuple[uuid.UUID, int], ...]:
-    view = await broker.topic(topic, refresh=True)
-    return () if view is None else ((view.topic_id, view.partitions),)
+async def _assignment(broker: Broker, topics: tuple[str, ...]) -> tuple[tuple[uuid.UUID, str, int], ...]:
+    """Every partition of each of ``topics`` that exists."""
+    found = []
+    for topic in topics:
+        view = await broker.topic(topic, refresh=True)
+        if view is not None:
+            found.append((view.topic_id, view.name, view.partitions))
+    return tuple(found)
 
 
-def _assignment_message(assignment: tuple[tuple[uuid.UUID, int], ...]) -> s.ShareAssignment:
+def _assignment_message(assignment: tuple[tuple[uuid.UUID, str, int], ...]) -> s.ShareAssignment:
     return s.ShareAssignment(
         topic_partitions=tuple(
             s.ShareTopicPartitions(topic_id=topic_id, partitions=tuple(range(count)))
-            for topic_id, count in assignment
+            for topic_id, _name, count in assignment
         )
     )
 
@@ -265,14 +280,15 @@ async def share_group_heartbeat(broker: Broker, request: Request) -> s.ShareGrou
             f"member epoch {body.member_epoch} is not the member's epoch {member.epoch}: join again",
             body.member_id,
         )
-    if body.subscribed_topic_names is not None and tuple(body.subscribed_topic_names) != (member.topic,):
+    if body.subscribed_topic_names is not None and _topics(body.subscribed_topic_names) != member.topics:
         return _heartbeat_refused(
             ErrorCode.INVALID_REQUEST,
-            f"a share member's subscription cannot change (it is {member.topic!r}): leave and join again",
+            f"a share member's subscription cannot change (it is {list(member.topics)}): leave and "
+            "join again",
             body.member_id,
         )
     member.last_seen = now
-    assignment = await _assignment(broker, member.topic)
+    assignment = await _assignment(broker, member.topics)
     if assignment == member.assignment:
         return s.ShareGroupHeartbeatResponse(
             member_id=member.member_id,
@@ -289,18 +305,22 @@ async def share_group_heartbeat(broker: Broker, request: Request) -> s.ShareGrou
     )
 
 
+def _topics(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(names)))
+
+
 async def _join(
     broker: Broker, state: ShareGroups, body: s.ShareGroupHeartbeatRequest, client_id: str, now: float
 ) -> s.ShareGroupHeartbeatResponse:
     member_id = body.member_id or uuid.uuid4().hex
-    topics = body.subscribed_topic_names
-    if not topics or len(set(topics)) != 1:
+    if not body.subscribed_topic_names:
         return _heartbeat_refused(
             ErrorCode.INVALID_REQUEST,
-            "a share member joins subscribed to exactly one topic (the Odradek group's pattern), "
-            f"got {list(topics) if topics is not None else None}",
+            "a share member joins subscribed to one topic or more (SubscribedTopicNames), got "
+            f"{body.subscribed_topic_names!r}",
             member_id,
         )
+    topics = _topics(body.subscribed_topic_names)
     key = (body.group_id, member_id)
     old = state.members.get(key)
     if old is None and len(state.of_group(body.group_id)) >= limits.kafka_share_group_members_max:
@@ -314,19 +334,19 @@ async def _join(
         _forget(state, key)
         await broker.call(_leave_native, broker, old)
     try:
-        native_id = await broker.call(join_native, broker, body.group_id, topics[0])
+        native_id = await broker.call(join_native, broker, body.group_id, topics)
     except InvalidRequest as exc:
         return _heartbeat_refused(ErrorCode.INVALID_REQUEST, exc.message, member_id)
     member = ShareMember(
         group_id=body.group_id,
         member_id=member_id,
-        topic=topics[0],
+        topics=topics,
         epoch=1,
         native_id=native_id,
         client_id=client_id,
         client_host=client_host.get(),
         last_seen=now,
-        assignment=await _assignment(broker, topics[0]),
+        assignment=await _assignment(broker, topics),
     )
     state.members[key] = member
     return s.ShareGroupHeartbeatResponse(
@@ -357,28 +377,29 @@ async def share_group_describe(broker: Broker, request: Request) -> s.ShareGroup
                     error_message=f"no share group {group_id!r} (no share member is in it)",
                     group_id=group_id,
                     group_state="Dead",
-                    assignor_name=_ASSIGNOR,
+                    assignor_name=SHARE_ASSIGNOR,
                 )
             )
             continue
         described = []
         for member in members:
-            view = await broker.topic(member.topic)
-            assigned = tuple(
-                s.DescribedShareTopicPartitions(
-                    topic_id=topic_id, topic_name=member.topic, partitions=tuple(range(count))
-                )
-                for topic_id, count in member.assignment
-                if view is not None
-            )
+            assigned = []
+            for topic_id, name, count in member.assignment:
+                view = await broker.topic(name)
+                if view is not None and view.topic_id == topic_id:
+                    assigned.append(
+                        s.DescribedShareTopicPartitions(
+                            topic_id=topic_id, topic_name=name, partitions=tuple(range(count))
+                        )
+                    )
             described.append(
                 s.DescribedShareMember(
                     member_id=member.member_id,
                     member_epoch=member.epoch,
                     client_id=member.client_id,
                     client_host=member.client_host,
-                    subscribed_topic_names=(member.topic,),
-                    assignment=s.DescribedShareAssignment(topic_partitions=assigned),
+                    subscribed_topic_names=member.topics,
+                    assignment=s.DescribedShareAssignment(topic_partitions=tuple(assigned)),
                 )
             )
         epoch = max(member.epoch for member in members)
@@ -388,7 +409,7 @@ async def share_group_describe(broker: Broker, request: Request) -> s.ShareGroup
                 group_state="Stable",
                 group_epoch=epoch,
                 assignment_epoch=epoch,
-                assignor_name=_ASSIGNOR,
+                assignor_name=SHARE_ASSIGNOR,
                 members=tuple(described),
             )
         )
