@@ -662,6 +662,10 @@ security_tokens_max = 20_000
 # A user name or a token name: a Kafka principal name stays short; this bounds the store
 # and every log line naming one.
 security_name_chars_max = 256
+# Tenants (decision 0028): a tenant name is one topic-name segment; its prefix
+# "_t.<tenant>." takes that many characters of every one of its topic names.
+tenant_name_length_max = 64
+tenants_max = 10_000
 # A password: long passphrases fit; PBKDF2 over more is only work for an attacker to ask.
 security_password_bytes_max = 1024
 # A credential the doors read (an HTTP Authorization header, a Flight header, a Kafka

@@ -33,6 +33,7 @@ def test_users_and_tokens_offline_then_through_the_door(tmp_path: Path) -> None:
         refused = run("topic", "list", server=server)
         assert refused.returncode == 1 and b"unauthenticated" in refused.stderr.lower()
         admin = {"ODRADEK_TOKEN": admin_token}
+        _ok(run("tenant", "create", "shop", server=server, env=admin))
         _ok(run("user", "add", "bob", "--tenant", "shop", server=server, stdin=b"bob-secret\n", env=admin))
         listing = _ok(run("user", "list", server=server, env=admin))
         assert "bob\ttenant=shop" in listing and "root\ttenant=- admin" in listing

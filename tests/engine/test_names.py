@@ -28,9 +28,20 @@ SEGMENT_CHARS = set(string.ascii_letters + string.digits + "_-")
 
 
 def reference_is_valid_name(name: str) -> bool:
-    if not name or len(name) > limits.topic_name_length_max or name.startswith("_"):
+    if not name or len(name) > limits.topic_name_length_max:
         return False
-    return all(segment and set(segment) <= SEGMENT_CHARS for segment in name.split("."))
+    segments = name.split(".")
+    if not all(segment and set(segment) <= SEGMENT_CHARS for segment in segments):
+        return False
+    if name.startswith("_"):  # reserved, but for a tenant's topics: _t.<tenant>.<name>
+        return (
+            len(segments) >= 3
+            and segments[0] == "_t"
+            and segments[1][0] in string.ascii_letters + string.digits
+            and len(segments[1]) <= limits.tenant_name_length_max
+            and not segments[2].startswith("_")
+        )
+    return True
 
 
 def reference_is_valid_pattern(pattern: str) -> bool:
@@ -53,6 +64,9 @@ def reference_matches(pattern: str, name: str) -> bool:
     wanted = pattern.split(".")
     actual = name.split(".")
     for position, segment in enumerate(wanted):
+        # a wildcard first segment never matches a reserved one (the tenants' space)
+        if position == 0 and segment in ("*", ">") and actual[0].startswith("_"):
+            return False
         if segment == ">":
             return len(actual) > position
         if position >= len(actual):
@@ -117,7 +131,9 @@ def test_a_name_must_be_a_string(name: object) -> None:
         validate_topic_name(name)
 
 
-@pytest.mark.parametrize("name", ["_internal", "_", "__consumer_offsets", "_a.b"])
+@pytest.mark.parametrize(
+    "name", ["_internal", "_", "__consumer_offsets", "_a.b", "_t.acme", "_t.acme._x", "_t._a.b"]
+)
 def test_names_starting_with_underscore_are_reserved(name: str) -> None:
     with pytest.raises(InvalidRequest, match="reserved"):
         validate_topic_name(name)
@@ -227,7 +243,7 @@ def test_a_pattern_must_be_a_string(pattern: object) -> None:
         compile_pattern(pattern)  # type: ignore[arg-type]
 
 
-SEGMENTS = st.sampled_from(["a", "b", "ab", "a-b", "_x", "9", "B"])
+SEGMENTS = st.sampled_from(["a", "b", "ab", "a-b", "_x", "9", "B", "_t"])
 NAMES = st.lists(SEGMENTS, min_size=1, max_size=5).map(".".join)
 
 

@@ -28,7 +28,8 @@ def _document_bytes(data_dir: Path) -> bytes:
 
 def test_no_secret_is_stored_or_shown(tmp_path: Path) -> None:
     store = CredentialStore.open(str(tmp_path))
-    user = store.add_user("alice", "correct horse battery staple", tenant="shop", admin=True)
+    store.create_tenant("shop")
+    user = store.add_user("alice", "correct horse battery staple", tenant="shop")
     token, entry = store.create_token("alice", expires_seconds=3600)
     stored = _document_bytes(tmp_path)
     assert b"correct horse" not in stored
@@ -37,7 +38,7 @@ def test_no_secret_is_stored_or_shown(tmp_path: Path) -> None:
         assert "correct horse" not in shown and token not in shown and "stored_key" not in shown
     again = CredentialStore.open(str(tmp_path))  # durable
     principal = Authenticator(again).password("alice", "correct horse battery staple")
-    assert (principal.name, principal.tenant, principal.admin) == ("alice", "shop", True)
+    assert (principal.name, principal.tenant, principal.admin) == ("alice", "shop", False)
     assert Authenticator(again).bearer(token).principal.name == "alice"
 
 

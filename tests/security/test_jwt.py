@@ -43,12 +43,14 @@ def _token(key: Any = _KEY, algorithm: str = "RS256", **claims: Any) -> str:
 def test_a_valid_token_names_its_principal(tmp_path: Path) -> None:
     validator = JwtValidator(_jwks(tmp_path / "jwks.json"), audience="odradek")
     principal, expires = validator.validate(_token(tenant="shop", admin=True))
+    # a tenant's principal is never a cluster admin (decision 0028)
     assert (principal.name, principal.tenant, principal.admin, principal.mechanism) == (
         "alice",
         "shop",
-        True,
+        False,
         "OAUTHBEARER",
     )
+    assert validator.validate(_token(admin=True))[0].admin is True
     assert expires > time.time()
     authenticator = Authenticator(CredentialStore.open(str(tmp_path / "data")), validator)
     assert authenticator.bearer(_token()).principal.name == "alice"

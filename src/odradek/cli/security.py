@@ -1,4 +1,5 @@
-"""``odradek user`` and ``odradek token``: users and API tokens (docs/security.md).
+"""``odradek user``, ``odradek token`` and ``odradek tenant``: users, API tokens and
+tenants (docs/security.md).
 
 Both work against a running server through the native door (the caller's credentials
 must name an admin principal; a server without authentication serves them on its
@@ -137,6 +138,24 @@ def token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def tenant_create(args: argparse.Namespace) -> int:
+    result = _call(args)("tenant_create", {"name": args.name})
+    print(f"created tenant {result['name']}")
+    return 0
+
+
+def tenant_list(args: argparse.Namespace) -> int:
+    for tenant in _call(args)("tenant_list", {})["tenants"]:
+        print(f"{tenant['name']}\tusers={tenant['users']}\tcreated={_when(tenant['created'])}")
+    return 0
+
+
+def tenant_delete(args: argparse.Namespace) -> int:
+    result = _call(args)("tenant_delete", {"name": args.name})
+    print(f"deleted tenant {result['name']}")
+    return 0
+
+
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
 ) -> None:
@@ -155,8 +174,15 @@ def add_parsers(
         help="add a user; the password from --password-file, stdin or a prompt",
     )
     add.add_argument("name")
-    add.add_argument("--tenant", metavar="T", help="the tenant the user belongs to (default none)")
-    add.add_argument("--admin", action="store_true", help="a cluster admin (manages users and tokens)")
+    add.add_argument(
+        "--tenant",
+        metavar="T",
+        help="the tenant the user belongs to (made first with odradek tenant create); "
+        "default none: the default namespace, or with --admin a cluster admin",
+    )
+    add.add_argument(
+        "--admin", action="store_true", help="a cluster admin (manages users and tokens; not with --tenant)"
+    )
     add.add_argument(
         "--mechanism",
         choices=("SCRAM-SHA-256", "SCRAM-SHA-512"),
@@ -185,3 +211,20 @@ def add_parsers(
     revoke = token_actions.add_parser("revoke", parents=[server, offline], help="revoke a token by its id")
     revoke.add_argument("id")
     revoke.set_defaults(handler=token_revoke)
+
+    tenant = sub.add_parser("tenant", help="create, list, delete tenants (namespaces of topics and groups)")
+    tenant_actions = tenant.add_subparsers(dest="action", metavar="ACTION", required=True)
+    make = tenant_actions.add_parser("create", parents=[server, offline], help="make a tenant (instant)")
+    make.add_argument("name")
+    make.set_defaults(handler=tenant_create)
+    tenants = tenant_actions.add_parser(
+        "list", parents=[server, offline], help="list tenants and their users"
+    )
+    tenants.set_defaults(handler=tenant_list)
+    drop = tenant_actions.add_parser(
+        "delete",
+        parents=[server],
+        help="delete a tenant once no user, topic or group is left in it (through the server)",
+    )
+    drop.add_argument("name")
+    drop.set_defaults(handler=tenant_delete)

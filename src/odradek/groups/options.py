@@ -17,7 +17,7 @@ from typing import Any
 from odradek import defaults, limits
 from odradek.errors import InvalidRequest
 from odradek.groups.subscription import compile_subscription
-from odradek.names import NAME_RULES, validate_topic_name
+from odradek.names import NAME_RULES, dead_letter_topic, validate_topic_name
 
 ORDERINGS = ("key", "topic", "none")
 
@@ -63,7 +63,7 @@ class GroupOptions:
         options = cls(**raw)
         options.validate(group, pattern)
         if options.dead_letter_topic is None:
-            options = dataclasses.replace(options, dead_letter_topic=f"dlq.{group}")
+            options = dataclasses.replace(options, dead_letter_topic=dead_letter_topic(group))
         return options
 
     def validate(self, group: str, pattern: str) -> None:

@@ -204,11 +204,16 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             return self._within_quota()
         from odradek.errors import Unauthenticated
         from odradek.security.http import CHALLENGE, authenticate_header
+        from odradek.security.tenants import not_served
 
         header = self.headers.get("Authorization")
         certified = authenticator.certificate(self.peer_subject) if header is None else None
         try:
             self.principal = certified or authenticate_header(authenticator, header).principal
+            refused = not_served(self.principal, f"{self.server.door} door")
+            if refused is not None:  # decision 0028: never into the default namespace
+                self.principal = ANONYMOUS
+                raise Unauthenticated(refused)
         except Unauthenticated as exc:
             log.info(
                 "%s request refused: %s",

@@ -9,6 +9,9 @@ Actions (DoAction; JSON bodies and results; an admin principal only, else Unauth
     token_create  {"user", "expires"?}                  -> {"token", "id", "user", "created", "expires"}
     token_list    {"user"?}                             -> {"tokens": [token, ...]}   (never a secret)
     token_revoke  {"id"}                                -> token
+    tenant_create {"name"}                              -> {"name", "created"}
+    tenant_list   {}                                    -> {"tenants": [{"name", "created", "users"}, ...]}
+    tenant_delete {"name"}                              -> {"name"}   (refused while users or topics are left)
 
 A user is ``{"name", "tenant", "admin", "created", "mechanisms"}``. The token is in
 ``token_create``'s answer only: it is stored hashed and cannot be shown again. A
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from odradek.config import parse_duration
@@ -38,6 +42,9 @@ ACTIONS: dict[str, str] = {
     "{token, id, ...}: the token is shown once.",
     "token_list": 'List API tokens (admin), never their secrets. Body: {"user"?}.',
     "token_revoke": 'Revoke an API token (admin). Body: {"id"}.',
+    "tenant_create": 'Make a tenant (admin). Body: {"name"}.',
+    "tenant_list": "List tenants (admin). Result: {tenants: [...]}.",
+    "tenant_delete": 'Delete a tenant with no users, topics or groups left (admin). Body: {"name"}.',
 }
 
 
@@ -50,8 +57,16 @@ def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None
     return value
 
 
-def serve_action(store: CredentialStore | None, principal: Principal, action: str, raw: bytes) -> bytes:
-    """Run administration ``action`` for ``principal``; the JSON result."""
+def serve_action(
+    store: CredentialStore | None,
+    principal: Principal,
+    action: str,
+    raw: bytes,
+    leftovers: Callable[[str], list[str]] | None = None,
+) -> bytes:
+    """Run administration ``action`` for ``principal``; the JSON result. ``leftovers``:
+    the topics and groups left in a tenant (refusing its deletion); None: not known here
+    (a stopped server's data directory), so ``tenant_delete`` is refused."""
     if action not in ACTIONS:
         raise InvalidRequest(f"unknown action {action!r}")
     if store is None:
@@ -59,10 +74,38 @@ def serve_action(store: CredentialStore | None, principal: Principal, action: st
             "this server keeps no credential store (a cluster agent): manage users elsewhere"
         )
     body = admin_body(principal, action, raw)
-    return json.dumps(_run(store, action, body)).encode()
+    return json.dumps(_run(store, action, body, leftovers)).encode()
 
 
-def _run(store: CredentialStore, action: str, body: dict[str, Any]) -> dict[str, Any]:
+def _run(
+    store: CredentialStore,
+    action: str,
+    body: dict[str, Any],
+    leftovers: Callable[[str], list[str]] | None = None,
+) -> dict[str, Any]:
+    if action == "tenant_create":
+        name = str(_text(body, "name"))
+        return {"name": name, "created": store.create_tenant(name)}
+    if action == "tenant_list":
+        members: dict[str, int] = {}
+        for user in store.users():
+            if user.tenant is not None:
+                members[user.tenant] = members.get(user.tenant, 0) + 1
+        return {
+            "tenants": [
+                {"name": name, "created": created, "users": members.get(name, 0)}
+                for name, created in store.tenants().items()
+            ]
+        }
+    if action == "tenant_delete":
+        if leftovers is None:
+            raise InvalidRequest(
+                "a tenant is deleted through a running server, which can tell whether topics are "
+                "left in it (not with --data-dir)"
+            )
+        name = str(_text(body, "name"))
+        store.delete_tenant(name, leftovers)
+        return {"name": name}
     if action == "user_add":
         mechanisms = body.get("mechanisms") or list(MECHANISMS)
         if not isinstance(mechanisms, list) or not all(isinstance(m, str) for m in mechanisms):

@@ -9,7 +9,8 @@ replaced by compare-and-swap where the store has it)::
     {"version": 1,
      "users": {NAME: {"tenant": T | null, "admin": bool, "created": SECONDS,
                       "scram": {"SCRAM-SHA-256": {salt, iterations, stored_key, server_key}, ...}}},
-     "tokens": {ID: {"user": NAME, "hash": SHA-256 HEX, "created": SECONDS, "expires": SECONDS | null}}}
+     "tokens": {ID: {"user": NAME, "hash": SHA-256 HEX, "created": SECONDS, "expires": SECONDS | null}},
+     "tenants": {NAME: {"created": SECONDS}}}
 
 Rules
 -----
@@ -27,6 +28,9 @@ Rules
   new user works at once anywhere and a revocation reaches every agent within seconds.
 * A token belongs to a user: it authenticates as that user (tenant and admin flag as
   the user has them at the time); removing the user revokes its tokens.
+* Tenants (decision 0028) live here too, so that a user's tenant and the tenant itself
+  change together: a user is added to an existing tenant only, and a tenant is deleted
+  only once no user belongs to it (and, through a door, no topic is left in it).
 * ``repr`` and errors never show a password, a token or a key.
 """
 
@@ -48,6 +52,7 @@ from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
 from odradek.security.passwords import MECHANISMS, ScramCredential, make_credential
 from odradek.security.principal import Principal
+from odradek.security.tenants import check_tenant_name
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.documents import Document, decode, encode
 
@@ -111,6 +116,7 @@ class Token:
 class _State:
     users: dict[str, User]
     tokens: dict[str, Token]
+    tenants: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> created
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +139,7 @@ class _State:
                 }
                 for token in self.tokens.values()
             },
+            "tenants": {name: {"created": created} for name, created in self.tenants.items()},
         }
 
     @classmethod
@@ -162,9 +169,10 @@ class _State:
                 )
                 for token_id, entry in data.get("tokens", {}).items()
             }
+            tenants = {name: float(entry["created"]) for name, entry in data.get("tenants", {}).items()}
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"{path} is not a credential store ({type(exc).__name__}: {exc})") from None
-        return cls(users, tokens)
+        return cls(users, tokens, tenants)
 
 
 class _Persistence(Protocol):
@@ -350,7 +358,12 @@ class CredentialStore:
         """Add user ``name`` (``replace``: or change its password, tenant and flag)."""
         check_name(name)
         if tenant is not None:
-            check_name(tenant, "tenant name")
+            check_tenant_name(tenant)
+            if admin:
+                raise InvalidRequest(
+                    "a tenant's user cannot be a cluster admin (--admin manages every tenant); "
+                    "give it access control bindings within its tenant instead"
+                )
         for mechanism in mechanisms:
             if mechanism not in MECHANISMS:
                 raise InvalidRequest(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
@@ -359,12 +372,14 @@ class CredentialStore:
         credentials = {mechanism: make_credential(mechanism, password) for mechanism in mechanisms}
         with self._lock:
             state = self._latest()
+            if tenant is not None and tenant not in state.tenants:
+                raise InvalidRequest(f"no tenant {tenant!r}: make it first (odradek tenant create {tenant})")
             if name in state.users and not replace:
                 raise InvalidRequest(f"user {name!r} exists; remove it first or replace its password")
             if name not in state.users and len(state.users) >= limits.security_users_max:
                 raise InvalidRequest(f"the store holds {limits.security_users_max} users already")
             user = User(name, tenant, admin, time.time(), credentials)
-            self._publish(_State({**state.users, name: user}, state.tokens))
+            self._publish(dataclasses.replace(state, users={**state.users, name: user}))
         return user
 
     def remove_user(self, name: str) -> int:
@@ -375,7 +390,7 @@ class CredentialStore:
                 raise InvalidRequest(f"no user {str(name)[:64]!r}")
             users = {key: user for key, user in state.users.items() if key != name}
             tokens = {key: token for key, token in state.tokens.items() if token.user != name}
-            self._publish(_State(users, tokens))
+            self._publish(dataclasses.replace(state, users=users, tokens=tokens))
         return len(state.tokens) - len(tokens)
 
     def create_token(self, user: str, expires_seconds: float | None = None) -> tuple[str, Token]:
@@ -396,7 +411,7 @@ class CredentialStore:
                 now,
                 None if expires_seconds is None else now + expires_seconds,
             )
-            self._publish(_State(state.users, {**state.tokens, token_id: entry}))
+            self._publish(dataclasses.replace(state, tokens={**state.tokens, token_id: entry}))
         return f"{TOKEN_PREFIX}{token_id}_{secret}", entry
 
     def revoke_token(self, token_id: str) -> Token:
@@ -406,8 +421,57 @@ class CredentialStore:
             if entry is None:
                 raise InvalidRequest(f"no token {str(token_id)[:64]!r} (odradek token list names them)")
             tokens = {key: token for key, token in state.tokens.items() if key != token_id}
-            self._publish(_State(state.users, tokens))
+            self._publish(dataclasses.replace(state, tokens=tokens))
         return entry
+
+    # -- tenants (decision 0028) ------------------------------------------------------------
+
+    def tenants(self) -> dict[str, float]:
+        """Every tenant and when it was made."""
+        return dict(sorted(self._state.tenants.items()))
+
+    def tenant_exists(self, name: str) -> bool:
+        """Whether tenant ``name`` exists (read again, at most every
+        ``limits.security_refresh_seconds_min``, before saying no: made on another agent?)."""
+        if name in self._state.tenants:
+            return True
+        self.refresh(soon=True)
+        return name in self._state.tenants
+
+    def create_tenant(self, name: str) -> float:
+        """Make tenant ``name`` (instant: a namespace is only a name); when it was made."""
+        check_tenant_name(name)
+        with self._lock:
+            state = self._latest()
+            if name in state.tenants:
+                raise InvalidRequest(f"tenant {name!r} exists")
+            if len(state.tenants) >= limits.tenants_max:
+                raise InvalidRequest(f"the store holds {limits.tenants_max} tenants already")
+            created = time.time()
+            self._publish(dataclasses.replace(state, tenants={**state.tenants, name: created}))
+        return created
+
+    def delete_tenant(self, name: str, leftovers: Callable[[str], list[str]] | None = None) -> None:
+        """Delete tenant ``name``; refused while a user belongs to it or ``leftovers(name)``
+        names what is left in it (its topics and groups): delete those first."""
+        with self._lock:
+            state = self._latest()
+            if name not in state.tenants:
+                raise InvalidRequest(f"no tenant {str(name)[:80]!r}")
+            members = sorted(user.name for user in state.users.values() if user.tenant == name)
+            if members:
+                raise InvalidRequest(
+                    f"tenant {name!r} has {len(members)} user(s) ({', '.join(members[:5])}): "
+                    "remove them first (odradek user remove)"
+                )
+            left = leftovers(name) if leftovers is not None else []
+            if left:
+                raise InvalidRequest(
+                    f"tenant {name!r} still holds {len(left)} topic(s) or group(s) "
+                    f"({', '.join(left[:5])}): delete them first"
+                )
+            tenants = {key: created for key, created in state.tenants.items() if key != name}
+            self._publish(dataclasses.replace(state, tenants=tenants))
 
     def _publish(self, state: _State) -> None:
         """Save ``state``, then make it the one read (a failed save changes nothing)."""

@@ -1,9 +1,10 @@
 """Who made a request: the principal every door names for each connection or call.
 
 A principal has a name, a tenant (None: no tenant, or a cluster admin) and an admin
-flag, and says how it was authenticated. Every door knows the principal of each request
-(the Kafka door per connection, the Flight door per call, the HTTP doors per request), so
-that an authorizer can check it in one place (:func:`current_principal`).
+flag (never set with a tenant: a tenant has no cluster admins, decision 0028), and says
+how it was authenticated. Every door knows the principal of each request (the Kafka door
+per connection, the Flight door per call, the HTTP doors per request), so that an
+authorizer can check it in one place (:func:`current_principal`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class Principal:
     tenant: str | None = None
     admin: bool = False
     mechanism: str = "none"
+
+    def __post_init__(self) -> None:
+        # A tenant's principal is never a cluster admin (decision 0028): it could
+        # otherwise manage every tenant's users and data.
+        if self.tenant is not None and self.admin:
+            object.__setattr__(self, "admin", False)
 
     def __str__(self) -> str:
         return f"User:{self.name}"

@@ -56,7 +56,7 @@ class SaslDoor:
     ) -> None:
         self.node = Node.open(str(directory / "data"), fsync=False)
         self.store = CredentialStore.open(str(directory / "data"))
-        self.store.add_user("alice", PASSWORD, tenant="shop")
+        self.store.add_user("alice", PASSWORD)
         self.token, _ = self.store.create_token("alice")
         self.authenticator = Authenticator(self.store, jwt, mtls=tls is not None and tls.mutual)
         self.listener: KafkaListenerHandle = start_kafka_listener(

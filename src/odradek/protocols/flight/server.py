@@ -95,6 +95,7 @@ from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
 from odradek.security.flight import FlightAuthentication, call_principal
 from odradek.security.principal import ANONYMOUS, Principal
 from odradek.security.quotas import QuotaManager
+from odradek.security.tenants import RAW, Namespace, local_error, namespace_of
 from odradek.types import AppendResult
 from odradek.views.waits import parse as wait_parse
 
@@ -253,15 +254,16 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._admit(context)
             target = _put_target(descriptor)
             self._authorize(context, "write", target.topic)
+            topic = self._namespace().topic(target.topic)
             pipeline = AppendPipeline(
                 lambda payload: writer.write(pa.py_buffer(payload)),
-                functools.partial(self._acknowledged, target.topic),
+                functools.partial(self._acknowledged, topic),
                 target.window,
             )
             held: collections.deque[Reservation] = collections.deque()
             try:
                 try:
-                    self._submit_stream(target.topic, target.options, reader, pipeline, held)
+                    self._submit_stream(topic, target.options, reader, pipeline, held)
                 except BaseException:
                     pipeline.finish()  # the results of the batches before; an earlier failure wins
                     raise
@@ -352,11 +354,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         """Single appends from any thread of one client, tagged, answered as each is
         durable (append_stream.py); each checked for ``write`` on its topic."""
         submit = self._submit_append
-        if authorized is not None:
+        namespace = self._namespace()
+        if authorized is not None or namespace is not RAW:
 
             def submit(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> PendingAppend:
-                authorized[0].check(authorized[1], "write", "topic", topic)
-                return self._submit_append(topic, batch, options)
+                if authorized is not None:  # on the name as the caller says it
+                    authorized[0].check(authorized[1], "write", "topic", topic)
+                return self._submit_append(namespace.topic(topic), batch, options)
 
         submit = self._metered(submit)
 
@@ -394,20 +398,22 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             if authorized is not None:
                 topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
                 authorization.check_read(*authorized, topic)
+            namespace = self._namespace()
             if isinstance(request, messages.FetchRequest):
+                topic = namespace.topic(request.topic)
                 batches = self.engine.fetch(
-                    request.topic,
+                    topic,
                     request.offset,
                     max_records=request.max_records,
                     max_bytes=request.max_bytes,
                 )
-                schema = batches[0].schema if batches else self.engine.read_schema(request.topic)
+                schema = batches[0].schema if batches else self.engine.read_schema(topic)
                 records = sum(batch.num_rows for batch in batches)
                 self._throttle(self._principal(), fetched=sum(b.nbytes for b in batches), records_out=records)
                 return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
                 table = self.engine.read_key(
-                    request.topic,
+                    namespace.topic(request.topic),
                     request.key,
                     request.from_version,
                     request.to_version,
@@ -415,8 +421,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 )
                 self._throttle(self._principal(), fetched=table.nbytes, records_out=table.num_rows)
                 return flight.RecordBatchStream(table)
+            wildcard = is_pattern(request.pattern)
+            pattern = namespace.pattern(request.pattern) if wildcard else namespace.topic(request.pattern)
             batches_iterator: Iterator[pa.RecordBatch] = self.engine.read(
-                request.pattern,
+                pattern,
                 start=request.start,
                 wait=request.wait,
                 follow=request.follow,
@@ -424,16 +432,19 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 max_bytes=request.max_bytes,
                 stop=lambda: self._draining.is_set() or context.is_cancelled(),
             )
-            wildcard = is_pattern(request.pattern)
+            if wildcard and namespace.translates:  # each batch's topic column as the tenant says it
+                batches_iterator = map(namespace.local_batch, batches_iterator)
             if wildcard and authorized is not None:  # only the topics it may read
                 batches_iterator = authorization.only_readable(*authorized, batches_iterator)
             batches_iterator = self._metered_reads(batches_iterator)
-            schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(request.pattern)
-            return flight.GeneratorStream(schema, self._stream(batches_iterator, schema))
+            schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(pattern)
+            return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace))
 
-    def _stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    def _stream(
+        self, batches: Iterator[pa.RecordBatch], schema: pa.Schema, namespace: Namespace = RAW
+    ) -> Iterator[pa.RecordBatch]:
         """Errors raised while streaming (a topic deleted under a read) cross the wire too."""
-        with self._translate("do_get", observed=False):
+        with self._translate("do_get", observed=False, namespace=namespace):
             for batch in batches:
                 if not batch.schema.equals(schema):
                     raise InvalidRequest(
@@ -464,7 +475,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 return [flight.Result(pa.py_buffer(result))]
             if action.type in security_admin.ACTIONS:  # users and tokens: an admin principal only
                 principal = call_principal(context)
-                result = security_admin.serve_action(self._credentials, principal, action.type, raw)
+                result = security_admin.serve_action(
+                    self._credentials, principal, action.type, raw, self._tenant_leftovers
+                )
                 return [flight.Result(pa.py_buffer(result))]
             if action.type in _VIEW_ADMIN_ACTIONS:  # a reducer is code the server imports
                 principal = call_principal(context)
@@ -474,10 +487,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                         "code the server imports, so it takes an admin principal"
                     )
             authorized = self._authorized(context)
-            if authorized is not None:
+            if authorized is not None:  # on the names as the caller says them
                 authorization.check_action(*authorized, action.type, raw, self._node)
             body = messages.decode_action_body(action.type, raw)
-            result = self._actions[action.type](body)
+            namespace = self._namespace()
+            if action.type in _LISTINGS:
+                result = _LISTINGS[action.type](self, body, namespace)
+            elif namespace is RAW:
+                result = self._actions[action.type](body)
+            else:
+                result = namespace.local_json(
+                    self._actions[action.type](self._engine_body(namespace, action.type, body))
+                )
             if authorized is not None:
                 result = authorization.filter_listing(*authorized, action.type, result)
             return [flight.Result(pa.py_buffer(result))]
@@ -539,12 +560,54 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self.engine.delete_topic(_name(body, "name"))
         return b"{}"
 
-    def _list_topics(self, body: dict[str, Any]) -> bytes:
+    def _list_topics(self, body: dict[str, Any], namespace: Namespace = RAW) -> bytes:
         pattern = body.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidRequest("pattern must be a string")
-        unavailable = self.engine.unavailable_topics()
-        return messages.dump({"topics": self.engine.list_topics(pattern), "unavailable": unavailable})
+        if namespace.translates:  # anchored inside the tenant's prefix
+            pattern = namespace.pattern(">" if pattern is None else pattern)
+        elif pattern is not None:
+            pattern = namespace.pattern(pattern)
+        unavailable = {
+            namespace.local(name): reason
+            for name, reason in self.engine.unavailable_topics().items()
+            if namespace.owns(name)
+        }
+        topics = namespace.locals(self.engine.list_topics(pattern))
+        return messages.dump({"topics": topics, "unavailable": unavailable})
+
+    def _engine_body(self, namespace: Namespace, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An action's body with the names the caller said as the engine's names."""
+        if action in _VIEW_ACTIONS:
+            if namespace.translates:
+                raise Unauthorized(
+                    f"views are not served to the principals of a tenant ({action}): a view is "
+                    "the cluster's, not a tenant's"
+                )
+            name = body.get("name")
+            pattern = authorization._view_pattern(self.node, name) if isinstance(name, str) else None
+            if pattern is not None and not namespace.owns(pattern):
+                raise Unauthorized(f"view {name!r} reads topics outside {namespace}")
+            return body
+        body = dict(body)
+        wanted = authorization.ACTIONS.get(action)
+        if wanted is not None and isinstance(body.get(wanted[2]), str):
+            field = wanted[2]
+            body[field] = (
+                namespace.group(body[field]) if wanted[1] == "group" else namespace.topic(body[field])
+            )
+        if action == "kafka_partitions" and isinstance(body.get("topic"), str):
+            body["topic"] = namespace.topic(body["topic"])
+        if action == "reset_offsets" and isinstance(body.get("topics"), str):
+            body["topics"] = namespace.pattern(body["topics"])
+        return body
+
+    def _tenant_leftovers(self, tenant: str) -> list[str]:
+        """The topics and groups left in ``tenant`` (its deletion waits for them)."""
+        namespace = Namespace.of_tenant(tenant)
+        topics = self.engine.list_topics(namespace.pattern(">"))
+        groups = [entry.group for entry in self.node.directory.listing() if namespace.owns(entry.group)]
+        return [*topics, *groups]
 
     def _describe_topic(self, body: dict[str, Any]) -> bytes:
         return messages.encode_topic_info(self.engine.describe_topic(_name(body, "name")))
@@ -597,14 +660,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     # Groups of every kind (odradek and kafka) through the node's directory.
 
-    def _list_groups(self, body: dict[str, Any]) -> bytes:
-        listing = self.node.directory.listing()
-        return messages.dump(
-            {
-                "groups": [entry.group for entry in listing],
-                "listing": [entry.to_json() for entry in listing],
-            }
-        )
+    def _list_groups(self, body: dict[str, Any], namespace: Namespace = RAW) -> bytes:
+        listing = [entry for entry in self.node.directory.listing() if namespace.owns(entry.group)]
+        answer = {
+            "groups": [entry.group for entry in listing],
+            "listing": [entry.to_json() for entry in listing],
+        }
+        return messages.dump(namespace.local_value(answer))
 
     def _describe_group(self, body: dict[str, Any]) -> bytes:
         return messages.dump(
@@ -715,11 +777,21 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             authorized = self._authorized(context)
             if authorized is not None:
                 authorization.check_subscription(*authorized, request.group, request.pattern)
+            namespace = self._namespace()
+            if namespace is not RAW:  # the engine's group, pattern and dead-letter topic
+                options = dict(request.options)
+                if isinstance(options.get("dead_letter_topic"), str):
+                    options["dead_letter_topic"] = namespace.topic(options["dead_letter_topic"])
+                request = group_messages.Subscribe(
+                    namespace.group(request.group), namespace.pattern(request.pattern), options
+                )
 
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            Subscription(self.node.groups, request, stop, self._draining.is_set).serve(reader, writer)
+            Subscription(self.node.groups, request, stop, self._draining.is_set, namespace).serve(
+                reader, writer
+            )
 
     # -- discovery: topics as flights ---------------------------------------------------------
 
@@ -728,14 +800,19 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._check_serving()
             self._admit(context)
             pattern = criteria.decode() if criteria else None
+            namespace = self._namespace()
+            if namespace.translates:
+                pattern = namespace.pattern(">" if pattern is None else pattern)
+            elif pattern is not None:
+                pattern = namespace.pattern(pattern)
             infos = []
-            names = self.engine.list_topics(pattern)
+            names = namespace.locals(self.engine.list_topics(pattern))
             authorized = self._authorized(context)
             if authorized is not None:
                 names = authorized[0].filter(authorized[1], "describe", "topic", names)
             for name in names:
                 with contextlib.suppress(OdradekError):  # deleted since it was listed
-                    infos.append(self._topic_flight(name))
+                    infos.append(self._topic_flight(namespace.topic(name), name))
             return infos
 
     def get_flight_info(
@@ -745,16 +822,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._check_serving()
             self._admit(context)
             authorized = self._authorized(context)
+            namespace = self._namespace()
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
                 if authorized is not None:
                     authorized[0].check(authorized[1], "describe", "topic", _path_topic(descriptor))
-                return self._topic_flight(_path_topic(descriptor))
+                local = _path_topic(descriptor)
+                return self._topic_flight(namespace.topic(local), local)
             request = messages.decode_ticket(descriptor.command)
             if authorized is not None:
                 topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
                 authorization.check_read(*authorized, topic)
             if isinstance(request, messages.ReadRequest) and not is_pattern(request.pattern):
-                info = self.engine.describe_topic(request.pattern)
+                info = self.engine.describe_topic(namespace.topic(request.pattern))
                 records, size = info.records, info.bytes
             else:
                 records, size = -1, -1
@@ -762,7 +841,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 schema = WILDCARD_SCHEMA
             else:
                 topic = request.pattern if isinstance(request, messages.ReadRequest) else request.topic
-                schema = self.engine.read_schema(topic)
+                schema = self.engine.read_schema(namespace.topic(topic))
             endpoint = flight.FlightEndpoint(descriptor.command, [])
             return flight.FlightInfo(schema, descriptor, [endpoint], records, size)
 
@@ -772,11 +851,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         info = self.get_flight_info(context, descriptor)
         return flight.SchemaResult(info.schema)
 
-    def _topic_flight(self, name: str) -> flight.FlightInfo:
+    def _topic_flight(self, name: str, local: str | None = None) -> flight.FlightInfo:
+        """Topic ``name`` (the engine's) as a flight named ``local`` (as the caller says it)."""
         info = self.engine.describe_topic(name)
-        ticket = messages.encode_ticket(messages.ReadRequest(pattern=name, start="earliest", wait=0.0))
+        said = name if local is None else local
+        ticket = messages.encode_ticket(messages.ReadRequest(pattern=said, start="earliest", wait=0.0))
         endpoint = flight.FlightEndpoint(ticket, [])
-        descriptor = flight.FlightDescriptor.for_path(name)
+        descriptor = flight.FlightDescriptor.for_path(said)
         schema = self.engine.read_schema(name)
         return flight.FlightInfo(schema, descriptor, [endpoint], info.records, info.bytes)
 
@@ -788,8 +869,21 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         call = context.get_middleware(_CALL_SLOTS)
         if call is not None:
             call.admit(connections.peer_host(context.peer()))
-        self._call.principal = call_principal(context).name
+        principal = call_principal(context)
+        self._call.principal = principal.name
+        self._call.namespace = self._namespace_of(principal)  # Unauthorized: an unknown tenant
         self._throttle(self._call.principal, request=True)
+
+    def _namespace_of(self, principal: Principal) -> Namespace:
+        if self._authenticator is None:
+            return RAW  # no authentication: every caller is the anonymous admin
+        store = self._credentials
+        return namespace_of(principal, store.tenant_exists if store is not None else lambda tenant: False)
+
+    def _namespace(self) -> Namespace:
+        """The namespace of the call this thread serves (set by _admit; security/tenants.py)."""
+        namespace: Namespace = getattr(self._call, "namespace", RAW)
+        return namespace
 
     def _principal(self) -> str:
         """The name of the principal of the call this thread serves (set by _admit)."""
@@ -880,7 +974,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return True
 
     @contextlib.contextmanager
-    def _translate(self, call: str, observed: bool = True) -> Iterator[None]:
+    def _translate(
+        self, call: str, observed: bool = True, namespace: Namespace | None = None
+    ) -> Iterator[None]:
         """Errors as Flight errors; each call counted for /metrics (protocols/observe.py;
         ``observed``: False for the stream of a call already counted)."""
         started = time.perf_counter()
@@ -888,9 +984,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         # For the logs; set, not reset by token, at the end: a streaming call's generator
         # may end in another context than it started in.
         request_ids.current.set(request_ids.fresh())
+        if namespace is None:
+            self._call.namespace = RAW  # until _admit names the caller's
         try:
             yield
         except OdradekError as exc:
+            exc = local_error(namespace if namespace is not None else self._namespace(), exc)
             if isinstance(exc, ClosedError) and self._draining.is_set():
                 exc = Unavailable("the server is shutting down; retry against a running server")
             elif isinstance(exc, ClosedError) and self._node is None:
@@ -938,6 +1037,24 @@ _NO_OPTIONS = messages.AppendOptions()
 # deleting one takes an admin principal (any caller on a server without authentication).
 _VIEW_ADMIN_ACTIONS = frozenset({"create_view", "delete_view"})
 _ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
+# Listings answered for the caller's namespace (security/tenants.py).
+_LISTINGS: dict[str, Callable[[FlightService, dict[str, Any], Namespace], bytes]] = {
+    "list_topics": lambda server, body, namespace: server._list_topics(body, namespace),
+    "list_groups": lambda server, body, namespace: server._list_groups(body, namespace),
+}
+# Views are the cluster's (decision 0019): not in a tenant's namespace.
+_VIEW_ACTIONS = frozenset(
+    {
+        "create_view",
+        "delete_view",
+        "view_get",
+        "view_scan",
+        "describe_view",
+        "list_views",
+        "wait_for",
+        "check_waiters",
+    }
+)
 
 
 class ClusterGate(Protocol):

@@ -23,6 +23,7 @@ Rules
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ from odradek.groups import DeliveryBatch, GroupManager, GroupOptions
 from odradek.groups.membership import Membership
 from odradek.groups.options import check_delay, check_poll
 from odradek.protocols.flight import group_messages as wire
+from odradek.security.tenants import RAW, Namespace, local_error
 
 # A poll's wait is cut into slices this long; between slices the handler notices a
 # drain or a vanished client.
@@ -47,9 +49,13 @@ class Subscription:
         request: wire.Subscribe,
         stop: Callable[[], bool],
         draining: Callable[[], bool] = lambda: False,
+        namespace: Namespace = RAW,
     ) -> None:
         """``stop``: the call should end (the server drains, or the client cancelled);
-        ``draining``: the server drains (a clean end for the member)."""
+        ``draining``: the server drains (a clean end for the member). ``request`` names the
+        engine's group and pattern; ``namespace`` is the caller's (security/tenants.py):
+        answers name topics as it says them."""
+        self._namespace = namespace
         options = GroupOptions.build(request.group, request.pattern, **request.options)
         self._member = Membership(groups, request.pattern, request.group, options)
         self._stop = stop
@@ -64,7 +70,9 @@ class Subscription:
         clean = False
         try:
             writer.begin(wire.DELIVERY_SCHEMA)
-            joined = wire.encode_joined(member.member_id, member.options.to_json())
+            joined = wire.encode_joined(
+                member.member_id, self._namespace.local_value(member.options.to_json())
+            )
             writer.write_metadata(pa.py_buffer(joined))
             while True:
                 try:
@@ -89,7 +97,8 @@ class Subscription:
                 except (Unavailable, ClosedError):
                     raise
                 except OdradekError as exc:
-                    writer.write_metadata(pa.py_buffer(wire.encode_refused(exc)))
+                    refusal = wire.encode_refused(local_error(self._namespace, exc))
+                    writer.write_metadata(pa.py_buffer(refusal))
         finally:
             member.close(failed=not clean)
 
@@ -100,20 +109,29 @@ class Subscription:
         writer: flight.MetadataRecordBatchWriter,
     ) -> None:
         member = self._member
+        namespace = self._namespace
         if isinstance(request, wire.Poll):
             batches = self._poll(request)
             for batch in batches:
-                writer.write_with_metadata(
-                    wire.delivery_records(batch), pa.py_buffer(wire.encode_delivery_header(batch))
+                header = wire.encode_delivery_header(
+                    dataclasses.replace(batch, topic=namespace.local(batch.topic))
                 )
+                writer.write_with_metadata(wire.delivery_records(batch), pa.py_buffer(header))
             writer.write_metadata(pa.py_buffer(wire.encode_polled(len(batches), member.member_id)))
             return
+        if (
+            data is not None
+            and namespace.translates
+            and data.num_columns
+            and data.schema.equals(wire.REFS_SCHEMA)
+        ):
+            data = data.set_column(0, data.schema.field(0), namespace.engine_column(data.column(0)))
         refs = wire.decode_refs(data)
         if request.nack:
             result = member.nack(refs, check_delay(request.delay))
         else:
             result = member.ack(refs)
-        writer.write_metadata(pa.py_buffer(wire.encode_settled(result)))
+        writer.write_metadata(pa.py_buffer(namespace.local_json(wire.encode_settled(result))))
 
     def _poll(self, request: wire.Poll) -> list[DeliveryBatch]:
         max_records, timeout = check_poll(request.max_records, request.timeout)
