@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 4
@@ -51,9 +51,11 @@ def _produce(bootstrap: str, topic: str, keys: range) -> set[int]:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2", **FAST})
     partitions: set[int] = set()
 
-    def delivered(error: object, message: object) -> None:
+    def delivered(error: KafkaError | None, message: Message) -> None:
         assert error is None, error
-        partitions.add(message.partition())  # type: ignore[attr-defined]
+        partition = message.partition()
+        assert partition is not None
+        partitions.add(partition)
 
     for i in keys:
         producer.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), on_delivery=delivered)
@@ -61,14 +63,15 @@ def _produce(bootstrap: str, topic: str, keys: range) -> set[int]:
     return partitions
 
 
-def _poll_until(members: list[Member], done: object, seen: set[bytes]) -> None:
+def _poll_until(members: list[Member], done: Callable[[], bool], seen: set[bytes]) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
-    while not done():  # type: ignore[operator]
+    while not done():
         assert time.monotonic() < deadline, "the group did not get there in time"
         for member in members:
             message = member.consumer.poll(0.05)
-            if message is not None and not message.error():
-                seen.add(message.value())
+            value = None if message is None or message.error() else message.value()
+            if value is not None:
+                seen.add(value)
 
 
 @contextlib.contextmanager
