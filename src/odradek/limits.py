@@ -381,13 +381,6 @@ store_flush_bytes_default = 8 * 1024 * 1024
 # Flushes uploading at once: at 60 ms a PUT, 32 in flight carry 500k records/s of 100 B
 # in 20 ms windows with room to spare. Also the width of the window a new agent fences.
 store_flushes_in_flight_max = 32
-# Group-commit rounds of one topic waiting for the journal side by side (engine/commit.py
-# on a StoreDisk). A round is an appender's own thread waiting for the flush that holds
-# its writes, plus a descriptor held for the wait; at 1,000 single appends/s about a
-# third of appends lead a round, and a cap of 32 made 8-15 % of them wait > 20 ms for a
-# free one, then a whole window and PUT more (the slowest 1 %). 256 covers 60 ms PUTs
-# at several thousand single appends/s per topic.
-store_sync_rounds_max = 256
 # A new agent fences up to 3 x store_flushes_in_flight_max empty slots at start, this
 # many at once.
 store_fence_threads = 16

@@ -1,11 +1,10 @@
-"""Group commit rounds: one at a time on a file system, side by side on a store.
+"""Group commit rounds on a file system: one at a time, each taking what queued.
 
-Goal: on a disk whose syncs are cheap to repeat (a file system) one fsync is in flight
-and the next round takes every append that queued meanwhile; on a disk whose sync waits
-a journal flush and a PUT (``syncs_in_flight_max`` > 1), an append that no round in
-flight covers starts its own round beside them instead of waiting out the one in flight
-and then its own. Either way durability only grows, listeners hear each increase once,
-and a failed sync poisons the commit for every waiter.
+Goal: on a disk whose syncs cover every write before them (a file system) one fsync is
+in flight and the next round takes every append that queued meanwhile; durability only
+grows, listeners hear each increase once, and a failed sync poisons the commit for
+every waiter. (On a store each append waits for its own journal flush instead:
+tests/store/test_store_ack.py.)
 
 Method: a GroupCommit over a disk whose fdatasync blocks until the test releases it, so
 the order of rounds is decided by the test, not by timing.
@@ -27,8 +26,7 @@ DEADLINE = 30.0
 class GatedDisk(Disk):
     """fdatasync blocks until released; counts the syncs in flight."""
 
-    def __init__(self, syncs_in_flight_max: int) -> None:
-        self.syncs_in_flight_max = syncs_in_flight_max
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -76,29 +74,8 @@ def _waiter(commit: GroupCommit, ticket: int, errors: list[BaseException]) -> th
     return thread
 
 
-def test_on_a_store_a_new_append_starts_its_own_round_beside_the_one_in_flight() -> None:
-    disk, log, heard, errors = GatedDisk(4), Log(), [], []
-    commit = GroupCommit(0, log.take, fsync=True, disk=disk)
-    commit.on_durable(heard.append)
-    log.written = 1
-    first = _waiter(commit, 1, errors)
-    assert disk.started.acquire(timeout=DEADLINE)
-    log.written = 2
-    second = _waiter(commit, 2, errors)
-    assert disk.started.acquire(timeout=DEADLINE), "the second append waited for the first round"
-    assert disk.most_in_flight == 2
-    disk.gates[1].set()  # the later round ends first: it covers the earlier ticket too
-    second.join(DEADLINE)
-    assert not second.is_alive() and commit.durable == 2
-    commit.wait(1)  # an append of the first round's is durable already
-    disk.gates[0].set()
-    first.join(DEADLINE)
-    assert not first.is_alive() and commit.durable == 2
-    assert heard == [2] and not errors  # the earlier round's end raised nothing
-
-
 def test_on_a_file_system_one_round_at_a_time_takes_what_queued() -> None:
-    disk, log, heard, errors = GatedDisk(1), Log(), [], []
+    disk, log, heard, errors = GatedDisk(), Log(), [], []
     commit = GroupCommit(0, log.take, fsync=True, disk=disk)
     commit.on_durable(heard.append)
     log.written = 1
@@ -118,20 +95,19 @@ def test_on_a_file_system_one_round_at_a_time_takes_what_queued() -> None:
 
 
 def test_a_failed_round_poisons_the_commit_for_every_waiter() -> None:
-    disk, log, errors = GatedDisk(4), Log(), []
+    disk, log, errors = GatedDisk(), Log(), []
     commit = GroupCommit(0, log.take, fsync=True, disk=disk)
     disk.fail_next = True
     log.written = 1
     first = _waiter(commit, 1, errors)
     assert disk.started.acquire(timeout=DEADLINE)
-    disk.fail_next = False
     log.written = 2
-    second = _waiter(commit, 2, errors)
-    assert disk.started.acquire(timeout=DEADLINE)
+    second = _waiter(commit, 2, errors)  # queued behind the round in flight
     disk.gates[0].set()
     first.join(DEADLINE)
-    disk.gates[1].set()
     second.join(DEADLINE)
-    assert errors and all(isinstance(error, StorageError) for error in errors)
+    assert not first.is_alive() and not second.is_alive()
+    assert len(errors) == 2 and all(isinstance(error, StorageError) for error in errors)
+    assert len(disk.gates) == 1 and commit.durable == 0  # no round after the failure
     with pytest.raises(StorageError):
         commit.wait(2)

@@ -405,6 +405,12 @@ class TopicLog:
         fd, token = active.sync_handle()
         return fd, active, token
 
+    def journal_mark(self) -> tuple[int, Callable[[], None]]:
+        """Where the active segment's writes so far stand in a journaled disk's journal,
+        and what marks its handle clean once the journal is durable up to there (for the
+        group commit, under the writer lock)."""
+        return self.active.file.journal_mark()
+
     # -- reading (lock-free) ----------------------------------------------------------
 
     def locate(self, offset: int, segments: list[Segment] | None = None) -> tuple[int, int] | None:

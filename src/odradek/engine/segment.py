@@ -31,10 +31,11 @@ Nothing here knows about topics, keys or threads: it reads and writes bytes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import crc32c
@@ -403,6 +404,12 @@ class SegmentFile:
         commit that fsyncs outside the writer lock."""
         with self.handle.fd() as fd:
             return self.disk.dup(fd), self.handle.writes
+
+    def journal_mark(self) -> tuple[int, Callable[[], None]]:
+        """(the journal position of this file's writes so far, what marks the handle clean
+        once they are durable), on a journaled disk; see :meth:`Disk.sync_position`."""
+        with self.handle.fd() as fd:
+            return self.disk.sync_position(fd), functools.partial(self.handle.synced, self.handle.writes)
 
     def close(self) -> None:
         if not self.closed:

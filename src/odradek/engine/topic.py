@@ -456,6 +456,8 @@ class Topic:
                 self.producers.record(producer_key, base, count)
             self.keys.add(entries_for(keys, assignment.versions, offsets, assignment.keyed), base + count)
             self._written = base + count
+            if self.commit.journaled:  # its own journal flush acknowledges it (commit.py)
+                self.commit.written(self._written, *self.log.journal_mark())
         return PendingAppend(self, base + count, AppendResult(base, count, assignment.versions_by_key()))
 
     def _check_key_expectations(self, expectations: dict[bytes, int]) -> None:

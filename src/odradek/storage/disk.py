@@ -56,11 +56,14 @@ class Disk:
     # (a file system's fdatasync then has no new size to commit). A store's journal
     # would only carry the zeros (storage/storedisk.py).
     preallocation_pays = True
-    # How many fsyncs of one file a group commit may have in flight. A file system's
-    # fdatasync covers every write before it, so one at a time (the next round takes all
-    # that queued meanwhile) costs nothing; a store's sync waits a flush window and a
-    # PUT, and rounds in flight side by side each wait for their own flush.
-    syncs_in_flight_max = 1
+    # Whether durability comes from a journal of changes (an object store's,
+    # storage/storedisk.py) rather than from fsyncs: a group commit then notes where each
+    # append's write went in the journal (``sync_position``) and acknowledges it once the
+    # journal is durable up to there (``wait_position``), not with rounds of fsyncs of
+    # the file (engine/commit.py). A file system's fdatasync covers every write before
+    # it, so one round at a time, taking every append that queued meanwhile, costs
+    # nothing there.
+    journaled = False
 
     # -- file handles -----------------------------------------------------------------
 
@@ -116,6 +119,15 @@ class Disk:
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
+
+    def sync_position(self, fd: int) -> int:
+        """Where the changes made so far to ``fd``'s file stand in this disk's journal,
+        for :meth:`wait_position` (0: this disk keeps no journal, fsync instead)."""
+        return 0
+
+    def wait_position(self, position: int) -> None:
+        """Return once every change up to journal ``position`` is durable (a disk
+        without a journal has none to wait for)."""
 
     def ftruncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pyarrow as pa
 
-from odradek import limits
 from odradek.errors import StorageError
 from odradek.storage import journal
 from odradek.storage.disk import Buffer, Disk
@@ -67,7 +66,7 @@ class Store(Protocol):
 
 class StoreDisk(Disk):
     preallocation_pays = False  # zeros ahead of the frames would only fill the journal
-    syncs_in_flight_max = limits.store_sync_rounds_max  # each waits for its own flush
+    journaled = True  # an fsync waits for the journal flush holding the file's last change
 
     def __init__(
         self,
@@ -306,6 +305,19 @@ class StoreDisk(Disk):
             number = self._last.get(relative, 0)
         if number:
             self.writer.wait(number)
+
+    def sync_position(self, fd: int) -> int:
+        """The journal flush holding the last change of ``fd``'s file so far (0: none
+        since this agent started, or not journaled). The caller keeps the file from
+        changing meanwhile (a topic's writer lock), so that is the flush of its own write."""
+        relative = self._fds.get(fd)
+        return 0 if relative is None else self._last.get(relative, 0)
+
+    def wait_position(self, position: int) -> None:
+        """Return once journal flush ``position`` and every one before it is committed
+        (StoreUnavailable after the journal's wait timeout, Fenced once replaced)."""
+        if position:
+            self.writer.wait(position)
 
     # -- names --------------------------------------------------------------------------
 
