@@ -17,6 +17,11 @@ apply a crash interrupted (one topic written, the other not) is finished at the 
 start, each record once, and a transaction open at a restart is aborted and its
 producer fenced. A transactional Produce is answered with a lower bound of its records'
 offsets that never goes back for the id's later records (a retry gets its first answer).
+The id's next transaction opens and stages while its previous commit is still applied
+(that commit's offsets stay unstable meanwhile), its commit waits for that apply, and a
+restart then finishes the one and aborts the other; the slot emptied ahead for the next
+transaction is no open transaction at a restart. AddPartitionsToTxn refuses a topic with
+a schema (INVALID_RECORD) and opens nothing.
 
 Method: raw requests on one connection (wire.py) to the in-process door, built and read
 with the door's codec; the interrupted apply is a coordinator whose apply writes the
@@ -500,3 +505,172 @@ def test_end_txn_is_answered_before_the_apply_and_readers_wait_for_it(
     # The end a reader asks for after EndTxn's answer includes the commit.
     assert (answer.error_code, answer.offset) == (ErrorCode.NONE, 3)
     assert applied.is_set()
+
+
+def _add_offsets(wire: TxnWire, transactional_id: str, pid: int, epoch: int, topic: str, offset: int) -> None:
+    added = t.AddOffsetsToTxnRequest(
+        transactional_id=transactional_id, producer_id=pid, producer_epoch=epoch, group_id="g2"
+    )
+    assert wire.call(ApiKey.ADD_OFFSETS_TO_TXN, 3, added).error_code == ErrorCode.NONE
+    request = t.TxnOffsetCommitRequest(
+        transactional_id=transactional_id,
+        group_id="g2",
+        producer_id=pid,
+        producer_epoch=epoch,
+        topics=(
+            t.TxnOffsetCommitRequestTopic(
+                name=topic,
+                partitions=(t.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=offset),),
+            ),
+        ),
+    )
+    assert wire.call(ApiKey.TXN_OFFSET_COMMIT, 3, request).topics[0].partitions[0].error_code == 0
+
+
+def test_the_next_transaction_opens_while_the_commit_before_is_applied(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("overlap")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("overlap", pid, epoch, {topic_name: [0]})
+    assert wire.produce("overlap", topic_name, [b"a", b"b"], pid, epoch, 0)[0] == ErrorCode.NONE
+    _add_offsets(wire, "overlap", pid, epoch, topic_name, 5)
+    release, settling = threading.Event(), threading.Event()
+    applied: list[int] = []
+    original_append = TransactionCoordinator._append_all
+    original_settle = TransactionCoordinator._settle
+
+    def held_append(self: TransactionCoordinator, txn: Any, decision: dict[str, Any]) -> None:
+        release.wait(30.0)  # the first commit's apply waits until the next commit asks for it
+        original_append(self, txn, decision)
+        applied.append(int(decision["number"]))
+
+    async def settle(self: TransactionCoordinator, txn: Any) -> None:
+        if txn.commit is not None:
+            settling.set()
+        await original_settle(self, txn)
+
+    monkeypatch.setattr(TransactionCoordinator, "_append_all", held_append)
+    monkeypatch.setattr(TransactionCoordinator, "_settle", settle)
+    releaser = threading.Thread(target=lambda: release.set() if settling.wait(30.0) else None)
+    releaser.start()
+    try:
+        assert wire.end("overlap", pid, epoch, True) == ErrorCode.NONE
+        # The next transaction opens and stages while the first commit is not applied...
+        assert wire.add("overlap", pid, epoch, {topic_name: [0]}) == {(topic_name, 0): ErrorCode.NONE}
+        assert wire.produce("overlap", topic_name, [b"c"], pid, epoch, 2) == (ErrorCode.NONE, 2)
+        assert applied == [] and not release.is_set()
+        # ...and the first commit's offsets stay unstable until it is applied (KIP-447).
+        assert fetch_offset(wire, "g2", topic_name, require_stable=True) == (
+            ErrorCode.UNSTABLE_OFFSET_COMMIT,
+            -1,
+        )
+        # The next commit waits for the one before: one id's commits land in order.
+        assert wire.end("overlap", pid, epoch, True) == ErrorCode.NONE
+        assert applied[:1] == [1]
+    finally:
+        release.set()
+        releaser.join()
+    assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c"]
+    assert applied == [1, 2]
+    assert fetch_offset(wire, "g2", topic_name, require_stable=True) == (ErrorCode.NONE, 5)
+
+
+def test_a_restart_finishes_the_commit_before_and_aborts_the_open_one(
+    kafka_door: Any, topic_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = TxnWire(kafka_door.listener.port)
+    init = wire.init("restarted")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("restarted", pid, epoch, {topic_name: [0]})
+    assert wire.produce("restarted", topic_name, [b"a", b"b"], pid, epoch, 0)[0] == ErrorCode.NONE
+
+    def crash(self: TransactionCoordinator, txn: Any, decision: dict[str, Any]) -> None:
+        raise StorageError("the process died here")
+
+    monkeypatch.setattr(TransactionCoordinator, "_append_all", crash)
+    assert wire.end("restarted", pid, epoch, True) == ErrorCode.NONE  # decided, never applied
+    wire.add("restarted", pid, epoch, {topic_name: [0]})
+    assert wire.produce("restarted", topic_name, [b"open"], pid, epoch, 2)[0] == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == []
+    wire.close()
+    kafka_door.close()
+    monkeypatch.undo()
+
+    kafka_door.node = Node.open(kafka_door.data_dir, fsync=False)
+    kafka_door.listener = start_kafka_listener(kafka_door.node, "127.0.0.1", 0)
+    wire = TxnWire(kafka_door.listener.port)
+    try:
+        assert values_of(kafka_door, topic_name) == [b"a", b"b"]
+        reopened = wire.describe("restarted")
+        assert (reopened.transaction_state, reopened.producer_epoch) == ("CompleteAbort", epoch + 1)
+        assert wire.end("restarted", pid, epoch, True) == ErrorCode.PRODUCER_FENCED
+    finally:
+        wire.close()
+
+
+def test_a_restart_after_commits_fences_nothing(kafka_door: Any, topic_name: str) -> None:
+    """Once a commit is decided, the other slot is emptied ahead for the next
+    transaction: an emptied slot is no open transaction at a restart."""
+    kafka_door.engine.create_topic(topic_name)
+    wire = TxnWire(kafka_door.listener.port)
+    init = wire.init("quiet")
+    pid, epoch = init.producer_id, init.producer_epoch
+    for sequence, value in enumerate((b"a", b"b")):
+        wire.add("quiet", pid, epoch, {topic_name: [0]})
+        assert wire.produce("quiet", topic_name, [value], pid, epoch, sequence)[0] == ErrorCode.NONE
+        assert wire.end("quiet", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)
+    hashed = hashlib.sha256(b"quiet").hexdigest()
+    first_slot = os.path.join(kafka_door.data_dir, "kafka", "transactions", f"{hashed}.0.stage")
+    emptied = threading.Event()
+    for _ in range(3000):  # the emptying runs in the background
+        if os.path.getsize(first_slot) == 0:
+            emptied.set()
+            break
+        emptied.wait(0.01)
+    assert emptied.is_set(), "the first transaction's slot was not emptied"
+    wire.close()
+    kafka_door.close()
+
+    kafka_door.node = Node.open(kafka_door.data_dir, fsync=False)
+    kafka_door.listener = start_kafka_listener(kafka_door.node, "127.0.0.1", 0)
+    wire = TxnWire(kafka_door.listener.port)
+    try:
+        described = wire.describe("quiet")
+        assert (described.transaction_state, described.producer_epoch) == ("CompleteCommit", epoch)
+        assert wire.add("quiet", pid, epoch, {topic_name: [0]}) == {(topic_name, 0): ErrorCode.NONE}
+        assert wire.produce("quiet", topic_name, [b"c"], pid, epoch, 2)[0] == ErrorCode.NONE
+        assert wire.end("quiet", pid, epoch, True) == ErrorCode.NONE
+        assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c"]
+    finally:
+        wire.close()
+
+
+def test_a_topic_with_a_schema_is_refused_and_opens_nothing(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    typed, plain = topic_name + ".typed", topic_name + ".plain"
+    kafka_door.engine.create_topic(typed)
+    kafka_door.engine.create_topic(plain)
+    kafka_door.engine.set_schema(typed, {"type": "object", "properties": {"id": {"type": "integer"}}})
+    wire = connect()
+    init = wire.init("typed")
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert wire.add("typed", pid, epoch, {typed: [0], plain: [0]}) == {
+        (typed, 0): ErrorCode.INVALID_RECORD,
+        (plain, 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
+    }
+    assert wire.describe("typed").transaction_state == "Empty"
+    missing = topic_name + ".missing"
+    assert wire.add("typed", pid, epoch, {typed: [0], missing: [0], plain: [0]}) == {
+        (typed, 0): ErrorCode.INVALID_RECORD,
+        (missing, 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        (plain, 0): ErrorCode.OPERATION_NOT_ATTEMPTED,
+    }
+    assert wire.describe("typed").transaction_state == "Empty"
+    assert wire.add("typed", pid, epoch, {plain: [0]}) == {(plain, 0): ErrorCode.NONE}
+    assert wire.describe("typed").transaction_state == "Ongoing"

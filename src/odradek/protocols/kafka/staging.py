@@ -116,32 +116,47 @@ class StageFile:
     """A staging file opened for a new transaction (emptied, its number written first).
     Thread-safe."""
 
-    def __init__(self, disk: Disk, path: str, number: int | None, *, sync: bool = True) -> None:
-        """Open ``path`` for transaction ``number`` (emptied first), or with None as it
-        is, to append a note to it."""
+    def __init__(
+        self, disk: Disk, path: str, number: int | None, *, sync: bool = True, empty: bool = False
+    ) -> None:
+        """Open ``path`` for transaction ``number`` (emptied first); with None, as it is,
+        to append a note to it, or, with ``empty``, emptied for a transaction that
+        begins later (``begin``): the emptying, an ftruncate that frees the previous
+        transaction's blocks, is then off the path of the request that opens it."""
         self.disk = disk
         self.path = path
         self.sync_enabled = sync
         self._lock = threading.Lock()
         created = not disk.exists(path)
-        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if number is not None else 0)
+        emptied = number is not None or empty
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if emptied else 0)
         try:
             self._fd: int | None = disk.open(path, flags)
         except OSError as exc:
             raise StorageError(f"could not open {path}: {describe_os_error(exc)}") from exc
         try:
-            if number is None:
+            if not emptied:
                 self.bytes = disk.fsize(self._fd)
                 return
             disk.ftruncate(self._fd, 0)
-            begin = _frame({"begin": number})
-            disk.append(self._fd, begin)
-            self.bytes = len(begin)
+            self.bytes = 0
             if created and sync:
                 disk.fsync_directory(os.path.dirname(path))  # the name, once for good
         except OSError as exc:
             self.close()
             raise StorageError(f"could not prepare {path}: {describe_os_error(exc)}") from exc
+        if number is not None:
+            self.begin(number)
+
+    def begin(self, number: int) -> None:
+        """Write the transaction's number, the first frame (the file is empty)."""
+        if self.bytes:
+            raise StorageError(f"{self.path} holds a transaction already")
+        try:
+            self.append(_frame({"begin": number}))
+        except StorageError:
+            self.close()
+            raise
 
     def append(self, frame: bytes) -> None:
         """Add a frame; StorageError if it could not be written whole (then the file is

@@ -14,10 +14,12 @@ open. Each transactional Produce appends them to the transaction's *staging file
    batches, under the engine range producer ``kafka-txn:<producer id>:<partition>``
    with the sequences of step 1, and the offsets are committed to their groups.
 
-EndTxn is answered after step 1; step 2 runs as a task of the event loop. What must see
-the commit waits for it: the id's next transaction and InitProducerId (_settle), a
-Fetch or ListOffsets of its topics (settled), OffsetFetch with require_stable
-(pending_offset); other threads ask with wait_applied.
+EndTxn is answered after step 1; step 2 runs as a task of the event loop, overlapping
+the producer's next transaction. What must see the commit waits for it: the id's next
+commit and InitProducerId (_settle), a Fetch or ListOffsets of its topics (settled),
+OffsetFetch with require_stable (pending_offset); other threads ask with wait_applied.
+So an id has at most one decided commit not applied yet (its ``commit``) beside its open
+transaction, and its commits are applied in order.
 
 A crash after step 1 is finished at the next start: the same appends with the same
 sequences, which the engine's durable producer state answers as duplicates where they
@@ -43,7 +45,10 @@ Files, in ``<data dir>/kafka/transactions/``: ``<hash>.json`` (the id's document
 producer id, epoch and timeout, written by InitProducerId and when the producer is
 fenced) and ``<hash>.0.stage``, ``<hash>.1.stage`` (the id's two staging slots: the
 open transaction's, and the latest committed decision, with the sequences it leaves).
-``<hash>`` is the SHA-256 of the transactional id.
+``<hash>`` is the SHA-256 of the transactional id. Once a commit's decision is durable,
+the slot the id's next transaction takes holds only applied work (the commit before
+was applied before this one was decided): it is emptied then, in the background (the
+id's ``spare``), so that opening the next transaction only writes its number.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -121,13 +127,14 @@ class Transaction:
     open_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
     next_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
     sequences: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # next, applied
-    decision: dict[str, Any] | None = None  # what a prepared commit applies
-    # The staged records also kept in memory (None: only in the staging file), so that
-    # a commit need not read them back; within the coordinator's memory budget.
+    # The open transaction's staged records also kept in memory (None: only in the
+    # staging file), so that a commit need not read them back; within the
+    # coordinator's memory budget.
     tables: dict[TopicPartition, list[pa.Table]] | None = None
     memory: int = 0
     stage: StageFile | None = None
-    applying: asyncio.Task[None] | None = None  # the apply of a decided commit, running
+    commit: Commit | None = None  # the decided commit not applied yet
+    spare: asyncio.Future[StageFile] | None = None  # the next transaction's slot, emptied
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     def describe_partitions(self) -> dict[str, list[int]]:
@@ -135,6 +142,22 @@ class Transaction:
         for topic, partition in sorted(self.partitions):
             topics.setdefault(topic, []).append(partition)
         return topics
+
+
+@dataclasses.dataclass
+class Commit:
+    """A decided commit until it is applied: what the apply needs, apart from the
+    transaction its id may open meanwhile."""
+
+    decision: dict[str, Any]
+    slot: int  # the staging slot holding its records and decision
+    stage: StageFile | None = None  # to note "applied" in (None: reopened then)
+    tables: dict[TopicPartition, list[pa.Table]] | None = None  # None: read back
+    memory: int = 0
+    applying: asyncio.Task[None] | None = None  # its apply, running
+
+    def holds_offset(self, group_id: str, partition: TopicPartition) -> bool:
+        return any((t, p) == partition for t, p, *_ in self.decision["offsets"].get(group_id, ()))
 
 
 def _hash(transactional_id: str) -> str:
@@ -243,9 +266,9 @@ class TransactionCoordinator:
                 txn.state = COMPLETE_COMMIT
             else:
                 txn.state = PREPARE_COMMIT
-                txn.decision = decision
+                txn.commit = Commit(decision, slot)
                 log.info("transaction %r: finishing its commit", txn.transactional_id)
-                self._start_apply(txn)
+                self._start_apply(txn, txn.commit)
         newest = max(found, key=lambda item: item[0])[2]
         if newest.decision is None and not newest.aborted:
             # Open when the server stopped: aborted, and its producer fenced.
@@ -289,8 +312,7 @@ class TransactionCoordinator:
         async with txn.lock:
             if producer_id >= 0 and epoch >= 0 and (producer_id, epoch) != (txn.producer_id, txn.epoch):
                 raise self._fenced(txn, version, 4)  # KIP-360: only the current producer may bump
-            if txn.state == PREPARE_COMMIT:
-                await self._settle(txn)
+            await self._settle(txn)
             if txn.state == ONGOING:
                 await self._abort(txn, "a new producer of its transactional.id started")
             previous = (txn.producer_id, txn.epoch, txn.timeout_ms, txn.state)
@@ -334,12 +356,15 @@ class TransactionCoordinator:
             raise self._fenced(txn, version, fenced_from)
         return txn
 
-    async def _begin(self, txn: Transaction) -> None:
-        """Open a transaction (its staging file) if none is open."""
+    async def _begin(self, txn: Transaction, admit: Callable[[], None] | None = None) -> None:
+        """Open a transaction (its staging file) if none is open. The previous commit
+        may still be applying: the next commit waits for it (end). ``admit`` runs first
+        on the broker's threads, in the same call as the file work; if it raises,
+        nothing is begun."""
         if txn.state == ONGOING:
+            if admit is not None:
+                await self.broker.call(admit)
             return
-        if txn.state == PREPARE_COMMIT:
-            await self._settle(txn)  # the previous commit's records go first
         open_now = sum(1 for other in self.transactions.values() if other.state == ONGOING)
         if open_now >= limits.kafka_open_transactions_max:
             raise TransactionError(
@@ -349,7 +374,8 @@ class TransactionCoordinator:
         number = txn.number + 1
         slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
         path = self._stage_path(txn.transactional_id, slot)
-        stage = await self.broker.call(StageFile, self.disk, path, number, sync=self.fsync)
+        spare = await self._take_spare(txn, path)
+        stage = await self.broker.call(self._open_stage, path, number, spare, admit)
         txn.number = number
         txn.slot = slot
         txn.stage = stage
@@ -365,11 +391,32 @@ class TransactionCoordinator:
         self._forget_tables(txn)
         txn.tables = {}
 
+    def _open_stage(
+        self, path: str, number: int, spare: StageFile | None, admit: Callable[[], None] | None
+    ) -> StageFile:
+        """``admit``, then the transaction's staging file: the spare emptied ahead, its
+        number written, or the slot opened and emptied now (the broker's threads)."""
+        if admit is not None:
+            try:
+                admit()
+            except BaseException:
+                if spare is not None:
+                    spare.close()
+                raise
+        if spare is None:
+            return StageFile(self.disk, path, number, sync=self.fsync)
+        spare.begin(number)  # closes it if it fails
+        return spare
+
     # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
 
-    async def add_partitions(self, txn: Transaction, partitions: list[TopicPartition]) -> None:
+    async def add_partitions(
+        self, txn: Transaction, partitions: list[TopicPartition], admit: Callable[[], None] | None = None
+    ) -> None:
+        """Add partitions to the id's transaction, opening it if none is open, once
+        ``admit`` (the door's checks, on the broker's threads) has not raised."""
         async with txn.lock:
-            await self._begin(txn)
+            await self._begin(txn, admit)
             txn.partitions.update(partitions)
 
     def verify(self, txn: Transaction, partition: TopicPartition) -> bool:
@@ -385,7 +432,9 @@ class TransactionCoordinator:
         """Whether an open or committing transaction holds an offset of the group's
         partition that is not applied yet (KIP-447's unstable offset)."""
         for txn in self.transactions.values():
-            if txn.state in (ONGOING, PREPARE_COMMIT) and (topic, partition) in txn.offsets.get(group_id, {}):
+            if txn.state == ONGOING and (topic, partition) in txn.offsets.get(group_id, {}):
+                return True
+            if txn.commit is not None and txn.commit.holds_offset(group_id, (topic, partition)):
                 return True
         return False
 
@@ -484,12 +533,15 @@ class TransactionCoordinator:
             if not commit:
                 await self._abort(txn, "the producer aborted it")
                 return
+            await self._settle(txn)  # the previous commit is applied first
             await self._prepare(txn)
             # Answered once the decision is durable (the commit point; a restart applies
             # it): the records are applied in the background, as Kafka writes its markers
             # after EndTxn is answered. What must see them waits for the apply: the id's
-            # next transaction (_begin, init_producer) and a Fetch of their topics.
-            self._start_apply(txn)
+            # next commit and InitProducerId (_settle), a Fetch of their topics.
+            assert txn.commit is not None
+            self._start_apply(txn, txn.commit)
+            self._empty_spare(txn)
 
     async def _prepare(self, txn: Transaction) -> None:
         """Decide: the sequences each partition's records take, the offsets; durable in
@@ -517,19 +569,50 @@ class TransactionCoordinator:
         txn.next_offsets.update(txn.open_offsets)
         txn.committed_slot = txn.slot
         txn.state = PREPARE_COMMIT
-        txn.decision = decision
+        # The records, memory and staging file pass to the commit: the id's next
+        # transaction may open while it is applied.
+        txn.commit = Commit(decision, txn.slot, stage, txn.tables, txn.memory)
+        txn.stage, txn.tables, txn.memory = None, None, 0
 
-    def _forget_tables(self, txn: Transaction) -> None:
-        self.memory -= txn.memory
-        txn.memory = 0
-        txn.tables = None
+    def _forget_tables(self, owner: Transaction | Commit) -> None:
+        self.memory -= owner.memory
+        owner.memory = 0
+        owner.tables = None
 
-    def _start_apply(self, txn: Transaction) -> None:
+    def _empty_spare(self, txn: Transaction) -> None:
+        """Empty the slot the id's next transaction takes, in the background: it holds
+        the commit before the one just decided, which was applied before that was
+        decided, so nothing in it is needed any more."""
+        if txn.committed_slot is None:
+            return
+        path = self._stage_path(txn.transactional_id, 1 - txn.committed_slot)
+        spare = asyncio.ensure_future(
+            self.broker.call(StageFile, self.disk, path, None, sync=self.fsync, empty=True)
+        )
+        spare.add_done_callback(_retrieved)
+        txn.spare = spare
+
+    async def _take_spare(self, txn: Transaction, path: str) -> StageFile | None:
+        """The emptied staging file of ``path`` if one was prepared (None if not, or if
+        emptying it failed: then the caller opens it)."""
+        spare, txn.spare = txn.spare, None
+        if spare is None:
+            return None
+        try:
+            stage = await asyncio.shield(spare)
+        except (StorageError, OSError) as exc:
+            log.info("transaction %r: its next slot was not emptied ahead: %s", txn.transactional_id, exc)
+            return None
+        if stage.path != path:
+            stage.close()
+            return None
+        return stage
+
+    def _start_apply(self, txn: Transaction, commit: Commit) -> None:
         """Apply a decided commit in the background (on the event loop)."""
-        decision = txn.decision
-        assert decision is not None
-        task = asyncio.get_running_loop().create_task(self._apply_quietly(txn))
-        txn.applying = task
+        decision = commit.decision
+        task = asyncio.get_running_loop().create_task(self._apply_quietly(txn, commit))
+        commit.applying = task
         topics = {str(topic) for topic, _, _ in decision["ranges"]}
         for topic in topics:
             self._applying.setdefault(topic, set()).add(task)
@@ -537,8 +620,8 @@ class TransactionCoordinator:
             self._applies += 1
 
         def done(_: asyncio.Task[None]) -> None:
-            if txn.applying is task:
-                txn.applying = None
+            if commit.applying is task:
+                commit.applying = None
             for topic in topics:
                 waiting = self._applying.get(topic)
                 if waiting is not None:
@@ -553,19 +636,22 @@ class TransactionCoordinator:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(done)
 
-    async def _apply_quietly(self, txn: Transaction) -> None:
+    async def _apply_quietly(self, txn: Transaction, commit: Commit) -> None:
         try:
-            await self._apply(txn)
+            await self._apply(txn, commit)
         except TransactionError:
-            pass  # logged; the next check, or the id's next transaction, applies it again
+            pass  # logged; the next check, or the id's next commit, applies it again
 
     async def _settle(self, txn: Transaction) -> None:
         """Wait for the id's decided commit to be applied, applying it again if its
         apply failed; TransactionError (retriable) if it cannot be applied yet."""
-        if txn.applying is not None:
-            await asyncio.shield(txn.applying)
-        if txn.state == PREPARE_COMMIT:
-            await self._apply(txn)
+        commit = txn.commit
+        if commit is None:
+            return
+        if commit.applying is not None:
+            await asyncio.shield(commit.applying)
+        if txn.commit is commit:
+            await self._apply(txn, commit)
 
     async def settled(self, topics: set[str], timeout: float) -> None:
         """Wait at most ``timeout`` seconds for the commits being applied to any of
@@ -580,12 +666,11 @@ class TransactionCoordinator:
         with self._applied:
             return self._applied.wait_for(lambda: self._applies == 0, timeout)
 
-    async def _apply(self, txn: Transaction) -> None:
-        decision = txn.decision
-        assert decision is not None
+    async def _apply(self, txn: Transaction, commit: Commit) -> None:
+        decision = commit.decision
         try:
             await self.broker.call(self._append_all, txn, decision)
-            self._forget_tables(txn)
+            self._forget_tables(commit)
             for group, entries in decision["offsets"].items():
                 offsets = {(str(t), int(p)): (int(o), int(e), m) for t, p, o, e, m in entries}
                 try:
@@ -599,21 +684,27 @@ class TransactionCoordinator:
             raise TransactionError(
                 ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be applied yet ({exc}); retry"
             ) from exc
-        stage, txn.stage = txn.stage, None
+        stage, commit.stage = commit.stage, None
         if stage is None:  # applied again after a restart
             stage = await self.broker.call(
-                _reopen, self.disk, self._stage_path(txn.transactional_id, txn.slot)
+                _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
             )
         if stage is not None:
             await self.broker.call(stage.note, "applied")
-        txn.state = COMPLETE_COMMIT
-        txn.decision = None
+        if txn.commit is commit:
+            txn.commit = None
+        if txn.state == PREPARE_COMMIT:
+            txn.state = COMPLETE_COMMIT
 
     def _append_all(self, txn: Transaction, decision: dict[str, Any]) -> None:
-        """Append each partition's staged records (blocking; the broker's threads)."""
-        by_partition = txn.tables
+        """Append each partition's staged records of the id's decided commit (blocking;
+        the broker's threads)."""
+        commit = txn.commit
+        if commit is None or commit.decision["number"] != decision["number"]:
+            raise StorageError(f"transaction {decision['number']} is not the one being applied")
+        by_partition = commit.tables
         if by_partition is None:
-            path = self._stage_path(txn.transactional_id, txn.slot)
+            path = self._stage_path(txn.transactional_id, commit.slot)
             stage = read_stage(self.disk, path)
             if stage is None or stage.number != decision["number"]:
                 raise StorageError(f"{path} does not hold transaction {decision['number']} any more")
@@ -681,16 +772,34 @@ class TransactionCoordinator:
                         await self.broker.call(self._save, txn)
                     except StorageError as exc:
                         log.warning("transaction %r: fencing not saved: %s", txn.transactional_id, exc)
-            elif txn.state == PREPARE_COMMIT and txn.applying is None and not txn.lock.locked():
-                self._start_apply(txn)
+            if txn.commit is not None and txn.commit.applying is None and not txn.lock.locked():
+                self._start_apply(txn, txn.commit)
 
     def close(self) -> None:
         self._checker.cancel()
         for task in list(self._tasks):
             task.cancel()
         for txn in self.transactions.values():
-            if txn.stage is not None:
-                txn.stage.close()
+            files = [txn.stage, txn.commit.stage if txn.commit is not None else None]
+            for stage in files:
+                if stage is not None:
+                    stage.close()
+            if txn.spare is not None:
+                if txn.spare.done():
+                    _close_spare(txn.spare)
+                else:
+                    txn.spare.add_done_callback(_close_spare)
+
+
+def _retrieved(spare: asyncio.Future[StageFile]) -> None:
+    """A spare's failure is logged by whoever takes it; never left unretrieved."""
+    if not spare.cancelled():
+        spare.exception()
+
+
+def _close_spare(spare: asyncio.Future[StageFile]) -> None:
+    if not spare.cancelled() and spare.exception() is None:
+        spare.result().close()
 
 
 def _reopen(disk: Any, path: str) -> StageFile | None:

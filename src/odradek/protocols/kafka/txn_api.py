@@ -35,6 +35,14 @@ _FENCED_FROM_END = 2
 _FENCED_FROM_OFFSETS = 3
 
 
+class _SchemaRefused(Exception):
+    """Topics of an AddPartitionsToTxn that have a schema (refused: INVALID_RECORD)."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(", ".join(topics))
+        self.topics = topics
+
+
 def _refused(api: str, transactional_id: str, error: TransactionError) -> None:
     log.info(
         "%s of transactional.id %r refused with %s: %s", api, transactional_id, error.code.name, error.message
@@ -140,27 +148,40 @@ async def _add_partitions(
         view = await broker.topic(name)
         if view is None or not 0 <= partition < view.partitions:
             codes[(name, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        elif await broker.call(broker.engine.get_schema, name) is not None:
-            # A schema'd topic checks records as they are appended, which for a
-            # transaction is at its commit: a refusal then would break its atomicity.
-            log.info(
-                "AddPartitionsToTxn of %r refused: %s has a schema, which transactions do not cover yet",
-                transactional_id,
-                name,
-            )
-            codes[(name, partition)] = ErrorCode.INVALID_RECORD
-    if codes:
-        for key in wanted:
-            codes.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
-        return _answer(topics, codes)
+    known = sorted({name for name, partition in wanted if (name, partition) not in codes})
+
+    def admit() -> None:
+        # A schema'd topic checks records as they are appended, which for a transaction
+        # is at its commit: a refusal then would break its atomicity. Run on the
+        # broker's threads, in the call that opens the transaction's staging file.
+        schemad = [name for name in known if broker.engine.get_schema(name) is not None]
+        if schemad:
+            raise _SchemaRefused(schemad)
+
     try:
-        await coordinator.add_partitions(txn, wanted)
+        if codes:
+            await broker.call(admit)  # nothing opens: the answer's other codes are wanted
+        else:
+            await coordinator.add_partitions(txn, wanted, admit)
+    except _SchemaRefused as exc:
+        log.info(
+            "AddPartitionsToTxn of %r refused: %s has a schema, which transactions do not cover yet",
+            transactional_id,
+            ", ".join(exc.topics),
+        )
+        for key in wanted:
+            if key not in codes and key[0] in exc.topics:
+                codes[key] = ErrorCode.INVALID_RECORD
     except TransactionError as exc:
         _refused("AddPartitionsToTxn", transactional_id, exc)
         return _answer(topics, dict.fromkeys(wanted, exc.code))
     except StorageError as exc:
         log.warning("AddPartitionsToTxn of %r: %s", transactional_id, exc.message)
         return _answer(topics, dict.fromkeys(wanted, ErrorCode.COORDINATOR_NOT_AVAILABLE))
+    if codes:
+        for key in wanted:
+            codes.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
+        return _answer(topics, codes)
     return _answer(topics, dict.fromkeys(wanted, ErrorCode.NONE))
 
 
