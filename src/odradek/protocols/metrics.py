@@ -251,8 +251,9 @@ class GroupCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         kinds = GaugeMetricFamily(
             "odradek_group_info",
-            "1 for each consumer group, labelled with its kind (odradek, or kafka: joined through "
-            "the Kafka door) and state (Stable, Empty, or a Kafka rebalance state).",
+            "1 for each consumer group, labelled with its kind (odradek; share: an odradek group "
+            "Kafka share consumers are in; or kafka: joined through the Kafka door) and state "
+            "(Stable, Empty, or a Kafka rebalance state).",
             labels=["group", "kind", "state"],
         )
         members = GaugeMetricFamily("odradek_group_members", "Members of a consumer group.", labels=["group"])
