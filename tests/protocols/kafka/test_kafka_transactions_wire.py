@@ -21,7 +21,9 @@ The id's next transaction opens and stages while its previous commit is still ap
 (that commit's offsets stay unstable meanwhile), its commit waits for that apply, and a
 restart then finishes the one and aborts the other; the slot emptied ahead for the next
 transaction is no open transaction at a restart. AddPartitionsToTxn refuses a topic with
-a schema (INVALID_RECORD) and opens nothing.
+a schema (INVALID_RECORD) and opens nothing. Staged frames are written with the decision
+while they fit the memory budget, and as they come beyond it (the commit then reads the
+records back).
 
 Method: raw requests on one connection (wire.py) to the in-process door, built and read
 with the door's codec; the interrupted apply is a coordinator whose apply writes the
@@ -51,6 +53,7 @@ from odradek.protocols.kafka.codec import messages_txn as t
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
+from odradek.protocols.kafka.staging import read_stage
 from odradek.protocols.kafka.transactions import TransactionCoordinator
 from odradek.records import STORED_SCHEMA
 
@@ -441,26 +444,35 @@ def test_a_transactional_produce_answers_a_lower_bound_of_its_offsets(
         return base
 
     wire.add("bounding", pid, epoch, {topic_name: [0]})
-    assert produce([b"a", b"b"], 0) == 5  # the log's end
+    assert produce([b"a", b"b"], 0) == 5  # the log's end when the partition was added
     assert produce([b"c"], 2) == 7  # after the records staged before it
     assert wire.produce("bounding", topic_name, [b"a", b"b"], pid, epoch, 0) == (ErrorCode.NONE, 5)
     engine.append(topic_name, [{"value": b"native"} for _ in range(3)])
-    assert produce([b"d"], 3) == 11  # the log grew meanwhile
+    assert produce([b"d"], 3) == 8  # the log grew meanwhile: still a lower bound
+    assert wire.add("bounding", pid, epoch, {topic_name: [0]}) == {(topic_name, 0): ErrorCode.NONE}
+    assert produce([b"d2"], 4) == 12  # added again: the end read then, after a, b, c, d
     assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    # Applied or not yet, the commit's records come first: the next answer follows them.
     wire.add("bounding", pid, epoch, {topic_name: [0]})
-    assert produce([b"e"], 4) == 12
+    assert produce([b"e"], 5) == 13
     assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)
+    engine.append(topic_name, [{"value": b"native"} for _ in range(2)])
+    wire.add("bounding", pid, epoch, {topic_name: [0]})
+    assert produce([b"e2"], 6) == 16  # the log's end, past the commits and the natives
+    assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)
     # An aborted transaction's answers are not a bound for the next one's records.
     wire.add("bounding", pid, epoch, {topic_name: [0]})
-    assert produce([b"x%d" % i for i in range(10)], 5) == 13
+    assert produce([b"x%d" % i for i in range(10)], 7) == 17
     assert wire.end("bounding", pid, epoch, False) == ErrorCode.NONE
     wire.add("bounding", pid, epoch, {topic_name: [0]})
-    assert produce([b"f"], 5) == 13
+    assert produce([b"f"], 7) == 17
     assert wire.end("bounding", pid, epoch, True) == ErrorCode.NONE
     door_settled(kafka_door)
     stored = pa.Table.from_batches(engine.fetch(topic_name, 0))
     offsets = dict(zip(stored.column("value").to_pylist(), stored.column("offset").to_pylist(), strict=False))
-    for value in (b"a", b"b", b"c", b"d", b"e", b"f"):
+    for value in (b"a", b"b", b"c", b"d", b"d2", b"e", b"e2", b"f"):
         assert answered[value] <= offsets[value], value
 
 
@@ -674,3 +686,41 @@ def test_a_topic_with_a_schema_is_refused_and_opens_nothing(
     assert wire.describe("typed").transaction_state == "Empty"
     assert wire.add("typed", pid, epoch, {plain: [0]}) == {(plain, 0): ErrorCode.NONE}
     assert wire.describe("typed").transaction_state == "Ongoing"
+
+
+def test_frames_are_written_with_the_decision_or_beyond_the_memory_budget_as_they_come(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("budget")
+    pid, epoch = init.producer_id, init.producer_epoch
+    hashed = hashlib.sha256(b"budget").hexdigest()
+    directory = os.path.join(kafka_door.data_dir, "kafka", "transactions")
+
+    def staged(slot: int) -> tuple[list[bytes], bool]:
+        stage = read_stage(kafka_door.node.engine.disk, os.path.join(directory, f"{hashed}.{slot}.stage"))
+        assert stage is not None
+        values = [v for _, _, table in stage.frames for v in table.column("value").to_pylist()]
+        return values, stage.decision is not None
+
+    # Within the budget a Produce writes nothing: its frame goes with the decision.
+    wire.add("budget", pid, epoch, {topic_name: [0]})
+    assert wire.produce("budget", topic_name, [b"a"], pid, epoch, 0)[0] == ErrorCode.NONE
+    assert staged(0) == ([], False)
+    assert wire.end("budget", pid, epoch, True) == ErrorCode.NONE
+    assert staged(0) == ([b"a"], True)
+    # Beyond it, what was kept is written at once, then each frame as it comes, and the
+    # commit reads the records back.
+    wire.add("budget", pid, epoch, {topic_name: [0]})
+    assert wire.produce("budget", topic_name, [b"b"], pid, epoch, 1)[0] == ErrorCode.NONE
+    assert staged(1) == ([], False)
+    monkeypatch.setattr(limits, "kafka_transaction_memory_bytes_max", 0)
+    assert wire.produce("budget", topic_name, [b"c"], pid, epoch, 2)[0] == ErrorCode.NONE
+    assert staged(1) == ([b"b", b"c"], False)
+    assert wire.produce("budget", topic_name, [b"d"], pid, epoch, 3)[0] == ErrorCode.NONE
+    assert staged(1) == ([b"b", b"c", b"d"], False)
+    assert wire.end("budget", pid, epoch, True) == ErrorCode.NONE
+    assert staged(1) == ([b"b", b"c", b"d"], True)
+    assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c", b"d"]
+    assert kafka_door.listener.listener.broker.transactions.memory == 0

@@ -16,8 +16,10 @@ empties it and appends *frames*::
              {"applied": true} / {"aborted": true}  notes, never synced (a hint only)
 
 Appends are not synced one by one: a transaction without a decision is aborted by a
-restart anyway. A commit appends its decision and syncs the file once (one fdatasync:
-the file's name was made durable when it was created); that makes it durable. The
+restart anyway. While a transaction's records fit the coordinator's memory budget, their
+frames are not even written before the commit: it appends them and its decision in one
+write and syncs the file once (one fdatasync: the file's name was made durable when it
+was created); that makes it durable. The
 other slot keeps the previous committed decision until the next transaction after
 this one commits, so the latest decision (and the sequences it carries) always
 survives. Reading stops at the first frame that is torn or fails its CRC.
@@ -175,9 +177,10 @@ class StageFile:
                 ) from exc
             self.bytes += len(frame)
 
-    def decide(self, decision: dict[str, Any]) -> None:
-        """Append the commit's decision and make the file durable: the commit point."""
-        self.append(_frame({"decision": decision}))
+    def decide(self, decision: dict[str, Any], frames: bytes = b"") -> None:
+        """Append ``frames`` (staged records not written yet) and the commit's decision,
+        in one write, and make the file durable: the commit point."""
+        self.append(frames + _frame({"decision": decision}))
         with self._lock:
             fd = self._open_fd()
             if not self.sync_enabled:

@@ -61,7 +61,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -131,7 +131,11 @@ class Transaction:
     # staging file), so that a commit need not read them back; within the
     # coordinator's memory budget.
     tables: dict[TopicPartition, list[pa.Table]] | None = None
-    memory: int = 0
+    # Their frames not written to the staging file yet: written with the decision.
+    unwritten: list[bytes] = dataclasses.field(default_factory=list)
+    unwritten_bytes: int = 0
+    memory: int = 0  # bytes of tables and unwritten frames, in the coordinator's budget
+    ends: dict[str, int] = dataclasses.field(default_factory=dict)  # log ends when added
     stage: StageFile | None = None
     commit: Commit | None = None  # the decided commit not applied yet
     spare: asyncio.Future[StageFile] | None = None  # the next transaction's slot, emptied
@@ -356,14 +360,17 @@ class TransactionCoordinator:
             raise self._fenced(txn, version, fenced_from)
         return txn
 
-    async def _begin(self, txn: Transaction, admit: Callable[[], None] | None = None) -> None:
-        """Open a transaction (its staging file) if none is open. The previous commit
-        may still be applying: the next commit waits for it (end). ``admit`` runs first
-        on the broker's threads, in the same call as the file work; if it raises,
-        nothing is begun."""
+    async def _begin(
+        self, txn: Transaction, admit: Callable[[], None] | None = None, topics: Sequence[str] = ()
+    ) -> None:
+        """Open a transaction (its staging file) if none is open; note the log ends of
+        ``topics``, its records' offsets' lower bound. The previous commit may still be
+        applying: the next commit waits for it (end). ``admit`` runs first on the
+        broker's threads, in the same call as the file work; if it raises, nothing is
+        begun."""
         if txn.state == ONGOING:
-            if admit is not None:
-                await self.broker.call(admit)
+            if admit is not None or topics:
+                txn.ends.update(await self.broker.call(self._admit, admit, topics))
             return
         open_now = sum(1 for other in self.transactions.values() if other.state == ONGOING)
         if open_now >= limits.kafka_open_transactions_max:
@@ -375,7 +382,7 @@ class TransactionCoordinator:
         slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
         path = self._stage_path(txn.transactional_id, slot)
         spare = await self._take_spare(txn, path)
-        stage = await self.broker.call(self._open_stage, path, number, spare, admit)
+        stage, ends = await self.broker.call(self._open_stage, path, number, spare, admit, topics)
         txn.number = number
         txn.slot = slot
         txn.stage = stage
@@ -388,25 +395,38 @@ class TransactionCoordinator:
         txn.staged.clear()
         txn.remembered.clear()
         txn.open_offsets = dict(txn.next_offsets)
+        txn.ends = ends
         self._forget_tables(txn)
         txn.tables = {}
 
-    def _open_stage(
-        self, path: str, number: int, spare: StageFile | None, admit: Callable[[], None] | None
-    ) -> StageFile:
-        """``admit``, then the transaction's staging file: the spare emptied ahead, its
-        number written, or the slot opened and emptied now (the broker's threads)."""
+    def _admit(self, admit: Callable[[], None] | None, topics: Sequence[str]) -> dict[str, int]:
+        """``admit``, then the durable end of each topic (the broker's threads: opening
+        a topic may read its files)."""
         if admit is not None:
-            try:
-                admit()
-            except BaseException:
-                if spare is not None:
-                    spare.close()
-                raise
+            admit()
+        return {topic: self.broker.engine.resolve_start(topic, "latest") for topic in topics}
+
+    def _open_stage(
+        self,
+        path: str,
+        number: int,
+        spare: StageFile | None,
+        admit: Callable[[], None] | None,
+        topics: Sequence[str],
+    ) -> tuple[StageFile, dict[str, int]]:
+        """``admit`` and the topics' ends (_admit), then the transaction's staging file:
+        the spare emptied ahead, its number written, or the slot opened and emptied now
+        (the broker's threads)."""
+        try:
+            ends = self._admit(admit, topics)
+        except BaseException:
+            if spare is not None:
+                spare.close()
+            raise
         if spare is None:
-            return StageFile(self.disk, path, number, sync=self.fsync)
+            return StageFile(self.disk, path, number, sync=self.fsync), ends
         spare.begin(number)  # closes it if it fails
-        return spare
+        return spare, ends
 
     # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
 
@@ -416,7 +436,7 @@ class TransactionCoordinator:
         """Add partitions to the id's transaction, opening it if none is open, once
         ``admit`` (the door's checks, on the broker's threads) has not raised."""
         async with txn.lock:
-            await self._begin(txn, admit)
+            await self._begin(txn, admit, sorted({topic for topic, _ in partitions}))
             txn.partitions.update(partitions)
 
     def verify(self, txn: Transaction, partition: TopicPartition) -> bool:
@@ -458,12 +478,18 @@ class TransactionCoordinator:
         without staging it again.
 
         The records' offsets are not known before the commit applies them, but a lower
-        bound is: the log's end now plus the records staged before them for the
-        partition, and never below what this id answered for its earlier records of the
-        partition (its commits are applied in order). Kafka's clients report it as the
-        records' offsets; stream processors (Quix Streams) keep the latest one as the
-        position their state is restored from, which a lower bound keeps correct (the
-        restore reads a few records more) and which must not go back."""
+        bound is: the log's end when the partition was added to the transaction plus
+        the records staged before them for the partition, and never below what this id
+        answered for its earlier records of the partition (its commits are applied in
+        order). Kafka's clients report it as the records' offsets; stream processors
+        (Quix Streams) keep the latest one as the position their state is restored
+        from, which a lower bound keeps correct (the restore reads a few records more)
+        and which must not go back.
+
+        While the transaction's records fit the coordinator's memory budget, their
+        frame is kept with them and written with the decision (one write, one sync at
+        the commit): a Produce then waits for no thread and no file. Beyond it, the
+        frames are written as they come and the commit reads the records back."""
         async with txn.lock:
             key = (topic, partition)
             if not self.verify(txn, key):
@@ -488,32 +514,30 @@ class TransactionCoordinator:
             stage = txn.stage
             assert stage is not None  # an ongoing transaction has its staging file
             frame = records_frame(topic, partition, records)
-            if stage.bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
+            if stage.bytes + txn.unwritten_bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
                 raise TransactionError(
                     ErrorCode.MESSAGE_TOO_LARGE,
                     f"a transaction stages at most {limits.kafka_transaction_staged_bytes_max} bytes; "
                     "commit smaller transactions",
                 )
-            log_end = await self.broker.call(self._stage_frame, stage, frame, topic)
-            base = max(log_end + txn.staged.get(key, 0), txn.open_offsets.get(key, 0))
+            held = records.nbytes + len(frame)
+            if txn.tables is not None and self.memory + held <= limits.kafka_transaction_memory_bytes_max:
+                # Kept: the frame is written with the decision, the records applied from here.
+                txn.tables.setdefault(key, []).append(records)
+                txn.unwritten.append(frame)
+                txn.unwritten_bytes += len(frame)
+                txn.memory += held
+                self.memory += held
+            else:
+                # Beyond the budget: what is kept goes to the staging file now, and from
+                # here each frame as it comes; the commit reads the records back.
+                await self.broker.call(stage.append, b"".join([*txn.unwritten, frame]))
+                self._forget_tables(txn)
+            base = max(txn.ends[topic] + txn.staged.get(key, 0), txn.open_offsets.get(key, 0))
             txn.open_offsets[key] = base + count
             remembered.append((first, last, base))
             txn.staged[key] = txn.staged.get(key, 0) + count
-            if txn.tables is not None:
-                if self.memory + records.nbytes <= limits.kafka_transaction_memory_bytes_max:
-                    txn.tables.setdefault(key, []).append(records)
-                    txn.memory += records.nbytes
-                    self.memory += records.nbytes
-                else:
-                    self._forget_tables(txn)  # read back from the staging file at the commit
             return base
-
-    def _stage_frame(self, stage: StageFile, frame: bytes, topic: str) -> int:
-        """Append a frame to the staging file; the topic's durable end (the broker's
-        threads: opening a topic may read its files)."""
-        end = self.broker.engine.resolve_start(topic, "latest")  # first: it may refuse
-        stage.append(frame)
-        return end
 
     # -- EndTxn -----------------------------------------------------------------------
 
@@ -564,7 +588,12 @@ class TransactionCoordinator:
         }
         stage = txn.stage
         assert stage is not None
-        await self.broker.call(stage.decide, decision)
+        before = stage.bytes
+        try:
+            await self.broker.call(stage.decide, decision, b"".join(txn.unwritten))
+        finally:
+            if stage.bytes > before:  # the frames are in the file, synced or not
+                self._written(txn)
         txn.sequences = sequences
         txn.next_offsets.update(txn.open_offsets)
         txn.committed_slot = txn.slot
@@ -574,10 +603,21 @@ class TransactionCoordinator:
         txn.commit = Commit(decision, txn.slot, stage, txn.tables, txn.memory)
         txn.stage, txn.tables, txn.memory = None, None, 0
 
+    def _written(self, txn: Transaction) -> None:
+        """The unwritten frames are in the staging file: their memory is released."""
+        self.memory -= txn.unwritten_bytes
+        txn.memory -= txn.unwritten_bytes
+        txn.unwritten.clear()
+        txn.unwritten_bytes = 0
+
     def _forget_tables(self, owner: Transaction | Commit) -> None:
+        """Release the records kept in memory (and a transaction's unwritten frames)."""
         self.memory -= owner.memory
         owner.memory = 0
         owner.tables = None
+        if isinstance(owner, Transaction):
+            owner.unwritten.clear()
+            owner.unwritten_bytes = 0
 
     def _empty_spare(self, txn: Transaction) -> None:
         """Empty the slot the id's next transaction takes, in the background: it holds

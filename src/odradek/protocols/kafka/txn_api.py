@@ -17,7 +17,7 @@ import re
 import time
 
 from odradek import limits
-from odradek.errors import StorageError
+from odradek.errors import StorageError, TopicNotFound
 from odradek.protocols.kafka.broker import Broker
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_txn as m
@@ -178,6 +178,10 @@ async def _add_partitions(
     except StorageError as exc:
         log.warning("AddPartitionsToTxn of %r: %s", transactional_id, exc.message)
         return _answer(topics, dict.fromkeys(wanted, ErrorCode.COORDINATOR_NOT_AVAILABLE))
+    except TopicNotFound as exc:  # deleted since its view was read: nothing opened
+        if exc.topic is not None:
+            broker.forget(exc.topic)
+        return _answer(topics, dict.fromkeys(wanted, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
     if codes:
         for key in wanted:
             codes.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
