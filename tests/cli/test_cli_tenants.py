@@ -69,7 +69,7 @@ def tenants(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         _ok(run("user", "add", user, "--tenant", tenant, "--data-dir", str(data), stdin=b"secret\n"))
     _ok(run("user", "add", "bob", "--data-dir", str(data), stdin=b"secret\n"))
     for principal in ("alice", "gary", "bob"):  # each may do everything in its namespace
-        for kind in ("--topic", "--group"):
+        for kind in ("--topic", "--group", "--transactional-id"):
             _ok(
                 run(
                     "acl",
@@ -148,12 +148,16 @@ def test_two_tenants_each_see_only_their_own_orders(tenants: tuple[Path, dict[st
                 assert client.list_groups() == ["billing"]
                 assert client.describe_group("billing").group == "billing"
         with odradek.connect(server.url, token=tokens["alice"]) as alice:
-            # another namespace's topic cannot be named, only the tenant's own
-            for forged in ("_t.globex.orders", "_t.globex.>"):
-                with pytest.raises(InvalidRequest, match="reserved"):
-                    _read_all(alice, forged)
+            # another namespace's topic cannot be named, only the tenant's own: the
+            # authorizer refuses the tenants' space to others, the namespace any '_' name
+            with pytest.raises(Unauthorized, match=r"not authorized to read topic '_t\.globex\.orders'"):
+                _read_all(alice, "_t.globex.orders")
             with pytest.raises(InvalidRequest, match="reserved"):
+                _read_all(alice, "_t.globex.>")
+            with pytest.raises(Unauthorized, match=r"not authorized to write topic '_t\.globex\.orders'"):
                 alice.append("_t.globex.orders", [{"value": b"x"}])
+            with pytest.raises(InvalidRequest, match="reserved"):
+                alice.append("_orders", [{"value": b"x"}])
             with pytest.raises(odradek.TopicNotFound, match="'nothing'"):
                 alice.describe_topic("nothing")  # its own name in the message, not the engine's
             # a denied write leaves nothing behind
@@ -221,56 +225,91 @@ def test_a_principal_of_a_tenant_that_does_not_exist_is_refused(tmp_path: Path) 
         server.stop()
 
 
-def test_doors_that_do_not_translate_tenants_refuse_their_principals(tmp_path: Path) -> None:
-    """Kafka and the Schema Registry do not apply tenants yet: a tenant's principal is
-    refused there at authentication (never let into the default namespace), an untenanted
-    user is served."""
+def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, dict[str, str]]) -> None:
+    """Through the Kafka door (confluent-kafka, SCRAM): Metadata lists a principal's own
+    topics only, a regex subscription and a group consume its own records only, a write
+    to another namespace's topic is refused and leaves nothing; the Schema Registry does
+    not serve tenants yet and refuses their principals."""
     confluent_kafka = pytest.importorskip("confluent_kafka")
     admin_client = pytest.importorskip("confluent_kafka.admin").AdminClient
-    data = tmp_path / "data"
-    _ok(run("tenant", "create", "acme", "--data-dir", str(data)))
-    _ok(run("user", "add", "alice", "--tenant", "acme", "--data-dir", str(data), stdin=b"alice-secret\n"))
-    _ok(run("user", "add", "bob", "--data-dir", str(data), stdin=b"bob-secret\n"))
+    data, tokens = tenants
     kafka_port, registry_port = free_ports(2)
     server = Server(
         data,
         "--auth",
+        "--authorize",
         "--kafka-listen",
         f"127.0.0.1:{kafka_port}",
         "--registry-listen",
         f"127.0.0.1:{registry_port}",
     )
     try:
-        errors: list[object] = []
 
-        def kafka_topics(user: str, password: str) -> list[str]:
-            admin = admin_client(
-                {
-                    "error_cb": errors.append,
-                    "log_level": 0,
-                    "bootstrap.servers": f"127.0.0.1:{kafka_port}",
-                    "security.protocol": "SASL_PLAINTEXT",
-                    "sasl.mechanism": "SCRAM-SHA-256",
-                    "sasl.username": user,
-                    "sasl.password": password,
-                }
+        def settings(user: str, **more: object) -> dict[str, object]:
+            return {
+                "bootstrap.servers": f"127.0.0.1:{kafka_port}",
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": user,
+                "sasl.password": "secret",
+                **more,
+            }
+
+        for user in ("alice", "gary", "bob"):
+            with odradek.connect(server.url, token=tokens[user]) as client:
+                client.create_topic("orders")
+            producer = confluent_kafka.Producer(settings(user))
+            for number in (1, 2):
+                producer.produce("orders", key=user.encode(), value=f"{user}-{number}".encode())
+            assert producer.flush(30) == 0
+        with odradek.connect(server.url, token=tokens["alice"]) as alice:
+            alice.create_topic("orders.eu")
+        for user in ("alice", "gary", "bob"):
+            metadata = admin_client(settings(user)).list_topics(timeout=30)
+            mine = ["orders", "orders.eu"] if user == "alice" else ["orders"]
+            assert sorted(metadata.topics) == mine
+            assert not any(topic.startswith("_") for topic in metadata.topics)
+            consumer = confluent_kafka.Consumer(
+                settings(user, **{"group.id": "billing", "auto.offset.reset": "earliest"})
             )
-            try:
-                return sorted(admin.list_topics(timeout=10).topics)
-            finally:
-                admin.poll(0.5)  # serves error_cb
+            consumer.subscribe(["^.*"])  # every topic it can see
+            values = []
+            for _ in range(60):
+                message = consumer.poll(1.0)
+                if message is not None and message.error() is None:
+                    values.append((message.topic(), message.value()))
+                    consumer.commit(message, asynchronous=False)
+                if len(values) >= 2:
+                    break
+            consumer.close()
+            assert sorted(values) == [("orders", f"{user}-1".encode()), ("orders", f"{user}-2".encode())]
+        # a transaction of a tenant: its transactional id and group are its own too
+        transactional = confluent_kafka.Producer(settings("alice", **{"transactional.id": "loader"}))
+        transactional.init_transactions(30)
+        transactional.begin_transaction()
+        transactional.produce("orders.eu", value=b"alice-eu")
+        transactional.commit_transaction(30)
+        # another namespace's topic cannot be written (nor made) through the Kafka door
+        failures: list[object] = []
+        producer = confluent_kafka.Producer(settings("alice", **{"message.timeout.ms": 5000}))
+        producer.produce(
+            "_t.globex.orders", value=b"forged", on_delivery=lambda error, _: failures.append(error)
+        )
+        producer.flush(30)
+        assert len(failures) == 1 and failures[0] is not None
+        with odradek.connect(server.url, token=tokens["root"]) as root:
+            assert root.describe_topic("_t.globex.orders").records == 2
+            eu = _read_all(root, "_t.acme.orders.eu")
+            assert eu.column("value").to_pylist() == [b"alice-eu"]
+            assert "_t.acme._t.globex.orders" not in root.list_topics()
+            groups = root.list_groups()
+            assert {"billing", "_t.acme.billing", "_t.globex.billing"} <= set(groups)
+            assert root.describe_group("_t.acme.billing").group == "_t.acme.billing"
 
-        with odradek.connect(server.url, user="bob", password="bob-secret") as bob:
-            bob.create_topic("orders")
-        assert kafka_topics("bob", "bob-secret") == ["orders"]
-        with pytest.raises(confluent_kafka.KafkaException):
-            kafka_topics("alice", "alice-secret")
-        assert any("does not serve tenants yet" in str(error) for error in errors)
-
-        def subjects(user: str, password: str) -> tuple[int, str]:
+        def subjects(user: str) -> tuple[int, str]:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{registry_port}/subjects",
-                headers={"Authorization": basic_header(user, password)},
+                headers={"Authorization": basic_header(user, "secret")},
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as answer:
@@ -278,8 +317,8 @@ def test_doors_that_do_not_translate_tenants_refuse_their_principals(tmp_path: P
             except urllib.error.HTTPError as refused:
                 return refused.code, refused.read().decode()
 
-        assert subjects("bob", "bob-secret") == (200, "[]")
-        status, body = subjects("alice", "alice-secret")
+        assert subjects("bob") == (200, "[]")
+        status, body = subjects("alice")
         assert status == 401 and "does not serve tenants yet" in body
     finally:
         server.stop()

@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Iterable
 
 from odradek.errors import Unauthorized
+from odradek.names import TENANT_ROOT, tenant_prefix
 from odradek.security.acl import CLUSTER, Decider, covers
 from odradek.security.acl_store import AclStore, refresh_every
 from odradek.security.authenticator import Authenticator
@@ -29,6 +30,7 @@ log = logging.getLogger("odradek.security")
 
 _AUTHORIZERS: weakref.WeakKeyDictionary[Authenticator, Authorizer] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+_TENANT_SPACE = TENANT_ROOT + "."
 
 
 class Authorizer:
@@ -45,7 +47,13 @@ class Authorizer:
     def allowed(self, principal: Principal, operation: str, resource_type: str, name: str = CLUSTER) -> bool:
         """Allowed? A refusal by bindings other agents share reads them again first (at
         most every ``limits.security_refresh_seconds_min``), so a binding added on
-        another agent holds at once, as a user added there does (decision 0017)."""
+        another agent holds at once, as a user added there does (decision 0017). A name
+        in the tenants' space (decision 0028) is its tenant's principals' own, matched as
+        they say it, and refused to every other principal but an admin."""
+        said = _said(principal, resource_type, name)
+        if said is None:
+            return False
+        name = said
         if self.decider.allowed(principal, operation, resource_type, name):
             return True
         if self.store.shared and self.store.refresh(soon=True):
@@ -79,9 +87,11 @@ class Authorizer:
     def covers(self, principal: Principal, operation: str, resource_type: str, pattern: str) -> bool:
         """Whether ``principal`` may ``operation`` everything the match ``pattern`` can name
         (security/acl.py's :func:`~odradek.security.acl.covers`); a refusal is logged."""
-        if covers(self.decider.acl, principal, operation, resource_type, pattern):
+        if _said(principal, resource_type, pattern) != pattern:
+            pass  # a pattern naming the tenants' space: covered for admins only
+        elif covers(self.decider.acl, principal, operation, resource_type, pattern):
             return True
-        if self.store.shared and self.store.refresh(soon=True):
+        elif self.store.shared and self.store.refresh(soon=True):
             if covers(self.decider.acl, principal, operation, resource_type, pattern):
                 return True
         self.refusal(principal, operation, resource_type, pattern)
@@ -91,7 +101,26 @@ class Authorizer:
         self, principal: Principal, operation: str, resource_type: str, names: Iterable[str]
     ) -> list[str]:
         """The names ``principal`` may ``operation``, in order (one pass)."""
-        return self.decider.filter(principal, operation, resource_type, names)
+        names = list(names)
+        said = {name: _said(principal, resource_type, name) for name in names}
+        if all(local == name for name, local in said.items()):
+            return self.decider.filter(principal, operation, resource_type, names)
+        locals_ = [local for local in said.values() if local is not None]
+        allowed = set(self.decider.filter(principal, operation, resource_type, locals_))
+        return [name for name in names if said[name] in allowed]
+
+
+def _said(principal: Principal, resource_type: str, name: str) -> str | None:
+    """The name ``principal``'s bindings are matched against for engine name ``name``:
+    itself, or, in the tenants' space (``_t.<tenant>.``), the name as its tenant says
+    it; None: a name of another namespace (refused but to an admin)."""
+    if principal.admin or resource_type == "cluster" or not name.startswith(_TENANT_SPACE):
+        return name
+    if principal.tenant is not None:
+        prefix = tenant_prefix(principal.tenant)
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return None
 
 
 def enable_authorization(authenticator: Authenticator, store: AclStore | None = None) -> Authorizer:

@@ -37,7 +37,6 @@ from odradek.protocols.kafka.codec.messages_sasl import SaslAuthenticateResponse
 from odradek.security.authenticator import Authenticator
 from odradek.security.principal import ANONYMOUS, Principal, set_current_principal
 from odradek.security.sasl import SaslServer
-from odradek.security.tenants import not_served
 
 log = logging.getLogger("odradek.protocols.kafka.auth")
 
@@ -92,8 +91,6 @@ class ConnectionAuth:
             from odradek.protocols.tls import peer_subject
 
             self.principal = authenticator.certificate(peer_subject(certificate))
-            if self.principal is not None and not_served(self.principal, "Kafka door") is not None:
-                self.principal = None  # a tenant's certificate: refused as its SASL would be
         if self.principal is not None:
             set_current_principal(self.principal)
 
@@ -163,8 +160,6 @@ class ConnectionAuth:
         if principal is not None and self.principal is not None and principal.name != self.principal.name:
             error = f"re-authentication as {principal} on a connection of {self.principal}"
             principal = None
-        if principal is not None and (refused := not_served(principal, "Kafka door")) is not None:
-            error, principal = refused, None  # decision 0028: never into the default namespace
         if principal is None:
             self.close_after_response = True
             log.warning(

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicExists, TopicNotFound
+from odradek.names import tenant_of
 from odradek.protocols.kafka import txn_api
 from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
 from odradek.protocols.kafka.codec import messages_data as m
@@ -74,7 +75,10 @@ def _topic_metadata(view: TopicView) -> m.MetadataResponseTopic:
         for index in range(view.partitions)
     )
     return m.MetadataResponseTopic(
-        name=view.name, topic_id=view.topic_id, is_internal=view.name.startswith("_"), partitions=partitions
+        name=view.name,
+        topic_id=view.topic_id,
+        is_internal=view.name.startswith("_") and tenant_of(view.name) is None,
+        partitions=partitions,
     )
 
 

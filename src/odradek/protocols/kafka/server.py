@@ -65,6 +65,7 @@ from odradek.protocols.kafka import (
     quota_api,
     share_fetch,
     share_groups,
+    tenancy,
     txn_api,
 )
 from odradek.protocols.kafka import observe as observe_kafka
@@ -87,6 +88,7 @@ from odradek.security.authenticator import Authenticator
 from odradek.security.authorizer import authorizer_of
 from odradek.security.principal import current_principal
 from odradek.security.quotas import Metering, QuotaManager
+from odradek.security.tenants import RAW, Namespace, namespace_of
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,18 @@ HANDLERS: dict[int, Handler] = {
     ApiKey.DESCRIBE_TRANSACTIONS: txn_api.describe_transactions,
     ApiKey.LIST_TRANSACTIONS: txn_api.list_transactions,
 }
+
+
+def _out_of_engine(namespace: Namespace, finish: Finish | None) -> Finish:
+    """An answer's names as ``namespace`` says them, then ``finish`` (the refused parts
+    of the request, named as the client named them)."""
+
+    def finished(body: Any) -> Any:
+        body = tenancy.out_of_engine(namespace, body)
+        return body if finish is None else finish(body)
+
+    return finished
+
 
 # Requests no quota throttles: those a client sends before it is authenticated.
 _NOT_THROTTLED = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
@@ -462,6 +476,13 @@ class KafkaListener:
             )
         started = time.perf_counter()
         refused = auth.refusal(request)
+        namespace = RAW
+        if refused is None and auth.principal is not None and self.authenticator is not None:
+            try:  # decision 0028: the names of the principal's namespace
+                namespace = namespace_of(auth.principal, self.authenticator.store.tenant_exists)
+            except OdradekError as exc:
+                refused = exc.message
+            refused = refused or tenancy.refusal(namespace, request)
         if refused is not None:
             log.warning("closing a Kafka connection from %s: %s", peer, refused)
             return None
@@ -474,6 +495,10 @@ class KafkaListener:
                 refusal.set_result(self._encode(request, finish(None)))
                 return refusal
             request = gated
+        if namespace is not RAW:  # (authorized above on the names the client said)
+            request = tenancy.into_engine(namespace, request)
+            request = await tenancy.fence_topic_ids(namespace, request, self._topic_name)
+            finish = _out_of_engine(namespace, finish)
         throttle_ms = 0 if request.api_key in _NOT_THROTTLED else quota.requested(request, len(frame))
         if request.api_key == ApiKey.PRODUCE:
             await in_flight.acquire()
@@ -504,6 +529,11 @@ class KafkaListener:
         finished: asyncio.Future[Chunks] = loop.create_future()
         finished.set_result(self._encode(request, body))
         return finished
+
+    async def _topic_name(self, topic_id: Any) -> str | None:
+        broker = self.broker
+        view = None if broker is None else await broker.topic_by_id(topic_id)
+        return None if view is None else view.name
 
     async def _finish(
         self,

@@ -1,0 +1,281 @@
+"""Tenants on the Kafka door (decision 0028): a connection's requests in its namespace.
+
+The door's handlers speak the engine's names. For a principal that is not a cluster
+admin, :func:`into_engine` rewrites a decoded request's names (topics, groups and
+transactional ids alike) with its namespace (security/tenants.py) before the handler
+runs, and :func:`out_of_engine` rewrites the answer back, dropping whatever the
+namespace does not own (a Metadata answer listing every topic, a ListGroups answer).
+
+* A tenant's principal: every name gets its tenant's prefix (``orders`` is the engine's
+  ``_t.acme.orders``). A name it may not say (one starting with ``_``) becomes a name
+  the engine can neither hold nor make (``_t.acme._t.globex.orders``), so the API
+  answers its usual per-topic error (UNKNOWN_TOPIC_OR_PARTITION, INVALID_TOPIC_EXCEPTION)
+  with the name the client said, and nothing of another namespace is reached.
+* An untenanted principal (the default namespace): names stay, but a name in the
+  tenant space (``_t.``) becomes ``__t....`` (reserved: never found, never made).
+* Only the APIs of :data:`TENANT_APIS` are served to a tenant's principal; any other
+  closes its connection (logged), rather than act outside its namespace.
+
+Which fields are names is a table per message class (:data:`_REQUEST_NAMES`,
+:data:`_RESPONSE_NAMES`), walked once per request: per topic and partition entry, never
+per record. Topic ids (Fetch v13+) are checked on the answer: a topic the namespace
+does not own is dropped from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from odradek.names import TENANT_ROOT
+from odradek.protocols.kafka.codec.api import ApiKey, Request
+from odradek.protocols.kafka.codec.primitives import ZERO_UUID
+from odradek.security.tenants import Namespace
+
+_SPACE = TENANT_ROOT + "."
+
+# Message class -> its fields that hold names (a topic, group or transactional id, or a
+# tuple of them), in requests and in answers.
+_REQUEST_NAMES: dict[str, frozenset[str]] = {
+    name: frozenset(fields)
+    for name, fields in {
+        "MetadataRequestTopic": ("name",),
+        "TopicProduceData": ("name",),
+        "ProduceRequest": ("transactional_id",),
+        "FetchTopic": ("topic",),
+        "ForgottenTopic": ("topic",),
+        "ListOffsetsTopic": ("name",),
+        "InitProducerIdRequest": ("transactional_id",),
+        "FindCoordinatorRequest": ("key", "coordinator_keys"),
+        "JoinGroupRequest": ("group_id",),
+        "SyncGroupRequest": ("group_id",),
+        "HeartbeatRequest": ("group_id",),
+        "LeaveGroupRequest": ("group_id",),
+        "OffsetCommitRequest": ("group_id",),
+        "OffsetCommitRequestTopic": ("name",),
+        "OffsetFetchRequest": ("group_id",),
+        "OffsetFetchRequestTopic": ("name",),
+        "OffsetFetchRequestGroup": ("group_id",),
+        "OffsetFetchRequestTopics": ("name",),
+        "DescribeGroupsRequest": ("groups",),
+        "DeleteGroupsRequest": ("groups_names",),
+        "CreatableTopic": ("name",),
+        "DeleteTopicsRequest": ("topic_names",),
+        "DeleteTopicState": ("name",),
+        "AddPartitionsToTxnRequest": ("v3_and_below_transactional_id",),
+        "AddPartitionsToTxnTransaction": ("transactional_id",),
+        "AddPartitionsToTxnTopic": ("name",),
+        "AddOffsetsToTxnRequest": ("transactional_id", "group_id"),
+        "EndTxnRequest": ("transactional_id",),
+        "TxnOffsetCommitRequest": ("transactional_id", "group_id"),
+        "TxnOffsetCommitRequestTopic": ("name",),
+        # served to the default namespace only (fenced, never prefixed)
+        "DeleteRecordsTopic": ("name",),
+        "DescribableLogDirTopic": ("topic",),
+        "OffsetDeleteRequest": ("group_id",),
+        "OffsetDeleteRequestTopic": ("name",),
+        "DescribeProducersTopicRequest": ("name",),
+        "CreatePartitionsTopic": ("name",),
+        "DescribeConfigsResource": ("resource_name",),
+        "AlterConfigsResource": ("resource_name",),
+        "IncrementalAlterConfigsResource": ("resource_name",),
+        "ConsumerGroupHeartbeatRequest": ("group_id", "subscribed_topic_names"),
+        "ConsumerGroupDescribeRequest": ("group_ids",),
+        "ShareGroupHeartbeatRequest": ("group_id", "subscribed_topic_names"),
+        "ShareGroupDescribeRequest": ("group_ids",),
+        "DescribeTransactionsRequest": ("transactional_ids",),
+    }.items()
+}
+_RESPONSE_NAMES: dict[str, frozenset[str]] = {
+    name: frozenset(fields)
+    for name, fields in {
+        "MetadataResponseTopic": ("name",),
+        "TopicProduceResponse": ("name",),
+        "FetchableTopicResponse": ("topic",),
+        "ListOffsetsTopicResponse": ("name",),
+        "Coordinator": ("key",),
+        "OffsetCommitResponseTopic": ("name",),
+        "OffsetFetchResponseTopic": ("name",),
+        "OffsetFetchResponseTopics": ("name",),
+        "OffsetFetchResponseGroup": ("group_id",),
+        "DescribedGroup": ("group_id",),
+        "ListedGroup": ("group_id",),
+        "DeletableGroupResult": ("group_id",),
+        "CreatableTopicResult": ("name",),
+        "DeletableTopicResult": ("name",),
+        "AddPartitionsToTxnResult": ("transactional_id",),
+        "AddPartitionsToTxnTopicResult": ("name",),
+        "TxnOffsetCommitResponseTopic": ("name",),
+        "DeleteRecordsTopicResult": ("name",),
+        "DescribeLogDirsTopic": ("name",),
+        "OffsetDeleteResponseTopic": ("name",),
+        "DescribeProducersTopicResponse": ("name",),
+        "CreatePartitionsTopicResult": ("name",),
+        "DescribeConfigsResult": ("resource_name",),
+        "DescribeConfigsResourceResult": (),
+        "AlterConfigsResourceResponse": ("resource_name",),
+        "DescribedTopicPartitions": ("topic_name",),
+        "DescribedConsumerGroup": ("group_id",),
+        "DescribedConsumerMember": ("subscribed_topic_names",),
+        "DescribedTransaction": ("transactional_id",),
+        "TopicData": ("topic",),
+    }.items()
+}
+
+# What a tenant's principal is served; every other API closes its connection.
+TENANT_APIS = frozenset(
+    {
+        ApiKey.API_VERSIONS,
+        ApiKey.SASL_HANDSHAKE,
+        ApiKey.SASL_AUTHENTICATE,
+        ApiKey.METADATA,
+        ApiKey.PRODUCE,
+        ApiKey.FETCH,
+        ApiKey.LIST_OFFSETS,
+        ApiKey.INIT_PRODUCER_ID,
+        ApiKey.FIND_COORDINATOR,
+        ApiKey.JOIN_GROUP,
+        ApiKey.SYNC_GROUP,
+        ApiKey.HEARTBEAT,
+        ApiKey.LEAVE_GROUP,
+        ApiKey.OFFSET_COMMIT,
+        ApiKey.OFFSET_FETCH,
+        ApiKey.DESCRIBE_GROUPS,
+        ApiKey.LIST_GROUPS,
+        ApiKey.DELETE_GROUPS,
+        ApiKey.CREATE_TOPICS,
+        ApiKey.DELETE_TOPICS,
+        ApiKey.ADD_PARTITIONS_TO_TXN,
+        ApiKey.ADD_OFFSETS_TO_TXN,
+        ApiKey.END_TXN,
+        ApiKey.TXN_OFFSET_COMMIT,
+    }
+)
+
+
+def refusal(namespace: Namespace, request: Request) -> str | None:
+    """Why ``request`` closes a connection of ``namespace`` (None: it is served)."""
+    if namespace.translates and request.api_key not in TENANT_APIS:
+        return f"{ApiKey(request.api_key).name} is not served to the principals of {namespace} yet"
+    return None
+
+
+def engine_name(namespace: Namespace, name: str) -> str:
+    """The engine's name of a Kafka name said in ``namespace`` (see the module docstring)."""
+    if namespace.raw:
+        return name
+    if namespace.translates:
+        return namespace.prefix + name  # one starting with '_' can be neither found nor made
+    return "_" + name if name.startswith(_SPACE) else name
+
+
+def kafka_name(namespace: Namespace, name: str) -> str:
+    """The name an answer gives for engine name ``name`` (the inverse of engine_name)."""
+    if namespace.translates:
+        return name[len(namespace.prefix) :] if name.startswith(namespace.prefix) else name
+    return name[1:] if name.startswith("_" + _SPACE) else name
+
+
+def _owned(namespace: Namespace, name: str) -> bool:
+    """Whether an answer may show engine name ``name`` to ``namespace`` (the names the
+    client said and the engine could not take come back too: they name nothing)."""
+    if namespace.translates:
+        return name.startswith(namespace.prefix)
+    return not name.startswith(_SPACE)
+
+
+def into_engine(namespace: Namespace, request: Request) -> Request:
+    """``request`` with the names it says as the engine's."""
+    if namespace.raw:
+        return request
+    body = _walk(request.body, _REQUEST_NAMES, lambda name: engine_name(namespace, name), None)
+    return request if body is request.body else dataclasses.replace(request, body=body)
+
+
+def out_of_engine(namespace: Namespace, body: Any) -> Any:
+    """An answer with the engine's names as ``namespace`` says them, without entries that
+    name what it does not own."""
+    if namespace.raw or body is None:
+        return body
+    return _walk(
+        body, _RESPONSE_NAMES, lambda name: kafka_name(namespace, name), lambda name: _owned(namespace, name)
+    )
+
+
+def _walk(
+    value: Any,
+    table: dict[str, frozenset[str]],
+    convert: Callable[[str], str],
+    keep: Callable[[str], bool] | None,
+) -> Any:
+    """``value`` (a message dataclass) with the names of ``table`` converted; with
+    ``keep``, None for an entry naming what is not kept."""
+    names = table.get(type(value).__name__, frozenset())
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if field.name in names:
+            if isinstance(item, str) and item:
+                if keep is not None and not keep(item):
+                    return None
+                changes[field.name] = convert(item)
+            elif isinstance(item, tuple):
+                kept = [name for name in item if keep is None or keep(name)]
+                changes[field.name] = tuple(convert(name) for name in kept)
+        elif isinstance(item, tuple) and item and dataclasses.is_dataclass(item[0]):
+            walked = [_walk(entry, table, convert, keep) for entry in item]
+            entries = tuple(entry for entry in walked if entry is not None)
+            if len(entries) != len(item) or any(a is not b for a, b in zip(entries, item, strict=False)):
+                changes[field.name] = entries
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            walked_item = _walk(item, table, convert, keep)
+            if walked_item is not item and walked_item is not None:
+                changes[field.name] = walked_item
+    return dataclasses.replace(value, **changes) if changes else value
+
+
+async def fence_topic_ids(
+    namespace: Namespace, request: Request, name_of: Callable[[Any], Awaitable[str | None]]
+) -> Request:
+    """``request`` with every topic id of a topic ``namespace`` does not own replaced by
+    the zero id (UNKNOWN_TOPIC_ID): Fetch v13+, DeleteTopics v6+, Metadata v10+ and the
+    share APIs name topics by id. ``name_of`` gives an id's engine name (None: none)."""
+    if namespace.raw:
+        return request
+    ids: set[Any] = set()
+    _topic_ids(request.body, ids)
+    ids.discard(ZERO_UUID)
+    foreign = set()
+    for topic_id in ids:
+        name = await name_of(topic_id)
+        if name is not None and not _owned(namespace, name):
+            foreign.add(topic_id)
+    if not foreign:
+        return request
+    return dataclasses.replace(request, body=_zero_ids(request.body, foreign))
+
+
+def _topic_ids(value: Any, found: set[Any]) -> None:
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if field.name == "topic_id":
+            found.add(item)
+        elif isinstance(item, tuple) and item and dataclasses.is_dataclass(item[0]):
+            for entry in item:
+                _topic_ids(entry, found)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            _topic_ids(item, found)
+
+
+def _zero_ids(value: Any, foreign: set[Any]) -> Any:
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if field.name == "topic_id" and item in foreign:
+            changes[field.name] = ZERO_UUID
+        elif isinstance(item, tuple) and item and dataclasses.is_dataclass(item[0]):
+            changes[field.name] = tuple(_zero_ids(entry, foreign) for entry in item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            changes[field.name] = _zero_ids(item, foreign)
+    return dataclasses.replace(value, **changes) if changes else value
