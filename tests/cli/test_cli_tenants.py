@@ -14,6 +14,7 @@ public Python client with tokens.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import urllib.error
 import urllib.request
@@ -320,5 +321,89 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
         assert subjects("bob") == (200, "[]")
         status, body = subjects("alice")
         assert status == 401 and "does not serve tenants yet" in body
+    finally:
+        server.stop()
+
+
+def test_an_untenanted_user_never_reaches_a_tenant_through_any_door(tmp_path: Path) -> None:
+    """Without --authorize (every user may do everything in its namespace), an untenanted
+    user through the HTTP API, the Schema Registry, the Kafka door and the native door
+    neither lists, reads, writes nor makes a tenant's topics; a cluster admin sees them."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    admin_client = pytest.importorskip("confluent_kafka.admin").AdminClient
+    data = tmp_path / "data"
+    _ok(run("user", "add", "root", "--admin", "--data-dir", str(data), stdin=b"root-secret\n"))
+    _ok(run("tenant", "create", "acme", "--data-dir", str(data)))
+    _ok(run("user", "add", "alice", "--tenant", "acme", "--data-dir", str(data), stdin=b"secret\n"))
+    _ok(run("user", "add", "bob", "--data-dir", str(data), stdin=b"secret\n"))
+    kafka_port, registry_port = free_ports(2)
+    server = Server(
+        data,
+        "--auth",
+        "--kafka-listen",
+        f"127.0.0.1:{kafka_port}",
+        "--registry-listen",
+        f"127.0.0.1:{registry_port}",
+    )
+
+    def http(user: str, method: str, path: str, body: object = None) -> tuple[int, object]:
+        password = "root-secret" if user == "root" else "secret"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{registry_port}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": basic_header(user, password), "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read() or b"null")
+
+    try:
+        with odradek.connect(server.url, user="alice", password="secret") as alice:
+            alice.create_topic("orders", schema={"type": "record", "name": "O", "fields": []})
+        with odradek.connect(server.url, user="bob", password="secret") as bob:
+            bob.create_topic("orders")
+            assert bob.list_topics() == ["orders"]
+            with pytest.raises(InvalidRequest, match="reserved"):
+                bob.describe_topic("_t.acme.orders")
+        # the HTTP API
+        status, listed = http("bob", "GET", "/v1/topics")
+        assert status == 200 and listed == {"topics": ["orders"], "unavailable": {}}
+        status, refused = http("bob", "GET", "/v1/topics/_t.acme.orders/records")
+        assert status == 403 and "tenants' space" in str(refused)
+        status, refused = http("bob", "POST", "/v1/topics", {"name": "_t.acme.planted"})
+        assert status == 400 and "reserved" in str(refused)
+        status, refused = http("bob", "GET", "/v1/topics?pattern=_t.acme.%3E")
+        assert status == 403
+        status, listed = http("root", "GET", "/v1/topics")
+        assert status == 200 and isinstance(listed, dict) and "_t.acme.orders" in listed["topics"]
+        # the Schema Registry
+        status, subjects = http("bob", "GET", "/subjects")
+        assert status == 200 and subjects == []
+        status, subjects = http("root", "GET", "/subjects")
+        assert subjects == ["_t.acme.orders-value"]
+        status, _ = http("bob", "GET", "/subjects/_t.acme.orders-value/versions")
+        assert status == 403
+        # the Kafka door
+        settings = {
+            "bootstrap.servers": f"127.0.0.1:{kafka_port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "bob",
+            "sasl.password": "secret",
+        }
+        assert sorted(admin_client(settings).list_topics(timeout=30).topics) == ["orders"]
+        failures: list[object] = []
+        producer = confluent_kafka.Producer({**settings, "message.timeout.ms": 5000})
+        producer.produce(
+            "_t.acme.orders", value=b"forged", on_delivery=lambda error, _: failures.append(error)
+        )
+        producer.flush(30)
+        assert len(failures) == 1 and failures[0] is not None
+        with odradek.connect(server.url, user="root", password="root-secret") as root:
+            assert root.describe_topic("_t.acme.orders").records == 0
+            assert [name for name in root.list_topics() if name.startswith("_")] == ["_t.acme.orders"]
     finally:
         server.stop()

@@ -31,6 +31,7 @@ from odradek.console.tail import PatternTail
 from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, Unavailable
 from odradek.names import is_pattern
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi
+from odradek.security.tenants import DEFAULT
 
 PREFIX = "/v1/console/"
 ClusterStatus = Callable[[], dict[str, Any]]
@@ -108,6 +109,8 @@ class ConsoleApi:
 
     def _topics(self, request: ApiRequest) -> ApiResponse:
         names = self.engine.list_topics(request.query.get("pattern"))
+        if not request.principal.admin:  # the default namespace's (decision 0028)
+            names = DEFAULT.locals(names)
         if request.authorizer is not None:
             names = request.authorizer.filter(request.principal, "describe", "topic", names)
         truncated = len(names) > limits.console_topics_max

@@ -204,7 +204,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             return self._within_quota()
         from odradek.errors import Unauthenticated
         from odradek.security.http import CHALLENGE, authenticate_header
-        from odradek.security.tenants import not_served
+        from odradek.security.tenants import names_tenant_space, not_served
 
         header = self.headers.get("Authorization")
         certified = authenticator.certificate(self.peer_subject) if header is None else None
@@ -225,6 +225,20 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.send_response(401, "Unauthorized")
             self.send_header("WWW-Authenticate", CHALLENGE)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            return False
+        if not self.principal.admin and names_tenant_space(self.path):  # decision 0028
+            message = (
+                f"{self.principal} may not name the tenants' space ('_t.'): the "
+                f"{self.server.door} door serves the default namespace"
+            )
+            body = self.forbidden_body(message)
+            self.close_connection = True
+            self.send_response(403, "Forbidden")
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")
@@ -256,6 +270,10 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
     def unauthenticated_body(self, message: str) -> bytes:
         """The JSON body of a 401 (Confluent's error shape; a door may answer in its own)."""
         return (json.dumps({"error_code": 40101, "message": message}) + "\n").encode()
+
+    def forbidden_body(self, message: str) -> bytes:
+        """The JSON body of a 403 (Confluent's error shape; a door may answer in its own)."""
+        return (json.dumps({"error_code": 40301, "message": message}) + "\n").encode()
 
     def seconds_left(self) -> float:
         """Time left for the current request to arrive whole."""

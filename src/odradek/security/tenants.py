@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -232,6 +233,18 @@ def not_served(principal: Principal, door: str) -> str | None:
         f"{principal} belongs to tenant {principal.tenant[:80]!r}, and the {door} does not serve "
         "tenants yet: use the native (Flight) door"
     )
+
+
+def names_tenant_space(path: str) -> bool:
+    """Whether an HTTP request target names the tenants' space: a path segment or a
+    query value (percent-decoded) starting with ``_t.`` (a topic, subject, group or
+    pattern of some tenant). The HTTP doors refuse such a request of anyone but a
+    cluster admin: they serve the default namespace only."""
+    split = urllib.parse.urlsplit(path)
+    space = TENANT_ROOT + "."
+    if any(urllib.parse.unquote(part).startswith(space) for part in split.path.split("/")):
+        return True
+    return any(value.startswith(space) for _, value in urllib.parse.parse_qsl(split.query))
 
 
 RAW = Namespace(None, raw=True)

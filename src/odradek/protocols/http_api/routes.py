@@ -56,6 +56,7 @@ from odradek.protocols.http_api.records import (
 )
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import ANONYMOUS, Principal
+from odradek.security.tenants import DEFAULT
 from odradek.types import AppendResult
 
 log = logging.getLogger("odradek.http_api")
@@ -292,6 +293,9 @@ class HttpApi:
         pattern = request.query.get("pattern")  # an empty one is refused, as a bad one
         topics = self.engine.list_topics(pattern)
         unavailable = self.engine.unavailable_topics()
+        if not request.principal.admin:  # the default namespace's (decision 0028)
+            topics = DEFAULT.locals(topics)
+            unavailable = {name: why for name, why in unavailable.items() if DEFAULT.owns(name)}
         if request.authorizer is not None:
             topics = request.authorizer.filter(request.principal, "describe", "topic", topics)
             shown = set(request.authorizer.filter(request.principal, "describe", "topic", list(unavailable)))
@@ -304,6 +308,8 @@ class HttpApi:
         name = body.get("name")
         if not isinstance(name, str):
             raise InvalidRequest("a topic needs a name (a string)")
+        if not request.principal.admin:
+            DEFAULT.topic(name)  # never one in the tenants' space (decision 0028)
         if request.authorizer is not None:
             authorization.check_create(request.authorizer, request.principal, name)
         options = {field: body[field] for field in CREATE_OPTIONS if field in body}
@@ -475,6 +481,8 @@ class HttpApi:
 
     def _list_groups(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
         listing = self.node.directory.listing()
+        if not request.principal.admin:  # the default namespace's (decision 0028)
+            listing = [entry for entry in listing if DEFAULT.owns(entry.group)]
         if request.authorizer is not None:
             shown = set(
                 request.authorizer.filter(request.principal, "describe", "group", [e.group for e in listing])
@@ -516,6 +524,8 @@ class HttpApi:
         pattern = body.get("pattern")
         if not isinstance(pattern, str):
             raise InvalidRequest("a member needs a pattern (a topic name or a pattern such as orders.>)")
+        if not request.principal.admin:
+            DEFAULT.pattern(pattern)  # never one naming the tenants' space (decision 0028)
         if request.authorizer is not None:
             authorization.check_pattern_read(request.authorizer, request.principal, pattern)
         options = GroupOptions.build(

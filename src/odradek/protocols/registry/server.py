@@ -18,6 +18,7 @@ under ``/v1/console/``.
 
 from __future__ import annotations
 
+import json
 import logging
 import select
 import socket
@@ -29,6 +30,7 @@ from odradek.budget import ByteBudget
 from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
 from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
+from odradek.names import TENANT_ROOT
 from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.connections import peer_host
@@ -176,7 +178,10 @@ class _RegistryHandler(BoundedRequestHandler):
         registry = self.server.registry
         authorizer = authorizer_of(self.server.authenticator)
         if authorizer is None:
-            return registry.handle(request)
+            answer = registry.handle(request)
+            if not self.principal.admin and request.path.strip("/") == "subjects" and answer.status == 200:
+                return _default_namespace_subjects(answer)  # decision 0028
+            return answer
         patterns = registry_authorization.view_patterns(registry.backend)
         return registry_authorization.handle(authorizer, self.principal, request, registry.handle, patterns)
 
@@ -269,6 +274,12 @@ class _RegistryHandler(BoundedRequestHandler):
             return error_body("unauthenticated", message)
         return super().unauthenticated_body(message)
 
+    def forbidden_body(self, message: str) -> bytes:
+        """The HTTP API's paths answer a 403 in the API's error shape."""
+        if self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+            return error_body("unauthorized", message)
+        return super().forbidden_body(message)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests (bad request line, oversized headers) in Confluent's error shape;
         a method http.server does not know, on the HTTP API's paths, is the API's 405."""
@@ -331,3 +342,13 @@ class RegistryListener(BoundedHTTPListener):
 
     def __enter__(self) -> RegistryListener:
         return self
+
+
+def _default_namespace_subjects(answer: Response) -> Response:
+    """A subject listing without the tenants' subjects (``_t.<tenant>.<topic>-value``):
+    the registry serves the default namespace (decision 0028)."""
+    names = json.loads(answer.body)
+    if not isinstance(names, list):
+        return answer
+    kept = [name for name in names if not (isinstance(name, str) and name.startswith(TENANT_ROOT + "."))]
+    return Response(200, json.dumps(kept).encode(), answer.content_type)
