@@ -19,6 +19,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -70,7 +71,7 @@ def tenants(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         _ok(run("user", "add", user, "--tenant", tenant, "--data-dir", str(data), stdin=b"secret\n"))
     _ok(run("user", "add", "bob", "--data-dir", str(data), stdin=b"secret\n"))
     for principal in ("alice", "gary", "bob"):  # each may do everything in its namespace
-        for kind in ("--topic", "--group", "--transactional-id"):
+        for kind in ("--topic", "--group", "--transactional-id", "--subject"):
             _ok(
                 run(
                     "acl",
@@ -307,20 +308,50 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
             assert {"billing", "_t.acme.billing", "_t.globex.billing"} <= set(groups)
             assert root.describe_group("_t.acme.billing").group == "_t.acme.billing"
 
-        def subjects(user: str) -> tuple[int, str]:
+        def registry(user: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
+            password = "root-secret" if user == "root" else "secret"
             request = urllib.request.Request(
-                f"http://127.0.0.1:{registry_port}/subjects",
-                headers={"Authorization": basic_header(user, "secret")},
+                f"http://127.0.0.1:{registry_port}{path}",
+                method=method,
+                data=None if body is None else json.dumps(body).encode(),
+                headers={
+                    "Authorization": basic_header(user, password),
+                    "Content-Type": "application/vnd.schemaregistry.v1+json",
+                },
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as answer:
-                    return answer.status, answer.read().decode()
+                    return answer.status, json.loads(answer.read() or b"null")
             except urllib.error.HTTPError as refused:
-                return refused.code, refused.read().decode()
+                return refused.code, json.loads(refused.read() or b"null")
 
-        assert subjects("bob") == (200, "[]")
-        status, body = subjects("alice")
-        assert status == 401 and "does not serve tenants yet" in body
+        # the Schema Registry: each tenant's subjects are its own
+        ids = {}
+        for user, field in (("alice", "amount"), ("gary", "cents")):
+            schema = {"type": "record", "name": "Payment", "fields": [{"name": field, "type": "long"}]}
+            status, registered = registry(
+                user, "POST", "/subjects/payments-value/versions", {"schema": json.dumps(schema)}
+            )
+            assert status == 200, registered
+            ids[user] = registered["id"]
+        for user, field in (("alice", "amount"), ("gary", "cents")):
+            assert registry(user, "GET", "/subjects") == (200, ["payments-value"])
+            status, latest = registry(user, "GET", "/subjects/payments-value/versions/latest")
+            assert status == 200 and latest["subject"] == "payments-value" and field in latest["schema"]
+            assert registry(user, "GET", f"/schemas/ids/{ids[user]}/subjects") == (200, ["payments-value"])
+            other = ids["gary" if user == "alice" else "alice"]
+            status, refused = registry(user, "GET", f"/schemas/ids/{other}")
+            assert status == 404 and refused["error_code"] == 40403
+        assert registry("bob", "GET", "/subjects") == (200, [])
+        status, listed = registry("root", "GET", "/subjects")
+        assert listed == ["_t.acme.payments-value", "_t.globex.payments-value"]
+        status, refused = registry("alice", "PUT", "/config", {"compatibility": "NONE"})
+        assert status == 403
+        with odradek.connect(server.url, token=tokens["root"]) as root:
+            assert root.get_schema("_t.acme.payments") is not None
+        # the HTTP API does not serve tenants yet
+        status, refused = registry("alice", "GET", "/v1/topics")
+        assert status == 401 and "does not serve tenants yet" in str(refused)
     finally:
         server.stop()
 

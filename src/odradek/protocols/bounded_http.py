@@ -210,7 +210,9 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         certified = authenticator.certificate(self.peer_subject) if header is None else None
         try:
             self.principal = certified or authenticate_header(authenticator, header).principal
-            refused = not_served(self.principal, f"{self.server.door} door")
+            refused = (
+                None if self.serves_tenants() else not_served(self.principal, f"{self.server.door} door")
+            )
             if refused is not None:  # decision 0028: never into the default namespace
                 self.principal = ANONYMOUS
                 raise Unauthenticated(refused)
@@ -270,6 +272,11 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
     def unauthenticated_body(self, message: str) -> bytes:
         """The JSON body of a 401 (Confluent's error shape; a door may answer in its own)."""
         return (json.dumps({"error_code": 40101, "message": message}) + "\n").encode()
+
+    def serves_tenants(self) -> bool:
+        """Whether this request's door serves a tenant's principals (decision 0028); those
+        that do not refuse them at authentication."""
+        return False
 
     def forbidden_body(self, message: str) -> bytes:
         """The JSON body of a 403 (Confluent's error shape; a door may answer in its own)."""

@@ -37,9 +37,11 @@ from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
 from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry import authorization as registry_authorization
+from odradek.protocols.registry import tenancy as registry_tenancy
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
+from odradek.security.tenants import namespace_of
 
 log = logging.getLogger("odradek.registry")
 
@@ -176,14 +178,25 @@ class _RegistryHandler(BoundedRequestHandler):
     def _registry_answer(self, request: Request) -> Response:
         """The registry's answer, or 403 for what the principal may not do (authorization.py)."""
         registry = self.server.registry
+        handle = registry.handle
+        if self.principal.tenant is not None:  # its subjects are its own (decision 0028)
+            store = getattr(self.server.authenticator, "store", None)
+            try:
+                namespace = namespace_of(self.principal, store.tenant_exists if store else lambda _: False)
+            except OdradekError as exc:
+                return Response.error(403, 40301, exc.message)
+
+            def handle(request: Request) -> Response:
+                return registry_tenancy.serve(namespace, request, registry.handle)
+
         authorizer = authorizer_of(self.server.authenticator)
         if authorizer is None:
-            answer = registry.handle(request)
+            answer = handle(request)
             if not self.principal.admin and request.path.strip("/") == "subjects" and answer.status == 200:
                 return _default_namespace_subjects(answer)  # decision 0028
             return answer
         patterns = registry_authorization.view_patterns(registry.backend)
-        return registry_authorization.handle(authorizer, self.principal, request, registry.handle, patterns)
+        return registry_authorization.handle(authorizer, self.principal, request, handle, patterns)
 
     def _refuse(self, status: int, code: int, message: str) -> None:
         self._send(Response.error(status, code, message), close=True)
@@ -273,6 +286,12 @@ class _RegistryHandler(BoundedRequestHandler):
         if self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
             return error_body("unauthenticated", message)
         return super().unauthenticated_body(message)
+
+    def serves_tenants(self) -> bool:
+        """The registry's own paths serve a tenant's principals (registry/tenancy.py); the
+        HTTP API's and the console's do not yet."""
+        target = urllib.parse.urlsplit(self.path).path
+        return not (owns(target) or owns_ui(target) or owns_api(target))
 
     def forbidden_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 403 in the API's error shape."""
