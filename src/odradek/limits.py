@@ -721,6 +721,9 @@ quota_sensor_idle_seconds = 3600.0
 # server with many users keeps a bounded series count (Prometheus' advice: labels of
 # bounded cardinality, a few hundred series per metric at most).
 metering_principals_max = 100
+# Tenants metered under a label of their own on /metrics (decision 0028), the rest under
+# "other".
+metering_tenants_max = 100
 
 # --- materialized key views and synchronous commit (src/odradek/views/, decision 0019) --
 # Views one node keeps at most: each has an applier thread of its own, so a slow reducer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -235,7 +236,7 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
     confluent_kafka = pytest.importorskip("confluent_kafka")
     admin_client = pytest.importorskip("confluent_kafka.admin").AdminClient
     data, tokens = tenants
-    kafka_port, registry_port = free_ports(2)
+    kafka_port, registry_port, metrics_port = free_ports(3)
     server = Server(
         data,
         "--auth",
@@ -244,6 +245,8 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
         f"127.0.0.1:{kafka_port}",
         "--registry-listen",
         f"127.0.0.1:{registry_port}",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
     )
     try:
 
@@ -349,6 +352,23 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
         assert status == 403
         with odradek.connect(server.url, token=tokens["root"]) as root:
             assert root.get_schema("_t.acme.payments") is not None
+        # metering per tenant on /metrics: its principals' records, bytes in and out
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            headers={"Authorization": basic_header("root", "root-secret")},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            exposition = answer.read().decode()
+        metered = {
+            (match[0], match[1]): float(match[2])
+            for match in re.findall(
+                r'^odradek_tenant_(\w+)_total\{tenant="([^"]+)"\} (\S+)$', exposition, re.M
+            )
+        }
+        assert metered[("records_in", "acme")] == 3  # two records and one in a transaction
+        assert metered[("records_in", "globex")] == 2
+        assert metered[("records_out", "globex")] >= 2 and metered[("bytes_in", "globex")] > 0
+        assert {tenant for _, tenant in metered} == {"acme", "globex"}  # bob has none
         # the HTTP API does not serve tenants yet
         status, refused = registry("alice", "GET", "/v1/topics")
         assert status == 401 and "does not serve tenants yet" in str(refused)

@@ -320,12 +320,26 @@ class MeteringCollector(Collector):
     def __init__(self, metering: Metering) -> None:
         self.metering = metering
 
+    _TENANT_FAMILIES = (
+        ("bytes_in", "odradek_tenant_bytes_in", "Bytes a tenant's principals produced (request bytes)."),
+        ("bytes_out", "odradek_tenant_bytes_out", "Record bytes a tenant's principals fetched."),
+        ("records_in", "odradek_tenant_records_in", "Records a tenant's principals produced."),
+        ("records_out", "odradek_tenant_records_out", "Records a tenant's principals fetched."),
+        ("throttle_seconds", "odradek_tenant_throttle_seconds", "Time a tenant's principals were throttled."),
+    )
+
     def collect(self) -> Iterator[Metric]:
         snapshot = self.metering.snapshot()
         for meter, name, text in self._FAMILIES:
             family = CounterMetricFamily(name, text, labels=["principal"])
             for principal, counts in sorted(snapshot.items()):
                 family.add_metric([principal], counts[meter])
+            yield family
+        tenants = self.metering.tenants()  # decision 0028
+        for meter, name, text in self._TENANT_FAMILIES:
+            family = CounterMetricFamily(name, text, labels=["tenant"])
+            for tenant, counts in sorted(tenants.items()):
+                family.add_metric([tenant], counts[meter])
             yield family
 
 

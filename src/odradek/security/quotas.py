@@ -451,6 +451,7 @@ class Metering:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, list[float]] = {}
+        self._tenants: dict[str, list[float]] = {}  # the same meters per tenant (decision 0028)
 
     def add(
         self,
@@ -461,20 +462,28 @@ class Metering:
         records_in: int = 0,
         records_out: int = 0,
         throttle_seconds: float = 0.0,
+        tenant: str | None = None,
     ) -> None:
+        added = (bytes_in, bytes_out, records_in, records_out, throttle_seconds)
         with self._lock:
-            counts = self._counts.get(principal)
-            if counts is None:
-                if principal != OTHER and len(self._counts) >= limits.metering_principals_max:
-                    principal = OTHER
-                counts = self._counts.setdefault(principal, [0.0] * len(METERS))
-            counts[0] += bytes_in
-            counts[1] += bytes_out
-            counts[2] += records_in
-            counts[3] += records_out
-            counts[4] += throttle_seconds
+            tables = [(self._counts, principal, limits.metering_principals_max)]
+            if tenant is not None:
+                tables.append((self._tenants, tenant, limits.metering_tenants_max))
+            for table, label, most in tables:
+                counts = table.get(label)
+                if counts is None:
+                    if label != OTHER and len(table) >= most:
+                        label = OTHER
+                    counts = table.setdefault(label, [0.0] * len(METERS))
+                for index, amount in enumerate(added):
+                    counts[index] += amount
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """Per principal label, each meter's total so far."""
         with self._lock:
             return {name: dict(zip(METERS, counts, strict=True)) for name, counts in self._counts.items()}
+
+    def tenants(self) -> dict[str, dict[str, float]]:
+        """Per tenant label (the tenants' principals together), each meter's total so far."""
+        with self._lock:
+            return {name: dict(zip(METERS, counts, strict=True)) for name, counts in self._tenants.items()}

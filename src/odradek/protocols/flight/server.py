@@ -295,7 +295,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 continue
             size = chunk.data.get_total_buffer_size()  # free, and at least nbytes
             # Over a quota the stream waits before it takes room in the budget from others.
-            self._throttle(self._principal(), produced=size, records_in=chunk.data.num_rows)
+            self._throttle(
+                self._principal(), produced=size, records_in=chunk.data.num_rows, tenant=self._tenant()
+            )
             try:
                 reservation = self._reserve(size)
             except RequestTooLarge:
@@ -409,7 +411,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 )
                 schema = batches[0].schema if batches else self.engine.read_schema(topic)
                 records = sum(batch.num_rows for batch in batches)
-                self._throttle(self._principal(), fetched=sum(b.nbytes for b in batches), records_out=records)
+                fetched = sum(b.nbytes for b in batches)
+                self._throttle(self._principal(), fetched=fetched, records_out=records, tenant=self._tenant())
                 return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
                 table = self.engine.read_key(
@@ -419,7 +422,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     request.to_version,
                     from_snapshot=request.from_snapshot,
                 )
-                self._throttle(self._principal(), fetched=table.nbytes, records_out=table.num_rows)
+                self._throttle(
+                    self._principal(), fetched=table.nbytes, records_out=table.num_rows, tenant=self._tenant()
+                )
                 return flight.RecordBatchStream(table)
             wildcard = is_pattern(request.pattern)
             pattern = namespace.pattern(request.pattern) if wildcard else namespace.topic(request.pattern)
@@ -871,6 +876,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             call.admit(connections.peer_host(context.peer()))
         principal = call_principal(context)
         self._call.principal = principal.name
+        self._call.tenant = principal.tenant
         self._call.namespace = self._namespace_of(principal)  # Unauthorized: an unknown tenant
         self._throttle(self._call.principal, request=True)
 
@@ -884,6 +890,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         """The namespace of the call this thread serves (set by _admit; security/tenants.py)."""
         namespace: Namespace = getattr(self._call, "namespace", RAW)
         return namespace
+
+    def _tenant(self) -> str | None:
+        """The tenant of the principal of the call this thread serves (set by _admit)."""
+        tenant: str | None = getattr(self._call, "tenant", None)
+        return tenant
 
     def _principal(self) -> str:
         """The name of the principal of the call this thread serves (set by _admit)."""
@@ -899,6 +910,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         fetched: int = 0,
         records_in: int = 0,
         records_out: int = 0,
+        tenant: str | None = None,
     ) -> None:
         """Meter a call's bytes and, over a quota, delay it by its throttle time (the
         native door's answer to a quota: the client waits, nothing is refused)."""
@@ -914,6 +926,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 records_in=records_in,
                 records_out=records_out,
                 throttle_seconds=wait,
+                tenant=tenant,
             )
         if fetched:  # (appends are counted as they are acknowledged: Metrics.appended)
             observe.volume("flight", 0, 0, records_out, fetched)
@@ -922,18 +935,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _metered_reads(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """A read's batches, each metered and, over a quota, delayed before it is sent."""
-        user = self._principal()
+        user, tenant = self._principal(), self._tenant()
         for batch in batches:
-            self._throttle(user, fetched=batch.nbytes, records_out=batch.num_rows)
+            self._throttle(user, fetched=batch.nbytes, records_out=batch.num_rows, tenant=tenant)
             yield batch
 
     def _metered(self, submit: Callable[..., PendingAppend]) -> Callable[..., PendingAppend]:
         """``submit`` of an append stream, metered and throttled for its call's principal
         (whichever thread of the stream submits)."""
-        user = self._principal()
+        user, tenant = self._principal(), self._tenant()
 
         def metered(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> PendingAppend:
-            self._throttle(user, produced=batch.nbytes, records_in=batch.num_rows)
+            self._throttle(user, produced=batch.nbytes, records_in=batch.num_rows, tenant=tenant)
             return submit(topic, batch, options)
 
         return metered

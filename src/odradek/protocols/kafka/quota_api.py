@@ -86,17 +86,20 @@ class ConnectionQuota:
             return 0
         self._muted_until = max(self._muted_until, time.monotonic() + seconds)
         if self.metering is not None:
-            self.metering.add(current_principal().name, throttle_seconds=seconds)
+            principal = current_principal()
+            self.metering.add(principal.name, throttle_seconds=seconds, tenant=principal.tenant)
         return round(seconds * 1000)
 
     def requested(self, request: Request, size: int) -> int:
         """Count a request of ``size`` frame bytes; its throttle in ms (0: none)."""
-        user = current_principal().name
+        principal = current_principal()
+        user = principal.name
         produced = 0
         if request.api_key == ApiKey.PRODUCE:
             produced = size
             if self.metering is not None:
-                self.metering.add(user, bytes_in=size, records_in=_produced(request.body))
+                records = _produced(request.body)
+                self.metering.add(user, bytes_in=size, records_in=records, tenant=principal.tenant)
         if self.quotas is None:
             return 0
         return self._mute(self.quotas.throttle(user, request.client_id, produced=produced))
@@ -105,9 +108,10 @@ class ConnectionQuota:
         """``body`` with the request's throttle time (a Fetch's bytes counted now)."""
         if request.api_key == ApiKey.FETCH and isinstance(body, data_messages.FetchResponse):
             size, records = _fetched(body)
-            user = current_principal().name
+            principal = current_principal()
+            user = principal.name
             if self.metering is not None:
-                self.metering.add(user, bytes_out=size, records_out=records)
+                self.metering.add(user, bytes_out=size, records_out=records, tenant=principal.tenant)
             if self.quotas is not None and size:
                 throttle_ms = max(
                     throttle_ms,
