@@ -369,6 +369,10 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
         assert metered[("records_in", "globex")] == 2
         assert metered[("records_out", "globex")] >= 2 and metered[("bytes_in", "globex")] > 0
         assert {tenant for _, tenant in metered} == {"acme", "globex"}  # bob has none
+        stored = dict(
+            re.findall(r'^odradek_tenant_storage_bytes\{tenant="([^"]+)"\} (\S+)$', exposition, re.M)
+        )
+        assert set(stored) == {"acme", "globex"} and all(float(size) > 0 for size in stored.values())
         # the HTTP API does not serve tenants yet
         status, refused = registry("alice", "GET", "/v1/topics")
         assert status == 401 and "does not serve tenants yet" in str(refused)

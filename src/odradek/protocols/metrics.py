@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.groups.directory import GroupDirectory
+from odradek.names import tenant_of
 from odradek.node import Node
 from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -218,6 +219,12 @@ class TopicCollector(Collector):
         unavailable = GaugeMetricFamily(
             "odradek_topics_unavailable", "Topics whose files exist but cannot be opened (damaged metadata)."
         )
+        tenant_bytes = GaugeMetricFamily(
+            "odradek_tenant_storage_bytes",
+            "Bytes of the segments of a tenant's topics (decision 0028).",
+            labels=["tenant"],
+        )
+        storage: dict[str, int] = {}
         if not self.engine.closed:
             for name in self.engine.list_topics():
                 try:
@@ -226,6 +233,9 @@ class TopicCollector(Collector):
                     continue
                 records.add_metric([name], info.records)
                 size.add_metric([name], info.bytes)
+                tenant = tenant_of(name)
+                if tenant is not None:
+                    storage[tenant] = storage.get(tenant, 0) + info.bytes
                 next_offset.add_metric([name], info.next_offset)
                 keys.add_metric([name], info.keys)
                 lost = {True: 0, False: 0}
@@ -235,7 +245,9 @@ class TopicCollector(Collector):
                 damaged.add_metric([name, "true"], lost[True])
                 read_only.add_metric([name], 1 if info.status == "read-only" else 0)
             unavailable.add_metric([], len(self.engine.unavailable_topics()))
-        yield from (records, size, next_offset, keys, damaged, read_only, unavailable)
+        for tenant, stored in sorted(storage.items()):
+            tenant_bytes.add_metric([tenant], stored)
+        yield from (records, size, next_offset, keys, damaged, read_only, unavailable, tenant_bytes)
 
 
 class GroupCollector(Collector):
