@@ -5,7 +5,9 @@ later: with two flushes in flight, the append of the first is acknowledged (and
 readable) as soon as the first is in the store, while the second is still uploading.
 Durability still follows the journal's order: an append whose flush landed before an
 earlier flush did is not acknowledged until that earlier one is in the store too, so an
-acknowledged append never depends on a flush that could still fail.
+acknowledged append never depends on a flush that could still fail. Many appenders
+waiting side by side are each acknowledged once, with dense offsets, and what they were
+told is what a reader and a new agent find.
 
 Method: an engine on a memory store whose journal PUTs each wait at a gate the test
 opens (the fault-injecting store's latency, paused until released), with a flush window
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from stores import read_all
 
@@ -141,3 +144,43 @@ def test_a_flush_landing_before_an_earlier_one_acknowledges_nothing_until_it_lan
     gates.gates[0].set()
     assert first_waiter.acknowledged() and second_waiter.acknowledged()
     assert read_all(engine, "orders").column("value").to_pylist() == [b"1", b"2"]
+
+
+def test_appends_from_many_threads_are_each_acknowledged_once_durable(tmp_path: Path) -> None:
+    """Many appenders waiting side by side on a slow store: each is acknowledged with its
+    own offsets, every acknowledged append is read back, and a new agent on an empty
+    cache finds them all in the store."""
+    store = FaultyObjectStore(open_store("memory://"), seed=1)
+    store.set_latency(PUT, 0.005)
+    settings = StoreSettings(flush_seconds=0.002)
+    threads, appends = 32, 20
+    results: dict[bytes, int] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    with Engine(tmp_path / "cache", store=store, store_settings=settings) as engine:
+        engine.create_topic("orders")
+
+        def appender(thread: int) -> None:
+            try:
+                for index in range(appends):
+                    value = f"{thread}-{index}".encode()
+                    result = engine.append("orders", [{"key": b"k%d" % thread, "value": value}])
+                    with lock:
+                        results[value] = result.base_offset
+            except OdradekError as exc:
+                failures.append(exc)
+
+        workers = [threading.Thread(target=appender, args=(thread,)) for thread in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(DEADLINE_SECONDS)
+        assert not failures and not any(worker.is_alive() for worker in workers)
+        assert sorted(results.values()) == list(range(threads * appends))  # dense, each once
+        assert _offsets_by_value(read_all(engine, "orders")) == results
+    with Engine(tmp_path / "fresh", store=store, store_settings=settings) as fresh:
+        assert _offsets_by_value(read_all(fresh, "orders")) == results
+
+
+def _offsets_by_value(table: pa.Table) -> dict[bytes, int]:
+    return dict(zip(table.column("value").to_pylist(), table.column("offset").to_pylist(), strict=True))

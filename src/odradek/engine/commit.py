@@ -161,7 +161,7 @@ class GroupCommit:
     def _wait_journal(self, ticket: int) -> None:
         """Wait for the journal position of the first append noted at or after
         ``ticket`` (the append itself, for its own ticket), then publish every append
-        noted up to that position."""
+        noted up to the position the journal has committed by then."""
         with self._condition:
             if self.error is not None:
                 raise self.error
@@ -177,14 +177,16 @@ class GroupCommit:
                 self._disk.close(fd)
         started = time.perf_counter()
         try:
-            self._disk.wait_position(position)
+            committed = self._disk.wait_position(position)
         except BaseException as exc:
             self._poison(exc)
             raise self._poisoned() from exc
         mark: Callable[[], None] | None = None
         with self._condition:
             before = self.durable
-            end = bisect.bisect_right(self._positions, position, self._start)
+            # Every append noted up to what the journal has committed is durable, the
+            # later flushes' too when they committed meanwhile.
+            end = bisect.bisect_right(self._positions, committed, self._start)
             appends = end - self._start
             goal = self._tickets[end - 1] if appends > 0 else ticket
             if appends > 0:

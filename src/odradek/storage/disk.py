@@ -125,9 +125,11 @@ class Disk:
         for :meth:`wait_position` (0: this disk keeps no journal, fsync instead)."""
         return 0
 
-    def wait_position(self, position: int) -> None:
+    def wait_position(self, position: int) -> int:
         """Return once every change up to journal ``position`` is durable (a disk
-        without a journal has none to wait for)."""
+        without a journal has none to wait for), with the position durable by then (at
+        least ``position``)."""
+        return position
 
     def ftruncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)

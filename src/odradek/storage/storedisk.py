@@ -313,11 +313,13 @@ class StoreDisk(Disk):
         relative = self._fds.get(fd)
         return 0 if relative is None else self._last.get(relative, 0)
 
-    def wait_position(self, position: int) -> None:
+    def wait_position(self, position: int) -> int:
         """Return once journal flush ``position`` and every one before it is committed
-        (StoreUnavailable after the journal's wait timeout, Fenced once replaced)."""
+        (StoreUnavailable after the journal's wait timeout, Fenced once replaced), with
+        the last flush committed by then."""
         if position:
             self.writer.wait(position)
+        return max(position, self.writer.committed)
 
     # -- names --------------------------------------------------------------------------
 
