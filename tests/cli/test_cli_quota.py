@@ -32,7 +32,7 @@ def test_quotas_offline_then_through_the_door(tmp_path: Path) -> None:
     _ok(run("quota", "set", "client-id=<default>", "--request-rate", "100", "--data-dir", data))
     for bad, reason in (
         (["user=a b", "--request-rate", "1"], b"user name"),
-        (["tenant=shop", "--request-rate", "1"], b"tenants"),
+        (["tenant=shop,user=alice", "--request-rate", "1"], b"tenant alone"),
         (["user=alice", "--request-rate", "-1"], b"positive"),
         (["user=alice"], b"at least one quota"),
     ):

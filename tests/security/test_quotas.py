@@ -81,7 +81,7 @@ def test_each_key_resolves_on_its_own(tmp_path: Path) -> None:
 def test_bad_entities_and_values_are_refused_and_change_nothing(tmp_path: Path) -> None:
     settings = QuotaSettings.open(str(tmp_path))
     settings.set(_entity("user=alice"), {PRODUCE: 100.0})
-    for text in ("", "user", "group=g", "user=a,user=b", "user=bad name", "tenant=shop"):
+    for text in ("", "user", "group=g", "user=a,user=b", "user=bad name", "tenant=a.b", "tenant=shop,user=a"):
         with pytest.raises(InvalidRequest):
             QuotaEntity.parse(text)
     for key, value in (
@@ -199,3 +199,20 @@ def test_metering_folds_principals_past_the_bound_into_other(monkeypatch: pytest
     assert set(snapshot) == {"alice", "bob", OTHER}
     assert snapshot["alice"]["bytes_in"] == 11 and snapshot["alice"]["records_in"] == 1
     assert snapshot[OTHER]["bytes_in"] == 12 and snapshot[OTHER]["throttle_seconds"] == 0.5
+
+
+def test_a_tenants_quota_bounds_its_principals_together(tmp_path: Path) -> None:
+    """``tenant=T`` (decision 0028) is recorded for every principal of T beside their own
+    quotas; the longer throttle applies; ``tenant=<default>`` gives each tenant its own."""
+    settings = QuotaSettings.open(str(tmp_path))
+    settings.set(_entity("tenant=acme"), {PRODUCE: 1000.0})
+    settings.set(_entity("tenant=<default>"), {FETCH: 1000.0})
+    now = [0.0]
+    manager = QuotaManager(settings, clock=lambda: now[0])
+    assert manager.throttle("alice", None, produced=50_000, tenant="acme") > 0
+    # bob shares acme's rate: already over it; carol (another tenant) has no produce quota
+    assert manager.throttle("bob", None, produced=1, tenant="acme") > 0
+    assert manager.throttle("carol", None, produced=50_000, tenant="globex") == 0.0
+    assert manager.throttle("carol", None, fetched=50_000, tenant="globex") > 0
+    assert manager.throttle("dave", None, fetched=50_000, tenant=None) == 0.0  # untenanted
+    assert str(_entity("tenant=<default>")) == "tenant=<default>"

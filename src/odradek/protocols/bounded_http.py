@@ -255,7 +255,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
         quotas = self.server.quotas
         if quotas is None:
             return True
-        wait = quotas.throttle(self.principal.name, None)
+        wait = quotas.throttle(self.principal.name, None, tenant=self.principal.tenant)
         if wait <= 0:
             return True
         body = (json.dumps({"error_code": 42901, "message": "request rate quota exceeded"}) + "\n").encode()

@@ -15,8 +15,10 @@ client id). Each entity holds quota values:
   ``request_percentage`` is a share of broker thread time, which a door serving from one
   event loop and an engine pool cannot attribute: it is refused with a clear error).
 
-A ``tenant`` entity type is reserved: when tenants exist (issue 16, item 3) it slots in
-as a third type, above the user in the precedence below. Until then it is refused.
+A tenant's quotas (decision 0028): ``tenant=acme`` (or ``tenant=<default>``, a rate of
+each tenant's own) names no user or client id; it bounds all the tenant's principals
+together, *in addition* to their user and client quotas: a request of a tenant's
+principal is recorded on both, and its throttle is the longer.
 
 Precedence (Kafka's, per quota key: the first entity holding the key applies)::
 
@@ -75,6 +77,7 @@ from odradek.security.credentials import (
     document_in,
     refresh_thread,
 )
+from odradek.security.tenants import check_tenant_name
 from odradek.storage.disk import LOCAL, Disk
 from odradek.storage.documents import Document
 
@@ -115,19 +118,22 @@ class QuotaEntity:
         """The entity of (type, name or None) pairs, checked."""
         named: dict[str, str | None] = {}
         for kind, name in parts:
-            if kind == TENANT:
-                raise InvalidRequest("tenant quotas need tenants, which this server does not have yet")
-            if kind not in ENTITY_TYPES:
-                raise InvalidRequest(
-                    f"a quota entity type is one of {', '.join(ENTITY_TYPES)}, got {str(kind)[:64]!r}"
-                )
+            if kind not in (*ENTITY_TYPES, TENANT):
+                known = ", ".join((*ENTITY_TYPES, TENANT))
+                raise InvalidRequest(f"a quota entity type is one of {known}, got {str(kind)[:64]!r}")
             if kind in named:
                 raise InvalidRequest(f"a quota entity names {kind} once, not twice")
             if name is not None:
                 check_name(name, f"{kind} name")
             named[kind] = name
         if not named:
-            raise InvalidRequest("a quota entity names a user, a client id or both")
+            raise InvalidRequest("a quota entity names a user, a client id or both, or a tenant")
+        if TENANT in named:
+            if len(named) > 1:
+                raise InvalidRequest("a tenant's quota entity names the tenant alone (tenant=acme)")
+            if named[TENANT] is not None:
+                check_tenant_name(named[TENANT])
+            return cls(((TENANT, named[TENANT]),))
         return cls(tuple((kind, named[kind]) for kind in ENTITY_TYPES if kind in named))
 
     @classmethod
@@ -258,6 +264,17 @@ class QuotaSettings:
             values = entities.get(entity)
             if values is not None and key in values:
                 return entity, values[key]
+        return None
+
+    def tenant_quota(self, tenant: str, key: str) -> float | None:
+        """Tenant ``tenant``'s ``key`` (``tenant=T``, else ``tenant=<default>``); None: none."""
+        entities = self._entities
+        if not entities:
+            return None
+        for entity in (QuotaEntity(((TENANT, tenant),)), QuotaEntity(((TENANT, None),))):
+            values = entities.get(entity)
+            if values is not None and key in values:
+                return values[key]
         return None
 
     def alter(self, alterations: list[Alteration], *, validate_only: bool = False) -> list[str | None]:
@@ -394,17 +411,38 @@ class QuotaManager:
         return throttle_seconds(observed, quota, span)
 
     def throttle(
-        self, user: str, client_id: str | None, *, produced: int = 0, fetched: int = 0, request: bool = True
+        self,
+        user: str,
+        client_id: str | None,
+        *,
+        produced: int = 0,
+        fetched: int = 0,
+        request: bool = True,
+        tenant: str | None = None,
     ) -> float:
-        """One request's throttle: the longest of its quotas' (each recorded)."""
+        """One request's throttle: the longest of its quotas' (each recorded), its
+        tenant's among them."""
         waits = [0.0]
-        if request:
-            waits.append(self.record(user, client_id, REQUEST, 1.0))
-        if produced:
-            waits.append(self.record(user, client_id, PRODUCE, float(produced)))
-        if fetched:
-            waits.append(self.record(user, client_id, FETCH, float(fetched)))
+        for key, value in ((REQUEST, 1.0 if request else 0.0), (PRODUCE, produced), (FETCH, fetched)):
+            if value:
+                waits.append(self.record(user, client_id, key, float(value)))
+                if tenant is not None:
+                    waits.append(self.record_tenant(tenant, key, float(value)))
         return max(waits)
+
+    def record_tenant(self, tenant: str, key: str, value: float) -> float:
+        """Record ``value`` on tenant ``tenant``'s rate (all its principals together); the
+        seconds to throttle for (0.0: within its quota, or it has none)."""
+        quota = self.settings.tenant_quota(tenant, key)
+        if quota is None:
+            return 0.0
+        owner = f"{TENANT}={tenant}"
+        with self._lock:
+            now = self._clock()
+            rate = self._sensor((key, owner, ""), owner, now)
+            rate.record(value, now)
+            observed, span = rate.measure(now)
+        return throttle_seconds(observed, quota, span)
 
     def _sensor(self, key: _SensorKey, user: str, now: float) -> Rate:
         """The sensor ``key``, made for ``user`` if new (its oldest goes first when the

@@ -878,7 +878,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self._call.principal = principal.name
         self._call.tenant = principal.tenant
         self._call.namespace = self._namespace_of(principal)  # Unauthorized: an unknown tenant
-        self._throttle(self._call.principal, request=True)
+        self._throttle(self._call.principal, request=True, tenant=principal.tenant)
 
     def _namespace_of(self, principal: Principal) -> Namespace:
         if self._authenticator is None:
@@ -917,7 +917,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         metering = self.metering
         wait = 0.0
         if self.quotas is not None:
-            wait = self.quotas.throttle(user, None, produced=produced, fetched=fetched, request=request)
+            wait = self.quotas.throttle(
+                user, None, produced=produced, fetched=fetched, request=request, tenant=tenant
+            )
         if metering is not None and (produced or fetched or wait):
             metering.add(
                 user,

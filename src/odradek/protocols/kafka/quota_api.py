@@ -90,6 +90,10 @@ class ConnectionQuota:
             self.metering.add(principal.name, throttle_seconds=seconds, tenant=principal.tenant)
         return round(seconds * 1000)
 
+    def _quotas_throttle(self, user: str, client_id: str | None, **counts: Any) -> float:
+        assert self.quotas is not None
+        return self.quotas.throttle(user, client_id, **counts)
+
     def requested(self, request: Request, size: int) -> int:
         """Count a request of ``size`` frame bytes; its throttle in ms (0: none)."""
         principal = current_principal()
@@ -102,7 +106,9 @@ class ConnectionQuota:
                 self.metering.add(user, bytes_in=size, records_in=records, tenant=principal.tenant)
         if self.quotas is None:
             return 0
-        return self._mute(self.quotas.throttle(user, request.client_id, produced=produced))
+        return self._mute(
+            self._quotas_throttle(user, request.client_id, produced=produced, tenant=principal.tenant)
+        )
 
     def answered(self, request: Request, body: Any, throttle_ms: int) -> Any:
         """``body`` with the request's throttle time (a Fetch's bytes counted now)."""
@@ -115,7 +121,11 @@ class ConnectionQuota:
             if self.quotas is not None and size:
                 throttle_ms = max(
                     throttle_ms,
-                    self._mute(self.quotas.throttle(user, request.client_id, fetched=size, request=False)),
+                    self._mute(
+                        self._quotas_throttle(
+                            user, request.client_id, fetched=size, request=False, tenant=principal.tenant
+                        )
+                    ),
                 )
         if throttle_ms and body is not None and hasattr(body, "throttle_time_ms"):
             return dataclasses.replace(body, throttle_time_ms=throttle_ms)
