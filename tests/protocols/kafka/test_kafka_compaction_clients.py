@@ -1,4 +1,4 @@
-"""Compacted topics through the Kafka door with kafka-python and aiokafka.
+"""Compacted topics through the Kafka door with kafka-python, aiokafka and kcat.
 
 Goal: as with librdkafka (test_kafka_compaction.py), each Python client creates a topic
 with ``cleanup.policy=compact`` through its admin client, produces keyed rounds and a
@@ -15,6 +15,8 @@ engine, never on a timer.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 import warnings
 from typing import Any
@@ -120,3 +122,39 @@ def test_aiokafka(kafka_door: Any, topic_name: str) -> None:
     assert kafka_door.engine.compact(force=True)[topic_name].records_removed > 0
     end = kafka_door.engine.describe_topic(topic_name).next_offset
     check(kafka_door, topic_name, asyncio.run(consume(end)))
+
+
+@pytest.mark.compat("kcat", "compaction")
+def test_kcat(kafka_door: Any, topic_name: str) -> None:
+    """kcat creates no topic (it has no admin commands): the compacted topic is created
+    with librdkafka's admin client; kcat produces the rounds from stdin (``-K``) and the
+    tombstone (``-Z``: an empty value is sent as null), and reads the compacted topic
+    back from its start to its end (``-e``), printing null as ``NULL``."""
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if kcat is None:
+        pytest.skip("kcat is not installed (apt-get install kcat)")
+    admin = pytest.importorskip("confluent_kafka.admin")
+    client = admin.AdminClient({"bootstrap.servers": kafka_door.bootstrap})
+    client.create_topics([admin.NewTopic(topic_name, 1, 1, config=SEGMENT)])[topic_name].result(30)
+
+    def run(*args: str, stdin: bytes | None = None) -> bytes:
+        done = subprocess.run(
+            [kcat, "-b", kafka_door.bootstrap, *args],
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        return done.stdout
+
+    lines = b"".join(b"k%d|%s\n" % (key, value(r)) for r in range(ROUNDS) for key in range(KEYS))
+    run("-P", "-t", topic_name, "-K", "|", stdin=lines)
+    run("-P", "-t", topic_name, "-K", "|", "-Z", stdin=b"k0|\n")
+    assert kafka_door.engine.compact(force=True)[topic_name].records_removed > 0
+    out = run("-C", "-t", topic_name, "-o", "beginning", "-e", "-Z", "-f", "%o|%k|%s\n")
+    records: list[tuple[int, bytes | None, bytes | None]] = []
+    for line in out.splitlines():
+        offset, key, data = line.split(b"|", 2)
+        records.append((int(offset), key, None if data == b"NULL" else data))
+    check(kafka_door, topic_name, records)
