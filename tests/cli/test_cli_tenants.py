@@ -373,8 +373,46 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
             re.findall(r'^odradek_tenant_storage_bytes\{tenant="([^"]+)"\} (\S+)$', exposition, re.M)
         )
         assert set(stored) == {"acme", "globex"} and all(float(size) > 0 for size in stored.values())
-        # the HTTP API does not serve tenants yet
-        status, refused = registry("alice", "GET", "/v1/topics")
+        # the HTTP API: each tenant's topics, records and groups are its own
+        for user in ("alice", "gary"):
+            status, made = registry(user, "POST", "/v1/topics", {"name": "events"})
+            assert status == 201 and made["name"] == "events", made
+            status, _ = registry(user, "POST", "/v1/topics/events/records", {"records": [{"value": user}]})
+            assert status == 200
+        for user in ("alice", "gary"):
+            status, listed = registry(user, "GET", "/v1/topics")
+            mine = (
+                ["events", "orders", "orders.eu", "payments"]
+                if user == "alice"
+                else ["events", "orders", "payments"]
+            )
+            assert status == 200 and listed["topics"] == mine and not listed["unavailable"]
+            status, read = registry(user, "GET", "/v1/topics/events/records")
+            assert read["topic"] == "events" and [r["value"] for r in read["records"]] == [user]
+            status, joined = registry(
+                user, "POST", "/v1/groups/web/members", {"pattern": "events", "start": "earliest"}
+            )
+            assert status == 201 and joined["group"] == "web", joined
+            member = joined["member"]
+            polled: list[Any] = []
+            for _ in range(10):
+                status, answer = registry(
+                    user, "POST", f"/v1/groups/web/members/{member}/poll", {"timeout": 1.0}
+                )
+                polled += answer["deliveries"]
+                if polled:
+                    break
+            assert [(d["topic"], d["value"]) for d in polled] == [("events", user)]
+            status, settled = registry(
+                user, "POST", f"/v1/groups/web/members/{member}/ack", {"deliveries": polled}
+            )
+            assert status == 200 and settled["settled"] == 1, settled
+            status, groups = registry(user, "GET", "/v1/groups")
+            assert sorted(group["group"] for group in groups["groups"]) == ["billing", "web"]
+            status, refused = registry(user, "GET", "/v1/topics/nothing")
+            assert status == 404 and "_t." not in json.dumps(refused)
+        # the console does not serve tenants yet
+        status, refused = registry("alice", "GET", "/v1/console/topics")
         assert status == 401 and "does not serve tenants yet" in str(refused)
     finally:
         server.stop()

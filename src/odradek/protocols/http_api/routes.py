@@ -56,7 +56,7 @@ from odradek.protocols.http_api.records import (
 )
 from odradek.security.authorizer import Authorizer
 from odradek.security.principal import ANONYMOUS, Principal
-from odradek.security.tenants import DEFAULT
+from odradek.security.tenants import RAW, Namespace, local_error
 from odradek.types import AppendResult
 
 log = logging.getLogger("odradek.http_api")
@@ -100,6 +100,9 @@ class ApiRequest:
     # The request's W3C trace context headers (trace.py), lower-case names: a produce
     # puts them on its records that carry none.
     trace: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The names the principal says (security/tenants.py, decision 0028): RAW for a
+    # cluster admin (and without authentication), DEFAULT for an untenanted principal.
+    namespace: Namespace = RAW
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,15 +243,26 @@ class HttpApi:
             matched.append(name)
             if self._draining.is_set() or self.engine.closed:
                 raise Unavailable("the server is shutting down; retry against a running server")
-            if request.authorizer is not None:
+            if request.authorizer is not None:  # on the names the principal said
                 authorization.check_route(request.authorizer, request.principal, name, parameters)
             handler: Handler = getattr(self, name)
-            return handler(request, parameters)
+            namespace = request.namespace
+            if not namespace.translates:
+                return handler(request, parameters)
+            engine = {
+                key: namespace.group(value)
+                if key == "group"
+                else namespace.topic(value)
+                if key == "topic"
+                else value
+                for key, value in parameters.items()
+            }
+            return _local_answer(namespace, name, handler(request, engine))
         except _MethodNotAllowed as exc:  # RFC 9110: a 405 lists what is allowed
             refused = ApiResponse.error(exc)
             return dataclasses.replace(refused, headers=(("Allow", ", ".join(exc.allowed)),))
         except OdradekError as exc:
-            return ApiResponse.error(exc)
+            return ApiResponse.error(local_error(request.namespace, exc))
         except Exception as exc:  # a bug must not take the listener down
             log.exception("HTTP API request failed", extra={"fields": {"path": request.path}})
             return ApiResponse.error(OdradekError(f"internal server error: {type(exc).__name__}: {exc}"))
@@ -293,9 +307,14 @@ class HttpApi:
         pattern = request.query.get("pattern")  # an empty one is refused, as a bad one
         topics = self.engine.list_topics(pattern)
         unavailable = self.engine.unavailable_topics()
-        if not request.principal.admin:  # the default namespace's (decision 0028)
-            topics = DEFAULT.locals(topics)
-            unavailable = {name: why for name, why in unavailable.items() if DEFAULT.owns(name)}
+        namespace = request.namespace
+        if namespace.translates:  # a tenant's own, as it names them (decision 0028)
+            topics = namespace.locals(self.engine.list_topics(namespace.pattern(pattern or ">")))
+        elif not namespace.raw:  # the default namespace's
+            topics = namespace.locals(topics)
+        unavailable = {
+            namespace.local(name): why for name, why in unavailable.items() if namespace.owns(name)
+        }
         if request.authorizer is not None:
             topics = request.authorizer.filter(request.principal, "describe", "topic", topics)
             shown = set(request.authorizer.filter(request.principal, "describe", "topic", list(unavailable)))
@@ -308,10 +327,9 @@ class HttpApi:
         name = body.get("name")
         if not isinstance(name, str):
             raise InvalidRequest("a topic needs a name (a string)")
-        if not request.principal.admin:
-            DEFAULT.topic(name)  # never one in the tenants' space (decision 0028)
-        if request.authorizer is not None:
+        if request.authorizer is not None:  # on the name as the principal said it
             authorization.check_create(request.authorizer, request.principal, name)
+        name = request.namespace.topic(name)  # never one of another namespace (decision 0028)
         options = {field: body[field] for field in CREATE_OPTIONS if field in body}
         if body.get("schema") is not None:
             options["schema"] = body["schema"]
@@ -481,12 +499,12 @@ class HttpApi:
 
     def _list_groups(self, request: ApiRequest, _: dict[str, str]) -> ApiResponse:
         listing = self.node.directory.listing()
-        if not request.principal.admin:  # the default namespace's (decision 0028)
-            listing = [entry for entry in listing if DEFAULT.owns(entry.group)]
+        namespace = request.namespace  # its own groups only (decision 0028)
+        listing = [entry for entry in listing if namespace.owns(entry.group)]
         if request.authorizer is not None:
-            shown = set(
-                request.authorizer.filter(request.principal, "describe", "group", [e.group for e in listing])
-            )
+            said = [namespace.local(entry.group) for entry in listing]
+            allowed = set(request.authorizer.filter(request.principal, "describe", "group", said))
+            shown = {entry.group for entry in listing if namespace.local(entry.group) in allowed}
             listing = [entry for entry in listing if entry.group in shown]
         return ApiResponse.of({"groups": [entry.to_json() for entry in listing]})
 
@@ -524,13 +542,14 @@ class HttpApi:
         pattern = body.get("pattern")
         if not isinstance(pattern, str):
             raise InvalidRequest("a member needs a pattern (a topic name or a pattern such as orders.>)")
-        if not request.principal.admin:
-            DEFAULT.pattern(pattern)  # never one naming the tenants' space (decision 0028)
         if request.authorizer is not None:
             authorization.check_pattern_read(request.authorizer, request.principal, pattern)
-        options = GroupOptions.build(
-            parameters["group"], pattern, **{name: body[name] for name in MEMBER_OPTIONS if name in body}
-        )
+        namespace = request.namespace  # the engine's pattern and dead-letter topic (decision 0028)
+        pattern = namespace.pattern(pattern)
+        chosen = {name: body[name] for name in MEMBER_OPTIONS if name in body}
+        if isinstance(chosen.get("dead_letter_topic"), str):
+            chosen["dead_letter_topic"] = namespace.topic(chosen["dead_letter_topic"])
+        options = GroupOptions.build(parameters["group"], pattern, **chosen)
         member = self.node.groups.join(parameters["group"], pattern, options)
         return ApiResponse.of(
             {"group": parameters["group"], "member": member, "options": options.to_json()}, 201
@@ -578,7 +597,9 @@ class HttpApi:
         body = _body_object(request)
         _refuse_unknown(body, {"deliveries"}, "an ack")
         self._check_group(parameters["group"], member=parameters["member"])
-        result = self.node.groups.ack(parameters["group"], parameters["member"], _refs(body))
+        result = self.node.groups.ack(
+            parameters["group"], parameters["member"], _refs(body, request.namespace)
+        )
         return ApiResponse.of(result.to_json())
 
     def _nack(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
@@ -586,7 +607,8 @@ class HttpApi:
         _refuse_unknown(body, {"deliveries", "delay"}, "a nack")
         delay = check_delay(body.get("delay", 0.0))
         self._check_group(parameters["group"], member=parameters["member"])
-        result = self.node.groups.nack(parameters["group"], parameters["member"], _refs(body), delay)
+        refs = _refs(body, request.namespace)
+        result = self.node.groups.nack(parameters["group"], parameters["member"], refs, delay)
         return ApiResponse.of(result.to_json())
 
 
@@ -691,7 +713,7 @@ def _append_document(result: AppendResult) -> dict[str, Any]:
     return answer
 
 
-def _refs(body: Mapping[str, Any]) -> list[DeliveryRef]:
+def _refs(body: Mapping[str, Any], namespace: Namespace = RAW) -> list[DeliveryRef]:
     deliveries = body.get("deliveries")
     if not isinstance(deliveries, list):
         raise InvalidRequest('deliveries is an array of {"topic", "offset", "lease"} as poll returned them')
@@ -710,8 +732,52 @@ def _refs(body: Mapping[str, Any]) -> list[DeliveryRef]:
             raise InvalidRequest(
                 f"delivery {index} must have a topic (string), an offset and a lease (integers)"
             )
-        refs.append(DeliveryRef(topic, offset, lease))
+        refs.append(DeliveryRef(topic if namespace.raw else namespace.topic(topic), offset, lease))
     return refs
+
+
+# Answers that name topics and groups but hold no records: every name in them is said as
+# the tenant says it (security/tenants.py's local_value).
+_NAMES_ONLY = frozenset(
+    {
+        "_describe_topic",
+        "_alter_topic",
+        "_create_topic",
+        "_delete_topic",
+        "_list_groups",
+        "_describe_group",
+        "_delete_group",
+        "_join",
+        "_ack",
+        "_nack",
+        "_key_version",
+    }
+)
+
+
+def _local_answer(
+    namespace: Namespace, handler: str, answer: ApiResponse | EventStream
+) -> ApiResponse | EventStream:
+    """A tenant's answer with the engine's names as it says them (decision 0028); the
+    records of a read or a poll are left as they are, only their topic changes."""
+    if isinstance(answer, EventStream) or not answer.body.strip() or answer.status >= 400:
+        return answer
+    if handler not in _NAMES_ONLY and handler not in ("_read", "_read_key", "_poll", "_schema"):
+        return answer
+    document = json.loads(answer.body)
+    if handler in _NAMES_ONLY:
+        document = namespace.local_value(document)
+    elif handler == "_poll":
+        for delivery in document.get("deliveries", []):
+            delivery["topic"] = namespace.local(delivery["topic"])
+    elif handler == "_schema":
+        document["topic"] = namespace.local(document["topic"])
+        document["registry"] = {
+            key: namespace.local_text(value) for key, value in document["registry"].items()
+        }
+    else:
+        document["topic"] = namespace.local(document["topic"])
+    return dataclasses.replace(answer, body=(json.dumps(document) + "\n").encode())
 
 
 def error_response(code: str, message: str, status: int) -> ApiResponse:

@@ -24,6 +24,7 @@ import select
 import socket
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from odradek import limits
 from odradek.budget import ByteBudget
@@ -41,7 +42,7 @@ from odradek.protocols.registry import tenancy as registry_tenancy
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
-from odradek.security.tenants import namespace_of
+from odradek.security.tenants import RAW, Namespace, namespace_of
 
 log = logging.getLogger("odradek.registry")
 
@@ -160,9 +161,9 @@ class _RegistryHandler(BoundedRequestHandler):
             if api is not None and owns_ui(target.path):
                 answer = serve_static(self.command, target.path)
             elif api is not None and owns_api(target.path) and self.server.console is not None:
-                answer = self.server.console.handle(self._api_request(target.path, query, body))
+                answer = self._api_answer(self.server.console.handle, target.path, query, body)
             elif api is not None:
-                answer = api.handle(self._api_request(target.path, query, body))
+                answer = self._api_answer(api.handle, target.path, query, body)
             else:
                 started = time.perf_counter()
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
@@ -225,7 +226,28 @@ class _RegistryHandler(BoundedRequestHandler):
             self.principal,
             authorizer_of(self.server.authenticator),
             {name: value for name in TRACE_HEADERS if (value := self.headers.get(name)) is not None},
+            self._namespace(),
         )
+
+    def _api_answer(
+        self,
+        handle: Callable[[ApiRequest], ApiResponse | EventStream],
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+    ) -> ApiResponse | EventStream:
+        try:
+            request = self._api_request(path, query, body)
+        except OdradekError as exc:  # a principal of a tenant that does not exist
+            return ApiResponse.error(exc)
+        return handle(request)
+
+    def _namespace(self) -> Namespace:
+        """The names this request's principal says (decision 0028)."""
+        if self.server.authenticator is None:
+            return RAW
+        store = getattr(self.server.authenticator, "store", None)
+        return namespace_of(self.principal, store.tenant_exists if store is not None else lambda _: False)
 
     def _send_api(self, response: ApiResponse, *, close: bool = False) -> None:
         self.send_response(response.status)
@@ -288,10 +310,10 @@ class _RegistryHandler(BoundedRequestHandler):
         return super().unauthenticated_body(message)
 
     def serves_tenants(self) -> bool:
-        """The registry's own paths serve a tenant's principals (registry/tenancy.py); the
-        HTTP API's and the console's do not yet."""
+        """The registry's and the HTTP API's paths serve a tenant's principals
+        (registry/tenancy.py, http_api/routes.py); the console's do not yet."""
         target = urllib.parse.urlsplit(self.path).path
-        return not (owns(target) or owns_ui(target) or owns_api(target))
+        return not (owns_ui(target) or owns_api(target))
 
     def forbidden_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 403 in the API's error shape."""
