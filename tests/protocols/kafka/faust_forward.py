@@ -9,7 +9,9 @@ is Faust's ``processing_guarantee``: with ``exactly_once`` the sends, the Table'
 changelog records and the offsets of the records read go through the transactions of
 Faust's transactional producers (one per partition: ``forward-<group>-<partition>``),
 and Faust's consumer reads ``read_committed``. INSTANCE_ID, when given, is the
-consumer's ``group.instance.id`` (a static member).
+consumer's ``group.instance.id`` (a static member). The environment variable
+``FORWARD_SASL``, when set, holds the JSON ``{"mechanism", "username", "password",
+"cafile"}`` of Faust's ``broker_credentials``: SASL over TLS with that CA.
 
 Faust puts a send in a transaction only when its consumer knows the topic (Faust's
 TransactionManager.send takes the transactional id from the consumer's metadata of the
@@ -38,6 +40,9 @@ restarted member wait for it).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import ssl
 import sys
 from datetime import timedelta
 
@@ -53,6 +58,16 @@ SLOW_SECONDS = 0.02  # per record: the test stops the app inside an open transac
 def main() -> None:
     bootstrap, data_dir, guarantee = sys.argv[1:4]
     instance = sys.argv[4] if len(sys.argv) > 4 else None
+    credentials = None
+    if "FORWARD_SASL" in os.environ:
+        sasl = json.loads(os.environ["FORWARD_SASL"])
+        context = ssl.create_default_context(cafile=sasl["cafile"])
+        credentials = faust.SASLCredentials(
+            username=sasl["username"],
+            password=sasl["password"],
+            mechanism=sasl["mechanism"],
+            ssl_context=context,
+        )
     app = faust.App(
         "forward",
         broker=f"kafka://{bootstrap}",
@@ -61,6 +76,7 @@ def main() -> None:
         web_enabled=False,
         processing_guarantee=guarantee,
         consumer_group_instance_id=instance,
+        broker_credentials=credentials,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,

@@ -28,6 +28,7 @@ describe`. Conditions are awaited with generous deadlines, never a sleep.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -62,10 +63,20 @@ class ForwardApp:
     """faust_forward.py as a subprocess; ``sent`` holds (value, partition) per record it
     forwarded, in order."""
 
-    def __init__(self, bootstrap: str, data_dir: Path, guarantee: str, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        data_dir: Path,
+        guarantee: str,
+        instance: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         command = [sys.executable, str(APP), bootstrap, str(data_dir), guarantee]
         self.process = subprocess.Popen(
-            command + ([instance] if instance else []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command + ([instance] if instance else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         self.sent: list[tuple[str, int]] = []
         self.output: list[bytes] = []

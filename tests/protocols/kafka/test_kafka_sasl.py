@@ -1,10 +1,10 @@
 """SASL on the Kafka door: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER.
 
 Goal: each mechanism works with each real client that supports it (confluent-kafka,
-kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL; a connection that has
-not authenticated may send nothing but ApiVersions and SASL; bad passwords, unknown
-users, expired and revoked tokens are answered SASL_AUTHENTICATION_FAILED and the
-connection is closed; a SCRAM client-final recorded from one exchange and replayed in
+kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL, and a Faust app over
+SASL_SSL; a connection that has not authenticated may send nothing but ApiVersions and
+SASL; bad passwords, unknown users, expired and revoked tokens are answered
+SASL_AUTHENTICATION_FAILED and the connection is closed; a SCRAM client-final recorded from one exchange and replayed in
 another is refused; arbitrary SaslAuthenticate bytes never crash the door and never
 authenticate.
 
@@ -16,6 +16,7 @@ refusals are checked on a raw connection (wire.py) and with scramp's client.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -336,6 +337,58 @@ def test_kcat_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, mech
     )
     assert done.returncode == 0, done.stderr
     assert tls_door.node.engine.describe_topic(topic).next_offset == 2
+
+
+# -- Faust ----------------------------------------------------------------------------------
+
+
+@pytest.mark.compat("faust", "SASL/TLS")
+def test_faust_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, tmp_path: Path) -> None:
+    """A Faust app (test_faust_clients.py's, on aiokafka) with ``broker_credentials``
+    of SCRAM-SHA-256 over TLS: it joins its group, creates its changelog topic, reads
+    and forwards every record."""
+    pytest.importorskip("faust")
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_faust_clients import ForwardApp
+
+    settings_ = {
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(certificates.ca),
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "alice",
+        "sasl.password": PASSWORD,
+    }
+    admin = AdminClient({"bootstrap.servers": tls_door.bootstrap, **settings_})
+    for future in admin.create_topics([NewTopic("letters", 2, 1), NewTopic("forwarded", 2, 1)]).values():
+        future.result(30)
+    producer = confluent_kafka.Producer({"bootstrap.servers": tls_door.bootstrap, **settings_})
+    values = [f"s{i}" for i in range(10)]
+    for value in values:
+        producer.produce("letters", key=value.encode(), value=value.encode())
+    assert producer.flush(30) == 0
+    sasl = {
+        "mechanism": "SCRAM-SHA-256",
+        "username": "alice",
+        "password": PASSWORD,
+        "cafile": str(certificates.ca),
+    }
+    app = ForwardApp(
+        tls_door.bootstrap, tmp_path / "faust", "at_least_once", env={"FORWARD_SASL": json.dumps(sasl)}
+    )
+    engine = tls_door.node.engine
+    try:
+        app.wait_until(lambda: {value for value, _ in app.sent} >= set(values), "every record forwarded")
+        # A send is acknowledged after the agent printed it: wait for the topics.
+        app.wait_until(
+            lambda: (
+                engine.describe_topic("forwarded").next_offset >= len(values)
+                and engine.describe_topic("forward-forwarded_count-changelog").next_offset >= len(values)
+            ),
+            "the forwarded records and the changelog",
+        )
+    finally:
+        app.kill()
 
 
 # -- refusals on a raw connection -----------------------------------------------------------
