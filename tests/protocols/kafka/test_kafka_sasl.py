@@ -4,9 +4,9 @@ Goal: each mechanism works with each real client that supports it (confluent-kaf
 kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL, and a Faust app over
 SASL_SSL; a connection that has not authenticated may send nothing but ApiVersions and
 SASL; bad passwords, unknown users, expired and revoked tokens are answered
-SASL_AUTHENTICATION_FAILED and the connection is closed; a SCRAM client-final recorded from one exchange and replayed in
-another is refused; arbitrary SaslAuthenticate bytes never crash the door and never
-authenticate.
+SASL_AUTHENTICATION_FAILED and the connection is closed; a SCRAM client-final recorded
+from one exchange and replayed in another is refused; arbitrary SaslAuthenticate bytes
+never crash the door and never authenticate.
 
 Method: an in-process Kafka listener over a fresh node with an authenticator over a
 credential store holding two users and tokens; real clients produce and consume;
