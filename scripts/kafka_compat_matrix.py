@@ -62,6 +62,10 @@ NOT_IN_CLIENT: Mapping[tuple[str, str], str] = {
     ("kafkajs", "share groups"): "kafkajs 2.2.4 has no share consumer (KIP-932)",
     ("faust", "share groups"): "Faust's consumer is aiokafka's",
     ("quix-streams", "share groups"): "Quix Streams consumes with confluent-kafka's classic Consumer",
+    ("quix-streams", "KIP-848"): (
+        "Quix Streams 3.28 forces partition.assignment.strategy=range on its consumer, which "
+        "librdkafka refuses with group.protocol=consumer"
+    ),
 }
 
 YES, FAILED, SKIPPED, NOT_APPLICABLE, NONE = "yes", "FAILED", "skipped", "n/a", "-"
