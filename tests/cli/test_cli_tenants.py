@@ -411,9 +411,39 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
             assert sorted(group["group"] for group in groups["groups"]) == ["billing", "web"]
             status, refused = registry(user, "GET", "/v1/topics/nothing")
             assert status == 404 and "_t." not in json.dumps(refused)
-        # the console does not serve tenants yet
-        status, refused = registry("alice", "GET", "/v1/console/topics")
-        assert status == 401 and "does not serve tenants yet" in str(refused)
+        # the console: its topics, tails and no cluster status
+        status, console = registry("alice", "GET", "/v1/console/topics")
+        assert status == 200 and [row["name"] for row in console["topics"]] == [
+            "events",
+            "orders",
+            "orders.eu",
+            "payments",
+        ]
+        tail = urllib.request.Request(
+            f"http://127.0.0.1:{registry_port}/v1/console/tail?pattern=%3E&start=earliest",
+            headers={"Authorization": basic_header("gary", "secret")},
+        )
+        events = []
+        with urllib.request.urlopen(tail, timeout=10) as stream:
+            while len(events) < 3:  # gary's three records: orders (2) and events (1)
+                line = stream.readline().decode()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+        assert sorted((event["topic"], event["value"]) for event in events) == [
+            ("events", "gary"),
+            ("orders", "gary-1"),
+            ("orders", "gary-2"),
+        ]
+        assert registry("gary", "GET", "/v1/console/cluster")[0] == 403
+        # the metrics endpoint (every topic's and principal's figures) refuses a tenant's principals
+        refused_request = urllib.request.Request(
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            headers={"Authorization": basic_header("alice", "secret")},
+        )
+        with pytest.raises(urllib.error.HTTPError) as metrics_refusal:
+            urllib.request.urlopen(refused_request, timeout=10)
+        assert metrics_refusal.value.code == 401
+        assert b"does not serve tenants yet" in metrics_refusal.value.read()
     finally:
         server.stop()
 

@@ -28,10 +28,10 @@ from typing import Any
 
 from odradek import limits
 from odradek.console.tail import PatternTail
-from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, Unavailable
+from odradek.errors import InvalidRequest, OdradekError, TopicNotFound, Unauthorized, Unavailable
 from odradek.names import is_pattern
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi
-from odradek.security.tenants import DEFAULT
+from odradek.security.tenants import local_error
 
 PREFIX = "/v1/console/"
 ClusterStatus = Callable[[], dict[str, Any]]
@@ -105,14 +105,23 @@ class ConsoleApi:
                 raise Unavailable("the server is shutting down; retry against a running server")
             return handler(request)
         except OdradekError as exc:
-            return ApiResponse.error(exc)
+            return ApiResponse.error(local_error(request.namespace, exc))
 
     def _topics(self, request: ApiRequest) -> ApiResponse:
-        names = self.engine.list_topics(request.query.get("pattern"))
-        if not request.principal.admin:  # the default namespace's (decision 0028)
-            names = DEFAULT.locals(names)
+        namespace = request.namespace  # the principal's own topics, as it names them (decision 0028)
+        pattern = request.query.get("pattern")
+        if namespace.translates:
+            pattern = namespace.pattern(pattern or ">")
+        elif pattern is not None:
+            pattern = namespace.pattern(pattern)
+        names = [name for name in self.engine.list_topics(pattern) if namespace.owns(name)]
         if request.authorizer is not None:
-            names = request.authorizer.filter(request.principal, "describe", "topic", names)
+            allowed = set(
+                request.authorizer.filter(
+                    request.principal, "describe", "topic", [namespace.local(name) for name in names]
+                )
+            )
+            names = [name for name in names if namespace.local(name) in allowed]
         truncated = len(names) > limits.console_topics_max
         rows: list[dict[str, Any]] = []
         for name in names[: limits.console_topics_max]:
@@ -123,7 +132,8 @@ class ConsoleApi:
             schema = info.schema if isinstance(info.schema, dict) else None
             rows.append(
                 {
-                    "name": name,
+                    "name": namespace.local(name),
+                    "engine_name": name,
                     "records": info.records,
                     "bytes": info.bytes,
                     "keys": info.keys,
@@ -138,10 +148,10 @@ class ConsoleApi:
             )
         now = time.monotonic()
         rates, span = self.sampler.rates(
-            now, {row["name"]: (row["next_offset"], row["bytes"]) for row in rows}
+            now, {row["engine_name"]: (row["next_offset"], row["bytes"]) for row in rows}
         )
         for row in rows:
-            records_rate, bytes_rate = rates.get(row["name"], (None, None))
+            records_rate, bytes_rate = rates.get(row.pop("engine_name"), (None, None))
             row["records_per_second"] = records_rate
             row["bytes_per_second"] = bytes_rate
         return ApiResponse.of(
@@ -150,7 +160,11 @@ class ConsoleApi:
                 "truncated": truncated,
                 "topics_max": limits.console_topics_max,
                 "rate_window_seconds": span,
-                "unavailable": self.engine.unavailable_topics(),
+                "unavailable": {
+                    namespace.local(name): reason
+                    for name, reason in self.engine.unavailable_topics().items()
+                    if namespace.owns(name)
+                },
             }
         )
 
@@ -160,13 +174,18 @@ class ConsoleApi:
             raise InvalidRequest("a tail needs a pattern: a topic name or a pattern such as orders.>")
         readable: Callable[[list[str]], list[str]] | None = None
         authorizer, principal = request.authorizer, request.principal
+        namespace = request.namespace  # (decision 0028)
         if authorizer is not None:
             if not is_pattern(pattern):
                 authorizer.check(principal, "read", "topic", pattern)
 
-            def readable(names: list[str]) -> list[str]:
-                return authorizer.filter(principal, "read", "topic", names)
+            def readable(names: list[str]) -> list[str]:  # engine names, checked as said
+                allowed = set(
+                    authorizer.filter(principal, "read", "topic", [namespace.local(n) for n in names])
+                )
+                return [name for name in names if namespace.local(name) in allowed]
 
+        pattern = namespace.pattern(pattern) if is_pattern(pattern) else namespace.topic(pattern)
         if not is_pattern(pattern):
             self.engine.describe_topic(pattern)  # TopicNotFound (404) for a missing topic
         start = request.query.get("start", "latest")
@@ -184,12 +203,15 @@ class ConsoleApi:
                 heartbeat_seconds=limits.http_sse_heartbeat_seconds,
                 stopping=self.api._draining.is_set,
                 release=lambda: streams.release(owner),
+                said=namespace.local,
             )
         except BaseException:
             streams.release(owner)
             raise
 
     def _cluster(self, request: ApiRequest) -> ApiResponse:
+        if request.namespace.translates:
+            raise Unauthorized(f"the cluster's status is not shown to the principals of {request.namespace}")
         if self.cluster_status is None:
             return ApiResponse.of({"clustered": False})
         if request.authorizer is not None:

@@ -50,7 +50,11 @@ class PatternTail(EventStream):
         heartbeat_seconds: float,
         stopping: Callable[[], bool],
         release: Callable[[], None],
+        said: Callable[[str], str] = str,
     ) -> None:
+        """``pattern`` and ``readable``'s names are the engine's; ``said`` gives a topic's
+        name as the caller says it in the events (a tenant's, decision 0028)."""
+        self._said = said
         super().__init__(
             engine,
             pattern,
@@ -158,5 +162,7 @@ class PatternTail(EventStream):
                 continue
             self._positions[topic] = int(documents[-1]["offset"]) + 1
             for document in documents:
-                parts.append(f"event: record\ndata: {json.dumps({'topic': topic, **document})}\n\n")
+                parts.append(
+                    f"event: record\ndata: {json.dumps({'topic': self._said(topic), **document})}\n\n"
+                )
         return "".join(parts).encode()

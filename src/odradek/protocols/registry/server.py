@@ -310,10 +310,9 @@ class _RegistryHandler(BoundedRequestHandler):
         return super().unauthenticated_body(message)
 
     def serves_tenants(self) -> bool:
-        """The registry's and the HTTP API's paths serve a tenant's principals
-        (registry/tenancy.py, http_api/routes.py); the console's do not yet."""
-        target = urllib.parse.urlsplit(self.path).path
-        return not (owns_ui(target) or owns_api(target))
+        """The registry, the HTTP API and the console serve a tenant's principals
+        (registry/tenancy.py, http_api/routes.py, console/api.py)."""
+        return True
 
     def forbidden_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 403 in the API's error shape."""
