@@ -117,12 +117,43 @@ def test_members_must_share_a_protocol(tmp_path: os.PathLike[str]) -> None:
     run(scenario())
 
 
+def test_commits_are_taken_while_a_rebalance_is_prepared_not_while_it_completes(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """As Kafka's coordinator: a member of the current generation may commit while a
+    rebalance is being prepared (it learns of the rebalance from its heartbeat); between
+    the JoinGroup answers and SyncGroup (CompletingRebalance) it gets
+    REBALANCE_IN_PROGRESS, a transactional commit (TxnOffsetCommit) excepted. Quix
+    Streams takes a refused commit as fatal: its app stopped when a second member
+    joined."""
+
+    async def scenario() -> None:
+        coordinator = Coordinator(DoorStore(os.fspath(tmp_path)))
+        first = await join(coordinator)
+        assert coordinator.groups["g"].state == COMPLETING
+        assert coordinator.check_commit("g", first.member_id, 1) == ErrorCode.REBALANCE_IN_PROGRESS
+        assert coordinator.check_commit("g", first.member_id, 1, transactional=True) == ErrorCode.NONE
+        await coordinator.sync("g", first.member_id, 1, [(first.member_id, b"all")])
+        assert coordinator.groups["g"].state == STABLE
+        second = asyncio.ensure_future(join(coordinator))
+        await asyncio.sleep(0)
+        assert coordinator.groups["g"].state == PREPARING
+        assert coordinator.check_commit("g", first.member_id, 1) == ErrorCode.NONE
+        assert coordinator.check_commit("g", first.member_id, 0) == ErrorCode.ILLEGAL_GENERATION
+        await join(coordinator, first.member_id)
+        await second
+        coordinator.close()
+
+    run(scenario())
+
+
 def test_commits_are_checked_and_survive_a_restart(tmp_path: os.PathLike[str]) -> None:
     async def scenario() -> None:
         coordinator = Coordinator(DoorStore(os.fspath(tmp_path)))
         assert coordinator.check_commit("g", "", -1) == ErrorCode.NONE  # standalone consumer
         assert coordinator.check_commit("g", "ghost", 3) == ErrorCode.UNKNOWN_MEMBER_ID
         member = await join(coordinator)
+        await coordinator.sync("g", member.member_id, 1, [(member.member_id, b"all")])
         assert coordinator.check_commit("g", member.member_id, 7) == ErrorCode.ILLEGAL_GENERATION
         assert coordinator.check_commit("g", member.member_id, 1) == ErrorCode.NONE
         await coordinator.commit("g", {("orders.eu", 0): (42, 3, "meta"), ("orders.us", 1): (7, -1, None)})

@@ -637,8 +637,19 @@ class Coordinator:
     # -- offsets ----------------------------------------------------------------------
 
     def check_commit(
-        self, group_id: str, member_id: str, generation: int, instance_id: str | None = None
+        self,
+        group_id: str,
+        member_id: str,
+        generation: int,
+        instance_id: str | None = None,
+        *,
+        transactional: bool = False,
     ) -> ErrorCode:
+        """Whether a member may commit offsets now, as Kafka's coordinator decides: a
+        member of the current generation may while the group is stable and while a
+        rebalance is prepared (the heartbeat tells it of the rebalance); between the
+        JoinGroup answers and SyncGroup it gets REBALANCE_IN_PROGRESS, unless the commit
+        is a transaction's (TxnOffsetCommit: no state check)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         group = self.groups.get(group_id)
@@ -657,7 +668,7 @@ class Coordinator:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if generation != group.generation:
             return ErrorCode.ILLEGAL_GENERATION
-        if group.state == PREPARING:
+        if group.state == COMPLETING and not transactional:
             return ErrorCode.REBALANCE_IN_PROGRESS
         group.members[member_id].last_seen = self.clock()
         return ErrorCode.NONE

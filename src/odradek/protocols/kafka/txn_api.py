@@ -231,7 +231,7 @@ async def txn_offset_commit(broker: Broker, request: Request) -> m.TxnOffsetComm
         code = exc.code
     if code == ErrorCode.NONE:
         code = broker.coordinator.check_commit(
-            body.group_id, body.member_id, body.generation_id, body.group_instance_id
+            body.group_id, body.member_id, body.generation_id, body.group_instance_id, transactional=True
         )
     offsets: dict[tuple[str, int], OffsetEntry] = {}
     topics = []
