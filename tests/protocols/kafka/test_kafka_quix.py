@@ -5,7 +5,9 @@ changelog topic it creates itself (compacted). On an empty server the app must s
 (its changelog auto-created compacted), count, and after a SIGKILL restore its counts
 from the changelog alone and go on with correct counts; with
 ``processing_guarantee="exactly-once"`` a kill in the middle of the stream must leave
-every input counted exactly once in the output topic.
+every input counted exactly once in the output topic. The topics an app declares are
+created with the partitions and config it asks for; a static member (``group.instance.id``)
+killed and restarted gets its partition back without a rebalance.
 
 Method: a real `odradek serve` process; the app (quix_counter.py) runs as a subprocess
 with the interpreter of the Quix side environment (``.venv-quix``, made by
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -42,6 +45,7 @@ APP = Path(__file__).with_name("quix_counter.py")
 QUIX_PYTHON = Path(__file__).parents[3] / ".venv-quix" / "bin" / "python"
 CHANGELOG = "changelog__quixcount--words--default"
 DEADLINE_SECONDS = 90.0
+PARTITION_LINE = re.compile(rb"COUNT (\w+) \d+ (\d+)")
 
 pytestmark = pytest.mark.skipif(
     not QUIX_PYTHON.exists(), reason="the Quix side environment is missing: run ./dev setup"
@@ -51,12 +55,24 @@ pytestmark = pytest.mark.skipif(
 class QuixApp(WordCountApp):
     """The app as a subprocess of the side environment (word_apps.py)."""
 
-    def __init__(self, bootstrap: str, state_dir: Path, guarantee: str, commit_seconds: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        state_dir: Path,
+        guarantee: str,
+        commit_seconds: float,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(
             [str(QUIX_PYTHON), str(APP), bootstrap, str(state_dir), guarantee, str(commit_seconds)],
             DEADLINE_SECONDS,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
         )
+
+    def partitions(self) -> dict[str, int]:
+        """word -> the partition of the latest record of it the app counted."""
+        found = (PARTITION_LINE.search(line) for line in list(self.output))
+        return {m.group(1).decode(): int(m.group(2)) for m in found if m}
 
 
 def committed(bootstrap: str) -> int:
@@ -192,3 +208,91 @@ def test_quix_exactly_once_counts_every_input_once_across_a_kill(
     output = read_committed(bootstrap, "counts", total)
     for word in WORDS:
         assert [n for w, n in output if w == word] == list(range(1, 2 * rounds + 2)), word
+
+
+@pytest.mark.compat("quix-streams", "admin")
+def test_quix_creates_the_topics_it_declares_with_their_config(
+    server: Server, bootstrap: str, tmp_path: Path
+) -> None:
+    """``app.topic(name, config=TopicConfig(...))``: Quix creates the topic at start
+    through CreateTopics with the partitions and config it asks for."""
+    produce(bootstrap, 1)
+    app = QuixApp(bootstrap, tmp_path / "state", "at-least-once", 0.2)
+    try:
+        app.wait_for({word: 1 for word in WORDS})  # the app is up: its topics exist
+    finally:
+        app.kill()
+    admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})
+    assert len(admin.list_topics(timeout=30).topics["quix-declared"].partitions) == 3
+    resource = kafka_admin.ConfigResource(kafka_admin.ResourceType.TOPIC, "quix-declared")
+    configs = admin.describe_configs([resource])[resource].result(30)
+    wanted = {"retention.ms": "21600000", "cleanup.policy": "compact,delete", "segment.ms": "3600000"}
+    assert {name: configs[name].value for name in wanted} == wanted
+    config = described(server, "quix-declared")["config"]
+    assert isinstance(config, dict)
+    assert (config["retention_seconds"], config["cleanup"], config["segment_seconds"]) == (
+        6 * 3600,
+        "compact,delete",
+        3600,
+    )
+
+
+@pytest.mark.compat("quix-streams", "static groups")
+def test_a_restarted_static_quix_app_gets_its_partition_back(server: Server, tmp_path: Path) -> None:
+    """Two apps in group ``quixcount`` with ``group.instance.id`` over a topic of two
+    partitions: one killed with SIGKILL and restarted with the same instance id (and an
+    empty state directory) gets its partition back at once, without a rebalance: the
+    generation does not move and each partition is counted by the app that had it."""
+    address: str = server.kafka  # type: ignore[attr-defined]
+    admin = kafka_admin.AdminClient({"bootstrap.servers": address})
+    for future in admin.create_topics([kafka_admin.NewTopic("words", 2, 1)]).values():
+        future.result(30)
+    producer = kafka.Producer({"bootstrap.servers": address})
+    probes = iter(range(1_000_000))
+
+    def start(name: str) -> QuixApp:
+        state = tmp_path / f"state-{name}-{next(probes)}"
+        return QuixApp(address, state, "at-least-once", 0.2, env={"QUIX_INSTANCE": f"quix-{name}"})
+
+    apps = {name: start(name) for name in ("a", "b")}
+
+    def owners() -> dict[int, str]:
+        """Produce a probe word to each partition until both were counted; by whom."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            words = {partition: f"probe{next(probes)}" for partition in (0, 1)}
+            for partition, word in words.items():
+                producer.produce("words", key=word.encode(), value=word.encode(), partition=partition)
+            assert producer.flush(30) == 0
+            seen: dict[int, str] = {}
+            until = time.monotonic() + 2.0
+            while time.monotonic() < until and len(seen) < 2:
+                for name, app in apps.items():
+                    assert app.process.poll() is None, app.tail()
+                    counted = app.partitions()
+                    seen.update({p: name for p, word in words.items() if counted.get(word) == p})
+                time.sleep(0.05)
+            if len(seen) == 2:
+                return seen
+            assert time.monotonic() < deadline, [app.tail() for app in apps.values()]
+
+    def group_state() -> tuple[int, str]:
+        answer = json.loads(run("group", "describe", "quixcount", "--format", "json", server=server).stdout)
+        return answer["options"]["generation"], answer["state"]
+
+    try:
+        before = owners()
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while sorted(before.values()) != ["a", "b"]:  # until both joined: one partition each
+            assert time.monotonic() < deadline, before
+            before = owners()
+        generation, state = group_state()
+        assert state == "Stable"
+        victim = before[1]
+        apps[victim].kill()
+        apps[victim] = start(victim)
+        assert owners() == before
+        assert group_state() == (generation, "Stable")
+    finally:
+        for app in apps.values():
+            app.kill()

@@ -1,12 +1,12 @@
 """SASL on the Kafka door: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER.
 
 Goal: each mechanism works with each real client that supports it (confluent-kafka,
-kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL, and a Faust app over
-SASL_SSL; a connection that has not authenticated may send nothing but ApiVersions and
-SASL; bad passwords, unknown users, expired and revoked tokens are answered
-SASL_AUTHENTICATION_FAILED and the connection is closed; a SCRAM client-final recorded
-from one exchange and replayed in another is refused; arbitrary SaslAuthenticate bytes
-never crash the door and never authenticate.
+kafka-python, aiokafka, kcat), over SASL_PLAINTEXT and SASL_SSL, and a Faust and a
+Quix Streams app over SASL_SSL; a connection that has not authenticated may send
+nothing but ApiVersions and SASL; bad passwords, unknown users, expired and revoked
+tokens are answered SASL_AUTHENTICATION_FAILED and the connection is closed; a SCRAM
+client-final recorded from one exchange and replayed in another is refused; arbitrary
+SaslAuthenticate bytes never crash the door and never authenticate.
 
 Method: an in-process Kafka listener over a fresh node with an authenticator over a
 credential store holding two users and tokens; real clients produce and consume;
@@ -387,6 +387,52 @@ def test_faust_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, tmp
             ),
             "the forwarded records and the changelog",
         )
+    finally:
+        app.kill()
+
+
+@pytest.mark.compat("quix-streams", "SASL/TLS")
+def test_quix_over_sasl_ssl(tls_door: SaslDoor, certificates: Certificates, tmp_path: Path) -> None:
+    """The Quix word-count app (test_kafka_quix.py's, in the Quix side environment) over
+    SCRAM-SHA-256 and TLS (``ConnectionConfig``): it creates its topics and changelog,
+    counts every word and writes its counts."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_kafka_quix import QUIX_PYTHON, QuixApp
+    from word_apps import WORDS
+
+    if not QUIX_PYTHON.exists():
+        pytest.skip("the Quix side environment is missing: run ./dev setup")
+    settings_ = {
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(certificates.ca),
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "alice",
+        "sasl.password": PASSWORD,
+    }
+    admin = AdminClient({"bootstrap.servers": tls_door.bootstrap, **settings_})
+    admin.create_topics([NewTopic("words", 1, 1)])["words"].result(30)
+    producer = confluent_kafka.Producer({"bootstrap.servers": tls_door.bootstrap, **settings_})
+    for _ in range(3):
+        for word in WORDS:
+            producer.produce("words", key=word.encode(), value=word.encode())
+    assert producer.flush(30) == 0
+    sasl = {
+        "mechanism": "SCRAM-SHA-256",
+        "username": "alice",
+        "password": PASSWORD,
+        "cafile": str(certificates.ca),
+    }
+    app = QuixApp(
+        tls_door.bootstrap, tmp_path / "state", "at-least-once", 0.2, env={"QUIX_SASL": json.dumps(sasl)}
+    )
+    engine = tls_door.node.engine
+    try:
+        assert app.wait_for({word: 3 for word in WORDS}) == {word: 3 for word in WORDS}
+        deadline = time.monotonic() + 60
+        while engine.describe_topic("counts").next_offset < 3 * len(WORDS):  # produced after the print
+            assert time.monotonic() < deadline and app.process.poll() is None, app.tail()
+            time.sleep(0.05)
     finally:
         app.kill()
 
