@@ -685,6 +685,12 @@ kafka_sasl_requests_max = 8
 # often when a credential is not found (a user added on another agent), one HEAD request.
 security_refresh_seconds = 5.0
 security_refresh_seconds_min = 1.0
+# A long-lived stream (a Flight read, subscription or append stream, an SSE tail, a Kafka
+# connection) checks its principal again (its token or user still there, its rights over
+# what it reads or writes) as soon as the credentials or the bindings change, at its next
+# batch or request, and at least this often while it is idle or unchanged (an expiring
+# token; a change another agent made, read within security_refresh_seconds).
+security_stream_recheck_seconds = 2.0
 
 # -- access control lists (security/acl.py, decision 0020) ---------------------------------
 # Bindings a server holds at most: the store is one JSON document read whole (about 200 B

@@ -198,18 +198,26 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             return False
         authenticator = self.server.authenticator
         self.principal = ANONYMOUS
+        # A bearer token and its expiry, for a long-lived answer (an event stream) to
+        # check again (security/revalidation.py).
+        self.credential: tuple[str | None, float | None] = (None, None)
         if self.path.split("?", 1)[0] in OPEN_PATHS:
             return True
         if authenticator is None:
             return self._within_quota()
         from odradek.errors import Unauthenticated
-        from odradek.security.http import CHALLENGE, authenticate_header
+        from odradek.security.http import CHALLENGE, authenticate_header, bearer_token
         from odradek.security.tenants import names_tenant_space, not_served
 
         header = self.headers.get("Authorization")
         certified = authenticator.certificate(self.peer_subject) if header is None else None
         try:
-            self.principal = certified or authenticate_header(authenticator, header).principal
+            if certified is not None:
+                self.principal = certified
+            else:
+                authenticated = authenticate_header(authenticator, header)
+                self.principal = authenticated.principal
+                self.credential = (bearer_token(header), authenticated.expires)
             refused = (
                 None if self.serves_tenants() else not_served(self.principal, f"{self.server.door} door")
             )

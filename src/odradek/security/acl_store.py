@@ -66,6 +66,7 @@ class AclStore:
         self._persistence = persistence
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Acl], None]] = []
+        self.generation = 0
         self._acl = _acl_of(self._persistence.load(), self._persistence.path)
         self.shared = isinstance(persistence, _InObjectStore)
         self._refreshed = float("-inf")  # when refresh last asked the store
@@ -153,6 +154,7 @@ class AclStore:
 
     def _set(self, acl: Acl) -> None:
         self._acl = acl
+        self.generation += 1  # a long-lived stream checks its rights again (revalidation.py)
         for listener in self._listeners:
             listener(acl)
 

@@ -263,6 +263,9 @@ class CredentialStore:
         self._lock = threading.Lock()
         self._refreshed = float("-inf")  # when refresh last asked the store
         self._state = self._read()
+        # Bumped by every change published or read again: a long-lived stream checks its
+        # principal again when it moved (security/revalidation.py).
+        self.generation = 0
 
     def _read(self) -> _State:
         data = self._persistence.load()
@@ -285,6 +288,7 @@ class CredentialStore:
             if not self._persistence.changed():
                 return False
             self._state = self._read()
+            self.generation += 1
         return True
 
     def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
@@ -477,11 +481,13 @@ class CredentialStore:
         """Save ``state``, then make it the one read (a failed save changes nothing)."""
         self._persistence.save(state.to_json())
         self._state = state
+        self.generation += 1
 
     def _latest(self) -> _State:
         """The state to change (under the lock): read again if another writer changed it."""
         if self._persistence.changed():
             self._state = self._read()
+            self.generation += 1
         return self._state
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.flight as flight
 
 from odradek.errors import Unauthenticated
-from odradek.security.http import authenticate_header
+from odradek.security.http import authenticate_header, bearer_token
 from odradek.security.principal import ANONYMOUS, Principal
 
 if TYPE_CHECKING:  # the client imports this module for its credentials alone
@@ -28,8 +28,10 @@ MIDDLEWARE = "odradek-authentication"
 
 
 class _Authenticated(flight.ServerMiddleware):  # type: ignore[misc]
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, principal: Principal, token: str | None = None, expires: float | None = None) -> None:
         self.principal = principal
+        self.token = token  # a bearer token, checked again by long-lived streams (revalidation.py)
+        self.expires = expires
 
 
 class FlightAuthentication(flight.ServerMiddlewareFactory):  # type: ignore[misc]
@@ -40,13 +42,23 @@ class FlightAuthentication(flight.ServerMiddlewareFactory):  # type: ignore[misc
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> _Authenticated:
         values = headers.get("authorization") or headers.get("Authorization") or []
+        header = values[0] if values else None
         try:
-            authenticated = authenticate_header(self.authenticator, values[0] if values else None)
+            authenticated = authenticate_header(self.authenticator, header)
         except Unauthenticated as exc:
             raise flight.FlightUnauthenticatedError(exc.message) from None
         if authenticated.expires is not None and authenticated.expires <= time.time():
             raise flight.FlightUnauthenticatedError("authentication failed: the token has expired")
-        return _Authenticated(authenticated.principal)
+        return _Authenticated(authenticated.principal, bearer_token(header), authenticated.expires)
+
+
+def call_credential(context: flight.ServerCallContext) -> tuple[Principal, str | None, float | None] | None:
+    """The principal of a Flight call, its bearer token and when it expires; None on a
+    server without authentication."""
+    middleware = context.get_middleware(MIDDLEWARE)
+    if middleware is None:
+        return None
+    return middleware.principal, middleware.token, middleware.expires
 
 
 def call_principal(context: flight.ServerCallContext) -> Principal:

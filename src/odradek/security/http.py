@@ -40,5 +40,13 @@ def authenticate_header(authenticator: Authenticator, header: str | None) -> Aut
     raise Unauthenticated("authentication failed: the Authorization scheme must be Bearer or Basic")
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of a ``Bearer`` header (None for another scheme)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 def basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

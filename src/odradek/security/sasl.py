@@ -54,6 +54,7 @@ class SaslStep:
     principal: Principal | None = None
     expires: float | None = None
     error: str | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)  # OAUTHBEARER's, checked again
 
     def session_lifetime_ms(self, now: float | None = None) -> int:
         """KIP-368: how long the session may last (0: no limit)."""
@@ -133,7 +134,9 @@ class SaslServer:
         if not token:
             return _refused("OAUTHBEARER message without a bearer token")
         authenticated = self._authenticator.bearer(token, "OAUTHBEARER")
-        return SaslStep(done=True, principal=authenticated.principal, expires=authenticated.expires)
+        return SaslStep(
+            done=True, principal=authenticated.principal, expires=authenticated.expires, token=token
+        )
 
     def _scram_step(self, data: bytes) -> SaslStep:
         assert self.mechanism is not None

@@ -92,9 +92,10 @@ from odradek.security.authenticator import Authenticator
 from odradek.security.authorizer import Authorizer, authorizer_of
 from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
-from odradek.security.flight import FlightAuthentication, call_principal
+from odradek.security.flight import FlightAuthentication, call_credential, call_principal
 from odradek.security.principal import ANONYMOUS, Principal
 from odradek.security.quotas import QuotaManager
+from odradek.security.revalidation import StreamGuard
 from odradek.security.tenants import RAW, Namespace, local_error, namespace_of
 from odradek.types import AppendResult
 from odradek.views.waits import parse as wait_parse
@@ -254,6 +255,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             self._admit(context)
             target = _put_target(descriptor)
             self._authorize(context, "write", target.topic)
+            guard = self._guard(
+                context, lambda authorizer, who: authorizer.check(who, "write", "topic", target.topic)
+            )
             topic = self._namespace().topic(target.topic)
             pipeline = AppendPipeline(
                 lambda payload: writer.write(pa.py_buffer(payload)),
@@ -263,7 +267,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             held: collections.deque[Reservation] = collections.deque()
             try:
                 try:
-                    self._submit_stream(topic, target.options, reader, pipeline, held)
+                    self._submit_stream(topic, target.options, reader, pipeline, held, guard)
                 except BaseException:
                     pipeline.finish()  # the results of the batches before; an earlier failure wins
                     raise
@@ -279,6 +283,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         pipeline: AppendPipeline,
         held: collections.deque[Reservation],
+        guard: StreamGuard | None = None,
     ) -> None:
         """Submit every batch of the stream in order; the pipeline acknowledges them.
 
@@ -291,6 +296,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             except StopIteration:
                 return
             self._check_serving()
+            if guard is not None:  # its token revoked, its user removed, its rights taken?
+                guard.check()
             if chunk.data is None:  # a metadata-only message appends nothing
                 continue
             size = chunk.data.get_total_buffer_size()  # free, and at least nbytes
@@ -352,9 +359,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         writer: flight.MetadataRecordBatchWriter,
         authorized: tuple[Authorizer, Principal] | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         """Single appends from any thread of one client, tagged, answered as each is
-        durable (append_stream.py); each checked for ``write`` on its topic."""
+        durable (append_stream.py); each checked for ``write`` on its topic, and the
+        stream's principal checked again (``guard``) when the credentials changed."""
         submit = self._submit_append
         namespace = self._namespace()
         if authorized is not None or namespace is not RAW:
@@ -365,16 +374,25 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 return self._submit_append(namespace.topic(topic), batch, options)
 
         submit = self._metered(submit)
+        serving, refusal = self._serving, self._refusal
+        if guard is not None:  # a principal that fails its checks: refused, and the stream ends
+            checked = guard
+
+            def serving() -> bool:
+                return self._serving() and not checked.ended()
+
+            def refusal() -> OdradekError:
+                return checked.failure or self._refusal()
 
         stream = AppendStream(
             submit,
             self._reserve,
-            self._serving,
+            serving,
             messages.decode_append_stream_command(command),
             self.observer,
             _give_back_freed_memory,
             messages.decode_append_stream_requests_max(command),
-            self._refusal,
+            refusal,
         )
         stream.serve(reader, writer)
 
@@ -428,6 +446,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 return flight.RecordBatchStream(table)
             wildcard = is_pattern(request.pattern)
             pattern = namespace.pattern(request.pattern) if wildcard else namespace.topic(request.pattern)
+            said = request.pattern
+            guard = self._guard(
+                context, lambda authorizer, who: authorization.check_read(authorizer, who, said)
+            )
             batches_iterator: Iterator[pa.RecordBatch] = self.engine.read(
                 pattern,
                 start=request.start,
@@ -435,7 +457,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 follow=request.follow,
                 max_records=request.max_records,
                 max_bytes=request.max_bytes,
-                stop=lambda: self._draining.is_set() or context.is_cancelled(),
+                stop=lambda: (
+                    self._draining.is_set() or context.is_cancelled() or (guard is not None and guard.ended())
+                ),
             )
             if wildcard and namespace.translates:  # each batch's topic column as the tenant says it
                 batches_iterator = map(namespace.local_batch, batches_iterator)
@@ -443,12 +467,17 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 batches_iterator = authorization.only_readable(*authorized, batches_iterator)
             batches_iterator = self._metered_reads(batches_iterator)
             schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(pattern)
-            return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace))
+            return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace, guard))
 
     def _stream(
-        self, batches: Iterator[pa.RecordBatch], schema: pa.Schema, namespace: Namespace = RAW
+        self,
+        batches: Iterator[pa.RecordBatch],
+        schema: pa.Schema,
+        namespace: Namespace = RAW,
+        guard: StreamGuard | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Errors raised while streaming (a topic deleted under a read) cross the wire too."""
+        """Errors raised while streaming (a topic deleted under a read, the principal's
+        token revoked: ``guard``) cross the wire too."""
         with self._translate("do_get", observed=False, namespace=namespace):
             for batch in batches:
                 if not batch.schema.equals(schema):
@@ -456,7 +485,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                         "the topic's schema changed while it was read; start a new read to get "
                         "the records from here on in the new schema's type"
                     )
+                if guard is not None:
+                    guard.check()
                 yield batch
+            if guard is not None and guard.failure is not None:  # ended by the guard's stop
+                raise guard.failure
 
     # -- DoAction: administration -------------------------------------------------------------
 
@@ -776,12 +809,21 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequest('a DoExchange descriptor is a command: {"kind": "subscribe", ...}')
             if messages.is_append_stream(descriptor.command):
-                self._serve_append_stream(descriptor.command, reader, writer, self._authorized(context))
+                self._serve_append_stream(
+                    descriptor.command, reader, writer, self._authorized(context), self._guard(context)
+                )
                 return
             request = group_messages.decode_subscribe(descriptor.command)
             authorized = self._authorized(context)
             if authorized is not None:
                 authorization.check_subscription(*authorized, request.group, request.pattern)
+            said = request
+            guard = self._guard(
+                context,
+                lambda authorizer, who: authorization.check_subscription(
+                    authorizer, who, said.group, said.pattern
+                ),
+            )
             namespace = self._namespace()
             if namespace is not RAW:  # the engine's group, pattern and dead-letter topic
                 options = dict(request.options)
@@ -794,7 +836,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            Subscription(self.node.groups, request, stop, self._draining.is_set, namespace).serve(
+            Subscription(self.node.groups, request, stop, self._draining.is_set, namespace, guard).serve(
                 reader, writer
             )
 
@@ -961,6 +1003,29 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             return None
         principal = call_principal(context)
         return None if principal.admin else (authorizer, principal)
+
+    def _guard(
+        self,
+        context: flight.ServerCallContext,
+        authorize: Callable[[Authorizer, Principal], None] | None = None,
+    ) -> StreamGuard | None:
+        """The checks a long-lived stream makes of its principal again (its credential,
+        and ``authorize``: what the stream does; security/revalidation.py); None on a
+        server without authentication."""
+        credential = call_credential(context)
+        if self._authenticator is None or credential is None:
+            return None
+        principal, token, expires = credential
+        authorizer = authorizer_of(self._authenticator)
+        check: Callable[[Principal], None] | None = None
+        if authorize is not None and authorizer is not None:
+            bound = authorizer
+
+            def check(who: Principal) -> None:
+                if not who.admin:
+                    authorize(bound, who)
+
+        return StreamGuard(self._authenticator, principal, token, expires, check)
 
     def _authorize(self, context: flight.ServerCallContext, operation: str, topic: str) -> None:
         authorized = self._authorized(context)

@@ -35,6 +35,7 @@ from odradek.groups import DeliveryBatch, GroupManager, GroupOptions
 from odradek.groups.membership import Membership
 from odradek.groups.options import check_delay, check_poll
 from odradek.protocols.flight import group_messages as wire
+from odradek.security.revalidation import StreamGuard
 from odradek.security.tenants import RAW, Namespace, local_error
 
 # A poll's wait is cut into slices this long; between slices the handler notices a
@@ -50,11 +51,14 @@ class Subscription:
         stop: Callable[[], bool],
         draining: Callable[[], bool] = lambda: False,
         namespace: Namespace = RAW,
+        guard: StreamGuard | None = None,
     ) -> None:
         """``stop``: the call should end (the server drains, or the client cancelled);
         ``draining``: the server drains (a clean end for the member). ``request`` names the
         engine's group and pattern; ``namespace`` is the caller's (security/tenants.py):
-        answers name topics as it says them."""
+        answers name topics as it says them; ``guard``: the principal checked again before
+        each request and while a poll waits (security/revalidation.py)."""
+        self._guard = guard
         self._namespace = namespace
         options = GroupOptions.build(request.group, request.pattern, **request.options)
         self._member = Membership(groups, request.pattern, request.group, options)
@@ -79,6 +83,8 @@ class Subscription:
                     chunk = reader.read_chunk()
                 except StopIteration:
                     return  # without a leave request: the client may have died
+                if self._guard is not None:
+                    self._guard.check()  # Unauthenticated or Unauthorized: the stream ends
                 if self._stop():
                     clean = self._draining()
                     if clean:
@@ -97,6 +103,8 @@ class Subscription:
                 except (Unavailable, ClosedError):
                     raise
                 except OdradekError as exc:
+                    if self._guard is not None and exc is self._guard.failure:
+                        raise  # the principal no longer may: the stream ends
                     refusal = wire.encode_refused(local_error(self._namespace, exc))
                     writer.write_metadata(pa.py_buffer(refusal))
         finally:
@@ -141,3 +149,5 @@ class Subscription:
             batches = self._member.poll_batches(max_records, max(0.0, min(remaining, poll_slice_seconds)))
             if batches or remaining <= poll_slice_seconds or self._stop():
                 return batches
+            if self._guard is not None:
+                self._guard.check()

@@ -12,7 +12,11 @@ The stream ends:
 * after ``limit`` records, if the client asked for a limit (event ``end``);
 * when the server drains (event ``end`` with the reason), within a second;
 * when the client goes away (the shell's ``peer_gone``), within a second;
-* on an error, such as the topic being deleted (event ``error``, the API's error JSON).
+* on an error, such as the topic being deleted (event ``error``, the API's error JSON);
+* when its principal no longer authenticates (its token revoked, its user removed) or
+  may no longer read the topic (event ``error``, code ``unauthenticated`` or
+  ``unauthorized``): ``guard`` checks it again as the credentials or bindings change,
+  and at least every ``limits.security_stream_recheck_seconds`` (security/revalidation.py).
 
 Each open stream holds a slot of :class:`StreamSlots` (per server, and per principal or,
 without authentication, per peer address) from its start to its end.
@@ -30,6 +34,8 @@ import pyarrow as pa
 from odradek.engine import Engine
 from odradek.errors import OdradekError, Unavailable, to_wire
 from odradek.protocols.http_api.records import combined, events
+from odradek.security.principal import Principal
+from odradek.security.revalidation import StreamGuard
 
 CONTENT_TYPE = "text/event-stream"
 
@@ -111,14 +117,23 @@ class EventStream:
         # Whether the client went away: the shell that writes the stream sets it, so a
         # closed connection ends the stream within a second, not at its next write.
         self.peer_gone: Callable[[], bool] = lambda: False
+        # The route's authorization, asked again of the principal (set by the routes), and
+        # the checks of the principal (set by the shell, which knows its credentials).
+        self.authorize: Callable[[Principal], None] | None = None
+        self.guard: StreamGuard | None = None
 
     def _stop(self) -> bool:
-        return self._stopping() or self.peer_gone()
+        return self._stopping() or self.peer_gone() or (self.guard is not None and self.guard.ended())
+
+    def _check(self) -> None:
+        if self.guard is not None:
+            self.guard.check()
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield b"retry: 1000\n\n"  # an EventSource reconnects after a second
             while not self._stop():
+                self._check()
                 size = (
                     self._batch_records_max
                     if self._left is None
@@ -136,6 +151,7 @@ class EventStream:
                     continue
                 if not self._wait() and not self._stop():
                     yield b": heartbeat\n\n"
+            self._check()  # ended by its guard: the error event says why
             if self._stopping():
                 yield _event("end", {"reason": "the server is shutting down; reconnect to resume"})
         except OdradekError as exc:

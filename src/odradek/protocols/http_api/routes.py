@@ -248,7 +248,7 @@ class HttpApi:
             handler: Handler = getattr(self, name)
             namespace = request.namespace
             if not namespace.translates:
-                return handler(request, parameters)
+                return _rechecked(handler(request, parameters), request, name, parameters)
             engine = {
                 key: namespace.group(value)
                 if key == "group"
@@ -257,7 +257,9 @@ class HttpApi:
                 else value
                 for key, value in parameters.items()
             }
-            return _local_answer(namespace, name, handler(request, engine))
+            return _local_answer(
+                namespace, name, _rechecked(handler(request, engine), request, name, parameters)
+            )
         except _MethodNotAllowed as exc:  # RFC 9110: a 405 lists what is allowed
             refused = ApiResponse.error(exc)
             return dataclasses.replace(refused, headers=(("Allow", ", ".join(exc.allowed)),))
@@ -784,3 +786,19 @@ def error_response(code: str, message: str, status: int) -> ApiResponse:
     """An error the shell makes itself (a body too large, a missing length)."""
     headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),) if status == 503 else ()
     return ApiResponse(status, error_body(code, message), headers=headers)
+
+
+def _rechecked(
+    answer: ApiResponse | EventStream, request: ApiRequest, name: str, parameters: dict[str, str]
+) -> ApiResponse | EventStream:
+    """An event stream checks its route's authorization again, on the names the
+    principal said, when the bindings change (security/revalidation.py)."""
+    authorizer = request.authorizer
+    if isinstance(answer, EventStream) and authorizer is not None:
+
+        def authorize(who: Principal) -> None:
+            if not who.admin:
+                authorization.check_route(authorizer, who, name, parameters)
+
+        answer.authorize = authorize
+    return answer

@@ -17,6 +17,10 @@ Rules (as a Kafka broker's SASL listener)
   that lifetime in SaslAuthenticate v1+; the client authenticates again on the same
   connection before then (as the same principal). A request after the session ended
   closes the connection.
+* The connection's principal is checked again (security/revalidation.py) at its next
+  request once the credentials or the bindings changed, and at least every
+  ``limits.security_stream_recheck_seconds``: a request after its user was removed or
+  its token revoked closes the connection (a client that authenticates again is refused).
 * The connection's principal is published to its task (security.principal), so that
   every handler of the connection can name it.
 """
@@ -29,6 +33,7 @@ import time
 from typing import Any
 
 from odradek import limits
+from odradek.errors import OdradekError
 from odradek.protocols.kafka.codec import messages_admin as admin_messages
 from odradek.protocols.kafka.codec import messages_data as data_messages
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
@@ -36,6 +41,7 @@ from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.messages_sasl import SaslAuthenticateResponse
 from odradek.security.authenticator import Authenticator
 from odradek.security.principal import ANONYMOUS, Principal, set_current_principal
+from odradek.security.revalidation import StreamGuard
 from odradek.security.sasl import SaslServer
 
 log = logging.getLogger("odradek.protocols.kafka.auth")
@@ -83,6 +89,7 @@ class ConnectionAuth:
         self.peer = peer
         self.principal: Principal | None = ANONYMOUS if authenticator is None else None
         self.expires: float | None = None
+        self._guard: StreamGuard | None = None  # the principal checked again (revalidation.py)
         self.close_after_response = False
         self.raw_sasl = False  # after SaslHandshake v0: the next frames are raw SASL tokens
         self._sasl: SaslServer | None = None
@@ -110,6 +117,11 @@ class ConnectionAuth:
             return f"{ApiKey(request.api_key).name} before authenticating (SASL is required on this listener)"
         if self.expires is not None and time.time() >= self.expires:
             return f"the session of {self.principal} expired (KIP-368: authenticate again before it ends)"
+        if self._guard is not None:  # its user removed, its token revoked: the connection closes
+            try:
+                self._guard.check()
+            except OdradekError as exc:
+                return exc.message
         return None
 
     # -- SASL ---------------------------------------------------------------------------
@@ -169,6 +181,8 @@ class ConnectionAuth:
             return b"", 0, error or "authentication failed"
         self.principal = principal
         self.expires = step.expires
+        assert self.authenticator is not None
+        self._guard = StreamGuard(self.authenticator, principal, step.token, step.expires, what="connection")
         set_current_principal(principal)
         log.info(
             "Kafka connection authenticated",

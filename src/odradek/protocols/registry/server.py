@@ -42,6 +42,7 @@ from odradek.protocols.registry import tenancy as registry_tenancy
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
+from odradek.security.revalidation import StreamGuard
 from odradek.security.tenants import RAW, Namespace, namespace_of
 
 log = logging.getLogger("odradek.registry")
@@ -274,6 +275,10 @@ class _RegistryHandler(BoundedRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             stream.peer_gone = self._peer_closed
+            authenticator = self.server.authenticator
+            if authenticator is not None:  # its principal checked again as it streams
+                token, expires = self.credential
+                stream.guard = StreamGuard(authenticator, self.principal, token, expires, stream.authorize)
             for chunk in stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
