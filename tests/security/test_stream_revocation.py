@@ -9,9 +9,10 @@ closed and its client cannot authenticate again; an SSE tail of the HTTP API end
 an ``error`` event ``unauthenticated``; with `--authorize`, a following read whose
 ``read`` binding is removed ends with Unauthorized. Streams of other principals go on.
 Method: one real `odradek serve --auth` subprocess with its Flight, Kafka and HTTP doors
-on free loopback ports (and one with `--authorize` for the bindings); users and tokens made and revoked with the CLI against it; the
-public native client, confluent-kafka and raw HTTP (http.client). Deadlines bound how
-long a test waits for an end; no timing is asserted.
+on free loopback ports (and one with `--authorize` for the bindings); users and tokens
+made and revoked with the CLI against it; the public native client, confluent-kafka and
+raw HTTP (http.client). Deadlines bound how long a test waits for an end; no timing is
+asserted.
 """
 
 from __future__ import annotations
