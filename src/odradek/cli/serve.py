@@ -678,7 +678,7 @@ def run(settings: Settings) -> int:
                 with (
                     serving_tls(tls.context if tls is not None else None),
                     serving_authentication(authenticator),
-                    serving_quotas(quotas),
+                    serving_quotas(quotas, observer.metering if observer is not None else None),
                 ):
                     registry = start_registry_listener(
                         engine,

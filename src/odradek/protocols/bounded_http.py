@@ -62,7 +62,7 @@ from odradek.security.principal import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from odradek.security.authenticator import Authenticator
-    from odradek.security.quotas import QuotaManager
+    from odradek.security.quotas import Metering, QuotaManager
 
 log = logging.getLogger("odradek.http")
 
@@ -81,6 +81,10 @@ _AUTHENTICATION_FOR_NEW_SERVERS: contextvars.ContextVar[Authenticator | None] = 
 _QUOTAS_FOR_NEW_SERVERS: contextvars.ContextVar[QuotaManager | None] = contextvars.ContextVar(
     "odradek_http_quotas", default=None
 )
+# The per-principal metering of the servers made now (None: none); see serving_quotas.
+_METERING_FOR_NEW_SERVERS: contextvars.ContextVar[Metering | None] = contextvars.ContextVar(
+    "odradek_http_metering", default=None
+)
 # Paths answered without credentials: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -97,13 +101,16 @@ def serving_authentication(authenticator: Authenticator | None) -> Iterator[None
 
 
 @contextlib.contextmanager
-def serving_quotas(quotas: QuotaManager | None) -> Iterator[None]:
+def serving_quotas(quotas: QuotaManager | None, metering: Metering | None = None) -> Iterator[None]:
     """Servers made inside answer a request over its principal's request rate with 429
-    (see the module docstring); None: no quotas."""
+    (see the module docstring); None: no quotas. ``metering``: where a server that moves
+    records (the HTTP API) counts each principal's bytes and records for /metrics."""
     token = _QUOTAS_FOR_NEW_SERVERS.set(quotas)
+    metered = _METERING_FOR_NEW_SERVERS.set(metering)
     try:
         yield
     finally:
+        _METERING_FOR_NEW_SERVERS.reset(metered)
         _QUOTAS_FOR_NEW_SERVERS.reset(token)
 
 
@@ -341,6 +348,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.tls = _TLS_FOR_NEW_SERVERS.get()
         self.authenticator = _AUTHENTICATION_FOR_NEW_SERVERS.get()
         self.quotas = _QUOTAS_FOR_NEW_SERVERS.get()
+        self.metering = _METERING_FOR_NEW_SERVERS.get()
         self._open: dict[socket.socket, str] = {}
         self._open_lock = threading.Lock()
         super().__init__((host, port), handler)

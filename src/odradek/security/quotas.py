@@ -430,6 +430,15 @@ class QuotaManager:
                     waits.append(self.record_tenant(tenant, key, float(value)))
         return max(waits)
 
+    def pending(self, user: str, client_id: str | None, key: str, tenant: str | None = None) -> float:
+        """The throttle the principal's (and its tenant's) rate of ``key`` gives now,
+        nothing added: for a door that refuses a request over quota before serving it
+        (the HTTP API's 429) rather than delaying it."""
+        wait = self.record(user, client_id, key, 0.0)
+        if tenant is not None:
+            wait = max(wait, self.record_tenant(tenant, key, 0.0))
+        return wait
+
     def record_tenant(self, tenant: str, key: str, value: float) -> float:
         """Record ``value`` on tenant ``tenant``'s rate (all its principals together); the
         seconds to throttle for (0.0: within its quota, or it has none)."""

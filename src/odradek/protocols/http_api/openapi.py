@@ -40,6 +40,21 @@ def _answers(status: str, description: str, schema: dict[str, Any]) -> dict[str,
     }
 
 
+def _throttled(answers: dict[str, Any], quota: str) -> dict[str, Any]:
+    """``answers`` and the 429 of a request that counts against a byte quota."""
+    return {
+        **answers,
+        "429": {
+            "description": f"Over the principal's (or its tenant's) `{quota}` quota: nothing was done; "
+            "retry after `Retry-After` seconds (the error's code is `throttled`).",
+            "headers": {
+                "Retry-After": {"description": "Whole seconds to wait.", "schema": {"type": "integer"}}
+            },
+            "content": {_JSON: {"schema": _ERROR}},
+        },
+    }
+
+
 def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
@@ -556,7 +571,9 @@ PATHS: dict[str, Any] = {
             "durable. With `expect` / `expect_offset` nothing is written unless every expectation holds "
             "(409 conflict, naming the key, the expected and the actual version). With `producer` a "
             "retry returns the first result with `duplicate: true`.",
-            _answers("200", "What the append assigned.", _ref("AppendResult")),
+            _throttled(
+                _answers("200", "What the append assigned.", _ref("AppendResult")), "producer_byte_rate"
+            ),
             body=_body(_ref("ProduceRequest")),
             parameters=_TRACE_CONTEXT,
         ),
@@ -565,7 +582,7 @@ PATHS: dict[str, Any] = {
             "Read records",
             f"Up to `limit` records (default 100, at most {limits.http_read_records_max}) from `offset`, "
             "`time`, or `start` (earliest by default), without waiting. Read on from `next_offset`.",
-            _answers("200", "The records.", _ref("Records")),
+            _throttled(_answers("200", "The records.", _ref("Records")), "consumer_byte_rate"),
             parameters=[
                 _OFFSET,
                 _TIME,
@@ -588,14 +605,19 @@ PATHS: dict[str, Any] = {
             "record's JSON. Starts after `Last-Event-ID` (a reconnect resumes), else at `offset`, `time` "
             "or `start`, else at the end. A comment line every "
             f"{limits.http_sse_heartbeat_seconds:g} s while nothing arrives. Ends with an `end` event "
-            "after `limit` records or when the server stops, with an `error` event on an error.",
-            {
-                "200": {
-                    "description": "The event stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "after `limit` records or when the server stops, with an `error` event on an error (its "
+            "principal's token revoked or user removed: `unauthenticated`). Over the `consumer_byte_rate` "
+            "quota it is refused 429 before it starts; once open, its events wait out the throttle.",
+            _throttled(
+                {
+                    "200": {
+                        "description": "The event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "default": {"description": "A refusal.", "content": {_JSON: {"schema": _ERROR}}},
                 },
-                "default": {"description": "A refusal.", "content": {_JSON: {"schema": _ERROR}}},
-            },
+                "consumer_byte_rate",
+            ),
             parameters=[
                 _OFFSET,
                 _TIME,
@@ -639,7 +661,7 @@ PATHS: dict[str, Any] = {
             "A key's records",
             "The key's records in version order from `from_version` (default 1), at most `limit` "
             "(default 100), up to `to_version`; read on from `next_version`.",
-            _answers("200", "The records.", _ref("KeyRecords")),
+            _throttled(_answers("200", "The records.", _ref("KeyRecords")), "consumer_byte_rate"),
             parameters=[
                 _KEY_ENCODING,
                 _query("from_version", "First version.", {"type": "integer", "minimum": 1}),
@@ -705,7 +727,7 @@ PATHS: dict[str, Any] = {
             f"Up to `max_records` deliveries (default 100), waiting up to `timeout` seconds (default 1, "
             f"at most {limits.http_poll_seconds_max:g}) for the first. Records of one key are delivered "
             "one at a time, in order; ack each by (topic, offset, lease).",
-            _answers("200", "The deliveries.", _ref("Polled")),
+            _throttled(_answers("200", "The deliveries.", _ref("Polled")), "consumer_byte_rate"),
             body=_body(_ref("PollRequest"), required=False),
         ),
     },

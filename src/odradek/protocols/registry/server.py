@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import select
 import socket
 import time
@@ -42,6 +43,7 @@ from odradek.protocols.registry import tenancy as registry_tenancy
 from odradek.protocols.registry.routes import Registry, Request, Response
 from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
+from odradek.security.quotas import FETCH, PRODUCE
 from odradek.security.revalidation import StreamGuard
 from odradek.security.tenants import RAW, Namespace, namespace_of
 
@@ -162,9 +164,9 @@ class _RegistryHandler(BoundedRequestHandler):
             if api is not None and owns_ui(target.path):
                 answer = serve_static(self.command, target.path)
             elif api is not None and owns_api(target.path) and self.server.console is not None:
-                answer = self._api_answer(self.server.console.handle, target.path, query, body)
+                answer = self._metered_answer(self.server.console.handle, target.path, query, body)
             elif api is not None:
-                answer = self._api_answer(api.handle, target.path, query, body)
+                answer = self._metered_answer(api.handle, target.path, query, body)
             else:
                 started = time.perf_counter()
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
@@ -230,6 +232,64 @@ class _RegistryHandler(BoundedRequestHandler):
             self._namespace(),
         )
 
+    def _metered_answer(
+        self,
+        handle: Callable[[ApiRequest], ApiResponse | EventStream],
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+    ) -> ApiResponse | EventStream:
+        """The API's answer under the principal's byte quotas (security/quotas.py): a
+        produce while its produce rate is over quota, or a read, a tail or a poll while its
+        fetch rate is, is answered 429 with Retry-After and not served; a served one's bytes
+        are counted against the quota and metered for /metrics."""
+        kind = _quota_kind(self.command, path)
+        quotas, metering = self.server.quotas, self.server.metering
+        user, tenant = self.principal.name, self.principal.tenant
+        if kind is not None and quotas is not None:
+            wait = quotas.pending(user, None, kind, tenant)
+            if wait > 0:
+                if metering is not None:
+                    metering.add(user, throttle_seconds=wait, tenant=tenant)
+                what = "produce" if kind == PRODUCE else "fetch"
+                message = (
+                    f"{self.principal} is over its {what} byte rate quota; retry after "
+                    f"{math.ceil(wait)} s (odradek quota list shows the quotas)"
+                )
+                headers = (("Retry-After", str(max(1, math.ceil(wait)))),)
+                return ApiResponse(429, error_body("throttled", message), headers=headers)
+        answer = self._api_answer(handle, path, query, body)
+        if kind is None or not isinstance(answer, ApiResponse) or answer.status >= 400:
+            return answer
+        produced = len(body) if kind == PRODUCE else 0
+        fetched = len(answer.body) if kind == FETCH else 0
+        if quotas is not None:  # the throttle it earns applies to the next request
+            quotas.throttle(user, None, produced=produced, fetched=fetched, request=False, tenant=tenant)
+        if metering is not None:
+            metering.add(
+                user,
+                bytes_in=produced,
+                bytes_out=fetched,
+                records_in=answer.records if produced else 0,
+                records_out=answer.records if fetched else 0,
+                tenant=tenant,
+            )
+        return answer
+
+    def _metered_chunk(self, size: int) -> None:
+        """An event stream's chunk of ``size`` bytes against the fetch quota: metered,
+        and over it the stream waits its throttle before its next chunk (a stream has no
+        next request to refuse)."""
+        quotas, metering = self.server.quotas, self.server.metering
+        user, tenant = self.principal.name, self.principal.tenant
+        wait = 0.0
+        if quotas is not None:
+            wait = quotas.throttle(user, None, fetched=size, request=False, tenant=tenant)
+        if metering is not None:
+            metering.add(user, bytes_out=size, throttle_seconds=wait, tenant=tenant)
+        if wait > 0:
+            time.sleep(wait)
+
     def _api_answer(
         self,
         handle: Callable[[ApiRequest], ApiResponse | EventStream],
@@ -282,6 +342,7 @@ class _RegistryHandler(BoundedRequestHandler):
             for chunk in stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
+                self._metered_chunk(len(chunk))
         except OSError as exc:  # the client went away, or stopped reading for too long
             log.debug("event stream ended by its client: %s", exc)
         finally:
@@ -397,3 +458,20 @@ def _default_namespace_subjects(answer: Response) -> Response:
         return answer
     kept = [name for name in names if not (isinstance(name, str) and name.startswith(TENANT_ROOT + "."))]
     return Response(200, json.dumps(kept).encode(), answer.content_type)
+
+
+def _quota_kind(method: str, path: str) -> str | None:
+    """The byte quota an HTTP API request counts against: PRODUCE for a produce, FETCH for
+    a read, a key read, a tail (the API's and the console's) or a group poll; None."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[:2] == ["v1", "topics"] and parts[3] == "records":
+        return PRODUCE if method == "POST" else FETCH if method == "GET" else None
+    if method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "topics"] and parts[3] == "events":
+        return FETCH
+    if method == "GET" and len(parts) == 6 and parts[:2] == ["v1", "topics"] and parts[3] == "keys":
+        return FETCH if parts[5] == "records" else None
+    if method == "POST" and len(parts) == 6 and parts[:2] == ["v1", "groups"] and parts[5] == "poll":
+        return FETCH
+    if method == "GET" and parts == ["v1", "console", "tail"]:
+        return FETCH
+    return None
