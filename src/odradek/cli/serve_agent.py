@@ -167,7 +167,12 @@ def run_agent(settings: Settings) -> int:
             return None
         from odradek.protocols.registry import start_registry_listener
 
-        with serving_tls(tls_context), serving_authentication(authenticator), serving_quotas(quotas):
+        metering = metrics.metering if metrics is not None else None
+        with (
+            serving_tls(tls_context),
+            serving_authentication(authenticator),
+            serving_quotas(quotas, metering),
+        ):
             return start_registry_listener(
                 node.engine,
                 node.engine.path,
