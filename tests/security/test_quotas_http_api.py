@@ -5,7 +5,8 @@ served while the user is within its quota counts its request bytes against it; o
 over, the next produce is answered 429 with a Retry-After of whole seconds and appends
 nothing; reads count their answer's bytes against the fetch quota and, once over, a read,
 a key read and an SSE tail are answered 429 before anything is read; another user is not
-affected; /metrics shows the user's bytes in and out and its throttle time.
+affected; /metrics shows the user's bytes in and out and its throttle time, and an SSE
+tail's bytes as it sends them.
 Method: a real `odradek serve --auth` with its HTTP and metrics doors on free loopback
 ports, the quotas set with `odradek quota set` before the start; raw HTTP requests
 (http.client). The count of bytes decides, never a timing: the quota's span is at least
@@ -89,8 +90,8 @@ def test_http_produce_and_fetch_bytes_against_the_quotas(tmp_path: Path) -> None
         assert refusal["code"] == "throttled" and "produce" in refusal["message"]
         # Another user is not throttled, and the refused produce appended nothing.
         assert _call(http_port, "POST", "/v1/topics/t/records", bob, _records(1, 10))[0] == 200
-        status, _, read = _call(http_port, "GET", "/v1/topics/t/records?offset=0&limit=1000", bob)
-        assert status == 200 and len(json.loads(read)["records"]) == 21
+        status, _, bob_read = _call(http_port, "GET", "/v1/topics/t/records?offset=0&limit=1000", bob)
+        assert status == 200 and len(json.loads(bob_read)["records"]) == 21
 
         status, _, read = _call(http_port, "GET", "/v1/topics/t/records?offset=0&limit=1000", alice)
         assert status == 200 and len(read) > 10 * RATE
@@ -99,12 +100,16 @@ def test_http_produce_and_fetch_bytes_against_the_quotas(tmp_path: Path) -> None
             assert status == 429, (path, body)
             assert int(headers["Retry-After"]) >= 1 and "fetch" in json.loads(body)["message"]
 
+        # A tail's chunks are metered as they are sent (bob: no quota, never throttled).
+        status, _, tail = _call(http_port, "GET", "/v1/topics/t/events?start=earliest&limit=21", bob)
+        assert status == 200 and tail.count(b"event: record") == 21 and b"event: end" in tail
+
         status, _, scraped = _call(metrics_port, "GET", "/metrics", _basic("root", "root-secret-1"))
         assert status == 200
         text = scraped.decode()
 
-        def meter(name: str) -> float:
-            found = re.search(rf'^{name}_total{{principal="alice"}} (\S+)$', text, re.MULTILINE)
+        def meter(name: str, principal: str = "alice") -> float:
+            found = re.search(rf'^{name}_total{{principal="{principal}"}} (\S+)$', text, re.MULTILINE)
             assert found is not None, name
             return float(found.group(1))
 
@@ -113,5 +118,6 @@ def test_http_produce_and_fetch_bytes_against_the_quotas(tmp_path: Path) -> None
         assert meter("odradek_principal_bytes_out") >= len(read)
         assert meter("odradek_principal_records_out") == 21
         assert meter("odradek_principal_throttle_seconds") > 0
+        assert meter("odradek_principal_bytes_out", "bob") == len(bob_read) + len(tail)
     finally:
         server.stop()
