@@ -13,6 +13,7 @@ engine's matcher); the credential store on a temporary data directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -201,3 +202,32 @@ def test_tenants_are_kept_with_the_users(tmp_path: Path) -> None:
     reopened = CredentialStore.open(str(tmp_path))
     assert reopened.tenants() == {} and not reopened.tenant_exists("acme")
     assert reopened.user("root") is not None  # users kept across tenant changes
+
+
+REGEX_PIECES = st.sampled_from(
+    ["^", "(^", ")", "(", ".*", "orders", "o", "[^a]", "[a-z]+", "|", "\\.", "_t", "acme", "\\A", "$", "(?i)"]
+)
+
+
+@settings(max_examples=800, deadline=None, database=None)
+@given(TENANT, st.lists(REGEX_PIECES, min_size=1, max_size=6).map("".join), engine_names())
+def test_a_subscription_regex_never_matches_outside_its_namespace(tenant: str, regex: str, name: str) -> None:
+    """A Kafka consumer's regex (KIP-848), fully matched by the engine against its topics:
+    a tenant's matches only inside its prefix, and what the tenant asked for; the default
+    namespace's never matches a tenant's topic; it round-trips to what was said."""
+    try:
+        asked = re.compile(regex)
+    except re.error:
+        return
+    for namespace in (Namespace.of_tenant(tenant), DEFAULT):
+        engine = namespace.regex(regex)
+        said = regex.replace("\\A", "^") if namespace.translates else regex
+        assert namespace.local_regex(engine) == said
+        try:
+            matches = re.compile(engine).fullmatch(name) is not None
+        except re.error:  # a global flag not at the start: refused as the client's own would be
+            assert "(?i)" in regex
+            continue
+        if matches:
+            assert namespace.owns(name)
+            assert asked.fullmatch(namespace.local(name))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -131,6 +132,46 @@ class Namespace:
             )
         return engine
 
+    def regex(self, regex: str) -> str:
+        """The engine's regular expression of a Kafka subscription ``regex`` said here
+        (fully matched against engine names, as the consumer-group protocol does): a
+        tenant's matches inside its prefix only, the default namespace's never in the
+        tenant space. Leading global flags (``(?i)``) stay global but never touch the
+        prefix; a tenant's ``^`` (librdkafka sends ``(^orders.*)``) matches where its
+        name starts, right after the prefix. Whatever the regex, the prefix is a literal
+        outside it, so it never matches outside. A regex that does not compile is left
+        as it is, for the engine to refuse."""
+        if self.raw or not regex:
+            return regex
+        try:
+            re.compile(regex)
+        except re.error:
+            return regex
+        flags, body = _split_flags(regex)
+        if self.tenant is None:
+            return f"{flags}{_DEFAULT_GUARD}(?:{body})"
+        return f"{flags}{self._regex_prefix}(?:{_starts_at(body, self._regex_start)})"
+
+    def local_regex(self, regex: str) -> str:
+        """The regex said here of an engine regex made by :meth:`regex` (others as they are)."""
+        if self.raw or not regex:
+            return regex
+        guard = _DEFAULT_GUARD if self.tenant is None else self._regex_prefix
+        flags, body = _split_flags(regex)
+        if body.startswith(guard + "(?:") and body.endswith(")"):
+            inner = body[len(guard) + 3 : -1]
+            return flags + (inner if self.tenant is None else inner.replace(self._regex_start, "^"))
+        return regex
+
+    @property
+    def _regex_prefix(self) -> str:
+        return f"(?-i:{re.escape(self.prefix)})"
+
+    @property
+    def _regex_start(self) -> str:
+        """A tenant's ``^``: right after its prefix at the start of the engine name."""
+        return f"(?<=^{self._regex_prefix})"
+
     def subject(self, name: str) -> str:
         """The registry's name of a subject said here (same prefix, any subject text)."""
         if self.raw or self.tenant is None:
@@ -209,6 +250,48 @@ class Namespace:
     def local_text(self, text: str) -> str:
         """An error message naming engine names, as said here (the prefix taken out)."""
         return text.replace(self.prefix, "") if self.translates else text
+
+
+_DEFAULT_GUARD = f"(?!{re.escape(TENANT_ROOT + '.')})"
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+def _split_flags(regex: str) -> tuple[str, str]:
+    """A regex's leading global flag groups (``(?i)``) and the rest."""
+    end = 0
+    while found := _GLOBAL_FLAGS.match(regex, end):
+        end = found.end()
+    return regex[:end], regex[end:]
+
+
+def _starts_at(regex: str, start: str) -> str:
+    """``regex`` with each ``^`` and ``\\A`` outside a character class as ``start``."""
+    out: list[str] = []
+    index, in_class, class_opened = 0, False, False
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\":
+            pair = regex[index : index + 2]
+            out.append(start if pair == "\\A" and not in_class else pair)
+            index += 2
+            continue
+        if in_class:
+            if char == "]" and not class_opened:
+                in_class = False
+            class_opened = False
+        elif char == "[":
+            in_class, class_opened = True, True
+            if regex.startswith("^", index + 1):  # a negated class: its '^' is no anchor
+                out.append("[^")
+                index += 2
+                continue
+        elif char == "^":
+            out.append(start)
+            index += 1
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def local_error(namespace: Namespace, error: OdradekError) -> OdradekError:
