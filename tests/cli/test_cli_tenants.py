@@ -530,3 +530,121 @@ def test_an_untenanted_user_never_reaches_a_tenant_through_any_door(tmp_path: Pa
             assert [name for name in root.list_topics() if name.startswith("_")] == ["_t.acme.orders"]
     finally:
         server.stop()
+
+
+def test_kafka_consumer_and_share_groups_and_admin_of_two_tenants(
+    tenants: tuple[Path, dict[str, str]],
+) -> None:
+    """Through the Kafka door (confluent-kafka, SCRAM): each tenant's consumer-protocol
+    group (group.protocol=consumer, KIP-848) on the regex ``^.*`` and its share consumer
+    (KIP-932) read only its own ``orders``, under its own names, as does an untenanted
+    user's; describing the group, the tenant's topic's configs and the cluster works;
+    the other tenant's names are never visible, and naming them finds nothing."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    admin_module = pytest.importorskip("confluent_kafka.admin")
+    if not hasattr(confluent_kafka, "ShareConsumer"):  # before 2.16
+        pytest.skip("this confluent-kafka has no ShareConsumer")
+    data, tokens = tenants
+    (kafka_port,) = free_ports(1)
+    server = Server(
+        data,
+        "--auth",
+        "--authorize",
+        "--kafka-listen",
+        f"127.0.0.1:{kafka_port}",
+        "--registry-listen",
+        "off",
+    )
+    users = ("alice", "gary", "bob")
+    try:
+
+        def settings(user: str, **more: object) -> dict[str, object]:
+            return {
+                "bootstrap.servers": f"127.0.0.1:{kafka_port}",
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": user,
+                "sasl.password": "secret",
+                "topic.metadata.refresh.interval.ms": 1000,
+                **more,
+            }
+
+        for user in users:
+            with odradek.connect(server.url, token=tokens[user]) as client:
+                client.create_topic("orders")
+                # the share group's start (a share consumer reads from the latest otherwise)
+                client.subscribe("orders", group="queue", start="earliest", ordering="none").close()
+            producer = confluent_kafka.Producer(settings(user))
+            for number in (1, 2):
+                producer.produce("orders", key=user.encode(), value=f"{user}-{number}".encode())
+            assert producer.flush(30) == 0
+        mine = {user: [("orders", f"{user}-1".encode()), ("orders", f"{user}-2".encode())] for user in users}
+
+        for user in users:
+            admin = admin_module.AdminClient(settings(user))
+            consumer = confluent_kafka.Consumer(
+                settings(
+                    user,
+                    **{
+                        "group.id": "billing",
+                        "group.protocol": "consumer",
+                        "auto.offset.reset": "earliest",
+                        "enable.auto.commit": False,
+                    },
+                )
+            )
+            consumer.subscribe(["^.*"])  # every topic it can see
+            values: list[tuple[str, bytes]] = []
+            for _ in range(60):
+                message = consumer.poll(1.0)
+                if message is not None and message.error() is None:
+                    values.append((message.topic(), message.value()))
+                    consumer.commit(message, asynchronous=False)
+                if len(values) >= 2:
+                    break
+            assert sorted(values) == mine[user]
+            described = admin.describe_consumer_groups(["billing"])["billing"].result(timeout=30)
+            assert described.type == confluent_kafka.ConsumerGroupType.CONSUMER
+            assert [
+                (tp.topic, tp.partition)
+                for member in described.members
+                for tp in member.assignment.topic_partitions
+            ] == [("orders", 0)]
+            consumer.close()
+
+            share = confluent_kafka.ShareConsumer(settings(user, **{"group.id": "queue"}))
+            share.subscribe(["orders"])
+            shared: list[tuple[str, bytes]] = []
+            for _ in range(60):
+                polled = share.poll(1.0)
+                assert not [m.error() for m in polled if m.error() is not None]
+                shared += [(m.topic(), m.value()) for m in polled]
+                if len(shared) >= 2:
+                    break
+            share.close()
+            assert sorted(shared) == mine[user]
+
+            # the admin APIs a tenant uses, in its own names
+            topic = admin_module.ConfigResource(admin_module.ResourceType.TOPIC, "orders")
+            configs = admin.describe_configs([topic])[topic].result(timeout=30)
+            assert configs["cleanup.policy"].value == "delete"
+            for other in ("_t.globex.orders", "_t.acme.orders"):
+                foreign = admin_module.ConfigResource(admin_module.ResourceType.TOPIC, other)
+                with pytest.raises(confluent_kafka.KafkaException):
+                    admin.describe_configs([foreign])[foreign].result(timeout=30)
+            cluster = admin.describe_cluster(request_timeout=30).result()
+            assert len(cluster.nodes) == 1
+            grown = admin.create_partitions([admin_module.NewPartitions("orders", 2)])
+            grown["orders"].result(timeout=30)
+            assert len(admin.list_topics(timeout=30).topics["orders"].partitions) == 2
+            groups = admin.list_consumer_groups(request_timeout=30).result()
+            assert sorted(listing.group_id for listing in groups.valid) == ["billing", "queue"]
+            assert sorted(admin.list_topics(timeout=30).topics) == ["orders"]
+
+        with odradek.connect(server.url, token=tokens["root"]) as root:
+            for tenant in ("acme", "globex"):
+                assert root.describe_topic(f"_t.{tenant}.orders").records == 2
+                assert {f"_t.{tenant}.billing", f"_t.{tenant}.queue"} <= set(root.list_groups())
+            assert not [name for name in root.list_topics() if name.startswith("_t.acme._t")]
+    finally:
+        server.stop()

@@ -240,11 +240,54 @@ async def gate(
         if all(allowed("write", "transactional_id", name) for name in transactional_ids):
             return request, _SAME
         return None, lambda _: _refused_whole(request, TRANSACTION_FAILED, "")
+    if key == ApiKey.DESCRIBE_CONFIGS:
+        return _describe_configs(request, authorizer, principal, allowed)
+    if key == ApiKey.CREATE_PARTITIONS and not authorizer.allowed(principal, "alter", "cluster", CLUSTER):
+        refused = [topic for topic in body.topics if not allowed("alter", "topic", topic.name)]
+        grown = [
+            admin.CreatePartitionsTopicResult(
+                name=topic.name,
+                error_code=TOPIC_FAILED,
+                error_message=f"{principal} may not alter {topic.name!r}",
+            )
+            for topic in refused
+        ]
+        left = [topic for topic in body.topics if topic not in refused]
+        return _split(request, "topics", left, "results", grown, admin.CreatePartitionsResponse)
     operation = "describe" if key in _CLUSTER_DESCRIBE else "alter"
     if allowed(operation, "cluster"):
         return request, _SAME
     message = f"{principal} may not {operation} the cluster"
     return None, lambda _: _refused_whole(request, CLUSTER_FAILED, message)
+
+
+def _describe_configs(
+    request: Request, authorizer: Authorizer, principal: Principal, allowed: Callable[..., bool]
+) -> tuple[Request | None, Finish]:
+    """DescribeConfigs: a topic's configs to a principal that may describe the topic (as
+    Kafka checks them) or the cluster; every other resource's to one that may describe
+    the cluster."""
+    if authorizer.allowed(principal, "describe", "cluster", CLUSTER):
+        return request, _SAME
+    resources = request.body.resources
+    refused = [
+        resource
+        for resource in resources
+        if resource.resource_type != RESOURCE_CODES["topic"]
+        or not allowed("describe", "topic", resource.resource_name)
+    ]
+    denied = [
+        admin.DescribeConfigsResult(
+            error_code=TOPIC_FAILED if resource.resource_type == RESOURCE_CODES["topic"] else CLUSTER_FAILED,
+            error_message=f"{principal} may not describe {resource.resource_name!r}",
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+            configs=(),
+        )
+        for resource in refused
+    ]
+    left = [resource for resource in resources if resource not in refused]
+    return _split(request, "resources", left, "results", denied, admin.DescribeConfigsResponse)
 
 
 async def _share(

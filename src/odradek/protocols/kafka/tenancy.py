@@ -70,7 +70,6 @@ _REQUEST_NAMES: dict[str, frozenset[str]] = {
         "EndTxnRequest": ("transactional_id",),
         "TxnOffsetCommitRequest": ("transactional_id", "group_id"),
         "TxnOffsetCommitRequestTopic": ("name",),
-        # served to the default namespace only (fenced, never prefixed)
         "DeleteRecordsTopic": ("name",),
         "DescribableLogDirTopic": ("topic",),
         "OffsetDeleteRequest": ("group_id",),
@@ -84,6 +83,8 @@ _REQUEST_NAMES: dict[str, frozenset[str]] = {
         "ConsumerGroupDescribeRequest": ("group_ids",),
         "ShareGroupHeartbeatRequest": ("group_id", "subscribed_topic_names"),
         "ShareGroupDescribeRequest": ("group_ids",),
+        "ShareFetchRequest": ("group_id",),
+        "ShareAcknowledgeRequest": ("group_id",),
         "DescribeTransactionsRequest": ("transactional_ids",),
     }.items()
 }
@@ -118,12 +119,37 @@ _RESPONSE_NAMES: dict[str, frozenset[str]] = {
         "DescribedTopicPartitions": ("topic_name",),
         "DescribedConsumerGroup": ("group_id",),
         "DescribedConsumerMember": ("subscribed_topic_names",),
+        "DescribedShareGroup": ("group_id",),
+        "DescribedShareMember": ("subscribed_topic_names",),
+        "DescribedShareTopicPartitions": ("topic_name",),
         "DescribedTransaction": ("transactional_id",),
         "TopicData": ("topic",),
     }.items()
 }
 
-# What a tenant's principal is served; every other API closes its connection.
+# Message class -> its field holding a subscription's regular expression (Namespace.regex).
+_REQUEST_REGEXES = {"ConsumerGroupHeartbeatRequest": "subscribed_topic_regex"}
+_RESPONSE_REGEXES = {"DescribedConsumerMember": "subscribed_topic_regex"}
+
+# Config resources name a topic or a group only when of these types (Kafka's
+# ConfigResource: TOPIC 2, GROUP 32); a broker's (4, 8) or client metrics' (16) name is no
+# name of a namespace and stays as it is.
+_RESOURCE_CLASSES = frozenset(
+    {
+        "DescribeConfigsResource",
+        "DescribeConfigsResult",
+        "AlterConfigsResource",
+        "AlterConfigsResourceResponse",
+        "IncrementalAlterConfigsResource",
+    }
+)
+_NAMED_RESOURCE_TYPES = frozenset({2, 32})
+
+# What a tenant's principal is served; every other API closes its connection. The ACL
+# and quota APIs stay closed: their bindings and entities are the cluster's (users are
+# global, a binding's pattern is matched against every namespace's names, a quota entity
+# of tenant=T bounds a tenant's principals), so a tenant describing or altering them
+# would read or change what other tenants are bound by; an admin manages them.
 TENANT_APIS = frozenset(
     {
         ApiKey.API_VERSIONS,
@@ -150,6 +176,18 @@ TENANT_APIS = frozenset(
         ApiKey.ADD_OFFSETS_TO_TXN,
         ApiKey.END_TXN,
         ApiKey.TXN_OFFSET_COMMIT,
+        ApiKey.CONSUMER_GROUP_HEARTBEAT,
+        ApiKey.CONSUMER_GROUP_DESCRIBE,
+        ApiKey.SHARE_GROUP_HEARTBEAT,
+        ApiKey.SHARE_GROUP_DESCRIBE,
+        ApiKey.SHARE_FETCH,
+        ApiKey.SHARE_ACKNOWLEDGE,
+        ApiKey.DESCRIBE_CONFIGS,
+        ApiKey.DESCRIBE_CLUSTER,
+        ApiKey.OFFSET_DELETE,
+        ApiKey.DELETE_RECORDS,
+        ApiKey.DESCRIBE_PRODUCERS,
+        ApiKey.CREATE_PARTITIONS,
     }
 )
 
@@ -189,7 +227,14 @@ def into_engine(namespace: Namespace, request: Request) -> Request:
     """``request`` with the names it says as the engine's."""
     if namespace.raw:
         return request
-    body = _walk(request.body, _REQUEST_NAMES, lambda name: engine_name(namespace, name), None)
+    body = _walk(
+        request.body,
+        _REQUEST_NAMES,
+        lambda name: engine_name(namespace, name),
+        None,
+        _REQUEST_REGEXES,
+        namespace.regex,
+    )
     return request if body is request.body else dataclasses.replace(request, body=body)
 
 
@@ -199,7 +244,12 @@ def out_of_engine(namespace: Namespace, body: Any) -> Any:
     if namespace.raw or body is None:
         return body
     return _walk(
-        body, _RESPONSE_NAMES, lambda name: kafka_name(namespace, name), lambda name: _owned(namespace, name)
+        body,
+        _RESPONSE_NAMES,
+        lambda name: kafka_name(namespace, name),
+        lambda name: _owned(namespace, name),
+        _RESPONSE_REGEXES,
+        namespace.local_regex,
     )
 
 
@@ -208,14 +258,23 @@ def _walk(
     table: dict[str, frozenset[str]],
     convert: Callable[[str], str],
     keep: Callable[[str], bool] | None,
+    regexes: dict[str, str],
+    convert_regex: Callable[[str], str],
 ) -> Any:
-    """``value`` (a message dataclass) with the names of ``table`` converted; with
-    ``keep``, None for an entry naming what is not kept."""
-    names = table.get(type(value).__name__, frozenset())
+    """``value`` (a message dataclass) with the names of ``table`` and the regexes of
+    ``regexes`` converted; with ``keep``, None for an entry naming what is not kept."""
+    kind = type(value).__name__
+    names = table.get(kind, frozenset())
+    if kind in _RESOURCE_CLASSES and value.resource_type not in _NAMED_RESOURCE_TYPES:
+        names = frozenset()
+    regex = regexes.get(kind)
     changes: dict[str, Any] = {}
     for field in dataclasses.fields(value):
         item = getattr(value, field.name)
-        if field.name in names:
+        if field.name == regex:
+            if isinstance(item, str) and item:
+                changes[field.name] = convert_regex(item)
+        elif field.name in names:
             if isinstance(item, str) and item:
                 if keep is not None and not keep(item):
                     return None
@@ -224,12 +283,12 @@ def _walk(
                 kept = [name for name in item if keep is None or keep(name)]
                 changes[field.name] = tuple(convert(name) for name in kept)
         elif isinstance(item, tuple) and item and dataclasses.is_dataclass(item[0]):
-            walked = [_walk(entry, table, convert, keep) for entry in item]
+            walked = [_walk(entry, table, convert, keep, regexes, convert_regex) for entry in item]
             entries = tuple(entry for entry in walked if entry is not None)
             if len(entries) != len(item) or any(a is not b for a, b in zip(entries, item, strict=False)):
                 changes[field.name] = entries
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            walked_item = _walk(item, table, convert, keep)
+            walked_item = _walk(item, table, convert, keep, regexes, convert_regex)
             if walked_item is not item and walked_item is not None:
                 changes[field.name] = walked_item
     return dataclasses.replace(value, **changes) if changes else value
