@@ -5,9 +5,10 @@ Goal: a long-lived stream checks its principal again when the credentials change
 read, its group subscription and its append stream end with Unauthenticated naming the
 revoked token (the stream's own refusal, not a new call's); after `odradek user remove`
 the same for a user's password streams; a Kafka consumer's connection (SCRAM-SHA-256) is
-closed and its client cannot authenticate again; an SSE tail of the HTTP API ends with
-an ``error`` event ``unauthenticated``; with `--authorize`, a following read whose
-``read`` binding is removed ends with Unauthorized. Streams of other principals go on.
+closed and its client cannot authenticate again; an SSE tail of the HTTP API (and the
+console's) ends with an ``error`` event ``unauthenticated``; with `--authorize`, a
+following read whose ``read`` binding is removed ends with Unauthorized. Streams of
+other principals go on.
 Method: one real `odradek serve --auth` subprocess with its Flight, Kafka and HTTP doors
 on free loopback ports (and one with `--authorize` for the bindings); users and tokens
 made and revoked with the CLI against it; the public native client, confluent-kafka and
@@ -252,11 +253,9 @@ def test_a_kafka_consumer_of_a_removed_user_is_disconnected(served: Served) -> N
         consumer.close()
 
 
-def _sse_tail(served: Served, topic: str, token: str) -> tuple[http.client.HTTPConnection, Any]:
+def _sse_tail(served: Served, path: str, token: str) -> tuple[http.client.HTTPConnection, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", served.http_port, timeout=DEADLINE_SECONDS)
-    connection.request(
-        "GET", f"/v1/topics/{topic}/events?start=earliest", headers={"Authorization": f"Bearer {token}"}
-    )
+    connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
     answer = connection.getresponse()
     assert answer.status == 200
     return connection, answer
@@ -277,13 +276,16 @@ def _events(answer: Any) -> Iterator[tuple[str, str]]:
             data = line[len("data: ") :]
 
 
-def test_an_sse_tail_ends_when_its_token_is_revoked(served: Served) -> None:
+@pytest.mark.parametrize(
+    "path", ["/v1/topics/{topic}/events?start=earliest", "/v1/console/tail?pattern={topic}&start=earliest"]
+)
+def test_an_sse_tail_ends_when_its_token_is_revoked(served: Served, path: str) -> None:
     user = served.user("dave-secret-4444")
     token, token_id = served.token(user)
     with odradek.connect(served.server.url, token=token) as client:
         topic = _topic(client)
         client.append(topic, [{"value": b"first"}])
-    connection, answer = _sse_tail(served, topic, token)
+    connection, answer = _sse_tail(served, path.format(topic=topic), token)
     try:
         events = _events(answer)
         name, data = next(events)

@@ -118,6 +118,7 @@ class PatternTail(EventStream):
             yield b"retry: 1000\n\n"
             quiet_since = time.monotonic()
             while not self._stop():
+                self._check()  # its principal's token revoked, user removed: an error event
                 self._arrived.clear()  # before reading: what arrives after is not missed
                 if self._created.is_set():
                     self._created.clear()  # before listing: a topic created after is listed next
@@ -136,6 +137,7 @@ class PatternTail(EventStream):
                 if time.monotonic() - quiet_since >= self._heartbeat_seconds:
                     quiet_since = time.monotonic()
                     yield b": heartbeat\n\n"
+            self._check()  # ended by its guard: the error event says why
             if self._stopping():
                 document = {"reason": "the server is shutting down; reconnect to resume"}
                 yield f"event: end\ndata: {json.dumps(document)}\n\n".encode()
