@@ -624,6 +624,29 @@ def test_kafka_consumer_and_share_groups_and_admin_of_two_tenants(
             share.close()
             assert sorted(shared) == mine[user]
 
+            # a classic group's member, one record of two committed: its lag, in its own names
+            classic = confluent_kafka.Consumer(
+                settings(
+                    user,
+                    **{"group.id": "classic", "auto.offset.reset": "earliest", "enable.auto.commit": False},
+                )
+            )
+            classic.subscribe(["orders"])
+            first = None
+            for _ in range(60):
+                first = classic.poll(1.0)
+                if first is not None and first.error() is None:
+                    break
+            assert first is not None and first.error() is None and first.value() == f"{user}-1".encode()
+            classic.commit(first, asynchronous=False)
+            with odradek.connect(server.url, token=tokens[user]) as client:
+                (member,) = client.describe_group("classic").members
+            classic.close()
+            assert member.lag == 1
+            assert [(held.topic, tuple(held.partitions), held.lag) for held in member.assignment or ()] == [
+                ("orders", (0,), 1)
+            ]
+
             # the admin APIs a tenant uses, in its own names
             topic = admin_module.ConfigResource(admin_module.ResourceType.TOPIC, "orders")
             configs = admin.describe_configs([topic])[topic].result(timeout=30)
@@ -638,7 +661,7 @@ def test_kafka_consumer_and_share_groups_and_admin_of_two_tenants(
             grown["orders"].result(timeout=30)
             assert len(admin.list_topics(timeout=30).topics["orders"].partitions) == 2
             groups = admin.list_consumer_groups(request_timeout=30).result()
-            assert sorted(listing.group_id for listing in groups.valid) == ["billing", "queue"]
+            assert sorted(listing.group_id for listing in groups.valid) == ["billing", "classic", "queue"]
             assert sorted(admin.list_topics(timeout=30).topics) == ["orders"]
 
         with odradek.connect(server.url, token=tokens["root"]) as root:

@@ -52,7 +52,7 @@ from odradek.groups.info import (
     TopicLag,
 )
 from odradek.groups.reset import check_rows, members_refusal, target_offset
-from odradek.names import compile_pattern
+from odradek.names import compile_pattern, tenant_of, tenant_prefix
 from odradek.protocols.kafka.groups import EMPTY, Coordinator, GroupView, MemberView
 from odradek.protocols.kafka.partition_index import index_of
 from odradek.protocols.kafka.store import (
@@ -273,7 +273,9 @@ class KafkaGroups:
             for topic in topics
             for partition in topic.partitions or ()
         }
-        members = [_member_info(member, lags) for member in view.members]
+        tenant = tenant_of(view.group_id)
+        prefix = "" if tenant is None else tenant_prefix(tenant)
+        members = [_member_info(member, lags, prefix) for member in view.members]
         options = {
             "protocol_type": view.protocol_type,
             "protocol": view.protocol,
@@ -282,15 +284,18 @@ class KafkaGroups:
         return GroupInfo(view.group_id, None, options, members, topics, {}, KIND_KAFKA, view.state)
 
 
-def _member_info(member: MemberView, lags: dict[tuple[str, int], int]) -> MemberInfo:
+def _member_info(member: MemberView, lags: dict[tuple[str, int], int], prefix: str = "") -> MemberInfo:
     """A member with the partitions it holds and their lag (``lags``: per committed
-    partition of a topic that still exists)."""
+    partition of a topic that still exists). In a tenant's group (``prefix``, its names'
+    start) the assignment a member's client encoded names topics as the tenant says them
+    (the Kafka door does not open assignments): they are taken to the engine's names."""
     assignment: tuple[AssignedPartitions, ...] | None = None
     lag: int | None = None
     if member.partitions is not None:
         by_topic: dict[str, list[int]] = {}
         for topic, partition in sorted(member.partitions):
-            by_topic.setdefault(topic, []).append(partition)
+            engine = topic if topic.startswith(prefix) else prefix + topic
+            by_topic.setdefault(engine, []).append(partition)
         assignment = tuple(
             AssignedPartitions(
                 topic,
