@@ -660,13 +660,19 @@ def test_kafka_consumer_and_share_groups_and_admin_of_two_tenants(
             grown = admin.create_partitions([admin_module.NewPartitions("orders", 2)])
             grown["orders"].result(timeout=30)
             assert len(admin.list_topics(timeout=30).topics["orders"].partitions) == 2
+            deleted = admin.delete_records([confluent_kafka.TopicPartition("orders", 0, 1)])
+            assert next(iter(deleted.values())).result(timeout=30).low_watermark == 1
+            foreign_records = admin.delete_records([confluent_kafka.TopicPartition("_t.globex.orders", 0, 2)])
+            with pytest.raises(confluent_kafka.KafkaException):
+                next(iter(foreign_records.values())).result(timeout=30)
             groups = admin.list_consumer_groups(request_timeout=30).result()
             assert sorted(listing.group_id for listing in groups.valid) == ["billing", "classic", "queue"]
             assert sorted(admin.list_topics(timeout=30).topics) == ["orders"]
 
         with odradek.connect(server.url, token=tokens["root"]) as root:
             for tenant in ("acme", "globex"):
-                assert root.describe_topic(f"_t.{tenant}.orders").records == 2
+                described_topic = root.describe_topic(f"_t.{tenant}.orders")
+                assert (described_topic.first_offset, described_topic.next_offset) == (1, 2)
                 assert {f"_t.{tenant}.billing", f"_t.{tenant}.queue"} <= set(root.list_groups())
             assert not [name for name in root.list_topics() if name.startswith("_t.acme._t")]
     finally:

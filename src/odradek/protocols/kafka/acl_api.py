@@ -41,6 +41,7 @@ from odradek.protocols.kafka.codec import messages_admin as admin
 from odradek.protocols.kafka.codec import messages_consumer as c
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_groups as g
+from odradek.protocols.kafka.codec import messages_logs as logs
 from odradek.protocols.kafka.codec import messages_share as s
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
@@ -254,6 +255,22 @@ async def gate(
         ]
         left = [topic for topic in body.topics if topic not in refused]
         return _split(request, "topics", left, "results", grown, admin.CreatePartitionsResponse)
+    if key == ApiKey.DELETE_RECORDS and not authorizer.allowed(principal, "alter", "cluster", CLUSTER):
+        refused = [topic for topic in body.topics if not allowed("delete", "topic", topic.name)]
+        cut = [
+            logs.DeleteRecordsTopicResult(
+                name=topic.name,
+                partitions=tuple(
+                    logs.DeleteRecordsPartitionResult(
+                        partition_index=p.partition_index, low_watermark=-1, error_code=TOPIC_FAILED
+                    )
+                    for p in topic.partitions
+                ),
+            )
+            for topic in refused
+        ]
+        left = [topic for topic in body.topics if topic not in refused]
+        return _split(request, "topics", left, "topics", cut, logs.DeleteRecordsResponse)
     operation = "describe" if key in _CLUSTER_DESCRIBE else "alter"
     if allowed(operation, "cluster"):
         return request, _SAME
