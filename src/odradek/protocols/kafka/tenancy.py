@@ -18,8 +18,11 @@ namespace does not own (a Metadata answer listing every topic, a ListGroups answ
 
 Which fields are names is a table per message class (:data:`_REQUEST_NAMES`,
 :data:`_RESPONSE_NAMES`), walked once per request: per topic and partition entry, never
-per record. Topic ids (Fetch v13+) are checked on the answer: a topic the namespace
-does not own is dropped from it.
+per record. A config resource's name is one only for a topic or a group (a broker's
+stays). A KIP-848 subscription's regex is anchored in the namespace by
+``Namespace.regex`` (a tenant's prefix a literal outside it), and given back by
+``Namespace.local_regex``. Topic ids (Fetch v13+, the KIP-848 and share APIs) of a
+topic the namespace does not own become the zero id (:func:`fence_topic_ids`).
 """
 
 from __future__ import annotations
