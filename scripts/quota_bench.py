@@ -28,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import confluent_kafka.admin
@@ -37,9 +39,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tls_bench import start
 
 TOPIC = "quota.bench"
+Config = dict[str, Any]
 
 
-def noisy(port: int, seconds: float) -> None:
+def plain(port: int, client_id: str) -> Config:
+    return {"bootstrap.servers": f"127.0.0.1:{port}", "client.id": client_id, "acks": "all"}
+
+
+def noisy(config: Config, topic: str, seconds: float) -> None:
     """Produce 1 KiB records flat out for ``seconds``; print what was acknowledged."""
     acknowledged = [0]
 
@@ -47,15 +54,13 @@ def noisy(port: int, seconds: float) -> None:
         if error is None:
             acknowledged[0] += 1
 
-    producer = confluent_kafka.Producer(
-        {"bootstrap.servers": f"127.0.0.1:{port}", "client.id": "noisy", "linger.ms": 5, "acks": "all"}
-    )
+    producer = confluent_kafka.Producer({**config, "linger.ms": 5})
     record = b"n" * 1024
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         try:
             for _ in range(1000):
-                producer.produce(TOPIC, record, on_delivery=delivered)
+                producer.produce(topic, record, on_delivery=delivered)
             producer.poll(0)
         except BufferError:  # the client's queue is full: wait for room, as a blocking client does
             producer.poll(0.05)
@@ -64,13 +69,11 @@ def noisy(port: int, seconds: float) -> None:
     print(json.dumps({"records": acknowledged[0], "bytes_per_second": acknowledged[0] * 1024 / elapsed}))
 
 
-def quiet(port: int, seconds: float, interval: float) -> list[float]:
+def quiet(config: Config, topic: str, seconds: float, interval: float) -> list[float]:
     """Produce one record per ``interval`` for ``seconds``; each one's latency (s)."""
     latencies: list[float] = []
-    producer = confluent_kafka.Producer(
-        {"bootstrap.servers": f"127.0.0.1:{port}", "client.id": "quiet", "linger.ms": 0, "acks": "all"}
-    )
-    producer.produce(TOPIC, b"warm-up")
+    producer = confluent_kafka.Producer({**config, "linger.ms": 0})
+    producer.produce(topic, b"warm-up")
     producer.flush(30)
     started = time.monotonic()
     next_send = started
@@ -81,7 +84,7 @@ def quiet(port: int, seconds: float, interval: float) -> list[float]:
             if error is None:
                 latencies.append(time.perf_counter() - sent)
 
-        producer.produce(TOPIC, b"q" * 100, on_delivery=delivered)
+        producer.produce(topic, b"q" * 100, on_delivery=delivered)
         next_send += interval
         while (wait := next_send - time.monotonic()) > 0:
             producer.poll(wait)
@@ -95,17 +98,61 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"count": len(ordered), "p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": ordered[-1] * 1000}
 
 
-def phase(port: int, seconds: float, interval: float, with_noisy: bool) -> dict[str, object]:
-    neighbour = None
-    if with_noisy:
-        command = [sys.executable, __file__, "--noisy", str(port), "--seconds", str(seconds + 2)]
-        neighbour = subprocess.Popen(command, stdout=subprocess.PIPE)
-        time.sleep(1.0)  # let it reach its pace (and, with a quota, its throttle)
-    result: dict[str, object] = percentiles(quiet(port, seconds, interval))
-    if neighbour is not None:
-        out, _ = neighbour.communicate(timeout=seconds + 60)
-        result["noisy_bytes_per_second"] = json.loads(out)["bytes_per_second"]
+def phase(
+    config: Config, topic: str, seconds: float, interval: float, neighbours: list[list[str]]
+) -> dict[str, object]:
+    """The quiet producer's latencies while the ``neighbours`` (commands printing what
+    they produced, see :func:`noisy`) run beside it."""
+    running = [subprocess.Popen(command, stdout=subprocess.PIPE) for command in neighbours]
+    if running:
+        time.sleep(1.0)  # let them reach their pace (and, with a quota, its throttle)
+    result: dict[str, object] = percentiles(quiet(config, topic, seconds, interval))
+    if running:
+        result["noisy_bytes_per_second"] = sum(
+            json.loads(process.communicate(timeout=seconds + 60)[0])["bytes_per_second"]
+            for process in running
+        )
     return result
+
+
+def median_of(results: list[dict[str, object]]) -> dict[str, object]:
+    """Each figure's median over the rounds."""
+    return {key: statistics.median(float(r[key]) for r in results) for key in results[0]}  # type: ignore[arg-type]
+
+
+def rounds_of(
+    count: int,
+    quota_name: str,
+    measure: Callable[[bool], dict[str, object]],
+    set_quota: Callable[[bool], None],
+) -> dict[str, list[dict[str, object]]]:
+    """The three phases in turn, ``count`` times, so that the machine's load falls on each."""
+    rounds: dict[str, list[dict[str, object]]] = {}
+    for _ in range(count):
+        rounds.setdefault("alone", []).append(measure(False))
+        set_quota(False)
+        rounds.setdefault("noisy, no quota", []).append(measure(True))
+        set_quota(True)
+        rounds.setdefault(quota_name, []).append(measure(True))
+        set_quota(False)
+    return rounds
+
+
+def report(rounds: dict[str, list[dict[str, object]]], quota_name: str, noisy_name: str) -> None:
+    figures = {name: median_of(results) for name, results in rounds.items()}
+    for name, figure in figures.items():
+        noisy_rate = figure.get("noisy_bytes_per_second")
+        extra = f"  {noisy_name} {noisy_rate / 1e6:.1f} MB/s" if isinstance(noisy_rate, float) else ""
+        print(
+            f"{name:<28} quiet p50 {figure['p50_ms']:7.2f} ms  p99 {figure['p99_ms']:7.2f} ms  "
+            f"max {figure['max_ms']:7.2f} ms  ({figure['count']:.0f} records){extra}"
+        )
+    alone = figures["alone"]["p99_ms"]
+    throttled = figures[quota_name]["p99_ms"]
+    unbounded = figures["noisy, no quota"]["p99_ms"]
+    assert isinstance(alone, float) and isinstance(throttled, float) and isinstance(unbounded, float)
+    print(f"quiet p99 with the {noisy_name} throttled / alone: {throttled / alone:.2f}x (target <= 2x)")
+    print(f"quiet p99 with the {noisy_name} unbounded / alone: {unbounded / alone:.2f}x")
 
 
 def set_quota(url: str, rate: float | None) -> None:
@@ -116,11 +163,6 @@ def set_quota(url: str, rate: float | None) -> None:
     else:
         command += ["set", "client-id=noisy", "--producer-byte-rate", str(rate)]
     subprocess.run(command, check=rate is not None, capture_output=True)
-
-
-def median_of(results: list[dict[str, object]]) -> dict[str, object]:
-    """Each figure's median over the rounds."""
-    return {key: statistics.median(float(r[key]) for r in results) for key in results[0]}  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -134,40 +176,28 @@ def main() -> None:
     parser.add_argument("--noisy", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noisy is not None:
-        noisy(args.noisy, args.seconds)
+        noisy(plain(args.noisy, "noisy"), TOPIC, args.seconds)
         return
     interval = args.interval_ms / 1000
     with tempfile.TemporaryDirectory() as directory:
         process, url, port = start(Path(directory) / "data", [])
         try:
             admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-            admin.create_topics([confluent_kafka.admin.NewTopic(TOPIC, 1)])["quota.bench"].result(30)
-            rounds: dict[str, list[dict[str, object]]] = {}
+            admin.create_topics([confluent_kafka.admin.NewTopic(TOPIC, 1)])[TOPIC].result(30)
+            neighbour = [sys.executable, __file__, "--noisy", str(port), "--seconds", str(args.seconds + 2)]
             quota_name = f"noisy, quota {args.quota:g} B/s"
-            for _ in range(args.rounds):  # the phases in turn, so that the machine's load falls on each
-                rounds.setdefault("alone", []).append(phase(port, args.seconds, interval, False))
-                set_quota(url, None)
-                rounds.setdefault("noisy, no quota", []).append(phase(port, args.seconds, interval, True))
-                set_quota(url, args.quota)
-                rounds.setdefault(quota_name, []).append(phase(port, args.seconds, interval, True))
-                set_quota(url, None)
+            rounds = rounds_of(
+                args.rounds,
+                quota_name,
+                lambda noisy: phase(
+                    plain(port, "quiet"), TOPIC, args.seconds, interval, [neighbour] if noisy else []
+                ),
+                lambda bounded: set_quota(url, args.quota if bounded else None),
+            )
         finally:
             process.terminate()
             process.wait(30)
-    figures = {name: median_of(results) for name, results in rounds.items()}
-    for name, figure in figures.items():
-        noisy_rate = figure.get("noisy_bytes_per_second")
-        extra = f"  noisy {noisy_rate / 1e6:.1f} MB/s" if isinstance(noisy_rate, float) else ""
-        print(
-            f"{name:<28} quiet p50 {figure['p50_ms']:7.2f} ms  p99 {figure['p99_ms']:7.2f} ms  "
-            f"max {figure['max_ms']:7.2f} ms  ({figure['count']:.0f} records){extra}"
-        )
-    alone = figures["alone"]["p99_ms"]
-    throttled = figures[quota_name]["p99_ms"]
-    unbounded = figures["noisy, no quota"]["p99_ms"]
-    assert isinstance(alone, float) and isinstance(throttled, float) and isinstance(unbounded, float)
-    print(f"quiet p99 with the noisy one throttled / alone: {throttled / alone:.2f}x (target <= 2x)")
-    print(f"quiet p99 with the noisy one unbounded / alone: {unbounded / alone:.2f}x")
+    report(rounds, quota_name, "noisy one")
 
 
 if __name__ == "__main__":

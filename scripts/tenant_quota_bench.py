@@ -24,19 +24,17 @@ The phases are taken in turn, ``--rounds`` times; each figure is the median of i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
 
 sys.path.insert(0, str(Path(__file__).parent))
+from quota_bench import noisy, phase, report, rounds_of
 from tls_bench import start
 
 TOPIC = "orders"
@@ -45,7 +43,7 @@ NOISY_USERS = ("noisy-1", "noisy-2")
 CLI = [sys.executable, "-m", "odradek.cli.main"]
 
 
-def settings(port: int, user: str, **more: Any) -> dict[str, Any]:
+def settings(port: int, user: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": f"127.0.0.1:{port}",
         "security.protocol": "SASL_PLAINTEXT",
@@ -53,86 +51,7 @@ def settings(port: int, user: str, **more: Any) -> dict[str, Any]:
         "sasl.username": user,
         "sasl.password": PASSWORD,
         "acks": "all",
-        **more,
     }
-
-
-def noisy(port: int, user: str, seconds: float) -> None:
-    """Produce 1 KiB records flat out for ``seconds``; print what was acknowledged."""
-    acknowledged = [0]
-
-    def delivered(error: object, _message: object) -> None:
-        if error is None:
-            acknowledged[0] += 1
-
-    producer = confluent_kafka.Producer(settings(port, user, **{"linger.ms": 5}))
-    record = b"n" * 1024
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            for _ in range(1000):
-                producer.produce(TOPIC, record, on_delivery=delivered)
-            producer.poll(0)
-        except BufferError:  # the client's queue is full: wait for room, as a blocking client does
-            producer.poll(0.05)
-    producer.flush(30)
-    elapsed = time.monotonic() - started
-    print(json.dumps({"records": acknowledged[0], "bytes_per_second": acknowledged[0] * 1024 / elapsed}))
-
-
-def quiet(port: int, seconds: float, interval: float) -> list[float]:
-    """Produce one record per ``interval`` for ``seconds``; each one's latency (s)."""
-    latencies: list[float] = []
-    producer = confluent_kafka.Producer(settings(port, "quiet", **{"linger.ms": 0}))
-    producer.produce(TOPIC, b"warm-up")
-    producer.flush(30)
-    started = time.monotonic()
-    next_send = started
-    while time.monotonic() - started < seconds:
-        sent = time.perf_counter()
-
-        def delivered(error: object, _message: object, sent: float = sent) -> None:
-            if error is None:
-                latencies.append(time.perf_counter() - sent)
-
-        producer.produce(TOPIC, b"q" * 100, on_delivery=delivered)
-        next_send += interval
-        while (wait := next_send - time.monotonic()) > 0:
-            producer.poll(wait)
-    producer.flush(30)
-    return latencies
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    ordered = sorted(latencies)
-    at = lambda share: ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000  # noqa: E731
-    return {"count": len(ordered), "p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": ordered[-1] * 1000}
-
-
-def phase(port: int, seconds: float, interval: float, with_noisy: bool) -> dict[str, object]:
-    neighbours = []
-    if with_noisy:
-        for user in NOISY_USERS:
-            command = [
-                sys.executable,
-                __file__,
-                "--noisy",
-                str(port),
-                "--user",
-                user,
-                "--seconds",
-                str(seconds + 2),
-            ]
-            neighbours.append(subprocess.Popen(command, stdout=subprocess.PIPE))
-        time.sleep(1.0)  # let them reach their pace (and, with a quota, its throttle)
-    result: dict[str, object] = percentiles(quiet(port, seconds, interval))
-    if neighbours:
-        rate = 0.0
-        for neighbour in neighbours:
-            out, _ = neighbour.communicate(timeout=seconds + 60)
-            rate += json.loads(out)["bytes_per_second"]
-        result["noisy_bytes_per_second"] = rate
-    return result
 
 
 def run(url: str | None, *args: str, stdin: bytes = b"") -> None:
@@ -152,11 +71,6 @@ def set_quota(url: str, token: str, rate: float | None) -> None:
     subprocess.run(command, check=rate is not None, capture_output=True, env=environment)
 
 
-def median_of(results: list[dict[str, object]]) -> dict[str, object]:
-    """Each figure's median over the rounds."""
-    return {key: statistics.median(float(r[key]) for r in results) for key in results[0]}  # type: ignore[arg-type]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,7 +83,7 @@ def main() -> None:
     parser.add_argument("--user", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noisy is not None:
-        noisy(args.noisy, args.user, args.seconds)
+        noisy(settings(args.noisy, args.user), TOPIC, args.seconds)
         return
     interval = args.interval_ms / 1000
     with tempfile.TemporaryDirectory() as directory:
@@ -202,32 +116,32 @@ def main() -> None:
                 producer = confluent_kafka.Producer(settings(port, user))
                 producer.produce(TOPIC, b"make")
                 producer.flush(30)
-            rounds: dict[str, list[dict[str, object]]] = {}
+            neighbours = [
+                [
+                    sys.executable,
+                    __file__,
+                    "--noisy",
+                    str(port),
+                    "--user",
+                    user,
+                    "--seconds",
+                    str(args.seconds + 2),
+                ]
+                for user in NOISY_USERS
+            ]
             quota_name = f"noisy, quota {args.quota:g} B/s"
-            for _ in range(args.rounds):  # the phases in turn, so that the machine's load falls on each
-                rounds.setdefault("alone", []).append(phase(port, args.seconds, interval, False))
-                set_quota(url, token, None)
-                rounds.setdefault("noisy, no quota", []).append(phase(port, args.seconds, interval, True))
-                set_quota(url, token, args.quota)
-                rounds.setdefault(quota_name, []).append(phase(port, args.seconds, interval, True))
-                set_quota(url, token, None)
+            rounds = rounds_of(
+                args.rounds,
+                quota_name,
+                lambda noisy: phase(
+                    settings(port, "quiet"), TOPIC, args.seconds, interval, neighbours if noisy else []
+                ),
+                lambda bounded: set_quota(url, token, args.quota if bounded else None),
+            )
         finally:
             process.terminate()
             process.wait(30)
-    figures = {name: median_of(results) for name, results in rounds.items()}
-    for name, figure in figures.items():
-        noisy_rate = figure.get("noisy_bytes_per_second")
-        extra = f"  noisy tenant {noisy_rate / 1e6:.1f} MB/s" if isinstance(noisy_rate, float) else ""
-        print(
-            f"{name:<28} quiet p50 {figure['p50_ms']:7.2f} ms  p99 {figure['p99_ms']:7.2f} ms  "
-            f"max {figure['max_ms']:7.2f} ms  ({figure['count']:.0f} records){extra}"
-        )
-    alone = figures["alone"]["p99_ms"]
-    throttled = figures[quota_name]["p99_ms"]
-    unbounded = figures["noisy, no quota"]["p99_ms"]
-    assert isinstance(alone, float) and isinstance(throttled, float) and isinstance(unbounded, float)
-    print(f"quiet p99 with the noisy tenant throttled / alone: {throttled / alone:.2f}x (target <= 2x)")
-    print(f"quiet p99 with the noisy tenant unbounded / alone: {unbounded / alone:.2f}x")
+    report(rounds, quota_name, "noisy tenant")
 
 
 if __name__ == "__main__":
