@@ -110,28 +110,20 @@ class Settling(GroupCore):
                 self._forget_leased(cursor.settle(slots))
 
     def nack(self, member_id: str, refs: Settleable, delay: float) -> AckResult:
-        requests = list(group_refs(refs))
-        settled = 0
-        rejected: list[Rejection] = []
-        with self._lock:
-            self._check_open()
-            self._touch(member_id)
-            for _topic, cursor, slots in self._classified(requests, rejected):
-                flying = slots[cursor.state[slots] == dispatcher.IN_FLIGHT]
-                if len(flying):
-                    released = self._fail(cursor, flying, count=True, delay=delay, reason=REASON_NACKED)
-                    self.counters["rewound"] += released.rewound
-                settled += len(slots)  # a nack of a timed-out delivery changes nothing
-            self.counters["nacked"] += settled
-            self.counters["rejected_acks"] += len(rejected)
-            if settled:
-                self._changed()
+        result = self._give_back(member_id, refs, count=True, delay=delay, reason=REASON_NACKED)
         self._process_dead_letters()
-        return AckResult(settled, rejected)
+        return result
 
     def release(self, member_id: str, refs: Settleable) -> AckResult:
         """Give deliveries back unprocessed: each may be delivered again at once, its
         attempt not counted (as a clean leave gives back what a member held)."""
+        return self._give_back(member_id, refs, count=False, delay=0.0, reason="")
+
+    def _give_back(
+        self, member_id: str, refs: Settleable, *, count: bool, delay: float, reason: str
+    ) -> AckResult:
+        """Deliveries in flight go back to be delivered again (a nack when ``count``:
+        the attempt counts, and with too many the record goes to the dead letters)."""
         requests = list(group_refs(refs))
         settled = 0
         rejected: list[Rejection] = []
@@ -141,9 +133,11 @@ class Settling(GroupCore):
             for _topic, cursor, slots in self._classified(requests, rejected):
                 flying = slots[cursor.state[slots] == dispatcher.IN_FLIGHT]
                 if len(flying):
-                    released = self._fail(cursor, flying, count=False, delay=0.0, reason="")
-                    self.counters["released"] += released.rewound
-                settled += len(slots)
+                    released = self._fail(cursor, flying, count=count, delay=delay, reason=reason)
+                    self.counters["rewound" if count else "released"] += released.rewound
+                settled += len(slots)  # giving back a timed-out delivery changes nothing
+            if count:
+                self.counters["nacked"] += settled
             self.counters["rejected_acks"] += len(rejected)
             if settled:
                 self._changed()
