@@ -538,8 +538,10 @@ def test_kafka_consumer_and_share_groups_and_admin_of_two_tenants(
     """Through the Kafka door (confluent-kafka, SCRAM): each tenant's consumer-protocol
     group (group.protocol=consumer, KIP-848) on the regex ``^.*`` and its share consumer
     (KIP-932) read only its own ``orders``, under its own names, as does an untenanted
-    user's; describing the group, the tenant's topic's configs and the cluster works;
-    the other tenant's names are never visible, and naming them finds nothing."""
+    user's; a classic member's lag (`group describe`) counts its partitions under the
+    tenant's names; describing the group, the tenant's topic's configs and the cluster,
+    adding a partition and deleting records work in its own names, without a cluster
+    binding; the other tenant's names are never visible, and naming them finds nothing."""
     confluent_kafka = pytest.importorskip("confluent_kafka")
     admin_module = pytest.importorskip("confluent_kafka.admin")
     if not hasattr(confluent_kafka, "ShareConsumer"):  # before 2.16
