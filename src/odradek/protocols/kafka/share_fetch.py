@@ -354,6 +354,17 @@ def _prune(state: ShareGroups, key: tuple[str, str], lock_ms: int, now: float) -
         held[:] = [chunk for chunk in held if chunk.since >= horizon]
 
 
+def _requesting_member(
+    state: ShareGroups, key: tuple[str, str], epoch: int
+) -> tuple[ShareMember | None, bool]:
+    """The member a ShareFetch or ShareAcknowledge comes from, and whether it is one that
+    left the group and closes its session now (epoch -1) after its last heartbeat."""
+    member = state.members.get(key)
+    if member is None and epoch == _CLOSE_SESSION and key in state.leaving:
+        return state.leaving[key][0], True
+    return member, False
+
+
 # -- ShareFetch -----------------------------------------------------------------------
 
 
@@ -365,10 +376,7 @@ async def share_fetch(broker: Broker, request: Request) -> s.ShareFetchResponse:
     body: s.ShareFetchRequest = request.body
     state = g.share_groups(broker)
     key = (body.group_id or "", body.member_id or "")
-    member = state.members.get(key)
-    departing = member is None and body.share_session_epoch == _CLOSE_SESSION and key in state.leaving
-    if departing:
-        member = state.leaving[key][0]
+    member, departing = _requesting_member(state, key, body.share_session_epoch)
     if member is None:
         return _fetch_refused(
             ErrorCode.UNKNOWN_MEMBER_ID,
@@ -463,10 +471,7 @@ async def share_acknowledge(broker: Broker, request: Request) -> s.ShareAcknowle
     body: s.ShareAcknowledgeRequest = request.body
     state = g.share_groups(broker)
     key = (body.group_id or "", body.member_id or "")
-    member = state.members.get(key)
-    departing = member is None and body.share_session_epoch == _CLOSE_SESSION and key in state.leaving
-    if departing:
-        member = state.leaving[key][0]
+    member, departing = _requesting_member(state, key, body.share_session_epoch)
     if member is None:
         return s.ShareAcknowledgeResponse(
             error_code=ErrorCode.UNKNOWN_MEMBER_ID,
