@@ -31,12 +31,10 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "cli"))
 
 from odradek_process import Server, run
 from wire import Wire
+from word_apps import WatchedApp
 
 from odradek.ports import free_port
 from odradek.protocols.kafka.codec import messages_txn as t
@@ -59,7 +58,7 @@ SENT_LINE = re.compile(rb"SENT (\S+) (\d+)")
 DEADLINE_SECONDS = 60.0
 
 
-class ForwardApp:
+class ForwardApp(WatchedApp):
     """faust_forward.py as a subprocess; ``sent`` holds (value, partition) per record it
     forwarded, in order."""
 
@@ -72,47 +71,16 @@ class ForwardApp:
         env: dict[str, str] | None = None,
     ) -> None:
         command = [sys.executable, str(APP), bootstrap, str(data_dir), guarantee]
-        self.process = subprocess.Popen(
+        super().__init__(
             command + ([instance] if instance else []),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            SENT_LINE,
+            DEADLINE_SECONDS,
+            {**os.environ, **(env or {})},
         )
-        self.sent: list[tuple[str, int]] = []
-        self.output: list[bytes] = []
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            match = SENT_LINE.search(line)
-            if match:
-                with self.changed:
-                    self.sent.append((match.group(1).decode(), int(match.group(2))))
-                    self.changed.notify_all()
-
-    def wait_until(self, done: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        with self.changed:
-            while not done():
-                left = deadline - time.monotonic()
-                if left <= 0 or self.process.poll() is not None:
-                    raise AssertionError(f"{what}: never seen; the app's output:\n{self.tail()}")
-                self.changed.wait(min(left, 0.5))
-
-    def tail(self) -> str:
-        return b"".join(self.output[-40:]).decode(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+    @property
+    def sent(self) -> list[tuple[str, int]]:
+        return self.lines
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import confluent_kafka
 
@@ -17,12 +17,19 @@ COUNT_LINE = re.compile(rb"COUNT (\w+) (\d+)")
 WORDS = ["apple", "pear", "plum"]
 
 
-class WordCountApp:
-    """``lines`` holds every (word, count) the app printed, in order."""
+class WatchedApp:
+    """An app as a subprocess whose output lines matching ``line`` (two groups: a word
+    and a number) are kept in order in ``lines``; a wait ends with the app's last output
+    when the deadline passes or the app exits."""
 
     def __init__(
-        self, command: Sequence[str], deadline_seconds: float, env: dict[str, str] | None = None
+        self,
+        command: Sequence[str],
+        line: re.Pattern[bytes],
+        deadline_seconds: float,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.line = line
         self.deadline_seconds = deadline_seconds
         self.lines: list[tuple[str, int]] = []
         self.changed = threading.Condition()
@@ -37,26 +44,23 @@ class WordCountApp:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line)
-            match = COUNT_LINE.search(line)
+            match = self.line.search(line)
             if match:
                 with self.changed:
                     self.lines.append((match.group(1).decode(), int(match.group(2))))
                     self.changed.notify_all()
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """The latest count printed per word."""
-        return {word: count for word, count in self.lines}
-
-    def wait_for(self, expected: dict[str, int]) -> dict[str, int]:
+    def wait_until(self, done: Callable[[], bool], what: str | Callable[[], str]) -> None:
+        """Wait until ``done()``; else fail naming ``what`` (or saying ``what()``) with the
+        app's last output."""
         deadline = time.monotonic() + self.deadline_seconds
         with self.changed:
-            while not all(self.counts.get(w, 0) >= n for w, n in expected.items()):
+            while not done():
                 left = deadline - time.monotonic()
                 if left <= 0 or self.process.poll() is not None:
-                    raise AssertionError(f"counts {self.counts}, expected {expected}:\n{self.tail()}")
+                    said = what() if callable(what) else f"{what}: never seen; the app's output"
+                    raise AssertionError(f"{said}:\n{self.tail()}")
                 self.changed.wait(min(left, 0.5))
-            return self.counts
 
     def tail(self) -> str:
         return b"".join(self.output[-40:]).decode(errors="replace")
@@ -68,6 +72,27 @@ class WordCountApp:
         self.reader.join(timeout=10)
         assert self.process.stdout is not None
         self.process.stdout.close()
+
+
+class WordCountApp(WatchedApp):
+    """``lines`` holds every (word, count) the app printed, in order."""
+
+    def __init__(
+        self, command: Sequence[str], deadline_seconds: float, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(command, COUNT_LINE, deadline_seconds, env)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The latest count printed per word."""
+        return {word: count for word, count in self.lines}
+
+    def wait_for(self, expected: dict[str, int]) -> dict[str, int]:
+        self.wait_until(
+            lambda: all(self.counts.get(w, 0) >= n for w, n in expected.items()),
+            lambda: f"counts {self.counts}, expected {expected}",
+        )
+        return self.counts
 
 
 def produce(bootstrap: str, rounds: int) -> None:
