@@ -685,6 +685,14 @@ kafka_sasl_requests_max = 8
 # often when a credential is not found (a user added on another agent), one HEAD request.
 security_refresh_seconds = 5.0
 security_refresh_seconds_min = 1.0
+# A cluster keeps each security document (the credential store, the bindings, the quotas)
+# as one etcd key (decision 0029). etcd refuses a request over its --max-request-bytes
+# (1.5 MiB by default) and a put carries the key and framing beside the value: a document
+# is at most 1 MiB, and a change that would make it larger is refused. (A user with both
+# SCRAM mechanisms is about 590 bytes of JSON and a token 160: some 1,400 users with a
+# token each fit, fewer than security_users_max; a data directory or an object store
+# holds the larger stores.)
+security_document_bytes_max = 1024 * 1024
 # A long-lived stream (a Flight read, subscription or append stream, an SSE tail, a Kafka
 # connection) checks its principal again (its token or user still there, its rights over
 # what it reads or writes) as soon as the credentials or the bindings change, at its next

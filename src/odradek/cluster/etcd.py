@@ -655,6 +655,73 @@ class EtcdCluster:
             return False
         return self.holds(topic, epoch)
 
+    # --- documents (decision 0029) -----------------------------------------------------
+
+    async def read_key(self, key: bytes) -> tuple[bytes | None, int]:
+        """``key``'s value (None: absent) and its ``mod_revision`` (0: absent)."""
+        kv = await self._call(lambda client: client.get(key), f"the read of {key.decode()}")
+        return (None, 0) if kv is None else (bytes(kv.value), int(kv.mod_revision))
+
+    async def key_revision(self, key: bytes) -> int:
+        """``key``'s ``mod_revision`` (0: absent), without its value."""
+
+        async def read(client: Any) -> Any:
+            await client.connect()
+            request = aetcd.rpc.RangeRequest(key=key, keys_only=True)
+            return await client.kvstub.Range(request, timeout=self.request_timeout_seconds)
+
+        answer = await self._call(read, f"the revision of {key.decode()}")
+        return int(answer.kvs[0].mod_revision) if answer.kvs else 0
+
+    async def swap_key(self, key: bytes, value: bytes, revision: int, *, own: bool = True) -> int | None:
+        """Put ``value`` if ``key``'s ``mod_revision`` is still ``revision`` (0: the key
+        is absent), in one transaction: the new ``mod_revision``, or None if another
+        writer changed the key since. ``own``: a retry after an unknown outcome
+        recognizes its own write (the key holds exactly ``value``); without it, a key
+        holding the same value is another writer's (two agents importing one document)."""
+
+        async def swap(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.mod(key) == revision], success=[txn.put(key, value)], failure=[txn.get(key)]
+            )
+
+        succeeded, responses = await self._call(swap, f"the change of {key.decode()}")
+        if succeeded:
+            return int(responses[0].response_put.header.revision)
+        kvs = responses[0] if responses else []
+        if own and kvs and bytes(kvs[0][0]) == value:  # an earlier try landed, its answer lost
+            return int(kvs[0][1].mod_revision)
+        return None
+
+    async def watch_keys(self, prefix: bytes) -> AsyncIterator[bytes | None]:
+        """The key under ``prefix`` that changed (put or deleted), as each changes; None
+        first and whenever changes may have been missed (a member lost, etcd compacted
+        past the watch): the caller reads every key again."""
+        while True:
+
+            async def listing(client: Any) -> Any:
+                await client.connect()
+                request = aetcd.rpc.RangeRequest(
+                    key=prefix, range_end=prefix_end(prefix), keys_only=True, count_only=True
+                )
+                return await client.kvstub.Range(request, timeout=self.request_timeout_seconds)
+
+            answer = await self._call(listing, f"the revision of {prefix.decode()}")
+            revision = int(answer.header.revision)
+            yield None
+            try:
+                async for event in self._watch(prefix, revision + 1):
+                    yield bytes(event.kv.key)
+            except aetcd.exceptions.RevisionCompactedError:
+                continue  # read again
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise
+                log.debug("watch of %s broke (%s); resuming on the next member", prefix.decode(), exc)
+                await self._rotate(self._client)
+                await asyncio.sleep(_BACKOFF_MAX_SECONDS / 2)
+
     # --- catalog ---------------------------------------------------------------------
 
     async def create_topic(self, record: TopicRecord) -> TopicRecord:

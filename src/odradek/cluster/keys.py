@@ -5,6 +5,9 @@ Key layout, one prefix per cluster (``--cluster NAME``, default ``default``)::
     /odradek/<cluster>/agents/<agent id>       AgentRecord   bound to the agent's lease
     /odradek/<cluster>/owners/<topic>          OwnerRecord   bound to the owner's lease
     /odradek/<cluster>/catalog/topics/<topic>  TopicRecord   no lease: the catalog outlives agents
+    /odradek/<cluster>/security/<document>     the security documents (credentials.json,
+                                               acls.json, quotas.json): checksummed JSON
+                                               (storage/documents.py), no lease (decision 0029)
 
 Values are compact JSON objects with a format number ``v``, so a later version can add
 fields and an older agent refuses what it cannot read instead of misreading it. An
@@ -39,6 +42,7 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # An agent id is printable ASCII without '/' (a hostname, a pod name, a UUID).
 _AGENT_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
 DOORS = ("kafka", "registry", "metrics")  # an agent's doors besides Flight, as registered
+_SECURITY_DOCUMENT = re.compile(r"security/[a-z_]+\.json")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
 
 
@@ -97,6 +101,16 @@ class Layout:
     @property
     def topics_prefix(self) -> bytes:
         return self.prefix + b"catalog/topics/"
+
+    @property
+    def security_prefix(self) -> bytes:
+        return self.prefix + b"security/"
+
+    def security(self, document: str) -> bytes:
+        """The key of security document ``document`` (``security/credentials.json``...)."""
+        if not _SECURITY_DOCUMENT.fullmatch(document):
+            raise InvalidRequest(f"no security document {document[:64]!r}: security/NAME.json")
+        return _bounded(self.prefix + document.encode())
 
     def agent(self, agent_id: str) -> bytes:
         return _bounded(self.agents_prefix + validate_agent_id(agent_id).encode())

@@ -6,9 +6,11 @@ Kept beside the credential store, in a document of their own::
                                  "operation", "permission"}, ...]}
 
 in the data directory (``<data dir>/security/acls.json``, two copies, checksummed), or,
-for a server whose data is in an object store and for the agents of a cluster, as the
-object ``security/acls.json`` of that store, replaced by compare-and-swap and read again
-every ``limits.security_refresh_seconds`` (as the credentials are, security/credentials.py).
+for a server whose data is in an object store, as the object ``security/acls.json`` of
+that store, and for the agents of a cluster as the key
+``/odradek/<cluster>/security/acls.json`` of its etcd (decision 0029), replaced by
+compare-and-swap and read again every ``limits.security_refresh_seconds`` and, in etcd,
+as soon as its watch says it changed (as the credentials are, security/credentials.py).
 
 A change is made on a copy, saved, and only then published (a refused or failed save
 changes nothing); one lock serializes changes; readers take the published bindings
@@ -68,7 +70,7 @@ class AclStore:
         self._listeners: list[Callable[[Acl], None]] = []
         self.generation = 0
         self._acl = _acl_of(self._persistence.load(), self._persistence.path)
-        self.shared = isinstance(persistence, _InObjectStore)
+        self.shared = isinstance(persistence, _InObjectStore) or getattr(persistence, "shared", False)
         self._refreshed = float("-inf")  # when refresh last asked the store
 
     @classmethod
@@ -82,9 +84,12 @@ class AclStore:
 
     @classmethod
     def beside(cls, credentials: CredentialStore) -> AclStore:
-        """The bindings kept where ``credentials`` are kept (its data directory or its
-        object store)."""
+        """The bindings kept where ``credentials`` are kept (its data directory, its
+        object store or its cluster's etcd)."""
         persistence = credentials._persistence
+        sibling = getattr(persistence, "sibling", None)
+        if sibling is not None:  # a cluster's etcd (cluster/documents.py)
+            return cls(sibling(DOCUMENT))
         if isinstance(persistence, _InObjectStore):
             return cls.in_object_store(persistence.store)
         if isinstance(persistence, _InDataDirectory):
@@ -164,14 +169,19 @@ class AclStore:
         return self._acl
 
 
-def refresh_every(store: AclStore, seconds: float = limits.security_refresh_seconds) -> None:
-    """Read a shared store again every ``seconds`` on a daemon thread, for as long as the
-    store is in use (the thread holds it weakly and ends once it is gone)."""
+def refresh_every(store: AclStore, seconds: float | None = None) -> None:
+    """Read a shared store again every ``seconds`` (default
+    ``limits.security_refresh_seconds``) on a daemon thread, and at once when etcd says
+    the document changed (cluster/documents.py), for as long as the store is in use (the
+    thread holds it weakly and ends once it is gone)."""
     reference = weakref.ref(store)
+    period = limits.security_refresh_seconds if seconds is None else seconds
+    wake: threading.Event = getattr(store._persistence, "wake", None) or threading.Event()
 
     def run() -> None:
         while True:
-            time.sleep(seconds)
+            wake.wait(period)
+            wake.clear()
             current = reference()
             if current is None:
                 return

@@ -21,11 +21,14 @@ Rules
 * A change is made on a copy of the state, saved, and only then published: a refused
   or failed save changes nothing. One lock serializes changes; reads take the
   published state without a lock.
-* Shared by agents (an object store): each change first reads the latest version and
-  is written only if nobody wrote since (compare-and-swap; a loser is told to retry);
-  every agent reads it again every ``limits.security_refresh_seconds`` and when a
-  credential is not found (at most every ``limits.security_refresh_seconds_min``), so a
-  new user works at once anywhere and a revocation reaches every agent within seconds.
+* Shared by agents (an object store, or in a cluster the key
+  ``/odradek/<cluster>/security/credentials.json`` of its etcd, cluster/documents.py):
+  each change first reads the latest version and is written only if nobody wrote since
+  (compare-and-swap; a loser is told to retry); every agent reads it again every
+  ``limits.security_refresh_seconds``, when a credential is not found (at most every
+  ``limits.security_refresh_seconds_min``) and, in etcd, as soon as its watch says the
+  key changed, so a new user works at once anywhere and a revocation reaches every agent
+  at once (within seconds from an object store).
 * A token belongs to a user: it authenticates as that user (tenant and admin flag as
   the user has them at the time); removing the user revokes its tokens.
 * Tenants (decision 0028) live here too, so that a user's tenant and the tenant itself
@@ -291,10 +294,18 @@ class CredentialStore:
             self.generation += 1
         return True
 
-    def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
-        """Refresh on a daemon thread every ``seconds`` until the returned event is set
-        (for stores that agents share; a failed read is logged and tried again)."""
-        return refresh_thread(self.refresh, seconds, "odradek-credentials", "the credential store")
+    def refresh_every(self, seconds: float | None = None) -> threading.Event:
+        """Refresh on a daemon thread every ``seconds`` (default
+        ``limits.security_refresh_seconds``), and at once when etcd says the document
+        changed (cluster/documents.py), until the returned event is set (for stores that
+        agents share; a failed read is logged and tried again)."""
+        return refresh_thread(
+            self.refresh,
+            seconds,
+            "odradek-credentials",
+            "the credential store",
+            wake=getattr(self._persistence, "wake", None),
+        )
 
     @classmethod
     def open(cls, data_dir: str, disk: Disk = LOCAL, *, sync: bool = True) -> CredentialStore:
@@ -501,13 +512,40 @@ def document_in(data_dir: str, name: str, disk: Disk = LOCAL, *, sync: bool = Tr
     return Document(disk, os.path.join(data_dir, name), sync=sync)
 
 
-def refresh_thread(refresh: Callable[[], object], seconds: float, name: str, what: str) -> threading.Event:
-    """Call ``refresh`` on a daemon thread every ``seconds`` until the returned event is
-    set; a failed read of ``what`` is logged and tried again."""
-    stop = threading.Event()
+class _Stop(threading.Event):
+    """An event that also wakes the refresh thread it stops."""
+
+    def __init__(self, woken: threading.Event) -> None:
+        super().__init__()
+        self._woken = woken
+
+    def set(self) -> None:
+        super().set()
+        self._woken.set()
+
+
+def refresh_thread(
+    refresh: Callable[[], object],
+    seconds: float | None,
+    name: str,
+    what: str,
+    *,
+    wake: threading.Event | None = None,
+) -> threading.Event:
+    """Call ``refresh`` on a daemon thread every ``seconds`` (None:
+    ``limits.security_refresh_seconds``), and as soon as ``wake`` is set (an etcd watch
+    saw the document change), until the returned event is set; a failed read of ``what``
+    is logged and tried again."""
+    period = limits.security_refresh_seconds if seconds is None else seconds
+    woken = wake if wake is not None else threading.Event()
+    stop = _Stop(woken)
 
     def run() -> None:
-        while not stop.wait(seconds):
+        while True:
+            woken.wait(period)
+            woken.clear()  # (a change after this is read by this refresh or wakes the next)
+            if stop.is_set():
+                return
             try:
                 refresh()
             except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread

@@ -47,8 +47,9 @@ dropped after ``limits.quota_sensor_idle_seconds`` unused.
 Storage
 -------
 One checksummed JSON document behind the storage seam, beside the credential store and
-where it lives (``<data dir>/security/quotas.json``, or the object ``security/quotas.json``
-of a server's or a cluster's store)::
+where it lives (``<data dir>/security/quotas.json``, the object ``security/quotas.json``
+of a server's store, or in a cluster the key ``/odradek/<cluster>/security/quotas.json``
+of its etcd, watched by every agent: cluster/documents.py)::
 
     {"version": 1, "entities": {"user=alice": {"producer_byte_rate": 1048576.0}, ...}}
 
@@ -235,10 +236,18 @@ class QuotaSettings:
             self._entities = _load(self._persistence.load(), self._persistence.path)
         return True
 
-    def refresh_every(self, seconds: float = limits.security_refresh_seconds) -> threading.Event:
-        """Refresh on a daemon thread every ``seconds`` until the returned event is set
-        (settings that agents share; a failed read is logged and tried again)."""
-        return refresh_thread(self.refresh, seconds, "odradek-quotas", "the quota settings")
+    def refresh_every(self, seconds: float | None = None) -> threading.Event:
+        """Refresh on a daemon thread every ``seconds`` (default
+        ``limits.security_refresh_seconds``), and at once when etcd says the document
+        changed (cluster/documents.py), until the returned event is set (settings that
+        agents share; a failed read is logged and tried again)."""
+        return refresh_thread(
+            self.refresh,
+            seconds,
+            "odradek-quotas",
+            "the quota settings",
+            wake=getattr(self._persistence, "wake", None),
+        )
 
     def entities(self) -> dict[QuotaEntity, dict[str, float]]:
         return {
