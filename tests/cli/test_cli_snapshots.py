@@ -37,3 +37,22 @@ def test_key_from_snapshot(server: Server) -> None:
     assert all("snapshot" not in json.loads(line) for line in plain)
     refused = run("key", "acc", "k", "--from-snapshot", "--from-version", "2", server=server)
     assert refused.returncode == 1 and "--from-snapshot" in refused.stderr.decode()
+
+
+def test_key_from_snapshot_of_a_schemad_topic(server: Server) -> None:
+    """On a schema'd topic the snapshot row prints its state as its value, as on a topic
+    without a schema; the events after it print their typed values."""
+    with odradek.connect(server.url) as client:
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        client.create_topic("typed", schema=schema)
+        client.append("typed", [{"key": b"k", "value": {"n": n}} for n in range(3)])
+        client.snapshot("typed", b"k", b"state-at-2", version=2)
+    lines = run(
+        "key", "typed", "k", "--from-snapshot", "--format", "jsonl", server=server
+    ).stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(row.get("snapshot", False), row["version"], row["value"]) for row in rows] == [
+        (True, 2, "state-at-2"),
+        (False, 3, {"n": 2}),
+    ]
+    assert all("state" not in row for row in rows)

@@ -66,20 +66,41 @@ def test_snapshot_refusals(client: Client) -> None:
     assert client.read_key("acc", b"k", from_snapshot=True).column("version").to_pylist() == [2, 3]
 
 
-def test_a_topic_with_a_schema_refuses_snapshots_everywhere(client: Client) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    client.create_topic("typed", schema=schema)
-    client.append("typed", [{"key": b"k", "value": {"n": 1}}])
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+def test_a_topic_with_a_schema_has_snapshots_everywhere(client: Client) -> None:
+    """The snapshot row of a schema'd topic keeps its state in a ``state`` column (its
+    typed ``value`` null); the events after it are typed, as a plain read_key's."""
+    client.create_topic("typed", schema=SCHEMA, cleanup="snapshot")
+    client.append("typed", [{"key": b"k", "value": {"n": n}} for n in range(4)])
+    assert client.snapshot("typed", b"k", b"state-at-2", version=2) is None
+    table = client.read_key("typed", b"k", from_snapshot=True)
+    plain = client.read_key("typed", b"k", from_version=3)
+    assert table.column_names == [
+        "offset",
+        "timestamp",
+        "key",
+        "value",
+        "headers",
+        "version",
+        "snapshot",
+        "state",
+    ]
+    assert table.schema.field("value").type == plain.schema.field("value").type
+    assert table.column("snapshot").to_pylist() == [True, False, False]
+    assert table.column("state").to_pylist() == [b"state-at-2", None, None]
+    assert table.column("value").to_pylist() == [None, {"n": 2}, {"n": 3}]
+    assert table.column("version").to_pylist() == [2, 3, 4]
+    assert table.column("offset").to_pylist() == [1, 2, 3]
+    assert client.read_key("typed", b"other", from_snapshot=True).column_names == table.column_names
     with pytest.raises(InvalidRequest) as refused:
-        client.snapshot("typed", b"k", b"s", version=1)
+        client.snapshot("typed", b"k", b"s", version=5)
     assert type(refused.value) is InvalidRequest
-    with pytest.raises(InvalidRequest) as unread:
-        client.read_key("typed", b"k", from_snapshot=True)
-    assert type(unread.value) is InvalidRequest
-    with pytest.raises(InvalidRequest) as combined:
-        client.create_topic("typed.snapshots", schema=schema, cleanup="snapshot")
-    assert type(combined.value) is InvalidRequest
-    assert client.list_topics() == ["typed"]
+    client.create_topic("later", cleanup="snapshot")
+    client.set_schema("later", SCHEMA)  # an empty topic with cleanup="snapshot" takes a schema
+    assert client.describe_topic("later").schema is not None
+    assert client.list_topics() == ["later", "typed"]
 
 
 def test_a_snapshot_cleanup_topic_is_created_everywhere(client: Client) -> None:
@@ -107,3 +128,19 @@ def test_a_reducer_is_registered_and_reported_everywhere(door: Any) -> None:
     with pytest.raises(InvalidRequest) as refused:
         client.create_topic("other", reducer="snapshot_reducers:missing")
     assert type(refused.value) is InvalidRequest
+
+
+def test_a_reducer_on_a_schemad_topic_is_given_typed_values_everywhere(door: Any) -> None:
+    """A reducer on a schema'd topic folds the typed values (dicts): its snapshot reads
+    back through every door in the ``state`` column."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # snapshot_reducers.py
+    client = door.client
+    client.create_topic("orders", schema=SCHEMA, reducer="snapshot_reducers:typed_total", snapshot_every=3)
+    client.append("orders", [{"key": b"k", "value": {"n": n}} for n in range(1, 5)])
+    door.node.engine.run_reducers()
+    table = client.read_key("orders", b"k", from_snapshot=True)
+    assert table.column("snapshot").to_pylist() == [True]
+    assert (table.column("version")[0].as_py(), table.column("state")[0].as_py()) == (4, b"10")
+    assert table.column("value").to_pylist() == [None]
+    described = client.describe_topic("orders").snapshots
+    assert described["reducer_snapshots"] == 1 and described["reducer_failures"] == 0

@@ -11,6 +11,11 @@ def total(state: bytes | None, record: dict[str, Any]) -> bytes:
     return b"%d" % (int(state or b"0") + int(record["value"]))
 
 
+def typed_total(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """``total`` for a schema'd topic: its values are dicts, ``n`` an int."""
+    return b"%d" % (int(state or b"0") + record["value"]["n"])
+
+
 def picky(state: bytes | None, record: dict[str, Any]) -> bytes:
     """``total``, but a value ``bad`` raises (a reducer with a bug)."""
     if record["value"] == b"bad":

@@ -175,3 +175,50 @@ def test_a_round_drops_exactly_the_covered_events(
             return
         expected = _model(everything, _sealed_end(client, "t"), covered)
         assert (rows.column("offset").to_pylist() if rows is not None else []) == expected
+
+
+TYPED = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}, "pad": {"type": "string"}},
+    "required": ["n"],
+}
+TYPED_V2 = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}, "pad": {"type": "string"}, "note": {"type": "string"}},
+    "required": ["n"],
+}
+
+
+def test_a_schemad_topic_drops_exactly_the_covered_events(client: odradek.EmbeddedClient) -> None:
+    """On a schema'd topic, with frames of two schema versions in its segments, a round
+    drops exactly the covered events; the typed values of the others read back as
+    appended (the first version's evolved to the second's shape)."""
+    client.create_topic("acc", cleanup="snapshot", segment_bytes=SEGMENT, schema=TYPED)
+    keys: list[bytes | None] = [b"a", b"b", None, b"c"] * 5
+    pad = "." * VALUE_BYTES
+    counter = 0
+    for round_ in range(40):
+        if round_ == 20:
+            client.set_schema("acc", TYPED_V2)  # later frames are written under version 2
+        client.append(
+            "acc", [{"key": key, "value": {"n": counter + i, "pad": pad}} for i, key in enumerate(keys)]
+        )
+        counter += len(keys)
+    before = _all(client, "acc")
+    covered = {b"a": 150, b"b": 10}
+    for key, version in covered.items():
+        client.snapshot("acc", key, b"state", version=version)
+    sealed_end = _sealed_end(client, "acc")
+    assert sealed_end > 20 * len(keys)  # frames of both versions are sealed
+    results = client.engine.compact()
+    assert results["acc"].records_removed > 0
+    after = _all(client, "acc")
+    expected = _model(before, sealed_end, covered)
+    assert after.column("offset").to_pylist() == expected
+    kept = before.filter(pa.compute.is_in(before.column("offset"), pa.array(expected, pa.int64())))
+    assert after.column("value").to_pylist() == kept.column("value").to_pylist()
+    assert after.column("value")[0].as_py() == {"n": 2, "pad": pad, "note": None}  # keyless, version 1
+    table = client.read_key("acc", b"a", from_snapshot=True)
+    assert table.column("version").to_pylist() == [150, *range(151, 201)]
+    assert table.column("state").to_pylist() == [b"state"] + [None] * 50
+    assert client.read_key("acc", b"c").num_rows == 200

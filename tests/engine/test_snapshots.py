@@ -141,39 +141,53 @@ def test_read_key_options_are_checked(client: odradek.EmbeddedClient) -> None:
         client.read_key("acc", b"k", from_snapshot=1)  # type: ignore[arg-type]
 
 
-def test_a_schemad_topic_refuses_snapshots(client: odradek.EmbeddedClient) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    client.create_topic("typed", schema=schema)
-    client.append("typed", [{"key": b"k", "value": {"n": 1}}])
-    with pytest.raises(InvalidRequest, match="has a schema"):
-        client.snapshot("typed", b"k", b"s", version=1)
-    with pytest.raises(InvalidRequest, match="has a schema"):  # was a raw Arrow cast error
-        client.read_key("typed", b"k", from_snapshot=True)
-    assert client.read_key("typed", b"k").num_rows == 1
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
 
-SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
-
-
-def test_snapshot_cleanup_and_schemas_are_never_combined(client: odradek.EmbeddedClient) -> None:
-    """``cleanup="snapshot"`` drops what snapshots cover, and a schema'd topic can have
-    none: each way of combining them is refused and changes nothing."""
-    with pytest.raises(InvalidRequest, match="schema"):
-        client.create_topic("typed", schema=SCHEMA, cleanup="snapshot")
-    with pytest.raises(TopicNotFound):
-        client.describe_topic("typed")
+def test_a_schemad_topic_reads_its_snapshot_state_beside_its_typed_events(
+    client: odradek.EmbeddedClient,
+) -> None:
+    """On a schema'd topic the state stays bytes: it comes in a ``state`` column of the
+    snapshot row (whose typed ``value`` is null), and the later events come as a plain
+    ``read_key`` returns them, typed, with a null ``state``."""
     client.create_topic("typed", schema=SCHEMA)
-    with pytest.raises(InvalidRequest, match="schema"):
-        client.alter_topic("typed", cleanup="snapshot")
-    assert client.describe_topic("typed").config["cleanup"] == "delete"
+    client.append("typed", [{"key": b"k", "value": {"n": n}} for n in range(5)])
+    client.snapshot("typed", b"k", b"state-at-3", version=3)
+    table = client.read_key("typed", b"k", from_snapshot=True)
+    plain = client.read_key("typed", b"k", from_version=4)
+    assert table.column_names == [*plain.column_names, "snapshot", "state"]
+    assert table.schema.field("value").type == plain.schema.field("value").type
+    assert table.column("snapshot").to_pylist() == [True, False, False]
+    assert table.column("state").to_pylist() == [b"state-at-3", None, None]
+    assert table.column("value").to_pylist() == [None, *plain.column("value").to_pylist()]
+    assert table.column("version").to_pylist() == [3, 4, 5]
+    assert table.column("offset").to_pylist() == [2, 3, 4]
+    unsnapshotted = client.read_key("typed", b"other", from_snapshot=True)
+    assert unsnapshotted.num_rows == 0 and unsnapshotted.column_names == table.column_names
+    client.snapshot("typed", b"k", b"state-at-5", version=5)
+    latest = client.read_key("typed", b"k", from_snapshot=True)
+    assert latest.num_rows == 1 and latest.column("state").to_pylist() == [b"state-at-5"]
+    with pytest.raises(InvalidRequest, match="must be bytes"):
+        client.snapshot("typed", b"k", {"n": 1}, version=5)  # type: ignore[arg-type]
+
+
+def test_snapshot_cleanup_reducers_and_schemas_combine(client: odradek.EmbeddedClient) -> None:
+    """A schema'd topic can have ``cleanup="snapshot"`` and a reducer from its creation,
+    by ``alter_topic``, or by ``set_schema`` on an empty topic that has them."""
+    info = client.create_topic("typed", schema=SCHEMA, cleanup="snapshot")
+    assert info.config["cleanup"] == "snapshot" and info.schema is not None
+    client.create_topic("altered", schema=SCHEMA)
+    assert client.alter_topic("altered", cleanup="snapshot").config["cleanup"] == "snapshot"
     client.create_topic("accounts", cleanup="snapshot")
-    with pytest.raises(InvalidRequest, match="snapshot"):
-        client.set_schema("accounts", SCHEMA)
+    client.set_schema("accounts", SCHEMA)
     client.create_topic("reduced", reducer="odradek.views.reducers:latest")
-    with pytest.raises(InvalidRequest, match="reducer"):
-        client.set_schema("reduced", SCHEMA)
-    assert client.describe_topic("accounts").schema is None
-    assert client.describe_topic("reduced").schema is None
+    client.set_schema("reduced", SCHEMA)
+    client.create_topic("both", schema=SCHEMA, reducer="odradek.views.reducers:latest")
+    for name in ("accounts", "reduced", "both"):
+        assert client.describe_topic(name).schema is not None
+    client.append("accounts", [{"key": b"k", "value": {"n": 1}}])
+    client.snapshot("accounts", b"k", b"s", version=1)
+    assert client.read_key("accounts", b"k", from_snapshot=True).column("state").to_pylist() == [b"s"]
 
 
 def test_the_snapshot_log_is_no_topic_and_goes_with_its_topic(
@@ -273,6 +287,61 @@ def test_folding_from_the_snapshot_equals_folding_the_whole_stream(
             if key in taken:
                 assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
                 assert len(from_snapshot) == len(full) - taken[key] + 1
+
+
+def _fold_typed(rows: list[dict[str, object]]) -> int:
+    """``_fold`` for a schema'd topic: the state in ``state``, the events' ``n`` typed."""
+    total = 0
+    for row in rows:
+        if row.get("snapshot"):
+            state = row["state"]
+            assert isinstance(state, bytes) and row["value"] is None
+            total = int(state)
+        else:
+            value = row["value"]
+            assert isinstance(value, dict)
+            total += value["n"]
+    return total
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    appends=st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c"]), st.integers(1, 30)), max_size=12),
+    picks=st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c"]), st.floats(0, 1)), max_size=6),
+)
+def test_folding_a_schemad_key_from_the_snapshot_equals_folding_the_whole_stream(
+    tmp_path_factory: pytest.TempPathFactory,
+    appends: list[tuple[bytes, int]],
+    picks: list[tuple[bytes, float]],
+) -> None:
+    """Property: as for untyped topics, on a schema'd topic whatever versions are
+    snapshotted (each with the fold of the typed events up to it, as bytes),
+    fold(read_key(from_snapshot=True)) is fold(read_key()) on every key."""
+    with odradek.open(str(tmp_path_factory.mktemp("fold")), fsync=False) as client:
+        client.create_topic("t", schema=SCHEMA)
+        counter = 0
+        for key, count in appends:
+            client.append("t", [{"key": key, "value": {"n": counter + i}} for i in range(count)])
+            counter += count
+        taken: dict[bytes, int] = {}
+        for key, share in picks:
+            current = client.key_version("t", key)
+            if current == 0:
+                continue
+            version = max(taken.get(key, 1), round(share * current) or 1)
+            prefix = client.read_key("t", key, to_version=version).to_pylist()
+            client.snapshot("t", key, str(_fold_typed(prefix)).encode(), version=version)
+            taken[key] = version
+        for key in (b"a", b"b", b"c"):
+            full = client.read_key("t", key).to_pylist()
+            from_snapshot = client.read_key("t", key, from_snapshot=True).to_pylist()
+            assert _fold_typed(from_snapshot) == _fold_typed(full)
+            if key in taken:
+                assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
+                assert len(from_snapshot) == len(full) - taken[key] + 1
+                assert from_snapshot[1:] == [
+                    {**row, "snapshot": False, "state": None} for row in full[taken[key] :]
+                ]
 
 
 def test_a_snapshot_waits_for_its_events_to_be_durable(tmp_path: str) -> None:

@@ -243,12 +243,19 @@ def _no_records(client: RemoteClient, topic: str, key: str, from_version: int) -
 
 def _write_snapshot_row(out: BinaryIO, table: pa.Table, style: str, topic: str) -> pa.Table:
     """Write the snapshot row of a ``read_key(from_snapshot=True)`` (its first row, if
-    flagged), in JSON lines with ``"snapshot": true``; return the events after it."""
+    flagged), in JSON lines with ``"snapshot": true``; return the events after it. On a
+    schema'd topic the state (its ``state`` column) is printed as the row's value, as
+    on a topic without a schema."""
     flags = table.column("snapshot")
-    events = table.drop_columns(["snapshot"])
+    typed = "state" in table.column_names
+    events = table.drop_columns(["snapshot", "state"] if typed else ["snapshot"])
     if table.num_rows == 0 or not flags[0].as_py():
         return events
-    first = events.slice(0, 1).combine_chunks().to_batches()[0]
+    first_row = events.slice(0, 1)
+    if typed:
+        index = first_row.schema.get_field_index("value")
+        first_row = first_row.set_column(index, "value", table.column("state").slice(0, 1))
+    first = first_row.combine_chunks().to_batches()[0]
     if style == "jsonl":
         row = output.rows(first, topic)[0]
         out.write((json.dumps({**row, "snapshot": True}, ensure_ascii=False) + "\n").encode())

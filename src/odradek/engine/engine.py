@@ -429,13 +429,7 @@ class Engine:
         )
         mode = validate_mode(compatibility)
         compiled = compile_schema(schema) if schema is not None else None
-        if compiled is not None and config.snapshot_cleanup:
-            raise InvalidRequest(_SNAPSHOT_CLEANUP_WITH_SCHEMA)
         if config.reducer is not None:
-            if compiled is not None:
-                raise InvalidRequest(
-                    "a topic with a schema cannot have a reducer: snapshots are kept as bytes"
-                )
             resolve_reducer(config.reducer)  # refused now if this server cannot load it
         with self._topics_lock:
             if name in self._topics:
@@ -557,8 +551,6 @@ class Engine:
         with self._topics_lock:
             topic = self._topic(name)
             config = TopicConfig.build(**{**topic.config.settings(), **settings})
-            if config.snapshot_cleanup and topic.schema is not None:
-                raise InvalidRequest(f"topic {name}: {_SNAPSHOT_CLEANUP_WITH_SCHEMA}")
             previous = topic.config
             topic.config = config
             try:
@@ -630,11 +622,6 @@ class Engine:
 
         def change(current: TopicSchema | None, next_offset: int) -> TopicSchema:
             if current is None:
-                if target.config.snapshot_cleanup or target.config.reducer is not None:
-                    raise InvalidRequest(
-                        f'topic {topic} has cleanup="snapshot" or a reducer: it keeps snapshots, '
-                        "which are bytes, so it cannot have a schema"
-                    )
                 if next_offset > target.first_offset:
                     raise InvalidRequest(
                         f"topic {topic} holds records without a schema; a schema can be given to a "
@@ -1027,12 +1014,6 @@ class Engine:
 
 
 _VALUE_FORMATS = ("typed", "json", "wire")
-
-
-_SNAPSHOT_CLEANUP_WITH_SCHEMA = (
-    'a topic with a schema cannot have cleanup="snapshot": it has no snapshots to drop events '
-    "by (snapshots are kept as bytes)"
-)
 
 
 def _drop_ranges(value: object) -> list[tuple[int, int]]:

@@ -13,7 +13,10 @@ snapshotted by the engine's ``odradek-reducers`` thread, never on the append pat
 * A due key is folded from its latest snapshot (``read_key(from_snapshot=True)``):
   ``state = reducer(state, record)`` over its later events, one call per event (the
   reducer is the user's Python), then stored as the key's snapshot as of its last
-  version folded. A reducer that returns None stores nothing.
+  version folded. A reducer that returns None stores nothing. ``record["value"]`` is
+  what ``read_key`` returns: bytes on a topic without a schema, the typed value (a
+  dict for a record schema, in the newest version's shape) on a topic with one; the
+  state is bytes on both.
 * The position then moves past the records read and is saved in ``reducer.json``
   (atomically) in the topic's directory; after a restart the rounds resume there, so
   no key's crossing is missed and none is folded twice but after a crash mid-round.
@@ -38,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek import limits
+from odradek.engine.snapshots import SNAPSHOT_COLUMN, STATE_COLUMN
 from odradek.errors import ConflictError, InvalidRequest, OdradekError
 from odradek.storage.disk import describe_os_error
 
@@ -145,7 +149,8 @@ def reduce_round(topic: Topic, stop: threading.Event) -> int:
     if not batches:
         return 0
     following = int(batches[-1].column("offset")[-1].as_py()) + 1
-    table = pa.Table.from_batches(batches).select(["key", "version"])
+    # Per batch: a schema'd topic's batches may differ in their value's type.
+    table = pa.Table.from_batches([batch.select(["key", "version"]) for batch in batches])
     table = table.filter(pc.is_valid(table.column("key")))
     made = 0
     if table.num_rows:
@@ -188,8 +193,9 @@ def _fold(topic: Topic, key: bytes, function: Reducer, state: ReducerState) -> b
     first = 1 if flags[0] else 0
     if first >= rows.num_rows:
         return None
-    current: bytes | None = rows.column("value")[0].as_py() if first else None
-    events = rows.slice(first).drop_columns(["snapshot"])
+    typed = STATE_COLUMN in rows.column_names  # a schema'd topic: the state has a column
+    current: bytes | None = rows.column(STATE_COLUMN if typed else "value")[0].as_py() if first else None
+    events = rows.slice(first).drop_columns([SNAPSHOT_COLUMN, STATE_COLUMN] if typed else [SNAPSHOT_COLUMN])
     events = events.set_column(
         events.schema.get_field_index("timestamp"), "timestamp", events.column("timestamp").cast(pa.int64())
     )

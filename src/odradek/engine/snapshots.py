@@ -19,7 +19,12 @@ Theory of operation (docs/decisions/0018-key-snapshots.md)
   serialized by :attr:`KeySnapshots._lock` (held through the companion's fsync: the
   check of the latest version and the write are one step).
 * ``read_key(from_snapshot=True)``: the latest durable snapshot row, flagged
-  ``snapshot=True``, then ``read_key(from_version=V + 1)``.
+  ``snapshot=True``, then ``read_key(from_version=V + 1)``. On a topic without a schema
+  the snapshot row's ``value`` is the state. On a topic with one, ``value`` is typed (as
+  a plain ``read_key`` returns it) and cannot hold bytes: the table has a ``state``
+  column (binary) after ``snapshot``, the state on the snapshot row and null on the
+  events, whose typed ``value`` is null on the snapshot row. The state is opaque bytes
+  either way; the companion log stores it the same way for both.
 * ``cleanup="snapshot"`` (:func:`snapshot_round`): the compaction thread drops, from
   sealed segments, the events of a key whose version is at most the version of the
   key's latest durable snapshot, with the machinery of compacted topics (a segment is
@@ -70,6 +75,25 @@ SNAPSHOT_READ_SCHEMA = pa.schema(
         pa.field(SNAPSHOT_COLUMN, pa.bool_(), nullable=False),
     ]
 )
+STATE_COLUMN = "state"
+
+
+def snapshot_read_schema(stored: pa.Schema | None) -> pa.Schema:
+    """What ``read_key(from_snapshot=True)`` returns for a topic whose plain reads have
+    the columns ``stored`` (None: a topic without a schema): SNAPSHOT_READ_SCHEMA without
+    a schema; with one, its typed ``value`` and a binary ``state`` column after
+    ``snapshot``."""
+    if stored is None:
+        return SNAPSHOT_READ_SCHEMA
+    return pa.schema(
+        [
+            pa.field("offset", pa.int64()),
+            *[stored.field(name) for name in stored.names[1:]],
+            pa.field(SNAPSHOT_COLUMN, pa.bool_(), nullable=False),
+            pa.field(STATE_COLUMN, pa.binary()),
+        ]
+    )
+
 
 # The companion log: compacted, never expired by time or size (a snapshot stays until a
 # newer one of its key replaces it), tombstones never used.
@@ -195,11 +219,6 @@ class KeySnapshots:
         state = _check_state(state)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidRequest(f"a snapshot's version must be an int >= 1, got {version!r}")
-        if owner.schema is not None:
-            raise InvalidRequest(
-                f"topic {owner.name} has a schema; snapshots are kept for topics without one "
-                "(a typed value column cannot hold a state's bytes)"
-            )
         current = owner.key_version(key)
         if version > current:
             raise InvalidRequest(
@@ -291,32 +310,36 @@ class KeySnapshots:
     def read_key(self, key: bytes) -> pa.Table:
         """The latest snapshot (flagged) and the events after it (see the module)."""
         owner = self.owner
-        if owner.schema is not None:
-            raise InvalidRequest(
-                f"topic {owner.name} has a schema, so it has no snapshots: read the key without from_snapshot"
-            )
+        topic_schema = owner.schema
+        stored = STORED_SCHEMA if topic_schema is None else topic_schema.stored_schema
         snapshot = self.latest(key)
         if snapshot is not None and snapshot.version >= owner.key_version(key):
-            events = STORED_SCHEMA.empty_table()  # nothing after it: no key-index lookup
+            events = stored.empty_table()  # nothing after it: no key-index lookup
         else:
             events = owner.read_key(key, 1 if snapshot is None else snapshot.version + 1, None)
-        flags = pa.array(np.zeros(events.num_rows, dtype=bool))
-        events = pa.Table.from_arrays([*events.columns, flags], schema=SNAPSHOT_READ_SCHEMA)
+            stored = events.schema  # the schema may have gained a version since
+        typed = topic_schema is not None
+        schema = snapshot_read_schema(stored if typed else None)
+        columns = [*events.columns, pa.array(np.zeros(events.num_rows, dtype=bool))]
+        if typed:
+            columns.append(pa.nulls(events.num_rows, pa.binary()))
+        events = pa.Table.from_arrays(columns, schema=schema)
         if snapshot is None:
             return events
-        row = pa.table(
-            {
-                "offset": pa.array([snapshot.covered_offset], pa.int64()),
-                "timestamp": pa.array([snapshot.timestamp], pa.int64()).cast(TIMESTAMP_TYPE),
-                "key": pa.array([key], pa.binary()),
-                "value": pa.array([snapshot.state], pa.binary()),
-                "headers": pa.array([[]], HEADERS_TYPE),
-                "version": pa.array([snapshot.version], pa.int64()),
-                SNAPSHOT_COLUMN: pa.array([True]),
-            },
-            schema=SNAPSHOT_READ_SCHEMA,
-        )
-        return pa.concat_tables([row, events]).combine_chunks()
+        row = {
+            "offset": pa.array([snapshot.covered_offset], pa.int64()),
+            "timestamp": pa.array([snapshot.timestamp], pa.int64()).cast(TIMESTAMP_TYPE),
+            "key": pa.array([key], pa.binary()),
+            "value": pa.nulls(1, schema.field("value").type)
+            if typed
+            else pa.array([snapshot.state], pa.binary()),
+            "headers": pa.array([[]], HEADERS_TYPE),
+            "version": pa.array([snapshot.version], pa.int64()),
+            SNAPSHOT_COLUMN: pa.array([True]),
+        }
+        if typed:
+            row[STATE_COLUMN] = pa.array([snapshot.state], pa.binary())
+        return pa.concat_tables([pa.table(row, schema=schema), events]).combine_chunks()
 
     def covered(self) -> tuple[pa.Array, np.ndarray, int]:
         """Each key's latest durable snapshot version (keys, versions), at most
@@ -390,7 +413,9 @@ def snapshot_round(compactor: Compactor, now: float, throttle: Throttle) -> Comp
             batches.append(batch)
         if len(batches) < len(segment.frames):
             continue
-        table = pa.Table.from_batches(batches)
+        # Only the columns the decision needs: a schema'd topic's frames may differ in
+        # their value's type (one per schema version), and the values are not looked at.
+        table = pa.Table.from_batches([batch.select(["key", "version", "timestamp"]) for batch in batches])
         result.records_read += table.num_rows
         positions = pc.index_in(table.column("key"), value_set=keys)
         found = positions.is_valid().to_numpy(zero_copy_only=False)
