@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 
 from odradek.protocols.kafka.codec.compression import Compression
 from odradek.protocols.kafka.codec.primitives import DecodeError
-from odradek.protocols.kafka.codec.records import decode_batch, decode_batches, encode_batch
+from odradek.protocols.kafka.codec.records import (
+    HEADER_BYTES,
+    _record_ends,
+    decode_batch,
+    decode_batches,
+    encode_batch,
+)
 from odradek.protocols.kafka.partitions import murmur2, partition_of
 from odradek.records import STORED_SCHEMA
 
@@ -129,6 +135,60 @@ def test_corruption_is_refused_with_decode_error(noise: bytes, position: int, by
             decode_batches(candidate)
         except DecodeError:
             pass
+
+
+def reference_record_ends(body: bytes, count: int) -> list[int] | None:
+    """Each record's end, one length varint after the other (None: not a valid body)."""
+    ends, position = [], 0
+    for _ in range(count):
+        raw, shift = 0, 0
+        while True:
+            if position >= len(body) or shift > 28:
+                return None
+            byte = body[position]
+            position += 1
+            raw |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        if raw & 1:
+            return None
+        position += raw >> 1
+        ends.append(position)
+    return ends if position == len(body) else None
+
+
+# Batches whose records come in runs of one size (as one producer's records do), so the
+# run search of the record delimiting is taken, broken by records of other sizes.
+runs_strategy = st.lists(
+    st.tuples(st.integers(1, 90), st.none() | st.binary(max_size=300), st.integers(0, 2**41)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@SETTINGS
+@given(runs_strategy, st.integers(0, 2**16), st.integers(0, 255), st.booleans())
+def test_records_in_runs_are_delimited_as_one_by_one(
+    runs: list[tuple[int, bytes | None, int]], position: int, byte: int, mutate: bool
+) -> None:
+    rows = [
+        {"key": None, "value": value, "headers": None, "millis": millis, "gap": 1}
+        for length, value, millis in runs
+        for _ in range(length)
+    ]
+    body = bytearray(encode_batch(stored(rows))[HEADER_BYTES:])
+    if mutate:  # a damaged body (the CRC would have caught it): refused, never misread
+        body[position % len(body)] = byte
+    expected = reference_record_ends(bytes(body), len(rows))
+    if expected is None:
+        with pytest.raises(DecodeError):
+            _record_ends(bytes(body), len(rows))
+    else:
+        assert _record_ends(bytes(body), len(rows)).tolist() == expected
+    if not mutate:
+        (decoded,) = decode_batches(encode_batch(stored(rows)))
+        assert decoded.records.column("value").to_pylist() == [row["value"] for row in rows]
 
 
 def test_crc_magic_and_lengths_are_checked() -> None:
