@@ -231,8 +231,9 @@ def test_a_principal_of_a_tenant_that_does_not_exist_is_refused(tmp_path: Path) 
 def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, dict[str, str]]) -> None:
     """Through the Kafka door (confluent-kafka, SCRAM): Metadata lists a principal's own
     topics only, a regex subscription and a group consume its own records only, a write
-    to another namespace's topic is refused and leaves nothing; the Schema Registry does
-    not serve tenants yet and refuses their principals."""
+    to another namespace's topic is refused and leaves nothing; the Schema Registry, the
+    HTTP API and the console keep each tenant's subjects, topics and groups its own; the
+    metrics endpoint shows a tenant's principal its own tenant's series only."""
     confluent_kafka = pytest.importorskip("confluent_kafka")
     admin_client = pytest.importorskip("confluent_kafka.admin").AdminClient
     data, tokens = tenants
@@ -435,15 +436,16 @@ def test_kafka_clients_of_two_tenants_see_only_their_own(tenants: tuple[Path, di
             ("orders", "gary-2"),
         ]
         assert registry("gary", "GET", "/v1/console/cluster")[0] == 403
-        # the metrics endpoint (every topic's and principal's figures) refuses a tenant's principals
-        refused_request = urllib.request.Request(
+        # the metrics endpoint serves a tenant's principal its own tenant's series only
+        tenant_request = urllib.request.Request(
             f"http://127.0.0.1:{metrics_port}/metrics",
             headers={"Authorization": basic_header("alice", "secret")},
         )
-        with pytest.raises(urllib.error.HTTPError) as metrics_refusal:
-            urllib.request.urlopen(refused_request, timeout=10)
-        assert metrics_refusal.value.code == 401
-        assert b"does not serve tenants yet" in metrics_refusal.value.read()
+        with urllib.request.urlopen(tenant_request, timeout=10) as answer:
+            scoped = answer.read().decode()
+        assert re.search(r'^odradek_topic_records\{topic="orders\.eu"\} ', scoped, re.M)
+        assert re.search(r'^odradek_tenant_records_in_total\{tenant="acme"\} ', scoped, re.M)
+        assert "_t." not in scoped and "globex" not in scoped and "odradek_door_" not in scoped
     finally:
         server.stop()
 

@@ -13,6 +13,11 @@ The endpoint also answers probes: ``/healthz`` (200 while the process answers HT
 cluster agent that joined with a live lease, owner or standby; 503 with the reason
 otherwise), for Kubernetes' liveness and readiness probes.
 
+A tenant's principal (decision 0028) is served a view of its own tenant
+(:class:`TenantView`): the series of its topics and groups, named as the tenant names
+them (without ``_t.<tenant>.``), its tenant's metering and its own users'; nothing of the
+process, the cluster or another tenant. An admin and an untenanted principal see it all.
+
 The endpoint is a bounded HTTP server (protocols/bounded_http.py): a thread per
 connection, at most ``metrics_connections_max`` of them (and per peer address), idle
 and half-sent requests closed in time; connections over a cap are answered 503.
@@ -34,7 +39,7 @@ from prometheus_client.registry import Collector
 from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.groups.directory import GroupDirectory
-from odradek.names import tenant_of
+from odradek.names import tenant_of, tenant_prefix
 from odradek.node import Node
 from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -178,9 +183,16 @@ class _MetricsHandler(BoundedRequestHandler):
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         registry = self.server.registry
         names = urllib.parse.parse_qs(target.query).get("name[]")
-        output = encoder(registry.restricted_registry(names) if names else registry)
+        source: Collector = registry.restricted_registry(names) if names else registry
+        tenant = self.principal.tenant
+        if tenant is not None:  # decision 0028: its own tenant's series only
+            source = TenantView(source, tenant, self.server.metrics.metering.principals_of(tenant))
+        output = encoder(source)
         gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
         self._answer(200, content_type, gzip.compress(output) if gzipped else output, gzipped)
+
+    def serves_tenants(self) -> bool:
+        return True  # a tenant's principal gets its tenant's view (TenantView)
 
     def _answer(self, status: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
         self.send_response(status)
@@ -190,6 +202,58 @@ class _MetricsHandler(BoundedRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         self.end_headers()
         self.wfile.write(body)
+
+
+# The labels that say whose a series is: a series is a tenant's when at least one of them
+# names the tenant (or one of its principals) and none names anything else.
+_NAMED_LABELS = ("topic", "group")  # engine names: the tenant's carry its prefix
+
+
+class TenantView(Collector):
+    """What tenant ``tenant``'s principals may scrape of ``source`` (decision 0028): the
+    samples whose ``topic`` and ``group`` labels are the tenant's (shown without
+    ``_t.<tenant>.``, as every other door names them), whose ``tenant`` label is it and
+    whose ``principal`` label is one of ``principals``; a sample must carry at least one of
+    these labels, so the process's and the cluster's series (door counts, fsyncs, agents)
+    and every other tenant's stay out. Families left empty are left out."""
+
+    def __init__(self, source: Collector, tenant: str, principals: set[str]) -> None:
+        self.source = source
+        self.tenant = tenant
+        self.prefix = tenant_prefix(tenant)
+        self.principals = principals
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                labels = self._labels(sample.labels)
+                if labels is not None:
+                    kept.samples.append(sample._replace(labels=labels))
+            if kept.samples:
+                yield kept
+
+    def _labels(self, labels: dict[str, str]) -> dict[str, str] | None:
+        """``labels`` as the tenant sees them; None: not the tenant's series."""
+        mine = False
+        shown = dict(labels)
+        for label in _NAMED_LABELS:
+            value = labels.get(label)
+            if value is None:
+                continue
+            if not value.startswith(self.prefix) or tenant_of(value) != self.tenant:
+                return None
+            shown[label] = value[len(self.prefix) :]
+            mine = True
+        if "tenant" in labels:
+            if labels["tenant"] != self.tenant:
+                return None
+            mine = True
+        if "principal" in labels:
+            if labels["principal"] not in self.principals:
+                return None
+            mine = True
+        return shown if mine else None
 
 
 class TopicCollector(Collector):

@@ -508,6 +508,7 @@ class Metering:
         self._lock = threading.Lock()
         self._counts: dict[str, list[float]] = {}
         self._tenants: dict[str, list[float]] = {}  # the same meters per tenant (decision 0028)
+        self._tenant_of: dict[str, str] = {}  # a labelled principal's tenant (its /metrics view)
 
     def add(
         self,
@@ -522,6 +523,9 @@ class Metering:
     ) -> None:
         added = (bytes_in, bytes_out, records_in, records_out, throttle_seconds)
         with self._lock:
+            if tenant is not None and principal not in self._counts:
+                if len(self._counts) < limits.metering_principals_max:
+                    self._tenant_of[principal] = tenant
             tables = [(self._counts, principal, limits.metering_principals_max)]
             if tenant is not None:
                 tables.append((self._tenants, tenant, limits.metering_tenants_max))
@@ -538,6 +542,11 @@ class Metering:
         """Per principal label, each meter's total so far."""
         with self._lock:
             return {name: dict(zip(METERS, counts, strict=True)) for name, counts in self._counts.items()}
+
+    def principals_of(self, tenant: str) -> set[str]:
+        """The principal labels of tenant ``tenant``'s users (``other`` never is one)."""
+        with self._lock:
+            return {name for name, owner in self._tenant_of.items() if owner == tenant}
 
     def tenants(self) -> dict[str, dict[str, float]]:
         """Per tenant label (the tenants' principals together), each meter's total so far."""
