@@ -18,6 +18,7 @@ the wire unchanged: a remote client re-raises the same class with the same attri
     ├── TopicExists
     ├── ConflictError             an expectation (`expect`, `expect_offset`) failed
     ├── OffsetOutOfRange          a read started outside [first offset, next offset]
+    ├── QuotaExceeded             a tenant's stored bytes are at its storage_bytes quota: appends refused
     ├── WaitTimeout               an append is durable, but its wait_for waiters did not finish in time
     ├── StorageError              the disk refused (full, I/O error); nothing was acknowledged
     │   ├── DataDamaged           stored data is damaged (checksums); an operator must decide
@@ -181,6 +182,25 @@ class OffsetOutOfRange(OdradekError):
         return {"requested": self.requested, "first": self.first, "next_offset": self.next_offset}
 
 
+class QuotaExceeded(OdradekError):
+    """An append to a tenant's topic while the tenant's stored bytes are at or over its
+    ``storage_bytes`` quota (security/quotas.py): nothing of it was written. Not
+    retryable as it is: the tenant deletes topics or records (or retention and
+    compaction free space), or an admin raises the quota. ``tenant`` is named as the
+    admin names it, ``used`` and ``quota`` are bytes."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, tenant: str | None = None, used: int = 0, quota: int = 0) -> None:
+        super().__init__(message)
+        self.tenant = tenant
+        self.used = used
+        self.quota = quota
+
+    def details(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "used": self.used, "quota": self.quota}
+
+
 class StorageError(OdradekError):
     """The storage refused a write or a read (disk full, I/O error, corruption)."""
 
@@ -291,6 +311,7 @@ _BY_CODE: dict[str, type[OdradekError]] = {
         TopicExists,
         ConflictError,
         OffsetOutOfRange,
+        QuotaExceeded,
         StorageError,
         DataDamaged,
         Fenced,
@@ -338,6 +359,14 @@ def from_wire(payload: dict[str, Any]) -> OdradekError:
         return NotOwner(message, None if owner is None else str(owner), None if agent is None else str(agent))
     if cls in (TopicNotFound, TopicExists):
         return cls(message, details.get("topic"))
+    if cls is QuotaExceeded:
+        tenant = details.get("tenant")
+        return QuotaExceeded(
+            message,
+            None if tenant is None else str(tenant),
+            int(details.get("used") or 0),
+            int(details.get("quota") or 0),
+        )
     if cls is OffsetOutOfRange:
         return OffsetOutOfRange(
             message, int(details["requested"]), int(details["first"]), int(details["next_offset"])

@@ -738,6 +738,11 @@ metering_principals_max = 100
 # Tenants metered under a label of their own on /metrics (decision 0028), the rest under
 # "other".
 metering_tenants_max = 100
+# A tenant's stored bytes against its storage_bytes quota (engine/tenant_storage.py): the
+# running total (each append adds its batch's bytes) is summed again from the topics'
+# segment sizes, held in memory, at most this often (one pass over the open topics), and
+# at the next append after a topic or records are deleted or retention or compaction ran.
+tenant_storage_refresh_seconds = 1.0
 
 # --- materialized key views and synchronous commit (src/odradek/views/, decision 0019) --
 # Views one node keeps at most: each has an applier thread of its own, so a slow reducer

@@ -3,8 +3,7 @@
 Against a running server through the native door (the caller's credentials must name an
 admin principal; a server without authentication serves them on its loopback doors),
 or, with ``--data-dir DIR``, on the data directory's settings directly while the server
-is stopped, or, with ``--etcd URLS [--cluster NAME]``, on a cluster's settings in its
-etcd, as ``odradek user`` does.
+is stopped, as ``odradek user`` does.
 """
 
 from __future__ import annotations
@@ -21,17 +20,20 @@ if TYPE_CHECKING:
 
 _EPILOG = """\
 entities (Kafka's): user=NAME, client-id=ID, user=NAME,client-id=ID; <default> for any
-other user or client id (user=<default>, user=NAME,client-id=<default>...).
-quotas: producer_byte_rate and consumer_byte_rate (bytes/s), request_rate (requests/s).
+other user or client id (user=<default>, user=NAME,client-id=<default>...); a tenant's:
+tenant=NAME or tenant=<default>, alone.
+quotas: producer_byte_rate and consumer_byte_rate (bytes/s), request_rate (requests/s);
+storage_bytes (bytes a tenant's topics may store: appends are refused at it; tenants only).
 
 examples:
   odradek quota set user=alice --producer-byte-rate 1048576 --consumer-byte-rate 2097152
   odradek quota set 'user=<default>' --request-rate 1000
   odradek quota set client-id=batch-loader --producer-byte-rate 10485760 --data-dir ./odradek-data
+  odradek quota set tenant=acme --storage-bytes 10737418240
   odradek quota list
   odradek quota remove user=alice --key producer_byte_rate"""
 
-_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_rate")
+_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_rate", "storage_bytes")
 
 
 def _call(args: argparse.Namespace) -> Call:
@@ -41,13 +43,7 @@ def _call(args: argparse.Namespace) -> Call:
 
         return local_call(QuotaSettings.open(data_dir))
 
-    def in_etcd(documents: Any) -> Call:
-        from odradek.security.quota_admin import local_call
-        from odradek.security.quotas import DOCUMENT, QuotaSettings
-
-        return local_call(QuotaSettings(documents.persistence(DOCUMENT)))
-
-    return admin_call(args, local, in_etcd)
+    return admin_call(args, local)
 
 
 def _print(entity: dict[str, Any], output_format: str) -> None:
@@ -62,7 +58,8 @@ def quota_set(args: argparse.Namespace) -> int:
     quotas = {key: getattr(args, key) for key in _KEYS if getattr(args, key) is not None}
     if not quotas:
         raise InvalidRequest(
-            "name at least one quota: --producer-byte-rate, --consumer-byte-rate, --request-rate"
+            "name at least one quota: --producer-byte-rate, --consumer-byte-rate, --request-rate, "
+            "--storage-bytes"
         )
     _print(_call(args)("quota_set", {"entity": args.entity, "quotas": quotas}), args.format)
     return 0
@@ -94,21 +91,19 @@ def add_parser(
         help="change the quota settings of this data directory directly (the server stopped) "
         "instead of asking the server",
     )
-    from odradek.cli.cluster import add_offline_etcd_arguments
-
-    add_offline_etcd_arguments(common)
     common.add_argument("--format", choices=("text", "json"), default="text", help="output (default text)")
     quota = sub.add_parser(
         "quota",
-        help="set, list, remove client quotas (bytes/s, requests/s per user and client id)",
+        help="set, list, remove client quotas (bytes/s, requests/s per user, client id and tenant; "
+        "a tenant's stored bytes)",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = quota.add_subparsers(dest="action", metavar="ACTION", required=True)
     setter = actions.add_parser("set", parents=[server, common], help="set an entity's quotas (others kept)")
-    setter.add_argument("entity", help="user=NAME, client-id=ID, both, or <default> names")
+    setter.add_argument("entity", help="user=NAME, client-id=ID, both, tenant=NAME, or <default> names")
     for key in _KEYS:
-        unit = "requests/s" if key == "request_rate" else "bytes/s"
+        unit = {"request_rate": "requests/s", "storage_bytes": "bytes"}.get(key, "bytes/s")
         setter.add_argument(
             f"--{key.replace('_', '-')}", dest=key, type=float, metavar=unit.upper().replace("/", "_PER_")
         )

@@ -622,6 +622,7 @@ def run(settings: Settings) -> int:
             credentials = CredentialStore.open(settings.data_dir)
         authenticator = authenticator_of(settings, credentials, validator)
         quotas = quota_manager(engine, settings.data_dir)
+        engine.tenant_storage.quota = quotas.settings.storage_quota  # tenants' storage_bytes
         observer = None
         metrics = None
         if metrics_address is not None:

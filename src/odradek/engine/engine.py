@@ -53,6 +53,7 @@ from odradek.engine.compaction import CompactionResult, CompactionStopped, Throt
 from odradek.engine.frames import StoredFrame, walk
 from odradek.engine.producers import RangeProducer
 from odradek.engine.reducers import reduce_round, resolve_reducer
+from odradek.engine.tenant_storage import TenantStorage
 from odradek.engine.topic import PendingAppend, Topic, normalize_key
 from odradek.engine.topic_schema import SchemaVersion, TopicSchema
 from odradek.engine.topicfiles import (
@@ -200,6 +201,8 @@ class Engine:
         self._topics: dict[str, Topic] = {}
         # Topics whose directory exists but that cannot be opened: name -> why.
         self._unavailable: dict[str, str] = {}
+        #: Tenants' stored bytes and their storage_bytes quota (engine/tenant_storage.py).
+        self.tenant_storage = TenantStorage(self._topic_sizes)
         self._arrivals = threading.Condition()
         self._generation = 0
         self._listeners = ArrivalListeners()
@@ -293,6 +296,11 @@ class Engine:
     def _check_open(self) -> None:
         if self.closed:
             raise ClosedError("the engine is closed")
+
+    def _topic_sizes(self) -> Iterator[tuple[str, int]]:
+        """Each open topic's name and stored bytes (its segments' sizes, held in memory)."""
+        for name, topic in list(self._topics.items()):
+            yield name, topic.log.size_bytes
 
     def _open_topic(self, directory: str) -> Topic:
         """Open (recover) the topic in ``directory``; raises StorageError saying which
@@ -496,6 +504,7 @@ class Engine:
             except OSError as exc:
                 raise StorageError(f"could not delete topic {name!r}: {describe_os_error(exc)}") from exc
         self.disk.rmtree(doomed)
+        self.tenant_storage.stale()
         self._notify(Arrival(DELETED, name))
 
     def unavailable_topics(self) -> dict[str, str]:
@@ -602,6 +611,7 @@ class Engine:
         topic = self._topic(name)
         first = topic.first_offset
         start = topic.delete_records(before)
+        self.tenant_storage.stale()
         if start != first:
             self._notify(Arrival(CHANGED, name))
         return start
@@ -739,6 +749,7 @@ class Engine:
         expect_offset: int | None = None,
         producer: api.Producer | RangeProducer | None = None,
         partition: int | None = None,
+        bounded: bool = True,
     ) -> PendingAppend:
         """Write an append now; ``.wait()`` on the result acknowledges it once durable.
 
@@ -748,11 +759,20 @@ class Engine:
         ``producer`` may also be a range, ``(producer_id, first_sequence,
         last_sequence)``: the Kafka door's form (producers.py). ``partition`` is the
         Kafka partition the records were produced to, kept with them (frames.py).
+
+        An append to a tenant's topic while the tenant stores its ``storage_bytes`` quota
+        or more is refused with QuotaExceeded (engine/tenant_storage.py). ``bounded=False``
+        skips that check, for records whose acceptance was decided before (a committed
+        Kafka transaction's, checked when they were staged); they are still counted.
         """
         target = self._topic(topic)
         schema = target.schema
         batch = to_input_batch(records, self.append_bytes_max, None if schema is None else schema.value_type)
-        return target.submit(batch, expect, expect_offset, producer, partition)
+        tenant = self.tenant_storage.check(topic, refuse=bounded)  # at its storage_bytes quota: refused
+        pending = target.submit(batch, expect, expect_offset, producer, partition)
+        if tenant is not None:
+            self.tenant_storage.added(tenant, _frame_size(target, pending.ticket))
+        return pending
 
     def append_many(
         self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
@@ -958,6 +978,8 @@ class Engine:
         removed = 0
         for topic in list(self._topics.values()):
             removed += topic.enforce_retention(now)
+        if removed:
+            self.tenant_storage.stale()
         return removed
 
     def compact(self, now: float | None = None, *, force: bool = False) -> dict[str, CompactionResult]:
@@ -971,6 +993,8 @@ class Engine:
             )
             if result is not None:
                 results[topic.name] = result
+        if results:
+            self.tenant_storage.stale()
         return results
 
     def run_reducers(self) -> dict[str, int]:
@@ -1014,6 +1038,21 @@ class Engine:
 
 
 _VALUE_FORMATS = ("typed", "json", "wire")
+
+
+def _frame_size(topic: Topic, ticket: int) -> int:
+    """The bytes of the frame an append just wrote (the one ending at ``ticket``), found
+    among the last frames of the newest segments; 0 when it is not there any more (its
+    tenant's total is summed again within ``limits.tenant_storage_refresh_seconds``)."""
+    for segment in reversed(topic.log.segments[-2:]):
+        for frame in reversed(segment.frames[-_RECENT_FRAMES:]):
+            if frame.next_offset == ticket:
+                return frame.size
+    return 0
+
+
+# Frames an append's own is looked for among (others' appends may follow it meanwhile).
+_RECENT_FRAMES = 16
 
 
 def _drop_ranges(value: object) -> list[tuple[int, int]]:

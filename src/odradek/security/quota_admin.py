@@ -8,7 +8,8 @@ Actions (DoAction; JSON bodies and results; an admin principal only, else Unauth
     quota_remove  {"entity", "keys"?: [KEY, ...]}                        -> entity
 
 An entity is ``{"entity": "user=alice,client-id=<default>", "quotas": {KEY: VALUE}}``
-(security/quotas.py names the keys and entity forms). ``quota_set`` sets the keys given
+(security/quotas.py names the keys and entity forms; ``storage_bytes`` on a tenant's
+entity alone). ``quota_set`` sets the keys given
 and keeps the others; ``quota_remove`` removes the keys named, or every key of the
 entity (and so the entity) when none is named.
 """

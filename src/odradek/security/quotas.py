@@ -18,7 +18,12 @@ client id). Each entity holds quota values:
 A tenant's quotas (decision 0028): ``tenant=acme`` (or ``tenant=<default>``, a rate of
 each tenant's own) names no user or client id; it bounds all the tenant's principals
 together, *in addition* to their user and client quotas: a request of a tenant's
-principal is recorded on both, and its throttle is the longer.
+principal is recorded on both, and its throttle is the longer. A tenant's entity alone
+may also hold
+
+* ``storage_bytes``: the bytes its topics may store. Not a rate: the engine refuses
+  appends to the tenant's topics while they store that much or more
+  (engine/tenant_storage.py, ``QuotaExceeded``), whichever door they come through.
 
 Precedence (Kafka's, per quota key: the first entity holding the key applies)::
 
@@ -99,7 +104,8 @@ ENTITY_TYPES = (USER, CLIENT_ID)
 PRODUCE = "producer_byte_rate"
 FETCH = "consumer_byte_rate"
 REQUEST = "request_rate"
-QUOTA_KEYS = (PRODUCE, FETCH, REQUEST)
+STORAGE = "storage_bytes"  # a tenant's stored bytes (not a rate; engine/tenant_storage.py)
+QUOTA_KEYS = (PRODUCE, FETCH, REQUEST, STORAGE)
 _KAFKA_ONLY_KEYS = {
     "request_percentage": "a share of broker thread time, which Odradek does not measure; "
     "use request_rate (requests/s)",
@@ -286,6 +292,10 @@ class QuotaSettings:
                 return values[key]
         return None
 
+    def storage_quota(self, tenant: str) -> float | None:
+        """Tenant ``tenant``'s ``storage_bytes`` quota (None: unbounded), for the engine."""
+        return self.tenant_quota(tenant, STORAGE)
+
     def alter(self, alterations: list[Alteration], *, validate_only: bool = False) -> list[str | None]:
         """Apply each alteration whose entity and values are valid, in one save; the
         error of each (None: applied, or would be with ``validate_only``)."""
@@ -306,6 +316,11 @@ class QuotaSettings:
                             values.pop(key, None)
                         else:
                             values[key] = check_value(key, value)
+                            if key == STORAGE and not alteration.entity.names(TENANT):
+                                raise InvalidRequest(
+                                    f"{STORAGE} bounds a tenant's stored bytes: set it on tenant=NAME "
+                                    f"or tenant=<default>, not on {alteration.entity}"
+                                )
                     if values:
                         if alteration.entity not in changed and len(changed) >= limits.quota_entities_max:
                             raise InvalidRequest(

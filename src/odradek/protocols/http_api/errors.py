@@ -3,7 +3,8 @@
 Every refusal is ``{"code", "message", "details"}``, the JSON of
 ``odradek.errors.to_wire`` that the Flight door sends in its errors' ``extra_info``
 (docs/flight-protocol.md, "Errors"), with the same codes; the HTTP status says the
-kind: 400 invalid, 401 unauthenticated, 403 unauthorized, 404 not found, 409 conflict,
+kind: 400 invalid, 401 unauthenticated, 403 unauthorized or a tenant's storage quota
+reached, 404 not found, 409 conflict,
 413 too large, 503 retryable (with ``Retry-After``), 500 for the rest.
 """
 
@@ -32,6 +33,9 @@ STATUS_OF_CODE = {
     "conflict": 409,
     "unauthenticated": 401,
     "unauthorized": 403,
+    # A tenant at its storage_bytes quota: the tenant's bound, not the server's space, and
+    # a 4xx that clients and proxies do not retry (decision 0028).
+    "quota_exceeded": 403,
     "unavailable": 503,
     "not_owner": 503,
     "storage_error": 503,

@@ -29,6 +29,7 @@ from odradek.errors import (
     Fenced,
     InvalidRequest,
     OdradekError,
+    QuotaExceeded,
     RequestTooLarge,
     SequenceError,
     StorageError,
@@ -76,6 +77,8 @@ def error_code_of(error: BaseException) -> ErrorCode:
         return ErrorCode.TOPIC_ALREADY_EXISTS
     if isinstance(error, RequestTooLarge):
         return ErrorCode.MESSAGE_TOO_LARGE
+    if isinstance(error, QuotaExceeded):  # a tenant's storage_bytes: fatal for the batch
+        return ErrorCode.POLICY_VIOLATION
     if isinstance(error, SequenceError):  # before InvalidRequest, its base class
         return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     if isinstance(error, InvalidRequest):

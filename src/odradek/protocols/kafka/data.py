@@ -296,6 +296,7 @@ async def _stage_partition(
     count = sum(b.header.record_count for b in batches)
     try:
         txn = broker.transactions.identify(transactional_id, first.producer_id, first.producer_epoch)
+        broker.engine.tenant_storage.check(view.name)  # a tenant at its storage_bytes quota
         records = _records_of(batches)
         table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
         base = await broker.transactions.stage(txn, view.name, data.index, table, first.base_sequence, count)

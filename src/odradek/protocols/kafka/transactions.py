@@ -763,7 +763,11 @@ class TransactionCoordinator:
                 last = (sequence + chunk.num_rows - 1) % RANGE_SEQUENCE_MODULUS
                 producer = (engine_producer_id(int(decision["producer_id"]), partition), sequence, last)
                 try:
-                    pending.append(engine.submit_append(topic, chunk, producer=producer, partition=partition))
+                    pending.append(  # decided: its tenant's storage quota was checked at staging
+                        engine.submit_append(
+                            topic, chunk, producer=producer, partition=partition, bounded=False
+                        )
+                    )
                 except SequenceError:
                     # Older than the engine remembers: applied before a restart (only
                     # the latest decision is ever applied again).
