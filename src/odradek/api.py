@@ -184,7 +184,8 @@ class Client(Protocol):
                 the server runs in the background to snapshot each key (see
                 ``snapshot``): an import path ``"package.module:function"`` or the name
                 of an ``odradek.reducers`` entry point, importable on the server; None
-                for none. Not with a schema.
+                for none. ``record["value"]`` is bytes, or on a topic with a schema the
+                typed value (a dict for a record schema) as ``read_key`` returns it.
             snapshot_every: with a reducer, a key is snapshotted each time its version
                 crosses a multiple of this (1 to 1,000,000,000; default 1,000).
 
@@ -554,13 +555,16 @@ class Client(Protocol):
                 first row is the snapshot (``value`` its state, ``version`` the version
                 it covers, ``offset`` that version's offset or null if unknown), the
                 rows after it the events of the later versions; every row has a
-                ``snapshot`` column (True for the snapshot). Without a snapshot, the
-                key's whole stream with ``snapshot`` False. Leave ``from_version`` and
-                ``to_version`` out with it.
+                ``snapshot`` column (True for the snapshot). On a topic with a schema
+                ``value`` is typed, so the state is in a ``state`` column (binary, after
+                ``snapshot``; null on the events) and the snapshot row's ``value`` is
+                null. Without a snapshot, the key's whole stream with ``snapshot``
+                False. Leave ``from_version`` and ``to_version`` out with it.
 
         Returns:
             A table with the columns of ``read`` (no rows if the key has none), and
-            ``snapshot`` with ``from_snapshot``.
+            ``snapshot`` with ``from_snapshot`` (and ``state`` on a topic with a
+            schema).
 
         Raises:
             TopicNotFound: there is no such topic.
@@ -580,7 +584,7 @@ class Client(Protocol):
         it. A key keeps its latest snapshot (older ones are compacted away).
 
         Args:
-            topic: the topic (without a schema).
+            topic: the topic (with or without a schema: the state is bytes either way).
             key: the key.
             state: the key's state as of ``version``, in any encoding the caller folds
                 (at most 512 KiB).
@@ -594,7 +598,7 @@ class Client(Protocol):
                 ``.expected`` the version given, ``.actual`` the latest snapshot's).
             RequestTooLarge: the state is over 512 KiB.
             InvalidRequest: a bad key, state or version (above the key's current
-                version), or the topic has a schema.
+                version).
 
         Example::
 

@@ -1,13 +1,15 @@
 """`odradek serve --etcd --auth`: the agents of a cluster share one credential store.
 
-Goal: users and tokens live in the object store the agents share, so a user added
-through the owner's door authenticates on a standby at once (the standby reads the
-store again when a credential is not found) and a revoked token is refused by every
-agent; clients without credentials are refused by every agent; the owner's Kafka door
-takes SCRAM for a user added through the native door, also for a client bootstrapped
-with the standby only (its relay carries the SASL exchange to the owner).
+Goal: users and tokens live in the cluster's etcd (decision 0029), so a user added
+through the owner's door authenticates on a standby at once and a token revoked on the
+owner is refused by the standby as soon as etcd's watch tells it (the agents' periodic
+refresh is set to an hour here: only the watch can have done it); clients without
+credentials are refused by every agent; the owner's Kafka door takes SCRAM for a user
+added through the native door, also for a client bootstrapped with the standby only
+(its relay carries the SASL exchange to the owner); the first admin is made offline
+with `odradek user add --etcd`, and an unreachable etcd is a clear error there.
 Method: two `odradek serve --store --etcd --auth` processes on a real etcd and moto's
-S3 server; the first admin is written into the store before they start.
+S3 server.
 """
 
 from __future__ import annotations
@@ -30,6 +32,32 @@ import odradek
 from odradek.errors import OdradekError, Unauthenticated
 from odradek.security import CredentialStore
 
+_WITH_REFRESH = (
+    "import runpy; from odradek import limits; limits.security_refresh_seconds = {seconds}; "
+    "runpy.run_module('odradek.cli.main', run_name='__main__')"
+)
+HOUR = 3600.0
+
+
+def odradek_cli(*arguments: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """`odradek ARGUMENTS` as a process (its completed run)."""
+    return subprocess.run(
+        [sys.executable, "-m", "odradek.cli.main", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def add_user_in_etcd(etcd: str, cluster: str, name: str, password: str, *flags: str) -> None:
+    """A user made offline in the cluster's etcd (as an operator makes the first admin)."""
+    done = odradek_cli(
+        "user", "add", name, *flags, "--etcd", etcd, "--cluster", cluster, stdin=password + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+
 
 class Agent:
     """`odradek serve --store --etcd` as a process (with ``--auth`` unless ``auth`` is
@@ -45,12 +73,21 @@ class Agent:
         prefix: str,
         *,
         auth: bool = True,
+        refresh_seconds: float | None = None,
     ):
         self.port, self.kafka_port = free_ports(2)
         self.url = f"grpc://127.0.0.1:{self.port}"
         self.log = directory / f"{agent_id}.log"
+        self.store, self.prefix = store, prefix
+        # refresh_seconds: the agent reads its security documents again this often instead
+        # of every limits.security_refresh_seconds (set before anything reads it).
+        start = (
+            ["-m", "odradek.cli.main"]
+            if refresh_seconds is None
+            else ["-c", _WITH_REFRESH.format(seconds=float(refresh_seconds))]
+        )
         command = [
-            sys.executable, "-m", "odradek.cli.main", "serve", *(["--auth"] if auth else []),
+            sys.executable, *start, "serve", *(["--auth"] if auth else []),
             "--data-dir", str(directory / agent_id), "--listen", f"127.0.0.1:{self.port}",
             "--store", store.url(prefix), "--store-flush-ms", "5", "--etcd", etcd, "--cluster", cluster,
             "--agent-id", agent_id, "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
@@ -102,11 +139,14 @@ def owner_and_standby(agents: list[Agent], **credentials: Any) -> tuple[Agent, A
 @pytest.fixture
 def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[Agent]]:
     cluster, prefix = f"auth{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
-    CredentialStore.in_object_store(moto_s3.open(prefix)).add_user("root", "root-secret", admin=True)
+    add_user_in_etcd(etcd_server.url, cluster, "root", "root-secret", "--admin")
     started: list[Agent] = []
     try:
         for index in range(2):
-            started.append(Agent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+            agent = Agent(
+                tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix, refresh_seconds=HOUR
+            )
+            started.append(agent)
         yield started
     finally:
         for agent in started:
@@ -161,4 +201,17 @@ def test_agents_share_users_and_tokens(agents: list[Agent]) -> None:
                 continue
         return True
 
-    wait_for(refused_everywhere, "the revoked token refused by every agent")
+    wait_for(refused_everywhere, "the revoked token refused by every agent")  # the watch did it
+    # The store the agents share holds no credentials: they are in etcd only.
+    assert CredentialStore.in_object_store(owner.store.open(owner.prefix)).empty
+
+
+def test_the_offline_command_says_when_etcd_is_unreachable(tmp_path: Path) -> None:
+    from odradek.ports import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    done = odradek_cli("user", "list", "--etcd", unreachable, "--cluster", "nowhere")
+    assert done.returncode == 3, done.stderr  # EXIT_UNAVAILABLE
+    assert f"is etcd running at {unreachable}?" in done.stderr and "etcd did not answer" in done.stderr
+    both = odradek_cli("user", "list", "--etcd", unreachable, "--data-dir", str(tmp_path))
+    assert both.returncode == 1 and "not both" in both.stderr

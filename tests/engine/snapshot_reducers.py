@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -14,6 +15,15 @@ def total(state: bytes | None, record: dict[str, Any]) -> bytes:
 def typed_total(state: bytes | None, record: dict[str, Any]) -> bytes:
     """``total`` for a schema'd topic: its values are dicts, ``n`` an int."""
     return b"%d" % (int(state or b"0") + record["value"]["n"])
+
+
+def typed_fields(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """For a schema'd topic: the sum of ``n``, and each value's fields and ``gift``."""
+    folded = json.loads(state) if state else {"total": 0, "fields": [], "gifts": []}
+    folded["total"] += record["value"]["n"]
+    folded["fields"].append(sorted(record["value"]))
+    folded["gifts"].append(record["value"].get("gift"))
+    return json.dumps(folded).encode()
 
 
 def picky(state: bytes | None, record: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from_snapshot=True)`` and ``describe_topic``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -111,6 +112,21 @@ def test_a_reducer_on_a_schemad_topic_gets_the_typed_values(client: odradek.Embe
     assert client.engine.run_reducers() == {"orders": 0, "raw": 0}
     info = client.describe_topic("raw").snapshots
     assert info is not None and info["reducer_failures"] == 1 and "dict" in info["reducer_last_error"]
+
+
+def test_a_reducer_round_spans_two_schema_versions(client: odradek.EmbeddedClient) -> None:
+    """One round reads records written under two versions of the topic's schema; the
+    reducer gets every one in the newest version's shape (the older ones evolved)."""
+    client.create_topic("orders", schema=ORDER, reducer="snapshot_reducers:typed_fields", snapshot_every=4)
+    client.append("orders", [{"key": b"a", "value": {"n": n}} for n in range(2)])
+    newer = {**ORDER, "properties": {**ORDER["properties"], "gift": {"type": "boolean"}}}
+    client.set_schema("orders", newer)
+    client.append("orders", [{"key": b"a", "value": {"n": n, "gift": True}} for n in range(2, 4)])
+    assert client.engine.run_reducers() == {"orders": 1}
+    table = client.read_key("orders", b"a", from_snapshot=True)
+    assert table.column("version").to_pylist() == [4]
+    folded = json.loads(table.column("state")[0].as_py())
+    assert folded == {"total": 6, "fields": [["gift", "n", "note"]] * 4, "gifts": [None, None, True, True]}
 
 
 @pytest.mark.parametrize("reducer", ["snapshot_reducers:wrong_type", "snapshot_reducers:nothing"])

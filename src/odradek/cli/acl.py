@@ -2,7 +2,9 @@
 
 Like ``odradek user``, they work against a running server through the native door (the
 caller's credentials must name an admin principal), or, with ``--data-dir DIR``, on the
-data directory's bindings directly while the server is stopped. A resource is named by
+data directory's bindings directly while the server is stopped, or, with ``--etcd URLS
+[--etcd-cluster NAME]``, on a cluster's bindings in its etcd (``--cluster`` names the
+cluster resource here). A resource is named by
 one of ``--topic``, ``--group``, ``--subject``, ``--transactional-id`` or ``--cluster``;
 its pattern type is ``--pattern-type`` (default: ``match`` for a name with a ``*`` or
 ``>`` segment, ``literal`` otherwise).
@@ -31,7 +33,13 @@ def _call(args: argparse.Namespace) -> Call:
 
         return local_call(AclStore.open(data_dir))
 
-    return admin_call(args, local)
+    def in_etcd(documents: Any) -> Call:
+        from odradek.security.acl_admin import local_call
+        from odradek.security.acl_store import DOCUMENT, AclStore
+
+        return local_call(AclStore(documents.persistence(DOCUMENT)))
+
+    return admin_call(args, local, in_etcd)
 
 
 def _resource(args: argparse.Namespace, *, required: bool) -> dict[str, str]:
@@ -151,6 +159,9 @@ def add_parsers(
         help="change the bindings of this data directory directly (the server stopped) "
         "instead of asking the server",
     )
+    from odradek.cli.cluster import add_offline_etcd_arguments
+
+    add_offline_etcd_arguments(offline, cluster_flag=False)  # (--cluster names a resource here)
     acl = sub.add_parser(
         "acl", help="add, list, remove access control bindings (with serve --auth --authorize)"
     )

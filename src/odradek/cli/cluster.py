@@ -104,6 +104,55 @@ def add_etcd_security_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--etcd-password", nargs="?", action=_NoPasswordFlag, help=argparse.SUPPRESS)
 
 
+def add_offline_etcd_arguments(parser: argparse.ArgumentParser, *, cluster_flag: bool = True) -> None:
+    """``--etcd URLS`` and the cluster's name (``--cluster NAME``, or ``--etcd-cluster
+    NAME`` where ``--cluster`` means something else) with the flags of a secured etcd:
+    the security documents of a cluster changed in its etcd directly (decision 0029)."""
+    parser.add_argument(
+        "--etcd",
+        metavar="URLS",
+        help="change the document of the cluster coordinated by this etcd directly "
+        "(http://HOST:PORT,... or https://...), e.g. to make a cluster's first admin",
+    )
+    names = ("--cluster", "--etcd-cluster") if cluster_flag else ("--etcd-cluster",)
+    parser.add_argument(
+        *names,
+        dest="etcd_cluster",
+        metavar="NAME",
+        help=f"with --etcd: the cluster's name in etcd (default ${CLUSTER_VARIABLE}, else 'default')",
+    )
+    add_etcd_security_arguments(parser)
+
+
+def etcd_documents(args: argparse.Namespace) -> Any:
+    """The security documents in the etcd of ``args.etcd`` (cluster/documents.py), with
+    the secured etcd's settings from the flags or their variables, as ``odradek serve``
+    reads them."""
+    try:
+        from odradek.cluster.documents import EtcdDocuments
+        from odradek.cluster.etcd import endpoints_tls
+        from odradek.cluster.etcd_client import load_security
+    except ImportError as exc:
+        raise InvalidRequest(
+            f"--etcd needs the cluster extra: pip install 'odradek[cluster]' ({exc})"
+        ) from exc
+    settings = {
+        dest: getattr(args, dest, None) or os.environ.get(variable) or None
+        for _, dest, variable in ETCD_SECURITY
+    }
+    security = load_security(
+        endpoints_tls(args.etcd),
+        ca=settings["etcd_ca"],
+        cert=settings["etcd_cert"],
+        key=settings["etcd_key"],
+        user=settings["etcd_user"],
+        password=os.environ.get(PASSWORD_VARIABLE) or None,
+        password_file=settings["etcd_password_file"],
+    )
+    cluster = getattr(args, "etcd_cluster", None) or os.environ.get(CLUSTER_VARIABLE) or "default"
+    return EtcdDocuments(args.etcd, cluster, security=security)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser(
         "cluster",

@@ -887,7 +887,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except Unavailable as exc:
-        _error(f"{_first_line(exc)} (is `odradek serve` running at {args.server}?)")
+        if getattr(args, "etcd", None):  # serve --etcd, or user/token/tenant/acl/quota --etcd
+            _error(f"{_first_line(exc)} (is etcd running at {args.etcd}?)")
+        else:
+            _error(f"{_first_line(exc)} (is `odradek serve` running at {args.server}?)")
         return EXIT_UNAVAILABLE
     except OdradekError as exc:
         _error(exc.message)

@@ -3,7 +3,8 @@
 Against a running server through the native door (the caller's credentials must name an
 admin principal; a server without authentication serves them on its loopback doors),
 or, with ``--data-dir DIR``, on the data directory's settings directly while the server
-is stopped, as ``odradek user`` does.
+is stopped, or, with ``--etcd URLS [--cluster NAME]``, on a cluster's settings in its
+etcd, as ``odradek user`` does.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def _call(args: argparse.Namespace) -> Call:
 
         return local_call(QuotaSettings.open(data_dir))
 
-    return admin_call(args, local)
+    def in_etcd(documents: Any) -> Call:
+        from odradek.security.quota_admin import local_call
+        from odradek.security.quotas import DOCUMENT, QuotaSettings
+
+        return local_call(QuotaSettings(documents.persistence(DOCUMENT)))
+
+    return admin_call(args, local, in_etcd)
 
 
 def _print(entity: dict[str, Any], output_format: str) -> None:
@@ -91,6 +98,9 @@ def add_parser(
         help="change the quota settings of this data directory directly (the server stopped) "
         "instead of asking the server",
     )
+    from odradek.cli.cluster import add_offline_etcd_arguments
+
+    add_offline_etcd_arguments(common)
     common.add_argument("--format", choices=("text", "json"), default="text", help="output (default text)")
     quota = sub.add_parser(
         "quota",

@@ -5,9 +5,11 @@ Both work against a running server through the native door (the caller's credent
 must name an admin principal; a server without authentication serves them on its
 loopback doors), or, with ``--data-dir DIR``, on the data directory's credential store
 directly while the server is stopped (how the first admin is made before the server
-starts with ``--auth``). A password is read from ``--password-file``, else from stdin
-when it is not a terminal (the first line), else from a prompt: never from a flag,
-which any user of the machine could read in ``ps``.
+starts with ``--auth``), or, with ``--etcd URLS [--cluster NAME]``, on a cluster's store
+in its etcd directly (how a cluster's first admin is made; decision 0029). A password is
+read from ``--password-file``, else from stdin when it is not a terminal (the first
+line), else from a prompt: never from a flag, which any user of the machine could read
+in ``ps``.
 """
 
 from __future__ import annotations
@@ -26,12 +28,33 @@ if TYPE_CHECKING:
     from odradek.security.actions import Call
 
 
-def admin_call(args: argparse.Namespace, local: Callable[[str], Call]) -> Call:
-    """The administration actions through the server's native door, or with
-    ``--data-dir`` those of ``local(data_dir)`` on the stopped server's data."""
+def admin_call(
+    args: argparse.Namespace,
+    local: Callable[[str], Call],
+    in_etcd: Callable[[Any], Call] | None = None,
+) -> Call:
+    """The administration actions through the server's native door, with
+    ``--data-dir`` those of ``local(data_dir)`` on the stopped server's data, or with
+    ``--etcd`` those of ``in_etcd(documents)`` on a cluster's documents in its etcd
+    (cluster/documents.py)."""
     data_dir = getattr(args, "data_dir", None)
+    etcd = getattr(args, "etcd", None)
+    if data_dir and etcd:
+        raise InvalidRequest("give --data-dir (a server's data directory) or --etcd (a cluster's), not both")
     if data_dir:
         return local(data_dir)
+    if etcd and in_etcd is not None:
+        from odradek.cli.cluster import etcd_documents
+
+        documents = etcd_documents(args)
+
+        def in_cluster(action: str, body: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return in_etcd(documents)(action, body)
+            finally:
+                documents.close()
+
+        return in_cluster
     from odradek.cli.commands import client_for
     from odradek.protocols.flight import messages
 
@@ -52,7 +75,13 @@ def _call(args: argparse.Namespace) -> Call:
 
         return local_call(CredentialStore.open(data_dir))
 
-    return admin_call(args, local)
+    def in_etcd(documents: Any) -> Call:
+        from odradek.security.admin import local_call
+        from odradek.security.credentials import DOCUMENT, CredentialStore
+
+        return local_call(CredentialStore(documents.persistence(DOCUMENT)))
+
+    return admin_call(args, local, in_etcd)
 
 
 def read_password(args: argparse.Namespace) -> str:
@@ -166,6 +195,9 @@ def add_parsers(
         help="change the credential store of this data directory directly (the server stopped) "
         "instead of asking the server",
     )
+    from odradek.cli.cluster import add_offline_etcd_arguments
+
+    add_offline_etcd_arguments(offline)
     user = sub.add_parser("user", help="add, list, remove users (SCRAM credentials)")
     actions = user.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser(

@@ -33,6 +33,7 @@ from odradek.cli.serve import (
     split_address,
 )
 from odradek.cluster.agent import AgentSettings, ClusterAgent
+from odradek.cluster.documents import EtcdDocuments
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
@@ -62,21 +63,24 @@ def run_agent(settings: Settings) -> int:
     store: str | ObjectStore = settings.store
     if settings.store_options:
         store = open_store(settings.store, options=settings.store_options)
-    # Users and tokens live in the store the agents share (security/credentials.py); each
-    # agent reads it again every few seconds.
+    # Users, tokens and tenants, the access control bindings and the quotas live in the
+    # cluster's etcd (decision 0029, cluster/documents.py): each agent watches them and
+    # reads them again as soon as one changes (and every few seconds, as a backstop).
+    documents = _security_documents(settings, security, store)
     from odradek.security import CredentialStore
-
-    credentials = CredentialStore.in_object_store(
-        store if isinstance(store, ObjectStore) else open_store(store)
-    )
-    stop_refreshing = credentials.refresh_every()
-    authenticator = authenticator_of(settings, credentials, validator)
-    # Client quotas beside them (security/quotas.py), read again as often.
+    from odradek.security.credentials import DOCUMENT as CREDENTIALS
+    from odradek.security.quotas import DOCUMENT as QUOTAS
     from odradek.security.quotas import QuotaManager, QuotaSettings
 
-    quota_settings = QuotaSettings.in_object_store(
-        store if isinstance(store, ObjectStore) else open_store(store)
-    )
+    try:
+        credentials = CredentialStore(documents.persistence(CREDENTIALS))
+        authenticator = authenticator_of(settings, credentials, validator)
+        quota_settings = QuotaSettings(documents.persistence(QUOTAS))
+    except BaseException:
+        documents.close()
+        raise
+    documents.watch()
+    stop_refreshing = credentials.refresh_every()
     stop_refreshing_quotas = quota_settings.refresh_every()
     quotas = QuotaManager(quota_settings)
     budget = ByteBudget(settings.inflight_bytes)
@@ -264,6 +268,7 @@ def run_agent(settings: Settings) -> int:
     stop_refreshing.set()
     stop_refreshing_quotas.set()
     agent.stop()
+    documents.close()
     drained = server.drain(limits.shutdown_drain_seconds_max)
     if metrics_listener is not None:
         metrics_listener.close()
@@ -276,6 +281,26 @@ def run_agent(settings: Settings) -> int:
 
 
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _security_documents(
+    settings: Settings, security: EtcdSecurity | None, store: str | ObjectStore
+) -> EtcdDocuments:
+    """The cluster's security documents in etcd; each the store still holds as an object
+    and etcd does not yet (a cluster of the previous version) imported into etcd once."""
+    from odradek.cluster.documents import EtcdDocuments, import_from_store
+    from odradek.security import acl_store, credentials, quotas
+
+    assert settings.etcd is not None
+    documents = EtcdDocuments(settings.etcd, settings.cluster, security=security)
+    try:
+        shared = store if isinstance(store, ObjectStore) else open_store(store)
+        for name in (credentials.DOCUMENT, acl_store.DOCUMENT, quotas.DOCUMENT):
+            import_from_store(documents.persistence(name), shared)
+    except BaseException:
+        documents.close()
+        raise
+    return documents
 
 
 def _etcd_security(etcd: str, settings: Settings) -> EtcdSecurity | None:

@@ -149,8 +149,7 @@ def reduce_round(topic: Topic, stop: threading.Event) -> int:
     if not batches:
         return 0
     following = int(batches[-1].column("offset")[-1].as_py()) + 1
-    # Per batch: a schema'd topic's batches may differ in their value's type.
-    table = pa.Table.from_batches([batch.select(["key", "version"]) for batch in batches])
+    table = pa.Table.from_batches(batches).select(["key", "version"])
     table = table.filter(pc.is_valid(table.column("key")))
     made = 0
     if table.num_rows:
