@@ -156,3 +156,88 @@ def test_kill_9_mid_transaction(tmp_path: Path) -> None:
         if server.process.poll() is None:
             server.process.kill()
             server.process.communicate()
+
+
+def test_kill_9_right_after_a_transaction_is_opened_or_first_acknowledged(tmp_path: Path) -> None:
+    """A transaction's number reaches its staging slot after AddPartitionsToTxn is
+    answered, before anything of it is acknowledged (decision 0016). Killed right after
+    the first Produce of a transaction was answered (an id's first transaction, on a
+    fresh slot; an id's second, on the slot emptied ahead after its first commit) or
+    after its TxnOffsetCommit was answered, the restart finds the transaction open: it
+    is aborted and its producer fenced. Killed right after AddPartitionsToTxn's answer,
+    before any Produce, the producer is fenced or its transaction is unknown: its
+    records are refused and it commits nothing. Only the committed transaction is read."""
+    from test_kafka_transactions_wire import TxnWire
+
+    from odradek.protocols.kafka.codec import messages_txn as t
+    from odradek.protocols.kafka.codec.api import ApiKey
+    from odradek.protocols.kafka.codec.errors import ErrorCode
+
+    data_dir, port = tmp_path / "data", free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    topic = "opened.a"
+    server = serve(data_dir, port)
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(topic, 1)]).values():
+            future.result(timeout=TIMEOUT)
+        wire = TxnWire(port, timeout=TIMEOUT)
+        producers = {}
+        for name in ("first", "second", "offsets", "added"):
+            init = wire.init(name)
+            assert init.error_code == ErrorCode.NONE
+            producers[name] = (init.producer_id, init.producer_epoch)
+        pid, epoch = producers["second"]
+        assert wire.add("second", pid, epoch, {topic: [0]}) == {(topic, 0): ErrorCode.NONE}
+        assert wire.produce("second", topic, [b"committed"], pid, epoch, 0)[0] == ErrorCode.NONE
+        assert wire.end("second", pid, epoch, True) == ErrorCode.NONE
+        for name, sequence in (("first", 0), ("second", 1)):
+            pid, epoch = producers[name]
+            assert wire.add(name, pid, epoch, {topic: [0]}) == {(topic, 0): ErrorCode.NONE}
+            assert wire.produce(name, topic, [name.encode()], pid, epoch, sequence)[0] == ErrorCode.NONE
+        pid, epoch = producers["offsets"]
+        added = t.AddOffsetsToTxnRequest(
+            transactional_id="offsets", producer_id=pid, producer_epoch=epoch, group_id="g"
+        )
+        assert wire.call(ApiKey.ADD_OFFSETS_TO_TXN, 3, added).error_code == ErrorCode.NONE
+        offsets = t.TxnOffsetCommitRequest(
+            transactional_id="offsets",
+            group_id="g",
+            producer_id=pid,
+            producer_epoch=epoch,
+            topics=(
+                t.TxnOffsetCommitRequestTopic(
+                    name=topic,
+                    partitions=(t.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1),),
+                ),
+            ),
+        )
+        answer = wire.call(ApiKey.TXN_OFFSET_COMMIT, 3, offsets)
+        assert answer.topics[0].partitions[0].error_code == ErrorCode.NONE
+        pid, epoch = producers["added"]
+        assert wire.add("added", pid, epoch, {topic: [0]}) == {(topic, 0): ErrorCode.NONE}
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.communicate(timeout=TIMEOUT)
+        wire.close()
+
+        server = serve(data_dir, port)
+        wire = TxnWire(port, timeout=TIMEOUT)
+        try:
+            for name in ("first", "second", "offsets"):
+                pid, epoch = producers[name]
+                assert wire.describe(name).producer_epoch == epoch + 1, f"{name} was not fenced"
+                assert wire.end(name, pid, epoch, True) == ErrorCode.PRODUCER_FENCED
+            pid, epoch = producers["added"]
+            refused = wire.produce("added", topic, [b"added"], pid, epoch, 0)[0]
+            assert refused in (ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.INVALID_TXN_STATE)
+            assert wire.end("added", pid, epoch, True) in (
+                ErrorCode.PRODUCER_FENCED,
+                ErrorCode.INVALID_TXN_STATE,
+            )
+        finally:
+            wire.close()
+        assert read_committed(bootstrap, topic) == [b"committed"]
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()

@@ -39,7 +39,11 @@ ongoing transaction is refused (INVALID_TXN_STATE), and AddPartitionsToTxn's
 verify-only form answers whether partitions are in it.
 
 State lives on the event loop; file and engine work runs on the broker's threads, one
-operation of a transactional id at a time (its lock).
+operation of a transactional id at a time (its lock), apart from AddPartitionsToTxn's
+look at its topics (schemas, log ends), which reads the engine's open topics on the
+loop. Opening a transaction writes its number to its staging slot in the background;
+what the transaction acknowledges waits for that write (_opened), so a restart after an
+acknowledged Produce, TxnOffsetCommit or commit finds it (decision 0016).
 
 Files, in ``<data dir>/kafka/transactions/``: ``<hash>.json`` (the id's document:
 producer id, epoch and timeout, written by InitProducerId and when the producer is
@@ -137,6 +141,9 @@ class Transaction:
     memory: int = 0  # bytes of tables and unwritten frames, in the coordinator's budget
     ends: dict[str, int] = dataclasses.field(default_factory=dict)  # log ends when added
     stage: StageFile | None = None
+    # The open transaction's staging file while its number is written, in the
+    # background (_opened): what the transaction acknowledges waits for it.
+    opening: asyncio.Future[StageFile] | None = None
     commit: Commit | None = None  # the decided commit not applied yet
     spare: asyncio.Future[StageFile] | None = None  # the next transaction's slot, emptied
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
@@ -360,17 +367,18 @@ class TransactionCoordinator:
             raise self._fenced(txn, version, fenced_from)
         return txn
 
-    async def _begin(
+    def _begin(
         self, txn: Transaction, admit: Callable[[], None] | None = None, topics: Sequence[str] = ()
     ) -> None:
-        """Open a transaction (its staging file) if none is open; note the log ends of
-        ``topics``, its records' offsets' lower bound. The previous commit may still be
-        applying: the next commit waits for it (end). ``admit`` runs first on the
-        broker's threads, in the same call as the file work; if it raises, nothing is
-        begun."""
+        """Open a transaction if none is open; note the log ends of ``topics``, its
+        records' offsets' lower bound. The previous commit may still be applying: the
+        next commit waits for it (end). ``admit`` runs first; if it raises, nothing is
+        begun. The staging file is opened and the transaction's number written in the
+        background (_opened): the request that opens the transaction waits for no
+        thread."""
         if txn.state == ONGOING:
             if admit is not None or topics:
-                txn.ends.update(await self.broker.call(self._admit, admit, topics))
+                txn.ends.update(self._admit(admit, topics))
             return
         open_now = sum(1 for other in self.transactions.values() if other.state == ONGOING)
         if open_now >= limits.kafka_open_transactions_max:
@@ -378,14 +386,11 @@ class TransactionCoordinator:
                 ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
                 f"{limits.kafka_open_transactions_max} transactions are open, this server's limit; retry",
             )
-        number = txn.number + 1
-        slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
-        path = self._stage_path(txn.transactional_id, slot)
-        spare = await self._take_spare(txn, path)
-        stage, ends = await self.broker.call(self._open_stage, path, number, spare, admit, topics)
-        txn.number = number
-        txn.slot = slot
-        txn.stage = stage
+        ends = self._admit(admit, topics)
+        txn.number += 1
+        txn.slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
+        txn.stage = None
+        txn.opening = self._open(txn)
         txn.state = ONGOING
         txn.started_ms = int(time.time() * 1000)
         txn.started = time.monotonic()
@@ -400,33 +405,55 @@ class TransactionCoordinator:
         txn.tables = {}
 
     def _admit(self, admit: Callable[[], None] | None, topics: Sequence[str]) -> dict[str, int]:
-        """``admit``, then the durable end of each topic (the broker's threads: opening
-        a topic may read its files)."""
+        """``admit``, then the durable end of each topic. On the event loop: both read
+        the engine's open topics in memory, as a Fetch's look at the log's end does
+        (data.py _has_data)."""
         if admit is not None:
             admit()
         return {topic: self.broker.engine.resolve_start(topic, "latest") for topic in topics}
 
-    def _open_stage(
-        self,
-        path: str,
-        number: int,
-        spare: StageFile | None,
-        admit: Callable[[], None] | None,
-        topics: Sequence[str],
-    ) -> tuple[StageFile, dict[str, int]]:
-        """``admit`` and the topics' ends (_admit), then the transaction's staging file:
-        the spare emptied ahead, its number written, or the slot opened and emptied now
-        (the broker's threads)."""
-        try:
-            ends = self._admit(admit, topics)
-        except BaseException:
-            if spare is not None:
-                spare.close()
-            raise
+    def _open(self, txn: Transaction) -> asyncio.Future[StageFile]:
+        """Open the open transaction's staging file in the background: the spare
+        emptied ahead, its number written, or the slot opened and emptied now."""
+        path = self._stage_path(txn.transactional_id, txn.slot)
+        number = txn.number
+        spare, txn.spare = txn.spare, None
+
+        async def open_it() -> StageFile:
+            stage = None if spare is None else await self._take_spare(spare, txn, path)
+            return await self.broker.call(self._open_stage, path, number, stage)
+
+        opening = asyncio.ensure_future(open_it())
+        opening.add_done_callback(_retrieved)
+        return opening
+
+    def _open_stage(self, path: str, number: int, spare: StageFile | None) -> StageFile:
+        """The transaction's staging file with its number written (the broker's threads)."""
         if spare is None:
-            return StageFile(self.disk, path, number, sync=self.fsync), ends
+            return StageFile(self.disk, path, number, sync=self.fsync)
         spare.begin(number)  # closes it if it fails
-        return spare, ends
+        return spare
+
+    async def _opened(self, txn: Transaction) -> StageFile:
+        """The open transaction's staging file, once its number is written. What the
+        transaction acknowledges waits for it (a Produce's records, TxnOffsetCommit's
+        offsets, the commit), so that a restart after any of them finds the
+        transaction open and fences its producer. StorageError if it could not be
+        opened: nothing is acknowledged, and the next request tries again."""
+        if txn.stage is not None:
+            return txn.stage
+        opening = txn.opening
+        if opening is None:  # the last attempt failed
+            opening = txn.opening = self._open(txn)
+        try:
+            stage = await asyncio.shield(opening)
+        except BaseException:
+            if txn.opening is opening and opening.done():
+                txn.opening = None
+            raise
+        if txn.opening is opening:
+            txn.opening, txn.stage = None, stage
+        return stage
 
     # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
 
@@ -436,7 +463,7 @@ class TransactionCoordinator:
         """Add partitions to the id's transaction, opening it if none is open, once
         ``admit`` (the door's checks, on the broker's threads) has not raised."""
         async with txn.lock:
-            await self._begin(txn, admit, sorted({topic for topic, _ in partitions}))
+            self._begin(txn, admit, sorted({topic for topic, _ in partitions}))
             txn.partitions.update(partitions)
 
     def verify(self, txn: Transaction, partition: TopicPartition) -> bool:
@@ -445,7 +472,7 @@ class TransactionCoordinator:
 
     async def add_offsets(self, txn: Transaction, group_id: str) -> None:
         async with txn.lock:
-            await self._begin(txn)
+            self._begin(txn)
             txn.groups.add(group_id)
 
     def pending_offset(self, group_id: str, topic: str, partition: int) -> bool:
@@ -458,15 +485,19 @@ class TransactionCoordinator:
                 return True
         return False
 
-    def stage_offsets(
+    async def stage_offsets(
         self, txn: Transaction, group_id: str, offsets: dict[TopicPartition, OffsetEntry]
     ) -> None:
-        if txn.state != ONGOING or group_id not in txn.groups:
-            raise TransactionError(
-                ErrorCode.INVALID_TXN_STATE,
-                f"group {group_id!r} was not added to the transaction (AddOffsetsToTxn first)",
-            )
-        txn.offsets.setdefault(group_id, {}).update(offsets)
+        """Stage TxnOffsetCommit's offsets (acknowledged once the transaction's number
+        is written: _opened)."""
+        async with txn.lock:
+            if txn.state != ONGOING or group_id not in txn.groups:
+                raise TransactionError(
+                    ErrorCode.INVALID_TXN_STATE,
+                    f"group {group_id!r} was not added to the transaction (AddOffsetsToTxn first)",
+                )
+            await self._opened(txn)
+            txn.offsets.setdefault(group_id, {}).update(offsets)
 
     # -- Produce ----------------------------------------------------------------------
 
@@ -511,8 +542,7 @@ class TransactionCoordinator:
                     f"sequence {first} follows {remembered[-1][1]} in a transaction of "
                     f"{txn.transactional_id!r}",
                 )
-            stage = txn.stage
-            assert stage is not None  # an ongoing transaction has its staging file
+            stage = await self._opened(txn)
             frame = records_frame(topic, partition, records)
             if stage.bytes + txn.unwritten_bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
                 raise TransactionError(
@@ -586,8 +616,7 @@ class TransactionCoordinator:
                 for group, offsets in txn.offsets.items()
             },
         }
-        stage = txn.stage
-        assert stage is not None
+        stage = await self._opened(txn)
         before = stage.bytes
         try:
             await self.broker.call(stage.decide, decision, b"".join(txn.unwritten))
@@ -632,12 +661,11 @@ class TransactionCoordinator:
         spare.add_done_callback(_retrieved)
         txn.spare = spare
 
-    async def _take_spare(self, txn: Transaction, path: str) -> StageFile | None:
-        """The emptied staging file of ``path`` if one was prepared (None if not, or if
-        emptying it failed: then the caller opens it)."""
-        spare, txn.spare = txn.spare, None
-        if spare is None:
-            return None
+    async def _take_spare(
+        self, spare: asyncio.Future[StageFile], txn: Transaction, path: str
+    ) -> StageFile | None:
+        """The emptied staging file of ``path`` from ``spare`` (None if emptying it
+        failed, or it is of another slot: then the caller opens it)."""
         try:
             stage = await asyncio.shield(spare)
         except (StorageError, OSError) as exc:
@@ -786,7 +814,13 @@ class TransactionCoordinator:
     async def _abort(self, txn: Transaction, why: str) -> None:
         self._forget_tables(txn)
         stage, txn.stage = txn.stage, None
+        opening, txn.opening = txn.opening, None
         txn.state = COMPLETE_ABORT
+        if stage is None and opening is not None:
+            try:  # noted aborted once its number is written, or a restart would fence
+                stage = await asyncio.shield(opening)
+            except (OdradekError, OSError):
+                stage = None  # no number written: nothing to note
         if stage is not None:
             await self.broker.call(stage.note, "aborted")
         log.info("transaction %r aborted: %s", txn.transactional_id, why)
@@ -828,11 +862,12 @@ class TransactionCoordinator:
             for stage in files:
                 if stage is not None:
                     stage.close()
-            if txn.spare is not None:
-                if txn.spare.done():
-                    _close_spare(txn.spare)
-                else:
-                    txn.spare.add_done_callback(_close_spare)
+            for pending in (txn.spare, txn.opening):
+                if pending is not None:
+                    if pending.done():
+                        _close_spare(pending)
+                    else:
+                        pending.add_done_callback(_close_spare)
 
 
 def _retrieved(spare: asyncio.Future[StageFile]) -> None:

@@ -152,15 +152,15 @@ async def _add_partitions(
 
     def admit() -> None:
         # A schema'd topic checks records as they are appended, which for a transaction
-        # is at its commit: a refusal then would break its atomicity. Run on the
-        # broker's threads, in the call that opens the transaction's staging file.
+        # is at its commit: a refusal then would break its atomicity. Run on the event
+        # loop (the engine's open topics, in memory), before the transaction opens.
         schemad = [name for name in known if broker.engine.get_schema(name) is not None]
         if schemad:
             raise _SchemaRefused(schemad)
 
     try:
         if codes:
-            await broker.call(admit)  # nothing opens: the answer's other codes are wanted
+            admit()  # nothing opens: the answer's other codes are wanted
         else:
             await coordinator.add_partitions(txn, wanted, admit)
     except _SchemaRefused as exc:
@@ -261,22 +261,30 @@ async def txn_offset_commit(broker: Broker, request: Request) -> m.TxnOffsetComm
         topics.append(m.TxnOffsetCommitResponseTopic(name=topic.name, partitions=tuple(partitions)))
     if offsets and code == ErrorCode.NONE:
         try:
-            broker.transactions.stage_offsets(txn, body.group_id, offsets)
+            await broker.transactions.stage_offsets(txn, body.group_id, offsets)
+        except StorageError as exc:  # the transaction's staging slot could not be opened
+            log.warning("TxnOffsetCommit of %r: %s", body.transactional_id, exc.message)
+            topics = _answer_offsets(topics, ErrorCode.COORDINATOR_NOT_AVAILABLE)
         except TransactionError as exc:
             _refused("TxnOffsetCommit", body.transactional_id, exc)
-            topics = [
-                m.TxnOffsetCommitResponseTopic(
-                    name=topic.name,
-                    partitions=tuple(
-                        m.TxnOffsetCommitResponsePartition(
-                            partition_index=p.partition_index, error_code=exc.code
-                        )
-                        for p in topic.partitions
-                    ),
-                )
-                for topic in topics
-            ]
+            topics = _answer_offsets(topics, exc.code)
     return m.TxnOffsetCommitResponse(topics=tuple(topics))
+
+
+def _answer_offsets(
+    topics: list[m.TxnOffsetCommitResponseTopic], code: ErrorCode
+) -> list[m.TxnOffsetCommitResponseTopic]:
+    """``topics``' partitions all answered with ``code``."""
+    return [
+        m.TxnOffsetCommitResponseTopic(
+            name=topic.name,
+            partitions=tuple(
+                m.TxnOffsetCommitResponsePartition(partition_index=p.partition_index, error_code=code)
+                for p in topic.partitions
+            ),
+        )
+        for topic in topics
+    ]
 
 
 # -- EndTxn ---------------------------------------------------------------------------
