@@ -29,8 +29,11 @@ from typing import Any
 from odradek.ports import free_port
 
 
-def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str, str]:
-    """Start ``odradek serve``; return it, the Kafka bootstrap address and the Flight URL."""
+def start_server(
+    data_dir: str, fsync: bool, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, str]:
+    """Start ``odradek serve`` (with ``extra`` arguments); return it, the Kafka bootstrap
+    address and the Flight URL."""
     kafka_port = free_port()
     command = [
         sys.executable,
@@ -45,6 +48,7 @@ def start_server(data_dir: str, fsync: bool) -> tuple[subprocess.Popen[str], str
         f"127.0.0.1:{kafka_port}",
         "--log-level",
         "warning",
+        *extra,
     ]
     if not fsync:
         command.append("--no-fsync")

@@ -11,8 +11,12 @@ scripts/kafka_bench.py does), then, in the same run, 100-byte keyless records:
 * read_committed: a consumer with ``isolation.level=read_committed`` reading the
   transactional topic's N records from the beginning -> records/s.
 
+With ``--door-times``, the door's own time per request of the transactional phase
+(AddPartitionsToTxn, Produce, EndTxn: the mean of ``odradek_door_request_seconds`` on
+the server's ``/metrics``, scraped before and after it), in milliseconds.
+
 Usage: python scripts/kafka_txn_bench.py [--records N] [--transaction-records N]
-       [--no-fsync] [--json]
+       [--no-fsync] [--door-times] [--json]
 Numbers depend on the machine; the measured figures go in the docs, not in tests.
 """
 
@@ -21,14 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kafka_bench import consume, start_server
+
+from odradek.ports import free_port
 
 VALUE = b"v" * 100
 PRODUCER = {
@@ -91,6 +99,30 @@ def transactional(bootstrap: str, topic: str, count: int, per_transaction: int) 
     return count / elapsed
 
 
+DOOR_OPERATIONS = ("add_partitions_to_txn", "produce", "end_txn")
+_DOOR_SERIES = re.compile(
+    r'^odradek_door_request_seconds_(sum|count)\{door="kafka",operation="([a-z_]+)"\} (\S+)$', re.M
+)
+
+
+def door_totals(metrics_url: str) -> dict[tuple[str, str], float]:
+    """(operation, "sum" or "count") -> the door's request seconds so far."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {(operation, kind): float(value) for kind, operation, value in _DOOR_SERIES.findall(text)}
+
+
+def door_times(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+    """Mean milliseconds per request between two scrapes, per operation."""
+    times = {}
+    for operation in DOOR_OPERATIONS:
+        count = after.get((operation, "count"), 0.0) - before.get((operation, "count"), 0.0)
+        seconds = after.get((operation, "sum"), 0.0) - before.get((operation, "sum"), 0.0)
+        if count:
+            times[f"door_{operation}_ms"] = seconds / count * 1000
+    return times
+
+
 def read_committed(bootstrap: str, topic: str, count: int) -> float:
     settings = {"group.id": "bench-read-committed", "isolation.level": "read_committed"}
     return consume(bootstrap, topic, count, settings)
@@ -103,10 +135,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--transaction-records", type=int, default=1_000)
     parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--door-times", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="odradek-kafka-txn-bench-")
-    server, bootstrap, _ = start_server(data_dir, fsync=not args.no_fsync)
+    metrics_url = None
+    extra: tuple[str, ...] = ()
+    if args.door_times:
+        metrics_port = free_port()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        extra = ("--metrics-listen", f"127.0.0.1:{metrics_port}")
+    server, bootstrap, _ = start_server(data_dir, fsync=not args.no_fsync, extra=extra)
     results: dict[str, Any] = {
         "records": args.records,
         "transaction_records": args.transaction_records,
@@ -115,9 +154,12 @@ def main() -> None:
     }
     try:
         results["idempotent_records_per_s"] = idempotent(bootstrap, "bench.idempotent", args.records)
+        before = door_totals(metrics_url) if metrics_url else {}
         results["transactional_records_per_s"] = transactional(
             bootstrap, "bench.transactional", args.records, args.transaction_records
         )
+        if metrics_url:
+            results.update(door_times(before, door_totals(metrics_url)))
         results["transactional_vs_idempotent"] = (
             results["transactional_records_per_s"] / results["idempotent_records_per_s"]
         )
