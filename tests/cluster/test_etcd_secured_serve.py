@@ -152,3 +152,57 @@ def test_a_missing_ca_file_stops_the_agent_before_it_joins(
     code, errors = _failed_start(command, _environment(moto_s3, secured.auth.password))
     assert code == 1
     assert f"--etcd-ca {missing}: cannot read it" in errors
+
+
+def test_the_first_admin_made_offline_in_a_secured_etcd_is_accepted_by_an_agent(
+    tmp_path: Path, secured: EtcdServers, certificates: Certificates, moto_s3: S3Server
+) -> None:
+    """`odradek user add --etcd https://...` with the agent's TLS flags and etcd user
+    writes the cluster's credential store in etcd (decision 0029); an agent started with
+    --auth then accepts the user, and a wrong etcd password is refused with etcd's reason."""
+    assert secured.auth is not None
+    cluster = unique_cluster_name()
+    command, url = _command(tmp_path, secured, certificates, moto_s3, cluster)
+    etcd_flags = command[command.index("--etcd") :]  # --etcd URL --cluster C and the TLS and user flags
+    environment = _environment(moto_s3, secured.auth.password)
+
+    def offline(*arguments: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "odradek.cli.main", *arguments, *etcd_flags],
+            input="root-secret\n",
+            capture_output=True,
+            text=True,
+            timeout=EXIT_SECONDS,
+            check=False,
+            env=environment if password is None else {**environment, "ODRADEK_ETCD_PASSWORD": password},
+        )
+
+    refused = offline("user", "add", "root", "--admin", password="not the password")
+    assert refused.returncode == 1 and "wrong user name or password" in refused.stderr, refused.stderr
+    added = offline("user", "add", "root", "--admin")
+    assert added.returncode == 0, added.stderr
+    listed = offline("user", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("root\t"), listed.stdout + listed.stderr
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as errors:
+        agent = subprocess.Popen([*command, "--auth"], stdout=subprocess.PIPE, stderr=errors, env=environment)
+    try:
+        assert agent.stdout is not None
+        line = agent.stdout.readline().decode()
+        assert "ready" in line, f"the agent did not start: {log.read_text()[-3000:]}"
+        with odradek.connect(url, user="root", password="root-secret") as client:
+            client.create_topic("orders")
+        with (
+            pytest.raises(odradek.Unauthenticated),
+            odradek.connect(url, user="root", password="wrong") as client,
+        ):
+            client.create_topic("refused")
+    finally:
+        if agent.stdout is not None:
+            agent.stdout.close()
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            raise
