@@ -570,7 +570,9 @@ PATHS: dict[str, Any] = {
             f"Appends the records atomically (at most {limits.http_produce_records_max} a request) once "
             "durable. With `expect` / `expect_offset` nothing is written unless every expectation holds "
             "(409 conflict, naming the key, the expected and the actual version). With `producer` a "
-            "retry returns the first result with `duplicate: true`.",
+            "retry returns the first result with `duplicate: true`. A topic of a tenant whose topics store "
+            "its `storage_bytes` quota or more refuses it: 403 `quota_exceeded` (details `tenant`, `used`, "
+            "`quota`), nothing written.",
             _throttled(
                 _answers("200", "What the append assigned.", _ref("AppendResult")), "producer_byte_rate"
             ),
