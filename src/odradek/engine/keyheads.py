@@ -176,7 +176,9 @@ class KeyHeads:
     def _find_one(self, key: bytes) -> int:
         """The id of one key, probing in plain Python: for an append of a record or two,
         forty NumPy calls on one-element arrays cost ten times more than this."""
-        hashed = _hash_one(key)
+        return self._find_hashed(key, _hash_one(key))
+
+    def _find_hashed(self, key: bytes, hashed: int) -> int:
         mask = len(self._slot_ids) - 1
         position = hashed & mask
         slot_ids, slot_hashes = self._slot_ids, self._slot_hashes
@@ -189,6 +191,46 @@ class KeyHeads:
                 if self._data[start : start + len(key)].tobytes() == key:
                     return found
             position = (position + 1) & mask
+
+    def lookup_few(self, keys: list[bytes]) -> tuple[list[int], list[int], list[int]]:
+        """(ids, versions, hashes) of a few distinct ``keys``, in plain Python lists: the
+        single-record append's form of :meth:`lookup` (no Arrow array is built for one
+        key). Pass the hashes on to :meth:`apply_few`."""
+        hashes = [_hash_one(key) for key in keys]
+        ids = [self._find_hashed(key, hashed) for key, hashed in zip(keys, hashes)]
+        versions = self._versions
+        return ids, [int(versions[found]) if found >= 0 else 0 for found in ids], hashes
+
+    def apply_few(self, keys: list[bytes], ids: list[int], hashes: list[int], versions: list[int]) -> None:
+        """:meth:`apply` for what :meth:`lookup_few` found: new keys are inserted one by
+        one in plain Python (the same table a batch insert builds, but for its order)."""
+        for key, found, hashed, version in zip(keys, ids, hashes, versions):
+            key_id = found if found >= 0 else self._insert_one(key, hashed)  # may grow _versions
+            self._versions[key_id] = version
+
+    def _insert_one(self, key: bytes, hashed: int) -> int:
+        new_id = self._count
+        length = len(key)
+        start = self._data_used
+        self._reserve(new_id + 1, start + length)
+        if length:
+            self._data[start : start + length] = np.frombuffer(key, np.uint8)
+        self._starts[new_id] = start
+        self._lengths[new_id] = length
+        self._hashes[new_id] = hashed
+        self._data_used = start + length
+        self._count = new_id + 1
+        if 2 * self._count > len(self._slot_ids):
+            self._rehash(2 * len(self._slot_ids))
+            return new_id
+        mask = len(self._slot_ids) - 1
+        position = hashed & mask
+        slot_ids = self._slot_ids
+        while slot_ids[position] >= 0:
+            position = (position + 1) & mask
+        slot_ids[position] = new_id
+        self._slot_hashes[position] = hashed
+        return new_id
 
     def _equal(
         self, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ids: np.ndarray

@@ -7,7 +7,9 @@ the entries of a 10,000-record append is a handful of Arrow calls, never a loop 
 records (see docs/decisions/0002-key-index-as-arrow-runs.md for why not RocksDB).
 
 * Each append adds one entry per keyed record — ``(key, version, offset)`` — to the
-  *memtable*, a list of Arrow tables compacted now and then into one.
+  *memtable*, a list of Arrow tables compacted now and then into one. An append of a
+  few records adds its entries to Python lists instead, which join the memtable as one
+  table every ``key_index_pending_entries_max`` entries, or when the index is read.
 * When the memtable holds ``key_index_memtable_entries_max`` entries it is frozen and
   a background thread sorts it by (key, version) and writes it as a *run*: an Arrow IPC
   file named after the offsets it covers, ``run-<start>-<end>.arrow``, fsync'd, then
@@ -162,7 +164,9 @@ class KeyIndex:
         self._flush_lock = threading.Lock()  # one flush at a time, in offset order
         self._merge_lock = threading.Lock()  # one merge at a time, beside flushes
         self._memtable: list[pa.Table] = []
-        self._memtable_rows = 0
+        self._memtable_rows = 0  # the pending entries included
+        # Entries added by add_few, not yet in the memtable: keys, versions, offsets.
+        self._pending: tuple[list[bytes], list[int], list[int]] = ([], [], [])
         self._frozen: list[tuple[pa.Table, int, int]] = []  # (entries, start, end)
         # Runs found damaged at open: (file name, start, end, what is wrong).
         self.damaged_runs: list[tuple[str, int, int, str]] = []
@@ -220,16 +224,56 @@ class KeyIndex:
         frozen = None
         with self._lock:
             if entries.num_rows:
-                self._memtable.append(entries)
+                self._settle()
+                self._add_table(entries)
                 self._memtable_rows += entries.num_rows
-                if len(self._memtable) > _MEMTABLE_CHUNKS_MAX:
-                    self._memtable = [pa.concat_tables(self._memtable).combine_chunks()]
             if self._memtable_rows >= limits.key_index_memtable_entries_max:
                 frozen = self._freeze(end_offset)
         if frozen is not None and self.flush_error is None:
             self._start_flush_thread()
 
+    def add_few(self, keys: list[bytes], versions: list[int], offsets: list[int], end_offset: int) -> None:
+        """:meth:`add` for an append of a few records, its entries as Python lists: they
+        wait beside the memtable (``limits.key_index_pending_entries_max`` at most) and
+        join it as one table, so a single-record append builds no Arrow table."""
+        frozen = None
+        with self._lock:
+            if keys:
+                pending_keys, pending_versions, pending_offsets = self._pending
+                pending_keys.extend(keys)
+                pending_versions.extend(versions)
+                pending_offsets.extend(offsets)
+                self._memtable_rows += len(keys)
+                if len(pending_keys) >= limits.key_index_pending_entries_max:
+                    self._settle()
+            if self._memtable_rows >= limits.key_index_memtable_entries_max:
+                frozen = self._freeze(end_offset)
+        if frozen is not None and self.flush_error is None:
+            self._start_flush_thread()
+
+    def _settle(self) -> None:
+        """Move the pending entries into the memtable (the lock is held)."""
+        keys, versions, offsets = self._pending
+        if keys:
+            self._pending = ([], [], [])
+            self._add_table(
+                pa.Table.from_arrays(
+                    [
+                        pa.array(keys, pa.binary()),
+                        pa.array(versions, pa.int64()),
+                        pa.array(offsets, pa.int64()),
+                    ],
+                    schema=INDEX_SCHEMA,
+                )
+            )
+
+    def _add_table(self, entries: pa.Table) -> None:
+        self._memtable.append(entries)
+        if len(self._memtable) > _MEMTABLE_CHUNKS_MAX:
+            self._memtable = [pa.concat_tables(self._memtable).combine_chunks()]
+
     def _freeze(self, end_offset: int) -> tuple[pa.Table, int, int]:
+        self._settle()
         table = pa.concat_tables(self._memtable) if self._memtable else INDEX_SCHEMA.empty_table()
         frozen = (table, self._memtable_start, end_offset)
         self._frozen.append(frozen)
@@ -372,6 +416,7 @@ class KeyIndex:
     def lookup(self, key: bytes, from_version: int = 1, to_version: int | None = None) -> np.ndarray:
         """Offsets of the key's records with from_version <= version <= to_version."""
         with self._lock:
+            self._settle()
             runs = list(self._runs)
             memory = [t for t, _, _ in self._frozen] + list(self._memtable)
         versions: list[np.ndarray] = []
@@ -408,6 +453,7 @@ class KeyIndex:
     def heads(self) -> tuple[pa.Array, np.ndarray]:
         """(keys, versions): the current version of every key (computed at open)."""
         with self._lock:
+            self._settle()
             tables = [r.table for r in self._runs] + [t for t, _, _ in self._frozen] + self._memtable
         table = pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
         if table.num_rows == 0:

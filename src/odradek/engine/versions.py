@@ -6,7 +6,8 @@ hash-based dictionary encoding, ranks with a stable NumPy sort.
 
 Key heads live in :class:`~odradek.engine.keyheads.KeyHeads`, which looks up and
 updates all the distinct keys of an append at once: nothing here loops over records or
-keys in Python.
+keys in Python, but :func:`assign_few`, the same assignment for an append of at most
+``SMALL_APPEND_RECORDS_MAX`` records, where a bounded loop beats a dozen kernel calls.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ class Assignment:
 _NO_IDS = np.zeros(0, np.int64)
 _NO_KEYS = pa.array([], pa.binary())
 # An append of at most this many records (the single event of an event-sourcing
-# command) is assigned in plain Python: a dozen NumPy and Arrow calls on arrays of one
-# element cost ~30 us, several times what a bounded loop over a few keys does.
+# command) is assigned, written and indexed in plain Python (assign_few, and
+# Topic.submit's small path): a dozen NumPy and Arrow calls on arrays of one element
+# cost ~30 us, several times what a bounded loop over a few keys does. Eight records
+# also fill exactly one byte of a validity bitmap.
 SMALL_APPEND_RECORDS_MAX = 8
 
 
@@ -54,8 +57,6 @@ def assign_versions(keys: pa.Array, heads: KeyHeads) -> Assignment:
     count = len(keys)
     if keys.null_count == count:
         return Assignment(np.zeros(count, np.int64), np.zeros(count, bool), _NO_KEYS, _NO_IDS, _NO_IDS)
-    if count <= SMALL_APPEND_RECORDS_MAX and not keys.null_count:
-        return _assign_small(keys.to_pylist(), heads)
     encoded = pc.dictionary_encode(keys)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
@@ -81,18 +82,42 @@ def assign_versions(keys: pa.Array, heads: KeyHeads) -> Assignment:
     return Assignment(versions, keyed, distinct, key_ids, base + counts)
 
 
-def _assign_small(values: list[bytes], heads: KeyHeads) -> Assignment:
-    """assign_versions for a few keyed records (at most SMALL_APPEND_RECORDS_MAX)."""
+@dataclasses.dataclass(frozen=True)
+class FewAssignment:
+    """:class:`Assignment` of a few records (at most SMALL_APPEND_RECORDS_MAX), as
+    plain Python lists."""
+
+    versions: list[int]  # per record; 0 where the record is keyless
+    distinct_keys: list[bytes]  # the append's distinct keys, in order of first record
+    key_ids: list[int]  # their ids in KeyHeads (-1 for new keys)
+    hashes: list[int]  # their KeyHeads hashes
+    new_heads: list[int]  # the head version of each distinct key after the append
+
+    def apply(self, heads: KeyHeads) -> None:
+        if self.distinct_keys:
+            heads.apply_few(self.distinct_keys, self.key_ids, self.hashes, self.new_heads)
+
+    def versions_by_key(self) -> dict[bytes, int]:
+        return dict(zip(self.distinct_keys, self.new_heads))
+
+
+def assign_few(keys: list[bytes | None], heads: KeyHeads) -> FewAssignment:
+    """:func:`assign_versions` of a few records' keys (None: keyless), in plain Python:
+    the same versions, and ``heads`` is not modified either."""
     positions: dict[bytes, int] = {}
-    indices = [positions.setdefault(value, len(positions)) for value in values]
-    distinct = pa.array(list(positions), pa.binary())
-    key_ids, base = heads.lookup(distinct)
-    heads_now = base.tolist()
+    indices = [-1 if key is None else positions.setdefault(key, len(positions)) for key in keys]
+    distinct = list(positions)
+    if not distinct:
+        return FewAssignment([0] * len(keys), [], [], [], [])
+    key_ids, heads_now, hashes = heads.lookup_few(distinct)
     versions = []
     for index in indices:
-        heads_now[index] += 1
-        versions.append(heads_now[index])
-    return Assignment(np.array(versions, np.int64), None, distinct, key_ids, np.array(heads_now, np.int64))
+        if index < 0:
+            versions.append(0)
+        else:
+            heads_now[index] += 1
+            versions.append(heads_now[index])
+    return FewAssignment(versions, distinct, key_ids, hashes, heads_now)
 
 
 def _ranks(indices: np.ndarray, groups: int) -> np.ndarray:
