@@ -56,6 +56,11 @@ def run_agent(settings: Settings) -> int:
     tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     check_exposure(settings)
+    if settings.advertise is None and host in _EVERY_INTERFACE:  # (before etcd is asked anything)
+        raise InvalidRequest(
+            f"--listen {settings.listen} is every interface: say with --advertise HOST:PORT where "
+            "other agents and clients reach this agent"
+        )
     validator = jwt_validator(settings)  # a bad JWKS: refused before any door opens
     for what, address in (("--kafka-listen", kafka_address), ("--registry-listen", registry_address)):
         if address is not None and address[1] == 0:
@@ -111,14 +116,6 @@ def run_agent(settings: Settings) -> int:
         if metrics_listener is not None:
             metrics_listener.close()
         raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
-    if settings.advertise is None and host in _EVERY_INTERFACE:
-        server.drain(1.0)
-        if metrics_listener is not None:
-            metrics_listener.close()
-        raise InvalidRequest(
-            f"--listen {settings.listen} is every interface: say with --advertise HOST:PORT where "
-            "other agents and clients reach this agent"
-        )
     advertised = settings.advertise or _address(host, server.port)
     advertised_host = split_address(advertised, "--advertise")[0]
 
