@@ -55,10 +55,12 @@ class TenantStorage:
         self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._summed_at = -math.inf
+        self._changes = 0  # counted by stale(): a sum taken across one is not fresh
         self.quota: StorageQuota | None = None
 
     def stale(self) -> None:
         """Sum again at the next check (topics or records were deleted, space freed)."""
+        self._changes += 1
         self._summed_at = -math.inf
 
     def usage(self, tenant: str) -> int:
@@ -103,10 +105,12 @@ class TenantStorage:
         now = self._clock()
         if now - self._summed_at < limits.tenant_storage_refresh_seconds:
             return
+        changes = self._changes
         totals: dict[str, int] = {}
         for name, size in self._sizes():
             tenant = tenant_of(name)
             if tenant is not None:
                 totals[tenant] = totals.get(tenant, 0) + size
         self._totals = totals
-        self._summed_at = now
+        if self._changes == changes:  # else space was freed meanwhile: sum again next time
+            self._summed_at = now
