@@ -23,7 +23,9 @@ restart then finishes the one and aborts the other; the slot emptied ahead for t
 transaction is no open transaction at a restart. AddPartitionsToTxn refuses a topic with
 a schema (INVALID_RECORD) and opens nothing. Staged frames are written with the decision
 while they fit the memory budget, and as they come beyond it (the commit then reads the
-records back).
+records back). While the transaction's number cannot be written to its staging slot
+(AddPartitionsToTxn was answered before it), its Produce, TxnOffsetCommit and commit are
+refused with retriable errors and nothing is staged.
 
 Method: raw requests on one connection (wire.py) to the in-process door, built and read
 with the door's codec; the interrupted apply is a coordinator whose apply writes the
@@ -724,3 +726,57 @@ def test_frames_are_written_with_the_decision_or_beyond_the_memory_budget_as_the
     assert staged(1) == ([b"b", b"c", b"d"], True)
     assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c", b"d"]
     assert kafka_door.listener.listener.broker.transactions.memory == 0
+
+
+def test_a_transaction_whose_number_cannot_be_written_acknowledges_nothing(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AddPartitionsToTxn is answered before the transaction's number reaches its
+    staging slot (decision 0016); while that write fails, the transaction's Produce is
+    refused with a retriable error and stages nothing, and so are its TxnOffsetCommit
+    and its commit; once the write succeeds the retried Produce is staged and committed
+    once."""
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("unwritten")
+    pid, epoch = init.producer_id, init.producer_epoch
+    original = TransactionCoordinator._open_stage
+
+    def failing(self: TransactionCoordinator, *args: Any) -> Any:
+        raise StorageError("the disk is full")
+
+    monkeypatch.setattr(TransactionCoordinator, "_open_stage", failing)
+    assert wire.add("unwritten", pid, epoch, {topic_name: [0]}) == {(topic_name, 0): ErrorCode.NONE}
+    assert wire.produce("unwritten", topic_name, [b"a"], pid, epoch, 0)[0] == ErrorCode.KAFKA_STORAGE_ERROR
+    added = t.AddOffsetsToTxnRequest(
+        transactional_id="unwritten", producer_id=pid, producer_epoch=epoch, group_id="g"
+    )
+    assert wire.call(ApiKey.ADD_OFFSETS_TO_TXN, 3, added).error_code == ErrorCode.NONE
+    offsets = t.TxnOffsetCommitRequest(
+        transactional_id="unwritten",
+        group_id="g",
+        producer_id=pid,
+        producer_epoch=epoch,
+        topics=(
+            t.TxnOffsetCommitRequestTopic(
+                name=topic_name,
+                partitions=(t.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1),),
+            ),
+        ),
+    )
+    answer = wire.call(ApiKey.TXN_OFFSET_COMMIT, 3, offsets)
+    assert answer.topics[0].partitions[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert wire.end("unwritten", pid, epoch, True) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    hashed = hashlib.sha256(b"unwritten").hexdigest()
+    directory = os.path.join(kafka_door.data_dir, "kafka", "transactions")
+    assert all(
+        read_stage(kafka_door.engine.disk, os.path.join(directory, f"{hashed}.{slot}.stage")) is None
+        for slot in (0, 1)
+    )
+
+    monkeypatch.setattr(TransactionCoordinator, "_open_stage", original)
+    assert wire.produce("unwritten", topic_name, [b"a"], pid, epoch, 0)[0] == ErrorCode.NONE
+    assert wire.end("unwritten", pid, epoch, True) == ErrorCode.NONE
+    door_settled(kafka_door)
+    assert values_of(kafka_door, topic_name) == [b"a"]
+    assert kafka_door.listener.listener.broker.coordinator.committed("g") == {}
