@@ -875,17 +875,16 @@ _INPUT_VALUE = INPUT_SCHEMA.get_field_index("value")
 _INPUT_HEADERS = INPUT_SCHEMA.get_field_index("headers")
 _INPUT_TIMESTAMP = INPUT_SCHEMA.get_field_index("timestamp")
 _INT64 = pa.int64()
-_INT64_PACKERS = [struct.Struct(f"<{count}q") for count in range(SMALL_APPEND_RECORDS_MAX + 1)]
 
 
 def _few_int64s(
-    values: list[int], type_: pa.DataType = _INT64, validity: int | None = None, nulls: int = 0
+    values: list[int], type_: pa.DataType = _INT64, validity: bytes | None = None, nulls: int = 0
 ) -> pa.Array:
-    """An int64-backed array of a few values (at most SMALL_APPEND_RECORDS_MAX) built
-    from its buffers: ``validity`` is the bitmap's one byte (None: no nulls). The IPC
-    body it serializes to is the one ``pa.array`` of the same values gives."""
-    bitmap = None if validity is None else pa.py_buffer(bytes((validity,)))
-    data = pa.py_buffer(_INT64_PACKERS[len(values)].pack(*values))
+    """An int64-backed array of a few values built from its buffers: ``validity`` is
+    the bitmap (None: no nulls). The IPC body it serializes to is the one ``pa.array``
+    of the same values gives."""
+    bitmap = None if validity is None else pa.py_buffer(validity)
+    data = pa.py_buffer(struct.pack(f"<{len(values)}q", *values))
     return pa.Array.from_buffers(type_, len(values), [bitmap, data], null_count=nulls)
 
 
@@ -908,8 +907,8 @@ def _few_versions(keys: list[bytes | None], versions: list[int]) -> pa.Array:
     nulls = keys.count(None)
     if not nulls:
         return _few_int64s(versions)
-    validity = sum(1 << index for index, key in enumerate(keys) if key is not None)
-    return _few_int64s(versions, _INT64, validity, nulls)
+    bits = sum(1 << index for index, key in enumerate(keys) if key is not None)
+    return _few_int64s(versions, _INT64, bits.to_bytes((len(keys) + 7) // 8, "little"), nulls)
 
 
 def _few_entries(
