@@ -9,7 +9,9 @@ tenant appends as before, and deleting records (Kafka DeleteRecords) or the topi
 acme back under so that appends work again on every door. On /metrics a tenant's
 principal sees its own tenant's series only (its topics and groups without the
 `_t.<tenant>.` prefix, its metering, its users'), never another tenant's nor the
-process's; an admin and an untenanted principal see the whole exposition.
+process's; an untenanted principal sees the process's series and the default
+namespace's, nothing of a tenant (no tenant's topic, group, metering or user); an admin
+sees the whole exposition.
 Method: a real `odradek serve --auth` with its Kafka, HTTP and metrics doors on free
 loopback ports; tenants, users and the quota made with the CLI before the start; the
 public Python client, confluent-kafka and raw HTTP requests. Sizes decide, never timings:
@@ -292,15 +294,36 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
         records = dict(re.findall(r'^odradek_topic_records\{topic="([^"]+)"\} (\S+)$', exposition, re.M))
         assert records == {"orders": "2.0"}
 
-    # an admin and an untenanted principal see the whole exposition, every tenant's too
-    for user in ("root", "bob"):
-        status, exposition = _call(ports["metrics"], "GET", "/metrics", user)
-        assert status == 200
-        series = _series(exposition)
-        topics = {labels["topic"] for name, labels in series if name == "odradek_topic_records"}
-        assert topics == {"orders", "_t.acme.orders", "_t.globex.orders"}
-        assert any(name.startswith("odradek_door_requests") for name, _ in series)
-        assert {labels["tenant"] for name, labels in series if name == "odradek_tenant_storage_bytes"} == {
-            "acme",
-            "globex",
-        }
+    # an admin sees the whole exposition, every tenant's series too
+    status, exposition = _call(ports["metrics"], "GET", "/metrics", "root")
+    assert status == 200
+    series = _series(exposition)
+    topics = {labels["topic"] for name, labels in series if name == "odradek_topic_records"}
+    assert topics == {"orders", "_t.acme.orders", "_t.globex.orders"}
+    assert any(name.startswith("odradek_door_requests") for name, _ in series)
+    assert {labels["tenant"] for name, labels in series if name == "odradek_tenant_storage_bytes"} == {
+        "acme",
+        "globex",
+    }
+    principals = {labels["principal"] for _, labels in series if "principal" in labels}
+    assert principals >= {"alice", "gary", "bob"}
+
+    # an untenanted principal (bob) sees the default namespace and the process, no tenant
+    status, exposition = _call(ports["metrics"], "GET", "/metrics", "bob")
+    assert status == 200, exposition
+    series = _series(exposition)
+    topics = {labels["topic"] for name, labels in series if "topic" in labels}
+    assert topics == {"orders"}
+    assert {labels["group"] for name, labels in series if "group" in labels} == {"billing"}
+    assert ("odradek_group_committed_offset", {"group": "billing", "topic": "orders"}) in series
+    assert ("odradek_principal_records_in_total", {"principal": "bob"}) in series
+    for _, labels in series:
+        assert "tenant" not in labels, labels
+        assert labels.get("principal", "bob") in principals - {"alice", "gary"}, labels
+    assert "_t." not in exposition and "acme" not in exposition and "globex" not in exposition
+    assert "alice" not in exposition and "gary" not in exposition
+    names = {name for name, _ in series}
+    assert any(name.startswith("odradek_door_requests") for name in names)  # the process's stay
+    assert "odradek_topics_unavailable" in names
+    records = dict(re.findall(r'^odradek_topic_records\{topic="([^"]+)"\} (\S+)$', exposition, re.M))
+    assert records == {"orders": "2.0"}

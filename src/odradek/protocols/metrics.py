@@ -16,7 +16,10 @@ otherwise), for Kubernetes' liveness and readiness probes.
 A tenant's principal (decision 0028) is served a view of its own tenant
 (:class:`TenantView`): the series of its topics and groups, named as the tenant names
 them (without ``_t.<tenant>.``), its tenant's metering and its own users'; nothing of the
-process, the cluster or another tenant. An admin and an untenanted principal see it all.
+process, the cluster or another tenant. An untenanted principal that is not an admin is
+served the default namespace's view (:class:`DefaultNamespaceView`): the process's and the
+cluster's series and those of the untenanted topics, groups and users, nothing that names
+a tenant. An admin sees it all.
 
 The endpoint is a bounded HTTP server (protocols/bounded_http.py): a thread per
 connection, at most ``metrics_connections_max`` of them (and per peer address), idle
@@ -39,7 +42,7 @@ from prometheus_client.registry import Collector
 from odradek.engine import Engine
 from odradek.errors import OdradekError
 from odradek.groups.directory import GroupDirectory
-from odradek.names import tenant_of, tenant_prefix
+from odradek.names import TENANT_ROOT, tenant_of, tenant_prefix
 from odradek.node import Node
 from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -185,8 +188,11 @@ class _MetricsHandler(BoundedRequestHandler):
         names = urllib.parse.parse_qs(target.query).get("name[]")
         source: Collector = registry.restricted_registry(names) if names else registry
         tenant = self.principal.tenant
+        metering = self.server.metrics.metering
         if tenant is not None:  # decision 0028: its own tenant's series only
-            source = TenantView(source, tenant, self.server.metrics.metering.principals_of(tenant))
+            source = TenantView(source, tenant, metering.principals_of(tenant))
+        elif not self.principal.admin:  # decision 0028: never the tenants' space
+            source = DefaultNamespaceView(source, metering.untenanted_principals())
         output = encoder(source)
         gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
         self._answer(200, content_type, gzip.compress(output) if gzipped else output, gzipped)
@@ -207,6 +213,7 @@ class _MetricsHandler(BoundedRequestHandler):
 # The labels that say whose a series is: a series is a tenant's when at least one of them
 # names the tenant (or one of its principals) and none names anything else.
 _NAMED_LABELS = ("topic", "group")  # engine names: the tenant's carry its prefix
+_TENANT_SPACE = TENANT_ROOT + "."  # every tenant's names start so (``_t.<tenant>.``)
 
 
 class TenantView(Collector):
@@ -254,6 +261,37 @@ class TenantView(Collector):
                 return None
             mine = True
         return shown if mine else None
+
+
+class DefaultNamespaceView(Collector):
+    """What an untenanted principal that is not an admin may scrape of ``source``
+    (decision 0028: it never reaches the tenants' space): every sample but those whose
+    ``topic`` or ``group`` label is a tenant's (``_t.<tenant>.``), that carry a ``tenant``
+    label (the tenants' metering, ``other`` included) or whose ``principal`` label is not
+    one of ``principals`` (the untenanted users' labels: a tenant's user and ``other``,
+    which may sum tenants' users, stay out). The process's and the cluster's series,
+    which name no one, are kept. Families left empty are left out."""
+
+    def __init__(self, source: Collector, principals: set[str]) -> None:
+        self.source = source
+        self.principals = principals
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [sample for sample in family.samples if self._shown(sample.labels)]
+            if kept.samples:
+                yield kept
+
+    def _shown(self, labels: dict[str, str]) -> bool:
+        for label in _NAMED_LABELS:
+            value = labels.get(label)
+            if value is not None and value.startswith(_TENANT_SPACE):
+                return False
+        if "tenant" in labels:
+            return False
+        principal = labels.get("principal")
+        return principal is None or principal in self.principals
 
 
 class TopicCollector(Collector):

@@ -563,6 +563,11 @@ class Metering:
         with self._lock:
             return {name for name, owner in self._tenant_of.items() if owner == tenant}
 
+    def untenanted_principals(self) -> set[str]:
+        """The principal labels of untenanted users (``other`` never is one)."""
+        with self._lock:
+            return {name for name in self._counts if name != OTHER and name not in self._tenant_of}
+
     def tenants(self) -> dict[str, dict[str, float]]:
         """Per tenant label (the tenants' principals together), each meter's total so far."""
         with self._lock:
