@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import datetime
 import json
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -182,13 +183,28 @@ def _plain_record(row: Mapping[str, Any]) -> pa.RecordBatch | None:
     key = row.get("key")
     if type(value) not in _PLAIN_TYPES or (key is not None and type(key) not in _PLAIN_TYPES):
         return None
+    try:
+        key_array = _NO_KEY if key is None else _one_binary(key)
+        value_array = _one_binary(value)
+    except UnicodeEncodeError:
+        return None  # the general path says what is wrong with it
     return pa.RecordBatch.from_arrays(
-        [pa.array([key], pa.binary()), pa.array([value], pa.binary()), _NO_HEADERS, _NO_TIMESTAMP],
-        schema=INPUT_SCHEMA,
+        [key_array, value_array, _NO_HEADERS, _NO_TIMESTAMP], schema=INPUT_SCHEMA
     )
 
 
+def _one_binary(item: Any) -> pa.Array:
+    """A binary array of one bytes or str item, built from its buffers: ``pa.array([item])`` would
+    first ask whether the list is a pandas object, and that question imports pandas
+    when it is installed (0.2-0.5 s, once per process: it made a program's first
+    append that slow; tests/client/test_first_append.py)."""
+    data = item.encode() if type(item) is str else item
+    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
+
+
 _PLAIN_FIELDS = frozenset({"key", "value"})
+_NO_KEY = pa.nulls(1, pa.binary())
 
 
 def _with_dict_values(
