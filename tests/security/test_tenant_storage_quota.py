@@ -327,3 +327,35 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
     assert "odradek_topics_unavailable" in names
     records = dict(re.findall(r'^odradek_topic_records\{topic="([^"]+)"\} (\S+)$', exposition, re.M))
     assert records == {"orders": "2.0"}
+
+
+def test_with_authorize_a_scrape_holds_the_topics_the_principal_may_describe(tmp_path: Path) -> None:
+    """With --authorize the views leave out the series of a topic the scraping principal
+    may not describe (as Metadata and the topic listings do); an admin sees them all."""
+    data = tmp_path / "data"
+    _ok(run("user", "add", "root", "--admin", "--data-dir", str(data), stdin=b"root-secret\n"))
+    _ok(run("tenant", "create", "acme", "--data-dir", str(data)))
+    _ok(run("user", "add", "alice", "--tenant", "acme", "--data-dir", str(data), stdin=b"alice-secret\n"))
+    _ok(run("user", "add", "bob", "--data-dir", str(data), stdin=b"bob-secret\n"))
+    for user in ("alice", "bob"):  # each may describe its namespace's orders, not hidden
+        for kind, name in (("--topic", "orders"), ("--group", ">")):
+            _ok(run("acl", "add", "--principal", user, "--allow", "all", kind, name, "--data-dir", str(data)))
+    token = _ok(run("token", "create", "root", "--data-dir", str(data))).strip()
+    (metrics_port,) = free_ports(1)
+    server = Server(data, "--auth", "--authorize", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+    try:
+        with odradek.connect(server.url, token=token) as root:
+            for topic in ("orders", "hidden", "_t.acme.orders", "_t.acme.hidden"):
+                root.create_topic(topic)
+                root.append(topic, [{"value": b"x"}])
+        every = {"orders", "hidden", "_t.acme.orders", "_t.acme.hidden"}
+        for user, shown in (("root", every), ("alice", {"orders"}), ("bob", {"orders"})):
+            status, exposition = _call(metrics_port, "GET", "/metrics", user)
+            assert status == 200, exposition
+            series = _series(exposition)
+            topics = {labels["topic"] for _, labels in series if "topic" in labels}
+            assert topics == shown, user
+            if user != "alice":  # the process's series stay for an untenanted principal
+                assert any(name.startswith("odradek_door_requests") for name, _ in series)
+    finally:
+        server.stop()

@@ -19,7 +19,8 @@ them (without ``_t.<tenant>.``), its tenant's metering and its own users'; nothi
 process, the cluster or another tenant. An untenanted principal that is not an admin is
 served the default namespace's view (:class:`DefaultNamespaceView`): the process's and the
 cluster's series and those of the untenanted topics, groups and users, nothing that names
-a tenant. An admin sees it all.
+a tenant. An admin sees it all. With ``--authorize`` either view leaves out the series
+of a topic or group the principal may not describe (as Metadata and the listings do).
 
 The endpoint is a bounded HTTP server (protocols/bounded_http.py): a thread per
 connection, at most ``metrics_connections_max`` of them (and per peer address), idle
@@ -47,6 +48,7 @@ from odradek.node import Node
 from odradek.protocols import connections, observe
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.flight.append_stream import CALL as APPEND_STREAM_CALL
+from odradek.security.authorizer import authorizer_of
 from odradek.security.quotas import Metering
 
 if TYPE_CHECKING:
@@ -189,16 +191,37 @@ class _MetricsHandler(BoundedRequestHandler):
         source: Collector = registry.restricted_registry(names) if names else registry
         tenant = self.principal.tenant
         metering = self.server.metrics.metering
+        describes = self._describes()
         if tenant is not None:  # decision 0028: its own tenant's series only
-            source = TenantView(source, tenant, metering.principals_of(tenant))
+            source = TenantView(source, tenant, metering.principals_of(tenant), describes)
         elif not self.principal.admin:  # decision 0028: never the tenants' space
-            source = DefaultNamespaceView(source, metering.untenanted_principals())
+            source = DefaultNamespaceView(source, metering.untenanted_principals(), describes)
         output = encoder(source)
         gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
         self._answer(200, content_type, gzip.compress(output) if gzipped else output, gzipped)
 
     def serves_tenants(self) -> bool:
         return True  # a tenant's principal gets its tenant's view (TenantView)
+
+    def _describes(self) -> Describes | None:
+        """With ``--authorize``, whether this request's principal may describe a topic or a
+        group (engine names), each asked once a scrape; None: it may describe them all
+        (no authorization, or an admin)."""
+        authorizer = authorizer_of(self.server.authenticator)
+        if authorizer is None or self.principal.admin:
+            return None
+        principal = self.principal
+        decided: dict[tuple[str, str], bool] = {}
+
+        def describes(resource_type: str, name: str) -> bool:
+            allowed = decided.get((resource_type, name))
+            if allowed is None:
+                allowed = decided[(resource_type, name)] = authorizer.allowed(
+                    principal, "describe", resource_type, name
+                )
+            return allowed
+
+        return describes
 
     def _answer(self, status: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
         self.send_response(status)
@@ -213,6 +236,9 @@ class _MetricsHandler(BoundedRequestHandler):
 # The labels that say whose a series is: a series is a tenant's when at least one of them
 # names the tenant (or one of its principals) and none names anything else.
 _NAMED_LABELS = ("topic", "group")  # engine names: the tenant's carry its prefix
+#: Whether a scraping principal may describe a resource (its type, ``topic`` or ``group``,
+#: and its engine name): with ``--authorize`` a view leaves out the series of the others.
+Describes = Callable[[str, str], bool]
 _TENANT_SPACE = TENANT_ROOT + "."  # every tenant's names start so (``_t.<tenant>.``)
 
 
@@ -222,13 +248,18 @@ class TenantView(Collector):
     ``_t.<tenant>.``, as every other door names them), whose ``tenant`` label is it and
     whose ``principal`` label is one of ``principals``; a sample must carry at least one of
     these labels, so the process's and the cluster's series (door counts, fsyncs, agents)
-    and every other tenant's stay out. Families left empty are left out."""
+    and every other tenant's stay out. With ``describes`` (``--authorize``) a ``topic`` or
+    ``group`` the principal may not describe leaves its series out too. Families left empty
+    are left out."""
 
-    def __init__(self, source: Collector, tenant: str, principals: set[str]) -> None:
+    def __init__(
+        self, source: Collector, tenant: str, principals: set[str], describes: Describes | None = None
+    ) -> None:
         self.source = source
         self.tenant = tenant
         self.prefix = tenant_prefix(tenant)
         self.principals = principals
+        self.describes = describes
 
     def collect(self) -> Iterator[Metric]:
         for family in self.source.collect():
@@ -250,6 +281,8 @@ class TenantView(Collector):
                 continue
             if not value.startswith(self.prefix) or tenant_of(value) != self.tenant:
                 return None
+            if self.describes is not None and not self.describes(label, value):
+                return None
             shown[label] = value[len(self.prefix) :]
             mine = True
         if "tenant" in labels:
@@ -269,12 +302,14 @@ class DefaultNamespaceView(Collector):
     ``topic`` or ``group`` label is a tenant's (``_t.<tenant>.``), that carry a ``tenant``
     label (the tenants' metering, ``other`` included) or whose ``principal`` label is not
     one of ``principals`` (the untenanted users' labels: a tenant's user and ``other``,
-    which may sum tenants' users, stay out). The process's and the cluster's series,
-    which name no one, are kept. Families left empty are left out."""
+    which may sum tenants' users, stay out), and with ``describes`` (``--authorize``) those
+    of a topic or group the principal may not describe. The process's and the cluster's
+    series, which name no one, are kept. Families left empty are left out."""
 
-    def __init__(self, source: Collector, principals: set[str]) -> None:
+    def __init__(self, source: Collector, principals: set[str], describes: Describes | None = None) -> None:
         self.source = source
         self.principals = principals
+        self.describes = describes
 
     def collect(self) -> Iterator[Metric]:
         for family in self.source.collect():
@@ -286,7 +321,11 @@ class DefaultNamespaceView(Collector):
     def _shown(self, labels: dict[str, str]) -> bool:
         for label in _NAMED_LABELS:
             value = labels.get(label)
-            if value is not None and value.startswith(_TENANT_SPACE):
+            if value is None:
+                continue
+            if value.startswith(_TENANT_SPACE):
+                return False
+            if self.describes is not None and not self.describes(label, value):
                 return False
         if "tenant" in labels:
             return False
