@@ -627,6 +627,7 @@ class Client(Protocol):
         *,
         key: str | ViewFunction | None = None,
         exist_ok: bool = False,
+        value_format: str | None = None,
     ) -> dict[str, Any]:
         """Define a materialized key view: a key -> state table the server keeps up to
         date from the log, at least once, from the first record of every topic the
@@ -637,7 +638,9 @@ class Client(Protocol):
         key), ``record`` a dict with ``topic``, ``offset``, ``key``, ``value``,
         ``headers``, ``timestamp`` (microseconds) and ``version``; it returns the new
         state (bytes) or None to delete the key. A reducer that raises stops the view
-        at that record (``describe_view`` says why); appends are never held back.
+        at that record (``describe_view`` says why); appends are never held back. On a
+        topic with a schema, ``value`` is the typed value (a dict for a record schema,
+        as ``read_key`` returns it), or its JSON text with ``value_format="json"``.
 
         Args:
             name: the view's name (topic name rules).
@@ -649,7 +652,13 @@ class Client(Protocol):
                 the record is skipped), by import path or function as ``reducer``;
                 None uses the record's key (keyless records are skipped).
             exist_ok: if a view of that name exists with the same pattern, reducer and
-                key, return its description instead of refusing.
+                key (and value_format, when given), return its description instead of
+                refusing.
+            value_format: how a schema'd topic's values reach the reducer and the key
+                function: ``"typed"`` (None: the default for a new view) or ``"json"``
+                (JSON text, as every view got them before views had the choice; a view
+                defined then keeps it). Values of topics without a schema are bytes
+                either way.
 
         Returns:
             The view's description (see ``describe_view``).
@@ -1103,6 +1112,7 @@ class AsyncClient(Protocol):
         *,
         key: str | ViewFunction | None = None,
         exist_ok: bool = False,
+        value_format: str | None = None,
     ) -> dict[str, Any]:
         """``Client.create_view``, awaited."""
 

@@ -77,6 +77,47 @@ def test_view_commands_and_the_http_get(start_server: type[Server], tmp_path: Pa
     assert b"no view" in gone.stderr
 
 
+def test_view_create_on_a_schemad_topic_typed_and_json(start_server: type[Server], tmp_path: Path) -> None:
+    """A view created by the CLI reduces a schema'd topic's typed values; with
+    ``--value-format json`` another gets their JSON text."""
+    server = start(start_server, tmp_path / "data")
+    schema = {"type": "object", "properties": {"customer": {"type": "string"}, "amount": {"type": "integer"}}}
+    with odradek.connect(server.url) as client:
+        client.create_topic("orders.typed", schema=schema)
+    typed = run(
+        "view", "create", "totals", "orders.typed", "view_reducers:typed_total",
+        "--key", "view_reducers:typed_customer", server=server,
+    )  # fmt: skip
+    assert typed.returncode == 0, typed.stderr
+    text = run(
+        "view",
+        "create",
+        "sums",
+        "orders.typed",
+        "view_reducers:total",
+        "--value-format",
+        "json",
+        server=server,
+    )
+    assert text.returncode == 0, text.stderr
+    with odradek.connect(server.url) as client:
+        client.append(
+            "orders.typed",
+            [{"key": b"o1", "value": {"customer": "c1", "amount": 5}}],
+            wait_for=["view:totals", "view:sums"],
+            timeout=WAIT_SECONDS,
+        )
+    assert run("view", "get", "totals", "c1", server=server).stdout == b"5\n"
+    assert run("view", "get", "sums", "o1", server=server).stdout == b"5\n"
+    assert json.loads(run("view", "describe", "sums", server=server).stdout)["value_format"] == "json"
+    bad = run(
+        "view", "create", "x", "orders.typed", "view_reducers:total", "--value-format", "wire", server=server
+    )
+    assert bad.returncode != 0
+    assert b"invalid choice" in bad.stderr
+    server.stop()
+
+
 def test_a_view_equals_the_fold_after_a_kill_while_it_applies(
     start_server: type[Server], tmp_path: Path
 ) -> None:

@@ -6,19 +6,27 @@ embedded, remote, asyncio, object-store and cluster clients, with the same error
 (exact classes and attributes, ``WaitTimeout.pending`` and ``.result`` included), and
 an append that names a waiter that does not exist writes nothing. Method: the
 ``client`` fixture over every door, with the reducers that come with Odradek
-(``odradek.views.reducers``), which every server can import. Waits never sleep: an
+(``odradek.views.reducers``), which every server can import, and, on a schema'd topic,
+those of tests/views/view_reducers.py (which read a typed value's dict fields). Waits never sleep: an
 append with ``wait_for`` returns once the view applied it, and ``view_get`` right after
 must see it.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from odradek.errors import InvalidRequest, ViewNotFound, WaitTimeout
+
+# The view tests' reducers (tests/views/view_reducers.py), imported by name: every
+# server of this suite runs in the test's process.
+sys.path.insert(0, str(Path(__file__).parents[1] / "views"))
 
 Client = Any
 
@@ -47,6 +55,54 @@ def test_a_view_sees_an_append_that_waited_for_it(client: Client) -> None:
     assert info["lag"] == {"orders.eu": 0}
     assert info["keys"] == 1
     assert info["error"] is None
+
+
+ORDER_SCHEMA = {
+    "type": "object",
+    "properties": {"customer": {"type": "string"}, "amount": {"type": "integer"}},
+    "required": ["customer", "amount"],
+}
+
+
+def test_a_view_on_a_schemad_topic_reduces_typed_values(client: Client) -> None:
+    """A new view's reducer and key function read the dict fields of a schema'd topic's
+    values; ``value_format="json"`` gives another view their JSON text."""
+    client.create_topic("orders.typed", schema=ORDER_SCHEMA)
+    described = client.create_view(
+        "totals", "orders.typed", "view_reducers:typed_total", key="view_reducers:typed_customer"
+    )
+    assert described["value_format"] == "typed"
+    text = client.create_view("sums", "orders.typed", "view_reducers:total", value_format="json")
+    assert text["value_format"] == "json"
+    orders = [("c1", 5), ("c2", 7), ("c1", 11)]
+    for number, (who, amount) in enumerate(orders):
+        client.append(
+            "orders.typed",
+            [{"key": b"o%d" % number, "value": {"customer": who, "amount": amount}}],
+            wait_for=["view:totals", "view:sums"],
+            timeout=30.0,
+        )
+    assert client.view_get("totals", b"c1") == b"16"
+    assert client.view_get("totals", b"c2") == b"7"
+    assert client.view_get("sums", b"o2") == b"11"
+    assert client.describe_view("totals")["value_format"] == "typed"
+    assert client.describe_view("sums")["value_format"] == "json"
+    # exist_ok: the same definition without a value_format is the view; another is refused.
+    assert client.create_view("sums", "orders.typed", "view_reducers:total", exist_ok=True)["name"] == "sums"
+    with pytest.raises(InvalidRequest, match="exists"):
+        client.create_view("sums", "orders.typed", "view_reducers:total", exist_ok=True, value_format="typed")
+    with pytest.raises(InvalidRequest, match="value_format"):
+        client.create_view("bad", "orders.typed", "view_reducers:total", value_format="wire")
+    assert client.list_views() == ["sums", "totals"]
+    last = client.create_view("last", "orders.typed", "odradek.views.reducers:latest")
+    assert last["value_format"] == "typed"
+    client.append(
+        "orders.typed",
+        [{"key": b"o9", "value": {"customer": "c3", "amount": 1}}],
+        wait_for=["view:last"],
+        timeout=30.0,
+    )
+    assert json.loads(client.view_get("last", b"o9")) == {"customer": "c3", "amount": 1}
 
 
 def test_scan_returns_keys_of_a_prefix_in_order_in_pages(client: Client) -> None:

@@ -60,3 +60,21 @@ def held(state: bytes | None, record: dict[str, Any]) -> bytes:
     GATE.wait(60.0)
     LEFT.set()
     return bytes(record["value"])
+
+
+def typed_total(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """The sum of the typed values' ``amount`` (a view with value_format "typed" over a
+    schema'd topic: ``record["value"]`` is a dict)."""
+    return b"%d" % (int(state or b"0") + record["value"]["amount"])
+
+
+def typed_customer(record: dict[str, Any]) -> bytes:
+    """The view key of a typed order: its ``customer`` field."""
+    return str(record["value"]["customer"]).encode()
+
+
+def value_kind(state: bytes | None, record: dict[str, Any]) -> bytes:
+    """What the reducer was given as the value: its type's name, then the value."""
+    value = record["value"]
+    shown = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
+    return type(value).__name__.encode() + b" " + shown

@@ -14,7 +14,14 @@ from odradek.errors import InvalidRequest
 
 def view_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        info = client.create_view(args.name, args.pattern, args.reducer, key=args.key, exist_ok=args.exist_ok)
+        info = client.create_view(
+            args.name,
+            args.pattern,
+            args.reducer,
+            key=args.key,
+            exist_ok=args.exist_ok,
+            value_format=args.value_format,
+        )
     print(f"view {info['name']} reads {info['pattern']} with {info['reducer']}")
     return 0
 

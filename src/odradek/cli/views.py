@@ -53,6 +53,12 @@ def add_parser(
         "--key", metavar="FUNCTION", help="import path of the key function (default: record key)"
     )
     create.add_argument("--exist-ok", action="store_true", help="no error if the same view exists")
+    create.add_argument(
+        "--value-format",
+        choices=("typed", "json"),
+        default=None,
+        help="a schema'd topic's values as the reducer gets them: typed (new views' default) or json text",
+    )
     create.set_defaults(handler=handlers.view_create)
     get = command("get", "print a key's state in a view (exit 1 if it has none)", [server])
     get.add_argument("name")

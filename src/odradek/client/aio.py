@@ -272,8 +272,17 @@ class AsyncClient(api.AsyncClient):
         *,
         key: str | api.ViewFunction | None = None,
         exist_ok: bool = False,
+        value_format: str | None = None,
     ) -> dict[str, Any]:
-        return await self._call(self.sync.create_view, name, pattern, reducer, key=key, exist_ok=exist_ok)
+        return await self._call(
+            self.sync.create_view,
+            name,
+            pattern,
+            reducer,
+            key=key,
+            exist_ok=exist_ok,
+            value_format=value_format,
+        )
 
     async def view_get(self, name: str, key: api.Key) -> bytes | None:
         return await self._call(self.sync.view_get, name, key)

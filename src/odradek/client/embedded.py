@@ -185,8 +185,11 @@ class EmbeddedClient(api.Client):
         *,
         key: str | api.ViewFunction | None = None,
         exist_ok: bool = False,
+        value_format: str | None = None,
     ) -> dict[str, Any]:
-        return self.node.views.create(name, pattern, reducer, key, exist_ok=exist_ok)
+        return self.node.views.create(
+            name, pattern, reducer, key, exist_ok=exist_ok, value_format=value_format
+        )
 
     def view_get(self, name: str, key: api.Key) -> bytes | None:
         return self.node.views.get(name, key)

@@ -548,13 +548,21 @@ class RemoteClient(api.Client):
         *,
         key: str | api.ViewFunction | None = None,
         exist_ok: bool = False,
+        value_format: str | None = None,
     ) -> dict[str, Any]:
         if not isinstance(reducer, str) or (key is not None and not isinstance(key, str)):
             raise InvalidRequest(
                 "a remote client names a view's reducer and key function by import path "
                 "('package.module:function', importable on the server)"
             )
-        body = {"name": name, "pattern": pattern, "reducer": reducer, "key": key, "exist_ok": exist_ok}
+        body = {
+            "name": name,
+            "pattern": pattern,
+            "reducer": reducer,
+            "key": key,
+            "exist_ok": exist_ok,
+            "value_format": value_format,
+        }
         return dict(messages.load(self._action("create_view", body), "create_view result"))
 
     @_failover(True)

@@ -10,7 +10,12 @@ functions of ``__main__`` are refused: a restarted process could not find them.
 The reducer is called as ``reducer(state, record) -> state``: ``state`` is the key's
 bytes (None for a new key), ``record`` a dict with ``topic``, ``offset``, ``key``,
 ``value``, ``headers`` (dict), ``timestamp`` (microseconds) and ``version``; it returns
-the new state (bytes) or None to delete the key. The key function, when given, is
+the new state (bytes) or None to delete the key. A schema'd topic's ``value`` follows
+the view's ``value_format``: ``typed`` (the typed value, a dict for a record schema, as
+``read_key`` and a topic's reducer get it; the default of a new view) or ``json`` (its
+JSON text). A definition stored without the field was written before views had the
+choice, when the value was always JSON text: it reads as ``json``, so such a view's
+reducer keeps the convention it was written for (decision 0019). The key function, when given, is
 called as ``key(record) -> bytes | None`` and names the view key of a record (None: the
 record does not change the view); without one the record's own key is used, and
 keyless records are skipped.
@@ -36,6 +41,14 @@ _PATH = re.compile(
 )
 
 
+# How a schema'd topic's values reach a view's reducer and key function (module docstring).
+VALUE_FORMATS = ("typed", "json")
+VALUE_FORMAT_DEFAULT = "typed"
+# What a stored definition without ``value_format`` means: it was written when a view
+# always got JSON text.
+VALUE_FORMAT_BEFORE = "json"
+
+
 @dataclasses.dataclass(frozen=True)
 class ViewDefinition:
     name: str
@@ -43,6 +56,7 @@ class ViewDefinition:
     reducer: str  # import path
     key: str | None = None  # import path of the key function; None: the record's key
     created_at: float = 0.0
+    value_format: str = VALUE_FORMAT_DEFAULT  # a schema'd topic's values: typed or json
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -55,6 +69,7 @@ class ViewDefinition:
             reducer=str(data["reducer"]),
             key=None if data.get("key") is None else str(data["key"]),
             created_at=float(data.get("created_at", 0.0)),
+            value_format=str(data.get("value_format", VALUE_FORMAT_BEFORE)),
         )
 
 
@@ -67,6 +82,15 @@ def check_view_name(name: object) -> str:
     except InvalidRequest as exc:
         raise InvalidRequest(f"bad view name: {exc.message}") from None
     return name
+
+
+def check_value_format(value_format: object) -> str:
+    if value_format not in VALUE_FORMATS:
+        raise InvalidRequest(
+            f"a view's value_format is 'typed' (a schema'd topic's typed values, as read_key "
+            f"gives them) or 'json' (their JSON text), got {value_format!r}"
+        )
+    return str(value_format)
 
 
 def check_pattern(pattern: object) -> str:

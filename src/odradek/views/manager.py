@@ -34,7 +34,15 @@ from odradek.errors import ClosedError, InvalidRequest, OdradekError, StorageErr
 from odradek.names import compile_pattern
 from odradek.storage.disk import describe_os_error, remove_leftovers
 from odradek.storage.documents import Document
-from odradek.views.definition import ViewDefinition, check_pattern, check_view_name, import_path_of, resolve
+from odradek.views.definition import (
+    VALUE_FORMAT_DEFAULT,
+    ViewDefinition,
+    check_pattern,
+    check_value_format,
+    check_view_name,
+    import_path_of,
+    resolve,
+)
 from odradek.views.view import STATUS_FAILED, View
 
 if TYPE_CHECKING:
@@ -93,15 +101,27 @@ class ViewManager:
     # -- the API ----------------------------------------------------------------------------
 
     def create(
-        self, name: str, pattern: str, reducer: object, key: object = None, *, exist_ok: bool = False
+        self,
+        name: str,
+        pattern: str,
+        reducer: object,
+        key: object = None,
+        *,
+        exist_ok: bool = False,
+        value_format: object = None,
     ) -> dict[str, Any]:
-        """Define a view and start applying it (see ``Client.create_view``)."""
+        """Define a view and start applying it (see ``Client.create_view``).
+
+        ``value_format`` None is "not said": a new view gets the default (typed), and
+        ``exist_ok`` accepts a view of that name whatever its format (a program written
+        before views had the choice creates its views as it did, with ``exist_ok``)."""
         definition = ViewDefinition(
             name=check_view_name(name),
             pattern=check_pattern(pattern),
             reducer=import_path_of(reducer, "reducer"),
             key=None if key is None else import_path_of(key, "key function"),
             created_at=time.time(),
+            value_format=VALUE_FORMAT_DEFAULT if value_format is None else check_value_format(value_format),
         )
         resolve(definition.reducer, "reducer")  # refused now, not by the applier later
         if definition.key is not None:
@@ -111,15 +131,16 @@ class ViewManager:
             existing = self._views.get(name)
             if existing is not None:
                 same = existing.definition
-                if exist_ok and (same.pattern, same.reducer, same.key) == (
-                    definition.pattern,
-                    definition.reducer,
-                    definition.key,
+                if (
+                    exist_ok
+                    and (same.pattern, same.reducer, same.key)
+                    == (definition.pattern, definition.reducer, definition.key)
+                    and value_format in (None, same.value_format)
                 ):
                     return existing.describe()
                 raise InvalidRequest(
-                    f"view {name!r} exists already (pattern {same.pattern!r}, reducer {same.reducer!r}); "
-                    "delete it first to define it again"
+                    f"view {name!r} exists already (pattern {same.pattern!r}, reducer {same.reducer!r}, "
+                    f"value_format {same.value_format!r}); delete it first to define it again"
                 )
             if len(self._views) >= limits.views_max:
                 raise InvalidRequest(f"this node has {len(self._views)} views, the most it keeps (views_max)")

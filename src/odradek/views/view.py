@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 * The applier reads the view's topics (those its pattern matches, in name order) from
   its positions in batches of ``view_apply_records_max`` (``engine.fetch``, values of
-  schema'd topics as JSON text), turns each batch into dicts (Arrow's ``to_pylist``)
+  schema'd topics in the definition's ``value_format``: typed, or JSON text for a view
+  defined before views had the choice), turns each batch into dicts (Arrow's ``to_pylist``)
   and calls the reducer once per record, in offset order per topic. The new states
   go into the table (table.py) and the position past the batch becomes the topic's.
 * Once a batch is applied the view notifies its waiters (``on_applied``): appends
@@ -237,7 +238,7 @@ class View:
                 int(position[0]),
                 max_records=limits.view_apply_records_max,
                 max_bytes=limits.view_apply_bytes_max,
-                value_format="json",
+                value_format=self.definition.value_format,
             )
         except OffsetOutOfRange:
             # Below the first offset (retention removed records the view never applied)

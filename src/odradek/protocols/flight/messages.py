@@ -96,7 +96,8 @@ ACTIONS: dict[str, str] = {
     "repair_topic": 'Accept the loss of damaged offsets. Body: {"name", "drop_range": [first, last] or '
     "a list of them}. Result: topic info JSON.",
     "create_view": 'Define a materialized key view. Body: {"name", "pattern", "reducer" (import path), '
-    '"key"? (import path), "exist_ok"?}. Result: the view\'s description (as describe_view).',
+    '"key"? (import path), "exist_ok"?, "value_format"? ("typed" or "json"; absent: typed for a new '
+    "view, any for exist_ok)}. Result: the view's description (as describe_view).",
     "view_get": 'A key\'s state in a view. Body: {"name", "key"}. Result: {"state": hex or null}.',
     "view_scan": 'Keys of a view with a prefix, in key order. Body: {"name", "prefix"?, "after"?, "limit"?} '
     "(keys hex). Result: an Arrow IPC stream of a table with binary columns key and state.",

@@ -746,7 +746,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if not isinstance(exist_ok, bool):
             raise InvalidRequest(f"exist_ok must be true or false, got {exist_ok!r}")
         name, pattern = _name(body, "name", "a view name"), _name(body, "pattern", "a pattern")
-        described = self.node.views.create(name, pattern, reducer, key, exist_ok=exist_ok)
+        # Absent or null (a client from before views had the choice): not said (manager.py).
+        value_format = body.get("value_format")
+        described = self.node.views.create(
+            name, pattern, reducer, key, exist_ok=exist_ok, value_format=value_format
+        )
         return messages.dump(described)
 
     def _view_get(self, body: dict[str, Any]) -> bytes:
