@@ -1,6 +1,7 @@
 """Measure materialized views and synchronous commit (docs/snapshots-and-views.md).
 
     python scripts/views_bench.py [--appends 2000] [--records 1000000] [--keys 100000] [--remote]
+                                  [--typed-records 0]
 
 * **Synchronous-commit overhead**: single-record appends one after another (fsync on),
   alternating a plain append and one with ``wait_for=["view:v"]``, to the same topic,
@@ -11,6 +12,9 @@
   first; then a view is created and timed until it has applied all of them (an append
   with ``wait_for`` returns), in records/s, for the ``latest`` and ``count`` reducers.
 * **Reads**: ``view_get`` of random keys (p50, p99) and a ``view_scan`` of a prefix.
+* **Typed values** (``--typed-records N``): N records on a schema'd topic (a customer
+  and an amount), then views with ``count`` and ``latest`` applied with
+  ``value_format="typed"`` and ``"json"``, in records/s.
 
 Prints one line per figure. Not a test: run it on a quiet machine.
 """
@@ -93,6 +97,43 @@ def apply_throughput(client: Any, records: int, keys: int) -> None:
     print(f"{'view_scan prefix':>24}: {rows:,} rows in {(time.perf_counter() - started) * 1000:.1f} ms")
 
 
+def typed_apply(client: Any, records: int, keys: int) -> None:
+    """A view over a schema'd topic given typed values (dicts) or their JSON text."""
+    schema = {
+        "type": "object",
+        "properties": {"customer": {"type": "string"}, "amount": {"type": "integer"}},
+        "required": ["customer", "amount"],
+    }
+    client.create_topic("typed", schema=schema)
+    batch_size = 10_000
+    for start in range(0, records, batch_size):
+        client.append(
+            "typed",
+            [
+                {
+                    "key": b"key-%d" % ((start + n) % keys),
+                    "value": {"customer": f"c-{n % 97}", "amount": n},
+                }
+                for n in range(batch_size)
+            ],
+        )
+    for reducer in ("count", "latest"):
+        for value_format in ("typed", "json"):
+            name = f"typed_{reducer}_{value_format}"
+            started = time.perf_counter()
+            client.create_view(name, "typed", f"odradek.views.reducers:{reducer}", value_format=value_format)
+            client.append(
+                "typed",
+                [{"key": b"marker", "value": {"customer": "m", "amount": 0}}],
+                wait_for=[f"view:{name}"],
+                timeout=300.0,
+            )
+            seconds = time.perf_counter() - started
+            label = f"apply {reducer} {value_format}"
+            print(f"{label:>24}: {records / seconds:,.0f} records/s  ({seconds:.2f} s)")
+            client.delete_view(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,6 +142,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--remote", action="store_true", help="through the remote client of a Flight server")
+    parser.add_argument(
+        "--typed-records",
+        type=int,
+        default=0,
+        help="also apply views over a schema'd topic of N records, typed values against JSON text",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         data = Path(directory) / "data"
@@ -114,6 +161,8 @@ def main() -> None:
             synchronous_commit(client, args.appends)
             if args.records:
                 apply_throughput(client, args.records, args.keys)
+            if args.typed_records:
+                typed_apply(client, args.typed_records, args.keys)
         finally:
             client.close()
             if args.remote:
