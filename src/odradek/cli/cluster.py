@@ -124,6 +124,25 @@ def add_offline_etcd_arguments(parser: argparse.ArgumentParser, *, cluster_flag:
     add_etcd_security_arguments(parser)
 
 
+def _etcd_security(args: argparse.Namespace, tls: Any, load_security: Any) -> Any:
+    """The secured etcd's settings (CA, client certificate, user and password) from the
+    flags or their variables, as ``odradek serve`` reads them; ``load_security`` is
+    cluster/etcd_client.py's, imported by the caller (the cluster extra may be absent)."""
+    settings = {
+        dest: getattr(args, dest, None) or os.environ.get(variable) or None
+        for _, dest, variable in ETCD_SECURITY
+    }
+    return load_security(
+        tls,
+        ca=settings["etcd_ca"],
+        cert=settings["etcd_cert"],
+        key=settings["etcd_key"],
+        user=settings["etcd_user"],
+        password=os.environ.get(PASSWORD_VARIABLE) or None,
+        password_file=settings["etcd_password_file"],
+    )
+
+
 def etcd_documents(args: argparse.Namespace) -> Any:
     """The security documents in the etcd of ``args.etcd`` (cluster/documents.py), with
     the secured etcd's settings from the flags or their variables, as ``odradek serve``
@@ -136,19 +155,7 @@ def etcd_documents(args: argparse.Namespace) -> Any:
         raise InvalidRequest(
             f"--etcd needs the cluster extra: pip install 'odradek[cluster]' ({exc})"
         ) from exc
-    settings = {
-        dest: getattr(args, dest, None) or os.environ.get(variable) or None
-        for _, dest, variable in ETCD_SECURITY
-    }
-    security = load_security(
-        endpoints_tls(args.etcd),
-        ca=settings["etcd_ca"],
-        cert=settings["etcd_cert"],
-        key=settings["etcd_key"],
-        user=settings["etcd_user"],
-        password=os.environ.get(PASSWORD_VARIABLE) or None,
-        password_file=settings["etcd_password_file"],
-    )
+    security = _etcd_security(args, endpoints_tls(args.etcd), load_security)
     cluster = getattr(args, "etcd_cluster", None) or os.environ.get(CLUSTER_VARIABLE) or "default"
     return EtcdDocuments(args.etcd, cluster, security=security)
 
@@ -253,21 +260,9 @@ def status_command(args: argparse.Namespace) -> int:
         raise InvalidRequest(
             f"cluster status needs the cluster extra: pip install 'odradek[cluster]' ({exc})"
         ) from exc
-    settings = {
-        dest: getattr(args, dest, None) or os.environ.get(variable) or None
-        for _, dest, variable in ETCD_SECURITY
-    }
     tls = endpoints_tls(endpoints)  # (a bad endpoint is refused as before, exit 1)
     try:
-        security = load_security(
-            tls,
-            ca=settings["etcd_ca"],
-            cert=settings["etcd_cert"],
-            key=settings["etcd_key"],
-            user=settings["etcd_user"],
-            password=os.environ.get(PASSWORD_VARIABLE) or None,
-            password_file=settings["etcd_password_file"],
-        )
+        security = _etcd_security(args, tls, load_security)
     except InvalidRequest as exc:
         _error(exc.message)
         return EXIT_USAGE
