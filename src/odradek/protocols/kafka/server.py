@@ -150,6 +150,11 @@ def _out_of_engine(namespace: Namespace, finish: Finish | None) -> Finish:
     return finished
 
 
+def _then(first: Finish, then: Finish) -> Finish:
+    """``first``, then ``then``, on an answer."""
+    return lambda body: then(first(body))
+
+
 # Requests no quota throttles: those a client sends before it is authenticated.
 _NOT_THROTTLED = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
 
@@ -488,10 +493,19 @@ class KafkaListener:
             return None
         authorizer = authorizer_of(self.authenticator)
         finish: Finish | None = None
+        refusal: asyncio.Future[Chunks]
+        if namespace.translates:  # what binds every namespace, refused per part (tenancy.py)
+            confined, finish = tenancy.confine(namespace, request)
+            if confined is None:
+                refusal = loop.create_future()
+                refusal.set_result(self._encode(request, finish(None)))
+                return refusal
+            request = confined
         if authorizer is not None and auth.principal is not None:  # what it may do (acl_api.py)
-            gated, finish = await gate(self.broker, authorizer, auth.principal, request)
+            gated, gated_finish = await gate(self.broker, authorizer, auth.principal, request)
+            finish = gated_finish if finish is None else _then(gated_finish, finish)
             if gated is None:
-                refusal: asyncio.Future[Chunks] = loop.create_future()
+                refusal = loop.create_future()
                 refusal.set_result(self._encode(request, finish(None)))
                 return refusal
             request = gated

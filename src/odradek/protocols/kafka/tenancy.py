@@ -14,7 +14,9 @@ namespace does not own (a Metadata answer listing every topic, a ListGroups answ
 * An untenanted principal (the default namespace): names stay, but a name in the
   tenant space (``_t.``) becomes ``__t....`` (reserved: never found, never made).
 * Only the APIs of :data:`TENANT_APIS` are served to a tenant's principal; any other
-  closes its connection (logged), rather than act outside its namespace.
+  closes its connection (logged), rather than act outside its namespace. Of those, what
+  binds every namespace (a broker's config) is refused per part (:func:`confine`), and a
+  DescribeLogDirs answer tells a tenant neither the disk's total nor its free bytes.
 
 Which fields are names is a table per message class (:data:`_REQUEST_NAMES`,
 :data:`_RESPONSE_NAMES`), walked once per request: per topic and partition entry, never
@@ -33,6 +35,13 @@ from typing import Any
 
 from odradek.names import TENANT_ROOT
 from odradek.protocols.kafka.codec.api import ApiKey, Request
+from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.codec.messages_admin import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+    IncrementalAlterConfigsResponse,
+)
+from odradek.protocols.kafka.codec.messages_logs import DescribeLogDirsResponse
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
 from odradek.security.tenants import Namespace
 
@@ -127,11 +136,15 @@ _RESPONSE_NAMES: dict[str, frozenset[str]] = {
         "DescribedShareTopicPartitions": ("topic_name",),
         "DescribedTransaction": ("transactional_id",),
         "TopicData": ("topic",),
+        "ListedTransaction": ("transactional_id",),
     }.items()
 }
 
 # Message class -> its field holding a subscription's regular expression (Namespace.regex).
-_REQUEST_REGEXES = {"ConsumerGroupHeartbeatRequest": "subscribed_topic_regex"}
+_REQUEST_REGEXES = {
+    "ConsumerGroupHeartbeatRequest": "subscribed_topic_regex",
+    "ListTransactionsRequest": "transactional_id_pattern",
+}
 _RESPONSE_REGEXES = {"DescribedConsumerMember": "subscribed_topic_regex"}
 
 # Config resources name a topic or a group only when of these types (Kafka's
@@ -147,6 +160,14 @@ _RESOURCE_CLASSES = frozenset(
     }
 )
 _NAMED_RESOURCE_TYPES = frozenset({2, 32})
+# Config resources whose change binds every namespace (BROKER 4, BROKER_LOGGER 8,
+# CLIENT_METRICS 16): a tenant's principal altering one is refused per resource
+# (:func:`confine`), the rest of its request served.
+_CLUSTER_RESOURCE_TYPES = {4: "broker", 8: "broker logger", 16: "client metrics"}
+_ALTER_CONFIGS: dict[int, type] = {
+    ApiKey.ALTER_CONFIGS: AlterConfigsResponse,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: IncrementalAlterConfigsResponse,
+}
 
 # What a tenant's principal is served; every other API closes its connection. The ACL
 # and quota APIs stay closed: their bindings and entities are the cluster's (users are
@@ -191,6 +212,11 @@ TENANT_APIS = frozenset(
         ApiKey.DELETE_RECORDS,
         ApiKey.DESCRIBE_PRODUCERS,
         ApiKey.CREATE_PARTITIONS,
+        ApiKey.ALTER_CONFIGS,
+        ApiKey.INCREMENTAL_ALTER_CONFIGS,
+        ApiKey.DESCRIBE_LOG_DIRS,
+        ApiKey.DESCRIBE_TRANSACTIONS,
+        ApiKey.LIST_TRANSACTIONS,
     }
 )
 
@@ -200,6 +226,49 @@ def refusal(namespace: Namespace, request: Request) -> str | None:
     if namespace.translates and request.api_key not in TENANT_APIS:
         return f"{ApiKey(request.api_key).name} is not served to the principals of {namespace} yet"
     return None
+
+
+def confine(namespace: Namespace, request: Request) -> tuple[Request | None, Callable[[Any], Any]]:
+    """``request`` without the parts a tenant's principal may not do though its API is
+    served (None: no part is left), and how to complete the answer with their refusals
+    (named as the client named them). AlterConfigs and IncrementalAlterConfigs: a
+    broker's, broker logger's or client metrics' resource binds every namespace, so it
+    is refused with CLUSTER_AUTHORIZATION_FAILED, as Kafka refuses a principal without
+    the cluster's permission."""
+    response = _ALTER_CONFIGS.get(request.api_key)
+    if not namespace.translates or response is None:
+        return request, _same
+    resources = request.body.resources
+    refused = [r for r in resources if r.resource_type in _CLUSTER_RESOURCE_TYPES]
+    if not refused:
+        return request, _same
+    denied = tuple(
+        AlterConfigsResourceResponse(
+            error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+            error_message=(
+                f"the principals of {namespace} may not alter a {_CLUSTER_RESOURCE_TYPES[r.resource_type]}'s"
+                " configs: they bind every namespace (a cluster admin may)"
+            ),
+            resource_type=r.resource_type,
+            resource_name=r.resource_name,
+        )
+        for r in refused
+    )
+    left = tuple(r for r in resources if r.resource_type not in _CLUSTER_RESOURCE_TYPES)
+
+    def finish(answer: Any) -> Any:
+        if answer is None:
+            return response(responses=denied)
+        return dataclasses.replace(answer, responses=(*answer.responses, *denied))
+
+    if not left:
+        return None, finish
+    body = dataclasses.replace(request.body, resources=left)
+    return dataclasses.replace(request, body=body), finish
+
+
+def _same(answer: Any) -> Any:
+    return answer
 
 
 def engine_name(namespace: Namespace, name: str) -> str:
@@ -246,7 +315,7 @@ def out_of_engine(namespace: Namespace, body: Any) -> Any:
     name what it does not own."""
     if namespace.raw or body is None:
         return body
-    return _walk(
+    body = _walk(
         body,
         _RESPONSE_NAMES,
         lambda name: kafka_name(namespace, name),
@@ -254,6 +323,15 @@ def out_of_engine(namespace: Namespace, body: Any) -> Any:
         _RESPONSE_REGEXES,
         namespace.local_regex,
     )
+    if namespace.translates and isinstance(body, DescribeLogDirsResponse):
+        # the data directory's disk is shared by every namespace: its total and free
+        # bytes would show what the others store, so a tenant is told neither (-1, as
+        # Kafka answers when it does not know them)
+        results = tuple(
+            dataclasses.replace(result, total_bytes=-1, usable_bytes=-1) for result in body.results
+        )
+        body = dataclasses.replace(body, results=results)
+    return body
 
 
 def _walk(
