@@ -281,3 +281,48 @@ def test_each_tenant_lists_and_describes_only_its_own_transactions(door: int) ->
     for producer in open_ones:
         producer.abort_transaction(30)
     assert listed("alice", state_filters=["Ongoing"]) == []
+
+
+def test_authorize_bindings_apply_on_top_of_a_tenants_alter_configs(tmp_path: Path) -> None:
+    """With --authorize, AlterConfigs takes `alter` on the cluster as for anyone: alice
+    (granted it) alters her topic, her broker resource still refused as a tenant's; gary
+    (not granted) has each resource refused, and his topic keeps its config."""
+    data = tmp_path / "data"
+    _ok(run("user", "add", "root", "--admin", "--data-dir", str(data), stdin=b"secret\n"))
+    for tenant, user in (("acme", "alice"), ("globex", "gary")):
+        _ok(run("tenant", "create", tenant, "--data-dir", str(data)))
+        _ok(run("user", "add", user, "--tenant", tenant, "--data-dir", str(data), stdin=b"secret\n"))
+        _ok(run("acl", "add", "--principal", user, "--allow", "all", "--topic", ">", "--data-dir", str(data)))
+    _ok(run("acl", "add", "--principal", "alice", "--allow", "alter", "--cluster", "--data-dir", str(data)))
+    port = free_port()
+    flags = ("--auth", "--authorize", "--kafka-listen", f"127.0.0.1:{port}", "--registry-listen", "off")
+    server = Server(data, *flags)
+    try:
+        for user in ("alice", "gary"):
+            _create(port, user, "orders")
+        set_op = confluent_admin.AlterConfigOpType.SET
+        retention = confluent_admin.ConfigEntry("retention.ms", "3600000", incremental_operation=set_op)
+        outcomes = {}
+        for user in ("alice", "gary"):
+            client = confluent_admin.AdminClient(_settings(port, user))
+            node = str(next(iter(client.list_topics(timeout=30).brokers)))
+            resources = [
+                confluent_admin.ConfigResource(
+                    confluent_admin.ResourceType.TOPIC, "orders", incremental_configs=[retention]
+                ),
+                confluent_admin.ConfigResource(
+                    confluent_admin.ResourceType.BROKER, node, incremental_configs=[retention]
+                ),
+            ]
+            outcomes[user] = _alter(client, resources)
+            outcomes[user]["config"] = _topic_config(client, "orders")["retention.ms"]
+        assert outcomes["alice"]["orders"] is None
+        assert outcomes["alice"]["config"] == "3600000"
+        assert outcomes["alice"][node].code() == CLUSTER_AUTHORIZATION_FAILED
+        assert "bind every namespace" in outcomes["alice"][node].str()
+        assert outcomes["gary"]["orders"].code() == CLUSTER_AUTHORIZATION_FAILED
+        assert "may not alter the cluster" in outcomes["gary"]["orders"].str()
+        assert outcomes["gary"][node].code() == CLUSTER_AUTHORIZATION_FAILED
+        assert outcomes["gary"]["config"] != "3600000"
+    finally:
+        server.stop()

@@ -82,6 +82,11 @@ _CLUSTER_DESCRIBE = frozenset(
         ApiKey.DESCRIBE_TRANSACTIONS,
     }
 )
+# AlterConfigs and IncrementalAlterConfigs: `alter` on the cluster, refused per resource.
+_ALTER_CONFIGS: dict[int, type] = {
+    ApiKey.ALTER_CONFIGS: admin.AlterConfigsResponse,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: admin.IncrementalAlterConfigsResponse,
+}
 _GROUP_READ = frozenset(
     {
         ApiKey.JOIN_GROUP,
@@ -275,6 +280,17 @@ async def gate(
     if allowed(operation, "cluster"):
         return request, _SAME
     message = f"{principal} may not {operation} the cluster"
+    if key in _ALTER_CONFIGS:  # its answer has no top-level error: each resource is refused
+        refusals: list[Any] = [
+            admin.AlterConfigsResourceResponse(
+                error_code=CLUSTER_FAILED,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+            )
+            for resource in body.resources
+        ]
+        return _split(request, "resources", [], "responses", refusals, _ALTER_CONFIGS[key])
     return None, lambda _: _refused_whole(request, CLUSTER_FAILED, message)
 
 
