@@ -8,9 +8,10 @@ ListTransactions and DescribeTransactions show each tenant only its own topics a
 transactional ids, under its own names, and no disk totals; gary (tenant globex) names
 the same `orders` and `loader` and sees his; bob (the untenanted default namespace) is
 served as before (his broker config change answers as it always did, he sees the disk's
-totals); the admin root sees every namespace's under the engine's names.
-Method: a real `odradek serve --auth` subprocess, confluent-kafka's AdminClient and
-transactional Producer, kafka-python's KafkaAdminClient (SCRAM).
+totals); the admin root sees every namespace's under the engine's names; with
+`--authorize`, `alter` on the cluster still decides AlterConfigs, per resource.
+Method: a real `odradek serve --auth` (and `--authorize`) subprocess, confluent-kafka's
+AdminClient and transactional Producer, kafka-python's KafkaAdminClient (SCRAM).
 """
 
 from __future__ import annotations
