@@ -31,10 +31,11 @@ own (40-76 ms; the futures, events and latencies of the appends in flight are wh
 trigger it) held its producer threads and the threads reading the answers, then the
 appends it owed went out in one burst; the agent's own stages (read, submit, flush
 window, PUT, commit, answer) stayed within a window and a PUT. Producers of a real
-deployment are separate programs whose pauses do not line up. Two processes measured
-best among 1, 2 and 4 on the 2-core machine (four add as many interpreters fighting for
-its cores); ``--processes 1`` keeps the single generator. Nothing is dropped: every
-scheduled append is sent and timed from its scheduled send.
+deployment are separate programs whose pauses do not line up. Alternated on the 2-core
+machine, one and two processes (with collections between runs) did about as well, two
+slightly better at 10 ms PUTs, and four worse (as many interpreters fighting for two
+cores); ``--processes 1`` keeps a single generator. Nothing is dropped: every scheduled
+append is sent and timed from its scheduled send.
 
 Usage::
 
