@@ -27,7 +27,7 @@ what it holds after its warm-up (``gc.freeze``) and collects garbage between run
 during one. Why: every append's time was traced stage by stage (docs/object-storage.md,
 "Cost and performance"; decision 0027, "The served agent"). With one generator of 256
 threads the slowest percent was made in the generator: a full garbage collection of its
-own (40-76 ms; the futures, events and latencies of the appends in flight are what
+own (29-76 ms; the futures, events and latencies of the appends in flight are what
 trigger it) held its producer threads and the threads reading the answers, then the
 appends it owed went out in one burst; the agent's own stages (read, submit, flush
 window, PUT, commit, answer) stayed within a window and a PUT. Producers of a real
