@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import hypothesis.strategies as st
 import pyarrow as pa
@@ -271,22 +271,39 @@ def test_folding_from_the_snapshot_equals_folding_the_whole_stream(
         for key, count in appends:
             _fill(client, "t", key, count, start=counter)
             counter += count
-        taken: dict[bytes, int] = {}
-        for key, share in picks:
-            current = client.key_version("t", key)
-            if current == 0:
-                continue
-            version = max(taken.get(key, 1), round(share * current) or 1)
-            prefix = client.read_key("t", key, to_version=version).to_pylist()
-            client.snapshot("t", key, str(_fold(prefix)).encode(), version=version)
-            taken[key] = version
-        for key in (b"a", b"b", b"c"):
-            full = client.read_key("t", key).to_pylist()
-            from_snapshot = client.read_key("t", key, from_snapshot=True).to_pylist()
-            assert _fold(from_snapshot) == _fold(full)
-            if key in taken:
-                assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
-                assert len(from_snapshot) == len(full) - taken[key] + 1
+        _check_folds(client, picks, _fold)
+
+
+def _check_folds(
+    client: odradek.EmbeddedClient,
+    picks: list[tuple[bytes, float]],
+    fold: Callable[[list[dict[str, object]]], int],
+    *,
+    typed: bool = False,
+) -> None:
+    """Snapshot topic ``t``'s keys at the versions ``picks`` say (each with the fold of
+    the events up to it, never going back), then check that fold(read_key(from_snapshot=
+    True)) is fold(read_key()) on every key, and the rows a snapshot starts."""
+    taken: dict[bytes, int] = {}
+    for key, share in picks:
+        current = client.key_version("t", key)
+        if current == 0:
+            continue
+        version = max(taken.get(key, 1), round(share * current) or 1)
+        prefix = client.read_key("t", key, to_version=version).to_pylist()
+        client.snapshot("t", key, str(fold(prefix)).encode(), version=version)
+        taken[key] = version
+    for key in (b"a", b"b", b"c"):
+        full = client.read_key("t", key).to_pylist()
+        from_snapshot = client.read_key("t", key, from_snapshot=True).to_pylist()
+        assert fold(from_snapshot) == fold(full)
+        if key in taken:
+            assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
+            assert len(from_snapshot) == len(full) - taken[key] + 1
+            if typed:
+                assert from_snapshot[1:] == [
+                    {**row, "snapshot": False, "state": None} for row in full[taken[key] :]
+                ]
 
 
 def _fold_typed(rows: list[dict[str, object]]) -> int:
@@ -323,25 +340,7 @@ def test_folding_a_schemad_key_from_the_snapshot_equals_folding_the_whole_stream
         for key, count in appends:
             client.append("t", [{"key": key, "value": {"n": counter + i}} for i in range(count)])
             counter += count
-        taken: dict[bytes, int] = {}
-        for key, share in picks:
-            current = client.key_version("t", key)
-            if current == 0:
-                continue
-            version = max(taken.get(key, 1), round(share * current) or 1)
-            prefix = client.read_key("t", key, to_version=version).to_pylist()
-            client.snapshot("t", key, str(_fold_typed(prefix)).encode(), version=version)
-            taken[key] = version
-        for key in (b"a", b"b", b"c"):
-            full = client.read_key("t", key).to_pylist()
-            from_snapshot = client.read_key("t", key, from_snapshot=True).to_pylist()
-            assert _fold_typed(from_snapshot) == _fold_typed(full)
-            if key in taken:
-                assert from_snapshot[0]["snapshot"] and from_snapshot[0]["version"] == taken[key]
-                assert len(from_snapshot) == len(full) - taken[key] + 1
-                assert from_snapshot[1:] == [
-                    {**row, "snapshot": False, "state": None} for row in full[taken[key] :]
-                ]
+        _check_folds(client, picks, _fold_typed, typed=True)
 
 
 def test_a_snapshot_waits_for_its_events_to_be_durable(tmp_path: str) -> None:
