@@ -84,3 +84,14 @@ def test_retention_frees_space_for_the_next_append(engine: Engine) -> None:
     assert engine.enforce_retention() > 0
     engine.append("_t.acme.orders", [{"value": b"after retention"}])
     assert engine.tenant_storage.usage("acme") == engine.describe_topic("_t.acme.orders").bytes
+
+
+def test_a_producer_retry_writes_nothing_and_counts_nothing(engine: Engine) -> None:
+    engine.create_topic("_t.acme.orders")
+    engine.append("_t.acme.orders", [{"value": b"x" * 1000}], producer=("p", 0))
+    stored = engine.describe_topic("_t.acme.orders").bytes
+    assert engine.tenant_storage.usage("acme") == stored
+    retried = engine.append("_t.acme.orders", [{"value": b"x" * 1000}], producer=("p", 0))
+    assert retried.duplicate
+    assert engine.describe_topic("_t.acme.orders").bytes == stored
+    assert engine.tenant_storage.usage("acme") == stored  # within the refresh: counted, not summed

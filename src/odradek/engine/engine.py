@@ -771,7 +771,7 @@ class Engine:
         tenant = self.tenant_storage.check(topic, refuse=bounded)  # at its storage_bytes quota: refused
         pending = target.submit(batch, expect, expect_offset, producer, partition)
         if tenant is not None:
-            self.tenant_storage.added(tenant, _frame_size(target, pending.ticket))
+            self.tenant_storage.added(tenant, pending.size)
         return pending
 
     def append_many(
@@ -1038,21 +1038,6 @@ class Engine:
 
 
 _VALUE_FORMATS = ("typed", "json", "wire")
-
-
-def _frame_size(topic: Topic, ticket: int) -> int:
-    """The bytes of the frame an append just wrote (the one ending at ``ticket``), found
-    among the last frames of the newest segments; 0 when it is not there any more (its
-    tenant's total is summed again within ``limits.tenant_storage_refresh_seconds``)."""
-    for segment in reversed(topic.log.segments[-2:]):
-        for frame in reversed(segment.frames[-_RECENT_FRAMES:]):
-            if frame.next_offset == ticket:
-                return frame.size
-    return 0
-
-
-# Frames an append's own is looked for among (others' appends may follow it meanwhile).
-_RECENT_FRAMES = 16
 
 
 def _drop_ranges(value: object) -> list[tuple[int, int]]:

@@ -472,7 +472,7 @@ class Topic:
             meta = producer_meta(producer_key) if producer_key is not None else None
             if partition is not None:
                 meta = {**(meta or {}), **partition_meta(partition)}
-            self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
+            frame = self.log.append(stored, base, max_timestamp, meta)  # raises: nothing changed
             # The frame is written: from here on nothing may fail before the state
             # below reflects it.
             assignment.apply(self.heads)
@@ -485,7 +485,9 @@ class Topic:
             self._written = base + count
             if self.commit.journaled:  # its own journal flush acknowledges it (commit.py)
                 self.commit.written(self._written, *self.log.journal_mark())
-        return PendingAppend(self, base + count, AppendResult(base, count, assignment.versions_by_key()))
+        return PendingAppend(
+            self, base + count, AppendResult(base, count, assignment.versions_by_key()), size=frame.size
+        )
 
     def _check_key_expectations(self, expectations: dict[bytes, int]) -> None:
         if not expectations:
@@ -845,10 +847,17 @@ class PendingAppend:
     """An append that is written and will be acknowledged once its fsync is done."""
 
     def __init__(
-        self, topic: Topic, ticket: int, result: AppendResult | None, original: tuple[int, int] | None = None
+        self,
+        topic: Topic,
+        ticket: int,
+        result: AppendResult | None,
+        original: tuple[int, int] | None = None,
+        *,
+        size: int = 0,
     ) -> None:
         self._topic = topic
         self.ticket = ticket
+        self.size = size  # the bytes of the frame it wrote (0: a producer retry wrote none)
         self._result = result
         self._original = original  # (base offset, count) when this is a producer retry
 
