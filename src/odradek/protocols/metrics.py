@@ -242,7 +242,27 @@ Describes = Callable[[str, str], bool]
 _TENANT_SPACE = TENANT_ROOT + "."  # every tenant's names start so (``_t.<tenant>.``)
 
 
-class TenantView(Collector):
+class _ScopedView(Collector):
+    """A view of ``source``'s samples: each kept with the labels :meth:`_labels` gives it,
+    or left out (None); families left empty are left out."""
+
+    source: Collector
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                labels = self._labels(sample.labels)
+                if labels is not None:
+                    kept.samples.append(sample if labels is sample.labels else sample._replace(labels=labels))
+            if kept.samples:
+                yield kept
+
+    def _labels(self, labels: dict[str, str]) -> dict[str, str] | None:
+        raise NotImplementedError
+
+
+class TenantView(_ScopedView):
     """What tenant ``tenant``'s principals may scrape of ``source`` (decision 0028): the
     samples whose ``topic`` and ``group`` labels are the tenant's (shown without
     ``_t.<tenant>.``, as every other door names them), whose ``tenant`` label is it and
@@ -260,16 +280,6 @@ class TenantView(Collector):
         self.prefix = tenant_prefix(tenant)
         self.principals = principals
         self.describes = describes
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self.source.collect():
-            kept = Metric(family.name, family.documentation, family.type, family.unit)
-            for sample in family.samples:
-                labels = self._labels(sample.labels)
-                if labels is not None:
-                    kept.samples.append(sample._replace(labels=labels))
-            if kept.samples:
-                yield kept
 
     def _labels(self, labels: dict[str, str]) -> dict[str, str] | None:
         """``labels`` as the tenant sees them; None: not the tenant's series."""
@@ -296,7 +306,7 @@ class TenantView(Collector):
         return shown if mine else None
 
 
-class DefaultNamespaceView(Collector):
+class DefaultNamespaceView(_ScopedView):
     """What an untenanted principal that is not an admin may scrape of ``source``
     (decision 0028: it never reaches the tenants' space): every sample but those whose
     ``topic`` or ``group`` label is a tenant's (``_t.<tenant>.``), that carry a ``tenant``
@@ -311,12 +321,8 @@ class DefaultNamespaceView(Collector):
         self.principals = principals
         self.describes = describes
 
-    def collect(self) -> Iterator[Metric]:
-        for family in self.source.collect():
-            kept = Metric(family.name, family.documentation, family.type, family.unit)
-            kept.samples = [sample for sample in family.samples if self._shown(sample.labels)]
-            if kept.samples:
-                yield kept
+    def _labels(self, labels: dict[str, str]) -> dict[str, str] | None:
+        return labels if self._shown(labels) else None
 
     def _shown(self, labels: dict[str, str]) -> bool:
         for label in _NAMED_LABELS:
