@@ -20,7 +20,6 @@ authorizer's decision cache).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -37,6 +36,7 @@ from odradek.security.credentials import (
     _InObjectStore,
     _Persistence,
     document_in,
+    refresh_thread,
 )
 from odradek.storage.disk import LOCAL, Disk
 from odradek.storage.documents import Document
@@ -44,7 +44,6 @@ from odradek.storage.documents import Document
 if TYPE_CHECKING:
     from odradek.storage.objects import ObjectStore
 
-log = logging.getLogger("odradek.security")
 
 DOCUMENT = "security/acls.json"
 
@@ -173,22 +172,25 @@ def refresh_every(store: AclStore, seconds: float | None = None) -> None:
     """Read a shared store again every ``seconds`` (default
     ``limits.security_refresh_seconds``) on a daemon thread, and at once when etcd says
     the document changed (cluster/documents.py), for as long as the store is in use (the
-    thread holds it weakly and ends once it is gone)."""
+    thread holds it weakly and ends once it is gone): the credential store's refresh
+    thread (security/credentials.py)."""
     reference = weakref.ref(store)
-    period = limits.security_refresh_seconds if seconds is None else seconds
-    wake: threading.Event = getattr(store._persistence, "wake", None) or threading.Event()
+    stops: list[threading.Event] = []
 
-    def run() -> None:
-        while True:
-            wake.wait(period)
-            wake.clear()
-            current = reference()
-            if current is None:
-                return
-            try:
-                current.refresh()
-            except Exception as exc:  # noqa: BLE001 - a store outage must not end the thread
-                log.warning("could not read the access control lists again: %s", exc)
-            del current
+    def refresh() -> None:
+        current = reference()
+        if current is None:  # nobody uses the store any more: end the thread
+            for stop in stops:
+                stop.set()
+            return
+        current.refresh()
 
-    threading.Thread(target=run, name="odradek-acls", daemon=True).start()
+    stops.append(
+        refresh_thread(
+            refresh,
+            seconds,
+            "odradek-acls",
+            "the access control lists",
+            wake=getattr(store._persistence, "wake", None),
+        )
+    )
