@@ -82,11 +82,10 @@ _CLUSTER_DESCRIBE = frozenset(
         ApiKey.DESCRIBE_TRANSACTIONS,
     }
 )
-# AlterConfigs and IncrementalAlterConfigs: `alter` on the cluster, refused per resource.
-_ALTER_CONFIGS: dict[int, type] = {
-    ApiKey.ALTER_CONFIGS: admin.AlterConfigsResponse,
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: admin.IncrementalAlterConfigsResponse,
-}
+# AlterConfigs and IncrementalAlterConfigs: their answers have no top-level error, so a
+# refusal is per resource (`alter` on the cluster here; a tenant's broker resources in
+# tenancy.confine).
+ALTER_CONFIGS = frozenset({ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS})
 _GROUP_READ = frozenset(
     {
         ApiKey.JOIN_GROUP,
@@ -178,7 +177,7 @@ async def gate(
             )
             for topic in refused
         ]
-        return _split(request, "topics", left, "topics", denied, d.ListOffsetsResponse)
+        return split_parts(request, "topics", left, "topics", denied, d.ListOffsetsResponse)
     if key == ApiKey.CREATE_TOPICS:
         may_create_all = authorizer.allowed(principal, "create", "cluster", CLUSTER)
         refused = [
@@ -195,7 +194,7 @@ async def gate(
             for topic in refused
         ]
         left = [topic for topic in body.topics if topic not in refused]
-        return _split(request, "topics", left, "topics", created, admin.CreateTopicsResponse)
+        return split_parts(request, "topics", left, "topics", created, admin.CreateTopicsResponse)
     if key == ApiKey.DELETE_TOPICS:
         return await _delete_topics(broker, request, allowed)
     if key in _SHARE:
@@ -259,7 +258,7 @@ async def gate(
             for topic in refused
         ]
         left = [topic for topic in body.topics if topic not in refused]
-        return _split(request, "topics", left, "results", grown, admin.CreatePartitionsResponse)
+        return split_parts(request, "topics", left, "results", grown, admin.CreatePartitionsResponse)
     if key == ApiKey.DELETE_RECORDS and not authorizer.allowed(principal, "alter", "cluster", CLUSTER):
         refused = [topic for topic in body.topics if not allowed("delete", "topic", topic.name)]
         cut = [
@@ -275,12 +274,12 @@ async def gate(
             for topic in refused
         ]
         left = [topic for topic in body.topics if topic not in refused]
-        return _split(request, "topics", left, "topics", cut, logs.DeleteRecordsResponse)
+        return split_parts(request, "topics", left, "topics", cut, logs.DeleteRecordsResponse)
     operation = "describe" if key in _CLUSTER_DESCRIBE else "alter"
     if allowed(operation, "cluster"):
         return request, _SAME
     message = f"{principal} may not {operation} the cluster"
-    if key in _ALTER_CONFIGS:  # its answer has no top-level error: each resource is refused
+    if key in ALTER_CONFIGS:  # its answer has no top-level error: each resource is refused
         refusals: list[Any] = [
             admin.AlterConfigsResourceResponse(
                 error_code=CLUSTER_FAILED,
@@ -290,7 +289,7 @@ async def gate(
             )
             for resource in body.resources
         ]
-        return _split(request, "resources", [], "responses", refusals, _ALTER_CONFIGS[key])
+        return split_parts(request, "resources", [], "responses", refusals, APIS[key].response)
     return None, lambda _: _refused_whole(request, CLUSTER_FAILED, message)
 
 
@@ -320,7 +319,7 @@ def _describe_configs(
         for resource in refused
     ]
     left = [resource for resource in resources if resource not in refused]
-    return _split(request, "resources", left, "results", denied, admin.DescribeConfigsResponse)
+    return split_parts(request, "resources", left, "results", denied, admin.DescribeConfigsResponse)
 
 
 async def _share(
@@ -345,7 +344,7 @@ async def _share(
     return None, lambda _: _refused_whole(request, TOPIC_FAILED, message)
 
 
-def _split(
+def split_parts(
     request: Request, field: str, left: list[Any], answer_field: str, denied: list[Any], response: type
 ) -> tuple[Request | None, Finish]:
     """Run the request on ``left``; the answer gets ``denied`` appended."""
@@ -388,7 +387,7 @@ async def _produce(
     ]
     if not left and body.acks == 0:
         return None, lambda _: None  # acks=0: Kafka answers nothing
-    return _split(request, "topic_data", left, "responses", denied, d.ProduceResponse)
+    return split_parts(request, "topic_data", left, "responses", denied, d.ProduceResponse)
 
 
 async def _fetch(
@@ -412,7 +411,7 @@ async def _fetch(
         )
         for topic in refused
     ]
-    return _split(request, "topics", left, "responses", denied, d.FetchResponse)
+    return split_parts(request, "topics", left, "responses", denied, d.FetchResponse)
 
 
 def _metadata(
@@ -472,7 +471,7 @@ async def _delete_topics(
             return request, _SAME
         denied = [admin.DeletableTopicResult(name=name, error_code=TOPIC_FAILED) for name in refused_names]
         left = [name for name in body.topic_names if name not in refused_names]
-        return _split(request, "topic_names", left, "responses", denied, admin.DeleteTopicsResponse)
+        return split_parts(request, "topic_names", left, "responses", denied, admin.DeleteTopicsResponse)
     refused: list[Any] = []
     kept: list[Any] = []
     for state in body.topics:
@@ -484,7 +483,7 @@ async def _delete_topics(
         admin.DeletableTopicResult(name=state.name, topic_id=state.topic_id, error_code=TOPIC_FAILED)
         for state in refused
     ]
-    return _split(request, "topics", kept, "responses", denied, admin.DeleteTopicsResponse)
+    return split_parts(request, "topics", kept, "responses", denied, admin.DeleteTopicsResponse)
 
 
 def _offset_commit(request: Request, allowed: Callable[..., bool]) -> tuple[Request | None, Finish]:
@@ -509,7 +508,7 @@ def _offset_commit(request: Request, allowed: Callable[..., bool]) -> tuple[Requ
         return request, _SAME
     left = [t for t in body.topics if t not in refused]
     denied = [failed(t, TOPIC_FAILED) for t in refused]
-    return _split(request, "topics", left, "topics", denied, g.OffsetCommitResponse)
+    return split_parts(request, "topics", left, "topics", denied, g.OffsetCommitResponse)
 
 
 def _offset_fetch(request: Request, allowed: Callable[..., bool]) -> tuple[Request | None, Finish]:
@@ -525,7 +524,7 @@ def _offset_fetch(request: Request, allowed: Callable[..., bool]) -> tuple[Reque
     denied = [
         g.OffsetFetchResponseGroup(group_id=group.group_id, error_code=GROUP_FAILED) for group in refused
     ]
-    return _split(request, "groups", left, "groups", denied, g.OffsetFetchResponse)
+    return split_parts(request, "groups", left, "groups", denied, g.OffsetFetchResponse)
 
 
 def _find_coordinator(request: Request, allowed: Callable[..., bool]) -> tuple[Request | None, Finish]:
@@ -540,7 +539,7 @@ def _find_coordinator(request: Request, allowed: Callable[..., bool]) -> tuple[R
         return request, _SAME
     left = [key for key in body.coordinator_keys if key not in refused]
     denied = [g.Coordinator(key=key, node_id=-1, port=-1, error_code=code) for key in refused]
-    return _split(request, "coordinator_keys", left, "coordinators", denied, g.FindCoordinatorResponse)
+    return split_parts(request, "coordinator_keys", left, "coordinators", denied, g.FindCoordinatorResponse)
 
 
 def _per_group(request: Request, allowed: Callable[..., bool]) -> tuple[Request | None, Finish]:
@@ -580,7 +579,7 @@ def _per_group(request: Request, allowed: Callable[..., bool]) -> tuple[Request 
     if not refused:
         return request, _SAME
     left = [name for name in names if name not in refused]
-    return _split(request, field, left, answer_field, denied, APIS[key].response)
+    return split_parts(request, field, left, answer_field, denied, APIS[key].response)
 
 
 # -- the ACL APIs -------------------------------------------------------------------------

@@ -34,13 +34,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from odradek.names import TENANT_ROOT
-from odradek.protocols.kafka.codec.api import ApiKey, Request
+from odradek.protocols.kafka.acl_api import ALTER_CONFIGS, split_parts
+from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.codec.messages_admin import (
-    AlterConfigsResourceResponse,
-    AlterConfigsResponse,
-    IncrementalAlterConfigsResponse,
-)
+from odradek.protocols.kafka.codec.messages_admin import AlterConfigsResourceResponse
 from odradek.protocols.kafka.codec.messages_logs import DescribeLogDirsResponse
 from odradek.protocols.kafka.codec.primitives import ZERO_UUID
 from odradek.security.tenants import Namespace
@@ -164,10 +161,6 @@ _NAMED_RESOURCE_TYPES = frozenset({2, 32})
 # CLIENT_METRICS 16): a tenant's principal altering one is refused per resource
 # (:func:`confine`), the rest of its request served.
 _CLUSTER_RESOURCE_TYPES = {4: "broker", 8: "broker logger", 16: "client metrics"}
-_ALTER_CONFIGS: dict[int, type] = {
-    ApiKey.ALTER_CONFIGS: AlterConfigsResponse,
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: IncrementalAlterConfigsResponse,
-}
 
 # What a tenant's principal is served; every other API closes its connection. The ACL
 # and quota APIs stay closed: their bindings and entities are the cluster's (users are
@@ -235,14 +228,13 @@ def confine(namespace: Namespace, request: Request) -> tuple[Request | None, Cal
     broker's, broker logger's or client metrics' resource binds every namespace, so it
     is refused with CLUSTER_AUTHORIZATION_FAILED, as Kafka refuses a principal without
     the cluster's permission."""
-    response = _ALTER_CONFIGS.get(request.api_key)
-    if not namespace.translates or response is None:
+    if not namespace.translates or request.api_key not in ALTER_CONFIGS:
         return request, _same
     resources = request.body.resources
     refused = [r for r in resources if r.resource_type in _CLUSTER_RESOURCE_TYPES]
     if not refused:
         return request, _same
-    denied = tuple(
+    denied = [
         AlterConfigsResourceResponse(
             error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
             error_message=(
@@ -253,18 +245,9 @@ def confine(namespace: Namespace, request: Request) -> tuple[Request | None, Cal
             resource_name=r.resource_name,
         )
         for r in refused
-    )
-    left = tuple(r for r in resources if r.resource_type not in _CLUSTER_RESOURCE_TYPES)
-
-    def finish(answer: Any) -> Any:
-        if answer is None:
-            return response(responses=denied)
-        return dataclasses.replace(answer, responses=(*answer.responses, *denied))
-
-    if not left:
-        return None, finish
-    body = dataclasses.replace(request.body, resources=left)
-    return dataclasses.replace(request, body=body), finish
+    ]
+    left = [r for r in resources if r.resource_type not in _CLUSTER_RESOURCE_TYPES]
+    return split_parts(request, "resources", left, "responses", denied, APIS[request.api_key].response)
 
 
 def _same(answer: Any) -> Any:
