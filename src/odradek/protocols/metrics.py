@@ -33,7 +33,7 @@ import gzip
 import logging
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -73,6 +73,8 @@ class Metrics:
         #: What ``/readyz`` answers (None: ready while a node is attached); a cluster
         #: agent sets its own (ClusterAgent.readiness).
         self.readiness: Callable[[], tuple[bool, str]] | None = None
+        # Each topic's children of the three append counters (appended).
+        self._topic_children: dict[str, tuple[Any, Any, Any]] = {}
         self.appends = Counter(
             "odradek_appends", "Appends acknowledged, per topic.", ["topic"], registry=self.registry
         )
@@ -134,9 +136,13 @@ class Metrics:
     # -- AppendObserver ------------------------------------------------------------------
 
     def appended(self, topic: str, records: int, size_bytes: int, seconds: float) -> None:
-        self.appends.labels(topic).inc()
-        self.records.labels(topic).inc(records)
-        self.bytes.labels(topic).inc(size_bytes)
+        children = self._topic_children.get(topic)
+        if children is None:  # looked up once per topic (the families keep them anyway)
+            children = (self.appends.labels(topic), self.records.labels(topic), self.bytes.labels(topic))
+            self._topic_children[topic] = children
+        children[0].inc()
+        children[1].inc(records)
+        children[2].inc(size_bytes)
         self.append_seconds.observe(seconds)
         observe.request("flight", "append", "ok", seconds, records_in=records, bytes_in=size_bytes)
 

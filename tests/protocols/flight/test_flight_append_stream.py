@@ -266,8 +266,8 @@ class _HeldAppends:
         self.submitted = 0
         submit = service._submit_append
 
-        def held(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions) -> Any:
-            pending = submit(topic, batch, options)
+        def held(topic: str, batch: pa.RecordBatch, options: messages.AppendOptions, size: int) -> Any:
+            pending = submit(topic, batch, options, size)
             self.submitted += 1
             return _HeldPending(pending, self.release)
 
@@ -474,9 +474,9 @@ class Held:
         never.wait()
 
 
-def held(topic, batch, options):
+def held(topic, batch, options, size):
     global count
-    submit(topic, batch, options)  # written to the log; its acknowledgement never comes
+    submit(topic, batch, options, size)  # written to the log; its acknowledgement never comes
     with lock:
         count += 1
         print("submitted", count, flush=True)

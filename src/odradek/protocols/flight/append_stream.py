@@ -84,8 +84,9 @@ class Observer(Protocol):
     def failed(self, call: str, code: str) -> None: ...
 
 
-# Submits one append (checked and written; raises a refusal): (topic, batch, options).
-Submit = Callable[[str, pa.RecordBatch, messages.AppendOptions], Pending]
+# Submits one append (checked and written; raises a refusal): (topic, batch, options,
+# size: the request's share of its message's bytes, as metered).
+Submit = Callable[[str, pa.RecordBatch, messages.AppendOptions, int], Pending]
 # Reserves a batch's bytes in the in-flight budget, waiting for room; raises
 # RequestTooLarge (never fits) or BudgetExhausted (no room in time).
 Reserve = Callable[[int], Reservation]
@@ -341,7 +342,7 @@ class AppendStream:
         """Submit one request's append, or note why it was refused."""
         entry.started = time.perf_counter()
         try:
-            entry.pending = self._submit(request.topic, batch, request.options)
+            entry.pending = self._submit(request.topic, batch, request.options, entry.size)
         except OdradekError as exc:
             entry.refusal = exc
         except (pa.ArrowException, UnicodeDecodeError) as exc:
