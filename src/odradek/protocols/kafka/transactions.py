@@ -420,6 +420,7 @@ class TransactionCoordinator:
         spare, txn.spare = txn.spare, None
 
         async def open_it() -> StageFile:
+            await _after_the_answer()
             stage = None if spare is None else await self._take_spare(spare, txn, path)
             return await self.broker.call(self._open_stage, path, number, stage)
 
@@ -655,9 +656,12 @@ class TransactionCoordinator:
         if txn.committed_slot is None:
             return
         path = self._stage_path(txn.transactional_id, 1 - txn.committed_slot)
-        spare = asyncio.ensure_future(
-            self.broker.call(StageFile, self.disk, path, None, sync=self.fsync, empty=True)
-        )
+
+        async def empty_it() -> StageFile:
+            await _after_the_answer()
+            return await self.broker.call(StageFile, self.disk, path, None, sync=self.fsync, empty=True)
+
+        spare = asyncio.ensure_future(empty_it())
         spare.add_done_callback(_retrieved)
         txn.spare = spare
 
@@ -705,6 +709,7 @@ class TransactionCoordinator:
         task.add_done_callback(done)
 
     async def _apply_quietly(self, txn: Transaction, commit: Commit) -> None:
+        await _after_the_answer()
         try:
             await self._apply(txn, commit)
         except TransactionError:
@@ -736,8 +741,14 @@ class TransactionCoordinator:
 
     async def _apply(self, txn: Transaction, commit: Commit) -> None:
         decision = commit.decision
+        # Without group offsets, the records are all the commit applies: its "applied"
+        # note follows their appends in the same call to the broker's threads. With
+        # offsets, it waits for their commit to the groups (below).
+        noting = None if decision["offsets"] else commit.stage
         try:
-            await self.broker.call(self._append_all, txn, decision)
+            await self.broker.call(self._append_and_note, txn, decision, noting)
+            if noting is not None and commit.stage is noting:
+                commit.stage = None
             self._forget_tables(commit)
             for group, entries in decision["offsets"].items():
                 offsets = {(str(t), int(p)): (int(o), int(e), m) for t, p, o, e, m in entries}
@@ -753,16 +764,24 @@ class TransactionCoordinator:
                 ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be applied yet ({exc}); retry"
             ) from exc
         stage, commit.stage = commit.stage, None
-        if stage is None:  # applied again after a restart
-            stage = await self.broker.call(
-                _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
-            )
-        if stage is not None:
-            await self.broker.call(stage.note, "applied")
+        if noting is None:
+            if stage is None:  # applied again after a restart
+                stage = await self.broker.call(
+                    _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
+                )
+            if stage is not None:
+                await self.broker.call(stage.note, "applied")
         if txn.commit is commit:
             txn.commit = None
         if txn.state == PREPARE_COMMIT:
             txn.state = COMPLETE_COMMIT
+
+    def _append_and_note(self, txn: Transaction, decision: dict[str, Any], noting: StageFile | None) -> None:
+        """_append_all, then the "applied" note in ``noting`` if given (blocking; the
+        broker's threads)."""
+        self._append_all(txn, decision)
+        if noting is not None:
+            noting.note("applied")
 
     def _append_all(self, txn: Transaction, decision: dict[str, Any]) -> None:
         """Append each partition's staged records of the id's decided commit (blocking;
@@ -868,6 +887,15 @@ class TransactionCoordinator:
                         _close_spare(pending)
                     else:
                         pending.add_done_callback(_close_spare)
+
+
+async def _after_the_answer() -> None:
+    """Let one turn of the event loop pass. A request that starts work in the
+    background (the commit's apply, a staging slot's opening or emptying) is answered
+    in the turn after its handler returns, when its connection's writer sends the
+    answer; work started before that takes the broker's threads and the interpreter
+    lock while the answer waits to be sent, on the client's serial path."""
+    await asyncio.sleep(0)
 
 
 def _retrieved(spare: asyncio.Future[StageFile]) -> None:
