@@ -299,7 +299,9 @@ async def _stage_partition(
         broker.engine.tenant_storage.check(view.name)  # a tenant at its storage_bytes quota
         records = _records_of(batches)
         table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
-        base = await broker.transactions.stage(txn, view.name, data.index, table, first.base_sequence, count)
+        base = await broker.transactions.stage(
+            txn, view.name, data.index, table, data.records or b"", first.base_sequence, count
+        )
     except TransactionError as exc:
         log.info(
             "transactional Produce of %r refused with %s: %s", transactional_id, exc.code.name, exc.message

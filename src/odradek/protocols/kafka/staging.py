@@ -11,7 +11,10 @@ empties it and appends *frames*::
     header (12 bytes): meta length u32, payload length u32, CRC-32C u32 (of meta + payload)
     meta:    JSON, one of
              {"begin": n}                      first frame: the transaction's number
+             {"t": topic, "p": partition, "n": records, "k": 1}   payload: the record
+                                               batches of a Produce, as the client sent them
              {"t": topic, "p": partition, "n": records}   payload: an Arrow IPC stream
+                                               (written before the Kafka form; still read)
              {"decision": {...}}               the commit's decision (last but one)
              {"applied": true} / {"aborted": true}  notes, never synced (a hint only)
 
@@ -38,6 +41,8 @@ import crc32c
 import pyarrow as pa
 
 from odradek.errors import StorageError
+from odradek.protocols.kafka.codec.records import decode_batches
+from odradek.records import INPUT_SCHEMA
 from odradek.storage.disk import Disk, describe_os_error
 
 _HEADER = struct.Struct(">III")
@@ -51,7 +56,22 @@ def _frame(meta: dict[str, Any], payload: bytes = b"") -> bytes:
     return _HEADER.pack(len(encoded), len(payload), checksum) + encoded + payload
 
 
+def batches_frame(topic: str, partition: int, batches: bytes, count: int) -> bytes:
+    """The frame of a transactional Produce's ``count`` records of one partition: its
+    record batches as the client sent them (the decode that answered the Produce checked
+    them), so that staging re-encodes nothing."""
+    return _frame({"t": topic, "p": partition, "n": count, "k": 1}, batches)
+
+
+def batches_records(batches: bytes | memoryview) -> pa.Table:
+    """The records of a ``batches_frame`` payload, as the Produce decoded them."""
+    decoded = [batch.records for batch in decode_batches(bytes(batches)) if not batch.header.control]
+    return pa.Table.from_batches(decoded, schema=INPUT_SCHEMA)
+
+
 def records_frame(topic: str, partition: int, records: pa.Table) -> bytes:
+    """A frame of ``records`` as an Arrow IPC stream: the form staged before the Kafka
+    one (batches_frame), which staging files may still hold after an upgrade."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, records.schema) as writer:
         writer.write_table(records)
@@ -96,10 +116,12 @@ def decode_stage(data: bytes | memoryview) -> Stage | None:
                 stage.applied = True
             elif "aborted" in meta:
                 stage.aborted = True
+            elif meta.get("k"):
+                stage.frames.append((str(meta["t"]), int(meta["p"]), batches_records(payload)))
             else:
                 table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
                 stage.frames.append((str(meta["t"]), int(meta["p"]), table))
-        except (ValueError, KeyError, TypeError, pa.ArrowException):
+        except (ValueError, KeyError, TypeError, pa.ArrowException):  # DecodeError: a ValueError
             break
         position = end
     return stage

@@ -74,7 +74,7 @@ from odradek import limits
 from odradek.engine.producers import RANGE_SEQUENCE_MODULUS
 from odradek.errors import InvalidRequest, OdradekError, SequenceError, StorageError, TopicNotFound
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.staging import StageFile, read_stage, records_frame, remove_stage
+from odradek.protocols.kafka.staging import StageFile, batches_frame, read_stage, remove_stage
 from odradek.protocols.kafka.store import OffsetEntry, _load, _save
 from odradek.storage.documents import COPY_SUFFIX, Document
 
@@ -503,11 +503,19 @@ class TransactionCoordinator:
     # -- Produce ----------------------------------------------------------------------
 
     async def stage(
-        self, txn: Transaction, topic: str, partition: int, records: pa.Table, first: int, count: int
+        self,
+        txn: Transaction,
+        topic: str,
+        partition: int,
+        records: pa.Table,
+        batches: bytes,
+        first: int,
+        count: int,
     ) -> int:
-        """Stage a transactional Produce's records of one partition; the base offset to
-        answer. A retry of one of the partition's last batches is answered as it was,
-        without staging it again.
+        """Stage a transactional Produce's records of one partition (decoded, and its
+        record batches as sent, which its frame holds); the base offset to answer. A
+        retry of one of the partition's last batches is answered as it was, without
+        staging it again.
 
         The records' offsets are not known before the commit applies them, but a lower
         bound is: the log's end when the partition was added to the transaction plus
@@ -544,7 +552,7 @@ class TransactionCoordinator:
                     f"{txn.transactional_id!r}",
                 )
             stage = await self._opened(txn)
-            frame = records_frame(topic, partition, records)
+            frame = batches_frame(topic, partition, batches, count)
             if stage.bytes + txn.unwritten_bytes + len(frame) > limits.kafka_transaction_staged_bytes_max:
                 raise TransactionError(
                     ErrorCode.MESSAGE_TOO_LARGE,
