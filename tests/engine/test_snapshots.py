@@ -361,3 +361,24 @@ def test_a_snapshot_waits_for_its_events_to_be_durable(tmp_path: str) -> None:
         disk.heal()
         assert client.engine._topic("acc").snapshots.companion() is None  # nothing stored
         assert client.read_key("acc", b"k", from_snapshot=True).column("snapshot").to_pylist()[0] is False
+
+
+def test_a_snapshot_read_bounded_by_events_max_is_a_prefix_of_the_whole(
+    client: odradek.EmbeddedClient,
+) -> None:
+    """``KeySnapshots.read_key(events_max=N)`` (what a paging door asks): the snapshot
+    row and the first N events after it, as the unbounded read gives them."""
+    client.create_topic("acc")
+    _fill(client, "acc", b"k", 10)
+    snapshots = client.engine._topic("acc").snapshots
+    unsnapshotted = snapshots.read_key(b"k", events_max=3)
+    assert unsnapshotted.column("version").to_pylist() == [1, 2, 3]
+    assert unsnapshotted.column("snapshot").to_pylist() == [False, False, False]
+    client.snapshot("acc", b"k", b"at4", version=4)
+    whole = client.read_key("acc", b"k", from_snapshot=True)
+    for events_max in (1, 2, 6, 50):
+        bounded = snapshots.read_key(b"k", events_max=events_max)
+        assert bounded.to_pylist() == whole.slice(0, 1 + events_max).to_pylist()
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(InvalidRequest, match="events_max"):
+            snapshots.read_key(b"k", events_max=bad)  # type: ignore[arg-type]

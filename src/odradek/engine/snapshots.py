@@ -307,8 +307,14 @@ class KeySnapshots:
         timestamp = int(rows.column("timestamp").cast(pa.int64())[rows.num_rows - 1].as_py())
         return Snapshot(version, row["value"], timestamp, None if offset is None else int(offset))
 
-    def read_key(self, key: bytes) -> pa.Table:
-        """The latest snapshot (flagged) and the events after it (see the module)."""
+    def read_key(self, key: bytes, events_max: int | None = None) -> pa.Table:
+        """The latest snapshot (flagged) and the events after it (see the module); with
+        ``events_max``, at most that many events (a reader that pages, such as the HTTP
+        API, reads on from the version after the last row)."""
+        if events_max is not None and (
+            isinstance(events_max, bool) or not isinstance(events_max, int) or events_max < 1
+        ):
+            raise InvalidRequest(f"events_max must be an int >= 1 or None, got {events_max!r}")
         owner = self.owner
         topic_schema = owner.schema
         stored = STORED_SCHEMA if topic_schema is None else topic_schema.stored_schema
@@ -316,7 +322,9 @@ class KeySnapshots:
         if snapshot is not None and snapshot.version >= owner.key_version(key):
             events = stored.empty_table()  # nothing after it: no key-index lookup
         else:
-            events = owner.read_key(key, 1 if snapshot is None else snapshot.version + 1, None)
+            first = 1 if snapshot is None else snapshot.version + 1
+            last = None if events_max is None else first + events_max - 1
+            events = owner.read_key(key, first, last)
             stored = events.schema  # the schema may have gained a version since
         typed = topic_schema is not None
         schema = snapshot_read_schema(stored if typed else None)
