@@ -54,6 +54,10 @@ def test_the_curl_examples_run(served: Served, tmp_path: Path) -> None:
     assert '"code": "conflict"' in expectations and '"expected": 1, "actual": 2' in expectations
     assert '"duplicate": false' in expectations
     assert '"version": 2' in keys
+    # order-1 from its snapshot: the state as of version 1, then its second event
+    snapshot_page = json.loads(keys.splitlines()[-1])
+    rows = [(row["snapshot"], row["version"], row["value"]) for row in snapshot_page["records"]]
+    assert rows == [(True, 1, '{"status": "created"}'), (False, 2, "paid")]
     assert tail.count("event: record") == 3 and "event: end" in tail
     assert '"orders.eu"' in topics and '"retention_seconds": 2592000' in topics
     # one record of a key at a time: order-1's second waits for the first's ack

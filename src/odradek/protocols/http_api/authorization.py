@@ -3,7 +3,8 @@ operation on which resource each route is, asked of the server's authorizer
 (security/authorizer.py) before the route runs.
 
 * Topics: ``create``, ``describe`` (describe, schema), ``alter``, ``delete`` on the
-  topic; ``write`` to produce; ``read`` to read, tail and read keys.
+  topic; ``write`` to produce and to store a key's snapshot (as the Flight door's
+  ``snapshot`` action); ``read`` to read, tail and read keys (from a snapshot too).
 * Groups: ``describe`` and ``delete`` on the group; a member's join needs ``read`` on
   the group and on the topics of its pattern (a wildcard must be covered by bindings
   allowing every topic it can match: ``Authorizer.covers``); its poll, ack, nack and
@@ -33,6 +34,7 @@ ROUTES: dict[str, tuple[str, str, str]] = {
     "_tail": ("read", "topic", "topic"),
     "_key_version": ("read", "topic", "topic"),
     "_read_key": ("read", "topic", "topic"),
+    "_snapshot": ("write", "topic", "topic"),
     "_describe_group": ("describe", "group", "group"),
     "_delete_group": ("delete", "group", "group"),
     "_join": ("read", "group", "group"),

@@ -162,7 +162,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["offset", "timestamp", "version"],
         "properties": {
             "topic": {"type": "string"},
-            "offset": {"type": "integer"},
+            "offset": {
+                "type": ["integer", "null"],
+                "description": "Null only on a snapshot row whose version's event was gone when it "
+                "was stored.",
+            },
             "timestamp": {"type": "string", "description": "ISO-8601 UTC, microseconds."},
             "key": _NULLABLE_STRING,
             "key_b64": {"type": "string"},
@@ -171,6 +175,18 @@ SCHEMAS: dict[str, Any] = {
             "headers": _TEXT_MAP,
             "headers_b64": _TEXT_MAP,
             "version": {"type": ["integer", "null"], "description": "The key's version; null without key."},
+            "snapshot": {
+                "type": "boolean",
+                "description": "A key read with `from_snapshot=true` only: true on the snapshot row "
+                "(its `value` the state, `version` the version it covers, `offset` that version's "
+                "offset or null), false on the events after it.",
+            },
+            "state": {
+                "type": ["string", "null"],
+                "description": "A schema'd topic's key read with `from_snapshot=true` only: the "
+                "snapshot's state on its row (whose `value` is null), null on the events.",
+            },
+            "state_b64": {"type": "string", "description": "`state` in base64, when it is not text."},
         },
     },
     "ProduceRequest": {
@@ -250,6 +266,33 @@ SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer"},
             "records": {"type": "array", "items": _ref("Record")},
             "next_version": {"type": ["integer", "null"], "description": "The next page's first version."},
+        },
+    },
+    "SnapshotRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version"],
+        "description": "A key's state as of one of its versions: `state` (UTF-8 text) or "
+        "`state_b64` (base64), one of them.",
+        "properties": {
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The key's version the state covers: at most its current version, at "
+                "least its latest snapshot's (the same version replaces it).",
+            },
+            "state": {"type": "string"},
+            "state_b64": {"type": "string"},
+        },
+    },
+    "Snapshot": {
+        "type": "object",
+        "required": ["topic", "version"],
+        "properties": {
+            "topic": {"type": "string"},
+            "key": {"type": "string"},
+            "key_b64": {"type": "string"},
+            "version": {"type": "integer", "description": "The version the stored state covers."},
         },
     },
     "TopicList": {
@@ -662,7 +705,12 @@ PATHS: dict[str, Any] = {
             "readKey",
             "A key's records",
             "The key's records in version order from `from_version` (default 1), at most `limit` "
-            "(default 100), up to `to_version`; read on from `next_version`.",
+            "(default 100), up to `to_version`; read on from `next_version`. With "
+            "`from_snapshot=true` (without `from_version` and `to_version`): the key's latest "
+            "snapshot first (`snapshot: true`; on a topic with a schema its state in `state` and "
+            "its `value` null), then at most `limit` events after it (`snapshot: false`); without "
+            "a snapshot, the key's stream from its first version, each `snapshot: false`. Read on "
+            "from `next_version` without `from_snapshot`.",
             _throttled(_answers("200", "The records.", _ref("KeyRecords")), "consumer_byte_rate"),
             parameters=[
                 _KEY_ENCODING,
@@ -670,11 +718,31 @@ PATHS: dict[str, Any] = {
                 _query("to_version", "Last version.", {"type": "integer", "minimum": 1}),
                 _query(
                     "limit",
-                    "Records at most.",
+                    "Records at most (with `from_snapshot`: events after the snapshot row).",
                     {"type": "integer", "minimum": 1, "maximum": limits.http_read_records_max},
+                ),
+                _query(
+                    "from_snapshot",
+                    "Start at the key's latest snapshot (false by default).",
+                    {"enum": ["true", "false"]},
                 ),
                 _VALUE_ENCODING,
             ],
+        ),
+    },
+    "/v1/topics/{topic}/keys/{key}/snapshot": {
+        "parameters": [_TOPIC, _KEY],
+        "put": _operation(
+            "snapshotKey",
+            "Store a key's snapshot",
+            "Stores the key's state as of `version` (at most "
+            f"{limits.snapshot_state_bytes_max // 1024} KiB, 413 beyond) once durable, the events it "
+            "covers durable first; the same version again replaces it. Refused, with nothing "
+            "stored: a version above the key's current one (400), below its latest snapshot's "
+            "(409 conflict: details `expected` the version given, `actual` the latest snapshot's).",
+            _answers("200", "The snapshot stored.", _ref("Snapshot")),
+            parameters=[_KEY_ENCODING],
+            body=_body(_ref("SnapshotRequest")),
         ),
     },
     "/v1/groups": {

@@ -168,10 +168,11 @@ def decode_key(text: str, encoding: str) -> bytes:
 
 
 def output_records(batch: pa.RecordBatch, *, json_values: bool, base64_values: bool) -> list[dict[str, Any]]:
-    """The records of a read batch (STORED_SCHEMA, plus ``topic`` across topics) as
-    JSON objects. ``json_values``: the values are JSON text (a schema'd topic read with
-    ``value_format="json"``) and are given as JSON; ``base64_values``: every value is
-    given as ``value_b64``."""
+    """The records of a read batch (STORED_SCHEMA, plus ``topic`` across topics, a
+    delivery's ``attempt``, a key read from its snapshot's ``snapshot`` and ``state``)
+    as JSON objects. ``json_values``: the values are JSON text (a schema'd topic read with
+    ``value_format="json"``) and are given as JSON; ``base64_values``: every value (and
+    state) is given as ``value_b64`` (``state_b64``)."""
     count = batch.num_rows
     if count == 0:
         return []
@@ -183,7 +184,8 @@ def output_records(batch: pa.RecordBatch, *, json_values: bool, base64_values: b
     headers = batch.column("headers").to_pylist()
     versions = batch.column("version").to_pylist()
     topics = batch.column("topic").to_pylist() if "topic" in names else None
-    extra = {name: batch.column(name).to_pylist() for name in ("attempt",) if name in names}
+    extra = {name: batch.column(name).to_pylist() for name in ("attempt", "snapshot") if name in names}
+    states = batch.column("state").to_pylist() if "state" in names else None
     out = []
     for row in range(count):
         document: dict[str, Any] = {}
@@ -204,6 +206,12 @@ def output_records(batch: pa.RecordBatch, *, json_values: bool, base64_values: b
         document["version"] = versions[row]
         for name, column in extra.items():
             document[name] = column[row]
+        if states is not None:
+            state = states[row]
+            if base64_values and state is not None:
+                document["state_b64"] = base64.b64encode(state).decode()
+            else:
+                put_bytes(document, "state", state)
         out.append(document)
     return out
 

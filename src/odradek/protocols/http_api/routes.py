@@ -20,6 +20,8 @@ Rules:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import logging
@@ -30,8 +32,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from odradek import limits
+from odradek.engine.snapshots import SNAPSHOT_COLUMN
+from odradek.engine.topic import normalize_key
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.groups.options import GroupOptions, check_delay, check_poll, validate_member_id
 from odradek.node import Node
@@ -170,6 +175,7 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
     (("v1", "topics", _T, "schema"), {"GET": "_schema"}),
     (("v1", "topics", _T, "keys", _K), {"GET": "_key_version"}),
     (("v1", "topics", _T, "keys", _K, "records"), {"GET": "_read_key"}),
+    (("v1", "topics", _T, "keys", _K, "snapshot"), {"PUT": "_snapshot"}),
     (("v1", "groups"), {"GET": "_list_groups"}),
     (("v1", "groups", _G), {"GET": "_describe_group", "DELETE": "_delete_group"}),
     (("v1", "groups", _G, "members"), {"POST": "_join"}),
@@ -467,13 +473,24 @@ class HttpApi:
     def _read_key(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
         topic = parameters["topic"]
         key = decode_key(parameters["key"], request.query.get("key_encoding", "text"))
-        from_version = _int_query(request, "from_version", 1, 1, 2**63 - 1)
         limit = _int_query(request, "limit", 100, 1, limits.http_read_records_max)
-        to_version = from_version + limit - 1
-        to_given = _int_query(request, "to_version", None, 1, 2**63 - 1)
-        if to_given is not None:
-            to_version = min(to_version, to_given)
-        table = self.engine.read_key(topic, key, from_version, to_version)
+        if _bool_query(request, "from_snapshot"):
+            if "from_version" in request.query or "to_version" in request.query:
+                raise InvalidRequest(
+                    "from_snapshot=true starts at the key's latest snapshot and ends at its latest "
+                    "event: leave from_version and to_version out (read on from next_version "
+                    "without from_snapshot)"
+                )
+            # The engine's read_key(from_snapshot=True), bounded as every read here: the
+            # snapshot row and at most `limit` events after it.
+            table = self.engine._topic(topic).snapshots.read_key(normalize_key(key), events_max=limit)
+        else:
+            from_version = _int_query(request, "from_version", 1, 1, 2**63 - 1)
+            to_version = from_version + limit - 1
+            to_given = _int_query(request, "to_version", None, 1, 2**63 - 1)
+            if to_given is not None:
+                to_version = min(to_version, to_given)
+            table = self.engine.read_key(topic, key, from_version, to_version)
         schema_info = self.engine.get_schema(topic)
         base64_values = _value_encoding(request)
         records: list[dict[str, Any]] = []
@@ -492,10 +509,30 @@ class HttpApi:
         document.update({"version": latest, "records": records, "next_version": next_version})
         return dataclasses.replace(ApiResponse.of(document), records=len(records))
 
+    def _snapshot(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:
+        topic = parameters["topic"]
+        key = decode_key(parameters["key"], request.query.get("key_encoding", "text"))
+        body = _body_object(request)
+        _refuse_unknown(body, {"version", "state", "state_b64"}, "a snapshot")
+        if "version" not in body:
+            raise InvalidRequest("a snapshot needs the version of the key its state covers")
+        version: Any = body["version"]  # the engine checks what it is
+        self.engine.snapshot(topic, key, _snapshot_state(body), version=version)
+        document: dict[str, Any] = {"topic": topic}
+        put_bytes(document, "key", key)
+        document["version"] = version
+        return ApiResponse.of(document)
+
     def _json_values(self, topic: str, batch: pa.RecordBatch) -> pa.RecordBatch:
         """A typed batch of a schema'd topic with its values as JSON text (as a read
-        with ``value_format="json"`` gives them)."""
-        return self.engine._topic(topic).present(batch, "json")
+        with ``value_format="json"`` gives them); a snapshot row's value stays null."""
+        presented = self.engine._topic(topic).present(batch, "json")
+        if SNAPSHOT_COLUMN not in presented.schema.names:
+            return presented
+        index = presented.schema.get_field_index("value")
+        values = presented.column(index)
+        kept = pc.if_else(presented.column(SNAPSHOT_COLUMN), pa.scalar(None, values.type), values)
+        return presented.set_column(index, presented.schema.field(index), kept)
 
     # -- groups ----------------------------------------------------------------------------------
 
@@ -644,6 +681,37 @@ def _int_query(request: ApiRequest, name: str, default: Any, low: int, high: int
     return int(text)
 
 
+def _bool_query(request: ApiRequest, name: str) -> bool:
+    text = request.query.get(name)
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise InvalidRequest(f"{name} is true or false, got {text!r}")
+
+
+def _snapshot_state(body: Mapping[str, Any]) -> bytes:
+    """A snapshot's state: ``state`` as UTF-8 text or ``state_b64`` (base64), one of them."""
+    text, encoded = body.get("state"), body.get("state_b64")
+    if text is not None and encoded is not None:
+        raise InvalidRequest("a snapshot has both state and state_b64: give one")
+    if encoded is not None:
+        if not isinstance(encoded, str):
+            raise InvalidRequest(f"state_b64 must be a base64 string, got {type(encoded).__name__}")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("state_b64 is not valid base64") from None
+    if text is None:
+        raise InvalidRequest("a snapshot needs its state: state (UTF-8 text) or state_b64 (base64 bytes)")
+    if not isinstance(text, str):
+        raise InvalidRequest(
+            f"state must be a string (its UTF-8 bytes; a JSON state is sent as its text), "
+            f"got {type(text).__name__}"
+        )
+    return text.encode()
+
+
 def _iso_time(text: str) -> Any:
     import datetime
 
@@ -764,7 +832,7 @@ def _local_answer(
     records of a read or a poll are left as they are, only their topic changes."""
     if isinstance(answer, EventStream) or not answer.body.strip() or answer.status >= 400:
         return answer
-    if handler not in _NAMES_ONLY and handler not in ("_read", "_read_key", "_poll", "_schema"):
+    if handler not in _NAMES_ONLY and handler not in ("_read", "_read_key", "_snapshot", "_poll", "_schema"):
         return answer
     document = json.loads(answer.body)
     if handler in _NAMES_ONLY:
