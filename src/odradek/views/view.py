@@ -8,6 +8,10 @@ Theory of operation
   defined before views had the choice), turns each batch into dicts (Arrow's ``to_pylist``)
   and calls the reducer once per record, in offset order per topic. The new states
   go into the table (table.py) and the position past the batch becomes the topic's.
+  The built-in ``latest`` with the records' own keys takes a batch at a time instead:
+  a key's state is its last record's value, found by an Arrow group-by, so only that
+  record is looked at and no state is read (``_latest_of``; the same states, byte for
+  byte, tests/views/test_latest_batch.py).
 * Once a batch is applied the view notifies its waiters (``on_applied``): appends
   waiting for it (``wait_for``) look again; ``view_get`` already sees the batch.
 * A **checkpoint** (the table and every position, one atomic write) is taken at most
@@ -44,10 +48,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.errors import ClosedError, OdradekError, OffsetOutOfRange, TopicNotFound
+from odradek.views import reducers
 from odradek.views.definition import KeyFunction, Reducer, ViewDefinition, resolve
 from odradek.views.table import ViewTable, encode
 
@@ -257,10 +264,41 @@ class View:
     def _apply_batch(self, topic: str, batch: pa.RecordBatch) -> bool:
         """Reduce one batch and publish its states with the position past it; a record
         that raises stops the view there: the records before it are published, with
-        the position at its offset (module rules).
+        the position at its offset (module rules)."""
+        reduced = None
+        if self._reducer is reducers.latest and self._key is None:
+            reduced = _latest_of(batch)
+        if reduced is None:
+            reduced = self._reduce(topic, batch)
+        changes, applied, position, failure = reduced
+        with self.lock:
+            if self._abandoned:
+                return False
+            for key, state in changes.items():
+                self.table.put(key, state)
+            current = self.positions.get(topic)
+            if current is not None:  # None: the topic was deleted meanwhile (forget)
+                self.positions[topic] = [position, current[1]]
+            size = self.table.nbytes
+            self.applied += applied
+            self._dirty = True
+        if failure is None and size > limits.view_bytes_max:
+            failure = (
+                f"the view holds {size} bytes of keys and states, over its bound of "
+                f"{limits.view_bytes_max} (view_bytes_max): it stopped applying; narrow its "
+                "pattern or make its states smaller, then create it again"
+            )
+        if failure is not None:
+            self._fail(failure)
+            return False
+        self._on_applied()
+        return True
 
-        Three passes: the view key of every record; the current state of those keys,
-        looked up in one go (table.py); then the reducer, record by record."""
+    def _reduce(self, topic: str, batch: pa.RecordBatch) -> _Reduced:
+        """Any reducer over one batch, in three passes: the view key of every record;
+        the current state of those keys, looked up in one go (table.py); then the
+        reducer, record by record. Returns the changes, the records applied, the
+        position past them and why the view stops there (None: it goes on)."""
         assert self._reducer is not None
         reducer, key_function = self._reducer, self._key
         records = _as_int_timestamps(batch).to_pylist()
@@ -291,28 +329,7 @@ class View:
                     break
                 changes[key] = state
             applied += 1
-        with self.lock:
-            if self._abandoned:
-                return False
-            for key, state in changes.items():
-                self.table.put(key, state)
-            current = self.positions.get(topic)
-            if current is not None:  # None: the topic was deleted meanwhile (forget)
-                self.positions[topic] = [position, current[1]]
-            size = self.table.nbytes
-            self.applied += applied
-            self._dirty = True
-        if failure is None and size > limits.view_bytes_max:
-            failure = (
-                f"the view holds {size} bytes of keys and states, over its bound of "
-                f"{limits.view_bytes_max} (view_bytes_max): it stopped applying; narrow its "
-                "pattern or make its states smaller, then create it again"
-            )
-        if failure is not None:
-            self._fail(failure)
-            return False
-        self._on_applied()
-        return True
+        return changes, applied, position, failure
 
     def _fail(self, message: str) -> None:
         log.error("view %s: %s", self.name, message)
@@ -352,6 +369,35 @@ class View:
             limits.view_checkpoint_seconds, self.table.nbytes / limits.view_checkpoint_bytes_per_second
         )
         return self._dirty and now - self._checkpointed_at >= pause
+
+
+# What reducing a batch gives: the changed states, the records applied, the position
+# past them, and why the view stops there (None: it goes on).
+_Reduced = tuple[dict[bytes, bytes | None], int, int, str | None]
+
+
+def _latest_of(batch: pa.RecordBatch) -> _Reduced | None:
+    """The built-in ``latest`` reducer with the records' own keys, over a whole batch:
+    each key's state is its last record's value, so only that record is looked at (a
+    group-by in Arrow finds it) and no state is read. Gives what the record-by-record
+    fold gives, byte for byte; None when a value has no JSON form (the fold then stops
+    the view at that record, with its offset)."""
+    keys = batch.column("key")
+    rows = pa.table({"key": keys, "row": pa.array(np.arange(batch.num_rows, dtype=np.int64))})
+    if keys.null_count:
+        rows = rows.filter(pc.is_valid(keys))
+    last = rows.group_by("key", use_threads=False).aggregate([("row", "max")])
+    values = batch.column("value").take(last.column("row_max"))
+    if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
+        states: list[bytes | None] = values.to_pylist()
+    else:  # a typed value: its JSON text, as the reducer writes it (for the last record only)
+        try:
+            states = [reducers.latest(None, {"value": value}) for value in values.to_pylist()]
+        except (TypeError, ValueError):
+            return None
+    changes = dict(zip(last.column("key").to_pylist(), states, strict=True))
+    position = int(batch.column("offset")[-1].as_py()) + 1
+    return changes, batch.num_rows, position, None
 
 
 def _key_of(topic: str, record: dict[str, Any], key_function: KeyFunction | None) -> bytes | None:
