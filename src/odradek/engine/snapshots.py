@@ -324,7 +324,11 @@ class KeySnapshots:
         else:
             first = 1 if snapshot is None else snapshot.version + 1
             last = None if events_max is None else first + events_max - 1
+            if last is not None and last >= owner.key_version(key):
+                last = None  # the bound reaches the latest event: no version filter to pay
             events = owner.read_key(key, first, last)
+            if events_max is not None and events.num_rows > events_max:  # appended meanwhile
+                events = events.slice(0, events_max)
             stored = events.schema  # the schema may have gained a version since
         typed = topic_schema is not None
         schema = snapshot_read_schema(stored if typed else None)
