@@ -618,6 +618,14 @@ compaction_bytes_per_second = 64 * 1024 * 1024
 # dedupe buffer is 128 MiB at 24 bytes an entry, about 5.6M keys; ours holds the key
 # bytes too (an Arrow group_by), so 4M records of 16-byte keys take about 100 MiB.
 compaction_map_records_max = 4_000_000
+# Compacted topics `odradek cluster status` lists one by one, the worst dirty ratio
+# first: a screen's worth; its totals cover every compacted topic whatever the cap.
+compaction_lag_topics_max = 20
+# A round due (the dirty ratio at its trigger) for this long without one finishing is a
+# warning of `odradek cluster status`: 20 checks (compaction_check_seconds). A round
+# starts within a check and then runs at compaction_bytes_per_second, which reads and
+# writes about 19 GiB in 5 min: longer says its rounds fail or cannot keep up.
+compaction_lag_warning_seconds = 20 * compaction_check_seconds
 
 # --- key snapshots (engine/snapshots.py, docs/decisions/0018) ---------------------------
 # The state of one snapshot. It travels whole in one Flight action whose body is at most

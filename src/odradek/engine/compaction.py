@@ -45,6 +45,7 @@ key had); ``read_key`` skips offsets no frame holds any more below ``compacted_u
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import os
 import threading
@@ -80,6 +81,80 @@ class CompactionResult:
     bytes_before: int = 0
     bytes_after: int = 0
     compacted_until: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CompactionLag:
+    """How far compaction lags on one topic (:meth:`Compactor.lag`), from what the
+    engine holds in memory: the sizes of its sealed segments and the compactor's state.
+
+    ``dirty_bytes`` are the sealed bytes past the clean point (``compacted_until``; for
+    ``cleanup="snapshot"`` what the last round left covered); a round is due once
+    ``dirty_ratio`` reaches ``trigger_ratio`` (``min_cleanable_dirty_ratio``; 0 for
+    ``cleanup="snapshot"``, whose rounds take any dirty segment). ``due_since`` is when the
+    compactor first found a round due that has not finished since (None: none due)."""
+
+    topic: str
+    cleanup: str
+    dirty_bytes: int
+    sealed_bytes: int
+    trigger_ratio: float
+    rounds: int  # rounds finished since the topic was opened
+    last_round_at: float | None  # when the latest finished (seconds since the epoch)
+    due_since: float | None
+
+    @property
+    def dirty_ratio(self) -> float:
+        return self.dirty_bytes / self.sealed_bytes if self.sealed_bytes else 0.0
+
+    @property
+    def over_trigger(self) -> bool:
+        """Whether the dirty part is large enough for a round."""
+        return self.dirty_bytes > 0 and self.dirty_ratio >= self.trigger_ratio
+
+    def behind_seconds(self, now: float) -> float:
+        """How long a round has been due without one finishing (0: none due)."""
+        return 0.0 if self.due_since is None else max(0.0, now - self.due_since)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "cleanup": self.cleanup,
+            "dirty_bytes": self.dirty_bytes,
+            "sealed_bytes": self.sealed_bytes,
+            "dirty_ratio": self.dirty_ratio,
+            "trigger_ratio": self.trigger_ratio,
+            "over_trigger": self.over_trigger,
+            "rounds": self.rounds,
+            "last_round_at": self.last_round_at,
+            "behind_seconds": self.behind_seconds(now),
+        }
+
+
+def lag_summary(
+    lags: list[CompactionLag], now: float, topics_max: int = limits.compaction_lag_topics_max
+) -> dict[str, Any]:
+    """Totals over ``lags`` and the ``topics_max`` worst by dirty ratio (then dirty
+    bytes): what ``odradek cluster status`` shows of compaction. A topic whose round has
+    been due for ``compaction_lag_warning_seconds`` or more counts in ``topics_behind``."""
+    worst = heapq.nsmallest(topics_max, lags, key=lambda lag: (-lag.dirty_ratio, -lag.dirty_bytes, lag.topic))
+    dirty = sum(lag.dirty_bytes for lag in lags)
+    sealed = sum(lag.sealed_bytes for lag in lags)
+    behind = [lag.behind_seconds(now) for lag in lags]
+    finished = [lag.last_round_at for lag in lags if lag.last_round_at is not None]
+    return {
+        "topics": len(lags),
+        "dirty_bytes": dirty,
+        "sealed_bytes": sealed,
+        "dirty_ratio": dirty / sealed if sealed else 0.0,
+        "topics_over_trigger": sum(lag.over_trigger for lag in lags),
+        "topics_behind": sum(seconds >= limits.compaction_lag_warning_seconds for seconds in behind),
+        "behind_seconds_max": max(behind, default=0.0),
+        "warning_seconds": limits.compaction_lag_warning_seconds,
+        "rounds": sum(lag.rounds for lag in lags),
+        "last_round_at": max(finished, default=None),
+        "worst": [lag.to_json(now) for lag in worst],
+    }
 
 
 class CompactionStopped(Exception):
@@ -130,10 +205,43 @@ class Compactor:
         # last round read, and below which that round left nothing covered.
         self.snapshot_mark = -1
         self.snapshot_clean_until = 0
+        # What lag() reports: when the latest round finished (time.time()), and when
+        # due() first found a round due that has not finished since (its ``now``).
+        self.last_round_at: float | None = None
+        self.due_since: float | None = None
 
     # -- deciding -----------------------------------------------------------------------
 
     def due(self, now: float) -> bool:
+        due = self._due(now)
+        if not due:
+            self.due_since = None
+        elif self.due_since is None:
+            self.due_since = now
+        return due
+
+    def lag(self) -> CompactionLag:
+        """How far compaction lags on this topic: sizes of the sealed segments held in
+        memory, nothing read, no lock taken (``segments`` is replaced whole on a swap)."""
+        topic = self.topic
+        config = topic.config
+        sealed = list(topic.log.segments)[:-1]
+        if config.snapshot_cleanup:
+            clean, trigger = self.snapshot_clean_until, 0.0
+        else:
+            clean, trigger = topic.log.compacted_until, config.min_cleanable_dirty_ratio
+        return CompactionLag(
+            topic=topic.name,
+            cleanup=config.cleanup,
+            dirty_bytes=sum(s.file.size for s in sealed if s.base_offset >= clean),
+            sealed_bytes=sum(s.file.size for s in sealed),
+            trigger_ratio=trigger,
+            rounds=self.rounds,
+            last_round_at=self.last_round_at,
+            due_since=self.due_since,
+        )
+
+    def _due(self, now: float) -> bool:
         topic = self.topic
         config = topic.config
         if config.snapshot_cleanup:
@@ -163,7 +271,9 @@ class Compactor:
         if topic.config.snapshot_cleanup:
             from odradek.engine.snapshots import snapshot_round  # it imports this module
 
-            return snapshot_round(self, now, throttle)
+            result = snapshot_round(self, now, throttle)
+            self._finished()
+            return result
         result = CompactionResult()
         sealed = list(topic.log.segments)[:-1]
         if not sealed:
@@ -223,8 +333,13 @@ class Compactor:
                 self._rewrite(segment, batches, keep, throttle, result)
         self.tombstone_due_micros = due
         self.clean_until = max(self.clean_until, clean)
-        self.rounds += 1
+        self._finished()
         return result
+
+    def _finished(self) -> None:
+        self.rounds += 1
+        self.last_round_at = time.time()
+        self.due_since = None
 
     def _latest(
         self, segments: list[Segment], throttle: Throttle, result: CompactionResult

@@ -49,7 +49,13 @@ from odradek.engine.arrivals import (
     ArrivalListeners,
 )
 from odradek.engine.attachment import StoreAttachment, attach_engine
-from odradek.engine.compaction import CompactionResult, CompactionStopped, Throttle
+from odradek.engine.compaction import (
+    CompactionLag,
+    CompactionResult,
+    CompactionStopped,
+    Throttle,
+    lag_summary,
+)
 from odradek.engine.frames import StoredFrame, walk
 from odradek.engine.producers import RangeProducer
 from odradek.engine.reducers import reduce_round, resolve_reducer
@@ -996,6 +1002,20 @@ class Engine:
         if results:
             self.tenant_storage.stale()
         return results
+
+    def compaction_lags(self) -> list[CompactionLag]:
+        """How far compaction lags on every topic with ``cleanup`` compact or snapshot,
+        by name: sizes held in memory, nothing read (engine/compaction.py)."""
+        return [
+            topic.compactor.lag()
+            for _, topic in sorted(self._topics.items())
+            if not topic.closed and (topic.config.compacted or topic.config.snapshot_cleanup)
+        ]
+
+    def compaction_summary(self, now: float | None = None) -> dict[str, Any]:
+        """Totals of :meth:`compaction_lags` and the ``compaction_lag_topics_max`` topics
+        whose dirty ratio is the highest (``odradek cluster status``)."""
+        return lag_summary(self.compaction_lags(), time.time() if now is None else now)
 
     def run_reducers(self) -> dict[str, int]:
         """One reducer round of every topic with a reducer (engine/reducers.py): the
