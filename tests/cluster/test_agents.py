@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
 
 import odradek
+from odradek import limits
 from odradek.cli.cluster import render
 from odradek.cluster.status import cluster_status
 from odradek.errors import NotOwner, Unavailable
@@ -205,25 +207,67 @@ def test_every_joined_agent_is_ready_and_one_without_a_live_lease_is_not(cluster
     wait_for(lambda: owner.agent.readiness()[0], "the agent ready again once it joined again")
 
 
-def test_the_owner_says_how_far_its_checkpoints_lag_the_journal(cluster: Cluster) -> None:
+def test_cluster_status_says_how_far_the_owners_checkpoints_and_compaction_lag(cluster: Cluster) -> None:
     """cluster_status on the owner carries "store": the latest manifest, its age and the
-    journal landed since (what a takeover would replay); standbys have none."""
+    journal landed since (what a takeover would replay), and "compaction": the dirty bytes
+    of its compacted topics against their trigger, the rounds and how long one has been
+    due; standbys have neither. `odradek cluster status` shows both; a round due for
+    longer than its bound is a warning, and the dirty bytes fall once a round ran."""
     owner = cluster.owner()
     client = odradek.connect(cluster.urls)
     client.create_topic("t")
     for number in range(20):
         client.append("t", [{"key": "k", "value": f"v{number}"}])
-    store = owner.status()["store"]
+    # min_compaction_lag holds the records back from the owner's own rounds until altered.
+    client.create_topic("prices", cleanup="compact", segment_bytes="64KiB", min_compaction_lag="1d")
+    for version in range(40):
+        client.append("prices", [{"key": f"k{j}", "value": f"{version}-{j}".ljust(200)} for j in range(25)])
+    status = owner.status()
+    store = status["store"]
     assert store["manifest"].startswith("manifests/") and store["checkpoints"] >= 1
     assert store["journal_objects"] >= 0 and store["journal_bytes"] >= 0 and store["seconds"] >= 0
     assert store["failures"] == 0
+    assert status["compaction"]["topics"] == 1  # "t" is not compacted
     for standby in cluster.standbys():
-        assert "store" not in standby.status()
-    client.close()
-    # odradek cluster status asks the owner for it: the lag of its checkpoints.
+        assert "store" not in standby.status() and "compaction" not in standby.status()
+    # odradek cluster status asks the owner for it: the lag of its checkpoints and compaction.
     report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
     assert report.store is not None and int(report.store["checkpoints"]) >= 1, report.warnings
-    assert "checkpoints: the latest began" in render(report)
+    assert report.compaction is not None, report.warnings
+    (before,) = report.compaction["worst"]
+    assert before["topic"] == "prices" and before["dirty_bytes"] > 0 and before["dirty_ratio"] == 1.0
+    assert report.compaction["dirty_bytes"] == before["dirty_bytes"]
+    assert report.compaction["topics_over_trigger"] == 1 and report.compaction["topics_behind"] == 0
+    assert not any("compaction" in warning for warning in report.warnings)
+    assert report.to_json()["compaction"] == report.compaction
+    text = render(report)
+    assert "checkpoints: the latest began" in text
+    assert "compaction: 1 compacted topic," in text and "\nprices " in text
+
+    # A round found due long ago and not finished since: the owner counts the topic
+    # behind, and the report warns (the topic's compaction lock held, so that the owner's
+    # compaction thread cannot finish a round meanwhile).
+    assert owner.node is not None
+    topic = owner.node.engine._topic("prices")
+    with topic._compaction_lock:
+        topic.compactor.due_since = None
+        assert topic.compactor.due(time.time() - 2 * limits.compaction_lag_warning_seconds)
+        report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
+    assert report.compaction is not None and report.compaction["topics_behind"] == 1
+    assert report.compaction["behind_seconds_max"] >= 2 * limits.compaction_lag_warning_seconds
+    assert any("compaction is behind on 1 compacted topic" in warning for warning in report.warnings)
+    assert report.healthy  # a warning, not a problem
+
+    client.alter_topic("prices", min_compaction_lag=0)
+    owner.node.engine.compact(force=True)
+    client.close()
+    report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
+    assert report.compaction is not None, report.warnings
+    (after,) = report.compaction["worst"]
+    assert after["dirty_bytes"] < before["dirty_bytes"] and after["sealed_bytes"] < before["sealed_bytes"]
+    assert after["rounds"] >= 1 and after["last_round_at"] is not None and after["behind_seconds"] == 0
+    assert report.compaction["topics_behind"] == 0
+    assert not any("compaction" in warning for warning in report.warnings)
 
 
 def test_each_agent_exports_its_role_in_its_metrics(cluster: Cluster) -> None:

@@ -40,14 +40,19 @@ ETCD_SECURITY = (
 _BOUNDS = textwrap.fill(
     f"Bounds: an endpoint silent for {limits.cluster_status_endpoint_seconds:g} s is reported "
     f"unreachable; at most {limits.cluster_status_agents_max:,} agents and "
-    f"{limits.cluster_status_owners_max:,} owner keys are listed.",
+    f"{limits.cluster_status_owners_max:,} owner keys are listed, and the "
+    f"{limits.compaction_lag_topics_max:,} compacted topics with the highest dirty ratio; a "
+    f"compacted topic whose round has been due for {limits.compaction_lag_warning_seconds:g} s "
+    "is a warning.",
     width=88,
 )
 _CLUSTER_EPILOG = f"""\
 Reads the cluster's state from etcd (no agent needs to be up): the agents with their
 role (the owner of the cell or a standby), addresses, lease and its time to live; the
 owner and its epoch; the catalog's topic count; each etcd endpoint's health (member,
-leader, raft term and index, database size, version, alarms).
+leader, raft term and index, database size, version, alarms). The owner, asked through
+its Flight door, says how far its checkpoints lag its journal and how far compaction
+lags on its compacted topics (dirty bytes against the ratio that triggers a round).
 
 --etcd defaults to ${ETCD_VARIABLE}, --cluster to ${CLUSTER_VARIABLE}, else 'default'. A secured
 etcd: https:// endpoints with --etcd-ca (--etcd-cert and --etcd-key when etcd asks for a
@@ -304,6 +309,8 @@ def render(report: ClusterStatus) -> str:
         lines += ["", *_table(_owner_rows(report.owners))]
     if report.store is not None:
         lines += ["", _store_line(report.store)]
+    if report.compaction is not None:
+        lines += ["", *_compaction_lines(report.compaction, report.checked_at)]
     lines += ["", *_table(_endpoint_rows(report.endpoints))]
     for title, items in (("problems", report.problems), ("warnings", report.warnings)):
         if items:
@@ -321,6 +328,50 @@ def _store_line(store: dict[str, Any]) -> str:
         f"({terminal.human_bytes(int(store.get('journal_bytes', 0)))}) since, what a new owner would replay; "
         f"{int(store.get('checkpoints', 0)):,} taken" + (f", {failures:,} failed" if failures else "")
     )
+
+
+def _compaction_lines(compaction: dict[str, Any], now: float) -> list[str]:
+    """How far compaction lags on the owner's compacted topics: a line of totals, then
+    the worst topics by dirty ratio (at most ``compaction_lag_topics_max``)."""
+    topics = int(compaction.get("topics", 0))
+    if not topics:
+        return ["compaction: no compacted topic"]
+    last = compaction.get("last_round_at")
+    rounds = int(compaction.get("rounds", 0))
+    finished = f"the latest {_duration(now - float(last))} ago" if last is not None else "none yet"
+    line = (
+        f"compaction: {_count(topics, 'compacted topic')}, "
+        f"{terminal.human_bytes(int(compaction.get('dirty_bytes', 0)))} dirty of "
+        f"{terminal.human_bytes(int(compaction.get('sealed_bytes', 0)))} sealed "
+        f"({float(compaction.get('dirty_ratio', 0)):.0%}); "
+        f"{int(compaction.get('topics_over_trigger', 0)):,} at their trigger, "
+        f"{int(compaction.get('topics_behind', 0)):,} behind; "
+        f"{_count(rounds, 'round')}, {finished}"
+    )
+    worst = [row for row in compaction.get("worst", ()) if isinstance(row, dict)]
+    if not worst:
+        return [line]
+    rows: list[tuple[str, ...]] = [
+        ("TOPIC", "CLEANUP", "DIRTY", "SEALED", "RATIO", "TRIGGER", "ROUNDS", "LAST ROUND", "DUE FOR")
+    ]
+    for row in worst:
+        last_round = row.get("last_round_at")
+        behind = float(row.get("behind_seconds", 0))
+        rows.append(
+            (
+                str(row.get("topic")),
+                str(row.get("cleanup")),
+                terminal.human_bytes(int(row.get("dirty_bytes", 0))),
+                terminal.human_bytes(int(row.get("sealed_bytes", 0))),
+                f"{float(row.get('dirty_ratio', 0)):.0%}",
+                f"{float(row.get('trigger_ratio', 0)):.0%}",
+                f"{int(row.get('rounds', 0)):,}",
+                "-" if last_round is None else f"{_duration(now - float(last_round))} ago",
+                _duration(behind) if behind else "-",
+            )
+        )
+    shown = f"the {len(worst)} worst by dirty ratio" if len(worst) < topics else "by dirty ratio"
+    return [line, f"compacted topics, {shown}:", *_table(rows)]
 
 
 def _agent_rows(agents: Sequence[AgentStatus], now: float) -> list[tuple[str, ...]]:

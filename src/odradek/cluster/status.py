@@ -17,7 +17,8 @@ Theory of operation, in three steps, each bounded:
    (a count-only range: the records stay in etcd) and ask each listed agent's lease for
    its time to live, at most ``cluster_status_lease_requests_concurrent_max`` at once,
    all within one endpoint timeout; meanwhile ask the owner's Flight door how far its
-   checkpoints lag its journal (its ``cluster_status``), within the same timeout.
+   checkpoints lag its journal and how far compaction lags on its compacted topics (its
+   ``cluster_status``), within the same timeout.
 
 A secured etcd is reached as the agents reach it (``security``, cluster/etcd_client.py:
 TLS, and the user's token on every call, the stubs' direct calls included).
@@ -25,7 +26,10 @@ TLS, and the user's token on every call, the stubs' direct calls included).
 etcd's trouble is what the report is for, so none of it is raised: an endpoint that
 does not answer, an alarm, a read that fails, a cell nobody owns are ``problems`` (the
 command exits 1 with them); a list cut at its cap or a lease not read in time are
-``warnings``. Only bad input (an endpoint URL, a cluster name) raises ``InvalidRequest``.
+``warnings``, and so are compacted topics whose round has been due for
+``compaction_lag_warning_seconds`` without one finishing (as the owner counts them: its
+rounds fail or cannot keep up). Only bad input (an endpoint URL, a cluster name) raises
+``InvalidRequest``.
 Member and lease ids are shown in hexadecimal, as etcdctl shows them (they are 64-bit:
 JSON readers of JavaScript lose precision on such numbers).
 """
@@ -184,6 +188,9 @@ class ClusterStatus:
     catalog_topics: int | None = None
     #: How far the owner's checkpoints lag its journal, as it says (None: not read).
     store: dict[str, Any] | None = None
+    #: How far compaction lags on the owner's compacted topics, as it says: totals and the
+    #: worst topics by dirty ratio (engine/compaction.py ``lag_summary``; None: not read).
+    compaction: dict[str, Any] | None = None
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -221,6 +228,7 @@ class ClusterStatus:
             "owners_total": self.owners_total,
             "catalog_topics": self.catalog_topics,
             "store": self.store,
+            "compaction": self.compaction,
             "etcd": {
                 "reachable": self.reachable,
                 "healthy": self.etcd_healthy,
@@ -359,6 +367,7 @@ class _Report:
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.store: dict[str, Any] | None = None
+        self.compaction: dict[str, Any] | None = None
 
     def result(self) -> ClusterStatus:
         return ClusterStatus(
@@ -373,6 +382,7 @@ class _Report:
             owners_total=self.owners_total,
             catalog_topics=self.catalog_topics,
             store=self.store,
+            compaction=self.compaction,
             problems=tuple(self.problems),
             warnings=tuple(self.warnings),
         )
@@ -492,13 +502,17 @@ class _Report:
         owner_record = next(
             (record for record in records if cell is not None and record.agent_id == cell.agent_id), None
         )
-        leases, topics, store = await asyncio.gather(
+        leases, topics, owner_status = await asyncio.gather(
             self._leases(client, sorted({record.lease for record in shown})),
             self._count_topics(client),
-            self._store_lag(owner_record),
+            self._owner_status(owner_record),
         )
         self.catalog_topics = topics
-        self.store = store
+        store, compaction = owner_status.get("store"), owner_status.get("compaction")
+        self.store = dict(store) if isinstance(store, dict) else None
+        self.compaction = dict(compaction) if isinstance(compaction, dict) else None
+        if self.compaction is not None:
+            self.warnings += compaction_warnings(self.compaction)
         unread = 0
         for record in shown:
             ttl = leases.get(record.lease)
@@ -516,24 +530,23 @@ class _Report:
                 f"the lease time to live of {unread} agent(s) was not read within {self.timeout:g} s"
             )
 
-    async def _store_lag(self, owner: AgentRecord | None) -> dict[str, Any] | None:
-        """How far the owner's checkpoints lag its journal (the ``store`` of its
-        ``cluster_status``, asked of its Flight door within the endpoint timeout); None,
-        with a warning, when it does not answer."""
+    async def _owner_status(self, owner: AgentRecord | None) -> dict[str, Any]:
+        """The owner's ``cluster_status``, asked of its Flight door within the endpoint
+        timeout: how far its checkpoints lag its journal (``store``) and compaction its
+        compacted topics (``compaction``); empty, with a warning, when it does not answer."""
         if owner is None:
-            return None
+            return {}
         try:
             status = await asyncio.wait_for(
                 asyncio.to_thread(_agent_status, _flight_url(owner), self.timeout), self.timeout + 1
             )
         except Exception as exc:  # noqa: BLE001 (an agent's trouble is reported, not raised)
             self.warnings.append(
-                f"the owner {owner.agent_id} did not say how far its checkpoints lag "
+                f"the owner {owner.agent_id} did not say how far its checkpoints lag, nor its compaction "
                 f"({_flight_url(owner)}): {_reason(exc)}"
             )
-            return None
-        store = status.get("store")
-        return dict(store) if isinstance(store, dict) else None
+            return {}
+        return status
 
     async def _leases(self, client: Any, leases: list[int]) -> dict[int, tuple[int, int]]:
         """Each lease's (remaining, granted) TTL; leases not read in time are left out."""
@@ -566,6 +579,20 @@ class _Report:
             self.warnings.append(f"the catalog's topics were not counted: {_reason(exc)}")
             return None
         return int(answer.count)
+
+
+def compaction_warnings(compaction: dict[str, Any]) -> list[str]:
+    """The warnings of the owner's compaction summary: topics whose round has been due
+    for its ``warning_seconds`` or more without one finishing."""
+    behind = int(compaction.get("topics_behind") or 0)
+    if not behind:
+        return []
+    return [
+        f"compaction is behind on {behind} compacted topic(s): a round has been due for up to "
+        f"{float(compaction.get('behind_seconds_max') or 0):.0f} s without one finishing "
+        f"(a warning past {float(compaction.get('warning_seconds') or 0):g} s): its rounds fail "
+        "(see the owner's log) or cannot keep up with the appends"
+    ]
 
 
 def _flight_url(agent: AgentRecord) -> str:

@@ -697,6 +697,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         checkpointer = getattr(node.engine.disk, "checkpointer", None) if node is not None else None
         if checkpointer is not None and status.get("role") == "owner":
             status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
+        if node is not None and status.get("role") == "owner":
+            status["compaction"] = node.engine.compaction_summary()  # how far compaction lags
         return messages.dump(status)
 
     # Groups of every kind (odradek and kafka) through the node's directory.
