@@ -261,6 +261,8 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
         with odradek.connect(server.url, token=tokens[user]) as client:
             client.create_topic("orders")
             client.append("orders", [{"value": f"{user}-1".encode()}, {"value": f"{user}-2".encode()}])
+            client.create_topic("prices", cleanup="compact")  # its compaction gauges too
+            client.append("prices", [{"key": b"k", "value": user.encode()}])
             list(client.read("orders", start="earliest", wait=0))
             consumer = client.subscribe("orders", group="billing", start="earliest")
             deliveries = []
@@ -277,6 +279,10 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
         series = _series(exposition)
         names = {name for name, _ in series}
         assert ("odradek_topic_records", {"topic": "orders"}) in series
+        compacted = {
+            labels["topic"] for name, labels in series if name.startswith("odradek_topic_compaction_")
+        }
+        assert compacted == {"prices"}  # its own compacted topic, named as it names it
         assert ("odradek_group_committed_offset", {"group": "billing", "topic": "orders"}) in series
         assert ("odradek_tenant_records_in_total", {"tenant": tenant}) in series
         assert ("odradek_tenant_storage_bytes", {"tenant": tenant}) in series
@@ -292,14 +298,23 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
         assert "odradek_topics_unavailable" not in names
         # the records it produced, as the admin sees them for its tenant
         records = dict(re.findall(r'^odradek_topic_records\{topic="([^"]+)"\} (\S+)$', exposition, re.M))
-        assert records == {"orders": "2.0"}
+        assert records == {"orders": "2.0", "prices": "1.0"}
 
     # an admin sees the whole exposition, every tenant's series too
     status, exposition = _call(ports["metrics"], "GET", "/metrics", "root")
     assert status == 200
     series = _series(exposition)
     topics = {labels["topic"] for name, labels in series if name == "odradek_topic_records"}
-    assert topics == {"orders", "_t.acme.orders", "_t.globex.orders"}
+    assert topics == {
+        "orders",
+        "_t.acme.orders",
+        "_t.globex.orders",
+        "prices",
+        "_t.acme.prices",
+        "_t.globex.prices",
+    }
+    compacted = {labels["topic"] for name, labels in series if name.startswith("odradek_topic_compaction_")}
+    assert compacted == {"prices", "_t.acme.prices", "_t.globex.prices"}
     assert any(name.startswith("odradek_door_requests") for name, _ in series)
     assert {labels["tenant"] for name, labels in series if name == "odradek_tenant_storage_bytes"} == {
         "acme",
@@ -313,7 +328,9 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
     assert status == 200, exposition
     series = _series(exposition)
     topics = {labels["topic"] for name, labels in series if "topic" in labels}
-    assert topics == {"orders"}
+    assert topics == {"orders", "prices"}
+    compacted = {labels["topic"] for name, labels in series if name.startswith("odradek_topic_compaction_")}
+    assert compacted == {"prices"}
     assert {labels["group"] for name, labels in series if "group" in labels} == {"billing"}
     assert ("odradek_group_committed_offset", {"group": "billing", "topic": "orders"}) in series
     assert ("odradek_principal_records_in_total", {"principal": "bob"}) in series
@@ -326,7 +343,7 @@ def test_a_tenants_principal_scrapes_its_own_tenant_only(served: Any) -> None:
     assert any(name.startswith("odradek_door_requests") for name in names)  # the process's stay
     assert "odradek_topics_unavailable" in names
     records = dict(re.findall(r'^odradek_topic_records\{topic="([^"]+)"\} (\S+)$', exposition, re.M))
-    assert records == {"orders": "2.0"}
+    assert records == {"orders": "2.0", "prices": "1.0"}
 
 
 def test_with_authorize_a_scrape_holds_the_topics_the_principal_may_describe(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -401,6 +402,54 @@ class TopicCollector(Collector):
         for tenant, stored in sorted(storage.items()):
             tenant_bytes.add_metric([tenant], stored)
         yield from (records, size, next_offset, keys, damaged, read_only, unavailable, tenant_bytes)
+        yield from self._compaction()
+
+    def _compaction(self) -> Iterator[Metric]:
+        """How far compaction lags on each compacted topic (cleanup compact or snapshot):
+        sizes the engine holds in memory (engine/compaction.py ``CompactionLag``)."""
+        dirty = GaugeMetricFamily(
+            "odradek_topic_compaction_dirty_bytes",
+            "Bytes of a compacted topic's sealed segments written since its clean point (not yet compacted).",
+            labels=["topic"],
+        )
+        ratio = GaugeMetricFamily(
+            "odradek_topic_compaction_dirty_ratio",
+            "A compacted topic's dirty bytes over its sealed bytes.",
+            labels=["topic"],
+        )
+        trigger = GaugeMetricFamily(
+            "odradek_topic_compaction_trigger_ratio",
+            "The dirty ratio at which a compaction round of the topic starts "
+            "(min_cleanable_dirty_ratio; 0 for cleanup=snapshot).",
+            labels=["topic"],
+        )
+        behind = GaugeMetricFamily(
+            "odradek_topic_compaction_behind_seconds",
+            "How long a compaction round of the topic has been due without one finishing (0: none due).",
+            labels=["topic"],
+        )
+        last_round = GaugeMetricFamily(
+            "odradek_topic_compaction_last_round_timestamp_seconds",
+            "When the topic's latest compaction round finished (absent before its first since the open).",
+            labels=["topic"],
+        )
+        rounds = CounterMetricFamily(
+            "odradek_topic_compaction_rounds",
+            "Compaction rounds of the topic finished since the server opened it.",
+            labels=["topic"],
+        )
+        if not self.engine.closed:
+            now = time.time()
+            for lag in self.engine.compaction_lags():
+                labels = [lag.topic]
+                dirty.add_metric(labels, lag.dirty_bytes)
+                ratio.add_metric(labels, lag.dirty_ratio)
+                trigger.add_metric(labels, lag.trigger_ratio)
+                behind.add_metric(labels, lag.behind_seconds(now))
+                if lag.last_round_at is not None:
+                    last_round.add_metric(labels, lag.last_round_at)
+                rounds.add_metric(labels, lag.rounds)
+        yield from (dirty, ratio, trigger, behind, last_round, rounds)
 
 
 class GroupCollector(Collector):
