@@ -228,8 +228,12 @@ def test_cluster_status_says_how_far_the_owners_checkpoints_and_compaction_lag(c
     assert store["journal_objects"] >= 0 and store["journal_bytes"] >= 0 and store["seconds"] >= 0
     assert store["failures"] == 0
     assert status["compaction"]["topics"] == 1  # "t" is not compacted
+    # The web console's cluster page shows the same (serve passes it the door's view).
+    console = owner.flight.cluster_status()
+    assert console["role"] == "owner" and console["compaction"]["topics"] == 1 and "store" in console
     for standby in cluster.standbys():
         assert "store" not in standby.status() and "compaction" not in standby.status()
+        assert "compaction" not in standby.flight.cluster_status()
     # odradek cluster status asks the owner for it: the lag of its checkpoints and compaction.
     report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
     assert report.store is not None and int(report.store["checkpoints"]) >= 1, report.warnings

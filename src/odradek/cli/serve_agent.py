@@ -182,7 +182,7 @@ def run_agent(settings: Settings) -> int:
                 *registry_address,
                 bounds=settings.door_bounds(connections.REGISTRY),
                 budget=budget,
-                cluster_status=gate.status,  # the web console's cluster page (decision 0025)
+                cluster_status=server.cluster_status,  # the web console's cluster page (decision 0025)
             )
 
     def start_kafka_relay() -> Any:

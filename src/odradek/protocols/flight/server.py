@@ -690,8 +690,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return messages.dump(self.cluster.hand_over(to))
 
     def _cluster_status(self, body: dict[str, Any]) -> bytes:
+        return messages.dump(self.cluster_status())
+
+    def cluster_status(self) -> dict[str, Any]:
+        """The agent's view of its cluster and, on the owner, how far its checkpoints and
+        compaction lag (the ``cluster_status`` action; the web console's cluster page)."""
         if self.cluster is None:
-            return messages.dump({"cluster": None})
+            return {"cluster": None}
         status = self.cluster.status()
         node = self._node
         checkpointer = getattr(node.engine.disk, "checkpointer", None) if node is not None else None
@@ -699,7 +704,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
         if node is not None and status.get("role") == "owner":
             status["compaction"] = node.engine.compaction_summary()  # how far compaction lags
-        return messages.dump(status)
+        return status
 
     # Groups of every kind (odradek and kafka) through the node's directory.
 
