@@ -894,7 +894,10 @@ class TransactionCoordinator:
                     if pending.done():
                         _close_spare(pending)
                     else:
-                        pending.add_done_callback(_close_spare)
+                        # The broker's threads are shut down next and the loop stops:
+                        # cancelled, it does not outlive them; the slot it was opening
+                        # or emptying is left as a crash would leave it.
+                        pending.cancel()
 
 
 async def _after_the_answer() -> None:
