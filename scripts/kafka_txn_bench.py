@@ -15,8 +15,13 @@ With ``--door-times``, the door's own time per request of the transactional phas
 (AddPartitionsToTxn, Produce, EndTxn: the mean of ``odradek_door_request_seconds`` on
 the server's ``/metrics``, scraped before and after it), in milliseconds.
 
+With ``--rounds N`` the two producing phases alternate N times on fresh topics and
+each figure is the median over the rounds (the ratio: the median of each round's
+ratio of back-to-back phases), with every round's ratio listed; the machine's spread
+then shows in the rounds instead of in one run's ratio.
+
 Usage: python scripts/kafka_txn_bench.py [--records N] [--transaction-records N]
-       [--no-fsync] [--door-times] [--json]
+       [--no-fsync] [--door-times] [--rounds N] [--json]
 Numbers depend on the machine; the measured figures go in the docs, not in tests.
 """
 
@@ -27,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -137,7 +143,17 @@ def main() -> None:
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--door-times", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the idempotent and transactional phases this many times (fresh topics "
+        "each round) and report each figure's median; on a busy machine the ratio of "
+        "back-to-back phases is steadier than one run's",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     data_dir = tempfile.mkdtemp(prefix="odradek-kafka-txn-bench-")
     metrics_url = None
     extra: tuple[str, ...] = ()
@@ -153,18 +169,40 @@ def main() -> None:
         "fsync": not args.no_fsync,
     }
     try:
-        results["idempotent_records_per_s"] = idempotent(bootstrap, "bench.idempotent", args.records)
-        before = door_totals(metrics_url) if metrics_url else {}
-        results["transactional_records_per_s"] = transactional(
-            bootstrap, "bench.transactional", args.records, args.transaction_records
-        )
-        if metrics_url:
-            results.update(door_times(before, door_totals(metrics_url)))
-        results["transactional_vs_idempotent"] = (
-            results["transactional_records_per_s"] / results["idempotent_records_per_s"]
-        )
+        rounds: list[dict[str, float]] = []
+        for number in range(1, args.rounds + 1):
+            suffix = "" if args.rounds == 1 else f".{number}"
+            figures = {
+                "idempotent_records_per_s": idempotent(bootstrap, f"bench.idempotent{suffix}", args.records)
+            }
+            before = door_totals(metrics_url) if metrics_url else {}
+            figures["transactional_records_per_s"] = transactional(
+                bootstrap, f"bench.transactional{suffix}", args.records, args.transaction_records
+            )
+            if metrics_url:
+                figures.update(door_times(before, door_totals(metrics_url)))
+            figures["transactional_vs_idempotent"] = (
+                figures["transactional_records_per_s"] / figures["idempotent_records_per_s"]
+            )
+            rounds.append(figures)
+            if args.rounds > 1:
+                print(
+                    f"round {number}/{args.rounds}: idempotent {figures['idempotent_records_per_s']:,.0f}, "
+                    f"transactional {figures['transactional_records_per_s']:,.0f} records/s, "
+                    f"ratio {figures['transactional_vs_idempotent']:.0%}",
+                    file=sys.stderr,
+                )
+        # One round: its figures. Several: each figure's median over the rounds (the
+        # ratio's is the median of the rounds' ratios, each from back-to-back phases).
+        for name in rounds[0]:
+            results[name] = statistics.median(figures[name] for figures in rounds)
+        if args.rounds > 1:
+            results["rounds"] = args.rounds
+            results["ratio_per_round"] = [
+                round(figures["transactional_vs_idempotent"], 3) for figures in rounds
+            ]
         results["read_committed_records_per_s"] = read_committed(
-            bootstrap, "bench.transactional", args.records
+            bootstrap, f"bench.transactional{'' if args.rounds == 1 else '.1'}", args.records
         )
     finally:
         server.terminate()
