@@ -144,7 +144,7 @@ def test_serve_settings_from_config_env_and_metrics(start_server: type[Server], 
         "--config",
         str(config),
         "--kafka-listen",
-        "127.0.0.1:9092",
+        f"127.0.0.1:{free_port()}",  # never a fixed port: another server may hold it
         env={"ODRADEK_FSYNC": "false"},
     )
     run("topic", "create", "t", server=server)
