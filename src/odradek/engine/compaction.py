@@ -157,6 +157,11 @@ def lag_summary(
     }
 
 
+def _dirty_and_sealed(sealed: list[Segment], clean: int) -> tuple[int, int]:
+    """The bytes of the sealed segments from the clean point on (dirty), and of them all."""
+    return sum(s.file.size for s in sealed if s.base_offset >= clean), sum(s.file.size for s in sealed)
+
+
 class CompactionStopped(Exception):
     """The engine is closing: a round stops between two reads or writes (what it did
     so far is whole: segments are swapped one at a time)."""
@@ -225,16 +230,16 @@ class Compactor:
         memory, nothing read, no lock taken (``segments`` is replaced whole on a swap)."""
         topic = self.topic
         config = topic.config
-        sealed = list(topic.log.segments)[:-1]
         if config.snapshot_cleanup:
             clean, trigger = self.snapshot_clean_until, 0.0
         else:
             clean, trigger = topic.log.compacted_until, config.min_cleanable_dirty_ratio
+        dirty, sealed = _dirty_and_sealed(topic.log.segments[:-1], clean)
         return CompactionLag(
             topic=topic.name,
             cleanup=config.cleanup,
-            dirty_bytes=sum(s.file.size for s in sealed if s.base_offset >= clean),
-            sealed_bytes=sum(s.file.size for s in sealed),
+            dirty_bytes=dirty,
+            sealed_bytes=sealed,
             trigger_ratio=trigger,
             rounds=self.rounds,
             last_round_at=self.last_round_at,
@@ -255,8 +260,7 @@ class Compactor:
         if not sealed:
             return False
         until = topic.log.compacted_until
-        total = sum(s.file.size for s in sealed)
-        dirty = sum(s.file.size for s in sealed if s.base_offset >= until)
+        dirty, total = _dirty_and_sealed(sealed, until)
         if dirty and total and dirty / total >= config.min_cleanable_dirty_ratio:
             return True
         if self.tombstone_due_micros:
