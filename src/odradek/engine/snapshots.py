@@ -319,12 +319,13 @@ class KeySnapshots:
         topic_schema = owner.schema
         stored = STORED_SCHEMA if topic_schema is None else topic_schema.stored_schema
         snapshot = self.latest(key)
-        if snapshot is not None and snapshot.version >= owner.key_version(key):
+        latest = owner.key_version(key)
+        if snapshot is not None and snapshot.version >= latest:
             events = stored.empty_table()  # nothing after it: no key-index lookup
         else:
             first = 1 if snapshot is None else snapshot.version + 1
             last = None if events_max is None else first + events_max - 1
-            if last is not None and last >= owner.key_version(key):
+            if last is not None and last >= latest:
                 last = None  # the bound reaches the latest event: no version filter to pay
             events = owner.read_key(key, first, last)
             if events_max is not None and events.num_rows > events_max:  # appended meanwhile
