@@ -699,10 +699,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             return {"cluster": None}
         status = self.cluster.status()
         node = self._node
-        checkpointer = getattr(node.engine.disk, "checkpointer", None) if node is not None else None
-        if checkpointer is not None and status.get("role") == "owner":
-            status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
         if node is not None and status.get("role") == "owner":
+            checkpointer = getattr(node.engine.disk, "checkpointer", None)
+            if checkpointer is not None:
+                status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
             status["compaction"] = node.engine.compaction_summary()  # how far compaction lags
         return status
 
