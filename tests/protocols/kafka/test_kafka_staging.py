@@ -11,8 +11,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from odradek.protocols.kafka.codec.records import decode_batches, encode_batch
-from odradek.protocols.kafka.staging import StageFile, batches_frame, read_stage, records_frame
+from odradek.protocols.kafka.staging import StageFile, _frame, batches_frame, read_stage
 from odradek.storage.disk import Disk
+
+
+def records_frame(topic: str, partition: int, records: pa.Table) -> bytes:
+    """A frame of ``records`` as an Arrow IPC stream: the form staged before the Kafka
+    one (batches_frame), which staging files written before may still hold."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, records.schema) as writer:
+        writer.write_table(records)
+    return _frame({"t": topic, "p": partition, "n": records.num_rows}, sink.getvalue().to_pybytes())
 
 
 def _stored(values: list[bytes], keys: list[bytes | None]) -> pa.Table:

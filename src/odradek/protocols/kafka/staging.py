@@ -69,16 +69,6 @@ def batches_records(batches: bytes | memoryview) -> pa.Table:
     return pa.Table.from_batches(decoded, schema=INPUT_SCHEMA)
 
 
-def records_frame(topic: str, partition: int, records: pa.Table) -> bytes:
-    """A frame of ``records`` as an Arrow IPC stream: the form staged before the Kafka
-    one (batches_frame), which staging files may still hold after an upgrade."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, records.schema) as writer:
-        writer.write_table(records)
-    payload: bytes = sink.getvalue().to_pybytes()
-    return _frame({"t": topic, "p": partition, "n": records.num_rows}, payload)
-
-
 @dataclasses.dataclass
 class Stage:
     """What a staging file holds."""
