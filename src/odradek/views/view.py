@@ -380,8 +380,11 @@ def _latest_of(batch: pa.RecordBatch) -> _Reduced | None:
     """The built-in ``latest`` reducer with the records' own keys, over a whole batch:
     each key's state is its last record's value, so only that record is looked at (a
     group-by in Arrow finds it) and no state is read. Gives what the record-by-record
-    fold gives, byte for byte; None when a value has no JSON form (the fold then stops
-    the view at that record, with its offset)."""
+    fold gives, byte for byte; None when a key's last value has no JSON form (the fold
+    then stops the view at the first such record, with its offset). Only last values
+    are written: an earlier value without a JSON form, which the fold would stop at,
+    cannot come from a schema'd topic (``reducers._json_default`` writes every type its
+    values hold)."""
     keys = batch.column("key")
     rows = pa.table({"key": keys, "row": pa.array(np.arange(batch.num_rows, dtype=np.int64))})
     if keys.null_count:
