@@ -21,16 +21,19 @@ from odradek.storage.agent import StoreSettings
 
 FLUSH_SECONDS = 0.002  # the tests' short journal window
 
+
+def settings() -> StoreSettings:
+    return StoreSettings(
+        flush_seconds=FLUSH_SECONDS,
+        # Checkpoints during the run (the test picks the interval per cycle), so that
+        # kills land between a manifest and its garbage collection too.
+        checkpoint_seconds=float(os.environ.get("ODRADEK_CRASH_CHECKPOINT_SECONDS", "60")),
+    )
+
+
 if __name__ == "__main__":
     # crash_writer opens its data directory with odradek.open: on the store here.
     odradek.open = functools.partial(  # type: ignore[assignment]
-        odradek.open,
-        store=os.environ["ODRADEK_CRASH_STORE"],
-        store_settings=StoreSettings(
-            flush_seconds=FLUSH_SECONDS,
-            # Checkpoints during the run (the test picks the interval per cycle), so that
-            # kills land between a manifest and its garbage collection too.
-            checkpoint_seconds=float(os.environ.get("ODRADEK_CRASH_CHECKPOINT_SECONDS", "60")),
-        ),
+        odradek.open, store=os.environ["ODRADEK_CRASH_STORE"], store_settings=settings()
     )
     crash_writer.main()

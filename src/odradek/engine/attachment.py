@@ -40,12 +40,15 @@ from typing import TYPE_CHECKING
 
 from odradek import limits
 from odradek.errors import Fenced, InvalidRequest, OdradekError, StorageError
+from odradek.storage import handoff
 from odradek.storage.agent import Recovery, StoreSettings, attach
+from odradek.storage.handoff import Handoff
 from odradek.storage.objects import ObjectStore, open_store
 from odradek.storage.storedisk import StoreDisk
 
 if TYPE_CHECKING:
     from odradek.engine.topic import Topic
+    from odradek.storage.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,76 @@ class StoreAttachment:
             "remote_segments": self.recovery.remote,
             "recovery_seconds": round(self.recovery.seconds, 3),
         }
+
+    # -- handoffs (storage/handoff.py) ------------------------------------------------------
+
+    def handoffs(self) -> dict[str, Handoff]:
+        """The released topics waiting in the store, by name."""
+        return handoff.list_handoffs(self.store)
+
+    def release(self, topic: str, incarnation: str) -> Handoff:
+        """Checkpoint (the topic is closed: the manifest names its files as they are for
+        good) and write the topic's handoff; the caller then removes its directory."""
+        manifest = self._checkpointer().checkpoint()
+        released = handoff.of_manifest(manifest, topic, incarnation)
+        handoff.write(self.store, released)
+        log.info(
+            "topic %s released to the store: %d files (handoff %s)",
+            topic,
+            len(released.manifest.files),
+            released.key,
+        )
+        return released
+
+    def adopt(self, released: Handoff) -> None:
+        """Take ``released`` into the tree: its mark, its files as remote files, a
+        checkpoint naming them, then the handoff deleted. On a failure before the
+        checkpoint, the files leave the tree again and the topic stays released."""
+        checkpointer = self._checkpointer()
+        handoff.mark_adopted(self.store, released)
+        try:
+            self.disk.import_remote(released.manifest.dirs, released.manifest.files)
+        except BaseException:
+            handoff.unmark(self.store, released)
+            raise
+        try:
+            checkpointer.checkpoint()
+        except BaseException:
+            try:
+                self.disk.rmtree(self.disk.local_path(released.directory))
+                handoff.unmark(self.store, released)
+            except (OSError, StorageError) as exc:
+                log.warning("topic %s: could not undo a failed adoption: %s", released.topic, exc)
+            raise
+        self.finish(released)
+
+    def finish(self, released: Handoff) -> None:
+        """Delete an adopted topic's handoff and mark (a manifest names its files now);
+        a failure is logged: the next start deletes them."""
+        try:
+            handoff.remove(self.store, released)
+        except StorageError as exc:
+            log.warning(
+                "topic %s: adopted, its handoff %s stays for now: %s", released.topic, released.key, exc
+            )
+        else:
+            log.info("topic %s adopted from the store (handoff %s)", released.topic, released.key)
+
+    def discard(self, released: Handoff) -> None:
+        """Delete a released topic for good: its handoff, then the file objects it named
+        (no manifest names them: they left the tree when it was released)."""
+        handoff.remove(self.store, released)
+        for key in sorted(released.keys()):
+            self.store.delete(key)
+
+    def unmark(self, released: Handoff) -> None:
+        handoff.unmark(self.store, released)
+
+    def _checkpointer(self) -> Checkpointer:
+        checkpointer = self.disk.checkpointer
+        if checkpointer is None:
+            raise StorageError("this store's disk takes no checkpoints")
+        return checkpointer
 
     def detach(self) -> None:
         """Commit what is journaled and stop the journal; failures are logged, not raised

@@ -73,8 +73,10 @@ from odradek.engine.verify import Progress, verify_topic
 from odradek.errors import (
     ClosedError,
     DataDamaged,
+    Fenced,
     IncompatibleSchema,
     InvalidRequest,
+    NotOwner,
     OdradekError,
     StorageError,
     TopicExists,
@@ -88,6 +90,7 @@ from odradek.schemas.ids import SchemaIds
 from odradek.storage.agent import StoreSettings
 from odradek.storage.disk import LOCAL, Disk, describe_os_error, remove_leftovers
 from odradek.storage.handles import HandleCache, raise_open_files_limit
+from odradek.storage.handoff import Handoff
 from odradek.storage.objects import ObjectStore
 from odradek.types import AppendResult, SchemaInfo, TopicInfo
 
@@ -219,6 +222,8 @@ class Engine:
             remove_leftovers(disk, os.path.join(self.path, *part))
             for part in [(), ("schemas",), ("groups",), ("kafka",), ("kafka", "groups"), ("registry",)]
         )
+        #: Topics released to the store (Engine.release_topic), waiting for an adopter.
+        self._released: dict[str, Handoff] = self._resolve_handoffs() if self.store is not None else {}
         for name in sorted(disk.listdir(self._topics_dir)):
             directory = os.path.join(self._topics_dir, name)
             if not disk.isdir(directory):
@@ -379,6 +384,8 @@ class Engine:
         self._check_open()
         topic = self._topics.get(name)
         if topic is None:
+            if name in self._released:
+                raise NotOwner(f"topic {name!r} is released: it is served again once an agent adopts it")
             reason = self._unavailable.get(name)
             if reason is not None:
                 raise DataDamaged(f"topic {name} is unavailable: {reason}")
@@ -450,6 +457,8 @@ class Engine:
                 if exist_ok:
                     return self.describe_topic(name)
                 raise TopicExists(f"topic {name!r} already exists", name)
+            if name in self._released:
+                raise TopicExists(f"topic {name!r} exists, released to the store: adopt it instead", name)
             if name in self._unavailable:
                 raise TopicExists(
                     f"topic {name!r} exists but is unavailable ({self._unavailable[name]}); "
@@ -494,6 +503,15 @@ class Engine:
         """Delete a topic and its records (an unavailable one too)."""
         self._check_open()
         with self._topics_lock:
+            released = self._released.get(name)
+            if released is not None:
+                assert self.store is not None
+                self.store.discard(released)
+                del self._released[name]
+        if released is not None:
+            self._notify(Arrival(DELETED, name))
+            return
+        with self._topics_lock:
             if name in self._unavailable:
                 directory = os.path.join(self._topics_dir, name)
                 del self._unavailable[name]
@@ -512,6 +530,114 @@ class Engine:
         self.disk.rmtree(doomed)
         self.tenant_storage.stale()
         self._notify(Arrival(DELETED, name))
+
+    # -- handing topics over (storage/handoff.py, decision 0030) -----------------------------
+
+    def release_topic(self, name: str) -> None:
+        """Let go of topic ``name``, leaving it in the object store for an adopter (this
+        engine or another on the same store): it is closed (appends under way are
+        acknowledged or fail), a checkpoint names its files, its handoff is written and
+        its local files are dropped. Until it is adopted, calls on it fail with
+        ``NotOwner`` (retryable) and it is not listed."""
+        store = self._store_for("release a topic")
+        with self._topics_lock:
+            if name in self._unavailable:
+                raise DataDamaged(
+                    f"topic {name} is unavailable ({self._unavailable[name]}): it cannot be released"
+                )
+            topic = self._topic(name)
+            del self._topics[name]
+            topic.close()
+            try:
+                if topic.commit.error is not None:
+                    raise StorageError(f"topic {name!r} could not be released: {topic.commit.error}")
+                released = store.release(name, topic.incarnation)
+            except BaseException:
+                self._reinstate(name, topic.directory)  # it stays here
+                raise
+            self._released[name] = released
+            self._drop_local_copy(topic.directory)
+        self.tenant_storage.stale()
+        self._notify(Arrival(CHANGED, name))
+
+    def adopt_topic(self, name: str) -> TopicInfo:
+        """Take up topic ``name``, released to the object store (by this engine or
+        another on the same store): its files enter the data directory as remote files
+        (fetched when first read), a checkpoint names them, and it is served. Raises
+        TopicNotFound if no released topic has that name."""
+        store = self._store_for("adopt a topic")
+        with self._topics_lock:
+            self._check_open()
+            released = self._released.get(name) or store.handoffs().get(name)
+            if released is None:
+                validate_topic_name(name, allow_reserved=True)
+                raise TopicNotFound(f"no released topic {name!r} is waiting in the store", name)
+            if name in self._topics or name in self._unavailable:
+                raise TopicExists(f"topic {name!r} is served here already", name)
+            if len(self._topics) + len(self._unavailable) >= self.topics_max:
+                raise InvalidRequest(
+                    f"this server holds {self.topics_max} topics, its limit (topics_max): it cannot "
+                    f"adopt {name!r}"
+                )
+            store.adopt(released)
+            self._released.pop(name, None)
+            self._topics[name] = self._open_topic(os.path.join(self._topics_dir, name))
+        self.tenant_storage.stale()
+        self._notify(Arrival(CHANGED, name))
+        return self.describe_topic(name)
+
+    def released_topics(self) -> list[str]:
+        """The topics this engine released that no engine adopted since it looked (an
+        engine on the same store may have adopted some: ``adopt_topic`` asks the store)."""
+        return sorted(self._released)
+
+    def _store_for(self, what: str) -> StoreAttachment:
+        self._check_open()
+        if self.store is None:
+            raise InvalidRequest(f"only an engine on an object store can {what} (give it a store)")
+        if self.store.fenced:
+            raise Fenced(f"cannot {what}: another agent took over the store {self.store.url}")
+        return self.store
+
+    def _resolve_handoffs(self) -> dict[str, Handoff]:
+        """Finish or undo the releases and adoptions a stop cut short (see
+        storage/handoff.py); the topics released, by name."""
+        assert self.store is not None
+        released: dict[str, Handoff] = {}
+        for name, found in self.store.handoffs().items():
+            directory = os.path.join(self._topics_dir, name)
+            here = self.disk.isdir(directory)
+            if here and found.adopted:
+                self.store.finish(found)  # adopted: a manifest names its files
+                continue
+            if here:
+                log.warning("topic %s: its release was cut short; finishing it", name)
+                self._drop_local_copy(directory)
+            elif found.adopted:
+                self.store.unmark(found)  # the adoption stopped before its checkpoint
+            released[name] = found
+        return released
+
+    def _reinstate(self, name: str, directory: str) -> None:
+        """Open again a topic whose release failed (unavailable if it cannot be)."""
+        try:
+            self._topics[name] = self._open_topic(directory)
+        except (OdradekError, OSError) as exc:
+            reason = exc.message if isinstance(exc, OdradekError) else describe_os_error(exc)
+            log.error("topic %s is unavailable: %s", name, reason)
+            self._unavailable[name] = reason
+
+    def _drop_local_copy(self, directory: str) -> None:
+        """Remove a released topic's directory (journaled, as a deletion is: its file
+        objects stay, named by its handoff)."""
+        doomed = os.path.join(self._trash_dir, f"released-{uuid.uuid4().hex}")
+        try:
+            self.disk.rename(directory, doomed)
+        except OSError as exc:
+            raise StorageError(
+                f"could not drop the local copy of {directory}: {describe_os_error(exc)}"
+            ) from exc
+        self.disk.rmtree(doomed)
 
     def unavailable_topics(self) -> dict[str, str]:
         """Topics whose files exist but cannot be opened, and why (see the log too)."""

@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from odradek import limits
 from odradek.errors import Fenced, StorageError
-from odradek.storage import journal
+from odradek.storage import handoff, journal
 from odradek.storage import manifest as mf
 from odradek.storage.manifest import Manifest, Piece, Record
 from odradek.storage.objects import Listed
@@ -219,6 +219,7 @@ class Checkpointer:
         self.number = 0
         self.stats = Stats()
         self._journal_garbage = set(journal_garbage)  # slots, all before the first manifest's F
+        self._handoffs: dict[str, set[str]] = {}  # handoff key -> the file objects it names
         self._carried: tuple[dict[str, int], list[tuple[str, str]]] = ({}, [])
         self._threads = threads
         self._budget = _Budget(bytes_in_flight_max)
@@ -438,18 +439,43 @@ class Checkpointer:
             slots = self._journal_garbage | set(self.disk.writer.take_landed(flush))
             doomed += [journal.slot_key(slot) for slot in sorted(slots)]
             named = manifest.keys()
+            protected = self._protected()  # a released topic's files wait for their adopter
             unnamed = {piece.key for record in previous.values() for piece in record.pieces} - named
-            doomed += sorted(key for key in unnamed if (mf.file_key_epoch(key) or 0) <= self.epoch)
+            doomed += sorted(
+                key for key in unnamed if (mf.file_key_epoch(key) or 0) <= self.epoch and key not in protected
+            )
             if sweep:
                 doomed += [
                     key
                     for key, _ in list_all(self.store, mf.FILES)
-                    if key not in named and key not in unnamed and (mf.file_key_epoch(key) or 0) < self.epoch
+                    if key not in named
+                    and key not in unnamed
+                    and key not in protected
+                    and (mf.file_key_epoch(key) or 0) < self.epoch
                 ]
             self._delete(doomed)
             self._journal_garbage = set()
         except StorageError as exc:  # garbage stays garbage: the next checkpoint tries again
             log.warning("garbage collection after %s stopped: %s", manifest.key, exc)
+
+    def _protected(self) -> set[str]:
+        """The file objects the store's handoffs name (storage/handoff.py), listed now:
+        a handoff is written before its topic leaves the tree, and deleted only after a
+        manifest names its files again, so a collection that lists after its manifest
+        was written never misses one. Handoffs already read are not read again."""
+        listed = [
+            key
+            for key, _ in list_all(self.store, handoff.HANDOFFS)
+            if not key.endswith(handoff.ADOPTED_SUFFIX)
+        ]
+        known = {key: self._handoffs[key] for key in listed if key in self._handoffs}
+        for key in listed:
+            if key not in known:
+                found = handoff.read(self.store, key)
+                if found is not None:
+                    known[key] = found.keys()
+        self._handoffs = known
+        return set().union(*known.values()) if known else set()
 
     def _delete(self, keys: list[str]) -> None:
         if not keys:

@@ -182,6 +182,24 @@ class StoreDisk(Disk):
                 handed += 1
         return handed
 
+    def import_remote(self, dirs: Iterable[str], records: dict[str, Record]) -> None:
+        """Let files that are in the store enter the tree as remote files, with their
+        directories (a handoff adopted, storage/handoff.py): nothing is downloaded and
+        nothing journaled; the next checkpoint names them. Every path must be free."""
+        with self._lock:
+            self.writer._check_writable()
+            taken = [path for path in [*dirs, *records] if path in self.tree.sizes]
+            if taken:
+                raise StorageError(f"cannot import {taken[0]}: the data directory holds it already")
+            for directory in sorted(dirs):
+                os.makedirs(self.local_path(directory), exist_ok=True)
+                self.tree.mkdir(directory)
+            for path, record in records.items():
+                os.makedirs(os.path.dirname(self.local_path(path)), exist_ok=True)
+                if "/" in path:
+                    self.tree.mkdir(path.rsplit("/", 1)[0])
+                self.tree.add_remote(path, record)
+
     def _forget_remote(self, relatives: Iterable[str]) -> None:
         """Drop the cached copies of remote files that were removed (the lock is held)."""
         for relative in relatives:
