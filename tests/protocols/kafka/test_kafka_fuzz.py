@@ -4,7 +4,9 @@ Goal: random bytes, truncated frames, frames declaring huge sizes or huge array
 counts, unknown api keys and versions, and record batches mangled behind a valid CRC
 never crash, hang, or allocate without bound: the codec raises DecodeError (or
 UnsupportedRequest), the listener answers ApiVersions with UNSUPPORTED_VERSION or
-closes the connection, and keeps serving everybody else.
+closes the connection, and keeps serving everybody else. The checks a transactional
+Produce makes without decoding (check_batches) refuse with DecodeError only and pass
+every batch the decode takes.
 
 Method: hypothesis against the sans-IO codec; raw sockets against a live listener
 (conftest), each with a timeout so that a hang fails the test instead of stalling it.
@@ -37,7 +39,7 @@ from odradek.protocols.kafka.codec.api import (
 )
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
-from odradek.protocols.kafka.codec.records import decode_batches, encode_batch
+from odradek.protocols.kafka.codec.records import check_batches, decode_batches, encode_batch
 from odradek.records import STORED_SCHEMA
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -162,13 +164,23 @@ def test_record_batches_mangled_behind_a_valid_crc_are_refused(at: int, noise: b
     position = 61 + (at - 61) % (len(good) - 61)
     mangled = bytearray(good[:position] + noise + good[position + len(noise) :])
     struct.pack_into(">i", mangled, 8, len(mangled) - 12)
+    data = _refresh_crc(mangled)
     try:
-        decode_batches(_refresh_crc(mangled))  # may decode: the noise may be well-formed
+        decoded = decode_batches(data)  # may decode: the noise may be well-formed
     except DecodeError:
-        pass
+        decoded = None
+    # The transactional Produce's checks, which decode no record, refuse only with
+    # DecodeError, and pass every batch the decode takes.
+    try:
+        checked = check_batches(data)
+    except DecodeError:
+        checked = None
+    assert decoded is None or checked == [batch.header for batch in decoded]
     truncated = bytes(good[: 1 + cut % (len(good) - 1)])
     with pytest.raises(DecodeError):
         decode_batches(truncated)
+    with pytest.raises(DecodeError):
+        check_batches(truncated)
 
 
 # -- against a live listener ----------------------------------------------------------

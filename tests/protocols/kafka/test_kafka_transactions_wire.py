@@ -25,7 +25,12 @@ a schema (INVALID_RECORD) and opens nothing. Staged frames are written with the 
 while they fit the memory budget, and as they come beyond it (the commit then reads the
 records back). While the transaction's number cannot be written to its staging slot
 (AddPartitionsToTxn was answered before it), its Produce, TxnOffsetCommit and commit are
-refused with retriable errors and nothing is staged.
+refused with retriable errors and nothing is staged. A transactional Produce is answered
+after checks that decode no record (its batches are decoded after the answer): a damaged
+batch is refused at once and nothing of its request is staged, every record of the
+batches that pass is applied at the commit (decoded records kept in memory, or read
+back beyond the budget), and a batch whose decode fails after the answer (a malformed
+record under a right CRC) refuses the commit and aborts the transaction.
 
 Method: raw requests on one connection (wire.py) to the in-process door, built and read
 with the door's codec; the interrupted apply is a coordinator whose apply writes the
@@ -41,6 +46,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import crc32c
 import pyarrow as pa
 import pytest
 from wire import Wire, connections, door_settled, door_values
@@ -55,7 +61,7 @@ from odradek.protocols.kafka.codec import messages_txn as t
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
-from odradek.protocols.kafka.staging import read_stage
+from odradek.protocols.kafka.staging import batches_frame, read_stage
 from odradek.protocols.kafka.transactions import TransactionCoordinator
 from odradek.records import STORED_SCHEMA
 
@@ -99,17 +105,10 @@ class TxnWire(Wire):
         epoch: int,
         sequence: int,
     ) -> tuple[int, int]:
-        rows = [
-            {"offset": i, "timestamp": 1_000_000, "key": None, "value": v, "headers": None, "version": None}
-            for i, v in enumerate(values)
-        ]
-        records = encode_batch(
-            pa.RecordBatch.from_pylist(rows, schema=STORED_SCHEMA),
-            base_offset=0,
-            producer_id=pid,
-            producer_epoch=epoch,
-            base_sequence=sequence,
-        )
+        return self.produce_raw(transactional_id, topic, batch_of(values, pid, epoch, sequence))
+
+    def produce_raw(self, transactional_id: str | None, topic: str, records: bytes) -> tuple[int, int]:
+        """A Produce of ``records`` (record batches) to the topic's partition 0."""
         request = d.ProduceRequest(
             transactional_id=transactional_id,
             acks=-1,
@@ -142,6 +141,27 @@ class TxnWire(Wire):
 
 
 values_of = door_values
+
+
+def batch_of(values: list[bytes], pid: int, epoch: int, sequence: int) -> bytes:
+    """A record batch of keyless ``values``, as a producer of ``pid`` sends it."""
+    rows = [
+        {"offset": i, "timestamp": 1_000_000, "key": None, "value": v, "headers": None, "version": None}
+        for i, v in enumerate(values)
+    ]
+    return encode_batch(
+        pa.RecordBatch.from_pylist(rows, schema=STORED_SCHEMA),
+        base_offset=0,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=sequence,
+    )
+
+
+def with_crc(batch: bytes | bytearray) -> bytes:
+    """``batch`` with its CRC-32C (of everything after the crc field) made right."""
+    crc = crc32c.crc32c(bytes(batch[21:]))
+    return bytes(batch[:17]) + crc.to_bytes(4, "big") + bytes(batch[21:])
 
 
 @pytest.fixture
@@ -780,3 +800,114 @@ def test_a_transaction_whose_number_cannot_be_written_acknowledges_nothing(
     door_settled(kafka_door)
     assert values_of(kafka_door, topic_name) == [b"a"]
     assert kafka_door.listener.listener.broker.coordinator.committed("g") == {}
+
+
+def _staged(door: Any, transactional_id: str, slot: int) -> tuple[list[bytes], bool]:
+    """The values a staging slot holds and whether it holds a decision."""
+    hashed = hashlib.sha256(transactional_id.encode()).hexdigest()
+    path = os.path.join(door.data_dir, "kafka", "transactions", f"{hashed}.{slot}.stage")
+    stage = read_stage(door.node.engine.disk, path)
+    assert stage is not None
+    values = [v for _, _, table in stage.frames for v in table.column("value").to_pylist()]
+    return values, stage.decision is not None
+
+
+def test_staged_batches_are_decoded_after_the_answer_and_applied_whole(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transactional Produce is answered after checking its batches, without decoding
+    them; they are decoded after the answer and the commit applies every record of
+    every batch, in order, whether the decoded records are kept in memory or (beyond the
+    memory budget) read back from the staging file."""
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("whole")
+    pid, epoch = init.producer_id, init.producer_epoch
+    coordinator = kafka_door.listener.listener.broker.transactions
+    wire.add("whole", pid, epoch, {topic_name: [0]})
+    two_batches = batch_of([b"a", b"b"], pid, epoch, 0) + batch_of([b"c"], pid, epoch, 2)
+    assert wire.produce_raw("whole", topic_name, two_batches) == (ErrorCode.NONE, 0)
+    assert wire.produce("whole", topic_name, [b"d", b"e"], pid, epoch, 3) == (ErrorCode.NONE, 3)
+    assert wire.end("whole", pid, epoch, True) == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c", b"d", b"e"]
+    assert _staged(kafka_door, "whole", 0) == ([b"a", b"b", b"c", b"d", b"e"], True)
+    assert coordinator.memory == 0
+    # A budget that holds the frames as sent but not their decoded records: the commit
+    # reads the records back from the staging file, where its decision put the frames.
+    frame_bytes = len(batches_frame(topic_name, 0, batch_of([b"f"], pid, epoch, 5), 1))
+    monkeypatch.setattr(limits, "kafka_transaction_memory_bytes_max", frame_bytes)
+    wire.add("whole", pid, epoch, {topic_name: [0]})
+    assert wire.produce("whole", topic_name, [b"f"], pid, epoch, 5) == (ErrorCode.NONE, 5)
+    assert _staged(kafka_door, "whole", 1) == ([], False)  # the frame is kept for the decision
+    assert wire.end("whole", pid, epoch, True) == ErrorCode.NONE
+    assert _staged(kafka_door, "whole", 1) == ([b"f"], True)
+    assert values_of(kafka_door, topic_name) == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert coordinator.memory == 0
+
+
+def test_a_damaged_batch_is_refused_at_the_produce_and_nothing_of_it_is_staged(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    """What the Produce checks without decoding (the CRC, the batch's framing, the
+    records delimited by their lengths) refuses a damaged batch at once, CORRUPT_MESSAGE,
+    and stages nothing of the request; the client's retry with the batch whole is staged
+    and committed once."""
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("damaged")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("damaged", pid, epoch, {topic_name: [0]})
+    good = batch_of([b"a", b"b"], pid, epoch, 0)
+    flipped = bytearray(good)
+    flipped[-1] ^= 0xFF  # a byte changed in transit: the CRC no longer matches
+    # The CRC made right over records whose lengths do not fill the batch: the first
+    # record's length varint one more than its fields.
+    first_record = 61
+    lengthened = bytearray(good)
+    lengthened[first_record] += 2  # zigzag: one byte more
+    cut = good[:-3]  # the last record cut short, the batch's length fixed to match
+    cut = cut[:8] + (len(cut) - 12).to_bytes(4, "big") + cut[12:]
+    for damaged in (bytes(flipped), with_crc(lengthened), with_crc(cut), good + b"\x00" * 5):
+        code, _ = wire.produce_raw("damaged", topic_name, damaged)
+        assert code == ErrorCode.CORRUPT_MESSAGE, wire.last_produce_message
+        # A good batch followed by a damaged one is refused whole.
+        assert wire.produce_raw("damaged", topic_name, good + damaged)[0] == ErrorCode.CORRUPT_MESSAGE
+    coordinator = kafka_door.listener.listener.broker.transactions
+    assert coordinator.transactions["damaged"].staged == {}
+    assert coordinator.memory == 0
+    assert wire.produce_raw("damaged", topic_name, good) == (ErrorCode.NONE, 0)
+    assert wire.end("damaged", pid, epoch, True) == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == [b"a", b"b"]
+
+
+def test_a_batch_whose_decode_fails_after_the_answer_refuses_the_commit(
+    kafka_door: Any, topic_name: str, connect: Callable[[], TxnWire]
+) -> None:
+    """A batch whose client wrote a malformed record under a right CRC passes the
+    Produce's checks (its records' lengths fill it) and fails its decode after the
+    answer: the commit is refused (INVALID_RECORD) and the transaction aborted, so no
+    record of it reaches the topic, the records produced with it included; the producer
+    may then abort and go on."""
+    kafka_door.engine.create_topic(topic_name)
+    wire = connect()
+    init = wire.init("malformed")
+    pid, epoch = init.producer_id, init.producer_epoch
+    wire.add("malformed", pid, epoch, {topic_name: [0]})
+    assert wire.produce("malformed", topic_name, [b"a"], pid, epoch, 0) == (ErrorCode.NONE, 0)
+    # One record: length, attributes, timestamp and offset deltas, key length -1 (zigzag
+    # 0x01), value length 1, "x", no headers. A key length of -2 (0x03) is malformed.
+    batch = bytearray(batch_of([b"x"], pid, epoch, 1))
+    assert batch[-8:] == b"\x0e\x00\x00\x00\x01\x02x\x00"
+    batch[-4] = 0x03
+    assert wire.produce_raw("malformed", topic_name, with_crc(batch)) == (ErrorCode.NONE, 1)
+    assert wire.end("malformed", pid, epoch, True) == ErrorCode.INVALID_RECORD
+    assert wire.describe("malformed").transaction_state == "CompleteAbort"
+    assert wire.end("malformed", pid, epoch, True) == ErrorCode.INVALID_TXN_STATE
+    assert wire.end("malformed", pid, epoch, False) == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == []
+    assert kafka_door.listener.listener.broker.transactions.memory == 0
+    # The producer goes on: its next transaction commits.
+    wire.add("malformed", pid, epoch, {topic_name: [0]})
+    assert wire.produce("malformed", topic_name, [b"b"], pid, epoch, 2) == (ErrorCode.NONE, 0)
+    assert wire.end("malformed", pid, epoch, True) == ErrorCode.NONE
+    assert values_of(kafka_door, topic_name) == [b"b"]

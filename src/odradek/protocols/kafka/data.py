@@ -31,7 +31,13 @@ from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.primitives import DecodeError
-from odradek.protocols.kafka.codec.records import DecodedBatch, RecordOverLimit, decode_batches, encode_batch
+from odradek.protocols.kafka.codec.records import (
+    DecodedBatch,
+    RecordOverLimit,
+    check_batches,
+    decode_batches,
+    encode_batch,
+)
 from odradek.protocols.kafka.fetch_sessions import FetchPlan
 from odradek.protocols.kafka.partition_index import Gathered, Wanted, gather, max_timestamp, offset_for_time
 from odradek.protocols.kafka.transactions import TransactionError
@@ -282,25 +288,25 @@ async def _stage_partition(
 ) -> m.PartitionProduceResponse:
     """A transactional Produce: its records are staged (transactions.py) and answered
     with a lower bound of their offsets (TransactionCoordinator.stage); they reach their
-    topic once the transaction commits."""
+    topic once the transaction commits. The batches are checked here without being
+    decoded (check_batches: framing, CRC, bounds, each record's length); the coordinator
+    decodes them after the answer, and the commit waits for that (decision 0016)."""
     try:
-        batches = [b for b in decode_batches(data.records or b"") if not b.header.control]
+        headers = [h for h in check_batches(data.records or b"") if not h.control]
     except RecordOverLimit as exc:  # well formed but over a bound: not to be retried
         log.info("Produce to %s refused: %s (INVALID_RECORD)", view.name, exc)
         return _produce_error(data.index, ErrorCode.INVALID_RECORD, str(exc))
     except DecodeError as exc:
         return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, str(exc))
-    if not batches:
+    if not headers:
         return _produce_error(data.index, ErrorCode.CORRUPT_MESSAGE, "the request holds no records")
-    first = batches[0].header
-    count = sum(b.header.record_count for b in batches)
+    first = headers[0]
+    count = sum(h.record_count for h in headers)
     try:
         txn = broker.transactions.identify(transactional_id, first.producer_id, first.producer_epoch)
         broker.engine.tenant_storage.check(view.name)  # a tenant at its storage_bytes quota
-        records = _records_of(batches)
-        table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
         base = await broker.transactions.stage(
-            txn, view.name, data.index, table, data.records or b"", first.base_sequence, count
+            txn, view.name, data.index, data.records or b"", first.base_sequence, count
         )
     except TransactionError as exc:
         log.info(

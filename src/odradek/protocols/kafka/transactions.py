@@ -74,7 +74,14 @@ from odradek import limits
 from odradek.engine.producers import RANGE_SEQUENCE_MODULUS
 from odradek.errors import InvalidRequest, OdradekError, SequenceError, StorageError, TopicNotFound
 from odradek.protocols.kafka.codec.errors import ErrorCode
-from odradek.protocols.kafka.staging import StageFile, batches_frame, read_stage, remove_stage
+from odradek.protocols.kafka.codec.primitives import DecodeError
+from odradek.protocols.kafka.staging import (
+    StageFile,
+    batches_frame,
+    batches_records,
+    read_stage,
+    remove_stage,
+)
 from odradek.protocols.kafka.store import OffsetEntry, _load, _save
 from odradek.storage.documents import COPY_SUFFIX, Document
 
@@ -131,14 +138,19 @@ class Transaction:
     open_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
     next_offsets: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)
     sequences: dict[TopicPartition, int] = dataclasses.field(default_factory=dict)  # next, applied
-    # The open transaction's staged records also kept in memory (None: only in the
-    # staging file), so that a commit need not read them back; within the
-    # coordinator's memory budget.
-    tables: dict[TopicPartition, list[pa.Table]] | None = None
+    # The open transaction's staged records also kept in memory, decoded (None: only in
+    # the staging file), so that a commit need not read them back; within the
+    # coordinator's memory budget. A Produce's entry is None until its records are
+    # decoded, after its answer (_decode).
+    tables: dict[TopicPartition, list[pa.Table | None]] | None = None
+    # The decodes of the open transaction's Produces, in staging order: a commit waits
+    # for them, and is refused if one failed.
+    decodes: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
     # Their frames not written to the staging file yet: written with the decision.
     unwritten: list[bytes] = dataclasses.field(default_factory=list)
     unwritten_bytes: int = 0
     memory: int = 0  # bytes of tables and unwritten frames, in the coordinator's budget
+    table_bytes: int = 0  # the share of ``memory`` that the decoded tables hold
     ends: dict[str, int] = dataclasses.field(default_factory=dict)  # log ends when added
     stage: StageFile | None = None
     # The open transaction's staging file while its number is written, in the
@@ -403,6 +415,7 @@ class TransactionCoordinator:
         txn.ends = ends
         self._forget_tables(txn)
         txn.tables = {}
+        txn.decodes = []
 
     def _admit(self, admit: Callable[[], None] | None, topics: Sequence[str]) -> dict[str, int]:
         """``admit``, then the durable end of each topic. On the event loop: both read
@@ -507,15 +520,15 @@ class TransactionCoordinator:
         txn: Transaction,
         topic: str,
         partition: int,
-        records: pa.Table,
         batches: bytes,
         first: int,
         count: int,
     ) -> int:
-        """Stage a transactional Produce's records of one partition (decoded, and its
-        record batches as sent, which its frame holds); the base offset to answer. A
-        retry of one of the partition's last batches is answered as it was, without
-        staging it again.
+        """Stage a transactional Produce's records of one partition (its record batches
+        as sent, which its frame holds, checked by records.check_batches); the base
+        offset to answer. A retry of one of the partition's last batches is answered as
+        it was, without staging it again. The batches are decoded into Arrow after the
+        answer (_decode), off the client's serial path; the commit waits for that.
 
         The records' offsets are not known before the commit applies them, but a lower
         bound is: the log's end when the partition was added to the transaction plus
@@ -526,10 +539,11 @@ class TransactionCoordinator:
         from, which a lower bound keeps correct (the restore reads a few records more)
         and which must not go back.
 
-        While the transaction's records fit the coordinator's memory budget, their
-        frame is kept with them and written with the decision (one write, one sync at
-        the commit): a Produce then waits for no thread and no file. Beyond it, the
-        frames are written as they come and the commit reads the records back."""
+        While the transaction's frames fit the coordinator's memory budget, they are
+        kept and written with the decision (one write, one sync at the commit), and so
+        are their decoded records while they fit too: a Produce then waits for no
+        thread and no file. Beyond it, the frames are written as they come and the
+        commit reads the records back."""
         async with txn.lock:
             key = (topic, partition)
             if not self.verify(txn, key):
@@ -559,12 +573,13 @@ class TransactionCoordinator:
                     f"a transaction stages at most {limits.kafka_transaction_staged_bytes_max} bytes; "
                     "commit smaller transactions",
                 )
-            held = records.nbytes + len(frame)
-            if txn.tables is not None and self.memory + held <= limits.kafka_transaction_memory_bytes_max:
-                # Kept: the frame is written with the decision, the records applied from here.
-                txn.tables.setdefault(key, []).append(records)
+            held = len(frame)
+            tables = txn.tables
+            if tables is not None and self.memory + held <= limits.kafka_transaction_memory_bytes_max:
+                # Kept: the frame is written with the decision, the records (once
+                # decoded) applied from here.
                 txn.unwritten.append(frame)
-                txn.unwritten_bytes += len(frame)
+                txn.unwritten_bytes += held
                 txn.memory += held
                 self.memory += held
             else:
@@ -572,11 +587,79 @@ class TransactionCoordinator:
                 # here each frame as it comes; the commit reads the records back.
                 await self.broker.call(stage.append, b"".join([*txn.unwritten, frame]))
                 self._forget_tables(txn)
+                tables = None
             base = max(txn.ends[topic] + txn.staged.get(key, 0), txn.open_offsets.get(key, 0))
             txn.open_offsets[key] = base + count
             remembered.append((first, last, base))
             txn.staged[key] = txn.staged.get(key, 0) + count
+            self._decode(txn, key, memoryview(frame)[len(frame) - len(batches) :], tables)
             return base
+
+    def _decode(
+        self,
+        txn: Transaction,
+        key: TopicPartition,
+        batches: memoryview,
+        tables: dict[TopicPartition, list[pa.Table | None]] | None,
+    ) -> None:
+        """Decode a staged Produce's record batches into Arrow after its answer (one turn
+        of the event loop later, while the client runs its delivery callbacks): the
+        Produce checked them (check_batches) without building any table. The records
+        are kept in ``tables``, in staging order, if those are still the transaction's
+        and they fit the memory budget; if not, none of the transaction's are kept and
+        the commit reads them back from the staging file. The commit waits for every
+        decode and is refused if one failed (_decoded)."""
+        index = -1
+        if tables is not None:
+            entries = tables.setdefault(key, [])
+            index = len(entries)
+            entries.append(None)
+
+        async def decode_it() -> None:
+            await _after_the_answer()
+            records = batches_records(batches)
+            if tables is None or txn.tables is not tables:
+                return  # read back at the commit, or the transaction is gone
+            held = records.nbytes
+            if self.memory + held > limits.kafka_transaction_memory_bytes_max:
+                self._forget_decoded(txn)
+                return
+            tables[key][index] = records
+            txn.table_bytes += held
+            txn.memory += held
+            self.memory += held
+
+        task = asyncio.get_running_loop().create_task(decode_it())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieved)
+        txn.decodes.append(task)
+
+    async def _decoded(self, txn: Transaction) -> None:
+        """Wait for the decodes of the open transaction's Produces. If one failed (a
+        batch whose client wrote malformed records under a right CRC, or a record over
+        a bound), the transaction is aborted and its commit refused (INVALID_RECORD):
+        nothing of it is applied."""
+        for decode in list(txn.decodes):
+            try:
+                await asyncio.shield(decode)
+            except Exception as exc:
+                if not isinstance(exc, DecodeError):
+                    log.exception("transaction %r: decoding its records failed", txn.transactional_id)
+                await self._abort(txn, f"a record batch it staged cannot be decoded: {exc}")
+                raise TransactionError(
+                    ErrorCode.INVALID_RECORD,
+                    f"the transaction was aborted: a record batch it staged cannot be decoded ({exc})",
+                ) from exc
+
+    def _forget_decoded(self, txn: Transaction) -> None:
+        """Release the open transaction's decoded records (beyond the memory budget):
+        its commit reads them back from the staging file, where its frames are by
+        then. Its frames kept for the decision stay."""
+        self.memory -= txn.table_bytes
+        txn.memory -= txn.table_bytes
+        txn.table_bytes = 0
+        txn.tables = None
 
     # -- EndTxn -----------------------------------------------------------------------
 
@@ -596,6 +679,7 @@ class TransactionCoordinator:
             if not commit:
                 await self._abort(txn, "the producer aborted it")
                 return
+            await self._decoded(txn)  # every staged batch decodes, or nothing is committed
             await self._settle(txn)  # the previous commit is applied first
             await self._prepare(txn)
             # Answered once the decision is durable (the commit point; a restart applies
@@ -638,8 +722,11 @@ class TransactionCoordinator:
         txn.state = PREPARE_COMMIT
         # The records, memory and staging file pass to the commit: the id's next
         # transaction may open while it is applied.
-        txn.commit = Commit(decision, txn.slot, stage, txn.tables, txn.memory)
-        txn.stage, txn.tables, txn.memory = None, None, 0
+        tables = _decoded_tables(txn.tables)
+        if tables is None and txn.tables is not None:
+            self._forget_decoded(txn)
+        txn.commit = Commit(decision, txn.slot, stage, tables, txn.memory)
+        txn.stage, txn.tables, txn.memory, txn.table_bytes = None, None, 0, 0
 
     def _written(self, txn: Transaction) -> None:
         """The unwritten frames are in the staging file: their memory is released."""
@@ -656,6 +743,7 @@ class TransactionCoordinator:
         if isinstance(owner, Transaction):
             owner.unwritten.clear()
             owner.unwritten_bytes = 0
+            owner.table_bytes = 0
 
     def _empty_spare(self, txn: Transaction) -> None:
         """Empty the slot the id's next transaction takes, in the background: it holds
@@ -909,10 +997,27 @@ async def _after_the_answer() -> None:
     await asyncio.sleep(0)
 
 
-def _retrieved(spare: asyncio.Future[StageFile]) -> None:
-    """A spare's failure is logged by whoever takes it; never left unretrieved."""
+def _retrieved(spare: asyncio.Future[Any]) -> None:
+    """A spare's or a decode's failure is logged by whoever takes it; never left
+    unretrieved."""
     if not spare.cancelled():
         spare.exception()
+
+
+def _decoded_tables(
+    tables: dict[TopicPartition, list[pa.Table | None]] | None,
+) -> dict[TopicPartition, list[pa.Table]] | None:
+    """The open transaction's records, decoded, for its commit; None if any is not
+    kept (then the commit reads them all back)."""
+    if tables is None:
+        return None
+    decoded: dict[TopicPartition, list[pa.Table]] = {}
+    for key, entries in tables.items():
+        kept = [entry for entry in entries if entry is not None]
+        if len(kept) != len(entries):
+            return None
+        decoded[key] = kept
+    return decoded
 
 
 def _close_spare(spare: asyncio.Future[StageFile]) -> None:

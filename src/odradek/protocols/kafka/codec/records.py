@@ -108,12 +108,44 @@ class DecodedBatch:
 # -- decoding -------------------------------------------------------------------------
 
 
-def decode_batches(data: bytes, *, allow_partial: bool = False) -> list[DecodedBatch]:
+def decode_batches(data: bytes | memoryview, *, allow_partial: bool = False) -> list[DecodedBatch]:
     """Every batch in ``data`` (a Produce request's or Fetch response's records).
 
     Raises DecodeError for anything malformed. ``allow_partial`` ignores a truncated
     last batch, which a Fetch response may legally end with.
     """
+    return [decode_batch(batch) for batch in _split(data, allow_partial)]
+
+
+def check_batches(data: bytes | memoryview) -> list[BatchHeader]:
+    """The header of every batch in ``data`` (a Produce request's records), checked
+    without decoding its records into Arrow: the batches' framing, magic, lengths and
+    CRC, the record count's bound, the compressed block's decompression, and the
+    records delimited by their lengths, which must fill the batch exactly; and the
+    header bound (limits.header_count_max: RecordOverLimit), which only a record long
+    enough to hold that many headers (two bytes each at least) can break: a batch with
+    one is decoded whole here. DecodeError where any fails.
+
+    The CRC proves the bytes are those the client encoded, so a batch that passes
+    fails ``decode_batches`` only if its client wrote malformed record fields under a
+    right CRC. A transactional Produce is answered after these checks and decoded after
+    its answer (decision 0016); about 50 us for 1,000 short records against 400 for the
+    decode."""
+    headers = []
+    for batch in _split(data, False):
+        header = _batch_header(batch)
+        body = decompress(header.compression, batch[HEADER_BYTES:])
+        ends = _record_ends(body, header.record_count)
+        # The longest record (with its length varint) that cannot hold more headers than
+        # the bound: each header takes two bytes at least (its key's and value's lengths).
+        if len(ends) and int(np.diff(ends, prepend=0).max()) > 2 * (limits.header_count_max + 1):
+            _decode_records(body, header.record_count, header.base_timestamp)
+        headers.append(header)
+    return headers
+
+
+def _split(data: bytes | memoryview, allow_partial: bool) -> list[memoryview]:
+    """``data`` cut into its batches (each complete, as its length says)."""
     batches = []
     position = 0
     end = len(data)
@@ -130,13 +162,22 @@ def decode_batches(data: bytes, *, allow_partial: bool = False) -> list[DecodedB
             if allow_partial:
                 break
             raise DecodeError(f"record batch of {length} bytes runs past the end of the data")
-        batches.append(decode_batch(memoryview(data)[position:batch_end]))
+        batches.append(memoryview(data)[position:batch_end])
         position = batch_end
     return batches
 
 
 def decode_batch(data: bytes | memoryview) -> DecodedBatch:
     """One complete batch."""
+    header = _batch_header(data)
+    body = decompress(header.compression, data[HEADER_BYTES:])
+    records, deltas = _decode_records(body, header.record_count, header.base_timestamp)
+    return DecodedBatch(header, records, deltas)
+
+
+def _batch_header(data: bytes | memoryview) -> BatchHeader:
+    """A complete batch's header, once its magic, length, CRC and record count are
+    checked."""
     (
         base_offset,
         length,
@@ -163,7 +204,7 @@ def decode_batch(data: bytes | memoryview) -> DecodedBatch:
         raise DecodeError(f"record batch CRC mismatch: header says {crc:#010x}, data has {actual:#010x}")
     if count < 0 or count > limits.append_records_max:
         raise DecodeError(f"record batch declares {count} records")
-    header = BatchHeader(
+    return BatchHeader(
         base_offset,
         leader_epoch,
         attributes,
@@ -175,9 +216,6 @@ def decode_batch(data: bytes | memoryview) -> DecodedBatch:
         base_sequence,
         count,
     )
-    body = decompress(attributes & _ATTR_COMPRESSION, data[HEADER_BYTES:])
-    records, deltas = _decode_records(body, count, base_timestamp)
-    return DecodedBatch(header, records, deltas)
 
 
 def _record_ends(data: bytes | memoryview, count: int) -> np.ndarray:
