@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 
 from odradek.engine.engine import Engine
-from odradek.errors import NotOwner, StorageError, TopicExists, TopicNotFound
+from odradek.errors import NotOwner, StorageError, TopicExists, TopicNotFound, Unavailable
 from odradek.storage import handoff
 from odradek.storage import manifest as mf
 from odradek.storage.agent import StoreSettings
@@ -181,7 +181,11 @@ def test_adopting_what_nobody_released_is_refused(tmp_path: Path, store: ObjectS
             engine.release_topic("nothing")
         engine.release_topic("orders")
         engine.adopt_topic("orders")
-        handoff.write(store, _handoff_of(engine, "orders"))  # a handoff of a topic served here
+        stray = _handoff_of(engine, "orders")  # a handoff of a topic served here
+        handoff.write(store, stray)
+        with pytest.raises(Unavailable, match="not ready"):
+            engine.adopt_topic("orders")
+        handoff.mark_ready(store, stray)
         with pytest.raises(TopicExists, match="served here"):
             engine.adopt_topic("orders")
 
@@ -232,17 +236,33 @@ def test_a_release_cut_short_before_the_local_copy_went_is_finished_at_start(
 
 
 def test_an_adoption_cut_short_before_its_checkpoint_leaves_the_topic_released(
-    tmp_path: Path, store: ObjectStore
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from odradek.engine.attachment import StoreAttachment
+
+    def stopped(**_: object) -> None:
+        raise StorageError("stopped")
+
     with _engine(tmp_path, store, "a") as engine:
         _fill(engine)
         before = _state(engine)
         engine.release_topic("orders")
-        handoff.mark_adopted(store, handoff.list_handoffs(store)["orders"])  # then the stop
+        disk = engine.disk
+        assert isinstance(disk, StoreDisk) and disk.checkpointer is not None
+        # The agent stops after the claim, the marker and the import, before any
+        # checkpoint names the files (not even the one a close takes).
+        monkeypatch.setattr(StoreAttachment, "_undo", lambda *a, **k: None)
+        monkeypatch.setattr(disk.checkpointer, "checkpoint", stopped)
+        with pytest.raises(StorageError, match="stopped"):
+            engine.adopt_topic("orders")
+        claimed = handoff.list_handoffs(store)["orders"].claim
+        assert engine.store is not None
+        assert claimed is not None and claimed.cell == engine.store.cell
     with _engine(tmp_path, store, "b") as engine:
         found = handoff.list_handoffs(store)["orders"]
-        assert not found.adopted, "the mark of an unfinished adoption stayed"
+        assert found.claim is None, "the claim of an adoption undone at start stayed"
         assert engine.released_topics() == ["orders"]
+        assert not (tmp_path / "b" / "adoptions" / "orders").exists()
         engine.adopt_topic("orders")
         assert _state(engine) == before
 
@@ -257,9 +277,9 @@ def test_an_adoption_that_stopped_before_deleting_its_handoff_is_finished_at_sta
         before = _state(engine)
         engine.release_topic("orders")
         with monkeypatch.context() as patch:
-            patch.setattr(StoreAttachment, "finish", lambda self, released: None)
+            patch.setattr(StoreAttachment, "finish", lambda self, released, source: None)
             engine.adopt_topic("orders")
-        assert handoff.list_handoffs(store)["orders"].adopted
+        assert handoff.list_handoffs(store)["orders"].claim is not None
     with _engine(tmp_path, store, "b") as engine:
         assert engine.released_topics() == []
         assert handoff.list_handoffs(store) == {}
@@ -284,7 +304,7 @@ def test_a_failed_adoption_leaves_the_topic_released(
             with pytest.raises(StorageError, match="refused"):
                 engine.adopt_topic("orders")
         assert not any(path.startswith("topics/orders") for path in disk.tree.sizes)
-        assert not handoff.list_handoffs(store)["orders"].adopted
+        assert handoff.list_handoffs(store)["orders"].claim is None
         _released_is_not_served(engine)
         engine.adopt_topic("orders")
         assert _state(engine) == before

@@ -32,6 +32,7 @@ While the engine runs, two failures of the store change how it serves:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -39,9 +40,10 @@ import weakref
 from typing import TYPE_CHECKING
 
 from odradek import limits
-from odradek.errors import Fenced, InvalidRequest, OdradekError, StorageError
+from odradek.errors import Fenced, InvalidRequest, OdradekError, StorageError, Unavailable
 from odradek.storage import handoff
 from odradek.storage.agent import Recovery, StoreSettings, attach
+from odradek.storage.checkpoint import highest_epoch
 from odradek.storage.handoff import Handoff
 from odradek.storage.objects import ObjectStore, open_store
 from odradek.storage.storedisk import StoreDisk
@@ -92,69 +94,167 @@ class StoreAttachment:
             "recovery_seconds": round(self.recovery.seconds, 3),
         }
 
-    # -- handoffs (storage/handoff.py) ------------------------------------------------------
+    # -- handoffs (storage/handoff.py, decisions 0030 and 0031) ---------------------------
+
+    @property
+    def cell(self) -> str:
+        """This cell's bucket-absolute prefix: its name in claims and marks."""
+        return self.store.absolute("")
 
     def handoffs(self) -> dict[str, Handoff]:
-        """The released topics waiting in the store, by name."""
+        """The handoffs of topics this cell released, by name."""
         return handoff.list_handoffs(self.store)
+
+    def source(self, source: ObjectStore | None) -> ObjectStore:
+        """The store to adopt from: this cell's, or another cell's on the same backend."""
+        if source is None:
+            return self.store
+        if not isinstance(source, ObjectStore) or source.backend is not self.store.backend:
+            raise InvalidRequest(
+                "a topic is adopted from a cell on the same backend as this one's store: open both "
+                "from one store with ObjectStore.child (decision 0031)"
+            )
+        return self.store if source.absolute("") == self.cell else source
 
     def release(self, topic: str, incarnation: str) -> Handoff:
         """Checkpoint (the topic is closed: the manifest names its files as they are for
-        good) and write the topic's handoff; the caller then removes its directory."""
+        good) and write the topic's handoff, pending; the caller then drops its local
+        copy and calls ``ready``."""
         manifest = self._checkpointer().checkpoint()
         released = handoff.of_manifest(manifest, topic, incarnation)
         handoff.write(self.store, released)
+        return released
+
+    def ready(self, released: Handoff) -> Handoff:
+        """Once the local copy is dropped: take a checkpoint, whose manifest no longer
+        names the topic's files (an adopter in another cell may delete some of them
+        later, and a restart of this cell must not need them), then mark the handoff
+        ready."""
+        self._checkpointer().checkpoint()
+        ready = handoff.mark_ready(self.store, released)
         log.info(
             "topic %s released to the store: %d files (handoff %s)",
-            topic,
+            released.topic,
             len(released.manifest.files),
             released.key,
         )
-        return released
+        return ready
 
-    def adopt(self, released: Handoff) -> None:
-        """Take ``released`` into the tree: its mark, its files as remote files, a
-        checkpoint naming them, then the handoff deleted. On a failure before the
-        checkpoint, the files leave the tree again and the topic stays released."""
+    def adopt(self, released: Handoff, source: ObjectStore) -> None:
+        """Take ``released`` (from ``source``) into the tree: claim it, journal the
+        marker, let its files in as remote files, checkpoint (a manifest names them),
+        finish. On a failure before the checkpoint, the files leave the tree again, the
+        marker and the claim go, and the topic stays released."""
         checkpointer = self._checkpointer()
-        handoff.mark_adopted(self.store, released)
+        self._claim(released, source)
+        marker = self.disk.local_path(handoff.marker_path(released.topic))
         try:
-            self.disk.import_remote(released.manifest.dirs, released.manifest.files)
+            self.disk.makedirs(os.path.dirname(marker))
+            document = {"source": source.absolute(""), "handoff": released.key}
+            self.disk.write_atomically(marker, json.dumps(document).encode())
+            self.disk.import_remote(released.manifest.dirs, handoff.records_for(released, source, self.store))
         except BaseException:
-            handoff.unmark(self.store, released)
+            self._undo(released, source, marker, imported=False)
             raise
         try:
             checkpointer.checkpoint()
         except BaseException:
-            try:
-                self.disk.rmtree(self.disk.local_path(released.directory))
-                handoff.unmark(self.store, released)
-            except (OSError, StorageError) as exc:
-                log.warning("topic %s: could not undo a failed adoption: %s", released.topic, exc)
+            self._undo(released, source, marker, imported=True)
             raise
-        self.finish(released)
+        self.finish(released, source)
 
-    def finish(self, released: Handoff) -> None:
-        """Delete an adopted topic's handoff and mark (a manifest names its files now);
-        a failure is logged: the next start deletes them."""
-        try:
-            handoff.remove(self.store, released)
-        except StorageError as exc:
+    def _claim(self, released: Handoff, source: ObjectStore) -> None:
+        epoch = self.recovery.epoch
+        if handoff.claim(source, released, self.cell, epoch):
+            return
+        current = handoff.read(source, released.key)
+        claim = None if current is None else current.claim
+        if claim is not None and highest_epoch(source.at(claim.cell)) > claim.epoch:
             log.warning(
-                "topic %s: adopted, its handoff %s stays for now: %s", released.topic, released.key, exc
+                "topic %s: the claim of %s (epoch %d) is stale: that cell restarted since; taking it over",
+                released.topic,
+                claim.cell or "/",
+                claim.epoch,
+            )
+            if handoff.take_over_claim(source, released, self.cell, epoch):
+                return
+        raise Unavailable(
+            f"topic {released.topic!r} is being adopted by {claim.cell if claim else 'another cell'}"
+        )
+
+    def _undo(self, released: Handoff, source: ObjectStore, marker: str, *, imported: bool) -> None:
+        try:
+            if imported:
+                self.disk.rmtree(self.disk.local_path(released.directory))
+            if self.disk.exists(marker):
+                self.disk.remove(marker)
+            handoff.unclaim(source, released)
+        except (OSError, StorageError) as exc:
+            log.warning(
+                "topic %s: could not undo a failed adoption (the next start does): %s", released.topic, exc
+            )
+
+    def finish(self, released: Handoff, source: ObjectStore) -> None:
+        """An adoption's checkpoint named the files: mark the handoff adopted (or delete
+        it, when this cell released it), then drop the marker. A failure is logged: the
+        next start finishes it."""
+        try:
+            if source.absolute("") == self.cell:
+                handoff.remove(source, released)
+            else:
+                handoff.mark_adopted(source, released, self.cell)
+                # Moved back here: this cell's own handoff of the topic, adopted by
+                # another since, protects nothing any more (a manifest here names them).
+                old = handoff.read(self.store, released.key)
+                if old is not None and old.adopted_by is not None:
+                    handoff.remove(self.store, old)
+            marker = self.disk.local_path(handoff.marker_path(released.topic))
+            if self.disk.exists(marker):
+                self.disk.remove(marker)
+        except (OSError, StorageError) as exc:
+            log.warning(
+                "topic %s: adopted; finishing %s waits for the next start: %s",
+                released.topic,
+                released.key,
+                exc,
             )
         else:
-            log.info("topic %s adopted from the store (handoff %s)", released.topic, released.key)
+            log.info("topic %s adopted from %s (handoff %s)", released.topic, source.url, released.key)
+
+    def resolve_marker(self, topic: str, here: bool) -> None:
+        """An adoption of ``topic`` was under way when this cell stopped: finish it if its
+        checkpoint named the topic (``here``), else undo it."""
+        marker = self.disk.local_path(handoff.marker_path(topic))
+        try:
+            document = json.loads(self.disk.read_bytes(marker))
+            source = self.store.at(str(document["source"]))
+            found = handoff.read(source, str(document["handoff"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"the adoption marker {marker} is not valid ({exc})") from exc
+        if found is None:  # finished already, the marker's removal was cut short
+            self.disk.remove(marker)
+        elif here:
+            self.finish(found, source)
+        else:
+            if found.claim is not None and found.claim.cell == self.cell:
+                handoff.unclaim(source, found)
+            self.disk.remove(marker)
+            log.info("topic %s: an adoption cut short before its checkpoint was undone", topic)
 
     def discard(self, released: Handoff) -> None:
         """Delete a released topic for good: its handoff, then the file objects it named
         (no manifest names them: they left the tree when it was released)."""
+        current = handoff.read(self.store, released.key)
+        if current is not None and current.claim is not None:
+            raise Unavailable(
+                f"topic {released.topic!r} is being adopted by {current.claim.cell}: not deleted"
+            )
         handoff.remove(self.store, released)
         for key in sorted(released.keys()):
             self.store.delete(key)
 
-    def unmark(self, released: Handoff) -> None:
-        handoff.unmark(self.store, released)
+    def remove_handoff(self, released: Handoff) -> None:
+        handoff.remove(self.store, released)
 
     def _checkpointer(self) -> Checkpointer:
         checkpointer = self.disk.checkpointer

@@ -81,12 +81,14 @@ from odradek.errors import (
     StorageError,
     TopicExists,
     TopicNotFound,
+    Unavailable,
 )
 from odradek.names import compile_pattern, is_pattern, validate_topic_name
 from odradek.records import STORED_SCHEMA, Records, timestamp_micros, to_input_batch
 from odradek.schemas import compat, compile_schema
 from odradek.schemas.compat import validate_mode
 from odradek.schemas.ids import SchemaIds
+from odradek.storage import handoff
 from odradek.storage.agent import StoreSettings
 from odradek.storage.disk import LOCAL, Disk, describe_os_error, remove_leftovers
 from odradek.storage.handles import HandleCache, raise_open_files_limit
@@ -535,10 +537,11 @@ class Engine:
 
     def release_topic(self, name: str) -> None:
         """Let go of topic ``name``, leaving it in the object store for an adopter (this
-        engine or another on the same store): it is closed (appends under way are
-        acknowledged or fail), a checkpoint names its files, its handoff is written and
-        its local files are dropped. Until it is adopted, calls on it fail with
-        ``NotOwner`` (retryable) and it is not listed."""
+        engine, a later one on the same store, or another cell's engine on the same
+        backend): it is closed (appends under way are acknowledged or fail), a
+        checkpoint names its files, its handoff is written, its local files are dropped
+        and the handoff is marked ready (storage/handoff.py). Until it is adopted, calls
+        on it fail with ``NotOwner`` (retryable) and it is not listed."""
         store = self._store_for("release a topic")
         with self._topics_lock:
             if name in self._unavailable:
@@ -557,21 +560,35 @@ class Engine:
                 raise
             self._released[name] = released
             self._drop_local_copy(topic.directory)
+            try:
+                self._released[name] = store.ready(released)
+            except StorageError as exc:
+                raise StorageError(
+                    f"topic {name!r} is released but its handoff could not be marked ready ({exc.message}); "
+                    "the next start marks it"
+                ) from exc
         self.tenant_storage.stale()
         self._notify(Arrival(CHANGED, name))
 
-    def adopt_topic(self, name: str) -> TopicInfo:
-        """Take up topic ``name``, released to the object store (by this engine or
-        another on the same store): its files enter the data directory as remote files
-        (fetched when first read), a checkpoint names them, and it is served. Raises
-        TopicNotFound if no released topic has that name."""
+    def adopt_topic(self, name: str, *, source: ObjectStore | None = None) -> TopicInfo:
+        """Take up topic ``name``, released to the object store by this cell or, with
+        ``source``, by the cell of that store (one on the same backend, decision 0031):
+        its files enter the data directory as files still in the store (fetched when
+        first read), a checkpoint names them, and it is served. Raises TopicNotFound if
+        no released topic has that name there, Unavailable while its release is not
+        complete or another engine is adopting it."""
         store = self._store_for("adopt a topic")
+        origin = store.source(source)
         with self._topics_lock:
             self._check_open()
-            released = self._released.get(name) or store.handoffs().get(name)
-            if released is None:
+            released = handoff.list_handoffs(origin).get(name)
+            if released is None or released.adopted_by is not None:
                 validate_topic_name(name, allow_reserved=True)
-                raise TopicNotFound(f"no released topic {name!r} is waiting in the store", name)
+                raise TopicNotFound(f"no released topic {name!r} is waiting in {origin.url}", name)
+            if not released.ready:
+                raise Unavailable(
+                    f"topic {name!r}: its release is not complete yet (its handoff is not ready)"
+                )
             if name in self._topics or name in self._unavailable:
                 raise TopicExists(f"topic {name!r} is served here already", name)
             if len(self._topics) + len(self._unavailable) >= self.topics_max:
@@ -579,17 +596,19 @@ class Engine:
                     f"this server holds {self.topics_max} topics, its limit (topics_max): it cannot "
                     f"adopt {name!r}"
                 )
-            store.adopt(released)
-            self._released.pop(name, None)
+            store.adopt(released, origin)
+            if origin is store.store:
+                self._released.pop(name, None)
             self._topics[name] = self._open_topic(os.path.join(self._topics_dir, name))
         self.tenant_storage.stale()
         self._notify(Arrival(CHANGED, name))
         return self.describe_topic(name)
 
     def released_topics(self) -> list[str]:
-        """The topics this engine released that no engine adopted since it looked (an
-        engine on the same store may have adopted some: ``adopt_topic`` asks the store)."""
-        return sorted(self._released)
+        """The topics this cell released that no engine adopted yet (asked of the store:
+        another cell may have adopted one)."""
+        store = self._store_for("list released topics")
+        return sorted(name for name, found in store.handoffs().items() if found.adopted_by is None)
 
     def _store_for(self, what: str) -> StoreAttachment:
         self._check_open()
@@ -601,20 +620,32 @@ class Engine:
 
     def _resolve_handoffs(self) -> dict[str, Handoff]:
         """Finish or undo the releases and adoptions a stop cut short (see
-        storage/handoff.py); the topics released, by name."""
-        assert self.store is not None
+        storage/handoff.py); the topics this cell released, by name."""
+        store = self.store
+        assert store is not None
+        markers = os.path.join(self.path, handoff.ADOPTIONS)
+        if self.disk.isdir(markers):
+            for name in sorted(self.disk.listdir(markers)):
+                store.resolve_marker(name, self.disk.isdir(os.path.join(self._topics_dir, name)))
         released: dict[str, Handoff] = {}
-        for name, found in self.store.handoffs().items():
+        for name, found in store.handoffs().items():
             directory = os.path.join(self._topics_dir, name)
             here = self.disk.isdir(directory)
-            if here and found.adopted:
-                self.store.finish(found)  # adopted: a manifest names its files
+            if found.adopted_by is not None:
+                if found.adopted_by == store.cell:
+                    store.remove_handoff(found)  # adopted here: a manifest names its files
+                elif here:
+                    log.error("topic %s: adopted by %s, dropping the copy left here", name, found.adopted_by)
+                    self._drop_local_copy(directory)
                 continue
             if here:
-                log.warning("topic %s: its release was cut short; finishing it", name)
+                if found.ready:
+                    log.error("topic %s: released and ready, dropping the copy left here", name)
+                else:
+                    log.warning("topic %s: its release was cut short; finishing it", name)
                 self._drop_local_copy(directory)
-            elif found.adopted:
-                self.store.unmark(found)  # the adoption stopped before its checkpoint
+            if not found.ready:
+                found = store.ready(found)
             released[name] = found
         return released
 

@@ -445,14 +445,16 @@ class Checkpointer:
                 key for key in unnamed if (mf.file_key_epoch(key) or 0) <= self.epoch and key not in protected
             )
             if sweep:
+                existing = {key for key, _ in list_all(self.store, mf.FILES)}
                 doomed += [
                     key
-                    for key, _ in list_all(self.store, mf.FILES)
+                    for key in sorted(existing)
                     if key not in named
                     and key not in unnamed
                     and key not in protected
                     and (mf.file_key_epoch(key) or 0) < self.epoch
                 ]
+                self._spent_handoffs(existing)
             self._delete(doomed)
             self._journal_garbage = set()
         except StorageError as exc:  # garbage stays garbage: the next checkpoint tries again
@@ -464,18 +466,31 @@ class Checkpointer:
         manifest names its files again, so a collection that lists after its manifest
         was written never misses one. Handoffs already read are not read again."""
         listed = [
-            key
-            for key, _ in list_all(self.store, handoff.HANDOFFS)
-            if not key.endswith(handoff.ADOPTED_SUFFIX)
+            key for key, _ in list_all(self.store, handoff.HANDOFFS) if not key.endswith(handoff._MARKS)
         ]
         known = {key: self._handoffs[key] for key in listed if key in self._handoffs}
         for key in listed:
             if key not in known:
-                found = handoff.read(self.store, key)
+                found = handoff.read(self.store, key, set())
                 if found is not None:
                     known[key] = found.keys()
         self._handoffs = known
         return set().union(*known.values()) if known else set()
+
+    def _spent_handoffs(self, existing: set[str]) -> None:
+        """Delete the handoffs another cell adopted once none of this store's objects
+        they name is left (the adopter deleted them all): nothing is protected by them
+        any more."""
+        for found in handoff.list_handoffs(self.store).values():
+            if found.adopted_by is None:
+                continue
+            own = {key for key in found.keys() if not key.startswith("/")}
+            if not own & existing:
+                handoff.remove(self.store, found)
+                self._handoffs.pop(found.key, None)
+                log.info(
+                    "handoff %s: adopted by %s, its objects are gone; deleted", found.key, found.adopted_by
+                )
 
     def _delete(self, keys: list[str]) -> None:
         if not keys:

@@ -1,38 +1,48 @@
-"""Handoffs: a topic released by the agent that held it, waiting in the store to be adopted.
+"""Handoffs: a topic released by the cell that held it, waiting in the store to be adopted.
 
-Decision record 0030, step 1. An engine on an object store can let go of one topic while
-it runs (``Engine.release_topic``) and take one up (``Engine.adopt_topic``) without a
-restart. The topic's files stay in the store; what travels is a *handoff*, a manifest
-of the topic's files alone::
+Decisions 0030 and 0031. An engine on an object store (a *cell*: its journal, manifests
+and files under one prefix) can let go of one topic while it runs
+(``Engine.release_topic``) and take one up (``Engine.adopt_topic``), from its own store
+or from another cell's on the same backend (``ObjectStore.child``), without a restart.
+The topic's files stay where they are in the store; what travels is a *handoff*, a
+manifest (manifest.py's layout) of the topic's files alone, in the releasing cell's
+store::
 
-    handoffs/<escaped topic>/<incarnation>            the handoff (a manifest, manifest.py's
-                                                      layout, of the topic's files only)
-    handoffs/<escaped topic>/<incarnation>.adopted    written by the adopter before its
-                                                      checkpoint names the files
+    handoffs/<escaped topic>/<incarnation>            the handoff: the files' records, keys
+                                                      as the releasing cell names them
+    handoffs/<escaped topic>/<incarnation>.ready      the release is complete: adoptable
+    handoffs/<escaped topic>/<incarnation>.claimed    an adopter's claim: {"cell", "epoch"}
+    handoffs/<escaped topic>/<incarnation>.adopted    a manifest of the adopter names the
+                                                      files now: {"cell"}
 
-**Releasing** (the engine's side is in engine.py): the topic is closed (its pending
-appends are acknowledged or fail), a checkpoint writes a manifest that names every file
-of the topic as it was closed (storage/checkpoint.py), the handoff is written with the
-records of those files, and only then is the topic's directory removed from the tree
-(journaled, as a deletion). The file objects the handoff names are *protected*: a
-checkpoint's garbage collection never deletes them while the handoff exists.
+**Releasing** (engine.py): the topic is closed, a checkpoint writes a manifest naming
+every file of the topic as closed for good, the handoff is written (*pending*), the
+local directory is dropped (journaled, as a deletion) and the journal holds the drop,
+then ``.ready`` is written. While a handoff exists, the releasing cell's garbage
+collection never deletes an object it names. Only a ready handoff is adopted, so the
+releasing cell never finds the topic in its tree once another may hold it.
 
-**Adopting**: the handoff's directories and files enter the tree as remote files (the
-StoreDisk fetches each when it is first read or written: nothing is downloaded up
-front), the ``.adopted`` mark is written, a checkpoint names the files, and the handoff
-and its mark are deleted. The topic is then opened like any other.
+**Adopting**: the adopter claims the handoff (create-if-absent of ``.claimed``; a claim
+of a cell that restarted since, at a newer epoch, may be taken over), journals a marker
+``adoptions/<topic>`` in its own data directory, lets the handoff's files enter its tree
+as *remote* files named by bucket-absolute keys when they are another cell's
+(``ObjectStore.absolute``; nothing is copied or downloaded: each file is fetched when
+first read or written), and takes a checkpoint, which names them. Then ``.adopted`` is
+written, or, when the adopter is the releasing cell itself, the handoff is deleted; the
+marker goes. From then on the adopter is responsible for those objects: its garbage
+collection deletes one when its manifest stops naming it, wherever it lies. The
+releasing cell keeps an adopted handoff so that the sweep of unnamed objects it makes at
+start spares the objects the adopter names, and deletes it once none of them is left.
 
-**A crash in between** is resolved when the engine opens, from what the store holds:
+**A stop in between** is resolved by each cell when it starts (engine.py):
 
-* the topic in the tree and its handoff without a mark: the release stopped before it
-  removed the directory. The handoff wins (it was written after the topic was closed
-  for good): the local copy is dropped, the topic stays released;
-* the topic in the tree, its handoff and the mark: the adoption's checkpoint named the
-  files and the agent stopped before it deleted the handoff: the handoff and the mark
-  are deleted, the topic is served;
-* no topic in the tree, a handoff and a mark: the adoption stopped before its
-  checkpoint; the mark is deleted, the topic stays released (adopt it again);
-* no topic in the tree and a handoff: released, waiting.
+* a marker in its data directory: with the topic's directory there too, the adoption's
+  checkpoint named the files: it is finished (``.adopted``, or the handoff deleted);
+  without it, the adoption is undone (the claim dropped);
+* a handoff of its own without ``.ready``: the release stopped before it was complete:
+  a local copy left is dropped, then ``.ready`` is written;
+* a ready handoff of its own whose topic is in its tree without a marker cannot come
+  from these steps; the local copy is dropped (logged): the handoff's owner decides.
 
 Sans-IO naming and encoding here, with the few store calls the engine makes.
 """
@@ -40,24 +50,29 @@ Sans-IO naming and encoding here, with the few store calls the engine makes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from odradek.errors import StorageError
 from odradek.storage import manifest as mf
-from odradek.storage.manifest import Manifest, Record
+from odradek.storage.manifest import Manifest, Piece, Record
 from odradek.storage.objects import Listed
 from odradek.storage.tree import under
 
 log = logging.getLogger(__name__)
 
 HANDOFFS = "handoffs/"
-ADOPTED_SUFFIX = ".adopted"
+ADOPTIONS = "adoptions"  # the data directory's markers of adoptions under way
+READY, CLAIMED, ADOPTED = ".ready", ".claimed", ".adopted"
+_MARKS = (READY, CLAIMED, ADOPTED)
 _LIST_PAGE = 1000
 
 
 class Store(Protocol):
+    def put(self, key: str, data: bytes) -> object: ...
+
     def put_new(self, key: str, data: bytes) -> bool: ...
 
     def get(self, key: str) -> bytes | None: ...
@@ -70,14 +85,22 @@ class Store(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
+class Claim:
+    cell: str  # the adopter's bucket-absolute prefix
+    epoch: int  # the adopter's epoch in its own store when it claimed
+
+
+@dataclasses.dataclass(frozen=True)
 class Handoff:
-    """A released topic: its name, incarnation, and its files' records (paths relative
-    to the data directory, as in a manifest)."""
+    """A released topic: its name, incarnation, its files' records (paths relative to
+    the data directory, keys as the releasing cell names them) and its marks."""
 
     topic: str
     incarnation: str
     manifest: Manifest
-    adopted: bool = False  # the ``.adopted`` mark exists
+    ready: bool = False
+    claim: Claim | None = None
+    adopted_by: str | None = None
 
     @property
     def key(self) -> str:
@@ -96,12 +119,13 @@ def topic_directory(topic: str) -> str:
     return f"topics/{topic}"
 
 
+def marker_path(topic: str) -> str:
+    """The adoption marker of ``topic``, relative to the data directory."""
+    return f"{ADOPTIONS}/{topic}"
+
+
 def handoff_key(topic: str, incarnation: str) -> str:
     return f"{HANDOFFS}{mf.escape_path(topic)}/{mf.escape_path(incarnation)}"
-
-
-def adopted_key(topic: str, incarnation: str) -> str:
-    return handoff_key(topic, incarnation) + ADOPTED_SUFFIX
 
 
 def of_manifest(manifest: Manifest, topic: str, incarnation: str) -> Handoff:
@@ -117,24 +141,57 @@ def of_manifest(manifest: Manifest, topic: str, incarnation: str) -> Handoff:
     return Handoff(topic, incarnation, part)
 
 
+# -- the store's objects ----------------------------------------------------------------------
+
+
 def write(store: Store, handoff: Handoff) -> None:
-    """Write ``handoff`` (create-if-absent: a topic's incarnation is released once)."""
+    """Write ``handoff``, pending (create-if-absent: a topic has one handoff at a time).
+    An earlier handoff of the topic that another cell adopted is obsolete (the topic is
+    here again to be released: its objects are named here) and goes first; marks left by
+    an earlier one (a removal cut short between the handoff and its marks) too."""
+    earlier = read(store, handoff.key)
+    if earlier is not None:
+        if earlier.adopted_by is None:
+            raise StorageError(
+                f"the handoff {handoff.key} exists already: topic {handoff.topic!r} is released"
+            )
+        remove(store, earlier)
+    for mark in _MARKS:
+        store.delete(handoff.key + mark)
     if not store.put_new(handoff.key, mf.encode(handoff.manifest)):
         raise StorageError(f"the handoff {handoff.key} exists already: topic {handoff.topic!r} is released")
 
 
-def mark_adopted(store: Store, handoff: Handoff) -> None:
-    store.put_new(adopted_key(handoff.topic, handoff.incarnation), b"adopted\n")
+def mark_ready(store: Store, handoff: Handoff) -> Handoff:
+    store.put_new(handoff.key + READY, b"ready\n")
+    return dataclasses.replace(handoff, ready=True)
+
+
+def claim(store: Store, handoff: Handoff, cell: str, epoch: int) -> bool:
+    """Claim ``handoff`` for the cell ``cell`` at ``epoch``; False if another holds it."""
+    document = json.dumps({"cell": cell, "epoch": epoch}).encode()
+    return store.put_new(handoff.key + CLAIMED, document)
+
+
+def take_over_claim(store: Store, handoff: Handoff, cell: str, epoch: int) -> bool:
+    """Replace a stale claim (its cell restarted since); False if another took it first."""
+    store.delete(handoff.key + CLAIMED)
+    return claim(store, handoff, cell, epoch)
+
+
+def unclaim(store: Store, handoff: Handoff) -> None:
+    store.delete(handoff.key + CLAIMED)
+
+
+def mark_adopted(store: Store, handoff: Handoff, cell: str) -> None:
+    store.put(handoff.key + ADOPTED, json.dumps({"cell": cell}).encode())
 
 
 def remove(store: Store, handoff: Handoff) -> None:
-    """Delete the handoff, then its mark (a mark without its handoff means nothing)."""
+    """Delete the handoff, then its marks (a mark without its handoff means nothing)."""
     store.delete(handoff.key)
-    store.delete(adopted_key(handoff.topic, handoff.incarnation))
-
-
-def unmark(store: Store, handoff: Handoff) -> None:
-    store.delete(adopted_key(handoff.topic, handoff.incarnation))
+    for mark in _MARKS:
+        store.delete(handoff.key + mark)
 
 
 def list_handoffs(store: Store) -> dict[str, Handoff]:
@@ -147,19 +204,20 @@ def list_handoffs(store: Store) -> dict[str, Handoff]:
         if len(page) < _LIST_PAGE:
             break
         after = page[-1][0]
-    marks = {key[: -len(ADOPTED_SUFFIX)] for key in keys if key.endswith(ADOPTED_SUFFIX)}
+    present = set(keys)
     found: dict[str, Handoff] = {}
     for key in keys:
-        if key.endswith(ADOPTED_SUFFIX):
+        if key.endswith(_MARKS):
             continue
-        handoff = read(store, key, adopted=key in marks)
+        handoff = read(store, key, present)
         if handoff is not None:
             found[handoff.topic] = handoff
     return found
 
 
-def read(store: Store, key: str, *, adopted: bool = False) -> Handoff | None:
-    """The handoff at ``key`` (None if it vanished: adopted meanwhile)."""
+def read(store: Store, key: str, present: set[str] | None = None) -> Handoff | None:
+    """The handoff at ``key`` with its marks (None if it vanished: adopted meanwhile).
+    ``present``: the keys a listing found, so that marks it did not list are not read."""
     data = store.get(key)
     if data is None:
         return None
@@ -168,13 +226,54 @@ def read(store: Store, key: str, *, adopted: bool = False) -> Handoff | None:
         manifest = mf.decode(data)
     except mf.ManifestDamaged as exc:
         raise StorageError(f"the handoff {key} of topic {topic!r} is damaged ({exc})") from exc
-    return Handoff(topic, incarnation, manifest, adopted)
+
+    def mark(suffix: str) -> dict[str, object] | None:
+        if present is not None and key + suffix not in present:
+            return None
+        body = store.get(key + suffix)
+        if body is None:
+            return None
+        try:
+            loaded = json.loads(body)
+        except ValueError:
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    ready = mark(READY) is not None
+    claimed = mark(CLAIMED)
+    adopted = mark(ADOPTED)
+    claim_of = None
+    if claimed is not None:
+        claim_of = Claim(str(claimed.get("cell", "")), int(str(claimed.get("epoch", 0))))
+    adopted_by = None if adopted is None else str(adopted.get("cell", ""))
+    return Handoff(topic, incarnation, manifest, ready, claim_of, adopted_by)
 
 
-def protected_keys(handoffs: dict[str, Handoff]) -> set[str]:
+def records_for(handoff: Handoff, source: KeyNamer, adopter: KeyNamer) -> dict[str, Record]:
+    """The handoff's records with every key named as the adopter names it: its own
+    objects by relative keys, the others' by bucket-absolute ones."""
+
+    def named(key: str) -> str:
+        return adopter.local(source.absolute(key))
+
+    return {
+        path: Record(
+            record.size, tuple(Piece(named(p.key), p.start, p.length) for p in record.pieces), record.sealed
+        )
+        for path, record in handoff.manifest.files.items()
+    }
+
+
+class KeyNamer(Protocol):
+    def absolute(self, key: str) -> str: ...
+
+    def local(self, key: str) -> str: ...
+
+
+def protected_keys(handoffs: Iterable[Handoff]) -> set[str]:
     """The file objects that garbage collection must keep: every handoff's."""
     keys: set[str] = set()
-    for handoff in handoffs.values():
+    for handoff in handoffs:
         keys.update(handoff.keys())
     return keys
 

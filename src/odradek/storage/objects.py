@@ -334,6 +334,42 @@ class ObjectStore:
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r})"
 
+    def child(self, prefix: str) -> ObjectStore:
+        """The store of ``prefix`` under this one's, on the same backend (a cluster's
+        cells, decision 0031): a key of one is named from another by ``absolute``."""
+        prefix = prefix.strip("/")
+        _check_key(prefix, what="prefix")
+        return ObjectStore(
+            self._backend,
+            prefix=self._prefix + prefix,
+            retry=self.retry,
+            requests_in_flight=self.requests_in_flight,
+        )
+
+    def at(self, absolute_prefix: str) -> ObjectStore:
+        """The store of a bucket-absolute prefix (``absolute("")`` of a store) on this
+        one's backend."""
+        prefix = absolute_prefix.strip("/")
+        if prefix:
+            _check_key(prefix, what="prefix")
+        return ObjectStore(
+            self._backend, prefix=prefix, retry=self.retry, requests_in_flight=self.requests_in_flight
+        )
+
+    def absolute(self, key: str) -> str:
+        """``key`` of this store as a bucket-absolute key (``/<prefix>/<key>``), which any
+        store on the same backend reads, writes and deletes as this one's object."""
+        return key if key.startswith("/") else "/" + self._prefix + key
+
+    def local(self, key: str) -> str:
+        """A key as this store names it: relative when it is under this store's prefix,
+        bucket-absolute otherwise."""
+        if key.startswith("/" + self._prefix) and (self._prefix or key.startswith("/")):
+            rest = key[1 + len(self._prefix) :]
+            if rest and not rest.startswith("/"):
+                return rest
+        return key
+
     def counts(self) -> RequestCounts:
         """A snapshot of the request counters."""
         with self._lock:
@@ -467,8 +503,12 @@ class ObjectStore:
     # -- Internals ----------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
-        _check_key(key)
-        path = self._prefix + key
+        if key.startswith("/"):  # bucket-absolute: another prefix of the same backend
+            _check_key(key[1:])
+            path = key[1:]
+        else:
+            _check_key(key)
+            path = self._prefix + key
         if len(path.encode()) > limits.object_key_bytes_max:
             raise InvalidRequest(
                 f"object key {key!r} is longer than {limits.object_key_bytes_max} bytes with its prefix"
