@@ -308,3 +308,96 @@ def test_a_failed_adoption_leaves_the_topic_released(
         _released_is_not_served(engine)
         engine.adopt_topic("orders")
         assert _state(engine) == before
+
+
+# -- several topics at once, and failed writes ----------------------------------------------
+
+
+def _three(engine: Engine) -> dict[str, list[bytes]]:
+    for name in ("t1", "t2", "t3"):
+        engine.create_topic(name)
+        engine.append(name, [{"key": b"k", "value": name.encode() * i} for i in range(1, 4)])
+    return {name: _values(engine, name) for name in ("t1", "t2", "t3")}
+
+
+def test_several_topics_are_released_with_two_checkpoints(tmp_path: Path, store: ObjectStore) -> None:
+    with _engine(tmp_path, store, "a") as engine:
+        expected = _three(engine)
+        assert isinstance(engine.disk, StoreDisk) and engine.disk.checkpointer is not None
+        before = engine.disk.checkpointer.stats.checkpoints
+        engine.release_topics(["t1", "t2", "t3"])
+        assert engine.disk.checkpointer.stats.checkpoints == before + 2
+        assert engine.released_topics() == ["t1", "t2", "t3"]
+        assert all(found.ready for found in handoff.list_handoffs(store).values())
+    with _engine(tmp_path, store, "b") as engine:
+        for name, values in expected.items():
+            engine.adopt_topic(name)
+            assert _values(engine, name) == values
+
+
+def test_a_failed_handoff_write_leaves_the_topics_after_it_served(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = handoff.write
+
+    def failing(target: ObjectStore, released: handoff.Handoff) -> None:
+        if released.topic == "t2":
+            raise StorageError("the store refused it")
+        real(target, released)
+
+    with _engine(tmp_path, store, "a") as engine:
+        expected = _three(engine)
+        monkeypatch.setattr(handoff, "write", failing)
+        with pytest.raises(StorageError, match="refused"):
+            engine.release_topics(["t1", "t2", "t3"])
+        assert engine.released_topics() == ["t1"]
+        assert engine.list_topics() == ["t2", "t3"]
+        engine.append("t2", [{"key": b"k", "value": b"more"}])
+        assert _values(engine, "t3") == expected["t3"]
+    with _engine(tmp_path, store, "b") as engine:
+        assert engine.list_topics() == ["t2", "t3"] and engine.released_topics() == ["t1"]
+        assert _values(engine, "t2") == [*expected["t2"], b"more"]
+
+
+def test_a_handoff_write_whose_outcome_is_unknown_makes_the_topic_unavailable_until_start(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(target: ObjectStore, released: handoff.Handoff) -> None:
+        raise StorageError("timed out")
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise StorageError("the store does not answer")
+
+    with _engine(tmp_path, store, "a") as engine:
+        expected = _three(engine)
+        with monkeypatch.context() as patch:
+            patch.setattr(handoff, "write", lost)
+            patch.setattr(handoff, "read", unreachable)
+            with pytest.raises(StorageError, match="timed out"):
+                engine.release_topics(["t1"])
+        assert "t1" in engine.unavailable_topics()
+        assert "outcome is unknown" in engine.unavailable_topics()["t1"]
+    with _engine(tmp_path, store, "b") as engine:  # it did not land: served again
+        assert engine.list_topics() == ["t1", "t2", "t3"]
+        assert _values(engine, "t1") == expected["t1"]
+
+
+def test_a_handoff_write_that_landed_though_it_failed_counts_as_written(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = handoff.write
+
+    def landed_then_failed(target: ObjectStore, released: handoff.Handoff) -> None:
+        real(target, released)
+        raise StorageError("the answer was lost")
+
+    with _engine(tmp_path, store, "a") as engine:
+        expected = _three(engine)
+        with monkeypatch.context() as patch:
+            patch.setattr(handoff, "write", landed_then_failed)
+            with pytest.raises(StorageError, match="lost"):
+                engine.release_topics(["t1", "t2"])
+        assert engine.released_topics() == ["t1"]
+        assert engine.list_topics() == ["t2", "t3"]
+        engine.adopt_topic("t1")
+        assert _values(engine, "t1") == expected["t1"]

@@ -116,28 +116,46 @@ class StoreAttachment:
             )
         return self.store if source.absolute("") == self.cell else source
 
-    def release(self, topic: str, incarnation: str) -> Handoff:
-        """Checkpoint (the topic is closed: the manifest names its files as they are for
-        good) and write the topic's handoff, pending; the caller then drops its local
-        copy and calls ``ready``."""
+    def release(self, topics: list[tuple[str, str]]) -> tuple[list[Handoff], list[str], Exception | None]:
+        """Checkpoint (the topics are closed: the manifest names their files as they are
+        for good) and write each topic's handoff, pending; the caller then drops their
+        local copies and calls ``ready``. ``topics``: (name, incarnation) pairs. Returns
+        the handoffs written, the topics whose handoff may or may not exist (a write
+        whose outcome is unknown and could not be checked), and the first failure (the
+        remaining topics were not released)."""
         manifest = self._checkpointer().checkpoint()
-        released = handoff.of_manifest(manifest, topic, incarnation)
-        handoff.write(self.store, released)
-        return released
+        written: list[Handoff] = []
+        unknown: list[str] = []
+        for name, incarnation in topics:
+            released = handoff.of_manifest(manifest, name, incarnation)
+            try:
+                handoff.write(self.store, released)
+            except (OdradekError, OSError) as exc:
+                try:  # did it land after all (an answer lost)?
+                    landed = handoff.read(self.store, released.key)
+                except (OdradekError, OSError):
+                    unknown.append(name)
+                else:
+                    if landed is not None and landed.manifest.keys() == released.keys():
+                        written.append(released)
+                return written, unknown, exc
+            written.append(released)
+        return written, unknown, None
 
-    def ready(self, released: Handoff) -> Handoff:
-        """Once the local copy is dropped: take a checkpoint, whose manifest no longer
-        names the topic's files (an adopter in another cell may delete some of them
-        later, and a restart of this cell must not need them), then mark the handoff
+    def ready(self, released: list[Handoff]) -> list[Handoff]:
+        """Once the local copies are dropped: take a checkpoint, whose manifest no longer
+        names the topics' files (an adopter in another cell may delete some of them
+        later, and a restart of this cell must not need them), then mark the handoffs
         ready."""
         self._checkpointer().checkpoint()
-        ready = handoff.mark_ready(self.store, released)
-        log.info(
-            "topic %s released to the store: %d files (handoff %s)",
-            released.topic,
-            len(released.manifest.files),
-            released.key,
-        )
+        ready = [handoff.mark_ready(self.store, one) for one in released]
+        for one in ready:
+            log.info(
+                "topic %s released to the store: %d files (handoff %s)",
+                one.topic,
+                len(one.manifest.files),
+                one.key,
+            )
         return ready
 
     def adopt(self, released: Handoff, source: ObjectStore) -> None:

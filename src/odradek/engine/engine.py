@@ -538,37 +538,69 @@ class Engine:
     def release_topic(self, name: str) -> None:
         """Let go of topic ``name``, leaving it in the object store for an adopter (this
         engine, a later one on the same store, or another cell's engine on the same
-        backend): it is closed (appends under way are acknowledged or fail), a
-        checkpoint names its files, its handoff is written, its local files are dropped
-        and the handoff is marked ready (storage/handoff.py). Until it is adopted, calls
-        on it fail with ``NotOwner`` (retryable) and it is not listed."""
+        backend): see :meth:`release_topics`."""
+        self.release_topics([name])
+
+    def release_topics(self, names: Iterable[str]) -> None:
+        """Let go of topics, leaving them in the object store for adopters (this engine,
+        a later one on the same store, or another cell's engine on the same backend):
+        they are closed (appends under way are acknowledged or fail), one checkpoint
+        names their files, a handoff is written for each, their local files are dropped,
+        and a second checkpoint is taken before the handoffs are marked ready
+        (storage/handoff.py). Until one is adopted, calls on it fail with ``NotOwner``
+        (retryable) and it is not listed.
+
+        On a failure the topics whose handoff was not written stay here, served as
+        before; one whose handoff's write had an unknown outcome that could not be
+        checked is unavailable until the next start resolves it (serving it could
+        acknowledge appends that a landed handoff would then drop)."""
         store = self._store_for("release a topic")
+        wanted = list(dict.fromkeys(names))
         with self._topics_lock:
-            if name in self._unavailable:
-                raise DataDamaged(
-                    f"topic {name} is unavailable ({self._unavailable[name]}): it cannot be released"
-                )
-            topic = self._topic(name)
-            del self._topics[name]
-            topic.close()
+            for name in wanted:
+                if name in self._unavailable:
+                    raise DataDamaged(
+                        f"topic {name} is unavailable ({self._unavailable[name]}): it cannot be released"
+                    )
+            topics = [self._topic(name) for name in wanted]
+            for topic in topics:
+                del self._topics[topic.name]
+                topic.close()
+            failed = [topic.name for topic in topics if topic.commit.error is not None]
             try:
-                if topic.commit.error is not None:
-                    raise StorageError(f"topic {name!r} could not be released: {topic.commit.error}")
-                released = store.release(name, topic.incarnation)
+                if failed:
+                    raise StorageError(
+                        f"topic {failed[0]!r} could not be closed for good: its last fsync failed"
+                    )
+                written, unknown, failure = store.release([(t.name, t.incarnation) for t in topics])
             except BaseException:
-                self._reinstate(name, topic.directory)  # it stays here
+                for topic in topics:
+                    self._reinstate(topic.name, topic.directory)  # they stay here
                 raise
-            self._released[name] = released
-            self._drop_local_copy(topic.directory)
+            released = {one.topic for one in written}
+            for topic in topics:
+                if topic.name in unknown:
+                    self._unavailable[topic.name] = (
+                        "its release's outcome is unknown; the next start resolves it"
+                    )
+                elif topic.name not in released:
+                    self._reinstate(topic.name, topic.directory)
+            for one in written:
+                self._released[one.topic] = one
+                self._drop_local_copy(os.path.join(self._topics_dir, one.topic))
             try:
-                self._released[name] = store.ready(released)
+                for one in store.ready(written):
+                    self._released[one.topic] = one
             except StorageError as exc:
-                raise StorageError(
-                    f"topic {name!r} is released but its handoff could not be marked ready ({exc.message}); "
-                    "the next start marks it"
-                ) from exc
+                failure = failure or StorageError(
+                    f"topics {sorted(released)} are released but their handoffs could not be marked ready "
+                    f"({exc.message}); the next start marks them"
+                )
         self.tenant_storage.stale()
-        self._notify(Arrival(CHANGED, name))
+        for one in written:
+            self._notify(Arrival(CHANGED, one.topic))
+        if failure is not None:
+            raise failure
 
     def adopt_topic(self, name: str, *, source: ObjectStore | None = None) -> TopicInfo:
         """Take up topic ``name``, released to the object store by this cell or, with
@@ -628,6 +660,7 @@ class Engine:
             for name in sorted(self.disk.listdir(markers)):
                 store.resolve_marker(name, self.disk.isdir(os.path.join(self._topics_dir, name)))
         released: dict[str, Handoff] = {}
+        pending: list[Handoff] = []
         for name, found in store.handoffs().items():
             directory = os.path.join(self._topics_dir, name)
             here = self.disk.isdir(directory)
@@ -644,9 +677,12 @@ class Engine:
                 else:
                     log.warning("topic %s: its release was cut short; finishing it", name)
                 self._drop_local_copy(directory)
-            if not found.ready:
-                found = store.ready(found)
-            released[name] = found
+            if found.ready:
+                released[name] = found
+            else:
+                pending.append(found)
+        for found in store.ready(pending) if pending else []:  # one checkpoint for them all
+            released[found.topic] = found
         return released
 
     def _reinstate(self, name: str, directory: str) -> None:
