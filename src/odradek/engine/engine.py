@@ -631,7 +631,9 @@ class Engine:
             store.adopt(released, origin)
             if origin is store.store:
                 self._released.pop(name, None)
-            self._topics[name] = self._open_topic(os.path.join(self._topics_dir, name))
+            self._reinstate(name, os.path.join(self._topics_dir, name))  # unavailable if it cannot open
+            if name in self._unavailable:
+                raise DataDamaged(f"topic {name} was adopted but is unavailable: {self._unavailable[name]}")
         self.tenant_storage.stale()
         self._notify(Arrival(CHANGED, name))
         return self.describe_topic(name)
@@ -686,7 +688,8 @@ class Engine:
         return released
 
     def _reinstate(self, name: str, directory: str) -> None:
-        """Open again a topic whose release failed (unavailable if it cannot be)."""
+        """Open a topic whose release failed, or that was adopted (unavailable if it
+        cannot be)."""
         try:
             self._topics[name] = self._open_topic(directory)
         except (OdradekError, OSError) as exc:
