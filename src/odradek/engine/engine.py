@@ -230,12 +230,7 @@ class Engine:
             directory = os.path.join(self._topics_dir, name)
             if not disk.isdir(directory):
                 continue
-            try:
-                self._topics[name] = self._open_topic(directory)
-            except (OdradekError, OSError) as exc:
-                reason = exc.message if isinstance(exc, OdradekError) else describe_os_error(exc)
-                log.error("topic %s is unavailable: %s", name, reason)
-                self._unavailable[name] = reason
+            self._reinstate(name, directory)  # unavailable, with why, if it cannot open
         leftovers += sum(topic.leftovers_removed for topic in self._topics.values())
         if leftovers:
             log.info("removed %d temporary file(s) left by an earlier crash", leftovers)
@@ -688,8 +683,8 @@ class Engine:
         return released
 
     def _reinstate(self, name: str, directory: str) -> None:
-        """Open a topic whose release failed, or that was adopted (unavailable if it
-        cannot be)."""
+        """Open a topic (at start, after a failed release, once adopted); if it cannot
+        be opened it is unavailable, with why."""
         try:
             self._topics[name] = self._open_topic(directory)
         except (OdradekError, OSError) as exc:

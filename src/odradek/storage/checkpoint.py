@@ -71,15 +71,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from odradek import limits
 from odradek.errors import Fenced, StorageError
 from odradek.storage import handoff, journal
 from odradek.storage import manifest as mf
+from odradek.storage.handoff import Store
 from odradek.storage.manifest import Manifest, Piece, Record
-from odradek.storage.objects import Listed
 from odradek.storage.tree import Snapshot, is_derived, moved, sealed_by_index, under
 
 if TYPE_CHECKING:
@@ -89,22 +89,6 @@ log = logging.getLogger(__name__)
 
 EPOCHS = "epochs/"
 _LIST_PAGE = 1000
-
-
-class Store(Protocol):
-    """What checkpoints need of an object store (storage/objects.py provides it)."""
-
-    def put(self, key: str, data: bytes) -> object: ...
-
-    def put_new(self, key: str, data: bytes) -> bool: ...
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def list(
-        self, prefix: str, *, after: str | None = None, limit: int | None = None
-    ) -> Sequence[Listed]: ...
-
-    def delete(self, key: str) -> None: ...
 
 
 class Abandoned(StorageError):

@@ -71,6 +71,8 @@ _LIST_PAGE = 1000
 
 
 class Store(Protocol):
+    """What handoffs and checkpoints need of an object store (objects.py provides it)."""
+
     def put(self, key: str, data: bytes) -> object: ...
 
     def put_new(self, key: str, data: bytes) -> bool: ...
