@@ -58,13 +58,14 @@ def _frame(meta: dict[str, Any], payload: bytes = b"") -> bytes:
 
 def batches_frame(topic: str, partition: int, batches: bytes, count: int) -> bytes:
     """The frame of a transactional Produce's ``count`` records of one partition: its
-    record batches as the client sent them (the decode that answered the Produce checked
-    them), so that staging re-encodes nothing."""
+    record batches as the client sent them (checked before the Produce was answered,
+    decoded after: records.check_batches), so that staging re-encodes nothing."""
     return _frame({"t": topic, "p": partition, "n": count, "k": 1}, batches)
 
 
 def batches_records(batches: bytes | memoryview) -> pa.Table:
-    """The records of a ``batches_frame`` payload, as the Produce decoded them."""
+    """The records of a ``batches_frame`` payload, decoded (DecodeError if they do not
+    decode)."""
     decoded = [batch.records for batch in decode_batches(bytes(batches)) if not batch.header.control]
     return pa.Table.from_batches(decoded, schema=INPUT_SCHEMA)
 
