@@ -18,6 +18,7 @@ import crash_writer
 
 import odradek
 from odradek.storage.agent import StoreSettings
+from odradek.storage.objects import ObjectStore, open_store
 
 FLUSH_SECONDS = 0.002  # the tests' short journal window
 
@@ -31,9 +32,17 @@ def settings() -> StoreSettings:
     )
 
 
+def store() -> str | ObjectStore:
+    """The store: ``ODRADEK_CRASH_STORE``, or its cell ``ODRADEK_CRASH_STORE_CELL`` (a
+    child prefix on the same backend, as cells of one store are opened)."""
+    cell = os.environ.get("ODRADEK_CRASH_STORE_CELL")
+    url = os.environ["ODRADEK_CRASH_STORE"]
+    return open_store(url).child(cell) if cell else url
+
+
 if __name__ == "__main__":
     # crash_writer opens its data directory with odradek.open: on the store here.
     odradek.open = functools.partial(  # type: ignore[assignment]
-        odradek.open, store=os.environ["ODRADEK_CRASH_STORE"], store_settings=settings()
+        odradek.open, store=store(), store_settings=settings()
     )
     crash_writer.main()

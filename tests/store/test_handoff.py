@@ -330,9 +330,22 @@ def test_several_topics_are_released_with_two_checkpoints(tmp_path: Path, store:
         assert engine.released_topics() == ["t1", "t2", "t3"]
         assert all(found.ready for found in handoff.list_handoffs(store).values())
     with _engine(tmp_path, store, "b") as engine:
+        assert isinstance(engine.disk, StoreDisk) and engine.disk.checkpointer is not None
+        before = engine.disk.checkpointer.stats.checkpoints
+        engine.adopt_topics(["t1", "t2", "t3"])
+        assert engine.disk.checkpointer.stats.checkpoints == before + 1
         for name, values in expected.items():
-            engine.adopt_topic(name)
             assert _values(engine, name) == values
+
+
+def test_adopting_several_adopts_none_if_one_is_missing(tmp_path: Path, store: ObjectStore) -> None:
+    with _engine(tmp_path, store, "a") as engine:
+        _three(engine)
+        engine.release_topics(["t1", "t2"])
+        with pytest.raises(TopicNotFound, match="t3"):
+            engine.adopt_topics(["t1", "t3"])
+        assert engine.released_topics() == ["t1", "t2"]
+        assert all(found.claim is None for found in handoff.list_handoffs(store).values())
 
 
 def test_a_failed_handoff_write_leaves_the_topics_after_it_served(

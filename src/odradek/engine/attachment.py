@@ -158,28 +158,36 @@ class StoreAttachment:
             )
         return ready
 
-    def adopt(self, released: Handoff, source: ObjectStore) -> None:
-        """Take ``released`` (from ``source``) into the tree: claim it, journal the
-        marker, let its files in as remote files, checkpoint (a manifest names them),
-        finish. On a failure before the checkpoint, the files leave the tree again, the
-        marker and the claim go, and the topic stays released."""
+    def adopt(self, released: list[Handoff], source: ObjectStore) -> None:
+        """Take ``released`` (from ``source``) into the tree: claim each, journal their
+        markers, let their files in as remote files, take one checkpoint (its manifest
+        names them), finish each. On a failure before the checkpoint, every one's files
+        leave the tree again, its marker and claim go, and the topics stay released."""
         checkpointer = self._checkpointer()
-        self._claim(released, source)
-        marker = self.disk.local_path(handoff.marker_path(released.topic))
+        claimed: list[Handoff] = []
+        imported: list[Handoff] = []
         try:
-            self.disk.makedirs(os.path.dirname(marker))
-            document = {"source": source.absolute(""), "handoff": released.key}
-            self.disk.write_atomically(marker, json.dumps(document).encode())
-            self.disk.import_remote(released.manifest.dirs, handoff.records_for(released, source, self.store))
-        except BaseException:
-            self._undo(released, source, marker, imported=False)
-            raise
-        try:
+            for one in released:
+                self._claim(one, source)
+                claimed.append(one)
+            if released:
+                self.disk.makedirs(self.disk.local_path(handoff.ADOPTIONS))
+            for one in released:
+                document = {"source": source.absolute(""), "handoff": one.key}
+                self.disk.write_atomically(self._marker(one), json.dumps(document).encode())
+            for one in released:
+                self.disk.import_remote(one.manifest.dirs, handoff.records_for(one, source, self.store))
+                imported.append(one)
             checkpointer.checkpoint()
         except BaseException:
-            self._undo(released, source, marker, imported=True)
+            for one in claimed:
+                self._undo(one, source, self._marker(one), imported=one in imported)
             raise
-        self.finish(released, source)
+        for one in released:
+            self.finish(one, source)
+
+    def _marker(self, released: Handoff) -> str:
+        return self.disk.local_path(handoff.marker_path(released.topic))
 
     def _claim(self, released: Handoff, source: ObjectStore) -> None:
         epoch = self.recovery.epoch

@@ -599,39 +599,55 @@ class Engine:
 
     def adopt_topic(self, name: str, *, source: ObjectStore | None = None) -> TopicInfo:
         """Take up topic ``name``, released to the object store by this cell or, with
-        ``source``, by the cell of that store (one on the same backend, decision 0031):
-        its files enter the data directory as files still in the store (fetched when
-        first read), a checkpoint names them, and it is served. Raises TopicNotFound if
-        no released topic has that name there, Unavailable while its release is not
-        complete or another engine is adopting it."""
+        ``source``, by the cell of that store: see :meth:`adopt_topics`."""
+        self.adopt_topics([name], source=source)
+        return self.describe_topic(name)
+
+    def adopt_topics(self, names: Iterable[str], *, source: ObjectStore | None = None) -> None:
+        """Take up topics released to the object store by this cell or, with ``source``,
+        by the cell of that store (one on the same backend, decision 0031): their files
+        enter the data directory as files still in the store (fetched when first read),
+        one checkpoint names them all, and they are served. Raises TopicNotFound if no
+        released topic has one of the names there, Unavailable while a release is not
+        complete or another engine is adopting one; then none is adopted."""
         store = self._store_for("adopt a topic")
         origin = store.source(source)
+        wanted = list(dict.fromkeys(names))
         with self._topics_lock:
             self._check_open()
-            released = handoff.list_handoffs(origin).get(name)
-            if released is None or released.adopted_by is not None:
-                validate_topic_name(name, allow_reserved=True)
-                raise TopicNotFound(f"no released topic {name!r} is waiting in {origin.url}", name)
-            if not released.ready:
-                raise Unavailable(
-                    f"topic {name!r}: its release is not complete yet (its handoff is not ready)"
-                )
-            if name in self._topics or name in self._unavailable:
-                raise TopicExists(f"topic {name!r} is served here already", name)
-            if len(self._topics) + len(self._unavailable) >= self.topics_max:
+            waiting = handoff.list_handoffs(origin)
+            chosen: list[Handoff] = []
+            for name in wanted:
+                released = waiting.get(name)
+                if released is None or released.adopted_by is not None:
+                    validate_topic_name(name, allow_reserved=True)
+                    raise TopicNotFound(f"no released topic {name!r} is waiting in {origin.url}", name)
+                if not released.ready:
+                    raise Unavailable(
+                        f"topic {name!r}: its release is not complete yet (its handoff is not ready)"
+                    )
+                if name in self._topics or name in self._unavailable:
+                    raise TopicExists(f"topic {name!r} is served here already", name)
+                chosen.append(released)
+            if len(self._topics) + len(self._unavailable) + len(chosen) > self.topics_max:
                 raise InvalidRequest(
-                    f"this server holds {self.topics_max} topics, its limit (topics_max): it cannot "
-                    f"adopt {name!r}"
+                    f"this server holds {len(self._topics) + len(self._unavailable)} topics and its limit "
+                    f"is {self.topics_max} (topics_max): it cannot adopt {len(chosen)} more"
                 )
-            store.adopt(released, origin)
-            if origin is store.store:
-                self._released.pop(name, None)
-            self._reinstate(name, os.path.join(self._topics_dir, name))  # unavailable if it cannot open
-            if name in self._unavailable:
-                raise DataDamaged(f"topic {name} was adopted but is unavailable: {self._unavailable[name]}")
+            store.adopt(chosen, origin)
+            broken = []
+            for released in chosen:
+                if origin is store.store:
+                    self._released.pop(released.topic, None)
+                self._reinstate(released.topic, os.path.join(self._topics_dir, released.topic))
+                if released.topic in self._unavailable:
+                    broken.append(released.topic)
         self.tenant_storage.stale()
-        self._notify(Arrival(CHANGED, name))
-        return self.describe_topic(name)
+        for released in chosen:
+            self._notify(Arrival(CHANGED, released.topic))
+        if broken:
+            reasons = "; ".join(f"{name}: {self._unavailable.get(name, '?')}" for name in broken)
+            raise DataDamaged(f"adopted, but unavailable: {reasons}")
 
     def released_topics(self) -> list[str]:
         """The topics this cell released that no engine adopted yet (asked of the store:
