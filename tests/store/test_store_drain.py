@@ -21,8 +21,10 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,7 @@ def test_a_killed_cell_is_drained_into_a_live_one(tmp_path: Path, monkeypatch: p
     data_dir = tmp_path / "cache"
     rng = random.Random(int(os.environ.get("ODRADEK_CRASH_SEED", "2468")))
     acks: dict[int, dict] = {}
+    takeovers: list[float] = []
     next_sequence = 0
     live = odradek.open(
         tmp_path / "live", store=cell_b, store_settings=SETTINGS, retention_check_seconds=3600
@@ -62,12 +65,14 @@ def test_a_killed_cell_is_drained_into_a_live_one(tmp_path: Path, monkeypatch: p
                 acks[ack["seq"]] = ack
             shutil.rmtree(data_dir)
             # The takeover: attach the dead cell beside, release everything, adopt it all.
+            started = time.monotonic()
             with tempfile.TemporaryDirectory(dir=tmp_path) as side_dir:
                 with odradek.open(side_dir, store=cell_a, store_settings=SETTINGS) as side:
                     names = side.list_topics()
                     assert names == [test_crash.TOPIC], f"cycle {cycle}: the dead cell held {names}"
                     side.engine.release_topics(names)
             live.engine.adopt_topics(names, source=cell_a)
+            takeovers.append(time.monotonic() - started)
             test_crash.check_invariants(live, acks)
             intent = json.loads((tmp_path / "intent.json").read_text())
             records = [{"key": k, "value": v.encode()} for k, v in intent["records"]]
@@ -84,4 +89,9 @@ def test_a_killed_cell_is_drained_into_a_live_one(tmp_path: Path, monkeypatch: p
                     side.engine.adopt_topics(names, source=cell_b)
     finally:
         live.close()
+    takeovers.sort()
+    print(
+        f"{CYCLES} drains: attach + release + adopt took {statistics.median(takeovers):.3f} s median, "
+        f"{takeovers[-1]:.3f} s at most"
+    )
     assert len(acks) > CYCLES, "the writer acknowledged too little to prove anything"
