@@ -109,16 +109,7 @@ class TxnWire(Wire):
 
     def produce_raw(self, transactional_id: str | None, topic: str, records: bytes) -> tuple[int, int]:
         """A Produce of ``records`` (record batches) to the topic's partition 0."""
-        request = d.ProduceRequest(
-            transactional_id=transactional_id,
-            acks=-1,
-            timeout_ms=5000,
-            topic_data=(
-                d.TopicProduceData(
-                    name=topic, partition_data=(d.PartitionProduceData(index=0, records=records),)
-                ),
-            ),
-        )
+        request = _produce_request(transactional_id, topic, records)
         result = self.call(ApiKey.PRODUCE, 9, request).responses[0].partition_responses[0]
         self.last_produce_message = result.error_message
         return result.error_code, result.base_offset
@@ -141,6 +132,19 @@ class TxnWire(Wire):
 
 
 values_of = door_values
+
+
+def _produce_request(transactional_id: str | None, topic: str, records: bytes) -> d.ProduceRequest:
+    return d.ProduceRequest(
+        transactional_id=transactional_id,
+        acks=-1,
+        timeout_ms=5000,
+        topic_data=(
+            d.TopicProduceData(
+                name=topic, partition_data=(d.PartitionProduceData(index=0, records=records),)
+            ),
+        ),
+    )
 
 
 def batch_of(values: list[bytes], pid: int, epoch: int, sequence: int) -> bytes:
@@ -906,6 +910,21 @@ def test_a_batch_whose_decode_fails_after_the_answer_refuses_the_commit(
     assert wire.end("malformed", pid, epoch, False) == ErrorCode.NONE
     assert values_of(kafka_door, topic_name) == []
     assert kafka_door.listener.listener.broker.transactions.memory == 0
+    # The same batch with EndTxn sent right behind its Produce, before its answer: the
+    # commit is read while the batch may not be decoded yet, and waits for the decode.
+    wire.add("malformed", pid, epoch, {topic_name: [0]})
+    produced = wire.send(ApiKey.PRODUCE, 9, _produce_request("malformed", topic_name, with_crc(batch)))
+    ended = wire.send(
+        ApiKey.END_TXN,
+        3,
+        t.EndTxnRequest(transactional_id="malformed", producer_id=pid, producer_epoch=epoch, committed=True),
+    )
+    correlation, answer = wire.receive(ApiKey.PRODUCE, 9)
+    assert correlation == produced
+    assert answer.responses[0].partition_responses[0].error_code == ErrorCode.NONE
+    correlation, answer = wire.receive(ApiKey.END_TXN, 3)
+    assert (correlation, answer.error_code) == (ended, ErrorCode.INVALID_RECORD)
+    assert wire.end("malformed", pid, epoch, False) == ErrorCode.NONE
     # The producer goes on: its next transaction commits.
     wire.add("malformed", pid, epoch, {topic_name: [0]})
     assert wire.produce("malformed", topic_name, [b"b"], pid, epoch, 2) == (ErrorCode.NONE, 0)
