@@ -16,7 +16,9 @@ empties it and appends *frames*::
              {"t": topic, "p": partition, "n": records}   payload: an Arrow IPC stream
                                                (written before the Kafka form; still read)
              {"decision": {...}}               the commit's decision (last but one)
-             {"applied": true} / {"aborted": true}  notes, never synced (a hint only)
+             {"applied": true} / {"aborted": true}  notes, not synced (a hint only), but
+                                               an abort after a decision whose sync failed
+                                               (synced: a restart leaves that decision)
 
 Appends are not synced one by one: a transaction without a decision is aborted by a
 restart anyway. While a transaction's records fit the coordinator's memory budget, their
@@ -203,9 +205,22 @@ class StageFile:
             except OSError as exc:
                 raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
 
-    def note(self, what: str) -> None:
-        """Append an ``applied`` or ``aborted`` note (not synced: a hint for a restart,
-        which is right without it) and close the file."""
+    def note(self, what: str, sync: bool = False) -> None:
+        """Append an ``applied`` or ``aborted`` note and close the file. Not synced (a
+        hint for a restart, which is right without it), except with ``sync``: an abort
+        after a decision whose sync failed, which a restart must see; then a failure
+        raises StorageError and the file stays open."""
+        if sync:
+            self.append(_frame({what: True}))
+            with self._lock:
+                fd = self._open_fd()
+                if self.sync_enabled:
+                    try:
+                        self.disk.fdatasync(fd)
+                    except OSError as exc:
+                        raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
+            self.close()
+            return
         try:
             self.append(_frame({what: True}))
         except StorageError:

@@ -157,6 +157,9 @@ class Transaction:
     # background (_opened): what the transaction acknowledges waits for it.
     opening: asyncio.Future[StageFile] | None = None
     commit: Commit | None = None  # the decided commit not applied yet
+    # The staging file holds a decision whose sync failed: it may reach the disk, so an
+    # abort must be made durable after it (a synced note) before it is answered.
+    in_doubt: bool = False
     spare: asyncio.Future[StageFile] | None = None  # the next transaction's slot, emptied
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
@@ -278,7 +281,13 @@ class TransactionCoordinator:
         if not found:
             return
         txn.number = max(number for number, _, _ in found)
-        decided = [(number, slot, stage) for number, slot, stage in found if stage.decision is not None]
+        # A decision followed by an abort note is a commit whose sync failed and that the
+        # producer aborted then (the note was synced before the abort was answered).
+        decided = [
+            (number, slot, stage)
+            for number, slot, stage in found
+            if stage.decision is not None and not stage.aborted
+        ]
         if decided:
             _, slot, stage = max(decided, key=lambda item: item[0])
             decision = stage.decision
@@ -716,6 +725,8 @@ class TransactionCoordinator:
         finally:
             if stage.bytes > before:  # the frames are in the file, synced or not
                 self._written(txn)
+                txn.in_doubt = True  # until the decide returns: its sync may have failed
+        txn.in_doubt = False
         txn.sequences = sequences
         txn.next_offsets.update(txn.open_offsets)
         txn.committed_slot = txn.slot
@@ -927,6 +938,18 @@ class TransactionCoordinator:
             append.wait()
 
     async def _abort(self, txn: Transaction, why: str) -> None:
+        if txn.in_doubt and txn.stage is not None:
+            # A decision whose sync failed is in the staging file and may reach the
+            # disk: the abort is answered only once a synced note after it says so (a
+            # restart then leaves the decision unapplied); if the note cannot be synced
+            # either, the abort fails (retriable) and nothing changes.
+            await self.broker.call(txn.stage.note, "aborted", True)  # closes the file
+            txn.in_doubt = False
+            txn.stage, txn.opening = None, None
+            self._forget_tables(txn)
+            txn.state = COMPLETE_ABORT
+            log.info("transaction %r aborted after a failed commit: %s", txn.transactional_id, why)
+            return
         self._forget_tables(txn)
         stage, txn.stage = txn.stage, None
         opening, txn.opening = txn.opening, None
