@@ -15,7 +15,6 @@ directory store. ``ODRADEK_STORE_CELLS_CRASH_CYCLES`` cycles (default 20).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import store_cells_writer
+import test_store_crash
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
@@ -51,15 +51,7 @@ def test_sigkill_inside_moves_between_cells(tmp_path: Path, monkeypatch: pytest.
             serving = [client for client, _ in cells if test_crash.TOPIC in client.list_topics()]
             assert len(serving) == 1, f"cycle {cycle}: the topic is served by {len(serving)} cells"
             client = serving[0]
-            test_crash.check_invariants(client, acks)
-            intent = json.loads((tmp_path / "intent.json").read_text())
-            records = [{"key": k, "value": v.encode()} for k, v in intent["records"]]
-            result = client.append(test_crash.TOPIC, records, producer=(test_crash.PRODUCER, intent["seq"]))
-            if intent["seq"] in acks:
-                assert result.duplicate and result.base_offset == acks[intent["seq"]]["base"]
-            acks[intent["seq"]] = {"seq": intent["seq"], "base": result.base_offset, "count": result.count}
-            test_crash.check_invariants(client, acks)
-            next_sequence = intent["seq"] + 1
+            next_sequence = test_store_crash.check_and_retry(client, acks, tmp_path / "intent.json")
         finally:
             for opened, _ in cells:
                 opened.close()

@@ -81,6 +81,21 @@ def _crash_cycles(
     assert len(acks) > cycles, "the writer acknowledged too little to prove anything"
 
 
+def check_and_retry(client: odradek.EmbeddedClient, acks: dict[int, dict], intent_path: Path) -> int:
+    """Check the invariants, retry the writer's last attempted append with its producer
+    sequence (written once: a duplicate at its first offset if it was acknowledged), note
+    it acknowledged, check again; returns the writer's next sequence."""
+    test_crash.check_invariants(client, acks)
+    intent = json.loads(intent_path.read_text())
+    records = [{"key": k, "value": v.encode()} for k, v in intent["records"]]
+    result = client.append(test_crash.TOPIC, records, producer=(test_crash.PRODUCER, intent["seq"]))
+    if intent["seq"] in acks:
+        assert result.duplicate and result.base_offset == acks[intent["seq"]]["base"]
+    acks[intent["seq"]] = {"seq": intent["seq"], "base": result.base_offset, "count": result.count}
+    test_crash.check_invariants(client, acks)
+    return int(intent["seq"]) + 1
+
+
 @pytest.mark.slow
 def test_sigkill_on_a_directory_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _crash_cycles(f"file://{tmp_path / 'store'}", tmp_path, CYCLES, monkeypatch)
