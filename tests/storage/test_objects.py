@@ -219,7 +219,21 @@ def test_counters_count_every_request(object_store: ObjectStore) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["", "/abs", "a//b", "a/./b", "../up", "a/..", "with space", "tab\tkey", "hash#1", "ünicode", "a/"],
+    [
+        "",
+        "/",
+        "//abs",
+        "/a//b",
+        "a//b",
+        "a/./b",
+        "../up",
+        "a/..",
+        "with space",
+        "tab\tkey",
+        "hash#1",
+        "ünicode",
+        "a/",
+    ],
 )
 def test_bad_keys_are_refused(object_store: ObjectStore, key: str) -> None:
     before = object_store.counts()
@@ -228,6 +242,21 @@ def test_bad_keys_are_refused(object_store: ObjectStore, key: str) -> None:
     with pytest.raises(InvalidRequest, match="key"):
         object_store.get(key)
     assert object_store.counts() == before  # refused before any request
+
+
+def test_a_key_with_a_leading_slash_is_the_backends_own(object_store: ObjectStore) -> None:
+    """Cells of one store (decision 0031): a child store's object is named from a
+    sibling by its bucket-absolute key, and a key is named back relatively."""
+    first, second = object_store.child("cells/a"), object_store.child("cells/b")
+    first.put("files/x", b"of a")
+    absolute = first.absolute("files/x")
+    assert absolute == "/" + (object_store.prefix + "/" if object_store.prefix else "") + "cells/a/files/x"
+    assert second.get(absolute) == b"of a"
+    assert first.local(absolute) == "files/x" and second.local(absolute) == absolute
+    assert object_store.get("cells/a/files/x") == b"of a"
+    second.delete(absolute)
+    assert first.get("files/x") is None
+    assert object_store.at(first.absolute("")).get("files/x") is None
 
 
 def test_safe_punctuation_is_a_key(object_store: ObjectStore) -> None:
