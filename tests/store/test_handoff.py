@@ -28,8 +28,8 @@ from odradek.errors import NotOwner, StorageError, TopicExists, TopicNotFound, U
 from odradek.storage import handoff
 from odradek.storage import manifest as mf
 from odradek.storage.agent import StoreSettings
-from odradek.storage.checkpoint import latest_manifest, list_all
-from odradek.storage.objects import ObjectStore, open_store
+from odradek.storage.checkpoint import latest_manifest
+from odradek.storage.objects import ObjectStore, list_all, open_store
 from odradek.storage.storedisk import StoreDisk
 
 SETTINGS = StoreSettings(flush_seconds=0.002)

@@ -174,20 +174,20 @@ class StoreAttachment:
                 self.disk.makedirs(self.disk.local_path(handoff.ADOPTIONS))
             for one in released:
                 document = {"source": source.absolute(""), "handoff": one.key}
-                self.disk.write_atomically(self._marker(one), json.dumps(document).encode())
+                self.disk.write_atomically(self._marker(one.topic), json.dumps(document).encode())
             for one in released:
                 self.disk.import_remote(one.manifest.dirs, handoff.records_for(one, source, self.store))
                 imported.append(one)
             checkpointer.checkpoint()
         except BaseException:
             for one in claimed:
-                self._undo(one, source, self._marker(one), imported=one in imported)
+                self._undo(one, source, self._marker(one.topic), imported=one in imported)
             raise
         for one in released:
             self.finish(one, source)
 
-    def _marker(self, released: Handoff) -> str:
-        return self.disk.local_path(handoff.marker_path(released.topic))
+    def _marker(self, topic: str) -> str:
+        return self.disk.local_path(handoff.marker_path(topic))
 
     def _claim(self, released: Handoff, source: ObjectStore) -> None:
         epoch = self.recovery.epoch
@@ -234,7 +234,7 @@ class StoreAttachment:
                 old = handoff.read(self.store, released.key)
                 if old is not None and old.adopted_by is not None:
                     handoff.remove(self.store, old)
-            marker = self.disk.local_path(handoff.marker_path(released.topic))
+            marker = self._marker(released.topic)
             if self.disk.exists(marker):
                 self.disk.remove(marker)
         except (OSError, StorageError) as exc:
@@ -250,7 +250,7 @@ class StoreAttachment:
     def resolve_marker(self, topic: str, here: bool) -> None:
         """An adoption of ``topic`` was under way when this cell stopped: finish it if its
         checkpoint named the topic (``here``), else undo it."""
-        marker = self.disk.local_path(handoff.marker_path(topic))
+        marker = self._marker(topic)
         try:
             document = json.loads(self.disk.read_bytes(marker))
             source = self.store.at(str(document["source"]))

@@ -36,10 +36,10 @@ from typing import Protocol, TypeVar
 from odradek import limits
 from odradek.errors import InvalidRequest, StorageError
 from odradek.storage import journal
-from odradek.storage.checkpoint import EPOCHS, Checkpointer, latest_manifest, list_all
+from odradek.storage.checkpoint import EPOCHS, Checkpointer, latest_manifest
 from odradek.storage.filecache import FileCache, fetch_into
 from odradek.storage.manifest import Manifest, Record
-from odradek.storage.objects import Listed
+from odradek.storage.objects import Listed, list_all
 from odradek.storage.storedisk import StoreDisk
 from odradek.storage.tree import Tree
 from odradek.storage.walwriter import JournalWriter

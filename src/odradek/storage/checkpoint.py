@@ -80,6 +80,7 @@ from odradek.storage import handoff, journal
 from odradek.storage import manifest as mf
 from odradek.storage.handoff import Store
 from odradek.storage.manifest import Manifest, Piece, Record
+from odradek.storage.objects import list_all
 from odradek.storage.tree import Snapshot, is_derived, moved, sealed_by_index, under
 
 if TYPE_CHECKING:
@@ -88,7 +89,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EPOCHS = "epochs/"
-_LIST_PAGE = 1000
 
 
 class Abandoned(StorageError):
@@ -104,18 +104,6 @@ class Stats:
     deleted_objects: int = 0
     handed_over: int = 0  # sealed local files handed over to the cache
     last_manifest: str = ""
-
-
-def list_all(store: Store, prefix: str) -> list[tuple[str, int]]:
-    """Every (key, size) under ``prefix``, page by page."""
-    found: list[tuple[str, int]] = []
-    after: str | None = None
-    while True:
-        page = store.list(prefix, after=after, limit=_LIST_PAGE)
-        found.extend((key, size) for key, size in page)
-        if len(page) < _LIST_PAGE:
-            return found
-        after = page[-1][0]
 
 
 def latest_manifest(store: Store) -> Manifest | None:
@@ -449,9 +437,7 @@ class Checkpointer:
         a handoff is written before its topic leaves the tree, and deleted only after a
         manifest names its files again, so a collection that lists after its manifest
         was written never misses one. Handoffs already read are not read again."""
-        listed = [
-            key for key, _ in list_all(self.store, handoff.HANDOFFS) if not key.endswith(handoff._MARKS)
-        ]
+        listed = [key for key, _ in list_all(self.store, handoff.HANDOFFS) if not key.endswith(handoff.MARKS)]
         known = {key: self._handoffs[key] for key in listed if key in self._handoffs}
         for key in listed:
             if key not in known:

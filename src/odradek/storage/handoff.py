@@ -52,13 +52,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import urllib.parse
+from collections.abc import Sequence
 from typing import Protocol
 
 from odradek.errors import StorageError
 from odradek.storage import manifest as mf
 from odradek.storage.manifest import Manifest, Piece, Record
-from odradek.storage.objects import Listed
+from odradek.storage.objects import Listed, list_all
 from odradek.storage.tree import under
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,7 @@ log = logging.getLogger(__name__)
 HANDOFFS = "handoffs/"
 ADOPTIONS = "adoptions"  # the data directory's markers of adoptions under way
 READY, CLAIMED, ADOPTED = ".ready", ".claimed", ".adopted"
-_MARKS = (READY, CLAIMED, ADOPTED)
-_LIST_PAGE = 1000
+MARKS = (READY, CLAIMED, ADOPTED)
 
 
 class Store(Protocol):
@@ -158,7 +158,7 @@ def write(store: Store, handoff: Handoff) -> None:
                 f"the handoff {handoff.key} exists already: topic {handoff.topic!r} is released"
             )
         remove(store, earlier)
-    for mark in _MARKS:
+    for mark in MARKS:
         store.delete(handoff.key + mark)
     if not store.put_new(handoff.key, mf.encode(handoff.manifest)):
         raise StorageError(f"the handoff {handoff.key} exists already: topic {handoff.topic!r} is released")
@@ -192,24 +192,17 @@ def mark_adopted(store: Store, handoff: Handoff, cell: str) -> None:
 def remove(store: Store, handoff: Handoff) -> None:
     """Delete the handoff, then its marks (a mark without its handoff means nothing)."""
     store.delete(handoff.key)
-    for mark in _MARKS:
+    for mark in MARKS:
         store.delete(handoff.key + mark)
 
 
 def list_handoffs(store: Store) -> dict[str, Handoff]:
     """Every handoff in the store, by topic (a topic has at most one: its incarnation's)."""
-    keys: list[str] = []
-    after: str | None = None
-    while True:
-        page = store.list(HANDOFFS, after=after, limit=_LIST_PAGE)
-        keys.extend(key for key, _ in page)
-        if len(page) < _LIST_PAGE:
-            break
-        after = page[-1][0]
+    keys = [key for key, _ in list_all(store, HANDOFFS)]
     present = set(keys)
     found: dict[str, Handoff] = {}
     for key in keys:
-        if key.endswith(_MARKS):
+        if key.endswith(MARKS):
             continue
         handoff = read(store, key, present)
         if handoff is not None:
@@ -272,29 +265,7 @@ class KeyNamer(Protocol):
     def local(self, key: str) -> str: ...
 
 
-def protected_keys(handoffs: Iterable[Handoff]) -> set[str]:
-    """The file objects that garbage collection must keep: every handoff's."""
-    keys: set[str] = set()
-    for handoff in handoffs:
-        keys.update(handoff.keys())
-    return keys
-
-
 def _names_of(key: str) -> tuple[str, str]:
     rest = key[len(HANDOFFS) :]
     topic, _, incarnation = rest.rpartition("/")
-    return _unescape(topic), _unescape(incarnation)
-
-
-def _unescape(segment: str) -> str:
-    out = bytearray()
-    index = 0
-    raw = segment.encode()
-    while index < len(raw):
-        if raw[index] == ord("%") and index + 3 <= len(raw):
-            out.append(int(raw[index + 1 : index + 3], 16))
-            index += 3
-        else:
-            out.append(raw[index])
-            index += 1
-    return out.decode()
+    return urllib.parse.unquote(topic), urllib.parse.unquote(incarnation)

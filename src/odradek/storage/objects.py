@@ -164,6 +164,27 @@ class Listed(NamedTuple):
     size: int
 
 
+class _Lister(Protocol):
+    def list(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> Sequence[Listed]: ...
+
+
+_LIST_PAGE = 1000
+
+
+def list_all(store: _Lister, prefix: str) -> list[tuple[str, int]]:
+    """Every (key, size) under ``prefix``, page by page."""
+    found: list[tuple[str, int]] = []
+    after: str | None = None
+    while True:
+        page = store.list(prefix, after=after, limit=_LIST_PAGE)
+        found.extend((key, size) for key, size in page)
+        if len(page) < _LIST_PAGE:
+            return found
+        after = page[-1][0]
+
+
 class Versioned(NamedTuple):
     """An object's bytes and the version token (ETag) they had, read in one request: the
     token to give ``put_if`` for a read-modify-write."""
@@ -339,12 +360,7 @@ class ObjectStore:
         cells, decision 0031): a key of one is named from another by ``absolute``."""
         prefix = prefix.strip("/")
         _check_key(prefix, what="prefix")
-        return ObjectStore(
-            self._backend,
-            prefix=self._prefix + prefix,
-            retry=self.retry,
-            requests_in_flight=self.requests_in_flight,
-        )
+        return self.at(self.absolute(prefix))
 
     def at(self, absolute_prefix: str) -> ObjectStore:
         """The store of a bucket-absolute prefix (``absolute("")`` of a store) on this
@@ -364,7 +380,7 @@ class ObjectStore:
     def local(self, key: str) -> str:
         """A key as this store names it: relative when it is under this store's prefix,
         bucket-absolute otherwise."""
-        if key.startswith("/" + self._prefix) and (self._prefix or key.startswith("/")):
+        if key.startswith("/" + self._prefix):
             rest = key[1 + len(self._prefix) :]
             if rest and not rest.startswith("/"):
                 return rest
