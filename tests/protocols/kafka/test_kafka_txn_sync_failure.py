@@ -58,16 +58,25 @@ def door(tmp_path: Path) -> Iterator[tuple[Door, FaultyDisk]]:
         opened.close()
 
 
-def test_an_abort_after_a_failed_commit_sync_survives_a_restart(door: tuple[Door, FaultyDisk]) -> None:
-    kafka, disk = door
+def _commit_whose_sync_fails(
+    kafka: Door, disk: FaultyDisk, transactional_id: str, value: bytes
+) -> tuple[TxnWire, int, int]:
+    """A transaction of ``value`` whose EndTxn(commit) is answered an error because the
+    staging file's sync fails (the disk still failing them); its wire, pid and epoch."""
     kafka.node.engine.create_topic(TOPIC)
     wire = TxnWire(kafka.listener.port)
-    init = wire.init("doubtful")
+    init = wire.init(transactional_id)
     pid, epoch = init.producer_id, init.producer_epoch
-    wire.add("doubtful", pid, epoch, {TOPIC: [0]})
-    assert wire.produce("doubtful", TOPIC, [b"never"], pid, epoch, 0)[0] == ErrorCode.NONE
+    wire.add(transactional_id, pid, epoch, {TOPIC: [0]})
+    assert wire.produce(transactional_id, TOPIC, [value], pid, epoch, 0)[0] == ErrorCode.NONE
     disk.fail_syncs(errno.EIO, paths=".stage")
-    assert wire.end("doubtful", pid, epoch, True) != ErrorCode.NONE  # the decision is not durable
+    assert wire.end(transactional_id, pid, epoch, True) != ErrorCode.NONE  # the decision is not durable
+    return wire, pid, epoch
+
+
+def test_an_abort_after_a_failed_commit_sync_survives_a_restart(door: tuple[Door, FaultyDisk]) -> None:
+    kafka, disk = door
+    wire, pid, epoch = _commit_whose_sync_fails(kafka, disk, "doubtful", b"never")
     assert wire.end("doubtful", pid, epoch, False) != ErrorCode.NONE  # nor can the abort be
     disk.heal()
     assert wire.end("doubtful", pid, epoch, False) == ErrorCode.NONE  # the client is told: aborted
@@ -93,14 +102,7 @@ def test_an_abort_after_a_failed_commit_sync_survives_a_restart(door: tuple[Door
 
 def test_a_commit_retried_after_a_failed_sync_is_applied_once(door: tuple[Door, FaultyDisk]) -> None:
     kafka, disk = door
-    kafka.node.engine.create_topic(TOPIC)
-    wire = TxnWire(kafka.listener.port)
-    init = wire.init("retried")
-    pid, epoch = init.producer_id, init.producer_epoch
-    wire.add("retried", pid, epoch, {TOPIC: [0]})
-    assert wire.produce("retried", TOPIC, [b"once"], pid, epoch, 0)[0] == ErrorCode.NONE
-    disk.fail_syncs(errno.EIO, paths=".stage")
-    assert wire.end("retried", pid, epoch, True) != ErrorCode.NONE
+    wire, pid, epoch = _commit_whose_sync_fails(kafka, disk, "retried", b"once")
     disk.heal()
     assert wire.end("retried", pid, epoch, True) == ErrorCode.NONE
     assert door_values(kafka, TOPIC) == [b"once"]

@@ -196,14 +196,7 @@ class StageFile:
         """Append ``frames`` (staged records not written yet) and the commit's decision,
         in one write, and make the file durable: the commit point."""
         self.append(frames + _frame({"decision": decision}))
-        with self._lock:
-            fd = self._open_fd()
-            if not self.sync_enabled:
-                return
-            try:
-                self.disk.fdatasync(fd)
-            except OSError as exc:
-                raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
+        self._sync()
 
     def note(self, what: str, sync: bool = False) -> None:
         """Append an ``applied`` or ``aborted`` note and close the file. Not synced (a
@@ -212,20 +205,24 @@ class StageFile:
         raises StorageError and the file stays open."""
         if sync:
             self.append(_frame({what: True}))
-            with self._lock:
-                fd = self._open_fd()
-                if self.sync_enabled:
-                    try:
-                        self.disk.fdatasync(fd)
-                    except OSError as exc:
-                        raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
-            self.close()
-            return
-        try:
-            self.append(_frame({what: True}))
-        except StorageError:
-            pass
+            self._sync()
+        else:
+            try:
+                self.append(_frame({what: True}))
+            except StorageError:
+                pass
         self.close()
+
+    def _sync(self) -> None:
+        """Make what was appended durable (one fdatasync: the file's name is already)."""
+        with self._lock:
+            fd = self._open_fd()
+            if not self.sync_enabled:
+                return
+            try:
+                self.disk.fdatasync(fd)
+            except OSError as exc:
+                raise StorageError(f"could not sync {self.path}: {describe_os_error(exc)}") from exc
 
     def _open_fd(self) -> int:
         if self._fd is None:

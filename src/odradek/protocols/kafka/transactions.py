@@ -945,11 +945,7 @@ class TransactionCoordinator:
             # either, the abort fails (retriable) and nothing changes.
             await self.broker.call(txn.stage.note, "aborted", True)  # closes the file
             txn.in_doubt = False
-            txn.stage, txn.opening = None, None
-            self._forget_tables(txn)
-            txn.state = COMPLETE_ABORT
-            log.info("transaction %r aborted after a failed commit: %s", txn.transactional_id, why)
-            return
+            txn.stage, txn.opening = None, None  # noted: nothing more to note below
         self._forget_tables(txn)
         stage, txn.stage = txn.stage, None
         opening, txn.opening = txn.opening, None
