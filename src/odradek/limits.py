@@ -536,6 +536,24 @@ cluster_client_urls_max = 64
 # Keys returned by one listing of agents, owners or topics; a listing past this is
 # refused rather than loading an unbounded answer into memory.
 cluster_list_keys_max = 100_000
+# Cells of one cluster: the home cell `_cell` (the store prefix's root) and `_cell.1` ..
+# `_cell.63` (`cells/1/` .. `cells/63/` under it). A cell is one engine (a journal, a
+# manifest) owned by one agent at a time, several per agent possible; 64 is more agents
+# than one etcd cluster's leases and watches are meant for, and keeps the placement
+# counts every agent keeps a short table.
+cluster_cells_max = 64
+# The placement catalog (catalog/cells/<topic>: which cell holds each topic) is listed
+# in pages of this many keys, all read at the first page's revision: a page of 1,000
+# placements is ~100 KiB, far below gRPC's 4 MiB answer limit (which one answer of some
+# 40,000 placements would pass).
+cluster_placement_page_keys = 1000
+# Placements one listing loads in all (every agent keeps them all in memory, ~200 bytes
+# each in its view): a cluster with more topics than this is refused with a clear error
+# rather than loaded without bound.
+cluster_placements_max = 1_000_000
+# Keys one etcd transaction writes (a bulk placement is cut into transactions of this
+# many): etcd's --max-txn-ops default, which a server refuses requests over.
+cluster_txn_ops_max = 128
 
 # --- Cluster status (`odradek cluster status`, src/odradek/cluster/status.py) -------------
 # Each etcd endpoint's health probe (status, alarms, member list) must answer within this;

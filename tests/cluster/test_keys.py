@@ -17,7 +17,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from odradek import limits
-from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end
+from odradek.cluster.keys import (
+    HOME_CELL,
+    AgentRecord,
+    Layout,
+    OwnerRecord,
+    PlacementRecord,
+    TopicRecord,
+    cell_index,
+    cell_names,
+    cell_store_prefix,
+    prefix_end,
+    validate_cell,
+)
 from odradek.errors import DataDamaged, InvalidRequest, RequestTooLarge
 
 SEGMENT = st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)
@@ -48,6 +60,7 @@ def test_keys_parse_back_and_stay_under_the_prefix(cluster: str, topic: str, age
     for key, parse in (
         (layout.owner(topic), layout.topic_of_owner),
         (layout.topic(topic), layout.topic_of_catalog),
+        (layout.placement(topic), layout.topic_of_placement),
         (layout.agent(agent_id), layout.agent_of),
     ):
         assert key.startswith(layout.prefix)
@@ -162,3 +175,96 @@ def test_keys_of_other_prefixes_are_data_damaged() -> None:
 def test_values_are_compact_json_with_a_format_number() -> None:
     body = json.loads(OwnerRecord("t", "a", 7, 9).encode())
     assert body == {"v": 1, "agent": "a", "lease": 7}  # the epoch is the key's revision, not in the value
+
+
+# --- cells and placements --------------------------------------------------------------
+
+CELLS = st.integers(0, limits.cluster_cells_max - 1).map(lambda index: cell_names(index + 1)[index])
+
+
+def test_cell_names_count_from_the_home_cell() -> None:
+    assert cell_names(1) == (HOME_CELL,) == ("_cell",)
+    assert cell_names(3) == ("_cell", "_cell.1", "_cell.2")
+    every = cell_names(limits.cluster_cells_max)
+    assert (
+        len(set(every)) == limits.cluster_cells_max and every[-1] == f"_cell.{limits.cluster_cells_max - 1}"
+    )
+    assert [cell_index(cell) for cell in every] == list(range(limits.cluster_cells_max))
+    assert [cell_store_prefix(cell) for cell in every[:3]] == ["", "cells/1/", "cells/2/"]
+
+
+@pytest.mark.parametrize("count", [0, -1, limits.cluster_cells_max + 1, True, 1.0, "2"])
+def test_bad_cell_counts_are_refused(count: object) -> None:
+    with pytest.raises(InvalidRequest):
+        cell_names(count)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "",
+        "cell",
+        "_cell.",
+        "_cell.0",
+        "_cell.01",
+        "_cell.-1",
+        "_cell.1.2",
+        "_cell.64",
+        "_cell.x",
+        "_Cell",
+        1,
+        None,
+    ],
+)
+def test_bad_cell_names_are_refused(cell: object) -> None:
+    with pytest.raises(InvalidRequest):
+        validate_cell(cell)
+    with pytest.raises(InvalidRequest):
+        PlacementRecord("t", cell)  # type: ignore[arg-type]
+
+
+@given(CLUSTERS, TOPICS, CELLS, st.integers(0, 2**63 - 1))
+def test_placement_records_round_trip(cluster: str, topic: str, cell: str, revision: int) -> None:
+    record = PlacementRecord(topic, cell, revision)
+    decoded = PlacementRecord.decode(topic, record.encode(), revision)
+    assert (decoded.topic, decoded.cell, decoded.revision) == (topic, cell, revision)
+    layout = Layout(cluster)
+    key = layout.placement(topic)
+    # under the placements' prefix, never under the topic catalog's
+    assert key.startswith(layout.placements_prefix) and not key.startswith(layout.topics_prefix)
+    assert not layout.topic(topic).startswith(layout.placements_prefix)
+
+
+def test_a_placement_is_canonical_json_and_its_revision_is_no_part_of_it() -> None:
+    assert PlacementRecord("t", "_cell.12", 7).encode() == b'{"cell":"_cell.12","v":1}'
+    assert PlacementRecord("t", "_cell", 7) == PlacementRecord("t", "_cell", 9)
+    assert PlacementRecord("t", "_cell") != PlacementRecord("t", "_cell.1")
+    with pytest.raises(InvalidRequest):
+        PlacementRecord("t", "_cell", -1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b"[]",
+        b'{"v": 2, "cell": "_cell"}',
+        b'{"v": 1}',
+        b'{"v": 1, "cell": "_cell.64"}',
+        b'{"v": 1, "cell": 3}',
+        b'{"v": 1, "cell": "cells/1/"}',
+        b"\xff\xfe",
+    ],
+)
+def test_damaged_placements_are_data_damaged(data: bytes) -> None:
+    with pytest.raises(DataDamaged):
+        PlacementRecord.decode("t", data)
+
+
+def test_placement_keys_of_other_prefixes_are_data_damaged() -> None:
+    layout = Layout("one")
+    for key in (layout.topic("t"), layout.placements_prefix, layout.placements_prefix + b"a..b"):
+        with pytest.raises(DataDamaged):
+            layout.topic_of_placement(key)
+    with pytest.raises(InvalidRequest):
+        layout.placement("a/b")

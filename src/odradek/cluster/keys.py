@@ -5,6 +5,7 @@ Key layout, one prefix per cluster (``--cluster NAME``, default ``default``)::
     /odradek/<cluster>/agents/<agent id>       AgentRecord   bound to the agent's lease
     /odradek/<cluster>/owners/<topic>          OwnerRecord   bound to the owner's lease
     /odradek/<cluster>/catalog/topics/<topic>  TopicRecord   no lease: the catalog outlives agents
+    /odradek/<cluster>/catalog/cells/<topic>   PlacementRecord  which cell holds the topic; no lease
     /odradek/<cluster>/security/<document>     the security documents (credentials.json,
                                                acls.json, quotas.json): checksummed JSON
                                                (storage/documents.py), no lease (decision 0029)
@@ -45,6 +46,11 @@ DOORS = ("kafka", "registry", "metrics")  # an agent's doors besides Flight, as 
 _SECURITY_DOCUMENT = re.compile(r"security/[a-z_]+\.json")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
 
+# A cluster's cells: the home cell at the store prefix's root, then _cell.1, _cell.2, ...
+# under cells/1/, cells/2/, ... (decision 0031).
+HOME_CELL = "_cell"
+_CELL = re.compile(r"_cell(?:\.([1-9][0-9]*))?")
+
 
 def validate_cluster_name(name: object) -> str:
     if not isinstance(name, str) or not _CLUSTER_NAME.fullmatch(name):
@@ -77,6 +83,38 @@ def validate_address(address: object) -> str:
     return address
 
 
+def validate_cell(name: object) -> str:
+    """A cell's name: ``_cell`` (the home cell) or ``_cell.<n>``, n in 1..cells_max - 1."""
+    if not isinstance(name, str) or len(name) > 16 or not (match := _CELL.fullmatch(name)):
+        raise InvalidRequest(f"invalid cell name {name!r}: {HOME_CELL!r} or '{HOME_CELL}.<n>'")
+    if match.group(1) is not None and int(match.group(1)) >= limits.cluster_cells_max:
+        raise InvalidRequest(
+            f"no cell {name!r}: a cluster has at most {limits.cluster_cells_max} cells, "
+            f"{HOME_CELL!r} to '{HOME_CELL}.{limits.cluster_cells_max - 1}'"
+        )
+    return name
+
+
+def cell_index(cell: str) -> int:
+    """0 for the home cell, n for ``_cell.<n>``: the cells' order."""
+    validate_cell(cell)
+    return 0 if cell == HOME_CELL else int(cell[len(HOME_CELL) + 1 :])
+
+
+def cell_names(count: int) -> tuple[str, ...]:
+    """The first ``count`` cells in order: ``("_cell", "_cell.1", ..., "_cell.<count-1>")``."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limits.cluster_cells_max:
+        raise InvalidRequest(f"a cluster has 1..{limits.cluster_cells_max} cells, not {count!r}")
+    return (HOME_CELL, *(f"{HOME_CELL}.{index}" for index in range(1, count)))
+
+
+def cell_store_prefix(cell: str) -> str:
+    """Where ``cell`` lives under the cluster's store prefix: ``""`` for the home cell
+    (the root, as a cluster of one cell always had it), ``cells/<n>/`` for the others."""
+    index = cell_index(cell)
+    return "" if index == 0 else f"cells/{index}/"
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """The keys of one cluster. Pure: builds and parses keys, never talks to etcd."""
@@ -103,6 +141,10 @@ class Layout:
         return self.prefix + b"catalog/topics/"
 
     @property
+    def placements_prefix(self) -> bytes:
+        return self.prefix + b"catalog/cells/"
+
+    @property
     def security_prefix(self) -> bytes:
         return self.prefix + b"security/"
 
@@ -125,6 +167,10 @@ class Layout:
     def topic(self, topic: str) -> bytes:
         return _bounded(self.topics_prefix + validate_topic_name(topic, allow_reserved=True).encode())
 
+    def placement(self, topic: str) -> bytes:
+        """The key saying which cell holds ``topic``."""
+        return _bounded(self.placements_prefix + validate_topic_name(topic, allow_reserved=True).encode())
+
     def agent_of(self, key: bytes) -> str:
         """The agent id a key under ``agents/`` names (DataDamaged if it is no such key)."""
         return validate_agent_id(_suffix(key, self.agents_prefix))
@@ -134,6 +180,9 @@ class Layout:
 
     def topic_of_catalog(self, key: bytes) -> str:
         return _topic(_suffix(key, self.topics_prefix))
+
+    def topic_of_placement(self, key: bytes) -> str:
+        return _topic(_suffix(key, self.placements_prefix))
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -274,6 +323,48 @@ class TopicRecord:
     def decode(cls, name: str, data: bytes) -> TopicRecord:
         body = _decode(data, "topic", ("config", "incarnation"))
         return _build(lambda: cls(name, body["config"], body["incarnation"]), "topic")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacementRecord:
+    """Which cell holds a topic. ``revision`` is the key's ``mod_revision`` when read
+    from etcd (0 when built here): it orders what a view learns of one topic, and takes
+    no part in equality."""
+
+    topic: str
+    cell: str
+    revision: int = dataclasses.field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_topic_name(self.topic, allow_reserved=True)
+        validate_cell(self.cell)
+        value = self.revision
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"PlacementRecord.revision must be an integer >= 0, got {value!r}")
+
+    def encode(self) -> bytes:
+        """Canonical (sorted keys, no spaces): a compare on the value is a compare on the cell."""
+        return _encode({"v": FORMAT, "cell": self.cell})
+
+    @classmethod
+    def decode(cls, topic: str, data: bytes, revision: int = 0) -> PlacementRecord:
+        body = _decode(data, "placement", ("cell",))
+        return _build(lambda: cls(topic, body["cell"], revision), "placement")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacementEvent:
+    """A change of one topic's placement: ``cell`` is where it is now, None when its
+    placement was deleted; ``revision`` the etcd revision of the change (or of the
+    listing that showed it)."""
+
+    topic: str
+    cell: str | None
+    revision: int
+
+    @classmethod
+    def of(cls, record: PlacementRecord) -> PlacementEvent:
+        return cls(record.topic, record.cell, record.revision)
 
 
 def _number(value: object) -> bool:
