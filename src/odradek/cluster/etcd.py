@@ -1,4 +1,5 @@
-"""What a cluster agent asks of etcd: membership, topic ownership, the catalog.
+"""What a cluster agent asks of etcd: membership, topic ownership, the catalog, and
+which cell holds each topic (the placements).
 
 One ``EtcdCluster`` per agent process, on its asyncio loop, over ``aetcd``. Rules:
 
@@ -14,6 +15,12 @@ One ``EtcdCluster`` per agent process, on its asyncio loop, over ``aetcd``. Rule
   ``commit_allowed(topic, epoch)`` is the transaction that compares the key's
   ``mod_revision`` with the epoch: true exactly when, at etcd's linearization point,
   this owner still holds the topic.
+* **Placements.** ``catalog/cells/<topic>`` names the cell holding the topic (no
+  lease). ``place_topic`` creates it if absent (the first placement wins a race),
+  ``place_topics`` does so for many in transactions of ``cluster_txn_ops_max`` keys,
+  ``move_placement`` and ``delete_placement`` compare the value with the cell the
+  caller believes it names; ``watch_placements`` feeds every agent's view of them
+  (cluster/placement.py).
 * **Fence yourself first.** The lease's safe window is kept on the local monotonic
   clock (cluster/lease.py). Once it closes (renewals failed for TTL minus the margin,
   or etcd says the lease is gone), every owned topic is marked lost *at once*, locally,
@@ -38,7 +45,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import aetcd
@@ -50,13 +57,23 @@ import grpc.aio
 
 from odradek import limits
 from odradek.cluster.etcd_client import EtcdClient, EtcdSecurity
-from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, TopicRecord, prefix_end, validate_agent_id
+from odradek.cluster.keys import (
+    AgentRecord,
+    Layout,
+    OwnerRecord,
+    PlacementEvent,
+    PlacementRecord,
+    TopicRecord,
+    prefix_end,
+    validate_agent_id,
+)
 from odradek.cluster.lease import LeaseClock
-from odradek.errors import ClosedError, Fenced, InvalidRequest, TopicExists, Unavailable
+from odradek.errors import ClosedError, Fenced, InvalidRequest, RequestTooLarge, TopicExists, Unavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 # Errors after which the same request may succeed on another member or a moment later.
 _RETRYABLE: tuple[type[BaseException], ...] = (
@@ -107,6 +124,11 @@ class OwnedByAnother(Unavailable):
 
     def details(self) -> dict[str, Any]:
         return {"topic": self.owner.topic, "agent": self.owner.agent_id, "epoch": self.owner.epoch}
+
+
+class TooManyPlacements(RequestTooLarge):
+    """More placements in etcd than ``cluster_placements_max``: the listing is refused
+    rather than loaded without bound (not retryable: raise the limit or delete topics)."""
 
 
 class AgentIdInUse(Unavailable):
@@ -430,33 +452,67 @@ class EtcdCluster:
         """The agents live now (as ``joined`` events), then every join and departure.
         Survives the loss of members; after etcd compacted past what it missed, it
         lists again (``joined`` again for the live, ``left`` for the gone)."""
-        prefix = self.layout.agents_prefix
-        known: dict[str, AgentRecord] = {}
+
+        async def listing() -> tuple[dict[str, AgentRecord], int]:
+            found, revision = await self._list(self.layout.agents_prefix)
+            return {
+                self.layout.agent_of(kv.key): AgentRecord.decode(kv.value, kv.lease) for kv in found
+            }, revision
+
+        events = self._follow(
+            self.layout.agents_prefix,
+            listing,
+            self.layout.agent_of,
+            lambda _, kv: AgentRecord.decode(kv.value, kv.lease),
+            "agents",
+        )
+        async with contextlib.aclosing(events):
+            async for agent_id, record, revision in events:
+                yield AgentEvent("left" if record is None else "joined", agent_id, record, revision)
+
+    async def _follow(
+        self,
+        prefix: bytes,
+        listing: Callable[[], Awaitable[tuple[dict[str, V], int]]],
+        name_of: Callable[[bytes], str],
+        decode: Callable[[str, Any], V],
+        what: str,
+        known: Iterable[str] = (),
+        listed: Callable[[int], None] | None = None,
+    ) -> AsyncGenerator[tuple[str, V | None, int], None]:
+        """The keys under ``prefix`` as ``(name, value, revision)``: the listing's first
+        (a deletion for each name ``known`` to the caller and gone, then every value by
+        name, at the listing's revision; then ``listed(revision)`` is called), then each
+        put and deletion (``value`` None) from the watch, which resumes after the last
+        revision it gave on another member when one is lost. After etcd compacted past
+        that revision it lists again, the same way (a deletion for each name gone)."""
+        names = set(known)
         while True:
-            found, revision = await self._list(prefix)
-            current = {self.layout.agent_of(kv.key): AgentRecord.decode(kv.value, kv.lease) for kv in found}
-            for agent_id in sorted(set(known) - set(current)):
-                yield AgentEvent("left", agent_id, None, revision)
-            for agent_id, record in sorted(current.items()):
-                yield AgentEvent("joined", agent_id, record, revision)
-            known = current
+            current, revision = await listing()
+            for name in sorted(names - set(current)):
+                yield name, None, revision
+            for name, value in sorted(current.items()):
+                yield name, value, revision
+            names = set(current)
+            if listed is not None:
+                listed(revision)
             while True:
                 try:
                     async for event in self._watch(prefix, revision + 1):
                         revision = event.kv.mod_revision
-                        agent_id = self.layout.agent_of(event.kv.key)
+                        name = name_of(event.kv.key)
                         if event.kind == "PUT":
-                            known[agent_id] = AgentRecord.decode(event.kv.value, event.kv.lease)
-                            yield AgentEvent("joined", agent_id, known[agent_id], revision)
+                            names.add(name)
+                            yield name, decode(name, event.kv), revision
                         else:
-                            known.pop(agent_id, None)
-                            yield AgentEvent("left", agent_id, None, revision)
+                            names.discard(name)
+                            yield name, None, revision
                 except aetcd.exceptions.RevisionCompactedError:
                     break  # list again
                 except Exception as exc:
                     if not _retryable(exc):
                         raise
-                    log.debug("watch of agents broke (%s); resuming on the next member", exc)
+                    log.debug("watch of %s broke (%s); resuming on the next member", what, exc)
                     await self._rotate(self._client)
                     await asyncio.sleep(_BACKOFF_MAX_SECONDS / 2)
 
@@ -755,3 +811,199 @@ class EtcdCluster:
         key = self.layout.topic(name)
         deleted = await self._call(lambda client: client.delete(key), f"the deletion of topic {name!r}")
         return bool(deleted)
+
+    # --- placements: which cell holds each topic ---------------------------------------
+
+    async def place_topic(self, topic: str, cell: str) -> PlacementRecord:
+        """Place ``topic`` in ``cell`` unless it is placed already (one transaction:
+        create-if-absent). Answers the placement in etcd after it, with its revision:
+        this one, or the one found there, whatever its cell (the first placement wins a
+        race; a retry after a lost answer finds its own)."""
+        record = PlacementRecord(topic, cell)
+        key, value = self.layout.placement(topic), record.encode()
+
+        async def create(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.create(key) == 0],
+                success=[txn.put(key, value), txn.get(key)],
+                failure=[txn.get(key)],
+            )
+
+        _, responses = await self._call(create, f"the placement of {topic!r}")
+        kvs = responses[-1]
+        if not kvs:  # deleted between the compare and the get: impossible in one transaction
+            raise EtcdUnavailable(f"etcd answered the placement of {topic!r} without its key")
+        kv = kvs[0][1]
+        return PlacementRecord.decode(topic, kv.value, int(kv.mod_revision))
+
+    async def place_topics(self, records: Iterable[PlacementRecord]) -> int:
+        """Place each topic of ``records`` in its cell unless it is placed already (what
+        the home cell's owner does with its topics at open), in transactions of at most
+        ``cluster_txn_ops_max`` keys. Answers how many were placed by this call. Not one
+        transaction: a failure part way leaves the earlier transactions' placements,
+        and running it again places the rest (a retry after a lost answer counts the
+        placements that landed as found). A topic given twice is refused before etcd is
+        asked."""
+        chosen: dict[str, tuple[bytes, bytes]] = {}
+        for record in records:
+            if not isinstance(record, PlacementRecord):
+                raise InvalidRequest(f"a placement must be a PlacementRecord, got {type(record).__name__}")
+            if record.topic in chosen:
+                raise InvalidRequest(f"topic {record.topic!r} is given twice")
+            chosen[record.topic] = (self.layout.placement(record.topic), record.encode())
+        names = list(chosen)
+        placed = 0
+        for start in range(0, len(names), limits.cluster_txn_ops_max):
+            pending = names[start : start + limits.cluster_txn_ops_max]
+            while pending:
+                batch = [chosen[name] for name in pending]
+
+                async def create(client: Any, batch: list[tuple[bytes, bytes]] = batch) -> tuple[bool, Any]:
+                    txn = client.transactions
+                    return await client.transaction(  # type: ignore[no-any-return]
+                        compare=[txn.create(key) == 0 for key, _ in batch],
+                        success=[txn.put(key, value) for key, value in batch],
+                        failure=[txn.get(key) for key, _ in batch],
+                    )
+
+                succeeded, responses = await self._call(create, f"the placement of {len(batch)} topics")
+                if succeeded:
+                    placed += len(batch)
+                    break
+                # Some are placed already (the failure's reads say which): place the others.
+                remaining = [name for name, kvs in zip(pending, responses, strict=True) if not kvs]
+                if len(remaining) == len(pending):
+                    raise EtcdUnavailable("etcd refused a placement of absent topics")  # cannot happen
+                pending = remaining
+        return placed
+
+    async def move_placement(self, topic: str, from_cell: str, to_cell: str) -> PlacementRecord | None:
+        """Move ``topic``'s placement from ``from_cell`` to ``to_cell`` if it still names
+        ``from_cell`` (one transaction comparing the key's value): the placement after
+        the move, with its revision (true), or None (false) when it names another cell
+        or none. A retry of this call after an unknown outcome that finds the topic in
+        ``to_cell`` takes that for its own move having landed."""
+        if from_cell == to_cell:
+            raise InvalidRequest(f"topic {topic!r} cannot move from cell {from_cell!r} to itself")
+        key = self.layout.placement(topic)
+        before, after = PlacementRecord(topic, from_cell).encode(), PlacementRecord(topic, to_cell).encode()
+        tries = 0
+
+        async def swap(client: Any) -> tuple[bool, Any]:
+            nonlocal tries
+            tries += 1
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.value(key) == before],
+                success=[txn.put(key, after), txn.get(key)],
+                failure=[txn.get(key)],
+            )
+
+        succeeded, responses = await self._call(swap, f"the move of {topic!r} to {to_cell!r}")
+        kvs = responses[-1]
+        if not kvs:
+            return None
+        found = PlacementRecord.decode(topic, kvs[0][1].value, int(kvs[0][1].mod_revision))
+        return found if succeeded or (tries > 1 and found.cell == to_cell) else None
+
+    async def delete_placement(self, topic: str, cell: str) -> int:
+        """Delete ``topic``'s placement if it still names ``cell`` (one transaction
+        comparing the key's value): the revision of the deletion (true), or 0 (false)
+        when it names another cell or none (a retry after a lost answer finds none)."""
+        key = self.layout.placement(topic)
+        value = PlacementRecord(topic, cell).encode()
+
+        async def delete(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.value(key) == value], success=[txn.delete(key)], failure=[]
+            )
+
+        succeeded, responses = await self._call(delete, f"the deletion of {topic!r}'s placement")
+        return int(responses[0].response_delete_range.header.revision) if succeeded else 0
+
+    async def placement(self, topic: str) -> PlacementRecord | None:
+        """``topic``'s placement now, or None."""
+        key = self.layout.placement(topic)
+        kv = await self._call(lambda client: client.get(key), f"the placement of {topic!r}")
+        return None if kv is None else PlacementRecord.decode(topic, kv.value, int(kv.mod_revision))
+
+    async def placements(self) -> list[PlacementRecord]:
+        """Every placement, by topic. Read in pages of ``cluster_placement_page_keys``,
+        all at the first page's revision (one consistent listing, however many pages);
+        more than ``cluster_placements_max`` is refused with TooManyPlacements."""
+        return list((await self._placements())[0].values())
+
+    async def _placements(self) -> tuple[dict[str, PlacementRecord], int]:
+        found, revision = await self._list_pages(
+            self.layout.placements_prefix, limits.cluster_placements_max, "placements"
+        )
+        records = {}
+        for kv in found:
+            topic = self.layout.topic_of_placement(kv.key)
+            records[topic] = PlacementRecord.decode(topic, kv.value, int(kv.mod_revision))
+        return records, revision
+
+    async def watch_placements(
+        self, known: Iterable[str] = (), listed: Callable[[int], None] | None = None
+    ) -> AsyncIterator[PlacementEvent]:
+        """Every placement now (by topic, at the listing's revision), then each change:
+        a new or moved placement (``cell`` set) or a deletion (``cell`` None). Survives
+        the loss of members; after etcd compacted past what it missed, it lists again,
+        giving a deletion for each topic gone since and every placement again.
+
+        ``known``: the topics whose placements the caller holds already (a view
+        watching again): the first listing gives a deletion for each that is gone. ``listed(revision)`` is
+        called once each listing was given, before the watch that follows it."""
+        events = self._follow(
+            self.layout.placements_prefix,
+            self._placements,
+            self.layout.topic_of_placement,
+            lambda topic, kv: PlacementRecord.decode(topic, kv.value, int(kv.mod_revision)),
+            "placements",
+            known,
+            listed,
+        )
+        async with contextlib.aclosing(events):
+            async for topic, record, revision in events:
+                yield PlacementEvent(topic, None if record is None else record.cell, revision)
+
+    async def _list_pages(self, prefix: bytes, keys_max: int, what: str) -> tuple[list[Any], int]:
+        """Every key under ``prefix`` and the listing's revision, read in pages at the
+        first page's revision; listed again from the start if etcd compacts past that
+        revision between pages. More than ``keys_max`` keys: TooManyPlacements."""
+        end = prefix_end(prefix)
+        while True:
+            found: list[Any] = []
+            revision = 0  # the first page: the newest
+            start = prefix
+            try:
+                while True:
+
+                    async def page(client: Any, start: bytes = start, revision: int = revision) -> Any:
+                        await client.connect()
+                        request = aetcd.rpc.RangeRequest(
+                            key=start,
+                            range_end=end,
+                            limit=limits.cluster_placement_page_keys,
+                            revision=revision,
+                        )
+                        return await client.kvstub.Range(request, timeout=self.request_timeout_seconds)
+
+                    answer = await self._call(page, f"a listing of {prefix.decode()}")
+                    if revision == 0:
+                        revision = int(answer.header.revision)
+                    found.extend(aetcd.rtypes.KeyValue(kv) for kv in answer.kvs)
+                    if len(found) > keys_max:
+                        raise TooManyPlacements(
+                            f"more than {keys_max} {what} under {prefix.decode()}: refusing to load them "
+                            f"(cluster_placements_max)"
+                        )
+                    if not answer.more or not answer.kvs:
+                        return found, revision
+                    start = bytes(answer.kvs[-1].key) + b"\0"
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.OUT_OF_RANGE:  # "required revision has been compacted"
+                    raise
+                log.debug("listing of %s at revision %d compacted under it; listing again", what, revision)
