@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.flight as flight
 
 from odradek.cluster.agent import OWNER, AgentSettings, ClusterAgent
+from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_store_prefix
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
@@ -37,6 +38,7 @@ class Agent:
         ttl: int = 3,
         store_settings: StoreSettings | None = None,
         engine_options: dict[str, Any] | None = None,
+        cells: int = 1,
     ) -> None:
         self.directory = directory
         gate = AgentGate()
@@ -45,11 +47,19 @@ class Agent:
         options = dict(engine_options or {})
 
         def open_node() -> Node:
-            return Node.open(directory, store=store, store_settings=store_settings, **options)
+            cache = directory / cell_cache_directory(HOME_CELL, cells)
+            return Node.open(cache, store=store, store_settings=store_settings, **options)
 
-        self.role = AgentRole(AgentDoors(open_node), self.flight, None)
+        def open_cell(cell: str) -> Node:  # as serve_agent.py opens a cell (decision 0032)
+            prefix = cell_store_prefix(cell)
+            cache = directory / cell_cache_directory(cell, cells)
+            return Node.open(cache, store=store.child(prefix), store_settings=store_settings, **options)
+
+        self.role = AgentRole(AgentDoors(open_node, open_cell=open_cell), self.flight, None)
         self.agent = ClusterAgent(
-            AgentSettings(endpoints, cluster, agent_id, f"127.0.0.1:{self.flight.port}", lease_ttl=ttl),
+            AgentSettings(
+                endpoints, cluster, agent_id, f"127.0.0.1:{self.flight.port}", lease_ttl=ttl, cells=cells
+            ),
             self.role,
         )
         gate.agent = self.agent
@@ -61,6 +71,10 @@ class Agent:
 
     def is_owner(self) -> bool:
         return self.agent.is_owner()
+
+    def cells(self) -> list[str]:
+        """The cells this agent serves now."""
+        return self.agent.owned_cells()
 
     def status(self) -> dict[str, Any]:
         client = flight.FlightClient(self.url)
@@ -90,9 +104,11 @@ class Cluster:
         ttl: int = 3,
         store_settings: StoreSettings | None = None,
         engine_options: dict[str, Any] | None = None,
+        cells: int = 1,
     ) -> None:
         self.directory = directory
         self.endpoints = endpoints
+        self.cells = cells
         self.name = f"t{uuid.uuid4().hex[:12]}"
         self.store = store
         self.ttl = ttl
@@ -112,6 +128,7 @@ class Cluster:
             ttl=self.ttl,
             store_settings=self.store_settings,
             engine_options=self.engine_options,
+            cells=self.cells,
         )
         self.agents.append(agent)
         return agent

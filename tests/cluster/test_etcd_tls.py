@@ -80,11 +80,14 @@ def test_agents_work_with_a_client_certificate(mtls_etcd: EtcdServers, certifica
 class _NoData:
     """A role that serves nothing (the agent's election is what is under test)."""
 
-    def become_owner(self, epoch: int) -> None:
+    def become_owner(self, epoch: int, cell: str = "_cell") -> None:
         pass
 
-    def stop_owning(self, graceful: bool) -> None:
+    def stop_owning(self, graceful: bool, cell: str = "_cell") -> None:
         pass
+
+    def topics(self, cell: str) -> list[str]:
+        return []
 
 
 def test_an_agent_reaches_a_secured_etcd_through_its_settings(

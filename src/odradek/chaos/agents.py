@@ -39,6 +39,9 @@ class AgentSettings:
     cluster: str
     lease_ttl_seconds: float
     flush_ms: float | None = None  # the journal's flush window; None: serve's default
+    # Cells the topics spread over (decision 0032); above 1 the agents serve the Flight
+    # door only (no Kafka door).
+    cells: int = 1
 
 
 class Agent:
@@ -64,7 +67,7 @@ class Agent:
             "--listen",
             self.address,
             "--kafka-listen",
-            self.kafka_address,
+            self.kafka_address if settings.cells == 1 else "off",
             "--registry-listen",
             "off",
             "--metrics-listen",
@@ -74,6 +77,8 @@ class Agent:
         ]
         if settings.flush_ms is not None:
             command += ["--store-flush-ms", f"{settings.flush_ms:g}"]
+        if settings.cells > 1:
+            command += ["--cells", str(settings.cells)]
         self.process = Process(agent_id, command, directory / "agent.log", env=settings.store_env)
         self._client: flight.FlightClient | None = None
         self._marker = 0  # where the log of the latest start begins

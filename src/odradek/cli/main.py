@@ -57,7 +57,7 @@ settings, lowest precedence first: defaults, the TOML file of --config (top leve
 [serve] table with the same names: data_dir, listen, kafka_listen, kafka_advertised,
 registry_listen, metrics_listen, fsync, log_format, log_level, inflight_bytes,
 connections_max, connections_per_peer_max, request_read_seconds, idle_seconds, store,
-store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, etcd_ca,
+store_flush_ms, store_flush_bytes, etcd, cluster, agent_id, advertise, lease_ttl, cells, etcd_ca,
 etcd_cert, etcd_key, etcd_user, etcd_password_file, tls_cert, tls_key, tls_ca, auth, authorize, jwks,
 jwt_audience, jwt_issuer, insecure),
 environment variables ODRADEK_DATA_DIR,
@@ -66,7 +66,7 @@ ODRADEK_METRICS_LISTEN, ODRADEK_FSYNC, ODRADEK_LOG_FORMAT, ODRADEK_LOG_LEVEL,
 ODRADEK_INFLIGHT_BYTES, ODRADEK_CONNECTIONS_MAX, ODRADEK_CONNECTIONS_PER_PEER_MAX,
 ODRADEK_REQUEST_READ_SECONDS, ODRADEK_IDLE_SECONDS, ODRADEK_STORE, ODRADEK_STORE_FLUSH_MS,
 ODRADEK_STORE_FLUSH_BYTES, ODRADEK_ETCD, ODRADEK_CLUSTER, ODRADEK_AGENT_ID,
-ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
+ODRADEK_ADVERTISE, ODRADEK_LEASE_TTL, ODRADEK_CELLS, ODRADEK_ETCD_CA, ODRADEK_ETCD_CERT, ODRADEK_ETCD_KEY,
 ODRADEK_ETCD_USER, ODRADEK_ETCD_PASSWORD (environment only), ODRADEK_ETCD_PASSWORD_FILE,
 ODRADEK_TLS_CERT, ODRADEK_TLS_KEY, ODRADEK_TLS_CA, ODRADEK_AUTH, ODRADEK_AUTHORIZE, ODRADEK_JWKS,
 ODRADEK_JWT_AUDIENCE, ODRADEK_JWT_ISSUER, ODRADEK_INSECURE, ODRADEK_CONFIG, then the flags.
@@ -410,6 +410,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="S",
         help=f"seconds of this agent's etcd lease (default {limits.cluster_lease_ttl_seconds_default}): "
         "an owner that dies is replaced after about this long",
+    )
+    serve.add_argument(
+        "--cells",
+        metavar="N",
+        help="spread the cluster's topics over N cells, each served by one agent at a time "
+        "(default 1; the same N on every agent; the Flight door only: docs/cluster.md)",
     )
     cluster_cli.add_etcd_security_arguments(serve)
     serve.add_argument(

@@ -96,6 +96,9 @@ class Settings:
     agent_id: str | None = None  # None: the advertised address
     advertise: str | None = None  # None: the listen address
     lease_ttl: int = limits.cluster_lease_ttl_seconds_default
+    # How many cells the cluster's topics are spread over (decision 0032); every agent of
+    # a cluster is given the same count. 1: one cell, one agent serves everything.
+    cells: int = 1
     # A secured etcd (docs/cluster.md, "Securing etcd"): TLS files (PEM) for https://
     # endpoints, a user and its password (from the environment or a file, never a flag).
     etcd_ca: str | None = None
@@ -172,6 +175,7 @@ _ENVIRONMENT = {
     "agent_id": "ODRADEK_AGENT_ID",
     "advertise": "ODRADEK_ADVERTISE",
     "lease_ttl": "ODRADEK_LEASE_TTL",
+    "cells": "ODRADEK_CELLS",
     "etcd_ca": "ODRADEK_ETCD_CA",
     "etcd_cert": "ODRADEK_ETCD_CERT",
     "etcd_key": "ODRADEK_ETCD_KEY",
@@ -430,6 +434,14 @@ def _lease_ttl(value: object, name: str) -> int:
     return int(text)
 
 
+def _cells(value: object, name: str) -> int:
+    text = str(value).strip()
+    high = limits.cluster_cells_max
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be a whole number of cells from 1 to {high}, got {value!r}")
+    return int(text)
+
+
 def _bytes(value: object, name: str) -> int:
     size = parse_size(value, name)
     if size is None:
@@ -448,6 +460,7 @@ _BOUNDS = {
     "store_flush_ms": _flush_ms,
     "store_flush_bytes": _flush_bytes,
     "lease_ttl": _lease_ttl,
+    "cells": _cells,
 }
 
 

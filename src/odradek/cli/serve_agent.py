@@ -36,6 +36,7 @@ from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.documents import EtcdDocuments
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
+from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_store_prefix
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
@@ -56,6 +57,17 @@ def run_agent(settings: Settings) -> int:
     tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     check_exposure(settings)
+    if settings.cells > 1:  # the Flight door only, so far: the Kafka and registry doors are off
+        given = (settings.kafka_listen_given and kafka_address) or (
+            settings.registry_listen_given and registry_address
+        )
+        if given:
+            raise InvalidRequest(
+                f"--cells {settings.cells}: a cluster whose topics are spread over several cells "
+                "serves the Flight door only so far; leave out --kafka-listen and --registry-listen, "
+                'or run one cell (docs/cluster.md, "Topics spread over cells")'
+            )
+        kafka_address = registry_address = None
     if settings.advertise is None and host in _EVERY_INTERFACE:  # (before etcd is asked anything)
         raise InvalidRequest(
             f"--listen {settings.listen} is every interface: say with --advertise HOST:PORT where "
@@ -133,7 +145,7 @@ def run_agent(settings: Settings) -> int:
 
     def open_node() -> Node:
         node = Node.open(
-            settings.data_dir,
+            os.path.join(settings.data_dir, cell_cache_directory(HOME_CELL, settings.cells)),
             fsync=True,
             topics_max=settings.topics_max,
             store=store,
@@ -144,6 +156,19 @@ def run_agent(settings: Settings) -> int:
         )
         node.engine.tenant_storage.quota = quota_settings.storage_quota  # tenants' storage_bytes
         return node
+
+    def open_cell(cell: str) -> Node:  # a cell beside the home cell (decision 0032)
+        prefix = cell_store_prefix(cell)
+        base = store if isinstance(store, ObjectStore) else open_store(store)
+        return Node.open(
+            os.path.join(settings.data_dir, cell_cache_directory(cell, settings.cells)),
+            fsync=True,
+            topics_max=settings.topics_max,
+            store=base.child(prefix),
+            store_settings=dataclasses.replace(
+                settings.store_settings(), checkpoint_seconds=limits.cluster_checkpoint_seconds
+            ),
+        )
 
     def start_kafka(node: Node) -> Any:
         if kafka_address is None:
@@ -202,7 +227,7 @@ def run_agent(settings: Settings) -> int:
         )
 
     role = AgentRole(
-        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay]), server, metrics
+        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay], open_cell), server, metrics
     )
     agent = ClusterAgent(
         AgentSettings(
@@ -212,6 +237,7 @@ def run_agent(settings: Settings) -> int:
             address=advertised,
             doors=doors,
             lease_ttl=settings.lease_ttl,
+            cells=settings.cells,
             security=security,
             scheme="grpc+tls" if tls is not None else "grpc",
         ),

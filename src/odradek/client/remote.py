@@ -1032,7 +1032,9 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
                 continue
             # Only an agent that owns the data now says so of itself; a standby's view
             # of who owns it may lag behind a change.
-            if status.get("role") == "owner" and other != current:
+            # (A cluster of several cells, decision 0032, has an owner per cell: there
+            # the client follows each call's redirect instead.)
+            if status.get("role") == "owner" and other != current and "cells" not in status:
                 client._switch(current, other, abandon=True)
             del client
     finally:

@@ -1,15 +1,20 @@
-"""A cluster agent: joins the cluster in etcd, owns the data or stands by (no IO of its own
-beyond etcd; what owning means is the caller's, through :class:`Role`).
+"""A cluster agent: joins the cluster in etcd, owns cells or stands by (no IO of its own
+beyond etcd; what owning a cell means is the caller's, through :class:`Role`).
 
-Theory of operation (decision record 0013). A cluster has one *cell*: all its topics,
-groups and door state, journaled in the object store by one engine (decision 0011).
-Exactly one agent, the *owner*, holds ``owners/_cell`` in etcd, bound to its lease; the
-others are *standbys*. The agent runs an asyncio loop on a thread of its own:
+Theory of operation (decision records 0013 and 0032). A *cell* is a set of topics,
+groups and door state, journaled in the object store by one engine (decision 0011). A
+cluster has one cell, the home cell ``_cell`` (decision 0013), or several (``_cell``,
+``_cell.1``, ...; decision 0032), each owned by exactly one agent at a time: the agent
+holding ``owners/<cell>`` in etcd, bound to its lease. Each cell goes through the steps
+below on its own (an agent may own several); the agent runs an asyncio loop on a thread
+of its own:
 
 1. join: a lease and ``agents/<id>`` (its doors' addresses), kept alive every TTL / 3;
-2. watch ``owners/_cell``. While another agent owns it, stand by (the Flight door
+2. watch ``owners/<cell>``. While another agent owns it, stand by (the Flight door
    answers NotOwner naming the owner). When nobody does, acquire it (one transaction:
-   exactly one of the racing standbys wins; the key's revision is the epoch);
+   exactly one of the racing standbys wins; the key's revision is the epoch). With
+   several cells an agent below its fair share of cells goes first (``_my_turn``), and
+   an agent owning two cells more than another hands one over to it (``_rebalance``);
 3. the winner opens the engine on the store (``Role.become_owner``, blocking, on a
    worker thread): attaching claims the store's next epoch and fences the previous
    owner's journal before reading it, so a zombie owner can no longer make a write
@@ -33,8 +38,9 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aetcd.exceptions
 import grpc.aio
@@ -49,30 +55,44 @@ from odradek.cluster.etcd import (
     OwnershipLost,
 )
 from odradek.cluster.etcd_client import EtcdSecurity
-from odradek.cluster.keys import AgentRecord, OwnerRecord
+from odradek.cluster.keys import (
+    HOME_CELL,
+    AgentRecord,
+    OwnerRecord,
+    PlacementEvent,
+    PlacementRecord,
+    cell_names,
+)
+from odradek.cluster.placement import PlacementView
 from odradek.errors import InvalidRequest, NotOwner, OdradekError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-CELL = "_cell"  # the owner key of the cluster's one cell (decision record 0013)
+CELL = HOME_CELL  # the owner key of the home cell, a cluster's only one by default (decision 0013)
 OWNER = "owner"
 STANDBY = "standby"
 JOINING = "joining"
 STOPPED = "stopped"
 _RETRY_FIRST_SECONDS = 0.2  # after a failed join or takeover, doubled up to:
 _RETRY_MAX_SECONDS = 2.0
+_TURN_SECONDS = 0.2  # an agent waits this long per cell it has before acquiring a free one
+_REBALANCE_SECONDS = 2.0  # how often an agent compares its cells with the others'
 
 
 class Role(Protocol):
-    """What becoming and ceasing to be the owner does (cluster/serving.py)."""
+    """What becoming and ceasing to be a cell's owner does (cluster/serving.py)."""
 
-    def become_owner(self, epoch: int) -> None:
-        """Open the data and serve it (blocking; on a worker thread). Raises if it
-        cannot: the agent gives ownership up and tries again later."""
+    def become_owner(self, epoch: int, cell: str = CELL) -> None:
+        """Open ``cell``'s data and serve it (blocking; on a worker thread). Raises if
+        it cannot: the agent gives the cell up and tries again later."""
 
-    def stop_owning(self, graceful: bool) -> None:
-        """Stop serving and close the data (blocking). ``graceful``: a handover, let
-        what is in flight finish; else the lease is lost, stop at once."""
+    def stop_owning(self, graceful: bool, cell: str = CELL) -> None:
+        """Stop serving ``cell`` and close its data (blocking). ``graceful``: a
+        handover, let what is in flight finish; else the lease is lost, stop at once."""
+
+    def topics(self, cell: str) -> list[str]:
+        """The topics of ``cell``, which this agent serves (blocking)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +107,13 @@ class AgentSettings:
     # How clients reach the agents' Flight doors: "grpc" or "grpc+tls" (every agent of a
     # cluster serves TLS alike; the records hold HOST:PORT).
     scheme: str = "grpc"
+    # How many cells the cluster's topics are spread over (decision 0032): 1, the home
+    # cell alone (decision 0013), up to limits.cluster_cells_max. Every agent of a
+    # cluster must be given the same count.
+    cells: int = 1
+
+    def __post_init__(self) -> None:
+        cell_names(self.cells)  # InvalidRequest when out of range
 
 
 @dataclasses.dataclass
@@ -100,6 +127,19 @@ class Counters:
     last_takeover_seconds: float = 0.0  # from acquiring the key to serving
 
 
+@dataclasses.dataclass
+class _Cell:
+    """One cell as this agent sees it (touched on the agent's loop; read under its lock)."""
+
+    name: str
+    owner: OwnerRecord | None = None  # who owns it, as last seen (this agent while it serves it)
+    serving: bool = False  # this agent serves it: its data are open
+    opening: bool = False  # this agent acquired it and opens its data (or waits its turn to)
+    epoch: int = 0  # this agent's epoch of it while serving
+    handover: asyncio.Event | None = None  # set: hand it over (to ``handover_to``)
+    handover_to: str | None = None
+
+
 class ClusterAgent:
     """One agent of a cluster (see the module docstring)."""
 
@@ -107,9 +147,9 @@ class ClusterAgent:
         self.settings = settings
         self.role_hooks = role
         self.counters = Counters()
-        self._role = JOINING
-        self._owner: OwnerRecord | None = None
-        self._epoch = 0
+        self.cells = cell_names(settings.cells)
+        self._cells = {name: _Cell(name) for name in self.cells}
+        self._role = JOINING  # JOINING, STANDBY (a member: it owns what its cells say), STOPPED
         self._agents: dict[str, AgentRecord] = {}
         self._cluster: EtcdCluster | None = None
         self._lock = threading.Lock()
@@ -117,10 +157,11 @@ class ClusterAgent:
         self._stop_requested: asyncio.Event | None = None
         self._future: Future[None] | None = None
         self._stopping = False
-        self._handover: asyncio.Event | None = None
-        self._handover_to: str | None = None
         self._joined = threading.Event()
         self._start_error: BaseException | None = None
+        self._member_since = 0.0  # monotonic time of the last join
+        # Which cell holds each topic (decision 0032): none with the home cell alone.
+        self.placement = PlacementView(settings.cells) if settings.cells > 1 else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,7 +182,7 @@ class ClusterAgent:
             raise self._start_error
 
     def stop(self, timeout: float = limits.shutdown_drain_seconds_max + 10) -> None:
-        """Hand ownership over (if owned) and leave the cluster; wait for it."""
+        """Hand every cell it owns over and leave the cluster; wait for it."""
         loop, future = self._loop, self._future
         if loop is None or future is None:
             return
@@ -160,25 +201,44 @@ class ClusterAgent:
 
     # -- what the doors ask ------------------------------------------------------------------
 
-    def is_owner(self) -> bool:
+    def _held(self) -> bool:
+        """Whether the lease's safe window is open now (by the local clock)."""
         with self._lock:
-            if self._role != OWNER:
-                return False
             cluster = self._cluster
         clock = cluster.clock if cluster is not None else None
         return clock is not None and clock.held(time.monotonic())
 
-    def readiness(self) -> tuple[bool, str]:
-        """Whether this agent can take clients now (``/readyz``), and why: it joined the
-        cluster and its lease holds, as the owner (it serves) or a standby (it leads
-        clients to the owner). Joining, a lost lease or a stopped agent: not ready."""
+    def is_owner(self, cell: str = CELL) -> bool:
+        """Whether this agent serves ``cell`` (the home cell by default) now."""
+        with self._lock:
+            state = self._cells.get(cell)
+            serving = state is not None and state.serving and self._role == STANDBY
+        return serving and self._held()
+
+    def owned_cells(self) -> list[str]:
+        """The cells this agent serves now, in cell order."""
+        with self._lock:
+            serving = (
+                [name for name in self.cells if self._cells[name].serving] if self._role == STANDBY else []
+            )
+        return serving if serving and self._held() else []
+
+    def _reported_role(self) -> str:
+        """The role ``status`` and ``wait_for_role`` speak of: the agent's membership
+        (joining, stopped), or the home cell's role of a member: its owner or a standby."""
         with self._lock:
             role = self._role
-            cluster = self._cluster
-        clock = cluster.clock if cluster is not None else None
+            home = self._cells[CELL].serving
+        return OWNER if role == STANDBY and home else role
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether this agent can take clients now (``/readyz``), and why: it joined the
+        cluster and its lease holds, whether it owns cells (it serves) or not (it leads
+        clients to their owners). Joining, a lost lease or a stopped agent: not ready."""
+        role = self._reported_role()
         if role not in (OWNER, STANDBY):
             return False, f"agent {self.settings.agent_id} is {role}"
-        if clock is None or not clock.held(time.monotonic()):
+        if not self._held():
             return False, f"agent {self.settings.agent_id} has no live lease in etcd (joining again)"
         return True, f"agent {self.settings.agent_id} is the {role} of cluster {self.settings.cluster}"
 
@@ -186,12 +246,13 @@ class ClusterAgent:
         """The URL of an agent's Flight door at ``address`` (HOST:PORT)."""
         return f"{self.settings.scheme}://{address}"
 
-    def owner_door(self, door: str) -> tuple[str, int] | None:
-        """Where another agent that owns the data listens with ``door`` (a name of
+    def owner_door(self, door: str, cell: str = CELL) -> tuple[str, int] | None:
+        """Where another agent that owns ``cell`` listens with ``door`` (a name of
         keys.DOORS: ``kafka``, ...), as its agent record says; None while no other agent
-        is known to own the data, or it has no such door."""
+        is known to own it, or it has no such door."""
         with self._lock:
-            owner = self._owner
+            state = self._cells.get(cell)
+            owner = state.owner if state is not None else None
             record = self._agents.get(owner.agent_id) if owner is not None else None
         if owner is None or owner.agent_id == self.settings.agent_id or record is None:
             return None
@@ -201,81 +262,171 @@ class ClusterAgent:
         host, _, port = address.rpartition(":")
         return host.strip("[]"), int(port)
 
-    def check_owner(self) -> None:
-        if not self.is_owner():
-            raise self.not_owner()
+    def check_owner(self, cell: str = CELL) -> None:
+        if not self.is_owner(cell):
+            raise self.not_owner(cell)
 
-    def not_owner(self) -> OdradekError:
+    def not_owner(self, cell: str = CELL) -> OdradekError:
+        """The refusal of a call for ``cell``'s data by an agent that does not serve it,
+        naming the agent that does (where clients follow it), if one is known."""
+        what = "the data" if len(self.cells) == 1 else f"cell {cell}"
         with self._lock:
-            owner = self._owner
-            role = self._role
+            state = self._cells.get(cell)
+            owner = state.owner if state is not None else None
+            serving = state is not None and state.serving
             agents = dict(self._agents)
-        if role == OWNER:  # the lease's safe window closed: the agent is giving up
+        if serving:  # the lease's safe window closed: the agent is giving up
             return NotOwner(f"agent {self.settings.agent_id!r} is giving ownership up; retry")
         if owner is None or owner.agent_id == self.settings.agent_id:
             return NotOwner(
-                f"no agent of cluster {self.settings.cluster!r} owns the data right now "
+                f"no agent of cluster {self.settings.cluster!r} owns {what} right now "
                 "(a failover is in progress); retry shortly"
             )
         record = agents.get(owner.agent_id)
         url = self._url(record.address) if record is not None else None
         return NotOwner(
-            f"agent {self.settings.agent_id!r} is a standby; agent {owner.agent_id!r} owns the data"
+            f"agent {self.settings.agent_id!r} does not serve {what}; agent {owner.agent_id!r} owns it"
             + (f" at {url}" if url else ""),
             url,
             owner.agent_id,
         )
 
     def status(self) -> dict[str, Any]:
+        role = self._reported_role()
+        held = self._held()
         with self._lock:
-            owner = self._owner
             agents = sorted(self._agents.values(), key=lambda record: record.agent_id)
-            role = self._role
-            epoch = self._epoch
-        owner_record = next((a for a in agents if owner is not None and a.agent_id == owner.agent_id), None)
-        return {
+            cells = [dataclasses.replace(self._cells[name], handover=None) for name in self.cells]
+        urls = {record.agent_id: self._url(record.address) for record in agents}
+
+        def owner_of(cell: _Cell) -> tuple[str | None, str | None, int]:
+            owner = cell.owner
+            if owner is None:
+                return None, None, 0
+            return owner.agent_id, urls.get(owner.agent_id), cell.epoch if cell.serving else owner.epoch
+
+        home_owner, home_url, home_epoch = owner_of(cells[0])
+        status: dict[str, Any] = {
             "cluster": self.settings.cluster,
             "agent": self.settings.agent_id,
-            "role": OWNER if role == OWNER and self.is_owner() else role,
-            "owner": owner.agent_id if owner is not None else None,
-            "owner_url": self._url(owner_record.address) if owner_record is not None else None,
-            "epoch": (epoch if role == OWNER else owner.epoch) if owner is not None else 0,
+            "role": OWNER if role == OWNER and held else (STANDBY if role == OWNER else role),
+            "owner": home_owner,
+            "owner_url": home_url,
+            "epoch": home_epoch,
             "agents": [
                 {"agent": a.agent_id, "url": self._url(a.address), "doors": dict(a.doors), "lease": a.lease}
                 for a in agents
             ],
             "counters": dataclasses.asdict(self.counters),
         }
+        if len(cells) > 1:
+            status["cells"] = [
+                dict(zip(("cell", "owner", "owner_url", "epoch"), (cell.name, *owner_of(cell)), strict=True))
+                | {"serving": cell.serving and held}
+                for cell in cells
+            ]
+        return status
 
-    def hand_over(self, to: str | None = None) -> dict[str, Any]:
-        """Hand the data over to agent ``to`` (None: another live agent), as SIGTERM
-        does but staying in the cluster as a standby. Returns at once; the handover
-        takes about a checkpoint and an attach."""
+    def hand_over(self, to: str | None = None, cell: str | None = None) -> dict[str, Any]:
+        """Hand ``cell`` (None: every cell this agent serves) over to agent ``to`` (None:
+        another live agent), as SIGTERM does but staying in the cluster. Returns at once;
+        a handover takes about a checkpoint and an attach."""
+        if cell is not None and cell not in self._cells:
+            raise InvalidRequest(f"no cell {cell!r} in this cluster: one of {list(self.cells)}")
         with self._lock:
-            role = self._role
             agents = sorted(self._agents)
-        if role != OWNER:
-            raise self.not_owner()
+            serving = [name for name in self.cells if self._cells[name].serving]
+        cells = serving if cell is None else [cell] if cell in serving else []
+        if not cells:
+            raise self.not_owner(cell or CELL)
         others = [agent for agent in agents if agent != self.settings.agent_id]
         target = to if to is not None else (others[0] if others else None)
         if target is None:
             raise InvalidRequest("no other agent to hand the data over to: start one first")
         if target not in others:
             raise InvalidRequest(f"agent {target!r} is not a live agent of the cluster; live: {others}")
-        loop, event = self._loop, self._handover
-        if loop is None or event is None:
-            raise self.not_owner()
-        self._handover_to = target
+        loop = self._loop
+        if loop is None:
+            raise self.not_owner(cells[0])
+        for name in cells:
+            self._ask_handover(loop, self._cells[name], target)
+        answer: dict[str, Any] = {"from": self.settings.agent_id, "to": target}
+        if len(self.cells) > 1:
+            answer["cells"] = cells
+        return answer
+
+    def _ask_handover(self, loop: asyncio.AbstractEventLoop, cell: _Cell, target: str) -> None:
+        event = cell.handover
+        if event is None:
+            raise self.not_owner(cell.name)
+        cell.handover_to = target
         loop.call_soon_threadsafe(event.set)
-        return {"from": self.settings.agent_id, "to": target}
+
+    # -- topics and their cells (decision 0032) -----------------------------------------------
+
+    def cell_count(self) -> int:
+        return len(self.cells)
+
+    def cell_of(self, topic: str) -> str:
+        """The cell holding ``topic``: the placement this agent's view holds, else the
+        one etcd holds (a placement another agent just wrote, not yet watched here);
+        the home cell for a topic placed nowhere (whose errors come from there)."""
+        view = self.placement
+        if view is None:
+            return CELL
+        cell = view.cell_of(topic)
+        if cell is not None:
+            return cell
+        record = self._etcd(lambda cluster: cluster.placement(topic), f"the cell of topic {topic!r}")
+        if record is None:
+            return CELL
+        view.apply(PlacementEvent.of(record), local=True)
+        return record.cell
+
+    def place(self, topic: str) -> str:
+        """The cell holding ``topic``, placing it in the least loaded cell when it is
+        placed nowhere (the first placement wins a race between agents)."""
+        view = self.placement
+        if view is None:
+            return CELL
+        cell = view.cell_of(topic)
+        if cell is not None:
+            return cell
+        return self._etcd(lambda cluster: view.place(cluster, topic), f"the placement of topic {topic!r}")
+
+    def forget(self, topic: str, cell: str) -> None:
+        """Drop ``topic``'s placement if it still names ``cell`` (it was deleted there)."""
+        view = self.placement
+        if view is not None:
+            self._etcd(lambda cluster: view.delete(cluster, topic, cell), f"the placement of topic {topic!r}")
+
+    def topics(self) -> list[str]:
+        """Every topic placed in the cluster's cells, as this agent's view holds them."""
+        view = self.placement
+        return sorted(record.topic for record in view.records()) if view is not None else []
+
+    def _etcd(self, request: Callable[[EtcdCluster], Awaitable[T]], what: str) -> T:
+        """``request`` on this agent's etcd client, from a thread other than its loop."""
+        with self._lock:
+            cluster = self._cluster
+        loop = self._loop
+        if cluster is None or loop is None:
+            raise EtcdUnavailable(
+                f"agent {self.settings.agent_id} is joining its cluster: {what} is unknown; retry"
+            )
+        future = asyncio.run_coroutine_threadsafe(_awaited(request(cluster)), loop)
+        try:
+            return future.result(limits.cluster_retry_seconds_max + limits.cluster_request_timeout_seconds)
+        except TimeoutError as exc:
+            future.cancel()
+            raise EtcdUnavailable(f"etcd did not answer in time for {what}; retry") from exc
 
     def wait_for_role(self, role: str, timeout: float) -> bool:
         """Wait until the agent has ``role`` (tests, the bench)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self._lock:
-                if self._role == role:
-                    return True
+            if self._reported_role() == role:
+                return True
             time.sleep(0.02)
         return False
 
@@ -290,12 +441,13 @@ class ClusterAgent:
             else:
                 log.exception("the cluster agent stopped on an error")
         finally:
-            self._set_role(STOPPED, None)
+            self._set_role(STOPPED)
             self._joined.set()
 
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
-        self._handover = asyncio.Event()
+        for cell in self._cells.values():
+            cell.handover = asyncio.Event()
         if self._stopping:
             return
         backoff = _RETRY_FIRST_SECONDS
@@ -316,8 +468,8 @@ class ClusterAgent:
                     await self._member(cluster)
                 except (OdradekError, aetcd.exceptions.ClientError, grpc.aio.AioRpcError) as exc:
                     # etcd answered something unforeseen while this agent was a member:
-                    # it is no member any more (its role is given up), so it joins again
-                    # rather than ending the process.
+                    # it is no member any more (its cells are given up), so it joins
+                    # again rather than ending the process.
                     log.error(
                         "agent %s left cluster %r on an error and joins again: %s",
                         self.settings.agent_id,
@@ -325,7 +477,7 @@ class ClusterAgent:
                         exc,
                         exc_info=True,
                     )
-                    await self._give_up_role()
+                    await self._give_up_cells()
                     await self._pause(backoff)
             finally:
                 with self._lock:
@@ -344,7 +496,8 @@ class ClusterAgent:
             self._cluster = cluster
             self._agents[record.agent_id] = record
         self.counters.joins += 1
-        self._set_role(STANDBY, None)
+        self._member_since = time.monotonic()
+        self._set_role(STANDBY)
         self._joined.set()
         log.info(
             "joined cluster %r as agent %s (lease %x, TTL %d s)",
@@ -361,68 +514,129 @@ class ClusterAgent:
                 await self._stop_requested.wait()
 
     async def _member(self, cluster: EtcdCluster) -> None:
-        """Stand by or own until the lease is lost (return: join again) or a stop."""
+        """Stand by for and own cells until the lease is lost (return: join again) or a
+        stop (every cell handed over, then the agent leaves)."""
         assert self._stop_requested is not None
-        owners: asyncio.Queue[OwnerRecord | None] = asyncio.Queue()
-        tasks = [
-            asyncio.create_task(self._pump_owner(cluster, owners), name="odradek-owner-watch"),
-            asyncio.create_task(self._follow_agents(cluster), name="odradek-agents-watch"),
+        helpers = [asyncio.create_task(self._follow_agents(cluster), name="odradek-agents-watch")]
+        if self.placement is not None:
+            helpers.append(asyncio.create_task(self._rebalance(), name="odradek-cells-rebalance"))
+            helpers.append(
+                asyncio.create_task(self.placement.follow(cluster), name="odradek-placements-watch")
+            )
+        cells = [
+            asyncio.create_task(self._cell(cluster, self._cells[name]), name=f"odradek-cell-{name}")
+            for name in self.cells
         ]
         try:
+            await asyncio.gather(*cells)
+        finally:
+            for task in [*cells, *helpers]:
+                task.cancel()
+            for task in [*cells, *helpers]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._stop_requested.is_set():
+            await self._leave(cluster)
+
+    async def _cell(self, cluster: EtcdCluster, cell: _Cell) -> None:
+        """Stand by for or own one cell until the lease is lost or a stop."""
+        owners: asyncio.Queue[OwnerRecord | None] = asyncio.Queue()
+        watch = asyncio.create_task(self._pump_owner(cluster, cell.name, owners), name="odradek-owner-watch")
+        try:
             while True:
-                owner = await self._next(owners, cluster)
-                if owner is _STOP:
-                    await self._leave(cluster)
-                    return
-                if owner is _LOST:
+                owner = await self._next(owners, cluster, cell)
+                if owner is _STOP or owner is _LOST:
                     return
                 if owner is _HANDOVER:  # asked as the owner, arrived as a standby: nothing to do
                     continue
                 assert owner is None or isinstance(owner, OwnerRecord)
+                self._set_owner(cell, owner)
                 if owner is not None:
-                    self._set_role(STANDBY, owner)
                     continue
-                self._set_role(STANDBY, None)
                 try:
-                    target = await cluster.handover_target(CELL)
+                    target = await cluster.handover_target(cell.name)
                 except EtcdUnavailable:
                     target = None
                 with self._lock:
                     target_live = target in self._agents
                 if target is not None and target != self.settings.agent_id and target_live:
-                    # The data is being handed over to another agent: leave it the key,
+                    # The cell is being handed over to another agent: leave it the key,
                     # and look again shortly (the handover key goes by itself).
                     asyncio.get_running_loop().call_later(_HANDOVER_LOOK_SECONDS, owners.put_nowait, None)
                     continue
+                if target != self.settings.agent_id and not await self._my_turn(cell, owners):
+                    continue
                 try:
-                    ownership = await cluster.acquire(CELL)
+                    ownership = await cluster.acquire(cell.name)
                 except OwnedByAnother as exc:
-                    self._set_role(STANDBY, exc.owner)
+                    cell.opening = False
+                    self._set_owner(cell, exc.owner)
                     continue
                 except OwnershipLost:
+                    cell.opening = False
                     return
                 except EtcdUnavailable as exc:
-                    log.warning("cannot acquire the cell yet: %s", exc.message)
+                    cell.opening = False
+                    log.warning("cannot acquire cell %s yet: %s", cell.name, exc.message)
                     await self._pause(_RETRY_MAX_SECONDS)
                     owners.put_nowait(None)  # look again
                     continue
-                if not await self._own(cluster, ownership, owners):
+                if not await self._own(cluster, ownership, owners, cell):
                     return
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
 
-    async def _next(self, owners: asyncio.Queue[OwnerRecord | None], cluster: EtcdCluster) -> object:
-        """The next owner event, or _STOP / _LOST; the latest one when several queued."""
+    async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None]) -> bool:
+        """Whether this agent should try to acquire ``cell``, free now, after waiting its
+        turn: at once in a cluster of one cell; else an agent below its fair share of
+        cells (the cells over the live agents, rounded up) waits a moment for each cell
+        it has, so that the agents with fewest cells win a race, and one at or above
+        its share waits a lease's TTL, so that a cell is never left without an owner for
+        long when the agents disagree on who is alive. False: the cell got an owner
+        meanwhile (the event is queued again) or the agent stops."""
+        if len(self.cells) == 1:
+            return True
+        with self._lock:
+            held = sum(1 for other in self._cells.values() if other.serving or other.opening)
+            live = max(1, len(self._agents))
+        share = -(-len(self.cells) // live)
+        wait = held * _TURN_SECONDS if held < share else float(self.settings.lease_ttl)
+        cell.opening = True
+        if wait <= 0:
+            return True
         assert self._stop_requested is not None
-        assert self._handover is not None
+        getting = asyncio.ensure_future(owners.get())
+        stopping = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {getting, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (getting, stopping):
+                if not waiter.done():
+                    waiter.cancel()
+        if not done:
+            return True
+        cell.opening = False
+        if getting in done:
+            owners.put_nowait(getting.result())  # see what happened, as the next event
+        else:
+            owners.put_nowait(None)  # the stop is seen by _next
+        return False
+
+    async def _next(
+        self, owners: asyncio.Queue[OwnerRecord | None], cluster: EtcdCluster, cell: _Cell
+    ) -> object:
+        """The next owner event of ``cell``, or _STOP / _LOST / _HANDOVER; the latest one
+        when several queued."""
+        assert self._stop_requested is not None
+        assert cell.handover is not None
         getting = asyncio.ensure_future(owners.get())
         stopping = asyncio.ensure_future(self._stop_requested.wait())
         losing = asyncio.ensure_future(cluster.lease_lost.wait())
-        handing = asyncio.ensure_future(self._handover.wait())
+        handing = asyncio.ensure_future(cell.handover.wait())
         waiters = {getting, stopping, losing, handing}
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -435,7 +649,7 @@ class ClusterAgent:
         if losing in done:
             return _LOST
         if handing in done:
-            self._handover.clear()
+            cell.handover.clear()
             return _HANDOVER
         owner = getting.result()
         while not owners.empty():
@@ -443,111 +657,175 @@ class ClusterAgent:
         return owner
 
     async def _own(
-        self, cluster: EtcdCluster, ownership: Ownership, owners: asyncio.Queue[OwnerRecord | None]
+        self,
+        cluster: EtcdCluster,
+        ownership: Ownership,
+        owners: asyncio.Queue[OwnerRecord | None],
+        cell: _Cell,
     ) -> bool:
-        """Serve as the owner; True to stand by again on the same lease, False to join
-        again (the lease was lost) or stop."""
+        """Serve ``cell`` as its owner; True to stand by for it again on the same lease,
+        False when the lease was lost or the agent stops."""
         assert self._stop_requested is not None
         started = time.monotonic()
-        log.info(
-            "agent %s owns the cell at epoch %d: opening the data", self.settings.agent_id, ownership.epoch
-        )
+        agent = self.settings.agent_id
+        log.info("agent %s owns cell %s at epoch %d: opening its data", agent, cell.name, ownership.epoch)
+        cell.opening = True
         try:
-            await asyncio.to_thread(self.role_hooks.become_owner, ownership.epoch)
+            await asyncio.to_thread(self.role_hooks.become_owner, ownership.epoch, cell.name)
         except Exception as exc:  # noqa: BLE001 - give the cell up for another agent to try
-            log.error("agent %s could not open the data: %s; giving the cell up", self.settings.agent_id, exc)
+            cell.opening = False
+            log.error("agent %s could not open cell %s: %s; giving it up", agent, cell.name, exc)
             with contextlib.suppress(OdradekError):
-                await cluster.release(CELL)
+                await cluster.release(cell.name)
             await self._pause(_RETRY_MAX_SECONDS)
             return True
-        if not cluster.holds(CELL, ownership.epoch):
-            log.warning("agent %s lost its lease while opening the data", self.settings.agent_id)
-            await asyncio.to_thread(self.role_hooks.stop_owning, False)
+        if self.placement is not None:
+            await self._register(cluster, cell)
+        if not cluster.holds(cell.name, ownership.epoch):
+            cell.opening = False
+            log.warning("agent %s lost its lease while opening cell %s", agent, cell.name)
+            await asyncio.to_thread(self.role_hooks.stop_owning, False, cell.name)
             self.counters.losses += 1
             return False
         with self._lock:
-            self._epoch = ownership.epoch
-            self._owner = OwnerRecord(
-                CELL, self.settings.agent_id, cluster.clock.lease if cluster.clock else 0
-            )
-            self._role = OWNER
+            cell.epoch = ownership.epoch
+            cell.owner = OwnerRecord(cell.name, agent, cluster.clock.lease if cluster.clock else 0)
+            cell.serving = True
+            cell.opening = False
         self.counters.takeovers += 1
         self.counters.last_takeover_seconds = time.monotonic() - started
         log.info(
-            "agent %s serves as the owner (epoch %d) after %.2f s",
-            self.settings.agent_id,
+            "agent %s serves cell %s as its owner (epoch %d) after %.2f s",
+            agent,
+            cell.name,
             ownership.epoch,
             self.counters.last_takeover_seconds,
         )
         while True:
-            event = await self._next(owners, cluster)
+            event = await self._next(owners, cluster, cell)
             if event is _HANDOVER:
-                target = self._handover_to
-                log.info("agent %s hands the cell over to %s", self.settings.agent_id, target)
+                target = cell.handover_to
+                log.info("agent %s hands cell %s over to %s", agent, cell.name, target)
                 try:
                     if target is not None:
-                        await cluster.hand_over(CELL, target, limits.cluster_handover_seconds)
+                        await cluster.hand_over(cell.name, target, limits.cluster_handover_seconds)
                 except OdradekError as exc:
                     log.warning("could not name %s in etcd (%s); handing over to any agent", target, exc)
-                await self._hand_over(cluster)
+                await self._hand_over(cluster, cell)
                 return True
             if event is _STOP:
-                log.info("agent %s hands the cell over", self.settings.agent_id)
-                await self._hand_over(cluster)
-                await self._leave(cluster)
-                self._stop_requested.set()
+                log.info("agent %s hands cell %s over", agent, cell.name)
+                await self._hand_over(cluster, cell)
                 return False
             if (
                 event is _LOST
                 or (isinstance(event, OwnerRecord) and event.epoch != ownership.epoch)
                 or event is None
             ):
-                self._set_role(STANDBY, event if isinstance(event, OwnerRecord) else None)
+                self._set_owner(cell, event if isinstance(event, OwnerRecord) else None, serving=False)
                 log.warning(
-                    "agent %s stopped owning the cell (epoch %d): %s",
-                    self.settings.agent_id,
+                    "agent %s stopped owning cell %s (epoch %d): %s",
+                    agent,
+                    cell.name,
                     ownership.epoch,
                     "its lease was lost" if event is _LOST else "the owner key changed",
                 )
-                await asyncio.to_thread(self.role_hooks.stop_owning, False)
+                await asyncio.to_thread(self.role_hooks.stop_owning, False, cell.name)
                 self.counters.losses += 1
                 if event is not _LOST:
                     with contextlib.suppress(OdradekError):
                         await cluster.leave()  # never act on this lease again: join afresh
                 return False
 
-    async def _give_up_role(self) -> None:
-        """Stop serving if this agent owned the data, and stand by no more (joining)."""
+    async def _register(self, cluster: EtcdCluster, cell: _Cell) -> None:
+        """Place the topics of a cell just opened that are placed nowhere (the home
+        cell's topics from before it had others; a topic whose placement a crash lost)
+        in that cell. A topic placed elsewhere keeps its placement."""
+        try:
+            topics = await asyncio.to_thread(self.role_hooks.topics, cell.name)
+            added = await cluster.place_topics(PlacementRecord(topic, cell.name) for topic in topics)
+        except OdradekError as exc:
+            log.warning("could not place the topics of cell %s in etcd: %s", cell.name, exc)
+            return
+        if added:
+            log.info("placed %d topics of cell %s in etcd", added, cell.name)
+
+    async def _give_up_cells(self) -> None:
+        """Stop serving every cell this agent served or was opening, and stand by no
+        more (joining)."""
         with self._lock:
-            owned = self._role == OWNER
-        self._set_role(JOINING, None)
-        if owned:
-            await asyncio.to_thread(self.role_hooks.stop_owning, False)
+            held = [cell for cell in self._cells.values() if cell.serving or cell.opening]
+            self._role = JOINING
+            for cell in self._cells.values():
+                cell.serving = cell.opening = False
+                cell.owner = None
+        for cell in held:
+            await asyncio.to_thread(self.role_hooks.stop_owning, False, cell.name)
             self.counters.losses += 1
 
-    async def _hand_over(self, cluster: EtcdCluster) -> None:
-        """Stop serving, let the data close (its journal commits, a checkpoint), then
-        release the owner key for a standby to take at once."""
-        self._set_role(STANDBY, None)
-        await asyncio.to_thread(self.role_hooks.stop_owning, True)
+    async def _hand_over(self, cluster: EtcdCluster, cell: _Cell) -> None:
+        """Stop serving ``cell``, let its data close (its journal commits, a checkpoint),
+        then release its owner key for another agent to take at once."""
+        self._set_owner(cell, None, serving=False)
+        await asyncio.to_thread(self.role_hooks.stop_owning, True, cell.name)
         self.counters.handovers += 1
         with contextlib.suppress(OdradekError):
-            await cluster.release(CELL)
+            await cluster.release(cell.name)
+
+    async def _rebalance(self) -> None:
+        """Every few seconds, while every cell has a live owner: if this agent owns at
+        least two cells more than the agent with fewest (one joined, or came back),
+        hand one over to that agent. One cell at a time; the one given up is the last
+        by name (the home cell moves last)."""
+        while True:
+            await asyncio.sleep(_REBALANCE_SECONDS)
+            if time.monotonic() - self._member_since < _REBALANCE_SECONDS:
+                continue
+            with self._lock:
+                agents = set(self._agents)
+                cells = list(self._cells.values())
+            owners = [cell.owner.agent_id if cell.owner is not None else None for cell in cells]
+            if any(owner is None or owner not in agents for owner in owners):
+                continue  # a failover or a handover in progress: not now
+            counts = dict.fromkeys(sorted(agents), 0)
+            for owner in owners:
+                assert owner is not None
+                counts[owner] += 1
+            me = self.settings.agent_id
+            fewest = min(counts, key=lambda agent: (counts[agent], agent))
+            if counts.get(me, 0) - counts[fewest] < 2:
+                continue
+            mine = [cell for cell in cells if cell.serving]
+            if not mine or self._loop is None:
+                continue
+            cell = mine[-1]
+            log.info(
+                "agent %s owns %d cells, agent %s %d: handing cell %s over",
+                me,
+                counts[me],
+                fewest,
+                counts[fewest],
+                cell.name,
+            )
+            self._ask_handover(self._loop, cell, fewest)
+            await asyncio.sleep(float(self.settings.lease_ttl))  # let it land before looking again
 
     async def _leave(self, cluster: EtcdCluster) -> None:
         with contextlib.suppress(OdradekError):
             await cluster.leave()
         log.info("agent %s left cluster %r", self.settings.agent_id, self.settings.cluster)
 
-    async def _pump_owner(self, cluster: EtcdCluster, owners: asyncio.Queue[OwnerRecord | None]) -> None:
+    async def _pump_owner(
+        self, cluster: EtcdCluster, cell: str, owners: asyncio.Queue[OwnerRecord | None]
+    ) -> None:
         # Whatever breaks a watch (a member killed mid-stream may surface as any gRPC
         # error), it is started again: reading the key first, nothing is missed.
         while True:
             try:
-                async for owner in cluster.watch_owner(CELL):
+                async for owner in cluster.watch_owner(cell):
                     owners.put_nowait(owner)
             except Exception as exc:  # noqa: BLE001 - see above
-                log.warning("watching the owner failed (%r); watching again", exc)
+                log.warning("watching the owner of cell %s failed (%r); watching again", cell, exc)
                 await asyncio.sleep(_RETRY_MAX_SECONDS / 2)
 
     async def _follow_agents(self, cluster: EtcdCluster) -> None:
@@ -563,10 +841,22 @@ class ClusterAgent:
                 log.warning("watching the agents failed (%r); watching again", exc)
                 await asyncio.sleep(_RETRY_MAX_SECONDS / 2)
 
-    def _set_role(self, role: str, owner: OwnerRecord | None) -> None:
+    def _set_role(self, role: str) -> None:
         with self._lock:
             self._role = role
-            self._owner = owner
+            if role != STANDBY:
+                for cell in self._cells.values():
+                    cell.owner = None
+
+    def _set_owner(self, cell: _Cell, owner: OwnerRecord | None, *, serving: bool | None = None) -> None:
+        with self._lock:
+            cell.owner = owner
+            if serving is not None:
+                cell.serving = serving
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 _STOP = object()

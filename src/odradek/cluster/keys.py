@@ -115,6 +115,14 @@ def cell_store_prefix(cell: str) -> str:
     return "" if index == 0 else f"cells/{index}/"
 
 
+def cell_cache_directory(cell: str, cells: int) -> str:
+    """Where an agent caches ``cell`` under its data directory: the directory itself in
+    a cluster of one cell (as always), ``cells/<index>`` for every cell of a cluster of
+    several, the home cell's included (no cell's cache lies inside another's)."""
+    index = cell_index(cell)
+    return "" if cells == 1 else f"cells/{index}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """The keys of one cluster. Pure: builds and parses keys, never talks to etcd."""

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from odradek.cluster.agent import CELL
 from odradek.errors import OdradekError, Unavailable
 from odradek.node import Node
 
@@ -41,6 +42,10 @@ class AgentDoors:
     # Each starts a door of a standby (no node: the Kafka relay, protocols/kafka/relay.py)
     # on the port an owner door takes when the agent owns the data; returns what closes it.
     standby_doors: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
+    # Opens a cell other than the home cell (decision 0032): its engine on the cell's
+    # prefix of the store, without the owner doors (which serve the home cell). None: the
+    # cluster has the home cell only.
+    open_cell: Callable[[str], Node] | None = None
 
 
 class AgentGate:
@@ -55,14 +60,29 @@ class AgentGate:
             raise Unavailable("the agent is joining its cluster; retry")
         return self.agent
 
-    def check_owner(self) -> None:
-        self._agent().check_owner()
+    def check_owner(self, cell: str = CELL) -> None:
+        self._agent().check_owner(cell)
 
-    def not_owner(self) -> OdradekError:
-        return self._agent().not_owner()
+    def not_owner(self, cell: str = CELL) -> OdradekError:
+        return self._agent().not_owner(cell)
 
     def status(self) -> dict[str, Any]:
         return self._agent().status()
+
+    def cell_count(self) -> int:
+        return self._agent().cell_count()
+
+    def cell_of(self, topic: str) -> str:
+        return self._agent().cell_of(topic)
+
+    def place(self, topic: str) -> str:
+        return self._agent().place(topic)
+
+    def forget(self, topic: str, cell: str) -> None:
+        self._agent().forget(topic, cell)
+
+    def topics(self) -> list[str]:
+        return self._agent().topics()
 
     def hand_over(self, to: str | None) -> dict[str, Any]:
         return self._agent().hand_over(to)
@@ -76,7 +96,8 @@ class AgentRole:
         self.flight = flight
         self.metrics = metrics
         self._lock = threading.Lock()
-        self.node: Node | None = None
+        self.node: Node | None = None  # the home cell's, while this agent owns it
+        self.cells: dict[str, Node] = {}  # the other cells' it owns (decision 0032)
         self._opened: list[Any] = []
         self._standing_by: list[Any] = []  # the standby doors running
         self._closed = False
@@ -86,7 +107,10 @@ class AgentRole:
         with self._lock:
             self._start_standby()
 
-    def become_owner(self, epoch: int) -> None:
+    def become_owner(self, epoch: int, cell: str = CELL) -> None:
+        if cell != CELL:
+            self._open_cell(epoch, cell)
+            return
         with self._lock:
             if self.node is not None:  # a previous ownership not closed: close it first
                 self._close(graceful=False, stand_by=False)
@@ -114,16 +138,46 @@ class AgentRole:
             self.flight.serve_node(node)
             log.info("serving the data as the owner (epoch %d)", epoch)
 
-    def stop_owning(self, graceful: bool) -> None:
+    def stop_owning(self, graceful: bool, cell: str = CELL) -> None:
         with self._lock:
-            self._close(graceful)
+            if cell == CELL:
+                self._close(graceful)
+            else:
+                self._close_cell(cell, graceful)
+
+    def topics(self, cell: str) -> list[str]:
+        with self._lock:
+            node = self.node if cell == CELL else self.cells.get(cell)
+            return node.engine.list_topics() if node is not None else []
 
     def close(self) -> None:
         """Stop serving for good (the agent left): the owner's doors and the standby's."""
         with self._lock:
             self._closed = True
+            for cell in list(self.cells):
+                self._close_cell(cell, graceful=True)
             self._close(graceful=True, stand_by=False)
             self._stop_standby()
+
+    def _open_cell(self, epoch: int, cell: str) -> None:
+        """Open and serve a cell other than the home cell (its engine only: the owner
+        doors and the metrics are the home cell's)."""
+        if self.doors.open_cell is None:
+            raise Unavailable(f"this agent serves the home cell only; cell {cell} is not its to open")
+        with self._lock:
+            if cell in self.cells:  # a previous ownership not closed: close it first
+                self._close_cell(cell, graceful=False)
+            node = self.doors.open_cell(cell)
+            self.cells[cell] = node
+            self.flight.serve_node(node, cell)
+            log.info("serving cell %s as its owner (epoch %d)", cell, epoch)
+
+    def _close_cell(self, cell: str, graceful: bool) -> None:
+        node = self.flight.unserve(cell) or self.cells.get(cell)
+        self.cells.pop(cell, None)
+        if node is not None:
+            node.close()  # as in _close: what the journal holds commits
+            log.info("stopped serving cell %s (%s)", cell, "handed over" if graceful else "ownership lost")
 
     def _start_standby(self) -> None:
         if self._closed or self._standing_by:

@@ -65,6 +65,7 @@ import pyarrow.flight as flight
 
 from odradek import limits
 from odradek.budget import ByteBudget, Reservation
+from odradek.cluster.keys import HOME_CELL
 from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
 from odradek.errors import (
@@ -77,7 +78,7 @@ from odradek.errors import (
     Unavailable,
     WaitTimeout,
 )
-from odradek.names import is_pattern
+from odradek.names import compile_pattern, is_pattern
 from odradek.node import Node
 from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.flight import authorization, group_messages, messages
@@ -142,6 +143,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         require client certificates; gRPC keeps that certificate until the server
         stops (protocols/tls.py)."""
         self._node: Node | None = None if engine is None else Node.of(engine)
+        self._cells: dict[str, Node] = {}  # the other cells this agent serves (decision 0032)
         self.cluster = cluster
         self.observer = observer
         self.bounds = bounds or connections.FLIGHT
@@ -210,17 +212,59 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     @property
     def engine(self) -> Engine:
+        """The engine the handlers call: the node's, or in a cluster of several cells
+        the router that sends each call on one topic to its cell's engine."""
+        if self._routed():
+            return cast(Engine, _CellRouter(self))
         return self.node.engine
 
-    def serve_node(self, node: Node) -> None:
-        """Serve ``node`` from now on (a cluster agent that became the owner)."""
-        self._node = node
+    def _routed(self) -> bool:
+        return self.cluster is not None and self.cluster.cell_count() > 1
 
-    def unserve(self) -> Node | None:
-        """Stop serving the node (a cluster agent that stops being the owner): new calls
-        are refused with NotOwner; calls in flight fail as the node closes. Returns it."""
+    def serve_node(self, node: Node, cell: str = HOME_CELL) -> None:
+        """Serve ``node`` from now on as ``cell``'s (a cluster agent that became its owner)."""
+        if cell == HOME_CELL:
+            self._node = node
+        else:
+            self._cells[cell] = node
+
+    def unserve(self, cell: str = HOME_CELL) -> Node | None:
+        """Stop serving ``cell``'s node (a cluster agent that stops being its owner): new
+        calls are refused with NotOwner; calls in flight fail as the node closes.
+        Returns it."""
+        if cell != HOME_CELL:
+            return self._cells.pop(cell, None)
         node, self._node = self._node, None
         return node
+
+    def node_of(self, topic: str, *, place: bool = False) -> Node:
+        """The node of the cell holding ``topic`` (``place``: placing a new topic in the
+        least loaded cell first), if this agent serves it; else NotOwner naming the
+        agent that does."""
+        assert self.cluster is not None
+        cell = self.cluster.place(topic) if place else self.cluster.cell_of(topic)
+        node = self._node if cell == HOME_CELL else self._cells.get(cell)
+        if node is None:
+            raise self.cluster.not_owner(cell)
+        return node
+
+    def engine_of(self, topic: str, *, place: bool = False) -> Engine:
+        return self.node_of(topic, place=place).engine
+
+    def _node_of_subscription(self, pattern: str) -> Node:
+        """The node whose groups serve a subscription to ``pattern``: in a cluster of
+        several cells, the node of the one topic's cell (the group lives there)."""
+        if not self._routed():
+            return self.node
+        if is_pattern(pattern):
+            raise InvalidRequest(
+                "a group subscribing to a wildcard is not served by a cluster whose topics are "
+                "spread over several cells yet: subscribe to one topic"
+            )
+        return self.node_of(pattern)
+
+    def _served_nodes(self) -> list[Node]:
+        return [node for node in (self._node, *self._cells.values()) if node is not None]
 
     def _not_serving(self) -> OdradekError:
         if self.cluster is not None:
@@ -850,9 +894,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            Subscription(self.node.groups, request, stop, self._draining.is_set, namespace, guard).serve(
-                reader, writer
-            )
+            groups = self._node_of_subscription(request.pattern).groups
+            Subscription(groups, request, stop, self._draining.is_set, namespace, guard).serve(reader, writer)
 
     # -- discovery: topics as flights ---------------------------------------------------------
 
@@ -1051,6 +1094,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             authorized[0].check(authorized[1], operation, "topic", topic)
 
     def _check_serving(self) -> None:
+        if self._routed():  # each call on a topic is checked by its cell (engine_of)
+            if self._draining.is_set():
+                raise Unavailable("the server is shutting down; retry against a running server")
+            return
         if self.cluster is not None:
             self.cluster.check_owner()  # NotOwner on a standby, or once the lease is lost
         if self._draining.is_set() or self.engine.closed:
@@ -1158,11 +1205,26 @@ _VIEW_ACTIONS = frozenset(
 class ClusterGate(Protocol):
     """What the door asks of a cluster agent (cluster/agent.py)."""
 
-    def check_owner(self) -> None:
-        """Raise NotOwner unless this agent owns the data now."""
+    def check_owner(self, cell: str = HOME_CELL) -> None:
+        """Raise NotOwner unless this agent owns ``cell`` now."""
 
-    def not_owner(self) -> OdradekError:
-        """The error naming the owner (for a call made while nothing is served)."""
+    def not_owner(self, cell: str = HOME_CELL) -> OdradekError:
+        """The error naming ``cell``'s owner (for a call made while it is not served here)."""
+
+    def cell_count(self) -> int:
+        """How many cells the cluster's topics are spread over (1: the home cell alone)."""
+
+    def cell_of(self, topic: str) -> str:
+        """The cell holding ``topic`` (the home cell for a topic placed nowhere)."""
+
+    def place(self, topic: str) -> str:
+        """The cell holding ``topic``, placing it in the least loaded cell if it is new."""
+
+    def forget(self, topic: str, cell: str) -> None:
+        """Drop ``topic``'s placement in ``cell`` (it was deleted there)."""
+
+    def topics(self) -> list[str]:
+        """Every topic placed in the cluster's cells."""
 
     def status(self) -> dict[str, Any]:
         """The agent's view of the cluster (the ``cluster_status`` action)."""
@@ -1170,6 +1232,87 @@ class ClusterGate(Protocol):
     def hand_over(self, to: str | None) -> dict[str, Any]:
         """Hand the data over to agent ``to`` (None: any other); NotOwner on a standby."""
 
+
+class _CellRouter:
+    """The engine as the door's handlers see it in a cluster of several cells (decision
+    0032): a call on one topic goes to the engine of the cell holding it (NotOwner
+    naming its owner when this agent does not serve it); creating a topic places it
+    first, deleting it drops its placement. Listings answer from the placements;
+    everything else (wildcard reads, groups and views) is the home cell's."""
+
+    def __init__(self, service: FlightService) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        service = self._service
+        if name in _TOPIC_CALLS:
+
+            def routed(topic: str, *args: Any, **kwargs: Any) -> Any:
+                if name == "read" and is_pattern(topic):
+                    raise InvalidRequest(
+                        "a wildcard read is not served by a cluster whose topics are spread over "
+                        "several cells yet: read each topic"
+                    )
+                return getattr(service.engine_of(topic, place=name == "create_topic"), name)(
+                    topic, *args, **kwargs
+                )
+
+            return routed
+        if name == "delete_topic":
+
+            def delete(topic: str) -> None:
+                assert service.cluster is not None
+                cell = service.cluster.cell_of(topic)
+                service.engine_of(topic).delete_topic(topic)
+                service.cluster.forget(topic, cell)
+
+            return delete
+        if name == "list_topics":
+
+            def listing(pattern: str | None = None) -> list[str]:
+                assert service.cluster is not None
+                names = sorted(service.cluster.topics())
+                if pattern is None:
+                    return names
+                matches = compile_pattern(pattern)
+                return [topic for topic in names if matches(topic)]
+
+            return listing
+        if name == "unavailable_topics":
+            return lambda: {
+                topic: reason
+                for node in service._served_nodes()
+                for topic, reason in node.engine.unavailable_topics().items()
+            }
+        if name == "closed":
+            return False  # each cell's engine is checked as a call reaches it
+        return getattr(service.node.engine, name)
+
+
+# The engine's calls on one topic (its first argument), routed to the topic's cell.
+_TOPIC_CALLS = frozenset(
+    {
+        "submit_append",
+        "append",
+        "fetch",
+        "read",
+        "read_schema",
+        "read_key",
+        "create_topic",
+        "set_schema",
+        "get_schema",
+        "schema_versions",
+        "check_schema",
+        "set_compatibility",
+        "describe_topic",
+        "alter_topic",
+        "verify_topic",
+        "repair_topic",
+        "key_version",
+        "snapshot",
+        "topic_offsets",
+    }
+)
 
 _CALL_SLOTS = "odradek-call-slots"
 

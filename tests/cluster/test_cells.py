@@ -1,0 +1,207 @@
+"""A cluster of several cells: topics spread over agents (decision 0032).
+
+Goal: with ``cells=3`` each of three agents comes to own one cell; topics created
+through any agent are placed in the least loaded cell and served by the agent owning
+it, which opens the cell's engine on its own prefix of the store; a client given every
+agent reaches each topic by following redirects; when an agent dies, its cell is taken
+over whole by another agent, and when one joins, a cell is handed over to it; nothing
+acknowledged is lost or doubled through either, and idempotent retries are written
+once. Method: agents in the test process (agents.py) on a real etcd and moto's S3
+server, each with its own cache directory; the data checked by reading every topic
+back; waits are on conditions, nothing asserts a duration.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from agents import Agent, Cluster, wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, unique_prefix
+
+import odradek
+from odradek.cluster.etcd import EtcdUnavailable
+from odradek.cluster.keys import cell_names
+from odradek.errors import InvalidRequest, NotOwner
+from odradek.storage.agent import StoreSettings
+
+SETTINGS = StoreSettings(flush_seconds=0.002)
+CELLS = cell_names(3)
+TOPICS = [f"t{index}" for index in range(6)]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, etcd_server.url, moto_s3.open(unique_prefix()), store_settings=SETTINGS, cells=3)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _spread(cluster: Cluster, agents: list[Agent] | None = None) -> dict[str, str]:
+    """Wait until every cell has exactly one owner among ``agents`` (default: the running
+    ones) and none owns two more than another; the owner of each cell."""
+    owners: dict[str, str] = {}
+
+    def settled() -> bool:
+        running = agents if agents is not None else [agent for agent in cluster.agents if agent.agent.running]
+        owned = {agent.agent.settings.agent_id: agent.cells() for agent in running}
+        counted = Counter(cell for cells in owned.values() for cell in cells)
+        if sorted(counted) != sorted(CELLS) or max(counted.values()) != 1:
+            return False
+        sizes = [len(cells) for cells in owned.values()]
+        if max(sizes) - min(sizes) > 1:
+            return False
+        owners.clear()
+        owners.update({cell: agent for agent, cells in owned.items() for cell in cells})
+        return True
+
+    wait_for(settled, "every cell owned once, spread over the agents")
+    return owners
+
+
+def _append(client: odradek.RemoteClient, topic: str, number: int, acked: dict[str, list[str]]) -> None:
+    value = f"{topic}-v{number}"
+    client.append(topic, [{"key": f"k{number % 5}", "value": value}], producer=(f"p-{topic}", number))
+    acked[topic].append(value)
+
+
+def _values(client: odradek.RemoteClient, topic: str) -> list[str]:
+    table = pa.Table.from_batches(list(client.read(topic, wait=0)))
+    return [value.decode() for value in table.column("value").to_pylist()]
+
+
+def _kill(agent: Agent) -> None:
+    """The process dies: it answers nothing more, its lease expires after the TTL, and
+    it never joins again."""
+    loop = agent.agent._loop
+    assert loop is not None and agent.agent._cluster is not None
+
+    async def dead(cluster: object) -> None:
+        raise EtcdUnavailable("this agent was killed")
+
+    agent.agent._join = dead  # type: ignore[method-assign]
+    for cell in agent.cells():
+        agent.flight.unserve(cell)
+    agent.flight.unserve()
+    loop.call_soon_threadsafe(agent.agent._cluster.stop_keepalive)
+
+
+def test_topics_spread_over_the_cells_and_each_agent_serves_its_own(cluster: Cluster) -> None:
+    owners = _spread(cluster)
+    assert len(set(owners.values())) == 3  # one cell each
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS}
+    for number in range(10):
+        for topic in TOPICS:
+            _append(client, topic, number, acked)
+    # Placed in the least loaded cell in turn: two topics per cell.
+    placed = {topic: cluster.agents[0].agent.cell_of(topic) for topic in TOPICS}
+    assert Counter(placed.values()) == dict.fromkeys(CELLS, 2)
+    for agent in cluster.agents:  # every agent's view agrees, and each serves its cell's topics only
+        wait_for(lambda agent=agent: {t: agent.agent.cell_of(t) for t in TOPICS} == placed, "views agree")
+        for cell in agent.cells():
+            node = agent.node if cell == "_cell" else agent.role.cells[cell]
+            assert node is not None
+            assert node.engine.list_topics() == sorted(t for t in TOPICS if placed[t] == cell)
+    by_agent = {agent.agent.settings.agent_id: agent for agent in cluster.agents}
+    for topic in TOPICS:  # one call to an agent not serving the topic names the one that does
+        owner = by_agent[owners[placed[topic]]]
+        other = next(agent for agent in cluster.agents if agent is not owner)
+        with odradek.connect(other.url) as direct, pytest.raises(NotOwner) as refused:
+            direct._action("describe_topic", {"name": topic})
+        assert refused.value.owner == owner.url
+        assert _values(client, topic) == acked[topic]
+    # Any agent lists every topic of the cluster; a wildcard read is refused, clearly.
+    for agent in cluster.agents:
+        with odradek.connect(agent.url) as direct:
+            assert direct.list_topics() == TOPICS
+    with pytest.raises(InvalidRequest, match="wildcard read"):
+        list(client.read("*", wait=0))
+    # A deleted topic is gone from its cell and from the placements; created again, it
+    # is placed anew.
+    client.delete_topic("t0")
+    wait_for(lambda: all(agent.agent.cell_of("t0") == "_cell" for agent in cluster.agents), "t0 unplaced")
+    assert "t0" not in client.list_topics()
+    client.create_topic("t0")
+    assert client.describe_topic("t0").next_offset == 0
+    client.close()
+
+
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_a_dead_agents_cell_is_taken_over_and_a_new_agent_gets_one(cluster: Cluster, how: str) -> None:
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS}
+    for number in range(5):
+        for topic in TOPICS:
+            _append(client, topic, number, acked)
+    moving = next(topic for topic in TOPICS if cluster.agents[0].agent.cell_of(topic) == "_cell.1")
+    client.append(moving, [{"key": "q", "value": "q0"}], producer=("q", 0))
+    acked[moving].append("q0")
+    # The agent owning cell 1 goes: its cell is taken over whole by one of the others.
+    victim = next(agent for agent in cluster.agents if agent.agent.settings.agent_id == owners["_cell.1"])
+    if how == "killed":
+        _kill(victim)
+    else:
+        victim.stop()  # SIGTERM's path: its cell handed over before it leaves
+    survivors = [agent for agent in cluster.agents if agent is not victim]
+    number = 5
+    while True:  # appends go on meanwhile, to every topic; the client follows the moves
+        for topic in TOPICS:
+            _append(client, topic, number, acked)
+        number += 1
+        if any("_cell.1" in agent.cells() for agent in survivors):
+            break
+        assert number < 10_000, "cell _cell.1 was never taken over"
+    _spread(cluster, survivors)
+    # An idempotent retry of an append acknowledged before the move is written once.
+    assert client.append(moving, [{"key": "q", "value": "q0"}], producer=("q", 0)).duplicate
+    # A new agent joins: a cell is handed over to it (2, 1, 0 becomes 1, 1, 1).
+    fresh = cluster.add("fresh")
+    owners = _spread(cluster, [*survivors, fresh])
+    assert len(fresh.cells()) == 1
+    for _ in range(3):
+        for topic in TOPICS:
+            _append(client, topic, number, acked)
+        number += 1
+    for topic in TOPICS:
+        assert _values(client, topic) == acked[topic]
+    client.close()
+
+
+def test_a_group_consumes_a_topic_of_another_cell(cluster: Cluster) -> None:
+    """A group lives in the cell of the topic it subscribes to: a consumer reaching any
+    agent is led to the agent serving that cell, and its deliveries and acks are that
+    cell's. A wildcard subscription is refused with a clear error."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS[:3]:
+        client.create_topic(topic)
+    topic = next(topic for topic in TOPICS[:3] if cluster.agents[0].agent.cell_of(topic) != "_cell")
+    client.append(topic, [{"key": f"k{number}", "value": f"v{number}"} for number in range(4)])
+    consumer = client.subscribe(topic, group="g")
+    delivered = consumer.poll(10, timeout=5)
+    assert [delivery.value for delivery in delivered] == [b"v0", b"v1", b"v2", b"v3"]
+    assert consumer.ack(delivered).ok
+    assert consumer.poll(10, timeout=0) == []
+    consumer.close()
+    serving = next(
+        a
+        for a in cluster.agents
+        if a.agent.settings.agent_id == owners[cluster.agents[0].agent.cell_of(topic)]
+    )
+    node = serving.role.cells[cluster.agents[0].agent.cell_of(topic)]
+    assert node.directory.describe_group("g").topics[0].committed == 4
+    with pytest.raises(InvalidRequest, match="wildcard"):
+        client.subscribe("*", group="w").poll(1, timeout=1)
+    client.close()

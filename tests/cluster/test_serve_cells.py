@@ -1,0 +1,197 @@
+"""`odradek serve --etcd --cells 3`: topics spread over three agent processes.
+
+Goal: what a user running three agents with three cells sees: each agent serves one
+cell; a client given every agent creates topics (placed in turn in the least loaded
+cell) and appends to all of them; when the agent serving a cell is killed (kill -9)
+another takes that cell over and the client goes on; the killed agent restarted with
+an empty cache gets a cell back; SIGTERM hands an agent's cell over before it exits 0;
+nothing acknowledged is lost or doubled. ``--cells`` with an explicit Kafka listener is
+refused before anything starts.
+Method: real `odradek serve` processes on a real etcd and moto's S3 server; faults by
+signals; every topic read back at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from agents import wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, free_ports, unique_prefix
+
+import odradek
+from odradek.errors import OdradekError
+
+TOPICS = [f"orders.{index}" for index in range(6)]
+ODRADEK = [sys.executable, "-m", "odradek.cli.main"]
+
+
+class CellAgent:
+    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+        self.agent_id = agent_id
+        self.directory = directory / agent_id
+        (self.port,) = free_ports(1)
+        self.url = f"grpc://127.0.0.1:{self.port}"
+        self.log = directory / f"{agent_id}.log"
+        self.command = [
+            *ODRADEK, "serve",
+            "--data-dir", str(self.directory),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--store", store.url(prefix),
+            "--store-flush-ms", "5",
+            "--etcd", etcd,
+            "--cluster", cluster,
+            "--agent-id", agent_id,
+            "--cells", "3",
+        ]  # fmt: skip
+        self.env = {**os.environ, **store.env}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, env=self.env)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        assert "ready" in line, f"agent {self.agent_id} did not start: {self.log.read_text()[-3000:]}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def cells(self) -> list[str]:
+        """The cells this agent serves, as it says (none when it does not answer)."""
+        try:
+            with odradek.connect(self.url) as client:
+                status = json.loads(client._action("cluster_status", {}))
+        except OdradekError:
+            return []
+        return [cell["cell"] for cell in status.get("cells", []) if cell["serving"]]
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[CellAgent]]:
+    cluster, prefix = f"c{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    started: list[CellAgent] = []
+    try:
+        for index in range(3):
+            started.append(CellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _one_cell_each(agents: list[CellAgent]) -> dict[str, CellAgent]:
+    owners: dict[str, CellAgent] = {}
+
+    def settled() -> bool:
+        owned = {agent.agent_id: agent.cells() for agent in agents if agent.alive()}
+        cells = sorted(cell for each in owned.values() for cell in each)
+        if cells != ["_cell", "_cell.1", "_cell.2"] or any(len(each) != 1 for each in owned.values()):
+            return False
+        by_id = {agent.agent_id: agent for agent in agents}
+        owners.clear()
+        owners.update({each[0]: by_id[agent] for agent, each in owned.items()})
+        return True
+
+    wait_for(settled, "one cell served by each agent")
+    return owners
+
+
+def _append_round(client: odradek.RemoteClient, number: int, acked: dict[str, list[str]]) -> None:
+    for topic in TOPICS:
+        value = f"{topic}/{number}"
+        client.append(topic, [{"key": f"k{number % 3}", "value": value}], producer=(topic, number))
+        acked[topic].append(value)
+
+
+def test_three_agents_serve_three_cells_through_a_kill_a_restart_and_sigterm(agents: list[CellAgent]) -> None:
+    owners = _one_cell_each(agents)
+    client = odradek.connect(",".join(agent.url for agent in agents))
+    for topic in TOPICS:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS}
+    for number in range(10):
+        _append_round(client, number, acked)
+    # kill -9 of the agent serving cell 1: another agent takes the cell over.
+    victim = owners["_cell.1"]
+    assert victim.process is not None
+    victim.process.kill()
+    victim.process.wait()
+    number = 10
+    while not any("_cell.1" in agent.cells() for agent in agents if agent is not victim):
+        _append_round(client, number, acked)
+        number += 1
+        assert number < 5_000, "cell _cell.1 was never taken over"
+    # Restarted with an empty cache, it gets a cell back (one cell each again).
+    shutil.rmtree(victim.directory)
+    victim.start()
+    _one_cell_each(agents)
+    for _ in range(5):
+        _append_round(client, number, acked)
+        number += 1
+    # SIGTERM: the agent hands its cell over, then exits 0.
+    leaving = next(agent for agent in agents if agent is not victim)
+    assert leaving.stop() == 0
+    wait_for(
+        lambda: sorted(c for a in agents if a.alive() for c in a.cells()) == ["_cell", "_cell.1", "_cell.2"],
+        "every cell served by the two agents left",
+    )
+    for _ in range(5):
+        _append_round(client, number, acked)
+        number += 1
+    for topic in TOPICS:
+        table = pa.Table.from_batches(list(client.read(topic, wait=0)))
+        assert [value.decode() for value in table.column("value").to_pylist()] == acked[topic]
+    client.close()
+
+
+def test_cells_with_an_explicit_kafka_listener_are_refused(tmp_path: Path, etcd_server: EtcdServers) -> None:
+    (port, kafka_port) = free_ports(2)
+    finished = subprocess.run(
+        [
+            *ODRADEK,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "a"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            f"file://{tmp_path / 'store'}",
+            "--etcd",
+            etcd_server.url,
+            "--cells",
+            "3",
+            "--kafka-listen",
+            f"127.0.0.1:{kafka_port}",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert b"--cells 3" in finished.stderr and b"Flight door only" in finished.stderr
