@@ -205,3 +205,66 @@ def test_a_group_consumes_a_topic_of_another_cell(cluster: Cluster) -> None:
     with pytest.raises(InvalidRequest, match="wildcard"):
         client.subscribe("*", group="w").poll(1, timeout=1)
     client.close()
+
+
+def test_a_topic_moves_to_another_agents_cell_and_keeps_everything(cluster: Cluster) -> None:
+    """``odradek topic move``'s path: the agent serving the topic's cell releases it to
+    the store, the agent serving the target cell adopts it by reference and places it
+    there; records, key versions and producer sequences go with it, and a client goes
+    on appending through the move."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS[:3]:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS[:3]}
+    for number in range(20):
+        _append(client, "t0", number, acked)
+    view = cluster.agents[0].agent
+    assert view.cell_of("t0") == "_cell"
+    target = owners["_cell.1"]
+    moved = client._move_topic("t0", to=target)
+    assert (moved["from_cell"], moved["to_cell"], moved["to_agent"]) == ("_cell", "_cell.1", target)
+    wait_for(lambda: all(a.agent.cell_of("t0") == "_cell.1" for a in cluster.agents), "t0 placed in _cell.1")
+    by_id = {agent.agent.settings.agent_id: agent for agent in cluster.agents}
+    home = by_id[owners["_cell"]].node
+    assert home is not None and "t0" not in home.engine.list_topics()
+    assert "t0" in by_id[target].role.cells["_cell.1"].engine.list_topics()
+    for number in range(20, 30):
+        _append(client, "t0", number, acked)
+    assert _values(client, "t0") == acked["t0"]
+    assert client.key_version("t0", b"k0") == 6  # numbers 0, 5, ..., 25: versions went on
+    again = client.append("t0", [{"key": "k4", "value": "t0-v29"}], producer=("p-t0", 29))
+    assert again.duplicate  # the producer's sequences moved with the topic
+    # By cell, and back; refusals say why and change nothing.
+    assert client._move_topic("t0", cell="_cell")["to_cell"] == "_cell"
+    with pytest.raises(InvalidRequest, match="already"):
+        client._move_topic("t0", cell="_cell")
+    with pytest.raises(InvalidRequest, match="serves no cell"):
+        client._move_topic("t0", to="nobody")
+    assert _values(client, "t0") == acked["t0"]
+    client.close()
+
+
+def test_a_move_cut_short_after_the_release_is_taken_back_when_the_cell_opens_again(
+    cluster: Cluster,
+) -> None:
+    """A client gone between the release and the adoption leaves the topic released,
+    still placed in its cell: the agent that opens that cell next (here after a
+    handover) adopts it back, and it is served with everything it had."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    client.create_topic("t0")
+    acked: dict[str, list[str]] = {"t0": []}
+    for number in range(10):
+        _append(client, "t0", number, acked)
+    client._follow_action("release_topic", {"topic": "t0", "cell": "_cell.2"})  # and nothing more
+    by_id = {agent.agent.settings.agent_id: agent for agent in cluster.agents}
+    home = by_id[owners["_cell"]]
+    assert home.node is not None and "t0" in home.node.engine.released_topics()
+    home.agent.hand_over(cell="_cell")
+    wait_for(lambda: any(a is not home and "_cell" in a.cells() for a in cluster.agents), "home handed over")
+    for number in range(10, 15):
+        _append(client, "t0", number, acked)
+    assert _values(client, "t0") == acked["t0"]
+    assert all(agent.agent.cell_of("t0") == "_cell" for agent in cluster.agents)
+    client.close()

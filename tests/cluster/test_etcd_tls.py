@@ -89,6 +89,9 @@ class _NoData:
     def topics(self, cell: str) -> list[str]:
         return []
 
+    def take_back(self, cell: str, keep: object) -> list[str]:
+        return []
+
 
 def test_an_agent_reaches_a_secured_etcd_through_its_settings(
     mtls_etcd: EtcdServers, certificates: Certificates

@@ -165,6 +165,25 @@ def test_three_agents_serve_three_cells_through_a_kill_a_restart_and_sigterm(age
     for _ in range(5):
         _append_round(client, number, acked)
         number += 1
+    # odradek topic move: a topic of the home cell moved into cell 2, then appended to.
+    moved = subprocess.run(
+        [
+            *ODRADEK,
+            "topic",
+            "move",
+            TOPICS[0],
+            "--cell",
+            "_cell.2",
+            "--server",
+            ",".join(a.url for a in agents if a.alive()),
+        ],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "ODRADEK_URL": ""},
+    )
+    assert moved.returncode == 0, moved.stderr.decode()
+    assert f"moved topic {TOPICS[0]} from cell _cell to cell _cell.2".encode() in moved.stdout
+    _append_round(client, number, acked)
     for topic in TOPICS:
         table = pa.Table.from_batches(list(client.read(topic, wait=0)))
         assert [value.decode() for value in table.column("value").to_pylist()] == acked[topic]

@@ -521,6 +521,21 @@ def _add_topic(
     for dest, flag, metavar, help_text in ALTER_FLAGS:
         alter.add_argument(flag, dest=dest, metavar=metavar, default=None, help=help_text)
     alter.set_defaults(handler=topics_cli.topic_alter)
+    move = _raw(
+        actions,
+        "move",
+        parents=[server],
+        help="move a topic to another cell of a cluster (--cells N): to an agent, or a cell",
+        description="Move a topic of a cluster whose topics are spread over cells (odradek serve "
+        "--etcd ... --cells N) into a cell served by AGENT (the least loaded of its cells), or into "
+        "CELL: the agent serving its cell releases it to the store, the agent serving the target "
+        "cell adopts it by reference (nothing is copied) and places it there. Appends and reads "
+        "meanwhile wait and retry (about a second). Give --server every agent or any one.",
+    )
+    move.add_argument("name", help="the topic")
+    move.add_argument("agent", nargs="?", help="the agent id to move it to (see odradek cluster status)")
+    move.add_argument("--cell", metavar="CELL", help="the cell to move it to (_cell, _cell.1, ...)")
+    move.set_defaults(handler=topics_cli.topic_move)
     delete = _raw(actions, "delete", parents=[server], help="delete a topic and all its records")
     delete.add_argument("name")
     delete.set_defaults(handler=commands.topic_delete)

@@ -43,6 +43,19 @@ def topic_alter(args: argparse.Namespace) -> int:
     return 0
 
 
+def topic_move(args: argparse.Namespace) -> int:
+    if (args.agent is None) == (args.cell is None):
+        raise InvalidRequest("topic move needs either an AGENT or --cell CELL to move the topic to")
+    with connect(args.server) as client:
+        moved = client._move_topic(args.name, to=args.agent, cell=args.cell)
+    where = f" (agent {moved['to_agent']})" if moved.get("to_agent") else ""
+    print(
+        f"moved topic {moved['topic']} from cell {moved['from_cell']} to cell {moved['to_cell']}{where} "
+        f"in {moved['seconds']:.2f} s"
+    )
+    return 0
+
+
 def _wants_text(args: argparse.Namespace) -> bool:
     chosen = getattr(args, "format", None)
     return bool(chosen == "text" or (chosen is None and sys.stdout.isatty()))

@@ -674,6 +674,50 @@ class RemoteClient(api.Client):
         return dict(messages.load(self._action("cluster_status", {}), "cluster_status result"))
 
     @_failover(False)
+    def _move_topic(self, topic: str, *, to: str | None = None, cell: str | None = None) -> dict[str, Any]:
+        """Move ``topic`` to another cell of a cluster of several cells (decision 0032):
+        the cell ``cell``, or the least loaded one agent ``to`` serves. The agent
+        serving its cell releases it to the store, the agent serving the target cell
+        adopts it by reference and places it there; appends meanwhile wait and retry.
+        If the adoption fails the topic is taken back into its cell; if even that fails,
+        it stays released (unavailable) until the move is asked again or its cell is
+        next opened. Returns ``{"topic", "from_cell", "to_cell", "to_agent", "seconds"}``."""
+        started = time.monotonic()
+        released = messages.load(
+            self._follow_action("release_topic", {"topic": topic, "to": to, "cell": cell}),
+            "release_topic result",
+        )
+        origin, target = released.get("from_cell"), released.get("to_cell")
+        if not isinstance(origin, str) or not isinstance(target, str):
+            raise OdradekError(f"release_topic answered without its cells: {released!r}")
+        try:
+            self._follow_action("adopt_topic", {"topic": topic, "from_cell": origin, "cell": target})
+        except OdradekError as exc:
+            try:
+                self._follow_action("adopt_topic", {"topic": topic, "from_cell": origin, "cell": origin})
+            except OdradekError as undo:
+                raise OdradekError(
+                    f"the move of topic {topic!r} to cell {target} failed ({exc.message}) and taking it "
+                    f"back into cell {origin} failed too ({undo.message}): it stays released, "
+                    "unavailable, until the move is asked again or its cell is next opened"
+                ) from exc
+            raise type(exc)(
+                f"topic {topic!r} stays in cell {origin}: its move to cell {target} failed: {exc.message}"
+            ) from exc
+        return {
+            "topic": topic,
+            "from_cell": origin,
+            "to_cell": target,
+            "to_agent": released.get("to_agent"),
+            "seconds": time.monotonic() - started,
+        }
+
+    @_failover(False)
+    def _follow_action(self, name: str, body: dict[str, Any]) -> bytes:
+        """One action on the agent it concerns, following its redirects (not sent again
+        after an unknown outcome)."""
+        return self._action(name, body)
+
     def _hand_over(self, to: str | None = None) -> dict[str, Any]:
         """Ask the owner of a cluster's data to hand it over to agent ``to`` (another
         live agent when None); returns ``{"from", "to"}`` at once (decision 0013)."""

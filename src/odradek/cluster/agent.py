@@ -94,6 +94,11 @@ class Role(Protocol):
     def topics(self, cell: str) -> list[str]:
         """The topics of ``cell``, which this agent serves (blocking)."""
 
+    def take_back(self, cell: str, keep: Callable[[str], bool]) -> list[str]:
+        """Adopt again the topics ``cell`` released that no cell adopted and for which
+        ``keep(topic)`` (a move cut short: the topic is still placed here); the topics
+        taken back (blocking)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class AgentSettings:
@@ -404,6 +409,53 @@ class ClusterAgent:
         """Every topic placed in the cluster's cells, as this agent's view holds them."""
         view = self.placement
         return sorted(record.topic for record in view.records()) if view is not None else []
+
+    def move_target(self, cell: str, to: str | None, target: str | None) -> tuple[str, str, str | None]:
+        """Where a topic of ``cell`` moves (``odradek topic move``): cell ``target``, or
+        the least loaded of the cells agent ``to`` serves; (the cell, its owner, the
+        owner's URL). InvalidRequest when that is no other cell with an owner."""
+        if target is None and to is None:
+            raise InvalidRequest("say where the topic moves: an agent (to) or a cell")
+        view = self.placement
+        with self._lock:
+            owners = {name: state.owner for name, state in self._cells.items()}
+            agents = dict(self._agents)
+        if target is not None:
+            if target not in owners:
+                raise InvalidRequest(f"no cell {target!r} in this cluster: one of {list(self.cells)}")
+            chosen = target
+        else:
+            served = [name for name, owner in owners.items() if owner is not None and owner.agent_id == to]
+            if not served:
+                live = sorted(agents)
+                raise InvalidRequest(
+                    f"agent {to!r} serves no cell of cluster {self.settings.cluster!r}; live: {live}"
+                )
+            if cell in served:
+                raise InvalidRequest(f"agent {to!r} serves the topic's cell {cell} already")
+            chosen = view.least_loaded(served) if view is not None else served[0]
+        if chosen == cell:
+            raise InvalidRequest(f"the topic is in cell {cell} already")
+        owner = owners[chosen]
+        if owner is None:
+            raise NotOwner(
+                f"no agent serves cell {chosen} right now (a failover is in progress); retry shortly"
+            )
+        record = agents.get(owner.agent_id)
+        return chosen, owner.agent_id, self._url(record.address) if record is not None else None
+
+    def moved(self, topic: str, from_cell: str, to_cell: str) -> None:
+        """Place ``topic`` in ``to_cell``, where it was just adopted from ``from_cell``."""
+        view = self.placement
+        if view is None:
+            raise InvalidRequest("a cluster of one cell moves no topic")
+        if not self._etcd(
+            lambda cluster: view.move(cluster, topic, from_cell, to_cell), f"the move of {topic!r}"
+        ):
+            raise OdradekError(
+                f"topic {topic!r} was adopted by cell {to_cell} but its placement no longer names "
+                f"cell {from_cell}: placed where etcd says"
+            )
 
     def _etcd(self, request: Callable[[EtcdCluster], Awaitable[T]], what: str) -> T:
         """``request`` on this agent's etcd client, from a thread other than its loop."""
@@ -749,6 +801,22 @@ class ClusterAgent:
             return
         if added:
             log.info("placed %d topics of cell %s in etcd", added, cell.name)
+        view = self.placement
+        assert view is not None
+
+        def placed_here(topic: str) -> bool:
+            view.wait_listed(limits.cluster_request_timeout_seconds)
+            return view.cell_of(topic) == cell.name
+
+        try:
+            taken = await asyncio.to_thread(self.role_hooks.take_back, cell.name, placed_here)
+        except OdradekError as exc:
+            log.warning("could not take back the topics cell %s released: %s", cell.name, exc)
+            return
+        if taken:
+            log.warning(
+                "cell %s took back %d topics whose move was cut short: %s", cell.name, len(taken), taken
+            )
 
     async def _give_up_cells(self) -> None:
         """Stop serving every cell this agent served or was opening, and stand by no

@@ -84,6 +84,12 @@ class AgentGate:
     def topics(self) -> list[str]:
         return self._agent().topics()
 
+    def move_target(self, cell: str, to: str | None, target: str | None) -> tuple[str, str, str | None]:
+        return self._agent().move_target(cell, to, target)
+
+    def moved(self, topic: str, from_cell: str, to_cell: str) -> None:
+        self._agent().moved(topic, from_cell, to_cell)
+
     def hand_over(self, to: str | None) -> dict[str, Any]:
         return self._agent().hand_over(to)
 
@@ -149,6 +155,16 @@ class AgentRole:
         with self._lock:
             node = self.node if cell == CELL else self.cells.get(cell)
             return node.engine.list_topics() if node is not None else []
+
+    def take_back(self, cell: str, keep: Callable[[str], bool]) -> list[str]:
+        with self._lock:
+            node = self.node if cell == CELL else self.cells.get(cell)
+            if node is None or node.engine.store is None:
+                return []
+            taken = [topic for topic in node.engine.released_topics() if keep(topic)]
+            for topic in taken:
+                node.engine.adopt_topic(topic)
+            return taken
 
     def close(self) -> None:
         """Stop serving for good (the agent left): the owner's doors and the standby's."""

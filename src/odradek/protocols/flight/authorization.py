@@ -59,7 +59,7 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
 # Reads of a view: ``read`` on every topic its pattern names (views/view.py).
 VIEW_READS = frozenset({"view_get", "view_scan", "describe_view"})
 # Actions of the cluster itself: an admin's (views run code; a handover moves the data).
-ADMIN_ACTIONS = frozenset({"handover", "create_view", "delete_view"})
+ADMIN_ACTIONS = frozenset({"handover", "create_view", "delete_view", "release_topic", "adopt_topic"})
 
 
 def _view_pattern(node: Node, name: str) -> str | None:

@@ -72,6 +72,12 @@ ACTIONS: dict[str, str] = {
     '{"cluster": null} on a server that is not in a cluster.',
     "handover": "Hand a cluster's data over to another agent (the owner answers; standbys redirect). "
     'Body: {"to"?: agent id}. Result: {"from", "to"}; the new owner serves about a second later.',
+    "release_topic": "Release a topic of a cluster of several cells for a move to another cell (the "
+    'agent serving its cell answers; others redirect). Body: {"topic", "to"?: agent id, "cell"?: '
+    'target cell}. Result: {"topic", "from_cell", "to_cell", "to_agent", "to_url"}; then adopt_topic '
+    "at to_url (odradek topic move does both).",
+    "adopt_topic": "Adopt a released topic into a cell and place it there (the agent serving the cell "
+    'answers; others redirect). Body: {"topic", "from_cell", "cell"}. Result: topic info JSON.',
     "list_groups": 'Consumer group names, sorted. Body: {}. Result: {"groups": [...]}.',
     "describe_group": 'Members, per-topic progress and lag, counters of a consumer group. Body: {"group"}. '
     "Result: group info JSON.",

@@ -65,7 +65,8 @@ import pyarrow.flight as flight
 
 from odradek import limits
 from odradek.budget import ByteBudget, Reservation
-from odradek.cluster.keys import HOME_CELL
+from odradek.cluster.keys import HOME_CELL, validate_cell
+from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
 from odradek.errors import (
@@ -181,6 +182,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             "repair_topic": self._repair_topic,
             "cluster_status": self._cluster_status,
             "handover": self._handover,
+            "release_topic": self._release_topic,
+            "adopt_topic": self._adopt_topic,
             "create_view": self._create_view,
             "view_get": self._view_get,
             "view_scan": self._view_scan,
@@ -733,6 +736,50 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             raise InvalidRequest(f"handover's 'to' must be an agent id or null, got {to!r}")
         return messages.dump(self.cluster.hand_over(to))
 
+    # A topic moved between cells (decision 0032): released by the agent serving its cell,
+    # adopted by the agent serving the target cell, then placed there.
+
+    def _refuse_tenants(self, action: str) -> None:
+        if self._namespace() is not RAW:
+            raise Unauthorized(f"{action} is the cluster's: not served to the principals of a tenant")
+
+    def _release_topic(self, body: dict[str, Any]) -> bytes:
+        self._refuse_tenants("release_topic")
+        topic = _name(body, "topic")
+        to, cell = body.get("to"), body.get("cell")
+        if not self._routed():
+            raise InvalidRequest(
+                "moving a topic needs a cluster of several cells (odradek serve --etcd ... --cells N)"
+            )
+        assert self.cluster is not None
+        if not isinstance(to, str | None) or not isinstance(cell, str | None):
+            raise InvalidRequest("release_topic's 'to' (an agent id) and 'cell' are strings")
+        here = self.cluster.cell_of(topic)
+        node = self.node_of(topic)  # NotOwner unless this agent serves the topic's cell
+        target, agent, url = self.cluster.move_target(here, to, cell)
+        if topic not in node.engine.released_topics():  # (released already: a move run again)
+            node.engine.release_topic(topic)
+        return messages.dump(
+            {"topic": topic, "from_cell": here, "to_cell": target, "to_agent": agent, "to_url": url}
+        )
+
+    def _adopt_topic(self, body: dict[str, Any]) -> bytes:
+        self._refuse_tenants("adopt_topic")
+        topic, origin, cell = _name(body, "topic"), body.get("from_cell"), body.get("cell")
+        if not self._routed() or not isinstance(origin, str) or not isinstance(cell, str):
+            raise InvalidRequest("adopt_topic needs 'from_cell' and 'cell' in a cluster of several cells")
+        assert self.cluster is not None
+        validate_cell(origin)
+        node = self._node if cell == HOME_CELL else self._cells.get(validate_cell(cell))
+        if node is None:
+            raise self.cluster.not_owner(cell)
+        store = node.engine.store
+        source = None if origin == cell or store is None else sibling_cell_store(store.store, cell, origin)
+        info = node.engine.adopt_topic(topic, source=source)
+        if origin != cell:
+            self.cluster.moved(topic, origin, cell)
+        return messages.encode_topic_info(info)
+
     def _cluster_status(self, body: dict[str, Any]) -> bytes:
         return messages.dump(self.cluster_status())
 
@@ -1225,6 +1272,13 @@ class ClusterGate(Protocol):
 
     def topics(self) -> list[str]:
         """Every topic placed in the cluster's cells."""
+
+    def move_target(self, cell: str, to: str | None, target: str | None) -> tuple[str, str, str | None]:
+        """Where a topic of ``cell`` moves: ``target`` (a cell) or the least loaded cell
+        agent ``to`` serves; (cell, its owner, the owner's URL)."""
+
+    def moved(self, topic: str, from_cell: str, to_cell: str) -> None:
+        """Place ``topic`` in ``to_cell`` (it was adopted there from ``from_cell``)."""
 
     def status(self) -> dict[str, Any]:
         """The agent's view of the cluster (the ``cluster_status`` action)."""
