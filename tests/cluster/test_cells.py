@@ -268,3 +268,30 @@ def test_a_move_cut_short_after_the_release_is_taken_back_when_the_cell_opens_ag
     assert _values(client, "t0") == acked["t0"]
     assert all(agent.agent.cell_of("t0") == "_cell" for agent in cluster.agents)
     client.close()
+
+
+def test_an_agent_that_lost_its_lease_gives_its_cells_up_and_gets_one_back(cluster: Cluster) -> None:
+    """A partition from etcd (no renewal gets through): the agent stops serving its
+    cells before its lease can expire, the others take them over, and once it joined
+    again on a new lease a cell is handed back to it. Appends go on throughout."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS[:3]:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS[:3]}
+    victim = next(agent for agent in cluster.agents if agent.agent.settings.agent_id == owners["_cell.2"])
+    loop = victim.agent._loop
+    assert loop is not None and victim.agent._cluster is not None
+    loop.call_soon_threadsafe(victim.agent._cluster.stop_keepalive)
+    number = 0
+    while victim.agent.counters.joins < 2 or not victim.cells():
+        for topic in TOPICS[:3]:
+            _append(client, topic, number, acked)
+        number += 1
+        assert number < 20_000, "the agent never got a cell back"
+    assert victim.agent.counters.losses >= 1
+    _spread(cluster)
+    for topic in TOPICS[:3]:
+        _append(client, topic, number, acked)
+        assert _values(client, topic) == acked[topic]
+    client.close()
