@@ -10,10 +10,15 @@ of an etcd member and of the etcd leader, store latency and 503s. After each fau
 time to the first successful append is measured; at the end every topic is read back
 and the whole history is checked (src/odradek/chaos/checker.py).
 
+With ``--cells N`` (above 1) the agents spread the topics over N cells (``odradek serve
+--cells N``): the native workload gets topics in every cell, an owner fault hits the
+agent serving a cell drawn at random and its recovery is timed on appends to that
+cell's topics; the Kafka door is off with several cells, so there are no Kafka workers.
+
     python scripts/chaos.py [--cycles 100] [--agents 3] [--etcd-members 3] [--seed 0]
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
-        [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200]
+        [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--cells 1]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
 JSON to ``--report`` (and ``WORKDIR/report.json``), the history to
@@ -81,12 +86,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kafka-rate", type=float, default=200.0, help="produces per second per Kafka worker (default 200)"
     )
+    parser.add_argument(
+        "--cells",
+        type=int,
+        default=1,
+        help="cells the agents spread the topics over (odradek serve --cells; default 1); "
+        "above 1 there is no Kafka door, so no Kafka workers",
+    )
     parser.add_argument("--keep", action="store_true", help="keep a temporary work directory")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.cells > 1 and args.kafka_workers:
+        progress(
+            f"chaos: the agents of a cluster of {args.cells} cells have no Kafka door: "
+            "running without Kafka workers (--kafka-workers 0)"
+        )
+        args.kafka_workers = 0
     try:
         kinds = tuple(FaultKind(name.strip()) for name in args.faults.split(",") if name.strip())
         settings = ChaosSettings(
@@ -101,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             kinds=kinds,
             steady_seconds=(min(0.5, args.steady), args.steady),
+            cells=args.cells,
         )
     except (ValueError, InvalidRequest) as exc:
         print(f"chaos: {exc}", file=sys.stderr)

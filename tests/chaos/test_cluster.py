@@ -33,6 +33,7 @@ from odradek.chaos.cluster import (
 )
 from odradek.chaos.faults import Fault, FaultKind
 from odradek.chaos.history import Door, History
+from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.errors import InvalidRequest
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "chaos.py"
@@ -159,11 +160,19 @@ def test_a_report_is_invalid_with_an_anomaly_a_failed_cycle_or_a_stuck_worker(
         ({"agents": 1}, "at least 2 agents"),
         ({"cycles": -1}, "cycles >= 0"),
         ({"etcd_members": 1, "kinds": (FaultKind.KILL_ETCD_LEADER,)}, "at least 3 members"),
+        ({"cells": 0}, "1..64 cells"),
+        ({"cells": 65, "kafka": KafkaSettings(workers=0)}, "1..64 cells"),
+        ({"cells": 2}, "a cluster of 2 cells have no Kafka door"),
     ],
 )
 def test_impossible_settings_are_refused(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         ChaosSettings(**settings)
+
+
+def test_several_cells_give_the_workload_a_lane_per_cell() -> None:
+    assert ChaosSettings().workload.lanes == 1
+    assert ChaosSettings(cells=3, kafka=KafkaSettings(workers=0)).workload.lanes == 3
 
 
 def _script() -> ModuleType:
@@ -186,6 +195,18 @@ def test_the_script_refuses_unknown_faults_before_starting_anything(
     assert (arguments.kafka_workers, arguments.kafka_partitions, arguments.kafka_rate) == (1, 2, 200.0)
     arguments = script.parse(["--kafka-workers", "0", "--kafka-partitions", "4", "--kafka-rate", "50"])
     assert (arguments.kafka_workers, arguments.kafka_partitions, arguments.kafka_rate) == (0, 4, 50.0)
+
+
+def test_the_script_runs_several_cells_without_kafka_workers_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _script()
+    assert script.parse([]).cells == 1
+    # --cycles -1 stops it at the settings, after the Kafka workers were dropped.
+    assert script.main(["--cells", "3", "--cycles", "-1", "--workdir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "3 cells have no Kafka door: running without Kafka workers" in err and "cycles >= 0" in err
+    assert not (tmp_path / "never").exists()
 
 
 def test_the_script_refuses_impossible_kafka_settings_before_starting_anything(
@@ -264,3 +285,42 @@ def test_a_repair_undoes_every_fault_and_restarts_what_the_owner_lost(tmp_path: 
     assert proxy.cleared and etcd.healthy()
     assert agents["a2"].calls == ["kill", "start"]
     assert agents["a3"].calls == ["resume"] and agents["a1"].calls == []
+
+
+def _cells_status(agent: str, serving: dict[str, str], named: dict[str, str] | None = None) -> dict[str, Any]:
+    """``agent``'s cluster_status in a cluster of the cells of ``serving`` (cell -> the
+    agent serving it), naming ``named``'s owners instead where given."""
+    owners = serving | (named or {})
+    return {
+        "role": "owner" if serving["_cell"] == agent else "standby",
+        "owner": owners["_cell"],
+        "agents": [{"agent": name} for name in ("a1", "a2", "a3")],
+        "cells": [
+            {"cell": cell, "owner": owner, "serving": serving[cell] == agent}
+            for cell, owner in owners.items()
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("serving", "named", "whole"),
+    [
+        ({"_cell": "a1", "_cell.1": "a2", "_cell.2": "a3"}, None, True),
+        ({"_cell": "a1", "_cell.1": "a2", "_cell.2": "a2"}, None, False),  # 2 against 0: not yet
+        ({"_cell": "a1", "_cell.1": "a1", "_cell.2": "a1"}, None, False),  # 3 against 0
+        ({"_cell": "a1", "_cell.1": "a2", "_cell.2": "a3"}, {"_cell.2": "a2"}, False),  # a3 named wrong
+    ],
+)
+def test_a_cluster_of_cells_is_whole_when_each_is_served_once_named_alike_and_spread(
+    tmp_path: Path, serving: dict[str, str], named: dict[str, str] | None, whole: bool
+) -> None:
+    cluster = ChaosCluster(tmp_path, ChaosSettings(cells=3, kafka=KafkaSettings(workers=0)))
+    agents = {
+        agent: FakeAgent(_cells_status(agent, serving, named if agent == "a1" else None))
+        for agent in ("a1", "a2", "a3")
+    }
+    cluster.agents = agents  # type: ignore[assignment]
+    cluster._etcd = FakeEtcd([FakeMember("m0", True)])  # type: ignore[assignment]
+    assert cluster.whole() is whole
+    assert [cluster.owner(cell) for cell in cluster.cells] == [serving[cell] for cell in cluster.cells]
+    assert cluster.owner() == serving["_cell"]

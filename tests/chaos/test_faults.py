@@ -156,3 +156,31 @@ def test_a_killed_owner_sometimes_comes_back_empty() -> None:
     rotator = _rotator(FakeCluster(), settings=FaultSettings(empty_restart_probability=0.5))
     empties = {rotator.inject(FaultKind.KILL_OWNER).details["empty"] for _ in range(30)}
     assert empties == {True, False}
+
+
+class FakeCells(FakeCluster):
+    """Three cells, each served by an agent of its own (or by none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.serving: dict[str, str | None] = {"_cell": "a2", "_cell.1": "a3", "_cell.2": "a1"}
+
+    def owner(self, cell: str | None = None) -> str | None:
+        return self.serving["_cell" if cell is None else cell]
+
+
+def test_with_cells_an_owner_fault_hits_the_agent_serving_a_cell_drawn_at_random() -> None:
+    cluster = FakeCells()
+    rotator = _rotator(cluster, cells=tuple(cluster.serving))
+    drawn = []
+    for kind in [*OWNER_FAULTS] * 10:
+        fault = rotator.inject(kind)
+        drawn.append(fault.details["cell"])
+        assert fault.target == cluster.serving[fault.details["cell"]]
+        rotator.heal(fault)
+    assert set(drawn) == set(cluster.serving), "30 draws reach every cell"
+    assert "cell" not in rotator.inject(FaultKind.KILL_ETCD_LEADER).details
+    cluster.serving["_cell.1"] = None
+    with pytest.raises(InvalidRequest, match=r"no agent owns the cell _cell\.1"):
+        for _ in range(30):
+            rotator.inject(FaultKind.KILL_OWNER)

@@ -38,7 +38,10 @@ from odradek.chaos.workload import (
     Worker,
     WorkloadSettings,
     create_topics,
+    lanes,
+    probe_topics,
     read_back,
+    workload_topics,
 )
 from odradek.errors import Unavailable
 from odradek.types import AppendResult
@@ -182,3 +185,60 @@ def test_a_topic_that_is_gone_reads_back_empty(engine: api.Client) -> None:
     logs, bounds = read_back(engine)
     assert logs[TOPIC_PROBE].num_rows == 0 and TOPIC_PROBE not in bounds
     assert set(logs) == set(TOPICS)
+
+
+def test_lanes_give_topics_of_each_kind_per_lane_probes_first() -> None:
+    assert workload_topics(1) == TOPICS and probe_topics(1) == (TOPIC_PROBE,)
+    topics = workload_topics(3)
+    assert topics[:3] == probe_topics(3) == ("chaos.probe.0", "chaos.probe.1", "chaos.probe.2")
+    assert topics[3:6] == ("chaos.keys.0", "chaos.keys.1", "chaos.keys.2")
+    assert len(set(topics)) == 12
+    assert {topic for lane in lanes(3) for topic in (lane.keys, lane.hot, lane.idempotent)} == set(topics[3:])
+    with pytest.raises(odradek.InvalidRequest, match="lanes"):
+        WorkloadSettings(lanes=0)
+
+
+def test_workers_over_lanes_keep_a_client_and_a_producer_sequence_per_topic(tmp_path: Path) -> None:
+    engine = odradek.open(tmp_path / "lanes")
+    topics = workload_topics(3)
+    create_topics(engine, topics)
+    lossy = LossyClient(engine, seed=5)
+    connections: list[int] = []
+    history = History()
+    settings = WorkloadSettings(workers=2, keys=20, hot_keys=2, retries_max=20, lanes=3)
+
+    def connect() -> api.Client:
+        connections.append(1)
+        return lossy  # type: ignore[return-value]
+
+    workers = [Worker(number, history, connect, settings, seed=4) for number in range(settings.workers)]
+    worked = [topic for topic in topics if not topic.startswith(TOPIC_PROBE)]
+
+    def every_topic_written() -> bool:
+        table = history.table()
+        done = table.filter(pc.equal(table.column("outcome"), "ok"))
+        return set(done.column("topic").to_pylist()) >= set(worked) and done.num_rows >= 600
+
+    try:
+        for worker in workers:
+            worker.start()
+        wait_until(every_topic_written, DEADLINE_SECONDS, "acknowledged appends to every lane's topics")
+    finally:
+        for worker in workers:
+            worker.stop.set()
+        for worker in workers:
+            worker.thread.join(DEADLINE_SECONDS)
+    try:
+        assert [worker.error for worker in workers] == [None, None]
+        assert [sorted(worker.clients) for worker in workers] == [sorted(worked)] * 2
+        assert len(connections) == 2 * len(worked)
+        logs, bounds = read_back(engine, topics)
+        table = history.table()
+        report = check(table, logs, bounds=bounds)
+        assert report.valid, report.to_text()
+        # A producer's sequences are per topic: none was refused for a gap.
+        idempotent = table.filter(pc.is_valid(table.column("producer")))
+        assert set(idempotent.column("topic").to_pylist()) == {lane.idempotent for lane in lanes(3)}
+        assert "fail" not in idempotent.column("outcome").to_pylist()
+    finally:
+        engine.close()

@@ -25,6 +25,17 @@ the cluster is not whole within ``settle_seconds_max``) is reported, then the cl
 repaired (every fault undone, every agent that is down, silent or unknown to the owner
 restarted) and the run goes on; if even that does not make it whole, the run ends.
 
+With ``ChaosSettings.cells`` above 1 the agents spread the topics over that many cells
+(``--cells``, decision 0032) and serve the Flight door only (no Kafka workers): the
+workload's topics come in a lane per cell (``workload_topics``), created so that every
+cell holds some, which the harness verifies against the placements in etcd and the
+agents' ``cluster_status`` before the workers start; an owner fault hits the agent
+serving a cell drawn at random, and its *serving again* time is that of the probe
+topic of that cell; an etcd or store fault's is the time until the probe topic of
+every cell has taken an append. The cluster is whole when, besides the above, every
+cell is served by exactly one agent that every agent names, and no agent serves two
+cells more than another.
+
 At the end the workers stop (a Kafka worker's producer is flushed within a bound, the
 rest purged), the history is written (``history.jsonl``), every topic is read back
 through the client and the history is checked against the logs (``chaos/checker.py``);
@@ -42,7 +53,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +72,15 @@ from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorke
 from odradek.chaos.processes import HarnessError, StackedHarness, wait_until
 from odradek.chaos.stores import S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
-    TOPICS,
     Prober,
     Worker,
     WorkloadSettings,
     create_topics,
+    probe_topics,
     read_back,
+    workload_topics,
 )
+from odradek.cluster.keys import Layout, cell_names
 from odradek.errors import InvalidRequest, OdradekError
 
 # The whole cluster must be back (agents up, one owner, etcd healthy) within this after a
@@ -95,8 +108,21 @@ class ChaosSettings:
     steady_seconds: tuple[float, float] = (1.0, 3.0)
     recovery_seconds_max: float = RECOVERY_SECONDS_MAX
     settle_seconds_max: float = SETTLE_SECONDS_MAX
+    # The cells the topics spread over (--cells); above 1 the workload gets a lane per
+    # cell (WorkloadSettings.lanes is set to it) and there is no Kafka door.
+    cells: int = 1
+    # How often a killed owner comes back on an empty data directory (a fresh cache).
+    empty_restart_probability: float = FaultSettings.empty_restart_probability
 
     def __post_init__(self) -> None:
+        cell_names(self.cells)  # 1..cluster_cells_max, else InvalidRequest
+        if self.cells > 1 and self.kafka.workers:
+            raise InvalidRequest(
+                f"the agents of a cluster of {self.cells} cells have no Kafka door: "
+                "a run with several cells takes no Kafka workers (KafkaSettings(workers=0))"
+            )
+        if self.workload.lanes != self.cells:
+            object.__setattr__(self, "workload", dataclasses.replace(self.workload, lanes=self.cells))
         if self.cycles < 0 or self.agents < 2 or self.etcd_members < 1:
             raise InvalidRequest(
                 "a chaos run needs cycles >= 0, at least 2 agents (an owner and a standby) and 1 etcd member"
@@ -132,6 +158,7 @@ class ChaosCluster(StackedHarness):
             cluster=self.settings.cluster,
             lease_ttl_seconds=self.settings.lease_ttl_seconds,
             flush_ms=self.settings.flush_ms,
+            cells=self.settings.cells,
         )
         for number in range(1, self.settings.agents + 1):
             agent_id = f"a{number}"
@@ -178,16 +205,30 @@ class ChaosCluster(StackedHarness):
     def statuses(self) -> dict[str, dict[str, Any] | None]:
         return {agent_id: agent.status() for agent_id, agent in self.agents.items()}
 
-    def owner(self) -> str | None:
-        """The agent that says it owns the cell (asked, not inferred from etcd)."""
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """The cluster's cells in order: ``_cell`` (the home cell), ``_cell.1``, ..."""
+        return cell_names(self.settings.cells)
+
+    def owner(self, cell: str | None = None) -> str | None:
+        """The agent that says it owns the cell (``cell``: the agent that says it serves
+        that one; asked, not inferred from etcd)."""
         for agent_id, status in self.statuses().items():
-            if status is not None and status.get("role") == "owner":
+            if status is None:
+                continue
+            if cell is None and status.get("role") == "owner":
+                return agent_id
+            if cell is not None and any(
+                entry.get("cell") == cell and entry.get("serving") for entry in status.get("cells", [])
+            ):
                 return agent_id
         return None
 
     def whole(self) -> bool:
         """Every agent up and answering, exactly one owner, named by every agent, which
-        knows every agent; every etcd member healthy."""
+        knows every agent; every etcd member healthy. With several cells also: each cell
+        served by exactly one agent that every agent names, and the cells spread evenly
+        (no agent serving two more than another)."""
         statuses = self.statuses()
         if any(status is None for status in statuses.values()):
             return False
@@ -198,8 +239,65 @@ class ChaosCluster(StackedHarness):
             status and status.get("owner") != owners[0] for status in statuses.values()
         ):
             return False
+        if self.settings.cells > 1 and not self._cells_whole(statuses):
+            return False
         known = {_agent_id(entry) for entry in (statuses[owners[0]] or {}).get("agents", [])}
         return known >= set(self.agents) and self.etcd.healthy()
+
+    def _cells_whole(self, statuses: Mapping[str, dict[str, Any] | None]) -> bool:
+        serving: dict[str, list[str]] = {cell: [] for cell in self.cells}
+        named: dict[str, set[Any]] = {cell: set() for cell in self.cells}
+        for agent_id, status in statuses.items():
+            entries = (status or {}).get("cells", [])
+            if sorted(str(entry.get("cell")) for entry in entries) != sorted(self.cells):
+                return False
+            for entry in entries:
+                named[entry["cell"]].add(entry.get("owner"))
+                if entry.get("serving"):
+                    serving[entry["cell"]].append(agent_id)
+        if any(len(agents) != 1 or named[cell] != set(agents) for cell, agents in serving.items()):
+            return False
+        shares = Counter(agents[0] for agents in serving.values())
+        counts = [shares.get(agent_id, 0) for agent_id in self.agents]
+        return max(counts) - min(counts) <= 1
+
+    def placements(self) -> dict[str, str]:
+        """Which cell holds each topic, as the placement catalog in etcd says."""
+        layout = Layout(self.settings.cluster)
+        found = self.etcd.get_prefix(layout.placements_prefix)
+        placed = {}
+        for key, value in found.items():
+            try:
+                placed[layout.topic_of_placement(key)] = str(json.loads(value)["cell"])
+            except (OdradekError, ValueError, KeyError, TypeError) as exc:
+                raise HarnessError(f"a placement the harness cannot read: {key!r} = {value!r}") from exc
+        return placed
+
+    def probes_by_cell(self, topics: Sequence[str], probes: Sequence[str]) -> dict[str, str]:
+        """For each cell, a probe topic it holds (the first placed there), after checking
+        that every topic is placed, every cell holds one of ``probes`` and one of the other
+        ``topics``, and every cell has a serving owner (``cluster_status``); HarnessError,
+        with the placements, otherwise."""
+        if self.settings.cells == 1:
+            return {self.cells[0]: probes[0]}
+        placed = self.placements()
+        missing = [topic for topic in topics if topic not in placed]
+        by_cell: dict[str, str] = {}
+        for probe in probes:
+            if probe in placed:
+                by_cell.setdefault(placed[probe], probe)
+        worked = {placed[topic] for topic in topics if topic in placed and topic not in probes}
+        unserved = [cell for cell in self.cells if self.owner(cell) is None]
+        problems = [
+            *(f"topic {topic} is placed nowhere" for topic in missing),
+            *(f"cell {cell} holds no probe topic" for cell in self.cells if cell not in by_cell),
+            *(f"cell {cell} holds no workload topic" for cell in self.cells if cell not in worked),
+            *(f"cell {cell} is served by no agent" for cell in unserved),
+        ]
+        if problems:
+            placements = json.dumps({topic: placed.get(topic) for topic in topics})
+            raise HarnessError(f"the workload does not cover every cell: {'; '.join(problems)}; {placements}")
+        return by_cell
 
     def wait_whole(self, seconds: float | None = None) -> None:
         wait_until(
@@ -332,9 +430,17 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
     )
     with ChaosCluster(workdir, settings) as cluster:
         progress(f"cluster whole after {time.monotonic() - started:.1f} s; owner {cluster.owner()}")
+        topics = workload_topics(settings.cells)
         with connect(cluster.url) as admin:
-            create_topics(admin)
-        topics: tuple[str, ...] = TOPICS
+            create_topics(admin, topics)
+        probes = cluster.probes_by_cell(topics, probe_topics(settings.cells))
+        if settings.cells > 1:
+            placed = cluster.placements()
+            harness["placements"] = {topic: placed[topic] for topic in topics}
+            progress(
+                f"{len(topics)} topics over {settings.cells} cells; probes "
+                + ", ".join(f"{cell} ({cluster.owner(cell)}): {topic}" for cell, topic in probes.items())
+            )
         if settings.kafka.workers:
             try:
                 create_kafka_topic(cluster.kafka_bootstrap, settings.kafka.partitions)
@@ -363,14 +469,18 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             seed=settings.seed,
             kinds=settings.kinds,
             schedule=settings.schedule,
-            settings=FaultSettings(lease_ttl_seconds=settings.lease_ttl_seconds),
+            settings=FaultSettings(
+                lease_ttl_seconds=settings.lease_ttl_seconds,
+                empty_restart_probability=settings.empty_restart_probability,
+            ),
+            cells=cluster.cells,
         )
         for worker in workers:
             worker.start()
         try:
             for number in range(1, settings.cycles + 1):
                 time.sleep(rng.uniform(*settings.steady_seconds))
-                cycle = _cycle(number, cluster, rotator, prober, settings)
+                cycle = _cycle(number, cluster, rotator, prober, settings, probes)
                 cycles.append(cycle)
                 progress(_progress_line(cycle, settings.cycles, history))
                 if cycle.error is not None:
@@ -412,7 +522,12 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
 
 
 def _cycle(
-    number: int, cluster: ChaosCluster, rotator: FaultRotator, prober: Prober, settings: ChaosSettings
+    number: int,
+    cluster: ChaosCluster,
+    rotator: FaultRotator,
+    prober: Prober,
+    settings: ChaosSettings,
+    probes: Mapping[str, str],
 ) -> Cycle:
     try:
         fault = rotator.inject()
@@ -420,15 +535,21 @@ def _cycle(
         cluster.wait_whole()
         fault = rotator.inject()
     cycle = Cycle(number, fault)
+    # Serving again: the faulted cell's probe topic takes an append; every cell's when
+    # the fault hit them all (etcd, the store) or there is one cell.
+    cell = str(fault.details.get("cell"))
+    topics = [probes[cell]] if cell in probes else list(probes.values())
     try:
         if not fault.heal_after_recovery:
             # Probe while the fault holds (a paused owner fails over during its pause).
-            cycle.serving_after_seconds = prober.served_after(fault.injected_at, fault.hold_seconds)
+            cycle.serving_after_seconds = prober.served_after(
+                fault.injected_at, fault.hold_seconds, topics=topics
+            )
             time.sleep(max(fault.injected_at + fault.hold_seconds - time.monotonic(), 0.0))
             rotator.heal(fault)
         if cycle.serving_after_seconds is None:
             cycle.serving_after_seconds = prober.served_after(
-                fault.injected_at, settings.recovery_seconds_max
+                fault.injected_at, settings.recovery_seconds_max, topics=topics
             )
         if cycle.serving_after_seconds is None:
             cycle.error = f"no append succeeded within {settings.recovery_seconds_max} s of the fault"
@@ -520,6 +641,7 @@ def _report(
         "runs": 1,
         "seed": settings.seed,
         "agents": settings.agents,
+        "cells": settings.cells,
         "etcd_members": settings.etcd_members,
         "lease_ttl_seconds": settings.lease_ttl_seconds,
         "cycles_planned": settings.cycles,
@@ -545,7 +667,8 @@ def report_text(report: dict[str, Any]) -> str:
     """The report, for a terminal."""
     lines = [
         f"chaos run: seed {report['seed']}, {report['agents']} agents, "
-        f"{report['etcd_members']} etcd members, lease TTL {report['lease_ttl_seconds']:g} s",
+        + (f"{report['cells']} cells, " if report.get("cells", 1) > 1 else "")
+        + f"{report['etcd_members']} etcd members, lease TTL {report['lease_ttl_seconds']:g} s",
         f"runs {report['runs']}, cycles {report['cycles']}/{report['cycles_planned']} "
         f"in {report['duration_seconds']:.0f} s",
         "faults: " + ", ".join(f"{kind} {count}" for kind, count in sorted(report["faults"].items())),

@@ -22,6 +22,7 @@ A missing binary or a member that does not start raises HarnessError saying why
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -189,6 +190,29 @@ class EtcdServers:
                         return member
             time.sleep(0.05)
         raise HarnessError(f"the live etcd members agree on no leader within {seconds} s")
+
+    def get_prefix(self, prefix: bytes) -> dict[bytes, bytes]:
+        """Every key under ``prefix`` and its value, read (linearizably) through the JSON
+        gateway of the first member that answers; HarnessError if none does. For the
+        harness's own checks (a cluster's placements), never the agents' work."""
+        end = prefix[:-1] + bytes([prefix[-1] + 1]) if prefix and prefix[-1] < 0xFF else b"\0"
+        body = json.dumps(
+            {"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode()}
+        ).encode()
+        for member in self.members:
+            if not member.alive():
+                continue
+            request = urllib.request.Request(f"{member.endpoint}/v3/kv/range", data=body, method="POST")
+            try:
+                with member._open(request) as answer:
+                    found = json.loads(answer.read())
+            except (OSError, ValueError):
+                continue
+            return {
+                base64.b64decode(kv["key"]): base64.b64decode(kv.get("value", ""))
+                for kv in found.get("kvs", [])
+            }
+        raise HarnessError(f"no etcd member answered a read of {prefix!r}")
 
     def healthy(self) -> bool:
         """Every member runs and says it is healthy (it has a leader, a quorum)."""

@@ -17,6 +17,10 @@ kind                          injected                              healed
 ``store_errors``              store requests refused (503 SlowDown) the proxy cleared
 ============================  ====================================  ===========================
 
+In a cluster whose topics are spread over cells (the rotator given ``cells``), an owner
+fault hits the agent serving a cell drawn at random for that fault (``details["cell"]``);
+the etcd and store faults hit every cell alike.
+
 The rotator acts through a :class:`FaultTarget` (the harness's cluster, or a fake in
 tests) and draws everything from its own seeded generator, so a run's faults are the
 same for the same seed. It never waits for the cluster itself: the harness decides when
@@ -52,8 +56,9 @@ OWNER_FAULTS = frozenset({FaultKind.KILL_OWNER, FaultKind.PAUSE_OWNER, FaultKind
 class FaultTarget(Protocol):
     """What the rotator needs of a cluster."""
 
-    def owner(self) -> str | None:
-        """The agent that owns the cell now, None if none does (or nobody answers)."""
+    def owner(self, cell: str | None = None) -> str | None:
+        """The agent that owns the cell (``cell``, else the home cell) now, None if none
+        does (or nobody answers)."""
 
     def kill_agent(self, agent: str) -> None: ...
 
@@ -119,6 +124,7 @@ class FaultRotator:
         schedule: Sequence[FaultKind] = (),
         settings: FaultSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cells: Sequence[str] = (),
     ) -> None:
         if not kinds:
             raise InvalidRequest("the fault rotator needs at least one kind of fault")
@@ -128,6 +134,7 @@ class FaultRotator:
         self.schedule = [FaultKind(kind) for kind in schedule]
         self.settings = settings or FaultSettings()
         self.clock = clock
+        self.cells = tuple(cells)  # several: an owner fault hits a cell drawn at random
         self.injected: list[Fault] = []
 
     def next_kind(self) -> FaultKind:
@@ -152,35 +159,48 @@ class FaultRotator:
 
     # -- injections -----------------------------------------------------------------
 
-    def _owner(self) -> str:
+    def _owner(self) -> tuple[str, dict[str, Any]]:
+        """The agent an owner fault hits, and the details naming the cell it was drawn
+        for (none in a cluster of one cell)."""
+        if len(self.cells) > 1:
+            cell = self.random.choice(self.cells)
+            owner = self.target.owner(cell)
+            if owner is None:
+                raise InvalidRequest(f"no agent owns the cell {cell} now: an owner fault needs one")
+            return owner, {"cell": cell}
         owner = self.target.owner()
         if owner is None:
             raise InvalidRequest("no agent owns the cell now: an owner fault needs one")
-        return owner
+        return owner, {}
 
     def _uniform(self, bounds: tuple[float, float]) -> float:
         return round(self.random.uniform(*bounds), 3)
 
     def _kill_owner(self) -> Fault:
-        owner = self._owner()
+        owner, cell = self._owner()
         empty = self.random.random() < self.settings.empty_restart_probability
         self.target.kill_agent(owner)
         return Fault(
-            FaultKind.KILL_OWNER, owner, self.clock(), self.settings.kill_hold_seconds, True, {"empty": empty}
+            FaultKind.KILL_OWNER,
+            owner,
+            self.clock(),
+            self.settings.kill_hold_seconds,
+            True,
+            cell | {"empty": empty},
         )
 
     def _stop_owner(self) -> Fault:
-        owner = self._owner()
+        owner, cell = self._owner()
         at = self.clock()
         self.target.stop_agent(owner)
-        return Fault(FaultKind.STOP_OWNER, owner, at, 0.0, True, {"empty": False})
+        return Fault(FaultKind.STOP_OWNER, owner, at, 0.0, True, cell | {"empty": False})
 
     def _pause_owner(self) -> Fault:
-        owner = self._owner()
+        owner, cell = self._owner()
         seconds = self._uniform(self.settings.pause_ttl_multiples) * self.settings.lease_ttl_seconds
         self.target.pause_agent(owner)
         return Fault(
-            FaultKind.PAUSE_OWNER, owner, self.clock(), seconds, False, {"seconds": round(seconds, 3)}
+            FaultKind.PAUSE_OWNER, owner, self.clock(), seconds, False, cell | {"seconds": round(seconds, 3)}
         )
 
     def _kill_etcd(self, kind: FaultKind) -> Fault:
