@@ -21,13 +21,12 @@ a missing etcd binary fails, as the other cluster tests do.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from short_runs import run_clean, skip_without_cluster_mode
 
-from odradek.chaos.cluster import ChaosSettings, report_text, run
+from odradek.chaos.cluster import ChaosSettings
 from odradek.chaos.faults import FaultKind
 from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.workload import WorkloadSettings
@@ -41,16 +40,9 @@ SCHEDULE = (
 )
 
 
-def _serve_has_etcd() -> bool:
-    command = [sys.executable, "-m", "odradek.cli.main", "serve", "--help"]
-    answer = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    return "--etcd" in answer.stdout
-
-
 @pytest.mark.timeout(600)
 def test_five_faults_lose_nothing_acknowledged(tmp_path: Path) -> None:
-    if not _serve_has_etcd():
-        pytest.skip("odradek serve has no --etcd: cluster mode is not in this build")
+    skip_without_cluster_mode()
     settings = ChaosSettings(
         cycles=len(SCHEDULE),
         seed=14,
@@ -60,20 +52,9 @@ def test_five_faults_lose_nothing_acknowledged(tmp_path: Path) -> None:
         schedule=SCHEDULE,
         steady_seconds=(0.3, 0.8),
     )
-    lines: list[str] = []
-    report = run(settings, tmp_path / "chaos", lines.append)
-    text = report_text(report) + "\n" + "\n".join(lines)
-    assert report["cycles"] == len(SCHEDULE), text
-    assert [cycle["fault"] for cycle in report["cycles_detail"]] == [kind.value for kind in SCHEDULE]
-    assert report["cycle_errors"] == [], text
-    assert report["anomaly_count"] == 0, text
-    assert report["harness"]["workers_stuck"] == 0 and report["harness"]["worker_errors"] == [], text
-    assert report["valid"], text
-    appends = report["operations"]["append"]
-    assert appends.get("ok", 0) > 0 and appends.get("fail", 0) > 0, "the races were run"
+    report, text = run_clean(settings, tmp_path / "chaos")
     kafka, native = report["doors"]["kafka"], report["doors"]["native"]
     assert kafka["operations"]["append"].get("ok", 0) > 0 and kafka["anomalies"] == {}, text
     assert native["operations"]["append"].get("ok", 0) > 0 and native["anomalies"] == {}, text
     assert kafka["topics"] == ["chaos.kafka"] and "chaos.kafka" in report["topics"]
     assert report["harness"]["kafka_workers"]["k0"]["producers"] >= 1
-    assert (tmp_path / "chaos" / "history.jsonl").exists() and (tmp_path / "chaos" / "report.json").exists()
