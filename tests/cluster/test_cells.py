@@ -13,6 +13,7 @@ back; waits are on conditions, nothing asserts a duration.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,10 @@ from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
 
 import odradek
+from odradek.cli.cluster import render
 from odradek.cluster.etcd import EtcdUnavailable
 from odradek.cluster.keys import cell_names
+from odradek.cluster.status import cluster_status
 from odradek.errors import InvalidRequest, NotOwner
 from odradek.storage.agent import StoreSettings
 
@@ -295,3 +298,25 @@ def test_an_agent_that_lost_its_lease_gives_its_cells_up_and_gets_one_back(clust
         _append(client, topic, number, acked)
         assert _values(client, topic) == acked[topic]
     client.close()
+
+
+def test_cluster_status_shows_the_cells_and_an_agent_with_another_count_is_refused(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    owners = _spread(cluster)
+    report = asyncio.run(cluster_status(cluster.endpoints, cluster.name))
+    assert report.healthy, report.problems
+    assert report.cells == 3
+    assert {owner.record.topic: owner.record.agent_id for owner in report.owners} == owners
+    assert "3 cells" in render(report).splitlines()[0]
+    with pytest.raises(InvalidRequest, match="same --cells"):
+        Agent(
+            tmp_path / "odd",
+            cluster.endpoints,
+            cluster.name,
+            cluster.store,
+            "odd",
+            store_settings=SETTINGS,
+            cells=2,
+        )
+    assert report.agents_total == 3

@@ -300,6 +300,8 @@ def render(report: ClusterStatus) -> str:
         summary.append("no owner")
     if report.agents_total is not None:
         summary.append(_count(report.agents_total, "agent"))
+    if report.cells > 1:
+        summary.append(f"{report.cells} cells")
     if report.catalog_topics is not None:
         summary.append(f"{_count(report.catalog_topics, 'topic')} in the catalog")
     lines = [", ".join(summary)]

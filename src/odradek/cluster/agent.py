@@ -543,7 +543,18 @@ class ClusterAgent:
             self.settings.lease_ttl,
             self.settings.doors,
             tls=self.settings.scheme == "grpc+tls",
+            cells=self.settings.cells,
         )
+        others = [agent for agent in await cluster.agents() if agent.cells != self.settings.cells]
+        if others:
+            with contextlib.suppress(OdradekError):
+                await cluster.leave()
+            raise InvalidRequest(
+                f"agent {self.settings.agent_id} was started with {self.settings.cells} cell(s), but "
+                f"agent {others[0].agent_id} of cluster {self.settings.cluster!r} runs with "
+                f"{others[0].cells}: every agent of a cluster needs the same --cells (stop them all to "
+                "change it)"
+            )
         with self._lock:
             self._cluster = cluster
             self._agents[record.agent_id] = record

@@ -241,11 +241,14 @@ class AgentRecord:
     doors: dict[str, str] = dataclasses.field(default_factory=dict)
     # Whether its doors serve TLS (its Flight door is then grpc+tls://ADDRESS).
     tls: bool = False
+    # How many cells it was started with (decision 0032): every agent of a cluster alike.
+    cells: int = 1
 
     def __post_init__(self) -> None:
         validate_agent_id(self.agent_id)
         if not isinstance(self.tls, bool):
             raise InvalidRequest(f"tls must be true or false, got {self.tls!r}")
+        cell_names(self.cells)  # 1..cluster_cells_max
         validate_address(self.address)
         if not _number(self.started_at):
             raise InvalidRequest(f"started_at must be a number, got {self.started_at!r}")
@@ -267,6 +270,8 @@ class AgentRecord:
             body["doors"] = dict(self.doors)
         if self.tls:  # absent when false: records of agents without it read the same
             body["tls"] = True
+        if self.cells != 1:  # likewise absent for one cell
+            body["cells"] = self.cells
         return _encode(body)
 
     @classmethod
@@ -274,8 +279,9 @@ class AgentRecord:
         body = _decode(data, "agent", ("agent", "address", "started_at"))
         doors = body.get("doors") or {}
         tls = body.get("tls", False)
+        cells = body.get("cells", 1)
         return _build(
-            lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors, tls), "agent"
+            lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors, tls, cells), "agent"
         )
 
 

@@ -48,10 +48,10 @@ import aetcd.rpc
 import grpc.aio
 
 from odradek import limits
-from odradek.cluster.agent import CELL  # v1's one cell: its owner owns every topic
+from odradek.cluster.agent import CELL  # the home cell: a one-cell cluster's owner owns every topic
 from odradek.cluster.etcd import EtcdCluster, endpoints_tls, parse_endpoints
 from odradek.cluster.etcd_client import EtcdClient, EtcdRefused, EtcdSecurity
-from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, prefix_end
+from odradek.cluster.keys import AgentRecord, Layout, OwnerRecord, cell_names, prefix_end
 from odradek.errors import InvalidRequest, OdradekError
 
 _ALARMS = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType
@@ -186,6 +186,8 @@ class ClusterStatus:
     owners: tuple[OwnerStatus, ...] = ()
     owners_total: int | None = None
     catalog_topics: int | None = None
+    #: The cells the agents were started with (decision 0032; 1: the home cell alone).
+    cells: int = 1
     #: How far the owner's checkpoints lag its journal, as it says (None: not read).
     store: dict[str, Any] | None = None
     #: How far compaction lags on the owner's compacted topics, as it says: totals and the
@@ -227,6 +229,7 @@ class ClusterStatus:
             "owners": [owner.to_json() for owner in self.owners],
             "owners_total": self.owners_total,
             "catalog_topics": self.catalog_topics,
+            "cells": self.cells,
             "store": self.store,
             "compaction": self.compaction,
             "etcd": {
@@ -364,6 +367,7 @@ class _Report:
         self.owners: list[OwnerStatus] = []
         self.owners_total: int | None = None
         self.catalog_topics: int | None = None
+        self.cells = 1
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.store: dict[str, Any] | None = None
@@ -381,6 +385,7 @@ class _Report:
             owners=tuple(self.owners),
             owners_total=self.owners_total,
             catalog_topics=self.catalog_topics,
+            cells=self.cells,
             store=self.store,
             compaction=self.compaction,
             problems=tuple(self.problems),
@@ -492,6 +497,19 @@ class _Report:
             self.problems.append(
                 f"no agent owns the cell (owners/{CELL}): no agent runs, or a failover is in progress"
             )
+        counts = sorted({record.cells for record in records})
+        self.cells = counts[-1] if counts else 1
+        if len(counts) > 1:
+            self.problems.append(
+                f"the agents were started with different cell counts ({', '.join(map(str, counts))}): "
+                "every agent of a cluster needs the same --cells"
+            )
+        for other in cell_names(self.cells)[1:]:
+            if other not in owners:
+                self.problems.append(
+                    f"no agent owns cell {other} (owners/{other}): a failover is in progress, or too few "
+                    "agents run"
+                )
         for shown_owner in self.owners:
             if not shown_owner.registered:
                 self.problems.append(
