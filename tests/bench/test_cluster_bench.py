@@ -1,20 +1,23 @@
 """Cluster mode's rows of ``odradek bench`` (issue 14's measurements).
 
-Goal: ``--systems odradek-cluster`` with the four cluster workloads starts a real
-cluster (3 etcd members, moto's S3 server, 3 agents of ``odradek serve --etcd``) and
-produces every figure the issue asks for: failover and handover times over as many
+Goal: ``--systems odradek-cluster`` with the four one-cell cluster workloads starts a
+real cluster (3 etcd members, moto's S3 server, 3 agents of ``odradek serve --etcd``)
+and produces every figure the issue asks for: failover and handover times over as many
 kills as asked, produce latency steady and across a failover, ingest with 1, 2 and 3
 agents, and etcd's requests per agent idle and with appends running, read from etcd's
 own counters; no workload errs, failed appends are counted and explained; results.md
-has its section. A common workload on the
+has its section. ``cluster_spread`` starts a cluster of its own whose agents run with
+``--cells 3`` and measures ingest with the three cells spread over 1, 2 and 3 agents,
+its notes naming where each topic went, how the cells were spread and what used the
+cores; it starts no one-cell cluster. A common workload on the
 cluster row, and a cluster workload on another row, are skipped with a note. The parts
 that turn raw observations into figures (etcd's exposition format into rates, the
 appends in flight across a failover) give exactly what they should on known input.
 
 Method: the bench's entry point in this process with a tiny ``--quick`` profile (the
 module's QUICK replaced: 2 kills, 1 handover, 1 s produce runs, 2 s etcd windows, 4,000
-records of ingest, one run), reading results.json and results.md back; the pure parts
-on hand-made input. No speed is asserted: statuses, counts and presence.
+records of ingest, one run, so one round of cluster_spread), reading results.json and
+results.md back; the pure parts on hand-made input. No speed is asserted: statuses, counts and presence.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ import numpy as np
 import pytest
 
 from odradek.bench import cluster_workloads, options, runner
-from odradek.bench.cluster_harness import etcd_load_between, in_flight_across, parse_counters
+from odradek.bench.cluster_harness import (
+    balanced,
+    etcd_load_between,
+    fair_shares,
+    in_flight_across,
+    parse_counters,
+    served_cells,
+)
 from odradek.bench.units import MIB
 
 TINY = dataclasses.replace(
@@ -44,7 +54,8 @@ TINY = dataclasses.replace(
     cluster_produce_kills=1,
     cluster_etcd_seconds=2.0,
 )
-WORKLOADS = ",".join(options.CLUSTER_WORKLOADS)
+ONE_CELL = [w for w in options.CLUSTER_WORKLOADS if w not in cluster_workloads.CELLS_WORKLOADS]
+WORKLOADS = ",".join(ONE_CELL)
 
 
 def _bench(
@@ -83,7 +94,7 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
         figures["ingest_100b"]["status"] == "skipped"
         and "cluster workloads" in figures["ingest_100b"]["note"]
     )
-    cluster_metrics = {metric.name for metric in cluster_workloads.METRICS}
+    cluster_metrics = {metric.name for metric in cluster_workloads.METRICS if metric.workload in ONE_CELL}
     assert cluster_metrics <= set(figures)
     for name in cluster_metrics:
         assert figures[name]["status"] == "ok", figures[name]
@@ -131,6 +142,50 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
     assert "| 3 | " in markdown  # the ingest table's row of 3 agents
 
 
+@pytest.mark.slow
+def test_the_cells_row_measures_ingest_spread_over_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, document, markdown = _bench(tmp_path, monkeypatch, "odradek-cluster", "cluster_spread")
+    (info,) = document["systems"]
+    assert info["status"] == "ok", info
+    figures = {f["metric"]: f for f in document["figures"]}
+    assert code == 0, [f for f in figures.values() if f["status"] != "ok"]
+    assert set(figures) == {f"cluster_spread_{count}" for count in (1, 2, 3)}  # no one-cell cluster ran
+    for count in (1, 2, 3):
+        figure = figures[f"cluster_spread_{count}"]
+        assert figure["status"] == "ok" and figure["value"] > 0 and len(figure["runs"]) == TINY.runs
+        note = figure["note"]
+        # Six topics created one after another went round the three cells, two each.
+        assert "_cell: topics 0, 3; _cell.1: topics 1, 4; _cell.2: topics 2, 5" in note, note
+        assert f"given the {count} running agent(s)" in note and "moto" in note and "etcd" in note
+    # Every running agent served its share while measured: 3 cells on one, 2 and 1, 1 each.
+    assert "the agent serving 3 cells" in figures["cluster_spread_1"]["note"]
+    spread_2 = figures["cluster_spread_2"]["note"]
+    assert "the agent serving 2 cells" in spread_2 and "the agent serving 1 cell " in spread_2
+    assert all(f"a{n} (1 cell)" in figures["cluster_spread_3"]["note"] for n in (1, 2, 3))
+    assert "topics over 3 cells" in markdown and "| 3 | " in markdown
+
+
+def test_cells_spread_evenly_only_when_every_cell_is_served_once() -> None:
+    assert fair_shares(3, 1) == [3] and fair_shares(3, 2) == [2, 1] and fair_shares(3, 3) == [1, 1, 1]
+    assert fair_shares(3, 4) == [1, 1, 1, 0]
+    assert balanced({"a1": ["_cell", "_cell.1"], "a2": ["_cell.2"]}, 3)
+    assert balanced({"a1": ["_cell", "_cell.1", "_cell.2"]}, 3)
+    assert not balanced({"a1": ["_cell", "_cell.1", "_cell.2"], "a2": []}, 3)  # a2 not given its share
+    assert not balanced({"a1": ["_cell"], "a2": ["_cell.2"]}, 3)  # _cell.1 served by none
+    assert not balanced({"a1": ["_cell", "_cell.1"], "a2": ["_cell.1"]}, 3)  # _cell.1 twice, _cell.2 none
+    assert not balanced({}, 3)
+    status = {
+        "cells": [
+            {"cell": "_cell", "owner": "a1", "serving": True},
+            {"cell": "_cell.1", "owner": "a2", "serving": False},
+            {"cell": "_cell.2", "owner": "a1", "serving": True},
+        ]
+    }
+    assert served_cells(status) == ["_cell", "_cell.2"] and served_cells({"role": "owner"}) == []
+
+
 def test_cluster_workloads_are_skipped_on_other_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, document, markdown = _bench(tmp_path, monkeypatch, "odradek", "cluster_etcd")
     assert code == 0
@@ -146,7 +201,9 @@ def test_cluster_names_are_taken_only_when_named() -> None:
     parsed = options.parse([])
     assert "odradek-cluster" not in parsed.systems
     assert not set(options.CLUSTER_WORKLOADS) & set(parsed.workloads)
-    named = options.parse(["--systems", "odradek-cluster", "--workloads", WORKLOADS])
+    named = options.parse(
+        ["--systems", "odradek-cluster", "--workloads", ",".join(options.CLUSTER_WORKLOADS)]
+    )
     assert named.systems == ("odradek-cluster",)
     assert named.workloads == options.CLUSTER_WORKLOADS
 

@@ -6,8 +6,10 @@
   (``odradek.chaos.agents``: fixed loopback ports, so that a restarted agent comes back
   where clients look for it; output in a log file). It finds the owner by asking every
   agent (``cluster_status``), waits until the cluster is *whole* (every running agent
-  answers and names the one owner, who knows them all), starts and stops agents, and
-  reads every etcd member's Prometheus counters.
+  answers and names the one owner, who knows them all; with several cells, also every
+  cell served by a running agent and each running agent serving its fair share), starts
+  and stops agents, and reads every etcd member's Prometheus counters. Given ``cells``
+  above 1, its agents spread the topics over that many cells (``serve --cells``).
 * :class:`AppendLoop`: one thread, single appends in a closed loop as an idempotent
   producer; remembers when each success was answered and by which agent.
 * :class:`OpenLoop`: single appends at a fixed rate from a pool of producer threads
@@ -87,11 +89,12 @@ KV, LEASE, WATCH = "etcdserverpb.KV", "etcdserverpb.Lease", "etcdserverpb.Watch"
 class BenchCluster(StackedHarness):
     """etcd, moto and the agents of the row (a context manager: all stopped at exit)."""
 
-    def __init__(self, directory: Path, profile: Profile, progress: Progress) -> None:
+    def __init__(self, directory: Path, profile: Profile, progress: Progress, cells: int = 1) -> None:
         super().__init__()
         self.directory = directory
         self.profile = profile
         self.progress = progress
+        self.cells = cells
         self.agents: list[Agent] = []
         self._down: set[str] = set()  # agents stopped or killed on purpose
         self._moto_pid: int | None = None
@@ -116,6 +119,7 @@ class BenchCluster(StackedHarness):
             cluster=CLUSTER_NAME,
             lease_ttl_seconds=self.profile.cluster_lease_ttl_seconds,
             flush_ms=FLUSH_MS,
+            cells=self.cells,
         )
         self.agents = [Agent(f"a{n}", self.directory / f"a{n}", settings) for n in range(1, AGENTS + 1)]
         self._stack.callback(self._stop_agents)
@@ -181,10 +185,21 @@ class BenchCluster(StackedHarness):
             return False
         entries = (statuses[owners[0]] or {}).get("agents", [])
         known = {entry.get("agent") for entry in entries if isinstance(entry, dict)}
-        return known >= set(statuses)
+        if not known >= set(statuses):
+            return False
+        return self.cells == 1 or balanced(
+            {name: served_cells(status or {}) for name, status in statuses.items()}, self.cells
+        )
 
     def wait_whole(self) -> None:
-        wait_until(self.whole, settle_seconds_max, "the cluster is whole (agents up, one owner)", self._state)
+        what = "the cluster is whole (agents up, one owner" + (
+            ", every cell served, each agent its share)" if self.cells > 1 else ")"
+        )
+        wait_until(self.whole, settle_seconds_max, what, self._state)
+
+    def served(self) -> dict[str, list[str]]:
+        """The cells each running agent serves, as it says (none when it does not answer)."""
+        return {agent.id: served_cells(agent.status() or {}) for agent in self.running()}
 
     def _state(self) -> str:
         return "\n".join(f"{agent.id}: {agent.status()}" for agent in self.agents)
@@ -212,6 +227,13 @@ class BenchCluster(StackedHarness):
         for agent in [agent for agent in self.running() if agent is not owner][
             : max(0, len(self.running()) - count)
         ]:
+            self.stop(agent)
+        self.wait_whole()
+
+    def keep_first(self, count: int) -> None:
+        """Stop (SIGTERM: each hands its cells over) the running agents after the first
+        ``count`` of them, in the order a1, a2, ...; the cluster whole again."""
+        for agent in self.running()[count:]:
             self.stop(agent)
         self.wait_whole()
 
@@ -266,6 +288,32 @@ def takeover(agent: Agent) -> Takeover:
 
 
 _REPLAYED = re.compile(r"replayed (\d+) of (\d+) journal objects")
+
+
+def served_cells(status: dict[str, object]) -> list[str]:
+    """The cells an agent's ``cluster_status`` says it serves now."""
+    cells = status.get("cells")
+    if not isinstance(cells, list):
+        return []
+    return sorted(
+        str(cell["cell"]) for cell in cells if isinstance(cell, dict) and cell.get("serving") is True
+    )
+
+
+def fair_shares(cells: int, agents: int) -> list[int]:
+    """How many cells each of ``agents`` serves once they are spread (most first): as
+    even as whole cells allow, which is where the agents stop handing cells over."""
+    return [cells // agents + (1 if index < cells % agents else 0) for index in range(agents)]
+
+
+def balanced(served: dict[str, list[str]], cells: int) -> bool:
+    """Every one of ``cells`` served by exactly one of the agents in ``served``, each of
+    them serving its fair share."""
+    every = sorted(cell for each in served.values() for cell in each)
+    if not served or len(every) != cells or len(set(every)) != cells:
+        return False
+    counts = sorted((len(each) for each in served.values()), reverse=True)
+    return counts == fair_shares(cells, len(served))
 
 
 def keep_logs(source: Path, target: Path) -> list[Path]:

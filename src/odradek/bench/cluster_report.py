@@ -1,6 +1,7 @@
 """Cluster mode's figures for results.md, grouped the way the issue asks for them:
 failover and handover times, produce latency steady and across a failover, ingest with
-1, 2 and 3 agents, and etcd's load per agent; then DESIGN §5's failover target.
+1, 2 and 3 agents (one owner; and the topics spread over three cells), and etcd's load
+per agent; then DESIGN §5's failover target.
 
 Rendered from the JSON document alone (like report.py), and only when the cluster row
 is in it. How each figure was measured is in its note ("Notes on measured rows").
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from odradek.bench.cluster_harness import SYSTEM
-from odradek.bench.cluster_workloads import ingest_agents
+from odradek.bench.cluster_workloads import ingest_agents, spread_agents, spread_cells
 from odradek.bench.results import OK
 from odradek.bench.units import format_value
 
@@ -37,7 +38,8 @@ def section(document: dict[str, Any]) -> list[str]:
         "",
         "## Cluster mode",
         "",
-        f"Three agents (`{SYSTEM}`): one owner serves all the data, the standbys redirect to it. "
+        f"Three agents (`{SYSTEM}`): one owner serves all the data, the standbys redirect to it "
+        f"(with `--cells {spread_cells}`, `cluster_spread`: each agent serves the topics of its cells). "
         "Each figure's method is in its note below.",
     ]
     if "cluster_failover_p50" in figures:
@@ -69,6 +71,8 @@ def section(document: dict[str, Any]) -> list[str]:
         ]
     if any(f"cluster_ingest_{count}" in figures for count in ingest_agents):
         lines += _ingest(figures)
+    if any(f"cluster_spread_{count}" in figures for count in spread_agents):
+        lines += _spread(figures)
     if "cluster_etcd_requests_idle" in figures:
         lines += [
             "",
@@ -85,20 +89,37 @@ def section(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ingest(figures: Figures) -> list[str]:
-    one = figures.get("cluster_ingest_1")
+def _scaling(figures: Figures, prefix: str, counts: tuple[int, ...], title: str) -> list[str]:
+    """A table of records/s by agents running, each against the figure of 1 agent."""
+    one = figures.get(f"{prefix}_1")
     base = one["value"] if one is not None and one["status"] == OK and one["value"] else None
-    lines = ["", "| aggregate ingest, agents running | records/s | x 1 agent |", "|---|---:|---:|"]
-    for count in sorted(ingest_agents):
-        figure = figures.get(f"cluster_ingest_{count}")
+    lines = ["", f"| {title} | records/s | x 1 agent |", "|---|---:|---:|"]
+    for count in sorted(counts):
+        figure = figures.get(f"{prefix}_{count}")
         ratio = "—"
         if figure is not None and figure["status"] == OK and base:
             ratio = f"{format_value(figure['value'] / base)}x"
-        lines.append(f"| {count} | {_value(figures, f'cluster_ingest_{count}')} | {ratio} |")
+        lines.append(f"| {count} | {_value(figures, f'{prefix}_{count}')} | {ratio} |")
+    return lines
+
+
+def _ingest(figures: Figures) -> list[str]:
+    lines = _scaling(figures, "cluster_ingest", ingest_agents, "aggregate ingest, agents running")
     lines += [
         "",
         "In this version one owner serves everything: agents beyond it add availability, not "
         "throughput, and the figure shows what standbys cost.",
+    ]
+    return lines
+
+
+def _spread(figures: Figures) -> list[str]:
+    title = f"aggregate ingest, topics over {spread_cells} cells, agents running"
+    lines = _scaling(figures, "cluster_spread", spread_agents, title)
+    lines += [
+        "",
+        f"A cluster of its own with `--cells {spread_cells}`: the topics spread over the cells, the "
+        "cells over the agents running; the notes say where each topic went and what used the cores.",
     ]
     return lines
 

@@ -30,6 +30,14 @@ common ones are skipped on it, and these are skipped on every other row):
   first successful append answered by another agent is recorded, and the killed agent
   is started again and waited for until the owner knows it (it joined as a standby).
   Then the same with SIGTERM (a handover). Failed appends are counted (target 0).
+* ``cluster_spread``: on a cluster of its own whose agents run with ``--cells 3``
+  (decision 0032), the scale-out figure: batches of 1,000 keyed records through
+  ``append_many`` to 6 topics, two in each cell (where each went is checked and said),
+  a client and a thread per topic, with 3, 2 and 1 agent running, the three cells
+  spread over them (each agent's share waited for, read from every agent's
+  ``cluster_status``). The runs go in rounds (3, 2, then 1 agent, the others stopped
+  with SIGTERM so that their cells are handed over, then all started again), so that
+  each count's runs are spread over the same stretch of time.
 
 Two cores run all of it: etcd, moto, three agents and the bench's clients share them,
 so every figure includes that contention (the notes and BENCHMARKS.md say so).
@@ -79,6 +87,7 @@ from odradek.client.remote import FAILOVER_BACKOFF_MAX_SECONDS
 from odradek.errors import OdradekError
 
 WORKLOADS = CLUSTER_WORKLOADS
+CELLS_WORKLOADS = ("cluster_spread",)  # run on a cluster of several cells of their own
 # Before a kill, the appends must have been answered by the owner this long: the client
 # settled on it, nothing of the previous cycle still in flight.
 steady_seconds = 1.0
@@ -86,6 +95,9 @@ ingest_batch_records = 1000
 ingest_threads = 4
 ingest_window = 32  # batches in flight per stream: a flush window plus a PUT each
 ingest_agents = (3, 2, 1)
+spread_cells = 3  # serve --cells of cluster_spread's agents
+spread_topics_per_cell = 2
+spread_agents = (3, 2, 1)  # the order of each round
 busy_lead_seconds = 2.0  # appends run this long before the busy etcd window opens
 ETCD_APT_PACKAGE = "etcd-server"
 LOGS_DIRECTORY = "cluster-logs"  # in --out, when a cluster workload failed
@@ -129,6 +141,16 @@ METRICS = (
         for n in sorted(ingest_agents)
     ),
     *(
+        _metric(
+            f"cluster_spread_{n}",
+            "cluster_spread",
+            f"Aggregate ingest, {spread_cells} cells over {n} agent{'s' * (n > 1)}",
+            "records/s",
+            True,
+        )
+        for n in sorted(spread_agents)
+    ),
+    *(
         _metric(f"cluster_etcd_{kind}_{phase}", "cluster_etcd", f"{title}, {label}", unit)
         for phase, label in (("idle", "idle"), ("busy", "appends running"))
         for kind, title, unit in _ETCD_KINDS
@@ -163,7 +185,8 @@ def system_info(profile: Profile) -> SystemInfo:
         tuning=(
             f"{AGENTS} agents of odradek serve --etcd (lease TTL {profile.cluster_lease_ttl_seconds:g} s, "
             f"journal flush {FLUSH_MS:g} ms), {ETCD_MEMBERS} etcd members on loopback (heartbeat 50 ms, "
-            "election 500 ms), moto's S3 server; clients given every agent"
+            "election 500 ms), moto's S3 server; clients given every agent; cluster_spread on a cluster "
+            f"of its own with --cells {spread_cells}"
         ),
     )
 
@@ -192,30 +215,47 @@ def run(
         return info, figures + [
             Figure(m.name, SYSTEM, SKIPPED, note=str(exc)) for w in chosen for m in metrics_of(w)
         ]
-    directory = scratch / SYSTEM
-    directory.mkdir()
-    progress(f"{SYSTEM}: starting {ETCD_MEMBERS} etcd members, moto's S3 server and {AGENTS} agents")
-    try:
-        with BenchCluster(directory, profile, progress) as cluster:
-            info.versions = cluster.versions()
-            for workload in chosen:
-                figures += _run_workload(workload, cluster, profile, progress)
-    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is reported, not fatal
-        info.status, info.note = ERROR, f"{type(exc).__name__}: {exc}"
-        progress(f"{SYSTEM}: FAILED {info.note}")
-        done = {figure.metric for figure in figures}
-        figures += [
-            Figure(m.name, SYSTEM, ERROR, note=info.note)
-            for w in chosen
-            for m in metrics_of(w)
-            if m.name not in done
-        ]
-    progress(f"{SYSTEM}: stopped")
-    if info.status == ERROR or any(figure.status == ERROR for figure in figures):
-        kept = keep_logs(directory, options.out / LOGS_DIRECTORY)
+    # One cluster for the workloads of one cell, another with several cells for cluster_spread.
+    groups = [
+        (1, [w for w in chosen if w not in CELLS_WORKLOADS]),
+        (spread_cells, [w for w in chosen if w in CELLS_WORKLOADS]),
+    ]
+    directories: list[Path] = []
+    for cells, workloads in groups:
+        if not workloads:
+            continue
+        directory = scratch / (SYSTEM if cells == 1 else f"{SYSTEM}-cells")
+        directory.mkdir()
+        directories.append(directory)
+        with_cells = f" with --cells {cells}" if cells > 1 else ""
         progress(
-            f"{SYSTEM}: something failed: {len(kept)} server logs kept in {options.out / LOGS_DIRECTORY}"
+            f"{SYSTEM}: starting {ETCD_MEMBERS} etcd members, moto's S3 server and "
+            f"{AGENTS} agents{with_cells}"
         )
+        try:
+            with BenchCluster(directory, profile, progress, cells=cells) as cluster:
+                info.versions = info.versions or cluster.versions()
+                for workload in workloads:
+                    figures += _run_workload(workload, cluster, profile, progress)
+        except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is reported, not fatal
+            info.status, info.note = ERROR, f"{type(exc).__name__}: {exc}"
+            progress(f"{SYSTEM}: FAILED {info.note}")
+            done = {figure.metric for figure in figures}
+            figures += [
+                Figure(m.name, SYSTEM, ERROR, note=info.note)
+                for w in workloads
+                for m in metrics_of(w)
+                if m.name not in done
+            ]
+        progress(f"{SYSTEM}{with_cells}: stopped")
+    if info.status == ERROR or any(figure.status == ERROR for figure in figures):
+        target = options.out / LOGS_DIRECTORY
+        kept = [
+            log
+            for directory in directories
+            for log in keep_logs(directory, target if directory.name == SYSTEM else target / "cells")
+        ]
+        progress(f"{SYSTEM}: something failed: {len(kept)} server logs kept in {target}")
     return info, figures
 
 
@@ -225,6 +265,7 @@ def _run_workload(workload: str, cluster: BenchCluster, profile: Profile, progre
         "cluster_produce": produce,
         "cluster_ingest": ingest,
         "cluster_failover": failover,
+        "cluster_spread": spread,
     }
     try:
         cluster.restore()
@@ -552,8 +593,8 @@ def ingest(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[
     return sorted(figures, key=lambda figure: figure.metric)
 
 
-def _shares(batches: list[pa.RecordBatch]) -> list[list[pa.RecordBatch]]:
-    return [batches[thread::ingest_threads] for thread in range(ingest_threads)]
+def _shares(batches: list[pa.RecordBatch], threads: int = ingest_threads) -> list[list[pa.RecordBatch]]:
+    return [batches[thread::threads] for thread in range(threads)]
 
 
 def _ingest_with(
@@ -633,6 +674,159 @@ def _ingest_once(
         raise failures[0]
     check_count("ingest", sum(counts), sum(batch.num_rows for share in shares for batch in share))
     return elapsed
+
+
+# -- cluster_spread -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Spread:
+    """One agent count's runs of cluster_spread."""
+
+    rates: list[float] = dataclasses.field(default_factory=list)
+    warm_rates: list[float] = dataclasses.field(default_factory=list)
+    used: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    roles: dict[str, str] = dataclasses.field(default_factory=dict)
+    shares: list[str] = dataclasses.field(default_factory=list)  # how the cells were spread, per run
+    moved: int = 0  # runs during which a cell changed agents
+
+
+def spread(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    if cluster.cells != spread_cells:
+        raise RuntimeError(f"cluster_spread needs agents with --cells {spread_cells}, not {cluster.cells}")
+    streams = spread_cells * spread_topics_per_cell
+    total = max(profile.ingest_records, ingest_batch_records * streams)  # a batch per topic at least
+    data = datasets.keyed(total, profile.distinct_keys, profile.small_value_bytes, seed=11)
+    warm_records = max(ingest_batch_records * streams, int(len(data) * profile.warmup_fraction))
+    shares = _shares(data.batches(ingest_batch_records), streams)
+    warm = _shares(data.head(min(warm_records, len(data))).batches(ingest_batch_records), streams)
+    topics = [f"bench.cluster-spread-{index}" for index in range(streams)]
+    phases = {count: _Spread() for count in spread_agents}
+    placed = _place(cluster, topics)
+    progress(f"{SYSTEM} cluster_spread: topics placed {_describe_placement(placed)}")
+    try:
+        for number in range(1, profile.runs + 1):
+            for count in spread_agents:
+                cluster.keep_first(count)
+                phase = phases[count]
+                _spread_once(cluster, topics, shares, warm, phase)
+                progress(
+                    f"{SYSTEM} cluster_spread round {number}/{profile.runs}, {count} agent(s) "
+                    f"({phase.shares[-1]}): {format_value(phase.rates[-1])} records/s"
+                )
+            if number < profile.runs:
+                cluster.restore()
+    finally:
+        _delete_topics(cluster, topics)
+    records = sum(batch.num_rows for share in shares for batch in share)
+    warmed = sum(batch.num_rows for share in warm for batch in share)
+    figures = []
+    for count, phase in sorted(phases.items()):
+        moved = f"; a cell changed agents during {phase.moved} of the runs" if phase.moved else ""
+        note = (
+            f"{records:,} keyed records of {profile.small_value_bytes} B per run in batches of "
+            f"{ingest_batch_records:,} through append_many ({ingest_window} in flight per stream) to "
+            f"{streams} topics ({_describe_placement(placed)}), a client and a thread each, given the "
+            f"{count} running agent(s) of a cluster with --cells {spread_cells}; the cells spread over "
+            f"them as {_describe_shares(phase.shares)}{moved}; {len(phase.rates)} runs, each after "
+            f"{warmed:,} records of warm-up, in rounds of 3, 2 and 1 agents (the others stopped with "
+            f"SIGTERM, handing their cells over, then started again); {describe_cpu(phase.used, phase.roles)}"
+        )
+        figures.append(
+            Figure(
+                f"cluster_spread_{count}",
+                SYSTEM,
+                OK,
+                timing.median(phase.rates),
+                phase.rates,
+                warmup=timing.median(phase.warm_rates),
+                note=note,
+            )
+        )
+    return figures
+
+
+def _place(cluster: BenchCluster, topics: Sequence[str]) -> dict[str, str]:
+    """Create ``topics`` one after another on a cluster whose agents serve a cell each;
+    the cell each went to: the one served by the agent that answers for it."""
+    served = cluster.served()
+    if sorted(len(cells) for cells in served.values()) != [1] * spread_cells:
+        raise RuntimeError(f"placing the topics needs one cell per agent, not {served}")
+    cell_at = {agent.url: served[agent.id][0] for agent in cluster.running()}
+    placed: dict[str, str] = {}
+    with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
+        for topic in topics:
+            admin.create_topic(topic, exist_ok=True)
+            admin.describe_topic(topic)  # answered by the agent serving the topic's cell
+            placed[topic] = cell_at[admin.url]
+    if set(placed.values()) != set(cell_at.values()):
+        raise RuntimeError(f"a cell holds none of the topics: {_describe_placement(placed)}")
+    return placed
+
+
+def _describe_placement(placed: dict[str, str]) -> str:
+    cells: dict[str, list[str]] = {}
+    for topic, cell in placed.items():
+        cells.setdefault(cell, []).append(topic.rsplit("-", 1)[-1])
+    return "; ".join(
+        f"{cell}: topic{'s' * (len(numbers) > 1)} {', '.join(numbers)}"
+        for cell, numbers in sorted(cells.items())
+    )
+
+
+def _describe_shares(shares: Sequence[str]) -> str:
+    counted = {share: shares.count(share) for share in shares}
+    return "; ".join(f"{share} ({times} run{'s' * (times > 1)})" for share, times in counted.items())
+
+
+def _spread_once(
+    cluster: BenchCluster,
+    topics: Sequence[str],
+    shares: Sequence[Sequence[pa.RecordBatch]],
+    warm: Sequence[Sequence[pa.RecordBatch]],
+    phase: _Spread,
+) -> None:
+    """One run with the agents running now, after its warm-up; clients given them."""
+    running = cluster.running()
+    served = cluster.served()
+    url = ",".join(agent.url for agent in running)
+    clients = [odradek.connect(url, timeout=call_timeout_seconds) for _ in topics]
+    try:
+        warm_seconds = _ingest_once(clients, topics, warm)
+        before = cluster.cpu()
+        seconds = _ingest_once(clients, topics, shares)
+        used = cpu_used(before, cluster.cpu(), seconds)
+    finally:
+        for client in clients:
+            client.close()
+    phase.moved += served != cluster.served()
+    phase.warm_rates.append(sum(b.num_rows for s in warm for b in s) / warm_seconds)
+    phase.rates.append(sum(b.num_rows for s in shares for b in s) / seconds)
+    phase.shares.append(", ".join(f"{name} {'+'.join(cells)}" for name, cells in sorted(served.items())))
+    counts = [len(cells) for cells in served.values()]
+    if len(set(counts)) == len(counts):  # each agent's share differs: named by it, run after run
+        labels = {name: f"the agent serving {_cells(len(cells))}" for name, cells in served.items()}
+        phase.used.append({labels.get(name, name): value for name, value in used.items()})
+    else:
+        phase.used.append(used)
+        phase.roles.update({name: _cells(len(cells)) for name, cells in served.items()})
+
+
+def _cells(count: int) -> str:
+    return f"{count} cell{'s' * (count != 1)}"
+
+
+def _delete_topics(cluster: BenchCluster, topics: Sequence[str]) -> None:
+    """Delete the workload's topics (a failed deletion is said, not raised: the figures
+    are measured by then)."""
+    try:
+        with odradek.connect(
+            ",".join(agent.url for agent in cluster.running()), timeout=call_timeout_seconds
+        ) as admin:
+            for topic in topics:
+                admin.delete_topic(topic)
+    except OdradekError as exc:
+        cluster.progress(f"{SYSTEM}: could not delete the cluster_spread topics: {type(exc).__name__}: {exc}")
 
 
 def etcd_load(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:

@@ -43,9 +43,16 @@ STATE_WORKLOADS = ("compaction", "snapshot_replay", "sync_commit")
 # Cluster mode (issue 14): three ``odradek serve --etcd`` agents on a 3-member etcd and
 # moto's S3 server, and its workloads (bench/cluster_workloads.py); run only when named
 # (``--systems odradek-cluster --workloads cluster_etcd,...``). In this order: etcd's
-# load is measured on a cluster that nothing has disturbed yet, the kills come last.
+# load is measured on a cluster that nothing has disturbed yet, the kills come last;
+# cluster_spread runs on a cluster of its own, whose agents spread the topics over cells.
 CLUSTER_SYSTEMS = ("odradek-cluster",)
-CLUSTER_WORKLOADS = ("cluster_etcd", "cluster_produce", "cluster_ingest", "cluster_failover")
+CLUSTER_WORKLOADS = (
+    "cluster_etcd",
+    "cluster_produce",
+    "cluster_ingest",
+    "cluster_failover",
+    "cluster_spread",
+)
 runs_min = 1
 
 
