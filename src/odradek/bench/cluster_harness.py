@@ -198,8 +198,24 @@ class BenchCluster(StackedHarness):
         wait_until(self.whole, settle_seconds_max, what, self._state)
 
     def served(self) -> dict[str, list[str]]:
-        """The cells each running agent serves, as it says (none when it does not answer)."""
-        return {agent.id: served_cells(agent.status() or {}) for agent in self.running()}
+        """The cells each running agent that answers says it serves (one that does not
+        answer in time, on a loaded machine, is left out)."""
+        statuses = {agent.id: agent.status() for agent in self.running()}
+        return {name: served_cells(status) for name, status in statuses.items() if status is not None}
+
+    def served_by_all(self) -> dict[str, list[str]]:
+        """The cells each running agent serves, once every one of them has answered."""
+        found: dict[str, list[str]] = {}
+
+        def answered() -> bool:
+            found.clear()
+            found.update(self.served())
+            return len(found) == len(self.running())
+
+        wait_until(
+            answered, settle_seconds_max, "every running agent says which cells it serves", self._state
+        )
+        return dict(found)
 
     def _state(self) -> str:
         return "\n".join(f"{agent.id}: {agent.status()}" for agent in self.agents)

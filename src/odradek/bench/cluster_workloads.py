@@ -749,7 +749,7 @@ def spread(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[
 def _place(cluster: BenchCluster, topics: Sequence[str]) -> dict[str, str]:
     """Create ``topics`` one after another on a cluster whose agents serve a cell each;
     the cell each went to: the one served by the agent that answers for it."""
-    served = cluster.served()
+    served = cluster.served_by_all()
     if sorted(len(cells) for cells in served.values()) != [1] * spread_cells:
         raise RuntimeError(f"placing the topics needs one cell per agent, not {served}")
     cell_at = {agent.url: served[agent.id][0] for agent in cluster.running()}
@@ -788,7 +788,7 @@ def _spread_once(
 ) -> None:
     """One run with the agents running now, after its warm-up; clients given them."""
     running = cluster.running()
-    served = cluster.served()
+    served = cluster.served_by_all()
     url = ",".join(agent.url for agent in running)
     clients = [odradek.connect(url, timeout=call_timeout_seconds) for _ in topics]
     try:
@@ -799,7 +799,8 @@ def _spread_once(
     finally:
         for client in clients:
             client.close()
-    phase.moved += served != cluster.served()
+    after = cluster.served()
+    phase.moved += any(cells != served.get(name) for name, cells in after.items())
     phase.warm_rates.append(sum(b.num_rows for s in warm for b in s) / warm_seconds)
     phase.rates.append(sum(b.num_rows for s in shares for b in s) / seconds)
     phase.shares.append(", ".join(f"{name} {'+'.join(cells)}" for name, cells in sorted(served.items())))
