@@ -542,6 +542,9 @@ cluster_list_keys_max = 100_000
 # than one etcd cluster's leases and watches are meant for, and keeps the placement
 # counts every agent keeps a short table.
 cluster_cells_max = 64
+# A cluster client remembers which agent served each topic it used (a cluster whose
+# topics are spread over cells) for at most this many topics, the oldest forgotten first.
+cluster_client_routes_max = 10_000
 # The placement catalog (catalog/cells/<topic>: which cell holds each topic) is listed
 # in pages of this many keys, all read at the first page's revision: a page of 1,000
 # placements is ~100 KiB, far below gRPC's 4 MiB answer limit (which one answer of some

@@ -79,6 +79,22 @@ def _values(client: odradek.RemoteClient, topic: str) -> list[str]:
     return [value.decode() for value in table.column("value").to_pylist()]
 
 
+def _started(
+    cluster: Cluster, topics: list[str], rounds: int = 0
+) -> tuple[dict[str, str], odradek.RemoteClient, dict[str, list[str]]]:
+    """The cells spread, a client given every agent, ``topics`` created in turn (so
+    placed round-robin over the cells) and ``rounds`` appends to each."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in topics:
+        client.create_topic(topic)
+    acked: dict[str, list[str]] = {topic: [] for topic in topics}
+    for number in range(rounds):
+        for topic in topics:
+            _append(client, topic, number, acked)
+    return owners, client, acked
+
+
 def _kill(agent: Agent) -> None:
     """The process dies: it answers nothing more, its lease expires after the TTL, and
     it never joins again."""
@@ -96,15 +112,8 @@ def _kill(agent: Agent) -> None:
 
 
 def test_topics_spread_over_the_cells_and_each_agent_serves_its_own(cluster: Cluster) -> None:
-    owners = _spread(cluster)
+    owners, client, acked = _started(cluster, TOPICS, rounds=10)
     assert len(set(owners.values())) == 3  # one cell each
-    client = odradek.connect(cluster.urls)
-    for topic in TOPICS:
-        client.create_topic(topic)
-    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS}
-    for number in range(10):
-        for topic in TOPICS:
-            _append(client, topic, number, acked)
     # Placed in the least loaded cell in turn: two topics per cell.
     placed = {topic: cluster.agents[0].agent.cell_of(topic) for topic in TOPICS}
     assert Counter(placed.values()) == dict.fromkeys(CELLS, 2)
@@ -140,14 +149,7 @@ def test_topics_spread_over_the_cells_and_each_agent_serves_its_own(cluster: Clu
 
 @pytest.mark.parametrize("how", ["killed", "stopped"])
 def test_a_dead_agents_cell_is_taken_over_and_a_new_agent_gets_one(cluster: Cluster, how: str) -> None:
-    owners = _spread(cluster)
-    client = odradek.connect(cluster.urls)
-    for topic in TOPICS:
-        client.create_topic(topic)
-    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS}
-    for number in range(5):
-        for topic in TOPICS:
-            _append(client, topic, number, acked)
+    owners, client, acked = _started(cluster, TOPICS, rounds=5)
     moving = next(topic for topic in TOPICS if cluster.agents[0].agent.cell_of(topic) == "_cell.1")
     client.append(moving, [{"key": "q", "value": "q0"}], producer=("q", 0))
     acked[moving].append("q0")
@@ -215,11 +217,7 @@ def test_a_topic_moves_to_another_agents_cell_and_keeps_everything(cluster: Clus
     the store, the agent serving the target cell adopts it by reference and places it
     there; records, key versions and producer sequences go with it, and a client goes
     on appending through the move."""
-    owners = _spread(cluster)
-    client = odradek.connect(cluster.urls)
-    for topic in TOPICS[:3]:
-        client.create_topic(topic)
-    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS[:3]}
+    owners, client, acked = _started(cluster, TOPICS[:3])
     for number in range(20):
         _append(client, "t0", number, acked)
     view = cluster.agents[0].agent
@@ -277,11 +275,7 @@ def test_an_agent_that_lost_its_lease_gives_its_cells_up_and_gets_one_back(clust
     """A partition from etcd (no renewal gets through): the agent stops serving its
     cells before its lease can expire, the others take them over, and once it joined
     again on a new lease a cell is handed back to it. Appends go on throughout."""
-    owners = _spread(cluster)
-    client = odradek.connect(cluster.urls)
-    for topic in TOPICS[:3]:
-        client.create_topic(topic)
-    acked: dict[str, list[str]] = {topic: [] for topic in TOPICS[:3]}
+    owners, client, acked = _started(cluster, TOPICS[:3])
     victim = next(agent for agent in cluster.agents if agent.agent.settings.agent_id == owners["_cell.2"])
     loop = victim.agent._loop
     assert loop is not None and victim.agent._cluster is not None
@@ -320,3 +314,31 @@ def test_cluster_status_shows_the_cells_and_an_agent_with_another_count_is_refus
             cells=2,
         )
     assert report.agents_total == 3
+
+
+def test_one_client_remembers_which_agent_serves_each_topic(cluster: Cluster) -> None:
+    """A client writing topics of every cell learns from the redirects which agent serves
+    each topic and goes there first, keeping a connection to each agent; when a topic's
+    cell moves, the next redirect corrects it."""
+    owners, client, acked = _started(cluster, TOPICS, rounds=5)
+    by_id = {agent.agent.settings.agent_id: agent for agent in cluster.agents}
+    view = cluster.agents[0].agent
+    expected = {topic: by_id[owners[view.cell_of(topic)]].url for topic in TOPICS}
+    served = {topic: url for topic, url in client._routes.items() if topic in expected}
+    assert served == {topic: expected[topic] for topic in served}
+    # Every topic not served by the agent the client started with was redirected at least
+    # once (others too, once the client had left that agent).
+    assert set(served) >= {topic for topic in TOPICS if expected[topic] != cluster.agents[0].url}
+    assert sorted([*client._pool, client.url]) == sorted(agent.url for agent in cluster.agents)
+    # The home cell handed over: its topics' next calls are redirected to the new owner.
+    home = by_id[owners["_cell"]]
+    home.agent.hand_over(cell="_cell")
+    wait_for(lambda: any(a is not home and "_cell" in a.cells() for a in cluster.agents), "home handed over")
+    for topic in TOPICS:
+        _append(client, topic, 5, acked)
+        assert _values(client, topic) == acked[topic]
+    new_home = next(a for a in cluster.agents if "_cell" in a.cells())
+    moved = [topic for topic in TOPICS if view.cell_of(topic) == "_cell"]
+    # (redirected there, or forgotten: an agent that just gave a cell up names no owner)
+    assert {client._routes.get(topic, new_home.url) for topic in moved} == {new_home.url}
+    client.close()

@@ -12,7 +12,6 @@ server; faults by signals; the log read back in full at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
+from serve_processes import ServeAgent
 
 import odradek
 from odradek.errors import OdradekError
@@ -36,58 +36,13 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 READY_SECONDS = 60.0
 
 
-class AgentProcess:
+class AgentProcess(ServeAgent):
+    """An agent with a Kafka door (on the owner; a relay on a standby)."""
+
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
-        self.agent_id = agent_id
-        self.port, self.kafka_port = free_ports(2)
-        self.url = f"grpc://127.0.0.1:{self.port}"
-        self.log = directory / f"{agent_id}.log"
-        self.command = [
-            sys.executable, "-m", "odradek.cli.main", "serve",
-            "--data-dir", str(directory / agent_id),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--store", store.url(prefix),
-            "--store-flush-ms", "5",
-            "--etcd", etcd,
-            "--cluster", cluster,
-            "--agent-id", agent_id,
-            "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
-            "--registry-listen", "off",
-        ]  # fmt: skip
-        self.env = {**os.environ, **store.env}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, env=self.env)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        assert "ready" in line, f"agent {self.agent_id} did not start: {self.log.read_text()[-3000:]}"
-
-    def status(self) -> dict[str, object]:
-        with odradek.connect(self.url) as client:
-            return dict(json.loads(client._action("cluster_status", {})))
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        (self.kafka_port,) = free_ports(1)
+        kafka = ["--kafka-listen", f"127.0.0.1:{self.kafka_port}", "--registry-listen", "off"]
+        super().__init__(directory, agent_id, etcd, cluster, store, prefix, kafka)
 
 
 @pytest.fixture

@@ -13,12 +13,9 @@ signals; every topic read back at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,69 +25,27 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
+from serve_processes import ODRADEK, ServeAgent
 
 import odradek
 from odradek.errors import OdradekError
 
 TOPICS = [f"orders.{index}" for index in range(6)]
-ODRADEK = [sys.executable, "-m", "odradek.cli.main"]
 
 
-class CellAgent:
+class CellAgent(ServeAgent):
+    """An agent of a cluster of three cells."""
+
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
-        self.agent_id = agent_id
-        self.directory = directory / agent_id
-        (self.port,) = free_ports(1)
-        self.url = f"grpc://127.0.0.1:{self.port}"
-        self.log = directory / f"{agent_id}.log"
-        self.command = [
-            *ODRADEK, "serve",
-            "--data-dir", str(self.directory),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--store", store.url(prefix),
-            "--store-flush-ms", "5",
-            "--etcd", etcd,
-            "--cluster", cluster,
-            "--agent-id", agent_id,
-            "--cells", "3",
-        ]  # fmt: skip
-        self.env = {**os.environ, **store.env}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, env=self.env)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        assert "ready" in line, f"agent {self.agent_id} did not start: {self.log.read_text()[-3000:]}"
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        super().__init__(directory, agent_id, etcd, cluster, store, prefix, ["--cells", "3"])
 
     def cells(self) -> list[str]:
         """The cells this agent serves, as it says (none when it does not answer)."""
         try:
-            with odradek.connect(self.url) as client:
-                status = json.loads(client._action("cluster_status", {}))
+            status = self.status()
         except OdradekError:
             return []
         return [cell["cell"] for cell in status.get("cells", []) if cell["serving"]]
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 @pytest.fixture

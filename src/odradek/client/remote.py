@@ -173,6 +173,11 @@ class RemoteClient(api.Client):
         self._stream_options = flight.FlightCallOptions()
         self.closed = False
         self._switch_lock = threading.Lock()
+        # A cluster whose topics are spread over cells (decision 0032): the agent each
+        # topic was last redirected to, and the connections to agents the client left
+        # for another after a redirect (kept open to go back to them at no cost).
+        self._routes: dict[str, str] = {}
+        self._pool: dict[str, tuple[flight.FlightClient, _PutStreams, AppendStreams]] = {}
         self.failover_seconds = defaults.failover_seconds
         self._connect(self.url)
         self._consumers: weakref.WeakSet[RemoteConsumer] = weakref.WeakSet()
@@ -183,6 +188,11 @@ class RemoteClient(api.Client):
             ).start()
 
     def _connect(self, url: str) -> None:
+        pooled = self._pool.pop(url, None)
+        if pooled is not None:
+            self._flight, self._puts, self._appends = pooled
+            self.url = url
+            return
         with _errors(url):
             self._flight = flight.FlightClient(url, middleware=self._middleware, **self._tls_of(url))
         self._puts = _PutStreams(self)
@@ -207,7 +217,11 @@ class RemoteClient(api.Client):
         most ``failover_seconds``."""
         deadline: float | None = None
         backoff = _FAILOVER_BACKOFF_FIRST_SECONDS
+        topic = args[0] if method.__name__ in _TOPIC_CALLS and args and isinstance(args[0], str) else None
         while True:
+            route = self._routes.get(topic) if topic is not None else None
+            if route is not None and route != self.url:
+                self._switch(self.url, route, keep=True)  # where this topic's cell was last served
             url = self.url
             self._last_call = time.monotonic()
             try:
@@ -215,7 +229,12 @@ class RemoteClient(api.Client):
             except NotOwner as exc:
                 error: OdradekError = exc
                 target = exc.owner
+                if topic is not None and len(self.urls) > 1:
+                    # Where the topic is served now, or nowhere known: then not here
+                    # first again (the agent lost its cell and knows no new owner yet).
+                    self._route(topic, normalize_url(target) if target is not None else None)
             except (Unavailable, StorageError) as exc:
+                self._forget_routes(url)
                 # Out of reach, or its engine closed under the call (a handover): in a
                 # cluster, a call safe to repeat goes to the next agent.
                 allowed = repeatable(kwargs) if callable(repeatable) else repeatable
@@ -235,7 +254,7 @@ class RemoteClient(api.Client):
             if now >= deadline or self.closed:
                 raise error
             if target is not None and target != url:
-                self._switch(url, normalize_url(target))
+                self._switch(url, normalize_url(target), keep=True)
                 continue
             time.sleep(backoff)  # no owner named (a failover in progress) or out of reach
             backoff = min(backoff * 2, FAILOVER_BACKOFF_MAX_SECONDS)
@@ -246,13 +265,31 @@ class RemoteClient(api.Client):
         """The agent after ``url`` in the client's list, in turn."""
         return self.urls[(self.urls.index(url) + 1) % len(self.urls)] if url in self.urls else self.urls[0]
 
-    def _switch(self, failed: str, target: str, abandon: bool = False) -> None:
+    def _route(self, topic: str, url: str | None) -> None:
+        """Remember that ``topic`` is served at ``url`` (a redirect said so; None: forget
+        where); at most ``cluster_client_routes_max`` topics, the oldest forgotten first."""
+        with self._switch_lock:
+            self._routes.pop(topic, None)
+            if url is None:
+                return
+            self._routes[topic] = url
+            while len(self._routes) > limits.cluster_client_routes_max:
+                del self._routes[next(iter(self._routes))]
+
+    def _forget_routes(self, url: str) -> None:
+        """``url`` failed a call: no topic is sent there first any more."""
+        with self._switch_lock:
+            for topic in [topic for topic, routed in self._routes.items() if routed == url]:
+                del self._routes[topic]
+
+    def _switch(self, failed: str, target: str, abandon: bool = False, keep: bool = False) -> None:
         """Talk to ``target`` instead of ``failed`` (unless another thread switched
         already). The old connection closes a little later: calls of other threads
-        still on it end first, or fail and follow. ``abandon``: ``failed`` no longer
-        owns the data (it froze, or lost its lease): the appends waiting on it fail at
-        once with ``Unavailable`` (their outcome is unknown; idempotent ones are sent
-        again to ``target``)."""
+        still on it end first, or fail and follow; ``keep`` (``failed`` redirected a
+        call, it is alive): it stays open, for calls on the topics it serves.
+        ``abandon``: ``failed`` no longer owns the data (it froze, or lost its lease):
+        the appends waiting on it fail at once with ``Unavailable`` (their outcome is
+        unknown; idempotent ones are sent again to ``target``)."""
         with self._switch_lock:
             if self.url != failed or self.closed or target == failed:
                 return
@@ -260,7 +297,11 @@ class RemoteClient(api.Client):
                 self.urls.append(target)
             old = (self._flight, self._puts, self._appends)
             self._connect(target)
+            if keep and not abandon:
+                self._pool[failed] = old
+                return
         if abandon:
+            self._forget_routes(failed)
             old[2].close(
                 Unavailable(
                     f"{failed} stopped owning the data while this append waited for its answer: "
@@ -673,7 +714,6 @@ class RemoteClient(api.Client):
         from a server outside a cluster): its role, the owner and its epoch, the agents."""
         return dict(messages.load(self._action("cluster_status", {}), "cluster_status result"))
 
-    @_failover(False)
     def _move_topic(self, topic: str, *, to: str | None = None, cell: str | None = None) -> dict[str, Any]:
         """Move ``topic`` to another cell of a cluster of several cells (decision 0032):
         the cell ``cell``, or the least loaded one agent ``to`` serves. The agent
@@ -718,6 +758,7 @@ class RemoteClient(api.Client):
         after an unknown outcome)."""
         return self._action(name, body)
 
+    @_failover(False)
     def _hand_over(self, to: str | None = None) -> dict[str, Any]:
         """Ask the owner of a cluster's data to hand it over to agent ``to`` (another
         live agent when None); returns ``{"from", "to"}`` at once (decision 0013)."""
@@ -728,6 +769,10 @@ class RemoteClient(api.Client):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            with self._switch_lock:
+                pooled, self._pool = list(self._pool.values()), {}
+            for connection in pooled:
+                _close_connection(*connection)
             self._appends.close()
             self._puts.close()
             for consumer in list(self._consumers):
@@ -1087,6 +1132,31 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
                 probe.close()
 
 
+# The calls on one topic (their first argument): in a cluster of several cells each
+# goes first to the agent that last served the topic (RemoteClient._routes).
+_TOPIC_CALLS = frozenset(
+    {
+        "create_topic",
+        "set_schema",
+        "get_schema",
+        "schema_versions",
+        "check_schema",
+        "set_compatibility",
+        "delete_topic",
+        "alter_topic",
+        "describe_topic",
+        "verify_topic",
+        "repair_topic",
+        "append",
+        "append_many",
+        "read",
+        "fetch",
+        "read_key",
+        "snapshot",
+        "key_version",
+        "_kafka_partitions",
+    }
+)
 _OWNER_PROBE_SECONDS = 1.0  # how often a cluster client in use asks who owns the data
 _OWNER_PROBE_IDLE_SECONDS = 30.0  # a client idle this long asks nothing
 _FAILOVER_BACKOFF_FIRST_SECONDS = 0.05

@@ -13,7 +13,7 @@ of its own:
 2. watch ``owners/<cell>``. While another agent owns it, stand by (the Flight door
    answers NotOwner naming the owner). When nobody does, acquire it (one transaction:
    exactly one of the racing standbys wins; the key's revision is the epoch). With
-   several cells an agent below its fair share of cells goes first (``_my_turn``), and
+   several cells the agent holding fewest cells goes first (``_my_turn``), and
    an agent owning two cells more than another hands one over to it (``_rebalance``);
 3. the winner opens the engine on the store (``Role.become_owner``, blocking, on a
    worker thread): attaching claims the store's next epoch and fences the previous
@@ -376,28 +376,27 @@ class ClusterAgent:
         """The cell holding ``topic``: the placement this agent's view holds, else the
         one etcd holds (a placement another agent just wrote, not yet watched here);
         the home cell for a topic placed nowhere (whose errors come from there)."""
+        return self._cell_of(topic, place=False)
+
+    def place(self, topic: str) -> str:
+        """The cell holding ``topic``, placing it in the least loaded cell when it is
+        placed nowhere (the first placement wins a race between agents)."""
+        return self._cell_of(topic, place=True)
+
+    def _cell_of(self, topic: str, place: bool) -> str:
         view = self.placement
         if view is None:
             return CELL
         cell = view.cell_of(topic)
         if cell is not None:
             return cell
+        if place:
+            return self._etcd(lambda cluster: view.place(cluster, topic), f"the placement of topic {topic!r}")
         record = self._etcd(lambda cluster: cluster.placement(topic), f"the cell of topic {topic!r}")
         if record is None:
             return CELL
         view.apply(PlacementEvent.of(record), local=True)
         return record.cell
-
-    def place(self, topic: str) -> str:
-        """The cell holding ``topic``, placing it in the least loaded cell when it is
-        placed nowhere (the first placement wins a race between agents)."""
-        view = self.placement
-        if view is None:
-            return CELL
-        cell = view.cell_of(topic)
-        if cell is not None:
-            return cell
-        return self._etcd(lambda cluster: view.place(cluster, topic), f"the placement of topic {topic!r}")
 
     def forget(self, topic: str, cell: str) -> None:
         """Drop ``topic``'s placement if it still names ``cell`` (it was deleted there)."""
@@ -653,19 +652,17 @@ class ClusterAgent:
 
     async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None]) -> bool:
         """Whether this agent should try to acquire ``cell``, free now, after waiting its
-        turn: at once in a cluster of one cell; else an agent below its fair share of
-        cells (the cells over the live agents, rounded up) waits a moment for each cell
-        it has, so that the agents with fewest cells win a race, and one at or above
-        its share waits a lease's TTL, so that a cell is never left without an owner for
-        long when the agents disagree on who is alive. False: the cell got an owner
-        meanwhile (the event is queued again) or the agent stops."""
+        turn: at once in a cluster of one cell; else a moment for each cell it holds, so
+        that the agents holding fewest cells win the race (rebalancing evens out the
+        rest). The wait never depends on which agents this one believes alive: after a
+        death the agents' record and its owner keys go at once, but their watches may
+        tell of them in either order. False: the cell got an owner meanwhile (the event
+        is queued again) or the agent stops."""
         if len(self.cells) == 1:
             return True
         with self._lock:
             held = sum(1 for other in self._cells.values() if other.serving or other.opening)
-            live = max(1, len(self._agents))
-        share = -(-len(self.cells) // live)
-        wait = held * _TURN_SECONDS if held < share else float(self.settings.lease_ttl)
+        wait = held * _TURN_SECONDS
         cell.opening = True
         if wait <= 0:
             return True
