@@ -56,6 +56,12 @@ CASES: dict[str, dict[str, Any]] = {
         "etcd": {"enabled": False, "endpoints": ["http://etcd-a:2379", "http://etcd-b:2379"]},
     },
     "existing-secret": {"store": {**STORE, "credentials": {"existingSecret": "odradek-s3"}}},
+    "cells": {
+        "store": STORE,
+        "cluster": {"cells": 3},
+        "kafka": {"enabled": False},
+        "registry": {"enabled": False},
+    },
     "created-secret": {
         "store": {
             "url": "s3://events/odradek",
@@ -92,6 +98,16 @@ VALID = list(CASES)
 # Values the chart refuses, and a fragment of what it says.
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "no-store": ({}, "store.url is required"),
+    "cells-with-kafka": ({"store": STORE, "cluster": {"cells": 3}}, "set kafka.enabled=false"),
+    "too-many-cells": (
+        {
+            "store": STORE,
+            "cluster": {"cells": 65},
+            "kafka": {"enabled": False},
+            "registry": {"enabled": False},
+        },
+        "cells",
+    ),
     "local-store": ({"store": {"url": "file:///srv/odradek"}}, "file:// and memory:// are one machine's"),
     "external-etcd-without-endpoints": (
         {"store": STORE, "etcd": {"enabled": False}},
@@ -509,6 +525,11 @@ def test_an_existing_secret_is_read_and_none_is_made(rendered: dict[str, Rendere
     result = chart(rendered, "existing-secret")
     assert result.all("Secret") == []
     assert result.agent()["envFrom"] == [{"secretRef": {"name": "odradek-s3"}}]
+
+
+def test_cells_reach_the_agents(rendered: dict[str, Rendered | str]) -> None:
+    assert serve_environment(chart(rendered, "cells"))["ODRADEK_CELLS"] == "3"
+    assert serve_environment(chart(rendered, "defaults"))["ODRADEK_CELLS"] == "1"
 
 
 def test_without_credentials_the_agent_reads_no_secret(rendered: dict[str, Rendered | str]) -> None:

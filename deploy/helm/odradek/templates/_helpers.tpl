@@ -56,6 +56,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $name }}
 {{- end }}
 
+{{/* The cells the topics spread over: 1 to 64; above 1, the Flight door only. */}}
+{{- define "odradek.cells" -}}
+{{- $cells := int .Values.cluster.cells }}
+{{- if or (lt $cells 1) (gt $cells 64) }}
+{{- fail (printf "cluster.cells %v: a whole number from 1 to 64" .Values.cluster.cells) }}
+{{- end }}
+{{- if and (gt $cells 1) (or .Values.kafka.enabled .Values.registry.enabled) }}
+{{- fail "cluster.cells above 1 serves the Flight door only so far: set kafka.enabled=false and registry.enabled=false" }}
+{{- end }}
+{{- $cells }}
+{{- end }}
+
 {{/* The etcd dependency's full name, as its own chart computes it. */}}
 {{- define "odradek.etcdFullname" -}}
 {{- if .Values.etcd.fullnameOverride }}
