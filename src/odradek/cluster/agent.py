@@ -78,6 +78,7 @@ _RETRY_FIRST_SECONDS = 0.2  # after a failed join or takeover, doubled up to:
 _RETRY_MAX_SECONDS = 2.0
 _TURN_SECONDS = 0.2  # an agent waits this long per cell it has before acquiring a free one
 _REBALANCE_SECONDS = 2.0  # how often an agent compares its cells with the others'
+_CANCEL_WAIT_SECONDS = 2.0  # how long an agent waits for its cancelled watches to end
 
 
 class Role(Protocol):
@@ -592,11 +593,7 @@ class ClusterAgent:
         try:
             await asyncio.gather(*cells)
         finally:
-            for task in [*cells, *helpers]:
-                task.cancel()
-            for task in [*cells, *helpers]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await _cancelled([*cells, *helpers])
         if self._stop_requested.is_set():
             await self._leave(cluster)
 
@@ -646,9 +643,7 @@ class ClusterAgent:
                 if not await self._own(cluster, ownership, owners, cell):
                     return
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watch
+            await _cancelled([watch])
 
     async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None]) -> bool:
         """Whether this agent should try to acquire ``cell``, free now, after waiting its
@@ -929,6 +924,26 @@ class ClusterAgent:
             cell.owner = owner
             if serving is not None:
                 cell.serving = serving
+
+
+async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them to end, for at most ``_CANCEL_WAIT_SECONDS``: a
+    watch cancelled while its etcd member is gone may wait on a channel that never
+    answers, and the agent must not wait with it (it would never join again)."""
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=_CANCEL_WAIT_SECONDS)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            with contextlib.suppress(BaseException):
+                task.exception()  # retrieved: its error was logged where it happened
+    if pending:
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        log.warning(
+            "tasks %s did not end within %g s of their cancellation; going on", names, _CANCEL_WAIT_SECONDS
+        )
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

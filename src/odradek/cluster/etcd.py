@@ -100,6 +100,26 @@ def _retryable(exc: BaseException) -> bool:
 # Timeouts use asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for may swallow a
 # cancellation that arrives as the awaited call completes, and a keepalive task that
 # swallowed its cancellation would never stop.
+async def _cancel_watch(watch: Any, seconds: float) -> None:
+    """Cancel a watch, waiting at most ``seconds`` (its member may be gone: the cancel
+    request would wait for a channel that never answers)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(seconds):
+            await watch.cancel()
+
+
+async def _ended(task: asyncio.Task[Any], seconds: float) -> None:
+    """Wait at most ``seconds`` for a cancelled task to end (one stuck in a call to a
+    dead member is left to end by itself)."""
+    if not task.done():
+        await asyncio.wait({task}, timeout=seconds)
+    if task.done() and not task.cancelled():
+        with contextlib.suppress(BaseException):
+            task.exception()  # retrieved: no "never retrieved" warning
+    elif not task.done():
+        log.warning("a cancelled etcd task did not end within %g s; going on without it", seconds)
+
+
 _LEFT = "the agent left"
 _BACKOFF_FIRST_SECONDS = 0.05  # the first retry after a failed request, doubled up to:
 _BACKOFF_MAX_SECONDS = 0.5  # an election takes ~1 s: look again twice within it
@@ -291,17 +311,19 @@ class EtcdCluster:
         return ",".join(f"{host}:{port}" for host, port in self.endpoints)
 
     async def close(self) -> None:
-        """Stop renewing (without revoking: ``leave`` does that) and close the client."""
+        """Stop renewing (without revoking: ``leave`` does that) and close the client.
+        Bounded: a channel to a member that died, or a task that does not end when
+        cancelled, never keeps an agent from joining again."""
         if self._keepalive is not None:
             self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            await _ended(self._keepalive, self.request_timeout_seconds)
             self._keepalive = None
         self._closed = True
         if self._client is not None:
             client, self._client = self._client, None
             with contextlib.suppress(Exception):
-                await client.close()
+                async with asyncio.timeout(self.request_timeout_seconds):
+                    await client.close()
 
     # --- membership ------------------------------------------------------------------
 
@@ -429,8 +451,7 @@ class EtcdCluster:
         clock = self.clock
         if self._keepalive is not None:
             self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            await _ended(self._keepalive, self.request_timeout_seconds)
             self._keepalive = None
         if clock is None:
             return
@@ -525,8 +546,7 @@ class EtcdCluster:
             async for event in watch:
                 yield event
         finally:
-            with contextlib.suppress(Exception):
-                await watch.cancel()
+            await _cancel_watch(watch, self.request_timeout_seconds)
 
     async def _list(self, prefix: bytes) -> tuple[list[Any], int]:
         """Every key under ``prefix`` and the revision of the listing (bounded)."""
@@ -635,8 +655,7 @@ class EtcdCluster:
                             else:
                                 yield None
                     finally:
-                        with contextlib.suppress(Exception):
-                            await watch.cancel()
+                        await _cancel_watch(watch, self.request_timeout_seconds)
                 except aetcd.exceptions.RevisionCompactedError:
                     break  # read it again
                 except Exception as exc:
