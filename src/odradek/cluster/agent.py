@@ -53,6 +53,7 @@ from odradek.cluster.etcd import (
     OwnedByAnother,
     Ownership,
     OwnershipLost,
+    cancel_and_wait,
 )
 from odradek.cluster.etcd_client import EtcdSecurity
 from odradek.cluster.keys import (
@@ -593,7 +594,7 @@ class ClusterAgent:
         try:
             await asyncio.gather(*cells)
         finally:
-            await _cancelled([*cells, *helpers])
+            await cancel_and_wait([*cells, *helpers], _CANCEL_WAIT_SECONDS)
         if self._stop_requested.is_set():
             await self._leave(cluster)
 
@@ -643,7 +644,7 @@ class ClusterAgent:
                 if not await self._own(cluster, ownership, owners, cell):
                     return
         finally:
-            await _cancelled([watch])
+            await cancel_and_wait([watch], _CANCEL_WAIT_SECONDS)
 
     async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None]) -> bool:
         """Whether this agent should try to acquire ``cell``, free now, after waiting its
@@ -924,26 +925,6 @@ class ClusterAgent:
             cell.owner = owner
             if serving is not None:
                 cell.serving = serving
-
-
-async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for them to end, for at most ``_CANCEL_WAIT_SECONDS``: a
-    watch cancelled while its etcd member is gone may wait on a channel that never
-    answers, and the agent must not wait with it (it would never join again)."""
-    for task in tasks:
-        task.cancel()
-    pending = {task for task in tasks if not task.done()}
-    if pending:
-        _, pending = await asyncio.wait(pending, timeout=_CANCEL_WAIT_SECONDS)
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            with contextlib.suppress(BaseException):
-                task.exception()  # retrieved: its error was logged where it happened
-    if pending:
-        names = ", ".join(sorted(task.get_name() for task in pending))
-        log.warning(
-            "tasks %s did not end within %g s of their cancellation; going on", names, _CANCEL_WAIT_SECONDS
-        )
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

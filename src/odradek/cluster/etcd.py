@@ -108,16 +108,22 @@ async def _cancel_watch(watch: Any, seconds: float) -> None:
             await watch.cancel()
 
 
-async def _ended(task: asyncio.Task[Any], seconds: float) -> None:
-    """Wait at most ``seconds`` for a cancelled task to end (one stuck in a call to a
-    dead member is left to end by itself)."""
-    if not task.done():
-        await asyncio.wait({task}, timeout=seconds)
-    if task.done() and not task.cancelled():
-        with contextlib.suppress(BaseException):
-            task.exception()  # retrieved: no "never retrieved" warning
-    elif not task.done():
-        log.warning("a cancelled etcd task did not end within %g s; going on without it", seconds)
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], seconds: float) -> None:
+    """Cancel ``tasks`` and wait for them to end, for at most ``seconds``: one stuck in a
+    call to a member that died (a watch's cancel, a channel's close) is left to end by
+    itself, so that an agent never waits with it (it would never join again)."""
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=seconds)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            with contextlib.suppress(BaseException):
+                task.exception()  # retrieved: its error was logged where it happened
+    if pending:
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        log.warning("tasks %s did not end within %g s of their cancellation; going on", names, seconds)
 
 
 _LEFT = "the agent left"
@@ -315,8 +321,7 @@ class EtcdCluster:
         Bounded: a channel to a member that died, or a task that does not end when
         cancelled, never keeps an agent from joining again."""
         if self._keepalive is not None:
-            self._keepalive.cancel()
-            await _ended(self._keepalive, self.request_timeout_seconds)
+            await cancel_and_wait([self._keepalive], self.request_timeout_seconds)
             self._keepalive = None
         self._closed = True
         if self._client is not None:
@@ -450,8 +455,7 @@ class EtcdCluster:
         """Revoke the lease: the agent's key and owner keys go in one revision."""
         clock = self.clock
         if self._keepalive is not None:
-            self._keepalive.cancel()
-            await _ended(self._keepalive, self.request_timeout_seconds)
+            await cancel_and_wait([self._keepalive], self.request_timeout_seconds)
             self._keepalive = None
         if clock is None:
             return
