@@ -62,3 +62,23 @@ def test_running_out_of_draws_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
             ports.free_port()
     finally:
         holder.close()
+
+
+def test_a_port_range_is_consecutive_free_and_skips_a_taken_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    start = ports.free_port_range(3)
+    assert ports._LOWEST <= start and start + 2 < ports._ephemeral_low()
+    for port in range(start, start + 3):
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+    # A draw whose middle port is taken is passed over for the next.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    taken = holder.getsockname()[1]
+    draws = iter([taken - 1, taken + 1])
+    monkeypatch.setattr(ports, "_ephemeral_low", lambda: 65536)
+    monkeypatch.setattr(ports, "_LOWEST", 1024)
+    monkeypatch.setattr(ports._random, "randrange", lambda low, high: next(draws))
+    try:
+        assert ports.free_port_range(3) == taken + 1
+    finally:
+        holder.close()

@@ -841,6 +841,10 @@ kafka_transaction_timeout_ms_max = 900_000
 # and its producer fenced): Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms
 # is 10 s; a second keeps a timed-out producer's fencing prompt.
 kafka_transaction_check_seconds = 1.0
+# How often a cell's Kafka door compares its topics with the shapes it published in etcd
+# (decision 0033): topics created or deleted through other doors show in other cells'
+# Metadata within this. Only changes are written, so a steady cell asks etcd nothing.
+kafka_shapes_seconds = 2.0
 # Staged batches remembered per topic-partition of an open transaction, so that a retry
 # is answered without staging twice: as kafka_producer_batches_remembered.
 kafka_transaction_batches_remembered = 5

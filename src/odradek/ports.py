@@ -68,6 +68,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+def free_port_range(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive TCP ports nothing is bound to on ``host`` right
+    now, below the ephemeral range (a cluster agent's cells' Kafka doors listen on a base
+    port plus the cell's index)."""
+    low = _ephemeral_low()
+    for _ in range(_DRAWS_MAX):
+        start = _random.randrange(_LOWEST, max(low - count, _LOWEST + 1))
+        held: list[socket.socket] = []
+        try:
+            for port in range(start, start + count):
+                probe = socket.socket()
+                held.append(probe)
+                probe.bind((host, port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for probe in held:
+                probe.close()
+    raise RuntimeError(f"found no {count} consecutive free ports on {host} in {_DRAWS_MAX} draws")
+
+
 def _kernel_ports(count: int, host: str) -> list[int]:
     held = []
     try:

@@ -5,8 +5,9 @@ cell; a client given every agent creates topics (placed in turn in the least loa
 cell) and appends to all of them; when the agent serving a cell is killed (kill -9)
 another takes that cell over and the client goes on; the killed agent restarted with
 an empty cache gets a cell back; SIGTERM hands an agent's cell over before it exits 0;
-nothing acknowledged is lost or doubled. ``--cells`` with an explicit Kafka listener is
-refused before anything starts.
+nothing acknowledged is lost or doubled. ``--cells`` with an explicit Schema Registry
+listener is refused before anything starts, as are Kafka ports that would pass the last
+port (a cell's Kafka door listens on the port plus its index).
 Method: real `odradek serve` processes on a real etcd and moto's S3 server; faults by
 signals; every topic read back at the end.
 """
@@ -145,8 +146,38 @@ def test_three_agents_serve_three_cells_through_a_kill_a_restart_and_sigterm(age
     client.close()
 
 
-def test_cells_with_an_explicit_kafka_listener_are_refused(tmp_path: Path, etcd_server: EtcdServers) -> None:
-    (port, kafka_port) = free_ports(2)
+def test_cells_with_an_explicit_registry_listener_are_refused(
+    tmp_path: Path, etcd_server: EtcdServers
+) -> None:
+    (port, registry_port) = free_ports(2)
+    finished = subprocess.run(
+        [
+            *ODRADEK,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "a"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            f"file://{tmp_path / 'store'}",
+            "--etcd",
+            etcd_server.url,
+            "--cells",
+            "3",
+            "--registry-listen",
+            f"127.0.0.1:{registry_port}",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert b"--cells 3" in finished.stderr and b"Schema Registry door" in finished.stderr
+
+
+def test_cells_whose_kafka_ports_pass_the_last_port_are_refused(
+    tmp_path: Path, etcd_server: EtcdServers
+) -> None:
+    (port,) = free_ports(1)
     finished = subprocess.run(
         [
             *ODRADEK,
@@ -162,10 +193,10 @@ def test_cells_with_an_explicit_kafka_listener_are_refused(tmp_path: Path, etcd_
             "--cells",
             "3",
             "--kafka-listen",
-            f"127.0.0.1:{kafka_port}",
+            "127.0.0.1:65534",
         ],
         capture_output=True,
         timeout=60,
     )
     assert finished.returncode != 0
-    assert b"--cells 3" in finished.stderr and b"Flight door only" in finished.stderr
+    assert b"up to 65536" in finished.stderr, finished.stderr.decode()[-2000:]

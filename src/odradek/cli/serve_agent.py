@@ -36,7 +36,7 @@ from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.documents import EtcdDocuments
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
-from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_store_prefix
+from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_index, cell_store_prefix
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
@@ -57,17 +57,20 @@ def run_agent(settings: Settings) -> int:
     tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     check_exposure(settings)
-    if settings.cells > 1:  # the Flight door only, so far: the Kafka and registry doors are off
-        given = (settings.kafka_listen_given and kafka_address) or (
-            settings.registry_listen_given and registry_address
-        )
-        if given:
+    if settings.cells > 1:  # the Schema Registry door is not served over several cells yet
+        if settings.registry_listen_given and registry_address:
             raise InvalidRequest(
                 f"--cells {settings.cells}: a cluster whose topics are spread over several cells "
-                "serves the Flight door only so far; leave out --kafka-listen and --registry-listen, "
+                "does not serve the Schema Registry door yet; leave out --registry-listen, "
                 'or run one cell (docs/cluster.md, "Topics spread over cells")'
             )
-        kafka_address = registry_address = None
+        registry_address = None
+        last = kafka_address[1] + settings.cells - 1 if kafka_address is not None else 0
+        if last > 65535:
+            raise InvalidRequest(
+                f"--kafka-listen port {last - settings.cells + 1}: with --cells {settings.cells} each "
+                f"cell's Kafka door listens on the port plus its index, up to {last}"
+            )
     if settings.advertise is None and host in _EVERY_INTERFACE:  # (before etcd is asked anything)
         raise InvalidRequest(
             f"--listen {settings.listen} is every interface: say with --advertise HOST:PORT where "
@@ -170,24 +173,32 @@ def run_agent(settings: Settings) -> int:
             ),
         )
 
-    def start_kafka(node: Node) -> Any:
+    def start_kafka(node: Node, cell: str = HOME_CELL) -> Any:
+        """The Kafka door of ``cell``: with several cells each has its own, on the Kafka
+        port plus the cell's index (decision 0033)."""
         if kafka_address is None:
             return None
+        from odradek.cluster.kafka_seat import KafkaSeat
         from odradek.protocols.kafka import start_kafka_listener
 
+        index = cell_index(cell)
+        advertised_host, advertised_port = split_address(doors["kafka"], "--kafka-advertised")
+        seat = KafkaSeat(gate.agent, cell) if settings.cells > 1 and gate.agent is not None else None
         return start_kafka_listener(
             node,
-            *kafka_address,
-            doors["kafka"],  # what Metadata names: reachable, never 0.0.0.0
+            kafka_address[0],
+            kafka_address[1] + index,
+            (advertised_host, advertised_port + index),  # what Metadata names: reachable, never 0.0.0.0
             auto_create_topics=settings.kafka_auto_create,
             default_partitions=settings.kafka_partitions,
             bounds=settings.door_bounds(connections.KAFKA),
             budget=budget,
             tls=tls_context,
-            serving=lambda: gate.agent is not None and gate.agent.is_owner(),
+            serving=lambda: gate.agent is not None and gate.agent.is_owner(cell),
             authenticator=authenticator,
             quotas=quotas,
             metering=metrics.metering if metrics is not None else None,
+            cells=seat,
         )
 
     def start_registry(node: Node) -> Any:
@@ -227,7 +238,9 @@ def run_agent(settings: Settings) -> int:
         )
 
     role = AgentRole(
-        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay], open_cell), server, metrics
+        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay], open_cell, [start_kafka]),
+        server,
+        metrics,
     )
     agent = ClusterAgent(
         AgentSettings(

@@ -257,11 +257,19 @@ class ClusterAgent:
         """Where another agent that owns ``cell`` listens with ``door`` (a name of
         keys.DOORS: ``kafka``, ...), as its agent record says; None while no other agent
         is known to own it, or it has no such door."""
+        return self._door_of_owner(door, cell, others_only=True)
+
+    def cell_door(self, door: str, cell: str) -> tuple[str, int] | None:
+        """Where the agent owning ``cell`` (this one too) listens with ``door``, as its
+        agent record says; None while no owner is known, or it has no such door."""
+        return self._door_of_owner(door, cell, others_only=False)
+
+    def _door_of_owner(self, door: str, cell: str, others_only: bool) -> tuple[str, int] | None:
         with self._lock:
             state = self._cells.get(cell)
             owner = state.owner if state is not None else None
             record = self._agents.get(owner.agent_id) if owner is not None else None
-        if owner is None or owner.agent_id == self.settings.agent_id or record is None:
+        if owner is None or record is None or (others_only and owner.agent_id == self.settings.agent_id):
             return None
         address = record.doors.get(door)
         if not address:
@@ -399,6 +407,20 @@ class ClusterAgent:
             return CELL
         view.apply(PlacementEvent.of(record), local=True)
         return record.cell
+
+    def placement_of(self, topic: str) -> PlacementRecord | None:
+        """``topic``'s placement as etcd has it now (None: placed nowhere), which the
+        view learns of."""
+        view = self.placement
+        record = self._etcd(lambda cluster: cluster.placement(topic), f"the cell of topic {topic!r}")
+        if record is not None and view is not None:
+            view.apply(PlacementEvent.of(record), local=True)
+        return record
+
+    def etcd_call(self, request: Callable[[EtcdCluster], Awaitable[T]], what: str) -> T:
+        """``request`` on this agent's etcd client, from a thread other than its loop
+        (the doors' request threads): its answer, or EtcdUnavailable."""
+        return self._etcd(request, what)
 
     def forget(self, topic: str, cell: str) -> None:
         """Drop ``topic``'s placement if it still names ``cell`` (it was deleted there)."""

@@ -63,6 +63,7 @@ from odradek.cluster.keys import (
     OwnerRecord,
     PlacementEvent,
     PlacementRecord,
+    ShapeRecord,
     TopicRecord,
     prefix_end,
     validate_agent_id,
@@ -992,6 +993,44 @@ class EtcdCluster:
         async with contextlib.aclosing(events):
             async for topic, record, revision in events:
                 yield PlacementEvent(topic, None if record is None else record.cell, revision)
+
+    # --- shapes: how the Kafka door shows each topic (decision 0033) -------------------
+
+    async def put_shape(self, record: ShapeRecord) -> int:
+        """Write ``record`` (whatever was there): the revision of the write."""
+        key, value = self.layout.shape(record.topic), record.encode()
+        response = await self._call(lambda client: client.put(key, value), f"the shape of {record.topic!r}")
+        return int(response.header.revision)
+
+    async def delete_shape(self, record: ShapeRecord) -> bool:
+        """Delete ``record``'s topic's shape if it is still ``record`` (one transaction
+        comparing the value: a shape another cell wrote since stays)."""
+        key, value = self.layout.shape(record.topic), record.encode()
+
+        async def delete(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.value(key) == value], success=[txn.delete(key)], failure=[]
+            )
+
+        succeeded, _ = await self._call(delete, f"the deletion of {record.topic!r}'s shape")
+        return bool(succeeded)
+
+    async def shape(self, topic: str) -> ShapeRecord | None:
+        """``topic``'s shape now, or None."""
+        key = self.layout.shape(topic)
+        kv = await self._call(lambda client: client.get(key), f"the shape of {topic!r}")
+        return None if kv is None else ShapeRecord.decode(topic, kv.value, int(kv.mod_revision))
+
+    async def shapes(self) -> dict[str, ShapeRecord]:
+        """Every shape, by topic (one consistent listing, in pages; at most
+        ``cluster_placements_max``, as placements)."""
+        found, _ = await self._list_pages(self.layout.shapes_prefix, limits.cluster_placements_max, "shapes")
+        records = {}
+        for kv in found:
+            topic = self.layout.topic_of_shape(kv.key)
+            records[topic] = ShapeRecord.decode(topic, kv.value, int(kv.mod_revision))
+        return records
 
     async def _list_pages(self, prefix: bytes, keys_max: int, what: str) -> tuple[list[Any], int]:
         """Every key under ``prefix`` and the listing's revision, read in pages at the

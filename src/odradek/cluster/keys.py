@@ -6,6 +6,8 @@ Key layout, one prefix per cluster (``--cluster NAME``, default ``default``)::
     /odradek/<cluster>/owners/<topic>          OwnerRecord   bound to the owner's lease
     /odradek/<cluster>/catalog/topics/<topic>  TopicRecord   no lease: the catalog outlives agents
     /odradek/<cluster>/catalog/cells/<topic>   PlacementRecord  which cell holds the topic; no lease
+    /odradek/<cluster>/catalog/shapes/<topic>  ShapeRecord   the topic's Kafka id and partitions, as
+                                               the agent serving its cell last wrote them
     /odradek/<cluster>/security/<document>     the security documents (credentials.json,
                                                acls.json, quotas.json): checksummed JSON
                                                (storage/documents.py), no lease (decision 0029)
@@ -153,6 +155,10 @@ class Layout:
         return self.prefix + b"catalog/cells/"
 
     @property
+    def shapes_prefix(self) -> bytes:
+        return self.prefix + b"catalog/shapes/"
+
+    @property
     def security_prefix(self) -> bytes:
         return self.prefix + b"security/"
 
@@ -179,6 +185,10 @@ class Layout:
         """The key saying which cell holds ``topic``."""
         return _bounded(self.placements_prefix + validate_topic_name(topic, allow_reserved=True).encode())
 
+    def shape(self, topic: str) -> bytes:
+        """The key saying how the Kafka door shows ``topic`` (its id and partitions)."""
+        return _bounded(self.shapes_prefix + validate_topic_name(topic, allow_reserved=True).encode())
+
     def agent_of(self, key: bytes) -> str:
         """The agent id a key under ``agents/`` names (DataDamaged if it is no such key)."""
         return validate_agent_id(_suffix(key, self.agents_prefix))
@@ -191,6 +201,9 @@ class Layout:
 
     def topic_of_placement(self, key: bytes) -> str:
         return _topic(_suffix(key, self.placements_prefix))
+
+    def topic_of_shape(self, key: bytes) -> str:
+        return _topic(_suffix(key, self.shapes_prefix))
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -364,6 +377,52 @@ class PlacementRecord:
     def decode(cls, topic: str, data: bytes, revision: int = 0) -> PlacementRecord:
         body = _decode(data, "placement", ("cell",))
         return _build(lambda: cls(topic, body["cell"], revision), "placement")
+
+
+_INCARNATION = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeRecord:
+    """How the Kafka door of the cell holding a topic shows it (decision 0033): the
+    topic's incarnation (its Kafka topic id) and its partition count now. The agent
+    serving the cell writes it; the Kafka doors of other cells read it to answer
+    Metadata for the topic. ``revision`` as in PlacementRecord."""
+
+    topic: str
+    cell: str
+    incarnation: str
+    partitions: int
+    revision: int = dataclasses.field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_topic_name(self.topic, allow_reserved=True)
+        validate_cell(self.cell)
+        if not isinstance(self.incarnation, str) or not _INCARNATION.fullmatch(self.incarnation):
+            raise InvalidRequest(f"a topic's incarnation must be 32 hex digits, got {self.incarnation!r}")
+        value = self.partitions
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+            raise InvalidRequest(f"a topic's partition count must be 1..1000000, got {value!r}")
+        value = self.revision
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"ShapeRecord.revision must be an integer >= 0, got {value!r}")
+
+    def encode(self) -> bytes:
+        """Canonical: a compare on the value is a compare on the whole record."""
+        body = {
+            "v": FORMAT,
+            "cell": self.cell,
+            "incarnation": self.incarnation,
+            "partitions": self.partitions,
+        }
+        return _encode(body)
+
+    @classmethod
+    def decode(cls, topic: str, data: bytes, revision: int = 0) -> ShapeRecord:
+        body = _decode(data, "shape", ("cell", "incarnation", "partitions"))
+        return _build(
+            lambda: cls(topic, body["cell"], body["incarnation"], body["partitions"], revision), "shape"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,6 +46,9 @@ class AgentDoors:
     # prefix of the store, without the owner doors (which serve the home cell). None: the
     # cluster has the home cell only.
     open_cell: Callable[[str], Node] | None = None
+    # Each starts a door over a cell other than the home cell (the cell's Kafka door,
+    # decision 0033) and returns what closes it (None: the door is off).
+    cell_doors: list[Callable[[Node, str], Any]] = dataclasses.field(default_factory=list)
 
 
 class AgentGate:
@@ -104,6 +107,7 @@ class AgentRole:
         self._lock = threading.Lock()
         self.node: Node | None = None  # the home cell's, while this agent owns it
         self.cells: dict[str, Node] = {}  # the other cells' it owns (decision 0032)
+        self._cell_doors: dict[str, list[Any]] = {}  # the doors running over each of them
         self._opened: list[Any] = []
         self._standing_by: list[Any] = []  # the standby doors running
         self._closed = False
@@ -184,12 +188,26 @@ class AgentRole:
             if cell in self.cells:  # a previous ownership not closed: close it first
                 self._close_cell(cell, graceful=False)
             node = self.doors.open_cell(cell)
+            opened = []
+            try:
+                for start in self.doors.cell_doors:
+                    door = start(node, cell)
+                    if door is not None:
+                        opened.append(door)
+            except BaseException:
+                for door in reversed(opened):
+                    _close_quietly(door)
+                node.close()
+                raise
             self.cells[cell] = node
+            self._cell_doors[cell] = opened
             self.flight.serve_node(node, cell)
             log.info("serving cell %s as its owner (epoch %d)", cell, epoch)
 
     def _close_cell(self, cell: str, graceful: bool) -> None:
         node = self.flight.unserve(cell) or self.cells.get(cell)
+        for door in reversed(self._cell_doors.pop(cell, [])):
+            _close_quietly(door)
         self.cells.pop(cell, None)
         if node is not None:
             node.close()  # as in _close: what the journal holds commits

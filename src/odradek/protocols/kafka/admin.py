@@ -212,7 +212,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
         )
     partitions = broker.default_partitions if topic.num_partitions == -1 else topic.num_partitions
     if topic.assignments:
-        refusal = _assignment_refusal(topic)
+        refusal = _assignment_refusal(topic, broker.node_id)
         if refusal is not None:
             return failed(ErrorCode.INVALID_REPLICA_ASSIGNMENT, refusal)
         partitions = len(topic.assignments)
@@ -229,7 +229,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
             if await broker.topic(topic.name) is not None:
                 return failed(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic.name!r} already exists")
             return m.CreatableTopicResult(name=topic.name, num_partitions=partitions, replication_factor=1)
-        await broker.call(broker.engine.create_topic, topic.name, **settings)
+        await broker.create_topic(topic.name, **settings)
     except TopicExists as exc:
         return failed(ErrorCode.TOPIC_ALREADY_EXISTS, exc.message)
     except InvalidRequest as exc:
@@ -246,7 +246,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
         except StorageError as exc:
             # Nothing half-done: the topic goes again rather than stay with 1 partition.
             with contextlib.suppress(OdradekError):
-                await broker.call(broker.engine.delete_topic, view.name)
+                await broker.delete_topic(view.name)
             broker.forget(view.name)
             return failed(ErrorCode.KAFKA_STORAGE_ERROR, exc.message)
     configs = tuple(
@@ -264,7 +264,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
     )
 
 
-def _assignment_refusal(topic: m.CreatableTopic) -> str | None:
+def _assignment_refusal(topic: m.CreatableTopic, node: int = NODE_ID) -> str | None:
     """Why a manual replica assignment cannot be served (None: it can). As Kafka
     asks, it comes with num_partitions and replication_factor -1; on one broker it can
     only place each partition 0..n-1 on this node."""
@@ -273,8 +273,11 @@ def _assignment_refusal(topic: m.CreatableTopic) -> str | None:
     indexes = sorted(a.partition_index for a in topic.assignments)
     if indexes != list(range(len(indexes))):
         return "a replica assignment must name partitions 0 to n-1, each once"
-    if any(tuple(a.broker_ids) != (NODE_ID,) for a in topic.assignments):
-        return f"Odradek is a single node: every partition's replicas must be [{NODE_ID}]"
+    if any(tuple(a.broker_ids) != (node,) for a in topic.assignments):
+        return (
+            "a topic's partitions have one replica, on the broker creating it: "
+            f"every partition's replicas must be [{node}]"
+        )
     return None
 
 
@@ -295,6 +298,12 @@ async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsRespo
         if view is None:
             code = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             message: str | None = f"no topic {name!r}" if name is not None else f"no topic with id {topic_id}"
+            if await broker.missing_code(name, topic_id) == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                code = ErrorCode.INVALID_REQUEST
+                message = (
+                    f"topic {name or topic_id} is served by the broker of another cell, which the "
+                    "cluster's topics are spread over: delete it with `odradek topic delete`"
+                )
             _refused("DeleteTopics", str(name or topic_id), code, message)
             results.append(
                 m.DeletableTopicResult(
@@ -303,7 +312,7 @@ async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsRespo
             )
             continue
         try:
-            await broker.call(broker.engine.delete_topic, view.name)
+            await broker.delete_topic(view.name)
             await broker.call(broker.store.forget_topic, view.name)
             broker.coordinator.forget_topic(view.name)
             code, message = ErrorCode.NONE, None
@@ -553,10 +562,17 @@ async def _incremental(
 
 
 async def describe_cluster(broker: Broker, request: Request) -> m.DescribeClusterResponse:
+    nodes = {broker.node_id: (broker.host, broker.port)}
+    if broker.cells is not None:  # every cell's door with a known owner (cells.py)
+        for node, host, port in await broker.call(broker.cells.nodes):
+            nodes.setdefault(node, (host, port))
     return m.DescribeClusterResponse(
-        cluster_id=broker.store.cluster_id,
-        controller_id=NODE_ID,
-        brokers=(m.DescribeClusterBroker(broker_id=NODE_ID, host=broker.host, port=broker.port),),
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        brokers=tuple(
+            m.DescribeClusterBroker(broker_id=node, host=host, port=port)
+            for node, (host, port) in sorted(nodes.items())
+        ),
     )
 
 

@@ -37,6 +37,7 @@ from odradek.errors import (
     TopicNotFound,
 )
 from odradek.node import Node
+from odradek.protocols.kafka.cells import PRODUCER_ID_SHIFT, KafkaCells, Shape
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.fetch_sessions import FetchSessions
 from odradek.protocols.kafka.groups import Coordinator
@@ -88,6 +89,17 @@ def error_code_of(error: BaseException) -> ErrorCode:
     if isinstance(error, StorageError):
         return ErrorCode.KAFKA_STORAGE_ERROR
     return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+def _shape_view(shape: Shape) -> TopicView:
+    """A topic of another cell as its door published it (cells.py): name, id and partitions."""
+    return TopicView(
+        shape.topic,
+        shape.incarnation,
+        shape.partitions,
+        topic_id_of(shape.incarnation),
+        ((0, shape.partitions),),
+    )
 
 
 _Batch = tuple[int, int, "asyncio.Future[int]"]  # first sequence, last sequence, base offset
@@ -240,11 +252,13 @@ class Broker:
         auto_create_topics: bool = True,
         default_partitions: int = 1,
         executor: concurrent.futures.ThreadPoolExecutor | None = None,
+        cells: KafkaCells | None = None,
     ) -> None:
         """Runs on the door's event loop (it attaches the node's Kafka groups to it).
 
         ``default_partitions`` is the partition count of topics created on the fly
-        (Kafka's ``num.partitions``)."""
+        (Kafka's ``num.partitions``). ``cells``: the door serves one cell of a cluster
+        of several (cells.py); None: it is the only broker."""
         if not 1 <= default_partitions <= limits.kafka_partitions_max:
             raise InvalidRequest(
                 f"the default Kafka partition count must be from 1 to {limits.kafka_partitions_max}, "
@@ -254,9 +268,17 @@ class Broker:
         engine = self.engine = self.node.engine
         self.host = host
         self.port = port
+        self.cells = cells
+        self.node_id = cells.node_id if cells is not None else NODE_ID
+        # Producer ids this door hands out start here (unique across cells: cells.py).
+        self.producer_id_base = (self.node_id - NODE_ID) << PRODUCER_ID_SHIFT
+        self._publishing = asyncio.Lock()
         self.auto_create_topics = auto_create_topics
         self.default_partitions = default_partitions
         self.store = DoorStore(engine.path, engine.disk, fsync=engine.fsync)
+        # Metadata's cluster id: the door store's, or with cells the cluster's (the same
+        # at every cell's door: clients refuse brokers of two clusters).
+        self.cluster_id = cells.cluster_id if cells is not None else self.store.cluster_id
         loop = asyncio.get_running_loop()
         catalog = self.node.kafka_groups
         self.coordinator = catalog.attach(loop, lambda: Coordinator(self.store, names=catalog))
@@ -309,6 +331,104 @@ class Broker:
         self._topics.pop(name, None)
         forget_index(self.engine, name)
 
+    # -- topics of a cell (cells.py) -------------------------------------------------------
+
+    async def create_topic(self, name: str, **settings: Any) -> None:
+        """Create ``name`` in this door's engine; with cells, placed in this door's cell
+        first (TopicExists when another cell holds it)."""
+        if self.cells is not None and not await self.call(self.cells.claim, name):
+            raise TopicExists(f"topic {name!r} exists in another cell of the cluster")
+        await self.call(self.engine.create_topic, name, **settings)
+        await self.publish_shapes()
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete ``name`` from this door's engine; with cells, its placement and shape too."""
+        await self.call(self.engine.delete_topic, name)
+        if self.cells is not None:
+            await self.call(self.cells.release, name)
+            await self.publish_shapes()
+
+    async def elsewhere(self, name: str | None) -> bool:
+        """Whether ``name``, not a topic of this door, is one of another cell's (a
+        request for it is then answered NOT_LEADER_OR_FOLLOWER)."""
+        if self.cells is None or name is None:
+            return False
+        try:
+            node = await self.call(self.cells.placed_node, name)
+        except OdradekError:
+            return True  # etcd is not answering: retriable, as a leader being elected
+        return node is not None and node != self.node_id
+
+    async def any_topic(self, name: str) -> TopicView | None:
+        """``name``'s view: this door's topic, or with cells another cell's as its door
+        published it (for the coordinator's offsets and assignments; never for data)."""
+        view = await self.topic(name)
+        if view is not None or self.cells is None:
+            return view
+        try:
+            node = await self.call(self.cells.placed_node, name)
+            shape = await self.call(self.cells.shape, name) if node not in (None, self.node_id) else None
+        except OdradekError as exc:
+            log.info("topic %s of another cell is not known: %s", name, exc)
+            return None
+        return None if shape is None else _shape_view(shape)
+
+    async def any_topic_by_id(self, topic_id: uuid.UUID) -> TopicView | None:
+        """As :meth:`any_topic`, by Kafka topic id."""
+        view = await self.topic_by_id(topic_id)
+        if view is not None or self.cells is None:
+            return view
+        try:
+            shapes = await self.call(self.cells.shapes)
+        except OdradekError as exc:
+            log.info("topic id %s of another cell is not known: %s", topic_id, exc)
+            return None
+        return next((_shape_view(s) for s in shapes.values() if topic_id_of(s.incarnation) == topic_id), None)
+
+    async def all_topic_names(self) -> list[str]:
+        """Every topic name: this door's, and with cells the other cells' as published."""
+        names = await self.call(self.engine.list_topics)
+        if self.cells is None:
+            return names
+        try:
+            shapes = await self.call(self.cells.shapes)
+        except OdradekError as exc:
+            log.info("the other cells' topics are not known: %s", exc)
+            return names
+        return sorted(set(names) | set(shapes))
+
+    async def missing_code(self, name: str | None, topic_id: uuid.UUID | None = None) -> ErrorCode:
+        """The error for a topic this door does not have (by ``name``, else by
+        ``topic_id``): NOT_LEADER_OR_FOLLOWER when another cell holds it (the client
+        reads Metadata again and goes there), else unknown."""
+        unknown = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if name is not None else ErrorCode.UNKNOWN_TOPIC_ID
+        if self.cells is None:
+            return unknown
+        if name is None and topic_id is not None:
+            try:
+                shapes = await self.call(self.cells.shapes)
+            except OdradekError:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER  # etcd is not answering: retriable
+            name = next((s.topic for s in shapes.values() if topic_id_of(s.incarnation) == topic_id), None)
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER if await self.elsewhere(name) else unknown
+
+    async def publish_shapes(self) -> None:
+        """Write how this door shows its topics to etcd, where it changed (cells.py);
+        a failure is logged and left to the next round."""
+        cells = self.cells
+        if cells is None:
+            return
+        async with self._publishing:
+            shapes = {}
+            for name in await self.call(self.engine.list_topics):
+                view = await self.topic(name)
+                if view is not None:
+                    shapes[name] = (view.incarnation, view.partitions)
+            try:
+                await self.call(cells.publish, shapes)
+            except OdradekError as exc:
+                log.warning("the Kafka shapes of cell node %d were not published: %s", self.node_id, exc)
+
     async def topic_by_id(self, topic_id: uuid.UUID) -> TopicView | None:
         for view in self._topics.values():
             if view.topic_id == topic_id:
@@ -323,7 +443,9 @@ class Broker:
         """Give the topic ``count`` partitions for the records written from now on (the
         records already written keep theirs)."""
         await self.call(self._set_partitions, view, count)
-        return await self.topic(view.name, refresh=True) or dataclasses.replace(view, partitions=count)
+        changed = await self.topic(view.name, refresh=True) or dataclasses.replace(view, partitions=count)
+        await self.publish_shapes()
+        return changed
 
     def _set_partitions(self, view: TopicView, count: int) -> None:
         end = self.engine.resolve_start(view.name, "latest")

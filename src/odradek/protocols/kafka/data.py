@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +27,15 @@ from odradek import limits
 from odradek.errors import InvalidRequest, OdradekError, StorageError, TopicExists, TopicNotFound
 from odradek.names import tenant_of
 from odradek.protocols.kafka import txn_api
-from odradek.protocols.kafka.broker import NODE_ID, Broker, TopicView, engine_producer, error_code_of
+from odradek.protocols.kafka.broker import (
+    NODE_ID,
+    Broker,
+    TopicView,
+    engine_producer,
+    error_code_of,
+    topic_id_of,
+)
+from odradek.protocols.kafka.cells import node_of_cell
 from odradek.protocols.kafka.codec import messages_data as m
 from odradek.protocols.kafka.codec.api import APIS, ApiKey, Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
@@ -69,42 +78,96 @@ async def api_versions(broker: Broker, request: Request) -> m.ApiVersionsRespons
 # -- Metadata -------------------------------------------------------------------------
 
 
-def _topic_metadata(view: TopicView) -> m.MetadataResponseTopic:
-    partitions = tuple(
-        m.MetadataResponsePartition(
-            partition_index=index,
-            leader_id=NODE_ID,
-            leader_epoch=0,
-            replica_nodes=(NODE_ID,),
-            isr_nodes=(NODE_ID,),
-        )
-        for index in range(view.partitions)
-    )
+def _topic_metadata(
+    name: str, topic_id: uuid.UUID, partitions: int, leader: int = NODE_ID
+) -> m.MetadataResponseTopic:
     return m.MetadataResponseTopic(
-        name=view.name,
-        topic_id=view.topic_id,
-        is_internal=view.name.startswith("_") and tenant_of(view.name) is None,
-        partitions=partitions,
+        name=name,
+        topic_id=topic_id,
+        is_internal=name.startswith("_") and tenant_of(name) is None,
+        partitions=tuple(
+            m.MetadataResponsePartition(
+                partition_index=index,
+                leader_id=leader,
+                leader_epoch=0,
+                replica_nodes=(leader,),
+                isr_nodes=(leader,),
+            )
+            for index in range(partitions)
+        ),
     )
+
+
+def _view_metadata(broker: Broker, view: TopicView) -> m.MetadataResponseTopic:
+    return _topic_metadata(view.name, view.topic_id, view.partitions, broker.node_id)
 
 
 async def metadata(broker: Broker, request: Request) -> m.MetadataResponse:
     body: m.MetadataRequest = request.body
     topics: list[m.MetadataResponseTopic] = []
+    brokers: tuple[m.MetadataResponseBroker, ...] = (
+        m.MetadataResponseBroker(node_id=NODE_ID, host=broker.host, port=broker.port),
+    )
+    if broker.cells is not None:  # every cell's door with a known owner (cells.py)
+        nodes = dict((node, (host, port)) for node, host, port in await broker.call(broker.cells.nodes))
+        nodes[broker.node_id] = (broker.host, broker.port)
+        brokers = tuple(
+            m.MetadataResponseBroker(node_id=node, host=host, port=port)
+            for node, (host, port) in sorted(nodes.items())
+        )
     if body.topics is None or (request.api_version == 0 and not body.topics):
-        for name in await broker.call(broker.engine.list_topics):
+        names = await broker.call(broker.engine.list_topics)
+        for name in names:
             view = await broker.topic(name, refresh=True)
             if view is not None:
-                topics.append(_topic_metadata(view))
+                topics.append(_view_metadata(broker, view))
+        if broker.cells is not None:
+            topics.extend(await _other_cells_topics(broker, set(names)))
     else:
         for wanted in body.topics:
             topics.append(await _one_topic(broker, wanted, body.allow_auto_topic_creation))
     return m.MetadataResponse(
-        brokers=(m.MetadataResponseBroker(node_id=NODE_ID, host=broker.host, port=broker.port),),
-        cluster_id=broker.store.cluster_id,
-        controller_id=NODE_ID,
+        brokers=brokers,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,  # this door creates topics in its own cell
         topics=tuple(topics),
     )
+
+
+async def _other_cells_topics(broker: Broker, here: set[str]) -> list[m.MetadataResponseTopic]:
+    """Every topic of the other cells, as their doors published it (cells.py); none
+    while etcd does not answer (a listing is allowed to be partial: clients ask again)."""
+    assert broker.cells is not None
+    try:
+        shapes = await broker.call(broker.cells.shapes)
+    except OdradekError as exc:
+        log.warning("Metadata lists this cell's topics only: %s", exc)
+        return []
+    return [
+        _topic_metadata(
+            shape.topic, topic_id_of(shape.incarnation), shape.partitions, node_of_cell(shape.cell)
+        )
+        for name, shape in sorted(shapes.items())
+        if name not in here and node_of_cell(shape.cell) != broker.node_id
+    ]
+
+
+async def _other_cell_topic(broker: Broker, name: str) -> m.MetadataResponseTopic | None:
+    """``name`` as the door of the other cell holding it shows it; LEADER_NOT_AVAILABLE
+    (retriable) while that door has not published it or etcd does not answer; None when
+    no cell holds it."""
+    assert broker.cells is not None
+    try:
+        node = await broker.call(broker.cells.placed_node, name)
+        if node is None or node == broker.node_id:
+            return None
+        shape = await broker.call(broker.cells.shape, name)
+    except OdradekError as exc:
+        log.info("Metadata of %s: %s", name, exc)
+        return m.MetadataResponseTopic(error_code=ErrorCode.LEADER_NOT_AVAILABLE, name=name)
+    if shape is None or node_of_cell(shape.cell) != node:
+        return m.MetadataResponseTopic(error_code=ErrorCode.LEADER_NOT_AVAILABLE, name=name)
+    return _topic_metadata(name, topic_id_of(shape.incarnation), shape.partitions, node)
 
 
 async def _one_topic(
@@ -113,20 +176,36 @@ async def _one_topic(
     if wanted.name is None:
         view = await broker.topic_by_id(wanted.topic_id)
         if view is None:
+            if broker.cells is not None:
+                code = await broker.missing_code(None, wanted.topic_id)
+                shapes = await broker.call(broker.cells.shapes) if code != ErrorCode.UNKNOWN_TOPIC_ID else {}
+                for shape in shapes.values():
+                    if topic_id_of(shape.incarnation) == wanted.topic_id:
+                        return _topic_metadata(
+                            shape.topic, wanted.topic_id, shape.partitions, node_of_cell(shape.cell)
+                        )
             return m.MetadataResponseTopic(
                 error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id
             )
-        return _topic_metadata(view)
+        return _view_metadata(broker, view)
     name = wanted.name
     view = await broker.topic(name, refresh=True)
+    if view is None and broker.cells is not None:
+        other = await _other_cell_topic(broker, name)
+        if other is not None:
+            return other
     if view is None and auto_create and broker.auto_create_topics:
         created = await _auto_create(broker, name)
         if isinstance(created, ErrorCode):
             return m.MetadataResponseTopic(error_code=created, name=name)
+        if created is None and broker.cells is not None:  # another cell's meanwhile
+            other = await _other_cell_topic(broker, name)
+            if other is not None:
+                return other
         view = created
     if view is None:
         return m.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name)
-    return _topic_metadata(view)
+    return _view_metadata(broker, view)
 
 
 async def _auto_create(broker: Broker, name: str) -> TopicView | ErrorCode | None:
@@ -134,7 +213,7 @@ async def _auto_create(broker: Broker, name: str) -> TopicView | ErrorCode | Non
     count (Kafka's ``num.partitions``); None if it cannot be had."""
     created = True
     try:
-        await broker.call(broker.engine.create_topic, name)
+        await broker.create_topic(name)
     except TopicExists:
         created = False  # created meanwhile, through some door: keep its count
     except InvalidRequest:
@@ -149,7 +228,7 @@ async def _auto_create(broker: Broker, name: str) -> TopicView | ErrorCode | Non
             # Nothing half-done: the topic goes again rather than stay with 1 partition.
             log.warning("auto-creating topic %s failed: %s", name, exc)
             with contextlib.suppress(OdradekError):
-                await broker.call(broker.engine.delete_topic, name)
+                await broker.delete_topic(name)
             broker.forget(name)
             return None
     return view
@@ -187,10 +266,10 @@ async def produce_submit(broker: Broker, request: Request) -> Completion:
             if body.acks not in (0, 1, -1):
                 partitions.append(_done(_produce_error(data.index, ErrorCode.INVALID_REQUIRED_ACKS)))
             elif view is None:
-                code = (
-                    ErrorCode.UNKNOWN_TOPIC_ID
+                code = await (
+                    broker.missing_code(None, topic_data.topic_id)
                     if request.api_version >= 13
-                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    else broker.missing_code(topic_data.name)
                 )
                 partitions.append(_done(_produce_error(data.index, code)))
             elif not 0 <= data.index < view.partitions:
@@ -378,13 +457,16 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
         return m.FetchResponse(error_code=plan.error)
     wait = min(max(body.max_wait_ms, 0), limits.kafka_fetch_wait_ms_max) / 1000
     deadline = time.monotonic() + wait
-    targets: list[tuple[m.FetchTopic, TopicView | None]] = []
+    targets: list[tuple[m.FetchTopic, TopicView | ErrorCode]] = []
     for topic in plan.topics:
         view = await (broker.topic_by_id(topic.topic_id) if by_id else broker.topic(topic.topic))
-        targets.append((topic, view))
+        if view is None:  # the error to answer for it
+            targets.append((topic, await broker.missing_code(None if by_id else topic.topic, topic.topic_id)))
+        else:
+            targets.append((topic, view))
     # A commit answered before this Fetch came is seen by it (transactions.py applies
     # commits in the background).
-    fetched = {view.name for _, view in targets if view is not None}
+    fetched = {view.name for _, view in targets if isinstance(view, TopicView)}
     await broker.transactions.settled(fetched, limits.kafka_transaction_apply_wait_seconds_max)
     # Kafka answers Fetch v5 and older with NOT_LEADER_OR_FOLLOWER instead, which those
     # clients know to retry after a metadata refresh.
@@ -395,7 +477,7 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
         seen = broker.arrivals.generation  # before looking: an arrival from now on wakes us
         if _has_data(broker, targets) or time.monotonic() >= deadline:
             responses, size = await broker.call(
-                _read_all, broker, targets, body.max_bytes, by_id, storage_code, body.isolation_level
+                _read_all, broker, targets, body.max_bytes, storage_code, body.isolation_level
             )
             if size >= body.min_bytes or time.monotonic() >= deadline:
                 return m.FetchResponse(
@@ -404,11 +486,11 @@ async def fetch(broker: Broker, request: Request) -> m.FetchResponse:
         await broker.arrivals.wait(seen, max(deadline - time.monotonic(), 0))
 
 
-def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | None]]) -> bool:
+def _has_data(broker: Broker, targets: list[tuple[m.FetchTopic, TopicView | ErrorCode]]) -> bool:
     """Whether a read may find something (on the event loop: from what the partition
     index knew last, without reading the log)."""
     for topic, view in targets:
-        if view is None:
+        if not isinstance(view, TopicView):
             return True  # an error to report at once
         try:
             end = broker.engine.resolve_start(view.name, "latest")
@@ -443,16 +525,15 @@ class _Budget:
 
 def _read_all(
     broker: Broker,
-    targets: list[tuple[m.FetchTopic, TopicView | None]],
+    targets: list[tuple[m.FetchTopic, TopicView | ErrorCode]],
     max_bytes: int,
-    by_id: bool,
     storage_code: ErrorCode,
     isolation_level: int = 0,
 ) -> tuple[tuple[m.FetchableTopicResponse, ...], int]:
     responses = []
     budget = _Budget(max_bytes)
     for topic, view in targets:
-        partitions = _read_topic(broker, view, topic.partitions, budget, by_id, storage_code, isolation_level)
+        partitions = _read_topic(broker, view, topic.partitions, budget, storage_code, isolation_level)
         responses.append(
             m.FetchableTopicResponse(topic=topic.topic, topic_id=topic.topic_id, partitions=tuple(partitions))
         )
@@ -473,10 +554,9 @@ def _failed(index: int, code: ErrorCode, end: int = -1, first: int = -1) -> m.Fe
 
 def _read_topic(
     broker: Broker,
-    view: TopicView | None,
+    view: TopicView | ErrorCode,
     wanted: tuple[m.FetchPartition, ...],
     budget: _Budget,
-    by_id: bool,
     storage_code: ErrorCode,
     isolation_level: int = 0,
 ) -> list[m.FetchPartitionData]:
@@ -487,9 +567,8 @@ def _read_topic(
     read_committed fetch (isolation level 1) gets an empty list of aborted
     transactions."""
     answers: dict[int, m.FetchPartitionData] = {}
-    if view is None:
-        code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return [_failed(p.partition, code) for p in wanted]
+    if not isinstance(view, TopicView):  # the error to answer: the topic is not here
+        return [_failed(p.partition, view) for p in wanted]
     engine = broker.engine
     try:
         index = broker.index(view)
@@ -582,15 +661,18 @@ async def list_offsets(broker: Broker, request: Request) -> m.ListOffsetsRespons
     topics = []
     for topic in body.topics:
         view = await broker.topic(topic.name)
+        missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         if view is not None:  # the end includes the commits answered before (transactions.py)
             await broker.transactions.settled({view.name}, limits.kafka_transaction_apply_wait_seconds_max)
+        else:
+            missing = await broker.missing_code(topic.name)
         partitions = []
         for wanted in topic.partitions:
             if view is None or not 0 <= wanted.partition_index < view.partitions:
                 partitions.append(
                     m.ListOffsetsPartitionResponse(
                         partition_index=wanted.partition_index,
-                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        error_code=missing if view is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                     )
                 )
                 continue
@@ -646,7 +728,7 @@ async def init_producer_id(broker: Broker, request: Request) -> m.InitProducerId
             producer_id=body.producer_id, producer_epoch=(body.producer_epoch + 1) & 0x7FFF
         )
     try:
-        producer_id = await broker.call(broker.store.next_producer_id)
+        producer_id = broker.producer_id_base + await broker.call(broker.store.next_producer_id)
     except StorageError as exc:
         # The next block of producer ids could not be reserved (a full disk): Kafka's
         # answer when it has no block, a code every client retries; nothing was handed out.

@@ -41,7 +41,7 @@ import struct
 import uuid
 
 from odradek import limits
-from odradek.errors import InvalidRequest, StorageError
+from odradek.errors import InvalidRequest, OdradekError, StorageError
 from odradek.groups.info import KIND_SHARE, GroupInfo
 from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
 from odradek.protocols.kafka.codec import messages_consumer as c
@@ -105,18 +105,32 @@ def _refused(api: str, group_id: str, member: str, code: int) -> None:
 
 async def find_coordinator(broker: Broker, request: Request) -> m.FindCoordinatorResponse:
     body: m.FindCoordinatorRequest = request.body
+    node, host, port = NODE_ID, broker.host, broker.port
     if body.key_type not in (_KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION):
         code, message = ErrorCode.INVALID_REQUEST, f"coordinator key type {body.key_type} is not served"
     else:
         code, message = ErrorCode.NONE, None
+    if code == ErrorCode.NONE and broker.cells is not None and broker.node_id != NODE_ID:
+        # Groups and transactions live in the home cell: its door coordinates (cells.py).
+        try:
+            home = await broker.call(broker.cells.coordinator)
+        except OdradekError as exc:
+            home, message = None, f"the coordinator is not known: {exc.message}"
+        if home is None:
+            code, message = (
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                message or "the home cell has no owner right now",
+            )
+        else:
+            node, host, port = home
     if request.api_version >= 4:
         return m.FindCoordinatorResponse(
             coordinators=tuple(
                 m.Coordinator(
                     key=key,
-                    node_id=NODE_ID if code == 0 else -1,
-                    host=broker.host if code == 0 else "",
-                    port=broker.port if code == 0 else -1,
+                    node_id=node if code == 0 else -1,
+                    host=host if code == 0 else "",
+                    port=port if code == 0 else -1,
                     error_code=code,
                     error_message=message,
                 )
@@ -125,7 +139,7 @@ async def find_coordinator(broker: Broker, request: Request) -> m.FindCoordinato
         )
     if code != ErrorCode.NONE:
         return m.FindCoordinatorResponse(error_code=code, error_message=message, node_id=-1, host="", port=-1)
-    return m.FindCoordinatorResponse(node_id=NODE_ID, host=broker.host, port=broker.port)
+    return m.FindCoordinatorResponse(node_id=node, host=host, port=port)
 
 
 async def join_group(broker: Broker, request: Request) -> m.JoinGroupResponse:
@@ -216,7 +230,9 @@ async def offset_commit(broker: Broker, request: Request) -> m.OffsetCommitRespo
     topics = []
     for topic in body.topics:
         view = await (
-            broker.topic_by_id(topic.topic_id) if request.api_version >= 10 else broker.topic(topic.name)
+            broker.any_topic_by_id(topic.topic_id)
+            if request.api_version >= 10
+            else broker.any_topic(topic.name)
         )
         partitions = []
         for partition in topic.partitions:
@@ -329,11 +345,13 @@ async def _fetch_group(
         for committed_topic, partition in sorted(committed):
             by_topic.setdefault(committed_topic, []).append(partition)
         for name, indexes in by_topic.items():
-            view = await broker.topic(name)
+            view = await broker.any_topic(name)
             requests.append((name, view.topic_id if view else None, indexes))
     else:
         for topic in wanted:
-            view = await (broker.topic_by_id(topic.topic_id) if version >= 10 else broker.topic(topic.name))
+            view = await (
+                broker.any_topic_by_id(topic.topic_id) if version >= 10 else broker.any_topic(topic.name)
+            )
             name = view.name if view is not None else topic.name
             requests.append((name, topic.topic_id if version >= 10 else None, list(topic.partition_indexes)))
     results = []
@@ -554,7 +572,7 @@ async def consumer_group_heartbeat(broker: Broker, request: Request) -> c.Consum
     if body.topic_partitions is not None:
         found: set[TopicPartition] = set()
         for topic in body.topic_partitions:
-            view = await broker.topic_by_id(topic.topic_id)
+            view = await broker.any_topic_by_id(topic.topic_id)
             if view is not None:
                 found.update((view.name, partition) for partition in topic.partitions)
         owned = frozenset(found)
@@ -579,12 +597,12 @@ async def consumer_group_heartbeat(broker: Broker, request: Request) -> c.Consum
     for _ in range(limits.kafka_consumer_topic_rounds_max):
         names, everything = broker.coordinator.consumer_interest(body.group_id, heartbeat)
         if everything and not listed:
-            names |= set(await broker.call(broker.engine.list_topics))
+            names |= set(await broker.all_topic_names())
             listed = True
         if names <= resolved and (listed or not everything):
             break
         for name in sorted(names - resolved):
-            view = await broker.topic(name)
+            view = await broker.any_topic(name)
             if view is not None:
                 topics[name] = (view.topic_id, view.partitions)
         resolved |= names

@@ -73,7 +73,8 @@ from odradek.protocols.kafka.acl_api import API_KEYS as ACL_API_KEYS
 from odradek.protocols.kafka.acl_api import Finish, finishing, gate
 from odradek.protocols.kafka.acl_api import serve as serve_acl_apis
 from odradek.protocols.kafka.authentication import ConnectionAuth, api_versions_for, not_authenticating
-from odradek.protocols.kafka.broker import Broker, client_host
+from odradek.protocols.kafka.broker import NODE_ID, Broker, client_host
+from odradek.protocols.kafka.cells import COORDINATOR_ONLY, KafkaCells
 from odradek.protocols.kafka.codec.api import (
     ApiKey,
     Request,
@@ -219,8 +220,10 @@ class KafkaListener:
         authenticator: Authenticator | None = None,
         quotas: QuotaManager | None = None,
         metering: Metering | None = None,
+        cells: KafkaCells | None = None,
     ) -> None:
         self.engine = engine
+        self.cells = cells  # the door serves one cell of several (cells.py); None: the only broker
         self.quotas = quotas  # client quotas (quota_api.py); None: none
         self.metering = metering
         self.tls = tls
@@ -237,6 +240,7 @@ class KafkaListener:
         self.broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
+        self._shapes: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -258,8 +262,11 @@ class KafkaListener:
             port,
             auto_create_topics=self._auto_create,
             default_partitions=self._default_partitions,
+            cells=self.cells,
         )
         self._expiry = asyncio.create_task(self._expire_members())
+        if self.cells is not None:
+            self._shapes = asyncio.create_task(self._publish_shapes())
         log.info(
             "Kafka listener on %s:%d (advertised as %s:%d)%s",
             self.host,
@@ -277,8 +284,9 @@ class KafkaListener:
         # let it start, see the stop and close its socket (left alone, the socket was
         # only closed by the garbage collector, with a ResourceWarning, after the loop).
         await asyncio.sleep(0)
-        if self._expiry is not None:
-            self._expiry.cancel()
+        for task in (self._expiry, self._shapes):
+            if task is not None:
+                task.cancel()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -287,6 +295,18 @@ class KafkaListener:
             await self._server.wait_closed()
         if self.broker is not None:
             self.broker.close()
+
+    async def _publish_shapes(self) -> None:
+        """Keep this cell's topics as the door shows them in etcd (cells.py): at once,
+        then every ``kafka_shapes_seconds`` (topics created or deleted through other
+        doors; only changes are written)."""
+        while True:
+            if self.broker is not None:
+                try:
+                    await self.broker.publish_shapes()
+                except OdradekError as exc:  # (publish_shapes logs etcd's failures itself)
+                    log.warning("the Kafka shapes of this cell were not published: %s", exc)
+            await asyncio.sleep(limits.kafka_shapes_seconds)
 
     async def _expire_members(self) -> None:
         while True:
@@ -491,6 +511,20 @@ class KafkaListener:
         if refused is not None:
             log.warning("closing a Kafka connection from %s: %s", peer, refused)
             return None
+        if self.broker.node_id != NODE_ID and (
+            request.api_key in COORDINATOR_ONLY
+            or (request.api_key == ApiKey.INIT_PRODUCER_ID and request.body.transactional_id is not None)
+        ):
+            # Groups, offsets and transactions are the home cell's door's (cells.py): the
+            # client, losing its connection, finds its coordinator again.
+            log.info(
+                "closing a Kafka connection from %s: %s goes to the coordinator (broker %d), not broker %d",
+                peer,
+                ApiKey(request.api_key).name,
+                NODE_ID,
+                self.broker.node_id,
+            )
+            return None
         authorizer = authorizer_of(self.authenticator)
         finish: Finish | None = None
         refusal: asyncio.Future[Chunks]
@@ -630,6 +664,7 @@ def start_kafka_listener(
     authenticator: Authenticator | None = None,
     quotas: QuotaManager | None = None,
     metering: Metering | None = None,
+    cells: KafkaCells | None = None,
 ) -> KafkaListenerHandle:
     """Serve the Kafka protocol over ``engine`` (a node, or an engine: then its node,
     node.py) on ``host:port`` (port 0: any free port) from a background thread; returns
@@ -649,7 +684,8 @@ def start_kafka_listener(
     any request but ApiVersions     authentication (protocols/kafka/authentication.py); None: no
     authentication, SASL refused. ``quotas``: throttle clients over their quotas,
     serve DescribeClientQuotas/AlterClientQuotas; ``metering``: count each principal's
-    bytes and records (quota_api.py).
+    bytes and records (quota_api.py). ``cells``: the door is one cell's of a cluster
+    whose topics are spread over cells (cells.py).
     """
     loop = asyncio.new_event_loop()
     listener = KafkaListener(
@@ -666,6 +702,7 @@ def start_kafka_listener(
         authenticator=authenticator,
         quotas=quotas,
         metering=metering,
+        cells=cells,
     )
     started = threading.Event()
     failure: list[BaseException] = []
