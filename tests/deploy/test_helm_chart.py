@@ -12,10 +12,11 @@ that says what to set.
 Method: Helm 4's engine (helm-python-sdk) renders the chart with its default values
 (plus the one required setting, store.url) and with variations (external etcd, an
 existing Secret, credentials created from values, autoscaling off, Kafka and registry
-doors off, a secured etcd: TLS files from a Secret and a user whose password comes from
-a Secret); kubernetes-validate checks every object against the Kubernetes OpenAPI
-schemas, strictly (unknown fields refused), of the oldest version the chart supports
-(its kubeVersion) and of the newest the validator ships. Offline: the etcd dependency
+doors off, several cells with and without their Kafka doors, a secured etcd: TLS files
+from a Secret and a user whose password comes from a Secret); kubernetes-validate
+checks every object against the Kubernetes OpenAPI schemas, strictly (unknown fields
+refused), of the oldest version the chart supports (its kubeVersion) and of the newest
+the validator ships. Offline: the etcd dependency
 (Bitnami's chart) is not fetched, so its own objects are absent; with etcd.enabled the
 agents' endpoints name its members, which is what is checked.
 """
@@ -44,7 +45,7 @@ yaml = pytest.importorskip("yaml", reason="install odradek[deploy]")
 
 from odradek import limits  # noqa: E402
 from odradek.cli.main import build_parser  # noqa: E402
-from odradek.cli.serve import _ENVIRONMENT, settings_from  # noqa: E402
+from odradek.cli.serve import _ENVIRONMENT, settings_from, split_address  # noqa: E402
 from odradek.cluster.etcd import endpoints_tls, parse_endpoints  # noqa: E402
 
 STORE = {"url": "s3://events/odradek"}
@@ -61,6 +62,15 @@ CASES: dict[str, dict[str, Any]] = {
         "cluster": {"cells": 3},
         "kafka": {"enabled": False},
         "registry": {"enabled": False},
+    },
+    # Several cells with their Kafka doors (decision 0033): ports.kafka plus each index.
+    "cells-kafka": {"store": STORE, "cluster": {"cells": 3}, "registry": {"enabled": False}},
+    # The last cell's door on the highest port there is.
+    "cells-kafka-top-port": {
+        "store": STORE,
+        "cluster": {"cells": 3},
+        "registry": {"enabled": False},
+        "ports": {"kafka": 65533},
     },
     "created-secret": {
         "store": {
@@ -98,7 +108,24 @@ VALID = list(CASES)
 # Values the chart refuses, and a fragment of what it says.
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "no-store": ({}, "store.url is required"),
-    "cells-with-kafka": ({"store": STORE, "cluster": {"cells": 3}}, "set kafka.enabled=false"),
+    "cells-with-registry": (
+        {"store": STORE, "cluster": {"cells": 3}, "kafka": {"enabled": False}},
+        "serves no Schema Registry door yet: set registry.enabled=false",
+    ),
+    "cells-kafka-ports-past-65535": (
+        {"store": STORE, "cluster": {"cells": 3}, "registry": {"enabled": False}, "ports": {"kafka": 65534}},
+        "ports.kafka 65534 with cluster.cells 3: each cell's Kafka door listens on ports.kafka plus the "
+        "cell's index, up to 65536, above 65535",
+    ),
+    "cells-kafka-ports-over-flight": (
+        {
+            "store": STORE,
+            "cluster": {"cells": 3},
+            "registry": {"enabled": False},
+            "ports": {"kafka": 8814, "flight": 8815},
+        },
+        "ports.flight 8815 is one of the Kafka doors' ports with cluster.cells 3 (ports.kafka 8814 to 8816)",
+    ),
     "too-many-cells": (
         {
             "store": STORE,
@@ -530,6 +557,62 @@ def test_an_existing_secret_is_read_and_none_is_made(rendered: dict[str, Rendere
 def test_cells_reach_the_agents(rendered: dict[str, Rendered | str]) -> None:
     assert serve_environment(chart(rendered, "cells"))["ODRADEK_CELLS"] == "3"
     assert serve_environment(chart(rendered, "defaults"))["ODRADEK_CELLS"] == "1"
+
+
+def _kafka_ports(ports: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [
+        (port["name"], port.get("containerPort", port.get("port")))
+        for port in ports
+        if "kafka" in port["name"]
+    ]
+
+
+def test_each_cell_has_a_kafka_door_the_pod_declares(rendered: dict[str, Rendered | str]) -> None:
+    """With three cells each cell's Kafka door listens on ports.kafka plus the cell's
+    index and is advertised at the pod's IP with that port (serve_agent's start_kafka):
+    the container declares every one of them. The Services carry the bootstrap port only
+    (any agent's answers Metadata or relays it to the owner's); clients reach each
+    cell's door at the pod's address Metadata names, not through a Service."""
+    result = chart(rendered, "cells-kafka")
+    assert result.agent()["ports"] == [
+        {"name": "flight", "containerPort": 8815, "protocol": "TCP"},
+        {"name": "kafka", "containerPort": 9092, "protocol": "TCP"},
+        {"name": "kafka-1", "containerPort": 9093, "protocol": "TCP"},
+        {"name": "kafka-2", "containerPort": 9094, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9464, "protocol": "TCP"},
+    ]
+    services = {service["metadata"]["name"]: service["spec"]["ports"] for service in result.all("Service")}
+    assert set(services) == {f"{RELEASE}-odradek", f"{RELEASE}-odradek-agents"}
+    for ports in services.values():
+        assert [port for port in ports if "kafka" in port["name"]] == [
+            {"name": "kafka", "port": 9092, "targetPort": "kafka", "protocol": "TCP"}
+        ]
+        assert "registry" not in {port["name"] for port in ports}
+    # The chart makes no NetworkPolicy (docs/kubernetes.md says what one of yours admits).
+    assert "NetworkPolicy" not in result.kinds()
+    # What serve opens from the rendered settings: every door's port declared, no other.
+    settings = settings_from(build_parser().parse_args(["serve"]), serve_environment(result))
+    assert settings.cells == 3 and settings.registry_listen is None
+    declared = [port for _, port in _kafka_ports(result.agent()["ports"])]
+    listen_host, listen_port = split_address(settings.kafka_listen or "", "kafka")
+    advertised_host, advertised_port = split_address(settings.kafka_advertised or "", "kafka")
+    assert (listen_host, advertised_host) == ("0.0.0.0", POD_IP)
+    assert [listen_port + index for index in range(settings.cells)] == declared
+    assert [advertised_port + index for index in range(settings.cells)] == declared
+    assert "9092 to 9094" in result.notes
+
+
+def test_the_last_cells_door_may_take_the_highest_port(rendered: dict[str, Rendered | str]) -> None:
+    result = chart(rendered, "cells-kafka-top-port")
+    assert _kafka_ports(result.agent()["ports"]) == [("kafka", 65533), ("kafka-1", 65534), ("kafka-2", 65535)]
+    for service in result.all("Service"):
+        assert _kafka_ports(service["spec"]["ports"]) == [("kafka", 65533)]
+
+
+def test_one_cell_has_one_kafka_door(rendered: dict[str, Rendered | str]) -> None:
+    result = chart(rendered, "defaults")
+    assert _kafka_ports(result.agent()["ports"]) == [("kafka", 9092)]
+    assert _kafka_ports(chart(rendered, "cells").agent()["ports"]) == []  # Kafka off
 
 
 def test_without_credentials_the_agent_reads_no_secret(rendered: dict[str, Rendered | str]) -> None:

@@ -56,16 +56,40 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $name }}
 {{- end }}
 
-{{/* The cells the topics spread over: 1 to 64; above 1, the Flight door only. */}}
+{{/* The cells the topics spread over: 1 to 64. Above 1, each cell's Kafka door listens
+on ports.kafka plus the cell's index, and there is no Schema Registry door yet. */}}
 {{- define "odradek.cells" -}}
 {{- $cells := int .Values.cluster.cells }}
 {{- if or (lt $cells 1) (gt $cells 64) }}
 {{- fail (printf "cluster.cells %v: a whole number from 1 to 64" .Values.cluster.cells) }}
 {{- end }}
-{{- if and (gt $cells 1) (or .Values.kafka.enabled .Values.registry.enabled) }}
-{{- fail "cluster.cells above 1 serves the Flight door only so far: set kafka.enabled=false and registry.enabled=false" }}
+{{- if and (gt $cells 1) .Values.registry.enabled }}
+{{- fail (printf "cluster.cells %d: a cluster whose topics are spread over several cells serves no Schema Registry door yet: set registry.enabled=false (or run one cell)" $cells) }}
+{{- end }}
+{{- $last := add .Values.ports.kafka $cells -1 }}
+{{- if and .Values.kafka.enabled (gt $last 65535) }}
+{{- fail (printf "ports.kafka %v with cluster.cells %d: each cell's Kafka door listens on ports.kafka plus the cell's index, up to %d, above 65535: lower ports.kafka" .Values.ports.kafka $cells $last) }}
+{{- end }}
+{{- if and .Values.kafka.enabled (gt $cells 1) }}
+{{- $doors := dict "flight" .Values.ports.flight "metrics" .Values.ports.metrics }}
+{{- range $door, $port := $doors }}
+{{- if and (ge (int $port) (int $.Values.ports.kafka)) (le (int $port) (int $last)) }}
+{{- fail (printf "ports.%s %v is one of the Kafka doors' ports with cluster.cells %d (ports.kafka %v to %d): move one of them" $door $port $cells $.Values.ports.kafka $last) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $cells }}
+{{- end }}
+
+{{/* The Kafka doors' container ports: ports.kafka for the home cell (named kafka), then
+one a cell, ports.kafka plus the cell's index (kafka-1, kafka-2, ...). */}}
+{{- define "odradek.kafkaPorts" -}}
+{{- $cells := int (include "odradek.cells" .) }}
+{{- range $index := until $cells }}
+- name: {{ ternary "kafka" (printf "kafka-%d" $index) (eq $index 0) }}
+  containerPort: {{ add $.Values.ports.kafka $index }}
+  protocol: TCP
+{{- end }}
 {{- end }}
 
 {{/* The etcd dependency's full name, as its own chart computes it. */}}
