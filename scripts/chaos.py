@@ -99,12 +99,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if args.cells > 1 and args.kafka_workers:
-        progress(
-            f"chaos: the agents of a cluster of {args.cells} cells have no Kafka door: "
-            "running without Kafka workers (--kafka-workers 0)"
-        )
-        args.kafka_workers = 0
     try:
         kinds = tuple(FaultKind(name.strip()) for name in args.faults.split(",") if name.strip())
         settings = ChaosSettings(

@@ -31,7 +31,7 @@ from etcd_servers import EtcdServers, etcd_cluster, unique_cluster_name
 
 from odradek import limits
 from odradek.cluster.etcd import EtcdCluster, TooManyPlacements
-from odradek.cluster.keys import PlacementEvent, PlacementRecord, cell_names
+from odradek.cluster.keys import PlacementEvent, PlacementRecord, ShapeRecord, cell_names
 from odradek.cluster.placement import PlacementView
 from odradek.errors import InvalidRequest
 
@@ -113,6 +113,52 @@ def test_move_and_delete_only_from_the_cell_named(etcd_server: EtcdServers) -> N
             assert not await b.delete_placement("t", "_cell.1")  # gone already
 
     run(scenario())
+
+
+def test_shapes_are_written_listed_and_deleted_only_as_read(etcd_server: EtcdServers) -> None:
+    """A cell's Kafka door publishes how it shows its topics (decision 0033): a shape is
+    replaced by any later write, and deleted only if it is still the one the deleter read
+    (a shape the topic's new cell wrote after a move stays)."""
+    incarnation = "0123456789abcdef0123456789abcdef"
+
+    async def scenario() -> None:
+        name = unique_cluster_name()
+        async with EtcdCluster(etcd_server.url, name) as a, EtcdCluster(etcd_server.url, name) as b:
+            assert await a.shape("t") is None and await a.shapes() == {}
+            old = ShapeRecord("t", "_cell.1", incarnation, 2)
+            revision = await a.put_shape(old)
+            found = await b.shape("t")
+            assert found == old and found is not None and found.revision == revision
+            moved = ShapeRecord("t", "_cell.2", incarnation, 2)
+            await b.put_shape(moved)
+            assert not await a.delete_shape(old)  # the new cell's shape stays
+            assert await a.shapes() == {"t": moved}
+            await a.put_shape(ShapeRecord("u", "_cell", incarnation, 1))
+            assert sorted(await b.shapes()) == ["t", "u"]
+            assert await b.delete_shape(moved)
+            assert await a.shape("t") is None and not await a.delete_shape(moved)
+
+    run(scenario())
+
+
+def test_a_shape_is_checked_and_read_back_as_written() -> None:
+    incarnation = "0123456789abcdef0123456789abcdef"
+    record = ShapeRecord("orders", "_cell.3", incarnation, 12)
+    assert ShapeRecord.decode("orders", record.encode(), 7) == record
+    assert ShapeRecord.decode("orders", record.encode(), 7).revision == 7
+    body = {"v": 1, "cell": "_cell.3", "incarnation": incarnation, "partitions": 12}
+    assert json.loads(record.encode()) == body
+    for bad in (
+        {"cell": "cell"},
+        {"incarnation": "XYZ"},
+        {"incarnation": incarnation.upper()},
+        {"partitions": 0},
+        {"partitions": True},
+        {"revision": -1},
+    ):
+        fields = {"topic": "orders", "cell": "_cell", "incarnation": incarnation, "partitions": 1, **bad}
+        with pytest.raises(InvalidRequest):
+            ShapeRecord(**fields)  # type: ignore[arg-type]
 
 
 def test_a_listing_reads_pages_at_one_revision_and_refuses_past_its_bound(

@@ -242,4 +242,34 @@ def test_kafka_clients_use_a_broker_per_cell_through_a_kill(agents: list[KafkaCe
     assert sorted(value.decode() for value in table.column("value").to_pylist()) == sorted(
         later.acked["made.by.kafka"]
     )
+    # Transactions write the home cell's topics: one commits there; one that also
+    # writes a topic of another cell is refused and aborted, leaving nothing.
+    home_topic = next(topic for topic, nodes in leaders.items() if nodes == {1})
+    other_topic = next(topic for topic, nodes in leaders.items() if nodes != {1})
+    before = {topic: len(list(_values(flight, topic))) for topic in (home_topic, other_topic)}
+    transactional = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "transactional.id": "cells-txn", "transaction.timeout.ms": 60_000}
+    )
+    transactional.init_transactions(60)
+    transactional.begin_transaction()
+    transactional.produce(home_topic, value=b"txn/1", key=b"txn")
+    transactional.commit_transaction(60)
+    transactional.begin_transaction()
+    transactional.produce(home_topic, value=b"txn/2", key=b"txn")
+    transactional.produce(other_topic, value=b"txn/3", key=b"txn")
+    with pytest.raises(confluent_kafka.KafkaException) as refused:
+        transactional.commit_transaction(60)
+    error = refused.value.args[0]
+    assert error.txn_requires_abort() and not error.fatal(), error
+    transactional.abort_transaction(60)
+    transactional.begin_transaction()  # the producer goes on with the home cell's topics
+    transactional.produce(home_topic, value=b"txn/4", key=b"txn")
+    transactional.commit_transaction(60)
+    assert _values(flight, home_topic)[before[home_topic] :] == ["txn/1", "txn/4"]
+    assert len(_values(flight, other_topic)) == before[other_topic]
     flight.close()
+
+
+def _values(client: odradek.RemoteClient, topic: str) -> list[str]:
+    table = pa.Table.from_batches(list(client.read(topic, wait=0)))
+    return [value.decode() for value in table.column("value").to_pylist()]

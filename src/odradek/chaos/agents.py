@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek.chaos.processes import Process
-from odradek.ports import free_ports
+from odradek.ports import free_port_range, free_ports
 
 READY_SECONDS_MAX = 60.0  # an agent imports pyarrow and joins etcd: slow on a loaded machine
 STATUS_SECONDS = 2.0  # one cluster_status call; a paused agent does not answer
@@ -39,8 +39,8 @@ class AgentSettings:
     cluster: str
     lease_ttl_seconds: float
     flush_ms: float | None = None  # the journal's flush window; None: serve's default
-    # Cells the topics spread over (decision 0032); above 1 the agents serve the Flight
-    # door only (no Kafka door).
+    # Cells the topics spread over (decision 0032); above 1 each cell an agent serves has
+    # a Kafka door of its own, on the Kafka port plus the cell's index (decision 0033).
     cells: int = 1
 
 
@@ -49,7 +49,8 @@ class Agent:
         self.id = agent_id
         self.directory = directory
         self.data_dir = directory / "data"
-        self.port, self.metrics_port, self.kafka_port = free_ports(3)
+        self.port, self.metrics_port = free_ports(2)
+        self.kafka_port = free_port_range(settings.cells)  # a Kafka door per cell
         self.settings = settings
         command = [
             *ODRADEK,
@@ -67,7 +68,7 @@ class Agent:
             "--listen",
             self.address,
             "--kafka-listen",
-            self.kafka_address if settings.cells == 1 else "off",
+            self.kafka_address,
             "--registry-listen",
             "off",
             "--metrics-listen",
@@ -94,7 +95,8 @@ class Agent:
 
     @property
     def kafka_address(self) -> str:
-        """The Kafka door's host:port (listening while the agent owns the cell)."""
+        """The Kafka door's host:port (the home cell's door while the agent owns it, else
+        a relay to it; with several cells, a cell's door is on this port plus its index)."""
         return f"127.0.0.1:{self.kafka_port}"
 
     def start(self, *, empty: bool = False, wait: bool = True) -> None:

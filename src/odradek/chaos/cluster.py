@@ -26,7 +26,8 @@ repaired (every fault undone, every agent that is down, silent or unknown to the
 restarted) and the run goes on; if even that does not make it whole, the run ends.
 
 With ``ChaosSettings.cells`` above 1 the agents spread the topics over that many cells
-(``--cells``, decision 0032) and serve the Flight door only (no Kafka workers): the
+(``--cells``, decision 0032), each cell with a Kafka door of its own (decision 0033):
+the Kafka workers' topic lands in the cell of the broker that created it. The
 workload's topics come in a lane per cell (``workload_topics``), created so that every
 cell holds some, which the harness verifies against the placements in etcd and the
 agents' ``cluster_status`` before the workers start; an owner fault hits the agent
@@ -109,18 +110,13 @@ class ChaosSettings:
     recovery_seconds_max: float = RECOVERY_SECONDS_MAX
     settle_seconds_max: float = SETTLE_SECONDS_MAX
     # The cells the topics spread over (--cells); above 1 the workload gets a lane per
-    # cell (WorkloadSettings.lanes is set to it) and there is no Kafka door.
+    # cell (WorkloadSettings.lanes is set to it).
     cells: int = 1
     # How often a killed owner comes back on an empty data directory (a fresh cache).
     empty_restart_probability: float = FaultSettings.empty_restart_probability
 
     def __post_init__(self) -> None:
         cell_names(self.cells)  # 1..cluster_cells_max, else InvalidRequest
-        if self.cells > 1 and self.kafka.workers:
-            raise InvalidRequest(
-                f"the agents of a cluster of {self.cells} cells have no Kafka door: "
-                "a run with several cells takes no Kafka workers (KafkaSettings(workers=0))"
-            )
         if self.workload.lanes != self.cells:
             object.__setattr__(self, "workload", dataclasses.replace(self.workload, lanes=self.cells))
         if self.cycles < 0 or self.agents < 2 or self.etcd_members < 1:

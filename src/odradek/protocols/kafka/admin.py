@@ -275,7 +275,7 @@ def _assignment_refusal(topic: m.CreatableTopic, node: int = NODE_ID) -> str | N
         return "a replica assignment must name partitions 0 to n-1, each once"
     if any(tuple(a.broker_ids) != (node,) for a in topic.assignments):
         return (
-            "a topic's partitions have one replica, on the broker creating it: "
+            "a partition has a single node for replica, the broker that creates its topic: "
             f"every partition's replicas must be [{node}]"
         )
     return None

@@ -146,7 +146,19 @@ async def _add_partitions(
     codes = {}
     for name, partition in wanted:
         view = await broker.topic(name)
-        if view is None or not 0 <= partition < view.partitions:
+        if view is None and await broker.elsewhere(name):
+            # Topics spread over cells (cells.py): a transaction writes the home cell's
+            # topics only (its commit is one engine's). A partition error clients take
+            # as abortable (librdkafka and the Java client alike): the client aborts.
+            log.warning(
+                "AddPartitionsToTxn of %r refused: topic %s is in another cell; transactions "
+                "write the topics of the home cell (broker %d) only",
+                transactional_id,
+                name,
+                broker.node_id,
+            )
+            codes[(name, partition)] = ErrorCode.POLICY_VIOLATION
+        elif view is None or not 0 <= partition < view.partitions:
             codes[(name, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     known = sorted({name for name, partition in wanted if (name, partition) not in codes})
 
@@ -236,7 +248,8 @@ async def txn_offset_commit(broker: Broker, request: Request) -> m.TxnOffsetComm
     offsets: dict[tuple[str, int], OffsetEntry] = {}
     topics = []
     for topic in body.topics:
-        view = await broker.topic(topic.name) if code == ErrorCode.NONE else None
+        # The offsets of any cell's topics (a group's offsets live in the home cell).
+        view = await broker.any_topic(topic.name) if code == ErrorCode.NONE else None
         partitions = []
         for partition in topic.partitions:
             answer = code
