@@ -415,7 +415,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--cells",
         metavar="N",
         help="spread the cluster's topics over N cells, each served by one agent at a time "
-        "(default 1; the same N on every agent; the Flight door only: docs/cluster.md)",
+        "(default 1; the same N on every agent; each cell's Kafka door listens on the Kafka port "
+        "plus the cell's index; no Schema Registry door: docs/cluster.md)",
     )
     cluster_cli.add_etcd_security_arguments(serve)
     serve.add_argument(
