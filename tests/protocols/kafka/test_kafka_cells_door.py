@@ -13,8 +13,10 @@ them at broker 1. Idempotent producer ids are unique per cell (above ``index << 
 and a transactional InitProducerId at another door closes the connection. A topic
 created at a door (CreateTopics or Metadata's auto-creation) is placed in that door's
 cell and its shape published; one placed in another cell is TOPIC_ALREADY_EXISTS and
-is not created; DeleteTopics of another cell's topic is refused, naming `odradek topic
-delete`, and deletes nothing. DescribeCluster lists every door.
+is not created; one the door's engine refuses (a name reserved for the system, a topic
+beyond its count) is placed in no cell, so that another door can create it; DeleteTopics
+of another cell's topic is refused, naming `odradek topic delete`, and deletes nothing.
+DescribeCluster lists every door.
 
 Method: three in-process listeners (their own engines, in separate directories) given
 ``cells`` objects of one in-memory catalog: placements, published shapes and the doors'
@@ -622,6 +624,27 @@ def test_a_topic_created_at_a_door_is_placed_in_its_cell(cluster: Cluster, topic
     assert producer.flush(20) == 0
     assert catalog.placements[produced] == "_cell"
     assert door_values(home, produced) == [b"v"]
+
+
+def test_a_topic_the_engine_refuses_is_placed_nowhere(tmp_path: Path) -> None:
+    with three_doors(tmp_path, topics_max=1) as cluster:
+        home, second, _ = cluster.doors
+        catalog = cluster.catalog
+        # A name reserved for the system: refused, and no cell holds it.
+        refused = cluster.create(second, "_private.orders")
+        assert refused.error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+        shown = metadata(home, ["_private.auto"], auto_create=True).topics[0]
+        assert shown.error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+        # Beyond the engine's topic count: refused, and no cell holds it.
+        assert cluster.create(second, "orders.first").error_code == ErrorCode.NONE
+        beyond = cluster.create(second, "orders.second")
+        assert beyond.error_code != ErrorCode.NONE
+        assert "orders.second" not in second.engine.list_topics()
+        assert sorted(catalog.placements) == ["orders.first"]
+        assert sorted(catalog.shapes) == ["orders.first"]
+        # ...so that another cell's door can create it.
+        assert cluster.create(home, "orders.second").error_code == ErrorCode.NONE
+        assert catalog.placements["orders.second"] == "_cell"
 
 
 def test_deleting_another_cells_topic_is_refused_and_deletes_nothing(

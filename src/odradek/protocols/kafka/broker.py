@@ -36,6 +36,7 @@ from odradek.errors import (
     TopicExists,
     TopicNotFound,
 )
+from odradek.names import validate_topic_name
 from odradek.node import Node
 from odradek.protocols.kafka.cells import PRODUCER_ID_SHIFT, KafkaCells, Shape
 from odradek.protocols.kafka.codec.errors import ErrorCode
@@ -335,10 +336,25 @@ class Broker:
 
     async def create_topic(self, name: str, **settings: Any) -> None:
         """Create ``name`` in this door's engine; with cells, placed in this door's cell
-        first (TopicExists when another cell holds it)."""
-        if self.cells is not None and not await self.call(self.cells.claim, name):
+        first (TopicExists when another cell holds it), and the placement dropped again
+        when the engine refuses the topic (nothing half-done: no cell holds it then)."""
+        cells = self.cells
+        if cells is None:
+            await self.call(self.engine.create_topic, name, **settings)
+            return
+        validate_topic_name(name)  # a name the engine refuses is not placed at all
+        if not await self.call(cells.claim, name):
             raise TopicExists(f"topic {name!r} exists in another cell of the cluster")
-        await self.call(self.engine.create_topic, name, **settings)
+        try:
+            await self.call(self.engine.create_topic, name, **settings)
+        except TopicExists:
+            raise  # the topic is this cell's already: so is its placement
+        except OdradekError:
+            try:
+                await self.call(cells.release, name)
+            except OdradekError as exc:
+                log.warning("topic %s was not created, but its placement in this cell stays: %s", name, exc)
+            raise
         await self.publish_shapes()
 
     async def delete_topic(self, name: str) -> None:
