@@ -12,10 +12,11 @@ door closes the connection, and a consumer group reads topics of two cells and c
 them at broker 1. Idempotent producer ids are unique per cell (above ``index << 48``),
 and a transactional InitProducerId at another door closes the connection. A topic
 created at a door (CreateTopics or Metadata's auto-creation) is placed in that door's
-cell and its shape published; one placed in another cell is TOPIC_ALREADY_EXISTS and
-is not created; one the door's engine refuses (a name reserved for the system, a topic
-beyond its count) is placed in no cell, so that another door can create it; DeleteTopics
-of another cell's topic is refused, naming `odradek topic delete`, and deletes nothing.
+cell and its shape published; one placed in another cell is TOPIC_ALREADY_EXISTS (to
+a CreateTopics that only validates too) and is not created; one the door's engine
+refuses (a name reserved for the system, a topic beyond its count) is placed in no cell,
+so that another door can create it; DeleteTopics of another cell's topic is refused,
+naming `odradek topic delete`, and deletes nothing.
 DescribeCluster lists every door.
 
 Method: three in-process listeners (their own engines, in separate directories) given
@@ -175,7 +176,9 @@ class Cluster:
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{door.port}" for door in self.doors)
 
-    def create(self, door: CellDoor, name: str, partitions: int = 1) -> a.CreatableTopicResult:
+    def create(
+        self, door: CellDoor, name: str, partitions: int = 1, *, validate_only: bool = False
+    ) -> a.CreatableTopicResult:
         """CreateTopics of ``name`` at ``door``."""
         wire = door.wire()
         try:
@@ -193,6 +196,7 @@ class Cluster:
                         ),
                     ),
                     timeout_ms=5000,
+                    validate_only=validate_only,
                 ),
             )
         finally:
@@ -586,6 +590,8 @@ def test_producer_ids_are_unique_per_cell(cluster: Cluster) -> None:
 def test_a_topic_created_at_a_door_is_placed_in_its_cell(cluster: Cluster, topic_name: str) -> None:
     home, second, third = cluster.doors
     catalog = cluster.catalog
+    assert cluster.create(second, topic_name, 3, validate_only=True).error_code == ErrorCode.NONE
+    assert topic_name not in catalog.placements, "a CreateTopics that only validates placed the topic"
     created = cluster.create(second, topic_name, 3)
     assert created.error_code == ErrorCode.NONE
     incarnation = second.engine.describe_topic(topic_name).incarnation
@@ -593,6 +599,8 @@ def test_a_topic_created_at_a_door_is_placed_in_its_cell(cluster: Cluster, topic
     assert catalog.shapes[topic_name] == ShapeRecord(topic_name, "_cell.1", incarnation, 3)
     # Placed in another cell: exists, and is not created at the door asked.
     for door in (home, third):
+        validated = cluster.create(door, topic_name, 1, validate_only=True)
+        assert validated.error_code == ErrorCode.TOPIC_ALREADY_EXISTS, door.cell
         again = cluster.create(door, topic_name, 1)
         assert again.error_code == ErrorCode.TOPIC_ALREADY_EXISTS, door.cell
         assert topic_name not in door.engine.list_topics()

@@ -228,6 +228,13 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
             TopicConfig.build(**settings)
             if await broker.topic(topic.name) is not None:
                 return failed(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic.name!r} already exists")
+            cells = broker.cells  # with cells: what CreateTopics answers for another cell's topic
+            placed = await broker.call(cells.placed_node, topic.name) if cells is not None else None
+            if placed not in (None, broker.node_id):
+                return failed(
+                    ErrorCode.TOPIC_ALREADY_EXISTS,
+                    f"topic {topic.name!r} exists in another cell of the cluster",
+                )
             return m.CreatableTopicResult(name=topic.name, num_partitions=partitions, replication_factor=1)
         await broker.create_topic(topic.name, **settings)
     except TopicExists as exc:
