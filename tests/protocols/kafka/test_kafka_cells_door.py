@@ -8,8 +8,9 @@ cluster id is the same at every door. A Produce, Fetch or ListOffsets for a topi
 another cell is answered NOT_LEADER_OR_FOLLOWER and writes nothing, and a librdkafka
 producer bootstrapped on all doors puts each record in its topic's cell. Groups live in
 the home cell: FindCoordinator at any door names broker 1, a group request at another
-door closes the connection, and a consumer group reads topics of two cells and commits
-them at broker 1. Idempotent producer ids are unique per cell (above ``index << 48``),
+door closes the connection, and a consumer group (classic, and KIP-848's) reads topics
+of two cells and commits them at broker 1; kafka-python's clients, told of one door,
+find the others. Idempotent producer ids are unique per cell (above ``index << 48``),
 and a transactional InitProducerId at another door closes the connection. A topic
 created at a door (CreateTopics or Metadata's auto-creation) is placed in that door's
 cell and its shape published; one placed in another cell is TOPIC_ALREADY_EXISTS (to
@@ -23,8 +24,8 @@ Method: three in-process listeners (their own engines, in separate directories) 
 ``cells`` objects of one in-memory catalog: placements, published shapes and the doors'
 addresses, what etcd holds for the cluster agents (cluster/kafka_seat.py, covered
 end to end by tests/cluster/test_serve_cells_kafka.py). librdkafka (confluent-kafka)
-as the client; raw requests with the door's own codec (wire.py) for the exact codes and
-for the connections a door closes.
+and kafka-python as the clients; raw requests with the door's own codec (wire.py) for
+the exact codes and for the connections a door closes.
 """
 
 from __future__ import annotations
@@ -325,6 +326,22 @@ def test_metadata_at_every_door_names_each_topics_cell_as_its_leader(
                 assert {p.replica_nodes for p in topic.partitions} == {(holder.node_id,)}
     # One cluster: every door gives the catalog's id, not its own store's.
     assert cluster_ids == {cluster.catalog.cluster_id}
+    # Asked by id (Metadata v12), a door names another cell's topic and its leader.
+    for name, (holder, partitions) in topics.items():
+        topic_id = uuid.UUID(hex=holder.engine.describe_topic(name).incarnation)
+        for asked in cluster.doors:
+            wire = asked.wire()
+            try:
+                by_id = wire.call(
+                    ApiKey.METADATA,
+                    12,
+                    d.MetadataRequest(topics=(d.MetadataRequestTopic(topic_id=topic_id, name=None),)),
+                )
+            finally:
+                wire.close()
+            (topic,) = by_id.topics
+            assert (topic.error_code, topic.name, len(topic.partitions)) == (ErrorCode.NONE, name, partitions)
+            assert {p.leader_id for p in topic.partitions} == {holder.node_id}
 
     # librdkafka, bootstrapped on one door, sees the same cluster.
     listing = AdminClient({"bootstrap.servers": f"127.0.0.1:{cluster.doors[2].port}", **FAST}).list_topics(
@@ -474,8 +491,9 @@ def test_groups_are_coordinated_by_the_home_cells_door(cluster: Cluster, topic_n
     assert not closes_connection(home, ApiKey.OFFSET_COMMIT, 8, commit)
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_a_group_reads_topics_of_two_cells_and_commits_at_the_home_door(
-    cluster: Cluster, topic_name: str
+    cluster: Cluster, topic_name: str, protocol: str
 ) -> None:
     home, second, _ = cluster.doors
     mine, theirs = f"{topic_name}.home", f"{topic_name}.second"
@@ -488,11 +506,11 @@ def test_a_group_reads_topics_of_two_cells_and_commits_at_the_home_door(
         {
             "bootstrap.servers": cluster.bootstrap,
             "group.id": group,
+            "group.protocol": protocol,  # consumer: KIP-848's ConsumerGroupHeartbeat
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 50,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 200,
+            **({"session.timeout.ms": 6000, "heartbeat.interval.ms": 200} if protocol == "classic" else {}),
             **FAST,
         }
     )
@@ -553,6 +571,53 @@ def test_a_group_reads_topics_of_two_cells_and_commits_at_the_home_door(
         partition: (ErrorCode.NONE, offset) for partition, offset in high.items()
     }
     assert closes_connection(second, ApiKey.OFFSET_FETCH, 6, fetch)
+
+
+def test_kafka_python_clients_bootstrapped_on_one_door(cluster: Cluster, topic_name: str) -> None:
+    """kafka-python, told of the third door only, finds the others through Metadata."""
+    kafka = pytest.importorskip("kafka")
+    third = cluster.doors[2]
+    names = {f"{topic_name}.{index}": door for index, door in enumerate(cluster.doors)}
+    for name, door in names.items():
+        assert cluster.create(door, name).error_code == ErrorCode.NONE
+    bootstrap = f"127.0.0.1:{third.port}"
+    timers = {"request_timeout_ms": 10_000, "metadata_max_age_ms": 1000, "reconnect_backoff_max_ms": 200}
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=20_000, **timers)
+    try:
+        for number in range(5):
+            for name in names:
+                producer.send(name, value=f"{name}/{number}".encode())
+        producer.flush(timeout=20)
+    finally:
+        producer.close(timeout=5)
+    for name, holder in names.items():
+        assert door_values(holder, name) == [f"{name}/{n}".encode() for n in range(5)]
+
+    group = f"py-{topic_name}"
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=100,
+        fetch_max_wait_ms=100,
+        **timers,
+    )
+    got: list[bytes] = []
+    try:
+        consumer.subscribe(sorted(names))
+        deadline = time.monotonic() + 30
+        while len(got) < 5 * len(names):
+            assert time.monotonic() < deadline, f"the group read {len(got)} records"
+            for batch in consumer.poll(timeout_ms=100).values():
+                got.extend(record.value for record in batch)
+        consumer.commit()
+        committed = {name: consumer.committed(kafka.TopicPartition(name, 0)) for name in names}
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(f"{name}/{n}".encode() for name in names for n in range(5))
+    assert committed == dict.fromkeys(names, 5)
 
 
 # -- 4. producer ids ------------------------------------------------------------------
