@@ -17,7 +17,8 @@ cell and its shape published; one placed in another cell is TOPIC_ALREADY_EXISTS
 a CreateTopics that only validates too) and is not created; one the door's engine
 refuses (a name reserved for the system, a topic beyond its count) is placed in no cell,
 so that another door can create it; DeleteTopics of another cell's topic is refused,
-naming `odradek topic delete`, and deletes nothing.
+naming `odradek topic delete`, and deletes nothing; CreatePartitions and the config
+requests of another cell's topic are refused naming its broker, and change nothing.
 DescribeCluster lists every door.
 
 Method: three in-process listeners (their own engines, in separate directories) given
@@ -757,6 +758,80 @@ def test_deleting_another_cells_topic_is_refused_and_deletes_nothing(
     assert topic_name not in second.engine.list_topics()
     assert topic_name not in catalog.placements and topic_name not in catalog.shapes
     assert topic_name not in {t.name for t in metadata(home).topics}
+
+
+def test_topic_admin_requests_for_another_cells_topic_name_its_broker(
+    cluster: Cluster, topic_name: str
+) -> None:
+    home, second, _ = cluster.doors
+    catalog = cluster.catalog
+    assert cluster.create(second, topic_name).error_code == ErrorCode.NONE
+    config = second.engine.describe_topic(topic_name).config
+    topic_resource = 2
+    wire = home.wire()
+    try:
+        grown = wire.call(
+            ApiKey.CREATE_PARTITIONS,
+            3,
+            a.CreatePartitionsRequest(
+                topics=(a.CreatePartitionsTopic(name=topic_name, count=4),),
+                timeout_ms=5000,
+                validate_only=False,
+            ),
+        ).results[0]
+        described = wire.call(
+            ApiKey.DESCRIBE_CONFIGS,
+            4,
+            a.DescribeConfigsRequest(
+                resources=(a.DescribeConfigsResource(resource_type=topic_resource, resource_name=topic_name),)
+            ),
+        ).results[0]
+        altered = wire.call(
+            ApiKey.ALTER_CONFIGS,
+            2,
+            a.AlterConfigsRequest(
+                resources=(
+                    a.AlterConfigsResource(
+                        resource_type=topic_resource,
+                        resource_name=topic_name,
+                        configs=(a.AlterableConfig(name="retention.ms", value="1000"),),
+                    ),
+                ),
+            ),
+        ).responses[0]
+        incremental = wire.call(
+            ApiKey.INCREMENTAL_ALTER_CONFIGS,
+            1,
+            a.IncrementalAlterConfigsRequest(
+                resources=(
+                    a.IncrementalAlterConfigsResource(
+                        resource_type=topic_resource,
+                        resource_name=topic_name,
+                        configs=(
+                            a.IncrementalAlterableConfig(
+                                name="retention.ms", config_operation=0, value="1000"
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ).responses[0]
+    finally:
+        wire.close()
+    for answer in (grown, described, altered, incremental):
+        assert answer.error_code == ErrorCode.INVALID_REQUEST, answer
+        assert answer.error_message is not None and "broker 2" in answer.error_message, answer.error_message
+    # Nothing changed: the topic's partitions and configs are its cell's door's.
+    assert catalog.shapes[topic_name].partitions == 1
+    assert second.engine.describe_topic(topic_name).config == config
+
+    # librdkafka's AdminClient told of the topic's broker alone grows it there, and
+    # every door then shows the new count.
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{second.port}", **FAST})
+    future = admin.create_partitions([confluent_kafka.admin.NewPartitions(topic_name, 4)])[topic_name]
+    assert future.result(timeout=10) is None
+    assert catalog.shapes[topic_name].partitions == 4
+    assert len(metadata(home, [topic_name]).topics[0].partitions) == 4
 
 
 # -- 6. DescribeCluster ---------------------------------------------------------------

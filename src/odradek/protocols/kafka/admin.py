@@ -288,6 +288,24 @@ def _assignment_refusal(topic: m.CreatableTopic, node: int = NODE_ID) -> str | N
     return None
 
 
+async def _no_topic(broker: Broker, name: str) -> tuple[ErrorCode, str]:
+    """The answer to a request about topic ``name`` that this door does not have:
+    unknown, or with cells (cells.py), when another cell holds it, a refusal naming the
+    broker of that cell, which serves its partitions and configs."""
+    node = None
+    if broker.cells is not None:
+        try:
+            node = await broker.call(broker.cells.placed_node, name)
+        except OdradekError as exc:
+            log.info("the cell of topic %s is not known: %s", name, exc)
+    if node is None or node == broker.node_id:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
+    return ErrorCode.INVALID_REQUEST, (
+        f"topic {name!r} is served by broker {node}, the door of another cell (the cluster's "
+        "topics are spread over cells): send this request to that broker"
+    )
+
+
 async def delete_topics(broker: Broker, request: Request) -> m.DeleteTopicsResponse:
     body: m.DeleteTopicsRequest = request.body
     wanted: list[tuple[str | None, uuid.UUID | None]]
@@ -344,7 +362,7 @@ async def create_partitions(broker: Broker, request: Request) -> m.CreatePartiti
         view = await broker.topic(topic.name, refresh=True)
         code, message = ErrorCode.NONE, None
         if view is None:
-            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {topic.name!r}"
+            code, message = await _no_topic(broker, topic.name)
         elif topic.count <= view.partitions:
             code = ErrorCode.INVALID_PARTITIONS
             message = f"topic {topic.name!r} has {view.partitions} partitions; the count may only grow"
@@ -416,7 +434,7 @@ async def describe_configs(broker: Broker, request: Request) -> m.DescribeConfig
         if resource.resource_type == RESOURCE_TOPIC:
             view = await broker.topic(resource.resource_name, refresh=True)
             if view is None:
-                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {resource.resource_name!r}"
+                code, message = await _no_topic(broker, resource.resource_name)
             else:
                 configs = await _topic_configs(broker, view, resource.configuration_keys)
         elif resource.resource_type == RESOURCE_BROKER:
@@ -444,7 +462,7 @@ async def _alter_topic(
 ) -> tuple[ErrorCode, str | None]:
     view = await broker.topic(name, refresh=True)
     if view is None:
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
+        return await _no_topic(broker, name)
     try:
         settings, partitions = _parse_configs(configs)
         if partitions is not None and partitions < view.partitions:
@@ -507,7 +525,7 @@ async def incremental_alter_configs(broker: Broker, request: Request) -> m.Incre
             try:
                 configs = await _incremental(broker, resource)
             except TopicNotFound:
-                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {resource.resource_name!r}"
+                code, message = await _no_topic(broker, resource.resource_name)
             except InvalidRequest as exc:
                 code, message = ErrorCode.INVALID_CONFIG, exc.message
             else:
