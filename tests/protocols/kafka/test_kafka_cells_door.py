@@ -572,6 +572,15 @@ def test_a_group_reads_topics_of_two_cells_and_commits_at_the_home_door(
         partition: (ErrorCode.NONE, offset) for partition, offset in high.items()
     }
     assert closes_connection(second, ApiKey.OFFSET_FETCH, 6, fetch)
+    # Every committed offset of the group (an OffsetFetch naming no topic), as an admin
+    # client on every door lists them: the other cell's topic's too.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **FAST})
+    listed = admin.list_consumer_group_offsets([confluent_kafka.ConsumerGroupTopicPartitions(group)])
+    offsets = listed[group].result(timeout=10).topic_partitions
+    assert {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.topic == theirs} == {
+        (theirs, partition): offset for partition, offset in high.items()
+    }
+    assert {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.topic == mine} == {(mine, 0): 5}
 
 
 def test_kafka_python_clients_bootstrapped_on_one_door(cluster: Cluster, topic_name: str) -> None:
