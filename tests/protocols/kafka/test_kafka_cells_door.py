@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,13 @@ def produce_once(door: CellDoor, topic: str, value: bytes) -> int:
     return int(response.responses[0].partition_responses[0].error_code)
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.1)
+
+
 # -- 1. Metadata ----------------------------------------------------------------------
 
 
@@ -356,6 +363,31 @@ def test_metadata_at_every_door_names_each_topics_cell_as_its_leader(
         assert {p.id: p.leader for p in listing.topics[name].partitions.values()} == dict.fromkeys(
             range(partitions), holder.node_id
         )
+
+
+def test_shapes_of_topics_made_outside_the_kafka_door(cluster: Cluster, topic_name: str) -> None:
+    """A topic placed in a cell and created in its engine by another path (as `odradek
+    topic create` does) is shown once its door has published its shape, which it does
+    by itself; until then the other doors answer LEADER_NOT_AVAILABLE, and create nothing."""
+    home, _, third = cluster.doors
+    catalog = cluster.catalog
+    with catalog.lock:
+        catalog.placements[topic_name] = "_cell.2"
+    waiting = metadata(home, [topic_name], auto_create=True).topics[0]
+    assert waiting.error_code == ErrorCode.LEADER_NOT_AVAILABLE
+    assert topic_name not in home.engine.list_topics()
+    third.engine.create_topic(topic_name)
+    incarnation = third.engine.describe_topic(topic_name).incarnation
+
+    def shown() -> bool:
+        topic = metadata(home, [topic_name]).topics[0]
+        return topic.error_code == ErrorCode.NONE and {p.leader_id for p in topic.partitions} == {3}
+
+    wait_for(shown, "the shape of a topic created in the third cell's engine")
+    assert catalog.shapes[topic_name] == ShapeRecord(topic_name, "_cell.2", incarnation, 1)
+    # Deleted there the same way: its shape goes too.
+    third.engine.delete_topic(topic_name)
+    wait_for(lambda: topic_name not in catalog.shapes, "the shape of a deleted topic removed")
 
 
 # -- 2. Produce, Fetch and ListOffsets go to the topic's cell ---------------------------
