@@ -4,7 +4,9 @@ Goal: three doors, each serving one cell of a cluster whose topics are spread ov
 cells, behave as the brokers of one Kafka cluster. Metadata at any door lists every door
 as a broker (broker id = cell index + 1) and every topic with its cell's broker as the
 leader, its incarnation as its id and the partition count its door published; the
-cluster id is the same at every door. A Produce, Fetch or ListOffsets for a topic of
+cluster id is the same at every door. A door publishes by itself the shapes of topics
+made in its engine by other paths; until it has, another door answers such a topic
+LEADER_NOT_AVAILABLE and creates nothing. A Produce, Fetch or ListOffsets for a topic of
 another cell is answered NOT_LEADER_OR_FOLLOWER and writes nothing, and a librdkafka
 producer bootstrapped on all doors puts each record in its topic's cell. Groups live in
 the home cell: FindCoordinator at any door names broker 1, a group request at another
