@@ -6,9 +6,10 @@ as a broker (broker id = cell index + 1) and every topic with its cell's broker 
 leader, its incarnation as its id and the partition count its door published; the
 cluster id is the same at every door. A door publishes by itself the shapes of topics
 made in its engine by other paths; until it has, another door answers such a topic
-LEADER_NOT_AVAILABLE and creates nothing. A Produce, Fetch or ListOffsets for a topic of
-another cell is answered NOT_LEADER_OR_FOLLOWER and writes nothing, and a librdkafka
-producer bootstrapped on all doors puts each record in its topic's cell. Groups live in
+LEADER_NOT_AVAILABLE and creates nothing. A Produce, Fetch, ListOffsets, DeleteRecords
+or DescribeProducers for a topic of another cell is answered NOT_LEADER_OR_FOLLOWER and
+writes nothing, and librdkafka's producer and admin client bootstrapped on all doors go
+to each topic's cell. Groups live in
 the home cell: FindCoordinator at any door names broker 1, a group request at another
 door closes the connection, and a consumer group (classic, and KIP-848's) reads topics
 of two cells and commits them at broker 1; kafka-python's clients, told of one door,
@@ -54,6 +55,7 @@ from odradek.protocols.kafka.cells import PRODUCER_ID_SHIFT, node_of_cell
 from odradek.protocols.kafka.codec import messages_admin as a
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_groups as g
+from odradek.protocols.kafka.codec import messages_logs as logs
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
@@ -445,8 +447,36 @@ def test_data_requests_for_another_cells_topic_are_not_leader(cluster: Cluster, 
             ),
         )
         assert offsets.topics[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        # DeleteRecords and DescribeProducers go to the leader too.
+        deleted = wire.call(
+            ApiKey.DELETE_RECORDS,
+            2,
+            logs.DeleteRecordsRequest(
+                topics=(
+                    logs.DeleteRecordsTopic(
+                        name=topic_name,
+                        partitions=(logs.DeleteRecordsPartition(partition_index=0, offset=-1),),
+                    ),
+                ),
+                timeout_ms=5000,
+            ),
+        )
+        assert deleted.topics[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        producers = wire.call(
+            ApiKey.DESCRIBE_PRODUCERS,
+            0,
+            logs.DescribeProducersRequest(
+                topics=(logs.DescribeProducersTopicRequest(name=topic_name, partition_indexes=(0,)),)
+            ),
+        )
+        assert producers.topics[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
     finally:
         wire.close()
+    assert door_values(second, topic_name) == [b"here"]
+    # librdkafka's AdminClient on every door deletes records at the leader.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap, **FAST})
+    future = admin.delete_records([confluent_kafka.TopicPartition(topic_name, 0, 1)])
+    assert future[confluent_kafka.TopicPartition(topic_name, 0, 1)].result(timeout=10).low_watermark == 1
 
 
 def test_a_producer_on_every_door_writes_each_topic_in_its_cell(cluster: Cluster, topic_name: str) -> None:

@@ -49,10 +49,9 @@ async def delete_records(broker: Broker, request: Request) -> m.DeleteRecordsRes
     for topic in body.topics:
         wanted = {p.partition_index: p.offset for p in topic.partitions}
         view = await broker.topic(topic.name, refresh=True)
-        if view is None:
-            answers: dict[int, tuple[int, int]] = {
-                index: (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1) for index in wanted
-            }
+        if view is None:  # unknown, or another cell's (NOT_LEADER_OR_FOLLOWER: cells.py)
+            missing = await broker.missing_code(topic.name)
+            answers: dict[int, tuple[int, int]] = {index: (missing, -1) for index in wanted}
         else:
             answers = await broker.call(_delete_records, broker, view, wanted)
         for index, (code, _) in answers.items():
@@ -179,15 +178,25 @@ async def describe_producers(broker: Broker, request: Request) -> m.DescribeProd
     topics = []
     for topic in body.topics:
         view = await broker.topic(topic.name, refresh=True)
+        # Unknown, or another cell's (NOT_LEADER_OR_FOLLOWER: cells.py).
+        missing = (
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            if view is not None
+            else await broker.missing_code(topic.name)
+        )
         partitions = []
         for index in topic.partition_indexes:
             if view is None or not 0 <= index < view.partitions:
-                message = f"topic {topic.name!r} has no partition {index}"
+                message = (
+                    f"topic {topic.name!r} has no partition {index}"
+                    if missing == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    else f"topic {topic.name!r} is served by the broker of another cell"
+                )
                 log.info("DescribeProducers refused: %s", message)
                 partitions.append(
                     m.DescribeProducersPartitionResponse(
                         partition_index=index,
-                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        error_code=missing,
                         error_message=message,
                     )
                 )
