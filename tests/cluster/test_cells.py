@@ -29,7 +29,7 @@ from odradek.cli.cluster import render
 from odradek.cluster.etcd import EtcdUnavailable
 from odradek.cluster.keys import cell_names
 from odradek.cluster.status import cluster_status
-from odradek.errors import InvalidRequest, NotOwner
+from odradek.errors import InvalidRequest, InvalidSchema, NotOwner
 from odradek.storage.agent import StoreSettings
 
 SETTINGS = StoreSettings(flush_seconds=0.002)
@@ -144,6 +144,15 @@ def test_topics_spread_over_the_cells_and_each_agent_serves_its_own(cluster: Clu
     assert "t0" not in client.list_topics()
     client.create_topic("t0")
     assert client.describe_topic("t0").next_offset == 0
+    # A creation its cell refuses (a bad schema) leaves no placement behind: the topic
+    # is not listed and no agent places it anywhere.
+    with pytest.raises(InvalidSchema):
+        client.create_topic("refused", schema="{not json")
+    assert "refused" not in client.list_topics()
+    for agent in cluster.agents:
+        wait_for(lambda agent=agent: agent.agent.placement_of("refused") is None, "no placement of refused")
+    client.create_topic("refused")  # then created as usual
+    assert "refused" in client.list_topics()
     client.close()
 
 

@@ -75,6 +75,7 @@ from odradek.errors import (
     OdradekError,
     RequestTooLarge,
     StorageError,
+    TopicExists,
     Unauthorized,
     Unavailable,
     WaitTimeout,
@@ -1297,8 +1298,25 @@ class _CellRouter:
     def __init__(self, service: FlightService) -> None:
         self._service = service
 
+    def _create(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """Place ``topic``, then create it in its cell's engine; a creation the engine
+        refuses (a bad schema or setting) drops the placement it made, so that nothing
+        half-done is left: no placement of a topic that does not exist."""
+        service = self._service
+        assert service.cluster is not None
+        engine = service.engine_of(topic, place=True)
+        try:
+            return engine.create_topic(topic, *args, **kwargs)
+        except TopicExists:
+            raise
+        except OdradekError:
+            if topic not in engine.list_topics():
+                service.cluster.forget(topic, service.cluster.cell_of(topic))
+            raise
+
     def __getattr__(self, name: str) -> Any:
         service = self._service
+        create = self._create
         if name in _TOPIC_CALLS:
 
             def routed(topic: str, *args: Any, **kwargs: Any) -> Any:
@@ -1307,11 +1325,13 @@ class _CellRouter:
                         "a wildcard read is not served by a cluster whose topics are spread over "
                         "several cells yet: read each topic"
                     )
-                return getattr(service.engine_of(topic, place=name == "create_topic"), name)(
-                    topic, *args, **kwargs
-                )
+                if name == "create_topic":
+                    return create(topic, *args, **kwargs)
+                return getattr(service.engine_of(topic), name)(topic, *args, **kwargs)
 
             return routed
+        if name == "create_topic":
+            return create
         if name == "delete_topic":
 
             def delete(topic: str) -> None:
