@@ -9,12 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from agents import wait_for
 from object_servers import S3Server, free_ports
 
 import odradek
+from odradek.errors import OdradekError
 
 ODRADEK = [sys.executable, "-m", "odradek.cli.main"]
 
@@ -69,6 +72,14 @@ class ServeAgent:
         with odradek.connect(self.url) as client:
             return dict(json.loads(client._action("cluster_status", {})))
 
+    def cells(self) -> list[str]:
+        """The cells this agent serves, as it says (none when it does not answer)."""
+        try:
+            status = self.status()
+        except OdradekError:
+            return []
+        return [cell["cell"] for cell in status.get("cells", []) if cell["serving"]]
+
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
@@ -86,3 +97,25 @@ class ServeAgent:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+Served = TypeVar("Served", bound=ServeAgent)
+
+
+def one_cell_each(agents: Sequence[Served], cells: Sequence[str]) -> dict[str, Served]:
+    """Wait until each live agent serves one of ``cells`` and every cell is served
+    (a cluster of as many cells as agents, settled): each cell's agent."""
+    owners: dict[str, Served] = {}
+
+    def settled() -> bool:
+        owned = {agent.agent_id: agent.cells() for agent in agents if agent.alive()}
+        served = sorted(cell for each in owned.values() for cell in each)
+        if served != sorted(cells) or any(len(each) != 1 for each in owned.values()):
+            return False
+        by_id = {agent.agent_id: agent for agent in agents}
+        owners.clear()
+        owners.update({each[0]: by_id[agent] for agent, each in owned.items()})
+        return True
+
+    wait_for(settled, "one cell served by each agent")
+    return owners

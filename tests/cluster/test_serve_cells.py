@@ -26,10 +26,9 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
-from serve_processes import ODRADEK, ServeAgent
+from serve_processes import ODRADEK, ServeAgent, one_cell_each
 
 import odradek
-from odradek.errors import OdradekError
 
 TOPICS = [f"orders.{index}" for index in range(6)]
 
@@ -39,14 +38,6 @@ class CellAgent(ServeAgent):
 
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
         super().__init__(directory, agent_id, etcd, cluster, store, prefix, ["--cells", "3"])
-
-    def cells(self) -> list[str]:
-        """The cells this agent serves, as it says (none when it does not answer)."""
-        try:
-            status = self.status()
-        except OdradekError:
-            return []
-        return [cell["cell"] for cell in status.get("cells", []) if cell["serving"]]
 
 
 @pytest.fixture
@@ -63,20 +54,7 @@ def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Itera
 
 
 def _one_cell_each(agents: list[CellAgent]) -> dict[str, CellAgent]:
-    owners: dict[str, CellAgent] = {}
-
-    def settled() -> bool:
-        owned = {agent.agent_id: agent.cells() for agent in agents if agent.alive()}
-        cells = sorted(cell for each in owned.values() for cell in each)
-        if cells != ["_cell", "_cell.1", "_cell.2"] or any(len(each) != 1 for each in owned.values()):
-            return False
-        by_id = {agent.agent_id: agent for agent in agents}
-        owners.clear()
-        owners.update({each[0]: by_id[agent] for agent, each in owned.items()})
-        return True
-
-    wait_for(settled, "one cell served by each agent")
-    return owners
+    return one_cell_each(agents, ["_cell", "_cell.1", "_cell.2"])
 
 
 def _append_round(client: odradek.RemoteClient, number: int, acked: dict[str, list[str]]) -> None:
@@ -146,37 +124,8 @@ def test_three_agents_serve_three_cells_through_a_kill_a_restart_and_sigterm(age
     client.close()
 
 
-def test_cells_with_an_explicit_registry_listener_are_refused(
-    tmp_path: Path, etcd_server: EtcdServers
-) -> None:
-    (port, registry_port) = free_ports(2)
-    finished = subprocess.run(
-        [
-            *ODRADEK,
-            "serve",
-            "--data-dir",
-            str(tmp_path / "a"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--store",
-            f"file://{tmp_path / 'store'}",
-            "--etcd",
-            etcd_server.url,
-            "--cells",
-            "3",
-            "--registry-listen",
-            f"127.0.0.1:{registry_port}",
-        ],
-        capture_output=True,
-        timeout=60,
-    )
-    assert finished.returncode != 0
-    assert b"--cells 3" in finished.stderr and b"Schema Registry door" in finished.stderr
-
-
-def test_cells_whose_kafka_ports_pass_the_last_port_are_refused(
-    tmp_path: Path, etcd_server: EtcdServers
-) -> None:
+def _refused(tmp_path: Path, etcd_server: EtcdServers, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    """`odradek serve --cells 3` with ``extra`` flags, which must refuse to start."""
     (port,) = free_ports(1)
     finished = subprocess.run(
         [
@@ -192,11 +141,25 @@ def test_cells_whose_kafka_ports_pass_the_last_port_are_refused(
             etcd_server.url,
             "--cells",
             "3",
-            "--kafka-listen",
-            "127.0.0.1:65534",
+            *extra,
         ],
         capture_output=True,
         timeout=60,
     )
     assert finished.returncode != 0
+    return finished
+
+
+def test_cells_with_an_explicit_registry_listener_are_refused(
+    tmp_path: Path, etcd_server: EtcdServers
+) -> None:
+    (registry_port,) = free_ports(1)
+    finished = _refused(tmp_path, etcd_server, "--registry-listen", f"127.0.0.1:{registry_port}")
+    assert b"--cells 3" in finished.stderr and b"Schema Registry door" in finished.stderr
+
+
+def test_cells_whose_kafka_ports_pass_the_last_port_are_refused(
+    tmp_path: Path, etcd_server: EtcdServers
+) -> None:
+    finished = _refused(tmp_path, etcd_server, "--kafka-listen", "127.0.0.1:65534")
     assert b"up to 65536" in finished.stderr, finished.stderr.decode()[-2000:]

@@ -27,10 +27,9 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from serve_processes import ServeAgent
+from serve_processes import ServeAgent, one_cell_each
 
 import odradek
-from odradek.errors import OdradekError
 from odradek.ports import free_port_range
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -55,13 +54,6 @@ class KafkaCellAgent(ServeAgent):
             ["--cells", "3", "--kafka-listen", f"127.0.0.1:{self.kafka_port}"],
         )
 
-    def cells(self) -> list[str]:
-        try:
-            status = self.status()
-        except OdradekError:
-            return []
-        return [cell["cell"] for cell in status.get("cells", []) if cell["serving"]]
-
 
 @pytest.fixture
 def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[KafkaCellAgent]]:
@@ -77,20 +69,7 @@ def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Itera
 
 
 def _one_cell_each(agents: list[KafkaCellAgent]) -> dict[str, KafkaCellAgent]:
-    owners: dict[str, KafkaCellAgent] = {}
-
-    def settled() -> bool:
-        owned = {agent.agent_id: agent.cells() for agent in agents if agent.alive()}
-        served = sorted(cell for each in owned.values() for cell in each)
-        if served != CELLS or any(len(each) != 1 for each in owned.values()):
-            return False
-        by_id = {agent.agent_id: agent for agent in agents}
-        owners.clear()
-        owners.update({each[0]: by_id[agent] for agent, each in owned.items()})
-        return True
-
-    wait_for(settled, "one cell served by each agent")
-    return owners
+    return one_cell_each(agents, CELLS)
 
 
 def _bootstrap(agents: list[KafkaCellAgent]) -> str:

@@ -15,6 +15,7 @@ owner (before the Kafka door binds it) and takes it again when the agent stops o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -125,19 +126,11 @@ class AgentRole:
             if self.node is not None:  # a previous ownership not closed: close it first
                 self._close(graceful=False, stand_by=False)
             self._stop_standby()  # their ports go to the owner doors
-            opened = []
             try:
                 node = self.doors.open_node()
-                try:
-                    for start in self.doors.owner_doors:
-                        door = start(node)
-                        if door is not None:
-                            opened.append(door)
-                except BaseException:
-                    for door in reversed(opened):
-                        _close_quietly(door)
-                    node.close()
-                    raise
+                opened = _start_doors(
+                    node, [functools.partial(start, node) for start in self.doors.owner_doors]
+                )
             except BaseException:
                 self._start_standby()
                 raise
@@ -188,17 +181,9 @@ class AgentRole:
             if cell in self.cells:  # a previous ownership not closed: close it first
                 self._close_cell(cell, graceful=False)
             node = self.doors.open_cell(cell)
-            opened = []
-            try:
-                for start in self.doors.cell_doors:
-                    door = start(node, cell)
-                    if door is not None:
-                        opened.append(door)
-            except BaseException:
-                for door in reversed(opened):
-                    _close_quietly(door)
-                node.close()
-                raise
+            opened = _start_doors(
+                node, [functools.partial(start, node, cell) for start in self.doors.cell_doors]
+            )
             self.cells[cell] = node
             self._cell_doors[cell] = opened
             self.flight.serve_node(node, cell)
@@ -247,6 +232,23 @@ class AgentRole:
             log.info("stopped serving the data (%s)", "handed over" if graceful else "ownership lost")
         if stand_by:
             self._start_standby()
+
+
+def _start_doors(node: Node, starts: list[Callable[[], Any]]) -> list[Any]:
+    """Start the doors over ``node`` (each start returns what closes its door, or None:
+    off); if one fails, those started are closed, then the node, and the error raised."""
+    opened: list[Any] = []
+    try:
+        for start in starts:
+            door = start()
+            if door is not None:
+                opened.append(door)
+    except BaseException:
+        for door in reversed(opened):
+            _close_quietly(door)
+        node.close()
+        raise
+    return opened
 
 
 def _close_quietly(door: Any) -> None:

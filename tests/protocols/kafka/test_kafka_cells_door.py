@@ -21,7 +21,9 @@ a CreateTopics that only validates too) and is not created; one the door's engin
 refuses (a name reserved for the system, a topic beyond its count) is placed in no cell,
 so that another door can create it; DeleteTopics of another cell's topic is refused,
 naming `odradek topic delete`, and deletes nothing; CreatePartitions and the config
-requests of another cell's topic are refused naming its broker, and change nothing.
+requests of another cell's topic are refused naming its broker, and change nothing. A
+share group subscribing to another cell's topic is refused, saying share groups read
+the home cell's topics.
 DescribeCluster lists every door.
 
 Method: three in-process listeners (their own engines, in separate directories) given
@@ -56,6 +58,7 @@ from odradek.protocols.kafka.codec import messages_admin as a
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_groups as g
 from odradek.protocols.kafka.codec import messages_logs as logs
+from odradek.protocols.kafka.codec import messages_share as share
 from odradek.protocols.kafka.codec.api import ApiKey
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.codec.records import encode_batch
@@ -645,6 +648,35 @@ def test_a_group_reads_topics_of_two_cells_and_commits_at_the_home_door(
         (theirs, partition): offset for partition, offset in high.items()
     }
     assert {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.topic == mine} == {(mine, 0): 5}
+
+
+def test_a_share_group_of_another_cells_topic_is_refused_clearly(cluster: Cluster, topic_name: str) -> None:
+    home, second, _ = cluster.doors
+    here, there = f"{topic_name}.home", f"{topic_name}.there"
+    assert cluster.create(home, here).error_code == ErrorCode.NONE
+    assert cluster.create(second, there).error_code == ErrorCode.NONE
+    wire = home.wire()
+    try:
+
+        def join(*topics: str) -> Any:
+            return wire.call(
+                ApiKey.SHARE_GROUP_HEARTBEAT,
+                1,
+                share.ShareGroupHeartbeatRequest(
+                    group_id="sharers",
+                    member_id=uuid.uuid4().hex,
+                    member_epoch=0,
+                    subscribed_topic_names=topics,
+                ),
+            )
+
+        refused = join(here, there)
+        assert refused.error_code == ErrorCode.INVALID_REQUEST
+        assert there in refused.error_message and "home cell" in refused.error_message
+        joined = join(here)
+        assert joined.error_code == ErrorCode.NONE and joined.member_epoch > 0
+    finally:
+        wire.close()
 
 
 def test_kafka_python_clients_bootstrapped_on_one_door(cluster: Cluster, topic_name: str) -> None:

@@ -321,6 +321,14 @@ async def _join(
             member_id,
         )
     topics = _topics(body.subscribed_topic_names)
+    elsewhere = [topic for topic in topics if await broker.elsewhere(topic)]
+    if elsewhere:  # topics spread over cells (cells.py): share groups are the home cell's
+        return _heartbeat_refused(
+            ErrorCode.INVALID_REQUEST,
+            f"{', '.join(elsewhere)} {'is' if len(elsewhere) == 1 else 'are'} in another cell of the "
+            "cluster: a share group reads the topics of the home cell only (decision 0033)",
+            member_id,
+        )
     key = (body.group_id, member_id)
     old = state.members.get(key)
     if old is None and len(state.of_group(body.group_id)) >= limits.kafka_share_group_members_max:
