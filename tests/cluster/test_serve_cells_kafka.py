@@ -17,6 +17,7 @@ moto's S3 server; faults by signals.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from serve_processes import ServeAgent, one_cell_each
+from serve_processes import ODRADEK, ServeAgent, one_cell_each
 
 import odradek
 from odradek.ports import free_port_range
@@ -44,6 +45,7 @@ class KafkaCellAgent(ServeAgent):
 
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
         self.kafka_port = free_port_range(3)
+        self.etcd, self.cluster = etcd, cluster
         super().__init__(
             directory,
             agent_id,
@@ -160,6 +162,16 @@ def _consume(group: str, bootstrap: str, topics: list[str], wanted: int) -> dict
 def test_kafka_clients_use_a_broker_per_cell_through_a_kill(agents: list[KafkaCellAgent]) -> None:
     owners = _one_cell_each(agents)
     bootstrap = _bootstrap(agents)
+    # `odradek cluster status` names each cell's Kafka broker and where it listens.
+    status = subprocess.run(
+        [*ODRADEK, "cluster", "status", "--etcd", agents[0].etcd, "--cluster", agents[0].cluster],
+        capture_output=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr.decode()
+    for cell, agent in owners.items():
+        index = CELLS.index(cell)
+        assert f"broker {index + 1} 127.0.0.1:{agent.kafka_port + index}" in status.stdout.decode()
     flight = odradek.connect(",".join(agent.url for agent in agents))
     for topic in TOPICS:
         flight.create_topic(topic)  # placed in turn in the least loaded cell

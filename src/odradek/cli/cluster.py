@@ -308,7 +308,7 @@ def render(report: ClusterStatus) -> str:
     if report.agents:
         lines += ["", *_table(_agent_rows(report.agents, report.checked_at))]
     if report.owners:
-        lines += ["", *_table(_owner_rows(report.owners))]
+        lines += ["", *_table(_owner_rows(report.owners, report.agents if report.cells > 1 else ()))]
     if report.store is not None:
         lines += ["", _store_line(report.store)]
     if report.compaction is not None:
@@ -381,13 +381,33 @@ def _agent_rows(agents: Sequence[AgentStatus], now: float) -> list[tuple[str, ..
     return [header, *(_agent_row(agent, now) for agent in agents)]
 
 
-def _owner_rows(owners: Sequence[OwnerStatus]) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = [("OWNS", "AGENT", "EPOCH", "LEASE")]
+def _owner_rows(owners: Sequence[OwnerStatus], agents: Sequence[AgentStatus] = ()) -> list[tuple[str, ...]]:
+    """The owner keys; with ``agents`` (a cluster of several cells) also where each
+    cell's Kafka door is: broker ``index + 1`` on its agent's Kafka port plus the index."""
+    kafka = {agent.record.agent_id: agent.record.doors.get("kafka") for agent in agents}
+    rows: list[tuple[str, ...]] = [("OWNS", "AGENT", "EPOCH", "LEASE", *(("KAFKA",) if agents else ()))]
     for owner in owners:
         record = owner.record
         agent = record.agent_id + ("" if owner.registered else " (not registered)")
-        rows.append((record.topic, agent, str(record.epoch), f"{record.lease:x}"))
+        row: tuple[str, ...] = (record.topic, agent, str(record.epoch), f"{record.lease:x}")
+        if agents:
+            row += (_cell_broker(record.topic, kafka.get(record.agent_id)),)
+        rows.append(row)
     return rows
+
+
+def _cell_broker(cell: str, kafka: str | None) -> str:
+    """``broker N host:port`` of a cell's Kafka door (decision 0033), or ``-``."""
+    from odradek.cluster.keys import cell_index
+
+    try:
+        index = cell_index(cell)
+    except InvalidRequest:
+        return "-"
+    if not kafka:
+        return "-"
+    host, _, port = kafka.rpartition(":")
+    return f"broker {index + 1} {host}:{int(port) + index}"
 
 
 def _endpoint_rows(endpoints: Sequence[EndpointHealth]) -> list[tuple[str, ...]]:

@@ -111,10 +111,13 @@ class KafkaSeat:
         return dict(shapes)
 
     def shape(self, topic: str) -> ShapeRecord | None:
-        """``topic``'s shape, as etcd had it at most ``SHAPES_CACHE_SECONDS`` ago (read
-        for this topic alone when older: a topic just created elsewhere is seen)."""
+        """``topic``'s shape, as etcd had it at most ``SHAPES_CACHE_SECONDS`` ago: from
+        the listing if it is that fresh, else read for this topic alone (a topic just
+        created elsewhere is seen)."""
         now = time.monotonic()
         with self._lock:
+            if now - self._shapes_read < SHAPES_CACHE_SECONDS:  # a fresh listing answers for all
+                return self._shapes.get(topic)
             cached = self._shape_cache.get(topic)
             if cached is not None and now - cached[1] < SHAPES_CACHE_SECONDS:
                 return cached[0]

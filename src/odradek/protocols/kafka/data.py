@@ -78,6 +78,10 @@ async def api_versions(broker: Broker, request: Request) -> m.ApiVersionsRespons
 # -- Metadata -------------------------------------------------------------------------
 
 
+# Metadata naming more topics than this reads every shape at once (cells.py), not each.
+_SHAPES_LISTED_FROM = 8
+
+
 def _topic_metadata(
     name: str, topic_id: uuid.UUID, partitions: int, leader: int = NODE_ID
 ) -> m.MetadataResponseTopic:
@@ -124,6 +128,10 @@ async def metadata(broker: Broker, request: Request) -> m.MetadataResponse:
         if broker.cells is not None:
             topics.extend(await _other_cells_topics(broker, set(names)))
     else:
+        if broker.cells is not None and len(body.topics) > _SHAPES_LISTED_FROM:
+            # Many topics named: one listing of the shapes answers for all of them.
+            with contextlib.suppress(OdradekError):
+                await broker.call(broker.cells.shapes)
         for wanted in body.topics:
             topics.append(await _one_topic(broker, wanted, body.allow_auto_topic_creation))
     return m.MetadataResponse(
