@@ -179,11 +179,24 @@ def run_agent(settings: Settings) -> int:
         if kafka_address is None:
             return None
         from odradek.cluster.kafka_seat import KafkaSeat
-        from odradek.protocols.kafka import start_kafka_listener
 
         index = cell_index(cell)
         advertised_host, advertised_port = split_address(doors["kafka"], "--kafka-advertised")
         seat = KafkaSeat(gate.agent, cell) if settings.cells > 1 and gate.agent is not None else None
+        try:
+            return _listen_kafka(node, index, advertised_host, advertised_port, seat, cell)
+        except OSError as exc:  # the cell is given up for another agent to serve, saying why
+            raise OdradekError(
+                f"cannot listen on {kafka_address[0]}:{kafka_address[1] + index} for the Kafka door of "
+                f"cell {cell}: {exc}"
+            ) from exc
+
+    def _listen_kafka(
+        node: Node, index: int, advertised_host: str, advertised_port: int, seat: Any, cell: str
+    ) -> Any:
+        from odradek.protocols.kafka import start_kafka_listener
+
+        assert kafka_address is not None
         return start_kafka_listener(
             node,
             kafka_address[0],
