@@ -228,9 +228,7 @@ async def _create_one(broker: Broker, topic: m.CreatableTopic, validate_only: bo
             TopicConfig.build(**settings)
             if await broker.topic(topic.name) is not None:
                 return failed(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {topic.name!r} already exists")
-            cells = broker.cells  # with cells: what CreateTopics answers for another cell's topic
-            placed = await broker.call(cells.placed_node, topic.name) if cells is not None else None
-            if placed not in (None, broker.node_id):
+            if await broker.other_cell_node(topic.name) is not None:  # as the creation answers
                 return failed(
                     ErrorCode.TOPIC_ALREADY_EXISTS,
                     f"topic {topic.name!r} exists in another cell of the cluster",
@@ -293,12 +291,11 @@ async def _no_topic(broker: Broker, name: str) -> tuple[ErrorCode, str]:
     unknown, or with cells (cells.py), when another cell holds it, a refusal naming the
     broker of that cell, which serves its partitions and configs."""
     node = None
-    if broker.cells is not None:
-        try:
-            node = await broker.call(broker.cells.placed_node, name)
-        except OdradekError as exc:
-            log.info("the cell of topic %s is not known: %s", name, exc)
-    if node is None or node == broker.node_id:
+    try:
+        node = await broker.other_cell_node(name)
+    except OdradekError as exc:
+        log.info("the cell of topic %s is not known: %s", name, exc)
+    if node is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {name!r}"
     return ErrorCode.INVALID_REQUEST, (
         f"topic {name!r} is served by broker {node}, the door of another cell (the cluster's "

@@ -364,16 +364,31 @@ class Broker:
             await self.call(self.cells.release, name)
             await self.publish_shapes()
 
+    async def other_cell_node(self, name: str) -> int | None:
+        """The broker of the other cell holding ``name``; None when no cells, this
+        door's cell or no cell holds it (OdradekError when etcd does not answer)."""
+        if self.cells is None:
+            return None
+        node = await self.call(self.cells.placed_node, name)
+        return node if node not in (None, self.node_id) else None
+
+    async def shape_by_id(self, topic_id: uuid.UUID) -> Shape | None:
+        """The shape a cell published for Kafka topic id ``topic_id``, or None (with
+        cells only; OdradekError when etcd does not answer)."""
+        if self.cells is None:
+            return None
+        shapes = await self.call(self.cells.shapes)
+        return next((s for s in shapes.values() if topic_id_of(s.incarnation) == topic_id), None)
+
     async def elsewhere(self, name: str | None) -> bool:
         """Whether ``name``, not a topic of this door, is one of another cell's (a
         request for it is then answered NOT_LEADER_OR_FOLLOWER)."""
         if self.cells is None or name is None:
             return False
         try:
-            node = await self.call(self.cells.placed_node, name)
+            return await self.other_cell_node(name) is not None
         except OdradekError:
             return True  # etcd is not answering: retriable, as a leader being elected
-        return node is not None and node != self.node_id
 
     async def any_topic(self, name: str) -> TopicView | None:
         """``name``'s view: this door's topic, or with cells another cell's as its door
@@ -382,8 +397,8 @@ class Broker:
         if view is not None or self.cells is None:
             return view
         try:
-            node = await self.call(self.cells.placed_node, name)
-            shape = await self.call(self.cells.shape, name) if node not in (None, self.node_id) else None
+            node = await self.other_cell_node(name)
+            shape = await self.call(self.cells.shape, name) if node is not None else None
         except OdradekError as exc:
             log.info("topic %s of another cell is not known: %s", name, exc)
             return None
@@ -395,11 +410,11 @@ class Broker:
         if view is not None or self.cells is None:
             return view
         try:
-            shapes = await self.call(self.cells.shapes)
+            shape = await self.shape_by_id(topic_id)
         except OdradekError as exc:
             log.info("topic id %s of another cell is not known: %s", topic_id, exc)
             return None
-        return next((_shape_view(s) for s in shapes.values() if topic_id_of(s.incarnation) == topic_id), None)
+        return None if shape is None else _shape_view(shape)
 
     async def all_topic_names(self) -> list[str]:
         """Every topic name: this door's, and with cells the other cells' as published."""
@@ -422,10 +437,10 @@ class Broker:
             return unknown
         if name is None and topic_id is not None:
             try:
-                shapes = await self.call(self.cells.shapes)
+                shape = await self.shape_by_id(topic_id)
             except OdradekError:
                 return ErrorCode.NOT_LEADER_OR_FOLLOWER  # etcd is not answering: retriable
-            name = next((s.topic for s in shapes.values() if topic_id_of(s.incarnation) == topic_id), None)
+            name = shape.topic if shape is not None else None
         return ErrorCode.NOT_LEADER_OR_FOLLOWER if await self.elsewhere(name) else unknown
 
     async def publish_shapes(self) -> None:

@@ -166,8 +166,8 @@ async def _other_cell_topic(broker: Broker, name: str) -> m.MetadataResponseTopi
     no cell holds it."""
     assert broker.cells is not None
     try:
-        node = await broker.call(broker.cells.placed_node, name)
-        if node is None or node == broker.node_id:
+        node = await broker.other_cell_node(name)
+        if node is None:
             return None
         shape = await broker.call(broker.cells.shape, name)
     except OdradekError as exc:
@@ -184,14 +184,14 @@ async def _one_topic(
     if wanted.name is None:
         view = await broker.topic_by_id(wanted.topic_id)
         if view is None:
-            if broker.cells is not None:
-                code = await broker.missing_code(None, wanted.topic_id)
-                shapes = await broker.call(broker.cells.shapes) if code != ErrorCode.UNKNOWN_TOPIC_ID else {}
-                for shape in shapes.values():
-                    if topic_id_of(shape.incarnation) == wanted.topic_id:
-                        return _topic_metadata(
-                            shape.topic, wanted.topic_id, shape.partitions, node_of_cell(shape.cell)
-                        )
+            try:  # another cell's, as its door published it (cells.py)
+                shape = await broker.shape_by_id(wanted.topic_id)
+            except OdradekError as exc:
+                log.info("Metadata of topic id %s: %s", wanted.topic_id, exc)
+                shape = None
+            if shape is not None and await broker.elsewhere(shape.topic):
+                leader = node_of_cell(shape.cell)
+                return _topic_metadata(shape.topic, wanted.topic_id, shape.partitions, leader)
             return m.MetadataResponseTopic(
                 error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id
             )
