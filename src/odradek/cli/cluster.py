@@ -398,16 +398,16 @@ def _owner_rows(owners: Sequence[OwnerStatus], agents: Sequence[AgentStatus] = (
 
 def _cell_broker(cell: str, kafka: str | None) -> str:
     """``broker N host:port`` of a cell's Kafka door (decision 0033), or ``-``."""
-    from odradek.cluster.keys import cell_index
+    from odradek.protocols.kafka.cells import node_of_cell
 
     try:
-        index = cell_index(cell)
+        node = node_of_cell(cell)
     except InvalidRequest:
         return "-"
     if not kafka:
         return "-"
     host, _, port = kafka.rpartition(":")
-    return f"broker {index + 1} {host}:{int(port) + index}"
+    return f"broker {node} {host}:{int(port) + node - 1}"
 
 
 def _endpoint_rows(endpoints: Sequence[EndpointHealth]) -> list[tuple[str, ...]]:

@@ -33,6 +33,7 @@ from odradek import limits
 from odradek.cluster.keys import HOME_CELL, ShapeRecord, cell_index
 from odradek.cluster.placement import PlacementView
 from odradek.errors import OdradekError
+from odradek.protocols.kafka.cells import node_of_cell
 
 if TYPE_CHECKING:
     from odradek.cluster.agent import ClusterAgent
@@ -43,18 +44,13 @@ log = logging.getLogger(__name__)
 SHAPES_CACHE_SECONDS = 1.0  # how long a listing of the shapes answers Metadata
 
 
-def node_of(cell: str) -> int:
-    """The Kafka broker id of ``cell``'s door: 1 for the home cell, ``n + 1`` for ``_cell.<n>``."""
-    return cell_index(cell) + 1
-
-
 class KafkaSeat:
     """The Kafka door of ``cell`` on ``agent`` (see the module docstring)."""
 
     def __init__(self, agent: ClusterAgent, cell: str) -> None:
         self.agent = agent
         self.cell = cell
-        self.node_id = node_of(cell)
+        self.node_id = node_of_cell(cell)
         self._lock = threading.Lock()
         self._shapes: dict[str, ShapeRecord] = {}
         self._shapes_read = 0.0  # monotonic time of the cached listing (0: none)
@@ -79,14 +75,14 @@ class KafkaSeat:
             address = self.agent.cell_door("kafka", cell)
             if address is not None:
                 host, port = address
-                found.append((node_of(cell), host, port + cell_index(cell)))
+                found.append((node_of_cell(cell), host, port + cell_index(cell)))
         return found
 
     def coordinator(self) -> tuple[int, str, int] | None:
         """The home cell's broker (groups, offsets and transactions live there), or None
         while it has no known owner."""
         for node in self.nodes():
-            if node[0] == node_of(HOME_CELL):
+            if node[0] == node_of_cell(HOME_CELL):
                 return node
         return None
 
@@ -96,7 +92,7 @@ class KafkaSeat:
         if cell is None:
             record = self.agent.placement_of(topic)
             cell = record.cell if record is not None else None
-        return node_of(cell) if cell is not None else None
+        return node_of_cell(cell) if cell is not None else None
 
     # --- shapes -------------------------------------------------------------------------
 

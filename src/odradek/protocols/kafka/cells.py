@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from odradek.cluster.keys import cell_index
 from odradek.protocols.kafka.codec.api import ApiKey
 
 #: Requests only a coordinator serves (groups, offsets, transactions): the home cell's door.
@@ -84,6 +85,6 @@ class KafkaCells(Protocol):
 
 
 def node_of_cell(cell: str) -> int:
-    """The broker id of ``cell``'s door (``_cell`` is 1, ``_cell.<n>`` is n + 1)."""
-    _, _, index = cell.partition(".")
-    return int(index) + 1 if index else 1
+    """The broker id of ``cell``'s door (``_cell`` is 1, ``_cell.<n>`` is n + 1;
+    InvalidRequest for a name that is no cell's)."""
+    return cell_index(cell) + 1
