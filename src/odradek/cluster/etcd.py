@@ -961,13 +961,26 @@ class EtcdCluster:
         return list((await self._placements())[0].values())
 
     async def _placements(self) -> tuple[dict[str, PlacementRecord], int]:
-        found, revision = await self._list_pages(
-            self.layout.placements_prefix, limits.cluster_placements_max, "placements"
+        layout = self.layout
+        return await self._topic_records(
+            layout.placements_prefix, layout.topic_of_placement, PlacementRecord.decode, "placements"
         )
+
+    async def _topic_records(
+        self,
+        prefix: bytes,
+        topic_of: Callable[[bytes], str],
+        decode: Callable[[str, bytes, int], V],
+        what: str,
+    ) -> tuple[dict[str, V], int]:
+        """Every record of a key per topic under ``prefix`` (placements, shapes), by
+        topic, and the listing's revision: one consistent listing in pages, at most
+        ``cluster_placements_max`` keys."""
+        found, revision = await self._list_pages(prefix, limits.cluster_placements_max, what)
         records = {}
         for kv in found:
-            topic = self.layout.topic_of_placement(kv.key)
-            records[topic] = PlacementRecord.decode(topic, kv.value, int(kv.mod_revision))
+            topic = topic_of(kv.key)
+            records[topic] = decode(topic, kv.value, int(kv.mod_revision))
         return records, revision
 
     async def watch_placements(
@@ -1025,11 +1038,9 @@ class EtcdCluster:
     async def shapes(self) -> dict[str, ShapeRecord]:
         """Every shape, by topic (one consistent listing, in pages; at most
         ``cluster_placements_max``, as placements)."""
-        found, _ = await self._list_pages(self.layout.shapes_prefix, limits.cluster_placements_max, "shapes")
-        records = {}
-        for kv in found:
-            topic = self.layout.topic_of_shape(kv.key)
-            records[topic] = ShapeRecord.decode(topic, kv.value, int(kv.mod_revision))
+        records, _ = await self._topic_records(
+            self.layout.shapes_prefix, self.layout.topic_of_shape, ShapeRecord.decode, "shapes"
+        )
         return records
 
     async def _list_pages(self, prefix: bytes, keys_max: int, what: str) -> tuple[list[Any], int]:
