@@ -845,6 +845,9 @@ kafka_transaction_check_seconds = 1.0
 # (decision 0033): topics created or deleted through other doors show in other cells'
 # Metadata within this. Only changes are written, so a steady cell asks etcd nothing.
 kafka_shapes_seconds = 2.0
+# How long a door's reading of the other cells' shapes answers Metadata before etcd is
+# asked again (a topic created in another cell shows within this plus the above).
+kafka_shapes_cache_seconds = 1.0
 # Staged batches remembered per topic-partition of an open transaction, so that a retry
 # is answered without staging twice: as kafka_producer_batches_remembered.
 kafka_transaction_batches_remembered = 5

@@ -179,40 +179,32 @@ def run_agent(settings: Settings) -> int:
         if kafka_address is None:
             return None
         from odradek.cluster.kafka_seat import KafkaSeat
+        from odradek.protocols.kafka import start_kafka_listener
 
-        index = cell_index(cell)
+        host, port = kafka_address[0], kafka_address[1] + cell_index(cell)
         advertised_host, advertised_port = split_address(doors["kafka"], "--kafka-advertised")
         seat = KafkaSeat(gate.agent, cell) if settings.cells > 1 and gate.agent is not None else None
         try:
-            return _listen_kafka(node, index, advertised_host, advertised_port, seat, cell)
+            return start_kafka_listener(
+                node,
+                host,
+                port,
+                # What Metadata names: reachable, never 0.0.0.0.
+                (advertised_host, advertised_port + cell_index(cell)),
+                auto_create_topics=settings.kafka_auto_create,
+                default_partitions=settings.kafka_partitions,
+                bounds=settings.door_bounds(connections.KAFKA),
+                budget=budget,
+                tls=tls_context,
+                serving=lambda: gate.agent is not None and gate.agent.is_owner(cell),
+                authenticator=authenticator,
+                quotas=quotas,
+                metering=metrics.metering if metrics is not None else None,
+                cells=seat,
+            )
         except OSError as exc:  # the cell is given up for another agent to serve, saying why
-            raise OdradekError(
-                f"cannot listen on {kafka_address[0]}:{kafka_address[1] + index} for the Kafka door of "
-                f"cell {cell}: {exc}"
-            ) from exc
-
-    def _listen_kafka(
-        node: Node, index: int, advertised_host: str, advertised_port: int, seat: Any, cell: str
-    ) -> Any:
-        from odradek.protocols.kafka import start_kafka_listener
-
-        assert kafka_address is not None
-        return start_kafka_listener(
-            node,
-            kafka_address[0],
-            kafka_address[1] + index,
-            (advertised_host, advertised_port + index),  # what Metadata names: reachable, never 0.0.0.0
-            auto_create_topics=settings.kafka_auto_create,
-            default_partitions=settings.kafka_partitions,
-            bounds=settings.door_bounds(connections.KAFKA),
-            budget=budget,
-            tls=tls_context,
-            serving=lambda: gate.agent is not None and gate.agent.is_owner(cell),
-            authenticator=authenticator,
-            quotas=quotas,
-            metering=metrics.metering if metrics is not None else None,
-            cells=seat,
-        )
+            message = f"cannot listen on {host}:{port} for the Kafka door of cell {cell}: {exc}"
+            raise OdradekError(message) from exc
 
     def start_registry(node: Node) -> Any:
         if registry_address is None:

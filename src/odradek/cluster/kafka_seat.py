@@ -7,7 +7,8 @@ door's view of the cluster (protocols/kafka/cells.py's ``KafkaCells``):
 
 * ``nodes``: every cell with a known owner as a broker, at its owner's advertised Kafka
   address plus the cell's index (what Metadata lists);
-* ``cell_node``/``placed_node``: the broker of a topic's cell (its partitions' leader);
+* ``coordinator``/``placed_node``: the home cell's broker, and the broker of a topic's
+  cell (its partitions' leader);
 * ``shape``/``shapes``: how the other cells' doors show their topics (``ShapeRecord``
   in etcd: id and partition count), read with a short cache, for Metadata;
 * ``publish``: this cell's topics as its door shows them, written to etcd when they
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHAPES_CACHE_SECONDS = 1.0  # how long a listing of the shapes answers Metadata
+SHAPES_CACHE_SECONDS = limits.kafka_shapes_cache_seconds
 
 
 class KafkaSeat:
@@ -68,23 +69,23 @@ class KafkaSeat:
 
     # --- brokers and leaders ------------------------------------------------------------
 
+    def _node(self, cell: str) -> tuple[int, str, int] | None:
+        """(broker id, host, port) of ``cell``'s door: its owner's advertised Kafka
+        address plus the cell's index; None while no owner with a Kafka door is known."""
+        address = self.agent.cell_door("kafka", cell)
+        if address is None:
+            return None
+        host, port = address
+        return node_of_cell(cell), host, port + cell_index(cell)
+
     def nodes(self) -> list[tuple[int, str, int]]:
         """(broker id, host, port) of every cell whose owner is known and has a Kafka door."""
-        found = []
-        for cell in self.agent.cells:
-            address = self.agent.cell_door("kafka", cell)
-            if address is not None:
-                host, port = address
-                found.append((node_of_cell(cell), host, port + cell_index(cell)))
-        return found
+        return [node for node in map(self._node, self.agent.cells) if node is not None]
 
     def coordinator(self) -> tuple[int, str, int] | None:
         """The home cell's broker (groups, offsets and transactions live there), or None
         while it has no known owner."""
-        for node in self.nodes():
-            if node[0] == node_of_cell(HOME_CELL):
-                return node
-        return None
+        return self._node(HOME_CELL)
 
     def placed_node(self, topic: str) -> int | None:
         """The broker of the cell holding ``topic``, or None when it is placed nowhere."""
