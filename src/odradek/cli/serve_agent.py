@@ -36,7 +36,13 @@ from odradek.cluster.agent import AgentSettings, ClusterAgent
 from odradek.cluster.documents import EtcdDocuments
 from odradek.cluster.etcd import endpoints_tls
 from odradek.cluster.etcd_client import EtcdSecurity, load_security
-from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_index, cell_store_prefix
+from odradek.cluster.keys import (
+    HOME_CELL,
+    cell_cache_directory,
+    cell_index,
+    cell_store_prefix,
+    schema_id_base,
+)
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
 from odradek.errors import InvalidRequest, OdradekError
 from odradek.node import Node
@@ -171,6 +177,7 @@ def run_agent(settings: Settings) -> int:
             store_settings=dataclasses.replace(
                 settings.store_settings(), checkpoint_seconds=limits.cluster_checkpoint_seconds
             ),
+            schema_id_base=schema_id_base(cell),  # ids unique in the cluster (decision 0034)
         )
 
     def start_kafka(node: Node, cell: str = HOME_CELL) -> Any:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from odradek import limits
 from odradek.errors import DataDamaged, InvalidRequest, RequestTooLarge
 from odradek.names import validate_topic_name
+from odradek.schemas.ids import SPAN as SCHEMA_ID_SPAN
 
 T = TypeVar("T")
 ROOT = "/odradek/"
@@ -101,6 +102,21 @@ def cell_index(cell: str) -> int:
     """0 for the home cell, n for ``_cell.<n>``: the cells' order."""
     validate_cell(cell)
     return 0 if cell == HOME_CELL else int(cell[len(HOME_CELL) + 1 :])
+
+
+def schema_id_base(cell: str) -> int:
+    """Where the schema ids ``cell``'s engine hands out start (schemas/ids.py, decision
+    0034): 0 for the home cell, ``n * SPAN`` for ``_cell.<n>``."""
+    return cell_index(cell) * SCHEMA_ID_SPAN
+
+
+def cell_of_schema_id(schema_id: int, count: int) -> str | None:
+    """The cell of a cluster of ``count`` cells that handed out ``schema_id``; None for
+    an id no cell of it hands out."""
+    index = schema_id // SCHEMA_ID_SPAN
+    if schema_id <= 0 or index >= count:
+        return None
+    return cell_names(count)[index]
 
 
 def cell_names(count: int) -> tuple[str, ...]:

@@ -113,6 +113,7 @@ class Engine:
         topics_max: int = limits.topics_max_default,
         store: str | ObjectStore | None = None,
         store_settings: StoreSettings | None = None,
+        schema_id_base: int = 0,
     ) -> None:
         """Open (creating if needed) the data directory ``path``.
 
@@ -121,6 +122,8 @@ class Engine:
         any older agent, and rebuilds the directory from it) and an append is
         acknowledged once the store holds it (engine/attachment.py, decision 0011).
         ``store_settings`` tunes the journal (flush window and size, timeouts).
+        ``schema_id_base`` is where the schema ids this engine hands out start
+        (schemas/ids.py: a cluster's cells each have a range of their own).
         """
         if type(append_bytes_max) is not int or append_bytes_max < 1:
             raise InvalidRequest(f"append_bytes_max must be an int >= 1, got {append_bytes_max!r}")
@@ -149,14 +152,16 @@ class Engine:
                 raise
             disk = self.store.disk
             try:
-                self._open_tree(disk, fsync, append_bytes_max, retention_check_seconds, topics_max)
+                self._open_tree(
+                    disk, fsync, append_bytes_max, retention_check_seconds, topics_max, schema_id_base
+                )
             except BaseException:
                 self.store.detach()
                 self._unlock()
                 raise
             return
         self._lock_fd = self._lock_directory(disk, topics=True)
-        self._open_tree(disk, fsync, append_bytes_max, retention_check_seconds, topics_max)
+        self._open_tree(disk, fsync, append_bytes_max, retention_check_seconds, topics_max, schema_id_base)
 
     def _lock_directory(self, disk: Disk, *, topics: bool) -> int:
         """Take the data directory's LOCK (flock); return its descriptor."""
@@ -184,6 +189,7 @@ class Engine:
         append_bytes_max: int,
         retention_check_seconds: float,
         topics_max: int,
+        schema_id_base: int,
     ) -> None:
         """Open the locked data directory on ``disk``: schemas, topics, retention."""
         self.fsync = fsync
@@ -203,7 +209,9 @@ class Engine:
                 reason = describe_os_error(exc)
                 raise StorageError(f"cannot use data directory {self.path}: {reason}") from exc
         try:
-            self.schema_ids = SchemaIds(os.path.join(self.path, "schemas"), disk, fsync=fsync)
+            self.schema_ids = SchemaIds(
+                os.path.join(self.path, "schemas"), disk, fsync=fsync, base=schema_id_base
+            )
         except BaseException:
             if self.store is None:
                 self._unlock()

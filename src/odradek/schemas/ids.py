@@ -4,6 +4,12 @@ The same (kind, canonical text) always has the same id, whichever topic or subje
 uses it, and an id is never reused. Ids are kept in ``schemas/ids.json`` in the data
 directory, replaced atomically when a new one is allocated (rare: once per distinct
 schema), so a restart gives every schema the id it had.
+
+An engine hands out ids from a range of :data:`SPAN` ids starting past its ``base``: 0
+for a single node and a cluster's home cell, ``n * SPAN`` for cell ``_cell.<n>`` of a
+cluster whose topics are spread over cells (decision 0034), so that ids are unique in
+the cluster and say which cell allocated them. 64 cells of 2**24 ids stay within the
+positive 32-bit ids Confluent's clients take.
 """
 
 from __future__ import annotations
@@ -11,13 +17,20 @@ from __future__ import annotations
 import os
 import threading
 
-from odradek.errors import DataDamaged, StorageError
+from odradek.errors import DataDamaged, InvalidRequest, StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.documents import Document
 
 
+# How many ids one engine (one cell) may hand out: its ids are base + 1 .. base + SPAN - 1.
+SPAN = 1 << 24
+
+
 class SchemaIds:
-    def __init__(self, directory: str, disk: Disk = LOCAL, *, fsync: bool = True) -> None:
+    def __init__(self, directory: str, disk: Disk = LOCAL, *, fsync: bool = True, base: int = 0) -> None:
+        if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % SPAN:
+            raise InvalidRequest(f"a schema id base is a multiple of {SPAN} (>= 0), not {base!r}")
+        self._base = base
         self._path = os.path.join(directory, "ids.json")
         self._lock = threading.Lock()
         self._by_id: dict[int, tuple[str, str]] = {}
@@ -46,7 +59,12 @@ class SchemaIds:
             known = self._by_schema.get(key)
             if known is not None:
                 return known
-            schema_id = max(self._by_id, default=0) + 1
+            # Past the newest id of the range (ids of a range given before are kept).
+            schema_id = max((i for i in self._by_id if i > self._base), default=self._base) + 1
+            if schema_id >= self._base + SPAN:
+                raise InvalidRequest(
+                    f"no schema id left: {SPAN - 1} distinct schemas have ids here already"
+                )
             self._by_id[schema_id] = key
             self._by_schema[key] = schema_id
             try:
