@@ -422,6 +422,18 @@ class ClusterAgent:
         (the doors' request threads): its answer, or EtcdUnavailable."""
         return self._etcd(request, what)
 
+    def claim(self, topic: str, cell: str) -> bool:
+        """Place ``topic`` in ``cell`` unless it is placed already: whether it is
+        ``cell``'s now (False: another cell holds it). A door creating a topic in the
+        cell it serves claims it first."""
+        view = self.placement
+        if view is None:
+            return cell == CELL  # one cell: every topic is the home cell's
+        placed = self._etcd(
+            lambda cluster: view.place(cluster, topic, [cell]), f"the placement of topic {topic!r}"
+        )
+        return placed == cell
+
     def forget(self, topic: str, cell: str) -> None:
         """Drop ``topic``'s placement if it still names ``cell`` (it was deleted there)."""
         view = self.placement

@@ -157,11 +157,8 @@ class KafkaSeat:
     def claim(self, topic: str) -> bool:
         """Place ``topic`` in this cell unless it is placed already: whether it is this
         cell's now (False: another cell holds it)."""
-        view = self._view()
-        cell = self.agent.etcd_call(
-            lambda cluster: view.place(cluster, topic, [self.cell]), f"the placement of topic {topic!r}"
-        )
-        return cell == self.cell
+        self._view()
+        return self.agent.claim(topic, self.cell)
 
     def release(self, topic: str) -> None:
         """Drop ``topic``'s placement if it names this cell (the door deleted the topic)."""

@@ -23,11 +23,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from odradek.cluster.keys import PlacementEvent, PlacementRecord, cell_index, cell_names, validate_cell
-from odradek.errors import InvalidRequest
+from odradek.errors import InvalidRequest, OdradekError, TopicExists
 
 if TYPE_CHECKING:
     from odradek.cluster.etcd import EtcdCluster
@@ -243,3 +243,27 @@ class PlacementView:
             except Exception as exc:  # noqa: BLE001 - as ClusterAgent._follow_agents: list and watch again
                 log.warning("watching the placements failed (%r); watching again", exc)
                 await asyncio.sleep(_FOLLOW_RETRY_SECONDS)
+
+
+T = TypeVar("T")
+
+
+def create_placed(
+    topic: str, create: Callable[[], T], created: Callable[[], bool], forget: Callable[[], None]
+) -> T:
+    """``create()`` a topic placed already (by any door: Flight, Kafka, the registry);
+    a creation the engine refuses (a bad schema or setting) drops the placement again
+    (``forget()``) unless ``created()`` says the topic exists after all, so that nothing
+    half-done is left: no placement of a topic that does not exist. TopicExists is
+    raised as it is: the topic and its placement are there."""
+    try:
+        return create()
+    except TopicExists:
+        raise
+    except OdradekError:
+        if not created():
+            try:
+                forget()
+            except OdradekError as exc:  # etcd out of reach: the next listing shows it
+                log.warning("topic %s was not created, but its placement stays: %s", topic, exc)
+        raise

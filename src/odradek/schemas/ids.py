@@ -21,7 +21,6 @@ from odradek.errors import DataDamaged, InvalidRequest, StorageError
 from odradek.storage.disk import LOCAL, Disk, describe_os_error
 from odradek.storage.documents import Document
 
-
 # How many ids one engine (one cell) may hand out: its ids are base + 1 .. base + SPAN - 1.
 SPAN = 1 << 24
 

@@ -66,6 +66,7 @@ import pyarrow.flight as flight
 from odradek import limits
 from odradek.budget import ByteBudget, Reservation
 from odradek.cluster.keys import HOME_CELL, validate_cell
+from odradek.cluster.placement import create_placed
 from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
 from odradek.engine.topic import PendingAppend
@@ -75,7 +76,6 @@ from odradek.errors import (
     OdradekError,
     RequestTooLarge,
     StorageError,
-    TopicExists,
     Unauthorized,
     Unavailable,
     WaitTimeout,
@@ -1299,20 +1299,17 @@ class _CellRouter:
         self._service = service
 
     def _create(self, topic: str, *args: Any, **kwargs: Any) -> Any:
-        """Place ``topic``, then create it in its cell's engine; a creation the engine
-        refuses (a bad schema or setting) drops the placement it made, so that nothing
-        half-done is left: no placement of a topic that does not exist."""
-        service = self._service
-        assert service.cluster is not None
-        engine = service.engine_of(topic, place=True)
-        try:
-            return engine.create_topic(topic, *args, **kwargs)
-        except TopicExists:
-            raise
-        except OdradekError:
-            if topic not in engine.list_topics():
-                service.cluster.forget(topic, service.cluster.cell_of(topic))
-            raise
+        """Place ``topic``, then create it in its cell's engine (a refused creation
+        drops the placement: cluster/placement.py's ``create_placed``)."""
+        cluster = self._service.cluster
+        assert cluster is not None
+        engine = self._service.engine_of(topic, place=True)
+        return create_placed(
+            topic,
+            lambda: engine.create_topic(topic, *args, **kwargs),
+            lambda: topic in engine.list_topics(),
+            lambda: cluster.forget(topic, cluster.cell_of(topic)),
+        )
 
     def __getattr__(self, name: str) -> Any:
         service = self._service

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from odradek import limits
+from odradek.cluster.placement import create_placed
 from odradek.engine import Engine
 from odradek.engine.arrivals import Arrival
 from odradek.errors import (
@@ -345,16 +346,14 @@ class Broker:
         validate_topic_name(name)  # a name the engine refuses is not placed at all
         if not await self.call(cells.claim, name):
             raise TopicExists(f"topic {name!r} exists in another cell of the cluster")
-        try:
-            await self.call(self.engine.create_topic, name, **settings)
-        except TopicExists:
-            raise  # the topic is this cell's already: so is its placement
-        except OdradekError:
-            try:
-                await self.call(cells.release, name)
-            except OdradekError as exc:
-                log.warning("topic %s was not created, but its placement in this cell stays: %s", name, exc)
-            raise
+        engine = self.engine
+        await self.call(
+            create_placed,
+            name,
+            lambda: engine.create_topic(name, **settings),
+            lambda: name in engine.list_topics(),
+            lambda: cells.release(name),
+        )
         await self.publish_shapes()
 
     async def delete_topic(self, name: str) -> None:
