@@ -306,6 +306,15 @@ def test_a_handover_moves_the_data_to_the_agent_named_and_appends_go_on(cluster:
     target_id = target.agent.settings.agent_id
     assert client._hand_over(target_id) == {"from": owner.agent.settings.agent_id, "to": target_id}
     wait_for(target.is_owner, "the agent named owning the data")
+    # The former owner names the new one from then on, steadily: a defect made it name
+    # no owner every half second for the ten seconds the handover's key lives.
+    wait_for(lambda: owner.agent.not_owner().agent == target_id, "the former owner naming the new one")
+    named = set()
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        named.add(owner.agent.not_owner().agent)
+        time.sleep(0.05)
+    assert named == {target_id}, named
     _append_all(client, range(10, 20), acked, "p")
     assert _values(client) == acked
     assert owner.agent.running and owner.status()["role"] == "standby"  # it stayed, standing by

@@ -634,7 +634,7 @@ class ClusterAgent:
 
     async def _cell(self, cluster: EtcdCluster, cell: _Cell) -> None:
         """Stand by for or own one cell until the lease is lost or a stop."""
-        owners: asyncio.Queue[OwnerRecord | None] = asyncio.Queue()
+        owners: asyncio.Queue[OwnerRecord | None | object] = asyncio.Queue()
         watch = asyncio.create_task(self._pump_owner(cluster, cell.name, owners), name="odradek-owner-watch")
         try:
             while True:
@@ -643,6 +643,11 @@ class ClusterAgent:
                     return
                 if owner is _HANDOVER:  # asked as the owner, arrived as a standby: nothing to do
                     continue
+                if owner is _LOOK:
+                    with self._lock:
+                        if cell.owner is not None:  # the watch told of an owner since: keep it
+                            continue
+                    owner = None
                 assert owner is None or isinstance(owner, OwnerRecord)
                 self._set_owner(cell, owner)
                 if owner is not None:
@@ -656,7 +661,7 @@ class ClusterAgent:
                 if target is not None and target != self.settings.agent_id and target_live:
                     # The cell is being handed over to another agent: leave it the key,
                     # and look again shortly (the handover key goes by itself).
-                    asyncio.get_running_loop().call_later(_HANDOVER_LOOK_SECONDS, owners.put_nowait, None)
+                    asyncio.get_running_loop().call_later(_HANDOVER_LOOK_SECONDS, owners.put_nowait, _LOOK)
                     continue
                 if target != self.settings.agent_id and not await self._my_turn(cell, owners):
                     continue
@@ -673,14 +678,14 @@ class ClusterAgent:
                     cell.opening = False
                     log.warning("cannot acquire cell %s yet: %s", cell.name, exc.message)
                     await self._pause(_RETRY_MAX_SECONDS)
-                    owners.put_nowait(None)  # look again
+                    owners.put_nowait(_LOOK)
                     continue
                 if not await self._own(cluster, ownership, owners, cell):
                     return
         finally:
             await cancel_and_wait([watch], _CANCEL_WAIT_SECONDS)
 
-    async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None]) -> bool:
+    async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None | object]) -> bool:
         """Whether this agent should try to acquire ``cell``, free now, after waiting its
         turn: at once in a cluster of one cell; else a moment for each cell it holds, so
         that the agents holding fewest cells win the race (rebalancing evens out the
@@ -713,11 +718,11 @@ class ClusterAgent:
         if getting in done:
             owners.put_nowait(getting.result())  # see what happened, as the next event
         else:
-            owners.put_nowait(None)  # the stop is seen by _next
+            owners.put_nowait(_LOOK)  # the stop is seen by _next
         return False
 
     async def _next(
-        self, owners: asyncio.Queue[OwnerRecord | None], cluster: EtcdCluster, cell: _Cell
+        self, owners: asyncio.Queue[OwnerRecord | None | object], cluster: EtcdCluster, cell: _Cell
     ) -> object:
         """The next owner event of ``cell``, or _STOP / _LOST / _HANDOVER; the latest one
         when several queued."""
@@ -742,15 +747,17 @@ class ClusterAgent:
             cell.handover.clear()
             return _HANDOVER
         owner = getting.result()
-        while not owners.empty():
-            owner = owners.get_nowait()
+        while not owners.empty():  # the latest event; a look tick only if nothing else came
+            queued = owners.get_nowait()
+            if queued is not _LOOK or owner is _LOOK:
+                owner = queued
         return owner
 
     async def _own(
         self,
         cluster: EtcdCluster,
         ownership: Ownership,
-        owners: asyncio.Queue[OwnerRecord | None],
+        owners: asyncio.Queue[OwnerRecord | None | object],
         cell: _Cell,
     ) -> bool:
         """Serve ``cell`` as its owner; True to stand by for it again on the same lease,
@@ -922,7 +929,7 @@ class ClusterAgent:
         log.info("agent %s left cluster %r", self.settings.agent_id, self.settings.cluster)
 
     async def _pump_owner(
-        self, cluster: EtcdCluster, cell: str, owners: asyncio.Queue[OwnerRecord | None]
+        self, cluster: EtcdCluster, cell: str, owners: asyncio.Queue[OwnerRecord | None | object]
     ) -> None:
         # Whatever breaks a watch (a member killed mid-stream may surface as any gRPC
         # error), it is started again: reading the key first, nothing is missed.
@@ -968,6 +975,12 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
 _STOP = object()
 _LOST = object()
 _HANDOVER = object()
+# Not an owner event: "look at the cell again" (after a pause: a handover to another
+# agent in progress, etcd out of reach). An owner the watch told of meanwhile stands: a
+# first version read it as "no owner" and, for the ten seconds a handover's key lives,
+# made the former owner name no owner every half second (NotOwner without the agent to
+# follow, a Kafka broker and a registry door missing from its view).
+_LOOK = object()
 _HANDOVER_LOOK_SECONDS = 0.5  # a standby passed over by a handover looks again this often
 
 
