@@ -294,6 +294,11 @@ registry_request_body_bytes_max = 4 * 1024 * 1024
 # Compiled value types of stored versions kept for compatibility checks; a registry
 # holds few distinct schemas, and past this many the cache starts over.
 registry_compiled_cache_entries_max = 1024
+# A request forwarded to the agent serving another cell (decision 0034): how long its
+# answer may take (a registration is one engine call there), and how large the answer
+# may be (a subject listing or a schema; beyond this the forward fails with 502).
+registry_forward_seconds = 10.0
+registry_forward_response_bytes_max = 32 * 1024 * 1024
 
 # -- HTTP/JSON API (protocols/http_api, on the registry's listener; docs/http-api.md) ------
 # A request body: JSON records are about 1.4 times their bytes (base64 values 1.33, plus

@@ -5,9 +5,9 @@ cell; a client given every agent creates topics (placed in turn in the least loa
 cell) and appends to all of them; when the agent serving a cell is killed (kill -9)
 another takes that cell over and the client goes on; the killed agent restarted with
 an empty cache gets a cell back; SIGTERM hands an agent's cell over before it exits 0;
-nothing acknowledged is lost or doubled. ``--cells`` with an explicit Schema Registry
-listener is refused before anything starts, as are Kafka ports that would pass the last
-port (a cell's Kafka door listens on the port plus its index).
+nothing acknowledged is lost or doubled. Kafka ports that would pass the last port (a
+cell's Kafka door listens on the port plus its index) are refused before anything
+starts.
 Method: real `odradek serve` processes on a real etcd and moto's S3 server; faults by
 signals; every topic read back at the end.
 """
@@ -148,14 +148,6 @@ def _refused(tmp_path: Path, etcd_server: EtcdServers, *extra: str) -> subproces
     )
     assert finished.returncode != 0
     return finished
-
-
-def test_cells_with_an_explicit_registry_listener_are_refused(
-    tmp_path: Path, etcd_server: EtcdServers
-) -> None:
-    (registry_port,) = free_ports(1)
-    finished = _refused(tmp_path, etcd_server, "--registry-listen", f"127.0.0.1:{registry_port}")
-    assert b"--cells 3" in finished.stderr and b"Schema Registry door" in finished.stderr
 
 
 def test_cells_whose_kafka_ports_pass_the_last_port_are_refused(

@@ -65,6 +65,8 @@ CASES: dict[str, dict[str, Any]] = {
     },
     # Several cells with their Kafka doors (decision 0033): ports.kafka plus each index.
     "cells-kafka": {"store": STORE, "cluster": {"cells": 3}, "registry": {"enabled": False}},
+    # Several cells with every door on (decision 0034: every agent's registry door).
+    "cells-registry": {"store": STORE, "cluster": {"cells": 3}},
     # The last cell's door on the highest port there is.
     "cells-kafka-top-port": {
         "store": STORE,
@@ -108,9 +110,10 @@ VALID = list(CASES)
 # Values the chart refuses, and a fragment of what it says.
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "no-store": ({}, "store.url is required"),
-    "cells-with-registry": (
-        {"store": STORE, "cluster": {"cells": 3}, "kafka": {"enabled": False}},
-        "serves no Schema Registry door yet: set registry.enabled=false",
+    "cells-kafka-ports-over-registry": (
+        {"store": STORE, "cluster": {"cells": 3}, "ports": {"kafka": 8079}},
+        "ports.registry 8081 is one of the Kafka doors' ports with cluster.cells 3 "
+        "(ports.kafka 8079 to 8081)",
     ),
     "cells-kafka-ports-past-65535": (
         {"store": STORE, "cluster": {"cells": 3}, "registry": {"enabled": False}, "ports": {"kafka": 65534}},
@@ -600,6 +603,18 @@ def test_each_cell_has_a_kafka_door_the_pod_declares(rendered: dict[str, Rendere
     assert [listen_port + index for index in range(settings.cells)] == declared
     assert [advertised_port + index for index in range(settings.cells)] == declared
     assert "9092 to 9094" in result.notes
+
+
+def test_with_cells_every_agent_serves_the_registry_door(rendered: dict[str, Rendered | str]) -> None:
+    """With three cells every agent's registry door answers for every cell (decision
+    0034): the container declares it beside the Kafka doors, the Services carry it."""
+    result = chart(rendered, "cells-registry")
+    names = [port["name"] for port in result.agent()["ports"]]
+    assert names == ["flight", "kafka", "kafka-1", "kafka-2", "registry", "metrics"]
+    for service in result.all("Service"):
+        assert "registry" in {port["name"] for port in service["spec"]["ports"]}
+    settings = settings_from(build_parser().parse_args(["serve"]), serve_environment(result))
+    assert settings.cells == 3 and settings.registry_listen == "0.0.0.0:8081"
 
 
 def test_the_last_cells_door_may_take_the_highest_port(rendered: dict[str, Rendered | str]) -> None:

@@ -10,10 +10,12 @@ the cluster, stop the doors, exit 0. A second signal exits at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -44,7 +46,7 @@ from odradek.cluster.keys import (
     schema_id_base,
 )
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
-from odradek.errors import InvalidRequest, OdradekError
+from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
@@ -63,14 +65,7 @@ def run_agent(settings: Settings) -> int:
     tls_context = tls.context if tls is not None else None
     (host, port), metrics_address, kafka_address, registry_address = listen_addresses(settings)
     check_exposure(settings)
-    if settings.cells > 1:  # the Schema Registry door is not served over several cells yet
-        if settings.registry_listen_given and registry_address:
-            raise InvalidRequest(
-                f"--cells {settings.cells}: a cluster whose topics are spread over several cells "
-                "does not serve the Schema Registry door yet; leave out --registry-listen, "
-                'or run one cell (docs/cluster.md, "Topics spread over cells")'
-            )
-        registry_address = None
+    if settings.cells > 1:
         last = kafka_address[1] + settings.cells - 1 if kafka_address is not None else 0
         if last > 65535:
             raise InvalidRequest(
@@ -147,6 +142,13 @@ def run_agent(settings: Settings) -> int:
     doors: dict[str, str] = {}
     if kafka_address is not None:
         doors["kafka"] = settings.kafka_advertised or reachable(kafka_address)
+    registry_cells = None  # with several cells: every cell's registry, on one listener
+    if registry_address is not None and settings.cells > 1:
+        registry_cells = _start_cells_registry(
+            settings, registry_address, gate, tls, authenticator, quotas, metrics, budget
+        )
+        if registry_cells is None:  # the default address was not free: the door is off
+            registry_address = None
     if registry_address is not None:
         doors["registry"] = reachable(registry_address)
     if metrics_address is not None:
@@ -213,9 +215,20 @@ def run_agent(settings: Settings) -> int:
             message = f"cannot listen on {host}:{port} for the Kafka door of cell {cell}: {exc}"
             raise OdradekError(message) from exc
 
-    def start_registry(node: Node) -> Any:
+    def start_registry(node: Node, cell: str = HOME_CELL) -> Any:
         if registry_address is None:
             return None
+        if registry_cells is not None:  # the cell answers on the agent's listener (decision 0034)
+            from odradek.protocols.registry import cell_registry
+
+            agent = gate.agent
+            assert agent is not None
+            registry = cell_registry(
+                node.engine,
+                functools.partial(agent.claim, cell=cell),
+                functools.partial(agent.forget, cell=cell),
+            )
+            return _Closer(registry_cells[1].serve(cell, registry))
         from odradek.protocols.registry import start_registry_listener
 
         metering = metrics.metering if metrics is not None else None
@@ -250,7 +263,13 @@ def run_agent(settings: Settings) -> int:
         )
 
     role = AgentRole(
-        AgentDoors(open_node, [start_kafka, start_registry], [start_kafka_relay], open_cell, [start_kafka]),
+        AgentDoors(
+            open_node,
+            [start_kafka, start_registry],
+            [start_kafka_relay],
+            open_cell,
+            [start_kafka, start_registry],
+        ),
         server,
         metrics,
     )
@@ -282,6 +301,8 @@ def run_agent(settings: Settings) -> int:
         server.drain(1.0)
         if metrics_listener is not None:
             metrics_listener.close()
+        if registry_cells is not None:
+            registry_cells[0].close()
         raise
     url = f"grpc+tls://{advertised}" if tls is not None else f"grpc://{advertised}"
     stop = threading.Event()
@@ -321,6 +342,8 @@ def run_agent(settings: Settings) -> int:
     if metrics_listener is not None:
         metrics_listener.close()
     role.close()  # (the owner's doors: nothing left if the agent handed over)
+    if registry_cells is not None:
+        registry_cells[0].close()
     log.info("stopped")
     if not drained:
         logging.shutdown()
@@ -329,6 +352,59 @@ def run_agent(settings: Settings) -> int:
 
 
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+class _Closer:
+    """What stops a cell's registry (a door's ``close``)."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.close = stop
+
+
+def _start_cells_registry(
+    settings: Settings,
+    address: tuple[str, int],
+    gate: AgentGate,
+    tls: Any,
+    authenticator: Any,
+    quotas: Any,
+    metrics: Any,
+    budget: ByteBudget,
+) -> tuple[Any, Any] | None:
+    """The registry door of an agent of a cluster with several cells (decision 0034):
+    listening for the agent's whole life, each cell it serves added as it opens it.
+    Returns the listener and the cells' registries; None when the default address is
+    not free (as serve does: the door is off, said in a warning)."""
+    from odradek.cluster.registry_seat import RegistrySeat
+    from odradek.protocols.registry import start_cells_registry_listener
+
+    def agent() -> Any:
+        if gate.agent is None:
+            raise Unavailable("the agent is joining its cluster; retry")
+        return gate.agent
+
+    metering = metrics.metering if metrics is not None else None
+    with (
+        serving_tls(tls.context if tls is not None else None),
+        serving_authentication(authenticator),
+        serving_quotas(quotas, metering),
+    ):
+        try:
+            return start_cells_registry_listener(
+                RegistrySeat(agent),
+                *address,
+                bounds=settings.door_bounds(connections.REGISTRY),
+                budget=budget,
+                forward_tls=tls.agent_client_context if tls is not None else None,
+            )
+        except OSError as exc:
+            if settings.registry_listen_given:
+                raise OdradekError(f"cannot listen on {settings.registry_listen}: {exc}") from exc
+            log.warning(
+                "Schema Registry listener off: the default address is not free",
+                extra={"fields": {"address": settings.registry_listen, "error": str(exc)}},
+            )
+            return None
 
 
 def _security_documents(

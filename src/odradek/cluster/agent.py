@@ -634,7 +634,7 @@ class ClusterAgent:
 
     async def _cell(self, cluster: EtcdCluster, cell: _Cell) -> None:
         """Stand by for or own one cell until the lease is lost or a stop."""
-        owners: asyncio.Queue[OwnerRecord | None | object] = asyncio.Queue()
+        owners: asyncio.Queue[OwnerRecord | object | None] = asyncio.Queue()
         watch = asyncio.create_task(self._pump_owner(cluster, cell.name, owners), name="odradek-owner-watch")
         try:
             while True:
@@ -685,7 +685,7 @@ class ClusterAgent:
         finally:
             await cancel_and_wait([watch], _CANCEL_WAIT_SECONDS)
 
-    async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | None | object]) -> bool:
+    async def _my_turn(self, cell: _Cell, owners: asyncio.Queue[OwnerRecord | object | None]) -> bool:
         """Whether this agent should try to acquire ``cell``, free now, after waiting its
         turn: at once in a cluster of one cell; else a moment for each cell it holds, so
         that the agents holding fewest cells win the race (rebalancing evens out the
@@ -722,7 +722,7 @@ class ClusterAgent:
         return False
 
     async def _next(
-        self, owners: asyncio.Queue[OwnerRecord | None | object], cluster: EtcdCluster, cell: _Cell
+        self, owners: asyncio.Queue[OwnerRecord | object | None], cluster: EtcdCluster, cell: _Cell
     ) -> object:
         """The next owner event of ``cell``, or _STOP / _LOST / _HANDOVER; the latest one
         when several queued."""
@@ -757,7 +757,7 @@ class ClusterAgent:
         self,
         cluster: EtcdCluster,
         ownership: Ownership,
-        owners: asyncio.Queue[OwnerRecord | None | object],
+        owners: asyncio.Queue[OwnerRecord | object | None],
         cell: _Cell,
     ) -> bool:
         """Serve ``cell`` as its owner; True to stand by for it again on the same lease,
@@ -929,7 +929,7 @@ class ClusterAgent:
         log.info("agent %s left cluster %r", self.settings.agent_id, self.settings.cluster)
 
     async def _pump_owner(
-        self, cluster: EtcdCluster, cell: str, owners: asyncio.Queue[OwnerRecord | None | object]
+        self, cluster: EtcdCluster, cell: str, owners: asyncio.Queue[OwnerRecord | object | None]
     ) -> None:
         # Whatever breaks a watch (a member killed mid-stream may surface as any gRPC
         # error), it is started again: reading the key first, nothing is missed.

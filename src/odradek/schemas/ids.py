@@ -61,9 +61,7 @@ class SchemaIds:
             # Past the newest id of the range (ids of a range given before are kept).
             schema_id = max((i for i in self._by_id if i > self._base), default=self._base) + 1
             if schema_id >= self._base + SPAN:
-                raise InvalidRequest(
-                    f"no schema id left: {SPAN - 1} distinct schemas have ids here already"
-                )
+                raise InvalidRequest(f"no schema id left: {SPAN - 1} distinct schemas have ids here already")
             self._by_id[schema_id] = key
             self._by_schema[key] = schema_id
             try:

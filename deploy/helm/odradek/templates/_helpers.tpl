@@ -57,14 +57,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* The cells the topics spread over: 1 to 64. Above 1, each cell's Kafka door listens
-on ports.kafka plus the cell's index, and there is no Schema Registry door yet. */}}
+on ports.kafka plus the cell's index (no other door may take one of those ports). */}}
 {{- define "odradek.cells" -}}
 {{- $cells := int .Values.cluster.cells }}
 {{- if or (lt $cells 1) (gt $cells 64) }}
 {{- fail (printf "cluster.cells %v: a whole number from 1 to 64" .Values.cluster.cells) }}
-{{- end }}
-{{- if and (gt $cells 1) .Values.registry.enabled }}
-{{- fail (printf "cluster.cells %d: a cluster whose topics are spread over several cells serves no Schema Registry door yet: set registry.enabled=false (or run one cell)" $cells) }}
 {{- end }}
 {{- $last := add .Values.ports.kafka $cells -1 }}
 {{- if and .Values.kafka.enabled (gt $last 65535) }}
@@ -72,6 +69,9 @@ on ports.kafka plus the cell's index, and there is no Schema Registry door yet. 
 {{- end }}
 {{- if and .Values.kafka.enabled (gt $cells 1) }}
 {{- $doors := dict "flight" .Values.ports.flight "metrics" .Values.ports.metrics }}
+{{- if .Values.registry.enabled }}
+{{- $_ := set $doors "registry" .Values.ports.registry }}
+{{- end }}
 {{- range $door, $port := $doors }}
 {{- if and (ge (int $port) (int $.Values.ports.kafka)) (le (int $port) (int $last)) }}
 {{- fail (printf "ports.%s %v is one of the Kafka doors' ports with cluster.cells %d (ports.kafka %v to %d): move one of them" $door $port $cells $.Values.ports.kafka $last) }}

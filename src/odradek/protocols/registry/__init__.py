@@ -7,11 +7,13 @@ See docs/schema-registry.md.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from odradek.budget import ByteBudget
 from odradek.protocols.connections import DoorLimits
+from odradek.protocols.registry.cells import CellRegistries, CellSubjects, RegistryCells
 from odradek.protocols.registry.routes import Registry, RegistryBackend, Request, Response
 from odradek.protocols.registry.server import RegistryListener
 from odradek.protocols.registry.subjects import SubjectStore
@@ -52,12 +54,48 @@ def start_registry_listener(
     )
 
 
+def start_cells_registry_listener(
+    cluster: RegistryCells,
+    host: str,
+    port: int,
+    *,
+    bounds: DoorLimits | None = None,
+    budget: ByteBudget | None = None,
+    forward_tls: ssl.SSLContext | None = None,
+) -> tuple[RegistryListener, CellRegistries]:
+    """Serve the registry API of a cluster agent whose cluster has several cells
+    (decision 0034) on ``host:port``: each cell the agent serves is added to the
+    returned registries with :func:`cell_registry` as the agent opens it; what concerns
+    another cell is forwarded to the agent serving it (over TLS with ``forward_tls``).
+    The HTTP API and the web console are not served there yet.
+
+    Raises OSError when the address cannot be bound.
+    """
+    cells = CellRegistries(cluster)
+    listener = RegistryListener(
+        None, host, port, bounds=bounds, budget=budget, cells=cells, forward_tls=forward_tls
+    )
+    return listener, cells
+
+
+def cell_registry(engine: Any, claim: Callable[[str], bool], release: Callable[[str], None]) -> Registry:
+    """The registry of one cell of a cluster: over the cell's engine (a topic it creates
+    is placed in the cell first with ``claim``, its placement dropped with ``release``
+    when the engine refuses it) and a subject store in the cell's storage."""
+    disk = getattr(engine, "disk", LOCAL)
+    fsync = bool(getattr(engine, "fsync", True))
+    return Registry(CellSubjects(engine, claim, release), SubjectStore(engine.path, disk, fsync=fsync))
+
+
 __all__ = [
+    "CellRegistries",
     "Registry",
     "RegistryBackend",
     "RegistryListener",
     "Request",
     "Response",
     "SubjectStore",
+    "cell_registry",
+    "start_cells_registry_listener",
     "start_registry_listener",
 ]

@@ -39,6 +39,7 @@ from odradek.errors import (
     OdradekError,
     TopicExists,
     TopicNotFound,
+    Unavailable,
     ViewNotFound,
 )
 from odradek.names import validate_topic_name
@@ -778,5 +779,7 @@ def _translate(error: OdradekError) -> Response:
         return Response.error(404, 40403, error.message)
     if isinstance(error, InvalidRequest):
         return Response.error(422, 42201, error.message)
+    if isinstance(error, Unavailable):  # retriable (a failover, a cell changing hands)
+        return Response.error(503, 50003, error.message)
     log.warning("registry backend error", extra={"fields": {"error": error.message}})
     return Response.error(500, 50001, f"Error in the backend data store: {error.message}")

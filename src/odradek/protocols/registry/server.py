@@ -18,11 +18,13 @@ under ``/v1/console/``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
 import select
 import socket
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -40,7 +42,8 @@ from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, Htt
 from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry import tenancy as registry_tenancy
-from odradek.protocols.registry.routes import Registry, Request, Response
+from odradek.protocols.registry.cells import CELL_HEADER, CellRegistries, merge, route
+from odradek.protocols.registry.routes import CONTENT_TYPE, Registry, Request, Response
 from odradek.protocols.trace import TRACEPARENT, TRACESTATE
 from odradek.security.authorizer import authorizer_of
 from odradek.security.quotas import FETCH, PRODUCE
@@ -65,15 +68,21 @@ poll_interval_seconds = 0.2
 class _RegistryHTTPServer(BoundedHTTPServer):
     def __init__(
         self,
-        registry: Registry,
+        registry: Registry | None,
         host: str,
         port: int,
         bounds: connections.DoorLimits,
         budget: ByteBudget,
         api: HttpApi | None = None,
         cluster_status: ClusterStatus | None = None,
+        cells: CellRegistries | None = None,
+        forward_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.registry = registry
+        # With several cells (decision 0034): each served cell's registry, and the TLS
+        # context to forward with when the door serves TLS (None: plain HTTP).
+        self.cells = cells
+        self.forward_tls = forward_tls
         self.budget = budget
         self.api = api
         self.console = ConsoleApi(api, cluster_status) if api is not None else None
@@ -89,6 +98,8 @@ class _RegistryHTTPServer(BoundedHTTPServer):
 
 
 TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
+# What a request forwarded to another cell's agent takes along (decision 0034).
+_FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", *TRACE_HEADERS)
 
 
 class _RegistryHandler(BoundedRequestHandler):
@@ -99,6 +110,7 @@ class _RegistryHandler(BoundedRequestHandler):
     # The idle timeout of listeners made from now on (the door's bounds take it).
     timeout = connection_idle_seconds_max
     server: _RegistryHTTPServer
+    _body = b""  # the request's body, as read
 
     def end_headers(self) -> None:
         request_id = request_ids.current.get()
@@ -132,6 +144,15 @@ class _RegistryHandler(BoundedRequestHandler):
         request_ids.current.set(request_ids.given_or_fresh(self.headers.get("X-Request-Id")))
         target = urllib.parse.urlsplit(self.path)
         console = owns_ui(target.path) or owns_api(target.path)
+        if self.server.cells is not None and (owns(target.path) or console):
+            self._refuse_api(
+                501,
+                501,
+                "the HTTP API and the web console are not served by a cluster whose topics are "
+                "spread over several cells yet: use the native or the Kafka door "
+                '(docs/cluster.md, "Topics spread over cells")',
+            )
+            return
         api = self.server.api if self.server.api is not None and (owns(target.path) or console) else None
         refuse = self._refuse if api is None else self._refuse_api
         if self.headers.get("Transfer-Encoding") is not None:
@@ -169,6 +190,7 @@ class _RegistryHandler(BoundedRequestHandler):
                 answer = self._metered_answer(api.handle, target.path, query, body)
             else:
                 started = time.perf_counter()
+                self._body = body  # what a forward sends on
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
                 outcome = "ok" if answer.status < 400 else str(answer.status)
                 observe.request("registry", self.command.lower(), outcome, time.perf_counter() - started)
@@ -180,8 +202,72 @@ class _RegistryHandler(BoundedRequestHandler):
             self._send(answer)
 
     def _registry_answer(self, request: Request) -> Response:
-        """The registry's answer, or 403 for what the principal may not do (authorization.py)."""
-        registry = self.server.registry
+        """The answer of the registry the request concerns: this door's, or with several
+        cells (decision 0034) the registry of the cell it concerns, here or forwarded to
+        the agent serving that cell (registry/cells.py)."""
+        cells = self.server.cells
+        if cells is None:
+            assert self.server.registry is not None
+            return self._answer_with(self.server.registry, request)
+        given = self.headers.get(CELL_HEADER)
+        if given is not None:  # forwarded by another agent for one of this agent's cells
+            registry = cells.local(given)
+            if registry is None:
+                return _unavailable(f"this agent does not serve cell {given!r} now (it changed hands); retry")
+            return self._answer_with(registry, request)
+        try:
+            prefix = self._namespace().prefix
+        except OdradekError:
+            prefix = ""  # a principal of a tenant that does not exist: refused as it is answered
+        where = route(request.method, request.path, prefix)
+        try:
+            targets = cells.targets(where)
+        except OdradekError as exc:  # etcd out of reach: where a topic is is not known
+            return _unavailable(exc.message)
+        answers = []
+        for cell in targets:
+            local = cells.local(cell)
+            answer = self._answer_with(local, request) if local is not None else self._forward(cell)
+            answers.append(answer)
+            if answer.status >= 400:
+                break  # the first refusal is the answer
+        return merge(where, answers)
+
+    def _forward(self, cell: str) -> Response:
+        """This request's answer from the agent serving ``cell``: the request as the
+        client sent it, with its credentials, for that cell (decision 0034)."""
+        cells = self.server.cells
+        assert cells is not None
+        try:
+            door = cells.cluster.door_of(cell)
+        except OdradekError as exc:
+            return _unavailable(exc.message)
+        if door is None:
+            return _unavailable(
+                f"no agent with a registry door serves cell {cell} right now (a failover in "
+                "progress, or the agent serving it runs without the door); retry"
+            )
+        authorization = self.headers.get("Authorization")
+        if self.server.authenticator is not None and authorization is None:
+            # A client certificate cannot be passed along: the client sends it there.
+            host, port = door
+            return Response.error(
+                421,
+                42101,
+                f"this request concerns cell {cell}, served by the agent whose registry door is "
+                f"{_address(host, port)}: a client authenticated by its certificate sends it there",
+            )
+        headers = {
+            name: value for name in _FORWARDED_HEADERS if (value := self.headers.get(name)) is not None
+        }
+        headers[CELL_HEADER] = cell
+        request_id = request_ids.current.get()
+        if request_id is not None:
+            headers["X-Request-Id"] = request_id
+        return forward(door, self.server.forward_tls, self.command, self.path, headers, self._body)
+
+    def _answer_with(self, registry: Registry, request: Request) -> Response:
+        """``registry``'s answer, or 403 for what the principal may not do (authorization.py)."""
         handle = registry.handle
         if self.principal.tenant is not None:  # its subjects are its own (decision 0028)
             store = getattr(self.server.authenticator, "store", None)
@@ -199,14 +285,21 @@ class _RegistryHandler(BoundedRequestHandler):
             if not self.principal.admin and request.path.strip("/") == "subjects" and answer.status == 200:
                 return _default_namespace_subjects(answer)  # decision 0028
             return answer
-        patterns = registry_authorization.view_patterns(registry.backend)
+        # (a cell's registry calls its engine through registry/cells.py's CellSubjects)
+        patterns = registry_authorization.view_patterns(getattr(registry.backend, "engine", registry.backend))
         return registry_authorization.handle(authorizer, self.principal, request, handle, patterns)
 
     def _refuse(self, status: int, code: int, message: str) -> None:
         self._send(Response.error(status, code, message), close=True)
 
     def _refuse_api(self, status: int, code: int, message: str) -> None:
-        names = {400: "invalid_request", 411: "invalid_request", 413: "request_too_large", 503: "unavailable"}
+        names = {
+            400: "invalid_request",
+            411: "invalid_request",
+            413: "request_too_large",
+            501: "not_implemented",
+            503: "unavailable",
+        }
         headers = (("Retry-After", "1"),) if status == 503 else ()
         self._send_api(
             ApiResponse(status, error_body(names.get(status, "error"), message), headers=headers), close=True
@@ -405,14 +498,17 @@ class _RegistryHandler(BoundedRequestHandler):
 class RegistryListener(BoundedHTTPListener):
     """A running registry door; ``close()`` stops it (also a context manager).
 
-    ``bounds`` default to the registry's (odradek.limits, or this module's patched
-    values); ``budget`` is the server's in-flight byte budget (a private one of the
-    default size when None).
+    It answers with ``registry``, or with ``cells`` (a cluster agent's registries, one
+    per cell it serves: decision 0034) forwarding what concerns other cells to the
+    agents serving them, over TLS with ``forward_tls`` when given. ``bounds``
+    default to the registry's (odradek.limits, or this module's patched values);
+    ``budget`` is the server's in-flight byte budget (a private one of the default size
+    when None).
     """
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Registry | None,
         host: str,
         port: int,
         *,
@@ -420,6 +516,8 @@ class RegistryListener(BoundedHTTPListener):
         budget: ByteBudget | None = None,
         api: HttpApi | None = None,
         cluster_status: ClusterStatus | None = None,
+        cells: CellRegistries | None = None,
+        forward_tls: ssl.SSLContext | None = None,
     ) -> None:
         if bounds is None:
             bounds = connections.REGISTRY.replace(
@@ -429,7 +527,9 @@ class RegistryListener(BoundedHTTPListener):
             budget = ByteBudget(limits.inflight_bytes_max_default)
         self.api = api
         super().__init__(
-            _RegistryHTTPServer(registry, host, port, bounds, budget, api, cluster_status),
+            _RegistryHTTPServer(
+                registry, host, port, bounds, budget, api, cluster_status, cells, forward_tls
+            ),
             poll_interval_seconds,
         )
 
@@ -448,6 +548,50 @@ class RegistryListener(BoundedHTTPListener):
 
     def __enter__(self) -> RegistryListener:
         return self
+
+
+def forward(
+    door: tuple[str, int],
+    tls: ssl.SSLContext | None,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+) -> Response:
+    """The answer of the registry door at ``door`` to ``method target`` (path and query
+    as the client sent them) with ``headers`` and ``body``: one connection per request,
+    bounded in time (``limits.registry_forward_seconds``) and in the answer's size
+    (``limits.registry_forward_response_bytes_max``). A door out of reach is a 503 (the
+    cell may be changing hands), which clients retry."""
+    host, port = door
+    timeout = limits.registry_forward_seconds
+    connection = (
+        http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+        if tls is not None
+        else http.client.HTTPConnection(host, port, timeout=timeout)
+    )
+    size_max = limits.registry_forward_response_bytes_max
+    try:
+        connection.request(method, target, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read(size_max + 1)
+        if len(data) > size_max:
+            return Response.error(
+                502, 50001, f"the agent at {_address(host, port)} answered more than {size_max} bytes"
+            )
+        return Response(answer.status, data, answer.getheader("Content-Type") or CONTENT_TYPE)
+    except (OSError, http.client.HTTPException) as exc:
+        return _unavailable(f"the agent at {_address(host, port)} did not answer ({exc}); retry")
+    finally:
+        connection.close()
+
+
+def _unavailable(message: str) -> Response:
+    return Response.error(503, 50003, message)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _default_namespace_subjects(answer: Response) -> Response:
