@@ -33,8 +33,8 @@ from odradek.errors import OdradekError, Unavailable
 
 class TlsAgent:
     def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str,
-                 certificates: Certificates) -> None:  # fmt: skip
-        self.port, self.kafka_port = free_ports(2)
+                 certificates: Certificates, cells: int = 1) -> None:  # fmt: skip
+        self.port, self.kafka_port, self.registry_port = free_ports(3)
         self.log = directory / f"{agent_id}.log"
         self.certificates = certificates
         command = [
@@ -47,10 +47,12 @@ class TlsAgent:
             "--cluster", cluster,
             "--agent-id", agent_id,
             "--kafka-listen", f"127.0.0.1:{self.kafka_port}",
-            "--registry-listen", "off",
             "--tls-cert", str(certificates.server_cert),
             "--tls-key", str(certificates.server_key),
             "--tls-ca", str(certificates.ca),
+            # With cells, every agent's registry door (decision 0034); else none.
+            *(["--cells", str(cells), "--registry-listen", f"127.0.0.1:{self.registry_port}"]
+              if cells > 1 else ["--registry-listen", "off"]),
         ]  # fmt: skip
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -191,3 +193,52 @@ def test_cluster_status_reads_the_owners_checkpoint_lag_over_tls(
     assert isinstance(report["store"], dict), report["warnings"]
     assert report["store"]["interval_seconds"] > 0
     assert not any("checkpoints lag" in warning for warning in report["warnings"])
+
+
+def test_with_cells_a_registry_door_forwards_to_another_cells_agent_over_tls(
+    tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server, certificates: Certificates
+) -> None:
+    """Two agents, two cells, one each: a registration through one agent's registry
+    door for a topic of the other's cell is forwarded over TLS (the agent presenting its
+    own certificate, as the door's client certificates ask: decision 0034)."""
+    import ssl
+    import urllib.request
+
+    cluster, prefix = f"tlsr{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    started: list[TlsAgent] = []
+    try:
+        for agent_id in ("a0", "a1"):
+            started.append(
+                TlsAgent(tmp_path, agent_id, etcd_server.url, cluster, moto_s3, prefix, certificates, 2)
+            )
+        wait_for(lambda: all(len(_serving(agent)) == 1 for agent in started), "one cell served by each agent")
+        with started[0].connect() as client:
+            for index in range(4):
+                client.create_topic(f"tls.{index}")  # two in each cell
+        context = ssl.create_default_context(cafile=str(certificates.ca))
+        context.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+        schema = json.dumps({"type": "record", "name": "R", "fields": [{"name": "id", "type": "long"}]})
+        for index in range(4):
+            for agent in started:  # each topic through both doors: one of them forwards
+                request = urllib.request.Request(
+                    f"https://127.0.0.1:{agent.registry_port}/subjects/tls.{index}-value/versions",
+                    data=json.dumps({"schema": schema}).encode(),
+                    method="POST",
+                    headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+                )
+                with urllib.request.urlopen(request, timeout=30, context=context) as answer:
+                    assert answer.status == 200 and "id" in json.loads(answer.read())
+        with started[1].connect() as client:
+            assert all(client.get_schema(f"tls.{index}") is not None for index in range(4))
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _serving(agent: TlsAgent) -> list[str]:
+    try:
+        cells = agent.status().get("cells", [])
+    except OdradekError:
+        return []
+    assert isinstance(cells, list)
+    return [cell["cell"] for cell in cells if cell["serving"]]

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -52,6 +52,12 @@ from odradek.protocols import connections
 from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
 from odradek.protocols.flight.server import FlightService
 from odradek.storage.objects import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from odradek.protocols.metrics import Metrics
+    from odradek.protocols.tls import ServerTls
+    from odradek.security import Authenticator
+    from odradek.security.quotas import QuotaManager
 
 log = logging.getLogger("odradek.serve")
 
@@ -365,10 +371,10 @@ def _start_cells_registry(
     settings: Settings,
     address: tuple[str, int],
     gate: AgentGate,
-    tls: Any,
-    authenticator: Any,
-    quotas: Any,
-    metrics: Any,
+    tls: ServerTls | None,
+    authenticator: Authenticator | None,
+    quotas: QuotaManager,
+    metrics: Metrics | None,
     budget: ByteBudget,
 ) -> tuple[Any, Any] | None:
     """The registry door of an agent of a cluster with several cells (decision 0034):

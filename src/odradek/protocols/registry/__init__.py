@@ -61,12 +61,13 @@ def start_cells_registry_listener(
     *,
     bounds: DoorLimits | None = None,
     budget: ByteBudget | None = None,
-    forward_tls: ssl.SSLContext | None = None,
+    forward_tls: Callable[[], ssl.SSLContext] | None = None,
 ) -> tuple[RegistryListener, CellRegistries]:
     """Serve the registry API of a cluster agent whose cluster has several cells
     (decision 0034) on ``host:port``: each cell the agent serves is added to the
     returned registries with :func:`cell_registry` as the agent opens it; what concerns
-    another cell is forwarded to the agent serving it (over TLS with ``forward_tls``).
+    another cell is forwarded to the agent serving it (over TLS with the context
+    ``forward_tls()`` makes, each time: certificates may be reloaded).
     The HTTP API and the web console are not served there yet.
 
     Raises OSError when the address cannot be bound.

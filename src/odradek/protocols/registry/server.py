@@ -76,7 +76,7 @@ class _RegistryHTTPServer(BoundedHTTPServer):
         api: HttpApi | None = None,
         cluster_status: ClusterStatus | None = None,
         cells: CellRegistries | None = None,
-        forward_tls: ssl.SSLContext | None = None,
+        forward_tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.registry = registry
         # With several cells (decision 0034): each served cell's registry, and the TLS
@@ -500,7 +500,7 @@ class RegistryListener(BoundedHTTPListener):
 
     It answers with ``registry``, or with ``cells`` (a cluster agent's registries, one
     per cell it serves: decision 0034) forwarding what concerns other cells to the
-    agents serving them, over TLS with ``forward_tls`` when given. ``bounds``
+    agents serving them, over TLS with the context ``forward_tls()`` makes when given. ``bounds``
     default to the registry's (odradek.limits, or this module's patched values);
     ``budget`` is the server's in-flight byte budget (a private one of the default size
     when None).
@@ -517,7 +517,7 @@ class RegistryListener(BoundedHTTPListener):
         api: HttpApi | None = None,
         cluster_status: ClusterStatus | None = None,
         cells: CellRegistries | None = None,
-        forward_tls: ssl.SSLContext | None = None,
+        forward_tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         if bounds is None:
             bounds = connections.REGISTRY.replace(
@@ -552,7 +552,7 @@ class RegistryListener(BoundedHTTPListener):
 
 def forward(
     door: tuple[str, int],
-    tls: ssl.SSLContext | None,
+    tls: Callable[[], ssl.SSLContext] | None,
     method: str,
     target: str,
     headers: dict[str, str],
@@ -566,7 +566,7 @@ def forward(
     host, port = door
     timeout = limits.registry_forward_seconds
     connection = (
-        http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+        http.client.HTTPSConnection(host, port, timeout=timeout, context=tls())
         if tls is not None
         else http.client.HTTPConnection(host, port, timeout=timeout)
     )
