@@ -231,7 +231,6 @@ def test_read_waits_for_new_records(client: Client) -> None:
     assert time.monotonic() - started >= 2.0  # ends `wait` seconds after the last arrival
 
 
-@pytest.mark.wildcard
 def test_wildcard_read_adds_topic_and_picks_up_new_topics(client: Client) -> None:
     client.create_topic("orders.eu.created")
     client.create_topic("orders.us.created")
@@ -271,7 +270,6 @@ def test_read_errors(client: Client) -> None:
     _raises(InvalidRequest, client.read, "t", wait=-1)
 
 
-@pytest.mark.wildcard
 def test_wildcard_read_errors_and_an_empty_match(client: Client) -> None:
     _raises(InvalidRequest, client.read, "a.>.b", wait=0)
     assert list(client.read("nothing.*", wait=0)) == []

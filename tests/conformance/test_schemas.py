@@ -153,7 +153,6 @@ def test_bad_schemas_and_schemaless_rules(client: Client) -> None:
     client.append("empty", [{"value": {"id": 1, "amount": 0, "currency": "EUR"}}])
 
 
-@pytest.mark.wildcard
 def test_pattern_reads_give_schema_d_values_as_json(client: Client) -> None:
     client.create_topic("shop.payments", schema=PAYMENT)
     client.create_topic("shop.notes")

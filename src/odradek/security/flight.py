@@ -28,10 +28,19 @@ MIDDLEWARE = "odradek-authentication"
 
 
 class _Authenticated(flight.ServerMiddleware):  # type: ignore[misc]
-    def __init__(self, principal: Principal, token: str | None = None, expires: float | None = None) -> None:
+    def __init__(
+        self,
+        principal: Principal,
+        token: str | None = None,
+        expires: float | None = None,
+        header: str | None = None,
+    ) -> None:
         self.principal = principal
         self.token = token  # a bearer token, checked again by long-lived streams (revalidation.py)
         self.expires = expires
+        # The credentials as sent: what an agent passes on when it asks another agent of
+        # its cluster for a part of this call (decision 0035). None: a certificate's.
+        self.header = header
 
 
 class FlightAuthentication(flight.ServerMiddlewareFactory):  # type: ignore[misc]
@@ -49,7 +58,7 @@ class FlightAuthentication(flight.ServerMiddlewareFactory):  # type: ignore[misc
             raise flight.FlightUnauthenticatedError(exc.message) from None
         if authenticated.expires is not None and authenticated.expires <= time.time():
             raise flight.FlightUnauthenticatedError("authentication failed: the token has expired")
-        return _Authenticated(authenticated.principal, bearer_token(header), authenticated.expires)
+        return _Authenticated(authenticated.principal, bearer_token(header), authenticated.expires, header)
 
 
 def call_credential(context: flight.ServerCallContext) -> tuple[Principal, str | None, float | None] | None:
@@ -59,6 +68,13 @@ def call_credential(context: flight.ServerCallContext) -> tuple[Principal, str |
     if middleware is None:
         return None
     return middleware.principal, middleware.token, middleware.expires
+
+
+def call_header(context: flight.ServerCallContext) -> str | None:
+    """The ``authorization`` header a Flight call was made with; None on a server without
+    authentication, or for a principal its certificate names."""
+    middleware = context.get_middleware(MIDDLEWARE)
+    return middleware.header if middleware is not None else None
 
 
 def call_principal(context: flight.ServerCallContext) -> Principal:

@@ -143,6 +143,9 @@ class ReadRequest:
     follow: bool = False
     max_records: int | None = None
     max_bytes: int | None = None
+    # A part of a wildcard read one agent asks of another (decision 0035): the topics of
+    # this cell only, which the agent asked must serve. None: every cell's.
+    cell: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -753,7 +756,17 @@ def _decode_read(document: dict[str, Any]) -> ReadRequest:
         follow=_field(document, "follow", bool, False),
         max_records=_field(document, "max_records", int),
         max_bytes=_field(document, "max_bytes", int),
+        cell=_cell_field(document),
     )
+
+
+def _cell_field(document: Mapping[str, Any]) -> str | None:
+    cell: str | None = _field(document, "cell", str)
+    if cell is not None:
+        from odradek.cluster.keys import validate_cell
+
+        validate_cell(cell)
+    return cell
 
 
 def _decode_fetch(document: dict[str, Any]) -> FetchRequest:

@@ -53,6 +53,7 @@ import collections
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import logging
 import threading
@@ -65,7 +66,7 @@ import pyarrow.flight as flight
 
 from odradek import limits
 from odradek.budget import ByteBudget, Reservation
-from odradek.cluster.keys import HOME_CELL, validate_cell
+from odradek.cluster.keys import HOME_CELL, cell_names, validate_cell
 from odradek.cluster.placement import create_placed
 from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
@@ -73,6 +74,7 @@ from odradek.engine.topic import PendingAppend
 from odradek.errors import (
     ClosedError,
     InvalidRequest,
+    NotOwner,
     OdradekError,
     RequestTooLarge,
     StorageError,
@@ -85,6 +87,7 @@ from odradek.node import Node
 from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
+from odradek.protocols.flight.peers import Peers, merge_streams
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Subscription
 from odradek.protocols.tls import ServerTls
@@ -95,7 +98,7 @@ from odradek.security.authenticator import Authenticator
 from odradek.security.authorizer import Authorizer, authorizer_of
 from odradek.security.credentials import CredentialStore
 from odradek.security.flight import MIDDLEWARE as FLIGHT_AUTHENTICATION
-from odradek.security.flight import FlightAuthentication, call_credential, call_principal
+from odradek.security.flight import FlightAuthentication, call_credential, call_header, call_principal
 from odradek.security.principal import ANONYMOUS, Principal
 from odradek.security.quotas import QuotaManager
 from odradek.security.revalidation import StreamGuard
@@ -160,6 +163,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self.quotas = quotas
         self.metering = getattr(observer, "metering", None)
         self._call = threading.local()  # the principal of the call this thread serves
+        # Flight clients to the other agents, for the parts of a call they serve (decision 0035).
+        self._peers = Peers(tls) if cluster is not None else None
         self._actions = {
             "create_topic": self._create_topic,
             "delete_topic": self._delete_topic,
@@ -501,24 +506,87 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             guard = self._guard(
                 context, lambda authorizer, who: authorization.check_read(authorizer, who, said)
             )
-            batches_iterator: Iterator[pa.RecordBatch] = self.engine.read(
-                pattern,
-                start=request.start,
-                wait=request.wait,
-                follow=request.follow,
-                max_records=request.max_records,
-                max_bytes=request.max_bytes,
-                stop=lambda: (
+
+            def stop() -> bool:
+                return (
                     self._draining.is_set() or context.is_cancelled() or (guard is not None and guard.ended())
-                ),
-            )
-            if wildcard and namespace.translates:  # each batch's topic column as the tenant says it
-                batches_iterator = map(namespace.local_batch, batches_iterator)
-            if wildcard and authorized is not None:  # only the topics it may read
-                batches_iterator = authorization.only_readable(*authorized, batches_iterator)
-            batches_iterator = self._metered_reads(batches_iterator)
+                )
+
+            def read(engine: Engine, stopped: Callable[[], bool] = stop) -> Iterator[pa.RecordBatch]:
+                """``engine``'s batches as the caller may see them, metered."""
+                batches: Iterator[pa.RecordBatch] = engine.read(
+                    pattern,
+                    start=request.start,
+                    wait=request.wait,
+                    follow=request.follow,
+                    max_records=request.max_records,
+                    max_bytes=request.max_bytes,
+                    stop=stopped,
+                )
+                if wildcard and namespace.translates:  # each batch's topic column as the tenant says it
+                    batches = map(namespace.local_batch, batches)
+                if wildcard and authorized is not None:  # only the topics it may read
+                    batches = authorization.only_readable(*authorized, batches)
+                return self._metered_reads(batches)
+
+            if wildcard and self._routed():  # every cell's topics (decision 0035)
+                batches_iterator = self._read_cells(context, request, read, stop)
+            else:
+                batches_iterator = read(self.engine)
             schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(pattern)
             return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace, guard))
+
+    def _read_cells(
+        self,
+        context: flight.ServerCallContext,
+        request: messages.ReadRequest,
+        read: Callable[[Engine, Callable[[], bool]], Iterator[pa.RecordBatch]],
+        stop: Callable[[], bool],
+    ) -> Iterator[pa.RecordBatch]:
+        """A wildcard read over a cluster whose topics are spread over cells (decision
+        0035): the cells this agent serves read here, each other cell's part asked of the
+        agent serving it (the request naming that cell, with the caller's credentials),
+        the parts interleaved as they come. A request naming a cell is such a part: that
+        cell's topics only, NotOwner when this agent does not serve it."""
+        assert self.cluster is not None and self._peers is not None
+        if request.cell is not None:
+            return read(self._served_node(request.cell).engine, stop)
+        header = call_header(context)
+        if self._authenticator is not None and header is None:
+            raise InvalidRequest(
+                "a wildcard read over several cells asks other agents for their cells' topics with "
+                "the caller's password or token, and this call has none (a certificate's principal): "
+                "read each topic, or authenticate with a password or token"
+            )
+        peers = self._peers
+        parts: list[Callable[[Callable[[], bool]], Iterator[pa.RecordBatch]]] = []
+        for cell in cell_names(self.cluster.cell_count()):
+            node = self._node if cell == HOME_CELL else self._cells.get(cell)
+            if node is not None:
+                parts.append(functools.partial(read, node.engine))
+                continue
+            url = self._owner_url(cell)
+            ticket = messages.encode_ticket(dataclasses.replace(request, cell=cell))
+            parts.append(functools.partial(peers.read, url, ticket, header))
+        return merge_streams(parts, stop)
+
+    def _served_node(self, cell: str) -> Node:
+        """The node of ``cell`` if this agent serves it; else NotOwner naming the agent
+        that does."""
+        assert self.cluster is not None
+        node = self._node if cell == HOME_CELL else self._cells.get(cell)
+        if node is None:
+            raise self.cluster.not_owner(cell)
+        return node
+
+    def _owner_url(self, cell: str) -> str:
+        """The Flight URL of the agent serving ``cell``; Unavailable while none does."""
+        assert self.cluster is not None
+        refusal = self.cluster.not_owner(cell)
+        url = refusal.owner if isinstance(refusal, NotOwner) else None
+        if url is None:
+            raise Unavailable(f"no agent serves cell {cell} right now (a failover is in progress); retry")
+        return url
 
     def _stream(
         self,

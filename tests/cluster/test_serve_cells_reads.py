@@ -1,0 +1,182 @@
+"""Wildcard reads over `odradek serve --etcd --cells 3 --auth` (decision 0035).
+
+Goal: what a user of a cluster whose topics are spread over three agents sees when it
+reads by pattern: the agent it calls answers with every cell's matching topics (its
+own cells read there, each other cell's part asked of the agent serving it with the
+caller's credentials); a following read picks up records appended to topics of every
+cell and topics created in any cell while it reads; a tenant's read holds its own
+topics only, named as it names them, whichever cell holds them; a read whose other
+cell loses its agent (kill -9) fails with a retriable error, and a new read after the
+failover has every record.
+Method: three real `odradek serve --cells 3 --auth` processes on a real etcd and moto's
+S3 server, users and a tenant made offline in etcd, the Python client; kill -9.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from agents import wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, unique_prefix
+from serve_processes import ServeAgent, one_cell_each
+from test_serve_agent_auth import add_user_in_etcd, odradek_cli
+
+import odradek
+from odradek.errors import Unavailable
+
+CELLS = ["_cell", "_cell.1", "_cell.2"]
+
+
+class AuthAgent(ServeAgent):
+    """An agent whose status is asked with the admin's credentials."""
+
+    def status(self) -> dict[str, Any]:
+        with odradek.connect(self.url, user="root", password="root-secret") as client:
+            return dict(json.loads(client._action("cluster_status", {})))
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server
+) -> Iterator[tuple[list[AuthAgent], str]]:
+    name, prefix = f"w{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    add_user_in_etcd(etcd_server.url, name, "root", "root-secret", "--admin")
+    done = odradek_cli("tenant", "create", "acme", "--etcd", etcd_server.url, "--cluster", name)
+    assert done.returncode == 0, done.stderr
+    add_user_in_etcd(etcd_server.url, name, "bob", "bob-secret", "--tenant", "acme")
+    started: list[AuthAgent] = []
+    try:
+        for index in range(3):
+            started.append(
+                AuthAgent(
+                    tmp_path, f"a{index}", etcd_server.url, name, moto_s3, prefix,
+                    ["--cells", "3", "--auth", "--registry-listen", "off"],
+                )
+            )  # fmt: skip
+        yield started, name
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _connect(agents: list[AuthAgent], user: str, first: int = 0) -> odradek.RemoteClient:
+    urls = ",".join(agent.url for agent in agents[first:] + agents[:first])
+    return odradek.connect(urls, user=user, password=f"{user}-secret")
+
+
+def _values(batches: Iterator[pa.RecordBatch]) -> dict[str, list[bytes]]:
+    by_topic: dict[str, list[bytes]] = {}
+    for batch in batches:
+        for row in batch.to_pylist():
+            by_topic.setdefault(row["topic"], []).append(row["value"])
+    return by_topic
+
+
+def test_a_wildcard_read_has_every_cells_topics(cluster: tuple[list[AuthAgent], str]) -> None:
+    agents, _ = cluster
+    owners = one_cell_each(agents, CELLS)
+    with _connect(agents, "root") as admin:
+        for index in range(6):
+            admin.create_topic(f"orders.{index}")
+            admin.append(f"orders.{index}", [{"value": f"first {index}".encode()}])
+        admin.create_topic("other")
+        admin.append("other", [{"value": b"not matched"}])
+    placed = {agent.agent_id: agent.cells() for agent in agents}
+    assert sorted(cell for cells in placed.values() for cell in cells) == CELLS
+    # Through the agent serving the home cell, and through another: the same answer.
+    for first in (0, 1, 2):
+        with _connect(agents, "root", first) as admin:
+            read = _values(admin.read("orders.>", wait=0))
+        assert read == {f"orders.{index}": [f"first {index}".encode()] for index in range(6)}, first
+
+    # A following read picks up appends and new topics in every cell.
+    seen: dict[str, list[bytes]] = {}
+    done = threading.Event()
+
+    def follow() -> None:
+        with _connect(agents, "root") as reader:
+            for batch in reader.read("orders.>", start="latest", follow=True):
+                for row in batch.to_pylist():
+                    seen.setdefault(row["topic"], []).append(row["value"])
+                if done.is_set():
+                    return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # the read's parts started (it reads from the end: earlier records are not wanted)
+    with _connect(agents, "root", 2) as admin:
+        for index in range(6):
+            admin.append(f"orders.{index}", [{"value": f"second {index}".encode()}])
+        for index in range(6, 9):
+            admin.create_topic(f"orders.{index}")  # placed in turn in every cell
+            admin.append(f"orders.{index}", [{"value": f"new {index}".encode()}])
+    expected = {
+        **{f"orders.{index}": [f"second {index}".encode()] for index in range(6)},
+        **{f"orders.{index}": [f"new {index}".encode()] for index in range(6, 9)},
+    }
+    wait_for(lambda: seen == expected, "the following read to see every cell's new records")
+    done.set()
+    with _connect(agents, "root", 1) as admin:
+        admin.append("orders.0", [{"value": b"ends the read"}])
+    thread.join(30)
+    assert not thread.is_alive()
+
+    # Kill -9 the agent serving a cell no read starts at: a read fails, retriably; after
+    # the failover a new read has every record.
+    everything = {
+        **{f"orders.{index}": [f"first {index}".encode(), f"second {index}".encode()] for index in range(6)},
+        **{f"orders.{index}": [f"new {index}".encode()] for index in range(6, 9)},
+    }
+    everything["orders.0"].append(b"ends the read")
+    victim = owners["_cell.2"]
+    entry = next(agent for agent in agents if agent is not victim)
+    victim.signal(signal.SIGKILL)
+    assert victim.process is not None
+    victim.process.wait(30)
+    with odradek.connect(entry.url, user="root", password="root-secret") as admin:
+        outcomes: list[str] = []
+
+        def whole() -> bool:
+            try:
+                read = _values(admin.read("orders.>", wait=0))
+            except Unavailable:
+                outcomes.append("unavailable")
+                return False
+            outcomes.append("read")
+            return read == everything
+
+        wait_for(whole, "a whole read after the failover")
+        assert set(outcomes) <= {"unavailable", "read"}
+
+
+def test_a_tenants_wildcard_read_has_its_own_topics_of_every_cell(
+    cluster: tuple[list[AuthAgent], str],
+) -> None:
+    agents, _ = cluster
+    one_cell_each(agents, CELLS)
+    with _connect(agents, "bob") as bob, _connect(agents, "root") as admin:
+        for index in range(3):
+            bob.create_topic(f"orders.{index}")  # _t.acme.orders.N, one in each cell
+            bob.append(f"orders.{index}", [{"value": f"acme {index}".encode()}])
+            admin.create_topic(f"orders.{index}")  # the default namespace's, beside them
+            admin.append(f"orders.{index}", [{"value": f"root {index}".encode()}])
+        cells = {record for record in admin.list_topics()}
+        assert {f"_t.acme.orders.{index}" for index in range(3)} <= cells
+    for first in (0, 1, 2):
+        with _connect(agents, "bob", first) as bob:
+            assert _values(bob.read(">", wait=0)) == {
+                f"orders.{index}": [f"acme {index}".encode()] for index in range(3)
+            }
+        with _connect(agents, "root", first) as admin:
+            read = _values(admin.read("orders.*", wait=0))
+            assert read == {f"orders.{index}": [f"root {index}".encode()] for index in range(3)}
