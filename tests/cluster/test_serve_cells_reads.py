@@ -180,3 +180,36 @@ def test_a_tenants_wildcard_read_has_its_own_topics_of_every_cell(
         with _connect(agents, "root", first) as admin:
             read = _values(admin.read("orders.*", wait=0))
             assert read == {f"orders.{index}": [f"root {index}".encode()] for index in range(3)}
+
+
+def test_groups_of_every_cell_are_listed_described_and_deleted_at_any_agent(
+    cluster: tuple[list[AuthAgent], str],
+) -> None:
+    agents, _ = cluster
+    one_cell_each(agents, CELLS)
+    with _connect(agents, "root") as admin, _connect(agents, "bob") as bob:
+        for index in range(3):
+            admin.create_topic(f"jobs.{index}")  # one in each cell
+            bob.create_topic(f"jobs.{index}")
+        placements = {agent.agent_id: agent.cells() for agent in agents}
+        assert len(placements) == 3
+        consumers = [admin.subscribe(f"jobs.{index}", group=f"g{index}") for index in range(3)]
+        consumers.append(bob.subscribe("jobs.1", group="mine"))
+        for first in (0, 1, 2):
+            with _connect(agents, "root", first) as each:
+                assert each.list_groups() == ["_t.acme.mine", "g0", "g1", "g2"]
+                for index in range(3):
+                    info = each.describe_group(f"g{index}")
+                    assert [member.member for member in info.members] == [consumers[index].member_id]
+                with pytest.raises(odradek.InvalidRequest, match="does not exist"):
+                    each.describe_group("nope")
+            with _connect(agents, "bob", first) as each:
+                assert each.list_groups() == ["mine"]  # its own, named as it names it
+                assert each.describe_group("mine").group == "mine"
+        for consumer in consumers:
+            consumer.close()
+        with _connect(agents, "root", 2) as each:
+            each.delete_group("g0")
+            each.delete_group("g1")
+        with _connect(agents, "root", 1) as each:
+            assert each.list_groups() == ["_t.acme.mine", "g2"]

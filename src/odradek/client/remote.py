@@ -638,6 +638,7 @@ class RemoteClient(api.Client):
 
     # -- consumer groups --------------------------------------------------------------
 
+    @_failover(True)  # a join refused or never made left no member behind
     def subscribe(
         self,
         pattern: str,
@@ -1155,6 +1156,7 @@ _TOPIC_CALLS = frozenset(
         "snapshot",
         "key_version",
         "_kafka_partitions",
+        "subscribe",  # a group lives in its topic's cell (decision 0032)
     }
 )
 _OWNER_PROBE_SECONDS = 1.0  # how often a cluster client in use asks who owns the data

@@ -89,6 +89,17 @@ class Peers:
         finally:
             reader.cancel()
 
+    def action(self, url: str, kind: str, body: bytes, header: str | None) -> bytes:
+        """Agent ``url``'s answer to action ``kind`` with ``body``, asked with the
+        credentials ``header``."""
+        headers = [(b"authorization", header.encode())] if header is not None else []
+        options = flight.FlightCallOptions(headers=headers, timeout=limits.cluster_request_timeout_seconds)
+        try:
+            results = list(self._client(url).do_action(flight.Action(kind, body), options))
+        except flight.FlightError as exc:
+            raise _unavailable(url, exc) from exc
+        return results[0].body.to_pybytes() if results else b""
+
     def close(self) -> None:
         with self._lock:
             for client in self._clients.values():
@@ -97,14 +108,14 @@ class Peers:
 
 
 def _unavailable(url: str, exc: flight.FlightError) -> OdradekError:
-    """A part that failed: the client reads again (the cell may be changing hands)."""
+    """A part that failed: the client asks again (the cell may be changing hands)."""
     from odradek.protocols.flight.messages import decode_error
 
     detail = getattr(exc, "extra_info", None)
     decoded = decode_error(detail) if detail else None
     if decoded is not None and not isinstance(decoded, (Unavailable, NotOwner)):
         return decoded  # the agent's own refusal (unauthorized, invalid): passed on as it is
-    return Unavailable(f"the agent at {url} did not serve its part of the read ({exc}); read again")
+    return Unavailable(f"the agent at {url} did not answer its cell's part ({exc}); retry")
 
 
 _END = object()

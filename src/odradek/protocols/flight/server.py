@@ -551,13 +551,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         assert self.cluster is not None and self._peers is not None
         if request.cell is not None:
             return read(self._served_node(request.cell).engine, stop)
-        header = call_header(context)
-        if self._authenticator is not None and header is None:
-            raise InvalidRequest(
-                "a wildcard read over several cells asks other agents for their cells' topics with "
-                "the caller's password or token, and this call has none (a certificate's principal): "
-                "read each topic, or authenticate with a password or token"
-            )
+        header = self._forwardable_header(context, "a wildcard read over several cells")
         peers = self._peers
         parts: list[Callable[[Callable[[], bool]], Iterator[pa.RecordBatch]]] = []
         for cell in cell_names(self.cluster.cell_count()):
@@ -648,17 +642,97 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 authorization.check_action(*authorized, action.type, raw, self._node)
             body = messages.decode_action_body(action.type, raw)
             namespace = self._namespace()
-            if action.type in _LISTINGS:
-                result = _LISTINGS[action.type](self, body, namespace)
-            elif namespace is RAW:
-                result = self._actions[action.type](body)
-            else:
-                result = namespace.local_json(
-                    self._actions[action.type](self._engine_body(namespace, action.type, body))
-                )
-            if authorized is not None:
-                result = authorization.filter_listing(*authorized, action.type, result)
+            if action.type in _GROUP_ACTIONS and self._routed():  # groups of every cell (decision 0035)
+                cell = body.pop("cell", None)
+                if cell is None:
+                    result = self._group_action_over_cells(context, action.type, body, namespace, authorized)
+                    return [flight.Result(pa.py_buffer(result))]
+                self._call.node = self._served_node(validate_cell(cell))  # a part another agent asked for
+            result = self._dispatch(action.type, body, namespace, authorized)
             return [flight.Result(pa.py_buffer(result))]
+
+    def _dispatch(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        namespace: Namespace,
+        authorized: tuple[Authorizer, Principal] | None,
+    ) -> bytes:
+        """Action ``kind``'s answer to ``body`` for a caller in ``namespace``."""
+        if kind in _LISTINGS:
+            result = _LISTINGS[kind](self, body, namespace)
+        elif namespace is RAW:
+            result = self._actions[kind](body)
+        else:
+            result = namespace.local_json(self._actions[kind](self._engine_body(namespace, kind, body)))
+        if authorized is not None:
+            result = authorization.filter_listing(*authorized, kind, result)
+        return result
+
+    def _group_action_over_cells(
+        self,
+        context: flight.ServerCallContext,
+        kind: str,
+        body: dict[str, Any],
+        namespace: Namespace,
+        authorized: tuple[Authorizer, Principal] | None,
+    ) -> bytes:
+        """A group action over a cluster whose topics are spread over cells (decision
+        0035): a group lives in one cell (its topic's; a Kafka group in the home cell),
+        so a listing is every cell's, merged, and an action on one group goes to the
+        first cell, in cell order, that lists it. Each cell this agent serves answers
+        here; another cell is asked of the agent serving it (the body naming that cell,
+        with the caller's credentials)."""
+        assert self.cluster is not None and self._peers is not None
+        header = self._forwardable_header(context, "a group's action over several cells")
+        peers = self._peers
+
+        def ask(cell: str, what: str, document: dict[str, Any]) -> bytes:
+            node = self._node if cell == HOME_CELL else self._cells.get(cell)
+            if node is None:
+                return peers.action(
+                    self._owner_url(cell), what, messages.dump({**document, "cell": cell}), header
+                )
+            self._call.node = node
+            try:
+                return self._dispatch(what, dict(document), namespace, authorized)
+            finally:
+                self._call.node = None
+
+        cells = cell_names(self.cluster.cell_count())
+        if kind == "list_groups":
+            listing: list[Any] = []
+            for cell in cells:
+                listing.extend(
+                    messages.load(ask(cell, kind, body), "a cell's group listing").get("listing", [])
+                )
+            listing.sort(key=lambda entry: str(entry.get("group")))
+            return messages.dump({"groups": [entry.get("group") for entry in listing], "listing": listing})
+        group = _name(body, "group", "a group name")
+        for cell in cells:
+            if group in messages.load(ask(cell, "list_groups", {}), "a cell's group listing").get(
+                "groups", []
+            ):
+                return ask(cell, kind, body)
+        raise InvalidRequest(f"group {group!r} does not exist (a member's join creates it)")
+
+    def _forwardable_header(self, context: flight.ServerCallContext, what: str) -> str | None:
+        """The caller's credentials to pass on to another agent; InvalidRequest for a
+        caller authenticated by its certificate (its identity does not travel)."""
+        header = call_header(context)
+        if self._authenticator is not None and header is None:
+            raise InvalidRequest(
+                f"{what} asks other agents for their cells' part with the caller's password or "
+                "token, and this call has none (a certificate's principal): authenticate with a "
+                "password or token"
+            )
+        return header
+
+    def _group_node(self) -> Node:
+        """The node whose groups this call is about: the cell another agent asked for
+        (decision 0035), else the home cell's."""
+        node: Node | None = getattr(self._call, "node", None)
+        return node if node is not None else self.node
 
     def _create_topic(self, body: dict[str, Any]) -> bytes:
         options = {name: body[name] for name in _TOPIC_OPTIONS if name in body}
@@ -869,7 +943,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     # Groups of every kind (odradek and kafka) through the node's directory.
 
     def _list_groups(self, body: dict[str, Any], namespace: Namespace = RAW) -> bytes:
-        listing = [entry for entry in self.node.directory.listing() if namespace.owns(entry.group)]
+        listing = [entry for entry in self._group_node().directory.listing() if namespace.owns(entry.group)]
         answer = {
             "groups": [entry.group for entry in listing],
             "listing": [entry.to_json() for entry in listing],
@@ -878,18 +952,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def _describe_group(self, body: dict[str, Any]) -> bytes:
         return messages.dump(
-            self.node.directory.describe_group(_name(body, "group", "a group name")).to_json()
+            self._group_node().directory.describe_group(_name(body, "group", "a group name")).to_json()
         )
 
     def _delete_group(self, body: dict[str, Any]) -> bytes:
-        self.node.directory.delete_group(_name(body, "group", "a group name"))
+        self._group_node().directory.delete_group(_name(body, "group", "a group name"))
         return b"{}"
 
     def _reset_offsets(self, body: dict[str, Any]) -> bytes:
         dry_run = body.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InvalidRequest(f"reset_offsets' dry_run is true or false, got {dry_run!r}")
-        plan = self.node.directory.reset_offsets(
+        plan = self._group_node().directory.reset_offsets(
             _name(body, "group", "a group name"),
             _optional_name(body, "topics", "a topic pattern"),
             body.get("to"),
@@ -1092,6 +1166,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         principal = call_principal(context)
         self._call.principal = principal.name
         self._call.tenant = principal.tenant
+        self._call.node = None  # a group action's cell (decision 0035)
         self._call.namespace = self._namespace_of(principal)  # Unauthorized: an unknown tenant
         self._throttle(self._call.principal, request=True, tenant=principal.tenant)
 
@@ -1298,6 +1373,8 @@ _NO_OPTIONS = messages.AppendOptions()
 # deleting one takes an admin principal (any caller on a server without authentication).
 _VIEW_ADMIN_ACTIONS = frozenset({"create_view", "delete_view"})
 _ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
+# Actions on groups, each group in one cell (decision 0035).
+_GROUP_ACTIONS = frozenset({"list_groups", "describe_group", "delete_group", "reset_offsets"})
 # Listings answered for the caller's namespace (security/tenants.py).
 _LISTINGS: dict[str, Callable[[FlightService, dict[str, Any], Namespace], bytes]] = {
     "list_topics": lambda server, body, namespace: server._list_topics(body, namespace),
@@ -1361,7 +1438,8 @@ class _CellRouter:
     0032): a call on one topic goes to the engine of the cell holding it (NotOwner
     naming its owner when this agent does not serve it); creating a topic places it
     first, deleting it drops its placement. Listings answer from the placements;
-    everything else (wildcard reads, groups and views) is the home cell's."""
+    wildcard reads and group actions are split by cell in the door (decision 0035);
+    everything else (views, waits) is the home cell's."""
 
     def __init__(self, service: FlightService) -> None:
         self._service = service
@@ -1385,11 +1463,8 @@ class _CellRouter:
         if name in _TOPIC_CALLS:
 
             def routed(topic: str, *args: Any, **kwargs: Any) -> Any:
-                if name == "read" and is_pattern(topic):
-                    raise InvalidRequest(
-                        "a wildcard read is not served by a cluster whose topics are spread over "
-                        "several cells yet: read each topic"
-                    )
+                if name == "read" and is_pattern(topic):  # the door splits it by cell (_read_cells)
+                    raise InvalidRequest("a wildcard read over several cells goes through the door's read")
                 if name == "create_topic":
                     return create(topic, *args, **kwargs)
                 return getattr(service.engine_of(topic), name)(topic, *args, **kwargs)
