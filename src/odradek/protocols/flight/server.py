@@ -293,6 +293,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         stopper = threading.Thread(target=self.shutdown, name="odradek-flight-shutdown", daemon=True)
         stopper.start()
         stopper.join(timeout)
+        if self._peers is not None:  # the clients to other agents (reads over cells end with it)
+            self._peers.close()
         return not stopper.is_alive()
 
     # -- DoPut: appends ---------------------------------------------------------------------
