@@ -185,6 +185,12 @@ def test_a_forwarded_request_for_a_cell_the_agent_does_not_serve_is_refused_retr
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 503
     assert "does not serve cell '_cell.1'" in json.loads(refused.value.read())["message"]
-    # The HTTP API is not served over cells yet: said plainly.
+    # The HTTP API on the same listener answers for every cell (decision 0036), and a
+    # forward of it for a cell the agent does not serve is refused the same way.
     status, answer = _http(f"{home.registry_url}/v1/topics")
-    assert status == 501 and "several cells" in answer["message"]
+    assert status == 200 and answer == {"topics": [], "unavailable": {}}
+    request = urllib.request.Request(f"{home.registry_url}/v1/topics", headers={"X-Odradek-Cell": "_cell.1"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+    assert json.loads(refused.value.read())["code"] == "unavailable"

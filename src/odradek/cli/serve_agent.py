@@ -151,7 +151,15 @@ def run_agent(settings: Settings) -> int:
     registry_cells = None  # with several cells: every cell's registry, on one listener
     if registry_address is not None and settings.cells > 1:
         registry_cells = _start_cells_registry(
-            settings, registry_address, gate, tls, authenticator, quotas, metrics, budget
+            settings,
+            registry_address,
+            gate,
+            tls,
+            authenticator,
+            quotas,
+            metrics,
+            budget,
+            server.cluster_status,
         )
         if registry_cells is None:  # the default address was not free: the door is off
             registry_address = None
@@ -225,16 +233,15 @@ def run_agent(settings: Settings) -> int:
         if registry_address is None:
             return None
         if registry_cells is not None:  # the cell answers on the agent's listener (decision 0034)
-            from odradek.protocols.registry import cell_registry
+            from odradek.protocols.registry import cell_api, cell_registry
 
             agent = gate.agent
             assert agent is not None
-            registry = cell_registry(
-                node.engine,
-                functools.partial(agent.claim, cell=cell),
-                functools.partial(agent.forget, cell=cell),
-            )
-            return _Closer(registry_cells[1].serve(cell, registry))
+            claim = functools.partial(agent.claim, cell=cell)
+            release = functools.partial(agent.forget, cell=cell)
+            registry = cell_registry(node.engine, claim, release)
+            # The HTTP API and the web console of the cell on the same listener (decision 0036).
+            return _Closer(registry_cells[1].serve(cell, registry, cell_api(node, claim, release)))
         from odradek.protocols.registry import start_registry_listener
 
         metering = metrics.metering if metrics is not None else None
@@ -376,9 +383,12 @@ def _start_cells_registry(
     quotas: QuotaManager,
     metrics: Metrics | None,
     budget: ByteBudget,
+    cluster_status: Callable[[], dict[str, Any]],
 ) -> tuple[Any, Any] | None:
-    """The registry door of an agent of a cluster with several cells (decision 0034):
-    listening for the agent's whole life, each cell it serves added as it opens it.
+    """The registry door of an agent of a cluster with several cells (decision 0034),
+    with the HTTP API and the web console (decision 0036, whose cluster page shows
+    ``cluster_status()``): listening for the agent's whole life, each cell it serves
+    added as it opens it.
     Returns the listener and the cells' registries; None when the default address is
     not free (as serve does: the door is off, said in a warning)."""
     from odradek.cluster.registry_seat import RegistrySeat
@@ -402,6 +412,7 @@ def _start_cells_registry(
                 bounds=settings.door_bounds(connections.REGISTRY),
                 budget=budget,
                 forward_tls=tls.agent_client_context if tls is not None else None,
+                cluster_status=cluster_status,
             )
         except OSError as exc:
             if settings.registry_listen_given:

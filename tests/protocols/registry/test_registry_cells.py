@@ -238,6 +238,10 @@ def test_what_cannot_be_answered_now_is_a_retriable_503(agents: TwoAgents) -> No
     assert status == 503
 
 
-def test_the_http_api_is_not_served_over_cells(agents: TwoAgents) -> None:
+def test_the_http_api_is_served_over_cells_beside_the_registry(agents: TwoAgents) -> None:
+    # Cells registered without an HTTP API (a registry only): the API's paths say so in
+    # its own error shape, a retriable 503 naming the cell (decision 0036; the agents
+    # of tests/protocols/http_api/test_http_api_cells.py serve both).
     status, answer = agents.call(0, "GET", "/v1/topics")
-    assert status == 501 and "several cells" in answer["message"]
+    assert status == 503 and answer["code"] == "unavailable"
+    assert agents.call(0, "GET", "/subjects")[0] == 200  # the registry answers as before

@@ -206,9 +206,12 @@ def owns(path: str) -> bool:
 class HttpApi:
     """Answers the HTTP API's requests for one node."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, create_topic: Callable[..., Any] | None = None) -> None:
+        """``create_topic`` creates a topic in place of the engine's (a cell of a cluster
+        places it in the cell first: protocols/registry/cells.py's ``CellSubjects``)."""
         self.node = node
         self.engine = node.engine
+        self._create = create_topic if create_topic is not None else node.engine.create_topic
         self.streams = StreamSlots(limits.http_sse_streams_max, limits.http_sse_streams_per_principal_max)
         self._draining = threading.Event()
         self._routes: list[tuple[tuple[str, ...], dict[str, str]]] = list(ROUTES)
@@ -341,7 +344,7 @@ class HttpApi:
         options = {field: body[field] for field in CREATE_OPTIONS if field in body}
         if body.get("schema") is not None:
             options["schema"] = body["schema"]
-        info = self.engine.create_topic(name, **options)
+        info = self._create(name, **options)
         return ApiResponse.of(info.to_json(), 201)
 
     def _describe_topic(self, request: ApiRequest, parameters: dict[str, str]) -> ApiResponse:

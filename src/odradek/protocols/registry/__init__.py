@@ -62,17 +62,19 @@ def start_cells_registry_listener(
     bounds: DoorLimits | None = None,
     budget: ByteBudget | None = None,
     forward_tls: Callable[[], ssl.SSLContext] | None = None,
+    cluster_status: Callable[[], dict[str, Any]] | None = None,
 ) -> tuple[RegistryListener, CellRegistries]:
     """Serve the registry API of a cluster agent whose cluster has several cells
     (decision 0034) on ``host:port``: each cell the agent serves is added to the
-    returned registries with :func:`cell_registry` as the agent opens it; what concerns
-    another cell is forwarded to the agent serving it (over TLS with the context
-    ``forward_tls()`` makes, each time: certificates may be reloaded).
-    The HTTP API and the web console are not served there yet.
+    returned registries with :func:`cell_registry` (and its HTTP API, decision 0036,
+    with :func:`cell_api`) as the agent opens it; what concerns another cell is
+    forwarded to the agent serving it (over TLS with the context ``forward_tls()``
+    makes, each time: certificates may be reloaded). The web console's cluster page
+    shows ``cluster_status()``.
 
     Raises OSError when the address cannot be bound.
     """
-    cells = CellRegistries(cluster)
+    cells = CellRegistries(cluster, cluster_status)
     listener = RegistryListener(
         None, host, port, bounds=bounds, budget=budget, cells=cells, forward_tls=forward_tls
     )
@@ -88,6 +90,15 @@ def cell_registry(engine: Any, claim: Callable[[str], bool], release: Callable[[
     return Registry(CellSubjects(engine, claim, release), SubjectStore(engine.path, disk, fsync=fsync))
 
 
+def cell_api(node: Any, claim: Callable[[str], bool], release: Callable[[str], None]) -> Any:
+    """The HTTP API of one cell of a cluster (decision 0036), over the cell's node (a
+    :class:`~odradek.node.Node`): a topic it creates is placed in the cell first with
+    ``claim``, its placement dropped with ``release`` when the engine refuses it."""
+    from odradek.protocols.http_api import HttpApi
+
+    return HttpApi(node, create_topic=CellSubjects(node.engine, claim, release).create_topic)
+
+
 __all__ = [
     "CellRegistries",
     "Registry",
@@ -96,6 +107,7 @@ __all__ = [
     "Request",
     "Response",
     "SubjectStore",
+    "cell_api",
     "cell_registry",
     "start_cells_registry_listener",
     "start_registry_listener",

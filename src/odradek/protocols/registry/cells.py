@@ -36,12 +36,17 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from odradek import limits
 from odradek.cluster.placement import create_placed
 from odradek.errors import InvalidRequest, Unavailable
 from odradek.names import validate_topic_name
 from odradek.protocols.registry.routes import Registry, Response, topic_of
+
+if TYPE_CHECKING:
+    from odradek.console.api import ConsoleApi
+    from odradek.protocols.http_api import HttpApi
 
 # The header naming the cell a forwarded request is for.
 CELL_HEADER = "X-Odradek-Cell"
@@ -137,20 +142,37 @@ class CellRegistries:
     """The registries of the cells this agent serves, each added as the agent opens its
     cell and removed as it closes it, and the cluster's view the door routes with."""
 
-    def __init__(self, cluster: RegistryCells) -> None:
+    def __init__(
+        self, cluster: RegistryCells, cluster_status: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.cluster = cluster
         self._lock = threading.Lock()
         self._registries: dict[str, Registry] = {}
+        # Each served cell's HTTP API and console (decision 0036); the console's cluster
+        # page shows ``cluster_status()``.
+        self._apis: dict[str, tuple[HttpApi, ConsoleApi]] = {}
+        self._cluster_status = cluster_status
 
-    def serve(self, cell: str, registry: Registry) -> Callable[[], None]:
-        """Answer ``cell``'s requests with ``registry`` from now on; returns what stops it."""
+    def serve(self, cell: str, registry: Registry, api: HttpApi | None = None) -> Callable[[], None]:
+        """Answer ``cell``'s requests with ``registry`` (and the HTTP API's and the
+        console's with ``api``) from now on; returns what stops it, which ends the API's
+        event streams (waiting at most ``limits.http_sse_drain_seconds_max``)."""
+        from odradek.console.api import ConsoleApi
+
+        served = (api, ConsoleApi(api, self._cluster_status)) if api is not None else None
         with self._lock:
             self._registries[cell] = registry
+            if served is not None:
+                self._apis[cell] = served
 
         def stop() -> None:
             with self._lock:
                 if self._registries.get(cell) is registry:
                     del self._registries[cell]
+                if served is not None and self._apis.get(cell) is served:
+                    del self._apis[cell]
+            if api is not None:
+                api.drain(limits.http_sse_drain_seconds_max)
 
         return stop
 
@@ -158,6 +180,28 @@ class CellRegistries:
         """The registry of ``cell`` if this agent serves it."""
         with self._lock:
             return self._registries.get(cell)
+
+    def local_api(self, cell: str) -> tuple[HttpApi, ConsoleApi] | None:
+        """The HTTP API and the console of ``cell`` if this agent serves it."""
+        with self._lock:
+            return self._apis.get(cell)
+
+    def any_api(self) -> tuple[HttpApi, ConsoleApi] | None:
+        """The API of a cell this agent serves, the home cell's if it does (what answers
+        the same everywhere: the OpenAPI document, a 404, the cluster page)."""
+        cells = self.cluster.cells()
+        with self._lock:
+            for cell in cells:
+                if cell in self._apis:
+                    return self._apis[cell]
+            return next(iter(self._apis.values()), None)
+
+    def drain(self) -> None:
+        """End every served cell's event streams (the listener is closing)."""
+        with self._lock:
+            apis = [api for api, _ in self._apis.values()]
+        for api in apis:
+            api.drain(limits.http_sse_drain_seconds_max)
 
     def home(self) -> Registry | None:
         """The home cell's registry if this agent serves it (views are the home cell's)."""

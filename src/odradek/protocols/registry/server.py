@@ -13,11 +13,15 @@ The HTTP API (protocols/http_api, decision 0022) is mounted on the same listener
 its own body bound, error shape and Server-Sent Event streams (written here chunk by
 chunk, each write bounded by ``limits.http_sse_write_seconds_max``). So is the web
 console (odradek/console, decision 0025): its built assets at ``/ui`` and its endpoints
-under ``/v1/console/``.
+under ``/v1/console/``. With several cells (decisions 0034 and 0036) each served cell
+answers with a registry and an API of its own, and a request about another cell is
+forwarded to the agent serving it (an event stream relayed chunk by chunk); where each
+request goes is decided by registry/cells.py and http_api/cells.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
@@ -39,6 +43,7 @@ from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
 from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
+from odradek.protocols.http_api import cells as api_cells
 from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry import tenancy as registry_tenancy
@@ -88,6 +93,11 @@ class _RegistryHTTPServer(BoundedHTTPServer):
         self.console = ConsoleApi(api, cluster_status) if api is not None else None
         super().__init__("registry", host, port, _RegistryHandler, bounds)
 
+    @property
+    def serves_api(self) -> bool:
+        """Whether the HTTP API is served here (over one node, or over cells)."""
+        return self.api is not None or self.cells is not None
+
     def refusal(self, reason: str) -> bytes:
         response = Response.error(503, 50302, reason)
         head = (
@@ -99,7 +109,23 @@ class _RegistryHTTPServer(BoundedHTTPServer):
 
 TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
 # What a request forwarded to another cell's agent takes along (decision 0034).
-_FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", *TRACE_HEADERS)
+_FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", "Last-Event-ID", *TRACE_HEADERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    """Why a request cannot be forwarded: its status (503 or 421) and message."""
+
+    status: int
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Relay:
+    """An event stream of another cell's topic, relayed from the agent serving it."""
+
+    door: tuple[str, int]
+    headers: dict[str, str]
 
 
 class _RegistryHandler(BoundedRequestHandler):
@@ -144,17 +170,10 @@ class _RegistryHandler(BoundedRequestHandler):
         request_ids.current.set(request_ids.given_or_fresh(self.headers.get("X-Request-Id")))
         target = urllib.parse.urlsplit(self.path)
         console = owns_ui(target.path) or owns_api(target.path)
-        if self.server.cells is not None and (owns(target.path) or console):
-            self._refuse_api(
-                501,
-                501,
-                "the HTTP API and the web console are not served by a cluster whose topics are "
-                "spread over several cells yet: use the native or the Kafka door "
-                '(docs/cluster.md, "Topics spread over cells")',
-            )
-            return
         api = self.server.api if self.server.api is not None and (owns(target.path) or console) else None
-        refuse = self._refuse if api is None else self._refuse_api
+        # With several cells (decision 0036): the API of the cell the request concerns.
+        cells_api = self.server.cells is not None and (owns(target.path) or console)
+        refuse = self._refuse if api is None and not cells_api else self._refuse_api
         if self.headers.get("Transfer-Encoding") is not None:
             refuse(411, 411, "A request body needs a Content-Length")
             return
@@ -163,7 +182,9 @@ class _RegistryHandler(BoundedRequestHandler):
             refuse(400, 400, f"Invalid Content-Length {declared!r}")
             return
         length = int(declared)
-        body_max = request_body_bytes_max if api is None else limits.http_request_body_bytes_max
+        body_max = (
+            request_body_bytes_max if api is None and not cells_api else limits.http_request_body_bytes_max
+        )
         if length > body_max:
             refuse(413, 413, f"The request body is {length} bytes; at most {body_max} are accepted")
             return
@@ -181,8 +202,10 @@ class _RegistryHandler(BoundedRequestHandler):
                 self.close_connection = True  # the peer went away mid-body
                 return
             query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
-            answer: ApiResponse | EventStream | Response
-            if api is not None and owns_ui(target.path):
+            answer: ApiResponse | EventStream | Response | _Relay
+            if cells_api:
+                answer = self._cells_api_answer(target.path, query, body)
+            elif api is not None and owns_ui(target.path):
                 answer = serve_static(self.command, target.path)
             elif api is not None and owns_api(target.path) and self.server.console is not None:
                 answer = self._metered_answer(self.server.console.handle, target.path, query, body)
@@ -196,6 +219,8 @@ class _RegistryHandler(BoundedRequestHandler):
                 observe.request("registry", self.command.lower(), outcome, time.perf_counter() - started)
         if isinstance(answer, EventStream):
             self._stream(answer)
+        elif isinstance(answer, _Relay):
+            self._relay(answer)
         elif isinstance(answer, ApiResponse):
             self._send_api(answer)
         else:
@@ -236,25 +261,38 @@ class _RegistryHandler(BoundedRequestHandler):
     def _forward(self, cell: str) -> Response:
         """This request's answer from the agent serving ``cell``: the request as the
         client sent it, with its credentials, for that cell (decision 0034)."""
+        found = self._forwarding(cell, "registry")
+        if isinstance(found, _Refused):
+            if found.status == 503:
+                return _unavailable(found.message)
+            return Response.error(found.status, 42101, found.message)
+        door, headers = found
+        return forward(door, self.server.forward_tls, self.command, self.path, headers, self._body)
+
+    def _forwarding(self, cell: str, door_name: str) -> tuple[tuple[str, int], dict[str, str]] | _Refused:
+        """Where to forward this request for ``cell`` and the headers to send (the
+        client's credentials and trace context, the cell); or the refusal's status (503:
+        no agent known to serve the cell; 421: a client authenticated by its certificate,
+        whose identity cannot travel) and message."""
         cells = self.server.cells
         assert cells is not None
         try:
             door = cells.cluster.door_of(cell)
         except OdradekError as exc:
-            return _unavailable(exc.message)
+            return _Refused(503, exc.message)
         if door is None:
-            return _unavailable(
+            return _Refused(
+                503,
                 f"no agent with a registry door serves cell {cell} right now (a failover in "
-                "progress, or the agent serving it runs without the door); retry"
+                "progress, or the agent serving it runs without the door); retry",
             )
         authorization = self.headers.get("Authorization")
         if self.server.authenticator is not None and authorization is None:
             # A client certificate cannot be passed along: the client sends it there.
             host, port = door
-            return Response.error(
+            return _Refused(
                 421,
-                42101,
-                f"this request concerns cell {cell}, served by the agent whose registry door is "
+                f"this request concerns cell {cell}, served by the agent whose {door_name} door is "
                 f"{_address(host, port)}: a client authenticated by its certificate sends it there",
             )
         headers = {
@@ -264,7 +302,187 @@ class _RegistryHandler(BoundedRequestHandler):
         request_id = request_ids.current.get()
         if request_id is not None:
             headers["X-Request-Id"] = request_id
-        return forward(door, self.server.forward_tls, self.command, self.path, headers, self._body)
+        return door, headers
+
+    def _cells_api_answer(
+        self, path: str, query: dict[str, str], body: bytes
+    ) -> ApiResponse | EventStream | _Relay:
+        """The HTTP API's or the console's answer over a cluster with several cells
+        (decision 0036, http_api/cells.py): the cell's API here, forwarded to the agent
+        serving the cell, or every cell's answer merged."""
+        cells = self.server.cells
+        assert cells is not None
+        if owns_ui(path):
+            return serve_static(self.command, path)
+        given = self.headers.get(CELL_HEADER)
+        if given is not None:  # forwarded by another agent for one of this agent's cells
+            served = cells.local_api(given)
+            if served is None:
+                return _api_unavailable(
+                    f"this agent does not serve cell {given!r} now (it changed hands); retry"
+                )
+            return self._local_api_answer(served, path, query, body)
+        try:
+            prefix = self._namespace().prefix
+        except OdradekError:
+            prefix = ""  # a principal of a tenant that does not exist: refused as it is answered
+        where = api_cells.route(self.command, path, query, body, prefix)
+        if where.kind == api_cells.REFUSE:
+            return ApiResponse(400, error_body("invalid_request", where.reason or "not served over cells"))
+        if where.kind == api_cells.LOCAL:
+            served = cells.any_api()
+            if served is not None:
+                return self._local_api_answer(served, path, query, body)
+            where = api_cells.HOME  # this agent serves no cell now: the home cell's agent answers
+        try:
+            names = cells.cluster.cells()
+            if where.kind == api_cells.MERGE:
+                targets = names
+            elif where.kind == api_cells.GROUP:
+                assert where.group is not None
+                targets = [api_cells.group_cell(where.group, names, self._group_listing)]
+            elif where.topic is not None:
+                targets = [cells.cluster.cell_of(where.topic)]
+            else:
+                targets = names[:1]
+        except OdradekError as exc:  # etcd out of reach: where a topic is is not known
+            return _api_unavailable(exc.message)
+        except _ListingRefused as refused:  # a cell's group listing could not be had
+            return refused.answer
+        if where.kind != api_cells.MERGE:
+            return self._cell_api_answer(targets[0], self.command, path, query, body, streams=True)
+        documents = []
+        for cell in targets:
+            answer = self._cell_api_answer(cell, self.command, path, query, body)
+            assert not isinstance(answer, EventStream | _Relay)  # a listing is no stream
+            if answer.status >= 400:
+                return answer  # the first refusal is the answer: never a part shown as all
+            try:
+                documents.append(answer.document())
+            except ValueError:
+                return ApiResponse(
+                    502, error_body("error", f"cell {cell} answered a listing that is not JSON")
+                )
+        try:
+            merged = api_cells.merge(where.listing or api_cells.TOPICS, documents)
+        except ValueError as exc:
+            return ApiResponse(502, error_body("error", str(exc)))
+        return ApiResponse.of(merged)
+
+    def _cell_api_answer(
+        self,
+        cell: str,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+        *,
+        streams: bool = False,
+        lookup: bool = False,
+    ) -> ApiResponse | EventStream | _Relay:
+        """The answer of ``cell``'s API to ``method path``: here when this agent serves the
+        cell (metered here), else forwarded to the agent serving it (which meters it),
+        an event stream relayed as it flows when ``streams``. A ``lookup`` is a request
+        the door makes for this one (a group listing), not the client's as it sent it."""
+        cells = self.server.cells
+        assert cells is not None
+        served = cells.local_api(cell)
+        if served is not None:
+            if lookup:
+                api, _ = served
+                try:
+                    request = dataclasses.replace(self._api_request(path, query, body), method=method)
+                except OdradekError as exc:
+                    return ApiResponse.error(exc)
+                return api.handle(request)
+            return self._local_api_answer(served, path, query, body)
+        found = self._forwarding(cell, "HTTP API")
+        if isinstance(found, _Refused):
+            if found.status == 503:
+                return _api_unavailable(found.message)
+            return ApiResponse(found.status, error_body("misdirected", found.message))
+        door, headers = found
+        if streams and method == "GET" and _streams(path):
+            return _Relay(door, headers)
+        target, sent = (path, b"") if lookup else (self.path, body)
+        try:
+            # A poll there may wait its whole time before it answers.
+            seconds = limits.registry_forward_seconds + limits.http_poll_seconds_max
+            status, data, content_type, kept = exchange(
+                door, self.server.forward_tls, method, target, headers, sent, seconds
+            )
+        except Unreachable as exc:
+            if exc.status == 503:
+                return _api_unavailable(exc.message)
+            return ApiResponse(exc.status, error_body("error", exc.message))
+        return ApiResponse(status, data, content_type or "application/json", headers=kept)
+
+    def _group_listing(self, cell: str) -> object:
+        """``cell``'s group listing as this request's principal sees it (a GET /v1/groups
+        document); :class:`_ListingRefused` when the cell cannot answer it."""
+        answer = self._cell_api_answer(cell, "GET", "/v1/groups", {}, b"", lookup=True)
+        assert isinstance(answer, ApiResponse)
+        if answer.status >= 400:
+            raise _ListingRefused(answer)
+        try:
+            return answer.document()
+        except ValueError:
+            raise _ListingRefused(
+                ApiResponse(
+                    502, error_body("error", f"cell {cell} answered a group listing that is not JSON")
+                )
+            ) from None
+
+    def _local_api_answer(
+        self, served: tuple[HttpApi, ConsoleApi], path: str, query: dict[str, str], body: bytes
+    ) -> ApiResponse | EventStream:
+        """A cell's API's (or console's) answer here, under the principal's quotas."""
+        api, console = served
+        handle = console.handle if owns_api(path) else api.handle
+        return self._metered_answer(handle, path, query, body)
+
+    def _relay(self, relay: _Relay) -> None:
+        """Relay the event stream of another cell's topic from the agent serving it: its
+        status and headers, then each chunk as it arrives, until either side ends (each
+        write to the client bounded by ``limits.http_sse_write_seconds_max``); the
+        connection closes after it. A refusal there is answered as it came."""
+        self.close_connection = True
+        host, port = relay.door
+        # The serving agent sends a heartbeat at least every http_sse_heartbeat_seconds.
+        wait = limits.http_sse_heartbeat_seconds + limits.registry_forward_seconds
+        connection = _connection(relay.door, self.server.forward_tls, wait)
+        try:
+            try:
+                connection.request("GET", self.path, headers=relay.headers)
+                answer = connection.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                message = f"the agent at {_address(host, port)} did not answer ({exc}); retry"
+                self._send_api(_api_unavailable(message), close=True)
+                return
+            content_type = answer.getheader("Content-Type") or "application/json"
+            if answer.status != 200 or not content_type.startswith("text/event-stream"):
+                size_max = limits.registry_forward_response_bytes_max
+                data = answer.read(size_max)
+                kept = tuple(
+                    (name, value) for name in _ANSWER_HEADERS if (value := answer.getheader(name)) is not None
+                )
+                self._send_api(ApiResponse(answer.status, data, content_type, headers=kept), close=True)
+                return
+            self.connection.settimeout(limits.http_sse_write_seconds_max)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("X-Accel-Buffering", "no")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+            while chunk := answer.read1(_RELAY_CHUNK_BYTES):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (OSError, http.client.HTTPException) as exc:  # either side went away
+            log.debug("relayed event stream ended: %s", exc)
+        finally:
+            connection.close()
 
     def _answer_with(self, registry: Registry, request: Request) -> Response:
         """``registry``'s answer, or 403 for what the principal may not do (authorization.py)."""
@@ -297,6 +515,7 @@ class _RegistryHandler(BoundedRequestHandler):
             400: "invalid_request",
             411: "invalid_request",
             413: "request_too_large",
+            421: "misdirected",
             501: "not_implemented",
             503: "unavailable",
         }
@@ -464,7 +683,7 @@ class _RegistryHandler(BoundedRequestHandler):
 
     def unauthenticated_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 401 in the API's error shape."""
-        if self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+        if self.server.serves_api and owns(urllib.parse.urlsplit(self.path).path):
             return error_body("unauthenticated", message)
         return super().unauthenticated_body(message)
 
@@ -475,14 +694,14 @@ class _RegistryHandler(BoundedRequestHandler):
 
     def forbidden_body(self, message: str) -> bytes:
         """The HTTP API's paths answer a 403 in the API's error shape."""
-        if self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+        if self.server.serves_api and owns(urllib.parse.urlsplit(self.path).path):
             return error_body("unauthorized", message)
         return super().forbidden_body(message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests (bad request line, oversized headers) in Confluent's error shape;
         a method http.server does not know, on the HTTP API's paths, is the API's 405."""
-        if code == 501 and self.server.api is not None and owns(urllib.parse.urlsplit(self.path).path):
+        if code == 501 and self.server.serves_api and owns(urllib.parse.urlsplit(self.path).path):
             self._serve()
             return
         self.close_connection = True
@@ -526,6 +745,7 @@ class RegistryListener(BoundedHTTPListener):
         if budget is None:
             budget = ByteBudget(limits.inflight_bytes_max_default)
         self.api = api
+        self.cells = cells
         super().__init__(
             _RegistryHTTPServer(
                 registry, host, port, bounds, budget, api, cluster_status, cells, forward_tls
@@ -538,6 +758,8 @@ class RegistryListener(BoundedHTTPListener):
         at most ``limits.http_sse_drain_seconds_max``), then the listener stops."""
         if self.api is not None:
             self.api.drain(limits.http_sse_drain_seconds_max)
+        if self.cells is not None:
+            self.cells.drain()
         super().close()
 
     @property
@@ -550,6 +772,62 @@ class RegistryListener(BoundedHTTPListener):
         return self
 
 
+class Unreachable(Exception):
+    """The agent a request was forwarded to did not answer, or answered too much:
+    ``status`` is 503 (retry: the cell may be changing hands) or 502."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# The headers of a forwarded answer given back to the client (besides its type).
+_ANSWER_HEADERS = ("Retry-After", "Allow")
+
+
+def exchange(
+    door: tuple[str, int],
+    tls: Callable[[], ssl.SSLContext] | None,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    seconds: float = limits.registry_forward_seconds,
+) -> tuple[int, bytes, str | None, tuple[tuple[str, str], ...]]:
+    """The answer of the door at ``door`` to ``method target`` (path and query as the
+    client sent them) with ``headers`` and ``body``: its status, body, content type and
+    the headers of :data:`_ANSWER_HEADERS` it sent. One connection per request, bounded
+    in time (``seconds``: ``limits.registry_forward_seconds`` unless given) and in the answer's size
+    (``limits.registry_forward_response_bytes_max``); :class:`Unreachable` otherwise."""
+    host, port = door
+    connection = _connection(door, tls, seconds)
+    size_max = limits.registry_forward_response_bytes_max
+    try:
+        connection.request(method, target, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read(size_max + 1)
+        if len(data) > size_max:
+            raise Unreachable(502, f"the agent at {_address(host, port)} answered more than {size_max} bytes")
+        kept = tuple(
+            (name, value) for name in _ANSWER_HEADERS if (value := answer.getheader(name)) is not None
+        )
+        return answer.status, data, answer.getheader("Content-Type"), kept
+    except (OSError, http.client.HTTPException) as exc:
+        raise Unreachable(503, f"the agent at {_address(host, port)} did not answer ({exc}); retry") from exc
+    finally:
+        connection.close()
+
+
+def _connection(
+    door: tuple[str, int], tls: Callable[[], ssl.SSLContext] | None, timeout: float
+) -> http.client.HTTPConnection:
+    host, port = door
+    if tls is not None:
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls())
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
 def forward(
     door: tuple[str, int],
     tls: Callable[[], ssl.SSLContext] | None,
@@ -558,32 +836,38 @@ def forward(
     headers: dict[str, str],
     body: bytes,
 ) -> Response:
-    """The answer of the registry door at ``door`` to ``method target`` (path and query
-    as the client sent them) with ``headers`` and ``body``: one connection per request,
-    bounded in time (``limits.registry_forward_seconds``) and in the answer's size
-    (``limits.registry_forward_response_bytes_max``). A door out of reach is a 503 (the
-    cell may be changing hands), which clients retry."""
-    host, port = door
-    timeout = limits.registry_forward_seconds
-    connection = (
-        http.client.HTTPSConnection(host, port, timeout=timeout, context=tls())
-        if tls is not None
-        else http.client.HTTPConnection(host, port, timeout=timeout)
-    )
-    size_max = limits.registry_forward_response_bytes_max
+    """The answer of the registry door at ``door`` to the request (:func:`exchange`); a
+    door out of reach is a 503 (the cell may be changing hands), which clients retry."""
     try:
-        connection.request(method, target, body=body, headers=headers)
-        answer = connection.getresponse()
-        data = answer.read(size_max + 1)
-        if len(data) > size_max:
-            return Response.error(
-                502, 50001, f"the agent at {_address(host, port)} answered more than {size_max} bytes"
-            )
-        return Response(answer.status, data, answer.getheader("Content-Type") or CONTENT_TYPE)
-    except (OSError, http.client.HTTPException) as exc:
-        return _unavailable(f"the agent at {_address(host, port)} did not answer ({exc}); retry")
-    finally:
-        connection.close()
+        status, data, content_type, _ = exchange(door, tls, method, target, headers, body)
+    except Unreachable as exc:
+        return Response.error(exc.status, 50003 if exc.status == 503 else 50001, exc.message)
+    return Response(status, data, content_type or CONTENT_TYPE)
+
+
+class _ListingRefused(Exception):
+    def __init__(self, answer: ApiResponse) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+# At most this much of a relayed event stream is read at once (what arrived is sent on).
+_RELAY_CHUNK_BYTES = 64 * 1024
+
+
+def _streams(path: str) -> bool:
+    """Whether a GET of ``path`` is answered with an event stream (a topic's or the
+    console's tail)."""
+    parts = path.strip("/").split("/")
+    return (len(parts) == 4 and parts[:2] == ["v1", "topics"] and parts[3] == "events") or parts == [
+        "v1",
+        "console",
+        "tail",
+    ]
+
+
+def _api_unavailable(message: str) -> ApiResponse:
+    return ApiResponse(503, error_body("unavailable", message), headers=(("Retry-After", "1"),))
 
 
 def _unavailable(message: str) -> Response:

@@ -1,0 +1,179 @@
+"""The HTTP API of `odradek serve --etcd --cells 3` (decision 0036).
+
+Goal: what an HTTP user of a cluster whose topics are spread over three agents sees:
+any agent's door answers for every topic, whichever cell holds it (the request is
+forwarded to the agent serving that cell); records produced through one door are read
+back through another; a topic listing at any door lists every cell's topics; a tail
+through a door that does not serve the topic receives the records appended after it
+started; a topic of a killed agent's cell is refused with a retriable 503 until a
+survivor takes the cell over, then answered again.
+Method: real `odradek serve` processes with `--cells 3 --registry-listen`, a real etcd
+and moto's S3 server; plain HTTP (urllib, http.client); kill -9.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, free_ports, unique_prefix
+from serve_processes import ServeAgent, one_cell_each
+
+import odradek
+
+CELLS = ["_cell", "_cell.1", "_cell.2"]
+TOPICS = [f"orders.{index}" for index in range(6)]
+
+
+class ApiCellAgent(ServeAgent):
+    """An agent of a cluster of three cells, with the registry listener (and so the API)."""
+
+    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+        (self.api_port,) = free_ports(1)
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        super().__init__(
+            directory,
+            agent_id,
+            etcd,
+            cluster,
+            store,
+            prefix,
+            ["--cells", "3", "--registry-listen", f"127.0.0.1:{self.api_port}"],
+        )
+
+
+@pytest.fixture
+def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[ApiCellAgent]]:
+    cluster, prefix = f"h{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    started: list[ApiCellAgent] = []
+    try:
+        for index in range(3):
+            started.append(ApiCellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+def _http(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def _values(url: str, topic: str) -> list[Any]:
+    status, page = _http(f"{url}/v1/topics/{topic}/records?offset=0")
+    assert status == 200, (url, topic, page)
+    return [record["value"] for record in page["records"]]
+
+
+def _record_events(response: http.client.HTTPResponse, count: int) -> list[Any]:
+    """The data of the next ``count`` record events of an event stream."""
+    found: list[Any] = []
+    event: dict[str, str] = {}
+    while len(found) < count:
+        line = response.readline()
+        assert line, f"the stream ended after {len(found)} of {count} records"
+        text = line.decode().rstrip("\n")
+        if not text:
+            if event.get("event") == "record":
+                found.append(json.loads(event["data"]))
+            event = {}
+            continue
+        name, _, value = text.partition(":")
+        if name:
+            event[name] = value.removeprefix(" ")
+    return found
+
+
+def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
+    owners = one_cell_each(agents, CELLS)
+    urls = ",".join(agent.url for agent in agents)
+    with odradek.connect(urls) as client:
+        for topic in TOPICS:
+            client.create_topic(topic)  # placed in turn in the least loaded cell
+    # Where each topic is: the agent serving a cell answers for it when asked for that cell.
+    cell_of: dict[str, str] = {}
+    for topic in TOPICS:
+        for cell, owner in owners.items():
+            status, _ = _http(f"{owner.api_url}/v1/topics/{topic}", headers={"X-Odradek-Cell": cell})
+            if status == 200:
+                cell_of[topic] = cell
+    assert set(cell_of.values()) == set(CELLS), cell_of
+
+    # Produced through one door, read back through another: every cell's topics.
+    first, second, third = agents
+    for topic in TOPICS:
+        records = [{"key": "k", "value": f"{topic}:{index}"} for index in range(3)]
+        status, produced = _http(f"{first.api_url}/v1/topics/{topic}/records", "POST", {"records": records})
+        assert status == 200 and produced["count"] == 3, produced
+    for topic in TOPICS:
+        assert _values(second.api_url, topic) == [f"{topic}:{index}" for index in range(3)]
+    for agent in agents:
+        status, listing = _http(f"{agent.api_url}/v1/topics")
+        assert status == 200 and listing["topics"] == sorted(TOPICS), (agent.agent_id, listing)
+
+    # A creation through any door places the topic, and the other doors find it.
+    status, created = _http(f"{third.api_url}/v1/topics", "POST", {"name": "fresh"})
+    assert status == 201, created
+    status, refused = _http(f"{third.api_url}/v1/topics", "POST", {"name": "broken", "cleanup": "never"})
+    assert status == 400, refused
+    status, listing = _http(f"{first.api_url}/v1/topics")
+    assert "fresh" in listing["topics"] and "broken" not in listing["topics"]
+
+    # A tail through a door that does not serve the topic.
+    topic = TOPICS[1]
+    cell = cell_of[topic]
+    door = next(agent for agent in agents if agent is not owners[cell])
+    connection = http.client.HTTPConnection("127.0.0.1", door.api_port, timeout=60)
+    try:
+        connection.request("GET", f"/v1/topics/{topic}/events?start=latest")
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+        records = [{"key": "k", "value": f"live-{index}"} for index in range(2)]
+        status, _ = _http(f"{third.api_url}/v1/topics/{topic}/records", "POST", {"records": records})
+        assert status == 200
+        assert [event["value"] for event in _record_events(response, 2)] == ["live-0", "live-1"]
+    finally:
+        connection.close()
+
+    # Kill -9 the agent serving that cell: its topic is refused with a retriable 503 at
+    # the other doors, then answered again once a survivor serves the cell.
+    victim = owners[cell]
+    survivor = next(agent for agent in agents if agent is not victim)
+    victim.signal(signal.SIGKILL)
+    assert victim.process is not None
+    victim.process.wait(30)
+    seen: list[int] = []
+
+    def answered() -> bool:
+        status, _ = _http(f"{survivor.api_url}/v1/topics/{topic}/records?offset=0")
+        seen.append(status)
+        return status == 200
+
+    wait_for(answered, "the killed agent's cell answered again")
+    assert set(seen) <= {200, 503}, seen
+    assert _values(survivor.api_url, topic) == [
+        *(f"{topic}:{index}" for index in range(3)),
+        "live-0",
+        "live-1",
+    ]
