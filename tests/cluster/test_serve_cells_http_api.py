@@ -145,6 +145,7 @@ def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
     cell = cell_of[topic]
     door = next(agent for agent in agents if agent is not owners[cell])
     connection = http.client.HTTPConnection("127.0.0.1", door.api_port, timeout=60)
+    response: http.client.HTTPResponse | None = None
     try:
         connection.request("GET", f"/v1/topics/{topic}/events?start=latest")
         response = connection.getresponse()
@@ -154,6 +155,8 @@ def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
         assert status == 200
         assert [event["value"] for event in _record_events(response, 2)] == ["live-0", "live-1"]
     finally:
+        if response is not None:
+            response.close()  # it holds the socket too
         connection.close()
 
     # Kill -9 the agent serving that cell: its topic is refused with a retriable 503 at

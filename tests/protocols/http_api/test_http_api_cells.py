@@ -360,3 +360,92 @@ def test_what_cannot_be_answered_now_is_a_retriable_503(agents: TwoAgents) -> No
         assert tail.status == 503 and tail.headers["Retry-After"] == "1"
     finally:
         tail.close()
+
+
+def test_over_tls_a_request_is_forwarded_with_its_credentials_and_a_certificate_is_sent_on(
+    tmp_path: Path,
+) -> None:
+    """Two TLS doors authenticating by password or client certificate: a request with a
+    password on the other cell's topic is forwarded over TLS (the agent presenting its
+    own certificate), its tail relayed; one authenticated by its certificate alone is
+    answered 421 naming the door to call (its identity cannot travel)."""
+    import http.client
+    import ssl
+    import sys
+
+    from odradek.protocols.bounded_http import serving_tls
+    from odradek.protocols.tls import ServerTls, TlsFiles
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "cluster"))
+    from etcd_certificates import make_certificates
+
+    files = make_certificates(tmp_path / "certificates")
+    tls = ServerTls(TlsFiles(str(files.server_cert), str(files.server_key), str(files.ca)))
+    catalog = Catalog()
+    nodes = {cell: Node.open(str(tmp_path / cell), fsync=False) for cell in (HOME_CELL, OTHER)}
+    store = CredentialStore.open(str(tmp_path / "credentials"))
+    store.add_user("alice", "alice-secret")
+    listeners = []
+    try:
+        with serving_tls(tls.context), serving_authentication(Authenticator(store, mtls=True)):
+            for cell, node in nodes.items():
+                listener, registries = start_cells_registry_listener(
+                    catalog, "127.0.0.1", 0, forward_tls=tls.agent_client_context
+                )
+                registries.serve(
+                    cell,
+                    cell_registry(node.engine, lambda _: True, lambda _: None),
+                    cell_api(node, lambda _: True, lambda _: None),
+                )
+                catalog.doors[cell] = ("127.0.0.1", listener.port)
+                listeners.append(listener)
+        nodes[OTHER].engine.create_topic("far")
+        catalog.placements["far"] = OTHER
+        context = ssl.create_default_context(cafile=str(files.ca))
+        context.load_cert_chain(str(files.client_cert), str(files.client_key))
+
+        def call(method: str, path: str, body: Any = None, password: bool = True) -> tuple[int, Any]:
+            headers = {
+                "Content-Type": "application/json",
+                **({"Authorization": CREDENTIALS} if password else {}),
+            }
+            data = json.dumps(body).encode() if body is not None else None
+            url = f"https://localhost:{listeners[0].port}{path}"
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=60, context=context) as answer:
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as error:
+                with error:
+                    return error.code, json.loads(error.read())
+
+        connection = http.client.HTTPSConnection("localhost", listeners[0].port, timeout=60, context=context)
+        tail: http.client.HTTPResponse | None = None
+        try:
+            connection.request(
+                "GET", "/v1/topics/far/events?start=latest", headers={"Authorization": CREDENTIALS}
+            )
+            tail = connection.getresponse()
+            assert tail.status == 200
+            status, produced = call(
+                "POST", "/v1/topics/far/records", {"records": [{"key": "k", "value": "v"}]}
+            )
+            assert status == 200 and produced["count"] == 1
+            assert nodes[OTHER].engine.describe_topic("far").next_offset == 1
+            while (line := tail.readline()) and not line.startswith(b"data:"):
+                pass
+            assert json.loads(line.removeprefix(b"data:"))["value"] == "v"
+        finally:
+            if tail is not None:
+                tail.close()  # it holds the socket too
+            connection.close()
+        status, refused = call("GET", "/v1/topics/far/records", password=False)
+        assert status == 421 and refused["code"] == "misdirected", refused
+        assert f"127.0.0.1:{listeners[1].port}" in refused["message"]
+        status, _ = call("GET", "/v1/topics/nowhere", password=False)  # its own cell: answered here
+        assert status == 404
+    finally:
+        for listener in listeners:
+            listener.close()
+        for node in nodes.values():
+            node.close()

@@ -451,6 +451,7 @@ class _RegistryHandler(BoundedRequestHandler):
         # The serving agent sends a heartbeat at least every http_sse_heartbeat_seconds.
         wait = limits.http_sse_heartbeat_seconds + limits.registry_forward_seconds
         connection = _connection(relay.door, self.server.forward_tls, wait)
+        answer: http.client.HTTPResponse | None = None
         try:
             try:
                 connection.request("GET", self.path, headers=relay.headers)
@@ -482,6 +483,8 @@ class _RegistryHandler(BoundedRequestHandler):
         except (OSError, http.client.HTTPException) as exc:  # either side went away
             log.debug("relayed event stream ended: %s", exc)
         finally:
+            if answer is not None:
+                answer.close()  # it holds the connection's socket too
             connection.close()
 
     def _answer_with(self, registry: Registry, request: Request) -> Response:
@@ -798,11 +801,13 @@ def exchange(
     """The answer of the door at ``door`` to ``method target`` (path and query as the
     client sent them) with ``headers`` and ``body``: its status, body, content type and
     the headers of :data:`_ANSWER_HEADERS` it sent. One connection per request, bounded
-    in time (``seconds``: ``limits.registry_forward_seconds`` unless given) and in the answer's size
-    (``limits.registry_forward_response_bytes_max``); :class:`Unreachable` otherwise."""
+    in time (``seconds``, ``limits.registry_forward_seconds`` unless given) and in the
+    answer's size (``limits.registry_forward_response_bytes_max``); :class:`Unreachable`
+    otherwise."""
     host, port = door
     connection = _connection(door, tls, seconds)
     size_max = limits.registry_forward_response_bytes_max
+    answer: http.client.HTTPResponse | None = None
     try:
         connection.request(method, target, body=body, headers=headers)
         answer = connection.getresponse()
@@ -816,6 +821,8 @@ def exchange(
     except (OSError, http.client.HTTPException) as exc:
         raise Unreachable(503, f"the agent at {_address(host, port)} did not answer ({exc}); retry") from exc
     finally:
+        if answer is not None:
+            answer.close()  # (an answer cut at the bound holds the socket too)
         connection.close()
 
 
