@@ -75,6 +75,8 @@ def _body(document: Any) -> bytes:
         ("POST", "/v1/topics", {}, _body({"name": 3}), "", HOME),
         ("DELETE", "/v1/topics", {}, b"", "", HERE),  # a 405 wherever it is asked
         ("GET", "/v1/topics/orders", {}, b"", "", ApiRoute(ONE, topic="orders")),
+        ("GET", "/v1/topics/bad%20name/records", {}, b"", "", HOME),  # refused wherever it is asked
+        ("POST", "/v1/topics", {}, _body({"name": "_reserved"}), "", HOME),
         ("POST", "/v1/topics/orders/records", {}, b"{}", "", ApiRoute(ONE, topic="orders")),
         ("GET", "/v1/topics/orders/events", {}, b"", "_t.acme.", ApiRoute(ONE, topic="_t.acme.orders")),
         ("GET", "/v1/topics/a%2Eb/keys/k/records", {}, b"", "", ApiRoute(ONE, topic="a.b")),
@@ -264,6 +266,8 @@ def test_each_cells_topics_are_produced_and_read_at_either_door(agents: TwoAgent
         assert agents.ok(agent, "GET", "/openapi.json")["openapi"].startswith("3.1")
     status, _, missing = agents.call(0, "GET", "/v1/topics/nowhere/records")
     assert status == 404 and missing["code"] == "topic_not_found"
+    status, _, bad = agents.call(1, "GET", "/v1/topics/bad%20name/records")  # the home cell refuses it
+    assert status == 400 and bad["code"] == "invalid_request", bad
 
 
 def test_a_creation_places_the_topic_and_a_refused_one_leaves_nothing(agents: TwoAgents) -> None:

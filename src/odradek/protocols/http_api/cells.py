@@ -33,7 +33,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from odradek import limits
-from odradek.names import is_pattern
+from odradek.errors import InvalidRequest
+from odradek.names import is_pattern, validate_topic_name
 
 # Where a request goes.
 LOCAL = "local"  # answered by this agent, with any cell's API it serves (or the home cell's)
@@ -85,9 +86,9 @@ def route(method: str, path: str, query: dict[str, str], body: bytes, prefix: st
                 return ApiRoute(MERGE, listing=TOPICS)
             if method == "POST":
                 name = _field(body, "name")
-                return HOME if name is None else ApiRoute(ONE, topic=prefix + name)
+                return HOME if name is None else _topic(prefix + name)
             return HERE  # a 405, the same everywhere
-        return ApiRoute(ONE, topic=prefix + segments[2])
+        return _topic(prefix + segments[2])
     if segments[:2] == ["v1", "groups"]:
         if len(segments) == 2:
             return ApiRoute(MERGE, listing=GROUPS) if method == "GET" else HERE
@@ -97,7 +98,7 @@ def route(method: str, path: str, query: dict[str, str], body: bytes, prefix: st
                 return HOME
             if is_pattern(pattern):
                 return ApiRoute(REFUSE, reason=WILDCARD_JOIN)
-            return ApiRoute(ONE, topic=prefix + pattern)
+            return _topic(prefix + pattern)
         return ApiRoute(GROUP, group=segments[2])
     if segments[:3] == ["v1", "console", "topics"] and len(segments) == 3:
         return ApiRoute(MERGE, listing=CONSOLE_TOPICS) if method == "GET" else HERE
@@ -107,8 +108,18 @@ def route(method: str, path: str, query: dict[str, str], body: bytes, prefix: st
             return HERE  # refused as one node refuses it
         if is_pattern(pattern):
             return ApiRoute(REFUSE, reason=WILDCARD_TAIL)
-        return ApiRoute(ONE, topic=prefix + pattern)
+        return _topic(prefix + pattern)
     return HERE
+
+
+def _topic(name: str) -> ApiRoute:
+    """The route to topic ``name``'s cell; the home cell for a name that cannot be a
+    topic's (its API refuses it, wherever it is asked)."""
+    try:
+        validate_topic_name(name)
+    except InvalidRequest:
+        return HOME
+    return ApiRoute(ONE, topic=name)
 
 
 def _field(body: bytes, name: str) -> str | None:
