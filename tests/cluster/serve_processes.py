@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,3 +121,40 @@ def one_cell_each(agents: Sequence[Served], cells: Sequence[str]) -> dict[str, S
 
     wait_for(settled, "one cell served by each agent")
     return owners
+
+
+def cluster_name(letter: str) -> str:
+    """A cluster name no other test of this run uses."""
+    return f"{letter}{os.getpid()}{time.monotonic_ns() % 10**9}"
+
+
+@contextlib.contextmanager
+def running(make: Callable[[str], Served], count: int = 3) -> Iterator[list[Served]]:
+    """``count`` agents made by ``make(agent_id)`` ("a0", "a1", ...), each stopped at the
+    end (those started, when one fails to start)."""
+    started: list[Served] = []
+    try:
+        for index in range(count):
+            started.append(make(f"a{index}"))
+        yield started
+    finally:
+        for agent in started:
+            agent.stop()
+
+
+class RegistryCellAgent(ServeAgent):
+    """An agent of a cluster of three cells, with its registry listener (the Schema
+    Registry, the HTTP API and the console: decisions 0034 and 0036) on a port of its own."""
+
+    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+        (self.registry_port,) = free_ports(1)
+        self.registry_url = f"http://127.0.0.1:{self.registry_port}"
+        super().__init__(
+            directory,
+            agent_id,
+            etcd,
+            cluster,
+            store,
+            prefix,
+            ["--cells", "3", "--registry-listen", f"127.0.0.1:{self.registry_port}"],
+        )

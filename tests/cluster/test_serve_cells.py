@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, free_ports, unique_prefix
-from serve_processes import ODRADEK, ServeAgent, one_cell_each
+from serve_processes import ODRADEK, ServeAgent, cluster_name, one_cell_each, running
 
 import odradek
 
@@ -42,15 +41,11 @@ class CellAgent(ServeAgent):
 
 @pytest.fixture
 def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[CellAgent]]:
-    cluster, prefix = f"c{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
-    started: list[CellAgent] = []
-    try:
-        for index in range(3):
-            started.append(CellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+    cluster, prefix = cluster_name("c"), unique_prefix()
+    with running(
+        lambda agent_id: CellAgent(tmp_path, agent_id, etcd_server.url, cluster, moto_s3, prefix)
+    ) as started:
         yield started
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _one_cell_each(agents: list[CellAgent]) -> dict[str, CellAgent]:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,8 +25,8 @@ from typing import Any
 import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, free_ports, unique_prefix
-from serve_processes import ServeAgent, one_cell_each
+from object_servers import S3Server, unique_prefix
+from serve_processes import RegistryCellAgent, cluster_name, one_cell_each, running
 
 import odradek
 
@@ -36,34 +34,13 @@ CELLS = ["_cell", "_cell.1", "_cell.2"]
 TOPICS = [f"orders.{index}" for index in range(6)]
 
 
-class ApiCellAgent(ServeAgent):
-    """An agent of a cluster of three cells, with the registry listener (and so the API)."""
-
-    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
-        (self.api_port,) = free_ports(1)
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
-        super().__init__(
-            directory,
-            agent_id,
-            etcd,
-            cluster,
-            store,
-            prefix,
-            ["--cells", "3", "--registry-listen", f"127.0.0.1:{self.api_port}"],
-        )
-
-
 @pytest.fixture
-def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[ApiCellAgent]]:
-    cluster, prefix = f"h{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
-    started: list[ApiCellAgent] = []
-    try:
-        for index in range(3):
-            started.append(ApiCellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[RegistryCellAgent]]:
+    cluster, prefix = cluster_name("h"), unique_prefix()
+    with running(
+        lambda agent_id: RegistryCellAgent(tmp_path, agent_id, etcd_server.url, cluster, moto_s3, prefix)
+    ) as started:
         yield started
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _http(
@@ -105,7 +82,7 @@ def _record_events(response: http.client.HTTPResponse, count: int) -> list[Any]:
     return found
 
 
-def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
+def test_any_door_answers_for_every_cell(agents: list[RegistryCellAgent]) -> None:
     owners = one_cell_each(agents, CELLS)
     urls = ",".join(agent.url for agent in agents)
     with odradek.connect(urls) as client:
@@ -115,7 +92,7 @@ def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
     cell_of: dict[str, str] = {}
     for topic in TOPICS:
         for cell, owner in owners.items():
-            status, _ = _http(f"{owner.api_url}/v1/topics/{topic}", headers={"X-Odradek-Cell": cell})
+            status, _ = _http(f"{owner.registry_url}/v1/topics/{topic}", headers={"X-Odradek-Cell": cell})
             if status == 200:
                 cell_of[topic] = cell
     assert set(cell_of.values()) == set(CELLS), cell_of
@@ -124,34 +101,36 @@ def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
     first, second, third = agents
     for topic in TOPICS:
         records = [{"key": "k", "value": f"{topic}:{index}"} for index in range(3)]
-        status, produced = _http(f"{first.api_url}/v1/topics/{topic}/records", "POST", {"records": records})
+        status, produced = _http(
+            f"{first.registry_url}/v1/topics/{topic}/records", "POST", {"records": records}
+        )
         assert status == 200 and produced["count"] == 3, produced
     for topic in TOPICS:
-        assert _values(second.api_url, topic) == [f"{topic}:{index}" for index in range(3)]
+        assert _values(second.registry_url, topic) == [f"{topic}:{index}" for index in range(3)]
     for agent in agents:
-        status, listing = _http(f"{agent.api_url}/v1/topics")
+        status, listing = _http(f"{agent.registry_url}/v1/topics")
         assert status == 200 and listing["topics"] == sorted(TOPICS), (agent.agent_id, listing)
 
     # A creation through any door places the topic, and the other doors find it.
-    status, created = _http(f"{third.api_url}/v1/topics", "POST", {"name": "fresh"})
+    status, created = _http(f"{third.registry_url}/v1/topics", "POST", {"name": "fresh"})
     assert status == 201, created
-    status, refused = _http(f"{third.api_url}/v1/topics", "POST", {"name": "broken", "cleanup": "never"})
+    status, refused = _http(f"{third.registry_url}/v1/topics", "POST", {"name": "broken", "cleanup": "never"})
     assert status == 400, refused
-    status, listing = _http(f"{first.api_url}/v1/topics")
+    status, listing = _http(f"{first.registry_url}/v1/topics")
     assert "fresh" in listing["topics"] and "broken" not in listing["topics"]
 
     # A tail through a door that does not serve the topic.
     topic = TOPICS[1]
     cell = cell_of[topic]
     door = next(agent for agent in agents if agent is not owners[cell])
-    connection = http.client.HTTPConnection("127.0.0.1", door.api_port, timeout=60)
+    connection = http.client.HTTPConnection("127.0.0.1", door.registry_port, timeout=60)
     response: http.client.HTTPResponse | None = None
     try:
         connection.request("GET", f"/v1/topics/{topic}/events?start=latest")
         response = connection.getresponse()
         assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
         records = [{"key": "k", "value": f"live-{index}"} for index in range(2)]
-        status, _ = _http(f"{third.api_url}/v1/topics/{topic}/records", "POST", {"records": records})
+        status, _ = _http(f"{third.registry_url}/v1/topics/{topic}/records", "POST", {"records": records})
         assert status == 200
         assert [event["value"] for event in _record_events(response, 2)] == ["live-0", "live-1"]
     finally:
@@ -169,13 +148,13 @@ def test_any_door_answers_for_every_cell(agents: list[ApiCellAgent]) -> None:
     seen: list[int] = []
 
     def answered() -> bool:
-        status, _ = _http(f"{survivor.api_url}/v1/topics/{topic}/records?offset=0")
+        status, _ = _http(f"{survivor.registry_url}/v1/topics/{topic}/records?offset=0")
         seen.append(status)
         return status == 200
 
     wait_for(answered, "the killed agent's cell answered again")
     assert set(seen) <= {200, 503}, seen
-    assert _values(survivor.api_url, topic) == [
+    assert _values(survivor.registry_url, topic) == [
         *(f"{topic}:{index}" for index in range(3)),
         "live-0",
         "live-1",

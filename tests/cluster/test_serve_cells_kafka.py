@@ -16,7 +16,6 @@ moto's S3 server; faults by signals.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from serve_processes import ODRADEK, ServeAgent, one_cell_each
+from serve_processes import ODRADEK, ServeAgent, cluster_name, one_cell_each, running
 
 import odradek
 from odradek.ports import free_port_range
@@ -59,15 +58,11 @@ class KafkaCellAgent(ServeAgent):
 
 @pytest.fixture
 def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[KafkaCellAgent]]:
-    cluster, prefix = f"k{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
-    started: list[KafkaCellAgent] = []
-    try:
-        for index in range(3):
-            started.append(KafkaCellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix))
+    cluster, prefix = cluster_name("k"), unique_prefix()
+    with running(
+        lambda agent_id: KafkaCellAgent(tmp_path, agent_id, etcd_server.url, cluster, moto_s3, prefix)
+    ) as started:
         yield started
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _one_cell_each(agents: list[KafkaCellAgent]) -> dict[str, KafkaCellAgent]:

@@ -15,7 +15,6 @@ S3 server, users and a tenant made offline in etcd, the Python client; kill -9.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -28,13 +27,14 @@ import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from serve_processes import ServeAgent, one_cell_each
+from serve_processes import ServeAgent, cluster_name, one_cell_each, running
 from test_serve_agent_auth import add_user_in_etcd, odradek_cli
 
 import odradek
 from odradek.errors import Unavailable
 
 CELLS = ["_cell", "_cell.1", "_cell.2"]
+AUTH_CELLS = ["--cells", "3", "--auth", "--registry-listen", "off"]
 
 
 class AuthAgent(ServeAgent):
@@ -49,24 +49,15 @@ class AuthAgent(ServeAgent):
 def cluster(
     tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server
 ) -> Iterator[tuple[list[AuthAgent], str]]:
-    name, prefix = f"w{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
+    name, prefix = cluster_name("w"), unique_prefix()
     add_user_in_etcd(etcd_server.url, name, "root", "root-secret", "--admin")
     done = odradek_cli("tenant", "create", "acme", "--etcd", etcd_server.url, "--cluster", name)
     assert done.returncode == 0, done.stderr
     add_user_in_etcd(etcd_server.url, name, "bob", "bob-secret", "--tenant", "acme")
-    started: list[AuthAgent] = []
-    try:
-        for index in range(3):
-            started.append(
-                AuthAgent(
-                    tmp_path, f"a{index}", etcd_server.url, name, moto_s3, prefix,
-                    ["--cells", "3", "--auth", "--registry-listen", "off"],
-                )
-            )  # fmt: skip
+    with running(
+        lambda agent_id: AuthAgent(tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, AUTH_CELLS)
+    ) as started:
         yield started, name
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _connect(agents: list[AuthAgent], user: str, first: int = 0) -> odradek.RemoteClient:

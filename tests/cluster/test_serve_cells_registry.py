@@ -16,9 +16,7 @@ and moto's S3 server; Confluent's `SchemaRegistryClient` and plain HTTP; kill -9
 from __future__ import annotations
 
 import json
-import os
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,8 +26,8 @@ from typing import Any
 import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, free_ports, unique_prefix
-from serve_processes import ServeAgent, one_cell_each
+from object_servers import S3Server, unique_prefix
+from serve_processes import RegistryCellAgent, cluster_name, one_cell_each, running
 
 import odradek
 from odradek.cluster.keys import cell_of_schema_id
@@ -48,36 +46,13 @@ AVRO = json.dumps(
 )
 
 
-class RegistryCellAgent(ServeAgent):
-    """An agent of a cluster of three cells, with a registry door."""
-
-    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
-        (self.registry_port,) = free_ports(1)
-        self.registry_url = f"http://127.0.0.1:{self.registry_port}"
-        super().__init__(
-            directory,
-            agent_id,
-            etcd,
-            cluster,
-            store,
-            prefix,
-            ["--cells", "3", "--registry-listen", f"127.0.0.1:{self.registry_port}"],
-        )
-
-
 @pytest.fixture
 def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[RegistryCellAgent]]:
-    cluster, prefix = f"r{os.getpid()}{time.monotonic_ns() % 10**9}", unique_prefix()
-    started: list[RegistryCellAgent] = []
-    try:
-        for index in range(3):
-            started.append(
-                RegistryCellAgent(tmp_path, f"a{index}", etcd_server.url, cluster, moto_s3, prefix)
-            )
+    cluster, prefix = cluster_name("r"), unique_prefix()
+    with running(
+        lambda agent_id: RegistryCellAgent(tmp_path, agent_id, etcd_server.url, cluster, moto_s3, prefix)
+    ) as started:
         yield started
-    finally:
-        for agent in started:
-            agent.stop()
 
 
 def _http(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
