@@ -143,10 +143,19 @@ def running(make: Callable[[str], Served], count: int = 3) -> Iterator[list[Serv
 
 
 class RegistryCellAgent(ServeAgent):
-    """An agent of a cluster of three cells, with its registry listener (the Schema
+    """An agent of a cluster of ``cells`` cells, with its registry listener (the Schema
     Registry, the HTTP API and the console: decisions 0034 and 0036) on a port of its own."""
 
-    def __init__(self, directory: Path, agent_id: str, etcd: str, cluster: str, store: S3Server, prefix: str):
+    def __init__(
+        self,
+        directory: Path,
+        agent_id: str,
+        etcd: str,
+        cluster: str,
+        store: S3Server,
+        prefix: str,
+        cells: int = 3,
+    ):
         (self.registry_port,) = free_ports(1)
         self.registry_url = f"http://127.0.0.1:{self.registry_port}"
         super().__init__(
@@ -156,5 +165,5 @@ class RegistryCellAgent(ServeAgent):
             cluster,
             store,
             prefix,
-            ["--cells", "3", "--registry-listen", f"127.0.0.1:{self.registry_port}"],
+            ["--cells", str(cells), "--registry-listen", f"127.0.0.1:{self.registry_port}"],
         )

@@ -148,8 +148,11 @@ def run_agent(settings: Settings) -> int:
     doors: dict[str, str] = {}
     if kafka_address is not None:
         doors["kafka"] = settings.kafka_advertised or reachable(kafka_address)
-    registry_cells = None  # with several cells: every cell's registry, on one listener
-    if registry_address is not None and settings.cells > 1:
+    # Every agent's registry listener, for its whole life (decisions 0034 and 0036): each
+    # cell it serves answers there, the others' requests are forwarded to their agents
+    # (with one cell: a standby forwards every request to the owner).
+    registry_cells = None
+    if registry_address is not None:
         registry_cells = _start_cells_registry(
             settings,
             registry_address,
@@ -230,34 +233,18 @@ def run_agent(settings: Settings) -> int:
             raise OdradekError(message) from exc
 
     def start_registry(node: Node, cell: str = HOME_CELL) -> Any:
-        if registry_address is None:
+        """``cell``'s registry, HTTP API and console on the agent's listener (decisions
+        0034 and 0036); what stops them."""
+        if registry_cells is None:
             return None
-        if registry_cells is not None:  # the cell answers on the agent's listener (decision 0034)
-            from odradek.protocols.registry import cell_api, cell_registry
+        from odradek.protocols.registry import cell_api, cell_registry
 
-            agent = gate.agent
-            assert agent is not None
-            claim = functools.partial(agent.claim, cell=cell)
-            release = functools.partial(agent.forget, cell=cell)
-            registry = cell_registry(node.engine, claim, release)
-            # The HTTP API and the web console of the cell on the same listener (decision 0036).
-            return _Closer(registry_cells[1].serve(cell, registry, cell_api(node, claim, release)))
-        from odradek.protocols.registry import start_registry_listener
-
-        metering = metrics.metering if metrics is not None else None
-        with (
-            serving_tls(tls_context),
-            serving_authentication(authenticator),
-            serving_quotas(quotas, metering),
-        ):
-            return start_registry_listener(
-                node.engine,
-                node.engine.path,
-                *registry_address,
-                bounds=settings.door_bounds(connections.REGISTRY),
-                budget=budget,
-                cluster_status=server.cluster_status,  # the web console's cluster page (decision 0025)
-            )
+        agent = gate.agent
+        assert agent is not None
+        claim = functools.partial(agent.claim, cell=cell)
+        release = functools.partial(agent.forget, cell=cell)
+        registry = cell_registry(node.engine, claim, release)
+        return _Closer(registry_cells[1].serve(cell, registry, cell_api(node, claim, release)))
 
     def start_kafka_relay() -> Any:
         if kafka_address is None:
@@ -385,7 +372,7 @@ def _start_cells_registry(
     budget: ByteBudget,
     cluster_status: Callable[[], dict[str, Any]],
 ) -> tuple[Any, Any] | None:
-    """The registry door of an agent of a cluster with several cells (decision 0034),
+    """The registry door of a cluster agent (decision 0034),
     with the HTTP API and the web console (decision 0036, whose cluster page shows
     ``cluster_status()``): listening for the agent's whole life, each cell it serves
     added as it opens it.

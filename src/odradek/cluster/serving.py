@@ -4,8 +4,10 @@ The agent's Flight door and metrics endpoint listen from the start, whatever its
 a standby's Flight door answers NotOwner naming the owner (and ``ping`` and
 ``cluster_status``); its metrics say it stands by. When the agent becomes the owner it
 opens the node on the store (attaching fences the previous owner: decision 0011), hands
-it to the Flight door and the metrics, and starts the Kafka and Schema Registry doors on
-their configured ports. When it stops owning, it undoes that in reverse order.
+it to the Flight door and the metrics, starts the Kafka door on its configured port and
+adds the node's registry, HTTP API and console to the agent's registry listener (which
+listens for the agent's whole life: decisions 0034 and 0036). When it stops owning, it
+undoes that in reverse order.
 
 A standby's Kafka port is not silent: it relays what leads a Kafka client to the owner
 (protocols/kafka/relay.py). The relay gives the port up when the agent becomes the
