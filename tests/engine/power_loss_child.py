@@ -342,8 +342,10 @@ def sabotage_before_open(sabotage: str | None) -> None:
 
         original_ids = ids.SchemaIds.__init__
 
-        def ids_without_sync(self: Any, directory: str, disk: Any, *, fsync: bool = True) -> None:
-            original_ids(self, directory, disk, fsync=False)
+        def ids_without_sync(
+            self: Any, directory: str, disk: Any, *, fsync: bool = True, base: int = 0
+        ) -> None:
+            original_ids(self, directory, disk, fsync=False, base=base)
 
         ids.SchemaIds.__init__ = ids_without_sync  # type: ignore[method-assign]
 
