@@ -252,7 +252,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         agent that does."""
         assert self.cluster is not None
         cell = self.cluster.place(topic) if place else self.cluster.cell_of(topic)
-        node = self._node if cell == HOME_CELL else self._cells.get(cell)
+        node = self._cell_node(cell)
         if node is None:
             raise self.cluster.not_owner(cell)
         return node
@@ -557,7 +557,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         peers = self._peers
         parts: list[Callable[[Callable[[], bool]], Iterator[pa.RecordBatch]]] = []
         for cell in cell_names(self.cluster.cell_count()):
-            node = self._node if cell == HOME_CELL else self._cells.get(cell)
+            node = self._cell_node(cell)
             if node is not None:
                 parts.append(functools.partial(read, node.engine))
                 continue
@@ -566,11 +566,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             parts.append(functools.partial(peers.read, url, ticket, header))
         return merge_streams(parts, stop)
 
+    def _cell_node(self, cell: str) -> Node | None:
+        """The node of ``cell`` if this agent serves it, else None."""
+        return self._node if cell == HOME_CELL else self._cells.get(cell)
+
     def _served_node(self, cell: str) -> Node:
         """The node of ``cell`` if this agent serves it; else NotOwner naming the agent
         that does."""
         assert self.cluster is not None
-        node = self._node if cell == HOME_CELL else self._cells.get(cell)
+        node = self._cell_node(cell)
         if node is None:
             raise self.cluster.not_owner(cell)
         return node
@@ -690,7 +694,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         peers = self._peers
 
         def ask(cell: str, what: str, document: dict[str, Any]) -> bytes:
-            node = self._node if cell == HOME_CELL else self._cells.get(cell)
+            node = self._cell_node(cell)
             if node is None:
                 return peers.action(
                     self._owner_url(cell), what, messages.dump({**document, "cell": cell}), header
@@ -915,9 +919,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             raise InvalidRequest("adopt_topic needs 'from_cell' and 'cell' in a cluster of several cells")
         assert self.cluster is not None
         validate_cell(origin)
-        node = self._node if cell == HOME_CELL else self._cells.get(validate_cell(cell))
-        if node is None:
-            raise self.cluster.not_owner(cell)
+        node = self._served_node(validate_cell(cell))
         store = node.engine.store
         source = None if origin == cell or store is None else sibling_cell_store(store.store, cell, origin)
         info = node.engine.adopt_topic(topic, source=source)

@@ -203,11 +203,6 @@ class CellRegistries:
         for api in apis:
             api.drain(limits.http_sse_drain_seconds_max)
 
-    def home(self) -> Registry | None:
-        """The home cell's registry if this agent serves it (views are the home cell's)."""
-        cells = self.cluster.cells()
-        return self.local(cells[0]) if cells else None
-
     def targets(self, where: Route) -> list[str]:
         """The cells a request routed ``where`` goes to (the home cell first); a schema
         id no cell hands out goes to the home cell (which answers: not found)."""
