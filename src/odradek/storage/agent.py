@@ -7,12 +7,13 @@ record 0011):
    next one);
 2. fence (see ``fence``): from there on, no agent of an older epoch can complete an
    acknowledgement, and what it writes later is ignored;
-3. adopt the latest manifest, by (epoch, number), if any (storage/checkpoint.py), and
-   read the journal from the slot it names (the first one after its position);
-4. recover: rebuild the local tree (the data directory minus its LOCK and cache) from
-   the manifest: directories made, files downloaded, except sealed segments, which stay
-   in the store until read (the StoreDisk answers for them, and fetches them into the
-   cache); then replay the valid journal after the manifest's position, in (epoch,
+3. meanwhile (the two overlap), adopt the latest manifest, by (epoch, number), if any
+   (storage/checkpoint.py), and rebuild the local tree (the data directory minus its
+   LOCK and cache) from it: directories made, files downloaded, except sealed
+   segments, which stay in the store until read (the StoreDisk answers for them, and
+   fetches them into the cache);
+4. once fenced, read the journal from the slot the manifest names (the first one after
+   its position) and replay the valid part after the manifest's position, in (epoch,
    flush) order;
 5. write this agent's own manifest at once: a zombie's later manifest, of an older
    epoch, is then never the latest; its garbage collection (the journal this recovery
@@ -106,14 +107,21 @@ def attach(root: str, store: Store, settings: StoreSettings | None = None) -> tu
     settings = settings or StoreSettings()
     started = time.monotonic()
     epoch = claim_epoch(store)
-    first_free, fences = fence_slots(store, epoch, settings.in_flight_max)
-    adopted = latest_manifest(store)
+    # Fencing and the manifest's files overlap: neither needs the other (any manifest
+    # read after the claim is one a zombie can no longer collect under it, see
+    # checkpoint.py step 6), and a takeover waits for the longer of the two, not both.
+    # The journal is listed once both are done: after the fence, so nothing a zombie
+    # lands later counts.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="odradek-fence") as fencing:
+        fenced = fencing.submit(fence_slots, store, epoch, settings.in_flight_max)
+        adopted = latest_manifest(store)
+        _clear_tree(root)
+        cache = FileCache(os.path.join(root, CACHE_DIRECTORY), store, settings.cache_bytes)
+        tree, downloaded, downloaded_bytes = _rebuild(root, store, adopted)
+        first_free, fences = fenced.result()
     floor, in_force, after = (adopted.floor, adopted.in_force, adopted.after) if adopted else (0, 0, (0, 0))
     listed, garbage, read = _read_journal(store, floor, epoch, fences)
     order = [item for item in journal.valid(listed, in_force) if (item.epoch, item.flush) > after]
-    _clear_tree(root)
-    cache = FileCache(os.path.join(root, CACHE_DIRECTORY), store, settings.cache_bytes)
-    tree, downloaded, downloaded_bytes = _rebuild(root, store, adopted)
     entries = 0
     for item in _read_objects(store, order, read):
         if item is None:
