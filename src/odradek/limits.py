@@ -75,6 +75,14 @@ segment_bytes_max = 4 * 1024 * 1024 * 1024
 # Small enough that a lookup's linear filter of the memtable stays well under a
 # millisecond, large enough that flushes (a sort in a background thread) are rare.
 key_index_memtable_entries_max = 262_144
+# A memtable holding at least this many entries is also written as a run once it is this
+# old (checked as entries are added): a restart or a cluster takeover after a kill -9
+# indexes again from the log only what no run covers, one frame at a time (single
+# appends: ~30 us each), so what a steady topic leaves to index stays a few seconds'
+# worth instead of up to key_index_memtable_entries_max records. A slow topic writes no
+# run smaller than the floor.
+key_index_spill_seconds = 10.0
+key_index_spill_entries_min = 4096
 # Entries of appends of a few records (engine/topic.py's small path) wait in Python
 # lists until this many, then join the memtable as one Arrow table (~20 us, instead of
 # ~10 us of Arrow calls for each append's own table); a lookup takes them in first.

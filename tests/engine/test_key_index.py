@@ -11,6 +11,7 @@ an unsynced tail).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ import pytest
 
 import odradek
 from odradek import limits
+from odradek.engine import topic as topic_module
 
 
 @pytest.fixture
@@ -153,3 +155,69 @@ def test_a_version_range_compares_keys_only_among_the_entries_in_range(
         assert compared and max(compared) <= 2 * 1000, compared  # not the 20,000 entries
         assert client.read_key("t", b"b", from_version=9999).column("offset").to_pylist() == [19_998, 19_999]
         assert len(keys_index.lookup(b"a")) == 10_000  # a whole replay still compares them all
+
+
+@pytest.mark.parametrize("gathered_max", [1, 7, 10**9])
+def test_keys_are_indexed_again_from_many_small_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gathered_max: int
+) -> None:
+    """After a crash (no clean close: the memtable was never written as a run), the
+    index is rebuilt from the log: frames of a few records, some keyless or half keyless,
+    gathered across frames and added ``gathered_max`` records at a time (every frame
+    alone; cut many times; all at once at the log's end)."""
+    monkeypatch.setattr(topic_module, "_REINDEX_RECORDS", gathered_max)
+    source = tmp_path / "source"
+    client = odradek.open(source)
+    client.create_topic("t")
+    expected: dict[bytes, list[int]] = {}
+    for number in range(400):
+        records: list[dict[str, object]] = []
+        for slot in range(number % 4 + 1):
+            keyless = (number % 9 == 0) or (slot == 1 and number % 5 == 0)
+            records.append({"key": None if keyless else f"k{(number * 3 + slot) % 37}", "value": b"v"})
+        result = client.append("t", records)
+        for slot, record in enumerate(records):
+            if record["key"] is not None:
+                expected.setdefault(str(record["key"]).encode(), []).append(result.base_offset + slot)
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("LOCK"))  # a crash: no run written
+    client.close()
+    assert not list((copy / "topics").rglob("run-*.arrow")), "the copy must hold no run"
+    with odradek.open(copy) as reopened:
+        for key, offsets in expected.items():
+            replay = reopened.read_key("t", key)
+            assert replay.column("offset").to_pylist() == offsets, key
+            assert replay.column("version").to_pylist() == list(range(1, len(offsets) + 1))
+            assert reopened.key_version("t", key) == len(offsets)
+        assert reopened.append("t", [{"key": "k0", "value": b"x"}]).versions == {
+            b"k0": len(expected[b"k0"]) + 1
+        }
+
+
+def test_an_old_memtable_is_written_as_a_run_once_it_holds_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A memtable far below the full size is written as a run once it is older than
+    key_index_spill_seconds and holds key_index_spill_entries_min entries (so a crash
+    leaves little to index again): not before either, whichever path added them."""
+    monkeypatch.setattr(limits, "key_index_spill_entries_min", 5)
+    monkeypatch.setattr(limits, "key_index_spill_seconds", 3600.0)
+    with odradek.open(tmp_path) as client:
+        client.create_topic("t")
+        keys = client.engine._topics["t"].keys
+        client.append("t", _filler(50, "young"))  # enough entries, not old enough
+        keys.wait_idle()
+        assert keys.run_count == 0
+        monkeypatch.setattr(limits, "key_index_spill_seconds", 0.0)
+        client.append("t", _filler(2, "a"))  # old enough now: the 52 entries go
+        keys.wait_idle()
+        assert keys.run_count == 1 and keys.covered_until == 52
+        for number in range(4):  # single appends (the small path), below the floor
+            client.append("t", [{"key": f"s{number}", "value": b"v"}])
+        keys.wait_idle()
+        assert keys.run_count == 1 and keys.covered_until == 52
+        client.append("t", [{"key": "s4", "value": b"v"}])  # the fifth: at the floor
+        keys.wait_idle()
+        assert keys.covered_until == 57
+        assert client.read_key("t", b"s4").column("offset").to_pylist() == [56]
+        assert client.read_key("t", b"young-7").column("offset").to_pylist() == [7]

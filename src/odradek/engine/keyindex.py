@@ -10,10 +10,12 @@ records (see docs/decisions/0002-key-index-as-arrow-runs.md for why not RocksDB)
   *memtable*, a list of Arrow tables compacted now and then into one. An append of a
   few records adds its entries to Python lists instead, which join the memtable as one
   table every ``key_index_pending_entries_max`` entries, or when the index is read.
-* When the memtable holds ``key_index_memtable_entries_max`` entries it is frozen and
-  a background thread sorts it by (key, version) and writes it as a *run*: an Arrow IPC
-  file named after the offsets it covers, ``run-<start>-<end>.arrow``, fsync'd, then
-  renamed into place. Runs are memory-mapped for lookups.
+* When the memtable holds ``key_index_memtable_entries_max`` entries (or, holding at
+  least ``key_index_spill_entries_min``, is ``key_index_spill_seconds`` old, so that
+  a crash leaves little to index again from the log) it is frozen and a background
+  thread sorts it by (key, version) and writes it as a *run*: an Arrow IPC file named
+  after the offsets it covers, ``run-<start>-<end>.arrow``, fsync'd, then renamed into
+  place. Runs are memory-mapped for lookups.
 * Runs of similar size are merged ``key_index_merge_fan_in`` at a time. A merge drops
   entries below the retention floor but keeps each key's latest entry, so key heads
   (the current version of every key) can always be recomputed from the index alone.
@@ -165,6 +167,7 @@ class KeyIndex:
         self._merge_lock = threading.Lock()  # one merge at a time, beside flushes
         self._memtable: list[pa.Table] = []
         self._memtable_rows = 0  # the pending entries included
+        self._memtable_since = 0.0  # time.monotonic() of the memtable's first entry
         # Entries added by add_few, not yet in the memtable: keys, versions, offsets.
         self._pending: tuple[list[bytes], list[int], list[int]] = ([], [], [])
         self._frozen: list[tuple[pa.Table, int, int]] = []  # (entries, start, end)
@@ -226,8 +229,8 @@ class KeyIndex:
             if entries.num_rows:
                 self._settle()
                 self._add_table(entries)
-                self._memtable_rows += entries.num_rows
-            if self._memtable_rows >= limits.key_index_memtable_entries_max:
+                self._count(entries.num_rows)
+            if self._due():
                 frozen = self._freeze(end_offset)
         if frozen is not None and self.flush_error is None:
             self._start_flush_thread()
@@ -243,13 +246,33 @@ class KeyIndex:
                 pending_keys.extend(keys)
                 pending_versions.extend(versions)
                 pending_offsets.extend(offsets)
-                self._memtable_rows += len(keys)
+                self._count(len(keys))
                 if len(pending_keys) >= limits.key_index_pending_entries_max:
                     self._settle()
-            if self._memtable_rows >= limits.key_index_memtable_entries_max:
+            if self._due():
                 frozen = self._freeze(end_offset)
         if frozen is not None and self.flush_error is None:
             self._start_flush_thread()
+
+    def _count(self, added: int) -> None:
+        """``added`` entries joined the memtable (the lock is held)."""
+        if not self._memtable_rows:
+            self._memtable_since = time.monotonic()
+        self._memtable_rows += added
+
+    def _due(self) -> bool:
+        """Whether the memtable is to be written as a run now (the lock is held): full,
+        or past ``key_index_spill_seconds`` with enough entries, while no earlier one
+        waits or failed (those are the full-memtable path's, with its bounds)."""
+        rows = self._memtable_rows
+        if rows >= limits.key_index_memtable_entries_max:
+            return True
+        return (
+            rows >= limits.key_index_spill_entries_min
+            and not self._frozen
+            and self.flush_error is None
+            and time.monotonic() - self._memtable_since >= limits.key_index_spill_seconds
+        )
 
     def _settle(self) -> None:
         """Move the pending entries into the memtable (the lock is held)."""

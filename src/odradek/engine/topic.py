@@ -309,29 +309,67 @@ class Topic:
         ProducerState.prune(self.disk, self._producer_dir())
 
     def _rebuild_key_index(self) -> None:
-        """Re-add to the key index what the log holds past the index's runs."""
+        """Re-add to the key index what the log holds past the index's runs.
+
+        The frames' key, version and offset columns are gathered and added to the index
+        ``_REINDEX_RECORDS`` records (or ``_REINDEX_BYTES`` of frames, whose batches the
+        gathered columns keep alive) at a time, not frame by frame: a log of small
+        appends (a Kafka producer's batches of a few records, single appends) is tens
+        of thousands of frames, and each add costs a few Arrow calls whatever its size.
+        """
         start = max(self.keys.covered_until, self.log.first_offset)
         end = self.log.next_offset
         if start >= end:
             return
         log.info("topic %s: indexing keys of offsets %d..%d from the log", self.name, start, end)
+        keys: list[pa.Array] = []
+        versions: list[pa.Array] = []
+        offsets: list[pa.Array] = []
+        gathered = gathered_bytes = 0
+
+        def add(end_offset: int) -> None:
+            nonlocal gathered, gathered_bytes
+            if keys:
+                self._add_to_key_index(keys, versions, offsets, end_offset)
+            keys.clear()
+            versions.clear()
+            offsets.clear()
+            gathered = gathered_bytes = 0
+
         for segment, frame in self.log.frames_from(start, end):
             batch = self._read_or_note(segment, frame, verify=True)
             if batch is None:
                 continue
             if frame.base_offset < start:
                 batch = batch.slice(start - frame.base_offset)
-            keys = batch.column("key")
-            if keys.null_count == len(keys):
+            key = batch.column("key")
+            if key.null_count == len(key):
                 continue
-            keyed = keys.is_valid().to_numpy(zero_copy_only=False) if keys.null_count else None
-            entries = entries_for(
-                keys,
-                batch.column("version").fill_null(0).to_numpy(),
-                batch.column("offset").to_numpy(),
-                keyed,
-            )
-            self.keys.add(entries, frame.next_offset)
+            if keys and key.type != keys[0].type:
+                add(frame.base_offset)  # gathered arrays are concatenated: one type at a time
+            keys.append(key)
+            versions.append(batch.column("version"))
+            offsets.append(batch.column("offset"))
+            gathered += len(key)
+            gathered_bytes += frame.size
+            if gathered >= _REINDEX_RECORDS or gathered_bytes >= _REINDEX_BYTES:
+                add(frame.next_offset)
+        add(end)
+
+    def _add_to_key_index(
+        self, keys: list[pa.Array], versions: list[pa.Array], offsets: list[pa.Array], end_offset: int
+    ) -> None:
+        """Add the entries of gathered records (one key type) to the key index, as
+        covering the log up to ``end_offset``."""
+        key = pa.concat_arrays(keys)
+        keyed = key.is_valid().to_numpy(zero_copy_only=False) if key.null_count else None
+        entries = entries_for(
+            key,
+            pa.concat_arrays(versions).fill_null(0).to_numpy(),
+            pa.concat_arrays(offsets).to_numpy(),
+            keyed,
+        )
+        self.keys.add(entries, end_offset)
 
     def _take_sync_handle(self) -> tuple[int, int]:
         with self._write_lock:
@@ -876,6 +914,10 @@ class PendingAppend:
         return self._result
 
 
+# Re-indexing keys from the log adds this many records (or frames of this many bytes)
+# to the key index at a time.
+_REINDEX_RECORDS = 65_536
+_REINDEX_BYTES = 64 * 1024 * 1024
 _VALUE_COLUMN = STORED_SCHEMA.get_field_index("value")
 _TIMESTAMP_TYPE = STORED_SCHEMA.field("timestamp").type
 # Columns of an INPUT_SCHEMA batch by position: a lookup by name costs ~2 us each.
