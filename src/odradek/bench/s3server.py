@@ -1,10 +1,13 @@
-"""moto's S3 server for the object-store rows: a subprocess on a free loopback port,
-objects in its memory, one bucket created at start, stopped with the system.
+"""S3 servers for the object-store and cluster rows: moto's (a subprocess on a free
+loopback port, objects in its memory) and SeaweedFS's gateway (``--s3-server
+seaweedfs``, for the cluster rows: Go, so its own CPU time weighs less in what a
+takeover measures; chaos/seaweedfs.py), one bucket created at start, stopped with the
+system.
 
-moto (``moto[server]``) comes with the ``stores`` extra; without it ``require_moto``
-raises Skipped naming the extra, as other systems are skipped when their server is
-missing. The same server the tests start (tests/storage/object_servers.py), without
-pytest: the bench cannot import the tests.
+Both come with the ``stores`` extra; without it ``require`` raises Skipped naming the
+extra, as other systems are skipped when their server is missing. The same servers the
+tests start (tests/storage/object_servers.py), without pytest: the bench cannot import
+the tests.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 
 from odradek.bench import servers
 from odradek.bench.outcomes import Skipped
+from odradek.chaos import seaweedfs
+from odradek.errors import OdradekError
 from odradek.ports import free_port
-from odradek.storage.objects import ObjectStore, open_store
+from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
 
 BUCKET = "odradek-bench"
 # moto accepts any credentials; the client needs some to sign its requests.
@@ -30,6 +35,25 @@ probe_seconds = 5.0
 #: What the server needs beyond this package: moto and the web server it runs on.
 REQUIRED_MODULES = ("moto", "flask", "flask_cors")
 MISSING = "install odradek[stores] (moto[server], moto's S3 server)"
+
+
+SERVERS = ("moto", "seaweedfs")
+
+
+def require(kind: str) -> None:
+    """Raise Skipped unless the S3 server ``kind`` can be started."""
+    if kind == "seaweedfs":
+        if not seaweedfs.weed_binary().exists():
+            raise Skipped(f"{seaweedfs.MISSING}: {seaweedfs.weed_binary()} does not exist")
+    else:
+        require_moto()
+
+
+def start(kind: str, directory: Path) -> MotoS3 | SeaweedS3:
+    """The S3 server ``kind`` (``SERVERS``), started, its bucket made."""
+    server: MotoS3 | SeaweedS3 = SeaweedS3(directory) if kind == "seaweedfs" else MotoS3(directory)
+    server.start()
+    return server
 
 
 def require_moto() -> None:
@@ -48,6 +72,9 @@ def _find(module: str) -> object:
 
 class MotoS3:
     """One moto S3 server; ``open(prefix)`` gives an ObjectStore on its bucket."""
+
+    kind = "moto"
+    title = "moto's S3 server"
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
@@ -76,8 +103,73 @@ class MotoS3:
             "allow_http": True,
         }
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables an agent needs to reach moto."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_REGION": REGION,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     def open(self, prefix: str) -> ObjectStore:
         return open_store(f"s3://{BUCKET}/{prefix}", options=self.options)
 
     def stop(self) -> None:
         self._process.stop()
+
+
+class SeaweedS3:
+    """SeaweedFS (``weed mini``) with its data in ``directory``; as MotoS3."""
+
+    kind = "seaweedfs"
+    title = "SeaweedFS's S3 gateway"
+
+    def __init__(self, directory: Path) -> None:
+        self._command = seaweedfs.command(directory / "seaweedfs", BUCKET)
+        self.endpoint = self._command.endpoint
+        self._process = servers.ServerProcess(
+            "SeaweedFS S3 gateway",
+            self._command.argv,
+            directory / "weed.log",
+            stop_signal=seaweedfs.STOP_SIGNAL,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def start(self) -> None:
+        self._process.start()
+        self._process.wait_ready(self._answers, timeout=start_seconds_max)
+
+    def _answers(self) -> bool:
+        probe = open_store(f"s3://{BUCKET}/ready", options=self.options, retry=RetryPolicy(attempts=1))
+        try:  # signed: the gateway serves, the identity and the bucket exist
+            probe.list()
+        except OdradekError:
+            return False
+        return True
+
+    @property
+    def options(self) -> dict[str, str | bool]:
+        return seaweedfs.options(self.endpoint)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables an agent needs to reach the gateway."""
+        return seaweedfs.env(self.endpoint)
+
+    def open(self, prefix: str) -> ObjectStore:
+        return open_store(f"s3://{BUCKET}/{prefix}", options=self.options)
+
+    def stop(self) -> None:
+        self._process.stop()
+        for path in self._command.leftovers:
+            path.unlink(missing_ok=True)

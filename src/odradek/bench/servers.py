@@ -87,13 +87,23 @@ class ServerProcess:
     """One server subprocess with its log file."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
+        self.stop_signal = stop_signal
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
@@ -142,7 +152,7 @@ class ServerProcess:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(self.stop_signal)
         try:
             process.wait(timeout=stop_timeout_seconds)
         except subprocess.TimeoutExpired:

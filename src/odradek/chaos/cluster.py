@@ -71,7 +71,7 @@ from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, F
 from odradek.chaos.history import History, Kind, Outcome
 from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorker, create_kafka_topic
 from odradek.chaos.processes import HarnessError, StackedHarness, wait_until
-from odradek.chaos.stores import S3Store, StoreFaults, s3_store
+from odradek.chaos.stores import SERVERS, S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
     Prober,
     Worker,
@@ -112,6 +112,8 @@ class ChaosSettings:
     # The cells the topics spread over (--cells); above 1 the workload gets a lane per
     # cell (WorkloadSettings.lanes is set to it).
     cells: int = 1
+    # The S3 server behind the fault proxy (chaos/stores.py SERVERS).
+    store_server: str = "moto"
     # How often a killed owner comes back on an empty data directory (a fresh cache).
     empty_restart_probability: float = FaultSettings.empty_restart_probability
 
@@ -119,6 +121,8 @@ class ChaosSettings:
         cell_names(self.cells)  # 1..cluster_cells_max, else InvalidRequest
         if self.workload.lanes != self.cells:
             object.__setattr__(self, "workload", dataclasses.replace(self.workload, lanes=self.cells))
+        if self.store_server not in SERVERS:
+            raise InvalidRequest(f"unknown S3 server {self.store_server!r}: choose from {', '.join(SERVERS)}")
         if self.cycles < 0 or self.agents < 2 or self.etcd_members < 1:
             raise InvalidRequest(
                 "a chaos run needs cycles >= 0, at least 2 agents (an owner and a standby) and 1 etcd member"
@@ -146,7 +150,8 @@ class ChaosCluster(StackedHarness):
         self._etcd = self._stack.enter_context(
             etcd_cluster(self.workdir / "etcd", self.settings.etcd_members)
         )
-        self._store = self._stack.enter_context(s3_store(self.workdir / "s3", seed=self.settings.seed))
+        store = s3_store(self.workdir / "s3", seed=self.settings.seed, server=self.settings.store_server)
+        self._store = self._stack.enter_context(store)
         agent_settings = AgentSettings(
             store_url=self._store.url(f"run-{uuid.uuid4().hex[:12]}"),
             store_env=self._store.env,
@@ -638,6 +643,7 @@ def _report(
         "seed": settings.seed,
         "agents": settings.agents,
         "cells": settings.cells,
+        "store": settings.store_server,
         "etcd_members": settings.etcd_members,
         "lease_ttl_seconds": settings.lease_ttl_seconds,
         "cycles_planned": settings.cycles,
@@ -664,7 +670,8 @@ def report_text(report: dict[str, Any]) -> str:
     lines = [
         f"chaos run: seed {report['seed']}, {report['agents']} agents, "
         + (f"{report['cells']} cells, " if report.get("cells", 1) > 1 else "")
-        + f"{report['etcd_members']} etcd members, lease TTL {report['lease_ttl_seconds']:g} s",
+        + f"{report['etcd_members']} etcd members, lease TTL {report['lease_ttl_seconds']:g} s, "
+        + f"store {report.get('store', 'moto')}",
         f"runs {report['runs']}, cycles {report['cycles']}/{report['cycles_planned']} "
         f"in {report['duration_seconds']:.0f} s",
         "faults: " + ", ".join(f"{kind} {count}" for kind, count in sorted(report["faults"].items())),

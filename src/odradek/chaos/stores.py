@@ -1,5 +1,6 @@
-"""The chaos run's object store: moto's S3 server as a subprocess, and a fault proxy in
-front of it through which the agents reach it.
+"""The chaos run's object store: an S3 server as a subprocess (moto's, or SeaweedFS's
+with ``server="seaweedfs"``: chaos/seaweedfs.py says why), and a fault proxy in front of
+it through which the agents reach it.
 
 The agents are other processes, so the in-process fault wrapper
 (``storage/objectfaults.py``) cannot reach their stores; the proxy does the same from
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import os
 import random
 import sys
 import threading
@@ -27,16 +29,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+from odradek.chaos import seaweedfs
 from odradek.chaos.processes import Process, wait_until
-from odradek.errors import InvalidRequest
+from odradek.errors import InvalidRequest, OdradekError
 from odradek.ports import free_ports
+from odradek.storage.objects import RetryPolicy, open_store
 
 BUCKET = "odradek-chaos"
-# moto accepts any credentials; the agents' S3 client needs some to sign with.
-ACCESS_KEY_ID = "odradekchaoskey"
-SECRET_ACCESS_KEY = "odradek-chaos-secret"
-REGION = "us-east-1"
-START_SECONDS_MAX = 90.0  # moto imports Flask and boto at start: slow on a loaded machine
+# moto accepts any credentials; SeaweedFS is given these (the agents sign with them).
+ACCESS_KEY_ID = seaweedfs.ACCESS_KEY_ID
+SECRET_ACCESS_KEY = seaweedfs.SECRET_ACCESS_KEY
+REGION = seaweedfs.REGION
+SERVERS = ("moto", "seaweedfs")
+# moto imports Flask and boto at start, SeaweedFS starts five servers: slow on a loaded machine.
+START_SECONDS_MAX = 90.0
 PROBE_SECONDS = 5.0
 # A request body or a response the proxy holds at once: the largest object an agent
 # writes is a compacted segment, at most segment_bytes_default (256 MiB).
@@ -260,75 +266,90 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 @dataclasses.dataclass
 class S3Store:
-    """moto behind the fault proxy: ``url(prefix)`` for ``--store``, ``env`` for the agents
-    (they reach moto through the proxy), ``proxy`` to inject faults."""
+    """An S3 server behind the fault proxy: ``url(prefix)`` for ``--store``, ``env`` for
+    the agents (they reach the server through the proxy), ``proxy`` to inject faults."""
 
-    moto: Process
-    moto_endpoint: str
+    server: Process
+    server_endpoint: str
     proxy: FaultProxy
+    kind: str = "moto"
 
     def url(self, prefix: str) -> str:
         return f"s3://{BUCKET}/{prefix}"
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.proxy.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-            "AWS_REGION": REGION,
-            "AWS_ALLOW_HTTP": "true",
-        }
+        return seaweedfs.env(self.proxy.endpoint)
 
     @property
     def options(self) -> dict[str, str | bool]:
         """The same as open_store options (through the proxy)."""
-        return {
-            "endpoint": self.proxy.endpoint,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "region": REGION,
-            "allow_http": True,
-        }
+        return seaweedfs.options(self.proxy.endpoint)
 
 
 @contextlib.contextmanager
-def s3_store(directory: Path, *, seed: int = 0) -> Iterator[S3Store]:
-    """moto's S3 server (objects in its memory) with the bucket made, behind a fault
-    proxy with no faults; both stopped at the end."""
+def s3_store(directory: Path, *, seed: int = 0, server: str = "moto") -> Iterator[S3Store]:
+    """The S3 server ``server`` (moto: objects in its memory; seaweedfs: in
+    ``directory``) with the bucket made, behind a fault proxy with no faults; both
+    stopped at the end."""
+    if server not in SERVERS:
+        raise InvalidRequest(f"unknown S3 server {server!r}: choose from {', '.join(SERVERS)}")
     directory.mkdir(parents=True, exist_ok=True)
-    (port,) = free_ports(1)
-    endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(port)]
-    moto = Process("moto", command, directory / "moto.log", cwd=directory)
-    proxy = FaultProxy(("127.0.0.1", port), seed=seed)
-    moto.start()
+    leftovers: tuple[Path, ...] = ()
+    if server == "seaweedfs":
+        if not seaweedfs.weed_binary().exists():
+            raise InvalidRequest(f"SeaweedFS's weed is not at {seaweedfs.weed_binary()}: {seaweedfs.MISSING}")
+        made = seaweedfs.command(directory, BUCKET)
+        process = Process("seaweedfs", made.argv, directory / "weed.log", cwd=directory)
+        endpoint, leftovers = made.endpoint, made.leftovers
+    else:
+        (port,) = free_ports(1)
+        endpoint = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "odradek.chaos.motoserver", "-H", "127.0.0.1", "-p", str(port)]
+        process = Process("moto", command, directory / "moto.log", cwd=directory)
+    host, _, port_text = endpoint.removeprefix("http://").partition(":")
+    proxy = FaultProxy((host, int(port_text)), seed=seed)
+    process.start()
     try:
-
-        def bucket_made() -> bool:
-            request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
-            try:
-                with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as answer:
-                    return bool(answer.status == 200)
-            except OSError:
-                return False
-
-        moto.wait_for(bucket_made, START_SECONDS_MAX, "the S3 server answers and has its bucket")
+        if server == "moto":
+            process.wait_for(
+                lambda: _bucket_made(endpoint), START_SECONDS_MAX, "the S3 server has its bucket"
+            )
+        else:
+            process.wait_for(lambda: _answers(endpoint), START_SECONDS_MAX, "the S3 server answers")
         proxy.start()
         try:
             wait_until(lambda: _answers(proxy.endpoint), START_SECONDS_MAX, "the store proxy answers")
-            yield S3Store(moto, endpoint, proxy)
+            yield S3Store(process, endpoint, proxy, server)
         finally:
             proxy.close()
     finally:
-        moto.stop()
+        # SeaweedFS stops in about 2 s on SIGINT (its Ctrl+C), 12 on SIGTERM.
+        if server == "seaweedfs" and process.alive() and process.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, seaweedfs.STOP_SIGNAL)
+        process.stop()
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
 
-def _answers(endpoint: str) -> bool:
+def _bucket_made(endpoint: str) -> bool:
+    """moto takes an unsigned bucket creation: True once it made the bucket."""
+    request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
     try:
-        with urllib.request.urlopen(
-            f"{endpoint}/{BUCKET}?list-type=2&max-keys=1", timeout=PROBE_SECONDS
-        ) as answer:
+        with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as answer:
             return bool(answer.status == 200)
     except OSError:
         return False
+
+
+def _answers(endpoint: str) -> bool:
+    """A signed listing of the bucket at ``endpoint`` succeeds."""
+    store = open_store(
+        f"s3://{BUCKET}/ready", options=seaweedfs.options(endpoint), retry=RetryPolicy(attempts=1)
+    )
+    try:
+        store.list()
+    except (OSError, OdradekError):
+        return False
+    return True
