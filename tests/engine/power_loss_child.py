@@ -368,8 +368,11 @@ def main() -> None:
     sabotage = sys.argv[6] if len(sys.argv) > 6 else None
     if sabotage is not None and sabotage not in FIRST_OPERATION:
         raise SystemExit(f"unknown sabotage {sabotage!r}: one of {sorted(FIRST_OPERATION)}")
-    # Small limits so that kills land in segment rolls and key-index flushes too.
+    # Small limits so that kills land in segment rolls and key-index flushes too, the
+    # runs written by age (a fraction of a second here) as well as full ones.
     limits.key_index_memtable_entries_max = 400
+    limits.key_index_spill_entries_min = 16
+    limits.key_index_spill_seconds = 0.2
     sabotage_before_open(sabotage)
     child = Child(data_dir, intent_path, first_op, sequence, seed)
     child.open()

@@ -59,24 +59,12 @@ class S3Server:
     @property
     def env(self) -> dict[str, str]:
         """The environment variables a process needs to reach this server."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-            "AWS_REGION": REGION,
-            "AWS_ALLOW_HTTP": "true",
-        }
+        return seaweedfs.env(self.endpoint)  # moto takes any credentials: the same
 
     @property
     def options(self) -> dict[str, str | bool]:
         """The same as open_store options, for this process."""
-        return {
-            "endpoint": self.endpoint,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "region": REGION,
-            "allow_http": True,
-        }
+        return seaweedfs.options(self.endpoint)
 
     def url(self, prefix: str = "") -> str:
         return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"

@@ -25,10 +25,6 @@ from odradek.ports import free_port
 from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
 
 BUCKET = "odradek-bench"
-# moto accepts any credentials; the client needs some to sign its requests.
-ACCESS_KEY_ID = "odradekbenchkey"
-SECRET_ACCESS_KEY = "odradek-bench-secret"
-REGION = "us-east-1"
 # moto imports Flask and boto at start: a few seconds on a loaded 2-core machine.
 start_seconds_max = 90.0
 probe_seconds = 5.0
@@ -95,24 +91,12 @@ class MotoS3:
 
     @property
     def options(self) -> dict[str, str | bool]:
-        return {
-            "endpoint": self.endpoint,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "region": REGION,
-            "allow_http": True,
-        }
+        return seaweedfs.options(self.endpoint)  # moto takes any credentials: the same
 
     @property
     def env(self) -> dict[str, str]:
         """The environment variables an agent needs to reach moto."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-            "AWS_REGION": REGION,
-            "AWS_ALLOW_HTTP": "true",
-        }
+        return seaweedfs.env(self.endpoint)
 
     @property
     def pid(self) -> int | None:
