@@ -223,3 +223,57 @@ def test_apply_is_the_inverse_of_journaling(tmp_path: Path) -> None:
         ),
     )
     assert _tree(root) == {"e": None, "e/f": b"\0\0\0abc", "e/g": b"new"}
+
+
+class RecordingStore(SlowStore):
+    """SlowStore that numbers what happens: fences landed, files read, journal listings."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.events: list[tuple[str, str]] = []
+        self._events_lock = threading.Lock()
+
+    def _note(self, what: str, key: str) -> None:
+        with self._events_lock:
+            self.events.append((what, key))
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        landed = super().put_new(key, data)
+        self._note("put_new", key)
+        return landed
+
+    def get(self, key: str) -> bytes | None:
+        self._note("get", key)
+        return super().get(key)
+
+    def list(self, prefix: str, *, after: str | None = None, limit: int | None = None) -> list[Listed]:
+        self._note("list", prefix)
+        return super().list(prefix, after=after, limit=limit)
+
+
+def test_attach_reads_the_journal_after_its_fences_and_the_files_meanwhile(tmp_path: Path) -> None:
+    """An attach fences (slow PUTs here) while it reads the manifest and downloads its
+    files, and lists the journal to replay only once every fence landed: what a zombie
+    lands after that listing is never replayed, and a takeover waits for the longer of
+    fencing and downloading, not both."""
+    store = RecordingStore()
+    root = tmp_path / "data"
+    disk, _ = attach(str(root), store, StoreSettings(flush_seconds=0.001, in_flight_max=8))
+    disk.makedirs(str(root / "topics" / "a"))
+    for number in range(4):
+        disk.write_atomically(str(root / "topics" / "a" / f"file-{number}"), b"x" * 100)
+    disk.fsync_directory(str(root / "topics" / "a"))
+    disk.checkpointer.checkpoint(sweep=False, collect=False)  # type: ignore[union-attr]
+    disk.writer.close()
+    store.delay = 0.2  # the next agent's fences are slow
+    store.events.clear()
+    disk2, recovery = attach(str(tmp_path / "data2"), store, StoreSettings(in_flight_max=8))
+    events = store.events
+    fences = [i for i, (what, key) in enumerate(events) if what == "put_new" and key.startswith("wal/")]
+    files = [i for i, (what, key) in enumerate(events) if what == "get" and key.startswith("files/")]
+    listings = [i for i, (what, key) in enumerate(events) if what == "list" and key == "wal/"]
+    assert len(fences) > 8 and files and recovery.downloaded == len(files)
+    assert min(files) < max(fences), "the files are downloaded while the fences land"
+    assert listings[-1] > max(fences), "the journal is listed for replay after every fence"
+    assert (tmp_path / "data2" / "topics" / "a" / "file-3").read_bytes() == b"x" * 100
+    disk2.writer.close()
