@@ -42,8 +42,6 @@ START_SECONDS_MAX = 90.0  # generous: a loaded machine starts SeaweedFS's five s
 STOP_SECONDS_MAX = 15.0
 BUCKET = "odradek-test"
 ACCESS_KEY_ID = seaweedfs.ACCESS_KEY_ID  # moto takes any; SeaweedFS is given these
-SECRET_ACCESS_KEY = seaweedfs.SECRET_ACCESS_KEY
-REGION = seaweedfs.REGION
 
 
 @dataclasses.dataclass

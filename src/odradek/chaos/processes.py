@@ -80,12 +80,14 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.command = command
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.stop_signal = stop_signal
         self.popen: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -132,13 +134,13 @@ class Process:
         self.paused = False
 
     def stop(self, seconds: float = STOP_SECONDS_MAX) -> int | None:
-        """SIGTERM (after SIGCONT if paused), then SIGKILL past ``seconds``; the exit
-        status, None if it was not running."""
+        """The stop signal (SIGTERM unless given; after SIGCONT if paused), then SIGKILL
+        past ``seconds``; the exit status, None if it was not running."""
         if self.popen is None or self.popen.poll() is not None:
             return None if self.popen is None else self.popen.returncode
         if self.paused:
             self.resume()
-        self.popen.send_signal(signal.SIGTERM)
+        self.popen.send_signal(self.stop_signal)
         try:
             return self.popen.wait(seconds)
         except subprocess.TimeoutExpired:

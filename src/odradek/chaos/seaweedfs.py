@@ -28,7 +28,9 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from odradek.errors import OdradekError
 from odradek.ports import free_ports
+from odradek.storage.objects import RetryPolicy, open_store
 
 ACCESS_KEY_ID = "odradektestkey"
 SECRET_ACCESS_KEY = "odradek-test-secret"
@@ -116,3 +118,14 @@ def options(endpoint: str) -> dict[str, str | bool]:
         "region": REGION,
         "allow_http": True,
     }
+
+
+def answers(endpoint: str, bucket: str) -> bool:
+    """Whether a signed listing of ``bucket`` at ``endpoint`` succeeds (the server
+    serves, knows the identity and has the bucket), asked once."""
+    store = open_store(f"s3://{bucket}/ready", options=options(endpoint), retry=RetryPolicy(attempts=1))
+    try:
+        store.list()
+    except OdradekError:
+        return False
+    return True

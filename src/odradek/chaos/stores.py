@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
-import os
 import random
 import sys
 import threading
@@ -31,15 +30,10 @@ from typing import ClassVar
 
 from odradek.chaos import seaweedfs
 from odradek.chaos.processes import Process, wait_until
-from odradek.errors import InvalidRequest, OdradekError
+from odradek.errors import InvalidRequest
 from odradek.ports import free_ports
-from odradek.storage.objects import RetryPolicy, open_store
 
 BUCKET = "odradek-chaos"
-# moto accepts any credentials; SeaweedFS is given these (the agents sign with them).
-ACCESS_KEY_ID = seaweedfs.ACCESS_KEY_ID
-SECRET_ACCESS_KEY = seaweedfs.SECRET_ACCESS_KEY
-REGION = seaweedfs.REGION
 SERVERS = ("moto", "seaweedfs")
 # moto imports Flask and boto at start, SeaweedFS starts five servers: slow on a loaded machine.
 START_SECONDS_MAX = 90.0
@@ -300,7 +294,9 @@ def s3_store(directory: Path, *, seed: int = 0, server: str = "moto") -> Iterato
         if not seaweedfs.weed_binary().exists():
             raise InvalidRequest(f"SeaweedFS's weed is not at {seaweedfs.weed_binary()}: {seaweedfs.MISSING}")
         made = seaweedfs.command(directory, BUCKET)
-        process = Process("seaweedfs", made.argv, directory / "weed.log", cwd=directory)
+        process = Process(
+            "seaweedfs", made.argv, directory / "weed.log", cwd=directory, stop_signal=seaweedfs.STOP_SIGNAL
+        )
         endpoint, leftovers = made.endpoint, made.leftovers
     else:
         (port,) = free_ports(1)
@@ -324,10 +320,6 @@ def s3_store(directory: Path, *, seed: int = 0, server: str = "moto") -> Iterato
         finally:
             proxy.close()
     finally:
-        # SeaweedFS stops in about 2 s on SIGINT (its Ctrl+C), 12 on SIGTERM.
-        if server == "seaweedfs" and process.alive() and process.pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(process.pid, seaweedfs.STOP_SIGNAL)
         process.stop()
         for path in leftovers:
             path.unlink(missing_ok=True)
@@ -345,11 +337,4 @@ def _bucket_made(endpoint: str) -> bool:
 
 def _answers(endpoint: str) -> bool:
     """A signed listing of the bucket at ``endpoint`` succeeds."""
-    store = open_store(
-        f"s3://{BUCKET}/ready", options=seaweedfs.options(endpoint), retry=RetryPolicy(attempts=1)
-    )
-    try:
-        store.list()
-    except (OSError, OdradekError):
-        return False
-    return True
+    return seaweedfs.answers(endpoint, BUCKET)
