@@ -83,6 +83,11 @@ key_index_memtable_entries_max = 262_144
 # run smaller than the floor.
 key_index_spill_seconds = 10.0
 key_index_spill_entries_min = 4096
+# Indexing keys again from the log gathers the key, version and offset columns of many
+# frames and adds them to the index this many records at a time, or once the frames
+# gathered (whose batches those columns keep in memory) reach this many bytes.
+key_index_reindex_records = 65_536
+key_index_reindex_bytes = 64 * 1024 * 1024
 # Entries of appends of a few records (engine/topic.py's small path) wait in Python
 # lists until this many, then join the memtable as one Arrow table (~20 us, instead of
 # ~10 us of Arrow calls for each append's own table); a lookup takes them in first.

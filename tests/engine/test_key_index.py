@@ -19,7 +19,6 @@ import pytest
 
 import odradek
 from odradek import limits
-from odradek.engine import topic as topic_module
 
 
 @pytest.fixture
@@ -165,7 +164,7 @@ def test_keys_are_indexed_again_from_many_small_frames(
     index is rebuilt from the log: frames of a few records, some keyless or half keyless,
     gathered across frames and added ``gathered_max`` records at a time (every frame
     alone; cut many times; all at once at the log's end)."""
-    monkeypatch.setattr(topic_module, "_REINDEX_RECORDS", gathered_max)
+    monkeypatch.setattr(limits, "key_index_reindex_records", gathered_max)
     source = tmp_path / "source"
     client = odradek.open(source)
     client.create_topic("t")

@@ -312,8 +312,8 @@ class Topic:
         """Re-add to the key index what the log holds past the index's runs.
 
         The frames' key, version and offset columns are gathered and added to the index
-        ``_REINDEX_RECORDS`` records (or ``_REINDEX_BYTES`` of frames, whose batches the
-        gathered columns keep alive) at a time, not frame by frame: a log of small
+        ``limits.key_index_reindex_records`` records (or ``key_index_reindex_bytes`` of
+        frames, whose batches the gathered columns keep alive) at a time, not frame by frame: a log of small
         appends (a Kafka producer's batches of a few records, single appends) is tens
         of thousands of frames, and each add costs a few Arrow calls whatever its size.
         """
@@ -352,7 +352,8 @@ class Topic:
             offsets.append(batch.column("offset"))
             gathered += len(key)
             gathered_bytes += frame.size
-            if gathered >= _REINDEX_RECORDS or gathered_bytes >= _REINDEX_BYTES:
+            full = gathered_bytes >= limits.key_index_reindex_bytes
+            if full or gathered >= limits.key_index_reindex_records:
                 add(frame.next_offset)
         add(end)
 
@@ -914,10 +915,6 @@ class PendingAppend:
         return self._result
 
 
-# Re-indexing keys from the log adds this many records (or frames of this many bytes)
-# to the key index at a time.
-_REINDEX_RECORDS = 65_536
-_REINDEX_BYTES = 64 * 1024 * 1024
 _VALUE_COLUMN = STORED_SCHEMA.get_field_index("value")
 _TIMESTAMP_TYPE = STORED_SCHEMA.field("timestamp").type
 # Columns of an INPUT_SCHEMA batch by position: a lookup by name costs ~2 us each.
