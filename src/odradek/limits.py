@@ -881,6 +881,11 @@ kafka_transaction_memory_bytes_max = 256 * 1024 * 1024
 # before it: an apply takes milliseconds, one that fails is retried by the checker (every
 # kafka_transaction_check_seconds) and the reader goes on without it meanwhile.
 kafka_transaction_apply_wait_seconds_max = 5.0
+# A transaction writing topics of other cells (txn_cells.py, decision 0037) enlists a
+# cell again for the id's next transaction once the cell acknowledged the previous one
+# (a watch, a local decision and an etcd write: milliseconds). AddPartitionsToTxn waits
+# this long for it, then answers CONCURRENT_TRANSACTIONS, which clients retry.
+kafka_transaction_enlist_wait_seconds = 1.0
 
 # -- the command line (odradek/cli) --------------------------------------------------------
 # `odradek consume --last-per-key` holds the latest record of each key it has read, to

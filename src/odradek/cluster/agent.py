@@ -422,6 +422,38 @@ class ClusterAgent:
         (the doors' request threads): its answer, or EtcdUnavailable."""
         return self._etcd(request, what)
 
+    def follow_keys(
+        self, prefix_of: Callable[[EtcdCluster], bytes], notify: Callable[[bytes | None], None], what: str
+    ) -> Callable[[], None]:
+        """Call ``notify`` with each key under the prefix that changes, and with None
+        first and whenever changes may have been missed, until the function returned
+        is called. ``notify`` runs on the agent's loop and must not block. The watch
+        outlives etcd members failing and the agent joining again."""
+        loop = self._loop
+        if loop is None:
+            raise InvalidRequest("the agent is not running")
+
+        async def follow() -> None:
+            while True:
+                with self._lock:
+                    cluster = self._cluster
+                if cluster is not None:
+                    try:
+                        async for key in cluster.watch_keys(prefix_of(cluster)):
+                            notify(key)
+                            if self._cluster is not cluster:
+                                break  # joined again: watch through the new client
+                    except Exception as exc:  # noqa: BLE001 - a watch is started again, whatever stopped it
+                        log.info("the watch of %s stopped (%s); watching again", what, exc)
+                await asyncio.sleep(_FOLLOW_RETRY_SECONDS)
+
+        future = asyncio.run_coroutine_threadsafe(follow(), loop)
+
+        def stop() -> None:
+            future.cancel()  # thread-safe: the task is cancelled on the agent's loop
+
+        return stop
+
     def claim(self, topic: str, cell: str) -> bool:
         """Place ``topic`` in ``cell`` unless it is placed already: whether it is
         ``cell``'s now (False: another cell holds it). A door creating a topic in the
@@ -972,6 +1004,7 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+_FOLLOW_RETRY_SECONDS = 0.2  # a watch that stopped (no client yet, a client closed) starts again
 _STOP = object()
 _LOST = object()
 _HANDOVER = object()

@@ -45,7 +45,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aetcd
@@ -1006,6 +1006,50 @@ class EtcdCluster:
         async with contextlib.aclosing(events):
             async for topic, record, revision in events:
                 yield PlacementEvent(topic, None if record is None else record.cell, revision)
+
+    # --- Kafka transactions over cells (decision 0037) --------------------------------
+
+    async def enlistments(self, hashed: str) -> dict[str, tuple[bytes, int]]:
+        """A transactional id's enlistments now, by cell: (value, ``mod_revision``)."""
+        kvs, _ = await self._list(self.layout.enlistments_prefix(hashed))
+        return {
+            self.layout.of_enlistment(bytes(kv.key))[1]: (bytes(kv.value), int(kv.mod_revision)) for kv in kvs
+        }
+
+    async def swap_enlistments(
+        self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
+    ) -> dict[str, int] | None:
+        """Put each cell's value if its key's ``mod_revision`` is still the one given
+        (0: absent), all in one transaction: the new ``mod_revision`` by cell, or None
+        if another writer changed one of them since (then nothing is written). A retry
+        after an unknown outcome recognizes its own write (every key holds exactly its
+        value)."""
+        keyed = []
+        for cell, (value, revision) in sorted(changes.items()):
+            if len(value) > limits.cluster_value_bytes_max:
+                raise RequestTooLarge(
+                    f"etcd value of {len(value)} bytes, at most {limits.cluster_value_bytes_max}"
+                )
+            keyed.append((self.layout.enlistment(hashed, cell), value, revision))
+
+        async def swap(client: Any) -> tuple[bool, Any]:
+            txn = client.transactions
+            return await client.transaction(  # type: ignore[no-any-return]
+                compare=[txn.mod(key) == revision for key, _, revision in keyed],
+                success=[txn.put(key, value) for key, value, _ in keyed],
+                failure=[txn.get(key) for key, _, _ in keyed],
+            )
+
+        succeeded, responses = await self._call(swap, "a transaction's enlistments")
+        if succeeded:
+            revision = int(responses[0].response_put.header.revision) if responses else 0
+            return {cell: revision for cell in sorted(changes)}
+        landed = {}
+        for (key, value, _), kvs in zip(keyed, responses, strict=True):
+            if not kvs or bytes(kvs[0][0]) != value:
+                return None
+            landed[self.layout.of_enlistment(key)[1]] = int(kvs[0][1].mod_revision)
+        return landed  # an earlier try landed, its answer lost
 
     # --- shapes: how the Kafka door shows each topic (decision 0033) -------------------
 

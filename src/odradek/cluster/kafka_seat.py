@@ -28,12 +28,13 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from odradek import limits
-from odradek.cluster.keys import HOME_CELL, ShapeRecord, cell_index
+from odradek.cluster.keys import HOME_CELL, Layout, ShapeRecord, cell_index
 from odradek.cluster.placement import PlacementView
-from odradek.errors import OdradekError
+from odradek.errors import DataDamaged, OdradekError
 from odradek.protocols.kafka.cells import node_of_cell
 
 if TYPE_CHECKING:
@@ -163,6 +164,45 @@ class KafkaSeat:
     def release(self, topic: str) -> None:
         """Drop ``topic``'s placement if it names this cell (the door deleted the topic)."""
         self.agent.forget(topic, self.cell)
+
+    # --- Kafka transactions over cells (decision 0037) ---------------------------------
+
+    def enlistments(self, hashed: str) -> dict[str, tuple[bytes, int]]:
+        """A transactional id's enlistments by cell, as etcd has them now: (value,
+        revision)."""
+        return self.agent.etcd_call(
+            lambda cluster: cluster.enlistments(hashed), "a Kafka transaction's enlistments"
+        )
+
+    def swap_enlistments(
+        self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
+    ) -> dict[str, int] | None:
+        """Write each cell's enlistment if its revision is still the one given, all or
+        none: the new revisions, or None if one changed."""
+        return self.agent.etcd_call(
+            lambda cluster: cluster.swap_enlistments(hashed, changes), "a Kafka transaction's enlistments"
+        )
+
+    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]:
+        """Call ``notify(id hash, cell)`` when an enlistment changes, ``notify(None,
+        None)`` when changes may have been missed, until the function returned is
+        called (``notify`` runs on the agent's loop: it must not block)."""
+        layout = Layout(self.agent.settings.cluster)
+
+        def changed(key: bytes | None) -> None:
+            if key is None:
+                notify(None, None)
+                return
+            try:
+                hashed, cell = layout.of_enlistment(key)
+            except DataDamaged as exc:
+                log.warning("an enlistment key is not one: %s", exc)
+                return
+            notify(hashed, cell)
+
+        return self.agent.follow_keys(
+            lambda cluster: cluster.layout.transactions_prefix, changed, "the Kafka transactions' enlistments"
+        )
 
 
 async def _put(cluster: EtcdCluster, record: ShapeRecord) -> int:

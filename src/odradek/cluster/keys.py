@@ -8,6 +8,10 @@ Key layout, one prefix per cluster (``--cluster NAME``, default ``default``)::
     /odradek/<cluster>/catalog/cells/<topic>   PlacementRecord  which cell holds the topic; no lease
     /odradek/<cluster>/catalog/shapes/<topic>  ShapeRecord   the topic's Kafka id and partitions, as
                                                the agent serving its cell last wrote them
+    /odradek/<cluster>/transactions/<id hash>/<cell>
+                                               a Kafka transaction's enlistment of a cell
+                                               other than the home cell (decision 0037):
+                                               opaque JSON the Kafka doors write; no lease
     /odradek/<cluster>/security/<document>     the security documents (credentials.json,
                                                acls.json, quotas.json): checksummed JSON
                                                (storage/documents.py), no lease (decision 0029)
@@ -47,6 +51,7 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _AGENT_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
 DOORS = ("kafka", "registry", "metrics")  # an agent's doors besides Flight, as registered
 _SECURITY_DOCUMENT = re.compile(r"security/[a-z_]+\.json")
+_HASH = re.compile(r"[0-9a-f]{64}")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
 
 # A cluster's cells: the home cell at the store prefix's root, then _cell.1, _cell.2, ...
@@ -177,6 +182,31 @@ class Layout:
     @property
     def security_prefix(self) -> bytes:
         return self.prefix + b"security/"
+
+    @property
+    def transactions_prefix(self) -> bytes:
+        return self.prefix + b"transactions/"
+
+    def enlistments_prefix(self, hashed: str) -> bytes:
+        """The keys of one transactional id's enlistments (``hashed``: the SHA-256 of
+        the id, 64 hex digits)."""
+        if not _HASH.fullmatch(hashed):
+            raise InvalidRequest(f"a transactional id's hash is 64 hex digits, got {hashed[:80]!r}")
+        return self.transactions_prefix + hashed.encode() + b"/"
+
+    def enlistment(self, hashed: str, cell: str) -> bytes:
+        """The key of the transactional id's enlistment of ``cell`` (decision 0037)."""
+        return _bounded(self.enlistments_prefix(hashed) + validate_cell(cell).encode())
+
+    def of_enlistment(self, key: bytes) -> tuple[str, str]:
+        """(id hash, cell) of an enlistment key (DataDamaged if it is no such key)."""
+        hashed, _, cell = _suffix(key, self.transactions_prefix).partition("/")
+        if not _HASH.fullmatch(hashed):
+            raise DataDamaged(f"etcd key {key!r} names no transactional id's hash")
+        try:
+            return hashed, validate_cell(cell)
+        except InvalidRequest as exc:
+            raise DataDamaged(f"etcd key {key!r} names no cell: {exc.message}") from exc
 
     def security(self, document: str) -> bytes:
         """The key of security document ``document`` (``security/credentials.json``...)."""

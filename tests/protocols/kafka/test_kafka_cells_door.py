@@ -94,6 +94,11 @@ class Catalog:
         self.placements: dict[str, str] = {}
         self.shapes: dict[str, ShapeRecord] = {}
         self.doors: dict[str, tuple[str, int]] = {}  # cell: (host, port)
+        # Transactions' enlistments (txn_cells.py): (id hash, cell): (value, revision),
+        # compared and swapped as etcd does, and told to every door following them.
+        self.enlistments: dict[tuple[str, str], tuple[bytes, int]] = {}
+        self.revision = 0
+        self.followers: list[Callable[[str | None, str | None], None]] = []
 
 
 class CatalogCells:
@@ -149,6 +154,38 @@ class CatalogCells:
         with self.catalog.lock:
             if self.catalog.placements.get(topic) == self.cell:
                 del self.catalog.placements[topic]
+
+    def enlistments(self, hashed: str) -> dict[str, tuple[bytes, int]]:
+        with self.catalog.lock:
+            return {cell: held for (key, cell), held in self.catalog.enlistments.items() if key == hashed}
+
+    def swap_enlistments(self, hashed: str, changes: dict[str, tuple[bytes, int]]) -> dict[str, int] | None:
+        catalog = self.catalog
+        with catalog.lock:
+            for cell, (_, revision) in changes.items():
+                held = catalog.enlistments.get((hashed, cell))
+                if (0 if held is None else held[1]) != revision:
+                    return None
+            catalog.revision += 1
+            for cell, (value, _) in changes.items():
+                catalog.enlistments[(hashed, cell)] = (value, catalog.revision)
+            followers = list(catalog.followers)
+            landed = dict.fromkeys(changes, catalog.revision)
+        for notify in followers:
+            for cell in changes:
+                notify(hashed, cell)
+        return landed
+
+    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]:
+        with self.catalog.lock:
+            self.catalog.followers.append(notify)
+        notify(None, None)
+
+        def stop() -> None:
+            with self.catalog.lock:
+                self.catalog.followers.remove(notify)
+
+        return stop
 
 
 # -- three doors ----------------------------------------------------------------------

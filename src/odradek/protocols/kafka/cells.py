@@ -19,10 +19,10 @@ door itself knows nothing of etcd.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from odradek.cluster.keys import cell_index
+from odradek.cluster.keys import HOME_CELL, cell_index
 from odradek.protocols.kafka.codec.api import ApiKey
 
 #: Requests only a coordinator serves (groups, offsets, transactions): the home cell's door.
@@ -72,6 +72,7 @@ class KafkaCells(Protocol):
     method may block on etcd: the door calls them on its thread pool."""
 
     node_id: int
+    cell: str  # the cell this door serves
     cluster_id: str  # the same for every cell's door
 
     def nodes(self) -> list[tuple[int, str, int]]: ...
@@ -82,9 +83,23 @@ class KafkaCells(Protocol):
     def publish(self, shapes: dict[str, tuple[str, int]]) -> int: ...
     def claim(self, topic: str) -> bool: ...
     def release(self, topic: str) -> None: ...
+    # Transactions writing topics of several cells (txn_cells.py): a transactional id's
+    # enlistments by cell, (value, revision); an all-or-nothing compare-and-swap of
+    # them; and a watch calling notify(id hash, cell), notify(None, None) when changes
+    # may have been missed (it must not block), until the function returned is called.
+    def enlistments(self, hashed: str) -> dict[str, tuple[bytes, int]]: ...
+    def swap_enlistments(
+        self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
+    ) -> dict[str, int] | None: ...
+    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]: ...
 
 
 def node_of_cell(cell: str) -> int:
     """The broker id of ``cell``'s door (``_cell`` is 1, ``_cell.<n>`` is n + 1;
     InvalidRequest for a name that is no cell's)."""
     return cell_index(cell) + 1
+
+
+def cell_of_node(node: int) -> str:
+    """The cell whose door is broker ``node`` (the inverse of node_of_cell)."""
+    return HOME_CELL if node == 1 else f"{HOME_CELL}.{node - 1}"

@@ -390,7 +390,9 @@ async def _stage_partition(
     first = headers[0]
     count = sum(h.record_count for h in headers)
     try:
-        txn = broker.transactions.identify(transactional_id, first.producer_id, first.producer_epoch)
+        txn = await broker.transactions.admit_produce(
+            transactional_id, first.producer_id, first.producer_epoch, (view.name, data.index)
+        )
         broker.engine.tenant_storage.check(view.name)  # a tenant at its storage_bytes quota
         base = await broker.transactions.stage(
             txn, view.name, data.index, data.records or b"", first.base_sequence, count

@@ -175,9 +175,10 @@ class StageFile:
             self.close()
             raise
 
-    def append(self, frame: bytes) -> None:
-        """Add a frame; StorageError if it could not be written whole (then the file is
-        cut back to what it held, so nothing of the frame stays)."""
+    def append(self, frame: bytes, sync: bool = False) -> None:
+        """Add a frame (durable with ``sync``); StorageError if it could not be written
+        whole (then the file is cut back to what it held, so nothing of the frame
+        stays)."""
         with self._lock:
             fd = self._open_fd()
             try:
@@ -191,6 +192,8 @@ class StageFile:
                     f"could not stage records in {self.path}: {describe_os_error(exc)}"
                 ) from exc
             self.bytes += len(frame)
+        if sync:
+            self._sync()
 
     def decide(self, decision: dict[str, Any], frames: bytes = b"") -> None:
         """Append ``frames`` (staged records not written yet) and the commit's decision,

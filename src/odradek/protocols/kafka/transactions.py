@@ -65,7 +65,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -87,6 +87,7 @@ from odradek.storage.documents import COPY_SUFFIX, Document
 
 if TYPE_CHECKING:
     from odradek.protocols.kafka.broker import Broker
+    from odradek.protocols.kafka.txn_cells import CellsLedger
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,19 @@ class TransactionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class TopicsRefused(TransactionError):
+    """Topics a transaction cannot write (a schema checks records as they are appended,
+    which for a transaction is at its commit: a refusal then would break its
+    atomicity)."""
+
+    def __init__(self, topics: Sequence[str]) -> None:
+        super().__init__(
+            ErrorCode.INVALID_RECORD,
+            f"{', '.join(topics)} has a schema, which transactions do not cover yet",
+        )
+        self.topics = list(topics)
 
 
 @dataclasses.dataclass
@@ -162,6 +176,12 @@ class Transaction:
     in_doubt: bool = False
     spare: asyncio.Future[StageFile] | None = None  # the next transaction's slot, emptied
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    # Over cells (txn_cells.py): the open transaction's partitions of other cells, by
+    # cell (a coordinator's); an open transaction a restart found, waiting for etcd's
+    # word (a participant's); the number of the latest commit a cell's veto voided.
+    remote: dict[str, set[TopicPartition]] = dataclasses.field(default_factory=dict)
+    recovering: bool = False
+    voided: int = -1
 
     def describe_partitions(self) -> dict[str, list[int]]:
         topics: dict[str, list[int]] = {}
@@ -181,6 +201,8 @@ class Commit:
     tables: dict[TopicPartition, list[pa.Table]] | None = None  # None: read back
     memory: int = 0
     applying: asyncio.Task[None] | None = None  # its apply, running
+    # A decision enlisting other cells is the commit once etcd says so (txn_cells.py).
+    confirmed: bool = True
 
     def holds_offset(self, group_id: str, partition: TopicPartition) -> bool:
         return any((t, p) == partition for t, p, *_ in self.decision["offsets"].get(group_id, ()))
@@ -212,8 +234,42 @@ class TransactionCoordinator:
         self._applying: dict[str, set[asyncio.Task[None]]] = {}
         self._applies = 0
         self._applied = threading.Condition()
+        # Over cells, the enlistments of other cells in etcd (txn_cells.py): the home
+        # cell's door coordinates, another cell's door takes part.
+        self.ledger: CellsLedger | None = None
+        if broker.cells is not None:
+            from odradek.protocols.kafka.txn_cells import CellsLedger
+
+            self.ledger = CellsLedger(self, broker.cells)
+        self.participant = self.ledger is not None and not self.ledger.home
+        self._aborted_at_restart: list[Transaction] = []
         self._load()
+        if self.ledger is not None:
+            self.ledger.recover(self.transactions.values())
+            for txn in self._aborted_at_restart:
+                self._spawn(self._abort_remote(txn, txn.number))
+        self._aborted_at_restart.clear()
         self._checker = asyncio.get_running_loop().create_task(self._check_loop())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieved)
+
+    def saved(self, txn: Transaction) -> bool:
+        """Whether the id's document was written or read (a restart finds the id)."""
+        return txn.transactional_id in self._documents
+
+    def schema_check(self, topics: Sequence[str]) -> Callable[[], None]:
+        """A check refusing ``topics`` if one has a schema (TopicsRefused), for _begin."""
+
+        def check() -> None:
+            schemad = [name for name in topics if self.broker.engine.get_schema(name) is not None]
+            if schemad:
+                raise TopicsRefused(schemad)
+
+        return check
 
     # -- documents --------------------------------------------------------------------
 
@@ -298,12 +354,22 @@ class TransactionCoordinator:
                 txn.state = COMPLETE_COMMIT
             else:
                 txn.state = PREPARE_COMMIT
-                txn.commit = Commit(decision, slot)
+                txn.commit = Commit(decision, slot, confirmed=not decision.get("cells"))
                 log.info("transaction %r: finishing its commit", txn.transactional_id)
                 self._start_apply(txn, txn.commit)
-        newest = max(found, key=lambda item: item[0])[2]
-        if newest.decision is None and not newest.aborted:
+        _, newest_slot, newest = max(found, key=lambda item: item[0])
+        if newest.decision is None and not newest.aborted and self.participant:
+            # Open here when the server stopped: its coordinator may have committed it
+            # meanwhile. etcd says (txn_cells.py); until then it admits nothing more.
+            txn.state, txn.slot, txn.recovering = ONGOING, newest_slot, True
+            txn.started = time.monotonic()
+            log.info(
+                "transaction %r was open at the restart: asking its coordinator's decision",
+                txn.transactional_id,
+            )
+        elif newest.decision is None and not newest.aborted:
             # Open when the server stopped: aborted, and its producer fenced.
+            self._aborted_at_restart.append(txn)
             txn.epoch = (txn.epoch + 1) & _EPOCH_MAX
             txn.state = COMPLETE_ABORT
             log.info("transaction %r was open at the restart: aborted", txn.transactional_id)
@@ -389,7 +455,11 @@ class TransactionCoordinator:
         return txn
 
     def _begin(
-        self, txn: Transaction, admit: Callable[[], None] | None = None, topics: Sequence[str] = ()
+        self,
+        txn: Transaction,
+        admit: Callable[[], None] | None = None,
+        topics: Sequence[str] = (),
+        number: int | None = None,
     ) -> None:
         """Open a transaction if none is open; note the log ends of ``topics``, its
         records' offsets' lower bound. The previous commit may still be applying: the
@@ -408,7 +478,7 @@ class TransactionCoordinator:
                 f"{limits.kafka_open_transactions_max} transactions are open, this server's limit; retry",
             )
         ends = self._admit(admit, topics)
-        txn.number += 1
+        txn.number = txn.number + 1 if number is None else number  # a participant's: its enlistment's
         txn.slot = 0 if txn.committed_slot is None else 1 - txn.committed_slot
         txn.stage = None
         txn.opening = self._open(txn)
@@ -416,6 +486,7 @@ class TransactionCoordinator:
         txn.started_ms = int(time.time() * 1000)
         txn.started = time.monotonic()
         txn.partitions.clear()
+        txn.remote.clear()
         txn.groups.clear()
         txn.offsets.clear()
         txn.staged.clear()
@@ -481,13 +552,51 @@ class TransactionCoordinator:
     # -- AddPartitionsToTxn, AddOffsetsToTxn ------------------------------------------
 
     async def add_partitions(
-        self, txn: Transaction, partitions: list[TopicPartition], admit: Callable[[], None] | None = None
+        self,
+        txn: Transaction,
+        partitions: list[TopicPartition],
+        admit: Callable[[], None] | None = None,
+        remote: Mapping[str, set[TopicPartition]] | None = None,
     ) -> None:
         """Add partitions to the id's transaction, opening it if none is open, once
-        ``admit`` (the door's checks, on the broker's threads) has not raised."""
+        ``admit`` (the door's checks, on the broker's threads) has not raised.
+        ``remote``: partitions of other cells' topics, by cell (txn_cells.py), enlisted
+        in etcd before this returns."""
         async with txn.lock:
+            await self._confirm_previous(txn)
             self._begin(txn, admit, sorted({topic for topic, _ in partitions}))
             txn.partitions.update(partitions)
+            if remote:
+                await self._enlist(txn, remote)
+
+    async def _enlist(self, txn: Transaction, remote: Mapping[str, set[TopicPartition]]) -> None:
+        from odradek.protocols.kafka.txn_cells import TransactionAbortable
+
+        assert self.ledger is not None
+        # The transaction's number durable first: a restart then finds it open, aborts
+        # its enlistments and fences its producer, whatever the cells acknowledged.
+        await self._opened(txn)
+        try:
+            await self.ledger.enlist(txn, _hash(txn.transactional_id), remote)
+        except TransactionAbortable as exc:
+            raise TransactionError(
+                ErrorCode.TRANSACTION_ABORTABLE, f"{exc.message}; abort it and go on"
+            ) from exc
+        except OdradekError as exc:
+            raise TransactionError(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                f"the transaction's other cells cannot be told ({exc}); retry",
+            ) from exc
+        for partitions in remote.values():
+            txn.partitions.update(partitions)
+
+    async def _confirm_previous(self, txn: Transaction) -> None:
+        """Before the id's next transaction opens: its decided commit that enlisted
+        other cells is known committed or voided (a later number in etcd would say
+        "committed" of it: txn_cells.py)."""
+        commit = txn.commit
+        if commit is not None and not commit.confirmed:
+            await self._confirm(txn, commit)
 
     def verify(self, txn: Transaction, partition: TopicPartition) -> bool:
         """KIP-890: whether the partition is in the id's ongoing transaction."""
@@ -495,6 +604,7 @@ class TransactionCoordinator:
 
     async def add_offsets(self, txn: Transaction, group_id: str) -> None:
         async with txn.lock:
+            await self._confirm_previous(txn)
             self._begin(txn)
             txn.groups.add(group_id)
 
@@ -584,7 +694,11 @@ class TransactionCoordinator:
                 )
             held = len(frame)
             tables = txn.tables
-            if tables is not None and self.memory + held <= limits.kafka_transaction_memory_bytes_max:
+            if (
+                tables is not None
+                and not self.participant
+                and self.memory + held <= limits.kafka_transaction_memory_bytes_max
+            ):
                 # Kept: the frame is written with the decision, the records (once
                 # decoded) applied from here.
                 txn.unwritten.append(frame)
@@ -593,8 +707,14 @@ class TransactionCoordinator:
                 self.memory += held
             else:
                 # Beyond the budget: what is kept goes to the staging file now, and from
-                # here each frame as it comes; the commit reads the records back.
-                await self.broker.call(stage.append, b"".join([*txn.unwritten, frame]))
+                # here each frame as it comes; the commit reads the records back. A
+                # participant's each as it comes, synced (txn_cells.py).
+                try:
+                    await self.broker.call(stage.append, b"".join([*txn.unwritten, frame]), self.participant)
+                except StorageError as exc:
+                    if self.participant and self.ledger is not None:
+                        await self.ledger.veto(txn, f"its records could not be staged: {exc.message}")
+                    raise
                 self._forget_tables(txn)
                 tables = None
             base = max(txn.ends[topic] + txn.staged.get(key, 0), txn.open_offsets.get(key, 0))
@@ -602,7 +722,33 @@ class TransactionCoordinator:
             remembered.append((first, last, base))
             txn.staged[key] = txn.staged.get(key, 0) + count
             self._decode(txn, key, memoryview(frame)[len(frame) - len(batches) :], tables)
+            if self.participant and self.ledger is not None:
+                # Acknowledged once known to decode: its commit is not this door's to refuse.
+                try:
+                    await asyncio.shield(txn.decodes[-1])
+                except Exception as exc:
+                    await self.ledger.veto(txn, f"a record batch it staged cannot be decoded: {exc}")
+                    raise TransactionError(
+                        ErrorCode.INVALID_RECORD,
+                        f"the transaction was aborted: a record batch cannot be decoded ({exc})",
+                    ) from exc
             return base
+
+    async def admit_produce(
+        self, transactional_id: str, producer_id: int, epoch: int, key: TopicPartition
+    ) -> Transaction:
+        """The transaction a transactional Produce of ``key`` stages in: the id's here,
+        or with this door another cell's participant, the one its enlistment names."""
+        if self.participant and self.ledger is not None:
+            try:
+                return await self.ledger.admit(transactional_id, producer_id, epoch, key)
+            except TransactionError:
+                raise
+            except OdradekError as exc:
+                raise TransactionError(
+                    ErrorCode.REQUEST_TIMED_OUT, f"the transaction's enlistment cannot be read ({exc}); retry"
+                ) from exc
+        return self.identify(transactional_id, producer_id, epoch)
 
     def _decode(
         self,
@@ -676,7 +822,11 @@ class TransactionCoordinator:
         async with txn.lock:
             if txn.state == PREPARE_COMMIT and commit:
                 await self._settle(txn)  # a retry: answered once the decided commit is applied
+                if txn.state == COMPLETE_ABORT:
+                    raise self._voided(txn)
                 return
+            if commit and txn.state == COMPLETE_ABORT and txn.voided == txn.number:
+                raise self._voided(txn)  # a retry of a commit a cell voided
             if txn.state == (COMPLETE_COMMIT if commit else COMPLETE_ABORT):
                 return  # a retry of an EndTxn that was answered already
             if txn.state != ONGOING:
@@ -691,6 +841,9 @@ class TransactionCoordinator:
             await self._decoded(txn)  # every staged batch decodes, or nothing is committed
             await self._settle(txn)  # the previous commit is applied first
             await self._prepare(txn)
+            assert txn.commit is not None
+            if not await self._confirm(txn, txn.commit):  # other cells: etcd decides
+                raise self._voided(txn)
             # Answered once the decision is durable (the commit point; a restart applies
             # it): the records are applied in the background, as Kafka writes its markers
             # after EndTxn is answered. What must see them waits for the apply: the id's
@@ -708,7 +861,7 @@ class TransactionCoordinator:
             first = sequences.get((topic, partition), 0)
             ranges.append([topic, partition, first])
             sequences[(topic, partition)] = (first + count) % RANGE_SEQUENCE_MODULUS
-        decision = {
+        decision: dict[str, Any] = {
             "number": txn.number,
             "producer_id": txn.producer_id,
             "ranges": ranges,
@@ -718,6 +871,8 @@ class TransactionCoordinator:
                 for group, offsets in txn.offsets.items()
             },
         }
+        if txn.remote:  # committed once etcd says so (txn_cells.py)
+            decision["cells"] = sorted(txn.remote)
         stage = await self._opened(txn)
         before = stage.bytes
         try:
@@ -736,8 +891,115 @@ class TransactionCoordinator:
         tables = _decoded_tables(txn.tables)
         if tables is None and txn.tables is not None:
             self._forget_decoded(txn)
-        txn.commit = Commit(decision, txn.slot, stage, tables, txn.memory)
+        txn.commit = Commit(decision, txn.slot, stage, tables, txn.memory, confirmed=not txn.remote)
         txn.stage, txn.tables, txn.memory, txn.table_bytes = None, None, 0, 0
+
+    # -- over cells (txn_cells.py) ----------------------------------------------------
+
+    async def _confirm(self, txn: Transaction, commit: Commit) -> bool:
+        """Whether a decided commit stands: at once without other cells; else once etcd
+        has its enlistments at ``commit`` (swapped now, or found so). A cell's veto
+        voids it (False). TransactionError (retriable) while etcd does not answer."""
+        if commit.confirmed:
+            return True
+        assert self.ledger is not None
+        decision = commit.decision
+        try:
+            committed = await self.ledger.decide(
+                txn.transactional_id,
+                _hash(txn.transactional_id),
+                int(decision["producer_id"]),
+                int(decision["number"]),
+                commit=True,
+            )
+        except OdradekError as exc:
+            log.warning("transaction %r: its commit cannot be decided yet: %s", txn.transactional_id, exc)
+            raise TransactionError(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be decided yet ({exc}); retry"
+            ) from exc
+        if committed:
+            commit.confirmed = True
+            return True
+        await self._void(txn, commit)
+        return False
+
+    async def _void(self, txn: Transaction, commit: Commit) -> None:
+        """A decision a cell vetoed: noted aborted (synced: a restart leaves it), its
+        records dropped, and the id's latest decision the one before it again."""
+        stage, commit.stage = commit.stage, None
+        if stage is None:
+            stage = await self.broker.call(
+                _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
+            )
+        if stage is not None:
+            await self.broker.call(stage.note, "aborted", True)
+        self._forget_tables(commit)
+        if txn.commit is commit:
+            txn.commit = None
+        txn.voided = int(commit.decision["number"])
+        txn.state = COMPLETE_ABORT
+        other = await self.broker.call(
+            read_stage, self.disk, self._stage_path(txn.transactional_id, 1 - commit.slot)
+        )
+        if other is not None and other.decision is not None and not other.aborted:
+            txn.committed_slot = 1 - commit.slot
+            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in other.decision["sequences"]}
+        else:
+            txn.committed_slot = None
+            txn.sequences = {}
+        log.info("transaction %r aborted: another cell vetoed its commit", txn.transactional_id)
+
+    def _voided(self, txn: Transaction) -> TransactionError:
+        return TransactionError(
+            ErrorCode.TRANSACTION_ABORTABLE,
+            f"the transaction of {txn.transactional_id!r} was aborted: a cell it wrote could not keep "
+            "its records (a restart, a failed write); abort it and go on",
+        )
+
+    async def _abort_remote(self, txn: Transaction, number: int) -> None:
+        """Abort the id's enlistments of transaction ``number`` in etcd (best effort:
+        its cells find it aborted at the id's next enlistment, or veto it after twice
+        its timeout)."""
+        if self.ledger is None or not self.ledger.home:
+            return
+        try:
+            await self.ledger.decide(
+                txn.transactional_id, _hash(txn.transactional_id), txn.producer_id, number, commit=False
+            )
+        except OdradekError as exc:
+            log.warning(
+                "transaction %r: its abort did not reach its other cells: %s", txn.transactional_id, exc
+            )
+
+    async def reopen_stage(self, txn: Transaction) -> None:
+        """The open transaction's staging file a restart found, opened to note in."""
+        txn.stage = await self.broker.call(
+            _reopen, self.disk, self._stage_path(txn.transactional_id, txn.slot)
+        )
+        txn.opening = None
+
+    async def commit_here(self, txn: Transaction) -> None:
+        """A participant's open transaction that its coordinator committed: decided and
+        applied here, as the coordinator's own (under the id's lock). After a restart,
+        from what its staging file holds."""
+        if txn.recovering:
+            path = self._stage_path(txn.transactional_id, txn.slot)
+            found = await self.broker.call(read_stage, self.disk, path)
+            if found is None or found.number != txn.number:
+                raise StorageError(f"{path} does not hold transaction {txn.number} any more")
+            txn.staged.clear()
+            for topic, partition, table in found.frames:
+                txn.staged[(topic, partition)] = txn.staged.get((topic, partition), 0) + table.num_rows
+            await self.reopen_stage(txn)
+            if txn.stage is None:
+                raise StorageError(f"{path} cannot be opened to decide transaction {txn.number}")
+            txn.tables = None
+            txn.recovering = False
+        await self._settle(txn)
+        await self._prepare(txn)
+        assert txn.commit is not None
+        self._start_apply(txn, txn.commit)
+        self._empty_spare(txn)
 
     def _written(self, txn: Transaction) -> None:
         """The unwritten frames are in the staging file: their memory is released."""
@@ -847,6 +1109,8 @@ class TransactionCoordinator:
             return self._applied.wait_for(lambda: self._applies == 0, timeout)
 
     async def _apply(self, txn: Transaction, commit: Commit) -> None:
+        if not await self._confirm(txn, commit):
+            return  # voided: nothing to apply
         decision = commit.decision
         # Without group offsets, the records are all the commit applies: its "applied"
         # note follows their appends in the same call to the broker's threads. With
@@ -958,6 +1222,8 @@ class TransactionCoordinator:
         if stage is not None:
             await self.broker.call(stage.note, "aborted")
         log.info("transaction %r aborted: %s", txn.transactional_id, why)
+        if txn.remote:
+            await self._abort_remote(txn, txn.number)
 
     # -- timeouts ---------------------------------------------------------------------
 
@@ -974,7 +1240,7 @@ class TransactionCoordinator:
         producers; retry the commits whose apply failed."""
         now = time.monotonic()
         for txn in list(self.transactions.values()):
-            if txn.state == ONGOING and now - txn.started > txn.timeout_ms / 1000:
+            if txn.state == ONGOING and not self.participant and now - txn.started > txn.timeout_ms / 1000:
                 async with txn.lock:
                     if txn.state != ONGOING or now - txn.started <= txn.timeout_ms / 1000:
                         continue
@@ -986,9 +1252,18 @@ class TransactionCoordinator:
                         log.warning("transaction %r: fencing not saved: %s", txn.transactional_id, exc)
             if txn.commit is not None and txn.commit.applying is None and not txn.lock.locked():
                 self._start_apply(txn, txn.commit)
+            if (
+                self.participant
+                and self.ledger is not None
+                and txn.state == ONGOING
+                and now - txn.started > 2 * txn.timeout_ms / 1000
+            ):
+                await self.ledger.check(txn)
 
     def close(self) -> None:
         self._checker.cancel()
+        if self.ledger is not None:
+            self.ledger.close()
         for task in list(self._tasks):
             task.cancel()
         for txn in self.transactions.values():

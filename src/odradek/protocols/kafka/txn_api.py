@@ -17,8 +17,9 @@ import re
 import time
 
 from odradek import limits
-from odradek.errors import StorageError, TopicNotFound
+from odradek.errors import OdradekError, StorageError, TopicNotFound
 from odradek.protocols.kafka.broker import Broker
+from odradek.protocols.kafka.cells import cell_of_node
 from odradek.protocols.kafka.codec import messages_data as d
 from odradek.protocols.kafka.codec import messages_txn as m
 from odradek.protocols.kafka.codec.api import Request
@@ -144,23 +145,28 @@ async def _add_partitions(
         }
         return _answer(topics, codes)
     codes = {}
+    local = []
+    remote: dict[str, set[tuple[str, int]]] = {}  # another cell's partitions, by cell (txn_cells.py)
     for name, partition in wanted:
         view = await broker.topic(name)
-        if view is None and await broker.elsewhere(name):
-            # Topics spread over cells (cells.py): a transaction writes the home cell's
-            # topics only (its commit is one engine's). A partition error clients take
-            # as abortable (librdkafka and the Java client alike): the client aborts.
-            log.warning(
-                "AddPartitionsToTxn of %r refused: topic %s is in another cell; transactions "
-                "write the topics of the home cell (broker %d) only",
-                transactional_id,
-                name,
-                broker.node_id,
-            )
-            codes[(name, partition)] = ErrorCode.POLICY_VIOLATION
-        elif view is None or not 0 <= partition < view.partitions:
+        if view is None and coordinator.ledger is not None:
+            try:
+                node = await broker.other_cell_node(name)
+                shown = await broker.any_topic(name) if node is not None else None
+            except OdradekError as exc:
+                log.info(
+                    "AddPartitionsToTxn of %r: the cell of %s is unknown (%s)", transactional_id, name, exc
+                )
+                codes[(name, partition)] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+                continue
+            if node is not None and shown is not None and 0 <= partition < shown.partitions:
+                remote.setdefault(cell_of_node(node), set()).add((name, partition))
+                continue
+        if view is None or not 0 <= partition < view.partitions:
             codes[(name, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    known = sorted({name for name, partition in wanted if (name, partition) not in codes})
+        else:
+            local.append((name, partition))
+    known = sorted({name for name, partition in local})
 
     def admit() -> None:
         # A schema'd topic checks records as they are appended, which for a transaction
@@ -174,7 +180,7 @@ async def _add_partitions(
         if codes:
             admit()  # nothing opens: the answer's other codes are wanted
         else:
-            await coordinator.add_partitions(txn, wanted, admit)
+            await coordinator.add_partitions(txn, local, admit, remote)
     except _SchemaRefused as exc:
         log.info(
             "AddPartitionsToTxn of %r refused: %s has a schema, which transactions do not cover yet",
