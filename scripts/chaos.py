@@ -15,6 +15,9 @@ With ``--cells N`` (above 1) the agents spread the topics over N cells (``odrade
 --cells N``): the native workload gets topics in every cell, an owner fault hits the
 agent serving a cell drawn at random and its recovery is timed on appends to that
 cell's topics; the Kafka workers' topic lands in the cell of the broker that created it.
+``--kafka-transactions N`` adds N threads running Kafka transactions that write a topic
+in every cell (``chaos.kafka.tx.<n>``), one in five aborted on purpose; the checker
+holds each transaction to all or none of its records.
 
 The store is moto's S3 server by default. moto is Python: on a small machine the CPU
 it takes to answer a takeover's fences, listings and downloads is a large part of what
@@ -24,7 +27,8 @@ which answers as a nearby object store's gateway would.
     python scripts/chaos.py [--cycles 100] [--agents 3] [--etcd-members 3] [--seed 0]
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
-        [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--cells 1]
+        [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--kafka-transactions 0]
+        [--cells 1]
         [--store moto|seaweedfs]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
@@ -95,6 +99,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--kafka-rate", type=float, default=200.0, help="produces per second per Kafka worker (default 200)"
     )
     parser.add_argument(
+        "--kafka-transactions",
+        type=int,
+        default=0,
+        help="Kafka-door threads running transactions over a topic in every cell (default 0)",
+    )
+    parser.add_argument(
         "--cells",
         type=int,
         default=1,
@@ -122,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             lease_ttl_seconds=args.lease_ttl,
             workload=WorkloadSettings(workers=args.workers),
             kafka=KafkaSettings(
-                workers=args.kafka_workers, partitions=args.kafka_partitions, rate_per_second=args.kafka_rate
+                workers=args.kafka_workers,
+                partitions=args.kafka_partitions,
+                rate_per_second=args.kafka_rate,
+                transactional=args.kafka_transactions,
             ),
             kinds=kinds,
             steady_seconds=(min(0.5, args.steady), args.steady),

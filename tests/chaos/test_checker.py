@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from simulation import KAFKA_TOPIC, Simulation, simulate, steps
 
 from odradek.chaos.checker import ANOMALIES, Report, check
-from odradek.chaos.history import SCHEMA
+from odradek.chaos.history import SCHEMA, Door, History
 from odradek.errors import InvalidRequest
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -196,6 +196,51 @@ def test_a_visible_kafka_produce_whose_report_was_an_error_is_no_anomaly() -> No
     info = simulation.rows[simulation.marks["kafka_info"][0]]
     assert info["outcome"] == "info" and simulation.record("kafka_info")["value"] == info["value"]
     assert _check(simulation).valid
+
+
+def _transactions(outcomes: list[str], logs: dict[str, list[bytes]]) -> Report:
+    """Two transactions of two records in two topics each (``x0``, ``x1``), with these
+    outcomes, checked against logs holding these values."""
+    history = History()
+    for number, outcome in enumerate(outcomes):
+        for topic in ("tx.0", "tx.1"):
+            operation = history.invoke_append(
+                "t0", topic, "k", f"x{number}-{topic}", door=Door.KAFKA, transaction=f"x{number}"
+            )
+            getattr(history, outcome)(operation, **({} if outcome == "ok" else {"error": "e"}))
+    tables = {
+        topic: pa.table(
+            {
+                "offset": pa.array(range(len(values)), pa.int64()),
+                "key": pa.array([b"k"] * len(values)),
+                "value": pa.array(values, pa.binary()),
+                "version": pa.array(range(1, len(values) + 1), pa.int64()),
+            }
+        )
+        for topic, values in logs.items()
+    }
+    return check(history.table(), tables)
+
+
+def test_a_transaction_is_in_the_logs_all_or_none() -> None:
+    whole = {"tx.0": [b"x0-tx.0", b"x1-tx.0"], "tx.1": [b"x0-tx.1", b"x1-tx.1"]}
+    assert _transactions(["ok", "info"], whole).valid
+    none_of_the_unknown = {"tx.0": [b"x0-tx.0"], "tx.1": [b"x0-tx.1"]}
+    assert _transactions(["ok", "info"], none_of_the_unknown).valid
+    torn = {"tx.0": [b"x0-tx.0", b"x1-tx.0"], "tx.1": [b"x0-tx.1"]}  # x1 in one topic only
+    report = _transactions(["ok", "info"], torn)
+    assert report.kinds() == {"torn_transaction"} and report.anomalies["torn_transaction"] == 1
+    example = report.examples["torn_transaction"][0]
+    assert (example["transaction"], example["records"], example["in_logs"]) == ("x1", 2, 1)
+    # An acknowledged transaction missing a record is lost and torn; an aborted one that
+    # shows is visible_failed (and torn if it shows in part).
+    assert _transactions(["ok", "fail"], {"tx.0": [b"x0-tx.0"], "tx.1": []}).kinds() == {
+        "lost",
+        "torn_transaction",
+    }
+    assert _transactions(["fail", "fail"], {"tx.0": [b"x0-tx.0"], "tx.1": [b"x0-tx.1"]}).kinds() == {
+        "visible_failed"
+    }
 
 
 def test_operations_and_anomalies_per_door() -> None:
@@ -365,6 +410,7 @@ def test_a_large_history_is_checked_as_columns() -> None:
             pa.array(versions),
             pa.nulls(count, pa.string()),
             pa.repeat(pa.scalar("native"), count),
+            pa.nulls(count, pa.string()),
         ],
         schema=SCHEMA,
     )

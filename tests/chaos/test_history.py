@@ -142,7 +142,7 @@ def test_a_history_of_version_1_reads_as_native(tmp_path: Path) -> None:
     """Written before the door field: every operation went through the native door."""
     path = tmp_path / "old.jsonl"
     row = json.loads(_line())
-    del row["door"]
+    del row["door"], row["transaction"]
     header = json.dumps({"format": "odradek-chaos-history", "version": 1})
     path.write_text(header + "\n" + json.dumps(row) + "\n")
     table = read_history(path)
@@ -152,9 +152,36 @@ def test_a_history_of_version_1_reads_as_native(tmp_path: Path) -> None:
         read_history(path)
 
 
+def test_a_history_of_version_2_reads_without_transactions(tmp_path: Path) -> None:
+    """Written before the transaction field: no operation was in a transaction."""
+    path = tmp_path / "v2.jsonl"
+    row = json.loads(_line())
+    del row["transaction"]
+    header = json.dumps({"format": "odradek-chaos-history", "version": 2})
+    path.write_text(header + "\n" + json.dumps(row) + "\n")
+    table = read_history(path)
+    assert table.column("transaction").to_pylist() == [None] and table.schema == SCHEMA
+    path.write_text(header + "\n" + _line(transaction="t0-x1") + "\n")  # unknown in version 2
+    with pytest.raises(InvalidRequest, match="not a chaos history's operations"):
+        read_history(path)
+
+
+def test_appends_name_their_transaction(tmp_path: Path) -> None:
+    history = History()
+    inside = history.invoke_append("t0", "a", "k", "t0-x0-0-0", door=Door.KAFKA, transaction="t0-x0")
+    outside = history.invoke_append("k0", "a", "k", "k0-0", producer="k0-p0", sequence=0, door=Door.KAFKA)
+    history.ok(inside)
+    history.fail(outside, "refused")
+    table = history.table()
+    assert table.column("transaction").to_pylist() == ["t0-x0", None]
+    path = tmp_path / "transactions.jsonl"
+    history.write(path)
+    assert read_history(path).equals(table)
+
+
 def _written(tmp_path: Path, lines: list[str]) -> Path:
     path = tmp_path / "bad.jsonl"
-    header = json.dumps({"format": "odradek-chaos-history", "version": 2})
+    header = json.dumps({"format": "odradek-chaos-history", "version": 3})
     path.write_text("\n".join([header, *lines]) + "\n")
     return path
 

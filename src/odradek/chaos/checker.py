@@ -40,6 +40,11 @@ follow the same rules, with what Kafka tells a producer and nothing more:
   if it shows); a delivery error is ``info`` (the client cannot tell whether a retry
   reached the broker before the error), as is a produce never reported.
 
+Appends made inside a Kafka transaction (``transaction`` set) follow the same rules
+(their outcome is the transaction's), and one more across topics: a transaction's
+appends are in the logs all or none (``torn_transaction``; counted once per
+transaction, against the topic of its first append).
+
 The report gives operations and anomalies per door as well: a door's anomalies are
 those found in the topics it appended to (a topic both doors wrote counts for both).
 
@@ -90,6 +95,7 @@ ANOMALIES: dict[str, str] = {
     "visible_failed": "a record in the log whose append certainly failed",
     "read_stale": "a read returned a version older than one acknowledged before it began",
     "read_unseen": "a read returned a version the log does not hold",
+    "torn_transaction": "some of a transaction's records are in the logs, not all",
 }
 
 _RANK = {Outcome.FAIL.value: 0, Outcome.INFO.value: 1, Outcome.OK.value: 2}
@@ -234,6 +240,7 @@ def check(
         topics[topic] = _check_topic(
             topic, operations, _log_table(topic, logs[topic]), first, next_offset, findings
         )
+    _check_transactions(history, logs, findings)
     return Report(
         operations=_operation_counts(history),
         topics=topics,
@@ -241,6 +248,48 @@ def check(
         examples=findings.examples,
         doors=_doors(history, findings.by_topic),
     )
+
+
+def _check_transactions(history: pa.Table, logs: Mapping[str, pa.Table], findings: _Findings) -> None:
+    """Each transaction's appends are in the logs all or none."""
+    appends = history.filter(
+        pc.and_(
+            pc.equal(history.column("kind"), Kind.APPEND.value),
+            pc.is_valid(history.column("transaction")),
+        )
+    )
+    if not appends.num_rows:
+        return
+    topics = sorted(set(appends.column("topic").to_pylist()))
+    visible = pa.chunked_array(
+        [logs[topic].column("value").cast(pa.binary()) for topic in topics if topic in logs],
+        type=pa.binary(),
+    )
+    present = pc.is_in(appends.column("value").cast(pa.binary()), value_set=visible.combine_chunks())
+    counted = (
+        appends.append_column("present", pc.cast(present, pa.int64()))
+        .group_by("transaction")
+        .aggregate([("present", "sum"), ("present", "count"), ("id", "min")])
+    )
+    sums = counted.column("present_sum").to_numpy()
+    torn = (sums > 0) & (sums < counted.column("present_count").to_numpy())
+    if not torn.any():
+        return
+    examples = []
+    for row in np.flatnonzero(torn)[: findings.room("torn_transaction")]:
+        first = int(counted.column("id_min")[int(row)].as_py())
+        operation = appends.filter(pc.equal(appends.column("id"), first))
+        findings.topic = str(operation.column("topic")[0].as_py())
+        examples.append(
+            {
+                "transaction": counted.column("transaction")[int(row)].as_py(),
+                "records": int(counted.column("present_count")[int(row)].as_py()),
+                "in_logs": int(sums[int(row)]),
+                "first": _operation(operation, 0),
+            }
+        )
+    findings.topic = str(appends.column("topic")[0].as_py()) if not examples else findings.topic
+    findings.add("torn_transaction", int(torn.sum()), examples)
 
 
 def _doors(history: pa.Table, by_topic: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:

@@ -69,7 +69,14 @@ from odradek.chaos.checker import check, door_lines
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
 from odradek.chaos.history import History, Kind, Outcome
-from odradek.chaos.kafka_workload import KAFKA_TOPICS, KafkaSettings, KafkaWorker, create_kafka_topic
+from odradek.chaos.kafka_workload import (
+    KAFKA_TOPICS,
+    KafkaSettings,
+    KafkaWorker,
+    TransactionalKafkaWorker,
+    create_kafka_topic,
+    txn_topics,
+)
 from odradek.chaos.processes import HarnessError, StackedHarness, wait_until
 from odradek.chaos.stores import SERVERS, S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
@@ -448,7 +455,20 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             except OdradekError as exc:
                 raise HarnessError(f"the Kafka door could not be used: {exc}") from exc
             topics += KAFKA_TOPICS
-        workers: list[Worker | KafkaWorker] = [
+        transactional_topics = txn_topics(settings.cells) if settings.kafka.transactional else ()
+        if transactional_topics:
+            # Created last, so that each lands in the least loaded cell: one per cell.
+            with connect(cluster.url) as admin:
+                create_topics(admin, transactional_topics)
+            topics += transactional_topics
+            if settings.cells > 1:
+                placed = cluster.placements()
+                harness["transaction_topics"] = {topic: placed.get(topic) for topic in transactional_topics}
+                progress(
+                    "transactions write "
+                    + ", ".join(f"{topic} ({placed.get(topic)})" for topic in transactional_topics)
+                )
+        workers: list[Worker | KafkaWorker | TransactionalKafkaWorker] = [
             Worker(number, history, lambda: connect(cluster.url), settings.workload, settings.seed)
             for number in range(settings.workload.workers)
         ]
@@ -464,6 +484,19 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             for number in range(settings.kafka.workers)
         ]
         workers += kafka_workers
+        transactional_workers = [
+            TransactionalKafkaWorker(
+                number,
+                history,
+                cluster.kafka_bootstrap,
+                settings.kafka,
+                transactional_topics,
+                settings.seed,
+                log_path=workdir / f"kafka-t{number}.log",
+            )
+            for number in range(settings.kafka.transactional)
+        ]
+        workers += transactional_workers
         prober = Prober(history, cluster.urls, connect)
         rotator = FaultRotator(
             cluster,
@@ -503,6 +536,10 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                 f"{w.name}: {type(w.error).__name__}: {w.error}" for w in workers if w.error
             ]
             harness["kafka_workers"] = {worker.name: worker.figures() for worker in kafka_workers}
+            if transactional_workers:
+                harness["kafka_transactional_workers"] = {
+                    worker.name: worker.figures() for worker in transactional_workers
+                }
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
         table = history.table()
@@ -566,7 +603,7 @@ def _cycle(
     return cycle
 
 
-def _join(workers: Sequence[Worker | KafkaWorker]) -> int:
+def _join(workers: Sequence[Worker | KafkaWorker | TransactionalKafkaWorker]) -> int:
     deadline = time.monotonic() + WORKERS_STOP_SECONDS_MAX
     for worker in workers:
         worker.thread.join(max(deadline - time.monotonic(), 0.0))
@@ -700,6 +737,12 @@ def report_text(report: dict[str, Any]) -> str:
             f"kafka worker {name}: {figures['producers']} producers, "
             f"{len(figures['fatal_errors'])} fatal errors, {figures['client_errors']} client errors, "
             f"{figures['acks_without_offset']} acks without an offset"
+        )
+    for name, figures in sorted(report["harness"].get("kafka_transactional_workers", {}).items()):
+        lines.append(
+            f"kafka transactional worker {name}: {figures['committed']} committed, "
+            f"{figures['aborted']} aborted, {figures['unknown']} unknown; {figures['producers']} producers, "
+            f"{figures['client_errors']} client errors"
         )
     if report["anomaly_count"]:
         lines.append(f"ANOMALIES: {report['anomaly_count']}")

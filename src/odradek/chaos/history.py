@@ -14,6 +14,11 @@ An operation is one call of the client:
   what lets the checker find a retry written twice.
 * ``read``: ``key_version(topic, key)``; its result is the version read.
 
+An append made inside a Kafka transaction names it (``transaction``, unique per
+transaction): the transaction's appends are all in the logs or none (the checker's
+``torn_transaction``). Their outcome is the transaction's: ``ok`` once its commit
+returned, ``fail`` once its abort returned, ``info`` otherwise.
+
 Each operation names the *door* it went through: ``native`` (the Python client over
 Flight) or ``kafka`` (a Kafka client, ``chaos/kafka_workload.py``). A Kafka produce is
 an append of one keyed record; its ``producer`` is the client's producer instance (the
@@ -57,8 +62,9 @@ import pyarrow.json as pajson
 from odradek.errors import InvalidRequest, OdradekError
 
 FORMAT = "odradek-chaos-history"
-FORMAT_VERSION = 2
-FORMAT_VERSIONS_READ = (1, 2)  # version 1: no door field, every operation native
+FORMAT_VERSION = 3
+# Version 1: no door field, every operation native; 1 and 2: no transaction field.
+FORMAT_VERSIONS_READ = (1, 2, 3)
 # JSON lines are written this many operations at a time (to_pylist of one slice): a
 # slice of 65,536 operations is ~30 MiB of Python objects at most.
 WRITE_ROWS_PER_SLICE = 65_536
@@ -136,6 +142,7 @@ SCHEMA = pa.schema(
         pa.field("version", pa.int64()),
         pa.field("error", pa.string()),
         pa.field("door", pa.string(), nullable=False),
+        pa.field("transaction", pa.string()),
     ]
 )
 _INVOCATION_FIELDS = [
@@ -150,10 +157,13 @@ _INVOCATION_FIELDS = [
     "sequence",
     "invoked",
     "door",
+    "transaction",
 ]
 _COMPLETION_FIELDS = ["id", "completed", "outcome", "offset", "version", "error"]
 
-Invocation = tuple[int, str, str, str, str | None, str | None, int | None, str | None, int | None, float, str]
+Invocation = tuple[
+    int, str, str, str, str | None, str | None, int | None, str | None, int | None, float, str, str | None
+]
 Completion = tuple[int, float, str, int | None, int | None, str | None]
 
 
@@ -189,13 +199,17 @@ class History:
         producer: str | None = None,
         sequence: int | None = None,
         door: Door = Door.NATIVE,
+        transaction: str | None = None,
     ) -> int:
-        """Record that an append is sent (through ``door``); returns the operation's id."""
+        """Record that an append is sent (through ``door``, inside ``transaction`` if
+        given); returns the operation's id."""
         if (producer is None) != (sequence is None):
             raise InvalidRequest("an idempotent append needs both a producer id and a sequence")
         if door not in set(Door):
             raise InvalidRequest(f"unknown door {door!r} (known: {[known.value for known in Door]})")
-        return self._invoke(worker, Kind.APPEND, topic, key, value, expect, producer, sequence, door)
+        return self._invoke(
+            worker, Kind.APPEND, topic, key, value, expect, producer, sequence, door, transaction
+        )
 
     def invoke_read(self, worker: str, topic: str, key: str) -> int:
         """Record that ``key_version(topic, key)`` is sent; returns the operation's id."""
@@ -212,13 +226,27 @@ class History:
         producer: str | None,
         sequence: int | None,
         door: str,
+        transaction: str | None = None,
     ) -> int:
         door = str(door)
         with self._lock:
             operation = len(self._invocations)
             invoked = self._clock() - self._origin
             self._invocations.append(
-                (operation, worker, kind, topic, key, value, expect, producer, sequence, invoked, door)
+                (
+                    operation,
+                    worker,
+                    kind,
+                    topic,
+                    key,
+                    value,
+                    expect,
+                    producer,
+                    sequence,
+                    invoked,
+                    door,
+                    transaction,
+                )
             )
         return operation
 
@@ -342,7 +370,8 @@ def read_history(path: Path) -> pa.Table:
         if not file.peek(1):
             return SCHEMA.empty_table()
         # Parsed with every field nullable, so that a missing field is named by check_table.
-        fields = SCHEMA if version >= 2 else [field for field in SCHEMA if field.name != "door"]
+        absent = {"door", "transaction"} if version < 2 else {"transaction"} if version < 3 else set()
+        fields = [field for field in SCHEMA if field.name not in absent]
         nullable = pa.schema([field.with_nullable(True) for field in fields])
         options = pajson.ParseOptions(explicit_schema=nullable, unexpected_field_behavior="error")
         try:
@@ -374,7 +403,11 @@ def _check_header(file: io.BufferedReader, path: Path) -> int:
 
 def check_table(table: pa.Table, what: str = "history") -> pa.Table:
     """``table`` if it is a well-formed history (SCHEMA's columns, no nulls where
-    required, known kinds and outcomes, unique ids, finite times), else InvalidRequest."""
+    required, known kinds and outcomes, unique ids, finite times), else InvalidRequest.
+    A table without ``transaction`` (no transactions: histories before version 3) gets
+    it, empty."""
+    if "transaction" not in table.column_names:
+        table = table.append_column("transaction", pa.nulls(table.num_rows, pa.string()))
     missing = [name for name in SCHEMA.names if name not in table.column_names]
     if missing:
         raise InvalidRequest(f"{what}: columns missing: {missing}")

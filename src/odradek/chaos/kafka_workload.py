@@ -31,6 +31,15 @@ rest purged, and a new producer (a new Kafka producer id) takes over, as an appl
 restarts its producer. The client's own log goes to a file of the worker's (or
 nowhere), never to the terminal: it is loud while brokers are down.
 
+A *transactional* worker (``TransactionalKafkaWorker``, ``KafkaSettings.transactional``)
+runs Kafka transactions with one transactional producer (one ``transactional.id`` for
+the run: a replaced producer fences the one before), each writing
+``transaction_records`` keyed records to every ``chaos.kafka.tx.<n>`` topic, one topic
+per cell (decision 0037: the commit spans cells). One transaction in five is aborted on
+purpose. Its appends' outcome is the transaction's: ``ok`` when the commit returned,
+``fail`` when the abort returned (the coordinator refuses an abort after a commit), else
+``info``; the checker holds each transaction to all or none of its records.
+
 ``confluent-kafka`` comes with the ``kafka`` extra; it is imported only when a producer
 or an admin client is made, so the rest of the chaos package works without it.
 """
@@ -45,6 +54,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,6 +65,10 @@ from odradek.errors import InvalidRequest, Unavailable
 
 TOPIC_KAFKA = "chaos.kafka"
 KAFKA_TOPICS = (TOPIC_KAFKA,)
+TXN_TOPIC_PREFIX = "chaos.kafka.tx."
+TXN_SECONDS = 30.0  # a transaction's commit or abort is retried (retriable errors) this long
+TXN_TIMEOUT_MS = 20_000  # transaction.timeout.ms: the coordinator aborts a stuck one
+ABORT_EVERY = 5  # one transaction in this many is aborted on purpose
 PRODUCES_IN_FLIGHT_MAX = limits.chaos_kafka_produces_in_flight_max
 CLOSE_SECONDS = limits.chaos_kafka_close_seconds
 POLL_SECONDS = 0.05  # the worker serves the client's callbacks at least this often
@@ -107,6 +121,9 @@ class KafkaSettings:
     partitions: int = 2  # virtual partitions of chaos.kafka
     rate_per_second: float = 200.0  # produces per worker
     in_flight_max: int = 64  # produces of a worker awaiting their delivery report
+    transactional: int = 0  # transactional workers (their topics: one per cell)
+    transaction_records: int = 4  # records per topic per transaction
+    transactions_per_second: float = 20.0  # per transactional worker, at most
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.keys < 1:
@@ -119,11 +136,25 @@ class KafkaSettings:
             raise InvalidRequest(
                 f"a Kafka worker's rate must be a positive number, got {self.rate_per_second}"
             )
+        if self.transactional < 0 or not 1 <= self.transaction_records <= 1000:
+            raise InvalidRequest(
+                "transactional Kafka workers must be 0 or more, each transaction 1 to 1000 records a topic"
+            )
+        if not (math.isfinite(self.transactions_per_second) and self.transactions_per_second > 0):
+            raise InvalidRequest(
+                f"a transactional worker's rate must be a positive number, got {self.transactions_per_second}"
+            )
         if not 1 <= self.in_flight_max <= PRODUCES_IN_FLIGHT_MAX:
             raise InvalidRequest(
                 f"a Kafka worker keeps 1 to {PRODUCES_IN_FLIGHT_MAX} produces in flight, "
                 f"got {self.in_flight_max}"
             )
+
+
+def txn_topics(cells: int) -> tuple[str, ...]:
+    """The transactional workers' topics: one per cell (two at least), created after
+    every other topic so that placing each in the least loaded cell spreads them."""
+    return tuple(f"{TXN_TOPIC_PREFIX}{index}" for index in range(max(cells, 2)))
 
 
 def confluent_producer(config: dict[str, Any]) -> Producer:
@@ -353,3 +384,189 @@ class KafkaWorker:
                 producer.flush(POLL_SECONDS)
         finally:
             producer.close()
+
+
+class TransactionalKafkaWorker:
+    """One thread running Kafka transactions over ``topics`` with one transactional
+    producer at a time (see the module docstring; the face of ``KafkaWorker``)."""
+
+    def __init__(
+        self,
+        number: int,
+        history: History,
+        bootstrap: str,
+        settings: KafkaSettings,
+        topics: tuple[str, ...],
+        seed: int,
+        *,
+        log_path: Path | None = None,
+    ) -> None:
+        self.name = f"t{number}"
+        self.history = history
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.topics = topics
+        self.random = random.Random(seed * 1_000_037 + number)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"chaos-{self.name}", daemon=True)
+        self.log = _quiet_logger(self.name, log_path)
+        self._numbers = itertools.count()
+        self.generation = -1
+        self.outcomes = {"committed": 0, "aborted": 0, "unknown": 0}
+        self.producers = 0
+        self.client_errors = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def figures(self) -> dict[str, Any]:
+        return {"producers": self.producers, "client_errors": self.client_errors, **self.outcomes}
+
+    def _run(self) -> None:
+        producer: Any = None
+        try:
+            while not self.stop.is_set():
+                if producer is None:
+                    producer = self._open()
+                    continue
+                producer = self._transaction(producer)
+                self.stop.wait(1.0 / self.settings.transactions_per_second)
+        except Exception as exc:  # noqa: BLE001 - a bug of the worker itself: the harness reports it
+            self.error = exc
+        finally:
+            try:
+                if producer is not None:
+                    self._close(producer)
+            finally:
+                for handler in list(self.log.handlers):
+                    handler.close()
+                    self.log.removeHandler(handler)
+
+    def _open(self) -> Any:
+        """A transactional producer, initialized (None after a pause if it could not be:
+        its coordinator is failing over)."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka import Producer as ConfluentProducer
+
+        self.generation += 1
+        self.producers += 1
+        producer = ConfluentProducer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "client.id": f"odradek-chaos-{self.name}-p{self.generation}",
+                "transactional.id": f"odradek-chaos-{self.name}",
+                "transaction.timeout.ms": TXN_TIMEOUT_MS,
+                "partitioner": "murmur2_random",
+                "linger.ms": LINGER_MS,
+                "message.timeout.ms": TXN_TIMEOUT_MS,
+                "request.timeout.ms": REQUEST_TIMEOUT_MS,
+                "socket.connection.setup.timeout.ms": CONNECTION_SETUP_TIMEOUT_MS,
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+                "reconnect.backoff.ms": RECONNECT_BACKOFF_MS,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+                "metadata.recovery.strategy": "rebootstrap",
+                "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_MS,
+                "log.connection.close": False,
+                "logger": self.log,
+                "error_cb": self._on_error,
+            }
+        )
+        try:
+            producer.init_transactions(TXN_SECONDS)
+        except KafkaException as exc:
+            self.log.warning("init_transactions failed: %s", describe_kafka_error(exc.args[0]))
+            self._close(producer)
+            self.stop.wait(POLL_SECONDS * 10)
+            return None
+        return producer
+
+    def _on_error(self, error: Any) -> None:
+        self.client_errors += 1
+        self.log.warning("client error: %s", describe_kafka_error(error))
+
+    def _transaction(self, producer: Any) -> Any:
+        """One transaction; the producer to go on with (None: replace it)."""
+        from confluent_kafka import KafkaException
+
+        transaction = f"{self.name}-x{next(self._numbers)}"
+        try:
+            producer.begin_transaction()
+        except KafkaException as exc:
+            self.log.warning("begin_transaction failed: %s", describe_kafka_error(exc.args[0]))
+            self._close(producer)
+            return None
+        operations = []
+        queued = True
+        for index, topic in enumerate(self.topics):
+            for record in range(self.settings.transaction_records):
+                key = f"k{self.random.randrange(self.settings.keys)}"
+                value = f"{transaction}-{index}-{record}"
+                operations.append(
+                    self.history.invoke_append(
+                        self.name, topic, key, value, door=Door.KAFKA, transaction=transaction
+                    )
+                )
+                try:
+                    producer.produce(topic, value=value.encode(), key=key.encode())
+                except Exception as exc:  # noqa: BLE001 - not queued: the transaction is aborted
+                    self.log.warning("produce failed: %s", exc)
+                    queued = False
+                    break
+            if not queued:
+                break
+        commit = queued and self.random.randrange(ABORT_EVERY) != 0
+        return self._finish(producer, operations, commit)
+
+    def _finish(self, producer: Any, operations: list[int], commit: bool) -> Any:
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + TXN_SECONDS
+        error: Any = None
+        if commit:
+            while True:
+                try:
+                    producer.commit_transaction(max(deadline - time.monotonic(), 1.0))
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if error.retriable() and time.monotonic() < deadline:
+                        continue
+                    if not error.txn_requires_abort():
+                        return self._unknown(producer, operations, error)
+                    break  # abortable: aborted below
+                for operation in operations:
+                    self.history.ok(operation)
+                self.outcomes["committed"] += 1
+                return producer
+        while True:
+            try:
+                producer.abort_transaction(max(deadline - time.monotonic(), 1.0))
+            except KafkaException as exc:
+                if exc.args[0].retriable() and time.monotonic() < deadline:
+                    continue
+                return self._unknown(producer, operations, exc.args[0])
+            why = "aborted" if error is None else f"aborted after {describe_kafka_error(error)}"
+            for operation in operations:
+                self.history.fail(operation, why)
+            self.outcomes["aborted"] += 1
+            return producer
+
+    def _unknown(self, producer: Any, operations: list[int], error: Any) -> None:
+        """The transaction's outcome is unknown: its appends are ``info``; the producer
+        is replaced (its state is not to be trusted)."""
+        for operation in operations:
+            self.history.info(operation, describe_kafka_error(error))
+        self.outcomes["unknown"] += 1
+        self.log.warning("transaction outcome unknown: %s", describe_kafka_error(error))
+        self._close(producer)
+        return None
+
+    def _close(self, producer: Any) -> None:
+        """Close a producer whatever state it is in (closing one with a transaction in
+        doubt tries an abort, which may fail: that is the outcome already recorded)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                producer.close()
+            except Exception as exc:  # noqa: BLE001 - the producer is being given up
+                self.log.warning("closing the producer: %s", exc)
