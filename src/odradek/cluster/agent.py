@@ -423,12 +423,16 @@ class ClusterAgent:
         return self._etcd(request, what)
 
     def follow_keys(
-        self, prefix_of: Callable[[EtcdCluster], bytes], notify: Callable[[bytes | None], None], what: str
+        self,
+        prefix_of: Callable[[EtcdCluster], bytes],
+        notify: Callable[[tuple[bytes, bytes | None, int] | None], None],
+        what: str,
     ) -> Callable[[], None]:
-        """Call ``notify`` with each key under the prefix that changes, and with None
-        first and whenever changes may have been missed, until the function returned
-        is called. ``notify`` runs on the agent's loop and must not block. The watch
-        outlives etcd members failing and the agent joining again."""
+        """Call ``notify`` with each change under the prefix (key, value or None when
+        deleted, revision), and with None first and whenever changes may have been
+        missed, until the function returned is called. ``notify`` runs on the agent's
+        loop and must not block. The watch outlives etcd members failing and the agent
+        joining again."""
         loop = self._loop
         if loop is None:
             raise InvalidRequest("the agent is not running")
@@ -439,8 +443,8 @@ class ClusterAgent:
                     cluster = self._cluster
                 if cluster is not None:
                     try:
-                        async for key in cluster.watch_keys(prefix_of(cluster)):
-                            notify(key)
+                        async for change in cluster.watch_changes(prefix_of(cluster)):
+                            notify(change)
                             if self._cluster is not cluster:
                                 break  # joined again: watch through the new client
                     except Exception as exc:  # noqa: BLE001 - a watch is started again, whatever stopped it

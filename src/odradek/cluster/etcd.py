@@ -779,6 +779,15 @@ class EtcdCluster:
         """The key under ``prefix`` that changed (put or deleted), as each changes; None
         first and whenever changes may have been missed (a member lost, etcd compacted
         past the watch): the caller reads every key again."""
+        changes = self.watch_changes(prefix)
+        async with contextlib.aclosing(changes):
+            async for change in changes:
+                yield None if change is None else change[0]
+
+    async def watch_changes(
+        self, prefix: bytes
+    ) -> AsyncGenerator[tuple[bytes, bytes | None, int] | None, None]:
+        """As watch_keys, with each change's value (None: deleted) and revision."""
         while True:
 
             async def listing(client: Any) -> Any:
@@ -793,7 +802,8 @@ class EtcdCluster:
             yield None
             try:
                 async for event in self._watch(prefix, revision + 1):
-                    yield bytes(event.kv.key)
+                    value = None if event.kind == "DELETE" else bytes(event.kv.value)
+                    yield bytes(event.kv.key), value, int(event.kv.mod_revision)
             except aetcd.exceptions.RevisionCompactedError:
                 continue  # read again
             except Exception as exc:

@@ -183,22 +183,26 @@ class KafkaSeat:
             lambda cluster: cluster.swap_enlistments(hashed, changes), "a Kafka transaction's enlistments"
         )
 
-    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]:
-        """Call ``notify(id hash, cell)`` when an enlistment changes, ``notify(None,
-        None)`` when changes may have been missed, until the function returned is
-        called (``notify`` runs on the agent's loop: it must not block)."""
+    def follow_enlistments(
+        self, notify: Callable[[str | None, str | None, bytes | None, int], None]
+    ) -> Callable[[], None]:
+        """Call ``notify(id hash, cell, value, revision)`` when an enlistment changes,
+        ``notify(None, None, None, 0)`` when changes may have been missed, until the
+        function returned is called (``notify`` runs on the agent's loop: it must not
+        block)."""
         layout = Layout(self.agent.settings.cluster)
 
-        def changed(key: bytes | None) -> None:
-            if key is None:
-                notify(None, None)
+        def changed(change: tuple[bytes, bytes | None, int] | None) -> None:
+            if change is None:
+                notify(None, None, None, 0)
                 return
+            key, value, revision = change
             try:
                 hashed, cell = layout.of_enlistment(key)
             except DataDamaged as exc:
                 log.warning("an enlistment key is not one: %s", exc)
                 return
-            notify(hashed, cell)
+            notify(hashed, cell, value, revision)
 
         return self.agent.follow_keys(
             lambda cluster: cluster.layout.transactions_prefix, changed, "the Kafka transactions' enlistments"

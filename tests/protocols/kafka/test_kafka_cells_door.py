@@ -98,7 +98,7 @@ class Catalog:
         # compared and swapped as etcd does, and told to every door following them.
         self.enlistments: dict[tuple[str, str], tuple[bytes, int]] = {}
         self.revision = 0
-        self.followers: list[Callable[[str | None, str | None], None]] = []
+        self.followers: list[Callable[[str | None, str | None, bytes | None, int], None]] = []
 
 
 class CatalogCells:
@@ -172,14 +172,16 @@ class CatalogCells:
             followers = list(catalog.followers)
             landed = dict.fromkeys(changes, catalog.revision)
         for notify in followers:
-            for cell in changes:
-                notify(hashed, cell)
+            for cell, (value, _) in changes.items():
+                notify(hashed, cell, value, landed[cell])
         return landed
 
-    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]:
+    def follow_enlistments(
+        self, notify: Callable[[str | None, str | None, bytes | None, int], None]
+    ) -> Callable[[], None]:
         with self.catalog.lock:
             self.catalog.followers.append(notify)
-        notify(None, None)
+        notify(None, None, None, 0)
 
         def stop() -> None:
             with self.catalog.lock:

@@ -85,13 +85,16 @@ class KafkaCells(Protocol):
     def release(self, topic: str) -> None: ...
     # Transactions writing topics of several cells (txn_cells.py): a transactional id's
     # enlistments by cell, (value, revision); an all-or-nothing compare-and-swap of
-    # them; and a watch calling notify(id hash, cell), notify(None, None) when changes
-    # may have been missed (it must not block), until the function returned is called.
+    # them; and a watch calling notify(id hash, cell, value, revision) as each changes,
+    # notify(None, None, None, 0) when changes may have been missed (it must not
+    # block), until the function returned is called.
     def enlistments(self, hashed: str) -> dict[str, tuple[bytes, int]]: ...
     def swap_enlistments(
         self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
     ) -> dict[str, int] | None: ...
-    def follow_enlistments(self, notify: Callable[[str | None, str | None], None]) -> Callable[[], None]: ...
+    def follow_enlistments(
+        self, notify: Callable[[str | None, str | None, bytes | None, int], None]
+    ) -> Callable[[], None]: ...
 
 
 def node_of_cell(cell: str) -> int:

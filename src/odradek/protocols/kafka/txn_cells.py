@@ -160,11 +160,16 @@ class CellsLedger:
         self._changed = asyncio.Event()  # set on every change seen (coordinators wait on it)
         self._hashes: dict[str, str] = {}  # id hash: transactional id, of this door's ids
         self._syncing: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # ids whose enlistment changed while being looked at
+        # What etcd last said of each id's enlistments this door cares about (the home
+        # door: every cell's; another: its own cell's), from reads, its own swaps and the
+        # watch: a first try goes by it, and a compare that fails reads again.
+        self._known: dict[str, dict[str, Enlistment]] = {}
         loop = asyncio.get_running_loop()
 
-        def notify(hashed: str | None, cell: str | None) -> None:  # on the agent's loop
-            try:
-                loop.call_soon_threadsafe(self._on_change, hashed, cell)
+        def notify(hashed: str | None, cell: str | None, value: bytes | None, revision: int) -> None:
+            try:  # on the agent's loop: handed to the door's
+                loop.call_soon_threadsafe(self._on_change, hashed, cell, value, revision)
             except RuntimeError:
                 pass  # the door's loop is closed: it stopped
 
@@ -181,19 +186,60 @@ class CellsLedger:
     # -- etcd ---------------------------------------------------------------------------
 
     async def read(self, hashed: str) -> dict[str, Enlistment]:
+        """The id's enlistments as etcd has them now (and so known)."""
         raw = await self.coordinator.broker.call(self.cells.enlistments, hashed)
-        return {cell: Enlistment.decode(value, revision) for cell, (value, revision) in raw.items()}
+        records = {cell: Enlistment.decode(value, revision) for cell, (value, revision) in raw.items()}
+        known = self._known.setdefault(hashed, {})
+        for cell in list(known):
+            if cell not in records:
+                del known[cell]
+        for cell, record in records.items():
+            self._learn(hashed, cell, record)
+        return records
+
+    async def records(self, hashed: str, fresh: bool = False) -> dict[str, Enlistment]:
+        """The id's enlistments as last known (read from etcd if never, or ``fresh``)."""
+        known = self._known.get(hashed)
+        if fresh or known is None:
+            return await self.read(hashed)
+        return dict(known)
 
     async def swap(self, hashed: str, changes: Mapping[str, tuple[Enlistment, int]]) -> dict[str, int] | None:
         encoded = {cell: (record.encode(), revision) for cell, (record, revision) in changes.items()}
-        return await self.coordinator.broker.call(self.cells.swap_enlistments, hashed, encoded)
+        landed = await self.coordinator.broker.call(self.cells.swap_enlistments, hashed, encoded)
+        if landed is not None:
+            for cell, (record, _) in changes.items():
+                self._learn(hashed, cell, dataclasses.replace(record, revision=landed[cell]))
+        return landed
 
-    def _on_change(self, hashed: str | None, cell: str | None) -> None:
+    def _learn(self, hashed: str, cell: str, record: Enlistment) -> None:
+        if not self.home and cell != self.cell:
+            return
+        known = self._known.get(hashed)
+        if known is None:
+            if len(self._known) >= limits.kafka_transactional_ids_max:
+                self._known.clear()  # a cache: read again when needed
+            known = self._known[hashed] = {}
+        held = known.get(cell)
+        if held is None or held.revision <= record.revision:
+            known[cell] = record
+
+    def _on_change(self, hashed: str | None, cell: str | None, value: bytes | None, revision: int) -> None:
+        if hashed is None or cell is None:  # changes may have been missed: forget, look again
+            self._known.clear()
+        elif hashed in self._known:
+            if value is None:
+                self._known[hashed].pop(cell, None)
+            else:
+                try:
+                    self._learn(hashed, cell, Enlistment.decode(value, revision))
+                except DataDamaged:
+                    self._known.pop(hashed, None)
         self._changed.set()
         self._changed = asyncio.Event()
         if self.home:
             return
-        if hashed is None:  # changes may have been missed: look at every id again
+        if hashed is None:  # look at every id again
             for known in list(self._hashes):
                 self.follow_up(known)
         elif cell == self.cell:
@@ -220,7 +266,7 @@ class CellsLedger:
         deadline = time.monotonic() + limits.kafka_transaction_enlist_wait_seconds
         conflicts = 0
         while conflicts < _SWAP_TRIES:
-            records = await self.read(hashed)
+            records = await self.records(hashed, fresh=conflicts > 0)
             changes: dict[str, tuple[Enlistment, int]] = {}
             busy = []
             for cell, partitions in wanted.items():
@@ -283,10 +329,10 @@ class CellsLedger:
         already (an earlier try landed, or a coordinator before a restart decided):
         then it says so; an enlistment a cell vetoed makes it an abort. The caller's
         own decision must be durable before a commit."""
-        for _ in range(_SWAP_TRIES):
+        for attempt in range(_SWAP_TRIES):
             records = {
                 cell: record
-                for cell, record in (await self.read(hashed)).items()
+                for cell, record in (await self.records(hashed, fresh=attempt > 0)).items()
                 if record.producer_id == producer_id and record.number >= number
             }
             ours = {cell: record for cell, record in records.items() if record.number == number}
@@ -327,9 +373,7 @@ class CellsLedger:
             return txn
         hashed = _hash(transactional_id)
         if txn is None:
-            record = _check_enlisted(
-                (await self.read(hashed)).get(self.cell), transactional_id, producer_id, epoch, key
-            )
+            record = await self._admitting(hashed, transactional_id, producer_id, epoch, key)
             if len(coordinator.transactions) >= limits.kafka_transactional_ids_max:
                 raise TransactionError(
                     ErrorCode.COORDINATOR_NOT_AVAILABLE,
@@ -342,9 +386,7 @@ class CellsLedger:
         async with txn.lock:  # the enlistment is read under it: no commit or abort meanwhile
             if txn.recovering:
                 await self._sync_locked(txn, hashed)  # settle what a restart left first
-            record = _check_enlisted(
-                (await self.read(hashed)).get(self.cell), transactional_id, producer_id, epoch, key
-            )
+            record = await self._admitting(hashed, transactional_id, producer_id, epoch, key)
             if txn.state == OPEN and txn.number != record.number:
                 await self._sync_locked(txn, hashed)  # a stale one: over
             if txn.number == record.number and txn.state != OPEN:
@@ -353,7 +395,10 @@ class CellsLedger:
                     f"transaction {record.number} of {transactional_id!r} has ended here already",
                 )
             if txn.state != OPEN:
-                await coordinator._settle(txn)  # the id's previous commit here is applied first
+                try:
+                    await coordinator._settle(txn)  # the id's previous commit here is applied first
+                except TransactionError as exc:  # a Produce's retriable error, not a coordinator's
+                    raise TransactionError(ErrorCode.REQUEST_TIMED_OUT, exc.message) from exc
                 producer = (record.producer_id, record.epoch, record.timeout_ms)
                 if (txn.producer_id, txn.epoch, txn.timeout_ms) != producer or not coordinator.saved(txn):
                     # A restart must find the id's staging files: its document first.
@@ -368,6 +413,19 @@ class CellsLedger:
                 log.info("transaction %r vetoed here: %s", transactional_id, exc.message)
                 raise
             return txn
+
+    async def _admitting(
+        self, hashed: str, transactional_id: str, producer_id: int, epoch: int, key: TopicPartition
+    ) -> Enlistment:
+        """The enlistment admitting a Produce of ``key`` by this producer: as known if it
+        does (one that stopped meanwhile is dropped here when its change arrives), else
+        as etcd has it now; TransactionError if it does not."""
+        known = (await self.records(hashed)).get(self.cell)
+        try:
+            return _check_enlisted(known, transactional_id, producer_id, epoch, key)
+        except TransactionError:
+            fresh = (await self.records(hashed, fresh=True)).get(self.cell)
+            return _check_enlisted(fresh, transactional_id, producer_id, epoch, key)
 
     def _begin_here(self, txn: Transaction, record: Enlistment) -> None:
         """Open the enlistment's transaction here, or add the partitions it names now."""
@@ -385,7 +443,7 @@ class CellsLedger:
         """Look at the id's enlistment of this cell in the background (one at a time)."""
         running = self._syncing.get(hashed)
         if running is not None and not running.done():
-            running.add_done_callback(lambda _: self.follow_up(hashed))
+            self._again.add(hashed)  # looked at again once this look ends (once, however many)
             return
         task = asyncio.get_running_loop().create_task(self._sync(hashed))
         self._syncing[hashed] = task
@@ -393,8 +451,13 @@ class CellsLedger:
         def done(finished: asyncio.Task[None]) -> None:
             if self._syncing.get(hashed) is finished:
                 del self._syncing[hashed]
-            if not finished.cancelled() and finished.exception() is not None:
+            if finished.cancelled():
+                return
+            if finished.exception() is not None:
                 log.warning("transactional id %s: %s", hashed[:12], finished.exception())
+            if hashed in self._again:
+                self._again.discard(hashed)
+                self.follow_up(hashed)
 
         task.add_done_callback(done)
 
@@ -402,7 +465,7 @@ class CellsLedger:
         transactional_id = self._hashes.get(hashed)
         txn = None if transactional_id is None else self.coordinator.transactions.get(transactional_id)
         if txn is None:
-            record = (await self.read(hashed)).get(self.cell)
+            record = (await self.records(hashed)).get(self.cell)
             if record is not None and record.state in (COMMIT, ABORT):
                 # Nothing of it staged here (no Produce came): acknowledged as it is.
                 await self.swap(
@@ -417,8 +480,8 @@ class CellsLedger:
         what is staged and acknowledge; veto an ``ongoing`` one left by a restart, or
         ``veto`` (a reason) given."""
         coordinator = self.coordinator
-        for _ in range(_SWAP_TRIES):
-            record = (await self.read(hashed)).get(self.cell)
+        for attempt in range(_SWAP_TRIES):
+            record = (await self.records(hashed, fresh=attempt > 0)).get(self.cell)
             if record is None:
                 return
             if record.number != txn.number or record.producer_id != txn.producer_id:
