@@ -4,18 +4,19 @@ Goal: with ``--cells 3`` (decision 0032) each cell keeps the promises of the one
 under the faults cluster mode is built for: a 3-member etcd, moto's S3 server behind
 the fault proxy and 3 agents (``odradek serve --etcd --cells 3``, a Kafka door per
 cell: decision 0033), four workers appending through ``odradek.connect`` to topics in
-every cell (keyed appends, ``expect=`` races, idempotent retries; a client per topic)
-and one producing through the Kafka doors (an idempotent librdkafka producer), and one
+every cell (keyed appends, ``expect=`` races, idempotent retries; a client per topic),
+one producing through the Kafka doors (an idempotent librdkafka producer) and one
+running Kafka transactions that write a topic in each cell (decision 0037), and one
 fault of each main kind in turn: the agent serving a cell drawn at random killed (kill
 -9, restarted on an empty data directory), paused past its lease (SIGSTOP, then
 SIGCONT: a zombie) and stopped (SIGTERM: a handover); the etcd leader killed; the store
 refusing requests (503s). After each the faulted cell's topics take appends again and
 the cluster becomes whole (every cell served by one agent every agent names, the cells
 spread evenly again); at the end the whole history, checked against every topic read
-back, has no anomaly. Method: ``odradek.chaos.cluster.run`` with ``cells=3``, a fixed
-seed and schedule, a 2 s lease; every wait is a condition with a generous deadline
-(the recovery times are reported, not judged). ``scripts/chaos.py --cells 3`` runs the
-long version.
+back, has no anomaly (a transaction's records are all there or none). Method:
+``odradek.chaos.cluster.run`` with ``cells=3``, a fixed seed and schedule, a 2 s
+lease; every wait is a condition with a generous deadline (the recovery times are
+reported, not judged). ``scripts/chaos.py --cells 3`` runs the long version.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
         seed=32,
         lease_ttl_seconds=2.0,
         workload=WorkloadSettings(workers=4, keys=200, hot_keys=2),
-        kafka=KafkaSettings(workers=1, keys=200, partitions=2),
+        kafka=KafkaSettings(workers=1, keys=200, partitions=2, transactional=1),
         schedule=SCHEDULE,
         steady_seconds=(0.3, 0.8),
         cells=len(CELLS),
@@ -64,7 +65,12 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
     records = {topic: summary["records"] for topic, summary in report["topics"].items()}
     # (The Kafka workers' topic is created through a Kafka door after the harness
     # recorded where the workload's topics are.)
-    assert set(placements) == set(records) - {"chaos.kafka"}, text
+    transactional = report["harness"]["transaction_topics"]
+    assert set(placements) == set(records) - {"chaos.kafka"} - set(transactional), text
+    # The transactions wrote a topic in each cell, and committed some.
+    assert sorted(transactional.values()) == sorted(CELLS), transactional
+    (figures,) = report["harness"]["kafka_transactional_workers"].values()
+    assert figures["committed"] > 0 and all(records[topic] for topic in transactional), (figures, records)
     worked = Counter(cell for topic, cell in placements.items() if records[topic] and "probe" not in topic)
     probed = Counter(cell for topic, cell in placements.items() if records[topic] and "probe" in topic)
     assert set(worked) == set(CELLS) and set(probed) == set(CELLS), placements

@@ -115,3 +115,33 @@ def test_enlistment_keys_name_an_id_hash_and_a_cell() -> None:
             layout.of_enlistment(bad)
     with pytest.raises(InvalidRequest):
         layout.enlistment(hashed.upper(), "_cell.1")
+
+
+def test_a_watch_of_changes_carries_each_value_and_revision(etcd_server: EtcdServers) -> None:
+    async def scenario() -> None:
+        name = unique_cluster_name()
+        tx = _hash("valued")
+        async with EtcdCluster(etcd_server.url, name) as a, EtcdCluster(etcd_server.url, name) as b:
+            layout = Layout(name)
+            seen: list[tuple[bytes, bytes | None, int] | None] = []
+            ready = asyncio.Event()
+
+            async def follow() -> None:
+                async for change in b.watch_changes(layout.transactions_prefix):
+                    seen.append(change)
+                    ready.set()
+                    if len(seen) == 3:
+                        return
+
+            watcher = asyncio.create_task(follow())
+            await ready.wait()
+            first = await a.swap_enlistments(tx, {"_cell.2": (b"one", 0)})
+            assert first is not None
+            second = await a.swap_enlistments(tx, {"_cell.2": (b"two", first["_cell.2"])})
+            assert second is not None
+            async with asyncio.timeout(10):
+                await watcher
+            key = layout.enlistment(tx, "_cell.2")
+            assert seen == [None, (key, b"one", first["_cell.2"]), (key, b"two", second["_cell.2"])]
+
+    run(scenario())

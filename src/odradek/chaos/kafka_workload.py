@@ -157,6 +157,26 @@ def txn_topics(cells: int) -> tuple[str, ...]:
     return tuple(f"{TXN_TOPIC_PREFIX}{index}" for index in range(max(cells, 2)))
 
 
+def producer_config(bootstrap: str, client_id: str, logger: logging.Logger) -> dict[str, Any]:
+    """What every chaos producer is configured with: the keys' partitioner and the
+    client's timers shortened to notice a failover (above)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "partitioner": "murmur2_random",
+        "linger.ms": LINGER_MS,
+        "request.timeout.ms": REQUEST_TIMEOUT_MS,
+        "socket.connection.setup.timeout.ms": CONNECTION_SETUP_TIMEOUT_MS,
+        "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+        "reconnect.backoff.ms": RECONNECT_BACKOFF_MS,
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+        "metadata.recovery.strategy": "rebootstrap",
+        "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_MS,
+        "log.connection.close": False,
+        "logger": logger,
+    }
+
+
 def confluent_producer(config: dict[str, Any]) -> Producer:
     from confluent_kafka import Producer as ConfluentProducer
 
@@ -309,22 +329,10 @@ class KafkaWorker:
         self.producers += 1
         return self.make_producer(
             {
-                "bootstrap.servers": self.bootstrap,
-                "client.id": f"odradek-chaos-{self.producer_name}",
+                **producer_config(self.bootstrap, f"odradek-chaos-{self.producer_name}", self.log),
                 "enable.idempotence": True,
                 "acks": "all",
-                "partitioner": "murmur2_random",
-                "linger.ms": LINGER_MS,
                 "message.timeout.ms": limits.chaos_kafka_message_timeout_ms,
-                "request.timeout.ms": REQUEST_TIMEOUT_MS,
-                "socket.connection.setup.timeout.ms": CONNECTION_SETUP_TIMEOUT_MS,
-                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-                "reconnect.backoff.ms": RECONNECT_BACKOFF_MS,
-                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-                "metadata.recovery.strategy": "rebootstrap",
-                "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_MS,
-                "log.connection.close": False,
-                "logger": self.log,
                 "error_cb": self._on_error,
             }
         )
@@ -453,22 +461,10 @@ class TransactionalKafkaWorker:
         self.producers += 1
         producer = ConfluentProducer(
             {
-                "bootstrap.servers": self.bootstrap,
-                "client.id": f"odradek-chaos-{self.name}-p{self.generation}",
+                **producer_config(self.bootstrap, f"odradek-chaos-{self.name}-p{self.generation}", self.log),
                 "transactional.id": f"odradek-chaos-{self.name}",
                 "transaction.timeout.ms": TXN_TIMEOUT_MS,
-                "partitioner": "murmur2_random",
-                "linger.ms": LINGER_MS,
                 "message.timeout.ms": TXN_TIMEOUT_MS,
-                "request.timeout.ms": REQUEST_TIMEOUT_MS,
-                "socket.connection.setup.timeout.ms": CONNECTION_SETUP_TIMEOUT_MS,
-                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-                "reconnect.backoff.ms": RECONNECT_BACKOFF_MS,
-                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-                "metadata.recovery.strategy": "rebootstrap",
-                "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_MS,
-                "log.connection.close": False,
-                "logger": self.log,
                 "error_cb": self._on_error,
             }
         )

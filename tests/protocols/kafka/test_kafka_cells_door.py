@@ -50,6 +50,7 @@ import pyarrow as pa
 import pytest
 from wire import Wire, door_values
 
+from odradek.errors import Unavailable
 from odradek.node import Node
 from odradek.ports import free_ports
 from odradek.protocols.kafka import KafkaListenerHandle, start_kafka_listener
@@ -99,6 +100,8 @@ class Catalog:
         self.enlistments: dict[tuple[str, str], tuple[bytes, int]] = {}
         self.revision = 0
         self.followers: list[Callable[[str | None, str | None, bytes | None, int], None]] = []
+        # A test sets this to make swaps that commit fail as etcd out of reach would.
+        self.refuse_commits = False
 
 
 class CatalogCells:
@@ -161,6 +164,8 @@ class CatalogCells:
 
     def swap_enlistments(self, hashed: str, changes: dict[str, tuple[bytes, int]]) -> dict[str, int] | None:
         catalog = self.catalog
+        if catalog.refuse_commits and any(b'"state":"commit"' in value for value, _ in changes.values()):
+            raise Unavailable("etcd is out of reach (the test says so)")
         with catalog.lock:
             for cell, (_, revision) in changes.items():
                 held = catalog.enlistments.get((hashed, cell))

@@ -6,8 +6,9 @@ order per topic; aborted ones land nowhere; back-to-back transactions reuse each
 once it acknowledged the previous one. A participant that restarts with a transaction
 open vetoes it: the commit fails as abortable, nothing of it lands anywhere, and the
 producer goes on. A participant that is down when the commit is decided applies what it
-staged when it comes back. A transaction left open past its timeout is aborted in
-every cell.
+staged when it comes back. A coordinator that decided a commit but could not tell etcd,
+restarted, finishes it in every cell (a restart that finds the decision asks etcd). A
+transaction left open past its timeout is aborted in every cell.
 
 Method: the three in-process doors of test_kafka_cells_door.py (their own engines, one
 in-memory catalog standing in for etcd's compare-and-swap and watch: the real etcd
@@ -17,9 +18,11 @@ client; each engine read directly.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_kafka_cells_door import FAST, CatalogCells, Cluster, three_doors
@@ -71,6 +74,14 @@ def _enlistments(cluster: Cluster) -> dict[str, bytes]:
     """Each cell's enlistment value (the tests use one transactional id each)."""
     with cluster.catalog.lock:
         return {cell: value for (_, cell), (value, _) in cluster.catalog.enlistments.items()}
+
+
+def _stage_in_each(producer: Any, names: list[str], stem: str) -> None:
+    """Begin a transaction and stage ``<stem>/<index>`` in each topic, acknowledged."""
+    producer.begin_transaction()
+    for index, name in enumerate(names):
+        producer.produce(name, value=f"{stem}/{index}".encode())
+    producer.flush(30)
 
 
 def _values(cluster: Cluster, names: list[str]) -> list[list[bytes]]:
@@ -129,10 +140,7 @@ def _restart(cluster: Cluster, index: int) -> None:
 def test_a_participant_restarted_with_the_transaction_open_vetoes_it(cluster: Cluster) -> None:
     names = _topics(cluster, "txn.veto")
     producer = _producer(cluster, "vetoed")
-    producer.begin_transaction()
-    for index, name in enumerate(names):
-        producer.produce(name, value=f"lost/{index}".encode())
-    producer.flush(30)  # staged everywhere, acknowledged
+    _stage_in_each(producer, names, "lost")  # staged everywhere, acknowledged
     _restart(cluster, 1)  # finds the transaction open: vetoes it
     with pytest.raises(confluent_kafka.KafkaException) as refused:
         producer.commit_transaction(30)
@@ -150,10 +158,7 @@ def test_a_participant_restarted_with_the_transaction_open_vetoes_it(cluster: Cl
 def test_a_participant_down_at_the_commit_applies_it_when_back(cluster: Cluster) -> None:
     names = _topics(cluster, "txn.down")
     producer = _producer(cluster, "down")
-    producer.begin_transaction()
-    for index, name in enumerate(names):
-        producer.produce(name, value=f"late/{index}".encode())
-    producer.flush(30)
+    _stage_in_each(producer, names, "late")
     door = cluster.doors[2]
     door.listener.close()  # down: the commit is decided without it
     producer.commit_transaction(30)
@@ -166,13 +171,42 @@ def test_a_participant_down_at_the_commit_applies_it_when_back(cluster: Cluster)
     wait_for(lambda: door_values(cluster.doors[1], names[1]) == [b"late/1"], "the commit applied by cell 1")
 
 
+def test_a_coordinator_restarted_between_its_decision_and_etcd_finishes_the_commit(
+    cluster: Cluster,
+) -> None:
+    names = _topics(cluster, "txn.undecided")
+    producer = _producer(cluster, "undecided")
+    _stage_in_each(producer, names, "decided")
+    cluster.catalog.refuse_commits = True  # the coordinator's decision is durable, etcd is not told
+    committing = threading.Thread(target=producer.commit_transaction, args=(60,), daemon=True)
+    committing.start()  # librdkafka retries EndTxn (COORDINATOR_NOT_AVAILABLE) meanwhile
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"ongoing", "the transaction enlisted, not decided")
+    time.sleep(0.5)
+    assert _values(cluster, names) == [[], [], []]
+    cluster.catalog.refuse_commits = False
+    _restart(cluster, 0)  # the new coordinator finds the decision and asks etcd: still ongoing, so commit
+    expected = [[f"decided/{index}".encode()] for index in range(len(names))]
+    wait_for(lambda: _values(cluster, names) == expected, "the decided commit applied in every cell")
+    committing.join(60)
+    assert not committing.is_alive()
+    producer.begin_transaction()  # and the producer goes on
+    producer.produce(names[1], value=b"after")
+    producer.commit_transaction(30)
+    expected[1].append(b"after")
+    wait_for(lambda: _values(cluster, names) == expected, "the next transaction's records")
+
+
+def _state_of(cluster: Cluster, cell: str) -> bytes | None:
+    value = _enlistments(cluster).get(cell)
+    if value is None:
+        return None
+    return bytes(value.split(b'"state":"')[1].split(b'"')[0])
+
+
 def test_a_transaction_past_its_timeout_is_aborted_in_every_cell(cluster: Cluster) -> None:
     names = _topics(cluster, "txn.timeout")
     producer = _producer(cluster, "slow", **{"transaction.timeout.ms": 1500})
-    producer.begin_transaction()
-    for index, name in enumerate(names):
-        producer.produce(name, value=f"slow/{index}".encode())
-    producer.flush(30)
+    _stage_in_each(producer, names, "slow")
     time.sleep(3.0)  # the coordinator aborts it and fences the producer (checked every second)
     with pytest.raises(confluent_kafka.KafkaException):
         producer.commit_transaction(30)
