@@ -201,8 +201,10 @@ class Commit:
     tables: dict[TopicPartition, list[pa.Table]] | None = None  # None: read back
     memory: int = 0
     applying: asyncio.Task[None] | None = None  # its apply, running
-    # A decision enlisting other cells is the commit once etcd says so (txn_cells.py).
+    # A decision enlisting other cells is the commit once etcd says so (txn_cells.py);
+    # the offsets' lower bounds before it, for a veto that voids it.
     confirmed: bool = True
+    offsets_before: dict[TopicPartition, int] | None = None
 
     def holds_offset(self, group_id: str, partition: TopicPartition) -> bool:
         return any((t, p) == partition for t, p, *_ in self.decision["offsets"].get(group_id, ()))
@@ -883,6 +885,7 @@ class TransactionCoordinator:
                 txn.in_doubt = True  # until the decide returns: its sync may have failed
         txn.in_doubt = False
         txn.sequences = sequences
+        offsets_before = dict(txn.next_offsets)
         txn.next_offsets.update(txn.open_offsets)
         txn.committed_slot = txn.slot
         txn.state = PREPARE_COMMIT
@@ -891,7 +894,8 @@ class TransactionCoordinator:
         tables = _decoded_tables(txn.tables)
         if tables is None and txn.tables is not None:
             self._forget_decoded(txn)
-        txn.commit = Commit(decision, txn.slot, stage, tables, txn.memory, confirmed=not txn.remote)
+        txn.commit = Commit(decision, txn.slot, stage, tables, txn.memory)
+        txn.commit.confirmed, txn.commit.offsets_before = not txn.remote, offsets_before
         txn.stage, txn.tables, txn.memory, txn.table_bytes = None, None, 0, 0
 
     # -- over cells (txn_cells.py) ----------------------------------------------------
@@ -938,6 +942,8 @@ class TransactionCoordinator:
             txn.commit = None
         txn.voided = int(commit.decision["number"])
         txn.state = COMPLETE_ABORT
+        if commit.offsets_before is not None:  # its records never took those offsets
+            txn.next_offsets = commit.offsets_before
         other = await self.broker.call(
             read_stage, self.disk, self._stage_path(txn.transactional_id, 1 - commit.slot)
         )
