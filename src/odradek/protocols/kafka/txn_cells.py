@@ -11,11 +11,13 @@ carries the one decision, as the transaction log and its markers do in Kafka.
   *enlistment* of that cell in etcd (``transactions/<id hash>/<cell>``: producer id,
   epoch, transaction number, the cell's partitions, state ``ongoing``) before it is
   answered. The cell's door (the *participant*) admits a transactional Produce only
-  for a partition its enlistment names under the producer's id and epoch, read from
-  etcd when it has no open transaction of that number (KIP-890's verification, asked
-  of etcd instead of the coordinator). It stages the records as the coordinator does,
-  but writes and syncs each Produce's frames before answering and decodes them first:
-  what it acknowledged survives a crash, and is known to decode.
+  for a partition its enlistment names under the producer's id and epoch, looked at
+  when it has no open transaction of that number (KIP-890's verification, asked of
+  etcd instead of the coordinator). The coordinator makes the transaction's number
+  durable before it enlists a cell, so that a restart finds it open and aborts it. The
+  participant stages the records as the coordinator does, but writes and syncs each
+  Produce's frames before answering and decodes them first: what it acknowledged
+  survives a crash, and is known to decode.
 * **Decision.** EndTxn writes the coordinator's own decision to its staging file, then
   swaps every enlistment from ``ongoing`` to ``commit`` in one etcd transaction
   comparing each key's revision: the commit point. It is answered after that. An abort
@@ -42,7 +44,10 @@ carries the one decision, as the transaction log and its markers do in Kafka.
 Every swap compares revisions, so two doors acting on one transaction (a zombie owner
 beside its successor) reach one outcome; each door's own files are fenced by its cell's
 storage. etcd holds one small key per transactional id and enlisted cell, written a few
-times per transaction and never with records.
+times per transaction and never with records. A door keeps what etcd last said of the
+enlistments it cares about (its reads, its own swaps, the watch's values) and goes by
+that first: a compare that fails, or an enlistment that does not admit a Produce, reads
+etcd again.
 """
 
 from __future__ import annotations
