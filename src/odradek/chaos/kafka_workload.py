@@ -229,7 +229,31 @@ def describe_kafka_error(error: Any) -> str:
         return f"kafka {error}"
 
 
-class KafkaWorker:
+class _KafkaThread:
+    """What a Kafka worker is to the harness (the face of ``workload.Worker``): a
+    ``name``, a thread started by ``start``, ended by setting ``stop``, and the
+    ``error`` that ended it otherwise; the client's log goes to ``log``."""
+
+    def __init__(
+        self, name: str, history: History, bootstrap: str, settings: KafkaSettings, seed: int
+    ) -> None:
+        self.name = name
+        self.history = history
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.random = random.Random(seed)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None  # what ended the thread, if not stop
+        self.thread = threading.Thread(target=self._run, name=f"chaos-{name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class KafkaWorker(_KafkaThread):
     """One thread with one idempotent producer at a time, until ``stop`` is set (the
     same face as ``workload.Worker``: ``name``, ``start``, ``stop``, ``thread``,
     ``error``)."""
@@ -246,16 +270,9 @@ class KafkaWorker:
         make_producer: ProducerFactory = confluent_producer,
         close_seconds: float = CLOSE_SECONDS,
     ) -> None:
-        self.name = f"k{number}"
-        self.history = history
-        self.bootstrap = bootstrap
-        self.settings = settings
+        super().__init__(f"k{number}", history, bootstrap, settings, seed * 1_000_033 + number)
         self.make_producer = make_producer
         self.close_seconds = close_seconds
-        self.random = random.Random(seed * 1_000_033 + number)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None  # what ended the thread, if not stop
-        self.thread = threading.Thread(target=self._run, name=f"chaos-{self.name}", daemon=True)
         self.log = _quiet_logger(self.name, log_path)
         self._values = itertools.count()
         # Touched by the worker's thread only (the client's callbacks run in poll/flush).
@@ -268,9 +285,6 @@ class KafkaWorker:
         self.fatal_errors: list[str] = []
         self.client_errors = 0
         self.acks_without_offset = 0
-
-    def start(self) -> None:
-        self.thread.start()
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -394,7 +408,7 @@ class KafkaWorker:
             producer.close()
 
 
-class TransactionalKafkaWorker:
+class TransactionalKafkaWorker(_KafkaThread):
     """One thread running Kafka transactions over ``topics`` with one transactional
     producer at a time (see the module docstring; the face of ``KafkaWorker``)."""
 
@@ -409,24 +423,14 @@ class TransactionalKafkaWorker:
         *,
         log_path: Path | None = None,
     ) -> None:
-        self.name = f"t{number}"
-        self.history = history
-        self.bootstrap = bootstrap
-        self.settings = settings
+        super().__init__(f"t{number}", history, bootstrap, settings, seed * 1_000_037 + number)
         self.topics = topics
-        self.random = random.Random(seed * 1_000_037 + number)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"chaos-{self.name}", daemon=True)
         self.log = _quiet_logger(self.name, log_path)
         self._numbers = itertools.count()
         self.generation = -1
         self.outcomes = {"committed": 0, "aborted": 0, "unknown": 0}
         self.producers = 0
         self.client_errors = 0
-
-    def start(self) -> None:
-        self.thread.start()
 
     def figures(self) -> dict[str, Any]:
         return {"producers": self.producers, "client_errors": self.client_errors, **self.outcomes}

@@ -1264,7 +1264,12 @@ class TransactionCoordinator:
                 and txn.state == ONGOING
                 and now - txn.started > 2 * txn.timeout_ms / 1000
             ):
-                await self.ledger.check(txn)
+                try:
+                    await self.ledger.check(txn)
+                except OdradekError as exc:  # etcd out of reach: the next check tries again
+                    log.info(
+                        "transaction %r: its enlistment cannot be looked at: %s", txn.transactional_id, exc
+                    )
 
     def close(self) -> None:
         self._checker.cancel()
