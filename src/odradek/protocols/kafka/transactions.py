@@ -65,7 +65,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -184,10 +184,20 @@ class Transaction:
     voided: int = -1
 
     def describe_partitions(self) -> dict[str, list[int]]:
-        topics: dict[str, list[int]] = {}
-        for topic, partition in sorted(self.partitions):
-            topics.setdefault(topic, []).append(partition)
-        return topics
+        return partitions_by_topic(self.partitions)
+
+
+def partitions_by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    """Each topic's partition numbers, in order."""
+    topics: dict[str, list[int]] = {}
+    for topic, partition in sorted(partitions):
+        topics.setdefault(topic, []).append(partition)
+    return topics
+
+
+def _sequences_of(decision: dict[str, Any]) -> dict[TopicPartition, int]:
+    """The engine sequences a committed decision leaves each partition at."""
+    return {(str(t), int(p)): int(n) for t, p, n in decision["sequences"]}
 
 
 @dataclasses.dataclass
@@ -351,7 +361,7 @@ class TransactionCoordinator:
             decision = stage.decision
             assert decision is not None
             txn.committed_slot = txn.slot = slot
-            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in decision["sequences"]}
+            txn.sequences = _sequences_of(decision)
             if stage.applied:
                 txn.state = COMPLETE_COMMIT
             else:
@@ -744,9 +754,7 @@ class TransactionCoordinator:
         if self.participant and self.ledger is not None:
             try:
                 return await self.ledger.admit(transactional_id, producer_id, epoch, key)
-            except TransactionError:
-                raise
-            except OdradekError as exc:
+            except OdradekError as exc:  # (a TransactionError is no OdradekError: it passes)
                 raise TransactionError(
                     ErrorCode.REQUEST_TIMED_OUT, f"the transaction's enlistment cannot be read ({exc}); retry"
                 ) from exc
@@ -930,13 +938,7 @@ class TransactionCoordinator:
     async def _void(self, txn: Transaction, commit: Commit) -> None:
         """A decision a cell vetoed: noted aborted (synced: a restart leaves it), its
         records dropped, and the id's latest decision the one before it again."""
-        stage, commit.stage = commit.stage, None
-        if stage is None:
-            stage = await self.broker.call(
-                _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
-            )
-        if stage is not None:
-            await self.broker.call(stage.note, "aborted", True)
+        await self._note(txn, commit, "aborted", sync=True)
         self._forget_tables(commit)
         if txn.commit is commit:
             txn.commit = None
@@ -949,7 +951,7 @@ class TransactionCoordinator:
         )
         if other is not None and other.decision is not None and not other.aborted:
             txn.committed_slot = 1 - commit.slot
-            txn.sequences = {(str(t), int(p)): int(n) for t, p, n in other.decision["sequences"]}
+            txn.sequences = _sequences_of(other.decision)
         else:
             txn.committed_slot = None
             txn.sequences = {}
@@ -979,10 +981,21 @@ class TransactionCoordinator:
 
     async def reopen_stage(self, txn: Transaction) -> None:
         """The open transaction's staging file a restart found, opened to note in."""
-        txn.stage = await self.broker.call(
-            _reopen, self.disk, self._stage_path(txn.transactional_id, txn.slot)
-        )
+        txn.stage = await self._reopened(txn, txn.slot)
         txn.opening = None
+
+    async def _reopened(self, txn: Transaction, slot: int) -> StageFile | None:
+        """The id's staging file of ``slot``, opened as it is to append to."""
+        return await self.broker.call(_reopen, self.disk, self._stage_path(txn.transactional_id, slot))
+
+    async def _note(self, txn: Transaction, commit: Commit, what: str, sync: bool = False) -> None:
+        """Note ``what`` in the commit's staging file (opened again if a restart closed
+        it) and close it there."""
+        stage, commit.stage = commit.stage, None
+        if stage is None:
+            stage = await self._reopened(txn, commit.slot)
+        if stage is not None:
+            await self.broker.call(stage.note, what, sync)
 
     async def commit_here(self, txn: Transaction) -> None:
         """A participant's open transaction that its coordinator committed: decided and
@@ -1140,14 +1153,10 @@ class TransactionCoordinator:
             raise TransactionError(
                 ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the commit could not be applied yet ({exc}); retry"
             ) from exc
-        stage, commit.stage = commit.stage, None
         if noting is None:
-            if stage is None:  # applied again after a restart
-                stage = await self.broker.call(
-                    _reopen, self.disk, self._stage_path(txn.transactional_id, commit.slot)
-                )
-            if stage is not None:
-                await self.broker.call(stage.note, "applied")
+            await self._note(txn, commit, "applied")  # (opened again if applied after a restart)
+        else:
+            commit.stage = None
         if txn.commit is commit:
             txn.commit = None
         if txn.state == PREPARE_COMMIT:

@@ -25,7 +25,7 @@ from odradek.protocols.kafka.codec import messages_txn as m
 from odradek.protocols.kafka.codec.api import Request
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.store import OffsetEntry
-from odradek.protocols.kafka.transactions import ONGOING, STATES, TransactionError
+from odradek.protocols.kafka.transactions import ONGOING, STATES, TopicsRefused, TransactionError
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,6 @@ _FENCED_FROM_INIT = 4
 _FENCED_FROM_ADD = 2
 _FENCED_FROM_END = 2
 _FENCED_FROM_OFFSETS = 3
-
-
-class _SchemaRefused(Exception):
-    """Topics of an AddPartitionsToTxn that have a schema (refused: INVALID_RECORD)."""
-
-    def __init__(self, topics: list[str]) -> None:
-        super().__init__(", ".join(topics))
-        self.topics = topics
 
 
 def _refused(api: str, transactional_id: str, error: TransactionError) -> None:
@@ -166,22 +158,17 @@ async def _add_partitions(
             codes[(name, partition)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         else:
             local.append((name, partition))
-    known = sorted({name for name, partition in local})
-
-    def admit() -> None:
-        # A schema'd topic checks records as they are appended, which for a transaction
-        # is at its commit: a refusal then would break its atomicity. Run on the event
-        # loop (the engine's open topics, in memory), before the transaction opens.
-        schemad = [name for name in known if broker.engine.get_schema(name) is not None]
-        if schemad:
-            raise _SchemaRefused(schemad)
+    # A schema'd topic checks records as they are appended, which for a transaction is
+    # at its commit: a refusal then would break its atomicity. Run on the event loop
+    # (the engine's open topics, in memory), before the transaction opens.
+    admit = coordinator.schema_check(sorted({name for name, partition in local}))
 
     try:
         if codes:
             admit()  # nothing opens: the answer's other codes are wanted
         else:
             await coordinator.add_partitions(txn, local, admit, remote)
-    except _SchemaRefused as exc:
+    except TopicsRefused as exc:
         log.info(
             "AddPartitionsToTxn of %r refused: %s has a schema, which transactions do not cover yet",
             transactional_id,

@@ -64,7 +64,14 @@ from odradek import limits
 from odradek.errors import DataDamaged, OdradekError
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.transactions import ONGOING as OPEN
-from odradek.protocols.kafka.transactions import TopicsRefused, Transaction, TransactionError, _hash
+from odradek.protocols.kafka.transactions import (
+    TopicPartition,
+    TopicsRefused,
+    Transaction,
+    TransactionError,
+    _hash,
+    partitions_by_topic,
+)
 
 if TYPE_CHECKING:
     from odradek.protocols.kafka.cells import KafkaCells
@@ -81,8 +88,6 @@ STATES = (ONGOING, COMMIT, ABORT, COMMITTED, ABORTED)
 ACKNOWLEDGED = (COMMITTED, ABORTED)
 _FORMAT = 1
 _SWAP_TRIES = 5
-
-TopicPartition = tuple[str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +110,6 @@ class Enlistment:
         return dataclasses.replace(self, state=state)
 
     def encode(self) -> bytes:
-        topics: dict[str, list[int]] = {}
-        for topic, partition in sorted(self.partitions):
-            topics.setdefault(topic, []).append(partition)
         body = {
             "v": _FORMAT,
             "id": self.transactional_id,
@@ -116,7 +118,7 @@ class Enlistment:
             "timeout_ms": self.timeout_ms,
             "number": self.number,
             "state": self.state,
-            "partitions": topics,
+            "partitions": partitions_by_topic(self.partitions),
         }
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
@@ -267,7 +269,6 @@ class CellsLedger:
         lock). A cell still acknowledging the id's previous transaction is waited for
         a little, then CONCURRENT_TRANSACTIONS; a cell that vetoed this transaction is
         TransactionAbortable."""
-        self.know(txn, hashed)
         deadline = time.monotonic() + limits.kafka_transaction_enlist_wait_seconds
         conflicts = 0
         while conflicts < _SWAP_TRIES:
@@ -276,10 +277,7 @@ class CellsLedger:
             busy = []
             for cell, partitions in wanted.items():
                 current = records.get(cell)
-                mine = current is not None and current.same_transaction(
-                    txn.producer_id, txn.epoch, txn.number
-                )
-                if mine and current is not None:
+                if current is not None and current.same_transaction(txn.producer_id, txn.epoch, txn.number):
                     if current.state != ONGOING:
                         raise TransactionAbortable(f"cell {cell} aborted the transaction ({current.state})")
                     merged = current.partitions | frozenset(partitions)
@@ -472,10 +470,7 @@ class CellsLedger:
         if txn is None:
             record = (await self.records(hashed)).get(self.cell)
             if record is not None and record.state in (COMMIT, ABORT):
-                # Nothing of it staged here (no Produce came): acknowledged as it is.
-                await self.swap(
-                    hashed, {self.cell: (record.but(_acknowledgement(record.state)), record.revision)}
-                )
+                await self._acknowledge(hashed, record)  # nothing of it staged here: no Produce came
             return
         async with txn.lock:
             await self._sync_locked(txn, hashed)
@@ -493,9 +488,7 @@ class CellsLedger:
                 if txn.state == OPEN:  # the coordinator moved past it: it is over
                     await self._drop(txn, "its coordinator moved past it")
                 if record.state in (COMMIT, ABORT):  # nothing of it staged here
-                    await self.swap(
-                        hashed, {self.cell: (record.but(_acknowledgement(record.state)), record.revision)}
-                    )
+                    await self._acknowledge(hashed, record)
                 return
             if record.state == ONGOING:
                 why = veto or ("found open at a restart" if txn.recovering else None)
@@ -520,11 +513,15 @@ class CellsLedger:
                     await coordinator.commit_here(txn)
                 else:
                     await self._drop(txn, "its coordinator aborted it")
-            if await self.swap(
-                hashed, {self.cell: (record.but(_acknowledgement(record.state)), record.revision)}
-            ):
+            if await self._acknowledge(hashed, record):
                 return
         raise OdradekError(f"the enlistment of {txn.transactional_id!r} kept changing")
+
+    async def _acknowledge(self, hashed: str, record: Enlistment) -> bool:
+        """Swap this cell's decided enlistment to ``committed``/``aborted``: whether it
+        landed (False: it changed meanwhile)."""
+        state = COMMITTED if record.state == COMMIT else ABORTED
+        return await self.swap(hashed, {self.cell: (record.but(state), record.revision)}) is not None
 
     async def _drop(self, txn: Transaction, why: str) -> None:
         """Abort the id's open transaction here (under its lock); one a restart found
@@ -563,10 +560,6 @@ class CellsLedger:
                 self.follow_up(_hash(txn.transactional_id))
 
 
-def _acknowledgement(state: str) -> str:
-    return COMMITTED if state == COMMIT else ABORTED
-
-
 def _check_enlisted(
     record: Enlistment | None, transactional_id: str, producer_id: int, epoch: int, key: TopicPartition
 ) -> Enlistment:
@@ -584,7 +577,7 @@ def _check_enlisted(
             f"producer epoch {epoch} is not the current one of transactional.id {transactional_id!r} "
             f"({record.epoch}): a newer producer took over, or the transaction timed out",
         )
-    if record.state == ABORTED or record.state == ABORT:
+    if record.state in (ABORT, ABORTED):
         raise TransactionError(
             ErrorCode.TRANSACTION_ABORTABLE,
             f"the transaction of {transactional_id!r} was aborted ({record.state}); abort it and go on",
