@@ -232,10 +232,17 @@ def describe_kafka_error(error: Any) -> str:
 class _KafkaThread:
     """What a Kafka worker is to the harness (the face of ``workload.Worker``): a
     ``name``, a thread started by ``start``, ended by setting ``stop``, and the
-    ``error`` that ended it otherwise; the client's log goes to ``log``."""
+    ``error`` that ended it otherwise; the client's log goes to ``log`` (a file of the
+    worker's, or nowhere), closed when the thread ends."""
 
     def __init__(
-        self, name: str, history: History, bootstrap: str, settings: KafkaSettings, seed: int
+        self,
+        name: str,
+        history: History,
+        bootstrap: str,
+        settings: KafkaSettings,
+        seed: int,
+        log_path: Path | None,
     ) -> None:
         self.name = name
         self.history = history
@@ -245,12 +252,26 @@ class _KafkaThread:
         self.stop = threading.Event()
         self.error: BaseException | None = None  # what ended the thread, if not stop
         self.thread = threading.Thread(target=self._run, name=f"chaos-{name}", daemon=True)
+        self.log = _quiet_logger(name, log_path)
+        # Figures for the report (read once the thread ended).
+        self.producers = 0
+        self.client_errors = 0
 
     def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
         raise NotImplementedError
+
+    def _client_error(self, error: Any) -> None:
+        """The client's error callback: counted and logged."""
+        self.client_errors += 1
+        self.log.warning("client error: %s", describe_kafka_error(error))
+
+    def _close_log(self) -> None:
+        for handler in list(self.log.handlers):
+            handler.close()
+            self.log.removeHandler(handler)
 
 
 class KafkaWorker(_KafkaThread):
@@ -270,20 +291,17 @@ class KafkaWorker(_KafkaThread):
         make_producer: ProducerFactory = confluent_producer,
         close_seconds: float = CLOSE_SECONDS,
     ) -> None:
-        super().__init__(f"k{number}", history, bootstrap, settings, seed * 1_000_033 + number)
+        super().__init__(f"k{number}", history, bootstrap, settings, seed * 1_000_033 + number, log_path)
         self.make_producer = make_producer
         self.close_seconds = close_seconds
-        self.log = _quiet_logger(self.name, log_path)
         self._values = itertools.count()
         # Touched by the worker's thread only (the client's callbacks run in poll/flush).
         self.generation = -1  # of the producer
         self.sequence = 0  # the next produce's number on the producer
         self.outstanding = 0  # produces awaiting their delivery report
         self._fatal: str | None = None
-        # Figures for the report (read once the thread ended).
-        self.producers = 0
+        # Figures for the report (read once the thread ended), besides the base's.
         self.fatal_errors: list[str] = []
-        self.client_errors = 0
         self.acks_without_offset = 0
 
     def figures(self) -> dict[str, Any]:
@@ -314,9 +332,7 @@ class KafkaWorker(_KafkaThread):
             except Exception as exc:  # noqa: BLE001 - reported like any other
                 self.error = self.error or exc
             finally:
-                for handler in list(self.log.handlers):
-                    handler.close()
-                    self.log.removeHandler(handler)
+                self._close_log()
 
     def _step(self, producer: Producer, due: float) -> tuple[Producer, float]:
         """Produce what is due (paced, at most ``in_flight_max`` unanswered), serve the
@@ -391,8 +407,7 @@ class KafkaWorker(_KafkaThread):
 
     def _on_error(self, error: Any) -> None:
         """The client's error callback: logged; a fatal error retires the producer."""
-        self.client_errors += 1
-        self.log.warning("client error: %s", describe_kafka_error(error))
+        self._client_error(error)
         fatal = getattr(error, "fatal", None)
         if callable(fatal) and fatal():
             self._fatal = describe_kafka_error(error)
@@ -423,14 +438,11 @@ class TransactionalKafkaWorker(_KafkaThread):
         *,
         log_path: Path | None = None,
     ) -> None:
-        super().__init__(f"t{number}", history, bootstrap, settings, seed * 1_000_037 + number)
+        super().__init__(f"t{number}", history, bootstrap, settings, seed * 1_000_037 + number, log_path)
         self.topics = topics
-        self.log = _quiet_logger(self.name, log_path)
         self._numbers = itertools.count()
         self.generation = -1
         self.outcomes = {"committed": 0, "aborted": 0, "unknown": 0}
-        self.producers = 0
-        self.client_errors = 0
 
     def figures(self) -> dict[str, Any]:
         return {"producers": self.producers, "client_errors": self.client_errors, **self.outcomes}
@@ -451,9 +463,7 @@ class TransactionalKafkaWorker(_KafkaThread):
                 if producer is not None:
                     self._close(producer)
             finally:
-                for handler in list(self.log.handlers):
-                    handler.close()
-                    self.log.removeHandler(handler)
+                self._close_log()
 
     def _open(self) -> Any:
         """A transactional producer, initialized (None after a pause if it could not be:
@@ -469,7 +479,7 @@ class TransactionalKafkaWorker(_KafkaThread):
                 "transactional.id": f"odradek-chaos-{self.name}",
                 "transaction.timeout.ms": TXN_TIMEOUT_MS,
                 "message.timeout.ms": TXN_TIMEOUT_MS,
-                "error_cb": self._on_error,
+                "error_cb": self._client_error,
             }
         )
         try:
@@ -480,10 +490,6 @@ class TransactionalKafkaWorker(_KafkaThread):
             self.stop.wait(POLL_SECONDS * 10)
             return None
         return producer
-
-    def _on_error(self, error: Any) -> None:
-        self.client_errors += 1
-        self.log.warning("client error: %s", describe_kafka_error(error))
 
     def _transaction(self, producer: Any) -> Any:
         """One transaction; the producer to go on with (None: replace it)."""
