@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import pytest
 from cluster_testing import run
@@ -24,9 +26,22 @@ from odradek.cluster.etcd import EtcdCluster
 from odradek.cluster.keys import Layout
 from odradek.errors import DataDamaged, InvalidRequest, RequestTooLarge
 
+T = TypeVar("T")
+
 
 def _hash(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
+
+
+async def _first(items: AsyncIterator[T], count: int, listed: asyncio.Event) -> list[T]:
+    """The first ``count`` items of a watch; ``listed`` is set at the first (its listing)."""
+    seen: list[T] = []
+    async for item in items:
+        seen.append(item)
+        listed.set()
+        if len(seen) == count:
+            break
+    return seen
 
 
 def test_enlistments_swap_all_or_none(etcd_server: EtcdServers) -> None:
@@ -78,23 +93,15 @@ def test_a_watch_names_each_enlistment_that_changes(etcd_server: EtcdServers) ->
         tx = _hash("watched")
         async with EtcdCluster(etcd_server.url, name) as a, EtcdCluster(etcd_server.url, name) as b:
             layout = Layout(name)
-            seen: list[tuple[str, str] | None] = []
-            ready = asyncio.Event()
-
-            async def follow() -> None:
-                async for key in b.watch_keys(layout.transactions_prefix):
-                    seen.append(None if key is None else layout.of_enlistment(key))
-                    ready.set()
-                    if len(seen) == 4:
-                        return
-
-            watcher = asyncio.create_task(follow())
-            await ready.wait()  # None first: listed
+            listed = asyncio.Event()
+            watcher = asyncio.create_task(_first(b.watch_keys(layout.transactions_prefix), 4, listed))
+            await listed.wait()  # None first: listed
             first = await a.swap_enlistments(tx, {"_cell.1": (b"a", 0)})
             assert first is not None
             await a.swap_enlistments(tx, {"_cell.1": (b"b", first["_cell.1"]), "_cell.3": (b"c", 0)})
             async with asyncio.timeout(10):
-                await watcher
+                keys = await watcher
+            seen = [None if key is None else layout.of_enlistment(key) for key in keys]
             # The first swap's key, then the second's two, in the order it wrote them.
             assert seen == [None, (tx, "_cell.1"), (tx, "_cell.1"), (tx, "_cell.3")]
 
@@ -123,24 +130,15 @@ def test_a_watch_of_changes_carries_each_value_and_revision(etcd_server: EtcdSer
         tx = _hash("valued")
         async with EtcdCluster(etcd_server.url, name) as a, EtcdCluster(etcd_server.url, name) as b:
             layout = Layout(name)
-            seen: list[tuple[bytes, bytes | None, int] | None] = []
-            ready = asyncio.Event()
-
-            async def follow() -> None:
-                async for change in b.watch_changes(layout.transactions_prefix):
-                    seen.append(change)
-                    ready.set()
-                    if len(seen) == 3:
-                        return
-
-            watcher = asyncio.create_task(follow())
-            await ready.wait()
+            listed = asyncio.Event()
+            watcher = asyncio.create_task(_first(b.watch_changes(layout.transactions_prefix), 3, listed))
+            await listed.wait()
             first = await a.swap_enlistments(tx, {"_cell.2": (b"one", 0)})
             assert first is not None
             second = await a.swap_enlistments(tx, {"_cell.2": (b"two", first["_cell.2"])})
             assert second is not None
             async with asyncio.timeout(10):
-                await watcher
+                seen = await watcher
             key = layout.enlistment(tx, "_cell.2")
             assert seen == [None, (key, b"one", first["_cell.2"]), (key, b"two", second["_cell.2"])]
 
