@@ -560,6 +560,12 @@ cluster_list_keys_max = 100_000
 # than one etcd cluster's leases and watches are meant for, and keeps the placement
 # counts every agent keeps a short table.
 cluster_cells_max = 64
+# A group member subscribing to a pattern over several cells (decision 0038) waits for
+# records in every cell at once, each cell's part for at most this long at a time, and
+# answers once a part brings some: a record arriving while the member waits reaches it
+# within this, and a member waiting with nothing to read costs each other cell's agent
+# one poll per this interval.
+cluster_group_poll_slice_seconds = 0.2
 # A cluster client remembers which agent served each topic it used (a cluster whose
 # topics are spread over cells) for at most this many topics, the oldest forgotten first.
 cluster_client_routes_max = 10_000

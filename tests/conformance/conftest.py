@@ -7,9 +7,8 @@
 * ``cells``: the same with the agents' topics spread over three cells (``--cells 3``,
   decision 0032), one served by each agent: a test's topics land in different cells,
   and the client follows each topic's redirects; a wildcard read is answered by the
-  agent called with every cell's topics (decision 0035). Tests marked
-  ``wildcard_group`` (a group subscription with a topic pattern, not served over
-  several cells yet) are skipped.
+  agent called with every cell's topics (decision 0035), and a group subscribing to a
+  pattern has its member joined to every cell by that agent (decision 0038).
 * ``remote``: ``odradek.connect(url)`` against an in-process Flight server on a free
   loopback port.
 * ``async``: ``odradek.AsyncClient`` against the same kind of server, driven through
@@ -142,8 +141,6 @@ def _store(request: pytest.FixtureRequest, kind: str) -> ObjectStore:
 def door(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Door]:
     kind = request.param
     options: dict[str, Any] = {"append_bytes_max": APPEND_BYTES_MAX}
-    if kind == "cells" and request.node.get_closest_marker("wildcard_group") is not None:
-        pytest.skip("a cluster of several cells does not serve group subscriptions by pattern yet")
     if kind in ("cluster", "cells"):
         yield from _cluster_door(request, tmp_path, options, cells=3 if kind == "cells" else 1)
         return

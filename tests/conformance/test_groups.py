@@ -217,7 +217,6 @@ def test_group_administration(client: Client) -> None:
     assert client.list_groups() == ["g1"]
 
 
-@pytest.mark.wildcard_group
 def test_a_wildcard_subscription_spans_topics(client: Client) -> None:
     client.create_topic("orders.eu")
     client.create_topic("orders.us")

@@ -109,7 +109,11 @@ class Group(Resetting, Reading):
 
     # -- membership -------------------------------------------------------------------
 
-    def join(self, pattern: str, options: GroupOptions, *, share: bool = False) -> str:
+    def join(
+        self, pattern: str, options: GroupOptions, *, share: bool = False, member_id: str | None = None
+    ) -> str:
+        """Add a member; its id is ``member_id`` if given (InvalidRequest if a member has
+        it already), else a new one."""
         with self._lock:
             self._check_open()
             now = self._clock()
@@ -123,7 +127,10 @@ class Group(Resetting, Reading):
                     f"group {self.name!r} has {limits.group_members_max} members, the most allowed"
                 )
             self._refresh_topics(now, resolve_errors=True)
-            member = Member(uuid.uuid4().hex, self._member_sequence, time.time(), now, share=share)
+            if member_id is not None and member_id in self._members:
+                raise InvalidRequest(f"group {self.name!r} has a member {member_id!r} already")
+            member_id = uuid.uuid4().hex if member_id is None else member_id
+            member = Member(member_id, self._member_sequence, time.time(), now, share=share)
             self._member_sequence += 1
             self._members[member.id] = member
             self.counters["members_joined"] += 1

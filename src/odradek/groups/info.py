@@ -223,3 +223,67 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``data`` that ``cls`` declares: a newer server may send more."""
     names = {field.name for field in dataclasses.fields(cls)}
     return {name: value for name, value in data.items() if name in names}
+
+
+# -- a group spread over cells (decision 0038) ------------------------------------------
+# A group subscribing to a pattern over a cluster whose topics are spread over cells is
+# one group in each cell, its members joined to every cell with one id; each cell reports
+# its own topics. These make of the cells' reports the one report a single node gives.
+
+
+def merged_state(states: list[str]) -> str:
+    """The group's state: the first cell's that is not Empty, else Empty."""
+    return next((state for state in states if state != STATE_EMPTY), states[0] if states else STATE_EMPTY)
+
+
+def merge_listings(entries: list[GroupListing]) -> list[GroupListing]:
+    """Every cell's ``list_groups`` lines, one per group, sorted by name: a group's
+    members are those of the cell counting most (a member is in every cell of it)."""
+    by_group: dict[str, list[GroupListing]] = {}
+    for entry in entries:
+        by_group.setdefault(entry.group, []).append(entry)
+    return [
+        GroupListing(
+            group,
+            lines[0].kind,
+            merged_state([line.state for line in lines]),
+            max(line.members for line in lines),
+        )
+        for group, lines in sorted(by_group.items())
+    ]
+
+
+def merge_infos(infos: list[GroupInfo]) -> GroupInfo:
+    """The cells' ``describe_group`` of one group (in cell order) as one: every cell's
+    topics, counters added up, each member once (its deliveries and lag added up over
+    the cells, its idle time the shortest)."""
+    if len(infos) == 1:
+        return infos[0]
+    members: dict[str, MemberInfo] = {}
+    for info in infos:
+        for member in info.members:
+            seen = members.get(member.member)
+            if seen is None:
+                members[member.member] = member
+                continue
+            lags = [lag for lag in (seen.lag, member.lag) if lag is not None]
+            members[member.member] = dataclasses.replace(
+                seen,
+                joined_at=min(seen.joined_at, member.joined_at),
+                idle_seconds=min(seen.idle_seconds, member.idle_seconds),
+                in_flight=seen.in_flight + member.in_flight,
+                active=seen.active or member.active,
+                lag=sum(lags) if lags else None,
+            )
+    counters: dict[str, int] = {}
+    for info in infos:
+        for name, value in info.counters.items():
+            counters[name] = counters.get(name, 0) + value
+    first = infos[0]
+    return dataclasses.replace(
+        first,
+        members=list(members.values()),
+        topics=sorted((topic for info in infos for topic in info.topics), key=lambda topic: topic.topic),
+        counters=counters,
+        state=merged_state([info.state for info in infos]),
+    )

@@ -136,12 +136,15 @@ class GroupManager:
         options: GroupOptions | None = None,
         *,
         share: bool = False,
+        member_id: str | None = None,
         **raw: Any,
     ) -> str:
         """Add a member to ``group`` (created if new) subscribed to ``pattern`` (a
         pattern, or a sequence of them: subscription.py); return its id. Options come as
         a GroupOptions or as keyword arguments. ``share``: the member serves a Kafka
-        share member (the group's kind is ``share`` while it is in it)."""
+        share member (the group's kind is ``share`` while it is in it). ``member_id``: the
+        id to join as (an agent's part of a subscription over cells gives the member one
+        id in every cell); InvalidRequest if a member has it already."""
         pattern = subscription(pattern)
         if options is None:
             options = GroupOptions.build(group, pattern, **raw)
@@ -150,7 +153,9 @@ class GroupManager:
         else:
             fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
             options = GroupOptions.build(group, pattern, **fields)
-        return self._group(group, create=True).join(pattern, options, share=share)
+        if member_id is not None:
+            validate_member_id(member_id)
+        return self._group(group, create=True).join(pattern, options, share=share, member_id=member_id)
 
     def leave(self, group: str, member: str, *, failed: bool = False) -> bool:
         """Remove a member; its unsettled deliveries go back to the group at once,

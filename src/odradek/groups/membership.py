@@ -26,12 +26,22 @@ from odradek.groups.options import GroupOptions
 class Membership:
     """One member of ``group`` reading ``pattern``. Thread-safe."""
 
-    def __init__(self, groups: GroupManager, pattern: str, group: str, options: GroupOptions) -> None:
+    def __init__(
+        self,
+        groups: GroupManager,
+        pattern: str,
+        group: str,
+        options: GroupOptions,
+        member_id: str | None = None,
+    ) -> None:
+        """``member_id``: the id to join as, and to join again as after the group
+        dropped the member (else the group gives a new one each time)."""
         self._groups = groups
         self.pattern = pattern
         self.group = group
         self.options = options
-        self.member_id = groups.join(group, pattern, options)
+        self._requested = member_id
+        self.member_id = groups.join(group, pattern, options, member_id=member_id)
         self.closed = False
 
     def poll_batches(
@@ -45,7 +55,8 @@ class Membership:
         except UnknownMember:
             # The group removed us after ack_timeout of silence; our deliveries went
             # back to it. Join again as a new member and carry on.
-            self.member_id = self._groups.join(self.group, self.pattern, self.options)
+            requested = self._requested
+            self.member_id = self._groups.join(self.group, self.pattern, self.options, member_id=requested)
             return self._groups.poll_batches(self.group, self.member_id, max_records, timeout)
 
     def ack(self, deliveries: Settleable) -> AckResult:

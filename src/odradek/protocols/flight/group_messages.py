@@ -43,7 +43,8 @@ from odradek import defaults
 from odradek.errors import InvalidRequest, OdradekError, from_wire, to_wire
 from odradek.groups import AckResult, DeliveryBatch
 from odradek.groups.delivery import Settleable, group_refs
-from odradek.protocols.flight.messages import dump, encode_start, load
+from odradek.groups.options import validate_member_id
+from odradek.protocols.flight.messages import cell_field, dump, encode_start, load
 from odradek.records import STORED_SCHEMA
 
 KIND_SUBSCRIBE = "subscribe"
@@ -69,6 +70,10 @@ class Subscribe:
     group: str
     pattern: str
     options: dict[str, Any]  # GroupOptions.build's keywords, as sent
+    # One cell's part of a subscription another agent serves (decision 0038): this
+    # cell's topics only, which the agent asked must serve, joined as ``member``.
+    cell: str | None = None
+    member: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +107,21 @@ class DeliveryRef(NamedTuple):
 # -- the descriptor ---------------------------------------------------------------------
 
 
-def encode_subscribe(group: str, pattern: str, options: Mapping[str, Any]) -> bytes:
+def encode_subscribe(
+    group: str,
+    pattern: str,
+    options: Mapping[str, Any],
+    *,
+    cell: str | None = None,
+    member: str | None = None,
+) -> bytes:
     sent = dict(options)
     if "start" in sent:
         sent["start"] = encode_start(sent["start"])
-    return dump({"kind": KIND_SUBSCRIBE, "group": group, "pattern": pattern, "options": sent})
+    document: dict[str, Any] = {"kind": KIND_SUBSCRIBE, "group": group, "pattern": pattern, "options": sent}
+    if cell is not None:
+        document.update(cell=cell, member=member)
+    return dump(document)
 
 
 def decode_subscribe(raw: bytes) -> Subscribe:
@@ -119,7 +134,12 @@ def decode_subscribe(raw: bytes) -> Subscribe:
         raise InvalidRequest('a subscription names its "group" and "pattern" as strings')
     if not isinstance(options, dict):
         raise InvalidRequest('a subscription\'s "options" is a JSON object')
-    return Subscribe(group, pattern, options)
+    cell, member = cell_field(document), document.get("member")
+    if member is not None:
+        if cell is None:
+            raise InvalidRequest('a subscription names its "member" id only with a "cell" (an agent\'s part)')
+        validate_member_id(member)
+    return Subscribe(group, pattern, options, cell, member)
 
 
 # -- requests -------------------------------------------------------------------------------

@@ -756,11 +756,12 @@ def _decode_read(document: dict[str, Any]) -> ReadRequest:
         follow=_field(document, "follow", bool, False),
         max_records=_field(document, "max_records", int),
         max_bytes=_field(document, "max_bytes", int),
-        cell=_cell_field(document),
+        cell=cell_field(document),
     )
 
 
-def _cell_field(document: Mapping[str, Any]) -> str | None:
+def cell_field(document: Mapping[str, Any]) -> str | None:
+    """A request's ``cell`` (one cell's part of a call spanning cells), checked."""
     cell: str | None = _field(document, "cell", str)
     if cell is not None:
         from odradek.cluster.keys import validate_cell

@@ -75,7 +75,7 @@ class Peers:
         try:
             reader = self._client(url).do_get(flight.Ticket(ticket), options)
         except flight.FlightError as exc:
-            raise _unavailable(url, exc) from exc
+            raise unavailable(url, exc) from exc
         try:
             while not stop():
                 try:
@@ -85,7 +85,7 @@ class Peers:
                 if chunk.data is not None:
                     yield chunk.data
         except flight.FlightError as exc:
-            raise _unavailable(url, exc) from exc
+            raise unavailable(url, exc) from exc
         finally:
             reader.cancel()
 
@@ -97,8 +97,22 @@ class Peers:
         try:
             results = list(self._client(url).do_action(flight.Action(kind, body), options))
         except flight.FlightError as exc:
-            raise _unavailable(url, exc) from exc
+            raise unavailable(url, exc) from exc
         return results[0].body.to_pybytes() if results else b""
+
+    def exchange(
+        self, url: str, command: bytes, header: str | None
+    ) -> tuple[flight.FlightStreamWriter, flight.FlightStreamReader]:
+        """A DoExchange stream to agent ``url`` opened with ``command``, asked with the
+        credentials ``header`` (a cell's part of a group member, cells_group.py)."""
+        headers = [(b"authorization", header.encode())] if header is not None else []
+        try:
+            writer, reader = self._client(url).do_exchange(
+                flight.FlightDescriptor.for_command(command), flight.FlightCallOptions(headers=headers)
+            )
+        except flight.FlightError as exc:
+            raise unavailable(url, exc) from exc
+        return writer, reader
 
     def close(self) -> None:
         with self._lock:
@@ -107,7 +121,7 @@ class Peers:
             self._clients.clear()
 
 
-def _unavailable(url: str, exc: flight.FlightError) -> OdradekError:
+def unavailable(url: str, exc: flight.FlightError) -> OdradekError:
     """A part that failed: the client asks again (the cell may be changing hands)."""
     from odradek.protocols.flight.messages import decode_error
 

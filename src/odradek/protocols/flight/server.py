@@ -82,14 +82,17 @@ from odradek.errors import (
     Unavailable,
     WaitTimeout,
 )
+from odradek.groups import GroupOptions
+from odradek.groups.info import GroupInfo, GroupListing, merge_infos, merge_listings
 from odradek.names import compile_pattern, is_pattern
 from odradek.node import Node
 from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
+from odradek.protocols.flight.cells_group import CellsMember, Part, PeerMember
 from odradek.protocols.flight.peers import Peers, merge_streams
 from odradek.protocols.flight.pipeline import AppendPipeline
-from odradek.protocols.flight.subscription import Subscription
+from odradek.protocols.flight.subscription import Member, Subscription, membership
 from odradek.protocols.tls import ServerTls
 from odradek.records import STORED_SCHEMA
 from odradek.security import acl_admin, quota_admin
@@ -259,18 +262,6 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def engine_of(self, topic: str, *, place: bool = False) -> Engine:
         return self.node_of(topic, place=place).engine
-
-    def _node_of_subscription(self, pattern: str) -> Node:
-        """The node whose groups serve a subscription to ``pattern``: in a cluster of
-        several cells, the node of the one topic's cell (the group lives there)."""
-        if not self._routed():
-            return self.node
-        if is_pattern(pattern):
-            raise InvalidRequest(
-                "a group subscribing to a wildcard is not served by a cluster whose topics are "
-                "spread over several cells yet: subscribe to one topic"
-            )
-        return self.node_of(pattern)
 
     def _served_nodes(self) -> list[Node]:
         return [node for node in (self._node, *self._cells.values()) if node is not None]
@@ -706,21 +697,36 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 self._call.node = None
 
         cells = cell_names(self.cluster.cell_count())
-        if kind == "list_groups":
-            listing: list[Any] = []
-            for cell in cells:
-                listing.extend(
-                    messages.load(ask(cell, kind, body), "a cell's group listing").get("listing", [])
+        listings = {
+            cell: [
+                GroupListing(**entry)
+                for entry in messages.load(ask(cell, "list_groups", {}), "a cell's group listing").get(
+                    "listing", []
                 )
-            listing.sort(key=lambda entry: str(entry.get("group")))
-            return messages.dump({"groups": [entry.get("group") for entry in listing], "listing": listing})
+            ]
+            for cell in cells
+        }
+        if kind == "list_groups":
+            listing = merge_listings([entry for entries in listings.values() for entry in entries])
+            names = [entry.group for entry in listing]
+            return messages.dump({"groups": names, "listing": [entry.to_json() for entry in listing]})
         group = _name(body, "group", "a group name")
-        for cell in cells:
-            if group in messages.load(ask(cell, "list_groups", {}), "a cell's group listing").get(
-                "groups", []
-            ):
-                return ask(cell, kind, body)
-        raise InvalidRequest(f"group {group!r} does not exist (a member's join creates it)")
+        holding = [cell for cell in cells if any(entry.group == group for entry in listings[cell])]
+        if not holding:
+            raise InvalidRequest(f"group {group!r} does not exist (a member's join creates it)")
+        if len(holding) == 1:
+            return ask(holding[0], kind, body)
+        # A group subscribing to a pattern, in several cells (decision 0038).
+        if kind == "describe_group":
+            infos = [GroupInfo.from_json(messages.load(ask(cell, kind, body), "a group")) for cell in holding]
+            return messages.dump(merge_infos(infos).to_json())
+        busy = [cell for cell in holding if any(e.group == group and e.members for e in listings[cell])]
+        if busy:  # refused (it has members): the cell says so as a single node would, none changed
+            return ask(busy[0], kind, body)
+        answers = [messages.load(ask(cell, kind, body), f"a cell's {kind}") for cell in holding]
+        if kind == "reset_offsets":
+            return messages.dump({"plan": [row for answer in answers for row in answer.get("plan", [])]})
+        return b"{}"
 
     def _forwardable_header(self, context: flight.ServerCallContext, what: str) -> str | None:
         """The caller's credentials to pass on to another agent; InvalidRequest for a
@@ -1081,15 +1087,62 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 options = dict(request.options)
                 if isinstance(options.get("dead_letter_topic"), str):
                     options["dead_letter_topic"] = namespace.topic(options["dead_letter_topic"])
-                request = group_messages.Subscribe(
-                    namespace.group(request.group), namespace.pattern(request.pattern), options
+                request = dataclasses.replace(
+                    request,
+                    group=namespace.group(request.group),
+                    pattern=namespace.pattern(request.pattern),
+                    options=options,
                 )
 
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            groups = self._node_of_subscription(request.pattern).groups
-            Subscription(groups, request, stop, self._draining.is_set, namespace, guard).serve(reader, writer)
+            member = self._member_of(context, said, request, namespace)
+            Subscription(member, stop, self._draining.is_set, namespace, guard).serve(reader, writer)
+
+    def _member_of(
+        self,
+        context: flight.ServerCallContext,
+        said: group_messages.Subscribe,
+        request: group_messages.Subscribe,
+        namespace: Namespace,
+    ) -> Member:
+        """The member a subscription asks for (``said``: as the caller said it;
+        ``request``: in the engine's names), joined: in a cluster of several cells, to
+        the one topic's cell, to the cell another agent asked for, or (a pattern) to
+        every cell (decision 0038)."""
+        if not self._routed():
+            return membership(self.node.groups, request)
+        if request.cell is not None:  # a part another agent asked for
+            return membership(self._served_node(request.cell).groups, request)
+        if not is_pattern(request.pattern):
+            return membership(self.node_of(request.pattern).groups, request)
+        assert self.cluster is not None and self._peers is not None
+        header = self._forwardable_header(context, "a group subscribing to a pattern over several cells")
+        cells = cell_names(self.cluster.cell_count())
+        member_id = CellsMember.new_member_id()
+        parts: list[Part] = []
+        try:
+            for cell in cells:
+                node = self._cell_node(cell)
+                if node is not None:
+                    parts.append(membership(node.groups, dataclasses.replace(request, member=member_id)))
+                    continue
+                url = self._owner_url(cell)
+                command = group_messages.encode_subscribe(
+                    said.group, said.pattern, said.options, cell=cell, member=member_id
+                )
+                stream = functools.partial(self._peers.exchange, url, command, header)
+                parts.append(PeerMember(url, stream, namespace, said.group))
+        except BaseException:
+            for part in parts:  # nothing was delivered: each leaves cleanly
+                with contextlib.suppress(Exception):
+                    part.close()
+            raise
+        index = {cell: position for position, cell in enumerate(cells)}
+        cluster = self.cluster
+        options = GroupOptions.build(request.group, request.pattern, **request.options)
+        return CellsMember(request.group, parts, lambda topic: index[cluster.cell_of(topic)], options)
 
     # -- discovery: topics as flights ---------------------------------------------------------
 

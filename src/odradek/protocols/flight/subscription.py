@@ -26,12 +26,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from odradek.errors import ClosedError, OdradekError, Unavailable
-from odradek.groups import DeliveryBatch, GroupManager, GroupOptions
+from odradek.groups import AckResult, DeliveryBatch, GroupManager, GroupOptions
+from odradek.groups.delivery import Settleable
 from odradek.groups.membership import Membership
 from odradek.groups.options import check_delay, check_poll
 from odradek.protocols.flight import group_messages as wire
@@ -43,25 +45,45 @@ from odradek.security.tenants import RAW, Namespace, local_error
 poll_slice_seconds = 1.0
 
 
+class Member(Protocol):
+    """What a subscription serves: a Membership, or a member over cells (cells_group.py)."""
+
+    member_id: str
+    options: GroupOptions
+
+    def poll_batches(self, max_records: int, timeout: float) -> list[DeliveryBatch]: ...
+
+    def ack(self, deliveries: Settleable) -> AckResult: ...
+
+    def nack(self, deliveries: Settleable, delay: float) -> AckResult: ...
+
+    def close(self, *, failed: bool = False) -> None: ...
+
+
+def membership(groups: GroupManager, request: wire.Subscribe) -> Membership:
+    """The member ``request`` asks for, joined to ``groups`` (the engine's names)."""
+    options = GroupOptions.build(request.group, request.pattern, **request.options)
+    return Membership(groups, request.pattern, request.group, options, request.member)
+
+
 class Subscription:
     def __init__(
         self,
-        groups: GroupManager,
-        request: wire.Subscribe,
+        member: Member,
         stop: Callable[[], bool],
         draining: Callable[[], bool] = lambda: False,
         namespace: Namespace = RAW,
         guard: StreamGuard | None = None,
     ) -> None:
-        """``stop``: the call should end (the server drains, or the client cancelled);
-        ``draining``: the server drains (a clean end for the member). ``request`` names the
-        engine's group and pattern; ``namespace`` is the caller's (security/tenants.py):
-        answers name topics as it says them; ``guard``: the principal checked again before
-        each request and while a poll waits (security/revalidation.py)."""
+        """``member``: joined already (in the engine's names), left when the stream
+        ends; ``stop``: the call should end (the server drains, or the client cancelled);
+        ``draining``: the server drains (a clean end for the member); ``namespace`` is
+        the caller's (security/tenants.py): answers name topics as it says them;
+        ``guard``: the principal checked again before each request and while a poll
+        waits (security/revalidation.py)."""
         self._guard = guard
         self._namespace = namespace
-        options = GroupOptions.build(request.group, request.pattern, **request.options)
-        self._member = Membership(groups, request.pattern, request.group, options)
+        self._member = member
         self._stop = stop
         self._draining = draining
 

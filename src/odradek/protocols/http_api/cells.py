@@ -14,7 +14,8 @@ forward as the registry's, with the client's credentials and ``X-Odradek-Cell``)
 * ``GET /v1/topics``, ``GET /v1/groups`` and ``GET /v1/console/topics``: every cell's
   answer, merged into one document of the same shape;
 * ``POST /v1/groups/{g}/members`` (a join): the cell of the topic the pattern names (a
-  group lives in its topic's cell, decision 0035); a wildcard is refused;
+  group lives in its topic's cell, decision 0035); a wildcard is refused (the Flight
+  door serves it: decision 0038);
 * other ``/v1/groups/{g}/...`` routes: the first cell, in cell order, whose group
   listing has ``g`` (the home cell when none has: it answers 404, as one node does);
 * ``/openapi.json``, the console's static assets, ``/v1/console/cluster`` and any path
@@ -49,8 +50,9 @@ GROUPS = "groups"
 CONSOLE_TOPICS = "console_topics"
 
 WILDCARD_JOIN = (
-    "a group subscribing to a wildcard is not served by a cluster whose topics are spread "
-    "over several cells yet: subscribe to one topic"
+    "the HTTP API of a cluster whose topics are spread over several cells does not join a "
+    "member to a group subscribing to a wildcard yet: join with one topic, or subscribe "
+    "through the Flight door, which does (decision 0038)"
 )
 WILDCARD_TAIL = (
     "a tail of a pattern is not served by a cluster whose topics are spread over several "

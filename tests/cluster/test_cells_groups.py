@@ -1,0 +1,170 @@
+"""A group subscribing to a pattern over a cluster of several cells (decision 0038).
+
+Goal: a consumer subscribing to ``orders.*`` through any agent of a cluster whose
+topics are spread over three cells gets every matching topic's records, of every cell,
+each exactly once, acks them (the commit lands in each topic's cell), and sees a
+single group in ``list_groups`` and ``describe_group`` (one member, every topic);
+members subscribing through different agents share the records with each key held by
+one member at a time; ``delete_group`` and ``reset_offsets`` act on every cell or on
+none; a member whose part in another cell fails (that cell's agent stops) gets
+``Unavailable`` and can subscribe again. Method: agents in the test process
+(agents.py) on a real etcd and moto's S3 server; waits are on conditions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agents import Cluster, wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, unique_prefix
+from test_cells import SETTINGS, _spread
+
+import odradek
+from odradek.errors import InvalidRequest, Unavailable
+from odradek.groups import Delivery
+
+TOPICS = [f"orders.{index}" for index in range(6)]
+KEYS = 5
+PER_TOPIC = 10
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, etcd_server.url, moto_s3.open(unique_prefix()), store_settings=SETTINGS, cells=3)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _filled(cluster: Cluster) -> tuple[dict[str, str], odradek.RemoteClient]:
+    """The cells spread, the topics created in turn (two in each cell) and filled with
+    keyed records whose values say topic, key and rank."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS:
+        client.create_topic(topic)
+    for topic in TOPICS:
+        client.append(
+            topic,
+            [{"key": f"k{n % KEYS}", "value": f"{topic}/k{n % KEYS}/{n}"} for n in range(PER_TOPIC)],
+        )
+    cells = {cluster.agents[0].agent.cell_of(topic) for topic in TOPICS}
+    assert len(cells) == 3, f"the topics are in cells {cells}"
+    return owners, client
+
+
+def _drain(consumer: object, want: int, *, ack: bool = True) -> list[Delivery]:
+    """Poll (acking what comes) until ``want`` deliveries came."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + 60
+    while len(got) < want:
+        assert time.monotonic() < deadline, f"{len(got)} of {want} deliveries came"
+        batch = consumer.poll(7, timeout=1)  # type: ignore[attr-defined]
+        assert len(batch) <= 7
+        got.extend(batch)
+        if ack and batch:
+            assert consumer.ack(batch).ok  # type: ignore[attr-defined]
+    return got
+
+
+def test_a_pattern_subscription_through_one_agent_reads_and_commits_every_cell(cluster: Cluster) -> None:
+    _filled(cluster)
+    through = odradek.connect(cluster.agents[1].url)  # one agent: every other cell is its peers'
+    consumer = through.subscribe("orders.*", group="g")
+    delivered = _drain(consumer, len(TOPICS) * PER_TOPIC)
+    counted = Counter(delivery.value for delivery in delivered)
+    assert len(counted) == len(TOPICS) * PER_TOPIC and set(counted.values()) == {1}
+    for topic in TOPICS:  # each key's records in order
+        for key in range(KEYS):
+            ranks = [
+                int(d.value.decode().rsplit("/", 1)[1])
+                for d in delivered
+                if d.topic == topic and d.key == f"k{key}".encode()
+            ]
+            assert ranks == sorted(ranks)
+    assert consumer.poll(10, timeout=0) == []
+    assert through.list_groups() == ["g"]
+    info = through.describe_group("g")
+    assert [member.member for member in info.members] == [consumer.member_id]
+    assert sorted(topic.topic for topic in info.topics) == TOPICS
+    assert {topic.topic: topic.committed for topic in info.topics} == dict.fromkeys(TOPICS, PER_TOPIC)
+    assert info.lag == 0 and info.counters["acked"] == len(TOPICS) * PER_TOPIC
+    with pytest.raises(InvalidRequest, match="member"):
+        through.delete_group("g")  # it has a member: no cell is changed
+    assert through.describe_group("g").members
+    consumer.close()
+    through.close()
+
+
+def test_members_through_different_agents_share_the_records(cluster: Cluster) -> None:
+    _, client = _filled(cluster)
+    first = odradek.connect(cluster.agents[0].url).subscribe("orders.*", group="shared")
+    second = odradek.connect(cluster.agents[2].url).subscribe("orders.*", group="shared")
+    held_first = first.poll(1_000, timeout=5)
+    held_second = second.poll(1_000, timeout=5)
+    # A key is held by one member at a time: the second gets no key the first holds.
+    keys_first = {(d.topic, d.key) for d in held_first}
+    assert held_first and not keys_first & {(d.topic, d.key) for d in held_second}
+    info = client.describe_group("shared")
+    assert sorted(member.member for member in info.members) == sorted([first.member_id, second.member_id])
+    assert sum(member.in_flight for member in info.members) == len(held_first) + len(held_second)
+    # The first leaves without acking: its records go to the second.
+    first.close()
+    rest = _drain(second, len(TOPICS) * PER_TOPIC - len(held_second), ack=True)
+    assert second.ack(held_second).ok
+    values = Counter(d.value for d in [*held_second, *rest])
+    assert len(values) == len(TOPICS) * PER_TOPIC
+    second.close()
+    assert client.describe_group("shared").lag == 0
+
+
+def test_a_nack_redelivers_in_its_cell_and_delete_and_reset_act_on_every_cell(cluster: Cluster) -> None:
+    _, client = _filled(cluster)
+    consumer = client.subscribe("orders.*", group="g", start="earliest")
+    held = _drain(consumer, len(TOPICS) * KEYS, ack=False)  # each key's first record: all it may hold
+    remote_topic = next(t for t in TOPICS if cluster.agents[0].agent.cell_of(t) != "_cell")
+    nacked = [d for d in held if d.topic == remote_topic]
+    assert consumer.nack(nacked, delay=0).settled == len(nacked) == KEYS
+    assert consumer.ack([d for d in held if d.topic != remote_topic]).ok
+    rest = _drain(consumer, len(TOPICS) * PER_TOPIC - len(held) + len(nacked))
+    again = [d for d in rest if d.attempt == 2]
+    assert sorted((d.topic, d.offset) for d in again) == sorted((d.topic, d.offset) for d in nacked)
+    consumer.close()
+    plan = client.reset_offsets("g", "earliest", dry_run=True)
+    assert sorted(row.topic for row in plan) == TOPICS and {row.new for row in plan} == {0}
+    client.reset_offsets("g", "earliest")
+    assert {t.topic: t.committed for t in client.describe_group("g").topics} == dict.fromkeys(TOPICS, 0)
+    client.delete_group("g")
+    assert client.list_groups() == []
+    for agent in cluster.agents:  # gone from every cell
+        for node in agent.role.cells.values():
+            assert not node.groups.exists("g")
+
+
+def test_a_member_whose_part_in_another_cell_fails_gets_unavailable_and_subscribes_again(
+    cluster: Cluster,
+) -> None:
+    owners, _ = _filled(cluster)
+    called = cluster.agents[0]
+    consumer = odradek.connect(called.url).subscribe("orders.*", group="g")
+    assert consumer.poll(1, timeout=5)
+    peer_id = next(agent for cell, agent in owners.items() if agent != called.agent.settings.agent_id)
+    peer = next(agent for agent in cluster.agents if agent.agent.settings.agent_id == peer_id)
+    peer.stop()  # its door drains: its part of the member ends
+    with pytest.raises(Unavailable):
+        for _ in range(30):
+            consumer.poll(10, timeout=1)
+    wait_for(
+        lambda: all(any(cell in a.cells() for a in cluster.agents if a is not peer) for cell in owners),
+        "the stopped agent's cell taken over",
+    )
+    again = odradek.connect(called.url).subscribe("orders.*", group="g")
+    rest = _drain(again, 1)  # every cell serves the member again
+    assert rest
+    again.close()
