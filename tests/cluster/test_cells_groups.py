@@ -168,3 +168,40 @@ def test_a_member_whose_part_in_another_cell_fails_gets_unavailable_and_subscrib
     rest = _drain(again, 1)  # every cell serves the member again
     assert rest
     again.close()
+
+
+def test_dead_letters_of_a_group_in_another_cell_are_read_through_any_agent(cluster: Cluster) -> None:
+    """A defect found building pattern subscriptions: a group's dead letters were
+    written to a topic its cell's engine created without placing it, so a group outside
+    the home cell dead-lettered into a topic no agent listed or read."""
+    _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS[:3]:
+        client.create_topic(topic)
+    topic = next(t for t in TOPICS[:3] if cluster.agents[0].agent.cell_of(t) != "_cell")
+    client.append(topic, [{"key": "bad", "value": "poison"}])
+    consumer = client.subscribe(topic, group="dl", max_deliveries=1)
+    (delivery,) = consumer.poll(1, timeout=5)
+    consumer.nack(delivery, delay=0)
+    wait_for(lambda: client.describe_group("dl").dead_lettered == 1, "the record dead-lettered")
+    assert "dlq.dl" in client.list_topics()
+    letters = [row for batch in client.read("dlq.dl", wait=0) for row in batch.to_pylist()]
+    assert [(row["key"], row["value"]) for row in letters] == [(b"bad", b"poison")]
+    consumer.close()
+
+
+def test_a_pattern_groups_dead_letters_of_every_cell_go_to_the_one_topic(cluster: Cluster) -> None:
+    """Each cell's part of a group dead-letters into the one dead-letter topic, in
+    whichever cell holds it: the others append through the agent serving it."""
+    _, client = _filled(cluster)
+    client.create_topic("dlq.pg")  # placed in some cell: most parts write through a peer
+    consumer = client.subscribe("orders.*", group="pg", max_deliveries=1)
+    held = _drain(consumer, len(TOPICS) * KEYS, ack=False)
+    assert consumer.nack(held, delay=0).settled == len(held)
+    wait_for(
+        lambda: client.describe_group("pg").dead_lettered == len(held), "every cell's dead letters written"
+    )
+    letters = [row for batch in client.read("dlq.pg", wait=0) for row in batch.to_pylist()]
+    assert sorted(row["value"] for row in letters) == sorted(d.value for d in held)
+    assert "dlq.pg" in client.list_topics() and client.list_topics().count("dlq.pg") == 1
+    consumer.close()

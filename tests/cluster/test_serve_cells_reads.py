@@ -7,7 +7,9 @@ caller's credentials); a following read picks up records appended to topics of e
 cell and topics created in any cell while it reads; a tenant's read holds its own
 topics only, named as it names them, whichever cell holds them; a read whose other
 cell loses its agent (kill -9) fails with a retriable error, and a new read after the
-failover has every record.
+failover has every record. A tenant's group subscribing to a pattern through one agent
+reads every cell's topics (decision 0038) and, after a kill -9 of another cell's agent,
+fails retriably and gets again what it had not acknowledged.
 Method: three real `odradek serve --cells 3 --auth` processes on a real etcd and moto's
 S3 server, users and a tenant made offline in etcd, the Python client; kill -9.
 """
@@ -204,3 +206,58 @@ def test_groups_of_every_cell_are_listed_described_and_deleted_at_any_agent(
             each.delete_group("g1")
         with _connect(agents, "root", 1) as each:
             assert each.list_groups() == ["_t.acme.mine", "g2"]
+
+
+def test_a_tenants_group_subscribing_to_a_pattern_reads_every_cell_through_a_kill(
+    cluster: tuple[list[AuthAgent], str],
+) -> None:
+    """Decision 0038: a tenant's member subscribing to ``jobs.*`` through one agent is
+    joined to every cell with the tenant's credentials; its deliveries name topics as
+    the tenant names them; describe shows the group once; when another cell's agent is
+    killed the subscription fails retriably, and one made after the failover gets what
+    was not acknowledged."""
+    agents, _ = cluster
+    owners = one_cell_each(agents, CELLS)
+    with _connect(agents, "bob") as bob, _connect(agents, "root") as admin:
+        for index in range(3):
+            bob.create_topic(f"jobs.{index}")  # one in each cell
+            bob.append(f"jobs.{index}", [{"key": f"k{n}", "value": f"{index}/{n}"} for n in range(4)])
+            admin.create_topic(f"jobs.{index}")  # the default namespace's: not the tenant's
+            admin.append(f"jobs.{index}", [{"value": b"not bob's"}])
+    entry = owners["_cell"]
+    with odradek.connect(entry.url, user="bob", password="bob-secret") as bob:
+        consumer = bob.subscribe("jobs.*", group="work")
+        got: list[Any] = []
+        wait_for(lambda: bool(got.extend(consumer.poll(100, timeout=1))) or len(got) >= 12, "12 deliveries")
+        assert sorted(d.value for d in got) == sorted(f"{i}/{n}".encode() for i in range(3) for n in range(4))
+        assert {d.topic for d in got} == {"jobs.0", "jobs.1", "jobs.2"}
+        first = [d for d in got if d.value.endswith(b"/0")]
+        assert consumer.ack(first).ok
+        info = bob.describe_group("work")
+        assert info.group == "work" and [m.member for m in info.members] == [consumer.member_id]
+        assert sorted(t.topic for t in info.topics) == ["jobs.0", "jobs.1", "jobs.2"]
+        victim = owners["_cell.2"]
+        victim.signal(signal.SIGKILL)
+        assert victim.process is not None
+        victim.process.wait(30)
+        with pytest.raises(Unavailable):
+            for _ in range(60):
+                consumer.poll(100, timeout=1)
+        wanted = {f"{i}/{n}".encode() for i in range(3) for n in range(1, 4)}
+        acked: set[bytes] = set()
+
+        def resubscribed() -> bool:  # what was not acknowledged comes again, once acked stays so
+            try:
+                with bob.subscribe("jobs.*", group="work") as again:
+                    deadline = time.monotonic() + 10
+                    while acked != wanted and time.monotonic() < deadline:
+                        batch = again.poll(100, timeout=1)
+                        assert {d.value for d in batch} <= wanted - acked
+                        if batch:
+                            assert again.ack(batch).ok
+                            acked.update(d.value for d in batch)
+            except Unavailable:
+                return False
+            return acked == wanted
+
+        wait_for(resubscribed, "every record not acknowledged, after the failover")

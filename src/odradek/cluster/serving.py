@@ -84,6 +84,9 @@ class AgentGate:
     def place(self, topic: str) -> str:
         return self._agent().place(topic)
 
+    def claim(self, topic: str, cell: str) -> bool:
+        return self._agent().claim(topic, cell)
+
     def forget(self, topic: str, cell: str) -> None:
         self._agent().forget(topic, cell)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from odradek.errors import ClosedError, UnknownMember
 from odradek.groups import dispatcher
@@ -63,6 +64,8 @@ class GroupCore:
         self._next_lease = time.time_ns() // 1000  # > every lease before a restart
         self._delays: list[float] = []  # heap of nack-delay ends
         self._dead_letter_jobs: list[DeadLetterJob] = []
+        # Appends dead letters to the group's dead-letter topic (the manager's writer).
+        self.write_dead_letters: Callable[[str, pa.RecordBatch], None] = self._append_here
         self._ticket = 0  # the last progress frame written
         # Settlements written to the progress file whose fsync is awaited: applied in
         # memory only once durable, and written again by a snapshot rewrite meanwhile.
@@ -218,6 +221,11 @@ class GroupCore:
                 return cursor.committed
             saved = self._saved.get(topic)
             return saved.committed if saved is not None else None
+
+    def _append_here(self, topic: str, batch: pa.RecordBatch) -> None:
+        """Dead letters to the topic in the group's engine (created if missing)."""
+        self._engine.create_topic(topic, exist_ok=True)
+        self._engine.append(topic, batch)
 
     def _changed(self) -> None:
         self._changes += 1

@@ -30,11 +30,14 @@ negative offset) and for a group that does not exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from odradek import defaults
 from odradek.engine.arrivals import CLOSING, Arrival
@@ -92,9 +95,18 @@ class GroupManager:
         self.names.add_loader(KIND_ODRADEK, self._stored_names)
         # Called after any group's ack moved what is settled (node.py: synchronous commit).
         self.on_progress: Callable[[], None] | None = None
+        # Where the groups' dead letters go: None, to the topic in this engine (created
+        # if missing); a cluster of several cells writes them to the topic's cell
+        # (protocols/flight/server.py, decision 0038). Raises OdradekError: retried.
+        self.dead_letters: Callable[[str, pa.RecordBatch], None] | None = None
 
     def _now(self) -> float:
         return self.clock()
+
+    def _write_dead_letters(
+        self, here: Callable[[str, pa.RecordBatch], None], topic: str, batch: pa.RecordBatch
+    ) -> None:
+        (self.dead_letters or here)(topic, batch)
 
     def _group(self, name: str, *, create: bool = False) -> Group:
         validate_group_name(name)
@@ -123,6 +135,7 @@ class GroupManager:
                     self.names.release(name, KIND_ODRADEK)
                     raise
             group = Group(name, self._engine, store, state, self._now)
+            group.write_dead_letters = functools.partial(self._write_dead_letters, group.write_dead_letters)
             group.on_progress = self._progressed
             self._groups[name] = group
             return group

@@ -213,8 +213,7 @@ class Settling(GroupCore):
             try:
                 appended = not job.appended
                 if appended:  # a retry after a failed progress write skips the append
-                    self._engine.create_topic(topic, exist_ok=True)
-                    self._engine.append(topic, dead_letter_batch(job, self.name))
+                    self.write_dead_letters(topic, dead_letter_batch(job, self.name))
                     job.appended = True
                 with self._lock:
                     if appended:

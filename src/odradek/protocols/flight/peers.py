@@ -100,6 +100,25 @@ class Peers:
             raise unavailable(url, exc) from exc
         return results[0].body.to_pybytes() if results else b""
 
+    def append(self, url: str, topic: str, batch: pa.RecordBatch, header: str | None) -> None:
+        """Append ``batch`` to ``topic`` through agent ``url`` (a DoPut), asked with the
+        credentials ``header``; returns once the agent acknowledged it."""
+        headers = [(b"authorization", header.encode())] if header is not None else []
+        options = flight.FlightCallOptions(headers=headers, timeout=limits.cluster_request_timeout_seconds)
+        try:
+            writer, reader = self._client(url).do_put(
+                flight.FlightDescriptor.for_path(topic), batch.schema, options
+            )
+            try:
+                writer.write_batch(batch)
+                writer.done_writing()
+                if reader.read() is None:
+                    raise Unavailable(f"the agent at {url} ended the append to {topic} unanswered; retry")
+            finally:
+                writer.close()
+        except flight.FlightError as exc:
+            raise unavailable(url, exc) from exc
+
     def exchange(
         self, url: str, command: bytes, header: str | None
     ) -> tuple[flight.FlightStreamWriter, flight.FlightStreamReader]:

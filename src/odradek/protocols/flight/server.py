@@ -235,6 +235,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def serve_node(self, node: Node, cell: str = HOME_CELL) -> None:
         """Serve ``node`` from now on as ``cell``'s (a cluster agent that became its owner)."""
+        if self._routed():  # its groups' dead letters go to their topic's cell
+            node.groups.dead_letters = functools.partial(self._write_dead_letters, cell)
         if cell == HOME_CELL:
             self._node = node
         else:
@@ -262,6 +264,28 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def engine_of(self, topic: str, *, place: bool = False) -> Engine:
         return self.node_of(topic, place=place).engine
+
+    def _write_dead_letters(self, cell: str, topic: str, batch: pa.RecordBatch) -> None:
+        """Dead letters of a group of ``cell`` to ``topic`` in the topic's cell: the
+        group's own when the topic is placed nowhere yet (placed and created there),
+        through the agent serving it otherwise (decision 0038). That agent appends for
+        this one only in a cluster without authentication: with it, agents have no
+        credentials of their own to pass (decision 0035), and the dead letters wait
+        (InvalidRequest, retried) until the topic is moved to the group's cell."""
+        assert self.cluster is not None and self._peers is not None
+        target = cell if self.cluster.claim(topic, cell) else self.cluster.cell_of(topic)
+        node = self._cell_node(target)
+        if node is not None:
+            node.engine.create_topic(topic, exist_ok=True)
+            node.engine.append(topic, batch)
+            return
+        if self._authenticator is not None:
+            raise InvalidRequest(
+                f"dead letters of cell {cell} go to topic {topic!r} of cell {target}, and with "
+                "authentication on an agent does not append to another agent's cell for it: move the "
+                f"topic to cell {cell} (odradek topic move --cell {cell})"
+            )
+        self._peers.append(self._owner_url(target), topic, batch, None)
 
     def _served_nodes(self) -> list[Node]:
         return [node for node in (self._node, *self._cells.values()) if node is not None]
@@ -1469,6 +1493,10 @@ class ClusterGate(Protocol):
 
     def place(self, topic: str) -> str:
         """The cell holding ``topic``, placing it in the least loaded cell if it is new."""
+
+    def claim(self, topic: str, cell: str) -> bool:
+        """Place ``topic`` in ``cell`` unless it is placed already: whether it is
+        ``cell``'s now."""
 
     def forget(self, topic: str, cell: str) -> None:
         """Drop ``topic``'s placement in ``cell`` (it was deleted there)."""
