@@ -18,6 +18,11 @@ cell's topics; the Kafka workers' topic lands in the cell of the broker that cre
 ``--kafka-transactions N`` adds N threads running Kafka transactions that write a topic
 in every cell (``chaos.kafka.tx.<n>``), one in five aborted on purpose; the checker
 holds each transaction to all or none of its records.
+``--group-members N`` adds N members of a consumer group reading the keyed appends'
+topics (by the pattern ``chaos.keys.*`` over several cells: decision 0038), each
+subscribing again after a failure; after the run they read until they got every record
+read back, and the checker wants every record delivered at least once, none that is
+not the log's, and none again after an ack settled it (odradek/chaos/group_workload.py).
 
 The store is moto's S3 server by default. moto is Python: on a small machine the CPU
 it takes to answer a takeover's fences, listings and downloads is a large part of what
@@ -28,7 +33,7 @@ which answers as a nearby object store's gateway would.
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
         [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--kafka-transactions 0]
-        [--cells 1]
+        [--cells 1] [--group-members 0]
         [--store moto|seaweedfs]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
@@ -50,6 +55,7 @@ from pathlib import Path
 
 from odradek.chaos.cluster import ChaosSettings, report_text, run
 from odradek.chaos.faults import FaultKind
+from odradek.chaos.group_workload import GroupSettings
 from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.processes import HarnessError
 from odradek.chaos.stores import SERVERS
@@ -105,6 +111,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="Kafka-door threads running transactions over a topic in every cell (default 0)",
     )
     parser.add_argument(
+        "--group-members",
+        type=int,
+        default=0,
+        help="members of a consumer group reading the keyed topics, by pattern over cells (default 0)",
+    )
+    parser.add_argument(
         "--cells",
         type=int,
         default=1,
@@ -141,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             steady_seconds=(min(0.5, args.steady), args.steady),
             cells=args.cells,
             store_server=args.store,
+            group=GroupSettings(members=args.group_members),
         )
     except (ValueError, InvalidRequest) as exc:
         print(f"chaos: {exc}", file=sys.stderr)

@@ -6,14 +6,17 @@ the fault proxy and 3 agents (``odradek serve --etcd --cells 3``, a Kafka door p
 cell: decision 0033), four workers appending through ``odradek.connect`` to topics in
 every cell (keyed appends, ``expect=`` races, idempotent retries; a client per topic),
 one producing through the Kafka doors (an idempotent librdkafka producer) and one
-running Kafka transactions that write a topic in each cell (decision 0037), and one
+running Kafka transactions that write a topic in each cell (decision 0037), two
+members of a consumer group subscribing to the keyed topics of every cell by pattern
+(decision 0038: each subscribing again after a failure), and one
 fault of each main kind in turn: the agent serving a cell drawn at random killed (kill
 -9, restarted on an empty data directory), paused past its lease (SIGSTOP, then
 SIGCONT: a zombie) and stopped (SIGTERM: a handover); the etcd leader killed; the store
 refusing requests (503s). After each the faulted cell's topics take appends again and
 the cluster becomes whole (every cell served by one agent every agent names, the cells
 spread evenly again); at the end the whole history, checked against every topic read
-back, has no anomaly (a transaction's records are all there or none). Method:
+back, has no anomaly (a transaction's records are all there or none; the group got
+every keyed record, none that is not the log's, none again after its ack). Method:
 ``odradek.chaos.cluster.run`` with ``cells=3``, a fixed seed and schedule, a 2 s
 lease; every wait is a condition with a generous deadline (the recovery times are
 reported, not judged). ``scripts/chaos.py --cells 3`` runs the long version.
@@ -29,6 +32,7 @@ from short_runs import run_clean, skip_without_cluster_mode
 
 from odradek.chaos.cluster import ChaosSettings
 from odradek.chaos.faults import OWNER_FAULTS, FaultKind
+from odradek.chaos.group_workload import GroupSettings
 from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.workload import WorkloadSettings
 
@@ -55,6 +59,7 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
         steady_seconds=(0.3, 0.8),
         cells=len(CELLS),
         empty_restart_probability=1.0,
+        group=GroupSettings(members=2),
     )
     report, text = run_clean(settings, tmp_path / "chaos")
     assert report["cells"] == len(CELLS) and set(report["doors"]) == {"native", "kafka"}, text
@@ -74,6 +79,10 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
     worked = Counter(cell for topic, cell in placements.items() if records[topic] and "probe" not in topic)
     probed = Counter(cell for topic, cell in placements.items() if records[topic] and "probe" in topic)
     assert set(worked) == set(CELLS) and set(probed) == set(CELLS), placements
+    # The consumer group (by pattern, a member in every cell) got every keyed record.
+    group = report["harness"]["group"]
+    assert group["records"] > 0 and group["delivered"] == group["records"], group
+    assert all(member["subscriptions"] >= 1 for member in group["members"].values()), group
     # Each owner fault hit the agent serving the cell it was drawn for.
     for cycle in report["cycles_detail"]:
         if FaultKind(cycle["fault"]) in OWNER_FAULTS:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import random
 import time
@@ -68,6 +69,16 @@ from odradek.chaos.agents import Agent, AgentSettings
 from odradek.chaos.checker import check, door_lines
 from odradek.chaos.etcd import EtcdServers, etcd_cluster
 from odradek.chaos.faults import OWNER_FAULTS, Fault, FaultKind, FaultRotator, FaultSettings
+from odradek.chaos.group_workload import (
+    GroupLedger,
+    GroupSettings,
+    GroupWorker,
+    check_group,
+    drain,
+    group_pattern,
+    group_topics,
+    wanted_records,
+)
 from odradek.chaos.history import History, Kind, Outcome
 from odradek.chaos.kafka_workload import (
     KAFKA_TOPICS,
@@ -111,6 +122,8 @@ class ChaosSettings:
     cluster: str = "chaos"
     workload: WorkloadSettings = dataclasses.field(default_factory=WorkloadSettings)
     kafka: KafkaSettings = dataclasses.field(default_factory=KafkaSettings)
+    # Members of a consumer group reading the keyed topics (by pattern over cells).
+    group: GroupSettings = dataclasses.field(default_factory=GroupSettings)
     kinds: tuple[FaultKind, ...] = tuple(FaultKind)
     schedule: tuple[FaultKind, ...] = ()  # the first faults, in order; then drawn from kinds
     steady_seconds: tuple[float, float] = (1.0, 3.0)
@@ -497,6 +510,18 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             for number in range(settings.kafka.transactional)
         ]
         workers += transactional_workers
+        ledger = GroupLedger()
+        agent_urls = cluster.urls()  # member n subscribes through agent n first
+        group_workers = [
+            GroupWorker(
+                number,
+                ledger,
+                functools.partial(connect, ",".join(agent_urls[number:] + agent_urls[:number])),
+                group_pattern(settings.cells),
+                settings.seed,
+            )
+            for number in range(settings.group.members)
+        ]
         prober = Prober(history, cluster.urls, connect)
         rotator = FaultRotator(
             cluster,
@@ -509,7 +534,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             ),
             cells=cluster.cells,
         )
-        for worker in workers:
+        for worker in [*workers, *group_workers]:
             worker.start()
         try:
             for number in range(1, settings.cycles + 1):
@@ -542,19 +567,41 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                 }
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
-        table = history.table()
-        harness["acknowledged_after_seconds"] = _acknowledged_after(table)
-        history.write(workdir / "history.jsonl")
-        progress("reading every topic back")
+        group_checked: tuple[dict[str, int], dict[str, list[Any]], dict[str, Any]] | None = None
         try:
-            with connect(cluster.url) as reader:
-                logs, bounds = read_back(reader, topics)
-        except OdradekError as exc:
-            raise HarnessError(
-                f"the topics could not be read back ({exc}); the history is in {workdir / 'history.jsonl'}"
-            ) from exc
-    checked = check(table, logs, bounds=bounds)
-    report = _report(settings, cycles, checked.to_json(), harness, time.monotonic() - started)
+            table = history.table()
+            harness["acknowledged_after_seconds"] = _acknowledged_after(table)
+            history.write(workdir / "history.jsonl")
+            progress("reading every topic back")
+            try:
+                with connect(cluster.url) as reader:
+                    logs, bounds = read_back(reader, topics)
+            except OdradekError as exc:
+                raise HarnessError(
+                    f"the topics could not be read back ({exc}); "
+                    f"the history is in {workdir / 'history.jsonl'}"
+                ) from exc
+            if group_workers:
+                wanted = wanted_records(logs, group_topics(settings.cells))
+                progress(f"the group's {len(group_workers)} members reading up to {len(wanted)} records")
+                drained = drain(group_workers, ledger, set(wanted), settings.group.drain_seconds)
+                harness["group_workers_stuck"] = _join(group_workers)
+                harness["worker_errors"] += [
+                    f"{w.name}: {type(w.error).__name__}: {w.error}" for w in group_workers if w.error
+                ]
+                group_checked = check_group(ledger, wanted)
+                harness["group"] = {
+                    **group_checked[2],
+                    "members": {worker.name: worker.figures() for worker in group_workers},
+                    "drain_seconds": round(drained, 1),
+                }
+        finally:
+            _stop(group_workers)
+    checked = check(table, logs, bounds=bounds).to_json()
+    if group_checked is not None:
+        checked["anomalies"].update(group_checked[0])
+        checked["examples"].update(group_checked[1])
+    report = _report(settings, cycles, checked, harness, time.monotonic() - started)
     (workdir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
@@ -603,7 +650,12 @@ def _cycle(
     return cycle
 
 
-def _join(workers: Sequence[Worker | KafkaWorker | TransactionalKafkaWorker]) -> int:
+def _stop(workers: Sequence[GroupWorker]) -> None:
+    for worker in workers:
+        worker.stop.set()
+
+
+def _join(workers: Sequence[Worker | KafkaWorker | TransactionalKafkaWorker | GroupWorker]) -> int:
     deadline = time.monotonic() + WORKERS_STOP_SECONDS_MAX
     for worker in workers:
         worker.thread.join(max(deadline - time.monotonic(), 0.0))
@@ -697,7 +749,10 @@ def _report(
         "examples": checked["examples"],
         "cycle_errors": errors,
         "harness": harness,
-        "valid": anomalies == 0 and not errors and not harness.get("workers_stuck"),
+        "valid": anomalies == 0
+        and not errors
+        and not harness.get("workers_stuck")
+        and not harness.get("group_workers_stuck"),
         "cycles_detail": [cycle.to_json() for cycle in cycles],
     }
 
@@ -743,6 +798,16 @@ def report_text(report: dict[str, Any]) -> str:
             f"kafka transactional worker {name}: {figures['committed']} committed, "
             f"{figures['aborted']} aborted, {figures['unknown']} unknown; {figures['producers']} producers, "
             f"{figures['client_errors']} client errors"
+        )
+    group = report["harness"].get("group")
+    if group is not None:
+        members = group["members"]
+        lines.append(
+            f"consumer group: {len(members)} members, {group['records']} records, {group['delivered']} "
+            f"delivered ({group['deliveries']} deliveries, {group['redeliveries']} again), "
+            f"{group['acknowledged']} acknowledged, "
+            f"{sum(m['subscriptions'] for m in members.values())} subscriptions, "
+            f"last records read in {group['drain_seconds']:g} s"
         )
     if report["anomaly_count"]:
         lines.append(f"ANOMALIES: {report['anomaly_count']}")
