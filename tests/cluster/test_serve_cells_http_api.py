@@ -159,3 +159,32 @@ def test_any_door_answers_for_every_cell(agents: list[RegistryCellAgent]) -> Non
         "live-0",
         "live-1",
     ]
+
+
+def test_a_group_of_every_cell_is_described_and_deleted_once_through_any_door(
+    agents: list[RegistryCellAgent],
+) -> None:
+    """Decision 0038: a group subscribing to a pattern through the Flight door is in
+    every cell; the HTTP API describes it once (every cell's topics, the member once)
+    and deletes it from every cell, or (while it has members) from none."""
+    one_cell_each(agents, ["_cell", "_cell.1", "_cell.2"])
+    with odradek.connect(",".join(agent.url for agent in agents)) as client:
+        for index in range(3):
+            client.create_topic(f"jobs.{index}")  # one in each cell
+            client.append(f"jobs.{index}", [{"key": "k", "value": f"job {index}"}])
+        consumer = client.subscribe("jobs.*", group="spread")
+        got: list[Any] = []
+        wait_for(lambda: bool(got.extend(consumer.poll(10, timeout=1))) or len(got) >= 3, "3 deliveries")
+        assert consumer.ack(got).ok
+        for agent in agents:
+            status, info = _http(f"{agent.registry_url}/v1/groups/spread")
+            assert status == 200, info
+            assert sorted(topic["topic"] for topic in info["topics"]) == ["jobs.0", "jobs.1", "jobs.2"]
+            assert [member["member"] for member in info["members"]] == [consumer.member_id]
+            assert sum(topic["committed"] for topic in info["topics"]) == 3
+        status, refused = _http(f"{agents[1].registry_url}/v1/groups/spread", "DELETE")
+        assert status == 400 and "member" in refused["message"], refused
+        consumer.close()
+        status, deleted = _http(f"{agents[2].registry_url}/v1/groups/spread", "DELETE")
+        assert (status, deleted) == (200, {"deleted": "spread"})
+        assert client.list_groups() == []

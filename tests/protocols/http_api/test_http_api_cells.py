@@ -43,7 +43,7 @@ from odradek.protocols.http_api.cells import (
     WILDCARD_JOIN,
     WILDCARD_TAIL,
     ApiRoute,
-    group_cell,
+    group_cells,
     merge,
     route,
 )
@@ -137,14 +137,16 @@ def test_listings_merge_into_one_cells_shape() -> None:
         merge(GROUPS, [[]])
 
 
-def test_a_group_goes_to_the_first_cell_listing_it() -> None:
+def test_a_group_is_found_in_every_cell_listing_it() -> None:
     listings = {
-        "c0": {"groups": [{"group": "x"}]},
-        "c1": {"groups": [{"group": "g"}]},
-        "c2": {"groups": [{"group": "g"}]},
+        "c0": {"groups": [{"group": "x", "members": 1}]},
+        "c1": {"groups": [{"group": "g", "members": 2}]},
+        "c2": {"groups": [{"group": "g"}, "not an entry"]},
     }
-    assert group_cell("g", ["c0", "c1", "c2"], listings.__getitem__) == "c1"
-    assert group_cell("none", ["c0", "c1", "c2"], listings.__getitem__) == "c0"
+    cells = ["c0", "c1", "c2"]
+    assert group_cells("g", cells, listings.__getitem__) == {"c1": 2, "c2": 0}
+    assert group_cells("g", cells, listings.__getitem__, first=True) == {"c1": 2}
+    assert group_cells("none", cells, listings.__getitem__) == {}
 
 
 class Catalog:

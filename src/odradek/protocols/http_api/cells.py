@@ -18,6 +18,8 @@ forward as the registry's, with the client's credentials and ``X-Odradek-Cell``)
   door serves it: decision 0038);
 * other ``/v1/groups/{g}/...`` routes: the first cell, in cell order, whose group
   listing has ``g`` (the home cell when none has: it answers 404, as one node does);
+  ``GET`` and ``DELETE /v1/groups/{g}`` of a group several cells list (one subscribing
+  to a pattern, decision 0038): every such cell, the answers merged;
 * ``/openapi.json``, the console's static assets, ``/v1/console/cluster`` and any path
   the API does not know: answered here (the home cell's answer is the same everywhere).
 
@@ -195,14 +197,20 @@ def _union(documents: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
     return dict(sorted(union.items()))
 
 
-def group_cell(group: str, cells: Sequence[str], listing: Callable[[str], Any]) -> str:
-    """The first of ``cells`` whose group listing (``listing(cell)``, a GET /v1/groups
-    document) has ``group``; the first cell (the home cell) when none has."""
+def group_cells(
+    group: str, cells: Sequence[str], listing: Callable[[str], Any], *, first: bool = False
+) -> dict[str, int]:
+    """The cells whose group listing has ``group`` (a group subscribing to a pattern
+    through the Flight door is in every cell: decision 0038), in cell order, each with
+    the members it counts; only the first such with ``first``."""
+    found: dict[str, int] = {}
     for cell in cells:
         document = listing(cell)
         entries = document.get("groups") if isinstance(document, dict) else None
-        if isinstance(entries, list) and any(
-            isinstance(entry, dict) and entry.get("group") == group for entry in entries
-        ):
-            return cell
-    return cells[0]
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("group") == group:
+                members = entry.get("members")
+                found[cell] = members if isinstance(members, int) else 0
+                if first:
+                    return found
+    return found

@@ -38,6 +38,7 @@ from odradek.budget import ByteBudget
 from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
 from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
+from odradek.groups.info import GroupInfo, merge_infos
 from odradek.names import TENANT_ROOT
 from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServer, BoundedRequestHandler
@@ -340,7 +341,12 @@ class _RegistryHandler(BoundedRequestHandler):
                 targets = names
             elif where.kind == api_cells.GROUP:
                 assert where.group is not None
-                targets = [api_cells.group_cell(where.group, names, self._group_listing)]
+                # GET or DELETE /v1/groups/{group}: every cell holding it; else the first.
+                whole = path.rstrip("/").count("/") == 3 and self.command in ("GET", "DELETE")
+                holding = api_cells.group_cells(where.group, names, self._group_listing, first=not whole)
+                if len(holding) > 1:
+                    return self._group_of_cells(holding, path, query, body)
+                targets = [next(iter(holding), names[0])]
             elif where.topic is not None:
                 targets = [cells.cluster.cell_of(where.topic)]
             else:
@@ -368,6 +374,33 @@ class _RegistryHandler(BoundedRequestHandler):
         except ValueError as exc:
             return ApiResponse(502, error_body("error", str(exc)))
         return ApiResponse.of(merged)
+
+    def _group_of_cells(
+        self, holding: dict[str, int], path: str, query: dict[str, str], body: bytes
+    ) -> ApiResponse:
+        """A group in several cells (subscribing to a pattern, decision 0038): its
+        description merged from every cell's, or its deletion in every cell; while it
+        has members, a cell that counts them refuses the deletion as one node would,
+        and no cell is changed."""
+        busy = [cell for cell, members in holding.items() if members]
+        if self.command == "DELETE" and busy:
+            answer = self._cell_api_answer(busy[0], self.command, path, query, body)
+            assert isinstance(answer, ApiResponse)
+            return answer
+        answers = []
+        for cell in holding:
+            answer = self._cell_api_answer(cell, self.command, path, query, body)
+            assert isinstance(answer, ApiResponse)
+            if answer.status >= 400:
+                return answer  # the first refusal is the answer
+            answers.append(answer)
+        if self.command == "DELETE":
+            return answers[0]
+        try:
+            merged = merge_infos([GroupInfo.from_json(answer.document()) for answer in answers])
+        except (ValueError, KeyError, TypeError) as exc:
+            return ApiResponse(502, error_body("error", f"a cell answered an unreadable group: {exc}"))
+        return ApiResponse.of(merged.to_json())
 
     def _cell_api_answer(
         self,
