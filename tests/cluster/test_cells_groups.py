@@ -205,3 +205,22 @@ def test_a_pattern_groups_dead_letters_of_every_cell_go_to_the_one_topic(cluster
     assert sorted(row["value"] for row in letters) == sorted(d.value for d in held)
     assert "dlq.pg" in client.list_topics() and client.list_topics().count("dlq.pg") == 1
     consumer.close()
+
+
+def test_append_many_through_an_agent_that_redirects_writes_every_batch_once(cluster: Cluster) -> None:
+    """A defect found measuring pattern subscriptions: ``append_many`` given a
+    generator, through an agent that did not serve the topic's cell, followed the
+    redirect and called again with what was left of the generator: the batches sent to
+    the first agent (refused there) were never written, and the call did not fail."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    client.create_topic("many")
+    serving = owners[cluster.agents[0].agent.cell_of("many")]
+    elsewhere = next(a for a in cluster.agents if a.agent.settings.agent_id != serving)
+    other = odradek.connect(",".join([elsewhere.url, *(a.url for a in cluster.agents if a is not elsewhere)]))
+    batches = ([{"key": f"k{n}", "value": f"{b}/{n}"} for n in range(100)] for b in range(5))
+    results = other.append_many("many", batches, window=4)
+    assert [result.count for result in results] == [100] * 5
+    assert client.describe_topic("many").next_offset == 500
+    values = [v.decode() for batch in client.read("many", wait=0) for v in batch.column("value").to_pylist()]
+    assert values == [f"{b}/{n}" for b in range(5) for n in range(100)]

@@ -13,6 +13,7 @@ concurrent calls.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -498,21 +499,38 @@ class RemoteClient(api.Client):
             self._puts.give_back(stream, reusable=answered)
         return messages.decode_append_result(answer.to_pybytes())
 
-    @_failover(False)
     def append_many(
         self, topic: str, batches: Iterable[Records], *, window: int = defaults.append_window
     ) -> list[AppendResult]:
         # One DoPut stream: up to ``window`` batches travel ahead of the oldest one's
         # result, so the server prepares the next batches while the last ones sync. If
-        # one is refused, the error is raised once the results before it are in.
+        # one is refused, the error is raised once the results before it are in. A
+        # redirect (the agent does not serve the topic, or gave it up mid-stream) sends
+        # the batches not yet acknowledged, and then the rest, to the agent named.
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise InvalidRequest(f"window must be an int >= 1, got {window!r}")
-        stream = self._puts.open(_check_str(topic, "topic"), min(window, limits.append_window_max))
+        source = _Unacknowledged(batches)
+        results: list[AppendResult] = []
+        window = min(window, limits.append_window_max)
+        self._append_stream(_check_str(topic, "topic"), source, window, results)
+        return results
+
+    @_failover(False)
+    def _append_stream(
+        self, topic: str, source: _Unacknowledged, window: int, results: list[AppendResult]
+    ) -> None:
+        """``source``'s batches on one DoPut stream, each result added to ``results``
+        as it comes (and its batch let go by ``source``)."""
+        stream = self._puts.open(topic, window)
+
+        def acknowledged(answer: bytes) -> None:
+            results.append(messages.decode_append_result(answer))
+            source.acknowledged()
+
         try:
-            answers = _PutPipeline(stream, window, self.url).run(batches)
+            _PutPipeline(stream, window, self.url).run(source, acknowledged)
         finally:
             stream.close()
-        return [messages.decode_append_result(answer) for answer in answers]
 
     @_failover(True)
     def read(
@@ -900,6 +918,25 @@ class _PutStreams:
         self._close_idle(float("inf"))
 
 
+class _Unacknowledged:
+    """The batches of one ``append_many``, kept from when they are taken until their
+    result came: iterating again (on the agent a redirect named) gives the batches not
+    acknowledged yet, then the rest of the caller's iterable, which is read once."""
+
+    def __init__(self, batches: Iterable[Records]) -> None:
+        self._rest = iter(batches)
+        self._held: collections.deque[Records] = collections.deque()  # at most the window
+
+    def __iter__(self) -> Iterator[Records]:
+        yield from list(self._held)
+        for records in self._rest:
+            self._held.append(records)
+            yield records
+
+    def acknowledged(self) -> None:
+        self._held.popleft()
+
+
 class _PutPipeline:
     """The batches of one ``append_many`` on a DoPut stream of its own.
 
@@ -917,11 +954,15 @@ class _PutPipeline:
         self._window = window
         self._permits = threading.Semaphore(window)
         self._sent: queue.SimpleQueue[bool] = queue.SimpleQueue()  # one token per batch written
-        self._answers: list[bytes] = []
+        self._answered = 0
+        self._acknowledged: Callable[[bytes], None] = lambda answer: None
         self._ended = threading.Event()  # the server ended the stream (an error is in its close)
         self._read_error: BaseException | None = None
 
-    def run(self, batches: Iterable[Records]) -> list[bytes]:
+    def run(self, batches: Iterable[Records], acknowledged: Callable[[bytes], None]) -> None:
+        """Write ``batches``; ``acknowledged(answer)`` is called with each result, in
+        order, as it comes (on the reader's thread)."""
+        self._acknowledged = acknowledged
         reader = threading.Thread(target=self._read_results, name="odradek-append-results", daemon=True)
         reader.start()
         written = 0
@@ -952,13 +993,12 @@ class _PutPipeline:
                 self._stream.writer.close()
             raise self._read_error or Unavailable(
                 f"{self._url} ended the append stream without an answer; batches after "
-                f"the {len(self._answers)} answered may not be written"
+                f"the {self._answered} answered may not be written"
             )
-        if len(self._answers) != written:  # cannot happen: the reader read one per batch
-            raise OdradekError(f"{self._url} answered {len(self._answers)} of {written} appends")
+        if self._answered != written:  # cannot happen: the reader read one per batch
+            raise OdradekError(f"{self._url} answered {self._answered} of {written} appends")
         if refused_here is not None:
             raise refused_here
-        return self._answers
 
     def _read_results(self) -> None:
         try:
@@ -968,7 +1008,8 @@ class _PutPipeline:
                 if answer is None:
                     self._ended.set()
                     return
-                self._answers.append(answer.to_pybytes())
+                self._acknowledged(answer.to_pybytes())
+                self._answered += 1
                 self._permits.release()
         except OdradekError as exc:
             self._read_error = exc
@@ -1138,6 +1179,7 @@ def _watch_owner(client_ref: weakref.ReferenceType[RemoteClient]) -> None:
 _TOPIC_CALLS = frozenset(
     {
         "create_topic",
+        "_append_stream",
         "set_schema",
         "get_schema",
         "schema_versions",
