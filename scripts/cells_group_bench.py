@@ -47,7 +47,6 @@ from typing import Any
 import odradek
 from odradek.chaos.cluster import ChaosCluster, ChaosSettings
 from odradek.chaos.stores import SERVERS
-from odradek.chaos.workload import create_topics
 
 TOPICS = [f"bench.g.{index}" for index in range(3)]
 PATTERN = "bench.g.*"
@@ -70,23 +69,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.records < 1 or args.burst < 1 or not args.rate > 0:
         parser.error("--records and --burst are at least 1, --rate is above 0")
     return args
-
-
-def one_per_cell(cluster: ChaosCluster, names: list[str]) -> dict[str, str]:
-    """Create ``names`` and see that each is in a cell of its own: a new topic goes to
-    the least loaded cell as the agent asked saw it, so two created at once may share
-    one; a topic is then moved to the cell that has none (as `odradek topic move` does)."""
-    cells = list(cluster.cells)
-    with odradek.connect(cluster.url) as admin:
-        create_topics(admin, names)
-        placed = {name: cluster.placements()[name] for name in names}
-        for missing in [cell for cell in cells if cell not in placed.values()]:
-            shared = next(name for name in names if list(placed.values()).count(placed[name]) > 1)
-            admin._move_topic(shared, cell=missing)
-            placed[shared] = missing
-    if sorted(cluster.placements()[name] for name in names) != sorted(cells):
-        raise RuntimeError(f"the topics are not one per cell: {cluster.placements()}")
-    return placed
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -202,7 +184,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="odradek-cells-group-") as scratch:
         print(f"starting 3 etcd members, {args.store} and 3 agents with --cells 3", file=sys.stderr)
         with ChaosCluster(Path(scratch), settings) as cluster:
-            placed = one_per_cell(cluster, TOPICS)
+            placed = cluster.one_topic_per_cell(TOPICS)
             home = cluster.owner(cluster.cells[0])
             if home is None:
                 raise RuntimeError(f"no agent serves the home cell: {cluster.statuses()}")

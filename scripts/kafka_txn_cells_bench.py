@@ -33,10 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import odradek
 from odradek.chaos.cluster import ChaosCluster, ChaosSettings
 from odradek.chaos.stores import SERVERS
-from odradek.chaos.workload import create_topics
 
 VALUE = b"v" * 100
 WARM_TRANSACTIONS = 3
@@ -53,23 +51,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.transactions < 1 or args.transaction_records < 1 or args.rounds < 1:
         parser.error("--transactions, --transaction-records and --rounds are at least 1")
     return args
-
-
-def one_per_cell(cluster: ChaosCluster, names: list[str]) -> dict[str, str]:
-    """Create ``names`` and see that each is in a cell of its own: a new topic goes to
-    the least loaded cell as the agent asked saw it, so two created at once may share
-    one; a topic is then moved to the cell that has none (as `odradek topic move` does)."""
-    cells = ["_cell", "_cell.1", "_cell.2"]
-    with odradek.connect(cluster.url) as admin:
-        create_topics(admin, names)
-        placed = {name: cluster.placements()[name] for name in names}
-        for missing in [cell for cell in cells if cell not in placed.values()]:
-            shared = next(name for name in names if list(placed.values()).count(placed[name]) > 1)
-            admin._move_topic(shared, cell=missing)
-            placed[shared] = missing
-    if sorted(cluster.placements()[name] for name in names) != cells:
-        raise RuntimeError(f"the topics are not one per cell: {cluster.placements()}")
-    return placed
 
 
 def phase(producer: Any, topics: list[str], transactions: int, records: int) -> list[float]:
@@ -98,7 +79,7 @@ def main(argv: list[str]) -> int:
         print(f"starting 3 etcd members, {args.store} and 3 agents with --cells 3", file=sys.stderr)
         with ChaosCluster(Path(scratch), settings) as cluster:
             names = [f"bench.txn-cells.{index}" for index in range(3)]
-            placed = one_per_cell(cluster, names)
+            placed = cluster.one_topic_per_cell(names)
             home = [name for name in names if placed[name] == "_cell"]
             producer = Producer(
                 {"bootstrap.servers": cluster.kafka_bootstrap, "transactional.id": "bench", "linger.ms": 5}

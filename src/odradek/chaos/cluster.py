@@ -294,6 +294,24 @@ class ChaosCluster(StackedHarness):
                 raise HarnessError(f"a placement the harness cannot read: {key!r} = {value!r}") from exc
         return placed
 
+    def one_topic_per_cell(self, names: Sequence[str]) -> dict[str, str]:
+        """Create ``names`` (as many as the cells) and see that each is in a cell of its
+        own: a new topic goes to the least loaded cell as the agent asked saw it, so two
+        created at once may share one; a topic is then moved to the cell that has none
+        (as `odradek topic move` does). Which cell holds each; HarnessError if not one
+        per cell after all (the benches over cells start with it)."""
+        cells = list(self.cells)
+        with connect(self.url) as admin:
+            create_topics(admin, names)
+            placed = {name: self.placements()[name] for name in names}
+            for missing in [cell for cell in cells if cell not in placed.values()]:
+                shared = next(name for name in names if list(placed.values()).count(placed[name]) > 1)
+                admin._move_topic(shared, cell=missing)
+                placed[shared] = missing
+        if sorted(self.placements()[name] for name in names) != sorted(cells):
+            raise HarnessError(f"the topics are not one per cell: {self.placements()}")
+        return placed
+
     def probes_by_cell(self, topics: Sequence[str], probes: Sequence[str]) -> dict[str, str]:
         """For each cell, a probe topic it holds (the first placed there), after checking
         that every topic is placed, every cell holds one of ``probes`` and one of the other
