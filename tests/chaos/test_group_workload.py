@@ -38,7 +38,7 @@ def test_a_history_delivering_everything_once_has_no_anomaly() -> None:
     ledger = GroupLedger()
     got = [Got("t", 0, b"a"), Got("t", 1, b"b"), Got("u", 0, b"c")]
     _delivered(ledger, *got)
-    ledger.acked(got, rejected=set())
+    ledger.acked("g0", got, rejected=set())
     anomalies, examples, figures = check_group(ledger, LOG)
     assert anomalies == {} and examples == {}
     assert figures == {"records": 3, "delivered": 3, "deliveries": 3, "redeliveries": 0, "acknowledged": 3}
@@ -48,7 +48,7 @@ def test_each_anomaly_is_found() -> None:
     ledger = GroupLedger()
     first = [Got("t", 0, b"a"), Got("u", 0, b"not c")]
     _delivered(ledger, *first)
-    ledger.acked(first, rejected=set())
+    ledger.acked("g0", first, rejected=set())
     _delivered(ledger, Got("t", 0, b"a", attempt=2))  # after its ack returned
     anomalies, examples, _ = check_group(ledger, LOG)
     assert anomalies == {"undelivered": 1, "phantom_delivery": 1, "redelivered_after_ack": 1}
@@ -61,11 +61,11 @@ def test_redeliveries_that_at_least_once_allows_are_not_anomalies() -> None:
     ledger = GroupLedger()
     got = [Got("t", 0, b"a"), Got("t", 1, b"b"), Got("u", 0, b"c")]
     _delivered(ledger, *got)
-    ledger.acked(got[:2], rejected={("t", 1)})  # stale: its lease ran out
+    ledger.acked("g0", got[:2], rejected={("t", 1)})  # stale: its lease ran out
     _delivered(ledger, Got("t", 1, b"b", attempt=2))
     # A poll that started before an ack returned may still hand out what it settles.
     early = ledger.now()
-    ledger.acked([Got("u", 0, b"c")], rejected=set())
+    ledger.acked("g0", [Got("u", 0, b"c")], rejected=set())
     ledger.delivered("g1", [Got("u", 0, b"c", attempt=2)], early)
     anomalies, _, figures = check_group(ledger, LOG)
     assert anomalies == {} and figures["deliveries"] == 5 and figures["redeliveries"] == 2

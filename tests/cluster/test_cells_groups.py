@@ -25,7 +25,7 @@ from object_servers import S3Server, unique_prefix
 from test_cells import SETTINGS, _spread
 
 import odradek
-from odradek.errors import InvalidRequest, Unavailable
+from odradek.errors import InvalidRequest, NotOwner, Unavailable
 from odradek.groups import Delivery
 
 TOPICS = [f"orders.{index}" for index in range(6)]
@@ -224,3 +224,34 @@ def test_append_many_through_an_agent_that_redirects_writes_every_batch_once(clu
     assert client.describe_topic("many").next_offset == 500
     values = [v.decode() for batch in client.read("many", wait=0) for v in batch.column("value").to_pylist()]
     assert values == [f"{b}/{n}" for b in range(5) for n in range(100)]
+
+
+def test_an_agent_whose_lease_ran_out_hands_a_member_nothing_more(cluster: Cluster) -> None:
+    """A defect the chaos run's consumer group found: an owner paused past its lease
+    (a zombie) that woke up went on answering its members' polls from the cell it had
+    lost, until it noticed, handing out records its successor had since delivered and
+    settled. A member's polls are now answered only while the agent's lease is safe:
+    the subscription ends with ``NotOwner`` and the member subscribes again. Method: the
+    agent serving the topic's cell stops renewing its lease and is kept from closing
+    the cell (as a woken zombie has not yet), so its door still holds the cell's node."""
+    owners = _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    client.create_topic("zombie")
+    cell = cluster.agents[0].agent.cell_of("zombie")
+    stale = next(a for a in cluster.agents if a.agent.settings.agent_id == owners[cell])
+    client.append("zombie", [{"key": f"k{n}", "value": f"v{n}"} for n in range(4)])
+    consumer = odradek.connect(stale.url).subscribe("zombie", group="z")
+    first = consumer.poll(1, timeout=5)
+    assert len(first) == 1 and consumer.ack(first).ok
+    stop_owning = stale.role.stop_owning
+    stale.role.stop_owning = lambda graceful, cell="_cell": None  # type: ignore[method-assign]
+    try:
+        loop, lease = stale.agent._loop, stale.agent._cluster
+        assert loop is not None and lease is not None
+        loop.call_soon_threadsafe(lease.stop_keepalive)
+        wait_for(lambda: not stale.agent.is_owner(cell), "the agent's lease no longer safe")
+        assert stale.flight._cell_node(cell) is not None  # the door still has the cell's node
+        with pytest.raises(NotOwner):
+            consumer.poll(10, timeout=1)
+    finally:
+        stale.role.stop_owning = stop_owning  # type: ignore[method-assign]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import itertools
 import random
 import threading
@@ -73,6 +74,7 @@ class GroupLedger:
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
         self.acked_at: dict[Ref, int] = {}  # when an ack settling the record returned
+        self.acked_by: dict[Ref, tuple[str, str]] = {}  # which member, at what time (UTC)
         self.values: dict[Ref, bytes] = {}  # the value first delivered
         self.deliveries = 0
         self.after_ack: list[dict[str, Any]] = []
@@ -92,17 +94,28 @@ class GroupLedger:
                     self.mismatched.append({"topic": ref[0], "offset": ref[1], "member": member})
                 acked = self.acked_at.get(ref)
                 if acked is not None and poll_started > acked:
+                    by, at = self.acked_by.get(ref, ("", ""))
                     self.after_ack.append(
-                        {"topic": ref[0], "offset": ref[1], "member": member, "attempt": delivery.attempt}
+                        {
+                            "topic": ref[0],
+                            "offset": ref[1],
+                            "member": member,
+                            "attempt": delivery.attempt,
+                            "acked_by": by,
+                            "acked_at": at,
+                            "delivered_at": _utc(),
+                        }
                     )
 
-    def acked(self, deliveries: Sequence[Any], rejected: set[Ref]) -> None:
+    def acked(self, member: str, deliveries: Sequence[Any], rejected: set[Ref]) -> None:
         with self._lock:
             stamp = next(self._clock)
+            now = _utc()
             for delivery in deliveries:
                 ref = (delivery.topic, delivery.offset)
-                if ref not in rejected:
-                    self.acked_at.setdefault(ref, stamp)
+                if ref not in rejected and ref not in self.acked_at:
+                    self.acked_at[ref] = stamp
+                    self.acked_by[ref] = (member, now)
 
     def seen(self) -> set[Ref]:
         with self._lock:
@@ -128,6 +141,7 @@ class GroupWorker:
         self.stop = threading.Event()
         self.subscriptions = 0
         self.failures: Counter[str] = Counter()
+        self.events: list[str] = []  # when each subscription began and failed (UTC), the first 500
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"chaos-{self.name}", daemon=True)
 
@@ -135,7 +149,7 @@ class GroupWorker:
         self.thread.start()
 
     def figures(self) -> dict[str, Any]:
-        return {"subscriptions": self.subscriptions, "failures": dict(self.failures)}
+        return {"subscriptions": self.subscriptions, "failures": dict(self.failures), "events": self.events}
 
     def _run(self) -> None:
         try:
@@ -143,6 +157,10 @@ class GroupWorker:
                 self._member()
         except Exception as exc:  # noqa: BLE001 - a bug of the worker itself: the harness reports it
             self.error = exc
+
+    def _event(self, what: str) -> None:
+        if len(self.events) < 500:
+            self.events.append(f"{_utc()} {what}")
 
     def _member(self) -> None:
         """One subscription, until it fails or the run ends."""
@@ -152,15 +170,17 @@ class GroupWorker:
             client = self.connect()
             consumer = client.subscribe(self.pattern, group=GROUP, start="earliest")
             self.subscriptions += 1
+            self._event(f"subscribed as {consumer.member_id} through {getattr(client, 'url', '?')}")
             while not self.stop.is_set():
                 started = self.ledger.now()
                 got = consumer.poll(POLL_RECORDS, timeout=POLL_SECONDS)
                 self.ledger.delivered(self.name, got, started)
                 if got:
                     result = consumer.ack(got)
-                    self.ledger.acked(got, {(r.topic, r.offset) for r in result.rejected})
+                    self.ledger.acked(self.name, got, {(r.topic, r.offset) for r in result.rejected})
         except Exception as exc:  # noqa: BLE001 - a fault's doing: subscribe again
             self.failures[type(exc).__name__] += 1
+            self._event(f"{type(exc).__name__}: {str(exc)[:200]}")
             self.stop.wait(RESUBSCRIBE_SECONDS * (1 + self.random.random()))
         finally:
             if consumer is not None:
@@ -169,6 +189,10 @@ class GroupWorker:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
+
+
+def _utc() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def drain(workers: Sequence[GroupWorker], ledger: GroupLedger, wanted: set[Ref], seconds: float) -> float:

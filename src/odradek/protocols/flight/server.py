@@ -1121,8 +1121,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             def stop() -> bool:
                 return self._draining.is_set() or bool(context.is_cancelled())
 
-            member = self._member_of(context, said, request, namespace)
-            Subscription(member, stop, self._draining.is_set, namespace, guard).serve(reader, writer)
+            member, cells = self._member_of(context, said, request, namespace)
+            cluster = self.cluster
+
+            def serving() -> None:  # the member's cells still this agent's (safely: its lease)
+                if cluster is not None:
+                    for cell in cells:
+                        cluster.check_owner(cell)
+
+            Subscription(member, stop, self._draining.is_set, namespace, guard, serving).serve(reader, writer)
 
     def _member_of(
         self,
@@ -1130,27 +1137,31 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         said: group_messages.Subscribe,
         request: group_messages.Subscribe,
         namespace: Namespace,
-    ) -> Member:
+    ) -> tuple[Member, list[str]]:
         """The member a subscription asks for (``said``: as the caller said it;
         ``request``: in the engine's names), joined: in a cluster of several cells, to
         the one topic's cell, to the cell another agent asked for, or (a pattern) to
-        every cell (decision 0038)."""
+        every cell (decision 0038); and the cells whose groups this agent serves it
+        from (none on a single node)."""
         if not self._routed():
-            return membership(self.node.groups, request)
+            return membership(self.node.groups, request), [HOME_CELL] if self.cluster is not None else []
         if request.cell is not None:  # a part another agent asked for
-            return membership(self._served_node(request.cell).groups, request)
+            return membership(self._served_node(request.cell).groups, request), [request.cell]
         if not is_pattern(request.pattern):
-            return membership(self.node_of(request.pattern).groups, request)
+            cell = self.cluster.cell_of(request.pattern) if self.cluster is not None else HOME_CELL
+            return membership(self.node_of(request.pattern).groups, request), [cell]
         assert self.cluster is not None and self._peers is not None
         header = self._forwardable_header(context, "a group subscribing to a pattern over several cells")
         cells = cell_names(self.cluster.cell_count())
         member_id = CellsMember.new_member_id()
         parts: list[Part] = []
+        local: list[str] = []
         try:
             for cell in cells:
                 node = self._cell_node(cell)
                 if node is not None:
                     parts.append(membership(node.groups, dataclasses.replace(request, member=member_id)))
+                    local.append(cell)
                     continue
                 url = self._owner_url(cell)
                 command = group_messages.encode_subscribe(
@@ -1166,7 +1177,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         index = {cell: position for position, cell in enumerate(cells)}
         cluster = self.cluster
         options = GroupOptions.build(request.group, request.pattern, **request.options)
-        return CellsMember(request.group, parts, lambda topic: index[cluster.cell_of(topic)], options)
+        member = CellsMember(request.group, parts, lambda topic: index[cluster.cell_of(topic)], options)
+        return member, local
 
     # -- discovery: topics as flights ---------------------------------------------------------
 

@@ -31,7 +31,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek.errors import ClosedError, OdradekError, Unavailable
+from odradek.errors import ClosedError, NotOwner, OdradekError, Unavailable
 from odradek.groups import AckResult, DeliveryBatch, GroupManager, GroupOptions
 from odradek.groups.delivery import Settleable
 from odradek.groups.membership import Membership
@@ -74,16 +74,22 @@ class Subscription:
         draining: Callable[[], bool] = lambda: False,
         namespace: Namespace = RAW,
         guard: StreamGuard | None = None,
+        serving: Callable[[], None] = lambda: None,
     ) -> None:
         """``member``: joined already (in the engine's names), left when the stream
         ends; ``stop``: the call should end (the server drains, or the client cancelled);
         ``draining``: the server drains (a clean end for the member); ``namespace`` is
         the caller's (security/tenants.py): answers name topics as it says them;
         ``guard``: the principal checked again before each request and while a poll
-        waits (security/revalidation.py)."""
+        waits (security/revalidation.py); ``serving``: raises NotOwner once this agent
+        may no longer serve the member's cells (a cluster agent whose lease's safe
+        window closed: a paused owner that woke up), checked before each request and
+        before a poll's deliveries go out, so that a replaced owner hands out nothing
+        its successor may have settled since; the stream then ends with it."""
         self._guard = guard
         self._namespace = namespace
         self._member = member
+        self._serving = serving
         self._stop = stop
         self._draining = draining
 
@@ -114,6 +120,7 @@ class Subscription:
                     return  # the client cancelled the call
                 metadata = chunk.app_metadata
                 raw = metadata.to_pybytes() if metadata is not None else b""
+                self._serving()  # NotOwner: the stream ends
                 try:
                     request = wire.decode_request(raw)
                     if isinstance(request, wire.Leave):
@@ -122,7 +129,7 @@ class Subscription:
                         writer.write_metadata(pa.py_buffer(wire.encode_left(member.member_id)))
                         return
                     self._answer(request, chunk.data, writer)
-                except (Unavailable, ClosedError):
+                except (Unavailable, ClosedError, NotOwner):
                     raise
                 except OdradekError as exc:
                     if self._guard is not None and exc is self._guard.failure:
@@ -142,6 +149,7 @@ class Subscription:
         namespace = self._namespace
         if isinstance(request, wire.Poll):
             batches = self._poll(request)
+            self._serving()  # not handed out by an agent replaced while the poll waited
             for batch in batches:
                 header = wire.encode_delivery_header(
                     dataclasses.replace(batch, topic=namespace.local(batch.topic))
