@@ -76,7 +76,7 @@ class RemoteConsumer:
             batches: list[DeliveryBatch] = []
             while True:
                 chunk = self._next_chunk()
-                metadata = _metadata_of(chunk)
+                metadata = wire.metadata_of(chunk)
                 if chunk.data is not None:
                     try:
                         batches.append(wire.decode_delivery(metadata, chunk.data))
@@ -140,7 +140,7 @@ class RemoteConsumer:
                     self._writer.write_metadata(pa.py_buffer(request))
                 else:
                     self._writer.write_with_metadata(refs, pa.py_buffer(request))
-            return wire.decode_settled(self._reply(_metadata_of(self._next_chunk())))
+            return wire.decode_settled(self._reply(wire.metadata_of(self._next_chunk())))
 
     def _send(self, request: bytes) -> None:
         with _errors(self._client.url):
@@ -158,7 +158,7 @@ class RemoteConsumer:
             raise
 
     def _next_metadata(self) -> bytes:
-        return _metadata_of(self._next_chunk())
+        return wire.metadata_of(self._next_chunk())
 
     def _reply(self, metadata: bytes) -> dict[str, Any]:
         return wire.decode_reply(metadata)
@@ -175,8 +175,3 @@ class RemoteConsumer:
     def _check_open(self) -> None:
         if self.closed:
             raise ClosedError(f"the consumer of group {self.group!r} is closed")
-
-
-def _metadata_of(chunk: flight.FlightStreamChunk) -> bytes:
-    metadata = chunk.app_metadata
-    return metadata.to_pybytes() if metadata is not None else b""

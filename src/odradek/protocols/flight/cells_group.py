@@ -92,7 +92,7 @@ class PeerMember:
         self._writer, self._reader = self._failing(open_stream)
         try:
             self._writer.begin(wire.REFS_SCHEMA)
-            self.member_id, _ = wire.decode_joined(self._metadata(self._next()))
+            self.member_id, _ = wire.decode_joined(wire.metadata_of(self._next()))
         except BaseException:
             self.abort()
             raise
@@ -103,7 +103,7 @@ class PeerMember:
         batches: list[DeliveryBatch] = []
         while True:
             chunk = self._next()
-            metadata = self._metadata(chunk)
+            metadata = wire.metadata_of(chunk)
             if chunk.data is not None:
                 batch = wire.decode_delivery(metadata, chunk.data)
                 batches.append(dataclasses.replace(batch, topic=self._namespace.topic(batch.topic)))
@@ -154,7 +154,7 @@ class PeerMember:
             self._send(request)
         else:
             self._failing(lambda: self._writer.write_with_metadata(refs, pa.py_buffer(request)))
-        result = wire.decode_settled(wire.decode_reply(self._metadata(self._next())))
+        result = wire.decode_settled(wire.decode_reply(wire.metadata_of(self._next())))
         topic = self._namespace.topic
         return AckResult(
             result.settled,
@@ -177,11 +177,6 @@ class PeerMember:
             return call()
         except flight.FlightError as exc:
             raise unavailable(self._url, exc) from exc
-
-    @staticmethod
-    def _metadata(chunk: flight.FlightStreamChunk) -> bytes:
-        metadata = chunk.app_metadata
-        return metadata.to_pybytes() if metadata is not None else b""
 
 
 def _refs(deliveries: Settleable) -> list[Any]:
@@ -255,7 +250,9 @@ class CellsMember:
         if self.closed:
             return
         self.closed = True
-        calls = [(index, functools.partial(_close, part, failed)) for index, part in enumerate(self._parts)]
+        calls = [
+            (index, functools.partial(part.close, failed=failed)) for index, part in enumerate(self._parts)
+        ]
         try:
             self._together(calls, 0.0)
         except Exception as exc:  # noqa: BLE001 - a part that failed leaving has left
@@ -316,10 +313,6 @@ def _shares(max_records: int, order: list[int]) -> list[tuple[int, int]]:
     base, extra = divmod(max_records, len(order))
     shares = [(index, base + (1 if position < extra else 0)) for position, index in enumerate(order)]
     return [(index, share) for index, share in shares if share > 0]
-
-
-def _close(part: Part, failed: bool) -> None:
-    part.close(failed=failed)
 
 
 def _abort(part: Part) -> None:

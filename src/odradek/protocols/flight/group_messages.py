@@ -255,6 +255,12 @@ def encode_refused(error: OdradekError) -> bytes:
     return dump({"error": to_wire(error)})
 
 
+def metadata_of(chunk: Any) -> bytes:
+    """The ``app_metadata`` of a stream's chunk (a Flight ``FlightStreamChunk``), b"" if none."""
+    metadata = chunk.app_metadata
+    return metadata.to_pybytes() if metadata is not None else b""
+
+
 def decode_reply(raw: bytes) -> dict[str, Any]:
     """An end-of-request reply (``polled``, an ack result or a refusal); a refusal is
     raised as the error the server sent."""

@@ -276,8 +276,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         target = cell if self.cluster.claim(topic, cell) else self.cluster.cell_of(topic)
         node = self._cell_node(target)
         if node is not None:
-            node.engine.create_topic(topic, exist_ok=True)
-            node.engine.append(topic, batch)
+            engine, cluster = node.engine, self.cluster
+            create_placed(  # a refused creation drops the placement, as a door's does
+                topic,
+                lambda: engine.create_topic(topic, exist_ok=True),
+                lambda: topic in engine.list_topics(),
+                lambda: cluster.forget(topic, target),
+            )
+            engine.append(topic, batch)
             return
         if self._authenticator is not None:
             raise InvalidRequest(

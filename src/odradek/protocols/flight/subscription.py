@@ -118,8 +118,7 @@ class Subscription:
                     if clean:
                         raise Unavailable("the server is shutting down; subscribe again to a running server")
                     return  # the client cancelled the call
-                metadata = chunk.app_metadata
-                raw = metadata.to_pybytes() if metadata is not None else b""
+                raw = wire.metadata_of(chunk)
                 self._serving()  # NotOwner: the stream ends
                 try:
                     request = wire.decode_request(raw)
