@@ -188,3 +188,52 @@ def test_a_group_of_every_cell_is_described_and_deleted_once_through_any_door(
         status, deleted = _http(f"{agents[2].registry_url}/v1/groups/spread", "DELETE")
         assert (status, deleted) == (200, {"deleted": "spread"})
         assert client.list_groups() == []
+
+
+def test_a_member_by_pattern_reads_every_cell_through_any_door(agents: list[RegistryCellAgent]) -> None:
+    """Decision 0039: an HTTP member joining by pattern is a member of every cell's
+    group; it is polled, acknowledged and made to leave through any agent's door, and
+    a record appended while a poll waits reaches it."""
+    one_cell_each(agents, CELLS)
+    first, second, third = agents
+    with odradek.connect(",".join(agent.url for agent in agents)) as client:
+        for index in range(3):
+            client.create_topic(f"jobs.{index}")  # one in each cell
+            client.append(f"jobs.{index}", [{"key": f"k{index}", "value": f"job {index}"}])
+    status, joined = _http(
+        f"{first.registry_url}/v1/groups/crew/members", "POST", {"pattern": "jobs.*", "start": "earliest"}
+    )
+    assert status == 201, joined
+    base = f"/v1/groups/crew/members/{joined['member']}"
+    got: list[Any] = []
+
+    def polled() -> bool:
+        status, answer = _http(f"{second.registry_url}{base}/poll", "POST", {"max_records": 10, "timeout": 1})
+        assert status == 200, answer
+        got.extend(answer["deliveries"])
+        return len(got) >= 3
+
+    wait_for(polled, "every cell's record")
+    assert sorted(delivery["value"] for delivery in got) == ["job 0", "job 1", "job 2"]
+    refs = [{"topic": d["topic"], "offset": d["offset"], "lease": d["lease"]} for d in got]
+    status, settled = _http(f"{third.registry_url}{base}/ack", "POST", {"deliveries": refs})
+    assert (status, settled) == (200, {"settled": 3, "rejected": []})
+    connection = http.client.HTTPConnection("127.0.0.1", third.registry_port, timeout=60)
+    try:  # a poll waiting through one door, a record appended through another
+        connection.request("POST", f"{base}/poll", json.dumps({"max_records": 10, "timeout": 20}))
+        record = {"records": [{"key": "late", "value": "while waiting"}]}
+        status, _ = _http(f"{first.registry_url}/v1/topics/jobs.2/records", "POST", record)
+        assert status == 200
+        answer = json.loads(connection.getresponse().read())
+        assert [d["value"] for d in answer["deliveries"]] == ["while waiting"], answer
+    finally:
+        connection.close()
+    for agent in agents:
+        status, info = _http(f"{agent.registry_url}/v1/groups/crew")
+        assert status == 200, info
+        assert [member["member"] for member in info["members"]] == [joined["member"]]
+        assert sum(topic["committed"] for topic in info["topics"]) == 3
+    status, left = _http(f"{second.registry_url}{base}", "DELETE")
+    assert (status, left) == (200, {"left": joined["member"]})
+    status, info = _http(f"{first.registry_url}/v1/groups/crew")
+    assert status == 200 and info["members"] == [], info

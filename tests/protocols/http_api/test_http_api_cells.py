@@ -6,7 +6,9 @@ tailed (records appended after the tail started arrive) through the door that do
 serve it; listings at either door have every cell's topics and groups; a creation
 places the topic in the home cell and a refused one leaves no placement; a group of the
 other cell's topic is joined, polled and acked through the door that does not serve it;
-a wildcard subscription is refused with a 400 saying why; a forwarded request for a
+a member joined by pattern is a member of both cells, polled, acknowledged, given
+back and made to leave through either door, and leaves both when one cell forgot it or
+one could not join it; a forwarded request for a
 cell the agent does not serve, a cell without an owner and an owner out of reach are
 each a retriable 503 in the API's error shape.
 Method: two real registry listeners over two nodes, a catalog of placements and door
@@ -36,11 +38,11 @@ from odradek.protocols.http_api.cells import (
     GROUPS,
     HERE,
     HOME,
+    MEMBER,
     MERGE,
     ONE,
     REFUSE,
     TOPICS,
-    WILDCARD_JOIN,
     WILDCARD_TAIL,
     ApiRoute,
     group_cells,
@@ -82,14 +84,9 @@ def _body(document: Any) -> bytes:
         ("GET", "/v1/topics/a%2Eb/keys/k/records", {}, b"", "", ApiRoute(ONE, topic="a.b")),
         ("GET", "/v1/groups", {}, b"", "", ApiRoute(MERGE, listing=GROUPS)),
         ("POST", "/v1/groups/g/members", {}, _body({"pattern": "orders"}), "", ApiRoute(ONE, topic="orders")),
-        (
-            "POST",
-            "/v1/groups/g/members",
-            {},
-            _body({"pattern": "orders.>"}),
-            "",
-            ApiRoute(REFUSE, reason=WILDCARD_JOIN),
-        ),
+        ("POST", "/v1/groups/g/members", {}, _body({"pattern": "orders.>"}), "", ApiRoute(MEMBER, group="g")),
+        ("POST", "/v1/groups/g/members/cells.9f/poll", {}, b"{}", "", ApiRoute(MEMBER, group="g")),
+        ("DELETE", "/v1/groups/g/members/cells.9f", {}, b"", "", ApiRoute(MEMBER, group="g")),
         ("POST", "/v1/groups/g/members", {}, b"", "", HOME),
         ("POST", "/v1/groups/g/members/m/poll", {}, b"{}", "", ApiRoute("group", group="g")),
         ("GET", "/v1/groups/g", {}, b"", "", ApiRoute("group", group="g")),
@@ -333,11 +330,81 @@ def test_a_group_of_the_other_cells_topic_is_served_at_either_door(agents: TwoAg
         assert agents.ok(agent, "GET", "/v1/groups/billing")["group"] == "billing"
     status, _, missing = agents.call(0, "GET", "/v1/groups/nobody")
     assert status == 404, missing
-    status, _, refused = agents.call(0, "POST", "/v1/groups/g/members", {"pattern": "f.>"})
-    assert status == 400 and refused == {"code": "invalid_request", "message": WILDCARD_JOIN, "details": {}}
     agents.ok(0, "DELETE", f"{base}")
     agents.ok(1, "DELETE", "/v1/groups/billing")
     assert not agents.nodes[OTHER].groups.exists("billing")
+
+
+def _refs(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"topic": d["topic"], "offset": d["offset"], "lease": d["lease"]} for d in deliveries]
+
+
+def _poll_until(agents: TwoAgents, agent: int, base: str, count: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    for _ in range(20):
+        got += agents.ok(agent, "POST", f"{base}/poll", {"max_records": 10, "timeout": 1})["deliveries"]
+        if len(got) >= count:
+            return got
+    raise AssertionError(f"{len(got)} of {count} deliveries: {got}")
+
+
+def test_a_member_by_pattern_is_a_member_of_every_cell_through_either_door(agents: TwoAgents) -> None:
+    agents.place("jobs.far", OTHER)
+    agents.place("jobs.near", HOME_CELL)
+    _produce(agents, 0, "jobs.far", ["f1", "f2"])
+    _produce(agents, 1, "jobs.near", ["n1"])
+    joined = agents.ok(1, "POST", "/v1/groups/crew/members", {"pattern": "jobs.*", "start": "earliest"})
+    member = joined["member"]
+    assert member.startswith("cells.") and joined["group"] == "crew"
+    for node in agents.nodes.values():  # one member, with one id, in each cell's group
+        assert [entry.member for entry in node.groups.describe_group("crew").members] == [member]
+    base = f"/v1/groups/crew/members/{member}"
+    got = _poll_until(agents, 0, base, 3)  # polled through the other door than the join's
+    assert sorted((d["topic"], d["value"]) for d in got) == [
+        ("jobs.far", "f1"),
+        ("jobs.far", "f2"),
+        ("jobs.near", "n1"),
+    ]
+    far = sorted((d for d in got if d["topic"] == "jobs.far"), key=lambda d: d["offset"])
+    near = [d for d in got if d["topic"] == "jobs.near"]
+    assert agents.ok(1, "POST", f"{base}/nack", {"deliveries": _refs(far[1:]), "delay": 0}) == {
+        "settled": 1,
+        "rejected": [],
+    }
+    settled = agents.ok(0, "POST", f"{base}/ack", {"deliveries": _refs([*far[:1], *near])})
+    assert settled == {"settled": 2, "rejected": []}
+    again = _poll_until(agents, 1, base, 1)  # the given-back delivery, once more
+    assert [(d["topic"], d["value"]) for d in again] == [("jobs.far", "f2")]
+    late = agents.ok(1, "POST", f"{base}/ack", {"deliveries": _refs([*again, *far[:1]])})
+    assert late["settled"] == 1 and [r["status"] for r in late["rejected"]] == ["done"]
+    info = agents.ok(0, "GET", "/v1/groups/crew")
+    assert [entry["member"] for entry in info["members"]] == [member]
+    assert sum(topic["committed"] for topic in info["topics"]) == 3
+    status, _, refused = agents.call(0, "POST", f"{base}/poll", {"max_records": 0})
+    assert status == 400 and "max_records" in refused["message"], refused  # as one node refuses it
+    assert agents.ok(1, "POST", f"{base}/ack", {"deliveries": []}) == {"settled": 0, "rejected": []}
+    status, _, refused = agents.call(1, "POST", f"{base}/ack", {"deliveries": [{"offset": 0, "lease": 1}]})
+    assert status == 400 and refused["code"] == "invalid_request", refused
+    assert agents.ok(0, "DELETE", base) == {"left": member}
+    for node in agents.nodes.values():
+        assert node.groups.describe_group("crew").members == []
+    status, _, gone = agents.call(1, "DELETE", base)
+    assert status == 404 and gone["code"] == "unknown_member", gone
+    status, _, gone = agents.call(1, "POST", f"{base}/poll", {"timeout": 0})
+    assert status == 404 and gone["code"] == "unknown_member", gone
+
+
+def test_a_member_forgotten_by_one_cell_or_not_joined_by_one_leaves_every_cell(agents: TwoAgents) -> None:
+    agents.place("jobs.far", OTHER)
+    member = agents.ok(0, "POST", "/v1/groups/crew/members", {"pattern": "jobs.>"})["member"]
+    assert agents.nodes[OTHER].groups.leave("crew", member)  # as when it expired there
+    status, _, gone = agents.call(0, "POST", f"/v1/groups/crew/members/{member}/poll", {"timeout": 0.5})
+    assert status == 404 and gone["code"] == "unknown_member", gone
+    assert agents.nodes[HOME_CELL].groups.describe_group("crew").members == []  # left there too
+    agents.catalog.doors[OTHER] = None  # the other cell has no agent now: it cannot join
+    status, _, refused = agents.call(0, "POST", "/v1/groups/crew/members", {"pattern": "jobs.>"})
+    assert status == 503, refused
+    assert agents.nodes[HOME_CELL].groups.describe_group("crew").members == []  # nothing half-joined
 
 
 def test_what_cannot_be_answered_now_is_a_retriable_503(agents: TwoAgents) -> None:

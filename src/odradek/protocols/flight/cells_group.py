@@ -15,12 +15,7 @@ per-key order and the key as the failure domain hold as on a single node.
 
 :class:`CellsMember` is what the Flight door's subscription (subscription.py) drives:
 
-* **poll**: first every part at once without waiting, one after the other (rotating
-  which goes first) with what is left of ``max_records``; records found there are
-  answered at once. Else every part waits at the same time, for at most
-  ``limits.cluster_group_poll_slice_seconds``, each for its share of
-  ``max_records``, until one brings records or the poll's time is up. A record
-  arriving while a member waits reaches it within one slice.
+* **poll**: groups/parts.py's, rotating which part is asked first.
 * **ack / nack**: the deliveries are split by their topic's cell, each part settles
   its own, the results are added up.
 * **close**: every part leaves, cleanly or failing as the member does.
@@ -37,9 +32,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -51,6 +44,7 @@ from odradek import limits
 from odradek.errors import OdradekError, Unavailable
 from odradek.groups import AckResult, DeliveryBatch, GroupOptions
 from odradek.groups.delivery import Rejection, Settleable
+from odradek.groups.parts import poll_parts
 from odradek.protocols.flight import group_messages as wire
 from odradek.protocols.flight.peers import unavailable
 from odradek.security.tenants import Namespace
@@ -211,33 +205,17 @@ class CellsMember:
     # -- the member API (subscription.py) -----------------------------------------------
 
     def poll_batches(self, max_records: int, timeout: float) -> list[DeliveryBatch]:
-        count = len(self._parts)
-        order = [*range(self._turn, count), *range(self._turn)]
-        self._turn = (self._turn + 1) % count
-        batches: list[DeliveryBatch] = []
-        budget = max_records
-        for index in order:  # what is there now, from every part
-            if budget <= 0:
-                break
-            call = functools.partial(self._parts[index].poll_batches, budget, 0.0)
-            for batch in self._together([(index, call)], 0.0)[0]:
-                batches.append(batch)
-                budget -= batch.records.num_rows
-        if batches or timeout <= 0:
-            return batches
-        deadline = time.monotonic() + timeout
-        while True:
-            wait = min(deadline - time.monotonic(), limits.cluster_group_poll_slice_seconds)
-            if wait <= 0:
-                return []
-            calls = [
-                (index, functools.partial(self._parts[index].poll_batches, share, wait))
-                for index, share in _shares(max_records, order)
-            ]
-            found = self._together(calls, wait)
-            batches = list(itertools.chain.from_iterable(found))
-            if batches:
-                return batches
+        first = self._turn
+        self._turn = (self._turn + 1) % len(self._parts)
+        return poll_parts(
+            len(self._parts),
+            first,
+            max_records,
+            timeout,
+            lambda index, budget, wait: self._parts[index].poll_batches(budget, wait),
+            lambda batch: batch.records.num_rows,
+            self._together,
+        )
 
     def ack(self, deliveries: Settleable) -> AckResult:
         return self._settle(deliveries, lambda part, refs: part.ack(refs))
@@ -305,14 +283,6 @@ class CellsMember:
         if failure is not None:
             raise failure
         return answers
-
-
-def _shares(max_records: int, order: list[int]) -> list[tuple[int, int]]:
-    """``max_records`` shared among the parts in ``order``; a part whose share is 0 (more
-    parts than records) waits out this round."""
-    base, extra = divmod(max_records, len(order))
-    shares = [(index, base + (1 if position < extra else 0)) for position, index in enumerate(order)]
-    return [(index, share) for index, share in shares if share > 0]
 
 
 def _abort(part: Part) -> None:

@@ -14,8 +14,10 @@ forward as the registry's, with the client's credentials and ``X-Odradek-Cell``)
 * ``GET /v1/topics``, ``GET /v1/groups`` and ``GET /v1/console/topics``: every cell's
   answer, merged into one document of the same shape;
 * ``POST /v1/groups/{g}/members`` (a join): the cell of the topic the pattern names (a
-  group lives in its topic's cell, decision 0035); a wildcard is refused (the Flight
-  door serves it: decision 0038);
+  group lives in its topic's cell, decision 0035); with a wildcard, every cell: the
+  member is joined to each (cells_member.py, decision 0039);
+* ``/v1/groups/{g}/members/{m}[/...]`` of a member joined to every cell (its id begins
+  with :data:`MEMBER_PREFIX`): every cell (cells_member.py);
 * other ``/v1/groups/{g}/...`` routes: the first cell, in cell order, whose group
   listing has ``g`` (the home cell when none has: it answers 404, as one node does);
   ``GET`` and ``DELETE /v1/groups/{g}`` of a group several cells list (one subscribing
@@ -45,17 +47,16 @@ ONE = "one"  # one cell: the topic's (``topic``), else the home cell
 GROUP = "group"  # the first cell whose group listing has ``group``
 MERGE = "merge"  # every cell; the answers merged (``listing`` says which merge)
 REFUSE = "refuse"  # not served over cells: 400 with ``reason``
+MEMBER = "member"  # a member by pattern, in every cell (cells_member.py)
 
 # The listings merged.
 TOPICS = "topics"
 GROUPS = "groups"
 CONSOLE_TOPICS = "console_topics"
 
-WILDCARD_JOIN = (
-    "the HTTP API of a cluster whose topics are spread over several cells does not join a "
-    "member to a group subscribing to a wildcard yet: join with one topic, or subscribe "
-    "through the Flight door, which does (decision 0038)"
-)
+# The id of a member joined by pattern to every cell begins with this (a member one
+# cell's group made is a bare hexadecimal uuid, never with a dot).
+MEMBER_PREFIX = "cells."
 WILDCARD_TAIL = (
     "a tail of a pattern is not served by a cluster whose topics are spread over several "
     "cells yet: tail one topic"
@@ -101,8 +102,10 @@ def route(method: str, path: str, query: dict[str, str], body: bytes, prefix: st
             if pattern is None:
                 return HOME
             if is_pattern(pattern):
-                return ApiRoute(REFUSE, reason=WILDCARD_JOIN)
+                return ApiRoute(MEMBER, group=segments[2])
             return _topic(prefix + pattern)
+        if len(segments) >= 5 and segments[3] == "members" and segments[4].startswith(MEMBER_PREFIX):
+            return ApiRoute(MEMBER, group=segments[2])
         return ApiRoute(GROUP, group=segments[2])
     if segments[:3] == ["v1", "console", "topics"] and len(segments) == 3:
         return ApiRoute(MERGE, listing=CONSOLE_TOPICS) if method == "GET" else HERE

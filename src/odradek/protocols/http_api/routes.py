@@ -108,6 +108,9 @@ class ApiRequest:
     # The names the principal says (security/tenants.py, decision 0028): RAW for a
     # cluster admin (and without authentication), DEFAULT for an untenanted principal.
     namespace: Namespace = RAW
+    # The id a join makes its member with: set by the agent joining a member by pattern
+    # to every cell of a cluster (http_api/cells_member.py); None: a new id.
+    member: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -592,7 +595,7 @@ class HttpApi:
         if isinstance(chosen.get("dead_letter_topic"), str):
             chosen["dead_letter_topic"] = namespace.topic(chosen["dead_letter_topic"])
         options = GroupOptions.build(parameters["group"], pattern, **chosen)
-        member = self.node.groups.join(parameters["group"], pattern, options)
+        member = self.node.groups.join(parameters["group"], pattern, options, member_id=request.member)
         return ApiResponse.of(
             {"group": parameters["group"], "member": member, "options": options.to_json()}, 201
         )

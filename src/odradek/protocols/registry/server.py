@@ -45,6 +45,7 @@ from odradek.protocols.bounded_http import BoundedHTTPListener, BoundedHTTPServe
 from odradek.protocols.connections import peer_host
 from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, HttpApi, owns
 from odradek.protocols.http_api import cells as api_cells
+from odradek.protocols.http_api.cells_member import MEMBER_HEADER, MemberOverCells
 from odradek.protocols.http_api.errors import error_body
 from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry import tenancy as registry_tenancy
@@ -322,7 +323,7 @@ class _RegistryHandler(BoundedRequestHandler):
                 return _api_unavailable(
                     f"this agent does not serve cell {given!r} now (it changed hands); retry"
                 )
-            return self._local_api_answer(served, path, query, body)
+            return self._local_api_answer(served, path, query, body, self.headers.get(MEMBER_HEADER))
         try:
             prefix = self._namespace().prefix
         except OdradekError:
@@ -337,6 +338,10 @@ class _RegistryHandler(BoundedRequestHandler):
             where = api_cells.HOME  # this agent serves no cell now: the home cell's agent answers
         try:
             names = cells.cluster.cells()
+            if where.kind == api_cells.MEMBER:
+                return MemberOverCells(names, self._ask_cell, cells.cluster.cell_of, prefix).answer(
+                    self.command, path, body
+                )
             if where.kind == api_cells.MERGE:
                 targets = names
             elif where.kind == api_cells.GROUP:
@@ -402,6 +407,16 @@ class _RegistryHandler(BoundedRequestHandler):
             return ApiResponse(502, error_body("error", f"a cell answered an unreadable group: {exc}"))
         return ApiResponse.of(merged.to_json())
 
+    def _ask_cell(
+        self, cell: str, method: str, path: str, body: bytes, member: str | None = None
+    ) -> ApiResponse:
+        """``cell``'s answer to a request a member over cells makes of it for this one
+        (cells_member.py): ``path`` (no query) and ``body`` as given, under this
+        request's principal; a join makes its member with the id ``member``."""
+        answer = self._cell_api_answer(cell, method, path, {}, body, exact=True, member=member)
+        assert isinstance(answer, ApiResponse)  # no event stream is asked
+        return answer
+
     def _cell_api_answer(
         self,
         cell: str,
@@ -412,11 +427,15 @@ class _RegistryHandler(BoundedRequestHandler):
         *,
         streams: bool = False,
         lookup: bool = False,
+        exact: bool = False,
+        member: str | None = None,
     ) -> ApiResponse | EventStream | _Relay:
         """The answer of ``cell``'s API to ``method path``: here when this agent serves the
         cell (metered here), else forwarded to the agent serving it (which meters it),
         an event stream relayed as it flows when ``streams``. A ``lookup`` is a request
-        the door makes for this one (a group listing), not the client's as it sent it."""
+        the door makes for this one (a group listing), not the client's as it sent it;
+        an ``exact`` one is ``path`` and ``body`` as given, a join's ``member`` the id
+        its member is made with."""
         cells = self.server.cells
         assert cells is not None
         served = cells.local_api(cell)
@@ -428,16 +447,21 @@ class _RegistryHandler(BoundedRequestHandler):
                 except OdradekError as exc:
                     return ApiResponse.error(exc)
                 return api.handle(request)
-            return self._local_api_answer(served, path, query, body)
+            return self._local_api_answer(served, path, query, body, member, method if exact else None)
         found = self._forwarding(cell, "HTTP API")
         if isinstance(found, _Refused):
             if found.status == 503:
                 return _api_unavailable(found.message)
             return ApiResponse(found.status, error_body("misdirected", found.message))
         door, headers = found
+        if member is not None:
+            headers[MEMBER_HEADER] = member
         if streams and method == "GET" and _streams(path):
             return _Relay(door, headers)
-        target, sent = (path, b"") if lookup else (self.path, body)
+        if lookup:
+            target, sent = path, b""
+        else:
+            target, sent = (path, body) if exact else (self.path, body)
         try:
             # A poll there may wait its whole time before it answers.
             seconds = limits.registry_forward_seconds + limits.http_poll_seconds_max
@@ -467,12 +491,20 @@ class _RegistryHandler(BoundedRequestHandler):
             ) from None
 
     def _local_api_answer(
-        self, served: tuple[HttpApi, ConsoleApi], path: str, query: dict[str, str], body: bytes
+        self,
+        served: tuple[HttpApi, ConsoleApi],
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+        member: str | None = None,
+        method: str | None = None,
     ) -> ApiResponse | EventStream:
-        """A cell's API's (or console's) answer here, under the principal's quotas."""
+        """A cell's API's (or console's) answer here, under the principal's quotas (a
+        join's ``member``: the id its member is made with; ``method``: the request's,
+        unless another is given)."""
         api, console = served
         handle = console.handle if owns_api(path) else api.handle
-        return self._metered_answer(handle, path, query, body)
+        return self._metered_answer(handle, path, query, body, member, method)
 
     def _relay(self, relay: _Relay) -> None:
         """Relay the event stream of another cell's topic from the agent serving it: its
@@ -560,7 +592,14 @@ class _RegistryHandler(BoundedRequestHandler):
             ApiResponse(status, error_body(names.get(status, "error"), message), headers=headers), close=True
         )
 
-    def _api_request(self, path: str, query: dict[str, str], body: bytes) -> ApiRequest:
+    def _api_request(
+        self,
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+        member: str | None = None,
+        method: str | None = None,
+    ) -> ApiRequest:
         """The API's view of this request; event streams are counted per principal, or
         per peer address on a server without authentication."""
         if self.server.authenticator is None:
@@ -568,7 +607,7 @@ class _RegistryHandler(BoundedRequestHandler):
         else:
             owner = str(self.principal)
         return ApiRequest(
-            self.command,
+            method or self.command,
             path,
             query,
             body,
@@ -578,6 +617,7 @@ class _RegistryHandler(BoundedRequestHandler):
             authorizer_of(self.server.authenticator),
             {name: value for name in TRACE_HEADERS if (value := self.headers.get(name)) is not None},
             self._namespace(),
+            member,
         )
 
     def _metered_answer(
@@ -586,12 +626,14 @@ class _RegistryHandler(BoundedRequestHandler):
         path: str,
         query: dict[str, str],
         body: bytes,
+        member: str | None = None,
+        method: str | None = None,
     ) -> ApiResponse | EventStream:
         """The API's answer under the principal's byte quotas (security/quotas.py): a
         produce while its produce rate is over quota, or a read, a tail or a poll while its
         fetch rate is, is answered 429 with Retry-After and not served; a served one's bytes
         are counted against the quota and metered for /metrics."""
-        kind = _quota_kind(self.command, path)
+        kind = _quota_kind(method or self.command, path)
         quotas, metering = self.server.quotas, self.server.metering
         user, tenant = self.principal.name, self.principal.tenant
         if kind is not None and quotas is not None:
@@ -606,7 +648,7 @@ class _RegistryHandler(BoundedRequestHandler):
                 )
                 headers = (("Retry-After", str(max(1, math.ceil(wait)))),)
                 return ApiResponse(429, error_body("throttled", message), headers=headers)
-        answer = self._api_answer(handle, path, query, body)
+        answer = self._api_answer(handle, path, query, body, member, method)
         if kind is None or not isinstance(answer, ApiResponse) or answer.status >= 400:
             return answer
         produced = len(body) if kind == PRODUCE else 0
@@ -644,9 +686,11 @@ class _RegistryHandler(BoundedRequestHandler):
         path: str,
         query: dict[str, str],
         body: bytes,
+        member: str | None = None,
+        method: str | None = None,
     ) -> ApiResponse | EventStream:
         try:
-            request = self._api_request(path, query, body)
+            request = self._api_request(path, query, body, member, method)
         except OdradekError as exc:  # a principal of a tenant that does not exist
             return ApiResponse.error(exc)
         return handle(request)

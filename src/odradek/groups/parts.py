@@ -1,0 +1,75 @@
+"""A poll of a member that is a member of several cells' groups (decision 0038), for
+whichever door holds the parts: the Flight door's subscription over cells
+(protocols/flight/cells_group.py) and the HTTP API's member over cells
+(protocols/http_api/cells_member.py).
+
+The poll asks first every part without waiting, one after the other, starting at
+``first`` and with what is left of ``max_records``: records found there are answered
+at once. Else every part waits at the same time, for at most
+``limits.cluster_group_poll_slice_seconds``, each for its share of ``max_records``,
+until one brings records or the poll's time is up. A record arriving while a member
+waits reaches it within one slice.
+
+Nothing here does IO: ``poll(part, max_records, wait)`` asks one part, and
+``together(calls, wait)`` makes calls at the same time (each call on its part, the
+answers in the calls' order, failing with the first failure).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from odradek import limits
+
+T = TypeVar("T")
+
+Calls = Sequence[tuple[int, Callable[[], list[T]]]]
+
+
+def poll_parts(
+    parts: int,
+    first: int,
+    max_records: int,
+    timeout: float,
+    poll: Callable[[int, int, float], list[T]],
+    size: Callable[[T], int],
+    together: Callable[[Calls[T], float], list[list[T]]],
+) -> list[T]:
+    """What ``parts`` parts deliver to one poll (the module's docstring); ``size`` is
+    how many records one item ``poll`` answers holds."""
+    order = [*range(first % parts, parts), *range(first % parts)]
+    found: list[T] = []
+    budget = max_records
+    for index in order:  # what is there now, from every part
+        if budget <= 0:
+            break
+        call = functools.partial(poll, index, budget, 0.0)
+        for item in together([(index, call)], 0.0)[0]:
+            found.append(item)
+            budget -= size(item)
+    if found or timeout <= 0:
+        return found
+    deadline = time.monotonic() + timeout
+    while True:
+        wait = min(deadline - time.monotonic(), limits.cluster_group_poll_slice_seconds)
+        if wait <= 0:
+            return []
+        calls = [
+            (index, functools.partial(poll, index, share, wait))
+            for index, share in shares(max_records, order)
+        ]
+        found = list(itertools.chain.from_iterable(together(calls, wait)))
+        if found:
+            return found
+
+
+def shares(max_records: int, order: list[int]) -> list[tuple[int, int]]:
+    """``max_records`` shared among the parts in ``order``; a part whose share is 0 (more
+    parts than records) waits out this round."""
+    base, extra = divmod(max_records, len(order))
+    given = [(index, base + (1 if position < extra else 0)) for position, index in enumerate(order)]
+    return [(index, share) for index, share in given if share > 0]
