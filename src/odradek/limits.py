@@ -361,6 +361,12 @@ console_tail_topics_max = 200
 console_tail_recent_records = 100
 # Records one pattern tail sends per topic per round: one fetch of the HTTP API's size.
 console_tail_records_per_round_max = 1_000
+# A tail of a pattern over cells (console/cells_tail.py): events of every cell's tail
+# waiting for a slow browser at most (then the cells' tails wait), and the bytes of one
+# event a cell's tail may send (a record's JSON; a batch is at most
+# produce_batch_bytes_max, a record's event base64 at most 4/3 of it).
+console_tail_cells_events_max = 256
+console_tail_event_bytes_max = 24 * 1024 * 1024
 # A file of the console's built assets served at /ui: the whole build is ~30 KiB; a
 # file past 4 MiB is not one of ours and is not read into memory.
 console_static_file_bytes_max = 4 * 1024 * 1024

@@ -193,13 +193,24 @@ def test_a_group_of_every_cell_is_described_and_deleted_once_through_any_door(
 def test_a_member_by_pattern_reads_every_cell_through_any_door(agents: list[RegistryCellAgent]) -> None:
     """Decision 0039: an HTTP member joining by pattern is a member of every cell's
     group; it is polled, acknowledged and made to leave through any agent's door, and
-    a record appended while a poll waits reaches it."""
+    a record appended while a poll waits reaches it. The console's tail of the pattern
+    through one door streams every cell's topics, created after it started."""
     one_cell_each(agents, CELLS)
     first, second, third = agents
+    console = http.client.HTTPConnection("127.0.0.1", third.registry_port, timeout=60)
+    console.request("GET", "/v1/console/tail?pattern=jobs.*")  # every cell's, through one door
+    tail = console.getresponse()
+    assert tail.status == 200, tail.read()
     with odradek.connect(",".join(agent.url for agent in agents)) as client:
         for index in range(3):
             client.create_topic(f"jobs.{index}")  # one in each cell
             client.append(f"jobs.{index}", [{"key": f"k{index}", "value": f"job {index}"}])
+    try:
+        tailed = sorted(event["value"] for event in _record_events(tail, 3))
+        assert tailed == ["job 0", "job 1", "job 2"]
+    finally:
+        tail.close()
+        console.close()
     status, joined = _http(
         f"{first.registry_url}/v1/groups/crew/members", "POST", {"pattern": "jobs.*", "start": "earliest"}
     )

@@ -8,7 +8,9 @@ places the topic in the home cell and a refused one leaves no placement; a group
 other cell's topic is joined, polled and acked through the door that does not serve it;
 a member joined by pattern is a member of both cells, polled, acknowledged, given
 back and made to leave through either door, and leaves both when one cell forgot it or
-one could not join it; a forwarded request for a
+one could not join it;
+a console tail of a pattern streams every cell's topics, new ones too, and ends
+saying so when a cell's tail ends; a forwarded request for a
 cell the agent does not serve, a cell without an owner and an owner out of reach are
 each a retriable 503 in the API's error shape.
 Method: two real registry listeners over two nodes, a catalog of placements and door
@@ -41,9 +43,8 @@ from odradek.protocols.http_api.cells import (
     MEMBER,
     MERGE,
     ONE,
-    REFUSE,
+    TAILS,
     TOPICS,
-    WILDCARD_TAIL,
     ApiRoute,
     group_cells,
     merge,
@@ -93,7 +94,7 @@ def _body(document: Any) -> bytes:
         ("DELETE", "/v1/groups/g/members/m", {}, b"", "", ApiRoute("group", group="g")),
         ("GET", "/v1/console/topics", {}, b"", "", ApiRoute(MERGE, listing=CONSOLE_TOPICS)),
         ("GET", "/v1/console/tail", {"pattern": "orders"}, b"", "", ApiRoute(ONE, topic="orders")),
-        ("GET", "/v1/console/tail", {"pattern": "orders.*"}, b"", "", ApiRoute(REFUSE, reason=WILDCARD_TAIL)),
+        ("GET", "/v1/console/tail", {"pattern": "orders.*"}, b"", "", ApiRoute(TAILS)),
         ("GET", "/v1/console/tail", {}, b"", "", HERE),
         ("GET", "/v1/console/cluster", {}, b"", "", HERE),
         ("GET", "/openapi.json", {}, b"", "", HERE),
@@ -308,8 +309,6 @@ def test_a_tail_of_the_other_cells_topic_streams_through_either_door(agents: Two
         assert refused.status == 404
     finally:
         refused.close()
-    status, _, answer = agents.call(1, "GET", "/v1/console/tail?pattern=far.*")
-    assert status == 400 and answer["message"] == WILDCARD_TAIL
 
 
 def test_a_group_of_the_other_cells_topic_is_served_at_either_door(agents: TwoAgents) -> None:
@@ -405,6 +404,44 @@ def test_a_member_forgotten_by_one_cell_or_not_joined_by_one_leaves_every_cell(a
     status, _, refused = agents.call(0, "POST", "/v1/groups/crew/members", {"pattern": "jobs.>"})
     assert status == 503, refused
     assert agents.nodes[HOME_CELL].groups.describe_group("crew").members == []  # nothing half-joined
+
+
+def test_a_console_tail_of_a_pattern_streams_every_cells_topics(agents: TwoAgents) -> None:
+    agents.place("jobs.far", OTHER)
+    agents.place("jobs.near", HOME_CELL)
+    headers = {"Authorization": CREDENTIALS}
+    tails = [
+        EventReader(agents.listeners[agent].port, "/v1/console/tail?pattern=jobs.*", headers)
+        for agent in (0, 1)
+    ]
+    try:
+        assert [tail.status for tail in tails] == [200, 200]
+        assert tails[0].headers["Content-Type"] == "text/event-stream"
+        _produce(agents, 0, "jobs.far", ["f1", "f2"])
+        _produce(agents, 1, "jobs.near", ["n1"])
+        agents.place("jobs.new", OTHER)  # created while tailing: followed from its first record
+        _produce(agents, 0, "jobs.new", ["w1"])
+        for tail in tails:
+            got = [(event["data"]["topic"], event["data"]["value"]) for event in tail.records(4)]
+            assert sorted(got) == [
+                ("jobs.far", "f1"),
+                ("jobs.far", "f2"),
+                ("jobs.near", "n1"),
+                ("jobs.new", "w1"),
+            ]
+            assert got.index(("jobs.far", "f1")) < got.index(("jobs.far", "f2"))  # a topic's order kept
+        agents.listeners[1].close()  # the other cell's agent stops: its tails end
+        for tail in tails:
+            ended = tail.next()
+            while ended.get("event") not in ("end", "error"):
+                ended = tail.next()
+                assert ended, "the tail ended without an event saying why"
+            assert tail.next() == {}  # then the stream ends
+    finally:
+        for tail in tails:
+            tail.close()
+    status, _, refused = agents.call(0, "GET", "/v1/console/tail?pattern=jobs.*&start=never")
+    assert status == 400 and "start" in refused["message"], refused
 
 
 def test_what_cannot_be_answered_now_is_a_retriable_503(agents: TwoAgents) -> None:

@@ -25,8 +25,8 @@ forward as the registry's, with the client's credentials and ``X-Odradek-Cell``)
 * ``/openapi.json``, the console's static assets, ``/v1/console/cluster`` and any path
   the API does not know: answered here (the home cell's answer is the same everywhere).
 
-A tail of a pattern (the console's) would need every cell's streams interleaved: it is
-refused with a 400 saying so, never served with one cell's topics as if they were all.
+A tail of a pattern (the console's) is every cell's tail, merged into one stream by
+the agent it reached (console/cells_tail.py, decision 0039).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ LOCAL = "local"  # answered by this agent, with any cell's API it serves (or the
 ONE = "one"  # one cell: the topic's (``topic``), else the home cell
 GROUP = "group"  # the first cell whose group listing has ``group``
 MERGE = "merge"  # every cell; the answers merged (``listing`` says which merge)
-REFUSE = "refuse"  # not served over cells: 400 with ``reason``
+TAILS = "tails"  # a console tail of a pattern: every cell's, merged (console/cells_tail.py)
 MEMBER = "member"  # a member by pattern, in every cell (cells_member.py)
 
 # The listings merged.
@@ -57,10 +57,6 @@ CONSOLE_TOPICS = "console_topics"
 # The id of a member joined by pattern to every cell begins with this (a member one
 # cell's group made is a bare hexadecimal uuid, never with a dot).
 MEMBER_PREFIX = "cells."
-WILDCARD_TAIL = (
-    "a tail of a pattern is not served by a cluster whose topics are spread over several "
-    "cells yet: tail one topic"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +67,6 @@ class ApiRoute:
     topic: str | None = None
     group: str | None = None
     listing: str | None = None
-    reason: str | None = None
 
 
 HERE = ApiRoute(LOCAL)
@@ -114,7 +109,7 @@ def route(method: str, path: str, query: dict[str, str], body: bytes, prefix: st
         if not pattern:
             return HERE  # refused as one node refuses it
         if is_pattern(pattern):
-            return ApiRoute(REFUSE, reason=WILDCARD_TAIL)
+            return ApiRoute(TAILS)
         return _topic(prefix + pattern)
     return HERE
 

@@ -122,6 +122,10 @@ class EventStream:
         self.authorize: Callable[[Principal], None] | None = None
         self.guard: StreamGuard | None = None
 
+    def metered(self, chunk: bytes) -> int:
+        """How many bytes of ``chunk`` (the one last yielded) the shell meters: all."""
+        return len(chunk)
+
     def _stop(self) -> bool:
         return self._stopping() or self.peer_gone() or (self.guard is not None and self.guard.ended())
 

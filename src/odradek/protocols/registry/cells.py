@@ -151,6 +151,8 @@ class CellRegistries:
         # Each served cell's HTTP API and console (decision 0036); the console's cluster
         # page shows ``cluster_status()``.
         self._apis: dict[str, tuple[HttpApi, ConsoleApi]] = {}
+        # Set as the listener closes: the tails of every cell this agent merges end.
+        self.draining = threading.Event()
         self._cluster_status = cluster_status
 
     def serve(self, cell: str, registry: Registry, api: HttpApi | None = None) -> Callable[[], None]:
@@ -198,6 +200,7 @@ class CellRegistries:
 
     def drain(self) -> None:
         """End every served cell's event streams (the listener is closing)."""
+        self.draining.set()
         with self._lock:
             apis = [api for api, _ in self._apis.values()]
         for api in apis:

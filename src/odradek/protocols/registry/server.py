@@ -21,7 +21,9 @@ request goes is decided by registry/cells.py and http_api/cells.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import http.client
 import json
 import logging
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from odradek import limits
 from odradek.budget import ByteBudget
 from odradek.console.api import ClusterStatus, ConsoleApi, owns_api
+from odradek.console.cells_tail import CellsTail, TailPart
 from odradek.console.static import owns_ui, serve_static
 from odradek.errors import OdradekError, RequestTooLarge
 from odradek.groups.info import GroupInfo, merge_infos
@@ -204,7 +207,7 @@ class _RegistryHandler(BoundedRequestHandler):
                 self.close_connection = True  # the peer went away mid-body
                 return
             query = dict(urllib.parse.parse_qsl(target.query, keep_blank_values=True))
-            answer: ApiResponse | EventStream | Response | _Relay
+            answer: ApiResponse | EventStream | Response | _Relay | CellsTail
             if cells_api:
                 answer = self._cells_api_answer(target.path, query, body)
             elif api is not None and owns_ui(target.path):
@@ -219,7 +222,7 @@ class _RegistryHandler(BoundedRequestHandler):
                 answer = self._registry_answer(Request(self.command, target.path, query, body))
                 outcome = "ok" if answer.status < 400 else str(answer.status)
                 observe.request("registry", self.command.lower(), outcome, time.perf_counter() - started)
-        if isinstance(answer, EventStream):
+        if isinstance(answer, EventStream | CellsTail):
             self._stream(answer)
         elif isinstance(answer, _Relay):
             self._relay(answer)
@@ -308,7 +311,7 @@ class _RegistryHandler(BoundedRequestHandler):
 
     def _cells_api_answer(
         self, path: str, query: dict[str, str], body: bytes
-    ) -> ApiResponse | EventStream | _Relay:
+    ) -> ApiResponse | EventStream | _Relay | CellsTail:
         """The HTTP API's or the console's answer over a cluster with several cells
         (decision 0036, http_api/cells.py): the cell's API here, forwarded to the agent
         serving the cell, or every cell's answer merged."""
@@ -329,8 +332,6 @@ class _RegistryHandler(BoundedRequestHandler):
         except OdradekError:
             prefix = ""  # a principal of a tenant that does not exist: refused as it is answered
         where = api_cells.route(self.command, path, query, body, prefix)
-        if where.kind == api_cells.REFUSE:
-            return ApiResponse(400, error_body("invalid_request", where.reason or "not served over cells"))
         if where.kind == api_cells.LOCAL:
             served = cells.any_api()
             if served is not None:
@@ -342,6 +343,8 @@ class _RegistryHandler(BoundedRequestHandler):
                 return MemberOverCells(names, self._ask_cell, cells.cluster.cell_of, prefix).answer(
                     self.command, path, body
                 )
+            if where.kind == api_cells.TAILS:
+                return self._tails(names, path, query, body)
             if where.kind == api_cells.MERGE:
                 targets = names
             elif where.kind == api_cells.GROUP:
@@ -512,31 +515,15 @@ class _RegistryHandler(BoundedRequestHandler):
         write to the client bounded by ``limits.http_sse_write_seconds_max``); the
         connection closes after it. A refusal there is answered as it came."""
         self.close_connection = True
-        host, port = relay.door
-        # The serving agent sends a heartbeat at least every http_sse_heartbeat_seconds.
-        wait = limits.http_sse_heartbeat_seconds + limits.registry_forward_seconds
-        connection = _connection(relay.door, self.server.forward_tls, wait)
-        answer: http.client.HTTPResponse | None = None
+        opened = self._open_stream(relay.door, relay.headers)
+        if isinstance(opened, ApiResponse):
+            self._send_api(opened, close=True)
+            return
+        connection, answer = opened
         try:
-            try:
-                connection.request("GET", self.path, headers=relay.headers)
-                answer = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                message = f"the agent at {_address(host, port)} did not answer ({exc}); retry"
-                self._send_api(_api_unavailable(message), close=True)
-                return
-            content_type = answer.getheader("Content-Type") or "application/json"
-            if answer.status != 200 or not content_type.startswith("text/event-stream"):
-                size_max = limits.registry_forward_response_bytes_max
-                data = answer.read(size_max)
-                kept = tuple(
-                    (name, value) for name in _ANSWER_HEADERS if (value := answer.getheader(name)) is not None
-                )
-                self._send_api(ApiResponse(answer.status, data, content_type, headers=kept), close=True)
-                return
             self.connection.settimeout(limits.http_sse_write_seconds_max)
             self.send_response(200)
-            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Type", answer.getheader("Content-Type") or "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("X-Accel-Buffering", "no")
             self.send_header("Connection", "close")
@@ -548,9 +535,81 @@ class _RegistryHandler(BoundedRequestHandler):
         except (OSError, http.client.HTTPException) as exc:  # either side went away
             log.debug("relayed event stream ended: %s", exc)
         finally:
-            if answer is not None:
-                answer.close()  # it holds the connection's socket too
+            _hang_up(connection, answer)
+
+    def _open_stream(
+        self, door: tuple[str, int], headers: dict[str, str]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse] | ApiResponse:
+        """This request sent to the agent at ``door`` for an event stream: the
+        connection and its answer streaming, or the answer it gave instead (a refusal),
+        or a 503 when it did not answer."""
+        host, port = door
+        # The serving agent sends a heartbeat at least every http_sse_heartbeat_seconds.
+        wait = limits.http_sse_heartbeat_seconds + limits.registry_forward_seconds
+        connection = _connection(door, self.server.forward_tls, wait)
+        try:
+            connection.request("GET", self.path, headers=headers)
+            answer = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
             connection.close()
+            return _api_unavailable(f"the agent at {_address(host, port)} did not answer ({exc}); retry")
+        content_type = answer.getheader("Content-Type") or "application/json"
+        if answer.status == 200 and content_type.startswith("text/event-stream"):
+            return connection, answer
+        try:
+            data = answer.read(limits.registry_forward_response_bytes_max)
+        except (OSError, http.client.HTTPException) as exc:
+            data = error_body("unavailable", f"the agent at {_address(host, port)} broke off ({exc}); retry")
+        finally:
+            _hang_up(connection, answer)
+        kept = tuple(
+            (name, value) for name in _ANSWER_HEADERS if (value := answer.getheader(name)) is not None
+        )
+        return ApiResponse(answer.status, data, content_type, headers=kept)
+
+    def _tails(
+        self, names: list[str], path: str, query: dict[str, str], body: bytes
+    ) -> ApiResponse | CellsTail:
+        """A console tail of a pattern over every cell (console/cells_tail.py): each
+        cell's tail opened, here or at the agent serving it; the first refusal is the
+        answer, the tails opened before it closed."""
+        cells = self.server.cells
+        assert cells is not None
+        parts: list[TailPart] = []
+        here: list[EventStream] = []
+        try:
+            for cell in names:
+                served = cells.local_api(cell)
+                if served is not None:
+                    local = self._local_api_answer(served, path, query, body)
+                    if isinstance(local, ApiResponse):
+                        return local
+                    here.append(local)
+                    parts.append(TailPart(cell, local, local.close, local=True))
+                    continue
+                found = self._forwarding(cell, "HTTP API")
+                if isinstance(found, _Refused):
+                    if found.status == 503:
+                        return _api_unavailable(found.message)
+                    return ApiResponse(found.status, error_body("misdirected", found.message))
+                opened = self._open_stream(*found)
+                if isinstance(opened, ApiResponse):
+                    return opened
+                connection, answer = opened
+                chunks = iter(functools.partial(answer.read1, _RELAY_CHUNK_BYTES), b"")
+                parts.append(
+                    TailPart(cell, chunks, functools.partial(_hang_up, connection, answer), local=False)
+                )
+            tail = CellsTail(
+                parts, heartbeat_seconds=limits.http_sse_heartbeat_seconds, stopping=cells.draining.is_set
+            )
+            for stream in here:
+                stream.peer_gone = tail.part_stopped
+            parts = []  # the tail holds them now
+            return tail
+        finally:
+            for part in parts:
+                part.close()
 
     def _answer_with(self, registry: Registry, request: Request) -> Response:
         """``registry``'s answer, or 403 for what the principal may not do (authorization.py)."""
@@ -714,7 +773,7 @@ class _RegistryHandler(BoundedRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def _stream(self, stream: EventStream) -> None:
+    def _stream(self, stream: EventStream | CellsTail) -> None:
         """Write an event stream until it ends or the client goes away; the connection
         closes after it (the stream has no length)."""
         self.close_connection = True
@@ -734,7 +793,7 @@ class _RegistryHandler(BoundedRequestHandler):
             for chunk in stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
-                self._metered_chunk(len(chunk))
+                self._metered_chunk(stream.metered(chunk))
         except OSError as exc:  # the client went away, or stopped reading for too long
             log.debug("event stream ended by its client: %s", exc)
         finally:
@@ -933,6 +992,16 @@ class _ListingRefused(Exception):
     def __init__(self, answer: ApiResponse) -> None:
         super().__init__(answer.status)
         self.answer = answer
+
+
+def _hang_up(connection: http.client.HTTPConnection, answer: http.client.HTTPResponse) -> None:
+    """End a forwarded event stream, from any thread: a read waiting on it returns."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    answer.close()  # it holds the connection's socket too
+    connection.close()
 
 
 # At most this much of a relayed event stream is read at once (what arrived is sent on).
