@@ -261,3 +261,27 @@ def test_a_tenants_group_subscribing_to_a_pattern_reads_every_cell_through_a_kil
             return acked == wanted
 
         wait_for(resubscribed, "every record not acknowledged, after the failover")
+
+
+def test_a_tenants_dead_letters_of_every_cell_reach_the_one_topic_with_the_agents_credentials(
+    cluster: tuple[list[AuthAgent], str],
+) -> None:
+    """Decision 0040: each cell's part of a tenant's group subscribing to a pattern
+    dead-letters into the one dead-letter topic in whichever cell holds it; the parts
+    of the other cells append through the agent serving it with their agent's own
+    credentials (before, with authentication on, they waited, retried forever)."""
+    agents, _ = cluster
+    one_cell_each(agents, CELLS)
+    with _connect(agents, "bob") as bob:
+        for index in range(3):
+            bob.create_topic(f"tasks.{index}")  # one in each cell
+            bob.append(f"tasks.{index}", [{"key": f"k{index}", "value": f"poison {index}"}])
+        bob.create_topic("dlq.crew")  # in one of the cells: two parts write through a peer
+        with bob.subscribe("tasks.*", group="crew", max_deliveries=1) as consumer:
+            held: list[Any] = []
+            wait_for(lambda: bool(held.extend(consumer.poll(10, timeout=1))) or len(held) >= 3, "3 polled")
+            assert consumer.nack(held, delay=0).settled == 3
+            wait_for(lambda: bob.describe_group("crew").dead_lettered == 3, "every cell's dead letter")
+        letters = [row for batch in bob.read("dlq.crew", wait=0) for row in batch.to_pylist()]
+        assert sorted(row["value"] for row in letters) == [b"poison 0", b"poison 1", b"poison 2"]
+        assert bob.list_topics().count("dlq.crew") == 1

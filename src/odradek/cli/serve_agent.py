@@ -288,6 +288,8 @@ def run_agent(settings: Settings) -> int:
         role,
     )
     gate.agent = agent
+    if authenticator is not None:  # other agents' own credentials (decision 0040)
+        authenticator.agents = agent.token_hash_of
     if metrics is not None:
         from odradek.protocols.metrics import cluster_collector
 

@@ -66,6 +66,7 @@ from odradek.cluster.keys import (
 )
 from odradek.cluster.placement import PlacementView
 from odradek.errors import InvalidRequest, NotOwner, OdradekError
+from odradek.security.agents import AgentCredentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,6 +159,8 @@ class ClusterAgent:
         self._cells = {name: _Cell(name) for name in self.cells}
         self._role = JOINING  # JOINING, STANDBY (a member: it owns what its cells say), STOPPED
         self._agents: dict[str, AgentRecord] = {}
+        # What it sends other agents when it calls on its own behalf (decision 0040).
+        self.credentials = AgentCredentials(settings.agent_id)
         self._cluster: EtcdCluster | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +172,13 @@ class ClusterAgent:
         self._member_since = 0.0  # monotonic time of the last join
         # Which cell holds each topic (decision 0032): none with the home cell alone.
         self.placement = PlacementView(settings.cells) if settings.cells > 1 else None
+
+    def token_hash_of(self, agent_id: str) -> str | None:
+        """The credentials hash live agent ``agent_id`` publishes (security/agents.py),
+        as this agent's view of the agent records holds it; None when none."""
+        with self._lock:
+            record = self._agents.get(agent_id)
+        return record.token_hash or None if record is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -615,6 +625,7 @@ class ClusterAgent:
             self.settings.doors,
             tls=self.settings.scheme == "grpc+tls",
             cells=self.settings.cells,
+            token_hash=self.credentials.token_hash,
         )
         others = [agent for agent in await cluster.agents() if agent.cells != self.settings.cells]
         if others:

@@ -341,10 +341,12 @@ class EtcdCluster:
         doors: dict[str, str] | None = None,
         tls: bool = False,
         cells: int = 1,
+        token_hash: str = "",
     ) -> AgentRecord:
         """Grant a lease, register ``agents/<agent_id>`` bound to it, keep it alive.
         ``address`` is the agent's Flight door; ``doors`` its others (keys.DOORS);
-        ``tls`` whether they serve TLS; ``cells`` the cluster's cells as it was told."""
+        ``tls`` whether they serve TLS; ``cells`` the cluster's cells as it was told;
+        ``token_hash`` the hash of its own credentials (security/agents.py)."""
         if self.agent is not None and self.clock is not None and not self.clock.lost:
             raise InvalidRequest(f"already joined as {self.agent.agent_id!r}")
         if isinstance(ttl, bool) or not isinstance(ttl, int):
@@ -352,7 +354,15 @@ class EtcdCluster:
         low, high = limits.cluster_lease_ttl_seconds_min, limits.cluster_lease_ttl_seconds_max
         if not low <= ttl <= high:
             raise InvalidRequest(f"lease TTL must be within {low}..{high} s, got {ttl}")
-        record = AgentRecord(agent_id, address, time.time(), doors=dict(doors or {}), tls=tls, cells=cells)
+        record = AgentRecord(
+            agent_id,
+            address,
+            time.time(),
+            doors=dict(doors or {}),
+            tls=tls,
+            cells=cells,
+            token_hash=token_hash,
+        )
         key, value = self.layout.agent(agent_id), record.encode()
         sent_at = time.monotonic()
         lease = await self._call(lambda client: client.lease(ttl), "a lease grant")

@@ -70,6 +70,9 @@ def validate_cluster_name(name: object) -> str:
     return name
 
 
+_HEX_64 = re.compile("[0-9a-f]{64}")
+
+
 def validate_agent_id(agent_id: object) -> str:
     if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
         raise InvalidRequest(
@@ -302,9 +305,16 @@ class AgentRecord:
     tls: bool = False
     # How many cells it was started with (decision 0032): every agent of a cluster alike.
     cells: int = 1
+    # The SHA-256 (hex) of the secret of its own credentials, which other agents check
+    # (security/agents.py, decision 0040); "" for an agent without them.
+    token_hash: str = ""
 
     def __post_init__(self) -> None:
         validate_agent_id(self.agent_id)
+        if not isinstance(self.token_hash, str) or (
+            self.token_hash and not _HEX_64.fullmatch(self.token_hash)
+        ):
+            raise InvalidRequest(f"token_hash must be 64 hexadecimal digits, got {self.token_hash!r}")
         if not isinstance(self.tls, bool):
             raise InvalidRequest(f"tls must be true or false, got {self.tls!r}")
         cell_names(self.cells)  # 1..cluster_cells_max
@@ -331,6 +341,8 @@ class AgentRecord:
             body["tls"] = True
         if self.cells != 1:  # likewise absent for one cell
             body["cells"] = self.cells
+        if self.token_hash:  # likewise absent without credentials
+            body["token"] = self.token_hash
         return _encode(body)
 
     @classmethod
@@ -339,8 +351,12 @@ class AgentRecord:
         doors = body.get("doors") or {}
         tls = body.get("tls", False)
         cells = body.get("cells", 1)
+        token_hash = body.get("token", "")
         return _build(
-            lambda: cls(body["agent"], body["address"], body["started_at"], lease, doors, tls, cells), "agent"
+            lambda: cls(
+                body["agent"], body["address"], body["started_at"], lease, doors, tls, cells, token_hash
+            ),
+            "agent",
         )
 
 

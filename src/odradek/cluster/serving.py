@@ -90,6 +90,9 @@ class AgentGate:
     def forget(self, topic: str, cell: str) -> None:
         self._agent().forget(topic, cell)
 
+    def authorization(self) -> str:
+        return self._agent().credentials.authorization
+
     def topics(self) -> list[str]:
         return self._agent().topics()
 

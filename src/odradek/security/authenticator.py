@@ -4,7 +4,8 @@
   checked against the user's stored SCRAM credential. Verified checks are remembered
   for ``limits.security_password_cache_seconds`` (by a keyed hash, never the password),
   so a client sending Basic credentials on every call costs one PBKDF2 per period.
-* ``bearer(token)``: an API token of the store (``odr_...``) or, with a JWKS, a JWT.
+* ``bearer(token)``: an API token of the store (``odr_...``), a cluster agent's own
+  (``odragent_...``, security/agents.py) or, with a JWKS, a JWT.
 * ``certificate(subject)``: a verified client certificate (mTLS) whose subject's CN
   names the principal; a user of that name gives its tenant and admin flag.
 * ``sasl()``: a Kafka connection's SASL exchange (security/sasl.py).
@@ -22,10 +23,12 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from odradek import limits
 from odradek.errors import Unauthenticated
+from odradek.security.agents import agent_principal, is_agent_token
 from odradek.security.credentials import TOKEN_PREFIX, CredentialStore
 from odradek.security.jwks import JwtValidator
 from odradek.security.passwords import MECHANISMS, password_matches
@@ -54,6 +57,9 @@ class Authenticator:
         self.store = store
         self.jwt = jwt
         self.mtls = mtls
+        # An agent id's published credentials hash, for the tokens of a cluster's agents
+        # (security/agents.py): set by the cluster agent; None on a single node.
+        self.agents: Callable[[str], str | None] | None = None
         self._cache_key = secrets.token_bytes(32)
         self._verified: collections.OrderedDict[bytes, tuple[float, int]] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
@@ -118,6 +124,8 @@ class Authenticator:
     def bearer(self, token: str, mechanism: str = "token") -> Authenticated:
         if len(token) > limits.security_credential_bytes_max:
             raise Unauthenticated("authentication failed: the token is too long")
+        if is_agent_token(token):
+            return Authenticated(agent_principal(token, self.agents))
         if token.startswith(TOKEN_PREFIX):
             found = self.store.token_user(token)
             if found is None and self.store.refresh(soon=True):  # made on another agent?

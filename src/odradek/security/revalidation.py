@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from odradek import limits
 from odradek.errors import OdradekError, Unauthenticated, Unauthorized
+from odradek.security.agents import agent_principal, is_agent_token
 from odradek.security.authenticator import Authenticator
 from odradek.security.authorizer import authorizer_of
 from odradek.security.credentials import TOKEN_PREFIX
@@ -51,6 +52,12 @@ def still_valid(
     if expires is not None and time.time() >= expires:
         return "its token has expired"
     store = authenticator.store
+    if token is not None and is_agent_token(token):
+        try:
+            agent_principal(token, authenticator.agents)
+        except Unauthenticated:
+            return "its agent left the cluster"
+        return None
     if token is not None and token.startswith(TOKEN_PREFIX):
         found = store.token_user(token)
         if found is None:

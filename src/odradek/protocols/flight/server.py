@@ -268,10 +268,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
     def _write_dead_letters(self, cell: str, topic: str, batch: pa.RecordBatch) -> None:
         """Dead letters of a group of ``cell`` to ``topic`` in the topic's cell: the
         group's own when the topic is placed nowhere yet (placed and created there),
-        through the agent serving it otherwise (decision 0038). That agent appends for
-        this one only in a cluster without authentication: with it, agents have no
-        credentials of their own to pass (decision 0035), and the dead letters wait
-        (InvalidRequest, retried) until the topic is moved to the group's cell."""
+        through the agent serving it otherwise (decision 0038), with this agent's own
+        credentials when authentication is on (decision 0040)."""
         assert self.cluster is not None and self._peers is not None
         target = cell if self.cluster.claim(topic, cell) else self.cluster.cell_of(topic)
         node = self._cell_node(target)
@@ -285,13 +283,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             )
             engine.append(topic, batch)
             return
-        if self._authenticator is not None:
-            raise InvalidRequest(
-                f"dead letters of cell {cell} go to topic {topic!r} of cell {target}, and with "
-                "authentication on an agent does not append to another agent's cell for it: move the "
-                f"topic to cell {cell} (odradek topic move --cell {cell})"
-            )
-        self._peers.append(self._owner_url(target), topic, batch, None)
+        header = self.cluster.authorization() if self._authenticator is not None else None
+        self._peers.append(self._owner_url(target), topic, batch, header)
 
     def _served_nodes(self) -> list[Node]:
         return [node for node in (self._node, *self._cells.values()) if node is not None]
@@ -1515,6 +1508,10 @@ class ClusterGate(Protocol):
     def claim(self, topic: str, cell: str) -> bool:
         """Place ``topic`` in ``cell`` unless it is placed already: whether it is
         ``cell``'s now."""
+
+    def authorization(self) -> str:
+        """The ``authorization`` header of a call this agent makes to another on its own
+        behalf (security/agents.py, decision 0040)."""
 
     def forget(self, topic: str, cell: str) -> None:
         """Drop ``topic``'s placement in ``cell`` (it was deleted there)."""
