@@ -823,6 +823,10 @@ view_apply_bytes_max = 4 * 1024 * 1024
 # A view's table and offsets are checkpointed at most this often while it applies (and
 # when the node closes): a crash re-applies at most about this many seconds of records.
 view_checkpoint_seconds = 1.0
+# A view of the home cell over a cluster whose topics are spread over cells looks for
+# new records of the other cells' topics this often (their arrivals wake no view;
+# decision 0041): the delay a record of another cell takes to reach the view, at most.
+view_cells_poll_seconds = 0.5
 # Changed keys held beside the sorted table before they are merged into it: a merge is
 # one Arrow sort of the table, so 65,536 changes cost one sort per that many updates.
 view_delta_entries_max = 65_536

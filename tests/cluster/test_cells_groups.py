@@ -250,7 +250,7 @@ def test_an_agent_whose_lease_ran_out_hands_a_member_nothing_more(cluster: Clust
         assert loop is not None and lease is not None
         loop.call_soon_threadsafe(lease.stop_keepalive)
         wait_for(lambda: not stale.agent.is_owner(cell), "the agent's lease no longer safe")
-        assert stale.flight._cell_node(cell) is not None  # the door still has the cell's node
+        assert stale.flight.cell_node(cell) is not None  # the door still has the cell's node
         with pytest.raises(NotOwner):
             consumer.poll(10, timeout=1)
     finally:

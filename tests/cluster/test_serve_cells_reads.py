@@ -285,3 +285,29 @@ def test_a_tenants_dead_letters_of_every_cell_reach_the_one_topic_with_the_agent
         letters = [row for batch in bob.read("dlq.crew", wait=0) for row in batch.to_pylist()]
         assert sorted(row["value"] for row in letters) == [b"poison 0", b"poison 1", b"poison 2"]
         assert bob.list_topics().count("dlq.crew") == 1
+
+
+def test_a_view_folds_every_cells_topics_and_an_append_waits_for_it_through_any_agent(
+    cluster: tuple[list[AuthAgent], str],
+) -> None:
+    """Decision 0041 with authentication on: the view lives in the home cell, whose
+    agent reads the other cells' topics with its own credentials (decision 0040); an
+    append to a topic of another cell through an agent that does not serve the home
+    cell waits for the view there, its waiters forwarded with the caller's credentials."""
+    agents, _ = cluster
+    owners = one_cell_each(agents, CELLS)
+    with _connect(agents, "root") as root:
+        for index in range(3):
+            root.create_topic(f"jobs.{index}")  # one in each cell
+            root.append(f"jobs.{index}", [{"key": "all", "value": f"job {index}"}])
+        root.create_view("jobs_count", "jobs.*", "odradek.views.reducers:count")
+        wait_for(lambda: root.view_get("jobs_count", "all") == b"3", "every cell's records folded")
+    far = next(agent for cell, agent in owners.items() if cell != "_cell")
+    with odradek.connect(far.url, user="root", password="root-secret") as through:
+        for number in range(3):  # jobs.1 and jobs.2 are in the cells the far agents serve
+            through.append(
+                "jobs.2", [{"key": "all", "value": f"more {number}"}], wait_for=["view:jobs_count"]
+            )
+            assert through.view_get("jobs_count", "all") == str(4 + number).encode()
+        described = through.describe_view("jobs_count")
+        assert described["offsets"] == {"jobs.0": 1, "jobs.1": 1, "jobs.2": 4}

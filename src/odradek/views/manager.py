@@ -43,7 +43,7 @@ from odradek.views.definition import (
     import_path_of,
     resolve,
 )
-from odradek.views.view import STATUS_FAILED, View
+from odradek.views.view import STATUS_FAILED, Topics, View
 
 if TYPE_CHECKING:
     from odradek.engine.engine import Engine
@@ -62,6 +62,9 @@ class ViewManager:
         self._lock = threading.Lock()
         self._views: dict[str, View] = {}
         self._matchers: dict[str, Callable[[str], bool]] = {}
+        # Where the views read their topics (``span``): the engine unless spanned.
+        self._topics: Topics = engine
+        self._poll_seconds = limits.view_checkpoint_seconds
         self.closed = False
         try:
             self._disk.makedirs(self.directory)
@@ -79,7 +82,7 @@ class ViewManager:
         except OdradekError as exc:  # both copies damaged: keep the files, report it
             data = None
             definition = ViewDefinition(name, ">", "odradek.views.reducers:latest")
-            view = View(definition, self._engine, directory, self._on_applied)
+            view = self._made(View(definition, self._engine, directory, self._on_applied))
             view.error, view.status = f"the view's definition is damaged: {exc.message}", STATUS_FAILED
             self._views[name] = view
             return
@@ -88,7 +91,7 @@ class ViewManager:
             self._disk.rmtree(directory)
             return
         definition = ViewDefinition.from_json(data)
-        view = View(definition, self._engine, directory, self._on_applied)
+        view = self._made(View(definition, self._engine, directory, self._on_applied))
         try:
             view.load()
         except OdradekError as exc:
@@ -154,7 +157,7 @@ class ViewManager:
             except OSError as exc:
                 self._disk.rmtree(directory)
                 raise StorageError(f"cannot write view {name!r}: {describe_os_error(exc)}") from exc
-            view = View(definition, self._engine, directory, self._on_applied)
+            view = self._made(View(definition, self._engine, directory, self._on_applied))
             self._views[name] = view
             self._matchers[name] = compile_pattern(definition.pattern)
         view.start()
@@ -184,6 +187,20 @@ class ViewManager:
             view = self._views.get(check_view_name(name))
         if view is None:
             raise _not_found(name)
+        return view
+
+    def span(self, topics: Topics, poll_seconds: float) -> None:
+        """Read every view's topics through ``topics`` from now on (every cell's, over
+        a cluster whose topics are spread over cells: decision 0041), looking for new
+        records at least every ``poll_seconds`` (other cells' arrivals wake no view)."""
+        with self._lock:
+            self._topics, self._poll_seconds = topics, poll_seconds
+            views = list(self._views.values())
+        for view in views:
+            self._made(view).wake()
+
+    def _made(self, view: View) -> View:
+        view.topics, view.poll_seconds = self._topics, self._poll_seconds
         return view
 
     def list(self) -> list[str]:

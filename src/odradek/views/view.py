@@ -46,20 +46,21 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from odradek import limits
-from odradek.errors import ClosedError, OdradekError, OffsetOutOfRange, TopicNotFound
+from odradek.errors import ClosedError, NotOwner, OdradekError, OffsetOutOfRange, TopicNotFound, Unavailable
 from odradek.views import reducers
 from odradek.views.definition import KeyFunction, Reducer, ViewDefinition, resolve
 from odradek.views.table import ViewTable, encode
 
 if TYPE_CHECKING:
     from odradek.engine.engine import Engine
+    from odradek.types import TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,19 @@ TABLE_FILE = "table"
 STATUS_RUNNING = "running"
 STATUS_FAILED = "failed"
 STATUS_STOPPED = "stopped"
+
+
+class Topics(Protocol):
+    """What a view reads its topics through: an engine, or every cell's topics (the
+    Flight door's ``CellsTopics``, decision 0041). Engine names throughout."""
+
+    def list_topics(self, pattern: str | None = None) -> list[str]: ...
+
+    def describe_topic(self, name: str) -> TopicInfo: ...
+
+    def fetch(
+        self, topic: str, offset: int, *, max_records: int, max_bytes: int, value_format: str
+    ) -> list[pa.RecordBatch]: ...
 
 
 class View:
@@ -81,6 +95,14 @@ class View:
         self.definition = definition
         self.name = definition.name
         self._engine = engine
+        # Where the view's topics are read: the engine's, or every cell's over a cluster
+        # whose topics are spread over cells (decision 0041; the manager's ``span``).
+        self.topics: Topics = engine
+        # How long the applier waits for new records when it found none: it is woken by
+        # its engine's arrivals, which other cells' do not reach (the manager's ``span``).
+        self.poll_seconds = limits.view_checkpoint_seconds
+        # Topics whose cell could not be read in the last round, and why (a failover).
+        self.unreachable: dict[str, str] = {}
         self._disk = engine.disk
         self.directory = directory
         self._on_applied = on_applied
@@ -179,9 +201,9 @@ class View:
             positions = {topic: int(p[0]) for topic, p in sorted(self.positions.items())}
             keys, size = len(self.table), self.table.nbytes
         lag: dict[str, int] = {}
-        for topic in self._engine.list_topics(self.definition.pattern):
+        for topic in self.topics.list_topics(self.definition.pattern):
             try:
-                end = self._engine.describe_topic(topic).next_offset
+                end = self.topics.describe_topic(topic).next_offset
             except OdradekError:
                 continue
             lag[topic] = max(0, end - positions.get(topic, 0))
@@ -194,6 +216,7 @@ class View:
             "keys": keys,
             "bytes": size,
             "applied": self.applied,
+            **({"unavailable": dict(sorted(self.unreachable.items()))} if self.unreachable else {}),
         }
 
     # -- applying -----------------------------------------------------------------------------
@@ -209,7 +232,7 @@ class View:
                 if self._checkpoint_due(now):
                     self._try_checkpoint()
                 if not progressed:
-                    self._wake.wait(timeout=limits.view_checkpoint_seconds)
+                    self._wake.wait(timeout=min(limits.view_checkpoint_seconds, self.poll_seconds))
         except ClosedError:
             return  # the engine is closing: the manager takes the last checkpoint
         except Exception as exc:  # a bug or the disk: the view stops, the server goes on
@@ -219,10 +242,11 @@ class View:
     def _apply_round(self) -> bool:
         """One batch of every topic with records past the view's position."""
         progressed = False
-        topics = self._engine.list_topics(self.definition.pattern)
+        topics = self.topics.list_topics(self.definition.pattern)
         with self.lock:
             for gone in self.positions.keys() - set(topics):
                 del self.positions[gone]
+        unreachable: dict[str, str] = {}
         for topic in topics:
             if self._stop.is_set() or self.status == STATUS_FAILED:
                 break
@@ -230,17 +254,22 @@ class View:
                 progressed |= self._apply_topic(topic)
             except TopicNotFound:
                 continue  # deleted meanwhile; the next round forgets it
+            except (Unavailable, NotOwner) as exc:  # its cell changing hands: the next round
+                unreachable[topic] = exc.message
+        if unreachable.keys() - self.unreachable.keys():
+            log.info("view %s cannot read %s now; trying again", self.name, sorted(unreachable))
+        self.unreachable = unreachable
         return progressed
 
     def _apply_topic(self, topic: str) -> bool:
         position = self.positions.get(topic)
         if position is None:
-            info = self._engine.describe_topic(topic)
+            info = self.topics.describe_topic(topic)
             position = [info.first_offset, info.incarnation]
             with self.lock:
                 self.positions[topic] = position
         try:
-            batches = self._engine.fetch(
+            batches = self.topics.fetch(
                 topic,
                 int(position[0]),
                 max_records=limits.view_apply_records_max,
@@ -250,7 +279,7 @@ class View:
         except OffsetOutOfRange:
             # Below the first offset (retention removed records the view never applied)
             # or a topic created again under its name: go on from its first record.
-            info = self._engine.describe_topic(topic)
+            info = self.topics.describe_topic(topic)
             with self.lock:
                 self.positions[topic] = [info.first_offset, info.incarnation]
             return True

@@ -154,6 +154,8 @@ class FetchRequest:
     offset: int
     max_records: int = defaults.fetch_records_max
     max_bytes: int = defaults.fetch_bytes_max
+    # A schema'd topic's values: typed (the default, not sent), json or wire (Engine.fetch).
+    value_format: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -776,6 +778,7 @@ def _decode_fetch(document: dict[str, Any]) -> FetchRequest:
         offset=_required(document, "offset", int),
         max_records=_field(document, "max_records", int, defaults.fetch_records_max),
         max_bytes=_field(document, "max_bytes", int, defaults.fetch_bytes_max),
+        value_format=_field(document, "value_format", str),
     )
 
 

@@ -89,11 +89,12 @@ class Peers:
         finally:
             reader.cancel()
 
-    def action(self, url: str, kind: str, body: bytes, header: str | None) -> bytes:
+    def action(self, url: str, kind: str, body: bytes, header: str | None, wait: float = 0.0) -> bytes:
         """Agent ``url``'s answer to action ``kind`` with ``body``, asked with the
-        credentials ``header``."""
+        credentials ``header``; an action that waits says how long (``wait``)."""
         headers = [(b"authorization", header.encode())] if header is not None else []
-        options = flight.FlightCallOptions(headers=headers, timeout=limits.cluster_request_timeout_seconds)
+        timeout = wait + limits.cluster_request_timeout_seconds
+        options = flight.FlightCallOptions(headers=headers, timeout=timeout)
         try:
             results = list(self._client(url).do_action(flight.Action(kind, body), options))
         except flight.FlightError as exc:

@@ -90,6 +90,7 @@ from odradek.protocols import connections, observe, request_ids
 from odradek.protocols.flight import authorization, group_messages, messages
 from odradek.protocols.flight.append_stream import AppendStream
 from odradek.protocols.flight.cells_group import CellsMember, Part, PeerMember
+from odradek.protocols.flight.cells_views import CellsTopics
 from odradek.protocols.flight.peers import Peers, merge_streams
 from odradek.protocols.flight.pipeline import AppendPipeline
 from odradek.protocols.flight.subscription import Member, Subscription, membership
@@ -237,6 +238,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         """Serve ``node`` from now on as ``cell``'s (a cluster agent that became its owner)."""
         if self._routed():  # its groups' dead letters go to their topic's cell
             node.groups.dead_letters = functools.partial(self._write_dead_letters, cell)
+            if cell == HOME_CELL:  # its views read every cell's topics (decision 0041)
+                node.views.span(CellsTopics(self), limits.view_cells_poll_seconds)
         if cell == HOME_CELL:
             self._node = node
         else:
@@ -257,7 +260,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         agent that does."""
         assert self.cluster is not None
         cell = self.cluster.place(topic) if place else self.cluster.cell_of(topic)
-        node = self._cell_node(cell)
+        node = self.cell_node(cell)
         if node is None:
             raise self.cluster.not_owner(cell)
         return node
@@ -272,7 +275,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         credentials when authentication is on (decision 0040)."""
         assert self.cluster is not None and self._peers is not None
         target = cell if self.cluster.claim(topic, cell) else self.cluster.cell_of(topic)
-        node = self._cell_node(target)
+        node = self.cell_node(target)
         if node is not None:
             engine, cluster = node.engine, self.cluster
             create_placed(  # a refused creation drops the placement, as a door's does
@@ -283,8 +286,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             )
             engine.append(topic, batch)
             return
-        header = self.cluster.authorization() if self._authenticator is not None else None
-        self._peers.append(self._owner_url(target), topic, batch, header)
+        self._peers.append(self.owner_url(target), topic, batch, self.agent_authorization())
 
     def _served_nodes(self) -> list[Node]:
         return [node for node in (self._node, *self._cells.values()) if node is not None]
@@ -498,6 +500,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     request.offset,
                     max_records=request.max_records,
                     max_bytes=request.max_bytes,
+                    value_format=request.value_format or "typed",
                 )
                 schema = batches[0].schema if batches else self.engine.read_schema(topic)
                 records = sum(batch.num_rows for batch in batches)
@@ -571,16 +574,28 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         peers = self._peers
         parts: list[Callable[[Callable[[], bool]], Iterator[pa.RecordBatch]]] = []
         for cell in cell_names(self.cluster.cell_count()):
-            node = self._cell_node(cell)
+            node = self.cell_node(cell)
             if node is not None:
                 parts.append(functools.partial(read, node.engine))
                 continue
-            url = self._owner_url(cell)
+            url = self.owner_url(cell)
             ticket = messages.encode_ticket(dataclasses.replace(request, cell=cell))
             parts.append(functools.partial(peers.read, url, ticket, header))
         return merge_streams(parts, stop)
 
-    def _cell_node(self, cell: str) -> Node | None:
+    @property
+    def peers(self) -> Peers:
+        """The clients to other agents (a cluster's agent only)."""
+        assert self._peers is not None
+        return self._peers
+
+    def agent_authorization(self) -> str | None:
+        """The credentials this agent calls another with on its own behalf: its own
+        when authentication is on (decision 0040), none otherwise."""
+        assert self.cluster is not None
+        return self.cluster.authorization() if self._authenticator is not None else None
+
+    def cell_node(self, cell: str) -> Node | None:
         """The node of ``cell`` if this agent serves it, else None."""
         return self._node if cell == HOME_CELL else self._cells.get(cell)
 
@@ -588,12 +603,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         """The node of ``cell`` if this agent serves it; else NotOwner naming the agent
         that does."""
         assert self.cluster is not None
-        node = self._cell_node(cell)
+        node = self.cell_node(cell)
         if node is None:
             raise self.cluster.not_owner(cell)
         return node
 
-    def _owner_url(self, cell: str) -> str:
+    def owner_url(self, cell: str) -> str:
         """The Flight URL of the agent serving ``cell``; Unavailable while none does."""
         assert self.cluster is not None
         refusal = self.cluster.not_owner(cell)
@@ -660,6 +675,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             authorized = self._authorized(context)
             if authorized is not None:  # on the names as the caller says them
                 authorization.check_action(*authorized, action.type, raw, self._node)
+            if action.type in _HOME_ACTIONS and self._routed() and self.cell_node(HOME_CELL) is None:
+                return [flight.Result(pa.py_buffer(self._home_action(context, action.type, raw)))]
             body = messages.decode_action_body(action.type, raw)
             namespace = self._namespace()
             if action.type in _GROUP_ACTIONS and self._routed():  # groups of every cell (decision 0035)
@@ -708,10 +725,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         peers = self._peers
 
         def ask(cell: str, what: str, document: dict[str, Any]) -> bytes:
-            node = self._cell_node(cell)
+            node = self.cell_node(cell)
             if node is None:
                 return peers.action(
-                    self._owner_url(cell), what, messages.dump({**document, "cell": cell}), header
+                    self.owner_url(cell), what, messages.dump({**document, "cell": cell}), header
                 )
             self._call.node = node
             try:
@@ -750,6 +767,16 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if kind == "reset_offsets":
             return messages.dump({"plan": [row for answer in answers for row in answer.get("plan", [])]})
         return b"{}"
+
+    def _home_action(self, context: flight.ServerCallContext, kind: str, raw: bytes) -> bytes:
+        """An append's waiters, checked and waited for over a cluster whose topics are
+        spread over cells: the views are the home cell's (decision 0041), so the agent
+        serving it answers, asked with the caller's credentials."""
+        header = self._forwardable_header(context, "waiting for a view over several cells")
+        timeout = messages.load(raw, "wait_for").get("timeout") if kind == "wait_for" else None
+        wait = float(timeout) if isinstance(timeout, int | float) and not isinstance(timeout, bool) else 0.0
+        wait = min(max(wait, 0.0), limits.wait_seconds_max)
+        return self.peers.action(self.owner_url(HOME_CELL), kind, raw, header, wait)
 
     def _forwardable_header(self, context: flight.ServerCallContext, what: str) -> str | None:
         """The caller's credentials to pass on to another agent; InvalidRequest for a
@@ -1157,12 +1184,12 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         local: list[str] = []
         try:
             for cell in cells:
-                node = self._cell_node(cell)
+                node = self.cell_node(cell)
                 if node is not None:
                     parts.append(membership(node.groups, dataclasses.replace(request, member=member_id)))
                     local.append(cell)
                     continue
-                url = self._owner_url(cell)
+                url = self.owner_url(cell)
                 command = group_messages.encode_subscribe(
                     said.group, said.pattern, said.options, cell=cell, member=member_id
                 )
@@ -1464,6 +1491,8 @@ _NO_OPTIONS = messages.AppendOptions()
 # Views run the code their reducer names on the server (decision 0019): defining and
 # deleting one takes an admin principal (any caller on a server without authentication).
 _VIEW_ADMIN_ACTIONS = frozenset({"create_view", "delete_view"})
+# An append's waiters, which the home cell's views answer (decision 0041).
+_HOME_ACTIONS = frozenset({"check_waiters", "wait_for"})
 _ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
 # Actions on groups, each group in one cell (decision 0035).
 _GROUP_ACTIONS = frozenset({"list_groups", "describe_group", "delete_group", "reset_offsets"})
