@@ -38,13 +38,18 @@ CELLS = cell_names(3)
 TOPICS = [f"t{index}" for index in range(6)]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
+def running_cells(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
+    """Agents in the test process with three cells (the tests of cells' fixture)."""
     made = Cluster(tmp_path, etcd_server.url, moto_s3.open(unique_prefix()), store_settings=SETTINGS, cells=3)
     try:
         yield made
     finally:
         made.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
+    yield from running_cells(tmp_path, etcd_server, moto_s3)
 
 
 def _spread(cluster: Cluster, agents: list[Agent] | None = None) -> dict[str, str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from agents import Cluster, wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, unique_prefix
-from test_cells import SETTINGS, _spread
+from object_servers import S3Server
+from test_cells import _spread, running_cells
 
 import odradek
 from odradek.cluster.keys import HOME_CELL
@@ -31,11 +31,7 @@ TOPICS = [f"orders.{index}" for index in range(6)]
 
 @pytest.fixture
 def cluster(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[Cluster]:
-    made = Cluster(tmp_path, etcd_server.url, moto_s3.open(unique_prefix()), store_settings=SETTINGS, cells=3)
-    try:
-        yield made
-    finally:
-        made.stop()
+    yield from running_cells(tmp_path, etcd_server, moto_s3)
 
 
 def _count(client: odradek.RemoteClient, key: str) -> int:

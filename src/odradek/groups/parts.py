@@ -17,6 +17,8 @@ answers in the calls' order, failing with the first failure).
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
 import itertools
 import time
@@ -65,6 +67,35 @@ def poll_parts(
         found = list(itertools.chain.from_iterable(together(calls, wait)))
         if found:
             return found
+
+
+def together(
+    pool: concurrent.futures.Executor,
+    calls: Sequence[tuple[int, Callable[[], T]]],
+    *,
+    timeout: float | None = None,
+    late: Callable[[int], None] | None = None,
+) -> list[T]:
+    """Each call's answer, in the calls' order, the calls made at the same time on
+    ``pool`` (each in a copy of the caller's context); a call not done within
+    ``timeout`` has ``late(part)`` called (which ends it: its call then fails). The
+    first failure is raised once every call ended."""
+    futures = [(index, pool.submit(contextvars.copy_context().run, call)) for index, call in calls]
+    if timeout is not None and late is not None:
+        _, pending = concurrent.futures.wait([future for _, future in futures], timeout=timeout)
+        for index, future in futures:
+            if future in pending:
+                late(index)
+    answers: list[T] = []
+    failure: BaseException | None = None
+    for _, future in futures:
+        try:
+            answers.append(future.result())
+        except BaseException as exc:  # noqa: BLE001 - the first is raised below
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return answers
 
 
 def shares(max_records: int, order: list[int]) -> list[tuple[int, int]]:

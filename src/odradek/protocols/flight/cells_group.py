@@ -44,7 +44,7 @@ from odradek import limits
 from odradek.errors import OdradekError, Unavailable
 from odradek.groups import AckResult, DeliveryBatch, GroupOptions
 from odradek.groups.delivery import Rejection, Settleable
-from odradek.groups.parts import poll_parts
+from odradek.groups.parts import poll_parts, together
 from odradek.protocols.flight import group_messages as wire
 from odradek.protocols.flight.peers import unavailable
 from odradek.security.tenants import Namespace
@@ -266,23 +266,12 @@ class CellsMember:
         fails with ``Unavailable``); the first failure is raised once every call ended."""
         if len(calls) == 1 and not isinstance(self._parts[calls[0][0]], PeerMember):
             return [calls[0][1]()]
-        futures = [(index, self._pool.submit(call)) for index, call in calls]
-        _, pending = concurrent.futures.wait(
-            [future for _, future in futures], timeout=wait + limits.cluster_request_timeout_seconds
+        return together(
+            self._pool,
+            calls,
+            timeout=wait + limits.cluster_request_timeout_seconds,
+            late=lambda index: _abort(self._parts[index]),
         )
-        for index, future in futures:
-            if future in pending:
-                _abort(self._parts[index])
-        answers: list[T] = []
-        failure: BaseException | None = None
-        for _, future in futures:
-            try:
-                answers.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - the first is raised below
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        return answers
 
 
 def _abort(part: Part) -> None:

@@ -31,7 +31,6 @@ API takes is sent as it is to the first cell, whose refusal is the answer.
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
 import json
 import random
 import uuid
@@ -41,7 +40,7 @@ from typing import Any, Protocol, TypeVar
 from odradek import limits
 from odradek.errors import OdradekError
 from odradek.groups.options import check_delay, check_poll
-from odradek.groups.parts import poll_parts
+from odradek.groups.parts import poll_parts, together
 from odradek.protocols.http_api.cells import MEMBER_PREFIX
 from odradek.protocols.http_api.routes import ApiResponse
 
@@ -211,17 +210,7 @@ class MemberOverCells:
         if len(calls) == 1:
             return [calls[0][1]()]
         assert self._pool is not None
-        futures = [self._pool.submit(contextvars.copy_context().run, call) for _, call in calls]
-        answers: list[T] = []
-        failure: BaseException | None = None
-        for future in futures:
-            try:
-                answers.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - the first is raised below
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        return answers
+        return together(self._pool, calls)
 
 
 def _document(answer: ApiResponse) -> dict[str, Any]:
