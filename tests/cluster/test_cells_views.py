@@ -7,13 +7,15 @@ after it; ``describe_view`` gives every topic's offset and lag; an append to a t
 of another cell with ``wait_for=["view:..."]`` returns once the view applied it
 (read-your-writes across cells); while a cell's agent is gone the view goes on with
 the other cells and names the topics it cannot read, then catches up once the cell
-is served again.
+is served again; an append waits for a group where the group's part reading its
+topic is and for a view in the home cell.
 Method: agents in the test process (agents.py) on a real etcd and moto's S3 server;
 the built-in reducers; waits are on conditions.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from test_cells import _spread, running_cells
 
 import odradek
 from odradek.cluster.keys import HOME_CELL
+from odradek.errors import InvalidRequest, WaitTimeout
 
 TOPICS = [f"orders.{index}" for index in range(6)]
 
@@ -98,3 +101,48 @@ def _try_append(client: odradek.RemoteClient, topic: str) -> bool:
     except odradek.OdradekError:
         return False
     return True
+
+
+def test_an_append_waits_for_a_group_in_its_topics_cell_and_a_view_in_the_home_cell(cluster: Cluster) -> None:
+    """Each waiter is answered where it lives: a view in the home cell, a group in the
+    cell of the topic it reads (with the group's consumer acking meanwhile); a waiter
+    that does not finish is named in the WaitTimeout, and a group that does not read
+    the topic is refused before anything is written."""
+    _spread(cluster)
+    client = odradek.connect(cluster.urls)
+    for topic in TOPICS:
+        client.create_topic(topic)
+    far = next(topic for topic in TOPICS if cluster.agents[0].agent.cell_of(topic) != HOME_CELL)
+    client.create_view("counts", "orders.*", "odradek.views.reducers:count")
+    consumer = client.subscribe(far, group="billing")  # the group lives in far's cell
+    stop = threading.Event()
+
+    def ack() -> None:
+        while not stop.is_set():
+            consumer.ack(consumer.poll(10, timeout=0.2))
+
+    acker = threading.Thread(target=ack)
+    acker.start()
+    try:
+        with odradek.connect(",".join(a.url for a in reversed(cluster.agents))) as other:
+            for number in range(3):
+                record = {"key": "shared", "value": f"paid {number}"}
+                result = other.append(far, [record], wait_for=["group:billing", "view:counts"], timeout=30)
+                assert _count(other, "shared") == number + 1
+                info = other.describe_group("billing")
+                assert next(t.committed for t in info.topics if t.topic == far) >= result.next_offset
+    finally:
+        stop.set()
+        acker.join()
+    consumer.close()  # nobody acks any more: the group never finishes the next append
+    with pytest.raises(WaitTimeout) as waited:
+        client.append(
+            far, [{"key": "shared", "value": "unpaid"}], wait_for=["group:billing", "view:counts"], timeout=1
+        )
+    assert waited.value.pending == ["group:billing"]
+    near = next(topic for topic in TOPICS if cluster.agents[0].agent.cell_of(topic) == HOME_CELL)
+    before = client.describe_topic(near).next_offset
+    with pytest.raises(InvalidRequest, match="billing"):
+        client.append(near, [{"key": "x", "value": "never"}], wait_for=["group:billing"])
+    assert client.describe_topic(near).next_offset == before
+    client.close()

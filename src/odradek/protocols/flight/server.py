@@ -108,6 +108,7 @@ from odradek.security.quotas import QuotaManager
 from odradek.security.revalidation import StreamGuard
 from odradek.security.tenants import RAW, Namespace, local_error, namespace_of
 from odradek.types import AppendResult
+from odradek.views.waits import VIEW as VIEW_WAITER
 from odradek.views.waits import parse as wait_parse
 
 log = logging.getLogger(__name__)
@@ -675,10 +676,14 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             authorized = self._authorized(context)
             if authorized is not None:  # on the names as the caller says them
                 authorization.check_action(*authorized, action.type, raw, self._node)
-            if action.type in _HOME_ACTIONS and self._routed() and self.cell_node(HOME_CELL) is None:
-                return [flight.Result(pa.py_buffer(self._home_action(context, action.type, raw)))]
             body = messages.decode_action_body(action.type, raw)
             namespace = self._namespace()
+            if action.type in _WAIT_ACTIONS and self._routed():  # each waiter in its cell (decision 0041)
+                cell = body.pop("cell", None)
+                if cell is None:
+                    result = self._waits_over_cells(context, action.type, body, namespace, authorized)
+                    return [flight.Result(pa.py_buffer(result))]
+                self._call.node = self._served_node(validate_cell(cell))  # a part another agent asked for
             if action.type in _GROUP_ACTIONS and self._routed():  # groups of every cell (decision 0035)
                 cell = body.pop("cell", None)
                 if cell is None:
@@ -768,15 +773,54 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             return messages.dump({"plan": [row for answer in answers for row in answer.get("plan", [])]})
         return b"{}"
 
-    def _home_action(self, context: flight.ServerCallContext, kind: str, raw: bytes) -> bytes:
-        """An append's waiters, checked and waited for over a cluster whose topics are
-        spread over cells: the views are the home cell's (decision 0041), so the agent
-        serving it answers, asked with the caller's credentials."""
-        header = self._forwardable_header(context, "waiting for a view over several cells")
-        timeout = messages.load(raw, "wait_for").get("timeout") if kind == "wait_for" else None
-        wait = float(timeout) if isinstance(timeout, int | float) and not isinstance(timeout, bool) else 0.0
-        wait = min(max(wait, 0.0), limits.wait_seconds_max)
-        return self.peers.action(self.owner_url(HOME_CELL), kind, raw, header, wait)
+    def _waits_over_cells(
+        self,
+        context: flight.ServerCallContext,
+        kind: str,
+        body: dict[str, Any],
+        namespace: Namespace,
+        authorized: tuple[Authorizer, Principal] | None,
+    ) -> bytes:
+        """An append's waiters over a cluster whose topics are spread over cells: a view
+        waiter in the home cell, where views live (decision 0041), a group waiter in the
+        topic's cell, where the group's part reading it is (decisions 0035, 0038); each
+        cell's waiters checked or waited for here when this agent serves the cell, else
+        by the agent serving it (the body naming the cell, with the caller's
+        credentials), one cell after the other within the wait's time."""
+        assert self.cluster is not None
+        waiters, seconds = wait_parse(body.get("wait_for"), body.get("timeout"))
+        topic_cell = self.cluster.cell_of(namespace.topic(_name(body, "topic")))
+        by_cell: dict[str, list[str]] = {}
+        for waiter in waiters:
+            cell = HOME_CELL if waiter.kind == VIEW_WAITER else topic_cell
+            by_cell.setdefault(cell, []).append(str(waiter))
+        deadline = time.monotonic() + seconds
+        pending: list[str] = []
+        reasons: list[str] = []
+        for cell, names in by_cell.items():
+            part = {**body, "wait_for": names}
+            if kind == "wait_for":  # what is left of the wait (the first part may have used it)
+                part["timeout"] = max(deadline - time.monotonic(), _WAIT_PART_SECONDS_MIN)
+            node = self.cell_node(cell)
+            if node is not None:
+                self._call.node = node
+                try:
+                    answer = self._dispatch(kind, part, namespace, authorized)
+                finally:
+                    self._call.node = None
+            else:
+                header = self._forwardable_header(context, "waiting for a view or group over several cells")
+                wait = float(part["timeout"]) if kind == "wait_for" else 0.0
+                sent = messages.dump({**part, "cell": cell})
+                answer = self.peers.action(self.owner_url(cell), kind, sent, header, wait)
+            if kind == "wait_for":
+                document = messages.load(answer, "wait_for result") if answer else {}
+                if document.get("pending"):
+                    pending.extend(str(name) for name in document["pending"])
+                    reasons.append(str(document.get("message", "")))
+        if pending:
+            return messages.dump({"pending": pending, "message": "; ".join(reasons)})
+        return b"{}"
 
     def _forwardable_header(self, context: flight.ServerCallContext, what: str) -> str | None:
         """The caller's credentials to pass on to another agent; InvalidRequest for a
@@ -791,8 +835,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return header
 
     def _group_node(self) -> Node:
-        """The node whose groups this call is about: the cell another agent asked for
-        (decision 0035), else the home cell's."""
+        """The node whose groups (or an append's waiters) this call is about: the cell
+        another agent asked for or the waiters' cell (decisions 0035, 0041), else the
+        home cell's."""
         node: Node | None = getattr(self._call, "node", None)
         return node if node is not None else self.node
 
@@ -1085,7 +1130,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         return b"{}"
 
     def _check_waiters(self, body: dict[str, Any]) -> bytes:
-        self.node.waits.check(_name(body, "topic"), body.get("wait_for"), body.get("timeout"))
+        self._group_node().waits.check(_name(body, "topic"), body.get("wait_for"), body.get("timeout"))
         return b"{}"
 
     def _wait_for(self, body: dict[str, Any]) -> bytes:
@@ -1097,7 +1142,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if not isinstance(base, int) or not isinstance(count, int) or base < 0 or count < 0:
             raise InvalidRequest(f"base_offset and count must be ints >= 0, got {base!r} and {count!r}")
         try:
-            self.node.waits.wait(topic, waiters, AppendResult(base, count, {}), seconds)
+            self._group_node().waits.wait(topic, waiters, AppendResult(base, count, {}), seconds)
         except WaitTimeout as exc:
             return messages.dump({"pending": exc.pending, "message": exc.message})
         return b"{}"
@@ -1491,8 +1536,10 @@ _NO_OPTIONS = messages.AppendOptions()
 # Views run the code their reducer names on the server (decision 0019): defining and
 # deleting one takes an admin principal (any caller on a server without authentication).
 _VIEW_ADMIN_ACTIONS = frozenset({"create_view", "delete_view"})
-# An append's waiters, which the home cell's views answer (decision 0041).
-_HOME_ACTIONS = frozenset({"check_waiters", "wait_for"})
+# An append's waiters, each answered by its cell over cells (decision 0041); a part of
+# a wait that the parts before used up still looks once (this long).
+_WAIT_ACTIONS = frozenset({"check_waiters", "wait_for"})
+_WAIT_PART_SECONDS_MIN = 0.001
 _ANY_ROLE_ACTIONS = frozenset({"ping", "cluster_status"})
 # Actions on groups, each group in one cell (decision 0035).
 _GROUP_ACTIONS = frozenset({"list_groups", "describe_group", "delete_group", "reset_offsets"})
