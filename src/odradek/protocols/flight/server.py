@@ -727,19 +727,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         with the caller's credentials)."""
         assert self.cluster is not None and self._peers is not None
         header = self._forwardable_header(context, "a group's action over several cells")
-        peers = self._peers
 
         def ask(cell: str, what: str, document: dict[str, Any]) -> bytes:
-            node = self.cell_node(cell)
-            if node is None:
-                return peers.action(
-                    self.owner_url(cell), what, messages.dump({**document, "cell": cell}), header
-                )
-            self._call.node = node
-            try:
-                return self._dispatch(what, dict(document), namespace, authorized)
-            finally:
-                self._call.node = None
+            return self._cell_action(cell, what, document, namespace, authorized, lambda: header)
 
         cells = cell_names(self.cluster.cell_count())
         listings = {
@@ -801,18 +791,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             part = {**body, "wait_for": names}
             if kind == "wait_for":  # what is left of the wait (the first part may have used it)
                 part["timeout"] = max(deadline - time.monotonic(), _WAIT_PART_SECONDS_MIN)
-            node = self.cell_node(cell)
-            if node is not None:
-                self._call.node = node
-                try:
-                    answer = self._dispatch(kind, part, namespace, authorized)
-                finally:
-                    self._call.node = None
-            else:
-                header = self._forwardable_header(context, "waiting for a view or group over several cells")
-                wait = float(part["timeout"]) if kind == "wait_for" else 0.0
-                sent = messages.dump({**part, "cell": cell})
-                answer = self.peers.action(self.owner_url(cell), kind, sent, header, wait)
+            answer = self._cell_action(
+                cell,
+                kind,
+                part,
+                namespace,
+                authorized,
+                lambda: self._forwardable_header(context, "waiting for a view or group over several cells"),
+                float(part["timeout"]) if kind == "wait_for" else 0.0,
+            )
             if kind == "wait_for":
                 document = messages.load(answer, "wait_for result") if answer else {}
                 if document.get("pending"):
@@ -821,6 +808,29 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if pending:
             return messages.dump({"pending": pending, "message": "; ".join(reasons)})
         return b"{}"
+
+    def _cell_action(
+        self,
+        cell: str,
+        kind: str,
+        body: dict[str, Any],
+        namespace: Namespace,
+        authorized: tuple[Authorizer, Principal] | None,
+        header: Callable[[], str | None],
+        wait: float = 0.0,
+    ) -> bytes:
+        """``cell``'s answer to action ``kind``: here when this agent serves the cell,
+        else the agent serving it's, asked with ``header()`` (the caller's credentials)
+        and the body naming the cell; ``wait``: how long the action may wait."""
+        node = self.cell_node(cell)
+        if node is None:
+            sent = messages.dump({**body, "cell": cell})
+            return self.peers.action(self.owner_url(cell), kind, sent, header(), wait)
+        self._call.node = node
+        try:
+            return self._dispatch(kind, dict(body), namespace, authorized)
+        finally:
+            self._call.node = None
 
     def _forwardable_header(self, context: flight.ServerCallContext, what: str) -> str | None:
         """The caller's credentials to pass on to another agent; InvalidRequest for a
