@@ -678,16 +678,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 authorization.check_action(*authorized, action.type, raw, self._node)
             body = messages.decode_action_body(action.type, raw)
             namespace = self._namespace()
-            if action.type in _WAIT_ACTIONS and self._routed():  # each waiter in its cell (decision 0041)
+            over_cells = self._over_cells(action.type) if self._routed() else None
+            if over_cells is not None:
                 cell = body.pop("cell", None)
                 if cell is None:
-                    result = self._waits_over_cells(context, action.type, body, namespace, authorized)
-                    return [flight.Result(pa.py_buffer(result))]
-                self._call.node = self._served_node(validate_cell(cell))  # a part another agent asked for
-            if action.type in _GROUP_ACTIONS and self._routed():  # groups of every cell (decision 0035)
-                cell = body.pop("cell", None)
-                if cell is None:
-                    result = self._group_action_over_cells(context, action.type, body, namespace, authorized)
+                    result = over_cells(context, action.type, body, namespace, authorized)
                     return [flight.Result(pa.py_buffer(result))]
                 self._call.node = self._served_node(validate_cell(cell))  # a part another agent asked for
             result = self._dispatch(action.type, body, namespace, authorized)
@@ -710,6 +705,16 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if authorized is not None:
             result = authorization.filter_listing(*authorized, kind, result)
         return result
+
+    def _over_cells(self, kind: str) -> Callable[..., bytes] | None:
+        """What answers action ``kind`` over a cluster whose topics are spread over
+        cells when it spans them: groups of every cell (decision 0035), an append's
+        waiters each in its cell (decision 0041); None for an action of one cell."""
+        if kind in _GROUP_ACTIONS:
+            return self._group_action_over_cells
+        if kind in _WAIT_ACTIONS:
+            return self._waits_over_cells
+        return None
 
     def _group_action_over_cells(
         self,

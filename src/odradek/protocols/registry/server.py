@@ -124,6 +124,12 @@ class _Refused:
     status: int
     message: str
 
+    def api_answer(self) -> ApiResponse:
+        """The refusal in the HTTP API's error shape."""
+        if self.status == 503:
+            return _api_unavailable(self.message)
+        return ApiResponse(self.status, error_body("misdirected", self.message))
+
 
 @dataclasses.dataclass(frozen=True)
 class _Relay:
@@ -453,18 +459,14 @@ class _RegistryHandler(BoundedRequestHandler):
             return self._local_api_answer(served, path, query, body, member, method if exact else None)
         found = self._forwarding(cell, "HTTP API")
         if isinstance(found, _Refused):
-            if found.status == 503:
-                return _api_unavailable(found.message)
-            return ApiResponse(found.status, error_body("misdirected", found.message))
+            return found.api_answer()
         door, headers = found
         if member is not None:
             headers[MEMBER_HEADER] = member
         if streams and method == "GET" and _streams(path):
             return _Relay(door, headers)
-        if lookup:
-            target, sent = path, b""
-        else:
-            target, sent = (path, body) if exact else (self.path, body)
+        target = path if lookup or exact else self.path
+        sent = b"" if lookup else body
         try:
             # A poll there may wait its whole time before it answers.
             seconds = limits.registry_forward_seconds + limits.http_poll_seconds_max
@@ -589,9 +591,7 @@ class _RegistryHandler(BoundedRequestHandler):
                     continue
                 found = self._forwarding(cell, "HTTP API")
                 if isinstance(found, _Refused):
-                    if found.status == 503:
-                        return _api_unavailable(found.message)
-                    return ApiResponse(found.status, error_body("misdirected", found.message))
+                    return found.api_answer()
                 opened = self._open_stream(*found)
                 if isinstance(opened, ApiResponse):
                     return opened
