@@ -5,7 +5,10 @@ Goal: a transactional id's enlistments are listed by cell with their revisions; 
 of several cells' keys writes all of them or none (one stale revision fails the whole
 swap and changes nothing), recognizes its own earlier write when retried, and refuses
 a value over etcd's bound; a watch on the prefix names each key that changes; ids and
-clusters do not see each other's keys; a key naming no id hash or cell is refused.
+clusters do not see each other's keys; a key naming no id hash or cell is refused. A
+swap fenced by a cell's ownership is written only while the cell's owner key carries
+the epoch given: an agent that lost the cell (and knows it, or not yet: a paused agent
+waking) writes nothing, is told so, and learns it lost the cell.
 Method: EtcdCluster clients against the session's single-member etcd, each test under a
 cluster name of its own.
 """
@@ -22,7 +25,7 @@ from cluster_testing import run
 from etcd_servers import EtcdServers, unique_cluster_name
 
 from odradek import limits
-from odradek.cluster.etcd import EtcdCluster
+from odradek.cluster.etcd import EtcdCluster, Ownership, OwnershipLost
 from odradek.cluster.keys import Layout
 from odradek.errors import DataDamaged, InvalidRequest, RequestTooLarge
 
@@ -83,6 +86,48 @@ def test_enlistments_swap_all_or_none(etcd_server: EtcdServers) -> None:
                     await a.enlistments("not-a-hash")
                 with pytest.raises(InvalidRequest):
                     await a.swap_enlistments(tx, {"nowhere": (b"x", 0)})
+
+    run(scenario())
+
+
+def test_a_swap_fenced_by_a_cells_ownership_needs_the_owners_epoch(etcd_server: EtcdServers) -> None:
+    async def scenario() -> None:
+        name = unique_cluster_name()
+        tx = _hash("fenced")
+        async with EtcdCluster(etcd_server.url, name) as a, EtcdCluster(etcd_server.url, name) as b:
+            await a.join("a", "127.0.0.1:1", ttl=5)
+            await b.join("b", "127.0.0.1:2", ttl=5)
+            first = await a.acquire("_cell.1")
+            landed = await a.swap_enlistments(tx, {"_cell.1": (b"a1", 0)}, owner=("_cell.1", first.epoch))
+            assert landed is not None
+            # Another agent serves the cell now; a knows it: refused without a request.
+            await a.release("_cell.1")
+            second = await b.acquire("_cell.1")
+            with pytest.raises(OwnershipLost):
+                await a.swap_enlistments(
+                    tx, {"_cell.1": (b"a2", landed["_cell.1"])}, owner=("_cell.1", first.epoch)
+                )
+            # a does not know yet (a paused agent waking): etcd's compare refuses it.
+            a._owned["_cell.1"] = Ownership("_cell.1", first.epoch)
+            assert a.holds("_cell.1", first.epoch)
+            with pytest.raises(OwnershipLost):
+                await a.swap_enlistments(
+                    tx, {"_cell.1": (b"a2", landed["_cell.1"])}, owner=("_cell.1", first.epoch)
+                )
+            assert not a.holds("_cell.1", first.epoch)  # and it learned it lost the cell
+            assert await b.enlistments(tx) == {"_cell.1": (b"a1", landed["_cell.1"])}
+            # The owner's swap lands; a stale revision under a valid fence is still None.
+            again = await b.swap_enlistments(
+                tx, {"_cell.1": (b"b1", landed["_cell.1"])}, owner=("_cell.1", second.epoch)
+            )
+            assert again is not None
+            assert (
+                await b.swap_enlistments(
+                    tx, {"_cell.1": (b"b2", landed["_cell.1"])}, owner=("_cell.1", second.epoch)
+                )
+                is None
+            )
+            assert await b.enlistments(tx) == {"_cell.1": (b"b1", again["_cell.1"])}
 
     run(scenario())
 

@@ -232,6 +232,13 @@ class ClusterAgent:
             serving = state is not None and state.serving and self._role == STANDBY
         return serving and self._held()
 
+    def epoch_of(self, cell: str) -> int | None:
+        """The epoch at which this agent acquired ``cell`` in etcd, while it holds it (set
+        before its data are opened, so the doors opening them can be fenced by it)."""
+        with self._lock:
+            cluster = self._cluster
+        return None if cluster is None else cluster.epoch_of(cell)
+
     def owned_cells(self) -> list[str]:
         """The cells this agent serves now, in cell order."""
         with self._lock:

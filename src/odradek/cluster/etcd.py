@@ -721,6 +721,12 @@ class EtcdCluster:
             return False
         return True
 
+    def epoch_of(self, topic: str) -> int | None:
+        """The epoch this agent acquired ``topic`` at, unless it knows it lost it since
+        (no clock check, no listener: safe from any thread)."""
+        owned = self._owned.get(topic)
+        return None if owned is None or owned.lost else owned.epoch
+
     def owned(self) -> dict[str, Ownership]:
         """The topics this agent holds now (not lost)."""
         return {topic: owned for topic, owned in self._owned.items() if self.holds(topic)}
@@ -1037,13 +1043,19 @@ class EtcdCluster:
         }
 
     async def swap_enlistments(
-        self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
+        self, hashed: str, changes: Mapping[str, tuple[bytes, int]], owner: tuple[str, int] | None = None
     ) -> dict[str, int] | None:
         """Put each cell's value if its key's ``mod_revision`` is still the one given
         (0: absent), all in one transaction: the new ``mod_revision`` by cell, or None
         if another writer changed one of them since (then nothing is written). A retry
         after an unknown outcome recognizes its own write (every key holds exactly its
-        value)."""
+        value).
+
+        ``owner`` (a cell, the epoch this agent serves it at) fences the swap: it is
+        written only while that cell's owner key still carries the epoch, compared in
+        the same transaction, so that a door whose agent lost its cell (a paused
+        agent waking, a door still closing) changes nothing of a transaction its
+        successor is finishing. ``OwnershipLost`` if it does not."""
         keyed = []
         for cell, (value, revision) in sorted(changes.items()):
             if len(value) > limits.cluster_value_bytes_max:
@@ -1051,19 +1063,33 @@ class EtcdCluster:
                     f"etcd value of {len(value)} bytes, at most {limits.cluster_value_bytes_max}"
                 )
             keyed.append((self.layout.enlistment(hashed, cell), value, revision))
+        fence = []
+        if owner is not None:
+            cell, epoch = owner
+            if not self.holds(cell, epoch):
+                raise OwnershipLost(f"this agent no longer serves cell {cell} at epoch {epoch}")
+            fence.append((self.layout.owner(cell), epoch))
 
         async def swap(client: Any) -> tuple[bool, Any]:
             txn = client.transactions
             return await client.transaction(  # type: ignore[no-any-return]
-                compare=[txn.mod(key) == revision for key, _, revision in keyed],
+                compare=[txn.mod(key) == revision for key, _, revision in keyed]
+                + [txn.mod(key) == epoch for key, epoch in fence],
                 success=[txn.put(key, value) for key, value, _ in keyed],
-                failure=[txn.get(key) for key, _, _ in keyed],
+                failure=[txn.get(key) for key, _, _ in keyed] + [txn.get(key) for key, _ in fence],
             )
 
         succeeded, responses = await self._call(swap, "a transaction's enlistments")
         if succeeded:
             revision = int(responses[0].response_put.header.revision) if responses else 0
             return {cell: revision for cell in sorted(changes)}
+        for (key, epoch), kvs in zip(fence, responses[len(keyed) :], strict=True):
+            if not kvs or int(kvs[0][1].mod_revision) != epoch:
+                cell = self.layout.topic_of_owner(key)
+                owned = self._owned.get(cell)
+                if owned is not None and owned.epoch == epoch:
+                    owned.lost = True
+                raise OwnershipLost(f"this agent no longer serves cell {cell}: another agent took it over")
         landed = {}
         for (key, value, _), kvs in zip(keyed, responses, strict=True):
             if not kvs or bytes(kvs[0][0]) != value:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from odradek import limits
+from odradek.cluster.etcd import OwnershipLost
 from odradek.cluster.keys import HOME_CELL, Layout, ShapeRecord, cell_index
 from odradek.cluster.placement import PlacementView
 from odradek.errors import DataDamaged, OdradekError
@@ -58,6 +59,10 @@ class KafkaSeat:
         self._shapes_read = 0.0  # monotonic time of the cached listing (0: none)
         self._published: dict[str, ShapeRecord] | None = None  # None: not read from etcd yet
         self._shape_cache: dict[str, tuple[ShapeRecord | None, float]] = {}  # topic: (shape, read at)
+        # The epoch the agent serves the cell at as the door opens: the door's writes of
+        # transactions' enlistments are fenced by it (a door outliving its agent's
+        # ownership, a paused agent waking, changes nothing).
+        self.epoch = agent.epoch_of(cell)
         # The Kafka cluster id every cell's door gives: the same for all, from the cluster's name.
         digest = hashlib.sha256(f"odradek/{agent.settings.cluster}".encode()).digest()[:16]
         self.cluster_id = base64.urlsafe_b64encode(digest).decode().rstrip("=")
@@ -178,9 +183,14 @@ class KafkaSeat:
         self, hashed: str, changes: Mapping[str, tuple[bytes, int]]
     ) -> dict[str, int] | None:
         """Write each cell's enlistment if its revision is still the one given, all or
-        none: the new revisions, or None if one changed."""
+        none: the new revisions, or None if one changed; only while this agent still
+        serves the door's cell at the epoch it opened under (OwnershipLost if not)."""
+        epoch = self.epoch
+        if epoch is None:
+            raise OwnershipLost(f"this agent did not serve cell {self.cell} when its Kafka door opened")
         return self.agent.etcd_call(
-            lambda cluster: cluster.swap_enlistments(hashed, changes), "a Kafka transaction's enlistments"
+            lambda cluster: cluster.swap_enlistments(hashed, changes, owner=(self.cell, epoch)),
+            "a Kafka transaction's enlistments",
         )
 
     def follow_enlistments(

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pytest
 from wire import Wire, door_values
 
-from odradek.errors import Unavailable
+from odradek.errors import Fenced, Unavailable
 from odradek.node import Node
 from odradek.ports import free_ports
 from odradek.protocols.kafka import KafkaListenerHandle, start_kafka_listener
@@ -102,6 +102,10 @@ class Catalog:
         self.followers: list[Callable[[str | None, str | None, bytes | None, int], None]] = []
         # A test sets this to make swaps that commit fail as etcd out of reach would.
         self.refuse_commits = False
+        # Each cell's owner epoch: a door's swaps are fenced by the one it opened under,
+        # as its agent's ownership of the cell fences them in etcd (a test raises one
+        # to make a door a zombie).
+        self.owners: dict[str, int] = {}
 
 
 class CatalogCells:
@@ -112,6 +116,8 @@ class CatalogCells:
         self.cell = cell
         self.node_id = node_of_cell(cell)
         self.cluster_id = catalog.cluster_id
+        with catalog.lock:
+            self.epoch = catalog.owners.setdefault(cell, 1)
 
     def nodes(self) -> list[tuple[int, str, int]]:
         with self.catalog.lock:
@@ -167,6 +173,8 @@ class CatalogCells:
         if catalog.refuse_commits and any(b'"state":"commit"' in value for value, _ in changes.values()):
             raise Unavailable("etcd is out of reach (the test says so)")
         with catalog.lock:
+            if catalog.owners[self.cell] != self.epoch:
+                raise Fenced(f"cell {self.cell} is served at another epoch now (as OwnershipLost)")
             for cell, (_, revision) in changes.items():
                 held = catalog.enlistments.get((hashed, cell))
                 if (0 if held is None else held[1]) != revision:

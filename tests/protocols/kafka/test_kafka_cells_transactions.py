@@ -6,7 +6,12 @@ order per topic; aborted ones land nowhere; back-to-back transactions reuse each
 once it acknowledged the previous one. A participant that restarts with a transaction
 open vetoes it: the commit fails as abortable, nothing of it lands anywhere, and the
 producer goes on. A participant that is down when the commit is decided applies what it
-staged when it comes back. A coordinator that decided a commit but could not tell etcd,
+staged when it comes back; one that could not make its part of a commit durable when
+told (a staging write failed) makes it durable, applies it and acknowledges it at its
+next check, not once the transaction's timeout has passed twice. A door whose cell is
+served at a newer epoch (a paused agent waking) changes no enlistment: told of a commit
+it staged nothing of, it does not acknowledge it for the cell, whose owner has the
+records. A coordinator that decided a commit but could not tell etcd,
 restarted, finishes it in every cell (a restart that finds the decision asks etcd). A
 transaction left open past its timeout is aborted in every cell.
 
@@ -18,6 +23,7 @@ client; each engine read directly.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +34,12 @@ import pytest
 from test_kafka_cells_door import FAST, CatalogCells, Cluster, three_doors
 from wire import door_values
 
+from odradek.errors import StorageError
 from odradek.node import Node
 from odradek.protocols.kafka import start_kafka_listener
 from odradek.protocols.kafka.codec.errors import ErrorCode
+from odradek.protocols.kafka.staging import StageFile
+from odradek.protocols.kafka.txn_cells import COMMIT, Enlistment
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
@@ -143,7 +152,8 @@ def test_a_participant_restarted_with_the_transaction_open_vetoes_it(cluster: Cl
     _stage_in_each(producer, names, "first")
     producer.commit_transaction(30)  # a commit before: its sequences must be the ones after
     _stage_in_each(producer, names, "lost")  # staged everywhere, acknowledged
-    _restart(cluster, 1)  # finds the transaction open: vetoes it
+    _restart(cluster, 1)  # finds the transaction open: vetoes it (in the background)
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"aborted", "cell 1's veto")
     with pytest.raises(confluent_kafka.KafkaException) as refused:
         producer.commit_transaction(30)
     error = refused.value.args[0]
@@ -171,6 +181,76 @@ def test_a_participant_down_at_the_commit_applies_it_when_back(cluster: Cluster)
     )
     wait_for(lambda: door_values(door, names[2]) == [b"late/2"], "the commit applied by the returning cell")
     wait_for(lambda: door_values(cluster.doors[1], names[1]) == [b"late/1"], "the commit applied by cell 1")
+
+
+def test_a_participant_whose_commit_failed_here_finishes_it_at_its_next_check(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = _topics(cluster, "txn.retried")
+    producer = _producer(cluster, "retried")  # a 60 s timeout: the veto's look comes after 120 s
+    participant = str(cluster.doors[1].engine.path)
+    failed: list[str] = []
+    refusing = threading.Event()
+    refusing.set()
+    decide = StageFile.decide
+
+    def failing(self: StageFile, decision: dict[str, Any], frames: bytes = b"") -> None:
+        if str(self.path).startswith(participant) and refusing.is_set():
+            failed.append(self.path)
+            raise StorageError(f"could not sync {self.path}: the disk refused it (injected)")
+        decide(self, decision, frames)
+
+    monkeypatch.setattr(StageFile, "decide", failing)
+    _stage_in_each(producer, names, "first")
+    producer.commit_transaction(30)  # decided: cell 1 is told, and cannot write its decision
+    wait_for(lambda: bool(failed), "cell 1's try to write its decision")
+    time.sleep(0.5)  # every look the change caused has ended
+    refusing.clear()
+    expected = [[f"first/{index}".encode()] for index in range(len(names))]
+    wait_for(lambda: _values(cluster, names) == expected, "the commit applied in every cell", timeout=20)
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"committed", "cell 1's acknowledgement", timeout=20)
+    _stage_in_each(producer, names, "next")  # the cell is enlisted again
+    producer.commit_transaction(30)
+    for index in range(len(names)):
+        expected[index].append(f"next/{index}".encode())
+    wait_for(lambda: _values(cluster, names) == expected, "the next transaction's records", timeout=20)
+
+
+def _decide_elsewhere(cluster: Cluster, cell: str) -> None:
+    """Put a commit of the id's next transaction in ``cell``'s enlistment, as a
+    coordinator deciding one this cell's door never saw (its newer owner staged it)."""
+    catalog = cluster.catalog
+    with catalog.lock:
+        ((hashed, _), (value, revision)) = next(
+            (key, held) for key, held in catalog.enlistments.items() if key[1] == cell
+        )
+        held = Enlistment.decode(value, revision)
+        decided = dataclasses.replace(held, number=held.number + 1, state=COMMIT).encode()
+        catalog.revision += 1
+        catalog.enlistments[(hashed, cell)] = (decided, catalog.revision)
+        followers, landed = list(catalog.followers), catalog.revision
+    for notify in followers:
+        notify(hashed, cell, decided, landed)
+
+
+def test_a_door_whose_cell_moved_on_acknowledges_nothing_for_it(cluster: Cluster) -> None:
+    names = _topics(cluster, "txn.zombie")
+    producer = _producer(cluster, "zombie")
+    _stage_in_each(producer, names, "first")
+    producer.commit_transaction(30)
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"committed", "cell 1's acknowledgement")
+    # Its owner, told of a commit it staged nothing of, acknowledges it.
+    _decide_elsewhere(cluster, "_cell.1")
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"committed", "the owner's acknowledgement")
+    # Cell 1 is served at a newer epoch now: its door here is a zombie. Told of a commit
+    # that the new owner staged, it must leave it for that owner to apply.
+    with cluster.catalog.lock:
+        cluster.catalog.owners["_cell.1"] += 1
+    _decide_elsewhere(cluster, "_cell.1")
+    time.sleep(1.5)  # its watch told it at once, and its check looks again every second
+    assert _state_of(cluster, "_cell.1") == b"commit"
+    _restart(cluster, 1)  # the owner at the new epoch (its door opens under it)
+    wait_for(lambda: _state_of(cluster, "_cell.1") == b"committed", "the new owner's acknowledgement")
 
 
 def test_a_coordinator_restarted_between_its_decision_and_etcd_finishes_the_commit(

@@ -1252,7 +1252,8 @@ class TransactionCoordinator:
 
     async def check(self) -> None:
         """Abort the transactions open longer than their timeout and fence their
-        producers; retry the commits whose apply failed."""
+        producers; retry the commits whose apply failed; as another cell's participant,
+        look again at the enlistments whose last look failed."""
         now = time.monotonic()
         for txn in list(self.transactions.values()):
             if txn.state == ONGOING and not self.participant and now - txn.started > txn.timeout_ms / 1000:
@@ -1279,6 +1280,8 @@ class TransactionCoordinator:
                     log.info(
                         "transaction %r: its enlistment cannot be looked at: %s", txn.transactional_id, exc
                     )
+        if self.participant and self.ledger is not None:
+            self.ledger.look_again()
 
     def close(self) -> None:
         self._checker.cancel()

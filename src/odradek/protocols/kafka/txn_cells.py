@@ -41,9 +41,14 @@ carries the one decision, as the transaction log and its markers do in Kafka.
   a transaction open asks etcd likewise: ``commit`` applies what its file holds,
   ``abort`` drops it, ``ongoing`` is vetoed.
 
-Every swap compares revisions, so two doors acting on one transaction (a zombie owner
-beside its successor) reach one outcome; each door's own files are fenced by its cell's
-storage. etcd holds one small key per transactional id and enlisted cell, written a few
+Every swap compares revisions, so two doors acting on one transaction reach one
+outcome, and is fenced by the door's cell: it lands only while the cell's owner key in
+etcd still carries the epoch the door opened under (cluster/kafka_seat.py), so a door
+whose agent lost the cell (a paused agent waking, a door still closing) cannot
+acknowledge for the cell a commit that its successor staged and has yet to apply. Each
+door's own files are fenced by its cell's storage. A look at an enlistment that failed
+(a staging write, etcd out of reach) is tried again at the door's next check, so that a
+decided transaction is never left waiting for another change. etcd holds one small key per transactional id and enlisted cell, written a few
 times per transaction and never with records. A door keeps what etcd last said of the
 enlistments it cares about (its reads, its own swaps, the watch's values) and goes by
 that first: a compare that fails, or an enlistment that does not admit a Produce, reads
@@ -168,6 +173,9 @@ class CellsLedger:
         self._hashes: dict[str, str] = {}  # id hash: transactional id, of this door's ids
         self._syncing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # ids whose enlistment changed while being looked at
+        # Ids whose look failed (a staging write, etcd): looked at again by the door's
+        # next check, so that a decided enlistment is not left waiting for a change.
+        self._failed: set[str] = set()
         # What etcd last said of each id's enlistments this door cares about (the home
         # door: every cell's; another: its own cell's), from reads, its own swaps and the
         # watch: a first try goes by it, and a compare that fails reads again.
@@ -457,12 +465,22 @@ class CellsLedger:
             if finished.cancelled():
                 return
             if finished.exception() is not None:
-                log.warning("transactional id %s: %s", hashed[:12], finished.exception())
+                log.warning("transactional id %s: %s; looked at again", hashed[:12], finished.exception())
+                self._failed.add(hashed)
             if hashed in self._again:
                 self._again.discard(hashed)
                 self.follow_up(hashed)
 
         task.add_done_callback(done)
+
+    def look_again(self) -> None:
+        """Look again at the ids whose last look failed (the door's periodic check): a
+        commit this cell could not make durable or apply, an acknowledgement etcd did
+        not take, a restart's question etcd did not answer. Until one succeeds the
+        coordinator cannot enlist this cell for the id's next transaction."""
+        failed, self._failed = self._failed, set()
+        for hashed in failed:
+            self.follow_up(hashed)
 
     async def _sync(self, hashed: str) -> None:
         transactional_id = self._hashes.get(hashed)
