@@ -8,7 +8,8 @@ The poll asks first every part without waiting, one after the other, starting at
 at once. Else every part waits at the same time, for at most
 ``limits.cluster_group_poll_slice_seconds``, each for its share of ``max_records``,
 until one brings records or the poll's time is up. A record arriving while a member
-waits reaches it within one slice.
+waits reaches it within one slice. A part that fails does not take the other parts'
+records with it (``poll_parts``).
 
 Nothing here does IO: ``poll(part, max_records, wait)`` asks one part, and
 ``together(calls, wait)`` makes calls at the same time (each call on its part, the
@@ -40,19 +41,40 @@ def poll_parts(
     poll: Callable[[int, int, float], list[T]],
     size: Callable[[T], int],
     together: Callable[[Calls[T], float], list[list[T]]],
+    keep: Callable[[Exception], bool] = lambda _failure: True,
 ) -> list[T]:
     """What ``parts`` parts deliver to one poll (the module's docstring); ``size`` is
-    how many records one item ``poll`` answers holds."""
+    how many records one item ``poll`` answers holds.
+
+    A part that fails does not take what the others delivered with it: those records
+    are the member's now (handed out by their cells), and dropped they would come back
+    only once the member expired there, each such loss counting a delivery attempt; a
+    member whose poll failed on a cell failing over again and again would see them
+    dead-lettered without ever getting them. So records found are answered if
+    ``keep(failure)`` says so (the caller keeps the failure for the next poll, or
+    drops it when the part will fail again), and the failure is raised otherwise, or
+    when nothing was found."""
+    failures: list[Exception] = []
+
+    def guarded(index: int, budget: int, wait: float) -> list[T]:
+        try:
+            return poll(index, budget, wait)
+        except Exception as exc:  # noqa: BLE001 - weighed once every part answered
+            failures.append(exc)
+            return []
+
     order = [*range(first % parts, parts), *range(first % parts)]
     found: list[T] = []
     budget = max_records
     for index in order:  # what is there now, from every part
         if budget <= 0:
             break
-        call = functools.partial(poll, index, budget, 0.0)
+        call = functools.partial(guarded, index, budget, 0.0)
         for item in together([(index, call)], 0.0)[0]:
             found.append(item)
             budget -= size(item)
+    if failures:
+        return _answered(found, failures[0], keep)
     if found or timeout <= 0:
         return found
     deadline = time.monotonic() + timeout
@@ -61,12 +83,20 @@ def poll_parts(
         if wait <= 0:
             return []
         calls = [
-            (index, functools.partial(poll, index, share, wait))
+            (index, functools.partial(guarded, index, share, wait))
             for index, share in shares(max_records, order)
         ]
         found = list(itertools.chain.from_iterable(together(calls, wait)))
+        if failures:
+            return _answered(found, failures[0], keep)
         if found:
             return found
+
+
+def _answered(found: list[T], failure: Exception, keep: Callable[[Exception], bool]) -> list[T]:
+    if found and keep(failure):
+        return found
+    raise failure
 
 
 def together(

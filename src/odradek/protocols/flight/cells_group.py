@@ -23,7 +23,10 @@ per-key order and the key as the failure domain hold as on a single node.
 A part that fails (its agent died, its cell changed hands, it did not answer within
 ``limits.cluster_request_timeout_seconds`` past the poll's wait) fails the member with
 ``Unavailable``: the stream ends, every part leaves (failing), the client subscribes
-again.
+again. When other parts delivered records in the same poll, those are answered first
+and the failure ends the member at its next poll: dropped, they would have counted a
+failed attempt in their cell each time, and a member subscribing again and again while
+a cell fails over would have seen them dead-lettered without ever getting them.
 """
 
 from __future__ import annotations
@@ -193,6 +196,7 @@ class CellsMember:
         self.options = options
         self.member_id = self._parts[0].member_id
         self._turn = 0
+        self._failure: Exception | None = None  # of a part, for the next poll
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=len(self._parts), thread_name_prefix="odradek-group-part"
         )
@@ -205,6 +209,9 @@ class CellsMember:
     # -- the member API (subscription.py) -----------------------------------------------
 
     def poll_batches(self, max_records: int, timeout: float) -> list[DeliveryBatch]:
+        failure, self._failure = self._failure, None
+        if failure is not None:  # a part failed while others delivered: raised now
+            raise failure
         first = self._turn
         self._turn = (self._turn + 1) % len(self._parts)
         return poll_parts(
@@ -215,7 +222,14 @@ class CellsMember:
             lambda index, budget, wait: self._parts[index].poll_batches(budget, wait),
             lambda batch: batch.records.num_rows,
             self._together,
+            self._keep,
         )
+
+    def _keep(self, failure: Exception) -> bool:
+        """A part failed while others delivered: their records are answered, the
+        failure raised by the next poll (the member then subscribes again)."""
+        self._failure = failure
+        return True
 
     def ack(self, deliveries: Settleable) -> AckResult:
         return self._settle(deliveries, lambda part, refs: part.ack(refs))

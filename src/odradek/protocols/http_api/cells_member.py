@@ -153,6 +153,9 @@ class MemberOverCells:
                 poll,
                 lambda _delivery: 1,
                 lambda calls, _wait: self._together(calls),
+                # Records in hand are answered despite another cell's failure, which
+                # the next poll meets again; not a cell that forgot the member (below).
+                lambda failure: not (isinstance(failure, _Refused) and failure.answer.status == 404),
             )
         except _Refused as refused:
             if refused.answer.status == 404:  # the member expired in a cell: it leaves them all

@@ -48,7 +48,9 @@ whose agent lost the cell (a paused agent waking, a door still closing) cannot
 acknowledge for the cell a commit that its successor staged and has yet to apply. Each
 door's own files are fenced by its cell's storage. A look at an enlistment that failed
 (a staging write, etcd out of reach) is tried again at the door's next check, so that a
-decided transaction is never left waiting for another change. etcd holds one small key per transactional id and enlisted cell, written a few
+decided transaction is never left waiting for another change.
+
+etcd holds one small key per transactional id and enlisted cell, written a few
 times per transaction and never with records. A door keeps what etcd last said of the
 enlistments it cares about (its reads, its own swaps, the watch's values) and goes by
 that first: a compare that fails, or an enlistment that does not admit a Produce, reads
