@@ -721,6 +721,12 @@ class EtcdCluster:
             return False
         return True
 
+    def _lost_at(self, topic: str, epoch: int) -> None:
+        """etcd said ``topic``'s owner key no longer carries ``epoch``: lost, if held at it."""
+        owned = self._owned.get(topic)
+        if owned is not None and owned.epoch == epoch:
+            owned.lost = True
+
     def epoch_of(self, topic: str) -> int | None:
         """The epoch this agent acquired ``topic`` at, unless it knows it lost it since
         (no clock check, no listener: safe from any thread)."""
@@ -746,9 +752,7 @@ class EtcdCluster:
 
         succeeded, _ = await self._call(compare, f"the commit check of {topic!r}")
         if not succeeded:
-            owned = self._owned.get(topic)
-            if owned is not None and owned.epoch == epoch:
-                owned.lost = True
+            self._lost_at(topic, epoch)
             return False
         return self.holds(topic, epoch)
 
@@ -1086,9 +1090,7 @@ class EtcdCluster:
         for (key, epoch), kvs in zip(fence, responses[len(keyed) :], strict=True):
             if not kvs or int(kvs[0][1].mod_revision) != epoch:
                 cell = self.layout.topic_of_owner(key)
-                owned = self._owned.get(cell)
-                if owned is not None and owned.epoch == epoch:
-                    owned.lost = True
+                self._lost_at(cell, epoch)
                 raise OwnershipLost(f"this agent no longer serves cell {cell}: another agent took it over")
         landed = {}
         for (key, value, _), kvs in zip(keyed, responses, strict=True):

@@ -68,7 +68,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from odradek import limits
-from odradek.errors import DataDamaged, OdradekError
+from odradek.errors import DataDamaged, Fenced, OdradekError
 from odradek.protocols.kafka.codec.errors import ErrorCode
 from odradek.protocols.kafka.transactions import ONGOING as OPEN
 from odradek.protocols.kafka.transactions import (
@@ -466,8 +466,11 @@ class CellsLedger:
                 del self._syncing[hashed]
             if finished.cancelled():
                 return
-            if finished.exception() is not None:
-                log.warning("transactional id %s: %s; looked at again", hashed[:12], finished.exception())
+            failure = finished.exception()
+            if isinstance(failure, Fenced):  # this door's cell is served elsewhere now: for good
+                log.info("transactional id %s: %s", hashed[:12], failure)
+            elif failure is not None:
+                log.warning("transactional id %s: %s; looked at again", hashed[:12], failure)
                 self._failed.add(hashed)
             if hashed in self._again:
                 self._again.discard(hashed)
