@@ -447,6 +447,18 @@ store_checkpoint_bytes_in_flight_max = 512 * 1024 * 1024
 # Copies of remote (sealed) segments in <data dir>/cache/: 16 default segments (4 GiB),
 # so catch-up readers of a few topics stay in the cache while the disk holds little.
 store_cache_bytes_default = 4 * 1024 * 1024 * 1024
+# Reads from the store by an agent that does not own a cell (engine/replica.py,
+# decision 0042): the sealed segments it fetched are cached on its local disk up to
+# this many bytes per cell (least recently used first out).
+replica_cache_bytes_default = 1024 * 1024 * 1024
+# It reads the cell's newest manifest at most this often, and only when a fetch comes:
+# a cluster agent checkpoints every cluster_checkpoint_seconds, so a sealed segment is
+# readable from the store about two seconds after its owner rolled it.
+replica_refresh_seconds = 1.0
+# Topics and sealed segments whose descriptions (metadata, frames) a replica keeps in
+# memory; past these the oldest are described again when next read.
+replica_topics_max = 4096
+replica_segments_max = 4096
 
 # -- Object-store agents: outages and shutdown (engine/attachment.py) --------------------
 # While the store takes no journal, the thread that waits to reopen topics whose fsync

@@ -46,11 +46,13 @@ from odradek.cluster.keys import (
     schema_id_base,
 )
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
+from odradek.engine.replica import Replicas
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.node import Node
 from odradek.protocols import connections
 from odradek.protocols.bounded_http import serving_authentication, serving_quotas, serving_tls
 from odradek.protocols.flight.server import FlightService
+from odradek.storage.agent import REPLICAS_DIRECTORY
 from odradek.storage.objects import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -138,6 +140,14 @@ def run_agent(settings: Settings) -> int:
         if metrics_listener is not None:
             metrics_listener.close()
         raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
+
+    def replica_store(cell: str) -> ObjectStore:  # a cell's store, read by a non-owner
+        base = store if isinstance(store, ObjectStore) else open_store(store)
+        prefix = cell_store_prefix(cell)
+        return base.child(prefix) if prefix else base
+
+    # The cells this agent does not serve answer fetches from the store (decision 0042).
+    server.replicas = Replicas(replica_store, os.path.join(settings.data_dir, REPLICAS_DIRECTORY))
     advertised = settings.advertise or _address(host, server.port)
     advertised_host = split_address(advertised, "--advertise")[0]
 

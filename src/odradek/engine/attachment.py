@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # What the LOCK file of a store's cache holds: the mark that the local tree may be
 # emptied and rebuilt from the store.
 CACHE_MARK = b"odradek: the cache of an object store; its data lives in the store\n"
-_KEPT = ("LOCK", "cache")  # what attach keeps of the local tree (storage/agent.py)
+_KEPT = ("LOCK", "cache", "replicas")  # what attach keeps of the local tree (storage/agent.py)
 
 
 class StoreAttachment:

@@ -1094,9 +1094,7 @@ class Engine:
         A schema'd topic's values come typed (a struct column of the newest schema
         version), or as bytes with ``value_format``: ``json`` text or ``wire`` (the
         Schema Registry format, as Kafka clients expect)."""
-        _check_limits(max_records, max_bytes)
-        if value_format not in _VALUE_FORMATS:
-            raise InvalidRequest(f"value_format is one of {', '.join(_VALUE_FORMATS)}, got {value_format!r}")
+        check_fetch(max_records, max_bytes, value_format)
         return self._topic(topic).fetch(offset, max_records, max_bytes, value_format)
 
     def frames(
@@ -1336,6 +1334,14 @@ def _check_pattern(pattern: object) -> str:
     if not isinstance(pattern, str):
         raise InvalidRequest(f"a topic name or pattern must be a string, got {type(pattern).__name__}")
     return pattern
+
+
+def check_fetch(max_records: object, max_bytes: object, value_format: object) -> None:
+    """InvalidRequest unless a fetch's bounds and value format are valid (here, and
+    where another agent's reader answers a fetch: engine/replica.py)."""
+    _check_limits(max_records, max_bytes)
+    if value_format not in _VALUE_FORMATS:
+        raise InvalidRequest(f"value_format is one of {', '.join(_VALUE_FORMATS)}, got {value_format!r}")
 
 
 def _check_limits(max_records: object, max_bytes: object) -> None:

@@ -596,12 +596,12 @@ class Topic:
         schema = self.schema
         if schema is None:
             return batches
-        return [_present(batch, schema, value_format) for batch in batches]
+        return [present_stored(batch, schema, value_format) for batch in batches]
 
     def present(self, batch: pa.RecordBatch, value_format: str = "typed") -> pa.RecordBatch:
         """A stored batch as a read returns it (see :meth:`fetch`)."""
         schema = self.schema
-        return batch if schema is None else _present(batch, schema, value_format)
+        return batch if schema is None else present_stored(batch, schema, value_format)
 
     def _fetch_stored(self, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
         """Stored records from ``offset`` on; damaged frames are left out (recorded in
@@ -671,7 +671,7 @@ class Topic:
                 self._read_key_frames(key, segments[owner], offsets[owners == owner], pieces)
         schema = self.schema
         if schema is not None:
-            pieces = [_present(piece, schema, "typed") for piece in pieces]
+            pieces = [present_stored(piece, schema, "typed") for piece in pieces]
         stored = STORED_SCHEMA if schema is None else schema.stored_schema
         if not pieces:
             return stored.empty_table()
@@ -983,8 +983,8 @@ def _opaque(values: pa.Array, topic: str) -> pa.Array:
     return values
 
 
-def _present(batch: pa.RecordBatch, schema: TopicSchema, value_format: str) -> pa.RecordBatch:
-    """A stored batch of a schema'd topic as a read returns it."""
+def present_stored(batch: pa.RecordBatch, schema: TopicSchema, value_format: str) -> pa.RecordBatch:
+    """A stored batch of a schema'd topic as a read returns it (here and in engine/replica.py)."""
     values = schema.evolve(batch.column(_VALUE_COLUMN))
     if value_format == "typed":
         if values is batch.column(_VALUE_COLUMN):

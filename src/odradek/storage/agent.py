@@ -49,8 +49,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-_KEEP_LOCALLY = {"LOCK", "cache"}
 CACHE_DIRECTORY = "cache"
+# What a cluster agent caches of the cells it reads but does not own (engine/replica.py):
+# beside a one-cell cluster's cache, so never emptied when the agent takes the cell over.
+REPLICAS_DIRECTORY = "replicas"
+_KEEP_LOCALLY = {"LOCK", CACHE_DIRECTORY, REPLICAS_DIRECTORY}
 _PROGRESS_SECONDS = 5.0  # a long recovery logs how far it got this often
 
 

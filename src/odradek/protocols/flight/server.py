@@ -64,12 +64,14 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from odradek import limits
+from odradek import defaults, limits
 from odradek.budget import ByteBudget, Reservation
 from odradek.cluster.keys import HOME_CELL, cell_names, validate_cell
 from odradek.cluster.placement import create_placed
 from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
+from odradek.engine.engine import check_fetch
+from odradek.engine.replica import Replicas
 from odradek.engine.topic import PendingAppend
 from odradek.errors import (
     ClosedError,
@@ -170,6 +172,9 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self._call = threading.local()  # the principal of the call this thread serves
         # Flight clients to the other agents, for the parts of a call they serve (decision 0035).
         self._peers = Peers(tls) if cluster is not None else None
+        # A cluster agent's readers of the cells it does not serve, from the store
+        # (decision 0042; set by the agent): None answers NotOwner for them.
+        self.replicas: Replicas | None = None
         self._actions = {
             "create_topic": self._create_topic,
             "delete_topic": self._delete_topic,
@@ -496,13 +501,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             namespace = self._namespace()
             if isinstance(request, messages.FetchRequest):
                 topic = namespace.topic(request.topic)
-                batches = self.engine.fetch(
-                    topic,
-                    request.offset,
-                    max_records=request.max_records,
-                    max_bytes=request.max_bytes,
-                    value_format=request.value_format or "typed",
-                )
+                batches = self._fetch(topic, request)
                 schema = batches[0].schema if batches else self.engine.read_schema(topic)
                 records = sum(batch.num_rows for batch in batches)
                 fetched = sum(b.nbytes for b in batches)
@@ -551,10 +550,104 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
             if wildcard and self._routed():  # every cell's topics (decision 0035)
                 batches_iterator = self._read_cells(context, request, read, stop)
+                schema = WILDCARD_SCHEMA
+            elif wildcard:
+                batches_iterator, schema = read(self.engine), WILDCARD_SCHEMA
             else:
-                batches_iterator = read(self.engine)
-            schema = WILDCARD_SCHEMA if wildcard else self.engine.read_schema(pattern)
+                try:
+                    batches_iterator = read(self.engine)
+                    schema = self.engine.read_schema(pattern)
+                except NotOwner:  # the history from the store, the tail from the owner
+                    answered = self._read_from_store(context, request, pattern, stop)
+                    if answered is None:
+                        raise
+                    schema, batches_iterator = answered
             return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace, guard))
+
+    def _read_from_store(
+        self,
+        context: flight.ServerCallContext,
+        request: messages.ReadRequest,
+        topic: str,
+        stop: Callable[[], bool],
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]] | None:
+        """A read of one topic whose cell another agent serves (decision 0042): its
+        records from the cell's sealed segments in the store, then the rest asked of
+        the agent serving the cell (with the caller's credentials), in one stream. None
+        when the store holds nothing at the read's start (or the start is ``latest`` or
+        a time, which only the owner knows): the caller is refused with NotOwner."""
+        if self.replicas is None or self.cluster is None:
+            return None
+        start = request.start
+        cell = self.cluster.cell_of(topic) if self._routed() else HOME_CELL
+        replica = self.replicas.of(cell)
+        files = replica.topic(topic)
+        if files is None:
+            return None
+        if start == "earliest":
+            position = files.first_offset
+        elif isinstance(start, int) and not isinstance(start, bool):
+            position = start
+        else:
+            return None
+        try:
+            header = self._forwardable_header(context, "a read of another agent's topic")
+        except InvalidRequest:
+            return None  # a certificate's principal: the client reads at the owner
+        per_batch = request.max_records if request.max_records is not None else defaults.fetch_records_max
+        per_bytes = request.max_bytes if request.max_bytes is not None else defaults.fetch_bytes_max
+        check_fetch(per_batch, per_bytes, "typed")
+        first = replica.fetch(topic, position, max_records=per_batch, max_bytes=per_bytes)
+        if first is None:
+            return None
+        peers, user, tenant = self.peers, self._principal(), self._tenant()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            """The store's part, metered here; the owner's, metered there."""
+            nonlocal position
+            answered: list[pa.RecordBatch] | None = first
+            while answered:
+                for batch in answered:
+                    self._throttle(user, fetched=batch.nbytes, records_out=batch.num_rows, tenant=tenant)
+                    yield batch
+                    position = int(batch.column("offset")[-1].as_py()) + 1
+                if stop():
+                    return
+                answered = replica.fetch(topic, position, max_records=per_batch, max_bytes=per_bytes)
+            ticket = messages.encode_ticket(dataclasses.replace(request, start=position))
+            yield from peers.read(self.owner_url(cell), ticket, header, stop)
+
+        return first[0].schema, batches()
+
+    def _fetch(self, topic: str, request: messages.FetchRequest) -> list[pa.RecordBatch]:
+        """One fetch: by the engine of the topic's cell if this agent serves it; else,
+        in a cluster, from the cell's sealed segments in the store when they hold the
+        offset (decision 0042), else NotOwner naming the agent serving the cell (the
+        owner's tail)."""
+        value_format = request.value_format or "typed"
+        try:
+            return self.engine.fetch(
+                topic,
+                request.offset,
+                max_records=request.max_records,
+                max_bytes=request.max_bytes,
+                value_format=value_format,
+            )
+        except NotOwner:
+            if self.replicas is None or self.cluster is None:
+                raise
+            check_fetch(request.max_records, request.max_bytes, value_format)
+            cell = self.cluster.cell_of(topic) if self._routed() else HOME_CELL
+            answered = self.replicas.of(cell).fetch(
+                topic,
+                request.offset,
+                max_records=request.max_records,
+                max_bytes=request.max_bytes,
+                value_format=value_format,
+            )
+            if answered is None:
+                raise
+            return answered
 
     def _read_cells(
         self,
@@ -1058,6 +1151,8 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             if checkpointer is not None:
                 status["store"] = checkpointer.lag()  # how far its checkpoints lag the journal
             status["compaction"] = node.engine.compaction_summary()  # how far compaction lags
+        if self.replicas is not None:  # what it read of others' cells from the store (decision 0042)
+            status["replicas"] = self.replicas.status()
         return status
 
     # Groups of every kind (odradek and kafka) through the node's directory.

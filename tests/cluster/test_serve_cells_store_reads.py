@@ -1,0 +1,142 @@
+"""Fetches answered from the store by agents that do not serve the topic's cell
+(engine/replica.py, decision 0042).
+
+Goal: what a reader of a cluster sees when it fetches a topic at an agent that does not
+serve the topic's cell: the history (the sealed segments the cell's owner checkpointed)
+comes from the store through that agent, the owner's tail from the owner (the client
+follows the refusal), every record once and in order; and while the cell's agent is
+dead and its lease not yet expired, the history is still read, from the store, with no
+owner to ask.
+Method: two real `odradek serve --cells 2` processes on a real etcd and moto's S3
+server, the Python client, kill -9; each agent's `cluster_status` says what it read
+from the store.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agents import wait_for
+from etcd_servers import EtcdServers
+from object_servers import S3Server, unique_prefix
+from serve_processes import ServeAgent, cluster_name, one_cell_each, running
+
+import odradek
+
+CELLS = ["_cell", "_cell.1"]
+RECORDS = 3000  # 200-byte values in 64 KiB segments: about ten sealed segments
+
+
+@pytest.fixture
+def agents(tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server) -> Iterator[list[ServeAgent]]:
+    name, prefix = cluster_name("s"), unique_prefix()
+    # A long lease: a killed agent's cell stays its own long enough to read without it.
+    extra = ["--cells", "2", "--registry-listen", "off", "--lease-ttl", "30"]
+    with running(
+        lambda agent_id: ServeAgent(tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, extra), 2
+    ) as started:
+        yield started
+
+
+def _fill(agents: list[ServeAgent]) -> tuple[ServeAgent, ServeAgent, str]:
+    """A topic of RECORDS records; (its cell's agent, the other agent, its cell)."""
+    owners = one_cell_each(agents, CELLS)
+    with odradek.connect(",".join(agent.url for agent in agents)) as client:
+        client.create_topic("history", segment_bytes="64KiB")
+        for start in range(0, RECORDS, 100):
+            client.append(
+                "history",
+                [
+                    {"key": b"k%d" % (n % 7), "value": b"%06d" % n + bytes(194)}
+                    for n in range(start, start + 100)
+                ],
+            )
+        owner_url = client._routes.get("history", client.url)  # where the appends went
+    cell, owner = next((cell, agent) for cell, agent in owners.items() if agent.url == owner_url)
+    other = next(agent for agent in agents if agent is not owner)
+    return owner, other, cell
+
+
+def _read_all(url: str) -> list[int]:
+    """Every record's number, fetched from offset 0 through the agent at ``url``."""
+    numbers: list[int] = []
+    with odradek.connect(url) as client:
+        while len(numbers) < RECORDS:
+            batches = client.fetch("history", len(numbers), max_records=500)
+            numbers.extend(int(value[:6]) for batch in batches for value in batch.column("value").to_pylist())
+    return numbers
+
+
+def _served_from_store(agent: ServeAgent, cell: str) -> int:
+    """Records ``agent`` answered from ``cell``'s store so far."""
+    return int(agent.status().get("replicas", {}).get(cell, {}).get("records", 0))
+
+
+def test_a_fetch_at_another_cells_agent_reads_the_history_from_the_store(agents: list[ServeAgent]) -> None:
+    owner, other, cell = _fill(agents)
+    # The owner checkpoints every second: wait until the other agent reads some history.
+    wait_for(lambda: _answers_from_store(other, cell), "the other agent to answer from the store")
+    before = _served_from_store(other, cell)
+    assert _read_all(other.url) == list(range(RECORDS))
+    answered = _served_from_store(other, cell) - before
+    # Most of the topic is history in sealed segments; the rest, the owner's tail, came
+    # from the owner after the other agent declined it.
+    assert RECORDS // 2 <= answered < RECORDS, answered
+    assert _served_from_store(owner, cell) == 0  # the owner reads its own cell
+
+
+def test_a_read_at_another_cells_agent_streams_the_history_then_the_owners_tail(
+    agents: list[ServeAgent],
+) -> None:
+    owner, other, cell = _fill(agents)
+    wait_for(lambda: _answers_from_store(other, cell), "the other agent to answer from the store")
+    before = _served_from_store(other, cell)
+    with odradek.connect(other.url) as client:
+        numbers = [
+            int(value[:6])
+            for batch in client.read("history", start="earliest", wait=0, max_records=400)
+            for value in batch.column("value").to_pylist()
+        ]
+        assert numbers == list(range(RECORDS))  # one stream: the store's part, then the owner's
+        assert RECORDS // 2 <= _served_from_store(other, cell) - before < RECORDS
+        # From an offset in the history, following: new records come through the owner.
+        seen: list[int] = []
+        stream = client.read("history", start=100, follow=True)
+        with odradek.connect(owner.url) as writer:
+            writer.append("history", [{"value": b"%06d" % RECORDS + bytes(194)}])
+        for batch in stream:
+            seen.extend(int(value[:6]) for value in batch.column("value").to_pylist())
+            if len(seen) >= RECORDS + 1 - 100:
+                break
+        assert seen == list(range(100, RECORDS + 1))
+    # Where the store holds nothing to start from, the owner answers the whole read.
+    with odradek.connect(other.url) as client:
+        latest = client.read("history", start="latest", wait=0)
+        assert [batch.num_rows for batch in latest] == []
+
+
+def test_the_history_is_read_from_the_store_while_the_cells_agent_is_dead(agents: list[ServeAgent]) -> None:
+    owner, other, cell = _fill(agents)
+    wait_for(lambda: _answers_from_store(other, cell), "the other agent to answer from the store")
+    owner.signal(signal.SIGKILL)
+    assert owner.process is not None
+    owner.process.wait(30)
+    before = _served_from_store(other, cell)
+    with odradek.connect(other.url) as client:
+        batches = client.fetch("history", 0, max_records=1000)
+    numbers = [int(value[:6]) for batch in batches for value in batch.column("value").to_pylist()]
+    assert numbers == list(range(len(numbers))) and numbers, numbers[:5]
+    assert _served_from_store(other, cell) - before == len(numbers)
+    assert cell not in other.cells()  # the dead agent's lease still holds the cell
+
+
+def _answers_from_store(agent: ServeAgent, cell: str) -> bool:
+    """Whether ``agent`` answers a fetch of the history's first records from the store
+    (else it leaves it to the owner: the checkpoint holds no sealed segment yet)."""
+    before = _served_from_store(agent, cell)
+    with odradek.connect(agent.url) as client:
+        client.fetch("history", 0, max_records=10)
+    return _served_from_store(agent, cell) > before
