@@ -23,6 +23,11 @@ topics (by the pattern ``chaos.keys.*`` over several cells: decision 0038), each
 subscribing again after a failure; after the run they read until they got every record
 read back, and the checker wants every record delivered at least once, none that is
 not the log's, and none again after an ack settled it (odradek/chaos/group_workload.py).
+``--store-readers N`` adds N threads fetching the keyed topics, each fetch through an
+agent drawn at random, which answers from the store what the topic's cell sealed when
+it does not serve the cell (decision 0042); the checker wants every fetched record to
+be the log's at its offset (odradek/chaos/store_reads.py). ``--segment-bytes SIZE``
+gives the workload's topics small segments, so that sealed ones exist to read.
 
 The store is moto's S3 server by default. moto is Python: on a small machine the CPU
 it takes to answer a takeover's fences, listings and downloads is a large part of what
@@ -33,7 +38,7 @@ which answers as a nearby object store's gateway would.
         [--report report.json] [--workdir DIR] [--workers 4] [--lease-ttl 3]
         [--faults kill_owner,pause_owner,...] [--steady SECONDS]
         [--kafka-workers 1] [--kafka-partitions 2] [--kafka-rate 200] [--kafka-transactions 0]
-        [--cells 1] [--group-members 0]
+        [--cells 1] [--group-members 0] [--store-readers 0] [--segment-bytes SIZE]
         [--store moto|seaweedfs]
 
 Progress (one line per cycle) goes to stderr, the report's text to stdout, the report as
@@ -58,6 +63,7 @@ from odradek.chaos.faults import FaultKind
 from odradek.chaos.group_workload import GroupSettings
 from odradek.chaos.kafka_workload import KafkaSettings
 from odradek.chaos.processes import HarnessError
+from odradek.chaos.store_reads import StoreReadSettings
 from odradek.chaos.stores import SERVERS
 from odradek.chaos.workload import WorkloadSettings
 from odradek.errors import InvalidRequest
@@ -117,6 +123,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="members of a consumer group reading the keyed topics, by pattern over cells (default 0)",
     )
     parser.add_argument(
+        "--store-readers",
+        type=int,
+        default=0,
+        help="threads fetching the keyed topics through agents drawn at random (default 0)",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        help="the workload topics' segment size, e.g. 64KiB (default: the topic default, 256 MiB)",
+    )
+    parser.add_argument(
         "--cells",
         type=int,
         default=1,
@@ -154,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             cells=args.cells,
             store_server=args.store,
             group=GroupSettings(members=args.group_members),
+            store_reads=StoreReadSettings(readers=args.store_readers),
+            segment_bytes=args.segment_bytes,
         )
     except (ValueError, InvalidRequest) as exc:
         print(f"chaos: {exc}", file=sys.stderr)

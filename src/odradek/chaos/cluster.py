@@ -89,6 +89,7 @@ from odradek.chaos.kafka_workload import (
     txn_topics,
 )
 from odradek.chaos.processes import HarnessError, StackedHarness, wait_until
+from odradek.chaos.store_reads import Fetched, StoreReader, StoreReadSettings, check_store_reads
 from odradek.chaos.stores import SERVERS, S3Store, StoreFaults, s3_store
 from odradek.chaos.workload import (
     Prober,
@@ -128,6 +129,12 @@ class ChaosSettings:
     kafka: KafkaSettings = dataclasses.field(default_factory=KafkaSettings)
     # Members of a consumer group reading the keyed topics (by pattern over cells).
     group: GroupSettings = dataclasses.field(default_factory=GroupSettings)
+    # Readers fetching the keyed topics through agents drawn at random (decision 0042).
+    store_reads: StoreReadSettings = dataclasses.field(default_factory=StoreReadSettings)
+    # The workload topics' segment size (None: the default, 256 MiB): small segments
+    # roll during the run, so that agents not serving a cell read its sealed ones from
+    # the store (decision 0042).
+    segment_bytes: str | None = None
     kinds: tuple[FaultKind, ...] = tuple(FaultKind)
     schedule: tuple[FaultKind, ...] = ()  # the first faults, in order; then drawn from kinds
     steady_seconds: tuple[float, float] = (1.0, 3.0)
@@ -475,7 +482,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
         progress(f"cluster whole after {time.monotonic() - started:.1f} s; owner {cluster.owner()}")
         topics = workload_topics(settings.cells)
         with connect(cluster.url) as admin:
-            create_topics(admin, topics)
+            create_topics(admin, topics, segment_bytes=settings.segment_bytes)
         probes = cluster.probes_by_cell(topics, probe_topics(settings.cells))
         if settings.cells > 1:
             placed = cluster.placements()
@@ -544,6 +551,11 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             )
             for number in range(settings.group.members)
         ]
+        fetched = Fetched(settings.store_reads.rows_max)
+        store_readers = [
+            StoreReader(number, fetched, cluster.urls, connect, group_topics(settings.cells), settings.seed)
+            for number in range(settings.store_reads.readers)
+        ]
         prober = Prober(history, cluster.urls, connect)
         rotator = FaultRotator(
             cluster,
@@ -556,7 +568,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
             ),
             cells=cluster.cells,
         )
-        for worker in [*workers, *group_workers]:
+        for worker in [*workers, *group_workers, *store_readers]:
             worker.start()
         try:
             for number in range(1, settings.cycles + 1):
@@ -575,7 +587,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                         progress(f"the cluster is not whole even after the repair; the run ends: {exc}")
                         break
         finally:
-            for worker in workers:
+            for worker in [*workers, *store_readers]:
                 worker.stop.set()
             stuck = _join(workers)
             harness["workers_stuck"] = stuck
@@ -587,6 +599,11 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                 harness["kafka_transactional_workers"] = {
                     worker.name: worker.figures() for worker in transactional_workers
                 }
+            if store_readers:
+                harness["store_readers_stuck"] = _join(store_readers)
+                harness["worker_errors"] += [
+                    f"{r.name}: {type(r.error).__name__}: {r.error}" for r in store_readers if r.error
+                ]
             harness["probes_hanging"] = prober.join(WORKERS_STOP_SECONDS_MAX)
             harness["store_proxy"] = dict(cluster.store.proxy.counts)
         group_checked: tuple[dict[str, int], dict[str, list[Any]], dict[str, Any]] | None = None
@@ -603,6 +620,7 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
                     f"the topics could not be read back ({exc}); "
                     f"the history is in {workdir / 'history.jsonl'}"
                 ) from exc
+            answered_from_store = _answered_from_store(cluster) if store_readers else {}
             if group_workers:
                 wanted = wanted_records(logs, group_topics(settings.cells))
                 progress(f"the group's {len(group_workers)} members reading up to {len(wanted)} records")
@@ -623,6 +641,15 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
     if group_checked is not None:
         checked["anomalies"].update(group_checked[0])
         checked["examples"].update(group_checked[1])
+    if store_readers:
+        reads_checked = check_store_reads(fetched, logs)
+        checked["anomalies"].update(reads_checked[0])
+        checked["examples"].update(reads_checked[1])
+        harness["store_reads"] = {
+            **reads_checked[2],
+            "readers": {reader.name: reader.figures() for reader in store_readers},
+            "answered_from_store": answered_from_store,
+        }
     report = _report(settings, cycles, checked, harness, time.monotonic() - started)
     (workdir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
@@ -672,12 +699,27 @@ def _cycle(
     return cycle
 
 
+def _answered_from_store(cluster: ChaosCluster) -> dict[str, int]:
+    """Records each agent answered from other cells' stores (decision 0042), as its
+    ``cluster_status`` says now: since it last started (a killed agent's count is lost)."""
+    answered: dict[str, int] = {}
+    for name, agent in cluster.agents.items():
+        status = agent.status()
+        if status is None:
+            continue
+        replicas = status.get("replicas", {})
+        answered[name] = sum(int(cell.get("records", 0)) for cell in replicas.values())
+    return answered
+
+
 def _stop(workers: Sequence[GroupWorker]) -> None:
     for worker in workers:
         worker.stop.set()
 
 
-def _join(workers: Sequence[Worker | KafkaWorker | TransactionalKafkaWorker | GroupWorker]) -> int:
+def _join(
+    workers: Sequence[Worker | KafkaWorker | TransactionalKafkaWorker | GroupWorker | StoreReader],
+) -> int:
     deadline = time.monotonic() + WORKERS_STOP_SECONDS_MAX
     for worker in workers:
         worker.thread.join(max(deadline - time.monotonic(), 0.0))
@@ -754,6 +796,7 @@ def _report(
         "seed": settings.seed,
         "agents": settings.agents,
         "cells": settings.cells,
+        "segment_bytes": settings.segment_bytes,
         "store": settings.store_server,
         "etcd_members": settings.etcd_members,
         "lease_ttl_seconds": settings.lease_ttl_seconds,
@@ -830,6 +873,15 @@ def report_text(report: dict[str, Any]) -> str:
             f"{group['acknowledged']} acknowledged, "
             f"{sum(m['subscriptions'] for m in members.values())} subscriptions, "
             f"last records read in {group['drain_seconds']:g} s"
+        )
+    reads = report["harness"].get("store_reads")
+    if reads is not None:
+        readers = reads["readers"].values()
+        lines.append(
+            f"store readers: {len(reads['readers'])}, {sum(r['fetches'] for r in readers)} fetches "
+            f"through agents drawn at random, {reads['records_checked']} records checked "
+            f"({sum(reads['answered_from_store'].values())} answered from the store by agents "
+            "not serving the cell, as their status says at the end)"
         )
     if report["anomaly_count"]:
         lines.append(f"ANOMALIES: {report['anomaly_count']}")

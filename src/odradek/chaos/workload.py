@@ -116,9 +116,15 @@ def workload_topics(count: int = 1) -> tuple[str, ...]:
     )
 
 
-def create_topics(client: api.Client, topics: Sequence[str] = TOPICS) -> None:
+def create_topics(
+    client: api.Client, topics: Sequence[str] = TOPICS, *, segment_bytes: str | None = None
+) -> None:
+    """Create ``topics`` (those that exist stay), with ``segment_bytes`` if given."""
     for topic in topics:
-        client.create_topic(topic, exist_ok=True)
+        if segment_bytes is None:
+            client.create_topic(topic, exist_ok=True)
+        else:
+            client.create_topic(topic, exist_ok=True, segment_bytes=segment_bytes)
 
 
 class Worker:
