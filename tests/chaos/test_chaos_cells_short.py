@@ -8,7 +8,10 @@ every cell (keyed appends, ``expect=`` races, idempotent retries; a client per t
 one producing through the Kafka doors (an idempotent librdkafka producer) and one
 running Kafka transactions that write a topic in each cell (decision 0037), two
 members of a consumer group subscribing to the keyed topics of every cell by pattern
-(decision 0038: each subscribing again after a failure), and one
+(decision 0038: each subscribing again after a failure), a reader fetching the keyed
+topics through agents drawn at random (decision 0042: an agent not serving a topic's
+cell answers from the sealed segments in the store; the topics' segments are small so
+that they roll), and one
 fault of each main kind in turn: the agent serving a cell drawn at random killed (kill
 -9, restarted on an empty data directory), paused past its lease (SIGSTOP, then
 SIGCONT: a zombie) and stopped (SIGTERM: a handover); the etcd leader killed; the store
@@ -16,7 +19,8 @@ refusing requests (503s). After each the faulted cell's topics take appends agai
 the cluster becomes whole (every cell served by one agent every agent names, the cells
 spread evenly again); at the end the whole history, checked against every topic read
 back, has no anomaly (a transaction's records are all there or none; the group got
-every keyed record, none that is not the log's, none again after its ack). Method:
+every keyed record, none that is not the log's, none again after its ack; every record
+the reader fetched is the log's at its offset). Method:
 ``odradek.chaos.cluster.run`` with ``cells=3``, a fixed seed and schedule, a 2 s
 lease; every wait is a condition with a generous deadline (the recovery times are
 reported, not judged). ``scripts/chaos.py --cells 3`` runs the long version.
@@ -34,6 +38,7 @@ from odradek.chaos.cluster import ChaosSettings
 from odradek.chaos.faults import OWNER_FAULTS, FaultKind
 from odradek.chaos.group_workload import GroupSettings
 from odradek.chaos.kafka_workload import KafkaSettings
+from odradek.chaos.store_reads import StoreReadSettings
 from odradek.chaos.workload import WorkloadSettings
 
 CELLS = ("_cell", "_cell.1", "_cell.2")
@@ -60,6 +65,8 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
         cells=len(CELLS),
         empty_restart_probability=1.0,
         group=GroupSettings(members=2),
+        store_reads=StoreReadSettings(readers=1),
+        segment_bytes="64KiB",  # segments roll: other agents read the sealed ones from the store
     )
     report, text = run_clean(settings, tmp_path / "chaos")
     assert report["cells"] == len(CELLS) and set(report["doors"]) == {"native", "kafka"}, text
@@ -89,5 +96,9 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
             assert cycle["details"]["cell"] in CELLS and cycle["target"] in ("a1", "a2", "a3"), cycle
         else:
             assert "cell" not in cycle["details"], cycle
+    # A reader fetched the keyed topics through agents drawn at random (decision 0042):
+    # every record it got is the log's at its offset (no misread among the anomalies).
+    reads = report["harness"]["store_reads"]
+    assert reads["records_checked"] > 0 and report["anomalies"].get("misread", 0) == 0, reads
     killed = report["cycles_detail"][0]
     assert killed["fault"] == "kill_owner" and killed["details"]["empty"] is True
