@@ -16,9 +16,10 @@ import pyarrow.flight as flight
 from odradek.cluster.agent import OWNER, AgentSettings, ClusterAgent
 from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_store_prefix
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
+from odradek.engine.replica import Replicas
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
-from odradek.storage.agent import StoreSettings
+from odradek.storage.agent import REPLICAS_DIRECTORY, StoreSettings
 from odradek.storage.objects import ObjectStore
 
 DEADLINE_SECONDS = 60.0
@@ -55,6 +56,12 @@ class Agent:
             cache = directory / cell_cache_directory(cell, cells)
             return Node.open(cache, store=store.child(prefix), store_settings=store_settings, **options)
 
+        def cell_store(cell: str) -> ObjectStore:  # a cell's store, read by a non-owner
+            prefix = cell_store_prefix(cell)
+            return store.child(prefix) if prefix else store
+
+        # Fetches and reads of other cells' sealed segments from the store (decision 0042).
+        self.flight.replicas = Replicas(cell_store, str(directory / REPLICAS_DIRECTORY))
         self.role = AgentRole(AgentDoors(open_node, open_cell=open_cell), self.flight, None)
         self.agent = ClusterAgent(
             AgentSettings(

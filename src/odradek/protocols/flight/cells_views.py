@@ -10,7 +10,9 @@ matches topics of every cell, so its applier reads them through :class:`CellsTop
 * **a topic of a cell this agent serves**: that cell's engine, here;
 * **a topic of another cell**: the agent serving that cell, with a ``describe_topic``
   action and a ``fetch`` ticket (the view's ``value_format`` on it), sent with this
-  agent's own credentials when authentication is on (decision 0040).
+  agent's own credentials when authentication is on (decision 0040); records in the
+  cell's sealed segments are read from the store instead (decision 0042), so a view
+  catching up on another cell's history costs that cell's agent nothing.
 
 A cell changing hands answers ``Unavailable`` (or ``NotOwner``) for a while: the view
 skips the topic for that round and reads it again at the next (views/view.py). The
@@ -64,6 +66,15 @@ class CellsTopics:
             return node.engine.fetch(
                 topic, offset, max_records=max_records, max_bytes=max_bytes, value_format=value_format
             )
+        replicas = self._service.replicas
+        if replicas is not None:  # its sealed segments from the store (decision 0042)
+            cluster = self._service.cluster
+            assert cluster is not None
+            answered = replicas.of(cluster.cell_of(topic)).fetch(
+                topic, offset, max_records=max_records, max_bytes=max_bytes, value_format=value_format
+            )
+            if answered is not None:
+                return answered
         url, header = self._peer(topic)
         request = messages.FetchRequest(
             topic, offset, max_records, max_bytes, None if value_format == "typed" else value_format
