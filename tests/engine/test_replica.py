@@ -244,8 +244,18 @@ def test_a_damaged_segment_is_never_served(owner: Owner, store: ObjectStore, tmp
     assert replica.stats.declined == 1
     # The segments after it are served.
     files = replica.topic("t")
-    assert files is not None
+    assert files is not None and files.whole
     _agrees(replica, owner.engine, "t", files.segments[1].base_offset, 50, 1 << 20)
+
+    # Its index damaged too: the scan finds the damage, and only the segments after it
+    # are described; the topic's beginning is the owner's to say ("earliest").
+    index = manifest.files[path[: -len(".log")] + ".index"].pieces[0]
+    store.put(index.key, b"not an index")
+    again = _replica(store, tmp_path)
+    files = again.topic("t")
+    assert files is not None and not files.whole and files.first_offset > 0
+    assert again.fetch("t", 0, max_records=10, max_bytes=1 << 20) is None
+    _agrees(again, owner.engine, "t", files.first_offset, 50, 1 << 20)
 
 
 def test_a_compacted_topic_reads_with_its_gaps(owner: Owner, store: ObjectStore, tmp_path: Path) -> None:

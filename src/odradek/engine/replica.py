@@ -91,6 +91,10 @@ class TopicFiles:
     segments: list[_Sealed]  # contiguous, oldest first; may be empty
     first_offset: int  # the first offset served here
     end_offset: int  # the first offset not served here (the owner's tail starts there)
+    # Whether first_offset is where the topic began as the checkpoint holds it (its first
+    # segment on, from the log start of deleted records): a read from "earliest" may
+    # start here only then, not after a segment left to the owner (damage).
+    whole: bool
 
     def stored_schema_at(self, offset: int) -> pa.Schema:
         return schemaless_stored_schema(offset) if self.schema is None else self.schema.stored_at(offset)
@@ -147,10 +151,10 @@ class CellReplica:
         reaches the owner's tail. None when this reader cannot answer (see the module
         docstring): the caller asks the owner."""
         for attempt in range(2):
-            files = self.topic(topic, fresh=attempt > 0)
-            if files is None or not files.first_offset <= offset < files.end_offset:
-                break
             try:
+                files = self.topic(topic, fresh=attempt > 0)
+                if files is None or not files.first_offset <= offset < files.end_offset:
+                    break
                 batches = _read(files, offset, max_records, max_bytes)
             except (OSError, StorageError) as exc:
                 # A newer checkpoint's garbage collection deleted what this manifest
@@ -171,7 +175,9 @@ class CellReplica:
 
     def topic(self, name: str, *, fresh: bool = False) -> TopicFiles | None:
         """What the newest manifest (read at most ``refresh_seconds`` ago, or now with
-        ``fresh``) holds of topic ``name`` that may be served here; None if nothing."""
+        ``fresh``) holds of topic ``name`` that may be served here; None if nothing.
+        Raises OSError or StorageError when its files cannot be read (a later
+        checkpoint collected them): nothing is remembered then."""
         disk = self._current(fresh)
         if disk is None:
             return None
@@ -180,9 +186,11 @@ class CellReplica:
                 return self._topics[name]
         try:
             files = self._describe(disk, name)
-        except (OSError, OdradekError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, StorageError):
+            raise  # unreadable now: the caller may read the newest manifest
+        except (OdradekError, ValueError, KeyError, TypeError) as exc:
             log.debug("topic %s cannot be read from the store's checkpoint: %s", name, exc)
-            files = None
+            files = None  # a document this reader does not take: the owner answers
         with self._lock:
             if disk is self._disk:
                 if len(self._topics) >= limits.replica_topics_max:
@@ -244,7 +252,10 @@ class CellReplica:
             return None
         log_start = int(meta.get("log_start", 0))
         first = max(segments[0].base_offset, log_start)
-        return TopicFiles(name, incarnation_of(meta), schema, segments, first, segments[-1].next_offset)
+        whole = segments[0].base_offset == bases[0]
+        return TopicFiles(
+            name, incarnation_of(meta), schema, segments, first, segments[-1].next_offset, whole
+        )
 
     def _sealed_segment(
         self, disk: ManifestDisk, directory: str, base: int, following: int, compacted_until: int

@@ -10,11 +10,14 @@ reads the newer manifest). Every write is refused: a reader must never change a 
 it does not own.
 
 Paths are relative to the data directory, as the manifest names them
-(``topics/orders/00000000000000000000.log``).
+(``topics/orders/00000000000000000000.log``). An object that is gone or shorter than
+the manifest says reads as an unreadable file (OSError, EIO), as the engine's readers
+expect of a damaged local file.
 """
 
 from __future__ import annotations
 
+import errno
 import posixpath
 from collections.abc import Sequence
 from typing import NoReturn
@@ -73,13 +76,19 @@ class ManifestDisk(Disk):
         record = self.record(path)
         if record.size == 0:
             return b""
-        return self.cache.read(record, path)
+        try:
+            return self.cache.read(record, path)
+        except StorageError as exc:  # an object gone or short: to the readers, an unreadable file
+            raise OSError(errno.EIO, exc.message, path) from exc
 
     def map(self, path: str) -> pa.Buffer:
         record = self.record(path)
         if record.size == 0:
             return pa.py_buffer(b"")
-        return self.cache.map(record, path)
+        try:
+            return self.cache.map(record, path)
+        except StorageError as exc:
+            raise OSError(errno.EIO, exc.message, path) from exc
 
     # -- every change is refused --------------------------------------------------------
 

@@ -581,10 +581,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         start = request.start
         cell = self.cluster.cell_of(topic) if self._routed() else HOME_CELL
         replica = self.replicas.of(cell)
-        files = replica.topic(topic)
+        try:
+            files = replica.topic(topic)
+        except (OSError, StorageError):  # what its checkpoint names is gone: the owner reads
+            return None
         if files is None:
             return None
-        if start == "earliest":
+        if start == "earliest" and files.whole:
             position = files.first_offset
         elif isinstance(start, int) and not isinstance(start, bool):
             position = start
