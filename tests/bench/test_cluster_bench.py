@@ -139,6 +139,14 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
         assert figures[f"cluster_etcd_requests_{phase}"]["value"] >= keepalives
     assert figures["cluster_etcd_watch_streams"]["value"] > 0
 
+    # Reads: the history through the owner and through another agent, which answered
+    # most of it from the store (decision 0042).
+    owner_read, store_read = figures["cluster_reads_owner"], figures["cluster_reads_store"]
+    assert owner_read["value"] > 0 and store_read["value"] > 0
+    share = re.search(r"answered from the store: ([0-9.,]+) %", store_read["note"])
+    assert share is not None and float(share.group(1).replace(",", "")) > 50, store_read["note"]
+    assert "answered from the store: 0 %" in owner_read["note"], owner_read["note"]
+
     assert "## Cluster mode" in markdown
     assert "Target (DESIGN §5): failover" in markdown
     assert "| 3 | " in markdown  # the ingest table's row of 3 agents

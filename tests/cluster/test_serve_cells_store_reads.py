@@ -7,9 +7,10 @@ comes from the store through that agent, the owner's tail from the owner (the cl
 follows the refusal), every record once and in order; and while the cell's agent is
 dead and its lease not yet expired, the history is still read, from the store, with no
 owner to ask.
-Method: two real `odradek serve --cells 2` processes on a real etcd and moto's S3
-server, the Python client, kill -9; each agent's `cluster_status` says what it read
-from the store.
+A one-cell cluster's standby answers the same way.
+Method: two real `odradek serve --cells 2` processes (and two of a one-cell cluster) on
+a real etcd and moto's S3 server, the Python client, kill -9; each agent's
+`cluster_status` says what it read from the store.
 """
 
 from __future__ import annotations
@@ -140,3 +141,34 @@ def _answers_from_store(agent: ServeAgent, cell: str) -> bool:
     with odradek.connect(agent.url) as client:
         client.fetch("history", 0, max_records=10)
     return _served_from_store(agent, cell) > before
+
+
+def test_a_standby_of_a_one_cell_cluster_reads_the_history_from_the_store(
+    tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server
+) -> None:
+    name, prefix = cluster_name("o"), unique_prefix()
+    extra = ["--registry-listen", "off"]
+    with running(
+        lambda agent_id: ServeAgent(tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, extra), 2
+    ) as agents:
+        wait_for(
+            lambda: sorted(str(agent.status().get("role")) for agent in agents) == ["owner", "standby"],
+            "an owner and a standby",
+        )
+        owner, standby = sorted(agents, key=lambda agent: agent.status().get("role") != "owner")
+        with odradek.connect(owner.url) as client:
+            client.create_topic("history", segment_bytes="64KiB")
+            for start in range(0, RECORDS, 100):
+                client.append(
+                    "history", [{"value": b"%06d" % n + bytes(194)} for n in range(start, start + 100)]
+                )
+        wait_for(lambda: _answers_from_store(standby, "_cell"), "the standby to answer from the store")
+        assert _read_all(standby.url) == list(range(RECORDS))
+        with odradek.connect(standby.url) as client:
+            numbers = [
+                int(value[:6])
+                for batch in client.read("history", start="earliest", wait=0)
+                for value in batch.column("value").to_pylist()
+            ]
+        assert numbers == list(range(RECORDS))
+        assert _served_from_store(owner, "_cell") == 0

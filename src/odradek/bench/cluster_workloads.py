@@ -157,6 +157,16 @@ METRICS = (
         for kind, title, unit in _ETCD_KINDS
     ),
     _metric("cluster_etcd_watch_streams", "cluster_etcd", "etcd watch streams open per agent", "streams"),
+    _metric(
+        "cluster_reads_owner", "cluster_reads", "Catch-up read of a topic at its owner", "records/s", True
+    ),
+    _metric(
+        "cluster_reads_store",
+        "cluster_reads",
+        "Catch-up read at another agent (sealed segments from the store)",
+        "records/s",
+        True,
+    ),
 )
 
 
@@ -276,6 +286,7 @@ def _run_workload(workload: str, cluster: BenchCluster, profile: Profile, progre
         "cluster_ingest": ingest,
         "cluster_failover": failover,
         "cluster_spread": spread,
+        "cluster_reads": reads,
     }
     try:
         cluster.restore()
@@ -683,6 +694,105 @@ def _ingest_once(
     if failures:
         raise failures[0]
     check_count("ingest", sum(counts), sum(batch.num_rows for share in shares for batch in share))
+    return elapsed
+
+
+# -- cluster_reads ------------------------------------------------------------------------
+
+reads_segments = 16  # the topic rolls about this many segments: most of it sealed, in the store
+reads_fetch_records = 10_000  # records per fetch
+reads_ready_seconds = 60.0  # for the owner's checkpoint to reach the store
+
+
+def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
+    """A topic's whole history fetched from offset 0, in turn through its owner and
+    through another agent, which answers the sealed segments from the store and leaves
+    the owner's tail to the owner (decision 0042): records/s and every process's CPU."""
+    owner = cluster.owner()
+    other = next(agent for agent in cluster.running() if agent is not owner)
+    data = datasets.keyed(profile.ingest_records, profile.distinct_keys, profile.small_value_bytes, seed=9)
+    topic = "bench.cluster-reads"
+    segment_kib = max(64, profile.ingest_records * (profile.small_value_bytes + 48) // reads_segments // 1024)
+    with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
+        admin.create_topic(topic, exist_ok=True, segment_bytes=f"{segment_kib}KiB")
+        admin.append_many(topic, data.batches(ingest_batch_records), window=ingest_window)
+        end = admin.describe_topic(topic).next_offset
+    try:
+        _wait_for_the_store(other, topic)
+        figures = []
+        for metric, agent in (("cluster_reads_owner", owner), ("cluster_reads_store", other)):
+            rates: list[float] = []
+            used: list[dict[str, float]] = []
+            from_store: list[float] = []
+            for run in range(1, profile.runs + 1):
+                answered = _answered_from_store(other)
+                before = cluster.cpu()
+                seconds = _read_all(agent.url, topic, end)
+                used.append(cpu_used(before, cluster.cpu(), seconds))
+                from_store.append((_answered_from_store(other) - answered) / end)
+                rates.append(end / seconds)
+                progress(
+                    f"{SYSTEM} cluster_reads through the {'owner' if agent is owner else 'other agent'} "
+                    f"run {run}/{profile.runs}: {format_value(rates[-1])} records/s"
+                )
+            roles = {
+                a.id: "owner" if a is owner else "reading" if a is agent else "idle"
+                for a in cluster.running()
+            }
+            note = (
+                f"{end:,} keyed records of {profile.small_value_bytes} B in segments of {segment_kib} KiB, "
+                f"fetched from offset 0 to the end {reads_fetch_records:,} at a time by one client given "
+                f"{'the owner' if agent is owner else 'another agent only'}; answered from the store: "
+                f"{format_value(100 * timing.median(from_store))} % of the records (the rest, the owner's "
+                f"tail, by the owner); the first run reads the store, the others the agent's cache too; "
+                f"first run {format_value(rates[0])} records/s; {describe_cpu(used, roles)}"
+            )
+            figures.append(Figure(metric, SYSTEM, OK, timing.median(rates), rates, note=note))
+        return figures
+    finally:
+        with (
+            contextlib.suppress(Exception),
+            odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin,
+        ):
+            admin.delete_topic(topic)
+
+
+def _answered_from_store(agent: Agent) -> int:
+    """Records ``agent`` answered from other cells' stores since it started."""
+    status = agent.status() or {}
+    return sum(int(cell.get("records", 0)) for cell in status.get("replicas", {}).values())
+
+
+def _wait_for_the_store(agent: Agent, topic: str) -> None:
+    """Until ``agent`` answers the topic's first records from the store (the owner's
+    checkpoint named its sealed segments, about a second after they rolled)."""
+    deadline = time.monotonic() + reads_ready_seconds
+    while True:
+        before = _answered_from_store(agent)
+        with odradek.connect(agent.url, timeout=call_timeout_seconds) as client:
+            client.fetch(topic, 0, max_records=10)
+        if _answered_from_store(agent) > before:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"agent {agent.id} did not answer from the store within {reads_ready_seconds:g} s"
+            )
+        time.sleep(0.5)
+
+
+def _read_all(url: str, topic: str, end: int) -> float:
+    """Seconds to fetch ``topic`` from 0 to ``end`` through the agent at ``url``."""
+    with odradek.connect(url, timeout=call_timeout_seconds) as client:
+        started = timing.now()
+        offset = 0
+        while offset < end:
+            batches = client.fetch(topic, offset, max_records=reads_fetch_records)
+            got = sum(batch.num_rows for batch in batches)
+            if not got:
+                raise RuntimeError(f"a fetch of {topic} at offset {offset} of {end} returned nothing")
+            offset += got
+        elapsed = timing.now() - started
+    check_count("reads", offset, end)
     return elapsed
 
 

@@ -52,6 +52,7 @@ CLUSTER_WORKLOADS = (
     "cluster_ingest",
     "cluster_failover",
     "cluster_spread",
+    "cluster_reads",
 )
 runs_min = 1
 

@@ -491,7 +491,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         with self._translate("do_get"):
-            self._check_serving()
+            # A one-cell cluster's standby (or an owner whose lease is gone) answers reads
+            # of one topic from the store only (decision 0042), never from an engine.
+            refused: NotOwner | None = None
+            try:
+                self._check_serving()
+            except NotOwner as exc:
+                if self.replicas is None:
+                    raise
+                refused = exc
             self._admit(context)
             request = messages.decode_ticket(ticket.ticket)
             authorized = self._authorized(context)
@@ -501,13 +509,15 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
             namespace = self._namespace()
             if isinstance(request, messages.FetchRequest):
                 topic = namespace.topic(request.topic)
-                batches = self._fetch(topic, request)
+                batches = self._fetch(topic, request, refused)
                 schema = batches[0].schema if batches else self.engine.read_schema(topic)
                 records = sum(batch.num_rows for batch in batches)
                 fetched = sum(b.nbytes for b in batches)
                 self._throttle(self._principal(), fetched=fetched, records_out=records, tenant=self._tenant())
                 return flight.RecordBatchStream(pa.Table.from_batches(batches, schema=schema))
             if isinstance(request, messages.ReadKeyRequest):
+                if refused is not None:
+                    raise refused
                 table = self.engine.read_key(
                     namespace.topic(request.topic),
                     request.key,
@@ -552,9 +562,13 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 batches_iterator = self._read_cells(context, request, read, stop)
                 schema = WILDCARD_SCHEMA
             elif wildcard:
+                if refused is not None:
+                    raise refused
                 batches_iterator, schema = read(self.engine), WILDCARD_SCHEMA
             else:
                 try:
+                    if refused is not None:
+                        raise refused
                     batches_iterator = read(self.engine)
                     schema = self.engine.read_schema(pattern)
                 except NotOwner:  # the history from the store, the tail from the owner
@@ -622,13 +636,18 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
 
         return first[0].schema, batches()
 
-    def _fetch(self, topic: str, request: messages.FetchRequest) -> list[pa.RecordBatch]:
+    def _fetch(
+        self, topic: str, request: messages.FetchRequest, refused: NotOwner | None = None
+    ) -> list[pa.RecordBatch]:
         """One fetch: by the engine of the topic's cell if this agent serves it; else,
         in a cluster, from the cell's sealed segments in the store when they hold the
         offset (decision 0042), else NotOwner naming the agent serving the cell (the
-        owner's tail)."""
+        owner's tail). ``refused``: this agent serves no engine now (a one-cell
+        cluster's standby), only the store may answer."""
         value_format = request.value_format or "typed"
         try:
+            if refused is not None:
+                raise refused
             return self.engine.fetch(
                 topic,
                 request.offset,
