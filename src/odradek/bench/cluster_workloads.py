@@ -39,6 +39,10 @@ common ones are skipped on it, and these are skipped on every other row):
   ``cluster_status``). The runs go in rounds (3, 2, then 1 agent, the others stopped
   with SIGTERM so that their cells are handed over, then all started again), so that
   each count's runs are spread over the same stretch of time.
+* ``cluster_reads``: a topic's whole history fetched from offset 0 by one client
+  given its owner, then by one given another agent only, which answers the sealed
+  segments from the store and leaves the owner's tail to the owner (decision 0042):
+  records/s, every process's CPU, and the share answered from the store.
 
 Two cores run all of it: etcd, the S3 server, three agents and the bench's clients share them,
 so every figure includes that contention (the notes and BENCHMARKS.md say so).
@@ -739,13 +743,18 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
                 a.id: "owner" if a is owner else "reading" if a is agent else "idle"
                 for a in cluster.running()
             }
+            where = (
+                "given the owner"
+                if agent is owner
+                else "given another agent only, which answers the sealed segments from the store and "
+                "leaves the owner's tail to the owner (its first run read the store, the others its cache "
+                "of it)"
+            )
             note = (
                 f"{end:,} keyed records of {profile.small_value_bytes} B in segments of {segment_kib} KiB, "
-                f"fetched from offset 0 to the end {reads_fetch_records:,} at a time by one client given "
-                f"{'the owner' if agent is owner else 'another agent only'}; answered from the store: "
-                f"{format_value(100 * timing.median(from_store))} % of the records (the rest, the owner's "
-                f"tail, by the owner); the first run reads the store, the others the agent's cache too; "
-                f"first run {format_value(rates[0])} records/s; {describe_cpu(used, roles)}"
+                f"fetched from offset 0 to the end {reads_fetch_records:,} at a time by one client {where}; "
+                f"answered from the store: {format_value(100 * timing.median(from_store))} %; first run "
+                f"{format_value(rates[0])} records/s; {describe_cpu(used, roles)}"
             )
             figures.append(Figure(metric, SYSTEM, OK, timing.median(rates), rates, note=note))
         return figures
