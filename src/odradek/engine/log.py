@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -547,6 +547,33 @@ def schemaless_stored_schema(offset: int) -> pa.Schema:
 # The offset below which a topic's log was compacted, kept in the topic's directory
 # (engine/compaction.py writes it before it swaps any compacted segment in).
 COMPACTED_FILE = "compacted.json"
+
+
+def gather(
+    decoded: Iterable[tuple[seg.FrameInfo, pa.RecordBatch | None]],
+    offset: int,
+    max_records: int,
+    max_bytes: int,
+) -> list[pa.RecordBatch]:
+    """A fetch's batches from ``decoded`` (frames holding offsets from ``offset`` on, in
+    order, each with its batch or None when it is left out), read lazily: at most
+    ``max_records`` records, and frames up to about ``max_bytes`` (always at least one
+    frame's records if any). Shared by the owner's fetch and the store's (replica.py)."""
+    batches: list[pa.RecordBatch] = []
+    rows = size = 0
+    for frame, batch in decoded:
+        if batch is None:
+            continue
+        if frame.base_offset < offset:
+            batch = batch.slice(offset - frame.base_offset)
+        if rows + batch.num_rows > max_records:
+            batch = batch.slice(0, max_records - rows)
+        batches.append(batch)
+        rows += batch.num_rows
+        size += frame.size
+        if rows >= max_records or size >= max_bytes:
+            break
+    return batches
 
 
 def read_compacted_until(disk: Disk, directory: str) -> int:

@@ -40,7 +40,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +48,7 @@ import pyarrow as pa
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
-from odradek.engine.log import read_compacted_until, schemaless_stored_schema
+from odradek.engine.log import gather, read_compacted_until, schemaless_stored_schema
 from odradek.engine.topic import present_stored
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import incarnation_of, meta_document
@@ -310,24 +310,18 @@ def _read(files: TopicFiles, offset: int, max_records: int, max_bytes: int) -> l
     """Like the owner's ``Topic._fetch_stored``, over ``files``' sealed segments."""
     segments = files.segments
     number = max(bisect.bisect_right([s.base_offset for s in segments], offset) - 1, 0)
-    batches: list[pa.RecordBatch] = []
-    rows = size = 0
-    for sealed in segments[number:]:
-        start = max(bisect.bisect_right(sealed.bases, offset) - 1, 0)
-        for frame in sealed.frames[start:]:
-            if frame.next_offset <= offset:
-                continue
-            batch = sealed.file.read_batch(frame, True, files.stored_schema_at(frame.base_offset))
-            if frame.base_offset < offset:
-                batch = batch.slice(offset - frame.base_offset)
-            if rows + batch.num_rows > max_records:
-                batch = batch.slice(0, max_records - rows)
-            batches.append(batch)
-            rows += batch.num_rows
-            size += frame.size
-            if rows >= max_records or size >= max_bytes:
-                return batches
-    return batches
+
+    def decoded() -> Iterator[tuple[seg.FrameInfo, pa.RecordBatch]]:
+        for sealed in segments[number:]:
+            start = max(bisect.bisect_right(sealed.bases, offset) - 1, 0)
+            for frame in sealed.frames[start:]:
+                if frame.next_offset > offset:
+                    yield (
+                        frame,
+                        sealed.file.read_batch(frame, True, files.stored_schema_at(frame.base_offset)),
+                    )
+
+    return gather(decoded(), offset, max_records, max_bytes)
 
 
 class Replicas:

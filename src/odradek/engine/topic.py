@@ -36,7 +36,7 @@ from odradek.engine.compaction import CompactionResult, Compactor, Throttle
 from odradek.engine.frames import partition_meta
 from odradek.engine.keyheads import KeyHeads
 from odradek.engine.keyindex import KeyIndex, entries_for
-from odradek.engine.log import Segment, TopicLog, schemaless_stored_schema
+from odradek.engine.log import Segment, TopicLog, gather, schemaless_stored_schema
 from odradek.engine.producers import ProducerState, producer_meta, validate_producer
 from odradek.engine.snapshots import KeySnapshots
 from odradek.engine.topic_schema import TopicSchema
@@ -607,29 +607,18 @@ class Topic:
         """Stored records from ``offset`` on; damaged frames are left out (recorded in
         ``damages``, so offsets may jump, as in a compacted topic)."""
         self.check_start(offset)
-        end = self.commit.durable
-        batches: list[pa.RecordBatch] = []
-        rows = 0
-        size = 0
+        frames = self.log.frames_from(offset, self.commit.durable)
         try:
-            for segment, frame in self.log.frames_from(offset, end):
-                batch = self._read_or_note(segment, frame, verify=True)
-                if batch is None:
-                    continue
-                if frame.base_offset < offset:
-                    batch = batch.slice(offset - frame.base_offset)
-                if rows + batch.num_rows > max_records:
-                    batch = batch.slice(0, max_records - rows)
-                batches.append(batch)
-                rows += batch.num_rows
-                size += frame.size
-                if rows >= max_records or size >= max_bytes:
-                    break
+            return gather(
+                ((frame, self._read_or_note(segment, frame, verify=True)) for segment, frame in frames),
+                offset,
+                max_records,
+                max_bytes,
+            )
         except (FileNotFoundError, StorageError):
             if offset < self.first_offset:  # retention removed it while we read
                 self.check_start(offset)
             raise
-        return batches
 
     def offset_for_time(self, micros: int) -> int:
         end = self.commit.durable
