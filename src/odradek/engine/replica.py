@@ -48,7 +48,7 @@ import pyarrow as pa
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
-from odradek.engine.log import gather, read_compacted_until, schemaless_stored_schema
+from odradek.engine.log import Segment, gather, read_compacted_until, schemaless_stored_schema
 from odradek.engine.topic import present_stored
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import incarnation_of, meta_document
@@ -65,30 +65,13 @@ TOPICS = "topics"
 
 
 @dataclasses.dataclass(frozen=True)
-class _Sealed:
-    """One sealed segment: its file (read through the manifest) and its frames."""
-
-    file: seg.SegmentFile
-    frames: list[seg.FrameInfo]
-    bases: list[int]
-
-    @property
-    def base_offset(self) -> int:
-        return self.file.base_offset
-
-    @property
-    def next_offset(self) -> int:
-        return self.frames[-1].next_offset if self.frames else self.file.base_offset
-
-
-@dataclasses.dataclass(frozen=True)
 class TopicFiles:
     """What one manifest holds of a topic that a reader may serve."""
 
     name: str
     incarnation: str
     schema: TopicSchema | None
-    segments: list[_Sealed]  # contiguous, oldest first; may be empty
+    segments: list[Segment]  # contiguous, oldest first; may be empty
     first_offset: int  # the first offset served here
     end_offset: int  # the first offset not served here (the owner's tail starts there)
     # Whether first_offset is where the topic began as the checkpoint holds it (its first
@@ -132,7 +115,7 @@ class CellReplica:
         self._topics: dict[str, TopicFiles | None] = {}  # of the current manifest
         # Sealed segments described, by the cache name of their record: kept across
         # manifests (a record's objects never change), the most recent few.
-        self._sealed: OrderedDict[str, _Sealed] = OrderedDict()
+        self._sealed: OrderedDict[str, Segment] = OrderedDict()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -237,7 +220,7 @@ class CellReplica:
         compacted_until = read_compacted_until(disk, directory)
         records = disk.manifest.files
         bases = list(seg.iter_segment_bases(disk, directory))
-        segments: list[_Sealed] = []
+        segments: list[Segment] = []
         for number, base in enumerate(bases):
             path = f"{directory}/{seg.segment_name(base)}"
             if not records[path].sealed or number + 1 == len(bases):
@@ -259,7 +242,7 @@ class CellReplica:
 
     def _sealed_segment(
         self, disk: ManifestDisk, directory: str, base: int, following: int, compacted_until: int
-    ) -> _Sealed | None:
+    ) -> Segment | None:
         """A sealed segment's frames (from its sidecar index, else a scan), or None if
         they show damage or do not reach the next segment."""
         path = f"{directory}/{seg.segment_name(base)}"
@@ -281,7 +264,14 @@ class CellReplica:
                 return None
         if damages or (not frames and base >= compacted_until):  # compaction may empty one
             return None
-        sealed = _Sealed(file, frames, [frame.base_offset for frame in frames])
+        sealed = Segment(
+            file,
+            frames,
+            [frame.base_offset for frame in frames],
+            max((f.max_timestamp for f in frames), default=0),
+            0.0,
+            tail=file.size,
+        )
         end = sealed.next_offset
         if end != following and not (end < following <= compacted_until):
             return None
@@ -301,7 +291,7 @@ class CellReplica:
             }
 
 
-def _follows(before: _Sealed, after: _Sealed, compacted_until: int) -> bool:
+def _follows(before: Segment, after: Segment, compacted_until: int) -> bool:
     end = before.next_offset
     return end == after.base_offset or end < after.base_offset <= compacted_until
 
