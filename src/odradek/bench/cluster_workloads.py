@@ -722,7 +722,7 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
         admin.append_many(topic, data.batches(ingest_batch_records), window=ingest_window)
         end = admin.describe_topic(topic).next_offset
     try:
-        _wait_for_the_store(other, topic)
+        _wait_for_the_store(other, topic, end // 2)
         figures = []
         for metric, agent in (("cluster_reads_owner", owner), ("cluster_reads_store", other)):
             rates: list[float] = []
@@ -772,14 +772,15 @@ def _answered_from_store(agent: Agent) -> int:
     return sum(int(cell.get("records", 0)) for cell in status.get("replicas", {}).values())
 
 
-def _wait_for_the_store(agent: Agent, topic: str) -> None:
-    """Until ``agent`` answers the topic's first records from the store (the owner's
-    checkpoint named its sealed segments, about a second after they rolled)."""
+def _wait_for_the_store(agent: Agent, topic: str, offset: int) -> None:
+    """Until ``agent`` answers the topic's records at ``offset`` from the store (the
+    owner's checkpoint named the sealed segments up to there, about a second after
+    they rolled)."""
     deadline = time.monotonic() + reads_ready_seconds
     while True:
         before = _answered_from_store(agent)
         with odradek.connect(agent.url, timeout=call_timeout_seconds) as client:
-            client.fetch(topic, 0, max_records=10)
+            client.fetch(topic, offset, max_records=10)
         if _answered_from_store(agent) > before:
             return
         if time.monotonic() > deadline:
