@@ -416,42 +416,14 @@ class TopicLog:
     def locate(self, offset: int, segments: list[Segment] | None = None) -> tuple[int, int] | None:
         """(segment index, frame index) of the first frame holding ``offset`` or, if no
         frame holds it (damage, a gap), an offset after it; None if there is none."""
-        if segments is None:
-            segments = self.segments
-        index = max(bisect.bisect_right([s.base_offset for s in segments], offset) - 1, 0)
-        while index < len(segments):
-            segment = segments[index]
-            frames = segment.frames
-            frame_index = max(bisect.bisect_right(segment.bases, offset) - 1, 0)
-            if frame_index < len(frames) and frames[frame_index].next_offset <= offset:
-                frame_index += 1
-            if frame_index < len(frames):
-                return index, frame_index
-            index += 1
-        return None
+        return locate(self.segments if segments is None else segments, offset)
 
     def frames_from(self, offset: int, end_offset: int) -> Iterator[tuple[Segment, seg.FrameInfo]]:
         """Frames holding offsets in [offset, end_offset), in order; frames found damaged
         are left out (their offsets are in ``damages``)."""
         # One snapshot for the lookup and the walk: retention may replace the list meanwhile.
         segments = list(self.segments)
-        start = self.locate(offset, segments)
-        if start is None:
-            return
-        segment_index, frame_index = start
-        while segment_index < len(segments):
-            segment = segments[segment_index]
-            frames = segment.frames
-            bad = segment.bad
-            while frame_index < len(frames):
-                frame = frames[frame_index]
-                if frame.base_offset >= end_offset:
-                    return
-                if not bad or frame.base_offset not in bad:
-                    yield segment, frame
-                frame_index += 1
-            segment_index += 1
-            frame_index = 0
+        yield from frames_at(segments, self.locate(offset, segments), end_offset)
 
     def offset_for_time(self, micros: int, end_offset: int, segments: list[Segment] | None = None) -> int:
         """The first frame's base offset whose max timestamp is >= ``micros``, else end."""
@@ -547,6 +519,48 @@ def schemaless_stored_schema(offset: int) -> pa.Schema:
 # The offset below which a topic's log was compacted, kept in the topic's directory
 # (engine/compaction.py writes it before it swaps any compacted segment in).
 COMPACTED_FILE = "compacted.json"
+
+
+def locate(segments: list[Segment], offset: int) -> tuple[int, int] | None:
+    """(segment index, frame index) in ``segments`` of the first frame holding
+    ``offset`` or, if no frame holds it (damage, a gap), an offset after it; None if
+    there is none."""
+    index = max(bisect.bisect_right([s.base_offset for s in segments], offset) - 1, 0)
+    while index < len(segments):
+        segment = segments[index]
+        frames = segment.frames
+        frame_index = max(bisect.bisect_right(segment.bases, offset) - 1, 0)
+        if frame_index < len(frames) and frames[frame_index].next_offset <= offset:
+            frame_index += 1
+        if frame_index < len(frames):
+            return index, frame_index
+        index += 1
+    return None
+
+
+def frames_at(
+    segments: list[Segment], start: tuple[int, int] | None, end_offset: int
+) -> Iterator[tuple[Segment, seg.FrameInfo]]:
+    """The frames of ``segments`` from ``start`` (what :func:`locate` found) holding
+    offsets before ``end_offset``, in order; frames found damaged are left out. The
+    owner's log walks its own segments with it, a reader of the store a checkpoint's
+    sealed ones (replica.py)."""
+    if start is None:
+        return
+    segment_index, frame_index = start
+    while segment_index < len(segments):
+        segment = segments[segment_index]
+        frames = segment.frames
+        bad = segment.bad
+        while frame_index < len(frames):
+            frame = frames[frame_index]
+            if frame.base_offset >= end_offset:
+                return
+            if not bad or frame.base_offset not in bad:
+                yield segment, frame
+            frame_index += 1
+        segment_index += 1
+        frame_index = 0
 
 
 def gather(

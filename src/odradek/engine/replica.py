@@ -33,14 +33,13 @@ the old one until the next manifest shows the new one (documented in decision 00
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -48,20 +47,25 @@ import pyarrow as pa
 from odradek import limits
 from odradek.config import TopicConfig
 from odradek.engine import segment as seg
-from odradek.engine.log import Segment, gather, read_compacted_until, schemaless_stored_schema
+from odradek.engine.log import (
+    Segment,
+    frames_at,
+    gather,
+    locate,
+    read_compacted_until,
+    schemaless_stored_schema,
+)
 from odradek.engine.topic import present_stored
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import incarnation_of, meta_document
 from odradek.errors import OdradekError, StorageError
 from odradek.storage.checkpoint import latest_manifest
 from odradek.storage.filecache import FileCache
-from odradek.storage.handoff import Store
+from odradek.storage.handoff import Store, topic_directory
 from odradek.storage.manifest import Manifest
 from odradek.storage.manifestdisk import ManifestDisk
 
 log = logging.getLogger(__name__)
-
-TOPICS = "topics"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +104,12 @@ class CellReplica:
         store: Store,
         cache_directory: str,
         *,
+        cell: str = "",
         cache_bytes: int = limits.replica_cache_bytes_default,
         refresh_seconds: float = limits.replica_refresh_seconds,
     ) -> None:
         self.store = store
+        self.cell = cell  # the cell whose store it reads (a name for callers)
         self.refresh_seconds = refresh_seconds
         self.cache = FileCache(cache_directory, store, cache_bytes)
         self.stats = ReplicaStats()
@@ -209,7 +215,7 @@ class CellReplica:
                 return self._disk
 
     def _describe(self, disk: ManifestDisk, name: str) -> TopicFiles | None:
-        directory = f"{TOPICS}/{name}"
+        directory = topic_directory(name)
         if not disk.isdir(directory):
             return None
         meta = meta_document(disk, directory).load()
@@ -298,20 +304,16 @@ def _follows(before: Segment, after: Segment, compacted_until: int) -> bool:
 
 def _read(files: TopicFiles, offset: int, max_records: int, max_bytes: int) -> list[pa.RecordBatch]:
     """Like the owner's ``Topic._fetch_stored``, over ``files``' sealed segments."""
-    segments = files.segments
-    number = max(bisect.bisect_right([s.base_offset for s in segments], offset) - 1, 0)
-
-    def decoded() -> Iterator[tuple[seg.FrameInfo, pa.RecordBatch]]:
-        for sealed in segments[number:]:
-            start = max(bisect.bisect_right(sealed.bases, offset) - 1, 0)
-            for frame in sealed.frames[start:]:
-                if frame.next_offset > offset:
-                    yield (
-                        frame,
-                        sealed.file.read_batch(frame, True, files.stored_schema_at(frame.base_offset)),
-                    )
-
-    return gather(decoded(), offset, max_records, max_bytes)
+    frames = frames_at(files.segments, locate(files.segments, offset), files.end_offset)
+    return gather(
+        (
+            (frame, segment.file.read_batch(frame, True, files.stored_schema_at(frame.base_offset)))
+            for segment, frame in frames
+        ),
+        offset,
+        max_records,
+        max_bytes,
+    )
 
 
 class Replicas:
@@ -339,7 +341,8 @@ class Replicas:
             if replica is None:
                 replica = self._cells[cell] = CellReplica(
                     self._store_of(cell),
-                    os.path.join(self.directory, cell or "home"),
+                    os.path.join(self.directory, cell),
+                    cell=cell,
                     cache_bytes=self.cache_bytes,
                     refresh_seconds=self.refresh_seconds,
                 )
@@ -349,4 +352,4 @@ class Replicas:
         """Each cell's reader's figures (cluster status, metrics)."""
         with self._lock:
             cells = dict(self._cells)
-        return {cell or "home": replica.status() for cell, replica in sorted(cells.items())}
+        return {cell: replica.status() for cell, replica in sorted(cells.items())}

@@ -66,11 +66,9 @@ class CellsTopics:
             return node.engine.fetch(
                 topic, offset, max_records=max_records, max_bytes=max_bytes, value_format=value_format
             )
-        replicas = self._service.replicas
-        if replicas is not None:  # its sealed segments from the store (decision 0042)
-            cluster = self._service.cluster
-            assert cluster is not None
-            answered = replicas.of(cluster.cell_of(topic)).fetch(
+        replica = self._service.replica_of(topic)
+        if replica is not None:  # its sealed segments from the store (decision 0042)
+            answered = replica.fetch(
                 topic, offset, max_records=max_records, max_bytes=max_bytes, value_format=value_format
             )
             if answered is not None:

@@ -71,7 +71,7 @@ from odradek.cluster.placement import create_placed
 from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
 from odradek.engine.engine import check_fetch
-from odradek.engine.replica import Replicas
+from odradek.engine.replica import CellReplica, Replicas
 from odradek.engine.topic import PendingAppend
 from odradek.errors import (
     ClosedError,
@@ -590,11 +590,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         the agent serving the cell (with the caller's credentials), in one stream. None
         when the store holds nothing at the read's start (or the start is ``latest`` or
         a time, which only the owner knows): the caller is refused with NotOwner."""
-        if self.replicas is None or self.cluster is None:
+        replica = self.replica_of(topic)
+        if replica is None:
             return None
         start = request.start
-        cell = self.cluster.cell_of(topic) if self._routed() else HOME_CELL
-        replica = self.replicas.of(cell)
         try:
             files = replica.topic(topic)
         except (OSError, StorageError):  # what its checkpoint names is gone: the owner reads
@@ -632,9 +631,16 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     return
                 answered = replica.fetch(topic, position, max_records=per_batch, max_bytes=per_bytes)
             ticket = messages.encode_ticket(dataclasses.replace(request, start=position))
-            yield from peers.read(self.owner_url(cell), ticket, header, stop)
+            yield from peers.read(self.owner_url(replica.cell), ticket, header, stop)
 
         return first[0].schema, batches()
+
+    def replica_of(self, topic: str) -> CellReplica | None:
+        """The reader of the store of ``topic``'s cell (decision 0042); None outside a
+        cluster agent."""
+        if self.replicas is None or self.cluster is None:
+            return None
+        return self.replicas.of(self.cluster.cell_of(topic) if self._routed() else HOME_CELL)
 
     def _fetch(
         self, topic: str, request: messages.FetchRequest, refused: NotOwner | None = None
@@ -656,11 +662,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 value_format=value_format,
             )
         except NotOwner:
-            if self.replicas is None or self.cluster is None:
+            replica = self.replica_of(topic)
+            if replica is None:
                 raise
             check_fetch(request.max_records, request.max_bytes, value_format)
-            cell = self.cluster.cell_of(topic) if self._routed() else HOME_CELL
-            answered = self.replicas.of(cell).fetch(
+            answered = replica.fetch(
                 topic,
                 request.offset,
                 max_records=request.max_records,
