@@ -4,6 +4,7 @@ on a real etcd and one object store, as `odradek serve --etcd` composes them
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -14,8 +15,9 @@ from typing import Any
 import pyarrow.flight as flight
 
 from odradek.cluster.agent import OWNER, AgentSettings, ClusterAgent
-from odradek.cluster.keys import HOME_CELL, cell_cache_directory, cell_store_prefix
+from odradek.cluster.keys import HOME_CELL, cell_cache_directory
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
+from odradek.cluster.stores import cell_store
 from odradek.engine.replica import Replicas
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
@@ -52,16 +54,13 @@ class Agent:
             return Node.open(cache, store=store, store_settings=store_settings, **options)
 
         def open_cell(cell: str) -> Node:  # as serve_agent.py opens a cell (decision 0032)
-            prefix = cell_store_prefix(cell)
             cache = directory / cell_cache_directory(cell, cells)
-            return Node.open(cache, store=store.child(prefix), store_settings=store_settings, **options)
-
-        def cell_store(cell: str) -> ObjectStore:  # a cell's store, read by a non-owner
-            prefix = cell_store_prefix(cell)
-            return store.child(prefix) if prefix else store
+            return Node.open(cache, store=cell_store(store, cell), store_settings=store_settings, **options)
 
         # Fetches and reads of other cells' sealed segments from the store (decision 0042).
-        self.flight.replicas = Replicas(cell_store, str(directory / REPLICAS_DIRECTORY))
+        self.flight.replicas = Replicas(
+            functools.partial(cell_store, store), str(directory / REPLICAS_DIRECTORY)
+        )
         self.role = AgentRole(AgentDoors(open_node, open_cell=open_cell), self.flight, None)
         self.agent = ClusterAgent(
             AgentSettings(

@@ -729,11 +729,11 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
             used: list[dict[str, float]] = []
             from_store: list[float] = []
             for run in range(1, profile.runs + 1):
-                answered = _answered_from_store(other)
+                answered = other.answered_from_store() or 0
                 before = cluster.cpu()
                 seconds = _read_all(agent.url, topic, end)
                 used.append(cpu_used(before, cluster.cpu(), seconds))
-                from_store.append((_answered_from_store(other) - answered) / end)
+                from_store.append(((other.answered_from_store() or 0) - answered) / end)
                 rates.append(end / seconds)
                 progress(
                     f"{SYSTEM} cluster_reads through the {'owner' if agent is owner else 'other agent'} "
@@ -766,22 +766,16 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
             admin.delete_topic(topic)
 
 
-def _answered_from_store(agent: Agent) -> int:
-    """Records ``agent`` answered from other cells' stores since it started."""
-    status = agent.status() or {}
-    return sum(int(cell.get("records", 0)) for cell in status.get("replicas", {}).values())
-
-
 def _wait_for_the_store(agent: Agent, topic: str, offset: int) -> None:
     """Until ``agent`` answers the topic's records at ``offset`` from the store (the
     owner's checkpoint named the sealed segments up to there, about a second after
     they rolled)."""
     deadline = time.monotonic() + reads_ready_seconds
     while True:
-        before = _answered_from_store(agent)
+        before = agent.answered_from_store() or 0
         with odradek.connect(agent.url, timeout=call_timeout_seconds) as client:
             client.fetch(topic, offset, max_records=10)
-        if _answered_from_store(agent) > before:
+        if (agent.answered_from_store() or 0) > before:
             return
         if time.monotonic() > deadline:
             raise RuntimeError(

@@ -150,6 +150,15 @@ class Agent:
             return None
         return answer if isinstance(answer, dict) else None
 
+    def answered_from_store(self) -> int | None:
+        """Records this agent answered from other cells' stores since it started
+        (decision 0042: ``replicas`` of its ``cluster_status``); None if it does not
+        answer."""
+        status = self.status()
+        if status is None:
+            return None
+        return sum(int(cell.get("records", 0)) for cell in status.get("replicas", {}).values())
+
     def close(self) -> None:
         if self._client is not None:
             try:

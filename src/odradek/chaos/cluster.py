@@ -702,14 +702,8 @@ def _cycle(
 def _answered_from_store(cluster: ChaosCluster) -> dict[str, int]:
     """Records each agent answered from other cells' stores (decision 0042), as its
     ``cluster_status`` says now: since it last started (a killed agent's count is lost)."""
-    answered: dict[str, int] = {}
-    for name, agent in cluster.agents.items():
-        status = agent.status()
-        if status is None:
-            continue
-        replicas = status.get("replicas", {})
-        answered[name] = sum(int(cell.get("records", 0)) for cell in replicas.values())
-    return answered
+    answered = {name: agent.answered_from_store() for name, agent in cluster.agents.items()}
+    return {name: count for name, count in answered.items() if count is not None}
 
 
 def _stop(workers: Sequence[GroupWorker]) -> None:

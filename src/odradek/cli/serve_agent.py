@@ -42,10 +42,10 @@ from odradek.cluster.keys import (
     HOME_CELL,
     cell_cache_directory,
     cell_index,
-    cell_store_prefix,
     schema_id_base,
 )
 from odradek.cluster.serving import AgentDoors, AgentGate, AgentRole
+from odradek.cluster.stores import cell_store
 from odradek.engine.replica import Replicas
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
 from odradek.node import Node
@@ -142,9 +142,7 @@ def run_agent(settings: Settings) -> int:
         raise OdradekError(f"cannot listen on {settings.listen}: {exc}") from exc
 
     def replica_store(cell: str) -> ObjectStore:  # a cell's store, read by a non-owner
-        base = store if isinstance(store, ObjectStore) else open_store(store)
-        prefix = cell_store_prefix(cell)
-        return base.child(prefix) if prefix else base
+        return cell_store(store if isinstance(store, ObjectStore) else open_store(store), cell)
 
     # The cells this agent does not serve answer fetches from the store (decision 0042).
     server.replicas = Replicas(replica_store, os.path.join(settings.data_dir, REPLICAS_DIRECTORY))
@@ -196,13 +194,12 @@ def run_agent(settings: Settings) -> int:
         return node
 
     def open_cell(cell: str) -> Node:  # a cell beside the home cell (decision 0032)
-        prefix = cell_store_prefix(cell)
         base = store if isinstance(store, ObjectStore) else open_store(store)
         return Node.open(
             os.path.join(settings.data_dir, cell_cache_directory(cell, settings.cells)),
             fsync=True,
             topics_max=settings.topics_max,
-            store=base.child(prefix),
+            store=cell_store(base, cell),
             store_settings=dataclasses.replace(
                 settings.store_settings(), checkpoint_seconds=limits.cluster_checkpoint_seconds
             ),

@@ -17,3 +17,10 @@ def sibling_cell_store(store: ObjectStore, cell: str, other: str) -> ObjectStore
             raise ValueError(f"store {root!r} is not the store of cell {cell}")
         root = root[: len(root) - len(own)]
     return store.at(root + cell_store_prefix(other))
+
+
+def cell_store(root: ObjectStore, cell: str) -> ObjectStore:
+    """The store of ``cell`` under ``root``, the cluster's store (the home cell's is
+    ``root`` itself)."""
+    prefix = cell_store_prefix(cell)
+    return root.child(prefix) if prefix else root
