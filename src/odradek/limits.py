@@ -459,6 +459,11 @@ replica_refresh_seconds = 1.0
 # memory; past these the oldest are described again when next read.
 replica_topics_max = 4096
 replica_segments_max = 4096
+# A wildcard read's part of another cell reads at most this many of its topics from the
+# store before asking the cell's agent for the rest, naming where each of them goes on
+# (ReadRequest.starts): a topic name is at most 249 characters, so the request stays far
+# below flight_command_bytes_max. The topics past these are read whole by that agent.
+read_starts_max = 1024
 
 # -- Object-store agents: outages and shutdown (engine/attachment.py) --------------------
 # While the store takes no journal, the thread that waits to reopen topics whose fsync

@@ -16,10 +16,12 @@ S3 server, users and a tenant made offline in etcd, the Python client; kill -9.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ import pyarrow as pa
 import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, unique_prefix
+from object_servers import S3Server, free_ports, unique_prefix
+from prometheus_client.parser import text_string_to_metric_families
 from serve_processes import ServeAgent, cluster_name, one_cell_each, running
 from test_serve_agent_auth import add_user_in_etcd, odradek_cli
 
@@ -40,11 +43,40 @@ AUTH_CELLS = ["--cells", "3", "--auth", "--registry-listen", "off"]
 
 
 class AuthAgent(ServeAgent):
-    """An agent whose status is asked with the admin's credentials."""
+    """An agent whose status is asked with the admin's credentials, with its metrics
+    endpoint."""
+
+    def __init__(
+        self,
+        directory: Path,
+        agent_id: str,
+        etcd: str,
+        cluster: str,
+        store: S3Server,
+        prefix: str,
+        extra: list[str] | None = None,
+    ) -> None:
+        (self.metrics_port,) = free_ports(1)
+        metrics = ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        super().__init__(directory, agent_id, etcd, cluster, store, prefix, [*(extra or []), *metrics])
 
     def status(self) -> dict[str, Any]:
         with odradek.connect(self.url, user="root", password="root-secret") as client:
             return dict(json.loads(client._action("cluster_status", {})))
+
+    def records_out(self) -> dict[str, float]:
+        """Records this agent sent to each principal (its metering, by principal)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        basic = base64.b64encode(b"root:root-secret").decode()
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {basic}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            text = answer.read().decode()
+        return {
+            sample.labels["principal"]: sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "odradek_principal_records_out"
+            for sample in family.samples
+        }
 
 
 @pytest.fixture
@@ -173,6 +205,12 @@ def test_a_tenants_wildcard_read_has_its_own_topics_of_every_cell(
         with _connect(agents, "root", first) as admin:
             read = _values(admin.read("orders.*", wait=0))
             assert read == {f"orders.{index}": [f"root {index}".encode()] for index in range(3)}
+    # Each record is metered to bob where it was read: the agent a read reached meters
+    # its own cell's part (read on a thread of its own) and the others theirs.
+    metered = [agent.records_out() for agent in agents]
+    assert sum(counts.get("bob", 0) for counts in metered) == 9, metered
+    assert all(counts.get("bob", 0) == 3 for counts in metered), metered
+    assert all("anonymous" not in counts for counts in metered), metered
 
 
 def test_groups_of_every_cell_are_listed_described_and_deleted_at_any_agent(

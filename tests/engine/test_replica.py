@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from odradek.engine.engine import Engine
-from odradek.engine.replica import CellReplica
+from odradek.engine.replica import CellReplica, read_stored_topics
 from odradek.errors import StorageError
 from odradek.storage.agent import StoreSettings, attach
 from odradek.storage.checkpoint import latest_manifest
@@ -291,3 +291,84 @@ def test_a_checkpoint_read_from_the_store_refuses_every_write(
     ):
         with pytest.raises(StorageError, match="read-only"):
             write()
+
+
+def _wildcard_rows(batches: Iterator[pa.RecordBatch]) -> dict[str, list[dict[str, object]]]:
+    by_topic: dict[str, list[dict[str, object]]] = {}
+    for batch in batches:
+        for row in batch.to_pylist():
+            by_topic.setdefault(str(row.pop("topic")), []).append(row)
+    return by_topic
+
+
+def test_a_wildcard_read_of_the_store_then_the_owner_is_the_owners_read(
+    owner: Owner, store: ObjectStore, tmp_path: Path
+) -> None:
+    """A wildcard read's part of another cell (server.py ``_cell_part``): the store's
+    part of every matching topic, then the owner's read continuing each where the store
+    stopped, is exactly the owner's own read, in each topic's order, every record once;
+    a schema'd topic's values as JSON text in both parts."""
+    engine = owner.engine
+    engine.create_topic("orders.a", segment_bytes=SEGMENT)
+    engine.create_topic("orders.b", segment_bytes=SEGMENT, schema=ORDER)
+    engine.create_topic("orders.c", segment_bytes=SEGMENT)  # only in its active segment
+    engine.create_topic("other", segment_bytes=SEGMENT)
+    _fill(engine, "orders.a", 80, 30)
+    _fill(engine, "other", 80, 30)
+    for start in range(0, 6000, 200):
+        engine.append("orders.b", [{"value": {"id": n, "item": "x" * 40}} for n in range(start, start + 200)])
+    engine.append("orders.c", [{"value": b"tail only"}])
+    owner.checkpoint()
+    engine.append("orders.a", [{"value": b"after the checkpoint"}])
+    replica = _replica(store, tmp_path)
+    assert replica.topics("orders.*") == ["orders.a", "orders.b", "orders.c"]
+
+    starts: dict[str, tuple[int, str]] = {}
+    stored = _wildcard_rows(
+        read_stored_topics(replica, "orders.*", "earliest", 700, 1 << 20, starts, lambda: False)
+    )
+    assert sorted(stored) == ["orders.a", "orders.b"]  # orders.c has no sealed segment
+    for name in stored:
+        assert starts[name] == (_sealed_end(engine, name), engine.describe_topic(name).incarnation)
+    rest = _wildcard_rows(engine.read("orders.*", wait=0, starts=starts))
+    whole = _wildcard_rows(engine.read("orders.*", wait=0))
+    assert sorted(whole) == ["orders.a", "orders.b", "orders.c"]
+    for name, rows in whole.items():
+        assert stored.get(name, []) + rest[name] == rows, name
+    assert isinstance(stored["orders.b"][0]["value"], bytes)  # JSON text, as the owner's part
+
+    # From an offset: where the store holds it; a topic it does not (orders.c) is the owner's.
+    starts = {}
+    stored = _wildcard_rows(read_stored_topics(replica, "orders.*", 1, 700, 1 << 20, starts, lambda: False))
+    assert sorted(stored) == ["orders.a", "orders.b"] and stored["orders.a"][0]["offset"] == 1
+    # Latest and times are the owner's to resolve: nothing from the store.
+    assert list(read_stored_topics(replica, "orders.*", "latest", 700, 1 << 20, {}, lambda: False)) == []
+    # A stopped read stops.
+    assert list(read_stored_topics(replica, "orders.*", "earliest", 700, 1 << 20, {}, lambda: True)) == []
+
+
+def test_an_owner_continues_where_the_store_stopped_only_for_the_same_topic(owner: Owner) -> None:
+    """Engine.read's ``starts``: a topic deleted and created again since the store's
+    part was read starts at its earliest; a start below what retention left starts at
+    the first offset held; names the pattern does not match change nothing."""
+    engine = owner.engine
+    engine.create_topic("orders.a")
+    engine.append("orders.a", [{"value": b"%d" % n} for n in range(10)])
+    incarnation = engine.describe_topic("orders.a").incarnation
+
+    def offsets(starts: dict[str, tuple[int, str]]) -> list[int]:
+        return [
+            row["offset"]
+            for batch in engine.read("orders.*", wait=0, starts=starts)
+            for row in batch.to_pylist()
+        ]
+
+    assert offsets({"orders.a": (4, incarnation)}) == list(range(4, 10))
+    assert offsets({"orders.a": (4, "another")}) == list(range(10))
+    assert offsets({"other": (4, incarnation)}) == list(range(10))
+    engine.delete_records("orders.a", 6)
+    assert offsets({"orders.a": (4, incarnation)}) == list(range(6, 10))
+    engine.delete_topic("orders.a")
+    engine.create_topic("orders.a")
+    engine.append("orders.a", [{"value": b"new"}])
+    assert offsets({"orders.a": (4, incarnation)}) == [0]

@@ -23,6 +23,7 @@ from odradek.cli.serve import check_exposure, settings_from
 from odradek.errors import InvalidRequest, Unauthenticated
 from odradek.node import Node
 from odradek.protocols.flight.server import FlightService
+from odradek.protocols.metrics import Metrics
 from odradek.security import Authenticator, CredentialStore
 
 
@@ -49,6 +50,32 @@ def test_a_token_or_a_password_is_served(door: Door) -> None:
         client.create_topic("orders")
     with odradek.connect(door.url, user="alice", password="alice-secret") as client:
         assert client.list_topics() == ["orders"]
+
+
+def test_each_read_is_metered_to_the_principal_that_made_it(tmp_path: Path) -> None:
+    """A streaming read's batches are sent after the call's handler returned: they are
+    metered (and throttled by quotas) as the caller's, not as the anonymous principal's
+    (a defect: every streaming read was metered as anonymous)."""
+    node = Node.open(str(tmp_path / "data"), fsync=False)
+    store = CredentialStore.open(str(tmp_path / "data"))
+    store.add_user("alice", "alice-secret")
+    metrics = Metrics(node)
+    server = FlightService(node, "grpc://127.0.0.1:0", authenticator=Authenticator(store), observer=metrics)
+    try:
+        with odradek.connect(
+            f"grpc://127.0.0.1:{server.port}", user="alice", password="alice-secret"
+        ) as client:
+            client.create_topic("orders.eu")
+            client.append("orders.eu", [{"value": b"%d" % n} for n in range(5)])
+            assert sum(batch.num_rows for batch in client.read("orders.eu", start="earliest", wait=0)) == 5
+            assert sum(batch.num_rows for batch in client.read("orders.*", start="earliest", wait=0)) == 5
+            assert sum(batch.num_rows for batch in client.fetch("orders.eu", 0)) == 5
+        metered = metrics.metering.snapshot()
+        assert metered["alice"]["records_out"] == 15 and metered["alice"]["records_in"] == 5
+        assert metered.get("ANONYMOUS", {}).get("records_out", 0) == 0
+    finally:
+        server.drain(5.0)
+        node.close()
 
 
 def test_the_token_comes_from_the_environment(door: Door, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -1114,6 +1114,7 @@ class Engine:
         max_records: int | None = None,
         max_bytes: int | None = None,
         stop: Callable[[], bool] | None = None,
+        starts: Mapping[str, tuple[int, str]] | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
         """Yield batches of ``pattern``'s topics from ``start`` on.
 
@@ -1122,6 +1123,14 @@ class Engine:
         topics created while reading (from their earliest offset). ``stop``, checked at
         least once a second while waiting, ends the read early when it returns True
         (a server passes "the client went away").
+
+        ``starts`` continues a wildcard read another reader began (decision 0042: an
+        agent read these topics' sealed segments from the store): a topic it names,
+        ``(offset, incarnation)``, starts at that offset instead of ``start``, or at
+        the first offset still held when retention passed it; when the topic's
+        incarnation differs (deleted and created again meanwhile), at its earliest, as
+        a topic created while reading would. Names the pattern does not match are
+        ignored.
         """
         self._check_open()
         wildcard = is_pattern(_check_pattern(pattern))
@@ -1134,10 +1143,22 @@ class Engine:
         _check_limits(per_batch, per_bytes)
         positions: dict[str, int] = {}
         for name in self.list_topics(pattern) if wildcard else [pattern]:
-            positions[name] = self.resolve_start(name, start)
+            positions[name] = (
+                self._continued(name, starts[name])
+                if starts and name in starts
+                else (self.resolve_start(name, start))
+            )
         return self._read_loop(
             pattern, wildcard, matches, positions, wait, follow, per_batch, per_bytes, stop
         )
+
+    def _continued(self, name: str, start: tuple[int, str]) -> int:
+        """Where a read another reader began continues ``name`` (:meth:`read`'s ``starts``)."""
+        topic = self._topic(name)
+        offset, incarnation = start
+        if incarnation != topic.incarnation:
+            return topic.first_offset
+        return min(max(offset, topic.first_offset), topic.durable_offset)
 
     def _read_loop(
         self,

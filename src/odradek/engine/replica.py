@@ -39,10 +39,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from odradek import limits
 from odradek.config import TopicConfig
@@ -59,9 +60,10 @@ from odradek.engine.topic import present_stored
 from odradek.engine.topic_schema import TopicSchema
 from odradek.engine.topicfiles import incarnation_of, meta_document
 from odradek.errors import OdradekError, StorageError
+from odradek.names import compile_pattern
 from odradek.storage.checkpoint import latest_manifest
 from odradek.storage.filecache import FileCache
-from odradek.storage.handoff import Store, topic_directory
+from odradek.storage.handoff import TOPICS, Store, topic_directory
 from odradek.storage.manifest import Manifest
 from odradek.storage.manifestdisk import ManifestDisk
 
@@ -133,16 +135,20 @@ class CellReplica:
         max_records: int,
         max_bytes: int,
         value_format: str = "typed",
+        incarnation: str | None = None,
     ) -> list[pa.RecordBatch] | None:
         """Records of ``topic`` from ``offset`` on, as the owner's ``Engine.fetch``
         returns them (at most ``max_records``, about ``max_bytes``), but only from its
         sealed segments in the store: fewer than the owner would give when the read
         reaches the owner's tail. None when this reader cannot answer (see the module
-        docstring): the caller asks the owner."""
+        docstring): the caller asks the owner. ``incarnation``: None too when the
+        topic the store holds is another one of that name."""
         for attempt in range(2):
             try:
                 files = self.topic(topic, fresh=attempt > 0)
                 if files is None or not files.first_offset <= offset < files.end_offset:
+                    break
+                if incarnation is not None and files.incarnation != incarnation:
                     break
                 batches = _read(files, offset, max_records, max_bytes)
             except (OSError, StorageError) as exc:
@@ -161,6 +167,15 @@ class CellReplica:
         with self._lock:
             self.stats.declined += 1
         return None
+
+    def topics(self, pattern: str) -> list[str]:
+        """The names of the topics the newest manifest holds matching ``pattern`` (a
+        topic pattern, names.py), sorted; none when the store cannot be read."""
+        disk = self._current(False)
+        if disk is None or not disk.isdir(TOPICS):
+            return []
+        matches = compile_pattern(pattern)
+        return sorted(name for name in disk.listdir(TOPICS) if matches(name))
 
     def topic(self, name: str, *, fresh: bool = False) -> TopicFiles | None:
         """What the newest manifest (read at most ``refresh_seconds`` ago, or now with
@@ -314,6 +329,56 @@ def _read(files: TopicFiles, offset: int, max_records: int, max_bytes: int) -> l
         max_records,
         max_bytes,
     )
+
+
+def read_stored_topics(
+    replica: CellReplica,
+    pattern: str,
+    start: object,
+    max_records: int,
+    max_bytes: int,
+    starts: dict[str, tuple[int, str]],
+    stopped: Callable[[], bool],
+) -> Iterator[pa.RecordBatch]:
+    """A wildcard read's batches of the topics of ``replica``'s cell matching
+    ``pattern``, as far as the cell's sealed segments in the store hold them, from
+    ``start`` (``earliest`` or an offset; nothing for another start, which only the
+    owner resolves): batches as ``Engine.read`` gives them for a pattern (a ``topic``
+    column, a schema'd topic's values as JSON text), the topics in turn. ``starts``
+    gets where the read of each topic read here goes on, ``(offset, incarnation)``, for
+    the cell's owner to continue from (Engine.read's ``starts``); at most
+    ``read_starts_max`` topics are read here, the rest are the owner's whole."""
+    if start != "earliest" and (isinstance(start, bool) or not isinstance(start, int)):
+        return
+    positions: dict[str, tuple[int, str]] = {}
+    for name in replica.topics(pattern):
+        if len(positions) >= limits.read_starts_max:
+            break
+        try:
+            files = replica.topic(name)
+        except (OSError, StorageError):
+            continue  # its files are gone from under this manifest: the owner reads it
+        if files is None or (start == "earliest" and not files.whole):
+            continue
+        positions[name] = (files.first_offset if start == "earliest" else int(start), files.incarnation)
+    while positions and not stopped():
+        for name, (offset, incarnation) in list(positions.items()):
+            answered = replica.fetch(
+                name,
+                offset,
+                max_records=max_records,
+                max_bytes=max_bytes,
+                value_format="json",
+                incarnation=incarnation,
+            )
+            if not answered:
+                del positions[name]  # the rest is the owner's
+                continue
+            for batch in answered:
+                offset = int(batch.column("offset")[-1].as_py()) + 1
+                starts[name] = (offset, incarnation)
+                yield batch.append_column("topic", pc.fill_null(pa.nulls(batch.num_rows, pa.utf8()), name))
+            positions[name] = (offset, incarnation)
 
 
 class Replicas:

@@ -116,9 +116,13 @@ class Handoff:
         return self.manifest.keys()
 
 
+# Where the topics' directories are, relative to the data directory.
+TOPICS = "topics"
+
+
 def topic_directory(topic: str) -> str:
     """The topic's directory, relative to the data directory."""
-    return f"topics/{topic}"
+    return f"{TOPICS}/{topic}"
 
 
 def marker_path(topic: str) -> str:

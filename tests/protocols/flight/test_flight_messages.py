@@ -77,6 +77,9 @@ def test_tickets_round_trip() -> None:
     requests: list[messages.Ticket] = [
         messages.ReadRequest("orders.>", messages.encode_start(moment), 2.5, True, 10, 1000),
         messages.ReadRequest("t", 5),
+        messages.ReadRequest(
+            "orders.*", cell="_cell.1", starts={"orders.a": (7, "inc"), "orders.b": (0, "x")}
+        ),
         messages.FetchRequest("t", 3, 10, 100),
         messages.ReadKeyRequest("t", b"\x01key", 2, 9),
         messages.ReadKeyRequest("t", b"k"),
@@ -101,6 +104,12 @@ def test_a_ticket_without_kind_is_a_read() -> None:
         b'{"kind": "read", "pattern": "t", "start": true}',
         b'{"kind": "read", "pattern": "t", "follow": "yes"}',
         b'{"kind": "read", "pattern": "t", "max_records": true}',
+        b'{"kind": "read", "pattern": "t", "starts": {"t": [1, "i"]}}',
+        b'{"kind": "read", "pattern": "t.*", "starts": [["t.a", 1, "i"]]}',
+        b'{"kind": "read", "pattern": "t.*", "starts": {"t.a": [-1, "i"]}}',
+        b'{"kind": "read", "pattern": "t.*", "starts": {"t.a": [true, "i"]}}',
+        b'{"kind": "read", "pattern": "t.*", "starts": {"t.a": [1, 2]}}',
+        b'{"kind": "read", "pattern": "t.*", "starts": {"t.a": [1]}}',
         b'{"kind": "fetch", "topic": "t"}',
         b'{"kind": "read_key", "topic": "t", "key": "zz"}',
         b'{"kind": "read_key", "topic": "t", "key": "00", "key_encoding": "rot13"}',
@@ -109,6 +118,14 @@ def test_a_ticket_without_kind_is_a_read() -> None:
 )
 def test_garbage_tickets_are_invalid_requests(raw: bytes) -> None:
     with pytest.raises(InvalidRequest):
+        messages.decode_ticket(raw)
+
+
+def test_a_read_names_a_bounded_number_of_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "read_starts_max", 2)
+    starts = {f"t.{n}": (n, "i") for n in range(3)}
+    raw = messages.encode_ticket(messages.ReadRequest("t.*", starts=starts))
+    with pytest.raises(InvalidRequest, match="over the limit of 2"):
         messages.decode_ticket(raw)
 
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from odradek import api, defaults, limits
 from odradek.errors import InvalidRequest, OdradekError, RequestTooLarge, from_wire, to_wire
+from odradek.names import is_pattern
 from odradek.types import AppendResult, KeyVersions, SchemaInfo, TopicInfo
 
 # Version of this wire format; a request may name it as "v" and a newer server
@@ -146,6 +147,9 @@ class ReadRequest:
     # A part of a wildcard read one agent asks of another (decision 0035): the topics of
     # this cell only, which the agent asked must serve. None: every cell's.
     cell: str | None = None
+    # Such a part continuing what the asking agent read from the cell's store (decision
+    # 0042): where each topic named goes on, (offset, incarnation); Engine.read's starts.
+    starts: dict[str, tuple[int, str]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -759,7 +763,41 @@ def _decode_read(document: dict[str, Any]) -> ReadRequest:
         max_records=_field(document, "max_records", int),
         max_bytes=_field(document, "max_bytes", int),
         cell=cell_field(document),
+        starts=_starts_field(document),
     )
+
+
+def _starts_field(document: Mapping[str, Any]) -> dict[str, tuple[int, str]] | None:
+    """A read's ``starts`` (ReadRequest), checked: only with a wildcard pattern, at most
+    ``read_starts_max`` topics, each ``[offset >= 0, incarnation]``."""
+    starts = document.get("starts")
+    if starts is None:
+        return None
+    if not isinstance(starts, dict):
+        raise InvalidRequest(f"field 'starts' must be an object, got {type(starts).__name__}")
+    if not is_pattern(str(document.get("pattern"))):
+        raise InvalidRequest("field 'starts' is for a read of a wildcard pattern only")
+    if len(starts) > limits.read_starts_max:
+        raise InvalidRequest(
+            f"field 'starts' names {len(starts)} topics, over the limit of {limits.read_starts_max}"
+        )
+    checked: dict[str, tuple[int, str]] = {}
+    for topic, start in starts.items():
+        if (
+            not isinstance(start, list)
+            or len(start) != 2
+            or isinstance(start[0], bool)
+            or not isinstance(start[0], int)
+            or start[0] < 0
+            or not isinstance(start[1], str)
+        ):
+            raise InvalidRequest(
+                f"field 'starts' of topic {topic[:80]!r} must be [offset >= 0, incarnation], got {start!r}"[
+                    :300
+                ]
+            )
+        checked[topic] = (start[0], start[1])
+    return checked
 
 
 def cell_field(document: Mapping[str, Any]) -> str | None:

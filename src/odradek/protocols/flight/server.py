@@ -71,7 +71,7 @@ from odradek.cluster.placement import create_placed
 from odradek.cluster.stores import sibling_cell_store
 from odradek.engine import Engine
 from odradek.engine.engine import check_fetch
-from odradek.engine.replica import CellReplica, Replicas
+from odradek.engine.replica import CellReplica, Replicas, read_stored_topics
 from odradek.engine.topic import PendingAppend
 from odradek.errors import (
     ClosedError,
@@ -541,25 +541,36 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                     self._draining.is_set() or context.is_cancelled() or (guard is not None and guard.ended())
                 )
 
-            def read(engine: Engine, stopped: Callable[[], bool] = stop) -> Iterator[pa.RecordBatch]:
-                """``engine``'s batches as the caller may see them, metered."""
-                batches: Iterator[pa.RecordBatch] = engine.read(
-                    pattern,
-                    start=request.start,
-                    wait=request.wait,
-                    follow=request.follow,
-                    max_records=request.max_records,
-                    max_bytes=request.max_bytes,
-                    stop=stopped,
-                )
+            # Captured here: a wildcard read's parts run on threads of their own.
+            user, tenant = self._principal(), self._tenant()
+
+            def shape(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+                """Batches read here as the caller may see them, metered."""
                 if wildcard and namespace.translates:  # each batch's topic column as the tenant says it
                     batches = map(namespace.local_batch, batches)
                 if wildcard and authorized is not None:  # only the topics it may read
                     batches = authorization.only_readable(*authorized, batches)
-                return self._metered_reads(batches)
+                return self._metered_reads(batches, user, tenant)
+
+            starts = None if request.starts is None else _engine_starts(namespace, request.starts)
+
+            def read(engine: Engine, stopped: Callable[[], bool] = stop) -> Iterator[pa.RecordBatch]:
+                """``engine``'s batches as the caller may see them, metered."""
+                return shape(
+                    engine.read(
+                        pattern,
+                        start=request.start,
+                        wait=request.wait,
+                        follow=request.follow,
+                        max_records=request.max_records,
+                        max_bytes=request.max_bytes,
+                        stop=stopped,
+                        starts=starts,
+                    )
+                )
 
             if wildcard and self._routed():  # every cell's topics (decision 0035)
-                batches_iterator = self._read_cells(context, request, read, stop)
+                batches_iterator = self._read_cells(context, request, pattern, read, shape, stop)
                 schema = WILDCARD_SCHEMA
             elif wildcard:
                 if refused is not None:
@@ -681,29 +692,61 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         self,
         context: flight.ServerCallContext,
         request: messages.ReadRequest,
+        pattern: str,
         read: Callable[[Engine, Callable[[], bool]], Iterator[pa.RecordBatch]],
+        shape: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
         stop: Callable[[], bool],
     ) -> Iterator[pa.RecordBatch]:
         """A wildcard read over a cluster whose topics are spread over cells (decision
-        0035): the cells this agent serves read here, each other cell's part asked of the
-        agent serving it (the request naming that cell, with the caller's credentials),
-        the parts interleaved as they come. A request naming a cell is such a part: that
-        cell's topics only, NotOwner when this agent does not serve it."""
+        0035): the cells this agent serves read here, each other cell's part read from
+        the cell's sealed segments in the store, then the rest asked of the agent serving
+        it (decision 0042; the request naming that cell and where each topic goes on,
+        with the caller's credentials), the parts interleaved as they come. A request
+        naming a cell is such a part: that cell's topics only, NotOwner when this agent
+        does not serve it. ``pattern``: the engine's; ``shape``: what makes batches read
+        here the caller's (names, authorization, metering)."""
         assert self.cluster is not None and self._peers is not None
         if request.cell is not None:
             return read(self._served_node(request.cell).engine, stop)
         header = self._forwardable_header(context, "a wildcard read over several cells")
-        peers = self._peers
+        namespace = self._namespace()
         parts: list[Callable[[Callable[[], bool]], Iterator[pa.RecordBatch]]] = []
         for cell in cell_names(self.cluster.cell_count()):
             node = self.cell_node(cell)
             if node is not None:
                 parts.append(functools.partial(read, node.engine))
                 continue
-            url = self.owner_url(cell)
-            ticket = messages.encode_ticket(dataclasses.replace(request, cell=cell))
-            parts.append(functools.partial(peers.read, url, ticket, header))
+            if self.replicas is None or request.starts is not None:
+                self.owner_url(cell)  # Unavailable now while no agent serves the cell
+            parts.append(functools.partial(self._cell_part, cell, request, pattern, shape, header, namespace))
         return merge_streams(parts, stop)
+
+    def _cell_part(
+        self,
+        cell: str,
+        request: messages.ReadRequest,
+        pattern: str,
+        shape: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+        header: str | None,
+        namespace: Namespace,
+        stopped: Callable[[], bool],
+    ) -> Iterator[pa.RecordBatch]:
+        """A wildcard read's part of a cell another agent serves (:meth:`_read_cells`):
+        what the cell's store holds of its topics, then the rest from that agent."""
+        starts: dict[str, tuple[int, str]] = {}
+        if self.replicas is not None and request.starts is None:
+            per_batch = request.max_records if request.max_records is not None else defaults.fetch_records_max
+            per_bytes = request.max_bytes if request.max_bytes is not None else defaults.fetch_bytes_max
+            check_fetch(per_batch, per_bytes, "json")
+            stored = read_stored_topics(
+                self.replicas.of(cell), pattern, request.start, per_batch, per_bytes, starts, stopped
+            )
+            yield from shape(stored)
+            if stopped():
+                return
+        said = {namespace.local(name): start for name, start in starts.items()} or request.starts
+        ticket = messages.encode_ticket(dataclasses.replace(request, cell=cell, starts=said))
+        yield from self.peers.read(self.owner_url(cell), ticket, header, stopped)
 
     @property
     def peers(self) -> Peers:
@@ -1527,9 +1570,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
         if wait > 0:
             time.sleep(wait)
 
-    def _metered_reads(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """A read's batches, each metered and, over a quota, delayed before it is sent."""
-        user, tenant = self._principal(), self._tenant()
+    def _metered_reads(
+        self, batches: Iterator[pa.RecordBatch], user: str, tenant: str | None
+    ) -> Iterator[pa.RecordBatch]:
+        """A read's batches, each metered for ``user`` (of ``tenant``) and, over a quota,
+        delayed before it is sent."""
         for batch in batches:
             self._throttle(user, fetched=batch.nbytes, records_out=batch.num_rows, tenant=tenant)
             yield batch
@@ -1913,6 +1958,11 @@ def _flight_error(error: OdradekError) -> flight.FlightError:
     if isinstance(error, (Unavailable, ClosedError)):
         return flight.FlightUnavailableError(error.message, extra_info=detail)
     return flight.FlightServerError(error.message, extra_info=detail)
+
+
+def _engine_starts(namespace: Namespace, starts: dict[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+    """A read's ``starts`` (ReadRequest) by the engine's names of its topics."""
+    return {namespace.topic(name): start for name, start in starts.items()}
 
 
 def _name(body: dict[str, Any], field: str, what: str = "a topic name") -> str:
