@@ -96,9 +96,12 @@ def test_five_faults_over_three_cells_lose_nothing_acknowledged(tmp_path: Path) 
             assert cycle["details"]["cell"] in CELLS and cycle["target"] in ("a1", "a2", "a3"), cycle
         else:
             assert "cell" not in cycle["details"], cycle
-    # A reader fetched the keyed topics through agents drawn at random (decision 0042):
-    # every record it got is the log's at its offset (no misread among the anomalies).
+    # A reader fetched and read by pattern the keyed topics through agents drawn at
+    # random (decision 0042): every record it got is the log's at its offset, and each
+    # read's records of a topic follow each other (no misread nor torn read).
     reads = report["harness"]["store_reads"]
     assert reads["records_checked"] > 0 and report["anomalies"].get("misread", 0) == 0, reads
+    assert report["anomalies"].get("torn_read", 0) == 0, reads
+    assert sum(reader["wildcard_reads"] for reader in reads["readers"].values()) > 0, reads
     killed = report["cycles_detail"][0]
     assert killed["fault"] == "kill_owner" and killed["details"]["empty"] is True

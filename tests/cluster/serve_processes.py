@@ -37,10 +37,16 @@ class ServeAgent:
         store: S3Server,
         prefix: str,
         extra: list[str] | None = None,
+        *,
+        metrics: bool = False,
     ) -> None:
         self.agent_id = agent_id
         self.directory = directory / agent_id
         (self.port,) = free_ports(1)
+        # With ``metrics``: its metrics endpoint on a port of its own, else none.
+        self.metrics_port = free_ports(1)[0] if metrics else None
+        if self.metrics_port is not None:
+            extra = [*(extra or []), "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.url = f"grpc://127.0.0.1:{self.port}"
         self.log = directory / f"{agent_id}.log"
         self.command = [

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
-from object_servers import S3Server, free_ports, unique_prefix
+from object_servers import S3Server, unique_prefix
 from prometheus_client.parser import text_string_to_metric_families
 from serve_processes import ServeAgent, cluster_name, one_cell_each, running
 from test_serve_agent_auth import add_user_in_etcd, odradek_cli
@@ -43,29 +43,15 @@ AUTH_CELLS = ["--cells", "3", "--auth", "--registry-listen", "off"]
 
 
 class AuthAgent(ServeAgent):
-    """An agent whose status is asked with the admin's credentials, with its metrics
-    endpoint."""
-
-    def __init__(
-        self,
-        directory: Path,
-        agent_id: str,
-        etcd: str,
-        cluster: str,
-        store: S3Server,
-        prefix: str,
-        extra: list[str] | None = None,
-    ) -> None:
-        (self.metrics_port,) = free_ports(1)
-        metrics = ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
-        super().__init__(directory, agent_id, etcd, cluster, store, prefix, [*(extra or []), *metrics])
+    """An agent whose status and metrics are asked with the admin's credentials."""
 
     def status(self) -> dict[str, Any]:
         with odradek.connect(self.url, user="root", password="root-secret") as client:
             return dict(json.loads(client._action("cluster_status", {})))
 
     def records_out(self) -> dict[str, float]:
-        """Records this agent sent to each principal (its metering, by principal)."""
+        """Records this agent sent to each principal (its metering, by principal); the
+        agent is started with ``metrics=True``."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         basic = base64.b64encode(b"root:root-secret").decode()
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {basic}"})
@@ -89,7 +75,9 @@ def cluster(
     assert done.returncode == 0, done.stderr
     add_user_in_etcd(etcd_server.url, name, "bob", "bob-secret", "--tenant", "acme")
     with running(
-        lambda agent_id: AuthAgent(tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, AUTH_CELLS)
+        lambda agent_id: AuthAgent(
+            tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, AUTH_CELLS, metrics=True
+        )
     ) as started:
         yield started, name
 

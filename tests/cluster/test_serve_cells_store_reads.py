@@ -15,20 +15,25 @@ a real etcd and moto's S3 server, the Python client, kill -9; each agent's
 
 from __future__ import annotations
 
+import json
 import signal
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 from agents import wait_for
 from etcd_servers import EtcdServers
 from object_servers import S3Server, unique_prefix
-from serve_processes import ServeAgent, cluster_name, one_cell_each, running
+from serve_processes import RegistryCellAgent, ServeAgent, cluster_name, one_cell_each, running
 
 import odradek
 
 CELLS = ["_cell", "_cell.1"]
 RECORDS = 3000  # 200-byte values in 64 KiB segments: about ten sealed segments
+TYPED = pa.schema([("id", pa.int64()), ("item", pa.string())])
 
 
 @pytest.fixture
@@ -144,6 +149,50 @@ def _answers_from_store(agent: ServeAgent, cell: str) -> bool:
     return _served_from_store(agent, cell) > before
 
 
+def test_a_wildcard_read_at_any_agent_reads_other_cells_history_from_the_store(
+    agents: list[ServeAgent],
+) -> None:
+    """Each agent reads its own cell's topics itself; the other cell's from the store,
+    then the rest from that cell's agent, which goes on where the store's part ended:
+    every record of every matching topic once and in order, through either agent, every
+    time (while checkpoints come, and once they hold most of the history)."""
+    owners = one_cell_each(agents, CELLS)
+    topics = [f"orders.{index}" for index in range(4)]
+    per_topic = RECORDS // 2
+    with odradek.connect(",".join(agent.url for agent in agents)) as client:
+        for topic in [*topics, "other"]:
+            client.create_topic(topic, segment_bytes="64KiB")
+        for start in range(0, per_topic, 100):
+            for topic in [*topics, "other"]:
+                client.append(topic, [{"value": b"%06d" % n + bytes(194)} for n in range(start, start + 100)])
+        client.append("orders.0", [{"value": b"%06d" % per_topic}])  # a tail past the last checkpoint
+    expected = {topic: list(range(per_topic)) for topic in topics}
+    expected["orders.0"].append(per_topic)
+
+    def read_through(agent: ServeAgent, cell: str) -> int:
+        """Records a whole wildcard read at ``agent`` took from ``cell``'s store, after
+        checking it read every record once and in order."""
+        before = _served_from_store(agent, cell)
+        numbers: dict[str, list[int]] = {}
+        with odradek.connect(agent.url) as reader:
+            for batch in reader.read("orders.*", start="earliest", wait=0, max_records=300):
+                for row in batch.select(["topic", "value"]).to_pylist():
+                    numbers.setdefault(row["topic"], []).append(int(row["value"][:6]))
+        assert numbers == expected, {topic: len(values) for topic, values in numbers.items()}
+        return _served_from_store(agent, cell) - before
+
+    for agent in agents:
+        other_cell = next(cell for cell, owner in owners.items() if owner is not agent)
+        # Two of the four topics are in the other cell: once its checkpoints hold them,
+        # most of their records come from the store.
+        wait_for(
+            lambda agent=agent, cell=other_cell: read_through(agent, cell) >= per_topic,
+            "a wildcard read to take the other cell's history from the store",
+        )
+        own_cell = next(cell for cell in CELLS if cell != other_cell)
+        assert _served_from_store(agent, own_cell) == 0
+
+
 def test_a_standby_of_a_one_cell_cluster_reads_the_history_from_the_store(
     tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server
 ) -> None:
@@ -173,3 +222,60 @@ def test_a_standby_of_a_one_cell_cluster_reads_the_history_from_the_store(
             ]
         assert numbers == list(range(RECORDS))
         assert _served_from_store(owner, "_cell") == 0
+
+
+def test_the_http_apis_reads_of_another_cells_history_come_from_the_store(
+    tmp_path: Path, etcd_server: EtcdServers, moto_s3: S3Server
+) -> None:
+    """``GET /v1/topics/{topic}/records?offset=N`` at the HTTP API of an agent that does
+    not serve the topic's cell: a page of the history is answered there from the store,
+    the same page the owner's API gives (schema'd values as JSON too); a page at the
+    tail, or from a time, is forwarded to the owner."""
+    name, prefix = cluster_name("p"), unique_prefix()
+    with running(
+        lambda agent_id: RegistryCellAgent(
+            tmp_path, agent_id, etcd_server.url, name, moto_s3, prefix, cells=2
+        ),
+        2,
+    ) as agents:
+        one_cell_each(agents, CELLS)
+        with odradek.connect(",".join(agent.url for agent in agents)) as client:
+            client.create_topic("typed", segment_bytes="64KiB", schema=TYPED)
+            for start in range(0, RECORDS, 100):
+                client.append(
+                    "typed", [{"value": {"id": n, "item": "x" * 180}} for n in range(start, start + 100)]
+                )
+            owner_url = client._routes.get("typed", client.url)
+        owner = next(agent for agent in agents if agent.url == owner_url)
+        other = next(agent for agent in agents if agent is not owner)
+        cell = next(c for c in CELLS if owner.cells() == [c])
+
+        def page(agent: RegistryCellAgent, query: str) -> dict[str, Any]:
+            url = f"{agent.registry_url}/v1/topics/typed/records?{query}"
+            with urllib.request.urlopen(url, timeout=60) as answer:
+                document: dict[str, Any] = json.loads(answer.read())
+            return document
+
+        def from_store() -> bool:
+            before = _served_from_store(other, cell)
+            page(other, f"offset={RECORDS * 3 // 4}&limit=10")
+            return _served_from_store(other, cell) > before
+
+        wait_for(from_store, "the other agent's HTTP API to answer from the store")
+        before = _served_from_store(other, cell)
+        for offset in (0, 1, 777):
+            assert page(other, f"offset={offset}&limit=300") == page(owner, f"offset={offset}&limit=300")
+        assert _served_from_store(other, cell) - before == 900
+        assert page(other, "offset=5&limit=1")["records"][0]["value"] == {"id": 5, "item": "x" * 180}
+        # Page by page through the other agent: every record, the tail's from the owner.
+        ids: list[int] = []
+        offset = 0
+        while offset < RECORDS:
+            answered = page(other, f"offset={offset}&limit=500")
+            ids.extend(record["value"]["id"] for record in answered["records"])
+            offset = answered["next_offset"]
+        assert ids == list(range(RECORDS))
+        assert _served_from_store(owner, cell) == 0
+        before = _served_from_store(other, cell)
+        assert len(page(other, "start=earliest&limit=10")["records"]) == 10  # not by offset: forwarded
+        assert _served_from_store(other, cell) == before

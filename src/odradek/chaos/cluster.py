@@ -553,7 +553,15 @@ def run(settings: ChaosSettings, workdir: Path, progress: Callable[[str], None] 
         ]
         fetched = Fetched(settings.store_reads.rows_max)
         store_readers = [
-            StoreReader(number, fetched, cluster.urls, connect, group_topics(settings.cells), settings.seed)
+            StoreReader(
+                number,
+                fetched,
+                cluster.urls,
+                connect,
+                group_topics(settings.cells),
+                settings.seed,
+                group_pattern(settings.cells),
+            )
             for number in range(settings.store_reads.readers)
         ]
         prober = Prober(history, cluster.urls, connect)
@@ -873,6 +881,7 @@ def report_text(report: dict[str, Any]) -> str:
         readers = reads["readers"].values()
         lines.append(
             f"store readers: {len(reads['readers'])}, {sum(r['fetches'] for r in readers)} fetches "
+            f"and {sum(r.get('wildcard_reads', 0) for r in readers)} reads by pattern "
             f"through agents drawn at random, {reads['records_checked']} records checked "
             f"({sum(reads['answered_from_store'].values())} answered from the store by agents "
             "not serving the cell, as their status says at the end)"

@@ -174,6 +174,8 @@ def run_agent(settings: Settings) -> int:
         )
         if registry_cells is None:  # the default address was not free: the door is off
             registry_address = None
+        else:  # the HTTP API reads other cells' history from the store too (decision 0042)
+            registry_cells[1].replicas = server.replicas
     if registry_address is not None:
         doors["registry"] = reachable(registry_address)
     if metrics_address is not None:

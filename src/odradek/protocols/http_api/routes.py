@@ -34,7 +34,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from odradek import limits
+from odradek import defaults, limits
+from odradek.engine.replica import CellReplica
 from odradek.engine.snapshots import SNAPSHOT_COLUMN
 from odradek.engine.topic import normalize_key
 from odradek.errors import InvalidRequest, OdradekError, Unavailable
@@ -414,14 +415,7 @@ class HttpApi:
         base64_values = _value_encoding(request)
         json_values = self.engine.get_schema(topic) is not None
         batches = self.engine.fetch(topic, offset, max_records=limit, value_format="json")
-        texts = [
-            records_json(batch, json_values=json_values, base64_values=base64_values)
-            for batch in combined(batches)
-        ]
-        next_offset = int(batches[-1].column("offset")[-1].as_py()) + 1 if batches else offset
-        records = ", ".join(texts)
-        body = f'{{"topic": {json.dumps(topic)}, "records": [{records}], "next_offset": {next_offset}}}\n'
-        return ApiResponse(200, body.encode(), records=sum(batch.num_rows for batch in batches))
+        return _records_page(topic, offset, batches, json_values=json_values, base64_values=base64_values)
 
     def _start(self, topic: str, request: ApiRequest) -> int:
         """The offset a read starts at: ``offset``, else ``time`` (ISO-8601: the first
@@ -676,6 +670,77 @@ def _refuse_unknown(body: Mapping[str, Any], known: set[str], what: str) -> None
     unknown = body.keys() - known
     if unknown:
         raise InvalidRequest(f"unknown field(s) {sorted(unknown)} in {what}; known: {sorted(known)}")
+
+
+def _records_page(
+    topic: str, offset: int, batches: list[pa.RecordBatch], *, json_values: bool, base64_values: bool
+) -> ApiResponse:
+    """A read's answer: ``batches`` of ``topic`` read from ``offset`` (values as JSON
+    text when ``json_values``, a schema'd topic's)."""
+    texts = [
+        records_json(batch, json_values=json_values, base64_values=base64_values)
+        for batch in combined(batches)
+    ]
+    next_offset = int(batches[-1].column("offset")[-1].as_py()) + 1 if batches else offset
+    records = ", ".join(texts)
+    body = f'{{"topic": {json.dumps(topic)}, "records": [{records}], "next_offset": {next_offset}}}\n'
+    return ApiResponse(200, body.encode(), records=sum(batch.num_rows for batch in batches))
+
+
+def read_from_store(
+    request: ApiRequest, replica_of: Callable[[str], CellReplica | None]
+) -> ApiResponse | None:
+    """``GET /v1/topics/{topic}/records?offset=N`` of a topic whose cell another agent
+    serves, answered from the cell's sealed segments in the store (decision 0042) when
+    they hold the offset, as that cell's API would answer it: the principal authorized
+    on the name it says, a tenant's name translated. None for any other request, and
+    whenever the store cannot answer all of it (a refusal included): the caller
+    forwards the request to the agent serving the cell, which answers (or refuses) it.
+    ``replica_of``: the reader of the store of a topic's cell, by the engine's name."""
+    started = time.perf_counter()
+    segments = [urllib.parse.unquote(part) for part in request.path.strip("/").split("/")]
+    if (
+        request.method.upper() != "GET"
+        or len(segments) != 4
+        or segments[:2] != ["v1", "topics"]
+        or segments[3] != "records"
+        or "offset" not in request.query
+    ):
+        return None
+    parameters = {"topic": segments[2]}
+    try:
+        if request.authorizer is not None:  # on the name the principal said
+            authorization.check_route(request.authorizer, request.principal, "_read", parameters)
+        topic = request.namespace.topic(parameters["topic"])
+        offset = _int_query(request, "offset", 0, 0, 2**63 - 1)
+        limit = _int_query(request, "limit", 100, 1, limits.http_read_records_max)
+        base64_values = _value_encoding(request)
+        replica = replica_of(topic)
+        files = replica.topic(topic) if replica is not None else None
+    except (OdradekError, OSError):
+        return None
+    if replica is None or files is None:
+        return None
+    batches = replica.fetch(
+        topic,
+        offset,
+        max_records=limit,
+        max_bytes=defaults.fetch_bytes_max,
+        value_format="json",
+        incarnation=files.incarnation,
+    )
+    if not batches:
+        return None
+    page = _records_page(
+        parameters["topic"],
+        offset,
+        batches,
+        json_values=files.schema is not None,
+        base64_values=base64_values,
+    )
+    elapsed = time.perf_counter() - started
+    observe.request("http", "read", "ok", elapsed, records_out=page.records, bytes_out=len(page.body))
+    return page
 
 
 def _int_query(request: ApiRequest, name: str, default: Any, low: int, high: int) -> Any:

@@ -46,6 +46,7 @@ from odradek.protocols.registry.routes import Registry, Response, topic_of
 
 if TYPE_CHECKING:
     from odradek.console.api import ConsoleApi
+    from odradek.engine.replica import Replicas
     from odradek.protocols.http_api import HttpApi
 
 # The header naming the cell a forwarded request is for.
@@ -154,6 +155,9 @@ class CellRegistries:
         # Set as the listener closes: the tails of every cell this agent merges end.
         self.draining = threading.Event()
         self._cluster_status = cluster_status
+        # The readers of the cells' stores: a read of another cell's topic is answered
+        # from its sealed segments when they hold it (decision 0042); None: forwarded.
+        self.replicas: Replicas | None = None
 
     def serve(self, cell: str, registry: Registry, api: HttpApi | None = None) -> Callable[[], None]:
         """Answer ``cell``'s requests with ``registry`` (and the HTTP API's and the

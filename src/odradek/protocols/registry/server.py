@@ -50,6 +50,7 @@ from odradek.protocols.http_api import ApiRequest, ApiResponse, EventStream, Htt
 from odradek.protocols.http_api import cells as api_cells
 from odradek.protocols.http_api.cells_member import MEMBER_HEADER, MemberOverCells
 from odradek.protocols.http_api.errors import error_body
+from odradek.protocols.http_api.routes import read_from_store
 from odradek.protocols.registry import authorization as registry_authorization
 from odradek.protocols.registry import tenancy as registry_tenancy
 from odradek.protocols.registry.cells import CELL_HEADER, CellRegistries, merge, route
@@ -115,6 +116,10 @@ class _RegistryHTTPServer(BoundedHTTPServer):
 TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
 # What a request forwarded to another cell's agent takes along (decision 0034).
 _FORWARDED_HEADERS = ("Authorization", "Content-Type", "Accept", "Last-Event-ID", *TRACE_HEADERS)
+
+
+class _Declined(Exception):
+    """The store cannot answer a read here (RegistryHandler._store_answer): forward it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,6 +375,10 @@ class _RegistryHandler(BoundedRequestHandler):
         except _ListingRefused as refused:  # a cell's group listing could not be had
             return refused.answer
         if where.kind != api_cells.MERGE:
+            if where.topic is not None and cells.replicas is not None and cells.local_api(targets[0]) is None:
+                from_store = self._store_answer(targets[0], path, query, body)
+                if from_store is not None:
+                    return from_store
             return self._cell_api_answer(targets[0], self.command, path, query, body, streams=True)
         documents = []
         for cell in targets:
@@ -388,6 +397,28 @@ class _RegistryHandler(BoundedRequestHandler):
         except ValueError as exc:
             return ApiResponse(502, error_body("error", str(exc)))
         return ApiResponse.of(merged)
+
+    def _store_answer(self, cell: str, path: str, query: dict[str, str], body: bytes) -> ApiResponse | None:
+        """A read of a topic of ``cell``, which another agent serves, answered here from
+        the cell's sealed segments in the store (decision 0042, http_api/routes.py
+        ``read_from_store``), under the principal's quotas and metered here; None when
+        the store cannot answer it: it is forwarded."""
+        cells = self.server.cells
+        assert cells is not None and cells.replicas is not None
+        replica = cells.replicas.of(cell)
+
+        def handle(request: ApiRequest) -> ApiResponse:
+            answer = read_from_store(request, lambda topic: replica)
+            if answer is None:
+                raise _Declined
+            return answer
+
+        try:
+            answer = self._metered_answer(handle, path, query, body)
+        except _Declined:
+            return None
+        assert isinstance(answer, ApiResponse)
+        return answer
 
     def _group_of_cells(
         self, holding: dict[str, int], path: str, query: dict[str, str], body: bytes
