@@ -221,6 +221,13 @@ def test_a_standby_of_a_one_cell_cluster_reads_the_history_from_the_store(
                 for value in batch.column("value").to_pylist()
             ]
         assert numbers == list(range(RECORDS))
+        # A wildcard read there: the store's part, then the owner's from where it ended.
+        before = _served_from_store(standby, "_cell")
+        with odradek.connect(standby.url) as client:
+            rows = [row for batch in client.read(">", start="earliest", wait=0) for row in batch.to_pylist()]
+        assert {row["topic"] for row in rows} == {"history"}
+        assert [int(row["value"][:6]) for row in rows] == list(range(RECORDS))
+        assert _served_from_store(standby, "_cell") - before >= RECORDS // 2
         assert _served_from_store(owner, "_cell") == 0
 
 

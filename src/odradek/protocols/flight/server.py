@@ -573,9 +573,11 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                 batches_iterator = self._read_cells(context, request, pattern, read, shape, stop)
                 schema = WILDCARD_SCHEMA
             elif wildcard:
-                if refused is not None:
-                    raise refused
-                batches_iterator, schema = read(self.engine), WILDCARD_SCHEMA
+                if refused is not None:  # a one-cell cluster's standby: the store, then the owner
+                    batches_iterator = self._standby_wildcard(context, request, pattern, shape, refused, stop)
+                else:
+                    batches_iterator = read(self.engine)
+                schema = WILDCARD_SCHEMA
             else:
                 try:
                     if refused is not None:
@@ -588,6 +590,28 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]
                         raise
                     schema, batches_iterator = answered
             return flight.GeneratorStream(schema, self._stream(batches_iterator, schema, namespace, guard))
+
+    def _standby_wildcard(
+        self,
+        context: flight.ServerCallContext,
+        request: messages.ReadRequest,
+        pattern: str,
+        shape: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+        refused: NotOwner,
+        stop: Callable[[], bool],
+    ) -> Iterator[pa.RecordBatch]:
+        """A wildcard read at a one-cell cluster's standby (decision 0042): the cell's
+        matching topics from the store, then the rest asked of the owner, as another
+        cell's part of a wildcard read is (:meth:`_cell_part`); ``refused`` when this
+        agent cannot read for the caller (a continued read, no store, a principal
+        authenticated by its certificate): the client goes to the owner."""
+        if self.replicas is None or request.starts is not None:
+            raise refused
+        try:
+            header = self._forwardable_header(context, "a wildcard read at a standby")
+        except InvalidRequest:
+            raise refused from None
+        return self._cell_part(HOME_CELL, request, pattern, shape, header, self._namespace(), stop)
 
     def _read_from_store(
         self,
