@@ -146,6 +146,12 @@ def test_the_cluster_row_measures_every_figure(tmp_path: Path, monkeypatch: pyte
     share = re.search(r"answered from the store: ([0-9.,]+) %", store_read["note"])
     assert share is not None and float(share.group(1).replace(",", "")) > 50, store_read["note"]
     assert "answered from the store: 0 %" in owner_read["note"], owner_read["note"]
+    # And by pattern: one stream, the store's part at the other agent, then the owner's.
+    owner_read, store_read = figures["cluster_reads_pattern_owner"], figures["cluster_reads_pattern_store"]
+    assert owner_read["value"] > 0 and store_read["value"] > 0
+    share = re.search(r"answered from the store: ([0-9.,]+) %", store_read["note"])
+    assert share is not None and float(share.group(1).replace(",", "")) > 50, store_read["note"]
+    assert "answered from the store: 0 %" in owner_read["note"], owner_read["note"]
 
     assert "## Cluster mode" in markdown
     assert "Target (DESIGN §5): failover" in markdown

@@ -41,8 +41,10 @@ common ones are skipped on it, and these are skipped on every other row):
   each count's runs are spread over the same stretch of time.
 * ``cluster_reads``: a topic's whole history fetched from offset 0 by one client
   given its owner, then by one given another agent only, which answers the sealed
-  segments from the store and leaves the owner's tail to the owner (decision 0042):
-  records/s, every process's CPU, and the share answered from the store.
+  segments from the store and leaves the owner's tail to the owner (decision 0042);
+  then the same two with one read by pattern from earliest, which the other agent
+  streams from the store and goes on with at the owner: records/s, every process's
+  CPU, and the share answered from the store.
 
 Two cores run all of it: etcd, the S3 server, three agents and the bench's clients share them,
 so every figure includes that contention (the notes and BENCHMARKS.md say so).
@@ -168,6 +170,20 @@ METRICS = (
         "cluster_reads_store",
         "cluster_reads",
         "Catch-up read at another agent (sealed segments from the store)",
+        "records/s",
+        True,
+    ),
+    _metric(
+        "cluster_reads_pattern_owner",
+        "cluster_reads",
+        "Catch-up read by pattern at the owner",
+        "records/s",
+        True,
+    ),
+    _metric(
+        "cluster_reads_pattern_store",
+        "cluster_reads",
+        "Catch-up read by pattern at another agent (sealed segments from the store)",
         "records/s",
         True,
     ),
@@ -706,6 +722,7 @@ def _ingest_once(
 reads_segments = 16  # the topic rolls about this many segments: most of it sealed, in the store
 reads_fetch_records = 10_000  # records per fetch
 reads_ready_seconds = 60.0  # for the owner's checkpoint to reach the store
+reads_pattern = "bench.cluster-reads.*"  # the reads by pattern: the one topic of the workload
 
 
 def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[Figure]:
@@ -715,7 +732,7 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
     owner = cluster.owner()
     other = next(agent for agent in cluster.running() if agent is not owner)
     data = datasets.keyed(profile.ingest_records, profile.distinct_keys, profile.small_value_bytes, seed=9)
-    topic = "bench.cluster-reads"
+    topic = "bench.cluster-reads.history"
     segment_kib = max(64, profile.ingest_records * (profile.small_value_bytes + 48) // reads_segments // 1024)
     with odradek.connect(cluster.url, timeout=call_timeout_seconds) as admin:
         admin.create_topic(topic, exist_ok=True, segment_bytes=f"{segment_kib}KiB")
@@ -724,19 +741,25 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
     try:
         _wait_for_the_store(other, topic, end // 2)
         figures = []
-        for metric, agent in (("cluster_reads_owner", owner), ("cluster_reads_store", other)):
+        for metric, agent, read in (
+            ("cluster_reads_owner", owner, _read_all),
+            ("cluster_reads_store", other, _read_all),
+            ("cluster_reads_pattern_owner", owner, _read_pattern),
+            ("cluster_reads_pattern_store", other, _read_pattern),
+        ):
             rates: list[float] = []
             used: list[dict[str, float]] = []
             from_store: list[float] = []
+            how = "by pattern " if read is _read_pattern else ""
             for run in range(1, profile.runs + 1):
                 answered = other.answered_from_store() or 0
                 before = cluster.cpu()
-                seconds = _read_all(agent.url, topic, end)
+                seconds = read(agent.url, topic, end)
                 used.append(cpu_used(before, cluster.cpu(), seconds))
                 from_store.append(((other.answered_from_store() or 0) - answered) / end)
                 rates.append(end / seconds)
                 progress(
-                    f"{SYSTEM} cluster_reads through the {'owner' if agent is owner else 'other agent'} "
+                    f"{SYSTEM} cluster_reads {how}through the {'owner' if agent is owner else 'other agent'} "
                     f"run {run}/{profile.runs}: {format_value(rates[-1])} records/s"
                 )
             roles = {
@@ -747,12 +770,22 @@ def reads(cluster: BenchCluster, profile: Profile, progress: Progress) -> list[F
                 "given the owner"
                 if agent is owner
                 else "given another agent only, which answers the sealed segments from the store and "
-                "leaves the owner's tail to the owner (its first run read the store, the others its cache "
-                "of it)"
+                "leaves the owner's tail to the owner ("
+                + (
+                    "from its cache of the store, which the fetches before filled)"
+                    if read is _read_pattern
+                    else "its first run read the store, the others its cache of it)"
+                )
+            )
+            what = (
+                f"read by the pattern {reads_pattern} from earliest (one stream, up to "
+                f"{reads_fetch_records:,} records a batch)"
+                if read is _read_pattern
+                else f"fetched from offset 0 to the end {reads_fetch_records:,} at a time"
             )
             note = (
                 f"{end:,} keyed records of {profile.small_value_bytes} B in segments of {segment_kib} KiB, "
-                f"fetched from offset 0 to the end {reads_fetch_records:,} at a time by one client {where}; "
+                f"{what} by one client {where}; "
                 f"answered from the store: {format_value(100 * timing.median(from_store))} %; first run "
                 f"{format_value(rates[0])} records/s; {describe_cpu(used, roles)}"
             )
@@ -797,6 +830,24 @@ def _read_all(url: str, topic: str, end: int) -> float:
             offset += got
         elapsed = timing.now() - started
     check_count("reads", offset, end)
+    return elapsed
+
+
+def _read_pattern(url: str, topic: str, end: int) -> float:
+    """Seconds to read ``reads_pattern`` (``topic`` only) from earliest to ``end``
+    through the agent at ``url``: one stream, the store's part then the owner's at
+    another agent (decision 0042)."""
+    with odradek.connect(url, timeout=call_timeout_seconds) as client:
+        started = timing.now()
+        offset = 0
+        for batch in client.read(reads_pattern, start="earliest", wait=0, max_records=reads_fetch_records):
+            if batch.num_rows and batch.column("topic")[0].as_py() != topic:
+                raise RuntimeError(f"a read of {reads_pattern} returned records of another topic")
+            offset += batch.num_rows
+            if offset >= end:
+                break
+        elapsed = timing.now() - started
+    check_count("reads by pattern", offset, end)
     return elapsed
 
 
